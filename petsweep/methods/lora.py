@@ -1,0 +1,36 @@
+"""LoRA through peft: low-rank updates W + (alpha/r) B A on the backbone's mapped modules."""
+
+from dataclasses import dataclass, field
+
+from peft import LoraConfig, inject_adapter_in_model
+
+from petsweep.methods.base import METHODS, MethodConfig, PETMethod
+
+
+@dataclass
+class LoRAConfig(MethodConfig):
+    """Attributes:
+        r: rank of the update.
+        alpha: scale numerator (update scaled by alpha / r).
+        dropout: dropout on the LoRA input.
+        targets: canonical module names, mapped to real modules by the backbone YAML (`modules`).
+    """
+
+    lr: float = 2e-3
+    r: int = 8
+    alpha: float = 16
+    dropout: float = 0.0
+    targets: list = field(default_factory=lambda: ["q", "v"])
+
+
+@METHODS.register("lora")
+class LoRAMethod(PETMethod):
+    Config = LoRAConfig
+
+    def apply(self, model, backbone):
+        c = self.config
+        config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
+                            target_modules=backbone.module_regex(list(c.targets), "method.targets"))
+        # inject_adapter_in_model keeps the model's own class (generate, base_model, ...) and leaves only
+        # the LoRA weights trainable.
+        return inject_adapter_in_model(config, model)

@@ -1,0 +1,54 @@
+"""Where a result came from: code version, packages, machine, seeds and times."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import platform
+import socket
+import subprocess
+import sys
+import time
+
+from petsweep import CONF_DIR
+
+PACKAGES = ("petsweep", "torch", "transformers", "peft", "datasets", "hydra-core", "omegaconf", "numpy",
+            "safetensors", "tokenizers", "accelerate", "wandb", "deepspeed")
+
+
+def _git(*args: str) -> str | None:
+    try:
+        out = subprocess.run(["git", "-C", str(CONF_DIR.parent), *args], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return out.stdout.strip() if out.returncode == 0 else None
+
+
+def package_versions() -> dict[str, str | None]:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
+def collect(seed: int) -> dict:
+    """Provenance at the start of a run; `end` is filled in when it finishes."""
+    import torch
+
+    status = _git("status", "--porcelain")
+    return {
+        "git_commit": _git("rev-parse", "HEAD"),
+        "git_dirty": bool(status) if status is not None else None,
+        "packages": package_versions(),
+        "python": sys.version.split()[0],
+        "platform": platform.platform(),
+        "host": socket.gethostname(),
+        "device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+        "torch_threads": torch.get_num_threads(),
+        "seed": seed,
+        "argv": sys.argv,
+        "start": time.time(),
+        "end": None,
+    }

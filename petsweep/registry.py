@@ -1,0 +1,54 @@
+"""A tiny name -> class registry, filled by decorators when a package's modules are imported."""
+
+from __future__ import annotations
+
+import importlib
+import pkgutil
+from typing import Callable, Generic, TypeVar
+
+from petsweep.errors import ConfigError
+
+T = TypeVar("T")
+
+
+class Registry(Generic[T]):
+    """Maps registry keys (equal to YAML file stems) to classes.
+
+    Args:
+        kind: what the registry holds, used in error messages ("method", "task source").
+        package: dotted package whose modules register themselves on import; imported lazily so
+            that adding a module is all it takes to add an entry.
+    """
+
+    def __init__(self, kind: str, package: str):
+        self.kind, self.package = kind, package
+        self._entries: dict[str, T] = {}
+        self._loaded = False
+
+    def register(self, name: str) -> Callable[[T], T]:
+        def decorate(obj: T) -> T:
+            if name in self._entries and self._entries[name] is not obj:
+                raise RuntimeError(f"{self.kind} {name!r} registered twice")
+            self._entries[name] = obj
+            return obj
+
+        return decorate
+
+    def _load(self) -> None:
+        if self._loaded:
+            return
+        pkg = importlib.import_module(self.package)
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if not info.name.startswith("_"):
+                importlib.import_module(f"{self.package}.{info.name}")
+        self._loaded = True
+
+    def names(self) -> list[str]:
+        self._load()
+        return sorted(self._entries)
+
+    def get(self, name: str, key: str | None = None) -> T:
+        self._load()
+        if name not in self._entries:
+            raise ConfigError(key or self.kind, name, f"unknown {self.kind}; choose one of: {', '.join(self.names())}")
+        return self._entries[name]

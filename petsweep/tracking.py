@@ -1,0 +1,66 @@
+"""Metric logging: metrics.jsonl in the run dir always; W&B as an optional mirror that never fails a run."""
+
+from __future__ import annotations
+
+import json
+import logging
+import warnings
+
+from petsweep.status import RunDir, write_atomic
+
+log = logging.getLogger("petsweep")
+
+
+class Tracker:
+    """Writes one JSON line per evaluation and mirrors it to W&B when `wandb_cfg` is given.
+
+    Args:
+        run: the run directory (metrics.jsonl lives there).
+        wandb_cfg: the `logger.wandb` node (project, entity, mode, tags) or None.
+        run_id, group, name, config: W&B identity: id = run hash (a resumed run continues the same
+            W&B run), group = sweep name.
+    """
+
+    def __init__(self, run: RunDir, wandb_cfg: dict | None, run_id: str, group: str, name: str, config: dict):
+        self.run, self._wandb = run, None
+        if wandb_cfg:
+            self._wandb = self._start_wandb(wandb_cfg, run_id, group, name, config)
+
+    def _start_wandb(self, cfg: dict, run_id: str, group: str, name: str, config: dict):
+        try:
+            import wandb
+
+            return wandb.init(project=cfg.get("project"), entity=cfg.get("entity"), mode=cfg.get("mode", "offline"),
+                              tags=list(cfg.get("tags") or []), id=run_id, resume="allow", group=group, name=name,
+                              config=config, dir=str(self.run.path), reinit="finish_previous")
+        except Exception as err:  # a mirror must never take the run down with it
+            warnings.warn(f"W&B mirror disabled: {type(err).__name__}: {err}", stacklevel=2)
+            return None
+
+    def _mirror(self, action: str, fn) -> None:
+        if self._wandb is None:
+            return
+        try:
+            fn(self._wandb)
+        except Exception as err:
+            warnings.warn(f"W&B {action} failed, mirror disabled: {err}", stacklevel=3)
+            self._wandb = None
+
+    def log(self, row: dict) -> None:
+        self.run.append_metrics(row)
+        self._mirror("log", lambda w: w.log({k: v for k, v in row.items() if k != "step"}, step=row["step"]))
+
+    def truncate_after(self, step: int) -> None:
+        """Drop rows logged after `step` (written by an interrupted attempt after its last checkpoint)."""
+        if not self.run.metrics_file.exists():
+            return
+        rows = [json.loads(line) for line in self.run.metrics_file.read_text().splitlines() if line.strip()]
+        kept = "".join(json.dumps(r, sort_keys=True) + "\n" for r in rows if r["step"] <= step)
+        write_atomic(self.run.metrics_file, kept)
+
+    def finish(self, summary: dict, exit_code: int = 0) -> None:
+        def close(w):
+            w.summary.update(summary)
+            w.finish(exit_code=exit_code)
+
+        self._mirror("finish", close)

@@ -1,0 +1,197 @@
+"""The training loop, read top to bottom: optimizer, schedule, seeded batches, eval, checkpoints, resume.
+
+Determinism: batch order is a pure function of (seed, step), and a checkpoint holds everything that
+changes while training (weights, optimizer, scheduler, RNG, counters), so a run resumed from any
+checkpoint ends exactly where the uninterrupted run does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import resource
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from torch import nn
+
+from petsweep import checkpoint
+from petsweep.config import RunSpec, TrainerConfig
+from petsweep.objectives import Objective
+from petsweep.status import RunDir
+from petsweep.tasks import TaskData
+from petsweep.tasks.metrics import compute_metrics
+from petsweep.tracking import Tracker
+
+log = logging.getLogger("petsweep")
+
+
+@dataclass
+class Progress:
+    """What changes while training, beside the weights: saved with every checkpoint."""
+
+    step: int = 0
+    best_score: float | None = None
+    best_step: int | None = None
+    tokens: int = 0
+    train_time_s: float = 0.0
+    loss_sum: float = 0.0
+    loss_count: int = 0
+    history: list = field(default_factory=list)
+
+
+def pick_device(trainer: TrainerConfig) -> torch.device:
+    if trainer.device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(trainer.device)
+
+
+def use_bf16(trainer: TrainerConfig, device: torch.device) -> bool:
+    if trainer.precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    return trainer.precision == "bf16"
+
+
+def build_optimizer(model: nn.Module, spec: RunSpec, head_names: set[str]) -> torch.optim.AdamW:
+    """AdamW with the method's groups (methods may have several learning rates) plus the head's group.
+
+    Weight decay applies to matrices only, never to biases and norm gains.
+    """
+    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    groups = spec.method.param_groups([p for n, p in trainable if n not in head_names])
+    head = [p for n, p in trainable if n in head_names]
+    if head:
+        groups.append({"params": head, "lr": spec.trainer.head_lr or spec.method.config.lr})
+    split = []
+    for group in groups:
+        for decay in (True, False):
+            params = [p for p in group["params"] if (p.ndim >= 2) == decay]
+            if params:
+                split.append({**group, "params": params, "weight_decay": spec.trainer.weight_decay if decay else 0.0})
+    return torch.optim.AdamW(split)
+
+
+def build_scheduler(optimizer, trainer: TrainerConfig) -> torch.optim.lr_scheduler.LambdaLR:
+    warmup = int(trainer.warmup_ratio * trainer.max_steps)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / (warmup + 1)
+        progress = (step - warmup) / max(1, trainer.max_steps - warmup)
+        if trainer.schedule == "linear":
+            return max(0.0, 1.0 - progress)
+        if trainer.schedule == "cosine":
+            return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
+        return 1.0
+
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def batch_indices(n: int, batch_size: int, seed: int, index: int) -> list[int]:
+    """Example indices of micro-batch `index`: a seeded permutation per epoch, incomplete batches dropped."""
+    per_epoch = max(1, n // batch_size)
+    epoch, offset = divmod(index, per_epoch)
+    order = np.random.default_rng([seed, 3, epoch]).permutation(n)
+    return order[offset * batch_size:(offset + 1) * batch_size].tolist()
+
+
+def evaluate(model, objective: Objective, encoded: list[dict], examples: list[dict], spec: RunSpec, device, bf16: bool):
+    model.eval()
+    with _autocast(device, bf16):
+        predictions = objective.predict(model, encoded, spec.trainer.eval_batch_size, device)
+    model.train()
+    return compute_metrics(spec.task, predictions, examples)
+
+
+def _autocast(device: torch.device, bf16: bool):
+    return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
+
+
+def _peak_memory_mb(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, data: TaskData,
+          head_names: set[str], tracker: Tracker) -> dict:
+    """Train, select the best dev checkpoint, score test and the train subset; returns the summary."""
+    trainer, metric = spec.trainer, spec.task.metric
+    device = pick_device(trainer)
+    bf16 = use_bf16(trainer, device)
+    model.to(device).train()
+    train_set = objective.encode(data.train)
+    dev_set, test_set = objective.encode(data.dev), objective.encode(data.test)
+    optimizer = build_optimizer(model, spec, head_names)
+    scheduler = build_scheduler(optimizer, trainer)
+    progress, best = Progress(), None
+
+    resume_from = checkpoint.latest(run.checkpoints)
+    if resume_from is not None:
+        meta, best = checkpoint.restore(resume_from, model, optimizer, scheduler)
+        progress = Progress(**{k: meta[k] for k in Progress.__dataclass_fields__})
+        tracker.truncate_after(progress.step)
+        log.info("resumed from %s (step %d)", resume_from.name, progress.step)
+
+    while progress.step < trainer.max_steps:
+        started = time.perf_counter()
+        for micro in range(trainer.grad_accum):
+            index = progress.step * trainer.grad_accum + micro
+            batch = objective.train_batch([train_set[i] for i in batch_indices(len(train_set), trainer.batch_size,
+                                                                                 spec.seed, index)])
+            progress.tokens += int(batch["attention_mask"].sum())
+            batch = {k: v.to(device) for k, v in batch.items()}
+            with _autocast(device, bf16):
+                loss = objective.loss(model, batch) / trainer.grad_accum
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss is {loss.item()} at step {progress.step + 1}")
+            loss.backward()
+            progress.loss_sum += loss.item()
+        if trainer.max_grad_norm:
+            nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], trainer.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        progress.step += 1
+        progress.loss_count += 1
+        progress.train_time_s += time.perf_counter() - started
+
+        if progress.step % trainer.eval_every == 0 or progress.step == trainer.max_steps:
+            row = {"step": progress.step, "train_loss": progress.loss_sum / progress.loss_count,
+                   "lr": scheduler.get_last_lr()[0]}
+            progress.loss_sum, progress.loss_count = 0.0, 0
+            if dev_set:
+                scores = evaluate(model, objective, dev_set, data.dev, spec, device, bf16)
+                row.update({f"dev_{k}": v for k, v in scores.items()})
+                if progress.best_score is None or scores[metric] > progress.best_score:
+                    progress.best_score, progress.best_step = scores[metric], progress.step
+                    best = checkpoint.trainable_state(model)
+            progress.history.append(row)
+            tracker.log(row)
+            log.info("step %d  %s", progress.step, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
+        if progress.step % trainer.save_every == 0 and progress.step < trainer.max_steps:
+            checkpoint.save(run.checkpoints, progress.step, model, optimizer, scheduler, best, vars(progress))
+
+    if best is not None:
+        checkpoint.load_trainable(model, best)
+    test_scores = evaluate(model, objective, test_set, data.test, spec, device, bf16)
+    train_scores = evaluate(model, objective, objective.encode(data.train_eval), data.train_eval, spec, device, bf16)
+    return {
+        "score": test_scores[metric],
+        "metrics": test_scores,
+        "train_subset_metrics": train_scores,
+        "train_subset_score": train_scores[metric],
+        "best_step": progress.best_step or progress.step,
+        "best_dev_score": progress.best_score,
+        "steps": progress.step,
+        "train_time_s": progress.train_time_s,
+        "tokens": progress.tokens,
+        "tokens_per_s": progress.tokens / progress.train_time_s if progress.train_time_s else None,
+        "peak_memory_mb": _peak_memory_mb(device),
+        "device": str(device),
+        "precision": "bf16" if bf16 else "fp32",
+        "best_weights": best,
+    }

@@ -1,0 +1,27 @@
+"""petsweep entry point.
+
+    python run.py                                   # the default run: MiniLM-L6 + LoRA on BBC News
+    python run.py backbone=bert-base method=bitfit task=rte seed=1
+    python run.py --cfg job                         # print the composed config
+"""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from petsweep.cli import exit_on_user_error, preflight
+
+
+@hydra.main(config_path="conf", config_name="config", version_base=None)
+def main(cfg: DictConfig) -> None:
+    from petsweep.app import run
+
+    with exit_on_user_error():
+        run(cfg)
+
+
+if __name__ == "__main__":
+    with exit_on_user_error():
+        preflight(sys.argv[1:])
+    main()
