@@ -10,6 +10,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
+import petsweep.config  # noqa: F401  (registers the base config nodes with Hydra)
 from petsweep.cli import exit_on_user_error, preflight
 
 

@@ -97,6 +97,11 @@ def head_kwargs(spec: BackboneSpec, num_labels: int | None) -> dict:
     return {"num_labels": num_labels or 1}
 
 
+def _head_loading_kwargs(spec: BackboneSpec) -> dict:
+    # A checkpoint may carry another task's head (other label count): replace it rather than fail.
+    return {"ignore_mismatched_sizes": True} if spec.family == "encoder" else {}
+
+
 def build_on_meta(spec: BackboneSpec, num_labels: int | None = None) -> nn.Module:
     """The backbone built from its YAML dimensions on the meta device: no weights, no network, instant."""
     from transformers import AutoConfig
@@ -175,7 +180,8 @@ def load_pretrained(spec: BackboneSpec, num_labels: int | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
         model = _auto_class(spec.family).from_pretrained(
-            location, dtype=_torch_dtype(spec), **_layer_override(spec), **head_kwargs(spec, num_labels), **kwargs
+            location, dtype=_torch_dtype(spec), **_layer_override(spec), **head_kwargs(spec, num_labels),
+            **_head_loading_kwargs(spec), **kwargs
         )
     except OSError as err:
         raise PetsweepError(

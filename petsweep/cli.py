@@ -27,7 +27,9 @@ def exit_on_user_error():
 
 
 def _overrides(argv: list[str]) -> list[str]:
-    return [a for a in argv if "=" in a and not a.startswith("-") and not a.startswith(("hydra.", "hydra/"))]
+    # Hydra settings are for Hydra, except the search path, which can add config options (your own backbones)
+    return [a for a in argv if "=" in a and not a.startswith("-")
+            and (not a.startswith(("hydra.", "hydra/")) or a.startswith("hydra.searchpath"))]
 
 
 def preflight(argv: list[str]) -> None:

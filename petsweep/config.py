@@ -105,6 +105,31 @@ def resolve_run(cfg: DictConfig) -> RunSpec:
     )
 
 
+def _register_base_nodes() -> None:
+    """Put every key of the backbone, task and trainer dataclasses (with defaults) in Hydra's ConfigStore.
+
+    conf/config.yaml lists `base/<group>@<group>` before the group's option, so an option YAML states only
+    what differs from the defaults, yet every key can be overridden from the command line and a typo in a
+    key name is still an error. The dataclasses stay the one source of truth for keys and defaults.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    for group, cls in (("backbone", BackboneSpec), ("task", TaskSpec), ("trainer", TrainerConfig)):
+        defaults = {}
+        for f in dataclasses.fields(cls):
+            if f.default is not dataclasses.MISSING:
+                defaults[f.name] = f.default
+            elif f.default_factory is not dataclasses.MISSING:
+                defaults[f.name] = f.default_factory()
+            else:
+                defaults[f.name] = "???"
+        store.store(group="base", name=group, node=OmegaConf.create(defaults))
+
+
+_register_base_nodes()
+
+
 def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     """Compose conf/ with overrides, as `run.py` would; composition errors become one ConfigError line."""
     from hydra import compose as hydra_compose

@@ -89,7 +89,7 @@ class TextToTextObjective(Objective):
         out = []
         for source, e in zip(ids, examples):
             target = self.candidates[e["label"]] if self.task.kind == "classification" else self._target_ids(e["target"])
-            out.append({"source": self._fit_source(source, len(target)), "target": target, **e})
+            out.append({**e, "source": self._fit_source(source, len(target)), "target": target})
         return out
 
     def _fit_source(self, source: list[int], target_len: int) -> list[int]:

@@ -82,8 +82,13 @@ def _assign_splits(spec: TaskSpec, raw: dict[str, list[dict]]) -> dict[str, list
 
 
 def _k_shot(rows: list[dict], spec: TaskSpec, seed: int) -> list[dict]:
-    """k rows per class, drawn with the run seed, in a seeded order (class-balanced few-shot)."""
+    """k rows per class, drawn with the run seed, in a seeded order (class-balanced few-shot).
+
+    Tasks without classes (regression, generation) keep k rows in all.
+    """
     rng = np.random.default_rng([seed, 2])
+    if spec.kind != "classification":
+        return [rows[i] for i in rng.permutation(len(rows))[: spec.k_shot]]
     labels = [_label_id(spec, r, "train", i) for i, r in enumerate(rows)]
     chosen = []
     for cls in sorted(set(labels)):

