@@ -96,3 +96,7 @@ def main(argv: list[str] | None = None) -> None:
         if args.command == "count":
             row = count(args.overrides)
             print(json.dumps(row)) if args.json else _print_count_table(row)
+
+
+if __name__ == "__main__":
+    main()

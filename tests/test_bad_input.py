@@ -1,0 +1,78 @@
+"""Bad input: one line naming key, value and the valid choices; non-zero exit; nothing recorded as done;
+no other run touched."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+
+import pytest
+
+from conftest import run_cli
+from petsweep.app import run
+from petsweep.config import compose
+
+
+def _snapshot(root) -> dict[str, str]:
+    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def bad_data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("data")
+    good = [json.dumps({"inputs": f"text {i}", "outputs": ["no", "yes"][i % 2]}) for i in range(30)]
+    (root / "malformed.jsonl").write_text("\n".join(good[:2] + ['{"inputs": "broken", "outputs": '] + good) + "\n")
+    (root / "unknown_label.jsonl").write_text("\n".join(good[:4] + ['{"inputs": "x", "outputs": "maybe"}']) + "\n")
+    (root / "good.jsonl").write_text("\n".join(good) + "\n")
+    return root
+
+
+CASES = {  # name: (overrides, env, words the one line must contain)
+    "unknown backbone": (["backbone=bert-huge"], {}, ["backbone", "bert-huge", "bert-base", "minilm-l6"]),
+    "unknown method": (["method=loar"], {}, ["method", "loar", "bitfit", "full", "lora"]),
+    "unknown task": (["task=sst3"], {}, ["task", "sst3", "sst2", "bbc_news"]),
+    "unknown method in a sweep axis": (["-m", "method=lora,loar"], {}, ["method", "loar", "lora"]),
+    "unknown key": (["trainer.max_stepz=5"], {}, ["trainer.max_stepz", "max_steps"]),
+    "unknown method key": (["method=bitfit", "method.r=4"], {}, ["method.r", "4", "lr", "train_head"]),
+    "non-positive max_steps": (["trainer.max_steps=0"], {}, ["trainer.max_steps", "0", "positive"]),
+    "unknown template": (["task.template=fancy"], {}, ["task.template", "fancy", "plain", "manual"]),
+    "generation task on an encoder": (["task=samsum"], {}, ["task", "samsum", "encoder"]),
+    "malformed data line": (["task=local", "task.files.train={d}/malformed.jsonl", "task.files.test={d}/good.jsonl"],
+                            {}, ["malformed.jsonl:3", "malformed JSON"]),
+    "label outside the verbalizer": (["task=local", "task.files.train={d}/good.jsonl",
+                                      "task.files.test={d}/unknown_label.jsonl", "task.label_words=[no,yes]"],
+                                     {}, ["'maybe'", "['no', 'yes']", "task.label_words"]),
+    "backbone not available offline": (["backbone=bert-base"], {"HF_HUB_OFFLINE": "1"},
+                                       ["bert-base", "offline", "backbone.path"]),
+}
+
+
+@pytest.fixture(scope="module")
+def finished_run(tmp_path_factory, tiny_conf):
+    """A COMPLETED run in the runs root every bad command also writes to: it must stay untouched."""
+    root = tmp_path_factory.mktemp("runs")
+    run(compose([f"hydra.searchpath=[file://{tiny_conf}]", "backbone=tiny-bert", f"paths.runs_root={root}",
+                 "task.k_shot=4", "task.dev_size=8", "task.test_size=8", "trainer.max_steps=2"]))
+    return root
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_is_one_clear_line(case, bad_data, finished_run):
+    overrides, env, words = CASES[case]
+    before = _snapshot(finished_run)
+    args = [o.replace("{d}", str(bad_data)) for o in overrides]
+    out = run_cli("run.py", f"paths.runs_root={finished_run}", "trainer.max_steps=2", *args, env=env)
+    assert out.returncode == 2, out.stderr[-3000:]
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    for word in words:
+        assert word in errors[0], (word, errors[0])
+    after = _snapshot(finished_run)
+    assert {k: v for k, v in after.items() if k in before} == before  # nothing of the finished run changed
+    completed = [p for p in finished_run.rglob("status.json") if json.loads(p.read_text())["state"] == "COMPLETED"]
+    assert len(completed) == 1
+
+
+def test_count_command_reports_bad_input_in_one_line():
+    out = run_cli("-m", "petsweep.cli", "count", "method=loar")
+    assert out.returncode == 2 and out.stderr.strip().startswith("error: method='loar'")

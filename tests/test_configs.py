@@ -1,0 +1,62 @@
+"""Every shipped YAML composes and validates; methods are found by themselves; identity ignores locations."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+
+from petsweep import CONF_DIR
+from petsweep.config import compose, resolve_run
+from petsweep.identity import run_dir, run_hash
+from petsweep.methods import METHODS
+from petsweep.tasks.sources import SOURCES
+
+
+def _options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+@pytest.mark.parametrize("backbone", _options("backbone"))
+def test_every_backbone_composes(backbone):
+    spec = resolve_run(compose([f"backbone={backbone}"]))
+    assert spec.backbone.name == backbone
+    assert {"q", "v"} <= set(spec.backbone.modules)
+
+
+@pytest.mark.parametrize("task", _options("task"))
+def test_every_task_composes(task):
+    family = "encoder" if task not in ("nq_open", "samsum", "multi_news") else "decoder"
+    backbone = "minilm-l6" if family == "encoder" else "gpt2"
+    spec = resolve_run(compose([f"task={task}", f"backbone={backbone}"]))
+    assert spec.task.name == task and spec.task.source in SOURCES.names()
+    for template in ["plain", *spec.task.templates]:
+        resolve_run(compose([f"task={task}", f"backbone={backbone}", f"task.template={template}"]))
+
+
+@pytest.mark.parametrize("method", _options("method"))
+def test_every_method_yaml_has_a_module_and_states_every_key(method):
+    cfg = compose([f"method={method}"])
+    config_cls = METHODS.get(method).Config
+    assert set(cfg.method) == {f.name for f in dataclasses.fields(config_cls)}
+    assert resolve_run(cfg).method.config.name == method
+
+
+def test_every_registered_method_has_a_yaml():
+    assert METHODS.names() == _options("method")
+
+
+@pytest.mark.parametrize("group", ["apet", "trainer", "logger", "paths"])
+def test_other_groups_compose(group):
+    for option in _options(group):
+        resolve_run(compose([f"{group}={option}"]))
+
+
+def test_run_identity_ignores_locations_and_threads():
+    base = compose([])
+    same = compose(["paths.runs_root=/elsewhere", "logger=wandb", "sweep_name=study", "trainer.num_threads=1"])
+    assert run_hash(base) == run_hash(same)
+    assert run_dir(same).parts[-2:-1] == ("study",) and run_dir(base).name == run_dir(same).name
+    for change in ("seed=1", "method.r=4", "trainer.max_steps=7", "task.k_shot=4", "backbone=minilm-l3"):
+        assert run_hash(compose([change])) != run_hash(base), change
+    assert run_dir(base).name.startswith("minilm-l6-lora-bbc_news-s0-")
