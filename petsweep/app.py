@@ -96,13 +96,15 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
              counts.pet_params)
 
     full_hash = run_hash(cfg)
-    tracker = Tracker(run_path, spec.wandb, full_hash[:32], spec.sweep_name, run_slug(cfg),
+    tracker = Tracker(run_path, spec.wandb, full_hash, spec.sweep_name, run_slug(cfg),
                       OmegaConf.to_container(cfg, resolve=True))
     from petsweep.train import train  # torch-heavy; imported once the run is known to be valid
 
     outcome = train(spec, run_path, model, make_objective(spec.backbone.family, spec.task, data, tokenizer),
                     data, head_names, tracker)
     save_file(outcome.pop("best_weights") or {}, run_path.path / "pet_weights.safetensors")
+    process_start = provenance.process_start_time()
+    first_step_at = outcome.pop("first_step_at")
     prov["end"] = time.time()
     write_json(run_path.path / "provenance.json", prov)
     result = {
@@ -118,6 +120,7 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
         **counts.as_dict(),
         **outcome,
         "load_time_s": load_s,
+        "time_to_first_step_s": first_step_at - process_start if process_start else None,
         "wall_time_s": time.time() - started,
         "config": semantic_config(cfg),
     }

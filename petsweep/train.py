@@ -11,6 +11,7 @@ import contextlib
 import logging
 import math
 import resource
+import statistics
 import time
 from dataclasses import dataclass, field
 
@@ -136,6 +137,8 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         tracker.truncate_after(progress.step)
         log.info("resumed from %s (step %d)", resume_from.name, progress.step)
 
+    first_step_at = time.time()  # start-up overhead = this minus process start (see app)
+    step_times = []  # this session's step durations, for throughput estimates (not checkpointed)
     while progress.step < trainer.max_steps:
         started = time.perf_counter()
         for micro in range(trainer.grad_accum):
@@ -157,7 +160,8 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         optimizer.zero_grad(set_to_none=True)
         progress.step += 1
         progress.loss_count += 1
-        progress.train_time_s += time.perf_counter() - started
+        step_times.append(time.perf_counter() - started)
+        progress.train_time_s += step_times[-1]
 
         if progress.step % trainer.eval_every == 0 or progress.step == trainer.max_steps:
             row = {"step": progress.step, "train_loss": progress.loss_sum / progress.loss_count,
@@ -190,8 +194,10 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         "train_time_s": progress.train_time_s,
         "tokens": progress.tokens,
         "tokens_per_s": progress.tokens / progress.train_time_s if progress.train_time_s else None,
+        "step_time_s": statistics.median(step_times[2:] or step_times) if step_times else None,
         "peak_memory_mb": _peak_memory_mb(device),
         "device": str(device),
         "precision": "bf16" if bf16 else "fp32",
+        "first_step_at": first_step_at,
         "best_weights": best,
     }

