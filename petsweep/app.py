@@ -7,6 +7,7 @@ one, is run again and continues from its last checkpoint.
 from __future__ import annotations
 
 import logging
+import signal
 import sys
 import time
 import traceback
@@ -17,12 +18,12 @@ from safetensors.torch import save_file
 from petsweep import provenance
 from petsweep.backbones import head_parameter_names, load_pretrained
 from petsweep.config import RunSpec, resolve_run
-from petsweep.errors import PetsweepError
+from petsweep.errors import PetsweepError, RunCancelled
 from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.objectives import make_objective
 from petsweep.params import count_backbone, count_trainable
 from petsweep.seeding import seed_everything
-from petsweep.status import COMPLETED, FAILED, RUNNING, RunDir, write_atomic, write_json
+from petsweep.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir, write_atomic, write_json
 from petsweep.tasks import prepare_task
 from petsweep.tracking import Tracker
 
@@ -41,18 +42,32 @@ def run(cfg: DictConfig) -> dict:
         raise PetsweepError(f"run {run_path.path} is already RUNNING in process {run_path.status()['pid']}")
     _claim(run_path, cfg)
     handler = _log_to(run_path)
+    previous = _cancel_on_sigterm()
     try:
         result = _execute(spec, cfg, run_path)
     except BaseException as err:
-        run_path.set_status(FAILED, error=f"{type(err).__name__}: {err}")
+        state = CANCELLED if isinstance(err, RunCancelled) else FAILED
+        run_path.set_status(state, error=f"{type(err).__name__}: {err}")
         write_atomic(run_path.path / "error.txt", traceback.format_exc())
         raise
     finally:
         logging.getLogger("petsweep").removeHandler(handler)
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
     write_json(run_path.result_file, result)
     run_path.set_status(COMPLETED)
     print(summary_text(result, run_path))
     return result
+
+
+def _cancel_on_sigterm():
+    def handler(signum, frame):
+        raise RunCancelled("stopped by SIGTERM")
+
+    try:
+        return signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        return None
 
 
 def _claim(run_path: RunDir, cfg: DictConfig) -> None:

@@ -1,6 +1,9 @@
 """The `petsweep` command and the checks `run.py` makes before Hydra starts.
 
     petsweep count [--json] backbone=bert-base method=lora    # parameter counts, no weights, no network
+    petsweep plan method=lora,full seed=1,2,3                 # every run of a sweep: status, params, cost
+    petsweep status runs/<sweep_name>                         # from the runs' status files only
+    petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import contextlib
 import json
 import sys
 
-from petsweep.errors import PetsweepError
+from petsweep.errors import PetsweepError, RunCancelled
 
 # run.py flags after which the config is only printed or explained, not run
 _INSPECT_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--resolve")
@@ -24,6 +27,9 @@ def exit_on_user_error():
     except PetsweepError as err:
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
+    except RunCancelled:
+        print("cancelled: the run recorded CANCELLED; run the same command again to resume it", file=sys.stderr)
+        sys.exit(143)
 
 
 def _overrides(argv: list[str]) -> list[str]:
@@ -85,17 +91,59 @@ def _print_count_table(row: dict) -> None:
     print(f"  {'trainable share':<20} {100 * row['trainable_params'] / row['total_params']:>15.4f}%")
 
 
+def sweep_arguments(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
+    """Axes and zip groups of a sweep: a preset's hydra.sweeper.params/zip, then the command line."""
+    from omegaconf import OmegaConf
+
+    from launchers.expand import axes_of
+    from petsweep.config import compose
+
+    first = [values[0] for _, values in axes_of(overrides)]
+    hydra_cfg = compose(first, with_hydra=True).hydra.sweeper
+    params = [f"{k}={v}" for k, v in (hydra_cfg.get("params") or {}).items()]
+    zips = OmegaConf.to_container(hydra_cfg.zip) if hydra_cfg.get("zip") is not None else []
+    task_overrides = [o for o in overrides if not o.startswith("hydra.")]
+    return params + task_overrides, zips
+
+
+def plan_command(overrides: list[str]) -> str:
+    from launchers.expand import expand
+    from launchers.planning import plan
+    from launchers.report import plan_table
+    from petsweep.config import compose
+
+    arguments, zips = sweep_arguments(overrides)
+    searchpath = [o for o in overrides if o.startswith("hydra.searchpath")]
+    return plan_table(plan(expand(arguments, zips), lambda ov: compose(list(ov) + searchpath)))
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="petsweep", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     p_count = sub.add_parser("count", help="parameter counts of a config (meta device: no weights, no network)")
     p_count.add_argument("--json", action="store_true", help="print one JSON object")
     p_count.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
+    p_plan = sub.add_parser("plan", help="every run of a sweep, launching nothing: status, params, resources, cost")
+    p_plan.add_argument("overrides", nargs="*", help="sweep overrides, as for run.py -m (+sweep=<preset> works)")
+    for name, text in (("status", "status of a sweep's runs, from their files"),
+                       ("cancel", "stop a sweep's running runs (they record CANCELLED; a rerun resumes them)")):
+        sub.add_parser(name, help=text).add_argument("sweep_dir", help="<runs_root>/<sweep_name>")
     args = parser.parse_args(argv)
     with exit_on_user_error():
         if args.command == "count":
             row = count(args.overrides)
             print(json.dumps(row)) if args.json else _print_count_table(row)
+        elif args.command == "plan":
+            print(plan_command(args.overrides))
+        elif args.command == "status":
+            from launchers.report import status_table
+
+            print(status_table(args.sweep_dir))
+        elif args.command == "cancel":
+            from launchers.report import cancel
+
+            stopped = cancel(args.sweep_dir)
+            print(f"cancelled {len(stopped)} running run(s)" + "".join(f"\n  {name}" for name in stopped))
 
 
 if __name__ == "__main__":

@@ -130,7 +130,7 @@ def _register_base_nodes() -> None:
 _register_base_nodes()
 
 
-def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
+def compose(overrides: list[str], config_name: str = "config", with_hydra: bool = False) -> DictConfig:
     """Compose conf/ with overrides, as `run.py` would; composition errors become one ConfigError line."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
@@ -139,7 +139,7 @@ def compose(overrides: list[str], config_name: str = "config") -> DictConfig:
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         try:
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+            return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=with_hydra)
         except Exception as err:  # Hydra raises several types; all are the user's input
             raise composition_error(err, overrides) from None
 

@@ -15,3 +15,7 @@ class ConfigError(PetsweepError):
 
 class DataError(PetsweepError):
     """A data file or dataset that cannot be read as the task describes."""
+
+
+class RunCancelled(BaseException):
+    """SIGTERM (petsweep cancel, scancel): the run stops, records CANCELLED, and a rerun resumes it."""

@@ -16,7 +16,9 @@ NON_SEMANTIC_KEYS = ("paths", "logger", "launcher", "hydra", "sweep_name", "trai
 
 def semantic_config(cfg: DictConfig) -> dict:
     """The resolved config as a plain dict, without NON_SEMANTIC_KEYS."""
-    data = OmegaConf.to_container(cfg, resolve=True)
+    # the hydra node only resolves inside a running Hydra app, and is never part of the identity
+    data = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+            for k in cfg if k != "hydra"}
     for dotted in NON_SEMANTIC_KEYS:
         *parents, leaf = dotted.split(".")
         node = data

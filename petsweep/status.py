@@ -1,6 +1,6 @@
 """A run directory on disk: its status marker, record files and their atomic writes.
 
-Layout: config.yaml, status.json (RUNNING / COMPLETED / FAILED), result.json, provenance.json,
+Layout: config.yaml, status.json (RUNNING / COMPLETED / FAILED / CANCELLED), result.json, provenance.json,
 metrics.jsonl, train.log, error.txt (on failure), checkpoints/.
 """
 
@@ -12,7 +12,7 @@ import socket
 import time
 from pathlib import Path
 
-RUNNING, COMPLETED, FAILED = "RUNNING", "COMPLETED", "FAILED"
+RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -1,0 +1,74 @@
+"""Expanding sweep overrides into runs: the Cartesian product of axes, with zipped (paired) axes.
+
+    method=lora,full seed=1,2                  -> 4 runs
+    method=lora,full trainer.max_steps=100,300 with zip [[method, trainer.max_steps]]
+                                               -> 2 runs: (lora, 100), (full, 300)
+"""
+
+from __future__ import annotations
+
+import itertools
+
+from petsweep.errors import ConfigError
+
+
+def parse(arguments: list[str]):
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        return OverridesParser.create().parse_overrides(list(arguments))
+    except Exception as err:
+        raise ConfigError("overrides", " ".join(arguments), f"cannot parse: {str(err).splitlines()[0]}") from None
+
+
+def axes_of(arguments: list[str]) -> list[tuple[str, list[str]]]:
+    """(key, ["key=value", ...]) per override, in command-line order; fixed overrides have one value.
+
+    A later override of the same key replaces an earlier one (presets first, command line last).
+    """
+    axes: dict[str, list[str]] = {}
+    for override in parse(arguments):
+        key = override.get_key_element()
+        if override.is_sweep_override():
+            if not override.is_discrete_sweep():
+                raise ConfigError(key, override.input_line, "use a comma list or range(...) as a sweep axis")
+            axes[key] = [f"{key}={v}" for v in override.sweep_string_iterator()]
+        else:
+            axes[key] = [f"{key}={override.get_value_element_as_str()}"]
+        axes[key] = axes.pop(key)  # keep the latest position
+    return list(axes.items())
+
+
+def expand(arguments: list[str], zips: list[list[str]] | None = None) -> list[list[str]]:
+    """Every run's override list: the product over axes, where each zip group is one paired axis.
+
+    Raises:
+        ConfigError: a zip key that is not an axis, or zip axes of different lengths.
+    """
+    axes = dict(axes_of(arguments))
+    grouped: list[list[list[str]]] = []
+    zipped_keys: set[str] = set()
+    for group in zips or []:
+        group = [_bare(k) for k in group]
+        keys = [_match(k, axes) for k in group]
+        lengths = {k: len(axes[k]) for k in keys}
+        if len(set(lengths.values())) > 1:
+            detail = ", ".join(f"{k} has {n}" for k, n in lengths.items())
+            raise ConfigError("hydra.sweeper.zip", group, f"zipped axes need equal lengths; {detail} values")
+        grouped.append([list(values) for values in zip(*(axes[k] for k in keys))])
+        zipped_keys.update(keys)
+    for key, values in axes.items():
+        if key not in zipped_keys:
+            grouped.append([[v] for v in values])
+    return [[o for part in combo for o in part] for combo in itertools.product(*grouped)]
+
+
+def _bare(key: str) -> str:
+    return str(key).lstrip("+~")
+
+
+def _match(key: str, axes: dict[str, list[str]]) -> str:
+    for candidate in axes:
+        if _bare(candidate) == key:
+            return candidate
+    raise ConfigError("hydra.sweeper.zip", key, f"is not a sweep axis; axes: {', '.join(axes) or '(none)'}")

@@ -1,0 +1,110 @@
+"""Planning a sweep from disk: compose every run, validate it, dedupe by run hash, read its status.
+
+Composition is cached per combination of config-group choices (backbone=..., method=...), and plain
+key=value overrides are applied to a copy of the cached config, so planning thousands of runs costs
+one Hydra composition per distinct group combination.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import DictConfig, OmegaConf
+
+from petsweep import CONF_DIR
+from petsweep.config import resolve_run
+from petsweep.errors import ConfigError
+from petsweep.identity import run_dir, run_hash
+from petsweep.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir
+
+NEW, DONE, FAILED_S, RUNNING_S, INTERRUPTED, CANCELLED_S = "new", "done", "failed", "running", "interrupted", "cancelled"
+
+
+@dataclass
+class PlannedRun:
+    """One run of a sweep as it stands on disk."""
+
+    overrides: list[str]
+    cfg: DictConfig
+    run_hash: str
+    path: Path
+    status: str
+    duplicates: int = 0
+    extra: dict = field(default_factory=dict)
+
+
+def run_status(path: Path) -> str:
+    """new | done | failed | cancelled | running | interrupted, from the run's status file only (never SLURM)."""
+    record = RunDir(path)
+    state = record.state()
+    if state is None:
+        return NEW
+    if state == COMPLETED:
+        return DONE
+    if state == FAILED:
+        return FAILED_S
+    if state == CANCELLED:
+        return CANCELLED_S
+    if state == RUNNING and record.is_live():
+        return RUNNING_S
+    status = record.status() or {}
+    import socket
+
+    # RUNNING on this host with a dead process was killed; on another host we cannot tell, so trust it
+    return INTERRUPTED if status.get("host") == socket.gethostname() else RUNNING_S
+
+
+class CachedComposer:
+    """Compose run configs, one real composition per distinct set of structural overrides."""
+
+    def __init__(self, compose_fn: Callable[[list[str]], DictConfig]):
+        self.compose_fn = compose_fn
+        self.groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"hydra"}
+        self._cache: dict[tuple[str, ...], DictConfig] = {}
+
+    def _structural(self, override) -> bool:
+        key = override.get_key_element()
+        return key.startswith(("+", "~", "hydra")) or "/" in key or key in self.groups
+
+    def __call__(self, overrides: list[str]) -> DictConfig:
+        from launchers.expand import parse
+
+        parsed = parse(overrides)
+        structural = tuple(o.input_line for o in parsed if self._structural(o))
+        if structural not in self._cache:
+            self._cache[structural] = self.compose_fn(list(structural))
+        cfg = copy.deepcopy(self._cache[structural])
+        for o in parsed:
+            if not self._structural(o):
+                key = o.get_key_element()
+                if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
+                    return self.compose_fn(list(overrides))  # let Hydra word the unknown-key error
+                OmegaConf.update(cfg, key, o.value(), merge=False)
+        return cfg
+
+
+def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictConfig]) -> list[PlannedRun]:
+    """Validate every run and dedupe identical configs (same run hash: launched once).
+
+    Raises:
+        ConfigError: the first run whose config is invalid, naming its overrides.
+    """
+    composer = CachedComposer(compose_fn)
+    runs: dict[str, PlannedRun] = {}
+    for overrides in run_overrides:
+        try:
+            cfg = composer(overrides)
+            resolve_run(cfg)
+        except ConfigError as err:
+            raise ConfigError(err.key, err.value, f"{err.expected} (in run: {' '.join(overrides)})") from None
+        digest = run_hash(cfg)
+        if digest in runs:
+            runs[digest].duplicates += 1
+            continue
+        path = run_dir(cfg)
+        runs[digest] = PlannedRun(overrides=list(overrides), cfg=cfg, run_hash=digest, path=path,
+                                  status=run_status(path))
+    return list(runs.values())

@@ -1,0 +1,69 @@
+"""A sweep with memory: expand, plan from disk, launch only what is not done, report every failure.
+
+Re-running the same sweep is a resume: COMPLETED runs are skipped, identical configs are launched once,
+FAILED, CANCELLED and interrupted runs run again and continue from their checkpoints.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Callable
+
+from omegaconf import DictConfig
+
+from launchers.expand import expand
+from launchers.planning import DONE, RUNNING_S, PlannedRun, plan, run_status
+from petsweep.status import write_json
+
+SWEEP_MARKER = "sweep.json"
+
+
+def sweep_dir_of(runs: list[PlannedRun]) -> Path:
+    parents = {r.path.parent for r in runs}
+    return parents.pop() if len(parents) == 1 else Path(runs[0].cfg.paths.runs_root)
+
+
+def record_sweep(runs: list[PlannedRun], arguments: list[str]) -> Path:
+    """Write <sweep dir>/sweep.json: what `petsweep status` and `cancel` recognise a sweep by."""
+    root = sweep_dir_of(runs)
+    root.mkdir(parents=True, exist_ok=True)
+    marker = root / SWEEP_MARKER
+    previous = json.loads(marker.read_text()) if marker.exists() else {"runs": []}
+    names = sorted(set(previous["runs"]) | {r.path.name for r in runs})
+    write_json(marker, {"name": root.name, "updated": time.time(), "arguments": arguments, "runs": names})
+    return root
+
+
+def pending(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Runs to launch: everything not done and not running elsewhere right now."""
+    return [r for r in runs if r.status not in (DONE, RUNNING_S)]
+
+
+def describe(runs: list[PlannedRun]) -> str:
+    counts: dict[str, int] = {}
+    for r in runs:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    dupes = sum(r.duplicates for r in runs)
+    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    return f"{len(runs)} runs ({parts})" + (f"; {dupes} duplicate configs merged" if dupes else "")
+
+
+def run_sweep(arguments: list[str], zips: list[list[str]] | None, compose_fn: Callable[[list[str]], DictConfig],
+              launch_fn: Callable[[list[PlannedRun]], list[int]], log=print) -> list[PlannedRun]:
+    """Plan, launch what is pending, and return the runs with their status after launching."""
+    runs = plan(expand(arguments, zips), compose_fn)
+    root = record_sweep(runs, arguments)
+    todo = pending(runs)
+    log(f"petsweep sweep {root}: {describe(runs)}; launching {len(todo)}")
+    if todo:
+        launch_fn(todo)
+    for r in runs:
+        r.status = run_status(r.path)
+    failed = [r for r in runs if r.status != DONE]
+    log(f"petsweep sweep {root}: {describe(runs)}")
+    for r in failed:
+        error = r.path / "error.txt"
+        log(f"  {r.status:<11} {r.path.name}  " + (f"traceback: {error}" if error.exists() else ""))
+    return runs
