@@ -108,7 +108,7 @@ def status_table(root: Path) -> str:
         result = run.result() if state == DONE else None
         detail = f"{result['metric']} {result['score']:.4f}" if result else ""
         if (run.path / "error.txt").exists() and state != DONE:
-            detail = f"{(run.status() or {}).get('error', '')[:60]}  traceback: {run.path / 'error.txt'}"
+            detail = f"{(run.status() or {}).get('error', '')[:100]}  traceback: {run.path / 'error.txt'}"
         rows.append(f"{state:<11} {run.path.name:<58} {detail}")
     summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     return "\n".join(rows + [f"{sum(counts.values())} runs: {summary}"])

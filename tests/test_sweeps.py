@@ -1,0 +1,120 @@
+"""Sweeps through `python run.py -m` on tiny backbones: resume, dedupe, failure isolation, status, cancel."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import REPO, TINY_NAMES, run_cli
+from launchers.report import status_table
+from petsweep.status import RunDir, write_json
+
+QUICK = ["task.k_shot=4", "task.dev_size=8", "task.test_size=8", "task.train_eval_size=8", "task.max_length=32",
+         "trainer.max_steps=4", "trainer.batch_size=4", "trainer.eval_every=2", "trainer.save_every=2"]
+
+
+def sweep(tiny_conf, root, *axes, name="study"):
+    return run_cli("run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]", f"paths.runs_root={root}",
+                   f"sweep_name={name}", "hydra.launcher.max_parallel=2", *QUICK, *axes)
+
+
+def states(root) -> dict[str, str]:
+    return {p.parent.name: json.loads(p.read_text())["state"] for p in sorted(root.glob("*/status.json"))}
+
+
+def test_rerun_is_a_resume_and_duplicates_run_once(tiny_conf, tmp_path):
+    first = sweep(tiny_conf, tmp_path, f"backbone={TINY_NAMES['encoder']}", "method=lora,bitfit", "seed=1,1")
+    assert first.returncode == 0, first.stdout + first.stderr[-3000:]
+    assert "2 runs (2 new); 2 duplicate configs merged; launching 2" in first.stdout
+    results = {p: p.stat().st_mtime_ns for p in (tmp_path / "study").glob("*/result.json")}
+    assert len(results) == 2
+
+    again = sweep(tiny_conf, tmp_path, f"backbone={TINY_NAMES['encoder']}", "method=lora,bitfit", "seed=1,2")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "4 runs (2 done, 2 new); launching 2" in again.stdout
+    assert all(p.stat().st_mtime_ns == t for p, t in results.items())  # finished runs were not touched
+    assert set(states(tmp_path / "study").values()) == {"COMPLETED"}
+
+
+def test_failures_are_isolated_listed_and_retried_alone(tiny_conf, tmp_path):
+    # tiny-t5 + bitfit fails (no biases); lr 1e30 turns the loss into NaN; the rest must finish regardless
+    axes = ["backbone=tiny-bert,tiny-t5", "method=lora,bitfit", "method.lr=0.002,1e30"]
+    out = sweep(tiny_conf, tmp_path, *axes)
+    assert out.returncode == 1
+    by_state = states(tmp_path / "study")
+    failed = sorted(n for n, s in by_state.items() if s == "FAILED")
+    assert len(by_state) == 8 and len(failed) == 4  # tiny-t5 + bitfit (x2 lr), tiny-bert at lr=1e30 (x2 methods)
+    assert sum("tiny-t5-bitfit" in n for n in failed) == 2 and sum("tiny-bert" in n for n in failed) == 2
+    table = status_table(tmp_path / "study")
+    for name in failed:
+        assert f"traceback: {tmp_path / 'study' / name / 'error.txt'}" in table
+    assert "FloatingPointError: loss is nan" in table or "loss is inf" in table
+    assert "no bias parameters" in table
+
+    again = sweep(tiny_conf, tmp_path, *axes)
+    assert "8 runs (4 done, 4 failed); launching 4" in again.stdout
+
+
+def _write_records(index: int, root: str) -> None:
+    run = RunDir(f"{root}/run-{index:02d}")
+    run.set_status("RUNNING")
+    write_json(run.result_file, {"index": index, "payload": ["x" * 100] * 2000})
+    run.set_status("COMPLETED")
+
+
+def test_64_processes_write_records_into_one_sweep_dir(tmp_path):
+    with multiprocessing.get_context("fork").Pool(16) as pool:
+        pending = pool.starmap_async(_write_records, [(i, str(tmp_path)) for i in range(64)])
+        while not pending.ready():  # read while they write: never a partial record
+            for path in tmp_path.glob("*/result.json"):
+                assert json.loads(path.read_text())["payload"][-1] == "x" * 100
+        pending.get()
+    records = [json.loads(p.read_text()) for p in sorted(tmp_path.glob("*/result.json"))]
+    assert [r["index"] for r in records] == list(range(64))
+    assert set(states(tmp_path).values()) == {"COMPLETED"}
+    assert not list(tmp_path.rglob("*.tmp"))
+
+
+@pytest.mark.slow
+def test_cancel_then_rerun_finishes(tiny_conf, tmp_path):
+    axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=3000", "trainer.save_every=50",
+            "trainer.eval_every=1000", "task.k_shot=40"]
+    proc = subprocess.Popen([sys.executable, "run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]",
+                             f"paths.runs_root={tmp_path}", "sweep_name=study", "hydra.launcher.max_parallel=2",
+                             *QUICK, *axes], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 180
+    while list(states(tmp_path / "study").values()).count("RUNNING") < 2 or \
+            len(list((tmp_path / "study").glob("*/checkpoints/step-*"))) < 2:
+        assert time.time() < deadline and proc.poll() is None, "runs did not start"
+        time.sleep(0.2)
+    out = run_cli("-m", "petsweep.cli", "cancel", str(tmp_path / "study"))
+    assert "cancelled 2 running run(s)" in out.stdout
+    proc.wait(timeout=60)
+    assert set(states(tmp_path / "study").values()) == {"CANCELLED"}
+    assert "cancelled" in status_table(tmp_path / "study")
+
+    short = [a if not a.startswith("trainer.max_steps") else "trainer.max_steps=3000" for a in axes]
+    again = sweep(tiny_conf, tmp_path, *short)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "2 runs (2 cancelled); launching 2" in again.stdout
+    assert set(states(tmp_path / "study").values()) == {"COMPLETED"}
+    for log in (tmp_path / "study").glob("*/train.log"):
+        assert "resumed from" in log.read_text()
+
+
+def test_status_and_cancel_reject_a_non_sweep_dir(tmp_path):
+    for command in ("status", "cancel"):
+        out = run_cli("-m", "petsweep.cli", command, str(tmp_path))
+        assert out.returncode == 2 and "is not a petsweep sweep directory" in out.stderr
+
+
+def test_zip_axes_of_different_lengths_fail_before_launching(tiny_conf, tmp_path):
+    out = sweep(tiny_conf, tmp_path, "backbone=tiny-bert", "method=lora,full", "seed=1,2,3",
+                "hydra.sweeper.zip=[[method,seed]]")
+    assert out.returncode == 2 and "zipped axes need equal lengths" in out.stderr
+    assert not list(tmp_path.rglob("status.json"))
