@@ -18,9 +18,10 @@ from petsweep import CONF_DIR
 from petsweep.config import resolve_run
 from petsweep.errors import ConfigError
 from petsweep.identity import run_dir, run_hash
-from petsweep.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir
+from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir
 
 NEW, DONE, FAILED_S, RUNNING_S, INTERRUPTED, CANCELLED_S = "new", "done", "failed", "running", "interrupted", "cancelled"
+QUEUED_S = "queued"
 
 
 @dataclass
@@ -37,7 +38,7 @@ class PlannedRun:
 
 
 def run_status(path: Path) -> str:
-    """new | done | failed | cancelled | running | interrupted, from the run's status file only (never SLURM)."""
+    """new | done | failed | cancelled | queued | running | interrupted: from the run's status file only."""
     record = RunDir(path)
     state = record.state()
     if state is None:
@@ -48,6 +49,8 @@ def run_status(path: Path) -> str:
         return FAILED_S
     if state == CANCELLED:
         return CANCELLED_S
+    if state == QUEUED:
+        return QUEUED_S
     if state == RUNNING and record.is_live():
         return RUNNING_S
     status = record.status() or {}

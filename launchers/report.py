@@ -8,7 +8,7 @@ import signal
 import socket
 from pathlib import Path
 
-from launchers.planning import DONE, RUNNING_S, PlannedRun, run_status
+from launchers.planning import DONE, QUEUED_S, RUNNING_S, PlannedRun, run_status
 from launchers.sweep import SWEEP_MARKER
 from petsweep.errors import PetsweepError
 from petsweep.status import RunDir
@@ -115,11 +115,24 @@ def status_table(root: Path) -> str:
 
 
 def cancel(root: Path) -> list[str]:
-    """Stop the sweep's running runs on this host (SIGTERM: they record CANCELLED; a rerun resumes them)."""
+    """Stop the sweep's queued and running runs: scancel for SLURM jobs, SIGTERM for local processes.
+
+    A stopped run records CANCELLED (a running one from its SIGTERM handler); a rerun resumes it.
+    """
+    from launchers import slurm
+    from petsweep.status import CANCELLED
+
     stopped = []
     for run in sweep_runs(root):
-        status = run.status() or {}
-        if run_status(run.path) == RUNNING_S and status.get("host") == socket.gethostname():
+        status, state = run.status() or {}, run_status(run.path)
+        if state not in (RUNNING_S, QUEUED_S):
+            continue
+        if slurm.cancel(run.path):
+            if state == QUEUED_S:
+                run.set_status(CANCELLED, error="cancelled before it started")
+        elif status.get("host") == socket.gethostname():
             os.kill(status["pid"], signal.SIGTERM)
-            stopped.append(run.path.name)
+        else:
+            continue
+        stopped.append(run.path.name)
     return stopped

@@ -14,7 +14,7 @@ from typing import Callable
 from omegaconf import DictConfig
 
 from launchers.expand import expand
-from launchers.planning import DONE, RUNNING_S, PlannedRun, plan, run_status
+from launchers.planning import DONE, QUEUED_S, RUNNING_S, PlannedRun, plan, run_status
 from petsweep.status import write_json
 
 SWEEP_MARKER = "sweep.json"
@@ -37,8 +37,13 @@ def record_sweep(runs: list[PlannedRun], arguments: list[str]) -> Path:
 
 
 def pending(runs: list[PlannedRun]) -> list[PlannedRun]:
-    """Runs to launch: everything not done and not running elsewhere right now."""
-    return [r for r in runs if r.status not in (DONE, RUNNING_S)]
+    """Runs to launch: everything not done, not queued on a cluster and not running elsewhere right now."""
+    return [r for r in runs if r.status not in (DONE, QUEUED_S, RUNNING_S)]
+
+
+def unfinished(runs: list[PlannedRun]) -> list[PlannedRun]:
+    """Runs that ended without a result (failed, cancelled, interrupted, or never started)."""
+    return [r for r in runs if r.status not in (DONE, QUEUED_S, RUNNING_S)]
 
 
 def describe(runs: list[PlannedRun]) -> str:
@@ -61,9 +66,10 @@ def run_sweep(arguments: list[str], zips: list[list[str]] | None, compose_fn: Ca
         launch_fn(todo)
     for r in runs:
         r.status = run_status(r.path)
-    failed = [r for r in runs if r.status != DONE]
     log(f"petsweep sweep {root}: {describe(runs)}")
-    for r in failed:
+    if any(r.status in (QUEUED_S, RUNNING_S) for r in runs):
+        log(f"  runs are queued or running: follow them with `petsweep status {root}`")
+    for r in unfinished(runs):
         error = r.path / "error.txt"
         log(f"  {r.status:<11} {r.path.name}  " + (f"traceback: {error}" if error.exists() else ""))
     return runs

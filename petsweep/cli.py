@@ -63,6 +63,22 @@ def preflight(argv: list[str]) -> None:
         cfg = compose(overrides)
         if not inspect_only:
             resolve_run(cfg)
+    if any(a in ("-m", "--multirun") for a in argv):
+        _check_launcher(variants[0] + [a for a in argv if a.startswith("hydra.") and "=" in a])
+
+
+def _check_launcher(overrides: list[str]) -> None:
+    """A launcher preset's required keys (???) must be set before anything is submitted."""
+    from omegaconf import OmegaConf
+
+    from petsweep.config import compose
+    from petsweep.errors import ConfigError
+
+    launcher = compose(overrides, with_hydra=True).hydra.launcher
+    missing = sorted(OmegaConf.missing_keys(launcher))
+    if missing:
+        raise ConfigError(missing[0], "???", f"required by the launcher preset; set {missing[0]}=<value> "
+                          f"(missing: {', '.join(missing)})")
 
 
 def count(overrides: list[str]) -> dict:

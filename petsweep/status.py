@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
+QUEUED = "QUEUED"  # submitted to a cluster, not started yet
 
 
 def write_atomic(path: Path, text: str) -> None:

@@ -7,8 +7,10 @@ from_pretrained, so the real loading path runs without any download.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -82,6 +84,38 @@ def tiny(tiny_conf, tmp_path):
                 *extra]
 
     return overrides
+
+
+def pytest_configure(config):
+    """Start the one-node SLURM cluster of .ci/slurm.sh for the SLURM tests (once, in the controller process;
+    xdist workers inherit SLURM_CONF), unless one is already configured; stopped by PID at the end."""
+    if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("SLURM_CONF") or not shutil.which("slurmctld"):
+        return
+    scratch = Path(tempfile.mkdtemp(prefix="petsweep-slurm-"))
+    out = subprocess.run(["bash", str(REPO / ".ci" / "slurm.sh"), "start", str(scratch)], capture_output=True,
+                         text=True)
+    if out.returncode == 0:
+        os.environ["SLURM_CONF"] = str(scratch / "slurm.conf")
+        config._petsweep_slurm = scratch
+    else:
+        config._petsweep_slurm_error = out.stdout[-2000:] + out.stderr[-2000:]
+
+
+def pytest_unconfigure(config):
+    scratch = getattr(config, "_petsweep_slurm", None)
+    if scratch is not None:
+        subprocess.run(["bash", str(REPO / ".ci" / "slurm.sh"), "stop", str(scratch)], check=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster(pytestconfig) -> str:
+    """SLURM_CONF of a live cluster; a clear failure (never a skip) when there is none."""
+    conf = os.environ.get("SLURM_CONF")
+    if not shutil.which("sbatch"):
+        pytest.fail("SLURM is not installed: run `.ci/slurm.sh install` (./install.sh does it as root)")
+    if not conf:
+        pytest.fail("could not start the test cluster: " + getattr(pytestconfig, "_petsweep_slurm_error", "?"))
+    return conf
 
 
 def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:

@@ -4,12 +4,12 @@
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
-from omegaconf import DictConfig
+from omegaconf import MISSING, DictConfig
 
 
 @dataclass
@@ -43,3 +43,54 @@ class PetsweepLocalLauncher(Launcher):
         return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED if c == 0 else JobStatus.FAILED,
                           _return_value=c if c == 0 else RuntimeError(f"exit {c}; see {log}"))
                 for o, c, log in zip(job_overrides, codes, logs)]
+
+
+@dataclass
+class PetsweepSlurmConf:
+    _target_: str = "hydra_plugins.petsweep_plugins.launcher.PetsweepSlurmLauncher"
+    partition: str = MISSING  # required: every cluster preset names its partition
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    setup: Optional[List[str]] = None
+    cpus_per_task: int = 1
+    array_parallelism: int = 64
+    max_array_size: Optional[int] = None
+    max_num_timeout: int = 3
+    signal_delay_s: int = 120
+    detach: bool = False
+    additional_parameters: Optional[Dict[str, Any]] = None
+
+
+ConfigStore.instance().store(group="hydra/launcher", name="petsweep_slurm", node=PetsweepSlurmConf,
+                             provider="petsweep")
+
+
+class PetsweepSlurmLauncher(Launcher):
+    """Submits through submitit (launchers.slurm); waits for the arrays to leave the queue unless detach."""
+
+    def __init__(self, **settings: Any):
+        from launchers.slurm import SlurmSettings
+
+        settings = {k: v for k, v in settings.items() if v is not None}
+        self.settings = SlurmSettings(**settings)
+
+    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
+        self.hydra_context, self.config = hydra_context, config
+
+    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        from launchers import slurm
+        from launchers.planning import plan
+
+        runs = plan([list(o) for o in job_overrides],
+                    lambda ov: self.hydra_context.config_loader.load_sweep_config(self.config, list(ov)))
+        search = list(self.config.hydra.searchpath or [])
+        extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
+        folder = Path(self.config.hydra.sweep.dir) / ".submitit"
+        job_ids = slurm.submit(runs, self.settings, folder, extra)
+        print(f"petsweep: submitted {len(job_ids)} SLURM task(s): {', '.join(job_ids)}")
+        if self.settings.detach:
+            return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value="QUEUED")
+                    for o in job_overrides]
+        slurm.wait(job_ids)
+        return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED if r.path.joinpath("result.json").exists()
+                          else JobStatus.FAILED, _return_value=None) for o, r in zip(job_overrides, runs)]

@@ -35,7 +35,7 @@ class PetsweepSweeper(Sweeper):
             hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: List[str]) -> Any:
-        from launchers.sweep import run_sweep
+        from launchers.sweep import run_sweep, unfinished
         from petsweep.cli import exit_on_user_error
 
         def compose(overrides: List[str]) -> DictConfig:
@@ -48,6 +48,6 @@ class PetsweepSweeper(Sweeper):
         with exit_on_user_error():
             params = [f"{k}={v}" for k, v in self.params.items()]
             runs = run_sweep(params + list(arguments), self.zips, compose, launch)
-        if any(r.status != "done" for r in runs):
+        if unfinished(runs):
             sys.exit(1)
         return runs

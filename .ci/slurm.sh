@@ -1,0 +1,84 @@
+#!/usr/bin/env bash
+# A one-node SLURM cluster on localhost for the tests: 2 CPUs, 2 fake GPUs (character devices as gres files).
+# Usage: .ci/slurm.sh install | start DIR | stop DIR      (start prints the SLURM_CONF to export)
+# No accounting daemon: petsweep never reads SLURM accounting (status comes from the runs' files).
+set -euo pipefail
+cmd=${1:?install|start|stop}
+
+install() {
+  command -v slurmctld >/dev/null && command -v munged >/dev/null && return 0
+  apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends slurm-wlm munge >/dev/null
+}
+
+start() {
+  local D=$1 H
+  H=$(hostname -s)
+  mkdir -p "$D"/{state,spool,log}
+  for i in 0 1; do [ -e "$D/fakegpu$i" ] || mknod -m 666 "$D/fakegpu$i" c 1 3; done
+  cat > "$D/slurm.conf" <<CONF
+ClusterName=petsweepci
+SlurmctldHost=${H}(127.0.0.1)
+SlurmUser=root
+SlurmdUser=root
+AuthType=auth/munge
+AuthInfo=cred_expire=10
+CryptoType=crypto/munge
+MpiDefault=none
+ProctrackType=proctrack/linuxproc
+TaskPlugin=task/none
+ReturnToService=2
+SlurmctldPidFile=$D/slurmctld.pid
+SlurmdPidFile=$D/slurmd.pid
+SlurmctldPort=6817
+SlurmdPort=6818
+StateSaveLocation=$D/state
+SlurmdSpoolDir=$D/spool
+SlurmctldLogFile=$D/log/slurmctld.log
+SlurmdLogFile=$D/log/slurmd.log
+SchedulerType=sched/backfill
+SelectType=select/cons_tres
+SelectTypeParameters=CR_Core
+JobAcctGatherType=jobacct_gather/none
+AccountingStorageType=accounting_storage/none
+JobCompType=jobcomp/none
+SlurmctldTimeout=30
+SlurmdTimeout=30
+InactiveLimit=0
+MinJobAge=300
+KillWait=5
+Waittime=0
+MaxArraySize=4
+GresTypes=gpu
+NodeName=${H} NodeAddr=127.0.0.1 CPUs=2 Boards=1 SocketsPerBoard=1 CoresPerSocket=2 ThreadsPerCore=1 RealMemory=20000 Gres=gpu:2 State=UNKNOWN
+PartitionName=debug Nodes=ALL Default=YES MaxTime=INFINITE State=UP
+CONF
+  echo "NodeName=${H} Name=gpu File=$D/fakegpu[0-1]" > "$D/gres.conf"
+  export SLURM_CONF=$D/slurm.conf
+  mkdir -p /run/munge && chown munge:munge /run/munge
+  [ -f /run/munge/munged.pid ] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null || runuser -u munge -- munged
+  slurmctld
+  slurmd
+  for _ in $(seq 100); do sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 0.1; done
+  sinfo -h -o %t | grep -q idle || { cat "$D/log/"*.log; exit 1; }
+  echo "SLURM_CONF=$D/slurm.conf"
+}
+
+stop_pid() {  # read the PID before killing: the daemons delete their pid files on exit
+  [ -f "$1" ] || return 0
+  local p; p=$(cat "$1")
+  kill "$p" 2>/dev/null || return 0
+  for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
+  kill -9 "$p" 2>/dev/null || true
+}
+
+stop() {
+  local D=$1
+  stop_pid "$D/slurmd.pid"; stop_pid "$D/slurmctld.pid"; stop_pid /run/munge/munged.pid
+}
+
+case $cmd in
+  install) install ;;
+  start) start "${2:?scratch dir}" ;;
+  stop) stop "${2:?scratch dir}" ;;
+esac

@@ -1,0 +1,151 @@
+"""SLURM dispatch through submitit: job arrays per resource shape, chunked under MaxArraySize, requeue-safe.
+
+Each array task runs one petsweep run in-process (`SlurmRun`). A requeued task (preemption, timeout,
+`scontrol requeue`) runs the same run again, and the run continues from its last checkpoint; the run's own
+status file, never SLURM accounting, says how it ended.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from launchers.planning import PlannedRun
+from petsweep.errors import PetsweepError
+from petsweep.status import QUEUED, RunDir, write_json
+
+
+@dataclass
+class SlurmSettings:
+    """hydra.launcher keys of the petsweep_slurm launcher (see conf/launcher/slurm_*.yaml)."""
+
+    partition: str | None = None
+    account: str | None = None
+    qos: str | None = None
+    setup: list = field(default_factory=list)  # shell lines before the run (module load, venv activate, exports)
+    cpus_per_task: int = 1
+    array_parallelism: int = 64
+    max_array_size: int | None = None  # null: read MaxArraySize from `scontrol show config`
+    max_num_timeout: int = 3  # requeues allowed after hitting the time limit (preemptions always requeue)
+    signal_delay_s: int = 120
+    detach: bool = False  # submit and return; follow with `petsweep status`
+    additional_parameters: dict = field(default_factory=dict)
+
+
+class SlurmRun:
+    """The picklable callable of one array task: compose the run's config and run it in this process."""
+
+    def __init__(self, overrides: list[str]):
+        self.overrides = list(overrides)
+
+    def __call__(self) -> str:
+        from petsweep.app import run
+        from petsweep.config import compose
+
+        return run(compose(self.overrides))["status"]
+
+    def checkpoint(self):
+        """submitit calls this on SLURM's signal: requeue the same run (it resumes from its checkpoint)."""
+        import submitit
+
+        return submitit.helpers.DelayedSubmission(SlurmRun(self.overrides))
+
+
+def max_array_size() -> int:
+    """The cluster's MaxArraySize (array indexes must stay below it)."""
+    try:
+        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+    except (OSError, subprocess.CalledProcessError) as err:
+        detail = " ".join((getattr(err, "stderr", "") or str(err)).split())
+        raise PetsweepError(f"launcher: SLURM is not reachable (scontrol show config: {detail.strip()[:120]}); "
+                            f"check SLURM_CONF and that slurmctld runs, or use launcher=local") from None
+    for line in out.splitlines():
+        if line.strip().startswith("MaxArraySize"):
+            return int(line.split("=")[1])
+    return 1001  # SLURM's default
+
+
+def chunks(items: list, size: int) -> list[list]:
+    """Split into arrays of at most `size` tasks; each is submitted as its own array, indexed from 0."""
+    return [items[i:i + size] for i in range(0, len(items), size)]
+
+
+def _resources(run: PlannedRun) -> tuple[int, int, int]:
+    res = run.cfg.backbone.resources
+    return int(res.get("gpus", 0) or 0), int(res.get("mem_gb", 4) or 4), int(res.get("time_min", 60) or 60)
+
+
+def _executor(folder: Path, settings: SlurmSettings, gpus: int, mem_gb: int, time_min: int):
+    import submitit
+
+    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm",
+                                     slurm_max_num_timeout=settings.max_num_timeout)
+    params = dict(timeout_min=time_min, mem_gb=mem_gb, cpus_per_task=settings.cpus_per_task, tasks_per_node=1,
+                  slurm_array_parallelism=settings.array_parallelism, slurm_setup=list(settings.setup),
+                  slurm_signal_delay_s=settings.signal_delay_s,
+                  slurm_additional_parameters=dict(settings.additional_parameters))
+    if gpus:
+        params["gpus_per_node"] = gpus
+    for key in ("partition", "account", "qos"):
+        if getattr(settings, key):
+            params[f"slurm_{key}"] = getattr(settings, key)
+    executor.update_parameters(**params)
+    return executor
+
+
+def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path, extra_overrides: list[str]) -> list[str]:
+    """Submit the runs as arrays (one per resource shape, chunked); returns the SLURM job ids."""
+    limit = settings.max_array_size or max_array_size()
+    groups: dict[tuple[int, int, int], list[PlannedRun]] = {}
+    for run in runs:
+        groups.setdefault(_resources(run), []).append(run)
+    job_ids = []
+    for (gpus, mem_gb, time_min), members in groups.items():
+        executor = _executor(folder, settings, gpus, mem_gb, time_min)
+        for chunk in chunks(members, limit):  # indexes 0..limit-1
+            with executor.batch():
+                jobs = [executor.submit(SlurmRun(r.overrides + extra_overrides)) for r in chunk]
+            for run, job in zip(chunk, jobs):
+                _record_submission(run, job)
+                job_ids.append(job.job_id)
+    return job_ids
+
+
+def _record_submission(run: PlannedRun, job) -> None:
+    """QUEUED status with the job id, and the job's stdout/stderr linked into the run dir."""
+    record = RunDir(run.path)
+    record.set_status(QUEUED, slurm_job_id=job.job_id)
+    for name, target in (("slurm.out", job.paths.stdout), ("slurm.err", job.paths.stderr)):
+        link = run.path / name
+        if link.is_symlink() or link.exists():
+            link.unlink()
+        link.symlink_to(Path(target).resolve())
+    write_json(run.path / "slurm.json", {"job_id": job.job_id, "submitted": time.time(),
+                                         "submitit_folder": str(Path(job.paths.folder).resolve())})
+
+
+def wait(job_ids: list[str], poll_s: float = 2.0) -> None:
+    """Block until none of the jobs is in the queue any more (squeue; no accounting needed)."""
+    pending = set(job_ids)
+    while pending:
+        listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True).stdout.split()
+        pending &= set(listed)
+        if pending:
+            time.sleep(poll_s)
+
+
+def cancel(run_path: Path) -> bool:
+    """scancel the SLURM job of a run, if it has one."""
+    meta = run_path / "slurm.json"
+    if not meta.exists():
+        return False
+    job_id = json.loads(meta.read_text())["job_id"]
+    return subprocess.run(["scancel", job_id], capture_output=True).returncode == 0
+
+
+def in_slurm_job() -> bool:
+    return "SLURM_JOB_ID" in os.environ

@@ -1,0 +1,95 @@
+"""SLURM through submitit, against the real one-node cluster that conftest starts (.ci/slurm.sh)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import time
+
+from conftest import run_cli
+from petsweep.status import RunDir
+from test_resume import _assert_same_run
+
+QUICK = ["task.k_shot=4", "task.dev_size=8", "task.test_size=8", "task.train_eval_size=8", "task.max_length=32",
+         "trainer.batch_size=4", "trainer.eval_every=2", "trainer.save_every=2", "trainer.max_steps=4"]
+LONG = ["trainer.max_steps=300", "trainer.save_every=10", "trainer.eval_every=100", "task.k_shot=40",
+        "method.dropout=0.1", "backbone=tiny-bert"]
+
+
+def slurm_sweep(tiny_conf, root, *axes, launcher="slurm_localhost"):
+    return run_cli("run.py", "-m", f"launcher={launcher}", f"hydra.searchpath=[file://{tiny_conf}]",
+                   f"paths.runs_root={root}", "sweep_name=study", *QUICK, *axes)
+
+
+def states(root):
+    return {p.parent.name: json.loads(p.read_text())["state"] for p in sorted(root.glob("*/status.json"))}
+
+
+def wait_for(predicate, timeout=240, what="condition"):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.5)
+
+
+def test_array_results_land_chunked_and_resubmit_is_a_no_op(slurm_cluster, tiny_conf, tmp_path):
+    out = slurm_sweep(tiny_conf, tmp_path, "backbone=tiny-bert", "seed=1,2,3,4,5")
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert set(states(tmp_path / "study").values()) == {"COMPLETED"} and len(states(tmp_path / "study")) == 5
+    jobs = [json.loads(p.read_text())["job_id"] for p in (tmp_path / "study").glob("*/slurm.json")]
+    arrays: dict[str, list[str]] = {}
+    for job in jobs:
+        array, _, index = job.partition("_")
+        arrays.setdefault(array, []).append(index)
+    # the test cluster's MaxArraySize is 4: 5 runs become an array of 4 indexed from 0, and one more job
+    # (submitit submits a batch of one as a plain job)
+    assert sorted(sorted(v) for v in arrays.values()) == [[""], ["0", "1", "2", "3"]]
+    for run in (tmp_path / "study").glob("*/slurm.out"):
+        assert run.resolve().exists()  # the job's log, linked into its run dir
+
+    again = slurm_sweep(tiny_conf, tmp_path, "backbone=tiny-bert", "seed=1,2,3,4,5")
+    assert "5 runs (5 done); launching 0" in again.stdout and "submitted" not in again.stdout
+
+
+def test_scontrol_requeue_resumes_from_checkpoint_with_parity(slurm_cluster, tiny_conf, tmp_path):
+    out = slurm_sweep(tiny_conf, tmp_path / "slurm", *LONG, "hydra.launcher.detach=true")
+    assert out.returncode == 0, out.stderr[-3000:]
+    [run_path] = (tmp_path / "slurm" / "study").glob("tiny-bert-*")
+    run = RunDir(run_path)
+    wait_for(lambda: len(list(run.checkpoints.glob("step-*"))) > 0 and run.state() == "RUNNING", what="checkpoint")
+    job_id = json.loads((run_path / "slurm.json").read_text())["job_id"]
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    wait_for(lambda: run.state() == "COMPLETED", what="the requeued job to finish")
+    assert "resumed from" in (run_path / "train.log").read_text()
+
+    local = run_cli("run.py", f"hydra.searchpath=[file://{tiny_conf}]", f"paths.runs_root={tmp_path}/local",
+                    "sweep_name=study", *QUICK, *LONG)
+    assert local.returncode == 0, local.stderr[-3000:]
+    [reference] = (tmp_path / "local" / "study").glob("tiny-bert-*")
+    assert reference.name == run_path.name  # same config, same identity, wherever it ran
+    _assert_same_run(RunDir(reference), run)
+
+
+def test_scancel_records_cancelled_and_a_rerun_finishes(slurm_cluster, tiny_conf, tmp_path):
+    out = slurm_sweep(tiny_conf, tmp_path, *LONG, "hydra.launcher.detach=true")
+    assert out.returncode == 0, out.stderr[-3000:]
+    [run_path] = (tmp_path / "study").glob("tiny-bert-*")
+    run = RunDir(run_path)
+    wait_for(lambda: run.state() == "RUNNING" and len(list(run.checkpoints.glob("step-*"))) > 0, what="start")
+    cancel = run_cli("-m", "petsweep.cli", "cancel", str(tmp_path / "study"))
+    assert "cancelled 1 running run(s)" in cancel.stdout
+    wait_for(lambda: run.state() == "CANCELLED", what="CANCELLED")
+    status = run_cli("-m", "petsweep.cli", "status", str(tmp_path / "study"))
+    assert "cancelled" in status.stdout
+
+    again = slurm_sweep(tiny_conf, tmp_path, *LONG)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "1 runs (1 cancelled); launching 1" in again.stdout
+    assert run.state() == "COMPLETED" and "resumed from" in (run_path / "train.log").read_text()
+
+
+def test_launcher_preset_missing_a_required_key_is_one_line(tiny_conf, tmp_path):
+    out = slurm_sweep(tiny_conf, tmp_path, "backbone=tiny-bert", "seed=1,2", launcher="slurm_cluster")
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1 and "hydra.launcher.partition" in errors[0], out.stderr
+    assert not list(tmp_path.rglob("status.json"))
