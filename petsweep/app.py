@@ -15,7 +15,7 @@ import traceback
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
-from petsweep import provenance
+from petsweep import preemption, provenance
 from petsweep.backbones import head_parameter_names, load_pretrained
 from petsweep.config import RunSpec, resolve_run
 from petsweep.errors import PetsweepError, RunCancelled
@@ -23,7 +23,7 @@ from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.objectives import make_objective
 from petsweep.params import count_backbone, count_trainable
 from petsweep.seeding import seed_everything
-from petsweep.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir, write_atomic, write_json
+from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir, write_atomic, write_json
 from petsweep.tasks import prepare_task
 from petsweep.tracking import Tracker
 
@@ -43,9 +43,13 @@ def run(cfg: DictConfig) -> dict:
     _claim(run_path, cfg)
     handler = _log_to(run_path)
     previous = _cancel_on_sigterm()
+    preemption.install()
     try:
         result = _execute(spec, cfg, run_path)
     except BaseException as err:
+        if preemption.handed_over:  # requeued by the cluster: it will resume from the checkpoint just saved
+            run_path.set_status(QUEUED, error="requeued on the cluster's signal")
+            raise
         state = CANCELLED if isinstance(err, RunCancelled) else FAILED
         run_path.set_status(state, error=f"{type(err).__name__}: {err}")
         write_atomic(run_path.path / "error.txt", traceback.format_exc())

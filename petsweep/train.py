@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from petsweep import checkpoint
+from petsweep import checkpoint, preemption
 from petsweep.config import RunSpec, TrainerConfig
 from petsweep.objectives import Objective
 from petsweep.status import RunDir
@@ -178,6 +178,10 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
             log.info("step %d  %s", progress.step, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
         if progress.step % trainer.save_every == 0 and progress.step < trainer.max_steps:
             checkpoint.save(run.checkpoints, progress.step, model, optimizer, scheduler, best, vars(progress))
+        if preemption.requested() and progress.step < trainer.max_steps:  # SLURM asked us to stop
+            checkpoint.save(run.checkpoints, progress.step, model, optimizer, scheduler, best, vars(progress))
+            log.info("saved a checkpoint at step %d on the cluster's signal; handing over to requeue", progress.step)
+            preemption.hand_over()
 
     if best is not None:
         checkpoint.load_trainable(model, best)

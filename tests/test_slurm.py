@@ -93,3 +93,27 @@ def test_launcher_preset_missing_a_required_key_is_one_line(tiny_conf, tmp_path)
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and len(errors) == 1 and "hydra.launcher.partition" in errors[0], out.stderr
     assert not list(tmp_path.rglob("status.json"))
+
+
+def test_usr2_saves_at_the_next_step_and_requeues_with_parity(slurm_cluster, tiny_conf, tmp_path):
+    """SLURM's pre-timeout/preemption signal: checkpoint at a step boundary, requeue through submitit."""
+    long = [a for a in LONG if not a.startswith(("trainer.save_every", "trainer.max_steps", "trainer.eval_every"))]
+    long += ["trainer.save_every=100000", "trainer.max_steps=3000", "trainer.eval_every=1000"]
+    out = slurm_sweep(tiny_conf, tmp_path / "slurm", *long, "hydra.launcher.detach=true")
+    assert out.returncode == 0, out.stderr[-3000:]
+    [run_path] = (tmp_path / "slurm" / "study").glob("tiny-bert-*")
+    run = RunDir(run_path)
+    wait_for(lambda: run.state() == "RUNNING" and (run_path / "train.log").exists()
+             and "trainable" in (run_path / "train.log").read_text(), what="training")
+    time.sleep(1)
+    job_id = json.loads((run_path / "slurm.json").read_text())["job_id"]
+    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
+    wait_for(lambda: run.state() == "COMPLETED", what="the requeued job to finish")
+    log = (run_path / "train.log").read_text()
+    assert "on the cluster's signal" in log and "resumed from" in log
+
+    local = run_cli("run.py", f"hydra.searchpath=[file://{tiny_conf}]", f"paths.runs_root={tmp_path}/local",
+                    "sweep_name=study", *QUICK, *long)
+    assert local.returncode == 0, local.stderr[-3000:]
+    [reference] = (tmp_path / "local" / "study").glob("tiny-bert-*")
+    _assert_same_run(RunDir(reference), run)

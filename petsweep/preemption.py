@@ -1,0 +1,43 @@
+"""Save-on-signal for cluster jobs: SLURM's USR2 (sent before a time limit or a preemption) is deferred to the
+next step boundary, where the run writes a checkpoint and then hands the signal to submitit, which requeues
+the job. A checkpoint taken mid-step would hold half-updated state; at a boundary it is exact.
+"""
+
+from __future__ import annotations
+
+import signal
+
+_pending: tuple | None = None  # (signum, the handler that was installed before ours)
+handed_over = False
+
+
+def install() -> None:
+    """Defer SIGUSR2 if someone (submitit) handles it; a no-op for plain local runs."""
+    previous = signal.getsignal(signal.SIGUSR2)
+    if not callable(previous):
+        return
+
+    def defer(signum, frame):
+        global _pending
+        _pending = (signum, previous)
+
+    try:
+        signal.signal(signal.SIGUSR2, defer)
+    except ValueError:  # not the main thread
+        pass
+
+
+def requested() -> bool:
+    return _pending is not None
+
+
+def hand_over() -> None:
+    """Call the deferred handler (submitit: requeue this job and exit the process)."""
+    global handed_over, _pending
+    signum, previous = _pending
+    _pending = None
+    try:
+        previous(signum, None)
+    except SystemExit:  # submitit requeued the job and exits this process
+        handed_over = True
+        raise
