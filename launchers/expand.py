@@ -7,16 +7,29 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 
 from petsweep.errors import ConfigError
 
 
-def parse(arguments: list[str]):
+@functools.lru_cache(maxsize=None)
+def _parser():
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    return OverridesParser.create()
+
+
+@functools.lru_cache(maxsize=100_000)
+def _parse_one(text: str):
+    # Hydra's grammar parser costs ~1 ms per override; a sweep repeats the same few strings many times
+    return _parser().parse_overrides([text])[0]
+
+
+def parse(arguments: list[str]):
+    """Hydra's parse of each override string (cached)."""
     try:
-        return OverridesParser.create().parse_overrides(list(arguments))
+        return [_parse_one(a) for a in arguments]
     except Exception as err:
         raise ConfigError("overrides", " ".join(arguments), f"cannot parse: {str(err).splitlines()[0]}") from None
 

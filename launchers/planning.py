@@ -7,7 +7,6 @@ one Hydra composition per distinct group combination.
 
 from __future__ import annotations
 
-import copy
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -17,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from petsweep import CONF_DIR
 from petsweep.config import resolve_run
 from petsweep.errors import ConfigError
-from petsweep.identity import run_dir, run_hash
+from petsweep.identity import plain, run_dir, run_hash
 from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir
 
 NEW, DONE, FAILED_S, RUNNING_S, INTERRUPTED, CANCELLED_S = "new", "done", "failed", "running", "interrupted", "cancelled"
@@ -29,7 +28,7 @@ class PlannedRun:
     """One run of a sweep as it stands on disk."""
 
     overrides: list[str]
-    cfg: DictConfig
+    cfg: dict  # the resolved config (identity.plain)
     run_hash: str
     path: Path
     status: str
@@ -60,33 +59,57 @@ def run_status(path: Path) -> str:
     return INTERRUPTED if status.get("host") == socket.gethostname() else RUNNING_S
 
 
+def _copy(value):
+    """A deep copy of plain dicts and lists (much faster than copy.deepcopy of a DictConfig)."""
+    if isinstance(value, dict):
+        return {k: _copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_copy(v) for v in value]
+    return value
+
+
 class CachedComposer:
-    """Compose run configs, one real composition per distinct set of structural overrides."""
+    """Compose run configs as plain resolved dicts, one Hydra composition per distinct structural part.
+
+    Structural overrides (group choices, +/~ edits, hydra settings) go through Hydra; plain key=value
+    overrides are set on a copy of the cached result. A config whose values interpolate other values is
+    always composed by Hydra, since setting one value could change another.
+    """
 
     def __init__(self, compose_fn: Callable[[list[str]], DictConfig]):
         self.compose_fn = compose_fn
         self.groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"hydra"}
-        self._cache: dict[tuple[str, ...], DictConfig] = {}
+        self._cache: dict[tuple[str, ...], dict | None] = {}
 
     def _structural(self, override) -> bool:
         key = override.get_key_element()
         return key.startswith(("+", "~", "hydra")) or "/" in key or key in self.groups
 
-    def __call__(self, overrides: list[str]) -> DictConfig:
+    def _base(self, structural: tuple[str, ...]) -> dict | None:
+        if structural not in self._cache:
+            cfg = self.compose_fn(list(structural))
+            interpolates = "${" in OmegaConf.to_yaml({k: cfg[k] for k in cfg if k != "hydra"})
+            self._cache[structural] = None if interpolates else plain(cfg)
+        return self._cache[structural]
+
+    def __call__(self, overrides: list[str]) -> dict:
         from launchers.expand import parse
 
         parsed = parse(overrides)
-        structural = tuple(o.input_line for o in parsed if self._structural(o))
-        if structural not in self._cache:
-            self._cache[structural] = self.compose_fn(list(structural))
-        cfg = copy.deepcopy(self._cache[structural])
+        base = self._base(tuple(o.input_line for o in parsed if self._structural(o)))
+        if base is None:
+            return plain(self.compose_fn(list(overrides)))
+        data = _copy(base)
         for o in parsed:
             if not self._structural(o):
-                key = o.get_key_element()
-                if OmegaConf.select(cfg, key, default="__missing__") == "__missing__":
-                    return self.compose_fn(list(overrides))  # let Hydra word the unknown-key error
-                OmegaConf.update(cfg, key, o.value(), merge=False)
-        return cfg
+                *parents, leaf = o.get_key_element().split(".")
+                node = data
+                for part in parents:
+                    node = node.get(part) if isinstance(node, dict) else None
+                if not isinstance(node, dict) or leaf not in node:
+                    return plain(self.compose_fn(list(overrides)))  # Hydra words the unknown-key error
+                node[leaf] = o.value()
+        return data
 
 
 def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictConfig]) -> list[PlannedRun]:

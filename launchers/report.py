@@ -19,9 +19,8 @@ from petsweep.status import RunDir
 GUESS_FLOPS_PER_S = 1e14
 
 
-def _count_key(cfg) -> str:
-    return json.dumps([dict(cfg.backbone), dict(cfg.method), cfg.task.get("label_words")], sort_keys=True,
-                      default=str)
+def _count_key(cfg: dict) -> str:
+    return json.dumps([cfg["backbone"], cfg["method"], cfg["task"].get("label_words")], sort_keys=True, default=str)
 
 
 def trainable_counts(runs: list[PlannedRun]) -> None:
@@ -46,9 +45,9 @@ def trainable_counts(runs: list[PlannedRun]) -> None:
         run.extra.update(cache[key])
 
 
-def _tokens(cfg) -> int:
-    t = cfg.trainer
-    return int(t.max_steps * t.batch_size * t.grad_accum * cfg.task.max_length)
+def _tokens(cfg: dict) -> int:
+    t = cfg["trainer"]
+    return int(t["max_steps"] * t["batch_size"] * t["grad_accum"] * cfg["task"]["max_length"])
 
 
 def estimate_hours(runs: list[PlannedRun]) -> None:
@@ -57,17 +56,17 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
     for run in runs:
         result = RunDir(run.path).result() if run.status == DONE else None
         if result and result.get("tokens_per_s"):
-            measured[(run.cfg.backbone.name, run.cfg.method.name)] = result["tokens_per_s"]
+            measured[(run.cfg["backbone"]["name"], run.cfg["method"]["name"])] = result["tokens_per_s"]
     by_backbone = {b: v for (b, _), v in measured.items()}
     for run in runs:
-        key = (run.cfg.backbone.name, run.cfg.method.name)
+        key = (run.cfg["backbone"]["name"], run.cfg["method"]["name"])
         rate = measured.get(key) or by_backbone.get(key[0])
         if rate:
             hours, guess = _tokens(run.cfg) / rate / 3600, key not in measured
         else:
-            flops = (6 if run.cfg.method.name == "full" else 4) * run.extra["total_params"] * _tokens(run.cfg)
+            flops = (6 if key[1] == "full" else 4) * run.extra["total_params"] * _tokens(run.cfg)
             hours, guess = flops / GUESS_FLOPS_PER_S / 3600, True
-        gpus = int(run.cfg.backbone.resources.get("gpus", 0) or 0)
+        gpus = int(run.cfg["backbone"]["resources"].get("gpus", 0) or 0)
         run.extra.update(hours=hours, gpu_hours=hours * gpus, guess=guess)
 
 
@@ -77,7 +76,7 @@ def plan_table(runs: list[PlannedRun]) -> str:
     lines = [f"{'status':<11} {'run':<58} {'trainable':>13} {'gpus':>4} {'mem':>5} {'time':>6} {'hours':>9} "
              f"{'gpu-h':>9}"]
     for r in runs:
-        res = r.cfg.backbone.resources
+        res = r.cfg["backbone"]["resources"]
         mark = "~" if r.extra["guess"] else " "
         lines.append(f"{r.status:<11} {r.path.name:<58} {r.extra['trainable_params']:>13,} {res.get('gpus', 0):>4} "
                      f"{res.get('mem_gb', '-'):>5} {res.get('time_min', '-'):>6} {mark}{r.extra['hours']:>8.4f} "

@@ -75,7 +75,7 @@ def chunks(items: list, size: int) -> list[list]:
 
 
 def _resources(run: PlannedRun) -> tuple[int, int, int]:
-    res = run.cfg.backbone.resources
+    res = run.cfg["backbone"]["resources"]
     return int(res.get("gpus", 0) or 0), int(res.get("mem_gb", 4) or 4), int(res.get("time_min", 60) or 60)
 
 

@@ -22,7 +22,7 @@ SWEEP_MARKER = "sweep.json"
 
 def sweep_dir_of(runs: list[PlannedRun]) -> Path:
     parents = {r.path.parent for r in runs}
-    return parents.pop() if len(parents) == 1 else Path(runs[0].cfg.paths.runs_root)
+    return parents.pop() if len(parents) == 1 else Path(runs[0].cfg["paths"]["runs_root"])
 
 
 def record_sweep(runs: list[PlannedRun], arguments: list[str]) -> Path:

@@ -4,6 +4,7 @@
     petsweep plan method=lora,full seed=1,2,3                 # every run of a sweep: status, params, cost
     petsweep status runs/<sweep_name>                         # from the runs' status files only
     petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
+    petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
 """
 
 from __future__ import annotations
@@ -144,6 +145,10 @@ def main(argv: list[str] | None = None) -> None:
     for name, text in (("status", "status of a sweep's runs, from their files"),
                        ("cancel", "stop a sweep's running runs (they record CANCELLED; a rerun resumes them)")):
         sub.add_parser(name, help=text).add_argument("sweep_dir", help="<runs_root>/<sweep_name>")
+    p_sync = sub.add_parser("sync", help="upload the offline W&B runs of a sweep's finished runs (each once)")
+    p_sync.add_argument("sweep_dir", help="<runs_root>/<sweep_name>")
+    p_sync.add_argument("--parallel", type=int, default=4, help="uploads at a time")
+    p_sync.add_argument("--dry-run", action="store_true", help="list what would be uploaded (wandb sync --dry-run)")
     args = parser.parse_args(argv)
     with exit_on_user_error():
         if args.command == "count":
@@ -160,6 +165,16 @@ def main(argv: list[str] | None = None) -> None:
 
             stopped = cancel(args.sweep_dir)
             print(f"cancelled {len(stopped)} running run(s)" + "".join(f"\n  {name}" for name in stopped))
+        elif args.command == "sync":
+            from launchers.wandb_sync import sync
+
+            results = sync(args.sweep_dir, args.parallel, args.dry_run)
+            for folder, code, _ in results:
+                print(f"{'ok' if code == 0 else f'failed ({code})':<11} {folder}")
+            print(f"{sum(c == 0 for _, c, _ in results)} of {len(results)} W&B runs "
+                  + ("would be synced" if args.dry_run else "synced"))
+            if any(c for _, c, _ in results):
+                sys.exit(1)
 
 
 if __name__ == "__main__":

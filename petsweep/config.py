@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 from petsweep import CONF_DIR
 from petsweep.backbones import BackboneSpec
 from petsweep.errors import ConfigError
+from petsweep.identity import plain
 from petsweep.methods import PETMethod, build_method
 from petsweep.tasks.spec import TaskSpec
 
@@ -65,12 +66,11 @@ class RunSpec:
     sweep_name: str
     runs_root: str
     wandb: dict | None
-    config: DictConfig
+    config: DictConfig | dict
 
 
-def _typed(cls, node, key: str):
+def _typed(cls, values: dict, key: str):
     """Build dataclass `cls` from a config node; an unknown key is a ConfigError listing the valid ones."""
-    values = OmegaConf.to_container(node, resolve=True)
     known = {f.name for f in dataclasses.fields(cls)}
     for name in values:
         if name not in known:
@@ -78,29 +78,34 @@ def _typed(cls, node, key: str):
     return cls(**values)
 
 
-def resolve_run(cfg: DictConfig) -> RunSpec:
-    """Validate a composed config (types, choices, backbone/task fit, APET state) and type its parts."""
-    backbone = _typed(BackboneSpec, cfg.backbone, "backbone")
-    task = _typed(TaskSpec, cfg.task, "task")
+def resolve_run(cfg: DictConfig | dict) -> RunSpec:
+    """Validate a composed config (types, choices, backbone/task fit, APET state) and type its parts.
+
+    Args:
+        cfg: the composed config, or its plain resolved form (identity.plain), which planning uses for speed.
+    """
+    data = plain(cfg)
+    backbone = _typed(BackboneSpec, data["backbone"], "backbone")
+    task = _typed(TaskSpec, data["task"], "task")
     if task.kind == "generation" and backbone.family == "encoder":
         raise ConfigError("task", task.name, f"a generation task needs an encoder_decoder or decoder backbone, "
                           f"and backbone {backbone.name} is an encoder")
     if task.kind == "regression" and backbone.family != "encoder":
         raise ConfigError("task", task.name, f"regression tasks need an encoder backbone (a regression head), "
                           f"and backbone {backbone.name} is {backbone.family}")
-    if cfg.apet.scale is not None:
-        raise ConfigError("apet.scale", cfg.apet.scale, "APET is not available in this version yet; use apet=none")
-    if not isinstance(cfg.seed, int):
-        raise ConfigError("seed", cfg.seed, "must be an integer")
+    if data["apet"]["scale"] is not None:
+        raise ConfigError("apet.scale", data["apet"]["scale"], "APET is not available in this version yet; use apet=none")
+    if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
+        raise ConfigError("seed", data["seed"], "must be an integer")
     return RunSpec(
         backbone=backbone,
-        method=build_method(cfg.method),
+        method=build_method(data["method"]),
         task=task,
-        trainer=_typed(TrainerConfig, cfg.trainer, "trainer"),
-        seed=cfg.seed,
-        sweep_name=str(cfg.sweep_name),
-        runs_root=str(cfg.paths.runs_root),
-        wandb=OmegaConf.to_container(cfg.logger.wandb) if cfg.logger.get("wandb") else None,
+        trainer=_typed(TrainerConfig, dict(data["trainer"]), "trainer"),
+        seed=data["seed"],
+        sweep_name=str(data["sweep_name"]),
+        runs_root=str(data["paths"]["runs_root"]),
+        wandb=data["logger"].get("wandb") or None,
         config=cfg,
     )
 

@@ -14,11 +14,20 @@ from omegaconf import DictConfig, OmegaConf
 NON_SEMANTIC_KEYS = ("paths", "logger", "launcher", "hydra", "sweep_name", "trainer.num_threads")
 
 
-def semantic_config(cfg: DictConfig) -> dict:
-    """The resolved config as a plain dict, without NON_SEMANTIC_KEYS."""
-    # the hydra node only resolves inside a running Hydra app, and is never part of the identity
-    data = {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+def plain(cfg: DictConfig | dict) -> dict:
+    """The resolved config as plain dicts and lists (a plain dict is returned as it is).
+
+    The hydra node is left out: it only resolves inside a running Hydra app and never changes a result.
+    """
+    if isinstance(cfg, dict):
+        return cfg
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
             for k in cfg if k != "hydra"}
+
+
+def semantic_config(cfg: DictConfig | dict) -> dict:
+    """The resolved config as a plain dict, without NON_SEMANTIC_KEYS."""
+    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in plain(cfg).items()}  # copies what is popped
     for dotted in NON_SEMANTIC_KEYS:
         *parents, leaf = dotted.split(".")
         node = data
@@ -29,7 +38,7 @@ def semantic_config(cfg: DictConfig) -> dict:
     return data
 
 
-def run_hash(cfg: DictConfig) -> str:
+def run_hash(cfg: DictConfig | dict) -> str:
     """sha256 of the canonical JSON of the semantic config: equal configs, equal ids, on any machine."""
     canonical = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical.encode()).hexdigest()
@@ -39,11 +48,14 @@ def _slug_part(value) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(value))
 
 
-def run_slug(cfg: DictConfig) -> str:
+def run_slug(cfg: DictConfig | dict) -> str:
     """<backbone>-<method>-<task>-s<seed>: readable, not unique (the hash makes it unique)."""
-    return "-".join(_slug_part(v) for v in (cfg.backbone.name, cfg.method.name, cfg.task.name)) + f"-s{cfg.seed}"
+    c = plain(cfg)
+    names = (c["backbone"]["name"], c["method"]["name"], c["task"]["name"])
+    return "-".join(_slug_part(v) for v in names) + f"-s{c['seed']}"
 
 
-def run_dir(cfg: DictConfig) -> Path:
+def run_dir(cfg: DictConfig | dict) -> Path:
     """<runs_root>/<sweep_name>/<slug>-<hash12>."""
-    return Path(cfg.paths.runs_root) / _slug_part(cfg.sweep_name) / f"{run_slug(cfg)}-{run_hash(cfg)[:12]}"
+    c = plain(cfg)
+    return Path(c["paths"]["runs_root"]) / _slug_part(c["sweep_name"]) / f"{run_slug(c)}-{run_hash(c)[:12]}"

@@ -60,3 +60,22 @@ def test_run_identity_ignores_locations_and_threads():
     for change in ("seed=1", "method.r=4", "trainer.max_steps=7", "task.k_shot=4", "backbone=minilm-l3"):
         assert run_hash(compose([change])) != run_hash(base), change
     assert run_dir(base).name.startswith("minilm-l6-lora-bbc_news-s0-")
+
+
+@pytest.mark.parametrize("preset", _options("sweep"))
+def test_every_sweep_preset_expands_and_plans(preset, tmp_path):
+    from launchers.expand import expand
+    from launchers.planning import plan
+    from petsweep.cli import sweep_arguments
+
+    arguments, zips = sweep_arguments([f"+sweep={preset}", f"paths.runs_root={tmp_path}"])
+    runs = expand(arguments, zips)
+    assert len(runs) >= 10 and all(f"+sweep={preset}" in r for r in runs)
+    planned = plan(runs[:: max(1, len(runs) // 12)], compose)  # a spread of the grid: every axis value varies
+    assert all(p.status == "new" and p.path.parent.name == p.cfg["sweep_name"] for p in planned)
+
+
+@pytest.mark.parametrize("launcher", _options("launcher"))
+def test_every_launcher_preset_composes(launcher):
+    hydra_launcher = compose([f"launcher={launcher}"], with_hydra=True).hydra.launcher
+    assert hydra_launcher._target_.startswith("hydra_plugins.petsweep_plugins.launcher.")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -56,23 +57,30 @@ def test_crash_then_rerun_matches_uninterrupted(tiny, tmp_path, monkeypatch):
     _assert_same_run(RunDir(run_dir(reference)), RunDir(run_dir(crashing)))
 
 
+def _step_of(path) -> int:
+    return int(path.name.split("-")[1]) if path is not None else 0
+
+
 @pytest.mark.slow
-def test_kill_9_then_rerun_matches_uninterrupted(tiny, tmp_path):
-    extra = ["trainer.max_steps=400", "trainer.eval_every=100", "trainer.save_every=10", "task.k_shot=40"]
+def test_kill_9_at_five_random_steps_then_rerun_is_bit_identical(tiny, tmp_path):
+    extra = ["trainer.max_steps=600", "trainer.eval_every=100", "trainer.save_every=10", "task.k_shot=40",
+             "method.dropout=0.1"]
     killed_args = tiny("encoder", *extra, f"paths.runs_root={tmp_path}/killed")
     killed = RunDir(run_dir(compose(killed_args)))
-    proc = subprocess.Popen([sys.executable, "run.py", *killed_args], cwd=REPO, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
-    deadline = time.time() + 300
-    while checkpoint.latest(killed.checkpoints) is None or "00000030" > checkpoint.latest(killed.checkpoints).name[-8:]:
-        assert proc.poll() is None and time.time() < deadline, "run ended before it could be killed"
-        time.sleep(0.02)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert killed.state() == RUNNING  # what a kill -9 leaves behind: no COMPLETED, a checkpoint to resume
+    kill_points = sorted(random.Random(7).sample(range(20, 560, 10), 5))
+    for target in kill_points:  # each attempt resumes from the previous kill's checkpoint, then dies again
+        proc = subprocess.Popen([sys.executable, "run.py", *killed_args], cwd=REPO, stdout=subprocess.DEVNULL,
+                                stderr=subprocess.DEVNULL)
+        deadline = time.time() + 300
+        while _step_of(checkpoint.latest(killed.checkpoints)) < target:
+            assert proc.poll() is None and time.time() < deadline, f"run ended before step {target}"
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert killed.state() == RUNNING  # what a kill -9 leaves: no COMPLETED, a checkpoint to resume from
     done = subprocess.run([sys.executable, "run.py", *killed_args], cwd=REPO, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert "resumed from" in (killed.path / "train.log").read_text()
+    assert (killed.path / "train.log").read_text().count("resumed from") == 5
 
     reference_args = tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference")
     subprocess.run([sys.executable, "run.py", *reference_args], cwd=REPO, check=True, capture_output=True)

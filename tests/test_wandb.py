@@ -42,3 +42,21 @@ def test_wandb_failure_never_fails_the_run(tiny):
     result = run(cfg)
     assert result["status"] == COMPLETED and RunDir(run_dir(cfg)).state() == COMPLETED
     assert RunDir(run_dir(cfg)).metrics_file.exists()
+
+
+def test_sync_takes_only_finished_runs(tiny, tmp_path):
+    import pytest
+
+    from launchers.wandb_sync import offline_runs, sync
+
+    done = compose(tiny("encoder", "logger=wandb", "sweep_name=study"))
+    run(done)
+    nan = compose(tiny("encoder", "logger=wandb", "sweep_name=study", "method.lr=1e30"))
+    with pytest.raises(FloatingPointError):
+        run(nan)
+    sweep = RunDir(run_dir(done)).path.parent
+    folders = offline_runs(sweep)
+    assert len(folders) == 1 and RunDir(run_dir(done)).path in folders[0].parents
+    assert list((RunDir(run_dir(nan)).path / "wandb").glob("offline-run-*"))  # the failed run has one too
+    [(folder, code, output)] = sync(sweep, parallel=2, dry_run=True)
+    assert code == 0 and folder == folders[0], output
