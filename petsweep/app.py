@@ -120,8 +120,8 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
     from petsweep.train import train  # torch-heavy; imported once the run is known to be valid
 
     outcome = train(spec, run_path, model, make_objective(spec.backbone.family, spec.task, data, tokenizer),
-                    data, head_names, tracker)
-    save_file(outcome.pop("best_weights") or {}, run_path.path / "pet_weights.safetensors")
+                    data, head_names, tracker, counts.total_params)
+    save_file(outcome.pop("best_weights"), run_path.path / "pet_weights.safetensors")
     process_start = provenance.process_start_time()
     first_step_at = outcome.pop("first_step_at")
     prov["end"] = time.time()

@@ -75,6 +75,21 @@ def _set_rng_state(tensors: dict[str, torch.Tensor], meta: dict) -> None:
     np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
 
 
+def save_extras(directory: Path, best: dict[str, torch.Tensor] | None, meta: dict) -> None:
+    """What every checkpoint holds beside weights and optimizer: best weights, RNG states, counters."""
+    if best is not None:
+        save_file(best, directory / "best.safetensors")
+    rng_tensors, rng_meta = _rng_state()
+    save_file(rng_tensors, directory / "rng.safetensors")
+    (directory / "state.json").write_text(json.dumps({**meta, "rng": rng_meta}, default=float))
+
+
+def drop_older(root: Path, keep: Path) -> None:
+    for old in root.glob("step-*"):
+        if old != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
 def save(root: Path, step: int, model, optimizer, scheduler, best: dict[str, torch.Tensor] | None, counters: dict) -> Path:
     """Write checkpoint `step-<step>` atomically and drop older ones."""
     root.mkdir(parents=True, exist_ok=True)
@@ -83,18 +98,11 @@ def save(root: Path, step: int, model, optimizer, scheduler, best: dict[str, tor
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     save_file(trainable_state(model), tmp / "trainable.safetensors")
-    if best is not None:
-        save_file(best, tmp / "best.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
-    rng_tensors, rng_meta = _rng_state()
-    save_file(rng_tensors, tmp / "rng.safetensors")
-    meta = {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), "rng": rng_meta, **counters}
-    (tmp / "state.json").write_text(json.dumps(meta, default=float))
+    save_extras(tmp, best, {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), **counters})
     os.replace(tmp, final)
-    for old in root.glob("step-*"):
-        if old != final:
-            shutil.rmtree(old, ignore_errors=True)
+    drop_older(root, final)
     return final
 
 
@@ -103,16 +111,18 @@ def latest(root: Path) -> Path | None:
     return found[-1] if found else None
 
 
-def restore(path: Path, model, optimizer, scheduler) -> tuple[dict, dict[str, torch.Tensor] | None]:
-    """Load a checkpoint into model, optimizer, scheduler and the RNGs.
+def restore_extras(path: Path) -> tuple[dict, dict[str, torch.Tensor] | None]:
+    """Restore the RNG states; returns (state.json contents with step and counters, best weights or None)."""
+    meta = json.loads((path / "state.json").read_text())
+    _set_rng_state(load_file(path / "rng.safetensors"), meta["rng"])
+    best_file = path / "best.safetensors"
+    return meta, (load_file(best_file) if best_file.exists() else None)
 
-    Returns:
-        (state.json contents with step and counters, best weights or None).
-    """
+
+def restore(path: Path, model, optimizer, scheduler) -> tuple[dict, dict[str, torch.Tensor] | None]:
+    """Load a checkpoint into model, optimizer, scheduler and the RNGs (see restore_extras for the return)."""
     meta = json.loads((path / "state.json").read_text())
     load_trainable(model, load_file(path / "trainable.safetensors"))
     optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta["optimizer"]))
     scheduler.load_state_dict(meta["scheduler"])
-    _set_rng_state(load_file(path / "rng.safetensors"), meta["rng"])
-    best_file = path / "best.safetensors"
-    return meta, (load_file(best_file) if best_file.exists() else None)
+    return restore_extras(path)

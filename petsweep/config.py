@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
 from petsweep.backbones import BackboneSpec
+from petsweep.distributed import DeepSpeedConfig
 from petsweep.errors import ConfigError
 from petsweep.identity import plain
 from petsweep.methods import PETMethod, build_method
@@ -62,6 +63,7 @@ class RunSpec:
     method: PETMethod
     task: TaskSpec
     trainer: TrainerConfig
+    deepspeed: DeepSpeedConfig
     seed: int
     sweep_name: str
     runs_root: str
@@ -102,6 +104,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         method=build_method(data["method"]),
         task=task,
         trainer=_typed(TrainerConfig, dict(data["trainer"]), "trainer"),
+        deepspeed=_typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed"),
         seed=data["seed"],
         sweep_name=str(data["sweep_name"]),
         runs_root=str(data["paths"]["runs_root"]),

@@ -21,6 +21,7 @@ from torch import nn
 
 from petsweep import checkpoint, preemption
 from petsweep.config import RunSpec, TrainerConfig
+from petsweep.distributed import make_stepper
 from petsweep.objectives import Objective
 from petsweep.status import RunDir
 from petsweep.tasks import TaskData
@@ -118,7 +119,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, data: TaskData,
-          head_names: set[str], tracker: Tracker) -> dict:
+          head_names: set[str], tracker: Tracker, total_params: int) -> dict:
     """Train, select the best dev checkpoint, score test and the train subset; returns the summary."""
     trainer, metric = spec.trainer, spec.task.metric
     device = pick_device(trainer)
@@ -128,11 +129,12 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
     dev_set, test_set = objective.encode(data.dev), objective.encode(data.test)
     optimizer = build_optimizer(model, spec, head_names)
     scheduler = build_scheduler(optimizer, trainer)
+    stepper, zero = make_stepper(model, optimizer, scheduler, trainer, spec.deepspeed, total_params, bf16)
     progress, best = Progress(), None
 
     resume_from = checkpoint.latest(run.checkpoints)
     if resume_from is not None:
-        meta, best = checkpoint.restore(resume_from, model, optimizer, scheduler)
+        meta, best = stepper.restore(resume_from)
         progress = Progress(**{k: meta[k] for k in Progress.__dataclass_fields__})
         tracker.truncate_after(progress.step)
         log.info("resumed from %s (step %d)", resume_from.name, progress.step)
@@ -148,16 +150,12 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
             progress.tokens += int(batch["attention_mask"].sum())
             batch = {k: v.to(device) for k, v in batch.items()}
             with _autocast(device, bf16):
-                loss = objective.loss(model, batch) / trainer.grad_accum
+                loss = objective.loss(stepper.forward_model, batch)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"loss is {loss.item()} at step {progress.step + 1}")
-            loss.backward()
-            progress.loss_sum += loss.item()
-        if trainer.max_grad_norm:
-            nn.utils.clip_grad_norm_([p for p in model.parameters() if p.requires_grad], trainer.max_grad_norm)
-        optimizer.step()
-        scheduler.step()
-        optimizer.zero_grad(set_to_none=True)
+            stepper.backward(loss)
+            stepper.micro_step(boundary=micro == trainer.grad_accum - 1)
+            progress.loss_sum += loss.item() / trainer.grad_accum
         progress.step += 1
         progress.loss_count += 1
         step_times.append(time.perf_counter() - started)
@@ -165,28 +163,29 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
 
         if progress.step % trainer.eval_every == 0 or progress.step == trainer.max_steps:
             row = {"step": progress.step, "train_loss": progress.loss_sum / progress.loss_count,
-                   "lr": scheduler.get_last_lr()[0]}
+                   "lr": stepper.last_lr()}
             progress.loss_sum, progress.loss_count = 0.0, 0
             if dev_set:
-                scores = evaluate(model, objective, dev_set, data.dev, spec, device, bf16)
+                scores = evaluate(stepper.forward_model, objective, dev_set, data.dev, spec, device, bf16)
                 row.update({f"dev_{k}": v for k, v in scores.items()})
                 if progress.best_score is None or scores[metric] > progress.best_score:
                     progress.best_score, progress.best_step = scores[metric], progress.step
-                    best = checkpoint.trainable_state(model)
+                    best = stepper.trainable_state()
             progress.history.append(row)
             tracker.log(row)
             log.info("step %d  %s", progress.step, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
         if progress.step % trainer.save_every == 0 and progress.step < trainer.max_steps:
-            checkpoint.save(run.checkpoints, progress.step, model, optimizer, scheduler, best, vars(progress))
+            stepper.save(run.checkpoints, progress.step, best, vars(progress))
         if preemption.requested() and progress.step < trainer.max_steps:  # SLURM asked us to stop
-            checkpoint.save(run.checkpoints, progress.step, model, optimizer, scheduler, best, vars(progress))
+            stepper.save(run.checkpoints, progress.step, best, vars(progress))
             log.info("saved a checkpoint at step %d on the cluster's signal; handing over to requeue", progress.step)
             preemption.hand_over()
 
     if best is not None:
-        checkpoint.load_trainable(model, best)
-    test_scores = evaluate(model, objective, test_set, data.test, spec, device, bf16)
-    train_scores = evaluate(model, objective, objective.encode(data.train_eval), data.train_eval, spec, device, bf16)
+        stepper.load_trainable(best)
+    forward = stepper.forward_model
+    test_scores = evaluate(forward, objective, test_set, data.test, spec, device, bf16)
+    train_scores = evaluate(forward, objective, objective.encode(data.train_eval), data.train_eval, spec, device, bf16)
     return {
         "score": test_scores[metric],
         "metrics": test_scores,
@@ -202,6 +201,7 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         "peak_memory_mb": _peak_memory_mb(device),
         "device": str(device),
         "precision": "bf16" if bf16 else "fp32",
+        "deepspeed": zero.preset,
         "first_step_at": first_step_at,
-        "best_weights": best,
+        "best_weights": best if best is not None else stepper.trainable_state(),
     }

@@ -1,0 +1,57 @@
+"""DeepSpeed ZeRO on CPU (gloo backend, one process): tiny runs through the real deepspeed.initialize path."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from petsweep.app import run
+from petsweep.config import compose
+from petsweep.distributed import DeepSpeedConfig
+from petsweep.identity import run_dir
+from petsweep.status import COMPLETED, RunDir
+from test_resume import _assert_same_run
+
+
+@pytest.mark.parametrize("preset", ["zero2", "zero3"])
+def test_zero_run_completes_and_saves_whole_pet_weights(tiny, preset):
+    # threshold 0: ZeRO-3 partitions even the small LoRA tensors, so saving must gather them first
+    cfg = compose(tiny("encoder", f"deepspeed={preset}", "deepspeed.param_persistence_threshold=0"))
+    result = run(cfg)
+    record = RunDir(run_dir(cfg))
+    assert record.state() == COMPLETED and result["deepspeed"] == preset
+    weights = load_file(record.path / "pet_weights.safetensors")
+    assert sum(t.numel() for t in weights.values()) == result["trainable_params"] > 0
+    assert all(t.abs().sum() > 0 for name, t in weights.items() if "lora_A" in name)
+    rows = [json.loads(line) for line in record.metrics_file.read_text().splitlines()]
+    assert [r["step"] for r in rows] == [3, 6] and rows[-1]["train_loss"] > 0
+
+
+def test_zero3_resume_from_its_own_checkpoint(tiny, tmp_path, monkeypatch):
+    from petsweep import distributed
+
+    extra = ("deepspeed=zero3", "trainer.max_steps=8", "trainer.save_every=4", "trainer.eval_every=4")
+    cfg = compose(tiny("encoder", *extra))
+    real_save = distributed.DeepSpeedStepper.save
+
+    def save_then_stop(self, *args, **kwargs):
+        real_save(self, *args, **kwargs)
+        raise KeyboardInterrupt("stopped after the step-4 checkpoint")
+
+    monkeypatch.setattr(distributed.DeepSpeedStepper, "save", save_then_stop)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    monkeypatch.setattr(distributed.DeepSpeedStepper, "save", real_save)
+    result = run(cfg)
+    assert result["steps"] == 8 and "resumed from step-00000004" in (RunDir(run_dir(cfg)).path / "train.log").read_text()
+    reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
+    run(reference)
+    _assert_same_run(RunDir(run_dir(reference)), RunDir(run_dir(cfg)))
+
+
+def test_auto_preset_picks_by_size():
+    auto = DeepSpeedConfig()
+    assert auto.resolved(22_000_000).preset == "none"  # no GPU here, and small anyway
+    assert DeepSpeedConfig(preset="zero2", stage=2).resolved(10**12).stage == 2  # explicit presets are kept
