@@ -25,23 +25,17 @@ def _count_key(cfg: dict) -> str:
 
 def trainable_counts(runs: list[PlannedRun]) -> None:
     """Fill run.extra with parameter counts (meta device), one model build per distinct config."""
-    from petsweep.backbones import build_on_meta, head_parameter_names
+    from petsweep.backbones import build_on_meta
     from petsweep.config import resolve_run
-    from petsweep.params import count_backbone, count_trainable
+    from petsweep.params import apply_method
 
     cache: dict[str, dict] = {}
     for run in runs:
         key = _count_key(run.cfg)
         if key not in cache:
             spec = resolve_run(run.cfg)
-            model = build_on_meta(spec.backbone, spec.task.num_labels or 2)
-            head = head_parameter_names(model, spec.backbone)
-            counts = count_backbone(model, head)
-            model = spec.method.apply(model, spec.backbone)
-            for name, param in model.named_parameters():
-                if name in head:
-                    param.requires_grad_(spec.method.config.train_head)
-            cache[key] = count_trainable(model, head, counts).as_dict()
+            _, _, counts = apply_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
+            cache[key] = counts.as_dict()
         run.extra.update(cache[key])
 
 

@@ -16,12 +16,12 @@ from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
 from petsweep import preemption, provenance
-from petsweep.backbones import head_parameter_names, load_pretrained
+from petsweep.backbones import load_pretrained
 from petsweep.config import RunSpec, resolve_run
 from petsweep.errors import PetsweepError, RunCancelled
 from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.objectives import make_objective
-from petsweep.params import count_backbone, count_trainable
+from petsweep.params import apply_method
 from petsweep.seeding import seed_everything
 from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir, write_atomic, write_json
 from petsweep.tasks import prepare_task
@@ -103,13 +103,7 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
 
     data = prepare_task(spec.task, spec.seed)
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
-    head_names = head_parameter_names(model, spec.backbone)
-    counts = count_backbone(model, head_names)
-    model = spec.method.apply(model, spec.backbone)
-    for name, param in model.named_parameters():
-        if name in head_names:
-            param.requires_grad_(spec.method.config.train_head)
-    counts = count_trainable(model, head_names, counts)
+    model, head_names, counts = apply_method(model, spec)
     load_s = time.time() - started
     log.info("%s: trainable %d of %d (pet %d)", run_slug(cfg), counts.trainable_params, counts.total_params,
              counts.pet_params)

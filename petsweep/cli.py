@@ -84,19 +84,12 @@ def _check_launcher(overrides: list[str]) -> None:
 
 def count(overrides: list[str]) -> dict:
     """Parameter counts of a composed run, from the backbone YAML's dimensions on the meta device."""
-    from petsweep.backbones import build_on_meta, head_parameter_names
+    from petsweep.backbones import build_on_meta
     from petsweep.config import compose, resolve_run
-    from petsweep.params import count_backbone, count_trainable
+    from petsweep.params import apply_method
 
     spec = resolve_run(compose(overrides))
-    model = build_on_meta(spec.backbone, spec.task.num_labels or 2)
-    head_names = head_parameter_names(model, spec.backbone)
-    counts = count_backbone(model, head_names)
-    model = spec.method.apply(model, spec.backbone)
-    for name, param in model.named_parameters():
-        if name in head_names:
-            param.requires_grad_(spec.method.config.train_head)
-    counts = count_trainable(model, head_names, counts)
+    _, _, counts = apply_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
     return {"backbone": spec.backbone.name, "method": spec.method.config.name, "task": spec.task.name,
             **counts.as_dict()}
 
@@ -134,47 +127,68 @@ def plan_command(overrides: list[str]) -> str:
     return plan_table(plan(expand(arguments, zips), lambda ov: compose(list(ov) + searchpath)))
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="petsweep", description=__doc__.splitlines()[0])
+def _count_cmd(args) -> None:
+    row = count(args.overrides)
+    print(json.dumps(row)) if args.json else _print_count_table(row)
+
+
+def _plan_cmd(args) -> None:
+    print(plan_command(args.overrides))
+
+
+def _status_cmd(args) -> None:
+    from launchers.report import status_table
+
+    print(status_table(args.sweep_dir))
+
+
+def _cancel_cmd(args) -> None:
+    from launchers.report import cancel
+
+    stopped = cancel(args.sweep_dir)
+    print(f"cancelled {len(stopped)} running run(s)" + "".join(f"\n  {name}" for name in stopped))
+
+
+def _sync_cmd(args) -> None:
+    from launchers.wandb_sync import sync
+
+    results = sync(args.sweep_dir, args.parallel, args.dry_run)
+    for folder, code, _ in results:
+        print(f"{'ok' if code == 0 else f'failed ({code})':<11} {folder}")
+    print(f"{sum(c == 0 for _, c, _ in results)} of {len(results)} W&B runs "
+          + ("would be synced" if args.dry_run else "synced"))
+    if any(c for _, c, _ in results):
+        sys.exit(1)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="petsweep", description="petsweep: parameter counts, sweep plans, "
+                                     "status, cancel and W&B sync (runs themselves: python run.py)")
     sub = parser.add_subparsers(dest="command", required=True)
-    p_count = sub.add_parser("count", help="parameter counts of a config (meta device: no weights, no network)")
-    p_count.add_argument("--json", action="store_true", help="print one JSON object")
-    p_count.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
-    p_plan = sub.add_parser("plan", help="every run of a sweep, launching nothing: status, params, resources, cost")
-    p_plan.add_argument("overrides", nargs="*", help="sweep overrides, as for run.py -m (+sweep=<preset> works)")
-    for name, text in (("status", "status of a sweep's runs, from their files"),
-                       ("cancel", "stop a sweep's running runs (they record CANCELLED; a rerun resumes them)")):
-        sub.add_parser(name, help=text).add_argument("sweep_dir", help="<runs_root>/<sweep_name>")
-    p_sync = sub.add_parser("sync", help="upload the offline W&B runs of a sweep's finished runs (each once)")
-    p_sync.add_argument("sweep_dir", help="<runs_root>/<sweep_name>")
-    p_sync.add_argument("--parallel", type=int, default=4, help="uploads at a time")
-    p_sync.add_argument("--dry-run", action="store_true", help="list what would be uploaded (wandb sync --dry-run)")
-    args = parser.parse_args(argv)
+    p = sub.add_parser("count", help="parameter counts of a config (meta device: no weights, no network)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
+    p.set_defaults(handler=_count_cmd)
+    p = sub.add_parser("plan", help="every run of a sweep, launching nothing: status, params, resources, cost")
+    p.add_argument("overrides", nargs="*", help="sweep overrides, as for run.py -m (+sweep=<preset> works)")
+    p.set_defaults(handler=_plan_cmd)
+    for name, handler, text in (
+            ("status", _status_cmd, "status of a sweep's runs, from their files"),
+            ("cancel", _cancel_cmd, "stop a sweep's queued and running runs (they record CANCELLED)"),
+            ("sync", _sync_cmd, "upload the offline W&B runs of a sweep's finished runs (each once)")):
+        p = sub.add_parser(name, help=text)
+        p.add_argument("sweep_dir", help="<runs_root>/<sweep_name>")
+        p.set_defaults(handler=handler)
+        if name == "sync":
+            p.add_argument("--parallel", type=int, default=4, help="uploads at a time")
+            p.add_argument("--dry-run", action="store_true", help="list what would be uploaded")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = _parser().parse_args(argv)
     with exit_on_user_error():
-        if args.command == "count":
-            row = count(args.overrides)
-            print(json.dumps(row)) if args.json else _print_count_table(row)
-        elif args.command == "plan":
-            print(plan_command(args.overrides))
-        elif args.command == "status":
-            from launchers.report import status_table
-
-            print(status_table(args.sweep_dir))
-        elif args.command == "cancel":
-            from launchers.report import cancel
-
-            stopped = cancel(args.sweep_dir)
-            print(f"cancelled {len(stopped)} running run(s)" + "".join(f"\n  {name}" for name in stopped))
-        elif args.command == "sync":
-            from launchers.wandb_sync import sync
-
-            results = sync(args.sweep_dir, args.parallel, args.dry_run)
-            for folder, code, _ in results:
-                print(f"{'ok' if code == 0 else f'failed ({code})':<11} {folder}")
-            print(f"{sum(c == 0 for _, c, _ in results)} of {len(results)} W&B runs "
-                  + ("would be synced" if args.dry_run else "synced"))
-            if any(c for _, c, _ in results):
-                sys.exit(1)
+        args.handler(args)
 
 
 if __name__ == "__main__":

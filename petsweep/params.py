@@ -41,3 +41,24 @@ def count_trainable(model: nn.Module, head_names: set[str], counts: ParamCounts)
     counts.trainable_params = sum(trainable.values())
     counts.pet_params = sum(v for n, v in trainable.items() if n not in head_names)
     return counts
+
+
+def apply_method(model: nn.Module, spec) -> tuple[nn.Module, set[str], ParamCounts]:
+    """Apply the run's PET method and set the task head's trainability; count before and after.
+
+    Args:
+        model: the backbone with its task head, real or on the meta device.
+        spec: the validated run (petsweep.config.RunSpec).
+
+    Returns:
+        (the model to train, names of the head's parameters, the filled ParamCounts).
+    """
+    from petsweep.backbones import head_parameter_names
+
+    head_names = head_parameter_names(model, spec.backbone)
+    counts = count_backbone(model, head_names)
+    model = spec.method.apply(model, spec.backbone)
+    for name, param in model.named_parameters():
+        if name in head_names:
+            param.requires_grad_(spec.method.config.train_head)
+    return model, head_names, count_trainable(model, head_names, counts)

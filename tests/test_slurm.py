@@ -12,8 +12,8 @@ from test_resume import _assert_same_run
 
 QUICK = ["task.k_shot=4", "task.dev_size=8", "task.test_size=8", "task.train_eval_size=8", "task.max_length=32",
          "trainer.batch_size=4", "trainer.eval_every=2", "trainer.save_every=2", "trainer.max_steps=4"]
-LONG = ["trainer.max_steps=300", "trainer.save_every=10", "trainer.eval_every=100", "task.k_shot=40",
-        "method.dropout=0.1", "backbone=tiny-bert"]
+LONG = ["trainer.max_steps=3000", "trainer.save_every=20", "trainer.eval_every=1000", "task.k_shot=40",
+        "method.dropout=0.1", "backbone=tiny-bert"]  # long enough (~20 s) to be caught running
 
 
 def slurm_sweep(tiny_conf, root, *axes, launcher="slurm_localhost"):
