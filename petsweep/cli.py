@@ -5,6 +5,8 @@
     petsweep status runs/<sweep_name>                         # from the runs' status files only
     petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
     petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
+    petsweep collect runs/<sweep_name> -o table.parquet       # one tidy row per run
+    petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.curves.KINDS)
 """
 
 from __future__ import annotations
@@ -161,6 +163,19 @@ def _sync_cmd(args) -> None:
         sys.exit(1)
 
 
+def _collect_cmd(args) -> None:
+    from analysis import collect, save
+
+    table = collect(args.sweep_dirs)
+    print(f"{len(table)} runs -> {save(table, args.output)}")
+
+
+def _plot_cmd(args) -> None:
+    from analysis import load, plot
+
+    print(plot(load(args.table), args.kind, args.output))
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="petsweep", description="petsweep: parameter counts, sweep plans, "
                                      "status, cancel and W&B sync (runs themselves: python run.py)")
@@ -172,6 +187,16 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("plan", help="every run of a sweep, launching nothing: status, params, resources, cost")
     p.add_argument("overrides", nargs="*", help="sweep overrides, as for run.py -m (+sweep=<preset> works)")
     p.set_defaults(handler=_plan_cmd)
+    p = sub.add_parser("collect", help="one tidy table (parquet or csv) of every run in the sweep dirs")
+    p.add_argument("sweep_dirs", nargs="+", help="<runs_root>/<sweep_name> ...")
+    p.add_argument("-o", "--output", required=True, help="table.parquet or table.csv")
+    p.set_defaults(handler=_collect_cmd)
+    p = sub.add_parser("plot", help="a figure from a collected table (PNG or PDF by suffix)")
+    p.add_argument("table", help="a table from petsweep collect")
+    p.add_argument("--kind", required=True, help="curves, pareto, gap, generalization, threshold, convergence, "
+                                                 "memory, apet, transfer")
+    p.add_argument("-o", "--output", required=True, help="figure.png or figure.pdf")
+    p.set_defaults(handler=_plot_cmd)
     for name, handler, text in (
             ("status", _status_cmd, "status of a sweep's runs, from their files"),
             ("cancel", _cancel_cmd, "stop a sweep's queued and running runs (they record CANCELLED)"),

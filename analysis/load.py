@@ -1,0 +1,116 @@
+"""From sweep directories to one tidy table: a row per run, config columns, metrics, counts, cost, status.
+
+Method, budget and granularity are columns, never code paths, so runs of methods added later flow in.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from petsweep.errors import PetsweepError
+
+REQUIRED = ("run_id", "backbone", "method", "task", "seed", "status", "score", "trainable_params")
+_SCALARS = (
+    "run_id", "backbone", "method", "task", "seed", "sweep_name", "status", "metric", "score", "random_guess_score",
+    "train_subset_score", "best_step", "best_dev_score", "steps", "trainable_params", "pet_params", "total_params",
+    "nonembedding_params", "head_params", "train_time_s", "wall_time_s", "tokens", "tokens_per_s", "step_time_s",
+    "peak_memory_mb", "device", "precision", "deepspeed",
+)
+
+
+def _flatten(prefix: str, value, out: dict) -> None:
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            _flatten(f"{prefix}.{key}" if prefix else key, inner, out)
+    else:
+        out[prefix] = json.dumps(value) if isinstance(value, list) else value
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        return json.loads(path.read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return {}
+
+
+def run_row(run_dir: Path) -> dict:
+    """One run as a flat dict: its result (if any), config as `cfg.*`, metrics as `metric.*`, provenance."""
+    status = _read_json(run_dir / "status.json")
+    result = _read_json(run_dir / "result.json")
+    row = {k: result.get(k) for k in _SCALARS}
+    row.update(status=status.get("state", "UNKNOWN"), run_dir=str(run_dir), updated=status.get("updated"))
+    config = result.get("config") or _config_of(run_dir)
+    _flatten("cfg", config, row)
+    for name, value in (result.get("metrics") or {}).items():
+        row[f"metric.{name}"] = value
+    for name, value in (result.get("train_subset_metrics") or {}).items():
+        row[f"train_metric.{name}"] = value
+    prov = _read_json(run_dir / "provenance.json")
+    row.update({"git_commit": prov.get("git_commit"), "git_dirty": prov.get("git_dirty"), "host": prov.get("host")})
+    if row["backbone"] is None and config:  # unfinished runs: identity from the config
+        row.update(backbone=config["backbone"]["name"], method=config["method"]["name"], task=config["task"]["name"],
+                   seed=config.get("seed"))
+    return row
+
+
+def _config_of(run_dir: Path) -> dict:
+    import yaml
+
+    path = run_dir / "config.yaml"
+    return yaml.safe_load(path.read_text()) if path.exists() else {}
+
+
+def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
+    """Every run under the given sweep dirs; a run id seen twice keeps its newest record.
+
+    Raises:
+        PetsweepError: a directory that holds no petsweep runs.
+    """
+    rows = []
+    for sweep in map(Path, sweep_dirs):
+        found = sorted(p.parent for p in sweep.glob("*/status.json")) if sweep.is_dir() else []
+        if not found:
+            raise PetsweepError(f"{sweep} holds no petsweep runs (no <run dir>/status.json); give <runs_root>/<sweep>")
+        rows += [run_row(d) for d in found]
+    table = pd.DataFrame(rows)
+    with_id = table[table["run_id"].notna()].sort_values("updated").drop_duplicates("run_id", keep="last")
+    return pd.concat([with_id, table[table["run_id"].isna()]], ignore_index=True)
+
+
+def check_columns(table: pd.DataFrame, needed=REQUIRED) -> None:
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise PetsweepError(f"table lacks column(s) {missing}; tables from `petsweep collect` have them")
+
+
+def save(table: pd.DataFrame, path: str | Path) -> Path:
+    path = Path(path)
+    if path.suffix == ".parquet":
+        _uniform_types(table).to_parquet(path, index=False)
+    elif path.suffix == ".csv":
+        table.to_csv(path, index=False)
+    else:
+        raise PetsweepError(f"-o {path}: unknown table format; use .parquet or .csv")
+    return path
+
+
+def _uniform_types(table: pd.DataFrame) -> pd.DataFrame:
+    """Parquet needs one type per column: a config column mixing types (e.g. int and str) becomes str."""
+    table = table.copy()
+    for column in table.columns[table.dtypes == object]:
+        kinds = {type(v) for v in table[column].dropna()}
+        if len(kinds) > 1:
+            table[column] = table[column].map(lambda v: v if v is None or pd.isna(v) else str(v))
+    return table
+
+
+def load(path: str | Path) -> pd.DataFrame:
+    path = Path(path)
+    if not path.exists():
+        raise PetsweepError(f"{path}: no such table")
+    table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    check_columns(table)
+    return table

@@ -1,0 +1,102 @@
+"""Analysis from hand-made run records with known answers: collect, thresholds, Pareto, figures."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image
+import pandas as pd
+import pytest
+
+from analysis import collect, load, pareto_front, plot, save, thresholds
+from conftest import run_cli
+from petsweep.errors import PetsweepError
+from petsweep.status import RunDir, write_json
+
+# budget -> scores over 3 seeds; random guess 0.3; full FT 0.91
+LORA = {10: [0.2, 0.25, 0.3], 100: [0.5, 0.6, 0.55], 1000: [0.9, 0.9, 0.92]}
+FULL = [0.91, 0.9, 0.92]
+
+
+def write_run(root, name, method, budget, seed, score, updated=1.0, train_score=None, run_id=None):
+    run = RunDir(root / name)
+    run.set_status("COMPLETED")
+    status = json.loads(run.status_file.read_text())
+    write_json(run.status_file, {**status, "updated": updated})
+    write_json(run.result_file, {
+        "status": "COMPLETED", "run_id": run_id or name, "backbone": "tiny", "method": method, "task": "rte",
+        "seed": seed, "metric": "accuracy", "score": score, "metrics": {"accuracy": score},
+        "train_subset_score": score + 0.05 if train_score is None else train_score, "random_guess_score": 0.3,
+        "trainable_params": budget, "pet_params": budget, "total_params": 5000, "peak_memory_mb": 100.0,
+        "config": {"backbone": {"name": "tiny"}, "method": {"name": method, "r": budget}, "task": {"name": "rte"},
+                   "seed": seed, "trainer": {"batch_size": 16}},
+    })
+    run.append_metrics({"step": 10, "dev_accuracy": score / 2})
+    run.append_metrics({"step": 20, "dev_accuracy": score})
+
+
+@pytest.fixture
+def sweep(tmp_path):
+    root = tmp_path / "study"
+    for budget, scores in LORA.items():
+        for seed, score in enumerate(scores):
+            write_run(root, f"lora-{budget}-{seed}", "lora", budget, seed, score)
+    for seed, score in enumerate(FULL):
+        write_run(root, f"full-{seed}", "full", 5000, seed, score)
+    return root
+
+
+def test_collect_one_row_per_run_and_round_trip(sweep, tmp_path):
+    table = collect([sweep])
+    assert len(table) == 12 and set(table["method"]) == {"lora", "full"}
+    assert {"cfg.method.r", "metric.accuracy", "trainable_params", "status", "git_commit"} <= set(table.columns)
+    for suffix in (".parquet", ".csv"):
+        back = load(save(table, tmp_path / f"table{suffix}"))
+        pd.testing.assert_frame_equal(back[["run_id", "score", "trainable_params"]].sort_values("run_id")
+                                      .reset_index(drop=True),
+                                      table[["run_id", "score", "trainable_params"]].sort_values("run_id")
+                                      .reset_index(drop=True), check_dtype=False)
+
+
+def test_duplicate_run_ids_keep_the_newest(sweep, tmp_path):
+    other = tmp_path / "other"
+    write_run(other, "again", "lora", 10, 0, 0.99, updated=2.0, run_id="lora-10-0")
+    table = collect([sweep, other])
+    assert len(table) == 12 and table.set_index("run_id").loc["lora-10-0", "score"] == 0.99
+
+
+def test_thresholds_have_the_known_answer(sweep):
+    [row] = thresholds(collect([sweep]), epsilon=0.02).to_dict("records")
+    assert row["low_threshold"] == 100  # 10 params: mean 0.25 < 0.3 guess; 100: 0.55
+    assert row["high_threshold"] == 1000  # within 0.02 of full FT's 0.91
+    assert row["low_ci_lo"] <= 100 <= row["low_ci_hi"]
+
+
+def test_pareto_front_known_points():
+    points = pd.DataFrame({"trainable_params": [10, 20, 30, 40], "mean": [0.5, 0.4, 0.7, 0.7]})
+    assert pareto_front(points)["trainable_params"].tolist() == [10, 30]
+
+
+@pytest.mark.parametrize("kind", ["curves", "pareto", "gap", "generalization", "threshold", "convergence"])
+def test_plot_writes_an_image_of_the_expected_size(sweep, tmp_path, kind):
+    path = plot(collect([sweep]), kind, tmp_path / f"{kind}.png")
+    image = matplotlib.image.imread(path)
+    assert image.shape[0] == 480 and image.shape[1] >= 457 and image.std() > 0
+
+
+def test_cli_collect_and_plot_and_bad_input(sweep, tmp_path):
+    table = tmp_path / "table.parquet"
+    assert run_cli("-m", "petsweep.cli", "collect", str(sweep), "-o", str(table)).returncode == 0
+    out = run_cli("-m", "petsweep.cli", "plot", str(table), "--kind", "curves", "-o", str(tmp_path / "c.pdf"))
+    assert out.returncode == 0 and (tmp_path / "c.pdf").stat().st_size > 1000
+    for args, words in ((["plot", str(table), "--kind", "apet", "-o", str(tmp_path / "a.png")], "APET runs"),
+                        (["plot", str(table), "--kind", "memory", "-o", str(tmp_path / "m.png")], "batch sizes"),
+                        (["collect", str(tmp_path), "-o", str(table)], "holds no petsweep runs")):
+        bad = run_cli("-m", "petsweep.cli", *args)
+        assert bad.returncode == 2 and bad.stderr.startswith("error:") and words in bad.stderr, bad.stderr
+
+
+def test_table_missing_columns_is_a_clear_error(tmp_path):
+    pd.DataFrame({"score": [1.0]}).to_csv(tmp_path / "t.csv", index=False)
+    with pytest.raises(PetsweepError, match="lacks column"):
+        load(tmp_path / "t.csv")
