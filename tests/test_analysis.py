@@ -100,3 +100,28 @@ def test_table_missing_columns_is_a_clear_error(tmp_path):
     pd.DataFrame({"score": [1.0]}).to_csv(tmp_path / "t.csv", index=False)
     with pytest.raises(PetsweepError, match="lacks column"):
         load(tmp_path / "t.csv")
+
+
+def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
+    import os
+
+    import nbformat
+    from nbclient import NotebookClient
+
+    from petsweep.app import run
+    from petsweep.config import compose
+    from conftest import REPO
+
+    for method in ("lora", "full"):
+        for seed in (1, 2):
+            run(compose(tiny("encoder", f"method={method}", f"seed={seed}", "sweep_name=nb")))
+    notebook = nbformat.read(REPO / "analysis" / "notebooks" / "scaling.ipynb", as_version=4)
+    os.environ.update(PETSWEEP_SWEEP=str(tmp_path / "runs" / "nb"), PETSWEEP_FIGURES=str(tmp_path / "figures"))
+    try:
+        NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+    finally:
+        os.environ.pop("PETSWEEP_SWEEP"), os.environ.pop("PETSWEEP_FIGURES")
+    assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == ["curves.png", "generalization.png",
+                                                                           "pareto.png"]
+    outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
+    assert not [o for o in outputs if o.get("output_type") == "error"]
