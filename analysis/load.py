@@ -36,12 +36,30 @@ def _read_json(path: Path) -> dict:
         return {}
 
 
+def wandb_summary(run_dir: Path) -> dict:
+    """The second source: the summary of the run's offline W&B run (where its result.json is missing)."""
+    import subprocess
+    import sys
+
+    folders = sorted((run_dir / "wandb").glob("offline-run-*"))
+    if not folders:
+        return {}
+    wandb = Path(sys.executable).with_name("wandb")
+    out = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(folders[-1])],
+                         capture_output=True, text=True)
+    if out.returncode != 0:
+        return {}
+    record = json.loads(out.stdout)
+    return {**record.get("summary", {}), "config": record.get("config"), "source": "wandb"}
+
+
 def run_row(run_dir: Path) -> dict:
     """One run as a flat dict: its result (if any), config as `cfg.*`, metrics as `metric.*`, provenance."""
     status = _read_json(run_dir / "status.json")
-    result = _read_json(run_dir / "result.json")
+    result = _read_json(run_dir / "result.json") or wandb_summary(run_dir)
     row = {k: result.get(k) for k in _SCALARS}
-    row.update(status=status.get("state", "UNKNOWN"), run_dir=str(run_dir), updated=status.get("updated"))
+    row.update(status=status.get("state", "UNKNOWN"), run_dir=str(run_dir), updated=status.get("updated"),
+               source=result.get("source", "result.json" if result else None))
     config = result.get("config") or _config_of(run_dir)
     _flatten("cfg", config, row)
     for name, value in (result.get("metrics") or {}).items():

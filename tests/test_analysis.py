@@ -125,3 +125,17 @@ def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
                                                                            "pareto.png"]
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+
+
+def test_wandb_offline_run_is_a_second_source(tiny):
+    from petsweep.app import run
+    from petsweep.config import compose
+    from petsweep.identity import run_dir
+
+    cfg = compose(tiny("encoder", "logger=wandb", "sweep_name=w"))
+    result = run(cfg)
+    path = run_dir(cfg)
+    (path / "result.json").unlink()  # e.g. a run whose record was lost: W&B still has its summary
+    [row] = collect([path.parent]).to_dict("records")
+    assert row["source"] == "wandb" and row["score"] == result["score"]
+    assert row["trainable_params"] == result["trainable_params"] and row["cfg.method.name"] == "lora"
