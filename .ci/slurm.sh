@@ -56,7 +56,10 @@ CONF
   echo "NodeName=${H} Name=gpu File=$D/fakegpu[0-1]" > "$D/gres.conf"
   export SLURM_CONF=$D/slurm.conf
   mkdir -p /run/munge && chown munge:munge /run/munge
-  [ -f /run/munge/munged.pid ] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null || runuser -u munge -- munged
+  if ! { [ -f /run/munge/munged.pid ] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null; }; then
+    runuser -u munge -- munged
+    touch "$D/munge.owned"  # stop only the munged this script started: others may share it
+  fi
   slurmctld
   slurmd
   for _ in $(seq 100); do sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 0.1; done
@@ -74,7 +77,8 @@ stop_pid() {  # read the PID before killing: the daemons delete their pid files 
 
 stop() {
   local D=$1
-  stop_pid "$D/slurmd.pid"; stop_pid "$D/slurmctld.pid"; stop_pid /run/munge/munged.pid
+  stop_pid "$D/slurmd.pid"; stop_pid "$D/slurmctld.pid"
+  if [ -f "$D/munge.owned" ]; then stop_pid /run/munge/munged.pid; rm -f "$D/munge.owned"; fi
 }
 
 case $cmd in

@@ -86,12 +86,31 @@ def tiny(tiny_conf, tmp_path):
     return overrides
 
 
+def _wants_slurm(config) -> bool:
+    args = [str(a) for a in config.args]
+    return not args or any("test_slurm" in a or Path(a).resolve() == REPO / "tests" for a in args)
+
+
+def _alive(pid_file: Path) -> bool:
+    try:
+        os.kill(int(pid_file.read_text()), 0)
+    except (OSError, ValueError):
+        return False
+    return True
+
+
 def pytest_configure(config):
     """Start the one-node SLURM cluster of .ci/slurm.sh for the SLURM tests (once, in the controller process;
-    xdist workers inherit SLURM_CONF), unless one is already configured; stopped by PID at the end."""
+    xdist workers inherit SLURM_CONF). A cluster another session started at the same place is reused and left
+    running; the one this session starts is stopped by PID at the end."""
     if os.environ.get("PYTEST_XDIST_WORKER") or os.environ.get("SLURM_CONF") or not shutil.which("slurmctld"):
         return
-    scratch = Path(tempfile.mkdtemp(prefix="petsweep-slurm-"))
+    if not _wants_slurm(config):
+        return
+    scratch = Path(tempfile.gettempdir()) / f"petsweep-slurm-{os.getuid()}"
+    if _alive(scratch / "slurmctld.pid") and _alive(scratch / "slurmd.pid"):
+        os.environ["SLURM_CONF"] = str(scratch / "slurm.conf")
+        return
     out = subprocess.run(["bash", str(REPO / ".ci" / "slurm.sh"), "start", str(scratch)], capture_output=True,
                          text=True)
     if out.returncode == 0:
