@@ -36,13 +36,11 @@ def record_sweep(runs: list[PlannedRun], arguments: list[str]) -> Path:
     return root
 
 
-def pending(runs: list[PlannedRun]) -> list[PlannedRun]:
-    """Runs to launch: everything not done, not queued on a cluster and not running elsewhere right now."""
-    return [r for r in runs if r.status not in (DONE, QUEUED_S, RUNNING_S)]
-
-
 def unfinished(runs: list[PlannedRun]) -> list[PlannedRun]:
-    """Runs that ended without a result (failed, cancelled, interrupted, or never started)."""
+    """Runs without a result that nobody is working on: new, failed, cancelled or interrupted.
+
+    Before launching these are the runs to launch; after, the ones to report.
+    """
     return [r for r in runs if r.status not in (DONE, QUEUED_S, RUNNING_S)]
 
 
@@ -60,7 +58,7 @@ def run_sweep(arguments: list[str], zips: list[list[str]] | None, compose_fn: Ca
     """Plan, launch what is pending, and return the runs with their status after launching."""
     runs = plan(expand(arguments, zips), compose_fn)
     root = record_sweep(runs, arguments)
-    todo = pending(runs)
+    todo = unfinished(runs)
     log(f"petsweep sweep {root}: {describe(runs)}; launching {len(todo)}")
     if todo:
         launch_fn(todo)
