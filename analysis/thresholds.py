@@ -12,13 +12,6 @@ import pandas as pd
 from analysis.load import check_columns
 
 
-def budget_curve(runs: pd.DataFrame) -> pd.DataFrame:
-    """Mean and std of the score per tunable-parameter count, over seeds (COMPLETED runs only)."""
-    done = runs[runs["status"] == "COMPLETED"]
-    return (done.groupby("trainable_params")["score"].agg(["mean", "std", "count"]).reset_index()
-            .sort_values("trainable_params"))
-
-
 def smallest_k(scores_by_k: dict[int, np.ndarray], target: float) -> float:
     """The smallest K whose mean score is above `target` (NaN if none is)."""
     for k in sorted(scores_by_k):

@@ -8,7 +8,6 @@ status file, never SLURM accounting, says how it ended.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -145,7 +144,3 @@ def cancel(run_path: Path) -> bool:
         return False
     job_id = json.loads(meta.read_text())["job_id"]
     return subprocess.run(["scancel", job_id], capture_output=True).returncode == 0
-
-
-def in_slurm_job() -> bool:
-    return "SLURM_JOB_ID" in os.environ
