@@ -5,8 +5,12 @@
     plot(table, "curves", "curves.png")
 """
 
-from analysis.curves import KINDS, mean_std, pareto_front, plot
+from analysis.apet import apet_pairs
+from analysis.curves import mean_std, pareto_front
 from analysis.load import collect, load, save
+from analysis.plots import KINDS, plot
 from analysis.thresholds import thresholds
+from analysis.transfer import transfer_scores
 
-__all__ = ["KINDS", "collect", "load", "mean_std", "pareto_front", "plot", "save", "thresholds"]
+__all__ = ["KINDS", "apet_pairs", "collect", "load", "mean_std", "pareto_front", "plot", "save", "thresholds",
+           "transfer_scores"]

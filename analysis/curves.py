@@ -1,7 +1,7 @@
-"""Figures from a collected table (matplotlib; PNG or PDF by the file's suffix).
+"""Figures of score against budget and scale (matplotlib; PNG or PDF by the file's suffix).
 
-Each `plot_<kind>(table, path)` draws one figure; `KINDS` maps the CLI's `--kind` to them. A kind the data
-cannot support raises PetsweepError with the reason (no traceback).
+Each `plot_<kind>(table, path)` draws one figure (analysis.plots maps the CLI's `--kind` to them). A kind
+the data cannot support raises PetsweepError with the reason (no traceback).
 """
 
 from __future__ import annotations
@@ -15,7 +15,6 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.load import check_columns  # noqa: E402
 from analysis.thresholds import thresholds  # noqa: E402
 from petsweep.errors import PetsweepError  # noqa: E402
 
@@ -40,14 +39,14 @@ def pareto_front(points: pd.DataFrame, x: str = "trainable_params", y: str = "me
     return ordered.loc[keep]
 
 
-def _save(fig, path: Path) -> Path:
+def save_figure(fig, path: Path) -> Path:
     fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
 
 
-def _panels(n: int):
+def panel_row(n: int):
     fig, axes = plt.subplots(1, n, figsize=(FIGSIZE[0] * max(1, n) / 1.4, FIGSIZE[1]), squeeze=False)
     return fig, axes[0]
 
@@ -58,7 +57,7 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
     if stats.empty:
         raise PetsweepError("curves: no COMPLETED runs in the table")
     backbones = sorted(stats["backbone"].unique())
-    fig, axes = _panels(len(backbones))
+    fig, axes = panel_row(len(backbones))
     guess = table.groupby("backbone")["random_guess_score"].mean()
     for ax, backbone in zip(axes, backbones):
         for method, rows in stats[stats["backbone"] == backbone].groupby("method"):
@@ -68,7 +67,7 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
         ax.axhline(guess.get(backbone, np.nan), color="grey", linestyle=":", label="random guess")
         ax.set(xscale="log", title=backbone, xlabel="tunable parameters", ylabel="score")
         ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
@@ -83,7 +82,7 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
     ax.step(front["trainable_params"], front["mean"], where="post", color="black", label="Pareto frontier")
     ax.set(xscale="log", xlabel="tunable parameters", ylabel="score (mean over seeds)")
     ax.legend(fontsize=7)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_gap(table: pd.DataFrame, path: Path) -> Path:
@@ -98,7 +97,7 @@ def plot_gap(table: pd.DataFrame, path: Path) -> Path:
     for backbone, value in gap.items():
         ax.annotate(backbone, (sizes[backbone], value), fontsize=8)
     ax.set(xscale="log", xlabel="backbone parameters", ylabel="score gap between methods (max - min)")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
@@ -110,7 +109,7 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.bar(stats["method"], stats["mean"], yerr=stats["std"].fillna(0), capsize=4)
     ax.set(ylabel="train-subset score - test score", title="generalization gap")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
@@ -127,7 +126,7 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
     ax.set(yscale="log", ylabel="tunable parameters", xticks=x)
     ax.set_xticklabels(labels, fontsize=7)
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
@@ -150,7 +149,7 @@ def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
         ax.plot(rows_m["step"], rows_m["score"], marker="o", label=method)
     ax.set(xlabel="training step", ylabel="dev score", title="convergence")
     ax.legend(fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def plot_memory(table: pd.DataFrame, path: Path) -> Path:
@@ -164,31 +163,4 @@ def plot_memory(table: pd.DataFrame, path: Path) -> Path:
         ax.plot(rows[column], rows["mean"], marker="o", label=method)
     ax.set(xlabel="batch size", ylabel="peak memory (MB)", title="memory")
     ax.legend(fontsize=8)
-    return _save(fig, path)
-
-
-def _unsupported(kind: str, needs: str):
-    def plot(table: pd.DataFrame, path: Path) -> Path:
-        raise PetsweepError(f"--kind {kind}: this table cannot support it: {needs}")
-
-    return plot
-
-
-KINDS = {
-    "curves": plot_curves,
-    "pareto": plot_pareto,
-    "gap": plot_gap,
-    "generalization": plot_generalization,
-    "threshold": plot_threshold,
-    "convergence": plot_convergence,
-    "memory": plot_memory,
-    "apet": _unsupported("apet", "it needs APET runs (method=apet), which petsweep cannot run yet"),
-    "transfer": _unsupported("transfer", "it needs runs evaluated on tasks other than their training task"),
-}
-
-
-def plot(table: pd.DataFrame, kind: str, path: str | Path) -> Path:
-    check_columns(table)
-    if kind not in KINDS:
-        raise PetsweepError(f"--kind {kind!r}: choose one of: {', '.join(KINDS)}")
-    return KINDS[kind](table, Path(path))
+    return save_figure(fig, path)

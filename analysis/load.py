@@ -54,7 +54,8 @@ def wandb_summary(run_dir: Path) -> dict:
 
 
 def run_row(run_dir: Path) -> dict:
-    """One run as a flat dict: its result (if any), config as `cfg.*`, metrics as `metric.*`, provenance."""
+    """One run as a flat dict: its result (if any), config as `cfg.*`, metrics as `metric.*`, scores on other
+    tasks as `transfer.<task>.*`, provenance."""
     status = _read_json(run_dir / "status.json")
     result = _read_json(run_dir / "result.json") or wandb_summary(run_dir)
     row = {k: result.get(k) for k in _SCALARS}
@@ -66,6 +67,10 @@ def run_row(run_dir: Path) -> dict:
         row[f"metric.{name}"] = value
     for name, value in (result.get("train_subset_metrics") or {}).items():
         row[f"train_metric.{name}"] = value
+    for path in sorted((run_dir / "transfer").glob("*.json")):  # written by `petsweep transfer`
+        scored = _read_json(path)
+        for key in ("score", "random_guess_score"):
+            row[f"transfer.{path.stem}.{key}"] = scored.get(key)
     prov = _read_json(run_dir / "provenance.json")
     row.update({"git_commit": prov.get("git_commit"), "git_dirty": prov.get("git_dirty"), "host": prov.get("host")})
     if row["backbone"] is None and config:  # unfinished runs: identity from the config

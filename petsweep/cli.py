@@ -6,7 +6,9 @@
     petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
     petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
     petsweep collect runs/<sweep_name> -o table.parquet       # one tidy row per run
-    petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.curves.KINDS)
+    petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.plots.KINDS)
+    petsweep thresholds table.parquet -o thresholds.csv       # low/high budget thresholds per task, backbone
+    petsweep transfer runs/<sweep_name> --task <other task>   # finished runs scored on another task
 """
 
 from __future__ import annotations
@@ -173,12 +175,39 @@ def _collect_cmd(args) -> None:
 def _plot_cmd(args) -> None:
     from analysis import load, plot
 
-    print(plot(load(args.table), args.kind, args.output))
+    print(plot(load(args.table), args.kind, args.output, where=args.where))
+
+
+def _thresholds_cmd(args) -> None:
+    from analysis import load, save, thresholds
+    from analysis.plots import select
+
+    found = thresholds(select(load(args.table), args.where), epsilon=args.epsilon)
+    if found.empty:
+        raise PetsweepError(f"{args.table}: no COMPLETED PET runs to take thresholds from")
+    print(found.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    if args.output:
+        print(f"-> {save(found, args.output)}")
+
+
+def _transfer_cmd(args) -> None:
+    from petsweep.transfer import transfer_sweeps
+
+    scored = kept = 0
+    for run_dir, task, record in transfer_sweeps(args.sweep_dirs, args.task, tuple(args.override),
+                                                      redo=args.redo):
+        if record is None:
+            kept += 1
+            continue
+        scored += 1
+        print(f"{run_dir.name} -> {task}: {record['metric']} {record['score']:.4f} "
+              f"(random guess {record['random_guess_score']:.4f})", flush=True)
+    print(f"{scored} transfer score(s) written, {kept} kept from before")
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="petsweep", description="petsweep: parameter counts, sweep plans, "
-                                     "status, cancel and W&B sync (runs themselves: python run.py)")
+                                     "status, cancel, W&B sync, analysis and transfer (runs themselves: python run.py)")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("count", help="parameter counts of a config (meta device: no weights, no network)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -196,7 +225,21 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--kind", required=True, help="curves, pareto, gap, generalization, threshold, convergence, "
                                                  "memory, apet, transfer")
     p.add_argument("-o", "--output", required=True, help="figure.png or figure.pdf")
+    p.add_argument("--where", help="pandas query selecting runs, e.g. \"backbone == 'minilm-l6'\"")
     p.set_defaults(handler=_plot_cmd)
+    p = sub.add_parser("thresholds", help="smallest budgets beating random guess / near full FT, with intervals")
+    p.add_argument("table", help="a table from petsweep collect")
+    p.add_argument("--epsilon", type=float, default=0.01, help="how close to full FT counts (absolute score)")
+    p.add_argument("--where", help="pandas query selecting runs")
+    p.add_argument("-o", "--output", help="also write thresholds.csv or .parquet")
+    p.set_defaults(handler=_thresholds_cmd)
+    p = sub.add_parser("transfer", help="score every finished run of the sweeps on other tasks (no training)")
+    p.add_argument("sweep_dirs", nargs="+", help="<runs_root>/<sweep_name> ...")
+    p.add_argument("--task", action="append", required=True, help="a task to score on (repeatable)")
+    p.add_argument("--override", action="append", default=[], metavar="task.KEY=VALUE",
+                   help="set a key of the evaluated task, e.g. task.test_size=100 (repeatable)")
+    p.add_argument("--redo", action="store_true", help="score again where a transfer score exists")
+    p.set_defaults(handler=_transfer_cmd)
     for name, handler, text in (
             ("status", _status_cmd, "status of a sweep's runs, from their files"),
             ("cancel", _cancel_cmd, "stop a sweep's queued and running runs (they record CANCELLED)"),

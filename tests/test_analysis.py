@@ -8,7 +8,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from analysis import collect, load, pareto_front, plot, save, thresholds
+from analysis import apet_pairs, collect, load, pareto_front, plot, save, thresholds
 from conftest import run_cli
 from petsweep.errors import PetsweepError
 from petsweep.status import RunDir, write_json
@@ -18,18 +18,19 @@ LORA = {10: [0.2, 0.25, 0.3], 100: [0.5, 0.6, 0.55], 1000: [0.9, 0.9, 0.92]}
 FULL = [0.91, 0.9, 0.92]
 
 
-def write_run(root, name, method, budget, seed, score, updated=1.0, train_score=None, run_id=None):
+def write_run(root, name, method, budget, seed, score, updated=1.0, train_score=None, run_id=None, backbone="tiny",
+              total_params=5000, apet_scale=None):
     run = RunDir(root / name)
     run.set_status("COMPLETED")
     status = json.loads(run.status_file.read_text())
     write_json(run.status_file, {**status, "updated": updated})
     write_json(run.result_file, {
-        "status": "COMPLETED", "run_id": run_id or name, "backbone": "tiny", "method": method, "task": "rte",
+        "status": "COMPLETED", "run_id": run_id or name, "backbone": backbone, "method": method, "task": "rte",
         "seed": seed, "metric": "accuracy", "score": score, "metrics": {"accuracy": score},
         "train_subset_score": score + 0.05 if train_score is None else train_score, "random_guess_score": 0.3,
-        "trainable_params": budget, "pet_params": budget, "total_params": 5000, "peak_memory_mb": 100.0,
-        "config": {"backbone": {"name": "tiny"}, "method": {"name": method, "r": budget}, "task": {"name": "rte"},
-                   "seed": seed, "trainer": {"batch_size": 16}},
+        "trainable_params": budget, "pet_params": budget, "total_params": total_params, "peak_memory_mb": 100.0,
+        "config": {"backbone": {"name": backbone}, "method": {"name": method, "r": budget}, "task": {"name": "rte"},
+                   "seed": seed, "trainer": {"batch_size": 16}, "apet": {"scale": apet_scale, "seed": seed}},
     })
     run.append_metrics({"step": 10, "dev_accuracy": score / 2})
     run.append_metrics({"step": 20, "dev_accuracy": score})
@@ -139,3 +140,70 @@ def test_wandb_offline_run_is_a_second_source(tiny):
     [row] = collect([path.parent]).to_dict("records")
     assert row["source"] == "wandb" and row["score"] == result["score"]
     assert row["trainable_params"] == result["trainable_params"] and row["cfg.method.name"] == "lora"
+
+
+# APET finding 1 by hand: X and APET(X) at X's budget on a small and a large backbone (3 seeds each)
+APET_CASES = {  # (backbone, size): {(method, apet.scale): scores}
+    ("small", 10**6): {("lora", None): [0.80, 0.82, 0.84], ("apet", "lora"): [0.60, 0.62, 0.64]},
+    ("large", 10**8): {("lora", None): [0.90, 0.91, 0.92], ("apet", "lora"): [0.89, 0.90, 0.91]},
+}
+
+
+@pytest.fixture
+def apet_sweep(tmp_path):
+    root = tmp_path / "apet"
+    for (backbone, size), runs in APET_CASES.items():
+        for (method, scale), scores in runs.items():
+            for seed, score in enumerate(scores):
+                write_run(root, f"{backbone}-{method}-{seed}", method, 100, seed, score, backbone=backbone,
+                          total_params=size, apet_scale=scale)
+        # noise the view must ignore: an integer budget (no X to compare with), and APET(adapter) without adapter
+        write_run(root, f"{backbone}-apet4096", "apet", 4096, 0, 0.1, backbone=backbone, total_params=size,
+                  apet_scale="4096")
+        write_run(root, f"{backbone}-apet-adapter", "apet", 300, 0, 0.1, backbone=backbone, total_params=size,
+                  apet_scale="adapter")
+    return root
+
+
+def test_apet_view_pairs_x_with_apet_x_at_equal_budget(apet_sweep, tmp_path):
+    for source in (collect([apet_sweep]), load(save(collect([apet_sweep]), tmp_path / "t.parquet"))):
+        pairs = apet_pairs(source).set_index("backbone")
+        assert set(pairs["x"]) == {"lora"} and list(pairs.index.sort_values()) == ["large", "small"]
+        assert pairs.loc["small", "x_mean"] == pytest.approx(0.82)
+        assert pairs.loc["small", "apet_mean"] == pytest.approx(0.62)
+        assert pairs.loc["small", "gap"] == pytest.approx(-0.20)
+        assert pairs.loc["large", "gap"] == pytest.approx(-0.01)  # the gap shrinks with scale
+        assert pairs.loc["large", "total_params"] == 10**8 and pairs.loc["small", "apet_count"] == 3
+    image = matplotlib.image.imread(plot(collect([apet_sweep]), "apet", tmp_path / "apet.png"))
+    assert image.shape[0] == 480 and image.std() > 0
+
+
+def test_apet_without_its_reference_method_says_so(tmp_path):
+    write_run(tmp_path / "s", "a", "apet", 300, 0, 0.5, apet_scale="adapter")
+    write_run(tmp_path / "s", "b", "lora", 100, 0, 0.5)
+    with pytest.raises(PetsweepError, match=r"APET runs of \['adapter'\] have no runs of that method"):
+        apet_pairs(collect([tmp_path / "s"]))
+
+
+def test_where_selects_runs_and_bad_filters_are_one_line(sweep, tmp_path):
+    table = tmp_path / "table.csv"
+    assert run_cli("-m", "petsweep.cli", "collect", str(sweep), "-o", str(table)).returncode == 0
+    out = run_cli("-m", "petsweep.cli", "plot", str(table), "--kind", "curves", "--where", "method == 'lora'",
+                  "-o", str(tmp_path / "lora.png"))
+    assert out.returncode == 0 and (tmp_path / "lora.png").stat().st_size > 1000, out.stderr
+    for where, words in (("method == 'adapter'", "keeps none"), ("method === 1", "not a valid filter")):
+        bad = run_cli("-m", "petsweep.cli", "plot", str(table), "--kind", "curves", "--where", where,
+                      "-o", str(tmp_path / "x.png"))
+        assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and words in bad.stderr, bad.stderr
+    bad = run_cli("-m", "petsweep.cli", "plot", str(table), "--kind", "transfer", "-o", str(tmp_path / "t.png"))
+    assert bad.returncode == 2 and "petsweep transfer" in bad.stderr, bad.stderr
+
+
+def test_thresholds_command_prints_and_writes_the_table(sweep, tmp_path):
+    table = tmp_path / "table.csv"
+    assert run_cli("-m", "petsweep.cli", "collect", str(sweep), "-o", str(table)).returncode == 0
+    out = run_cli("-m", "petsweep.cli", "thresholds", str(table), "--epsilon", "0.02", "-o", str(tmp_path / "th.csv"))
+    assert out.returncode == 0, out.stderr
+    [row] = pd.read_csv(tmp_path / "th.csv").to_dict("records")
+    assert (row["task"], row["low_threshold"], row["high_threshold"]) == ("rte", 100, 1000)
+    assert "low_threshold" in out.stdout

@@ -42,6 +42,8 @@ CASES = {  # name: (overrides, env, words the one line must contain)
     "label outside the verbalizer": (["task=local", "task.files.train={d}/good.jsonl",
                                       "task.files.test={d}/unknown_label.jsonl", "task.label_words=[no,yes]"],
                                      {}, ["'maybe'", "['no', 'yes']", "task.label_words"]),
+    "unknown encoder pooling": (["backbone.pooling=max"], {}, ["backbone.pooling", "max", "pooler", "mean"]),
+    "mean pooling on a decoder": (["backbone=gpt2", "backbone.pooling=mean"], {}, ["backbone.pooling", "decoder"]),
     "backbone not available offline": (["backbone=bert-base"], {"HF_HUB_OFFLINE": "1"},
                                        ["bert-base", "offline", "backbone.path"]),
 }

@@ -27,7 +27,6 @@ PUBLISHED_TOTALS = {  # unique parameters; tied input/output embeddings counted 
     "t5-base": 222_903_552,  # encoder/decoder embeddings and lm_head share one matrix
     "llama2-7b": 6_738_415_616,
     "smollm2-135m": 134_515_008,  # tied
-    "minilm-l6": 22_713_216,
 }
 
 
@@ -52,9 +51,18 @@ def test_trainable_includes_the_head_and_full_trains_everything():
     assert full["pet_params"] == full["total_params"]
 
 
+def test_minilm_counts_follow_its_pooling():
+    published = count(["backbone=minilm-l6", "backbone.pooling=pooler", "method=full"])
+    assert published["total_params"] == 22_713_216  # as published: BERT's [CLS] pooler included
+    mean = count(["backbone=minilm-l6", "method=full"])  # its YAML default: mean pooling, no pooler to count
+    assert mean["total_params"] == 22_713_216 - (384 * 384 + 384)
+    assert mean["head_params"] == published["head_params"] == 384 * 5 + 5
+    assert mean["trainable_params"] == mean["total_params"] + mean["head_params"]
+
+
 def test_layer_cut_family_counts():
     totals = [count([f"backbone=minilm-l{k}", "method=full"])["total_params"] for k in (1, 2, 3, 6)]
-    assert totals == sorted(totals) and totals[-1] == 22_713_216
+    assert totals == sorted(totals) and totals[-1] == 22_713_216 - (384 * 384 + 384)
     assert totals[1] - totals[0] == totals[2] - totals[1]  # one transformer layer each
 
 

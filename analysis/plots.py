@@ -1,0 +1,49 @@
+"""`plot(table, kind, path)`: every figure kind by name, as `petsweep plot --kind` offers them."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import curves
+from analysis.apet import plot_apet
+from analysis.load import check_columns
+from analysis.transfer import plot_transfer
+from petsweep.errors import PetsweepError
+
+KINDS = {
+    "curves": curves.plot_curves,
+    "pareto": curves.plot_pareto,
+    "gap": curves.plot_gap,
+    "generalization": curves.plot_generalization,
+    "threshold": curves.plot_threshold,
+    "convergence": curves.plot_convergence,
+    "memory": curves.plot_memory,
+    "apet": plot_apet,
+    "transfer": plot_transfer,
+}
+
+
+def select(table: pd.DataFrame, where: str | None) -> pd.DataFrame:
+    """The rows a pandas query keeps (e.g. "backbone == 'minilm-l6'"; backquote dotted names: `cfg.method.r`)."""
+    if not where:
+        return table
+    try:
+        kept = table.query(where)
+    except Exception as err:  # pandas raises many types for a bad expression; all are the user's input
+        raise PetsweepError(f"--where {where!r}: not a valid filter on this table ({type(err).__name__}: "
+                            f"{str(err).splitlines()[0][:120]})") from None
+    if kept.empty:
+        raise PetsweepError(f"--where {where!r}: keeps none of the table's {len(table)} runs")
+    return kept
+
+
+def plot(table: pd.DataFrame, kind: str, path: str | Path, where: str | None = None) -> Path:
+    """Draw figure `kind` of the table's rows (optionally filtered by `where`) into `path` (.png or .pdf)."""
+    check_columns(table)
+    if kind not in KINDS:
+        raise PetsweepError(f"--kind {kind!r}: choose one of: {', '.join(KINDS)}")
+    if Path(path).suffix not in (".png", ".pdf"):
+        raise PetsweepError(f"-o {path}: unknown figure format; use .png or .pdf")
+    return KINDS[kind](select(table, where), Path(path))

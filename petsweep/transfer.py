@@ -1,0 +1,116 @@
+"""Task transfer: a finished run's trained weights scored on another task's test split, nothing retrained.
+
+    petsweep transfer runs/<sweep> --task bbc_headlines
+
+For each COMPLETED run, the backbone is loaded and the run's method applied exactly as in the run (its own
+config.yaml), its best weights (pet_weights.safetensors, task head included) are loaded, and the other task
+is scored. The result goes to `<run dir>/transfer/<task>.json`, which `analysis.collect` reads as
+`transfer.<task>.*` columns. The run's own files are never touched.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import yaml
+from omegaconf import OmegaConf
+from safetensors.torch import load_file
+
+from petsweep.checkpoint import load_trainable
+from petsweep.config import RunSpec, compose, resolve_run
+from petsweep.errors import ConfigError, PetsweepError
+from petsweep.status import COMPLETED, RunDir, write_json
+
+
+def transfer_file(run_dir: Path, task: str) -> Path:
+    return Path(run_dir) / "transfer" / f"{task}.json"
+
+
+def _specs(run_dir: Path, task: str, overrides: tuple[str, ...] = ()) -> tuple[RunSpec, RunSpec]:
+    """The run as it trained, and the same run with the other task: both validated, before any loading."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    source = resolve_run(config)
+    for override in overrides:
+        if not override.startswith("task."):
+            raise ConfigError("--override", override, "only task.* keys of the evaluated task can be set here")
+    target_task = compose([f"task={task}", *overrides]).task  # an unknown task or key fails here, listing choices
+    target = resolve_run({**config, "task": OmegaConf.to_container(target_task, resolve=True)})
+    fit_check(source, target)
+    return source, target
+
+
+def fit_check(source: RunSpec, target: RunSpec) -> None:
+    """Weights trained on one task can be scored on another only if the output side fits."""
+    if source.backbone.family != "encoder":
+        return  # text-to-text: the verbalizer is the target task's own, any task is scored the same way
+    if target.task.kind != source.task.kind or target.task.num_labels != source.task.num_labels:
+        raise ConfigError("--task", target.task.name,
+                          f"an encoder's trained head has {source.task.num_labels} output(s) for {source.task.name}; "
+                          f"{target.task.name} is {target.task.kind} with {target.task.num_labels}: choose a task "
+                          f"with the same {source.task.num_labels} classes")
+
+
+def evaluate_transfer(run_dir: str | Path, task: str, overrides: tuple[str, ...] = ()) -> dict:
+    """Score run `run_dir`'s trained weights on `task`'s test split; returns (and writes) the record.
+
+    Args:
+        overrides: task.* overrides of the evaluated task (e.g. task.test_size=100), as on run.py's command line.
+    """
+    from petsweep.backbones import load_pretrained
+    from petsweep.objectives import make_objective
+    from petsweep.params import apply_method
+    from petsweep.seeding import seed_everything
+    from petsweep.tasks import prepare_task
+    from petsweep.train import evaluate, pick_device, use_bf16
+
+    run_dir = Path(run_dir)
+    run = RunDir(run_dir)
+    result = run.result()
+    if run.state() != COMPLETED or not result:
+        raise PetsweepError(f"{run_dir}: not COMPLETED; only finished runs have trained weights to transfer")
+    source, target = _specs(run_dir, task, tuple(overrides))
+    started = time.time()
+    seed_everything(source.seed)
+    data = prepare_task(target.task, source.seed)
+    model, tokenizer = load_pretrained(source.backbone, source.task.num_labels)
+    model, _, _ = apply_method(model, source)
+    load_trainable(model, load_file(run_dir / "pet_weights.safetensors"))
+    device = pick_device(source.trainer)
+    model.to(device)
+    objective = make_objective(source.backbone.family, target.task, data, tokenizer)
+    scores = evaluate(model, objective, objective.encode(data.test), data.test, target, device,
+                      use_bf16(source.trainer, device))
+    record = {
+        "run_id": result["run_id"], "source_task": source.task.name, "task": target.task.name,
+        "metric": target.task.metric, "score": scores[target.task.metric], "metrics": scores,
+        "random_guess_score": data.random_guess, "test_examples": len(data.test), "overrides": list(overrides),
+        "eval_time_s": time.time() - started,
+    }
+    transfer_file(run_dir, task).parent.mkdir(exist_ok=True)
+    write_json(transfer_file(run_dir, task), record)
+    return record
+
+
+def transfer_sweeps(sweep_dirs: list[str | Path], tasks: list[str], overrides: tuple[str, ...] = (),
+                    redo: bool = False):
+    """Evaluate every COMPLETED run of the sweeps on each task other than its own.
+
+    Yields (run dir, task, record), record None where an earlier score is kept (unless `redo`). Every pair
+    is validated before anything is evaluated, so a bad --task costs nothing.
+    """
+    runs = []
+    for sweep in map(Path, sweep_dirs):
+        found = sorted(p.parent for p in sweep.glob("*/status.json")) if sweep.is_dir() else []
+        if not found:
+            raise PetsweepError(f"{sweep} holds no petsweep runs (no <run dir>/status.json); give <runs_root>/<sweep>")
+        runs += [d for d in found if RunDir(d).state() == COMPLETED]
+    # its own task is the run's test score already; every other pair is checked before any evaluation
+    pairs = [(d, t) for d in runs for t in tasks if RunDir(d).result().get("task") != t]
+    for run_dir, task in pairs:
+        _specs(run_dir, task, overrides)
+    for run_dir, task in pairs:
+        if transfer_file(run_dir, task).exists() and not redo:
+            yield run_dir, task, None
+        else:
+            yield run_dir, task, evaluate_transfer(run_dir, task, overrides)

@@ -1,0 +1,74 @@
+"""Task transfer: finished runs' trained weights scored on other tasks, through the API and the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib.image
+import pytest
+
+from analysis import collect, plot, transfer_scores
+from conftest import run_cli
+from petsweep.app import run
+from petsweep.config import compose
+from petsweep.identity import run_dir
+from petsweep.transfer import evaluate_transfer, transfer_file
+
+# the tiny runs' task settings, reused for the evaluated task so its test split is as small
+TASK_OVERRIDES = ("task.test_size=30", "task.max_length=32", "task.dev_size=20")
+
+
+@pytest.mark.parametrize("family", ["encoder", "decoder"])
+def test_own_task_through_transfer_reproduces_the_recorded_score(tiny, family):
+    cfg = compose(tiny(family, "method=lora"))
+    result = run(cfg)
+    record = evaluate_transfer(run_dir(cfg), "bbc_news", TASK_OVERRIDES)
+    assert record["score"] == result["score"]  # rebuilt backbone + method + saved weights = the trained model
+    assert record["random_guess_score"] == result["random_guess_score"]
+    assert json.loads(transfer_file(run_dir(cfg), "bbc_news").read_text()) == record
+
+
+@pytest.fixture
+def trained_sweep(tiny, tmp_path):
+    """Two seeds of LoRA on bbc_news and one on bbc_headlines, in one sweep dir."""
+    for task, seed in (("bbc_news", 1), ("bbc_news", 2), ("bbc_headlines", 1)):
+        run(compose(tiny("encoder", f"task={task}", f"seed={seed}", "sweep_name=tr")))
+    return tmp_path / "runs" / "tr"
+
+
+def _transfer(sweep, *args):
+    overrides = [a for o in TASK_OVERRIDES for a in ("--override", o)]
+    return run_cli("-m", "petsweep.cli", "transfer", str(sweep), *args, *overrides)
+
+
+def test_cli_scores_other_tasks_keeps_earlier_scores_and_feeds_the_matrix(trained_sweep, tmp_path):
+    before = {p: p.read_bytes() for p in trained_sweep.rglob("result.json")}
+    out = _transfer(trained_sweep, "--task", "bbc_headlines", "--task", "bbc_news")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "3 transfer score(s) written" in out.stdout  # own tasks are not re-scored
+    assert {p: p.read_bytes() for p in trained_sweep.rglob("result.json")} == before  # runs untouched
+    again = _transfer(trained_sweep, "--task", "bbc_headlines", "--task", "bbc_news")
+    assert "0 transfer score(s) written, 3 kept" in again.stdout
+
+    table = collect([trained_sweep])
+    scored = table[table["task"] == "bbc_news"]["transfer.bbc_headlines.score"]
+    assert scored.notna().all() and scored.between(0, 1).all()
+    cells = transfer_scores(table).set_index(["task", "eval_task"])
+    assert cells.loc[("bbc_news", "bbc_news"), "count"] == 2
+    assert cells.loc[("bbc_news", "bbc_news"), "mean"] == pytest.approx(table[table.task == "bbc_news"].score.mean())
+    assert cells.loc[("bbc_news", "bbc_headlines"), "mean"] == pytest.approx(scored.mean())
+    assert set(cells.index) == {(a, b) for a in ("bbc_news", "bbc_headlines") for b in ("bbc_news", "bbc_headlines")}
+    image = matplotlib.image.imread(plot(table, "transfer", tmp_path / "transfer.png"))
+    assert image.shape[0] == 480 and image.std() > 0
+
+
+@pytest.mark.parametrize(("args", "words"), [
+    (["--task", "rte"], ["--task", "rte", "5 output(s)", "2"]),  # an encoder head of 5 classes cannot score 2
+    (["--task", "sst3"], ["task", "sst3", "bbc_headlines"]),
+    (["--task", "bbc_headlines", "--override", "trainer.max_steps=3"], ["--override", "task.*"]),
+])
+def test_bad_transfer_is_one_line_and_writes_nothing(trained_sweep, args, words):
+    out = run_cli("-m", "petsweep.cli", "transfer", str(trained_sweep), *args)
+    assert out.returncode == 2 and out.stderr.startswith("error:") and out.stderr.count("\n") == 1, out.stderr
+    assert all(w in out.stderr for w in words), out.stderr
+    assert not list(trained_sweep.rglob("transfer/*.json"))
