@@ -30,14 +30,23 @@ def transfer_file(run_dir: Path, task: str) -> Path:
 def _specs(run_dir: Path, task: str, overrides: tuple[str, ...] = ()) -> tuple[RunSpec, RunSpec]:
     """The run as it trained, and the same run with the other task: both validated, before any loading."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    source = resolve_run(config)
+    source = _with_label_words(resolve_run(config))
     for override in overrides:
         if not override.startswith("task."):
             raise ConfigError("--override", override, "only task.* keys of the evaluated task can be set here")
     target_task = compose([f"task={task}", *overrides]).task  # an unknown task or key fails here, listing choices
-    target = resolve_run({**config, "task": OmegaConf.to_container(target_task, resolve=True)})
+    target = _with_label_words(resolve_run({**config, "task": OmegaConf.to_container(target_task, resolve=True)}))
     fit_check(source, target)
     return source, target
+
+
+def _with_label_words(spec: RunSpec) -> RunSpec:
+    """Local-file tasks take their classes from the data when they run: fill them the same way before checks."""
+    if spec.task.kind == "classification" and not spec.task.label_words:
+        from petsweep.tasks import prepare_task
+
+        prepare_task(spec.task, spec.seed)
+    return spec
 
 
 def fit_check(source: RunSpec, target: RunSpec) -> None:

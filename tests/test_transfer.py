@@ -72,3 +72,20 @@ def test_bad_transfer_is_one_line_and_writes_nothing(trained_sweep, args, words)
     assert out.returncode == 2 and out.stderr.startswith("error:") and out.stderr.count("\n") == 1, out.stderr
     assert all(w in out.stderr for w in words), out.stderr
     assert not list(trained_sweep.rglob("transfer/*.json"))
+
+
+def test_local_files_task_with_classes_from_the_data(tiny, tmp_path):
+    """task=local learns its classes from the files at run time; transfer must rebuild the same head."""
+    for name, words in (("a", ("good", "fine", "great")), ("b", ("bad", "poor", "awful"))):
+        lines = [json.dumps({"inputs": f"{words[i % 3]} item {i}", "outputs": ["neg", "pos"][(i + (name == "b")) % 2]})
+                 for i in range(40)]
+        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
+    cfg = compose(tiny("encoder", "task=local", f"task.files.train={tmp_path}/a.jsonl",
+                       f"task.files.test={tmp_path}/a.jsonl", "task.k_shot=null", "task.test_size=null"))
+    result = run(cfg)
+    same = evaluate_transfer(run_dir(cfg), "local", (f"task.files.train={tmp_path}/a.jsonl",
+                                                     f"task.files.test={tmp_path}/a.jsonl", "task.dev_size=20"))
+    assert same["score"] == result["score"]
+    other = evaluate_transfer(run_dir(cfg), "local", (f"task.files.train={tmp_path}/b.jsonl",
+                                                      f"task.files.test={tmp_path}/b.jsonl", "task.dev_size=20"))
+    assert 0 <= other["score"] <= 1 and other["test_examples"] == 40
