@@ -27,7 +27,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
 
-SHAPE = ["trainer.batch_size=16", "task.max_length=128", "task.dev_size=16", "task.test_size=16",
+# pooling=pooler: the raw peft side uses transformers' own classification head, so petsweep's must be the same
+SHAPE = ["backbone.pooling=pooler", "trainer.batch_size=16", "task.max_length=128", "task.dev_size=16", "task.test_size=16",
          "task.train_eval_size=16", "trainer.save_every=1000"]
 
 
