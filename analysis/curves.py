@@ -46,32 +46,53 @@ def save_figure(fig, path: Path) -> Path:
     return path
 
 
-def panel_row(n: int):
-    fig, axes = plt.subplots(1, n, figsize=(FIGSIZE[0] * max(1, n) / 1.4, FIGSIZE[1]), squeeze=False)
-    return fig, axes[0]
+def one_task(table: pd.DataFrame, kind: str) -> pd.DataFrame:
+    """Views that compare runs of one task: a table of several says how to pick one (averaging would mislead)."""
+    tasks = sorted(table.loc[table["status"] == "COMPLETED", "task"].dropna().unique())
+    if len(tasks) > 1:
+        raise PetsweepError(f"{kind}: the table holds {len(tasks)} tasks ({', '.join(tasks)}); draw one at a time, "
+                            f"e.g. --where \"task == '{tasks[0]}'\"")
+    return table
+
+
+def by_size(table: pd.DataFrame, backbones) -> list[str]:
+    """Backbones ordered by their parameter count (then name), as a scale axis should be."""
+    sizes = table.groupby("backbone")["total_params"].first()
+    return sorted(backbones, key=lambda b: (sizes.get(b, np.inf), b))
 
 
 def plot_curves(table: pd.DataFrame, path: Path) -> Path:
-    """Score vs tunable parameters (log x) per backbone, a line per method, mean +- std over seeds."""
-    stats = mean_std(table, ["backbone", "method", "trainable_params"])
+    """Score vs tunable parameters (log x): a row per task, a panel per backbone (by size), a line per method,
+    mean +- std over seeds, with the random-guess and full fine-tuning scores as horizontal lines."""
+    stats = mean_std(table, ["task", "backbone", "method", "trainable_params"])
     if stats.empty:
         raise PetsweepError("curves: no COMPLETED runs in the table")
-    backbones = sorted(stats["backbone"].unique())
-    fig, axes = panel_row(len(backbones))
-    guess = table.groupby("backbone")["random_guess_score"].mean()
-    for ax, backbone in zip(axes, backbones):
-        for method, rows in stats[stats["backbone"] == backbone].groupby("method"):
+    tasks, backbones = sorted(stats["task"].unique()), by_size(table, stats["backbone"].unique())
+    fig, axes = plt.subplots(len(tasks), len(backbones), squeeze=False,
+                             figsize=(FIGSIZE[0] * len(backbones) / 1.4, FIGSIZE[1] * len(tasks)))
+    guess = table.groupby(["task", "backbone"])["random_guess_score"].mean()
+    for (task, backbone), ax in zip([(t, b) for t in tasks for b in backbones], axes.flat):
+        panel = stats[(stats["task"] == task) & (stats["backbone"] == backbone)]
+        if panel.empty:
+            ax.axis("off")
+            continue
+        for method, rows in panel.groupby("method"):
             rows = rows.sort_values("trainable_params")
             ax.errorbar(rows["trainable_params"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3,
                         label=method)
-        ax.axhline(guess.get(backbone, np.nan), color="grey", linestyle=":", label="random guess")
-        ax.set(xscale="log", title=backbone, xlabel="tunable parameters", ylabel="score")
-        ax.legend(fontsize=8)
+        full = panel.loc[panel["method"] == "full", "mean"]
+        if len(full):
+            ax.axhline(full.iloc[0], color="black", linestyle="--", linewidth=0.8, label="full FT")
+        ax.axhline(guess.get((task, backbone), np.nan), color="grey", linestyle=":", label="random guess")
+        ax.set(xscale="log", title=f"{task} / {backbone}" if len(tasks) > 1 else backbone,
+               xlabel="tunable parameters", ylabel="score")
+        ax.legend(fontsize=7)
     return save_figure(fig, path)
 
 
 def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
     """Every (backbone, method, budget) point, with the Pareto frontier of score vs parameters."""
+    table = one_task(table, "pareto")
     stats = mean_std(table, ["backbone", "method", "trainable_params"])
     if stats.empty:
         raise PetsweepError("pareto: no COMPLETED runs in the table")
@@ -87,6 +108,7 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
 
 def plot_gap(table: pd.DataFrame, path: Path) -> Path:
     """Best score minus worst score among methods, per backbone size (the power-of-scale view)."""
+    table = one_task(table, "gap")
     stats = mean_std(table, ["backbone", "method"])
     if stats["method"].nunique() < 2:
         raise PetsweepError("gap: needs runs of at least two methods")
@@ -102,6 +124,7 @@ def plot_gap(table: pd.DataFrame, path: Path) -> Path:
 
 def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
     """Train-subset score minus test score per method (mean +- std over runs)."""
+    table = one_task(table, "generalization")
     done = table[table["status"] == "COMPLETED"].assign(gap=lambda t: t["train_subset_score"] - t["score"])
     if done.empty:
         raise PetsweepError("generalization: no COMPLETED runs in the table")
@@ -131,6 +154,7 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
 
 def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
     """Dev score vs training step per method (mean over runs), from each run's metrics.jsonl."""
+    table = one_task(table, "convergence")
     import json
 
     rows = []
@@ -154,6 +178,7 @@ def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
 
 def plot_memory(table: pd.DataFrame, path: Path) -> Path:
     """Peak memory vs batch size per method."""
+    table = one_task(table, "memory")
     column = "cfg.trainer.batch_size"
     if column not in table or table[column].nunique() < 2:
         raise PetsweepError("memory: needs runs at two or more batch sizes (sweep trainer.batch_size)")

@@ -19,17 +19,17 @@ FULL = [0.91, 0.9, 0.92]
 
 
 def write_run(root, name, method, budget, seed, score, updated=1.0, train_score=None, run_id=None, backbone="tiny",
-              total_params=5000, apet_scale=None):
+              total_params=5000, apet_scale=None, task="rte"):
     run = RunDir(root / name)
     run.set_status("COMPLETED")
     status = json.loads(run.status_file.read_text())
     write_json(run.status_file, {**status, "updated": updated})
     write_json(run.result_file, {
-        "status": "COMPLETED", "run_id": run_id or name, "backbone": backbone, "method": method, "task": "rte",
+        "status": "COMPLETED", "run_id": run_id or name, "backbone": backbone, "method": method, "task": task,
         "seed": seed, "metric": "accuracy", "score": score, "metrics": {"accuracy": score},
         "train_subset_score": score + 0.05 if train_score is None else train_score, "random_guess_score": 0.3,
         "trainable_params": budget, "pet_params": budget, "total_params": total_params, "peak_memory_mb": 100.0,
-        "config": {"backbone": {"name": backbone}, "method": {"name": method, "r": budget}, "task": {"name": "rte"},
+        "config": {"backbone": {"name": backbone}, "method": {"name": method, "r": budget}, "task": {"name": task},
                    "seed": seed, "trainer": {"batch_size": 16}, "apet": {"scale": apet_scale, "seed": seed}},
     })
     run.append_metrics({"step": 10, "dev_accuracy": score / 2})
@@ -207,3 +207,14 @@ def test_thresholds_command_prints_and_writes_the_table(sweep, tmp_path):
     [row] = pd.read_csv(tmp_path / "th.csv").to_dict("records")
     assert (row["task"], row["low_threshold"], row["high_threshold"]) == ("rte", 100, 1000)
     assert "low_threshold" in out.stdout
+
+
+def test_views_never_average_across_tasks(sweep, tmp_path):
+    for seed, score in enumerate((0.6, 0.7, 0.8)):
+        write_run(sweep, f"cb-{seed}", "lora", 100, seed, score, task="cb")
+    table = collect([sweep])
+    image = matplotlib.image.imread(plot(table, "curves", tmp_path / "curves.png"))
+    assert image.shape[0] == 2 * 480  # a row of panels per task
+    with pytest.raises(PetsweepError, match=r"pareto: the table holds 2 tasks \(cb, rte\).*--where"):
+        plot(table, "pareto", tmp_path / "pareto.png")
+    assert plot(table, "pareto", tmp_path / "pareto.png", where="task == 'cb'").stat().st_size > 1000
