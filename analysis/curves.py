@@ -91,18 +91,26 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
-    """Every (backbone, method, budget) point, with the Pareto frontier of score vs parameters."""
+    """Every (backbone, method, budget) point, with the Pareto frontier of score vs parameters.
+
+    Colour is the backbone (light to dark with size), marker the method, so neither runs out of distinct values.
+    """
     table = one_task(table, "pareto")
     stats = mean_std(table, ["backbone", "method", "trainable_params"])
     if stats.empty:
         raise PetsweepError("pareto: no COMPLETED runs in the table")
+    backbones = by_size(table, stats["backbone"].unique())
+    colors = dict(zip(backbones, plt.get_cmap("viridis_r")(np.linspace(0.15, 0.95, len(backbones)))))
+    markers = dict(zip(sorted(stats["method"].unique()), "osD^vP*Xph<>" * 4))
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for (backbone, method), rows in stats.groupby(["backbone", "method"]):
-        ax.scatter(rows["trainable_params"], rows["mean"], label=f"{backbone} / {method}", s=18)
+        ax.scatter(rows["trainable_params"], rows["mean"], color=colors[backbone], marker=markers[method], s=28,
+                   label=f"{backbone} / {method}")
     front = pareto_front(stats)
-    ax.step(front["trainable_params"], front["mean"], where="post", color="black", label="Pareto frontier")
+    ax.step(front["trainable_params"], front["mean"], where="post", color="black", linewidth=0.8,
+            label="Pareto frontier")
     ax.set(xscale="log", xlabel="tunable parameters", ylabel="score (mean over seeds)")
-    ax.legend(fontsize=7)
+    ax.legend(fontsize=6, ncol=2)
     return save_figure(fig, path)
 
 
@@ -136,16 +144,20 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
-    """Low and high thresholds per task and backbone, with their bootstrap intervals."""
+    """Low and high thresholds per task and backbone, with their 90% bootstrap intervals over seeds."""
     found = thresholds(table)
     if found.empty or found["low_threshold"].isna().all():
         raise PetsweepError("threshold: no budget axis (PET runs at several parameter counts) beats random guess")
     fig, ax = plt.subplots(figsize=FIGSIZE)
     labels = [f"{r.task}\n{r.backbone}" for r in found.itertuples()]
     x = np.arange(len(found))
-    ax.scatter(x, found["low_threshold"], label="low: beats random guess", marker="v")
-    if "high_threshold" in found:
-        ax.scatter(x, found["high_threshold"], label="high: within epsilon of full FT", marker="^")
+    for name, marker, label, shift in (("low", "v", "low: beats random guess", -0.08),
+                                       ("high", "^", "high: within epsilon of full FT", 0.08)):
+        if f"{name}_threshold" not in found:
+            continue
+        value = found[f"{name}_threshold"]
+        interval = [(value - found[f"{name}_ci_lo"]).clip(lower=0), (found[f"{name}_ci_hi"] - value).clip(lower=0)]
+        ax.errorbar(x + shift, value, yerr=np.nan_to_num(interval), fmt=marker, capsize=3, label=label)
     ax.set(yscale="log", ylabel="tunable parameters", xticks=x)
     ax.set_xticklabels(labels, fontsize=7)
     ax.legend(fontsize=8)

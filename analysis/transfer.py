@@ -72,17 +72,20 @@ def plot_transfer(table: pd.DataFrame, path: Path) -> Path:
     variants = list(stats.groupby(VARIANT).groups)
     columns = min(len(variants), 3)
     rows = int(np.ceil(len(variants) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(FIGSIZE[0] * columns / 1.4, FIGSIZE[1] * rows), squeeze=False)
+    fig, axes = plt.subplots(rows, columns, figsize=(FIGSIZE[0] * columns / 1.4, FIGSIZE[1] * rows), squeeze=False,
+                             layout="constrained")
     vmin, vmax = float(stats["mean"].min()), float(stats["mean"].max())
     several = stats["backbone"].nunique() > 1
-    for ax, variant in zip(axes.flat, variants):
+    for index, (ax, variant) in enumerate(zip(axes.flat, variants)):
         cells = stats[(stats[VARIANT] == pd.Series(variant, index=VARIANT)).all(axis=1)]
         image = _draw_matrix(ax, cells, tasks, vmin, vmax)
         ax.set_title(_title(variant, several), fontsize=9)
+        if index % columns:
+            ax.set_ylabel("")
     for ax in axes.flat[len(variants):]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label="score (mean over seeds)")
-    fig.savefig(path, dpi=100)  # tight_layout does not take a shared colorbar
+    fig.savefig(path, dpi=100)  # constrained layout places the shared colorbar (tight_layout cannot)
     plt.close(fig)
     return path
 

@@ -70,7 +70,7 @@ def test_every_sweep_preset_expands_and_plans(preset, tmp_path):
 
     arguments, zips = sweep_arguments([f"+sweep={preset}", f"paths.runs_root={tmp_path}"])
     runs = expand(arguments, zips)
-    assert len(runs) >= 10 and all(f"+sweep={preset}" in r for r in runs)
+    assert len(runs) > 1 and all(f"+sweep={preset}" in r for r in runs)  # a grid, not one run
     planned = plan(runs[:: max(1, len(runs) // 12)], compose)  # a spread of the grid: every axis value varies
     assert all(p.status == "new" and p.path.parent.name == p.cfg["sweep_name"] for p in planned)
 
