@@ -6,6 +6,7 @@ the data cannot support raises PetsweepError with the reason (no traceback).
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import matplotlib
@@ -167,8 +168,6 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
 def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
     """Dev score vs training step per method (mean over runs), from each run's metrics.jsonl."""
     table = one_task(table, "convergence")
-    import json
-
     rows = []
     for run in table[table["status"] == "COMPLETED"].itertuples():
         log = Path(run.run_dir) / "metrics.jsonl"

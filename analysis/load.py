@@ -11,6 +11,7 @@ from pathlib import Path
 import pandas as pd
 
 from petsweep.errors import PetsweepError
+from petsweep.status import find_runs
 
 REQUIRED = ("run_id", "backbone", "method", "task", "seed", "status", "score", "trainable_params")
 _SCALARS = (
@@ -93,11 +94,8 @@ def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
         PetsweepError: a directory that holds no petsweep runs.
     """
     rows = []
-    for sweep in map(Path, sweep_dirs):
-        found = sorted(p.parent for p in sweep.glob("*/status.json")) if sweep.is_dir() else []
-        if not found:
-            raise PetsweepError(f"{sweep} holds no petsweep runs (no <run dir>/status.json); give <runs_root>/<sweep>")
-        rows += [run_row(d) for d in found]
+    for sweep in sweep_dirs:
+        rows += [run_row(d) for d in find_runs(sweep)]
     table = pd.DataFrame(rows)
     with_id = table[table["run_id"].notna()].sort_values("updated").drop_duplicates("run_id", keep="last")
     return pd.concat([with_id, table[table["run_id"].isna()]], ignore_index=True)

@@ -80,3 +80,14 @@ class RunDir:
     def append_metrics(self, row: dict) -> None:
         with self.metrics_file.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+def find_runs(sweep_dir: str | Path) -> list[Path]:
+    """The run directories (those with a status.json) of a sweep dir, sorted; none is one clear error."""
+    from petsweep.errors import PetsweepError
+
+    sweep = Path(sweep_dir)
+    found = sorted(p.parent for p in sweep.glob("*/status.json")) if sweep.is_dir() else []
+    if not found:
+        raise PetsweepError(f"{sweep} holds no petsweep runs (no <run dir>/status.json); give <runs_root>/<sweep>")
+    return found

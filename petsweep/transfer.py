@@ -20,7 +20,7 @@ from safetensors.torch import load_file
 from petsweep.checkpoint import load_trainable
 from petsweep.config import RunSpec, compose, resolve_run
 from petsweep.errors import ConfigError, PetsweepError
-from petsweep.status import COMPLETED, RunDir, write_json
+from petsweep.status import COMPLETED, RunDir, find_runs, write_json
 
 
 def transfer_file(run_dir: Path, task: str) -> Path:
@@ -108,14 +108,14 @@ def transfer_sweeps(sweep_dirs: list[str | Path], tasks: list[str], overrides: t
     Yields (run dir, task, record), record None where an earlier score is kept (unless `redo`). Every pair
     is validated before anything is evaluated, so a bad --task costs nothing.
     """
-    runs = []
-    for sweep in map(Path, sweep_dirs):
-        found = sorted(p.parent for p in sweep.glob("*/status.json")) if sweep.is_dir() else []
-        if not found:
-            raise PetsweepError(f"{sweep} holds no petsweep runs (no <run dir>/status.json); give <runs_root>/<sweep>")
-        runs += [d for d in found if RunDir(d).state() == COMPLETED]
+    finished = {}  # run dir -> the task it trained on (COMPLETED runs with a record)
+    for sweep in sweep_dirs:
+        for run_dir in find_runs(sweep):
+            run = RunDir(run_dir)
+            if run.state() == COMPLETED and run.result():
+                finished[run_dir] = run.result()["task"]
     # its own task is the run's test score already; every other pair is checked before any evaluation
-    pairs = [(d, t) for d in runs for t in tasks if RunDir(d).result().get("task") != t]
+    pairs = [(d, t) for d, trained_on in finished.items() for t in tasks if t != trained_on]
     for run_dir, task in pairs:
         _specs(run_dir, task, overrides)
     for run_dir, task in pairs:
