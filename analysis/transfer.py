@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.curves import FIGSIZE
+from analysis.curves import DPI, FIGSIZE
 from petsweep.errors import PetsweepError
 
 VARIANT = ["backbone", "method", "trainable_params"]
@@ -85,7 +85,7 @@ def plot_transfer(table: pd.DataFrame, path: Path) -> Path:
     for ax in axes.flat[len(variants):]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label="score (mean over seeds)")
-    fig.savefig(path, dpi=100)  # constrained layout places the shared colorbar (tight_layout cannot)
+    fig.savefig(path, dpi=DPI)  # constrained layout places the shared colorbar (tight_layout cannot)
     plt.close(fig)
     return path
 

@@ -29,9 +29,8 @@ class MeanPoolClassifier(nn.Module):
         if getattr(encoder, "pooler", None) is not None:
             encoder.pooler = None  # never read with mean pooling: neither trained nor counted
         setattr(self, self.base_model_prefix, encoder)
-        self.config = encoder.config
+        config = self.config = encoder.config
         self.num_labels = num_labels
-        config = encoder.config
         self.dropout = nn.Dropout(getattr(config, "classifier_dropout", None) or config.hidden_dropout_prob)
         self.classifier = nn.Linear(config.hidden_size, num_labels, dtype=encoder.dtype)
         if self.classifier.weight.device.type != "meta":

@@ -12,6 +12,8 @@ import socket
 import time
 from pathlib import Path
 
+from petsweep.errors import PetsweepError
+
 RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 QUEUED = "QUEUED"  # submitted to a cluster, not started yet
 
@@ -84,8 +86,6 @@ class RunDir:
 
 def find_runs(sweep_dir: str | Path) -> list[Path]:
     """The run directories (those with a status.json) of a sweep dir, sorted; none is one clear error."""
-    from petsweep.errors import PetsweepError
-
     sweep = Path(sweep_dir)
     found = sorted(p.parent for p in sweep.glob("*/status.json")) if sweep.is_dir() else []
     if not found:

@@ -27,15 +27,19 @@ def transfer_file(run_dir: Path, task: str) -> Path:
     return Path(run_dir) / "transfer" / f"{task}.json"
 
 
-def _specs(run_dir: Path, task: str, overrides: tuple[str, ...] = ()) -> tuple[RunSpec, RunSpec]:
-    """The run as it trained, and the same run with the other task: both validated, before any loading."""
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    source = _with_label_words(resolve_run(config))
+def task_node(task: str, overrides: tuple[str, ...] = ()) -> dict:
+    """The evaluated task's config, composed once: an unknown task or key fails here, listing the choices."""
     for override in overrides:
         if not override.startswith("task."):
             raise ConfigError("--override", override, "only task.* keys of the evaluated task can be set here")
-    target_task = compose([f"task={task}", *overrides]).task  # an unknown task or key fails here, listing choices
-    target = _with_label_words(resolve_run({**config, "task": OmegaConf.to_container(target_task, resolve=True)}))
+    return OmegaConf.to_container(compose([f"task={task}", *overrides]).task, resolve=True)
+
+
+def _specs(run_dir: Path, target_task: dict) -> tuple[RunSpec, RunSpec]:
+    """The run as it trained, and the same run with the other task: both validated, before any loading."""
+    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    source = _with_label_words(resolve_run(config))
+    target = _with_label_words(resolve_run({**config, "task": target_task}))
     fit_check(source, target)
     return source, target
 
@@ -66,6 +70,15 @@ def evaluate_transfer(run_dir: str | Path, task: str, overrides: tuple[str, ...]
     Args:
         overrides: task.* overrides of the evaluated task (e.g. task.test_size=100), as on run.py's command line.
     """
+    run = RunDir(run_dir)
+    result = run.result()
+    if run.state() != COMPLETED or not result:
+        raise PetsweepError(f"{run_dir}: not COMPLETED; only finished runs have trained weights to transfer")
+    return _evaluate(run.path, result, *_specs(run.path, task_node(task, tuple(overrides))), tuple(overrides))
+
+
+def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, overrides: tuple[str, ...]) -> dict:
+    """Load the run's trained model, score the target task's test split, write transfer/<task>.json."""
     from petsweep.backbones import load_pretrained
     from petsweep.objectives import make_objective
     from petsweep.params import apply_method
@@ -73,12 +86,6 @@ def evaluate_transfer(run_dir: str | Path, task: str, overrides: tuple[str, ...]
     from petsweep.tasks import prepare_task
     from petsweep.train import evaluate, pick_device, use_bf16
 
-    run_dir = Path(run_dir)
-    run = RunDir(run_dir)
-    result = run.result()
-    if run.state() != COMPLETED or not result:
-        raise PetsweepError(f"{run_dir}: not COMPLETED; only finished runs have trained weights to transfer")
-    source, target = _specs(run_dir, task, tuple(overrides))
     started = time.time()
     seed_everything(source.seed)
     data = prepare_task(target.task, source.seed)
@@ -96,8 +103,9 @@ def evaluate_transfer(run_dir: str | Path, task: str, overrides: tuple[str, ...]
         "random_guess_score": data.random_guess, "test_examples": len(data.test), "overrides": list(overrides),
         "eval_time_s": time.time() - started,
     }
-    transfer_file(run_dir, task).parent.mkdir(exist_ok=True)
-    write_json(transfer_file(run_dir, task), record)
+    path = transfer_file(run_dir, target.task.name)
+    path.parent.mkdir(exist_ok=True)
+    write_json(path, record)
     return record
 
 
@@ -108,18 +116,18 @@ def transfer_sweeps(sweep_dirs: list[str | Path], tasks: list[str], overrides: t
     Yields (run dir, task, record), record None where an earlier score is kept (unless `redo`). Every pair
     is validated before anything is evaluated, so a bad --task costs nothing.
     """
-    finished = {}  # run dir -> the task it trained on (COMPLETED runs with a record)
+    finished = {}  # run dir -> its result record (COMPLETED runs that have one)
     for sweep in sweep_dirs:
         for run_dir in find_runs(sweep):
             run = RunDir(run_dir)
-            if run.state() == COMPLETED and run.result():
-                finished[run_dir] = run.result()["task"]
-    # its own task is the run's test score already; every other pair is checked before any evaluation
-    pairs = [(d, t) for d, trained_on in finished.items() for t in tasks if t != trained_on]
-    for run_dir, task in pairs:
-        _specs(run_dir, task, overrides)
-    for run_dir, task in pairs:
+            result = run.result() if run.state() == COMPLETED else None
+            if result:
+                finished[run_dir] = result
+    nodes = {task: task_node(task, overrides) for task in tasks}  # composed once per task, not once per run
+    # its own task is the run's test score already; every other pair is validated before any evaluation
+    specs = {(d, t): _specs(d, nodes[t]) for d, result in finished.items() for t in tasks if t != result["task"]}
+    for (run_dir, task), (source, target) in specs.items():
         if transfer_file(run_dir, task).exists() and not redo:
             yield run_dir, task, None
         else:
-            yield run_dir, task, evaluate_transfer(run_dir, task, overrides)
+            yield run_dir, task, _evaluate(run_dir, finished[run_dir], source, target, overrides)
