@@ -18,7 +18,7 @@ _SCALARS = (
     "run_id", "backbone", "method", "task", "seed", "sweep_name", "status", "metric", "score", "random_guess_score",
     "train_subset_score", "best_step", "best_dev_score", "steps", "trainable_params", "pet_params", "total_params",
     "nonembedding_params", "head_params", "train_time_s", "wall_time_s", "tokens", "tokens_per_s", "step_time_s",
-    "peak_memory_mb", "device", "precision", "deepspeed",
+    "peak_memory_mb", "device", "precision", "deepspeed", "dev_eval_time_s", "dev_evals", "final_eval_time_s",
 )
 
 
@@ -64,6 +64,7 @@ def run_row(run_dir: Path) -> dict:
                source=result.get("source", "result.json" if result else None))
     config = result.get("config") or _config_of(run_dir)
     _flatten("cfg", config, row)
+    _flatten("data", {k: v for k, v in (result.get("data") or {}).items() if k != "label_map"}, row)
     for name, value in (result.get("metrics") or {}).items():
         row[f"metric.{name}"] = value
     for name, value in (result.get("train_subset_metrics") or {}).items():

@@ -130,6 +130,7 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
         "sweep_name": spec.sweep_name,
         "metric": spec.task.metric,
         "random_guess_score": data.random_guess,
+        "data": data.stats,
         **counts.as_dict(),
         **outcome,
         "load_time_s": load_s,

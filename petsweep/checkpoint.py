@@ -1,12 +1,18 @@
 """Resumable checkpoints: trainable weights, best weights, optimizer, scheduler, RNG, step and counters.
 
 Tensors go to safetensors and everything else to JSON: no pickle is ever loaded. A checkpoint is written
-into a temporary directory and renamed into place, so a kill at any instant leaves the previous one intact.
+into a temporary directory with a manifest (size and sha256 of every file), fsynced, renamed into place, and
+read back against its manifest before older ones are dropped. The newest two are kept: when the newest is
+found corrupt (a truncated file after a crash), a rerun warns and resumes from the one before. Writing the
+checkpoint of a step that already has a sound one is a no-op (a save step and a cluster's signal can ask
+for the same step twice).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import os
 import random
 import shutil
@@ -16,6 +22,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+log = logging.getLogger("petsweep")
+MANIFEST = "manifest.json"
+KEEP = 2  # the newest checkpoint and the one before it (the fallback when the newest is corrupt)
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -84,31 +94,98 @@ def save_extras(directory: Path, best: dict[str, torch.Tensor] | None, meta: dic
     (directory / "state.json").write_text(json.dumps({**meta, "rng": rng_meta}, default=float))
 
 
-def drop_older(root: Path, keep: Path) -> None:
-    for old in root.glob("step-*"):
-        if old != keep:
-            shutil.rmtree(old, ignore_errors=True)
+def _files(directory: Path) -> list[Path]:
+    return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
-def save(root: Path, step: int, model, optimizer, scheduler, best: dict[str, torch.Tensor] | None, counters: dict) -> Path:
-    """Write checkpoint `step-<step>` atomically and drop older ones."""
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def verify(directory: Path) -> str | None:
+    """None if every file matches the manifest, else what is wrong (a checkpoint without one is not trusted)."""
+    try:
+        manifest = json.loads((directory / MANIFEST).read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        return f"no readable manifest ({type(err).__name__})"
+    for name, (size, digest) in manifest.items():
+        path = directory / name
+        if not path.is_file() or path.stat().st_size != size:
+            return f"{name}: missing or truncated"
+        if _sha256(path) != digest:
+            return f"{name}: contents differ from the manifest"
+    return None
+
+
+def step_dir(root: Path, step: int) -> Path:
+    return root / f"step-{step:08d}"
+
+
+def begin(root: Path, step: int) -> Path | None:
+    """A fresh temporary dir to write step `step` into, or None when a sound checkpoint of that step exists."""
     root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step-{step:08d}"
+    final = step_dir(root, step)
+    if final.exists():
+        if verify(final) is None:
+            return None
+        shutil.rmtree(final)  # a broken leftover of the same step: write it again
     tmp = root / f".step-{step:08d}.tmp{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
+    return tmp
+
+
+def commit(tmp: Path, root: Path, step: int) -> Path:
+    """Manifest, fsync, rename into place, fsync the parent, read back; then drop all but the newest KEEP."""
+    files = _files(tmp)
+    manifest = {str(p.relative_to(tmp)): (p.stat().st_size, _sha256(p)) for p in files}
+    (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
+    for path in [*files, tmp / MANIFEST, *sorted({p.parent for p in files}, reverse=True), tmp]:
+        _fsync(path)
+    final = step_dir(root, step)
+    os.replace(tmp, final)
+    _fsync(root)
+    problem = verify(final)
+    if problem is not None:
+        raise OSError(f"checkpoint {final} did not read back: {problem}")
+    for old in sorted(root.glob("step-*"))[:-KEEP]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def save(root: Path, step: int, model, optimizer, scheduler, best: dict[str, torch.Tensor] | None, counters: dict) -> Path:
+    """Write checkpoint `step-<step>` (see the module's notes); returns its path."""
+    tmp = begin(root, step)
+    if tmp is None:
+        return step_dir(root, step)
     save_file(trainable_state(model), tmp / "trainable.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
     save_extras(tmp, best, {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), **counters})
-    os.replace(tmp, final)
-    drop_older(root, final)
-    return final
+    return commit(tmp, root, step)
 
 
 def latest(root: Path) -> Path | None:
-    found = sorted(p for p in root.glob("step-*") if (p / "state.json").exists()) if root.exists() else []
-    return found[-1] if found else None
+    """The newest sound checkpoint; a corrupt newer one is passed over with a warning."""
+    found = sorted(root.glob("step-*"), reverse=True) if root.exists() else []
+    for path in found:
+        problem = verify(path)
+        if problem is None:
+            return path
+        log.warning("checkpoint %s is corrupt (%s); falling back to the one before it", path, problem)
+    return None
 
 
 def restore_extras(path: Path) -> tuple[dict, dict[str, torch.Tensor] | None]:

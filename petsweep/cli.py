@@ -9,6 +9,7 @@
     petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.plots.KINDS)
     petsweep thresholds table.parquet -o thresholds.csv       # low/high budget thresholds per task, backbone
     petsweep transfer runs/<sweep_name> --task <other task>   # finished runs scored on another task
+    petsweep rehash runs [--dry-run]                          # rename run dirs made under an older identity rule
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import contextlib
 import json
 import sys
 
-from petsweep.errors import PetsweepError, RunCancelled
+from petsweep.errors import ConfigError, PetsweepError, RunCancelled
 
 # run.py flags after which the config is only printed or explained, not run
 _INSPECT_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--resolve")
@@ -77,7 +78,6 @@ def _check_launcher(overrides: list[str]) -> None:
     from omegaconf import OmegaConf
 
     from petsweep.config import compose
-    from petsweep.errors import ConfigError
 
     launcher = compose(overrides, with_hydra=True).hydra.launcher
     missing = sorted(OmegaConf.missing_keys(launcher))
@@ -190,12 +190,33 @@ def _thresholds_cmd(args) -> None:
         print(f"-> {save(found, args.output)}")
 
 
+def _rehash_cmd(args) -> None:
+    from petsweep.rehash import rehash
+
+    moved = 0
+    for old, outcome, new in rehash(args.roots, args.dry_run):
+        if outcome != "same":
+            print(f"{outcome:<6} {old} -> {new.name}" if outcome != "live" else f"live   {old} (running: left alone)")
+        moved += outcome == "moved"
+    print(f"{moved} run dir(s) {'would be ' if args.dry_run else ''}renamed to their current identity")
+
+
+def _label_map(pairs: list[str]) -> dict[str, str] | None:
+    """--label-map TARGET=SOURCE pairs (repeatable or comma-separated) as a dict; None when not given."""
+    items = [item for pair in pairs for item in pair.split(",") if item]
+    bad = [item for item in items if "=" not in item]
+    if bad:
+        raise ConfigError("--label-map", bad[0], "give TARGET_WORD=SOURCE_WORD pairs, e.g. entailment=positive")
+    return dict(item.split("=", 1) for item in items) or None
+
+
 def _transfer_cmd(args) -> None:
     from petsweep.transfer import transfer_sweeps
 
     scored = kept = 0
+    label_map = _label_map(args.label_map)
     for run_dir, task, record in transfer_sweeps(args.sweep_dirs, args.task, tuple(args.override),
-                                                      redo=args.redo):
+                                                      redo=args.redo, label_map=label_map):
         if record is None:
             kept += 1
             continue
@@ -239,7 +260,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--override", action="append", default=[], metavar="task.KEY=VALUE",
                    help="set a key of the evaluated task, e.g. task.test_size=100 (repeatable)")
     p.add_argument("--redo", action="store_true", help="score again where a transfer score exists")
+    p.add_argument("--label-map", action="append", default=[], metavar="TARGET=SOURCE",
+                   help="an encoder head's class for each class of the evaluated task, where their label words "
+                        "differ (repeatable or comma-separated)")
     p.set_defaults(handler=_transfer_cmd)
+    p = sub.add_parser("rehash", help="rename run dirs made under an older identity rule (finished runs are "
+                                      "then found again instead of retrained)")
+    p.add_argument("roots", nargs="+", help="runs roots or sweep dirs; every run dir below them is checked")
+    p.add_argument("--dry-run", action="store_true", help="say what would be renamed")
+    p.set_defaults(handler=_rehash_cmd)
     for name, handler, text in (
             ("status", _status_cmd, "status of a sweep's runs, from their files"),
             ("cancel", _cancel_cmd, "stop a sweep's queued and running runs (they record CANCELLED)"),

@@ -153,12 +153,12 @@ class DeepSpeedStepper(PlainStepper):
 
     def save(self, root: Path, step: int, best, counters: dict) -> None:
         """DeepSpeed's own (partitioned) checkpoint plus our RNG state, counters and best weights."""
-        final = root / f"step-{step:08d}"
-        tmp = root / f".step-{step:08d}.tmp{os.getpid()}"
+        tmp = checkpoint.begin(root, step)
+        if tmp is None:
+            return
         self.engine.save_checkpoint(str(tmp), tag="engine", client_state={})
         checkpoint.save_extras(tmp, best, {"step": step, **counters})
-        os.replace(tmp, final)
-        checkpoint.drop_older(root, final)
+        checkpoint.commit(tmp, root, step)
 
     def restore(self, path: Path):
         self.engine.load_checkpoint(str(path), tag="engine")

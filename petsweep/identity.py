@@ -1,7 +1,21 @@
-"""Run identity: a hash of the resolved config without the keys that do not change what is computed."""
+"""Run identity: a hash of what changes a run's numbers, and nothing else.
+
+The rule (README, "Run identity"):
+- in: every key of the resolved config that changes what is computed (backbone architecture and weights by
+  name, method, task definition, trainer, seeds, the deepspeed and precision *settings*);
+- out: where things live or run (paths, backbone.path and .package, task.hf_path, logger, launcher, hydra,
+  sweep_name, thread count) and what a scheduler is asked for (backbone.resources);
+- local data files count by their content (sha256), not their path: a moved file keeps its runs, an edited
+  one makes new runs;
+- a disabled group counts as absent (apet with scale null);
+- numbers are compared as numbers: 16 and 16.0 are the same value.
+`auto` settings (precision, deepspeed) are hashed as `auto`; what they resolved to on the machine is recorded
+in result.json (precision, deepspeed), and the analysis keeps those apart.
+"""
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import re
@@ -9,9 +23,10 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-# Where a run is written, how it is mirrored or launched, and how many threads it uses do not change its
-# result; everything else does.
-NON_SEMANTIC_KEYS = ("paths", "logger", "launcher", "hydra", "sweep_name", "trainer.num_threads")
+# Where a run is written or its inputs live, how it is mirrored, launched or scheduled, and how many threads it
+# uses do not change its result; everything else does.
+NON_SEMANTIC_KEYS = ("paths", "logger", "launcher", "hydra", "sweep_name", "trainer.num_threads",
+                     "backbone.path", "backbone.package", "backbone.resources", "task.hf_path")
 
 
 def plain(cfg: DictConfig | dict) -> dict:
@@ -26,8 +41,8 @@ def plain(cfg: DictConfig | dict) -> dict:
 
 
 def semantic_config(cfg: DictConfig | dict) -> dict:
-    """The resolved config as a plain dict, without NON_SEMANTIC_KEYS."""
-    data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in plain(cfg).items()}  # copies what is popped
+    """The resolved config as a plain dict holding exactly what identifies the run (see the module's rule)."""
+    data = _canonical(plain(cfg))  # a copy: the caller's config is never changed
     for dotted in NON_SEMANTIC_KEYS:
         *parents, leaf = dotted.split(".")
         node = data
@@ -35,7 +50,44 @@ def semantic_config(cfg: DictConfig | dict) -> dict:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(leaf, None)
+    if isinstance(data.get("apet"), dict) and data["apet"].get("scale") is None:
+        data.pop("apet")  # APET off: its seed and other keys change nothing
+    task = data.get("task")
+    if isinstance(task, dict) and isinstance(task.get("files"), dict):
+        task["files"] = {split: file_fingerprint(name) for split, name in task["files"].items()}
     return data
+
+
+def _canonical(value):
+    """A deep copy in which integral floats are ints (16.0 and 16 are one value; 1e-3 stays a float)."""
+    if isinstance(value, dict):
+        return {k: _canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_canonical(v) for v in value]
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def file_fingerprint(name) -> str | None:
+    """`sha256:<hex>` of a data file's bytes; the name itself where there is no such file (the run will say so)."""
+    if not name:
+        return name
+    path = Path(str(name)).expanduser()
+    try:
+        stat = path.stat()
+    except OSError:
+        return str(name)
+    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=4096)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime key the cache: an edit re-reads
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return f"sha256:{digest.hexdigest()}"
 
 
 def run_hash(cfg: DictConfig | dict) -> str:

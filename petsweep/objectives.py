@@ -78,10 +78,23 @@ class TextToTextObjective(Objective):
         self.decoder_only = decoder_only
         self.eos_id = tokenizer.eos_token_id
         self.candidates = [self._target_ids(w) for w in self.label_words]
+        self.source_budget = self._source_budget()
 
     def _target_ids(self, text: str) -> list[int]:
         ids = self.tokenizer(" " + text if self.decoder_only else text, add_special_tokens=False)["input_ids"]
         return ids[: self.task.target_max_length] + [self.eos_id]
+
+    def _source_budget(self) -> int:
+        """Source tokens a decoder keeps: max_length minus the LONGEST target it may be given, never the gold one.
+
+        The budget is the same for every candidate label and for training and evaluation, so the input's
+        length cannot reveal which label is gold.
+        """
+        if self.task.kind == "classification":
+            longest = max(len(c) for c in self.candidates)
+        else:
+            longest = self.task.target_max_length + 1  # answer tokens + eos
+        return max(1, self.task.max_length - longest)
 
     def encode(self, examples):
         special = not self.decoder_only
@@ -89,14 +102,14 @@ class TextToTextObjective(Objective):
         out = []
         for source, e in zip(ids, examples):
             target = self.candidates[e["label"]] if self.task.kind == "classification" else self._target_ids(e["target"])
-            out.append({**e, "source": self._fit_source(source, len(target)), "target": target})
+            out.append({**e, "source": self._fit_source(source), "target": target})
         return out
 
-    def _fit_source(self, source: list[int], target_len: int) -> list[int]:
+    def _fit_source(self, source: list[int]) -> list[int]:
         if not self.decoder_only:
             return source[: self.task.max_length]
         # A decoder reads prompt then answer: keep the prompt's end, where a template puts its question.
-        return source[-max(1, self.task.max_length - target_len):]
+        return source[-self.source_budget:]
 
     def _pair_batch(self, sources: list[list[int]], targets: list[list[int]]) -> dict[str, torch.Tensor]:
         if not self.decoder_only:

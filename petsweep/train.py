@@ -40,6 +40,8 @@ class Progress:
     best_step: int | None = None
     tokens: int = 0
     train_time_s: float = 0.0
+    eval_time_s: float = 0.0
+    evals: int = 0
     loss_sum: float = 0.0
     loss_count: int = 0
     history: list = field(default_factory=list)
@@ -100,11 +102,16 @@ def batch_indices(n: int, batch_size: int, seed: int, index: int) -> list[int]:
     return order[offset * batch_size:(offset + 1) * batch_size].tolist()
 
 
-def evaluate(model, objective: Objective, encoded: list[dict], examples: list[dict], spec: RunSpec, device, bf16: bool):
+def evaluate(model, objective: Objective, encoded: list[dict], examples: list[dict], spec: RunSpec, device, bf16: bool,
+             remap: list[int] | None = None):
+    """Every metric of the task on `examples`; `remap[c]` renames predicted class c (a head scored on a task
+    whose classes are ordered differently)."""
     model.eval()
     with _autocast(device, bf16):
         predictions = objective.predict(model, encoded, spec.trainer.eval_batch_size, device)
     model.train()
+    if remap is not None:
+        predictions = [remap[p] for p in predictions]
     return compute_metrics(spec.task, predictions, examples)
 
 
@@ -135,9 +142,9 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
     resume_from = checkpoint.latest(run.checkpoints)
     if resume_from is not None:
         meta, best = stepper.restore(resume_from)
-        progress = Progress(**{k: meta[k] for k in Progress.__dataclass_fields__})
-        tracker.truncate_after(progress.step)
+        progress = Progress(**{k: meta[k] for k in Progress.__dataclass_fields__ if k in meta})
         log.info("resumed from %s (step %d)", resume_from.name, progress.step)
+    tracker.truncate_after(progress.step)  # rows an interrupted attempt logged after its last checkpoint (or any)
 
     first_step_at = time.time()  # start-up overhead = this minus process start (see app)
     step_times = []  # this session's step durations, for throughput estimates (not checkpointed)
@@ -166,7 +173,10 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
                    "lr": stepper.last_lr()}
             progress.loss_sum, progress.loss_count = 0.0, 0
             if dev_set:
+                eval_started = time.perf_counter()
                 scores = evaluate(stepper.forward_model, objective, dev_set, data.dev, spec, device, bf16)
+                progress.eval_time_s += time.perf_counter() - eval_started
+                progress.evals += 1
                 row.update({f"dev_{k}": v for k, v in scores.items()})
                 if progress.best_score is None or scores[metric] > progress.best_score:
                     progress.best_score, progress.best_step = scores[metric], progress.step
@@ -176,7 +186,8 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
             log.info("step %d  %s", progress.step, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
         if progress.step % trainer.save_every == 0 and progress.step < trainer.max_steps:
             stepper.save(run.checkpoints, progress.step, best, vars(progress))
-        if preemption.requested() and progress.step < trainer.max_steps:  # SLURM asked us to stop
+        # SLURM asked us to stop (perhaps while this step evaluated or saved): saving a step twice is a no-op
+        if preemption.requested() and progress.step < trainer.max_steps:
             stepper.save(run.checkpoints, progress.step, best, vars(progress))
             log.info("saved a checkpoint at step %d on the cluster's signal; handing over to requeue", progress.step)
             preemption.hand_over()
@@ -184,8 +195,10 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
     if best is not None:
         stepper.load_trainable(best)
     forward = stepper.forward_model
+    final_started = time.perf_counter()
     test_scores = evaluate(forward, objective, test_set, data.test, spec, device, bf16)
     train_scores = evaluate(forward, objective, objective.encode(data.train_eval), data.train_eval, spec, device, bf16)
+    final_eval_s = time.perf_counter() - final_started
     return {
         "score": test_scores[metric],
         "metrics": test_scores,
@@ -195,6 +208,9 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         "best_dev_score": progress.best_score,
         "steps": progress.step,
         "train_time_s": progress.train_time_s,
+        "dev_eval_time_s": progress.eval_time_s,  # every dev evaluation while training (plans are costed on it)
+        "dev_evals": progress.evals,
+        "final_eval_time_s": final_eval_s,  # test split and train subset at the end
         "tokens": progress.tokens,
         "tokens_per_s": progress.tokens / progress.train_time_s if progress.train_time_s else None,
         "step_time_s": statistics.median(step_times[2:] or step_times) if step_times else None,

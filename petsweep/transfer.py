@@ -35,13 +35,13 @@ def task_node(task: str, overrides: tuple[str, ...] = ()) -> dict:
     return OmegaConf.to_container(compose([f"task={task}", *overrides]).task, resolve=True)
 
 
-def _specs(run_dir: Path, target_task: dict) -> tuple[RunSpec, RunSpec]:
-    """The run as it trained, and the same run with the other task: both validated, before any loading."""
+def _specs(run_dir: Path, target_task: dict, label_map: dict[str, str] | None = None):
+    """The run as it trained, the same run with the other task, and how the head's classes map onto the other
+    task's (None: the same classes): all validated, before any loading."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
     source = _with_label_words(resolve_run(config))
     target = _with_label_words(resolve_run({**config, "task": target_task}))
-    fit_check(source, target)
-    return source, target
+    return source, target, fit_check(source, target, label_map)
 
 
 def _with_label_words(spec: RunSpec) -> RunSpec:
@@ -53,31 +53,54 @@ def _with_label_words(spec: RunSpec) -> RunSpec:
     return spec
 
 
-def fit_check(source: RunSpec, target: RunSpec) -> None:
-    """Weights trained on one task can be scored on another only if the output side fits."""
+def fit_check(source: RunSpec, target: RunSpec, label_map: dict[str, str] | None = None) -> list[int] | None:
+    """Weights trained on one task can be scored on another only if the output side fits.
+
+    An encoder's head predicts the source task's classes, so the target task must have the same label words,
+    or `label_map` (target word -> source word, one to one) must say which head class stands for which target
+    class. Returns the target class id of each head class where the orders differ, else None.
+    """
     if source.backbone.family != "encoder":
-        return  # text-to-text: the verbalizer is the target task's own, any task is scored the same way
+        return None  # text-to-text: the verbalizer is the target task's own, any task is scored the same way
     if target.task.kind != source.task.kind or target.task.num_labels != source.task.num_labels:
         raise ConfigError("--task", target.task.name,
                           f"an encoder's trained head has {source.task.num_labels} output(s) for {source.task.name}; "
                           f"{target.task.name} is {target.task.kind} with {target.task.num_labels}: choose a task "
                           f"with the same {source.task.num_labels} classes")
+    if source.task.kind != "classification":
+        return None
+    source_words, target_words = [str(w) for w in source.task.label_words], [str(w) for w in target.task.label_words]
+    if not label_map:
+        if source_words != target_words:
+            raise ConfigError("--task", target.task.name,
+                              f"its classes {target_words} are not the head's {source_words} ({source.task.name}); "
+                              f"say which is which with --label-map TARGET=SOURCE (one per class)")
+        return None
+    if sorted(label_map) != sorted(target_words) or sorted(label_map.values()) != sorted(source_words):
+        raise ConfigError("--label-map", ",".join(f"{k}={v}" for k, v in label_map.items()),
+                          f"must map each of {target.task.name}'s classes {target_words} to a different one of "
+                          f"{source.task.name}'s {source_words}")
+    return [target_words.index(next(t for t, s in label_map.items() if s == word)) for word in source_words]
 
 
-def evaluate_transfer(run_dir: str | Path, task: str, overrides: tuple[str, ...] = ()) -> dict:
+def evaluate_transfer(run_dir: str | Path, task: str, overrides: tuple[str, ...] = (),
+                      label_map: dict[str, str] | None = None) -> dict:
     """Score run `run_dir`'s trained weights on `task`'s test split; returns (and writes) the record.
 
     Args:
         overrides: task.* overrides of the evaluated task (e.g. task.test_size=100), as on run.py's command line.
+        label_map: target label word -> the run's label word, where the two tasks name their classes differently.
     """
     run = RunDir(run_dir)
     result = run.result()
     if run.state() != COMPLETED or not result:
         raise PetsweepError(f"{run_dir}: not COMPLETED; only finished runs have trained weights to transfer")
-    return _evaluate(run.path, result, *_specs(run.path, task_node(task, tuple(overrides))), tuple(overrides))
+    return _evaluate(run.path, result, *_specs(run.path, task_node(task, tuple(overrides)), label_map),
+                     tuple(overrides), label_map)
 
 
-def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, overrides: tuple[str, ...]) -> dict:
+def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, head_to_target: list[int] | None,
+              overrides: tuple[str, ...], label_map: dict[str, str] | None = None) -> dict:
     """Load the run's trained model, score the target task's test split, write transfer/<task>.json."""
     from petsweep.backbones import load_pretrained
     from petsweep.objectives import make_objective
@@ -96,11 +119,12 @@ def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, ove
     model.to(device)
     objective = make_objective(source.backbone.family, target.task, data, tokenizer)
     scores = evaluate(model, objective, objective.encode(data.test), data.test, target, device,
-                      use_bf16(source.trainer, device))
+                      use_bf16(source.trainer, device), remap=head_to_target)
     record = {
         "run_id": result["run_id"], "source_task": source.task.name, "task": target.task.name,
         "metric": target.task.metric, "score": scores[target.task.metric], "metrics": scores,
         "random_guess_score": data.random_guess, "test_examples": len(data.test), "overrides": list(overrides),
+        "label_map": label_map or None,
         "eval_time_s": time.time() - started,
     }
     path = transfer_file(run_dir, target.task.name)
@@ -110,7 +134,7 @@ def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, ove
 
 
 def transfer_sweeps(sweep_dirs: list[str | Path], tasks: list[str], overrides: tuple[str, ...] = (),
-                    redo: bool = False):
+                    redo: bool = False, label_map: dict[str, str] | None = None):
     """Evaluate every COMPLETED run of the sweeps on each task other than its own.
 
     Yields (run dir, task, record), record None where an earlier score is kept (unless `redo`). Every pair
@@ -125,9 +149,10 @@ def transfer_sweeps(sweep_dirs: list[str | Path], tasks: list[str], overrides: t
                 finished[run_dir] = result
     nodes = {task: task_node(task, overrides) for task in tasks}  # composed once per task, not once per run
     # its own task is the run's test score already; every other pair is validated before any evaluation
-    specs = {(d, t): _specs(d, nodes[t]) for d, result in finished.items() for t in tasks if t != result["task"]}
-    for (run_dir, task), (source, target) in specs.items():
+    specs = {(d, t): _specs(d, nodes[t], label_map) for d, result in finished.items() for t in tasks
+             if t != result["task"]}
+    for (run_dir, task), checked in specs.items():
         if transfer_file(run_dir, task).exists() and not redo:
             yield run_dir, task, None
         else:
-            yield run_dir, task, _evaluate(run_dir, finished[run_dir], source, target, overrides)
+            yield run_dir, task, _evaluate(run_dir, finished[run_dir], *checked, overrides, label_map)

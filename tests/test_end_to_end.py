@@ -54,10 +54,11 @@ def test_completed_run_is_not_retrained(tiny, capsys):
 
 
 def test_generation_task_on_decoder(tiny, tmp_path):
-    data = tmp_path / "qa.jsonl"
-    data.write_text("".join(json.dumps({"inputs": f"question {i}", "outputs": f"answer {i % 3}"}) + "\n"
-                            for i in range(40)))
-    overrides = tiny("decoder", "task=local", f"task.files.train={data}", f"task.files.test={data}",
+    for split, numbers in (("train", range(40)), ("test", range(40, 60))):
+        (tmp_path / f"qa_{split}.jsonl").write_text("".join(
+            json.dumps({"inputs": f"question {i}", "outputs": f"answer {i % 3}"}) + "\n" for i in numbers))
+    overrides = tiny("decoder", "task=local", f"task.files.train={tmp_path}/qa_train.jsonl",
+                     f"task.files.test={tmp_path}/qa_test.jsonl",
                      "task.kind=generation", "task.metric=exact_match", "task.metrics=[token_f1]")
     result = run(compose(overrides))
     assert set(result["metrics"]) == {"exact_match", "token_f1"}

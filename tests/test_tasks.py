@@ -20,7 +20,9 @@ def _task(*overrides):
 def test_bbc_news_splits_are_fixed_and_labels_sorted():
     spec = _task()
     data = prepare_task(spec, seed=0)
-    assert (len(data.train), len(data.dev), len(data.test)) == (2225 - 600, 200, 400)
+    # 101 of the 2,225 articles repeat another and are removed before the split
+    assert (len(data.train), len(data.dev), len(data.test)) == (2225 - 101 - 600, 200, 400)
+    assert data.stats["repeats_removed"] == 101
     assert data.label_words == ["business", "entertainment", "politics", "sport", "tech"]
     again = prepare_task(_task(), seed=5)  # the run seed never moves the split
     assert [e["text"] for e in again.test] == [e["text"] for e in data.test]
@@ -69,7 +71,9 @@ def test_hf_source_reads_a_local_dataset_dir_with_load_dataset(tmp_path):
     _write_jsonl(tmp_path / "train.jsonl", rows)
     _write_jsonl(tmp_path / "validation.jsonl", rows[:10])
     data = prepare_task(_task("task=rte", f"task.hf_path={tmp_path}", "task.hf_name=null", "task.dev_size=5"), 0)
-    assert len(data.train) == 35 and len(data.test) == 10 and data.label_words == ["entailment", "not_entailment"]
+    # the 10 validation (= test) rows are also in train: they leave train before dev is carved
+    assert len(data.train) == 25 and len(data.test) == 10 and data.label_words == ["entailment", "not_entailment"]
+    assert data.stats["overlap_removed"] == 10
 
 
 def test_metrics():

@@ -11,6 +11,7 @@ from analysis import collect, plot, transfer_scores
 from conftest import run_cli
 from petsweep.app import run
 from petsweep.config import compose
+from petsweep.errors import ConfigError
 from petsweep.identity import run_dir
 from petsweep.transfer import evaluate_transfer, transfer_file
 
@@ -74,18 +75,40 @@ def test_bad_transfer_is_one_line_and_writes_nothing(trained_sweep, args, words)
     assert not list(trained_sweep.rglob("transfer/*.json"))
 
 
+def _local_files(tmp_path, name: str, rows: list[dict]) -> tuple[str, str]:
+    """task.files overrides of a local task: the first half of `rows` to train on, the rest to test on."""
+    for split, part in (("train", rows[: len(rows) // 2]), ("test", rows[len(rows) // 2:])):
+        (tmp_path / f"{name}_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
+    return f"task.files.train={tmp_path}/{name}_train.jsonl", f"task.files.test={tmp_path}/{name}_test.jsonl"
+
+
 def test_local_files_task_with_classes_from_the_data(tiny, tmp_path):
     """task=local learns its classes from the files at run time; transfer must rebuild the same head."""
+    files = {}
     for name, words in (("a", ("good", "fine", "great")), ("b", ("bad", "poor", "awful"))):
-        lines = [json.dumps({"inputs": f"{words[i % 3]} item {i}", "outputs": ["neg", "pos"][(i + (name == "b")) % 2]})
-                 for i in range(40)]
-        (tmp_path / f"{name}.jsonl").write_text("\n".join(lines) + "\n")
-    cfg = compose(tiny("encoder", "task=local", f"task.files.train={tmp_path}/a.jsonl",
-                       f"task.files.test={tmp_path}/a.jsonl", "task.k_shot=null", "task.test_size=null"))
+        files[name] = _local_files(tmp_path, name, [
+            {"inputs": f"{words[i % 3]} item {i}", "outputs": ["neg", "pos"][(i + (name == "b")) % 2]}
+            for i in range(80)])
+    cfg = compose(tiny("encoder", "task=local", *files["a"], "task.k_shot=null", "task.test_size=null"))
     result = run(cfg)
-    same = evaluate_transfer(run_dir(cfg), "local", (f"task.files.train={tmp_path}/a.jsonl",
-                                                     f"task.files.test={tmp_path}/a.jsonl", "task.dev_size=20"))
+    same = evaluate_transfer(run_dir(cfg), "local", (*files["a"], "task.dev_size=20"))
     assert same["score"] == result["score"]
-    other = evaluate_transfer(run_dir(cfg), "local", (f"task.files.train={tmp_path}/b.jsonl",
-                                                      f"task.files.test={tmp_path}/b.jsonl", "task.dev_size=20"))
+    other = evaluate_transfer(run_dir(cfg), "local", (*files["b"], "task.dev_size=20"))
     assert 0 <= other["score"] <= 1 and other["test_examples"] == 40
+
+
+def test_a_head_scores_another_label_set_only_through_an_explicit_mapping(tiny, tmp_path):
+    """Same class count is not enough: sst2's negative/positive are not rte's entailment/not_entailment."""
+    rows = [{"inputs": f"{['awful', 'great'][i % 2]} thing {i}", "outputs": ["neg", "pos"][i % 2]} for i in range(80)]
+    own = _local_files(tmp_path, "a", rows)
+    renamed = [{**r, "outputs": {"neg": "z_bad", "pos": "a_good"}[r["outputs"]]} for r in rows]  # order flips
+    other = (*_local_files(tmp_path, "b", renamed), "task.dev_size=20")
+    cfg = compose(tiny("encoder", "task=local", *own, "task.k_shot=null", "task.test_size=null"))
+    result = run(cfg)
+    with pytest.raises(ConfigError, match=r"\['a_good', 'z_bad'\] are not the head's \['neg', 'pos'\].*--label-map"):
+        evaluate_transfer(run_dir(cfg), "local", other)
+    with pytest.raises(ConfigError, match="--label-map"):
+        evaluate_transfer(run_dir(cfg), "local", other, label_map={"a_good": "pos", "z_bad": "pos"})
+    mapped = evaluate_transfer(run_dir(cfg), "local", other, label_map={"a_good": "pos", "z_bad": "neg"})
+    assert mapped["score"] == result["score"]  # the same texts and classes under other names
+    assert mapped["label_map"] == {"a_good": "pos", "z_bad": "neg"}

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from petsweep.errors import DataError
+from petsweep.tasks import splits as hygiene
 from petsweep.tasks.metrics import random_guess_score
 from petsweep.tasks.sources import SOURCES
 from petsweep.tasks.spec import TaskSpec
@@ -21,6 +23,8 @@ class TaskData:
         train_eval: a fixed subset of train, scored at the end for the generalisation gap.
         label_words: verbalizer strings of classes 0..C-1 (empty for regression and generation).
         random_guess: the main metric of random guessing on the test split.
+        stats: what the numbers were computed on (split sizes, class counts, repeats removed, the label
+            mapping); recorded in result.json as `data`.
     """
 
     train: list[dict]
@@ -29,24 +33,27 @@ class TaskData:
     train_eval: list[dict]
     label_words: list[str]
     random_guess: float
+    stats: dict = field(default_factory=dict)
 
 
 def prepare_task(spec: TaskSpec, seed: int) -> TaskData:
     """Load rows with the task's source and turn them into examples (see TaskData)."""
     raw = SOURCES.get(spec.source, key="task.source")(spec)
     if spec.source == "files" and spec.kind == "classification" and not spec.label_words:
-        spec.label_words = sorted({str(r[spec.label_field]) for r in raw.get(spec.splits["train"], [])})
-    splits = _assign_splits(spec, raw)
+        spec.label_words = _words_from_data(raw.get(spec.splits["train"], []), spec.label_field)
+    rows, removed = _assign_splits(spec, raw)
+    examples = {name: [_example(spec, row, name, i) for i, row in enumerate(split)] for name, split in rows.items()}
+    stratify = spec.kind == "classification"
     if spec.k_shot:
-        splits["train"] = _k_shot(splits["train"], spec, seed)
-    if spec.max_train_examples:
-        splits["train"] = splits["train"][: spec.max_train_examples]
-    for name in ("dev", "test"):
-        if spec.max_eval_examples:
-            splits[name] = splits[name][: spec.max_eval_examples]
-    examples = {name: [_example(spec, row, name, i) for i, row in enumerate(rows)] for name, rows in splits.items()}
+        examples["train"] = _k_shot(examples["train"], spec, seed)
+    # caps are seeded (split seed), stratified samples: never the first rows of a source sorted by label
+    examples["train"] = hygiene.sample(examples["train"], spec.max_train_examples, [spec.split_seed, 4], stratify)
+    for offset, name in enumerate(("dev", "test")):
+        examples[name] = hygiene.sample(examples[name], spec.max_eval_examples, [spec.split_seed, 5 + offset], stratify)
     if not examples["train"] or not examples["test"]:
-        raise DataError(f"task={spec.name}: empty train or test split; check task.splits / task.files")
+        raise DataError(f"task={spec.name}: empty train or test split after removing {removed['repeats_removed']} "
+                        f"repeated texts and {removed['overlap_removed']} texts of another split; check task.splits "
+                        f"/ task.files")
     rng = np.random.default_rng([spec.split_seed, 1])
     subset = sorted(rng.permutation(len(examples["train"]))[: spec.train_eval_size].tolist())
     return TaskData(
@@ -56,63 +63,100 @@ def prepare_task(spec: TaskSpec, seed: int) -> TaskData:
         train_eval=[examples["train"][i] for i in subset],
         label_words=spec.verbalizer() if spec.kind == "classification" else [],
         random_guess=random_guess_score(spec, examples["test"], examples["train"]),
+        stats=_stats(spec, examples, removed),
     )
 
 
-def _assign_splits(spec: TaskSpec, raw: dict[str, list[dict]]) -> dict[str, list[dict]]:
-    """Map source splits to train/dev/test, carving missing ones from train with the fixed split seed."""
+def _words_from_data(rows: list[dict], label_field: str) -> list[str]:
+    """A local file's classes: its distinct label strings, in numeric order if all are integers."""
+    words = {str(r[label_field]) for r in rows}
+    numeric = all(w.lstrip("-").isdigit() for w in words)
+    return sorted(words, key=lambda w: (int(w), w) if numeric else (0, w))
+
+
+def _stats(spec: TaskSpec, examples: dict[str, list[dict]], removed: dict[str, int]) -> dict:
+    stats = {"sizes": {name: len(split) for name, split in examples.items()}, **removed}
+    if spec.kind == "classification":
+        stats["label_format"] = spec.label_format
+        stats["label_map"] = {str(w): i for i, w in enumerate(spec.label_words)}
+        stats["class_counts"] = {name: [Counter(e["label"] for e in split).get(i, 0)
+                                        for i in range(len(spec.label_words))] for name, split in examples.items()}
+    return stats
+
+
+def _assign_splits(spec: TaskSpec, raw: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, int]]:
+    """Map source splits to train/dev/test, carving missing ones from train with the fixed split seed.
+
+    Repeated texts (by task.dedupe_fields) are removed from train before anything is carved, and no text of
+    the test split is kept in dev or train, nor one of dev in train; the numbers removed are returned.
+    """
+    fields = list(spec.dedupe_fields or spec.fields)
     train_name = spec.splits.get("train", "train")
     if train_name not in raw:
         raise DataError(f"task.splits.train={train_name!r}: the source has splits {sorted(raw)}")
-    pool = list(raw[train_name])
-    order = np.random.default_rng([spec.split_seed, 0]).permutation(len(pool))
-    pool = [pool[i] for i in order]
-    out = {}
-    for name, size in (("test", spec.test_size), ("dev", spec.dev_size)):
+    given = {}
+    for name in ("test", "dev"):
         source_name = spec.splits.get(name)
         if source_name is not None:
             if source_name not in raw:
                 raise DataError(f"task.splits.{name}={source_name!r}: the source has splits {sorted(raw)}")
-            out[name] = list(raw[source_name])
+            given[name] = list(raw[source_name])
+    removed = {"repeats_removed": 0, "overlap_removed": 0}
+    if "dev" in given and "test" in given:
+        given["dev"], dropped = hygiene.drop_repeats(given["dev"], fields, hygiene.keys_of(given["test"], fields))
+        removed["overlap_removed"] += dropped
+    pool, repeats = hygiene.drop_repeats(list(raw[train_name]), fields)
+    removed["repeats_removed"] = repeats
+    held_out = set().union(*(hygiene.keys_of(rows, fields) for rows in given.values()))
+    before = len(pool)
+    pool = [row for row in pool if hygiene.text_key(row, fields) not in held_out]
+    removed["overlap_removed"] += before - len(pool)
+    order = np.random.default_rng([spec.split_seed, 0]).permutation(len(pool))
+    pool = [pool[i] for i in order]
+    out = {}
+    for name, size in (("test", spec.test_size), ("dev", spec.dev_size)):
+        if name in given:
+            out[name] = given[name]
         else:
             size = size if size is not None else len(pool) // 5
             out[name], pool = pool[:size], pool[size:]
     out["train"] = pool
-    return out
+    return out, removed
 
 
-def _k_shot(rows: list[dict], spec: TaskSpec, seed: int) -> list[dict]:
-    """k rows per class, drawn with the run seed, in a seeded order (class-balanced few-shot).
+def _k_shot(examples: list[dict], spec: TaskSpec, seed: int) -> list[dict]:
+    """k examples per class, drawn with the run seed, in a seeded order (class-balanced few-shot).
 
-    Tasks without classes (regression, generation) keep k rows in all.
+    Tasks without classes (regression, generation) keep k examples in all.
     """
     rng = np.random.default_rng([seed, 2])
     if spec.kind != "classification":
-        return [rows[i] for i in rng.permutation(len(rows))[: spec.k_shot]]
-    labels = [_label_id(spec, r, "train", i) for i, r in enumerate(rows)]
+        return [examples[i] for i in rng.permutation(len(examples))[: spec.k_shot]]
     chosen = []
-    for cls in sorted(set(labels)):
-        members = [i for i, y in enumerate(labels) if y == cls]
+    for cls in sorted({e["label"] for e in examples}):
+        members = [i for i, e in enumerate(examples) if e["label"] == cls]
         chosen += rng.choice(members, size=min(spec.k_shot, len(members)), replace=False).tolist()
-    return [rows[i] for i in rng.permutation(sorted(chosen))]
+    return [examples[i] for i in rng.permutation(sorted(chosen))]
 
 
 def _label_id(spec: TaskSpec, row: dict, split: str, index: int) -> int:
-    """A row's class id: ints are taken as ids, strings are looked up among the label words."""
+    """A row's class id. Labels are words looked up among task.label_words, unless task.label_format=index says
+    they are class ids 0..C-1 (integers, booleans or digit strings); a value that is neither is an error."""
     value = row[spec.label_field]
     words = [str(w) for w in spec.label_words]
-    if isinstance(value, bool):
-        value = int(value)
-    if isinstance(value, (int, np.integer)) and 0 <= value < len(words):
-        return int(value)
-    if str(value) in words:
-        return words.index(str(value))
-    if str(value).lstrip("-").isdigit() and 0 <= int(value) < len(words):
-        return int(value)
-    raise DataError(
-        f"task={spec.name} split {split} row {index + 1}: label {value!r} is not one of the verbalizer's "
-        f"labels {words} (task.label_words)"
-    )
+    if spec.label_format == "index":
+        if isinstance(value, (bool, np.bool_)):
+            value = int(value)
+        if isinstance(value, str) and value.strip().lstrip("-").isdigit():
+            value = int(value)
+        if isinstance(value, (int, np.integer)) and 0 <= value < len(words):
+            return int(value)
+        expected = f"a class id 0..{len(words) - 1} (task.label_format=index)"
+    else:
+        if str(value) in words:
+            return words.index(str(value))
+        expected = f"one of the label words {words} (task.label_words; task.label_format=index reads class ids)"
+    raise DataError(f"task={spec.name} split {split} row {index + 1}: label {value!r} is not {expected}")
 
 
 def _example(spec: TaskSpec, row: dict, split: str, index: int) -> dict:

@@ -9,6 +9,7 @@ from petsweep.errors import ConfigError
 
 KINDS = ("classification", "regression", "generation")
 MAPPINGS = ("original", "number")
+LABEL_FORMATS = ("word", "index")
 
 
 @dataclass
@@ -25,15 +26,20 @@ class TaskSpec:
         fields: row fields the templates use.
         label_field: row field holding the label (class id, label string, float, or target text).
         label_words: the verbalizer: words for class 0..C-1 (also the class order of string labels).
+        label_format: word (a row's label is one of label_words; the default) or index (a class id 0..C-1, as
+            hub datasets store ClassLabel columns). Never guessed: an integer 3 in a file is the word "3".
         label_mapping_type: original (label_words) or number ("0", "1", ...), as the Delta Tuning study compared.
         templates: name -> format string over `fields`; `plain` joins the fields when not given.
         template: which template to use (plain, manual, ...).
         metric: the main metric (selection and result score); metrics: every metric reported.
         max_length, target_max_length: token budgets of input and target.
         dev_size, test_size: examples carved from train when the source has no such split.
-        split_seed: seed of those carvings (fixed, so that every run of a sweep sees the same splits).
+        split_seed: seed of those carvings and of capped samples (fixed, so every run of a sweep sees the same splits).
+        dedupe_fields: the fields whose normalised text identifies a row when repeats are removed before
+            splitting (null: `fields`); tasks built on the same corpus name the same ones to split alike.
         k_shot: keep k training examples per class (seeded by the run seed); null keeps all.
-        max_train_examples, max_eval_examples: caps, for quick runs on large tasks.
+        max_train_examples, max_eval_examples: caps, for quick runs on large tasks: seeded samples, stratified
+            by class (never the first rows of the source).
         train_eval_size: size of the fixed train subset scored at the end (generalisation gap).
     """
 
@@ -47,6 +53,7 @@ class TaskSpec:
     fields: list = field(default_factory=lambda: ["sentence"])
     label_field: str = "label"
     label_words: list = field(default_factory=list)
+    label_format: str = "word"
     label_mapping_type: str = "original"
     templates: dict = field(default_factory=dict)
     template: str = "plain"
@@ -57,6 +64,7 @@ class TaskSpec:
     dev_size: int = 200
     test_size: int | None = None
     split_seed: int = 0
+    dedupe_fields: list | None = None
     k_shot: int | None = None
     max_train_examples: int | None = None
     max_eval_examples: int | None = None
@@ -67,6 +75,8 @@ class TaskSpec:
             raise ConfigError("task.kind", self.kind, f"choose one of: {', '.join(KINDS)}")
         if self.label_mapping_type not in MAPPINGS:
             raise ConfigError("task.label_mapping_type", self.label_mapping_type, f"choose one of: {', '.join(MAPPINGS)}")
+        if self.label_format not in LABEL_FORMATS:
+            raise ConfigError("task.label_format", self.label_format, f"choose one of: {', '.join(LABEL_FORMATS)}")
         if self.template != "plain" and self.template not in self.templates:
             raise ConfigError("task.template", self.template, f"choose one of: {', '.join(['plain', *self.templates])}")
         if self.kind == "classification" and len(self.label_words) < 2 and self.source != "files":
@@ -75,6 +85,9 @@ class TaskSpec:
             raise ConfigError("task.k_shot", self.k_shot, "must be a positive number of examples per class")
         self.metrics = list(dict.fromkeys([self.metric, *self.metrics]))
         self._check_template_fields()
+        for key in ("max_train_examples", "max_eval_examples"):
+            if getattr(self, key) is not None and getattr(self, key) < 1:
+                raise ConfigError(f"task.{key}", getattr(self, key), "must be a positive number of examples or null")
 
     def _check_template_fields(self) -> None:
         template = self.template_string()
