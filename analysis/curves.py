@@ -16,6 +16,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
+from analysis.grouping import pooled_note, with_variants  # noqa: E402
 from analysis.thresholds import thresholds  # noqa: E402
 from petsweep.errors import PetsweepError  # noqa: E402
 
@@ -23,10 +24,20 @@ FIGSIZE = (6.4, 4.8)
 DPI = 100
 
 
-def mean_std(table: pd.DataFrame, by: list[str], value: str = "score") -> pd.DataFrame:
-    """Mean, std and count of `value` over seeds, per group (COMPLETED runs only)."""
-    done = table[table["status"] == "COMPLETED"]
-    return done.groupby(by)[value].agg(["mean", "std", "count"]).reset_index()
+def mean_std(table: pd.DataFrame, by: list[str], value: str = "score", pool: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Mean, std and count of `value` over seeds, per group of `by` and variant (COMPLETED runs only).
+
+    Runs of a group that differ in any other config key (see analysis.grouping) are separate variants,
+    named in the `variant` column; `stats.attrs["note"]` says what each point pools.
+    """
+    done, keys = with_variants(table, by, pool)
+    stats = done.groupby([*by, "variant"], dropna=False)[value].agg(["mean", "std", "count"]).reset_index()
+    stats.attrs["variant_keys"], stats.attrs["note"] = keys, pooled_note(keys, stats["count"], pool)
+    return stats
+
+
+def label(name: str, variant: str) -> str:
+    return f"{name} ({variant})" if variant else str(name)
 
 
 def pareto_front(points: pd.DataFrame, x: str = "trainable_params", y: str = "mean") -> pd.DataFrame:
@@ -40,8 +51,13 @@ def pareto_front(points: pd.DataFrame, x: str = "trainable_params", y: str = "me
     return ordered.loc[keep]
 
 
-def save_figure(fig, path: Path) -> Path:
-    fig.tight_layout()
+def save_figure(fig, path: Path, note: str | None = None) -> Path:
+    """Save (and close); `note` is a caption line at the bottom saying what each point pools."""
+    if note:
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, wrap=True)
+        fig.tight_layout(rect=(0, 0.04, 1, 1))
+    else:
+        fig.tight_layout()
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
@@ -77,18 +93,18 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
         if panel.empty:
             ax.axis("off")
             continue
-        for method, rows in panel.groupby("method"):
+        for (method, variant), rows in panel.groupby(["method", "variant"]):
             rows = rows.sort_values("trainable_params")
             ax.errorbar(rows["trainable_params"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3,
-                        label=method)
-        full = panel.loc[panel["method"] == "full", "mean"]
-        if len(full):
-            ax.axhline(full.iloc[0], color="black", linestyle="--", linewidth=0.8, label="full FT")
+                        label=label(method, variant))
+        for (_, variant), full in panel[panel["method"] == "full"].groupby(["method", "variant"]):
+            ax.axhline(full["mean"].iloc[0], color="black", linestyle="--", linewidth=0.8,
+                       label=label("full FT", variant))
         ax.axhline(guess.get((task, backbone), np.nan), color="grey", linestyle=":", label="random guess")
         ax.set(xscale="log", title=f"{task} / {backbone}" if len(tasks) > 1 else backbone,
                xlabel="tunable parameters", ylabel="score")
         ax.legend(fontsize=7)
-    return save_figure(fig, path)
+    return save_figure(fig, path, stats.attrs["note"])
 
 
 def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
@@ -102,17 +118,19 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
         raise PetsweepError("pareto: no COMPLETED runs in the table")
     backbones = by_size(table, stats["backbone"].unique())
     colors = dict(zip(backbones, plt.get_cmap("viridis_r")(np.linspace(0.15, 0.95, len(backbones)))))
-    markers = dict(zip(sorted(stats["method"].unique()), "osD^vP*Xph<>" * 4))
+    methods = sorted({label(m, v) for m, v in zip(stats["method"], stats["variant"])})
+    markers = dict(zip(methods, "osD^vP*Xph<>" * 4))
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    for (backbone, method), rows in stats.groupby(["backbone", "method"]):
-        ax.scatter(rows["trainable_params"], rows["mean"], color=colors[backbone], marker=markers[method], s=28,
-                   label=f"{backbone} / {method}")
+    for (backbone, method, variant), rows in stats.groupby(["backbone", "method", "variant"]):
+        name = label(method, variant)
+        ax.scatter(rows["trainable_params"], rows["mean"], color=colors[backbone], marker=markers[name], s=28,
+                   label=f"{backbone} / {name}")
     front = pareto_front(stats)
     ax.step(front["trainable_params"], front["mean"], where="post", color="black", linewidth=0.8,
             label="Pareto frontier")
     ax.set(xscale="log", xlabel="tunable parameters", ylabel="score (mean over seeds)")
     ax.legend(fontsize=6, ncol=2)
-    return save_figure(fig, path)
+    return save_figure(fig, path, stats.attrs["note"])
 
 
 def plot_gap(table: pd.DataFrame, path: Path) -> Path:
@@ -122,81 +140,101 @@ def plot_gap(table: pd.DataFrame, path: Path) -> Path:
     if stats["method"].nunique() < 2:
         raise PetsweepError("gap: needs runs of at least two methods")
     sizes = table.groupby("backbone")["total_params"].first()
+    # variants of a method (ranks, learning rates) are configurations of their own, never averaged together
     gap = stats.groupby("backbone")["mean"].agg(lambda s: s.max() - s.min()).reindex(sizes.sort_values().index)
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.plot(sizes.loc[gap.index], gap.to_numpy(), marker="o")
     for backbone, value in gap.items():
         ax.annotate(backbone, (sizes[backbone], value), fontsize=8)
     ax.set(xscale="log", xlabel="backbone parameters", ylabel="score gap between methods (max - min)")
-    return save_figure(fig, path)
+    return save_figure(fig, path, stats.attrs["note"])
 
 
 def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
     """Train-subset score minus test score per method (mean +- std over runs)."""
     table = one_task(table, "generalization")
-    done = table[table["status"] == "COMPLETED"].assign(gap=lambda t: t["train_subset_score"] - t["score"])
-    if done.empty:
+    table = table.assign(gap=table["train_subset_score"] - table["score"])
+    if table[table["status"] == "COMPLETED"].empty:
         raise PetsweepError("generalization: no COMPLETED runs in the table")
-    stats = done.groupby("method")["gap"].agg(["mean", "std"]).reset_index()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    ax.bar(stats["method"], stats["mean"], yerr=stats["std"].fillna(0), capsize=4)
+    stats = mean_std(table, ["method"], "gap")
+    fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 0.9 * len(stats)), FIGSIZE[1]))
+    ax.bar([label(m, v) for m, v in zip(stats["method"], stats["variant"])], stats["mean"],
+           yerr=stats["std"].fillna(0), capsize=4)
+    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
     ax.set(ylabel="train-subset score - test score", title="generalization gap")
-    return save_figure(fig, path)
+    return save_figure(fig, path, stats.attrs["note"])
 
 
 def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
-    """Low and high thresholds per task and backbone, with their 90% bootstrap intervals over seeds."""
+    """Low and high thresholds per task, backbone and variant, with their 90% bootstrap intervals over seeds.
+
+    "Not reached" (no budget of the grid gets there) is drawn at the top edge, above the largest budget, and an
+    interval that reaches it is drawn up to that edge with an arrow.
+    """
     found = thresholds(table)
-    if found.empty or found["low_threshold"].isna().all():
+    if found.empty or np.isinf(found["low_threshold"]).all():
         raise PetsweepError("threshold: no budget axis (PET runs at several parameter counts) beats random guess")
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    labels = [f"{r.task}\n{r.backbone}" for r in found.itertuples()]
+    budgets = table.loc[(table["status"] == "COMPLETED") & (table["method"] != "full"), "trainable_params"]
+    beyond = float(budgets.max()) * 3  # where "not reached" is drawn
+    fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 1.1 * len(found)), FIGSIZE[1]))
+    labels = [f"{r.task}\n{r.backbone}" + (f"\n{r.variant}" if r.variant else "") for r in found.itertuples()]
     x = np.arange(len(found))
-    for name, marker, label, shift in (("low", "v", "low: beats random guess", -0.08),
-                                       ("high", "^", "high: within epsilon of full FT", 0.08)):
+    for name, marker, text, shift in (("low", "v", "low: beats random guess", -0.08),
+                                      ("high", "^", "high: within epsilon of full FT", 0.08)):
         if f"{name}_threshold" not in found:
             continue
-        value = found[f"{name}_threshold"]
-        interval = [(value - found[f"{name}_ci_lo"]).clip(lower=0), (found[f"{name}_ci_hi"] - value).clip(lower=0)]
-        ax.errorbar(x + shift, value, yerr=np.nan_to_num(interval), fmt=marker, capsize=3, label=label)
+        value = found[f"{name}_threshold"].clip(upper=beyond)
+        lo, hi = found[f"{name}_ci_lo"].clip(upper=beyond), found[f"{name}_ci_hi"].clip(upper=beyond)
+        interval = [(value - lo).clip(lower=0), (hi - value).clip(lower=0)]
+        bars = ax.errorbar(x + shift, value, yerr=np.nan_to_num(interval), fmt=marker, capsize=3, label=text)
+        for xi, high in zip(x + shift, found[f"{name}_ci_hi"]):
+            if np.isinf(high):
+                ax.annotate("", (xi, beyond * 1.6), (xi, beyond), arrowprops={"arrowstyle": "->",
+                            "color": bars[0].get_color()})
+    ax.axhline(beyond, color="grey", linestyle=":", linewidth=0.8)
+    ax.annotate("not reached", (x[-1] + 0.3, beyond), fontsize=7, color="grey", va="bottom", ha="right")
     ax.set(yscale="log", ylabel="tunable parameters", xticks=x)
     ax.set_xticklabels(labels, fontsize=7)
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    ax.legend(fontsize=8, loc="lower right")
+    not_reached = found.filter(like="_not_reached").max().max()
+    note = (f"90% bootstrap intervals over seeds ({int(found['seeds_per_budget'].min())}+ per budget); up to "
+            f"{not_reached:.0%} of draws reach no budget (counted as beyond the largest)")
+    return save_figure(fig, path, note)
 
 
 def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
-    """Dev score vs training step per method (mean over runs), from each run's metrics.jsonl."""
+    """Dev score vs training step per method and variant (mean over seeds), from each run's metrics.jsonl."""
     table = one_task(table, "convergence")
+    done, keys = with_variants(table, ["method"])
     rows = []
-    for run in table[table["status"] == "COMPLETED"].itertuples():
+    for run in done.itertuples():
         log = Path(run.run_dir) / "metrics.jsonl"
         key = f"dev_{run.metric}"
         for line in log.read_text().splitlines() if log.exists() else []:
             entry = json.loads(line)
             if key in entry:
-                rows.append({"method": run.method, "step": entry["step"], "score": entry[key]})
+                rows.append({"method": label(run.method, run.variant), "step": entry["step"], "score": entry[key]})
     if not rows:
         raise PetsweepError("convergence: no per-eval dev scores (metrics.jsonl) next to the table's runs")
-    curves = pd.DataFrame(rows).groupby(["method", "step"])["score"].mean().reset_index()
+    curves = pd.DataFrame(rows).groupby(["method", "step"])["score"].agg(["mean", "count"]).reset_index()
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for method, rows_m in curves.groupby("method"):
-        ax.plot(rows_m["step"], rows_m["score"], marker="o", label=method)
+        ax.plot(rows_m["step"], rows_m["mean"], marker="o", label=method)
     ax.set(xlabel="training step", ylabel="dev score", title="convergence")
-    ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    ax.legend(fontsize=7)
+    return save_figure(fig, path, pooled_note(keys, curves["count"]).replace("mean ± std", "mean"))
 
 
 def plot_memory(table: pd.DataFrame, path: Path) -> Path:
-    """Peak memory vs batch size per method."""
+    """Peak memory vs batch size per method (and variant)."""
     table = one_task(table, "memory")
     column = "cfg.trainer.batch_size"
     if column not in table or table[column].nunique() < 2:
         raise PetsweepError("memory: needs runs at two or more batch sizes (sweep trainer.batch_size)")
     stats = mean_std(table, ["method", column], "peak_memory_mb")
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    for method, rows in stats.groupby("method"):
-        ax.plot(rows[column], rows["mean"], marker="o", label=method)
+    for (method, variant), rows in stats.groupby(["method", "variant"]):
+        ax.plot(rows[column], rows["mean"], marker="o", label=label(method, variant))
     ax.set(xlabel="batch size", ylabel="peak memory (MB)", title="memory")
     ax.legend(fontsize=8)
-    return save_figure(fig, path)
+    return save_figure(fig, path, stats.attrs["note"])

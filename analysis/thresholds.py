@@ -2,6 +2,11 @@
 
 - low threshold: the smallest number of tunable parameters K whose mean score beats random guessing;
 - high threshold: the smallest K whose mean score is within epsilon of full fine-tuning.
+
+Runs are pooled over seeds only: any other config key that differs between runs at one budget gives
+thresholds of its own (a `variant`, see analysis.grouping). A bootstrap draw in which no budget reaches the
+target counts as "beyond the largest budget" (infinity), never as a missing draw, and the share of such draws
+is reported: an interval that reaches infinity says the grid is too small to pin the threshold down.
 """
 
 from __future__ import annotations
@@ -9,56 +14,77 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.grouping import with_variants
 from analysis.load import check_columns
+
+BY = ["task", "backbone", "method", "trainable_params"]
 
 
 def smallest_k(scores_by_k: dict[int, np.ndarray], target: float) -> float:
-    """The smallest K whose mean score is above `target` (NaN if none is)."""
+    """The smallest K whose mean score is above `target` (infinity if none is)."""
     for k in sorted(scores_by_k):
         if np.mean(scores_by_k[k]) > target:
             return float(k)
-    return float("nan")
+    return float("inf")
 
 
-def _bootstrap(scores_by_k: dict[int, np.ndarray], target_fn, draws: int, seed: int) -> tuple[float, float]:
-    """A 90% interval of the threshold: resample seeds within each K (and the reference) with replacement."""
+def _bootstrap(scores_by_k: dict[int, np.ndarray], target_fn, draws: int, seed: int) -> tuple[float, float, float]:
+    """A 90% interval of the threshold and the share of draws that reach no budget.
+
+    Seeds are resampled with replacement within each K (and the reference). Quantiles are taken of the
+    draws themselves (no interpolation), so "not reached" (inf) can be an end of the interval.
+    """
     rng = np.random.default_rng(seed)
     found = []
     for _ in range(draws):
         sample = {k: rng.choice(v, size=len(v), replace=True) for k, v in scores_by_k.items()}
         found.append(smallest_k(sample, target_fn(rng)))
     found = np.array(found)
-    if np.isnan(found).all():
-        return float("nan"), float("nan")
-    return float(np.nanpercentile(found, 5)), float(np.nanpercentile(found, 95))
+    lo, hi = np.quantile(found, [0.05, 0.95], method="inverted_cdf")
+    return float(lo), float(hi), float(np.isinf(found).mean())
+
+
+def _reference(done: pd.DataFrame, group: pd.DataFrame, keys: list[str], method: str) -> np.ndarray:
+    """Full-FT scores for a PET group: same task and backbone, and the same value of any key on which the
+    reference runs themselves differ (e.g. full FT at two step counts, matched to the PET runs' step count)."""
+    ref = done[(done["task"] == group["task"].iloc[0]) & (done["backbone"] == group["backbone"].iloc[0])
+               & (done["method"] == method)]
+    for key in keys:
+        if ref[key].astype(str).nunique() > 1:
+            ref = ref[ref[key].astype(str) == str(group[key].iloc[0])]
+    return ref["score"].to_numpy()
 
 
 def thresholds(table: pd.DataFrame, epsilon: float = 0.01, reference_method: str = "full", draws: int = 500,
-               seed: int = 0) -> pd.DataFrame:
-    """Per (task, backbone): low and high thresholds over the PET runs' trainable-parameter counts.
+               seed: int = 0, pool: tuple[str, ...] = ()) -> pd.DataFrame:
+    """Per (task, backbone, variant): low and high thresholds over the PET runs' trainable-parameter counts.
 
     Args:
         table: a collected table (one row per run).
         epsilon: how close to full fine-tuning counts as reaching it (absolute score).
         reference_method: the method whose mean score defines "full fine-tuning".
+        pool: config columns to pool over besides the seeds.
+    Returns:
+        a row per group: thresholds (inf: not reached), 90% intervals, `*_not_reached` (share of bootstrap
+        draws reaching no budget), the seeds per budget, and `variant` (what else sets the group apart).
     """
     check_columns(table)
-    done = table[table["status"] == "COMPLETED"]
+    done, keys = with_variants(table, BY, pool)
     rows = []
-    for (task, backbone), group in done.groupby(["task", "backbone"]):
+    for (task, backbone, variant), group in done.groupby(["task", "backbone", "variant"]):
         pet = group[group["method"] != reference_method]
         scores = {int(k): g["score"].to_numpy() for k, g in pet.groupby("trainable_params")}
         if not scores:
             continue
         guess = float(group["random_guess_score"].mean())
-        full = group[group["method"] == reference_method]["score"].to_numpy()
-        row = {"task": task, "backbone": backbone, "random_guess": guess, "budgets": len(scores),
-               "low_threshold": smallest_k(scores, guess)}
-        row["low_ci_lo"], row["low_ci_hi"] = _bootstrap(scores, lambda rng: guess, draws, seed)
+        full = _reference(done, group, keys, reference_method)
+        row = {"task": task, "backbone": backbone, "variant": variant, "random_guess": guess, "budgets": len(scores),
+               "seeds_per_budget": min(len(v) for v in scores.values()), "low_threshold": smallest_k(scores, guess)}
+        row["low_ci_lo"], row["low_ci_hi"], row["low_not_reached"] = _bootstrap(scores, lambda rng: guess, draws, seed)
         if len(full):
             row["full_ft"] = float(full.mean())
             row["high_threshold"] = smallest_k(scores, full.mean() - epsilon)
-            row["high_ci_lo"], row["high_ci_hi"] = _bootstrap(
+            row["high_ci_lo"], row["high_ci_hi"], row["high_not_reached"] = _bootstrap(
                 scores, lambda rng: rng.choice(full, size=len(full)).mean() - epsilon, draws, seed)
         rows.append(row)
     return pd.DataFrame(rows)

@@ -8,7 +8,7 @@ import matplotlib.image
 import pandas as pd
 import pytest
 
-from analysis import apet_pairs, collect, load, pareto_front, plot, save, thresholds
+from analysis import apet_pairs, collect, load, mean_std, pareto_front, plot, save, thresholds
 from conftest import run_cli
 from petsweep.errors import PetsweepError
 from petsweep.status import RunDir, write_json
@@ -19,7 +19,7 @@ FULL = [0.91, 0.9, 0.92]
 
 
 def write_run(root, name, method, budget, seed, score, updated=1.0, train_score=None, run_id=None, backbone="tiny",
-              total_params=5000, apet_scale=None, task="rte"):
+              total_params=5000, apet_scale=None, task="rte", trainer=None, task_cfg=None):
     run = RunDir(root / name)
     run.set_status("COMPLETED")
     status = json.loads(run.status_file.read_text())
@@ -29,8 +29,9 @@ def write_run(root, name, method, budget, seed, score, updated=1.0, train_score=
         "seed": seed, "metric": "accuracy", "score": score, "metrics": {"accuracy": score},
         "train_subset_score": score + 0.05 if train_score is None else train_score, "random_guess_score": 0.3,
         "trainable_params": budget, "pet_params": budget, "total_params": total_params, "peak_memory_mb": 100.0,
-        "config": {"backbone": {"name": backbone}, "method": {"name": method, "r": budget}, "task": {"name": task},
-                   "seed": seed, "trainer": {"batch_size": 16}, "apet": {"scale": apet_scale, "seed": seed}},
+        "config": {"backbone": {"name": backbone}, "method": {"name": method, "r": budget},
+                   "task": {"name": task, **(task_cfg or {})}, "seed": seed,
+                   "trainer": {"batch_size": 16, **(trainer or {})}, "apet": {"scale": apet_scale, "seed": seed}},
     })
     run.append_metrics({"step": 10, "dev_accuracy": score / 2})
     run.append_metrics({"step": 20, "dev_accuracy": score})
@@ -218,3 +219,46 @@ def test_views_never_average_across_tasks(sweep, tmp_path):
     with pytest.raises(PetsweepError, match=r"pareto: the table holds 2 tasks \(cb, rte\).*--where"):
         plot(table, "pareto", tmp_path / "pareto.png")
     assert plot(table, "pareto", tmp_path / "pareto.png", where="task == 'cb'").stat().st_size > 1000
+
+
+def test_runs_that_differ_in_more_than_the_seed_are_never_averaged(tmp_path):
+    """Three full-data runs at 0.95 and three 16-shot runs at 0.40 at another lr are two points, not 0.675."""
+    root = tmp_path / "mixed"
+    for seed in range(3):
+        write_run(root, f"full-data-{seed}", "lora", 100, seed, 0.95, trainer={"lr": 1e-3})
+        write_run(root, f"few-shot-{seed}", "lora", 100, seed, 0.40, trainer={"lr": 3e-4}, task_cfg={"k_shot": 16})
+    table = collect([root])
+    stats = mean_std(table, ["task", "backbone", "method", "trainable_params"])
+    assert sorted(stats["mean"].round(6)) == [0.4, 0.95] and set(stats["count"]) == {3}
+    assert stats.attrs["variant_keys"] == ["cfg.task.k_shot", "cfg.trainer.lr"]
+    assert "pooled over seed, apet.seed only" in stats.attrs["note"]
+    assert "kept apart: task.k_shot, trainer.lr" in stats.attrs["note"]
+    assert set(stats["variant"]) == {"task.k_shot=16, trainer.lr=0.0003", "task.k_shot=-, trainer.lr=0.001"}
+    found = thresholds(table).set_index("variant")
+    assert len(found) == 2 and found["low_threshold"].tolist() == [100, 100]
+    pooled = mean_std(table, ["task", "backbone", "method", "trainable_params"],
+                      pool=("cfg.trainer.lr", "cfg.task.k_shot"))  # pooled only when the user says so
+    assert pooled["mean"].round(3).tolist() == [0.675] and pooled["count"].tolist() == [6]
+
+
+def test_runs_at_other_precision_are_kept_apart(tmp_path):
+    root = tmp_path / "prec"
+    for seed in range(2):
+        write_run(root, f"a-{seed}", "lora", 100, seed, 0.9)
+        write_run(root, f"b-{seed}", "lora", 100, seed, 0.5)
+        path = root / f"b-{seed}" / "result.json"
+        path.write_text(path.read_text().replace('"status": "COMPLETED"', '"precision": "bf16", "status": "COMPLETED"'))
+    stats = mean_std(collect([root]), ["task", "backbone", "method", "trainable_params"])
+    assert sorted(stats["mean"].round(6)) == [0.5, 0.9] and stats.attrs["variant_keys"] == ["precision"]
+
+
+def test_bootstrap_counts_draws_that_reach_no_budget(tmp_path):
+    """At 100 params one seed of three carries the mean over the guess: about 30% of resamples reach nothing."""
+    root = tmp_path / "boot"
+    for budget, scores in {10: [0.2, 0.2, 0.2], 100: [0.25, 0.25, 0.45]}.items():
+        for seed, score in enumerate(scores):
+            write_run(root, f"lora-{budget}-{seed}", "lora", budget, seed, score)
+    [row] = thresholds(collect([root]), draws=2000).to_dict("records")
+    assert row["low_threshold"] == 100
+    assert row["low_ci_hi"] == float("inf")  # dropping those draws would have given 100
+    assert abs(row["low_not_reached"] - (2 / 3) ** 3) < 0.03

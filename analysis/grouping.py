@@ -1,0 +1,91 @@
+"""What a figure or table may pool: runs that differ only in their seeds, never in anything else.
+
+Figures group runs by a few named columns (task, backbone, method, budget). Any other config key that
+varies inside such a group (learning rate, steps, k-shot, template, LoRA alpha, ...), and what an `auto`
+setting resolved to on the machine (precision, deepspeed), splits the group into variants instead of being
+averaged away. Only the seeds are pooled unless the user names more keys to pool.
+"""
+
+from __future__ import annotations
+
+import pandas as pd
+
+SEEDS = ("cfg.seed", "cfg.apet.seed")  # the run seed and APET's position seed: what "over seeds" means
+RESOLVED = ("precision", "deepspeed")  # what `auto` settings became on the machine that ran the run
+NO_VALUE = "-"
+
+
+def _candidates(table: pd.DataFrame, pool: tuple[str, ...]) -> list[str]:
+    return [c for c in table.columns if (c.startswith("cfg.") or c in RESOLVED) and c not in SEEDS and c not in pool]
+
+
+def _text(value) -> str:
+    if value is None or (isinstance(value, float) and pd.isna(value)):
+        return NO_VALUE  # a missing value is one value of its own
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))  # a column with gaps holds 16 as 16.0
+    return str(value)
+
+
+def _as_text(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """Columns as comparable strings (lists are already their JSON in a collected table)."""
+    return table[columns].apply(lambda col: col.map(_text))
+
+
+def variant_keys(table: pd.DataFrame, by: list[str], pool: tuple[str, ...] = ()) -> list[str]:
+    """Config columns (and resolved settings) that vary within a group of `by`: they must split it.
+
+    Args:
+        table: a collected table; only COMPLETED runs are looked at.
+        by: the columns the figure already groups by.
+        pool: columns the user chose to pool over as well as the seeds.
+    """
+    done = table[table["status"] == "COMPLETED"]
+    candidates = [c for c in _candidates(done, tuple(pool)) if c not in by]
+    if done.empty or not candidates:
+        return []
+    text = _as_text(done, candidates)
+    keys = done[by].astype(str)
+    varying = text.groupby([keys[b] for b in by], dropna=False).nunique().max()
+    return [c for c in candidates if varying[c] > 1]
+
+
+def short_name(column: str) -> str:
+    """cfg.trainer.max_steps -> trainer.max_steps (what the user typed on the command line)."""
+    return column[4:] if column.startswith("cfg.") else column
+
+
+def _label_keys(text: pd.DataFrame, keys: list[str]) -> list[str]:
+    """The keys worth naming in a label: a key that its group's `name` key determines (backbone.arch.* once
+    backbone.name differs) is left out of the label, though it still splits the group."""
+    named = []
+    for key in keys:
+        group_name = key.rsplit(".", 1)[0] + ".name"
+        if group_name != key and group_name in keys and text.groupby(group_name)[key].nunique().max() <= 1:
+            continue
+        named.append(key)
+    return named
+
+
+def with_variants(table: pd.DataFrame, by: list[str], pool: tuple[str, ...] = ()) -> tuple[pd.DataFrame, list[str]]:
+    """COMPLETED runs with a `variant` column ("" where nothing splits a group) and the keys that split them."""
+    done = table[table["status"] == "COMPLETED"].copy()
+    keys = variant_keys(table, by, pool)
+    if keys:
+        text = _as_text(done, keys)
+        shown = _label_keys(text, keys)
+        done["variant"] = text.apply(lambda row: ", ".join(f"{short_name(k)}={row[k]}" for k in shown), axis=1)
+    else:
+        done["variant"] = ""
+    return done, keys
+
+
+def pooled_note(keys: list[str], counts: pd.Series, pool: tuple[str, ...] = ()) -> str:
+    """One line for a caption: what each point averages over, and what was kept apart."""
+    low, high = (int(counts.min()), int(counts.max())) if len(counts) else (0, 0)
+    n = f"{low}" if low == high else f"{low}-{high}"
+    pooled = ", ".join(short_name(c) for c in (*SEEDS, *pool))
+    note = f"mean ± std over {n} runs per point, pooled over {pooled} only"
+    if keys:
+        note += f"; kept apart: {', '.join(short_name(k) for k in keys)}"
+    return note
