@@ -12,7 +12,10 @@ import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+import time
 from pathlib import Path
+
+from petsweep.status import LAUNCHED_AT_ENV, sweep_cancelled
 
 
 @dataclass
@@ -37,9 +40,12 @@ def slots(max_parallel: int | None, threads_per_run: int | None) -> list[Slot]:
     return [Slot(gpu=None, threads=threads_per_run or max(1, cores // n)) for _ in range(n)]
 
 
-def run_one(overrides: list[str], slot: Slot, log_file: Path, script: str) -> int:
+NOT_STARTED = -1  # the exit code of a run the pool did not start because the sweep was cancelled
+
+
+def run_one(overrides: list[str], slot: Slot, log_file: Path, script: str, launched_at: float) -> int:
     """Run one `python run.py ...` in `slot`; its stdout and stderr go to `log_file`. Returns the exit code."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(slot.threads))
+    env = dict(os.environ, OMP_NUM_THREADS=str(slot.threads), **{LAUNCHED_AT_ENV: repr(launched_at)})
     if slot.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
     log_file.parent.mkdir(parents=True, exist_ok=True)
@@ -49,8 +55,10 @@ def run_one(overrides: list[str], slot: Slot, log_file: Path, script: str) -> in
 
 
 def run_pool(jobs: list[list[str]], log_files: list[Path], script: str, max_parallel: int | None = None,
-             threads_per_run: int | None = None) -> list[int]:
-    """Run every job, at most len(slots) at a time; returns exit codes in job order."""
+             threads_per_run: int | None = None, sweep_dir: Path | None = None) -> list[int]:
+    """Run every job, at most len(slots) at a time; returns exit codes in job order (NOT_STARTED for the jobs
+    left when `petsweep cancel` stops the sweep in `sweep_dir`)."""
+    launched_at = time.time()
     free = slots(max_parallel, threads_per_run)
     import queue
 
@@ -61,7 +69,9 @@ def run_pool(jobs: list[list[str]], log_files: list[Path], script: str, max_para
     def work(index: int) -> int:
         slot = pool_slots.get()
         try:
-            return run_one(jobs[index], slot, log_files[index], script)
+            if sweep_dir is not None and sweep_cancelled(sweep_dir, launched_at):
+                return NOT_STARTED
+            return run_one(jobs[index], slot, log_files[index], script, launched_at)
         finally:
             pool_slots.put(slot)
 

@@ -17,7 +17,7 @@ from petsweep import CONF_DIR
 from petsweep.config import resolve_run
 from petsweep.errors import ConfigError
 from petsweep.identity import plain, run_dir, run_hash
-from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir
+from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir, slurm_queue
 
 NEW, DONE, FAILED_S, RUNNING_S, INTERRUPTED, CANCELLED_S = "new", "done", "failed", "running", "interrupted", "cancelled"
 QUEUED_S = "queued"
@@ -36,27 +36,34 @@ class PlannedRun:
     extra: dict = field(default_factory=dict)
 
 
-def run_status(path: Path) -> str:
-    """new | done | failed | cancelled | queued | running | interrupted: from the run's status file only."""
+def run_status(path: Path, queue=slurm_queue) -> str:
+    """new | done | failed | cancelled | queued | running | interrupted: from the run's files (and, for a run
+    queued on SLURM, whether SLURM still lists its job; `queue` as in RunDir.is_live).
+
+    A RUNNING or QUEUED status that nobody stands behind any more (a dead process, a node silent for
+    STALE_AFTER_S, a job SLURM no longer lists) is interrupted: a sweep launches it again.
+    """
     record = RunDir(path)
     state = record.state()
     if state is None:
         return NEW
-    if state == COMPLETED:
-        return DONE
-    if state == FAILED:
-        return FAILED_S
-    if state == CANCELLED:
-        return CANCELLED_S
-    if state == QUEUED:
-        return QUEUED_S
-    if state == RUNNING and record.is_live():
-        return RUNNING_S
-    status = record.status() or {}
-    import socket
+    if state in (RUNNING, QUEUED):
+        if record.is_live(queue):
+            return RUNNING_S if state == RUNNING else QUEUED_S
+        return INTERRUPTED
+    return {COMPLETED: DONE, FAILED: FAILED_S, CANCELLED: CANCELLED_S}.get(state, INTERRUPTED)
 
-    # RUNNING on this host with a dead process was killed; on another host we cannot tell, so trust it
-    return INTERRUPTED if status.get("host") == socket.gethostname() else RUNNING_S
+
+def cached_queue():
+    """A function asking SLURM for its queue once, on first use (one squeue for a whole plan)."""
+    answer = []
+
+    def queue():
+        if not answer:
+            answer.append(slurm_queue())
+        return answer[0]
+
+    return queue
 
 
 def _copy(value):
@@ -119,6 +126,7 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
         ConfigError: the first run whose config is invalid, naming its overrides.
     """
     composer = CachedComposer(compose_fn)
+    queue = cached_queue()
     runs: dict[str, PlannedRun] = {}
     for overrides in run_overrides:
         try:
@@ -132,5 +140,5 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
             continue
         path = run_dir(cfg)
         runs[digest] = PlannedRun(overrides=list(overrides), cfg=cfg, run_hash=digest, path=path,
-                                  status=run_status(path))
+                                  status=run_status(path, queue))
     return list(runs.values())

@@ -13,11 +13,6 @@ from launchers.sweep import SWEEP_MARKER
 from petsweep.errors import PetsweepError
 from petsweep.status import RunDir
 
-# A guess where no finished run of the backbone has measured its throughput: sustained FLOP/s of one GPU
-# (about a third of an A100's bf16 peak), and 6 (full) or 4 (frozen weights: no weight gradients) FLOPs
-# per parameter and token.
-GUESS_FLOPS_PER_S = 1e14
-
 
 def _count_key(cfg: dict) -> str:
     return json.dumps([cfg["backbone"], cfg["method"], cfg["task"].get("label_words")], sort_keys=True, default=str)
@@ -39,29 +34,21 @@ def trainable_counts(runs: list[PlannedRun]) -> None:
         run.extra.update(cache[key])
 
 
-def _tokens(cfg: dict) -> int:
-    t = cfg["trainer"]
-    return int(t["max_steps"] * t["batch_size"] * t["grad_accum"] * cfg["task"]["max_length"])
-
-
 def estimate_hours(runs: list[PlannedRun]) -> None:
-    """Fill run.extra["hours"] (and whether it is a guess) from measured throughput of finished runs."""
-    measured: dict[tuple[str, str], float] = {}
+    """Fill run.extra with hours, GPU-hours, whether it is a guess and its basis (see launchers.costing)."""
+    from launchers.costing import estimate, measure
+
+    measured = []  # every finished run in the planned runs' sweep dirs, planned or not
+    for sweep_dir in sorted({run.path.parent for run in runs}):
+        for path in sorted(sweep_dir.glob("*/result.json")):
+            result = RunDir(path.parent).result()
+            found = measure(result["config"], result) if result and result.get("config") else None
+            if found:
+                measured.append(found)
     for run in runs:
-        result = RunDir(run.path).result() if run.status == DONE else None
-        if result and result.get("tokens_per_s"):
-            measured[(run.cfg["backbone"]["name"], run.cfg["method"]["name"])] = result["tokens_per_s"]
-    by_backbone = {b: v for (b, _), v in measured.items()}
-    for run in runs:
-        key = (run.cfg["backbone"]["name"], run.cfg["method"]["name"])
-        rate = measured.get(key) or by_backbone.get(key[0])
-        if rate:
-            hours, guess = _tokens(run.cfg) / rate / 3600, key not in measured
-        else:
-            flops = (6 if key[1] == "full" else 4) * run.extra["total_params"] * _tokens(run.cfg)
-            hours, guess = flops / GUESS_FLOPS_PER_S / 3600, True
+        seconds, basis, guess = estimate(run.cfg, run.extra["total_params"], measured)
         gpus = int(run.cfg["backbone"]["resources"].get("gpus", 0) or 0)
-        run.extra.update(hours=hours, gpu_hours=hours * gpus, guess=guess)
+        run.extra.update(hours=seconds / 3600, gpu_hours=seconds / 3600 * gpus, guess=guess, basis=basis)
 
 
 def plan_table(runs: list[PlannedRun]) -> str:
@@ -78,8 +65,11 @@ def plan_table(runs: list[PlannedRun]) -> str:
     todo = [r for r in runs if r.status != DONE]
     lines.append(f"total: {len(runs)} runs, {len(todo)} to run, "
                  f"{sum(r.extra['gpu_hours'] for r in todo):.2f} GPU-hours to go "
-                 f"({sum(r.extra['hours'] for r in todo):.2f} run-hours; ~ marks a guess from FLOPs, no measured "
-                 f"throughput of that backbone and method yet)")
+                 f"({sum(r.extra['hours'] for r in todo):.3f} run-hours, training and evaluation)")
+    bases = sorted({r.extra["basis"] for r in todo})
+    lines += [f"  estimated from: {b}" for b in bases]
+    if any(r.extra["guess"] for r in todo):
+        lines.append("  ~ marks a guess from FLOPs: no finished run of that backbone and method on that device yet")
     return "\n".join(lines)
 
 
@@ -94,9 +84,11 @@ def sweep_runs(root: Path) -> list[RunDir]:
 
 
 def status_table(root: Path) -> str:
-    rows, counts = [], {}
+    from launchers.planning import cached_queue
+
+    rows, counts, queue = [], {}, cached_queue()
     for run in sweep_runs(root):
-        state = run_status(run.path)
+        state = run_status(run.path, queue)
         counts[state] = counts.get(state, 0) + 1
         result = run.result() if state == DONE else None
         detail = f"{result['metric']} {result['score']:.4f}" if result else ""
@@ -113,11 +105,15 @@ def cancel(root: Path) -> list[str]:
     A stopped run records CANCELLED (a running one from its SIGTERM handler); a rerun resumes it.
     """
     from launchers import slurm
-    from petsweep.status import CANCELLED
+    from launchers.planning import cached_queue
+    from petsweep.status import CANCELLED, cancel_sweep
 
+    runs = sweep_runs(root)  # checked before the marker is written: a wrong dir is an error, not a new file
+    cancel_sweep(root)  # first: the local pool starts no further run, and a run started meanwhile stops at once
+    queue = cached_queue()
     stopped = []
-    for run in sweep_runs(root):
-        status, state = run.status() or {}, run_status(run.path)
+    for run in runs:
+        status, state = run.status() or {}, run_status(run.path, queue)
         if state not in (RUNNING_S, QUEUED_S):
             continue
         if slurm.cancel(run.path):

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from launchers.planning import PlannedRun
 from petsweep.errors import PetsweepError
-from petsweep.status import QUEUED, RunDir, write_json
+from petsweep.status import FAILED, QUEUED, RunDir, slurm_queue, write_json
 
 
 @dataclass
@@ -97,7 +97,12 @@ def _executor(folder: Path, settings: SlurmSettings, gpus: int, mem_gb: int, tim
 
 
 def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path, extra_overrides: list[str]) -> list[str]:
-    """Submit the runs as arrays (one per resource shape, chunked); returns the SLURM job ids."""
+    """Submit the runs as arrays (one per resource shape, chunked); returns the SLURM job ids.
+
+    Each run is claimed QUEUED before sbatch (atomically: a run another sweep has just claimed is skipped),
+    and sbatch's answer goes to slurm.json, never to status.json, so a job that starts at once and writes
+    RUNNING is never overwritten by its own submission.
+    """
     limit = settings.max_array_size or max_array_size()
     groups: dict[tuple[int, int, int], list[PlannedRun]] = {}
     for run in runs:
@@ -106,24 +111,30 @@ def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path, extra_
     for (gpus, mem_gb, time_min), members in groups.items():
         executor = _executor(folder, settings, gpus, mem_gb, time_min)
         for chunk in chunks(members, limit):  # indexes 0..limit-1
-            with executor.batch():
-                jobs = [executor.submit(SlurmRun(r.overrides + extra_overrides)) for r in chunk]
-            for run, job in zip(chunk, jobs):
-                _record_submission(run, job)
+            claimed = [(run, token) for run in chunk if (token := RunDir(run.path).claim(QUEUED)) is not None]
+            if not claimed:
+                continue
+            try:
+                with executor.batch():
+                    jobs = [executor.submit(SlurmRun(run.overrides + extra_overrides)) for run, _ in claimed]
+            except Exception as err:
+                for run, _ in claimed:
+                    RunDir(run.path).set_status(FAILED, error=f"submission failed: {type(err).__name__}: {err}")
+                raise
+            for (run, token), job in zip(claimed, jobs):
+                _record_submission(run, job, token)
                 job_ids.append(job.job_id)
     return job_ids
 
 
-def _record_submission(run: PlannedRun, job) -> None:
-    """QUEUED status with the job id, and the job's stdout/stderr linked into the run dir."""
-    record = RunDir(run.path)
-    record.set_status(QUEUED, slurm_job_id=job.job_id)
+def _record_submission(run: PlannedRun, job, token: str) -> None:
+    """slurm.json (job id and the claim it answers) and the job's stdout/stderr linked into the run dir."""
     for name, target in (("slurm.out", job.paths.stdout), ("slurm.err", job.paths.stderr)):
         link = run.path / name
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(Path(target).resolve())
-    write_json(run.path / "slurm.json", {"job_id": job.job_id, "submitted": time.time(),
+    write_json(run.path / "slurm.json", {"job_id": job.job_id, "submitted": time.time(), "token": token,
                                          "submitit_folder": str(Path(job.paths.folder).resolve())})
 
 
@@ -131,8 +142,11 @@ def wait(job_ids: list[str], poll_s: float = 2.0) -> None:
     """Block until none of the jobs is in the queue any more (squeue; no accounting needed)."""
     pending = set(job_ids)
     while pending:
-        listed = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True).stdout.split()
-        pending &= set(listed)
+        listed = slurm_queue()
+        if listed is None:
+            raise PetsweepError("launcher: squeue stopped answering while waiting for the jobs; follow them with "
+                                "`petsweep status <sweep dir>`")
+        pending &= listed
         if pending:
             time.sleep(poll_s)
 

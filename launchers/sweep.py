@@ -14,7 +14,7 @@ from typing import Callable
 from omegaconf import DictConfig
 
 from launchers.expand import expand
-from launchers.planning import DONE, QUEUED_S, RUNNING_S, PlannedRun, plan, run_status
+from launchers.planning import DONE, QUEUED_S, RUNNING_S, PlannedRun, cached_queue, plan, run_status
 from petsweep.status import write_json
 
 SWEEP_MARKER = "sweep.json"
@@ -62,8 +62,9 @@ def run_sweep(arguments: list[str], zips: list[list[str]] | None, compose_fn: Ca
     log(f"petsweep sweep {root}: {describe(runs)}; launching {len(todo)}")
     if todo:
         launch_fn(todo)
+    queue = cached_queue()
     for r in runs:
-        r.status = run_status(r.path)
+        r.status = run_status(r.path, queue)
     log(f"petsweep sweep {root}: {describe(runs)}")
     if any(r.status in (QUEUED_S, RUNNING_S) for r in runs):
         log(f"  runs are queued or running: follow them with `petsweep status {root}`")

@@ -7,6 +7,7 @@ one, is run again and continues from its last checkpoint.
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import sys
 import time
@@ -23,7 +24,8 @@ from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.objectives import make_objective
 from petsweep.params import apply_method
 from petsweep.seeding import seed_everything
-from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir, write_atomic, write_json
+from petsweep.status import (CANCELLED, COMPLETED, FAILED, LAUNCHED_AT_ENV, QUEUED, RUNNING, RunDir, current_slurm_job,
+                             sweep_cancelled, write_atomic, write_json)
 from petsweep.tasks import prepare_task
 from petsweep.tracking import Tracker
 
@@ -38,17 +40,17 @@ def run(cfg: DictConfig) -> dict:
         result = run_path.result()
         print(summary_text(result, run_path, reused=True))
         return result
-    if run_path.is_live():
-        raise PetsweepError(f"run {run_path.path} is already RUNNING in process {run_path.status()['pid']}")
+    previous = _cancel_on_sigterm()  # before the claim: a SIGTERM from `petsweep cancel` must find its handler
     _claim(run_path, cfg)
     handler = _log_to(run_path)
-    previous = _cancel_on_sigterm()
     preemption.install()
     try:
-        result = _execute(spec, cfg, run_path)
+        _stop_if_sweep_cancelled(run_path)
+        with run_path.heartbeat():
+            result = _execute(spec, cfg, run_path)
     except BaseException as err:
         if preemption.handed_over:  # requeued by the cluster: it will resume from the checkpoint just saved
-            run_path.set_status(QUEUED, error="requeued on the cluster's signal")
+            run_path.set_status(QUEUED, slurm_job_id=current_slurm_job(), error="requeued on the cluster's signal")
             raise
         state = CANCELLED if isinstance(err, RunCancelled) else FAILED
         run_path.set_status(state, error=f"{type(err).__name__}: {err}")
@@ -64,6 +66,14 @@ def run(cfg: DictConfig) -> dict:
     return result
 
 
+def _stop_if_sweep_cancelled(run_path: RunDir) -> None:
+    """`petsweep cancel` after the local launch of this run began: stop before any work (checked after the
+    claim, so a cancel that scanned the sweep before the claim is still seen here)."""
+    launched_at = os.environ.get(LAUNCHED_AT_ENV)
+    if launched_at and sweep_cancelled(run_path.path.parent, float(launched_at)):
+        raise RunCancelled("the sweep was cancelled (petsweep cancel) before this run started")
+
+
 def _cancel_on_sigterm():
     def handler(signum, frame):
         raise RunCancelled("stopped by SIGTERM")
@@ -75,9 +85,13 @@ def _cancel_on_sigterm():
 
 
 def _claim(run_path: RunDir, cfg: DictConfig) -> None:
-    run_path.path.mkdir(parents=True, exist_ok=True)
+    """RUNNING, unless another live process (or a queued cluster job) has the run: checked and written atomically."""
+    if run_path.claim(RUNNING) is None:
+        status = run_path.status() or {}
+        where = (f"job {run_path.slurm_job(status)}" if status.get("state") == QUEUED
+                 else f"process {status.get('pid')} on {status.get('host')}")
+        raise PetsweepError(f"run {run_path.path} is already {status.get('state')} ({where}); not started twice")
     write_atomic(run_path.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-    run_path.set_status(RUNNING)
 
 
 def _log_to(run_path: RunDir) -> logging.Handler:

@@ -1,21 +1,34 @@
 """A run directory on disk: its status marker, record files and their atomic writes.
 
-Layout: config.yaml, status.json (RUNNING / COMPLETED / FAILED / CANCELLED), result.json, provenance.json,
-metrics.jsonl, train.log, error.txt (on failure), checkpoints/.
+Layout: config.yaml, status.json (QUEUED / RUNNING / COMPLETED / FAILED / CANCELLED), heartbeat, result.json,
+provenance.json, metrics.jsonl, train.log, error.txt (on failure), slurm.json (cluster runs), checkpoints/.
+
+Liveness: a RUNNING run beats (rewrites `heartbeat`) every HEARTBEAT_S seconds. A RUNNING status whose
+process is gone (same host) or whose beat is older than STALE_AFTER_S (any host: a node that died without a
+word) is not live, and a sweep relaunches the run. A QUEUED run is live while SLURM still lists its job.
+Claiming a run (QUEUED or RUNNING) checks liveness and writes the status under a file lock, so two sweeps
+launched at once never both start it.
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import socket
+import subprocess
+import threading
 import time
+import uuid
 from pathlib import Path
 
 from petsweep.errors import PetsweepError
 
 RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
 QUEUED = "QUEUED"  # submitted to a cluster, not started yet
+HEARTBEAT_S = float(os.environ.get("PETSWEEP_HEARTBEAT_S", "30"))
+STALE_AFTER_S = 10 * HEARTBEAT_S  # ten missed beats: the process or its node is gone
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -42,6 +55,23 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+def current_slurm_job() -> str | None:
+    """This process's SLURM job id as submitit names it (`<array job>_<task>` inside an array), or None."""
+    env = os.environ
+    if env.get("SLURM_ARRAY_JOB_ID") and env.get("SLURM_ARRAY_TASK_ID"):
+        return f"{env['SLURM_ARRAY_JOB_ID']}_{env['SLURM_ARRAY_TASK_ID']}"
+    return env.get("SLURM_JOB_ID")
+
+
+def slurm_queue() -> set[str] | None:
+    """Job ids SLURM lists (pending or running; array tasks as `<job>_<task>`), or None if it cannot be asked."""
+    try:
+        out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return set(out.stdout.split()) if out.returncode == 0 else None
+
+
 class RunDir:
     """One run's directory; every write to its records goes through here."""
 
@@ -50,6 +80,7 @@ class RunDir:
         self.status_file = self.path / "status.json"
         self.result_file = self.path / "result.json"
         self.metrics_file = self.path / "metrics.jsonl"
+        self.heartbeat_file = self.path / "heartbeat"
         self.checkpoints = self.path / "checkpoints"
 
     def status(self) -> dict | None:
@@ -62,16 +93,90 @@ class RunDir:
         status = self.status()
         return status["state"] if status else None
 
-    def is_live(self) -> bool:
-        """RUNNING and its process still alive on this host (another process owns the run)."""
+    def last_seen(self, status: dict) -> float:
+        """The newest sign of life: the status write or the latest heartbeat."""
+        try:
+            beat = float(self.heartbeat_file.read_text())
+        except (OSError, ValueError):
+            beat = 0.0
+        return max(float(status.get("updated", 0.0)), beat)
+
+    def slurm_job(self, status: dict) -> str | None:
+        """The SLURM job of a QUEUED run: named in the status, or in slurm.json by the same submission."""
+        if status.get("slurm_job_id"):
+            return str(status["slurm_job_id"])
+        try:
+            meta = json.loads((self.path / "slurm.json").read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+        return str(meta["job_id"]) if meta.get("token") and meta.get("token") == status.get("token") else None
+
+    def is_live(self, queue=slurm_queue) -> bool:
+        """Someone else is working on this run: RUNNING with a live process and a fresh beat, or QUEUED with
+        its job still listed by SLURM (`queue`: the listed job ids, None if SLURM cannot be asked, or a
+        function that asks it, called only for a QUEUED run)."""
         status = self.status()
-        return bool(status and status["state"] == RUNNING and status.get("host") == socket.gethostname()
-                    and status.get("pid") != os.getpid() and _pid_alive(status.get("pid", -1)))
+        if not status or status["state"] not in (RUNNING, QUEUED):
+            return False
+        fresh = time.time() - self.last_seen(status) < STALE_AFTER_S
+        if status.get("host") == socket.gethostname():  # the writer's process can be asked directly
+            writer_alive = status.get("pid") != os.getpid() and _pid_alive(status.get("pid", -1))
+        else:
+            writer_alive = True
+        job = self.slurm_job(status) if status["state"] == QUEUED else None
+        if job is None:  # RUNNING, or QUEUED while its sweep is still submitting it (no job id yet)
+            return writer_alive and fresh
+        if job == current_slurm_job():
+            return False  # our own queue entry: this process is the job
+        queue = queue() if callable(queue) else queue
+        return True if queue is None else job in queue  # cannot ask SLURM: do not relaunch behind its back
 
     def set_status(self, state: str, **extra) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(self.status_file, {"state": state, "host": socket.gethostname(), "pid": os.getpid(),
                                       "updated": time.time(), **extra})
+
+    @contextlib.contextmanager
+    def _locked(self):
+        self.path.mkdir(parents=True, exist_ok=True)
+        with open(self.path / ".claim.lock", "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    def claim(self, state: str, queue=slurm_queue, **extra) -> str | None:
+        """Write `state` (RUNNING or QUEUED) unless the run is live elsewhere; the check and the write happen
+        under one lock. Returns the claim's token (None: not claimed)."""
+        with self._locked():
+            if self.is_live(queue):
+                return None
+            token = uuid.uuid4().hex
+            self.set_status(state, token=token, **extra)
+            self.beat()
+            return token
+
+    def beat(self) -> None:
+        write_atomic(self.heartbeat_file, f"{time.time():.3f}")
+
+    @contextlib.contextmanager
+    def heartbeat(self, every_s: float = HEARTBEAT_S):
+        """Beat every `every_s` seconds from a background thread while the block runs."""
+        stop = threading.Event()
+
+        def loop():
+            while not stop.wait(every_s):
+                with contextlib.suppress(OSError):
+                    self.beat()
+
+        thread = threading.Thread(target=loop, name="petsweep-heartbeat", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def result(self) -> dict | None:
         try:
@@ -82,6 +187,22 @@ class RunDir:
     def append_metrics(self, row: dict) -> None:
         with self.metrics_file.open("a", encoding="utf-8") as fh:
             fh.write(json.dumps(row, sort_keys=True) + "\n")
+
+
+CANCEL_MARKER = "cancel.json"  # in a sweep dir: `petsweep cancel` was asked at this time
+LAUNCHED_AT_ENV = "PETSWEEP_LAUNCHED_AT"  # set by the local launcher: when its sweep launch began
+
+
+def cancel_sweep(sweep_dir: Path) -> None:
+    write_json(Path(sweep_dir) / CANCEL_MARKER, {"time": time.time()})
+
+
+def sweep_cancelled(sweep_dir: Path, since: float) -> bool:
+    """Whether `petsweep cancel` was asked for this sweep after `since` (a launch that began before it)."""
+    try:
+        return float(json.loads((Path(sweep_dir) / CANCEL_MARKER).read_text())["time"]) >= since
+    except (OSError, ValueError, KeyError):
+        return False
 
 
 def find_runs(sweep_dir: str | Path) -> list[Path]:

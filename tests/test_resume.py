@@ -86,3 +86,94 @@ def test_kill_9_at_five_random_steps_then_rerun_is_bit_identical(tiny, tmp_path)
     subprocess.run([sys.executable, "run.py", *reference_args], cwd=REPO, check=True, capture_output=True)
     assert killed.state() == COMPLETED
     _assert_same_run(RunDir(run_dir(compose(reference_args))), killed)
+
+
+def test_signal_during_a_save_checkpoints_once_and_resumes_with_parity(tiny, tmp_path, monkeypatch):
+    """SLURM's USR2 landing while the due step-4 checkpoint is written: that step is saved once (not twice,
+    which used to fail the run), the run hands over to the requeue handler, and the rerun ends as if never
+    interrupted."""
+    from petsweep import preemption
+    from petsweep.status import QUEUED
+
+    extra = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4", "method.dropout=0.1")
+    reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
+    run(reference)
+
+    def requeue(signum, frame):  # what submitit's handler does: requeue the job, exit the process
+        raise SystemExit(0)
+
+    real_save, saves = checkpoint.save, []
+
+    def save_while_signalled(*args, **kwargs):
+        saves.append(args[1])
+        if len(saves) == 1:
+            os.kill(os.getpid(), signal.SIGUSR2)  # lands in the middle of writing the step-4 checkpoint
+        return real_save(*args, **kwargs)
+
+    previous = signal.signal(signal.SIGUSR2, requeue)
+    monkeypatch.setattr(checkpoint, "save", save_while_signalled)
+    monkeypatch.setattr(preemption, "handed_over", False)
+    preempted = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/preempted"))
+    try:
+        with pytest.raises(SystemExit):
+            run(preempted)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    record = RunDir(run_dir(preempted))
+    assert saves == [4, 4] and record.state() == QUEUED  # asked twice, written once: requeued, not FAILED
+    assert [p.name for p in record.checkpoints.glob("step-*")] == ["step-00000004"]
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    monkeypatch.setattr(preemption, "handed_over", False)
+    run(preempted)
+    _assert_same_run(RunDir(run_dir(reference)), record)
+
+
+def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tiny, tmp_path, monkeypatch, caplog):
+    extra = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4", "method.dropout=0.1")
+    reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
+    run(reference)
+    crashing = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/crashing"))
+    real_save, saves = checkpoint.save, []
+
+    def save_then_crash(*args, **kwargs):
+        saves.append(real_save(*args, **kwargs))
+        if len(saves) == 2:
+            raise KeyboardInterrupt("died after the step-8 checkpoint")
+        return saves[-1]
+
+    monkeypatch.setattr(checkpoint, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(crashing)
+    record = RunDir(run_dir(crashing))
+    assert sorted(p.name for p in record.checkpoints.glob("step-*")) == ["step-00000004", "step-00000008"]
+    newest = record.checkpoints / "step-00000008" / "optimizer.safetensors"
+    newest.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])  # a file cut short by a crash
+    monkeypatch.setattr(checkpoint, "save", real_save)
+    run(crashing)
+    assert "step-00000008 is corrupt" in caplog.text
+    assert "resumed from step-00000004" in (record.path / "train.log").read_text()
+    _assert_same_run(RunDir(run_dir(reference)), record)
+
+
+def test_a_death_in_the_final_evaluation_leaves_no_duplicate_metric_rows(tiny, tmp_path, monkeypatch):
+    """No checkpoint at all (save_every beyond max_steps): the rerun starts over and must not append to the rows
+    the first attempt logged."""
+    from petsweep import train as training
+
+    extra = ("trainer.max_steps=4", "trainer.eval_every=2", "trainer.save_every=100")
+    cfg = compose(tiny("encoder", *extra))
+    real_evaluate, calls = training.evaluate, []
+
+    def evaluate_then_die(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:  # dev at 2, dev at 4, then the final test evaluation
+            raise KeyboardInterrupt("died in the final evaluation")
+        return real_evaluate(*args, **kwargs)
+
+    monkeypatch.setattr(training, "evaluate", evaluate_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    monkeypatch.setattr(training, "evaluate", real_evaluate)
+    run(cfg)
+    rows = [json.loads(x)["step"] for x in RunDir(run_dir(cfg)).metrics_file.read_text().splitlines()]
+    assert rows == [2, 4]

@@ -117,3 +117,20 @@ def test_usr2_saves_at_the_next_step_and_requeues_with_parity(slurm_cluster, tin
     assert local.returncode == 0, local.stderr[-3000:]
     [reference] = (tmp_path / "local" / "study").glob("tiny-bert-*")
     _assert_same_run(RunDir(reference), run)
+
+
+def test_a_queued_run_whose_job_left_the_queue_is_interrupted(slurm_cluster, tmp_path):
+    """A pending job cancelled (or a node lost) before the run started: QUEUED is checked against squeue."""
+    from launchers.planning import INTERRUPTED, QUEUED_S, run_status
+
+    held = subprocess.run(["sbatch", "--hold", "--parsable", "-o", "/dev/null", "--wrap", "sleep 60"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        waiting, gone = RunDir(tmp_path / "waiting"), RunDir(tmp_path / "gone")
+        waiting.set_status("QUEUED", slurm_job_id=held)
+        gone.set_status("QUEUED", slurm_job_id="999999")
+        assert run_status(waiting.path) == QUEUED_S and run_status(gone.path) == INTERRUPTED
+        subprocess.run(["scancel", held], check=True)
+        wait_for(lambda: run_status(waiting.path) == INTERRUPTED, timeout=30, what="the job to leave the queue")
+    finally:
+        subprocess.run(["scancel", held], check=False)

@@ -81,8 +81,9 @@ def test_64_processes_write_records_into_one_sweep_dir(tmp_path):
 
 
 @pytest.mark.slow
-def test_cancel_then_rerun_finishes(tiny_conf, tmp_path):
-    axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=3000", "trainer.save_every=50",
+def test_cancel_stops_the_sweep_then_rerun_finishes(tiny_conf, tmp_path):
+    """Two runs running, two waiting in the pool: cancel stops the two and the pool starts neither of the others."""
+    axes = ["backbone=tiny-bert", "seed=1,2,3,4", "trainer.max_steps=1500", "trainer.save_every=50",
             "trainer.eval_every=1000", "task.k_shot=40"]
     proc = subprocess.Popen([sys.executable, "run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]",
                              f"paths.runs_root={tmp_path}", "sweep_name=study", "hydra.launcher.max_parallel=2",
@@ -95,16 +96,13 @@ def test_cancel_then_rerun_finishes(tiny_conf, tmp_path):
     out = run_cli("-m", "petsweep.cli", "cancel", str(tmp_path / "study"))
     assert "cancelled 2 running run(s)" in out.stdout
     proc.wait(timeout=60)
-    assert set(states(tmp_path / "study").values()) == {"CANCELLED"}
+    assert list(states(tmp_path / "study").values()) == ["CANCELLED"] * 2  # the other two never started
     assert "cancelled" in status_table(tmp_path / "study")
 
-    short = [a if not a.startswith("trainer.max_steps") else "trainer.max_steps=3000" for a in axes]
-    again = sweep(tiny_conf, tmp_path, *short)
+    again = sweep(tiny_conf, tmp_path, *axes)
     assert again.returncode == 0, again.stdout[-3000:]
-    assert "2 runs (2 cancelled); launching 2" in again.stdout
+    assert "4 runs (2 cancelled, 2 new); launching 4" in again.stdout
     assert set(states(tmp_path / "study").values()) == {"COMPLETED"}
-    for log in (tmp_path / "study").glob("*/train.log"):
-        assert "resumed from" in log.read_text()
 
 
 def test_status_and_cancel_reject_a_non_sweep_dir(tmp_path):
@@ -118,3 +116,38 @@ def test_zip_axes_of_different_lengths_fail_before_launching(tiny_conf, tmp_path
                 "hydra.sweeper.zip=[[method,seed]]")
     assert out.returncode == 2 and "zipped axes need equal lengths" in out.stderr
     assert not list(tmp_path.rglob("status.json"))
+
+
+def test_a_run_whose_node_went_silent_is_relaunched_and_a_live_one_is_not(tiny_conf, tmp_path):
+    """RUNNING written on another host: trusted while it beats, interrupted (and relaunched) once it stops."""
+    from launchers.planning import INTERRUPTED, RUNNING_S, run_status
+    from petsweep.status import STALE_AFTER_S
+
+    axes = ["backbone=tiny-bert", "seed=1,2"]
+    first = sweep(tiny_conf, tmp_path, *axes)
+    assert first.returncode == 0, first.stdout[-2000:]
+    silent, beating = sorted((tmp_path / "study").glob("*/status.json"))
+    for status_file, last_beat in ((silent, time.time() - 2 * STALE_AFTER_S), (beating, time.time())):
+        run = RunDir(status_file.parent)
+        run.result_file.unlink()
+        write_json(status_file, {"state": "RUNNING", "host": "node-that-died", "pid": 1, "updated": last_beat})
+        run.heartbeat_file.write_text(f"{last_beat}")
+    assert run_status(silent.parent) == INTERRUPTED and run_status(beating.parent) == RUNNING_S
+    again = sweep(tiny_conf, tmp_path, *axes)
+    assert "2 runs (1 interrupted, 1 running); launching 1" in again.stdout, again.stdout[-2000:]
+    assert states(tmp_path / "study") == {silent.parent.name: "COMPLETED", beating.parent.name: "RUNNING"}
+
+
+def _claim(path: str, barrier) -> bool:
+    barrier.wait()
+    token = RunDir(path).claim("RUNNING")
+    barrier.wait()  # stay alive until every process has tried: a claim by a dead process is not live
+    return token is not None
+
+
+def test_two_launches_at_once_claim_a_run_once(tmp_path):
+    context = multiprocessing.get_context("fork")
+    barrier = context.Manager().Barrier(8)
+    with context.Pool(8) as pool:
+        won = pool.starmap(_claim, [(str(tmp_path / "run"), barrier)] * 8)
+    assert sum(won) == 1

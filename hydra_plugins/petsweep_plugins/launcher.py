@@ -34,12 +34,13 @@ class PetsweepLocalLauncher(Launcher):
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from launchers.local import run_pool
 
-        logs_dir = Path(self.config.hydra.sweep.dir) / ".launcher"
+        sweep_dir = Path(self.config.hydra.sweep.dir)
+        logs_dir = sweep_dir / ".launcher"
         search = list(self.config.hydra.searchpath or [])
         extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
         jobs = [list(o) + extra for o in job_overrides]
         logs = [logs_dir / f"{initial_job_idx + i}.log" for i in range(len(jobs))]
-        codes = run_pool(jobs, logs, sys.argv[0], self.max_parallel, self.threads_per_run)
+        codes = run_pool(jobs, logs, sys.argv[0], self.max_parallel, self.threads_per_run, sweep_dir)
         return [JobReturn(overrides=list(o), status=JobStatus.COMPLETED if c == 0 else JobStatus.FAILED,
                           _return_value=c if c == 0 else RuntimeError(f"exit {c}; see {log}"))
                 for o, c, log in zip(job_overrides, codes, logs)]

@@ -1,0 +1,112 @@
+"""What a planned run will cost: calibrated from finished runs where there are any, from FLOPs where not.
+
+Every estimate is training plus evaluation (dev evaluations while training, the test split and the train
+subset at the end), per device kind (cpu, cuda):
+
+1. measured: finished runs of the same device kind, backbone and method give seconds per token slot of
+   training (batch x accumulation x max_length) and per example slot of evaluation; the planned run is
+   scaled from them;
+2. otherwise FLOPs: 6 (full) or 4 (frozen weights) x params per trained token, 2 x params per evaluated
+   token (times the label candidates a text-to-text model scores), at the FLOP/s that finished runs on that
+   device kind achieved (any backbone), or at a default rate. Tokens per sequence are max_length times the
+   fill that finished runs of the task measured (real tokens / padded slots), else max_length.
+The basis is reported with each estimate; only the first is not marked as a guess (~).
+"""
+
+from __future__ import annotations
+
+import math
+import statistics
+from dataclasses import dataclass
+
+DEFAULT_FLOPS = {"cuda": 1e14, "cpu": 1.5e11}  # about a third of an A100's bf16 peak; one run on 1-2 cores here
+
+
+@dataclass
+class Measured:
+    """One finished run, reduced to what scales: its config and its times."""
+
+    device: str
+    backbone: str
+    method: str
+    task: str
+    train_s_per_slot: float
+    eval_s_per_slot: float | None
+    flops_per_s: float
+    fill: float
+
+
+def device_kind(cfg: dict) -> str:
+    """Where a planned run will train: the trainer's device, or for `auto`, a GPU if it asks for one or this
+    machine has one."""
+    device = cfg["trainer"].get("device", "auto")
+    if device != "auto":
+        return "cuda" if device.startswith("cuda") else "cpu"
+    import torch
+
+    gpus = int(cfg["backbone"].get("resources", {}).get("gpus", 0) or 0)
+    return "cuda" if gpus > 0 or torch.cuda.is_available() else "cpu"
+
+
+def _slots(cfg: dict) -> int:
+    t = cfg["trainer"]
+    return int(t["max_steps"] * t["batch_size"] * t["grad_accum"] * cfg["task"]["max_length"])
+
+
+def eval_examples(cfg: dict, sizes: dict | None = None) -> int:
+    """Examples a run evaluates: dev at every evaluation, then test and the train subset."""
+    t, task = cfg["trainer"], cfg["task"]
+    sizes = sizes or {}
+    cap = task.get("max_eval_examples")
+    dev = sizes.get("dev") or min(task.get("dev_size") or 0, cap or math.inf)
+    test = sizes.get("test") or min(task.get("test_size") or cap or 1000, cap or math.inf)
+    evals = math.ceil(t["max_steps"] / t["eval_every"])
+    return int(evals * dev + test + min(task.get("train_eval_size") or 0, sizes.get("train", math.inf)))
+
+
+def _candidates(cfg: dict) -> int:
+    """Forward passes per evaluated example: text-to-text classification scores every label word."""
+    family, task = cfg["backbone"]["family"], cfg["task"]
+    if family != "encoder" and task.get("kind", "classification") == "classification":
+        return max(1, len(task.get("label_words") or []))
+    return 1
+
+
+def _frozen_factor(method: str) -> int:
+    return 6 if method == "full" else 4
+
+
+def measure(cfg: dict, result: dict) -> Measured | None:
+    """A finished run's rates (None for records from before evaluation times were recorded)."""
+    if not result.get("train_time_s") or not result.get("steps"):
+        return None
+    slots = result["steps"] * cfg["trainer"]["batch_size"] * cfg["trainer"]["grad_accum"] * cfg["task"]["max_length"]
+    eval_s = (result.get("dev_eval_time_s") or 0.0) + (result.get("final_eval_time_s") or 0.0)
+    sizes = (result.get("data") or {}).get("sizes")
+    evaluated = eval_examples({**cfg, "trainer": {**cfg["trainer"], "max_steps": result["steps"]}}, sizes)
+    eval_per_slot = eval_s / (evaluated * cfg["task"]["max_length"]) if "final_eval_time_s" in result else None
+    tokens = result.get("tokens") or slots
+    flops = _frozen_factor(result["method"]) * result["total_params"] * tokens
+    return Measured(device="cuda" if str(result.get("device", "cpu")).startswith("cuda") else "cpu",
+                    backbone=result["backbone"], method=result["method"], task=result["task"],
+                    train_s_per_slot=result["train_time_s"] / slots, eval_s_per_slot=eval_per_slot,
+                    flops_per_s=flops / result["train_time_s"], fill=min(1.0, tokens / slots))
+
+
+def estimate(cfg: dict, total_params: int, measured: list[Measured]) -> tuple[float, str, bool]:
+    """(seconds, basis, is_guess) for one planned run."""
+    device, backbone, method = device_kind(cfg), cfg["backbone"]["name"], cfg["method"]["name"]
+    max_len = cfg["task"]["max_length"]
+    same = [m for m in measured if (m.device, m.backbone, m.method) == (device, backbone, method)]
+    if same and all(m.eval_s_per_slot is not None for m in same):
+        train = _slots(cfg) * statistics.median(m.train_s_per_slot for m in same)
+        evaluation = eval_examples(cfg) * max_len * statistics.median(m.eval_s_per_slot for m in same)
+        return train + evaluation, f"measured ({len(same)} run(s) of {backbone}/{method} on {device})", False
+    on_device = [m for m in measured if m.device == device]
+    rate = statistics.median(m.flops_per_s for m in on_device) if on_device else DEFAULT_FLOPS[device]
+    fills = [m.fill for m in measured if m.task == cfg["task"]["name"]]
+    fill = statistics.median(fills) if fills else 1.0
+    train_flops = _frozen_factor(method) * total_params * _slots(cfg) * fill
+    eval_flops = 2 * total_params * eval_examples(cfg) * max_len * fill * _candidates(cfg)
+    basis = f"FLOPs at {rate:.2g}/s on {device}" + (" (measured rate)" if on_device else " (default rate)")
+    return (train_flops + eval_flops) / rate, basis, True

@@ -1,0 +1,46 @@
+"""`petsweep plan` costs: calibrated from finished runs (training and evaluation), FLOPs per device otherwise."""
+
+from __future__ import annotations
+
+from launchers.costing import device_kind, estimate
+from launchers.expand import expand
+from launchers.planning import plan
+from launchers.report import estimate_hours, trainable_counts
+from petsweep.app import run
+from petsweep.config import compose
+
+
+def _planned(overrides: list[str]):
+    runs = plan(expand(overrides), compose)
+    trainable_counts(runs)
+    estimate_hours(runs)
+    return runs
+
+
+def test_cpu_runs_are_costed_at_a_cpu_rate_not_a_gpu_one():
+    [planned] = _planned([])  # the default job: MiniLM-L6, 100 LoRA steps on CPU, measured at 40-80 s
+    assert device_kind(planned.cfg) == "cpu" and planned.extra["guess"]
+    assert 10 < planned.extra["hours"] * 3600 < 600, planned.extra  # was 0.0000 h at a GPU's FLOP/s
+
+
+def test_a_finished_run_calibrates_its_siblings_including_evaluation(tiny):
+    base = tiny("encoder", "trainer.max_steps=12", "trainer.eval_every=2")
+    result = run(compose([*base, "seed=1"]))
+    runs = _planned([*base, "seed=1,2"])
+    done, new = sorted(runs, key=lambda r: r.status)
+    assert (done.status, new.status) == ("done", "new") and not new.extra["guess"]
+    assert new.extra["basis"].startswith("measured (1 run(s)")
+    work = result["train_time_s"] + result["dev_eval_time_s"] + result["final_eval_time_s"]
+    assert abs(new.extra["hours"] * 3600 - work) < 1e-6 * work  # same config: exactly the measured work
+    # twice the steps: twice the training, evaluations at twice as many points
+    [longer] = _planned([*base, "seed=3", "trainer.max_steps=24"])
+    assert longer.extra["hours"] > new.extra["hours"] * 1.5
+
+
+def test_evaluation_is_counted_for_text_to_text_candidates():
+    cfg = compose(["backbone=t5-base", "task=rte"])
+    from petsweep.identity import plain
+
+    data = plain(cfg)
+    slow_eval = {**data, "trainer": {**data["trainer"], "eval_every": 1}}
+    assert estimate(slow_eval, 10**8, [])[0] > estimate(data, 10**8, [])[0] * 1.2
