@@ -24,7 +24,9 @@ FIGSIZE = (6.4, 4.8)
 DPI = 100
 
 
-def mean_std(table: pd.DataFrame, by: list[str], value: str = "score", pool: tuple[str, ...] = ()) -> pd.DataFrame:
+def mean_std(
+    table: pd.DataFrame, by: list[str], value: str = "score", pool: tuple[str, ...] = ()
+) -> pd.DataFrame:
     """Mean, std and count of `value` over seeds, per group of `by` and variant (COMPLETED runs only).
 
     Runs of a group that differ in any other config key (see analysis.grouping) are separate variants,
@@ -168,8 +170,8 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
 def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
     """Low and high thresholds per task, backbone and variant, with their 90% bootstrap intervals over seeds.
 
-    "Not reached" (no budget of the grid gets there) is drawn at the top edge, above the largest budget, and an
-    interval that reaches it is drawn up to that edge with an arrow.
+    "Not reached" (no budget of the grid gets there) is drawn at the top edge, above the largest budget,
+    and an interval that reaches it is drawn up to that edge with an arrow.
     """
     found = thresholds(table)
     if found.empty or np.isinf(found["low_threshold"]).all():
@@ -213,7 +215,9 @@ def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
         for line in log.read_text().splitlines() if log.exists() else []:
             entry = json.loads(line)
             if key in entry:
-                rows.append({"method": label(run.method, run.variant), "step": entry["step"], "score": entry[key]})
+                rows.append(
+                    {"method": label(run.method, run.variant), "step": entry["step"], "score": entry[key]}
+                )
     if not rows:
         raise PetsweepError("convergence: no per-eval dev scores (metrics.jsonl) next to the table's runs")
     curves = pd.DataFrame(rows).groupby(["method", "step"])["score"].agg(["mean", "count"]).reset_index()

@@ -16,7 +16,11 @@ NO_VALUE = "-"
 
 
 def _candidates(table: pd.DataFrame, pool: tuple[str, ...]) -> list[str]:
-    return [c for c in table.columns if (c.startswith("cfg.") or c in RESOLVED) and c not in SEEDS and c not in pool]
+    return [
+        c
+        for c in table.columns
+        if (c.startswith("cfg.") or c in RESOLVED) and c not in SEEDS and c not in pool
+    ]
 
 
 def _text(value) -> str:
@@ -67,14 +71,18 @@ def _label_keys(text: pd.DataFrame, keys: list[str]) -> list[str]:
     return named
 
 
-def with_variants(table: pd.DataFrame, by: list[str], pool: tuple[str, ...] = ()) -> tuple[pd.DataFrame, list[str]]:
-    """COMPLETED runs with a `variant` column ("" where nothing splits a group) and the keys that split them."""
+def with_variants(
+    table: pd.DataFrame, by: list[str], pool: tuple[str, ...] = ()
+) -> tuple[pd.DataFrame, list[str]]:
+    """COMPLETED runs with a `variant` column ("" where nothing splits a group), and the splitting keys."""
     done = table[table["status"] == "COMPLETED"].copy()
     keys = variant_keys(table, by, pool)
     if keys:
         text = _as_text(done, keys)
         shown = _label_keys(text, keys)
-        done["variant"] = text.apply(lambda row: ", ".join(f"{short_name(k)}={row[k]}" for k in shown), axis=1)
+        done["variant"] = text.apply(
+            lambda row: ", ".join(f"{short_name(k)}={row[k]}" for k in shown), axis=1
+        )
     else:
         done["variant"] = ""
     return done, keys

@@ -28,7 +28,9 @@ def smallest_k(scores_by_k: dict[int, np.ndarray], target: float) -> float:
     return float("inf")
 
 
-def _bootstrap(scores_by_k: dict[int, np.ndarray], target_fn, draws: int, seed: int) -> tuple[float, float, float]:
+def _bootstrap(
+    scores_by_k: dict[int, np.ndarray], target_fn, draws: int, seed: int
+) -> tuple[float, float, float]:
     """A 90% interval of the threshold and the share of draws that reach no budget.
 
     Seeds are resampled with replacement within each K (and the reference). Quantiles are taken of the
@@ -46,17 +48,26 @@ def _bootstrap(scores_by_k: dict[int, np.ndarray], target_fn, draws: int, seed: 
 
 def _reference(done: pd.DataFrame, group: pd.DataFrame, keys: list[str], method: str) -> np.ndarray:
     """Full-FT scores for a PET group: same task and backbone, and the same value of any key on which the
-    reference runs themselves differ (e.g. full FT at two step counts, matched to the PET runs' step count)."""
-    ref = done[(done["task"] == group["task"].iloc[0]) & (done["backbone"] == group["backbone"].iloc[0])
-               & (done["method"] == method)]
+    reference runs themselves differ (full FT at two step counts is matched to the PET runs' step count)."""
+    ref = done[
+        (done["task"] == group["task"].iloc[0])
+        & (done["backbone"] == group["backbone"].iloc[0])
+        & (done["method"] == method)
+    ]
     for key in keys:
         if ref[key].astype(str).nunique() > 1:
             ref = ref[ref[key].astype(str) == str(group[key].iloc[0])]
     return ref["score"].to_numpy()
 
 
-def thresholds(table: pd.DataFrame, epsilon: float = 0.01, reference_method: str = "full", draws: int = 500,
-               seed: int = 0, pool: tuple[str, ...] = ()) -> pd.DataFrame:
+def thresholds(
+    table: pd.DataFrame,
+    epsilon: float = 0.01,
+    reference_method: str = "full",
+    draws: int = 500,
+    seed: int = 0,
+    pool: tuple[str, ...] = (),
+) -> pd.DataFrame:
     """Per (task, backbone, variant): low and high thresholds over the PET runs' trainable-parameter counts.
 
     Args:
@@ -78,13 +89,23 @@ def thresholds(table: pd.DataFrame, epsilon: float = 0.01, reference_method: str
             continue
         guess = float(group["random_guess_score"].mean())
         full = _reference(done, group, keys, reference_method)
-        row = {"task": task, "backbone": backbone, "variant": variant, "random_guess": guess, "budgets": len(scores),
-               "seeds_per_budget": min(len(v) for v in scores.values()), "low_threshold": smallest_k(scores, guess)}
-        row["low_ci_lo"], row["low_ci_hi"], row["low_not_reached"] = _bootstrap(scores, lambda rng: guess, draws, seed)
+        row = {
+            "task": task,
+            "backbone": backbone,
+            "variant": variant,
+            "random_guess": guess,
+            "budgets": len(scores),
+            "seeds_per_budget": min(len(v) for v in scores.values()),
+            "low_threshold": smallest_k(scores, guess),
+        }
+        row["low_ci_lo"], row["low_ci_hi"], row["low_not_reached"] = _bootstrap(
+            scores, lambda rng: guess, draws, seed
+        )
         if len(full):
             row["full_ft"] = float(full.mean())
             row["high_threshold"] = smallest_k(scores, full.mean() - epsilon)
             row["high_ci_lo"], row["high_ci_hi"], row["high_not_reached"] = _bootstrap(
-                scores, lambda rng: rng.choice(full, size=len(full)).mean() - epsilon, draws, seed)
+                scores, lambda rng: rng.choice(full, size=len(full)).mean() - epsilon, draws, seed
+            )
         rows.append(row)
     return pd.DataFrame(rows)

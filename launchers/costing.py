@@ -19,7 +19,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
-DEFAULT_FLOPS = {"cuda": 1e14, "cpu": 1.5e11}  # about a third of an A100's bf16 peak; one run on 1-2 cores here
+# about a third of an A100's bf16 peak; one run on 1-2 cores of the project machine
+DEFAULT_FLOPS = {"cuda": 1e14, "cpu": 1.5e11}
 
 
 @dataclass
@@ -80,17 +81,30 @@ def measure(cfg: dict, result: dict) -> Measured | None:
     """A finished run's rates (None for records from before evaluation times were recorded)."""
     if not result.get("train_time_s") or not result.get("steps"):
         return None
-    slots = result["steps"] * cfg["trainer"]["batch_size"] * cfg["trainer"]["grad_accum"] * cfg["task"]["max_length"]
+    slots = (
+        result["steps"]
+        * cfg["trainer"]["batch_size"]
+        * cfg["trainer"]["grad_accum"]
+        * cfg["task"]["max_length"]
+    )
     eval_s = (result.get("dev_eval_time_s") or 0.0) + (result.get("final_eval_time_s") or 0.0)
     sizes = (result.get("data") or {}).get("sizes")
     evaluated = eval_examples({**cfg, "trainer": {**cfg["trainer"], "max_steps": result["steps"]}}, sizes)
-    eval_per_slot = eval_s / (evaluated * cfg["task"]["max_length"]) if "final_eval_time_s" in result else None
+    eval_per_slot = (
+        eval_s / (evaluated * cfg["task"]["max_length"]) if "final_eval_time_s" in result else None
+    )
     tokens = result.get("tokens") or slots
     flops = _frozen_factor(result["method"]) * result["total_params"] * tokens
-    return Measured(device="cuda" if str(result.get("device", "cpu")).startswith("cuda") else "cpu",
-                    backbone=result["backbone"], method=result["method"], task=result["task"],
-                    train_s_per_slot=result["train_time_s"] / slots, eval_s_per_slot=eval_per_slot,
-                    flops_per_s=flops / result["train_time_s"], fill=min(1.0, tokens / slots))
+    return Measured(
+        device="cuda" if str(result.get("device", "cpu")).startswith("cuda") else "cpu",
+        backbone=result["backbone"],
+        method=result["method"],
+        task=result["task"],
+        train_s_per_slot=result["train_time_s"] / slots,
+        eval_s_per_slot=eval_per_slot,
+        flops_per_s=flops / result["train_time_s"],
+        fill=min(1.0, tokens / slots),
+    )
 
 
 def estimate(cfg: dict, total_params: int, measured: list[Measured]) -> tuple[float, str, bool]:

@@ -69,7 +69,9 @@ def plan_table(runs: list[PlannedRun]) -> str:
     bases = sorted({r.extra["basis"] for r in todo})
     lines += [f"  estimated from: {b}" for b in bases]
     if any(r.extra["guess"] for r in todo):
-        lines.append("  ~ marks a guess from FLOPs: no finished run of that backbone and method on that device yet")
+        lines.append(
+            "  ~ marks a guess from FLOPs: no finished run of that backbone and method on that device yet"
+        )
     return "\n".join(lines)
 
 
@@ -109,7 +111,8 @@ def cancel(root: Path) -> list[str]:
     from petsweep.status import CANCELLED, cancel_sweep
 
     runs = sweep_runs(root)  # checked before the marker is written: a wrong dir is an error, not a new file
-    cancel_sweep(root)  # first: the local pool starts no further run, and a run started meanwhile stops at once
+    # first: the local pool starts no further run, and a run started meanwhile stops at once
+    cancel_sweep(root)
     queue = cached_queue()
     stopped = []
     for run in runs:

@@ -38,20 +38,20 @@ class SlurmSettings:
 class SlurmRun:
     """The picklable callable of one array task: compose the run's config and run it in this process."""
 
-    def __init__(self, overrides: list[str]):
-        self.overrides = list(overrides)
+    def __init__(self, overrides: list[str], claim_token: str | None = None):
+        self.overrides, self.claim_token = list(overrides), claim_token
 
     def __call__(self) -> str:
         from petsweep.app import run
         from petsweep.config import compose
 
-        return run(compose(self.overrides))["status"]
+        return run(compose(self.overrides), claim_token=self.claim_token)["status"]
 
     def checkpoint(self):
         """submitit calls this on SLURM's signal: requeue the same run (it resumes from its checkpoint)."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SlurmRun(self.overrides))
+        return submitit.helpers.DelayedSubmission(SlurmRun(self.overrides, self.claim_token))
 
 
 def max_array_size() -> int:
@@ -116,10 +116,13 @@ def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path, extra_
                 continue
             try:
                 with executor.batch():
-                    jobs = [executor.submit(SlurmRun(run.overrides + extra_overrides)) for run, _ in claimed]
+                    jobs = [executor.submit(SlurmRun(run.overrides + extra_overrides, token))
+                            for run, token in claimed]
             except Exception as err:
                 for run, _ in claimed:
-                    RunDir(run.path).set_status(FAILED, error=f"submission failed: {type(err).__name__}: {err}")
+                    RunDir(run.path).set_status(
+                        FAILED, error=f"submission failed: {type(err).__name__}: {err}"
+                    )
                 raise
             for (run, token), job in zip(claimed, jobs):
                 _record_submission(run, job, token)
@@ -144,8 +147,10 @@ def wait(job_ids: list[str], poll_s: float = 2.0) -> None:
     while pending:
         listed = slurm_queue()
         if listed is None:
-            raise PetsweepError("launcher: squeue stopped answering while waiting for the jobs; follow them with "
-                                "`petsweep status <sweep dir>`")
+            raise PetsweepError(
+                "launcher: squeue stopped answering while waiting for the jobs; follow them with "
+                "`petsweep status <sweep dir>`"
+            )
         pending &= listed
         if pending:
             time.sleep(poll_s)

@@ -24,24 +24,42 @@ from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.objectives import make_objective
 from petsweep.params import apply_method
 from petsweep.seeding import seed_everything
-from petsweep.status import (CANCELLED, COMPLETED, FAILED, LAUNCHED_AT_ENV, QUEUED, RUNNING, RunDir, current_slurm_job,
-                             sweep_cancelled, write_atomic, write_json)
+from petsweep.status import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    LAUNCHED_AT_ENV,
+    QUEUED,
+    RUNNING,
+    RunDir,
+    current_slurm_job,
+    sweep_cancelled,
+    write_atomic,
+    write_json,
+)
 from petsweep.tasks import prepare_task
 from petsweep.tracking import Tracker
 
 log = logging.getLogger("petsweep")
 
 
-def run(cfg: DictConfig) -> dict:
-    """Run (or resume, or just report) the run that `cfg` describes; returns its result record."""
+def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
+    """Run (or resume, or just report) the run that `cfg` describes; returns its result record.
+
+    Args:
+        claim_token: the QUEUED claim a cluster job was submitted under (launchers.slurm), so the job can take
+            over its own queue entry.
+    """
     spec = resolve_run(cfg)  # every config check happens here, before anything is written
     run_path = RunDir(run_dir(cfg))
     if run_path.state() == COMPLETED and run_path.result():
         result = run_path.result()
         print(summary_text(result, run_path, reused=True))
         return result
-    previous = _cancel_on_sigterm()  # before the claim: a SIGTERM from `petsweep cancel` must find its handler
-    _claim(run_path, cfg)
+    previous = (
+        _cancel_on_sigterm()
+    )  # before the claim: a SIGTERM from `petsweep cancel` must find its handler
+    _claim(run_path, cfg, claim_token)
     handler = _log_to(run_path)
     preemption.install()
     try:
@@ -50,7 +68,9 @@ def run(cfg: DictConfig) -> dict:
             result = _execute(spec, cfg, run_path)
     except BaseException as err:
         if preemption.handed_over:  # requeued by the cluster: it will resume from the checkpoint just saved
-            run_path.set_status(QUEUED, slurm_job_id=current_slurm_job(), error="requeued on the cluster's signal")
+            run_path.set_status(
+                QUEUED, slurm_job_id=current_slurm_job(), error="requeued on the cluster's signal"
+            )
             raise
         state = CANCELLED if isinstance(err, RunCancelled) else FAILED
         run_path.set_status(state, error=f"{type(err).__name__}: {err}")
@@ -84,13 +104,16 @@ def _cancel_on_sigterm():
         return None
 
 
-def _claim(run_path: RunDir, cfg: DictConfig) -> None:
-    """RUNNING, unless another live process (or a queued cluster job) has the run: checked and written atomically."""
-    if run_path.claim(RUNNING) is None:
+def _claim(run_path: RunDir, cfg: DictConfig, owner: str | None) -> None:
+    """RUNNING, unless another live process (or a queued cluster job) has the run; checked and written
+    atomically."""
+    if run_path.claim(RUNNING, owner=owner) is None:
         status = run_path.status() or {}
         where = (f"job {run_path.slurm_job(status)}" if status.get("state") == QUEUED
                  else f"process {status.get('pid')} on {status.get('host')}")
-        raise PetsweepError(f"run {run_path.path} is already {status.get('state')} ({where}); not started twice")
+        raise PetsweepError(
+            f"run {run_path.path} is already {status.get('state')} ({where}); not started twice"
+        )
     write_atomic(run_path.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
 
 

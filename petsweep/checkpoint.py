@@ -115,7 +115,7 @@ def _fsync(path: Path) -> None:
 
 
 def verify(directory: Path) -> str | None:
-    """None if every file matches the manifest, else what is wrong (a checkpoint without one is not trusted)."""
+    """None if every file matches the manifest, else what is wrong (no manifest: not trusted)."""
     try:
         manifest = json.loads((directory / MANIFEST).read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -134,7 +134,7 @@ def step_dir(root: Path, step: int) -> Path:
 
 
 def begin(root: Path, step: int) -> Path | None:
-    """A fresh temporary dir to write step `step` into, or None when a sound checkpoint of that step exists."""
+    """A fresh temporary dir to write step `step` into; None when a sound checkpoint of it exists."""
     root.mkdir(parents=True, exist_ok=True)
     final = step_dir(root, step)
     if final.exists():
@@ -165,7 +165,9 @@ def commit(tmp: Path, root: Path, step: int) -> Path:
     return final
 
 
-def save(root: Path, step: int, model, optimizer, scheduler, best: dict[str, torch.Tensor] | None, counters: dict) -> Path:
+def save(
+    root: Path, step: int, model, optimizer, scheduler, best: dict[str, torch.Tensor] | None, counters: dict
+) -> Path:
     """Write checkpoint `step-<step>` (see the module's notes); returns its path."""
     tmp = begin(root, step)
     if tmp is None:

@@ -1,15 +1,15 @@
 """The `petsweep` command and the checks `run.py` makes before Hydra starts.
 
-    petsweep count [--json] backbone=bert-base method=lora    # parameter counts, no weights, no network
-    petsweep plan method=lora,full seed=1,2,3                 # every run of a sweep: status, params, cost
-    petsweep status runs/<sweep_name>                         # from the runs' status files only
-    petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
-    petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
-    petsweep collect runs/<sweep_name> -o table.parquet       # one tidy row per run
-    petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.plots.KINDS)
-    petsweep thresholds table.parquet -o thresholds.csv       # low/high budget thresholds per task, backbone
-    petsweep transfer runs/<sweep_name> --task <other task>   # finished runs scored on another task
-    petsweep rehash runs [--dry-run]                          # rename run dirs made under an older identity rule
+petsweep count [--json] backbone=bert-base method=lora    # parameter counts, no weights, no network
+petsweep plan method=lora,full seed=1,2,3                 # every run of a sweep: status, params, cost
+petsweep status runs/<sweep_name>                         # from the runs' status files only
+petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
+petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
+petsweep collect runs/<sweep_name> -o table.parquet       # one tidy row per run
+petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.plots.KINDS)
+petsweep thresholds table.parquet -o thresholds.csv       # low/high budget thresholds per task, backbone
+petsweep transfer runs/<sweep_name> --task <other task>   # finished runs scored on another task
+petsweep rehash runs [--dry-run]                          # rename run dirs made under an older identity rule
 """
 
 from __future__ import annotations
@@ -196,7 +196,11 @@ def _rehash_cmd(args) -> None:
     moved = 0
     for old, outcome, new in rehash(args.roots, args.dry_run):
         if outcome != "same":
-            print(f"{outcome:<6} {old} -> {new.name}" if outcome != "live" else f"live   {old} (running: left alone)")
+            print(
+                f"{outcome:<6} {old} -> {new.name}"
+                if outcome != "live"
+                else f"live   {old} (running: left alone)"
+            )
         moved += outcome == "moved"
     print(f"{moved} run dir(s) {'would be ' if args.dry_run else ''}renamed to their current identity")
 
@@ -206,7 +210,9 @@ def _label_map(pairs: list[str]) -> dict[str, str] | None:
     items = [item for pair in pairs for item in pair.split(",") if item]
     bad = [item for item in items if "=" not in item]
     if bad:
-        raise ConfigError("--label-map", bad[0], "give TARGET_WORD=SOURCE_WORD pairs, e.g. entailment=positive")
+        raise ConfigError(
+            "--label-map", bad[0], "give TARGET_WORD=SOURCE_WORD pairs, e.g. entailment=positive"
+        )
     return dict(item.split("=", 1) for item in items) or None
 
 
@@ -260,9 +266,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--override", action="append", default=[], metavar="task.KEY=VALUE",
                    help="set a key of the evaluated task, e.g. task.test_size=100 (repeatable)")
     p.add_argument("--redo", action="store_true", help="score again where a transfer score exists")
-    p.add_argument("--label-map", action="append", default=[], metavar="TARGET=SOURCE",
-                   help="an encoder head's class for each class of the evaluated task, where their label words "
-                        "differ (repeatable or comma-separated)")
+    p.add_argument(
+        "--label-map",
+        action="append",
+        default=[],
+        metavar="TARGET=SOURCE",
+        help="an encoder head's class for each class of the evaluated task, where their label words "
+        "differ (repeatable or comma-separated)",
+    )
     p.set_defaults(handler=_transfer_cmd)
     p = sub.add_parser("rehash", help="rename run dirs made under an older identity rule (finished runs are "
                                       "then found again instead of retrained)")

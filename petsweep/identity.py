@@ -23,8 +23,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-# Where a run is written or its inputs live, how it is mirrored, launched or scheduled, and how many threads it
-# uses do not change its result; everything else does.
+# Where a run is written or its inputs live, how it is mirrored, launched or scheduled, and how many
+# threads it uses do not change its result; everything else does.
 NON_SEMANTIC_KEYS = ("paths", "logger", "launcher", "hydra", "sweep_name", "trainer.num_threads",
                      "backbone.path", "backbone.package", "backbone.resources", "task.hf_path")
 
@@ -70,7 +70,7 @@ def _canonical(value):
 
 
 def file_fingerprint(name) -> str | None:
-    """`sha256:<hex>` of a data file's bytes; the name itself where there is no such file (the run will say so)."""
+    """`sha256:<hex>` of a data file's bytes; the name itself where no such file exists (the run says so)."""
     if not name:
         return name
     path = Path(str(name)).expanduser()

@@ -85,7 +85,7 @@ class TextToTextObjective(Objective):
         return ids[: self.task.target_max_length] + [self.eos_id]
 
     def _source_budget(self) -> int:
-        """Source tokens a decoder keeps: max_length minus the LONGEST target it may be given, never the gold one.
+        """Source tokens a decoder keeps: max_length minus the LONGEST target it may get, never the gold one.
 
         The budget is the same for every candidate label and for training and evaluation, so the input's
         length cannot reveal which label is gold.

@@ -41,8 +41,10 @@ def rehash_run(path: Path, dry_run: bool = False) -> tuple[str, Path]:
     result = record.result()
     if result and result.get("run_id") != digest:
         previous = [*result.get("previous_run_ids", []), result.get("run_id")]
-        write_json(record.result_file, {**result, "run_id": digest, "config": semantic_config(config),
-                                        "previous_run_ids": previous})
+        write_json(
+            record.result_file,
+            {**result, "run_id": digest, "config": semantic_config(config), "previous_run_ids": previous},
+        )
     _rename_in_marker(path.parent, path.name, target.name)
     return "moved", target
 

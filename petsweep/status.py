@@ -64,7 +64,7 @@ def current_slurm_job() -> str | None:
 
 
 def slurm_queue() -> set[str] | None:
-    """Job ids SLURM lists (pending or running; array tasks as `<job>_<task>`), or None if it cannot be asked."""
+    """Job ids SLURM lists (pending or running; array tasks as `<job>_<task>`); None if it cannot be asked."""
     try:
         out = subprocess.run(["squeue", "-h", "-r", "-o", "%i"], capture_output=True, text=True, timeout=60)
     except (OSError, subprocess.TimeoutExpired):
@@ -146,11 +146,14 @@ class RunDir:
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
 
-    def claim(self, state: str, queue=slurm_queue, **extra) -> str | None:
+    def claim(self, state: str, queue=slurm_queue, owner: str | None = None, **extra) -> str | None:
         """Write `state` (RUNNING or QUEUED) unless the run is live elsewhere; the check and the write happen
-        under one lock. Returns the claim's token (None: not claimed)."""
+        under one lock. `owner`: the token of the QUEUED claim this process was submitted under (a cluster
+        job may start before its sweep has recorded the job id). Returns the new token (None: not claimed)."""
         with self._locked():
-            if self.is_live(queue):
+            status = self.status() or {}
+            ours = owner is not None and status.get("token") == owner
+            if not ours and self.is_live(queue):
                 return None
             token = uuid.uuid4().hex
             self.set_status(state, token=token, **extra)

@@ -102,8 +102,16 @@ def batch_indices(n: int, batch_size: int, seed: int, index: int) -> list[int]:
     return order[offset * batch_size:(offset + 1) * batch_size].tolist()
 
 
-def evaluate(model, objective: Objective, encoded: list[dict], examples: list[dict], spec: RunSpec, device, bf16: bool,
-             remap: list[int] | None = None):
+def evaluate(
+    model,
+    objective: Objective,
+    encoded: list[dict],
+    examples: list[dict],
+    spec: RunSpec,
+    device,
+    bf16: bool,
+    remap: list[int] | None = None,
+):
     """Every metric of the task on `examples`; `remap[c]` renames predicted class c (a head scored on a task
     whose classes are ordered differently)."""
     model.eval()
@@ -144,7 +152,9 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         meta, best = stepper.restore(resume_from)
         progress = Progress(**{k: meta[k] for k in Progress.__dataclass_fields__ if k in meta})
         log.info("resumed from %s (step %d)", resume_from.name, progress.step)
-    tracker.truncate_after(progress.step)  # rows an interrupted attempt logged after its last checkpoint (or any)
+    tracker.truncate_after(
+        progress.step
+    )  # rows an interrupted attempt logged after its last checkpoint (or any)
 
     first_step_at = time.time()  # start-up overhead = this minus process start (see app)
     step_times = []  # this session's step durations, for throughput estimates (not checkpointed)
@@ -208,7 +218,7 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         "best_dev_score": progress.best_score,
         "steps": progress.step,
         "train_time_s": progress.train_time_s,
-        "dev_eval_time_s": progress.eval_time_s,  # every dev evaluation while training (plans are costed on it)
+        "dev_eval_time_s": progress.eval_time_s,  # every dev evaluation while training (plans cost it)
         "dev_evals": progress.evals,
         "final_eval_time_s": final_eval_s,  # test split and train subset at the end
         "tokens": progress.tokens,

@@ -69,17 +69,26 @@ def fit_check(source: RunSpec, target: RunSpec, label_map: dict[str, str] | None
                           f"with the same {source.task.num_labels} classes")
     if source.task.kind != "classification":
         return None
-    source_words, target_words = [str(w) for w in source.task.label_words], [str(w) for w in target.task.label_words]
+    source_words, target_words = (
+        [str(w) for w in source.task.label_words],
+        [str(w) for w in target.task.label_words],
+    )
     if not label_map:
         if source_words != target_words:
-            raise ConfigError("--task", target.task.name,
-                              f"its classes {target_words} are not the head's {source_words} ({source.task.name}); "
-                              f"say which is which with --label-map TARGET=SOURCE (one per class)")
+            raise ConfigError(
+                "--task",
+                target.task.name,
+                f"its classes {target_words} are not the head's {source_words} ({source.task.name}); "
+                f"say which is which with --label-map TARGET=SOURCE (one per class)",
+            )
         return None
     if sorted(label_map) != sorted(target_words) or sorted(label_map.values()) != sorted(source_words):
-        raise ConfigError("--label-map", ",".join(f"{k}={v}" for k, v in label_map.items()),
-                          f"must map each of {target.task.name}'s classes {target_words} to a different one of "
-                          f"{source.task.name}'s {source_words}")
+        raise ConfigError(
+            "--label-map",
+            ",".join(f"{k}={v}" for k, v in label_map.items()),
+            f"must map each of {target.task.name}'s classes {target_words} to a different one of "
+            f"{source.task.name}'s {source_words}",
+        )
     return [target_words.index(next(t for t, s in label_map.items() if s == word)) for word in source_words]
 
 
@@ -89,7 +98,7 @@ def evaluate_transfer(run_dir: str | Path, task: str, overrides: tuple[str, ...]
 
     Args:
         overrides: task.* overrides of the evaluated task (e.g. task.test_size=100), as on run.py's command line.
-        label_map: target label word -> the run's label word, where the two tasks name their classes differently.
+        label_map: target label word -> the run's label word, where the tasks name their classes differently.
     """
     run = RunDir(run_dir)
     result = run.result()

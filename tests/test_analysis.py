@@ -24,15 +24,34 @@ def write_run(root, name, method, budget, seed, score, updated=1.0, train_score=
     run.set_status("COMPLETED")
     status = json.loads(run.status_file.read_text())
     write_json(run.status_file, {**status, "updated": updated})
-    write_json(run.result_file, {
-        "status": "COMPLETED", "run_id": run_id or name, "backbone": backbone, "method": method, "task": task,
-        "seed": seed, "metric": "accuracy", "score": score, "metrics": {"accuracy": score},
-        "train_subset_score": score + 0.05 if train_score is None else train_score, "random_guess_score": 0.3,
-        "trainable_params": budget, "pet_params": budget, "total_params": total_params, "peak_memory_mb": 100.0,
-        "config": {"backbone": {"name": backbone}, "method": {"name": method, "r": budget},
-                   "task": {"name": task, **(task_cfg or {})}, "seed": seed,
-                   "trainer": {"batch_size": 16, **(trainer or {})}, "apet": {"scale": apet_scale, "seed": seed}},
-    })
+    write_json(
+        run.result_file,
+        {
+            "status": "COMPLETED",
+            "run_id": run_id or name,
+            "backbone": backbone,
+            "method": method,
+            "task": task,
+            "seed": seed,
+            "metric": "accuracy",
+            "score": score,
+            "metrics": {"accuracy": score},
+            "train_subset_score": score + 0.05 if train_score is None else train_score,
+            "random_guess_score": 0.3,
+            "trainable_params": budget,
+            "pet_params": budget,
+            "total_params": total_params,
+            "peak_memory_mb": 100.0,
+            "config": {
+                "backbone": {"name": backbone},
+                "method": {"name": method, "r": budget},
+                "task": {"name": task, **(task_cfg or {})},
+                "seed": seed,
+                "trainer": {"batch_size": 16, **(trainer or {})},
+                "apet": {"scale": apet_scale, "seed": seed},
+            },
+        },
+    )
     run.append_metrics({"step": 10, "dev_accuracy": score / 2})
     run.append_metrics({"step": 20, "dev_accuracy": score})
 
@@ -226,7 +245,9 @@ def test_runs_that_differ_in_more_than_the_seed_are_never_averaged(tmp_path):
     root = tmp_path / "mixed"
     for seed in range(3):
         write_run(root, f"full-data-{seed}", "lora", 100, seed, 0.95, trainer={"lr": 1e-3})
-        write_run(root, f"few-shot-{seed}", "lora", 100, seed, 0.40, trainer={"lr": 3e-4}, task_cfg={"k_shot": 16})
+        write_run(
+            root, f"few-shot-{seed}", "lora", 100, seed, 0.40, trainer={"lr": 3e-4}, task_cfg={"k_shot": 16}
+        )
     table = collect([root])
     stats = mean_std(table, ["task", "backbone", "method", "trainable_params"])
     assert sorted(stats["mean"].round(6)) == [0.4, 0.95] and set(stats["count"]) == {3}
@@ -247,13 +268,15 @@ def test_runs_at_other_precision_are_kept_apart(tmp_path):
         write_run(root, f"a-{seed}", "lora", 100, seed, 0.9)
         write_run(root, f"b-{seed}", "lora", 100, seed, 0.5)
         path = root / f"b-{seed}" / "result.json"
-        path.write_text(path.read_text().replace('"status": "COMPLETED"', '"precision": "bf16", "status": "COMPLETED"'))
+        path.write_text(
+            path.read_text().replace('"status": "COMPLETED"', '"precision": "bf16", "status": "COMPLETED"')
+        )
     stats = mean_std(collect([root]), ["task", "backbone", "method", "trainable_params"])
     assert sorted(stats["mean"].round(6)) == [0.5, 0.9] and stats.attrs["variant_keys"] == ["precision"]
 
 
 def test_bootstrap_counts_draws_that_reach_no_budget(tmp_path):
-    """At 100 params one seed of three carries the mean over the guess: about 30% of resamples reach nothing."""
+    """At 100 params one seed of three carries the mean over the guess: ~30% of resamples reach nothing."""
     root = tmp_path / "boot"
     for budget, scores in {10: [0.2, 0.2, 0.2], 100: [0.25, 0.25, 0.45]}.items():
         for seed, score in enumerate(scores):

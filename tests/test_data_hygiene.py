@@ -24,7 +24,7 @@ def _task(*overrides):
 
 
 def _task_alone(*overrides) -> TaskSpec:
-    """The task node as its spec, whatever backbone would run it (generation tasks need a text-to-text one)."""
+    """The task node as its spec, whatever backbone would run it (generation needs a text-to-text one)."""
     return TaskSpec(**OmegaConf.to_container(compose(list(overrides)).task, resolve=True))
 
 
@@ -54,9 +54,14 @@ def test_capped_splits_of_a_source_sorted_by_label_keep_its_label_mix(name, tmp_
     classes = 1 if generation else len(spec.label_words)
     per_class = 3 * (spec.max_eval_examples or spec.max_train_examples) // classes
     for split in set(spec.splits.values()):
-        rows = [{**{f: f"{split} {label} {i} text" for f in spec.fields},
-                 spec.label_field: f"summary {i}" if generation else label}
-                for label in range(classes) for i in range(per_class)]
+        rows = [
+            {
+                **{f: f"{split} {label} {i} text" for f in spec.fields},
+                spec.label_field: f"summary {i}" if generation else label,
+            }
+            for label in range(classes)
+            for i in range(per_class)
+        ]
         _jsonl(tmp_path / f"{split}.jsonl", rows)
     overrides = (f"task={name}", f"task.hf_path={tmp_path}", "task.hf_name=null")
     data = prepare_task(_task_alone(*overrides), seed=0)
@@ -64,7 +69,13 @@ def test_capped_splits_of_a_source_sorted_by_label_keep_its_label_mix(name, tmp_
         examples = getattr(data, split)
         if split == "test" and spec.max_eval_examples:
             assert len(examples) == spec.max_eval_examples
-        capped = spec.max_eval_examples if split == "test" else spec.max_train_examples if split == "train" else None
+        capped = (
+            spec.max_eval_examples
+            if split == "test"
+            else spec.max_train_examples
+            if split == "train"
+            else None
+        )
         if generation:  # no classes: a seeded sample from the whole split, not its first rows
             assert not capped or max(int(e["text"].split()[2]) for e in examples) >= len(examples)
             continue
@@ -82,26 +93,39 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_local_caps_are_stratified_on_a_file_sorted_by_label(tmp_path):
-    rows = [{"inputs": f"text {i}", "outputs": "neg" if i < 300 else "pos"} for i in range(400)]  # 3:1, sorted
+    rows = [
+        {"inputs": f"text {i}", "outputs": "neg" if i < 300 else "pos"} for i in range(400)
+    ]  # 3:1, sorted
     path = _jsonl(tmp_path / "sorted.jsonl", rows)
     test = _jsonl(tmp_path / "sorted_test.jsonl", [{**r, "inputs": "held out " + r["inputs"]} for r in rows])
     files = ("task=local", f"task.files.train={path}", f"task.files.test={test}", "task.dev_size=100")
     data = prepare_task(_task(*files, "task.max_eval_examples=40", "task.max_train_examples=80"), 0)
     assert Counter(e["label"] for e in data.test) == {0: 30, 1: 10}  # the first 40 would all be neg
     pool = Counter(e["label"] for e in prepare_task(_task(*files), 0).train)  # train after dev was carved
-    assert Counter(e["label"] for e in data.train) == {c: round(80 * n / pool.total()) for c, n in pool.items()}
+    assert Counter(e["label"] for e in data.train) == {
+        c: round(80 * n / pool.total()) for c, n in pool.items()
+    }
 
 
 def test_carved_splits_share_no_text_and_record_what_was_removed(tmp_path):
     base = [{"inputs": f"item number {i}", "outputs": ["neg", "pos"][i % 2]} for i in range(200)]
-    repeats = [{"inputs": f"  ITEM   number {i} ", "outputs": ["neg", "pos"][i % 2]} for i in range(0, 200, 4)]
+    repeats = [
+        {"inputs": f"  ITEM   number {i} ", "outputs": ["neg", "pos"][i % 2]} for i in range(0, 200, 4)
+    ]
     train = _jsonl(tmp_path / "train.jsonl", base + repeats)  # 50 repeats differing in case and spacing
-    test = _jsonl(tmp_path / "test.jsonl", [{"inputs": f"item number {i}", "outputs": ["neg", "pos"][i % 2]}
-                                           for i in range(190, 230)])  # 10 of these are in train too
-    data = prepare_task(_task("task=local", f"task.files.train={train}", f"task.files.test={test}",
-                              "task.dev_size=30"), seed=0)
+    test = _jsonl(
+        tmp_path / "test.jsonl",
+        [{"inputs": f"item number {i}", "outputs": ["neg", "pos"][i % 2]} for i in range(190, 230)],
+    )  # 10 of these are in train too
+    data = prepare_task(
+        _task("task=local", f"task.files.train={train}", f"task.files.test={test}", "task.dev_size=30"),
+        seed=0,
+    )
     assert data.stats["repeats_removed"] == 50 and data.stats["overlap_removed"] == 10
-    keys = {name: [text_key({"t": e["text"]}, ["t"]) for e in getattr(data, name)] for name in ("train", "dev", "test")}
+    keys = {
+        name: [text_key({"t": e["text"]}, ["t"]) for e in getattr(data, name)]
+        for name in ("train", "dev", "test")
+    }
     assert not set(keys["train"]) & set(keys["test"]) and not set(keys["train"]) & set(keys["dev"])
     assert not set(keys["dev"]) & set(keys["test"]) and len(set(keys["train"])) == len(keys["train"])
     assert len(data.train) == 200 - 10 - 30
@@ -113,7 +137,9 @@ def test_bbc_news_test_articles_are_not_in_train_and_headlines_split_alike():
     assert not any(text_key(e, ["text"]) in train for e in news.test + news.dev)
     assert news.stats["sizes"] == headlines.stats["sizes"] and news.stats["repeats_removed"] == 101
     assert [e["label"] for e in news.test] == [e["label"] for e in headlines.test]
-    assert all(h["text"] in n["text"] for n, h in zip(news.test, headlines.test))  # the same articles, in order
+    assert all(
+        h["text"] in n["text"] for n, h in zip(news.test, headlines.test)
+    )  # the same articles, in order
 
 
 class _Tokenizer:
@@ -140,14 +166,17 @@ def test_text_to_text_source_does_not_depend_on_the_gold_label(decoder_only):
     if decoder_only:
         assert len(encoded[0]["source"]) + max(len(c) for c in objective.candidates) <= 12
         scored = objective._pair_batch([encoded[0]["source"]] * 2, objective.candidates)["input_ids"]
-        assert scored[0, :len(encoded[0]["source"])].tolist() == scored[1, :len(encoded[0]["source"])].tolist()
+        assert (
+            scored[0, : len(encoded[0]["source"])].tolist() == scored[1, : len(encoded[0]["source"])].tolist()
+        )
 
 
 def test_integer_labels_in_a_local_file_are_words_not_indices(tmp_path):
     rows = [{"inputs": f"text {i}", "outputs": 1 + i % 3} for i in range(60)]  # classes 1, 2, 3
     train, test = _jsonl(tmp_path / "train.jsonl", rows[:30]), _jsonl(tmp_path / "test.jsonl", rows[30:])
-    data = prepare_task(_task("task=local", f"task.files.train={train}", f"task.files.test={test}",
-                              "task.dev_size=6"), 0)
+    data = prepare_task(
+        _task("task=local", f"task.files.train={train}", f"task.files.test={test}", "task.dev_size=6"), 0
+    )
     assert data.label_words == ["1", "2", "3"]
     assert data.stats["label_map"] == {"1": 0, "2": 1, "3": 2}
     by_text = {r["inputs"]: r["outputs"] for r in rows}
@@ -158,8 +187,18 @@ def test_integer_labels_in_a_local_file_are_words_not_indices(tmp_path):
 def test_index_labels_out_of_range_are_an_error(tmp_path):
     path = _jsonl(tmp_path / "ids.jsonl", [{"inputs": f"t{i}", "outputs": i % 3} for i in range(30)])
     with pytest.raises(DataError, match=r"label 2 is not a class id 0\.\.1"):
-        prepare_task(_task("task=local", f"task.files.train={path}", f"task.files.test={path}",
-                           "task.label_format=index", "task.label_words=[a,b]"), 0)
-    words = _task("task=local", f"task.files.train={path}", f"task.files.test={path}", "task.label_words=[a,b]")
+        prepare_task(
+            _task(
+                "task=local",
+                f"task.files.train={path}",
+                f"task.files.test={path}",
+                "task.label_format=index",
+                "task.label_words=[a,b]",
+            ),
+            0,
+        )
+    words = _task(
+        "task=local", f"task.files.train={path}", f"task.files.test={path}", "task.label_words=[a,b]"
+    )
     with pytest.raises(DataError, match=r"label 0 is not one of the label words \['a', 'b'\]"):
         prepare_task(words, 0)

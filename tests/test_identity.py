@@ -14,8 +14,14 @@ from petsweep.status import RunDir
 
 def test_resources_weight_and_data_locations_are_not_identity():
     base = compose([])
-    for change in ("backbone.resources.time_min=600", "backbone.resources.mem_gb=64", "backbone.resources.gpus=2",
-                   "backbone.path=/moved/weights", "backbone.package=other_pkg/model", "task.hf_path=/data/copy"):
+    for change in (
+        "backbone.resources.time_min=600",
+        "backbone.resources.mem_gb=64",
+        "backbone.resources.gpus=2",
+        "backbone.path=/moved/weights",
+        "backbone.package=other_pkg/model",
+        "task.hf_path=/data/copy",
+    ):
         assert run_hash(compose([change])) == run_hash(base), change
 
 
@@ -34,12 +40,21 @@ def test_local_files_count_by_content_not_path(tmp_path):
     shutil.copytree(tmp_path / "one", tmp_path / "moved")
 
     def digest(folder):
-        return run_hash(compose(["task=local", f"task.files.train={tmp_path}/{folder}/train.jsonl",
-                                 f"task.files.test={tmp_path}/{folder}/train.jsonl"]))
+        return run_hash(
+            compose(
+                [
+                    "task=local",
+                    f"task.files.train={tmp_path}/{folder}/train.jsonl",
+                    f"task.files.test={tmp_path}/{folder}/train.jsonl",
+                ]
+            )
+        )
 
     before = digest("one")
     assert digest("moved") == before
-    (tmp_path / "moved" / "train.jsonl").write_text(rows + json.dumps({"inputs": "new", "outputs": "a"}) + "\n")
+    (tmp_path / "moved" / "train.jsonl").write_text(
+        rows + json.dumps({"inputs": "new", "outputs": "a"}) + "\n"
+    )
     assert digest("moved") != before
 
 

@@ -1,4 +1,4 @@
-"""`petsweep plan` costs: calibrated from finished runs (training and evaluation), FLOPs per device otherwise."""
+"""`petsweep plan` costs: calibrated from finished runs (training and evaluation), else FLOPs per device."""
 
 from __future__ import annotations
 

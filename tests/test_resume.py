@@ -156,8 +156,8 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tiny, tmp_path
 
 
 def test_a_death_in_the_final_evaluation_leaves_no_duplicate_metric_rows(tiny, tmp_path, monkeypatch):
-    """No checkpoint at all (save_every beyond max_steps): the rerun starts over and must not append to the rows
-    the first attempt logged."""
+    """No checkpoint at all (save_every beyond max_steps): the rerun starts over and must not append to the
+    rows the first attempt logged."""
     from petsweep import train as training
 
     extra = ("trainer.max_steps=4", "trainer.eval_every=2", "trainer.save_every=100")

@@ -131,6 +131,8 @@ def test_a_queued_run_whose_job_left_the_queue_is_interrupted(slurm_cluster, tmp
         gone.set_status("QUEUED", slurm_job_id="999999")
         assert run_status(waiting.path) == QUEUED_S and run_status(gone.path) == INTERRUPTED
         subprocess.run(["scancel", held], check=True)
-        wait_for(lambda: run_status(waiting.path) == INTERRUPTED, timeout=30, what="the job to leave the queue")
+        wait_for(
+            lambda: run_status(waiting.path) == INTERRUPTED, timeout=30, what="the job to leave the queue"
+        )
     finally:
         subprocess.run(["scancel", held], check=False)

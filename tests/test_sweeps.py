@@ -82,7 +82,7 @@ def test_64_processes_write_records_into_one_sweep_dir(tmp_path):
 
 @pytest.mark.slow
 def test_cancel_stops_the_sweep_then_rerun_finishes(tiny_conf, tmp_path):
-    """Two runs running, two waiting in the pool: cancel stops the two and the pool starts neither of the others."""
+    """Two runs running, two waiting in the pool: cancel stops the two, and the pool starts neither other."""
     axes = ["backbone=tiny-bert", "seed=1,2,3,4", "trainer.max_steps=1500", "trainer.save_every=50",
             "trainer.eval_every=1000", "task.k_shot=40"]
     proc = subprocess.Popen([sys.executable, "run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]",
@@ -130,7 +130,9 @@ def test_a_run_whose_node_went_silent_is_relaunched_and_a_live_one_is_not(tiny_c
     for status_file, last_beat in ((silent, time.time() - 2 * STALE_AFTER_S), (beating, time.time())):
         run = RunDir(status_file.parent)
         run.result_file.unlink()
-        write_json(status_file, {"state": "RUNNING", "host": "node-that-died", "pid": 1, "updated": last_beat})
+        write_json(
+            status_file, {"state": "RUNNING", "host": "node-that-died", "pid": 1, "updated": last_beat}
+        )
         run.heartbeat_file.write_text(f"{last_beat}")
     assert run_status(silent.parent) == INTERRUPTED and run_status(beating.parent) == RUNNING_S
     again = sweep(tiny_conf, tmp_path, *axes)

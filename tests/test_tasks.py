@@ -72,7 +72,11 @@ def test_hf_source_reads_a_local_dataset_dir_with_load_dataset(tmp_path):
     _write_jsonl(tmp_path / "validation.jsonl", rows[:10])
     data = prepare_task(_task("task=rte", f"task.hf_path={tmp_path}", "task.hf_name=null", "task.dev_size=5"), 0)
     # the 10 validation (= test) rows are also in train: they leave train before dev is carved
-    assert len(data.train) == 25 and len(data.test) == 10 and data.label_words == ["entailment", "not_entailment"]
+    assert (
+        len(data.train) == 25
+        and len(data.test) == 10
+        and data.label_words == ["entailment", "not_entailment"]
+    )
     assert data.stats["overlap_removed"] == 10
 
 

@@ -99,13 +99,18 @@ def test_local_files_task_with_classes_from_the_data(tiny, tmp_path):
 
 def test_a_head_scores_another_label_set_only_through_an_explicit_mapping(tiny, tmp_path):
     """Same class count is not enough: sst2's negative/positive are not rte's entailment/not_entailment."""
-    rows = [{"inputs": f"{['awful', 'great'][i % 2]} thing {i}", "outputs": ["neg", "pos"][i % 2]} for i in range(80)]
+    rows = [
+        {"inputs": f"{['awful', 'great'][i % 2]} thing {i}", "outputs": ["neg", "pos"][i % 2]}
+        for i in range(80)
+    ]
     own = _local_files(tmp_path, "a", rows)
     renamed = [{**r, "outputs": {"neg": "z_bad", "pos": "a_good"}[r["outputs"]]} for r in rows]  # order flips
     other = (*_local_files(tmp_path, "b", renamed), "task.dev_size=20")
     cfg = compose(tiny("encoder", "task=local", *own, "task.k_shot=null", "task.test_size=null"))
     result = run(cfg)
-    with pytest.raises(ConfigError, match=r"\['a_good', 'z_bad'\] are not the head's \['neg', 'pos'\].*--label-map"):
+    with pytest.raises(
+        ConfigError, match=r"\['a_good', 'z_bad'\] are not the head's \['neg', 'pos'\].*--label-map"
+    ):
         evaluate_transfer(run_dir(cfg), "local", other)
     with pytest.raises(ConfigError, match="--label-map"):
         evaluate_transfer(run_dir(cfg), "local", other, label_map={"a_good": "pos", "z_bad": "pos"})

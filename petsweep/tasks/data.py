@@ -42,18 +42,26 @@ def prepare_task(spec: TaskSpec, seed: int) -> TaskData:
     if spec.source == "files" and spec.kind == "classification" and not spec.label_words:
         spec.label_words = _words_from_data(raw.get(spec.splits["train"], []), spec.label_field)
     rows, removed = _assign_splits(spec, raw)
-    examples = {name: [_example(spec, row, name, i) for i, row in enumerate(split)] for name, split in rows.items()}
+    examples = {
+        name: [_example(spec, row, name, i) for i, row in enumerate(split)] for name, split in rows.items()
+    }
     stratify = spec.kind == "classification"
     if spec.k_shot:
         examples["train"] = _k_shot(examples["train"], spec, seed)
     # caps are seeded (split seed), stratified samples: never the first rows of a source sorted by label
-    examples["train"] = hygiene.sample(examples["train"], spec.max_train_examples, [spec.split_seed, 4], stratify)
+    examples["train"] = hygiene.sample(
+        examples["train"], spec.max_train_examples, [spec.split_seed, 4], stratify
+    )
     for offset, name in enumerate(("dev", "test")):
-        examples[name] = hygiene.sample(examples[name], spec.max_eval_examples, [spec.split_seed, 5 + offset], stratify)
+        examples[name] = hygiene.sample(
+            examples[name], spec.max_eval_examples, [spec.split_seed, 5 + offset], stratify
+        )
     if not examples["train"] or not examples["test"]:
-        raise DataError(f"task={spec.name}: empty train or test split after removing {removed['repeats_removed']} "
-                        f"repeated texts and {removed['overlap_removed']} texts of another split; check task.splits "
-                        f"/ task.files")
+        raise DataError(
+            f"task={spec.name}: empty train or test split after removing {removed['repeats_removed']} "
+            f"repeated texts and {removed['overlap_removed']} texts of another split; check task.splits "
+            f"/ task.files"
+        )
     rng = np.random.default_rng([spec.split_seed, 1])
     subset = sorted(rng.permutation(len(examples["train"]))[: spec.train_eval_size].tolist())
     return TaskData(
@@ -79,12 +87,16 @@ def _stats(spec: TaskSpec, examples: dict[str, list[dict]], removed: dict[str, i
     if spec.kind == "classification":
         stats["label_format"] = spec.label_format
         stats["label_map"] = {str(w): i for i, w in enumerate(spec.label_words)}
-        stats["class_counts"] = {name: [Counter(e["label"] for e in split).get(i, 0)
-                                        for i in range(len(spec.label_words))] for name, split in examples.items()}
+        stats["class_counts"] = {
+            name: [Counter(e["label"] for e in split).get(i, 0) for i in range(len(spec.label_words))]
+            for name, split in examples.items()
+        }
     return stats
 
 
-def _assign_splits(spec: TaskSpec, raw: dict[str, list[dict]]) -> tuple[dict[str, list[dict]], dict[str, int]]:
+def _assign_splits(
+    spec: TaskSpec, raw: dict[str, list[dict]]
+) -> tuple[dict[str, list[dict]], dict[str, int]]:
     """Map source splits to train/dev/test, carving missing ones from train with the fixed split seed.
 
     Repeated texts (by task.dedupe_fields) are removed from train before anything is carved, and no text of
@@ -103,7 +115,9 @@ def _assign_splits(spec: TaskSpec, raw: dict[str, list[dict]]) -> tuple[dict[str
             given[name] = list(raw[source_name])
     removed = {"repeats_removed": 0, "overlap_removed": 0}
     if "dev" in given and "test" in given:
-        given["dev"], dropped = hygiene.drop_repeats(given["dev"], fields, hygiene.keys_of(given["test"], fields))
+        given["dev"], dropped = hygiene.drop_repeats(
+            given["dev"], fields, hygiene.keys_of(given["test"], fields)
+        )
         removed["overlap_removed"] += dropped
     pool, repeats = hygiene.drop_repeats(list(raw[train_name]), fields)
     removed["repeats_removed"] = repeats
@@ -140,8 +154,9 @@ def _k_shot(examples: list[dict], spec: TaskSpec, seed: int) -> list[dict]:
 
 
 def _label_id(spec: TaskSpec, row: dict, split: str, index: int) -> int:
-    """A row's class id. Labels are words looked up among task.label_words, unless task.label_format=index says
-    they are class ids 0..C-1 (integers, booleans or digit strings); a value that is neither is an error."""
+    """A row's class id. Labels are words looked up among task.label_words, unless task.label_format=index
+    says they are class ids 0..C-1 (integers, booleans or digit strings); a value that is neither is an
+    error."""
     value = row[spec.label_field]
     words = [str(w) for w in spec.label_words]
     if spec.label_format == "index":
@@ -155,7 +170,9 @@ def _label_id(spec: TaskSpec, row: dict, split: str, index: int) -> int:
     else:
         if str(value) in words:
             return words.index(str(value))
-        expected = f"one of the label words {words} (task.label_words; task.label_format=index reads class ids)"
+        expected = (
+            f"one of the label words {words} (task.label_words; task.label_format=index reads class ids)"
+        )
     raise DataError(f"task={spec.name} split {split} row {index + 1}: label {value!r} is not {expected}")
 
 

@@ -34,7 +34,7 @@ class TaskSpec:
         metric: the main metric (selection and result score); metrics: every metric reported.
         max_length, target_max_length: token budgets of input and target.
         dev_size, test_size: examples carved from train when the source has no such split.
-        split_seed: seed of those carvings and of capped samples (fixed, so every run of a sweep sees the same splits).
+        split_seed: seed of those carvings and of capped samples (fixed: every run of a sweep sees one split).
         dedupe_fields: the fields whose normalised text identifies a row when repeats are removed before
             splitting (null: `fields`); tasks built on the same corpus name the same ones to split alike.
         k_shot: keep k training examples per class (seeded by the run seed); null keeps all.
@@ -76,7 +76,9 @@ class TaskSpec:
         if self.label_mapping_type not in MAPPINGS:
             raise ConfigError("task.label_mapping_type", self.label_mapping_type, f"choose one of: {', '.join(MAPPINGS)}")
         if self.label_format not in LABEL_FORMATS:
-            raise ConfigError("task.label_format", self.label_format, f"choose one of: {', '.join(LABEL_FORMATS)}")
+            raise ConfigError(
+                "task.label_format", self.label_format, f"choose one of: {', '.join(LABEL_FORMATS)}"
+            )
         if self.template != "plain" and self.template not in self.templates:
             raise ConfigError("task.template", self.template, f"choose one of: {', '.join(['plain', *self.templates])}")
         if self.kind == "classification" and len(self.label_words) < 2 and self.source != "files":
@@ -87,7 +89,9 @@ class TaskSpec:
         self._check_template_fields()
         for key in ("max_train_examples", "max_eval_examples"):
             if getattr(self, key) is not None and getattr(self, key) < 1:
-                raise ConfigError(f"task.{key}", getattr(self, key), "must be a positive number of examples or null")
+                raise ConfigError(
+                    f"task.{key}", getattr(self, key), "must be a positive number of examples or null"
+                )
 
     def _check_template_fields(self) -> None:
         template = self.template_string()

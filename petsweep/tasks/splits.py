@@ -20,7 +20,7 @@ def text_key(row: dict, fields: list[str]) -> str:
 
 
 def drop_repeats(rows: list[dict], fields: list[str], seen: set[str] | None = None) -> tuple[list[dict], int]:
-    """Keep the first occurrence of each text (and none already in `seen`); returns (rows kept, rows removed)."""
+    """Keep the first occurrence of each text (none already in `seen`); returns (rows kept, rows removed)."""
     seen = set() if seen is None else set(seen)
     kept = []
     for row in rows:
@@ -60,6 +60,10 @@ def sample(examples: list[dict], n: int | None, seed_parts: list[int], stratify:
     else:
         classes = sorted({e["label"] for e in examples})
         members = [[i for i, e in enumerate(examples) if e["label"] == c] for c in classes]
-        chosen = np.concatenate([rng.choice(m, size=q, replace=False)
-                                 for m, q in zip(members, _quotas([len(m) for m in members], n))])
+        chosen = np.concatenate(
+            [
+                rng.choice(m, size=q, replace=False)
+                for m, q in zip(members, _quotas([len(m) for m in members], n))
+            ]
+        )
     return [examples[i] for i in sorted(chosen.tolist())]
