@@ -34,7 +34,8 @@ def mean_std(
     """
     done, keys = with_variants(table, by, pool)
     stats = done.groupby([*by, "variant"], dropna=False)[value].agg(["mean", "std", "count"]).reset_index()
-    stats.attrs["variant_keys"], stats.attrs["note"] = keys, pooled_note(keys, stats["count"], pool)
+    stats.attrs["variant_keys"] = keys
+    stats.attrs["note"] = pooled_note(keys, stats["count"], pool, seeds_in=table.columns)
     return stats
 
 
@@ -162,7 +163,7 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 0.9 * len(stats)), FIGSIZE[1]))
     ax.bar([label(m, v) for m, v in zip(stats["method"], stats["variant"])], stats["mean"],
            yerr=stats["std"].fillna(0), capsize=4)
-    ax.tick_params(axis="x", labelrotation=30, labelsize=7)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor", fontsize=7)
     ax.set(ylabel="train-subset score - test score", title="generalization gap")
     return save_figure(fig, path, stats.attrs["note"])
 
@@ -194,7 +195,7 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
                 ax.annotate("", (xi, beyond * 1.6), (xi, beyond), arrowprops={"arrowstyle": "->",
                             "color": bars[0].get_color()})
     ax.axhline(beyond, color="grey", linestyle=":", linewidth=0.8)
-    ax.annotate("not reached", (x[-1] + 0.3, beyond), fontsize=7, color="grey", va="bottom", ha="right")
+    ax.annotate("not reached", (x[0] - 0.2, beyond), fontsize=7, color="grey", va="bottom", ha="left")
     ax.set(yscale="log", ylabel="tunable parameters", xticks=x)
     ax.set_xticklabels(labels, fontsize=7)
     ax.legend(fontsize=8, loc="lower right")
@@ -226,7 +227,8 @@ def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
         ax.plot(rows_m["step"], rows_m["mean"], marker="o", label=method)
     ax.set(xlabel="training step", ylabel="dev score", title="convergence")
     ax.legend(fontsize=7)
-    return save_figure(fig, path, pooled_note(keys, curves["count"]).replace("mean ± std", "mean"))
+    note = pooled_note(keys, curves["count"], seeds_in=table.columns).replace("mean ± std", "mean")
+    return save_figure(fig, path, note)
 
 
 def plot_memory(table: pd.DataFrame, path: Path) -> Path:

@@ -80,19 +80,20 @@ def with_variants(
     if keys:
         text = _as_text(done, keys)
         shown = _label_keys(text, keys)
-        done["variant"] = text.apply(
-            lambda row: ", ".join(f"{short_name(k)}={row[k]}" for k in shown), axis=1
+        done["variant"] = text.apply(  # a key the run does not have (LoRA's r on BitFit) is not named
+            lambda row: ", ".join(f"{short_name(k)}={row[k]}" for k in shown if row[k] != NO_VALUE), axis=1
         )
     else:
         done["variant"] = ""
     return done, keys
 
 
-def pooled_note(keys: list[str], counts: pd.Series, pool: tuple[str, ...] = ()) -> str:
-    """One line for a caption: what each point averages over, and what was kept apart."""
+def pooled_note(keys: list[str], counts: pd.Series, pool: tuple[str, ...] = (), seeds_in=SEEDS) -> str:
+    """One line for a caption: what each point averages over (the seed columns among `seeds_in`, and
+    `pool`), and what was kept apart."""
     low, high = (int(counts.min()), int(counts.max())) if len(counts) else (0, 0)
     n = f"{low}" if low == high else f"{low}-{high}"
-    pooled = ", ".join(short_name(c) for c in (*SEEDS, *pool))
+    pooled = ", ".join(short_name(c) for c in (*[s for s in SEEDS if s in set(seeds_in)], *pool)) or "nothing"
     note = f"mean ± std over {n} runs per point, pooled over {pooled} only"
     if keys:
         note += f"; kept apart: {', '.join(short_name(k) for k in keys)}"

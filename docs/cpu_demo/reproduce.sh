@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces docs/cpu_demo from scratch on a CPU (about 45 minutes on 2 cores): the demo sweep (three presets,
+# Reproduces docs/cpu_demo from scratch on a CPU (about 20 minutes on 2 cores): the demo sweep (three presets,
 # one sweep dir), transfer evaluation both ways between BBC articles and headlines, the table and the figures.
 # Re-running it resumes: COMPLETED runs and existing transfer scores are kept, not recomputed.
 # Usage: ./install.sh && docs/cpu_demo/reproduce.sh [runs_root]      (default runs_root: runs)
