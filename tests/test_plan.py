@@ -17,8 +17,9 @@ def _planned(overrides: list[str]):
     return runs
 
 
-def test_cpu_runs_are_costed_at_a_cpu_rate_not_a_gpu_one():
-    [planned] = _planned([])  # the default job: MiniLM-L6, 100 LoRA steps on CPU, measured at 40-80 s
+def test_cpu_runs_are_costed_at_a_cpu_rate_not_a_gpu_one(tmp_path):
+    # the default job (MiniLM-L6, 100 LoRA steps on CPU, measured at 40-80 s), with no finished run beside it
+    [planned] = _planned([f"paths.runs_root={tmp_path}"])
     assert device_kind(planned.cfg) == "cpu" and planned.extra["guess"]
     assert 10 < planned.extra["hours"] * 3600 < 600, planned.extra  # was 0.0000 h at a GPU's FLOP/s
 
