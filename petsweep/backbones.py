@@ -78,13 +78,28 @@ class BackboneSpec:
         return "(?:" + "|".join(patterns) + ")"
 
 
+def untied_t5(spec: BackboneSpec) -> bool:
+    """T5 v1.1 and its kin: a separate lm_head, which transformers 5.x would tie away (see t5_untied)."""
+    return spec.model_type == "t5" and spec.family == "encoder_decoder" and \
+        spec.arch.get("tie_word_embeddings") is False
+
+
 def _auto_class(spec: BackboneSpec):
     import transformers as tf
 
     family = spec.family
     if family == "encoder":
         return tf.AutoModel if spec.pooling == "mean" else tf.AutoModelForSequenceClassification
+    if untied_t5(spec):
+        from petsweep.t5_untied import UntiedT5ForConditionalGeneration
+
+        return UntiedT5ForConditionalGeneration
     return tf.AutoModelForSeq2SeqLM if family == "encoder_decoder" else tf.AutoModelForCausalLM
+
+
+def _from_config(cls, config) -> nn.Module:
+    """Auto classes build with from_config, concrete model classes with _from_config."""
+    return cls.from_config(config) if hasattr(cls, "_model_mapping") else cls._from_config(config)
 
 
 def _layer_override(spec: BackboneSpec) -> dict:
@@ -124,7 +139,7 @@ def build_on_meta(spec: BackboneSpec, num_labels: int | None = None) -> nn.Modul
     config = AutoConfig.for_model(spec.model_type, **{**spec.arch, **_layer_override(spec)},
                                   **head_kwargs(spec, num_labels))
     with torch.device("meta"):
-        return _with_head(spec, _auto_class(spec).from_config(config), num_labels)
+        return _with_head(spec, _from_config(_auto_class(spec), config), num_labels)
 
 
 def _package_dir(spec: BackboneSpec) -> Path:

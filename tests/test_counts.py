@@ -27,6 +27,12 @@ PUBLISHED_TOTALS = {  # unique parameters; tied input/output embeddings counted 
     "t5-base": 222_903_552,  # encoder/decoder embeddings and lm_head share one matrix
     "llama2-7b": 6_738_415_616,
     "smollm2-135m": 134_515_008,  # tied
+    # T5 v1.1: encoder and decoder share the input embedding, lm_head is its own (transformers 5.x would tie it)
+    "t5-v1_1-small": 76_961_152,
+    "t5-v1_1-base": 247_577_856,
+    "t5-v1_1-large": 783_150_080,
+    "t5-v1_1-xl": 2_849_757_184,
+    "t5-v1_1-xxl": 11_135_332_352,
 }
 
 
