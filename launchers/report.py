@@ -22,14 +22,14 @@ def trainable_counts(runs: list[PlannedRun]) -> None:
     """Fill run.extra with parameter counts (meta device), one model build per distinct config."""
     from petsweep.backbones import build_on_meta
     from petsweep.config import resolve_run
-    from petsweep.params import apply_method
+    from petsweep.params import attach_method
 
     cache: dict[str, dict] = {}
     for run in runs:
         key = _count_key(run.cfg)
         if key not in cache:
             spec = resolve_run(run.cfg)
-            _, _, counts = apply_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
+            _, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
             cache[key] = counts.as_dict()
         run.extra.update(cache[key])
 

@@ -22,7 +22,7 @@ from petsweep.config import RunSpec, resolve_run
 from petsweep.errors import PetsweepError, RunCancelled
 from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.objectives import make_objective
-from petsweep.params import apply_method
+from petsweep.params import attach_method
 from petsweep.seeding import seed_everything
 from petsweep.status import (
     CANCELLED,
@@ -140,7 +140,7 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
 
     data = prepare_task(spec.task, spec.seed)
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
-    model, head_names, counts = apply_method(model, spec)
+    attached, counts = attach_method(model, spec)
     load_s = time.time() - started
     log.info("%s: trainable %d of %d (pet %d)", run_slug(cfg), counts.trainable_params, counts.total_params,
              counts.pet_params)
@@ -150,8 +150,9 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
                       OmegaConf.to_container(cfg, resolve=True))
     from petsweep.train import train  # torch-heavy; imported once the run is known to be valid
 
-    outcome = train(spec, run_path, model, make_objective(spec.backbone.family, spec.task, data, tokenizer),
-                    data, head_names, tracker, counts.total_params)
+    outcome = train(spec, run_path, attached.model,
+                    make_objective(spec.backbone.family, spec.task, data, tokenizer), data, attached.groups,
+                    tracker, counts.total_params)
     save_file(outcome.pop("best_weights"), run_path.path / "pet_weights.safetensors")
     process_start = provenance.process_start_time()
     first_step_at = outcome.pop("first_step_at")

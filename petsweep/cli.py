@@ -90,10 +90,10 @@ def count(overrides: list[str]) -> dict:
     """Parameter counts of a composed run, from the backbone YAML's dimensions on the meta device."""
     from petsweep.backbones import build_on_meta
     from petsweep.config import compose, resolve_run
-    from petsweep.params import apply_method
+    from petsweep.params import attach_method
 
     spec = resolve_run(compose(overrides))
-    _, _, counts = apply_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
+    _, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
     return {"backbone": spec.backbone.name, "method": spec.method.config.name, "task": spec.task.name,
             **counts.as_dict()}
 

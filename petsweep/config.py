@@ -99,9 +99,11 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         raise ConfigError("apet.scale", data["apet"]["scale"], "APET is not available in this version yet; use apet=none")
     if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
         raise ConfigError("seed", data["seed"], "must be an integer")
+    method = build_method(data["method"])
+    method.check(backbone)
     return RunSpec(
         backbone=backbone,
-        method=build_method(data["method"]),
+        method=method,
         task=task,
         trainer=_typed(TrainerConfig, dict(data["trainer"]), "trainer"),
         deepspeed=_typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed"),

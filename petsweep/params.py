@@ -4,6 +4,8 @@
   included), counted before the method adds anything.
 - pet_params: parameters the method trains (new modules, or the backbone subset it unfreezes).
 - trainable_params: everything the optimizer updates: pet_params plus a trained task head.
+
+All three come from the parameter groups a method returns (by object), never from names or requires_grad.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from torch import nn
+
+from petsweep.methods.base import AttachContext, Attached, ParamGroup
 
 
 @dataclass
@@ -25,40 +29,52 @@ class ParamCounts:
         return asdict(self)
 
 
-def count_backbone(model: nn.Module, head_names: set[str]) -> ParamCounts:
-    """Counts of the untouched model (call before the method is applied)."""
-    params = dict(model.named_parameters())  # named_parameters() already lists a tied weight once
+def count_backbone(model: nn.Module, head: list[nn.Parameter]) -> ParamCounts:
+    """Counts of the untouched model (before the method attaches); `head`: the task head's parameters."""
+    params = list(model.parameters())  # parameters() lists a tied weight once
     embedding = model.get_input_embeddings()
     embedding_numel = embedding.weight.numel() if embedding is not None else 0
-    head = sum(p.numel() for n, p in params.items() if n in head_names)
-    total = sum(p.numel() for p in params.values()) - head
-    return ParamCounts(total_params=total, nonembedding_params=total - embedding_numel, head_params=head)
+    head_numel = sum(p.numel() for p in head)
+    total = sum(p.numel() for p in params) - head_numel
+    return ParamCounts(total_params=total, nonembedding_params=total - embedding_numel, head_params=head_numel)
 
 
-def count_trainable(model: nn.Module, head_names: set[str], counts: ParamCounts) -> ParamCounts:
-    """Fill pet_params and trainable_params from `requires_grad` after the method (and head) are set."""
-    trainable = {n: p.numel() for n, p in model.named_parameters() if p.requires_grad}
-    counts.trainable_params = sum(trainable.values())
-    counts.pet_params = sum(v for n, v in trainable.items() if n not in head_names)
-    return counts
+def _check_disjoint(groups) -> None:
+    seen: dict[int, str] = {}
+    for group in groups:
+        for param in group.params:
+            if id(param) in seen:
+                raise ValueError(f"a parameter is in two groups ({seen[id(param)]!r} and {group.name!r})")
+            seen[id(param)] = group.name
 
 
-def apply_method(model: nn.Module, spec) -> tuple[nn.Module, set[str], ParamCounts]:
-    """Apply the run's PET method and set the task head's trainability; count before and after.
+def attach_method(model: nn.Module, spec) -> tuple[Attached, ParamCounts]:
+    """Attach the run's PET method, set trainability from its groups (plus the head's), and count.
+
+    The task head is resolved by object before the method runs; every parameter outside the returned groups
+    is frozen.
 
     Args:
         model: the backbone with its task head, real or on the meta device.
         spec: the validated run (petsweep.config.RunSpec).
 
     Returns:
-        (the model to train, names of the head's parameters, the filled ParamCounts).
+        (the attached model and its groups, the head's group last; the filled ParamCounts).
     """
     from petsweep.backbones import head_parameter_names
 
-    head_names = head_parameter_names(model, spec.backbone)
-    counts = count_backbone(model, head_names)
-    model = spec.method.apply(model, spec.backbone)
-    for name, param in model.named_parameters():
-        if name in head_names:
-            param.requires_grad_(spec.method.config.train_head)
-    return model, head_names, count_trainable(model, head_names, counts)
+    names = head_parameter_names(model, spec.backbone)
+    head = [p for n, p in model.named_parameters() if n in names]
+    counts = count_backbone(model, head)
+    for param in model.parameters():
+        param.requires_grad_(False)
+    attached = spec.method.attach(model, AttachContext(backbone=spec.backbone, head=head))
+    counts.pet_params = sum(p.numel() for g in attached.groups for p in g.params)
+    if head and spec.method.config.train_head:
+        attached.groups.append(ParamGroup("head", head, spec.trainer.head_lr or spec.method.config.lr))
+    _check_disjoint(attached.groups)
+    for group in attached.groups:
+        for param in group.params:
+            param.requires_grad_(True)
+    counts.trainable_params = sum(p.numel() for g in attached.groups for p in g.params)
+    return attached, counts

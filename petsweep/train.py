@@ -22,6 +22,7 @@ from torch import nn
 from petsweep import checkpoint, preemption
 from petsweep.config import RunSpec, TrainerConfig
 from petsweep.distributed import make_stepper
+from petsweep.methods.base import ParamGroup
 from petsweep.objectives import Objective
 from petsweep.status import RunDir
 from petsweep.tasks import TaskData
@@ -59,22 +60,16 @@ def use_bf16(trainer: TrainerConfig, device: torch.device) -> bool:
     return trainer.precision == "bf16"
 
 
-def build_optimizer(model: nn.Module, spec: RunSpec, head_names: set[str]) -> torch.optim.AdamW:
-    """AdamW with the method's groups (methods may have several learning rates) plus the head's group.
-
-    Weight decay applies to matrices only, never to biases and norm gains.
-    """
-    trainable = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
-    groups = spec.method.param_groups([p for n, p in trainable if n not in head_names])
-    head = [p for n, p in trainable if n in head_names]
-    if head:
-        groups.append({"params": head, "lr": spec.trainer.head_lr or spec.method.config.lr})
+def build_optimizer(groups: list[ParamGroup], trainer: TrainerConfig) -> torch.optim.AdamW:
+    """AdamW over the method's groups and the head's, each split into decayed matrices and undecayed
+    vectors (weight decay never applies to biases and norm gains); optimizer groups carry stable names."""
     split = []
     for group in groups:
         for decay in (True, False):
-            params = [p for p in group["params"] if (p.ndim >= 2) == decay]
+            params = [p for p in group.params if (p.ndim >= 2) == decay]
             if params:
-                split.append({**group, "params": params, "weight_decay": spec.trainer.weight_decay if decay else 0.0})
+                split.append({"name": f"{group.name}/{'decay' if decay else 'no_decay'}", "params": params,
+                              "lr": group.lr, "weight_decay": trainer.weight_decay if decay else 0.0})
     return torch.optim.AdamW(split)
 
 
@@ -134,7 +129,7 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, data: TaskData,
-          head_names: set[str], tracker: Tracker, total_params: int) -> dict:
+          groups: list[ParamGroup], tracker: Tracker, total_params: int) -> dict:
     """Train, select the best dev checkpoint, score test and the train subset; returns the summary."""
     trainer, metric = spec.trainer, spec.task.metric
     device = pick_device(trainer)
@@ -142,7 +137,7 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
     model.to(device).train()
     train_set = objective.encode(data.train)
     dev_set, test_set = objective.encode(data.dev), objective.encode(data.test)
-    optimizer = build_optimizer(model, spec, head_names)
+    optimizer = build_optimizer(groups, trainer)
     scheduler = build_scheduler(optimizer, trainer)
     stepper, zero = make_stepper(model, optimizer, scheduler, trainer, spec.deepspeed, total_params, bf16)
     progress, best = Progress(), None

@@ -113,7 +113,7 @@ def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, hea
     """Load the run's trained model, score the target task's test split, write transfer/<task>.json."""
     from petsweep.backbones import load_pretrained
     from petsweep.objectives import make_objective
-    from petsweep.params import apply_method
+    from petsweep.params import attach_method
     from petsweep.seeding import seed_everything
     from petsweep.tasks import prepare_task
     from petsweep.train import evaluate, pick_device, use_bf16
@@ -122,7 +122,7 @@ def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, hea
     seed_everything(source.seed)
     data = prepare_task(target.task, source.seed)
     model, tokenizer = load_pretrained(source.backbone, source.task.num_labels)
-    model, _, _ = apply_method(model, source)
+    model = attach_method(model, source)[0].model
     load_trainable(model, load_file(run_dir / "pet_weights.safetensors"))
     device = pick_device(source.trainer)
     model.to(device)

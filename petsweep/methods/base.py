@@ -1,14 +1,19 @@
-"""The small contract every PET method fulfils, and the registry that finds them."""
+"""The contract every PET method fulfils, and the registry that finds them.
+
+A method attaches to a model and returns the groups of parameters it trains, identified by object
+(`Attached`); the framework (petsweep.params.attach_method) freezes everything else, adds the task head as a
+group of its own, and counts parameters from the groups. Nothing reads trainability back from names.
+"""
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from petsweep.backbones import BackboneSpec
+from petsweep.backbones import FAMILIES, BackboneSpec
 from petsweep.errors import ConfigError
 from petsweep.registry import Registry
 
@@ -30,30 +35,79 @@ class MethodConfig:
     train_head: bool = True
 
 
-class PETMethod:
-    """Base class: turn a pretrained model into one whose trainable parameters are the method's.
+@dataclass
+class ParamGroup:
+    """Parameters trained together at one learning rate, named stably (optimizer groups carry the name)."""
 
-    Subclasses set `Config` and implement `apply`; `apply` must leave `requires_grad` True on exactly
-    the method's parameters (the caller adds the task head), so that accounting, optimisation and
-    checkpointing need no knowledge of the method.
+    name: str
+    params: list[nn.Parameter]
+    lr: float
+
+
+@dataclass
+class AttachContext:
+    """What a method is told about the model it attaches to.
+
+    Attributes:
+        backbone: the backbone's spec (family, module map, ...).
+        head: the parameters of the task head petsweep added (encoders), resolved by object before the
+            method runs, so a method that wraps or renames the model cannot lose or copy it. Methods never
+            train these; the framework adds them as the `head` group when `train_head` is set.
+    """
+
+    backbone: BackboneSpec
+    head: list[nn.Parameter] = field(default_factory=list)
+
+    def is_head(self, param: nn.Parameter) -> bool:
+        return any(param is p for p in self.head)
+
+
+@dataclass
+class Attached:
+    """A method on a model: the model to run (it may wrap the backbone) and the groups it trains.
+
+    The groups are the only source of trainability: the framework freezes every other parameter.
+    """
+
+    model: nn.Module
+    groups: list[ParamGroup]
+
+
+class PETMethod:
+    """Base class: attach a method to a pretrained model and say, by object, which parameters it trains.
+
+    Subclasses set `Config` (and `families` if not every family can take them) and implement `attach`.
+    `attach` must work on the meta device (that is how counts are made) and must not train the task head.
     """
 
     Config: type[MethodConfig] = MethodConfig
+    families: tuple[str, ...] = FAMILIES
 
     def __init__(self, config: MethodConfig):
         self.config = config
 
-    def apply(self, model: nn.Module, backbone: BackboneSpec) -> nn.Module:
+    def check(self, backbone: BackboneSpec) -> None:
+        """Refuse a backbone this method cannot take, with one line (called when a run is validated)."""
+        if backbone.family not in self.families:
+            raise ConfigError("method", self.config.name, f"supports {', '.join(self.families)} backbones; "
+                              f"{backbone.name} is {backbone.family}")
+
+    def attach(self, model: nn.Module, ctx: AttachContext) -> Attached:
         raise NotImplementedError
 
-    def param_groups(self, pet: list[nn.Parameter]) -> list[dict]:
-        """Optimizer groups for the method's parameters; methods with several learning rates override."""
-        return [{"params": pet, "lr": self.config.lr}]
+    def group(self, params, name: str = "method", lr: float | None = None) -> ParamGroup:
+        """One group of the method's parameters at its learning rate (or `lr`)."""
+        return ParamGroup(name=name, params=list(params), lr=self.config.lr if lr is None else lr)
 
 
-def freeze_all(model: nn.Module) -> None:
-    for p in model.parameters():
-        p.requires_grad_(False)
+def backbone_params(model: nn.Module, ctx: AttachContext) -> list[tuple[str, nn.Parameter]]:
+    """The model's parameters other than the task head, with their names, in the model's order."""
+    return [(n, p) for n, p in model.named_parameters() if not ctx.is_head(p)]
+
+
+def new_params(model: nn.Module, before: set[int]) -> list[nn.Parameter]:
+    """Parameters that did not exist when `before` (ids) was taken: what an injected module added."""
+    return [p for p in model.parameters() if id(p) not in before]
 
 
 def build_method(node: DictConfig | dict) -> PETMethod:

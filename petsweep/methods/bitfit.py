@@ -3,7 +3,7 @@
 from dataclasses import dataclass
 
 from petsweep.errors import ConfigError
-from petsweep.methods.base import METHODS, MethodConfig, PETMethod, freeze_all
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, backbone_params
 
 
 @dataclass
@@ -15,12 +15,9 @@ class BitFitConfig(MethodConfig):
 class BitFitMethod(PETMethod):
     Config = BitFitConfig
 
-    def apply(self, model, backbone):
-        freeze_all(model)
-        biases = [p for n, p in model.named_parameters() if n.endswith(".bias")]
+    def attach(self, model, ctx):
+        biases = [p for n, p in backbone_params(model, ctx) if n.endswith(".bias")]
         if not biases:
             # T5 and Llama have no biases; adding them changes the architecture (a later method option).
-            raise ConfigError("method", "bitfit", f"backbone {backbone.name} has no bias parameters to tune")
-        for p in biases:
-            p.requires_grad_(True)
-        return model
+            raise ConfigError("method", "bitfit", f"backbone {ctx.backbone.name} has no bias parameters to tune")
+        return Attached(model, [self.group(biases)])

@@ -2,7 +2,7 @@
 
 from dataclasses import dataclass
 
-from petsweep.methods.base import METHODS, MethodConfig, PETMethod
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, backbone_params
 
 
 @dataclass
@@ -14,7 +14,5 @@ class FullConfig(MethodConfig):
 class FullMethod(PETMethod):
     Config = FullConfig
 
-    def apply(self, model, backbone):
-        for p in model.parameters():
-            p.requires_grad_(True)
-        return model
+    def attach(self, model, ctx):
+        return Attached(model, [self.group(p for _, p in backbone_params(model, ctx))])

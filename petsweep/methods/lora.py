@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from peft import LoraConfig, inject_adapter_in_model
 
-from petsweep.methods.base import METHODS, MethodConfig, PETMethod
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, new_params
 
 
 @dataclass
@@ -27,10 +27,12 @@ class LoRAConfig(MethodConfig):
 class LoRAMethod(PETMethod):
     Config = LoRAConfig
 
-    def apply(self, model, backbone):
+    def attach(self, model, ctx):
         c = self.config
         config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
-                            target_modules=backbone.module_regex(list(c.targets), "method.targets"))
-        # inject_adapter_in_model keeps the model's own class (generate, base_model, ...) and leaves only
-        # the LoRA weights trainable.
-        return inject_adapter_in_model(config, model)
+                            target_modules=ctx.backbone.module_regex(list(c.targets), "method.targets"))
+        before = {id(p) for p in model.parameters()}
+        # inject_adapter_in_model keeps the model's own class (generate, base_model, ...) and its parameter
+        # objects; the LoRA matrices are the parameters it adds
+        model = inject_adapter_in_model(config, model)
+        return Attached(model, [self.group(new_params(model, before))])

@@ -1,0 +1,94 @@
+"""The method contract, checked for every registered method on a tiny model of each family.
+
+A method added to the registry is covered here without editing this file: its groups are the only trainable
+parameters, the meta-device count equals the real one, the task head is never the method's, and after one
+optimizer step every trainable tensor gets a gradient.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from conftest import TINY_NAMES
+from petsweep.backbones import build_on_meta, load_pretrained
+from petsweep.config import compose, resolve_run
+from petsweep.errors import ConfigError
+from petsweep.methods import METHODS
+from petsweep.objectives import make_objective
+from petsweep.params import attach_method
+from petsweep.tasks import prepare_task
+
+CASES = [(m, f) for m in METHODS.names() for f in TINY_NAMES]
+
+
+def _spec(tiny, family, method, *extra):
+    return resolve_run(compose(tiny(family, f"method={method}", *extra)))
+
+
+def _attach(spec, model):
+    """(attached, counts), or None where the method refuses the backbone with one clear line."""
+    try:
+        return attach_method(model, spec)
+    except ConfigError as err:
+        assert "\n" not in str(err) and "method" in str(err)
+        return None
+
+
+def _trainable(model) -> set[int]:
+    return {id(p) for p in model.parameters() if p.requires_grad}
+
+
+@pytest.mark.parametrize(("method", "family"), CASES)
+def test_groups_are_the_trainable_parameters_and_meta_counts_are_real(tiny, method, family):
+    spec = _spec(tiny, family, method)
+    real = _attach(spec, load_pretrained(spec.backbone, spec.task.num_labels)[0])
+    meta = _attach(_spec(tiny, family, method), build_on_meta(spec.backbone, spec.task.num_labels))
+    assert (real is None) == (meta is None)  # refused on the meta device exactly when refused for real
+    if real is None:
+        return
+    (attached, counts), (_, meta_counts) = real, meta
+    assert _trainable(attached.model) == {id(p) for g in attached.groups for p in g.params}
+    assert counts.as_dict() == meta_counts.as_dict()
+    assert counts.trainable_params == sum(p.numel() for p in attached.model.parameters() if p.requires_grad)
+    names = [g.name for g in attached.groups]
+    assert len(names) == len(set(names))  # stable, distinct names: optimizer state is keyed by them
+    if family == "encoder":
+        assert names[-1] == "head" and counts.trainable_params == counts.pet_params + counts.head_params
+    else:
+        assert "head" not in names and counts.head_params == 0
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_the_head_is_the_frameworks_and_train_head_false_freezes_it(tiny, method):
+    spec = _spec(tiny, "encoder", method, "method.train_head=false")
+    attached, counts = attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)
+    head = {n for n, p in attached.model.named_parameters() if n.startswith("classifier")}
+    assert head and not any(p.requires_grad for n, p in attached.model.named_parameters() if n in head)
+    assert counts.trainable_params == counts.pet_params
+
+
+@pytest.mark.parametrize(("method", "family"), CASES)
+def test_every_trainable_tensor_gets_a_gradient_after_one_step(tiny, method, family):
+    """A tensor that never gets a gradient (a dead prompt half, a module no path reaches) fails here. The
+    check runs on the second step, so methods whose update starts at zero (LoRA's B) are judged fairly."""
+    spec = _spec(tiny, family, method, "trainer.max_steps=2")
+    model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    found = _attach(spec, model)
+    if found is None:
+        return
+    attached, _ = found
+    torch.manual_seed(0)
+    data = prepare_task(spec.task, spec.seed)
+    objective = make_objective(spec.backbone.family, spec.task, data, tokenizer)
+    batch = objective.train_batch(objective.encode(data.train[:4]))
+    params = [p for g in attached.groups for p in g.params]
+    optimizer = torch.optim.AdamW(params, lr=1e-2)
+    attached.model.train()
+    for _ in range(2):
+        optimizer.zero_grad()
+        objective.loss(attached.model, batch).backward()
+        optimizer.step()
+    dead = [n for n, p in attached.model.named_parameters()
+            if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
+    assert not dead, dead[:5]
