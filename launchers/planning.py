@@ -15,6 +15,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
 from petsweep.config import resolve_run
+from petsweep.params import check_on_meta
 from petsweep.errors import ConfigError
 from petsweep.identity import plain, run_dir, run_hash
 from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir, slurm_queue
@@ -131,7 +132,7 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
     for overrides in run_overrides:
         try:
             cfg = composer(overrides)
-            resolve_run(cfg)
+            check_on_meta(resolve_run(cfg))  # a method the backbone cannot take fails here, not in a job
         except ConfigError as err:
             raise ConfigError(err.key, err.value, f"{err.expected} (in run: {' '.join(overrides)})") from None
         digest = run_hash(cfg)

@@ -22,21 +22,10 @@ from petsweep.config import RunSpec, resolve_run
 from petsweep.errors import PetsweepError, RunCancelled
 from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.objectives import make_objective
-from petsweep.params import attach_method
+from petsweep.params import attach_method, check_on_meta
 from petsweep.seeding import seed_everything
-from petsweep.status import (
-    CANCELLED,
-    COMPLETED,
-    FAILED,
-    LAUNCHED_AT_ENV,
-    QUEUED,
-    RUNNING,
-    RunDir,
-    current_slurm_job,
-    sweep_cancelled,
-    write_atomic,
-    write_json,
-)
+from petsweep.status import (CANCELLED, COMPLETED, FAILED, LAUNCHED_AT_ENV, QUEUED, RUNNING, RunDir,
+                             current_slurm_job, sweep_cancelled, write_atomic, write_json)
 from petsweep.tasks import prepare_task
 from petsweep.tracking import Tracker
 
@@ -56,9 +45,8 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
         result = run_path.result()
         print(summary_text(result, run_path, reused=True))
         return result
-    previous = (
-        _cancel_on_sigterm()
-    )  # before the claim: a SIGTERM from `petsweep cancel` must find its handler
+    check_on_meta(spec)  # the method fits this backbone: checked before anything is claimed or loaded
+    previous = _cancel_on_sigterm()  # before the claim: `petsweep cancel`'s SIGTERM must find its handler
     _claim(run_path, cfg, claim_token)
     handler = _log_to(run_path)
     preemption.install()

@@ -69,13 +69,32 @@ class BackboneSpec:
             raise ConfigError("backbone.pooling", self.pooling, f"only encoders have a pooled head; {self.name} "
                               f"is {self.family} (use pooling=pooler)")
 
+    def module_map(self):
+        """This backbone's canonical module names (its model_type's map, with the YAML's `modules` over it)."""
+        from petsweep.architectures import architecture
+
+        return architecture(self.model_type, self.modules)
+
+    def targets(self, names: list[str], key: str) -> tuple[str, list[str]]:
+        """(a regex for peft's full-match `target_modules` matching the canonical modules `names`, notes on
+        names that resolved to a fused module, e.g. q -> the one q/k/v projection of BLOOM)."""
+        arch = self.module_map()
+        resolved, notes = [], []
+        for name in names:
+            actual = arch.fused.get(name, name)
+            if actual not in arch.modules:
+                known = sorted({*arch.modules, *arch.fused} - {"blocks"})
+                raise ConfigError(key, name, f"not a module of {self.model_type} ({self.name}); choose from: "
+                                  f"{', '.join(known)}")
+            if actual != name:
+                notes.append(f"{name} is part of the fused {actual} projection on {self.model_type}: the "
+                             f"whole {actual} module is targeted")
+            resolved.append(arch.modules[actual])
+        return "(?:" + "|".join(sorted(set(resolved))) + ")", sorted(set(notes))
+
     def module_regex(self, names: list[str], key: str) -> str:
         """A regex (for peft's full-match `target_modules`) matching the canonical modules `names`."""
-        unknown = [n for n in names if n not in self.modules]
-        if unknown:
-            raise ConfigError(key, unknown, f"backbone {self.name} maps only: {', '.join(sorted(self.modules))}")
-        patterns = sorted({self.modules[n] for n in names})
-        return "(?:" + "|".join(patterns) + ")"
+        return self.targets(names, key)[0]
 
 
 def untied_t5(spec: BackboneSpec) -> bool:

@@ -93,9 +93,9 @@ def count(overrides: list[str]) -> dict:
     from petsweep.params import attach_method
 
     spec = resolve_run(compose(overrides))
-    _, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
+    attached, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
     return {"backbone": spec.backbone.name, "method": spec.method.config.name, "task": spec.task.name,
-            **counts.as_dict()}
+            **counts.as_dict(), "notes": attached.notes}
 
 
 def _print_count_table(row: dict) -> None:
@@ -103,6 +103,8 @@ def _print_count_table(row: dict) -> None:
     for key in ("total_params", "nonembedding_params", "head_params", "pet_params", "trainable_params"):
         print(f"  {key:<20} {row[key]:>16,}")
     print(f"  {'trainable share':<20} {100 * row['trainable_params'] / row['total_params']:>15.4f}%")
+    for note in row["notes"]:
+        print(f"  note: {note}")
 
 
 def sweep_arguments(overrides: list[str]) -> tuple[list[str], list[list[str]]]:

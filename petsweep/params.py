@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 
 from torch import nn
 
+from petsweep.errors import ConfigError
 from petsweep.methods.base import AttachContext, Attached, ParamGroup
 
 
@@ -39,12 +40,30 @@ def count_backbone(model: nn.Module, head: list[nn.Parameter]) -> ParamCounts:
     return ParamCounts(total_params=total, nonembedding_params=total - embedding_numel, head_params=head_numel)
 
 
+_CHECKED: dict[str, ParamCounts] = {}
+
+
+def check_on_meta(spec) -> ParamCounts:
+    """Attach the run's method to its backbone on the meta device (no weights, nothing written) and return the
+    counts: a method the backbone cannot take, or a target that matches nothing, fails here with one line,
+    before a run dir is claimed or a weight is looked for. Cached per (backbone, method, classes)."""
+    import json
+
+    from petsweep.backbones import build_on_meta
+
+    num_labels = spec.task.num_labels or 2
+    key = json.dumps([vars(spec.backbone), vars(spec.method.config), num_labels], sort_keys=True, default=str)
+    if key not in _CHECKED:
+        _CHECKED[key] = attach_method(build_on_meta(spec.backbone, num_labels), spec)[1]
+    return _CHECKED[key]
+
+
 def _check_disjoint(groups) -> None:
     seen: dict[int, str] = {}
     for group in groups:
         for param in group.params:
             if id(param) in seen:
-                raise ValueError(f"a parameter is in two groups ({seen[id(param)]!r} and {group.name!r})")
+                raise ConfigError("method", group.name, f"trains a parameter of group {seen[id(param)]!r} too")
             seen[id(param)] = group.name
 
 

@@ -147,9 +147,8 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         meta, best = stepper.restore(resume_from)
         progress = Progress(**{k: meta[k] for k in Progress.__dataclass_fields__ if k in meta})
         log.info("resumed from %s (step %d)", resume_from.name, progress.step)
-    tracker.truncate_after(
-        progress.step
-    )  # rows an interrupted attempt logged after its last checkpoint (or any)
+    # rows an interrupted attempt logged after its last checkpoint (or any, when there is none)
+    tracker.truncate_after(progress.step)
 
     first_step_at = time.time()  # start-up overhead = this minus process start (see app)
     step_times = []  # this session's step durations, for throughput estimates (not checkpointed)

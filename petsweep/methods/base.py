@@ -71,6 +71,7 @@ class Attached:
 
     model: nn.Module
     groups: list[ParamGroup]
+    notes: list[str] = field(default_factory=list)  # e.g. a target widened to a fused projection
 
 
 class PETMethod:
@@ -103,6 +104,24 @@ class PETMethod:
 def backbone_params(model: nn.Module, ctx: AttachContext) -> list[tuple[str, nn.Parameter]]:
     """The model's parameters other than the task head, with their names, in the model's order."""
     return [(n, p) for n, p in model.named_parameters() if not ctx.is_head(p)]
+
+
+def target_modules(model: nn.Module, ctx: AttachContext, names: list[str], key: str):
+    """The modules the canonical `names` pick on this model: (peft regex, [(name, module)], notes).
+
+    A name that matches no module of the model is an error (peft would silently ignore it).
+    """
+    import re
+
+    regex, notes = ctx.backbone.targets(list(names), key)
+    arch = ctx.backbone.module_map()
+    for name in names:
+        pattern = re.compile(arch.modules[arch.fused.get(name, name)])
+        if not any(pattern.fullmatch(n) for n, _ in model.named_modules()):
+            raise ConfigError(key, name, f"matches no module of {ctx.backbone.name} (pattern {pattern.pattern!r})")
+    compiled = re.compile(regex)
+    found = [(n, m) for n, m in model.named_modules() if compiled.fullmatch(n)]
+    return regex, found, notes
 
 
 def new_params(model: nn.Module, before: set[int]) -> list[nn.Parameter]:

@@ -4,7 +4,7 @@ from dataclasses import dataclass, field
 
 from peft import LoraConfig, inject_adapter_in_model
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, new_params
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, new_params, target_modules
 
 
 @dataclass
@@ -29,10 +29,10 @@ class LoRAMethod(PETMethod):
 
     def attach(self, model, ctx):
         c = self.config
-        config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout,
-                            target_modules=ctx.backbone.module_regex(list(c.targets), "method.targets"))
+        regex, _, notes = target_modules(model, ctx, list(c.targets), "method.targets")
+        config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=regex)
         before = {id(p) for p in model.parameters()}
         # inject_adapter_in_model keeps the model's own class (generate, base_model, ...) and its parameter
         # objects; the LoRA matrices are the parameters it adds
         model = inject_adapter_in_model(config, model)
-        return Attached(model, [self.group(new_params(model, before))])
+        return Attached(model, [self.group(new_params(model, before))], notes)

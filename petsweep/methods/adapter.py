@@ -1,0 +1,101 @@
+"""Bottleneck adapters (Houlsby et al., 2019; Pfeiffer et al., 2021): h <- h + W_up act(W_down h + b_down) + b_up.
+
+Placement (canonical names from the architecture map): Houlsby puts one after the self-attention output
+projection (`o`) and one after the FFN output projection (`ffn_out`) of every block; Pfeiffer only after
+`ffn_out`. As in OpenDelta, the adapter acts on the projection's output, before the block's residual add and
+norm; encoder-decoders get none on cross-attention. Each adapter is a child module of the projection it
+follows (so its parameters are named, saved and loaded with the model) and runs from a forward hook, so the
+backbone's own parameter names and code are unchanged. Our own ~60 lines: the `adapters` package does not
+import on transformers 5.x.
+
+Count per adapter: 2 * d * b + b + d (d: the projection's output width, b: the bottleneck).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from petsweep.errors import ConfigError
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, target_modules
+
+PLACEMENTS = {"houlsby": ["o", "ffn_out"], "pfeiffer": ["ffn_out"]}
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
+
+
+@dataclass
+class AdapterConfig(MethodConfig):
+    """Attributes:
+        variant: houlsby (after attention and FFN) or pfeiffer (after the FFN only).
+        bottleneck: inner width b.
+        activation: gelu | relu | tanh | silu.
+        init_std: both projections start N(0, init_std) with zero biases (OpenDelta's choice: a zero up
+            projection would leave the down projection without gradient on the first step).
+        train_norms: also train the backbone's norms, as the Houlsby paper did.
+    """
+
+    lr: float = 1e-3
+    variant: str = "houlsby"
+    bottleneck: int = 24
+    activation: str = "gelu"
+    init_std: float = 0.01
+    train_norms: bool = False
+
+    def __post_init__(self):
+        if self.variant not in PLACEMENTS:
+            raise ConfigError("method.variant", self.variant, f"choose one of: {', '.join(PLACEMENTS)}")
+        if self.activation not in ACTIVATIONS:
+            raise ConfigError("method.activation", self.activation, f"choose one of: {', '.join(ACTIVATIONS)}")
+        if not isinstance(self.bottleneck, int) or self.bottleneck < 1:
+            raise ConfigError("method.bottleneck", self.bottleneck, "must be a positive integer")
+        if not self.init_std >= 0:
+            raise ConfigError("method.init_std", self.init_std, "must be >= 0")
+
+
+class Bottleneck(nn.Module):
+    def __init__(self, width: int, bottleneck: int, activation: str, init_std: float, like: torch.Tensor):
+        super().__init__()
+        kwargs = dict(device=like.device, dtype=like.dtype)
+        self.down = nn.Linear(width, bottleneck, **kwargs)
+        self.up = nn.Linear(bottleneck, width, **kwargs)
+        self.act = ACTIVATIONS[activation]()
+        if like.device.type != "meta":
+            for linear in (self.down, self.up):
+                nn.init.normal_(linear.weight, std=init_std)
+                nn.init.zeros_(linear.bias)
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return hidden + self.up(self.act(self.down(hidden)))
+
+
+def _output_width(module: nn.Module) -> int:
+    if isinstance(module, nn.Linear):
+        return module.out_features
+    return module.weight.shape[1]  # transformers' Conv1D (GPT-2) stores (in, out)
+
+
+def _after(module, inputs, output):
+    return module.adapter(output)
+
+
+@METHODS.register("adapter")
+class AdapterMethod(PETMethod):
+    Config = AdapterConfig
+
+    def attach(self, model, ctx):
+        c = self.config
+        _, targets, notes = target_modules(model, ctx, PLACEMENTS[c.variant], "method.variant")
+        params = []
+        for _, module in targets:
+            module.add_module("adapter", Bottleneck(_output_width(module), c.bottleneck, c.activation, c.init_std,
+                                                    module.weight))
+            module.register_forward_hook(_after)
+            params += list(module.adapter.parameters())
+        groups = [self.group(params)]
+        if c.train_norms:
+            _, norms, _ = target_modules(model, ctx, ["norms"], "method.train_norms")
+            groups.append(self.group((p for _, m in norms for p in m.parameters(recurse=False)
+                                      if not ctx.is_head(p)), name="norms"))
+        return Attached(model, groups, notes)

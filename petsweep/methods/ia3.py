@@ -1,0 +1,41 @@
+"""IA3 (Liu et al., 2022) through peft: learned vectors that rescale keys, values and the FFN's inner
+activations. Targets are canonical names from the architecture map, never peft's per-model defaults (on
+BERT peft's default `output.dense` also catches the attention output projection)."""
+
+from dataclasses import dataclass, field
+
+from peft import IA3Config, inject_adapter_in_model
+
+from petsweep.errors import ConfigError
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, new_params, target_modules
+
+
+@dataclass
+class IA3MethodConfig(MethodConfig):
+    """Attributes:
+        targets: canonical modules whose outputs are rescaled (k, v) or whose inputs are (ffn_out).
+        feedforward: the targets rescaled on their input (the FFN's inner activations), a subset of targets.
+    """
+
+    lr: float = 3e-3
+    targets: list = field(default_factory=lambda: ["k", "v", "ffn_out"])
+    feedforward: list = field(default_factory=lambda: ["ffn_out"])
+
+    def __post_init__(self):
+        extra = sorted(set(self.feedforward) - set(self.targets))
+        if extra:
+            raise ConfigError("method.feedforward", extra, f"must be among method.targets {list(self.targets)}")
+
+
+@METHODS.register("ia3")
+class IA3Method(PETMethod):
+    Config = IA3MethodConfig
+
+    def attach(self, model, ctx):
+        c = self.config
+        regex, _, notes = target_modules(model, ctx, list(c.targets), "method.targets")
+        feedforward = ctx.backbone.targets(list(c.feedforward), "method.feedforward")[0] if c.feedforward else None
+        before = {id(p) for p in model.parameters()}
+        config = IA3Config(target_modules=regex, feedforward_modules=feedforward or [])
+        model = inject_adapter_in_model(config, model)
+        return Attached(model, [self.group(new_params(model, before))], notes)
