@@ -4,7 +4,8 @@ The rule (README, "Run identity"):
 - in: every key of the resolved config that changes what is computed (backbone architecture and weights by
   name, method, task definition, trainer, seeds, the deepspeed and precision *settings*);
 - out: where things live or run (paths, backbone.path and .package, task.hf_path, logger, launcher, hydra,
-  sweep_name, thread count) and what a scheduler is asked for (backbone.resources);
+  sweep_name, thread count), where modules sit in the architecture (backbone.modules: regexes behind the
+  canonical names a method's targets use) and what a scheduler is asked for (backbone.resources);
 - local data files count by their content (sha256), not their path: a moved file keeps its runs, an edited
   one makes new runs;
 - a disabled group counts as absent (apet with scale null);
@@ -26,7 +27,7 @@ from omegaconf import DictConfig, OmegaConf
 # Where a run is written or its inputs live, how it is mirrored, launched or scheduled, and how many
 # threads it uses do not change its result; everything else does.
 NON_SEMANTIC_KEYS = ("paths", "logger", "launcher", "hydra", "sweep_name", "trainer.num_threads",
-                     "backbone.path", "backbone.package", "backbone.resources", "task.hf_path")
+                     "backbone.path", "backbone.package", "backbone.resources", "backbone.modules", "task.hf_path")
 
 
 def plain(cfg: DictConfig | dict) -> dict:
