@@ -19,6 +19,7 @@ from petsweep.errors import ConfigError
 from petsweep.identity import plain
 from petsweep.methods import PETMethod, build_method
 from petsweep.tasks.spec import TaskSpec
+from petsweep.typecheck import check_types
 
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
@@ -77,6 +78,7 @@ def _typed(cls, values: dict, key: str):
     for name in values:
         if name not in known:
             raise ConfigError(f"{key}.{name}", values[name], f"unknown key; valid: {', '.join(sorted(known))}")
+    check_types(cls, values, key)
     return cls(**values)
 
 

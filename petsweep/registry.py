@@ -23,6 +23,7 @@ class Registry(Generic[T]):
     def __init__(self, kind: str, package: str):
         self.kind, self.package = kind, package
         self._entries: dict[str, T] = {}
+        self._broken: dict[str, str] = {}  # module name -> why it did not import
         self._loaded = False
 
     def register(self, name: str) -> Callable[[T], T]:
@@ -40,8 +41,16 @@ class Registry(Generic[T]):
         pkg = importlib.import_module(self.package)
         for info in pkgutil.iter_modules(pkg.__path__):
             if not info.name.startswith("_"):
-                importlib.import_module(f"{self.package}.{info.name}")
+                try:
+                    importlib.import_module(f"{self.package}.{info.name}")
+                except Exception as err:  # one broken module must not take every other entry with it
+                    self._broken[info.name] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
         self._loaded = True
+
+    def broken(self) -> dict[str, str]:
+        """Modules of the package that failed to import, with the reason (their entries are missing)."""
+        self._load()
+        return dict(self._broken)
 
     def names(self) -> list[str]:
         self._load()
@@ -50,5 +59,10 @@ class Registry(Generic[T]):
     def get(self, name: str, key: str | None = None) -> T:
         self._load()
         if name not in self._entries:
-            raise ConfigError(key or self.kind, name, f"unknown {self.kind}; choose one of: {', '.join(self.names())}")
+            if name in self._broken:
+                raise ConfigError(key or self.kind, name, f"its module {self.package}.{name} failed to import "
+                                  f"({self._broken[name]})")
+            broken = f" ({', '.join(sorted(self._broken))} failed to import)" if self._broken else ""
+            raise ConfigError(key or self.kind, name,
+                              f"unknown {self.kind}; choose one of: {', '.join(self.names())}{broken}")
         return self._entries[name]

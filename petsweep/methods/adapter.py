@@ -44,6 +44,7 @@ class AdapterConfig(MethodConfig):
     train_norms: bool = False
 
     def __post_init__(self):
+        super().__post_init__()
         if self.variant not in PLACEMENTS:
             raise ConfigError("method.variant", self.variant, f"choose one of: {', '.join(PLACEMENTS)}")
         if self.activation not in ACTIVATIONS:

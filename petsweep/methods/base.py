@@ -16,6 +16,7 @@ from torch import nn
 from petsweep.backbones import FAMILIES, BackboneSpec
 from petsweep.errors import ConfigError
 from petsweep.registry import Registry
+from petsweep.typecheck import check_types
 
 METHODS: Registry[type["PETMethod"]] = Registry("method", "petsweep.methods")
 
@@ -33,6 +34,10 @@ class MethodConfig:
     name: str
     lr: float = 1e-3
     train_head: bool = True
+
+    def __post_init__(self):
+        if not self.lr > 0:
+            raise ConfigError("method.lr", self.lr, "the learning rate must be positive")
 
 
 @dataclass
@@ -137,4 +142,5 @@ def build_method(node: DictConfig | dict) -> PETMethod:
     for key in values:
         if key not in known:
             raise ConfigError(f"method.{key}", values[key], f"not a {values['name']} key; valid: {', '.join(sorted(known))}")
+    check_types(cls.Config, values, "method")
     return cls(cls.Config(**values))

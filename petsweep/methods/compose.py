@@ -24,6 +24,7 @@ class ComposeConfig(MethodConfig):
     members: list = field(default_factory=lambda: [{"name": "lora"}, {"name": "bitfit"}])
 
     def __post_init__(self):
+        super().__post_init__()
         if not isinstance(self.members, (list, tuple)) or len(self.members) < 2:
             raise ConfigError("method.members", self.members, "list two or more methods to train together")
         names = [m.get("name") if isinstance(m, dict) else m for m in self.members]

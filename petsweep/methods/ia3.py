@@ -22,6 +22,7 @@ class IA3MethodConfig(MethodConfig):
     feedforward: list = field(default_factory=lambda: ["ffn_out"])
 
     def __post_init__(self):
+        super().__post_init__()
         extra = sorted(set(self.feedforward) - set(self.targets))
         if extra:
             raise ConfigError("method.feedforward", extra, f"must be among method.targets {list(self.targets)}")

@@ -20,6 +20,7 @@ class LastLayerConfig(MethodConfig):
     layers: int = 1
 
     def __post_init__(self):
+        super().__post_init__()
         if self.stack not in STACKS:
             raise ConfigError("method.stack", self.stack, f"choose one of: {', '.join(STACKS)}")
         if not isinstance(self.layers, int) or self.layers < 1:

@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 
 from peft import LoraConfig, inject_adapter_in_model
 
+from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, new_params, target_modules
 
 
@@ -21,6 +22,15 @@ class LoRAConfig(MethodConfig):
     alpha: float = 16
     dropout: float = 0.0
     targets: list = field(default_factory=lambda: ["q", "v"])
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.r < 1:
+            raise ConfigError("method.r", self.r, "the rank must be a positive integer")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError("method.dropout", self.dropout, "must be in [0, 1)")
+        if not self.targets:
+            raise ConfigError("method.targets", self.targets, "name at least one module (e.g. [q, v])")
 
 
 @METHODS.register("lora")

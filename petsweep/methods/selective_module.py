@@ -38,6 +38,7 @@ class SelectiveModuleConfig(MethodConfig):
     stack: str = "auto"
 
     def __post_init__(self):
+        super().__post_init__()
         if self.budget is not None and self.fraction is not None:
             raise ConfigError("method.fraction", self.fraction, "give method.budget or method.fraction, not both")
         if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 1):
