@@ -44,7 +44,8 @@ class MeanPoolClassifier(nn.Module):
     def get_input_embeddings(self) -> nn.Module:
         return self.encoder_model.get_input_embeddings()
 
-    def forward(self, input_ids, attention_mask, labels=None, **kwargs) -> SequenceClassifierOutput:
+    def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
+        # input_ids or inputs_embeds (a soft prompt hands the encoder embeddings)
         hidden = self.encoder_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)

@@ -52,7 +52,8 @@ def check_on_meta(spec) -> ParamCounts:
     from petsweep.backbones import build_on_meta
 
     num_labels = spec.task.num_labels or 2
-    key = json.dumps([vars(spec.backbone), vars(spec.method.config), num_labels], sort_keys=True, default=str)
+    key = json.dumps([vars(spec.backbone), vars(spec.method.config), num_labels, spec.task.max_length,
+                      spec.task.kind], sort_keys=True, default=str)
     if key not in _CHECKED:
         _CHECKED[key] = attach_method(build_on_meta(spec.backbone, num_labels), spec)[1]
     return _CHECKED[key]
@@ -87,7 +88,7 @@ def attach_method(model: nn.Module, spec) -> tuple[Attached, ParamCounts]:
     counts = count_backbone(model, head)
     for param in model.parameters():
         param.requires_grad_(False)
-    attached = spec.method.attach(model, AttachContext(backbone=spec.backbone, head=head))
+    attached = spec.method.attach(model, AttachContext(backbone=spec.backbone, head=head, task=spec.task))
     counts.pet_params = sum(p.numel() for g in attached.groups for p in g.params)
     if head and spec.method.config.train_head:
         attached.groups.append(ParamGroup("head", head, spec.trainer.head_lr or spec.method.config.lr))

@@ -117,3 +117,32 @@ def test_each_method_completes_a_short_run_and_its_saved_weights_reproduce_it(ti
     assert RunDir(run_dir(cfg)).state() == COMPLETED
     again = evaluate_transfer(run_dir(cfg), "bbc_news", TASK_OVERRIDES)
     assert again["score"] == result["score"] and again["metrics"] == result["metrics"]
+
+
+@pytest.mark.parametrize(("method", "arch"), CASES)
+def test_outputs_have_the_bare_models_shapes(tiny, method, arch):
+    """Objectives and metrics never need to know the method: same logits shape as the bare model."""
+    spec = _spec(tiny, arch, method)
+    bare, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    data = prepare_task(spec.task, spec.seed)
+    objective = make_objective(spec.backbone.family, spec.task, data, tokenizer)
+    batch = objective.train_batch(objective.encode(data.train[:3]))
+    with torch.no_grad():
+        expected = bare.eval()(**batch).logits.shape
+    found = _attach(spec, load_pretrained(spec.backbone, spec.task.num_labels)[0])
+    if found is None:
+        return
+    with torch.no_grad():
+        assert found[0].model.eval()(**batch).logits.shape == expected
+
+
+@pytest.mark.parametrize("arch", ["encoder_decoder", "decoder", "llama"])
+def test_prompt_tuned_text_to_text_models_generate(tiny, tmp_path, arch):
+    for split, numbers in (("train", range(40)), ("test", range(40, 60))):
+        (tmp_path / f"qa_{split}.jsonl").write_text("".join(
+            f'{{"inputs": "question {i}", "outputs": "answer {i % 3}"}}\n' for i in numbers))
+    cfg = compose(tiny(arch, "method=prompt", "method.length=4", "task=local", "task.kind=generation",
+                       f"task.files.train={tmp_path}/qa_train.jsonl", f"task.files.test={tmp_path}/qa_test.jsonl",
+                       "task.metric=exact_match", "task.metrics=[token_f1]", "task.target_max_length=4"))
+    result = run(cfg)
+    assert RunDir(run_dir(cfg)).state() == COMPLETED and set(result["metrics"]) == {"exact_match", "token_f1"}

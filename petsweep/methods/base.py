@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
+from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
@@ -58,10 +59,12 @@ class AttachContext:
         head: the parameters of the task head petsweep added (encoders), resolved by object before the
             method runs, so a method that wraps or renames the model cannot lose or copy it. Methods never
             train these; the framework adds them as the `head` group when `train_head` is set.
+        task: the run's task spec (lengths, kind), where a method's fit depends on it.
     """
 
     backbone: BackboneSpec
     head: list[nn.Parameter] = field(default_factory=list)
+    task: Any = None  # the run's TaskSpec (lengths, kind), where a method's fit depends on it
 
     def is_head(self, param: nn.Parameter) -> bool:
         return any(param is p for p in self.head)

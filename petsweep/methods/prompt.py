@@ -1,0 +1,132 @@
+"""Prompt tuning (Lester et al., 2021): `length` trainable vectors prepended to the input embeddings.
+
+Encoders and decoders get the prompt before their input; encoder-decoders on the encoder input only (one
+prompt, as Lester et al., DePT and APET count it; peft's default adds a second, decoder prompt that never
+gets a gradient). petsweep installs the prompt with hooks on the model instead of peft's wrapper, which
+renames the model (losing or copying the task head) and returns extra logit positions:
+
+- a forward pre-hook turns `input_ids` into embeddings with the prompt in front, extends the attention mask
+  (and, for decoders, pads `labels` with -100 under the prompt);
+- for decoders a forward hook drops the prompt positions from the logits, so the model returns the bare
+  model's output shapes and objectives never know the method;
+- `generate` is wrapped the same way (embeddings in, and for decoders the input ids put back in front of what
+  was generated, as the bare model returns them).
+
+The prompt is the parameter `soft_prompt.embedding` of the model. Count: length x d.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from petsweep.errors import ConfigError
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+
+IGNORE = -100
+INITS = ("vocab", "random")
+
+
+@dataclass
+class PromptConfig(MethodConfig):
+    """Attributes:
+        length: prompt vectors (virtual tokens).
+        init: vocab (copies of randomly drawn token embeddings, seeded by the run seed) or random
+            (uniform in +-init_range).
+        init_range: the range of random initialisation.
+    """
+
+    lr: float = 3e-1
+    length: int = 100
+    init: str = "vocab"
+    init_range: float = 0.5
+
+    def __post_init__(self):
+        super().__post_init__()
+        if not isinstance(self.length, int) or self.length < 1:
+            raise ConfigError("method.length", self.length, "must be a positive number of prompt vectors")
+        if self.init not in INITS:
+            raise ConfigError("method.init", self.init, f"choose one of: {', '.join(INITS)}")
+
+
+class SoftPrompt(nn.Module):
+    def __init__(self, length: int, embedding: nn.Embedding, init: str, init_range: float):
+        super().__init__()
+        weight = embedding.weight
+        self.embedding = nn.Parameter(torch.empty(length, weight.shape[1], device=weight.device, dtype=weight.dtype))
+        self.generating = False
+        if weight.device.type != "meta":
+            with torch.no_grad():
+                if init == "vocab":
+                    self.embedding.copy_(weight[torch.randint(0, weight.shape[0], (length,))])
+                else:
+                    self.embedding.uniform_(-init_range, init_range)
+
+    def prepend(self, embeds: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        batch, length = embeds.shape[0], self.embedding.shape[0]
+        prompt = self.embedding.unsqueeze(0).expand(batch, -1, -1).to(embeds.dtype)
+        if mask is None:
+            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        ones = torch.ones(batch, length, dtype=mask.dtype, device=mask.device)
+        return torch.cat([prompt, embeds], 1), torch.cat([ones, mask], 1)
+
+
+def _max_positions(model: nn.Module) -> int | None:
+    config = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions"):
+        if isinstance(getattr(config, key, None), int):
+            return getattr(config, key)
+    return None  # relative positions (T5): no hard limit
+
+
+@METHODS.register("prompt")
+class PromptMethod(PETMethod):
+    Config = PromptConfig
+
+    def attach(self, model, ctx):
+        c = self.config
+        decoder_only = ctx.backbone.family == "decoder"
+        limit = _max_positions(model)
+        needed = c.length + (ctx.task.max_length if ctx.task is not None else 0)
+        if limit is not None and needed > limit:
+            raise ConfigError("method.length", c.length, f"a {c.length}-vector prompt plus task.max_length="
+                              f"{ctx.task.max_length} is {needed} positions; {ctx.backbone.name} has {limit}")
+        embedding = model.get_input_embeddings()
+        model.add_module("soft_prompt", SoftPrompt(c.length, embedding, c.init, c.init_range))
+        prompt = model.soft_prompt
+
+        def before(module, args, kwargs):
+            if prompt.generating or kwargs.get("input_ids") is None:
+                return args, kwargs  # generation steps after the first, or embeddings handed in already
+            embeds, mask = prompt.prepend(embedding(kwargs.pop("input_ids")), kwargs.get("attention_mask"))
+            kwargs.update(inputs_embeds=embeds, attention_mask=mask)
+            if decoder_only and kwargs.get("labels") is not None:
+                labels = kwargs["labels"]
+                kwargs["labels"] = torch.cat([labels.new_full((labels.shape[0], c.length), IGNORE), labels], 1)
+            return args, kwargs
+
+        def after(module, args, kwargs, output):
+            if decoder_only and not prompt.generating and getattr(output, "logits", None) is not None:
+                output.logits = output.logits[:, c.length:]  # the bare model's positions only
+            return output
+
+        model.register_forward_pre_hook(before, with_kwargs=True)
+        model.register_forward_hook(after, with_kwargs=True)
+        if hasattr(model, "generate"):
+            model.generate = _generate_with(model.generate, prompt, embedding, decoder_only)
+        return Attached(model, [self.group([prompt.embedding])])
+
+
+def _generate_with(generate, prompt: SoftPrompt, embedding: nn.Embedding, decoder_only: bool):
+    def generate_with_prompt(input_ids=None, attention_mask=None, **kwargs):
+        embeds, mask = prompt.prepend(embedding(input_ids), attention_mask)
+        prompt.generating = True
+        try:
+            out = generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
+        finally:
+            prompt.generating = False
+        return torch.cat([input_ids, out], 1) if decoder_only else out  # as the bare decoder returns it
+
+    return generate_with_prompt
