@@ -7,18 +7,47 @@ import json
 import pytest
 
 from conftest import run_cli
+from petsweep import CONF_DIR
 from petsweep.cli import count
+from petsweep.errors import ConfigError
+from petsweep.methods import METHODS
 
-FIXTURES = [  # (backbone, method, pet_params)
+FIXTURES = [  # (backbone, method and its overrides, pet_params): pet_methods.md §4-5, methods_measured.md
     ("bert-base", "lora", 294_912),
     ("bert-base", "bitfit", 102_912),
+    ("bert-base", "ln", 38_400),
+    ("bert-base", "prompt", 76_800),
+    ("bert-base", "last_layer", 7_087_872),
+    ("bert-base", "ia3", 55_296),  # k, v, FFN: peft's own default would also catch attention.output.dense
+    ("bert-base", "adapter", 903_744),  # Houlsby, bottleneck 24
+    ("bert-base", "adapter method.variant=pfeiffer", 451_872),
+    ("bert-base", "adapter method.bottleneck=64", 2_379_264),
+    ("bert-base", "adapter method.bottleneck=64 method.variant=pfeiffer", 1_189_632),
     ("bert-large", "lora", 786_432),
     ("bert-large", "bitfit", 272_384),
+    ("bert-large", "ln", 100_352),
     ("t5-small", "lora", 196_608),
+    ("t5-small", "lora method.targets=[q,v,cross_q,cross_v]", 294_912),
+    ("t5-small", "ln", 16_384),
+    ("t5-small", "adapter", 602_688),
+    ("t5-small", "prompt", 51_200),
     ("t5-base", "lora", 589_824),
-    ("t5-v1_1-small", "lora", 229_376),
+    ("t5-base", "lora method.targets=[q,v,cross_q,cross_v]", 884_736),
+    ("t5-base", "prompt", 76_800),
+    ("t5-base", "ln", 47_616),
+    ("t5-base", "ia3 method.targets=[k,v,cross_k,cross_v,ffn_out]", 129_024),  # peft's T5 default placement
+    ("t5-base", "last_layer", 7_079_424),
+    ("t5-base", "adapter", 1_807_488),
+    ("t5-base", "adapter method.bottleneck=64", 4_758_528),
+    ("t5-base", "adapter method.bottleneck=64 method.variant=pfeiffer", 2_379_264),
+    ("t5-v1_1-small", "lora", 229_376),  # the APET table's budgets
+    ("t5-v1_1-small", "adapter", 803_584),
+    ("t5-v1_1-small", "prompt", 51_200),
     ("bloom-560m", "lora", 786_432),
     ("bloom-560m", "bitfit", 272_384),
+    ("bloom-560m", "adapter", 2_409_600),
+    ("bloom-560m", "prompt", 102_400),
+    ("bert-base", "compose", 294_912 + 102_912),  # LoRA + BitFit
 ]
 
 PUBLISHED_TOTALS = {  # unique parameters; tied input/output embeddings counted once
@@ -39,7 +68,26 @@ PUBLISHED_TOTALS = {  # unique parameters; tied input/output embeddings counted 
 @pytest.mark.parametrize(("backbone", "method", "expected"), FIXTURES)
 def test_pet_param_fixtures(backbone, method, expected):
     task = "rte" if backbone.startswith("bert") else "bbc_news"
-    assert count([f"backbone={backbone}", f"method={method}", f"task={task}"])["pet_params"] == expected
+    name, *overrides = method.split()
+    assert count([f"backbone={backbone}", f"method={name}", f"task={task}", *overrides])["pet_params"] == expected
+
+
+def test_a_fused_projection_is_named_in_the_count():
+    notes = count(["backbone=bloom-560m", "method=lora"])["notes"]
+    assert any("fused qkv" in note and note.startswith("q ") for note in notes)
+    assert count(["backbone=bert-base", "method=lora", "task=rte"])["notes"] == []
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_every_method_counts_on_every_shipped_backbone(method):
+    """From configs alone (meta device): a count, or one clear line where the method cannot take the backbone."""
+    for backbone in sorted(p.stem for p in (CONF_DIR / "backbone").glob("*.yaml")):
+        try:
+            row = count([f"backbone={backbone}", f"method={method}"])
+        except ConfigError as err:
+            assert "\n" not in str(err) and "no bias" in str(err), (backbone, err)  # BitFit (alone or composed)
+            continue
+        assert 0 < row["pet_params"] <= row["total_params"] + row["head_params"], (backbone, row)
 
 
 @pytest.mark.parametrize(("backbone", "expected"), PUBLISHED_TOTALS.items())
