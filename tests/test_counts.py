@@ -43,6 +43,8 @@ FIXTURES = [  # (backbone, method and its overrides, pet_params): pet_methods.md
     ("t5-v1_1-small", "lora", 229_376),  # the APET table's budgets
     ("t5-v1_1-small", "adapter", 803_584),
     ("t5-v1_1-small", "prompt", 51_200),
+    ("t5-v1_1-small", "bitfit method.add_biases=true", 121_216),  # OpenDelta's added biases = the APET table
+    ("t5-v1_1-base", "bitfit method.add_biases=true", 270_208),
     ("bloom-560m", "lora", 786_432),
     ("bloom-560m", "bitfit", 272_384),
     ("bloom-560m", "adapter", 2_409_600),

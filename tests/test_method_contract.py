@@ -146,3 +146,31 @@ def test_prompt_tuned_text_to_text_models_generate(tiny, tmp_path, arch):
                        "task.metric=exact_match", "task.metrics=[token_f1]", "task.target_max_length=4"))
     result = run(cfg)
     assert RunDir(run_dir(cfg)).state() == COMPLETED and set(result["metrics"]) == {"exact_match", "token_f1"}
+
+
+IDENTITY_AT_INIT = [  # methods whose update starts at zero: the model computes exactly what it did before
+    ("lora", ()), ("ia3", ()), ("bitfit", ("method.add_biases=true",)),
+]
+
+
+@pytest.mark.parametrize(("method", "extra"), IDENTITY_AT_INIT)
+@pytest.mark.parametrize("arch", ["encoder_decoder", "llama", "decoder"])
+def test_identity_at_init_where_the_method_promises_it(tiny, method, extra, arch):
+    spec = _spec(tiny, arch, method, *extra)
+    bare, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    data = prepare_task(spec.task, spec.seed)
+    objective = make_objective(spec.backbone.family, spec.task, data, tokenizer)
+    batch = objective.train_batch(objective.encode(data.train[:3]))
+    with torch.no_grad():
+        expected = bare.eval()(**batch).logits
+        attached, _ = attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)
+        assert torch.equal(attached.model.eval()(**batch).logits, expected)
+
+
+@pytest.mark.parametrize("arch", ["encoder_decoder", "llama"])
+def test_bitfit_adds_biases_to_bias_free_backbones_on_request(tiny, arch):
+    cfg = compose(tiny(arch, "method=bitfit", "method.add_biases=true"))
+    result = run(cfg)
+    assert RunDir(run_dir(cfg)).state() == COMPLETED and result["pet_params"] > 0
+    again = evaluate_transfer(run_dir(cfg), "bbc_news", TASK_OVERRIDES)  # the added biases are rebuilt and loaded
+    assert again["score"] == result["score"]
