@@ -12,6 +12,7 @@ import signal
 import sys
 import time
 import traceback
+from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
@@ -21,6 +22,7 @@ from petsweep.backbones import load_pretrained
 from petsweep.config import RunSpec, resolve_run
 from petsweep.errors import PetsweepError, RunCancelled
 from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
+from petsweep.init_from import load_into, resolve_source
 from petsweep.objectives import make_objective
 from petsweep.params import attach_method, check_on_meta
 from petsweep.seeding import seed_everything
@@ -46,6 +48,8 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
         print(summary_text(result, run_path, reused=True))
         return result
     check_on_meta(spec)  # the method fits this backbone: checked before anything is claimed or loaded
+    init_source = resolve_source(spec.method.config.init_from, spec.runs_root) if spec.method.config.init_from \
+        else None
     previous = _cancel_on_sigterm()  # before the claim: `petsweep cancel`'s SIGTERM must find its handler
     _claim(run_path, cfg, claim_token)
     handler = _log_to(run_path)
@@ -53,7 +57,7 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
     try:
         _stop_if_sweep_cancelled(run_path)
         with run_path.heartbeat():
-            result = _execute(spec, cfg, run_path)
+            result = _execute(spec, cfg, run_path, init_source)
     except BaseException as err:
         if preemption.handed_over:  # requeued by the cluster: it will resume from the checkpoint just saved
             run_path.set_status(
@@ -116,7 +120,7 @@ def _log_to(run_path: RunDir) -> logging.Handler:
     return handler
 
 
-def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
+def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path | None) -> dict:
     started = time.time()
     if spec.trainer.num_threads:
         import torch
@@ -129,6 +133,10 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
     data = prepare_task(spec.task, spec.seed)
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
     attached, counts = attach_method(model, spec)
+    initialised = None
+    if init_source is not None:
+        method_params = [p for g in attached.groups if g.name != "head" for p in g.params]
+        initialised = load_into(attached.model, method_params, init_source, spec.method.config.init_from)
     load_s = time.time() - started
     log.info("%s: trainable %d of %d (pet %d)", run_slug(cfg), counts.trainable_params, counts.total_params,
              counts.pet_params)
@@ -157,6 +165,8 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir) -> dict:
         "metric": spec.task.metric,
         "random_guess_score": data.random_guess,
         "data": data.stats,
+        "init_from": initialised,
+        "eval_only": spec.trainer.eval_only,
         **counts.as_dict(),
         **outcome,
         "load_time_s": load_s,

@@ -43,6 +43,7 @@ class TrainerConfig:
     save_every: int = 50
     precision: str = "auto"
     device: str = "auto"
+    eval_only: bool = False
     num_threads: int | None = None
 
     def __post_init__(self):

@@ -8,7 +8,8 @@ The rule (README, "Run identity"):
   canonical names a method's targets use) and what a scheduler is asked for (backbone.resources);
 - local data files count by their content (sha256), not their path: a moved file keeps its runs, an edited
   one makes new runs;
-- a disabled group counts as absent (apet with scale null);
+- a disabled group counts as absent (apet with scale null), and so does a key added later while it holds the
+  default that reproduces earlier runs (ADDED_DEFAULTS);
 - numbers are compared as numbers: 16 and 16.0 are the same value.
 `auto` settings (precision, deepspeed) are hashed as `auto`; what they resolved to on the machine is recorded
 in result.json (precision, deepspeed), and the analysis keeps those apart.
@@ -28,6 +29,11 @@ from omegaconf import DictConfig, OmegaConf
 # threads it uses do not change its result; everything else does.
 NON_SEMANTIC_KEYS = ("paths", "logger", "launcher", "hydra", "sweep_name", "trainer.num_threads",
                      "backbone.path", "backbone.package", "backbone.resources", "backbone.modules", "task.hf_path")
+
+
+# Keys added after runs were recorded, with the default that reproduces what those runs did: left out of the
+# identity while they hold it, so adding an option never re-identifies (and retrains) finished runs.
+ADDED_DEFAULTS = {"method.add_biases": False, "method.init_from": None, "trainer.eval_only": False}
 
 
 def plain(cfg: DictConfig | dict) -> dict:
@@ -51,6 +57,11 @@ def semantic_config(cfg: DictConfig | dict) -> dict:
             node = node.get(part, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(leaf, None)
+    for dotted, default in ADDED_DEFAULTS.items():
+        group, key = dotted.split(".")
+        node = data.get(group)
+        if isinstance(node, dict) and key in node and node[key] == default and type(node[key]) is type(default):
+            node.pop(key)
     if isinstance(data.get("apet"), dict) and data["apet"].get("scale") is None:
         data.pop("apet")  # APET off: its seed and other keys change nothing
     task = data.get("task")

@@ -152,7 +152,7 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
 
     first_step_at = time.time()  # start-up overhead = this minus process start (see app)
     step_times = []  # this session's step durations, for throughput estimates (not checkpointed)
-    while progress.step < trainer.max_steps:
+    while progress.step < trainer.max_steps and not trainer.eval_only:  # eval_only: the weights as they are
         started = time.perf_counter()
         for micro in range(trainer.grad_accum):
             index = progress.step * trainer.grad_accum + micro

@@ -30,11 +30,13 @@ class MethodConfig:
         name: registry key, equal to the YAML stem.
         lr: learning rate of the method's parameters (methods differ by orders of magnitude).
         train_head: whether a task head that petsweep adds (encoders) is trained beside the method.
+        init_from: a finished run (directory or run id) whose trained weights this run starts from.
     """
 
     name: str
     lr: float = 1e-3
     train_head: bool = True
+    init_from: str | None = None
 
     def __post_init__(self):
         if not self.lr > 0:

@@ -1,0 +1,61 @@
+"""`method.init_from`: start a run from a finished run's trained weights (sequential studies, transfer,
+prompt initialisation), and what `trainer.eval_only` evaluates.
+
+The source is a run directory, or a run id (a prefix of at least 8 characters) found under the runs root.
+Its pet_weights.safetensors (the selected weights: the method's and a trained head's) are copied into the
+parameters of the new run that have the same name and shape; at least one of the new method's own
+parameters must be among them, or the runs are not of one method and nothing is loaded.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+from torch import nn
+
+from petsweep.errors import ConfigError
+
+WEIGHTS = "pet_weights.safetensors"
+
+
+def resolve_source(value: str, runs_root: str | Path) -> Path:
+    """The finished run `value` names (a run dir, or a run id prefix under runs_root), or one clear error."""
+    path = Path(value).expanduser()
+    if path.is_dir():
+        if not (path / WEIGHTS).exists():
+            raise ConfigError("method.init_from", value, f"that run has no {WEIGHTS}: it has not finished")
+        return path
+    if len(value) < 8 or any(ch not in "0123456789abcdef" for ch in value.lower()):
+        raise ConfigError("method.init_from", value, "give a finished run's directory, or its run id (8+ hex "
+                          "characters of result.json's run_id)")
+    found = [p.parent for p in Path(runs_root).glob(f"*/*/{WEIGHTS}") if _run_id(p.parent).startswith(value)]
+    if len(found) != 1:
+        what = "no finished run" if not found else f"{len(found)} runs ({', '.join(p.name for p in found[:3])})"
+        raise ConfigError("method.init_from", value, f"matches {what} under {runs_root}")
+    return found[0]
+
+
+def _run_id(run_dir: Path) -> str:
+    try:
+        return json.loads((run_dir / "result.json").read_text())["run_id"]
+    except (OSError, ValueError, KeyError):
+        return ""
+
+
+def load_into(model: nn.Module, method_params: list[nn.Parameter], source: Path, value: str) -> dict:
+    """Copy the source run's weights into `model`; returns what was loaded (recorded in result.json)."""
+    state = load_file(source / WEIGHTS)
+    params = dict(model.named_parameters())
+    fits = {n: t for n, t in state.items() if n in params and params[n].shape == t.shape}
+    ours = {id(p) for p in method_params}
+    if not any(id(params[n]) in ours for n in fits):
+        raise ConfigError("method.init_from", value, f"its weights ({len(state)} tensors, e.g. {next(iter(state))}) "
+                          f"hold none of this method's parameters")
+    with torch.no_grad():
+        for name, tensor in fits.items():
+            params[name].copy_(tensor)
+    return {"source": str(source), "run_id": _run_id(source), "tensors": len(fits),
+            "skipped": sorted(set(state) - set(fits))}
