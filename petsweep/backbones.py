@@ -70,7 +70,7 @@ class BackboneSpec:
                               f"is {self.family} (use pooling=pooler)")
 
     def module_map(self):
-        """This backbone's canonical module names (its model_type's map, with the YAML's `modules` over it)."""
+        """This backbone's canonical module names: its model_type's map, the YAML's `modules` laid over it."""
         from petsweep.architectures import architecture
 
         return architecture(self.model_type, self.modules)

@@ -27,8 +27,19 @@ from omegaconf import DictConfig, OmegaConf
 
 # Where a run is written or its inputs live, how it is mirrored, launched or scheduled, and how many
 # threads it uses do not change its result; everything else does.
-NON_SEMANTIC_KEYS = ("paths", "logger", "launcher", "hydra", "sweep_name", "trainer.num_threads",
-                     "backbone.path", "backbone.package", "backbone.resources", "backbone.modules", "task.hf_path")
+NON_SEMANTIC_KEYS = (
+    "paths",
+    "logger",
+    "launcher",
+    "hydra",
+    "sweep_name",
+    "trainer.num_threads",
+    "backbone.path",
+    "backbone.package",
+    "backbone.resources",
+    "backbone.modules",
+    "task.hf_path",
+)
 
 
 # Keys added after runs were recorded, with the default that reproduces what those runs did: left out of the
@@ -60,7 +71,12 @@ def semantic_config(cfg: DictConfig | dict) -> dict:
     for dotted, default in ADDED_DEFAULTS.items():
         group, key = dotted.split(".")
         node = data.get(group)
-        if isinstance(node, dict) and key in node and node[key] == default and type(node[key]) is type(default):
+        if (
+            isinstance(node, dict)
+            and key in node
+            and node[key] == default
+            and type(node[key]) is type(default)
+        ):
             node.pop(key)
     if isinstance(data.get("apet"), dict) and data["apet"].get("scale") is None:
         data.pop("apet")  # APET off: its seed and other keys change nothing

@@ -33,7 +33,9 @@ def resolve_source(value: str, runs_root: str | Path) -> Path:
                           "characters of result.json's run_id)")
     found = [p.parent for p in Path(runs_root).glob(f"*/*/{WEIGHTS}") if _run_id(p.parent).startswith(value)]
     if len(found) != 1:
-        what = "no finished run" if not found else f"{len(found)} runs ({', '.join(p.name for p in found[:3])})"
+        what = (
+            "no finished run" if not found else f"{len(found)} runs ({', '.join(p.name for p in found[:3])})"
+        )
         raise ConfigError("method.init_from", value, f"matches {what} under {runs_root}")
     return found[0]
 
@@ -52,8 +54,12 @@ def load_into(model: nn.Module, method_params: list[nn.Parameter], source: Path,
     fits = {n: t for n, t in state.items() if n in params and params[n].shape == t.shape}
     ours = {id(p) for p in method_params}
     if not any(id(params[n]) in ours for n in fits):
-        raise ConfigError("method.init_from", value, f"its weights ({len(state)} tensors, e.g. {next(iter(state))}) "
-                          f"hold none of this method's parameters")
+        raise ConfigError(
+            "method.init_from",
+            value,
+            f"its weights ({len(state)} tensors, e.g. {next(iter(state))}) "
+            f"hold none of this method's parameters",
+        )
     with torch.no_grad():
         for name, tensor in fits.items():
             params[name].copy_(tensor)

@@ -37,7 +37,9 @@ def count_backbone(model: nn.Module, head: list[nn.Parameter]) -> ParamCounts:
     embedding_numel = embedding.weight.numel() if embedding is not None else 0
     head_numel = sum(p.numel() for p in head)
     total = sum(p.numel() for p in params) - head_numel
-    return ParamCounts(total_params=total, nonembedding_params=total - embedding_numel, head_params=head_numel)
+    return ParamCounts(
+        total_params=total, nonembedding_params=total - embedding_numel, head_params=head_numel
+    )
 
 
 _CHECKED: dict[str, ParamCounts] = {}
@@ -64,7 +66,9 @@ def _check_disjoint(groups) -> None:
     for group in groups:
         for param in group.params:
             if id(param) in seen:
-                raise ConfigError("method", group.name, f"trains a parameter of group {seen[id(param)]!r} too")
+                raise ConfigError(
+                    "method", group.name, f"trains a parameter of group {seen[id(param)]!r} too"
+                )
             seen[id(param)] = group.name
 
 

@@ -44,7 +44,9 @@ class Registry(Generic[T]):
                 try:
                     importlib.import_module(f"{self.package}.{info.name}")
                 except Exception as err:  # one broken module must not take every other entry with it
-                    self._broken[info.name] = f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    self._broken[info.name] = (
+                        f"{type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"
+                    )
         self._loaded = True
 
     def broken(self) -> dict[str, str]:
@@ -60,8 +62,11 @@ class Registry(Generic[T]):
         self._load()
         if name not in self._entries:
             if name in self._broken:
-                raise ConfigError(key or self.kind, name, f"its module {self.package}.{name} failed to import "
-                                  f"({self._broken[name]})")
+                raise ConfigError(
+                    key or self.kind,
+                    name,
+                    f"its module {self.package}.{name} failed to import ({self._broken[name]})",
+                )
             broken = f" ({', '.join(sorted(self._broken))} failed to import)" if self._broken else ""
             raise ConfigError(key or self.kind, name,
                               f"unknown {self.kind}; choose one of: {', '.join(self.names())}{broken}")

@@ -25,22 +25,57 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 REPO = Path(__file__).resolve().parent.parent
 TINY = {
     # key: (family, model_type, config kwargs); one tiny model per architecture the methods must cover
-    "encoder": ("encoder", "bert", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                        intermediate_size=64)),
-    "encoder_decoder": ("encoder_decoder", "t5", dict(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=2,
-                                                      d_ff=64, d_kv=16)),
+    "encoder": (
+        "encoder",
+        "bert",
+        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+    ),
+    "encoder_decoder": (
+        "encoder_decoder",
+        "t5",
+        dict(d_model=32, num_layers=2, num_decoder_layers=2, num_heads=2, d_ff=64, d_kv=16),
+    ),
     "decoder": ("decoder", "gpt2", dict(n_embd=32, n_layer=2, n_head=2, n_positions=256)),
-    "roberta": ("encoder", "roberta", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                           intermediate_size=64)),
-    "bart": ("encoder_decoder", "bart", dict(d_model=32, encoder_layers=2, decoder_layers=2,
-                                             encoder_attention_heads=2, decoder_attention_heads=2,
-                                             encoder_ffn_dim=64, decoder_ffn_dim=64)),
+    "roberta": (
+        "encoder",
+        "roberta",
+        dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64),
+    ),
+    "bart": (
+        "encoder_decoder",
+        "bart",
+        dict(
+            d_model=32,
+            encoder_layers=2,
+            decoder_layers=2,
+            encoder_attention_heads=2,
+            decoder_attention_heads=2,
+            encoder_ffn_dim=64,
+            decoder_ffn_dim=64,
+        ),
+    ),
     "bloom": ("decoder", "bloom", dict(hidden_size=32, n_layer=2, n_head=2)),
-    "llama": ("decoder", "llama", dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                       intermediate_size=64, num_key_value_heads=2)),
+    "llama": (
+        "decoder",
+        "llama",
+        dict(
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=2,
+            intermediate_size=64,
+            num_key_value_heads=2,
+        ),
+    ),
 }
-TINY_NAMES = {"encoder": "tiny-bert", "encoder_decoder": "tiny-t5", "decoder": "tiny-gpt2", "roberta": "tiny-roberta",
-              "bart": "tiny-bart", "bloom": "tiny-bloom", "llama": "tiny-llama"}
+TINY_NAMES = {
+    "encoder": "tiny-bert",
+    "encoder_decoder": "tiny-t5",
+    "decoder": "tiny-gpt2",
+    "roberta": "tiny-roberta",
+    "bart": "tiny-bart",
+    "bloom": "tiny-bloom",
+    "llama": "tiny-llama",
+}
 
 
 def _save_tiny(key: str, root: Path) -> Path:
@@ -74,8 +109,9 @@ def tiny_conf(tmp_path_factory) -> Path:
     conf.mkdir(parents=True)
     for key, (family, model_type, dims) in TINY.items():
         path = _save_tiny(key, root / "models")
-        body = dict(name=TINY_NAMES[key], family=family, model_type=model_type, hub_id=f"local/{TINY_NAMES[key]}",
-                    path=str(path), arch={**dims, "vocab_size": 30522})  # modules: petsweep.architectures
+        # no `modules`: petsweep.architectures knows where things are per model_type
+        body = dict(name=TINY_NAMES[key], family=family, model_type=model_type,
+                    hub_id=f"local/{TINY_NAMES[key]}", path=str(path), arch={**dims, "vocab_size": 30522})
         (conf / f"{TINY_NAMES[key]}.yaml").write_text(yaml.safe_dump(body))
     return root / "conf"
 

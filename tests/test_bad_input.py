@@ -37,29 +37,63 @@ CASES = {  # name: (overrides, env, words the one line must contain)
     "non-positive max_steps": (["trainer.max_steps=0"], {}, ["trainer.max_steps", "0", "positive"]),
     "unknown template": (["task.template=fancy"], {}, ["task.template", "fancy", "plain", "manual"]),
     "generation task on an encoder": (["task=samsum"], {}, ["task", "samsum", "encoder"]),
-    "malformed data line": (["task=local", "task.files.train={d}/malformed.jsonl", "task.files.test={d}/good.jsonl"],
-                            {}, ["malformed.jsonl:3", "malformed JSON"]),
-    "label outside the verbalizer": (["task=local", "task.files.train={d}/good.jsonl",
-                                      "task.files.test={d}/unknown_label.jsonl", "task.label_words=[no,yes]"],
-                                     {}, ["'maybe'", "['no', 'yes']", "task.label_words"]),
+    "malformed data line": (
+        ["task=local", "task.files.train={d}/malformed.jsonl", "task.files.test={d}/good.jsonl"],
+        {},
+        ["malformed.jsonl:3", "malformed JSON"],
+    ),
+    "label outside the verbalizer": (
+        [
+            "task=local",
+            "task.files.train={d}/good.jsonl",
+            "task.files.test={d}/unknown_label.jsonl",
+            "task.label_words=[no,yes]",
+        ],
+        {},
+        ["'maybe'", "['no', 'yes']", "task.label_words"],
+    ),
     "unknown encoder pooling": (["backbone.pooling=max"], {}, ["backbone.pooling", "max", "pooler", "mean"]),
-    "mean pooling on a decoder": (["backbone=gpt2", "backbone.pooling=mean"], {}, ["backbone.pooling", "decoder"]),
-    "backbone not available offline": (["backbone=bert-base"], {"HF_HUB_OFFLINE": "1"},
-                                       ["bert-base", "offline", "backbone.path"]),
+    "mean pooling on a decoder": (
+        ["backbone=gpt2", "backbone.pooling=mean"],
+        {},
+        ["backbone.pooling", "decoder"],
+    ),
+    "backbone not available offline": (
+        ["backbone=bert-base"],
+        {"HF_HUB_OFFLINE": "1"},
+        ["bert-base", "offline", "backbone.path"],
+    ),
     # method hyper-parameters: checked by petsweep, never a library traceback; before any weight is looked for
     "a value of the wrong type": (["method.r=abc"], {}, ["method.r", "'abc'", "int"]),
     "LoRA rank out of range": (["method.r=0"], {}, ["method.r", "0", "positive"]),
     "dropout out of range": (["method.dropout=1.5"], {}, ["method.dropout", "1.5", "[0, 1)"]),
     "negative learning rate": (["method=adapter", "method.lr=-0.1"], {}, ["method.lr", "-0.1", "positive"]),
-    "adapter bottleneck out of range": (["method=adapter", "method.bottleneck=0"], {}, ["method.bottleneck", "0"]),
+    "adapter bottleneck out of range": (
+        ["method=adapter", "method.bottleneck=0"],
+        {},
+        ["method.bottleneck", "0"],
+    ),
     "unknown target": (["method.targets=[q,qq]"], {}, ["method.targets", "qq", "ffn_out", "norms"]),
-    "more last layers than blocks": (["method=last_layer", "method.layers=9"], {}, ["method.layers", "9", "6 blocks"]),
-    "selection fraction out of range": (["method=selective_module", "method.fraction=2"], {},
-                                        ["method.fraction", "2", "(0, 1]"]),
-    "BitFit on a bias-free backbone": (["backbone=t5-small", "method=bitfit"], {"HF_HUB_OFFLINE": "1"},
-                                       ["bitfit", "t5-small", "no bias"]),
-    "composed members that train the same parameters": (["method=compose", "method.members=[{name: full},"
-                                                          "{name: bitfit}]"], {}, ["full and bitfit", "same"]),
+    "more last layers than blocks": (
+        ["method=last_layer", "method.layers=9"],
+        {},
+        ["method.layers", "9", "6 blocks"],
+    ),
+    "selection fraction out of range": (
+        ["method=selective_module", "method.fraction=2"],
+        {},
+        ["method.fraction", "2", "(0, 1]"],
+    ),
+    "BitFit on a bias-free backbone": (
+        ["backbone=t5-small", "method=bitfit"],
+        {"HF_HUB_OFFLINE": "1"},
+        ["bitfit", "t5-small", "no bias"],
+    ),
+    "composed members that train the same parameters": (
+        ["method=compose", "method.members=[{name: full},{name: bitfit}]"],
+        {},
+        ["full and bitfit", "same"],
+    ),
 }
 
 

@@ -58,7 +58,7 @@ PUBLISHED_TOTALS = {  # unique parameters; tied input/output embeddings counted 
     "t5-base": 222_903_552,  # encoder/decoder embeddings and lm_head share one matrix
     "llama2-7b": 6_738_415_616,
     "smollm2-135m": 134_515_008,  # tied
-    # T5 v1.1: encoder and decoder share the input embedding, lm_head is its own (transformers 5.x would tie it)
+    # T5 v1.1: encoder and decoder share the input embedding, lm_head is its own (transformers 5.x ties it)
     "t5-v1_1-small": 76_961_152,
     "t5-v1_1-base": 247_577_856,
     "t5-v1_1-large": 783_150_080,
@@ -71,7 +71,10 @@ PUBLISHED_TOTALS = {  # unique parameters; tied input/output embeddings counted 
 def test_pet_param_fixtures(backbone, method, expected):
     task = "rte" if backbone.startswith("bert") else "bbc_news"
     name, *overrides = method.split()
-    assert count([f"backbone={backbone}", f"method={name}", f"task={task}", *overrides])["pet_params"] == expected
+    assert (
+        count([f"backbone={backbone}", f"method={name}", f"task={task}", *overrides])["pet_params"]
+        == expected
+    )
 
 
 def test_a_fused_projection_is_named_in_the_count():
@@ -82,12 +85,13 @@ def test_a_fused_projection_is_named_in_the_count():
 
 @pytest.mark.parametrize("method", METHODS.names())
 def test_every_method_counts_on_every_shipped_backbone(method):
-    """From configs alone (meta device): a count, or one clear line where the method cannot take the backbone."""
+    """From configs alone (meta device): a count, or one line where a method cannot take the backbone."""
     for backbone in sorted(p.stem for p in (CONF_DIR / "backbone").glob("*.yaml")):
         try:
             row = count([f"backbone={backbone}", f"method={method}"])
         except ConfigError as err:
-            assert "\n" not in str(err) and "no bias" in str(err), (backbone, err)  # BitFit (alone or composed)
+            # BitFit, alone or composed, on a bias-free backbone
+            assert "\n" not in str(err) and "no bias" in str(err), (backbone, err)
             continue
         assert 0 < row["pet_params"] <= row["total_params"] + row["head_params"], (backbone, row)
 

@@ -93,9 +93,8 @@ def _jsonl(path: Path, rows: list[dict]) -> Path:
 
 
 def test_local_caps_are_stratified_on_a_file_sorted_by_label(tmp_path):
-    rows = [
-        {"inputs": f"text {i}", "outputs": "neg" if i < 300 else "pos"} for i in range(400)
-    ]  # 3:1, sorted
+    # 3:1, sorted by label
+    rows = [{"inputs": f"text {i}", "outputs": "neg" if i < 300 else "pos"} for i in range(400)]
     path = _jsonl(tmp_path / "sorted.jsonl", rows)
     test = _jsonl(tmp_path / "sorted_test.jsonl", [{**r, "inputs": "held out " + r["inputs"]} for r in rows])
     files = ("task=local", f"task.files.train={path}", f"task.files.test={test}", "task.dev_size=100")

@@ -21,7 +21,7 @@ def test_resources_weight_and_data_locations_are_not_identity():
         "backbone.path=/moved/weights",
         "backbone.package=other_pkg/model",
         "task.hf_path=/data/copy",
-        "+backbone.modules.q=.*attention\\.self\\.query",  # where q sits: the method's targets say what trains
+        "+backbone.modules.q=.*attention\\.self\\.query",  # where q sits; targets say what trains
     ):
         assert run_hash(compose([change])) == run_hash(base), change
 

@@ -25,8 +25,15 @@ def test_eval_only_from_a_finished_run_reproduces_its_score_as_a_run_of_its_own(
 
 def test_training_continues_from_another_runs_weights(tiny):
     first = run(compose(tiny("decoder", "method=prompt", "method.length=4")))
-    cfg = compose(tiny("decoder", "method=prompt", "method.length=4", "seed=1",
-                       f"method.init_from={run_dir(compose(tiny('decoder', 'method=prompt', 'method.length=4')))}"))
+    cfg = compose(
+        tiny(
+            "decoder",
+            "method=prompt",
+            "method.length=4",
+            "seed=1",
+            f"method.init_from={run_dir(compose(tiny('decoder', 'method=prompt', 'method.length=4')))}",
+        )
+    )
     result = run(cfg)
     assert result["init_from"]["run_id"] == first["run_id"] and result["steps"] == 6
 

@@ -25,7 +25,8 @@ from petsweep.transfer import evaluate_transfer
 
 TASK_OVERRIDES = ("task.test_size=30", "task.max_length=32", "task.dev_size=20")  # the tiny runs' own
 
-CASES = [(m, arch) for m in METHODS.names() for arch in TINY_NAMES]  # BERT, T5, GPT-2, RoBERTa, BART, BLOOM, Llama
+# every method on BERT, T5, GPT-2, RoBERTa, BART, BLOOM and Llama
+CASES = [(m, arch) for m in METHODS.names() for arch in TINY_NAMES]
 
 
 def _spec(tiny, family, method, *extra):
@@ -141,9 +142,20 @@ def test_prompt_tuned_text_to_text_models_generate(tiny, tmp_path, arch):
     for split, numbers in (("train", range(40)), ("test", range(40, 60))):
         (tmp_path / f"qa_{split}.jsonl").write_text("".join(
             f'{{"inputs": "question {i}", "outputs": "answer {i % 3}"}}\n' for i in numbers))
-    cfg = compose(tiny(arch, "method=prompt", "method.length=4", "task=local", "task.kind=generation",
-                       f"task.files.train={tmp_path}/qa_train.jsonl", f"task.files.test={tmp_path}/qa_test.jsonl",
-                       "task.metric=exact_match", "task.metrics=[token_f1]", "task.target_max_length=4"))
+    cfg = compose(
+        tiny(
+            arch,
+            "method=prompt",
+            "method.length=4",
+            "task=local",
+            "task.kind=generation",
+            f"task.files.train={tmp_path}/qa_train.jsonl",
+            f"task.files.test={tmp_path}/qa_test.jsonl",
+            "task.metric=exact_match",
+            "task.metrics=[token_f1]",
+            "task.target_max_length=4",
+        )
+    )
     result = run(cfg)
     assert RunDir(run_dir(cfg)).state() == COMPLETED and set(result["metrics"]) == {"exact_match", "token_f1"}
 
@@ -172,5 +184,6 @@ def test_bitfit_adds_biases_to_bias_free_backbones_on_request(tiny, arch):
     cfg = compose(tiny(arch, "method=bitfit", "method.add_biases=true"))
     result = run(cfg)
     assert RunDir(run_dir(cfg)).state() == COMPLETED and result["pet_params"] > 0
-    again = evaluate_transfer(run_dir(cfg), "bbc_news", TASK_OVERRIDES)  # the added biases are rebuilt and loaded
+    # the added biases are rebuilt and loaded
+    again = evaluate_transfer(run_dir(cfg), "bbc_news", TASK_OVERRIDES)
     assert again["score"] == result["score"]

@@ -16,7 +16,9 @@ def test_a_broken_module_is_recorded_and_the_others_still_load(tmp_path, monkeyp
     package.mkdir()
     (package / "__init__.py").write_text("from petsweep.registry import Registry\nREG = Registry('method', "
                                          "'fake_methods')\n")
-    (package / "good.py").write_text("from fake_methods import REG\n@REG.register('good')\nclass Good: pass\n")
+    (package / "good.py").write_text(
+        "from fake_methods import REG\n@REG.register('good')\nclass Good: pass\n"
+    )
     (package / "broken.py").write_text("import a_package_that_is_not_installed\n")
     monkeypatch.syspath_prepend(str(tmp_path))
     monkeypatch.delitem(sys.modules, "fake_methods", raising=False)

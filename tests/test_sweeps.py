@@ -49,7 +49,10 @@ def test_failures_are_isolated_listed_and_retried_alone(tiny_conf, tmp_path):
     assert out.returncode == 1
     by_state = states(tmp_path / "study")
     failed = sorted(n for n, s in by_state.items() if s == "FAILED")
-    lr = {n: yaml.safe_load((tmp_path / "study" / n / "config.yaml").read_text())["method"]["lr"] for n in by_state}
+    lr = {
+        n: yaml.safe_load((tmp_path / "study" / n / "config.yaml").read_text())["method"]["lr"]
+        for n in by_state
+    }
     assert len(by_state) == 8 and all(lr[n] == 1e30 for n in failed)  # only the diverging runs failed
     assert {n for n in by_state if "tiny-bert" in n and lr[n] == 1e30} <= set(failed)
     table = status_table(tmp_path / "study")

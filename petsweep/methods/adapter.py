@@ -1,4 +1,4 @@
-"""Bottleneck adapters (Houlsby et al., 2019; Pfeiffer et al., 2021): h <- h + W_up act(W_down h + b_down) + b_up.
+"""Bottleneck adapters (Houlsby et al., 2019; Pfeiffer et al., 2021): h <- h + W_up act(W_down h + b_d) + b_u.
 
 Placement (canonical names from the architecture map): Houlsby puts one after the self-attention output
 projection (`o`) and one after the FFN output projection (`ffn_out`) of every block; Pfeiffer only after
@@ -48,7 +48,9 @@ class AdapterConfig(MethodConfig):
         if self.variant not in PLACEMENTS:
             raise ConfigError("method.variant", self.variant, f"choose one of: {', '.join(PLACEMENTS)}")
         if self.activation not in ACTIVATIONS:
-            raise ConfigError("method.activation", self.activation, f"choose one of: {', '.join(ACTIVATIONS)}")
+            raise ConfigError(
+                "method.activation", self.activation, f"choose one of: {', '.join(ACTIVATIONS)}"
+            )
         if not isinstance(self.bottleneck, int) or self.bottleneck < 1:
             raise ConfigError("method.bottleneck", self.bottleneck, "must be a positive integer")
         if not self.init_std >= 0:
@@ -90,8 +92,10 @@ class AdapterMethod(PETMethod):
         _, targets, notes = target_modules(model, ctx, PLACEMENTS[c.variant], "method.variant")
         params = []
         for _, module in targets:
-            module.add_module("adapter", Bottleneck(_output_width(module), c.bottleneck, c.activation, c.init_std,
-                                                    module.weight))
+            module.add_module(
+                "adapter",
+                Bottleneck(_output_width(module), c.bottleneck, c.activation, c.init_std, module.weight),
+            )
             module.register_forward_hook(_after)
             params += list(module.adapter.parameters())
         groups = [self.group(params)]

@@ -128,7 +128,9 @@ def target_modules(model: nn.Module, ctx: AttachContext, names: list[str], key: 
     for name in names:
         pattern = re.compile(arch.modules[arch.fused.get(name, name)])
         if not any(pattern.fullmatch(n) for n, _ in model.named_modules()):
-            raise ConfigError(key, name, f"matches no module of {ctx.backbone.name} (pattern {pattern.pattern!r})")
+            raise ConfigError(
+                key, name, f"matches no module of {ctx.backbone.name} (pattern {pattern.pattern!r})"
+            )
     compiled = re.compile(regex)
     found = [(n, m) for n, m in model.named_modules() if compiled.fullmatch(n)]
     return regex, found, notes

@@ -21,7 +21,7 @@ PROJECTIONS = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
 @dataclass
 class BitFitConfig(MethodConfig):
     """Attributes:
-        add_biases: on a backbone without biases, add zero biases (projections, norms, LM head) and train them.
+    add_biases: on a backbone without biases, add zero biases (projections, norms, LM head) and train them.
     """
 
     lr: float = 2e-3
@@ -56,8 +56,12 @@ class BitFitMethod(PETMethod):
         if biases:
             return Attached(model, [self.group(biases)])
         if not self.config.add_biases:
-            raise ConfigError("method", "bitfit", f"backbone {ctx.backbone.name} has no bias parameters to tune; "
-                              f"method.add_biases=true adds zero biases as OpenDelta does")
+            raise ConfigError(
+                "method",
+                "bitfit",
+                f"backbone {ctx.backbone.name} has no bias parameters to tune; "
+                f"method.add_biases=true adds zero biases as OpenDelta does",
+            )
         return Attached(model, [self.group(self._add(model, ctx))])
 
     def _add(self, model, ctx) -> list[nn.Parameter]:

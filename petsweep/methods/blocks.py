@@ -1,4 +1,4 @@
-"""The transformer blocks of a model, by stack, from the architecture map (last-layer and selective tuning)."""
+"""The transformer blocks of a model, by stack, from the architecture map (last-layer, selective tuning)."""
 
 from __future__ import annotations
 
@@ -34,5 +34,7 @@ def chosen_stacks(stacks: dict, stack: str, key: str) -> list[str]:
     wanted = ["encoder", "decoder"] if stack == "both" else [stack]
     missing = [s for s in wanted if s not in stacks]
     if missing:
-        raise ConfigError(key, stack, f"the model has no {missing[0]} stack; it has: {', '.join(sorted(stacks))}")
+        raise ConfigError(
+            key, stack, f"the model has no {missing[0]} stack; it has: {', '.join(sorted(stacks))}"
+        )
     return wanted

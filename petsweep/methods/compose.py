@@ -52,8 +52,11 @@ class ComposeMethod(PETMethod):
             for group in attached.groups:
                 for param in group.params:
                     if id(param) in owner:
-                        raise ConfigError("method.members", [m.config.name for m in self.members],
-                                          f"{owner[id(param)]} and {member.config.name} train the same parameters")
+                        raise ConfigError(
+                            "method.members",
+                            [m.config.name for m in self.members],
+                            f"{owner[id(param)]} and {member.config.name} train the same parameters",
+                        )
                     owner[id(param)] = member.config.name
                 suffix = "" if group.name == "method" else f"/{group.name}"
                 groups.append(ParamGroup(f"{index}.{member.config.name}{suffix}", group.params, group.lr))

@@ -25,7 +25,9 @@ class IA3MethodConfig(MethodConfig):
         super().__post_init__()
         extra = sorted(set(self.feedforward) - set(self.targets))
         if extra:
-            raise ConfigError("method.feedforward", extra, f"must be among method.targets {list(self.targets)}")
+            raise ConfigError(
+                "method.feedforward", extra, f"must be among method.targets {list(self.targets)}"
+            )
 
 
 @METHODS.register("ia3")
@@ -35,7 +37,9 @@ class IA3Method(PETMethod):
     def attach(self, model, ctx):
         c = self.config
         regex, _, notes = target_modules(model, ctx, list(c.targets), "method.targets")
-        feedforward = ctx.backbone.targets(list(c.feedforward), "method.feedforward")[0] if c.feedforward else None
+        feedforward = (
+            ctx.backbone.targets(list(c.feedforward), "method.feedforward")[0] if c.feedforward else None
+        )
         before = {id(p) for p in model.parameters()}
         config = IA3Config(target_modules=regex, feedforward_modules=feedforward or [])
         model = inject_adapter_in_model(config, model)

@@ -36,7 +36,9 @@ class LastLayerMethod(PETMethod):
         params = []
         for kind in chosen_stacks(stacks, self.config.stack, "method.stack"):
             if self.config.layers > len(stacks[kind]):
-                raise ConfigError("method.layers", self.config.layers, f"the {kind} has {len(stacks[kind])} blocks")
+                raise ConfigError(
+                    "method.layers", self.config.layers, f"the {kind} has {len(stacks[kind])} blocks"
+                )
             for _, block in stacks[kind][-self.config.layers:]:
                 params += [p for p in block.parameters() if not ctx.is_head(p)]
         return Attached(model, [self.group(params)])

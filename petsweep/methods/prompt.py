@@ -55,7 +55,9 @@ class SoftPrompt(nn.Module):
     def __init__(self, length: int, embedding: nn.Embedding, init: str, init_range: float):
         super().__init__()
         weight = embedding.weight
-        self.embedding = nn.Parameter(torch.empty(length, weight.shape[1], device=weight.device, dtype=weight.dtype))
+        self.embedding = nn.Parameter(
+            torch.empty(length, weight.shape[1], device=weight.device, dtype=weight.dtype)
+        )
         self.generating = False
         if weight.device.type != "meta":
             with torch.no_grad():
@@ -104,7 +106,9 @@ class PromptMethod(PETMethod):
             kwargs.update(inputs_embeds=embeds, attention_mask=mask)
             if decoder_only and kwargs.get("labels") is not None:
                 labels = kwargs["labels"]
-                kwargs["labels"] = torch.cat([labels.new_full((labels.shape[0], c.length), IGNORE), labels], 1)
+                kwargs["labels"] = torch.cat(
+                    [labels.new_full((labels.shape[0], c.length), IGNORE), labels], 1
+                )
             return args, kwargs
 
         def after(module, args, kwargs, output):

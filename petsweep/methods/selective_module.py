@@ -40,7 +40,9 @@ class SelectiveModuleConfig(MethodConfig):
     def __post_init__(self):
         super().__post_init__()
         if self.budget is not None and self.fraction is not None:
-            raise ConfigError("method.fraction", self.fraction, "give method.budget or method.fraction, not both")
+            raise ConfigError(
+                "method.fraction", self.fraction, "give method.budget or method.fraction, not both"
+            )
         if self.budget is not None and (not isinstance(self.budget, int) or self.budget < 1):
             raise ConfigError("method.budget", self.budget, "must be a positive number of parameters")
         if self.fraction is not None and not 0 < self.fraction <= 1:
@@ -78,8 +80,11 @@ class SelectiveModuleMethod(PETMethod):
         else:
             budget = sum(p.numel() for p in stacks[chosen[0]][-1][1].parameters())
         if budget < min(sizes):
-            raise ConfigError("method.budget", budget, f"smaller than the smallest candidate module ({min(sizes):,} "
-                              f"parameters)")
+            raise ConfigError(
+                "method.budget",
+                budget,
+                f"smaller than the smallest candidate module ({min(sizes):,} parameters)",
+            )
         picked, used = [], 0
         for index in np.random.default_rng(c.selection_seed).permutation(len(candidates)):
             if used + sizes[index] <= budget:
