@@ -19,18 +19,16 @@ def _count_key(cfg: dict) -> str:
 
 
 def trainable_counts(runs: list[PlannedRun]) -> None:
-    """Fill run.extra with parameter counts (meta device), one model build per distinct config."""
-    from petsweep.backbones import build_on_meta
+    """Fill run.extra with parameter counts (meta device), one model build per distinct config (shared with
+    the plan's own check, petsweep.params.check_on_meta)."""
     from petsweep.config import resolve_run
-    from petsweep.params import attach_method
+    from petsweep.params import check_on_meta
 
     cache: dict[str, dict] = {}
     for run in runs:
         key = _count_key(run.cfg)
         if key not in cache:
-            spec = resolve_run(run.cfg)
-            _, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
-            cache[key] = counts.as_dict()
+            cache[key] = check_on_meta(resolve_run(run.cfg)).as_dict()
         run.extra.update(cache[key])
 
 
