@@ -10,7 +10,6 @@ for the same step twice).
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,6 +21,8 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
+
+from petsweep.identity import sha256_file
 
 log = logging.getLogger("petsweep")
 MANIFEST = "manifest.json"
@@ -98,14 +99,6 @@ def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def _fsync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -124,7 +117,7 @@ def verify(directory: Path) -> str | None:
         path = directory / name
         if not path.is_file() or path.stat().st_size != size:
             return f"{name}: missing or truncated"
-        if _sha256(path) != digest:
+        if sha256_file(path) != digest:
             return f"{name}: contents differ from the manifest"
     return None
 
@@ -150,7 +143,7 @@ def begin(root: Path, step: int) -> Path | None:
 def commit(tmp: Path, root: Path, step: int) -> Path:
     """Manifest, fsync, rename into place, fsync the parent, read back; then drop all but the newest KEEP."""
     files = _files(tmp)
-    manifest = {str(p.relative_to(tmp)): (p.stat().st_size, _sha256(p)) for p in files}
+    manifest = {str(p.relative_to(tmp)): (p.stat().st_size, sha256_file(p)) for p in files}
     (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
     for path in [*files, tmp / MANIFEST, *sorted({p.parent for p in files}, reverse=True), tmp]:
         _fsync(path)

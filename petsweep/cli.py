@@ -1,15 +1,15 @@
 """The `petsweep` command and the checks `run.py` makes before Hydra starts.
 
-petsweep count [--json] backbone=bert-base method=lora    # parameter counts, no weights, no network
-petsweep plan method=lora,full seed=1,2,3                 # every run of a sweep: status, params, cost
-petsweep status runs/<sweep_name>                         # from the runs' status files only
-petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
-petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
-petsweep collect runs/<sweep_name> -o table.parquet       # one tidy row per run
-petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.plots.KINDS)
-petsweep thresholds table.parquet -o thresholds.csv       # low/high budget thresholds per task, backbone
-petsweep transfer runs/<sweep_name> --task <other task>   # finished runs scored on another task
-petsweep rehash runs [--dry-run]                          # rename run dirs made under an older identity rule
+    petsweep count [--json] backbone=bert-base method=lora    # parameter counts, no weights, no network
+    petsweep plan method=lora,full seed=1,2,3                 # every run of a sweep: status, params, cost
+    petsweep status runs/<sweep_name>                         # from the runs' status files only
+    petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
+    petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
+    petsweep collect runs/<sweep_name> -o table.parquet       # one tidy row per run
+    petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.plots.KINDS)
+    petsweep thresholds table.parquet -o thresholds.csv       # low/high budget thresholds per task, backbone
+    petsweep transfer runs/<sweep_name> --task <other task>   # finished runs scored on another task
+    petsweep rehash runs [--dry-run]                          # rename run dirs of an older identity rule
 """
 
 from __future__ import annotations
@@ -197,12 +197,10 @@ def _rehash_cmd(args) -> None:
 
     moved = 0
     for old, outcome, new in rehash(args.roots, args.dry_run):
-        if outcome != "same":
-            print(
-                f"{outcome:<6} {old} -> {new.name}"
-                if outcome != "live"
-                else f"live   {old} (running: left alone)"
-            )
+        if outcome == "live":
+            print(f"live   {old} (running: left alone)")
+        elif outcome != "same":
+            print(f"{outcome:<6} {old} -> {new.name}")
         moved += outcome == "moved"
     print(f"{moved} run dir(s) {'would be ' if args.dry_run else ''}renamed to their current identity")
 

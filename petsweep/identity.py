@@ -106,16 +106,21 @@ def file_fingerprint(name) -> str | None:
         stat = path.stat()
     except OSError:
         return str(name)
-    return _sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    return _cached_sha256(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
 
 
-@functools.lru_cache(maxsize=4096)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime key the cache: an edit re-reads
+def sha256_file(path: str | Path) -> str:
+    """The hex sha256 of a file's bytes, read in 1 MiB blocks."""
     digest = hashlib.sha256()
     with open(path, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
-    return f"sha256:{digest.hexdigest()}"
+    return digest.hexdigest()
+
+
+@functools.lru_cache(maxsize=4096)
+def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtime key the cache
+    return f"sha256:{sha256_file(path)}"
 
 
 def run_hash(cfg: DictConfig | dict) -> str:

@@ -141,6 +141,16 @@ def new_params(model: nn.Module, before: set[int]) -> list[nn.Parameter]:
     return [p for p in model.parameters() if id(p) not in before]
 
 
+def inject_peft(model: nn.Module, peft_config) -> tuple[nn.Module, list[nn.Parameter]]:
+    """peft's `inject_adapter_in_model`, which keeps the model's own class (generate, base_model, ...) and its
+    parameter objects; returns the model and the parameters the adapter added (what the method trains)."""
+    from peft import inject_adapter_in_model
+
+    before = {id(p) for p in model.parameters()}
+    model = inject_adapter_in_model(peft_config, model)
+    return model, new_params(model, before)
+
+
 def build_method(node: DictConfig | dict) -> PETMethod:
     """Validate a composed `method` node against its method's dataclass and build the method."""
     values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)

@@ -4,10 +4,10 @@ BERT peft's default `output.dense` also catches the attention output projection)
 
 from dataclasses import dataclass, field
 
-from peft import IA3Config, inject_adapter_in_model
+from peft import IA3Config
 
 from petsweep.errors import ConfigError
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, new_params, target_modules
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, inject_peft, target_modules
 
 
 @dataclass
@@ -40,7 +40,6 @@ class IA3Method(PETMethod):
         feedforward = (
             ctx.backbone.targets(list(c.feedforward), "method.feedforward")[0] if c.feedforward else None
         )
-        before = {id(p) for p in model.parameters()}
         config = IA3Config(target_modules=regex, feedforward_modules=feedforward or [])
-        model = inject_adapter_in_model(config, model)
-        return Attached(model, [self.group(new_params(model, before))], notes)
+        model, added = inject_peft(model, config)
+        return Attached(model, [self.group(added)], notes)

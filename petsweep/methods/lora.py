@@ -2,10 +2,10 @@
 
 from dataclasses import dataclass, field
 
-from peft import LoraConfig, inject_adapter_in_model
+from peft import LoraConfig
 
 from petsweep.errors import ConfigError
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, new_params, target_modules
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, inject_peft, target_modules
 
 
 @dataclass
@@ -41,8 +41,5 @@ class LoRAMethod(PETMethod):
         c = self.config
         regex, _, notes = target_modules(model, ctx, list(c.targets), "method.targets")
         config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=regex)
-        before = {id(p) for p in model.parameters()}
-        # inject_adapter_in_model keeps the model's own class (generate, base_model, ...) and its parameter
-        # objects; the LoRA matrices are the parameters it adds
-        model = inject_adapter_in_model(config, model)
-        return Attached(model, [self.group(new_params(model, before))], notes)
+        model, added = inject_peft(model, config)  # the LoRA matrices
+        return Attached(model, [self.group(added)], notes)
