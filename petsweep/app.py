@@ -24,7 +24,7 @@ from petsweep.errors import PetsweepError, RunCancelled
 from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.init_from import load_into, resolve_source
 from petsweep.objectives import make_objective
-from petsweep.params import attach_method, check_on_meta
+from petsweep.params import attach_method, begin_stage, check_on_meta
 from petsweep.seeding import seed_everything
 from petsweep.status import (CANCELLED, COMPLETED, FAILED, LAUNCHED_AT_ENV, QUEUED, RUNNING, RunDir,
                              current_slurm_job, sweep_cancelled, write_atomic, write_json)
@@ -133,7 +133,11 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
 
     data = prepare_task(spec.task, spec.seed)
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
-    attached, counts = attach_method(model, spec)
+    stage_steps = spec.method.stage_steps(spec.trainer.max_steps)
+    staged = len(stage_steps) > 1 and not spec.trainer.eval_only  # evaluation has every stage attached
+    attached, counts = attach_method(model, spec, stage=0 if staged else None)
+    if staged:
+        counts = check_on_meta(spec)  # every stage's parameters, not the first's alone
     initialised = None
     if init_source is not None:
         method_params = [p for g in attached.groups if g.name != "head" for p in g.params]
@@ -145,11 +149,12 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
     full_hash = run_hash(cfg)
     tracker = Tracker(run_path, spec.wandb, full_hash, spec.sweep_name, run_slug(cfg),
                       OmegaConf.to_container(cfg, resolve=True))
-    from petsweep.train import train  # torch-heavy; imported once the run is known to be valid
+    from petsweep.train import Stages, train  # torch-heavy; imported once the run is known to be valid
 
+    stages = Stages(stage_steps, lambda stage: begin_stage(attached, spec, stage)) if staged else None
     outcome = train(spec, run_path, attached.model,
-                    make_objective(spec.backbone.family, spec.task, data, tokenizer), data, attached.groups,
-                    tracker, counts.total_params)
+                    make_objective(spec.backbone.family, spec.task, data, tokenizer), data, list(attached.groups),
+                    tracker, counts.total_params, stages)
     save_file(outcome.pop("best_weights"), run_path.path / "pet_weights.safetensors")
     process_start = provenance.process_start_time()
     first_step_at = outcome.pop("first_step_at")

@@ -29,9 +29,11 @@ MANIFEST = "manifest.json"
 KEEP = 2  # the newest checkpoint and the one before it (the fallback when the newest is corrupt)
 
 
-def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The parameters being trained, by name, detached on CPU (what a PET checkpoint needs to hold)."""
-    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters() if p.requires_grad}
+def trainable_state(model: nn.Module, keep: set[int] | None = None) -> dict[str, torch.Tensor]:
+    """The method's parameters by name, detached on CPU (what a PET checkpoint holds): those whose ids are in
+    `keep` (every stage's, trained now or frozen after their stage), or by default those being trained."""
+    chosen = (lambda p: id(p) in keep) if keep is not None else (lambda p: p.requires_grad)
+    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters() if chosen(p)}
 
 
 def load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
@@ -158,14 +160,13 @@ def commit(tmp: Path, root: Path, step: int) -> Path:
     return final
 
 
-def save(
-    root: Path, step: int, model, optimizer, scheduler, best: dict[str, torch.Tensor] | None, counters: dict
-) -> Path:
-    """Write checkpoint `step-<step>` (see the module's notes); returns its path."""
+def save(root: Path, step: int, model, optimizer, scheduler, best: dict[str, torch.Tensor] | None,
+         counters: dict, keep: set[int] | None = None) -> Path:
+    """Write checkpoint `step-<step>` (see the module's notes; `keep` as in trainable_state); returns its path."""
     tmp = begin(root, step)
     if tmp is None:
         return step_dir(root, step)
-    save_file(trainable_state(model), tmp / "trainable.safetensors")
+    save_file(trainable_state(model, keep), tmp / "trainable.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
     save_extras(tmp, best, {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), **counters})
@@ -181,6 +182,11 @@ def latest(root: Path) -> Path | None:
             return path
         log.warning("checkpoint %s is corrupt (%s); falling back to the one before it", path, problem)
     return None
+
+
+def saved_step(path: Path) -> int:
+    """The step a checkpoint was saved at (read before restoring: a staged method attaches its stages first)."""
+    return json.loads((path / "state.json").read_text())["step"]
 
 
 def restore_extras(path: Path) -> tuple[dict, dict[str, torch.Tensor] | None]:

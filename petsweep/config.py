@@ -104,12 +104,17 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         raise ConfigError("seed", data["seed"], "must be an integer")
     method = build_method(data["method"])
     method.check(backbone)
+    trainer = _typed(TrainerConfig, dict(data["trainer"]), "trainer")
+    deepspeed = _typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed")
+    if len(method.stage_steps(trainer.max_steps)) > 1 and deepspeed.preset not in ("auto", "none"):
+        raise ConfigError("deepspeed.preset", deepspeed.preset, f"method {method.config.name} trains in stages, "
+                          "which rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none")
     return RunSpec(
         backbone=backbone,
         method=method,
         task=task,
-        trainer=_typed(TrainerConfig, dict(data["trainer"]), "trainer"),
-        deepspeed=_typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed"),
+        trainer=trainer,
+        deepspeed=deepspeed,
         seed=data["seed"],
         sweep_name=str(data["sweep_name"]),
         runs_root=str(data["paths"]["runs_root"]),

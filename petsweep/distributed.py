@@ -55,6 +55,11 @@ class PlainStepper:
     def __init__(self, model: nn.Module, optimizer, scheduler, grad_accum: int, max_grad_norm: float | None):
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.grad_accum, self.max_grad_norm = grad_accum, max_grad_norm
+        self.keep: set[int] | None = None  # ids of the method's parameters (every stage's); None: the trained
+
+    def rebuild(self, optimizer, scheduler) -> None:
+        """A new optimizer and schedule mid-run (the next stage of a staged method)."""
+        self.optimizer, self.scheduler = optimizer, scheduler
 
     @property
     def forward_model(self) -> nn.Module:
@@ -76,13 +81,13 @@ class PlainStepper:
         return self.scheduler.get_last_lr()[0]
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
-        return checkpoint.trainable_state(self.model)
+        return checkpoint.trainable_state(self.model, self.keep)
 
     def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
         checkpoint.load_trainable(self.model, state)
 
     def save(self, root: Path, step: int, best, counters: dict) -> None:
-        checkpoint.save(root, step, self.model, self.optimizer, self.scheduler, best, counters)
+        checkpoint.save(root, step, self.model, self.optimizer, self.scheduler, best, counters, self.keep)
 
     def restore(self, path: Path):
         return checkpoint.restore(path, self.model, self.optimizer, self.scheduler)
@@ -126,6 +131,9 @@ class DeepSpeedStepper(PlainStepper):
     @property
     def forward_model(self) -> nn.Module:
         return self.engine
+
+    def rebuild(self, optimizer, scheduler) -> None:
+        raise RuntimeError("a DeepSpeed engine keeps its optimizer: staged methods run without DeepSpeed")
 
     def backward(self, loss: torch.Tensor) -> None:
         self.engine.backward(loss)  # divides by gradient_accumulation_steps itself

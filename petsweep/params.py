@@ -72,7 +72,7 @@ def _check_disjoint(groups) -> None:
             seen[id(param)] = group.name
 
 
-def attach_method(model: nn.Module, spec) -> tuple[Attached, ParamCounts]:
+def attach_method(model: nn.Module, spec, stage: int | None = None) -> tuple[Attached, ParamCounts]:
     """Attach the run's PET method, set trainability from its groups (plus the head's), and count.
 
     The task head is resolved by object before the method runs; every parameter outside the returned groups
@@ -81,9 +81,11 @@ def attach_method(model: nn.Module, spec) -> tuple[Attached, ParamCounts]:
     Args:
         model: the backbone with its task head, real or on the meta device.
         spec: the validated run (petsweep.config.RunSpec).
+        stage: attach only this stage of a method that trains in stages (a run attaches stage 0, then
+            `begin_stage`); None attaches every stage (counts, evaluation).
 
     Returns:
-        (the attached model and its groups, the head's group last; the filled ParamCounts).
+        (the attached model and its groups, the head's group last; the filled ParamCounts, of what was attached).
     """
     from petsweep.backbones import head_parameter_names
 
@@ -92,13 +94,47 @@ def attach_method(model: nn.Module, spec) -> tuple[Attached, ParamCounts]:
     counts = count_backbone(model, head)
     for param in model.parameters():
         param.requires_grad_(False)
-    attached = spec.method.attach(model, AttachContext(backbone=spec.backbone, head=head, task=spec.task))
+    ctx = AttachContext(backbone=spec.backbone, head=head, task=spec.task)
+    method = spec.method
+    attached = method.attach(model, ctx) if stage is None else method.attach_stage(model, ctx, stage)
     counts.pet_params = sum(p.numel() for g in attached.groups for p in g.params)
     if head and spec.method.config.train_head:
         attached.groups.append(ParamGroup("head", head, spec.trainer.head_lr or spec.method.config.lr))
-    _check_disjoint(attached.groups)
-    for group in attached.groups:
-        for param in group.params:
-            param.requires_grad_(True)
+    _set_trainable(attached.groups)
     counts.trainable_params = sum(p.numel() for g in attached.groups for p in g.params)
     return attached, counts
+
+
+def begin_stage(attached: Attached, spec, stage: int) -> list[ParamGroup]:
+    """Start stage `stage` of a method that trains in stages: freeze the groups trained so far (a head keeps
+    training), attach what the stage adds and return the groups it trains.
+
+    The stage's initialisation is drawn from a generator seeded by (run seed, stage) and leaves the global
+    RNG alone, so a run resumed inside any stage re-creates it exactly.
+    """
+    import torch
+
+    from petsweep.backbones import head_parameter_names
+
+    names = head_parameter_names(attached.model, spec.backbone)
+    head = [p for n, p in attached.model.named_parameters() if n in names]
+    head_groups = [g for g in attached.groups if g.name == "head"]
+    for group in attached.groups:
+        if group.name != "head":
+            for param in group.params:
+                param.requires_grad_(False)
+    with torch.random.fork_rng():
+        torch.manual_seed(spec.seed * 1009 + stage)
+        added = spec.method.attach_stage(attached.model, AttachContext(spec.backbone, head, spec.task), stage)
+    groups = added.groups + head_groups
+    _check_disjoint([*attached.groups, *added.groups])
+    _set_trainable(groups)
+    attached.groups = [*(g for g in attached.groups if g.name != "head"), *added.groups, *head_groups]
+    return groups
+
+
+def _set_trainable(groups: list[ParamGroup]) -> None:
+    _check_disjoint(groups)
+    for group in groups:
+        for param in group.params:
+            param.requires_grad_(True)

@@ -13,6 +13,7 @@ import math
 import resource
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -22,6 +23,7 @@ from torch import nn
 from petsweep import checkpoint, preemption
 from petsweep.config import RunSpec, TrainerConfig
 from petsweep.distributed import make_stepper
+from petsweep.errors import ConfigError
 from petsweep.methods.base import ParamGroup
 from petsweep.objectives import Objective
 from petsweep.status import RunDir
@@ -46,6 +48,26 @@ class Progress:
     loss_sum: float = 0.0
     loss_count: int = 0
     history: list = field(default_factory=list)
+
+
+@dataclass
+class Stages:
+    """How a method trains: the steps of each stage (a fresh optimizer and schedule each), and how a stage
+    after the first begins (attaches what it adds; returns the groups it trains). One stage by default."""
+
+    steps: list[int]
+    begin: Callable[[int], list[ParamGroup]] | None = None
+
+    def start(self, stage: int) -> int:
+        """Completed steps when `stage` begins."""
+        return sum(self.steps[:stage])
+
+    def of_completed(self, step: int) -> int:
+        """The stage whose optimizer took step `step` (0 before any step)."""
+        stage = 0
+        while stage + 1 < len(self.steps) and step > self.start(stage + 1):
+            stage += 1
+        return stage
 
 
 def pick_device(trainer: TrainerConfig) -> torch.device:
@@ -73,13 +95,15 @@ def build_optimizer(groups: list[ParamGroup], trainer: TrainerConfig) -> torch.o
     return torch.optim.AdamW(split)
 
 
-def build_scheduler(optimizer, trainer: TrainerConfig) -> torch.optim.lr_scheduler.LambdaLR:
-    warmup = int(trainer.warmup_ratio * trainer.max_steps)
+def build_scheduler(optimizer, trainer: TrainerConfig, steps: int | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup, then the trainer's schedule over `steps` (a stage's; the whole run by default)."""
+    total = trainer.max_steps if steps is None else steps
+    warmup = int(trainer.warmup_ratio * total)
 
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
-        progress = (step - warmup) / max(1, trainer.max_steps - warmup)
+        progress = (step - warmup) / max(1, total - warmup)
         if trainer.schedule == "linear":
             return max(0.0, 1.0 - progress)
         if trainer.schedule == "cosine":
@@ -129,21 +153,39 @@ def _peak_memory_mb(device: torch.device) -> float:
 
 
 def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, data: TaskData,
-          groups: list[ParamGroup], tracker: Tracker, total_params: int) -> dict:
-    """Train, select the best dev checkpoint, score test and the train subset; returns the summary."""
+          groups: list[ParamGroup], tracker: Tracker, total_params: int, stages: Stages | None = None) -> dict:
+    """Train, select the best dev checkpoint, score test and the train subset; returns the summary.
+
+    `groups` are what the first stage trains; `stages` (default: one) say when later ones begin.
+    """
     trainer, metric = spec.trainer, spec.task.metric
+    stages = stages or Stages([trainer.max_steps])
     device = pick_device(trainer)
     bf16 = use_bf16(trainer, device)
     model.to(device).train()
     train_set = objective.encode(data.train)
     dev_set, test_set = objective.encode(data.dev), objective.encode(data.test)
     optimizer = build_optimizer(groups, trainer)
-    scheduler = build_scheduler(optimizer, trainer)
+    scheduler = build_scheduler(optimizer, trainer, stages.steps[0])
     stepper, zero = make_stepper(model, optimizer, scheduler, trainer, spec.deepspeed, total_params, bf16)
-    progress, best = Progress(), None
+    if len(stages.steps) > 1 and zero.stage is not None:
+        raise ConfigError("deepspeed.preset", zero.preset, f"{spec.method.config.name} trains in stages, which "
+                          "rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none")
+    stepper.keep = {id(p) for g in groups for p in g.params}
+    progress, best, stage = Progress(), None, 0
+
+    def begin_stage(index: int) -> None:
+        new_groups = stages.begin(index)
+        stepper.keep |= {id(p) for g in new_groups for p in g.params}
+        new_optimizer = build_optimizer(new_groups, trainer)
+        stepper.rebuild(new_optimizer, build_scheduler(new_optimizer, trainer, stages.steps[index]))
+        log.info("stage %d of %d begins: %s", index + 1, len(stages.steps), ", ".join(g.name for g in new_groups))
 
     resume_from = checkpoint.latest(run.checkpoints)
     if resume_from is not None:
+        while stage < stages.of_completed(checkpoint.saved_step(resume_from)):
+            stage += 1
+            begin_stage(stage)
         meta, best = stepper.restore(resume_from)
         progress = Progress(**{k: meta[k] for k in Progress.__dataclass_fields__ if k in meta})
         log.info("resumed from %s (step %d)", resume_from.name, progress.step)
@@ -153,6 +195,9 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
     first_step_at = time.time()  # start-up overhead = this minus process start (see app)
     step_times = []  # this session's step durations, for throughput estimates (not checkpointed)
     while progress.step < trainer.max_steps and not trainer.eval_only:  # eval_only: the weights as they are
+        if stage + 1 < len(stages.steps) and progress.step == stages.start(stage + 1):
+            stage += 1
+            begin_stage(stage)
         started = time.perf_counter()
         for micro in range(trainer.grad_accum):
             index = progress.step * trainer.grad_accum + micro
@@ -182,7 +227,8 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
                 progress.eval_time_s += time.perf_counter() - eval_started
                 progress.evals += 1
                 row.update({f"dev_{k}": v for k, v in scores.items()})
-                if progress.best_score is None or scores[metric] > progress.best_score:
+                last_stage = stage == len(stages.steps) - 1  # the model a run reports has every stage
+                if last_stage and (progress.best_score is None or scores[metric] > progress.best_score):
                     progress.best_score, progress.best_step = scores[metric], progress.step
                     best = stepper.trainable_state()
             progress.history.append(row)

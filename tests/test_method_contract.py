@@ -79,7 +79,7 @@ def test_the_head_is_the_frameworks_and_train_head_false_freezes_it(tiny, method
 def test_every_trainable_tensor_gets_a_gradient_after_one_step(tiny, method, arch):
     """A tensor that never gets a gradient (a dead prompt half, a module no path reaches) fails here. The
     check runs on the second step, so methods whose update starts at zero (LoRA's B) are judged fairly."""
-    spec = _spec(tiny, arch, method, "trainer.max_steps=2")
+    spec = _spec(tiny, arch, method)
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
     found = _attach(spec, model)
     if found is None:

@@ -106,6 +106,18 @@ class PETMethod:
     def attach(self, model: nn.Module, ctx: AttachContext) -> Attached:
         raise NotImplementedError
 
+    def stage_steps(self, max_steps: int) -> list[int]:
+        """Steps of each training stage (a new optimizer per stage); one stage, the whole run, by default.
+        Called when the run is validated, so a stage without steps is refused before anything starts."""
+        return [max_steps]
+
+    def attach_stage(self, model: nn.Module, ctx: AttachContext, stage: int) -> Attached:
+        """What stage `stage` adds to the model and trains. `attach` is every stage at once (counts);
+        a run attaches stage 0 before training and each later stage when it begins."""
+        if stage != 0:
+            raise ValueError(f"{self.config.name} trains in one stage")
+        return self.attach(model, ctx)
+
     def group(self, params, name: str = "method", lr: float | None = None) -> ParamGroup:
         """One group of the method's parameters at its learning rate (or `lr`)."""
         return ParamGroup(name=name, params=list(params), lr=self.config.lr if lr is None else lr)

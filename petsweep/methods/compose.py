@@ -4,7 +4,7 @@ trained together, each at its own learning rate; members must not train the same
     python run.py method=compose 'method.members=[{name: lora, r: 4}, {name: bitfit}]'
 
 Members attach in the order given (the order matters where both touch the same module, e.g. LoRA + IA3).
-Sequential composition (stages with their own steps) is not available yet.
+For stages trained one after another, see `sequential`.
 """
 
 from __future__ import annotations
@@ -13,6 +13,46 @@ from dataclasses import dataclass, field
 
 from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, ParamGroup, PETMethod, build_method
+
+COMPOSITIONS = ("compose", "sequential")
+
+
+def check_members(members) -> None:
+    """Two or more method nodes ({name: ..., and any of that method's keys}), none itself a composition."""
+    if not isinstance(members, (list, tuple)) or len(members) < 2:
+        raise ConfigError("method.members", members, "list two or more methods")
+    names = [m.get("name") if isinstance(m, dict) else m for m in members]
+    if any(name in COMPOSITIONS for name in names):
+        raise ConfigError("method.members", names, f"a member cannot itself be {' or '.join(COMPOSITIONS)}")
+
+
+def build_members(members) -> list[PETMethod]:
+    return [build_method(dict(m) if isinstance(m, dict) else {"name": m}) for m in members]
+
+
+def member_groups(index: int, member: PETMethod, attached: Attached) -> list[ParamGroup]:
+    """A member's groups under stable names `<index>.<method>[/<group>]` (optimizer state is keyed by them)."""
+    groups = []
+    for group in attached.groups:
+        suffix = "" if group.name == "method" else f"/{group.name}"
+        groups.append(ParamGroup(f"{index}.{member.config.name}{suffix}", group.params, group.lr))
+    return groups
+
+
+def attach_members(model, ctx, members: list[PETMethod]) -> Attached:
+    """Attach every member in order; refuse two members that train one parameter."""
+    groups, notes, owner = [], [], {}
+    for index, member in enumerate(members):
+        attached = member.attach(model, ctx)
+        model = attached.model
+        for param in (p for g in attached.groups for p in g.params):
+            if id(param) in owner:
+                raise ConfigError("method.members", [m.config.name for m in members],
+                                  f"{owner[id(param)]} and {member.config.name} train the same parameters")
+            owner[id(param)] = member.config.name
+        groups += member_groups(index, member, attached)
+        notes += attached.notes
+    return Attached(model, groups, notes)
 
 
 @dataclass
@@ -25,11 +65,7 @@ class ComposeConfig(MethodConfig):
 
     def __post_init__(self):
         super().__post_init__()
-        if not isinstance(self.members, (list, tuple)) or len(self.members) < 2:
-            raise ConfigError("method.members", self.members, "list two or more methods to train together")
-        names = [m.get("name") if isinstance(m, dict) else m for m in self.members]
-        if "compose" in names:
-            raise ConfigError("method.members", names, "a member cannot itself be compose")
+        check_members(self.members)
 
 
 @METHODS.register("compose")
@@ -38,27 +74,11 @@ class ComposeMethod(PETMethod):
 
     def __init__(self, config: ComposeConfig):
         super().__init__(config)
-        self.members = [build_method(dict(m) if isinstance(m, dict) else {"name": m}) for m in config.members]
+        self.members = build_members(config.members)
 
     def check(self, backbone):
         for member in self.members:
             member.check(backbone)
 
     def attach(self, model, ctx):
-        groups, notes, owner = [], [], {}
-        for index, member in enumerate(self.members):
-            attached = member.attach(model, ctx)
-            model = attached.model
-            for group in attached.groups:
-                for param in group.params:
-                    if id(param) in owner:
-                        raise ConfigError(
-                            "method.members",
-                            [m.config.name for m in self.members],
-                            f"{owner[id(param)]} and {member.config.name} train the same parameters",
-                        )
-                    owner[id(param)] = member.config.name
-                suffix = "" if group.name == "method" else f"/{group.name}"
-                groups.append(ParamGroup(f"{index}.{member.config.name}{suffix}", group.params, group.lr))
-            notes += attached.notes
-        return Attached(model, groups, notes)
+        return attach_members(model, ctx, self.members)
