@@ -89,6 +89,22 @@ CASES = {  # name: (overrides, env, words the one line must contain)
         {"HF_HUB_OFFLINE": "1"},
         ["bitfit", "t5-small", "no bias"],
     ),
+    "a prefix and input longer than the model's positions": (
+        ["method=prefix", "method.length=500", "task.max_length=64"],
+        {},
+        ["method.length", "500", "564 positions", "512"],
+    ),
+    "prefix MLP width out of range": (["method=prefix", "method.projection=0"], {}, ["method.projection", "0"]),
+    "a sequential stage without steps": (
+        ["method=sequential", "method.steps=[2,0,0]"],
+        {},
+        ["method.steps", "positive"],
+    ),
+    "sequential stages that do not sum to max_steps": (
+        ["method=sequential", "method.steps=[1,1,1]"],
+        {},
+        ["method.steps", "sum to 3", "trainer.max_steps is 2"],
+    ),
     "composed members that train the same parameters": (
         ["method=compose", "method.members=[{name: full},{name: bitfit}]"],
         {},

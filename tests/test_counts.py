@@ -50,6 +50,12 @@ FIXTURES = [  # (backbone, method and its overrides, pet_params): pet_methods.md
     ("bloom-560m", "adapter", 2_409_600),
     ("bloom-560m", "prompt", 102_400),
     ("bert-base", "compose", 294_912 + 102_912),  # LoRA + BitFit
+    ("bert-base", "sequential method.members=[lora,bitfit]", 294_912 + 102_912),  # every stage
+    ("bert-base", "prefix", 110_592),
+    ("bert-base", "prefix method.projection=512", 9_853_952),  # peft's prefix_projection form
+    ("t5-base", "prefix", 110_592),  # decoder self-attention, 12 layers
+    ("llama2-7b", "prefix method.length=100", 26_214_400),
+    ("llama2-7b", "prefix method.length=100 method.projection=512", 136_987_136),
 ]
 
 PUBLISHED_TOTALS = {  # unique parameters; tied input/output embeddings counted once

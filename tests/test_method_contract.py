@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from transformers import GenerationConfig
 
 from conftest import TINY_NAMES
 from petsweep.backbones import build_on_meta, load_pretrained
@@ -137,15 +138,16 @@ def test_outputs_have_the_bare_models_shapes(tiny, method, arch):
         assert found[0].model.eval()(**batch).logits.shape == expected
 
 
+@pytest.mark.parametrize("method", ["prompt", "prefix"])
 @pytest.mark.parametrize("arch", ["encoder_decoder", "decoder", "llama"])
-def test_prompt_tuned_text_to_text_models_generate(tiny, tmp_path, arch):
+def test_prompt_and_prefix_tuned_text_to_text_models_generate(tiny, tmp_path, arch, method):
     for split, numbers in (("train", range(40)), ("test", range(40, 60))):
         (tmp_path / f"qa_{split}.jsonl").write_text("".join(
             f'{{"inputs": "question {i}", "outputs": "answer {i % 3}"}}\n' for i in numbers))
     cfg = compose(
         tiny(
             arch,
-            "method=prompt",
+            f"method={method}",
             "method.length=4",
             "task=local",
             "task.kind=generation",
@@ -158,6 +160,30 @@ def test_prompt_tuned_text_to_text_models_generate(tiny, tmp_path, arch):
     )
     result = run(cfg)
     assert RunDir(run_dir(cfg)).state() == COMPLETED and set(result["metrics"]) == {"exact_match", "token_f1"}
+
+
+@pytest.mark.parametrize("method", ["prompt", "prefix"])
+@pytest.mark.parametrize("arch", ["encoder_decoder", "bart", "decoder", "bloom", "llama"])
+def test_generate_continues_what_the_tuned_forward_predicts(tiny, arch, method):
+    """The wrapped generate() and the hooked forward are one model: greedy decoding step by step through
+    forward() gives the tokens generate() returns, in the bare model's output layout."""
+    spec = _spec(tiny, arch, method, "method.length=3")
+    attached, _ = attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)
+    model = attached.model.eval()
+    source = torch.tensor([[11, 12, 13, 14, 15]])
+    encoder_decoder = spec.backbone.family == "encoder_decoder"
+    # plain greedy search: no logits processors of a model's defaults (BART forces BOS/EOS, bans repeats)
+    model.generation_config = GenerationConfig(decoder_start_token_id=model.config.decoder_start_token_id)
+    with torch.no_grad():
+        out = model.generate(input_ids=source, attention_mask=torch.ones_like(source), do_sample=False,
+                             max_new_tokens=4, min_new_tokens=4, pad_token_id=0)
+        start = model.config.decoder_start_token_id if encoder_decoder else None
+        ids = torch.tensor([[start]]) if encoder_decoder else source
+        for _ in range(4):
+            logits = model(input_ids=source, decoder_input_ids=ids).logits if encoder_decoder else \
+                model(input_ids=ids).logits
+            ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], 1)
+    assert out.tolist() == ids.tolist()
 
 
 IDENTITY_AT_INIT = [  # methods whose update starts at zero: the model computes exactly what it did before

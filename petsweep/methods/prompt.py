@@ -75,7 +75,7 @@ class SoftPrompt(nn.Module):
         return torch.cat([prompt, embeds], 1), torch.cat([ones, mask], 1)
 
 
-def _max_positions(model: nn.Module) -> int | None:
+def max_positions(model: nn.Module) -> int | None:
     config = getattr(model, "config", None)
     for key in ("max_position_embeddings", "n_positions"):
         if isinstance(getattr(config, key, None), int):
@@ -90,7 +90,7 @@ class PromptMethod(PETMethod):
     def attach(self, model, ctx):
         c = self.config
         decoder_only = ctx.backbone.family == "decoder"
-        limit = _max_positions(model)
+        limit = max_positions(model)
         needed = c.length + (ctx.task.max_length if ctx.task is not None else 0)
         if limit is not None and needed > limit:
             raise ConfigError("method.length", c.length, f"a {c.length}-vector prompt plus task.max_length="
