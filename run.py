@@ -1,8 +1,8 @@
 """petsweep entry point.
 
-    python run.py                                   # the default run: MiniLM-L6 + LoRA on BBC News
-    python run.py backbone=bert-base method=bitfit task=rte seed=1
-    python run.py --cfg job                         # print the composed config
+python run.py                                   # the default run: MiniLM-L6 + LoRA on BBC News
+python run.py backbone=bert-base method=bitfit task=rte seed=1
+python run.py --cfg job                         # print the composed config
 """
 
 import sys

@@ -30,18 +30,24 @@ def apet_pairs(table: pd.DataFrame) -> pd.DataFrame:
         PetsweepError: no APET(X) run, or no run of any such X to compare with.
     """
     if SCALE not in table or not table[SCALE].map(_is_method_name).any():
-        raise PetsweepError(f"--kind apet: needs APET runs at a method's budget ({SCALE} = a method name, e.g. "
-                            "apet.scale=lora) beside that method's own runs; this table has none")
+        raise PetsweepError(
+            f"--kind apet: needs APET runs at a method's budget ({SCALE} = a method name, e.g. "
+            "apet.scale=lora) beside that method's own runs; this table has none"
+        )
     done = table[table["status"] == "COMPLETED"]
     apet = done[done[SCALE].map(_is_method_name)].assign(x=lambda t: t[SCALE].str.strip())
     plain = done[done[SCALE].isna()].assign(x=lambda t: t["method"])
     keys = ["task", "backbone", "x"]
-    stats = {name: rows.groupby(keys)["score"].agg(["mean", "std", "count"]).add_prefix(f"{name}_")
-             for name, rows in (("x", plain), ("apet", apet))}
+    stats = {
+        name: rows.groupby(keys)["score"].agg(["mean", "std", "count"]).add_prefix(f"{name}_")
+        for name, rows in (("x", plain), ("apet", apet))
+    }
     pairs = stats["apet"].join(stats["x"], how="inner").reset_index()
     if pairs.empty:
-        raise PetsweepError(f"--kind apet: APET runs of {sorted(apet['x'].unique())} have no runs of that method "
-                            "on the same backbone and task to compare with")
+        raise PetsweepError(
+            f"--kind apet: APET runs of {sorted(apet['x'].unique())} have no runs of that method "
+            "on the same backbone and task to compare with"
+        )
     sizes = done.groupby("backbone")["total_params"].first()
     return pairs.assign(gap=pairs["apet_mean"] - pairs["x_mean"], total_params=pairs["backbone"].map(sizes))
 
@@ -50,21 +56,43 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
     """Left: X (solid) and APET(X) (dashed) vs backbone size; right: APET(X) - X. One panel pair per task."""
     pairs = apet_pairs(table).sort_values("total_params")
     tasks = sorted(pairs["task"].unique())
-    fig, axes = plt.subplots(len(tasks), 2, figsize=(FIGSIZE[0] * 2 / 1.4, FIGSIZE[1] * len(tasks)), squeeze=False)
+    fig, axes = plt.subplots(
+        len(tasks), 2, figsize=(FIGSIZE[0] * 2 / 1.4, FIGSIZE[1] * len(tasks)), squeeze=False
+    )
     colors = dict(zip(sorted(pairs["x"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     for (score_ax, gap_ax), task in zip(axes, tasks):
         for x, rows in pairs[pairs["task"] == task].groupby("x"):
             size = rows["total_params"]
-            score_ax.errorbar(size, rows["x_mean"], yerr=rows["x_std"].fillna(0), color=colors[x], marker="o",
-                              capsize=3, label=x)
-            score_ax.errorbar(size, rows["apet_mean"], yerr=rows["apet_std"].fillna(0), color=colors[x], marker="s",
-                              linestyle="--", capsize=3, label=f"APET({x})")
+            score_ax.errorbar(
+                size,
+                rows["x_mean"],
+                yerr=rows["x_std"].fillna(0),
+                color=colors[x],
+                marker="o",
+                capsize=3,
+                label=x,
+            )
+            score_ax.errorbar(
+                size,
+                rows["apet_mean"],
+                yerr=rows["apet_std"].fillna(0),
+                color=colors[x],
+                marker="s",
+                linestyle="--",
+                capsize=3,
+                label=f"APET({x})",
+            )
             gap_ax.plot(size, rows["gap"], color=colors[x], marker="o", label=f"APET({x}) - {x}")
         gap_ax.axhline(0, color="grey", linestyle=":")
-        score_ax.set(xscale="log", xlabel="backbone parameters", ylabel="score (mean +- std over seeds)",
-                     title=f"{task}: X and APET(X) at equal budget")
-        gap_ax.set(xscale="log", xlabel="backbone parameters", ylabel="score difference", title=f"{task}: gap")
+        score_ax.set(
+            xscale="log",
+            xlabel="backbone parameters",
+            ylabel="score (mean +- std over seeds)",
+            title=f"{task}: X and APET(X) at equal budget",
+        )
+        gap_ax.set(
+            xscale="log", xlabel="backbone parameters", ylabel="score difference", title=f"{task}: gap"
+        )
         score_ax.legend(fontsize=7)
         gap_ax.legend(fontsize=7)
     return save_figure(fig, path)
-

@@ -67,11 +67,13 @@ def save_figure(fig, path: Path, note: str | None = None) -> Path:
 
 
 def one_task(table: pd.DataFrame, kind: str) -> pd.DataFrame:
-    """Views that compare runs of one task: a table of several says how to pick one (averaging would mislead)."""
+    """Views that compare runs of one task: given several, say how to pick one (averaging would mislead)."""
     tasks = sorted(table.loc[table["status"] == "COMPLETED", "task"].dropna().unique())
     if len(tasks) > 1:
-        raise PetsweepError(f"{kind}: the table holds {len(tasks)} tasks ({', '.join(tasks)}); draw one at a time, "
-                            f"e.g. --where \"task == '{tasks[0]}'\"")
+        raise PetsweepError(
+            f"{kind}: the table holds {len(tasks)} tasks ({', '.join(tasks)}); draw one at a time, "
+            f"e.g. --where \"task == '{tasks[0]}'\""
+        )
     return table
 
 
@@ -88,8 +90,12 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
     if stats.empty:
         raise PetsweepError("curves: no COMPLETED runs in the table")
     tasks, backbones = sorted(stats["task"].unique()), by_size(table, stats["backbone"].unique())
-    fig, axes = plt.subplots(len(tasks), len(backbones), squeeze=False,
-                             figsize=(FIGSIZE[0] * len(backbones) / 1.4, FIGSIZE[1] * len(tasks)))
+    fig, axes = plt.subplots(
+        len(tasks),
+        len(backbones),
+        squeeze=False,
+        figsize=(FIGSIZE[0] * len(backbones) / 1.4, FIGSIZE[1] * len(tasks)),
+    )
     guess = table.groupby(["task", "backbone"])["random_guess_score"].mean()
     for (task, backbone), ax in zip([(t, b) for t in tasks for b in backbones], axes.flat):
         panel = stats[(stats["task"] == task) & (stats["backbone"] == backbone)]
@@ -98,14 +104,29 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
             continue
         for (method, variant), rows in panel.groupby(["method", "variant"]):
             rows = rows.sort_values("trainable_params")
-            ax.errorbar(rows["trainable_params"], rows["mean"], yerr=rows["std"].fillna(0), marker="o", capsize=3,
-                        label=label(method, variant))
+            ax.errorbar(
+                rows["trainable_params"],
+                rows["mean"],
+                yerr=rows["std"].fillna(0),
+                marker="o",
+                capsize=3,
+                label=label(method, variant),
+            )
         for (_, variant), full in panel[panel["method"] == "full"].groupby(["method", "variant"]):
-            ax.axhline(full["mean"].iloc[0], color="black", linestyle="--", linewidth=0.8,
-                       label=label("full FT", variant))
+            ax.axhline(
+                full["mean"].iloc[0],
+                color="black",
+                linestyle="--",
+                linewidth=0.8,
+                label=label("full FT", variant),
+            )
         ax.axhline(guess.get((task, backbone), np.nan), color="grey", linestyle=":", label="random guess")
-        ax.set(xscale="log", title=f"{task} / {backbone}" if len(tasks) > 1 else backbone,
-               xlabel="tunable parameters", ylabel="score")
+        ax.set(
+            xscale="log",
+            title=f"{task} / {backbone}" if len(tasks) > 1 else backbone,
+            xlabel="tunable parameters",
+            ylabel="score",
+        )
         ax.legend(fontsize=7)
     return save_figure(fig, path, stats.attrs["note"])
 
@@ -113,7 +134,7 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
 def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
     """Every (backbone, method, budget) point, with the Pareto frontier of score vs parameters.
 
-    Colour is the backbone (light to dark with size), marker the method, so neither runs out of distinct values.
+    Colour is the backbone (light to dark with size), marker the method: neither runs out of distinct values.
     """
     table = one_task(table, "pareto")
     stats = mean_std(table, ["backbone", "method", "trainable_params"])
@@ -126,11 +147,23 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for (backbone, method, variant), rows in stats.groupby(["backbone", "method", "variant"]):
         name = label(method, variant)
-        ax.scatter(rows["trainable_params"], rows["mean"], color=colors[backbone], marker=markers[name], s=28,
-                   label=f"{backbone} / {name}")
+        ax.scatter(
+            rows["trainable_params"],
+            rows["mean"],
+            color=colors[backbone],
+            marker=markers[name],
+            s=28,
+            label=f"{backbone} / {name}",
+        )
     front = pareto_front(stats)
-    ax.step(front["trainable_params"], front["mean"], where="post", color="black", linewidth=0.8,
-            label="Pareto frontier")
+    ax.step(
+        front["trainable_params"],
+        front["mean"],
+        where="post",
+        color="black",
+        linewidth=0.8,
+        label="Pareto frontier",
+    )
     ax.set(xscale="log", xlabel="tunable parameters", ylabel="score (mean over seeds)")
     ax.legend(fontsize=6, ncol=2)
     return save_figure(fig, path, stats.attrs["note"])
@@ -144,7 +177,9 @@ def plot_gap(table: pd.DataFrame, path: Path) -> Path:
         raise PetsweepError("gap: needs runs of at least two methods")
     sizes = table.groupby("backbone")["total_params"].first()
     # variants of a method (ranks, learning rates) are configurations of their own, never averaged together
-    gap = stats.groupby("backbone")["mean"].agg(lambda s: s.max() - s.min()).reindex(sizes.sort_values().index)
+    gap = (
+        stats.groupby("backbone")["mean"].agg(lambda s: s.max() - s.min()).reindex(sizes.sort_values().index)
+    )
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.plot(sizes.loc[gap.index], gap.to_numpy(), marker="o")
     for backbone, value in gap.items():
@@ -161,8 +196,12 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
         raise PetsweepError("generalization: no COMPLETED runs in the table")
     stats = mean_std(table, ["method"], "gap")
     fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 0.9 * len(stats)), FIGSIZE[1]))
-    ax.bar([label(m, v) for m, v in zip(stats["method"], stats["variant"])], stats["mean"],
-           yerr=stats["std"].fillna(0), capsize=4)
+    ax.bar(
+        [label(m, v) for m, v in zip(stats["method"], stats["variant"])],
+        stats["mean"],
+        yerr=stats["std"].fillna(0),
+        capsize=4,
+    )
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor", fontsize=7)
     ax.set(ylabel="train-subset score - test score", title="generalization gap")
     return save_figure(fig, path, stats.attrs["note"])
@@ -176,14 +215,18 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
     """
     found = thresholds(table)
     if found.empty or np.isinf(found["low_threshold"]).all():
-        raise PetsweepError("threshold: no budget axis (PET runs at several parameter counts) beats random guess")
+        raise PetsweepError(
+            "threshold: no budget axis (PET runs at several parameter counts) beats random guess"
+        )
     budgets = table.loc[(table["status"] == "COMPLETED") & (table["method"] != "full"), "trainable_params"]
     beyond = float(budgets.max()) * 3  # where "not reached" is drawn
     fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 1.1 * len(found)), FIGSIZE[1]))
     labels = [f"{r.task}\n{r.backbone}" + (f"\n{r.variant}" if r.variant else "") for r in found.itertuples()]
     x = np.arange(len(found))
-    for name, marker, text, shift in (("low", "v", "low: beats random guess", -0.08),
-                                      ("high", "^", "high: within epsilon of full FT", 0.08)):
+    for name, marker, text, shift in (
+        ("low", "v", "low: beats random guess", -0.08),
+        ("high", "^", "high: within epsilon of full FT", 0.08),
+    ):
         if f"{name}_threshold" not in found:
             continue
         value = found[f"{name}_threshold"].clip(upper=beyond)
@@ -192,16 +235,22 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
         bars = ax.errorbar(x + shift, value, yerr=np.nan_to_num(interval), fmt=marker, capsize=3, label=text)
         for xi, high in zip(x + shift, found[f"{name}_ci_hi"]):
             if np.isinf(high):
-                ax.annotate("", (xi, beyond * 1.6), (xi, beyond), arrowprops={"arrowstyle": "->",
-                            "color": bars[0].get_color()})
+                ax.annotate(
+                    "",
+                    (xi, beyond * 1.6),
+                    (xi, beyond),
+                    arrowprops={"arrowstyle": "->", "color": bars[0].get_color()},
+                )
     ax.axhline(beyond, color="grey", linestyle=":", linewidth=0.8)
     ax.annotate("not reached", (x[0] - 0.2, beyond), fontsize=7, color="grey", va="bottom", ha="left")
     ax.set(yscale="log", ylabel="tunable parameters", xticks=x)
     ax.set_xticklabels(labels, fontsize=7)
     ax.legend(fontsize=8, loc="lower right")
     not_reached = found.filter(like="_not_reached").max().max()
-    note = (f"90% bootstrap intervals over seeds ({int(found['seeds_per_budget'].min())}+ per budget); up to "
-            f"{not_reached:.0%} of draws reach no budget (counted as beyond the largest)")
+    note = (
+        f"90% bootstrap intervals over seeds ({int(found['seeds_per_budget'].min())}+ per budget); up to "
+        f"{not_reached:.0%} of draws reach no budget (counted as beyond the largest)"
+    )
     return save_figure(fig, path, note)
 
 

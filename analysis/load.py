@@ -15,10 +15,37 @@ from petsweep.status import find_runs
 
 REQUIRED = ("run_id", "backbone", "method", "task", "seed", "status", "score", "trainable_params")
 _SCALARS = (
-    "run_id", "backbone", "method", "task", "seed", "sweep_name", "status", "metric", "score", "random_guess_score",
-    "train_subset_score", "best_step", "best_dev_score", "steps", "trainable_params", "pet_params", "total_params",
-    "nonembedding_params", "head_params", "train_time_s", "wall_time_s", "tokens", "tokens_per_s", "step_time_s",
-    "peak_memory_mb", "device", "precision", "deepspeed", "dev_eval_time_s", "dev_evals", "final_eval_time_s",
+    "run_id",
+    "backbone",
+    "method",
+    "task",
+    "seed",
+    "sweep_name",
+    "status",
+    "metric",
+    "score",
+    "random_guess_score",
+    "train_subset_score",
+    "best_step",
+    "best_dev_score",
+    "steps",
+    "trainable_params",
+    "pet_params",
+    "total_params",
+    "nonembedding_params",
+    "head_params",
+    "train_time_s",
+    "wall_time_s",
+    "tokens",
+    "tokens_per_s",
+    "step_time_s",
+    "peak_memory_mb",
+    "device",
+    "precision",
+    "deepspeed",
+    "dev_eval_time_s",
+    "dev_evals",
+    "final_eval_time_s",
 )
 
 
@@ -46,8 +73,11 @@ def wandb_summary(run_dir: Path) -> dict:
     if not folders:
         return {}
     wandb = Path(sys.executable).with_name("wandb")
-    out = subprocess.run([str(wandb), "leet", "inspect", "--summary", "--json", str(folders[-1])],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [str(wandb), "leet", "inspect", "--summary", "--json", str(folders[-1])],
+        capture_output=True,
+        text=True,
+    )
     if out.returncode != 0:
         return {}
     record = json.loads(out.stdout)
@@ -60,8 +90,12 @@ def run_row(run_dir: Path) -> dict:
     status = _read_json(run_dir / "status.json")
     result = _read_json(run_dir / "result.json") or wandb_summary(run_dir)
     row = {k: result.get(k) for k in _SCALARS}
-    row.update(status=status.get("state", "UNKNOWN"), run_dir=str(run_dir), updated=status.get("updated"),
-               source=result.get("source", "result.json" if result else None))
+    row.update(
+        status=status.get("state", "UNKNOWN"),
+        run_dir=str(run_dir),
+        updated=status.get("updated"),
+        source=result.get("source", "result.json" if result else None),
+    )
     config = result.get("config") or _config_of(run_dir)
     _flatten("cfg", config, row)
     _flatten("data", {k: v for k, v in (result.get("data") or {}).items() if k != "label_map"}, row)
@@ -74,10 +108,16 @@ def run_row(run_dir: Path) -> dict:
         for key in ("score", "random_guess_score"):
             row[f"transfer.{path.stem}.{key}"] = scored.get(key)
     prov = _read_json(run_dir / "provenance.json")
-    row.update({"git_commit": prov.get("git_commit"), "git_dirty": prov.get("git_dirty"), "host": prov.get("host")})
+    row.update(
+        {"git_commit": prov.get("git_commit"), "git_dirty": prov.get("git_dirty"), "host": prov.get("host")}
+    )
     if row["backbone"] is None and config:  # unfinished runs: identity from the config
-        row.update(backbone=config["backbone"]["name"], method=config["method"]["name"], task=config["task"]["name"],
-                   seed=config.get("seed"))
+        row.update(
+            backbone=config["backbone"]["name"],
+            method=config["method"]["name"],
+            task=config["task"]["name"],
+            seed=config.get("seed"),
+        )
     return row
 
 
@@ -122,7 +162,7 @@ def save(table: pd.DataFrame, path: str | Path) -> Path:
 def _uniform_types(table: pd.DataFrame) -> pd.DataFrame:
     """Parquet needs one type per column: a config column mixing types (e.g. int and str) becomes str."""
     table = table.copy()
-    for column in table.columns[table.dtypes == object]:
+    for column in table.columns[table.dtypes == object]:  # noqa: E721 (a pandas dtype comparison)
         kinds = {type(v) for v in table[column].dropna()}
         if len(kinds) > 1:
             table[column] = table[column].map(lambda v: v if v is None or pd.isna(v) else str(v))

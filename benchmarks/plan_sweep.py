@@ -1,4 +1,4 @@
-"""Sweep-machinery benchmark: planning a synthetic 10,000-run sweep, and the local launcher's per-run overhead.
+"""Sweep machinery: planning a synthetic 10,000-run sweep; the local launcher's per-run overhead.
 
     .venv/bin/python benchmarks/plan_sweep.py [--out BENCHMARKS.md]
 
@@ -7,7 +7,7 @@ Rows:
     composition, validation, run identity, status from disk, parameter counts (meta device) and cost.
   - Hydra composing the same runs one by one (the compose API, as Hydra's own sweep validation does):
     timed on the first 300 runs and scaled to 10,000.
-  - the local launcher: a 4-run sweep of 1-step runs through `python run.py -m`; overhead per run = the sweep's
+  - the local launcher: a 4-run sweep of 1-step runs (`python run.py -m`); overhead per run = the sweep's
     wall time / runs - the runs' own in-process time (start-up of a fresh Python, imports, composition).
 """
 
@@ -26,16 +26,31 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
-AXES = ["backbone=minilm-l1,minilm-l2,minilm-l3,minilm-l6", "method=lora",
-        "method.r=" + ",".join(str(r) for r in range(1, 26)), "seed=range(0,100)"]
-QUICK = ["trainer.max_steps=1", "trainer.eval_every=1", "task.dev_size=8", "task.test_size=8",
-         "task.train_eval_size=8", "backbone=minilm-l1"]
+AXES = [
+    "backbone=minilm-l1,minilm-l2,minilm-l3,minilm-l6",
+    "method=lora",
+    "method.r=" + ",".join(str(r) for r in range(1, 26)),
+    "seed=range(0,100)",
+]
+QUICK = [
+    "trainer.max_steps=1",
+    "trainer.eval_every=1",
+    "task.dev_size=8",
+    "task.test_size=8",
+    "task.train_eval_size=8",
+    "backbone=minilm-l1",
+]
 
 
 def plan_seconds(root: Path) -> tuple[float, int]:
     started = time.time()
-    out = subprocess.run([sys.executable, "-m", "petsweep.cli", "plan", *AXES, f"paths.runs_root={root}"],
-                         cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-m", "petsweep.cli", "plan", *AXES, f"paths.runs_root={root}"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return time.time() - started, len(out.stdout.splitlines()) - 2
 
 
@@ -53,8 +68,20 @@ def hydra_one_by_one_seconds(root: Path, sample: int = 300) -> float:
 
 def launcher_overhead(root: Path, runs: int = 4) -> dict:
     started = time.time()
-    subprocess.run([sys.executable, "run.py", "-m", f"seed=range(0,{runs})", f"paths.runs_root={root}",
-                    "sweep_name=overhead", *QUICK], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            f"seed=range(0,{runs})",
+            f"paths.runs_root={root}",
+            "sweep_name=overhead",
+            *QUICK,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    )
     wall = time.time() - started
     results = [json.loads(p.read_text()) for p in (root / "overhead").glob("*/result.json")]
     inside = sum(r["wall_time_s"] for r in results)
@@ -75,11 +102,12 @@ def main() -> None:
         "",
         "| measure | value | target |",
         "|---|---|---|",
-        f"| `petsweep plan` of a 10,000-run sweep ({listed} rows), fresh process | {plan_s:.1f} s | <= 30 s |",
+        f"| `petsweep plan` of a 10,000-run sweep ({listed} rows), new process | {plan_s:.1f} s | <= 30 s |",
         f"| Hydra composing the same 10,000 runs one by one (300 timed, scaled) | {hydra_s:.0f} s | |",
         f"| local launcher: 4 one-step runs, sweep wall time | {over['wall']:.1f} s | |",
         f"| local launcher: per-run time in a slot, minus the run's own time | "
-        f"{over['per_run'] - over['inside']:.1f} s (slot {over['per_run']:.1f} s, run {over['inside']:.1f} s) | |",
+        f"{over['per_run'] - over['inside']:.1f} s "
+        f"(slot {over['per_run']:.1f} s, run {over['inside']:.1f} s) | |",
     ]
     print("\n".join(lines))
     if args.out:

@@ -4,7 +4,7 @@
 
 Rows:
   - petsweep LoRA step and petsweep full-FT step: the real training loop (petsweep.app.run), the median
-    step time its record reports (batch assembly, forward, backward, clipping, AdamW, schedule), warm-up excluded.
+    step time its record reports (batch assembly, forward, backward, clipping, AdamW, schedule), no warm-up.
   - raw peft LoRA step: peft.get_peft_model on the same model and data with a plain AdamW loop, no petsweep.
   - fixed overhead of one run: `python run.py` in a fresh process, from process start to the first step, and
     the model + data load inside it.
@@ -25,11 +25,20 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+os.environ.update(
+    HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
+)
 
 # pooling=pooler: the raw peft side uses transformers' own classification head, so petsweep's must be the same
-SHAPE = ["backbone.pooling=pooler", "trainer.batch_size=16", "task.max_length=128", "task.dev_size=16", "task.test_size=16",
-         "task.train_eval_size=16", "trainer.save_every=1000"]
+SHAPE = [
+    "backbone.pooling=pooler",
+    "trainer.batch_size=16",
+    "task.max_length=128",
+    "task.dev_size=16",
+    "task.test_size=16",
+    "task.train_eval_size=16",
+    "trainer.save_every=1000",
+]
 
 
 def petsweep_step(method: str, steps: int, root: Path) -> float:
@@ -37,8 +46,13 @@ def petsweep_step(method: str, steps: int, root: Path) -> float:
     from petsweep.app import run
     from petsweep.config import compose
 
-    overrides = [f"method={method}", f"trainer.max_steps={2 + steps}", f"trainer.eval_every={2 + steps}",
-                 f"paths.runs_root={root}/{method}-{time.time_ns()}", *SHAPE]
+    overrides = [
+        f"method={method}",
+        f"trainer.max_steps={2 + steps}",
+        f"trainer.eval_every={2 + steps}",
+        f"paths.runs_root={root}/{method}-{time.time_ns()}",
+        *SHAPE,
+    ]
     return run(compose(overrides))["step_time_s"]
 
 
@@ -52,13 +66,27 @@ def raw_peft_step(steps: int) -> float:
 def run_overhead(root: Path) -> dict:
     """A fresh `python run.py` process: start -> first step, and model + data load."""
     started = time.time()
-    out = subprocess.run([sys.executable, "run.py", "trainer.max_steps=1", "trainer.eval_every=1",
-                          f"paths.runs_root={root}/overhead-{time.time_ns()}", *SHAPE],
-                         cwd=REPO, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "trainer.max_steps=1",
+            "trainer.eval_every=1",
+            f"paths.runs_root={root}/overhead-{time.time_ns()}",
+            *SHAPE,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     [record] = Path(out.stdout.split("record: ")[-1].strip()).parent.glob("result.json")
     result = json.loads(record.read_text())
-    return {"first_step": result["time_to_first_step_s"], "load": result["load_time_s"],
-            "process": time.time() - started}
+    return {
+        "first_step": result["time_to_first_step_s"],
+        "load": result["load_time_s"],
+        "process": time.time() - started,
+    }
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
 """Expanding sweep overrides into runs: the Cartesian product of axes, with zipped (paired) axes.
 
-    method=lora,full seed=1,2                  -> 4 runs
-    method=lora,full trainer.max_steps=100,300 with zip [[method, trainer.max_steps]]
-                                               -> 2 runs: (lora, 100), (full, 300)
+method=lora,full seed=1,2                  -> 4 runs
+method=lora,full trainer.max_steps=100,300 with zip [[method, trainer.max_steps]]
+                                           -> 2 runs: (lora, 100), (full, 300)
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import itertools
 from petsweep.errors import ConfigError
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _parser():
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
@@ -31,7 +31,9 @@ def parse(arguments: list[str]):
     try:
         return [_parse_one(a) for a in arguments]
     except Exception as err:
-        raise ConfigError("overrides", " ".join(arguments), f"cannot parse: {str(err).splitlines()[0]}") from None
+        raise ConfigError(
+            "overrides", " ".join(arguments), f"cannot parse: {str(err).splitlines()[0]}"
+        ) from None
 
 
 def axes_of(arguments: list[str]) -> list[tuple[str, list[str]]]:

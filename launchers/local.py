@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-import time
 from pathlib import Path
 
 from petsweep.status import LAUNCHED_AT_ENV, sweep_cancelled
@@ -44,7 +44,7 @@ NOT_STARTED = -1  # the exit code of a run the pool did not start because the sw
 
 
 def run_one(overrides: list[str], slot: Slot, log_file: Path, script: str, launched_at: float) -> int:
-    """Run one `python run.py ...` in `slot`; its stdout and stderr go to `log_file`. Returns the exit code."""
+    """Run one `python run.py ...` in `slot`, stdout and stderr to `log_file`; returns the exit code."""
     env = dict(os.environ, OMP_NUM_THREADS=str(slot.threads), **{LAUNCHED_AT_ENV: repr(launched_at)})
     if slot.gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
@@ -54,8 +54,14 @@ def run_one(overrides: list[str], slot: Slot, log_file: Path, script: str, launc
         return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
 
 
-def run_pool(jobs: list[list[str]], log_files: list[Path], script: str, max_parallel: int | None = None,
-             threads_per_run: int | None = None, sweep_dir: Path | None = None) -> list[int]:
+def run_pool(
+    jobs: list[list[str]],
+    log_files: list[Path],
+    script: str,
+    max_parallel: int | None = None,
+    threads_per_run: int | None = None,
+    sweep_dir: Path | None = None,
+) -> list[int]:
     """Run every job, at most len(slots) at a time; returns exit codes in job order (NOT_STARTED for the jobs
     left when `petsweep cancel` stops the sweep in `sweep_dir`)."""
     launched_at = time.time()

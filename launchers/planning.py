@@ -7,20 +7,27 @@ one Hydra composition per distinct group combination.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
 from petsweep.config import resolve_run
-from petsweep.params import check_on_meta
 from petsweep.errors import ConfigError
 from petsweep.identity import plain, run_dir, run_hash
+from petsweep.params import check_on_meta
 from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir, slurm_queue
 
-NEW, DONE, FAILED_S, RUNNING_S, INTERRUPTED, CANCELLED_S = "new", "done", "failed", "running", "interrupted", "cancelled"
+NEW, DONE, FAILED_S, RUNNING_S, INTERRUPTED, CANCELLED_S = (
+    "new",
+    "done",
+    "failed",
+    "running",
+    "interrupted",
+    "cancelled",
+)
 QUEUED_S = "queued"
 
 
@@ -140,6 +147,7 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
             runs[digest].duplicates += 1
             continue
         path = run_dir(cfg)
-        runs[digest] = PlannedRun(overrides=list(overrides), cfg=cfg, run_hash=digest, path=path,
-                                  status=run_status(path, queue))
+        runs[digest] = PlannedRun(
+            overrides=list(overrides), cfg=cfg, run_hash=digest, path=path, status=run_status(path, queue)
+        )
     return list(runs.values())

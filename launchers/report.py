@@ -15,7 +15,9 @@ from petsweep.status import RunDir
 
 
 def _count_key(cfg: dict) -> str:
-    return json.dumps([cfg["backbone"], cfg["method"], cfg["task"].get("label_words")], sort_keys=True, default=str)
+    return json.dumps(
+        [cfg["backbone"], cfg["method"], cfg["task"].get("label_words")], sort_keys=True, default=str
+    )
 
 
 def trainable_counts(runs: list[PlannedRun]) -> None:
@@ -52,18 +54,24 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
 def plan_table(runs: list[PlannedRun]) -> str:
     trainable_counts(runs)
     estimate_hours(runs)
-    lines = [f"{'status':<11} {'run':<58} {'trainable':>13} {'gpus':>4} {'mem':>5} {'time':>6} {'hours':>9} "
-             f"{'gpu-h':>9}"]
+    lines = [
+        f"{'status':<11} {'run':<58} {'trainable':>13} {'gpus':>4} {'mem':>5} {'time':>6} {'hours':>9} "
+        f"{'gpu-h':>9}"
+    ]
     for r in runs:
         res = r.cfg["backbone"]["resources"]
         mark = "~" if r.extra["guess"] else " "
-        lines.append(f"{r.status:<11} {r.path.name:<58} {r.extra['trainable_params']:>13,} {res.get('gpus', 0):>4} "
-                     f"{res.get('mem_gb', '-'):>5} {res.get('time_min', '-'):>6} {mark}{r.extra['hours']:>8.4f} "
-                     f"{r.extra['gpu_hours']:>9.3f}")
+        lines.append(
+            f"{r.status:<11} {r.path.name:<58} {r.extra['trainable_params']:>13,} {res.get('gpus', 0):>4} "
+            f"{res.get('mem_gb', '-'):>5} {res.get('time_min', '-'):>6} {mark}{r.extra['hours']:>8.4f} "
+            f"{r.extra['gpu_hours']:>9.3f}"
+        )
     todo = [r for r in runs if r.status != DONE]
-    lines.append(f"total: {len(runs)} runs, {len(todo)} to run, "
-                 f"{sum(r.extra['gpu_hours'] for r in todo):.2f} GPU-hours to go "
-                 f"({sum(r.extra['hours'] for r in todo):.3f} run-hours, training and evaluation)")
+    lines.append(
+        f"total: {len(runs)} runs, {len(todo)} to run, "
+        f"{sum(r.extra['gpu_hours'] for r in todo):.2f} GPU-hours to go "
+        f"({sum(r.extra['hours'] for r in todo):.3f} run-hours, training and evaluation)"
+    )
     bases = sorted({r.extra["basis"] for r in todo})
     lines += [f"  estimated from: {b}" for b in bases]
     if any(r.extra["guess"] for r in todo):
@@ -78,8 +86,10 @@ def sweep_runs(root: Path) -> list[RunDir]:
     root = Path(root)
     runs = [RunDir(p.parent) for p in sorted(root.glob("*/status.json"))] if root.is_dir() else []
     if not root.is_dir() or not ((root / SWEEP_MARKER).exists() or runs):
-        raise PetsweepError(f"{root} is not a petsweep sweep directory (no {SWEEP_MARKER}, no run dirs with "
-                            f"status.json); give <runs_root>/<sweep_name>")
+        raise PetsweepError(
+            f"{root} is not a petsweep sweep directory (no {SWEEP_MARKER}, no run dirs with "
+            f"status.json); give <runs_root>/<sweep_name>"
+        )
     return runs
 
 

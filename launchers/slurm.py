@@ -25,7 +25,9 @@ class SlurmSettings:
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    setup: list = field(default_factory=list)  # shell lines before the run (module load, venv activate, exports)
+    setup: list = field(
+        default_factory=list
+    )  # shell lines before the run (module load, venv activate, exports)
     cpus_per_task: int = 1
     array_parallelism: int = 64
     max_array_size: int | None = None  # null: read MaxArraySize from `scontrol show config`
@@ -57,11 +59,15 @@ class SlurmRun:
 def max_array_size() -> int:
     """The cluster's MaxArraySize (array indexes must stay below it)."""
     try:
-        out = subprocess.run(["scontrol", "show", "config"], capture_output=True, text=True, check=True).stdout
+        out = subprocess.run(
+            ["scontrol", "show", "config"], capture_output=True, text=True, check=True
+        ).stdout
     except (OSError, subprocess.CalledProcessError) as err:
         detail = " ".join((getattr(err, "stderr", "") or str(err)).split())
-        raise PetsweepError(f"launcher: SLURM is not reachable (scontrol show config: {detail.strip()[:120]}); "
-                            f"check SLURM_CONF and that slurmctld runs, or use launcher=local") from None
+        raise PetsweepError(
+            f"launcher: SLURM is not reachable (scontrol show config: {detail.strip()[:120]}); "
+            f"check SLURM_CONF and that slurmctld runs, or use launcher=local"
+        ) from None
     for line in out.splitlines():
         if line.strip().startswith("MaxArraySize"):
             return int(line.split("=")[1])
@@ -70,7 +76,7 @@ def max_array_size() -> int:
 
 def chunks(items: list, size: int) -> list[list]:
     """Split into arrays of at most `size` tasks; each is submitted as its own array, indexed from 0."""
-    return [items[i:i + size] for i in range(0, len(items), size)]
+    return [items[i : i + size] for i in range(0, len(items), size)]
 
 
 def _resources(run: PlannedRun) -> tuple[int, int, int]:
@@ -81,12 +87,19 @@ def _resources(run: PlannedRun) -> tuple[int, int, int]:
 def _executor(folder: Path, settings: SlurmSettings, gpus: int, mem_gb: int, time_min: int):
     import submitit
 
-    executor = submitit.AutoExecutor(folder=folder / "%j", cluster="slurm",
-                                     slurm_max_num_timeout=settings.max_num_timeout)
-    params = dict(timeout_min=time_min, mem_gb=mem_gb, cpus_per_task=settings.cpus_per_task, tasks_per_node=1,
-                  slurm_array_parallelism=settings.array_parallelism, slurm_setup=list(settings.setup),
-                  slurm_signal_delay_s=settings.signal_delay_s,
-                  slurm_additional_parameters=dict(settings.additional_parameters))
+    executor = submitit.AutoExecutor(
+        folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=settings.max_num_timeout
+    )
+    params = dict(
+        timeout_min=time_min,
+        mem_gb=mem_gb,
+        cpus_per_task=settings.cpus_per_task,
+        tasks_per_node=1,
+        slurm_array_parallelism=settings.array_parallelism,
+        slurm_setup=list(settings.setup),
+        slurm_signal_delay_s=settings.signal_delay_s,
+        slurm_additional_parameters=dict(settings.additional_parameters),
+    )
     if gpus:
         params["gpus_per_node"] = gpus
     for key in ("partition", "account", "qos"):
@@ -96,7 +109,9 @@ def _executor(folder: Path, settings: SlurmSettings, gpus: int, mem_gb: int, tim
     return executor
 
 
-def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path, extra_overrides: list[str]) -> list[str]:
+def submit(
+    runs: list[PlannedRun], settings: SlurmSettings, folder: Path, extra_overrides: list[str]
+) -> list[str]:
     """Submit the runs as arrays (one per resource shape, chunked); returns the SLURM job ids.
 
     Each run is claimed QUEUED before sbatch (atomically: a run another sweep has just claimed is skipped),
@@ -116,8 +131,10 @@ def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path, extra_
                 continue
             try:
                 with executor.batch():
-                    jobs = [executor.submit(SlurmRun(run.overrides + extra_overrides, token))
-                            for run, token in claimed]
+                    jobs = [
+                        executor.submit(SlurmRun(run.overrides + extra_overrides, token))
+                        for run, token in claimed
+                    ]
             except Exception as err:
                 for run, _ in claimed:
                     RunDir(run.path).set_status(
@@ -137,8 +154,15 @@ def _record_submission(run: PlannedRun, job, token: str) -> None:
         if link.is_symlink() or link.exists():
             link.unlink()
         link.symlink_to(Path(target).resolve())
-    write_json(run.path / "slurm.json", {"job_id": job.job_id, "submitted": time.time(), "token": token,
-                                         "submitit_folder": str(Path(job.paths.folder).resolve())})
+    write_json(
+        run.path / "slurm.json",
+        {
+            "job_id": job.job_id,
+            "submitted": time.time(),
+            "token": token,
+            "submitit_folder": str(Path(job.paths.folder).resolve()),
+        },
+    )
 
 
 def wait(job_ids: list[str], poll_s: float = 2.0) -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable
 
 from omegaconf import DictConfig
 
@@ -53,8 +53,13 @@ def describe(runs: list[PlannedRun]) -> str:
     return f"{len(runs)} runs ({parts})" + (f"; {dupes} duplicate configs merged" if dupes else "")
 
 
-def run_sweep(arguments: list[str], zips: list[list[str]] | None, compose_fn: Callable[[list[str]], DictConfig],
-              launch_fn: Callable[[list[PlannedRun]], list[int]], log=print) -> list[PlannedRun]:
+def run_sweep(
+    arguments: list[str],
+    zips: list[list[str]] | None,
+    compose_fn: Callable[[list[str]], DictConfig],
+    launch_fn: Callable[[list[PlannedRun]], list[int]],
+    log=print,
+) -> list[PlannedRun]:
     """Plan, launch what is pending, and return the runs with their status after launching."""
     runs = plan(expand(arguments, zips), compose_fn)
     root = record_sweep(runs, arguments)

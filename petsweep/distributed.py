@@ -45,8 +45,12 @@ class DeepSpeedConfig:
         if not torch.cuda.is_available() or total_params < ZERO3_FROM:
             return DeepSpeedConfig(preset="none")
         offload = total_params >= OFFLOAD_FROM
-        return DeepSpeedConfig(preset="zero3_offload" if offload else "zero3", stage=3, offload_optimizer=offload,
-                               offload_param=offload)
+        return DeepSpeedConfig(
+            preset="zero3_offload" if offload else "zero3",
+            stage=3,
+            offload_optimizer=offload,
+            offload_param=offload,
+        )
 
 
 class PlainStepper:
@@ -72,7 +76,9 @@ class PlainStepper:
         if not boundary:
             return
         if self.max_grad_norm:
-            nn.utils.clip_grad_norm_([p for p in self.model.parameters() if p.requires_grad], self.max_grad_norm)
+            nn.utils.clip_grad_norm_(
+                [p for p in self.model.parameters() if p.requires_grad], self.max_grad_norm
+            )
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
@@ -100,10 +106,14 @@ def _distributed_env() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    os.environ.update(RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    os.environ.update(
+        RANK="0", LOCAL_RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port)
+    )
 
 
-def ds_config(cfg: DeepSpeedConfig, batch_size: int, grad_accum: int, max_grad_norm: float | None, bf16: bool):
+def ds_config(
+    cfg: DeepSpeedConfig, batch_size: int, grad_accum: int, max_grad_norm: float | None, bf16: bool
+):
     zero: dict = {"stage": cfg.stage}
     if cfg.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu"}
@@ -111,9 +121,14 @@ def ds_config(cfg: DeepSpeedConfig, batch_size: int, grad_accum: int, max_grad_n
         zero["offload_param"] = {"device": "cpu"}
     if cfg.param_persistence_threshold is not None:
         zero["stage3_param_persistence_threshold"] = cfg.param_persistence_threshold
-    return {"train_micro_batch_size_per_gpu": batch_size, "gradient_accumulation_steps": grad_accum,
-            "gradient_clipping": max_grad_norm or 0.0, "zero_optimization": zero, "bf16": {"enabled": bf16},
-            "steps_per_print": 10**9}
+    return {
+        "train_micro_batch_size_per_gpu": batch_size,
+        "gradient_accumulation_steps": grad_accum,
+        "gradient_clipping": max_grad_norm or 0.0,
+        "zero_optimization": zero,
+        "bf16": {"enabled": bf16},
+        "steps_per_print": 10**9,
+    }
 
 
 class DeepSpeedStepper(PlainStepper):
@@ -123,8 +138,9 @@ class DeepSpeedStepper(PlainStepper):
         import deepspeed
 
         _distributed_env()
-        self.engine, ds_optimizer, _, _ = deepspeed.initialize(model=model, optimizer=optimizer,
-                                                               lr_scheduler=scheduler, config=config)
+        self.engine, ds_optimizer, _, _ = deepspeed.initialize(
+            model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
+        )
         super().__init__(self.engine.module, ds_optimizer, scheduler, 1, None)
         self.stage = config["zero_optimization"]["stage"]
 

@@ -46,7 +46,9 @@ class MeanPoolClassifier(nn.Module):
 
     def forward(self, input_ids=None, attention_mask=None, labels=None, **kwargs) -> SequenceClassifierOutput:
         # input_ids or inputs_embeds (a soft prompt hands the encoder embeddings)
-        hidden = self.encoder_model(input_ids=input_ids, attention_mask=attention_mask, **kwargs).last_hidden_state
+        hidden = self.encoder_model(
+            input_ids=input_ids, attention_mask=attention_mask, **kwargs
+        ).last_hidden_state
         mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         logits = self.classifier(self.dropout(pooled))
@@ -57,4 +59,3 @@ class MeanPoolClassifier(nn.Module):
             else:
                 loss = nn.functional.cross_entropy(logits.float(), labels)
         return SequenceClassifierOutput(loss=loss, logits=logits)
-

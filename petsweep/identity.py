@@ -54,8 +54,11 @@ def plain(cfg: DictConfig | dict) -> dict:
     """
     if isinstance(cfg, dict):
         return cfg
-    return {k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-            for k in cfg if k != "hydra"}
+    return {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }
 
 
 def semantic_config(cfg: DictConfig | dict) -> dict:

@@ -29,8 +29,11 @@ def resolve_source(value: str, runs_root: str | Path) -> Path:
             raise ConfigError("method.init_from", value, f"that run has no {WEIGHTS}: it has not finished")
         return path
     if len(value) < 8 or any(ch not in "0123456789abcdef" for ch in value.lower()):
-        raise ConfigError("method.init_from", value, "give a finished run's directory, or its run id (8+ hex "
-                          "characters of result.json's run_id)")
+        raise ConfigError(
+            "method.init_from",
+            value,
+            "give a finished run's directory, or its run id (8+ hex characters of result.json's run_id)",
+        )
     found = [p.parent for p in Path(runs_root).glob(f"*/*/{WEIGHTS}") if _run_id(p.parent).startswith(value)]
     if len(found) != 1:
         what = (
@@ -63,5 +66,9 @@ def load_into(model: nn.Module, method_params: list[nn.Parameter], source: Path,
     with torch.no_grad():
         for name, tensor in fits.items():
             params[name].copy_(tensor)
-    return {"source": str(source), "run_id": _run_id(source), "tensors": len(fits),
-            "skipped": sorted(set(state) - set(fits))}
+    return {
+        "source": str(source),
+        "run_id": _run_id(source),
+        "tensors": len(fits),
+        "skipped": sorted(set(state) - set(fits)),
+    }

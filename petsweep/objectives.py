@@ -53,7 +53,10 @@ class ClassifierObjective(Objective):
 
     def _inputs(self, encoded):
         input_ids = _pad([e["input_ids"] for e in encoded], self.pad_id)
-        return {"input_ids": input_ids, "attention_mask": _pad([[1] * len(e["input_ids"]) for e in encoded], 0)}
+        return {
+            "input_ids": input_ids,
+            "attention_mask": _pad([[1] * len(e["input_ids"]) for e in encoded], 0),
+        }
 
     def train_batch(self, encoded):
         dtype = torch.float if self.task.kind == "regression" else torch.long
@@ -63,7 +66,7 @@ class ClassifierObjective(Objective):
     def predict(self, model, encoded, batch_size, device):
         predictions = []
         for start in range(0, len(encoded), batch_size):
-            batch = {k: v.to(device) for k, v in self._inputs(encoded[start:start + batch_size]).items()}
+            batch = {k: v.to(device) for k, v in self._inputs(encoded[start : start + batch_size]).items()}
             logits = model(**batch).logits.float()
             out = logits.squeeze(-1) if self.task.kind == "regression" else logits.argmax(-1)
             predictions += out.tolist()
@@ -101,7 +104,11 @@ class TextToTextObjective(Objective):
         ids = self.tokenizer([e["text"] for e in examples], add_special_tokens=special)["input_ids"]
         out = []
         for source, e in zip(ids, examples):
-            target = self.candidates[e["label"]] if self.task.kind == "classification" else self._target_ids(e["target"])
+            target = (
+                self.candidates[e["label"]]
+                if self.task.kind == "classification"
+                else self._target_ids(e["target"])
+            )
             out.append({**e, "source": self._fit_source(source), "target": target})
         return out
 
@@ -109,16 +116,22 @@ class TextToTextObjective(Objective):
         if not self.decoder_only:
             return source[: self.task.max_length]
         # A decoder reads prompt then answer: keep the prompt's end, where a template puts its question.
-        return source[-self.source_budget:]
+        return source[-self.source_budget :]
 
     def _pair_batch(self, sources: list[list[int]], targets: list[list[int]]) -> dict[str, torch.Tensor]:
         if not self.decoder_only:
-            return {"input_ids": _pad(sources, self.pad_id), "attention_mask": _pad([[1] * len(s) for s in sources], 0),
-                    "labels": _pad(targets, IGNORE)}
+            return {
+                "input_ids": _pad(sources, self.pad_id),
+                "attention_mask": _pad([[1] * len(s) for s in sources], 0),
+                "labels": _pad(targets, IGNORE),
+            }
         rows = [s + t for s, t in zip(sources, targets)]
         labels = [[IGNORE] * len(s) + t for s, t in zip(sources, targets)]
-        return {"input_ids": _pad(rows, self.pad_id), "attention_mask": _pad([[1] * len(r) for r in rows], 0),
-                "labels": _pad(labels, IGNORE)}
+        return {
+            "input_ids": _pad(rows, self.pad_id),
+            "attention_mask": _pad([[1] * len(r) for r in rows], 0),
+            "labels": _pad(labels, IGNORE),
+        }
 
     def train_batch(self, encoded):
         return self._pair_batch([e["source"] for e in encoded], [e["target"] for e in encoded])
@@ -129,7 +142,9 @@ class TextToTextObjective(Objective):
         if self.decoder_only:  # position t predicts token t + 1
             logits, labels = logits[:, :-1], labels[:, 1:]
         mask = labels != IGNORE
-        token_logprob = torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        token_logprob = (
+            torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
+        )
         return (token_logprob * mask).sum(-1)
 
     @torch.no_grad()
@@ -138,7 +153,7 @@ class TextToTextObjective(Objective):
             return self._generate(model, encoded, batch_size, device)
         predictions = []
         for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start:start + batch_size]
+            chunk = encoded[start : start + batch_size]
             scores = []
             for candidate in self.candidates:
                 batch = self._pair_batch([e["source"] for e in chunk], [candidate] * len(chunk))
@@ -149,14 +164,19 @@ class TextToTextObjective(Objective):
     def _generate(self, model, encoded, batch_size, device):
         outputs = []
         for start in range(0, len(encoded), batch_size):
-            sources = [e["source"] for e in encoded[start:start + batch_size]]
+            sources = [e["source"] for e in encoded[start : start + batch_size]]
             # decoders continue the prompt, so pad on the left; encoder-decoders pad on the right
             input_ids = _pad(sources, self.pad_id, left=self.decoder_only).to(device)
             mask = _pad([[1] * len(s) for s in sources], 0, left=self.decoder_only).to(device)
-            generated = model.generate(input_ids=input_ids, attention_mask=mask, do_sample=False,
-                                       max_new_tokens=self.task.target_max_length, pad_token_id=self.pad_id)
+            generated = model.generate(
+                input_ids=input_ids,
+                attention_mask=mask,
+                do_sample=False,
+                max_new_tokens=self.task.target_max_length,
+                pad_token_id=self.pad_id,
+            )
             if self.decoder_only:
-                generated = generated[:, input_ids.shape[1]:]
+                generated = generated[:, input_ids.shape[1] :]
             outputs += self.tokenizer.batch_decode(generated, skip_special_tokens=True)
         return [o.strip() for o in outputs]
 

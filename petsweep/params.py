@@ -54,8 +54,11 @@ def check_on_meta(spec) -> ParamCounts:
     from petsweep.backbones import build_on_meta
 
     num_labels = spec.task.num_labels or 2
-    key = json.dumps([vars(spec.backbone), vars(spec.method.config), num_labels, spec.task.max_length,
-                      spec.task.kind], sort_keys=True, default=str)
+    key = json.dumps(
+        [vars(spec.backbone), vars(spec.method.config), num_labels, spec.task.max_length, spec.task.kind],
+        sort_keys=True,
+        default=str,
+    )
     if key not in _CHECKED:
         _CHECKED[key] = attach_method(build_on_meta(spec.backbone, num_labels), spec)[1]
     return _CHECKED[key]
@@ -85,7 +88,7 @@ def attach_method(model: nn.Module, spec, stage: int | None = None) -> tuple[Att
             `begin_stage`); None attaches every stage (counts, evaluation).
 
     Returns:
-        (the attached model and its groups, the head's group last; the filled ParamCounts, of what was attached).
+        (the attached model and its groups, the head's group last; the ParamCounts of what was attached).
     """
     from petsweep.backbones import head_parameter_names
 

@@ -12,13 +12,28 @@ import time
 
 from petsweep import CONF_DIR
 
-PACKAGES = ("petsweep", "torch", "transformers", "peft", "datasets", "hydra-core", "omegaconf", "numpy",
-            "safetensors", "tokenizers", "accelerate", "wandb", "deepspeed")
+PACKAGES = (
+    "petsweep",
+    "torch",
+    "transformers",
+    "peft",
+    "datasets",
+    "hydra-core",
+    "omegaconf",
+    "numpy",
+    "safetensors",
+    "tokenizers",
+    "accelerate",
+    "wandb",
+    "deepspeed",
+)
 
 
 def _git(*args: str) -> str | None:
     try:
-        out = subprocess.run(["git", "-C", str(CONF_DIR.parent), *args], capture_output=True, text=True, timeout=10)
+        out = subprocess.run(
+            ["git", "-C", str(CONF_DIR.parent), *args], capture_output=True, text=True, timeout=10
+        )
     except (OSError, subprocess.TimeoutExpired):
         return None
     return out.stdout.strip() if out.returncode == 0 else None

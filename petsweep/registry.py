@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import importlib
 import pkgutil
-from typing import Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Generic, TypeVar
 
 from petsweep.errors import ConfigError
 
@@ -68,6 +69,9 @@ class Registry(Generic[T]):
                     f"its module {self.package}.{name} failed to import ({self._broken[name]})",
                 )
             broken = f" ({', '.join(sorted(self._broken))} failed to import)" if self._broken else ""
-            raise ConfigError(key or self.kind, name,
-                              f"unknown {self.kind}; choose one of: {', '.join(self.names())}{broken}")
+            raise ConfigError(
+                key or self.kind,
+                name,
+                f"unknown {self.kind}; choose one of: {', '.join(self.names())}{broken}",
+            )
         return self._entries[name]

@@ -133,8 +133,16 @@ class RunDir:
 
     def set_status(self, state: str, **extra) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
-        write_json(self.status_file, {"state": state, "host": socket.gethostname(), "pid": os.getpid(),
-                                      "updated": time.time(), **extra})
+        write_json(
+            self.status_file,
+            {
+                "state": state,
+                "host": socket.gethostname(),
+                "pid": os.getpid(),
+                "updated": time.time(),
+                **extra,
+            },
+        )
 
     @contextlib.contextmanager
     def _locked(self):
@@ -213,5 +221,7 @@ def find_runs(sweep_dir: str | Path) -> list[Path]:
     sweep = Path(sweep_dir)
     found = sorted(p.parent for p in sweep.glob("*/status.json")) if sweep.is_dir() else []
     if not found:
-        raise PetsweepError(f"{sweep} holds no petsweep runs (no <run dir>/status.json); give <runs_root>/<sweep>")
+        raise PetsweepError(
+            f"{sweep} holds no petsweep runs (no <run dir>/status.json); give <runs_root>/<sweep>"
+        )
     return found

@@ -30,9 +30,19 @@ class Tracker:
         try:
             import wandb
 
-            return wandb.init(project=cfg.get("project"), entity=cfg.get("entity"), mode=cfg.get("mode", "offline"),
-                              tags=list(cfg.get("tags") or []), id=run_id, resume="allow", group=group, name=name,
-                              config=config, dir=str(self.run.path), reinit="finish_previous")
+            return wandb.init(
+                project=cfg.get("project"),
+                entity=cfg.get("entity"),
+                mode=cfg.get("mode", "offline"),
+                tags=list(cfg.get("tags") or []),
+                id=run_id,
+                resume="allow",
+                group=group,
+                name=name,
+                config=config,
+                dir=str(self.run.path),
+                reinit="finish_previous",
+            )
         except Exception as err:  # a mirror must never take the run down with it
             warnings.warn(f"W&B mirror disabled: {type(err).__name__}: {err}", stacklevel=2)
             return None

@@ -90,12 +90,20 @@ def build_optimizer(groups: list[ParamGroup], trainer: TrainerConfig) -> torch.o
         for decay in (True, False):
             params = [p for p in group.params if (p.ndim >= 2) == decay]
             if params:
-                split.append({"name": f"{group.name}/{'decay' if decay else 'no_decay'}", "params": params,
-                              "lr": group.lr, "weight_decay": trainer.weight_decay if decay else 0.0})
+                split.append(
+                    {
+                        "name": f"{group.name}/{'decay' if decay else 'no_decay'}",
+                        "params": params,
+                        "lr": group.lr,
+                        "weight_decay": trainer.weight_decay if decay else 0.0,
+                    }
+                )
     return torch.optim.AdamW(split)
 
 
-def build_scheduler(optimizer, trainer: TrainerConfig, steps: int | None = None) -> torch.optim.lr_scheduler.LambdaLR:
+def build_scheduler(
+    optimizer, trainer: TrainerConfig, steps: int | None = None
+) -> torch.optim.lr_scheduler.LambdaLR:
     """Warmup, then the trainer's schedule over `steps` (a stage's; the whole run by default)."""
     total = trainer.max_steps if steps is None else steps
     warmup = int(trainer.warmup_ratio * total)
@@ -118,7 +126,7 @@ def batch_indices(n: int, batch_size: int, seed: int, index: int) -> list[int]:
     per_epoch = max(1, n // batch_size)
     epoch, offset = divmod(index, per_epoch)
     order = np.random.default_rng([seed, 3, epoch]).permutation(n)
-    return order[offset * batch_size:(offset + 1) * batch_size].tolist()
+    return order[offset * batch_size : (offset + 1) * batch_size].tolist()
 
 
 def evaluate(
@@ -152,8 +160,17 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
-def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, data: TaskData,
-          groups: list[ParamGroup], tracker: Tracker, total_params: int, stages: Stages | None = None) -> dict:
+def train(
+    spec: RunSpec,
+    run: RunDir,
+    model: nn.Module,
+    objective: Objective,
+    data: TaskData,
+    groups: list[ParamGroup],
+    tracker: Tracker,
+    total_params: int,
+    stages: Stages | None = None,
+) -> dict:
     """Train, select the best dev checkpoint, score test and the train subset; returns the summary.
 
     `groups` are what the first stage trains; `stages` (default: one) say when later ones begin.
@@ -169,8 +186,12 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
     scheduler = build_scheduler(optimizer, trainer, stages.steps[0])
     stepper, zero = make_stepper(model, optimizer, scheduler, trainer, spec.deepspeed, total_params, bf16)
     if len(stages.steps) > 1 and zero.stage is not None:
-        raise ConfigError("deepspeed.preset", zero.preset, f"{spec.method.config.name} trains in stages, which "
-                          "rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none")
+        raise ConfigError(
+            "deepspeed.preset",
+            zero.preset,
+            f"{spec.method.config.name} trains in stages, which "
+            "rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
+        )
     stepper.keep = {id(p) for g in groups for p in g.params}
     progress, best, stage = Progress(), None, 0
 
@@ -179,7 +200,9 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         stepper.keep |= {id(p) for g in new_groups for p in g.params}
         new_optimizer = build_optimizer(new_groups, trainer)
         stepper.rebuild(new_optimizer, build_scheduler(new_optimizer, trainer, stages.steps[index]))
-        log.info("stage %d of %d begins: %s", index + 1, len(stages.steps), ", ".join(g.name for g in new_groups))
+        log.info(
+            "stage %d of %d begins: %s", index + 1, len(stages.steps), ", ".join(g.name for g in new_groups)
+        )
 
     resume_from = checkpoint.latest(run.checkpoints)
     if resume_from is not None:
@@ -201,8 +224,9 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         started = time.perf_counter()
         for micro in range(trainer.grad_accum):
             index = progress.step * trainer.grad_accum + micro
-            batch = objective.train_batch([train_set[i] for i in batch_indices(len(train_set), trainer.batch_size,
-                                                                                 spec.seed, index)])
+            batch = objective.train_batch(
+                [train_set[i] for i in batch_indices(len(train_set), trainer.batch_size, spec.seed, index)]
+            )
             progress.tokens += int(batch["attention_mask"].sum())
             batch = {k: v.to(device) for k, v in batch.items()}
             with _autocast(device, bf16):
@@ -218,8 +242,11 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
         progress.train_time_s += step_times[-1]
 
         if progress.step % trainer.eval_every == 0 or progress.step == trainer.max_steps:
-            row = {"step": progress.step, "train_loss": progress.loss_sum / progress.loss_count,
-                   "lr": stepper.last_lr()}
+            row = {
+                "step": progress.step,
+                "train_loss": progress.loss_sum / progress.loss_count,
+                "lr": stepper.last_lr(),
+            }
             progress.loss_sum, progress.loss_count = 0.0, 0
             if dev_set:
                 eval_started = time.perf_counter()
@@ -233,13 +260,18 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
                     best = stepper.trainable_state()
             progress.history.append(row)
             tracker.log(row)
-            log.info("step %d  %s", progress.step, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step"))
+            log.info(
+                "step %d  %s", progress.step, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step")
+            )
         if progress.step % trainer.save_every == 0 and progress.step < trainer.max_steps:
             stepper.save(run.checkpoints, progress.step, best, vars(progress))
         # SLURM asked us to stop (perhaps while this step evaluated or saved): saving a step twice is a no-op
         if preemption.requested() and progress.step < trainer.max_steps:
             stepper.save(run.checkpoints, progress.step, best, vars(progress))
-            log.info("saved a checkpoint at step %d on the cluster's signal; handing over to requeue", progress.step)
+            log.info(
+                "saved a checkpoint at step %d on the cluster's signal; handing over to requeue",
+                progress.step,
+            )
             preemption.hand_over()
 
     if best is not None:
@@ -247,7 +279,9 @@ def train(spec: RunSpec, run: RunDir, model: nn.Module, objective: Objective, da
     forward = stepper.forward_model
     final_started = time.perf_counter()
     test_scores = evaluate(forward, objective, test_set, data.test, spec, device, bf16)
-    train_scores = evaluate(forward, objective, objective.encode(data.train_eval), data.train_eval, spec, device, bf16)
+    train_scores = evaluate(
+        forward, objective, objective.encode(data.train_eval), data.train_eval, spec, device, bf16
+    )
     final_eval_s = time.perf_counter() - final_started
     return {
         "score": test_scores[metric],

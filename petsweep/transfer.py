@@ -31,7 +31,9 @@ def task_node(task: str, overrides: tuple[str, ...] = ()) -> dict:
     """The evaluated task's config, composed once: an unknown task or key fails here, listing the choices."""
     for override in overrides:
         if not override.startswith("task."):
-            raise ConfigError("--override", override, "only task.* keys of the evaluated task can be set here")
+            raise ConfigError(
+                "--override", override, "only task.* keys of the evaluated task can be set here"
+            )
     return OmegaConf.to_container(compose([f"task={task}", *overrides]).task, resolve=True)
 
 
@@ -45,7 +47,7 @@ def _specs(run_dir: Path, target_task: dict, label_map: dict[str, str] | None = 
 
 
 def _with_label_words(spec: RunSpec) -> RunSpec:
-    """Local-file tasks take their classes from the data when they run: fill them the same way before checks."""
+    """Local-file tasks take their classes from the data when they run: fill them so before any check."""
     if spec.task.kind == "classification" and not spec.task.label_words:
         from petsweep.tasks import prepare_task
 
@@ -63,10 +65,13 @@ def fit_check(source: RunSpec, target: RunSpec, label_map: dict[str, str] | None
     if source.backbone.family != "encoder":
         return None  # text-to-text: the verbalizer is the target task's own, any task is scored the same way
     if target.task.kind != source.task.kind or target.task.num_labels != source.task.num_labels:
-        raise ConfigError("--task", target.task.name,
-                          f"an encoder's trained head has {source.task.num_labels} output(s) for {source.task.name}; "
-                          f"{target.task.name} is {target.task.kind} with {target.task.num_labels}: choose a task "
-                          f"with the same {source.task.num_labels} classes")
+        raise ConfigError(
+            "--task",
+            target.task.name,
+            f"an encoder's trained head has {source.task.num_labels} output(s) for {source.task.name}; "
+            f"{target.task.name} is {target.task.kind} with {target.task.num_labels}: choose a task "
+            f"with the same {source.task.num_labels} classes",
+        )
     if source.task.kind != "classification":
         return None
     source_words, target_words = (
@@ -92,24 +97,37 @@ def fit_check(source: RunSpec, target: RunSpec, label_map: dict[str, str] | None
     return [target_words.index(next(t for t, s in label_map.items() if s == word)) for word in source_words]
 
 
-def evaluate_transfer(run_dir: str | Path, task: str, overrides: tuple[str, ...] = (),
-                      label_map: dict[str, str] | None = None) -> dict:
+def evaluate_transfer(
+    run_dir: str | Path, task: str, overrides: tuple[str, ...] = (), label_map: dict[str, str] | None = None
+) -> dict:
     """Score run `run_dir`'s trained weights on `task`'s test split; returns (and writes) the record.
 
     Args:
-        overrides: task.* overrides of the evaluated task (e.g. task.test_size=100), as on run.py's command line.
+        overrides: task.* overrides of the evaluated task (e.g. task.test_size=100), as run.py takes them.
         label_map: target label word -> the run's label word, where the tasks name their classes differently.
     """
     run = RunDir(run_dir)
     result = run.result()
     if run.state() != COMPLETED or not result:
         raise PetsweepError(f"{run_dir}: not COMPLETED; only finished runs have trained weights to transfer")
-    return _evaluate(run.path, result, *_specs(run.path, task_node(task, tuple(overrides)), label_map),
-                     tuple(overrides), label_map)
+    return _evaluate(
+        run.path,
+        result,
+        *_specs(run.path, task_node(task, tuple(overrides)), label_map),
+        tuple(overrides),
+        label_map,
+    )
 
 
-def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, head_to_target: list[int] | None,
-              overrides: tuple[str, ...], label_map: dict[str, str] | None = None) -> dict:
+def _evaluate(
+    run_dir: Path,
+    result: dict,
+    source: RunSpec,
+    target: RunSpec,
+    head_to_target: list[int] | None,
+    overrides: tuple[str, ...],
+    label_map: dict[str, str] | None = None,
+) -> dict:
     """Load the run's trained model, score the target task's test split, write transfer/<task>.json."""
     from petsweep.backbones import load_pretrained
     from petsweep.objectives import make_objective
@@ -127,12 +145,26 @@ def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, hea
     device = pick_device(source.trainer)
     model.to(device)
     objective = make_objective(source.backbone.family, target.task, data, tokenizer)
-    scores = evaluate(model, objective, objective.encode(data.test), data.test, target, device,
-                      use_bf16(source.trainer, device), remap=head_to_target)
+    scores = evaluate(
+        model,
+        objective,
+        objective.encode(data.test),
+        data.test,
+        target,
+        device,
+        use_bf16(source.trainer, device),
+        remap=head_to_target,
+    )
     record = {
-        "run_id": result["run_id"], "source_task": source.task.name, "task": target.task.name,
-        "metric": target.task.metric, "score": scores[target.task.metric], "metrics": scores,
-        "random_guess_score": data.random_guess, "test_examples": len(data.test), "overrides": list(overrides),
+        "run_id": result["run_id"],
+        "source_task": source.task.name,
+        "task": target.task.name,
+        "metric": target.task.metric,
+        "score": scores[target.task.metric],
+        "metrics": scores,
+        "random_guess_score": data.random_guess,
+        "test_examples": len(data.test),
+        "overrides": list(overrides),
         "label_map": label_map or None,
         "eval_time_s": time.time() - started,
     }
@@ -142,8 +174,13 @@ def _evaluate(run_dir: Path, result: dict, source: RunSpec, target: RunSpec, hea
     return record
 
 
-def transfer_sweeps(sweep_dirs: list[str | Path], tasks: list[str], overrides: tuple[str, ...] = (),
-                    redo: bool = False, label_map: dict[str, str] | None = None):
+def transfer_sweeps(
+    sweep_dirs: list[str | Path],
+    tasks: list[str],
+    overrides: tuple[str, ...] = (),
+    redo: bool = False,
+    label_map: dict[str, str] | None = None,
+):
     """Evaluate every COMPLETED run of the sweeps on each task other than its own.
 
     Yields (run dir, task, record), record None where an earlier score is kept (unless `redo`). Every pair
@@ -158,8 +195,12 @@ def transfer_sweeps(sweep_dirs: list[str | Path], tasks: list[str], overrides: t
                 finished[run_dir] = result
     nodes = {task: task_node(task, overrides) for task in tasks}  # composed once per task, not once per run
     # its own task is the run's test score already; every other pair is validated before any evaluation
-    specs = {(d, t): _specs(d, nodes[t], label_map) for d, result in finished.items() for t in tasks
-             if t != result["task"]}
+    specs = {
+        (d, t): _specs(d, nodes[t], label_map)
+        for d, result in finished.items()
+        for t in tasks
+        if t != result["task"]
+    }
     for (run_dir, task), checked in specs.items():
         if transfer_file(run_dir, task).exists() and not redo:
             yield run_dir, task, None

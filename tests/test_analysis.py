@@ -7,9 +7,9 @@ import json
 import matplotlib.image
 import pandas as pd
 import pytest
+from conftest import run_cli
 
 from analysis import apet_pairs, collect, load, mean_std, pareto_front, plot, save, thresholds
-from conftest import run_cli
 from petsweep.errors import PetsweepError
 from petsweep.status import RunDir, write_json
 
@@ -18,8 +18,23 @@ LORA = {10: [0.2, 0.25, 0.3], 100: [0.5, 0.6, 0.55], 1000: [0.9, 0.9, 0.92]}
 FULL = [0.91, 0.9, 0.92]
 
 
-def write_run(root, name, method, budget, seed, score, updated=1.0, train_score=None, run_id=None, backbone="tiny",
-              total_params=5000, apet_scale=None, task="rte", trainer=None, task_cfg=None):
+def write_run(
+    root,
+    name,
+    method,
+    budget,
+    seed,
+    score,
+    updated=1.0,
+    train_score=None,
+    run_id=None,
+    backbone="tiny",
+    total_params=5000,
+    apet_scale=None,
+    task="rte",
+    trainer=None,
+    task_cfg=None,
+):
     run = RunDir(root / name)
     run.set_status("COMPLETED")
     status = json.loads(run.status_file.read_text())
@@ -70,13 +85,16 @@ def sweep(tmp_path):
 def test_collect_one_row_per_run_and_round_trip(sweep, tmp_path):
     table = collect([sweep])
     assert len(table) == 12 and set(table["method"]) == {"lora", "full"}
-    assert {"cfg.method.r", "metric.accuracy", "trainable_params", "status", "git_commit"} <= set(table.columns)
+    assert {"cfg.method.r", "metric.accuracy", "trainable_params", "status", "git_commit"} <= set(
+        table.columns
+    )
     for suffix in (".parquet", ".csv"):
         back = load(save(table, tmp_path / f"table{suffix}"))
-        pd.testing.assert_frame_equal(back[["run_id", "score", "trainable_params"]].sort_values("run_id")
-                                      .reset_index(drop=True),
-                                      table[["run_id", "score", "trainable_params"]].sort_values("run_id")
-                                      .reset_index(drop=True), check_dtype=False)
+        pd.testing.assert_frame_equal(
+            back[["run_id", "score", "trainable_params"]].sort_values("run_id").reset_index(drop=True),
+            table[["run_id", "score", "trainable_params"]].sort_values("run_id").reset_index(drop=True),
+            check_dtype=False,
+        )
 
 
 def test_duplicate_run_ids_keep_the_newest(sweep, tmp_path):
@@ -110,9 +128,11 @@ def test_cli_collect_and_plot_and_bad_input(sweep, tmp_path):
     assert run_cli("-m", "petsweep.cli", "collect", str(sweep), "-o", str(table)).returncode == 0
     out = run_cli("-m", "petsweep.cli", "plot", str(table), "--kind", "curves", "-o", str(tmp_path / "c.pdf"))
     assert out.returncode == 0 and (tmp_path / "c.pdf").stat().st_size > 1000
-    for args, words in ((["plot", str(table), "--kind", "apet", "-o", str(tmp_path / "a.png")], "APET runs"),
-                        (["plot", str(table), "--kind", "memory", "-o", str(tmp_path / "m.png")], "batch sizes"),
-                        (["collect", str(tmp_path), "-o", str(table)], "holds no petsweep runs")):
+    for args, words in (
+        (["plot", str(table), "--kind", "apet", "-o", str(tmp_path / "a.png")], "APET runs"),
+        (["plot", str(table), "--kind", "memory", "-o", str(tmp_path / "m.png")], "batch sizes"),
+        (["collect", str(tmp_path), "-o", str(table)], "holds no petsweep runs"),
+    ):
         bad = run_cli("-m", "petsweep.cli", *args)
         assert bad.returncode == 2 and bad.stderr.startswith("error:") and words in bad.stderr, bad.stderr
 
@@ -127,23 +147,30 @@ def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
     import os
 
     import nbformat
+    from conftest import REPO
     from nbclient import NotebookClient
 
     from petsweep.app import run
     from petsweep.config import compose
-    from conftest import REPO
 
     for method in ("lora", "full"):
         for seed in (1, 2):
             run(compose(tiny("encoder", f"method={method}", f"seed={seed}", "sweep_name=nb")))
     notebook = nbformat.read(REPO / "analysis" / "notebooks" / "scaling.ipynb", as_version=4)
-    os.environ.update(PETSWEEP_SWEEP=str(tmp_path / "runs" / "nb"), PETSWEEP_FIGURES=str(tmp_path / "figures"))
+    os.environ.update(
+        PETSWEEP_SWEEP=str(tmp_path / "runs" / "nb"), PETSWEEP_FIGURES=str(tmp_path / "figures")
+    )
     try:
-        NotebookClient(notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}).execute()
+        NotebookClient(
+            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
+        ).execute()
     finally:
         os.environ.pop("PETSWEEP_SWEEP"), os.environ.pop("PETSWEEP_FIGURES")
-    assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == ["curves.png", "generalization.png",
-                                                                           "pareto.png"]
+    assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
+        "curves.png",
+        "generalization.png",
+        "pareto.png",
+    ]
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
 
@@ -175,13 +202,40 @@ def apet_sweep(tmp_path):
     for (backbone, size), runs in APET_CASES.items():
         for (method, scale), scores in runs.items():
             for seed, score in enumerate(scores):
-                write_run(root, f"{backbone}-{method}-{seed}", method, 100, seed, score, backbone=backbone,
-                          total_params=size, apet_scale=scale)
-        # noise the view must ignore: an integer budget (no X to compare with), and APET(adapter) without adapter
-        write_run(root, f"{backbone}-apet4096", "apet", 4096, 0, 0.1, backbone=backbone, total_params=size,
-                  apet_scale="4096")
-        write_run(root, f"{backbone}-apet-adapter", "apet", 300, 0, 0.1, backbone=backbone, total_params=size,
-                  apet_scale="adapter")
+                write_run(
+                    root,
+                    f"{backbone}-{method}-{seed}",
+                    method,
+                    100,
+                    seed,
+                    score,
+                    backbone=backbone,
+                    total_params=size,
+                    apet_scale=scale,
+                )
+        # noise the view must ignore: an integer budget (no X to compare with); APET(adapter) without adapter
+        write_run(
+            root,
+            f"{backbone}-apet4096",
+            "apet",
+            4096,
+            0,
+            0.1,
+            backbone=backbone,
+            total_params=size,
+            apet_scale="4096",
+        )
+        write_run(
+            root,
+            f"{backbone}-apet-adapter",
+            "apet",
+            300,
+            0,
+            0.1,
+            backbone=backbone,
+            total_params=size,
+            apet_scale="adapter",
+        )
     return root
 
 
@@ -208,21 +262,45 @@ def test_apet_without_its_reference_method_says_so(tmp_path):
 def test_where_selects_runs_and_bad_filters_are_one_line(sweep, tmp_path):
     table = tmp_path / "table.csv"
     assert run_cli("-m", "petsweep.cli", "collect", str(sweep), "-o", str(table)).returncode == 0
-    out = run_cli("-m", "petsweep.cli", "plot", str(table), "--kind", "curves", "--where", "method == 'lora'",
-                  "-o", str(tmp_path / "lora.png"))
+    out = run_cli(
+        "-m",
+        "petsweep.cli",
+        "plot",
+        str(table),
+        "--kind",
+        "curves",
+        "--where",
+        "method == 'lora'",
+        "-o",
+        str(tmp_path / "lora.png"),
+    )
     assert out.returncode == 0 and (tmp_path / "lora.png").stat().st_size > 1000, out.stderr
     for where, words in (("method == 'adapter'", "keeps none"), ("method === 1", "not a valid filter")):
-        bad = run_cli("-m", "petsweep.cli", "plot", str(table), "--kind", "curves", "--where", where,
-                      "-o", str(tmp_path / "x.png"))
+        bad = run_cli(
+            "-m",
+            "petsweep.cli",
+            "plot",
+            str(table),
+            "--kind",
+            "curves",
+            "--where",
+            where,
+            "-o",
+            str(tmp_path / "x.png"),
+        )
         assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and words in bad.stderr, bad.stderr
-    bad = run_cli("-m", "petsweep.cli", "plot", str(table), "--kind", "transfer", "-o", str(tmp_path / "t.png"))
+    bad = run_cli(
+        "-m", "petsweep.cli", "plot", str(table), "--kind", "transfer", "-o", str(tmp_path / "t.png")
+    )
     assert bad.returncode == 2 and "petsweep transfer" in bad.stderr, bad.stderr
 
 
 def test_thresholds_command_prints_and_writes_the_table(sweep, tmp_path):
     table = tmp_path / "table.csv"
     assert run_cli("-m", "petsweep.cli", "collect", str(sweep), "-o", str(table)).returncode == 0
-    out = run_cli("-m", "petsweep.cli", "thresholds", str(table), "--epsilon", "0.02", "-o", str(tmp_path / "th.csv"))
+    out = run_cli(
+        "-m", "petsweep.cli", "thresholds", str(table), "--epsilon", "0.02", "-o", str(tmp_path / "th.csv")
+    )
     assert out.returncode == 0, out.stderr
     [row] = pd.read_csv(tmp_path / "th.csv").to_dict("records")
     assert (row["task"], row["low_threshold"], row["high_threshold"]) == ("rte", 100, 1000)
@@ -257,8 +335,9 @@ def test_runs_that_differ_in_more_than_the_seed_are_never_averaged(tmp_path):
     assert set(stats["variant"]) == {"task.k_shot=16, trainer.lr=0.0003", "trainer.lr=0.001"}
     found = thresholds(table).set_index("variant")
     assert len(found) == 2 and found["low_threshold"].tolist() == [100, 100]
-    pooled = mean_std(table, ["task", "backbone", "method", "trainable_params"],
-                      pool=("cfg.trainer.lr", "cfg.task.k_shot"))  # pooled only when the user says so
+    pooled = mean_std(
+        table, ["task", "backbone", "method", "trainable_params"], pool=("cfg.trainer.lr", "cfg.task.k_shot")
+    )  # pooled only when the user says so
     assert pooled["mean"].round(3).tolist() == [0.675] and pooled["count"].tolist() == [6]
 
 

@@ -7,22 +7,28 @@ import hashlib
 import json
 
 import pytest
-
 from conftest import run_cli
+
 from petsweep.app import run
 from petsweep.config import compose
 
 
 def _snapshot(root) -> dict[str, str]:
-    return {str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(root.rglob("*")) if p.is_file()
+    }
 
 
 @pytest.fixture(scope="module")
 def bad_data(tmp_path_factory):
     root = tmp_path_factory.mktemp("data")
     good = [json.dumps({"inputs": f"text {i}", "outputs": ["no", "yes"][i % 2]}) for i in range(30)]
-    (root / "malformed.jsonl").write_text("\n".join(good[:2] + ['{"inputs": "broken", "outputs": '] + good) + "\n")
-    (root / "unknown_label.jsonl").write_text("\n".join(good[:4] + ['{"inputs": "x", "outputs": "maybe"}']) + "\n")
+    (root / "malformed.jsonl").write_text(
+        "\n".join(good[:2] + ['{"inputs": "broken", "outputs": '] + good) + "\n"
+    )
+    (root / "unknown_label.jsonl").write_text(
+        "\n".join(good[:4] + ['{"inputs": "x", "outputs": "maybe"}']) + "\n"
+    )
     (root / "good.jsonl").write_text("\n".join(good) + "\n")
     return root
 
@@ -94,7 +100,11 @@ CASES = {  # name: (overrides, env, words the one line must contain)
         {},
         ["method.length", "500", "564 positions", "512"],
     ),
-    "prefix MLP width out of range": (["method=prefix", "method.projection=0"], {}, ["method.projection", "0"]),
+    "prefix MLP width out of range": (
+        ["method=prefix", "method.projection=0"],
+        {},
+        ["method.projection", "0"],
+    ),
     "a sequential stage without steps": (
         ["method=sequential", "method.steps=[2,0,0]"],
         {},
@@ -117,8 +127,19 @@ CASES = {  # name: (overrides, env, words the one line must contain)
 def finished_run(tmp_path_factory, tiny_conf):
     """A COMPLETED run in the runs root every bad command also writes to: it must stay untouched."""
     root = tmp_path_factory.mktemp("runs")
-    run(compose([f"hydra.searchpath=[file://{tiny_conf}]", "backbone=tiny-bert", f"paths.runs_root={root}",
-                 "task.k_shot=4", "task.dev_size=8", "task.test_size=8", "trainer.max_steps=2"]))
+    run(
+        compose(
+            [
+                f"hydra.searchpath=[file://{tiny_conf}]",
+                "backbone=tiny-bert",
+                f"paths.runs_root={root}",
+                "task.k_shot=4",
+                "task.dev_size=8",
+                "task.test_size=8",
+                "trainer.max_steps=2",
+            ]
+        )
+    )
     return root
 
 
@@ -135,7 +156,9 @@ def test_bad_input_is_one_clear_line(case, bad_data, finished_run):
         assert word in errors[0], (word, errors[0])
     after = _snapshot(finished_run)
     assert {k: v for k, v in after.items() if k in before} == before  # nothing of the finished run changed
-    completed = [p for p in finished_run.rglob("status.json") if json.loads(p.read_text())["state"] == "COMPLETED"]
+    completed = [
+        p for p in finished_run.rglob("status.json") if json.loads(p.read_text())["state"] == "COMPLETED"
+    ]
     assert len(completed) == 1
 
 

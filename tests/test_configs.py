@@ -55,7 +55,9 @@ def test_other_groups_compose(group):
 
 def test_run_identity_ignores_locations_and_threads():
     base = compose([])
-    same = compose(["paths.runs_root=/elsewhere", "logger=wandb", "sweep_name=study", "trainer.num_threads=1"])
+    same = compose(
+        ["paths.runs_root=/elsewhere", "logger=wandb", "sweep_name=study", "trainer.num_threads=1"]
+    )
     assert run_hash(base) == run_hash(same)
     assert run_dir(same).parts[-2:-1] == ("study",) and run_dir(base).name == run_dir(same).name
     for change in ("seed=1", "method.r=4", "trainer.max_steps=7", "task.k_shot=4", "backbone=minilm-l3"):

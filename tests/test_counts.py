@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 
 import pytest
-
 from conftest import run_cli
+
 from petsweep import CONF_DIR
 from petsweep.cli import count
 from petsweep.errors import ConfigError

@@ -113,8 +113,10 @@ def test_carved_splits_share_no_text_and_record_what_was_removed(tmp_path):
     ]
     train = _jsonl(tmp_path / "train.jsonl", base + repeats)  # 50 repeats differing in case and spacing
     # 10 of these are in train too
-    test = _jsonl(tmp_path / "test.jsonl",
-                  [{"inputs": f"item number {i}", "outputs": ["neg", "pos"][i % 2]} for i in range(190, 230)])
+    test = _jsonl(
+        tmp_path / "test.jsonl",
+        [{"inputs": f"item number {i}", "outputs": ["neg", "pos"][i % 2]} for i in range(190, 230)],
+    )
     data = prepare_task(
         _task("task=local", f"task.files.train={train}", f"task.files.test={test}", "task.dev_size=30"),
         seed=0,

@@ -6,13 +6,13 @@ import json
 
 import pytest
 from safetensors.torch import load_file
+from test_resume import _assert_same_run
 
 from petsweep.app import run
 from petsweep.config import compose
 from petsweep.distributed import DeepSpeedConfig
 from petsweep.identity import run_dir
 from petsweep.status import COMPLETED, RunDir
-from test_resume import _assert_same_run
 
 
 @pytest.mark.parametrize("preset", ["zero2", "zero3"])
@@ -45,7 +45,10 @@ def test_zero3_resume_from_its_own_checkpoint(tiny, tmp_path, monkeypatch):
         run(cfg)
     monkeypatch.setattr(distributed.DeepSpeedStepper, "save", real_save)
     result = run(cfg)
-    assert result["steps"] == 8 and "resumed from step-00000004" in (RunDir(run_dir(cfg)).path / "train.log").read_text()
+    assert (
+        result["steps"] == 8
+        and "resumed from step-00000004" in (RunDir(run_dir(cfg)).path / "train.log").read_text()
+    )
     reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
     run(reference)
     _assert_same_run(RunDir(run_dir(reference)), RunDir(run_dir(cfg)))

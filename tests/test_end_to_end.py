@@ -15,14 +15,34 @@ from petsweep.identity import run_dir
 from petsweep.status import COMPLETED, RunDir
 
 RESULT_KEYS = {
-    "status", "run_id", "backbone", "method", "task", "config", "metric", "score", "metrics", "train_subset_score",
-    "random_guess_score", "trainable_params", "pet_params", "total_params", "steps", "train_time_s",
-    "peak_memory_mb", "tokens_per_s", "seed",
+    "status",
+    "run_id",
+    "backbone",
+    "method",
+    "task",
+    "config",
+    "metric",
+    "score",
+    "metrics",
+    "train_subset_score",
+    "random_guess_score",
+    "trainable_params",
+    "pet_params",
+    "total_params",
+    "steps",
+    "train_time_s",
+    "peak_memory_mb",
+    "tokens_per_s",
+    "seed",
 }
 
 
-CASES = [(f, m) for f in ("encoder", "encoder_decoder", "decoder") for m in ("lora", "full", "bitfit")
-         if (f, m) != ("encoder_decoder", "bitfit")]  # T5 has no biases: see test_bitfit_needs_biases
+CASES = [
+    (f, m)
+    for f in ("encoder", "encoder_decoder", "decoder")
+    for m in ("lora", "full", "bitfit")
+    if (f, m) != ("encoder_decoder", "bitfit")
+]  # T5 has no biases: see test_bitfit_needs_biases
 
 
 @pytest.mark.parametrize(("family", "method"), CASES)
@@ -34,7 +54,9 @@ def test_family_method_runs_and_records(tiny, family, method):
     assert RESULT_KEYS <= set(result)
     assert json.loads(record.result_file.read_text())["score"] == result["score"]
     assert 0.0 <= result["score"] <= 1.0 and result["steps"] == 6
-    assert result["trainable_params"] == result["pet_params"] + (result["head_params"] if family == "encoder" else 0)
+    assert result["trainable_params"] == result["pet_params"] + (
+        result["head_params"] if family == "encoder" else 0
+    )
     saved = load_file(record.path / "pet_weights.safetensors")
     assert sum(t.numel() for t in saved.values()) == result["trainable_params"]
     rows = [json.loads(line) for line in record.metrics_file.read_text().splitlines()]
@@ -55,11 +77,20 @@ def test_completed_run_is_not_retrained(tiny, capsys):
 
 def test_generation_task_on_decoder(tiny, tmp_path):
     for split, numbers in (("train", range(40)), ("test", range(40, 60))):
-        (tmp_path / f"qa_{split}.jsonl").write_text("".join(
-            json.dumps({"inputs": f"question {i}", "outputs": f"answer {i % 3}"}) + "\n" for i in numbers))
-    overrides = tiny("decoder", "task=local", f"task.files.train={tmp_path}/qa_train.jsonl",
-                     f"task.files.test={tmp_path}/qa_test.jsonl",
-                     "task.kind=generation", "task.metric=exact_match", "task.metrics=[token_f1]")
+        (tmp_path / f"qa_{split}.jsonl").write_text(
+            "".join(
+                json.dumps({"inputs": f"question {i}", "outputs": f"answer {i % 3}"}) + "\n" for i in numbers
+            )
+        )
+    overrides = tiny(
+        "decoder",
+        "task=local",
+        f"task.files.train={tmp_path}/qa_train.jsonl",
+        f"task.files.test={tmp_path}/qa_test.jsonl",
+        "task.kind=generation",
+        "task.metric=exact_match",
+        "task.metrics=[token_f1]",
+    )
     result = run(compose(overrides))
     assert set(result["metrics"]) == {"exact_match", "token_f1"}
     assert result["random_guess_score"] >= 0.0
@@ -69,10 +100,14 @@ def test_seed_changes_lora_init_and_same_seed_repeats(tiny, tmp_path):
     a = run(compose(tiny("encoder", "seed=1", f"paths.runs_root={tmp_path}/a")))
     b = run(compose(tiny("encoder", "seed=1", f"paths.runs_root={tmp_path}/b")))
     assert a["metrics"] == b["metrics"] and a["train_subset_metrics"] == b["train_subset_metrics"]
-    wa = load_file(RunDir(run_dir(compose(tiny("encoder", "seed=1", f"paths.runs_root={tmp_path}/a")))).path
-                   / "pet_weights.safetensors")
-    wb = load_file(RunDir(run_dir(compose(tiny("encoder", "seed=1", f"paths.runs_root={tmp_path}/b")))).path
-                   / "pet_weights.safetensors")
+    wa = load_file(
+        RunDir(run_dir(compose(tiny("encoder", "seed=1", f"paths.runs_root={tmp_path}/a")))).path
+        / "pet_weights.safetensors"
+    )
+    wb = load_file(
+        RunDir(run_dir(compose(tiny("encoder", "seed=1", f"paths.runs_root={tmp_path}/b")))).path
+        / "pet_weights.safetensors"
+    )
     assert all(torch.equal(wa[k], wb[k]) for k in wa)
 
 

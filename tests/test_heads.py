@@ -1,4 +1,4 @@
-"""The mean-pooling encoder head: same parameter names as transformers' own head, padding-invariant, trainable."""
+"""The mean-pooling encoder head: transformers' head's parameter names, padding-invariant, trainable."""
 
 from __future__ import annotations
 
@@ -33,8 +33,11 @@ def test_mean_pooling_ignores_padding(tiny):
     model, tokenizer = load_pretrained(_spec(tiny, "mean"), 3)
     model.eval()
     short = tokenizer(["a short text"], return_tensors="pt")
-    padded = tokenizer(["a short text", "a much longer text that forces padding of the first one"],
-                       padding=True, return_tensors="pt")
+    padded = tokenizer(
+        ["a short text", "a much longer text that forces padding of the first one"],
+        padding=True,
+        return_tensors="pt",
+    )
     with torch.no_grad():
         alone = model(**short).logits[0]
         in_batch = model(**padded).logits[0]

@@ -6,6 +6,7 @@ import json
 import shutil
 
 from conftest import run_cli
+
 from petsweep.app import run
 from petsweep.config import compose
 from petsweep.identity import run_dir, run_hash

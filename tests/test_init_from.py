@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
+
 from petsweep.app import run
 from petsweep.config import compose
 from petsweep.errors import ConfigError
@@ -14,8 +14,9 @@ from petsweep.status import COMPLETED, RunDir
 
 def test_eval_only_from_a_finished_run_reproduces_its_score_as_a_run_of_its_own(tiny):
     source = run(compose(tiny("encoder", "method=lora")))
-    cfg = compose(tiny("encoder", "method=lora", f"method.init_from={source['run_id'][:10]}",
-                       "trainer.eval_only=true"))
+    cfg = compose(
+        tiny("encoder", "method=lora", f"method.init_from={source['run_id'][:10]}", "trainer.eval_only=true")
+    )
     result = run(cfg)
     assert RunDir(run_dir(cfg)).state() == COMPLETED and run_dir(cfg) != run_dir(compose(tiny("encoder")))
     assert result["score"] == source["score"] and result["metrics"] == source["metrics"]
@@ -38,10 +39,13 @@ def test_training_continues_from_another_runs_weights(tiny):
     assert result["init_from"]["run_id"] == first["run_id"] and result["steps"] == 6
 
 
-@pytest.mark.parametrize(("value", "words"), [
-    ("0123456789abcdef", "matches no finished run"),
-    ("not-a-run", "give a finished run's directory, or its run id"),
-])
+@pytest.mark.parametrize(
+    ("value", "words"),
+    [
+        ("0123456789abcdef", "matches no finished run"),
+        ("not-a-run", "give a finished run's directory, or its run id"),
+    ],
+)
 def test_a_source_that_is_not_a_finished_run_is_one_line_before_anything_runs(tiny, value, words):
     cfg = compose(tiny("encoder", f"method.init_from={value}"))
     with pytest.raises(ConfigError, match=words):

@@ -9,16 +9,16 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import TINY_NAMES
 from transformers import GenerationConfig
 
-from conftest import TINY_NAMES
+from petsweep.app import run
 from petsweep.backbones import build_on_meta, load_pretrained
 from petsweep.config import compose, resolve_run
 from petsweep.errors import ConfigError
+from petsweep.identity import run_dir
 from petsweep.methods import METHODS
 from petsweep.objectives import make_objective
-from petsweep.app import run
-from petsweep.identity import run_dir
 from petsweep.params import attach_method, check_on_meta
 from petsweep.status import COMPLETED, RunDir
 from petsweep.tasks import prepare_task
@@ -97,8 +97,11 @@ def test_every_trainable_tensor_gets_a_gradient_after_one_step(tiny, method, arc
         optimizer.zero_grad()
         objective.loss(attached.model, batch).backward()
         optimizer.step()
-    dead = [n for n, p in attached.model.named_parameters()
-            if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))]
+    dead = [
+        n
+        for n, p in attached.model.named_parameters()
+        if p.requires_grad and (p.grad is None or not torch.any(p.grad != 0))
+    ]
     assert not dead, dead[:5]
 
 
@@ -142,8 +145,9 @@ def test_outputs_have_the_bare_models_shapes(tiny, method, arch):
 @pytest.mark.parametrize("arch", ["encoder_decoder", "decoder", "llama"])
 def test_prompt_and_prefix_tuned_text_to_text_models_generate(tiny, tmp_path, arch, method):
     for split, numbers in (("train", range(40)), ("test", range(40, 60))):
-        (tmp_path / f"qa_{split}.jsonl").write_text("".join(
-            f'{{"inputs": "question {i}", "outputs": "answer {i % 3}"}}\n' for i in numbers))
+        (tmp_path / f"qa_{split}.jsonl").write_text(
+            "".join(f'{{"inputs": "question {i}", "outputs": "answer {i % 3}"}}\n' for i in numbers)
+        )
     cfg = compose(
         tiny(
             arch,
@@ -175,19 +179,30 @@ def test_generate_continues_what_the_tuned_forward_predicts(tiny, arch, method):
     # plain greedy search: no logits processors of a model's defaults (BART forces BOS/EOS, bans repeats)
     model.generation_config = GenerationConfig(decoder_start_token_id=model.config.decoder_start_token_id)
     with torch.no_grad():
-        out = model.generate(input_ids=source, attention_mask=torch.ones_like(source), do_sample=False,
-                             max_new_tokens=4, min_new_tokens=4, pad_token_id=0)
+        out = model.generate(
+            input_ids=source,
+            attention_mask=torch.ones_like(source),
+            do_sample=False,
+            max_new_tokens=4,
+            min_new_tokens=4,
+            pad_token_id=0,
+        )
         start = model.config.decoder_start_token_id if encoder_decoder else None
         ids = torch.tensor([[start]]) if encoder_decoder else source
         for _ in range(4):
-            logits = model(input_ids=source, decoder_input_ids=ids).logits if encoder_decoder else \
-                model(input_ids=ids).logits
+            logits = (
+                model(input_ids=source, decoder_input_ids=ids).logits
+                if encoder_decoder
+                else model(input_ids=ids).logits
+            )
             ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], 1)
     assert out.tolist() == ids.tolist()
 
 
 IDENTITY_AT_INIT = [  # methods whose update starts at zero: the model computes exactly what it did before
-    ("lora", ()), ("ia3", ()), ("bitfit", ("method.add_biases=true",)),
+    ("lora", ()),
+    ("ia3", ()),
+    ("bitfit", ("method.add_biases=true",)),
 ]
 
 

@@ -6,14 +6,20 @@ import json
 import re
 
 import pytest
-
 from conftest import run_cli
+
 from petsweep.cli import count
 
 # all-MiniLM-L6-v2 as petsweep runs it: mean pooling, so the published 22,713,216 less its unused pooler
 MINILM_L6 = 22_713_216 - (384 * 384 + 384)
-QUICK = ["trainer.max_steps=4", "trainer.eval_every=2", "trainer.save_every=2", "task.dev_size=16",
-         "task.test_size=32", "task.train_eval_size=16"]
+QUICK = [
+    "trainer.max_steps=4",
+    "trainer.eval_every=2",
+    "trainer.save_every=2",
+    "task.dev_size=16",
+    "task.test_size=32",
+    "task.train_eval_size=16",
+]
 
 
 @pytest.mark.slow
@@ -43,9 +49,19 @@ def test_cut_minilm_loads_first_layers(tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_decoder_from_packaged_gguf(tmp_path):
-    out = run_cli("run.py", "backbone=smollm2-135m", "task.max_length=24", "trainer.batch_size=2",
-                  "trainer.eval_batch_size=8", f"paths.runs_root={tmp_path}", *QUICK[:2], "task.dev_size=4",
-                  "task.test_size=8", "task.train_eval_size=4", "trainer.save_every=100")
+    out = run_cli(
+        "run.py",
+        "backbone=smollm2-135m",
+        "task.max_length=24",
+        "trainer.batch_size=2",
+        "trainer.eval_batch_size=8",
+        f"paths.runs_root={tmp_path}",
+        *QUICK[:2],
+        "task.dev_size=4",
+        "task.test_size=8",
+        "task.train_eval_size=4",
+        "trainer.save_every=100",
+    )
     assert out.returncode == 0, out.stderr[-3000:]
     [record] = tmp_path.glob("single/smollm2-135m-lora-bbc_news-s0-*/result.json")
     result = json.loads(record.read_text())

@@ -1,4 +1,4 @@
-"""Resume parity: a run interrupted (kill -9, or a crash) and rerun ends exactly where an uninterrupted one does."""
+"""Resume parity: a run interrupted (kill -9, a crash) and rerun ends exactly where an unbroken one does."""
 
 from __future__ import annotations
 
@@ -12,9 +12,9 @@ import time
 
 import pytest
 import torch
+from conftest import REPO
 from safetensors.torch import load_file
 
-from conftest import REPO
 from petsweep import checkpoint
 from petsweep.app import run
 from petsweep.config import compose
@@ -69,14 +69,23 @@ def _step_of(path) -> int:
 
 @pytest.mark.slow
 def test_kill_9_at_five_random_steps_then_rerun_is_bit_identical(tiny, tmp_path):
-    extra = ["trainer.max_steps=600", "trainer.eval_every=100", "trainer.save_every=10", "task.k_shot=40",
-             "method.dropout=0.1"]
+    extra = [
+        "trainer.max_steps=600",
+        "trainer.eval_every=100",
+        "trainer.save_every=10",
+        "task.k_shot=40",
+        "method.dropout=0.1",
+    ]
     killed_args = tiny("encoder", *extra, f"paths.runs_root={tmp_path}/killed")
     killed = RunDir(run_dir(compose(killed_args)))
     kill_points = sorted(random.Random(7).sample(range(20, 560, 10), 5))
     for target in kill_points:  # each attempt resumes from the previous kill's checkpoint, then dies again
-        proc = subprocess.Popen([sys.executable, "run.py", *killed_args], cwd=REPO, stdout=subprocess.DEVNULL,
-                                stderr=subprocess.DEVNULL)
+        proc = subprocess.Popen(
+            [sys.executable, "run.py", *killed_args],
+            cwd=REPO,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         deadline = time.time() + 300
         while _step_of(checkpoint.latest(killed.checkpoints)) < target:
             assert proc.poll() is None and time.time() < deadline, f"run ended before step {target}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 from safetensors.torch import load_file
+from test_resume import _assert_same_run, _crash_after_second_save
 
 from petsweep import checkpoint
 from petsweep.app import run
@@ -15,7 +16,6 @@ from petsweep.errors import ConfigError
 from petsweep.identity import run_dir
 from petsweep.params import attach_method, begin_stage, check_on_meta
 from petsweep.status import COMPLETED, FAILED, RunDir
-from test_resume import _assert_same_run, _crash_after_second_save
 
 PROMPT_THEN_LORA = "method.members=[{name: prompt, length: 4}, {name: lora, r: 2}]"
 
@@ -30,15 +30,18 @@ def test_stages_split_max_steps_evenly_by_default(tiny, max_steps, split):
     assert spec.method.stage_steps(max_steps) == split
 
 
-@pytest.mark.parametrize(("extra", "key"), [
-    (("method.steps=[2,2,1]",), "method.steps"),  # sums to 5, trainer.max_steps is 6
-    (("method.steps=[3,3]",), "method.steps"),  # two counts for three stages
-    (("method.steps=[6,0,0]",), "method.steps"),  # a stage without steps
-    (("trainer.max_steps=2",), "trainer.max_steps"),  # an even split leaves a stage without steps
-    (("method.members=[{name: lora}]",), "method.members"),  # one member is no sequence
-    (("method.members=[{name: lora}, {name: compose}]",), "method.members"),
-    (("method.steps=[2,2,2]", "deepspeed=zero2"), "deepspeed.preset"),  # engines keep their optimizer
-])
+@pytest.mark.parametrize(
+    ("extra", "key"),
+    [
+        (("method.steps=[2,2,1]",), "method.steps"),  # sums to 5, trainer.max_steps is 6
+        (("method.steps=[3,3]",), "method.steps"),  # two counts for three stages
+        (("method.steps=[6,0,0]",), "method.steps"),  # a stage without steps
+        (("trainer.max_steps=2",), "trainer.max_steps"),  # an even split leaves a stage without steps
+        (("method.members=[{name: lora}]",), "method.members"),  # one member is no sequence
+        (("method.members=[{name: lora}, {name: compose}]",), "method.members"),
+        (("method.steps=[2,2,2]", "deepspeed=zero2"), "deepspeed.preset"),  # engines keep their optimizer
+    ],
+)
 def test_bad_stages_are_one_line_before_anything_runs(tiny, extra, key):
     cfg = compose(tiny("encoder", "method=sequential", *extra))
     with pytest.raises(ConfigError) as err:
@@ -95,10 +98,18 @@ def test_earlier_stages_stay_frozen_and_every_stage_is_saved(tiny):
     assert lora_b and all(torch.any(t != 0) for t in lora_b)  # trained in stage 2 (B starts at zero)
 
 
-@pytest.mark.parametrize("steps", ["[4,4]", "[3,5]"])  # the crash lands on a stage boundary, or inside stage 2
+@pytest.mark.parametrize(
+    "steps", ["[4,4]", "[3,5]"]
+)  # the crash lands on a stage boundary, or inside stage 2
 def test_a_run_resumed_in_any_stage_ends_where_an_uninterrupted_one_does(tiny, tmp_path, monkeypatch, steps):
-    extra = ("method=sequential", PROMPT_THEN_LORA, f"method.steps={steps}", "trainer.max_steps=8",
-             "trainer.eval_every=2", "trainer.save_every=2")
+    extra = (
+        "method=sequential",
+        PROMPT_THEN_LORA,
+        f"method.steps={steps}",
+        "trainer.max_steps=8",
+        "trainer.eval_every=2",
+        "trainer.save_every=2",
+    )
     reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
     run(reference)
     crashing = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/crashing"))

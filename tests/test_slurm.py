@@ -7,18 +7,42 @@ import subprocess
 import time
 
 from conftest import run_cli
-from petsweep.status import RunDir
 from test_resume import _assert_same_run
 
-QUICK = ["task.k_shot=4", "task.dev_size=8", "task.test_size=8", "task.train_eval_size=8", "task.max_length=32",
-         "trainer.batch_size=4", "trainer.eval_every=2", "trainer.save_every=2", "trainer.max_steps=4"]
-LONG = ["trainer.max_steps=3000", "trainer.save_every=20", "trainer.eval_every=1000", "task.k_shot=40",
-        "method.dropout=0.1", "backbone=tiny-bert"]  # long enough (~20 s) to be caught running
+from petsweep.status import RunDir
+
+QUICK = [
+    "task.k_shot=4",
+    "task.dev_size=8",
+    "task.test_size=8",
+    "task.train_eval_size=8",
+    "task.max_length=32",
+    "trainer.batch_size=4",
+    "trainer.eval_every=2",
+    "trainer.save_every=2",
+    "trainer.max_steps=4",
+]
+LONG = [
+    "trainer.max_steps=3000",
+    "trainer.save_every=20",
+    "trainer.eval_every=1000",
+    "task.k_shot=40",
+    "method.dropout=0.1",
+    "backbone=tiny-bert",
+]  # long enough (~20 s) to be caught running
 
 
 def slurm_sweep(tiny_conf, root, *axes, launcher="slurm_localhost"):
-    return run_cli("run.py", "-m", f"launcher={launcher}", f"hydra.searchpath=[file://{tiny_conf}]",
-                   f"paths.runs_root={root}", "sweep_name=study", *QUICK, *axes)
+    return run_cli(
+        "run.py",
+        "-m",
+        f"launcher={launcher}",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={root}",
+        "sweep_name=study",
+        *QUICK,
+        *axes,
+    )
 
 
 def states(root):
@@ -56,14 +80,22 @@ def test_scontrol_requeue_resumes_from_checkpoint_with_parity(slurm_cluster, tin
     assert out.returncode == 0, out.stderr[-3000:]
     [run_path] = (tmp_path / "slurm" / "study").glob("tiny-bert-*")
     run = RunDir(run_path)
-    wait_for(lambda: len(list(run.checkpoints.glob("step-*"))) > 0 and run.state() == "RUNNING", what="checkpoint")
+    wait_for(
+        lambda: len(list(run.checkpoints.glob("step-*"))) > 0 and run.state() == "RUNNING", what="checkpoint"
+    )
     job_id = json.loads((run_path / "slurm.json").read_text())["job_id"]
     subprocess.run(["scontrol", "requeue", job_id], check=True)
     wait_for(lambda: run.state() == "COMPLETED", what="the requeued job to finish")
     assert "resumed from" in (run_path / "train.log").read_text()
 
-    local = run_cli("run.py", f"hydra.searchpath=[file://{tiny_conf}]", f"paths.runs_root={tmp_path}/local",
-                    "sweep_name=study", *QUICK, *LONG)
+    local = run_cli(
+        "run.py",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={tmp_path}/local",
+        "sweep_name=study",
+        *QUICK,
+        *LONG,
+    )
     assert local.returncode == 0, local.stderr[-3000:]
     [reference] = (tmp_path / "local" / "study").glob("tiny-bert-*")
     assert reference.name == run_path.name  # same config, same identity, wherever it ran
@@ -97,14 +129,22 @@ def test_launcher_preset_missing_a_required_key_is_one_line(tiny_conf, tmp_path)
 
 def test_usr2_saves_at_the_next_step_and_requeues_with_parity(slurm_cluster, tiny_conf, tmp_path):
     """SLURM's pre-timeout/preemption signal: checkpoint at a step boundary, requeue through submitit."""
-    long = [a for a in LONG if not a.startswith(("trainer.save_every", "trainer.max_steps", "trainer.eval_every"))]
+    long = [
+        a for a in LONG if not a.startswith(("trainer.save_every", "trainer.max_steps", "trainer.eval_every"))
+    ]
     long += ["trainer.save_every=100000", "trainer.max_steps=3000", "trainer.eval_every=1000"]
     out = slurm_sweep(tiny_conf, tmp_path / "slurm", *long, "hydra.launcher.detach=true")
     assert out.returncode == 0, out.stderr[-3000:]
     [run_path] = (tmp_path / "slurm" / "study").glob("tiny-bert-*")
     run = RunDir(run_path)
-    wait_for(lambda: run.state() == "RUNNING" and (run_path / "train.log").exists()
-             and "trainable" in (run_path / "train.log").read_text(), what="training")
+    wait_for(
+        lambda: (
+            run.state() == "RUNNING"
+            and (run_path / "train.log").exists()
+            and "trainable" in (run_path / "train.log").read_text()
+        ),
+        what="training",
+    )
     time.sleep(1)
     job_id = json.loads((run_path / "slurm.json").read_text())["job_id"]
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
@@ -112,8 +152,14 @@ def test_usr2_saves_at_the_next_step_and_requeues_with_parity(slurm_cluster, tin
     log = (run_path / "train.log").read_text()
     assert "on the cluster's signal" in log and "resumed from" in log
 
-    local = run_cli("run.py", f"hydra.searchpath=[file://{tiny_conf}]", f"paths.runs_root={tmp_path}/local",
-                    "sweep_name=study", *QUICK, *long)
+    local = run_cli(
+        "run.py",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={tmp_path}/local",
+        "sweep_name=study",
+        *QUICK,
+        *long,
+    )
     assert local.returncode == 0, local.stderr[-3000:]
     [reference] = (tmp_path / "local" / "study").glob("tiny-bert-*")
     _assert_same_run(RunDir(reference), run)
@@ -123,8 +169,12 @@ def test_a_queued_run_whose_job_left_the_queue_is_interrupted(slurm_cluster, tmp
     """A pending job cancelled (or a node lost) before the run started: QUEUED is checked against squeue."""
     from launchers.planning import INTERRUPTED, QUEUED_S, run_status
 
-    held = subprocess.run(["sbatch", "--hold", "--parsable", "-o", "/dev/null", "--wrap", "sleep 60"],
-                          capture_output=True, text=True, check=True).stdout.strip()
+    held = subprocess.run(
+        ["sbatch", "--hold", "--parsable", "-o", "/dev/null", "--wrap", "sleep 60"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
     try:
         waiting, gone = RunDir(tmp_path / "waiting"), RunDir(tmp_path / "gone")
         waiting.set_status("QUEUED", slurm_job_id=held)

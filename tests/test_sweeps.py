@@ -10,18 +10,35 @@ import time
 
 import pytest
 import yaml
-
 from conftest import REPO, TINY_NAMES, run_cli
+
 from launchers.report import status_table
 from petsweep.status import RunDir, write_json
 
-QUICK = ["task.k_shot=4", "task.dev_size=8", "task.test_size=8", "task.train_eval_size=8", "task.max_length=32",
-         "trainer.max_steps=4", "trainer.batch_size=4", "trainer.eval_every=2", "trainer.save_every=2"]
+QUICK = [
+    "task.k_shot=4",
+    "task.dev_size=8",
+    "task.test_size=8",
+    "task.train_eval_size=8",
+    "task.max_length=32",
+    "trainer.max_steps=4",
+    "trainer.batch_size=4",
+    "trainer.eval_every=2",
+    "trainer.save_every=2",
+]
 
 
 def sweep(tiny_conf, root, *axes, name="study"):
-    return run_cli("run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]", f"paths.runs_root={root}",
-                   f"sweep_name={name}", "hydra.launcher.max_parallel=2", *QUICK, *axes)
+    return run_cli(
+        "run.py",
+        "-m",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={root}",
+        f"sweep_name={name}",
+        "hydra.launcher.max_parallel=2",
+        *QUICK,
+        *axes,
+    )
 
 
 def states(root) -> dict[str, str]:
@@ -95,14 +112,36 @@ def test_64_processes_write_records_into_one_sweep_dir(tmp_path):
 @pytest.mark.slow
 def test_cancel_stops_the_sweep_then_rerun_finishes(tiny_conf, tmp_path):
     """Two runs running, two waiting in the pool: cancel stops the two, and the pool starts neither other."""
-    axes = ["backbone=tiny-bert", "seed=1,2,3,4", "trainer.max_steps=1500", "trainer.save_every=50",
-            "trainer.eval_every=1000", "task.k_shot=40"]
-    proc = subprocess.Popen([sys.executable, "run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]",
-                             f"paths.runs_root={tmp_path}", "sweep_name=study", "hydra.launcher.max_parallel=2",
-                             *QUICK, *axes], cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    axes = [
+        "backbone=tiny-bert",
+        "seed=1,2,3,4",
+        "trainer.max_steps=1500",
+        "trainer.save_every=50",
+        "trainer.eval_every=1000",
+        "task.k_shot=40",
+    ]
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            f"hydra.searchpath=[file://{tiny_conf}]",
+            f"paths.runs_root={tmp_path}",
+            "sweep_name=study",
+            "hydra.launcher.max_parallel=2",
+            *QUICK,
+            *axes,
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     deadline = time.time() + 180
-    while list(states(tmp_path / "study").values()).count("RUNNING") < 2 or \
-            len(list((tmp_path / "study").glob("*/checkpoints/step-*"))) < 2:
+    while (
+        list(states(tmp_path / "study").values()).count("RUNNING") < 2
+        or len(list((tmp_path / "study").glob("*/checkpoints/step-*"))) < 2
+    ):
         assert time.time() < deadline and proc.poll() is None, "runs did not start"
         time.sleep(0.2)
     out = run_cli("-m", "petsweep.cli", "cancel", str(tmp_path / "study"))
@@ -124,8 +163,14 @@ def test_status_and_cancel_reject_a_non_sweep_dir(tmp_path):
 
 
 def test_zip_axes_of_different_lengths_fail_before_launching(tiny_conf, tmp_path):
-    out = sweep(tiny_conf, tmp_path, "backbone=tiny-bert", "method=lora,full", "seed=1,2,3",
-                "hydra.sweeper.zip=[[method,seed]]")
+    out = sweep(
+        tiny_conf,
+        tmp_path,
+        "backbone=tiny-bert",
+        "method=lora,full",
+        "seed=1,2,3",
+        "hydra.sweeper.zip=[[method,seed]]",
+    )
     assert out.returncode == 2 and "zipped axes need equal lengths" in out.stderr
     assert not list(tmp_path.rglob("status.json"))
 

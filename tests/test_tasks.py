@@ -53,8 +53,9 @@ def test_local_files_jsonl_tsv_and_label_inference(tmp_path):
     train = _write_jsonl(tmp_path / "train.jsonl", rows)
     tsv = tmp_path / "test.tsv"
     tsv.write_text("".join(f"t{i}\t{['neg', 'pos'][i % 2]}\n" for i in range(6)))  # CrossFit: no header
-    data = prepare_task(_task("task=local", f"task.files.train={train}", f"task.files.test={tsv}",
-                              "task.dev_size=4"), seed=0)
+    data = prepare_task(
+        _task("task=local", f"task.files.train={train}", f"task.files.test={tsv}", "task.dev_size=4"), seed=0
+    )
     assert data.label_words == ["neg", "pos"] and len(data.test) == 6 and len(data.dev) == 4
     assert [e["label"] for e in data.test] == [0, 1, 0, 1, 0, 1]
 
@@ -70,7 +71,9 @@ def test_hf_source_reads_a_local_dataset_dir_with_load_dataset(tmp_path):
     rows = [{"sentence1": f"a{i}", "sentence2": f"b{i}", "label": i % 2, "idx": i} for i in range(40)]
     _write_jsonl(tmp_path / "train.jsonl", rows)
     _write_jsonl(tmp_path / "validation.jsonl", rows[:10])
-    data = prepare_task(_task("task=rte", f"task.hf_path={tmp_path}", "task.hf_name=null", "task.dev_size=5"), 0)
+    data = prepare_task(
+        _task("task=rte", f"task.hf_path={tmp_path}", "task.hf_name=null", "task.dev_size=5"), 0
+    )
     # the 10 validation (= test) rows are also in train: they leave train before dev is carved
     assert (
         len(data.train) == 25

@@ -6,9 +6,9 @@ import json
 
 import matplotlib.image
 import pytest
+from conftest import run_cli
 
 from analysis import collect, plot, transfer_scores
-from conftest import run_cli
 from petsweep.app import run
 from petsweep.config import compose
 from petsweep.errors import ConfigError
@@ -56,18 +56,28 @@ def test_cli_scores_other_tasks_keeps_earlier_scores_and_feeds_the_matrix(traine
     assert scored.notna().all() and scored.between(0, 1).all()
     cells = transfer_scores(table).set_index(["task", "eval_task"])
     assert cells.loc[("bbc_news", "bbc_news"), "count"] == 2
-    assert cells.loc[("bbc_news", "bbc_news"), "mean"] == pytest.approx(table[table.task == "bbc_news"].score.mean())
+    assert cells.loc[("bbc_news", "bbc_news"), "mean"] == pytest.approx(
+        table[table.task == "bbc_news"].score.mean()
+    )
     assert cells.loc[("bbc_news", "bbc_headlines"), "mean"] == pytest.approx(scored.mean())
-    assert set(cells.index) == {(a, b) for a in ("bbc_news", "bbc_headlines") for b in ("bbc_news", "bbc_headlines")}
+    assert set(cells.index) == {
+        (a, b) for a in ("bbc_news", "bbc_headlines") for b in ("bbc_news", "bbc_headlines")
+    }
     image = matplotlib.image.imread(plot(table, "transfer", tmp_path / "transfer.png"))
     assert image.shape[0] == 480 and image.std() > 0
 
 
-@pytest.mark.parametrize(("args", "words"), [
-    (["--task", "rte"], ["--task", "rte", "5 output(s)", "2"]),  # an encoder head of 5 classes cannot score 2
-    (["--task", "sst3"], ["task", "sst3", "bbc_headlines"]),
-    (["--task", "bbc_headlines", "--override", "trainer.max_steps=3"], ["--override", "task.*"]),
-])
+@pytest.mark.parametrize(
+    ("args", "words"),
+    [
+        (
+            ["--task", "rte"],
+            ["--task", "rte", "5 output(s)", "2"],
+        ),  # an encoder head of 5 classes cannot score 2
+        (["--task", "sst3"], ["task", "sst3", "bbc_headlines"]),
+        (["--task", "bbc_headlines", "--override", "trainer.max_steps=3"], ["--override", "task.*"]),
+    ],
+)
 def test_bad_transfer_is_one_line_and_writes_nothing(trained_sweep, args, words):
     out = run_cli("-m", "petsweep.cli", "transfer", str(trained_sweep), *args)
     assert out.returncode == 2 and out.stderr.startswith("error:") and out.stderr.count("\n") == 1, out.stderr
@@ -77,7 +87,7 @@ def test_bad_transfer_is_one_line_and_writes_nothing(trained_sweep, args, words)
 
 def _local_files(tmp_path, name: str, rows: list[dict]) -> tuple[str, str]:
     """task.files overrides of a local task: the first half of `rows` to train on, the rest to test on."""
-    for split, part in (("train", rows[: len(rows) // 2]), ("test", rows[len(rows) // 2:])):
+    for split, part in (("train", rows[: len(rows) // 2]), ("test", rows[len(rows) // 2 :])):
         (tmp_path / f"{name}_{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
     return f"task.files.train={tmp_path}/{name}_train.jsonl", f"task.files.test={tmp_path}/{name}_test.jsonl"
 
@@ -86,9 +96,14 @@ def test_local_files_task_with_classes_from_the_data(tiny, tmp_path):
     """task=local learns its classes from the files at run time; transfer must rebuild the same head."""
     files = {}
     for name, words in (("a", ("good", "fine", "great")), ("b", ("bad", "poor", "awful"))):
-        files[name] = _local_files(tmp_path, name, [
-            {"inputs": f"{words[i % 3]} item {i}", "outputs": ["neg", "pos"][(i + (name == "b")) % 2]}
-            for i in range(80)])
+        files[name] = _local_files(
+            tmp_path,
+            name,
+            [
+                {"inputs": f"{words[i % 3]} item {i}", "outputs": ["neg", "pos"][(i + (name == "b")) % 2]}
+                for i in range(80)
+            ],
+        )
     cfg = compose(tiny("encoder", "task=local", *files["a"], "task.k_shot=null", "task.test_size=null"))
     result = run(cfg)
     same = evaluate_transfer(run_dir(cfg), "local", (*files["a"], "task.dev_size=20"))

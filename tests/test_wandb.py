@@ -17,8 +17,9 @@ WANDB = str(Path(sys.executable).with_name("wandb"))
 
 def _inspect(run_path: Path, *flags: str):
     [offline] = sorted((run_path / "wandb").glob("offline-run-*"))
-    out = subprocess.run([WANDB, "leet", "inspect", "--json", *flags, str(offline)], capture_output=True, text=True,
-                         check=True)
+    out = subprocess.run(
+        [WANDB, "leet", "inspect", "--json", *flags, str(offline)], capture_output=True, text=True, check=True
+    )
     return out.stdout
 
 
@@ -27,11 +28,15 @@ def test_wandb_offline_mirror_holds_the_run(tiny):
     result = run(cfg)
     path = RunDir(run_dir(cfg)).path
     summary = json.loads(_inspect(path, "--summary"))
-    assert summary["run_id"] == result["run_id"]  # W&B id = run hash: a resumed run continues the same W&B run
+    assert (
+        summary["run_id"] == result["run_id"]
+    )  # W&B id = run hash: a resumed run continues the same W&B run
     assert summary["state"] == "finished" and summary["config"]["method"]["name"] == "lora"
     assert summary["summary"]["score"] == result["score"]
     assert summary["summary"]["trainable_params"] == result["trainable_params"]
-    history = [json.loads(line)["history"]["item"] for line in _inspect(path).splitlines() if '"history"' in line]
+    history = [
+        json.loads(line)["history"]["item"] for line in _inspect(path).splitlines() if '"history"' in line
+    ]
     local = [json.loads(line) for line in RunDir(run_dir(cfg)).metrics_file.read_text().splitlines()]
     assert [h["_step"] for h in history] == [r["step"] for r in local] == [3, 6]
     assert [h["dev_accuracy"] for h in history] == [r["dev_accuracy"] for r in local]

@@ -1,9 +1,8 @@
 """hydra/sweeper=petsweep: a sweep that remembers (skip done, dedupe, zip axes); logic in launchers.sweep."""
 
-
 import sys
 from dataclasses import dataclass
-from typing import Any, Dict, List, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn
@@ -14,35 +13,38 @@ from omegaconf import DictConfig
 @dataclass
 class PetsweepSweeperConf:
     _target_: str = "hydra_plugins.petsweep_plugins.sweeper.PetsweepSweeper"
-    params: Optional[Dict[str, str]] = None  # axes from config (sweep presets); the command line wins
-    zip: Optional[List[List[str]]] = None  # groups of axes that are paired, not multiplied
+    params: dict[str, str] | None = None  # axes from config (sweep presets); the command line wins
+    zip: list[list[str]] | None = None  # groups of axes that are paired, not multiplied
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="petsweep", node=PetsweepSweeperConf, provider="petsweep")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="petsweep", node=PetsweepSweeperConf, provider="petsweep"
+)
 
 
 class PetsweepSweeper(Sweeper):
-    def __init__(self, params: Optional[Dict[str, str]] = None, zip: Optional[List[List[str]]] = None):
+    def __init__(self, params: dict[str, str] | None = None, zip: list[list[str]] | None = None):
         self.params = dict(params or {})
         self.zips = [list(group) for group in (zip or [])]
-        self.config: Optional[DictConfig] = None
+        self.config: DictConfig | None = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config)
+            hydra_context=hydra_context, task_function=task_function, config=config
+        )
 
-    def sweep(self, arguments: List[str]) -> Any:
+    def sweep(self, arguments: list[str]) -> Any:
         from launchers.sweep import run_sweep, unfinished
         from petsweep.cli import exit_on_user_error
 
-        def compose(overrides: List[str]) -> DictConfig:
+        def compose(overrides: list[str]) -> DictConfig:
             return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
-        def launch(runs) -> List[int]:
-            returns: List[JobReturn] = self.launcher.launch([r.overrides for r in runs], initial_job_idx=0)
+        def launch(runs) -> list[int]:
+            returns: list[JobReturn] = self.launcher.launch([r.overrides for r in runs], initial_job_idx=0)
             return [0 if str(r.status.name) == "COMPLETED" else 1 for r in returns]
 
         with exit_on_user_error():

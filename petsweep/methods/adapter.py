@@ -28,12 +28,12 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiL
 @dataclass
 class AdapterConfig(MethodConfig):
     """Attributes:
-        variant: houlsby (after attention and FFN) or pfeiffer (after the FFN only).
-        bottleneck: inner width b.
-        activation: gelu | relu | tanh | silu.
-        init_std: both projections start N(0, init_std) with zero biases (OpenDelta's choice: a zero up
-            projection would leave the down projection without gradient on the first step).
-        train_norms: also train the backbone's norms, as the Houlsby paper did.
+    variant: houlsby (after attention and FFN) or pfeiffer (after the FFN only).
+    bottleneck: inner width b.
+    activation: gelu | relu | tanh | silu.
+    init_std: both projections start N(0, init_std) with zero biases (OpenDelta's choice: a zero up
+        projection would leave the down projection without gradient on the first step).
+    train_norms: also train the backbone's norms, as the Houlsby paper did.
     """
 
     lr: float = 1e-3
@@ -101,6 +101,10 @@ class AdapterMethod(PETMethod):
         groups = [self.group(params)]
         if c.train_norms:
             _, norms, _ = target_modules(model, ctx, ["norms"], "method.train_norms")
-            groups.append(self.group((p for _, m in norms for p in m.parameters(recurse=False)
-                                      if not ctx.is_head(p)), name="norms"))
+            groups.append(
+                self.group(
+                    (p for _, m in norms for p in m.parameters(recurse=False) if not ctx.is_head(p)),
+                    name="norms",
+                )
+            )
         return Attached(model, groups, notes)

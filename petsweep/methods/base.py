@@ -19,7 +19,7 @@ from petsweep.errors import ConfigError
 from petsweep.registry import Registry
 from petsweep.typecheck import check_types
 
-METHODS: Registry[type["PETMethod"]] = Registry("method", "petsweep.methods")
+METHODS: Registry[type[PETMethod]] = Registry("method", "petsweep.methods")
 
 
 @dataclass
@@ -100,8 +100,11 @@ class PETMethod:
     def check(self, backbone: BackboneSpec) -> None:
         """Refuse a backbone this method cannot take, with one line (called when a run is validated)."""
         if backbone.family not in self.families:
-            raise ConfigError("method", self.config.name, f"supports {', '.join(self.families)} backbones; "
-                              f"{backbone.name} is {backbone.family}")
+            raise ConfigError(
+                "method",
+                self.config.name,
+                f"supports {', '.join(self.families)} backbones; {backbone.name} is {backbone.family}",
+            )
 
     def attach(self, model: nn.Module, ctx: AttachContext) -> Attached:
         raise NotImplementedError
@@ -170,6 +173,8 @@ def build_method(node: DictConfig | dict) -> PETMethod:
     known = {f.name for f in dataclasses.fields(cls.Config)}
     for key in values:
         if key not in known:
-            raise ConfigError(f"method.{key}", values[key], f"not a {values['name']} key; valid: {', '.join(sorted(known))}")
+            raise ConfigError(
+                f"method.{key}", values[key], f"not a {values['name']} key; valid: {', '.join(sorted(known))}"
+            )
     check_types(cls.Config, values, "method")
     return cls(cls.Config(**values))

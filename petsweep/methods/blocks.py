@@ -15,8 +15,12 @@ def blocks_by_stack(model: nn.Module, ctx) -> dict[str, list[tuple[str, nn.Modul
     """{"encoder" | "decoder": [(name, block) in order]}: each stack of the model and its blocks."""
     pattern = ctx.backbone.module_map().modules.get("blocks")
     if pattern is None:
-        raise ConfigError("backbone.model_type", ctx.backbone.model_type, "has no `blocks` entry in the "
-                          "architecture map (petsweep/architectures.py, or the YAML's modules)")
+        raise ConfigError(
+            "backbone.model_type",
+            ctx.backbone.model_type,
+            "has no `blocks` entry in the "
+            "architecture map (petsweep/architectures.py, or the YAML's modules)",
+        )
     stacks: dict[str, list[tuple[int, str, nn.Module]]] = {}
     for name, module in model.named_modules():
         found = re.fullmatch(pattern, name)

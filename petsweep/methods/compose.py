@@ -31,7 +31,7 @@ def build_members(members) -> list[PETMethod]:
 
 
 def member_groups(index: int, member: PETMethod, attached: Attached) -> list[ParamGroup]:
-    """A member's groups under stable names `<index>.<method>[/<group>]` (optimizer state is keyed by them)."""
+    """A member's groups under stable names `<index>.<method>[/<group>]` (optimizer state is keyed so)."""
     groups = []
     for group in attached.groups:
         suffix = "" if group.name == "method" else f"/{group.name}"
@@ -47,8 +47,11 @@ def attach_members(model, ctx, members: list[PETMethod]) -> Attached:
         model = attached.model
         for param in (p for g in attached.groups for p in g.params):
             if id(param) in owner:
-                raise ConfigError("method.members", [m.config.name for m in members],
-                                  f"{owner[id(param)]} and {member.config.name} train the same parameters")
+                raise ConfigError(
+                    "method.members",
+                    [m.config.name for m in members],
+                    f"{owner[id(param)]} and {member.config.name} train the same parameters",
+                )
             owner[id(param)] = member.config.name
         groups += member_groups(index, member, attached)
         notes += attached.notes
@@ -58,7 +61,7 @@ def attach_members(model, ctx, members: list[PETMethod]) -> Attached:
 @dataclass
 class ComposeConfig(MethodConfig):
     """Attributes:
-        members: method nodes ({name: ..., and any of that method's keys}); each trains at its own lr.
+    members: method nodes ({name: ..., and any of that method's keys}); each trains at its own lr.
     """
 
     members: list = field(default_factory=lambda: [{"name": "lora"}, {"name": "bitfit"}])

@@ -13,8 +13,8 @@ from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, in
 @dataclass
 class IA3MethodConfig(MethodConfig):
     """Attributes:
-        targets: canonical modules whose outputs are rescaled (k, v) or whose inputs are (ffn_out).
-        feedforward: the targets rescaled on their input (the FFN's inner activations), a subset of targets.
+    targets: canonical modules whose outputs are rescaled (k, v) or whose inputs are (ffn_out).
+    feedforward: the targets rescaled on their input (the FFN's inner activations), a subset of targets.
     """
 
     lr: float = 3e-3

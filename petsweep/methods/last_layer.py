@@ -11,8 +11,8 @@ from petsweep.methods.blocks import STACKS, blocks_by_stack, chosen_stacks
 @dataclass
 class LastLayerConfig(MethodConfig):
     """Attributes:
-        stack: auto (the encoder where there is one, else the decoder) | encoder | decoder | both.
-        layers: how many blocks from the end of each stack.
+    stack: auto (the encoder where there is one, else the decoder) | encoder | decoder | both.
+    layers: how many blocks from the end of each stack.
     """
 
     lr: float = 1e-4
@@ -39,6 +39,6 @@ class LastLayerMethod(PETMethod):
                 raise ConfigError(
                     "method.layers", self.config.layers, f"the {kind} has {len(stacks[kind])} blocks"
                 )
-            for _, block in stacks[kind][-self.config.layers:]:
+            for _, block in stacks[kind][-self.config.layers :]:
                 params += [p for p in block.parameters() if not ctx.is_head(p)]
         return Attached(model, [self.group(params)])

@@ -11,10 +11,10 @@ from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, in
 @dataclass
 class LoRAConfig(MethodConfig):
     """Attributes:
-        r: rank of the update.
-        alpha: scale numerator (update scaled by alpha / r).
-        dropout: dropout on the LoRA input.
-        targets: canonical module names, mapped to real modules by the backbone YAML (`modules`).
+    r: rank of the update.
+    alpha: scale numerator (update scaled by alpha / r).
+    dropout: dropout on the LoRA input.
+    targets: canonical module names, mapped to real modules by the backbone YAML (`modules`).
     """
 
     lr: float = 2e-3

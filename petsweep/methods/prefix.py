@@ -34,10 +34,10 @@ from petsweep.methods.prompt import max_positions
 @dataclass
 class PrefixConfig(MethodConfig):
     """Attributes:
-        length: prefix vectors per layer (virtual tokens).
-        projection: width of the reparameterisation MLP (embedding -> Linear -> tanh -> Linear); null
-            trains the prefixes directly.
-        init_std: the prefixes (or the MLP's input embedding) start N(0, init_std).
+    length: prefix vectors per layer (virtual tokens).
+    projection: width of the reparameterisation MLP (embedding -> Linear -> tanh -> Linear); null
+        trains the prefixes directly.
+    init_std: the prefixes (or the MLP's input embedding) start N(0, init_std).
     """
 
     lr: float = 1e-2
@@ -63,7 +63,9 @@ def kv_shape(config, family: str) -> tuple[int, int, int]:
     else:
         layers, heads = config.num_hidden_layers, config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
-    head_dim = getattr(config, "d_kv", None) or getattr(config, "head_dim", None) or config.hidden_size // heads
+    head_dim = (
+        getattr(config, "d_kv", None) or getattr(config, "head_dim", None) or config.hidden_size // heads
+    )
     return layers or config.num_hidden_layers, kv_heads, head_dim
 
 
@@ -76,8 +78,13 @@ class PrefixEncoder(nn.Module):
         out = shape[0] * 2 * shape[1] * shape[2]
         kwargs = dict(device=like.device, dtype=like.dtype)
         self.embedding = nn.Parameter(torch.empty(c.length, width if c.projection else out, **kwargs))
-        self.mlp = (nn.Sequential(nn.Linear(width, c.projection, **kwargs), nn.Tanh(),
-                                  nn.Linear(c.projection, out, **kwargs)) if c.projection else None)
+        self.mlp = (
+            nn.Sequential(
+                nn.Linear(width, c.projection, **kwargs), nn.Tanh(), nn.Linear(c.projection, out, **kwargs)
+            )
+            if c.projection
+            else None
+        )
         if like.device.type != "meta":
             nn.init.normal_(self.embedding, std=c.init_std)
 
@@ -111,8 +118,12 @@ class PrefixMethod(PETMethod):
         limit = max_positions(model)
         needed = c.length + (ctx.task.max_length if ctx.task is not None else 0)
         if limit is not None and needed > limit:
-            raise ConfigError("method.length", c.length, f"a {c.length}-vector prefix plus task.max_length="
-                              f"{ctx.task.max_length} is {needed} positions; {ctx.backbone.name} has {limit}")
+            raise ConfigError(
+                "method.length",
+                c.length,
+                f"a {c.length}-vector prefix plus task.max_length="
+                f"{ctx.task.max_length} is {needed} positions; {ctx.backbone.name} has {limit}",
+            )
         embedding = model.get_input_embeddings()
         shape = kv_shape(model.config, ctx.backbone.family)
         model.add_module("prefix", PrefixEncoder(c, embedding.weight.shape[1], shape, embedding.weight))
@@ -125,15 +136,20 @@ class PrefixMethod(PETMethod):
             if inputs is None:
                 inputs = kwargs["inputs_embeds"]
             batch, seq = inputs.shape[:2]
-            kwargs["past_key_values"] = prefix.cache(batch, model.config, encoder_decoder, embedding.weight.dtype)
+            kwargs["past_key_values"] = prefix.cache(
+                batch, model.config, encoder_decoder, embedding.weight.dtype
+            )
             kwargs["use_cache"] = True
             if encoder_decoder:
                 if kwargs.get("decoder_attention_mask") is not None:
                     mask = kwargs["decoder_attention_mask"]
-                    kwargs["decoder_attention_mask"] = _ones_before(mask, c.length, batch, mask.shape[1], mask.device)
+                    kwargs["decoder_attention_mask"] = _ones_before(
+                        mask, c.length, batch, mask.shape[1], mask.device
+                    )
             else:
-                kwargs["attention_mask"] = _ones_before(kwargs.get("attention_mask"), c.length, batch, seq,
-                                                        inputs.device)
+                kwargs["attention_mask"] = _ones_before(
+                    kwargs.get("attention_mask"), c.length, batch, seq, inputs.device
+                )
             return args, kwargs
 
         model.register_forward_pre_hook(before, with_kwargs=True)
@@ -153,15 +169,27 @@ def _generate_with(model, generate, prefix: PrefixEncoder, encoder_decoder: bool
             start = model.generation_config.decoder_start_token_id
             if start is None:
                 start = model.config.decoder_start_token_id
-            decoder_ids = torch.full((batch, length + 1), start, dtype=input_ids.dtype, device=input_ids.device)
+            decoder_ids = torch.full(
+                (batch, length + 1), start, dtype=input_ids.dtype, device=input_ids.device
+            )
             # a decoder mask as long as the ids tells generate() the cache covers the placeholders
-            out = generate(input_ids=input_ids, attention_mask=attention_mask, decoder_input_ids=decoder_ids,
-                           decoder_attention_mask=torch.ones_like(decoder_ids), past_key_values=cache, **kwargs)
+            out = generate(
+                input_ids=input_ids,
+                attention_mask=attention_mask,
+                decoder_input_ids=decoder_ids,
+                decoder_attention_mask=torch.ones_like(decoder_ids),
+                past_key_values=cache,
+                **kwargs,
+            )
             return out[:, length:]
         placeholders = input_ids.new_zeros(batch, length)
         mask = _ones_before(attention_mask, length, batch, input_ids.shape[1], input_ids.device)
-        out = generate(input_ids=torch.cat([placeholders, input_ids], 1), attention_mask=mask,
-                       past_key_values=cache, **kwargs)
+        out = generate(
+            input_ids=torch.cat([placeholders, input_ids], 1),
+            attention_mask=mask,
+            past_key_values=cache,
+            **kwargs,
+        )
         return out[:, length:]
 
     return generate_with_prefix

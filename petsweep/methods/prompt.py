@@ -32,10 +32,10 @@ INITS = ("vocab", "random")
 @dataclass
 class PromptConfig(MethodConfig):
     """Attributes:
-        length: prompt vectors (virtual tokens).
-        init: vocab (copies of randomly drawn token embeddings, seeded by the run seed) or random
-            (uniform in +-init_range).
-        init_range: the range of random initialisation.
+    length: prompt vectors (virtual tokens).
+    init: vocab (copies of randomly drawn token embeddings, seeded by the run seed) or random
+        (uniform in +-init_range).
+    init_range: the range of random initialisation.
     """
 
     lr: float = 3e-1
@@ -93,8 +93,12 @@ class PromptMethod(PETMethod):
         limit = max_positions(model)
         needed = c.length + (ctx.task.max_length if ctx.task is not None else 0)
         if limit is not None and needed > limit:
-            raise ConfigError("method.length", c.length, f"a {c.length}-vector prompt plus task.max_length="
-                              f"{ctx.task.max_length} is {needed} positions; {ctx.backbone.name} has {limit}")
+            raise ConfigError(
+                "method.length",
+                c.length,
+                f"a {c.length}-vector prompt plus task.max_length="
+                f"{ctx.task.max_length} is {needed} positions; {ctx.backbone.name} has {limit}",
+            )
         embedding = model.get_input_embeddings()
         model.add_module("soft_prompt", SoftPrompt(c.length, embedding, c.init, c.init_range))
         prompt = model.soft_prompt
@@ -113,7 +117,7 @@ class PromptMethod(PETMethod):
 
         def after(module, args, kwargs, output):
             if decoder_only and not prompt.generating and getattr(output, "logits", None) is not None:
-                output.logits = output.logits[:, c.length:]  # the bare model's positions only
+                output.logits = output.logits[:, c.length :]  # the bare model's positions only
             return output
 
         model.register_forward_pre_hook(before, with_kwargs=True)

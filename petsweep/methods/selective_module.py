@@ -24,11 +24,11 @@ from petsweep.methods.blocks import STACKS, blocks_by_stack, chosen_stacks
 @dataclass
 class SelectiveModuleConfig(MethodConfig):
     """Attributes:
-        budget: trainable parameters to select at most (null: see fraction).
-        fraction: budget as a fraction of the candidates' parameters (null with budget null: the last block's
-            count).
-        selection_seed: seed of the random order (the run seed stays for initialisation and data order).
-        stack: auto | encoder | decoder | both (as last_layer).
+    budget: trainable parameters to select at most (null: see fraction).
+    fraction: budget as a fraction of the candidates' parameters (null with budget null: the last block's
+        count).
+    selection_seed: seed of the random order (the run seed stays for initialisation and data order).
+    stack: auto | encoder | decoder | both (as last_layer).
     """
 
     lr: float = 1e-4

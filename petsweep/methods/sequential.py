@@ -24,12 +24,14 @@ from petsweep.methods.compose import attach_members, build_members, check_member
 @dataclass
 class SequentialConfig(MethodConfig):
     """Attributes:
-        members: method nodes ({name: ..., and any of that method's keys}), one stage each, in order.
-        steps: optimizer steps of each stage, summing to trainer.max_steps; null splits trainer.max_steps
-            evenly (the last stages take the remainder).
+    members: method nodes ({name: ..., and any of that method's keys}), one stage each, in order.
+    steps: optimizer steps of each stage, summing to trainer.max_steps; null splits trainer.max_steps
+        evenly (the last stages take the remainder).
     """
 
-    members: list = field(default_factory=lambda: [{"name": "prompt"}, {"name": "bitfit"}, {"name": "adapter"}])
+    members: list = field(
+        default_factory=lambda: [{"name": "prompt"}, {"name": "bitfit"}, {"name": "adapter"}]
+    )
     steps: list | None = None
 
     def __post_init__(self):
@@ -38,9 +40,13 @@ class SequentialConfig(MethodConfig):
         if self.steps is None:
             return
         if not isinstance(self.steps, (list, tuple)) or len(self.steps) != len(self.members):
-            raise ConfigError("method.steps", self.steps, f"give one step count per member ({len(self.members)})")
+            raise ConfigError(
+                "method.steps", self.steps, f"give one step count per member ({len(self.members)})"
+            )
         if not all(isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in self.steps):
-            raise ConfigError("method.steps", self.steps, "every stage needs a positive integer number of steps")
+            raise ConfigError(
+                "method.steps", self.steps, "every stage needs a positive integer number of steps"
+            )
 
 
 @METHODS.register("sequential")
@@ -59,13 +65,19 @@ class SequentialMethod(PETMethod):
         steps = self.config.steps
         if steps is not None:
             if sum(steps) != max_steps:
-                raise ConfigError("method.steps", list(steps),
-                                  f"stages sum to {sum(steps)} steps; trainer.max_steps is {max_steps}")
+                raise ConfigError(
+                    "method.steps",
+                    list(steps),
+                    f"stages sum to {sum(steps)} steps; trainer.max_steps is {max_steps}",
+                )
             return list(steps)
         base, extra = divmod(max_steps, len(self.members))
         if base == 0:
-            raise ConfigError("trainer.max_steps", max_steps,
-                              f"leaves a stage without steps ({len(self.members)} sequential stages)")
+            raise ConfigError(
+                "trainer.max_steps",
+                max_steps,
+                f"leaves a stage without steps ({len(self.members)} sequential stages)",
+            )
         return [base + (i >= len(self.members) - extra) for i in range(len(self.members))]
 
     def attach(self, model, ctx):
@@ -75,6 +87,9 @@ class SequentialMethod(PETMethod):
         member = self.members[stage]
         attached = member.attach(model, ctx)
         if attached.model is not model:
-            raise ConfigError("method.members", member.config.name, "cannot join a sequential run after the "
-                              "first stage: it replaces the model object")
+            raise ConfigError(
+                "method.members",
+                member.config.name,
+                "cannot join a sequential run after the first stage: it replaces the model object",
+            )
         return Attached(model, member_groups(stage, member, attached), attached.notes)

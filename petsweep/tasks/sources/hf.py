@@ -15,7 +15,7 @@ def load(spec) -> dict[str, list[dict]]:
     except (ConnectionError, OSError, FileNotFoundError, ValueError) as err:
         name = f"{spec.hf_path}" + (f", {spec.hf_name}" if spec.hf_name else "")
         raise PetsweepError(
-            f"task={spec.name}: dataset ({name}) is not available offline (hub unreachable and not in the HF cache); "
+            f"task={spec.name}: dataset ({name}) is not available offline (no hub, not in the HF cache); "
             f"set task.hf_path=/local/dir with its files, or HF_HOME to a cache that holds it "
             f"({type(err).__name__}: {str(err).splitlines()[0][:100]})"
         ) from None
