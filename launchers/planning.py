@@ -18,17 +18,7 @@ from petsweep.config import resolve_run
 from petsweep.errors import ConfigError
 from petsweep.identity import plain, run_dir, run_hash
 from petsweep.params import check_on_meta
-from petsweep.status import CANCELLED, COMPLETED, FAILED, QUEUED, RUNNING, RunDir, slurm_queue
-
-NEW, DONE, FAILED_S, RUNNING_S, INTERRUPTED, CANCELLED_S = (
-    "new",
-    "done",
-    "failed",
-    "running",
-    "interrupted",
-    "cancelled",
-)
-QUEUED_S = "queued"
+from petsweep.status import QUEUED, RUNNING, RunDir, State, slurm_queue
 
 
 @dataclass
@@ -39,27 +29,23 @@ class PlannedRun:
     cfg: dict  # the resolved config (identity.plain)
     run_hash: str
     path: Path
-    status: str
+    status: State
     duplicates: int = 0
     extra: dict = field(default_factory=dict)
 
 
-def run_status(path: Path, queue=slurm_queue) -> str:
-    """new | done | failed | cancelled | queued | running | interrupted: from the run's files (and, for a run
-    queued on SLURM, whether SLURM still lists its job; `queue` as in RunDir.is_live).
-
-    A RUNNING or QUEUED status that nobody stands behind any more (a dead process, a node silent for
-    STALE_AFTER_S, a job SLURM no longer lists) is interrupted: a sweep launches it again.
+def run_status(path: Path, queue=slurm_queue) -> State:
+    """The run's State from its files: NEW without a status; RUNNING or QUEUED only while a live process or a
+    job SLURM still lists stands behind it (`queue` as in RunDir.is_live), INTERRUPTED otherwise (a process
+    that died, a node silent for STALE_AFTER_S): a sweep launches it again.
     """
     record = RunDir(path)
     state = record.state()
     if state is None:
-        return NEW
+        return State.NEW
     if state in (RUNNING, QUEUED):
-        if record.is_live(queue):
-            return RUNNING_S if state == RUNNING else QUEUED_S
-        return INTERRUPTED
-    return {COMPLETED: DONE, FAILED: FAILED_S, CANCELLED: CANCELLED_S}.get(state, INTERRUPTED)
+        return State(state) if record.is_live(queue) else State.INTERRUPTED
+    return State(state) if state in State.__members__ else State.INTERRUPTED
 
 
 def cached_queue():

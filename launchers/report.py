@@ -8,10 +8,10 @@ import signal
 import socket
 from pathlib import Path
 
-from launchers.planning import DONE, QUEUED_S, RUNNING_S, PlannedRun, run_status
+from launchers.planning import PlannedRun, run_status
 from launchers.sweep import SWEEP_MARKER
 from petsweep.errors import PetsweepError
-from petsweep.status import RunDir
+from petsweep.status import RunDir, State
 
 
 def _count_key(cfg: dict) -> str:
@@ -66,7 +66,7 @@ def plan_table(runs: list[PlannedRun]) -> str:
             f"{res.get('mem_gb', '-'):>5} {res.get('time_min', '-'):>6} {mark}{r.extra['hours']:>8.4f} "
             f"{r.extra['gpu_hours']:>9.3f}"
         )
-    todo = [r for r in runs if r.status != DONE]
+    todo = [r for r in runs if r.status != State.COMPLETED]
     lines.append(
         f"total: {len(runs)} runs, {len(todo)} to run, "
         f"{sum(r.extra['gpu_hours'] for r in todo):.2f} GPU-hours to go "
@@ -100,12 +100,12 @@ def status_table(root: Path) -> str:
     for run in sweep_runs(root):
         state = run_status(run.path, queue)
         counts[state] = counts.get(state, 0) + 1
-        result = run.result() if state == DONE else None
+        result = run.result() if state == State.COMPLETED else None
         detail = f"{result['metric']} {result['score']:.4f}" if result else ""
-        if (run.path / "error.txt").exists() and state != DONE:
+        if (run.path / "error.txt").exists() and state != State.COMPLETED:
             detail = f"{(run.status() or {}).get('error', '')[:100]}  traceback: {run.path / 'error.txt'}"
         rows.append(f"{state:<11} {run.path.name:<58} {detail}")
-    summary = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    summary = ", ".join(f"{n} {s.word}" for s, n in sorted(counts.items()))
     return "\n".join(rows + [f"{sum(counts.values())} runs: {summary}"])
 
 
@@ -125,10 +125,10 @@ def cancel(root: Path) -> list[str]:
     stopped = []
     for run in runs:
         status, state = run.status() or {}, run_status(run.path, queue)
-        if state not in (RUNNING_S, QUEUED_S):
+        if state not in (State.RUNNING, State.QUEUED):
             continue
         if slurm.cancel(run.path):
-            if state == QUEUED_S:
+            if state == State.QUEUED:
                 run.set_status(CANCELLED, error="cancelled before it started")
         elif status.get("host") == socket.gethostname():
             os.kill(status["pid"], signal.SIGTERM)

@@ -14,8 +14,8 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from launchers.expand import expand
-from launchers.planning import DONE, QUEUED_S, RUNNING_S, PlannedRun, cached_queue, plan, run_status
-from petsweep.status import write_json
+from launchers.planning import PlannedRun, cached_queue, plan, run_status
+from petsweep.status import State, write_json
 
 SWEEP_MARKER = "sweep.json"
 
@@ -41,7 +41,7 @@ def unfinished(runs: list[PlannedRun]) -> list[PlannedRun]:
 
     Before launching these are the runs to launch; after, the ones to report.
     """
-    return [r for r in runs if r.status not in (DONE, QUEUED_S, RUNNING_S)]
+    return [r for r in runs if r.status not in (State.COMPLETED, State.QUEUED, State.RUNNING)]
 
 
 def describe(runs: list[PlannedRun]) -> str:
@@ -49,7 +49,7 @@ def describe(runs: list[PlannedRun]) -> str:
     for r in runs:
         counts[r.status] = counts.get(r.status, 0) + 1
     dupes = sum(r.duplicates for r in runs)
-    parts = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
+    parts = ", ".join(f"{n} {s.word}" for s, n in sorted(counts.items()))
     return f"{len(runs)} runs ({parts})" + (f"; {dupes} duplicate configs merged" if dupes else "")
 
 
@@ -71,7 +71,7 @@ def run_sweep(
     for r in runs:
         r.status = run_status(r.path, queue)
     log(f"petsweep sweep {root}: {describe(runs)}")
-    if any(r.status in (QUEUED_S, RUNNING_S) for r in runs):
+    if any(r.status in (State.QUEUED, State.RUNNING) for r in runs):
         log(f"  runs are queued or running: follow them with `petsweep status {root}`")
     for r in unfinished(runs):
         error = r.path / "error.txt"

@@ -11,8 +11,9 @@ import sys
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from launchers.planning import DONE, run_status
+from launchers.planning import run_status
 from launchers.report import sweep_runs
+from petsweep.status import State
 
 MARKER = ".petsweep-synced"
 
@@ -21,7 +22,7 @@ def offline_runs(sweep_dir: Path) -> list[Path]:
     """The W&B offline run folders of the sweep's COMPLETED runs that were not synced yet."""
     found = []
     for run in sweep_runs(sweep_dir):
-        if run_status(run.path) != DONE:
+        if run_status(run.path) != State.COMPLETED:
             continue
         found += [p for p in sorted((run.path / "wandb").glob("offline-run-*")) if not (p / MARKER).exists()]
     return found

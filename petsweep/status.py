@@ -21,12 +21,44 @@ import subprocess
 import threading
 import time
 import uuid
+from enum import Enum
 from pathlib import Path
 
 from petsweep.errors import PetsweepError
 
-RUNNING, COMPLETED, FAILED, CANCELLED = "RUNNING", "COMPLETED", "FAILED", "CANCELLED"
-QUEUED = "QUEUED"  # submitted to a cluster, not started yet
+
+class State(str, Enum):
+    """Where a run stands: the one set of states. status.json holds QUEUED (submitted to a cluster, not
+    started), RUNNING, COMPLETED, FAILED or CANCELLED; a sweep's view adds NEW (no run dir yet) and
+    INTERRUPTED (RUNNING or QUEUED, with no live process or queued job behind it)."""
+
+    NEW = "NEW"
+    QUEUED = "QUEUED"
+    RUNNING = "RUNNING"
+    COMPLETED = "COMPLETED"
+    FAILED = "FAILED"
+    CANCELLED = "CANCELLED"
+    INTERRUPTED = "INTERRUPTED"
+
+    def __str__(self) -> str:
+        return self.value
+
+    def __format__(self, spec: str) -> str:
+        return format(self.value, spec)
+
+    @property
+    def word(self) -> str:
+        """The state in a summary's prose ("3 done, 1 new")."""
+        return "done" if self is State.COMPLETED else self.value.lower()
+
+
+QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = (
+    State.QUEUED,
+    State.RUNNING,
+    State.COMPLETED,
+    State.FAILED,
+    State.CANCELLED,
+)
 HEARTBEAT_S = float(os.environ.get("PETSWEEP_HEARTBEAT_S", "30"))
 STALE_AFTER_S = 10 * HEARTBEAT_S  # ten missed beats: the process or its node is gone
 

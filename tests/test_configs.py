@@ -10,6 +10,7 @@ from petsweep import CONF_DIR
 from petsweep.config import compose, resolve_run
 from petsweep.identity import run_dir, run_hash
 from petsweep.methods import METHODS
+from petsweep.status import State
 from petsweep.tasks.sources import SOURCES
 
 
@@ -75,7 +76,7 @@ def test_every_sweep_preset_expands_and_plans(preset, tmp_path):
     runs = expand(arguments, zips)
     assert len(runs) > 1 and all(f"+sweep={preset}" in r for r in runs)  # a grid, not one run
     planned = plan(runs[:: max(1, len(runs) // 12)], compose)  # a spread of the grid: every axis value varies
-    assert all(p.status == "new" and p.path.parent.name == p.cfg["sweep_name"] for p in planned)
+    assert all(p.status == State.NEW and p.path.parent.name == p.cfg["sweep_name"] for p in planned)
 
 
 @pytest.mark.parametrize("launcher", _options("launcher"))

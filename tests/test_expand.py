@@ -8,6 +8,7 @@ from launchers.expand import expand
 from launchers.planning import plan
 from petsweep.config import compose
 from petsweep.errors import ConfigError
+from petsweep.status import State
 
 
 def test_product_of_axes_in_order():
@@ -55,7 +56,7 @@ def test_plan_dedupes_identical_configs_and_matches_hydra_composition(tmp_path):
     assert len(runs) == 4 and sum(r.duplicates for r in runs) == 2
     for run in runs:  # the cached composition gives exactly what Hydra composes for that run
         assert run.cfg == compose(run.overrides)
-        assert run.status == "new"
+        assert run.status == State.NEW
 
 
 def test_plan_names_the_bad_run():

@@ -8,6 +8,7 @@ from launchers.planning import plan
 from launchers.report import estimate_hours, trainable_counts
 from petsweep.app import run
 from petsweep.config import compose
+from petsweep.status import State
 
 
 def _planned(overrides: list[str]):
@@ -29,7 +30,7 @@ def test_a_finished_run_calibrates_its_siblings_including_evaluation(tiny):
     result = run(compose([*base, "seed=1"]))
     runs = _planned([*base, "seed=1,2"])
     done, new = sorted(runs, key=lambda r: r.status)
-    assert (done.status, new.status) == ("done", "new") and not new.extra["guess"]
+    assert (done.status, new.status) == (State.COMPLETED, State.NEW) and not new.extra["guess"]
     assert new.extra["basis"].startswith("measured (1 run(s)")
     work = result["train_time_s"] + result["dev_eval_time_s"] + result["final_eval_time_s"]
     assert abs(new.extra["hours"] * 3600 - work) < 1e-6 * work  # same config: exactly the measured work

@@ -9,7 +9,7 @@ import time
 from conftest import run_cli
 from test_resume import _assert_same_run
 
-from petsweep.status import RunDir
+from petsweep.status import RunDir, State
 
 QUICK = [
     "task.k_shot=4",
@@ -167,7 +167,7 @@ def test_usr2_saves_at_the_next_step_and_requeues_with_parity(slurm_cluster, tin
 
 def test_a_queued_run_whose_job_left_the_queue_is_interrupted(slurm_cluster, tmp_path):
     """A pending job cancelled (or a node lost) before the run started: QUEUED is checked against squeue."""
-    from launchers.planning import INTERRUPTED, QUEUED_S, run_status
+    from launchers.planning import run_status
 
     held = subprocess.run(
         ["sbatch", "--hold", "--parsable", "-o", "/dev/null", "--wrap", "sleep 60"],
@@ -179,10 +179,12 @@ def test_a_queued_run_whose_job_left_the_queue_is_interrupted(slurm_cluster, tmp
         waiting, gone = RunDir(tmp_path / "waiting"), RunDir(tmp_path / "gone")
         waiting.set_status("QUEUED", slurm_job_id=held)
         gone.set_status("QUEUED", slurm_job_id="999999")
-        assert run_status(waiting.path) == QUEUED_S and run_status(gone.path) == INTERRUPTED
+        assert run_status(waiting.path) == State.QUEUED and run_status(gone.path) == State.INTERRUPTED
         subprocess.run(["scancel", held], check=True)
         wait_for(
-            lambda: run_status(waiting.path) == INTERRUPTED, timeout=30, what="the job to leave the queue"
+            lambda: run_status(waiting.path) == State.INTERRUPTED,
+            timeout=30,
+            what="the job to leave the queue",
         )
     finally:
         subprocess.run(["scancel", held], check=False)

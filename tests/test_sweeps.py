@@ -13,7 +13,7 @@ import yaml
 from conftest import REPO, TINY_NAMES, run_cli
 
 from launchers.report import status_table
-from petsweep.status import RunDir, write_json
+from petsweep.status import RunDir, State, write_json
 
 QUICK = [
     "task.k_shot=4",
@@ -177,7 +177,7 @@ def test_zip_axes_of_different_lengths_fail_before_launching(tiny_conf, tmp_path
 
 def test_a_run_whose_node_went_silent_is_relaunched_and_a_live_one_is_not(tiny_conf, tmp_path):
     """RUNNING written on another host: trusted while it beats, interrupted (and relaunched) once it stops."""
-    from launchers.planning import INTERRUPTED, RUNNING_S, run_status
+    from launchers.planning import run_status
     from petsweep.status import STALE_AFTER_S
 
     axes = ["backbone=tiny-bert", "seed=1,2"]
@@ -191,7 +191,7 @@ def test_a_run_whose_node_went_silent_is_relaunched_and_a_live_one_is_not(tiny_c
             status_file, {"state": "RUNNING", "host": "node-that-died", "pid": 1, "updated": last_beat}
         )
         run.heartbeat_file.write_text(f"{last_beat}")
-    assert run_status(silent.parent) == INTERRUPTED and run_status(beating.parent) == RUNNING_S
+    assert run_status(silent.parent) == State.INTERRUPTED and run_status(beating.parent) == State.RUNNING
     again = sweep(tiny_conf, tmp_path, *axes)
     assert "2 runs (1 interrupted, 1 running); launching 1" in again.stdout, again.stdout[-2000:]
     assert states(tmp_path / "study") == {silent.parent.name: "COMPLETED", beating.parent.name: "RUNNING"}
