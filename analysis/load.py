@@ -11,42 +11,11 @@ from pathlib import Path
 import pandas as pd
 
 from petsweep.errors import PetsweepError
+from petsweep.record import RunRecord
 from petsweep.status import find_runs
 
 REQUIRED = ("run_id", "backbone", "method", "task", "seed", "status", "score", "trainable_params")
-_SCALARS = (
-    "run_id",
-    "backbone",
-    "method",
-    "task",
-    "seed",
-    "sweep_name",
-    "status",
-    "metric",
-    "score",
-    "random_guess_score",
-    "train_subset_score",
-    "best_step",
-    "best_dev_score",
-    "steps",
-    "trainable_params",
-    "pet_params",
-    "total_params",
-    "nonembedding_params",
-    "head_params",
-    "train_time_s",
-    "wall_time_s",
-    "tokens",
-    "tokens_per_s",
-    "step_time_s",
-    "peak_memory_mb",
-    "device",
-    "precision",
-    "deepspeed",
-    "dev_eval_time_s",
-    "dev_evals",
-    "final_eval_time_s",
-)
+_SCALARS = RunRecord.scalar_keys()  # result.json's one-value fields, as columns
 
 
 def _flatten(prefix: str, value, out: dict) -> None:

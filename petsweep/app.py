@@ -25,6 +25,7 @@ from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.init_from import load_into, resolve_source
 from petsweep.objectives import make_objective
 from petsweep.params import attach_method, begin_stage, check_on_meta
+from petsweep.record import RunRecord
 from petsweep.seeding import seed_everything
 from petsweep.status import (
     CANCELLED,
@@ -193,27 +194,27 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
     first_step_at = outcome.pop("first_step_at")
     prov["end"] = time.time()
     write_json(run_path.path / "provenance.json", prov)
-    result = {
-        "status": COMPLETED,
-        "run_id": full_hash,
-        "backbone": spec.backbone.name,
-        "method": spec.method.config.name,
-        "task": spec.task.name,
-        "seed": spec.seed,
-        "sweep_name": spec.sweep_name,
-        "metric": spec.task.metric,
-        "random_guess_score": data.random_guess,
-        "data": data.stats,
-        "init_from": initialised,
-        "eval_only": spec.trainer.eval_only,
+    result = RunRecord(
+        status=COMPLETED.value,
+        run_id=full_hash,
+        backbone=spec.backbone.name,
+        method=spec.method.config.name,
+        task=spec.task.name,
+        seed=spec.seed,
+        sweep_name=spec.sweep_name,
+        metric=spec.task.metric,
+        random_guess_score=data.random_guess,
+        data=data.stats,
+        init_from=initialised,
+        eval_only=spec.trainer.eval_only,
         **counts.as_dict(),
         **outcome,
-        "load_time_s": load_s,
-        "time_to_first_step_s": first_step_at - process_start if process_start else None,
-        "wall_time_s": time.time() - started,
-        "config": semantic_config(cfg),
-    }
-    tracker.finish({k: v for k, v in result.items() if isinstance(v, (int, float, str))})
+        load_time_s=load_s,
+        time_to_first_step_s=first_step_at - process_start if process_start else None,
+        wall_time_s=time.time() - started,
+        config=semantic_config(cfg),
+    ).as_dict()
+    tracker.finish({k: result[k] for k in RunRecord.scalar_keys() if result[k] is not None})
     return result
 
 

@@ -1,0 +1,86 @@
+"""result.json: the record of one finished run, defined once.
+
+The run writes it (petsweep.app), the tidy table takes its scalar fields as columns (analysis.load), the W&B
+summary mirrors those scalars, and the tests compare against the same fields: a field added here reaches
+all of them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+
+SCALAR_TYPES = ("int", "float", "str", "bool", "State")
+
+
+@dataclass
+class RunRecord:
+    """Attributes (counts: see petsweep.params; times in seconds):
+    status: COMPLETED (a record exists only for a finished run).
+    run_id: the run's identity hash (petsweep.identity).
+    backbone, method, task, seed, sweep_name: what ran.
+    metric, score: the task's selection metric and its test score with the best dev checkpoint.
+    random_guess_score: the score of always guessing the most frequent training class.
+    metrics, train_subset_metrics, train_subset_score: every test metric; the same on a train subset.
+    best_step, best_dev_score, steps: the selected checkpoint, its dev score, steps trained.
+    total_params, nonembedding_params, head_params, pet_params, trainable_params: parameter accounting.
+    train_time_s, dev_eval_time_s, dev_evals, final_eval_time_s: where the time went (plans cost them).
+    tokens, tokens_per_s, step_time_s, peak_memory_mb: throughput and memory.
+    device, precision, deepspeed: where and how it ran (the resolved precision and ZeRO preset).
+    load_time_s, time_to_first_step_s, wall_time_s: start-up and total.
+    data: split sizes, class counts, label map, repeats and overlaps removed (petsweep.tasks).
+    init_from: the run whose weights this one started from, and what was loaded; eval_only: no training.
+    config: the run's semantic config (what its identity hashes).
+    """
+
+    status: str
+    run_id: str
+    backbone: str
+    method: str
+    task: str
+    seed: int
+    sweep_name: str
+    metric: str
+    score: float
+    random_guess_score: float
+    metrics: dict
+    train_subset_metrics: dict
+    train_subset_score: float
+    best_step: int
+    best_dev_score: float | None
+    steps: int
+    total_params: int
+    nonembedding_params: int
+    head_params: int
+    pet_params: int
+    trainable_params: int
+    train_time_s: float
+    dev_eval_time_s: float
+    dev_evals: int
+    final_eval_time_s: float
+    tokens: int
+    tokens_per_s: float | None
+    step_time_s: float | None
+    peak_memory_mb: float
+    device: str
+    precision: str
+    deepspeed: str
+    load_time_s: float
+    time_to_first_step_s: float | None
+    wall_time_s: float
+    data: dict
+    init_from: dict | None
+    eval_only: bool
+    config: dict
+
+    def as_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
+    def scalar_keys(cls) -> tuple[str, ...]:
+        """Fields that are one value (a table column), not a nested dict."""
+        return tuple(f.name for f in dataclasses.fields(cls) if str(f.type).split(" ")[0] in SCALAR_TYPES)
