@@ -150,7 +150,7 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
     stage_steps = spec.method.stage_steps(spec.trainer.max_steps)
     staged = len(stage_steps) > 1 and not spec.trainer.eval_only  # evaluation has every stage attached
-    attached, counts = attach_method(model, spec, stage=0 if staged else None)
+    attached, counts = attach_method(model, spec, stage=0 if staged else None, tokenizer=tokenizer)
     if staged:
         counts = check_on_meta(spec)  # every stage's parameters, not the first's alone
     initialised = None
@@ -177,7 +177,9 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
     )
     from petsweep.train import Stages, train  # torch-heavy; imported once the run is known to be valid
 
-    stages = Stages(stage_steps, lambda stage: begin_stage(attached, spec, stage)) if staged else None
+    stages = (
+        Stages(stage_steps, lambda stage: begin_stage(attached, spec, stage, tokenizer)) if staged else None
+    )
     outcome = train(
         spec,
         run_path,

@@ -255,6 +255,23 @@ def _transfer_cmd(args) -> None:
     print(f"{scored} transfer score(s) written, {kept} kept from before")
 
 
+def _methods_cmd(args) -> None:
+    from petsweep.config import dataclass_defaults
+    from petsweep.methods import METHODS
+    from petsweep.methods.base import field_help
+
+    for name in args.names or METHODS.names():
+        cls = METHODS.get(name, key="method")
+        families = ", ".join(cls.families)
+        print(f"{name}  ({families})")
+        defaults = dataclass_defaults(cls.Config)
+        for key, text in field_help(cls.Config).items():
+            if key != "name":
+                print(f"  {key} = {defaults[key]!r}: {text}")
+    for name, error in METHODS.broken().items():
+        print(f"{name}: failed to import ({error})")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="petsweep",
@@ -266,6 +283,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
     p.set_defaults(handler=_count_cmd)
+    p = sub.add_parser("methods", help="every PET method with its keys, defaults and what each means")
+    p.add_argument("names", nargs="*", help="only these methods")
+    p.set_defaults(handler=_methods_cmd)
     p = sub.add_parser(
         "plan", help="every run of a sweep, launching nothing: status, params, resources, cost"
     )

@@ -150,17 +150,28 @@ def _register_base_nodes() -> None:
     """
     from hydra.core.config_store import ConfigStore
 
+    from petsweep.methods import METHODS
+
     store = ConfigStore.instance()
     for group, cls in (("backbone", BackboneSpec), ("task", TaskSpec), ("trainer", TrainerConfig)):
-        defaults = {}
-        for f in dataclasses.fields(cls):
-            if f.default is not dataclasses.MISSING:
-                defaults[f.name] = f.default
-            elif f.default_factory is not dataclasses.MISSING:
-                defaults[f.name] = f.default_factory()
-            else:
-                defaults[f.name] = "???"
-        store.store(group="base", name=group, node=OmegaConf.create(defaults))
+        store.store(group="base", name=group, node=OmegaConf.create(dataclass_defaults(cls)))
+    # a method YAML lists `/base/method/<name>@_here_` first and states what differs from its Config
+    for name in METHODS.names():
+        defaults = {**dataclass_defaults(METHODS.get(name).Config), "name": name}
+        store.store(group="base/method", name=name, node=OmegaConf.create(defaults))
+
+
+def dataclass_defaults(cls) -> dict:
+    """Every field of a config dataclass with its default ("???", Hydra's missing value, where it has none)."""
+    defaults = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+        else:
+            defaults[f.name] = "???"
+    return defaults
 
 
 _register_base_nodes()

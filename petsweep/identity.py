@@ -44,7 +44,12 @@ NON_SEMANTIC_KEYS = (
 
 # Keys added after runs were recorded, with the default that reproduces what those runs did: left out of the
 # identity while they hold it, so adding an option never re-identifies (and retrains) finished runs.
-ADDED_DEFAULTS = {"method.add_biases": False, "method.init_from": None, "trainer.eval_only": False}
+ADDED_DEFAULTS = {
+    "method.add_biases": False,
+    "method.init_from": None,
+    "method.init_text": None,  # prompt tuning from a text came later
+    "trainer.eval_only": False,
+}
 
 
 def plain(cfg: DictConfig | dict) -> dict:

@@ -75,7 +75,9 @@ def _check_disjoint(groups) -> None:
             seen[id(param)] = group.name
 
 
-def attach_method(model: nn.Module, spec, stage: int | None = None) -> tuple[Attached, ParamCounts]:
+def attach_method(
+    model: nn.Module, spec, stage: int | None = None, tokenizer=None
+) -> tuple[Attached, ParamCounts]:
     """Attach the run's PET method, set trainability from its groups (plus the head's), and count.
 
     The task head is resolved by object before the method runs; every parameter outside the returned groups
@@ -86,6 +88,7 @@ def attach_method(model: nn.Module, spec, stage: int | None = None) -> tuple[Att
         spec: the validated run (petsweep.config.RunSpec).
         stage: attach only this stage of a method that trains in stages (a run attaches stage 0, then
             `begin_stage`); None attaches every stage (counts, evaluation).
+        tokenizer: the backbone's tokenizer (methods initialised from text need it on a real model).
 
     Returns:
         (the attached model and its groups, the head's group last; the ParamCounts of what was attached).
@@ -97,7 +100,7 @@ def attach_method(model: nn.Module, spec, stage: int | None = None) -> tuple[Att
     counts = count_backbone(model, head)
     for param in model.parameters():
         param.requires_grad_(False)
-    ctx = AttachContext(backbone=spec.backbone, head=head, task=spec.task)
+    ctx = AttachContext(backbone=spec.backbone, head=head, task=spec.task, tokenizer=tokenizer)
     method = spec.method
     attached = method.attach(model, ctx) if stage is None else method.attach_stage(model, ctx, stage)
     counts.pet_params = sum(p.numel() for g in attached.groups for p in g.params)
@@ -108,7 +111,7 @@ def attach_method(model: nn.Module, spec, stage: int | None = None) -> tuple[Att
     return attached, counts
 
 
-def begin_stage(attached: Attached, spec, stage: int) -> list[ParamGroup]:
+def begin_stage(attached: Attached, spec, stage: int, tokenizer=None) -> list[ParamGroup]:
     """Start stage `stage` of a method that trains in stages: freeze the groups trained so far (a head keeps
     training), attach what the stage adds and return the groups it trains.
 
@@ -128,7 +131,8 @@ def begin_stage(attached: Attached, spec, stage: int) -> list[ParamGroup]:
                 param.requires_grad_(False)
     with torch.random.fork_rng():
         torch.manual_seed(spec.seed * 1009 + stage)
-        added = spec.method.attach_stage(attached.model, AttachContext(spec.backbone, head, spec.task), stage)
+        ctx = AttachContext(spec.backbone, head, spec.task, tokenizer)
+        added = spec.method.attach_stage(attached.model, ctx, stage)
     groups = added.groups + head_groups
     _check_disjoint([*attached.groups, *added.groups])
     _set_trainable(groups)

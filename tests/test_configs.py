@@ -44,6 +44,21 @@ def test_every_method_yaml_has_a_module_and_states_every_key(method):
     assert resolve_run(cfg).method.config.name == method
 
 
+@pytest.mark.parametrize("method", _options("method"))
+def test_every_method_key_has_help_and_its_yaml_states_only_differences(method):
+    import yaml
+
+    from petsweep.config import dataclass_defaults
+    from petsweep.methods.base import field_help
+
+    config_cls = METHODS.get(method).Config
+    assert all(field_help(config_cls).values()), field_help(config_cls)
+    stated = yaml.safe_load((CONF_DIR / "method" / f"{method}.yaml").read_text())
+    defaults = dataclass_defaults(config_cls)
+    assert stated.pop("defaults") == [f"/base/method/{method}@_here_", "_self_"]
+    assert all(value != defaults[key] for key, value in stated.items())
+
+
 def test_every_registered_method_has_a_yaml():
     assert METHODS.names() == _options("method")
 

@@ -27,13 +27,15 @@ ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiL
 
 @dataclass
 class AdapterConfig(MethodConfig):
-    """Attributes:
-    variant: houlsby (after attention and FFN) or pfeiffer (after the FFN only).
-    bottleneck: inner width b.
-    activation: gelu | relu | tanh | silu.
-    init_std: both projections start N(0, init_std) with zero biases (OpenDelta's choice: a zero up
-        projection would leave the down projection without gradient on the first step).
-    train_norms: also train the backbone's norms, as the Houlsby paper did.
+    """Adapter's hyper-parameters (beside those of every method: MethodConfig).
+
+    Attributes:
+        variant: houlsby (after attention and FFN) or pfeiffer (after the FFN only).
+        bottleneck: inner width b.
+        activation: gelu | relu | tanh | silu.
+        init_std: both projections start N(0, init_std) with zero biases (OpenDelta's choice: a zero up
+            projection would leave the down projection without gradient on the first step).
+        train_norms: also train the backbone's norms, as the Houlsby paper did.
     """
 
     lr: float = 1e-3

@@ -62,11 +62,13 @@ class AttachContext:
             method runs, so a method that wraps or renames the model cannot lose or copy it. Methods never
             train these; the framework adds them as the `head` group when `train_head` is set.
         task: the run's task spec (lengths, kind), where a method's fit depends on it.
+        tokenizer: the backbone's tokenizer, for methods initialised from text (None on the meta device).
     """
 
     backbone: BackboneSpec
     head: list[nn.Parameter] = field(default_factory=list)
     task: Any = None  # the run's TaskSpec (lengths, kind), where a method's fit depends on it
+    tokenizer: Any = None  # the backbone's tokenizer on a real model (text initialisation); None on meta
 
     def is_head(self, param: nn.Parameter) -> bool:
         return any(param is p for p in self.head)
@@ -164,6 +166,20 @@ def inject_peft(model: nn.Module, peft_config) -> tuple[nn.Module, list[nn.Param
     before = {id(p) for p in model.parameters()}
     model = inject_adapter_in_model(peft_config, model)
     return model, new_params(model, before)
+
+
+def field_help(cls: type[MethodConfig]) -> dict[str, str]:
+    """Each field's help: its entry under "Attributes:" in the docstring of the class that declares it."""
+    import inspect
+    import re
+
+    found: dict[str, str] = {}
+    for klass in reversed(cls.__mro__):
+        doc = inspect.getdoc(klass) if "__doc__" in vars(klass) else None
+        section = (doc or "").partition("Attributes:")[2]
+        for name, text in re.findall(r"^    (\w+): (.*(?:\n        .*)*)", section, flags=re.M):
+            found[name] = " ".join(text.split())
+    return {f.name: found.get(f.name, "") for f in dataclasses.fields(cls)}
 
 
 def build_method(node: DictConfig | dict) -> PETMethod:

@@ -20,8 +20,10 @@ PROJECTIONS = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
 
 @dataclass
 class BitFitConfig(MethodConfig):
-    """Attributes:
-    add_biases: on a backbone without biases, add zero biases (projections, norms, LM head) and train them.
+    """BitFit's hyper-parameters (beside those of every method: MethodConfig).
+
+    Attributes:
+        add_biases: on a backbone without biases, add zero biases (projections, norms, LM head) and train them.
     """
 
     lr: float = 2e-3

@@ -60,8 +60,11 @@ def attach_members(model, ctx, members: list[PETMethod]) -> Attached:
 
 @dataclass
 class ComposeConfig(MethodConfig):
-    """Attributes:
-    members: method nodes ({name: ..., and any of that method's keys}); each trains at its own lr.
+    """Compose's hyper-parameters (beside those of every method: MethodConfig).
+
+    Attributes:
+        lr: the task head's learning rate (unless trainer.head_lr); members train at their own.
+        members: method nodes ({name: ..., and any of that method's keys}); each trains at its own lr.
     """
 
     members: list = field(default_factory=lambda: [{"name": "lora"}, {"name": "bitfit"}])

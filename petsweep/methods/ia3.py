@@ -4,17 +4,17 @@ BERT peft's default `output.dense` also catches the attention output projection)
 
 from dataclasses import dataclass, field
 
-from peft import IA3Config
-
 from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, inject_peft, target_modules
 
 
 @dataclass
 class IA3MethodConfig(MethodConfig):
-    """Attributes:
-    targets: canonical modules whose outputs are rescaled (k, v) or whose inputs are (ffn_out).
-    feedforward: the targets rescaled on their input (the FFN's inner activations), a subset of targets.
+    """IA3Method's hyper-parameters (beside those of every method: MethodConfig).
+
+    Attributes:
+        targets: canonical modules whose outputs are rescaled (k, v) or whose inputs are (ffn_out).
+        feedforward: the targets rescaled on their input (the FFN's inner activations), a subset of targets.
     """
 
     lr: float = 3e-3
@@ -40,6 +40,8 @@ class IA3Method(PETMethod):
         feedforward = (
             ctx.backbone.targets(list(c.feedforward), "method.feedforward")[0] if c.feedforward else None
         )
+        from peft import IA3Config  # imported when used: composing configs stays fast
+
         config = IA3Config(target_modules=regex, feedforward_modules=feedforward or [])
         model, added = inject_peft(model, config)
         return Attached(model, [self.group(added)], notes)

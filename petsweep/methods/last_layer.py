@@ -10,9 +10,11 @@ from petsweep.methods.blocks import STACKS, blocks_by_stack, chosen_stacks
 
 @dataclass
 class LastLayerConfig(MethodConfig):
-    """Attributes:
-    stack: auto (the encoder where there is one, else the decoder) | encoder | decoder | both.
-    layers: how many blocks from the end of each stack.
+    """LastLayer's hyper-parameters (beside those of every method: MethodConfig).
+
+    Attributes:
+        stack: auto (the encoder where there is one, else the decoder) | encoder | decoder | both.
+        layers: how many blocks from the end of each stack.
     """
 
     lr: float = 1e-4

@@ -2,19 +2,19 @@
 
 from dataclasses import dataclass, field
 
-from peft import LoraConfig
-
 from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, inject_peft, target_modules
 
 
 @dataclass
 class LoRAConfig(MethodConfig):
-    """Attributes:
-    r: rank of the update.
-    alpha: scale numerator (update scaled by alpha / r).
-    dropout: dropout on the LoRA input.
-    targets: canonical module names, mapped to real modules by the backbone YAML (`modules`).
+    """LoRA's hyper-parameters (beside those of every method: MethodConfig).
+
+    Attributes:
+        r: rank of the update.
+        alpha: scale numerator (update scaled by alpha / r).
+        dropout: dropout on the LoRA input.
+        targets: canonical module names (q, k, v, o, ffn_out, ...), mapped per model_type by petsweep.architectures.
     """
 
     lr: float = 2e-3
@@ -40,6 +40,8 @@ class LoRAMethod(PETMethod):
     def attach(self, model, ctx):
         c = self.config
         regex, _, notes = target_modules(model, ctx, list(c.targets), "method.targets")
+        from peft import LoraConfig  # imported when used: composing configs stays fast
+
         config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=regex)
         model, added = inject_peft(model, config)  # the LoRA matrices
         return Attached(model, [self.group(added)], notes)

@@ -33,11 +33,13 @@ from petsweep.methods.prompt import max_positions
 
 @dataclass
 class PrefixConfig(MethodConfig):
-    """Attributes:
-    length: prefix vectors per layer (virtual tokens).
-    projection: width of the reparameterisation MLP (embedding -> Linear -> tanh -> Linear); null
-        trains the prefixes directly.
-    init_std: the prefixes (or the MLP's input embedding) start N(0, init_std).
+    """Prefix's hyper-parameters (beside those of every method: MethodConfig).
+
+    Attributes:
+        length: prefix vectors per layer (virtual tokens).
+        projection: width of the reparameterisation MLP (embedding -> Linear -> tanh -> Linear); null
+            trains the prefixes directly.
+        init_std: the prefixes (or the MLP's input embedding) start N(0, init_std).
     """
 
     lr: float = 1e-2

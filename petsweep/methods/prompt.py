@@ -26,21 +26,26 @@ from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
 
 IGNORE = -100
-INITS = ("vocab", "random")
+INITS = ("vocab", "text", "random")
 
 
 @dataclass
 class PromptConfig(MethodConfig):
-    """Attributes:
-    length: prompt vectors (virtual tokens).
-    init: vocab (copies of randomly drawn token embeddings, seeded by the run seed) or random
-        (uniform in +-init_range).
-    init_range: the range of random initialisation.
+    """Prompt's hyper-parameters (beside those of every method: MethodConfig).
+
+    Attributes:
+        length: prompt vectors (virtual tokens).
+        init: vocab (copies of randomly drawn token embeddings, seeded by the run seed), text (the
+            embeddings of `init_text`'s tokens, repeated to fill the prompt, as peft and DePT do) or random
+            (uniform in +-init_range).
+        init_text: the text of `init: text` (e.g. a task instruction).
+        init_range: the range of random initialisation.
     """
 
     lr: float = 3e-1
     length: int = 100
     init: str = "vocab"
+    init_text: str | None = None
     init_range: float = 0.5
 
     def __post_init__(self):
@@ -49,10 +54,12 @@ class PromptConfig(MethodConfig):
             raise ConfigError("method.length", self.length, "must be a positive number of prompt vectors")
         if self.init not in INITS:
             raise ConfigError("method.init", self.init, f"choose one of: {', '.join(INITS)}")
+        if (self.init == "text") != bool(self.init_text):
+            raise ConfigError("method.init_text", self.init_text, "give a text exactly when method.init=text")
 
 
 class SoftPrompt(nn.Module):
-    def __init__(self, length: int, embedding: nn.Embedding, init: str, init_range: float):
+    def __init__(self, length: int, embedding: nn.Embedding, init: str, init_range: float, text_ids=None):
         super().__init__()
         weight = embedding.weight
         self.embedding = nn.Parameter(
@@ -63,6 +70,9 @@ class SoftPrompt(nn.Module):
             with torch.no_grad():
                 if init == "vocab":
                     self.embedding.copy_(weight[torch.randint(0, weight.shape[0], (length,))])
+                elif init == "text":
+                    repeats = -(-length // len(text_ids))
+                    self.embedding.copy_(weight[torch.tensor((text_ids * repeats)[:length])])
                 else:
                     self.embedding.uniform_(-init_range, init_range)
 
@@ -73,6 +83,18 @@ class SoftPrompt(nn.Module):
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
         ones = torch.ones(batch, length, dtype=mask.dtype, device=mask.device)
         return torch.cat([prompt, embeds], 1), torch.cat([ones, mask], 1)
+
+
+def _text_ids(c: PromptConfig, ctx, embedding: nn.Embedding) -> list[int] | None:
+    """The token ids of `init_text` (init: text on a real model), or None."""
+    if c.init != "text" or embedding.weight.device.type == "meta":
+        return None
+    if ctx.tokenizer is None:
+        raise ValueError("prompt init=text needs the backbone's tokenizer (AttachContext.tokenizer)")
+    ids = ctx.tokenizer(c.init_text, add_special_tokens=False)["input_ids"]
+    if not ids:
+        raise ConfigError("method.init_text", c.init_text, "has no tokens for this backbone's tokenizer")
+    return ids
 
 
 def max_positions(model: nn.Module) -> int | None:
@@ -100,7 +122,9 @@ class PromptMethod(PETMethod):
                 f"{ctx.task.max_length} is {needed} positions; {ctx.backbone.name} has {limit}",
             )
         embedding = model.get_input_embeddings()
-        model.add_module("soft_prompt", SoftPrompt(c.length, embedding, c.init, c.init_range))
+        model.add_module(
+            "soft_prompt", SoftPrompt(c.length, embedding, c.init, c.init_range, _text_ids(c, ctx, embedding))
+        )
         prompt = model.soft_prompt
 
         def before(module, args, kwargs):

@@ -23,12 +23,14 @@ from petsweep.methods.blocks import STACKS, blocks_by_stack, chosen_stacks
 
 @dataclass
 class SelectiveModuleConfig(MethodConfig):
-    """Attributes:
-    budget: trainable parameters to select at most (null: see fraction).
-    fraction: budget as a fraction of the candidates' parameters (null with budget null: the last block's
-        count).
-    selection_seed: seed of the random order (the run seed stays for initialisation and data order).
-    stack: auto | encoder | decoder | both (as last_layer).
+    """SelectiveModule's hyper-parameters (beside those of every method: MethodConfig).
+
+    Attributes:
+        budget: trainable parameters to select at most (null: see fraction).
+        fraction: budget as a fraction of the candidates' parameters (null with budget null: the last block's
+            count).
+        selection_seed: seed of the random order (the run seed stays for initialisation and data order).
+        stack: auto | encoder | decoder | both (as last_layer).
     """
 
     lr: float = 1e-4
