@@ -162,7 +162,7 @@ def _register_base_nodes() -> None:
 
 
 def dataclass_defaults(cls) -> dict:
-    """Every field of a config dataclass with its default ("???", Hydra's missing value, where it has none)."""
+    """Every field of a config dataclass with its default ("???", Hydra's missing value, if none)."""
     defaults = {}
     for f in dataclasses.fields(cls):
         if f.default is not dataclasses.MISSING:

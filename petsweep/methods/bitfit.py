@@ -23,7 +23,7 @@ class BitFitConfig(MethodConfig):
     """BitFit's hyper-parameters (beside those of every method: MethodConfig).
 
     Attributes:
-        add_biases: on a backbone without biases, add zero biases (projections, norms, LM head) and train them.
+        add_biases: on a backbone without biases, add zero biases (projections, norms, LM head) to train.
     """
 
     lr: float = 2e-3

@@ -14,7 +14,8 @@ class LoRAConfig(MethodConfig):
         r: rank of the update.
         alpha: scale numerator (update scaled by alpha / r).
         dropout: dropout on the LoRA input.
-        targets: canonical module names (q, k, v, o, ffn_out, ...), mapped per model_type by petsweep.architectures.
+        targets: canonical module names (q, k, v, o, ffn_out, ...), mapped per model_type
+            by petsweep.architectures.
     """
 
     lr: float = 2e-3
