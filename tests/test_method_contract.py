@@ -228,3 +228,19 @@ def test_bitfit_adds_biases_to_bias_free_backbones_on_request(tiny, arch):
     # the added biases are rebuilt and loaded
     again = evaluate_transfer(run_dir(cfg), "bbc_news", TASK_OVERRIDES)
     assert again["score"] == result["score"]
+
+
+@pytest.mark.parametrize("method", METHODS.names())
+def test_each_method_resumed_after_a_crash_ends_where_an_unbroken_run_does(
+    tiny, tmp_path, monkeypatch, method
+):
+    from test_resume import _assert_same_run, _crash_after_second_save
+
+    extra = (f"method={method}", "trainer.max_steps=8", "trainer.eval_every=2", "trainer.save_every=2")
+    reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
+    run(reference)
+    crashing = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/crashing"))
+    _crash_after_second_save(crashing, monkeypatch)  # dies after the checkpoint of step 4
+    run(crashing)
+    assert "resumed from step-00000004" in (RunDir(run_dir(crashing)).path / "train.log").read_text()
+    _assert_same_run(RunDir(run_dir(reference)), RunDir(run_dir(crashing)))
