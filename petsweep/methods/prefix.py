@@ -28,7 +28,7 @@ from torch import nn
 
 from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
-from petsweep.methods.prompt import max_positions
+from petsweep.methods.prompt import check_positions
 
 
 @dataclass
@@ -117,15 +117,7 @@ class PrefixMethod(PETMethod):
     def attach(self, model, ctx):
         c = self.config
         encoder_decoder = ctx.backbone.family == "encoder_decoder"
-        limit = max_positions(model)
-        needed = c.length + (ctx.task.max_length if ctx.task is not None else 0)
-        if limit is not None and needed > limit:
-            raise ConfigError(
-                "method.length",
-                c.length,
-                f"a {c.length}-vector prefix plus task.max_length="
-                f"{ctx.task.max_length} is {needed} positions; {ctx.backbone.name} has {limit}",
-            )
+        check_positions(model, ctx, c.length, "prefix")
         embedding = model.get_input_embeddings()
         shape = kv_shape(model.config, ctx.backbone.family)
         model.add_module("prefix", PrefixEncoder(c, embedding.weight.shape[1], shape, embedding.weight))

@@ -97,12 +97,19 @@ def _text_ids(c: PromptConfig, ctx, embedding: nn.Embedding) -> list[int] | None
     return ids
 
 
-def max_positions(model: nn.Module) -> int | None:
+def check_positions(model: nn.Module, ctx, length: int, what: str) -> None:
+    """Refuse `length` virtual positions that, with the task's inputs, outrun the model's positions."""
     config = getattr(model, "config", None)
-    for key in ("max_position_embeddings", "n_positions"):
-        if isinstance(getattr(config, key, None), int):
-            return getattr(config, key)
-    return None  # relative positions (T5): no hard limit
+    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    limit = next((v for v in limits if isinstance(v, int)), None)  # None: relative positions (T5)
+    needed = length + (ctx.task.max_length if ctx.task is not None else 0)
+    if limit is not None and needed > limit:
+        raise ConfigError(
+            "method.length",
+            length,
+            f"a {length}-vector {what} plus task.max_length="
+            f"{ctx.task.max_length} is {needed} positions; {ctx.backbone.name} has {limit}",
+        )
 
 
 @METHODS.register("prompt")
@@ -112,15 +119,7 @@ class PromptMethod(PETMethod):
     def attach(self, model, ctx):
         c = self.config
         decoder_only = ctx.backbone.family == "decoder"
-        limit = max_positions(model)
-        needed = c.length + (ctx.task.max_length if ctx.task is not None else 0)
-        if limit is not None and needed > limit:
-            raise ConfigError(
-                "method.length",
-                c.length,
-                f"a {c.length}-vector prompt plus task.max_length="
-                f"{ctx.task.max_length} is {needed} positions; {ctx.backbone.name} has {limit}",
-            )
+        check_positions(model, ctx, c.length, "prompt")
         embedding = model.get_input_embeddings()
         model.add_module(
             "soft_prompt", SoftPrompt(c.length, embedding, c.init, c.init_range, _text_ids(c, ctx, embedding))

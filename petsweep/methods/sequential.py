@@ -17,8 +17,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from petsweep.errors import ConfigError
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
-from petsweep.methods.compose import attach_members, build_members, check_members, member_groups
+from petsweep.methods.base import METHODS, Attached, MethodConfig
+from petsweep.methods.compose import ComposeMethod, check_members, member_groups
 
 
 @dataclass
@@ -53,16 +53,10 @@ class SequentialConfig(MethodConfig):
 
 
 @METHODS.register("sequential")
-class SequentialMethod(PETMethod):
+class SequentialMethod(ComposeMethod):
+    """Compose's members and checks; `attach` (every stage at once) serves counts and evaluation."""
+
     Config = SequentialConfig
-
-    def __init__(self, config: SequentialConfig):
-        super().__init__(config)
-        self.members = build_members(config.members)
-
-    def check(self, backbone):
-        for member in self.members:
-            member.check(backbone)
 
     def stage_steps(self, max_steps: int) -> list[int]:
         steps = self.config.steps
@@ -82,9 +76,6 @@ class SequentialMethod(PETMethod):
                 f"leaves a stage without steps ({len(self.members)} sequential stages)",
             )
         return [base + (i >= len(self.members) - extra) for i in range(len(self.members))]
-
-    def attach(self, model, ctx):
-        return attach_members(model, ctx, self.members)
 
     def attach_stage(self, model, ctx, stage):
         member = self.members[stage]
