@@ -155,6 +155,12 @@ def _count_cmd(args) -> None:
     print(json.dumps(row)) if args.json else _print_count_table(row)
 
 
+def _export_cmd(args) -> None:
+    from petsweep.export import export_merged
+
+    print(f"exported {args.run_dir}, method merged, to {export_merged(args.run_dir, args.output)}")
+
+
 def _plan_cmd(args) -> None:
     print(plan_command(args.overrides))
 
@@ -283,6 +289,10 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
     p.set_defaults(handler=_count_cmd)
+    p = sub.add_parser("export", help="a finished run as a plain transformers model, its method merged")
+    p.add_argument("run_dir", help="a COMPLETED run's directory")
+    p.add_argument("-o", "--output", required=True, help="directory for save_pretrained (model + tokenizer)")
+    p.set_defaults(handler=_export_cmd)
     p = sub.add_parser("methods", help="every PET method with its keys, defaults and what each means")
     p.add_argument("names", nargs="*", help="only these methods")
     p.set_defaults(handler=_methods_cmd)

@@ -103,6 +103,7 @@ def attach_method(
     ctx = AttachContext(backbone=spec.backbone, head=head, task=spec.task, tokenizer=tokenizer)
     method = spec.method
     attached = method.attach(model, ctx) if stage is None else method.attach_stage(model, ctx, stage)
+    run_setup(attached)
     counts.pet_params = sum(p.numel() for g in attached.groups for p in g.params)
     if head and spec.method.config.train_head:
         attached.groups.append(ParamGroup("head", head, spec.trainer.head_lr or spec.method.config.lr))
@@ -133,11 +134,23 @@ def begin_stage(attached: Attached, spec, stage: int, tokenizer=None) -> list[Pa
         torch.manual_seed(spec.seed * 1009 + stage)
         ctx = AttachContext(spec.backbone, head, spec.task, tokenizer)
         added = spec.method.attach_stage(attached.model, ctx, stage)
+        run_setup(added)
     groups = added.groups + head_groups
     _check_disjoint([*attached.groups, *added.groups])
     _set_trainable(groups)
     attached.groups = [*(g for g in attached.groups if g.name != "head"), *added.groups, *head_groups]
     return groups
+
+
+def run_setup(attached: Attached) -> None:
+    """The method's weight-dependent set-up, on a real model only (a meta model has no weights to read)."""
+    import torch
+
+    if any(p.device.type == "meta" for p in attached.model.parameters()):
+        return
+    with torch.no_grad():
+        for step in attached.setup:
+            step()
 
 
 def _set_trainable(groups: list[ParamGroup]) -> None:

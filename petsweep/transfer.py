@@ -41,12 +41,12 @@ def _specs(run_dir: Path, target_task: dict, label_map: dict[str, str] | None = 
     """The run as it trained, the same run with the other task, and how the head's classes map onto the other
     task's (None: the same classes): all validated, before any loading."""
     config = yaml.safe_load((run_dir / "config.yaml").read_text())
-    source = _with_label_words(resolve_run(config))
-    target = _with_label_words(resolve_run({**config, "task": target_task}))
+    source = with_label_words(resolve_run(config))
+    target = with_label_words(resolve_run({**config, "task": target_task}))
     return source, target, fit_check(source, target, label_map)
 
 
-def _with_label_words(spec: RunSpec) -> RunSpec:
+def with_label_words(spec: RunSpec) -> RunSpec:
     """Local-file tasks take their classes from the data when they run: fill them so before any check."""
     if spec.task.kind == "classification" and not spec.task.label_words:
         from petsweep.tasks import prepare_task

@@ -8,6 +8,7 @@ group of its own, and counts parameters from the groups. Nothing reads trainabil
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -84,13 +85,17 @@ class Attached:
     model: nn.Module
     groups: list[ParamGroup]
     notes: list[str] = field(default_factory=list)  # e.g. a target widened to a fused projection
+    # weight-dependent set-up (copying embeddings, SVD, sampling positions): run by the framework, in order
+    # and without gradients, once the method is attached to a real model; never on the meta device
+    setup: list[Callable[[], None]] = field(default_factory=list)
 
 
 class PETMethod:
     """Base class: attach a method to a pretrained model and say, by object, which parameters it trains.
 
     Subclasses set `Config` (and `families` if not every family can take them) and implement `attach`.
-    `attach` must work on the meta device (that is how counts are made) and must not train the task head.
+    `attach` must work on the meta device (that is how counts are made) and must not train the task head;
+    what needs the pretrained weights goes in `Attached.setup`.
     """
 
     Config: type[MethodConfig] = MethodConfig

@@ -41,7 +41,7 @@ def member_groups(index: int, member: PETMethod, attached: Attached) -> list[Par
 
 def attach_members(model, ctx, members: list[PETMethod]) -> Attached:
     """Attach every member in order; refuse two members that train one parameter."""
-    groups, notes, owner = [], [], {}
+    groups, notes, setup, owner = [], [], [], {}
     for index, member in enumerate(members):
         attached = member.attach(model, ctx)
         model = attached.model
@@ -55,7 +55,8 @@ def attach_members(model, ctx, members: list[PETMethod]) -> Attached:
             owner[id(param)] = member.config.name
         groups += member_groups(index, member, attached)
         notes += attached.notes
-    return Attached(model, groups, notes)
+        setup += attached.setup
+    return Attached(model, groups, notes, setup)
 
 
 @dataclass

@@ -59,22 +59,24 @@ class PromptConfig(MethodConfig):
 
 
 class SoftPrompt(nn.Module):
-    def __init__(self, length: int, embedding: nn.Embedding, init: str, init_range: float, text_ids=None):
+    def __init__(self, length: int, embedding: nn.Embedding):
         super().__init__()
         weight = embedding.weight
         self.embedding = nn.Parameter(
             torch.empty(length, weight.shape[1], device=weight.device, dtype=weight.dtype)
         )
         self.generating = False
-        if weight.device.type != "meta":
-            with torch.no_grad():
-                if init == "vocab":
-                    self.embedding.copy_(weight[torch.randint(0, weight.shape[0], (length,))])
-                elif init == "text":
-                    repeats = -(-length // len(text_ids))
-                    self.embedding.copy_(weight[torch.tensor((text_ids * repeats)[:length])])
-                else:
-                    self.embedding.uniform_(-init_range, init_range)
+
+    def initialize(self, c: PromptConfig, vocabulary: torch.Tensor, tokenizer) -> None:
+        """Rows of the vocabulary (drawn at random, or the tokens of `init_text`) or uniform noise."""
+        length = self.embedding.shape[0]
+        if c.init == "vocab":
+            self.embedding.copy_(vocabulary[torch.randint(0, vocabulary.shape[0], (length,))])
+        elif c.init == "text":
+            ids = _text_ids(c, tokenizer)
+            self.embedding.copy_(vocabulary[torch.tensor((ids * -(-length // len(ids)))[:length])])
+        else:
+            self.embedding.uniform_(-c.init_range, c.init_range)
 
     def prepend(self, embeds: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         batch, length = embeds.shape[0], self.embedding.shape[0]
@@ -85,13 +87,11 @@ class SoftPrompt(nn.Module):
         return torch.cat([prompt, embeds], 1), torch.cat([ones, mask], 1)
 
 
-def _text_ids(c: PromptConfig, ctx, embedding: nn.Embedding) -> list[int] | None:
-    """The token ids of `init_text` (init: text on a real model), or None."""
-    if c.init != "text" or embedding.weight.device.type == "meta":
-        return None
-    if ctx.tokenizer is None:
+def _text_ids(c: PromptConfig, tokenizer) -> list[int]:
+    """The token ids of `init_text`."""
+    if tokenizer is None:
         raise ValueError("prompt init=text needs the backbone's tokenizer (AttachContext.tokenizer)")
-    ids = ctx.tokenizer(c.init_text, add_special_tokens=False)["input_ids"]
+    ids = tokenizer(c.init_text, add_special_tokens=False)["input_ids"]
     if not ids:
         raise ConfigError("method.init_text", c.init_text, "has no tokens for this backbone's tokenizer")
     return ids
@@ -121,9 +121,7 @@ class PromptMethod(PETMethod):
         decoder_only = ctx.backbone.family == "decoder"
         check_positions(model, ctx, c.length, "prompt")
         embedding = model.get_input_embeddings()
-        model.add_module(
-            "soft_prompt", SoftPrompt(c.length, embedding, c.init, c.init_range, _text_ids(c, ctx, embedding))
-        )
+        model.add_module("soft_prompt", SoftPrompt(c.length, embedding))
         prompt = model.soft_prompt
 
         def before(module, args, kwargs):
@@ -147,7 +145,8 @@ class PromptMethod(PETMethod):
         model.register_forward_hook(after, with_kwargs=True)
         if hasattr(model, "generate"):
             model.generate = _generate_with(model.generate, prompt, embedding, decoder_only)
-        return Attached(model, [self.group([prompt.embedding])])
+        setup = [lambda: prompt.initialize(c, embedding.weight, ctx.tokenizer)]
+        return Attached(model, [self.group([prompt.embedding])], setup=setup)
 
 
 def _generate_with(generate, prompt: SoftPrompt, embedding: nn.Embedding, decoder_only: bool):
