@@ -48,8 +48,13 @@ METHODS = [
     "last_layer",
     "selective_module",
     "compose",
+    "prefix",
+    "sequential",
 ]
-EXTRA = {"prompt": ["method.length=20"]}  # 20 + 128 positions fit MiniLM's 512
+EXTRA = {  # 20 + 128 positions fit MiniLM's 512
+    "prompt": ["method.length=20"],
+    "sequential": ["method.members=[{name: prompt, length: 20}, {name: bitfit}, {name: adapter}]"],
+}
 RAW_PEFT = ("lora", "ia3")  # the peft-backed methods, also measured through peft's own API
 
 
@@ -142,7 +147,9 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=None, help="append the table to this markdown file")
     parser.add_argument("--one", nargs=2, metavar=("KIND", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--methods", nargs="+", default=METHODS, help="a subset (full is always measured)")
     args = parser.parse_args()
+    methods = ["full", *(m for m in args.methods if m != "full")]
     if args.one:
         kind, method = args.one
         row = (
@@ -152,7 +159,7 @@ def main() -> None:
         )
         print(json.dumps(row))
         return
-    configs = [("petsweep", m) for m in METHODS] + [("peft", m) for m in RAW_PEFT]
+    configs = [("petsweep", m) for m in methods] + [("peft", m) for m in RAW_PEFT if m in methods]
     samples: dict[tuple[str, str], list[dict]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
@@ -170,7 +177,7 @@ def main() -> None:
         "| method | step | step / full FT | peak RSS | peak / full FT | petsweep / raw peft step |",
         "|---|---|---|---|---|---|",
     ]
-    for method in METHODS:
+    for method in methods:
         row = med[("petsweep", method)]
         raw = med.get(("peft", method))
         versus = f"{row['step_s'] / raw['step_s']:.3f} (peft {raw['step_s']:.3f} s)" if raw else ""
