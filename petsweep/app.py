@@ -190,6 +190,7 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
         tracker,
         counts.total_params,
         stages,
+        list(attached.buffers),
     )
     save_file(outcome.pop("best_weights"), run_path.path / "pet_weights.safetensors")
     process_start = provenance.process_start_time()

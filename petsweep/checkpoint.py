@@ -29,21 +29,37 @@ MANIFEST = "manifest.json"
 KEEP = 2  # the newest checkpoint and the one before it (the fallback when the newest is corrupt)
 
 
+def method_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
+    """The model's buffers and parameters by name: what a method's state is made of."""
+    return {**dict(model.named_buffers()), **dict(model.named_parameters())}
+
+
 def trainable_state(model: nn.Module, keep: set[int] | None = None) -> dict[str, torch.Tensor]:
-    """The method's parameters by name, detached on CPU (what a PET checkpoint holds): those whose ids are in
-    `keep` (every stage's, trained now or frozen after their stage), or by default those being trained."""
-    chosen = (lambda p: id(p) in keep) if keep is not None else (lambda p: p.requires_grad)
-    return {n: p.detach().to("cpu", copy=True).contiguous() for n, p in model.named_parameters() if chosen(p)}
+    """The method's state by name, detached on CPU (what a PET checkpoint holds): the tensors whose ids are in
+    `keep` (every stage's parameters, trained now or frozen after their stage, and the method's buffers such
+    as sampled positions), or by default the parameters being trained."""
+
+    def chosen(tensor: torch.Tensor) -> bool:
+        return (
+            id(tensor) in keep
+            if keep is not None
+            else isinstance(tensor, nn.Parameter) and tensor.requires_grad
+        )
+
+    return {
+        n: t.detach().to("cpu", copy=True).contiguous() for n, t in method_tensors(model).items() if chosen(t)
+    }
 
 
 def load_trainable(model: nn.Module, state: dict[str, torch.Tensor]) -> None:
-    params = dict(model.named_parameters())
-    missing = [n for n in state if n not in params]
+    """Copy saved method state (parameters and buffers, by name) into the model."""
+    tensors = method_tensors(model)
+    missing = [n for n in state if n not in tensors]
     if missing:
-        raise RuntimeError(f"checkpoint holds parameters the model lacks: {missing[:3]}")
+        raise RuntimeError(f"checkpoint holds tensors the model lacks: {missing[:3]}")
     with torch.no_grad():
         for name, tensor in state.items():
-            params[name].copy_(tensor)
+            tensors[name].copy_(tensor)
 
 
 def _flatten_optimizer(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict]:

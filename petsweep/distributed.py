@@ -165,7 +165,7 @@ class DeepSpeedStepper(PlainStepper):
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         with self._gathered():  # under ZeRO-3 a rank holds a slice: gather first, or the file is empty
-            return checkpoint.trainable_state(self.model)
+            return checkpoint.trainable_state(self.model, self.keep)
 
     def load_trainable(self, state: dict[str, torch.Tensor]) -> None:
         import deepspeed

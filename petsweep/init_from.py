@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
+from petsweep.checkpoint import method_tensors
 from petsweep.errors import ConfigError
 
 WEIGHTS = "pet_weights.safetensors"
@@ -53,7 +54,7 @@ def _run_id(run_dir: Path) -> str:
 def load_into(model: nn.Module, method_params: list[nn.Parameter], source: Path, value: str) -> dict:
     """Copy the source run's weights into `model`; returns what was loaded (recorded in result.json)."""
     state = load_file(source / WEIGHTS)
-    params = dict(model.named_parameters())
+    params = method_tensors(model)  # parameters and buffers (a method's state, e.g. sampled positions)
     fits = {n: t for n, t in state.items() if n in params and params[n].shape == t.shape}
     ours = {id(p) for p in method_params}
     if not any(id(params[n]) in ours for n in fits):

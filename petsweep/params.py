@@ -112,9 +112,9 @@ def attach_method(
     return attached, counts
 
 
-def begin_stage(attached: Attached, spec, stage: int, tokenizer=None) -> list[ParamGroup]:
+def begin_stage(attached: Attached, spec, stage: int, tokenizer=None) -> tuple[list[ParamGroup], list]:
     """Start stage `stage` of a method that trains in stages: freeze the groups trained so far (a head keeps
-    training), attach what the stage adds and return the groups it trains.
+    training), attach what the stage adds; returns the groups it trains and the buffers it adds.
 
     The stage's initialisation is drawn from a generator seeded by (run seed, stage) and leaves the global
     RNG alone, so a run resumed inside any stage re-creates it exactly.
@@ -139,7 +139,8 @@ def begin_stage(attached: Attached, spec, stage: int, tokenizer=None) -> list[Pa
     _check_disjoint([*attached.groups, *added.groups])
     _set_trainable(groups)
     attached.groups = [*(g for g in attached.groups if g.name != "head"), *added.groups, *head_groups]
-    return groups
+    attached.buffers += added.buffers
+    return groups, added.buffers
 
 
 def run_setup(attached: Attached) -> None:

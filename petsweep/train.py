@@ -53,10 +53,11 @@ class Progress:
 @dataclass
 class Stages:
     """How a method trains: the steps of each stage (a fresh optimizer and schedule each), and how a stage
-    after the first begins (attaches what it adds; returns the groups it trains). One stage by default."""
+    after the first begins (attaches what it adds; returns the groups it trains and the buffers it adds).
+    One stage by default."""
 
     steps: list[int]
-    begin: Callable[[int], list[ParamGroup]] | None = None
+    begin: Callable[[int], tuple[list[ParamGroup], list[torch.Tensor]]] | None = None
 
     def start(self, stage: int) -> int:
         """Completed steps when `stage` begins."""
@@ -170,10 +171,12 @@ def train(
     tracker: Tracker,
     total_params: int,
     stages: Stages | None = None,
+    buffers: list[torch.Tensor] = (),
 ) -> dict:
     """Train, select the best dev checkpoint, score test and the train subset; returns the summary.
 
-    `groups` are what the first stage trains; `stages` (default: one) say when later ones begin.
+    `groups` are what the first stage trains; `stages` (default: one) say when later ones begin; `buffers`,
+    the method's state beside its parameters, are saved and restored with them.
     """
     trainer, metric = spec.trainer, spec.task.metric
     stages = stages or Stages([trainer.max_steps])
@@ -192,12 +195,12 @@ def train(
             f"{spec.method.config.name} trains in stages, which "
             "rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
         )
-    stepper.keep = {id(p) for g in groups for p in g.params}
+    stepper.keep = {id(p) for g in groups for p in g.params} | {id(b) for b in buffers}
     progress, best, stage = Progress(), None, 0
 
     def begin_stage(index: int) -> None:
-        new_groups = stages.begin(index)
-        stepper.keep |= {id(p) for g in new_groups for p in g.params}
+        new_groups, new_buffers = stages.begin(index)
+        stepper.keep |= {id(p) for g in new_groups for p in g.params} | {id(b) for b in new_buffers}
         new_optimizer = build_optimizer(new_groups, trainer)
         stepper.rebuild(new_optimizer, build_scheduler(new_optimizer, trainer, stages.steps[index]))
         log.info(

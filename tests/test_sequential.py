@@ -58,7 +58,8 @@ def test_a_later_stage_is_attached_when_it_begins_and_earlier_ones_freeze(tiny):
     biases = [p for g in attached.groups if g.name != "head" for p in g.params]
     head = next(g for g in attached.groups if g.name == "head").params
 
-    groups = begin_stage(attached, spec, 1)
+    groups, buffers = begin_stage(attached, spec, 1)
+    assert buffers == []
     assert [g.name for g in groups] == ["1.prompt", "head"]
     assert groups[0].params == [model.soft_prompt.embedding]
     assert not any(p.requires_grad for p in biases) and all(p.requires_grad for p in head)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
@@ -88,6 +89,9 @@ class Attached:
     # weight-dependent set-up (copying embeddings, SVD, sampling positions): run by the framework, in order
     # and without gradients, once the method is attached to a real model; never on the meta device
     setup: list[Callable[[], None]] = field(default_factory=list)
+    # state beside the trained parameters (sampled positions, a selection), registered as module buffers so it
+    # moves with the model: saved in checkpoints and pet_weights, loaded back with them
+    buffers: list[torch.Tensor] = field(default_factory=list)
 
 
 class PETMethod:

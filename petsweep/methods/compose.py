@@ -41,7 +41,7 @@ def member_groups(index: int, member: PETMethod, attached: Attached) -> list[Par
 
 def attach_members(model, ctx, members: list[PETMethod]) -> Attached:
     """Attach every member in order; refuse two members that train one parameter."""
-    groups, notes, setup, owner = [], [], [], {}
+    groups, notes, setup, buffers, owner = [], [], [], [], {}
     for index, member in enumerate(members):
         attached = member.attach(model, ctx)
         model = attached.model
@@ -56,7 +56,8 @@ def attach_members(model, ctx, members: list[PETMethod]) -> Attached:
         groups += member_groups(index, member, attached)
         notes += attached.notes
         setup += attached.setup
-    return Attached(model, groups, notes, setup)
+        buffers += attached.buffers
+    return Attached(model, groups, notes, setup, buffers)
 
 
 @dataclass

@@ -86,4 +86,5 @@ class SequentialMethod(ComposeMethod):
                 member.config.name,
                 "cannot join a sequential run after the first stage: it replaces the model object",
             )
-        return Attached(model, member_groups(stage, member, attached), attached.notes, attached.setup)
+        groups = member_groups(stage, member, attached)
+        return Attached(model, groups, attached.notes, attached.setup, attached.buffers)
