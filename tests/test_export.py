@@ -22,6 +22,7 @@ MERGEABLE = [  # (family, method and its overrides): reparameterisations and in-
     ("encoder", ("method=lora",)),
     ("encoder", ("method=ia3",)),
     ("encoder", ("method=compose", "method.members=[{name: lora}, {name: bitfit}]")),
+    ("encoder", ("method=sequential", "method.members=[{name: lora}, {name: bitfit}]")),  # stages merged
     ("decoder", ("method=lora",)),  # GPT-2's fused Conv1D projection
     ("llama", ("method=ln",)),
 ]

@@ -244,3 +244,15 @@ def test_each_method_resumed_after_a_crash_ends_where_an_unbroken_run_does(
     run(crashing)
     assert "resumed from step-00000004" in (RunDir(run_dir(crashing)).path / "train.log").read_text()
     _assert_same_run(RunDir(run_dir(reference)), RunDir(run_dir(crashing)))
+
+
+@pytest.mark.parametrize(("members", "outer"), [("[lora, ia3]", "ia3"), ("[ia3, lora]", "lora")])
+def test_composition_attaches_members_in_the_order_given(tiny, members, outer):
+    """Where two members wrap one module (LoRA and IA3 on v), the later one wraps the earlier: the order the
+    user gives is the order of the computation (and outputs differ between orders once both are trained)."""
+    spec = _spec(tiny, "encoder", "compose", f"method.members={members}")
+    attached, _ = attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)
+    value = attached.model.get_submodule("bert.encoder.layer.0.attention.self.value")
+    assert type(value).__module__.split(".")[2] == outer  # peft.tuners.<ia3|lora>.layer
+    first, second = members.strip("[]").split(", ")
+    assert [g.name for g in attached.groups][:2] == [f"0.{first}", f"1.{second}"]
