@@ -210,6 +210,7 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
         data=data.stats,
         init_from=initialised,
         eval_only=spec.trainer.eval_only,
+        apet=getattr(spec.method, "record", None),
         **counts.as_dict(),
         **outcome,
         load_time_s=load_s,

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
+from petsweep.apet import ApetSpec, Budget
 from petsweep.backbones import BackboneSpec
 from petsweep.distributed import DeepSpeedConfig
 from petsweep.errors import ConfigError
@@ -110,9 +111,13 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
             f"regression tasks need an encoder backbone (a regression head), "
             f"and backbone {backbone.name} is {backbone.family}",
         )
-    if data["apet"]["scale"] is not None:
+    apet = _typed(ApetSpec, dict(data.get("apet") or {}), "apet")
+    if (apet.scale is not None) != (data["method"].get("name") == "apet"):
         raise ConfigError(
-            "apet.scale", data["apet"]["scale"], "APET is not available in this version yet; use apet=none"
+            "apet.scale",
+            apet.scale,
+            "APET runs are method=apet with a budget apet.scale "
+            "(a method name, an integer, or ratio); set both, or neither",
         )
     if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
         raise ConfigError("seed", data["seed"], "must be an integer")
@@ -127,7 +132,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
             f"method {method.config.name} trains in stages, "
             "which rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
         )
-    return RunSpec(
+    spec = RunSpec(
         backbone=backbone,
         method=method,
         task=task,
@@ -139,6 +144,32 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         wandb=data["logger"].get("wandb") or None,
         config=cfg,
     )
+    if apet.scale is not None:
+        method.budget = apet_budget(apet, spec)
+    return spec
+
+
+def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
+    """K for the run's backbone: an integer as given, a method's exact count on the meta device, or (ratio)
+    left to the attach, which knows how many scalars are eligible."""
+    from petsweep.methods import METHODS
+    from petsweep.params import check_on_meta
+
+    if apet.scale == "ratio":
+        return Budget(apet, None)
+    if isinstance(apet.scale, int):
+        return Budget(apet, apet.scale)
+    names = [n for n in METHODS.names() if n not in ("apet", "compose", "sequential", "full")]
+    if apet.scale not in names:
+        raise ConfigError(
+            "apet.scale",
+            apet.scale,
+            f"is not a budget; give a positive integer, ratio, or a method name: {', '.join(names)}",
+        )
+    # BitFit's budget counts OpenDelta's added biases on bias-free backbones, as the APET table does
+    node = {"name": apet.scale, **({"add_biases": True} if apet.scale == "bitfit" else {})}
+    reference = dataclasses.replace(spec, method=build_method(node), config={})
+    return Budget(apet, check_on_meta(reference).pet_params)
 
 
 def _register_base_nodes() -> None:
@@ -153,7 +184,14 @@ def _register_base_nodes() -> None:
     from petsweep.methods import METHODS
 
     store = ConfigStore.instance()
-    for group, cls in (("backbone", BackboneSpec), ("task", TaskSpec), ("trainer", TrainerConfig)):
+    from petsweep.apet import ApetSpec
+
+    for group, cls in (
+        ("backbone", BackboneSpec),
+        ("task", TaskSpec),
+        ("trainer", TrainerConfig),
+        ("apet", ApetSpec),
+    ):
         store.store(group="base", name=group, node=OmegaConf.create(dataclass_defaults(cls)))
     # a method YAML lists `/base/method/<name>@_here_` first and states what differs from its Config
     for name in METHODS.names():

@@ -4,7 +4,8 @@ The run's backbone is loaded, its method attached and its trained weights (pet_w
 exactly as `petsweep transfer` does; peft's tuner layers (LoRA, IA3, also inside a composition) are merged
 into the weights they wrap, and the model is written with `save_pretrained` beside its tokenizer, so that
 `AutoModel*.from_pretrained(DIR)` computes what the run's model computes. Methods that train backbone
-parameters in place (full, bitfit, ln, last_layer, selective_module) export as they are. Methods that add
+parameters in place (full, bitfit, ln, last_layer, selective_module) export as they are, and APET's
+sparse deltas are added into their tensors. Methods that add
 modules a plain model has no place for (adapters, soft prompts, prefixes, biases added to a bias-free
 backbone) are refused with one line: their pet_weights.safetensors, with the run's config, is their export.
 """
@@ -22,9 +23,15 @@ from petsweep.status import COMPLETED, RunDir
 
 
 def merge_tuner_layers(model: nn.Module) -> nn.Module:
-    """Merge every peft tuner layer into its base layer and put the base layer back in its place."""
+    """Merge every peft tuner layer into its base layer and put the base layer back in its place, and every
+    parametrization (APET's sparse deltas) into the tensor it parametrizes."""
     from peft.tuners.tuners_utils import BaseTunerLayer
+    from torch.nn.utils import parametrize
 
+    for module in list(model.modules()):
+        if parametrize.is_parametrized(module):
+            for attr in list(module.parametrizations):
+                parametrize.remove_parametrizations(module, attr, leave_parametrized=True)
     for name, module in list(model.named_modules()):
         if isinstance(module, BaseTunerLayer):
             module.merge()

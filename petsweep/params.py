@@ -55,7 +55,14 @@ def check_on_meta(spec) -> ParamCounts:
 
     num_labels = spec.task.num_labels or 2
     key = json.dumps(
-        [vars(spec.backbone), vars(spec.method.config), num_labels, spec.task.max_length, spec.task.kind],
+        [
+            vars(spec.backbone),
+            vars(spec.method.config),
+            repr(getattr(spec.method, "budget", None)),  # APET: the budget and where it may fall
+            num_labels,
+            spec.task.max_length,
+            spec.task.kind,
+        ],
         sort_keys=True,
         default=str,
     )

@@ -30,6 +30,8 @@ class RunRecord:
     load_time_s, time_to_first_step_s, wall_time_s: start-up and total.
     data: split sizes, class counts, label map, repeats and overlaps removed (petsweep.tasks).
     init_from: the run whose weights this one started from, and what was loaded; eval_only: no training.
+    apet: an APET run's budget (scale, requested and achieved K, eligible count, seed, granularity) and the
+        sha256 of its positions; None for other methods.
     config: the run's semantic config (what its identity hashes).
     """
 
@@ -71,6 +73,7 @@ class RunRecord:
     data: dict
     init_from: dict | None
     eval_only: bool
+    apet: dict | None
     config: dict
 
     def as_dict(self) -> dict:

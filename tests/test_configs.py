@@ -55,7 +55,9 @@ def test_every_method_key_has_help_and_its_yaml_states_only_differences(method):
     assert all(field_help(config_cls).values()), field_help(config_cls)
     stated = yaml.safe_load((CONF_DIR / "method" / f"{method}.yaml").read_text())
     defaults = dataclass_defaults(config_cls)
-    assert stated.pop("defaults") == [f"/base/method/{method}@_here_", "_self_"]
+    defaults = stated.pop("defaults")
+    assert defaults[0] == f"/base/method/{method}@_here_" and defaults[-1] == "_self_"
+    assert all(isinstance(d, dict) and next(iter(d)).startswith("override /") for d in defaults[1:-1])
     assert all(value != defaults[key] for key, value in stated.items())
 
 
@@ -66,7 +68,8 @@ def test_every_registered_method_has_a_yaml():
 @pytest.mark.parametrize("group", ["apet", "trainer", "logger", "paths"])
 def test_other_groups_compose(group):
     for option in _options(group):
-        resolve_run(compose([f"{group}={option}"]))
+        with_method = ["method=apet"] if group == "apet" and option != "none" else []  # a budget is APET's
+        resolve_run(compose([f"{group}={option}", *with_method]))
 
 
 def test_run_identity_ignores_locations_and_threads():

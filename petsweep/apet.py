@@ -1,0 +1,136 @@
+"""The `apet` group: APET's budget K, its seed, and where its positions may fall.
+
+`scale` names the budget: a method (K = that method's exact trainable count on this backbone, with its
+defaults: counted on the meta device), a positive integer, or `ratio` (K = round(apet.ratio x eligible)).
+Positions are K distinct flat indices drawn uniformly over the concatenation of every eligible tensor (model
+order) by a generator seeded with `seed`, so the same (backbone, K, seed) gives the same positions on any
+machine. Large tensors receive proportionally more positions: that is APET's "arbitrary positions".
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from petsweep.errors import ConfigError
+
+GRANULARITIES = ("element",)
+
+
+@dataclass
+class ApetSpec:
+    """conf/apet. Attributes:
+    scale: a method name, a positive integer, or `ratio`; null: APET off (nothing of the group counts).
+    seed: seed of the positions (the run seed stays for data order and initialisation).
+    granularity: element (K scalars at arbitrary positions).
+    ratio: with scale=ratio, the fraction of the eligible elements to train, in (0, 1].
+    eligible: regular expressions over parameter names; null: every parameter inside the transformer
+        blocks (attention and FFN weights and biases, norms) but embeddings; never the task head.
+    """
+
+    scale: str | int | None = None
+    seed: int | None = 0
+    granularity: str = "element"
+    ratio: float | None = None
+    eligible: list | None = field(default=None)
+
+    def __post_init__(self):
+        if isinstance(self.scale, str) and self.scale.strip().isdigit():
+            self.scale = int(self.scale)  # "4096" from a YAML string is the integer budget
+        if self.granularity not in GRANULARITIES:
+            raise ConfigError(
+                "apet.granularity",
+                self.granularity,
+                f"choose one of: {', '.join(GRANULARITIES)} (tensor granularity is not built yet)",
+            )
+        if isinstance(self.scale, bool) or (isinstance(self.scale, int) and self.scale <= 0):
+            raise ConfigError(
+                "apet.scale", self.scale, "an integer budget must be a positive number of scalars"
+            )
+        if self.scale == "ratio" and not (isinstance(self.ratio, (int, float)) and 0 < self.ratio <= 1):
+            raise ConfigError("apet.ratio", self.ratio, "with apet.scale=ratio give a fraction in (0, 1]")
+        if self.scale != "ratio" and self.ratio is not None:
+            raise ConfigError("apet.ratio", self.ratio, "is read only with apet.scale=ratio")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+            raise ConfigError("apet.seed", self.seed, "must be an integer")
+
+
+@dataclass
+class Budget:
+    """A resolved budget: the spec, and K when known before the model is seen (None: a ratio)."""
+
+    spec: ApetSpec
+    k: int | None
+
+    def resolve(self, eligible: int) -> int:
+        k = self.k if self.k is not None else round(self.spec.ratio * eligible)
+        if k > eligible:
+            raise ConfigError(
+                "apet.scale",
+                self.spec.scale,
+                f"asks for {k:,} scalars; this backbone has {eligible:,} eligible (apet.eligible)",
+            )
+        if k < 1:
+            raise ConfigError(
+                "apet.ratio", self.spec.ratio, f"of {eligible:,} eligible scalars is no scalar at all"
+            )
+        return k
+
+
+def eligible_tensors(model: nn.Module, ctx, spec: ApetSpec) -> list[tuple[str, nn.Module, str, torch.Tensor]]:
+    """(name, owning module, attribute, tensor) of every eligible parameter, in the model's order."""
+    if spec.eligible:
+        patterns = [re.compile(p) for p in spec.eligible]
+        keep = lambda name: any(p.fullmatch(name) for p in patterns)  # noqa: E731
+    else:
+        blocks = re.compile(ctx.backbone.module_map().modules["blocks"])
+        keep = lambda name: blocks.match(name) is not None and blocks.match(name).end() < len(name)  # noqa: E731
+    found = []
+    for module_name, module in model.named_modules():
+        if isinstance(module, nn.Embedding) and not spec.eligible:
+            continue  # no embeddings by default (T5's relative-position buckets too: most go unused)
+        for attr, param in module.named_parameters(recurse=False):
+            name = f"{module_name}.{attr}" if module_name else attr
+            if not ctx.is_head(param) and keep(name):
+                found.append((name, module, attr, param))
+    if not found:
+        raise ConfigError("apet.eligible", spec.eligible, f"matches no parameter of {ctx.backbone.name}")
+    return found
+
+
+def sample_positions(total: int, k: int, seed: int) -> torch.Tensor:
+    """K distinct flat indices in [0, total), uniformly, from a generator seeded with `seed` (sorted)."""
+    generator = torch.Generator().manual_seed(seed)
+    if k * 2 > total:  # most of the elements: a permutation's prefix
+        return torch.randperm(total, generator=generator)[:k].sort().values
+    chosen = torch.empty(0, dtype=torch.long)
+    while chosen.numel() < k:  # draws with repeats, first occurrences kept in draw order
+        draws = torch.randint(0, total, (2 * (k - chosen.numel()) + 16,), generator=generator)
+        merged = torch.cat([chosen, draws])
+        unique, inverse = torch.unique(merged, return_inverse=True)
+        first = torch.full((unique.numel(),), merged.numel()).scatter_reduce(
+            0, inverse, torch.arange(merged.numel()), reduce="amin"
+        )
+        chosen = merged[first.sort().values][:k]
+    return chosen.sort().values
+
+
+def place(sizes: list[int], k: int, seed: int) -> list[torch.Tensor]:
+    """The K positions over tensors of `sizes`: per tensor, its local flat indices (possibly empty)."""
+    positions = sample_positions(sum(sizes), k, seed)
+    bounds = torch.tensor([0, *sizes]).cumsum(0)
+    owner = torch.searchsorted(bounds[1:], positions, right=True)
+    return [positions[owner == i] - bounds[i] for i in range(len(sizes))]
+
+
+def digest(names: list[str], local: list[torch.Tensor]) -> str:
+    """sha256 of the chosen positions (tensor name and its indices): equal digests, equal positions."""
+    h = hashlib.sha256()
+    for name, idx in zip(names, local):
+        if idx.numel():
+            h.update(name.encode() + b"\0" + idx.to(torch.int64).numpy().tobytes())
+    return h.hexdigest()

@@ -1,0 +1,88 @@
+"""APET (Su et al., 2023): a budget of K tunable scalars at arbitrary positions of the backbone, drawn
+uniformly without replacement over every eligible element with a seeded generator.
+
+    python run.py method=apet apet.scale=lora apet.seed=1     # K = LoRA's exact count on this backbone
+    python run.py -m apet.scale=lora,adapter,4096,65536 apet.seed=1,2,3
+
+Budget and positions are the `apet` group's (petsweep/apet.py); this module applies them. Each eligible
+tensor W that receives k_t of the K positions is reparametrised as W = W0 + scatter(idx, delta): W0 stays
+frozen, `delta` (k_t scalars, zero at the start, so the model starts as the backbone) is trained, and `idx`
+(the positions) is a buffer saved with the run. Nothing but the chosen positions can change, weight decay
+included, and merging (`petsweep export`) is exact. Count: exactly K.
+
+The delta enters through torch's parametrizations, so the weight's gradient is formed densely and gathered at
+the K positions: exact, and as costly in the backward as training the tensor would be.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from torch.nn.utils import parametrize
+
+from petsweep.errors import ConfigError
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+
+
+@dataclass
+class ApetConfig(MethodConfig):
+    """APET's hyper-parameters (beside those of every method: MethodConfig); the budget, its seed and the
+    eligible tensors are the `apet` group's.
+
+    Attributes:
+        lr: learning rate of the K trained scalars.
+    """
+
+    lr: float = 1e-3
+
+
+class SparseDelta(nn.Module):
+    """A parametrization: W0 plus `delta` added at the flat positions `idx` (W0 itself never changes)."""
+
+    def __init__(self, idx: torch.Tensor, like: torch.Tensor):
+        super().__init__()
+        self.register_buffer("idx", idx.to(like.device))
+        self.delta = nn.Parameter(torch.zeros(idx.numel(), device=like.device, dtype=like.dtype))
+
+    def forward(self, original: torch.Tensor) -> torch.Tensor:
+        return original.reshape(-1).index_add(0, self.idx, self.delta.to(original.dtype)).view_as(original)
+
+
+@METHODS.register("apet")
+class ApetMethod(PETMethod):
+    Config = ApetConfig
+
+    def __init__(self, config: ApetConfig):
+        super().__init__(config)
+        self.budget = None  # petsweep.apet.Budget: set when the run is validated (config.resolve_run)
+        self.record: dict | None = None  # what result.json records of the positions
+
+    def attach(self, model, ctx):
+        from petsweep.apet import digest, eligible_tensors, place
+
+        if self.budget is None:
+            raise ConfigError("apet.scale", None, "method=apet needs a budget: set apet.scale")
+        tensors = eligible_tensors(model, ctx, self.budget.spec)
+        sizes = [t.numel() for *_, t in tensors]
+        k = self.budget.resolve(sum(sizes))
+        local = place(sizes, k, self.budget.spec.seed)
+        deltas, buffers = [], []
+        for (_, module, attr, tensor), idx in zip(tensors, local):
+            if idx.numel():
+                delta = SparseDelta(idx, tensor)
+                parametrize.register_parametrization(module, attr, delta, unsafe=True)
+                deltas.append(delta.delta)
+                buffers.append(delta.idx)
+        self.record = {
+            "scale": self.budget.spec.scale,
+            "requested": k,
+            "achieved": sum(d.numel() for d in deltas),
+            "eligible": sum(sizes),
+            "tensors": len(deltas),
+            "granularity": self.budget.spec.granularity,
+            "seed": self.budget.spec.seed,
+            "positions_sha256": digest([n for n, *_ in tensors], local),
+        }
+        return Attached(model, [self.group(deltas)], buffers=buffers)

@@ -1,0 +1,140 @@
+"""APET: exactly K scalars at seeded positions that any machine draws alike, nothing else moves, and the
+merged dense model computes what the delta model does."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+from conftest import REPO
+from safetensors.torch import load_file
+from transformers import AutoModelForSequenceClassification
+
+from launchers.expand import expand
+from petsweep.app import run
+from petsweep.backbones import load_pretrained
+from petsweep.cli import count
+from petsweep.config import compose, resolve_run
+from petsweep.errors import ConfigError
+from petsweep.export import export_merged
+from petsweep.identity import run_dir
+from petsweep.params import attach_method
+
+APET_TABLE = [  # PET_Scaling's apet_scale.py (pet_methods.md 1.4) for the backbones it lists, exactly
+    ("bloom-560m", {"lora": 786_432, "adapter": 2_409_600, "prompt": 102_400, "bitfit": 272_384}),
+    ("t5-v1_1-small", {"lora": 229_376, "adapter": 803_584, "prompt": 51_200, "bitfit": 121_216}),
+]
+# the table's two wrong rows, and what petsweep computes from the formula instead
+TABLE_ERRATA = [("bloom-1b1", "adapter", 3_613_824), ("t5-v1_1-xxl", "bitfit", 2_497_920)]
+
+
+@pytest.mark.parametrize(("backbone", "budgets"), APET_TABLE)
+def test_named_budgets_reproduce_the_pet_scaling_table(backbone, budgets):
+    for scale, expected in budgets.items():
+        assert count([f"backbone={backbone}", "method=apet", f"apet.scale={scale}"])["pet_params"] == expected
+
+
+@pytest.mark.parametrize(("backbone", "scale", "expected"), TABLE_ERRATA)
+def test_the_tables_wrong_rows_are_computed_from_the_formula(backbone, scale, expected):
+    assert count([f"backbone={backbone}", "method=apet", f"apet.scale={scale}"])["pet_params"] == expected
+
+
+def _attached(tiny, *extra):
+    spec = resolve_run(compose(tiny("encoder", "method=apet", *extra)))
+    model, _ = load_pretrained(spec.backbone, spec.task.num_labels)
+    return spec, attach_method(model, spec)
+
+
+def test_exactly_k_scalars_train_and_the_record_says_where(tiny):
+    spec, (attached, counts) = _attached(tiny, "apet.scale=1000", "apet.seed=3")
+    method_params = [p for g in attached.groups if g.name != "head" for p in g.params]
+    assert counts.pet_params == sum(p.numel() for p in method_params) == 1000
+    assert spec.method.record["requested"] == spec.method.record["achieved"] == 1000
+    assert len(spec.method.record["positions_sha256"]) == 64
+
+
+DIGEST = """
+import sys; sys.path.insert(0, "tests")
+from petsweep.backbones import load_pretrained
+from petsweep.config import compose, resolve_run
+from petsweep.params import attach_method
+spec = resolve_run(compose([f"hydra.searchpath=[file://{sys.argv[1]}]", "backbone=tiny-bert", "method=apet",
+                            "apet.scale=777", "apet.seed=5"]))
+attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)
+print(spec.method.record["positions_sha256"])
+"""
+
+
+def test_positions_are_the_same_in_another_process_and_differ_with_the_seed(tiny, tiny_conf):
+    digests = [
+        subprocess.run(
+            [sys.executable, "-c", DIGEST, str(tiny_conf)],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()[-1]
+        for _ in range(2)
+    ]
+    here = _attached(tiny, "apet.scale=777", "apet.seed=5")[0].method.record["positions_sha256"]
+    other = _attached(tiny, "apet.scale=777", "apet.seed=6")[0].method.record["positions_sha256"]
+    assert digests[0] == digests[1] == here != other
+
+
+def test_only_the_chosen_positions_move_and_the_merged_model_computes_the_same(tiny, tmp_path):
+    cfg = compose(
+        tiny("encoder", "method=apet", "apet.scale=500", "method.lr=0.05", "trainer.weight_decay=0.1")
+    )
+    result = run(cfg)
+    assert result["apet"]["achieved"] == 500 and result["pet_params"] == 500
+    spec = resolve_run(cfg)
+    bare, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    before = {n: p.detach().clone() for n, p in bare.named_parameters()}
+    merged = AutoModelForSequenceClassification.from_pretrained(export_merged(run_dir(cfg), tmp_path / "m"))
+    after = dict(merged.named_parameters())
+    head = {n for n in before if n.startswith("classifier.")}
+    moved = sum(int((after[n] != before[n]).sum()) for n in before if n not in head)
+    weights = load_file(run_dir(cfg) / "pet_weights.safetensors")
+    assert 0 < moved <= 500 and moved == sum(
+        int((t != 0).sum()) for n, t in weights.items() if n.endswith("delta")
+    )
+
+    tuned = attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)[0].model
+    from petsweep.checkpoint import load_trainable
+
+    load_trainable(tuned, weights)
+    batch = tokenizer(["one sentence", "and a second, longer one"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        torch.testing.assert_close(merged.eval()(**batch).logits, tuned.eval()(**batch).logits)
+
+
+@pytest.mark.parametrize(
+    ("extra", "words"),
+    [
+        (("apet.scale=100000000",), ["apet.scale=100000000", "eligible"]),
+        (("apet.scale=0",), ["apet.scale=0", "positive"]),
+        (("apet.scale=ratio", "apet.ratio=1.5"), ["apet.ratio=1.5", "(0, 1]"]),
+        (("apet.scale=loar",), ["apet.scale='loar'", "lora", "adapter"]),
+        (("apet.granularity=tensor",), ["apet.granularity='tensor'", "element"]),
+    ],
+)
+def test_bad_budgets_are_one_line_before_anything_runs(tiny, extra, words):
+    cfg = compose(tiny("encoder", "method=apet", *extra))
+    with pytest.raises(ConfigError) as err:
+        run(cfg)
+    assert all(w in str(err.value) for w in words) and "\n" not in str(err.value), str(err.value)
+    assert not run_dir(cfg).exists()
+
+
+def test_a_budget_makes_a_sweep_an_apet_sweep_and_a_single_run_must_say_so(tiny):
+    runs = expand(["apet.scale=lora,4096", "apet.seed=1,2"])
+    assert all("method=apet" in r for r in runs) and len(runs) == 4
+    assert expand(["apet.scale=4096", "method=lora"]) == [["apet.scale=4096", "method=lora"]]
+    with pytest.raises(ConfigError, match="apet.scale=4096: APET runs are method=apet"):
+        resolve_run(compose(tiny("encoder", "apet.scale=4096")))
+    assert (
+        json.dumps(resolve_run(compose(tiny("encoder", "method=apet"))).method.budget.spec.scale) == '"lora"'
+    )
