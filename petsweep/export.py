@@ -28,6 +28,9 @@ def merge_tuner_layers(model: nn.Module) -> nn.Module:
     from peft.tuners.tuners_utils import BaseTunerLayer
     from torch.nn.utils import parametrize
 
+    from petsweep.apet_grad import merge_sampled
+
+    merge_sampled(model)
     for module in list(model.modules()):
         if parametrize.is_parametrized(module):
             for attr in list(module.parametrizations):

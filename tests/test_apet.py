@@ -138,3 +138,40 @@ def test_a_budget_makes_a_sweep_an_apet_sweep_and_a_single_run_must_say_so(tiny)
     assert (
         json.dumps(resolve_run(compose(tiny("encoder", "method=apet"))).method.budget.spec.scale) == '"lora"'
     )
+
+
+def _delta_grads(tiny, gradient: str, arch: str = "encoder") -> dict[str, torch.Tensor]:
+    from petsweep.objectives import make_objective
+    from petsweep.tasks import prepare_task
+
+    spec = resolve_run(compose(tiny(arch, "method=apet", "apet.scale=3000", f"method.gradient={gradient}")))
+    torch.manual_seed(0)  # the same task head on both sides
+    model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    attached, _ = attach_method(model, spec)
+    data = prepare_task(spec.task, spec.seed)
+    objective = make_objective(spec.backbone.family, spec.task, data, tokenizer)
+    batch = objective.train_batch(objective.encode(data.train[:4]))
+    with torch.no_grad():  # a trained state: deltas away from zero
+        for name, p in attached.model.named_parameters():
+            if name.endswith("delta"):
+                p.copy_(torch.linspace(-0.1, 0.1, p.numel()))
+    objective.loss(attached.model.eval(), batch).backward()
+    rename = {
+        ".apet_weight.delta": ".weight",
+        ".parametrizations.weight.0.delta": ".weight",
+        ".parametrizations.bias.0.delta": ".bias",
+    }
+    grads = {}
+    for name, p in attached.model.named_parameters():
+        for suffix, attr in rename.items():
+            if name.endswith(suffix):
+                grads[name[: -len(suffix)] + attr] = p.grad
+    return grads
+
+
+@pytest.mark.parametrize("arch", ["encoder", "llama"])
+def test_the_sampled_product_gradient_equals_the_dense_one(tiny, arch):
+    sampled, dense = _delta_grads(tiny, "sampled", arch), _delta_grads(tiny, "dense", arch)
+    assert sampled.keys() == dense.keys() and len(sampled) > 4
+    for name in dense:
+        torch.testing.assert_close(sampled[name], dense[name], rtol=1e-4, atol=1e-6)

@@ -10,8 +10,10 @@ frozen, `delta` (k_t scalars, zero at the start, so the model starts as the back
 (the positions) is a buffer saved with the run. Nothing but the chosen positions can change, weight decay
 included, and merging (`petsweep export`) is exact. Count: exactly K.
 
-The delta enters through torch's parametrizations, so the weight's gradient is formed densely and gathered at
-the K positions: exact, and as costly in the backward as training the tensor would be.
+A Linear's weight delta gets its gradient as k sampled products of output gradient and input (apet_grad.py),
+so the backward costs about what the frozen backbone's does; other tensors (biases, norms, GPT-2's Conv1D)
+take theirs through torch's parametrizations, the dense gradient gathered at their positions. `gradient:
+dense` uses parametrizations everywhere (the reference the benchmark compares against).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from petsweep.apet_grad import sample_gradients
 from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
 
@@ -33,9 +36,17 @@ class ApetConfig(MethodConfig):
 
     Attributes:
         lr: learning rate of the K trained scalars.
+        gradient: sampled (a Linear's delta gradient from the k sampled products of output gradient and
+            input, petsweep/apet_grad.py) or dense (the dense weight gradient gathered at the positions).
     """
 
     lr: float = 1e-3
+    gradient: str = "sampled"
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.gradient not in ("sampled", "dense"):
+            raise ConfigError("method.gradient", self.gradient, "choose one of: sampled, dense")
 
 
 class SparseDelta(nn.Module):
@@ -72,7 +83,10 @@ class ApetMethod(PETMethod):
         for (_, module, attr, tensor), idx in zip(tensors, local):
             if idx.numel():
                 delta = SparseDelta(idx, tensor)
-                parametrize.register_parametrization(module, attr, delta, unsafe=True)
+                if self.config.gradient == "sampled" and isinstance(module, nn.Linear) and attr == "weight":
+                    sample_gradients(module, delta)
+                else:  # norms, biases, GPT-2's Conv1D: the dense gradient is cheap or unavoidable here
+                    parametrize.register_parametrization(module, attr, delta, unsafe=True)
                 deltas.append(delta.delta)
                 buffers.append(delta.idx)
         self.record = {

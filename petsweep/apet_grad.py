@@ -1,0 +1,61 @@
+"""APET's sampled-product gradient for a Linear whose weight trains at k positions only.
+
+A Linear's weight gradient is G^T X (out x in, N tokens): forming it to keep k of its entries costs as much as
+training the whole matrix. The k entries are G[:, r_j] . X[:, c_j], a sampled product: O(N k) instead of
+O(N out in). Where the tensor holds so many positions that the sampled product is dearer, the dense product
+is formed and gathered; both are exact. The input gradient and the forward use W0 + scatter(delta), as the
+dense parametrization does.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+DENSE_FROM = 0.125  # positions / matrix size from which the dense product is the cheaper one
+
+
+class SampledLinear(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, delta, idx):
+        w = weight.reshape(-1).index_add(0, idx, delta.to(weight.dtype)).view_as(weight)
+        ctx.save_for_backward(x, w, idx)
+        ctx.has_bias = bias is not None
+        return F.linear(x, w, bias)
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, w, idx = ctx.saved_tensors
+        out_features, in_features = w.shape
+        g2, x2 = grad.reshape(-1, out_features), x.reshape(-1, in_features)
+        grad_x = grad @ w if ctx.needs_input_grad[0] else None
+        grad_bias = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        grad_delta = None
+        if ctx.needs_input_grad[3]:
+            if idx.numel() >= DENSE_FROM * w.numel():
+                grad_delta = (g2.t() @ x2).reshape(-1)[idx]
+            else:
+                rows, cols = idx // in_features, idx % in_features
+                grad_delta = (g2[:, rows] * x2[:, cols]).sum(0)
+        return grad_x, None, grad_bias, grad_delta, None
+
+
+def sample_gradients(linear: nn.Linear, delta: nn.Module) -> None:
+    """Make `linear` add `delta` (an apet SparseDelta) to its weight, with sampled-product gradients."""
+    linear.add_module("apet_weight", delta)
+
+    def forward(x: torch.Tensor) -> torch.Tensor:
+        return SampledLinear.apply(x, linear.weight, linear.bias, delta.delta, delta.idx)
+
+    linear.forward = forward
+
+
+def merge_sampled(model: nn.Module) -> None:
+    """Add every sampled delta into its weight and give the Linear back its own forward (export)."""
+    for module in model.modules():
+        if isinstance(module, nn.Linear) and hasattr(module, "apet_weight"):
+            with torch.no_grad():
+                module.weight.view(-1).index_add_(0, module.apet_weight.idx, module.apet_weight.delta)
+            del module.apet_weight
+            del module.forward
