@@ -50,7 +50,17 @@ METHODS = [
     "compose",
     "prefix",
     "sequential",
+    "apet",
+    "apet_dense",
+    "apet_4096",
+    "apet_4096_dense",
 ]
+VARIANTS = {  # a row label -> the run's method overrides (default: method=<label>)
+    "apet": ["method=apet", "apet.scale=lora"],  # K = LoRA's budget, sampled-product gradients
+    "apet_dense": ["method=apet", "apet.scale=lora", "method.gradient=dense"],  # the dense gradient, gathered
+    "apet_4096": ["method=apet", "apet.scale=4096"],
+    "apet_4096_dense": ["method=apet", "apet.scale=4096", "method.gradient=dense"],
+}
 EXTRA = {  # 20 + 128 positions fit MiniLM's 512
     "prompt": ["method.length=20"],
     "sequential": ["method.members=[{name: prompt, length: 20}, {name: bitfit}, {name: adapter}]"],
@@ -75,7 +85,7 @@ def petsweep_one(method: str, steps: int, root: str) -> dict:
     from petsweep.config import compose
 
     overrides = [
-        f"method={method}",
+        *VARIANTS.get(method, [f"method={method}"]),
         f"trainer.max_steps={2 + steps}",
         f"trainer.eval_every={2 + steps}",
         f"paths.runs_root={root}",

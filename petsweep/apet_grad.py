@@ -13,7 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-DENSE_FROM = 0.125  # positions / matrix size from which the dense product is the cheaper one
+# positions / matrix size from which the dense product is the cheaper one. Measured on this machine's CPU
+# (N = 2048 tokens, a 384 x 1536 matrix): the dense product takes 7 ms whatever k is; gathering and
+# multiplying k row pairs takes 13 ms at k = 0.5% of the matrix and grows linearly. A BLAS product runs near
+# peak while the gathers are memory-bound, so the sampled path pays only for very sparse tensors here.
+DENSE_FROM = 1 / 256
 
 
 class SampledLinear(torch.autograd.Function):

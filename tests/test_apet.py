@@ -169,8 +169,12 @@ def _delta_grads(tiny, gradient: str, arch: str = "encoder") -> dict[str, torch.
     return grads
 
 
+@pytest.mark.parametrize("dense_from", [1.0, 0.0])  # every Linear takes the sampled product, or the gathered
 @pytest.mark.parametrize("arch", ["encoder", "llama"])
-def test_the_sampled_product_gradient_equals_the_dense_one(tiny, arch):
+def test_the_sampled_product_gradient_equals_the_dense_one(tiny, arch, dense_from, monkeypatch):
+    from petsweep import apet_grad
+
+    monkeypatch.setattr(apet_grad, "DENSE_FROM", dense_from)
     sampled, dense = _delta_grads(tiny, "sampled", arch), _delta_grads(tiny, "dense", arch)
     assert sampled.keys() == dense.keys() and len(sampled) > 4
     for name in dense:
