@@ -16,7 +16,9 @@ from petsweep.status import RunDir, State
 
 def _count_key(cfg: dict) -> str:
     return json.dumps(
-        [cfg["backbone"], cfg["method"], cfg["task"].get("label_words")], sort_keys=True, default=str
+        [cfg["backbone"], cfg["method"], cfg.get("apet"), cfg["task"].get("label_words")],
+        sort_keys=True,
+        default=str,
     )
 
 

@@ -179,3 +179,13 @@ def test_the_sampled_product_gradient_equals_the_dense_one(tiny, arch, dense_fro
     assert sampled.keys() == dense.keys() and len(sampled) > 4
     for name in dense:
         torch.testing.assert_close(sampled[name], dense[name], rtol=1e-4, atol=1e-6)
+
+
+def test_a_plan_counts_each_budget_of_an_apet_sweep():
+    from launchers.planning import plan
+    from launchers.report import trainable_counts
+
+    runs = plan(expand(["apet.scale=lora,4096", "task=rte"]), compose)
+    trainable_counts(runs)
+    counts = sorted(r.extra["pet_params"] for r in runs)
+    assert counts == [4096, count(["method=lora", "task=rte"])["pet_params"]]
