@@ -18,7 +18,7 @@ from torch import nn
 
 from petsweep.errors import ConfigError
 
-GRANULARITIES = ("element",)
+GRANULARITIES = ("element", "tensor")
 
 
 @dataclass
@@ -26,10 +26,14 @@ class ApetSpec:
     """conf/apet. Attributes:
     scale: a method name, a positive integer, or `ratio`; null: APET off (nothing of the group counts).
     seed: seed of the positions (the run seed stays for data order and initialisation).
-    granularity: element (K scalars at arbitrary positions).
+    granularity: element (K scalars at arbitrary positions) or tensor (whole tensors, PET_Scaling's code:
+        petsweep/apet_tensor.py; the achieved count may differ from K).
     ratio: with scale=ratio, the fraction of the eligible elements to train, in (0, 1].
     eligible: regular expressions over parameter names; null: every parameter inside the transformer
         blocks (attention and FFN weights and biases, norms) but embeddings; never the task head.
+        Element granularity only.
+    delta_fraction: tensor granularity: the share of K filled from the delta pool (LoRA and adapter units).
+    include_delta_pool: tensor granularity: false takes every tensor from the backbone.
     """
 
     scale: str | int | None = None
@@ -37,6 +41,8 @@ class ApetSpec:
     granularity: str = "element"
     ratio: float | None = None
     eligible: list | None = field(default=None)
+    delta_fraction: float = 0.5
+    include_delta_pool: bool = True
 
     def __post_init__(self):
         if isinstance(self.scale, str) and self.scale.strip().isdigit():
@@ -45,7 +51,7 @@ class ApetSpec:
             raise ConfigError(
                 "apet.granularity",
                 self.granularity,
-                f"choose one of: {', '.join(GRANULARITIES)} (tensor granularity is not built yet)",
+                f"choose one of: {', '.join(GRANULARITIES)}",
             )
         if isinstance(self.scale, bool) or (isinstance(self.scale, int) and self.scale <= 0):
             raise ConfigError(
@@ -55,6 +61,10 @@ class ApetSpec:
             raise ConfigError("apet.ratio", self.ratio, "with apet.scale=ratio give a fraction in (0, 1]")
         if self.scale != "ratio" and self.ratio is not None:
             raise ConfigError("apet.ratio", self.ratio, "is read only with apet.scale=ratio")
+        if not 0 <= self.delta_fraction <= 1:
+            raise ConfigError("apet.delta_fraction", self.delta_fraction, "must be in [0, 1]")
+        if self.granularity == "tensor" and self.eligible:
+            raise ConfigError("apet.eligible", self.eligible, "is read at element granularity only")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool):
             raise ConfigError("apet.seed", self.seed, "must be an integer")
 

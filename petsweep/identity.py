@@ -49,6 +49,8 @@ ADDED_DEFAULTS = {
     "method.init_from": None,
     "method.init_text": None,  # prompt tuning from a text came later
     "trainer.eval_only": False,
+    "apet.delta_fraction": 0.5,  # tensor granularity came after element granularity
+    "apet.include_delta_pool": True,
 }
 
 

@@ -118,7 +118,7 @@ def test_only_the_chosen_positions_move_and_the_merged_model_computes_the_same(t
         (("apet.scale=0",), ["apet.scale=0", "positive"]),
         (("apet.scale=ratio", "apet.ratio=1.5"), ["apet.ratio=1.5", "(0, 1]"]),
         (("apet.scale=loar",), ["apet.scale='loar'", "lora", "adapter"]),
-        (("apet.granularity=tensor",), ["apet.granularity='tensor'", "element"]),
+        (("apet.granularity=tensors",), ["apet.granularity='tensors'", "element, tensor"]),
     ],
 )
 def test_bad_budgets_are_one_line_before_anything_runs(tiny, extra, words):
@@ -189,3 +189,56 @@ def test_a_plan_counts_each_budget_of_an_apet_sweep():
     trainable_counts(runs)
     counts = sorted(r.extra["pet_params"] for r in runs)
     assert counts == [4096, count(["method=lora", "task=rte"])["pet_params"]]
+
+
+@pytest.mark.parametrize("arch", ["encoder", "decoder", "encoder_decoder"])
+def test_tensor_granularity_picks_whole_tensors_and_records_what_it_got(tiny, arch):
+    extra = ("method=apet", "apet.granularity=tensor", "apet.scale=6000", "apet.seed=2")
+    cfg = compose(tiny(arch, *extra))
+    spec = resolve_run(cfg)
+    model, _ = load_pretrained(spec.backbone, spec.task.num_labels)
+    attached, counts = attach_method(model, spec)
+    record = spec.method.record
+    picked = [p for g in attached.groups if g.name != "head" for p in g.params]
+    assert counts.pet_params == record["achieved"] == sum(p.numel() for p in picked) > 0
+    assert counts.pet_params == check_count(spec)  # the meta device picks the same tensors
+    again = resolve_run(cfg)
+    attach_method(load_pretrained(again.backbone, again.task.num_labels)[0], again)
+    assert again.method.record["positions_sha256"] == record["positions_sha256"]
+    result = run(cfg)
+    assert result["apet"]["granularity"] == "tensor" and result["pet_params"] == record["achieved"]
+
+
+def check_count(spec) -> int:
+    from petsweep.params import check_on_meta
+
+    return check_on_meta(spec).pet_params
+
+
+def test_tensor_granularity_below_the_smallest_tensor_says_so(tiny):
+    cfg = compose(tiny("encoder", "method=apet", "apet.granularity=tensor", "apet.scale=3"))
+    with pytest.raises(ConfigError, match="smaller than the smallest candidate tensor"):
+        run(cfg)
+    assert not run_dir(cfg).exists()
+
+
+def test_unpicked_delta_units_leave_the_model_as_it_was(tiny):
+    """Nothing picked from the delta pool (delta_fraction 0): every attached adapter and LoRA is silent."""
+    spec = resolve_run(
+        compose(
+            tiny(
+                "encoder",
+                "method=apet",
+                "apet.granularity=tensor",
+                "apet.scale=6000",
+                "apet.delta_fraction=0",
+            )
+        )
+    )
+    torch.manual_seed(0)
+    bare, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    torch.manual_seed(0)
+    tuned = attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)[0].model
+    batch = tokenizer(["a sentence"], return_tensors="pt")
+    with torch.no_grad():
+        assert torch.equal(tuned.eval()(**batch).logits, bare.eval()(**batch).logits)

@@ -18,6 +18,7 @@ dense` uses parametrizations everywhere (the reference the benchmark compares ag
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
 
 import torch
@@ -75,6 +76,8 @@ class ApetMethod(PETMethod):
 
         if self.budget is None:
             raise ConfigError("apet.scale", None, "method=apet needs a budget: set apet.scale")
+        if self.budget.spec.granularity == "tensor":
+            return self._attach_tensors(model, ctx)
         tensors = eligible_tensors(model, ctx, self.budget.spec)
         sizes = [t.numel() for *_, t in tensors]
         k = self.budget.resolve(sum(sizes))
@@ -100,3 +103,25 @@ class ApetMethod(PETMethod):
             "positions_sha256": digest([n for n, *_ in tensors], local),
         }
         return Attached(model, [self.group(deltas)], buffers=buffers)
+
+    def _attach_tensors(self, model, ctx):
+        from petsweep.apet_tensor import select, silence
+        from petsweep.methods.base import backbone_params
+
+        spec = self.budget.spec
+        eligible = sum(p.numel() for _, p in backbone_params(model, ctx))
+        k = self.budget.resolve(eligible)
+        picked, _, left_out = select(model, ctx, spec, k)
+        names = {id(p): n for n, p in model.named_parameters()}
+        chosen = sorted(names[id(p)] for p in picked)
+        self.record = {
+            "scale": spec.scale,
+            "requested": k,
+            "achieved": sum(p.numel() for p in picked),
+            "eligible": eligible,
+            "tensors": len(picked),
+            "granularity": "tensor",
+            "seed": spec.seed,
+            "positions_sha256": hashlib.sha256("\n".join(chosen).encode()).hexdigest(),
+        }
+        return Attached(model, [self.group(picked)], setup=[lambda: silence(left_out)])

@@ -1,0 +1,72 @@
+"""APET at tensor granularity: the PET_Scaling code's selection, without its dependence on DeepSpeed ZeRO-3.
+
+Candidates are whole tensors. A delta pool of units (LoRA r=8 on q and v: A and B; Houlsby adapters of
+bottleneck 24: down and up, weights and biases) is attached next to an inner pool (every backbone tensor;
+never the task head). A generator seeded with K x seed shuffles the units, then the inner tensors.
+- The delta half (`delta_fraction` of K) is filled greedily: a unit whose first tensor fits in what is left is
+  taken whole, so the half can be overshot by the rest of the unit.
+- The inner half is filled greedily with whole tensors that fit, so it never overshoots.
+Unpicked LoRA units are no-ops (B = 0, frozen). Unpicked adapters are made no-ops by zeroing their up
+projection. The achieved count is recorded and may differ from K.
+"""
+
+from __future__ import annotations
+
+import random
+
+import torch
+
+from petsweep.errors import ConfigError
+from petsweep.methods.base import backbone_params, build_method
+
+
+def _units(attached, sizes: int) -> list[list[torch.nn.Parameter]]:
+    params = [p for g in attached.groups for p in g.params]
+    return [params[i : i + sizes] for i in range(0, len(params), sizes)]
+
+
+def select(model, ctx, spec, k: int):
+    """(picked parameters, inner pool's tensors, the adapter units left out) for budget `k`."""
+    inner = [p for _, p in backbone_params(model, ctx)]  # before the delta pool is attached
+    units = []
+    if spec.include_delta_pool:
+        units += _units(build_method({"name": "lora", "r": 8}).attach(model, ctx), 2)
+        adapters = _units(build_method({"name": "adapter", "bottleneck": 24}).attach(model, ctx), 4)
+        units += adapters
+    else:
+        adapters = []
+    rng = random.Random(k * spec.seed)
+    rng.shuffle(units)
+    rng.shuffle(inner)
+    delta_left = round(k * spec.delta_fraction) if spec.include_delta_pool else 0
+    inner_left = k - delta_left
+    picked, taken = [], set()
+    for unit in units:
+        if delta_left <= 0:
+            break
+        if unit[0].numel() <= delta_left:
+            picked += unit
+            taken.add(id(unit[0]))
+            delta_left -= sum(p.numel() for p in unit)
+    for tensor in inner:
+        if tensor.numel() <= inner_left:
+            picked.append(tensor)
+            inner_left -= tensor.numel()
+    if not picked:
+        smallest = min(p.numel() for p in [*inner, *(u[0] for u in units)])
+        raise ConfigError(
+            "apet.scale",
+            spec.scale,
+            f"K = {k:,} is smaller than the smallest candidate tensor "
+            f"({smallest:,} scalars): tensor granularity would train nothing",
+        )
+    left_out = [u for u in adapters if id(u[0]) not in taken]
+    return picked, inner, left_out
+
+
+def silence(adapter_units) -> None:
+    """Unpicked adapters must not change the model: a zero up projection makes each the identity."""
+    with torch.no_grad():
+        for _, _, up_weight, up_bias in adapter_units:
+            up_weight.zero_()
+            up_bias.zero_()
