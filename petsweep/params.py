@@ -100,10 +100,7 @@ def attach_method(
     Returns:
         (the attached model and its groups, the head's group last; the ParamCounts of what was attached).
     """
-    from petsweep.backbones import head_parameter_names
-
-    names = head_parameter_names(model, spec.backbone)
-    head = [p for n, p in model.named_parameters() if n in names]
+    head = _head(model, spec.backbone)
     counts = count_backbone(model, head)
     for param in model.parameters():
         param.requires_grad_(False)
@@ -128,10 +125,7 @@ def begin_stage(attached: Attached, spec, stage: int, tokenizer=None) -> tuple[l
     """
     import torch
 
-    from petsweep.backbones import head_parameter_names
-
-    names = head_parameter_names(attached.model, spec.backbone)
-    head = [p for n, p in attached.model.named_parameters() if n in names]
+    head = _head(attached.model, spec.backbone)
     head_groups = [g for g in attached.groups if g.name == "head"]
     for group in attached.groups:
         if group.name != "head":
@@ -148,6 +142,14 @@ def begin_stage(attached: Attached, spec, stage: int, tokenizer=None) -> tuple[l
     attached.groups = [*(g for g in attached.groups if g.name != "head"), *added.groups, *head_groups]
     attached.buffers += added.buffers
     return groups, added.buffers
+
+
+def _head(model: nn.Module, backbone) -> list[nn.Parameter]:
+    """The task head's parameters, by object (resolved once, before a method can wrap or rename anything)."""
+    from petsweep.backbones import head_parameter_names
+
+    names = head_parameter_names(model, backbone)
+    return [p for n, p in model.named_parameters() if n in names]
 
 
 def run_setup(attached: Attached) -> None:
