@@ -125,7 +125,9 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
     for overrides in run_overrides:
         try:
             cfg = composer(overrides)
-            check_on_meta(resolve_run(cfg))  # a method the backbone cannot take fails here, not in a job
+            counts = check_on_meta(
+                resolve_run(cfg)
+            )  # a method the backbone cannot take fails here, not in a job
         except ConfigError as err:
             raise ConfigError(err.key, err.value, f"{err.expected} (in run: {' '.join(overrides)})") from None
         digest = run_hash(cfg)
@@ -134,6 +136,11 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
             continue
         path = run_dir(cfg)
         runs[digest] = PlannedRun(
-            overrides=list(overrides), cfg=cfg, run_hash=digest, path=path, status=run_status(path, queue)
+            overrides=list(overrides),
+            cfg=cfg,
+            run_hash=digest,
+            path=path,
+            status=run_status(path, queue),
+            extra=counts.as_dict(),  # parameter counts from the same meta-device check
         )
     return list(runs.values())

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import socket
@@ -12,28 +11,6 @@ from launchers.planning import PlannedRun, run_status
 from launchers.sweep import SWEEP_MARKER
 from petsweep.errors import PetsweepError
 from petsweep.status import RunDir, State
-
-
-def _count_key(cfg: dict) -> str:
-    return json.dumps(
-        [cfg["backbone"], cfg["method"], cfg.get("apet"), cfg["task"].get("label_words")],
-        sort_keys=True,
-        default=str,
-    )
-
-
-def trainable_counts(runs: list[PlannedRun]) -> None:
-    """Fill run.extra with parameter counts (meta device), one model build per distinct config (shared with
-    the plan's own check, petsweep.params.check_on_meta)."""
-    from petsweep.config import resolve_run
-    from petsweep.params import check_on_meta
-
-    cache: dict[str, dict] = {}
-    for run in runs:
-        key = _count_key(run.cfg)
-        if key not in cache:
-            cache[key] = check_on_meta(resolve_run(run.cfg)).as_dict()
-        run.extra.update(cache[key])
 
 
 def estimate_hours(runs: list[PlannedRun]) -> None:
@@ -54,7 +31,6 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
 
 
 def plan_table(runs: list[PlannedRun]) -> str:
-    trainable_counts(runs)
     estimate_hours(runs)
     lines = [
         f"{'status':<11} {'run':<58} {'trainable':>13} {'gpus':>4} {'mem':>5} {'time':>6} {'hours':>9} "

@@ -5,7 +5,7 @@ from __future__ import annotations
 from launchers.costing import device_kind, estimate
 from launchers.expand import expand
 from launchers.planning import plan
-from launchers.report import estimate_hours, trainable_counts
+from launchers.report import estimate_hours
 from petsweep.app import run
 from petsweep.config import compose
 from petsweep.status import State
@@ -13,7 +13,6 @@ from petsweep.status import State
 
 def _planned(overrides: list[str]):
     runs = plan(expand(overrides), compose)
-    trainable_counts(runs)
     estimate_hours(runs)
     return runs
 
