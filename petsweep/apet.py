@@ -93,12 +93,15 @@ class Budget:
 
 def eligible_tensors(model: nn.Module, ctx, spec: ApetSpec) -> list[tuple[str, nn.Module, str, torch.Tensor]]:
     """(name, owning module, attribute, tensor) of every eligible parameter, in the model's order."""
-    if spec.eligible:
-        patterns = [re.compile(p) for p in spec.eligible]
-        keep = lambda name: any(p.fullmatch(name) for p in patterns)  # noqa: E731
-    else:
-        blocks = re.compile(ctx.backbone.module_map().modules["blocks"])
-        keep = lambda name: blocks.match(name) is not None and blocks.match(name).end() < len(name)  # noqa: E731
+    patterns = [re.compile(p) for p in spec.eligible or []]
+    blocks = re.compile(ctx.backbone.module_map().modules["blocks"])
+
+    def keep(name: str) -> bool:
+        if patterns:
+            return any(p.fullmatch(name) for p in patterns)
+        inside = blocks.match(name)  # a block's own prefix, with something of the block after it
+        return inside is not None and inside.end() < len(name)
+
     found = []
     for module_name, module in model.named_modules():
         if isinstance(module, nn.Embedding) and not spec.eligible:
@@ -131,10 +134,10 @@ def sample_positions(total: int, k: int, seed: int) -> torch.Tensor:
 
 def place(sizes: list[int], k: int, seed: int) -> list[torch.Tensor]:
     """The K positions over tensors of `sizes`: per tensor, its local flat indices (possibly empty)."""
-    positions = sample_positions(sum(sizes), k, seed)
+    positions = sample_positions(sum(sizes), k, seed)  # sorted: each tensor's positions are one run of them
     bounds = torch.tensor([0, *sizes]).cumsum(0)
-    owner = torch.searchsorted(bounds[1:], positions, right=True)
-    return [positions[owner == i] - bounds[i] for i in range(len(sizes))]
+    per_tensor = torch.bincount(torch.searchsorted(bounds[1:], positions, right=True), minlength=len(sizes))
+    return [part - start for part, start in zip(positions.split(per_tensor.tolist()), bounds[:-1])]
 
 
 def digest(names: list[str], local: list[torch.Tensor]) -> str:

@@ -26,7 +26,7 @@ def _units(attached, sizes: int) -> list[list[torch.nn.Parameter]]:
 
 
 def select(model, ctx, spec, k: int):
-    """(picked parameters, inner pool's tensors, the adapter units left out) for budget `k`."""
+    """(picked parameters, the adapter units left out) for budget `k`."""
     inner = [p for _, p in backbone_params(model, ctx)]  # before the delta pool is attached
     units = []
     if spec.include_delta_pool:
@@ -61,7 +61,7 @@ def select(model, ctx, spec, k: int):
             f"({smallest:,} scalars): tensor granularity would train nothing",
         )
     left_out = [u for u in adapters if id(u[0]) not in taken]
-    return picked, inner, left_out
+    return picked, left_out
 
 
 def silence(adapter_units) -> None:

@@ -92,16 +92,7 @@ class ApetMethod(PETMethod):
                     parametrize.register_parametrization(module, attr, delta, unsafe=True)
                 deltas.append(delta.delta)
                 buffers.append(delta.idx)
-        self.record = {
-            "scale": self.budget.spec.scale,
-            "requested": k,
-            "achieved": sum(d.numel() for d in deltas),
-            "eligible": sum(sizes),
-            "tensors": len(deltas),
-            "granularity": self.budget.spec.granularity,
-            "seed": self.budget.spec.seed,
-            "positions_sha256": digest([n for n, *_ in tensors], local),
-        }
+        self.record = self._record(k, deltas, sum(sizes), digest([n for n, *_ in tensors], local))
         return Attached(model, [self.group(deltas)], buffers=buffers)
 
     def _attach_tensors(self, model, ctx):
@@ -111,17 +102,22 @@ class ApetMethod(PETMethod):
         spec = self.budget.spec
         eligible = sum(p.numel() for _, p in backbone_params(model, ctx))
         k = self.budget.resolve(eligible)
-        picked, _, left_out = select(model, ctx, spec, k)
+        picked, left_out = select(model, ctx, spec, k)
         names = {id(p): n for n, p in model.named_parameters()}
-        chosen = sorted(names[id(p)] for p in picked)
-        self.record = {
+        chosen = hashlib.sha256("\n".join(sorted(names[id(p)] for p in picked)).encode()).hexdigest()
+        self.record = self._record(k, picked, eligible, chosen)
+        return Attached(model, [self.group(picked)], setup=[lambda: silence(left_out)])
+
+    def _record(self, k: int, trained: list[nn.Parameter], eligible: int, positions_sha256: str) -> dict:
+        """What result.json records of the budget and the positions (`apet`)."""
+        spec = self.budget.spec
+        return {
             "scale": spec.scale,
             "requested": k,
-            "achieved": sum(p.numel() for p in picked),
+            "achieved": sum(p.numel() for p in trained),
             "eligible": eligible,
-            "tensors": len(picked),
-            "granularity": "tensor",
+            "tensors": len(trained),
+            "granularity": spec.granularity,
             "seed": spec.seed,
-            "positions_sha256": hashlib.sha256("\n".join(chosen).encode()).hexdigest(),
+            "positions_sha256": positions_sha256,
         }
-        return Attached(model, [self.group(picked)], setup=[lambda: silence(left_out)])
