@@ -25,41 +25,17 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-os.environ.update(
-    HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
-)
-
-# pooling=pooler: the raw peft side uses transformers' own classification head, so petsweep's must be the same
-SHAPE = [
-    "backbone.pooling=pooler",
-    "trainer.batch_size=16",
-    "task.max_length=128",
-    "task.dev_size=16",
-    "task.test_size=16",
-    "task.train_eval_size=16",
-    "trainer.save_every=1000",
-]
+# the per-method benchmark holds the shape, the offline environment and both measurements
+from benchmarks.method_steps import SHAPE, petsweep_one, raw_peft_one  # noqa: E402
 
 
 def petsweep_step(method: str, steps: int, root: Path) -> float:
     """Median step time of a real petsweep run (its record's step_time_s: the first 2 steps are warm-up)."""
-    from petsweep.app import run
-    from petsweep.config import compose
-
-    overrides = [
-        f"method={method}",
-        f"trainer.max_steps={2 + steps}",
-        f"trainer.eval_every={2 + steps}",
-        f"paths.runs_root={root}/{method}-{time.time_ns()}",
-        *SHAPE,
-    ]
-    return run(compose(overrides))["step_time_s"]
+    return petsweep_one(method, steps, f"{root}/{method}-{time.time_ns()}")["step_s"]
 
 
 def raw_peft_step(steps: int) -> float:
     """The same LoRA (r=8, alpha=16, q,v; head trained) with peft's own API and a textbook loop."""
-    from benchmarks.method_steps import raw_peft_one
-
     return raw_peft_one("lora", steps)["step_s"]
 
 
