@@ -29,6 +29,18 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 REPO = Path(__file__).resolve().parent.parent
+# a sweep's runs small enough for a test: a few steps on a few examples (test_sweeps, test_slurm)
+QUICK = [
+    "task.k_shot=4",
+    "task.dev_size=8",
+    "task.test_size=8",
+    "task.train_eval_size=8",
+    "task.max_length=32",
+    "trainer.max_steps=4",
+    "trainer.batch_size=4",
+    "trainer.eval_every=2",
+    "trainer.save_every=2",
+]
 TINY = {
     # key: (family, model_type, config kwargs); one tiny model per architecture the methods must cover
     "encoder": (

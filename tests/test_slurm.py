@@ -6,22 +6,11 @@ import json
 import subprocess
 import time
 
-from conftest import run_cli
+from conftest import QUICK, run_cli
 from test_resume import _assert_same_run
 
 from petsweep.status import RunDir, State
 
-QUICK = [
-    "task.k_shot=4",
-    "task.dev_size=8",
-    "task.test_size=8",
-    "task.train_eval_size=8",
-    "task.max_length=32",
-    "trainer.batch_size=4",
-    "trainer.eval_every=2",
-    "trainer.save_every=2",
-    "trainer.max_steps=4",
-]
 LONG = [
     "trainer.max_steps=3000",
     "trainer.save_every=20",

@@ -10,22 +10,10 @@ import time
 
 import pytest
 import yaml
-from conftest import REPO, TINY_NAMES, run_cli
+from conftest import QUICK, REPO, TINY_NAMES, run_cli
 
 from launchers.report import status_table
 from petsweep.status import RunDir, State, write_json
-
-QUICK = [
-    "task.k_shot=4",
-    "task.dev_size=8",
-    "task.test_size=8",
-    "task.train_eval_size=8",
-    "task.max_length=32",
-    "trainer.max_steps=4",
-    "trainer.batch_size=4",
-    "trainer.eval_every=2",
-    "trainer.save_every=2",
-]
 
 
 def sweep(tiny_conf, root, *axes, name="study"):
