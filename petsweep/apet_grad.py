@@ -13,10 +13,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-# positions / matrix size from which the dense product is the cheaper one. Measured on this machine's CPU
-# (N = 2048 tokens, a 384 x 1536 matrix): the dense product takes 7 ms whatever k is; gathering and
-# multiplying k row pairs takes 13 ms at k = 0.5% of the matrix and grows linearly. A BLAS product runs near
-# peak while the gathers are memory-bound, so the sampled path pays only for very sparse tensors here.
+# positions / matrix size from which the dense product is the cheaper one. benchmarks/apet_gradient.py on
+# this machine's CPU (N = 2048 tokens, a 384 x 1536 matrix; BENCHMARKS.md): the dense product takes about
+# 7 ms whatever k is; the sampled products about 3 ms at 1/1024 of the matrix, 14 ms at 1/256, 83 ms at 1.4%.
+# A BLAS product runs near peak while the gathers are memory-bound, so the sampled path pays only for very
+# sparse tensors (the crossover is near 1/512; the threshold is left where the runs were measured).
 DENSE_FROM = 1 / 256
 
 
