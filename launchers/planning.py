@@ -69,6 +69,11 @@ def _copy(value):
     return value
 
 
+def _interpolates(value) -> bool:
+    """An override value like `seed=${apet.seed}`: set as text on a resolved copy, it would never resolve."""
+    return "${" in str(value)
+
+
 class CachedComposer:
     """Compose run configs as plain resolved dicts, one Hydra composition per distinct structural part.
 
@@ -89,7 +94,9 @@ class CachedComposer:
     def _base(self, structural: tuple[str, ...]) -> dict | None:
         if structural not in self._cache:
             cfg = self.compose_fn(list(structural))
-            interpolates = "${" in OmegaConf.to_yaml({k: cfg[k] for k in cfg if k != "hydra"})
+            # masked_copy keeps a top-level `seed: ${apet.seed}` as written; cfg["seed"] would resolve it
+            unresolved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+            interpolates = "${" in OmegaConf.to_yaml(unresolved)
             self._cache[structural] = None if interpolates else plain(cfg)
         return self._cache[structural]
 
@@ -98,7 +105,7 @@ class CachedComposer:
 
         parsed = parse(overrides)
         base = self._base(tuple(o.input_line for o in parsed if self._structural(o)))
-        if base is None:
+        if base is None or any(_interpolates(o.value()) for o in parsed if not self._structural(o)):
             return plain(self.compose_fn(list(overrides)))
         data = _copy(base)
         for o in parsed:

@@ -7,6 +7,7 @@ from launchers.expand import expand
 from launchers.planning import plan
 from launchers.report import estimate_hours
 from petsweep.app import run
+from petsweep.cli import sweep_arguments
 from petsweep.config import compose
 from petsweep.status import State
 
@@ -45,3 +46,19 @@ def test_evaluation_is_counted_for_text_to_text_candidates():
     data = plain(cfg)
     slow_eval = {**data, "trainer": {**data["trainer"], "eval_every": 1}}
     assert estimate(slow_eval, 10**8, [])[0] > estimate(data, 10**8, [])[0] * 1.2
+
+
+def test_planned_runs_resolve_interpolations_as_hydra_does():
+    """A value that interpolates another (from a preset or the command line) is resolved per run: the plan's
+    directory and hash are those of the run Hydra composes, not of the first run's resolved value."""
+    sweeps = {  # where the interpolation is written: (overrides, runs expected)
+        "preset": (["+sweep=cpu_demo_apet", "backbone=minilm-l1", "apet.scale=100"], 3),
+        "command line": (["seed=${trainer.max_steps}", "trainer.max_steps=7,9"], 2),
+    }
+    for where, (overrides, expected) in sweeps.items():
+        runs = plan(expand(*sweep_arguments(overrides)), compose)
+        assert len({r.run_hash for r in runs}) == len(runs) == expected, where
+        for r in runs:
+            composed = compose(r.overrides)
+            assert r.cfg["seed"] == composed.seed != 0, where
+            assert r.path.name.endswith(f"-s{composed.seed}-{r.run_hash[:12]}"), where
