@@ -21,17 +21,25 @@ from torch import nn
 DENSE_FROM = 1 / 256
 
 
+def _with_delta(weight: torch.Tensor, delta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    return weight.reshape(-1).index_add(0, idx, delta.to(weight.dtype)).view_as(weight)
+
+
 class SampledLinear(torch.autograd.Function):
+    """y = x (W0 + scatter(idx, delta))^T + b, saving W0 (the frozen parameter itself, no copy) rather than
+    the summed weight: the sum is formed again in the backward (out x in additions against the product's
+    N x out x in), so the step holds no second copy of the backbone's matrices."""
+
     @staticmethod
     def forward(ctx, x, weight, bias, delta, idx):
-        w = weight.reshape(-1).index_add(0, idx, delta.to(weight.dtype)).view_as(weight)
-        ctx.save_for_backward(x, w, idx)
+        ctx.save_for_backward(x, weight, delta, idx)
         ctx.has_bias = bias is not None
-        return F.linear(x, w, bias)
+        return F.linear(x, _with_delta(weight, delta, idx), bias)
 
     @staticmethod
     def backward(ctx, grad):
-        x, w, idx = ctx.saved_tensors
+        x, weight, delta, idx = ctx.saved_tensors
+        w = _with_delta(weight, delta, idx)
         out_features, in_features = w.shape
         g2, x2 = grad.reshape(-1, out_features), x.reshape(-1, in_features)
         grad_x = grad @ w if ctx.needs_input_grad[0] else None

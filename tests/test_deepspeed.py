@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from test_resume import _assert_same_run
 
@@ -58,3 +59,21 @@ def test_auto_preset_picks_by_size():
     auto = DeepSpeedConfig()
     assert auto.resolved(22_000_000).preset == "none"  # no GPU here, and small anyway
     assert DeepSpeedConfig(preset="zero2", stage=2).resolved(10**12).stage == 2  # explicit presets are kept
+
+
+def test_apet_under_zero3_trains_its_positions_as_without_deepspeed(tiny, tmp_path):
+    """ZeRO-3 partitions the frozen matrices APET's sampled gradients read (threshold 0: every tensor); the
+    run trains exactly K scalars and ends where the same run without DeepSpeed ends."""
+    extra = ("method=apet", "apet.scale=500", "deepspeed.param_persistence_threshold=0")
+    sharded = compose(tiny("encoder", "deepspeed=zero3", *extra))
+    result = run(sharded)
+    plain_cfg = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/plain"))
+    reference = run(plain_cfg)
+    assert result["deepspeed"] == "zero3" and result["apet"]["achieved"] == 500
+    weights = load_file(RunDir(run_dir(sharded)).path / "pet_weights.safetensors")
+    deltas = {n: t for n, t in weights.items() if n.endswith(".delta")}
+    assert sum(t.numel() for t in deltas.values()) == 500 and all(t.abs().sum() > 0 for t in deltas.values())
+    expected = load_file(RunDir(run_dir(plain_cfg)).path / "pet_weights.safetensors")
+    for name, tensor in weights.items():
+        assert torch.allclose(tensor, expected[name], atol=1e-5), name
+    assert result["metrics"] == pytest.approx(reference["metrics"], abs=1e-6)
