@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import signal
 import socket
+from collections import Counter
 from pathlib import Path
 
 from launchers.planning import PlannedRun, run_status
@@ -52,6 +53,8 @@ def plan_table(runs: list[PlannedRun]) -> str:
     )
     bases = sorted({r.extra["basis"] for r in todo})
     lines += [f"  estimated from: {b}" for b in bases]
+    notes = Counter(note for r in runs for note in r.extra.get("count_notes", []))
+    lines += [f"  count note ({n} runs): {note}" for note, n in notes.items()]
     if any(r.extra["guess"] for r in todo):
         lines.append(
             "  ~ marks a guess from FLOPs: no finished run of that backbone and method on that device yet"

@@ -10,7 +10,7 @@ All three come from the parameter groups a method returns (by object), never fro
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
@@ -25,8 +25,9 @@ class ParamCounts:
     head_params: int
     pet_params: int = 0
     trainable_params: int = 0
+    count_notes: list[str] = field(default_factory=list)  # what a method says of its count (DePT: s)
 
-    def as_dict(self) -> dict[str, int]:
+    def as_dict(self) -> dict:
         return asdict(self)
 
 
@@ -113,6 +114,7 @@ def attach_method(
         attached.groups.append(ParamGroup("head", head, spec.trainer.head_lr or spec.method.config.lr))
     _set_trainable(attached.groups)
     counts.trainable_params = sum(p.numel() for g in attached.groups for p in g.params)
+    counts.count_notes = list(attached.notes)
     return attached, counts
 
 

@@ -24,6 +24,7 @@ class RunRecord:
     metrics, train_subset_metrics, train_subset_score: every test metric; the same on a train subset.
     best_step, best_dev_score, steps: the selected checkpoint, its dev score, steps trained.
     total_params, nonembedding_params, head_params, pet_params, trainable_params: parameter accounting.
+    count_notes: what the method says of its count (a target widened to a fused projection; DePT's s).
     train_time_s, dev_eval_time_s, dev_evals, final_eval_time_s: where the time went (plans cost them).
     tokens, tokens_per_s, step_time_s, peak_memory_mb: throughput and memory.
     device, precision, deepspeed: where and how it ran (the resolved precision and ZeRO preset).
@@ -56,6 +57,7 @@ class RunRecord:
     head_params: int
     pet_params: int
     trainable_params: int
+    count_notes: list
     train_time_s: float
     dev_eval_time_s: float
     dev_evals: int

@@ -34,10 +34,11 @@ def _spec(tiny, family, method, *extra):
     return resolve_run(compose(tiny(family, f"method={method}", *extra)))
 
 
-def _attach(spec, model):
-    """(attached, counts), or None where the method refuses the backbone with one clear line."""
+def _attach(spec, model, tokenizer=None):
+    """(attached, counts), or None where the method refuses the backbone with one clear line. A real model
+    comes with its tokenizer, as in a run (methods initialised from text read it)."""
     try:
-        return attach_method(model, spec)
+        return attach_method(model, spec, tokenizer=tokenizer)
     except ConfigError as err:
         assert "\n" not in str(err) and "method" in str(err)
         return None
@@ -50,7 +51,7 @@ def _trainable(model) -> set[int]:
 @pytest.mark.parametrize(("method", "arch"), CASES)
 def test_groups_are_the_trainable_parameters_and_meta_counts_are_real(tiny, method, arch):
     spec = _spec(tiny, arch, method)
-    real = _attach(spec, load_pretrained(spec.backbone, spec.task.num_labels)[0])
+    real = _attach(spec, *load_pretrained(spec.backbone, spec.task.num_labels))
     meta = _attach(_spec(tiny, arch, method), build_on_meta(spec.backbone, spec.task.num_labels))
     assert (real is None) == (meta is None)  # refused on the meta device exactly when refused for real
     if real is None:
@@ -70,7 +71,8 @@ def test_groups_are_the_trainable_parameters_and_meta_counts_are_real(tiny, meth
 @pytest.mark.parametrize("method", METHODS.names())
 def test_the_head_is_the_frameworks_and_train_head_false_freezes_it(tiny, method):
     spec = _spec(tiny, "encoder", method, "method.train_head=false")
-    attached, counts = attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)
+    model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    attached, counts = attach_method(model, spec, tokenizer=tokenizer)
     head = {n for n, p in attached.model.named_parameters() if n.startswith("classifier")}
     assert head and not any(p.requires_grad for n, p in attached.model.named_parameters() if n in head)
     assert counts.trainable_params == counts.pet_params
@@ -82,7 +84,7 @@ def test_every_trainable_tensor_gets_a_gradient_after_one_step(tiny, method, arc
     check runs on the second step, so methods whose update starts at zero (LoRA's B) are judged fairly."""
     spec = _spec(tiny, arch, method)
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
-    found = _attach(spec, model)
+    found = _attach(spec, model, tokenizer)
     if found is None:
         return
     attached, _ = found
@@ -134,7 +136,7 @@ def test_outputs_have_the_bare_models_shapes(tiny, method, arch):
     batch = objective.train_batch(objective.encode(data.train[:3]))
     with torch.no_grad():
         expected = bare.eval()(**batch).logits.shape
-    found = _attach(spec, load_pretrained(spec.backbone, spec.task.num_labels)[0])
+    found = _attach(spec, *load_pretrained(spec.backbone, spec.task.num_labels))
     if found is None:
         return
     with torch.no_grad():

@@ -59,15 +59,18 @@ class PromptConfig(MethodConfig):
 
 
 class SoftPrompt(nn.Module):
-    def __init__(self, length: int, embedding: nn.Embedding):
+    """The prompt vectors, and optionally an `offset` of the input embeddings by position (DePT's A B)."""
+
+    def __init__(self, length: int, embedding: nn.Embedding, offset: nn.Module | None = None):
         super().__init__()
         weight = embedding.weight
         self.embedding = nn.Parameter(
             torch.empty(length, weight.shape[1], device=weight.device, dtype=weight.dtype)
         )
+        self.offset = offset
         self.generating = False
 
-    def initialize(self, c: PromptConfig, vocabulary: torch.Tensor, tokenizer) -> None:
+    def initialize(self, c, vocabulary: torch.Tensor, tokenizer) -> None:
         """Rows of the vocabulary (drawn at random, or the tokens of `init_text`) or uniform noise."""
         length = self.embedding.shape[0]
         if c.init == "vocab":
@@ -78,13 +81,26 @@ class SoftPrompt(nn.Module):
         else:
             self.embedding.uniform_(-c.init_range, c.init_range)
 
-    def prepend(self, embeds: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+    def inputs(self, embeds: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """The model's input embeddings and mask: the prompt in front of the (offset) token embeddings."""
         batch, length = embeds.shape[0], self.embedding.shape[0]
-        prompt = self.embedding.unsqueeze(0).expand(batch, -1, -1).to(embeds.dtype)
         if mask is None:
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
+        if self.offset is not None:
+            embeds = self.offset(embeds, token_positions(mask))
+        prompt = self.embedding.unsqueeze(0).expand(batch, -1, -1).to(embeds.dtype)
         ones = torch.ones(batch, length, dtype=mask.dtype, device=mask.device)
         return torch.cat([prompt, embeds], 1), torch.cat([ones, mask], 1)
+
+    def later_step(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Offset the tokens of a generation step after the first (their mask covers prompt and past)."""
+        positions = token_positions(mask)[:, -embeds.shape[1] :] - self.embedding.shape[0]
+        return self.offset(embeds, positions)
+
+
+def token_positions(mask: torch.Tensor) -> torch.Tensor:
+    """Each token's position among the real tokens of its row (left padding does not shift it); pads < 0."""
+    return mask.long().cumsum(1) - 1 - (mask == 0).long() * mask.shape[1]
 
 
 def _text_ids(c: PromptConfig, tokenizer) -> list[int]:
@@ -118,40 +134,49 @@ class PromptMethod(PETMethod):
 
     def attach(self, model, ctx):
         c = self.config
-        decoder_only = ctx.backbone.family == "decoder"
         check_positions(model, ctx, c.length, "prompt")
         embedding = model.get_input_embeddings()
-        model.add_module("soft_prompt", SoftPrompt(c.length, embedding))
-        prompt = model.soft_prompt
-
-        def before(module, args, kwargs):
-            if prompt.generating or kwargs.get("input_ids") is None:
-                return args, kwargs  # generation steps after the first, or embeddings handed in already
-            embeds, mask = prompt.prepend(embedding(kwargs.pop("input_ids")), kwargs.get("attention_mask"))
-            kwargs.update(inputs_embeds=embeds, attention_mask=mask)
-            if decoder_only and kwargs.get("labels") is not None:
-                labels = kwargs["labels"]
-                kwargs["labels"] = torch.cat(
-                    [labels.new_full((labels.shape[0], c.length), IGNORE), labels], 1
-                )
-            return args, kwargs
-
-        def after(module, args, kwargs, output):
-            if decoder_only and not prompt.generating and getattr(output, "logits", None) is not None:
-                output.logits = output.logits[:, c.length :]  # the bare model's positions only
-            return output
-
-        model.register_forward_pre_hook(before, with_kwargs=True)
-        model.register_forward_hook(after, with_kwargs=True)
-        if hasattr(model, "generate"):
-            model.generate = _generate_with(model.generate, prompt, embedding, decoder_only)
+        prompt = install(model, SoftPrompt(c.length, embedding), ctx.backbone.family == "decoder")
         setup = [lambda: prompt.initialize(c, embedding.weight, ctx.tokenizer)]
         return Attached(model, [self.group([prompt.embedding])], setup=setup)
 
 
+def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPrompt:
+    """Put `prompt` in front of every input of `model` (forward hooks, and `generate` wrapped)."""
+    model.add_module("soft_prompt", prompt)
+    embedding = model.get_input_embeddings()
+    length = prompt.embedding.shape[0]
+
+    def before(module, args, kwargs):
+        if kwargs.get("input_ids") is None:
+            return args, kwargs  # embeddings handed in already, or an encoder-decoder's decoder step
+        if prompt.generating:  # a generation step after the first: the prompt is in the cache already
+            if prompt.offset is not None:
+                embeds = prompt.later_step(embedding(kwargs.pop("input_ids")), kwargs["attention_mask"])
+                kwargs["inputs_embeds"] = embeds
+            return args, kwargs
+        embeds, mask = prompt.inputs(embedding(kwargs.pop("input_ids")), kwargs.get("attention_mask"))
+        kwargs.update(inputs_embeds=embeds, attention_mask=mask)
+        if decoder_only and kwargs.get("labels") is not None:
+            labels = kwargs["labels"]
+            kwargs["labels"] = torch.cat([labels.new_full((labels.shape[0], length), IGNORE), labels], 1)
+        return args, kwargs
+
+    def after(module, args, kwargs, output):
+        if decoder_only and not prompt.generating and getattr(output, "logits", None) is not None:
+            output.logits = output.logits[:, length:]  # the bare model's positions only
+        return output
+
+    model.register_forward_pre_hook(before, with_kwargs=True)
+    model.register_forward_hook(after, with_kwargs=True)
+    if hasattr(model, "generate"):
+        model.generate = _generate_with(model.generate, prompt, embedding, decoder_only)
+    return prompt
+
+
 def _generate_with(generate, prompt: SoftPrompt, embedding: nn.Embedding, decoder_only: bool):
     def generate_with_prompt(input_ids=None, attention_mask=None, **kwargs):
-        embeds, mask = prompt.prepend(embedding(input_ids), attention_mask)
+        embeds, mask = prompt.inputs(embedding(input_ids), attention_mask)
         prompt.generating = True
         try:
             out = generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
