@@ -1,0 +1,73 @@
+"""MPO decomposition (OPF's building block): exact at full bond dimension, the seed's sizes, the gauge."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from petsweep.mpo import MpoShape, contract, decompose
+
+ONES = (1,) * 13
+# (rows, cols, matrix, MPO parameters): the shape configurations of the OPF code (spec 2.2)
+SEED_SHAPES = [
+    ((32, *ONES, 24), (32, *ONES, 24), (768, 768), 5_234_688),
+    ((64, *ONES, 48), (32, *ONES, 24), (3072, 768), 20_938_752),
+    ((32, 32), (32, 32), (1024, 1024), 2_097_152),
+    ((8, 2, 2, 2, 2, 6), (8, 2, 2, 2, 2, 6), (768, 768), 1_013_264),
+    ((16, 2, *(1,) * 11, 2, 12), (16, 2, *(1,) * 11, 2, 12), (768, 768), 4_657_408),
+    ((16, 2, 2, *(1,) * 9, 2, 2, 12), (16, 2, *(1,) * 11, 2, 12), (3072, 768), 17_096_960),
+    ((3, 4, 1, 1, 4, 4, 4), (4, 4, 1, 1, 4, 4, 3), (768, 768), 737_568),
+    ((8, 4, 1, 1, 4, 4, 6), (3, 4, 1, 1, 4, 4, 4), (3072, 768), 2_950_272),
+]
+
+
+@pytest.mark.parametrize(("rows", "cols", "matrix", "params"), SEED_SHAPES)
+def test_sizes_are_the_seed_codes(rows, cols, matrix, params):
+    shape = MpoShape(rows, cols)
+    assert shape.fits(*matrix) and shape.params() == params
+
+
+@pytest.mark.parametrize(
+    ("rows", "cols", "matrix", "params"), [SEED_SHAPES[3], SEED_SHAPES[6], SEED_SHAPES[7]]
+)
+def test_full_bond_dimension_reconstructs_exactly_in_fp32(rows, cols, matrix, params):
+    weight = torch.randn(*matrix, generator=torch.Generator().manual_seed(0)) * 0.05
+    tensors = decompose(weight, MpoShape(rows, cols))
+    assert [tuple(t.shape) for t in tensors] == MpoShape(rows, cols).tensor_shapes()
+    assert sum(t.numel() for t in tensors) == params
+    assert (contract(tensors) - weight).abs().max() <= 1e-5
+
+
+def test_the_central_tensor_carries_the_spectrum():
+    """Mixed-canonical gauge: tensors left of the centre are left-orthonormal, right of it right-orthonormal,
+    so the matrix's Frobenius norm is the central tensor's alone."""
+    shape = MpoShape((3, 4, 1, 1, 4, 4, 4), (4, 4, 1, 1, 4, 4, 3))
+    weight = torch.randn(768, 768, dtype=torch.float64)
+    tensors = decompose(weight, shape)
+    c = shape.central
+    for k, t in enumerate(tensors):
+        if k < c:
+            m = t.reshape(-1, t.shape[3])
+            assert torch.allclose(m.T @ m, torch.eye(m.shape[1], dtype=m.dtype), atol=1e-10)
+        elif k > c:
+            m = t.reshape(t.shape[0], -1)
+            assert torch.allclose(m @ m.T, torch.eye(m.shape[0], dtype=m.dtype), atol=1e-10)
+    assert torch.isclose(tensors[c].norm(), weight.norm())
+
+
+def test_truncation_caps_bonds_and_approximates():
+    weight = torch.randn(768, 768, dtype=torch.float64)
+    full, cut = (
+        MpoShape((8, 2, 2, 2, 2, 6), (8, 2, 2, 2, 2, 6)),
+        MpoShape((8, 2, 2, 2, 2, 6), (8, 2, 2, 2, 2, 6), 16),
+    )
+    assert max(cut.bonds()) == 16 and cut.params() < full.params()
+    error = (contract(decompose(weight, cut)) - weight).norm() / weight.norm()
+    assert 0 < error < 1
+
+
+def test_factors_that_do_not_multiply_to_the_matrix_are_refused():
+    with pytest.raises(ValueError, match=r"do not multiply to the matrix's \(768, 768\)"):
+        decompose(torch.zeros(768, 768), MpoShape((3, 4, 4, 4, 4), (4, 4, 4, 4, 4)))
+    with pytest.raises(ValueError, match="same length"):
+        MpoShape((768,), (768,))
