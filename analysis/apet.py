@@ -2,8 +2,8 @@
 
 An APET run is a row whose `cfg.apet.scale` is set; APET(X) is one whose scale names a method X (its budget
 is X's parameter count on that backbone). Its reference is the runs of method X on the same backbone and
-task without APET. Integer scales carry no X to compare with: they belong to the budget views (curves,
-threshold). Everything here is read from columns, so it needs no change when APET lands.
+task, without APET, at that same count. Integer scales carry no X to compare with: they belong to the budget
+views (curves, threshold).
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from analysis.curves import FIGSIZE, save_figure
+from analysis.grouping import with_variants
 from petsweep.errors import PetsweepError
 
 SCALE = "cfg.apet.scale"
@@ -26,6 +27,10 @@ def _is_method_name(scale) -> bool:
 def apet_pairs(table: pd.DataFrame) -> pd.DataFrame:
     """Per (task, backbone, X): X's and APET(X)'s mean/std/count over seeds, their gap, and the backbone size.
 
+    X's runs are those at APET(X)'s budget (pet_params equal): a sweep over X's sizes (LoRA ranks 1, 8 and
+    32) keeps only the size APET(X) was budgeted from. Any other key that varies among the runs compared
+    (a learning rate, steps) splits a pair into variants, named in `x`, instead of being averaged.
+
     Raises:
         PetsweepError: no APET(X) run, or no run of any such X to compare with.
     """
@@ -37,16 +42,23 @@ def apet_pairs(table: pd.DataFrame) -> pd.DataFrame:
     done = table[table["status"] == "COMPLETED"]
     apet = done[done[SCALE].map(_is_method_name)].assign(x=lambda t: t[SCALE].str.strip())
     plain = done[done[SCALE].isna()].assign(x=lambda t: t["method"])
-    keys = ["task", "backbone", "x"]
-    stats = {
-        name: rows.groupby(keys)["score"].agg(["mean", "std", "count"]).add_prefix(f"{name}_")
-        for name, rows in (("x", plain), ("apet", apet))
-    }
+    keys = ["task", "backbone", "x", "pet_params"]
+    stats = {}
+    for name, rows in (("x", plain), ("apet", apet)):
+        rows, _ = with_variants(rows, keys)
+        label = rows["x"].where(rows["variant"] == "", rows["x"] + " [" + rows["variant"] + "]")
+        stats[name] = (
+            rows.assign(**{f"{name}_label": label})
+            .groupby([*keys, f"{name}_label"])["score"]
+            .agg(["mean", "std", "count"])
+            .add_prefix(f"{name}_")
+            .reset_index(f"{name}_label")
+        )
     pairs = stats["apet"].join(stats["x"], how="inner").reset_index()
     if pairs.empty:
         raise PetsweepError(
             f"--kind apet: APET runs of {sorted(apet['x'].unique())} have no runs of that method "
-            "on the same backbone and task to compare with"
+            "at the same budget on the same backbone and task to compare with"
         )
     sizes = done.groupby("backbone")["total_params"].first()
     return pairs.assign(gap=pairs["apet_mean"] - pairs["x_mean"], total_params=pairs["backbone"].map(sizes))
@@ -61,7 +73,9 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
     )
     colors = dict(zip(sorted(pairs["x"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     for (score_ax, gap_ax), task in zip(axes, tasks):
-        for x, rows in pairs[pairs["task"] == task].groupby("x"):
+        for (x, x_label, apet_label), rows in pairs[pairs["task"] == task].groupby(
+            ["x", "x_label", "apet_label"]
+        ):
             size = rows["total_params"]
             score_ax.errorbar(
                 size,
@@ -70,7 +84,7 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
                 color=colors[x],
                 marker="o",
                 capsize=3,
-                label=x,
+                label=x_label,
             )
             score_ax.errorbar(
                 size,
@@ -80,9 +94,11 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
                 marker="s",
                 linestyle="--",
                 capsize=3,
-                label=f"APET({x})",
+                label=f"APET({apet_label})",
             )
-            gap_ax.plot(size, rows["gap"], color=colors[x], marker="o", label=f"APET({x}) - {x}")
+            gap_ax.plot(
+                size, rows["gap"], color=colors[x], marker="o", label=f"APET({apet_label}) - {x_label}"
+            )
         gap_ax.axhline(0, color="grey", linestyle=":")
         score_ax.set(
             xscale="log",

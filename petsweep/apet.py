@@ -65,7 +65,8 @@ class ApetSpec:
             raise ConfigError("apet.delta_fraction", self.delta_fraction, "must be in [0, 1]")
         if self.granularity == "tensor" and self.eligible:
             raise ConfigError("apet.eligible", self.eligible, "is read at element granularity only")
-        if not isinstance(self.seed, int) or isinstance(self.seed, bool):
+        # a disabled group's seed is never read (records of runs from before the group had one hold null)
+        if self.scale is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
             raise ConfigError("apet.seed", self.seed, "must be an integer")
 
 

@@ -148,9 +148,18 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
 
     data = prepare_task(spec.task, spec.seed)
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    objective = make_objective(spec.backbone.family, spec.task, data, tokenizer)
+    importance = _importance(spec, objective, data, run_path)
     stage_steps = spec.method.stage_steps(spec.trainer.max_steps)
     staged = len(stage_steps) > 1 and not spec.trainer.eval_only  # evaluation has every stage attached
-    attached, counts = attach_method(model, spec, stage=0 if staged else None, tokenizer=tokenizer)
+    attached, counts = attach_method(
+        model,
+        spec,
+        stage=0 if staged else None,
+        tokenizer=tokenizer,
+        training=not spec.trainer.eval_only,
+        importance=importance,
+    )
     if staged:
         counts = check_on_meta(spec)  # every stage's parameters, not the first's alone
     initialised = None
@@ -178,13 +187,19 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
     from petsweep.train import Stages, train  # torch-heavy; imported once the run is known to be valid
 
     stages = (
-        Stages(stage_steps, lambda stage: begin_stage(attached, spec, stage, tokenizer)) if staged else None
+        Stages(
+            stage_steps,
+            lambda stage: begin_stage(attached, spec, stage, tokenizer, importance),
+            spec.method.restarts_schedule,
+        )
+        if staged
+        else None
     )
     outcome = train(
         spec,
         run_path,
         attached.model,
-        make_objective(spec.backbone.family, spec.task, data, tokenizer),
+        objective,
         data,
         list(attached.groups),
         tracker,
@@ -192,7 +207,10 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
         stages,
         list(attached.buffers),
     )
-    save_file(outcome.pop("best_weights"), run_path.path / "pet_weights.safetensors")
+    weights = outcome.pop("best_weights")
+    if not spec.trainer.eval_only:  # eval_only attached the saved form already
+        weights = spec.method.saved_state(attached.model, weights)
+    save_file(weights, run_path.path / "pet_weights.safetensors")
     process_start = provenance.process_start_time()
     first_step_at = outcome.pop("first_step_at")
     prov["end"] = time.time()
@@ -210,7 +228,8 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
         data=data.stats,
         init_from=initialised,
         eval_only=spec.trainer.eval_only,
-        apet=getattr(spec.method, "record", None),
+        apet=spec.method.record if spec.method.config.name == "apet" else None,
+        opf=spec.method.record if spec.method.config.name == "opf" else None,
         **counts.as_dict(),
         **outcome,
         load_time_s=load_s,
@@ -220,6 +239,23 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
     ).as_dict()
     tracker.finish({k: result[k] for k in RunRecord.scalar_keys() if result[k] is not None})
     return result
+
+
+def _importance(spec: RunSpec, objective, data, run_path: RunDir):
+    """The gradient importance a method may score matrices by (OPF), over this run's training data."""
+    from petsweep.importance import GradientImportance
+    from petsweep.train import pick_device
+
+    scored = getattr(spec.method.config, "score_batches", None)
+    return GradientImportance(
+        objective,
+        data.train,
+        spec.trainer,
+        spec.seed,
+        pick_device(spec.trainer),
+        run_path.path / "importance.json",
+        scored,
+    )
 
 
 def summary_text(result: dict, run_path: RunDir, reused: bool = False) -> str:

@@ -66,7 +66,7 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
         )
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
     plain_keys = set(model.state_dict())
-    attached = attach_method(model, spec, tokenizer=tokenizer)[0]
+    attached = attach_method(model, spec, tokenizer=tokenizer, training=False)[0]
     load_trainable(attached.model, load_file(run.path / "pet_weights.safetensors"))
     merged = merge_tuner_layers(attached.model)
     added = sorted(set(merged.state_dict()) - plain_keys)

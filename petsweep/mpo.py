@@ -90,3 +90,26 @@ def contract(tensors: list[torch.Tensor]) -> torch.Tensor:
     rows = [out.shape[2 * k] for k in range(n)]
     cols = [out.shape[2 * k + 1] for k in range(n)]
     return out.permute([*range(0, 2 * n, 2), *range(1, 2 * n, 2)]).reshape(math.prod(rows), math.prod(cols))
+
+
+def _balanced_factors(number: int, count: int) -> list[int]:
+    """`count` factors of `number`, as equal as its prime factors allow (1s where it has too few)."""
+    primes, rest, p = [], number, 2
+    while p * p <= rest:
+        while rest % p == 0:
+            primes.append(p)
+            rest //= p
+        p += 1
+    if rest > 1:
+        primes.append(rest)
+    bins = [1] * count
+    for prime in sorted(primes, reverse=True):
+        bins[bins.index(min(bins))] *= prime
+    return sorted(bins)
+
+
+def auto_shape(out_features: int, in_features: int, trunc: int | None = None) -> MpoShape:
+    """The OPF code's 7-core layout for any matrix: 5 balanced factors of each side, two unit factors (bond
+    tensors, the over-parameterisation) after the second. For 768 x 768 it is the BART preset's shape."""
+    rows, cols = _balanced_factors(out_features, 5), _balanced_factors(in_features, 5)[::-1]
+    return MpoShape((*rows[:2], 1, 1, *rows[2:]), (*cols[:2], 1, 1, *cols[2:]), trunc)

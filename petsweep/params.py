@@ -84,7 +84,7 @@ def _check_disjoint(groups) -> None:
 
 
 def attach_method(
-    model: nn.Module, spec, stage: int | None = None, tokenizer=None
+    model: nn.Module, spec, stage: int | None = None, tokenizer=None, training: bool = True, importance=None
 ) -> tuple[Attached, ParamCounts]:
     """Attach the run's PET method, set trainability from its groups (plus the head's), and count.
 
@@ -97,6 +97,7 @@ def attach_method(
         stage: attach only this stage of a method that trains in stages (a run attaches stage 0, then
             `begin_stage`); None attaches every stage (counts, evaluation).
         tokenizer: the backbone's tokenizer (methods initialised from text need it on a real model).
+        training, importance: as in AttachContext (False: saved weights are attached to be evaluated).
 
     Returns:
         (the attached model and its groups, the head's group last; the ParamCounts of what was attached).
@@ -105,7 +106,7 @@ def attach_method(
     counts = count_backbone(model, head)
     for param in model.parameters():
         param.requires_grad_(False)
-    ctx = AttachContext(backbone=spec.backbone, head=head, task=spec.task, tokenizer=tokenizer)
+    ctx = AttachContext(spec.backbone, head, spec.task, tokenizer, training, importance)
     method = spec.method
     attached = method.attach(model, ctx) if stage is None else method.attach_stage(model, ctx, stage)
     run_setup(attached)
@@ -118,9 +119,13 @@ def attach_method(
     return attached, counts
 
 
-def begin_stage(attached: Attached, spec, stage: int, tokenizer=None) -> tuple[list[ParamGroup], list]:
-    """Start stage `stage` of a method that trains in stages: freeze the groups trained so far (a head keeps
-    training), attach what the stage adds; returns the groups it trains and the buffers it adds.
+def begin_stage(
+    attached: Attached, spec, stage: int, tokenizer=None, importance=None
+) -> tuple[list[ParamGroup], list]:
+    """Start stage `stage` of a method that trains in stages: attach what the stage adds, freeze what was
+    trained so far and is not in the stage's groups (a head keeps training); returns the groups it trains and
+    the buffers it adds. A stage's group replaces an earlier group of the same name (OPF lists its dense and
+    MPO tensors anew each round); sequential's stages add groups of their own.
 
     The stage's initialisation is drawn from a generator seeded by (run seed, stage) and leaves the global
     RNG alone, so a run resumed inside any stage re-creates it exactly.
@@ -129,19 +134,20 @@ def begin_stage(attached: Attached, spec, stage: int, tokenizer=None) -> tuple[l
 
     head = _head(attached.model, spec.backbone)
     head_groups = [g for g in attached.groups if g.name == "head"]
-    for group in attached.groups:
-        if group.name != "head":
-            for param in group.params:
-                param.requires_grad_(False)
     with torch.random.fork_rng():
         torch.manual_seed(spec.seed * 1009 + stage)
-        ctx = AttachContext(spec.backbone, head, spec.task, tokenizer)
+        ctx = AttachContext(spec.backbone, head, spec.task, tokenizer, importance=importance)
         added = spec.method.attach_stage(attached.model, ctx, stage)
         run_setup(added)
     groups = added.groups + head_groups
-    _check_disjoint([*attached.groups, *added.groups])
+    renewed = {g.name for g in added.groups}
+    kept = [g for g in attached.groups if g.name != "head" and g.name not in renewed]
+    for group in [*kept, *(g for g in attached.groups if g.name in renewed)]:
+        for param in group.params:
+            param.requires_grad_(False)
+    _check_disjoint([*kept, *added.groups])
     _set_trainable(groups)
-    attached.groups = [*(g for g in attached.groups if g.name != "head"), *added.groups, *head_groups]
+    attached.groups = [*kept, *added.groups, *head_groups]
     attached.buffers += added.buffers
     return groups, added.buffers
 

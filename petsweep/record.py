@@ -33,6 +33,7 @@ class RunRecord:
     init_from: the run whose weights this one started from, and what was loaded; eval_only: no training.
     apet: an APET run's budget (scale, requested and achieved K, eligible count, seed, granularity) and the
         sha256 of its positions; None for other methods.
+    opf: an OPF run's over-parameterised matrices (name, family, round, MPO and dense sizes) and totals.
     config: the run's semantic config (what its identity hashes).
     """
 
@@ -76,6 +77,7 @@ class RunRecord:
     init_from: dict | None
     eval_only: bool
     apet: dict | None
+    opf: dict | None
     config: dict
 
     def as_dict(self) -> dict:

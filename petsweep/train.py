@@ -58,6 +58,7 @@ class Stages:
 
     steps: list[int]
     begin: Callable[[int], tuple[list[ParamGroup], list[torch.Tensor]]] | None = None
+    restart_schedule: bool = True  # each stage its own warmup and decay, or one schedule over the run
 
     def start(self, stage: int) -> int:
         """Completed steps when `stage` begins."""
@@ -103,13 +104,15 @@ def build_optimizer(groups: list[ParamGroup], trainer: TrainerConfig) -> torch.o
 
 
 def build_scheduler(
-    optimizer, trainer: TrainerConfig, steps: int | None = None
+    optimizer, trainer: TrainerConfig, steps: int | None = None, offset: int = 0
 ) -> torch.optim.lr_scheduler.LambdaLR:
-    """Warmup, then the trainer's schedule over `steps` (a stage's; the whole run by default)."""
+    """Warmup, then the trainer's schedule over `steps` (a stage's; the whole run by default); `offset`: the
+    run's steps already taken when this optimizer starts (a stage that continues the run's schedule)."""
     total = trainer.max_steps if steps is None else steps
     warmup = int(trainer.warmup_ratio * total)
 
     def factor(step: int) -> float:
+        step += offset
         if step < warmup:
             return (step + 1) / (warmup + 1)
         progress = (step - warmup) / max(1, total - warmup)
@@ -186,7 +189,7 @@ def train(
     train_set = objective.encode(data.train)
     dev_set, test_set = objective.encode(data.dev), objective.encode(data.test)
     optimizer = build_optimizer(groups, trainer)
-    scheduler = build_scheduler(optimizer, trainer, stages.steps[0])
+    scheduler = build_scheduler(optimizer, trainer, stages.steps[0] if stages.restart_schedule else None)
     stepper, zero = make_stepper(model, optimizer, scheduler, trainer, spec.deepspeed, total_params, bf16)
     if len(stages.steps) > 1 and zero.stage is not None:
         raise ConfigError(
@@ -202,7 +205,12 @@ def train(
         new_groups, new_buffers = stages.begin(index)
         stepper.keep |= {id(p) for g in new_groups for p in g.params} | {id(b) for b in new_buffers}
         new_optimizer = build_optimizer(new_groups, trainer)
-        stepper.rebuild(new_optimizer, build_scheduler(new_optimizer, trainer, stages.steps[index]))
+        scheduler = (
+            build_scheduler(new_optimizer, trainer, stages.steps[index])
+            if stages.restart_schedule
+            else build_scheduler(new_optimizer, trainer, offset=stages.start(index))
+        )
+        stepper.rebuild(new_optimizer, scheduler)
         log.info(
             "stage %d of %d begins: %s", index + 1, len(stages.steps), ", ".join(g.name for g in new_groups)
         )

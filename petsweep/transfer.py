@@ -140,7 +140,7 @@ def _evaluate(
     seed_everything(source.seed)
     data = prepare_task(target.task, source.seed)
     model, tokenizer = load_pretrained(source.backbone, source.task.num_labels)
-    model = attach_method(model, source, tokenizer=tokenizer)[0].model
+    model = attach_method(model, source, tokenizer=tokenizer, training=False)[0].model
     load_trainable(model, load_file(run_dir / "pet_weights.safetensors"))
     device = pick_device(source.trainer)
     model.to(device)

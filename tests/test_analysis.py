@@ -252,6 +252,31 @@ def test_apet_view_pairs_x_with_apet_x_at_equal_budget(apet_sweep, tmp_path):
     assert image.shape[0] == 480 and image.std() > 0
 
 
+def test_apet_x_is_compared_with_x_at_its_budget_only(apet_sweep, tmp_path):
+    """LoRA swept over ranks: only the rank whose count APET(lora) was given is its reference (the others
+    are not pooled into it); a second LoRA learning rate at that count is a variant of its own."""
+    for seed, score in enumerate([0.20, 0.21, 0.22]):  # another rank: another count, far worse
+        write_run(apet_sweep, f"small-lora-r1-{seed}", "lora", 12, seed, score, backbone="small")
+    for seed, score in enumerate([0.70, 0.71, 0.72]):  # LoRA's count, another learning rate
+        write_run(
+            apet_sweep,
+            f"small-lora-lr-{seed}",
+            "lora",
+            100,
+            seed,
+            score,
+            backbone="small",
+            total_params=10**6,
+            trainer={"lr": 0.5},
+        )
+    pairs = apet_pairs(collect([apet_sweep]))
+    small = pairs[pairs["backbone"] == "small"].set_index("x_label")
+    assert sorted(small.index) == ["lora", "lora [trainer.lr=0.5]"]
+    assert small.loc["lora", "x_mean"] == pytest.approx(0.82)
+    assert small.loc["lora [trainer.lr=0.5]", "x_mean"] == pytest.approx(0.71)
+    assert list(small["apet_mean"]) == pytest.approx([0.62, 0.62]) and list(small["x_count"]) == [3, 3]
+
+
 def test_apet_without_its_reference_method_says_so(tmp_path):
     write_run(tmp_path / "s", "a", "apet", 300, 0, 0.5, apet_scale="adapter")
     write_run(tmp_path / "s", "b", "lora", 100, 0, 0.5)

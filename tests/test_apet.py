@@ -10,6 +10,7 @@ import sys
 import pytest
 import torch
 from conftest import REPO
+from omegaconf import OmegaConf
 from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
@@ -119,6 +120,7 @@ def test_only_the_chosen_positions_move_and_the_merged_model_computes_the_same(t
         (("apet.scale=ratio", "apet.ratio=1.5"), ["apet.ratio=1.5", "(0, 1]"]),
         (("apet.scale=loar",), ["apet.scale='loar'", "lora", "adapter"]),
         (("apet.granularity=tensors",), ["apet.granularity='tensors'", "element, tensor"]),
+        (("apet.scale=100", "apet.seed=null"), ["apet.seed=None", "integer"]),
     ],
 )
 def test_bad_budgets_are_one_line_before_anything_runs(tiny, extra, words):
@@ -127,6 +129,14 @@ def test_bad_budgets_are_one_line_before_anything_runs(tiny, extra, words):
         run(cfg)
     assert all(w in str(err.value) for w in words) and "\n" not in str(err.value), str(err.value)
     assert not run_dir(cfg).exists()
+
+
+def test_records_from_before_the_apet_group_had_a_seed_still_resolve(tiny):
+    """Runs recorded before APET landed hold `apet: {scale: null, seed: null}`; transfer and export read them
+    back through resolve_run, and a disabled group's seed is never read."""
+    config = OmegaConf.to_container(compose(tiny("encoder", "method=lora")), resolve=True)
+    config["apet"] = {"scale": None, "seed": None}
+    assert resolve_run(config).method.config.name == "lora"
 
 
 def test_a_budget_makes_a_sweep_an_apet_sweep_and_a_single_run_must_say_so(tiny):

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Reproduces docs/cpu_demo from scratch on a CPU (about 20 minutes on 2 cores): the demo sweep (three presets,
+# Reproduces docs/cpu_demo from scratch on a CPU (about 35 minutes on 2 cores): the demo sweep (four presets,
 # one sweep dir), transfer evaluation both ways between BBC articles and headlines, the table and the figures.
 # Re-running it resumes: COMPLETED runs and existing transfer scores are kept, not recomputed.
 # Usage: ./install.sh && docs/cpu_demo/reproduce.sh [runs_root]      (default runs_root: runs)
@@ -9,7 +9,7 @@ export HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1
 RUNS=${1:-runs}
 OUT=docs/cpu_demo
 if [ "${DEMO_STEPS:-all}" != analysis ]; then
-  for preset in cpu_demo_lora cpu_demo_baselines cpu_demo_headlines; do
+  for preset in cpu_demo_lora cpu_demo_baselines cpu_demo_headlines cpu_demo_apet; do
     .venv/bin/python run.py -m +sweep="$preset" paths.runs_root="$RUNS"
   done
 fi
@@ -22,3 +22,7 @@ for kind in curves pareto gap generalization threshold convergence; do
   .venv/bin/petsweep plot "$OUT/table.csv" --kind "$kind" --where "task == 'bbc_news'" -o "$OUT/$kind.png"
 done
 .venv/bin/petsweep plot "$OUT/table.csv" --kind transfer --where "backbone == 'minilm-l6'" -o "$OUT/transfer.png"
+# APET (cpu_demo_apet): APET(X) beside X at X's budget, and every APET budget on its own curve per depth
+.venv/bin/petsweep plot "$OUT/table.csv" --kind apet --where "task == 'bbc_news'" -o "$OUT/apet.png"
+.venv/bin/petsweep plot "$OUT/table.csv" --kind curves --where "task == 'bbc_news' and method == 'apet'" \
+  -o "$OUT/apet_curves.png"

@@ -65,12 +65,18 @@ class AttachContext:
             train these; the framework adds them as the `head` group when `train_head` is set.
         task: the run's task spec (lengths, kind), where a method's fit depends on it.
         tokenizer: the backbone's tokenizer, for methods initialised from text (None on the meta device).
+        training: False where saved weights are attached to be scored, exported or transferred (a method
+            whose saved form differs from its training form, OPF's dense matrices, attaches that form).
+        importance: where the run has training data, (model, round, {name: matrix}) -> {name: score}, the
+            gradient importance of matrices (petsweep/importance.py); None on the meta device.
     """
 
     backbone: BackboneSpec
     head: list[nn.Parameter] = field(default_factory=list)
     task: Any = None  # the run's TaskSpec (lengths, kind), where a method's fit depends on it
     tokenizer: Any = None  # the backbone's tokenizer on a real model (text initialisation); None on meta
+    training: bool = True
+    importance: Callable | None = None
 
     def is_head(self, param: nn.Parameter) -> bool:
         return any(param is p for p in self.head)
@@ -131,6 +137,15 @@ class PETMethod:
         if stage != 0:
             raise ValueError(f"{self.config.name} trains in one stage")
         return self.attach(model, ctx)
+
+    # whether each stage restarts warmup and decay (sequential: a new task per stage) or continues the run's
+    # one schedule (OPF's dynamic rounds)
+    restarts_schedule: bool = True
+
+    def saved_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """The form trained weights are saved in (pet_weights): as trained by default; OPF contracts its MPO
+        tensors back into dense matrices. Loading them attaches the method with `training=False`."""
+        return state
 
     def group(self, params, name: str = "method", lr: float | None = None) -> ParamGroup:
         """One group of the method's parameters at its learning rate (or `lr`)."""

@@ -1,0 +1,80 @@
+"""MPO decomposition time for every attention and FFN matrix of bert-base (random weights from its config).
+
+    .venv/bin/python benchmarks/mpo_decompose.py [--layers 12] [--out BENCHMARKS.md]
+
+What OPF pays before training when it over-parameterises matrices: petsweep.mpo.decompose per matrix, with
+the OPF code's 7-core BART shapes (768 x 768: [3,4,1,1,4,4,4] x [4,4,1,1,4,4,3]; 3072 x 768 and its
+transpose: [8,4,1,1,4,4,6] x [3,4,1,1,4,4,4]), untruncated. Also the worst reconstruction error (fp32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from petsweep.mpo import MpoShape, contract, decompose  # noqa: E402
+
+SQUARE = MpoShape((3, 4, 1, 1, 4, 4, 4), (4, 4, 1, 1, 4, 4, 3))
+WIDE = MpoShape((8, 4, 1, 1, 4, 4, 6), (3, 4, 1, 1, 4, 4, 4))  # 3072 x 768
+FAMILIES = {  # bert-base module -> (family, shape)
+    "attention.self.query": ("attention", SQUARE),
+    "attention.self.key": ("attention", SQUARE),
+    "attention.self.value": ("attention", SQUARE),
+    "attention.output.dense": ("attention", SQUARE),
+    "intermediate.dense": ("ffn_in", WIDE),
+    "output.dense": ("ffn_out", MpoShape(WIDE.cols, WIDE.rows)),
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--out", type=Path, default=None, help="append the table to this markdown file")
+    args = parser.parse_args()
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig(num_hidden_layers=args.layers))  # bert-base's shapes, random weights
+    times: dict[str, list[float]] = {}
+    errors: dict[str, float] = {}
+    for layer in model.encoder.layer:
+        for name, (family, shape) in FAMILIES.items():
+            weight = layer.get_submodule(name).weight.detach()
+            started = time.perf_counter()
+            tensors = decompose(weight, shape)
+            times.setdefault(family, []).append(time.perf_counter() - started)
+            errors[family] = max(errors.get(family, 0.0), (contract(tensors) - weight).abs().max().item())
+    lines = [
+        f"bert-base shapes, {args.layers} layers, random weights, {torch.get_num_threads()} threads, "
+        f"{os.cpu_count()} CPUs",
+        "",
+        "| family | matrices | shape | MPO / dense params | per matrix (median) | total | max abs error |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for family, spent in times.items():
+        shape = next(s for f, s in FAMILIES.values() if f == family)
+        rows, cols = (torch.Size(shape.rows).numel(), torch.Size(shape.cols).numel())
+        lines.append(
+            f"| {family} | {len(spent)} | {rows} x {cols} | {shape.params() / (rows * cols):.2f} | "
+            f"{statistics.median(spent):.2f} s | {sum(spent):.1f} s | {errors[family]:.1e} |"
+        )
+    total = sum(sum(v) for v in times.values())
+    lines.append(f"| all | {sum(len(v) for v in times.values())} | | | | {total:.1f} s | |")
+    table = "\n".join(lines)
+    print(table)
+    if args.out:
+        with args.out.open("a") as fh:
+            fh.write("\n" + table + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,142 @@
+"""OPF: matrices chosen by gradient importance, MPO tensors that really train, dense weights saved, dynamic
+rounds that rebuild the optimizer and resume exactly, and one-line refusals."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from test_resume import _assert_same_run, _crash_after_second_save
+
+from petsweep.app import run
+from petsweep.backbones import load_pretrained
+from petsweep.checkpoint import trainable_state
+from petsweep.config import compose, resolve_run
+from petsweep.errors import ConfigError
+from petsweep.identity import run_dir
+from petsweep.methods.opf import MpoLinear
+from petsweep.params import attach_method, check_on_meta
+from petsweep.status import RunDir
+
+FAMILIES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
+
+
+def test_bert_base_count_is_the_seed_shapes_over_parameterisation():
+    """Five matrices per family with the OPF code's BERT shapes: each attention matrix 589,824 -> 5,234,688,
+    each FFN matrix 2,359,296 -> 20,938,752, on top of full fine-tuning."""
+    spec = resolve_run(
+        compose(["backbone=bert-base", "task=rte", "method=opf", "method.top_n=5", "method/shapes=bert"])
+    )
+    counts = check_on_meta(spec)
+    extra = 20 * (5_234_688 - 589_824) + 10 * (20_938_752 - 2_359_296)
+    assert counts.pet_params == counts.total_params + extra == 388_174_080
+
+
+def test_saved_weights_are_dense_and_give_the_mpo_models_outputs(tiny):
+    spec = resolve_run(compose(tiny("encoder", "method=opf", "method.top_n=1")))
+    model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    attached, _ = attach_method(model, spec, tokenizer=tokenizer)
+    mpos = [m for m in attached.model.modules() if isinstance(m, MpoLinear)]
+    assert len(mpos) == len(FAMILIES)
+    with torch.no_grad():  # as if trained: every local tensor moved
+        for mpo in mpos:
+            for tensor in mpo.tensors:
+                tensor.add_(0.05 * torch.randn_like(tensor))
+    batch = tokenizer(["a first text", "and a second, longer one"], return_tensors="pt", padding=True)
+    with torch.no_grad():
+        expected = attached.model.eval()(**batch).logits
+    dense = spec.method.saved_state(attached.model, trainable_state(attached.model))
+    assert not any(".tensors." in name for name in dense)
+    bare = load_pretrained(spec.backbone, spec.task.num_labels)[0]
+    size = sum(p.numel() for p in bare.parameters())
+    missing, unexpected = bare.load_state_dict(dense, strict=False)
+    assert not unexpected and not [n for n in missing if "weight" in n and "embeddings" not in n]
+    assert sum(p.numel() for p in bare.parameters()) == size
+    with torch.no_grad():
+        torch.testing.assert_close(bare.eval()(**batch).logits, expected, atol=1e-5, rtol=1e-5)
+
+
+def _run(tiny, *extra):
+    cfg = compose(tiny("encoder", "method=opf", *extra))
+    return cfg, run(cfg)
+
+
+def test_static_choice_is_the_top_importance_and_the_mpo_tensors_train(tiny):
+    """With the dense backbone frozen, only the chosen matrices (through their MPO tensors) and the head can
+    change: they do (the seed code never stepped its MPO tensors), and nothing else does."""
+    cfg, result = _run(tiny, "method.top_n=1", "method.train_backbone=false", "method.mpo_lr=0.01")
+    scores = json.loads((run_dir(cfg) / "importance.json").read_text())["0"]
+    chosen = {e["family"]: e["name"] for e in result["opf"]["chosen"]}
+    assert set(chosen) == set(FAMILIES) and all(e["round"] == 0 for e in result["opf"]["chosen"])
+    for family, name in chosen.items():
+        layer = name.split(".layer.")[1].split(".")[0]
+        rival = name.replace(f".layer.{layer}.", f".layer.{1 - int(layer)}.")
+        assert scores[f"{name}.weight"] >= scores[f"{rival}.weight"], family
+    saved = load_file(run_dir(cfg) / "pet_weights.safetensors")
+    pretrained = load_pretrained(resolve_run(cfg).backbone, 5)[0].state_dict()
+    changed = {
+        n for n in saved if n.startswith("bert.") and not torch.equal(saved[n], pretrained[n])
+    }  # the backbone's tensors (the new head trains too)
+    assert changed == {f"{name}.weight" for name in chosen.values()}
+    ratio = result["opf"]["chosen"][0]["ratio"]
+    assert ratio == round(
+        result["opf"]["chosen"][0]["mpo_params"] / result["opf"]["chosen"][0]["dense_params"], 4
+    )
+
+
+DYNAMIC = ("method.strategy=dynamic", "method.top_n=2", "method.split_num=2", "trainer.max_steps=8")
+
+
+def test_dynamic_rounds_add_matrices_and_continue_one_schedule(tiny):
+    cfg, result = _run(tiny, *DYNAMIC, "trainer.eval_every=1", "trainer.warmup_ratio=0")
+    rounds = [e["round"] for e in result["opf"]["chosen"]]
+    assert sorted(rounds) == [0] * 6 + [1] * 6  # one matrix per family per round: both layers in the end
+    scores = json.loads((run_dir(cfg) / "importance.json").read_text())
+    assert set(scores) == {"0", "1"} and len(scores["1"]) == 6  # round 1 scores what round 0 left
+    lrs = [json.loads(line)["lr"] for line in RunDir(run_dir(cfg)).metrics_file.read_text().splitlines()]
+    assert lrs == sorted(lrs, reverse=True) and lrs[-1] == 0  # no second warmup at the round boundary
+
+
+def test_dynamic_run_resumed_inside_its_second_round_ends_where_an_unbroken_run_does(
+    tiny, tmp_path, monkeypatch
+):
+    """The checkpoint of step 6 lies in round 1. On resume the rounds are re-attached before the weights are
+    restored, so round 1's choice must come from the scores saved when it began, not from pretrained weights.
+    T5: each family has 4 matrices (encoder and decoder), so round 1 really chooses (1 of the 3 left)."""
+    extra = (*DYNAMIC, "trainer.save_every=3", "trainer.eval_every=2", "method.lr=0.01")
+    reference = compose(
+        tiny("encoder_decoder", "method=opf", *extra, f"paths.runs_root={tmp_path}/reference")
+    )
+    run(reference)
+    crashing = compose(tiny("encoder_decoder", "method=opf", *extra, f"paths.runs_root={tmp_path}/crashing"))
+    _crash_after_second_save(crashing, monkeypatch)
+    result = run(crashing)
+    assert "resumed from step-00000006" in (run_dir(crashing) / "train.log").read_text()
+    _assert_same_run(RunDir(run_dir(reference)), RunDir(run_dir(crashing)))
+    assert result["opf"] == RunDir(run_dir(reference)).result()["opf"]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "key", "words"),
+    [
+        (("method.top_n=3",), "method.top_n=3", "exceeds the 2 q matrices of tiny-bert"),
+        (
+            ("method.strategy=dynamic", "method.top_n=3", "method.split_num=2"),
+            "method.split_num=2",
+            "must divide",
+        ),
+        (
+            ("method.shapes.attention={rows:[4,4],cols:[4,4]}",),
+            "method.shapes.attention",
+            "must multiply to the 32 x 32 matrices",
+        ),
+    ],
+)
+def test_impossible_settings_are_one_line_before_anything_runs(tiny, overrides, key, words):
+    cfg = compose(tiny("encoder", "method=opf", *overrides))
+    with pytest.raises(ConfigError) as err:
+        run(cfg)
+    assert str(err.value).startswith(key) and words in str(err.value) and "\n" not in str(err.value)
+    assert not run_dir(cfg).exists()
