@@ -64,8 +64,12 @@ def apet_pairs(table: pd.DataFrame) -> pd.DataFrame:
     return pairs.assign(gap=pairs["apet_mean"] - pairs["x_mean"], total_params=pairs["backbone"].map(sizes))
 
 
+VARIANT_STYLES = [("--", "s"), (":", "^"), ("-.", "v"), ((0, (5, 1)), "D")]  # APET(X) variants of one X
+
+
 def plot_apet(table: pd.DataFrame, path: Path) -> Path:
-    """Left: X (solid) and APET(X) (dashed) vs backbone size; right: APET(X) - X. One panel pair per task."""
+    """Left: X (solid) and APET(X) (dashed; its variants dotted, ...) vs backbone size; right: APET(X) - X.
+    One panel pair per task; one colour per X."""
     pairs = apet_pairs(table).sort_values("total_params")
     tasks = sorted(pairs["task"].unique())
     fig, axes = plt.subplots(
@@ -73,32 +77,33 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
     )
     colors = dict(zip(sorted(pairs["x"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
     for (score_ax, gap_ax), task in zip(axes, tasks):
-        for (x, x_label, apet_label), rows in pairs[pairs["task"] == task].groupby(
-            ["x", "x_label", "apet_label"]
-        ):
-            size = rows["total_params"]
+        rows_of_task = pairs[pairs["task"] == task]
+        for (x, x_label), rows in rows_of_task.groupby(["x", "x_label"]):
+            reference = rows.drop_duplicates("backbone")
             score_ax.errorbar(
-                size,
-                rows["x_mean"],
-                yerr=rows["x_std"].fillna(0),
+                reference["total_params"],
+                reference["x_mean"],
+                yerr=reference["x_std"].fillna(0),
                 color=colors[x],
                 marker="o",
                 capsize=3,
                 label=x_label,
             )
-            score_ax.errorbar(
-                size,
-                rows["apet_mean"],
-                yerr=rows["apet_std"].fillna(0),
-                color=colors[x],
-                marker="s",
-                linestyle="--",
-                capsize=3,
-                label=f"APET({apet_label})",
-            )
-            gap_ax.plot(
-                size, rows["gap"], color=colors[x], marker="o", label=f"APET({apet_label}) - {x_label}"
-            )
+            for (linestyle, marker), (apet_label, variant) in zip(
+                VARIANT_STYLES * 4, rows.groupby("apet_label")
+            ):
+                style = dict(color=colors[x], linestyle=linestyle, marker=marker)
+                score_ax.errorbar(
+                    variant["total_params"],
+                    variant["apet_mean"],
+                    yerr=variant["apet_std"].fillna(0),
+                    capsize=3,
+                    label=f"APET({apet_label})",
+                    **style,
+                )
+                gap_ax.plot(
+                    variant["total_params"], variant["gap"], label=f"APET({apet_label}) - {x_label}", **style
+                )
         gap_ax.axhline(0, color="grey", linestyle=":")
         score_ax.set(
             xscale="log",

@@ -17,12 +17,16 @@ fi
 .venv/bin/petsweep transfer "$RUNS/cpu_demo" --task bbc_headlines --task bbc_news
 .venv/bin/petsweep collect "$RUNS/cpu_demo" -o "$OUT/table.csv"
 .venv/bin/petsweep thresholds "$OUT/table.csv" -o "$OUT/thresholds.csv"
-# the article task; headline-trained runs (MiniLM-L6 only) are in the table and the transfer matrix
+# the article task, structured methods (APET has figures of its own below); headline-trained runs (MiniLM-L6
+# only) are in the table and the transfer matrix
 for kind in curves pareto gap generalization threshold convergence; do
-  .venv/bin/petsweep plot "$OUT/table.csv" --kind "$kind" --where "task == 'bbc_news'" -o "$OUT/$kind.png"
+  .venv/bin/petsweep plot "$OUT/table.csv" --kind "$kind" --where "task == 'bbc_news' and method != 'apet'" \
+    -o "$OUT/$kind.png"
 done
 .venv/bin/petsweep plot "$OUT/table.csv" --kind transfer --where "backbone == 'minilm-l6'" -o "$OUT/transfer.png"
 # APET (cpu_demo_apet): APET(X) beside X at X's budget, and every APET budget on its own curve per depth
 .venv/bin/petsweep plot "$OUT/table.csv" --kind apet --where "task == 'bbc_news'" -o "$OUT/apet.png"
 .venv/bin/petsweep plot "$OUT/table.csv" --kind curves --where "task == 'bbc_news' and method == 'apet'" \
   -o "$OUT/apet_curves.png"
+.venv/bin/petsweep plot "$OUT/table.csv" --kind threshold \
+  --where "task == 'bbc_news' and method in ['apet', 'full']" -o "$OUT/apet_threshold.png"
