@@ -54,12 +54,19 @@ METHODS = [
     "apet_dense",
     "apet_4096",
     "apet_4096_dense",
+    "prompt_100",
+    "dept",
+    "opf",
 ]
 VARIANTS = {  # a row label -> the run's method overrides (default: method=<label>)
     "apet": ["method=apet", "apet.scale=lora"],  # K = LoRA's budget, sampled-product gradients
     "apet_dense": ["method=apet", "apet.scale=lora", "method.gradient=dense"],  # the dense gradient, gathered
     "apet_4096": ["method=apet", "apet.scale=4096"],
     "apet_4096_dense": ["method=apet", "apet.scale=4096", "method.gradient=dense"],
+    # DePT (m 60, r 30) and prompt tuning at equal count: at s = 128 and d = 384 both train 38,400
+    "prompt_100": ["method=prompt", "method.length=100"],
+    "dept": ["method=dept"],
+    "opf": ["method=opf", "method.score_batches=4"],  # top 2 per family, auto shapes; 4 scoring batches
 }
 EXTRA = {  # 20 + 128 positions fit MiniLM's 512
     "prompt": ["method.length=20"],

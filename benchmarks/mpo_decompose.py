@@ -1,10 +1,11 @@
 """MPO decomposition time for every attention and FFN matrix of bert-base (random weights from its config).
 
-    .venv/bin/python benchmarks/mpo_decompose.py [--layers 12] [--out BENCHMARKS.md]
+    .venv/bin/python benchmarks/mpo_decompose.py [--preset bart|bert] [--layers 12] [--out BENCHMARKS.md]
 
 What OPF pays before training when it over-parameterises matrices: petsweep.mpo.decompose per matrix, with
-the OPF code's 7-core BART shapes (768 x 768: [3,4,1,1,4,4,4] x [4,4,1,1,4,4,3]; 3072 x 768 and its
-transpose: [8,4,1,1,4,4,6] x [3,4,1,1,4,4,4]), untruncated. Also the worst reconstruction error (fp32).
+one of the OPF code's shape presets (conf/method/shapes): bart, 7 cores (768 x 768: [3,4,1,1,4,4,4] x
+[4,4,1,1,4,4,3]; 1.25x), or bert, 15 cores with thirteen unit bonds (8.9x); untruncated. Also the worst
+reconstruction error (fp32).
 """
 
 from __future__ import annotations
@@ -23,45 +24,55 @@ sys.path.insert(0, str(REPO))
 
 from petsweep.mpo import MpoShape, contract, decompose  # noqa: E402
 
-SQUARE = MpoShape((3, 4, 1, 1, 4, 4, 4), (4, 4, 1, 1, 4, 4, 3))
-WIDE = MpoShape((8, 4, 1, 1, 4, 4, 6), (3, 4, 1, 1, 4, 4, 4))  # 3072 x 768
-FAMILIES = {  # bert-base module -> (family, shape)
-    "attention.self.query": ("attention", SQUARE),
-    "attention.self.key": ("attention", SQUARE),
-    "attention.self.value": ("attention", SQUARE),
-    "attention.output.dense": ("attention", SQUARE),
-    "intermediate.dense": ("ffn_in", WIDE),
-    "output.dense": ("ffn_out", MpoShape(WIDE.cols, WIDE.rows)),
+MODULES = {  # bert-base module -> weight type
+    "attention.self.query": "attention",
+    "attention.self.key": "attention",
+    "attention.self.value": "attention",
+    "attention.output.dense": "attention",
+    "intermediate.dense": "ffn_in",
+    "output.dense": "ffn_out",
 }
+
+
+def preset(name: str) -> dict[str, MpoShape]:
+    """A shape preset of conf/method/shapes as MpoShapes per weight type."""
+    import yaml
+
+    node = yaml.safe_load((REPO / "conf" / "method" / "shapes" / f"{name}.yaml").read_text())
+    return {kind: MpoShape(tuple(v["rows"]), tuple(v["cols"])) for kind, v in node.items()}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", type=int, default=12)
+    parser.add_argument("--preset", default="bart", choices=["bart", "bert", "t5"])
     parser.add_argument("--out", type=Path, default=None, help="append the table to this markdown file")
     args = parser.parse_args()
     from transformers import BertConfig, BertModel
 
+    shapes = preset(args.preset)
     torch.manual_seed(0)
     model = BertModel(BertConfig(num_hidden_layers=args.layers))  # bert-base's shapes, random weights
     times: dict[str, list[float]] = {}
     errors: dict[str, float] = {}
     for layer in model.encoder.layer:
-        for name, (family, shape) in FAMILIES.items():
+        for name, family in MODULES.items():
+            shape = shapes[family]
             weight = layer.get_submodule(name).weight.detach()
             started = time.perf_counter()
             tensors = decompose(weight, shape)
             times.setdefault(family, []).append(time.perf_counter() - started)
             errors[family] = max(errors.get(family, 0.0), (contract(tensors) - weight).abs().max().item())
     lines = [
-        f"bert-base shapes, {args.layers} layers, random weights, {torch.get_num_threads()} threads, "
+        f"bert-base, {args.layers} layers, random weights, shape preset {args.preset}, "
+        f"{torch.get_num_threads()} threads, "
         f"{os.cpu_count()} CPUs",
         "",
         "| family | matrices | shape | MPO / dense params | per matrix (median) | total | max abs error |",
         "|---|---|---|---|---|---|---|",
     ]
     for family, spent in times.items():
-        shape = next(s for f, s in FAMILIES.values() if f == family)
+        shape = shapes[family]
         rows, cols = (torch.Size(shape.rows).numel(), torch.Size(shape.cols).numel())
         lines.append(
             f"| {family} | {len(spent)} | {rows} x {cols} | {shape.params() / (rows * cols):.2f} | "

@@ -68,8 +68,12 @@ def decompose(weight: torch.Tensor, shape: MpoShape) -> list[torch.Tensor]:
     rest = weight.detach().to(torch.float64).reshape(*rows, *cols).permute(order)
     tensors = []
     for k in range(n - 1):  # left to right: T_k = U, the rest = S V^T
-        u, s, vh = torch.linalg.svd(rest.reshape(bonds[k] * rows[k] * cols[k], -1), full_matrices=False)
         r = bonds[k + 1]
+        if rows[k] == cols[k] == 1 and r == bonds[k]:  # a unit bond tensor: the identity is an exact split
+            tensors.append(torch.eye(r, dtype=rest.dtype).reshape(r, 1, 1, r))
+            rest = rest.reshape(r, -1)
+            continue
+        u, s, vh = torch.linalg.svd(rest.reshape(bonds[k] * rows[k] * cols[k], -1), full_matrices=False)
         tensors.append(u[:, :r].reshape(bonds[k], rows[k], cols[k], r))
         rest = s[:r, None] * vh[:r]
     tensors.append(rest.reshape(bonds[n - 1], rows[n - 1], cols[n - 1], 1))
