@@ -19,13 +19,14 @@ import json
 import os
 import re
 import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.common import emit, in_fresh_process, timed_steps  # noqa: E402
+
 os.environ.update(
     HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
 )
@@ -97,7 +98,6 @@ def one(kind: str, scale: str, steps: int) -> dict:
     import torch
 
     from petsweep.backbones import load_pretrained
-    from petsweep.tasks.sources.bbc_news import load
 
     torch.manual_seed(0)
     spec = _spec(scale)
@@ -105,37 +105,20 @@ def one(kind: str, scale: str, steps: int) -> dict:
     params = _apet(model, spec) if kind == "apet" else _masked(model, spec)
     model.train()
     optimizer = torch.optim.AdamW(params, lr=1e-3, weight_decay=0.0)
-    rows = load(None)["all"]
-    times, state = [], 0
+    state = []
     before = _reset_peak_rss()
-    for step in range(2 + steps):
-        chunk = rows[step * 16 : (step + 1) * 16]
-        batch = tokenizer(
-            [r["text"] for r in chunk], truncation=True, max_length=128, padding=True, return_tensors="pt"
-        )
-        started = time.perf_counter()
-        loss = model(**batch, labels=torch.tensor([r["label"] for r in chunk])).loss
-        loss.backward()
-        optimizer.step()
-        times.append(time.perf_counter() - started)
-        state = _state_bytes(params, optimizer)
-        optimizer.zero_grad(set_to_none=True)
+    times = timed_steps(
+        model, tokenizer, optimizer, steps, lambda: state.append(_state_bytes(params, optimizer))
+    )
     return {
         "step_s": statistics.median(times[2:]),
-        "state_mb": state / 2**20,
+        "state_mb": state[-1] / 2**20,
         "peak_mb": _status_mb("VmHWM") - before,
     }
 
 
 def measure(kind: str, scale: str, steps: int) -> dict:
-    out = subprocess.run(
-        [sys.executable, __file__, "--one", kind, scale, "--steps", str(steps)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return in_fresh_process(__file__, "--one", kind, scale, "--steps", str(steps))
 
 
 def main() -> None:
@@ -175,11 +158,7 @@ def main() -> None:
                 f"| {label} | {kind} | {row['step_s']:.3f} s | {row['state_mb']:.2f} MB | "
                 f"{row['peak_mb']:.0f} MB | {ratios} |"
             )
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with args.out.open("a") as fh:
-            fh.write("\n" + table + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -15,14 +15,15 @@ import json
 import os
 import resource
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.common import emit, in_fresh_process, timed_steps  # noqa: E402
+
 os.environ.update(
     HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1", TOKENIZERS_PARALLELISM="false"
 )
@@ -109,7 +110,6 @@ def raw_peft_one(method: str, steps: int) -> dict:
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
     from petsweep.backbones import BackboneSpec, weights_location
-    from petsweep.tasks.sources.bbc_news import load
 
     torch.manual_seed(0)
     path = weights_location(
@@ -125,20 +125,8 @@ def raw_peft_one(method: str, steps: int) -> dict:
     model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=5)
     model = get_peft_model(model, _peft_config(method))
     model.train()
-    rows = load(None)["all"]
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=2e-3)
-    times = []
-    for step in range(2 + steps):
-        chunk = rows[step * 16 : (step + 1) * 16]
-        batch = tokenizer(
-            [r["text"] for r in chunk], truncation=True, max_length=128, padding=True, return_tensors="pt"
-        )
-        started = time.perf_counter()
-        loss = model(**batch, labels=torch.tensor([r["label"] for r in chunk])).loss
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        times.append(time.perf_counter() - started)
+    times = timed_steps(model, tokenizer, optimizer, steps)
     return {
         "step_s": statistics.median(times[2:]),
         "peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
@@ -147,14 +135,7 @@ def raw_peft_one(method: str, steps: int) -> dict:
 
 def measure(kind: str, method: str, steps: int, root: str) -> dict:
     """One configuration in a fresh process (its own peak RSS)."""
-    out = subprocess.run(
-        [sys.executable, __file__, "--one", kind, method, "--steps", str(steps), "--root", root],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    return in_fresh_process(__file__, "--one", kind, method, "--steps", str(steps), "--root", root)
 
 
 def main() -> None:
@@ -202,11 +183,7 @@ def main() -> None:
             f"| {method} | {row['step_s']:.3f} s | {row['step_s'] / full['step_s']:.3f} | "
             f"{row['peak_mb']:.0f} MB | {row['peak_mb'] / full['peak_mb']:.3f} | {versus} |"
         )
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with args.out.open("a") as fh:
-            fh.write("\n" + table + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import torch
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import emit  # noqa: E402
 from petsweep.mpo import MpoShape, contract, decompose  # noqa: E402
 
 MODULES = {  # bert-base module -> weight type
@@ -80,11 +81,7 @@ def main() -> None:
         )
     total = sum(sum(v) for v in times.values())
     lines.append(f"| all | {sum(len(v) for v in times.values())} | | | | {total:.1f} s | |")
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with args.out.open("a") as fh:
-            fh.write("\n" + table + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+
+from benchmarks.common import emit  # noqa: E402
+
 # the per-method benchmark holds the shape, the offline environment and both measurements
 from benchmarks.method_steps import SHAPE, petsweep_one, raw_peft_one  # noqa: E402
 
@@ -99,11 +102,7 @@ def main() -> None:
         f"| model + data load inside the run | {over['load']:.1f} s | |",
         f"| whole 1-step process (incl. eval, exit) | {over['process']:.1f} s | |",
     ]
-    table = "\n".join(lines)
-    print(table)
-    if args.out:
-        with args.out.open("a") as fh:
-            fh.write("\n" + table + "\n")
+    emit("\n".join(lines), args.out)
 
 
 if __name__ == "__main__":

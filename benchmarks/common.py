@@ -1,0 +1,53 @@
+"""What every benchmark script does the same way: a configuration in a fresh process, and the table out."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def in_fresh_process(script: str, *args: str) -> dict:
+    """Run `script` with `args` in a new interpreter (its own peak RSS); the JSON line it ends with."""
+    out = subprocess.run(
+        [sys.executable, script, *args], cwd=REPO, capture_output=True, text=True, check=True
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def emit(table: str, out: Path | None) -> None:
+    """Print the markdown table; append it to `out` (BENCHMARKS.md) when given."""
+    print(table)
+    if out:
+        with out.open("a") as fh:
+            fh.write("\n" + table + "\n")
+
+
+def timed_steps(model, tokenizer, optimizer, steps: int, after_step=None) -> list[float]:
+    """2 warm-up + `steps` optimizer steps on BBC News batches of 16 articles cut at 128 tokens, in a
+    textbook loop; each step's seconds. `after_step()` runs after each step, before its gradients go."""
+    import time
+
+    import torch
+
+    from petsweep.tasks.sources.bbc_news import load
+
+    rows = load(None)["all"]
+    times = []
+    for step in range(2 + steps):
+        chunk = rows[step * 16 : (step + 1) * 16]
+        batch = tokenizer(
+            [r["text"] for r in chunk], truncation=True, max_length=128, padding=True, return_tensors="pt"
+        )
+        started = time.perf_counter()
+        loss = model(**batch, labels=torch.tensor([r["label"] for r in chunk])).loss
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+        if after_step:
+            after_step()
+        optimizer.zero_grad(set_to_none=True)
+    return times
