@@ -67,7 +67,7 @@ VARIANTS = {  # a row label -> the run's method overrides (default: method=<labe
     # DePT (m 60, r 30) and prompt tuning at equal count: at s = 128 and d = 384 both train 38,400
     "prompt_100": ["method=prompt", "method.length=100"],
     "dept": ["method=dept"],
-    "opf": ["method=opf", "method.score_batches=4"],  # top 2 per family, auto shapes; 4 scoring batches
+    "opf": ["method=opf", "method.top_n=2", "method.score_batches=4"],  # auto shapes; 4 scoring batches
 }
 EXTRA = {  # 20 + 128 positions fit MiniLM's 512
     "prompt": ["method.length=20"],

@@ -52,7 +52,7 @@ def test_planned_runs_resolve_interpolations_as_hydra_does():
     """A value that interpolates another (from a preset or the command line) is resolved per run: the plan's
     directory and hash are those of the run Hydra composes, not of the first run's resolved value."""
     sweeps = {  # where the interpolation is written: (overrides, runs expected)
-        "preset": (["+sweep=cpu_demo_apet", "backbone=minilm-l1", "apet.scale=100"], 3),
+        "preset": (["+sweep=cpu_demo_apet", "backbone=minilm-l1", "apet.scale=100"], 6),  # 3 seeds x 2 lrs
         "command line": (["seed=${trainer.max_steps}", "trainer.max_steps=7,9"], 2),
     }
     for where, (overrides, expected) in sweeps.items():

@@ -138,6 +138,8 @@ class PETMethod:
             raise ValueError(f"{self.config.name} trains in one stage")
         return self.attach(model, ctx)
 
+    # trains more parameters than the backbone has (OPF's MPO tensors): counts may exceed the backbone's
+    overparameterises: bool = False
     # whether each stage restarts warmup and decay (sequential: a new task per stage) or continues the run's
     # one schedule (OPF's dynamic rounds)
     restarts_schedule: bool = True

@@ -64,7 +64,7 @@ class OpfConfig(MethodConfig):
     lr: float = 2e-5
     mpo_lr: float | None = None
     strategy: str = "static"
-    top_n: int = 2
+    top_n: int = 1
     split_num: int = 1
     weight_types: list = field(default_factory=lambda: list(WEIGHT_TYPES))
     shapes: dict = field(default_factory=dict)
@@ -143,6 +143,7 @@ class Matrix:
 class OpfMethod(PETMethod):
     Config = OpfConfig
     restarts_schedule = False  # dynamic rounds continue the run's one learning-rate schedule
+    overparameterises = True
 
     def __init__(self, config: OpfConfig):
         super().__init__(config)
