@@ -18,6 +18,8 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from petsweep.status import write_json
+
 
 class GradientImportance:
     """Callable: (model, round, {name: matrix}) -> {name: score}, cached per round in `cache`."""
@@ -41,7 +43,7 @@ class GradientImportance:
             return saved[str(round_)]
         scores = self._score(model, round_, matrices)
         saved[str(round_)] = scores
-        self.cache.write_text(json.dumps(saved, indent=1))
+        write_json(self.cache, saved)  # atomic: a run stopped while writing keeps the earlier rounds
         return scores
 
     def _score(self, model: nn.Module, round_: int, matrices: dict[str, nn.Parameter]) -> dict[str, float]:
@@ -55,7 +57,8 @@ class GradientImportance:
         starts = range(0, len(self.train_set) - size + 1, size) or [0]
         starts = list(starts)[: self.batches] if self.batches else list(starts)
         model.to(self.device).train()
-        with torch.random.fork_rng(devices=[self.device] if self.device.type == "cuda" else []):
+        cuda = [self.device.index or 0] if self.device.type == "cuda" else []  # fork_rng takes device ids
+        with torch.random.fork_rng(devices=cuda):
             torch.manual_seed(self.seed * 7919 + round_)
             for start in starts:
                 batch = self.objective.train_batch(self.train_set[start : start + size])
