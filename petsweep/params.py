@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, field
 from torch import nn
 
 from petsweep.errors import ConfigError
-from petsweep.methods.base import AttachContext, Attached, ParamGroup
+from petsweep.methods.base import AttachContext, Attached, ParamGroup, on_meta
 
 
 @dataclass
@@ -164,7 +164,7 @@ def run_setup(attached: Attached) -> None:
     """The method's weight-dependent set-up, on a real model only (a meta model has no weights to read)."""
     import torch
 
-    if any(p.device.type == "meta" for p in attached.model.parameters()):
+    if on_meta(attached.model):
         return
     with torch.no_grad():
         for step in attached.setup:

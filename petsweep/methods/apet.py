@@ -27,7 +27,7 @@ from torch.nn.utils import parametrize
 
 from petsweep.apet_grad import sample_gradients
 from petsweep.errors import ConfigError
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, on_meta
 
 
 @dataclass
@@ -92,7 +92,7 @@ class ApetMethod(PETMethod):
         tensors = eligible_tensors(model, ctx, self.budget.spec)
         sizes = [t.numel() for *_, t in tensors]
         k = self.budget.resolve(sum(sizes))
-        meta = any(t.device.type == "meta" for *_, t in tensors)
+        meta = on_meta(model)
         local = _counted_only(sizes, k) if meta else place(sizes, k, self.budget.spec.seed)
         deltas, buffers = [], []
         for (_, module, attr, tensor), idx in zip(tensors, local):

@@ -154,6 +154,11 @@ class PETMethod:
         return ParamGroup(name=name, params=list(params), lr=self.config.lr if lr is None else lr)
 
 
+def on_meta(model: nn.Module) -> bool:
+    """Whether `model` is a meta-device copy (counting): no weights to read, score or decompose."""
+    return any(p.device.type == "meta" for p in model.parameters())
+
+
 def backbone_params(model: nn.Module, ctx: AttachContext) -> list[tuple[str, nn.Parameter]]:
     """The model's parameters other than the task head, with their names, in the model's order."""
     return [(n, p) for n, p in model.named_parameters() if not ctx.is_head(p)]

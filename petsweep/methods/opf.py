@@ -33,7 +33,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from petsweep.errors import ConfigError
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, backbone_params, target_modules
+from petsweep.methods.base import (
+    METHODS,
+    Attached,
+    MethodConfig,
+    PETMethod,
+    backbone_params,
+    on_meta,
+    target_modules,
+)
 from petsweep.mpo import MpoShape, auto_shape, contract, decompose
 
 WEIGHT_TYPES = {"attention": ("q", "k", "v", "o"), "ffn_in": ("ffn_in",), "ffn_out": ("ffn_out",)}
@@ -170,7 +178,7 @@ class OpfMethod(PETMethod):
         matrices = self._matrices(model, ctx)
         per_round = c.top_n if stage is None else c.top_n // c.rounds
         remaining = [m for m in matrices if isinstance(m.module, nn.Linear)]
-        meta = any(p.device.type == "meta" for p in model.parameters())
+        meta = on_meta(model)
         if ctx.importance is None or meta:
             scores = {m.name: -i for i, m in enumerate(remaining)}  # count: first top_n (shapes are shared)
         else:
@@ -233,7 +241,7 @@ class OpfMethod(PETMethod):
 
     def _groups(self, model, ctx) -> list:
         c = self.config
-        central, aux, dense = [], [], []
+        central, aux = [], []
         for module in model.modules():
             if isinstance(module, MpoLinear):
                 for k, tensor in enumerate(module.tensors):
