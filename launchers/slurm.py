@@ -1,13 +1,17 @@
 """SLURM dispatch through submitit: job arrays per resource shape, chunked under MaxArraySize, requeue-safe.
 
-Each array task runs one petsweep run in-process (`SlurmRun`). A requeued task (preemption, timeout,
-`scontrol requeue`) runs the same run again, and the run continues from its last checkpoint; the run's own
-status file, never SLURM accounting, says how it ended.
+Each array task runs one petsweep run in-process (`SlurmRun`). A run of G ranks is a task of G SLURM tasks
+(tasks_per_node = the backbone's GPUs per node, times `nodes`), each of which joins torch.distributed from
+SLURM's environment; rank 0 owns the run's records. A requeued task (preemption, timeout, `scontrol requeue`)
+runs the same run again, and the run continues from its last checkpoint; the run's own status file, never
+SLURM accounting, says how it ended.
 """
 
 from __future__ import annotations
 
 import json
+import os
+import re
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -47,6 +51,10 @@ class SlurmRun:
         from petsweep.app import run
         from petsweep.config import compose
 
+        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # RANK, WORLD_SIZE, MASTER_* from SLURM's env
+            import submitit
+
+            submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
         return run(compose(self.overrides), claim_token=self.claim_token)["status"]
 
     def checkpoint(self):
@@ -79,29 +87,76 @@ def chunks(items: list, size: int) -> list[list]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-def _resources(run: PlannedRun) -> tuple[int, int, int]:
-    res = run.cfg["backbone"]["resources"]
-    return int(res.get("gpus", 0) or 0), int(res.get("mem_gb", 4) or 4), int(res.get("time_min", 60) or 60)
+@dataclass(frozen=True)
+class Shape:
+    """What one run asks SLURM for: GPUs and memory per node, minutes, nodes, and tasks (ranks) per node."""
+
+    gpus: int
+    mem_gb: int
+    time_min: int
+    nodes: int
+    tasks_per_node: int
 
 
-def _executor(folder: Path, settings: SlurmSettings, gpus: int, mem_gb: int, time_min: int):
+def shape(cfg: dict) -> Shape:
+    """A run's resource shape: the backbone's `resources` (gpus and mem_gb per node, nodes, time_min); one
+    rank per GPU, or trainer.ranks spread over the nodes."""
+    res = cfg["backbone"]["resources"]
+    gpus, nodes = int(res.get("gpus", 0) or 0), int(res.get("nodes", 1) or 1)
+    ranks = cfg["trainer"].get("ranks")
+    tasks = -(-int(ranks) // nodes) if ranks else max(1, gpus)
+    return Shape(gpus, int(res.get("mem_gb", 4) or 4), int(res.get("time_min", 60) or 60), nodes, tasks)
+
+
+def partition_gpus(partition: str | None) -> tuple[int, str] | None:
+    """The most GPUs one node of the partition has, and what sinfo printed; None if sinfo cannot say."""
+    command = ["sinfo", "-h", "-o", "%G"] + (["-p", partition] if partition else [])
+    try:
+        out = subprocess.run(command, capture_output=True, text=True, timeout=60)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if out.returncode != 0 or not out.stdout.strip():
+        return None
+    counts = [int(n) for n in re.findall(r"gpu(?::[^:,(\s]+)?:(\d+)", out.stdout)]
+    return max(counts, default=0), " ".join(out.stdout.split())
+
+
+def check_gpus(runs: list[PlannedRun], settings: SlurmSettings) -> None:
+    """Refuse, before anything is claimed or submitted, a backbone that asks a node for more GPUs than any
+    node of the partition has (sbatch would only say 'Requested node configuration is not available')."""
+    if not runs:
+        return
+    biggest = max(runs, key=lambda run: shape(run.cfg).gpus)
+    wanted = shape(biggest.cfg).gpus
+    have = partition_gpus(settings.partition) if wanted else None
+    if have is not None and wanted > have[0]:
+        backbone = biggest.cfg["backbone"]["name"]
+        raise PetsweepError(
+            f"backbone.resources.gpus: backbone={backbone} asks for {wanted} GPUs per node and partition "
+            f"{settings.partition or '(default)'} has at most {have[0]} (sinfo: {have[1]}); choose a "
+            f"partition with more, or spread the run with backbone.resources.nodes"
+        )
+
+
+def _executor(folder: Path, settings: SlurmSettings, run_shape: Shape):
     import submitit
 
     executor = submitit.AutoExecutor(
         folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=settings.max_num_timeout
     )
     params = dict(
-        timeout_min=time_min,
-        mem_gb=mem_gb,
+        timeout_min=run_shape.time_min,
+        mem_gb=run_shape.mem_gb,
         cpus_per_task=settings.cpus_per_task,
-        tasks_per_node=1,
+        nodes=run_shape.nodes,
+        tasks_per_node=run_shape.tasks_per_node,
         slurm_array_parallelism=settings.array_parallelism,
         slurm_setup=list(settings.setup),
         slurm_signal_delay_s=settings.signal_delay_s,
         slurm_additional_parameters=dict(settings.additional_parameters),
     )
-    if gpus:
-        params["gpus_per_node"] = gpus
+    if run_shape.gpus:
+        params["gpus_per_node"] = run_shape.gpus
     for key in ("partition", "account", "qos"):
         if getattr(settings, key):
             params[f"slurm_{key}"] = getattr(settings, key)
@@ -119,12 +174,13 @@ def submit(
     RUNNING is never overwritten by its own submission.
     """
     limit = settings.max_array_size or max_array_size()
-    groups: dict[tuple[int, int, int], list[PlannedRun]] = {}
+    check_gpus(runs, settings)
+    groups: dict[Shape, list[PlannedRun]] = {}
     for run in runs:
-        groups.setdefault(_resources(run), []).append(run)
+        groups.setdefault(shape(run.cfg), []).append(run)
     job_ids = []
-    for (gpus, mem_gb, time_min), members in groups.items():
-        executor = _executor(folder, settings, gpus, mem_gb, time_min)
+    for run_shape, members in groups.items():
+        executor = _executor(folder, settings, run_shape)
         for chunk in chunks(members, limit):  # indexes 0..limit-1
             claimed = [(run, token) for run in chunk if (token := RunDir(run.path).claim(QUEUED)) is not None]
             if not claimed:

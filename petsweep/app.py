@@ -6,6 +6,7 @@ one, is run again and continues from its last checkpoint.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -17,9 +18,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
-from petsweep import preemption, provenance
+from petsweep import preemption, provenance, ranks, spawn
 from petsweep.backbones import load_pretrained
 from petsweep.config import RunSpec, resolve_run
+from petsweep.distributed import check_ranks, chosen_preset, sharded_loading
 from petsweep.errors import PetsweepError, RunCancelled
 from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.init_from import load_into, resolve_source
@@ -41,7 +43,7 @@ from petsweep.status import (
     write_json,
 )
 from petsweep.tasks import prepare_task
-from petsweep.tracking import Tracker
+from petsweep.tracking import NullTracker, Tracker
 
 log = logging.getLogger("petsweep")
 
@@ -52,26 +54,49 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
     Args:
         claim_token: the QUEUED claim a cluster job was submitted under (launchers.slurm), so the job can take
             over its own queue entry.
+
+    A run of several ranks is started here as that many processes (petsweep.spawn), unless this process is
+    already one of them (a SLURM task, or a spawned rank); rank 0 owns the run's records.
     """
     spec = resolve_run(cfg)  # every config check happens here, before anything is written
     run_path = RunDir(run_dir(cfg))
     if run_path.state() == COMPLETED and run_path.result():
         result = run_path.result()
-        print(summary_text(result, run_path, reused=True))
+        if ranks.current().main:
+            print(summary_text(result, run_path, reused=True))
         return result
-    check_on_meta(spec)  # the method fits this backbone: checked before anything is claimed or loaded
+    counts = check_on_meta(spec)  # the method fits this backbone: checked before anything is claimed
     init_source = (
         resolve_source(spec.method.config.init_from, spec.runs_root) if spec.method.config.init_from else None
     )
+    me, world = ranks.current(), _ranks_wanted(spec)
+    check_ranks(spec, me.world if me.distributed else world, counts.total_params, counts.trainable_params)
+    if world > 1 and not me.distributed:
+        return spawn.run_ranks(cfg, world, run_path, _threads_per_rank(spec, world))
+    from petsweep.train import pick_device
+
+    joined = ranks.init(me, ranks.device(pick_device(spec.trainer), me))
+    try:
+        return _run_as_rank(spec, cfg, run_path, init_source, claim_token, me)
+    finally:
+        if joined:  # a one-rank DeepSpeed run keeps its group: DeepSpeed caches it for the next run
+            ranks.shutdown()
+
+
+def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: ranks.Ranks) -> dict:
     previous = _cancel_on_sigterm()  # before the claim: `petsweep cancel`'s SIGTERM must find its handler
-    _claim(run_path, cfg, claim_token)
-    handler = _log_to(run_path)
+    refused = ranks.from_main(lambda: _claim(run_path, cfg, claim_token))
+    if refused:
+        raise PetsweepError(refused)
+    handler = _log_to(run_path, me)
     preemption.install()
     try:
         _stop_if_sweep_cancelled(run_path)
-        with run_path.heartbeat():
-            result = _execute(spec, cfg, run_path, init_source)
+        with run_path.heartbeat() if me.main else contextlib.nullcontext():
+            result = _execute(spec, cfg, run_path, init_source, me)
     except BaseException as err:
+        if not me.main:
+            raise
         if preemption.handed_over:  # requeued by the cluster: it will resume from the checkpoint just saved
             run_path.set_status(
                 QUEUED, slurm_job_id=current_slurm_job(), error="requeued on the cluster's signal"
@@ -85,10 +110,24 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
         logging.getLogger("petsweep").removeHandler(handler)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
-    write_json(run_path.result_file, result)
-    run_path.set_status(COMPLETED)
-    print(summary_text(result, run_path))
+    if me.main:
+        write_json(run_path.result_file, result)
+        run_path.set_status(COMPLETED)
+        print(summary_text(result, run_path))
     return result
+
+
+def _ranks_wanted(spec: RunSpec) -> int:
+    import torch
+
+    visible = torch.cuda.device_count() if spec.trainer.device != "cpu" else 0
+    return ranks.wanted(spec.trainer.ranks, int(spec.backbone.resources.get("gpus", 0) or 0), visible)
+
+
+def _threads_per_rank(spec: RunSpec, world: int) -> int | None:
+    """The run's CPU threads shared among its ranks (a CPU run of G ranks on the cores one run was given)."""
+    total = spec.trainer.num_threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or os.cpu_count() or 1
+    return max(1, total // world)
 
 
 def _stop_if_sweep_cancelled(run_path: RunDir) -> None:
@@ -109,9 +148,9 @@ def _cancel_on_sigterm():
         return None
 
 
-def _claim(run_path: RunDir, cfg: DictConfig, owner: str | None) -> None:
+def _claim(run_path: RunDir, cfg: DictConfig, owner: str | None) -> str | None:
     """RUNNING, unless another live process (or a queued cluster job) has the run; checked and written
-    atomically."""
+    atomically. Returns why the run was refused, or None."""
     if run_path.claim(RUNNING, owner=owner) is None:
         status = run_path.status() or {}
         where = (
@@ -119,24 +158,28 @@ def _claim(run_path: RunDir, cfg: DictConfig, owner: str | None) -> None:
             if status.get("state") == QUEUED
             else f"process {status.get('pid')} on {status.get('host')}"
         )
-        raise PetsweepError(
-            f"run {run_path.path} is already {status.get('state')} ({where}); not started twice"
-        )
+        return f"run {run_path.path} is already {status.get('state')} ({where}); not started twice"
     write_atomic(run_path.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
+    return None
 
 
-def _log_to(run_path: RunDir) -> logging.Handler:
+def _log_to(run_path: RunDir, me: ranks.Ranks) -> logging.Handler:
+    """train.log in the run dir, written by rank 0; the other ranks log warnings and errors to stderr only."""
     logger = logging.getLogger("petsweep")
-    logger.setLevel(logging.INFO)
+    logger.setLevel(logging.INFO if me.main else logging.WARNING)
     if not logging.getLogger().handlers and not logger.handlers:  # run.py has Hydra's console handler
         logger.addHandler(logging.StreamHandler(sys.stderr))
+    if not me.main:
+        return logging.NullHandler()
     handler = logging.FileHandler(run_path.path / "train.log")
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
     logger.addHandler(handler)
     return handler
 
 
-def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path | None) -> dict:
+def _execute(
+    spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path | None, me: ranks.Ranks
+) -> dict:
     started = time.time()
     if spec.trainer.num_threads:
         import torch
@@ -144,9 +187,13 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
         torch.set_num_threads(spec.trainer.num_threads)
     prov = provenance.collect(spec.seed)
     prov["seeds"] = seed_everything(spec.seed)  # before the backbone, its head and the PET modules exist
-    write_json(run_path.path / "provenance.json", prov)
+    if me.main:
+        write_json(run_path.path / "provenance.json", prov)
 
     data = prepare_task(spec.task, spec.seed)
+    meta = check_on_meta(spec)
+    zero = chosen_preset(spec.deepspeed, meta.total_params, meta.trainable_params)
+    sharded = _sharded_loading(spec, zero, me)  # kept alive until training ends: HF asks it while loading
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
     objective = make_objective(spec.backbone.family, spec.task, data, tokenizer)
     importance = _importance(spec, objective, data, run_path)
@@ -160,8 +207,8 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
         training=not spec.trainer.eval_only,
         importance=importance,
     )
-    if staged:
-        counts = check_on_meta(spec)  # every stage's parameters, not the first's alone
+    if staged or sharded is not None:
+        counts = meta  # every stage's parameters, not the first's alone; partitions would count as empty
     initialised = None
     if init_source is not None:
         method_params = [p for g in attached.groups if g.name != "head" for p in g.params]
@@ -176,13 +223,17 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
     )
 
     full_hash = run_hash(cfg)
-    tracker = Tracker(
-        run_path,
-        spec.wandb,
-        full_hash,
-        spec.sweep_name,
-        run_slug(cfg),
-        OmegaConf.to_container(cfg, resolve=True),
+    tracker = (
+        Tracker(
+            run_path,
+            spec.wandb,
+            full_hash,
+            spec.sweep_name,
+            run_slug(cfg),
+            OmegaConf.to_container(cfg, resolve=True),
+        )
+        if me.main
+        else NullTracker()
     )
     from petsweep.train import Stages, train  # torch-heavy; imported once the run is known to be valid
 
@@ -203,18 +254,21 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
         data,
         list(attached.groups),
         tracker,
-        counts.total_params,
+        zero,
         stages,
         list(attached.buffers),
     )
+    if outcome["shards"] is not None:
+        outcome["shards"]["loaded_into_shards"] = sharded is not None
     weights = outcome.pop("best_weights")
     if not spec.trainer.eval_only:  # eval_only attached the saved form already
         weights = spec.method.saved_state(attached.model, weights)
-    save_file(weights, run_path.path / "pet_weights.safetensors")
     process_start = provenance.process_start_time()
     first_step_at = outcome.pop("first_step_at")
     prov["end"] = time.time()
-    write_json(run_path.path / "provenance.json", prov)
+    if me.main:
+        save_file(weights, run_path.path / "pet_weights.safetensors")
+        write_json(run_path.path / "provenance.json", prov)
     result = RunRecord(
         status=COMPLETED.value,
         run_id=full_hash,
@@ -239,6 +293,19 @@ def _execute(spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path
     ).as_dict()
     tracker.finish({k: result[k] for k in RunRecord.scalar_keys() if result[k] is not None})
     return result
+
+
+def _sharded_loading(spec: RunSpec, zero, me: ranks.Ranks):
+    from petsweep.train import pick_device, use_bf16
+
+    bf16 = use_bf16(spec.trainer, ranks.device(pick_device(spec.trainer), me))
+    sharded = sharded_loading(zero, spec.method, spec.trainer, bf16, me.world)
+    if zero.stage == 3 and sharded is None:
+        log.info(
+            "ZeRO-3: %s attaches to whole weights, so the backbone loads whole, then partitions",
+            spec.method.config.name,
+        )
+    return sharded
 
 
 def _importance(spec: RunSpec, objective, data, run_path: RunDir):

@@ -113,6 +113,22 @@ def save_extras(directory: Path, best: dict[str, torch.Tensor] | None, meta: dic
     (directory / "state.json").write_text(json.dumps({**meta, "rng": rng_meta}, default=float))
 
 
+def save_rank_rng(directory: Path, rank: int) -> None:
+    """A rank other than 0 keeps its own RNG state beside rank 0's (its dropout masks are its own)."""
+    tensors, meta = _rng_state()
+    save_file(tensors, directory / f"rng-rank{rank}.safetensors")
+    (directory / f"rng-rank{rank}.json").write_text(json.dumps(meta))
+
+
+def restore_rank_rng(path: Path, rank: int) -> bool:
+    """Restore rank `rank`'s RNG state; False when the checkpoint has none (saved by fewer ranks)."""
+    tensors = path / f"rng-rank{rank}.safetensors"
+    if not tensors.exists():
+        return False
+    _set_rng_state(load_file(tensors), json.loads((path / f"rng-rank{rank}.json").read_text()))
+    return True
+
+
 def _files(directory: Path) -> list[Path]:
     return sorted(p for p in directory.rglob("*") if p.is_file() and p.name != MANIFEST)
 
@@ -190,13 +206,18 @@ def save(
     tmp = begin(root, step)
     if tmp is None:
         return step_dir(root, step)
+    write_into(tmp, step, model, optimizer, scheduler, best, counters, keep)
+    return commit(tmp, root, step)
+
+
+def write_into(tmp: Path, step: int, model, optimizer, scheduler, best, counters: dict, keep=None) -> None:
+    """The files of a plain checkpoint, into the temporary dir `begin` made."""
     save_file(trainable_state(model, keep), tmp / "trainable.safetensors")
     opt_tensors, opt_meta = _flatten_optimizer(optimizer)
     save_file(opt_tensors, tmp / "optimizer.safetensors")
     save_extras(
         tmp, best, {"step": step, "optimizer": opt_meta, "scheduler": scheduler.state_dict(), **counters}
     )
-    return commit(tmp, root, step)
 
 
 def latest(root: Path) -> Path | None:

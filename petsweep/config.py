@@ -25,6 +25,7 @@ from petsweep.typecheck import check_types
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
+FROZEN_DTYPES = ("auto", "fp32", "bf16")  # auto: bf16 when the run computes in bf16
 
 
 @dataclass
@@ -46,14 +47,25 @@ class TrainerConfig:
     device: str = "auto"
     eval_only: bool = False
     num_threads: int | None = None
+    ranks: int | None = None
+    frozen_dtype: str = "auto"
 
     def __post_init__(self):
+        if self.ranks is not None and (not isinstance(self.ranks, int) or self.ranks < 1):
+            raise ConfigError(
+                "trainer.ranks", self.ranks, "must be null (the backbone's GPUs) or an integer >= 1"
+            )
         for key in ("max_steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size", "save_every"):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"trainer.{key}", getattr(self, key), "must be a positive integer")
         if not 0 <= self.warmup_ratio < 1:
             raise ConfigError("trainer.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
-        for key, choices in (("schedule", SCHEDULES), ("precision", PRECISIONS), ("device", DEVICES)):
+        for key, choices in (
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("device", DEVICES),
+            ("frozen_dtype", FROZEN_DTYPES),
+        ):
             if getattr(self, key) not in choices:
                 raise ConfigError(
                     f"trainer.{key}", getattr(self, key), f"choose one of: {', '.join(choices)}"

@@ -1,5 +1,10 @@
 """DeepSpeed ZeRO for backbones that do not fit one device, behind the same small stepping interface as the
-plain PyTorch loop, so that train.py reads the same either way.
+plain PyTorch loop, so that train.py reads the same either way; both run on one rank or several.
+
+With several ranks each trains its share of the global batch; the plain loop averages gradients over ranks
+(petsweep.ranks), DeepSpeed does it itself and, under ZeRO-3, holds 1/ranks of every partitioned tensor.
+Checkpoints are written by rank 0 (weights, optimizer, counters) and by every rank (its RNG state, and its
+DeepSpeed shards) into one directory, committed by rank 0 once all have written.
 
 On a CPU-only machine DeepSpeed runs with the gloo backend; a single process still needs the distributed
 environment variables, which are set here when absent.
@@ -15,7 +20,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from petsweep import checkpoint
+from petsweep import checkpoint, ranks
 from petsweep.errors import ConfigError
 
 PRESETS = ("auto", "none", "zero2", "zero3", "zero3_offload")
@@ -38,19 +43,71 @@ class DeepSpeedConfig:
         if self.stage not in (None, 0, 1, 2, 3):
             raise ConfigError("deepspeed.stage", self.stage, "choose one of: null, 0, 1, 2, 3")
 
-    def resolved(self, total_params: int) -> DeepSpeedConfig:
-        """`auto` made concrete for a backbone of `total_params` parameters on this machine."""
+    def resolved(
+        self, total_params: int, host_bytes_free: int | None = None, trainable: int = 0
+    ) -> DeepSpeedConfig:
+        """`auto` made concrete for a backbone of `total_params` parameters on this machine: ZeRO-3 from 3B
+        parameters on GPUs, with CPU offload from 30B where the host has the memory the offload needs."""
         if self.preset != "auto":
             return self
         if not torch.cuda.is_available() or total_params < ZERO3_FROM:
             return DeepSpeedConfig(preset="none")
-        offload = total_params >= OFFLOAD_FROM
+        offload = total_params >= OFFLOAD_FROM and (
+            host_bytes_free is None or offload_host_bytes(total_params, trainable, 1) <= host_bytes_free
+        )
         return DeepSpeedConfig(
             preset="zero3_offload" if offload else "zero3",
             stage=3,
             offload_optimizer=offload,
             offload_param=offload,
         )
+
+
+def offload_host_bytes(total_params: int, trainable: int, nodes: int, param_bytes: int = 2) -> int:
+    """Host memory per node that ZeRO-3 offload needs: the parameters (bf16 on GPUs) and, per trainable
+    parameter, an fp32 master copy, gradient and Adam's two moments (16 bytes), shared across the nodes."""
+    return (param_bytes * total_params + 16 * trainable) // max(1, nodes)
+
+
+def host_memory_available() -> int | None:
+    """MemAvailable of this machine in bytes (Linux), or None."""
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def check_ranks(spec, world: int, total_params: int, trainable: int) -> None:
+    """Refuse, before anything is claimed or loaded, a run its ranks cannot carry."""
+    trainer = spec.trainer
+    if trainer.batch_size % world:
+        raise ConfigError(
+            "trainer.batch_size",
+            trainer.batch_size,
+            f"is the global batch and must divide evenly among the run's {world} ranks",
+        )
+    chosen = chosen_preset(spec.deepspeed, total_params, trainable)
+    if chosen.stage is not None and not torch.distributed.is_available():
+        raise ConfigError(
+            "deepspeed.preset",
+            spec.deepspeed.preset,
+            "DeepSpeed needs torch.distributed, which this torch build lacks: use deepspeed=none",
+        )
+    if chosen.offload_param or chosen.offload_optimizer:
+        param_bytes = 2 if torch.cuda.is_available() else 4  # bf16 on GPUs
+        need = offload_host_bytes(total_params, trainable, 1, param_bytes)
+        free = host_memory_available()
+        if free is not None and need > free:
+            raise ConfigError(
+                "deepspeed.preset",
+                chosen.preset,
+                f"offloading {total_params:,} parameters ({trainable:,} trained) needs about "
+                f"{need / 2**30:.1f} GiB of host memory and this machine has {free / 2**30:.1f} GiB free: "
+                "use deepspeed=zero3 on more GPUs",
+            )
 
 
 class PlainStepper:
@@ -75,16 +132,20 @@ class PlainStepper:
     def micro_step(self, boundary: bool) -> None:
         if not boundary:
             return
+        trained = [p for p in self.model.parameters() if p.requires_grad]
+        ranks.average_gradients(trained)  # several ranks: the mean over the global batch, as one rank has it
         if self.max_grad_norm:
-            nn.utils.clip_grad_norm_(
-                [p for p in self.model.parameters() if p.requires_grad], self.max_grad_norm
-            )
+            nn.utils.clip_grad_norm_(trained, self.max_grad_norm)
         self.optimizer.step()
         self.scheduler.step()
         self.optimizer.zero_grad(set_to_none=True)
 
     def last_lr(self) -> float:
         return self.scheduler.get_last_lr()[0]
+
+    def shards(self) -> dict | None:
+        """What each rank holds under ZeRO (None without DeepSpeed: every rank holds everything)."""
+        return None
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
         return checkpoint.trainable_state(self.model, self.keep)
@@ -93,10 +154,46 @@ class PlainStepper:
         checkpoint.load_trainable(self.model, state)
 
     def save(self, root: Path, step: int, best, counters: dict) -> None:
-        checkpoint.save(root, step, self.model, self.optimizer, self.scheduler, best, counters, self.keep)
+        """Rank 0 writes the checkpoint (every rank holds the same weights and optimizer); the others add
+        their RNG state to it before rank 0 commits it."""
+        me = ranks.current()
+        if not me.distributed:
+            checkpoint.save(root, step, self.model, self.optimizer, self.scheduler, best, counters, self.keep)
+            return
+        tmp = ranks.from_main(lambda: checkpoint.begin(root, step))
+        if tmp is None:
+            return
+        if me.main:
+            checkpoint.write_into(
+                tmp, step, self.model, self.optimizer, self.scheduler, best, counters, self.keep
+            )
+        else:
+            checkpoint.save_rank_rng(tmp, me.rank)
+        _commit_when_all_wrote(tmp, root, step)
 
     def restore(self, path: Path):
-        return checkpoint.restore(path, self.model, self.optimizer, self.scheduler)
+        restored = checkpoint.restore(path, self.model, self.optimizer, self.scheduler)
+        _restore_rank_rng(path)
+        return restored
+
+
+def _commit_when_all_wrote(tmp: Path, root: Path, step: int) -> None:
+    ranks.barrier()
+    if ranks.current().main:
+        checkpoint.commit(tmp, root, step)
+    ranks.barrier()
+
+
+def _restore_rank_rng(path: Path) -> None:
+    me = ranks.current()
+    if not me.main and not checkpoint.restore_rank_rng(path, me.rank):
+        torch.manual_seed(rank_seed(checkpoint.saved_step(path), me.rank))  # saved by fewer ranks
+
+
+def rank_seed(seed: int, rank: int) -> int:
+    """The seed of rank `rank`'s own randomness (dropout) once the model is built: rank 0 keeps the run's
+    stream, so a one-rank run is unchanged."""
+    return seed if rank == 0 else (seed * 1_000_003 + rank) % 2**63
 
 
 def _distributed_env() -> None:
@@ -112,8 +209,17 @@ def _distributed_env() -> None:
 
 
 def ds_config(
-    cfg: DeepSpeedConfig, batch_size: int, grad_accum: int, max_grad_norm: float | None, bf16: bool
+    cfg: DeepSpeedConfig,
+    batch_size: int,
+    grad_accum: int,
+    max_grad_norm: float | None,
+    bf16: bool,
+    world: int = 1,
+    ds_adam: bool = False,
 ):
+    """DeepSpeed's config; `batch_size` is the global batch (each of `world` ranks takes its share), and
+    `ds_adam` says whether the optimizer is DeepSpeed's CPU Adam (else a client torch AdamW, which
+    ZeRO-Offload accepts only when told so)."""
     zero: dict = {"stage": cfg.stage}
     if cfg.offload_optimizer:
         zero["offload_optimizer"] = {"device": "cpu"}
@@ -122,8 +228,10 @@ def ds_config(
     if cfg.param_persistence_threshold is not None:
         zero["stage3_param_persistence_threshold"] = cfg.param_persistence_threshold
     return {
-        "train_micro_batch_size_per_gpu": batch_size,
+        "train_micro_batch_size_per_gpu": batch_size // world,
+        "train_batch_size": batch_size * grad_accum,
         "gradient_accumulation_steps": grad_accum,
+        "zero_force_ds_cpu_optimizer": ds_adam,
         "gradient_clipping": max_grad_norm or 0.0,
         "zero_optimization": zero,
         "bf16": {"enabled": bf16},
@@ -157,6 +265,17 @@ class DeepSpeedStepper(PlainStepper):
     def micro_step(self, boundary: bool) -> None:
         self.engine.step()  # called every micro-batch; steps the optimizer at accumulation boundaries
 
+    def shards(self) -> dict:
+        """Elements of parameters and of fp32 optimizer partitions each rank holds, in rank order (ZeRO-3
+        partitions parameters; ZeRO-2 optimizer state only)."""
+        held = sum(getattr(p, "ds_tensor", p).numel() for p in self.model.parameters())
+        flat = getattr(self.optimizer, "fp32_partitioned_groups_flat", None) or getattr(
+            self.optimizer, "single_partition_of_fp32_groups", []
+        )
+        mine = (held, sum(t.numel() for t in flat))
+        everyone = ranks.gather(mine)
+        return {"params": [p for p, _ in everyone], "optimizer": [o for _, o in everyone]}
+
     def _gathered(self):
         import deepspeed
 
@@ -176,17 +295,24 @@ class DeepSpeedStepper(PlainStepper):
             checkpoint.load_trainable(self.model, state)
 
     def save(self, root: Path, step: int, best, counters: dict) -> None:
-        """DeepSpeed's own (partitioned) checkpoint plus our RNG state, counters and best weights."""
-        tmp = checkpoint.begin(root, step)
+        """DeepSpeed's own checkpoint (each rank writes its shards) plus our RNG states, counters and best
+        weights, committed by rank 0 once every rank has written."""
+        me = ranks.current()
+        tmp = ranks.from_main(lambda: checkpoint.begin(root, step))
         if tmp is None:
             return
         self.engine.save_checkpoint(str(tmp), tag="engine", client_state={})
-        checkpoint.save_extras(tmp, best, {"step": step, **counters})
-        checkpoint.commit(tmp, root, step)
+        if me.main:
+            checkpoint.save_extras(tmp, best, {"step": step, **counters})
+        else:
+            checkpoint.save_rank_rng(tmp, me.rank)
+        _commit_when_all_wrote(tmp, root, step)
 
     def restore(self, path: Path):
         self.engine.load_checkpoint(str(path), tag="engine")
-        return checkpoint.restore_extras(path)
+        restored = checkpoint.restore_extras(path)
+        _restore_rank_rng(path)
+        return restored
 
 
 class _nothing:
@@ -197,10 +323,54 @@ class _nothing:
         return False
 
 
-def make_stepper(model, optimizer, scheduler, trainer, cfg: DeepSpeedConfig, total_params: int, bf16: bool):
-    """The plain loop, or DeepSpeed when the (resolved) preset asks for a ZeRO stage."""
-    chosen = cfg.resolved(total_params)
+def chosen_preset(cfg: DeepSpeedConfig, total_params: int, trainable: int) -> DeepSpeedConfig:
+    """The preset this run uses on this machine (`auto` resolved by size, GPUs and host memory)."""
+    return cfg.resolved(total_params, host_memory_available(), trainable)
+
+
+def uses_ds_adam(chosen: DeepSpeedConfig) -> bool:
+    """DeepSpeed's CPU Adam for offloaded optimizer state on GPU machines, where its op builds (it is several
+    times faster than torch's AdamW on the host); torch's AdamW elsewhere (on a CPU-only machine the host is
+    the device anyway, and the op's 50 s JIT build buys nothing)."""
+    if not chosen.offload_optimizer or not torch.cuda.is_available():
+        return False
+    try:
+        from deepspeed.ops.op_builder import CPUAdamBuilder
+
+        return bool(CPUAdamBuilder().is_compatible(verbose=False))
+    except Exception:  # no compiler or headers: the client optimizer it is
+        return False
+
+
+def sharded_loading(chosen: DeepSpeedConfig, method, trainer, bf16: bool, world: int):
+    """HF's ZeRO-3 integration: while the returned object lives, `from_pretrained` builds every module
+    straight into its partitions (each rank reads only what it keeps) instead of loading the whole model on
+    every rank first. None where the run is not ZeRO-3, or its method must see whole weights to attach."""
+    if chosen.stage != 3 or not method.attaches_to_partitions:
+        return None
+    import deepspeed
+    from transformers.integrations import HfDeepSpeedConfig
+
+    _distributed_env()
+    deepspeed.init_distributed()  # zero.Init asks DeepSpeed's comm layer for the world size
+    config = ds_config(
+        chosen,
+        trainer.batch_size,
+        trainer.grad_accum,
+        trainer.max_grad_norm,
+        bf16,
+        world,
+        uses_ds_adam(chosen),
+    )
+    return HfDeepSpeedConfig(config)
+
+
+def make_stepper(model, optimizer, scheduler, trainer, chosen: DeepSpeedConfig, bf16: bool, world: int = 1):
+    """The plain loop, or DeepSpeed when the chosen preset asks for a ZeRO stage."""
     if chosen.stage is None:
-        return PlainStepper(model, optimizer, scheduler, trainer.grad_accum, trainer.max_grad_norm), chosen
-    config = ds_config(chosen, trainer.batch_size, trainer.grad_accum, trainer.max_grad_norm, bf16)
-    return DeepSpeedStepper(model, optimizer, scheduler, config), chosen
+        return PlainStepper(model, optimizer, scheduler, trainer.grad_accum, trainer.max_grad_norm)
+    ds_adam = uses_ds_adam(chosen)
+    config = ds_config(
+        chosen, trainer.batch_size, trainer.grad_accum, trainer.max_grad_norm, bf16, world, ds_adam
+    )
+    return DeepSpeedStepper(model, optimizer, scheduler, config)

@@ -4,8 +4,9 @@ The rule (README, "Run identity"):
 - in: every key of the resolved config that changes what is computed (backbone architecture and weights by
   name, method, task definition, trainer, seeds, the deepspeed and precision *settings*);
 - out: where things live or run (paths, backbone.path and .package, task.hf_path, logger, launcher, hydra,
-  sweep_name, thread count), where modules sit in the architecture (backbone.modules: regexes behind the
-  canonical names a method's targets use) and what a scheduler is asked for (backbone.resources);
+  sweep_name, thread count, number of ranks: the global batch is the same on any number), where modules sit
+  in the architecture (backbone.modules: regexes behind the canonical names a method's targets use) and what
+  a scheduler is asked for (backbone.resources);
 - local data files count by their content (sha256), not their path: a moved file keeps its runs, an edited
   one makes new runs;
 - a disabled group counts as absent (apet with scale null), and so does a key added later while it holds the
@@ -34,6 +35,7 @@ NON_SEMANTIC_KEYS = (
     "hydra",
     "sweep_name",
     "trainer.num_threads",
+    "trainer.ranks",
     "backbone.path",
     "backbone.package",
     "backbone.resources",
@@ -49,6 +51,7 @@ ADDED_DEFAULTS = {
     "method.init_from": None,
     "method.init_text": None,  # prompt tuning from a text came later
     "trainer.eval_only": False,
+    "trainer.frozen_dtype": "auto",  # frozen weights in bf16 on GPUs came later; on CPU auto is fp32
     "apet.delta_fraction": 0.5,  # tensor granularity came after element granularity
     "apet.include_delta_pool": True,
 }

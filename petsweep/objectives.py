@@ -29,6 +29,7 @@ class Objective:
         self.task, self.tokenizer = task, tokenizer
         self.pad_id = tokenizer.pad_token_id
         self.label_words = data.label_words
+        self.synced_generation = False  # ZeRO-3 on several ranks: generate steps until every rank is done
 
     def encode(self, examples: list[dict]) -> list[dict]:
         raise NotImplementedError
@@ -174,6 +175,7 @@ class TextToTextObjective(Objective):
                 do_sample=False,
                 max_new_tokens=self.task.target_max_length,
                 pad_token_id=self.pad_id,
+                synced_gpus=self.synced_generation,
             )
             if self.decoder_only:
                 generated = generated[:, input_ids.shape[1] :]

@@ -8,14 +8,17 @@ from __future__ import annotations
 import signal
 
 _pending: tuple | None = None  # (signum, the handler that was installed before ours)
+_previous = None  # submitit's handler, for a rank 0 that agreed to stop before its own signal arrived
 handed_over = False
 
 
 def install() -> None:
     """Defer SIGUSR2 if someone (submitit) handles it; a no-op for plain local runs."""
+    global _previous
     previous = signal.getsignal(signal.SIGUSR2)
     if not callable(previous):
         return
+    _previous = previous
 
     def defer(signum, frame):
         global _pending
@@ -31,10 +34,14 @@ def requested() -> bool:
     return _pending is not None
 
 
-def hand_over() -> None:
-    """Call the deferred handler (submitit: requeue this job and exit the process)."""
+def hand_over(main: bool = True) -> None:
+    """Call the deferred handler (submitit: requeue this job and exit the process). Ranks other than 0 end
+    here: submitit requeues from rank 0, and the requeued job starts every rank again."""
     global handed_over, _pending
-    signum, previous = _pending
+    if not main:
+        handed_over, _pending = True, None
+        raise SystemExit(0)
+    signum, previous = _pending or (signal.SIGUSR2, _previous)
     _pending = None
     try:
         previous(signum, None)

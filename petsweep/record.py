@@ -28,6 +28,10 @@ class RunRecord:
     train_time_s, dev_eval_time_s, dev_evals, final_eval_time_s: where the time went (plans cost them).
     tokens, tokens_per_s, step_time_s, peak_memory_mb: throughput and memory.
     device, precision, deepspeed: where and how it ran (the resolved precision and ZeRO preset).
+    ranks: the processes that trained it (data parallel, or ZeRO across them); backbone_dtype: the dtype the
+        frozen backbone weights were held in (bf16 on GPUs that have it, else float32).
+    shards: under ZeRO, the elements of parameters and of optimizer partitions each rank held (lists in rank
+        order), and whether the backbone loaded straight into its shards; None without DeepSpeed.
     load_time_s, time_to_first_step_s, wall_time_s: start-up and total.
     data: split sizes, class counts, label map, repeats and overlaps removed (petsweep.tasks).
     init_from: the run whose weights this one started from, and what was loaded; eval_only: no training.
@@ -70,6 +74,9 @@ class RunRecord:
     device: str
     precision: str
     deepspeed: str
+    ranks: int
+    shards: dict | None
+    backbone_dtype: str
     load_time_s: float
     time_to_first_step_s: float | None
     wall_time_s: float

@@ -74,3 +74,16 @@ class Tracker:
             w.finish(exit_code=exit_code)
 
         self._mirror("finish", close)
+
+
+class NullTracker(Tracker):
+    """What ranks other than 0 log: nothing (rank 0 writes metrics.jsonl and the W&B mirror)."""
+
+    def __init__(self):
+        self._wandb = None
+
+    def log(self, row: dict) -> None:
+        pass
+
+    def truncate_after(self, step: int) -> None:
+        pass

@@ -20,9 +20,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from petsweep import checkpoint, preemption
+from petsweep import checkpoint, preemption, ranks
 from petsweep.config import RunSpec, TrainerConfig
-from petsweep.distributed import make_stepper
+from petsweep.distributed import DeepSpeedConfig, make_stepper, rank_seed, uses_ds_adam
 from petsweep.errors import ConfigError
 from petsweep.methods.base import ParamGroup
 from petsweep.objectives import Objective
@@ -84,9 +84,31 @@ def use_bf16(trainer: TrainerConfig, device: torch.device) -> bool:
     return trainer.precision == "bf16"
 
 
-def build_optimizer(groups: list[ParamGroup], trainer: TrainerConfig) -> torch.optim.AdamW:
+def frozen_dtype(trainer: TrainerConfig, bf16: bool) -> torch.dtype:
+    """The dtype frozen backbone weights are held in: bf16 when the run computes in bf16 (`auto`)."""
+    if trainer.frozen_dtype == "auto":
+        return torch.bfloat16 if bf16 else torch.float32
+    return torch.bfloat16 if trainer.frozen_dtype == "bf16" else torch.float32
+
+
+def hold_frozen(model: nn.Module, dtype: torch.dtype, staged: bool) -> str:
+    """Cast the frozen floating-point parameters to `dtype` (a frozen backbone need not sit in fp32: half the
+    memory, and autocast would cast them for every matmul anyway); trained ones stay fp32. A staged method
+    trains later what it freezes now, so its weights stay as they are. Returns the dtype held, as a name."""
+    if staged or dtype == torch.float32:
+        return "float32"
+    for param in model.parameters():
+        if not param.requires_grad and param.is_floating_point():
+            param.data = param.data.to(dtype)
+    return str(dtype).removeprefix("torch.")
+
+
+def build_optimizer(
+    groups: list[ParamGroup], trainer: TrainerConfig, ds_adam: bool = False
+) -> torch.optim.Optimizer:
     """AdamW over the method's groups and the head's, each split into decayed matrices and undecayed
-    vectors (weight decay never applies to biases and norm gains); optimizer groups carry stable names."""
+    vectors (weight decay never applies to biases and norm gains); optimizer groups carry stable names.
+    `ds_adam`: DeepSpeed's CPU Adam (AdamW mode) for optimizer state offloaded to the host."""
     split = []
     for group in groups:
         for decay in (True, False):
@@ -100,6 +122,10 @@ def build_optimizer(groups: list[ParamGroup], trainer: TrainerConfig) -> torch.o
                         "weight_decay": trainer.weight_decay if decay else 0.0,
                     }
                 )
+    if ds_adam:
+        from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+        return DeepSpeedCPUAdam(split, adamw_mode=True)
     return torch.optim.AdamW(split)
 
 
@@ -144,11 +170,13 @@ def evaluate(
     remap: list[int] | None = None,
 ):
     """Every metric of the task on `examples`; `remap[c]` renames predicted class c (a head scored on a task
-    whose classes are ordered differently)."""
+    whose classes are ordered differently). Several ranks each predict an equal part and share them."""
+    me = ranks.current()
     model.eval()
     with _autocast(device, bf16):
-        predictions = objective.predict(model, encoded, spec.trainer.eval_batch_size, device)
+        mine = objective.predict(model, ranks.split_evenly(encoded, me), spec.trainer.eval_batch_size, device)
     model.train()
+    predictions = ranks.joined(ranks.gather(mine), len(encoded)) if me.distributed else mine
     if remap is not None:
         predictions = [remap[p] for p in predictions]
     return compute_metrics(spec.task, predictions, examples)
@@ -164,6 +192,11 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def _stop_requested(me: ranks.Ranks) -> bool:
+    asked = preemption.requested()
+    return ranks.sum_floats([float(asked)])[0] > 0 if me.distributed else asked
+
+
 def train(
     spec: RunSpec,
     run: RunDir,
@@ -172,25 +205,36 @@ def train(
     data: TaskData,
     groups: list[ParamGroup],
     tracker: Tracker,
-    total_params: int,
+    zero: DeepSpeedConfig,
     stages: Stages | None = None,
     buffers: list[torch.Tensor] = (),
 ) -> dict:
     """Train, select the best dev checkpoint, score test and the train subset; returns the summary.
 
     `groups` are what the first stage trains; `stages` (default: one) say when later ones begin; `buffers`,
-    the method's state beside its parameters, are saved and restored with them.
+    the method's state beside its parameters, are saved and restored with them; `zero`: the DeepSpeed preset
+    chosen for this run (distributed.chosen_preset). Several ranks (petsweep.ranks) each train their share of
+    every global batch.
     """
     trainer, metric = spec.trainer, spec.task.metric
     stages = stages or Stages([trainer.max_steps])
-    device = pick_device(trainer)
+    me = ranks.current()
+    device = ranks.device(pick_device(trainer), me)
     bf16 = use_bf16(trainer, device)
+    backbone_dtype = hold_frozen(model, frozen_dtype(trainer, bf16), len(stages.steps) > 1)
     model.to(device).train()
+    objective.synced_generation = me.distributed and zero.stage == 3  # every rank steps generate together
     train_set = objective.encode(data.train)
     dev_set, test_set = objective.encode(data.dev), objective.encode(data.test)
-    optimizer = build_optimizer(groups, trainer)
+    optimizer = build_optimizer(groups, trainer, uses_ds_adam(zero))
     scheduler = build_scheduler(optimizer, trainer, stages.steps[0] if stages.restart_schedule else None)
-    stepper, zero = make_stepper(model, optimizer, scheduler, trainer, spec.deepspeed, total_params, bf16)
+    stepper = make_stepper(model, optimizer, scheduler, trainer, zero, bf16, me.world)
+    if zero.stage is None:  # the same trained state everywhere to start (DeepSpeed broadcasts its own)
+        ranks.broadcast_tensors([p for g in groups for p in g.params] + list(buffers))
+    if zero.stage == 3 and bf16:
+        backbone_dtype = "bfloat16"  # DeepSpeed's bf16 mode holds every weight in bf16
+    if not me.main:
+        torch.manual_seed(rank_seed(spec.seed, me.rank))  # this rank's own dropout masks
     if len(stages.steps) > 1 and zero.stage is not None:
         raise ConfigError(
             "deepspeed.preset",
@@ -235,18 +279,19 @@ def train(
         started = time.perf_counter()
         for micro in range(trainer.grad_accum):
             index = progress.step * trainer.grad_accum + micro
-            batch = objective.train_batch(
-                [train_set[i] for i in batch_indices(len(train_set), trainer.batch_size, spec.seed, index)]
-            )
-            progress.tokens += int(batch["attention_mask"].sum())
+            rows = me.share(batch_indices(len(train_set), trainer.batch_size, spec.seed, index))
+            batch = objective.train_batch([train_set[i] for i in rows])
+            tokens = int(batch["attention_mask"].sum())
             batch = {k: v.to(device) for k, v in batch.items()}
             with _autocast(device, bf16):
                 loss = objective.loss(stepper.forward_model, batch)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"loss is {loss.item()} at step {progress.step + 1}")
+            loss_sum, tokens = ranks.sum_floats([loss.item(), tokens])  # every rank sees a NaN on any
+            if not math.isfinite(loss_sum):
+                raise FloatingPointError(f"loss is {loss_sum / me.world} at step {progress.step + 1}")
+            progress.tokens += int(tokens)
             stepper.backward(loss)
             stepper.micro_step(boundary=micro == trainer.grad_accum - 1)
-            progress.loss_sum += loss.item() / trainer.grad_accum
+            progress.loss_sum += loss_sum / me.world / trainer.grad_accum
         progress.step += 1
         progress.loss_count += 1
         step_times.append(time.perf_counter() - started)
@@ -276,14 +321,15 @@ def train(
             )
         if progress.step % trainer.save_every == 0 and progress.step < trainer.max_steps:
             stepper.save(run.checkpoints, progress.step, best, vars(progress))
-        # SLURM asked us to stop (perhaps while this step evaluated or saved): saving a step twice is a no-op
-        if preemption.requested() and progress.step < trainer.max_steps:
+        # SLURM asked us to stop (perhaps while this step evaluated or saved): saving a step twice is a no-op.
+        # Ranks may get the signal a step apart: they agree, so that all save the same step.
+        if _stop_requested(me) and progress.step < trainer.max_steps:
             stepper.save(run.checkpoints, progress.step, best, vars(progress))
             log.info(
                 "saved a checkpoint at step %d on the cluster's signal; handing over to requeue",
                 progress.step,
             )
-            preemption.hand_over()
+            preemption.hand_over(main=me.main)
 
     if best is not None:
         stepper.load_trainable(best)
@@ -313,6 +359,9 @@ def train(
         "device": str(device),
         "precision": "bf16" if bf16 else "fp32",
         "deepspeed": zero.preset,
+        "ranks": me.world,
+        "shards": stepper.shards(),
+        "backbone_dtype": backbone_dtype,
         "first_step_at": first_step_at,
         "best_weights": best if best is not None else stepper.trainable_state(),
     }

@@ -110,6 +110,9 @@ class PETMethod:
 
     Config: type[MethodConfig] = MethodConfig
     families: tuple[str, ...] = FAMILIES
+    # attach works on a backbone whose weights ZeRO-3 has already partitioned (it reads no weight's shape or
+    # values): such runs load the backbone straight into its shards; the others load it whole first
+    attaches_to_partitions: bool = False
 
     def __init__(self, config: MethodConfig):
         self.config = config

@@ -36,6 +36,7 @@ class LoRAConfig(MethodConfig):
 
 @METHODS.register("lora")
 class LoRAMethod(PETMethod):
+    attaches_to_partitions = True  # peft reads in/out features from the module, not its weight
     Config = LoRAConfig
 
     def attach(self, model, ctx):

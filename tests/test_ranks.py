@@ -1,0 +1,239 @@
+"""Runs of several ranks on CPU gloo, as real processes: data parallel parity with one rank, ZeRO-3 shards,
+resume after the run's process dies without a word, and what a run of several ranks refuses up front."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import REPO, run_cli
+from safetensors.torch import load_file
+
+from petsweep.status import RunDir
+
+NO_DROPOUT = "tiny-bert-nodrop"  # dropout draws per rank: parity with one rank needs a model without it
+
+
+@pytest.fixture(scope="module")
+def ranks_conf(tiny_conf, tmp_path_factory):
+    """The tiny BERT with its dropout off, as a backbone of its own."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("ranks")
+    source = yaml.safe_load((tiny_conf / "backbone" / "tiny-bert.yaml").read_text())
+    model = root / "models" / NO_DROPOUT
+    shutil.copytree(source["path"], model)
+    config = json.loads((model / "config.json").read_text())
+    config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
+    (model / "config.json").write_text(json.dumps(config))
+    (root / "conf" / "backbone").mkdir(parents=True)
+    body = {**source, "name": NO_DROPOUT, "path": str(model)}
+    (root / "conf" / "backbone" / f"{NO_DROPOUT}.yaml").write_text(yaml.safe_dump(body))
+    return root / "conf"
+
+
+def args(conf, root, *extra):
+    return [
+        "run.py",
+        f"hydra.searchpath=[file://{conf}]",
+        f"backbone={NO_DROPOUT}",
+        f"paths.runs_root={root}",
+        "task=bbc_news",
+        "task.k_shot=8",
+        "task.dev_size=20",
+        "task.test_size=30",
+        "task.train_eval_size=10",
+        "task.max_length=32",
+        "trainer.max_steps=6",
+        "trainer.batch_size=4",
+        "trainer.eval_every=3",
+        "trainer.save_every=3",
+        "trainer.num_threads=2",
+        "method.dropout=0.0",
+        *extra,
+    ]
+
+
+def finished(root) -> tuple[RunDir, dict]:
+    [path] = root.glob("*/*/result.json")
+    return RunDir(path.parent), json.loads(path.read_text())
+
+
+def assert_same_numbers(a: RunDir, b: RunDir, atol=1e-5):
+    wa, wb = (load_file(r.path / "pet_weights.safetensors") for r in (a, b))
+    assert wa.keys() == wb.keys()
+    for name in wa:
+        assert torch.allclose(wa[name], wb[name], atol=atol), name
+    ra, rb = a.result(), b.result()
+    assert ra["metrics"] == pytest.approx(rb["metrics"], abs=1e-6)
+    assert ra["best_step"] == rb["best_step"] and ra["steps"] == rb["steps"]
+    la, lb = ([json.loads(x) for x in r.metrics_file.read_text().splitlines()] for r in (a, b))
+    assert [r["step"] for r in la] == [r["step"] for r in lb]
+    assert [r["train_loss"] for r in la] == pytest.approx([r["train_loss"] for r in lb], rel=1e-5)
+
+
+def test_two_ranks_end_where_one_rank_ends(ranks_conf, tmp_path):
+    one = run_cli(*args(ranks_conf, tmp_path / "one"))
+    two = run_cli(*args(ranks_conf, tmp_path / "two", "trainer.ranks=2"))
+    assert one.returncode == 0 and two.returncode == 0, two.stderr[-3000:]
+    (run1, r1), (run2, r2) = finished(tmp_path / "one"), finished(tmp_path / "two")
+    assert run1.path.name == run2.path.name  # the number of ranks is not part of the identity
+    assert (r1["ranks"], r2["ranks"]) == (1, 2) and r1["tokens"] == r2["tokens"]
+    assert_same_numbers(run1, run2)
+    # rank 0 alone wrote the records: one summary, one train.log line per evaluation
+    assert two.stdout.count("petsweep: ") == 1
+    assert (run2.path / "train.log").read_text().count("step 3 ") == 1
+    assert {p.name for p in (run2.checkpoints / "step-00000003").iterdir()} >= {
+        "rng.safetensors",
+        "rng-rank1.safetensors",
+    }
+
+
+def test_zero3_on_two_ranks_holds_half_each_and_loads_into_shards(ranks_conf, tmp_path):
+    extra = ("trainer.ranks=2", "deepspeed=zero3", "deepspeed.param_persistence_threshold=0")
+    out = run_cli(*args(ranks_conf, tmp_path / "zero3", *extra))
+    assert out.returncode == 0, out.stderr[-3000:]
+    run, result = finished(tmp_path / "zero3")
+    shards = result["shards"]
+    assert result["deepspeed"] == "zero3" and result["ranks"] == 2 and shards["loaded_into_shards"]
+    for key, total in (("params", result["total_params"]), ("optimizer", result["trainable_params"])):
+        assert len(shards[key]) == 2 and sum(shards[key]) >= total, (key, shards)
+        assert all(0.45 * total <= held <= 0.55 * total + 64 for held in shards[key]), (key, shards)
+    engine = run.checkpoints / "step-00000003" / "engine"
+    assert {f"zero_pp_rank_{r}_mp_rank_00_optim_states.pt" for r in (0, 1)} <= {
+        p.name for p in engine.iterdir()
+    }
+    plain = run_cli(*args(ranks_conf, tmp_path / "plain"))
+    assert plain.returncode == 0, plain.stderr[-2000:]
+    assert_same_numbers(finished(tmp_path / "plain")[0], run, atol=1e-4)
+
+
+def _wait(predicate, timeout=180, what="condition"):
+    deadline = time.time() + timeout
+    while not predicate():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_a_killed_two_rank_run_resumes_with_parity(ranks_conf, tmp_path):
+    """kill -9 of the process that started the ranks: they die with it; a rerun resumes both from the last
+    checkpoint and ends where an uninterrupted two-rank run ends."""
+    long = ("trainer.ranks=2", "trainer.max_steps=40", "trainer.save_every=5", "trainer.eval_every=20")
+    proc = subprocess.Popen(
+        [sys.executable, *args(ranks_conf, tmp_path / "killed", *long)],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    checkpoints = tmp_path / "killed"
+    _wait(lambda: list(checkpoints.glob("*/*/checkpoints/step-*")), what="a checkpoint")
+    children = _ranks_of(proc)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    [run_path] = checkpoints.glob("*/*")
+    _wait(lambda: not any(_alive(pid) for pid in children), timeout=30, what="the ranks to die with it")
+    assert RunDir(run_path).state() == "RUNNING" and not (run_path / "result.json").exists()
+
+    again = run_cli(*args(ranks_conf, tmp_path / "killed", *long))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "resumed from" in (run_path / "train.log").read_text()
+    reference = run_cli(*args(ranks_conf, tmp_path / "whole", *long))
+    assert reference.returncode == 0, reference.stderr[-2000:]
+    assert_same_numbers(finished(tmp_path / "whole")[0], RunDir(run_path), atol=0)
+
+
+def _ranks_of(proc) -> list[int]:
+    """The rank processes a run's process started, rank 0 first."""
+    found = subprocess.run(
+        ["pgrep", "-P", str(proc.pid), "-f", "petsweep.spawn"], capture_output=True, text=True
+    )
+    children = sorted(int(pid) for pid in found.stdout.split())
+    assert len(children) == 2, found
+    return children
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie is dead
+
+
+def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path):
+    """A rank killed mid-run (OOM killer, segfault): the others are stopped, the run is FAILED naming the
+    rank and signal, the command exits non-zero, and nothing is recorded as finished."""
+    long = ("trainer.ranks=2", "trainer.max_steps=400", "trainer.save_every=5", "trainer.eval_every=200")
+    proc = subprocess.Popen(
+        [sys.executable, *args(ranks_conf, tmp_path, *long)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    _wait(lambda: list(tmp_path.glob("*/*/checkpoints/step-*")), what="a checkpoint")
+    children = _ranks_of(proc)
+    os.kill(children[1], signal.SIGKILL)  # rank 1 (started second)
+    _, stderr = proc.communicate(timeout=120)
+    [run_path] = tmp_path.glob("*/*")
+    status = RunDir(run_path).status()
+    assert proc.returncode != 0 and status["state"] == "FAILED"
+    assert "rank 1 of 2 killed by signal 9 (SIGKILL)" in status["error"]
+    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
+        f"error: run {run_path} FAILED: rank 1 of 2 killed by signal 9 (SIGKILL)"
+    ]
+    assert not (run_path / "result.json").exists()
+
+
+def test_zero3_offload_completes_on_cpu(tiny):
+    from petsweep.app import run
+    from petsweep.config import compose
+
+    result = run(compose(tiny("encoder", "deepspeed=zero3_offload")))
+    assert result["deepspeed"] == "zero3_offload" and result["status"] == "COMPLETED"
+    assert result["shards"]["optimizer"] == [result["trainable_params"]]
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "says"),
+    [
+        (("trainer.ranks=3",), "trainer.batch_size", "divide evenly among the run's 3 ranks"),
+        (("trainer.ranks=0",), "trainer.ranks", "must be null"),
+    ],
+)
+def test_ranks_that_cannot_carry_the_run_are_refused(ranks_conf, tmp_path, extra, key, says):
+    out = run_cli(*args(ranks_conf, tmp_path, *extra))
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1 and key in errors[0] and says in errors[0], out.stderr
+    assert not list(tmp_path.rglob("status.json"))
+
+
+def test_offload_without_the_host_memory_is_refused_before_loading(tiny, tmp_path, monkeypatch):
+    from petsweep import distributed
+    from petsweep.app import run
+    from petsweep.config import compose
+    from petsweep.errors import ConfigError
+
+    monkeypatch.setattr(distributed, "host_memory_available", lambda: 1 << 20)  # 1 MiB free
+    with pytest.raises(ConfigError, match=r"deepspeed.preset.*needs about .* GiB of host memory"):
+        run(compose(tiny("encoder", "deepspeed=zero3_offload")))
+    assert not list(tmp_path.rglob("status.json"))  # refused before anything was claimed
+
+
+def test_zero3_without_torch_distributed_is_refused(tiny, monkeypatch):
+    from petsweep.app import run
+    from petsweep.config import compose
+    from petsweep.errors import ConfigError
+
+    monkeypatch.setattr(torch.distributed, "is_available", lambda: False)
+    with pytest.raises(ConfigError, match="needs torch.distributed"):
+        run(compose(tiny("encoder", "deepspeed=zero3")))
