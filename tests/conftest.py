@@ -140,6 +140,7 @@ def tiny_conf(tmp_path_factory) -> Path:
             hub_id=f"local/{TINY_NAMES[key]}",
             path=str(path),
             arch={**dims, "vocab_size": 30522},
+            resources={"gpus": 0, "mem_gb": 4, "time_min": 60},  # the launchers' defaults, settable
         )
         (conf / f"{TINY_NAMES[key]}.yaml").write_text(yaml.safe_dump(body))
     return root / "conf"

@@ -177,3 +177,57 @@ def test_a_queued_run_whose_job_left_the_queue_is_interrupted(slurm_cluster, tmp
         )
     finally:
         subprocess.run(["scancel", held], check=False)
+
+
+TWO_RANKS = ["backbone.resources.gpus=2"]  # the test node's 2 fake GPUs: a task of 2 SLURM tasks, one rank each
+
+
+def test_a_two_gpu_run_is_two_ranks_and_resumes_both_after_requeue(slurm_cluster, tiny_conf, tmp_path):
+    """tasks_per_node=2 from the backbone's GPUs; both ranks join gloo from SLURM's environment; scontrol
+    requeue mid-run resumes both from the checkpoint they wrote together, and the run ends exactly where the
+    same two-rank run ends uninterrupted on this machine; one set of records."""
+    out = slurm_sweep(tiny_conf, tmp_path / "slurm", *LONG, *TWO_RANKS, "hydra.launcher.detach=true")
+    assert out.returncode == 0, out.stderr[-3000:]
+    [run_path] = (tmp_path / "slurm" / "study").glob("tiny-bert-*")
+    run = RunDir(run_path)
+    wait_for(
+        lambda: len(list(run.checkpoints.glob("step-*"))) > 0 and run.state() == "RUNNING", what="checkpoint"
+    )
+    assert {p.name for p in next(run.checkpoints.glob("step-*")).iterdir()} >= {"rng-rank1.safetensors"}
+    job_id = json.loads((run_path / "slurm.json").read_text())["job_id"]
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    wait_for(lambda: run.state() == "COMPLETED", what="the requeued job to finish")
+    assert run.result()["ranks"] == 2 and "resumed from" in (run_path / "train.log").read_text()
+    assert len(list((tmp_path / "slurm" / "study").glob("*/result.json"))) == 1
+
+    local = run_cli(
+        "run.py",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={tmp_path}/local",
+        "sweep_name=study",
+        "trainer.ranks=2",
+        *QUICK,
+        *LONG,
+    )
+    assert local.returncode == 0, local.stderr[-3000:]
+    [reference] = (tmp_path / "local" / "study").glob("tiny-bert-*")
+    assert reference.name == run_path.name and RunDir(reference).result()["ranks"] == 2
+    _assert_same_run(RunDir(reference), run)
+
+
+def test_a_two_gpu_zero3_run_holds_half_on_each_rank(slurm_cluster, tiny_conf, tmp_path):
+    zero3 = ["deepspeed=zero3", "deepspeed.param_persistence_threshold=0", "backbone=tiny-bert"]
+    out = slurm_sweep(tiny_conf, tmp_path, *zero3, *TWO_RANKS)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    [result] = [json.loads(p.read_text()) for p in (tmp_path / "study").glob("*/result.json")]
+    held, total = result["shards"]["params"], result["total_params"]
+    assert result["ranks"] == 2 and result["shards"]["loaded_into_shards"]
+    assert len(held) == 2 and all(0.45 * total <= h <= 0.55 * total for h in held), held
+
+
+def test_more_gpus_than_a_node_has_is_one_line_before_submitting(slurm_cluster, tiny_conf, tmp_path):
+    out = slurm_sweep(tiny_conf, tmp_path, "backbone=tiny-bert", "backbone.resources.gpus=4", "seed=1,2")
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1, out.stderr[-3000:]
+    assert "asks for 4 GPUs per node" in errors[0] and "at most 2 (sinfo: gpu:2" in errors[0]
+    assert not list(tmp_path.rglob("status.json")) and not list(tmp_path.rglob("slurm.json"))
