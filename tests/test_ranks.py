@@ -237,3 +237,27 @@ def test_zero3_without_torch_distributed_is_refused(tiny, monkeypatch):
     monkeypatch.setattr(torch.distributed, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="needs torch.distributed"):
         run(compose(tiny("encoder", "deepspeed=zero3")))
+
+
+@pytest.mark.parametrize("family", ["encoder", "encoder_decoder", "decoder"])
+def test_bf16_runs_hold_the_frozen_backbone_in_bf16_and_train_in_fp32(tiny, monkeypatch, family):
+    """trainer.precision=bf16 (on CPU here; `auto` picks it on GPUs that have it): the frozen weights sit in
+    bf16, what the method trains stays fp32, and the record says which."""
+    from petsweep import train as train_module
+    from petsweep.app import run
+    from petsweep.config import compose
+
+    seen = {}
+    real = train_module.make_stepper
+
+    def spy(model, *args, **kwargs):
+        seen.update({n: (p.dtype, p.requires_grad) for n, p in model.named_parameters()})
+        return real(model, *args, **kwargs)
+
+    monkeypatch.setattr(train_module, "make_stepper", spy)
+    result = run(compose(tiny(family, "trainer.precision=bf16")))
+    assert result["precision"] == "bf16" and result["backbone_dtype"] == "bfloat16"
+    frozen = {dtype for dtype, trained in seen.values() if not trained}
+    trained = {dtype for dtype, trained in seen.values() if trained}
+    assert frozen == {torch.bfloat16} and trained == {torch.float32}
+    assert result["score"] >= 0 and result["steps"] == 6
