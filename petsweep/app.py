@@ -21,7 +21,7 @@ from safetensors.torch import save_file
 from petsweep import preemption, provenance, ranks, spawn
 from petsweep.backbones import load_pretrained
 from petsweep.config import RunSpec, resolve_run
-from petsweep.distributed import check_ranks, chosen_preset, sharded_loading
+from petsweep.distributed import check_ranks, chosen_preset, forget_sharded_loading, sharded_loading
 from petsweep.errors import PetsweepError, RunCancelled
 from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
 from petsweep.init_from import load_into, resolve_source
@@ -107,6 +107,7 @@ def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: rank
         write_atomic(run_path.path / "error.txt", traceback.format_exc())
         raise
     finally:
+        forget_sharded_loading()
         logging.getLogger("petsweep").removeHandler(handler)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)

@@ -365,6 +365,15 @@ def sharded_loading(chosen: DeepSpeedConfig, method, trainer, bf16: bool, world:
     return HfDeepSpeedConfig(config)
 
 
+def forget_sharded_loading() -> None:
+    """End HF's ZeRO-3 integration for this process (it is global: a later run, or a count on the meta
+    device, would otherwise build its modules under zero.Init)."""
+    import sys
+
+    if "transformers.integrations.deepspeed" in sys.modules:
+        sys.modules["transformers.integrations.deepspeed"].unset_hf_deepspeed_config()
+
+
 def make_stepper(model, optimizer, scheduler, trainer, chosen: DeepSpeedConfig, bf16: bool, world: int = 1):
     """The plain loop, or DeepSpeed when the chosen preset asks for a ZeRO stage."""
     if chosen.stage is None:

@@ -26,7 +26,8 @@ class RunRecord:
     total_params, nonembedding_params, head_params, pet_params, trainable_params: parameter accounting.
     count_notes: what the method says of its count (a target widened to a fused projection; DePT's s).
     train_time_s, dev_eval_time_s, dev_evals, final_eval_time_s: where the time went (plans cost them).
-    tokens, tokens_per_s, step_time_s, peak_memory_mb: throughput and memory.
+    tokens, tokens_per_s, step_time_s, peak_memory_mb: throughput and memory (the peak of the busiest rank;
+        rank_peak_memory_mb: each rank's, in rank order).
     device, precision, deepspeed: where and how it ran (the resolved precision and ZeRO preset).
     ranks: the processes that trained it (data parallel, or ZeRO across them); backbone_dtype: the dtype the
         frozen backbone weights were held in (bf16 on GPUs that have it, else float32).
@@ -71,6 +72,7 @@ class RunRecord:
     tokens_per_s: float | None
     step_time_s: float | None
     peak_memory_mb: float
+    rank_peak_memory_mb: list
     device: str
     precision: str
     deepspeed: str

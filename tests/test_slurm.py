@@ -179,7 +179,9 @@ def test_a_queued_run_whose_job_left_the_queue_is_interrupted(slurm_cluster, tmp
         subprocess.run(["scancel", held], check=False)
 
 
-TWO_RANKS = ["backbone.resources.gpus=2"]  # the test node's 2 fake GPUs: a task of 2 SLURM tasks, one rank each
+TWO_RANKS = [
+    "backbone.resources.gpus=2"
+]  # the test node's 2 fake GPUs: a task of 2 SLURM tasks, one rank each
 
 
 def test_a_two_gpu_run_is_two_ranks_and_resumes_both_after_requeue(slurm_cluster, tiny_conf, tmp_path):
