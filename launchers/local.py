@@ -1,8 +1,11 @@
-"""The local launcher: a pool of `python run.py <overrides>` processes, one GPU each, or a share of the cores.
+"""The local launcher: a pool of `python run.py <overrides>` processes, GPUs handed out per run, or a share of
+the cores.
 
-Each run is its own process, so a crash, a NaN or an out-of-memory kill takes down that run only.
-Measured on 2 cores: two single-thread runs side by side do about 1.3x the work of one two-thread run, so on
-CPU the pool runs as many runs as there are cores, one thread each, unless told otherwise.
+Each run is its own process, so a crash, a NaN or an out-of-memory kill takes down that run only. A run that
+asks for G GPUs (its backbone's `resources.gpus`) waits until G are free and gets them together; its process
+then starts G ranks (petsweep.spawn). Measured on 2 cores: two single-thread runs side by side do about 1.3x
+the work of one two-thread run, so on CPU the pool runs as many runs as there are cores, one thread each,
+unless told otherwise.
 """
 
 from __future__ import annotations
@@ -10,6 +13,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -20,24 +24,52 @@ from petsweep.status import LAUNCHED_AT_ENV, sweep_cancelled
 
 @dataclass
 class Slot:
-    """What one concurrent run gets: a GPU (CUDA_VISIBLE_DEVICES) or a number of CPU threads."""
+    """What one run gets: GPUs (CUDA_VISIBLE_DEVICES; None on CPU) and a number of CPU threads."""
 
-    gpu: int | None
+    gpus: list[int] | None
     threads: int
 
 
-def slots(max_parallel: int | None, threads_per_run: int | None) -> list[Slot]:
-    """One slot per GPU when GPUs exist, else the cores split among the concurrent runs."""
-    import torch
+class GpuPool:
+    """The machine's GPUs, handed to runs whole: a run of G GPUs waits until G are free, then takes them
+    together (never a part of them, which could deadlock two big runs against each other)."""
 
-    gpus = torch.cuda.device_count()
+    def __init__(self, count: int):
+        self.count, self.free = count, list(range(count))
+        self._changed = threading.Condition()
+
+    def take(self, wanted: int) -> list[int]:
+        wanted = max(1, min(wanted, self.count))  # a run asking for more than the machine has runs on all
+        with self._changed:
+            self._changed.wait_for(lambda: len(self.free) >= wanted)
+            taken, self.free = self.free[:wanted], self.free[wanted:]
+            return taken
+
+    def give(self, gpus: list[int]) -> None:
+        with self._changed:
+            self.free = sorted(self.free + gpus)
+            self._changed.notify_all()
+
+
+def cpu_slots(max_parallel: int | None, threads_per_run: int | None) -> list[Slot]:
+    """The cores split among the concurrent runs (one thread each by default)."""
     cores = os.cpu_count() or 1
-    if gpus:
-        n = min(max_parallel or gpus, gpus)
-        return [Slot(gpu=i, threads=threads_per_run or max(1, cores // n)) for i in range(n)]
     threads = threads_per_run or 1
     n = max_parallel or max(1, cores // threads)
-    return [Slot(gpu=None, threads=threads_per_run or max(1, cores // n)) for _ in range(n)]
+    return [Slot(gpus=None, threads=threads_per_run or max(1, cores // n)) for _ in range(n)]
+
+
+def gpus_wanted(cfg: dict) -> int:
+    """The GPUs a run takes: trainer.ranks, else its backbone's GPUs per node times nodes, at least one."""
+    res = cfg["backbone"].get("resources") or {}
+    per_node, nodes = int(res.get("gpus", 0) or 0), int(res.get("nodes", 1) or 1)
+    return max(1, int(cfg["trainer"].get("ranks") or per_node * nodes))
+
+
+def gpu_count() -> int:
+    import torch
+
+    return torch.cuda.device_count()
 
 
 NOT_STARTED = -1  # the exit code of a run the pool did not start because the sweep was cancelled
@@ -46,8 +78,8 @@ NOT_STARTED = -1  # the exit code of a run the pool did not start because the sw
 def run_one(overrides: list[str], slot: Slot, log_file: Path, script: str, launched_at: float) -> int:
     """Run one `python run.py ...` in `slot`, stdout and stderr to `log_file`; returns the exit code."""
     env = dict(os.environ, OMP_NUM_THREADS=str(slot.threads), **{LAUNCHED_AT_ENV: repr(launched_at)})
-    if slot.gpu is not None:
-        env["CUDA_VISIBLE_DEVICES"] = str(slot.gpu)
+    if slot.gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in slot.gpus)
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("w") as log:
         command = [sys.executable, script, *overrides, f"trainer.num_threads={slot.threads}"]
@@ -61,25 +93,48 @@ def run_pool(
     max_parallel: int | None = None,
     threads_per_run: int | None = None,
     sweep_dir: Path | None = None,
+    gpus_per_job: list[int] | None = None,
 ) -> list[int]:
-    """Run every job, at most len(slots) at a time; returns exit codes in job order (NOT_STARTED for the jobs
-    left when `petsweep cancel` stops the sweep in `sweep_dir`)."""
+    """Run every job; returns exit codes in job order (NOT_STARTED for the jobs left when `petsweep cancel`
+    stops the sweep in `sweep_dir`). With GPUs, job i takes `gpus_per_job[i]` of them (default 1) and the
+    cores are shared in proportion; without, at most len(cpu_slots) jobs run at once."""
     launched_at = time.time()
-    free = slots(max_parallel, threads_per_run)
-    import queue
+    gpus = gpu_count()
+    if gpus:
+        pool = GpuPool(gpus)
+        cores = os.cpu_count() or 1
+        wanted = gpus_per_job or [1] * len(jobs)
+        workers = min(max_parallel or gpus, gpus)
 
-    pool_slots: queue.Queue = queue.Queue()
-    for slot in free:
-        pool_slots.put(slot)
+        def acquire(index: int) -> Slot:
+            taken = pool.take(wanted[index])
+            return Slot(gpus=taken, threads=threads_per_run or max(1, cores * len(taken) // gpus))
+
+        def release(slot: Slot) -> None:
+            pool.give(slot.gpus)
+    else:
+        import queue
+
+        free: queue.Queue = queue.Queue()
+        slots = cpu_slots(max_parallel, threads_per_run)
+        for slot in slots:
+            free.put(slot)
+        workers = len(slots)
+
+        def acquire(index: int) -> Slot:
+            return free.get()
+
+        def release(slot: Slot) -> None:
+            free.put(slot)
 
     def work(index: int) -> int:
-        slot = pool_slots.get()
+        slot = acquire(index)
         try:
             if sweep_dir is not None and sweep_cancelled(sweep_dir, launched_at):
                 return NOT_STARTED
             return run_one(jobs[index], slot, log_files[index], script, launched_at)
         finally:
-            pool_slots.put(slot)
+            release(slot)
 
-    with ThreadPoolExecutor(max_workers=len(free)) as executor:
+    with ThreadPoolExecutor(max_workers=workers) as executor:
         return list(executor.map(work, range(len(jobs))))

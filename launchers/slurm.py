@@ -14,6 +14,7 @@ import os
 import re
 import subprocess
 import time
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -54,6 +55,7 @@ class SlurmRun:
         if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # RANK, WORLD_SIZE, MASTER_* from SLURM's env
             import submitit
 
+            os.environ["MASTER_PORT"] = str(rendezvous_port())  # not one inherited from the submitting shell
             submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
         return run(compose(self.overrides), claim_token=self.claim_token)["status"]
 
@@ -62,6 +64,14 @@ class SlurmRun:
         import submitit
 
         return submitit.helpers.DelayedSubmission(SlurmRun(self.overrides, self.claim_token))
+
+
+def rendezvous_port() -> int:
+    """The port rank 0 serves the rendezvous on: every task of the job derives it from the job id without
+    talking to the others, below Linux's ephemeral range (32768+), and a requeued job (SLURM_RESTART_COUNT)
+    gets a fresh one, since the previous attempt's port may linger in TIME_WAIT."""
+    key = f"{os.environ.get('SLURM_JOB_ID', '')}:{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+    return 20000 + zlib.crc32(key.encode()) % 12000
 
 
 def max_array_size() -> int:
@@ -153,6 +163,8 @@ def _executor(folder: Path, settings: SlurmSettings, run_shape: Shape):
         slurm_array_parallelism=settings.array_parallelism,
         slurm_setup=list(settings.setup),
         slurm_signal_delay_s=settings.signal_delay_s,
+        # a rank that dies ends the job's other ranks (they would wait for it in a collective until timeout)
+        slurm_srun_args=["--kill-on-bad-exit=1"],
         slurm_additional_parameters=dict(settings.additional_parameters),
     )
     if run_shape.gpus:

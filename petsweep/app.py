@@ -75,7 +75,13 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
         return spawn.run_ranks(cfg, world, run_path, _threads_per_rank(spec, world))
     from petsweep.train import pick_device
 
-    joined = ranks.init(me, ranks.device(pick_device(spec.trainer), me))
+    try:
+        joined = ranks.init(me, ranks.device(pick_device(spec.trainer), me))
+    except Exception as err:  # the ranks never met: say so on the run this job was submitted for
+        status = run_path.status() or {}
+        if me.main and claim_token is not None and status.get("token") == claim_token:
+            run_path.set_status(FAILED, error=f"rank {me.rank} could not join the others: {err}"[:500])
+        raise
     try:
         return _run_as_rank(spec, cfg, run_path, init_source, claim_token, me)
     finally:

@@ -123,10 +123,12 @@ def _wait(predicate, timeout=180, what="condition"):
         time.sleep(0.2)
 
 
-def test_a_killed_two_rank_run_resumes_with_parity(ranks_conf, tmp_path):
+@pytest.mark.parametrize("zero", ["deepspeed=none", "deepspeed=zero3"])
+def test_a_killed_two_rank_run_resumes_with_parity(ranks_conf, tmp_path, zero):
     """kill -9 of the process that started the ranks: they die with it; a rerun resumes both from the last
-    checkpoint and ends where an uninterrupted two-rank run ends."""
-    long = ("trainer.ranks=2", "trainer.max_steps=40", "trainer.save_every=5", "trainer.eval_every=20")
+    checkpoint (under ZeRO-3, each rank from its own shards) and ends where an uninterrupted two-rank run
+    ends."""
+    long = ("trainer.ranks=2", "trainer.max_steps=40", "trainer.save_every=5", "trainer.eval_every=20", zero)
     proc = subprocess.Popen(
         [sys.executable, *args(ranks_conf, tmp_path / "killed", *long)],
         cwd=REPO,

@@ -198,3 +198,29 @@ def test_two_launches_at_once_claim_a_run_once(tmp_path):
     with context.Pool(8) as pool:
         won = pool.starmap(_claim, [(str(tmp_path / "run"), barrier)] * 8)
     assert sum(won) == 1
+
+
+def test_gpu_pool_hands_out_whole_sets_and_makes_big_runs_wait():
+    """A run of 2 GPUs on a 3-GPU machine gets 2 disjoint GPUs; the next run of 2 waits until they are given
+    back (no part of a set is ever held); a run asking for more than the machine has gets all of them."""
+    import threading
+
+    from launchers.local import GpuPool
+
+    pool = GpuPool(3)
+    first = pool.take(2)
+    single = pool.take(1)
+    assert sorted(first + single) == [0, 1, 2]
+    got = []
+    waiter = threading.Thread(target=lambda: got.append(pool.take(2)))
+    waiter.start()
+    waiter.join(timeout=0.3)
+    assert waiter.is_alive() and not got and pool.free == []  # waits: one free GPU is not two
+    pool.give(single)
+    waiter.join(timeout=0.3)
+    assert waiter.is_alive() and pool.free == [single[0]]  # still waits, holding nothing
+    pool.give(first)
+    waiter.join(timeout=5)
+    assert len(got) == 1 and len(set(got[0])) == 2
+    pool.give(got[0])
+    assert pool.take(8) == [0, 1, 2]

@@ -1,4 +1,4 @@
-"""hydra/launcher=petsweep_local: runs as separate processes, one GPU each or a share of the cores."""
+"""hydra/launcher=petsweep_local: separate processes, each with the GPUs it asks for, or some cores."""
 
 import sys
 from collections.abc import Sequence
@@ -30,7 +30,20 @@ class PetsweepLocalLauncher(Launcher):
         self.config: DictConfig | None = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
-        self.config = config
+        self.hydra_context, self.config = hydra_context, config
+
+    def _gpus_per_job(self, job_overrides) -> list[int] | None:
+        """How many GPUs each run takes, where the machine has GPUs to hand out (from the runs' configs)."""
+        from launchers.local import gpu_count, gpus_wanted
+        from launchers.planning import plan
+
+        if not gpu_count():
+            return None
+        runs = plan(
+            [list(o) for o in job_overrides],
+            lambda ov: self.hydra_context.config_loader.load_sweep_config(self.config, list(ov)),
+        )
+        return [gpus_wanted(run.cfg) for run in runs]
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from launchers.local import run_pool
@@ -41,7 +54,15 @@ class PetsweepLocalLauncher(Launcher):
         extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
         jobs = [list(o) + extra for o in job_overrides]
         logs = [logs_dir / f"{initial_job_idx + i}.log" for i in range(len(jobs))]
-        codes = run_pool(jobs, logs, sys.argv[0], self.max_parallel, self.threads_per_run, sweep_dir)
+        codes = run_pool(
+            jobs,
+            logs,
+            sys.argv[0],
+            self.max_parallel,
+            self.threads_per_run,
+            sweep_dir,
+            self._gpus_per_job(job_overrides),
+        )
         return [
             JobReturn(
                 overrides=list(o),
