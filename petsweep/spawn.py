@@ -68,6 +68,8 @@ def run_ranks(cfg, world: int, run_path: RunDir, threads: int | None = None) -> 
     """Run `cfg` as `world` local processes; returns rank 0's result record (or raises with the failure)."""
     resolved = OmegaConf.to_container(cfg, resolve=True)
     resolved.pop("hydra", None)
+    if threads:  # each rank its share of the run's threads (not part of the identity)
+        resolved["trainer"]["num_threads"] = threads
     with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
         fh.write(OmegaConf.to_yaml(OmegaConf.create(resolved)))
     port = _free_port()
