@@ -263,3 +263,14 @@ def test_bf16_runs_hold_the_frozen_backbone_in_bf16_and_train_in_fp32(tiny, monk
     trained = {dtype for dtype, trained in seen.values() if trained}
     assert frozen == {torch.bfloat16} and trained == {torch.float32}
     assert result["score"] >= 0 and result["steps"] == 6
+
+
+def test_a_local_sweep_of_two_rank_runs(ranks_conf, tmp_path):
+    """The local launcher's pool starts each run's process, which starts its two ranks; both runs finish
+    with the records of a run, and the sweep's summary counts them."""
+    run_py, *overrides = args(ranks_conf, tmp_path, "trainer.ranks=2", "sweep_name=pair", "seed=1,2")
+    out = run_cli(run_py, "-m", *overrides)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    results = [json.loads(p.read_text()) for p in (tmp_path / "pair").glob("*/result.json")]
+    assert sorted(r["seed"] for r in results) == [1, 2] and {r["ranks"] for r in results} == {2}
+    assert "2 runs (2 done)" in out.stdout
