@@ -15,11 +15,12 @@ from petsweep.cli import exit_on_user_error, preflight
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
-def main(cfg: DictConfig) -> None:
-    from petsweep.app import run
+def main(cfg: DictConfig) -> float:
+    """One run; returns its `optimized_metric` (what a Hydra sweeper such as Optuna optimises)."""
+    from petsweep.app import optimized_value, run
 
     with exit_on_user_error():
-        run(cfg)
+        return optimized_value(run(cfg), cfg.optimized_metric)
 
 
 if __name__ == "__main__":

@@ -12,12 +12,21 @@ import itertools
 
 from petsweep.errors import ConfigError
 
+_LOADER = []  # Hydra's config loader, when a sweeper gives one: glob() needs the groups' options
+
+
+def use_config_loader(loader) -> None:
+    """Let glob() axes list their group's options through Hydra's config loader (set by the sweeper)."""
+    _LOADER[:] = [loader]
+    _parser.cache_clear()
+    _parse_one.cache_clear()
+
 
 @functools.cache
 def _parser():
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    return OverridesParser.create()
+    return OverridesParser.create(config_loader=_LOADER[0] if _LOADER else None)
 
 
 @functools.lru_cache(maxsize=100_000)
@@ -46,7 +55,9 @@ def axes_of(arguments: list[str]) -> list[tuple[str, list[str]]]:
         key = override.get_key_element()
         if override.is_sweep_override():
             if not override.is_discrete_sweep():
-                raise ConfigError(key, override.input_line, "use a comma list or range(...) as a sweep axis")
+                raise ConfigError(
+                    key, override.input_line, "use a comma list, range(...) or glob(...) as a sweep axis"
+                )
             axes[key] = [f"{key}={v}" for v in override.sweep_string_iterator()]
         else:
             axes[key] = [f"{key}={override.get_value_element_as_str()}"]

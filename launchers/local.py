@@ -94,10 +94,12 @@ def run_pool(
     threads_per_run: int | None = None,
     sweep_dir: Path | None = None,
     gpus_per_job: list[int] | None = None,
+    on_done=None,
 ) -> list[int]:
     """Run every job; returns exit codes in job order (NOT_STARTED for the jobs left when `petsweep cancel`
     stops the sweep in `sweep_dir`). With GPUs, job i takes `gpus_per_job[i]` of them (default 1) and the
-    cores are shared in proportion; without, at most len(cpu_slots) jobs run at once."""
+    cores are shared in proportion; without, at most len(cpu_slots) jobs run at once. `on_done(index, code,
+    seconds)` is called as each job ends (from the pool's threads)."""
     launched_at = time.time()
     gpus = gpu_count()
     if gpus:
@@ -132,9 +134,13 @@ def run_pool(
         try:
             if sweep_dir is not None and sweep_cancelled(sweep_dir, launched_at):
                 return NOT_STARTED
-            return run_one(jobs[index], slot, log_files[index], script, launched_at)
+            started = time.time()
+            code = run_one(jobs[index], slot, log_files[index], script, launched_at)
         finally:
             release(slot)
+        if on_done is not None:
+            on_done(index, code, time.time() - started)
+        return code
 
     with ThreadPoolExecutor(max_workers=workers) as executor:
         return list(executor.map(work, range(len(jobs))))

@@ -7,6 +7,8 @@ one Hydra composition per distinct group combination.
 
 from __future__ import annotations
 
+import copy
+import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,8 +17,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
 from petsweep.config import resolve_run
-from petsweep.errors import ConfigError
-from petsweep.identity import plain, run_dir, run_hash
+from petsweep.errors import ConfigError, PetsweepError
+from petsweep.identity import plain, run_dir, run_hash, semantic_config
 from petsweep.params import check_on_meta
 from petsweep.status import QUEUED, RUNNING, RunDir, State, slurm_queue
 
@@ -120,6 +122,19 @@ class CachedComposer:
         return data
 
 
+def _read_local_files(spec, cfg, read: set[str]) -> None:
+    """A task on local files reads them once per distinct task, here: a broken line stops the sweep before
+    any run exists, instead of failing every run of it."""
+    from petsweep.tasks import prepare_task
+
+    if spec.task.source != "files":
+        return
+    key = json.dumps(semantic_config(cfg)["task"], sort_keys=True, default=str)  # files by content
+    if key not in read:
+        prepare_task(copy.deepcopy(spec.task), 0)
+        read.add(key)
+
+
 def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictConfig]) -> list[PlannedRun]:
     """Validate every run and dedupe identical configs (same run hash: launched once).
 
@@ -129,13 +144,16 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
     composer = CachedComposer(compose_fn)
     queue = cached_queue()
     runs: dict[str, PlannedRun] = {}
+    read: set[str] = set()
     for overrides in run_overrides:
         try:
             cfg = composer(overrides)
-            counts = check_on_meta(
-                resolve_run(cfg)
-            )  # a method the backbone cannot take fails here, not in a job
-        except ConfigError as err:
+            spec = resolve_run(cfg)
+            counts = check_on_meta(spec)  # a method the backbone cannot take fails here, not in a job
+            _read_local_files(spec, cfg, read)
+        except PetsweepError as err:
+            if not isinstance(err, ConfigError):
+                raise PetsweepError(f"{err} (in run: {' '.join(overrides)})") from None
             raise ConfigError(err.key, err.value, f"{err.expected} (in run: {' '.join(overrides)})") from None
         digest = run_hash(cfg)
         if digest in runs:

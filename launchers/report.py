@@ -74,20 +74,148 @@ def sweep_runs(root: Path) -> list[RunDir]:
     return runs
 
 
-def status_table(root: Path) -> str:
+def runs_under(path: Path) -> list[RunDir]:
+    """The runs a path names: a run dir, a sweep dir, or a runs root holding sweep dirs (all of them)."""
+    path = Path(path)
+    if (path / "status.json").exists():
+        return [RunDir(path)]
+    if path.is_dir() and not (path / SWEEP_MARKER).exists() and not list(path.glob("*/status.json")):
+        nested = [RunDir(p.parent) for p in sorted(path.glob("*/*/status.json"))]
+        if nested:
+            return nested
+    return sweep_runs(path)
+
+
+def status_rows(path: Path) -> list[dict]:
+    """One dict per run: its state, step of max, last and best dev score, ETA, and score or error."""
     from launchers.planning import cached_queue
 
-    rows, counts, queue = [], {}, cached_queue()
-    for run in sweep_runs(root):
+    queue = cached_queue()
+    rows = []
+    for run in runs_under(path):
         state = run_status(run.path, queue)
-        counts[state] = counts.get(state, 0) + 1
-        result = run.result() if state == State.COMPLETED else None
-        detail = f"{result['metric']} {result['score']:.4f}" if result else ""
-        if (run.path / "error.txt").exists() and state != State.COMPLETED:
-            detail = f"{(run.status() or {}).get('error', '')[:100]}  traceback: {run.path / 'error.txt'}"
-        rows.append(f"{state:<11} {run.path.name:<58} {detail}")
-    summary = ", ".join(f"{n} {s.word}" for s, n in sorted(counts.items()))
-    return "\n".join(rows + [f"{sum(counts.values())} runs: {summary}"])
+        status, result = run.status() or {}, run.result() if state == State.COMPLETED else None
+        progress = _read_json(run.path / "progress.json") or {}
+        row = {
+            "state": str(state),
+            "run": run.path.name,
+            "sweep": run.path.parent.name,
+            "path": str(run.path),
+            "step": result["steps"] if result else progress.get("step"),
+            "max_steps": result["steps"] if result else progress.get("max_steps"),
+            "dev_score": progress.get("dev_score"),
+            "best_dev_score": result["best_dev_score"] if result else progress.get("best_dev_score"),
+            "eta_s": progress.get("eta_s") if state == State.RUNNING else None,
+            "metric": result["metric"] if result else None,
+            "score": result["score"] if result else None,
+            "error": status.get("error") if state != State.COMPLETED else None,
+            "updated": status.get("updated"),
+        }
+        rows.append(row)
+    return rows
+
+
+def _read_json(path: Path) -> dict | None:
+    import json
+
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def status_table(path: Path) -> str:
+    from petsweep.progress import eta_text
+
+    rows = status_rows(path)
+    width = max([58] + [len(r["run"]) for r in rows])
+    sweeps = len({r["sweep"] for r in rows}) > 1
+    lines = [f"{'state':<11} {'run':<{width}} {'step':>11} {'dev':>7} {'eta':>8}  result"]
+    counts: dict[str, int] = {}
+    for r in rows:
+        counts[r["state"]] = counts.get(r["state"], 0) + 1
+        step = f"{r['step']}/{r['max_steps']}" if r["step"] is not None else "-"
+        dev = r["best_dev_score"] if r["state"] == State.COMPLETED else r["dev_score"]
+        dev = f"{dev:.4f}" if dev is not None else "-"
+        eta = eta_text(r["eta_s"]) if r["eta_s"] is not None else "-"
+        if r["score"] is not None:
+            detail = f"{r['metric']} {r['score']:.4f}"
+        elif r["error"]:
+            detail = " ".join(r["error"].split())[:100]
+            if (Path(r["path"]) / "error.txt").exists():
+                detail += f"  traceback: {Path(r['path']) / 'error.txt'}"
+        else:
+            detail = ""
+        name = f"{r['sweep']}/{r['run']}" if sweeps else r["run"]
+        lines.append(f"{r['state']:<11} {name:<{width}} {step:>11} {dev:>7} {eta:>8}  {detail}".rstrip())
+    summary = ", ".join(f"{n} {State(s).word}" for s, n in sorted(counts.items()))
+    return "\n".join(lines + [f"{len(rows)} runs: {summary}"])
+
+
+def find_run(name: str, root: Path) -> RunDir:
+    """A run by its dir, or by a prefix of its hash (the dir name ends with the first 12 hex digits; longer
+    prefixes are matched against result.json's run_id); none or several is one clear error."""
+    path = Path(name)
+    if (path / "status.json").exists():
+        return RunDir(path)
+    prefix = name.lower()
+    if not prefix or any(c not in "0123456789abcdef" for c in prefix):
+        raise PetsweepError(f"run: {name!r} is neither a run dir nor a hash prefix (hex digits)")
+    found = [
+        RunDir(p.parent)
+        for p in sorted(Path(root).glob("*/*/status.json"))
+        if p.parent.name.rsplit("-", 1)[-1].startswith(prefix[:12])
+        and (len(prefix) <= 12 or ((RunDir(p.parent).result() or {}).get("run_id") or "").startswith(prefix))
+    ]
+    if len(found) != 1:
+        where = f"{len(found)} runs under {root} match" if found else f"no run under {root} matches"
+        listed = "".join(f"; {r.path}" for r in found[:5])
+        raise PetsweepError(f"run: {where} hash prefix {name!r}{listed}")
+    return found[0]
+
+
+def show_text(run: RunDir) -> str:
+    """One run on a page: what it is, where it stands, what it scored and trained, where its files are."""
+    import yaml
+
+    from petsweep.identity import semantic_config
+    from petsweep.progress import eta_text
+
+    [row] = status_rows(run.path)
+    status, result = run.status() or {}, run.result()
+    config = (
+        result["config"]
+        if result
+        else semantic_config(yaml.safe_load((run.path / "config.yaml").read_text()))
+    )
+    lines = [
+        f"run      {run.path}",
+        f"state    {row['state']}" + (f"  ({row['error']})" if row["error"] else ""),
+    ]
+    if row["step"] is not None:
+        eta = f", ETA {eta_text(row['eta_s'])}" if row["eta_s"] is not None else ""
+        lines.append(f"step     {row['step']}/{row['max_steps']}{eta}")
+    if result:
+        lines.append(
+            f"score    {result['metric']} {result['score']:.4f} on test (best dev {row['best_dev_score']})"
+        )
+        lines.append("metrics  " + ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items()))
+        lines.append(
+            f"params   trainable {result['trainable_params']:,} of {result['total_params']:,} "
+            f"(method's own {result['pet_params']:,})"
+        )
+        lines.append(
+            f"ran      {result['steps']} steps in {result['train_time_s']:.1f} s on {result['device']} "
+            f"({result['precision']}, deepspeed {result['deepspeed']}, {result.get('ranks', 1)} rank(s))"
+        )
+    elif status.get("host"):
+        lines.append(f"process  {status.get('pid')} on {status.get('host')}")
+    lines.append(
+        "files    " + ", ".join(sorted(p.name for p in run.path.iterdir() if not p.name.startswith(".")))
+    )
+    lines.append("config")
+    lines += ["  " + line for line in yaml.safe_dump(config, sort_keys=False).splitlines()]
+    return "\n".join(lines)
 
 
 def cancel(root: Path) -> list[str]:

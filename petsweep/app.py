@@ -43,7 +43,7 @@ from petsweep.status import (
     write_json,
 )
 from petsweep.tasks import prepare_task
-from petsweep.tracking import NullTracker, Tracker
+from petsweep.tracking import NullTracker, Tracker, wandb_summary
 
 log = logging.getLogger("petsweep")
 
@@ -124,6 +124,19 @@ def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: rank
     return result
 
 
+def optimized_value(result: dict, name: str) -> float:
+    """The number a Hydra sweeper optimises, from a run's record (`optimized_metric`, see conf/config.yaml);
+    a run without a dev split returns its test score for `dev`."""
+    if name == "dev":
+        best = result.get("best_dev_score")
+        return float(best if best is not None else result["score"])
+    if name == "test":
+        return float(result["score"])
+    if name == "train_subset":
+        return float(result["train_subset_score"])
+    return float(result["metrics"][name.removeprefix("test/")])
+
+
 def _ranks_wanted(spec: RunSpec) -> int:
     import torch
 
@@ -194,6 +207,7 @@ def _execute(
         torch.set_num_threads(spec.trainer.num_threads)
     prov = provenance.collect(spec.seed)
     prov["seeds"] = seed_everything(spec.seed)  # before the backbone, its head and the PET modules exist
+    prov["replaces"] = provenance.earlier_attempts(run_path.path)  # runs invalidated after a fix
     if me.main:
         write_json(run_path.path / "provenance.json", prov)
 
@@ -236,7 +250,7 @@ def _execute(
             spec.wandb,
             full_hash,
             spec.sweep_name,
-            run_slug(cfg),
+            f"{run_slug(cfg)}-{full_hash[:8]}",  # runs that differ in lr alone must not look alike
             OmegaConf.to_container(cfg, resolve=True),
         )
         if me.main
@@ -298,7 +312,7 @@ def _execute(
         wall_time_s=time.time() - started,
         config=semantic_config(cfg),
     ).as_dict()
-    tracker.finish({k: result[k] for k in RunRecord.scalar_keys() if result[k] is not None})
+    tracker.finish(wandb_summary(result, RunRecord.scalar_keys()))
     return result
 
 

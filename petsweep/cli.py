@@ -2,7 +2,9 @@
 
 petsweep count [--json] backbone=bert-base method=lora    # parameter counts, no weights, no network
 petsweep plan method=lora,full seed=1,2,3                 # every run of a sweep: status, params, cost
-petsweep status runs/<sweep_name>                         # from the runs' status files only
+petsweep status runs/<sweep_name> [--json]                # step/N, dev, ETA, result (also a run dir or root)
+petsweep show <run dir or hash prefix> [--root runs]      # one run: config, status, scores, counts, paths
+petsweep invalidate runs/<sweep> --where method.lr=0.1    # redo runs after a fix (moved aside, not deleted)
 petsweep cancel runs/<sweep_name>                         # stop its running runs (rerun resumes them)
 petsweep sync runs/<sweep_name> [--parallel 4]            # upload finished runs' offline W&B runs
 petsweep collect runs/<sweep_name> -o table.parquet       # one tidy row per run
@@ -18,11 +20,9 @@ import argparse
 import contextlib
 import json
 import sys
+from pathlib import Path
 
 from petsweep.errors import ConfigError, PetsweepError, RunCancelled
-
-# run.py flags after which the config is only printed or explained, not run
-_INSPECT_FLAGS = ("--cfg", "-c", "--info", "-i", "--help", "-h", "--hydra-help", "--resolve")
 
 
 @contextlib.contextmanager
@@ -40,19 +40,53 @@ def exit_on_user_error():
         sys.exit(143)
 
 
-def _overrides(argv: list[str]) -> list[str]:
-    # Hydra settings are for Hydra, except the search path, which can add config options (your own backbones)
-    return [
-        a
-        for a in argv
-        if "=" in a
-        and not a.startswith("-")
-        and (not a.startswith(("hydra.", "hydra/")) or a.startswith("hydra.searchpath"))
-    ]
+def _hydra_args(argv: list[str]):
+    """run.py's command line as Hydra itself parses it (its flags, their values, the overrides)."""
+    from hydra._internal.utils import get_args_parser
+
+    args, _ = get_args_parser().parse_known_args(argv)
+    return args
+
+
+def _overrides(args) -> list[str]:
+    """The overrides petsweep validates: every config override (deletions `~key` too), the hydra/ groups the
+    run composes with, and the search path (with --config-dir added to it, as Hydra adds it); Hydra's own
+    settings (hydra.*) are Hydra's."""
+    kept = [o for o in args.overrides if not o.startswith("hydra.") or o.startswith("hydra.searchpath")]
+    if args.config_dir:
+        extra = f"file://{Path(args.config_dir).resolve()}"
+        given = [o for o in kept if o.startswith("hydra.searchpath=")]
+        paths = given[-1].split("=", 1)[1].strip("[]") if given else ""
+        kept = [o for o in kept if not o.startswith("hydra.searchpath=")]
+        kept.append(f"hydra.searchpath=[{','.join(p for p in (paths, extra) if p)}]")
+    return kept
+
+
+# Hydra launchers that run petsweep's runs without what petsweep's launchers give them: the backbone's
+# resources (GPUs, memory, time), ranks, arrays chunked under MaxArraySize, claims, and requeue with resume
+FOREIGN_LAUNCHERS = {
+    "submitit_slurm": "launcher=slurm_<cluster> (copy conf/launcher/slurm_cluster.yaml)",
+    "submitit_local": "launcher=local",
+}
+
+
+def _refuse_foreign_launchers(overrides: list[str]) -> None:
+    for override in overrides:
+        key, _, value = override.lstrip("+").partition("=")
+        if key == "hydra/launcher" and value in FOREIGN_LAUNCHERS:
+            raise ConfigError(
+                "hydra/launcher",
+                value,
+                f"runs there would ignore the backbone's resources (GPUs, memory, ranks) and lose petsweep's "
+                f"claims and requeue-with-resume; use {FOREIGN_LAUNCHERS[value]}",
+            )
 
 
 def preflight(argv: list[str]) -> None:
     """Compose every config the command line names (each value of a sweep axis) and validate it.
+
+    Hydra's own modes (shell completion, help, --info, --experimental-rerun, another --config-path) are left
+    to Hydra; --cfg only composes.
 
     Raises:
         ConfigError: on the first unknown option, unknown key or invalid value, before anything runs.
@@ -61,34 +95,76 @@ def preflight(argv: list[str]) -> None:
 
     from petsweep.config import compose, resolve_run
 
+    args = _hydra_args(argv)
+    if args.shell_completion or args.help or args.hydra_help or args.experimental_rerun or args.config_path:
+        return
+    overrides = _overrides(args)
+    _refuse_foreign_launchers(overrides)
     try:
-        parsed = OverridesParser.create().parse_overrides(_overrides(argv))
+        parsed = OverridesParser.create().parse_overrides(overrides)
     except Exception as err:
         raise PetsweepError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
     fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
-    axes = [(o.get_key_element(), list(o.sweep_string_iterator())) for o in parsed if o.is_sweep_override()]
+    axes = [(o.get_key_element(), _sweep_values(o, fixed)) for o in parsed if o.is_sweep_override()]
     variants = [fixed + [f"{k}={values[0]}" for k, values in axes]]
     for i, (_key, values) in enumerate(axes):
         for value in values[1:]:
             variants.append(
                 fixed + [f"{k}={(value if j == i else vals[0])}" for j, (k, vals) in enumerate(axes)]
             )
-    inspect_only = any(a in _INSPECT_FLAGS for a in argv)
-    for overrides in variants:
-        cfg = compose(overrides)
-        if not inspect_only:
+    presets = [o for o in overrides if o.lstrip("+").startswith("sweep=")]
+    if presets and not args.multirun:
+        raise PetsweepError(
+            f"{presets[0]}: a sweep preset defines the sweep's axes, which only a multirun expands: "
+            f"python run.py -m {' '.join(argv)}"
+        )
+    config_name = args.config_name or "config"
+    for variant in variants:
+        cfg = compose(variant, config_name=config_name)
+        if args.cfg is None and args.info is None:
             resolve_run(cfg)
-    if any(a in ("-m", "--multirun") for a in argv):
-        _check_launcher(variants[0] + [a for a in argv if a.startswith("hydra.") and "=" in a])
+    if args.multirun:  # the launcher and sweeper the command line picks, with their hydra.* settings
+        hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
+        _check_launcher(variants[0] + hydra_args, config_name)
 
 
-def _check_launcher(overrides: list[str]) -> None:
+def _sweep_values(override, fixed: list[str]) -> list[str]:
+    """The values of a sweep axis to validate: every choice and range value, both ends of an interval
+    (what Optuna samples from), and the group options a glob() matches."""
+    from hydra.core.override_parser.types import Glob, IntervalSweep
+
+    value = override.value()
+    if isinstance(value, IntervalSweep):
+        return [str(value.start), str(value.end)]
+    if isinstance(value, Glob):
+        group = override.key_or_group
+        options = value.filter(_group_options(group, fixed))
+        if not options:
+            raise ConfigError(group, override.get_value_string(), "glob() matches no option of the group")
+        return options
+    return list(override.sweep_string_iterator())
+
+
+def _group_options(group: str, overrides: list[str]) -> list[str]:
+    """The options of a config group, with the search path the command line adds."""
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from petsweep import CONF_DIR
+
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        loader = GlobalHydra.instance().config_loader()
+        return loader.get_group_options(group, config_name="config", overrides=list(overrides))
+
+
+def _check_launcher(overrides: list[str], config_name: str = "config") -> None:
     """A launcher preset's required keys (???) must be set before anything is submitted."""
     from omegaconf import OmegaConf
 
     from petsweep.config import compose
 
-    launcher = compose(overrides, with_hydra=True).hydra.launcher
+    launcher = compose(overrides, config_name=config_name, with_hydra=True).hydra.launcher
     missing = sorted(OmegaConf.missing_keys(launcher))
     if missing:
         raise ConfigError(
@@ -166,9 +242,32 @@ def _plan_cmd(args) -> None:
 
 
 def _status_cmd(args) -> None:
-    from launchers.report import status_table
+    from launchers.report import status_rows, status_table
 
-    print(status_table(args.sweep_dir))
+    if args.json:
+        print(json.dumps(status_rows(args.sweep_dir), indent=2))
+    else:
+        print(status_table(args.sweep_dir))
+
+
+def _invalidate_cmd(args) -> None:
+    from launchers.invalidate import invalidate
+
+    moved = invalidate(args.sweep_dir, args.where, args.state, args.reason, args.dry_run)
+    verb = "would move aside" if args.dry_run else "moved aside"
+    print(
+        f"{verb} {len(moved)} run(s); the next launch of the sweep runs them again"
+        if moved
+        else "no run matches"
+    )
+    for path in moved:
+        print(f"  {path.name}")
+
+
+def _show_cmd(args) -> None:
+    from launchers.report import find_run, show_text
+
+    print(show_text(find_run(args.run, Path(args.root))))
 
 
 def _cancel_cmd(args) -> None:
@@ -179,11 +278,15 @@ def _cancel_cmd(args) -> None:
 
 
 def _sync_cmd(args) -> None:
-    from launchers.wandb_sync import sync
+    from launchers.wandb_sync import TIMED_OUT, last_lines, sync
 
-    results = sync(args.sweep_dir, args.parallel, args.dry_run)
-    for folder, code, _ in results:
-        print(f"{'ok' if code == 0 else f'failed ({code})':<11} {folder}")
+    results = sync(args.sweep_dir, args.parallel, args.dry_run, args.timeout)
+    for folder, code, output in results:
+        word = "ok" if code == 0 else "timed out" if code == TIMED_OUT else f"failed ({code})"
+        print(f"{word:<11} {folder}")
+        if code:
+            for line in last_lines(output):
+                print(f"            wandb: {line}")
     print(
         f"{sum(c == 0 for _, c, _ in results)} of {len(results)} W&B runs "
         + ("would be synced" if args.dry_run else "synced")
@@ -278,12 +381,21 @@ def _methods_cmd(args) -> None:
         print(f"{name}: failed to import ({error})")
 
 
+def _version() -> str:
+    """The package version, and the git commit when run from a checkout (what provenance records)."""
+    from petsweep import __version__, provenance
+
+    commit = provenance.git("rev-parse", "HEAD")
+    return __version__ + (f" ({commit[:12]})" if commit else "")
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="petsweep",
         description="petsweep: parameter counts, sweep plans, "
         "status, cancel, W&B sync, analysis and transfer (runs themselves: python run.py)",
     )
+    parser.add_argument("--version", action="version", version=f"petsweep {_version()}")
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("count", help="parameter counts of a config (meta device: no weights, no network)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
@@ -351,17 +463,44 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("roots", nargs="+", help="runs roots or sweep dirs; every run dir below them is checked")
     p.add_argument("--dry-run", action="store_true", help="say what would be renamed")
     p.set_defaults(handler=_rehash_cmd)
+    p = sub.add_parser(
+        "invalidate", help="redo runs after a fix: move them aside, so a rerun trains them again"
+    )
+    p.add_argument("sweep_dir", type=Path, help="<runs_root>/<sweep_name>")
+    p.add_argument("--where", action="append", default=[], help="key=value of the run's config (repeatable)")
+    p.add_argument(
+        "--state", default="all", help="completed, failed, cancelled, interrupted or all (default)"
+    )
+    p.add_argument(
+        "--reason", default="", help="why (kept with the moved runs and in the reruns' provenance)"
+    )
+    p.add_argument("--dry-run", action="store_true", help="list the runs, move nothing")
+    p.set_defaults(handler=_invalidate_cmd)
+    p = sub.add_parser("show", help="one run: config, status, scores, counts and where its files are")
+    p.add_argument("run", help="a run dir, or a prefix of a run's hash (searched under --root)")
+    p.add_argument(
+        "--root", default="runs", help="the runs root a hash prefix is looked up in (default runs)"
+    )
+    p.set_defaults(handler=_show_cmd)
     for name, handler, text in (
         ("status", _status_cmd, "status of a sweep's runs, from their files"),
         ("cancel", _cancel_cmd, "stop a sweep's queued and running runs (they record CANCELLED)"),
         ("sync", _sync_cmd, "upload the offline W&B runs of a sweep's finished runs (each once)"),
     ):
         p = sub.add_parser(name, help=text)
-        p.add_argument("sweep_dir", help="<runs_root>/<sweep_name>")
+        where = "a sweep dir (<runs_root>/<sweep_name>)"
+        if name == "status":
+            where += ", a runs root (every sweep in it) or one run dir"
+        p.add_argument("sweep_dir", type=Path, help=where)
         p.set_defaults(handler=handler)
+        if name == "status":
+            p.add_argument("--json", action="store_true", help="one JSON list of the runs' rows")
         if name == "sync":
             p.add_argument("--parallel", type=int, default=4, help="uploads at a time")
             p.add_argument("--dry-run", action="store_true", help="list what would be uploaded")
+            p.add_argument(
+                "--timeout", type=float, default=120, help="seconds one upload may take (default 120)"
+            )
     return parser
 
 

@@ -41,6 +41,8 @@ class TrainerConfig:
     schedule: str = "linear"
     max_grad_norm: float | None = 1.0
     eval_every: int = 50
+    log_every: int = 10
+    early_stopping_patience: int | None = None
     eval_batch_size: int = 32
     save_every: int = 50
     precision: str = "auto"
@@ -51,11 +53,24 @@ class TrainerConfig:
     frozen_dtype: str = "auto"
 
     def __post_init__(self):
+        patience = self.early_stopping_patience
+        if patience is not None and (not isinstance(patience, int) or patience < 1):
+            raise ConfigError(
+                "trainer.early_stopping_patience", patience, "must be null (off) or an integer >= 1"
+            )
         if self.ranks is not None and (not isinstance(self.ranks, int) or self.ranks < 1):
             raise ConfigError(
                 "trainer.ranks", self.ranks, "must be null (the backbone's GPUs) or an integer >= 1"
             )
-        for key in ("max_steps", "batch_size", "grad_accum", "eval_every", "eval_batch_size", "save_every"):
+        for key in (
+            "max_steps",
+            "batch_size",
+            "grad_accum",
+            "eval_every",
+            "log_every",
+            "eval_batch_size",
+            "save_every",
+        ):
             if getattr(self, key) <= 0:
                 raise ConfigError(f"trainer.{key}", getattr(self, key), "must be a positive integer")
         if not 0 <= self.warmup_ratio < 1:
@@ -100,6 +115,12 @@ def _typed(cls, values: dict, key: str):
     return cls(**values)
 
 
+def _check_optimized(name, task: TaskSpec) -> None:
+    choices = ["dev", "test", "train_subset", *(f"test/{m}" for m in task.metrics)]
+    if name not in choices:
+        raise ConfigError("optimized_metric", name, f"choose one of: {', '.join(choices)}")
+
+
 def resolve_run(cfg: DictConfig | dict) -> RunSpec:
     """Validate a composed config (types, choices, backbone/task fit, APET state) and type its parts.
 
@@ -133,6 +154,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         )
     if not isinstance(data["seed"], int) or isinstance(data["seed"], bool):
         raise ConfigError("seed", data["seed"], "must be an integer")
+    _check_optimized(data.get("optimized_metric", "dev"), task)
     method = build_method(data["method"])
     method.check(backbone)
     trainer = _typed(TrainerConfig, dict(data["trainer"]), "trainer")
@@ -153,7 +175,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         seed=data["seed"],
         sweep_name=str(data["sweep_name"]),
         runs_root=str(data["paths"]["runs_root"]),
-        wandb=data["logger"].get("wandb") or None,
+        wandb=(data.get("logger") or {}).get("wandb") or None,
         config=cfg,
     )
     if apet.scale is not None:

@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from petsweep import CONF_DIR
 
@@ -29,7 +30,7 @@ PACKAGES = (
 )
 
 
-def _git(*args: str) -> str | None:
+def git(*args: str) -> str | None:
     try:
         out = subprocess.run(
             ["git", "-C", str(CONF_DIR.parent), *args], capture_output=True, text=True, timeout=10
@@ -59,13 +60,29 @@ def package_versions() -> dict[str, str | None]:
     return versions
 
 
+def earlier_attempts(run_path: Path) -> list[dict]:
+    """This run's attempts that `petsweep invalidate` moved aside (same dir name), oldest first."""
+    import json
+
+    from petsweep.status import INVALIDATED_DIR
+
+    found = []
+    for old in sorted((Path(run_path).parent / INVALIDATED_DIR).glob(f"*/{Path(run_path).name}")):
+        try:
+            meta = json.loads((old.parent / "invalidated.json").read_text())
+        except (OSError, ValueError):
+            meta = {}
+        found.append({"path": str(old), "reason": meta.get("reason", ""), "when": meta.get("when")})
+    return found
+
+
 def collect(seed: int) -> dict:
     """Provenance at the start of a run; `end` is filled in when it finishes."""
     import torch
 
-    status = _git("status", "--porcelain")
+    status = git("status", "--porcelain")
     return {
-        "git_commit": _git("rev-parse", "HEAD"),
+        "git_commit": git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "packages": package_versions(),
         "python": sys.version.split()[0],

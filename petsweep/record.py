@@ -23,6 +23,7 @@ class RunRecord:
     random_guess_score: the score of always guessing the most frequent training class.
     metrics, train_subset_metrics, train_subset_score: every test metric; the same on a train subset.
     best_step, best_dev_score, steps: the selected checkpoint, its dev score, steps trained.
+    stopped_early: training stopped before max_steps (trainer.early_stopping_patience ran out).
     total_params, nonembedding_params, head_params, pet_params, trainable_params: parameter accounting.
     count_notes: what the method says of its count (a target widened to a fused projection; DePT's s).
     train_time_s, dev_eval_time_s, dev_evals, final_eval_time_s: where the time went (plans cost them).
@@ -58,6 +59,7 @@ class RunRecord:
     best_step: int
     best_dev_score: float | None
     steps: int
+    stopped_early: bool
     total_params: int
     nonembedding_params: int
     head_params: int

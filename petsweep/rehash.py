@@ -16,13 +16,17 @@ from pathlib import Path
 import yaml
 
 from petsweep.identity import run_hash, run_slug, semantic_config
-from petsweep.status import RunDir, write_json
+from petsweep.status import INVALIDATED_DIR, RunDir, write_json
 
 
 def run_dirs_under(root: Path) -> list[Path]:
     """Every run dir (a dir holding status.json and config.yaml) at or below `root`."""
     root = Path(root)
-    return sorted(p.parent for p in root.rglob("status.json") if (p.parent / "config.yaml").exists())
+    return sorted(
+        p.parent
+        for p in root.rglob("status.json")
+        if (p.parent / "config.yaml").exists() and INVALIDATED_DIR not in p.parts  # moved aside: history
+    )
 
 
 def rehash_run(path: Path, dry_run: bool = False) -> tuple[str, Path]:

@@ -59,6 +59,8 @@ QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = (
     State.FAILED,
     State.CANCELLED,
 )
+# <sweep>/.invalidated/<time>/<run>: runs moved aside by `petsweep invalidate`
+INVALIDATED_DIR = ".invalidated"
 HEARTBEAT_S = float(os.environ.get("PETSWEEP_HEARTBEAT_S", "30"))
 STALE_AFTER_S = 10 * HEARTBEAT_S  # ten missed beats: the process or its node is gone
 

@@ -11,6 +11,29 @@ from petsweep.status import RunDir, write_atomic
 log = logging.getLogger("petsweep")
 
 
+def wandb_keys(row: dict) -> dict:
+    """A metrics row under W&B's namespaced names: train/loss, train/lr, eval/<metric> (the dev split)."""
+    named = {}
+    for key, value in row.items():
+        if key == "step":
+            continue
+        if key.startswith("dev_"):
+            named[f"eval/{key.removeprefix('dev_')}"] = value
+        else:
+            named[f"train/{key.removeprefix('train_')}"] = value
+    return named
+
+
+def wandb_summary(result: dict, scalar_keys) -> dict:
+    """The run's scalars, plus every test metric (test/<metric>) and train-subset metric."""
+    summary = {k: result[k] for k in scalar_keys if result.get(k) is not None}
+    summary.update({f"test/{k}": v for k, v in (result.get("metrics") or {}).items()})
+    summary.update({f"train_subset/{k}": v for k, v in (result.get("train_subset_metrics") or {}).items()})
+    if result.get("best_dev_score") is not None:
+        summary[f"eval/best_{result['metric']}"] = result["best_dev_score"]
+    return summary
+
+
 class Tracker:
     """Writes one JSON line per evaluation and mirrors it to W&B when `wandb_cfg` is given.
 
@@ -58,7 +81,7 @@ class Tracker:
 
     def log(self, row: dict) -> None:
         self.run.append_metrics(row)
-        self._mirror("log", lambda w: w.log({k: v for k, v in row.items() if k != "step"}, step=row["step"]))
+        self._mirror("log", lambda w: w.log(wandb_keys(row), step=row["step"]))
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after `step` (written by an interrupted attempt after its last checkpoint)."""

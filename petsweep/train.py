@@ -26,6 +26,7 @@ from petsweep.distributed import DeepSpeedConfig, make_stepper, rank_seed, uses_
 from petsweep.errors import ConfigError
 from petsweep.methods.base import ParamGroup
 from petsweep.objectives import Objective
+from petsweep.progress import StepProgress
 from petsweep.status import RunDir
 from petsweep.tasks import TaskData
 from petsweep.tasks.metrics import compute_metrics
@@ -48,6 +49,7 @@ class Progress:
     loss_sum: float = 0.0
     loss_count: int = 0
     history: list = field(default_factory=list)
+    stopped_early: bool = False
 
 
 @dataclass
@@ -192,6 +194,14 @@ def _peak_memory_mb(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def _patience_ran_out(trainer: TrainerConfig, progress: Progress) -> bool:
+    """trainer.early_stopping_patience dev evaluations have passed without a new best."""
+    patience = trainer.early_stopping_patience
+    if not patience or progress.best_step is None:
+        return False
+    return (progress.step - progress.best_step) // trainer.eval_every >= patience
+
+
 def _stop_requested(me: ranks.Ranks) -> bool:
     asked = preemption.requested()
     return ranks.sum_floats([float(asked)])[0] > 0 if me.distributed else asked
@@ -270,13 +280,14 @@ def train(
     # rows an interrupted attempt logged after its last checkpoint (or any, when there is none)
     tracker.truncate_after(progress.step)
 
+    reporter = StepProgress(run, trainer.max_steps, trainer.log_every, progress.step, me.main)
     first_step_at = time.time()  # start-up overhead = this minus process start (see app)
     step_times = []  # this session's step durations, for throughput estimates (not checkpointed)
     while progress.step < trainer.max_steps and not trainer.eval_only:  # eval_only: the weights as they are
         if stage + 1 < len(stages.steps) and progress.step == stages.start(stage + 1):
             stage += 1
             begin_stage(stage)
-        started = time.perf_counter()
+        started, step_loss = time.perf_counter(), 0.0
         for micro in range(trainer.grad_accum):
             index = progress.step * trainer.grad_accum + micro
             rows = me.share(batch_indices(len(train_set), trainer.batch_size, spec.seed, index))
@@ -292,8 +303,10 @@ def train(
             stepper.backward(loss)
             stepper.micro_step(boundary=micro == trainer.grad_accum - 1)
             progress.loss_sum += loss_sum / me.world / trainer.grad_accum
+            step_loss += loss_sum / me.world / trainer.grad_accum
         progress.step += 1
         progress.loss_count += 1
+        reporter.step(progress.step, step_loss)
         step_times.append(time.perf_counter() - started)
         progress.train_time_s += step_times[-1]
 
@@ -314,11 +327,23 @@ def train(
                 if last_stage and (progress.best_score is None or scores[metric] > progress.best_score):
                     progress.best_score, progress.best_step = scores[metric], progress.step
                     best = stepper.trainable_state()
+                reporter.evaluated(scores[metric], progress.best_score)
+                if last_stage and _patience_ran_out(trainer, progress):
+                    log.info(
+                        "early stop at step %d: no better dev %s in %d evaluations since step %d",
+                        progress.step,
+                        metric,
+                        trainer.early_stopping_patience,
+                        progress.best_step,
+                    )
+                    progress.stopped_early = True
             progress.history.append(row)
             tracker.log(row)
             log.info(
                 "step %d  %s", progress.step, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step")
             )
+            if progress.stopped_early:
+                break
         if progress.step % trainer.save_every == 0 and progress.step < trainer.max_steps:
             stepper.save(run.checkpoints, progress.step, best, vars(progress))
         # SLURM asked us to stop (perhaps while this step evaluated or saved): saving a step twice is a no-op.
@@ -331,6 +356,7 @@ def train(
             )
             preemption.hand_over(main=me.main)
 
+    reporter.close()
     if best is not None:
         stepper.load_trainable(best)
     forward = stepper.forward_model
@@ -348,6 +374,7 @@ def train(
         "best_step": progress.best_step or progress.step,
         "best_dev_score": progress.best_score,
         "steps": progress.step,
+        "stopped_early": progress.stopped_early,
         "train_time_s": progress.train_time_s,
         "dev_eval_time_s": progress.eval_time_s,  # every dev evaluation while training (plans cost it)
         "dev_evals": progress.evals,

@@ -48,6 +48,17 @@ CASES = {  # name: (overrides, env, words the one line must contain)
         {},
         ["malformed.jsonl:3", "malformed JSON"],
     ),
+    "malformed data line in a sweep (read once, before any run exists)": (
+        [
+            "-m",
+            "seed=1,2",
+            "task=local",
+            "task.files.train={d}/malformed.jsonl",
+            "task.files.test={d}/good.jsonl",
+        ],
+        {},
+        ["malformed.jsonl:3", "malformed JSON", "in run: "],
+    ),
     "label outside the verbalizer": (
         [
             "task=local",

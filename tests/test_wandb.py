@@ -39,7 +39,11 @@ def test_wandb_offline_mirror_holds_the_run(tiny):
     ]
     local = [json.loads(line) for line in RunDir(run_dir(cfg)).metrics_file.read_text().splitlines()]
     assert [h["_step"] for h in history] == [r["step"] for r in local] == [3, 6]
-    assert [h["dev_accuracy"] for h in history] == [r["dev_accuracy"] for r in local]
+    assert [h["eval/accuracy"] for h in history] == [r["dev_accuracy"] for r in local]
+    assert [h["train/loss"] for h in history] == [r["train_loss"] for r in local]
+    assert summary["summary"]["test/f1"] == result["metrics"]["f1"]  # every test metric, not only the score
+    assert summary["summary"]["test/accuracy"] == result["score"]
+    assert summary["name"].endswith(result["run_id"][:8])  # runs differing in lr alone differ
 
 
 def test_wandb_failure_never_fails_the_run(tiny):

@@ -1,6 +1,8 @@
 """hydra/launcher=petsweep_local: separate processes, each with the GPUs it asks for, or some cores."""
 
+import os
 import sys
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,48 +30,88 @@ class PetsweepLocalLauncher(Launcher):
     def __init__(self, max_parallel: int | None = None, threads_per_run: int | None = None):
         self.max_parallel, self.threads_per_run = max_parallel, threads_per_run
         self.config: DictConfig | None = None
+        self.planned = None  # the petsweep sweeper's planned runs for the next launch, in job order
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
 
-    def _gpus_per_job(self, job_overrides) -> list[int] | None:
-        """How many GPUs each run takes, where the machine has GPUs to hand out (from the runs' configs)."""
-        from launchers.local import gpu_count, gpus_wanted
+    def _runs(self, job_overrides):
+        """The jobs' planned runs (paths, configs): the petsweep sweeper's plan when it made one, else our own
+        (another sweeper, such as Optuna's, hands over overrides only)."""
         from launchers.planning import plan
 
-        if not gpu_count():
-            return None
-        runs = plan(
+        runs, self.planned = self.planned, None
+        if runs is not None and [list(r.overrides) for r in runs] == [list(o) for o in job_overrides]:
+            return runs
+        return plan(
             [list(o) for o in job_overrides],
             lambda ov: self.hydra_context.config_loader.load_sweep_config(self.config, list(ov)),
         )
-        return [gpus_wanted(run.cfg) for run in runs]
+
+    @staticmethod
+    def _reporter(runs, logs):
+        """Prints a line as each run ends (launchers.progress)."""
+        from launchers.progress import SweepProgress, outcome
+
+        progress = SweepProgress(len(runs))
+
+        def done(index: int, code: int, seconds: float) -> None:
+            path = runs[index].path
+            progress.finished(path.name, outcome(path, code, logs[index]), seconds)
+
+        return done
+
+    @staticmethod
+    def _returned(run, code: int, log: Path):
+        """What Hydra's sweeper gets back: the run's optimized_metric, or the failure."""
+        from petsweep.app import optimized_value
+        from petsweep.status import RunDir
+
+        result = RunDir(run.path).result() if code == 0 else None
+        if result is None:
+            return RuntimeError(f"exit {code}; see {log}")
+        return optimized_value(result, run.cfg.get("optimized_metric", "dev"))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
-        from launchers.local import run_pool
+        from launchers.local import gpu_count, gpus_wanted, run_pool
+        from petsweep.status import COMPLETED, RunDir
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
-        logs_dir = sweep_dir / ".launcher"
+        # one folder per launch: a resumed sweep keeps the logs of its earlier launches
+        logs_dir = sweep_dir / ".launcher" / time.strftime("%Y%m%d-%H%M%S") / str(os.getpid())
         search = list(self.config.hydra.searchpath or [])
         extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
         jobs = [list(o) + extra for o in job_overrides]
-        logs = [logs_dir / f"{initial_job_idx + i}.log" for i in range(len(jobs))]
-        codes = run_pool(
-            jobs,
-            logs,
+        runs = self._runs(job_overrides)
+        logs = [logs_dir / f"{run.path.name}.log" for run in runs]
+        # a config proposed twice (Optuna may) runs once, and a finished one not at all: its record answers
+        first: dict[Path, int] = {}
+        todo = [
+            i
+            for i, run in enumerate(runs)
+            if first.setdefault(run.path, i) == i and RunDir(run.path).state() != COMPLETED
+        ]
+        ran = run_pool(
+            [jobs[i] for i in todo],
+            [logs[i] for i in todo],
             sys.argv[0],
             self.max_parallel,
             self.threads_per_run,
             sweep_dir,
-            self._gpus_per_job(job_overrides),
+            [gpus_wanted(runs[i].cfg) for i in todo] if gpu_count() else None,
+            self._reporter([runs[i] for i in todo], [logs[i] for i in todo]),
         )
+        code_of = {runs[i].path: code for i, code in zip(todo, ran)}
+        codes = [code_of.get(run.path, 0) for run in runs]
+        logs = [logs[first[run.path]] for run in runs]
+        returned = [self._returned(run, code, log) for run, code, log in zip(runs, codes, logs)]
         return [
             JobReturn(
                 overrides=list(o),
-                status=JobStatus.COMPLETED if c == 0 else JobStatus.FAILED,
-                _return_value=c if c == 0 else RuntimeError(f"exit {c}; see {log}"),
+                status=JobStatus.FAILED if isinstance(value, Exception) else JobStatus.COMPLETED,
+                _return_value=value,
             )
-            for o, c, log in zip(job_overrides, codes, logs)
+            for o, value in zip(job_overrides, returned)
         ]
 
 

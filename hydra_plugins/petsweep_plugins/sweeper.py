@@ -37,13 +37,17 @@ class PetsweepSweeper(Sweeper):
         )
 
     def sweep(self, arguments: list[str]) -> Any:
+        from launchers.expand import use_config_loader
         from launchers.sweep import run_sweep, unfinished
         from petsweep.cli import exit_on_user_error
+
+        use_config_loader(self.hydra_context.config_loader)
 
         def compose(overrides: list[str]) -> DictConfig:
             return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
         def launch(runs) -> list[int]:
+            self.launcher.planned = runs  # our launchers use the plan (paths, GPUs); others ignore it
             returns: list[JobReturn] = self.launcher.launch([r.overrides for r in runs], initial_job_idx=0)
             return [0 if str(r.status.name) == "COMPLETED" else 1 for r in returns]
 

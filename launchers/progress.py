@@ -1,0 +1,64 @@
+"""A sweep you can watch: one line per finished run, with its score or its one-line error, and the sweep's
+count and ETA, printed as each run ends (from the run's own files, never from its exit code alone)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+from petsweep.status import RunDir
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+def _one_line(text: str, width: int = 160) -> str:
+    line = " ".join(text.split())
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def outcome(run_path: Path | None, code: int, log: Path | None) -> str:
+    """What a finished run came to: `COMPLETED accuracy 0.9300`, or its state and one-line error."""
+    run = RunDir(run_path) if run_path is not None else None
+    result = run.result() if run is not None else None
+    if result is not None and code == 0:
+        return f"COMPLETED {result['metric']} {result['score']:.4f}"
+    status = (run.status() if run is not None else None) or {}
+    error = status.get("error") or _last_error_line(log) or f"exit {code}"
+    state = status.get("state") if status.get("state") not in (None, "RUNNING", "QUEUED") else "FAILED"
+    return f"{state}: {_one_line(error)}"
+
+
+def _last_error_line(log: Path | None) -> str | None:
+    """The `error:` line petsweep printed, else the last line of a traceback, from a run's launcher log."""
+    if log is None or not log.exists():
+        return None
+    lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    for line in reversed(lines):
+        if line.startswith("error: "):
+            return line.removeprefix("error: ")
+    return lines[-1] if lines else None
+
+
+class SweepProgress:
+    """Counts runs as they finish and prints `[k/N] <run> <outcome> in <time> · ETA <time>`."""
+
+    def __init__(self, total: int, print_fn=print):
+        self.total, self.done, self.started = total, 0, time.time()
+        self._print, self._lock = print_fn, threading.Lock()
+
+    def finished(self, name: str, result: str, seconds: float) -> None:
+        with self._lock:
+            self.done += 1
+            elapsed = time.time() - self.started
+            left = self.total - self.done
+            eta = f" · ETA {_duration(elapsed / self.done * left)}" if left else ""
+            self._print(
+                f"[{self.done}/{self.total}] {name} {result} in {_duration(seconds)}{eta}", flush=True
+            )

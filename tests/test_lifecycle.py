@@ -1,0 +1,98 @@
+"""A run's lifecycle around the training itself: early stopping, watching it (status, show), redoing runs
+after a fix (invalidate), and uploading to W&B when the server does not answer."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+
+from conftest import run_cli
+
+from petsweep.app import run
+from petsweep.config import compose
+from petsweep.identity import run_dir
+from petsweep.status import RunDir
+
+
+def test_early_stopping_ends_after_patience_evaluations_without_a_new_best(tiny):
+    patient = ("trainer.max_steps=60", "trainer.eval_every=2", "trainer.early_stopping_patience=2")
+    cfg = compose(tiny("encoder", *patient, "method.lr=0.0000001"))  # too small to improve anything
+    result = run(cfg)
+    rows = [json.loads(line) for line in RunDir(run_dir(cfg)).metrics_file.read_text().splitlines()]
+    assert result["stopped_early"] and result["steps"] < 60
+    assert result["steps"] - result["best_step"] == 2 * 2  # two evaluations of two steps without a new best
+    assert [r["step"] for r in rows][-1] == result["steps"]
+    assert max(r["dev_accuracy"] for r in rows if r["step"] > result["best_step"]) <= result["best_dev_score"]
+
+
+def test_no_patience_trains_every_step(tiny):
+    result = run(compose(tiny("encoder")))
+    assert not result["stopped_early"] and result["steps"] == 6
+
+
+def test_status_reads_progress_and_takes_a_run_dir_a_sweep_or_a_root(tiny, tmp_path):
+    cfg = compose(tiny("encoder", "sweep_name=watch"))
+    result = run(cfg)
+    path = run_dir(cfg)
+    for where in (path, path.parent, path.parent.parent):
+        out = run_cli("-m", "petsweep.cli", "status", str(where))
+        assert out.returncode == 0, out.stderr
+        header, row, summary = out.stdout.strip().splitlines()
+        assert header.split()[:5] == ["state", "run", "step", "dev", "eta"]
+        assert row.startswith("COMPLETED") and "6/6" in row and f"accuracy {result['score']:.4f}" in row
+        assert summary == "1 runs: 1 done"
+    rows = json.loads(run_cli("-m", "petsweep.cli", "status", str(path), "--json").stdout)
+    assert rows[0]["state"] == "COMPLETED" and rows[0]["step"] == 6 and rows[0]["score"] == result["score"]
+
+
+def test_show_finds_a_run_by_hash_prefix(tiny, tmp_path):
+    cfg = compose(tiny("encoder", "sweep_name=show"))
+    result = run(cfg)
+    out = run_cli("-m", "petsweep.cli", "show", result["run_id"][:6], "--root", str(tmp_path / "runs"))
+    assert out.returncode == 0, out.stderr
+    assert f"run      {run_dir(cfg)}" in out.stdout and "state    COMPLETED" in out.stdout
+    assert f"trainable {result['trainable_params']:,}" in out.stdout and "method:" in out.stdout
+    missing = run_cli("-m", "petsweep.cli", "show", "fffffff", "--root", str(tmp_path / "runs"))
+    assert missing.returncode == 2 and "no run under" in missing.stderr
+
+
+def test_invalidate_moves_chosen_runs_aside_and_the_rerun_records_why(tiny, tmp_path):
+    low, high = (compose(tiny("encoder", "sweep_name=fix", f"method.lr={lr}")) for lr in (0.001, 0.01))
+    run(low), run(high)
+    sweep = run_dir(low).parent
+    out = run_cli(
+        "-m", "petsweep.cli", "invalidate", str(sweep), "--where", "method.lr=0.01", "--reason", "bug 12"
+    )
+    assert out.returncode == 0 and "moved aside 1 run(s)" in out.stdout, out.stderr
+    assert not run_dir(high).exists() and RunDir(run_dir(low)).result() is not None  # the other is untouched
+    [moved] = (sweep / ".invalidated").glob(f"*/{run_dir(high).name}")
+    assert json.loads((moved / "result.json").read_text())["config"]["method"]["lr"] == 0.01  # kept, not lost
+
+    again = run(high)  # the same config trains again, from scratch
+    provenance = json.loads((run_dir(high) / "provenance.json").read_text())
+    assert again["steps"] == 6 and provenance["replaces"] == [
+        {"path": str(moved), "reason": "bug 12", "when": provenance["replaces"][0]["when"]}
+    ]
+    status = run_cli("-m", "petsweep.cli", "status", str(sweep))
+    assert status.stdout.strip().endswith("2 runs: 2 done")  # moved runs are history, not runs
+
+
+def test_sync_stops_an_upload_the_server_never_answers(tiny, tmp_path):
+    """A W&B server that accepts the connection and says nothing (a dead proxy): the upload is stopped at
+    --timeout, wandb's last words are printed, and the command exits non-zero."""
+    cfg = compose(tiny("encoder", "logger=wandb", "sweep_name=sync"))
+    run(cfg)
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held = []
+    threading.Thread(target=lambda: held.extend(server.accept() for _ in range(8)), daemon=True).start()
+    env = {"WANDB_BASE_URL": f"http://127.0.0.1:{server.getsockname()[1]}", "WANDB_API_KEY": "x" * 40}
+    out = run_cli(
+        "-m", "petsweep.cli", "sync", str(run_dir(cfg).parent), "--timeout", "5", env=env, timeout=120
+    )
+    server.close()
+    assert out.returncode == 1, out.stdout + out.stderr
+    assert out.stdout.splitlines()[0].startswith("timed out")
+    assert "no answer within 5 s" in out.stdout and "0 of 1 W&B runs synced" in out.stdout
