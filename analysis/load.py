@@ -107,8 +107,28 @@ def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
     for sweep in sweep_dirs:
         rows += [run_row(d) for d in find_runs(sweep)]
     table = pd.DataFrame(rows)
+    table["updated"] = pd.to_datetime(table["updated"], unit="s", utc=True)
     with_id = table[table["run_id"].notna()].sort_values("updated").drop_duplicates("run_id", keep="last")
     return pd.concat([with_id, table[table["run_id"].isna()]], ignore_index=True)
+
+
+HISTORY_KEYS = ("run_id", "backbone", "method", "task", "seed", "trainable_params", "status")
+
+
+def history(sweep_dirs: list[str | Path]) -> pd.DataFrame:
+    """Every logged evaluation of every run (metrics.jsonl): a row per (run, step) with train_loss, lr and
+    the dev metrics, beside the run's identity columns (join on run_dir with the run table for more)."""
+    rows = []
+    for sweep in sweep_dirs:
+        for run_dir in find_runs(sweep):
+            metrics = run_dir / "metrics.jsonl"
+            if not metrics.exists():
+                continue
+            who = run_row(run_dir)
+            ident = {k: who.get(k) for k in HISTORY_KEYS} | {"run_dir": str(run_dir)}
+            lines = metrics.read_text().splitlines()
+            rows += [{**ident, **json.loads(line)} for line in lines if line.strip()]
+    return pd.DataFrame(rows, columns=None if rows else [*HISTORY_KEYS, "run_dir", "step"])
 
 
 def check_columns(table: pd.DataFrame, needed=REQUIRED) -> None:

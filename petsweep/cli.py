@@ -300,6 +300,11 @@ def _collect_cmd(args) -> None:
 
     table = collect(args.sweep_dirs)
     print(f"{len(table)} runs -> {save(table, args.output)}")
+    if args.history:
+        from analysis.load import history
+
+        steps = history(args.sweep_dirs)
+        print(f"{len(steps)} evaluations of {steps['run_dir'].nunique()} runs -> {save(steps, args.history)}")
 
 
 def _plot_cmd(args) -> None:
@@ -414,8 +419,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("overrides", nargs="*", help="sweep overrides, as for run.py -m (+sweep=<preset> works)")
     p.set_defaults(handler=_plan_cmd)
     p = sub.add_parser("collect", help="one tidy table (parquet or csv) of every run in the sweep dirs")
-    p.add_argument("sweep_dirs", nargs="+", help="<runs_root>/<sweep_name> ...")
+    p.add_argument("sweep_dirs", nargs="+", help="<runs_root>/<sweep_name> ..., or a runs root (every sweep)")
     p.add_argument("-o", "--output", required=True, help="table.parquet or table.csv")
+    p.add_argument("--history", help="also a per-step table from metrics.jsonl (history.parquet or .csv)")
     p.set_defaults(handler=_collect_cmd)
     p = sub.add_parser("plot", help="a figure from a collected table (PNG or PDF by suffix)")
     p.add_argument("table", help="a table from petsweep collect")

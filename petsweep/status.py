@@ -251,9 +251,12 @@ def sweep_cancelled(sweep_dir: Path, since: float) -> bool:
 
 
 def find_runs(sweep_dir: str | Path) -> list[Path]:
-    """The run directories (those with a status.json) of a sweep dir, sorted; none is one clear error."""
+    """The run directories (those with a status.json) of a sweep dir, or of every sweep under a runs root,
+    sorted; none is one clear error."""
     sweep = Path(sweep_dir)
     found = sorted(p.parent for p in sweep.glob("*/status.json")) if sweep.is_dir() else []
+    if not found and sweep.is_dir():  # a runs root: <root>/<sweep>/<run>
+        found = sorted(p.parent for p in sweep.glob("*/*/status.json"))
     if not found:
         raise PetsweepError(
             f"{sweep} holds no petsweep runs (no <run dir>/status.json); give <runs_root>/<sweep>"

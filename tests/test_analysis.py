@@ -124,14 +124,15 @@ def test_plot_writes_an_image_of_the_expected_size(sweep, tmp_path, kind):
 
 
 def test_cli_collect_and_plot_and_bad_input(sweep, tmp_path):
-    table = tmp_path / "table.parquet"
+    table, empty = tmp_path / "table.parquet", tmp_path / "empty"
+    empty.mkdir()
     assert run_cli("-m", "petsweep.cli", "collect", str(sweep), "-o", str(table)).returncode == 0
     out = run_cli("-m", "petsweep.cli", "plot", str(table), "--kind", "curves", "-o", str(tmp_path / "c.pdf"))
     assert out.returncode == 0 and (tmp_path / "c.pdf").stat().st_size > 1000
     for args, words in (
         (["plot", str(table), "--kind", "apet", "-o", str(tmp_path / "a.png")], "APET runs"),
         (["plot", str(table), "--kind", "memory", "-o", str(tmp_path / "m.png")], "batch sizes"),
-        (["collect", str(tmp_path), "-o", str(table)], "holds no petsweep runs"),
+        (["collect", str(empty), "-o", str(table)], "holds no petsweep runs"),
     ):
         bad = run_cli("-m", "petsweep.cli", *args)
         assert bad.returncode == 2 and bad.stderr.startswith("error:") and words in bad.stderr, bad.stderr

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import socket
 import threading
+from pathlib import Path
 
 from conftest import run_cli
 
@@ -96,3 +97,23 @@ def test_sync_stops_an_upload_the_server_never_answers(tiny, tmp_path):
     assert out.returncode == 1, out.stdout + out.stderr
     assert out.stdout.splitlines()[0].startswith("timed out")
     assert "no answer within 5 s" in out.stdout and "0 of 1 W&B runs synced" in out.stdout
+
+
+def test_collect_takes_a_runs_root_and_writes_the_step_history(tiny, tmp_path):
+    """Every sweep under a runs root in one table, `updated` as a timestamp, and a per-step history table
+    from metrics.jsonl beside it."""
+    import pandas as pd
+
+    for seed, sweep in ((1, "a"), (2, "b")):
+        run(compose(tiny("encoder", f"sweep_name={sweep}", f"seed={seed}")))
+    out = run_cli(
+        "-m", "petsweep.cli", "collect", str(tmp_path / "runs"),
+        "-o", str(tmp_path / "t.parquet"), "--history", str(tmp_path / "h.parquet"),
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    table, steps = pd.read_parquet(tmp_path / "t.parquet"), pd.read_parquet(tmp_path / "h.parquet")
+    assert sorted(Path(d).parent.name for d in table["run_dir"]) == ["a", "b"]
+    assert str(table["updated"].dtype).startswith("datetime64")
+    assert len(steps) == 4 and sorted(steps["step"]) == [3, 3, 6, 6]  # two evaluations of each run
+    assert {"train_loss", "lr", "dev_accuracy", "run_id", "method"} <= set(steps.columns)
+    assert set(steps["run_id"]) == set(table["run_id"])
