@@ -21,7 +21,8 @@ from analysis.thresholds import thresholds  # noqa: E402
 from petsweep.errors import PetsweepError  # noqa: E402
 
 FIGSIZE = (6.4, 4.8)
-DPI = 100
+DPI = 200  # raster output (PNG); PDF and SVG are vector
+LEGEND_PT, LABEL_PT = 8, 9
 
 
 def mean_std(
@@ -54,16 +55,54 @@ def pareto_front(points: pd.DataFrame, x: str = "trainable_params", y: str = "me
     return ordered.loc[keep]
 
 
-def save_figure(fig, path: Path, note: str | None = None) -> Path:
-    """Save (and close); `note` is a caption line at the bottom saying what each point pools."""
+def save_figure(fig, path: Path, note: str | None = None, top: float = 1.0) -> Path:
+    """Save (and close); `note` is a caption line at the bottom saying what each point pools; `top` leaves
+    room above the panels for a shared legend."""
     if note:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=7, wrap=True)
-        fig.tight_layout(rect=(0, 0.04, 1, 1))
-    else:
-        fig.tight_layout()
+        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=LEGEND_PT, wrap=True)
+    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, top))
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
+
+
+def metric_label(table: pd.DataFrame, split: str = "test") -> str:
+    """The y label: the task metric by name and the split it was measured on ("test accuracy")."""
+    metrics = sorted(table.loc[table["status"] == "COMPLETED", "metric"].dropna().unique())
+    return f"{split} {metrics[0]}" if len(metrics) == 1 else f"{split} score ({', '.join(metrics)})"
+
+
+def shared_legend(fig, axes, columns: int = 4) -> float:
+    """One legend for every panel (labels deduplicated, in first-seen order) above the panels; returns the
+    share of the figure's height the panels may use."""
+    handles: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(text, handle)
+    if not handles:
+        return 1.0
+    ncol = min(columns, len(handles))
+    rows = -(-len(handles) // ncol)
+    top = 1 - (0.03 + 0.03 * rows) * 4.8 / fig.get_figheight()
+    fig.legend(
+        list(handles.values()),
+        list(handles),
+        loc="upper center",
+        ncol=ncol,
+        fontsize=LEGEND_PT,
+        frameon=False,
+    )
+    return top
+
+
+def rank_of(table: pd.DataFrame) -> dict[tuple, str]:
+    """(task, backbone, method, trainable_params) -> "r=8" for LoRA points, to label a budget axis by rank."""
+    column = "cfg.method.r"
+    if column not in table:
+        return {}
+    done = table[(table["status"] == "COMPLETED") & (table["method"] == "lora")]
+    ranks = done.groupby(["task", "backbone", "method", "trainable_params"])[column].agg(lambda r: set(r))
+    return {key: f"r={next(iter(r)):g}" for key, r in ranks.items() if len(r) == 1}
 
 
 def one_task(table: pd.DataFrame, kind: str) -> pd.DataFrame:
@@ -94,9 +133,11 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
         len(tasks),
         len(backbones),
         squeeze=False,
-        figsize=(FIGSIZE[0] * len(backbones) / 1.4, FIGSIZE[1] * len(tasks)),
+        sharey="row",  # a task's panels on one scale: backbones compare at a glance
+        figsize=(FIGSIZE[0] * len(backbones) / 1.4, FIGSIZE[1] * len(tasks) + 0.6),
     )
     guess = table.groupby(["task", "backbone"])["random_guess_score"].mean()
+    ranks, ylabel = rank_of(table), metric_label(table)
     for (task, backbone), ax in zip([(t, b) for t in tasks for b in backbones], axes.flat):
         panel = stats[(stats["task"] == task) & (stats["backbone"] == backbone)]
         if panel.empty:
@@ -112,6 +153,15 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
                 capsize=3,
                 label=label(method, variant),
             )
+            for params, mean in zip(rows["trainable_params"], rows["mean"]):
+                if (task, backbone, method, params) in ranks:
+                    ax.annotate(
+                        ranks[(task, backbone, method, params)],
+                        (params, mean),
+                        textcoords="offset points",
+                        xytext=(4, -10),
+                        fontsize=7,
+                    )
         for (_, variant), full in panel[panel["method"] == "full"].groupby(["method", "variant"]):
             ax.axhline(
                 full["mean"].iloc[0],
@@ -121,14 +171,13 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
                 label=label("full FT", variant),
             )
         ax.axhline(guess.get((task, backbone), np.nan), color="grey", linestyle=":", label="random guess")
-        ax.set(
-            xscale="log",
-            title=f"{task} / {backbone}" if len(tasks) > 1 else backbone,
-            xlabel="tunable parameters",
-            ylabel="score",
-        )
-        ax.legend(fontsize=7)
-    return save_figure(fig, path, stats.attrs["note"])
+        ax.set_xscale("log")
+        ax.set_title(f"{task} / {backbone}", fontsize=LABEL_PT + 1)
+        ax.set_xlabel("tunable parameters", fontsize=LABEL_PT)
+        ax.set_ylabel(ylabel if ax in axes[:, 0] else "", fontsize=LABEL_PT)
+        ax.tick_params(labelleft=True)
+    top = shared_legend(fig, axes)
+    return save_figure(fig, path, stats.attrs["note"], top)
 
 
 def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
@@ -146,26 +195,32 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
     markers = dict(zip(methods, "osD^vP*Xph<>" * 4))
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for (backbone, method, variant), rows in stats.groupby(["backbone", "method", "variant"]):
-        name = label(method, variant)
         ax.scatter(
             rows["trainable_params"],
             rows["mean"],
             color=colors[backbone],
-            marker=markers[name],
+            marker=markers[label(method, variant)],
             s=28,
-            label=f"{backbone} / {name}",
         )
     front = pareto_front(stats)
-    ax.step(
-        front["trainable_params"],
-        front["mean"],
-        where="post",
-        color="black",
-        linewidth=0.8,
-        label="Pareto frontier",
+    ax.step(front["trainable_params"], front["mean"], where="post", color="black", linewidth=0.8)
+    ax.set(xscale="log", xlabel="tunable parameters", ylabel=f"{metric_label(table)} (mean over seeds)")
+    # two short legends (colour: backbone by size; marker: method) instead of one entry per pair
+    by_colour = [plt.Line2D([], [], color=colors[b], marker="o", linestyle="", label=b) for b in backbones]
+    by_marker = [plt.Line2D([], [], color="grey", marker=markers[m], linestyle="", label=m) for m in methods]
+    frontier = [plt.Line2D([], [], color="black", linewidth=0.8, label="Pareto frontier")]
+    first = ax.legend(
+        handles=by_colour, title="backbone", fontsize=LEGEND_PT, loc="upper left", bbox_to_anchor=(1.01, 1)
     )
-    ax.set(xscale="log", xlabel="tunable parameters", ylabel="score (mean over seeds)")
-    ax.legend(fontsize=6, ncol=2)
+    ax.add_artist(first)
+    ax.legend(
+        handles=by_marker + frontier,
+        title="method",
+        fontsize=LEGEND_PT,
+        loc="lower left",
+        bbox_to_anchor=(1.01, 0),
+    )
+    fig.set_figwidth(FIGSIZE[0] + 2.2)
     return save_figure(fig, path, stats.attrs["note"])
 
 
@@ -184,8 +239,9 @@ def plot_gap(table: pd.DataFrame, path: Path) -> Path:
     ax.plot(sizes.loc[gap.index], gap.to_numpy(), marker="o")
     for backbone, value in gap.items():
         ax.annotate(backbone, (sizes[backbone], value), fontsize=8)
-    ax.set(xscale="log", xlabel="backbone parameters", ylabel="score gap between methods (max - min)")
-    return save_figure(fig, path, stats.attrs["note"])
+    metric = metric_label(table)
+    ax.set(xscale="log", xlabel="backbone parameters", ylabel=f"{metric}: best minus worst method")
+    return save_figure(fig, path, stats.attrs["note"].replace(", bars: ± 1 std", ""))
 
 
 def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
@@ -203,7 +259,8 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
         capsize=4,
     )
     plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor", fontsize=7)
-    ax.set(ylabel="train-subset score - test score", title="generalization gap")
+    metric = metric_label(table).removeprefix("test ")
+    ax.set(ylabel=f"{metric}: train subset minus test", title="generalization gap")
     return save_figure(fig, path, stats.attrs["note"])
 
 
@@ -227,7 +284,7 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
         ("low", "v", "low: beats random guess", -0.08),
         ("high", "^", "high: within epsilon of full FT", 0.08),
     ):
-        if f"{name}_threshold" not in found:
+        if found[f"{name}_threshold"].isna().all():
             continue
         value = found[f"{name}_threshold"].clip(upper=beyond)
         lo, hi = found[f"{name}_ci_lo"].clip(upper=beyond), found[f"{name}_ci_hi"].clip(upper=beyond)
@@ -251,33 +308,53 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
         f"90% bootstrap intervals over seeds ({int(found['seeds_per_budget'].min())}+ per budget); up to "
         f"{not_reached:.0%} of draws reach no budget (counted as beyond the largest)"
     )
+    missing = found["high_threshold"].isna().sum()
+    if missing:
+        note += f"; no high threshold for {missing} of {len(found)} (no full FT run to compare with)"
     return save_figure(fig, path, note)
 
 
 def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
-    """Dev score vs training step per method and variant (mean over seeds), from each run's metrics.jsonl."""
+    """Dev score vs training step (mean over seeds, from each run's metrics.jsonl): a panel per backbone, a
+    line per method, variant and budget (LoRA lines named by rank), never averaged across them."""
     table = one_task(table, "convergence")
-    done, keys = with_variants(table, ["method"])
+    done, keys = with_variants(table, ["backbone", "method", "trainable_params"])
+    ranks = rank_of(table)
     rows = []
     for run in done.itertuples():
         log = Path(run.run_dir) / "metrics.jsonl"
         key = f"dev_{run.metric}"
+        name = label(run.method, run.variant)
+        budget = ranks.get((run.task, run.backbone, run.method, run.trainable_params))
+        budgets = done[(done["backbone"] == run.backbone) & (done["method"] == run.method)][
+            "trainable_params"
+        ]
+        if budget or budgets.nunique() > 1:
+            name += f", {budget or f'{run.trainable_params:,} params'}"
         for line in log.read_text().splitlines() if log.exists() else []:
             entry = json.loads(line)
             if key in entry:
                 rows.append(
-                    {"method": label(run.method, run.variant), "step": entry["step"], "score": entry[key]}
+                    {"backbone": run.backbone, "line": name, "step": entry["step"], "score": entry[key]}
                 )
     if not rows:
         raise PetsweepError("convergence: no per-eval dev scores (metrics.jsonl) next to the table's runs")
-    curves = pd.DataFrame(rows).groupby(["method", "step"])["score"].agg(["mean", "count"]).reset_index()
-    fig, ax = plt.subplots(figsize=FIGSIZE)
-    for method, rows_m in curves.groupby("method"):
-        ax.plot(rows_m["step"], rows_m["mean"], marker="o", label=method)
-    ax.set(xlabel="training step", ylabel="dev score", title="convergence")
-    ax.legend(fontsize=7)
-    note = pooled_note(keys, curves["count"], seeds_in=table.columns).replace("mean ± std", "mean")
-    return save_figure(fig, path, note)
+    curves = pd.DataFrame(rows).groupby(["backbone", "line", "step"])["score"].agg(["mean", "count"])
+    curves = curves.reset_index()
+    backbones = by_size(table, curves["backbone"].unique())
+    fig, axes = plt.subplots(
+        1, len(backbones), squeeze=False, sharey=True, figsize=(FIGSIZE[0] * len(backbones) / 1.4, 5.4)
+    )
+    for backbone, ax in zip(backbones, axes.flat):
+        for line, points in curves[curves["backbone"] == backbone].groupby("line"):
+            ax.plot(points["step"], points["mean"], marker="o", markersize=3, label=line)
+        ax.set_title(backbone, fontsize=LABEL_PT + 1)
+        ax.set_xlabel("training step", fontsize=LABEL_PT)
+        ax.tick_params(labelleft=True)
+    axes[0, 0].set_ylabel(metric_label(table, "dev"), fontsize=LABEL_PT)
+    top = shared_legend(fig, axes, columns=3)
+    note = pooled_note(keys, curves["count"], seeds_in=table.columns).replace(", bars: ± 1 std", "")
+    return save_figure(fig, path, note, top)
 
 
 def plot_memory(table: pd.DataFrame, path: Path) -> Path:

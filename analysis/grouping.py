@@ -94,7 +94,7 @@ def pooled_note(keys: list[str], counts: pd.Series, pool: tuple[str, ...] = (), 
     low, high = (int(counts.min()), int(counts.max())) if len(counts) else (0, 0)
     n = f"{low}" if low == high else f"{low}-{high}"
     pooled = ", ".join(short_name(c) for c in (*[s for s in SEEDS if s in set(seeds_in)], *pool)) or "nothing"
-    note = f"mean ± std over {n} runs per point, pooled over {pooled} only"
+    note = f"points: mean over {n} runs each, bars: ± 1 std; pooled over {pooled} only"
     if keys:
         note += f"; kept apart: {', '.join(short_name(k) for k in keys)}"
     return note

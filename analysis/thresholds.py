@@ -101,6 +101,14 @@ def thresholds(
         row["low_ci_lo"], row["low_ci_hi"], row["low_not_reached"] = _bootstrap(
             scores, lambda rng, guess=guess: guess, draws, seed
         )
+        row.update(  # kept as columns when there is nothing to compare with, and said why
+            full_ft=np.nan,
+            high_threshold=np.nan,
+            high_ci_lo=np.nan,
+            high_ci_hi=np.nan,
+            high_not_reached=np.nan,
+        )
+        row["note"] = "" if len(full) else f"no {reference_method} run to compare with: no high threshold"
         if len(full):
             row["full_ft"] = float(full.mean())
             row["high_threshold"] = smallest_k(scores, full.mean() - epsilon)

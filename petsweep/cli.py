@@ -320,7 +320,10 @@ def _thresholds_cmd(args) -> None:
     found = thresholds(select(load(args.table), args.where), epsilon=args.epsilon)
     if found.empty:
         raise PetsweepError(f"{args.table}: no COMPLETED PET runs to take thresholds from")
-    print(found.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    print(found.drop(columns="note").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for note in sorted(set(found["note"]) - {""}):
+        groups = (found["note"] == note).sum()
+        print(f"note ({groups} of {len(found)} groups): {note}")
     if args.output:
         print(f"-> {save(found, args.output)}")
 

@@ -120,7 +120,7 @@ def test_pareto_front_known_points():
 def test_plot_writes_an_image_of_the_expected_size(sweep, tmp_path, kind):
     path = plot(collect([sweep]), kind, tmp_path / f"{kind}.png")
     image = matplotlib.image.imread(path)
-    assert image.shape[0] == 480 and image.shape[1] >= 457 and image.std() > 0
+    assert image.shape[0] >= 2 * 480 and image.shape[1] >= 2 * 457 and image.std() > 0  # >= 200 dpi
 
 
 def test_cli_collect_and_plot_and_bad_input(sweep, tmp_path):
@@ -250,7 +250,7 @@ def test_apet_view_pairs_x_with_apet_x_at_equal_budget(apet_sweep, tmp_path):
         assert pairs.loc["large", "gap"] == pytest.approx(-0.01)  # the gap shrinks with scale
         assert pairs.loc["large", "total_params"] == 10**8 and pairs.loc["small", "apet_count"] == 3
     image = matplotlib.image.imread(plot(collect([apet_sweep]), "apet", tmp_path / "apet.png"))
-    assert image.shape[0] == 480 and image.std() > 0
+    assert image.shape[0] >= 2 * 480 and image.std() > 0
 
 
 def test_apet_x_is_compared_with_x_at_its_budget_only(apet_sweep, tmp_path):
@@ -334,11 +334,14 @@ def test_thresholds_command_prints_and_writes_the_table(sweep, tmp_path):
 
 
 def test_views_never_average_across_tasks(sweep, tmp_path):
+    from analysis.curves import DPI, FIGSIZE
+
+    one = matplotlib.image.imread(plot(collect([sweep]), "curves", tmp_path / "one.png")).shape[0]
     for seed, score in enumerate((0.6, 0.7, 0.8)):
         write_run(sweep, f"cb-{seed}", "lora", 100, seed, score, task="cb")
     table = collect([sweep])
     image = matplotlib.image.imread(plot(table, "curves", tmp_path / "curves.png"))
-    assert image.shape[0] == 2 * 480  # a row of panels per task
+    assert image.shape[0] - one == FIGSIZE[1] * DPI  # a row of panels per task
     with pytest.raises(PetsweepError, match=r"pareto: the table holds 2 tasks \(cb, rte\).*--where"):
         plot(table, "pareto", tmp_path / "pareto.png")
     assert plot(table, "pareto", tmp_path / "pareto.png", where="task == 'cb'").stat().st_size > 1000
@@ -390,3 +393,77 @@ def test_bootstrap_counts_draws_that_reach_no_budget(tmp_path):
     assert row["low_threshold"] == 100
     assert row["low_ci_hi"] == float("inf")  # dropping those draws would have given 100
     assert abs(row["low_not_reached"] - (2 / 3) ** 3) < 0.03
+
+
+@pytest.fixture
+def two_backbones(tmp_path):
+    """LoRA at three ranks and full FT, 3 seeds, on a small and a big backbone of one task."""
+    root = tmp_path / "scale"
+    for backbone, total, lift in (("small", 5000, 0.0), ("big", 50000, 0.05)):
+        for budget, scores in LORA.items():
+            for seed, score in enumerate(scores):
+                write_run(root, f"{backbone}-lora-{budget}-{seed}", "lora", budget, seed, score + lift,
+                          backbone=backbone, total_params=total)  # fmt: skip
+        for seed, score in enumerate(FULL):
+            write_run(root, f"{backbone}-full-{seed}", "full", total, seed, score + lift, backbone=backbone,
+                      total_params=total)  # fmt: skip
+    return collect([root])
+
+
+def _drawn(monkeypatch, table, kind, path):
+    """The matplotlib Figure a kind draws (read through its objects, not its pixels), and its caption."""
+    import analysis.curves as curves
+
+    seen = {}
+    real = curves.save_figure
+
+    def keep(fig, out, note=None, top=1.0):
+        seen.update(fig=fig, note=note)
+        return real(fig, out, note, top)
+
+    monkeypatch.setattr(curves, "save_figure", keep)
+    plot(table, kind, path)
+    return seen["fig"], seen["note"]
+
+
+def test_curves_are_labelled_for_a_paper(two_backbones, tmp_path, monkeypatch):
+    fig, note = _drawn(monkeypatch, two_backbones, "curves", tmp_path / "c.png")
+    small, big = fig.axes
+    assert [small.get_title(), big.get_title()] == ["rte / small", "rte / big"]  # task named, by size
+    assert small.get_ylabel() == "test accuracy" and small.get_xlabel() == "tunable parameters"
+    assert small.get_shared_y_axes().joined(small, big)  # one scale within a task
+    assert small.get_legend() is None and big.get_legend() is None and len(fig.legends) == 1
+    shared = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert len(shared) == len(set(shared)) and {"lora", "full FT", "random guess"} <= set(shared)
+    assert all(t.get_fontsize() >= 8 for t in fig.legends[0].get_texts())
+    assert {t.get_text() for t in small.texts} == {"r=10", "r=100", "r=1000"}  # LoRA points by rank
+    assert "mean over 3 runs each, bars: ± 1 std" in note
+    height, width, _ = matplotlib.image.imread(tmp_path / "c.png").shape
+    assert round(width / fig.get_figwidth()) >= 200 and round(height / fig.get_figheight()) >= 200  # dpi
+
+
+def test_pareto_has_two_short_legends(two_backbones, tmp_path, monkeypatch):
+    fig, _ = _drawn(monkeypatch, two_backbones, "pareto", tmp_path / "p.pdf")
+    [ax] = fig.axes
+    legends = [a for a in ax.get_children() if isinstance(a, matplotlib.legend.Legend)]
+    titles = sorted(legend.get_title().get_text() for legend in legends)
+    assert titles == ["backbone", "method"] and ax.get_ylabel().startswith("test accuracy")
+    entries = [t.get_text() for legend in legends for t in legend.get_texts()]
+    assert entries == ["small", "big", "full", "lora", "Pareto frontier"]
+    assert all(t.get_fontsize() >= 8 for legend in legends for t in legend.get_texts())
+
+
+def test_convergence_keeps_backbones_and_ranks_apart(two_backbones, tmp_path, monkeypatch):
+    fig, _ = _drawn(monkeypatch, two_backbones, "convergence", tmp_path / "v.png")
+    assert [ax.get_title() for ax in fig.axes] == ["small", "big"]
+    assert fig.axes[0].get_ylabel() == "dev accuracy"
+    lines = {line.get_label() for line in fig.axes[0].get_lines()}
+    assert lines == {"full", "lora, r=10", "lora, r=100", "lora, r=1000"}
+
+
+def test_thresholds_say_why_a_high_threshold_is_missing(sweep, tmp_path):
+    table = save(collect([sweep]), tmp_path / "t.csv")
+    out = run_cli("-m", "petsweep.cli", "thresholds", str(table), "--where", "method == 'lora'")
+    assert out.returncode == 0, out.stderr
+    assert "high_threshold" in out.stdout.splitlines()[0]  # the column stays, empty
+    assert "note (1 of 1 groups): no full run to compare with: no high threshold" in out.stdout
