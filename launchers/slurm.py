@@ -233,10 +233,24 @@ def _record_submission(run: PlannedRun, job, token: str) -> None:
     )
 
 
-def wait(job_ids: list[str], poll_s: float = 2.0) -> None:
-    """Block until none of the jobs is in the queue any more (squeue; no accounting needed)."""
-    pending = set(job_ids)
+def wait(job_ids: list[str], poll_s: float = 2.0, runs: list[PlannedRun] = ()) -> None:
+    """Block until none of the jobs is in the queue any more (squeue; no accounting needed), printing a line
+    as each of `runs` ends (from its status file: SLURM accounting may lag)."""
+    from launchers.progress import SweepProgress, outcome
+
+    pending, watching = set(job_ids), {run.path: time.time() for run in runs}
+    progress = SweepProgress(len(watching))
+
+    def report(final: bool = False) -> None:
+        for path, since in list(watching.items()):
+            state = RunDir(path).state()
+            if final or state in ("COMPLETED", "FAILED", "CANCELLED"):
+                code = 0 if state == "COMPLETED" else 1
+                progress.finished(path.name, outcome(path, code, None), time.time() - since)
+                del watching[path]
+
     while pending:
+        report()
         listed = slurm_queue()
         if listed is None:
             raise PetsweepError(
@@ -246,6 +260,7 @@ def wait(job_ids: list[str], poll_s: float = 2.0) -> None:
         pending &= listed
         if pending:
             time.sleep(poll_s)
+    report(final=True)  # what ended between the last look and the jobs leaving the queue
 
 
 def cancel(run_path: Path) -> bool:

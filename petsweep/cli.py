@@ -308,9 +308,10 @@ def _collect_cmd(args) -> None:
 
 
 def _plot_cmd(args) -> None:
-    from analysis import load, plot
+    from analysis import collect, load, plot
 
-    print(plot(load(args.table), args.kind, args.output, where=args.where))
+    table = collect([args.table]) if Path(args.table).is_dir() else load(args.table)  # a sweep or runs root
+    print(plot(table, args.kind, args.output, where=args.where))
 
 
 def _thresholds_cmd(args) -> None:
@@ -427,7 +428,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--history", help="also a per-step table from metrics.jsonl (history.parquet or .csv)")
     p.set_defaults(handler=_collect_cmd)
     p = sub.add_parser("plot", help="a figure from a collected table (PNG or PDF by suffix)")
-    p.add_argument("table", help="a table from petsweep collect")
+    p.add_argument("table", help="a table from petsweep collect, or a sweep dir or runs root to collect")
     p.add_argument(
         "--kind",
         required=True,

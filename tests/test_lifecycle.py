@@ -117,3 +117,8 @@ def test_collect_takes_a_runs_root_and_writes_the_step_history(tiny, tmp_path):
     assert len(steps) == 4 and sorted(steps["step"]) == [3, 3, 6, 6]  # two evaluations of each run
     assert {"train_loss", "lr", "dev_accuracy", "run_id", "method"} <= set(steps.columns)
     assert set(steps["run_id"]) == set(table["run_id"])
+    figure = tmp_path / "c.png"
+    drawn = run_cli(
+        "-m", "petsweep.cli", "plot", str(tmp_path / "runs"), "--kind", "convergence", "-o", str(figure)
+    )
+    assert drawn.returncode == 0 and figure.stat().st_size > 0, drawn.stderr

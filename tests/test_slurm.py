@@ -49,6 +49,8 @@ def test_array_results_land_chunked_and_resubmit_is_a_no_op(slurm_cluster, tiny_
     out = slurm_sweep(tiny_conf, tmp_path, "backbone=tiny-bert", "seed=1,2,3,4,5")
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert set(states(tmp_path / "study").values()) == {"COMPLETED"} and len(states(tmp_path / "study")) == 5
+    finished = [line for line in out.stdout.splitlines() if line.startswith("[")]
+    assert len(finished) == 5 and all(" COMPLETED accuracy " in line for line in finished)  # a line per run
     jobs = [json.loads(p.read_text())["job_id"] for p in (tmp_path / "study").glob("*/slurm.json")]
     arrays: dict[str, list[str]] = {}
     for job in jobs:

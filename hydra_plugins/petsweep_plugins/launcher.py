@@ -166,7 +166,7 @@ class PetsweepSlurmLauncher(Launcher):
                 JobReturn(overrides=list(o), status=JobStatus.COMPLETED, _return_value="QUEUED")
                 for o in job_overrides
             ]
-        slurm.wait(job_ids)
+        slurm.wait(job_ids, runs=runs)
         return [
             JobReturn(
                 overrides=list(o),
