@@ -102,10 +102,15 @@ def run_ranks(cfg, world: int, run_path: RunDir, threads: int | None = None) -> 
     if failed is None:
         return json.loads(run_path.result_file.read_text())
     rank, code = failed
-    # a rank killed by a signal is the cause: what the others raised then (a closed connection) is not news
-    if code < 0 or run_path.state() == RUNNING:
-        run_path.set_status("FAILED", error=f"rank {rank} of {world} {_how(code)}")
     status = run_path.status() or {}
+    if status.get("pid") not in {p.pid for p in procs}:  # never ours (refused: another process has the run)
+        raise PetsweepError(
+            f"rank {rank} of {world} {_how(code)} before the run started (its error is above)"
+        )
+    # a rank killed by a signal is the cause: what the others raised then (a closed connection) is not news
+    if code < 0 or status.get("state") == RUNNING:
+        run_path.set_status("FAILED", error=f"rank {rank} of {world} {_how(code)}")
+        status = run_path.status() or {}
     raise PetsweepError(
         f"run {run_path.path} {status.get('state', 'FAILED')}: {status.get('error') or _how(code)}"
     )

@@ -152,25 +152,30 @@ def tiny(tiny_conf, tmp_path):
 
     def overrides(key: str = "encoder", *extra: str) -> list[str]:
         """`key`: a family (encoder, encoder_decoder, decoder: BERT, T5, GPT-2) or another architecture."""
-        return [
-            f"hydra.searchpath=[file://{tiny_conf}]",
-            f"backbone={TINY_NAMES[key]}",
-            f"paths.runs_root={tmp_path / 'runs'}",
-            "task=bbc_news",
-            "task.k_shot=8",
-            "task.dev_size=20",
-            "task.test_size=30",
-            "task.train_eval_size=10",
-            "task.max_length=32",
-            "trainer.max_steps=6",
-            "trainer.batch_size=4",
-            "trainer.eval_every=3",
-            "trainer.save_every=3",
-            "trainer.num_threads=1",
-            *extra,
-        ]
+        return tiny_run(tiny_conf, TINY_NAMES[key], tmp_path / "runs", *extra)
 
     return overrides
+
+
+def tiny_run(conf: Path, backbone: str, runs_root: Path, *extra: str) -> list[str]:
+    """Overrides for a quick run of `backbone` (a YAML in the user conf dir `conf`) under `runs_root`."""
+    return [
+        f"hydra.searchpath=[file://{conf}]",
+        f"backbone={backbone}",
+        f"paths.runs_root={runs_root}",
+        "task=bbc_news",
+        "task.k_shot=8",
+        "task.dev_size=20",
+        "task.test_size=30",
+        "task.train_eval_size=10",
+        "task.max_length=32",
+        "trainer.max_steps=6",
+        "trainer.batch_size=4",
+        "trainer.eval_every=3",
+        "trainer.save_every=3",
+        "trainer.num_threads=1",
+        *extra,
+    ]
 
 
 def _wants_slurm(config) -> bool:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import REPO, run_cli
+from conftest import REPO, run_cli, tiny_run
 from safetensors.torch import load_file
 
 from petsweep.status import RunDir
@@ -41,25 +41,7 @@ def ranks_conf(tiny_conf, tmp_path_factory):
 
 
 def args(conf, root, *extra):
-    return [
-        "run.py",
-        f"hydra.searchpath=[file://{conf}]",
-        f"backbone={NO_DROPOUT}",
-        f"paths.runs_root={root}",
-        "task=bbc_news",
-        "task.k_shot=8",
-        "task.dev_size=20",
-        "task.test_size=30",
-        "task.train_eval_size=10",
-        "task.max_length=32",
-        "trainer.max_steps=6",
-        "trainer.batch_size=4",
-        "trainer.eval_every=3",
-        "trainer.save_every=3",
-        "trainer.num_threads=2",
-        "method.dropout=0.0",
-        *extra,
-    ]
+    return ["run.py", *tiny_run(conf, NO_DROPOUT, root, "method.dropout=0.0", *extra)]
 
 
 def finished(root) -> tuple[RunDir, dict]:

@@ -6,6 +6,7 @@ import json
 import subprocess
 import time
 
+import pytest
 from conftest import QUICK, run_cli
 from test_resume import _assert_same_run
 
@@ -19,6 +20,10 @@ LONG = [
     "method.dropout=0.1",
     "backbone=tiny-bert",
 ]  # long enough (~20 s) to be caught running
+
+
+# the test node's 2 fake GPUs: a task of 2 SLURM tasks, one rank each
+TWO_RANKS = ["backbone.resources.gpus=2"]
 
 
 def slurm_sweep(tiny_conf, root, *axes, launcher="slurm_localhost"):
@@ -118,13 +123,17 @@ def test_launcher_preset_missing_a_required_key_is_one_line(tiny_conf, tmp_path)
     assert not list(tmp_path.rglob("status.json"))
 
 
-def test_usr2_saves_at_the_next_step_and_requeues_with_parity(slurm_cluster, tiny_conf, tmp_path):
-    """SLURM's pre-timeout/preemption signal: checkpoint at a step boundary, requeue through submitit."""
+@pytest.mark.parametrize("ranks", [1, 2])
+def test_usr2_saves_at_the_next_step_and_requeues_with_parity(slurm_cluster, tiny_conf, tmp_path, ranks):
+    """SLURM's pre-timeout/preemption signal: checkpoint at a step boundary, requeue through submitit. SLURM
+    signals every task of a two-rank run; the ranks agree on the step they save (one may see the signal a
+    step after the other), and rank 0 hands over to the requeue."""
     long = [
         a for a in LONG if not a.startswith(("trainer.save_every", "trainer.max_steps", "trainer.eval_every"))
     ]
     long += ["trainer.save_every=100000", "trainer.max_steps=3000", "trainer.eval_every=1000"]
-    out = slurm_sweep(tiny_conf, tmp_path / "slurm", *long, "hydra.launcher.detach=true")
+    two = TWO_RANKS if ranks == 2 else []
+    out = slurm_sweep(tiny_conf, tmp_path / "slurm", *long, *two, "hydra.launcher.detach=true")
     assert out.returncode == 0, out.stderr[-3000:]
     [run_path] = (tmp_path / "slurm" / "study").glob("tiny-bert-*")
     run = RunDir(run_path)
@@ -141,13 +150,14 @@ def test_usr2_saves_at_the_next_step_and_requeues_with_parity(slurm_cluster, tin
     subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
     wait_for(lambda: run.state() == "COMPLETED", what="the requeued job to finish")
     log = (run_path / "train.log").read_text()
-    assert "on the cluster's signal" in log and "resumed from" in log
+    assert "on the cluster's signal" in log and "resumed from" in log and run.result()["ranks"] == ranks
 
     local = run_cli(
         "run.py",
         f"hydra.searchpath=[file://{tiny_conf}]",
         f"paths.runs_root={tmp_path}/local",
         "sweep_name=study",
+        f"trainer.ranks={ranks}",
         *QUICK,
         *long,
     )
@@ -179,11 +189,6 @@ def test_a_queued_run_whose_job_left_the_queue_is_interrupted(slurm_cluster, tmp
         )
     finally:
         subprocess.run(["scancel", held], check=False)
-
-
-TWO_RANKS = [
-    "backbone.resources.gpus=2"
-]  # the test node's 2 fake GPUs: a task of 2 SLURM tasks, one rank each
 
 
 def test_a_two_gpu_run_is_two_ranks_and_resumes_both_after_requeue(slurm_cluster, tiny_conf, tmp_path):
@@ -235,44 +240,3 @@ def test_more_gpus_than_a_node_has_is_one_line_before_submitting(slurm_cluster, 
     assert out.returncode == 2 and len(errors) == 1, out.stderr[-3000:]
     assert "asks for 4 GPUs per node" in errors[0] and "at most 2 (sinfo: gpu:2" in errors[0]
     assert not list(tmp_path.rglob("status.json")) and not list(tmp_path.rglob("slurm.json"))
-
-
-def test_usr2_on_a_two_rank_run_saves_one_agreed_step_and_resumes_both(slurm_cluster, tiny_conf, tmp_path):
-    """SLURM signals every task; the ranks agree on the step they save (one may see the signal a step after
-    the other), rank 0 hands over to submitit's requeue, and the requeued run ends where the same two-rank
-    run ends uninterrupted."""
-    long = [
-        a for a in LONG if not a.startswith(("trainer.save_every", "trainer.max_steps", "trainer.eval_every"))
-    ]
-    long += ["trainer.save_every=100000", "trainer.max_steps=2000", "trainer.eval_every=1000"]
-    out = slurm_sweep(tiny_conf, tmp_path / "slurm", *long, *TWO_RANKS, "hydra.launcher.detach=true")
-    assert out.returncode == 0, out.stderr[-3000:]
-    [run_path] = (tmp_path / "slurm" / "study").glob("tiny-bert-*")
-    run = RunDir(run_path)
-    wait_for(
-        lambda: (
-            run.state() == "RUNNING"
-            and (run_path / "train.log").exists()
-            and "trainable" in (run_path / "train.log").read_text()
-        ),
-        what="training",
-    )
-    time.sleep(1)
-    job_id = json.loads((run_path / "slurm.json").read_text())["job_id"]
-    subprocess.run(["scancel", "--signal=USR2", job_id], check=True)
-    wait_for(lambda: run.state() == "COMPLETED", what="the requeued job to finish")
-    log = (run_path / "train.log").read_text()
-    assert "on the cluster's signal" in log and "resumed from" in log and run.result()["ranks"] == 2
-
-    local = run_cli(
-        "run.py",
-        f"hydra.searchpath=[file://{tiny_conf}]",
-        f"paths.runs_root={tmp_path}/local",
-        "sweep_name=study",
-        "trainer.ranks=2",
-        *QUICK,
-        *long,
-    )
-    assert local.returncode == 0, local.stderr[-3000:]
-    [reference] = (tmp_path / "local" / "study").glob("tiny-bert-*")
-    _assert_same_run(RunDir(reference), run)
