@@ -13,7 +13,7 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from analysis.curves import FIGSIZE, save_figure
+from analysis.curves import FIGSIZE, LEGEND_PT, metric_label, save_figure
 from analysis.grouping import with_variants
 from petsweep.errors import PetsweepError
 
@@ -108,12 +108,15 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
         score_ax.set(
             xscale="log",
             xlabel="backbone parameters",
-            ylabel="score (mean +- std over seeds)",
+            ylabel=f"{metric_label(table)} (mean ± 1 std over seeds)",
             title=f"{task}: X and APET(X) at equal budget",
         )
         gap_ax.set(
-            xscale="log", xlabel="backbone parameters", ylabel="score difference", title=f"{task}: gap"
+            xscale="log",
+            xlabel="backbone parameters",
+            ylabel=f"{metric_label(table)}: APET(X) minus X",
+            title=f"{task}: gap",
         )
-        score_ax.legend(fontsize=7)
-        gap_ax.legend(fontsize=7)
+        score_ax.legend(fontsize=LEGEND_PT)
+        gap_ax.legend(fontsize=LEGEND_PT)
     return save_figure(fig, path)

@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.curves import DPI, FIGSIZE
+from analysis.curves import DPI, FIGSIZE, LEGEND_PT, metric_label
 from petsweep.errors import PetsweepError
 
 VARIANT = ["backbone", "method", "trainable_params"]
@@ -75,8 +75,8 @@ def _draw_matrix(ax, cells: pd.DataFrame, tasks: list[str], vmin: float, vmax: f
                 fontsize=8,
                 color="white" if value < (vmin + vmax) / 2 else "black",
             )
-    ax.set_xticks(range(len(tasks)), tasks, fontsize=7, rotation=20)
-    ax.set_yticks(range(len(rows)), rows, fontsize=7)
+    ax.set_xticks(range(len(tasks)), tasks, fontsize=LEGEND_PT, rotation=20)
+    ax.set_yticks(range(len(rows)), rows, fontsize=LEGEND_PT)
     ax.set(xlabel="evaluated on", ylabel="trained on")
     return image
 
@@ -105,7 +105,7 @@ def plot_transfer(table: pd.DataFrame, path: Path) -> Path:
             ax.set_ylabel("")
     for ax in axes.flat[len(variants) :]:
         ax.axis("off")
-    fig.colorbar(image, ax=axes, shrink=0.8, label="score (mean over seeds)")
+    fig.colorbar(image, ax=axes, shrink=0.8, label=f"{metric_label(table)} (mean over seeds)")
     fig.savefig(path, dpi=DPI)  # constrained layout places the shared colorbar (tight_layout cannot)
     plt.close(fig)
     return path

@@ -119,6 +119,17 @@ def test_a_sweep_prints_a_line_per_finished_run(tiny_conf, tmp_path):
     assert len(completed) == 2 and len(failed) == 2, done
     assert all("FloatingPointError: loss is" in line for line in failed)
 
+    again = run_cli(
+        "run.py",
+        "-m",
+        *base(tiny_conf, tmp_path, "sweep_name=lines", "method=lora,bitfit", "method.lr=0.001,1e30"),
+    )
+    assert "launching 2" in again.stdout  # the two failed runs, again
+    launches = sorted((tmp_path / "lines" / ".launcher").glob("*/*"))
+    logs = [sorted(p.name for p in launch.glob("*.log")) for launch in launches]
+    assert len(launches) == 2 and [len(names) for names in logs] == [4, 2]  # the first launch's logs kept
+    assert set(logs[1]) <= set(logs[0]) and all(name.startswith("tiny-bert-") for name in logs[0])
+
 
 def test_petsweep_version():
     out = run_cli("-m", "petsweep.cli", "--version")
