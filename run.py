@@ -11,7 +11,7 @@ import hydra
 from omegaconf import DictConfig
 
 import petsweep.config  # noqa: F401  (registers the base config nodes with Hydra)
-from petsweep.cli import exit_on_user_error, preflight
+from petsweep.cli import exit_on_user_error, hydra_argv, preflight
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
@@ -24,6 +24,7 @@ def main(cfg: DictConfig) -> float:
 
 
 if __name__ == "__main__":
+    sys.argv[1:] = hydra_argv(sys.argv[1:])
     with exit_on_user_error():
         preflight(sys.argv[1:])
     main()

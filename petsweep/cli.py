@@ -44,8 +44,18 @@ def _hydra_args(argv: list[str]):
     """run.py's command line as Hydra itself parses it (its flags, their values, the overrides)."""
     from hydra._internal.utils import get_args_parser
 
-    args, _ = get_args_parser().parse_known_args(argv)
+    args, extra = get_args_parser().parse_known_args(argv)
+    # overrides after a flag (`run.py a=1 -m b=2`) land in `extra`: they are overrides all the same
+    args.overrides += [e for e in extra if not e.startswith("-")]
     return args
+
+
+def hydra_argv(argv: list[str]) -> list[str]:
+    """The command line with Hydra's flags first and every override after them: argparse cannot take
+    positional overrides on both sides of a flag (`run.py a=1 -m b=2`), which users write all the time."""
+    overrides = _hydra_args(argv).overrides
+    taken = set(overrides)
+    return [a for a in argv if a not in taken] + overrides
 
 
 def _overrides(args) -> list[str]:
