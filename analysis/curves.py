@@ -320,16 +320,14 @@ def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
     table = one_task(table, "convergence")
     done, keys = with_variants(table, ["backbone", "method", "trainable_params"])
     ranks = rank_of(table)
+    budgets = done.groupby(["backbone", "method"])["trainable_params"].nunique()
     rows = []
     for run in done.itertuples():
         log = Path(run.run_dir) / "metrics.jsonl"
         key = f"dev_{run.metric}"
         name = label(run.method, run.variant)
         budget = ranks.get((run.task, run.backbone, run.method, run.trainable_params))
-        budgets = done[(done["backbone"] == run.backbone) & (done["method"] == run.method)][
-            "trainable_params"
-        ]
-        if budget or budgets.nunique() > 1:
+        if budget or budgets[(run.backbone, run.method)] > 1:
             name += f", {budget or f'{run.trainable_params:,} params'}"
         for line in log.read_text().splitlines() if log.exists() else []:
             entry = json.loads(line)

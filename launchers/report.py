@@ -95,7 +95,7 @@ def status_rows(path: Path) -> list[dict]:
     for run in runs_under(path):
         state = run_status(run.path, queue)
         status, result = run.status() or {}, run.result() if state == State.COMPLETED else None
-        progress = _read_json(run.path / "progress.json") or {}
+        progress = run.progress()
         row = {
             "state": str(state),
             "run": run.path.name,
@@ -113,15 +113,6 @@ def status_rows(path: Path) -> list[dict]:
         }
         rows.append(row)
     return rows
-
-
-def _read_json(path: Path) -> dict | None:
-    import json
-
-    try:
-        return json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
 
 
 def status_table(path: Path) -> str:

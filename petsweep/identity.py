@@ -53,8 +53,8 @@ ADDED_DEFAULTS = {
     "method.init_from": None,
     "method.init_text": None,  # prompt tuning from a text came later
     "trainer.eval_only": False,
-    "trainer.frozen_dtype": "auto",
-    "trainer.early_stopping_patience": None,  # frozen weights in bf16 on GPUs came later; on CPU auto is fp32
+    "trainer.frozen_dtype": "auto",  # frozen weights in bf16 on GPUs came later; on CPU auto is fp32
+    "trainer.early_stopping_patience": None,
     "apet.delta_fraction": 0.5,  # tensor granularity came after element granularity
     "apet.include_delta_pool": True,
 }

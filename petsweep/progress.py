@@ -60,7 +60,7 @@ class StepProgress:
                 "step %d/%d  loss %.4g  %.2f it/s  ETA %s", step, self.max_steps, loss, rate, eta_text(eta)
             )
         write_json(
-            self.run.path / "progress.json",
+            self.run.progress_file,
             {
                 "step": step,
                 "max_steps": self.max_steps,

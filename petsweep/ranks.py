@@ -16,7 +16,6 @@ from datetime import timedelta
 
 import torch
 
-SPAWNED_ENV = "PETSWEEP_SPAWNED_RANK"  # set by petsweep.spawn: the parent process supervises the ranks
 TIMEOUT_S = float(os.environ.get("PETSWEEP_COLLECTIVE_TIMEOUT_S", "1800"))
 
 

@@ -21,7 +21,6 @@ from pathlib import Path
 from omegaconf import OmegaConf
 
 from petsweep.errors import PetsweepError
-from petsweep.ranks import SPAWNED_ENV
 from petsweep.status import RUNNING, RunDir
 
 POLL_S = 0.2
@@ -42,7 +41,6 @@ def _rank_env(rank: int, world: int, port: int, threads: int | None) -> dict:
         LOCAL_WORLD_SIZE=str(world),
         MASTER_ADDR="127.0.0.1",
         MASTER_PORT=str(port),
-        **{SPAWNED_ENV: "1"},
     )
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)

@@ -116,6 +116,7 @@ class RunDir:
         self.metrics_file = self.path / "metrics.jsonl"
         self.heartbeat_file = self.path / "heartbeat"
         self.checkpoints = self.path / "checkpoints"
+        self.progress_file = self.path / "progress.json"  # where training stands (petsweep.progress)
 
     def status(self) -> dict | None:
         try:
@@ -228,6 +229,13 @@ class RunDir:
             return json.loads(self.result_file.read_text())
         except FileNotFoundError:
             return None
+
+    def progress(self) -> dict:
+        """The latest progress.json (step, loss, rate, ETA, dev scores); {} before the first report."""
+        try:
+            return json.loads(self.progress_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError):
+            return {}
 
     def append_metrics(self, row: dict) -> None:
         with self.metrics_file.open("a", encoding="utf-8") as fh:

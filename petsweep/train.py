@@ -302,8 +302,9 @@ def train(
             progress.tokens += int(tokens)
             stepper.backward(loss)
             stepper.micro_step(boundary=micro == trainer.grad_accum - 1)
-            progress.loss_sum += loss_sum / me.world / trainer.grad_accum
-            step_loss += loss_sum / me.world / trainer.grad_accum
+            share = loss_sum / me.world / trainer.grad_accum  # this micro-batch's part of the step's loss
+            progress.loss_sum += share
+            step_loss += share
         progress.step += 1
         progress.loss_count += 1
         reporter.step(progress.step, step_loss)

@@ -14,6 +14,21 @@ from hydra.plugins.launcher import Launcher
 from omegaconf import MISSING, DictConfig
 
 
+def planned_runs(launcher, job_overrides):
+    """The jobs' planned runs (paths, configs): the petsweep sweeper's plan when it handed one to `launcher`
+    (its `planned`, taken once), else a plan made here (another sweeper, such as Optuna's, hands over
+    overrides only)."""
+    from launchers.planning import plan
+
+    runs, launcher.planned = launcher.planned, None
+    if runs is not None and [list(r.overrides) for r in runs] == [list(o) for o in job_overrides]:
+        return runs
+    return plan(
+        [list(o) for o in job_overrides],
+        lambda ov: launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(ov)),
+    )
+
+
 @dataclass
 class PetsweepLocalConf:
     _target_: str = "hydra_plugins.petsweep_plugins.launcher.PetsweepLocalLauncher"
@@ -34,19 +49,6 @@ class PetsweepLocalLauncher(Launcher):
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
-
-    def _runs(self, job_overrides):
-        """The jobs' planned runs (paths, configs): the petsweep sweeper's plan when it made one, else our own
-        (another sweeper, such as Optuna's, hands over overrides only)."""
-        from launchers.planning import plan
-
-        runs, self.planned = self.planned, None
-        if runs is not None and [list(r.overrides) for r in runs] == [list(o) for o in job_overrides]:
-            return runs
-        return plan(
-            [list(o) for o in job_overrides],
-            lambda ov: self.hydra_context.config_loader.load_sweep_config(self.config, list(ov)),
-        )
 
     @staticmethod
     def _reporter(runs, logs):
@@ -82,7 +84,7 @@ class PetsweepLocalLauncher(Launcher):
         search = list(self.config.hydra.searchpath or [])
         extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
         jobs = [list(o) + extra for o in job_overrides]
-        runs = self._runs(job_overrides)
+        runs = planned_runs(self, job_overrides)
         logs = [logs_dir / f"{run.path.name}.log" for run in runs]
         # a config proposed twice (Optuna may) runs once, and a finished one not at all: its record answers
         first: dict[Path, int] = {}
@@ -144,18 +146,15 @@ class PetsweepSlurmLauncher(Launcher):
 
         settings = {k: v for k, v in settings.items() if v is not None}
         self.settings = SlurmSettings(**settings)
+        self.planned = None  # the petsweep sweeper's planned runs for the next launch, in job order
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from launchers import slurm
-        from launchers.planning import plan
 
-        runs = plan(
-            [list(o) for o in job_overrides],
-            lambda ov: self.hydra_context.config_loader.load_sweep_config(self.config, list(ov)),
-        )
+        runs = planned_runs(self, job_overrides)
         search = list(self.config.hydra.searchpath or [])
         extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
         folder = Path(self.config.hydra.sweep.dir) / ".submitit"
