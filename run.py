@@ -23,8 +23,20 @@ def main(cfg: DictConfig) -> float:
         return optimized_value(run(cfg), cfg.optimized_metric)
 
 
+def run_composed(cfg: DictConfig) -> None:
+    """A plain run, as the preflight composed it: Hydra would only compose the same config a second time."""
+    from petsweep.app import console_logging, run
+
+    console_logging()
+    with exit_on_user_error():
+        run(cfg)
+
+
 if __name__ == "__main__":
     sys.argv[1:] = hydra_argv(sys.argv[1:])
     with exit_on_user_error():
-        preflight(sys.argv[1:])
-    main()
+        composed = preflight(sys.argv[1:])
+    if composed is not None:
+        run_composed(composed)
+    else:
+        main()

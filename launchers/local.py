@@ -1,11 +1,11 @@
-"""The local launcher: a pool of `python run.py <overrides>` processes, GPUs handed out per run, or a share of
-the cores.
+"""The local launcher: a pool of slots (GPUs handed out per run, or a share of the cores), each running its
+runs in a warm worker (launchers.warm: imports paid once per slot), or each as a fresh `python run.py`.
 
-Each run is its own process, so a crash, a NaN or an out-of-memory kill takes down that run only. A run that
-asks for G GPUs (its backbone's `resources.gpus`) waits until G are free and gets them together; its process
-then starts G ranks (petsweep.spawn). Measured on 2 cores: two single-thread runs side by side do about 1.3x
-the work of one two-thread run, so on CPU the pool runs as many runs as there are cores, one thread each,
-unless told otherwise.
+A crash, a NaN or an out-of-memory kill takes down that run only: a run that raises is recorded and its
+worker goes on; a worker that dies is replaced. A run that asks for G GPUs (its backbone's `resources.gpus`)
+waits until G are free and gets them together; its process then starts G ranks (petsweep.spawn). Measured
+on 2 cores: two single-thread runs side by side do about 1.3x the work of one two-thread run, so on CPU the
+pool runs as many runs as there are cores, one thread each, unless told otherwise.
 """
 
 from __future__ import annotations
@@ -19,7 +19,8 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from petsweep.status import LAUNCHED_AT_ENV, sweep_cancelled
+from launchers.warm import Job, WarmWorkers, slot_env
+from petsweep.status import sweep_cancelled
 
 
 @dataclass
@@ -75,32 +76,40 @@ def gpu_count() -> int:
 NOT_STARTED = -1  # the exit code of a run the pool did not start because the sweep was cancelled
 
 
-def run_one(overrides: list[str], slot: Slot, log_file: Path, script: str, launched_at: float) -> int:
-    """Run one `python run.py ...` in `slot`, stdout and stderr to `log_file`; returns the exit code."""
-    env = dict(os.environ, OMP_NUM_THREADS=str(slot.threads), **{LAUNCHED_AT_ENV: repr(launched_at)})
-    if slot.gpus is not None:
-        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in slot.gpus)
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("w") as log:
-        command = [sys.executable, script, *overrides, f"trainer.num_threads={slot.threads}"]
-        return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+class FreshProcesses:
+    """Process-per-run (hydra.launcher.warm_workers=false): each run a new `python run.py <overrides>`."""
+
+    def __init__(self, script: str, launched_at: float):
+        self.script, self.launched_at = script, launched_at
+
+    def run(self, job: Job, threads: int, gpus: list[int] | None) -> int:
+        job.log.parent.mkdir(parents=True, exist_ok=True)
+        with job.log.open("w") as log:
+            command = [sys.executable, self.script, *job.overrides, f"trainer.num_threads={threads}"]
+            env = slot_env(threads, gpus, self.launched_at)
+            return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+
+    def close(self) -> None:
+        pass
 
 
 def run_pool(
-    jobs: list[list[str]],
-    log_files: list[Path],
+    jobs: list[Job],
     script: str,
     max_parallel: int | None = None,
     threads_per_run: int | None = None,
     sweep_dir: Path | None = None,
     gpus_per_job: list[int] | None = None,
     on_done=None,
+    warm: bool = True,
 ) -> list[int]:
     """Run every job; returns exit codes in job order (NOT_STARTED for the jobs left when `petsweep cancel`
     stops the sweep in `sweep_dir`). With GPUs, job i takes `gpus_per_job[i]` of them (default 1) and the
-    cores are shared in proportion; without, at most len(cpu_slots) jobs run at once. `on_done(index, code,
-    seconds)` is called as each job ends (from the pool's threads)."""
+    cores are shared in proportion; without, at most len(cpu_slots) jobs run at once. `warm`: runs go to warm
+    workers (launchers.warm), else each is a fresh `script` process. `on_done(index, code, seconds)` is called
+    as each job ends (from the pool's threads)."""
     launched_at = time.time()
+    runner = WarmWorkers(launched_at) if warm else FreshProcesses(script, launched_at)
     gpus = gpu_count()
     if gpus:
         pool = GpuPool(gpus)
@@ -135,12 +144,15 @@ def run_pool(
             if sweep_dir is not None and sweep_cancelled(sweep_dir, launched_at):
                 return NOT_STARTED
             started = time.time()
-            code = run_one(jobs[index], slot, log_files[index], script, launched_at)
+            code = runner.run(jobs[index], slot.threads, slot.gpus)
         finally:
             release(slot)
         if on_done is not None:
             on_done(index, code, time.time() - started)
         return code
 
-    with ThreadPoolExecutor(max_workers=workers) as executor:
-        return list(executor.map(work, range(len(jobs))))
+    try:
+        with ThreadPoolExecutor(max_workers=workers) as executor:
+            return list(executor.map(work, range(len(jobs))))
+    finally:
+        runner.close()

@@ -1,6 +1,7 @@
 """SLURM dispatch through submitit: job arrays per resource shape, chunked under MaxArraySize, requeue-safe.
 
-Each array task runs one petsweep run in-process (`SlurmRun`). A run of G ranks is a task of G SLURM tasks
+Each array task runs one petsweep run in-process (`SlurmRun`), or `runs_per_task` short runs one after
+another. A run of G ranks is a task of G SLURM tasks
 (tasks_per_node = the backbone's GPUs per node, times `nodes`), each of which joins torch.distributed from
 SLURM's environment; rank 0 owns the run's records. A requeued task (preemption, timeout, `scontrol requeue`)
 runs the same run again, and the run continues from its last checkpoint; the run's own status file, never
@@ -37,40 +38,56 @@ class SlurmSettings:
     array_parallelism: int = 64
     max_array_size: int | None = None  # null: read MaxArraySize from `scontrol show config`
     max_num_timeout: int = 3  # requeues allowed after hitting the time limit (preemptions always requeue)
+    runs_per_task: int = 1  # short runs of one resource shape packed into one array task, run one by one
     signal_delay_s: int = 120
     detach: bool = False  # submit and return; follow with `petsweep status`
     additional_parameters: dict = field(default_factory=dict)
 
 
 class SlurmRun:
-    """The picklable callable of one array task: compose the run's config and run it in this process."""
+    """The picklable callable of one array task: its runs (one, or `runs_per_task`), each as the plan composed
+    it with the QUEUED claim it was submitted under, run in this process one after another (petsweep.worker's
+    run_job, as a warm local worker runs them). A run that fails is recorded and the next one goes on. A task
+    requeued on SLURM's signal skips the runs it finished; one requeued without warning (`scontrol requeue`,
+    a node lost) runs its list again, and COMPLETED runs answer from their records."""
 
-    def __init__(self, overrides: list[str], claim_token: str | None = None):
-        self.overrides, self.claim_token = list(overrides), claim_token
+    def __init__(self, runs: list[tuple[dict, str | None]], ended: set[int] = frozenset()):
+        self.runs, self.ended = list(runs), set(ended)  # ended: runs an earlier attempt of the task finished
 
-    def __call__(self) -> str:
-        from petsweep.app import run
-        from petsweep.config import compose
+    def __call__(self) -> list[int]:
+        from petsweep.worker import run_job
 
-        if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # RANK, WORLD_SIZE, MASTER_* from SLURM's env
-            import submitit
+        codes = []
+        for index, (cfg, token) in enumerate(self.runs):
+            if index in self.ended:
+                continue
+            if len(self.runs) > 1:
+                print(f"petsweep: run {index + 1} of {len(self.runs)} in this task", flush=True)
+            if int(os.environ.get("SLURM_NTASKS", "1")) > 1:  # RANK, WORLD_SIZE, MASTER_* from SLURM's env
+                import submitit
 
-            os.environ["MASTER_PORT"] = str(rendezvous_port())  # not one inherited from the submitting shell
-            submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
-        return run(compose(self.overrides), claim_token=self.claim_token)["status"]
+                # not one inherited from the submitting shell; each run of the task its own
+                os.environ["MASTER_PORT"] = str(rendezvous_port(index))
+                submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
+            codes.append(run_job(cfg, token))
+            self.ended.add(index)
+        return codes
 
     def checkpoint(self):
-        """submitit calls this on SLURM's signal: requeue the same run (it resumes from its checkpoint)."""
+        """submitit calls this on SLURM's signal: requeue the runs this attempt has not finished (the one it
+        stops resumes from the checkpoint it just saved)."""
         import submitit
 
-        return submitit.helpers.DelayedSubmission(SlurmRun(self.overrides, self.claim_token))
+        return submitit.helpers.DelayedSubmission(SlurmRun(self.runs, self.ended))
 
 
-def rendezvous_port() -> int:
+def rendezvous_port(run_index: int = 0) -> int:
     """The port rank 0 serves the rendezvous on: every task of the job derives it from the job id without
     talking to the others, below Linux's ephemeral range (32768+), and a requeued job (SLURM_RESTART_COUNT)
-    gets a fresh one, since the previous attempt's port may linger in TIME_WAIT."""
-    key = f"{os.environ.get('SLURM_JOB_ID', '')}:{os.environ.get('SLURM_RESTART_COUNT', '0')}"
+    or the next run of the task (`run_index`) gets a fresh one, since an earlier port may linger in
+    TIME_WAIT."""
+    restarts = os.environ.get("SLURM_RESTART_COUNT", "0")
+    key = f"{os.environ.get('SLURM_JOB_ID', '')}:{restarts}" + (f":{run_index}" if run_index else "")
     return 20000 + zlib.crc32(key.encode()) % 12000
 
 
@@ -148,14 +165,14 @@ def check_gpus(runs: list[PlannedRun], settings: SlurmSettings) -> None:
         )
 
 
-def _executor(folder: Path, settings: SlurmSettings, run_shape: Shape):
+def _executor(folder: Path, settings: SlurmSettings, run_shape: Shape, runs_per_task: int):
     import submitit
 
     executor = submitit.AutoExecutor(
         folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=settings.max_num_timeout
     )
     params = dict(
-        timeout_min=run_shape.time_min,
+        timeout_min=run_shape.time_min * runs_per_task,  # the task runs its runs one after another
         mem_gb=run_shape.mem_gb,
         cpus_per_task=settings.cpus_per_task,
         nodes=run_shape.nodes,
@@ -176,15 +193,23 @@ def _executor(folder: Path, settings: SlurmSettings, run_shape: Shape):
     return executor
 
 
-def submit(
-    runs: list[PlannedRun], settings: SlurmSettings, folder: Path, extra_overrides: list[str]
-) -> list[str]:
-    """Submit the runs as arrays (one per resource shape, chunked); returns the SLURM job ids.
+def check_runs_per_task(settings: SlurmSettings) -> None:
+    if not isinstance(settings.runs_per_task, int) or settings.runs_per_task < 1:
+        raise PetsweepError(
+            f"hydra.launcher.runs_per_task: {settings.runs_per_task!r} is not a number of runs; "
+            f"expected an integer >= 1 (1: a task per run)"
+        )
+
+
+def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path) -> list[str]:
+    """Submit the runs as arrays (one per resource shape, chunked), `runs_per_task` runs per array task;
+    returns the SLURM job ids (one per task).
 
     Each run is claimed QUEUED before sbatch (atomically: a run another sweep has just claimed is skipped),
     and sbatch's answer goes to slurm.json, never to status.json, so a job that starts at once and writes
     RUNNING is never overwritten by its own submission.
     """
+    check_runs_per_task(settings)
     limit = settings.max_array_size or max_array_size()
     check_gpus(runs, settings)
     groups: dict[Shape, list[PlannedRun]] = {}
@@ -192,25 +217,27 @@ def submit(
         groups.setdefault(shape(run.cfg), []).append(run)
     job_ids = []
     for run_shape, members in groups.items():
-        executor = _executor(folder, settings, run_shape)
-        for chunk in chunks(members, limit):  # indexes 0..limit-1
+        executor = _executor(folder, settings, run_shape, settings.runs_per_task)
+        for chunk in chunks(members, limit * settings.runs_per_task):  # array indexes 0..limit-1
             claimed = [(run, token) for run in chunk if (token := RunDir(run.path).claim(QUEUED)) is not None]
-            if not claimed:
+            array = chunks(claimed, settings.runs_per_task)
+            if not array:
                 continue
             try:
                 with executor.batch():
                     jobs = [
-                        executor.submit(SlurmRun(run.overrides + extra_overrides, token))
-                        for run, token in claimed
+                        executor.submit(SlurmRun([(run.cfg, token) for run, token in task])) for task in array
                     ]
             except Exception as err:
-                for run, _ in claimed:
-                    RunDir(run.path).set_status(
-                        FAILED, error=f"submission failed: {type(err).__name__}: {err}"
-                    )
+                for task in array:
+                    for run, _ in task:
+                        RunDir(run.path).set_status(
+                            FAILED, error=f"submission failed: {type(err).__name__}: {err}"
+                        )
                 raise
-            for (run, token), job in zip(claimed, jobs):
-                _record_submission(run, job, token)
+            for task, job in zip(array, jobs):
+                for run, token in task:
+                    _record_submission(run, job, token)
                 job_ids.append(job.job_id)
     return job_ids
 

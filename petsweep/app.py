@@ -183,6 +183,11 @@ def _claim(run_path: RunDir, cfg: DictConfig, owner: str | None) -> str | None:
     return None
 
 
+def console_logging() -> None:
+    """The console logging run.py has under Hydra (hydra/job_logging: stdout): messages on stdout, INFO."""
+    logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
+
+
 def _log_to(run_path: RunDir, me: ranks.Ranks) -> logging.Handler:
     """train.log in the run dir, written by rank 0; the other ranks log warnings and errors to stderr only."""
     logger = logging.getLogger("petsweep")

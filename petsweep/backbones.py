@@ -41,6 +41,9 @@ class BackboneSpec:
         pooling: how an encoder's head reads the sequence: pooler (the model's own classification class,
             [CLS] through the pretrained pooler) or mean (mean over tokens; sentence encoders; see heads.py).
         resources: what a launcher asks for per run (gpus, mem_gb, time_min).
+        dropout: every dropout probability of the model's config set to this (hidden, attention, embedding,
+            classifier); null keeps the published ones. 0 makes training draw no random numbers in the
+            forward pass, which fused training needs (launchers/fusion.py).
     """
 
     name: str
@@ -57,8 +60,13 @@ class BackboneSpec:
     dtype: str = "float32"
     pooling: str = "pooler"
     resources: dict = field(default_factory=dict)
+    dropout: float | None = None
 
     def __post_init__(self):
+        if self.dropout is not None and not 0 <= self.dropout < 1:
+            raise ConfigError(
+                "backbone.dropout", self.dropout, "a probability in [0, 1), or null (the model's own)"
+            )
         if self.family not in FAMILIES:
             raise ConfigError("backbone.family", self.family, f"choose one of: {', '.join(FAMILIES)}")
         if self.num_layers is not None and self.num_layers < 1:
@@ -130,6 +138,28 @@ def _auto_class(spec: BackboneSpec):
 def _from_config(cls, config) -> nn.Module:
     """Auto classes build with from_config, concrete model classes with _from_config."""
     return cls.from_config(config) if hasattr(cls, "_model_mapping") else cls._from_config(config)
+
+
+def dropout_keys(config) -> list[str]:
+    """The dropout probabilities a transformers config holds (hidden_dropout_prob, attention_dropout,
+    resid_pdrop, classifier_dropout, ...), by name; the ones it leaves unset (None) too."""
+    return sorted(
+        k
+        for k, v in config.to_dict().items()
+        if ("dropout" in k or k.endswith("pdrop"))
+        and (v is None or isinstance(v, float | int))
+        and not isinstance(v, bool)
+    )
+
+
+def _dropout_override(spec: BackboneSpec, location: str) -> dict:
+    """Config kwargs that set every dropout probability of the model to `backbone.dropout`."""
+    if spec.dropout is None:
+        return {}
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(location, trust_remote_code=spec.trust_remote_code)
+    return {key: float(spec.dropout) for key in dropout_keys(config)}
 
 
 def _layer_override(spec: BackboneSpec) -> dict:
@@ -246,6 +276,7 @@ def load_pretrained(spec: BackboneSpec, num_labels: int | None = None):
             location,
             dtype=_torch_dtype(spec),
             **_layer_override(spec),
+            **_dropout_override(spec, location),
             **head_kwargs(spec, num_labels),
             **_head_loading_kwargs(spec),
             **kwargs,

@@ -92,11 +92,15 @@ def _refuse_foreign_launchers(overrides: list[str]) -> None:
             )
 
 
-def preflight(argv: list[str]) -> None:
+def preflight(argv: list[str]):
     """Compose every config the command line names (each value of a sweep axis) and validate it.
 
     Hydra's own modes (shell completion, help, --info, --experimental-rerun, another --config-path) are left
     to Hydra; --cfg only composes.
+
+    Returns:
+        The composed config when the command line is one plain run (no -m, no Hydra flag or hydra.* setting
+        that only Hydra's own start would honour): run.py runs it as composed here, without composing again.
 
     Raises:
         ConfigError: on the first unknown option, unknown key or invalid value, before anything runs.
@@ -133,9 +137,14 @@ def preflight(argv: list[str]) -> None:
         cfg = compose(variant, config_name=config_name)
         if args.cfg is None and args.info is None:
             resolve_run(cfg)
+    hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
     if args.multirun:  # the launcher and sweeper the command line picks, with their hydra.* settings
-        hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
         _check_launcher(variants[0] + hydra_args, config_name)
+    hydra_settings = [o for o in args.overrides if o.lstrip("+~").startswith("hydra")]
+    plain_run = not (args.multirun or args.cfg or args.info or args.resolve or args.package)
+    if plain_run and len(variants) == 1 and all(o.startswith("hydra.searchpath=") for o in hydra_settings):
+        return cfg
+    return None
 
 
 def _sweep_values(override, fixed: list[str]) -> list[str]:

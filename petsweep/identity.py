@@ -57,6 +57,7 @@ ADDED_DEFAULTS = {
     "trainer.early_stopping_patience": None,
     "apet.delta_fraction": 0.5,  # tensor granularity came after element granularity
     "apet.include_delta_pool": True,
+    "backbone.dropout": None,  # the model's own dropout; setting it (fused training needs 0) came later
 }
 
 

@@ -16,13 +16,15 @@ def install() -> None:
     """Defer SIGUSR2 if someone (submitit) handles it; a no-op for plain local runs."""
     global _previous
     previous = signal.getsignal(signal.SIGUSR2)
-    if not callable(previous):
-        return
+    if not callable(previous) or getattr(previous, "defers_to_step_boundary", False):
+        return  # nobody to hand over to, or an earlier run of this process (runs_per_task) installed ours
     _previous = previous
 
     def defer(signum, frame):
         global _pending
         _pending = (signum, previous)
+
+    defer.defers_to_step_boundary = True
 
     try:
         signal.signal(signal.SIGUSR2, defer)

@@ -58,7 +58,8 @@ def _die_with_parent() -> None:
         pass
 
 
-def _how(code: int) -> str:
+def exit_text(code: int) -> str:
+    """`killed by signal 9 (SIGKILL)` or `exited with 3`."""
     return f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with {code}"
 
 
@@ -103,14 +104,14 @@ def run_ranks(cfg, world: int, run_path: RunDir, threads: int | None = None) -> 
     status = run_path.status() or {}
     if status.get("pid") not in {p.pid for p in procs}:  # never ours (refused: another process has the run)
         raise PetsweepError(
-            f"rank {rank} of {world} {_how(code)} before the run started (its error is above)"
+            f"rank {rank} of {world} {exit_text(code)} before the run started (its error is above)"
         )
     # a rank killed by a signal is the cause: what the others raised then (a closed connection) is not news
     if code < 0 or status.get("state") == RUNNING:
-        run_path.set_status("FAILED", error=f"rank {rank} of {world} {_how(code)}")
+        run_path.set_status("FAILED", error=f"rank {rank} of {world} {exit_text(code)}")
         status = run_path.status() or {}
     raise PetsweepError(
-        f"run {run_path.path} {status.get('state', 'FAILED')}: {status.get('error') or _how(code)}"
+        f"run {run_path.path} {status.get('state', 'FAILED')}: {status.get('error') or exit_text(code)}"
     )
 
 

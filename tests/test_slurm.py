@@ -7,6 +7,7 @@ import subprocess
 import time
 
 import pytest
+import yaml
 from conftest import QUICK, run_cli
 from test_resume import _assert_same_run
 
@@ -240,3 +241,43 @@ def test_more_gpus_than_a_node_has_is_one_line_before_submitting(slurm_cluster, 
     assert out.returncode == 2 and len(errors) == 1, out.stderr[-3000:]
     assert "asks for 4 GPUs per node" in errors[0] and "at most 2 (sinfo: gpu:2" in errors[0]
     assert not list(tmp_path.rglob("status.json")) and not list(tmp_path.rglob("slurm.json"))
+
+
+def test_runs_per_task_packs_runs_into_one_task_and_a_failure_stays_alone(slurm_cluster, tiny_conf, tmp_path):
+    # lr 1e30 turns the loss into NaN on tiny-bert: those two runs fail, the others of their tasks finish
+    axes = ["backbone=tiny-bert", "seed=1,2", "method.lr=0.002,1e30", "hydra.launcher.runs_per_task=3"]
+    out = slurm_sweep(tiny_conf, tmp_path, *axes)
+    assert out.returncode == 1, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "submitted 2 SLURM task(s)" in out.stdout
+    by_state = states(tmp_path / "study")
+    assert sorted(by_state.values()) == ["COMPLETED", "COMPLETED", "FAILED", "FAILED"]
+    for name, state in by_state.items():
+        config = yaml.safe_load((tmp_path / "study" / name / "config.yaml").read_text())
+        assert (state == "FAILED") == (config["method"]["lr"] == 1e30)
+    jobs = [json.loads(p.read_text())["job_id"] for p in (tmp_path / "study").glob("*/slurm.json")]
+    assert sorted(jobs.count(job) for job in set(jobs)) == [1, 3]  # 4 runs in tasks of 3 and 1
+
+
+def test_a_requeued_pack_skips_its_finished_run_and_resumes_the_other(slurm_cluster, tiny_conf, tmp_path):
+    long = [a for a in LONG if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=1500"]
+    out = slurm_sweep(
+        tiny_conf, tmp_path, *long, "seed=1,2", "hydra.launcher.runs_per_task=2", "hydra.launcher.detach=true"
+    )
+    assert out.returncode == 0, out.stderr[-3000:]
+    runs = [RunDir(p) for p in sorted((tmp_path / "study").glob("tiny-bert-*"))]
+    [job_id] = {json.loads((run.path / "slurm.json").read_text())["job_id"] for run in runs}
+
+    def one_done_one_saved():
+        done = [r for r in runs if r.state() == "COMPLETED"]
+        going = [r for r in runs if r.state() == "RUNNING" and list(r.checkpoints.glob("step-*"))]
+        return len(done) == 1 and len(going) == 1
+
+    wait_for(one_done_one_saved, what="the first run to finish and the second to save")
+    [finished] = [r for r in runs if r.state() == "COMPLETED"]
+    finished_at = finished.result_file.stat().st_mtime_ns
+    subprocess.run(["scontrol", "requeue", job_id], check=True)
+    wait_for(lambda: all(r.state() == "COMPLETED" for r in runs), what="the requeued task to finish")
+    [resumed] = [r for r in runs if r is not finished]
+    assert "resumed from" in (resumed.path / "train.log").read_text()
+    assert finished.result_file.stat().st_mtime_ns == finished_at  # answered from its record, not retrained
+    assert (finished.path / "train.log").read_text().count("trainable") == 1

@@ -1,4 +1,5 @@
-"""hydra/launcher=petsweep_local: separate processes, each with the GPUs it asks for, or some cores."""
+"""hydra/launcher=petsweep_local: warm worker processes (or a process per run), each run with the GPUs it asks
+for, or some cores."""
 
 import os
 import sys
@@ -34,6 +35,7 @@ class PetsweepLocalConf:
     _target_: str = "hydra_plugins.petsweep_plugins.launcher.PetsweepLocalLauncher"
     max_parallel: int | None = None  # null: one run per GPU, or one per core on CPU
     threads_per_run: int | None = None  # CPU threads of each run; null: the cores split among the runs
+    warm_workers: bool = True  # runs in workers that stay up between runs; false: a new process per run
 
 
 ConfigStore.instance().store(
@@ -42,8 +44,10 @@ ConfigStore.instance().store(
 
 
 class PetsweepLocalLauncher(Launcher):
-    def __init__(self, max_parallel: int | None = None, threads_per_run: int | None = None):
-        self.max_parallel, self.threads_per_run = max_parallel, threads_per_run
+    def __init__(
+        self, max_parallel: int | None = None, threads_per_run: int | None = None, warm_workers: bool = True
+    ):
+        self.max_parallel, self.threads_per_run, self.warm = max_parallel, threads_per_run, warm_workers
         self.config: DictConfig | None = None
         self.planned = None  # the petsweep sweeper's planned runs for the next launch, in job order
 
@@ -76,6 +80,7 @@ class PetsweepLocalLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from launchers.local import gpu_count, gpus_wanted, run_pool
+        from launchers.warm import Job
         from petsweep.status import COMPLETED, RunDir
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
@@ -94,14 +99,14 @@ class PetsweepLocalLauncher(Launcher):
             if first.setdefault(run.path, i) == i and RunDir(run.path).state() != COMPLETED
         ]
         ran = run_pool(
-            [jobs[i] for i in todo],
-            [logs[i] for i in todo],
+            [Job(jobs[i], runs[i].cfg, runs[i].path, logs[i]) for i in todo],
             sys.argv[0],
             self.max_parallel,
             self.threads_per_run,
             sweep_dir,
             [gpus_wanted(runs[i].cfg) for i in todo] if gpu_count() else None,
             self._reporter([runs[i] for i in todo], [logs[i] for i in todo]),
+            self.warm,
         )
         code_of = {runs[i].path: code for i, code in zip(todo, ran)}
         codes = [code_of.get(run.path, 0) for run in runs]
@@ -128,6 +133,7 @@ class PetsweepSlurmConf:
     array_parallelism: int = 64
     max_array_size: int | None = None
     max_num_timeout: int = 3
+    runs_per_task: int = 1  # short runs of one resource shape packed into one array task, run one by one
     signal_delay_s: int = 120
     detach: bool = False
     additional_parameters: dict[str, Any] | None = None
@@ -155,10 +161,8 @@ class PetsweepSlurmLauncher(Launcher):
         from launchers import slurm
 
         runs = planned_runs(self, job_overrides)
-        search = list(self.config.hydra.searchpath or [])
-        extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
         folder = Path(self.config.hydra.sweep.dir) / ".submitit"
-        job_ids = slurm.submit(runs, self.settings, folder, extra)
+        job_ids = slurm.submit(runs, self.settings, folder)
         print(f"petsweep: submitted {len(job_ids)} SLURM task(s): {', '.join(job_ids)}")
         if self.settings.detach:
             return [

@@ -1,0 +1,105 @@
+"""The local launcher's fixed cost per run: warm workers against a fresh `python run.py` process per run.
+
+    .venv/bin/python benchmarks/warm_workers.py [--runs 8] [--rounds 2] [--out BENCHMARKS.md]
+
+The same sweep of `--runs` one-step runs (MiniLM-L1 + LoRA on BBC News, one run per core) is launched with
+hydra.launcher.warm_workers=true and =false, alternating, `--rounds` times each, into fresh run roots. Per-run
+overhead = the sweep's wall time x slots / runs - the runs' own mean `wall_time_s` (load + train + eval, as
+each run records it): what a slot spends on a run beyond the run's own work, the sweep's start (planning,
+Hydra) included. Medians over rounds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from benchmarks.common import emit  # noqa: E402
+
+QUICK = [
+    "backbone=minilm-l1",
+    "trainer.max_steps=1",
+    "trainer.eval_every=1",
+    "task.dev_size=8",
+    "task.test_size=8",
+    "task.train_eval_size=8",
+]
+
+
+def one_sweep(root: Path, runs: int, warm: bool) -> dict:
+    started = time.time()
+    subprocess.run(
+        [
+            sys.executable,
+            "run.py",
+            "-m",
+            f"seed=range(0,{runs})",
+            f"paths.runs_root={root}",
+            "sweep_name=overhead",
+            f"hydra.launcher.warm_workers={str(warm).lower()}",
+            *QUICK,
+        ],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
+    )
+    wall = time.time() - started
+    results = [json.loads(p.read_text()) for p in (root / "overhead").glob("*/result.json")]
+    assert len(results) == runs, f"{len(results)} of {runs} runs finished"
+    slots = min(os.cpu_count() or 1, runs)  # the pool runs one run per core
+    inside = statistics.mean(r["wall_time_s"] for r in results)
+    return {
+        "wall": wall,
+        "slot": wall * slots / runs,
+        "inside": inside,
+        "overhead": wall * slots / runs - inside,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args()
+    measured: dict[bool, list[dict]] = {True: [], False: []}
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_ in range(args.rounds):
+            for warm in (False, True):
+                measured[warm].append(one_sweep(Path(tmp) / f"{warm}-{round_}", args.runs, warm))
+
+    def median(warm: bool, key: str) -> float:
+        return statistics.median(m[key] for m in measured[warm])
+
+    rows = [
+        f"| {label} | {median(warm, 'wall'):.1f} s | {median(warm, 'slot'):.2f} s | "
+        f"{median(warm, 'inside'):.2f} s | {median(warm, 'overhead'):.2f} s |"
+        for label, warm in (("process per run (`warm_workers=false`)", False), ("warm workers", True))
+    ]
+    table = "\n".join(
+        [
+            f"Local launcher, {args.runs} one-step runs, {min(os.cpu_count() or 1, args.runs)} slots, "
+            f"median of {args.rounds} rounds",
+            "",
+            "| mode | sweep wall | slot time per run | run's own load+train+eval | per-run overhead |",
+            "|---|---|---|---|---|",
+            *rows,
+            f"| warm / process per run, sweep wall | {median(True, 'wall') / median(False, 'wall'):.2f} "
+            "| | | |",
+        ]
+    )
+    emit(table, args.out)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,149 @@
+"""The launcher's side of warm workers (petsweep.worker): start them, hand them runs, notice when one dies.
+
+A worker belongs to a slot (its threads, and on GPU machines the GPUs it may see, which CUDA fixes when the
+process starts), so a run always lands in a worker set up for the slot the pool gave it. A worker that dies
+mid-run leaves its run RUNNING under the worker's pid: the run is recorded FAILED with the signal, and the
+slot gets a fresh worker for its next run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from petsweep.spawn import exit_text
+from petsweep.status import LAUNCHED_AT_ENV, RUNNING, RunDir
+
+CLOSE_TIMEOUT_S = 30
+
+
+@dataclass
+class Job:
+    """One run as the pool hands it out: the overrides a fresh `run.py` takes, the config the plan composed
+    (what a warm worker takes), the run dir, and where its output goes."""
+
+    overrides: list[str]
+    cfg: dict
+    path: Path
+    log: Path
+
+
+def slot_env(threads: int, gpus: list[int] | None, launched_at: float) -> dict:
+    """The environment of a run's process (or worker): its threads, its GPUs, and when the launch began."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), **{LAUNCHED_AT_ENV: repr(launched_at)})
+    if gpus is not None:
+        env["CUDA_VISIBLE_DEVICES"] = ",".join(str(g) for g in gpus)
+    return env
+
+
+class Worker:
+    """One `python -m petsweep.worker` process: runs go in on its stdin, exit codes come back on a pipe."""
+
+    def __init__(self, env: dict):
+        read_end, write_end = os.pipe()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "petsweep.worker", str(write_end)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,  # between runs; during one, its output goes to the run's log
+            stderr=subprocess.DEVNULL,
+            pass_fds=(write_end,),
+            env=env,
+            text=True,
+        )
+        os.close(write_end)
+        self.answers = os.fdopen(read_end)
+        self.runs = 0
+
+    @property
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def run(self, job: Job, threads: int) -> int:
+        """Run `job` in this worker; its exit code, or the negative signal that killed the worker."""
+        cfg = dict(job.cfg, trainer=dict(job.cfg["trainer"], num_threads=threads))
+        self.runs += 1
+        try:
+            self.proc.stdin.write(json.dumps({"config": cfg, "log": str(job.log)}) + "\n")
+            self.proc.stdin.flush()
+            answer = self.answers.readline()
+        except BrokenPipeError:
+            answer = ""
+        if answer:
+            return json.loads(answer)["code"]
+        code = self.proc.wait()
+        _record_death(job, self.proc.pid, code)
+        return code if code else 1
+
+    def close(self) -> None:
+        """Let the worker finish and exit (its stdin closes); kill it if it does not within the timeout."""
+        if self.alive:
+            self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=CLOSE_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.answers.close()
+
+
+def _record_death(job: Job, pid: int, code: int) -> None:
+    """The worker died under `job`: FAILED with how it died, if the run was still this worker's."""
+    record = RunDir(job.path)
+    status = record.status() or {}
+    if status.get("state") == RUNNING and status.get("pid") == pid:
+        error = f"the worker process running it was {exit_text(code)}"
+        record.set_status("FAILED", error=error)
+        with job.log.open("a") as log:
+            log.write(f"error: {error}\n")
+
+
+class WarmWorkers:
+    """Workers kept per slot between runs; `run(job, threads, gpus)` reuses an idle worker of that slot."""
+
+    def __init__(self, launched_at: float):
+        self.launched_at = launched_at
+        self._idle: dict[tuple, list[Worker]] = {}
+        self._lock = threading.Lock()
+        self.started = 0
+
+    def _take(self, threads: int, gpus: list[int] | None) -> Worker:
+        key = (threads, tuple(gpus) if gpus is not None else None)
+        with self._lock:
+            while self._idle.get(key):
+                worker = self._idle[key].pop()
+                if worker.alive:
+                    return worker
+                worker.close()
+            self._close_overlapping(set(gpus or ()))
+            self.started += 1
+        return Worker(slot_env(threads, gpus, self.launched_at))
+
+    def _close_overlapping(self, gpus: set[int]) -> None:
+        """Idle workers on any of `gpus` go: each holds a CUDA context on its GPUs."""
+        for key, workers in self._idle.items():
+            if gpus & set(key[1] or ()):
+                for worker in workers:
+                    worker.close()
+                workers.clear()
+
+    def run(self, job: Job, threads: int, gpus: list[int] | None) -> int:
+        worker = self._take(threads, gpus)
+        code = worker.run(job, threads)
+        with self._lock:
+            if worker.alive:
+                self._idle.setdefault((threads, tuple(gpus) if gpus is not None else None), []).append(worker)
+            else:
+                worker.close()
+        return code
+
+    def close(self) -> None:
+        with self._lock:
+            for workers in self._idle.values():
+                for worker in workers:
+                    worker.close()
+            self._idle.clear()

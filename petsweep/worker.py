@@ -1,0 +1,102 @@
+"""Warm workers: one process that imports torch, transformers and peft once and runs runs one after another.
+
+A sweep of short runs paid about 13 s per run for a fresh `python run.py` (imports, two Hydra compositions)
+against seconds of work. A worker takes each run's config as the sweep planned it (composed once, by the
+plan), runs it in-process exactly as `run.py` would, and reports an exit code that means what `run.py`'s
+would: 0 done, 1 a failure (recorded FAILED with its traceback), 2 a config refused, 143 cancelled.
+
+The local launcher talks to a worker over two pipes: jobs arrive on stdin as JSON lines, and each answer
+goes back on the file descriptor named on the command line, since stdout and stderr are the current run's
+log file. A worker that dies mid-run (segfault, OOM kill, kill -9) is seen by the launcher, which records
+the run FAILED with the signal (launchers.local).
+
+    python -m petsweep.worker <answer fd>
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED = 1, 2, 143
+
+
+def run_job(cfg: dict, claim_token: str | None = None) -> int:
+    """Run one planned run in this process; returns the exit code `python run.py` would have returned.
+
+    A failure is recorded on the run by petsweep.app (FAILED, error.txt) before it reaches here; this prints
+    what run.py would print and returns, so the next run of the worker goes on.
+    """
+    from omegaconf import OmegaConf
+
+    from petsweep.app import run
+    from petsweep.errors import PetsweepError, RunCancelled
+
+    try:
+        run(OmegaConf.create(cfg), claim_token=claim_token)
+        return 0
+    except PetsweepError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    except RunCancelled:
+        print("cancelled: the run recorded CANCELLED; run the sweep again to resume it", file=sys.stderr)
+        return EXIT_CANCELLED
+    except Exception:
+        traceback.print_exc()
+        return EXIT_FAILED
+    finally:
+        _release_memory()
+
+
+def _release_memory() -> None:
+    """What one run held (model, optimizer, data) goes before the next run loads its own."""
+    gc.collect()
+    with contextlib.suppress(Exception):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def output_to(log_file: Path):
+    """stdout and stderr of this process (file descriptors 1 and 2, so C libraries too) into `log_file`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log_file.open("a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def serve(answers) -> None:
+    """Take jobs from stdin until it closes: {"config": {...}, "log": path}; answer {"code": int} each."""
+    from petsweep.app import console_logging  # the imports a run needs, paid once, before the first job
+
+    console_logging()
+    for line in sys.stdin:
+        job = json.loads(line)
+        with output_to(Path(job["log"])):
+            code = run_job(job["config"], job.get("claim_token"))
+        answers.write(json.dumps({"code": code}) + "\n")
+        answers.flush()
+
+
+if __name__ == "__main__":
+    with os.fdopen(int(sys.argv[1]), "w") as answer_pipe:
+        serve(answer_pipe)

@@ -1,0 +1,91 @@
+"""Warm workers: runs one after another in one process end exactly as fresh processes do, and a worker that
+dies (kill -9, a segfault) fails its run alone; the slot gets a new worker and the sweep goes on."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import QUICK, REPO, run_cli
+from safetensors.torch import load_file
+
+from petsweep.status import RunDir
+
+
+def sweep(tiny_conf, root, *axes, warm=True):
+    return [
+        sys.executable,
+        "run.py",
+        "-m",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={root}",
+        "sweep_name=study",
+        "hydra.launcher.max_parallel=1",  # one slot: every run goes through the same worker
+        f"hydra.launcher.warm_workers={str(warm).lower()}",
+        *QUICK,
+        *axes,
+    ]
+
+
+def statuses(root) -> dict[str, dict]:
+    return {p.parent.name: json.loads(p.read_text()) for p in sorted((root / "study").glob("*/status.json"))}
+
+
+def test_runs_after_one_another_in_a_worker_match_fresh_processes(tiny_conf, tmp_path):
+    """Runs that differ in method (and so learning rate) and seed, trained back to back in one warm worker
+    (tiny-bert has dropout: the RNG matters), end bitwise where each ends in its own fresh `run.py`."""
+    axes = ["backbone=tiny-bert", "method=lora,bitfit", "seed=3,4"]
+    for mode, warm in (("warm", True), ("fresh", False)):
+        out = subprocess.run(
+            sweep(tiny_conf, tmp_path / mode, *axes, warm=warm), cwd=REPO, capture_output=True
+        )
+        assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    warm, fresh = statuses(tmp_path / "warm"), statuses(tmp_path / "fresh")
+    assert sorted(warm) == sorted(fresh) and len(warm) == 4
+    assert len({s["pid"] for s in warm.values()}) == 1  # one worker ran all four
+    assert len({s["pid"] for s in fresh.values()}) == 4
+    for name in warm:
+        ours, theirs = RunDir(tmp_path / "warm/study" / name), RunDir(tmp_path / "fresh/study" / name)
+        assert ours.result()["metrics"] == theirs.result()["metrics"]
+        for key in ("best_dev_score", "best_step", "train_subset_metrics", "tokens"):
+            assert ours.result()[key] == theirs.result()[key]
+        assert (ours.path / "metrics.jsonl").read_text() == (theirs.path / "metrics.jsonl").read_text()
+        a, b = (load_file(r.path / "pet_weights.safetensors") for r in (ours, theirs))
+        assert a.keys() == b.keys() and all(a[k].equal(b[k]) for k in a)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
+def test_a_worker_that_dies_fails_its_run_alone_and_is_replaced(tiny_conf, tmp_path, sig):
+    long = ["trainer.max_steps=600", "trainer.save_every=50", "trainer.eval_every=1000", "task.k_shot=40"]
+    axes = ["backbone=tiny-bert", "seed=1,2,3", *long]
+    proc = subprocess.Popen(sweep(tiny_conf, tmp_path, *axes), cwd=REPO, stdout=subprocess.PIPE, text=True)
+    deadline = time.time() + 180
+    while not any(
+        s["state"] == "RUNNING" and list((tmp_path / "study" / n / "checkpoints").glob("step-*"))
+        for n, s in statuses(tmp_path).items()
+    ):
+        assert time.time() < deadline and proc.poll() is None, "no run started"
+        time.sleep(0.2)
+    [(victim, status)] = [(n, s) for n, s in statuses(tmp_path).items() if s["state"] == "RUNNING"]
+    os.kill(status["pid"], sig)
+    out, _ = proc.communicate(timeout=300)
+    assert proc.returncode == 1, out
+
+    after = statuses(tmp_path)
+    name = signal.Signals(sig).name
+    assert after[victim]["state"] == "FAILED"
+    assert after[victim]["error"] == f"the worker process running it was killed by signal {sig} ({name})"
+    others = [s for n, s in after.items() if n != victim]
+    assert len(others) == 2 and all(s["state"] == "COMPLETED" for s in others)
+    assert status["pid"] not in {s["pid"] for s in others if s["updated"] > status["updated"]}  # replaced
+    assert f"{victim} FAILED: the worker process running it was killed by signal" in out
+
+    again = run_cli(*sweep(tiny_conf, tmp_path, *axes)[1:])
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert "3 runs (2 done, 1 failed); launching 1" in again.stdout
+    assert "resumed from" in (tmp_path / "study" / victim / "train.log").read_text()
