@@ -73,6 +73,27 @@ def gpu_count() -> int:
     return torch.cuda.device_count()
 
 
+def local_jobs(
+    runs: list, overrides: list[list[str]], logs_dir: Path, fuse: int = 1, fuse_tokens: int | None = None
+) -> list[Job]:
+    """The pool's jobs for `runs` (planned runs to launch, with the overrides a fresh process takes): a job
+    per run, or with fuse > 1 a job per fused group where launchers.fusion groups them."""
+    from launchers.fusion import token_budget, units
+
+    solo = {
+        run.path: Job(o, run.cfg, run.path, logs_dir / f"{run.path.name}.log")
+        for run, o in zip(runs, overrides)
+    }
+    if fuse < 2:
+        return list(solo.values())
+    jobs = []
+    for unit in units(runs, fuse, token_budget(fuse_tokens, gpu_count())):
+        members = [solo[run.path] for run in unit.runs]
+        log = logs_dir / f"fused-{len(members)}-{members[0].path.name}.log"
+        jobs.append(members[0] if len(members) == 1 else Job.group(members, log))
+    return jobs
+
+
 NOT_STARTED = -1  # the exit code of a run the pool did not start because the sweep was cancelled
 
 
@@ -82,12 +103,12 @@ class FreshProcesses:
     def __init__(self, script: str, launched_at: float):
         self.script, self.launched_at = script, launched_at
 
-    def run(self, job: Job, threads: int, gpus: list[int] | None) -> int:
+    def run(self, job: Job, threads: int, gpus: list[int] | None) -> list[int]:
         job.log.parent.mkdir(parents=True, exist_ok=True)
         with job.log.open("w") as log:
             command = [sys.executable, self.script, *job.overrides, f"trainer.num_threads={threads}"]
             env = slot_env(threads, gpus, self.launched_at)
-            return subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
+            return [subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode]
 
     def close(self) -> None:
         pass
@@ -102,12 +123,13 @@ def run_pool(
     gpus_per_job: list[int] | None = None,
     on_done=None,
     warm: bool = True,
-) -> list[int]:
-    """Run every job; returns exit codes in job order (NOT_STARTED for the jobs left when `petsweep cancel`
-    stops the sweep in `sweep_dir`). With GPUs, job i takes `gpus_per_job[i]` of them (default 1) and the
-    cores are shared in proportion; without, at most len(cpu_slots) jobs run at once. `warm`: runs go to warm
-    workers (launchers.warm), else each is a fresh `script` process. `on_done(index, code, seconds)` is called
-    as each job ends (from the pool's threads)."""
+) -> list[list[int]]:
+    """Run every job (a run, or a fused group); returns each job's exit codes, one per run, in job order
+    (NOT_STARTED for the jobs left when `petsweep cancel` stops the sweep in `sweep_dir`). With GPUs, job i
+    takes `gpus_per_job[i]` of them (default 1) and the cores are shared in proportion; without, at most
+    len(cpu_slots) jobs run at once. `warm`: runs go to warm workers (launchers.warm), else each is a fresh
+    `script` process. `on_done(index, codes, seconds)` is called as each job ends (from the pool's threads).
+    """
     launched_at = time.time()
     runner = WarmWorkers(launched_at) if warm else FreshProcesses(script, launched_at)
     gpus = gpu_count()
@@ -138,18 +160,18 @@ def run_pool(
         def release(slot: Slot) -> None:
             free.put(slot)
 
-    def work(index: int) -> int:
+    def work(index: int) -> list[int]:
         slot = acquire(index)
         try:
             if sweep_dir is not None and sweep_cancelled(sweep_dir, launched_at):
-                return NOT_STARTED
+                return [NOT_STARTED] * len(jobs[index].runs)
             started = time.time()
-            code = runner.run(jobs[index], slot.threads, slot.gpus)
+            codes = runner.run(jobs[index], slot.threads, slot.gpus)
         finally:
             release(slot)
         if on_done is not None:
-            on_done(index, code, time.time() - started)
-        return code
+            on_done(index, codes, time.time() - started)
+        return codes
 
     try:
         with ThreadPoolExecutor(max_workers=workers) as executor:

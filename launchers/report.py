@@ -31,11 +31,13 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
         run.extra.update(hours=seconds / 3600, gpu_hours=seconds / 3600 * gpus, guess=guess, basis=basis)
 
 
-def plan_table(runs: list[PlannedRun]) -> str:
+def plan_table(runs: list[PlannedRun], fusion: dict | None = None) -> str:
+    """The plan, a row per run; `fusion` (launchers.fusion.plan_notes): how each run will train, with
+    hydra.launcher.fuse > 1."""
     estimate_hours(runs)
     lines = [
         f"{'status':<11} {'run':<58} {'trainable':>13} {'gpus':>4} {'mem':>5} {'time':>6} {'hours':>9} "
-        f"{'gpu-h':>9}"
+        f"{'gpu-h':>9}" + ("  trains" if fusion else "")
     ]
     for r in runs:
         res = r.cfg["backbone"]["resources"]
@@ -43,7 +45,7 @@ def plan_table(runs: list[PlannedRun]) -> str:
         lines.append(
             f"{r.status:<11} {r.path.name:<58} {r.extra['trainable_params']:>13,} {res.get('gpus', 0):>4} "
             f"{res.get('mem_gb', '-'):>5} {res.get('time_min', '-'):>6} {mark}{r.extra['hours']:>8.4f} "
-            f"{r.extra['gpu_hours']:>9.3f}"
+            f"{r.extra['gpu_hours']:>9.3f}" + (f"  {fusion[r.path]}" if fusion else "")
         )
     todo = [r for r in runs if r.status != State.COMPLETED]
     lines.append(

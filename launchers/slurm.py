@@ -193,10 +193,10 @@ def _executor(folder: Path, settings: SlurmSettings, run_shape: Shape, runs_per_
     return executor
 
 
-def check_runs_per_task(settings: SlurmSettings) -> None:
-    if not isinstance(settings.runs_per_task, int) or settings.runs_per_task < 1:
+def check_runs_per_task(runs_per_task) -> None:
+    if isinstance(runs_per_task, bool) or not isinstance(runs_per_task, int) or runs_per_task < 1:
         raise PetsweepError(
-            f"hydra.launcher.runs_per_task: {settings.runs_per_task!r} is not a number of runs; "
+            f"hydra.launcher.runs_per_task: {runs_per_task!r} is not a number of runs; "
             f"expected an integer >= 1 (1: a task per run)"
         )
 
@@ -209,7 +209,7 @@ def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path) -> lis
     and sbatch's answer goes to slurm.json, never to status.json, so a job that starts at once and writes
     RUNNING is never overwritten by its own submission.
     """
-    check_runs_per_task(settings)
+    check_runs_per_task(settings.runs_per_task)
     limit = settings.max_array_size or max_array_size()
     check_gpus(runs, settings)
     groups: dict[Shape, list[PlannedRun]] = {}

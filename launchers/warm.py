@@ -13,7 +13,7 @@ import os
 import subprocess
 import sys
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from petsweep.spawn import exit_text
@@ -25,12 +25,22 @@ CLOSE_TIMEOUT_S = 30
 @dataclass
 class Job:
     """One run as the pool hands it out: the overrides a fresh `run.py` takes, the config the plan composed
-    (what a warm worker takes), the run dir, and where its output goes."""
+    (what a warm worker takes), the run dir, and where its output goes; or a fused group of such runs
+    (`members`), which a warm worker trains together (launchers/fusion.py)."""
 
     overrides: list[str]
     cfg: dict
     path: Path
     log: Path
+    members: list[Job] = field(default_factory=list)
+
+    @classmethod
+    def group(cls, members: list[Job], log: Path) -> Job:
+        return cls([], members[0].cfg, members[0].path, log, members)
+
+    @property
+    def runs(self) -> list[Job]:
+        return self.members or [self]
 
 
 def slot_env(threads: int, gpus: list[int] | None, launched_at: float) -> dict:
@@ -63,21 +73,24 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def run(self, job: Job, threads: int) -> int:
-        """Run `job` in this worker; its exit code, or the negative signal that killed the worker."""
-        cfg = dict(job.cfg, trainer=dict(job.cfg["trainer"], num_threads=threads))
+    def run(self, job: Job, threads: int) -> list[int]:
+        """Run `job` (a run, or a fused group) in this worker: an exit code per run, or for each the negative
+        signal that killed the worker."""
+        cfgs = [dict(r.cfg, trainer=dict(r.cfg["trainer"], num_threads=threads)) for r in job.runs]
+        request = {"group": cfgs} if job.members else {"config": cfgs[0]}
         self.runs += 1
         try:
-            self.proc.stdin.write(json.dumps({"config": cfg, "log": str(job.log)}) + "\n")
+            self.proc.stdin.write(json.dumps({**request, "log": str(job.log)}) + "\n")
             self.proc.stdin.flush()
             answer = self.answers.readline()
         except BrokenPipeError:
             answer = ""
         if answer:
-            return json.loads(answer)["code"]
+            return json.loads(answer)["codes"]
         code = self.proc.wait()
-        _record_death(job, self.proc.pid, code)
-        return code if code else 1
+        for run in job.runs:
+            _record_death(run, job.log, self.proc.pid, code)
+        return [code or 1] * len(job.runs)
 
     def close(self) -> None:
         """Let the worker finish and exit (its stdin closes); kill it if it does not within the timeout."""
@@ -91,15 +104,15 @@ class Worker:
         self.answers.close()
 
 
-def _record_death(job: Job, pid: int, code: int) -> None:
-    """The worker died under `job`: FAILED with how it died, if the run was still this worker's."""
-    record = RunDir(job.path)
+def _record_death(run: Job, log_file: Path, pid: int, code: int) -> None:
+    """The worker died under `run`: FAILED with how it died, if the run was still this worker's."""
+    record = RunDir(run.path)
     status = record.status() or {}
     if status.get("state") == RUNNING and status.get("pid") == pid:
         error = f"the worker process running it was {exit_text(code)}"
         record.set_status("FAILED", error=error)
-        with job.log.open("a") as log:
-            log.write(f"error: {error}\n")
+        with log_file.open("a") as log:
+            log.write(f"error: {record.path.name}: {error}\n")
 
 
 class WarmWorkers:
@@ -131,7 +144,7 @@ class WarmWorkers:
                     worker.close()
                 workers.clear()
 
-    def run(self, job: Job, threads: int, gpus: list[int] | None) -> int:
+    def run(self, job: Job, threads: int, gpus: list[int] | None) -> list[int]:
         worker = self._take(threads, gpus)
         code = worker.run(job, threads)
         with self._lock:

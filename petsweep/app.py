@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 import traceback
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -202,14 +203,38 @@ def _log_to(run_path: RunDir, me: ranks.Ranks) -> logging.Handler:
     return handler
 
 
-def _execute(
-    spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path | None, me: ranks.Ranks
-) -> dict:
+@dataclass
+class Prepared:
+    """A run built and ready to train: its data, model with the method attached, counts and records so far."""
+
+    spec: RunSpec
+    cfg: DictConfig
+    run_path: RunDir
+    me: ranks.Ranks
+    started: float
+    prov: dict
+    data: object
+    zero: object
+    sharded: object
+    model: object
+    objective: object
+    attached: object
+    counts: object
+    initialised: object
+    stages: object
+    tracker: object
+    load_s: float
+
+
+def prepare(spec: RunSpec, cfg, run_path: RunDir, init_source: Path | None, me: ranks.Ranks) -> Prepared:
+    """Seed, read the data, load the backbone, attach the method: everything before the first step."""
     started = time.time()
     if spec.trainer.num_threads:
         import torch
 
         torch.set_num_threads(spec.trainer.num_threads)
+    # before seeding: the first meta-device build in a process draws from the global RNG (it is cached after)
+    meta = check_on_meta(spec)
     prov = provenance.collect(spec.seed)
     prov["seeds"] = seed_everything(spec.seed)  # before the backbone, its head and the PET modules exist
     prov["replaces"] = provenance.earlier_attempts(run_path.path)  # runs invalidated after a fix
@@ -217,7 +242,6 @@ def _execute(
         write_json(run_path.path / "provenance.json", prov)
 
     data = prepare_task(spec.task, spec.seed)
-    meta = check_on_meta(spec)
     zero = chosen_preset(spec.deepspeed, meta.total_params, meta.trainable_params)
     sharded = _sharded_loading(spec, zero, me)  # kept alive until training ends: HF asks it while loading
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
@@ -247,21 +271,7 @@ def _execute(
         counts.total_params,
         counts.pet_params,
     )
-
-    full_hash = run_hash(cfg)
-    tracker = (
-        Tracker(
-            run_path,
-            spec.wandb,
-            full_hash,
-            spec.sweep_name,
-            f"{run_slug(cfg)}-{full_hash[:8]}",  # runs that differ in lr alone must not look alike
-            OmegaConf.to_container(cfg, resolve=True),
-        )
-        if me.main
-        else NullTracker()
-    )
-    from petsweep.train import Stages, train  # torch-heavy; imported once the run is known to be valid
+    from petsweep.train import Stages  # torch-heavy; imported once the run is known to be valid
 
     stages = (
         Stages(
@@ -272,53 +282,90 @@ def _execute(
         if staged
         else None
     )
-    outcome = train(
-        spec,
+    return Prepared(
+        spec, cfg, run_path, me, started, prov, data, zero, sharded, model, objective, attached, counts,
+        initialised, stages, _tracker(spec, cfg, run_path, me), load_s,
+    )  # fmt: skip
+
+
+def _tracker(spec: RunSpec, cfg, run_path: RunDir, me: ranks.Ranks):
+    if not me.main:
+        return NullTracker()
+    full_hash = run_hash(cfg)
+    return Tracker(
         run_path,
-        attached.model,
-        objective,
-        data,
-        list(attached.groups),
-        tracker,
-        zero,
-        stages,
-        list(attached.buffers),
+        spec.wandb,
+        full_hash,
+        spec.sweep_name,
+        f"{run_slug(cfg)}-{full_hash[:8]}",  # runs that differ in lr alone must not look alike
+        OmegaConf.to_container(cfg, resolve=True),
     )
+
+
+def train_prepared(p: Prepared) -> dict:
+    from petsweep.train import train
+
+    return train(
+        p.spec,
+        p.run_path,
+        p.attached.model,
+        p.objective,
+        p.data,
+        list(p.attached.groups),
+        p.tracker,
+        p.zero,
+        p.stages,
+        list(p.attached.buffers),
+    )
+
+
+def record(p: Prepared, outcome: dict, **extra) -> dict:
+    """Save the best weights and provenance (rank 0) and return the run's result record; `extra`: fields
+    beside the outcome (how a fused run was trained)."""
+    spec, cfg = p.spec, p.cfg
     if outcome["shards"] is not None:
-        outcome["shards"]["loaded_into_shards"] = sharded is not None
+        outcome["shards"]["loaded_into_shards"] = p.sharded is not None
     weights = outcome.pop("best_weights")
     if not spec.trainer.eval_only:  # eval_only attached the saved form already
-        weights = spec.method.saved_state(attached.model, weights)
+        weights = spec.method.saved_state(p.attached.model, weights)
     process_start = provenance.process_start_time()
     first_step_at = outcome.pop("first_step_at")
-    prov["end"] = time.time()
-    if me.main:
-        save_file(weights, run_path.path / "pet_weights.safetensors")
-        write_json(run_path.path / "provenance.json", prov)
+    p.prov["end"] = time.time()
+    if p.me.main:
+        save_file(weights, p.run_path.path / "pet_weights.safetensors")
+        write_json(p.run_path.path / "provenance.json", p.prov)
     result = RunRecord(
         status=COMPLETED.value,
-        run_id=full_hash,
+        run_id=run_hash(cfg),
         backbone=spec.backbone.name,
         method=spec.method.config.name,
         task=spec.task.name,
         seed=spec.seed,
         sweep_name=spec.sweep_name,
         metric=spec.task.metric,
-        random_guess_score=data.random_guess,
-        data=data.stats,
-        init_from=initialised,
+        random_guess_score=p.data.random_guess,
+        data=p.data.stats,
+        init_from=p.initialised,
         eval_only=spec.trainer.eval_only,
         apet=spec.method.record if spec.method.config.name == "apet" else None,
         opf=spec.method.record if spec.method.config.name == "opf" else None,
-        **counts.as_dict(),
+        **p.counts.as_dict(),
         **outcome,
-        load_time_s=load_s,
+        **extra,
+        load_time_s=p.load_s,
         time_to_first_step_s=first_step_at - process_start if process_start else None,
-        wall_time_s=time.time() - started,
+        wall_time_s=time.time() - p.started,
         config=semantic_config(cfg),
     ).as_dict()
-    tracker.finish(wandb_summary(result, RunRecord.scalar_keys()))
+    p.tracker.finish(wandb_summary(result, RunRecord.scalar_keys()))
     return result
+
+
+def _execute(
+    spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path | None, me: ranks.Ranks
+) -> dict:
+    prepared = prepare(spec, cfg, run_path, init_source, me)
+    return record(prepared, train_prepared(prepared))
 
 
 def _sharded_loading(spec: RunSpec, zero, me: ranks.Ranks):

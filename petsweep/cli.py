@@ -178,9 +178,12 @@ def _group_options(group: str, overrides: list[str]) -> list[str]:
 
 
 def _check_launcher(overrides: list[str], config_name: str = "config") -> None:
-    """A launcher preset's required keys (???) must be set before anything is submitted."""
+    """A launcher preset's required keys (???) are set, and its group sizes are numbers of runs, before
+    anything is launched or submitted."""
     from omegaconf import OmegaConf
 
+    from launchers.fusion import check_fuse
+    from launchers.slurm import check_runs_per_task
     from petsweep.config import compose
 
     launcher = compose(overrides, config_name=config_name, with_hydra=True).hydra.launcher
@@ -191,6 +194,10 @@ def _check_launcher(overrides: list[str], config_name: str = "config") -> None:
             "???",
             f"required by the launcher preset; set {missing[0]}=<value> (missing: {', '.join(missing)})",
         )
+    if "fuse" in launcher:
+        check_fuse(launcher.fuse, launcher.get("warm_workers", True))
+    if "runs_per_task" in launcher:
+        check_runs_per_task(launcher.runs_per_task)
 
 
 def count(overrides: list[str]) -> dict:
@@ -235,14 +242,22 @@ def sweep_arguments(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
 
 
 def plan_command(overrides: list[str]) -> str:
-    from launchers.expand import expand
+    from launchers.expand import axes_of, expand
+    from launchers.fusion import check_fuse, plan_notes
+    from launchers.local import gpu_count
     from launchers.planning import plan
     from launchers.report import plan_table
     from petsweep.config import compose
 
     arguments, zips = sweep_arguments(overrides)
     searchpath = [o for o in overrides if o.startswith("hydra.searchpath")]
-    return plan_table(plan(expand(arguments, zips), lambda ov: compose(list(ov) + searchpath)))
+    runs = plan(expand(arguments, zips), lambda ov: compose(list(ov) + searchpath))
+    launcher = compose([values[0] for _, values in axes_of(overrides)], with_hydra=True).hydra.launcher
+    fuse = launcher.get("fuse", 1)
+    check_fuse(fuse, launcher.get("warm_workers", True))
+    if fuse < 2:
+        return plan_table(runs)
+    return plan_table(runs, plan_notes(runs, fuse, launcher.get("fuse_tokens"), gpu_count()))
 
 
 def _count_cmd(args) -> None:

@@ -41,6 +41,8 @@ class RunRecord:
         sha256 of its positions; None for other methods.
     opf: an OPF run's over-parameterised matrices (name, family, round, MPO and dense sizes) and totals.
     config: the run's semantic config (what its identity hashes).
+    fused_with: the run ids this run trained beside, one frozen backbone and a batch of all their rows
+        (launcher fuse; its times are the group's); None when it trained alone.
     """
 
     status: str
@@ -90,6 +92,7 @@ class RunRecord:
     apet: dict | None
     opf: dict | None
     config: dict
+    fused_with: list | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -207,6 +207,230 @@ def _stop_requested(me: ranks.Ranks) -> bool:
     return ranks.sum_floats([float(asked)])[0] > 0 if me.distributed else asked
 
 
+class Training:
+    """One run's training, a step at a time: what `train` drives alone, and what fused training
+    (petsweep/fused.py) drives for several runs that share one frozen backbone.
+
+    A step is begin_step(); per micro-batch: micro_batch(), the loss, account(), the backward and
+    stepper.micro_step(); then end_step(), which evaluates, saves and answers the cluster's signal on this
+    run's own schedule. `finish()` selects the best dev checkpoint and scores test and the train subset.
+    """
+
+    def __init__(
+        self,
+        spec: RunSpec,
+        run: RunDir,
+        model: nn.Module,
+        objective: Objective,
+        data: TaskData,
+        groups: list[ParamGroup],
+        tracker: Tracker,
+        zero: DeepSpeedConfig,
+        stages: Stages | None = None,
+        buffers: list[torch.Tensor] = (),
+    ):
+        trainer = spec.trainer
+        self.spec, self.run, self.objective, self.data, self.tracker = spec, run, objective, data, tracker
+        self.stages = stages or Stages([trainer.max_steps])
+        self.me = me = ranks.current()
+        self.device = device = ranks.device(pick_device(trainer), me)
+        self.bf16 = use_bf16(trainer, device)
+        self.backbone_dtype = hold_frozen(model, frozen_dtype(trainer, self.bf16), len(self.stages.steps) > 1)
+        model.to(device).train()
+        objective.synced_generation = me.distributed and zero.stage == 3  # every rank steps generate together
+        self.train_set = objective.encode(data.train)
+        self.dev_set, self.test_set = objective.encode(data.dev), objective.encode(data.test)
+        optimizer = build_optimizer(groups, trainer, uses_ds_adam(zero))
+        first = self.stages.steps[0] if self.stages.restart_schedule else None
+        scheduler = build_scheduler(optimizer, trainer, first)
+        self.zero = zero
+        self.stepper = make_stepper(model, optimizer, scheduler, trainer, zero, self.bf16, me.world)
+        if zero.stage is None:  # the same trained state everywhere to start (DeepSpeed broadcasts its own)
+            ranks.broadcast_tensors([p for g in groups for p in g.params] + list(buffers))
+        if zero.stage == 3 and self.bf16:
+            self.backbone_dtype = "bfloat16"  # DeepSpeed's bf16 mode holds every weight in bf16
+        if not me.main:
+            torch.manual_seed(rank_seed(spec.seed, me.rank))  # this rank's own dropout masks
+        if len(self.stages.steps) > 1 and zero.stage is not None:
+            raise ConfigError(
+                "deepspeed.preset",
+                zero.preset,
+                f"{spec.method.config.name} trains in stages, which "
+                "rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
+            )
+        self.stepper.keep = {id(p) for g in groups for p in g.params} | {id(b) for b in buffers}
+        self.progress, self.best, self.stage = Progress(), None, 0
+        self._resume()
+        # rows an interrupted attempt logged after its last checkpoint (or any, when there is none)
+        tracker.truncate_after(self.progress.step)
+        self.reporter = StepProgress(run, trainer.max_steps, trainer.log_every, self.progress.step, me.main)
+        self.first_step_at = time.time()  # start-up overhead = this minus process start (see app)
+        self.step_times: list[float] = []  # this session's step durations (not checkpointed)
+        self._started, self._step_loss = 0.0, 0.0
+
+    def _begin_stage(self, index: int) -> None:
+        trainer, stages = self.spec.trainer, self.stages
+        new_groups, new_buffers = stages.begin(index)
+        self.stepper.keep |= {id(p) for g in new_groups for p in g.params} | {id(b) for b in new_buffers}
+        new_optimizer = build_optimizer(new_groups, trainer)
+        scheduler = (
+            build_scheduler(new_optimizer, trainer, stages.steps[index])
+            if stages.restart_schedule
+            else build_scheduler(new_optimizer, trainer, offset=stages.start(index))
+        )
+        self.stepper.rebuild(new_optimizer, scheduler)
+        log.info(
+            "stage %d of %d begins: %s", index + 1, len(stages.steps), ", ".join(g.name for g in new_groups)
+        )
+
+    def _resume(self) -> None:
+        resume_from = checkpoint.latest(self.run.checkpoints)
+        if resume_from is None:
+            return
+        while self.stage < self.stages.of_completed(checkpoint.saved_step(resume_from)):
+            self.stage += 1
+            self._begin_stage(self.stage)
+        meta, self.best = self.stepper.restore(resume_from)
+        self.progress = Progress(**{k: meta[k] for k in Progress.__dataclass_fields__ if k in meta})
+        log.info("resumed from %s (step %d)", resume_from.name, self.progress.step)
+
+    @property
+    def finished(self) -> bool:
+        """No step left: max_steps reached, stopped early, or an eval_only run (the weights as they are)."""
+        trainer = self.spec.trainer
+        return self.progress.step >= trainer.max_steps or trainer.eval_only or self.progress.stopped_early
+
+    def begin_step(self) -> None:
+        stages = self.stages
+        if self.stage + 1 < len(stages.steps) and self.progress.step == stages.start(self.stage + 1):
+            self.stage += 1
+            self._begin_stage(self.stage)
+        self._started, self._step_loss = time.perf_counter(), 0.0
+
+    def micro_batch(self, micro: int) -> tuple[dict[str, torch.Tensor], int]:
+        """This rank's share of micro-batch `micro` of the next step, on the device, and its tokens."""
+        trainer = self.spec.trainer
+        index = self.progress.step * trainer.grad_accum + micro
+        rows = self.me.share(batch_indices(len(self.train_set), trainer.batch_size, self.spec.seed, index))
+        batch = self.objective.train_batch([self.train_set[i] for i in rows])
+        tokens = int(batch["attention_mask"].sum())
+        return {k: v.to(self.device) for k, v in batch.items()}, tokens
+
+    def autocast(self):
+        return _autocast(self.device, self.bf16)
+
+    def account(self, loss: float, tokens: int) -> None:
+        """A micro-batch's loss and tokens, summed over ranks: every rank fails on a NaN on any."""
+        me, grad_accum = self.me, self.spec.trainer.grad_accum
+        loss_sum, tokens = ranks.sum_floats([loss, tokens])
+        if not math.isfinite(loss_sum):
+            raise FloatingPointError(f"loss is {loss_sum / me.world} at step {self.progress.step + 1}")
+        self.progress.tokens += int(tokens)
+        share = loss_sum / me.world / grad_accum  # this micro-batch's part of the step's loss
+        self.progress.loss_sum += share
+        self._step_loss += share
+
+    def end_step(self) -> None:
+        """The step is taken: count it, evaluate and save on this run's schedule, answer SLURM's signal."""
+        progress, trainer = self.progress, self.spec.trainer
+        progress.step += 1
+        progress.loss_count += 1
+        self.reporter.step(progress.step, self._step_loss)
+        self.step_times.append(time.perf_counter() - self._started)
+        progress.train_time_s += self.step_times[-1]
+        if progress.step % trainer.eval_every == 0 or progress.step == trainer.max_steps:
+            self._evaluate_dev()
+            if progress.stopped_early:
+                return
+        if progress.step % trainer.save_every == 0 and progress.step < trainer.max_steps:
+            self.stepper.save(self.run.checkpoints, progress.step, self.best, vars(progress))
+        # SLURM asked us to stop (perhaps while this step evaluated or saved): saving a step twice is a no-op.
+        # Ranks may get the signal a step apart: they agree, so that all save the same step.
+        if _stop_requested(self.me) and progress.step < trainer.max_steps:
+            self.stepper.save(self.run.checkpoints, progress.step, self.best, vars(progress))
+            log.info(
+                "saved a checkpoint at step %d on the cluster's signal; handing over to requeue",
+                progress.step,
+            )
+            preemption.hand_over(main=self.me.main)
+
+    def _evaluate_dev(self) -> None:
+        progress, spec, stages = self.progress, self.spec, self.stages
+        metric = spec.task.metric
+        row = {"step": progress.step, "train_loss": progress.loss_sum / progress.loss_count}
+        row["lr"] = self.stepper.last_lr()
+        progress.loss_sum, progress.loss_count = 0.0, 0
+        if self.dev_set:
+            eval_started = time.perf_counter()
+            model = self.stepper.forward_model
+            scores = evaluate(
+                model, self.objective, self.dev_set, self.data.dev, spec, self.device, self.bf16
+            )
+            progress.eval_time_s += time.perf_counter() - eval_started
+            progress.evals += 1
+            row.update({f"dev_{k}": v for k, v in scores.items()})
+            last_stage = self.stage == len(stages.steps) - 1  # the model a run reports has every stage
+            if last_stage and (progress.best_score is None or scores[metric] > progress.best_score):
+                progress.best_score, progress.best_step = scores[metric], progress.step
+                self.best = self.stepper.trainable_state()
+            self.reporter.evaluated(scores[metric], progress.best_score)
+            if last_stage and _patience_ran_out(spec.trainer, progress):
+                log.info(
+                    "early stop at step %d: no better dev %s in %d evaluations since step %d",
+                    progress.step,
+                    metric,
+                    spec.trainer.early_stopping_patience,
+                    progress.best_step,
+                )
+                progress.stopped_early = True
+        progress.history.append(row)
+        self.tracker.log(row)
+        log.info(
+            "step %d  %s", progress.step, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step")
+        )
+
+    def finish(self) -> dict:
+        """The best dev checkpoint's weights back in place, test and train-subset scores; the summary."""
+        spec, progress, device, bf16 = self.spec, self.progress, self.device, self.bf16
+        self.reporter.close()
+        if self.best is not None:
+            self.stepper.load_trainable(self.best)
+        forward, objective, data = self.stepper.forward_model, self.objective, self.data
+        final_started = time.perf_counter()
+        test_scores = evaluate(forward, objective, self.test_set, data.test, spec, device, bf16)
+        train_eval = objective.encode(data.train_eval)
+        train_scores = evaluate(forward, objective, train_eval, data.train_eval, spec, device, bf16)
+        final_eval_s = time.perf_counter() - final_started
+        metric, step_times = spec.task.metric, self.step_times
+        return {
+            "score": test_scores[metric],
+            "metrics": test_scores,
+            "train_subset_metrics": train_scores,
+            "train_subset_score": train_scores[metric],
+            "best_step": progress.best_step or progress.step,
+            "best_dev_score": progress.best_score,
+            "steps": progress.step,
+            "stopped_early": progress.stopped_early,
+            "train_time_s": progress.train_time_s,
+            "dev_eval_time_s": progress.eval_time_s,  # every dev evaluation while training (plans cost it)
+            "dev_evals": progress.evals,
+            "final_eval_time_s": final_eval_s,  # test split and train subset at the end
+            "tokens": progress.tokens,
+            "tokens_per_s": progress.tokens / progress.train_time_s if progress.train_time_s else None,
+            "step_time_s": statistics.median(step_times[2:] or step_times) if step_times else None,
+            "peak_memory_mb": max(rank_peaks := ranks.gather(_peak_memory_mb(device))),
+            "rank_peak_memory_mb": rank_peaks,
+            "device": str(device),
+            "precision": "bf16" if bf16 else "fp32",
+            "deepspeed": self.zero.preset,
+            "ranks": self.me.world,
+            "shards": self.stepper.shards(),
+            "backbone_dtype": self.backbone_dtype,
+            "first_step_at": self.first_step_at,
+            "best_weights": self.best if self.best is not None else self.stepper.trainable_state(),
+        }
+
+
 def train(
     spec: RunSpec,
     run: RunDir,
@@ -226,171 +450,16 @@ def train(
     chosen for this run (distributed.chosen_preset). Several ranks (petsweep.ranks) each train their share of
     every global batch.
     """
-    trainer, metric = spec.trainer, spec.task.metric
-    stages = stages or Stages([trainer.max_steps])
-    me = ranks.current()
-    device = ranks.device(pick_device(trainer), me)
-    bf16 = use_bf16(trainer, device)
-    backbone_dtype = hold_frozen(model, frozen_dtype(trainer, bf16), len(stages.steps) > 1)
-    model.to(device).train()
-    objective.synced_generation = me.distributed and zero.stage == 3  # every rank steps generate together
-    train_set = objective.encode(data.train)
-    dev_set, test_set = objective.encode(data.dev), objective.encode(data.test)
-    optimizer = build_optimizer(groups, trainer, uses_ds_adam(zero))
-    scheduler = build_scheduler(optimizer, trainer, stages.steps[0] if stages.restart_schedule else None)
-    stepper = make_stepper(model, optimizer, scheduler, trainer, zero, bf16, me.world)
-    if zero.stage is None:  # the same trained state everywhere to start (DeepSpeed broadcasts its own)
-        ranks.broadcast_tensors([p for g in groups for p in g.params] + list(buffers))
-    if zero.stage == 3 and bf16:
-        backbone_dtype = "bfloat16"  # DeepSpeed's bf16 mode holds every weight in bf16
-    if not me.main:
-        torch.manual_seed(rank_seed(spec.seed, me.rank))  # this rank's own dropout masks
-    if len(stages.steps) > 1 and zero.stage is not None:
-        raise ConfigError(
-            "deepspeed.preset",
-            zero.preset,
-            f"{spec.method.config.name} trains in stages, which "
-            "rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
-        )
-    stepper.keep = {id(p) for g in groups for p in g.params} | {id(b) for b in buffers}
-    progress, best, stage = Progress(), None, 0
-
-    def begin_stage(index: int) -> None:
-        new_groups, new_buffers = stages.begin(index)
-        stepper.keep |= {id(p) for g in new_groups for p in g.params} | {id(b) for b in new_buffers}
-        new_optimizer = build_optimizer(new_groups, trainer)
-        scheduler = (
-            build_scheduler(new_optimizer, trainer, stages.steps[index])
-            if stages.restart_schedule
-            else build_scheduler(new_optimizer, trainer, offset=stages.start(index))
-        )
-        stepper.rebuild(new_optimizer, scheduler)
-        log.info(
-            "stage %d of %d begins: %s", index + 1, len(stages.steps), ", ".join(g.name for g in new_groups)
-        )
-
-    resume_from = checkpoint.latest(run.checkpoints)
-    if resume_from is not None:
-        while stage < stages.of_completed(checkpoint.saved_step(resume_from)):
-            stage += 1
-            begin_stage(stage)
-        meta, best = stepper.restore(resume_from)
-        progress = Progress(**{k: meta[k] for k in Progress.__dataclass_fields__ if k in meta})
-        log.info("resumed from %s (step %d)", resume_from.name, progress.step)
-    # rows an interrupted attempt logged after its last checkpoint (or any, when there is none)
-    tracker.truncate_after(progress.step)
-
-    reporter = StepProgress(run, trainer.max_steps, trainer.log_every, progress.step, me.main)
-    first_step_at = time.time()  # start-up overhead = this minus process start (see app)
-    step_times = []  # this session's step durations, for throughput estimates (not checkpointed)
-    while progress.step < trainer.max_steps and not trainer.eval_only:  # eval_only: the weights as they are
-        if stage + 1 < len(stages.steps) and progress.step == stages.start(stage + 1):
-            stage += 1
-            begin_stage(stage)
-        started, step_loss = time.perf_counter(), 0.0
-        for micro in range(trainer.grad_accum):
-            index = progress.step * trainer.grad_accum + micro
-            rows = me.share(batch_indices(len(train_set), trainer.batch_size, spec.seed, index))
-            batch = objective.train_batch([train_set[i] for i in rows])
-            tokens = int(batch["attention_mask"].sum())
-            batch = {k: v.to(device) for k, v in batch.items()}
-            with _autocast(device, bf16):
+    training = Training(spec, run, model, objective, data, groups, tracker, zero, stages, buffers)
+    stepper, grad_accum = training.stepper, spec.trainer.grad_accum
+    while not training.finished:
+        training.begin_step()
+        for micro in range(grad_accum):
+            batch, tokens = training.micro_batch(micro)
+            with training.autocast():
                 loss = objective.loss(stepper.forward_model, batch)
-            loss_sum, tokens = ranks.sum_floats([loss.item(), tokens])  # every rank sees a NaN on any
-            if not math.isfinite(loss_sum):
-                raise FloatingPointError(f"loss is {loss_sum / me.world} at step {progress.step + 1}")
-            progress.tokens += int(tokens)
+            training.account(loss.item(), tokens)
             stepper.backward(loss)
-            stepper.micro_step(boundary=micro == trainer.grad_accum - 1)
-            share = loss_sum / me.world / trainer.grad_accum  # this micro-batch's part of the step's loss
-            progress.loss_sum += share
-            step_loss += share
-        progress.step += 1
-        progress.loss_count += 1
-        reporter.step(progress.step, step_loss)
-        step_times.append(time.perf_counter() - started)
-        progress.train_time_s += step_times[-1]
-
-        if progress.step % trainer.eval_every == 0 or progress.step == trainer.max_steps:
-            row = {
-                "step": progress.step,
-                "train_loss": progress.loss_sum / progress.loss_count,
-                "lr": stepper.last_lr(),
-            }
-            progress.loss_sum, progress.loss_count = 0.0, 0
-            if dev_set:
-                eval_started = time.perf_counter()
-                scores = evaluate(stepper.forward_model, objective, dev_set, data.dev, spec, device, bf16)
-                progress.eval_time_s += time.perf_counter() - eval_started
-                progress.evals += 1
-                row.update({f"dev_{k}": v for k, v in scores.items()})
-                last_stage = stage == len(stages.steps) - 1  # the model a run reports has every stage
-                if last_stage and (progress.best_score is None or scores[metric] > progress.best_score):
-                    progress.best_score, progress.best_step = scores[metric], progress.step
-                    best = stepper.trainable_state()
-                reporter.evaluated(scores[metric], progress.best_score)
-                if last_stage and _patience_ran_out(trainer, progress):
-                    log.info(
-                        "early stop at step %d: no better dev %s in %d evaluations since step %d",
-                        progress.step,
-                        metric,
-                        trainer.early_stopping_patience,
-                        progress.best_step,
-                    )
-                    progress.stopped_early = True
-            progress.history.append(row)
-            tracker.log(row)
-            log.info(
-                "step %d  %s", progress.step, "  ".join(f"{k} {v:.4g}" for k, v in row.items() if k != "step")
-            )
-            if progress.stopped_early:
-                break
-        if progress.step % trainer.save_every == 0 and progress.step < trainer.max_steps:
-            stepper.save(run.checkpoints, progress.step, best, vars(progress))
-        # SLURM asked us to stop (perhaps while this step evaluated or saved): saving a step twice is a no-op.
-        # Ranks may get the signal a step apart: they agree, so that all save the same step.
-        if _stop_requested(me) and progress.step < trainer.max_steps:
-            stepper.save(run.checkpoints, progress.step, best, vars(progress))
-            log.info(
-                "saved a checkpoint at step %d on the cluster's signal; handing over to requeue",
-                progress.step,
-            )
-            preemption.hand_over(main=me.main)
-
-    reporter.close()
-    if best is not None:
-        stepper.load_trainable(best)
-    forward = stepper.forward_model
-    final_started = time.perf_counter()
-    test_scores = evaluate(forward, objective, test_set, data.test, spec, device, bf16)
-    train_scores = evaluate(
-        forward, objective, objective.encode(data.train_eval), data.train_eval, spec, device, bf16
-    )
-    final_eval_s = time.perf_counter() - final_started
-    return {
-        "score": test_scores[metric],
-        "metrics": test_scores,
-        "train_subset_metrics": train_scores,
-        "train_subset_score": train_scores[metric],
-        "best_step": progress.best_step or progress.step,
-        "best_dev_score": progress.best_score,
-        "steps": progress.step,
-        "stopped_early": progress.stopped_early,
-        "train_time_s": progress.train_time_s,
-        "dev_eval_time_s": progress.eval_time_s,  # every dev evaluation while training (plans cost it)
-        "dev_evals": progress.evals,
-        "final_eval_time_s": final_eval_s,  # test split and train subset at the end
-        "tokens": progress.tokens,
-        "tokens_per_s": progress.tokens / progress.train_time_s if progress.train_time_s else None,
-        "step_time_s": statistics.median(step_times[2:] or step_times) if step_times else None,
-        "peak_memory_mb": max(rank_peaks := ranks.gather(_peak_memory_mb(device))),
-        "rank_peak_memory_mb": rank_peaks,
-        "device": str(device),
-        "precision": "bf16" if bf16 else "fp32",
-        "deepspeed": zero.preset,
-        "ranks": me.world,
-        "shards": stepper.shards(),
-        "backbone_dtype": backbone_dtype,
-        "first_step_at": first_step_at,
-        "best_weights": best if best is not None else stepper.trainable_state(),
-    }
+            stepper.micro_step(boundary=micro == grad_accum - 1)
+        training.end_step()
+    return training.finish()

@@ -53,6 +53,19 @@ def run_job(cfg: dict, claim_token: str | None = None) -> int:
         _release_memory()
 
 
+def run_fused(cfgs: list[dict]) -> list[int]:
+    """Train a fused group (petsweep.group) in this process; an exit code per run."""
+    from petsweep.group import run_group
+
+    try:
+        return run_group(cfgs)
+    except Exception:  # what no member's own handling caught: every run of the group failed
+        traceback.print_exc()
+        return [EXIT_FAILED] * len(cfgs)
+    finally:
+        _release_memory()
+
+
 def _release_memory() -> None:
     """What one run held (model, optimizer, data) goes before the next run loads its own."""
     gc.collect()
@@ -85,15 +98,16 @@ def output_to(log_file: Path):
 
 
 def serve(answers) -> None:
-    """Take jobs from stdin until it closes: {"config": {...}, "log": path}; answer {"code": int} each."""
+    """Take jobs from stdin until it closes, {"config": {...}, "log": path} or {"group": [...], "log": path};
+    answer each with {"codes": [int, ...]}, a code per run."""
     from petsweep.app import console_logging  # the imports a run needs, paid once, before the first job
 
     console_logging()
     for line in sys.stdin:
         job = json.loads(line)
         with output_to(Path(job["log"])):
-            code = run_job(job["config"], job.get("claim_token"))
-        answers.write(json.dumps({"code": code}) + "\n")
+            codes = run_fused(job["group"]) if "group" in job else [run_job(job["config"])]
+        answers.write(json.dumps({"codes": codes}) + "\n")
         answers.flush()
 
 

@@ -1,0 +1,229 @@
+"""Fused training: K runs that share a frozen backbone train on it together, one forward over all their rows.
+
+Each member is built exactly as it would be alone (seeded, its data read, the backbone loaded, its method
+attached: petsweep.app.prepare), and keeps its own model object for everything that is the run's own: its
+optimizer, schedule, clipping, evaluation, checkpoints and records (petsweep.train.Training). Then its frozen
+weights are swapped for the first member's identical tensors (one copy in memory), and a fused model is built
+over all of them: shared modules run once over the row-concatenated batch, LoRA layers run the shared
+projection once and each member's low-rank update on its own rows only, and modules whose weights differ
+between members (the task heads) run each member's copy on its rows. Rows never interact in an encoder, so
+each member's loss, gradients and updates are its solo run's: tests/test_fused.py holds that to 1e-6.
+
+What fuses is decided by launchers/fusion.py: encoders with a classification head, LoRA without dropout, on a
+backbone without dropout (`backbone.dropout=0`), since dropout masks drawn for a fused batch cannot be the
+masks each run would draw alone.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import traceback
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+log = logging.getLogger("petsweep")
+
+
+@dataclass
+class Rows:
+    """How many rows of the fused batch each member has, in member order (0: not in this batch)."""
+
+    counts: list[int] = field(default_factory=list)
+
+    def slices(self):
+        start = 0
+        for member, n in enumerate(self.counts):
+            if n:
+                yield member, slice(start, start + n)
+            start += n
+
+
+class FusedLoRA(nn.Module):
+    """The shared projection over every row once, plus each member's LoRA update on its own rows (peft's
+    arithmetic: result + lora_B(lora_A(dropout(x))) * scaling, per active adapter)."""
+
+    def __init__(self, base: nn.Module, layers: list[nn.Module | None], rows: Rows):
+        super().__init__()
+        self.base = base
+        self._layers, self._rows = layers, rows  # not registered: the members own them
+
+    def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        result = self.base(x, *args, **kwargs)
+        dtype, pieces = result.dtype, []
+        for member, rows in self._rows.slices():
+            piece, layer = result[rows], self._layers[member]
+            if layer is not None:
+                for adapter in layer.active_adapters:
+                    if adapter not in layer.lora_A:
+                        continue
+                    lora_a, lora_b = layer.lora_A[adapter], layer.lora_B[adapter]
+                    mine = layer._cast_input_dtype(x[rows], lora_a.weight.dtype)
+                    piece = piece + lora_b(lora_a(layer.lora_dropout[adapter](mine))) * layer.scaling[adapter]
+            pieces.append(piece)
+        return torch.cat(pieces).to(dtype)
+
+
+class RowRouter(nn.Module):
+    """Each member's own copy of a module (a task head) on that member's rows."""
+
+    def __init__(self, modules: list[nn.Module], rows: Rows):
+        super().__init__()
+        self._modules_of, self._rows = modules, rows  # not registered: the members own them
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.cat([self._modules_of[member](x[rows]) for member, rows in self._rows.slices()])
+
+
+def _canonical(name: str) -> str:
+    """A module or parameter name with peft's wrapper level removed: the same name on every member."""
+    return name.replace(".base_layer", "")
+
+
+def _is_lora(module: nn.Module) -> bool:
+    from peft.tuners.lora import LoraLayer
+
+    return isinstance(module, LoraLayer)
+
+
+def share_frozen(model: nn.Module, reference: nn.Module) -> int:
+    """Point `model`'s frozen parameters at `reference`'s identical ones (one copy of the backbone for the
+    group); a frozen parameter whose values differ keeps its own. Returns how many elements were shared."""
+    theirs = {_canonical(n): p for n, p in reference.named_parameters() if not p.requires_grad}
+    shared = 0
+    for module_name, module in model.named_modules():
+        for name, param in list(module._parameters.items()):
+            if param is None or param.requires_grad:
+                continue
+            other = theirs.get(_canonical(f"{module_name}.{name}" if module_name else name))
+            if other is not None and other is not param and other.shape == param.shape and other.equal(param):
+                module._parameters[name] = other
+                shared += param.numel()
+    return shared
+
+
+def _same_objects(a: list, b: list) -> bool:
+    return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+
+
+def fuse(models: list[nn.Module], rows: Rows) -> nn.Module:
+    """One model over all members' rows, built on the first member's module tree (sharing its tensors)."""
+    first = models[0]
+    fused = copy.deepcopy(first, memo={id(p): p for p in first.parameters()})
+    lora_paths = sorted({n for m in models for n, mod in m.named_modules() if _is_lora(mod)})
+    for path in lora_paths:
+        layers = [m.get_submodule(path) if _is_lora(m.get_submodule(path)) else None for m in models]
+        own = fused.get_submodule(path)
+        fused.set_submodule(path, FusedLoRA(own.base_layer if _is_lora(own) else own, layers, rows))
+    inside_lora = tuple(f"{p}." for p in lora_paths)
+    for path, module in first.named_modules():
+        if not path or path.startswith(inside_lora) or path in lora_paths or not module._parameters:
+            continue
+        copies = [m.get_submodule(path) for m in models]
+        mine = list(module._parameters.values())
+        if any(not _same_objects(list(c._parameters.values()), mine) for c in copies[1:]):
+            fused.set_submodule(path, RowRouter(copies, rows))
+    return fused
+
+
+def concat_inputs(batches: list[dict[str, torch.Tensor]], pad_id: int) -> dict[str, torch.Tensor]:
+    """The members' model inputs as one batch: rows in member order, right-padded to the longest."""
+    width = max(b["input_ids"].shape[1] for b in batches)
+
+    def padded(key: str, value: int) -> torch.Tensor:
+        parts = [
+            nn.functional.pad(b[key], (0, width - b[key].shape[1]), value=value) for b in batches if key in b
+        ]
+        return torch.cat(parts)
+
+    return {"input_ids": padded("input_ids", pad_id), "attention_mask": padded("attention_mask", 0)}
+
+
+def member_losses(logits: torch.Tensor, labels: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Each member's loss on its rows (in order), as its model computes it alone: cross-entropy, or MSE for
+    one output."""
+    losses, start = [], 0
+    for mine in labels:
+        rows = logits[start : start + len(mine)]
+        start += len(mine)
+        if rows.shape[-1] == 1:
+            losses.append(nn.functional.mse_loss(rows.squeeze(-1).float(), mine.float()))
+        else:
+            losses.append(nn.functional.cross_entropy(rows.float(), mine))
+    return losses
+
+
+@dataclass
+class Member:
+    """One run of a fused group while it trains: its Training, the batch of its current step, its end."""
+
+    name: str
+    training: object  # petsweep.train.Training
+    batch: dict | None = None
+    tokens: int = 0
+    loss: torch.Tensor | None = None
+    outcome: dict | None = None
+    error: BaseException | None = None
+    trace: str = ""
+
+    @property
+    def active(self) -> bool:
+        return self.outcome is None and self.error is None
+
+    def begin(self) -> None:
+        self.training.begin_step()
+        self.batch, self.tokens = self.training.micro_batch(0)
+
+    def account(self) -> None:
+        self.training.account(self.loss.item(), self.tokens)
+
+    def step(self) -> None:
+        """Its own clipping, optimizer and schedule step; evaluation and checkpoints on its own schedule."""
+        self.training.stepper.micro_step(boundary=True)
+        self.training.end_step()
+        self.batch = self.loss = None
+        if self.training.finished:
+            self.finish()
+
+    def finish(self) -> None:
+        self.outcome = self.training.finish()
+
+
+def train_together(members: list[Member], models: list[nn.Module], pad_id: int, in_member) -> None:
+    """Step every member until each has finished or failed; `in_member(i)` is the context in which member
+    i's own work runs (its log). A member that fails (NaN, an error in its evaluation) leaves alone."""
+    rows = Rows()
+    fused = fuse(models, rows)
+
+    def attempt(i: int, action) -> bool:
+        with in_member(i):
+            try:
+                action()
+                return True
+            except Exception as err:
+                members[i].error, members[i].trace = err, traceback.format_exc()
+                return False
+
+    for i, member in enumerate(members):
+        if member.training.finished:  # resumed at its last step
+            attempt(i, member.finish)
+    while active := [i for i, m in enumerate(members) if m.active]:
+        stepping = [i for i in active if attempt(i, members[i].begin)]
+        if not stepping:
+            continue
+        rows.counts = [len(m.batch["labels"]) if i in stepping else 0 for i, m in enumerate(members)]
+        with members[stepping[0]].training.autocast():
+            logits = fused(**concat_inputs([members[i].batch for i in stepping], pad_id)).logits
+        losses = member_losses(logits, [members[i].batch["labels"] for i in stepping])
+        for i, loss in zip(stepping, losses):
+            members[i].loss = loss
+        stepping = [i for i in stepping if attempt(i, members[i].account)]  # a NaN fails its run alone
+        if stepping:
+            torch.stack([members[i].loss for i in stepping]).sum().backward()
+        for i in stepping:
+            attempt(i, members[i].step)
+        if ended := [members[i].name for i in active if not members[i].active]:
+            still = sum(m.active for m in members)
+            log.info("%s left the group; %d of %d still train", ", ".join(ended), still, len(members))

@@ -1,0 +1,173 @@
+"""A fused group of runs, start to record: claim each, build each as it would be built alone, train them
+together on one frozen backbone (petsweep.fused), and record each in its own run dir.
+
+Every member is a run like any other: its own claim, train.log, heartbeat, checkpoints, result.json and
+status. A member that fails (NaN, an error) is recorded FAILED with its traceback and leaves the group; the
+others go on. `petsweep cancel` (SIGTERM) records every unfinished member CANCELLED; a rerun resumes each
+from its own checkpoints.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import contextvars
+import logging
+import traceback
+
+from omegaconf import OmegaConf
+
+from petsweep import ranks
+from petsweep.errors import PetsweepError, RunCancelled
+from petsweep.status import CANCELLED, COMPLETED, FAILED, RunDir, write_atomic, write_json
+
+log = logging.getLogger("petsweep")
+
+# the member whose work is running: its train.log takes only its own lines (None: a line for every member)
+_CURRENT = contextvars.ContextVar("petsweep_group_member", default=None)
+
+EXIT_REFUSED, EXIT_FAILED, EXIT_CANCELLED = 2, 1, 143
+
+
+@contextlib.contextmanager
+def as_member(run_path: RunDir):
+    token = _CURRENT.set(run_path.path)
+    try:
+        yield
+    finally:
+        _CURRENT.reset(token)
+
+
+def _own_lines(run_path: RunDir):
+    return lambda record: _CURRENT.get() in (None, run_path.path)
+
+
+class _Run:
+    """A member as the group sees it: config, claim, and what became of it."""
+
+    def __init__(self, cfg, spec, run_path: RunDir):
+        self.cfg, self.spec, self.run_path = cfg, spec, run_path
+        self.prepared = None
+        self.code: int | None = None
+
+
+def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
+    """Each config validated and claimed as `run.py` would; a finished run answers from its record."""
+    from petsweep.app import _claim, summary_text
+    from petsweep.config import resolve_run
+    from petsweep.identity import run_dir
+
+    runs = []
+    for k, plain in enumerate(cfgs):
+        cfg = OmegaConf.create(plain)
+        try:
+            spec = resolve_run(cfg)
+        except PetsweepError as err:
+            print(f"error: {err}", flush=True)
+            codes[k] = EXIT_REFUSED
+            continue
+        run_path = RunDir(run_dir(cfg))
+        if run_path.state() == COMPLETED and run_path.result():
+            print(summary_text(run_path.result(), run_path, reused=True), flush=True)
+            codes[k] = 0
+            continue
+        refused = _claim(run_path, cfg, None)
+        if refused:
+            print(f"error: {refused}", flush=True)
+            codes[k] = EXIT_REFUSED
+            continue
+        runs.append((k, _Run(cfg, spec, run_path)))
+    return runs
+
+
+def _fail(run: _Run, err: BaseException, trace: str) -> None:
+    run.run_path.set_status(FAILED, error=f"{type(err).__name__}: {err}")
+    write_atomic(run.run_path.path / "error.txt", trace)
+    print(f"error: run {run.run_path.path} FAILED: {type(err).__name__}: {err}", flush=True)
+    run.code = EXIT_FAILED
+
+
+def run_group(cfgs: list[dict]) -> list[int]:
+    """Run the fused group `cfgs` (launchers/fusion.py chose them); an exit code per run, as run.py's."""
+    from petsweep.app import _cancel_on_sigterm, _log_to
+
+    previous = _cancel_on_sigterm()  # before the claims: `petsweep cancel` must find its handler
+    codes: list[int | None] = [None] * len(cfgs)
+    claimed = _claim_all(cfgs, codes)
+    me = ranks.current()
+    handlers = []
+    for _, run in claimed:
+        handlers.append(_log_to(run.run_path, me))
+        handlers[-1].addFilter(_own_lines(run.run_path))
+    try:
+        with contextlib.ExitStack() as beats:
+            for _, run in claimed:
+                beats.enter_context(run.run_path.heartbeat())
+            _train_and_record([run for _, run in claimed])
+    except RunCancelled as err:
+        for _, run in claimed:
+            if run.code is None:
+                run.run_path.set_status(CANCELLED, error=f"RunCancelled: {err}")
+                run.code = EXIT_CANCELLED
+    finally:
+        for handler in handlers:
+            logging.getLogger("petsweep").removeHandler(handler)
+        if previous is not None:
+            import signal
+
+            signal.signal(signal.SIGTERM, previous)
+    for k, run in claimed:
+        codes[k] = run.code if run.code is not None else EXIT_FAILED
+    return codes
+
+
+def _train_and_record(runs: list[_Run]) -> None:
+    from petsweep.app import _stop_if_sweep_cancelled, prepare, record, summary_text
+    from petsweep.fused import Member, share_frozen, train_together
+    from petsweep.identity import run_hash, run_slug
+    from petsweep.train import Training
+
+    me = ranks.current()
+    building = []
+    for run in runs:
+        with as_member(run.run_path):
+            try:
+                _stop_if_sweep_cancelled(run.run_path)
+                run.prepared = prepare(run.spec, run.cfg, run.run_path, None, me)
+                if building:  # one copy of the frozen backbone for the whole group
+                    share_frozen(run.prepared.attached.model, building[0].prepared.attached.model)
+                building.append(run)
+            except Exception as err:
+                _fail(run, err, traceback.format_exc())
+    members, built = [], []
+    for run in building:
+        p = run.prepared
+        with as_member(run.run_path):
+            try:
+                training = Training(
+                    p.spec, p.run_path, p.attached.model, p.objective, p.data, list(p.attached.groups),
+                    p.tracker, p.zero, p.stages, list(p.attached.buffers),
+                )  # fmt: skip
+                members.append(Member(run_slug(run.cfg), training))
+                built.append(run)
+            except Exception as err:
+                _fail(run, err, traceback.format_exc())
+    if not members:
+        return
+    log.info("training %d runs together on one frozen %s", len(members), built[0].spec.backbone.name)
+    pad_id = built[0].prepared.objective.pad_id
+    models = [run.prepared.attached.model for run in built]
+    train_together(members, models, pad_id, lambda i: as_member(built[i].run_path))
+    ids = [run_hash(run.cfg) for run in built]
+    for run, member, run_id in zip(built, members, ids):
+        with as_member(run.run_path):
+            if member.error is not None:
+                _fail(run, member.error, member.trace)
+                continue
+            try:
+                result = record(run.prepared, member.outcome, fused_with=[i for i in ids if i != run_id])
+                write_json(run.run_path.result_file, result)
+                run.run_path.set_status(COMPLETED)
+                print(summary_text(result, run.run_path), flush=True)
+                run.code = 0
+            except Exception as err:
+                _fail(run, err, traceback.format_exc())

@@ -1,0 +1,156 @@
+"""Fused training: runs trained together on one frozen backbone end where each ends alone (the contract); a
+member that diverges fails alone; an interrupted group resumes each member; the planner says what fuses."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import yaml
+from conftest import QUICK, REPO, run_cli
+from safetensors.torch import load_file
+
+from petsweep.app import run
+from petsweep.config import compose
+from petsweep.group import run_group
+from petsweep.identity import plain, run_dir
+from petsweep.status import RunDir
+
+TOLERANCE = 1e-6
+# members that differ in rank, alpha, targets, learning rate, seed, batch size, max_length and step count
+MEMBERS = [
+    ["method.r=2", "method.lr=0.003", "seed=1"],
+    [
+        "method.r=8",
+        "method.alpha=4",
+        "method.lr=0.01",
+        "seed=2",
+        "trainer.max_steps=4",
+        "trainer.batch_size=3",
+    ],
+    ["method.r=4", "method.targets=[q,k,v,o]", "seed=3", "trainer.eval_every=2", "task.max_length=24"],
+]
+FUSABLE = ["method=lora", "backbone.dropout=0"]
+
+
+def _assert_same(solo: RunDir, fused: RunDir) -> None:
+    a, b = solo.result(), fused.result()
+    for key in ("metrics", "train_subset_metrics", "best_dev_score", "best_step", "steps", "tokens"):
+        assert a[key] == pytest.approx(b[key], abs=TOLERANCE), key
+    rows_a, rows_b = ([json.loads(x) for x in open(r.path / "metrics.jsonl")] for r in (solo, fused))
+    assert len(rows_a) == len(rows_b)
+    for x, y in zip(rows_a, rows_b):
+        assert x.keys() == y.keys()
+        for key in x:
+            assert x[key] == pytest.approx(y[key], abs=TOLERANCE), (key, x, y)
+    wa, wb = (load_file(r.path / "pet_weights.safetensors") for r in (solo, fused))
+    assert wa.keys() == wb.keys()
+    for key in wa:
+        assert (wa[key] - wb[key]).abs().max() <= TOLERANCE, key
+
+
+def test_lora_runs_trained_together_end_where_each_ends_alone(tiny, tmp_path):
+    solo = [compose(tiny("encoder", *FUSABLE, *m, f"paths.runs_root={tmp_path}/solo")) for m in MEMBERS]
+    together = [compose(tiny("encoder", *FUSABLE, *m, f"paths.runs_root={tmp_path}/fused")) for m in MEMBERS]
+    for cfg in solo:
+        run(cfg)
+    assert run_group([plain(cfg) for cfg in together]) == [0, 0, 0]
+    for a, b in zip(solo, together):
+        assert run_dir(a).name == run_dir(b).name  # the same identity, fused or not
+        _assert_same(RunDir(run_dir(a)), RunDir(run_dir(b)))
+        assert len(RunDir(run_dir(b)).result()["fused_with"]) == 2
+
+
+def _sweep(tiny_conf, root, *axes):
+    return run_cli(
+        "run.py",
+        "-m",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={root}",
+        "sweep_name=study",
+        "hydra.launcher.max_parallel=1",
+        *QUICK,
+        *axes,
+    )
+
+
+SWEEP = [
+    "backbone=tiny-bert",
+    "method=lora",
+    "backbone.dropout=0",
+    "method.r=2,8",
+    "method.dropout=0,0.1",
+    "seed=1,2",
+]
+
+
+def test_a_fused_sweep_ends_where_the_same_sweep_alone_ends_and_the_plan_says_which_fuse(tiny_conf, tmp_path):
+    plan = run_cli(
+        "-m", "petsweep.cli", "plan", f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={tmp_path}/f", "sweep_name=study", *QUICK, *SWEEP, "hydra.launcher.fuse=8",
+    )  # fmt: skip
+    assert plan.returncode == 0, plan.stderr[-2000:]
+    rows = [line for line in plan.stdout.splitlines() if line.startswith("NEW")]
+    assert len(rows) == 8
+    assert sum("fused: group 1 (4 runs, 512 tokens a step)" in r for r in rows) == 4  # QUICK: 4 x 32 tokens
+    assert sum("alone: LoRA dropout" in r for r in rows) == 4
+
+    fused = _sweep(tiny_conf, tmp_path / "f", *SWEEP, "hydra.launcher.fuse=8")
+    alone = _sweep(tiny_conf, tmp_path / "a", *SWEEP)
+    assert fused.returncode == 0 and alone.returncode == 0, fused.stdout[-3000:] + alone.stdout[-3000:]
+    assert fused.stdout.count(" COMPLETED accuracy ") == 8
+    names = sorted(p.name for p in (tmp_path / "a" / "study").glob("tiny-bert-*"))
+    assert names == sorted(p.name for p in (tmp_path / "f" / "study").glob("tiny-bert-*")) and len(names) == 8
+    for name in names:
+        a, b = RunDir(tmp_path / "a" / "study" / name), RunDir(tmp_path / "f" / "study" / name)
+        _assert_same(a, b)
+        dropout = yaml.safe_load((b.path / "config.yaml").read_text())["method"]["dropout"]
+        assert (b.result()["fused_with"] is None) == (dropout > 0)
+        assert a.result()["fused_with"] is None
+
+
+def test_a_member_that_diverges_fails_alone(tiny):
+    members = [["seed=1"], ["seed=2", "method.lr=1e30"], ["seed=3", "method.r=4"]]
+    cfgs = [compose(tiny("encoder", *FUSABLE, *m)) for m in members]
+    assert run_group([plain(cfg) for cfg in cfgs]) == [0, 1, 0]
+    ok, diverged, other = (RunDir(run_dir(cfg)) for cfg in cfgs)
+    assert (
+        diverged.status()["state"] == "FAILED"
+        and "FloatingPointError: loss is nan" in diverged.status()["error"]
+    )
+    assert "FloatingPointError" in (diverged.path / "error.txt").read_text()
+    assert ok.state() == other.state() == "COMPLETED"
+    assert len(ok.result()["fused_with"]) == 2  # it trained beside both, one of which left
+
+
+def test_an_interrupted_group_resumes_each_member_and_ends_where_alone(tiny_conf, tmp_path):
+    long = ["trainer.max_steps=400", "trainer.save_every=20", "trainer.eval_every=200", "task.k_shot=40"]
+    axes = ["backbone=tiny-bert", "method=lora", "backbone.dropout=0", "method.r=2,4,8", *long]
+    command = [
+        sys.executable, "run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={tmp_path}/f", "sweep_name=study", "hydra.launcher.max_parallel=1",
+        "hydra.launcher.fuse=4", *QUICK, *axes,
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    study = tmp_path / "f" / "study"
+    deadline = time.time() + 180
+    while len(list(study.glob("*/checkpoints/step-*"))) < 3:
+        assert time.time() < deadline and proc.poll() is None, "the group did not start"
+        time.sleep(0.2)
+    [pid] = {RunDir(p).status()["pid"] for p in study.glob("tiny-bert-*")}  # one worker trains all three
+    os.kill(pid, signal.SIGKILL)
+    proc.communicate(timeout=120)
+    assert {RunDir(p).state() for p in study.glob("tiny-bert-*")} == {"FAILED"}
+
+    again = run_cli(*command[1:])
+    assert again.returncode == 0, again.stdout[-3000:]
+    alone = _sweep(tiny_conf, tmp_path / "a", *axes)
+    assert alone.returncode == 0, alone.stdout[-3000:]
+    for path in study.glob("tiny-bert-*"):
+        assert "resumed from" in (path / "train.log").read_text()
+        _assert_same(RunDir(tmp_path / "a" / "study" / path.name), RunDir(path))
