@@ -64,6 +64,7 @@ def run_row(run_dir: Path) -> dict:
         run_dir=str(run_dir),
         updated=status.get("updated"),
         source=result.get("source", "result.json" if result else None),
+        fused_with=len(result.get("fused_with") or []),  # runs it trained beside (its times are the group's)
     )
     config = result.get("config") or _config_of(run_dir)
     _flatten("cfg", config, row)

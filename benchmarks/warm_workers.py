@@ -4,9 +4,10 @@
 
 The same sweep of `--runs` one-step runs (MiniLM-L1 + LoRA on BBC News, one run per core) is launched with
 hydra.launcher.warm_workers=true and =false, alternating, `--rounds` times each, into fresh run roots. Per-run
-overhead = the sweep's wall time x slots / runs - the runs' own mean `wall_time_s` (load + train + eval, as
-each run records it): what a slot spends on a run beyond the run's own work, the sweep's start (planning,
-Hydra) included. Medians over rounds.
+overhead = a run's slot time (the launcher's slots.jsonl) - the run's own `wall_time_s` (load + train + eval,
+as it records it): a fresh process's start-up, or a warm worker's (paid by its first run). Outside the
+slots: the sweep's wall time minus the slots' busy time per slot (planning, Hydra, the launcher's start).
+Medians over rounds.
 """
 
 from __future__ import annotations
@@ -54,15 +55,20 @@ def one_sweep(root: Path, runs: int, warm: bool) -> dict:
         env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
     )
     wall = time.time() - started
-    results = [json.loads(p.read_text()) for p in (root / "overhead").glob("*/result.json")]
+    results = {p.parent.name: json.loads(p.read_text()) for p in (root / "overhead").glob("*/result.json")}
     assert len(results) == runs, f"{len(results)} of {runs} runs finished"
+    [slots_file] = (root / "overhead" / ".launcher").glob("*/*/slots.jsonl")
+    jobs = [json.loads(line) for line in slots_file.read_text().splitlines()]
+    # what each slot spent on a run beyond the run's own load + train + eval
+    overheads = [job["slot_s"] - results[job["runs"][0]]["wall_time_s"] for job in jobs]
     slots = min(os.cpu_count() or 1, runs)  # the pool runs one run per core
-    inside = statistics.mean(r["wall_time_s"] for r in results)
     return {
         "wall": wall,
-        "slot": wall * slots / runs,
-        "inside": inside,
-        "overhead": wall * slots / runs - inside,
+        "inside": statistics.mean(r["wall_time_s"] for r in results.values()),
+        "overhead": statistics.mean(overheads),
+        "overhead_median": statistics.median(overheads),
+        "outside": wall
+        - sum(job["slot_s"] for job in jobs) / slots,  # planning, start-up, the last slot idle
     }
 
 
@@ -82,8 +88,9 @@ def main() -> None:
         return statistics.median(m[key] for m in measured[warm])
 
     rows = [
-        f"| {label} | {median(warm, 'wall'):.1f} s | {median(warm, 'slot'):.2f} s | "
-        f"{median(warm, 'inside'):.2f} s | {median(warm, 'overhead'):.2f} s |"
+        f"| {label} | {median(warm, 'wall'):.1f} s | {median(warm, 'outside'):.1f} s | "
+        f"{median(warm, 'inside'):.2f} s | {median(warm, 'overhead'):.2f} s | "
+        f"{median(warm, 'overhead_median'):.2f} s |"
         for label, warm in (("process per run (`warm_workers=false`)", False), ("warm workers", True))
     ]
     table = "\n".join(
@@ -91,11 +98,12 @@ def main() -> None:
             f"Local launcher, {args.runs} one-step runs, {min(os.cpu_count() or 1, args.runs)} slots, "
             f"median of {args.rounds} rounds",
             "",
-            "| mode | sweep wall | slot time per run | run's own load+train+eval | per-run overhead |",
-            "|---|---|---|---|---|",
+            "| mode | sweep wall | outside the slots (plan, start) | run's own load+train+eval | "
+            "per-run overhead, mean | per-run overhead, median |",
+            "|---|---|---|---|---|---|",
             *rows,
             f"| warm / process per run, sweep wall | {median(True, 'wall') / median(False, 'wall'):.2f} "
-            "| | | |",
+            "| | | | |",
         ]
     )
     emit(table, args.out)

@@ -67,7 +67,6 @@ class Worker:
         )
         os.close(write_end)
         self.answers = os.fdopen(read_end)
-        self.runs = 0
 
     @property
     def alive(self) -> bool:
@@ -78,7 +77,6 @@ class Worker:
         signal that killed the worker."""
         cfgs = [dict(r.cfg, trainer=dict(r.cfg["trainer"], num_threads=threads)) for r in job.runs]
         request = {"group": cfgs} if job.members else {"config": cfgs[0]}
-        self.runs += 1
         try:
             self.proc.stdin.write(json.dumps({**request, "log": str(job.log)}) + "\n")
             self.proc.stdin.flush()
@@ -122,7 +120,6 @@ class WarmWorkers:
         self.launched_at = launched_at
         self._idle: dict[tuple, list[Worker]] = {}
         self._lock = threading.Lock()
-        self.started = 0
 
     def _take(self, threads: int, gpus: list[int] | None) -> Worker:
         key = (threads, tuple(gpus) if gpus is not None else None)
@@ -133,7 +130,6 @@ class WarmWorkers:
                     return worker
                 worker.close()
             self._close_overlapping(set(gpus or ()))
-            self.started += 1
         return Worker(slot_env(threads, gpus, self.launched_at))
 
     def _close_overlapping(self, gpus: set[int]) -> None:

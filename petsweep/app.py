@@ -15,6 +15,7 @@ import time
 import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
@@ -45,6 +46,14 @@ from petsweep.status import (
 )
 from petsweep.tasks import prepare_task
 from petsweep.tracking import NullTracker, Tracker, wandb_summary
+
+if TYPE_CHECKING:
+    from petsweep.distributed import DeepSpeedConfig
+    from petsweep.methods.base import Attached
+    from petsweep.objectives import Objective
+    from petsweep.params import ParamCounts
+    from petsweep.tasks import TaskData
+    from petsweep.train import Stages
 
 log = logging.getLogger("petsweep")
 
@@ -91,14 +100,14 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
 
 
 def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: ranks.Ranks) -> dict:
-    previous = _cancel_on_sigterm()  # before the claim: `petsweep cancel`'s SIGTERM must find its handler
-    refused = ranks.from_main(lambda: _claim(run_path, cfg, claim_token))
+    previous = cancel_on_sigterm()  # before the claim: `petsweep cancel`'s SIGTERM must find its handler
+    refused = ranks.from_main(lambda: claim_run(run_path, cfg, claim_token))
     if refused:
         raise PetsweepError(refused)
-    handler = _log_to(run_path, me)
+    handler = log_to_run(run_path, me)
     preemption.install()
     try:
-        _stop_if_sweep_cancelled(run_path)
+        stop_if_sweep_cancelled(run_path)
         with run_path.heartbeat() if me.main else contextlib.nullcontext():
             result = _execute(spec, cfg, run_path, init_source, me)
     except BaseException as err:
@@ -151,7 +160,7 @@ def _threads_per_rank(spec: RunSpec, world: int) -> int | None:
     return max(1, total // world)
 
 
-def _stop_if_sweep_cancelled(run_path: RunDir) -> None:
+def stop_if_sweep_cancelled(run_path: RunDir) -> None:
     """`petsweep cancel` after the local launch of this run began: stop before any work (checked after the
     claim, so a cancel that scanned the sweep before the claim is still seen here)."""
     launched_at = os.environ.get(LAUNCHED_AT_ENV)
@@ -159,7 +168,7 @@ def _stop_if_sweep_cancelled(run_path: RunDir) -> None:
         raise RunCancelled("the sweep was cancelled (petsweep cancel) before this run started")
 
 
-def _cancel_on_sigterm():
+def cancel_on_sigterm():
     def handler(signum, frame):
         raise RunCancelled("stopped by SIGTERM")
 
@@ -169,7 +178,7 @@ def _cancel_on_sigterm():
         return None
 
 
-def _claim(run_path: RunDir, cfg: DictConfig, owner: str | None) -> str | None:
+def claim_run(run_path: RunDir, cfg: DictConfig, owner: str | None) -> str | None:
     """RUNNING, unless another live process (or a queued cluster job) has the run; checked and written
     atomically. Returns why the run was refused, or None."""
     if run_path.claim(RUNNING, owner=owner) is None:
@@ -189,7 +198,7 @@ def console_logging() -> None:
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
 
 
-def _log_to(run_path: RunDir, me: ranks.Ranks) -> logging.Handler:
+def log_to_run(run_path: RunDir, me: ranks.Ranks) -> logging.Handler:
     """train.log in the run dir, written by rank 0; the other ranks log warnings and errors to stderr only."""
     logger = logging.getLogger("petsweep")
     logger.setLevel(logging.INFO if me.main else logging.WARNING)
@@ -205,24 +214,24 @@ def _log_to(run_path: RunDir, me: ranks.Ranks) -> logging.Handler:
 
 @dataclass
 class Prepared:
-    """A run built and ready to train: its data, model with the method attached, counts and records so far."""
+    """A run built and ready to train (prepare): its data, the model with the method attached, its counts,
+    tracker and provenance so far; what training and the record (record) need."""
 
     spec: RunSpec
     cfg: DictConfig
     run_path: RunDir
     me: ranks.Ranks
-    started: float
+    started: float  # when preparing began: wall_time_s counts from here
     prov: dict
-    data: object
-    zero: object
-    sharded: object
-    model: object
-    objective: object
-    attached: object
-    counts: object
-    initialised: object
-    stages: object
-    tracker: object
+    data: TaskData
+    zero: DeepSpeedConfig  # the preset chosen for this run
+    sharded: object | None  # HF's ZeRO-3 loading context, kept alive while the run trains
+    objective: Objective
+    attached: Attached
+    counts: ParamCounts
+    initialised: dict | None  # what init_from loaded
+    stages: Stages | None
+    tracker: Tracker | NullTracker
     load_s: float
 
 
@@ -283,7 +292,7 @@ def prepare(spec: RunSpec, cfg, run_path: RunDir, init_source: Path | None, me: 
         else None
     )
     return Prepared(
-        spec, cfg, run_path, me, started, prov, data, zero, sharded, model, objective, attached, counts,
+        spec, cfg, run_path, me, started, prov, data, zero, sharded, objective, attached, counts,
         initialised, stages, _tracker(spec, cfg, run_path, me), load_s,
     )  # fmt: skip
 
@@ -302,10 +311,11 @@ def _tracker(spec: RunSpec, cfg, run_path: RunDir, me: ranks.Ranks):
     )
 
 
-def train_prepared(p: Prepared) -> dict:
-    from petsweep.train import train
+def training_of(p: Prepared):
+    """The prepared run's Training (petsweep.train), resumed from its checkpoints if it has any."""
+    from petsweep.train import Training
 
-    return train(
+    return Training(
         p.spec,
         p.run_path,
         p.attached.model,
@@ -364,8 +374,10 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
 def _execute(
     spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path | None, me: ranks.Ranks
 ) -> dict:
+    from petsweep.train import train_alone
+
     prepared = prepare(spec, cfg, run_path, init_source, me)
-    return record(prepared, train_prepared(prepared))
+    return record(prepared, train_alone(training_of(prepared)))
 
 
 def _sharded_loading(spec: RunSpec, zero, me: ranks.Ranks):

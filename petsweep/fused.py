@@ -9,9 +9,10 @@ projection once and each member's low-rank update on its own rows only, and modu
 between members (the task heads) run each member's copy on its rows. Rows never interact in an encoder, so
 each member's loss, gradients and updates are its solo run's: tests/test_fused.py holds that to 1e-6.
 
-What fuses is decided by launchers/fusion.py: encoders with a classification head, LoRA without dropout, on a
-backbone without dropout (`backbone.dropout=0`), since dropout masks drawn for a fused batch cannot be the
-masks each run would draw alone.
+What may fuse is petsweep/fusable.py's rule: encoders with a classification head, LoRA without dropout,
+BitFit or LN tuning (their trained modules are routed per member like the heads), on a backbone without
+dropout (`backbone.dropout=0`), since dropout masks drawn for a fused batch cannot be the masks each run would
+draw alone.
 """
 
 from __future__ import annotations
@@ -195,7 +196,7 @@ def train_together(members: list[Member], models: list[nn.Module], pad_id: int, 
     """Step every member until each has finished or failed; `in_member(i)` is the context in which member
     i's own work runs (its log). A member that fails (NaN, an error in its evaluation) leaves alone."""
     rows = Rows()
-    fused = fuse(models, rows)
+    fused = fuse(models, rows).to(members[0].training.device)  # its buffers (position ids) were copied
 
     def attempt(i: int, action) -> bool:
         with in_member(i):

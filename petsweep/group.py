@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
+import signal
 import traceback
 
 from omegaconf import OmegaConf
@@ -52,7 +53,7 @@ class _Run:
 
 def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
     """Each config validated and claimed as `run.py` would; a finished run answers from its record."""
-    from petsweep.app import _claim, summary_text
+    from petsweep.app import claim_run, summary_text
     from petsweep.config import resolve_run
     from petsweep.identity import run_dir
 
@@ -70,7 +71,7 @@ def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
             print(summary_text(run_path.result(), run_path, reused=True), flush=True)
             codes[k] = 0
             continue
-        refused = _claim(run_path, cfg, None)
+        refused = claim_run(run_path, cfg, None)
         if refused:
             print(f"error: {refused}", flush=True)
             codes[k] = EXIT_REFUSED
@@ -86,17 +87,40 @@ def _fail(run: _Run, err: BaseException, trace: str) -> None:
     run.code = EXIT_FAILED
 
 
+def check_members(cfgs: list[dict]) -> None:
+    """Every member may fuse, and all share backbone, task and precision (the planner only groups such runs:
+    a group that reaches here otherwise is refused in one line, before anything is claimed)."""
+    from petsweep.fusable import group_key, why_alone
+    from petsweep.identity import run_slug
+
+    for cfg in cfgs:
+        why = why_alone(cfg)
+        if why is not None:
+            raise PetsweepError(f"fused group: {run_slug(cfg)} cannot train fused: {why}")
+    if len({group_key(cfg) for cfg in cfgs}) > 1:
+        names = ", ".join(run_slug(cfg) for cfg in cfgs)
+        raise PetsweepError(
+            f"fused group: its runs ({names}) differ in backbone, task or precision; only runs that share "
+            "them train on one frozen backbone"
+        )
+
+
 def run_group(cfgs: list[dict]) -> list[int]:
     """Run the fused group `cfgs` (launchers/fusion.py chose them); an exit code per run, as run.py's."""
-    from petsweep.app import _cancel_on_sigterm, _log_to
+    from petsweep.app import cancel_on_sigterm, log_to_run
 
-    previous = _cancel_on_sigterm()  # before the claims: `petsweep cancel` must find its handler
+    try:
+        check_members(cfgs)
+    except PetsweepError as err:
+        print(f"error: {err}", flush=True)
+        return [EXIT_REFUSED] * len(cfgs)
+    previous = cancel_on_sigterm()  # before the claims: `petsweep cancel` must find its handler
     codes: list[int | None] = [None] * len(cfgs)
     claimed = _claim_all(cfgs, codes)
     me = ranks.current()
     handlers = []
     for _, run in claimed:
-        handlers.append(_log_to(run.run_path, me))
+        handlers.append(log_to_run(run.run_path, me))
         handlers[-1].addFilter(_own_lines(run.run_path))
     try:
         with contextlib.ExitStack() as beats:
@@ -112,8 +136,6 @@ def run_group(cfgs: list[dict]) -> list[int]:
         for handler in handlers:
             logging.getLogger("petsweep").removeHandler(handler)
         if previous is not None:
-            import signal
-
             signal.signal(signal.SIGTERM, previous)
     for k, run in claimed:
         codes[k] = run.code if run.code is not None else EXIT_FAILED
@@ -121,17 +143,16 @@ def run_group(cfgs: list[dict]) -> list[int]:
 
 
 def _train_and_record(runs: list[_Run]) -> None:
-    from petsweep.app import _stop_if_sweep_cancelled, prepare, record, summary_text
+    from petsweep.app import prepare, record, stop_if_sweep_cancelled, summary_text, training_of
     from petsweep.fused import Member, share_frozen, train_together
     from petsweep.identity import run_hash, run_slug
-    from petsweep.train import Training
 
     me = ranks.current()
     building = []
     for run in runs:
         with as_member(run.run_path):
             try:
-                _stop_if_sweep_cancelled(run.run_path)
+                stop_if_sweep_cancelled(run.run_path)
                 run.prepared = prepare(run.spec, run.cfg, run.run_path, None, me)
                 if building:  # one copy of the frozen backbone for the whole group
                     share_frozen(run.prepared.attached.model, building[0].prepared.attached.model)
@@ -140,13 +161,9 @@ def _train_and_record(runs: list[_Run]) -> None:
                 _fail(run, err, traceback.format_exc())
     members, built = [], []
     for run in building:
-        p = run.prepared
         with as_member(run.run_path):
             try:
-                training = Training(
-                    p.spec, p.run_path, p.attached.model, p.objective, p.data, list(p.attached.groups),
-                    p.tracker, p.zero, p.stages, list(p.attached.buffers),
-                )  # fmt: skip
+                training = training_of(run.prepared)
                 members.append(Member(run_slug(run.cfg), training))
                 built.append(run)
             except Exception as err:

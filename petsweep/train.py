@@ -431,27 +431,11 @@ class Training:
         }
 
 
-def train(
-    spec: RunSpec,
-    run: RunDir,
-    model: nn.Module,
-    objective: Objective,
-    data: TaskData,
-    groups: list[ParamGroup],
-    tracker: Tracker,
-    zero: DeepSpeedConfig,
-    stages: Stages | None = None,
-    buffers: list[torch.Tensor] = (),
-) -> dict:
-    """Train, select the best dev checkpoint, score test and the train subset; returns the summary.
-
-    `groups` are what the first stage trains; `stages` (default: one) say when later ones begin; `buffers`,
-    the method's state beside its parameters, are saved and restored with them; `zero`: the DeepSpeed preset
-    chosen for this run (distributed.chosen_preset). Several ranks (petsweep.ranks) each train their share of
-    every global batch.
-    """
-    training = Training(spec, run, model, objective, data, groups, tracker, zero, stages, buffers)
-    stepper, grad_accum = training.stepper, spec.trainer.grad_accum
+def train_alone(training: Training) -> dict:
+    """Train one run to its end (each micro-batch's loss, backward, the optimizer at the step's boundary);
+    returns Training.finish()'s summary. Several ranks (petsweep.ranks) each train their share of every
+    global batch."""
+    stepper, objective, grad_accum = training.stepper, training.objective, training.spec.trainer.grad_accum
     while not training.finished:
         training.begin_step()
         for micro in range(grad_accum):

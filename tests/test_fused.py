@@ -15,6 +15,7 @@ import yaml
 from conftest import QUICK, REPO, run_cli
 from safetensors.torch import load_file
 
+from analysis.load import run_row
 from petsweep.app import run
 from petsweep.config import compose
 from petsweep.group import run_group
@@ -22,20 +23,23 @@ from petsweep.identity import plain, run_dir
 from petsweep.status import RunDir
 
 TOLERANCE = 1e-6
-# members that differ in rank, alpha, targets, learning rate, seed, batch size, max_length and step count
-MEMBERS = [
-    ["method.r=2", "method.lr=0.003", "seed=1"],
-    [
-        "method.r=8",
-        "method.alpha=4",
-        "method.lr=0.01",
-        "seed=2",
-        "trainer.max_steps=4",
-        "trainer.batch_size=3",
-    ],
-    ["method.r=4", "method.targets=[q,k,v,o]", "seed=3", "trainer.eval_every=2", "task.max_length=24"],
+# members of a group differ in seed, learning rate, step count, eval schedule, batch size and lr schedule, and
+# per method in what it trains (LoRA: rank, alpha, targets)
+COMMON = [
+    ["seed=1", "method.lr=0.003"],
+    ["seed=2", "method.lr=0.01", "trainer.max_steps=4", "trainer.batch_size=3"],
+    ["seed=3", "trainer.eval_every=2", "trainer.schedule=constant"],
 ]
+OWN = {
+    "lora": [["method.r=2"], ["method.r=8", "method.alpha=4"], ["method.r=4", "method.targets=[q,k,v,o]"]],
+    "bitfit": [[], [], []],
+    "ln": [[], [], []],
+}
 FUSABLE = ["method=lora", "backbone.dropout=0"]
+
+
+def members(method: str) -> list[list[str]]:
+    return [[f"method={method}", "backbone.dropout=0", *c, *o] for c, o in zip(COMMON, OWN[method])]
 
 
 def _assert_same(solo: RunDir, fused: RunDir) -> None:
@@ -54,9 +58,10 @@ def _assert_same(solo: RunDir, fused: RunDir) -> None:
         assert (wa[key] - wb[key]).abs().max() <= TOLERANCE, key
 
 
-def test_lora_runs_trained_together_end_where_each_ends_alone(tiny, tmp_path):
-    solo = [compose(tiny("encoder", *FUSABLE, *m, f"paths.runs_root={tmp_path}/solo")) for m in MEMBERS]
-    together = [compose(tiny("encoder", *FUSABLE, *m, f"paths.runs_root={tmp_path}/fused")) for m in MEMBERS]
+@pytest.mark.parametrize("method", sorted(OWN))
+def test_runs_trained_together_end_where_each_ends_alone(tiny, tmp_path, method):
+    solo = [compose(tiny("encoder", *m, f"paths.runs_root={tmp_path}/solo")) for m in members(method)]
+    together = [compose(tiny("encoder", *m, f"paths.runs_root={tmp_path}/fused")) for m in members(method)]
     for cfg in solo:
         run(cfg)
     assert run_group([plain(cfg) for cfg in together]) == [0, 0, 0]
@@ -112,6 +117,7 @@ def test_a_fused_sweep_ends_where_the_same_sweep_alone_ends_and_the_plan_says_wh
         dropout = yaml.safe_load((b.path / "config.yaml").read_text())["method"]["dropout"]
         assert (b.result()["fused_with"] is None) == (dropout > 0)
         assert a.result()["fused_with"] is None
+        assert run_row(b.path)["fused_with"] == (0 if dropout > 0 else 3)  # the tidy table's column
 
 
 def test_a_member_that_diverges_fails_alone(tiny):
@@ -154,3 +160,22 @@ def test_an_interrupted_group_resumes_each_member_and_ends_where_alone(tiny_conf
     for path in study.glob("tiny-bert-*"):
         assert "resumed from" in (path / "train.log").read_text()
         _assert_same(RunDir(tmp_path / "a" / "study" / path.name), RunDir(path))
+
+
+def test_a_group_of_runs_that_differ_in_backbone_or_cannot_fuse_is_refused_in_one_line(tiny, capsys):
+    bert = plain(compose(tiny("encoder", *FUSABLE)))
+    roberta = plain(compose(tiny("roberta", *FUSABLE)))
+    with_dropout = plain(compose(tiny("encoder", "method=lora")))
+    assert run_group([bert, roberta]) == [2, 2]
+    assert "differ in backbone, task or precision" in capsys.readouterr().out
+    assert run_group([bert, with_dropout]) == [2, 2]
+    assert "cannot train fused: the backbone's dropout masks" in capsys.readouterr().out
+    assert not RunDir(run_dir(bert)).path.exists()  # nothing claimed
+
+
+@pytest.mark.parametrize("value", ["0", "-2", "two"])
+def test_fuse_that_is_not_a_group_size_is_one_line_before_anything_runs(tiny_conf, tmp_path, value):
+    out = _sweep(tiny_conf, tmp_path, "backbone=tiny-bert", "seed=1,2", f"hydra.launcher.fuse={value}")
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1 and "hydra.launcher.fuse" in errors[0], out.stderr[-2000:]
+    assert not list(tmp_path.rglob("status.json"))

@@ -66,8 +66,11 @@ class PetsweepLocalLauncher(Launcher):
         self.hydra_context, self.config = hydra_context, config
 
     @staticmethod
-    def _reporter(jobs):
-        """Prints a line as each run ends (launchers.progress)."""
+    def _reporter(jobs, logs_dir: Path):
+        """Prints a line as each run ends (launchers.progress), and keeps each job's slot time beside the
+        launch's logs (slots.jsonl: where a sweep's time went, beyond the runs' own)."""
+        import json
+
         from launchers.progress import SweepProgress, outcome
 
         progress = SweepProgress(sum(len(job.runs) for job in jobs))
@@ -75,6 +78,10 @@ class PetsweepLocalLauncher(Launcher):
         def done(index: int, codes: list[int], seconds: float) -> None:
             for run, code in zip(jobs[index].runs, codes):
                 progress.finished(run.path.name, outcome(run.path, code, jobs[index].log), seconds)
+            line = {"runs": [run.path.name for run in jobs[index].runs], "codes": codes, "slot_s": seconds}
+            logs_dir.mkdir(parents=True, exist_ok=True)
+            with (logs_dir / "slots.jsonl").open("a") as fh:
+                fh.write(json.dumps(line) + "\n")
 
         return done
 
@@ -120,7 +127,7 @@ class PetsweepLocalLauncher(Launcher):
             self.threads_per_run,
             sweep_dir,
             [gpus_wanted(job.cfg) for job in jobs] if gpu_count() else None,
-            self._reporter(jobs),
+            self._reporter(jobs, logs_dir),
             self.warm,
         )
         code_of = {run.path: code for job, codes in zip(jobs, ran) for run, code in zip(job.runs, codes)}

@@ -1,0 +1,171 @@
+"""Fused training against the same runs one after another in one warm process, side by side.
+
+    .venv/bin/python benchmarks/fused.py [--steps 150] [--out BENCHMARKS.md]
+
+8 LoRA runs on MiniLM-L6 (ranks 1..32, seeds 0..7, backbone.dropout=0, BBC News), at two shapes of a
+run-step: 4 x 32 tokens and 16 x 64. For each shape, in one process (what a warm worker does): the 8 runs
+one after another through petsweep.app.run, then the same 8 as one fused group through petsweep.group. Wall
+time covers load + train + eval of all 8; training time is the sum of the runs' own train_time_s (a fused
+run's is the group's). A 2-step run first pays the process's first-call costs, for neither side. The
+planner's choice for each shape (launchers.fusion, default budget) is printed beside it. Peak memory: a
+fresh process training the fused group against a fresh process training one run alone, times 8 (8 solo
+processes side by side).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from benchmarks.common import emit  # noqa: E402
+
+RANKS = [1, 2, 4, 8, 16, 32, 3, 6]
+SHAPES = {"4 x 32": (4, 32), "16 x 64": (16, 64)}
+
+
+def configs(root: Path, batch: int, length: int, steps: int) -> list[dict]:
+    from petsweep.config import compose
+    from petsweep.identity import plain
+
+    return [
+        plain(
+            compose(
+                [
+                    "backbone=minilm-l6",
+                    "backbone.dropout=0",
+                    "method=lora",
+                    f"method.r={r}",
+                    f"seed={seed}",
+                    f"trainer.batch_size={batch}",
+                    f"task.max_length={length}",
+                    f"trainer.max_steps={steps}",
+                    f"trainer.eval_every={steps}",
+                    f"trainer.save_every={steps}",
+                    "trainer.num_threads=2",
+                    "task.dev_size=32",
+                    "task.test_size=32",
+                    "task.train_eval_size=32",
+                    f"paths.runs_root={root}",
+                ]
+            )
+        )
+        for seed, r in enumerate(RANKS)
+    ]
+
+
+def one_after_another(cfgs: list[dict]) -> tuple[float, list[dict]]:
+    from omegaconf import OmegaConf
+
+    from petsweep.app import run
+
+    started = time.time()
+    results = [run(OmegaConf.create(cfg)) for cfg in cfgs]
+    return time.time() - started, results
+
+
+def fused(cfgs: list[dict]) -> tuple[float, list[dict]]:
+    from petsweep.group import run_group
+    from petsweep.identity import run_dir
+    from petsweep.status import RunDir
+
+    started = time.time()
+    codes = run_group(cfgs)
+    assert codes == [0] * len(cfgs), codes
+    return time.time() - started, [RunDir(run_dir(cfg)).result() for cfg in cfgs]
+
+
+def planner_choice(cfgs: list[dict]) -> str:
+    """What launchers.fusion does with these runs on this machine: `groups of [8]`, or `alone (<why>)`."""
+    from launchers.fusion import token_budget, units
+    from launchers.planning import PlannedRun
+    from petsweep.identity import run_dir
+    from petsweep.status import State
+
+    runs = [PlannedRun([], cfg, "", run_dir(cfg), State.NEW) for cfg in cfgs]
+    found = units(runs, fuse=8, budget=token_budget(None, 0))
+    groups = [len(u.runs) for u in found if len(u.runs) > 1]
+    return f"groups of {groups}" if groups else f"alone ({found[0].why})"
+
+
+def peak_rss_mb(mode: str, batch: int, length: int, steps: int) -> float:
+    """Peak RSS of a fresh process training the group (`fused`) or one run (`solo`)."""
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", mode, "--batch", str(batch), "--length", str(length)]
+        + ["--steps", str(steps)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])["peak_rss_mb"]
+
+
+def measure(mode: str, batch: int, length: int, steps: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        cfgs = configs(Path(tmp), batch, length, steps)
+        fused(cfgs) if mode == "fused" else one_after_another(cfgs[:1])
+    print(json.dumps({"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--steps", type=int, default=150)
+    parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument("--measure", choices=("fused", "solo"), default=None)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--length", type=int, default=32)
+    args = parser.parse_args()
+    if args.measure:
+        return measure(args.measure, args.batch, args.length, args.steps)
+    with (
+        tempfile.TemporaryDirectory() as tmp
+    ):  # warm-up: imports, caches and first-call costs paid by neither
+        one_after_another(configs(Path(tmp), 4, 32, 2)[:1])
+    rows = []
+    for label, (batch, length) in SHAPES.items():
+        tmp = Path(tempfile.mkdtemp())
+        try:
+            alone_s, alone = one_after_another(configs(tmp / "alone", batch, length, args.steps))
+            fused_s, together = fused(configs(tmp / "fused", batch, length, args.steps))
+        finally:
+            shutil.rmtree(tmp)
+        alone_train = sum(r["train_time_s"] for r in alone)
+        fused_train = max(r["train_time_s"] for r in together)  # every member's is the group's
+        rows.append(
+            f"| {label} | {alone_s:.1f} s | {fused_s:.1f} s | {fused_s / alone_s:.2f} | "
+            f"{alone_train:.1f} s | {fused_train:.1f} s | {fused_train / alone_train:.2f} | "
+            f"{planner_choice(configs(tmp, batch, length, args.steps))} |"
+        )
+    solo_mb = peak_rss_mb("solo", 4, 32, args.steps)
+    group_mb = peak_rss_mb("fused", 4, 32, args.steps)
+    table = "\n".join(
+        [
+            f"8 MiniLM-L6 LoRA runs (ranks {', '.join(map(str, RANKS))}), {args.steps} steps each, "
+            "one process",
+            "",
+            "| run-step | one after another | fused | wall ratio | training, one after another | "
+            "training, fused | training ratio | planner (default budget) |",
+            "|---|---|---|---|---|---|---|---|",
+            *rows,
+            "",
+            "| peak RSS at 4 x 32 | MB |",
+            "|---|---|",
+            f"| one run alone, one process | {solo_mb:.0f} |",
+            f"| 8 solo processes side by side (8 x that) | {8 * solo_mb:.0f} |",
+            f"| the fused group of 8, one process | {group_mb:.0f} |",
+        ]
+    )
+    emit(table, args.out)
+
+
+if __name__ == "__main__":
+    main()
