@@ -18,6 +18,35 @@ def in_fresh_process(script: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# a sweep's runs cut to one step on MiniLM-L1: what a launcher's fixed cost per run is measured on
+ONE_STEP_RUNS = [
+    "backbone=minilm-l1",
+    "trainer.max_steps=1",
+    "trainer.eval_every=1",
+    "task.dev_size=8",
+    "task.test_size=8",
+    "task.train_eval_size=8",
+]
+
+
+def one_step_sweep(root: Path, runs: int, *overrides: str) -> float:
+    """`python run.py -m` of `runs` one-step runs (seeds 0..runs-1) into <root>/overhead, offline; its wall
+    time in seconds."""
+    import os
+    import time
+
+    started = time.time()
+    subprocess.run(
+        [sys.executable, "run.py", "-m", f"seed=range(0,{runs})", f"paths.runs_root={root}"]
+        + ["sweep_name=overhead", *ONE_STEP_RUNS, *overrides],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
+    )
+    return time.time() - started
+
+
 def emit(table: str, out: Path | None) -> None:
     """Print the markdown table; append it to `out` (BENCHMARKS.md) when given."""
     print(table)

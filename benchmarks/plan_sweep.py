@@ -24,6 +24,8 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
+from benchmarks.common import one_step_sweep  # noqa: E402
+
 os.environ.update(HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
 
 AXES = [
@@ -31,14 +33,6 @@ AXES = [
     "method=lora",
     "method.r=" + ",".join(str(r) for r in range(1, 26)),
     "seed=range(0,100)",
-]
-QUICK = [
-    "trainer.max_steps=1",
-    "trainer.eval_every=1",
-    "task.dev_size=8",
-    "task.test_size=8",
-    "task.train_eval_size=8",
-    "backbone=minilm-l1",
 ]
 
 
@@ -67,22 +61,7 @@ def hydra_one_by_one_seconds(root: Path, sample: int = 300) -> float:
 
 
 def launcher_overhead(root: Path, runs: int = 4) -> dict:
-    started = time.time()
-    subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "-m",
-            f"seed=range(0,{runs})",
-            f"paths.runs_root={root}",
-            "sweep_name=overhead",
-            *QUICK,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-    )
-    wall = time.time() - started
+    wall = one_step_sweep(root, runs)
     results = [json.loads(p.read_text()) for p in (root / "overhead").glob("*/result.json")]
     inside = sum(r["wall_time_s"] for r in results)
     slots = os.cpu_count() or 1  # the pool runs one run per core

@@ -16,45 +16,17 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.common import emit  # noqa: E402
-
-QUICK = [
-    "backbone=minilm-l1",
-    "trainer.max_steps=1",
-    "trainer.eval_every=1",
-    "task.dev_size=8",
-    "task.test_size=8",
-    "task.train_eval_size=8",
-]
+from benchmarks.common import emit, one_step_sweep  # noqa: E402
 
 
 def one_sweep(root: Path, runs: int, warm: bool) -> dict:
-    started = time.time()
-    subprocess.run(
-        [
-            sys.executable,
-            "run.py",
-            "-m",
-            f"seed=range(0,{runs})",
-            f"paths.runs_root={root}",
-            "sweep_name=overhead",
-            f"hydra.launcher.warm_workers={str(warm).lower()}",
-            *QUICK,
-        ],
-        cwd=REPO,
-        capture_output=True,
-        check=True,
-        env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TRANSFORMERS_OFFLINE="1"),
-    )
-    wall = time.time() - started
+    wall = one_step_sweep(root, runs, f"hydra.launcher.warm_workers={str(warm).lower()}")
     results = {p.parent.name: json.loads(p.read_text()) for p in (root / "overhead").glob("*/result.json")}
     assert len(results) == runs, f"{len(results)} of {runs} runs finished"
     [slots_file] = (root / "overhead" / ".launcher").glob("*/*/slots.jsonl")

@@ -121,8 +121,12 @@ class WarmWorkers:
         self._idle: dict[tuple, list[Worker]] = {}
         self._lock = threading.Lock()
 
+    @staticmethod
+    def _slot(threads: int, gpus: list[int] | None) -> tuple:
+        return threads, tuple(gpus) if gpus is not None else None
+
     def _take(self, threads: int, gpus: list[int] | None) -> Worker:
-        key = (threads, tuple(gpus) if gpus is not None else None)
+        key = self._slot(threads, gpus)
         with self._lock:
             while self._idle.get(key):
                 worker = self._idle[key].pop()
@@ -145,7 +149,7 @@ class WarmWorkers:
         code = worker.run(job, threads)
         with self._lock:
             if worker.alive:
-                self._idle.setdefault((threads, tuple(gpus) if gpus is not None else None), []).append(worker)
+                self._idle.setdefault(self._slot(threads, gpus), []).append(worker)
             else:
                 worker.close()
         return code

@@ -118,9 +118,7 @@ def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: rank
                 QUEUED, slurm_job_id=current_slurm_job(), error="requeued on the cluster's signal"
             )
             raise
-        state = CANCELLED if isinstance(err, RunCancelled) else FAILED
-        run_path.set_status(state, error=f"{type(err).__name__}: {err}")
-        write_atomic(run_path.path / "error.txt", traceback.format_exc())
+        record_failure(run_path, err, traceback.format_exc())
         raise
     finally:
         forget_sharded_loading()
@@ -128,10 +126,23 @@ def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: rank
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if me.main:
-        write_json(run_path.result_file, result)
-        run_path.set_status(COMPLETED)
-        print(summary_text(result, run_path))
+        record_completed(run_path, result)
     return result
+
+
+def record_failure(run_path: RunDir, err: BaseException, trace: str) -> None:
+    """FAILED (CANCELLED when `petsweep cancel` stopped it) with the one-line error; the traceback in
+    error.txt."""
+    state = CANCELLED if isinstance(err, RunCancelled) else FAILED
+    run_path.set_status(state, error=f"{type(err).__name__}: {err}")
+    write_atomic(run_path.path / "error.txt", trace)
+
+
+def record_completed(run_path: RunDir, result: dict) -> None:
+    """result.json, then COMPLETED (a reader that sees COMPLETED finds the record), and the summary."""
+    write_json(run_path.result_file, result)
+    run_path.set_status(COMPLETED)
+    print(summary_text(result, run_path), flush=True)
 
 
 def optimized_value(result: dict, name: str) -> float:

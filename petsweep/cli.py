@@ -22,22 +22,30 @@ import json
 import sys
 from pathlib import Path
 
-from petsweep.errors import ConfigError, PetsweepError, RunCancelled
+from petsweep.errors import EXIT_CANCELLED, EXIT_REFUSED, ConfigError, PetsweepError, RunCancelled
+
+
+def report_user_error(err: BaseException) -> int | None:
+    """Print the one line a PetsweepError or a cancelled run gets (stderr, no traceback) and return its exit
+    status; None for anything else (a failure, which keeps its traceback)."""
+    if isinstance(err, PetsweepError):
+        print(f"error: {err}", file=sys.stderr)
+        return EXIT_REFUSED
+    if isinstance(err, RunCancelled):
+        print(
+            "cancelled: the run recorded CANCELLED; run the same command again to resume it", file=sys.stderr
+        )
+        return EXIT_CANCELLED
+    return None
 
 
 @contextlib.contextmanager
 def exit_on_user_error():
-    """Turn a PetsweepError into one line on stderr and exit status 2 (no traceback)."""
+    """Turn a PetsweepError into one line on stderr and exit status 2 (no traceback); a cancelled run: 143."""
     try:
         yield
-    except PetsweepError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
-    except RunCancelled:
-        print(
-            "cancelled: the run recorded CANCELLED; run the same command again to resume it", file=sys.stderr
-        )
-        sys.exit(143)
+    except (PetsweepError, RunCancelled) as err:
+        sys.exit(report_user_error(err))
 
 
 def _hydra_args(argv: list[str]):
@@ -226,15 +234,21 @@ def _print_count_table(row: dict) -> None:
         print(f"  note: {note}")
 
 
-def sweep_arguments(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
-    """Axes and zip groups of a sweep: a preset's hydra.sweeper.params/zip, then the command line."""
-    from omegaconf import OmegaConf
-
+def _hydra_node(overrides: list[str]):
+    """The hydra node (sweeper, launcher) of a sweep's command line, composed once from each axis's first
+    value."""
     from launchers.expand import axes_of
     from petsweep.config import compose
 
-    first = [values[0] for _, values in axes_of(overrides)]
-    hydra_cfg = compose(first, with_hydra=True).hydra.sweeper
+    return compose([values[0] for _, values in axes_of(overrides)], with_hydra=True).hydra
+
+
+def sweep_arguments(overrides: list[str], hydra=None) -> tuple[list[str], list[list[str]]]:
+    """Axes and zip groups of a sweep: a preset's hydra.sweeper.params/zip, then the command line; `hydra`:
+    the command line's hydra node, when the caller has composed it already."""
+    from omegaconf import OmegaConf
+
+    hydra_cfg = (hydra or _hydra_node(overrides)).sweeper
     params = [f"{k}={v}" for k, v in (hydra_cfg.get("params") or {}).items()]
     zips = OmegaConf.to_container(hydra_cfg.zip) if hydra_cfg.get("zip") is not None else []
     task_overrides = [o for o in overrides if not o.startswith("hydra.")]
@@ -242,19 +256,20 @@ def sweep_arguments(overrides: list[str]) -> tuple[list[str], list[list[str]]]:
 
 
 def plan_command(overrides: list[str]) -> str:
-    from launchers.expand import axes_of, expand
+    from launchers.expand import expand
     from launchers.fusion import check_fuse, plan_notes
     from launchers.local import gpu_count
     from launchers.planning import plan
     from launchers.report import plan_table
     from petsweep.config import compose
 
-    arguments, zips = sweep_arguments(overrides)
+    hydra = _hydra_node(overrides)
+    launcher = hydra.launcher
+    fuse = launcher.get("fuse", 1)
+    check_fuse(fuse, launcher.get("warm_workers", True))  # before planning what it would group
+    arguments, zips = sweep_arguments(overrides, hydra)
     searchpath = [o for o in overrides if o.startswith("hydra.searchpath")]
     runs = plan(expand(arguments, zips), lambda ov: compose(list(ov) + searchpath))
-    launcher = compose([values[0] for _, values in axes_of(overrides)], with_hydra=True).hydra.launcher
-    fuse = launcher.get("fuse", 1)
-    check_fuse(fuse, launcher.get("warm_workers", True))
     if fuse < 2:
         return plan_table(runs)
     return plan_table(runs, plan_notes(runs, fuse, launcher.get("fuse_tokens"), gpu_count()))

@@ -1,5 +1,8 @@
 """User-facing errors: one line that names the key, the value and the fix."""
 
+# how a run ends, as `run.py`'s exit status (and a warm worker's or a fused group's code per run)
+EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED = 1, 2, 143
+
 
 class PetsweepError(Exception):
     """A problem with the user's input or environment, reported as one clear line (no traceback)."""

@@ -18,15 +18,13 @@ import traceback
 from omegaconf import OmegaConf
 
 from petsweep import ranks
-from petsweep.errors import PetsweepError, RunCancelled
-from petsweep.status import CANCELLED, COMPLETED, FAILED, RunDir, write_atomic, write_json
+from petsweep.errors import EXIT_CANCELLED, EXIT_FAILED, PetsweepError, RunCancelled
+from petsweep.status import COMPLETED, RunDir
 
 log = logging.getLogger("petsweep")
 
 # the member whose work is running: its train.log takes only its own lines (None: a line for every member)
 _CURRENT = contextvars.ContextVar("petsweep_group_member", default=None)
-
-EXIT_REFUSED, EXIT_FAILED, EXIT_CANCELLED = 2, 1, 143
 
 
 @contextlib.contextmanager
@@ -54,6 +52,7 @@ class _Run:
 def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
     """Each config validated and claimed as `run.py` would; a finished run answers from its record."""
     from petsweep.app import claim_run, summary_text
+    from petsweep.cli import report_user_error
     from petsweep.config import resolve_run
     from petsweep.identity import run_dir
 
@@ -63,8 +62,7 @@ def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
         try:
             spec = resolve_run(cfg)
         except PetsweepError as err:
-            print(f"error: {err}", flush=True)
-            codes[k] = EXIT_REFUSED
+            codes[k] = report_user_error(err)
             continue
         run_path = RunDir(run_dir(cfg))
         if run_path.state() == COMPLETED and run_path.result():
@@ -73,16 +71,16 @@ def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
             continue
         refused = claim_run(run_path, cfg, None)
         if refused:
-            print(f"error: {refused}", flush=True)
-            codes[k] = EXIT_REFUSED
+            codes[k] = report_user_error(PetsweepError(refused))
             continue
         runs.append((k, _Run(cfg, spec, run_path)))
     return runs
 
 
 def _fail(run: _Run, err: BaseException, trace: str) -> None:
-    run.run_path.set_status(FAILED, error=f"{type(err).__name__}: {err}")
-    write_atomic(run.run_path.path / "error.txt", trace)
+    from petsweep.app import record_failure
+
+    record_failure(run.run_path, err, trace)
     print(f"error: run {run.run_path.path} FAILED: {type(err).__name__}: {err}", flush=True)
     run.code = EXIT_FAILED
 
@@ -108,12 +106,12 @@ def check_members(cfgs: list[dict]) -> None:
 def run_group(cfgs: list[dict]) -> list[int]:
     """Run the fused group `cfgs` (launchers/fusion.py chose them); an exit code per run, as run.py's."""
     from petsweep.app import cancel_on_sigterm, log_to_run
+    from petsweep.cli import report_user_error
 
     try:
         check_members(cfgs)
     except PetsweepError as err:
-        print(f"error: {err}", flush=True)
-        return [EXIT_REFUSED] * len(cfgs)
+        return [report_user_error(err)] * len(cfgs)
     previous = cancel_on_sigterm()  # before the claims: `petsweep cancel` must find its handler
     codes: list[int | None] = [None] * len(cfgs)
     claimed = _claim_all(cfgs, codes)
@@ -128,9 +126,11 @@ def run_group(cfgs: list[dict]) -> list[int]:
                 beats.enter_context(run.run_path.heartbeat())
             _train_and_record([run for _, run in claimed])
     except RunCancelled as err:
+        from petsweep.app import record_failure
+
         for _, run in claimed:
             if run.code is None:
-                run.run_path.set_status(CANCELLED, error=f"RunCancelled: {err}")
+                record_failure(run.run_path, err, traceback.format_exc())
                 run.code = EXIT_CANCELLED
     finally:
         for handler in handlers:
@@ -143,7 +143,7 @@ def run_group(cfgs: list[dict]) -> list[int]:
 
 
 def _train_and_record(runs: list[_Run]) -> None:
-    from petsweep.app import prepare, record, stop_if_sweep_cancelled, summary_text, training_of
+    from petsweep.app import prepare, record, record_completed, stop_if_sweep_cancelled, training_of
     from petsweep.fused import Member, share_frozen, train_together
     from petsweep.identity import run_hash, run_slug
 
@@ -182,9 +182,7 @@ def _train_and_record(runs: list[_Run]) -> None:
                 continue
             try:
                 result = record(run.prepared, member.outcome, fused_with=[i for i in ids if i != run_id])
-                write_json(run.run_path.result_file, result)
-                run.run_path.set_status(COMPLETED)
-                print(summary_text(result, run.run_path), flush=True)
+                record_completed(run.run_path, result)
                 run.code = 0
             except Exception as err:
                 _fail(run, err, traceback.format_exc())

@@ -23,7 +23,7 @@ import sys
 import traceback
 from pathlib import Path
 
-EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED = 1, 2, 143
+from petsweep.errors import EXIT_FAILED
 
 
 def run_job(cfg: dict, claim_token: str | None = None) -> int:
@@ -35,20 +35,17 @@ def run_job(cfg: dict, claim_token: str | None = None) -> int:
     from omegaconf import OmegaConf
 
     from petsweep.app import run
-    from petsweep.errors import PetsweepError, RunCancelled
+    from petsweep.cli import report_user_error
+    from petsweep.errors import RunCancelled
 
     try:
         run(OmegaConf.create(cfg), claim_token=claim_token)
         return 0
-    except PetsweepError as err:
-        print(f"error: {err}", file=sys.stderr)
-        return EXIT_REFUSED
-    except RunCancelled:
-        print("cancelled: the run recorded CANCELLED; run the sweep again to resume it", file=sys.stderr)
-        return EXIT_CANCELLED
-    except Exception:
-        traceback.print_exc()
-        return EXIT_FAILED
+    except (Exception, RunCancelled) as err:
+        status = report_user_error(err)
+        if status is None:
+            traceback.print_exc()
+        return status or EXIT_FAILED
     finally:
         _release_memory()
 

@@ -167,9 +167,9 @@ def test_a_group_of_runs_that_differ_in_backbone_or_cannot_fuse_is_refused_in_on
     roberta = plain(compose(tiny("roberta", *FUSABLE)))
     with_dropout = plain(compose(tiny("encoder", "method=lora")))
     assert run_group([bert, roberta]) == [2, 2]
-    assert "differ in backbone, task or precision" in capsys.readouterr().out
+    assert "differ in backbone, task or precision" in capsys.readouterr().err
     assert run_group([bert, with_dropout]) == [2, 2]
-    assert "cannot train fused: the backbone's dropout masks" in capsys.readouterr().out
+    assert "cannot train fused: the backbone's dropout masks" in capsys.readouterr().err
     assert not RunDir(run_dir(bert)).path.exists()  # nothing claimed
 
 
