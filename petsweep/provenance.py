@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from petsweep import CONF_DIR
+from petsweep import CONF_DIR, lockcheck
 
 PACKAGES = (
     "petsweep",
@@ -85,6 +85,7 @@ def collect(seed: int) -> dict:
         "git_commit": git("rev-parse", "HEAD"),
         "git_dirty": bool(status) if status is not None else None,
         "packages": package_versions(),
+        "environment": lockcheck.environment(),  # the lock's sha256 and every package that differs from it
         "python": sys.version.split()[0],
         "platform": platform.platform(),
         "host": socket.gethostname(),
