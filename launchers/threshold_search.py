@@ -1,0 +1,253 @@
+"""Where a score curve crosses a target: the smallest budget that reaches it, found adaptively.
+
+The decision logic of the threshold sweeper, with no I/O: a `CellSearch` is told each run's score and
+answers which budgets to run next. One cell is one (backbone, task, method, variant); its targets are
+absolute scores (`Target.value` turns "random+0.05" or "full-0.01" into one).
+
+The search walks a ladder of budgets a factor `resolution` apart between the interval's ends and assumes
+the mean score rises with the budget (checked, and reported where the data say otherwise). For each
+target it keeps a bracket: the largest budget decided *below* the target and the smallest decided *above*
+it. A budget is decided by a one-sided t test of its seeds' mean against the target, with the seed noise
+pooled over every budget of the cell (seed noise is a property of the cell, not of one budget), at a level
+that splits the allowed error over the decisions a bisection of the ladder makes (Bonferroni), so the
+bracket covers the true crossing with at least the stated confidence. A budget gets one more seed only
+while its side is undecided, up to `max_seeds`; one still undecided then is "ambiguous": the crossing may
+lie on either side of it, and the bracket keeps it inside instead of guessing.
+
+The bracket is the interval that is reported; the point estimate interpolates the isotonic (monotone)
+fit of the observed means in log budget where it crosses the target, inside the bracket.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy import stats
+
+from petsweep.errors import ConfigError
+
+REFERENCES = ("random", "full")
+
+
+@dataclass(frozen=True)
+class Target:
+    """A score relative to a reference: `random+0.05` (random guessing plus 0.05), `full-0.01`."""
+
+    reference: str
+    offset: float
+
+    @classmethod
+    def parse(cls, text: str, key: str = "hydra.sweeper.targets") -> Target:
+        match = re.fullmatch(r"\s*([a-z]+)\s*(?:([+-])\s*([0-9.]+(?:e-?[0-9]+)?))?\s*", str(text))
+        if not match or match.group(1) not in REFERENCES:
+            raise ConfigError(
+                key,
+                text,
+                f"a target is <reference>[+-]<offset> with reference one of {', '.join(REFERENCES)} "
+                "(e.g. random+0.05, full-0.01)",
+            )
+        sign = -1.0 if match.group(2) == "-" else 1.0
+        return cls(match.group(1), sign * float(match.group(3) or 0.0))
+
+    def value(self, references: dict[str, float]) -> float:
+        return references[self.reference] + self.offset
+
+    def __str__(self) -> str:
+        return f"{self.reference}{self.offset:+g}"
+
+
+def ladder(low: int, high: int, resolution: float = 2.0) -> list[int]:
+    """Integer budgets from `low` to `high` (both included), consecutive ones about `resolution` apart."""
+    if not (1 <= low < high) or resolution <= 1:
+        raise ConfigError(
+            "hydra.sweeper.budget",
+            f"interval({low},{high}) at resolution {resolution}",
+            "does not bracket anything; write interval(low,high) with 1 <= low < high, resolution above 1",
+        )
+    steps = max(1, math.ceil(math.log(high / low) / math.log(resolution) - 1e-9))
+    budgets = np.unique(np.round(np.geomspace(low, high, steps + 1)).astype(int))
+    return [int(b) for b in budgets]
+
+
+def decision_level(settings: SearchSettings, points: int) -> float:
+    """The one-sided error allowed per decision: the total (1 - confidence) split over the decisions one
+    target's search makes (both ends, then a bisection of the ladder)."""
+    decisions = math.ceil(math.log2(max(points, 2)))
+    return (1.0 - settings.confidence) / decisions
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    confidence: float = 0.9
+    max_seeds: int = 3  # seeds at one budget before it is called ambiguous
+    max_runs: int = 40  # runs of one cell, all targets together
+
+
+BELOW, ABOVE, OPEN, AMBIGUOUS = "below", "above", "open", "ambiguous"
+
+
+@dataclass
+class CellSearch:
+    """The search of one cell: budgets on a ladder, scores as they come, the next budgets to run."""
+
+    budgets: list[int]
+    targets: dict[str, float]  # name -> absolute score
+    settings: SearchSettings = field(default_factory=SearchSettings)
+    scores: dict[int, list[float]] = field(default_factory=dict)
+    # other seed groups of the cell (its full fine-tuning runs) whose spread counts toward the seed noise
+    other_seeds: list[list[float]] = field(default_factory=list)
+
+    def add(self, budget: int, score: float) -> None:
+        self.scores.setdefault(int(budget), []).append(float(score))
+
+    @property
+    def runs(self) -> int:
+        return sum(len(v) for v in self.scores.values())
+
+    def noise(self) -> tuple[float, int]:
+        """The pooled seed standard deviation of the cell and its degrees of freedom (0: not known yet)."""
+        groups = [np.asarray(v) for v in [*self.scores.values(), *self.other_seeds] if len(v) > 1]
+        dof = sum(len(g) - 1 for g in groups)
+        if not dof:
+            return math.nan, 0
+        return math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / dof), dof
+
+    def side(self, budget: int, target: float) -> str:
+        """Whether the mean score at `budget` is decided below or above `target`, or not yet."""
+        seen = self.scores.get(budget, [])
+        sigma, dof = self.noise()
+        if not seen or not dof:
+            return OPEN
+        if sigma == 0:
+            return ABOVE if np.mean(seen) >= target else BELOW
+        t = (np.mean(seen) - target) / (sigma / math.sqrt(len(seen)))
+        critical = stats.t.ppf(1 - decision_level(self.settings, len(self.budgets)), dof)
+        if t >= critical:
+            return ABOVE
+        if t <= -critical:
+            return BELOW
+        return AMBIGUOUS if len(seen) >= self.settings.max_seeds else OPEN
+
+    def bracket(self, target: float) -> tuple[int, int]:
+        """Ladder indices (a, b): a the largest decided below under b, the smallest decided above; -1 and
+        len(budgets) stand for "below the interval" and "beyond it"."""
+        sides = [self.side(b, target) for b in self.budgets]
+        above = [i for i, s in enumerate(sides) if s == ABOVE]
+        b = min(above) if above else len(self.budgets)
+        below = [i for i, s in enumerate(sides) if s == BELOW and i < b]
+        return (max(below) if below else -1), b
+
+    def monotone(self, target: float) -> bool:
+        """False where a budget decided above the target lies below one decided below it."""
+        sides = [self.side(b, target) for b in self.budgets]
+        above = [i for i, s in enumerate(sides) if s == ABOVE]
+        below = [i for i, s in enumerate(sides) if s == BELOW]
+        return not (above and below and min(above) < max(below))
+
+    def _next_for(self, target: float) -> int | None:
+        """The budget one target wants a run of next, or None when its search is done."""
+        a, b = self.bracket(target)
+        inside = [i for i in range(a + 1, b) if self.side(self.budgets[i], target) != AMBIGUOUS]
+        if b - a <= 1 or not inside:
+            return None
+        for i in inside:  # a budget already started is decided first
+            if self.budgets[i] in self.scores and self.side(self.budgets[i], target) == OPEN:
+                return self.budgets[i]
+        aim = self._aim(target, a, b)
+        return self.budgets[min(inside, key=lambda i: (abs(i - aim), i))]
+
+    def _aim(self, target: float, a: int, b: int) -> float:
+        """The ladder position to probe inside (a, b): where the line between the bracket's observed means
+        crosses the target (score curves are smooth in log budget), kept in the bracket's middle half so
+        that a poor guess still halves the bracket; its middle where an end has no scores yet."""
+        middle = (a + b) / 2
+        if a < 0 or b >= len(self.budgets):
+            return middle
+        lo, hi = np.mean(self.scores[self.budgets[a]]), np.mean(self.scores[self.budgets[b]])
+        if hi <= lo:
+            return middle
+        guess = a + (target - lo) / (hi - lo) * (b - a)
+        return float(np.clip(guess, a + (b - a) / 4, b - (b - a) / 4))
+
+    def seeds_wanted(self, budget: int, target: float) -> int:
+        """How many more seeds `budget` needs, as far as its scores so far tell, to be decided against
+        `target` (at least one, never past `max_seeds`): asked for in one round, so a cluster runs them
+        side by side instead of one round per seed."""
+        seen = self.scores.get(budget, [])
+        sigma, dof = self.noise()
+        if not seen:
+            return 1 if dof else 2  # without a noise estimate yet, the first budget takes two seeds
+        room = self.settings.max_seeds - len(seen)
+        gap = abs(np.mean(seen) - target)
+        if not dof or gap == 0:
+            return max(1, room)
+        critical = stats.t.ppf(1 - decision_level(self.settings, len(self.budgets)), dof)
+        needed = math.ceil((critical * sigma / gap) ** 2) - len(seen)
+        return int(min(max(needed, 1), room))
+
+    def next_runs(self) -> list[int]:
+        """The budgets of the next round's runs (a budget once per seed it gets), all targets together;
+        empty when every target is settled or the cell has used `max_runs`."""
+        wanted: dict[int, int] = {}
+        for target in self.targets.values():
+            budget = self._next_for(target)
+            if budget is not None:
+                wanted[budget] = max(wanted.get(budget, 0), self.seeds_wanted(budget, target))
+        runs = [budget for budget, count in sorted(wanted.items()) for _ in range(count)]
+        return runs[: max(0, self.settings.max_runs - self.runs)]
+
+    def estimate(self, target: float) -> float:
+        """Where the isotonic fit of the means in log budget crosses `target`, within the bracket."""
+        a, b = self.bracket(target)
+        lo = self.budgets[a] if a >= 0 else self.budgets[0]
+        if b >= len(self.budgets):
+            return math.inf
+        if a < 0:
+            return float(self.budgets[0])
+        probed = sorted(self.scores)
+        x = np.log([float(k) for k in probed])
+        fit = isotonic([np.mean(self.scores[k]) for k in probed], [len(self.scores[k]) for k in probed])
+        for i in range(1, len(probed)):
+            if fit[i - 1] < target <= fit[i]:
+                at = x[i - 1] + (target - fit[i - 1]) / (fit[i] - fit[i - 1]) * (x[i] - x[i - 1])
+                return float(np.clip(math.exp(at), lo, self.budgets[b]))
+        return float(math.sqrt(lo * self.budgets[b]))
+
+    def result(self, name: str) -> dict:
+        target = self.targets[name]
+        a, b = self.bracket(target)
+        n = len(self.budgets)
+        status = "found"
+        if b >= n:
+            status = "not reached" if a == n - 1 else "undecided"
+        elif a < 0:
+            status = "at or below the interval" if b == 0 else "undecided"
+        elif b - a > 1:
+            ambiguous = all(self.side(self.budgets[i], target) == AMBIGUOUS for i in range(a + 1, b))
+            status = "found" if ambiguous else "undecided"
+        return {
+            "target": name,
+            "target_score": target,
+            "estimate": self.estimate(target),
+            "ci_lo": float(self.budgets[a]) if a >= 0 else 0.0,
+            "ci_hi": float(self.budgets[b]) if b < n else math.inf,
+            "confidence": self.settings.confidence,
+            "runs": self.runs,
+            "monotone": self.monotone(target),
+            "status": status,
+        }
+
+
+def isotonic(means: list[float], weights: list[float]) -> np.ndarray:
+    """The non-decreasing sequence closest to `means` in weighted least squares (pool adjacent violators)."""
+    blocks: list[list[float]] = []  # [mean, weight, size]
+    for m, w in zip(means, weights):
+        blocks.append([m, w, 1])
+        while len(blocks) > 1 and blocks[-2][0] > blocks[-1][0]:
+            m2, w2, s2 = blocks.pop()
+            m1, w1, s1 = blocks.pop()
+            blocks.append([(m1 * w1 + m2 * w2) / (w1 + w2), w1 + w2, s1 + s2])
+    return np.concatenate([[m] * s for m, _, s in blocks])
