@@ -298,6 +298,7 @@ def prepare(spec: RunSpec, cfg, run_path: RunDir, init_source: Path | None, me: 
             stage_steps,
             lambda stage: begin_stage(attached, spec, stage, tokenizer, importance),
             spec.method.restarts_schedule,
+            spec.method.keeps_optimizer_state,
         )
         if staged
         else None

@@ -58,6 +58,9 @@ ADDED_DEFAULTS = {
     "apet.delta_fraction": 0.5,  # tensor granularity came after element granularity
     "apet.include_delta_pool": True,
     "backbone.dropout": None,  # the model's own dropout; setting it (fused training needs 0) came later
+    "method.round_epochs": None,  # OPF's epoch rule for where dynamic rounds begin came after equal shares
+    "method.keep_optimizer_state": False,  # OPF's rounds reset every tensor's AdamW state before
+    "method.gauge": "central",  # OPF's MPO gauge came after the mixed-canonical one
 }
 
 

@@ -6,10 +6,21 @@ shape (r_{k-1}, i_k, j_k, r_k), r_0 = r_n = 1. Full bond dimensions r_k = min(pr
 prod_{m>k} i_m j_m) make the chain exact; `trunc` caps them. Unit factors (i_k = j_k = 1) add square bond
 tensors: that is how OPF over-parameterises a matrix (Gao et al., 2023).
 
-The chain is left in mixed-canonical form around the central tensor (index (n-1)//2): tensors to its left are
-left-orthonormal, those to its right right-orthonormal, so the central tensor carries the spectrum (the
-"core" the OPF paper freezes or trains on its own) and the others are isometries. The seed code reaches the
-same kind of gauge with extra SVD sweeps and explicit gauge matrices; any gauge contracts to the same W.
+Gauges (any gauge contracts to the same W, but which tensor holds what decides what `train_central` /
+`train_aux` train and how one optimizer step moves W):
+
+- `opf` (OPF's `mpo_canonical`, the default): every bond k carries Lambda_k^(1/2) on both sides, Lambda_k the
+  singular values of W unfolded at that bond: the tensors left of bond k contract to U_k Lambda_k^(1/2) and
+  those right of it to Lambda_k^(1/2) V_k^T (W = U_k Lambda_k V_k^T there). So the end tensors hold
+  U_1 Lambda_1^(1/2) and Lambda_{n-1}^(1/2) V^T, and a unit bond tensor between two bonds of one spectrum
+  (the central tensor of the 7-core layouts) is orthogonal, not the spectrum's holder. Here it is reached from
+  the left-orthonormal SVD sweep with diagonal gauges Lambda^(1/2) on each bond (the sweep's singular values
+  are already those of every unfolding); OPF reaches the same form with two more SVD sweeps and inverse
+  square roots. With `trunc`, OPF's order is followed: gauge at full bond dimension, then keep the largest
+  Lambda on every bond.
+- `central` (petsweep before): mixed-canonical around the central tensor (index (n-1)//2): tensors left of
+  it left-orthonormal, right of it right-orthonormal, so the central tensor carries the whole spectrum and
+  the others are isometries; bonds truncated in the sweep.
 """
 
 from __future__ import annotations
@@ -57,12 +68,62 @@ class MpoShape:
         return sum(math.prod(s) for s in self.tensor_shapes())
 
 
-def decompose(weight: torch.Tensor, shape: MpoShape) -> list[torch.Tensor]:
-    """The local tensors of `weight` (rows x cols), mixed-canonical around `shape.central`, in float64 for
-    the SVDs and returned in the weight's dtype."""
-    rows, cols, n = shape.rows, shape.cols, len(shape.rows)
+GAUGES = ("opf", "central")
+
+
+def decompose(weight: torch.Tensor, shape: MpoShape, gauge: str = "opf") -> list[torch.Tensor]:
+    """The local tensors of `weight` (rows x cols) in `gauge` (see the module), in float64 for the SVDs and
+    returned in the weight's dtype."""
+    rows, cols = shape.rows, shape.cols
     if not shape.fits(*weight.shape):
         raise ValueError(f"MPO factors {rows} x {cols} do not multiply to the matrix's {tuple(weight.shape)}")
+    if gauge == "central":
+        return _mixed_canonical(weight, shape)
+    if gauge != "opf":
+        raise ValueError(f"gauge {gauge!r}: choose one of {', '.join(GAUGES)}")
+    return _symmetric(weight, shape)
+
+
+def _symmetric(weight: torch.Tensor, shape: MpoShape) -> list[torch.Tensor]:
+    """OPF's gauge: Lambda^(1/2) on both sides of every bond, at full bond dimension, then truncated."""
+    rows, cols, n = shape.rows, shape.cols, len(shape.rows)
+    bonds = MpoShape(rows, cols).bonds()  # full: OPF gauges the exact chain and truncates after
+    order = [axis for k in range(n) for axis in (k, n + k)]
+    rest = weight.detach().to(torch.float64).reshape(*rows, *cols).permute(order)
+    isometries, spectra = [], [torch.ones(1, dtype=torch.float64)]  # spectra[k]: Lambda of bond k
+    for k in range(n - 1):  # left to right: T_k = U (left-orthonormal), the rest = Lambda V^T
+        r = bonds[k + 1]
+        matrix = rest.reshape(bonds[k] * rows[k] * cols[k], -1)
+        if rows[k] == cols[k] == 1 and r == bonds[k]:  # a unit bond tensor: the rest is already Lambda V^T
+            isometries.append(torch.eye(r, dtype=rest.dtype).reshape(r, 1, 1, r))
+            spectra.append(spectra[-1])
+            rest = matrix
+            continue
+        u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+        isometries.append(u[:, :r].reshape(bonds[k], rows[k], cols[k], r))
+        spectra.append(s[:r])
+        rest = s[:r, None] * vh[:r]
+    # the last tensor, Lambda_{n-1} V^T, with the outer unit bond
+    isometries.append(rest.reshape(bonds[n - 1], rows[n - 1], cols[n - 1], 1))
+    spectra.append(torch.ones(1, dtype=torch.float64))
+    # diagonal gauge g_k = Lambda_k^(1/2) on bond k: T_k -> g_k^-1 T_k g_{k+1}; the last tensor already holds
+    # Lambda_{n-1} on its left, so it gets g_{n-1}^-1 only. Exact whatever g is (its inverse is used), so a
+    # vanishing singular value is floored rather than divided by.
+    roots = []
+    for k, s in enumerate(spectra):
+        floor = s.max() * torch.finfo(s.dtype).eps if k not in (0, n) else s.new_tensor(1.0)
+        roots.append(s.clamp_min(floor).sqrt() if 0 < k < n else s)
+    tensors = []
+    for k, t in enumerate(isometries):
+        right = roots[k + 1] if k < n - 1 else torch.ones(1, dtype=torch.float64)
+        tensors.append(t / roots[k][:, None, None, None] * right)
+    cut = shape.bonds()
+    return [t[: cut[k], :, :, : cut[k + 1]].contiguous().to(weight.dtype) for k, t in enumerate(tensors)]
+
+
+def _mixed_canonical(weight: torch.Tensor, shape: MpoShape) -> list[torch.Tensor]:
+    """petsweep's earlier gauge: mixed-canonical around `shape.central` (it carries the spectrum)."""
+    rows, cols, n = shape.rows, shape.cols, len(shape.rows)
     bonds = shape.bonds()
     order = [axis for k in range(n) for axis in (k, n + k)]  # [i_1, j_1, i_2, j_2, ...]
     rest = weight.detach().to(torch.float64).reshape(*rows, *cols).permute(order)

@@ -61,6 +61,7 @@ class Stages:
     steps: list[int]
     begin: Callable[[int], tuple[list[ParamGroup], list[torch.Tensor]]] | None = None
     restart_schedule: bool = True  # each stage its own warmup and decay, or one schedule over the run
+    keep_state: bool = False  # parameters that train on keep their optimizer state (moments, step counts)
 
     def start(self, stage: int) -> int:
         """Completed steps when `stage` begins."""
@@ -273,6 +274,12 @@ class Training:
         new_groups, new_buffers = stages.begin(index)
         self.stepper.keep |= {id(p) for g in new_groups for p in g.params} | {id(b) for b in new_buffers}
         new_optimizer = build_optimizer(new_groups, trainer)
+        if stages.keep_state:  # as an optimizer never rebuilt would have it: fresh state for new tensors only
+            old = self.stepper.optimizer
+            for group in new_optimizer.param_groups:
+                for param in group["params"]:
+                    if param in old.state:
+                        new_optimizer.state[param] = old.state[param]
         scheduler = (
             build_scheduler(new_optimizer, trainer, stages.steps[index])
             if stages.restart_schedule

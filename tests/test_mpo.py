@@ -1,4 +1,4 @@
-"""MPO decomposition (OPF's building block): exact at full bond dimension, the seed's sizes, the gauge."""
+"""MPO decomposition (OPF's building block): exact at full bond dimension, the seed's sizes, the gauges."""
 
 from __future__ import annotations
 
@@ -38,12 +38,59 @@ def test_full_bond_dimension_reconstructs_exactly_in_fp32(rows, cols, matrix, pa
     assert (contract(tensors) - weight).abs().max() <= 1e-5
 
 
-def test_the_central_tensor_carries_the_spectrum():
-    """Mixed-canonical gauge: tensors left of the centre are left-orthonormal, right of it right-orthonormal,
-    so the matrix's Frobenius norm is the central tensor's alone."""
+def _sides(tensors, bond):
+    """The tensors left of `bond` contracted to a matrix (rows: their indices, columns: the bond) and those
+    right of it (rows: the bond)."""
+    left = tensors[0]
+    for t in tensors[1:bond]:
+        left = torch.tensordot(left, t, dims=([left.dim() - 1], [0]))
+    right = tensors[bond]
+    for t in tensors[bond + 1 :]:
+        right = torch.tensordot(right, t, dims=([right.dim() - 1], [0]))
+    return left.reshape(-1, left.shape[-1]), right.reshape(right.shape[0], -1)
+
+
+@pytest.mark.parametrize(("rows", "cols"), [SEED_SHAPES[6][:2], SEED_SHAPES[3][:2]])
+def test_the_opf_gauge_puts_the_square_root_spectrum_on_both_sides_of_every_bond(rows, cols):
+    """OPF's gauge (its mpo_canonical): at every bond k, W = U_k Lambda_k V_k^T unfolded there, the tensors
+    left of the bond contract to U_k Lambda_k^(1/2) and those right of it to Lambda_k^(1/2) V_k^T, so
+    X^T X = Y Y^T = diag(Lambda_k), the singular values of that unfolding. A unit bond tensor between two
+    bonds of one spectrum (the central tensor here) is then orthogonal."""
+    shape = MpoShape(rows, cols)
+    weight = torch.randn(768, 768, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    tensors = decompose(weight, shape)  # the default gauge is OPF's
+    torch.testing.assert_close(contract(tensors), weight, atol=1e-12, rtol=0)
+    n = len(rows)
+    grid = weight.reshape(*rows, *cols).permute([a for k in range(n) for a in (k, n + k)])
+    for bond in range(1, n):
+        x, y = _sides(tensors, bond)
+        spectrum = torch.linalg.svdvals(grid.reshape(x.shape[0], -1))[: x.shape[1]]
+        torch.testing.assert_close(x.T @ x, torch.diag(spectrum), atol=1e-9, rtol=0)
+        torch.testing.assert_close(y @ y.T, torch.diag(spectrum), atol=1e-9, rtol=0)
+    if rows[shape.central] == cols[shape.central] == 1:
+        central = tensors[shape.central].reshape(tensors[shape.central].shape[0], -1)
+        torch.testing.assert_close(central @ central.T, torch.eye(central.shape[0], dtype=torch.float64))
+
+
+def test_the_opf_gauge_truncates_after_gauging_keeping_the_largest_values_of_every_bond():
+    weight = torch.randn(768, 768, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    full = decompose(weight, MpoShape((8, 2, 2, 2, 2, 6), (8, 2, 2, 2, 2, 6)))
+    cut = decompose(weight, MpoShape((8, 2, 2, 2, 2, 6), (8, 2, 2, 2, 2, 6), 16))
+    for t, f in zip(cut, full):
+        assert torch.equal(t, f[: t.shape[0], :, :, : t.shape[3]])
+
+
+def test_an_unknown_gauge_is_refused():
+    with pytest.raises(ValueError, match="choose one of opf, central"):
+        decompose(torch.zeros(4, 4), MpoShape((2, 2), (2, 2)), "vidal")
+
+
+def test_the_central_gauge_puts_the_spectrum_on_the_central_tensor():
+    """petsweep's earlier gauge (gauge=central): tensors left of the centre are left-orthonormal, right of it
+    right-orthonormal, so the matrix's Frobenius norm is the central tensor's alone."""
     shape = MpoShape((3, 4, 1, 1, 4, 4, 4), (4, 4, 1, 1, 4, 4, 3))
     weight = torch.randn(768, 768, dtype=torch.float64)
-    tensors = decompose(weight, shape)
+    tensors = decompose(weight, shape, "central")
     c = shape.central
     for k, t in enumerate(tensors):
         if k < c:
@@ -62,8 +109,9 @@ def test_truncation_caps_bonds_and_approximates():
         MpoShape((8, 2, 2, 2, 2, 6), (8, 2, 2, 2, 2, 6), 16),
     )
     assert max(cut.bonds()) == 16 and cut.params() < full.params()
-    error = (contract(decompose(weight, cut)) - weight).norm() / weight.norm()
-    assert 0 < error < 1
+    for gauge in ("opf", "central"):
+        error = (contract(decompose(weight, cut, gauge)) - weight).norm() / weight.norm()
+        assert 0 < error < 1
 
 
 def test_factors_that_do_not_multiply_to_the_matrix_are_refused():

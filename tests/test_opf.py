@@ -15,7 +15,7 @@ from petsweep.backbones import load_pretrained
 from petsweep.checkpoint import trainable_state
 from petsweep.config import compose, resolve_run
 from petsweep.errors import ConfigError
-from petsweep.identity import run_dir
+from petsweep.identity import plain, run_dir, run_hash
 from petsweep.methods.opf import MpoLinear
 from petsweep.params import attach_method, check_on_meta
 from petsweep.status import RunDir
@@ -97,6 +97,66 @@ def test_dynamic_rounds_add_matrices_and_continue_one_schedule(tiny):
     assert set(scores) == {"0", "1"} and len(scores["1"]) == 6  # round 1 scores what round 0 left
     lrs = [json.loads(line)["lr"] for line in RunDir(run_dir(cfg)).metrics_file.read_text().splitlines()]
     assert lrs == sorted(lrs, reverse=True) and lrs[-1] == 0  # no second warmup at the round boundary
+
+
+def test_a_round_keeps_the_adamw_state_of_tensors_that_go_on_training(tiny, monkeypatch):
+    """Across the round boundary (step 4 | 5) a continuing tensor's AdamW state goes on as one optimizer never
+    rebuilt would have it: step 5, and moments that are step 4's updated by one gradient (m5 - b1 m4 is
+    (1 - b1) g and v5 - b2 v4 is (1 - b2) g^2, the same g); the tensors round 1 adds start at step 1."""
+    from petsweep import checkpoint
+
+    real_save, kept = checkpoint.save, {}
+
+    def save_and_read(root, step, *args, **kwargs):
+        path = real_save(root, step, *args, **kwargs)
+        if step in (4, 5):
+            kept[step] = load_file(path / "optimizer.safetensors")
+        return path
+
+    monkeypatch.setattr(checkpoint, "save", save_and_read)
+    cfg, _ = _run(tiny, *DYNAMIC, "trainer.save_every=1", "trainer.eval_every=8")
+    before, after = kept[4], kept[5]
+    assert before["0.step"].item() == 4 and after["0.step"].item() == 5  # the first dense tensor
+    b1, b2 = 0.9, 0.999
+    grad = (after["0.exp_avg"] - b1 * before["0.exp_avg"]) / (1 - b1)
+    squared = (after["0.exp_avg_sq"] - b2 * before["0.exp_avg_sq"]) / (1 - b2)
+    torch.testing.assert_close(grad**2, squared, rtol=2e-2, atol=1e-12)
+    steps = sorted({int(t.item()) for name, t in after.items() if name.endswith(".step")})
+    assert steps == [1, 5]  # round 1's new MPO tensors fresh; everything else goes on
+
+
+def test_rounds_begin_where_opfs_epoch_rule_puts_them(tiny):
+    """OPF starts a round at every epoch e with e % ceil(E / split_num) == 0: 0/40/80% of 10 epochs in 3
+    rounds, 0/35/70% of 20, and only 5 rounds of a split 8 over 10 epochs; round_epochs=null: equal shares."""
+
+    def steps(*extra):
+        spec = resolve_run(compose(tiny("encoder", "method=opf", "method.strategy=dynamic", *extra)))
+        return spec.method.stage_steps(1000)
+
+    assert steps("method.top_n=3", "method.split_num=3") == [400, 400, 200]
+    assert steps("method.top_n=3", "method.split_num=3", "method.round_epochs=20") == [350, 350, 300]
+    assert steps("method.top_n=8", "method.split_num=8") == [200] * 5
+    assert steps("method.top_n=3", "method.split_num=3", "method.round_epochs=null") == [334, 334, 332]
+
+
+def test_records_from_before_opfs_gauge_rounds_and_optimizer_keep_their_ids(tiny):
+    """A run recorded before these keys did the old thing (central gauge, equal shares, AdamW state reset):
+    it keeps its id, the old behaviour can still be asked for by those values, and the new defaults, which
+    compute different numbers, get a new id."""
+    old = ("method.gauge=central", "method.round_epochs=null", "method.keep_optimizer_state=false")
+    asked = plain(compose(tiny("encoder", "method=opf", *DYNAMIC, *old)))
+    recorded = {**asked, "method": {k: v for k, v in asked["method"].items() if k not in _NEW_KEYS}}
+    assert run_hash(recorded) == run_hash(asked)
+    assert run_hash(compose(tiny("encoder", "method=opf", *DYNAMIC))) != run_hash(asked)
+    for key in old:  # each key alone changes the id
+        one = compose(tiny("encoder", "method=opf", *DYNAMIC, key))
+        assert run_hash(one) not in (
+            run_hash(asked),
+            run_hash(compose(tiny("encoder", "method=opf", *DYNAMIC))),
+        )
+
+
+_NEW_KEYS = ("gauge", "round_epochs", "keep_optimizer_state")
 
 
 def test_dynamic_run_resumed_inside_its_second_round_ends_where_an_unbroken_run_does(

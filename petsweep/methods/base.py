@@ -146,6 +146,8 @@ class PETMethod:
     # whether each stage restarts warmup and decay (sequential: a new task per stage) or continues the run's
     # one schedule (OPF's dynamic rounds)
     restarts_schedule: bool = True
+    # whether a later stage's optimizer keeps the state (moments, step counts) of parameters that train on
+    keeps_optimizer_state: bool = False
 
     def saved_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The form trained weights are saved in (pet_weights): as trained by default; OPF contracts its MPO

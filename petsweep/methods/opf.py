@@ -8,13 +8,22 @@ Every backbone parameter trains at `lr` (the seed's full fine-tuning; `train_bac
 `--fix_all`). For each matrix family (q, k, v, o, ffn_in, ffn_out; `weight_types` picks attention, ffn_in,
 ffn_out) the `top_n` matrices with the largest gradient importance (petsweep/importance.py) are replaced by
 an MPO of their pretrained weight (petsweep/mpo.py: exact at full bond dimension), whose local tensors train
-at `mpo_lr`; `train_central` / `train_aux` freeze the central or the auxiliary tensors.
+at `mpo_lr`; `train_central` / `train_aux` freeze the central or the auxiliary tensors. `gauge=opf` (the
+default) puts the decomposition in OPF's gauge (Lambda^(1/2) on both sides of every bond: the central tensor
+of the 7-core layouts is orthogonal and the end tensors carry the spectrum); `gauge=central` is petsweep's
+earlier mixed-canonical gauge (the central tensor carries the whole spectrum). Both contract to the same
+matrix, but what `train_central` / `train_aux` train and how one optimizer step moves it differ.
 
 - static: one scoring pass before training, top_n per family.
-- dynamic: `split_num` rounds; round k begins after k/split_num of the steps (the seed's epochs, as steps),
-  scores the matrices not yet decomposed on the weights trained so far and decomposes top_n / split_num more
-  per family. Each round rebuilds the optimizer over every trained tensor (the seed code built it once, so
-  its new tensors never trained: spec 2.3) and continues the run's one learning-rate schedule.
+- dynamic: rounds of top_n / split_num more matrices per family, each scoring the matrices not yet
+  decomposed on the weights trained so far. Where rounds begin follows OPF's epoch rule: with E =
+  `round_epochs`, a round begins at every epoch e with e % ceil(E / split_num) == 0, so round k begins after
+  k * ceil(E / split_num) / E of trainer.max_steps (0/40/80% for E=10, split 3), and a split whose later
+  rounds fall past E has fewer rounds, as in OPF (E=10, split 8: 5 rounds); `round_epochs=null`: equal
+  shares of the steps (petsweep's earlier rule). Each round rebuilds the optimizer over every trained tensor
+  (the seed code built it once, so its new tensors never trained: spec 2.3); tensors that go on training keep
+  their AdamW state (moments and step counts: `keep_optimizer_state`, as an optimizer never rebuilt), new
+  ones start fresh, and the run's one learning-rate schedule continues.
 
 Saved weights are dense: each MPO is contracted back into its matrix, so the model petsweep saves, evaluates
 by transfer and exports has the backbone's size and inference cost. Counting on the meta device places the
@@ -42,7 +51,7 @@ from petsweep.methods.base import (
     on_meta,
     target_modules,
 )
-from petsweep.mpo import MpoShape, auto_shape, contract, decompose
+from petsweep.mpo import GAUGES, MpoShape, auto_shape, contract, decompose
 
 WEIGHT_TYPES = {"attention": ("q", "k", "v", "o"), "ffn_in": ("ffn_in",), "ffn_out": ("ffn_out",)}
 STRATEGIES = ("static", "dynamic")
@@ -59,6 +68,12 @@ class OpfConfig(MethodConfig):
         top_n: matrices over-parameterised per family in all (the seed code's default is 5; its scripts set
             it, as the opf presets do).
         split_num: rounds of the dynamic strategy, each adding top_n / split_num per family.
+        round_epochs: E of OPF's epoch rule for where dynamic rounds begin (a round at every epoch e with
+            e % ceil(E / split_num) == 0, as that fraction of the steps); None: equal shares of the steps.
+        keep_optimizer_state: at a dynamic round, tensors that go on training keep their AdamW moments and
+            step counts (OPF's one optimizer); false: every tensor's state starts afresh (petsweep before).
+        gauge: opf (OPF's Lambda^(1/2) on both sides of every bond) or central (the central tensor carries
+            the spectrum, petsweep before); see petsweep/mpo.py.
         weight_types: families eligible: attention (q, k, v, o), ffn_in, ffn_out.
         shapes: MPO factorisation per weight type ({rows, cols} lists); a type not given is factorised
             automatically (7 cores, two of them unit bond tensors). Presets: method/shapes=bert|bart|t5.
@@ -74,6 +89,9 @@ class OpfConfig(MethodConfig):
     strategy: str = "static"
     top_n: int = 1
     split_num: int = 1
+    round_epochs: int | None = 10
+    keep_optimizer_state: bool = True
+    gauge: str = "opf"
     weight_types: list = field(default_factory=lambda: list(WEIGHT_TYPES))
     shapes: dict = field(default_factory=dict)
     trunc: int | None = None
@@ -95,6 +113,10 @@ class OpfConfig(MethodConfig):
                 self.split_num,
                 f"must divide method.top_n={self.top_n} (one share per round)",
             )
+        if self.gauge not in GAUGES:
+            raise ConfigError("method.gauge", self.gauge, f"choose one of: {', '.join(GAUGES)}")
+        if self.round_epochs is not None and self.round_epochs < 1:
+            raise ConfigError("method.round_epochs", self.round_epochs, "must be a positive number of epochs")
         for kind in [*self.weight_types, *self.shapes]:
             if kind not in WEIGHT_TYPES:
                 raise ConfigError("method.weight_types", kind, f"choose from: {', '.join(WEIGHT_TYPES)}")
@@ -106,16 +128,33 @@ class OpfConfig(MethodConfig):
             )
 
     @property
+    def share(self) -> int:
+        """Matrices per family each round adds."""
+        return self.top_n // self.split_num if self.strategy == "dynamic" else self.top_n
+
+    def round_starts(self) -> list[float]:
+        """The fraction of the run at which each round begins (OPF's epoch rule, or equal shares)."""
+        if self.strategy != "dynamic":
+            return [0.0]
+        if self.round_epochs is None:
+            return [k / self.split_num for k in range(self.split_num)]
+        every = math.ceil(self.round_epochs / self.split_num)
+        return [e / self.round_epochs for e in range(0, self.round_epochs, every)]
+
+    @property
     def rounds(self) -> int:
-        return self.split_num if self.strategy == "dynamic" else 1
+        return len(self.round_starts())
 
 
 class MpoLinear(nn.Module):
     """A Linear whose weight is the contraction of MPO local tensors; the Linear's own bias is kept."""
 
-    def __init__(self, linear: nn.Linear, shape: MpoShape, family: str = "", round_: int = 0):
+    def __init__(
+        self, linear: nn.Linear, shape: MpoShape, family: str = "", round_: int = 0, gauge: str = "opf"
+    ):
         super().__init__()
         self.shape, self.in_features, self.out_features = shape, linear.in_features, linear.out_features
+        self.gauge = gauge
         self.family, self.round = family, round_  # what result.json records of it
         weight = linear.weight
         self.tensors = nn.ParameterList(
@@ -127,7 +166,7 @@ class MpoLinear(nn.Module):
         self._pending = [weight]
 
     def load(self) -> None:
-        for tensor, value in zip(self.tensors, decompose(self._pending.pop(), self.shape)):
+        for tensor, value in zip(self.tensors, decompose(self._pending.pop(), self.shape, self.gauge)):
             tensor.copy_(value)
 
     @property
@@ -156,13 +195,27 @@ class OpfMethod(PETMethod):
     def __init__(self, config: OpfConfig):
         super().__init__(config)
         self.record: dict | None = None  # the real model's choice (result.json `opf`), set when attached
+        self.keeps_optimizer_state = config.keep_optimizer_state
 
     def stage_steps(self, max_steps: int) -> list[int]:
-        rounds = self.config.rounds
+        c = self.config
+        rounds = c.rounds
         if rounds > max_steps:
-            raise ConfigError("method.split_num", rounds, f"more rounds than trainer.max_steps={max_steps}")
-        per_round = math.ceil(max_steps / rounds)
-        return [per_round] * (rounds - 1) + [max_steps - per_round * (rounds - 1)]
+            raise ConfigError(
+                "method.split_num", c.split_num, f"more rounds than trainer.max_steps={max_steps}"
+            )
+        if c.round_epochs is None:  # equal shares (petsweep's earlier rule)
+            per_round = math.ceil(max_steps / rounds)
+            return [per_round] * (rounds - 1) + [max_steps - per_round * (rounds - 1)]
+        starts = [math.floor(f * max_steps) for f in c.round_starts()] + [max_steps]
+        steps = [b - a for a, b in zip(starts, starts[1:])]
+        if min(steps) < 1:
+            raise ConfigError(
+                "method.split_num",
+                c.split_num,
+                f"leaves a round without steps in trainer.max_steps={max_steps}",
+            )
+        return steps
 
     def attach(self, model, ctx):
         """Every round at once: counting (meta device, first top_n per family) and evaluation (dense)."""
@@ -176,7 +229,7 @@ class OpfMethod(PETMethod):
     def _round(self, model, ctx, stage: int | None) -> Attached:
         c = self.config
         matrices = self._matrices(model, ctx)
-        per_round = c.top_n if stage is None else c.top_n // c.rounds
+        per_round = c.share * c.rounds if stage is None else c.share
         remaining = [m for m in matrices if isinstance(m.module, nn.Linear)]
         meta = on_meta(model)
         if ctx.importance is None or meta:
@@ -191,7 +244,7 @@ class OpfMethod(PETMethod):
         for family in dict.fromkeys(m.family for m in remaining):
             members = sorted((m for m in remaining if m.family == family), key=lambda m: -scores[m.name])
             for m in members[:per_round]:
-                mpo = MpoLinear(m.module, self._shape(m), family, stage or 0)
+                mpo = MpoLinear(m.module, self._shape(m), family, stage or 0, c.gauge)
                 parent, _, child = m.name.rpartition(".")
                 model.get_submodule(parent).add_module(child, mpo)
                 setup.append(mpo.load)
