@@ -101,10 +101,24 @@ def test_dynamic_rounds_add_matrices_and_continue_one_schedule(tiny):
 
 def test_a_round_keeps_the_adamw_state_of_tensors_that_go_on_training(tiny, monkeypatch):
     """Across the round boundary (step 4 | 5) a continuing tensor's AdamW state goes on as one optimizer never
-    rebuilt would have it: step 5, and moments that are step 4's updated by one gradient (m5 - b1 m4 is
-    (1 - b1) g and v5 - b2 v4 is (1 - b2) g^2, the same g); the tensors round 1 adds start at step 1."""
+    rebuilt would have it: the rebuilt optimizer holds the very state (moments, step) the old one had, the
+    step after is step 5 with moments that are step 4's updated by one gradient (m5 - b1 m4 is (1 - b1) g
+    and v5 - b2 v4 is (1 - b2) g^2, the same g); the tensors round 1 adds start at step 1."""
     from petsweep import checkpoint
+    from petsweep.train import Training
 
+    real_begin, handed = Training._begin_stage, []
+
+    def begin_and_compare(self, index):
+        old = {p: {k: v.clone() for k, v in s.items()} for p, s in self.stepper.optimizer.state.items()}
+        real_begin(self, index)
+        new = self.stepper.optimizer.state
+        handed.append(sum(p in new for p in old))
+        for param, state in new.items():
+            assert state.keys() == old[param].keys()
+            assert all(torch.equal(state[k], old[param][k]) for k in state)
+
+    monkeypatch.setattr(Training, "_begin_stage", begin_and_compare)
     real_save, kept = checkpoint.save, {}
 
     def save_and_read(root, step, *args, **kwargs):
@@ -123,6 +137,7 @@ def test_a_round_keeps_the_adamw_state_of_tensors_that_go_on_training(tiny, monk
     torch.testing.assert_close(grad**2, squared, rtol=2e-2, atol=1e-12)
     steps = sorted({int(t.item()) for name, t in after.items() if name.endswith(".step")})
     assert steps == [1, 5]  # round 1's new MPO tensors fresh; everything else goes on
+    assert len(handed) == 1 and handed[0] > 0
 
 
 def test_rounds_begin_where_opfs_epoch_rule_puts_them(tiny):
