@@ -72,7 +72,10 @@ def units(runs: list[PlannedRun], fuse: int, budget: int) -> list[Unit]:
         group.runs.append(run)
     for unit in out:
         if unit.why is None and len(unit.runs) == 1:
-            unit.why = "no other run of its backbone, task and precision to fuse with"
+            unit.why = (
+                "no other run to fuse with (equal in backbone, task, precision and every key not routed "
+                "per member)"
+            )
     return out
 
 

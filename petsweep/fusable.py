@@ -4,8 +4,9 @@ group checks again before it claims anything.
 A run fuses when fused training provably ends where it would alone: an encoder with a classification head;
 LoRA without dropout, BitFit (on the biases the backbone has) or LN tuning; a backbone without dropout
 (`backbone.dropout=0`: dropout masks drawn for a batch of several runs' rows are not the masks each run
-draws alone); one rank, no DeepSpeed, no gradient accumulation. Runs fuse with runs of the same backbone,
-task (data and lengths) and precision.
+draws alone); one rank, no DeepSpeed, no gradient accumulation. Runs of any of these methods fuse with each
+other when their identities are equal but for the keys each member carries itself (ROUTED_KEYS): same backbone
+(and frozen dtype), task (data and lengths), precision and device.
 """
 
 from __future__ import annotations
@@ -41,9 +42,68 @@ def why_alone(cfg: dict, fuse: int = 2) -> str | None:
     return None
 
 
-def group_key(cfg: dict) -> str:
-    """Runs fuse with runs of the same backbone, task (data, lengths) and precision."""
+# What may differ between the members of a group, because each member's own modules, optimizer and Training
+# carry it (petsweep/fused.py routes them per member): the seed, what the method trains and how, and the
+# member's own schedule of steps, evaluations and checkpoints. Every other key of the run's identity (the
+# backbone and how its frozen weights are held, the task and its lengths, precision, device, DeepSpeed, and
+# any key added later until it is routed and listed here) must be equal: it keeps runs apart.
+ROUTED_KEYS = (
+    "seed",
+    "method.name",
+    "method.lr",
+    "method.train_head",
+    "method.r",  # LoRA's own layers
+    "method.alpha",
+    "method.targets",
+    "method.dropout",  # why_alone: 0 in every member that fuses
+    "method.add_biases",  # why_alone: false in every member that fuses
+    "method.init_from",  # why_alone: none in every member that fuses
+    "trainer.max_steps",
+    "trainer.batch_size",
+    "trainer.grad_accum",  # why_alone: 1 in every member that fuses
+    "trainer.head_lr",
+    "trainer.weight_decay",
+    "trainer.warmup_ratio",
+    "trainer.schedule",
+    "trainer.max_grad_norm",
+    "trainer.eval_every",
+    "trainer.eval_batch_size",
+    "trainer.save_every",
+    "trainer.early_stopping_patience",
+    "trainer.eval_only",  # why_alone: false in every member that fuses
+)
+
+
+def shared_config(cfg: dict) -> dict:
+    """The run's identity less the keys routed per member: what every member of its group must share."""
     semantic = semantic_config(cfg)
-    trainer = cfg["trainer"]
-    shared = [semantic["backbone"], semantic["task"], trainer["precision"], trainer["device"]]
-    return json.dumps(shared, sort_keys=True, default=str)
+    for dotted in ROUTED_KEYS:
+        *parents, leaf = dotted.split(".")
+        node = semantic
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
+    return semantic
+
+
+def group_key(cfg: dict) -> str:
+    """Runs fuse with runs whose identities are equal but for ROUTED_KEYS."""
+    return json.dumps(shared_config(cfg), sort_keys=True, default=str)
+
+
+def differing_keys(cfgs: list[dict]) -> list[str]:
+    """The dotted keys (leaves) in which the shared configs of `cfgs` differ."""
+    flat = [_flatten(shared_config(cfg)) for cfg in cfgs]
+    keys = sorted(set().union(*flat))
+    return [k for k in keys if len({json.dumps(f.get(k, "<unset>"), default=str) for f in flat}) > 1]
+
+
+def _flatten(node: dict, prefix: str = "") -> dict:
+    out = {}
+    for key, value in node.items():
+        if isinstance(value, dict) and value:
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out

@@ -43,19 +43,25 @@ class Rows:
 
 
 class FusedLoRA(nn.Module):
-    """The shared projection over every row once, plus each member's LoRA update on its own rows (peft's
-    arithmetic: result + lora_B(lora_A(dropout(x))) * scaling, per active adapter)."""
+    """A layer that is LoRA in some members. The shared projection runs once, over every row, when members
+    share it; a member whose projection is its own (BitFit training its bias, a different frozen copy) runs
+    its own on its rows; then each LoRA member's update on its own rows (peft's arithmetic: result +
+    lora_B(lora_A(dropout(x))) * scaling, per active adapter). No member's rows see another's weights."""
 
-    def __init__(self, base: nn.Module, layers: list[nn.Module | None], rows: Rows):
+    def __init__(self, base: nn.Module, bases: list[nn.Module | None], layers: list[nn.Module | None], rows):
         super().__init__()
-        self.base = base
-        self._layers, self._rows = layers, rows  # not registered: the members own them
+        self.base = base  # the projection members share
+        # not registered: the members own them; None: the member's projection is `base`
+        self._bases, self._layers, self._rows = bases, layers, rows
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        result = self.base(x, *args, **kwargs)
-        dtype, pieces = result.dtype, []
-        for member, rows in self._rows.slices():
-            piece, layer = result[rows], self._layers[member]
+        slices = list(self._rows.slices())
+        shared = self.base(x, *args, **kwargs) if any(self._bases[m] is None for m, _ in slices) else None
+        dtype, pieces = None, []
+        for member, rows in slices:
+            own, layer = self._bases[member], self._layers[member]
+            piece = shared[rows] if own is None else own(x[rows], *args, **kwargs)
+            dtype = piece.dtype if dtype is None else dtype
             if layer is not None:
                 for adapter in layer.active_adapters:
                     if adapter not in layer.lora_A:
@@ -115,9 +121,15 @@ def fuse(models: list[nn.Module], rows: Rows) -> nn.Module:
     fused = copy.deepcopy(first, memo={id(p): p for p in first.parameters()})
     lora_paths = sorted({n for m in models for n, mod in m.named_modules() if _is_lora(mod)})
     for path in lora_paths:
-        layers = [m.get_submodule(path) if _is_lora(m.get_submodule(path)) else None for m in models]
-        own = fused.get_submodule(path)
-        fused.set_submodule(path, FusedLoRA(own.base_layer if _is_lora(own) else own, layers, rows))
+        mods = [m.get_submodule(path) for m in models]
+        layers = [mod if _is_lora(mod) else None for mod in mods]
+        bases = [mod.base_layer if _is_lora(mod) else mod for mod in mods]
+        # the shared projection: a frozen one (a BitFit member trains its own bias in it)
+        frozen = [b for b in bases if not any(p.requires_grad for p in b.parameters())]
+        shared = (frozen or bases)[0]
+        mine = list(shared.parameters())
+        routed = [None if _same_objects(list(b.parameters()), mine) else b for b in bases]
+        fused.set_submodule(path, FusedLoRA(shared, routed, layers, rows))
     inside_lora = tuple(f"{p}." for p in lora_paths)
     for path, module in first.named_modules():
         if not path or path.startswith(inside_lora) or path in lora_paths or not module._parameters:

@@ -86,9 +86,10 @@ def _fail(run: _Run, err: BaseException, trace: str) -> None:
 
 
 def check_members(cfgs: list[dict]) -> None:
-    """Every member may fuse, and all share backbone, task and precision (the planner only groups such runs:
-    a group that reaches here otherwise is refused in one line, before anything is claimed)."""
-    from petsweep.fusable import group_key, why_alone
+    """Every member may fuse, and all are equal but for the keys routed per member (fusable.ROUTED_KEYS: the
+    planner only groups such runs; a group that reaches here otherwise is refused in one line, before anything
+    is claimed)."""
+    from petsweep.fusable import differing_keys, group_key, why_alone
     from petsweep.identity import run_slug
 
     for cfg in cfgs:
@@ -98,8 +99,8 @@ def check_members(cfgs: list[dict]) -> None:
     if len({group_key(cfg) for cfg in cfgs}) > 1:
         names = ", ".join(run_slug(cfg) for cfg in cfgs)
         raise PetsweepError(
-            f"fused group: its runs ({names}) differ in backbone, task or precision; only runs that share "
-            "them train on one frozen backbone"
+            f"fused group: its runs ({names}) differ in {', '.join(differing_keys(cfgs))}; only runs equal "
+            "in backbone, task, precision and every other key not routed per member share a frozen backbone"
         )
 
 
