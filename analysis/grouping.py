@@ -11,8 +11,10 @@ from __future__ import annotations
 import pandas as pd
 
 SEEDS = ("cfg.seed", "cfg.apet.seed")  # the run seed and APET's position seed: what "over seeds" means
-RESOLVED = ("precision", "deepspeed")  # what `auto` settings became on the machine that ran the run
+RESOLVED = ("precision", "deepspeed", "backbone_dtype", "ranks")  # what `auto` settings became
 NO_VALUE = "-"
+# what records written before a resolved field existed did: one rank, fp32 frozen weights
+RESOLVED_BEFORE = {"backbone_dtype": "float32", "ranks": "1"}
 
 
 def _candidates(table: pd.DataFrame, pool: tuple[str, ...]) -> list[str]:
@@ -33,7 +35,11 @@ def _text(value) -> str:
 
 def _as_text(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Columns as comparable strings (lists are already their JSON in a collected table)."""
-    return table[columns].apply(lambda col: col.map(_text))
+    text = table[columns].apply(lambda col: col.map(_text))
+    for column, before in RESOLVED_BEFORE.items():
+        if column in text.columns:
+            text[column] = text[column].replace(NO_VALUE, before)
+    return text
 
 
 def variant_keys(table: pd.DataFrame, by: list[str], pool: tuple[str, ...] = ()) -> list[str]:

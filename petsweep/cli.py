@@ -382,13 +382,21 @@ def _rehash_cmd(args) -> None:
     from petsweep.rehash import rehash
 
     moved = 0
-    for old, outcome, new in rehash(args.roots, args.dry_run):
+    refused = 0
+    for old, outcome, new, why in rehash(args.roots, args.dry_run):
         if outcome == "live":
             print(f"live   {old} (running: left alone)")
+        elif outcome == "refused":
+            print(f"refused {old} (left where it is: {why})")
+        elif outcome == "taken":
+            print(f"taken  {old} ({why}: {new})")
         elif outcome != "same":
             print(f"{outcome:<6} {old} -> {new.name}")
         moved += outcome == "moved"
+        refused += outcome == "refused"
     print(f"{moved} run dir(s) {'would be ' if args.dry_run else ''}renamed to their current identity")
+    if refused:
+        print(f"{refused} run dir(s) refused: their records do not say what they were trained on")
 
 
 def _label_map(pairs: list[str]) -> dict[str, str] | None:

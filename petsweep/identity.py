@@ -4,16 +4,17 @@ The rule (README, "Run identity"):
 - in: every key of the resolved config that changes what is computed (backbone architecture and weights by
   name, method, task definition, trainer, seeds, the deepspeed and precision *settings*);
 - out: where things live or run (paths, backbone.path and .package, task.hf_path, logger, launcher, hydra,
-  sweep_name, thread count, number of ranks: the global batch is the same on any number), where modules sit
-  in the architecture (backbone.modules: regexes behind the canonical names a method's targets use) and what
-  a scheduler is asked for (backbone.resources);
+  sweep_name, thread count) and what a scheduler is asked for (backbone.resources);
+- the number of ranks only where dropout makes it change the numbers, backbone.modules only by the entries
+  that differ from the architecture's own map, trainer.frozen_dtype=auto as what it resolves to
+  (_resolve_semantic_settings);
 - local data files count by their content (sha256), not their path: a moved file keeps its runs, an edited
   one makes new runs;
 - a disabled group counts as absent (apet with scale null), and so does a key added later while it holds the
   default that reproduces earlier runs (ADDED_DEFAULTS);
 - numbers are compared as numbers: 16 and 16.0 are the same value.
 `auto` settings (precision, deepspeed) are hashed as `auto`; what they resolved to on the machine is recorded
-in result.json (precision, deepspeed), and the analysis keeps those apart.
+in result.json (precision, deepspeed, backbone_dtype, ranks), and the analysis keeps those apart.
 """
 
 from __future__ import annotations
@@ -36,12 +37,10 @@ NON_SEMANTIC_KEYS = (
     "sweep_name",
     "optimized_metric",
     "trainer.num_threads",
-    "trainer.ranks",
     "trainer.log_every",
     "backbone.path",
     "backbone.package",
     "backbone.resources",
-    "backbone.modules",
     "task.hf_path",
 )
 
@@ -53,7 +52,7 @@ ADDED_DEFAULTS = {
     "method.init_from": None,
     "method.init_text": None,  # prompt tuning from a text came later
     "trainer.eval_only": False,
-    "trainer.frozen_dtype": "auto",  # frozen weights in bf16 on GPUs came later; on CPU auto is fp32
+    "trainer.frozen_dtype": "fp32",  # frozen weights in bf16 came later: earlier runs held them in fp32
     "trainer.early_stopping_patience": None,
     "apet.delta_fraction": 0.5,  # tensor granularity came after element granularity
     "apet.include_delta_pool": True,
@@ -81,6 +80,7 @@ def plain(cfg: DictConfig | dict) -> dict:
 def semantic_config(cfg: DictConfig | dict) -> dict:
     """The resolved config as a plain dict holding exactly what identifies the run (see the module's rule)."""
     data = _canonical(plain(cfg))  # a copy: the caller's config is never changed
+    _resolve_semantic_settings(data)
     for dotted in NON_SEMANTIC_KEYS:
         *parents, leaf = dotted.split(".")
         node = data
@@ -104,6 +104,47 @@ def semantic_config(cfg: DictConfig | dict) -> dict:
     if isinstance(task, dict) and isinstance(task.get("files"), dict):
         task["files"] = {split: file_fingerprint(name) for split, name in task["files"].items()}
     return data
+
+
+def _resolve_semantic_settings(data: dict) -> None:
+    """Settings whose numbers depend on the rest of the config, put in the form that identifies them.
+
+    - trainer.frozen_dtype=auto is what it resolves to (bf16 under precision=bf16, else fp32; train.py): runs
+      recorded before the key existed held fp32 frozen weights, and fp32 is the ADDED_DEFAULT;
+    - trainer.ranks counts when the run draws random numbers in its forward pass (dropout): each rank draws
+      its own masks, so a 2-rank run differs from a 1-rank one; with no dropout the global batch gives the
+      same numbers on any number of ranks. One rank is left out, so 1-rank runs keep their ids; null (the
+      GPUs the machine shows, up to backbone.resources.gpus) is an `auto` setting like precision: left out,
+      what it became recorded in result.json (ranks) and kept apart by the analysis;
+    - backbone.modules counts by the entries that differ from the architecture's own map (a YAML or `+backbone
+      .modules.q=...` that moves what a target matches changes what trains); the default map adds nothing.
+    """
+    trainer = data.get("trainer")
+    backbone = data.get("backbone") if isinstance(data.get("backbone"), dict) else {}
+    if isinstance(trainer, dict):
+        if trainer.get("frozen_dtype") == "auto":
+            trainer["frozen_dtype"] = "bf16" if trainer.get("precision") == "bf16" else "fp32"
+        ranks = trainer.pop("ranks", None)
+        if ranks not in (None, 1) and _stochastic(data):
+            trainer["ranks"] = ranks
+    if "modules" in backbone:
+        from petsweep.architectures import ARCHITECTURES
+
+        base = ARCHITECTURES.get(backbone.get("model_type"))
+        own = base.modules if base is not None else {}
+        moved = {k: v for k, v in (backbone.pop("modules") or {}).items() if own.get(k) != v}
+        if moved:
+            backbone["modules"] = moved
+
+
+def _stochastic(data: dict) -> bool:
+    """Whether training draws random numbers in the forward pass: the backbone's dropout (null: the model's
+    own, which is never assumed to be 0) or a method's nonzero dropout key."""
+    backbone = data.get("backbone") or {}
+    method = data.get("method") or {}
+    if backbone.get("dropout") != 0:
+        return True
+    return any("dropout" in k and v not in (0, None) for k, v in method.items() if isinstance(k, str))
 
 
 def _canonical(value):

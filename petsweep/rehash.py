@@ -4,13 +4,24 @@ A run dir is `<slug>-<hash12>` of its config. When the identity rule changes (sa
 counting), a finished run would no longer be found under its config and would be trained again. Rehashing
 reads each run's own config.yaml, computes its id under the current rule and renames the dir in place
 (same sweep dir), so re-running the sweep finds it. result.json gets the new run_id and config, and keeps
-the ids it had before (`previous_run_ids`); nothing else is rewritten. A run whose new name is already taken
-is reported and left where it is.
+the ids it had before (`previous_run_ids`); nothing else is rewritten.
+
+A run is re-identified from what it was trained on, never from the files as they are now: local data files
+count by the fingerprints result.json recorded at training time (its `config.task.files`). A run with local
+data files is refused (left where it is, reported) when it recorded no content fingerprint for them (it never
+finished, or a file was missing when it trained) or when a file it names is missing now. A frozen_dtype=auto
+run that recorded bf16 frozen weights (`backbone_dtype`; auto meant bf16 under precision=auto on GPUs before)
+is identified as frozen_dtype=bf16.
+
+A run whose new name is already taken (say, the sweep ran again under the new rule) is moved aside into
+`<sweep>/.invalidated/<time>/` like `petsweep invalidate` does, with the reason in invalidated.json, so a
+sweep dir never holds two run dirs of one identity.
 """
 
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 
 import yaml
@@ -29,17 +40,58 @@ def run_dirs_under(root: Path) -> list[Path]:
     )
 
 
-def rehash_run(path: Path, dry_run: bool = False) -> tuple[str, Path]:
-    """Returns (what happened: same | moved | taken, the dir's current or would-be path)."""
+class Refused(Exception):
+    """A run that cannot be re-identified from its records; the message says why."""
+
+
+def recorded_identity(path: Path) -> dict:
+    """The run's config with what it was trained on put in from its records (data fingerprints, the frozen
+    dtype it held); raises Refused where the records do not say."""
     config = yaml.safe_load((path / "config.yaml").read_text())
+    result = RunDir(path).result() or {}
+    files = (config.get("task") or {}).get("files")
+    if isinstance(files, dict) and any(files.values()):
+        recorded = ((result.get("config") or {}).get("task") or {}).get("files")
+        if not isinstance(recorded, dict):
+            raise Refused("no data fingerprints recorded (the run never finished); rerun it")
+        missing = [str(name) for name in files.values() if name and not Path(str(name)).expanduser().exists()]
+        if missing:
+            raise Refused(f"data file(s) missing: {', '.join(missing)}")
+        for split, name in files.items():
+            if name and not str(recorded.get(split, "")).startswith("sha256:"):
+                raise Refused(f"task.files.{split}: no content fingerprint recorded: {recorded.get(split)!r}")
+        # semantic_config keeps a fingerprint as it is (no file has that name)
+        config["task"]["files"] = {
+            split: recorded.get(split) if name else name for split, name in files.items()
+        }
+    trainer = config.get("trainer") or {}
+    if trainer.get("frozen_dtype") == "auto" and result.get("backbone_dtype") == "bfloat16":
+        if result.get("deepspeed") in (None, "none"):  # DeepSpeed's bf16 mode holds every weight in bf16
+            trainer["frozen_dtype"] = "bf16"
+    return config
+
+
+def rehash_run(path: Path, dry_run: bool = False) -> tuple[str, Path, str]:
+    """Returns (what happened: same | moved | taken | refused, the dir's current, would-be or moved-aside
+    path, why when refused or taken)."""
+    try:
+        config = recorded_identity(path)
+    except Refused as why:
+        plain_config = yaml.safe_load((path / "config.yaml").read_text())
+        if path.name == f"{run_slug(plain_config)}-{run_hash(plain_config)[:12]}":
+            return "same", path, ""  # already named by the current rule and files: nothing to move
+        return "refused", path, str(why)
     digest = run_hash(config)
     target = path.parent / f"{run_slug(config)}-{digest[:12]}"
     if target == path:
-        return "same", path
+        return "same", path, ""
     if target.exists():
-        return "taken", target
+        if dry_run:
+            return "taken", target, f"{target.name} holds this identity: would be moved aside"
+        aside = _move_aside(path, f"rehash: {target.name} holds this run's identity under the current rule")
+        return "taken", aside, f"{target.name} holds this identity: moved aside"
     if dry_run:
-        return "moved", target
+        return "moved", target, ""
     path.rename(target)
     record = RunDir(target)
     result = record.result()
@@ -50,26 +102,38 @@ def rehash_run(path: Path, dry_run: bool = False) -> tuple[str, Path]:
             {**result, "run_id": digest, "config": semantic_config(config), "previous_run_ids": previous},
         )
     _rename_in_marker(path.parent, path.name, target.name)
-    return "moved", target
+    return "moved", target, ""
 
 
-def _rename_in_marker(sweep_dir: Path, old: str, new: str) -> None:
+def _move_aside(path: Path, reason: str) -> Path:
+    """Move a run dir into <sweep>/.invalidated/<time>/ (as `petsweep invalidate` does), reason recorded."""
+    batch = path.parent / INVALIDATED_DIR / time.strftime("%Y%m%d-%H%M%S")
+    batch.mkdir(parents=True, exist_ok=True)
+    aside = batch / path.name
+    path.rename(aside)
+    meta = batch / "invalidated.json"
+    runs = json.loads(meta.read_text()).get("runs", []) if meta.exists() else []
+    write_json(meta, {"when": time.time(), "reason": reason, "state": "all", "runs": [*runs, path.name]})
+    _rename_in_marker(path.parent, path.name, None)
+    return aside
+
+
+def _rename_in_marker(sweep_dir: Path, old: str, new: str | None) -> None:
     marker = sweep_dir / "sweep.json"
     if not marker.exists():
         return
     data = json.loads(marker.read_text())
-    data["runs"] = sorted({new if name == old else name for name in data.get("runs", [])})
+    data["runs"] = sorted({new if name == old else name for name in data.get("runs", [])} - {None})
     write_json(marker, data)
 
 
-def rehash(roots: list[str | Path], dry_run: bool = False) -> list[tuple[Path, str, Path]]:
-    """Rehash every run dir under `roots`; returns (old path, what happened, new path) per run."""
+def rehash(roots: list[str | Path], dry_run: bool = False) -> list[tuple[Path, str, Path, str]]:
+    """Rehash every run dir under `roots`; returns (old path, what happened, new path, why) per run."""
     done = []
     for root in roots:
         for path in run_dirs_under(Path(root)):
             if RunDir(path).is_live():
-                done.append((path, "live", path))  # a running process owns it: never move it under its feet
+                done.append((path, "live", path, ""))  # a running process owns it: never move it
                 continue
-            outcome, target = rehash_run(path, dry_run)
-            done.append((path, outcome, target))
+            done.append((path, *rehash_run(path, dry_run)))
     return done

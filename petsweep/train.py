@@ -88,9 +88,11 @@ def use_bf16(trainer: TrainerConfig, device: torch.device) -> bool:
 
 
 def frozen_dtype(trainer: TrainerConfig, bf16: bool) -> torch.dtype:
-    """The dtype frozen backbone weights are held in: bf16 when the run computes in bf16 (`auto`)."""
+    """The dtype frozen backbone weights are held in. `auto`: bf16 when the run is asked to compute in bf16
+    (precision=bf16), else fp32, so precision=auto keeps the fp32 frozen weights runs had before frozen_dtype
+    existed (identity.py hashes auto as what it resolves to here)."""
     if trainer.frozen_dtype == "auto":
-        return torch.bfloat16 if bf16 else torch.float32
+        return torch.bfloat16 if trainer.precision == "bf16" and bf16 else torch.float32
     return torch.bfloat16 if trainer.frozen_dtype == "bf16" else torch.float32
 
 

@@ -383,6 +383,22 @@ def test_runs_at_other_precision_are_kept_apart(tmp_path):
     assert sorted(stats["mean"].round(6)) == [0.5, 0.9] and stats.attrs["variant_keys"] == ["precision"]
 
 
+def test_runs_with_frozen_weights_in_another_dtype_are_kept_apart(tmp_path):
+    """backbone_dtype (what frozen_dtype=auto held) splits a group; a record from before the field existed
+    held fp32 and pools with float32 ones."""
+    root = tmp_path / "dtype"
+    fields = {"a": '"backbone_dtype": "bfloat16", ', "b": '"backbone_dtype": "float32", ', "c": ""}
+    for seed in range(2):
+        for name, field in fields.items():
+            write_run(root, f"{name}-{seed}", "lora", 100, seed, 0.9 if name == "a" else 0.5)
+            path = root / f"{name}-{seed}" / "result.json"
+            text = path.read_text().replace('"status": "COMPLETED"', field + '"status": "COMPLETED"')
+            path.write_text(text)
+    stats = mean_std(collect([root]), ["task", "backbone", "method", "trainable_params"])
+    assert sorted(stats["mean"].round(6)) == [0.5, 0.9] and stats.attrs["variant_keys"] == ["backbone_dtype"]
+    assert sorted(stats["count"]) == [2, 4]
+
+
 def test_bootstrap_counts_draws_that_reach_no_budget(tmp_path):
     """At 100 params one seed of three carries the mean over the guess: ~30% of resamples reach nothing."""
     root = tmp_path / "boot"

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import shutil
 
+import torch
 from conftest import run_cli
 
 from petsweep.app import run
 from petsweep.config import compose
+from petsweep.identity import plain as plain_config
 from petsweep.identity import run_dir, run_hash
 from petsweep.status import RunDir
 
@@ -74,3 +76,101 @@ def test_rehash_moves_a_run_made_under_an_older_rule_so_it_is_found_again(tiny, 
     assert "already COMPLETED" in capsys.readouterr().out  # found, not retrained
     again = run_cli("-m", "petsweep.cli", "rehash", str(old.parent))
     assert "0 run dir(s) renamed" in again.stdout
+
+
+def test_frozen_dtype_auto_is_identified_as_what_it_holds():
+    """Runs recorded before trainer.frozen_dtype held fp32 frozen weights: fp32 (and auto where it resolves to
+    fp32) keeps their ids; bf16 frozen weights change the numbers, so the id."""
+    from petsweep.config import TrainerConfig
+    from petsweep.train import frozen_dtype
+
+    assert run_hash(compose([]))[:12] == "9deb1d1591df"
+    assert run_hash(compose(["trainer.frozen_dtype=fp32"])) == run_hash(compose([]))
+    old_bf16 = run_hash(compose(["trainer.precision=bf16", "trainer.frozen_dtype=fp32"]))  # what they did
+    assert run_hash(compose(["trainer.precision=bf16"])) != old_bf16  # auto on a bf16 run holds bf16
+    assert run_hash(compose(["trainer.precision=bf16"])) == run_hash(
+        compose(["trainer.precision=bf16", "trainer.frozen_dtype=bf16"])
+    )
+    record = plain_config(compose(["trainer.precision=bf16"]))
+    del record["trainer"]["frozen_dtype"]  # a config.yaml written before the key existed
+    assert run_hash(record) == old_bf16
+    # precision=auto computes in bf16 on GPUs; its frozen weights stay fp32, as before
+    assert frozen_dtype(TrainerConfig(), bf16=True) == torch.float32
+    assert frozen_dtype(TrainerConfig(precision="bf16"), bf16=True) == torch.bfloat16
+
+
+def test_modules_count_where_they_differ_from_the_architectures_map():
+    default_q = "+backbone.modules.q=.*attention\\.self\\.query"  # BERT's own map: nothing changes
+    assert run_hash(compose([default_q])) == run_hash(compose([]))
+    wider = '+backbone.modules.q=".*attention\\.self\\.(query|key)"'  # LoRA on q now trains k too
+    assert run_hash(compose([wider])) != run_hash(compose([]))
+
+
+def test_ranks_count_when_dropout_draws_masks():
+    assert run_hash(compose(["trainer.ranks=1"])) == run_hash(compose([]))  # 1-rank runs keep their ids
+    assert run_hash(compose(["trainer.ranks=2"])) != run_hash(compose([]))  # dropout: masks per rank
+    no_dropout = run_hash(compose(["backbone.dropout=0"]))
+    assert run_hash(compose(["backbone.dropout=0", "trainer.ranks=2"])) == no_dropout
+    assert run_hash(compose(["backbone.dropout=0", "trainer.ranks=2", "method.dropout=0.1"])) != no_dropout
+
+
+def _local_task(folder) -> list[str]:
+    return ["task=local", f"task.files.train={folder}/train.jsonl", f"task.files.test={folder}/test.jsonl"]
+
+
+def _write_rows(folder, extra=0):
+    folder.mkdir(exist_ok=True)
+    for split in ("train", "test"):
+        rows = [{"inputs": f"{split} {i} w{i % 3}", "outputs": ["a", "b"][i % 2]} for i in range(24 + extra)]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+
+def test_rehash_identifies_a_run_by_the_data_it_was_trained_on(tiny, tmp_path, capsys):
+    data = tmp_path / "data"
+    _write_rows(data)
+    cfg = compose(tiny("encoder", *_local_task(data), "task.dev_size=4"))
+    first = run(cfg)
+    trained = run_dir(cfg)
+    old = trained.with_name(trained.name[:-12] + "0123456789ab")
+    trained.rename(old)
+    _write_rows(data, extra=3)  # the file edited after training
+    out = run_cli("-m", "petsweep.cli", "rehash", str(old.parent))
+    assert "1 run dir(s) renamed" in out.stdout, out.stdout + out.stderr
+    assert trained.exists() and RunDir(trained).result()["run_id"] == first["run_id"]  # not the new data's id
+    capsys.readouterr()
+    again = run(cfg)  # the edited data: a run of its own, trained
+    assert "already COMPLETED" not in capsys.readouterr().out and again["run_id"] != first["run_id"]
+
+    trained.rename(old)
+    shutil.move(data, tmp_path / "elsewhere")  # the data moved away: nothing to check the record against
+    out = run_cli("-m", "petsweep.cli", "rehash", str(old.parent))
+    assert "0 run dir(s) renamed" in out.stdout and "refused" in out.stdout and "missing" in out.stdout
+    assert old.exists()
+
+
+def test_rehash_moves_aside_a_run_whose_new_id_is_taken(tiny):
+    from analysis.load import collect
+
+    cfg = compose(tiny("encoder"))
+    run(cfg)
+    current = run_dir(cfg)
+    # the same run finished, and interrupted, under older rules' names (the sweep ran again after the change)
+    old, cut = (current.with_name(current.name[:-12] + tail) for tail in ("0123456789ab", "ba9876543210"))
+    shutil.copytree(current, old)
+    result = json.loads((old / "result.json").read_text())
+    (old / "result.json").write_text(json.dumps({**result, "run_id": "0123456789ab" + "0" * 52}))
+    shutil.copytree(current, cut)
+    (cut / "result.json").unlink()
+    status = json.loads((cut / "status.json").read_text())
+    (cut / "status.json").write_text(json.dumps({**status, "state": "RUNNING", "pid": 999999999}))
+    assert len(collect([current.parent])) == 3  # three rows for one config and seed
+    assert "INTERRUPTED" in run_cli("-m", "petsweep.cli", "status", str(current.parent)).stdout
+    out = run_cli("-m", "petsweep.cli", "rehash", str(current.parent))
+    assert out.returncode == 0 and out.stdout.count("moved aside") == 2, out.stdout
+    assert not old.exists() and not cut.exists() and current.exists()
+    for moved in (old, cut):
+        aside = list((current.parent / ".invalidated").glob(f"*/{moved.name}"))
+        assert len(aside) == 1 and "rehash" in (aside[0].parent / "invalidated.json").read_text()
+    assert len(collect([current.parent])) == 1
+    status_out = run_cli("-m", "petsweep.cli", "status", str(current.parent))
+    assert "INTERRUPTED" not in status_out.stdout, status_out.stdout

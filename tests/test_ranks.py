@@ -35,7 +35,8 @@ def ranks_conf(tiny_conf, tmp_path_factory):
     config.update(hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0)
     (model / "config.json").write_text(json.dumps(config))
     (root / "conf" / "backbone").mkdir(parents=True)
-    body = {**source, "name": NO_DROPOUT, "path": str(model)}
+    # dropout 0 in the config too: the identity counts ranks only for runs that draw dropout masks
+    body = {**source, "name": NO_DROPOUT, "path": str(model), "dropout": 0.0}
     (root / "conf" / "backbone" / f"{NO_DROPOUT}.yaml").write_text(yaml.safe_dump(body))
     return root / "conf"
 
