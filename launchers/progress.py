@@ -30,16 +30,21 @@ def outcome(run_path: Path | None, code: int, log: Path | None) -> str:
     if result is not None and code == 0:
         return f"COMPLETED {result['metric']} {result['score']:.4f}"
     status = (run.status() if run is not None else None) or {}
-    error = status.get("error") or _last_error_line(log) or f"exit {code}"
+    error = status.get("error") or _last_error_line(log, run_path) or f"exit {code}"
     state = status.get("state") if status.get("state") not in (None, "RUNNING", "QUEUED") else "FAILED"
     return f"{state}: {_one_line(error)}"
 
 
-def _last_error_line(log: Path | None) -> str | None:
-    """The `error:` line petsweep printed, else the last line of a traceback, from a run's launcher log."""
+def _last_error_line(log: Path | None, run_path: Path | None = None) -> str | None:
+    """The `error:` line petsweep printed, else the last line of a traceback, from a run's launcher log (a
+    fused group's log is shared: a line that names the run first, never another member's)."""
     if log is None or not log.exists():
         return None
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
+    if run_path is not None:
+        mine = [x for x in lines if x.startswith("error: ") and Path(run_path).name in x]
+        if mine:
+            return mine[-1].removeprefix("error: ")
     for line in reversed(lines):
         if line.startswith("error: "):
             return line.removeprefix("error: ")

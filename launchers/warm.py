@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from petsweep.spawn import exit_text
-from petsweep.status import LAUNCHED_AT_ENV, RUNNING, RunDir
+from petsweep.status import COMPLETED, LAUNCHED_AT_ENV, RUNNING, RunDir
 
 CLOSE_TIMEOUT_S = 30
 
@@ -88,7 +88,8 @@ class Worker:
         code = self.proc.wait()
         for run in job.runs:
             _record_death(run, job.log, self.proc.pid, code)
-        return [code or 1] * len(job.runs)
+        # a fused group's member that ended before the worker died keeps its record and its code
+        return [0 if RunDir(run.path).state() == COMPLETED else code or 1 for run in job.runs]
 
     def close(self) -> None:
         """Let the worker finish and exit (its stdin closes); kill it if it does not within the timeout."""

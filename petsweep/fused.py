@@ -204,11 +204,28 @@ class Member:
         self.outcome = self.training.finish()
 
 
-def train_together(members: list[Member], models: list[nn.Module], pad_id: int, in_member) -> None:
+def train_together(
+    members: list[Member], models: list[nn.Module], pad_id: int, in_member, on_end=lambda i: None
+) -> None:
     """Step every member until each has finished or failed; `in_member(i)` is the context in which member
-    i's own work runs (its log). A member that fails (NaN, an error in its evaluation) leaves alone."""
-    rows = Rows()
-    fused = fuse(models, rows).to(members[0].training.device)  # its buffers (position ids) were copied
+    i's own work runs (its log), and `on_end(i)` is called in it as soon as member i ends (its outcome or
+    error set), while the others go on. A member that fails (NaN, an error in its evaluation) leaves alone;
+    an error in the shared forward or backward ends every member still training with that error."""
+    reported: set[int] = set()
+
+    def report_ends() -> list[int]:
+        ended = [i for i, m in enumerate(members) if not m.active and i not in reported]
+        for i in ended:
+            reported.add(i)
+            with in_member(i):
+                on_end(i)
+        return ended
+
+    def fail_all(err: BaseException, trace: str) -> None:
+        for m in members:
+            if m.active:
+                m.error, m.trace = err, trace
+        report_ends()
 
     def attempt(i: int, action) -> bool:
         with in_member(i):
@@ -219,24 +236,38 @@ def train_together(members: list[Member], models: list[nn.Module], pad_id: int, 
                 members[i].error, members[i].trace = err, traceback.format_exc()
                 return False
 
+    rows = Rows()
+    try:
+        fused = fuse(models, rows).to(members[0].training.device)  # its buffers (position ids) were copied
+    except Exception as err:
+        fail_all(err, traceback.format_exc())
+        return
     for i, member in enumerate(members):
         if member.training.finished:  # resumed at its last step
             attempt(i, member.finish)
+    report_ends()
     while active := [i for i, m in enumerate(members) if m.active]:
         stepping = [i for i in active if attempt(i, members[i].begin)]
         if not stepping:
+            report_ends()
             continue
         rows.counts = [len(m.batch["labels"]) if i in stepping else 0 for i, m in enumerate(members)]
-        with members[stepping[0]].training.autocast():
-            logits = fused(**concat_inputs([members[i].batch for i in stepping], pad_id)).logits
-        losses = member_losses(logits, [members[i].batch["labels"] for i in stepping])
-        for i, loss in zip(stepping, losses):
-            members[i].loss = loss
-        stepping = [i for i in stepping if attempt(i, members[i].account)]  # a NaN fails its run alone
-        if stepping:
-            torch.stack([members[i].loss for i in stepping]).sum().backward()
+        try:
+            with members[stepping[0]].training.autocast():
+                logits = fused(**concat_inputs([members[i].batch for i in stepping], pad_id)).logits
+            losses = member_losses(logits, [members[i].batch["labels"] for i in stepping])
+            for i, loss in zip(stepping, losses):
+                members[i].loss = loss
+            stepping = [i for i in stepping if attempt(i, members[i].account)]  # a NaN fails its run alone
+            if stepping:
+                torch.stack([members[i].loss for i in stepping]).sum().backward()
+        except Exception as err:  # the shared step: no member can go on without it
+            log.error("the group's shared step failed: %s: %s", type(err).__name__, err)
+            fail_all(err, traceback.format_exc())
+            break
         for i in stepping:
             attempt(i, members[i].step)
-        if ended := [members[i].name for i in active if not members[i].active]:
+        if ended := report_ends():
             still = sum(m.active for m in members)
-            log.info("%s left the group; %d of %d still train", ", ".join(ended), still, len(members))
+            names = ", ".join(members[i].name for i in ended)
+            log.info("%s left the group; %d of %d still train", names, still, len(members))

@@ -1,10 +1,12 @@
 """A fused group of runs, start to record: claim each, build each as it would be built alone, train them
 together on one frozen backbone (petsweep.fused), and record each in its own run dir.
 
-Every member is a run like any other: its own claim, train.log, heartbeat, checkpoints, result.json and
-status. A member that fails (NaN, an error) is recorded FAILED with its traceback and leaves the group; the
-others go on. `petsweep cancel` (SIGTERM) records every unfinished member CANCELLED; a rerun resumes each
-from its own checkpoints.
+Every member is a run like any other: its own claim, train.log, heartbeat, checkpoints, result.json, status
+and W&B run. Each is recorded the moment it ends, while the others go on: one that finishes (its steps, early
+stopping) COMPLETED with its result.json, one that fails (NaN, an error) FAILED with its traceback. An error
+in the group's shared forward or backward records every member still training FAILED with that error.
+`petsweep cancel` (SIGTERM) records every unfinished member CANCELLED (the ended keep their records); a rerun
+resumes each from its own checkpoints.
 """
 
 from __future__ import annotations
@@ -47,6 +49,18 @@ class _Run:
         self.cfg, self.spec, self.run_path = cfg, spec, run_path
         self.prepared = None
         self.code: int | None = None
+        self.beats = contextlib.ExitStack()  # its heartbeat, from its claim until it ends
+
+
+def _close_mirror(run: _Run, code: int) -> None:
+    """A member that failed or was cancelled closes its own W&B run (the others' stay open)."""
+    if run.prepared is not None:
+        run.prepared.tracker.finish({}, exit_code=code)
+
+
+def _ended(run: _Run, code: int) -> None:
+    run.code = code
+    run.beats.close()  # a run that ended beats no more, while the others of its group go on
 
 
 def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
@@ -81,8 +95,9 @@ def _fail(run: _Run, err: BaseException, trace: str) -> None:
     from petsweep.app import record_failure
 
     record_failure(run.run_path, err, trace)
+    _close_mirror(run, 1)
     print(f"error: run {run.run_path.path} FAILED: {type(err).__name__}: {err}", flush=True)
-    run.code = EXIT_FAILED
+    _ended(run, EXIT_FAILED)
 
 
 def check_members(cfgs: list[dict]) -> None:
@@ -122,18 +137,26 @@ def run_group(cfgs: list[dict]) -> list[int]:
         handlers.append(log_to_run(run.run_path, me))
         handlers[-1].addFilter(_own_lines(run.run_path))
     try:
-        with contextlib.ExitStack() as beats:
-            for _, run in claimed:
-                beats.enter_context(run.run_path.heartbeat())
-            _train_and_record([run for _, run in claimed])
+        for _, run in claimed:
+            run.beats.enter_context(run.run_path.heartbeat())
+        _train_and_record([run for _, run in claimed])
     except RunCancelled as err:
         from petsweep.app import record_failure
 
         for _, run in claimed:
             if run.code is None:
                 record_failure(run.run_path, err, traceback.format_exc())
-                run.code = EXIT_CANCELLED
+                _close_mirror(run, EXIT_CANCELLED)
+                _ended(run, EXIT_CANCELLED)
+    except Exception as err:  # outside any member's own work: every run still training fails with it
+        trace = traceback.format_exc()
+        for _, run in claimed:
+            if run.code is None:
+                with as_member(run.run_path):
+                    _fail(run, err, trace)
     finally:
+        for _, run in claimed:
+            run.beats.close()
         for handler in handlers:
             logging.getLogger("petsweep").removeHandler(handler)
         if previous is not None:
@@ -147,6 +170,7 @@ def _train_and_record(runs: list[_Run]) -> None:
     from petsweep.app import prepare, record, record_completed, stop_if_sweep_cancelled, training_of
     from petsweep.fused import Member, share_frozen, train_together
     from petsweep.identity import run_hash, run_slug
+    from petsweep.tracking import alongside_others
 
     me = ranks.current()
     building = []
@@ -154,7 +178,8 @@ def _train_and_record(runs: list[_Run]) -> None:
         with as_member(run.run_path):
             try:
                 stop_if_sweep_cancelled(run.run_path)
-                run.prepared = prepare(run.spec, run.cfg, run.run_path, None, me)
+                with alongside_others():  # each member its own W&B run
+                    run.prepared = prepare(run.spec, run.cfg, run.run_path, None, me)
                 if building:  # one copy of the frozen backbone for the whole group
                     share_frozen(run.prepared.attached.model, building[0].prepared.attached.model)
                 building.append(run)
@@ -174,16 +199,19 @@ def _train_and_record(runs: list[_Run]) -> None:
     log.info("training %d runs together on one frozen %s", len(members), built[0].spec.backbone.name)
     pad_id = built[0].prepared.objective.pad_id
     models = [run.prepared.attached.model for run in built]
-    train_together(members, models, pad_id, lambda i: as_member(built[i].run_path))
     ids = [run_hash(run.cfg) for run in built]
-    for run, member, run_id in zip(built, members, ids):
-        with as_member(run.run_path):
-            if member.error is not None:
-                _fail(run, member.error, member.trace)
-                continue
-            try:
-                result = record(run.prepared, member.outcome, fused_with=[i for i in ids if i != run_id])
-                record_completed(run.run_path, result)
-                run.code = 0
-            except Exception as err:
-                _fail(run, err, traceback.format_exc())
+
+    def ended(i: int) -> None:
+        """Member i's record as soon as it ends (its result and COMPLETED, or FAILED with its error)."""
+        run, member = built[i], members[i]
+        if member.error is not None:
+            _fail(run, member.error, member.trace)
+            return
+        try:
+            result = record(run.prepared, member.outcome, fused_with=[x for x in ids if x != ids[i]])
+            record_completed(run.run_path, result)
+            _ended(run, 0)
+        except Exception as err:
+            _fail(run, err, traceback.format_exc())
+
+    train_together(members, models, pad_id, lambda i: as_member(built[i].run_path), ended)

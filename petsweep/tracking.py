@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import json
 import logging
 import warnings
@@ -9,6 +11,20 @@ import warnings
 from petsweep.status import RunDir, write_atomic
 
 log = logging.getLogger("petsweep")
+
+# True while the runs of a fused group are built: their W&B runs live side by side in one process
+_ALONGSIDE = contextvars.ContextVar("petsweep_wandb_alongside", default=False)
+
+
+@contextlib.contextmanager
+def alongside_others():
+    """Trackers started in this block open a W&B run of their own beside the process's other open runs
+    (a fused group's members), instead of finishing the previous one (a warm worker's last run)."""
+    token = _ALONGSIDE.set(True)
+    try:
+        yield
+    finally:
+        _ALONGSIDE.reset(token)
 
 
 def wandb_keys(row: dict) -> dict:
@@ -64,7 +80,7 @@ class Tracker:
                 name=name,
                 config=config,
                 dir=str(self.run.path),
-                reinit="finish_previous",
+                reinit="create_new" if _ALONGSIDE.get() else "finish_previous",
             )
         except Exception as err:  # a mirror must never take the run down with it
             warnings.warn(f"W&B mirror disabled: {type(err).__name__}: {err}", stacklevel=2)

@@ -218,6 +218,103 @@ def test_a_member_that_diverges_fails_alone(tiny):
     assert len(ok.result()["fused_with"]) == 2  # it trained beside both, one of which left
 
 
+GROUP_SCRIPT = """
+import json, sys
+from petsweep.config import compose
+from petsweep.group import run_group
+from petsweep.identity import plain
+print(json.dumps(run_group([plain(compose(o)) for o in json.loads(sys.argv[1])])), flush=True)
+"""
+
+
+def test_each_member_is_recorded_when_it_ends_and_a_cancel_keeps_those_records(tiny):
+    # one member finishes after 2 steps, one diverges at its first, one trains on for 400 steps
+    slow = ["trainer.eval_every=200", "trainer.save_every=20"]
+    groups = [
+        ["seed=1", "trainer.max_steps=2"],
+        ["seed=2", "method.lr=1e30"],
+        ["seed=3", "trainer.max_steps=400"],
+    ]
+    overrides = [tiny("encoder", *FUSABLE, *slow, *m) for m in groups]
+    done, diverged, long = (RunDir(run_dir(compose(o))) for o in overrides)
+    command = [sys.executable, "-c", GROUP_SCRIPT, json.dumps(overrides)]
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 120
+    while not (done.state() == "COMPLETED" and diverged.state() == "FAILED"):
+        assert time.time() < deadline and proc.poll() is None, "a member that ended was not recorded"
+        time.sleep(0.05)
+    assert long.state() == "RUNNING"  # its group goes on without them
+    while not list(long.path.glob("checkpoints/step-*")):
+        assert time.time() < deadline and proc.poll() is None, "the long member saved no checkpoint"
+        time.sleep(0.05)
+    assert done.result()["steps"] == 2 and "FloatingPointError" in diverged.status()["error"]
+    proc.send_signal(signal.SIGTERM)  # petsweep cancel
+    out, _ = proc.communicate(timeout=120)
+    assert json.loads(out.splitlines()[-1]) == [0, 1, 143], out[-3000:]
+    assert long.state() == "CANCELLED" and done.state() == "COMPLETED" and diverged.state() == "FAILED"
+    first = done.result_file.stat().st_mtime_ns
+    again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert json.loads(again.stdout.splitlines()[-1]) == [0, 1, 0], again.stdout[-3000:] + again.stderr[-3000:]
+    assert done.result_file.stat().st_mtime_ns == first  # answered from its record, not trained again
+    assert long.result()["steps"] == 400 and "resumed from" in (long.path / "train.log").read_text()
+
+
+def test_an_error_in_the_shared_step_fails_every_member_still_training_with_it(tiny, monkeypatch):
+    from petsweep import fused
+
+    calls = []
+    concat = fused.concat_inputs
+
+    def failing_on_the_fourth_step(batches, pad_id):  # a fault in the shared forward (say, out of memory)
+        calls.append(len(batches))
+        if len(calls) == 4:
+            raise RuntimeError("shared forward broke")
+        return concat(batches, pad_id)
+
+    monkeypatch.setattr(fused, "concat_inputs", failing_on_the_fourth_step)
+    groups = [["seed=1", "trainer.max_steps=2"], ["seed=2"], ["seed=3", "method.r=4"]]
+    cfgs = [compose(tiny("encoder", *FUSABLE, *m)) for m in groups]
+    assert run_group([plain(cfg) for cfg in cfgs]) == [0, 1, 1]
+    done, *failed = (RunDir(run_dir(cfg)) for cfg in cfgs)
+    assert done.state() == "COMPLETED" and done.result()["steps"] == 2
+    for run_path in failed:
+        assert run_path.status()["state"] == "FAILED"
+        assert run_path.status()["error"] == "RuntimeError: shared forward broke"
+        assert "shared forward broke" in (run_path.path / "error.txt").read_text()
+    assert calls == [3, 3, 2, 2]
+
+
+def test_each_fused_member_s_sweep_line_shows_its_own_outcome(tmp_path):
+    from launchers.progress import outcome
+
+    log = tmp_path / "fused-2.log"
+    a, b = tmp_path / "run-a", tmp_path / "run-b"
+    log.write_text(f"error: run {a} FAILED: ValueError: a's own\nerror: run {b} FAILED: KeyError: b's own\n")
+    assert "a's own" in outcome(a, 1, log) and "b's own" not in outcome(a, 1, log)
+    assert "b's own" in outcome(b, 1, log) and "a's own" not in outcome(b, 1, log)
+
+
+def test_each_fused_member_mirrors_to_its_own_wandb_run(tiny):
+    from test_wandb import _inspect
+
+    groups = [["seed=1", "method.r=2"], ["seed=2"], ["seed=3", "trainer.max_steps=3"]]
+    cfgs = [compose(tiny("encoder", *FUSABLE, "logger=wandb", *m)) for m in groups]
+    assert run_group([plain(cfg) for cfg in cfgs]) == [0, 0, 0]
+    for cfg in cfgs:
+        run_path = RunDir(run_dir(cfg))
+        result = run_path.result()
+        summary = json.loads(_inspect(run_path.path, "--summary"))
+        assert summary["run_id"] == result["run_id"] and summary["state"] == "finished"
+        assert summary["summary"]["score"] == result["score"]
+        assert summary["config"]["seed"] == cfg.seed
+        history = [
+            json.loads(x)["history"]["item"] for x in _inspect(run_path.path).splitlines() if '"history"' in x
+        ]
+        local = [json.loads(x) for x in run_path.metrics_file.read_text().splitlines()]
+        assert [h["_step"] for h in history] == [r["step"] for r in local] and history
+        assert [h["train/loss"] for h in history] == [r["train_loss"] for r in local]
+
+
 def test_an_interrupted_group_resumes_each_member_and_ends_where_alone(tiny_conf, tmp_path):
     long = ["trainer.max_steps=400", "trainer.save_every=20", "trainer.eval_every=200", "task.k_shot=40"]
     axes = ["backbone=tiny-bert", "method=lora", "backbone.dropout=0", "method.r=2,4,8", *long]
