@@ -11,6 +11,7 @@ import hashlib
 import importlib.metadata
 import re
 import sys
+import sysconfig
 from pathlib import Path
 
 from petsweep import CONF_DIR
@@ -37,8 +38,11 @@ def read_lock(path: Path = LOCK_FILE) -> dict[str, str]:
 
 
 def installed() -> dict[str, str]:
+    """{normalized name: version} of the venv's own site-packages (not of whatever else is on sys.path:
+    importing setuptools puts its vendored copies there)."""
     found = {}
-    for dist in importlib.metadata.distributions():
+    paths = sorted({sysconfig.get_paths()["purelib"], sysconfig.get_paths()["platlib"]})
+    for dist in importlib.metadata.distributions(path=paths):
         name = dist.metadata["Name"]
         if name:
             found.setdefault(normalize(name), dist.version)
