@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
+import pytest
 import torch
+import yaml
 from conftest import run_cli
 
 from petsweep.app import run
@@ -174,3 +177,47 @@ def test_rehash_moves_aside_a_run_whose_new_id_is_taken(tiny):
     assert len(collect([current.parent])) == 1
     status_out = run_cli("-m", "petsweep.cli", "status", str(current.parent))
     assert "INTERRUPTED" not in status_out.stdout, status_out.stdout
+
+
+OLD_RECORDS = Path(__file__).parent / "fixtures" / "old_records"
+# what the current code must do with each old record: reproduce it under its id, or give the run a new id
+COMPATIBLE = {
+    ("1a02139", "lora-encoder", ()): "same",
+    ("1a02139", "lora-decoder", ()): "same",
+    ("1a02139", "bitfit-encoder-dropout", ()): "same",
+    # frozen weights in bf16 changed bf16 runs: a new id; frozen_dtype=fp32 is what the old record did
+    ("1a02139", "lora-encoder-bf16", ()): "new",
+    ("1a02139", "lora-encoder-bf16", ("trainer.frozen_dtype=fp32",)): "same",
+}
+
+
+def _case_id(value) -> str:
+    return value if isinstance(value, str) else "+".join(value) or "as-is"
+
+
+@pytest.mark.parametrize("commit,name,extra", list(COMPATIBLE), ids=_case_id)
+def test_runs_recorded_by_older_commits_are_reproduced_or_re_identified(tiny, commit, name, extra):
+    folder = OLD_RECORDS / commit / name
+    record = json.loads((folder / "result.json").read_text())
+    case = json.loads((folder / "case.json").read_text())
+    assert run_hash(yaml.safe_load((folder / "config.yaml").read_text())) == record["run_id"]  # rehash: stays
+    cfg = compose(tiny(case["family"], *case["overrides"], *extra))
+    same = run_hash(cfg) == record["run_id"]
+    assert ("same" if same else "new") == COMPATIBLE[(commit, name, extra)]
+    if same:  # the record answers this config: the current code must compute what it recorded
+        fresh = run(cfg)
+        assert fresh["run_id"] == record["run_id"] and fresh["steps"] == record["steps"]
+        assert fresh["metrics"] == pytest.approx(record["metrics"], abs=1e-6), name
+        assert fresh["train_subset_metrics"] == pytest.approx(record["train_subset_metrics"], abs=1e-6)
+        logged = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
+        now = [json.loads(line) for line in RunDir(run_dir(cfg)).metrics_file.read_text().splitlines()]
+        assert [r["step"] for r in now] == [r["step"] for r in logged]
+        for key in ("train_loss", "dev_accuracy"):  # the losses show a changed computation long before scores
+            assert [r[key] for r in now] == pytest.approx([r[key] for r in logged], abs=1e-6), key
+
+
+def test_the_default_job_keeps_the_id_older_commits_gave_it():
+    for commit in OLD_RECORDS.iterdir():
+        if commit.is_dir():
+            assert (commit / "default_job_id.txt").read_text().strip() == run_hash(compose([]))[:12]
+    assert run_hash(compose([]))[:12] == "9deb1d1591df"
