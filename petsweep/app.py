@@ -80,6 +80,7 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
         resolve_source(spec.method.config.init_from, spec.runs_root) if spec.method.config.init_from else None
     )
     me, world = ranks.current(), _ranks_wanted(spec)
+    _check_counted_ranks(cfg, me.world if me.distributed else world)
     check_ranks(spec, me.world if me.distributed else world, counts.total_params, counts.trainable_params)
     if world > 1 and not me.distributed:
         return spawn.run_ranks(cfg, world, run_path, _threads_per_rank(spec, world))
@@ -156,6 +157,22 @@ def optimized_value(result: dict, name: str) -> float:
     if name == "train_subset":
         return float(result["train_subset_score"])
     return float(result["metrics"][name.removeprefix("test/")])
+
+
+def _check_counted_ranks(cfg: DictConfig, world: int) -> None:
+    """With dropout each rank draws its own masks, so a run's id counts its ranks (identity.ranks_counted;
+    trainer.ranks=null counts the backbone's GPUs): a run that would start another number is refused."""
+    from petsweep.errors import ConfigError
+    from petsweep.identity import ranks_counted
+
+    counted = ranks_counted(cfg)
+    if counted is not None and counted != world:
+        raise ConfigError(
+            "trainer.ranks",
+            cfg.trainer.ranks,
+            f"this run would start {world} rank(s) but its id counts {counted} (backbone.resources.gpus, and "
+            f"dropout draws masks per rank); set trainer.ranks={world}, or backbone.dropout=0",
+        )
 
 
 def _ranks_wanted(spec: RunSpec) -> int:

@@ -113,9 +113,8 @@ def _resolve_semantic_settings(data: dict) -> None:
       recorded before the key existed held fp32 frozen weights, and fp32 is the ADDED_DEFAULT;
     - trainer.ranks counts when the run draws random numbers in its forward pass (dropout): each rank draws
       its own masks, so a 2-rank run differs from a 1-rank one; with no dropout the global batch gives the
-      same numbers on any number of ranks. One rank is left out, so 1-rank runs keep their ids; null (the
-      GPUs the machine shows, up to backbone.resources.gpus) is an `auto` setting like precision: left out,
-      what it became recorded in result.json (ranks) and kept apart by the analysis;
+      same numbers on any number of ranks. One rank is left out, so 1-rank runs keep their ids; null counts
+      as backbone.resources.gpus (what SLURM starts; a local run on fewer visible GPUs is refused, app.py);
     - backbone.modules counts by the entries that differ from the architecture's own map (a YAML or `+backbone
       .modules.q=...` that moves what a target matches changes what trains); the default map adds nothing.
     """
@@ -124,9 +123,10 @@ def _resolve_semantic_settings(data: dict) -> None:
     if isinstance(trainer, dict):
         if trainer.get("frozen_dtype") == "auto":
             trainer["frozen_dtype"] = "bf16" if trainer.get("precision") == "bf16" else "fp32"
-        ranks = trainer.pop("ranks", None)
-        if ranks not in (None, 1) and _stochastic(data):
-            trainer["ranks"] = ranks
+        counted = ranks_counted(data)
+        trainer.pop("ranks", None)
+        if counted is not None and counted != 1:
+            trainer["ranks"] = counted
     if "modules" in backbone:
         from petsweep.architectures import ARCHITECTURES
 
@@ -135,6 +135,19 @@ def _resolve_semantic_settings(data: dict) -> None:
         moved = {k: v for k, v in (backbone.pop("modules") or {}).items() if own.get(k) != v}
         if moved:
             backbone["modules"] = moved
+
+
+def ranks_counted(cfg: DictConfig | dict) -> int | None:
+    """The number of ranks a run's identity counts: trainer.ranks, or for null the backbone's GPUs (at least
+    1); None where the number does not change the numbers (no dropout)."""
+    data = plain(cfg)
+    if not _stochastic(data):
+        return None
+    ranks = (data.get("trainer") or {}).get("ranks")
+    if ranks is None:
+        gpus = ((data.get("backbone") or {}).get("resources") or {}).get("gpus") or 0
+        ranks = max(1, int(gpus))
+    return ranks
 
 
 def _stochastic(data: dict) -> bool:

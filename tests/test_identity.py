@@ -23,7 +23,6 @@ def test_resources_weight_and_data_locations_are_not_identity():
     for change in (
         "backbone.resources.time_min=600",
         "backbone.resources.mem_gb=64",
-        "backbone.resources.gpus=2",
         "backbone.path=/moved/weights",
         "backbone.package=other_pkg/model",
         "task.hf_path=/data/copy",
@@ -115,6 +114,15 @@ def test_ranks_count_when_dropout_draws_masks():
     no_dropout = run_hash(compose(["backbone.dropout=0"]))
     assert run_hash(compose(["backbone.dropout=0", "trainer.ranks=2"])) == no_dropout
     assert run_hash(compose(["backbone.dropout=0", "trainer.ranks=2", "method.dropout=0.1"])) != no_dropout
+    # ranks=null starts the backbone's GPUs (SLURM's tasks): counted as such where dropout is on
+    assert run_hash(compose(["backbone.resources.gpus=2"])) == run_hash(compose(["trainer.ranks=2"]))
+    assert run_hash(compose(["backbone.resources.gpus=2", "backbone.dropout=0"])) == no_dropout
+
+
+def test_a_run_that_would_start_other_ranks_than_its_id_counts_is_refused(tiny):
+    out = run_cli("run.py", *tiny("encoder", "backbone.resources.gpus=2", "trainer.device=cpu"))
+    assert out.returncode != 0, out.stderr
+    assert "trainer.ranks=None: this run would start 1 rank(s) but its id counts 2" in out.stderr, out.stderr
 
 
 def _local_task(folder) -> list[str]:
