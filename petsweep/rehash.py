@@ -9,7 +9,8 @@ the ids it had before (`previous_run_ids`); nothing else is rewritten.
 A run is re-identified from what it was trained on, never from the files as they are now: local data files
 count by the fingerprints result.json recorded at training time (its `config.task.files`). A run with local
 data files is refused (left where it is, reported) when it recorded no content fingerprint for them (it never
-finished, or a file was missing when it trained) or when a file it names is missing now. A frozen_dtype=auto
+finished, or a file was missing when it trained) or when a file it names is missing now. trainer.ranks=null
+counts the ranks the run recorded (one before the field existed). A frozen_dtype=auto
 run that recorded bf16 frozen weights (`backbone_dtype`; auto meant bf16 under precision=auto on GPUs before)
 is identified as frozen_dtype=bf16.
 
@@ -64,7 +65,9 @@ def recorded_identity(path: Path) -> dict:
         config["task"]["files"] = {
             split: recorded.get(split) if name else name for split, name in files.items()
         }
-    trainer = config.get("trainer") or {}
+    trainer = config.setdefault("trainer", {})
+    if trainer.get("ranks") is None and result:  # what ran, not what the backbone's GPUs would start now
+        trainer["ranks"] = result.get("ranks", 1)  # records from before trainer.ranks: one rank
     if trainer.get("frozen_dtype") == "auto" and result.get("backbone_dtype") == "bfloat16":
         if result.get("deepspeed") in (None, "none"):  # DeepSpeed's bf16 mode holds every weight in bf16
             trainer["frozen_dtype"] = "bf16"

@@ -229,3 +229,23 @@ def test_the_default_job_keeps_the_id_older_commits_gave_it():
         if commit.is_dir():
             assert (commit / "default_job_id.txt").read_text().strip() == run_hash(compose([]))[:12]
     assert run_hash(compose([]))[:12] == "9deb1d1591df"
+
+
+def test_rehash_counts_the_ranks_a_run_recorded(tmp_path):
+    """An old 1-rank record of a backbone that asks for 2 GPUs: ranks=null now counts 2 ranks, but the run
+    trained on one, and rehash identifies it by what it did."""
+    folder = OLD_RECORDS / "1a02139" / "lora-encoder"
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["backbone"]["resources"]["gpus"] = 2
+    record = json.loads((folder / "result.json").read_text())
+    one_rank = run_hash({**config, "trainer": {**config["trainer"], "ranks": 1}})
+    assert run_hash(config) != one_rank  # dropout on: a fresh null run would start 2 ranks
+    sweep = tmp_path / "study"
+    old = sweep / json.loads((folder / "case.json").read_text())["dir"]
+    old.mkdir(parents=True)
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    (old / "result.json").write_text(json.dumps(record))
+    (old / "status.json").write_text(json.dumps({"state": "COMPLETED", "updated": 0}))
+    out = run_cli("-m", "petsweep.cli", "rehash", str(sweep))
+    assert out.returncode == 0, out.stderr
+    assert [p.name for p in sweep.iterdir() if p.is_dir()] == [f"{old.name[:-12]}{one_rank[:12]}"]
