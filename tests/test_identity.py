@@ -249,3 +249,24 @@ def test_rehash_counts_the_ranks_a_run_recorded(tmp_path):
     out = run_cli("-m", "petsweep.cli", "rehash", str(sweep))
     assert out.returncode == 0, out.stderr
     assert [p.name for p in sweep.iterdir() if p.is_dir()] == [f"{old.name[:-12]}{one_rank[:12]}"]
+
+
+def test_rehash_gives_a_run_that_held_bf16_frozen_weights_the_id_of_bf16(tmp_path):
+    """Between trainer.frozen_dtype and this rule, auto held bf16 frozen weights on GPUs (precision=auto):
+    such a record (backbone_dtype bfloat16) moves to the id of frozen_dtype=bf16, not auto's fp32 one."""
+    folder = OLD_RECORDS / "1a02139" / "lora-encoder"
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["trainer"]["frozen_dtype"] = "auto"
+    record = {**json.loads((folder / "result.json").read_text()), "backbone_dtype": "bfloat16", "ranks": 1}
+    bf16 = run_hash({**config, "trainer": {**config["trainer"], "frozen_dtype": "bf16"}})
+    assert run_hash(config) == record["run_id"] != bf16
+    sweep = tmp_path / "study"
+    old = sweep / json.loads((folder / "case.json").read_text())["dir"]
+    old.mkdir(parents=True)
+    (old / "config.yaml").write_text(yaml.safe_dump(config))
+    (old / "result.json").write_text(json.dumps(record))
+    (old / "status.json").write_text(json.dumps({"state": "COMPLETED", "updated": 0}))
+    out = run_cli("-m", "petsweep.cli", "rehash", str(sweep))
+    assert "1 run dir(s) renamed" in out.stdout, out.stdout + out.stderr
+    [moved] = [p for p in sweep.iterdir() if p.is_dir()]
+    assert moved.name.endswith(bf16[:12]) and RunDir(moved).result()["previous_run_ids"] == [record["run_id"]]
