@@ -259,6 +259,33 @@ def test_each_member_is_recorded_when_it_ends_and_a_cancel_keeps_those_records(t
     assert long.result()["steps"] == 400 and "resumed from" in (long.path / "train.log").read_text()
 
 
+def test_a_member_that_ended_keeps_its_record_when_its_worker_is_killed(tiny_conf, tmp_path):
+    axes = ["backbone=tiny-bert", "method=lora", "backbone.dropout=0", "trainer.max_steps=2,400"]
+    slow = ["trainer.eval_every=200", "trainer.save_every=200"]
+    command = [
+        sys.executable, "run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={tmp_path}", "sweep_name=study", "hydra.launcher.max_parallel=1",
+        "hydra.launcher.fuse=4", *QUICK, *axes, *slow,
+    ]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    study, deadline = tmp_path / "study", time.time() + 180
+    while len(runs := [RunDir(p) for p in study.glob("tiny-bert-*")]) < 2 or "COMPLETED" not in {
+        r.state() for r in runs
+    }:
+        assert time.time() < deadline and proc.poll() is None, "the short member was not recorded as it ended"
+        time.sleep(0.05)
+    [done] = [r for r in runs if r.state() == "COMPLETED"]
+    [long] = [r for r in runs if r is not done]
+    assert long.state() == "RUNNING" and done.result()["steps"] == 2
+    os.kill(long.status()["pid"], signal.SIGKILL)  # the worker training the group
+    out, _ = proc.communicate(timeout=120)
+    assert done.state() == "COMPLETED" and long.state() == "FAILED"
+    assert "SIGKILL" in long.status()["error"]
+    sweep_lines = [x for x in out.splitlines() if x.startswith("[")]  # `[k/N] <run> <outcome> in ...`
+    assert [x for x in sweep_lines if done.path.name in x][-1].count(" COMPLETED accuracy "), out[-3000:]
+    assert "FAILED" in [x for x in sweep_lines if long.path.name in x][-1], out[-3000:]
+
+
 def test_an_error_in_the_shared_step_fails_every_member_still_training_with_it(tiny, monkeypatch):
     from petsweep import fused
 
