@@ -265,7 +265,8 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
 
 
 def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
-    """Low and high thresholds per task, backbone and variant, with their 90% bootstrap intervals over seeds.
+    """Low and high thresholds per task, backbone, PET method and variant, with their 90% bootstrap
+    intervals over seeds.
 
     "Not reached" (no budget of the grid gets there) is drawn at the top edge, above the largest budget,
     and an interval that reaches it is drawn up to that edge with an arrow.
@@ -278,7 +279,10 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
     budgets = table.loc[(table["status"] == "COMPLETED") & (table["method"] != "full"), "trainable_params"]
     beyond = float(budgets.max()) * 3  # where "not reached" is drawn
     fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 1.1 * len(found)), FIGSIZE[1]))
-    labels = [f"{r.task}\n{r.backbone}" + (f"\n{r.variant}" if r.variant else "") for r in found.itertuples()]
+    labels = [
+        f"{r.task}\n{r.backbone}\n{r.method}" + (f"\n{r.variant}" if r.variant else "")
+        for r in found.itertuples()
+    ]
     x = np.arange(len(found))
     for name, marker, text, shift in (
         ("low", "v", "low: beats random guess", -0.08),

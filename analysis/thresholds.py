@@ -3,7 +3,8 @@
 - low threshold: the smallest number of tunable parameters K whose mean score beats random guessing;
 - high threshold: the smallest K whose mean score is within epsilon of full fine-tuning.
 
-Runs are pooled over seeds only: any other config key that differs between runs at one budget gives
+Runs are pooled over seeds only: each PET method has thresholds of its own (LoRA and BitFit runs at nearby
+budgets are two curves, never one), and any other config key that differs between runs at one budget gives
 thresholds of its own (a `variant`, see analysis.grouping). A bootstrap draw in which no budget reaches the
 target counts as "beyond the largest budget" (infinity), never as a missing draw, and the share of such draws
 is reported: an interval that reaches infinity says the grid is too small to pin the threshold down.
@@ -68,7 +69,8 @@ def thresholds(
     seed: int = 0,
     pool: tuple[str, ...] = (),
 ) -> pd.DataFrame:
-    """Per (task, backbone, variant): low and high thresholds over the PET runs' trainable-parameter counts.
+    """Per (task, backbone, PET method, variant): low and high thresholds over its runs' trainable-parameter
+    counts.
 
     Args:
         table: a collected table (one row per run).
@@ -82,16 +84,17 @@ def thresholds(
     check_columns(table)
     done, keys = with_variants(table, BY, pool)
     rows = []
-    for (task, backbone, variant), group in done.groupby(["task", "backbone", "variant"]):
-        pet = group[group["method"] != reference_method]
+    pets = done[done["method"] != reference_method]
+    for (task, backbone, method, variant), pet in pets.groupby(["task", "backbone", "method", "variant"]):
         scores = {int(k): g["score"].to_numpy() for k, g in pet.groupby("trainable_params")}
         if not scores:
             continue
-        guess = float(group["random_guess_score"].mean())
-        full = _reference(done, group, keys, reference_method)
+        guess = float(pet["random_guess_score"].mean())
+        full = _reference(done, pet, keys, reference_method)
         row = {
             "task": task,
             "backbone": backbone,
+            "method": method,
             "variant": variant,
             "random_guess": guess,
             "budgets": len(scores),

@@ -483,3 +483,21 @@ def test_thresholds_say_why_a_high_threshold_is_missing(sweep, tmp_path):
     assert out.returncode == 0, out.stderr
     assert "high_threshold" in out.stdout.splitlines()[0]  # the column stays, empty
     assert "note (1 of 1 groups): no full run to compare with: no high threshold" in out.stdout
+
+
+def test_thresholds_keep_methods_apart(tmp_path):
+    """LoRA reaches the guess at 100 params, BitFit only at 120: pooled as if they were seeds, budgets 100 and
+    120 would be one curve whose 100 mixes both methods. Each method is a row of its own."""
+    root = tmp_path / "methods"
+    for seed in range(3):
+        for budget, score in ((10, 0.2), (100, 0.6)):
+            write_run(root, f"lora-{budget}-{seed}", "lora", budget, seed, score)
+        for budget, score in ((100, 0.1), (120, 0.7)):
+            write_run(root, f"bitfit-{budget}-{seed}", "bitfit", budget, seed, score)
+        write_run(root, f"full-{seed}", "full", 5000, seed, 0.65)
+    found = thresholds(collect([root]), epsilon=0.1)
+    assert len(found) == 2, found.to_dict("records")
+    found = found.set_index("method")
+    assert sorted(found.index) == ["bitfit", "lora"] and set(found["seeds_per_budget"]) == {3}
+    assert found.loc["lora", "low_threshold"] == 100 and found.loc["bitfit", "low_threshold"] == 120
+    assert found.loc["lora", "high_threshold"] == 100 and found.loc["bitfit", "high_threshold"] == 120
