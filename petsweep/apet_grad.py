@@ -21,7 +21,11 @@ from torch import nn
 DENSE_FROM = 1 / 256
 
 
-def _with_delta(weight: torch.Tensor, delta: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+def _with_delta(weight: torch.Tensor, delta: torch.Tensor, idx: torch.Tensor, fp32: bool) -> torch.Tensor:
+    """W0 + scatter(idx, delta). `fp32` with a low-precision W0: the sum is formed in fp32 (a bf16 W0 would
+    round a small delta away: bf16 keeps 8 bits); autocast casts it for the product as any fp32 weight."""
+    if fp32 and weight.dtype != torch.float32:
+        return weight.float().reshape(-1).index_add(0, idx, delta.float()).view_as(weight)
     return weight.reshape(-1).index_add(0, idx, delta.to(weight.dtype)).view_as(weight)
 
 
@@ -31,19 +35,25 @@ class SampledLinear(torch.autograd.Function):
     N x out x in), so the step holds no second copy of the backbone's matrices."""
 
     @staticmethod
-    def forward(ctx, x, weight, bias, delta, idx):
+    def forward(ctx, x, weight, bias, delta, idx, fp32=False):
         ctx.save_for_backward(x, weight, delta, idx)
         ctx.has_bias = bias is not None
-        return F.linear(x, _with_delta(weight, delta, idx), bias)
+        ctx.fp32 = fp32
+        ctx.dtypes = (x.dtype, None if bias is None else bias.dtype)
+        return F.linear(x, _with_delta(weight, delta, idx, fp32), bias)
 
     @staticmethod
     def backward(ctx, grad):
         x, weight, delta, idx = ctx.saved_tensors
-        w = _with_delta(weight, delta, idx)
+        # under autocast the output gradient comes in the compute dtype (bf16) whatever W0 and x are held in:
+        # the products run in that dtype (as autocast's own linear backward does), each gradient is returned
+        # in its input's dtype
+        w = _with_delta(weight, delta, idx, ctx.fp32).to(grad.dtype)
         out_features, in_features = w.shape
-        g2, x2 = grad.reshape(-1, out_features), x.reshape(-1, in_features)
-        grad_x = grad @ w if ctx.needs_input_grad[0] else None
-        grad_bias = g2.sum(0) if ctx.has_bias and ctx.needs_input_grad[2] else None
+        g2, x2 = grad.reshape(-1, out_features), x.reshape(-1, in_features).to(grad.dtype)
+        x_dtype, bias_dtype = ctx.dtypes
+        grad_x = (grad @ w).to(x_dtype) if ctx.needs_input_grad[0] else None
+        grad_bias = g2.sum(0).to(bias_dtype) if ctx.has_bias and ctx.needs_input_grad[2] else None
         grad_delta = None
         if ctx.needs_input_grad[3]:
             if idx.numel() >= DENSE_FROM * w.numel():
@@ -51,7 +61,8 @@ class SampledLinear(torch.autograd.Function):
             else:
                 rows, cols = idx // in_features, idx % in_features
                 grad_delta = (g2[:, rows] * x2[:, cols]).sum(0)
-        return grad_x, None, grad_bias, grad_delta, None
+            grad_delta = grad_delta.to(delta.dtype)
+        return grad_x, None, grad_bias, grad_delta, None, None
 
 
 def sample_gradients(linear: nn.Linear, delta: nn.Module) -> None:
@@ -59,7 +70,7 @@ def sample_gradients(linear: nn.Linear, delta: nn.Module) -> None:
     linear.add_module("apet_weight", delta)
 
     def forward(x: torch.Tensor) -> torch.Tensor:
-        return SampledLinear.apply(x, linear.weight, linear.bias, delta.delta, delta.idx)
+        return SampledLinear.apply(x, linear.weight, linear.bias, delta.delta, delta.idx, delta.fp32)
 
     linear.forward = forward
 

@@ -60,6 +60,7 @@ ADDED_DEFAULTS = {
     "method.round_epochs": None,  # OPF's epoch rule for where dynamic rounds begin came after equal shares
     "method.keep_optimizer_state": False,  # OPF's rounds reset every tensor's AdamW state before
     "method.gauge": "central",  # OPF's MPO gauge came after the mixed-canonical one
+    "method.delta_fp32": False,  # APET's W0 + delta was formed in the frozen dtype (bf16) before
 }
 
 
@@ -116,13 +117,18 @@ def _resolve_semantic_settings(data: dict) -> None:
       same numbers on any number of ranks. One rank is left out, so 1-rank runs keep their ids; null counts
       as backbone.resources.gpus (what SLURM starts; a local run on fewer visible GPUs is refused, app.py);
     - backbone.modules counts by the entries that differ from the architecture's own map (a YAML or `+backbone
-      .modules.q=...` that moves what a target matches changes what trains); the default map adds nothing.
+      .modules.q=...` that moves what a target matches changes what trains); the default map adds nothing;
+    - method.delta_fp32 (APET) counts only over bf16 frozen weights: over fp32 ones both values compute alike.
     """
     trainer = data.get("trainer")
     backbone = data.get("backbone") if isinstance(data.get("backbone"), dict) else {}
     if isinstance(trainer, dict):
         if trainer.get("frozen_dtype") == "auto":
             trainer["frozen_dtype"] = "bf16" if trainer.get("precision") == "bf16" else "fp32"
+        method = data.get("method")
+        frozen = trainer.get("frozen_dtype", "fp32")
+        if isinstance(method, dict) and "delta_fp32" in method and frozen == "fp32":
+            method["delta_fp32"] = False  # APET's sum is fp32 either way over fp32 frozen weights
         counted = ranks_counted(data)
         trainer.pop("ranks", None)
         if counted is not None and counted != 1:

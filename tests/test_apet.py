@@ -250,3 +250,62 @@ def test_unpicked_delta_units_leave_the_model_as_it_was(tiny):
     batch = tokenizer(["a sentence"], return_tensors="pt")
     with torch.no_grad():
         assert torch.equal(tuned.eval()(**batch).logits, bare.eval()(**batch).logits)
+
+
+def test_sampled_gradient_runs_in_bf16_over_fp32_frozen_weights(tiny):
+    """precision=bf16 with frozen_dtype=fp32: autocast hands the backward a bf16 output gradient while the
+    frozen weight is fp32 (SampledLinear.backward raised a dtype mismatch; the dense gradient worked)."""
+    extra = ("method=apet", "apet.scale=3000", "trainer.precision=bf16", "trainer.frozen_dtype=fp32")
+    for gradient in ("sampled", "dense"):
+        result = run(compose(tiny("encoder", *extra, f"method.gradient={gradient}")))
+        assert result["apet"]["achieved"] == 3000 and result["backbone_dtype"] == "float32"
+
+
+def test_deltas_on_bf16_frozen_tensors_are_added_in_fp32(tiny):
+    """With the frozen backbone in bf16, a delta of 1e-3 on a LayerNorm gain (about 1) was rounded away at
+    most positions (bf16's step near 1 is 2**-7): the sum is formed in fp32, so every position moves."""
+    from petsweep.train import hold_frozen
+
+    spec, (attached, _) = _attached(tiny, "apet.scale=ratio", "apet.ratio=1.0", "method.gradient=dense")
+    model = attached.model
+    hold_frozen(model, torch.bfloat16, staged=False)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm) and parametrize_on(m)]
+    assert norms
+    changed = total = 0
+    for norm in norms:
+        original = norm.parametrizations.weight.original
+        assert original.dtype == torch.bfloat16
+        with torch.no_grad():
+            norm.parametrizations.weight[0].delta.fill_(1e-3)
+        moved = norm.weight.float() - original.float()
+        changed += int((moved != 0).sum())
+        total += moved.numel()
+        torch.testing.assert_close(moved, torch.full_like(moved, 1e-3))
+    assert changed == total
+    # the forward under bf16 autocast still runs and uses the fp32 gains (layer_norm computes in fp32)
+    ids = torch.tensor([[1, 2, 3, 4]])
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        model.eval()(input_ids=ids)
+    assert spec.trainer.frozen_dtype is not None
+
+
+def parametrize_on(module) -> bool:
+    return hasattr(module, "parametrizations") and "weight" in module.parametrizations
+
+
+def test_delta_fp32_keeps_old_ids_where_it_changes_nothing(tiny):
+    from petsweep.identity import run_hash as run_id
+    from petsweep.identity import semantic_config
+
+    def ident(*extra):
+        return run_id(compose(tiny("encoder", "method=apet", "apet.scale=300", *extra)))
+
+    # over fp32 frozen weights both sums are fp32: one id, the one runs had before the key
+    assert ident() == ident("method.delta_fp32=false") == ident("trainer.frozen_dtype=fp32")
+    # over bf16 frozen weights the fp32 sum is another computation: another id; false is the old record's
+    bf16 = ("trainer.precision=bf16", "trainer.frozen_dtype=bf16")
+    assert ident(*bf16) != ident(*bf16, "method.delta_fp32=false")
+    old = semantic_config(
+        compose(tiny("encoder", "method=apet", "apet.scale=300", *bf16, "method.delta_fp32=false"))
+    )
+    assert "delta_fp32" not in old["method"]

@@ -39,10 +39,14 @@ class ApetConfig(MethodConfig):
         lr: learning rate of the K trained scalars.
         gradient: sampled (a Linear's delta gradient from the k sampled products of output gradient and
             input, petsweep/apet_grad.py) or dense (the dense weight gradient gathered at the positions).
+        delta_fp32: where the frozen backbone is held in bf16 (trainer.frozen_dtype), form W0 + delta in fp32
+            (true) or in bf16 (false: runs before the key; a delta below W0's bf16 step is rounded away, e.g.
+            1e-3 on a LayerNorm gain near 1). Changes nothing with fp32 frozen weights.
     """
 
     lr: float = 1e-3
     gradient: str = "sampled"
+    delta_fp32: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -53,12 +57,15 @@ class ApetConfig(MethodConfig):
 class SparseDelta(nn.Module):
     """A parametrization: W0 plus `delta` added at the flat positions `idx` (W0 itself never changes)."""
 
-    def __init__(self, idx: torch.Tensor, like: torch.Tensor):
+    def __init__(self, idx: torch.Tensor, like: torch.Tensor, fp32: bool = True):
         super().__init__()
         self.register_buffer("idx", idx.to(like.device))
         self.delta = nn.Parameter(torch.zeros(idx.numel(), device=like.device, dtype=like.dtype))
+        self.fp32 = fp32  # method.delta_fp32: W0 + delta formed in fp32 where W0 is held in bf16
 
     def forward(self, original: torch.Tensor) -> torch.Tensor:
+        if self.fp32 and original.dtype != torch.float32:  # a bf16 W0 would round a small delta away
+            return original.float().reshape(-1).index_add(0, self.idx, self.delta.float()).view_as(original)
         return original.reshape(-1).index_add(0, self.idx, self.delta.to(original.dtype)).view_as(original)
 
 
@@ -97,7 +104,7 @@ class ApetMethod(PETMethod):
         deltas, buffers = [], []
         for (_, module, attr, tensor), idx in zip(tensors, local):
             if idx.numel():
-                delta = SparseDelta(idx, tensor)
+                delta = SparseDelta(idx, tensor, self.config.delta_fp32)
                 if self.config.gradient == "sampled" and isinstance(module, nn.Linear) and attr == "weight":
                     sample_gradients(module, delta)
                 else:  # norms, biases, GPT-2's Conv1D: the dense gradient is cheap or unavoidable here
