@@ -33,9 +33,10 @@ def run_composed(cfg: DictConfig) -> None:
 
 
 if __name__ == "__main__":
-    sys.argv[1:] = hydra_argv(sys.argv[1:])
+    argv = hydra_argv(sys.argv[1:])
     with exit_on_user_error():
-        composed = preflight(sys.argv[1:])
+        composed = preflight(argv)  # an Optuna sweep gains its direction here
+    sys.argv[1:] = argv
     if composed is not None:
         run_composed(composed)
     else:

@@ -103,6 +103,9 @@ def _refuse_foreign_launchers(overrides: list[str]) -> None:
 def preflight(argv: list[str]):
     """Compose every config the command line names (each value of a sweep axis) and validate it.
 
+    A sweep with an optimising sweeper (Optuna) gets its direction from the optimised metric: `argv` gains
+    hydra.sweeper.direction=maximize where the command line does not set it (see _sweeper_direction).
+
     Hydra's own modes (shell completion, help, --info, --experimental-rerun, another --config-path) are left
     to Hydra; --cfg only composes.
 
@@ -148,11 +151,48 @@ def preflight(argv: list[str]):
     hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
     if args.multirun:  # the launcher and sweeper the command line picks, with their hydra.* settings
         _check_launcher(variants[0] + hydra_args, config_name)
+        argv += _sweeper_direction(variants, hydra_args, config_name)
     hydra_settings = [o for o in args.overrides if o.lstrip("+~").startswith("hydra")]
     plain_run = not (args.multirun or args.cfg or args.info or args.resolve or args.package)
     if plain_run and len(variants) == 1 and all(o.startswith("hydra.searchpath=") for o in hydra_settings):
         return cfg
     return None
+
+
+def _sweeper_direction(variants: list[list[str]], hydra_args: list[str], config_name: str) -> list[str]:
+    """Optuna minimises unless told otherwise, and a run returns a score where greater is better: the
+    direction follows the optimised metric of every run of the sweep. A direction given on the command line
+    that disagrees is refused in one line; none given: the one to add to the command line."""
+    from petsweep.config import compose
+    from petsweep.tasks.metrics import direction
+
+    sweeper = compose(variants[0] + hydra_args, config_name=config_name, with_hydra=True).hydra.sweeper
+    if "optuna" not in str(sweeper.get("_target_", "")).lower():
+        return []
+    wanted = {}
+    for variant in variants:
+        cfg = compose(variant, config_name=config_name)
+        optimized = cfg.get("optimized_metric", "dev")
+        metric = optimized.removeprefix("test/") if optimized.startswith("test/") else cfg.task.metric
+        wanted[direction(metric)] = f"optimized_metric={optimized} ({cfg.task.name}: {metric})"
+    if len(wanted) > 1:
+        raise ConfigError(
+            "optimized_metric",
+            "; ".join(wanted.values()),
+            "runs of one Optuna study must agree on a direction",
+        )
+    [(needed, why)] = wanted.items()
+    given = [o.split("=", 1)[1] for o in hydra_args if o.lstrip("+").startswith("hydra.sweeper.direction=")]
+    if not given:
+        return [f"hydra.sweeper.direction={needed}"]
+    if given[-1].strip().lower().removeprefix("direction.") != needed:
+        raise ConfigError(
+            "hydra.sweeper.direction",
+            given[-1],
+            f"{why} is better when {'greater' if needed == 'maximize' else 'smaller'}: "
+            f"use {needed}, or leave it out (petsweep sets it)",
+        )
+    return []
 
 
 def _sweep_values(override, fixed: list[str]) -> list[str]:

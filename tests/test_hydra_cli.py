@@ -70,14 +70,14 @@ def test_a_sweep_preset_without_multirun_says_so(tiny_conf, tmp_path):
 
 def test_optuna_finds_a_better_learning_rate_and_repeats_are_answered_by_records(tiny_conf, tmp_path):
     """hydra/sweeper=optuna over method.lr: each trial's value is the run's best dev accuracy (never test);
-    a learning rate proposed again is not retrained."""
+    a learning rate proposed again is not retrained. No direction on the command line: Optuna's default
+    (minimize) would report the worst trial as best; petsweep sets maximize from the task's metric."""
     out = run_cli(
         "run.py",
         "-m",
         "hydra/sweeper=optuna",
         "hydra.sweeper.n_trials=5",
         "hydra.sweeper.n_jobs=1",
-        "hydra.sweeper.direction=maximize",
         "hydra.sweeper.sampler.seed=1",
         "method.lr=choice(0.0000001,0.03)",
         *base(tiny_conf, tmp_path, "sweep_name=optuna", "trainer.max_steps=12", "trainer.eval_every=4"),
@@ -89,6 +89,20 @@ def test_optuna_finds_a_better_learning_rate_and_repeats_are_answered_by_records
     best = yaml.safe_load((tmp_path / "optuna" / "optimization_results.yaml").read_text())
     assert best["best_value"] == max(by_lr.values()) > min(by_lr.values())
     assert by_lr[best["best_params"]["method.lr"]] == best["best_value"]
+
+
+def test_optuna_minimizing_a_score_is_one_line(tiny_conf, tmp_path):
+    out = run_cli(
+        "run.py",
+        "-m",
+        "hydra/sweeper=optuna",
+        "hydra.sweeper.direction=minimize",
+        "method.lr=choice(0.0000001,0.03)",
+        *base(tiny_conf, tmp_path, "sweep_name=optuna"),
+    )
+    assert out.returncode == 2 and len(errors(out)) == 1, out.stderr[-2000:]
+    assert "hydra.sweeper.direction" in errors(out)[0] and "use maximize" in errors(out)[0]
+    assert not list(tmp_path.rglob("status.json"))
 
 
 def test_an_unknown_optimized_metric_is_one_line(tiny_conf, tmp_path):

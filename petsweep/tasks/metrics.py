@@ -21,6 +21,8 @@ METRICS = (
     "rougeL",
 )
 RANDOM_DRAWS = 100
+# Whether a larger value of a metric is better: what a sweeper that optimises a run's score must maximise.
+GREATER_IS_BETTER = dict.fromkeys(METRICS, True)
 
 
 def _normalise_answer(text: str) -> str:
@@ -56,6 +58,11 @@ def _generation_metric(name: str, predictions: list[str], answers: list[list[str
     return float(
         np.mean([scorer.score(golds[0], p)[name].fmeasure for p, golds in zip(predictions, answers)])
     )
+
+
+def direction(metric: str) -> str:
+    """How an optimiser (Optuna's `direction`) must treat a metric: "maximize" or "minimize"."""
+    return "maximize" if GREATER_IS_BETTER[metric] else "minimize"
 
 
 def compute_metric(name: str, predictions, references, num_labels: int | None = None) -> float:
