@@ -20,7 +20,8 @@ class RunRecord:
     run_id: the run's identity hash (petsweep.identity).
     backbone, method, task, seed, sweep_name: what ran.
     metric, score: the task's selection metric and its test score with the best dev checkpoint.
-    random_guess_score: the score of always guessing the most frequent training class.
+    random_guess_score: the test score of random guessing (petsweep.tasks.metrics.random_guess_score: a
+        uniformly drawn class, never the most frequent one; the APET paper's low threshold is relative to it).
     metrics, train_subset_metrics, train_subset_score: every test metric; the same on a train subset.
     best_step, best_dev_score, steps: the selected checkpoint, its dev score, steps trained.
     stopped_early: training stopped before max_steps (trainer.early_stopping_patience ran out).

@@ -37,6 +37,23 @@ def test_k_shot_is_class_balanced_and_seeded():
     assert a.train == b.train and a.train != c.train
 
 
+def test_random_guess_is_a_uniform_guess_not_the_majority_class(tmp_path):
+    """18 of 20 test examples (and of the training ones) are "neg": always guessing the majority class would
+    score 0.9; random guessing over two classes scores about 0.5, which is what result.json records."""
+    rows = [{"inputs": f"t{i}", "outputs": "pos" if i % 10 == 0 else "neg"} for i in range(40)]
+    data = prepare_task(
+        _task(
+            "task=local",
+            f"task.files.train={_write_jsonl(tmp_path / 'train.jsonl', rows)}",
+            f"task.files.test={_write_jsonl(tmp_path / 'test.jsonl', rows[:20])}",
+            "task.dev_size=4",
+        ),
+        seed=0,
+    )
+    assert Counter(e["label"] for e in data.test) == {0: 18, 1: 2}
+    assert abs(data.random_guess - 0.5) < 0.05
+
+
 def test_verbalizer_and_templates():
     assert _task("task.label_mapping_type=number").verbalizer() == ["0", "1", "2", "3", "4"]
     manual = prepare_task(_task("task.template=manual", "task.k_shot=1"), seed=0)

@@ -100,8 +100,10 @@ def compute_metrics(spec, predictions, examples: list[dict]) -> dict[str, float]
 def random_guess_score(spec, test: list[dict], train: list[dict]) -> float:
     """The main metric of random guessing on the test split, averaged over 100 seeded draws.
 
-    Classification guesses a class uniformly; regression guesses by permuting the test labels (same
-    distribution, no signal); generation answers each example with a random training target.
+    Classification guesses a class uniformly (random guessing, the reference of the APET paper's low
+    threshold; not the majority class, which scores a skewed test split's majority share); regression
+    guesses by permuting the test labels (same distribution, no signal); generation answers each example
+    with a random training target.
     """
     rng = np.random.default_rng(0)
     references = [ex["answers"] for ex in test] if spec.kind == "generation" else [ex["label"] for ex in test]
