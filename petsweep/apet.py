@@ -19,6 +19,7 @@ from torch import nn
 from petsweep.errors import ConfigError
 
 GRANULARITIES = ("element", "tensor")
+SPLITS = ("floor", "round")
 
 
 @dataclass
@@ -34,6 +35,13 @@ class ApetSpec:
         Element granularity only.
     delta_fraction: tensor granularity: the share of K filled from the delta pool (LoRA and adapter units).
     include_delta_pool: tensor granularity: false takes every tensor from the backbone.
+    split: tensor granularity: how K is divided between the pools. floor (PET_Scaling's code: each pool may
+        take floor(share x K), so an odd K leaves one scalar unused) or round (runs before the key: the delta
+        pool round(share x K), the inner pool the rest).
+    seed_by_budget: draw positions with the generator seeded by K x seed (PET_Scaling: budgets of one seed
+        are independent draws) instead of by seed (false: the K positions of one seed are the first K of one
+        draw, so a smaller budget's positions lie inside a larger one's). Tensor granularity always seeds by
+        K x seed, as the seed code does. result.json `apet.positions_seed` says which seed drew them.
     """
 
     scale: str | int | None = None
@@ -43,6 +51,8 @@ class ApetSpec:
     eligible: list | None = field(default=None)
     delta_fraction: float = 0.5
     include_delta_pool: bool = True
+    split: str = "floor"
+    seed_by_budget: bool = False
 
     def __post_init__(self):
         if isinstance(self.scale, str) and self.scale.strip().isdigit():
@@ -61,8 +71,14 @@ class ApetSpec:
             raise ConfigError("apet.ratio", self.ratio, "with apet.scale=ratio give a fraction in (0, 1]")
         if self.scale != "ratio" and self.ratio is not None:
             raise ConfigError("apet.ratio", self.ratio, "is read only with apet.scale=ratio")
+        if self.split not in SPLITS:
+            raise ConfigError("apet.split", self.split, f"choose one of: {', '.join(SPLITS)}")
         if not 0 <= self.delta_fraction <= 1:
             raise ConfigError("apet.delta_fraction", self.delta_fraction, "must be in [0, 1]")
+        if self.granularity == "tensor" and self.seed_by_budget:
+            raise ConfigError(
+                "apet.seed_by_budget", self.seed_by_budget, "tensor granularity always seeds by K x seed"
+            )
         if self.granularity == "tensor" and self.eligible:
             raise ConfigError("apet.eligible", self.eligible, "is read at element granularity only")
         # a disabled group's seed is never read (records of runs from before the group had one hold null)
@@ -90,6 +106,14 @@ class Budget:
                 "apet.ratio", self.spec.ratio, f"of {eligible:,} eligible scalars is no scalar at all"
             )
         return k
+
+    def positions_seed(self, k: int) -> int:
+        """The seed of the generator that draws the positions of budget `k`."""
+        return (
+            k * self.spec.seed
+            if self.spec.seed_by_budget or self.spec.granularity == "tensor"
+            else self.spec.seed
+        )
 
 
 def eligible_tensors(model: nn.Module, ctx, spec: ApetSpec) -> list[tuple[str, nn.Module, str, torch.Tensor]]:

@@ -3,6 +3,8 @@
 Candidates are whole tensors. A delta pool of units (LoRA r=8 on q and v: A and B; Houlsby adapters of
 bottleneck 24: down and up, weights and biases) is attached next to an inner pool (every backbone tensor;
 never the task head). A generator seeded with K x seed shuffles the units, then the inner tensors.
+- K is split between the pools as the seed does: floor(delta_fraction x K) and floor((1 - delta_fraction) x K)
+  (apet.split=floor; round gives the delta pool round(delta_fraction x K) and the inner pool the rest).
 - The delta half (`delta_fraction` of K) is filled greedily: a unit whose first tensor fits in what is left is
   taken whole, so the half can be overshot by the rest of the unit.
 - The inner half is filled greedily with whole tensors that fit, so it never overshoots.
@@ -12,6 +14,7 @@ projection. The achieved count is recorded and may differ from K.
 
 from __future__ import annotations
 
+import math
 import random
 
 import torch
@@ -23,6 +26,15 @@ from petsweep.methods.base import backbone_params, build_method
 def _units(attached, sizes: int) -> list[list[torch.nn.Parameter]]:
     params = [p for g in attached.groups for p in g.params]
     return [params[i : i + sizes] for i in range(0, len(params), sizes)]
+
+
+def pool_budgets(k: int, spec) -> tuple[int, int]:
+    """(delta pool's share, inner pool's share) of budget `k` (apet.split)."""
+    share = spec.delta_fraction if spec.include_delta_pool else 0.0
+    if spec.split == "floor":  # PET_Scaling: inner_allowed = delta_allowed = allowed_num // 2
+        return math.floor(k * share + 1e-9), math.floor(k * (1 - share) + 1e-9)
+    delta = round(k * share)  # round: runs before apet.split
+    return delta, k - delta
 
 
 def select(model, ctx, spec, k: int):
@@ -38,8 +50,7 @@ def select(model, ctx, spec, k: int):
     rng = random.Random(k * spec.seed)
     rng.shuffle(units)
     rng.shuffle(inner)
-    delta_left = round(k * spec.delta_fraction) if spec.include_delta_pool else 0
-    inner_left = k - delta_left
+    delta_left, inner_left = pool_budgets(k, spec)
     picked, taken = [], set()
     for unit in units:
         if delta_left <= 0:

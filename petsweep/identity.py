@@ -56,6 +56,8 @@ ADDED_DEFAULTS = {
     "trainer.early_stopping_patience": None,
     "apet.delta_fraction": 0.5,  # tensor granularity came after element granularity
     "apet.include_delta_pool": True,
+    "apet.split": "round",  # PET_Scaling's floor(K/2) per pool came after round(K/2) + the rest
+    "apet.seed_by_budget": False,  # positions seeded by K x seed (independent budgets) came later
     "backbone.dropout": None,  # the model's own dropout; setting it (fused training needs 0) came later
     "method.round_epochs": None,  # OPF's epoch rule for where dynamic rounds begin came after equal shares
     "method.keep_optimizer_state": False,  # OPF's rounds reset every tensor's AdamW state before

@@ -309,3 +309,51 @@ def test_delta_fp32_keeps_old_ids_where_it_changes_nothing(tiny):
         compose(tiny("encoder", "method=apet", "apet.scale=300", *bf16, "method.delta_fp32=false"))
     )
     assert "delta_fp32" not in old["method"]
+
+
+def test_tensor_granularity_splits_k_as_pet_scaling_does():
+    """PET_Scaling: inner_allowed = delta_allowed = allowed_num // 2 (petsweep gave the delta pool round(K/2)
+    and the inner pool the rest); apet.split=round keeps the old split, and its records their ids."""
+    from petsweep.apet import ApetSpec
+    from petsweep.apet_tensor import pool_budgets
+
+    assert pool_budgets(6001, ApetSpec(scale=6001, granularity="tensor")) == (3000, 3000)
+    assert pool_budgets(6001, ApetSpec(scale=6001, granularity="tensor", split="round")) == (3000, 3001)
+    assert pool_budgets(7, ApetSpec(scale=7, granularity="tensor", include_delta_pool=False)) == (0, 7)
+
+
+def test_seed_by_budget_draws_independent_positions_and_says_so(tiny):
+    """Positions of one seed were nested across budgets (the first K of one draw); seed_by_budget draws each
+    budget with K x seed as PET_Scaling does, and the record names the seed that drew them."""
+
+    def positions(k, *extra):
+        spec, (attached, _) = _attached(tiny, f"apet.scale={k}", "apet.seed=2", *extra)
+        found = set()
+        for name, buf in attached.model.named_buffers():
+            if name.endswith(".idx"):
+                found |= {(name, int(i)) for i in buf}
+        return found, spec.method.record
+
+    small, rec_small = positions(400)
+    large, _ = positions(4000)
+    assert small <= large and rec_small["positions_seed"] == 2  # nested: the default, as runs were
+    small, rec_small = positions(400, "apet.seed_by_budget=true")
+    large, _ = positions(4000, "apet.seed_by_budget=true")
+    assert not small <= large and rec_small["positions_seed"] == 800
+
+
+def test_a_tensor_budget_missed_by_more_than_the_tolerance_shows_in_the_plan_and_record():
+    """t5-v1_1-small APET(lora) at tensor granularity fills 60% of K: the count (what `petsweep plan`
+    prints) carries a note and result.json `apet.below_requested` is true."""
+    row = count(["backbone=t5-v1_1-small", "method=apet", "apet.scale=lora", "apet.granularity=tensor"])
+    assert row["pet_params"] < 0.99 * 229_376
+    assert any("of 229,376 requested" in note for note in row["count_notes"])
+    spec = resolve_run(
+        compose(["backbone=t5-v1_1-small", "method=apet", "apet.scale=lora", "apet.granularity=tensor"])
+    )
+    from petsweep.backbones import build_on_meta
+
+    attach_method(build_on_meta(spec.backbone, 2), spec)
+    assert spec.method.record["below_requested"] is True
+    element = count(["backbone=t5-v1_1-small", "method=apet", "apet.scale=lora"])
+    assert element["pet_params"] == 229_376 and not element["count_notes"]

@@ -19,6 +19,7 @@ dense` uses parametrizations everywhere (the reference the benchmark compares ag
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass
 
 import torch
@@ -28,6 +29,8 @@ from torch.nn.utils import parametrize
 from petsweep.apet_grad import sample_gradients
 from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, on_meta
+
+log = logging.getLogger("petsweep")
 
 
 @dataclass
@@ -69,6 +72,10 @@ class SparseDelta(nn.Module):
         return original.reshape(-1).index_add(0, self.idx, self.delta.to(original.dtype)).view_as(original)
 
 
+# tensor granularity trains whole tensors: an achieved count more than this fraction below K is reported
+SHORTFALL_TOLERANCE = 0.01
+
+
 def _counted_only(sizes: list[int], k: int) -> list[torch.Tensor]:
     """K positions on the meta device, tensor by tensor in order: a count needs how many, never which (drawing
     12M positions of a 7B model per run made planning an APET sweep take minutes)."""
@@ -100,7 +107,7 @@ class ApetMethod(PETMethod):
         sizes = [t.numel() for *_, t in tensors]
         k = self.budget.resolve(sum(sizes))
         meta = on_meta(model)
-        local = _counted_only(sizes, k) if meta else place(sizes, k, self.budget.spec.seed)
+        local = _counted_only(sizes, k) if meta else place(sizes, k, self.budget.positions_seed(k))
         deltas, buffers = [], []
         for (_, module, attr, tensor), idx in zip(tensors, local):
             if idx.numel():
@@ -126,18 +133,30 @@ class ApetMethod(PETMethod):
         names = {id(p): n for n, p in model.named_parameters()}
         chosen = hashlib.sha256("\n".join(sorted(names[id(p)] for p in picked)).encode()).hexdigest()
         self.record = self._record(k, picked, eligible, chosen)
-        return Attached(model, [self.group(picked)], setup=[lambda: silence(left_out)])
+        notes = []
+        if self.record["below_requested"]:  # shown by `petsweep plan` and `count`, kept in result.json
+            notes.append(
+                f"apet tensor granularity on {ctx.backbone.name}: {self.record['achieved']:,} of "
+                f"{k:,} requested ({100 * self.record['achieved'] / k:.0f}%, below by more than "
+                f"{100 * SHORTFALL_TOLERANCE:g}%)"
+            )
+            if not on_meta(model):
+                log.warning("%s: result.json apet.below_requested", notes[0])
+        return Attached(model, [self.group(picked)], notes=notes, setup=[lambda: silence(left_out)])
 
     def _record(self, k: int, trained: list[nn.Parameter], eligible: int, positions_sha256: str) -> dict:
         """What result.json records of the budget and the positions (`apet`)."""
         spec = self.budget.spec
+        achieved = sum(p.numel() for p in trained)
         return {
             "scale": spec.scale,
             "requested": k,
-            "achieved": sum(p.numel() for p in trained),
+            "achieved": achieved,
+            "below_requested": achieved < (1 - SHORTFALL_TOLERANCE) * k,  # by more than the tolerance
             "eligible": eligible,
             "tensors": len(trained),
             "granularity": spec.granularity,
             "seed": spec.seed,
+            "positions_seed": self.budget.positions_seed(k),
             "positions_sha256": positions_sha256,
         }
