@@ -3,11 +3,14 @@
 A run's identity is its config, so a fixed sweep would skip every COMPLETED run. Invalidating moves the
 chosen runs' directories aside, under `<sweep>/.invalidated/<time>/`, with why; the next launch of the same
 sweep runs them again from scratch, and each new run's provenance.json lists the attempts it replaces.
-Nothing is deleted, and runs that are queued or running are never touched.
+Nothing is deleted, and runs that are queued or running are never touched: each run is moved under its claim
+lock (petsweep.status), after checking again that no live process has claimed it meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
+import re
 import time
 from pathlib import Path
 
@@ -19,22 +22,71 @@ from petsweep.status import INVALIDATED_DIR, RunDir, State, write_json
 STATES = ("completed", "failed", "cancelled", "interrupted", "all")
 
 
-def _matches(run: RunDir, where: list[tuple[str, str]]) -> bool:
-    """Every `key=value` holds in the run's resolved config (values compared as YAML reads them)."""
+def _config(run: RunDir) -> dict:
     import yaml
 
-    if not where:
-        return True
-    config = (
-        yaml.safe_load((run.path / "config.yaml").read_text()) if (run.path / "config.yaml").exists() else {}
-    )
+    path = run.path / "config.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+
+
+_NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # what YAML 1.1 leaves a string: 1e-3
+
+
+def as_value(text):
+    """A --where value or a config value as a value: YAML's reading (lists, booleans, null), with numbers as
+    numbers the way OmegaConf and Hydra read them (`1e-3` is 0.001, which YAML 1.1 leaves a string)."""
+    import yaml
+
+    value = yaml.safe_load(text) if isinstance(text, str) else text
+    if isinstance(value, str) and _NUMBER.match(value.strip()):
+        return float(value)
+    return value
+
+
+_MISSING = object()
+
+
+def _lookup(config: dict, key: str):
+    node = config
+    for part in key.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def _keys(node, prefix: str = "") -> set[str]:
+    """Every dotted key of a config, its inner nodes included."""
+    keys = set()
+    if isinstance(node, dict):
+        for name, value in node.items():
+            key = f"{prefix}{name}"
+            keys |= {key} | _keys(value, key + ".")
+    return keys
+
+
+def _matches(config: dict, where: list[tuple[str, str]]) -> bool:
+    """Every `key=value` holds in the run's resolved config, compared as values (0.001 == 1e-3 == 1.0e-3)."""
     for key, wanted in where:
-        node = config
-        for part in key.split("."):
-            node = node.get(part) if isinstance(node, dict) else None
-        if node != yaml.safe_load(wanted):
+        node = _lookup(config, key)
+        if node is _MISSING or as_value(node) != as_value(wanted):
             return False
     return True
+
+
+def _check_keys(configs: list[dict], where: list[tuple[str, str]]) -> None:
+    """A --where key that no run of the sweep has is a typo, not an empty selection: one line with the keys
+    it is close to."""
+    import difflib
+
+    if not configs:
+        return
+    known = set().union(*(_keys(c) for c in configs))
+    for key, value in where:
+        if key not in known:
+            close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
+            hint = f"did you mean {', '.join(close)}?" if close else "see a run's config.yaml for its keys"
+            raise ConfigError("--where", f"{key}={value}", f"no run of the sweep has the key {key}; {hint}")
 
 
 def parse_where(terms: list[str]) -> list[tuple[str, str]]:
@@ -47,6 +99,13 @@ def parse_where(terms: list[str]) -> list[tuple[str, str]]:
     return parsed
 
 
+def _chosen(run: RunDir, state: str) -> bool:
+    current = run_status(run.path)
+    if current in (State.RUNNING, State.QUEUED):
+        return False
+    return state == "all" or current == State(state.upper())
+
+
 def invalidate(
     sweep_dir: Path, where: list[str], state: str = "all", reason: str = "", dry_run: bool = False
 ) -> list[Path]:
@@ -54,21 +113,26 @@ def invalidate(
     if state not in STATES:
         raise ConfigError("--state", state, f"choose one of: {', '.join(STATES)}")
     conditions = parse_where(where)
-    chosen = []
-    for run in sweep_runs(sweep_dir):
-        current = run_status(run.path)
-        if current in (State.RUNNING, State.QUEUED):
-            continue
-        if state != "all" and current != State(state.upper()):
-            continue
-        if _matches(run, conditions):
-            chosen.append(run.path)
+    runs = sweep_runs(sweep_dir)
+    configs = {run.path: _config(run) for run in runs}
+    _check_keys(list(configs.values()), conditions)
+    chosen = [run for run in runs if _chosen(run, state) and _matches(configs[run.path], conditions)]
     if dry_run or not chosen:
-        return chosen
+        return [run.path for run in chosen]
     batch = Path(sweep_dir) / INVALIDATED_DIR / time.strftime("%Y%m%d-%H%M%S")
     batch.mkdir(parents=True, exist_ok=True)
-    for path in chosen:
-        path.rename(batch / path.name)
+    moved = []
+    for run in chosen:
+        with run.locked():  # a sweep claiming the run now waits, and one that claimed it first keeps it
+            if run.status() is None or not _chosen(run, state):  # moved or claimed meanwhile
+                continue
+            run.path.rename(batch / run.path.name)
+            moved.append(run.path)
+    if not moved:  # every run was claimed meanwhile
+        with contextlib.suppress(OSError):
+            batch.rmdir()
+        return moved
+    chosen = moved
     write_json(
         batch / "invalidated.json",
         {

@@ -180,14 +180,29 @@ class RunDir:
         )
 
     @contextlib.contextmanager
-    def _locked(self):
-        self.path.mkdir(parents=True, exist_ok=True)
-        with open(self.path / ".claim.lock", "a") as fh:
+    def locked(self):
+        """The run's claim lock (a file lock on <run>/.claim.lock). A run dir moved aside while this process
+        waited for it (petsweep invalidate moves runs under this lock) takes its lock file along: the lock is
+        then taken again on the path, so both sides always hold the lock of the same file."""
+        while True:
+            self.path.mkdir(parents=True, exist_ok=True)
+            fh = open(self.path / ".claim.lock", "a")  # held across the yield below
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+                there = os.stat(self.path / ".claim.lock")
+            except FileNotFoundError:
+                there = None
+            held = os.fstat(fh.fileno())
+            if there is not None and (there.st_ino, there.st_dev) == (held.st_ino, held.st_dev):
+                break
+            fh.close()  # the dir moved on: closing drops the lock of the moved file
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+            fh.close()
+
+    _locked = locked
 
     def claim(self, state: str, queue=slurm_queue, owner: str | None = None, **extra) -> str | None:
         """Write `state` (RUNNING or QUEUED) unless the run is live elsewhere; the check and the write happen

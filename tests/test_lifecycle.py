@@ -122,3 +122,66 @@ def test_collect_takes_a_runs_root_and_writes_the_step_history(tiny, tmp_path):
         "-m", "petsweep.cli", "plot", str(tmp_path / "runs"), "--kind", "convergence", "-o", str(figure)
     )
     assert drawn.returncode == 0 and figure.stat().st_size > 0, drawn.stderr
+
+
+def _finished_run(sweep: Path, name: str, lr) -> RunDir:
+    """A COMPLETED run as invalidate sees it: status.json and the resolved config.yaml."""
+    record = RunDir(sweep / name)
+    record.set_status("COMPLETED")
+    (record.path / "config.yaml").write_text(f"method:\n  name: lora\n  lr: {lr}\n  r: 8\nseed: 0\n")
+    return record
+
+
+def test_invalidate_compares_values_not_strings(tmp_path):
+    from launchers.invalidate import invalidate
+
+    sweep = tmp_path / "values"
+    _finished_run(sweep, "a", "0.001"), _finished_run(sweep, "b", "0.01"), _finished_run(sweep, "c", "1.0e-3")
+
+    def chosen(*where):
+        return [p.name for p in invalidate(sweep, list(where), dry_run=True)]
+
+    assert chosen("method.lr=1e-3") == ["a", "c"]  # was [] (the string "1e-3" matched nothing)
+    assert chosen("method.lr=0.0010", "method.r=8.0") == ["a", "c"]
+    assert chosen("method.name=lora", "seed=0") == ["a", "b", "c"]
+
+
+def test_invalidate_refuses_a_key_no_run_has(tmp_path):
+    _finished_run(tmp_path / "typo", "a", "0.001")
+    out = run_cli("-m", "petsweep.cli", "invalidate", str(tmp_path / "typo"), "--where", "method.lrr=0.001")
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1, out.stderr
+    assert "method.lrr" in errors[0] and "did you mean method.lr" in errors[0]
+    assert (tmp_path / "typo" / "a").is_dir() and not (tmp_path / "typo" / ".invalidated").exists()
+
+
+def test_invalidate_never_moves_a_run_claimed_while_it_waited_for_the_claim_lock(tmp_path):
+    """A sweep holds the run's claim lock (claiming it: checked, not yet written) when invalidate comes: the
+    run looked COMPLETED, but invalidate waits for the lock, sees the live RUNNING claim and leaves it."""
+    import subprocess
+    import sys
+
+    from launchers.invalidate import invalidate
+
+    record = _finished_run(tmp_path / "race", "a", "0.001")
+    claimer = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import sys, time; from petsweep.status import RunDir\n"
+            f"run = RunDir({str(record.path)!r})\n"
+            "with run.locked():\n"
+            "    print('locked', flush=True); time.sleep(1.5); run.set_status('RUNNING'); run.beat()\n"
+            "time.sleep(60)\n",
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert claimer.stdout.readline().strip() == "locked"
+        assert invalidate(tmp_path / "race", []) == []
+        assert record.state() == "RUNNING" and record.path.is_dir()
+        assert not list((tmp_path / "race").glob(".invalidated/*/a"))
+    finally:
+        claimer.kill()
+        claimer.wait()
