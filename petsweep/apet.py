@@ -20,6 +20,7 @@ from petsweep.errors import ConfigError
 
 GRANULARITIES = ("element", "tensor")
 SPLITS = ("floor", "round")
+POOLS = ("seed", "petsweep")
 
 
 @dataclass
@@ -35,6 +36,11 @@ class ApetSpec:
         Element granularity only.
     delta_fraction: tensor granularity: the share of K filled from the delta pool (LoRA and adapter units).
     include_delta_pool: tensor granularity: false takes every tensor from the backbone.
+    pool: tensor granularity: the candidates. seed (PET_Scaling's models: its T5 builds every Linear with a
+        bias, so a bias-free backbone gets zero biases on every attention projection, self and cross, every
+        FFN projection and the LM head, as inner candidates; its LoRA pool sits on q and v of every attention,
+        cross-attention included) or petsweep (runs before the key: the backbone as it is, LoRA on
+        self-attention q and v only).
     split: tensor granularity: how K is divided between the pools. floor (PET_Scaling's code: each pool may
         take floor(share x K), so an odd K leaves one scalar unused) or round (runs before the key: the delta
         pool round(share x K), the inner pool the rest).
@@ -51,6 +57,7 @@ class ApetSpec:
     eligible: list | None = field(default=None)
     delta_fraction: float = 0.5
     include_delta_pool: bool = True
+    pool: str = "seed"
     split: str = "floor"
     seed_by_budget: bool = False
 
@@ -71,6 +78,8 @@ class ApetSpec:
             raise ConfigError("apet.ratio", self.ratio, "with apet.scale=ratio give a fraction in (0, 1]")
         if self.scale != "ratio" and self.ratio is not None:
             raise ConfigError("apet.ratio", self.ratio, "is read only with apet.scale=ratio")
+        if self.pool not in POOLS:
+            raise ConfigError("apet.pool", self.pool, f"choose one of: {', '.join(POOLS)}")
         if self.split not in SPLITS:
             raise ConfigError("apet.split", self.split, f"choose one of: {', '.join(SPLITS)}")
         if not 0 <= self.delta_fraction <= 1:

@@ -28,6 +28,26 @@ def _units(attached, sizes: int) -> list[list[torch.nn.Parameter]]:
     return [params[i : i + sizes] for i in range(0, len(params), sizes)]
 
 
+SEED_BIASED = ["q", "k", "v", "o", "cross_q", "cross_k", "cross_v", "cross_o", "ffn_in", "ffn_out"]
+
+
+def add_zero_biases(model, ctx) -> None:
+    """PET_Scaling's T5 (its modeling_t5.py: bias=True on q, k, v, o, the FFN and lm_head) on a bias-free
+    backbone: a zero bias on every such Linear that has none (the model computes what it did). Norms get none:
+    the seed's T5LayerNorm has no bias (OpenDelta's BitFit, method.add_biases, adds those)."""
+    from torch import nn
+
+    from petsweep.methods.base import target_modules
+    from petsweep.methods.bitfit import _linear_bias
+
+    names = [n for n in SEED_BIASED if n in ctx.backbone.module_map().modules]
+    _, modules, _ = target_modules(model, ctx, names, "apet.pool")
+    head = model.get_output_embeddings() if hasattr(model, "get_output_embeddings") else None
+    for module in [m for _, m in modules] + ([head] if isinstance(head, nn.Linear) else []):
+        if isinstance(module, nn.Linear) and module.bias is None:
+            _linear_bias(module)
+
+
 def pool_budgets(k: int, spec) -> tuple[int, int]:
     """(delta pool's share, inner pool's share) of budget `k` (apet.split)."""
     share = spec.delta_fraction if spec.include_delta_pool else 0.0
@@ -39,10 +59,15 @@ def pool_budgets(k: int, spec) -> tuple[int, int]:
 
 def select(model, ctx, spec, k: int):
     """(picked parameters, the adapter units left out) for budget `k`."""
+    lora_targets = ["q", "v"]
+    if spec.pool == "seed":
+        add_zero_biases(model, ctx)
+        if "cross_q" in ctx.backbone.module_map().modules:  # the seed's LoRA sits in every T5Attention
+            lora_targets += ["cross_q", "cross_v"]
     inner = [p for _, p in backbone_params(model, ctx)]  # before the delta pool is attached
     units = []
     if spec.include_delta_pool:
-        units += _units(build_method({"name": "lora", "r": 8}).attach(model, ctx), 2)
+        units += _units(build_method({"name": "lora", "r": 8, "targets": lora_targets}).attach(model, ctx), 2)
         adapters = _units(build_method({"name": "adapter", "bottleneck": 24}).attach(model, ctx), 4)
         units += adapters
     else:

@@ -56,6 +56,7 @@ ADDED_DEFAULTS = {
     "trainer.early_stopping_patience": None,
     "apet.delta_fraction": 0.5,  # tensor granularity came after element granularity
     "apet.include_delta_pool": True,
+    "apet.pool": "petsweep",  # the seed's tensor pool (T5 zero biases, cross-attention LoRA) came later
     "apet.split": "round",  # PET_Scaling's floor(K/2) per pool came after round(K/2) + the rest
     "apet.seed_by_budget": False,  # positions seeded by K x seed (independent budgets) came later
     "backbone.dropout": None,  # the model's own dropout; setting it (fused training needs 0) came later
@@ -63,6 +64,7 @@ ADDED_DEFAULTS = {
     "method.keep_optimizer_state": False,  # OPF's rounds reset every tensor's AdamW state before
     "method.gauge": "central",  # OPF's MPO gauge came after the mixed-canonical one
     "method.delta_fp32": False,  # APET's W0 + delta was formed in the frozen dtype (bf16) before
+    "task.dedupe_inputs": False,  # bbc_headlines kept train rows under a test headline before
 }
 
 
@@ -120,14 +122,23 @@ def _resolve_semantic_settings(data: dict) -> None:
       as backbone.resources.gpus (what SLURM starts; a local run on fewer visible GPUs is refused, app.py);
     - backbone.modules counts by the entries that differ from the architecture's own map (a YAML or `+backbone
       .modules.q=...` that moves what a target matches changes what trains); the default map adds nothing;
-    - method.delta_fp32 (APET) counts only over bf16 frozen weights: over fp32 ones both values compute alike.
+    - method.delta_fp32 (APET) counts only over bf16 frozen weights: over fp32 ones both values compute alike;
+    - task.dedupe_inputs counts only where task.dedupe_fields differ from task.fields (bbc_headlines): where
+      rows are deduplicated on what the model reads (every other task, bbc_news too) it removes nothing.
     """
+    task = data.get("task")
+    if isinstance(task, dict) and task.get("dedupe_fields") in (None, task.get("fields")):
+        task.pop("dedupe_inputs", None)
     trainer = data.get("trainer")
     backbone = data.get("backbone") if isinstance(data.get("backbone"), dict) else {}
     if isinstance(trainer, dict):
         if trainer.get("frozen_dtype") == "auto":
             trainer["frozen_dtype"] = "bf16" if trainer.get("precision") == "bf16" else "fp32"
         method = data.get("method")
+        apet = data.get("apet")
+        if isinstance(apet, dict) and apet.get("granularity", "element") != "tensor":
+            apet.pop("pool", None)  # read at tensor granularity only
+            apet.pop("split", None)
         frozen = trainer.get("frozen_dtype", "fp32")
         if isinstance(method, dict) and "delta_fp32" in method and frozen == "fp32":
             method["delta_fp32"] = False  # APET's sum is fp32 either way over fp32 frozen weights
