@@ -135,10 +135,38 @@ def test_bbc_news_test_articles_are_not_in_train_and_headlines_split_alike():
     news, headlines = prepare_task(_task(), 0), prepare_task(_task("task=bbc_headlines"), 0)
     train = {text_key(e, ["text"]) for e in news.train}
     assert not any(text_key(e, ["text"]) in train for e in news.test + news.dev)
-    assert news.stats["sizes"] == headlines.stats["sizes"] and news.stats["repeats_removed"] == 101
+    assert news.stats["repeats_removed"] == headlines.stats["repeats_removed"] == 101
+    assert news.stats["sizes"]["test"] == headlines.stats["sizes"]["test"]
     assert [e["label"] for e in news.test] == [e["label"] for e in headlines.test]
     # the same articles, in order
     assert all(h["text"] in n["text"] for n, h in zip(news.test, headlines.test))
+    # 12 train articles carry a test headline, 3 a dev one: dropped from headlines' train only
+    assert headlines.stats["sizes"]["train"] == news.stats["sizes"]["train"] - 15
+
+
+def _offline_tasks() -> list[str]:
+    """Every shipped task whose data ships with the install (no hub download)."""
+    return [
+        p.stem
+        for p in sorted((CONF_DIR / "task").glob("*.yaml"))
+        if _task_alone(f"task={p.stem}").source not in ("hf", "files")
+    ]
+
+
+@pytest.mark.parametrize("name", _offline_tasks())
+def test_no_test_input_is_in_train_or_dev(name):
+    """What the model reads (its input text, normalised) of a test example is in no train or dev example, nor
+    a dev one in train: bbc_headlines splits by article like bbc_news, and articles share headlines."""
+    data = prepare_task(_task(f"task={name}"), 0)
+    keys = {
+        split: [text_key(e, ["text"]) for e in getattr(data, split)] for split in ("train", "dev", "test")
+    }
+    assert not set(keys["test"]) & (set(keys["train"]) | set(keys["dev"]))
+    assert not set(keys["dev"]) & set(keys["train"])
+
+
+def test_shipped_tasks_loaded_offline_include_both_bbc_tasks():
+    assert {"bbc_news", "bbc_headlines"} <= set(_offline_tasks())
 
 
 class _Tokenizer:

@@ -270,3 +270,13 @@ def test_rehash_gives_a_run_that_held_bf16_frozen_weights_the_id_of_bf16(tmp_pat
     assert "1 run dir(s) renamed" in out.stdout, out.stdout + out.stderr
     [moved] = [p for p in sweep.iterdir() if p.is_dir()]
     assert moved.name.endswith(bf16[:12]) and RunDir(moved).result()["previous_run_ids"] == [record["run_id"]]
+
+
+def test_bbc_headlines_split_on_its_input_is_a_new_id_and_bbc_news_keeps_its_own():
+    """task.dedupe_inputs changes bbc_headlines' train split (it reads the headline, splits by article): a new
+    id, and =false is the id its runs were recorded under; bbc_news reads what it dedupes on, so the key
+    removes nothing there and its id stays."""
+    assert run_hash(compose(["task=bbc_headlines", "task.dedupe_inputs=false"]))[:12] == "37667544a610"
+    assert run_hash(compose(["task=bbc_headlines"]))[:12] != "37667544a610"
+    assert run_hash(compose(["task.dedupe_inputs=false"]))[:12] == "9deb1d1591df"
+    assert run_hash(compose([]))[:12] == "9deb1d1591df"

@@ -100,7 +100,10 @@ def _assign_splits(
     """Map source splits to train/dev/test, carving missing ones from train with the fixed split seed.
 
     Repeated texts (by task.dedupe_fields) are removed from train before anything is carved, and no text of
-    the test split is kept in dev or train, nor one of dev in train; the numbers removed are returned.
+    the test split is kept in dev or train, nor one of dev in train; the numbers removed are returned. Where
+    dedupe_fields are not what the model reads (task.fields: bbc_headlines splits by article like bbc_news and
+    reads the headline), task.dedupe_inputs also drops the dev and train rows whose input is a test input, and
+    the train rows whose input is a dev input (different articles under one headline).
     """
     fields = list(spec.dedupe_fields or spec.fields)
     train_name = spec.splits.get("train", "train")
@@ -135,6 +138,14 @@ def _assign_splits(
             size = size if size is not None else len(pool) // 5
             out[name], pool = pool[:size], pool[size:]
     out["train"] = pool
+    inputs = list(spec.fields)
+    if spec.dedupe_inputs and inputs != fields:  # splits follow dedupe_fields; no input crosses them either
+        held_out = set()
+        for name in ("test", "dev", "train"):
+            before = len(out[name])
+            out[name] = [row for row in out[name] if hygiene.text_key(row, inputs) not in held_out]
+            removed["overlap_removed"] += before - len(out[name])
+            held_out |= hygiene.keys_of(out[name], inputs)
     return out, removed
 
 
