@@ -395,3 +395,25 @@ def test_tensor_only_keys_leave_element_ids_and_old_tensor_ids_alone(tiny):
         compose(tiny("encoder", "method=apet", "apet.scale=300", "apet.granularity=tensor"))
     )
     assert new["apet"]["pool"] == "seed" and new["apet"]["split"] == "floor"
+
+
+@pytest.mark.parametrize("family", ["t5", "bloom"])
+def test_paper_grid_presets_run_pet_scalings_settings(family, tmp_path):
+    """PET_Scaling's README: lr 1e-4, 20,000 steps, batch 16, dropout 0.1 (PET) / 0.0 (APET), HF's linear
+    schedule without warmup (constant for the 4096 run), HF's training seed 42 beside apet_seed."""
+    from petsweep.cli import sweep_arguments
+
+    seen = {}
+    for suffix in ("", "_apet", "_apet_4096"):
+        preset = f"apet_scaling_{family}{suffix}"
+        arguments, zips = sweep_arguments([f"+sweep={preset}", f"paths.runs_root={tmp_path}"])
+        cfg = compose(expand(arguments, zips)[0])
+        trainer = cfg.trainer
+        assert (cfg.seed, cfg.method.lr, trainer.max_steps, trainer.batch_size) == (42, 1e-4, 20000, 16)
+        assert (trainer.warmup_ratio, trainer.weight_decay, trainer.eval_every) == (0.0, 0.0, 1000)
+        seen[suffix] = (cfg.backbone.dropout, trainer.schedule, cfg.apet.granularity if suffix else None)
+    assert seen == {
+        "": (0.1, "linear", None),
+        "_apet": (0.0, "linear", "tensor"),
+        "_apet_4096": (0.0, "constant", "element"),
+    }
