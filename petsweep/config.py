@@ -85,6 +85,10 @@ class TrainerConfig:
                 raise ConfigError(
                     f"trainer.{key}", getattr(self, key), f"choose one of: {', '.join(choices)}"
                 )
+        if self.frozen_dtype == "bf16" and self.precision == "fp32":  # fp32 activations meet bf16 weights
+            raise ConfigError(
+                "trainer.frozen_dtype", "bf16", "needs bf16 compute: set trainer.precision to bf16 or auto"
+            )
 
 
 @dataclass

@@ -84,6 +84,11 @@ CASES = {  # name: (overrides, env, words the one line must contain)
     "a value of the wrong type": (["method.r=abc"], {}, ["method.r", "'abc'", "int"]),
     "LoRA rank out of range": (["method.r=0"], {}, ["method.r", "0", "positive"]),
     "dropout out of range": (["method.dropout=1.5"], {}, ["method.dropout", "1.5", "[0, 1)"]),
+    "bf16 frozen weights under fp32 compute (refused before a run dir is claimed)": (
+        ["trainer.precision=fp32", "trainer.frozen_dtype=bf16"],
+        {},
+        ["trainer.frozen_dtype", "bf16", "trainer.precision"],
+    ),
     "negative learning rate": (["method=adapter", "method.lr=-0.1"], {}, ["method.lr", "-0.1", "positive"]),
     "adapter bottleneck out of range": (
         ["method=adapter", "method.bottleneck=0"],
