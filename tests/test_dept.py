@@ -10,7 +10,7 @@ from petsweep.app import run
 from petsweep.backbones import load_pretrained
 from petsweep.config import compose, resolve_run
 from petsweep.errors import ConfigError
-from petsweep.identity import run_dir
+from petsweep.identity import run_dir, semantic_config
 from petsweep.params import attach_method, check_on_meta
 
 
@@ -108,8 +108,31 @@ def test_prompt_and_pair_train_at_their_own_learning_rates(tiny):
     d, s = model.config.hidden_size, spec.task.max_length
     assert lrs["method"] == (0.3, 60 * d) and lrs["lowrank"] == (0.002, 30 * (s + d))
     prompt = attached.model.soft_prompt.embedding
+    vocabulary = model.get_input_embeddings().weight
+    ids = tokenizer("Classify this text is postive or not:")["input_ids"]  # the seed's: special tokens too
+    rows = (ids * 60)[:60]
+    assert ids != tokenizer("Classify this text is postive or not:", add_special_tokens=False)["input_ids"]
+    assert torch.equal(prompt, vocabulary[torch.tensor(rows)])  # the seed's text init, repeated to m
+
+
+def test_the_seeds_defaults_low_rank_lr_is_the_prompts_and_old_records_keep_their_ids(tiny):
+    """The seed's --lora_embedding_lr defaults to None: A and B train at --learning_rate. Text init without
+    special tokens (the earlier behaviour) stays available and keeps old records' ids (ADDED_DEFAULTS)."""
+    spec = resolve_run(compose(tiny("encoder", "method=dept", "method.lr=0.3")))
+    model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    attached, _ = attach_method(model, spec, tokenizer=tokenizer)
+    assert {g.name: g.lr for g in attached.groups} == {"method": 0.3, "lowrank": 0.3, "head": 0.3}
+    old = resolve_run(compose(tiny("encoder", "method=dept", "method.init_special_tokens=false")))
+    model, tokenizer = load_pretrained(old.backbone, old.task.num_labels)
+    attached, _ = attach_method(model, old, tokenizer=tokenizer)
     words = tokenizer("Classify this text is postive or not:", add_special_tokens=False)["input_ids"]
-    assert torch.equal(prompt[0], model.get_input_embeddings().weight[words[0]])  # the seed's text init
+    vocabulary = model.get_input_embeddings().weight
+    assert torch.equal(attached.model.soft_prompt.embedding[0], vocabulary[words[0]])
+    cfg = compose(tiny("encoder", "method=dept", "method.init_special_tokens=false"))
+    plain_cfg = compose(tiny("encoder", "method=dept"))
+    without = {k: v for k, v in semantic_config(cfg)["method"].items()}
+    assert "init_special_tokens" not in without  # hashed as before the key existed
+    assert semantic_config(plain_cfg)["method"]["init_special_tokens"] is True
     assert not attached.model.soft_prompt.offset.lora_embedding_B.any()  # starts as prompt tuning
 
 

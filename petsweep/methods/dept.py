@@ -1,7 +1,7 @@
 """DePT (Shi and Lipani, 2024): a short soft prompt plus a low-rank update of the input embeddings.
 
     python run.py method=dept task=rte                        # m = 60 prompt vectors, rank 30, s = 256
-    python run.py method=dept method.length=40 method.rank=45 method.lowrank_lr=5e-3
+    python run.py method=dept method.length=40 method.rank=45 method.lowrank_lr=5e-3  # default: lr
 
 Prompt tuning with `length` (m) vectors, installed as prompt.py installs it, and a pair A (s x r, Kaiming
 uniform) and B (r x d, zero) whose product, scaled by alpha / sqrt(r), is added to the frozen input embedding
@@ -41,21 +41,25 @@ class DeptConfig(MethodConfig):
         lr: learning rate of the prompt.
         length: prompt vectors (m).
         rank: rank r of the embedding update A B.
-        lowrank_lr: learning rate of A and B.
+        lowrank_lr: learning rate of A and B; null: the prompt's `lr` (the seed's default: its
+            --lora_embedding_lr is None, and then everything trains at --learning_rate).
         alpha: the update's scale is alpha / sqrt(rank).
         init: how the prompt starts: text (the tokens of `init_text`, repeated), vocab or random.
         init_text: the text of `init: text` (default: the seed code's).
+        init_special_tokens: whether the tokens of `init_text` include the tokenizer's special tokens (the
+            seed's `tokenizer(init_text)["input_ids"]`: T5's `</s>` at the end); false: the text's own.
         init_range: the range of `init: random`.
     """
 
     lr: float = 3e-1
     length: int = 60
     rank: int = 30
-    lowrank_lr: float = 1e-4
+    lowrank_lr: float | None = None
     alpha: float = 8.0
     init: str = "text"
     init_text: str = SEED_TEXT
     init_range: float = 0.5
+    init_special_tokens: bool = True
 
     def __post_init__(self):
         super().__post_init__()
@@ -63,7 +67,7 @@ class DeptConfig(MethodConfig):
             raise ConfigError("method.length", self.length, "must be a positive number of prompt vectors")
         if not isinstance(self.rank, int) or self.rank < 1:
             raise ConfigError("method.rank", self.rank, "must be a positive rank")
-        if not self.lowrank_lr > 0:
+        if self.lowrank_lr is not None and not self.lowrank_lr > 0:
             raise ConfigError("method.lowrank_lr", self.lowrank_lr, "the learning rate must be positive")
         if self.init not in INITS:
             raise ConfigError("method.init", self.init, f"choose one of: {', '.join(INITS)}")
@@ -110,10 +114,15 @@ class DeptMethod(PETMethod):
 
         def setup():
             prompt.initialize(c, embedding.weight, ctx.tokenizer)
+            if c.init == "text" and c.init_special_tokens:  # the seed's ids: with special tokens
+                ids = ctx.tokenizer(c.init_text)["input_ids"]
+                rows = (ids * -(-c.length // len(ids)))[: c.length]
+                with torch.no_grad():
+                    prompt.embedding.copy_(embedding.weight[torch.tensor(rows)])
             offset.reset()
 
         pair = [offset.lora_embedding_A, offset.lora_embedding_B]
-        groups = [self.group([prompt.embedding]), self.group(pair, name="lowrank", lr=c.lowrank_lr)]
+        groups = [self.group([prompt.embedding]), self.group(pair, name="lowrank", lr=c.lowrank_lr or c.lr)]
         note = (
             f"DePT's count depends on s = task.max_length = {rows}: m d + r (s + d) = "
             f"{c.length} x {width} + {c.rank} x ({rows} + {width})"
