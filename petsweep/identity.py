@@ -65,6 +65,7 @@ ADDED_DEFAULTS = {
     "method.gauge": "central",  # OPF's MPO gauge came after the mixed-canonical one
     "method.delta_fp32": False,  # APET's W0 + delta was formed in the frozen dtype (bf16) before
     "task.dedupe_inputs": False,  # bbc_headlines kept train rows under a test headline before
+    "method.adam_eps": 1e-8,  # torch's AdamW eps; a method's own (DePT's seed: 1e-6) came later
     "method.init_special_tokens": False,  # DePT's text init without the special tokens (before the seed's)
 }
 

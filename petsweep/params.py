@@ -112,7 +112,11 @@ def attach_method(
     run_setup(attached)
     counts.pet_params = sum(p.numel() for g in attached.groups for p in g.params)
     if head and spec.method.config.train_head:
-        attached.groups.append(ParamGroup("head", head, spec.trainer.head_lr or spec.method.config.lr))
+        attached.groups.append(
+            ParamGroup(
+                "head", head, spec.trainer.head_lr or spec.method.config.lr, spec.method.config.adam_eps
+            )
+        )
     _set_trainable(attached.groups)
     counts.trainable_params = sum(p.numel() for g in attached.groups for p in g.params)
     counts.count_notes = list(attached.notes)

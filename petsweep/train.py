@@ -124,6 +124,7 @@ def build_optimizer(
                         "name": f"{group.name}/{'decay' if decay else 'no_decay'}",
                         "params": params,
                         "lr": group.lr,
+                        "eps": group.eps,
                         "weight_decay": trainer.weight_decay if decay else 0.0,
                     }
                 )

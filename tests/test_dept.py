@@ -164,3 +164,21 @@ def test_transfer_from_a_trained_prompt_or_dept_run(tiny, source):
     assert scored["score"] == first["score"] and scored["metrics"] == first["metrics"]
     trained = run(compose(tiny("encoder", *start, "seed=1", "task.k_shot=4")))
     assert trained["steps"] == 6 and trained["init_from"]["run_id"] == first["run_id"]
+
+
+def test_adamw_eps_is_the_seeds_and_old_records_keep_their_ids(tiny):
+    """The seed builds transformers.AdamW (eps 1e-6); petsweep's torch AdamW defaults to 1e-8. DePT declares
+    method.adam_eps=1e-6, every optimizer group (prompt, pair, head) uses it; other methods keep 1e-8, and the
+    ADDED_DEFAULT 1e-8 keeps old DePT records' and every other method's ids."""
+    from petsweep.train import build_optimizer
+
+    for method, eps in (("dept", 1e-6), ("prompt", 1e-8), ("lora", 1e-8)):
+        spec = resolve_run(compose(tiny("encoder", f"method={method}")))
+        model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+        attached, _ = attach_method(model, spec, tokenizer=tokenizer)
+        optimizer = build_optimizer(attached.groups, spec.trainer)
+        assert {g["eps"] for g in optimizer.param_groups} == {eps}, method
+    new = semantic_config(compose(tiny("encoder", "method=dept")))["method"]
+    old = semantic_config(compose(tiny("encoder", "method=dept", "method.adam_eps=1e-8")))["method"]
+    assert new["adam_eps"] == 1e-6 and "adam_eps" not in old
+    assert "adam_eps" not in semantic_config(compose(tiny("encoder", "method=lora")))["method"]

@@ -33,16 +33,21 @@ class MethodConfig:
         lr: learning rate of the method's parameters (methods differ by orders of magnitude).
         train_head: whether a task head that petsweep adds (encoders) is trained beside the method.
         init_from: a finished run (directory or run id) whose trained weights this run starts from.
+        adam_eps: AdamW's eps for the method's groups and the head (a method states its seed's: DePT's
+            transformers.AdamW used 1e-6; torch's 1e-8 elsewhere).
     """
 
     name: str
     lr: float = 1e-3
     train_head: bool = True
     init_from: str | None = None
+    adam_eps: float = 1e-8
 
     def __post_init__(self):
         if not self.lr > 0:
             raise ConfigError("method.lr", self.lr, "the learning rate must be positive")
+        if not self.adam_eps > 0:
+            raise ConfigError("method.adam_eps", self.adam_eps, "AdamW's eps must be positive")
 
 
 @dataclass
@@ -52,6 +57,7 @@ class ParamGroup:
     name: str
     params: list[nn.Parameter]
     lr: float
+    eps: float = 1e-8  # AdamW's eps (the method's adam_eps)
 
 
 @dataclass
@@ -156,7 +162,8 @@ class PETMethod:
 
     def group(self, params, name: str = "method", lr: float | None = None) -> ParamGroup:
         """One group of the method's parameters at its learning rate (or `lr`)."""
-        return ParamGroup(name=name, params=list(params), lr=self.config.lr if lr is None else lr)
+        lr = self.config.lr if lr is None else lr
+        return ParamGroup(name=name, params=list(params), lr=lr, eps=self.config.adam_eps)
 
 
 def on_meta(model: nn.Module) -> bool:

@@ -35,7 +35,7 @@ def member_groups(index: int, member: PETMethod, attached: Attached) -> list[Par
     groups = []
     for group in attached.groups:
         suffix = "" if group.name == "method" else f"/{group.name}"
-        groups.append(ParamGroup(f"{index}.{member.config.name}{suffix}", group.params, group.lr))
+        groups.append(ParamGroup(f"{index}.{member.config.name}{suffix}", group.params, group.lr, group.eps))
     return groups
 
 

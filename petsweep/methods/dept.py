@@ -49,6 +49,7 @@ class DeptConfig(MethodConfig):
         init_special_tokens: whether the tokens of `init_text` include the tokenizer's special tokens (the
             seed's `tokenizer(init_text)["input_ids"]`: T5's `</s>` at the end); false: the text's own.
         init_range: the range of `init: random`.
+        adam_eps: AdamW's eps: the seed's transformers.AdamW default, 1e-6 (torch's is 1e-8).
     """
 
     lr: float = 3e-1
@@ -60,6 +61,7 @@ class DeptConfig(MethodConfig):
     init_text: str = SEED_TEXT
     init_range: float = 0.5
     init_special_tokens: bool = True
+    adam_eps: float = 1e-6
 
     def __post_init__(self):
         super().__post_init__()
