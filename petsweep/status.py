@@ -119,10 +119,16 @@ class RunDir:
         self.progress_file = self.path / "progress.json"  # where training stands (petsweep.progress)
 
     def status(self) -> dict | None:
+        """status.json; a COMPLETED run whose result.json is missing or does not parse (truncated by a
+        crash or a full disk) reads as FAILED with a one-line error, so it is rerun, never reported done."""
         try:
-            return json.loads(self.status_file.read_text())
+            status = json.loads(self.status_file.read_text())
         except (FileNotFoundError, json.JSONDecodeError):
             return None
+        if status.get("state") == COMPLETED and self.result() is None:
+            error = f"{self.result_file.name} is missing or does not parse: the run is trained again"
+            return {**status, "state": FAILED.value, "error": error}
+        return status
 
     def state(self) -> str | None:
         status = self.status()
@@ -240,10 +246,12 @@ class RunDir:
             thread.join()
 
     def result(self) -> dict | None:
+        """result.json; None where it is missing, truncated or not a JSON object."""
         try:
-            return json.loads(self.result_file.read_text())
-        except FileNotFoundError:
+            result = json.loads(self.result_file.read_text())
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError):
             return None
+        return result if isinstance(result, dict) else None
 
     def progress(self) -> dict:
         """The latest progress.json (step, loss, rate, ETA, dev scores); {} before the first report."""

@@ -185,3 +185,20 @@ def test_invalidate_never_moves_a_run_claimed_while_it_waited_for_the_claim_lock
     finally:
         claimer.kill()
         claimer.wait()
+
+
+def test_a_truncated_result_json_is_not_completed_and_the_run_is_trained_again(tiny, tmp_path):
+    """#22 item 9: a result.json cut short (a crash or a full disk mid-write) crashed status and show with a
+    JSONDecodeError and the rerun reported the run done. It reads FAILED (one line) and is retrained."""
+    cfg = compose(tiny("encoder", "sweep_name=cut"))
+    result = run(cfg)
+    record = RunDir(run_dir(cfg))
+    record.result_file.write_text(record.result_file.read_text()[:40])
+    assert record.state() == "FAILED" and "does not parse" in record.status()["error"]
+    out = run_cli("-m", "petsweep.cli", "status", str(record.path))
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert out.stdout.strip().splitlines()[1].startswith("FAILED")
+    shown = run_cli("-m", "petsweep.cli", "show", str(record.path))
+    assert "Traceback" not in shown.stderr and "JSONDecodeError" not in shown.stderr, shown.stderr
+    again = run(cfg)
+    assert record.state() == "COMPLETED" and again["score"] == result["score"]
