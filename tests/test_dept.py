@@ -182,3 +182,36 @@ def test_adamw_eps_is_the_seeds_and_old_records_keep_their_ids(tiny):
     old = semantic_config(compose(tiny("encoder", "method=dept", "method.adam_eps=1e-8")))["method"]
     assert new["adam_eps"] == 1e-6 and "adam_eps" not in old
     assert "adam_eps" not in semantic_config(compose(tiny("encoder", "method=lora")))["method"]
+
+
+def test_the_glue_preset_runs_the_seeds_settings(tmp_path):
+    """ZhengxiangShi/DePT's GLUE script and checkpoints: m 60, r 30, s 256, batch 32, 40k steps, 500 warmup,
+    linear, clipping 1.0, weight decay 0 (its own AdamW), eps 1e-6, fp32, HF's seed 42, lowrank lr grid."""
+    from launchers.expand import expand
+    from petsweep.cli import sweep_arguments
+
+    arguments, zips = sweep_arguments(["+sweep=dept_glue", f"paths.runs_root={tmp_path}"])
+    runs = [compose(run) for run in expand(arguments, zips)]
+    assert len(runs) == 7 * 2 * 3
+    cfg, trainer = runs[0], runs[0].trainer
+    assert (cfg.seed, cfg.backbone.name, cfg.task.max_length) == (42, "t5-base", 256)
+    assert (cfg.method.length, cfg.method.rank, cfg.method.adam_eps, cfg.method.init_special_tokens) == (
+        60,
+        30,
+        1e-6,
+        True,
+    )
+    assert (trainer.batch_size, trainer.max_steps, round(trainer.warmup_ratio * trainer.max_steps)) == (
+        32,
+        40000,
+        500,
+    )
+    assert (trainer.schedule, trainer.max_grad_norm, trainer.weight_decay, trainer.precision) == (
+        "linear",
+        1.0,
+        0.0,
+        "fp32",
+    )
+    assert {(r.method.lr, r.method.lowrank_lr) for r in runs} == {
+        (a, b) for a in (0.3, 0.4) for b in (5e-3, 0.3, 5e-4)
+    }
