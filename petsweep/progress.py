@@ -36,6 +36,7 @@ class StepProgress:
         self.dev_score: float | None = None
         self.best_dev: float | None = None
         self.bar = None
+        self.last: dict | None = None  # the latest progress.json written
         if active and sys.stderr.isatty() and start_step < max_steps:
             from tqdm.auto import tqdm
 
@@ -59,22 +60,25 @@ class StepProgress:
             log.info(
                 "step %d/%d  loss %.4g  %.2f it/s  ETA %s", step, self.max_steps, loss, rate, eta_text(eta)
             )
-        write_json(
-            self.run.progress_file,
-            {
-                "step": step,
-                "max_steps": self.max_steps,
-                "train_loss": loss,
-                "steps_per_s": rate,
-                "eta_s": eta,
-                "dev_score": self.dev_score,
-                "best_dev_score": self.best_dev,
-                "updated": time.time(),
-            },
-        )
+        self.last = {
+            "step": step,
+            "max_steps": self.max_steps,
+            "train_loss": loss,
+            "steps_per_s": rate,
+            "eta_s": eta,
+            "dev_score": self.dev_score,
+            "best_dev_score": self.best_dev,
+            "updated": time.time(),
+        }
+        write_json(self.run.progress_file, self.last)
 
     def evaluated(self, score: float | None, best: float | None) -> None:
+        """An evaluation ended: progress.json (written before this step's evaluation) takes its scores, so a
+        run at its last step shows its final dev score, not the previous evaluation's."""
         self.dev_score, self.best_dev = score, best
+        if self.active and self.last is not None:
+            self.last.update(dev_score=score, best_dev_score=best, updated=time.time())
+            write_json(self.run.progress_file, self.last)
 
     def close(self) -> None:
         if self.bar is not None:

@@ -202,3 +202,26 @@ def test_a_truncated_result_json_is_not_completed_and_the_run_is_trained_again(t
     assert "Traceback" not in shown.stderr and "JSONDecodeError" not in shown.stderr, shown.stderr
     again = run(cfg)
     assert record.state() == "COMPLETED" and again["score"] == result["score"]
+
+
+def test_progress_json_holds_the_dev_score_of_its_own_step(tiny):
+    """#22 item 13: progress.json was written before the step's dev evaluation, so a finished run showed the
+    previous evaluation's score at its last step. It holds the score of the evaluation at its step."""
+    cfg = compose(tiny("encoder", "sweep_name=prog", "trainer.eval_every=3", "trainer.log_every=3"))
+    run(cfg)
+    record = RunDir(run_dir(cfg))
+    last = [json.loads(line) for line in record.metrics_file.read_text().splitlines()][-1]
+    progress = record.progress()
+    assert progress["step"] == last["step"] == 6
+    assert progress["dev_score"] == last["dev_accuracy"]
+    # the trainer's order, step then its evaluation, with scores that differ (the tiny run's may coincide)
+    from petsweep.progress import StepProgress
+
+    (record.path.parent / "unit").mkdir()
+    reporter = StepProgress(RunDir(record.path.parent / "unit"), 6, 3, 0)
+    for step, score in ((3, 0.6875), (6, 0.75)):
+        for s in range(step - 2, step + 1):
+            reporter.step(s, 1.0)
+        reporter.evaluated(score, score)
+    assert reporter.run.progress() | {"updated": 0} == reporter.last | {"updated": 0}
+    assert reporter.run.progress()["step"] == 6 and reporter.run.progress()["dev_score"] == 0.75
