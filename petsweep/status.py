@@ -217,9 +217,14 @@ class RunDir:
         with self._locked():
             status = self.status() or {}
             ours = owner is not None and status.get("token") == owner
+            # a requeued SLURM task (perhaps on another node) keeps its job id: the run it held is its own
+            job = current_slurm_job()
+            ours = ours or (job is not None and status.get("slurm_task") == job)
             if not ours and self.is_live(queue):
                 return None
             token = uuid.uuid4().hex
+            if job is not None:
+                extra = {"slurm_task": job, **extra}
             self.set_status(state, token=token, **extra)
             self.beat()
             return token

@@ -225,3 +225,23 @@ def test_progress_json_holds_the_dev_score_of_its_own_step(tiny):
         reporter.evaluated(score, score)
     assert reporter.run.progress() | {"updated": 0} == reporter.last | {"updated": 0}
     assert reporter.run.progress()["step"] == 6 and reporter.run.progress()["dev_score"] == 0.75
+
+
+def test_a_requeued_slurm_task_on_another_node_claims_its_own_run(tmp_path, monkeypatch):
+    """#22 item 10: a requeued task refused its own run ('already RUNNING ... on <node>') because the run's
+    fresh heartbeat came from another host. The claim records the SLURM job/array task; the same task claims
+    the run again, any other task still cannot."""
+    import time
+
+    monkeypatch.setenv("SLURM_ARRAY_JOB_ID", "4242")
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    record = RunDir(tmp_path / "run")
+    assert record.claim("RUNNING") is not None and record.status()["slurm_task"] == "4242_3"
+    status = record.status() | {"host": "other-node", "pid": 1, "updated": time.time()}
+    (record.path / "status.json").write_text(json.dumps(status))  # as the first node left it
+    record.beat()
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "4")
+    assert record.claim("RUNNING") is None  # another task: the run is live elsewhere
+    monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
+    (record.path / "status.json").write_text(json.dumps(status))
+    assert record.claim("RUNNING") is not None  # the same task, requeued on this node
