@@ -28,7 +28,7 @@ from pathlib import Path
 import yaml
 
 from petsweep.identity import run_hash, run_slug, semantic_config
-from petsweep.status import INVALIDATED_DIR, RunDir, write_json
+from petsweep.status import COMPLETED, INVALIDATED_DIR, RunDir, write_json
 
 
 def run_dirs_under(root: Path) -> list[Path]:
@@ -89,10 +89,21 @@ def rehash_run(path: Path, dry_run: bool = False) -> tuple[str, Path, str]:
     if target == path:
         return "same", path, ""
     if target.exists():
-        if dry_run:
-            return "taken", target, f"{target.name} holds this identity: would be moved aside"
-        aside = _move_aside(path, f"rehash: {target.name} holds this run's identity under the current rule")
-        return "taken", aside, f"{target.name} holds this identity: moved aside"
+        holder = RunDir(target)
+        if holder.is_live():
+            return "refused", path, f"{target.name} holds this identity and is being trained: rehash later"
+        if RunDir(path).state() == COMPLETED and holder.state() != COMPLETED:
+            # a finished result outranks an unfinished attempt at the same identity: that one goes aside
+            if dry_run:
+                return "moved", target, f"{target.name} (unfinished) would be moved aside"
+            _move_aside(target, f"rehash: {path.name} holds a finished run of this identity")
+        else:
+            if dry_run:
+                return "taken", target, f"{target.name} holds this identity: would be moved aside"
+            aside = _move_aside(
+                path, f"rehash: {target.name} holds this run's identity under the current rule"
+            )
+            return "taken", aside, f"{target.name} holds this identity: moved aside"
     if dry_run:
         return "moved", target, ""
     path.rename(target)

@@ -187,6 +187,24 @@ def test_rehash_moves_aside_a_run_whose_new_id_is_taken(tiny):
     assert "INTERRUPTED" not in status_out.stdout, status_out.stdout
 
 
+def test_rehash_puts_a_finished_run_in_place_of_a_dead_attempt_at_its_new_id(tiny):
+    cfg = compose(tiny("encoder"))
+    run(cfg)
+    current = run_dir(cfg)
+    # the finished run sits under an older rule's name; the new id holds an attempt killed mid-training
+    old = current.with_name(current.name[:-12] + "0123456789ab")
+    current.rename(old)
+    current.mkdir()
+    (current / "config.yaml").write_text((old / "config.yaml").read_text())
+    status = json.loads((old / "status.json").read_text())
+    (current / "status.json").write_text(json.dumps({**status, "state": "RUNNING", "pid": 999999999}))
+    out = run_cli("-m", "petsweep.cli", "rehash", str(current.parent))
+    assert out.returncode == 0 and not old.exists(), out.stdout
+    assert RunDir(current).state() == "COMPLETED" and RunDir(current).result() is not None
+    aside = list((current.parent / ".invalidated").glob(f"*/{current.name}"))
+    assert len(aside) == 1 and RunDir(aside[0]).result() is None  # the dead attempt, kept aside
+
+
 OLD_RECORDS = Path(__file__).parent / "fixtures" / "old_records"
 # what the current code must do with each old record: reproduce it under its id, or give the run a new id
 COMPATIBLE = {
