@@ -201,6 +201,58 @@ def test_generate_continues_what_the_tuned_forward_predicts(tiny, arch, method):
     assert out.tolist() == ids.tolist()
 
 
+BATCHES = {  # (rows, pad on the left): unpadded rows of one length, a single row, rows of two lengths
+    "equal": ([[11, 12, 13, 14], [21, 22, 23, 24]], False),
+    "single": ([[11, 12, 13, 14, 15]], False),
+    "padded": ([[11, 12, 13, 14, 15], [21, 22]], True),
+}
+
+
+def _padded(rows: list[list[int]], left: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    width = max(map(len, rows))
+    fill = [[0] * (width - len(r)) for r in rows]
+    ids = [f + r if left else r + f for f, r in zip(fill, rows)]
+    mask = [[0] * len(f) + [1] * len(r) if left else [1] * len(r) + [0] * len(f) for f, r in zip(fill, rows)]
+    return torch.tensor(ids), torch.tensor(mask)
+
+
+@pytest.mark.parametrize("batch", sorted(BATCHES))
+@pytest.mark.parametrize("method", ["prompt", "prefix", "dept"])
+@pytest.mark.parametrize("arch", ["encoder_decoder", "bart", "decoder", "bloom", "llama"])
+def test_each_row_generates_what_its_own_greedy_forward_predicts(tiny, arch, method, batch):
+    """Unpadded, single-row and padded batches (left-padded for decoders, as evaluation pads them): every row
+    generates the tokens its own greedy forward picks, whatever else is in the batch."""
+    spec = _spec(tiny, arch, method, "method.length=3", *(["method.rank=2"] if method == "dept" else []))
+    bare, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    model = attach_method(bare, spec, tokenizer=tokenizer)[0].model.eval()
+    encoder_decoder = spec.backbone.family == "encoder_decoder"
+    rows, pad_left = BATCHES[batch]
+    input_ids, mask = _padded(rows, left=pad_left and not encoder_decoder)
+    with torch.no_grad():
+        out = model.generate(input_ids=input_ids, attention_mask=mask, max_new_tokens=3, min_new_tokens=3)
+        for i, row in enumerate(rows):
+            source = torch.tensor([row])
+            ids = torch.tensor([[model.config.decoder_start_token_id]]) if encoder_decoder else source
+            for _ in range(3):
+                logits = (
+                    model(input_ids=source, decoder_input_ids=ids).logits
+                    if encoder_decoder
+                    else model(input_ids=ids).logits
+                )
+                ids = torch.cat([ids, logits[:, -1].argmax(-1, keepdim=True)], 1)
+            new = ids[0, 1:] if encoder_decoder else ids[0, len(row) :]
+            assert out[i, -3:].tolist() == new.tolist(), (i, out, ids)
+            if not encoder_decoder:
+                assert out[i, : input_ids.shape[1]].tolist() == input_ids[i].tolist()  # as the bare model
+
+
+def test_generation_refuses_what_it_does_not_do(tiny):
+    spec = _spec(tiny, "decoder", "prefix", "method.length=3")
+    model = attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)[0].model
+    with pytest.raises(ValueError, match="num_beams=4: greedy decoding"):
+        model.generate(input_ids=torch.tensor([[11, 12]]), num_beams=4)
+
+
 IDENTITY_AT_INIT = [  # methods whose update starts at zero: the model computes exactly what it did before
     ("lora", ()),
     ("ia3", ()),

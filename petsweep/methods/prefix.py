@@ -6,7 +6,8 @@ hooks on the model instead of peft's wrapper (which renames the model and copies
 
 - a forward pre-hook builds the cache from the trained parameters for each batch and extends the attention
   mask over the prefix; outputs keep the bare model's shapes (a cache adds keys, not output positions);
-- `generate` is wrapped to start from the same cache, and returns what the bare model's generate returns.
+- `generate` decodes greedily through that hooked forward (methods/decoding.py), returning what the bare
+  model's generate returns.
 
 Placement: encoders and decoders get a prefix in every layer. On encoder-decoders (T5, BART) the prefix
 reaches the decoder's self-attention in every decoder layer, not the encoder nor cross-attention: that is
@@ -28,6 +29,7 @@ from torch import nn
 
 from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+from petsweep.methods.decoding import greedy_generate
 from petsweep.methods.prompt import check_positions
 
 
@@ -148,42 +150,5 @@ class PrefixMethod(PETMethod):
 
         model.register_forward_pre_hook(before, with_kwargs=True)
         if hasattr(model, "generate"):
-            model.generate = _generate_with(model, model.generate, prefix, encoder_decoder)
+            model.generate = greedy_generate(model, encoder_decoder)
         return Attached(model, [self.group(prefix.parameters())])
-
-
-def _generate_with(model, generate, prefix: PrefixEncoder, encoder_decoder: bool):
-    """generate() from the prefix cache. generate() takes a cache to cover the first positions of the ids it
-    is given, so `length` placeholder ids go in front of the decoder's ids and come off the output."""
-
-    def generate_with_prefix(input_ids=None, attention_mask=None, **kwargs):
-        batch, length = input_ids.shape[0], prefix.length
-        cache = prefix.cache(batch, model.config, encoder_decoder, model.get_input_embeddings().weight.dtype)
-        if encoder_decoder:
-            start = model.generation_config.decoder_start_token_id
-            if start is None:
-                start = model.config.decoder_start_token_id
-            decoder_ids = torch.full(
-                (batch, length + 1), start, dtype=input_ids.dtype, device=input_ids.device
-            )
-            # a decoder mask as long as the ids tells generate() the cache covers the placeholders
-            out = generate(
-                input_ids=input_ids,
-                attention_mask=attention_mask,
-                decoder_input_ids=decoder_ids,
-                decoder_attention_mask=torch.ones_like(decoder_ids),
-                past_key_values=cache,
-                **kwargs,
-            )
-            return out[:, length:]
-        placeholders = input_ids.new_zeros(batch, length)
-        mask = _ones_before(attention_mask, length, batch, input_ids.shape[1], input_ids.device)
-        out = generate(
-            input_ids=torch.cat([placeholders, input_ids], 1),
-            attention_mask=mask,
-            past_key_values=cache,
-            **kwargs,
-        )
-        return out[:, length:]
-
-    return generate_with_prefix

@@ -9,8 +9,8 @@ renames the model (losing or copying the task head) and returns extra logit posi
   (and, for decoders, pads `labels` with -100 under the prompt);
 - for decoders a forward hook drops the prompt positions from the logits, so the model returns the bare
   model's output shapes and objectives never know the method;
-- `generate` is wrapped the same way (embeddings in, and for decoders the input ids put back in front of what
-  was generated, as the bare model returns them).
+- `generate` decodes greedily through the hooked forward (methods/decoding.py), returning what the bare
+  model's generate returns (for decoders the input ids in front of what was generated).
 
 The prompt is the parameter `soft_prompt.embedding` of the model. Count: length x d.
 """
@@ -24,6 +24,7 @@ from torch import nn
 
 from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+from petsweep.methods.decoding import greedy_generate
 
 IGNORE = -100
 INITS = ("vocab", "text", "random")
@@ -68,7 +69,6 @@ class SoftPrompt(nn.Module):
             torch.empty(length, weight.shape[1], device=weight.device, dtype=weight.dtype)
         )
         self.offset = offset
-        self.generating = False
 
     def initialize(self, c, vocabulary: torch.Tensor, tokenizer) -> None:
         """Rows of the vocabulary (drawn at random, or the tokens of `init_text`) or uniform noise."""
@@ -91,11 +91,6 @@ class SoftPrompt(nn.Module):
         prompt = self.embedding.unsqueeze(0).expand(batch, -1, -1).to(embeds.dtype)
         ones = torch.ones(batch, length, dtype=mask.dtype, device=mask.device)
         return torch.cat([prompt, embeds], 1), torch.cat([ones, mask], 1)
-
-    def later_step(self, embeds: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Offset the tokens of a generation step after the first (their mask covers prompt and past)."""
-        positions = token_positions(mask)[:, -embeds.shape[1] :] - self.embedding.shape[0]
-        return self.offset(embeds, positions)
 
 
 def token_positions(mask: torch.Tensor) -> torch.Tensor:
@@ -150,11 +145,6 @@ def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPro
     def before(module, args, kwargs):
         if kwargs.get("input_ids") is None:
             return args, kwargs  # embeddings handed in already, or an encoder-decoder's decoder step
-        if prompt.generating:  # a generation step after the first: the prompt is in the cache already
-            if prompt.offset is not None:
-                embeds = prompt.later_step(embedding(kwargs.pop("input_ids")), kwargs["attention_mask"])
-                kwargs["inputs_embeds"] = embeds
-            return args, kwargs
         embeds, mask = prompt.inputs(embedding(kwargs.pop("input_ids")), kwargs.get("attention_mask"))
         kwargs.update(inputs_embeds=embeds, attention_mask=mask)
         if decoder_only and kwargs.get("labels") is not None:
@@ -163,25 +153,12 @@ def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPro
         return args, kwargs
 
     def after(module, args, kwargs, output):
-        if decoder_only and not prompt.generating and getattr(output, "logits", None) is not None:
+        if decoder_only and getattr(output, "logits", None) is not None:
             output.logits = output.logits[:, length:]  # the bare model's positions only
         return output
 
     model.register_forward_pre_hook(before, with_kwargs=True)
     model.register_forward_hook(after, with_kwargs=True)
-    if hasattr(model, "generate"):
-        model.generate = _generate_with(model.generate, prompt, embedding, decoder_only)
+    if hasattr(model, "generate"):  # encoders never generate; decoders and encoder-decoders decode greedily
+        model.generate = greedy_generate(model, encoder_decoder=not decoder_only)
     return prompt
-
-
-def _generate_with(generate, prompt: SoftPrompt, embedding: nn.Embedding, decoder_only: bool):
-    def generate_with_prompt(input_ids=None, attention_mask=None, **kwargs):
-        embeds, mask = prompt.inputs(embedding(input_ids), attention_mask)
-        prompt.generating = True
-        try:
-            out = generate(inputs_embeds=embeds, attention_mask=mask, **kwargs)
-        finally:
-            prompt.generating = False
-        return torch.cat([input_ids, out], 1) if decoder_only else out  # as the bare decoder returns it
-
-    return generate_with_prompt
