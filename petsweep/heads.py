@@ -9,6 +9,7 @@ states over real tokens instead, and drops the unused pooler so that no count in
 
 from __future__ import annotations
 
+import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
@@ -49,7 +50,11 @@ class MeanPoolClassifier(nn.Module):
         hidden = self.encoder_model(
             input_ids=input_ids, attention_mask=attention_mask, **kwargs
         ).last_hidden_state
-        mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+        if attention_mask is None:
+            attention_mask = torch.ones(hidden.shape[:2], dtype=torch.long, device=hidden.device)
+        # a prefix (keys and values before the input, no output positions) lengthens the mask on the left:
+        # the last columns are the tokens the encoder outputs
+        mask = attention_mask[:, -hidden.shape[1] :].unsqueeze(-1).to(hidden.dtype)
         pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1)
         logits = self.classifier(self.dropout(pooled))
         loss = None
