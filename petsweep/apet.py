@@ -21,6 +21,7 @@ from petsweep.errors import ConfigError
 GRANULARITIES = ("element", "tensor")
 SPLITS = ("floor", "round")
 POOLS = ("seed", "petsweep")
+ZERO_BIASES = ("t5", "every")
 
 
 @dataclass
@@ -44,6 +45,10 @@ class ApetSpec:
     split: tensor granularity: how K is divided between the pools. floor (PET_Scaling's code: each pool may
         take floor(share x K), so an odd K leaves one scalar unused) or round (runs before the key: the delta
         pool round(share x K), the inner pool the rest).
+    zero_biases: tensor granularity, pool=seed: which backbones get the seed T5's zero biases. t5 (the seed:
+        only its T5 family builds every Linear with a bias; its BLOOM and Llama build lm_head and projections
+        without, so there pool=seed is the backbone's own tensors) or every (runs before the key: every
+        bias-free backbone, e.g. BLOOM's 250,880-scalar lm_head bias). Changes nothing on T5.
     seed_by_budget: draw positions with the generator seeded by K x seed (PET_Scaling: budgets of one seed
         are independent draws) instead of by seed (false: the K positions of one seed are the first K of one
         draw, so a smaller budget's positions lie inside a larger one's). Tensor granularity always seeds by
@@ -60,6 +65,7 @@ class ApetSpec:
     pool: str = "seed"
     split: str = "floor"
     seed_by_budget: bool = False
+    zero_biases: str = "t5"
 
     def __post_init__(self):
         if isinstance(self.scale, str) and self.scale.strip().isdigit():
@@ -82,6 +88,9 @@ class ApetSpec:
             raise ConfigError("apet.pool", self.pool, f"choose one of: {', '.join(POOLS)}")
         if self.split not in SPLITS:
             raise ConfigError("apet.split", self.split, f"choose one of: {', '.join(SPLITS)}")
+        if self.zero_biases not in ZERO_BIASES:
+            choices = f"choose one of: {', '.join(ZERO_BIASES)}"
+            raise ConfigError("apet.zero_biases", self.zero_biases, choices)
         if not 0 <= self.delta_fraction <= 1:
             raise ConfigError("apet.delta_fraction", self.delta_fraction, "must be in [0, 1]")
         if self.granularity == "tensor" and self.seed_by_budget:

@@ -61,7 +61,8 @@ def select(model, ctx, spec, k: int):
     """(picked parameters, the adapter units left out) for budget `k`."""
     lora_targets = ["q", "v"]
     if spec.pool == "seed":
-        add_zero_biases(model, ctx)
+        if spec.zero_biases == "every" or ctx.backbone.model_type == "t5":  # the seed: T5 only
+            add_zero_biases(model, ctx)
         if "cross_q" in ctx.backbone.module_map().modules:  # the seed's LoRA sits in every T5Attention
             lora_targets += ["cross_q", "cross_v"]
     inner = [p for _, p in backbone_params(model, ctx)]  # before the delta pool is attached

@@ -59,6 +59,7 @@ ADDED_DEFAULTS = {
     "apet.pool": "petsweep",  # the seed's tensor pool (T5 zero biases, cross-attention LoRA) came later
     "apet.split": "round",  # PET_Scaling's floor(K/2) per pool came after round(K/2) + the rest
     "apet.seed_by_budget": False,  # positions seeded by K x seed (independent budgets) came later
+    "apet.zero_biases": "every",  # the seed's T5 zero biases on every bias-free backbone (not T5 only) before
     "backbone.dropout": None,  # the model's own dropout; setting it (fused training needs 0) came later
     "method.round_epochs": None,  # OPF's epoch rule for where dynamic rounds begin came after equal shares
     "method.keep_optimizer_state": False,  # OPF's rounds reset every tensor's AdamW state before
@@ -141,6 +142,12 @@ def _resolve_semantic_settings(data: dict) -> None:
         if isinstance(apet, dict) and apet.get("granularity", "element") != "tensor":
             apet.pop("pool", None)  # read at tensor granularity only
             apet.pop("split", None)
+        if isinstance(apet, dict) and (
+            apet.get("granularity", "element") != "tensor"
+            or apet.get("pool") != "seed"
+            or backbone.get("model_type") == "t5"
+        ):
+            apet.pop("zero_biases", None)  # changes nothing there (T5 gets its zero biases either way)
         frozen = trainer.get("frozen_dtype", "fp32")
         if isinstance(method, dict) and "delta_fp32" in method and frozen == "fp32":
             method["delta_fp32"] = False  # APET's sum is fp32 either way over fp32 frozen weights

@@ -417,3 +417,28 @@ def test_paper_grid_presets_run_pet_scalings_settings(family, tmp_path):
         "_apet": (0.0, "linear", "tensor"),
         "_apet_4096": (0.0, "constant", "element"),
     }
+
+
+def test_the_seed_pool_adds_zero_biases_on_t5_only():
+    """PET_Scaling's BLOOM and Llama build their Linears (lm_head too) without a bias; only its T5 has them.
+    pool=seed added a 250,880-scalar lm_head bias to bloom-560m; apet.zero_biases=every keeps that for the
+    records of those runs (their ids), and on T5 the key changes nothing (no id)."""
+    from petsweep.backbones import build_on_meta
+    from petsweep.identity import semantic_config
+
+    overrides = ["backbone=bloom-560m", "method=apet", "apet.granularity=tensor", "apet.scale=lora"]
+
+    def added(*extra):
+        spec = resolve_run(compose([*overrides, *extra]))
+        model = build_on_meta(spec.backbone, 2)
+        before = {n for n, _ in model.named_parameters()}
+        model = attach_method(model, spec)[0].model
+        return [n for n, _ in model.named_parameters() if n not in before and n.endswith("bias")]
+
+    assert not [n for n in added() if "lm_head" in n or "base_layer" not in n and "adapter" not in n]
+    assert "lm_head.bias" in added("apet.zero_biases=every")
+    old = semantic_config(compose([*overrides, "apet.zero_biases=every"]))
+    assert "zero_biases" not in old["apet"]
+    assert semantic_config(compose(overrides))["apet"]["zero_biases"] == "t5"
+    t5 = ["backbone=t5-v1_1-small", *overrides[1:]]
+    assert semantic_config(compose(t5)) == semantic_config(compose([*t5, "apet.zero_biases=every"]))
