@@ -76,6 +76,7 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
             print(summary_text(result, run_path, reused=True))
         return result
     counts = check_on_meta(spec)  # the method fits this backbone: checked before anything is claimed
+    _check_bf16_compute(spec)
     init_source = (
         resolve_source(spec.method.config.init_from, spec.runs_root) if spec.method.config.init_from else None
     )
@@ -157,6 +158,25 @@ def optimized_value(result: dict, name: str) -> float:
     if name == "train_subset":
         return float(result["train_subset_score"])
     return float(result["metrics"][name.removeprefix("test/")])
+
+
+def _check_bf16_compute(spec: RunSpec) -> None:
+    """frozen_dtype=bf16 needs bf16 compute: precision=auto resolves to fp32 on a device without it (train.py
+    use_bf16), and fp32 activations meeting bf16 weights crashed after the claim (the explicit precision=fp32
+    is refused in config.TrainerConfig)."""
+    from petsweep.errors import ConfigError
+    from petsweep.train import pick_device, use_bf16
+
+    trainer = spec.trainer
+    if trainer.frozen_dtype == "bf16" and trainer.precision == "auto":
+        device = pick_device(trainer)
+        if not use_bf16(trainer, device):
+            raise ConfigError(
+                "trainer.frozen_dtype",
+                "bf16",
+                f"needs bf16 compute, which trainer.precision=auto does not give on {device}: "
+                "set trainer.precision=bf16, or trainer.frozen_dtype to fp32 or auto",
+            )
 
 
 def _check_counted_ranks(cfg: DictConfig, world: int) -> None:

@@ -442,3 +442,12 @@ def test_the_seed_pool_adds_zero_biases_on_t5_only():
     assert semantic_config(compose(overrides))["apet"]["zero_biases"] == "t5"
     t5 = ["backbone=t5-v1_1-small", *overrides[1:]]
     assert semantic_config(compose(t5)) == semantic_config(compose([*t5, "apet.zero_biases=every"]))
+
+
+def test_bf16_frozen_weights_without_bf16_compute_are_refused_before_the_claim(tiny):
+    """precision=auto computes in fp32 on a CPU: frozen_dtype=bf16 crashed after the run dir was claimed."""
+    extra = ("method=apet", "apet.scale=500", "trainer.frozen_dtype=bf16", "trainer.device=cpu")
+    cfg = compose(tiny("encoder", *extra))
+    with pytest.raises(ConfigError, match="trainer.frozen_dtype.*precision=auto"):
+        run(cfg)
+    assert not run_dir(cfg).exists()
