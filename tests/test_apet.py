@@ -412,11 +412,20 @@ def test_paper_grid_presets_run_pet_scalings_settings(family, tmp_path):
         assert (cfg.seed, cfg.method.lr, trainer.max_steps, trainer.batch_size) == (42, 1e-4, 20000, 16)
         assert (trainer.warmup_ratio, trainer.weight_decay, trainer.eval_every) == (0.0, 0.0, 1000)
         seen[suffix] = (cfg.backbone.dropout, trainer.schedule, cfg.apet.granularity if suffix else None)
+        axes = dict(a.lstrip("+").split("=", 1) for a in arguments if "=" in a)
+        if suffix == "_apet":
+            apet_of = set(axes["apet.scale"].split(","))
+        elif not suffix:
+            pet = set(axes["method"].split(","))
+    # the seed's --dropout_rate reaches T5 (dropout_rate) but not its BLOOM (hidden/attention_dropout)
+    pet_dropout, apet_dropout = (0.1, 0.0) if family == "t5" else (None, None)
     assert seen == {
-        "": (0.1, "linear", None),
-        "_apet": (0.0, "linear", "tensor"),
-        "_apet_4096": (0.0, "constant", "element"),
+        "": (pet_dropout, "linear", None),
+        "_apet": (apet_dropout, "linear", "tensor"),
+        "_apet_4096": (apet_dropout, "constant", "element"),
     }
+    # every APET(X) has its PET X, but T5's bitfit (no biases; the preset says so)
+    assert apet_of - pet == ({"bitfit"} if family == "t5" else set())
 
 
 def test_the_seed_pool_adds_zero_biases_on_t5_only():
