@@ -22,6 +22,7 @@ GRANULARITIES = ("element", "tensor")
 SPLITS = ("floor", "round")
 POOLS = ("seed", "petsweep")
 ZERO_BIASES = ("t5", "every")
+MAX_SEED = 2**31 - 1  # K x seed (seed_by_budget, tensor granularity) then fits a 64-bit generator seed
 
 
 @dataclass
@@ -102,6 +103,15 @@ class ApetSpec:
         # a disabled group's seed is never read (records of runs from before the group had one hold null)
         if self.scale is not None and (not isinstance(self.seed, int) or isinstance(self.seed, bool)):
             raise ConfigError("apet.seed", self.seed, "must be an integer")
+        if self.scale is not None and not 0 <= self.seed <= MAX_SEED:
+            # random.seed(-s) is random.seed(s): a negative seed drew seed |s|'s tensors under another id
+            raise ConfigError("apet.seed", self.seed, f"must be in [0, {MAX_SEED}]")
+        if self.scale is not None and self.seed_by_budget and self.seed == 0:
+            raise ConfigError(
+                "apet.seed",
+                0,
+                "with apet.seed_by_budget=true seeds K x 0 = 0 for every K (nested): use 1 or more",
+            )
 
 
 @dataclass
@@ -122,6 +132,10 @@ class Budget:
         if k < 1:
             raise ConfigError(
                 "apet.ratio", self.spec.ratio, f"of {eligible:,} eligible scalars is no scalar at all"
+            )
+        if self.positions_seed(k) > 2**63 - 1:  # checked on the meta device, before any claim
+            raise ConfigError(
+                "apet.seed", self.spec.seed, f"K x seed = {self.positions_seed(k):,} overflows a 64-bit seed"
             )
         return k
 

@@ -121,6 +121,12 @@ def test_only_the_chosen_positions_move_and_the_merged_model_computes_the_same(t
         (("apet.scale=loar",), ["apet.scale='loar'", "lora", "adapter"]),
         (("apet.granularity=tensors",), ["apet.granularity='tensors'", "element, tensor"]),
         (("apet.scale=100", "apet.seed=null"), ["apet.seed=None", "integer"]),
+        # random.seed(-1) is random.seed(1): the same tensors under another id
+        (("apet.scale=100", "apet.granularity=tensor", "apet.seed=-1"), ["apet.seed=-1", "[0, 2147483647]"]),
+        # seed_by_budget seeds K x seed: seed 0 gives every budget seed 0, nested again
+        (("apet.scale=100", "apet.seed_by_budget=true", "apet.seed=0"), ["apet.seed=0", "nested"]),
+        # K x 1e17 overflowed the generator's seed after the claim
+        (("apet.scale=100", "apet.seed_by_budget=true", "apet.seed=100000000000000000"), ["[0, 2147483647]"]),
     ],
 )
 def test_bad_budgets_are_one_line_before_anything_runs(tiny, extra, words):
@@ -460,3 +466,12 @@ def test_bf16_frozen_weights_without_bf16_compute_are_refused_before_the_claim(t
     with pytest.raises(ConfigError, match="trainer.frozen_dtype.*precision=auto"):
         run(cfg)
     assert not run_dir(cfg).exists()
+
+
+def test_k_times_seed_beyond_a_64_bit_seed_is_refused_when_k_is_known():
+    from petsweep.apet import MAX_SEED, ApetSpec, Budget
+
+    spec = ApetSpec(scale=2**33, seed=MAX_SEED, seed_by_budget=True)
+    with pytest.raises(ConfigError, match="overflows a 64-bit seed"):
+        Budget(spec, 2**33).resolve(2**34)
+    assert Budget(ApetSpec(scale=2**33, seed=MAX_SEED), 2**33).resolve(2**34) == 2**33  # seeded by seed
