@@ -72,7 +72,8 @@ class SparseDelta(nn.Module):
         return original.reshape(-1).index_add(0, self.idx, self.delta.to(original.dtype)).view_as(original)
 
 
-# tensor granularity trains whole tensors: an achieved count more than this fraction below K is reported
+# tensor granularity trains whole tensors: an achieved count more than this fraction below or above K is
+# reported (result.json apet.below_requested / above_requested, a note in `petsweep plan` and `count`)
 SHORTFALL_TOLERANCE = 0.01
 
 
@@ -134,14 +135,15 @@ class ApetMethod(PETMethod):
         chosen = hashlib.sha256("\n".join(sorted(names[id(p)] for p in picked)).encode()).hexdigest()
         self.record = self._record(k, picked, eligible, chosen)
         notes = []
-        if self.record["below_requested"]:  # shown by `petsweep plan` and `count`, kept in result.json
+        missed = [side for side in ("below", "above") if self.record[f"{side}_requested"]]
+        if missed:  # shown by `petsweep plan` and `count`, kept in result.json
             notes.append(
                 f"apet tensor granularity on {ctx.backbone.name}: {self.record['achieved']:,} of "
-                f"{k:,} requested ({100 * self.record['achieved'] / k:.0f}%, below by more than "
+                f"{k:,} requested ({100 * self.record['achieved'] / k:.0f}%, {missed[0]} by more than "
                 f"{100 * SHORTFALL_TOLERANCE:g}%)"
             )
             if not on_meta(model):
-                log.warning("%s: result.json apet.below_requested", notes[0])
+                log.warning("%s: result.json apet.%s_requested", notes[0], missed[0])
         return Attached(model, [self.group(picked)], notes=notes, setup=[lambda: silence(left_out)])
 
     def _record(self, k: int, trained: list[nn.Parameter], eligible: int, positions_sha256: str) -> dict:
@@ -153,6 +155,7 @@ class ApetMethod(PETMethod):
             "requested": k,
             "achieved": achieved,
             "below_requested": achieved < (1 - SHORTFALL_TOLERANCE) * k,  # by more than the tolerance
+            "above_requested": achieved > (1 + SHORTFALL_TOLERANCE) * k,  # whole delta units overshoot
             "eligible": eligible,
             "tensors": len(trained),
             "granularity": spec.granularity,
