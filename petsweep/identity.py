@@ -142,6 +142,10 @@ def _resolve_semantic_settings(data: dict) -> None:
         if isinstance(apet, dict) and apet.get("granularity", "element") != "tensor":
             apet.pop("pool", None)  # read at tensor granularity only
             apet.pop("split", None)
+            apet.pop("delta_fraction", None)
+            apet.pop("include_delta_pool", None)
+        if isinstance(apet, dict) and apet.get("include_delta_pool") is False:
+            apet.pop("delta_fraction", None)  # no delta pool: its share is moot
         if isinstance(apet, dict) and (
             apet.get("granularity", "element") != "tensor"
             or apet.get("pool") != "seed"

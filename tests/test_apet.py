@@ -492,3 +492,18 @@ def test_a_tensor_budget_overshot_by_more_than_the_tolerance_is_flagged_too():
     spec = resolve_run(compose([*overrides, "apet.seed=1"]))
     attach_method(build_on_meta(spec.backbone, 2), spec)
     assert spec.method.record["above_requested"] is True and spec.method.record["below_requested"] is False
+
+
+def test_delta_pool_keys_enter_the_id_only_where_they_change_the_run(tiny):
+    """delta_fraction and include_delta_pool are read at tensor granularity only, and delta_fraction only
+    with a delta pool: elsewhere they made new ids for the same run."""
+    from petsweep.identity import run_hash
+
+    def ident(*extra):
+        return run_hash(compose(tiny("encoder", "method=apet", "apet.scale=300", *extra)))
+
+    assert ident() == ident("apet.delta_fraction=0.3") == ident("apet.include_delta_pool=false")
+    tensor = ("apet.granularity=tensor", "apet.include_delta_pool=false")
+    assert ident(*tensor) == ident(*tensor, "apet.delta_fraction=0.3")
+    assert ident("apet.granularity=tensor") != ident("apet.granularity=tensor", "apet.delta_fraction=0.3")
+    assert ident("apet.granularity=tensor") != ident(*tensor)
