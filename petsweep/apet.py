@@ -50,6 +50,8 @@ class ApetSpec:
         only its T5 family builds every Linear with a bias; its BLOOM and Llama build lm_head and projections
         without, so there pool=seed is the backbone's own tensors) or every (runs before the key: every
         bias-free backbone, e.g. BLOOM's 250,880-scalar lm_head bias). Changes nothing on T5.
+    ratio_counts_zero_biases: tensor granularity, scale=ratio: K = ratio x the eligible scalars, the zero
+        biases pool=seed adds counted (true) or not (false: runs before the key).
     seed_by_budget: draw positions with the generator seeded by K x seed (PET_Scaling: budgets of one seed
         are independent draws) instead of by seed (false: the K positions of one seed are the first K of one
         draw, so a smaller budget's positions lie inside a larger one's). Tensor granularity always seeds by
@@ -67,6 +69,7 @@ class ApetSpec:
     split: str = "floor"
     seed_by_budget: bool = False
     zero_biases: str = "t5"
+    ratio_counts_zero_biases: bool = True
 
     def __post_init__(self):
         if isinstance(self.scale, str) and self.scale.strip().isdigit():

@@ -57,12 +57,17 @@ def pool_budgets(k: int, spec) -> tuple[int, int]:
     return delta, k - delta
 
 
+def seed_biases(model, ctx, spec) -> None:
+    """pool=seed: the seed T5's zero biases (apet.zero_biases: on T5 only, or every bias-free backbone). They
+    are inner candidates, so they count among the eligible scalars (the record, and K of scale=ratio)."""
+    if spec.pool == "seed" and (spec.zero_biases == "every" or ctx.backbone.model_type == "t5"):
+        add_zero_biases(model, ctx)
+
+
 def select(model, ctx, spec, k: int):
-    """(picked parameters, the adapter units left out) for budget `k`."""
+    """(picked parameters, the adapter units left out) for budget `k`; seed_biases(model, ...) has run."""
     lora_targets = ["q", "v"]
     if spec.pool == "seed":
-        if spec.zero_biases == "every" or ctx.backbone.model_type == "t5":  # the seed: T5 only
-            add_zero_biases(model, ctx)
         if "cross_q" in ctx.backbone.module_map().modules:  # the seed's LoRA sits in every T5Attention
             lora_targets += ["cross_q", "cross_v"]
     inner = [p for _, p in backbone_params(model, ctx)]  # before the delta pool is attached

@@ -59,6 +59,7 @@ ADDED_DEFAULTS = {
     "apet.pool": "petsweep",  # the seed's tensor pool (T5 zero biases, cross-attention LoRA) came later
     "apet.split": "round",  # PET_Scaling's floor(K/2) per pool came after round(K/2) + the rest
     "apet.seed_by_budget": False,  # positions seeded by K x seed (independent budgets) came later
+    "apet.ratio_counts_zero_biases": False,  # tensor scale=ratio sized K without the zero biases before
     "apet.zero_biases": "every",  # the seed's T5 zero biases on every bias-free backbone (not T5 only) before
     "backbone.dropout": None,  # the model's own dropout; setting it (fused training needs 0) came later
     "method.round_epochs": None,  # OPF's epoch rule for where dynamic rounds begin came after equal shares
@@ -146,6 +147,13 @@ def _resolve_semantic_settings(data: dict) -> None:
             apet.pop("include_delta_pool", None)
         if isinstance(apet, dict) and apet.get("include_delta_pool") is False:
             apet.pop("delta_fraction", None)  # no delta pool: its share is moot
+        if isinstance(apet, dict) and not (
+            apet.get("granularity", "element") == "tensor"
+            and apet.get("scale") == "ratio"
+            and apet.get("pool") == "seed"
+            and (backbone.get("model_type") == "t5" or apet.get("zero_biases", "t5") == "every")
+        ):
+            apet.pop("ratio_counts_zero_biases", None)  # no zero biases are added, or K is no ratio
         if isinstance(apet, dict) and (
             apet.get("granularity", "element") != "tensor"
             or apet.get("pool") != "seed"

@@ -507,3 +507,32 @@ def test_delta_pool_keys_enter_the_id_only_where_they_change_the_run(tiny):
     assert ident(*tensor) == ident(*tensor, "apet.delta_fraction=0.3")
     assert ident("apet.granularity=tensor") != ident("apet.granularity=tensor", "apet.delta_fraction=0.3")
     assert ident("apet.granularity=tensor") != ident(*tensor)
+
+
+def test_the_seed_t5s_zero_biases_count_among_the_eligible_scalars():
+    """The zero biases pool=seed adds on T5 are candidates: the record's eligible count left them out, and
+    scale=ratio sized K without them (apet.ratio_counts_zero_biases=false keeps that for old runs)."""
+    from petsweep.backbones import build_on_meta
+    from petsweep.identity import semantic_config
+
+    overrides = ["backbone=t5-v1_1-small", "method=apet", "apet.granularity=tensor", "apet.seed=2"]
+
+    def record(*extra):
+        spec = resolve_run(compose([*overrides, *extra]))
+        attach_method(build_on_meta(spec.backbone, 2), spec)
+        return spec.method.record
+
+    rec = record("apet.scale=lora")
+    petsweep_pool = record("apet.scale=lora", "apet.pool=petsweep")
+    assert rec["eligible"] == petsweep_pool["eligible"] + 113_024  # the biases of the pool test above
+    ratio = record("apet.scale=ratio", "apet.ratio=0.01")
+    assert ratio["requested"] == round(0.01 * rec["eligible"])
+    old = record("apet.scale=ratio", "apet.ratio=0.01", "apet.ratio_counts_zero_biases=false")
+    assert old["requested"] == round(0.01 * petsweep_pool["eligible"])
+    ratio_cfg = [*overrides, "apet.scale=ratio", "apet.ratio=0.01"]
+    assert (
+        "ratio_counts_zero_biases"
+        not in semantic_config(compose([*ratio_cfg, "apet.ratio_counts_zero_biases=false"]))["apet"]
+    )
+    assert semantic_config(compose(ratio_cfg))["apet"]["ratio_counts_zero_biases"] is True
+    assert "ratio_counts_zero_biases" not in semantic_config(compose([*overrides, "apet.scale=lora"]))["apet"]

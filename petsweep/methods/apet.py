@@ -124,12 +124,17 @@ class ApetMethod(PETMethod):
         return Attached(model, [self.group(deltas)], buffers=buffers)
 
     def _attach_tensors(self, model, ctx):
-        from petsweep.apet_tensor import select, silence
+        from petsweep.apet_tensor import seed_biases, select, silence
         from petsweep.methods.base import backbone_params
 
         spec = self.budget.spec
+        before = sum(p.numel() for _, p in backbone_params(model, ctx))
+        seed_biases(model, ctx, spec)  # the seed T5's zero biases are candidates: they count as eligible
         eligible = sum(p.numel() for _, p in backbone_params(model, ctx))
-        k = self.budget.resolve(eligible)
+        if spec.scale == "ratio" and not spec.ratio_counts_zero_biases:
+            k = self.budget.resolve(before)  # runs before the key: K = ratio x the backbone's own tensors
+        else:
+            k = self.budget.resolve(eligible)
         picked, left_out = select(model, ctx, spec, k)
         names = {id(p): n for n, p in model.named_parameters()}
         chosen = hashlib.sha256("\n".join(sorted(names[id(p)] for p in picked)).encode()).hexdigest()
