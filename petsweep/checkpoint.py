@@ -168,7 +168,7 @@ def begin(root: Path, step: int) -> Path | None:
         if verify(final) is None:
             return None
         shutil.rmtree(final)  # a broken leftover of the same step: write it again
-    tmp = root / f".step-{step:08d}.tmp{os.getpid()}"
+    tmp = root / f".step-{step:08d}.tmp{os.getpid()}"  # status.CHECKPOINT_TMP_GLOB: cleared on the next claim
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir()
     return tmp
@@ -206,8 +206,12 @@ def save(
     tmp = begin(root, step)
     if tmp is None:
         return step_dir(root, step)
-    write_into(tmp, step, model, optimizer, scheduler, best, counters, keep)
-    return commit(tmp, root, step)
+    try:
+        write_into(tmp, step, model, optimizer, scheduler, best, counters, keep)
+        return commit(tmp, root, step)
+    except BaseException:  # a full disk, a signal: the half-written dir goes, the checkpoints before stay
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
 
 
 def write_into(tmp: Path, step: int, model, optimizer, scheduler, best, counters: dict, keep=None) -> None:

@@ -16,6 +16,7 @@ import contextlib
 import fcntl
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -61,6 +62,10 @@ QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = (
 )
 # <sweep>/.invalidated/<time>/<run>: runs moved aside by `petsweep invalidate`
 INVALIDATED_DIR = ".invalidated"
+# what a process killed mid-write leaves: a checkpoint's temporary dir (checkpoint.begin) and write_atomic's
+# temporary file; cleared when the run is next claimed (no live process writes them then)
+CHECKPOINT_TMP_GLOB = ".step-*.tmp*"
+ATOMIC_TMP_GLOB = ".*.tmp"
 HEARTBEAT_S = float(os.environ.get("PETSWEEP_HEARTBEAT_S", "30"))
 STALE_AFTER_S = 10 * HEARTBEAT_S  # ten missed beats: the process or its node is gone
 
@@ -222,12 +227,25 @@ class RunDir:
             ours = ours or (job is not None and status.get("slurm_task") == job)
             if not ours and self.is_live(queue):
                 return None
+            self.clear_leftovers()
             token = uuid.uuid4().hex
             if job is not None:
                 extra = {"slurm_task": job, **extra}
             self.set_status(state, token=token, **extra)
             self.beat()
             return token
+
+    def clear_leftovers(self) -> list[Path]:
+        """Remove what a killed writer left half-written: checkpoint temporary dirs and write_atomic's
+        temporary files (called by claim, under the lock, once no live process holds the run); returns
+        them."""
+        found = [*self.checkpoints.glob(CHECKPOINT_TMP_GLOB), *self.path.glob(ATOMIC_TMP_GLOB)]
+        for path in found:
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+        return found
 
     def beat(self) -> None:
         write_atomic(self.heartbeat_file, f"{time.time():.3f}")
