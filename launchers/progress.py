@@ -3,6 +3,7 @@ count and ETA, printed as each run ends (from the run's own files, never from it
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from pathlib import Path
@@ -30,9 +31,26 @@ def outcome(run_path: Path | None, code: int, log: Path | None) -> str:
     if result is not None and code == 0:
         return f"COMPLETED {result['metric']} {result['score']:.4f}"
     status = (run.status() if run is not None else None) or {}
-    error = status.get("error") or _last_error_line(log, run_path) or f"exit {code}"
+    error = status.get("error") or _last_error_line(log, run_path) or _disk_note(run_path) or f"exit {code}"
     state = status.get("state") if status.get("state") not in (None, "RUNNING", "QUEUED") else "FAILED"
     return f"{state}: {_one_line(error)}"
+
+
+def _disk_note(run_path: Path | None) -> str | None:
+    """Why a run that left no error line (its log on the same disk) may have ended: its disk is full or
+    read-only."""
+    if run_path is None:
+        return None
+    where = next((p for p in (Path(run_path), *Path(run_path).parents) if p.exists()), None)
+    try:
+        fs = os.statvfs(where)
+    except (OSError, TypeError):
+        return None
+    if fs.f_flag & os.ST_RDONLY:
+        return f"{where} is on a read-only file system"
+    if fs.f_bavail == 0:
+        return f"no space left on the device of {where}"
+    return None
 
 
 def _last_error_line(log: Path | None, run_path: Path | None = None) -> str | None:

@@ -84,7 +84,10 @@ class Worker:
         except BrokenPipeError:
             answer = ""
         if answer:
-            return json.loads(answer)["codes"]
+            answer = json.loads(answer)
+            if answer.get("exiting"):  # it could not record a run's end: it exits so that the run is not its
+                self.proc.wait()
+            return answer["codes"]
         code = self.proc.wait()
         for run in job.runs:
             _record_death(run, job.log, self.proc.pid, code)
@@ -109,9 +112,12 @@ def _record_death(run: Job, log_file: Path, pid: int, code: int) -> None:
     status = record.status() or {}
     if status.get("state") == RUNNING and status.get("pid") == pid:
         error = f"the worker process running it was {exit_text(code)}"
-        record.set_status("FAILED", error=error)
-        with log_file.open("a") as log:
-            log.write(f"error: {record.path.name}: {error}\n")
+        try:
+            record.set_status("FAILED", error=error)
+            with log_file.open("a") as log:
+                log.write(f"error: {record.path.name}: {error}\n")
+        except OSError:  # a full or read-only disk: its process is gone, so the run reads INTERRUPTED
+            pass
 
 
 class WarmWorkers:

@@ -56,6 +56,9 @@ if TYPE_CHECKING:
     from petsweep.train import Stages
 
 log = logging.getLogger("petsweep")
+# runs whose end this process could not record (a full or read-only disk): they still read RUNNING under this
+# pid, so a process that goes on to other runs (a warm worker) must exit for them to read INTERRUPTED
+UNRECORDED: list[Path] = []
 
 
 def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
@@ -128,16 +131,34 @@ def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: rank
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     if me.main:
-        record_completed(run_path, result)
+        try:
+            record_completed(run_path, result)
+        except OSError as err:  # result.json on a full disk: not COMPLETED, and said so
+            record_failure(run_path, err, traceback.format_exc())
+            raise
     return result
 
 
 def record_failure(run_path: RunDir, err: BaseException, trace: str) -> None:
     """FAILED (CANCELLED when `petsweep cancel` stopped it) with the one-line error; the traceback in
-    error.txt."""
+    error.txt. Never raises: where the status cannot be written (a full or read-only disk) the run stays
+    RUNNING under this process, which `petsweep status` and the next sweep then see as INTERRUPTED, and one
+    line says so."""
     state = CANCELLED if isinstance(err, RunCancelled) else FAILED
-    run_path.set_status(state, error=f"{type(err).__name__}: {err}")
-    write_atomic(run_path.path / "error.txt", trace)
+    try:
+        run_path.set_status(state, error=f"{type(err).__name__}: {err}")
+    except OSError as why:
+        UNRECORDED.append(run_path.path)  # a warm worker then exits, so that its pid stands behind no run
+        with contextlib.suppress(OSError):
+            print(
+                f"error: could not record {run_path.path.name} {state} ({why.strerror}); "
+                "it shows INTERRUPTED and is run again by the next sweep",
+                file=sys.stderr,
+                flush=True,
+            )
+        return
+    with contextlib.suppress(OSError):
+        write_atomic(run_path.path / "error.txt", trace)
 
 
 def record_completed(run_path: RunDir, result: dict) -> None:

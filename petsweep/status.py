@@ -71,13 +71,21 @@ STALE_AFTER_S = 10 * HEARTBEAT_S  # ten missed beats: the process or its node is
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees a half-written file."""
+    """Write via a temporary file and rename, so a reader never sees a half-written file. A write that fails
+    (a full disk) leaves the file as it was and no temporary file; its OSError names `path`."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with tmp.open("w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        if err.filename is None:  # a failed flush or fsync names no file
+            raise OSError(err.errno, err.strerror, str(path)) from err
+        raise
 
 
 def write_json(path: Path, obj) -> None:

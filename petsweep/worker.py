@@ -44,7 +44,8 @@ def run_job(cfg: dict, claim_token: str | None = None) -> int:
     except (Exception, RunCancelled) as err:
         status = report_user_error(err)
         if status is None:
-            traceback.print_exc()
+            with contextlib.suppress(OSError):  # the log on a full disk
+                traceback.print_exc()
         return status or EXIT_FAILED
     finally:
         _release_memory()
@@ -57,7 +58,8 @@ def run_fused(cfgs: list[dict]) -> list[int]:
     try:
         return run_group(cfgs)
     except Exception:  # what no member's own handling caught: every run of the group failed
-        traceback.print_exc()
+        with contextlib.suppress(OSError):
+            traceback.print_exc()
         return [EXIT_FAILED] * len(cfgs)
     finally:
         _release_memory()
@@ -86,8 +88,10 @@ def output_to(log_file: Path):
     try:
         yield
     finally:
-        sys.stdout.flush()
-        sys.stderr.flush()
+        with contextlib.suppress(OSError):  # a log on a full disk: what is not written is lost, not the run
+            sys.stdout.flush()
+        with contextlib.suppress(OSError):
+            sys.stderr.flush()
         os.dup2(saved[0], 1)
         os.dup2(saved[1], 2)
         os.close(saved[0])
@@ -97,6 +101,7 @@ def output_to(log_file: Path):
 def serve(answers) -> None:
     """Take jobs from stdin until it closes, {"config": {...}, "log": path} or {"group": [...], "log": path};
     answer each with {"codes": [int, ...]}, a code per run."""
+    from petsweep import app
     from petsweep.app import console_logging  # the imports a run needs, paid once, before the first job
 
     console_logging()
@@ -104,8 +109,12 @@ def serve(answers) -> None:
         job = json.loads(line)
         with output_to(Path(job["log"])):
             codes = run_fused(job["group"]) if "group" in job else [run_job(job["config"])]
-        answers.write(json.dumps({"codes": codes}) + "\n")
+        # a run whose end could not be recorded (a full disk) reads RUNNING under this pid: the worker exits,
+        # so that it reads INTERRUPTED, and says so in its answer (the launcher starts a fresh one)
+        answers.write(json.dumps({"codes": codes, "exiting": bool(app.UNRECORDED)}) + "\n")
         answers.flush()
+        if app.UNRECORDED:
+            return
 
 
 if __name__ == "__main__":

@@ -4,13 +4,19 @@ claim."""
 
 from __future__ import annotations
 
-import pytest
+import os
+import subprocess
+from pathlib import Path
 
+import pytest
+from conftest import QUICK, TINY_NAMES, run_cli
+
+from launchers.planning import run_status
 from petsweep import checkpoint
 from petsweep.app import run
 from petsweep.config import compose
 from petsweep.identity import run_dir
-from petsweep.status import COMPLETED, FAILED, RunDir
+from petsweep.status import COMPLETED, FAILED, RunDir, State
 
 SAVES = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4")
 
@@ -67,3 +73,90 @@ def test_a_checkpoint_write_that_fails_leaves_no_temporary_dir(tiny, tmp_path, m
     record = RunDir(run_dir(cfg))
     assert writes == [4, 8] and record.state() == FAILED
     assert [p.name for p in record.checkpoints.iterdir()] == ["step-00000004"]
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 1 MiB tmpfs (root may mount one here; a full disk cannot be had otherwise without a skip)."""
+    mounted = []
+
+    def make(name: str) -> Path:
+        root = tmp_path / name
+        root.mkdir()
+        subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(root)], check=True)
+        mounted.append(root)
+        return root
+
+    yield make
+    for root in mounted:
+        subprocess.run(["umount", "-l", str(root)], check=False)
+
+
+def _fill(root: Path, leave: int) -> Path:
+    fs = os.statvfs(root)
+    filler = root / "filler"
+    filler.write_bytes(b"x" * (fs.f_bavail * fs.f_frsize - leave))
+    return filler
+
+
+def _sweep(tiny_conf, root, *extra):
+    return run_cli(
+        "run.py",
+        "-m",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={root}",
+        "sweep_name=study",
+        "hydra.launcher.max_parallel=1",
+        *QUICK,
+        f"backbone={TINY_NAMES['encoder']}",
+        "method=lora,bitfit",
+        *extra,
+    )
+
+
+@pytest.mark.parametrize("leave", [64 * 1024, 8 * 1024], ids=["room-to-record", "no-room-at-all"])
+def test_a_full_disk_fails_its_runs_in_one_line_each_and_a_rerun_finishes_them(tiny_conf, small_disk, leave):
+    """64 KiB free: the first run's checkpoint does not fit (its temporary dir goes, so FAILED fits); 8 KiB:
+    nothing fits, the runs are left to read INTERRUPTED (no live process behind them). Never a traceback,
+    never a run that reads RUNNING; once there is room the same sweep finishes both."""
+    root = small_disk("runs")
+    filler = _fill(root, leave)
+    out = _sweep(tiny_conf, root)
+    said = out.stdout + out.stderr
+    assert out.returncode == 1 and "Traceback" not in said, said[-3000:]
+    runs = sorted((root / "study").glob("tiny-bert-*"))
+    states = {run.name: run_status(run) for run in runs}
+    assert states and not {State.RUNNING, State.COMPLETED} & set(states.values()), states
+    if leave > 8 * 1024:
+        lora = next(run for run in runs if "lora" in run.name)
+        assert states[lora.name] == State.FAILED
+        assert "No space left on device" in RunDir(lora).status()["error"]
+    lines = [x for x in out.stdout.splitlines() if x.startswith("[")]
+    assert len(lines) == 2 and all("FAILED: " in x for x in lines), lines
+    assert all("No space left" in x or "no space left" in x or "could not record" in x for x in lines), lines
+    assert not list((root / "study").rglob(".*.tmp")) and not list((root / "study").rglob(".step-*"))
+
+    filler.unlink()
+    again = _sweep(tiny_conf, root)
+    assert again.returncode == 0, again.stdout + again.stderr[-3000:]
+    assert {run_status(run) for run in (root / "study").glob("tiny-bert-*")} == {State.COMPLETED}
+
+
+def test_a_read_only_runs_root_is_one_line_naming_the_path(tiny_conf, tiny, small_disk):
+    root = small_disk("runs")
+    done = run_cli("run.py", *tiny("encoder", f"paths.runs_root={root}"))
+    assert done.returncode == 0, done.stderr[-3000:]
+    subprocess.run(["mount", "-o", "remount,ro", str(root)], check=True)
+
+    single = run_cli("run.py", *tiny("encoder", f"paths.runs_root={root}", "seed=1"))
+    assert single.returncode == 1 and "Traceback" not in single.stderr, single.stderr[-3000:]
+    line = single.stderr.strip().splitlines()[-1]
+    assert line.startswith(f"error: cannot write {root}/") and "Read-only file system (EROFS)" in line
+
+    sweep = _sweep(tiny_conf, root)
+    assert sweep.returncode == 1 and "Traceback" not in sweep.stdout + sweep.stderr, sweep.stderr[-3000:]
+    assert sweep.stderr.strip().splitlines()[-1].startswith(f"error: cannot write {root}/")
+
+    # reading it still works: the finished run answers from its record
+    reused = run_cli("run.py", *tiny("encoder", f"paths.runs_root={root}"))
+    assert reused.returncode == 0 and "already COMPLETED" in reused.stdout, reused.stderr[-3000:]

@@ -79,9 +79,12 @@ class PetsweepLocalLauncher(Launcher):
             for run, code in zip(jobs[index].runs, codes):
                 progress.finished(run.path.name, outcome(run.path, code, jobs[index].log), seconds)
             line = {"runs": [run.path.name for run in jobs[index].runs], "codes": codes, "slot_s": seconds}
-            logs_dir.mkdir(parents=True, exist_ok=True)
-            with (logs_dir / "slots.jsonl").open("a") as fh:
-                fh.write(json.dumps(line) + "\n")
+            try:
+                logs_dir.mkdir(parents=True, exist_ok=True)
+                with (logs_dir / "slots.jsonl").open("a") as fh:
+                    fh.write(json.dumps(line) + "\n")
+            except OSError:  # a full disk: the slot times are lost, not the sweep
+                pass
 
         return done
 
