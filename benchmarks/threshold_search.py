@@ -113,7 +113,7 @@ def main() -> None:
     parser.add_argument("--high", type=int, default=1_000_000)
     parser.add_argument("--resolution", type=float, default=2.0)
     parser.add_argument("--confidence", type=float, default=0.9)
-    parser.add_argument("--max-seeds", type=int, default=3)
+    parser.add_argument("--max-seeds", type=int, default=5)
     parser.add_argument("--reference-seeds", type=int, default=3)
     parser.add_argument("--out", type=Path)
     args = parser.parse_args()

@@ -11,8 +11,12 @@ it. A budget is decided by a one-sided t test of its seeds' mean against the tar
 pooled over every budget of the cell (seed noise is a property of the cell, not of one budget), at a level
 that splits the allowed error over the decisions a bisection of the ladder makes (Bonferroni), so the
 bracket covers the true crossing with at least the stated confidence. A budget gets one more seed only
-while its side is undecided, up to `max_seeds`; one still undecided then is "ambiguous": the crossing may
-lie on either side of it, and the bracket keeps it inside instead of guessing.
+while its side is undecided, up to `max_seeds` (at most `seeds_per_round` at once); one still undecided then
+is "ambiguous": the crossing may lie on either side of it, and the bracket keeps it inside instead of
+guessing. A budget whose observed gap to the target would take more than `futility` x `max_seeds` seeds to
+decide is called ambiguous after two seeds (it sits on the crossing; more seeds there only cost runs), which
+widens no interval by more than that budget and took the simulated study from 0.36 to 0.31 of the grid's
+runs (benchmarks/threshold_search.py).
 
 The bracket is the interval that is reported; the point estimate interpolates the isotonic (monotone)
 fit of the observed means in log budget where it crosses the target, inside the bracket.
@@ -84,6 +88,10 @@ class SearchSettings:
     confidence: float = 0.9
     max_seeds: int = 3  # seeds at one budget before it is called ambiguous
     max_runs: int = 40  # runs of one cell, all targets together
+    # a budget with 2+ seeds whose observed gap to the target would need more than futility x max_seeds
+    # seeds to decide is called ambiguous early (it sits on the crossing; more seeds there are wasted)
+    futility: float = 3.0
+    seeds_per_round: int = 2  # seeds one budget gets in one round (a noisy first gap asks for too many)
 
 
 BELOW, ABOVE, OPEN, AMBIGUOUS = "below", "above", "open", "ambiguous"
@@ -129,7 +137,13 @@ class CellSearch:
             return ABOVE
         if t <= -critical:
             return BELOW
-        return AMBIGUOUS if len(seen) >= self.settings.max_seeds else OPEN
+        if len(seen) >= self.settings.max_seeds:
+            return AMBIGUOUS
+        # futility: at the gap seen so far, deciding would take far more seeds than the budget may have
+        needed = (critical * sigma / abs(np.mean(seen) - target)) ** 2 if np.mean(seen) != target else math.inf
+        if len(seen) >= 2 and needed > self.settings.futility * self.settings.max_seeds:
+            return AMBIGUOUS
+        return OPEN
 
     def bracket(self, target: float) -> tuple[int, int]:
         """Ladder indices (a, b): a the largest decided below under b, the smallest decided above; -1 and
@@ -186,7 +200,7 @@ class CellSearch:
             return max(1, room)
         critical = stats.t.ppf(1 - decision_level(self.settings, len(self.budgets)), dof)
         needed = math.ceil((critical * sigma / gap) ** 2) - len(seen)
-        return int(min(max(needed, 1), room))
+        return int(min(max(needed, 1), room, self.settings.seeds_per_round))
 
     def next_runs(self) -> list[int]:
         """The budgets of the next round's runs (a budget once per seed it gets), all targets together;

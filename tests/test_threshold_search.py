@@ -76,4 +76,4 @@ def test_intervals_cover_the_true_thresholds_of_a_simulated_study():
     settings = SearchSettings(confidence=0.9, max_seeds=5, max_runs=10_000)
     result = simulate(120, 1, 100, 1_000_000, 2.0, settings, 3)
     assert result["coverage"] >= 0.9
-    assert result["runs/grid"] < 0.5
+    assert result["runs/grid"] <= 1 / 3  # the goal (0.36 before the futility rule)
