@@ -20,7 +20,8 @@ from petsweep.config import resolve_run
 from petsweep.errors import ConfigError, PetsweepError
 from petsweep.identity import plain, run_dir, run_hash, semantic_config
 from petsweep.params import check_on_meta
-from petsweep.status import QUEUED, RUNNING, RunDir, State, slurm_queue
+from petsweep.rehash import stale_record
+from petsweep.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
 
 
 @dataclass
@@ -47,6 +48,8 @@ def run_status(path: Path, queue=slurm_queue) -> State:
         return State.NEW
     if state in (RUNNING, QUEUED):
         return State(state) if record.is_live(queue) else State.INTERRUPTED
+    if state == COMPLETED and stale_record(path) is not None:
+        return State.NEW  # a record of another identity (an older rule): moved away when the run is launched
     return State(state) if state in State.__members__ else State.INTERRUPTED
 
 

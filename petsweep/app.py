@@ -30,6 +30,7 @@ from petsweep.init_from import load_into, resolve_source
 from petsweep.objectives import make_objective
 from petsweep.params import attach_method, begin_stage, check_on_meta
 from petsweep.record import RunRecord
+from petsweep.rehash import reusable_result
 from petsweep.seeding import seed_everything
 from petsweep.status import (
     CANCELLED,
@@ -73,8 +74,8 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
     """
     spec = resolve_run(cfg)  # every config check happens here, before anything is written
     run_path = RunDir(run_dir(cfg))
-    if run_path.state() == COMPLETED and run_path.result():
-        result = run_path.result()
+    result = reusable_result(run_path.path)  # a COMPLETED record of this identity (not one of an older rule)
+    if result is not None:
         if ranks.current().main:
             print(summary_text(result, run_path, reused=True))
         return result

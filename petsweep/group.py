@@ -21,7 +21,7 @@ from omegaconf import OmegaConf
 
 from petsweep import ranks
 from petsweep.errors import EXIT_CANCELLED, EXIT_FAILED, PetsweepError, RunCancelled
-from petsweep.status import COMPLETED, RunDir
+from petsweep.status import RunDir
 
 log = logging.getLogger("petsweep")
 
@@ -69,6 +69,7 @@ def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
     from petsweep.cli import report_user_error
     from petsweep.config import resolve_run
     from petsweep.identity import run_dir
+    from petsweep.rehash import reusable_result
 
     runs = []
     for k, plain in enumerate(cfgs):
@@ -79,8 +80,13 @@ def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
             codes[k] = report_user_error(err)
             continue
         run_path = RunDir(run_dir(cfg))
-        if run_path.state() == COMPLETED and run_path.result():
-            print(summary_text(run_path.result(), run_path, reused=True), flush=True)
+        try:
+            reused = reusable_result(run_path.path)
+        except PetsweepError as err:
+            codes[k] = report_user_error(err)
+            continue
+        if reused is not None:
+            print(summary_text(reused, run_path, reused=True), flush=True)
             codes[k] = 0
             continue
         refused = claim_run(run_path, cfg, None)

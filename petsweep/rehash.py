@@ -22,13 +22,17 @@ sweep dir never holds two run dirs of one identity.
 from __future__ import annotations
 
 import json
+import logging
 import time
 from pathlib import Path
 
 import yaml
 
+from petsweep.errors import PetsweepError
 from petsweep.identity import run_hash, run_slug, semantic_config
 from petsweep.status import COMPLETED, INVALIDATED_DIR, RunDir, write_json
+
+log = logging.getLogger("petsweep")
 
 
 def run_dirs_under(root: Path) -> list[Path]:
@@ -72,6 +76,49 @@ def recorded_identity(path: Path) -> dict:
         if result.get("deepspeed") in (None, "none"):  # DeepSpeed's bf16 mode holds every weight in bf16
             trainer["frozen_dtype"] = "bf16"
     return config
+
+
+def stale_record(path: Path) -> str | None:
+    """Why the record in run dir `path` is not of the identity the dir is named for, or None where it is (or
+    where its records cannot say: rehash refuses those too). A record made by an older petsweep can sit
+    under the id a request now gets while it computed something else: between trainer.frozen_dtype and
+    its identity rule, frozen_dtype=auto held bf16 frozen weights under bf16 compute (precision=auto on a
+    GPU), and such a record answered fp32 requests. Its recorded identity (recorded_identity: frozen dtype,
+    ranks, data fingerprints) says what it did."""
+    try:
+        config = recorded_identity(path)
+    except (Refused, OSError, ValueError, yaml.YAMLError):
+        return None
+    name = f"{run_slug(config)}-{run_hash(config)[:12]}"
+    if name == path.name:
+        return None
+    result = RunDir(path).result() or {}
+    facts = ", ".join(f"{k} {result[k]}" for k in ("backbone_dtype", "ranks") if result.get(k) is not None)
+    return f"its record is of run {name} ({facts or 'by its recorded config'}), not of {path.name}"
+
+
+def reusable_result(path: Path) -> dict | None:
+    """The record that answers a request for run dir `path` instead of training it: its result where the run
+    is COMPLETED with a readable result.json of this very identity; else None. The one place where "skip if
+    COMPLETED" is decided (app.run, fused groups, the sweep's plan and launcher). A COMPLETED record of
+    another identity (stale_record) is never reused: under the claim lock it is moved to its own id, as
+    `petsweep rehash` would (aside into .invalidated where that id is taken), with one line; the request is
+    then trained. Where its own id is being trained the request is refused in one line."""
+    run = RunDir(path)
+    if run.state() != COMPLETED or run.result() is None:
+        return None
+    if stale_record(path) is None:
+        return run.result()
+    with run.locked():
+        why = stale_record(path) if run.state() == COMPLETED else None
+        if why is None:  # moved or retrained while we waited for the lock
+            return run.result() if run.state() == COMPLETED else None
+        what, where, note = rehash_run(path)
+    if what == "refused":
+        raise PetsweepError(f"{path}: {why}, and cannot be moved now ({note}); run `petsweep rehash` later")
+    moved = f"moved aside to {where}" if what == "taken" else f"moved to {where.name}"
+    log.warning("petsweep: %s: %s (made by an older petsweep): %s; this run is trained", path, why, moved)
+    return None
 
 
 def rehash_run(path: Path, dry_run: bool = False) -> tuple[str, Path, str]:

@@ -4,18 +4,20 @@ claim."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 from conftest import QUICK, TINY_NAMES, run_cli
 
 from launchers.planning import run_status
 from petsweep import checkpoint
 from petsweep.app import run
 from petsweep.config import compose
-from petsweep.identity import run_dir
+from petsweep.identity import run_dir, run_hash
 from petsweep.status import COMPLETED, FAILED, RunDir, State
 
 SAVES = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4")
@@ -160,3 +162,55 @@ def test_a_read_only_runs_root_is_one_line_naming_the_path(tiny_conf, tiny, smal
     # reading it still works: the finished run answers from its record
     reused = run_cli("run.py", *tiny("encoder", f"paths.runs_root={root}"))
     assert reused.returncode == 0 and "already COMPLETED" in reused.stdout, reused.stderr[-3000:]
+
+
+OLD_RECORDS = Path(__file__).parent / "fixtures" / "old_records"
+
+
+def _place_old_record(path: Path, backbone_dtype: str) -> dict:
+    """The 1a02139 record of tiny LoRA (fp32 frozen weights) at `path`, as a commit between 7866834 and
+    752a954 would have left it: config trainer.frozen_dtype=auto, and where it ran with bf16 compute
+    (precision=auto on a GPU) backbone_dtype bfloat16."""
+    folder = OLD_RECORDS / "1a02139" / "lora-encoder"
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["trainer"]["frozen_dtype"] = "auto"
+    record = json.loads((folder / "result.json").read_text())
+    record.update(backbone_dtype=backbone_dtype, ranks=1)
+    path.mkdir(parents=True)
+    (path / "config.yaml").write_text(yaml.safe_dump(config))
+    (path / "result.json").write_text(json.dumps(record))
+    (path / "status.json").write_text(json.dumps({"state": "COMPLETED", "updated": 0}))
+    return record
+
+
+def test_a_bf16_record_under_an_fp32_id_is_moved_to_its_own_id_and_the_request_is_trained(
+    tiny, capsys, caplog
+):
+    """Review of 752a954: such a record's id is now the id of an fp32-frozen request, which it answered
+    ('already COMPLETED') unless the user ran `petsweep rehash`. It is now moved to its own id (frozen_dtype
+    bf16) with one line, and the request trains; the sweep's plan does not count it as done either."""
+    cfg = compose(tiny("encoder"))
+    path = run_dir(cfg)
+    record = _place_old_record(path, "bfloat16")
+    assert run_hash(cfg) == record["run_id"]  # what made it answer the fp32 request
+    assert run_status(path) == State.NEW  # a sweep launches it
+
+    fresh = run(cfg)
+    out = capsys.readouterr()
+    assert "already COMPLETED" not in out.out
+    [line] = [r.getMessage() for r in caplog.records if "its record is of run" in r.getMessage()]
+    assert "backbone_dtype bfloat16" in line and "this run is trained" in line
+    assert fresh["backbone_dtype"] == "float32" and fresh["run_id"] == record["run_id"]
+    bf16 = run_hash(compose(tiny("encoder", "trainer.frozen_dtype=bf16")))  # precision=auto, on a GPU
+    [moved] = [p for p in path.parent.iterdir() if p.is_dir() and p != path]
+    assert moved.name.endswith(bf16[:12]) and RunDir(moved).result()["previous_run_ids"] == [record["run_id"]]
+    # the fresh fp32 run is what the 1a02139 record computed (frozen_dtype=fp32 reproduces it)
+    assert fresh["metrics"] == pytest.approx(record["metrics"], abs=1e-6)
+
+
+def test_a_record_that_did_what_its_id_says_is_still_reused(tiny, capsys):
+    cfg = compose(tiny("encoder"))
+    record = _place_old_record(run_dir(cfg), "float32")
+    assert run_status(run_dir(cfg)) == State.COMPLETED
+    assert run(cfg)["score"] == record["score"]
+    assert "already COMPLETED" in capsys.readouterr().out

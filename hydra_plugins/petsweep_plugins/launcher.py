@@ -101,7 +101,7 @@ class PetsweepLocalLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from launchers.local import gpu_count, gpus_wanted, local_jobs, run_pool
-        from petsweep.status import COMPLETED, RunDir
+        from petsweep.rehash import reusable_result
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         # one folder per launch: a resumed sweep keeps the logs of its earlier launches
@@ -114,7 +114,7 @@ class PetsweepLocalLauncher(Launcher):
         todo = [
             i
             for i, run in enumerate(runs)
-            if first.setdefault(run.path, i) == i and RunDir(run.path).state() != COMPLETED
+            if first.setdefault(run.path, i) == i and reusable_result(run.path) is None
         ]
         jobs = local_jobs(
             [runs[i] for i in todo],
