@@ -142,7 +142,10 @@ def status_table(path: Path) -> str:
         name = f"{r['sweep']}/{r['run']}" if sweeps else r["run"]
         lines.append(f"{r['state']:<11} {name:<{width}} {step:>11} {dev:>7} {eta:>8}  {detail}".rstrip())
     summary = ", ".join(f"{n} {State(s).word}" for s, n in sorted(counts.items()))
-    return "\n".join(lines + [f"{len(rows)} runs: {summary}"])
+    from launchers.threshold_sweep import state_text
+
+    search = state_text(path)  # a threshold search's state per cell and target (search_state.json)
+    return "\n".join(lines + [f"{len(rows)} runs: {summary}"] + ([search] if search else []))
 
 
 def find_run(name: str, root: Path) -> RunDir:

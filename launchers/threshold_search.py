@@ -140,7 +140,8 @@ class CellSearch:
         if len(seen) >= self.settings.max_seeds:
             return AMBIGUOUS
         # futility: at the gap seen so far, deciding would take far more seeds than the budget may have
-        needed = (critical * sigma / abs(np.mean(seen) - target)) ** 2 if np.mean(seen) != target else math.inf
+        gap = abs(np.mean(seen) - target)
+        needed = (critical * sigma / gap) ** 2 if gap else math.inf
         if len(seen) >= 2 and needed > self.settings.futility * self.settings.max_seeds:
             return AMBIGUOUS
         return OPEN

@@ -94,6 +94,10 @@ def hydra_argv(argv: list[str]) -> list[str]:
     positional overrides on both sides of a flag (`run.py a=1 -m b=2`), which users write all the time."""
     overrides = _hydra_args(argv).overrides
     taken = set(overrides)
+    # the threshold sweeper's hydra.sweeper.budget=interval(lo,hi) is a setting, not a sweep of Hydra's
+    # config (which Hydra refuses): it reaches Hydra quoted, as the text the sweeper parses
+    budget = "hydra.sweeper.budget=interval("
+    overrides = [f"{o[:20]}='{o[21:]}'" if o.startswith(budget) else o for o in overrides]
     return [a for a in argv if a not in taken] + overrides
 
 

@@ -1,9 +1,12 @@
 """The threshold search's decision logic (launchers/threshold_search.py) on curves of known crossings."""
 
+import json
 import math
 
 import numpy as np
 import pytest
+import yaml
+from conftest import QUICK, run_cli
 
 from benchmarks.threshold_search import simulate
 from launchers.threshold_search import CellSearch, SearchSettings, Target, isotonic, ladder
@@ -77,3 +80,86 @@ def test_intervals_cover_the_true_thresholds_of_a_simulated_study():
     result = simulate(120, 1, 100, 1_000_000, 2.0, settings, 3)
     assert result["coverage"] >= 0.9
     assert result["runs/grid"] <= 1 / 3  # the issue's goal (0.36 before the futility rule)
+
+
+def search(tiny_conf, root, *extra):
+    return run_cli(
+        "run.py",
+        "-m",
+        "hydra/sweeper=threshold",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={root}",
+        "sweep_name=search",
+        "hydra.launcher.max_parallel=2",
+        *QUICK,
+        *extra,
+    )
+
+
+TINY_STUDY = [
+    "backbone=tiny-bert,tiny-roberta",  # two cells
+    "method=apet",
+    "hydra.sweeper.budget=interval(100,1600)",
+    "hydra.sweeper.resolution=4",  # a ladder of 100, 400, 1600
+    "hydra.sweeper.max_runs=3",
+    "hydra.sweeper.reference_seeds=2",
+    "hydra.sweeper.targets=[random+0.05,full-0.01]",
+]
+
+
+def trained(root) -> dict:
+    return {p.parent.name: p.stat().st_mtime_ns for p in root.glob("*/result.json")}
+
+
+def test_the_sweeper_searches_a_tiny_study_and_a_rerun_trains_nothing(tiny_conf, tmp_path):
+    first = search(tiny_conf, tmp_path, *TINY_STUDY)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    root = tmp_path / "search"
+    runs = trained(root)
+    configs = [yaml.safe_load((root / name / "config.yaml").read_text()) for name in runs]
+    full = [c for c in configs if c["method"]["name"] == "full"]
+    probes = [c for c in configs if c["method"]["name"] == "apet"]
+    assert len(full) == 4  # the full target's references: 2 seeds x 2 cells, scheduled by the search
+    assert 2 <= len(probes) <= 6  # max_runs=3 per cell
+    assert {c["apet"]["scale"] for c in probes} <= {100, 400, 1600}
+    table = json.loads((root / "thresholds_search.json").read_text())
+    assert {(r["cell"], r["target"]) for r in table} == {
+        (f"backbone={b}", t) for b in ("tiny-bert", "tiny-roberta") for t in ("random+0.05", "full-0.01")
+    }
+    assert all(r["runs"] <= 3 and isinstance(r["monotone"], bool) for r in table)
+    assert (root / "thresholds_search.csv").exists() and (root / "thresholds_search.png").exists()
+    status = run_cli("-m", "petsweep.cli", "status", str(root))
+    assert "threshold search: round" in status.stdout and "tiny-roberta" in status.stdout
+
+    again = search(tiny_conf, tmp_path, *TINY_STUDY)
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "0 runs trained" in again.stdout
+    assert trained(root) == runs  # nothing trained twice, nothing touched
+    assert json.loads((root / "thresholds_search.json").read_text()) == table
+
+
+@pytest.mark.parametrize(
+    "extra, line",
+    [
+        (
+            ["method=apet", "hydra.sweeper.budget=interval(1000,100)"],
+            "hydra.sweeper.budget='interval(1000,100)': write interval(low,high) with integers 1 <= low",
+        ),
+        (
+            ["method=apet", "hydra.sweeper.budget=interval(0,100)"],
+            "hydra.sweeper.budget='interval(0,100)': write interval(low,high)",
+        ),
+        (["method=lora"], "method='lora': has no budget knob the threshold sweeper can set"),
+        (
+            ["method=full", "hydra.sweeper.budget_key=seed", "hydra.sweeper.seed_key=apet.seed"],
+            "a full target needs full fine-tuning as its reference; the cell's method is full itself",
+        ),
+        (["method=apet", "hydra.sweeper.targets=[best+1]"], "a target is <reference>[+-]<offset>"),
+    ],
+)
+def test_bad_searches_are_one_line_before_anything_runs(tiny_conf, tmp_path, extra, line):
+    out = search(tiny_conf, tmp_path, "backbone=tiny-bert", *extra)
+    assert out.returncode == 2, out.stdout[-2000:] + out.stderr[-2000:]
+    errors = [x for x in out.stderr.splitlines() if x.startswith("error:")]
+    assert len(errors) == 1 and line in errors[0], out.stderr[-2000:]
+    assert not list(tmp_path.glob("search/*/status.json"))
