@@ -136,7 +136,8 @@ class ThresholdSearch:
                 "has no budget knob the threshold sweeper can set (hydra.sweeper.budget_key=apet.scale: "
                 "method=apet), or name the key with hydra.sweeper.budget_key",
             )
-        if _get(cfg, self.budget_key) is None and self.budget_key != "apet.scale":
+        parent, _, leaf = self.budget_key.rpartition(".")  # `budget` is in every config, null by default
+        if leaf not in ((_get(cfg, parent) or {}) if parent else cfg) and self.budget_key != "apet.scale":
             raise ConfigError(
                 "hydra.sweeper.budget_key", self.budget_key, "is not a key of the composed config"
             )

@@ -105,6 +105,7 @@ class RunSpec:
     runs_root: str
     wandb: dict | None
     config: DictConfig | dict
+    budget: object = None  # petsweep.budget.BudgetChoice where `budget` sized a method's knob
 
 
 def _typed(cls, values: dict, key: str):
@@ -131,7 +132,9 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
     Args:
         cfg: the composed config, or its plain resolved form (identity.plain), which planning uses for speed.
     """
-    data = plain(cfg)
+    from petsweep.budget import fold_apet, solve
+
+    data = fold_apet(plain(cfg))  # method=apet budget=X is apet.scale=X
     backbone = _typed(BackboneSpec, data["backbone"], "backbone")
     task = _typed(TaskSpec, data["task"], "task")
     if task.kind == "generation" and backbone.family == "encoder":
@@ -184,7 +187,27 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
     )
     if apet.scale is not None:
         method.budget = apet_budget(apet, spec)
+    if data.get("budget") is not None:  # sizes the method's knob (or accepts a knob-less method as it is)
+        spec.method, spec.budget = solve(data["budget"], spec)
+    _record_budget(cfg, spec, apet)
     return spec
+
+
+def _record_budget(cfg, spec: RunSpec, apet: ApetSpec) -> None:
+    """Write what `budget` resolved to into the composed config, so that the run's config.yaml reads what it
+    computes: APET's `budget=X` becomes `apet.scale=X` (budget null: the very config of that spelling), a
+    knob's chosen values replace the method's own (budget stays: the request). The id is unchanged by it
+    (identity.semantic_config resolves the budget the same way)."""
+    if not isinstance(cfg, DictConfig) or OmegaConf.is_readonly(cfg) or cfg.get("budget") is None:
+        return
+    if spec.method.config.name == "apet":
+        OmegaConf.update(cfg, "apet.scale", apet.scale, force_add=True)
+        cfg.budget = None
+    elif spec.budget is not None:
+        for key, value in spec.budget.knobs.items():
+            OmegaConf.update(cfg, f"method.{key}", value)
+        if spec.method.config.name == "selective_module":
+            OmegaConf.update(cfg, "method.fraction", None)
 
 
 def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:

@@ -69,6 +69,7 @@ ADDED_DEFAULTS = {
     "task.dedupe_inputs": False,  # bbc_headlines kept train rows under a test headline before
     "method.adam_eps": 1e-8,  # torch's AdamW eps; a method's own (DePT's seed: 1e-6) came later
     "method.init_special_tokens": False,  # DePT's text init without the special tokens (before the seed's)
+    "budget": None,  # a matched budget for every method (petsweep/budget.py) came later
 }
 
 
@@ -89,6 +90,7 @@ def plain(cfg: DictConfig | dict) -> dict:
 def semantic_config(cfg: DictConfig | dict) -> dict:
     """The resolved config as a plain dict holding exactly what identifies the run (see the module's rule)."""
     data = _canonical(plain(cfg))  # a copy: the caller's config is never changed
+    data = _resolve_budget(data)
     _resolve_semantic_settings(data)
     for dotted in NON_SEMANTIC_KEYS:
         *parents, leaf = dotted.split(".")
@@ -98,8 +100,8 @@ def semantic_config(cfg: DictConfig | dict) -> dict:
         if isinstance(node, dict):
             node.pop(leaf, None)
     for dotted, default in ADDED_DEFAULTS.items():
-        group, key = dotted.split(".")
-        node = data.get(group)
+        group, _, key = dotted.rpartition(".")
+        node = data.get(group) if group else data
         if (
             isinstance(node, dict)
             and key in node
@@ -112,6 +114,25 @@ def semantic_config(cfg: DictConfig | dict) -> dict:
     task = data.get("task")
     if isinstance(task, dict) and isinstance(task.get("files"), dict):
         task["files"] = {split: file_fingerprint(name) for split, name in task["files"].items()}
+    return data
+
+
+def _resolve_budget(data: dict) -> dict:
+    """`budget` (petsweep/budget.py) in the form that identifies the run: for APET folded into apet.scale
+    (`budget=X` and `apet.scale=X` are one run); for a method with a knob the request stays and the knob
+    values it chose replace the method's own (what is computed, and what was asked for)."""
+    if data.get("budget") is None or not isinstance(data.get("method"), dict):
+        return data
+    from petsweep.budget import fold_apet
+
+    if data["method"].get("name") == "apet":
+        return fold_apet(data)
+    from petsweep.config import resolve_run
+
+    choice = resolve_run(data).budget
+    data["method"].update(choice.knobs)
+    if data["method"].get("name") == "selective_module":
+        data["method"]["fraction"] = None
     return data
 
 

@@ -1,0 +1,200 @@
+"""Matched budgets: the top-level key `budget` sizes a method's knob to a parameter count.
+
+    python run.py method=lora budget=bitfit   # the LoRA rank whose count is nearest BitFit's here
+    python run.py -m method=lora,adapter,prompt,bitfit,apet budget=bitfit backbone=minilm-l1,minilm-l2
+
+`budget` is a method name (the target is that method's exact `pet_params` on the run's backbone, counted on
+the meta device as APET's `apet.scale` does; BitFit with add_biases) or a positive integer. For the run's
+method the solver picks the knob values whose exact meta-device count is nearest the target (KNOBS). It runs
+inside config.resolve_run, so every path (run, plan, sweeps, the run id) sees the same choice:
+
+- APET: `budget=X` is a spelling of `apet.scale=X` (same run, same id): it is folded into apet.scale, and
+  where both are set `budget` wins (method=apet sets apet.scale=lora by default);
+- a method with a knob: the chosen knob values replace the method's own in the run; the id hashes the request
+  (`budget`) and the chosen values (identity.semantic_config);
+- a method without a knob is accepted only where its own count is the target (bitfit at budget=bitfit: one
+  sweep over methods can hold it), else refused in one line naming the methods that take a budget;
+- a count the method cannot come within TOLERANCE of is refused in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from petsweep.errors import ConfigError
+
+TOLERANCE = 0.10  # the achieved count may differ from the requested one by at most this fraction
+# the method's integer knobs the solver sets (APET's is apet.scale, selective_module's an upper bound)
+KNOBS = {
+    "lora": ("r",),
+    "adapter": ("bottleneck",),
+    "prompt": ("length",),
+    "prefix": ("length",),
+    "dept": ("length", "rank"),
+    "selective_module": ("budget",),
+    "apet": ("apet.scale",),
+}
+REFERENCE_EXCLUDED = ("apet", "compose", "sequential", "full", "head")
+
+
+@dataclass
+class BudgetChoice:
+    """What a budget resolved to: result.json `budget` and `petsweep plan` show it."""
+
+    requested: object  # the value of `budget` as given
+    target: int  # the count it names on this backbone
+    achieved: int  # the method's exact count with `knobs`
+    knobs: dict  # the chosen knob values (method keys)
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "ratio": round(self.achieved / self.target, 4)}
+
+    def short(self) -> str:
+        knobs = ",".join(f"{k}={v}" for k, v in self.knobs.items())
+        return f"budget={self.requested}: {self.achieved:,}/{self.target:,} ({knobs or 'as is'})"
+
+
+def check_value(value) -> None:
+    from petsweep.methods import METHODS
+
+    names = [n for n in METHODS.names() if n not in REFERENCE_EXCLUDED]
+    if isinstance(value, bool) or not (
+        (isinstance(value, int) and value > 0) or (isinstance(value, str) and value in names)
+    ):
+        raise ConfigError(
+            "budget",
+            value,
+            f"give a positive integer or a method whose count is the target: {', '.join(names)}",
+        )
+
+
+def fold_apet(data: dict) -> dict:
+    """`method=apet budget=X` is `method=apet apet.scale=X`: a copy of the plain config with it folded."""
+    value = data.get("budget")
+    if value is None or (data.get("method") or {}).get("name") != "apet":
+        return data
+    if value != "ratio":
+        check_value(value)
+    apet = dict(data.get("apet") or {})
+    apet["scale"] = value  # budget wins: method=apet selects apet.scale=lora by default
+    folded = {k: v for k, v in data.items() if k != "budget"}
+    folded["apet"] = apet
+    return folded
+
+
+def target_count(value, spec) -> int:
+    """The count `budget` names on the run's backbone (an integer as it is)."""
+    from petsweep.methods import build_method
+    from petsweep.params import check_on_meta
+
+    check_value(value)
+    if isinstance(value, int):
+        return value
+    node = {"name": value, **({"add_biases": True} if value == "bitfit" else {})}
+    reference = dataclasses.replace(spec, method=build_method(node), config={})
+    return check_on_meta(reference).pet_params
+
+
+_SOLVED: dict[str, BudgetChoice] = {}
+
+
+def solve(value, spec):
+    """Size spec.method's knob to `budget=value`: returns (the method to run, its BudgetChoice)."""
+    key = json.dumps(
+        [
+            value,
+            vars(spec.backbone),
+            vars(spec.method.config),
+            spec.task.num_labels,
+            spec.task.max_length,
+            spec.task.kind,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    name = spec.method.config.name
+    if key not in _SOLVED:
+        target = target_count(value, spec)
+        if name not in KNOBS:
+            own = _count(spec, {})
+            if own != target:
+                raise ConfigError(
+                    "budget",
+                    value,
+                    f"method {name} has no size knob and its own count {own:,} is not the target {target:,}; "
+                    f"methods that take a budget: {', '.join(sorted(KNOBS))}",
+                )
+            _SOLVED[key] = BudgetChoice(value, target, own, {})
+        else:
+            knobs = _SOLVERS[name](spec, target)
+            achieved = _count(spec, knobs)
+            if abs(achieved - target) > TOLERANCE * target:
+                raise ConfigError(
+                    "budget",
+                    value,
+                    f"method {name} comes no closer than {achieved:,} to the target {target:,} on backbone "
+                    f"{spec.backbone.name} ({_knob_text(knobs)}; tolerance {TOLERANCE:.0%})",
+                )
+            _SOLVED[key] = BudgetChoice(value, target, achieved, knobs)
+    choice = _SOLVED[key]
+    return _with(spec, choice.knobs).method, choice
+
+
+def _knob_text(knobs: dict) -> str:
+    return ", ".join(f"method.{k}={v}" for k, v in knobs.items())
+
+
+def _with(spec, knobs: dict):
+    from petsweep.methods import build_method
+
+    node = {**vars(spec.method.config), **knobs}
+    if spec.method.config.name == "selective_module":
+        node["fraction"] = None
+    return dataclasses.replace(spec, method=build_method(node))
+
+
+def _count(spec, knobs: dict) -> int:
+    from petsweep.params import check_on_meta
+
+    return check_on_meta(_with(spec, knobs)).pet_params
+
+
+def _nearest_int(spec, knob: str, target: int, fixed: dict | None = None, low: int = 1) -> dict:
+    """The value of one integer knob (>= low) whose count is nearest the target. Counts are affine in these
+    knobs (rank, bottleneck, length), so two counts give the slope; the neighbours are counted too."""
+    fixed = dict(fixed or {})
+    c1 = _count(spec, {**fixed, knob: low})
+    c2 = _count(spec, {**fixed, knob: low + 1})
+    slope = c2 - c1
+    guess = low if slope <= 0 else max(low, low + round((target - c1) / slope))
+    candidates = sorted({max(low, guess + d) for d in (-1, 0, 1)})
+    best = min(candidates, key=lambda v: (abs(_count(spec, {**fixed, knob: v}) - target), v))
+    return {**fixed, knob: best}
+
+
+def _dept(spec, target: int) -> dict:
+    """DePT at a count: the paper keeps prompt tuning's count and trades prompt vectors for rank. petsweep
+    keeps the configured m (length) where it leaves room for rank 1, else the largest m that does, and takes
+    the rank r nearest the target for that m."""
+    per_vector = _count(spec, {"length": 2, "rank": 1}) - _count(spec, {"length": 1, "rank": 1})
+    rank_one = _count(spec, {"length": 1, "rank": 1}) - per_vector  # the count of rank 1 with no vectors
+    m = spec.method.config.length
+    if m * per_vector + rank_one > target:
+        m = max(1, (target - rank_one) // max(per_vector, 1))
+    return _nearest_int(spec, "rank", target, {"length": m})
+
+
+def _selective(spec, target: int) -> dict:
+    return {"budget": target}  # whole modules are taken while they fit: at most the target
+
+
+_SOLVERS = {
+    "lora": lambda spec, t: _nearest_int(spec, "r", t),
+    "adapter": lambda spec, t: _nearest_int(spec, "bottleneck", t),
+    "prompt": lambda spec, t: _nearest_int(spec, "length", t),
+    "prefix": lambda spec, t: _nearest_int(spec, "length", t),
+    "dept": _dept,
+    "selective_module": _selective,
+}
