@@ -70,6 +70,7 @@ ADDED_DEFAULTS = {
     "method.adam_eps": 1e-8,  # torch's AdamW eps; a method's own (DePT's seed: 1e-6) came later
     "method.init_special_tokens": False,  # DePT's text init without the special tokens (before the seed's)
     "budget": None,  # a matched budget for every method (petsweep/budget.py) came later
+    "task.decoding": "model_default",  # generation through the model's generate() came before plain greedy
 }
 
 
@@ -149,11 +150,14 @@ def _resolve_semantic_settings(data: dict) -> None:
       .modules.q=...` that moves what a target matches changes what trains); the default map adds nothing;
     - method.delta_fp32 (APET) counts only over bf16 frozen weights: over fp32 ones both values compute alike;
     - task.dedupe_inputs counts only where task.dedupe_fields differ from task.fields (bbc_headlines): where
-      rows are deduplicated on what the model reads (every other task, bbc_news too) it removes nothing.
+      rows are deduplicated on what the model reads (every other task, bbc_news too) it removes nothing;
+    - task.decoding counts only for generation tasks (classification ranks label words, never decodes).
     """
     task = data.get("task")
     if isinstance(task, dict) and task.get("dedupe_fields") in (None, task.get("fields")):
         task.pop("dedupe_inputs", None)
+    if isinstance(task, dict) and task.get("kind", "classification") != "generation":
+        task.pop("decoding", None)  # only generation tasks decode
     trainer = data.get("trainer")
     backbone = data.get("backbone") if isinstance(data.get("backbone"), dict) else {}
     if isinstance(trainer, dict):

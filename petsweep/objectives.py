@@ -3,7 +3,9 @@
 - Encoders: a classification (or regression) head on the pooled output.
 - Encoder-decoders and decoders (text-to-text): trained to produce the verbalised label; classification
   predicts the label word with the highest log-likelihood (rank classification, no free generation),
-  generation tasks decode greedily.
+  generation tasks decode greedily: under task.decoding=greedy (the default) every method through
+  methods/decoding.py's plain greedy search of its own forward; under model_default (runs recorded before the
+  key) through the model's generate(), which applies its generation_config (BART: beams, forced EOS, ...).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from petsweep.methods.decoding import greedy_decode
 from petsweep.tasks import TaskData, TaskSpec
 
 IGNORE = -100
@@ -169,14 +172,25 @@ class TextToTextObjective(Objective):
             # decoders continue the prompt, so pad on the left; encoder-decoders pad on the right
             input_ids = _pad(sources, self.pad_id, left=self.decoder_only).to(device)
             mask = _pad([[1] * len(s) for s in sources], 0, left=self.decoder_only).to(device)
-            generated = model.generate(
-                input_ids=input_ids,
-                attention_mask=mask,
-                do_sample=False,
-                max_new_tokens=self.task.target_max_length,
-                pad_token_id=self.pad_id,
-                synced_gpus=self.synced_generation,
-            )
+            if self.task.decoding == "greedy":  # every method: plain greedy search through its forward
+                generated = greedy_decode(
+                    model,
+                    input_ids,
+                    mask,
+                    encoder_decoder=not self.decoder_only,
+                    max_new_tokens=self.task.target_max_length,
+                    pad_token_id=self.pad_id,
+                    synced_gpus=self.synced_generation,
+                )
+            else:  # model_default: the model's generate() and generation_config (runs before task.decoding)
+                generated = model.generate(
+                    input_ids=input_ids,
+                    attention_mask=mask,
+                    do_sample=False,
+                    max_new_tokens=self.task.target_max_length,
+                    pad_token_id=self.pad_id,
+                    synced_gpus=self.synced_generation,
+                )
             if self.decoder_only:
                 generated = generated[:, input_ids.shape[1] :]
             outputs += self.tokenizer.batch_decode(generated, skip_special_tokens=True)

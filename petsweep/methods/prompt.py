@@ -86,8 +86,8 @@ class SoftPrompt(nn.Module):
         batch, length = embeds.shape[0], self.embedding.shape[0]
         if mask is None:
             mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        if self.offset is not None:
-            embeds = self.offset(embeds, token_positions(mask))
+        if self.offset is not None:  # the mask's last columns are the tokens' (a prefix may add ones before)
+            embeds = self.offset(embeds, token_positions(mask[:, mask.shape[1] - embeds.shape[1] :]))
         prompt = self.embedding.unsqueeze(0).expand(batch, -1, -1).to(embeds.dtype)
         ones = torch.ones(batch, length, dtype=mask.dtype, device=mask.device)
         return torch.cat([prompt, embeds], 1), torch.cat([ones, mask], 1)
@@ -142,7 +142,10 @@ def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPro
     embedding = model.get_input_embeddings()
     length = prompt.embedding.shape[0]
 
+    prompted = []  # whether the running forward put the prompt in (a cached decoding step does not)
+
     def before(module, args, kwargs):
+        prompted.append(kwargs.get("input_ids") is not None)
         if kwargs.get("input_ids") is None:
             return args, kwargs  # embeddings handed in already, or an encoder-decoder's decoder step
         embeds, mask = prompt.inputs(embedding(kwargs.pop("input_ids")), kwargs.get("attention_mask"))
@@ -153,7 +156,8 @@ def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPro
         return args, kwargs
 
     def after(module, args, kwargs, output):
-        if decoder_only and getattr(output, "logits", None) is not None:
+        put_in = prompted.pop() if prompted else True
+        if decoder_only and put_in and getattr(output, "logits", None) is not None:
             output.logits = output.logits[:, length:]  # the bare model's positions only
         return output
 
@@ -161,4 +165,8 @@ def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPro
     model.register_forward_hook(after, with_kwargs=True)
     if hasattr(model, "generate"):  # encoders never generate; decoders and encoder-decoders decode greedily
         model.generate = greedy_generate(model, encoder_decoder=not decoder_only)
+        if prompt.offset is not None:  # a cached decoding step's token gets its position's offset (DePT)
+            model.decoding_embed = lambda ids, position: prompt.offset(
+                embedding(ids), torch.full_like(ids, position)
+            )
     return prompt

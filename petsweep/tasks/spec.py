@@ -10,6 +10,7 @@ from petsweep.errors import ConfigError
 KINDS = ("classification", "regression", "generation")
 MAPPINGS = ("original", "number")
 LABEL_FORMATS = ("word", "index")
+DECODINGS = ("greedy", "model_default")
 
 
 @dataclass
@@ -32,7 +33,10 @@ class TaskSpec:
         templates: name -> format string over `fields`; `plain` joins the fields when not given.
         template: which template to use (plain, manual, ...).
         metric: the main metric (selection and result score); metrics: every metric reported.
-        max_length, target_max_length: token budgets of input and target.
+        max_length, target_max_length: token budgets of input and target (target_max_length >= 1).
+        decoding: how a generation task decodes: greedy (every method the same plain greedy search through
+            its own forward, methods/decoding.py) or model_default (the model's generate() with its
+            generation_config, e.g. BART's beams, forced EOS and n-gram bans; what runs did before the key).
         dev_size, test_size: examples carved from train when the source has no such split.
         split_seed: seed of those carvings and of capped samples (fixed: every run of a sweep sees one split).
         dedupe_fields: the fields whose normalised text identifies a row when repeats are removed before
@@ -64,6 +68,7 @@ class TaskSpec:
     metrics: list = field(default_factory=list)
     max_length: int = 128
     target_max_length: int = 16
+    decoding: str = "greedy"
     dev_size: int = 200
     test_size: int | None = None
     split_seed: int = 0
@@ -92,6 +97,12 @@ class TaskSpec:
         if self.kind == "classification" and len(self.label_words) < 2 and self.source != "files":
             raise ConfigError(
                 "task.label_words", self.label_words, "a classification task needs >= 2 label words"
+            )
+        if self.decoding not in DECODINGS:
+            raise ConfigError("task.decoding", self.decoding, f"choose one of: {', '.join(DECODINGS)}")
+        if not isinstance(self.target_max_length, int) or self.target_max_length < 1:
+            raise ConfigError(
+                "task.target_max_length", self.target_max_length, "must be a positive number of target tokens"
             )
         if self.k_shot is not None and self.k_shot < 1:
             raise ConfigError("task.k_shot", self.k_shot, "must be a positive number of examples per class")
