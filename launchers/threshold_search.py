@@ -15,7 +15,7 @@ while its side is undecided, up to `max_seeds` (at most `seeds_per_round` at onc
 is "ambiguous": the crossing may lie on either side of it, and the bracket keeps it inside instead of
 guessing. A budget whose observed gap to the target would take more than `futility` x `max_seeds` seeds to
 decide is called ambiguous after two seeds (it sits on the crossing; more seeds there only cost runs), which
-widens no interval by more than that budget and took the simulated study from 0.36 to 0.31 of the grid's
+widens no interval by more than that budget and took the simulated study from 0.36 to 0.30-0.32 of the grid's
 runs (benchmarks/threshold_search.py).
 
 The bracket is the interval that is reported; the point estimate interpolates the isotonic (monotone)

@@ -125,6 +125,8 @@ class ThresholdSearch:
             self._check_cell(cell)
         self.sweep_dir = run_dir(first).parent
         self.trained: list[str] = []
+        state = self.sweep_dir / STATE_FILE  # rounds of earlier invocations of the same search
+        self.rounds_before = json.loads(state.read_text()).get("round", 0) if state.exists() else 0
 
     def _check_cell(self, cell: Cell) -> None:
         cfg = self.composer(cell.overrides)
@@ -136,6 +138,15 @@ class ThresholdSearch:
                 "has no budget knob the threshold sweeper can set (hydra.sweeper.budget_key=apet.scale: "
                 "method=apet), or name the key with hydra.sweeper.budget_key",
             )
+        if self.budget_key == "budget":
+            from petsweep.budget import KNOBS
+
+            if method not in KNOBS:  # budget=K would only accept the method's own count, never size it
+                raise ConfigError(
+                    "method",
+                    method,
+                    f"has no budget knob the threshold sweeper can set; methods with one: {', '.join(KNOBS)}",
+                )
         parent, _, leaf = self.budget_key.rpartition(".")  # `budget` is in every config, null by default
         if leaf not in ((_get(cfg, parent) or {}) if parent else cfg) and self.budget_key != "apet.scale":
             raise ConfigError(
@@ -242,7 +253,7 @@ class ThresholdSearch:
             for cell in self.cells:
                 self._read(cell)
                 wanted += [o for o in self._wanted(cell) if str(self._path(o)) not in failed]
-            self.write_state(round_, done=not wanted)
+            self.write_state(self.rounds_before + round_ - (not wanted), done=not wanted)
             if not wanted:
                 break
             runs = plan(wanted, self.compose_fn)
@@ -296,7 +307,7 @@ class ThresholdSearch:
     def write_state(self, round_: int, done: bool) -> None:
         state = {
             "updated": time.time(),
-            "round": round_,
+            "round": round_,  # rounds that launched runs, over every invocation of the search
             "done": done,
             "budget_key": self.budget_key,
             "ladder": self.budgets,
@@ -315,6 +326,7 @@ class ThresholdSearch:
             "runs", "monotone", "status", "smallest_probed", "backbone_params",
         ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=columns)
+        frame["bracket"] = [f"{lo or '-'}..{hi or 'beyond'}" for lo, hi in frame["bracket"]]
         frame.to_csv(self.sweep_dir / f"{TABLE_NAME}.csv", index=False)
         (self.sweep_dir / f"{TABLE_NAME}.json").write_text(json.dumps(_finite(rows), indent=2))
         if rows:

@@ -149,7 +149,11 @@ def test_the_sweeper_searches_a_tiny_study_and_a_rerun_trains_nothing(tiny_conf,
             ["method=apet", "hydra.sweeper.budget=interval(0,100)"],
             "hydra.sweeper.budget='interval(0,100)': write interval(low,high)",
         ),
-        (["method=lora"], "method='lora': has no budget knob the threshold sweeper can set"),
+        (["method=bitfit"], "method='bitfit': has no budget knob the threshold sweeper can set"),
+        (
+            ["method=lora", "hydra.sweeper.budget_key=apet.scale"],
+            "method='lora': has no budget knob the threshold sweeper can set",
+        ),
         (
             ["method=full", "hydra.sweeper.budget_key=seed", "hydra.sweeper.seed_key=apet.seed"],
             "a full target needs full fine-tuning as its reference; the cell's method is full itself",
