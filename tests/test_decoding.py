@@ -146,6 +146,29 @@ def test_compose_prefix_and_dept_in_either_order(tiny, arch, order):
         assert out[i, input_ids.shape[1] :].tolist() == _greedy_forward(model, row, 3, False)
 
 
+@pytest.mark.parametrize("order", [("prefix", "dept"), ("dept", "prefix")])
+def test_compose_prefix_and_dept_on_an_encoder_in_either_order(tiny, order):
+    """On an encoder the prefix lengthens the mask as well: DePT reads its positions from the tokens' columns,
+    so both orders give the same outputs (the members' parameters copied across)."""
+    outputs = []
+    for members_order in (order, order[::-1]):
+        members = ", ".join(
+            f"{{name: {m}, length: 3{', rank: 2' if m == 'dept' else ''}}}" for m in members_order
+        )
+        spec = _spec(tiny, "encoder", "compose", f"method.members=[{members}]")
+        bare, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+        torch.manual_seed(0)
+        attached = attach_method(bare, spec, tokenizer=tokenizer)[0]
+        model = attached.model.eval()
+        with torch.no_grad():
+            for _, param in sorted(model.named_parameters()):
+                if param.requires_grad:
+                    param.copy_(torch.linspace(-1, 1, param.numel()).view_as(param))
+            input_ids, mask = _padded([[101, 11, 12, 13, 102], [101, 21, 102]], left=False)
+            outputs.append(model(input_ids=input_ids, attention_mask=mask).logits)
+    torch.testing.assert_close(outputs[0], outputs[1])
+
+
 @pytest.mark.parametrize("arch", ["encoder_decoder", "decoder"])
 def test_zero_new_tokens_means_zero(tiny, arch):
     _, model, _, encoder_decoder = _model(tiny, arch, "prompt")
