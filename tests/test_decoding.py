@@ -222,3 +222,30 @@ def test_cached_decoding_is_faster_on_a_decoder(tiny):
         )
         times[cache] = time.perf_counter() - start
     assert times[True] < times[False], times
+
+
+@pytest.mark.parametrize("arch", ["decoder", "bart"])
+def test_a_lora_generation_run_completes_on_the_greedy_path(tiny, tmp_path, arch):
+    """A whole run on a generation task with LoRA (no hooks of its own), decoded by petsweep's greedy path."""
+    from petsweep.app import run
+    from petsweep.identity import run_dir
+    from petsweep.status import COMPLETED, RunDir
+
+    for split, numbers in (("train", range(40)), ("test", range(40, 60))):
+        (tmp_path / f"qa_{split}.jsonl").write_text(
+            "".join(f'{{"inputs": "question {i}", "outputs": "answer {i % 3}"}}\n' for i in numbers)
+        )
+    cfg = compose(
+        tiny(
+            arch,
+            "method=lora",
+            "task=local",
+            "task.kind=generation",
+            f"task.files.train={tmp_path}/qa_train.jsonl",
+            f"task.files.test={tmp_path}/qa_test.jsonl",
+            "task.metric=exact_match",
+            "task.target_max_length=4",
+        )
+    )
+    result = run(cfg)
+    assert RunDir(run_dir(cfg)).state() == COMPLETED and "exact_match" in result["metrics"]
