@@ -15,6 +15,7 @@ def threshold_figure(table: pd.DataFrame, path: Path) -> Path:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     fig, ax = plt.subplots(figsize=(6, 4))
     table = table.dropna(subset=["backbone_params"]).copy()
@@ -34,6 +35,9 @@ def threshold_figure(table: pd.DataFrame, path: Path) -> Path:
             if not math.isfinite(b):
                 ax.annotate("", (xi, top * 1.5), (xi, top), arrowprops={"arrowstyle": "->"})
     ax.set_xscale("log")
+    sizes = sorted(set(table["backbone_params"].astype(float)))
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
+    ax.set_xticks(sizes, [f"{x / 1e6:.1f}M" for x in sizes])  # each backbone's size, not decades
     ax.set_yscale("log")
     ax.set_xlabel("backbone parameters")
     ax.set_ylabel("threshold budget (tunable parameters)")
