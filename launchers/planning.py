@@ -169,6 +169,24 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
             run_hash=digest,
             path=path,
             status=run_status(path, queue),
-            extra=counts.as_dict(),  # parameter counts from the same meta-device check
+            extra={  # parameter counts from the same meta-device check, and what `budget` resolved to
+                **counts.as_dict(),
+                **({"budget": spec.budget.as_dict()} if spec.budget is not None else {}),
+                **({"budget": _apet_budget(spec, counts)} if _apet_budget(spec, counts) else {}),
+            },
         )
     return list(runs.values())
+
+
+def _apet_budget(spec, counts) -> dict | None:
+    """APET's budget as the plan shows it: the requested K (apet.scale, or budget=) and the achieved count."""
+    budget = getattr(spec.method, "budget", None) if spec.method.config.name == "apet" else None
+    if budget is None or budget.k is None:
+        return None
+    achieved = counts.pet_params
+    return {
+        "requested": budget.spec.scale,
+        "target": budget.k,
+        "achieved": achieved,
+        "knobs": {"K": budget.k},
+    }

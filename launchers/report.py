@@ -35,9 +35,12 @@ def plan_table(runs: list[PlannedRun], fusion: dict | None = None) -> str:
     """The plan, a row per run; `fusion` (launchers.fusion.plan_notes): how each run will train, with
     hydra.launcher.fuse > 1."""
     estimate_hours(runs)
+    budgets = any("budget" in r.extra for r in runs)
     lines = [
         f"{'status':<11} {'run':<58} {'trainable':>13} {'gpus':>4} {'mem':>5} {'time':>6} {'hours':>9} "
-        f"{'gpu-h':>9}" + ("  trains" if fusion else "")
+        f"{'gpu-h':>9}"
+        + ("  budget: method's own / target (knobs)" if budgets else "")
+        + ("  trains" if fusion else "")
     ]
     for r in runs:
         res = r.cfg["backbone"]["resources"]
@@ -45,7 +48,9 @@ def plan_table(runs: list[PlannedRun], fusion: dict | None = None) -> str:
         lines.append(
             f"{r.status:<11} {r.path.name:<58} {r.extra['trainable_params']:>13,} {res.get('gpus', 0):>4} "
             f"{res.get('mem_gb', '-'):>5} {res.get('time_min', '-'):>6} {mark}{r.extra['hours']:>8.4f} "
-            f"{r.extra['gpu_hours']:>9.3f}" + (f"  {fusion[r.path]}" if fusion else "")
+            f"{r.extra['gpu_hours']:>9.3f}"
+            + (f"  {_budget_text(r.extra.get('budget'))}" if budgets else "")
+            + (f"  {fusion[r.path]}" if fusion else "")
         )
     todo = [r for r in runs if r.status != State.COMPLETED]
     lines.append(
@@ -62,6 +67,14 @@ def plan_table(runs: list[PlannedRun], fusion: dict | None = None) -> str:
             "  ~ marks a guess from FLOPs: no finished run of that backbone and method on that device yet"
         )
     return "\n".join(lines)
+
+
+def _budget_text(budget: dict | None) -> str:
+    """`budget=bitfit: 4,608 / 4,608 (r=3)`: the plan's budget column."""
+    if not budget:
+        return "-"
+    knobs = ",".join(f"{k}={v}" for k, v in budget["knobs"].items())
+    return f"{budget['requested']}: {budget['achieved']:,} / {budget['target']:,} ({knobs or 'as is'})"
 
 
 def sweep_runs(root: Path) -> list[RunDir]:

@@ -430,6 +430,7 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
         eval_only=spec.trainer.eval_only,
         apet=spec.method.record if spec.method.config.name == "apet" else None,
         opf=spec.method.record if spec.method.config.name == "opf" else None,
+        budget=spec.budget.as_dict() if spec.budget is not None else None,
         **p.counts.as_dict(),
         **outcome,
         **extra,

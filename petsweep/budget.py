@@ -29,7 +29,7 @@ TOLERANCE = 0.10  # the achieved count may differ from the requested one by at m
 # the method's integer knobs the solver sets (APET's is apet.scale, selective_module's an upper bound)
 KNOBS = {
     "lora": ("r",),
-    "adapter": ("bottleneck",),
+    "adapter": ("bottleneck", "plus_one"),
     "prompt": ("length",),
     "prefix": ("length",),
     "dept": ("length", "rank"),
@@ -128,8 +128,16 @@ def solve(value, spec):
                 )
             _SOLVED[key] = BudgetChoice(value, target, own, {})
         else:
-            knobs = _SOLVERS[name](spec, target)
-            achieved = _count(spec, knobs)
+            try:
+                knobs = _SOLVERS[name](spec, target)
+                achieved = _count(spec, knobs)
+            except ConfigError as err:  # a knob value the backbone cannot take (a prompt past its positions)
+                raise ConfigError(
+                    "budget",
+                    value,
+                    f"method {name} cannot reach the target {target:,} on backbone {spec.backbone.name}: "
+                    f"{err.key}={err.value}: {err.expected}",
+                ) from None
             if abs(achieved - target) > TOLERANCE * target:
                 raise ConfigError(
                     "budget",
@@ -161,29 +169,54 @@ def _count(spec, knobs: dict) -> int:
     return check_on_meta(_with(spec, knobs)).pet_params
 
 
-def _nearest_int(spec, knob: str, target: int, fixed: dict | None = None, low: int = 1) -> dict:
-    """The value of one integer knob (>= low) whose count is nearest the target. Counts are affine in these
-    knobs (rank, bottleneck, length), so two counts give the slope; the neighbours are counted too."""
+def _nearest_int(
+    spec, knob: str, target: int, fixed: dict | None = None, low: int = 1, high: int | None = None
+) -> dict:
+    """The value of one integer knob in [low, high] whose count is nearest the target. Counts are affine in
+    these knobs (rank, bottleneck, length), so two counts give the slope; the neighbours are counted too."""
     fixed = dict(fixed or {})
     c1 = _count(spec, {**fixed, knob: low})
     c2 = _count(spec, {**fixed, knob: low + 1})
     slope = c2 - c1
     guess = low if slope <= 0 else max(low, low + round((target - c1) / slope))
-    candidates = sorted({max(low, guess + d) for d in (-1, 0, 1)})
-    best = min(candidates, key=lambda v: (abs(_count(spec, {**fixed, knob: v}) - target), v))
+    if high is not None:
+        guess = min(guess, high)
+    candidates = sorted({min(max(low, guess + d), high or guess + 1) for d in (-1, 0, 1)})
+    counted = {}
+    for value in candidates:
+        try:
+            counted[value] = _count(spec, {**fixed, knob: value})
+        except ConfigError:  # past what the model takes (more prompt vectors than positions, ...)
+            continue
+    if not counted:
+        _count(spec, {**fixed, knob: candidates[0]})  # raises the model's own line
+    best = min(counted, key=lambda v: (abs(counted[v] - target), v))
     return {**fixed, knob: best}
 
 
+def _adapter(spec, target: int) -> dict:
+    """The bottleneck b nearest the target from below, then how many adapters get b + 1 (plus_one)."""
+    knobs = _nearest_int(spec, "bottleneck", target, {"plus_one": 0})
+    if _count(spec, knobs) > target and knobs["bottleneck"] > 1:
+        knobs["bottleneck"] -= 1
+    return _nearest_int(spec, "plus_one", target, {"bottleneck": knobs["bottleneck"]}, low=0)
+
+
 def _dept(spec, target: int) -> dict:
-    """DePT at a count: the paper keeps prompt tuning's count and trades prompt vectors for rank. petsweep
-    keeps the configured m (length) where it leaves room for rank 1, else the largest m that does, and takes
-    the rank r nearest the target for that m."""
-    per_vector = _count(spec, {"length": 2, "rank": 1}) - _count(spec, {"length": 1, "rank": 1})
+    """DePT at a count. The paper keeps prompt tuning's count and trades prompt vectors (m) for rank (r):
+    petsweep keeps the configured m where it leaves room for rank 1 (else the largest m that does) and takes
+    the r nearest the target for it; r is at most min(s, d) (s: task.max_length), and where that caps it
+    short of the target, m is taken nearest the target at that r."""
+    per_vector = _count(spec, {"length": 2, "rank": 1}) - _count(spec, {"length": 1, "rank": 1})  # d
+    cap = min(spec.task.max_length, per_vector)
     rank_one = _count(spec, {"length": 1, "rank": 1}) - per_vector  # the count of rank 1 with no vectors
     m = spec.method.config.length
     if m * per_vector + rank_one > target:
         m = max(1, (target - rank_one) // max(per_vector, 1))
-    return _nearest_int(spec, "rank", target, {"length": m})
+    knobs = _nearest_int(spec, "rank", target, {"length": m}, high=cap)
+    if abs(_count(spec, knobs) - target) > TOLERANCE * target:
+        knobs = _nearest_int(spec, "length", target, {"rank": knobs["rank"]})
+    return knobs
 
 
 def _selective(spec, target: int) -> dict:
@@ -192,7 +225,7 @@ def _selective(spec, target: int) -> dict:
 
 _SOLVERS = {
     "lora": lambda spec, t: _nearest_int(spec, "r", t),
-    "adapter": lambda spec, t: _nearest_int(spec, "bottleneck", t),
+    "adapter": _adapter,
     "prompt": lambda spec, t: _nearest_int(spec, "length", t),
     "prefix": lambda spec, t: _nearest_int(spec, "length", t),
     "dept": _dept,

@@ -41,6 +41,8 @@ class RunRecord:
     apet: an APET run's budget (scale, requested and achieved K, eligible count, seed, granularity) and the
         sha256 of its positions; None for other methods.
     opf: an OPF run's over-parameterised matrices (name, family, round, MPO and dense sizes) and totals.
+    budget: what `budget=` resolved to (petsweep/budget.py): requested (as given), target and achieved counts
+        (pet_params), their ratio and the chosen knob values; None without a budget (APET's is in `apet`).
     config: the run's semantic config (what its identity hashes).
     fused_with: the run ids this run trained beside, one frozen backbone and a batch of all their rows
         (launcher fuse; its times are the group's); None when it trained alone.
@@ -94,6 +96,7 @@ class RunRecord:
     opf: dict | None
     config: dict
     fused_with: list | None = None
+    budget: dict | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -4,8 +4,15 @@ from __future__ import annotations
 
 import pytest
 
+from launchers.expand import expand
+from launchers.planning import plan
+from launchers.report import plan_table
+from petsweep.app import run
+from petsweep.budget import TOLERANCE
 from petsweep.config import compose, resolve_run
+from petsweep.errors import ConfigError
 from petsweep.identity import run_hash
+from petsweep.params import check_on_meta
 
 
 def _id(*overrides: str) -> str:
@@ -30,3 +37,103 @@ def test_an_apet_budget_is_recorded_as_apet_scale():
     before = run_hash(cfg)
     resolve_run(cfg)  # what app.run does first: config.yaml then reads as the apet.scale spelling
     assert (cfg.apet.scale, cfg.budget, run_hash(cfg)) == (4096, None, before)
+
+
+FAMILIES = ("minilm-l1", "t5-small", "gpt2")  # an encoder, an encoder-decoder, a decoder (configs, meta)
+
+
+@pytest.mark.parametrize("backbone", FAMILIES)
+@pytest.mark.parametrize("method", ["lora", "adapter", "prompt", "prefix", "dept", "apet"])
+def test_every_knob_is_sized_to_the_exact_count_on_three_families(method, backbone):
+    spec = resolve_run(compose([f"method={method}", "budget=bitfit", f"backbone={backbone}"]))
+    target = check_on_meta(
+        resolve_run(compose(["method=bitfit", "method.add_biases=true", f"backbone={backbone}"]))
+    ).pet_params
+    real = check_on_meta(spec).pet_params  # the method as it will run, with the chosen knob values
+    if method == "apet":
+        assert spec.budget is None and spec.method.budget.k == target == real
+        return
+    assert (spec.budget.target, spec.budget.achieved) == (target, real)
+    assert abs(real - target) <= TOLERANCE * target
+    for key, value in spec.budget.knobs.items():
+        assert getattr(spec.method.config, key) == value
+
+
+def test_selective_modules_take_the_budget_as_their_bound():
+    spec = resolve_run(compose(["method=selective_module", "budget=20000", "backbone=gpt2"]))
+    assert (
+        spec.budget.achieved == check_on_meta(spec).pet_params == 19968
+        and spec.budget.knobs["budget"] == 20000
+    )
+
+
+def test_adapters_come_within_one_adapter_of_a_count_between_two_bottlenecks():
+    # one MiniLM block: bottleneck 2 is 3,844 and 3 is 5,382 (17% either side of BitFit's 4,608)
+    spec = resolve_run(compose(["method=adapter", "budget=bitfit", "backbone=minilm-l1"]))
+    assert spec.budget.knobs == {"bottleneck": 2, "plus_one": 1} and spec.budget.achieved == 4613
+
+
+def test_the_id_hashes_the_request_and_the_chosen_knob():
+    budget = _id("method=lora", "budget=bitfit", "backbone=minilm-l1")
+    assert budget != _id("method=lora", "method.r=3", "backbone=minilm-l1")  # the request counts
+    assert budget == _id("method=lora", "method.r=16", "budget=bitfit", "backbone=minilm-l1")  # r is solved
+    assert budget != _id("method=lora", "budget=bitfit", "backbone=minilm-l2")
+
+
+def test_a_method_without_a_knob_is_refused_unless_its_own_count_is_the_target():
+    with pytest.raises(ConfigError) as err:
+        resolve_run(compose(["method=ln", "budget=lora", "backbone=minilm-l1"]))
+    text = str(err.value)
+    assert "\n" not in text and text.startswith("budget='lora'") and "method ln has no size knob" in text
+    assert "methods that take a budget: adapter, apet, dept, lora, prefix, prompt, selective_module" in text
+    spec = resolve_run(compose(["method=bitfit", "budget=bitfit", "backbone=minilm-l1"]))
+    assert spec.budget.achieved == spec.budget.target == 4608 and spec.budget.knobs == {}
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (
+            ["method=adapter", "budget=20000", "backbone=t5-small"],
+            "comes no closer than 36,888 to the target",
+        ),
+        (["method=prompt", "budget=10000000", "backbone=minilm-l1"], "cannot reach the target 10,000,000"),
+        (["method=lora", "budget=0"], "give a positive integer or a method"),
+        (["method=lora", "budget=full"], "give a positive integer or a method"),
+    ],
+)
+def test_a_budget_the_method_cannot_reach_is_one_line(overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        resolve_run(compose(overrides))
+    assert "\n" not in str(err.value) and str(err.value).startswith("budget=") and expected in str(err.value)
+
+
+def test_the_matched_budget_sweep_is_one_plan(tmp_path):
+    overrides = [
+        "method=lora,adapter,prompt,bitfit,apet",
+        "budget=bitfit",
+        "backbone=minilm-l1,minilm-l2",
+        f"paths.runs_root={tmp_path}",
+    ]
+    runs = plan(expand(overrides), compose)
+    assert len(runs) == 10
+    for planned in runs:
+        budget = planned.extra["budget"]
+        assert budget["achieved"] == planned.extra["pet_params"]
+        assert abs(budget["achieved"] - budget["target"]) <= TOLERANCE * budget["target"]
+    table = plan_table(runs)
+    assert "bitfit: 4,613 / 4,608 (bottleneck=2,plus_one=1)" in table and "(as is)" in table
+
+
+def test_head_alone_is_refused_where_there_is_no_task_head():
+    with pytest.raises(ConfigError, match="task head petsweep adds to encoders"):
+        check_on_meta(resolve_run(compose(["method=head", "backbone=t5-small"])))
+
+
+def test_a_matched_run_and_the_head_alone_train_and_record_their_counts(tiny):
+    result = run(compose(tiny("encoder", "method=prompt", "budget=bitfit")))
+    assert result["budget"]["achieved"] == result["pet_params"] == result["budget"]["target"]
+    assert result["budget"]["knobs"] == {"length": result["config"]["method"]["length"]}
+    head = run(compose(tiny("encoder", "method=head")))
+    assert head["status"] == "COMPLETED" and head["budget"] is None
+    assert head["pet_params"] == 0 and head["trainable_params"] == head["head_params"] > 0

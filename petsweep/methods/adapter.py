@@ -8,7 +8,8 @@ follows (so its parameters are named, saved and loaded with the model) and runs 
 backbone's own parameter names and code are unchanged. Our own ~60 lines: the `adapters` package does not
 import on transformers 5.x.
 
-Count per adapter: 2 * d * b + b + d (d: the projection's output width, b: the bottleneck).
+Count per adapter: 2 * d * b + b + d (d: the projection's output width, b: the bottleneck; b + 1 for the
+first `plus_one` adapters).
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ class AdapterConfig(MethodConfig):
         init_std: both projections start N(0, init_std) with zero biases (OpenDelta's choice: a zero up
             projection would leave the down projection without gradient on the first step).
         train_norms: also train the backbone's norms, as the Houlsby paper did.
+        plus_one: how many adapters (the first, in model order) get bottleneck + 1: a count between two
+            bottlenecks (what `budget=` uses to come closer to a target on a shallow model); 0: uniform.
     """
 
     lr: float = 1e-3
@@ -44,6 +47,7 @@ class AdapterConfig(MethodConfig):
     activation: str = "gelu"
     init_std: float = 0.01
     train_norms: bool = False
+    plus_one: int = 0
 
     def __post_init__(self):
         super().__post_init__()
@@ -55,6 +59,8 @@ class AdapterConfig(MethodConfig):
             )
         if not isinstance(self.bottleneck, int) or self.bottleneck < 1:
             raise ConfigError("method.bottleneck", self.bottleneck, "must be a positive integer")
+        if not isinstance(self.plus_one, int) or self.plus_one < 0:
+            raise ConfigError("method.plus_one", self.plus_one, "must be an integer >= 0")
         if not self.init_std >= 0:
             raise ConfigError("method.init_std", self.init_std, "must be >= 0")
 
@@ -92,11 +98,15 @@ class AdapterMethod(PETMethod):
     def attach(self, model, ctx):
         c = self.config
         _, targets, notes = target_modules(model, ctx, PLACEMENTS[c.variant], "method.variant")
+        if c.plus_one >= len(targets):
+            raise ConfigError(
+                "method.plus_one", c.plus_one, f"must be below the number of adapters, {len(targets)}"
+            )
         params = []
-        for _, module in targets:
+        for i, (_, module) in enumerate(targets):
+            width = c.bottleneck + (i < c.plus_one)
             module.add_module(
-                "adapter",
-                Bottleneck(_output_width(module), c.bottleneck, c.activation, c.init_std, module.weight),
+                "adapter", Bottleneck(_output_width(module), width, c.activation, c.init_std, module.weight)
             )
             module.register_forward_hook(_after)
             params += list(module.adapter.parameters())
