@@ -167,3 +167,38 @@ def test_bad_searches_are_one_line_before_anything_runs(tiny_conf, tmp_path, ext
     errors = [x for x in out.stderr.splitlines() if x.startswith("error:")]
     assert len(errors) == 1 and line in errors[0], out.stderr[-2000:]
     assert not list(tmp_path.glob("search/*/status.json"))
+
+
+def test_grid_runs_on_disk_count_as_probes(tiny_conf, tmp_path):
+    grid = run_cli(
+        "run.py",
+        "-m",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={tmp_path}",
+        "sweep_name=search",
+        *QUICK,
+        "backbone=tiny-bert",
+        "method=apet",
+        "budget=1600",
+        "seed=0,1",
+    )
+    assert grid.returncode == 0, grid.stderr[-3000:]
+    root = tmp_path / "search"
+    before = trained(root)
+    assert len(before) == 2
+    out = search(
+        tiny_conf,
+        tmp_path,
+        "backbone=tiny-bert",
+        "method=apet",
+        "hydra.sweeper.budget=interval(100,1600)",
+        "hydra.sweeper.resolution=4",
+        "hydra.sweeper.max_runs=3",
+        "hydra.sweeper.targets=[random+0.05]",
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    state = json.loads((root / "search_state.json").read_text())
+    assert len(state["rows"][0]["scores"]["1600"]) >= 2  # the grid's two seeds, read from their records
+    after = trained(root)
+    assert all(after[name] == t for name, t in before.items())  # found, not trained again
+    assert f"{len(after) - 2} runs trained" in out.stdout
