@@ -28,7 +28,7 @@ from petsweep.errors import ConfigError
 TOLERANCE = 0.10  # the achieved count may differ from the requested one by at most this fraction
 # the method's integer knobs the solver sets (APET's is apet.scale, selective_module's an upper bound)
 KNOBS = {
-    "lora": ("r",),
+    "lora": ("r", "plus_one"),
     "adapter": ("bottleneck", "plus_one"),
     "prompt": ("length",),
     "prefix": ("length",),
@@ -194,12 +194,13 @@ def _nearest_int(
     return {**fixed, knob: best}
 
 
-def _adapter(spec, target: int) -> dict:
-    """The bottleneck b nearest the target from below, then how many adapters get b + 1 (plus_one)."""
-    knobs = _nearest_int(spec, "bottleneck", target, {"plus_one": 0})
-    if _count(spec, knobs) > target and knobs["bottleneck"] > 1:
-        knobs["bottleneck"] -= 1
-    return _nearest_int(spec, "plus_one", target, {"bottleneck": knobs["bottleneck"]}, low=0)
+def _plus_one(spec, knob: str, target: int) -> dict:
+    """The uniform knob (LoRA r, adapter bottleneck) nearest the target from below, then how many modules get
+    one more unit (plus_one): within one module's unit of the target."""
+    knobs = _nearest_int(spec, knob, target, {"plus_one": 0})
+    if _count(spec, knobs) > target and knobs[knob] > 1:
+        knobs[knob] -= 1
+    return _nearest_int(spec, "plus_one", target, {knob: knobs[knob]}, low=0)
 
 
 def _dept(spec, target: int) -> dict:
@@ -224,8 +225,8 @@ def _selective(spec, target: int) -> dict:
 
 
 _SOLVERS = {
-    "lora": lambda spec, t: _nearest_int(spec, "r", t),
-    "adapter": _adapter,
+    "lora": lambda spec, t: _plus_one(spec, "r", t),
+    "adapter": lambda spec, t: _plus_one(spec, "bottleneck", t),
     "prompt": lambda spec, t: _nearest_int(spec, "length", t),
     "prefix": lambda spec, t: _nearest_int(spec, "length", t),
     "dept": _dept,

@@ -137,3 +137,17 @@ def test_a_matched_run_and_the_head_alone_train_and_record_their_counts(tiny):
     head = run(compose(tiny("encoder", "method=head")))
     assert head["status"] == "COMPLETED" and head["budget"] is None
     assert head["pet_params"] == 0 and head["trainable_params"] == head["head_params"] > 0
+
+
+def test_lora_plus_one_gives_the_first_modules_one_more_rank_for_real(tiny):
+    from petsweep.backbones import load_pretrained
+    from petsweep.params import attach_method
+
+    spec = resolve_run(compose(tiny("encoder", "method=lora", "method.r=2", "method.plus_one=1")))
+    model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    attached, counts = attach_method(model, spec, tokenizer=tokenizer)
+    ranks = [m.r["default"] for _, m in attached.model.named_modules() if hasattr(m, "lora_A")]
+    assert ranks[0] == 3 and set(ranks[1:]) == {2}
+    assert counts.as_dict() == check_on_meta(spec).as_dict()
+    uniform = check_on_meta(resolve_run(compose(tiny("encoder", "method=lora", "method.r=2")))).pet_params
+    assert counts.pet_params > uniform

@@ -1,5 +1,6 @@
 """LoRA through peft: low-rank updates W + (alpha/r) B A on the backbone's mapped modules."""
 
+import re
 from dataclasses import dataclass, field
 
 from petsweep.errors import ConfigError
@@ -16,6 +17,9 @@ class LoRAConfig(MethodConfig):
         dropout: dropout on the LoRA input.
         targets: canonical module names (q, k, v, o, ffn_out, ...), mapped per model_type
             by petsweep.architectures.
+        plus_one: how many target modules (the first, in model order) get rank r + 1 (peft's rank_pattern;
+            each module scales by alpha over its own rank): a count between two ranks, what `budget=` uses
+            to come closer to a target; 0: uniform.
     """
 
     lr: float = 2e-3
@@ -23,6 +27,7 @@ class LoRAConfig(MethodConfig):
     alpha: float = 16
     dropout: float = 0.0
     targets: list = field(default_factory=lambda: ["q", "v"])
+    plus_one: int = 0
 
     def __post_init__(self):
         super().__post_init__()
@@ -30,6 +35,8 @@ class LoRAConfig(MethodConfig):
             raise ConfigError("method.r", self.r, "the rank must be a positive integer")
         if not 0 <= self.dropout < 1:
             raise ConfigError("method.dropout", self.dropout, "must be in [0, 1)")
+        if not isinstance(self.plus_one, int) or self.plus_one < 0:
+            raise ConfigError("method.plus_one", self.plus_one, "must be an integer >= 0")
         if not self.targets:
             raise ConfigError("method.targets", self.targets, "name at least one module (e.g. [q, v])")
 
@@ -41,9 +48,16 @@ class LoRAMethod(PETMethod):
 
     def attach(self, model, ctx):
         c = self.config
-        regex, _, notes = target_modules(model, ctx, list(c.targets), "method.targets")
+        regex, modules, notes = target_modules(model, ctx, list(c.targets), "method.targets")
         from peft import LoraConfig  # imported when used: composing configs stays fast
 
-        config = LoraConfig(r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=regex)
+        if c.plus_one >= max(len(modules), 1):
+            raise ConfigError(
+                "method.plus_one", c.plus_one, f"must be below the number of target modules, {len(modules)}"
+            )
+        ranks = {re.escape(name): c.r + 1 for name, _ in modules[: c.plus_one]}  # peft: (.*\.)?(key)$
+        config = LoraConfig(
+            r=c.r, lora_alpha=c.alpha, lora_dropout=c.dropout, target_modules=regex, rank_pattern=ranks
+        )
         model, added = inject_peft(model, config)  # the LoRA matrices
         return Attached(model, [self.group(added)], notes)
