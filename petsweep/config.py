@@ -165,6 +165,13 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
     method = build_method(data["method"])
     method.check(backbone)
     trainer = _typed(TrainerConfig, dict(data["trainer"]), "trainer")
+    if method.config.name == "head" and not method.config.train_head and not trainer.eval_only:
+        raise ConfigError(
+            "method.train_head",
+            False,
+            "method head trains the task head alone, so nothing would train; "
+            "trainer.eval_only=true scores the untrained head",
+        )
     deepspeed = _typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed")
     if len(method.stage_steps(trainer.max_steps)) > 1 and deepspeed.preset not in ("auto", "none"):
         raise ConfigError(

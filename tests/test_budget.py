@@ -151,3 +151,9 @@ def test_lora_plus_one_gives_the_first_modules_one_more_rank_for_real(tiny):
     assert counts.as_dict() == check_on_meta(spec).as_dict()
     uniform = check_on_meta(resolve_run(compose(tiny("encoder", "method=lora", "method.r=2")))).pet_params
     assert counts.pet_params > uniform
+
+
+def test_head_alone_without_its_head_is_refused_unless_the_run_only_evaluates():
+    with pytest.raises(ConfigError, match="method.train_head=False: method head trains the task head alone"):
+        resolve_run(compose(["method=head", "method.train_head=false"]))
+    assert resolve_run(compose(["method=head", "method.train_head=false", "trainer.eval_only=true"]))
