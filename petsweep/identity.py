@@ -70,7 +70,7 @@ ADDED_DEFAULTS = {
     "method.adam_eps": 1e-8,  # torch's AdamW eps; a method's own (DePT's seed: 1e-6) came later
     "method.init_special_tokens": False,  # DePT's text init without the special tokens (before the seed's)
     "budget": None,  # a matched budget for every method (petsweep/budget.py) came later
-    "method.plus_one": 0,  # LoRA ranks / adapter bottlenecks of one more unit on some modules came with budget=
+    "method.plus_one": 0,  # one unit more rank / bottleneck on some modules came with budget=
     "task.decoding": "model_default",  # generation through the model's generate() came before plain greedy
 }
 
