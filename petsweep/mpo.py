@@ -25,6 +25,7 @@ Gauges (any gauge contracts to the same W, but which tensor holds what decides w
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
 
@@ -112,6 +113,8 @@ def _symmetric(weight: torch.Tensor, shape: MpoShape) -> list[torch.Tensor]:
     roots = []
     for k, s in enumerate(spectra):
         floor = s.max() * torch.finfo(s.dtype).eps if k not in (0, n) else s.new_tensor(1.0)
+        if floor <= 0:  # an all-zero block: any positive gauge is exact, so the identity
+            floor = s.new_tensor(1.0)
         roots.append(s.clamp_min(floor).sqrt() if 0 < k < n else s)
     tensors = []
     for k, t in enumerate(isometries):
@@ -146,11 +149,18 @@ def _mixed_canonical(weight: torch.Tensor, shape: MpoShape) -> list[torch.Tensor
 
 
 def contract(tensors: list[torch.Tensor]) -> torch.Tensor:
-    """The matrix a chain represents (differentiable: OPF's forward contracts its trained tensors)."""
+    """The matrix a chain represents (differentiable: OPF's forward contracts its trained tensors).
+
+    Contracted in the tensors' own (promoted) dtype with autocast off: under bf16 autocast each tensordot
+    would return bf16 and the next would mix it with an fp32 tensor (a dtype error); the layer's matmul
+    that uses the matrix still runs under the run's autocast."""
     n = len(tensors)
-    out = tensors[0]  # (1, i_1, j_1, r_1)
-    for t in tensors[1:]:
-        out = torch.tensordot(out, t, dims=([out.dim() - 1], [0]))  # (1, i_1, j_1, ..., i_k, j_k, r_k)
+    dtype = functools.reduce(torch.promote_types, (t.dtype for t in tensors))
+    device = tensors[0].device.type
+    with torch.autocast(device if device in ("cpu", "cuda") else "cpu", enabled=False):
+        out = tensors[0].to(dtype)  # (1, i_1, j_1, r_1)
+        for t in tensors[1:]:
+            out = torch.tensordot(out, t.to(dtype), dims=([out.dim() - 1], [0]))  # (1, i_1, j_1, ..., r_k)
     out = out.reshape(out.shape[1:-1])  # drop the two unit bonds
     rows = [out.shape[2 * k] for k in range(n)]
     cols = [out.shape[2 * k + 1] for k in range(n)]

@@ -119,3 +119,24 @@ def test_factors_that_do_not_multiply_to_the_matrix_are_refused():
         decompose(torch.zeros(768, 768), MpoShape((3, 4, 4, 4, 4), (4, 4, 4, 4, 4)))
     with pytest.raises(ValueError, match="same length"):
         MpoShape((768,), (768,))
+
+
+@pytest.mark.parametrize("gauge", ["opf", "central"])
+@pytest.mark.parametrize("kind", ["zero", "rank1"])
+def test_zero_and_rank_one_matrices_decompose_exactly(gauge, kind):
+    """An all-zero block floored its gauge at s.max() * eps = 0 and divided by it: NaN tensors."""
+    shape = MpoShape((2, 4, 1, 1, 4), (4, 2, 1, 1, 4))
+    torch.manual_seed(0)
+    matrix = torch.zeros(32, 32) if kind == "zero" else torch.outer(torch.randn(32), torch.randn(32))
+    tensors = decompose(matrix, shape, gauge=gauge)
+    assert all(torch.isfinite(t).all() for t in tensors)
+    torch.testing.assert_close(contract(tensors), matrix, atol=1e-5, rtol=1e-5)
+
+
+def test_contract_under_bf16_autocast_mixes_no_dtypes():
+    shape = MpoShape((2, 4, 1, 1, 4), (4, 2, 1, 1, 4))
+    matrix = torch.randn(32, 32)
+    tensors = decompose(matrix, shape)
+    with torch.autocast("cpu", torch.bfloat16):
+        out = contract(tensors)
+    torch.testing.assert_close(out, matrix, atol=1e-5, rtol=1e-5)

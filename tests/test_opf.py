@@ -215,3 +215,33 @@ def test_impossible_settings_are_one_line_before_anything_runs(tiny, overrides, 
         run(cfg)
     assert str(err.value).startswith(key) and words in str(err.value) and "\n" not in str(err.value)
     assert not run_dir(cfg).exists()
+
+
+@pytest.mark.parametrize("strategy", [(), DYNAMIC])
+@pytest.mark.parametrize(
+    "frozen",
+    [("method.train_central=false",), ("method.train_central=false", "method.train_aux=false")],
+)
+def test_frozen_mpo_tensors_finish_and_save_the_matrix_they_contract_to(tiny, strategy, frozen):
+    """The seed's own runs never stepped their MPO tensors: train_central/train_aux false finish COMPLETED,
+    and the saved dense matrix of a layer whose tensors all stayed frozen is its pretrained matrix (the
+    frozen tensors are read from the module; they crashed saved_state with a KeyError before)."""
+    # both parts frozen is the seed's run: the rest of the backbone trains (nothing would, else)
+    backbone = () if len(frozen) == 2 else ("method.train_backbone=false",)
+    cfg, result = _run(tiny, "method.top_n=1", *backbone, *strategy, *frozen)
+    assert RunDir(run_dir(cfg)).status()["state"] == "COMPLETED"
+    saved = load_file(run_dir(cfg) / "pet_weights.safetensors")
+    if len(frozen) == 2:
+        pretrained = load_pretrained(resolve_run(cfg).backbone, 5)[0].state_dict()
+        # a matrix decomposed in a later round trained densely before it: round 0's kept the pretrained one
+        for entry in [e for e in result["opf"]["chosen"] if e["round"] == 0]:
+            key = f"{entry['name']}.weight"
+            torch.testing.assert_close(saved[key], pretrained[key], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("strategy", [(), DYNAMIC])
+def test_opf_trains_under_bf16_autocast(tiny, strategy):
+    """contract() under bf16 autocast mixed a bf16 tensordot result with fp32 tensors (a dtype error on
+    every bf16 run, and so on every default GPU run under precision=auto)."""
+    cfg, _ = _run(tiny, "method.top_n=1", "trainer.precision=bf16", *strategy)
+    assert RunDir(run_dir(cfg)).status()["state"] == "COMPLETED"

@@ -340,10 +340,13 @@ class OpfMethod(PETMethod):
         }
 
     def saved_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-        """Contract every MPO of a trainable state back into its matrix: saved weights are dense."""
+        """Contract every MPO of a trainable state back into its matrix: saved weights are dense. A tensor
+        the run froze (train_central / train_aux false) is not in the trainable state: it is read from the
+        module, where it kept its decomposed value."""
         dense = dict(state)
         for name, module in model.named_modules():
             if isinstance(module, MpoLinear):
-                tensors = [dense.pop(f"{name}.tensors.{k}") for k in range(len(module.tensors))]
+                tensors = [dense.pop(f"{name}.tensors.{k}", None) for k in range(len(module.tensors))]
+                tensors = [t if t is not None else module.tensors[k].detach() for k, t in enumerate(tensors)]
                 dense[f"{name}.weight"] = contract([t.double() for t in tensors]).to(tensors[0].dtype)
         return dense
