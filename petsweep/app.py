@@ -319,6 +319,9 @@ def prepare(spec: RunSpec, cfg, run_path: RunDir, init_source: Path | None, me: 
     prov["replaces"] = provenance.earlier_attempts(run_path.path)  # runs invalidated after a fix
     if me.main:
         write_json(run_path.path / "provenance.json", prov)
+        drift = (prov.get("environment") or {}).get("differs_from_lock")
+        if drift:  # the numbers come from other code than the lock's: say so where the run's log is read
+            log.warning("environment differs from requirements.lock: %s (provenance.json)", ", ".join(drift))
 
     data = prepare_task(spec.task, spec.seed)
     zero = chosen_preset(spec.deepspeed, meta.total_params, meta.trainable_params)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.metadata
+import json
 import re
 import sys
 import sysconfig
@@ -26,10 +27,10 @@ def normalize(name: str) -> str:
     return re.sub(r"[-_.]+", "-", name).lower()
 
 
-def read_lock(path: Path = LOCK_FILE) -> dict[str, str]:
+def read_lock(path: Path | None = None) -> dict[str, str]:
     """{normalized name: exact version} from `name==version` lines (comments and blanks skipped)."""
     pins = {}
-    for line in path.read_text().splitlines():
+    for line in (path or LOCK_FILE).read_text().splitlines():
         line = line.split("#", 1)[0].strip()
         if line:
             name, _, version = line.partition("==")
@@ -49,13 +50,37 @@ def installed() -> dict[str, str]:
     return found
 
 
+def imported_elsewhere(pins: dict[str, str]) -> dict[str, dict]:
+    """Locked packages this process would import from outside the venv's site-packages (a PYTHONPATH entry
+    or a `module load` ahead of it), or from an editable source tree: the same version string, other code.
+    {package: {"lock": version, "installed": version, "from": where}}."""
+    venv = {Path(sysconfig.get_paths()[key]).resolve() for key in ("purelib", "platlib")}
+    out = {}
+    for name in pins:
+        try:
+            dist = importlib.metadata.distribution(name)  # the first on sys.path: what `import` gets
+        except importlib.metadata.PackageNotFoundError:
+            continue
+        where = Path(dist.locate_file("")).resolve()
+        direct = json.loads(dist.read_text("direct_url.json") or "{}")
+        if (direct.get("dir_info") or {}).get("editable"):
+            where = direct.get("url", str(where))
+        elif where in venv:
+            continue
+        out[name] = {"lock": pins[name], "installed": dist.version, "from": str(where)}
+    return out
+
+
 def differences(pins: dict[str, str], have: dict[str, str]) -> dict[str, dict]:
-    """{package: {"lock": version or None, "installed": version or None}} for every mismatch."""
+    """{package: {"lock": version or None, "installed": version or None}} for every mismatch, and every
+    locked package imported from elsewhere than the venv (with "from")."""
     out = {}
     for name in sorted(set(pins) | set(have) - UNPINNED):
         if pins.get(name) != have.get(name):
             out[name] = {"lock": pins.get(name), "installed": have.get(name)}
-    return out
+    for name, entry in imported_elsewhere(pins).items():
+        out.setdefault(name, entry)["from"] = entry["from"]
+    return dict(sorted(out.items()))
 
 
 def environment() -> dict:
@@ -76,7 +101,8 @@ def main() -> int:
     for name, versions in diff.items():
         print(
             f"lockcheck: {name}: requirements.lock has {versions['lock'] or 'nothing'}, "
-            f"installed {versions['installed'] or 'nothing'}",
+            f"installed {versions['installed'] or 'nothing'}"
+            + (f" (imported from {versions['from']})" if "from" in versions else ""),
             file=sys.stderr,
         )
     return 1 if diff else 0

@@ -62,3 +62,60 @@ def test_a_run_records_the_lock_it_ran_on(tiny):
     assert environment["lock_sha256"] == hashlib.sha256(lockcheck.LOCK_FILE.read_bytes()).hexdigest()
     assert environment["matches_lock"] is True and environment["differs_from_lock"] == {}
     assert provenance["packages"]["transformers"] == lockcheck.read_lock()["transformers"]
+
+
+def _fake_dist(root: Path, name: str, version: str, editable_from: str | None = None) -> None:
+    info = root / f"{name}-{version}.dist-info"
+    info.mkdir(parents=True)
+    (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n")
+    if editable_from:
+        direct = {"url": f"file://{editable_from}", "dir_info": {"editable": True}}
+        (info / "direct_url.json").write_text(json.dumps(direct))
+
+
+def test_a_locked_package_imported_from_outside_the_venv_is_a_difference(tmp_path):
+    """The same version string on PYTHONPATH ahead of the venv (a cluster's `module load`), or installed
+    editable from a source tree, is other code: lockcheck fails and names where it comes from (it passed)."""
+    import subprocess
+    import sys
+
+    pins = lockcheck.read_lock()
+    _fake_dist(tmp_path / "shadow", "colorlog", pins["colorlog"])
+    _fake_dist(tmp_path / "shadow", "six", pins["six"], editable_from=str(tmp_path / "six-src"))
+    check = subprocess.run(
+        [sys.executable, "-m", "petsweep.lockcheck"],
+        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "shadow")},
+        capture_output=True,
+        text=True,
+    )
+    assert check.returncode == 1
+    lines = check.stderr.splitlines()
+    assert len(lines) == 2, lines
+    assert f"colorlog: requirements.lock has {pins['colorlog']}" in lines[0]
+    assert f"imported from {tmp_path / 'shadow'}" in lines[0]
+    assert f"imported from file://{tmp_path / 'six-src'}" in lines[1]
+
+
+def test_a_run_in_an_environment_that_differs_from_the_lock_says_so_in_its_log(tiny, tmp_path, monkeypatch):
+    lock = tmp_path / "requirements.lock"
+    pins = lockcheck.read_lock()
+    lock.write_text("".join(f"{n}=={'0.0.1' if n == 'six' else v}\n" for n, v in pins.items()))
+    monkeypatch.setattr(lockcheck, "LOCK_FILE", lock)
+    cfg = compose(tiny("encoder"))
+    run(cfg)
+    path = RunDir(run_dir(cfg)).path
+    assert json.loads((path / "provenance.json").read_text())["environment"]["differs_from_lock"] == {
+        "six": {"lock": "0.0.1", "installed": pins["six"]}
+    }
+    assert "environment differs from requirements.lock: six" in (path / "train.log").read_text()
+
+
+def test_a_locked_build_that_pypi_lacks_has_its_index_in_the_install():
+    """torch==2.13.0+cpu is not on PyPI (a machine's own wheel served it): install.sh and update-lock.sh fall
+    back to PyTorch's CPU index for it."""
+    pins = lockcheck.read_lock()
+    assert pins["torch"].endswith("+cpu")
+    root = lockcheck.LOCK_FILE.parent
+    for script in ("install.sh", "update-lock.sh"):
+        text = (root / script).read_text()
+        assert "https://download.pytorch.org/whl/cpu" in text and "torch_pin" in text, script
