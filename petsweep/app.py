@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING
 from omegaconf import DictConfig, OmegaConf
 from safetensors.torch import save_file
 
-from petsweep import preemption, provenance, ranks, spawn
+from petsweep import preemption, provenance, ranks, resources, spawn
 from petsweep.backbones import load_pretrained
 from petsweep.config import RunSpec, resolve_run
 from petsweep.distributed import check_ranks, chosen_preset, forget_sharded_loading, sharded_loading
@@ -412,7 +412,7 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
     weights = outcome.pop("best_weights")
     if not spec.trainer.eval_only:  # eval_only attached the saved form already
         weights = spec.method.saved_state(p.attached.model, weights)
-    process_start = provenance.process_start_time()
+    run_start = resources.run_started_at()  # a warm worker's job, not the worker's start
     first_step_at = outcome.pop("first_step_at")
     p.prov["end"] = time.time()
     if p.me.main:
@@ -438,7 +438,7 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
         **outcome,
         **extra,
         load_time_s=p.load_s,
-        time_to_first_step_s=first_step_at - process_start if process_start else None,
+        time_to_first_step_s=first_step_at - run_start if run_start else None,
         wall_time_s=time.time() - p.started,
         config=semantic_config(cfg),
     ).as_dict()

@@ -35,7 +35,8 @@ class RunRecord:
         frozen backbone weights were held in (bf16 on GPUs that have it, else float32).
     shards: under ZeRO, the elements of parameters and of optimizer partitions each rank held (lists in rank
         order), and whether the backbone loaded straight into its shards; None without DeepSpeed.
-    load_time_s, time_to_first_step_s, wall_time_s: start-up and total.
+    load_time_s, time_to_first_step_s, wall_time_s: start-up and total (load + train + eval); the time to the
+        first step from the run's own start: its process's, or its job's in a warm worker (resources.py).
     data: split sizes, class counts, label map, repeats and overlaps removed (petsweep.tasks).
     init_from: the run whose weights this one started from, and what was loaded; eval_only: no training.
     apet: an APET run's budget (scale, requested and achieved K, eligible count, seed, granularity) and the

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import resource
 import statistics
 import time
 from collections.abc import Callable
@@ -20,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from petsweep import checkpoint, preemption, ranks
+from petsweep import checkpoint, preemption, ranks, resources
 from petsweep.config import RunSpec, TrainerConfig
 from petsweep.distributed import DeepSpeedConfig, make_stepper, rank_seed, uses_ds_adam
 from petsweep.errors import ConfigError
@@ -190,12 +189,6 @@ def evaluate(
 
 def _autocast(device: torch.device, bf16: bool):
     return torch.autocast(device.type, dtype=torch.bfloat16) if bf16 else contextlib.nullcontext()
-
-
-def _peak_memory_mb(device: torch.device) -> float:
-    if device.type == "cuda":
-        return torch.cuda.max_memory_allocated(device) / 2**20
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
 def _patience_ran_out(trainer: TrainerConfig, progress: Progress) -> bool:
@@ -428,7 +421,7 @@ class Training:
             "tokens": progress.tokens,
             "tokens_per_s": progress.tokens / progress.train_time_s if progress.train_time_s else None,
             "step_time_s": statistics.median(step_times[2:] or step_times) if step_times else None,
-            "peak_memory_mb": max(rank_peaks := ranks.gather(_peak_memory_mb(device))),
+            "peak_memory_mb": max(rank_peaks := ranks.gather(resources.peak_memory_mb(device))),
             "rank_peak_memory_mb": rank_peaks,
             "device": str(device),
             "precision": "bf16" if bf16 else "fp32",

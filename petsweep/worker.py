@@ -34,10 +34,12 @@ def run_job(cfg: dict, claim_token: str | None = None) -> int:
     """
     from omegaconf import OmegaConf
 
+    from petsweep import resources
     from petsweep.app import run
     from petsweep.cli import report_user_error
     from petsweep.errors import RunCancelled
 
+    resources.begin_run()  # its peak memory and start-up time are its own, not the worker's so far
     try:
         run(OmegaConf.create(cfg), claim_token=claim_token)
         return 0
@@ -53,8 +55,10 @@ def run_job(cfg: dict, claim_token: str | None = None) -> int:
 
 def run_fused(cfgs: list[dict]) -> list[int]:
     """Train a fused group (petsweep.group) in this process; an exit code per run."""
+    from petsweep import resources
     from petsweep.group import run_group
 
+    resources.begin_run()
     try:
         return run_group(cfgs)
     except Exception:  # what no member's own handling caught: every run of the group failed

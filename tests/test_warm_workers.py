@@ -89,3 +89,20 @@ def test_a_worker_that_dies_fails_its_run_alone_and_is_replaced(tiny_conf, tmp_p
     assert again.returncode == 0, again.stdout[-3000:]
     assert "3 runs (2 done, 1 failed); launching 1" in again.stdout
     assert "resumed from" in (tmp_path / "study" / victim / "train.log").read_text()
+
+
+def test_each_run_of_a_worker_records_its_own_peak_memory_and_start_up(tiny_conf, tmp_path):
+    """Full fine-tuning then BitFit in one worker: BitFit's peak is its own, below full FT's (it read the
+    process's ru_maxrss, full FT's peak, before), and its time to the first step counts from its own job's
+    start, within its wall time (it counted from the worker's start)."""
+    axes = ["backbone=tiny-bert", "method=full,bitfit", "trainer.max_steps=2"]
+    out = subprocess.run(sweep(tiny_conf, tmp_path, *axes), cwd=REPO, capture_output=True)
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
+    results = {
+        r["method"]: r
+        for r in (RunDir(p.parent).result() for p in (tmp_path / "study").glob("*/result.json"))
+    }
+    assert len({s["pid"] for s in statuses(tmp_path).values()}) == 1  # one worker ran both
+    assert results["bitfit"]["peak_memory_mb"] < results["full"]["peak_memory_mb"]
+    # the worker paid its imports in the first run; BitFit's start-up is its own load (before: 15.8 s vs 3.3)
+    assert 0 < results["bitfit"]["time_to_first_step_s"] < results["bitfit"]["wall_time_s"]
