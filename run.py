@@ -40,4 +40,5 @@ if __name__ == "__main__":
     if composed is not None:
         run_composed(composed)
     else:
-        main()
+        with exit_on_user_error():  # Ctrl-C of a sweep: one line, not Hydra's traceback
+            main()

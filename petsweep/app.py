@@ -129,8 +129,7 @@ def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: rank
     finally:
         forget_sharded_loading()
         logging.getLogger("petsweep").removeHandler(handler)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore_signals(previous)
     if me.main:
         try:
             record_completed(run_path, result)
@@ -238,14 +237,29 @@ def stop_if_sweep_cancelled(run_path: RunDir) -> None:
         raise RunCancelled("the sweep was cancelled (petsweep cancel) before this run started")
 
 
-def cancel_on_sigterm():
-    def handler(signum, frame):
-        raise RunCancelled("stopped by SIGTERM")
+STOP_SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT (Ctrl-C)"}
 
+
+def cancel_on_sigterm() -> dict:
+    """SIGTERM (petsweep cancel, scancel) and SIGINT (Ctrl-C) stop the run the same way: RunCancelled, so it
+    records CANCELLED in one line and a rerun resumes it (Ctrl-C was a FAILED run and a traceback). Returns
+    the handlers it replaced, for restore_signals; {} where signals cannot be set (not the main thread)."""
+
+    def handler(signum, frame):
+        raise RunCancelled(f"stopped by {STOP_SIGNALS[signum]}")
+
+    previous = {}
     try:
-        return signal.signal(signal.SIGTERM, handler)
+        for sig in STOP_SIGNALS:
+            previous[sig] = signal.signal(sig, handler)
     except ValueError:  # not the main thread: leave signals alone
-        return None
+        return {}
+    return previous
+
+
+def restore_signals(previous: dict) -> None:
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
 
 
 def claim_run(run_path: RunDir, cfg: DictConfig, owner: str | None) -> str | None:

@@ -26,6 +26,7 @@ from pathlib import Path
 from petsweep.errors import (
     EXIT_CANCELLED,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_REFUSED,
     ConfigError,
     PetsweepError,
@@ -73,6 +74,14 @@ def exit_on_user_error():
         yield
     except (PetsweepError, RunCancelled) as err:
         sys.exit(report_user_error(err))
+    except KeyboardInterrupt:  # Ctrl-C reached the sweep itself: its runs recorded CANCELLED on their own
+        with contextlib.suppress(OSError):
+            print(
+                "interrupted (Ctrl-C): running runs recorded CANCELLED; run the same command again to resume",
+                file=sys.stderr,
+                flush=True,
+            )
+        sys.exit(EXIT_INTERRUPTED)
     except OSError as err:
         if disk_problem(err) is None:
             raise

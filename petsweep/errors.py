@@ -1,7 +1,7 @@
 """User-facing errors: one line that names the key, the value and the fix."""
 
 # how a run ends, as `run.py`'s exit status (and a warm worker's or a fused group's code per run)
-EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED = 1, 2, 143
+EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED, EXIT_INTERRUPTED = 1, 2, 143, 130  # 128 + SIGTERM, SIGINT
 
 
 class PetsweepError(Exception):

@@ -14,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import logging
-import signal
 import traceback
 
 from omegaconf import OmegaConf
@@ -127,7 +126,7 @@ def check_members(cfgs: list[dict]) -> None:
 
 def run_group(cfgs: list[dict]) -> list[int]:
     """Run the fused group `cfgs` (launchers/fusion.py chose them); an exit code per run, as run.py's."""
-    from petsweep.app import cancel_on_sigterm, log_to_run
+    from petsweep.app import cancel_on_sigterm, log_to_run, restore_signals
     from petsweep.cli import report_user_error
 
     try:
@@ -165,8 +164,7 @@ def run_group(cfgs: list[dict]) -> list[int]:
             run.beats.close()
         for handler in handlers:
             logging.getLogger("petsweep").removeHandler(handler)
-        if previous is not None:
-            signal.signal(signal.SIGTERM, previous)
+        restore_signals(previous)
     for k, run in claimed:
         codes[k] = run.code if run.code is not None else EXIT_FAILED
     return codes

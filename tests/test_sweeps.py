@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import multiprocessing
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -224,3 +226,34 @@ def test_gpu_pool_hands_out_whole_sets_and_makes_big_runs_wait():
     assert len(got) == 1 and len(set(got[0])) == 2
     pool.give(got[0])
     assert pool.take(8) == [0, 1, 2]
+
+
+def test_ctrl_c_cancels_like_petsweep_cancel_and_a_rerun_finishes(tiny_conf, tmp_path):
+    """Ctrl-C (SIGINT to the sweep's process group, as a terminal sends it) stops the running run CANCELLED
+    with one line and no traceback, as SIGTERM does; it was FAILED with an empty KeyboardInterrupt and ~50
+    lines of traceback. The same command then resumes and finishes."""
+    axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=1500", "trainer.save_every=50"]
+    axes += ["trainer.eval_every=1000", "task.k_shot=40"]
+    command = [sys.executable, "run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]"]
+    command += [f"paths.runs_root={tmp_path}", "sweep_name=study", "hydra.launcher.max_parallel=1", *QUICK]
+    proc = subprocess.Popen(
+        [*command, *axes],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    deadline = time.time() + 180
+    while not list((tmp_path / "study").glob("*/checkpoints/step-*")):
+        assert time.time() < deadline and proc.poll() is None, "the run did not start"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=90)
+    assert proc.returncode != 0
+    assert "Traceback" not in out, out[-3000:]
+    assert "CANCELLED" in list(states(tmp_path / "study").values()), states(tmp_path / "study")
+    assert "FAILED" not in states(tmp_path / "study").values()
+    again = sweep(tiny_conf, tmp_path, *axes)
+    assert again.returncode == 0, again.stdout[-3000:]
+    assert set(states(tmp_path / "study").values()) == {"COMPLETED"}
