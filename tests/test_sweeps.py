@@ -6,6 +6,7 @@ import json
 import multiprocessing
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -257,3 +258,24 @@ def test_ctrl_c_cancels_like_petsweep_cancel_and_a_rerun_finishes(tiny_conf, tmp
     again = sweep(tiny_conf, tmp_path, *axes)
     assert again.returncode == 0, again.stdout[-3000:]
     assert set(states(tmp_path / "study").values()) == {"COMPLETED"}
+
+
+def test_a_run_another_sweep_is_training_reads_running_elsewhere_not_failed(tmp_path):
+    """Two sweeps racing for one run: the one refused by the claim said `FAILED: ... already RUNNING`."""
+    from omegaconf import OmegaConf
+
+    from launchers.progress import outcome
+    from petsweep.app import claim_run
+
+    run = RunDir(tmp_path / "study" / "a-run")
+    other = subprocess.Popen(["sleep", "60"])  # the other sweep's live process trains it
+    try:
+        run.set_status("RUNNING", pid=other.pid)
+        run.beat()
+        refusal = claim_run(run, OmegaConf.create({}), None)
+        log = tmp_path / "launcher.log"
+        log.write_text(f"error: {refusal}\n")
+        line = outcome(run.path, 2, log)
+    finally:
+        other.kill()
+    assert line == f"RUNNING elsewhere (process {other.pid} on {socket.gethostname()}): left to it"
