@@ -329,6 +329,7 @@ def prepare(spec: RunSpec, cfg, run_path: RunDir, init_source: Path | None, me: 
     # before seeding: the first meta-device build in a process draws from the global RNG (it is cached after)
     meta = check_on_meta(spec)
     prov = provenance.collect(spec.seed)
+    prov["overrides"] = resources.run_overrides()  # the run's own, where argv is a worker's
     prov["seeds"] = seed_everything(spec.seed)  # before the backbone, its head and the PET modules exist
     prov["replaces"] = provenance.earlier_attempts(run_path.path)  # runs invalidated after a fix
     if me.main:

@@ -4,12 +4,13 @@ A warm worker runs many runs in one process: the process's high-water mark (ru_m
 and its start time belong to every run it ran so far. `begin_run()` marks where a run starts: it resets the
 kernel's RSS high-water mark (writing 5 to /proc/self/clear_refs; VmHWM then restarts from the current RSS)
 and CUDA's peak statistics, and notes the time. A process started for one run (run.py, a fresh worker, a
-rank child) needs no mark: its start is the run's.
+rank child) needs no mark: its start and its command line are the run's.
 """
 
 from __future__ import annotations
 
 import resource
+import sys
 import time
 from pathlib import Path
 
@@ -17,12 +18,13 @@ from petsweep import provenance
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
-_begun: dict = {"at": None, "hwm_reset": False}  # the current run's mark, if this process has set one
+_begun: dict = {"at": None, "hwm_reset": False, "overrides": None}  # the current run's mark, if any
 
 
-def begin_run() -> None:
-    """The run that starts now is measured from here (a warm worker calls it before each job)."""
-    _begun["at"] = time.time()
+def begin_run(overrides: list[str] | None = None) -> None:
+    """The run that starts now is measured from here (a warm worker calls it before each job); `overrides`:
+    the run's own command-line overrides (the worker's argv is not the run's)."""
+    _begun.update(at=time.time(), overrides=overrides)
     try:
         _CLEAR_REFS.write_text("5")
         _begun["hwm_reset"] = True
@@ -32,6 +34,14 @@ def begin_run() -> None:
 
     if torch.cuda.is_available():
         torch.cuda.reset_peak_memory_stats()
+
+
+def run_overrides() -> list[str] | None:
+    """The current run's overrides: its mark's, else this process's own command line (run.py's overrides,
+    a fresh process per run); None where a mark gave none (a fused group's member)."""
+    if _begun["at"] is None:
+        return [a for a in sys.argv[1:] if not a.startswith("trainer.num_threads=")]
+    return _begun["overrides"]
 
 
 def run_started_at() -> float | None:

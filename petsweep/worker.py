@@ -26,7 +26,7 @@ from pathlib import Path
 from petsweep.errors import EXIT_FAILED
 
 
-def run_job(cfg: dict, claim_token: str | None = None) -> int:
+def run_job(cfg: dict, claim_token: str | None = None, overrides: list[str] | None = None) -> int:
     """Run one planned run in this process; returns the exit code `python run.py` would have returned.
 
     A failure is recorded on the run by petsweep.app (FAILED, error.txt) before it reaches here; this prints
@@ -39,7 +39,7 @@ def run_job(cfg: dict, claim_token: str | None = None) -> int:
     from petsweep.cli import report_user_error
     from petsweep.errors import RunCancelled
 
-    resources.begin_run()  # its peak memory and start-up time are its own, not the worker's so far
+    resources.begin_run(overrides)  # its peak memory, start-up time and overrides are its own
     try:
         run(OmegaConf.create(cfg), claim_token=claim_token)
         return 0
@@ -112,7 +112,10 @@ def serve(answers) -> None:
     for line in sys.stdin:
         job = json.loads(line)
         with output_to(Path(job["log"])):
-            codes = run_fused(job["group"]) if "group" in job else [run_job(job["config"])]
+            if "group" in job:
+                codes = run_fused(job["group"])
+            else:
+                codes = [run_job(job["config"], overrides=job.get("overrides"))]
         # a run whose end could not be recorded (a full disk) reads RUNNING under this pid: the worker exits,
         # so that it reads INTERRUPTED, and says so in its answer (the launcher starts a fresh one)
         answers.write(json.dumps({"codes": codes, "exiting": bool(app.UNRECORDED)}) + "\n")

@@ -94,7 +94,8 @@ def test_a_worker_that_dies_fails_its_run_alone_and_is_replaced(tiny_conf, tmp_p
 def test_each_run_of_a_worker_records_its_own_peak_memory_and_start_up(tiny_conf, tmp_path):
     """Full fine-tuning then BitFit in one worker: BitFit's peak is its own, below full FT's (it read the
     process's ru_maxrss, full FT's peak, before), and its time to the first step counts from its own job's
-    start, within its wall time (it counted from the worker's start)."""
+    start, within its wall time (it counted from the worker's start); each provenance.json holds its run's
+    overrides (it held the worker's argv only)."""
     axes = ["backbone=tiny-bert", "method=full,bitfit", "trainer.max_steps=2"]
     out = subprocess.run(sweep(tiny_conf, tmp_path, *axes), cwd=REPO, capture_output=True)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-2000:]
@@ -106,3 +107,8 @@ def test_each_run_of_a_worker_records_its_own_peak_memory_and_start_up(tiny_conf
     assert results["bitfit"]["peak_memory_mb"] < results["full"]["peak_memory_mb"]
     # the worker paid its imports in the first run; BitFit's start-up is its own load (before: 15.8 s vs 3.3)
     assert 0 < results["bitfit"]["time_to_first_step_s"] < results["bitfit"]["wall_time_s"]
+    for path in (tmp_path / "study").glob("*/provenance.json"):  # its own overrides, not the worker's argv
+        provenance = json.loads(path.read_text())
+        method = RunDir(path.parent).result()["method"]
+        assert f"method={method}" in provenance["overrides"], provenance["overrides"]
+        assert "petsweep/worker.py" in " ".join(provenance["argv"])
