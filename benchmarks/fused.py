@@ -1,10 +1,12 @@
 """Fused training against the same runs one after another in one warm process, side by side.
 
-    .venv/bin/python benchmarks/fused.py [--steps 150] [--out BENCHMARKS.md]
+    .venv/bin/python benchmarks/fused.py [--steps 150] [--shapes "4 x 32"] [--threads 2] [--out BENCHMARKS.md]
 
 8 LoRA runs on MiniLM-L6 (ranks 1..32, seeds 0..7, backbone.dropout=0, BBC News), at two shapes of a
 run-step: 4 x 32 tokens and 16 x 64. For each shape, in one process (what a warm worker does): the 8 runs
-one after another through petsweep.app.run, then the same 8 as one fused group through petsweep.group. Wall
+one after another through petsweep.app.run, then the same 8 as one fused group through petsweep.group, then
+again fused with the members' LoRA products one per member (petsweep.fused.BATCHED = False, the loop before
+the batched products) unless --no-loop. Wall
 time covers load + train + eval of all 8; training time is the sum of the runs' own train_time_s (a fused
 run's is the group's). A 2-step run first pays the process's first-call costs, for neither side. The
 planner's choice for each shape (launchers.fusion, default budget) is printed beside it. Peak memory: a
@@ -32,6 +34,9 @@ RANKS = [1, 2, 4, 8, 16, 32, 3, 6]
 SHAPES = {"4 x 32": (4, 32), "16 x 64": (16, 64)}
 
 
+THREADS = [2]  # trainer.num_threads of every run (--threads)
+
+
 def configs(root: Path, batch: int, length: int, steps: int) -> list[dict]:
     from petsweep.config import compose
     from petsweep.identity import plain
@@ -50,7 +55,7 @@ def configs(root: Path, batch: int, length: int, steps: int) -> list[dict]:
                     f"trainer.max_steps={steps}",
                     f"trainer.eval_every={steps}",
                     f"trainer.save_every={steps}",
-                    "trainer.num_threads=2",
+                    f"trainer.num_threads={THREADS[0]}",
                     "task.dev_size=32",
                     "task.test_size=32",
                     "task.train_eval_size=32",
@@ -72,13 +77,18 @@ def one_after_another(cfgs: list[dict]) -> tuple[float, list[dict]]:
     return time.time() - started, results
 
 
-def fused(cfgs: list[dict]) -> tuple[float, list[dict]]:
+def fused(cfgs: list[dict], batched: bool = True) -> tuple[float, list[dict]]:
+    from petsweep import fused as fused_module
     from petsweep.group import run_group
     from petsweep.identity import run_dir
     from petsweep.status import RunDir
 
     started = time.time()
-    codes = run_group(cfgs)
+    fused_module.BATCHED = batched
+    try:
+        codes = run_group(cfgs)
+    finally:
+        fused_module.BATCHED = True
     assert codes == [0] * len(cfgs), codes
     return time.time() - started, [RunDir(run_dir(cfg)).result() for cfg in cfgs]
 
@@ -123,7 +133,12 @@ def main() -> None:
     parser.add_argument("--measure", choices=("fused", "solo"), default=None)
     parser.add_argument("--batch", type=int, default=4)
     parser.add_argument("--length", type=int, default=32)
+    parser.add_argument("--shapes", nargs="+", choices=list(SHAPES), default=list(SHAPES))
+    parser.add_argument("--threads", type=int, default=2, help="trainer.num_threads of every run")
+    parser.add_argument("--no-loop", action="store_true", help="skip the fused per-member-loop column")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-RSS processes")
     args = parser.parse_args()
+    THREADS[0] = args.threads
     if args.measure:
         return measure(args.measure, args.batch, args.length, args.steps)
     with (
@@ -131,37 +146,50 @@ def main() -> None:
     ):  # warm-up: imports, caches and first-call costs paid by neither
         one_after_another(configs(Path(tmp), 4, 32, 2)[:1])
     rows = []
-    for label, (batch, length) in SHAPES.items():
+    for label in args.shapes:
+        batch, length = SHAPES[label]
         tmp = Path(tempfile.mkdtemp())
         try:
             alone_s, alone = one_after_another(configs(tmp / "alone", batch, length, args.steps))
             fused_s, together = fused(configs(tmp / "fused", batch, length, args.steps))
+            if not args.no_loop:
+                loop_s, looped = fused(configs(tmp / "loop", batch, length, args.steps), batched=False)
         finally:
             shutil.rmtree(tmp)
         alone_train = sum(r["train_time_s"] for r in alone)
         fused_train = max(r["train_time_s"] for r in together)  # every member's is the group's
+        loop = "| | | |"
+        if not args.no_loop:
+            loop_train = max(r["train_time_s"] for r in looped)
+            loop = f"| {loop_s:.1f} s | {loop_s / alone_s:.2f} | {loop_train / alone_train:.2f} |"
         rows.append(
             f"| {label} | {alone_s:.1f} s | {fused_s:.1f} s | {fused_s / alone_s:.2f} | "
-            f"{alone_train:.1f} s | {fused_train:.1f} s | {fused_train / alone_train:.2f} | "
+            f"{alone_train:.1f} s | {fused_train:.1f} s | {fused_train / alone_train:.2f} {loop} "
             f"{planner_choice(configs(tmp, batch, length, args.steps))} |"
         )
-    solo_mb = peak_rss_mb("solo", 4, 32, args.steps)
-    group_mb = peak_rss_mb("fused", 4, 32, args.steps)
-    table = "\n".join(
-        [
-            f"8 MiniLM-L6 LoRA runs (ranks {', '.join(map(str, RANKS))}), {args.steps} steps each, "
-            "one process",
-            "",
-            "| run-step | one after another | fused | wall ratio | training, one after another | "
-            "training, fused | training ratio | planner (default budget) |",
-            "|---|---|---|---|---|---|---|---|",
-            *rows,
+    memory = []
+    if not args.no_memory:
+        solo_mb = peak_rss_mb("solo", 4, 32, args.steps)
+        group_mb = peak_rss_mb("fused", 4, 32, args.steps)
+        memory = [
             "",
             "| peak RSS at 4 x 32 | MB |",
             "|---|---|",
             f"| one run alone, one process | {solo_mb:.0f} |",
             f"| 8 solo processes side by side (8 x that) | {8 * solo_mb:.0f} |",
             f"| the fused group of 8, one process | {group_mb:.0f} |",
+        ]
+    table = "\n".join(
+        [
+            f"8 MiniLM-L6 LoRA runs (ranks {', '.join(map(str, RANKS))}), {args.steps} steps each, "
+            f"one process, {args.threads} thread(s) per run",
+            "",
+            "| run-step | one after another | fused | wall ratio | training, one after another | "
+            "training, fused | training ratio | fused, per-member loop | its wall ratio | "
+            "its training ratio | planner (default budget) |",
+            "|---|---|---|---|---|---|---|---|---|---|---|",
+            *rows,
+            *memory,
         ]
     )
     emit(table, args.out)

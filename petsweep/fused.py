@@ -42,33 +42,102 @@ class Rows:
             start += n
 
 
+# batch the members' LoRA products (stacked A and B, one batched product per group of members with the same
+# row count) instead of two small products per member; False: the per-member loop (benchmarks/fused.py's
+# "before" column). Both give each member's solo numbers to the tests' 1e-6.
+BATCHED = True
+
+
+def _plain_lora(layer: nn.Module) -> str | None:
+    """The one adapter of a LoRA layer the batched path can run (nn.Linear A and B without bias, no dropout,
+    no DoRA), or None: the per-member loop runs it."""
+    adapters = [a for a in layer.active_adapters if a in layer.lora_A]
+    if len(adapters) != 1:
+        return None
+    name = adapters[0]
+    a, b = layer.lora_A[name], layer.lora_B[name]
+    plain = (
+        type(a) is nn.Linear
+        and type(b) is nn.Linear
+        and a.bias is None
+        and b.bias is None
+        and isinstance(layer.lora_dropout[name], nn.Identity)
+        and not getattr(layer, "use_dora", {}).get(name, False)
+        and not isinstance(layer.scaling[name], torch.Tensor)
+    )
+    return name if plain else None
+
+
 class FusedLoRA(nn.Module):
     """A layer that is LoRA in some members. The shared projection runs once, over every row, when members
     share it; a member whose projection is its own (BitFit training its bias, a different frozen copy) runs
     its own on its rows; then each LoRA member's update on its own rows (peft's arithmetic: result +
-    lora_B(lora_A(dropout(x))) * scaling, per active adapter). No member's rows see another's weights."""
+    lora_B(lora_A(dropout(x))) * scaling, per active adapter). No member's rows see another's weights.
+
+    The updates of members with the same number of rows are one batched product: their A (and B) stacked,
+    zero-padded to the largest rank (zero columns add exact zeros), their rows stacked, `torch.bmm` per
+    factor. Each member's A and B get gradients from its own rows only (a member whose rows went NaN cannot
+    reach another's gradients, as with one product per member)."""
 
     def __init__(self, base: nn.Module, bases: list[nn.Module | None], layers: list[nn.Module | None], rows):
         super().__init__()
         self.base = base  # the projection members share
         # not registered: the members own them; None: the member's projection is `base`
         self._bases, self._layers, self._rows = bases, layers, rows
+        self._adapters = [None if layer is None else _plain_lora(layer) for layer in layers]
+
+    def _one(self, layer: nn.Module, piece: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        for adapter in layer.active_adapters:
+            if adapter not in layer.lora_A:
+                continue
+            lora_a, lora_b = layer.lora_A[adapter], layer.lora_B[adapter]
+            mine = layer._cast_input_dtype(x, lora_a.weight.dtype)
+            piece = piece + lora_b(lora_a(layer.lora_dropout[adapter](mine))) * layer.scaling[adapter]
+        return piece
+
+    def _batched(self, x: torch.Tensor, members: list[tuple[int, slice]]) -> list[torch.Tensor]:
+        """The LoRA updates (scaled) of `members`, whose row slices have the same length, in their order."""
+        layers = [self._layers[m] for m, _ in members]
+        adapters = [self._adapters[m] for m, _ in members]
+        a_weights = [layer.lora_A[a].weight for layer, a in zip(layers, adapters)]  # r x in
+        b_weights = [layer.lora_B[a].weight for layer, a in zip(layers, adapters)]  # out x r
+        rank = max(w.shape[0] for w in a_weights)
+        a = torch.stack([nn.functional.pad(w, (0, 0, 0, rank - w.shape[0])) for w in a_weights])
+        b = torch.stack([nn.functional.pad(w, (0, rank - w.shape[1])) for w in b_weights])
+        first, last = members[0][1], members[-1][1]
+        if last.stop - first.start == sum(s.stop - s.start for _, s in members):  # contiguous rows: a view
+            rows = x[first.start : last.stop].reshape(len(members), -1, x.shape[-1])
+        else:
+            rows = torch.stack([x[s] for _, s in members]).reshape(len(members), -1, x.shape[-1])
+        rows = layers[0]._cast_input_dtype(rows, a.dtype)
+        update = torch.bmm(torch.bmm(rows, a.transpose(1, 2)), b.transpose(1, 2))  # members x tokens x out
+        shape = x[first].shape[:-1] + (b.shape[1],)
+        return [
+            update[i].view(shape) * layer.scaling[adapter]
+            for i, (layer, adapter) in enumerate(zip(layers, adapters))
+        ]
 
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         slices = list(self._rows.slices())
         shared = self.base(x, *args, **kwargs) if any(self._bases[m] is None for m, _ in slices) else None
+        updates: dict[int, torch.Tensor] = {}
+        if BATCHED:
+            by_count: dict[int, list[tuple[int, slice]]] = {}
+            for member, rows in slices:
+                if self._adapters[member] is not None:
+                    by_count.setdefault(rows.stop - rows.start, []).append((member, rows))
+            for group in by_count.values():
+                if len(group) > 1:
+                    updates.update(zip((m for m, _ in group), self._batched(x, group)))
         dtype, pieces = None, []
         for member, rows in slices:
             own, layer = self._bases[member], self._layers[member]
             piece = shared[rows] if own is None else own(x[rows], *args, **kwargs)
             dtype = piece.dtype if dtype is None else dtype
-            if layer is not None:
-                for adapter in layer.active_adapters:
-                    if adapter not in layer.lora_A:
-                        continue
-                    lora_a, lora_b = layer.lora_A[adapter], layer.lora_B[adapter]
-                    mine = layer._cast_input_dtype(x[rows], lora_a.weight.dtype)
-                    piece = piece + lora_b(lora_a(layer.lora_dropout[adapter](mine))) * layer.scaling[adapter]
+            if member in updates:
+                piece = piece + updates[member]
+            elif layer is not None:
+                piece = self._one(layer, piece, x[rows])
             pieces.append(piece)
         return torch.cat(pieces).to(dtype)
 
