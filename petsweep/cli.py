@@ -365,9 +365,13 @@ def _count_cmd(args) -> None:
 
 
 def _export_cmd(args) -> None:
-    from petsweep.export import export_merged
+    from petsweep.export import BASE_FILE, export_merged, export_peft
 
-    print(f"exported {args.run_dir}, method merged, to {export_merged(args.run_dir, args.output)}")
+    if args.format == "peft":
+        out = export_peft(args.run_dir, args.output)
+        print(f"exported {args.run_dir} as a peft adapter to {out} (load its base as {out / BASE_FILE} says)")
+    else:
+        print(f"exported {args.run_dir}, method merged, to {export_merged(args.run_dir, args.output)}")
 
 
 def _plan_cmd(args) -> None:
@@ -551,9 +555,15 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("overrides", nargs="*", help="Hydra overrides, as for run.py")
     p.set_defaults(handler=_count_cmd)
-    p = sub.add_parser("export", help="a finished run as a plain transformers model, its method merged")
+    p = sub.add_parser("export", help="a finished run as a plain model (method merged) or a peft adapter")
     p.add_argument("run_dir", help="a COMPLETED run's directory")
-    p.add_argument("-o", "--output", required=True, help="directory for save_pretrained (model + tokenizer)")
+    p.add_argument("-o", "--output", required=True, help="directory for save_pretrained (+ tokenizer)")
+    p.add_argument(
+        "--format",
+        choices=("merged", "peft"),
+        default="merged",
+        help="merged: a plain transformers model; peft: an adapter dir (lora, ia3, prompt, prefix, ln)",
+    )
     p.set_defaults(handler=_export_cmd)
     p = sub.add_parser("methods", help="every PET method with its keys, defaults and what each means")
     p.add_argument("names", nargs="*", help="only these methods")

@@ -8,6 +8,10 @@ parameters in place (full, bitfit, ln, last_layer, selective_module) export as t
 sparse deltas are added into their tensors. Methods that add
 modules a plain model has no place for (adapters, soft prompts, prefixes, biases added to a bias-free
 backbone) are refused with one line: their pet_weights.safetensors, with the run's config, is their export.
+
+`petsweep export RUN_DIR --format peft -o DIR` (export_peft) writes the method as a peft adapter directory
+instead (LoRA, IA3, LN tuning, prompt and prefix tuning), checked by loading it back through peft's own
+`PeftModel.from_pretrained`; methods with no peft form are refused with one line naming why.
 """
 
 from __future__ import annotations
@@ -49,8 +53,49 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     """Write the run's model, method merged, to `out` (save_pretrained + tokenizer); returns `out`."""
     from petsweep.backbones import load_pretrained
     from petsweep.checkpoint import load_trainable
-    from petsweep.config import resolve_run
     from petsweep.params import attach_method
+
+    run, spec = _finished_spec(run_dir)
+    model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    plain_keys = set(model.state_dict())
+    attached = attach_method(model, spec, tokenizer=tokenizer, training=False)[0]
+    load_trainable(attached.model, load_file(run.path / "pet_weights.safetensors"))
+    merged = merge_tuner_layers(attached.model)
+    added = sorted(set(merged.state_dict()) - plain_keys)
+    if added:
+        raise ConfigError(
+            "method",
+            spec.method.config.name,
+            f"adds parameters a plain {spec.backbone.model_type} model has no place for ({added[0]}, "
+            f"{len(added)} in all): use --format peft, or share pet_weights.safetensors with config.yaml",
+        )
+    out = Path(out)
+    merged.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out
+
+
+# --format peft: the run's method as a peft adapter dir (adapter_config.json, adapter_model.safetensors)
+PEFT_FORMS = ("lora", "ia3", "prompt", "prefix", "ln")
+NO_PEFT_FORM = {
+    "adapter": "peft has no Houlsby bottleneck adapter",
+    "bitfit": "peft has no bias-only tuner",
+    "apet": "peft has no sparse-delta tuner",
+    "dept": "peft has no DePT tuner (a prompt plus a low-rank embedding offset)",
+    "opf": "peft has no MPO tuner",
+    "full": "it trains every backbone weight in place: --format merged is its export",
+    "last_layer": "it trains backbone weights in place: --format merged is its export",
+    "selective_module": "it trains backbone weights in place: --format merged is its export",
+    "head": "it trains the task head alone: --format merged is its export",
+    "compose": "a composition holds several tuners; PeftModel.from_pretrained loads one",
+    "sequential": "a composition holds several tuners; PeftModel.from_pretrained loads one",
+}
+TASK_TYPES = {"encoder": "SEQ_CLS", "decoder": "CAUSAL_LM", "encoder_decoder": "SEQ_2_SEQ_LM"}
+BASE_FILE = "petsweep_base.json"  # how to load the base model the adapter goes on
+
+
+def _finished_spec(run_dir: str | Path):
+    from petsweep.config import resolve_run
     from petsweep.transfer import with_label_words
 
     run = RunDir(run_dir)
@@ -64,20 +109,162 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
             "this head is petsweep's own, which a plain "
             "transformers model does not have; only pooling=pooler runs export",
         )
+    return run, spec
+
+
+def _run_model(run: RunDir, spec):
+    """The run's model as it evaluates: backbone, method attached, trained weights loaded."""
+    from petsweep.backbones import load_pretrained
+    from petsweep.checkpoint import load_trainable
+    from petsweep.params import attach_method
+
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
-    plain_keys = set(model.state_dict())
     attached = attach_method(model, spec, tokenizer=tokenizer, training=False)[0]
-    load_trainable(attached.model, load_file(run.path / "pet_weights.safetensors"))
-    merged = merge_tuner_layers(attached.model)
-    added = sorted(set(merged.state_dict()) - plain_keys)
-    if added:
+    saved = load_file(run.path / "pet_weights.safetensors")
+    load_trainable(attached.model, saved)
+    return attached.model.eval(), tokenizer, saved
+
+
+def peft_base(spec) -> dict:
+    """How to load the base model a --format peft export goes on: transformers class, location, kwargs."""
+    from petsweep.backbones import _auto_class, _layer_override, head_kwargs, weights_location
+
+    return {
+        "class": _auto_class(spec.backbone).__name__,
+        "pretrained_model_name_or_path": weights_location(spec.backbone),
+        "kwargs": {**_layer_override(spec.backbone), **head_kwargs(spec.backbone, spec.task.num_labels)},
+    }
+
+
+def _peft_config(name: str, spec, tuned: nn.Module, saved: dict, head_modules: list[str]):
+    """The peft config of the run's method, for peft's model class of the backbone's family."""
+    import copy
+    import re
+
+    import peft
+
+    common = dict(task_type=TASK_TYPES[spec.backbone.family], modules_to_save=head_modules or None)
+    c = spec.method.config
+    if name in ("lora", "ia3"):  # petsweep injected peft's own tuner: its config, with the task type and head
+        config = copy.deepcopy(tuned.peft_config["default"])
+        config.task_type, config.modules_to_save, config.inference_mode = (*common.values(), False)
+        return config
+    if name == "ln":
+        norms = sorted({key.rpartition(".")[0] for key in saved if key.split(".")[0] not in head_modules})
+        return peft.LNTuningConfig(target_modules="|".join(map(re.escape, norms)), **common)
+    if name == "prompt":
+        return peft.PromptTuningConfig(num_virtual_tokens=c.length, num_transformer_submodules=1, **common)
+    # prefix: the reparameterisation MLP (if any) collapsed into the prefixes it computes, as peft saves it
+    return peft.PrefixTuningConfig(
+        num_virtual_tokens=c.length, prefix_projection=False, num_transformer_submodules=1, **common
+    )
+
+
+def _fill(peft_model: nn.Module, name: str, tuned: nn.Module, saved: dict) -> None:
+    """Copy the run's trained tensors into the peft model (its adapter's tensors and its head copies)."""
+    import torch
+
+    state = {**dict(tuned.named_parameters()), **dict(tuned.named_buffers())}
+    used = set()
+    with torch.no_grad():
+        if name == "prompt":
+            peft_model.prompt_encoder["default"].embedding.weight.copy_(tuned.soft_prompt.embedding)
+            used.add("soft_prompt.embedding")
+        elif name == "prefix":
+            prefix = tuned.prefix
+            flat = prefix.mlp(prefix.embedding) if prefix.mlp is not None else prefix.embedding
+            peft_model.prompt_encoder["default"].embedding.weight.copy_(flat)
+            used.update(n for n in saved if n.startswith("prefix."))
+        for peft_name, tensor in peft_model.named_parameters():
+            if ".default" not in peft_name or peft_name.startswith("prompt_encoder."):
+                continue  # the frozen base, or the prompt done above
+            key = peft_name.removeprefix(
+                "base_model.model." if name in ("lora", "ia3", "ln") else "base_model."
+            )
+            for wrapper in (".modules_to_save.default", ".ln_tuning_layers.default"):
+                key = key.replace(wrapper, "")
+            tensor.copy_(state[key])
+            used.add(key)
+    if set(saved) - used:
+        raise PetsweepError(
+            f"--format peft: the run's {sorted(set(saved) - used)[:3]} have no place in peft's"
+        )
+
+
+def _outputs(model: nn.Module, batch: dict, spec):
+    import torch
+
+    kwargs = dict(batch)
+    if spec.backbone.family == "encoder_decoder":
+        kwargs["decoder_input_ids"] = batch["input_ids"][:, :4]
+    with torch.no_grad():
+        return model(**kwargs).logits.float()
+
+
+def export_peft(run_dir: str | Path, out: str | Path) -> Path:
+    """Write the run's method as a peft adapter directory: `PeftModel.from_pretrained(base, out)` computes
+    the run's outputs, `base` loaded as petsweep_base.json says (backbone, head class, num_labels, layers).
+    The export is checked: it is loaded back through peft onto a fresh base and must give the run's logits on
+    a probe batch (for a decoder's prompt, peft returns the prompt's positions too: those are left out)."""
+    import json
+    import shutil
+    import warnings
+
+    import torch
+    from peft import PeftModel, get_peft_model
+
+    from petsweep.backbones import _torch_dtype, head_parameter_names, load_pretrained
+
+    run, spec = _finished_spec(run_dir)
+    name = spec.method.config.name
+    if name not in PEFT_FORMS:
         raise ConfigError(
             "method",
-            spec.method.config.name,
-            f"adds parameters a plain {spec.backbone.model_type} model has no place for ({added[0]}, "
-            f"{len(added)} in all): export its pet_weights.safetensors with the run's config.yaml instead",
+            name,
+            f"has no peft form ({NO_PEFT_FORM.get(name, 'peft has no such tuner')}); --format peft exports "
+            f"{', '.join(PEFT_FORMS)}; --format merged exports merged models",
         )
     out = Path(out)
-    merged.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    if out.exists() and any(out.iterdir()):
+        raise ConfigError("-o", str(out), "exists and is not empty: name a new directory for the adapter")
+    tuned, tokenizer, saved = _run_model(run, spec)
+    try:
+        with warnings.catch_warnings():  # peft's and transformers' deprecation notes: not the user's
+            warnings.simplefilter("ignore")
+            base = load_pretrained(spec.backbone, spec.task.num_labels)[0]
+            head_modules = sorted({n.split(".")[0] for n in head_parameter_names(base, spec.backbone)})
+            peft_model = get_peft_model(base, _peft_config(name, spec, tuned, saved, head_modules))
+            _fill(peft_model, name, tuned, saved)
+            peft_model.save_pretrained(out)
+            tokenizer.save_pretrained(out)
+            (out / BASE_FILE).write_text(
+                json.dumps({**peft_base(spec), "run": str(run.path)}, indent=2) + "\n"
+            )
+
+            loaded = PeftModel.from_pretrained(load_pretrained(spec.backbone, spec.task.num_labels)[0], out)
+            texts = ["a probe sentence for the export", "and a second, somewhat longer one to pad the first"]
+            batch = dict(tokenizer(texts, return_tensors="pt", padding=True))
+            batch.pop("token_type_ids", None)
+            expected, got = _outputs(tuned, batch, spec), _outputs(loaded.eval(), batch, spec)
+            if got.shape != expected.shape and name == "prompt" and spec.backbone.family == "decoder":
+                got = got[:, spec.method.config.length :]  # peft's causal LM returns the prompt's positions
+            tolerance = 1e-4 if _torch_dtype(spec.backbone) == torch.float32 else 3e-2
+            if got.shape != expected.shape:
+                problem = f"outputs of shape {tuple(got.shape)}, the run's {tuple(expected.shape)}"
+            elif not torch.allclose(got, expected, rtol=tolerance, atol=tolerance):
+                problem = (
+                    f"other outputs than the run (max difference {(got - expected).abs().max().item():.3g})"
+                )
+            else:
+                problem = None
+    except Exception as err:  # peft refuses the model, or its placement does not fit the run's
+        problem = f"fails: {' '.join(str(err).split())[:160]}"
+    if problem:
+        shutil.rmtree(out, ignore_errors=True)
+        raise ConfigError(
+            "method",
+            name,
+            f"peft's {name} on {spec.backbone.model_type} ({spec.backbone.family}) {problem}: no peft form "
+            "here; use --format merged, or share pet_weights.safetensors with config.yaml",
+        )
     return out

@@ -56,3 +56,86 @@ def test_methods_a_plain_model_cannot_hold_are_refused_in_one_line(tiny, tmp_pat
         export_merged(run_dir(cfg), tmp_path / "export")
     out = run_cli("-m", "petsweep.cli", "export", str(run_dir(cfg)), "-o", str(tmp_path / "cli"))
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and not (tmp_path / "cli").exists()
+
+
+PEFT_EXPORTS = [  # (family, method and its overrides): every method peft can represent, on a head or an LM
+    ("encoder", ("method=lora",)),  # the task head goes into peft's modules_to_save
+    ("encoder", ("method=lora", "method.plus_one=2")),  # peft's rank_pattern
+    ("encoder", ("method=ia3",)),
+    ("encoder", ("method=ln",)),
+    ("encoder", ("method=prompt", "method.length=4")),
+    ("decoder", ("method=lora",)),
+    ("decoder", ("method=prompt", "method.length=4")),
+    ("decoder", ("method=prefix", "method.length=3")),
+    (
+        "decoder",
+        ("method=prefix", "method.length=3", "method.projection=8"),
+    ),  # the MLP collapsed, as peft saves
+    ("encoder_decoder", ("method=lora",)),
+]
+
+
+@pytest.mark.parametrize(("arch", "method"), PEFT_EXPORTS)
+def test_a_peft_export_loads_through_peft_to_the_run_outputs(tiny, tmp_path, arch, method):
+    import json
+
+    import transformers
+    from peft import PeftModel
+
+    from petsweep.export import BASE_FILE
+
+    cfg = compose(tiny(arch, *method))
+    run(cfg)
+    out = tmp_path / "peft"
+    cli = run_cli("-m", "petsweep.cli", "export", str(run_dir(cfg)), "--format", "peft", "-o", str(out))
+    assert cli.returncode == 0 and f"as a peft adapter to {out}" in cli.stdout, cli.stderr
+    assert {"adapter_config.json", "adapter_model.safetensors", BASE_FILE} <= {p.name for p in out.iterdir()}
+
+    spec = resolve_run(cfg)
+    model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
+    tuned = attach_method(model, spec, tokenizer=tokenizer)[0].model
+    load_trainable(tuned, load_file(run_dir(cfg) / "pet_weights.safetensors"))
+    base_info = json.loads((out / BASE_FILE).read_text())  # what a user reads to load the base
+    base_class = getattr(transformers, base_info["class"])
+    load_base = lambda: base_class.from_pretrained(  # noqa: E731
+        base_info["pretrained_model_name_or_path"], **base_info["kwargs"]
+    )
+    loaded = PeftModel.from_pretrained(load_base(), out)  # peft's own loader, nothing of petsweep's
+    batch = dict(tokenizer(["a test sentence", "and another, longer one"], return_tensors="pt", padding=True))
+    batch.pop("token_type_ids", None)
+    if spec.backbone.family == "encoder_decoder":
+        batch["decoder_input_ids"] = batch["input_ids"][:, :3]
+    with torch.no_grad():
+        expected, got = tuned.eval()(**batch).logits, loaded.eval()(**batch).logits
+        bare = load_base().eval()(**batch).logits
+    if "method=prompt" in method and arch == "decoder":  # peft's causal LM returns the prompt's positions too
+        got = got[:, spec.method.config.length :]
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+    assert not torch.allclose(bare, expected, atol=1e-4)  # the adapter is what makes the difference
+
+
+REFUSED_PEFT = [  # (family, method, what the one line says): no peft form, or none peft computes the run with
+    (
+        "encoder",
+        "adapter",
+        "has no peft form (peft has no Houlsby bottleneck adapter); --format peft exports",
+    ),
+    ("encoder", "bitfit", "has no peft form (peft has no bias-only tuner); --format peft exports lora, ia3"),
+    ("encoder", "prefix", "peft's prefix on bert (encoder) fails: Model does not support past key values"),
+    ("encoder_decoder", "prefix", "peft's prefix on t5 (encoder_decoder) fails: The size of tensor a"),
+]
+
+
+@pytest.mark.parametrize(("arch", "method", "says"), REFUSED_PEFT)
+def test_runs_without_a_peft_form_are_refused_in_one_line_naming_why(tiny, tmp_path, arch, method, says):
+    cfg = compose(
+        tiny(arch, f"method={method}", "method.length=3")
+        if method == "prefix"
+        else tiny(arch, f"method={method}")
+    )
+    run(cfg)
+    out = run_cli(
+        "-m", "petsweep.cli", "export", str(run_dir(cfg)), "--format", "peft", "-o", str(tmp_path / "peft")
+    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and not (tmp_path / "peft").exists()
+    assert f"method='{method}': {says}" in out.stderr
