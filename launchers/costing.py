@@ -107,19 +107,47 @@ def measure(cfg: dict, result: dict) -> Measured | None:
     )
 
 
-def estimate(cfg: dict, total_params: int, measured: list[Measured]) -> tuple[float, str, bool]:
-    """(seconds, basis, is_guess) for one planned run."""
+class Calibration:
+    """Finished runs' statistics, computed once per plan (#25): per (device, backbone, method) the median
+    training and evaluation rates, per device the median FLOP/s, per task the median fill. Before, every
+    planned run filtered every finished run and took its medians again (quadratic in a finished sweep)."""
+
+    def __init__(self, measured: list[Measured]):
+        groups: dict[tuple[str, str, str], list[Measured]] = {}
+        rates: dict[str, list[float]] = {}
+        fills: dict[str, list[float]] = {}
+        for m in measured:
+            groups.setdefault((m.device, m.backbone, m.method), []).append(m)
+            rates.setdefault(m.device, []).append(m.flops_per_s)
+            fills.setdefault(m.task, []).append(m.fill)
+        # (runs, median train s/slot, median eval s/slot), only where every run recorded evaluation times
+        self.same = {
+            key: (
+                len(ms),
+                statistics.median(m.train_s_per_slot for m in ms),
+                statistics.median(m.eval_s_per_slot for m in ms),
+            )
+            for key, ms in groups.items()
+            if all(m.eval_s_per_slot is not None for m in ms)
+        }
+        self.rate = {device: statistics.median(values) for device, values in rates.items()}
+        self.fill = {task: statistics.median(values) for task, values in fills.items()}
+
+
+def estimate(cfg: dict, total_params: int, measured: list[Measured] | Calibration) -> tuple[float, str, bool]:
+    """(seconds, basis, is_guess) for one planned run; pass a Calibration when estimating many runs."""
+    calibration = measured if isinstance(measured, Calibration) else Calibration(measured)
     device, backbone, method = device_kind(cfg), cfg["backbone"]["name"], cfg["method"]["name"]
     max_len = cfg["task"]["max_length"]
-    same = [m for m in measured if (m.device, m.backbone, m.method) == (device, backbone, method)]
-    if same and all(m.eval_s_per_slot is not None for m in same):
-        train = _slots(cfg) * statistics.median(m.train_s_per_slot for m in same)
-        evaluation = eval_examples(cfg) * max_len * statistics.median(m.eval_s_per_slot for m in same)
-        return train + evaluation, f"measured ({len(same)} run(s) of {backbone}/{method} on {device})", False
-    on_device = [m for m in measured if m.device == device]
-    rate = statistics.median(m.flops_per_s for m in on_device) if on_device else DEFAULT_FLOPS[device]
-    fills = [m.fill for m in measured if m.task == cfg["task"]["name"]]
-    fill = statistics.median(fills) if fills else 1.0
+    same = calibration.same.get((device, backbone, method))
+    if same:
+        count, train_rate, eval_rate = same
+        train = _slots(cfg) * train_rate
+        evaluation = eval_examples(cfg) * max_len * eval_rate
+        return train + evaluation, f"measured ({count} run(s) of {backbone}/{method} on {device})", False
+    on_device = device in calibration.rate
+    rate = calibration.rate[device] if on_device else DEFAULT_FLOPS[device]
+    fill = calibration.fill.get(cfg["task"]["name"], 1.0)
     train_flops = _frozen_factor(method) * total_params * _slots(cfg) * fill
     eval_flops = 2 * total_params * eval_examples(cfg) * max_len * fill * _candidates(cfg)
     basis = f"FLOPs at {rate:.2g}/s on {device}" + (" (measured rate)" if on_device else " (default rate)")

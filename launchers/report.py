@@ -16,7 +16,7 @@ from petsweep.status import RunDir, State
 
 def estimate_hours(runs: list[PlannedRun]) -> None:
     """Fill run.extra with hours, GPU-hours, whether it is a guess and its basis (see launchers.costing)."""
-    from launchers.costing import estimate, measure
+    from launchers.costing import Calibration, estimate, measure
 
     measured = []  # every finished run in the planned runs' sweep dirs, planned or not
     for sweep_dir in sorted({run.path.parent for run in runs}):
@@ -25,8 +25,9 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
             found = measure(result["config"], result) if result and result.get("config") else None
             if found:
                 measured.append(found)
+    calibration = Calibration(measured)  # statistics once, not per planned run (#25)
     for run in runs:
-        seconds, basis, guess = estimate(run.cfg, run.extra["total_params"], measured)
+        seconds, basis, guess = estimate(run.cfg, run.extra["total_params"], calibration)
         gpus = int(run.cfg["backbone"]["resources"].get("gpus", 0) or 0)
         run.extra.update(hours=seconds / 3600, gpu_hours=seconds / 3600 * gpus, guess=guess, basis=basis)
 
