@@ -136,6 +136,11 @@ CASES = {  # name: (overrides, env, words the one line must contain)
         {},
         ["full and bitfit", "same"],
     ),
+    "composed members that both install the soft prompt": (  # the prompt's was silently never trained
+        ["method=compose", "method.members=[{name: prompt, length: 2},{name: dept, length: 3, rank: 2}]"],
+        {},
+        ["method.members", "at most one of prompt, dept"],
+    ),
 }
 
 

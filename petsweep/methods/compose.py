@@ -17,6 +17,9 @@ from petsweep.methods.base import METHODS, Attached, MethodConfig, ParamGroup, P
 COMPOSITIONS = ("compose", "sequential")
 
 
+SOFT_PROMPTS = ("prompt", "dept")  # methods that install the one soft prompt a model reads
+
+
 def check_members(members) -> None:
     """Two or more method nodes ({name: ..., and any of that method's keys}), none itself a composition."""
     if not isinstance(members, (list, tuple)) or len(members) < 2:
@@ -24,6 +27,13 @@ def check_members(members) -> None:
     names = [m.get("name") if isinstance(m, dict) else m for m in members]
     if any(name in COMPOSITIONS for name in names):
         raise ConfigError("method.members", names, f"a member cannot itself be {' or '.join(COMPOSITIONS)}")
+    soft = [name for name in names if name in SOFT_PROMPTS]
+    if len(soft) > 1:  # the second would replace the first's prompt and its hook hide the other's ids
+        raise ConfigError(
+            "method.members",
+            names,
+            f"at most one of {', '.join(SOFT_PROMPTS)}: each installs the model's soft prompt",
+        )
 
 
 def build_members(members) -> list[PETMethod]:
@@ -65,7 +75,7 @@ class ComposeConfig(MethodConfig):
     """Compose's hyper-parameters (beside those of every method: MethodConfig).
 
     Attributes:
-        lr: the task head's learning rate (unless trainer.head_lr); members train at their own.
+        lr: the task head's learning rate where trainer.head_lr is null; members train at their own.
         members: method nodes ({name: ..., and any of that method's keys}); each trains at its own lr.
     """
 
