@@ -152,7 +152,10 @@ def _resolve_semantic_settings(data: dict) -> None:
     - method.delta_fp32 (APET) counts only over bf16 frozen weights: over fp32 ones both values compute alike;
     - task.dedupe_inputs counts only where task.dedupe_fields differ from task.fields (bbc_headlines): where
       rows are deduplicated on what the model reads (every other task, bbc_news too) it removes nothing;
-    - task.decoding counts only for generation tasks (classification ranks label words, never decodes).
+    - task.decoding counts only for generation tasks (classification ranks label words, never decodes);
+    - trainer.head_lr counts where a head petsweep adds trains at it (an encoder, train_head, a method other
+      than head) and it differs from the method's lr; else it is null, what every run before #26 recorded and
+      what computes the same (so LoRA's runs, at head_lr = lr = 2e-3, keep their ids).
     """
     task = data.get("task")
     if isinstance(task, dict) and task.get("dedupe_fields") in (None, task.get("fields")):
@@ -186,6 +189,17 @@ def _resolve_semantic_settings(data: dict) -> None:
             or backbone.get("model_type") == "t5"
         ):
             apet.pop("zero_biases", None)  # changes nothing there (T5 gets its zero biases either way)
+        if (
+            isinstance(method, dict)
+            and trainer.get("head_lr") is not None
+            and (
+                backbone.get("family") != "encoder"
+                or not method.get("train_head", True)
+                or method.get("name") == "head"
+                or trainer["head_lr"] == method.get("lr")
+            )
+        ):
+            trainer["head_lr"] = None  # no head trains at it, or it is the method's lr: as null did
         frozen = trainer.get("frozen_dtype", "fp32")
         if isinstance(method, dict) and "delta_fp32" in method and frozen == "fp32":
             method["delta_fp32"] = False  # APET's sum is fp32 either way over fp32 frozen weights

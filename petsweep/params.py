@@ -112,11 +112,7 @@ def attach_method(
     run_setup(attached)
     counts.pet_params = sum(p.numel() for g in attached.groups for p in g.params)
     if head and spec.method.config.train_head:
-        attached.groups.append(
-            ParamGroup(
-                "head", head, spec.trainer.head_lr or spec.method.config.lr, spec.method.config.adam_eps
-            )
-        )
+        attached.groups.append(ParamGroup("head", head, head_lr(spec), spec.method.config.adam_eps))
     _set_trainable(attached.groups)
     counts.trainable_params = sum(p.numel() for g in attached.groups for p in g.params)
     counts.count_notes = list(attached.notes)
@@ -154,6 +150,15 @@ def begin_stage(
     attached.groups = [*kept, *added.groups, *head_groups]
     attached.buffers += added.buffers
     return groups, added.buffers
+
+
+def head_lr(spec) -> float:
+    """The task head's learning rate: trainer.head_lr (one value for every method, so method comparisons do
+    not compare head learning rates), or the method's lr where it is null (runs before #26) or where the head
+    is the method itself (method=head: its lr is the head's)."""
+    if spec.trainer.head_lr is None or spec.method.config.name == "head":
+        return spec.method.config.lr
+    return spec.trainer.head_lr
 
 
 def _head(model: nn.Module, backbone) -> list[nn.Parameter]:

@@ -121,7 +121,7 @@ def test_the_seeds_defaults_low_rank_lr_is_the_prompts_and_old_records_keep_thei
     spec = resolve_run(compose(tiny("encoder", "method=dept", "method.lr=0.3")))
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
     attached, _ = attach_method(model, spec, tokenizer=tokenizer)
-    assert {g.name: g.lr for g in attached.groups} == {"method": 0.3, "lowrank": 0.3, "head": 0.3}
+    assert {g.name: g.lr for g in attached.groups} == {"method": 0.3, "lowrank": 0.3, "head": 2e-3}
     old = resolve_run(compose(tiny("encoder", "method=dept", "method.init_special_tokens=false")))
     model, tokenizer = load_pretrained(old.backbone, old.task.num_labels)
     attached, _ = attach_method(model, old, tokenizer=tokenizer)

@@ -15,8 +15,9 @@ from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
 
 @dataclass
 class HeadConfig(MethodConfig):
-    """Head's hyper-parameters (beside those of every method: MethodConfig); `lr` is the head's (unless
-    trainer.head_lr sets it). train_head=false trains nothing (the frozen backbone with its initial head)."""
+    """Head's hyper-parameters (beside those of every method: MethodConfig); `lr` is the head's (the head is
+    this method's parameters, so trainer.head_lr does not apply; its default equals trainer.head_lr's).
+    train_head=false trains nothing (the frozen backbone with its initial head)."""
 
     lr: float = 2e-3
 

@@ -26,7 +26,7 @@ class SequentialConfig(MethodConfig):
     """Sequential's hyper-parameters (beside those of every method: MethodConfig).
 
     Attributes:
-        lr: the task head's learning rate (unless trainer.head_lr); members train at their own.
+        lr: the task head's learning rate where trainer.head_lr is null; members train at their own.
         members: method nodes ({name: ..., and any of that method's keys}), one stage each, in order.
         steps: optimizer steps of each stage, summing to trainer.max_steps; null splits trainer.max_steps
             evenly (the last stages take the remainder).
