@@ -11,9 +11,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
-from analysis.curves import FIGSIZE, LEGEND_PT, metric_label, save_figure
+from analysis.curves import FIGSIZE, LEGEND_PT, log_ticks, metric_label, save_figure
 from analysis.grouping import with_variants
 from petsweep.errors import PetsweepError
 
@@ -101,8 +102,13 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
                     label=f"APET({apet_label})",
                     **style,
                 )
-                gap_ax.plot(
-                    variant["total_params"], variant["gap"], label=f"APET({apet_label}) - {x_label}", **style
+                gap_ax.errorbar(
+                    variant["total_params"],
+                    variant["gap"],
+                    yerr=np.hypot(variant["apet_std"], variant["x_std"]).fillna(0),
+                    capsize=3,
+                    label=f"APET({apet_label}) - {x_label}",
+                    **style,
                 )
         gap_ax.axhline(0, color="grey", linestyle=":")
         score_ax.set(
@@ -119,4 +125,12 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
         )
         score_ax.legend(fontsize=LEGEND_PT)
         gap_ax.legend(fontsize=LEGEND_PT)
-    return save_figure(fig, path)
+        log_ticks(score_ax), log_ticks(gap_ax)
+    counts = pd.concat([pairs["apet_count"], pairs["x_count"]])
+    low, high = int(counts.min()), int(counts.max())
+    note = (
+        f"points: mean over {low if low == high else f'{low}-{high}'} seeds each (seed, apet.seed), "
+        "bars: ± 1 std; APET(X): APET given X's parameter count on that backbone, X: X's own runs at that "
+        "count; gap: APET(X) mean minus X mean, bars: ± sqrt(std_APET² + std_X²)"
+    )
+    return save_figure(fig, path, note)

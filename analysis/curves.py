@@ -7,6 +7,8 @@ the data cannot support raises PetsweepError with the reason (no traceback).
 from __future__ import annotations
 
 import json
+import re
+import textwrap
 from pathlib import Path
 
 import matplotlib
@@ -23,6 +25,50 @@ from petsweep.errors import PetsweepError  # noqa: E402
 FIGSIZE = (6.4, 4.8)
 DPI = 200  # raster output (PNG); PDF and SVG are vector
 LEGEND_PT, LABEL_PT = 8, 9
+MARKERS = "osD^vP*Xph<>"  # a marker per line: points at one budget stay told apart
+DODGE_PT = 7.0  # lines of a panel that share a budget are set this far apart, side by side
+
+
+def natural_key(text) -> tuple:
+    """Sort key that orders the numbers inside labels by value: r=1, r=8, r=32 (not r=1, r=32, r=8)."""
+    parts = re.split(r"(-?\d+(?:\.\d+)?(?:e-?\d+)?)", str(text))
+    return tuple((0, float(p), "") if i % 2 else (1, 0.0, p) for i, p in enumerate(parts) if p)
+
+
+def natural_groups(frame: pd.DataFrame, keys: list[str]):
+    """`frame.groupby(keys)`, its groups in natural order of their keys."""
+    groups = list(frame.groupby(keys, dropna=False))
+    return sorted(groups, key=lambda item: tuple(natural_key(k) for k in np.atleast_1d(item[0])))
+
+
+def log_ticks(ax, axis: str = "x") -> None:
+    """Readable ticks on a log axis: no minor tick labels (over less than a decade matplotlib labels them
+    all, overlapping); an axis spanning under two decades gets a few round values, labelled 12k, 14M."""
+    from matplotlib.ticker import EngFormatter, FixedLocator, MaxNLocator, NullFormatter
+
+    target = ax.xaxis if axis == "x" else ax.yaxis
+    lo, hi = sorted(ax.get_xlim() if axis == "x" else ax.get_ylim())
+    target.set_minor_formatter(NullFormatter())
+    if lo <= 0 or hi / lo >= 100:
+        return
+    ticks = [t for t in MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
+    if len(ticks) < 2:
+        ticks = [lo, hi]
+    target.set_major_locator(FixedLocator(ticks))
+    target.set_major_formatter(EngFormatter(sep="", places=None))
+
+
+def dodge_points(index: int, count: int) -> float:
+    """Sideways shift (points) of line `index` of `count` lines drawn at one budget."""
+    return (index - (count - 1) / 2) * DODGE_PT
+
+
+def dodge(ax, artists, points: float):
+    """Shift a line's artists sideways by `points` on the page; their data (the budget) stay as they are."""
+    from matplotlib.transforms import ScaledTranslation
+
+    for artist in artists:
+        artist.set_transform(ax.transData + ScaledTranslation(points / 72, 0, ax.figure.dpi_scale_trans))
 
 
 def mean_std(
@@ -58,9 +104,12 @@ def pareto_front(points: pd.DataFrame, x: str = "trainable_params", y: str = "me
 def save_figure(fig, path: Path, note: str | None = None, top: float = 1.0) -> Path:
     """Save (and close); `note` is a caption line at the bottom saying what each point pools; `top` leaves
     room above the panels for a shared legend."""
-    if note:
-        fig.text(0.5, 0.005, note, ha="center", va="bottom", fontsize=LEGEND_PT, wrap=True)
-    fig.tight_layout(rect=(0, 0.05 if note else 0, 1, top))
+    bottom = 0.0
+    if note:  # wrapped to the figure's width (about 0.5 em a character), never cut at its edges
+        lines = textwrap.wrap(note, width=int(fig.get_figwidth() * 72 / (LEGEND_PT * 0.56)))
+        fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=LEGEND_PT)
+        bottom = (0.02 + 0.16 * len(lines)) / fig.get_figheight()
+    fig.tight_layout(rect=(0, bottom, 1, top))
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
@@ -138,28 +187,40 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
     )
     guess = table.groupby(["task", "backbone"])["random_guess_score"].mean()
     ranks, ylabel = rank_of(table), metric_label(table)
+    lines = [label(m, v) for (m, v), _ in natural_groups(stats, ["method", "variant"])]
+    markers = dict(zip(lines, MARKERS * 4))  # one marker per line in every panel
+    dodged = False
     for (task, backbone), ax in zip([(t, b) for t in tasks for b in backbones], axes.flat):
         panel = stats[(stats["task"] == task) & (stats["backbone"] == backbone)]
         if panel.empty:
             ax.axis("off")
             continue
-        for (method, variant), rows in panel.groupby(["method", "variant"]):
+        groups = natural_groups(panel, ["method", "variant"])
+        budgets = panel["trainable_params"]
+        shared = set(budgets[budgets.duplicated()])  # budgets where lines would hide each other
+        crowded = [key for key, rows in groups if shared & set(rows["trainable_params"])]
+        dodged |= bool(crowded)
+        for (method, variant), rows in groups:
+            key = (method, variant)
+            shift = dodge_points(crowded.index(key), len(crowded)) if key in crowded else 0.0
             rows = rows.sort_values("trainable_params")
-            ax.errorbar(
+            drawn = ax.errorbar(
                 rows["trainable_params"],
                 rows["mean"],
                 yerr=rows["std"].fillna(0),
-                marker="o",
+                marker=markers[label(method, variant)],
                 capsize=3,
                 label=label(method, variant),
             )
+            if shift:  # side by side, not behind each other
+                dodge(ax, [drawn.lines[0], *drawn.lines[1], *drawn.lines[2]], shift)
             for params, mean in zip(rows["trainable_params"], rows["mean"]):
                 if (task, backbone, method, params) in ranks:
                     ax.annotate(
                         ranks[(task, backbone, method, params)],
                         (params, mean),
                         textcoords="offset points",
-                        xytext=(4, -10),
+                        xytext=(4 + shift, -10),
                         fontsize=7,
                     )
         for (_, variant), full in panel[panel["method"] == "full"].groupby(["method", "variant"]):
@@ -172,12 +233,16 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
             )
         ax.axhline(guess.get((task, backbone), np.nan), color="grey", linestyle=":", label="random guess")
         ax.set_xscale("log")
+        log_ticks(ax)
         ax.set_title(f"{task} / {backbone}", fontsize=LABEL_PT + 1)
         ax.set_xlabel("tunable parameters", fontsize=LABEL_PT)
         ax.set_ylabel(ylabel if ax in axes[:, 0] else "", fontsize=LABEL_PT)
         ax.tick_params(labelleft=True)
     top = shared_legend(fig, axes)
-    return save_figure(fig, path, stats.attrs["note"], top)
+    note = stats.attrs["note"]
+    if dodged:
+        note += f"; lines with points at equal budgets are set side by side ({DODGE_PT:g} pt apart)"
+    return save_figure(fig, path, note, top)
 
 
 def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
@@ -191,8 +256,8 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
         raise PetsweepError("pareto: no COMPLETED runs in the table")
     backbones = by_size(table, stats["backbone"].unique())
     colors = dict(zip(backbones, plt.get_cmap("viridis_r")(np.linspace(0.15, 0.95, len(backbones)))))
-    methods = sorted({label(m, v) for m, v in zip(stats["method"], stats["variant"])})
-    markers = dict(zip(methods, "osD^vP*Xph<>" * 4))
+    methods = sorted({label(m, v) for m, v in zip(stats["method"], stats["variant"])}, key=natural_key)
+    markers = dict(zip(methods, MARKERS * 4))
     fig, ax = plt.subplots(figsize=FIGSIZE)
     for (backbone, method, variant), rows in stats.groupby(["backbone", "method", "variant"]):
         ax.scatter(
@@ -205,6 +270,7 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
     front = pareto_front(stats)
     ax.step(front["trainable_params"], front["mean"], where="post", color="black", linewidth=0.8)
     ax.set(xscale="log", xlabel="tunable parameters", ylabel=f"{metric_label(table)} (mean over seeds)")
+    log_ticks(ax)
     # two short legends (colour: backbone by size; marker: method) instead of one entry per pair
     by_colour = [plt.Line2D([], [], color=colors[b], marker="o", linestyle="", label=b) for b in backbones]
     by_marker = [plt.Line2D([], [], color="grey", marker=markers[m], linestyle="", label=m) for m in methods]
@@ -221,46 +287,81 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
         bbox_to_anchor=(1.01, 0),
     )
     fig.set_figwidth(FIGSIZE[0] + 2.2)
-    return save_figure(fig, path, stats.attrs["note"])
+    return save_figure(fig, path, stats.attrs["note"].replace(", bars: ± 1 std", ""))  # no bars drawn
 
 
 def plot_gap(table: pd.DataFrame, path: Path) -> Path:
-    """Best score minus worst score among methods, per backbone size (the power-of-scale view)."""
+    """Best minus worst method (mean over seeds) per backbone size (the power-of-scale view), each point
+    named by its two methods, with bars of the seed std of that difference: sqrt(std_best^2 + std_worst^2)."""
     table = one_task(table, "gap")
     stats = mean_std(table, ["backbone", "method"])
     if stats["method"].nunique() < 2:
         raise PetsweepError("gap: needs runs of at least two methods")
     sizes = table.groupby("backbone")["total_params"].first()
     # variants of a method (ranks, learning rates) are configurations of their own, never averaged together
-    gap = (
-        stats.groupby("backbone")["mean"].agg(lambda s: s.max() - s.min()).reindex(sizes.sort_values().index)
-    )
+    rows = []
+    for backbone, points in stats.groupby("backbone"):
+        best, worst = points.loc[points["mean"].idxmax()], points.loc[points["mean"].idxmin()]
+        rows.append(
+            {
+                "backbone": backbone,
+                "size": sizes[backbone],
+                "gap": best["mean"] - worst["mean"],
+                "std": float(np.hypot(best["std"], worst["std"])),  # NaN where a method has one seed
+                "pair": " − ".join(label(row["method"], row["variant"]) for row in (best, worst)),
+            }
+        )
+    gap = pd.DataFrame(rows).sort_values("size")
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    ax.plot(sizes.loc[gap.index], gap.to_numpy(), marker="o")
-    for backbone, value in gap.items():
-        ax.annotate(backbone, (sizes[backbone], value), fontsize=8)
+    ax.errorbar(gap["size"], gap["gap"], yerr=gap["std"].fillna(0), marker="o", capsize=3)
+    for index, row in enumerate(gap.itertuples()):
+        last = index == len(gap) - 1 and len(gap) > 1  # the rightmost name reads leftwards, inside the axes
+        ax.annotate(f"{row.backbone}\n{row.pair}", (row.size, row.gap), xytext=(-4 if last else 4, 4),
+                    textcoords="offset points", fontsize=7, ha="right" if last else "left")  # fmt: skip
+    ax.axhline(0, color="grey", linestyle=":", linewidth=0.8)
     metric = metric_label(table)
     ax.set(xscale="log", xlabel="backbone parameters", ylabel=f"{metric}: best minus worst method")
-    return save_figure(fig, path, stats.attrs["note"].replace(", bars: ± 1 std", ""))
+    log_ticks(ax)
+    note = stats.attrs["note"].replace(
+        "bars: ± 1 std", "bars: ± sqrt(std_best² + std_worst²), the seed std of the difference"
+    )
+    if gap["std"].isna().any():
+        note += "; no bar where a method has a single run"
+    return save_figure(fig, path, note)
 
 
 def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
-    """Train-subset score minus test score per method (mean +- std over runs)."""
+    """Train-subset score minus test score per method (mean +- std over seeds): a group of bars per method
+    (and variant), a bar per backbone (by size) within it, backbones in the legend."""
     table = one_task(table, "generalization")
     table = table.assign(gap=table["train_subset_score"] - table["score"])
     if table[table["status"] == "COMPLETED"].empty:
         raise PetsweepError("generalization: no COMPLETED runs in the table")
-    stats = mean_std(table, ["method"], "gap")
-    fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 0.9 * len(stats)), FIGSIZE[1]))
-    ax.bar(
-        [label(m, v) for m, v in zip(stats["method"], stats["variant"])],
-        stats["mean"],
-        yerr=stats["std"].fillna(0),
-        capsize=4,
-    )
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor", fontsize=7)
+    stats = mean_std(table, ["backbone", "method"], "gap")
+    stats["name"] = [label(m, v) for m, v in zip(stats["method"], stats["variant"])]
+    names = sorted(stats["name"].unique(), key=natural_key)
+    backbones = by_size(table, stats["backbone"].unique())
+    colors = dict(zip(backbones, plt.get_cmap("viridis_r")(np.linspace(0.15, 0.95, len(backbones)))))
+    width = 0.8 / len(backbones)
+    fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 0.35 * len(stats) + 1.5), FIGSIZE[1]))
+    for index, backbone in enumerate(backbones):
+        bars = stats[stats["backbone"] == backbone].set_index("name").reindex(names)
+        ax.bar(
+            np.arange(len(names)) + (index - (len(backbones) - 1) / 2) * width,
+            bars["mean"],
+            width=width,
+            yerr=bars["std"].fillna(0),
+            capsize=2,
+            color=colors[backbone],
+            label=backbone,
+        )
+    ax.set_xticks(np.arange(len(names)), names)
+    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor", fontsize=LEGEND_PT)
     metric = metric_label(table).removeprefix("test ")
     ax.set(ylabel=f"{metric}: train subset minus test", title="generalization gap")
+    if len(backbones) > 1:
+        ax.legend(title="backbone", fontsize=LEGEND_PT, loc="upper left", bbox_to_anchor=(1.01, 1))
+        fig.set_figwidth(fig.get_figwidth() + 1.4)  # room for the legend beside the bars
     return save_figure(fig, path, stats.attrs["note"])
 
 
@@ -272,6 +373,13 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
     and an interval that reaches it is drawn up to that edge with an arrow.
     """
     found = thresholds(table)
+    if not found.empty:
+        keys = [
+            " ".join(str(r[c]) for c in ("task", "backbone", "method", "variant"))
+            for _, r in found.iterrows()
+        ]
+        order = sorted(range(len(found)), key=lambda i: natural_key(keys[i]))
+        found = found.iloc[order].reset_index(drop=True)
     if found.empty or np.isinf(found["low_threshold"]).all():
         raise PetsweepError(
             "threshold: no budget axis (PET runs at several parameter counts) beats random guess"
@@ -348,7 +456,8 @@ def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
         1, len(backbones), squeeze=False, sharey=True, figsize=(FIGSIZE[0] * len(backbones) / 1.4, 5.4)
     )
     for backbone, ax in zip(backbones, axes.flat):
-        for line, points in curves[curves["backbone"] == backbone].groupby("line"):
+        for line, points in natural_groups(curves[curves["backbone"] == backbone], ["line"]):
+            line = line[0] if isinstance(line, tuple) else line
             ax.plot(points["step"], points["mean"], marker="o", markersize=3, label=line)
         ax.set_title(backbone, fontsize=LABEL_PT + 1)
         ax.set_xlabel("training step", fontsize=LABEL_PT)
@@ -367,7 +476,7 @@ def plot_memory(table: pd.DataFrame, path: Path) -> Path:
         raise PetsweepError("memory: needs runs at two or more batch sizes (sweep trainer.batch_size)")
     stats = mean_std(table, ["method", column], "peak_memory_mb")
     fig, ax = plt.subplots(figsize=FIGSIZE)
-    for (method, variant), rows in stats.groupby(["method", "variant"]):
+    for (method, variant), rows in natural_groups(stats, ["method", "variant"]):
         ax.plot(rows[column], rows["mean"], marker="o", label=label(method, variant))
     ax.set(xlabel="batch size", ylabel="peak memory (MB)", title="memory")
     ax.legend(fontsize=8)

@@ -12,6 +12,7 @@ from analysis.load import check_columns
 from analysis.transfer import plot_transfer
 from petsweep.errors import PetsweepError
 
+FORMATS = (".png", ".pdf", ".svg")
 KINDS = {
     "curves": curves.plot_curves,
     "pareto": curves.plot_pareto,
@@ -42,10 +43,11 @@ def select(table: pd.DataFrame, where: str | None) -> pd.DataFrame:
 
 
 def plot(table: pd.DataFrame, kind: str, path: str | Path, where: str | None = None) -> Path:
-    """Draw figure `kind` of the table's rows (optionally filtered by `where`) into `path` (.png or .pdf)."""
+    """Draw figure `kind` of the table's rows (optionally filtered by `where`) into `path` (.png, .pdf or
+    .svg: matplotlib writes the format the suffix names)."""
     check_columns(table)
     if kind not in KINDS:
         raise PetsweepError(f"--kind {kind!r}: choose one of: {', '.join(KINDS)}")
-    if Path(path).suffix not in (".png", ".pdf"):
-        raise PetsweepError(f"-o {path}: unknown figure format; use .png or .pdf")
+    if Path(path).suffix not in FORMATS:
+        raise PetsweepError(f"-o {path}: unknown figure format; use {', '.join(FORMATS)}")
     return KINDS[kind](select(table, where), Path(path))

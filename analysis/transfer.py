@@ -1,16 +1,22 @@
 """Task-transfer matrices: weights trained on one task (rows) scored on another (columns).
 
 The diagonal is each run's own test score; off-diagonal cells come from `petsweep transfer`, collected as
-`transfer.<task>.score` columns. One matrix per trained variant: backbone, method and budget.
+`transfer.<task>.score` columns. One matrix per trained variant: backbone, method and budget. The colour scale
+spans the metric's range (0-1 for scores in it), never just the cells' own spread, and the caption says which
+test sets the cells were scored on (a run's own test split as its config cut it; transfer's as the other
+task's config does): where a column mixes sets of different sizes it says so.
 """
 
 from __future__ import annotations
 
+import json
+import textwrap
 from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+from matplotlib.patches import Rectangle
 
 from analysis.curves import DPI, FIGSIZE, LEGEND_PT, metric_label
 from petsweep.errors import PetsweepError
@@ -54,6 +60,45 @@ def transfer_scores(table: pd.DataFrame) -> pd.DataFrame:
     return stats.merge(keep, on=VARIANT)
 
 
+def colour_range(scores: pd.Series) -> tuple[float, float]:
+    """The colour scale: the metric's own range (0-1 when every score lies in it), so that 0.38 and 0.42
+    look nearly alike, as they are; scores outside [0, 1] (losses, correlations) span 0-1 and themselves."""
+    lo, hi = float(scores.min()), float(scores.max())
+    return min(lo, 0.0), max(hi, 1.0)
+
+
+def test_sets_note(table: pd.DataFrame, tasks: list[str], scale: tuple[float, float]) -> str:
+    """Caption: where the diagonal and the off-diagonal cells were scored, with the test-set sizes per
+    evaluated task (data.sizes.test of the runs; test_examples of their transfer records)."""
+    done = table[table["status"] == "COMPLETED"]
+    sizes = done["data.sizes.test"] if "data.sizes.test" in done else pd.Series(np.nan, index=done.index)
+    own: dict[str, set[int]] = {}
+    other: dict[str, set[int]] = {}
+    for run_dir, task, size in zip(done["run_dir"], done["task"], sizes):
+        if not pd.isna(size):
+            own.setdefault(task, set()).add(int(size))
+        for evaluated in tasks:
+            record = Path(run_dir) / "transfer" / f"{evaluated}.json"
+            if evaluated != task and record.exists():
+                examples = json.loads(record.read_text()).get("test_examples")
+                if examples is not None:
+                    other.setdefault(evaluated, set()).add(int(examples))
+    note = (
+        "outlined diagonal: each run's own test score (its task's test split, as its config cut it); "
+        "other cells: "
+        f"`petsweep transfer` on the evaluated task's test split; colour spans {scale[0]:g}-{scale[1]:g}"
+    )
+    mixed = [
+        f"{task} {'/'.join(map(str, sorted(own[task])))} (own) vs "
+        f"{'/'.join(map(str, sorted(other[task])))} (transfer)"
+        for task in tasks
+        if task in own and task in other and own[task] != other[task]
+    ]
+    if mixed:
+        note += "; columns mix test sets of different sizes, in examples: " + ", ".join(mixed)
+    return note
+
+
 def _title(variant: tuple, several_backbones: bool) -> str:
     backbone, method, budget = variant
     return (f"{backbone} / " if several_backbones else "") + f"{method}, {int(budget):,} params"
@@ -75,6 +120,10 @@ def _draw_matrix(ax, cells: pd.DataFrame, tasks: list[str], vmin: float, vmax: f
                 fontsize=8,
                 color="white" if value < (vmin + vmax) / 2 else "black",
             )
+    for i, task in enumerate(rows):  # the diagonal (own test score) outlined: it comes from another source
+        if task in tasks:
+            j = tasks.index(task)
+            ax.add_patch(Rectangle((j - 0.44, i - 0.44), 0.88, 0.88, fill=False, ec="white", ls="--", lw=1.2))
     ax.set_xticks(range(len(tasks)), tasks, fontsize=LEGEND_PT, rotation=20)
     ax.set_yticks(range(len(rows)), rows, fontsize=LEGEND_PT)
     ax.set(xlabel="evaluated on", ylabel="trained on")
@@ -95,7 +144,7 @@ def plot_transfer(table: pd.DataFrame, path: Path) -> Path:
         squeeze=False,
         layout="constrained",
     )
-    vmin, vmax = float(stats["mean"].min()), float(stats["mean"].max())
+    vmin, vmax = colour_range(stats["mean"])
     several = stats["backbone"].nunique() > 1
     for index, (ax, variant) in enumerate(zip(axes.flat, variants)):
         cells = stats[(stats[VARIANT] == pd.Series(variant, index=VARIANT)).all(axis=1)]
@@ -106,6 +155,10 @@ def plot_transfer(table: pd.DataFrame, path: Path) -> Path:
     for ax in axes.flat[len(variants) :]:
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label=f"{metric_label(table)} (mean over seeds)")
+    note = textwrap.fill(
+        test_sets_note(table, tasks, (vmin, vmax)), width=int(fig.get_figwidth() * 72 / (LEGEND_PT * 0.56))
+    )
+    fig.supxlabel(note, fontsize=LEGEND_PT)
     fig.savefig(path, dpi=DPI)  # constrained layout places the shared colorbar (tight_layout cannot)
     plt.close(fig)
     return path

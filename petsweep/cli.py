@@ -585,7 +585,7 @@ def _parser() -> argparse.ArgumentParser:
         required=True,
         help="curves, pareto, gap, generalization, threshold, convergence, memory, apet, transfer",
     )
-    p.add_argument("-o", "--output", required=True, help="figure.png or figure.pdf")
+    p.add_argument("-o", "--output", required=True, help="figure.png, .pdf or .svg")
     p.add_argument("--where", help="pandas query selecting runs, e.g. \"backbone == 'minilm-l6'\"")
     p.set_defaults(handler=_plot_cmd)
     p = sub.add_parser(

@@ -1,0 +1,301 @@
+"""Figures a reviewer accepts, checked through matplotlib's objects on a mixed study written as run records:
+a matched-budget sweep (LoRA, adapter, prompt, BitFit, APET(lora), full FT) over three MiniLM depths, a LoRA
+rank sweep, a transfer pair and a batch-size sweep."""
+
+from __future__ import annotations
+
+import matplotlib
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import collect, plot
+from petsweep.status import RunDir, write_json
+
+BACKBONES = {"minilm-l1": 12_226_560, "minilm-l2": 14_006_784, "minilm-l3": 15_787_008}  # total params
+HEAD = 384 * 5 + 5
+# method -> (method config, apet.scale, PET params per layer, mean score on L1, gain per extra layer)
+MATCHED = {
+    "lora": ({"name": "lora", "r": 8, "alpha": 16}, None, 12_288, 0.62, 0.05),
+    "adapter": ({"name": "adapter", "bottleneck": 16}, None, 12_800, 0.58, 0.06),
+    "prompt": ({"name": "prompt", "length": 32}, None, 12_288, 0.40, 0.02),
+    "bitfit": ({"name": "bitfit"}, None, 8_064, 0.55, 0.04),
+    "apet": ({"name": "apet"}, "lora", 12_288, 0.57, 0.06),
+}
+SEEDS = (0, 1, 2)
+NOISE = (-0.04, 0.0, 0.04)  # seed spread (std 0.04) as large as the gaps between methods
+
+
+def write_record(root, name, *, backbone, method, pet, score, seed, task="bbc_news", apet_scale=None,
+                 batch_size=16, test_size=30, memory=100.0, steps=(10, 20)):  # fmt: skip
+    """A COMPLETED run as petsweep writes it (status, result.json, metrics.jsonl)."""
+    run = RunDir(root / name)
+    run.set_status("COMPLETED")
+    head = HEAD if method["name"] != "full" else 0
+    write_json(
+        run.result_file,
+        {
+            "status": "COMPLETED",
+            "run_id": name,
+            "backbone": backbone,
+            "method": method["name"],
+            "task": task,
+            "seed": seed,
+            "metric": "accuracy",
+            "score": score,
+            "metrics": {"accuracy": score},
+            "train_subset_score": score + 0.1 + 0.02 * seed,
+            "random_guess_score": 0.2,
+            "trainable_params": pet + head,
+            "pet_params": pet,
+            "total_params": BACKBONES[backbone],
+            "peak_memory_mb": memory,
+            "data": {"sizes": {"train": 40, "dev": 20, "test": test_size}},
+            "config": {
+                "backbone": {"name": backbone, "num_layers": int(backbone[-1])},
+                "method": method,
+                "task": {"name": task, "test_size": test_size},
+                "seed": seed,
+                "trainer": {"batch_size": batch_size, "lr": 1e-3},
+                "apet": {"scale": apet_scale, "seed": seed},
+            },
+        },
+    )
+    for step in steps:
+        run.append_metrics({"step": step, "dev_accuracy": score * step / steps[-1]})
+
+
+def write_study(root):
+    """The matched-budget sweep and a LoRA rank sweep (r=1, 8, 32) over three depths, 3 seeds each."""
+    for backbone in BACKBONES:
+        layers = int(backbone[-1])
+        for key, (method, scale, per_layer, base, gain) in MATCHED.items():
+            for seed, noise in zip(SEEDS, NOISE):
+                score = round(base + gain * (layers - 1) + noise, 4)
+                write_record(root / "matched", f"{backbone}-{key}-s{seed}", backbone=backbone, method=method,
+                             pet=per_layer * layers, score=score, seed=seed, apet_scale=scale)  # fmt: skip
+        for seed, noise in zip(SEEDS, NOISE):
+            score = round(0.8 + 0.02 * layers + noise / 2, 4)
+            full = {"name": "full"}
+            write_record(root / "matched", f"{backbone}-full-s{seed}", backbone=backbone, method=full,
+                         pet=BACKBONES[backbone], score=score, seed=seed)  # fmt: skip
+        for r in (1, 8, 32):
+            for seed, noise in zip(SEEDS, NOISE):
+                write_record(root / "ranks", f"{backbone}-lora-r{r}-s{seed}", backbone=backbone,
+                             method={"name": "lora", "r": r, "alpha": 16}, pet=1536 * r * layers,
+                             score=round(0.5 + 0.03 * np.log2(r) + noise, 4), seed=seed)  # fmt: skip
+    return root
+
+
+def write_transfer(root):
+    """LoRA trained on bbc_news and on bbc_headlines (30 test examples each), each scored on the other task
+    by `petsweep transfer` (200 test examples): every score within 0.38-0.42."""
+    scores = {("bbc_news", "bbc_headlines"): 0.38, ("bbc_headlines", "bbc_news"): 0.40}
+    own = {"bbc_news": 0.42, "bbc_headlines": 0.41}
+    for task, other in scores:
+        for seed in SEEDS:
+            name = f"{task}-lora-s{seed}"
+            write_record(root / "transfer", name, backbone="minilm-l1", method={"name": "lora", "r": 8},
+                         pet=12_288, score=own[task], seed=seed, task=task)  # fmt: skip
+            (root / "transfer" / name / "transfer").mkdir()
+            write_json(
+                root / "transfer" / name / "transfer" / f"{other}.json",
+                {"run_id": name, "source_task": task, "task": other, "metric": "accuracy",
+                 "score": scores[(task, other)], "random_guess_score": 0.2, "test_examples": 200},
+            )  # fmt: skip
+    return root
+
+
+def write_memory(root):
+    for batch, memory in ((8, 300.0), (16, 420.0), (32, 700.0)):
+        for key in ("lora", "bitfit"):
+            method, _, per_layer, base, _ = MATCHED[key]
+            peak = memory + (50 if key == "lora" else 0)
+            write_record(root / "memory", f"{key}-b{batch}", backbone="minilm-l1", method=method,
+                         pet=per_layer, score=base, seed=0, batch_size=batch, memory=peak)  # fmt: skip
+    return root
+
+
+@pytest.fixture(scope="module")
+def study(tmp_path_factory):
+    root = tmp_path_factory.mktemp("study")
+    write_study(root), write_transfer(root), write_memory(root)
+    return root
+
+
+def tables(root) -> dict[str, pd.DataFrame]:
+    return {
+        "matched": collect([root / "matched"]),
+        "ranks": collect([root / "ranks"]),
+        "transfer": collect([root / "transfer"]),
+        "memory": collect([root / "memory"]),
+    }
+
+
+def drawn(monkeypatch, table, kind, path, where=None):
+    """The Figure `plot` drew (read through matplotlib's objects), drawn on its canvas."""
+    import matplotlib.pyplot as plt
+
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    try:
+        plot(table, kind, path, where=where)
+    finally:
+        monkeypatch.setattr(plt, "close", close)
+    fig = figures[-1]
+    fig.canvas.draw()
+    return fig
+
+
+def shown_tick_labels(ax):
+    """The tick labels (major and minor) an axes shows: non-empty, at ticks inside its view."""
+    shown = []
+    for axis in (ax.xaxis, ax.yaxis):
+        lo, hi = sorted(axis.get_view_interval())
+        for minor in (False, True):
+            for loc, text in zip(axis.get_ticklocs(minor=minor), axis.get_ticklabels(minor=minor)):
+                if text.get_visible() and text.get_text() and lo <= loc <= hi:
+                    shown.append(text)
+    return shown
+
+
+def captions(fig) -> str:
+    texts = [t.get_text() for t in fig.texts]
+    if getattr(fig, "_supxlabel", None) is not None:
+        texts.append(fig._supxlabel.get_text())
+    return " ".join(texts).replace("\n", " ")
+
+
+KINDS = [  # (kind, table, where)
+    ("curves", "matched", None),
+    ("curves", "matched", "method != 'full'"),  # a budget range within one decade
+    ("pareto", "matched", None),
+    ("gap", "matched", None),
+    ("generalization", "matched", None),
+    ("apet", "matched", None),
+    ("threshold", "ranks", None),
+    ("convergence", "ranks", None),
+    ("transfer", "transfer", None),
+    ("memory", "memory", None),
+]
+
+
+@pytest.mark.parametrize(("kind", "source", "where"), KINDS)
+def test_every_kind_shows_readable_ticks_and_keeps_its_text_on_the_page(study, tmp_path, monkeypatch, kind,
+                                                                         source, where):  # fmt: skip
+    fig = drawn(monkeypatch, tables(study)[source], kind, tmp_path / f"{kind}.png", where)
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    for ax in fig.axes:
+        labels = shown_tick_labels(ax)
+        boxes = [t.get_window_extent(renderer) for t in labels]
+        for i, a in enumerate(boxes):
+            for j in range(i + 1, len(boxes)):
+                assert not a.overlaps(boxes[j]), (kind, labels[i].get_text(), labels[j].get_text())
+    texts = [
+        *fig.texts,
+        *[t for ax in fig.axes for t in (ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts)],
+    ]
+    texts += [t for legend in [*fig.legends, *[ax.get_legend() for ax in fig.axes]] if legend for t in
+              legend.get_texts()]  # fmt: skip
+    for text in texts:
+        if text.get_visible() and text.get_text():
+            box = text.get_window_extent(renderer)
+            assert box.x0 >= page.x0 - 2 and box.x1 <= page.x1 + 2 and box.y0 >= page.y0 - 2, (kind, text)
+    assert captions(fig), f"{kind} has no caption"
+
+
+def test_curves_set_points_at_one_budget_side_by_side(study, tmp_path, monkeypatch):
+    """LoRA r=8, prompt (32 vectors) and APET(lora) train 12,288 PET parameters: drawn at one x they hid each
+    other. They stay at their budget in the data and are set apart on the page, each with its own marker."""
+    from analysis.curves import DODGE_PT
+
+    fig = drawn(monkeypatch, tables(study)["matched"], "curves", tmp_path / "c.png", "method != 'full'")
+    ax = fig.axes[0]  # minilm-l1
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    budget = 12_288 + 1925
+    crowded = ["apet", "lora", "prompt"]
+    assert all(list(lines[m].get_xdata()) == [budget] for m in crowded)
+    xs = sorted(lines[m].get_transform().transform((budget, 0.5))[0] for m in crowded)
+    assert min(np.diff(xs)) >= DODGE_PT * fig.dpi / 72 * 0.99  # apart on the page by DODGE_PT points
+    assert len({lines[m].get_marker() for m in lines}) == len(lines)
+    assert "set side by side" in captions(fig)
+
+
+def test_gap_has_bars_of_the_seed_std_of_the_difference(study, tmp_path, monkeypatch):
+    fig = drawn(monkeypatch, tables(study)["matched"], "gap", tmp_path / "g.png")
+    [ax] = fig.axes
+    [bars] = [c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert bars.has_yerr
+    lengths = [seg[1][1] - seg[0][1] for seg in bars.lines[2][0].get_segments()]
+    expected = np.hypot(0.02, 0.04)  # full FT's seed std, prompt's
+    assert lengths == pytest.approx([2 * expected] * 3, abs=1e-6)
+    assert [round(y, 6) for y in bars.lines[0].get_ydata()] == [0.42] * 3  # full 0.82 - prompt 0.40, ...
+    assert all("full − prompt" in t.get_text() for t in ax.texts)
+    assert "sqrt(std_best² + std_worst²)" in captions(fig)
+
+
+def test_transfer_scales_colour_to_the_metric_and_says_which_test_sets(study, tmp_path, monkeypatch):
+    fig = drawn(monkeypatch, tables(study)["transfer"], "transfer", tmp_path / "t.png")
+    ax = fig.axes[0]
+    [image] = ax.get_images()
+    assert image.get_clim() == (0.0, 1.0)  # not 0.38-0.42 stretched over every colour
+    outlined = [p for p in ax.patches if isinstance(p, matplotlib.patches.Rectangle)]
+    assert sorted((p.get_x() + 0.44, p.get_y() + 0.44) for p in outlined) == [(0, 0), (1, 1)]
+    note = captions(fig)
+    assert "outlined diagonal: each run's own test score" in note and "colour spans 0-1" in note
+    assert "bbc_news 30 (own) vs 200 (transfer)" in note
+
+
+def test_pareto_caption_claims_no_error_bars(study, tmp_path, monkeypatch):
+    fig = drawn(monkeypatch, tables(study)["matched"], "pareto", tmp_path / "p.png")
+    [ax] = fig.axes
+    assert not [c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert "bars" not in captions(fig) and "mean over 3 runs" in captions(fig)
+
+
+def test_generalization_names_methods_and_colours_backbones(study, tmp_path, monkeypatch):
+    fig = drawn(monkeypatch, tables(study)["matched"], "generalization", tmp_path / "g.png")
+    [ax] = fig.axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == [
+        "adapter",
+        "apet",
+        "bitfit",
+        "full",
+        "lora",
+        "prompt",
+    ]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == list(BACKBONES)  # by size
+    assert "backbone.name" not in captions(fig) + " ".join(t.get_text() for t in ax.get_xticklabels())
+
+
+def test_ranks_sort_by_value(study, tmp_path, monkeypatch):
+    ranks = tables(study)["ranks"]
+    fig = drawn(monkeypatch, ranks, "convergence", tmp_path / "v.png")
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ["lora, r=1", "lora, r=8", "lora, r=32"]
+    fig = drawn(monkeypatch, ranks, "generalization", tmp_path / "g.png")
+    labels = [t.get_text() for t in fig.axes[0].get_xticklabels()]
+    assert labels == ["lora (method.r=1)", "lora (method.r=8)", "lora (method.r=32)"]
+
+
+def test_apet_view_has_a_caption_and_bars_on_its_gap(study, tmp_path, monkeypatch):
+    fig = drawn(monkeypatch, tables(study)["matched"], "apet", tmp_path / "a.png")
+    note = captions(fig)
+    assert "mean over 3 seeds each" in note and "APET(X): APET given X's parameter count" in note
+    gap_ax = fig.axes[1]
+    [bars] = [c for c in gap_ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert bars.has_yerr
+
+
+@pytest.mark.parametrize("suffix", [".svg", ".pdf", ".png"])
+def test_figures_are_written_in_the_formats_readme_names(study, tmp_path, suffix):
+    path = plot(tables(study)["matched"], "curves", tmp_path / f"x{suffix}")
+    head = path.read_bytes()[:200]
+    assert {".svg": b"<svg", ".pdf": b"%PDF", ".png": b"PNG"}[suffix] in head
+
+
+def test_an_unknown_figure_format_names_the_formats(study, tmp_path):
+    from petsweep.errors import PetsweepError
+
+    with pytest.raises(PetsweepError, match=r"-o .*x\.jpg: unknown figure format; use \.png, \.pdf, \.svg"):
+        plot(tables(study)["matched"], "curves", tmp_path / "x.jpg")
