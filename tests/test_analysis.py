@@ -145,8 +145,9 @@ def test_table_missing_columns_is_a_clear_error(tmp_path):
 
 
 def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
-    import os
-
+    """The notebook as a user runs it: papermill-style parameters (a cell injected after the one tagged
+    `parameters`, as papermill does; papermill is not in the lock, nbclient is), executed from a directory
+    that is not the repository, drawing the gap and APET views too."""
     import nbformat
     from conftest import REPO
     from nbclient import NotebookClient
@@ -154,26 +155,36 @@ def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
     from petsweep.app import run
     from petsweep.config import compose
 
-    for method in ("lora", "full"):
+    for method in ("method=lora", "method=full", "method=apet apet.scale=lora"):
         for seed in (1, 2):
-            run(compose(tiny("encoder", f"method={method}", f"seed={seed}", "sweep_name=nb")))
+            run(compose(tiny("encoder", *method.split(), f"seed={seed}", "sweep_name=nb")))
     notebook = nbformat.read(REPO / "analysis" / "notebooks" / "scaling.ipynb", as_version=4)
-    os.environ.update(
-        PETSWEEP_SWEEP=str(tmp_path / "runs" / "nb"), PETSWEEP_FIGURES=str(tmp_path / "figures")
+    [at] = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
+    values = {
+        "sweep": str(tmp_path / "runs" / "nb"),
+        "figures": str(tmp_path / "figures"),
+        "task": "bbc_news",
+    }
+    injected = "\n".join(f"{key} = {value!r}" for key, value in values.items())
+    notebook.cells.insert(
+        at + 1, nbformat.v4.new_code_cell(injected, metadata={"tags": ["injected-parameters"]})
     )
-    try:
-        NotebookClient(
-            notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(REPO)}}
-        ).execute()
-    finally:
-        os.environ.pop("PETSWEEP_SWEEP"), os.environ.pop("PETSWEEP_FIGURES")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    NotebookClient(
+        notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(elsewhere)}}
+    ).execute()
     assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
+        "apet.png",
         "curves.png",
+        "gap.png",
         "generalization.png",
         "pareto.png",
     ]
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
+    assert not any("not drawn" in o.get("text", "") for o in outputs)
+    assert not list(elsewhere.iterdir())  # nothing written where it ran from
 
 
 def test_wandb_offline_run_is_a_second_source(tiny):
