@@ -45,6 +45,9 @@ class RunRecord:
     budget: what `budget=` resolved to (petsweep/budget.py): requested (as given), target and achieved counts
         (pet_params), their ratio and the chosen knob values; None without a budget (APET's is in `apet`).
     config: the run's semantic config (what its identity hashes).
+    pet_moved, pet_movement: whether the method's trained parameters change any dev prediction of the best
+        checkpoint (false: the score is the head's alone, and train.log warns), and how far they moved from
+        where they started (petsweep/movement.py); None where the check is skipped.
     fused_with: the run ids this run trained beside, one frozen backbone and a batch of all their rows
         (launcher fuse; its times are the group's); None when it trained alone.
     """
@@ -98,6 +101,8 @@ class RunRecord:
     config: dict
     fused_with: list | None = None
     budget: dict | None = None
+    pet_moved: bool | None = None
+    pet_movement: dict | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

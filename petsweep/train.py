@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from petsweep import checkpoint, preemption, ranks, resources
+from petsweep import checkpoint, movement, preemption, ranks, resources
 from petsweep.config import RunSpec, TrainerConfig
 from petsweep.distributed import DeepSpeedConfig, make_stepper, rank_seed, uses_ds_adam
 from petsweep.errors import ConfigError
@@ -258,6 +258,10 @@ class Training:
         self.stepper.keep = {id(p) for g in groups for p in g.params} | {id(b) for b in buffers}
         self.progress, self.best, self.stage = Progress(), None, 0
         self._resume()
+        alone = me.world == 1 and zero.stage is None and len(self.stages.steps) == 1
+        self.pet_initial = movement.initial(  # where the method's parameters start (pet_moved)
+            run.path, groups, fresh=self.progress.step == 0, enabled=alone and not trainer.eval_only
+        )
         # rows an interrupted attempt logged after its last checkpoint (or any, when there is none)
         tracker.truncate_after(self.progress.step)
         self.reporter = StepProgress(run, trainer.max_steps, trainer.log_every, self.progress.step, me.main)
@@ -404,6 +408,16 @@ class Training:
         train_eval = objective.encode(data.train_eval)
         train_scores = evaluate(forward, objective, train_eval, data.train_eval, spec, device, bf16)
         final_eval_s = time.perf_counter() - final_started
+        probe, probe_set = (self.dev_set, data.dev) if self.dev_set else (train_eval, data.train_eval)
+
+        def predict():
+            forward.eval()
+            with _autocast(device, bf16):
+                out = objective.predict(forward, probe, spec.trainer.eval_batch_size, device)
+            forward.train()
+            return out
+
+        pet_movement = movement.measure(self.pet_initial, predict) if probe_set else None
         metric, step_times = spec.task.metric, self.step_times
         return {
             "score": test_scores[metric],
@@ -431,6 +445,8 @@ class Training:
             "backbone_dtype": self.backbone_dtype,
             "first_step_at": self.first_step_at,
             "best_weights": self.best if self.best is not None else self.stepper.trainable_state(),
+            "pet_movement": pet_movement,
+            "pet_moved": pet_movement["moved"] if pet_movement else None,
         }
 
 

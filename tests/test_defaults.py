@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import json
+
+from petsweep.app import run
 from petsweep.backbones import load_pretrained
 from petsweep.config import compose, resolve_run
-from petsweep.identity import run_hash, semantic_config
+from petsweep.identity import run_dir, run_hash, semantic_config
 from petsweep.params import attach_method
 
 
@@ -37,3 +40,37 @@ def test_the_task_head_trains_at_one_lr_for_every_method_and_null_keeps_the_old_
     t5 = ("backbone=t5-small", "method=prompt")
     assert ids(*t5) == ids(*t5, "trainer.head_lr=null")
     assert ids("method=head") == ids("method=head", "trainer.head_lr=null")
+
+
+def test_a_run_whose_method_parameters_change_no_prediction_says_so(tiny):
+    """APET's K scalars at a tiny lr move by ~1e-6 and change no dev prediction: pet_moved is false, the
+    record says how far they moved, and train.log warns; LoRA at a large lr changes predictions."""
+    still = run(compose(tiny("encoder", "method=apet", "apet.scale=10", "method.lr=1e-7")))
+    assert still["pet_moved"] is False
+    movement = still["pet_movement"]
+    assert movement["params"] == 10 and movement["initial_norm"] == 0 and 0 < movement["change_norm"] < 1e-4
+    assert movement["predictions_changed"] == 0 and movement["examples"] == 20
+    log = run_dir(compose(tiny("encoder", "method=apet", "apet.scale=10", "method.lr=1e-7"))) / "train.log"
+    assert "change none of 20 dev predictions" in log.read_text()
+    moved = run(compose(tiny("encoder", "method=lora", "method.lr=0.5")))
+    assert moved["pet_moved"] is True and moved["pet_movement"]["predictions_changed"] > 0, moved[
+        "pet_movement"
+    ]
+    assert moved["pet_movement"]["relative_change"] > 0
+    recorded = json.loads(
+        (run_dir(compose(tiny("encoder", "method=lora", "method.lr=0.5"))) / "result.json").read_text()
+    )
+    assert recorded["pet_moved"] is True and recorded["pet_movement"] == moved["pet_movement"]
+
+
+def test_apet_trains_at_a_default_lr_that_moves_its_scalars_and_old_defaults_keep_their_ids():
+    """APET's default lr was 1e-3: K=1000 on MiniLM-L1 changed no dev prediction in 60 steps
+    (docs/lr_sweep.md). The default is 1e-1 now; a run asking for the old defaults (lr 1e-3, the head at the
+    method's lr) has the old default run's id (computed on the tree before 6b8b8f1: 41d4d7a0af7c; prompt's
+    f232f77c4aad)."""
+    apet = ["method=apet", "apet.scale=lora", "backbone=minilm-l1"]
+    assert resolve_run(compose(apet)).method.config.lr == 0.1
+    old = [*apet, "method.lr=1e-3", "trainer.head_lr=null"]
+    assert run_hash(compose(old))[:12] == "41d4d7a0af7c" != run_hash(compose(apet))[:12]
+    prompt = ["method=prompt", "backbone=minilm-l1", "trainer.head_lr=null"]
+    assert run_hash(compose(prompt))[:12] == "f232f77c4aad"
