@@ -87,12 +87,12 @@ def expand(arguments: list[str], zips: list[list[str]] | None = None) -> list[li
         if key not in zipped_keys:
             grouped.append([[v] for v in values])
     runs = [[o for part in combo for o in part] for combo in itertools.product(*grouped)]
-    return [_apet_method(run) for run in runs]
+    return [apet_method(run) for run in runs]
 
 
-def _apet_method(overrides: list[str]) -> list[str]:
+def apet_method(overrides: list[str]) -> list[str]:
     """A run given an APET budget (apet.scale=...) and no method is an APET run: `-m apet.scale=lora,4096`
-    sweeps budgets without naming method=apet."""
+    sweeps budgets without naming method=apet (run.py's pre-flight applies it to a sweep's runs too)."""
     keys = {_bare(o.split("=", 1)[0]): o.split("=", 1)[1] for o in overrides if "=" in o}
     if keys.get("apet.scale", "null") not in ("null", "") and "method" not in keys:
         return [*overrides, "method=apet"]

@@ -181,6 +181,10 @@ def preflight(argv: list[str]):
             variants.append(
                 fixed + [f"{k}={(value if j == i else vals[0])}" for j, (k, vals) in enumerate(axes)]
             )
+    if args.multirun and not _other_sweeper(overrides):  # as petsweep's sweepers expand a run (the planner)
+        from launchers.expand import apet_method
+
+        variants = [apet_method(variant) for variant in variants]
     presets = [o for o in overrides if o.lstrip("+").startswith("sweep=")]
     if presets and not args.multirun:
         raise PetsweepError(
@@ -201,6 +205,12 @@ def preflight(argv: list[str]):
     if plain_run and len(variants) == 1 and all(o.startswith("hydra.searchpath=") for o in hydra_settings):
         return cfg
     return None
+
+
+def _other_sweeper(overrides: list[str]) -> bool:
+    """The command line picks a sweeper other than petsweep's (petsweep, threshold), e.g. Optuna's."""
+    picked = [o.split("=", 1)[1] for o in overrides if o.lstrip("+").startswith("hydra/sweeper=")]
+    return bool(picked) and picked[-1] not in ("petsweep", "threshold")
 
 
 def _sweeper_direction(variants: list[list[str]], hydra_args: list[str], config_name: str) -> list[str]:

@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from petsweep.app import run
 from petsweep.backbones import load_pretrained
 from petsweep.config import compose, resolve_run
+from petsweep.errors import ConfigError
 from petsweep.identity import run_dir, run_hash, semantic_config
 from petsweep.params import attach_method
 
@@ -74,3 +77,19 @@ def test_apet_trains_at_a_default_lr_that_moves_its_scalars_and_old_defaults_kee
     assert run_hash(compose(old))[:12] == "41d4d7a0af7c" != run_hash(compose(apet))[:12]
     prompt = ["method=prompt", "backbone=minilm-l1", "trainer.head_lr=null"]
     assert run_hash(compose(prompt))[:12] == "f232f77c4aad"
+
+
+def test_readmes_apet_budget_sweep_passes_the_preflight_as_the_planner_expands_it():
+    """README's `python run.py -m apet.scale=lora,adapter,4096,65536 apet.seed=1,2,3` was refused by run.py's
+    pre-flight ("set both, or neither") while `petsweep plan` accepted it: the planner makes a run with an
+    APET budget and no method an APET run, and the pre-flight now does too (for petsweep's sweepers)."""
+    from launchers.expand import expand
+    from petsweep.cli import preflight
+
+    argv = ["-m", "apet.scale=lora,adapter,4096,65536", "apet.seed=1,2,3"]
+    assert preflight(list(argv)) is None
+    assert [r[-1] for r in expand(argv[1:])] == ["method=apet"] * 12
+    with pytest.raises(ConfigError, match="set both, or neither"):
+        preflight(["-m", "apet.scale=lora,4096", "method=lora"])  # a method named otherwise stays refused
+    with pytest.raises(ConfigError, match="set both, or neither"):
+        preflight(["apet.scale=4096"])  # a single run is composed as written, as Hydra runs it
