@@ -105,10 +105,13 @@ def runs_under(path: Path) -> list[RunDir]:
 def status_rows(path: Path) -> list[dict]:
     """One dict per run: its state, step of max, last and best dev score, ETA, and score or error."""
     from launchers.planning import cached_queue
+    from petsweep.labels import read as read_labels
 
     queue = cached_queue()
     rows = []
-    for run in runs_under(path):
+    runs = runs_under(path)
+    labels = {d: read_labels(d) for d in {r.path.parent for r in runs} | set(_planned_sweeps(path))}
+    for run in runs:
         state = run_status(run.path, queue)
         status, result = run.status() or {}, run.result() if state == State.COMPLETED else None
         progress = run.progress()
@@ -126,8 +129,50 @@ def status_rows(path: Path) -> list[dict]:
             "score": result["score"] if result else None,
             "error": status.get("error") if state != State.COMPLETED else None,
             "updated": status.get("updated"),
+            "label": labels[run.path.parent].get(run.path.name) or [],  # what differs (petsweep.labels)
         }
         rows.append(row)
+    rows += _not_started(path, {r.path for r in runs}, labels)
+    return sorted(rows, key=lambda r: (r["sweep"], r["run"])) if len(runs) != len(rows) else rows
+
+
+def _planned_sweeps(path: Path) -> list[Path]:
+    """The sweep dirs `path` names (itself, or those under a runs root) by their sweep.json."""
+    path = Path(path)
+    if (path / "status.json").exists():
+        return []  # one run
+    if (path / SWEEP_MARKER).exists():
+        return [path]
+    return sorted(p.parent for p in path.glob(f"*/{SWEEP_MARKER}"))
+
+
+def _not_started(path: Path, found: set[Path], labels: dict) -> list[dict]:
+    """A row per run a sweep planned (its sweep.json) that has no run dir yet: NEW, as a rerun would launch
+    it (a 4-run sweep cancelled after 2 starts reads 2 cancelled, 2 new)."""
+    import json
+
+    rows = []
+    for sweep in _planned_sweeps(path):
+        try:
+            planned = json.loads((sweep / SWEEP_MARKER).read_text()).get("runs") or []
+        except (OSError, ValueError):
+            continue
+        for name in planned:
+            if sweep / name in found or (sweep / name / "status.json").exists():
+                continue
+            rows.append(
+                {
+                    **dict.fromkeys(
+                        ("step", "max_steps", "dev_score", "best_dev_score", "eta_s", "metric", "score")
+                    ),
+                    **{"error": None, "updated": None},
+                    "state": str(State.NEW),
+                    "run": name,
+                    "sweep": sweep.name,
+                    "path": str(sweep / name),
+                    "label": labels.get(sweep, {}).get(name) or [],
+                }
+            )
     return rows
 
 
@@ -154,7 +199,10 @@ def status_table(path: Path) -> str:
         else:
             detail = ""
         name = f"{r['sweep']}/{r['run']}" if sweeps else r["run"]
-        lines.append(f"{r['state']:<11} {name:<{width}} {step:>11} {dev:>7} {eta:>8}  {detail}".rstrip())
+        differs = f"[{' '.join(r['label'])}] " if r["label"] else ""  # what differs from the sweep's others
+        lines.append(
+            f"{r['state']:<11} {name:<{width}} {step:>11} {dev:>7} {eta:>8}  {differs}{detail}".rstrip()
+        )
     summary = ", ".join(f"{n} {State(s).word}" for s, n in sorted(counts.items()))
     from launchers.threshold_sweep import state_text
 

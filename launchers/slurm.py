@@ -264,6 +264,7 @@ def wait(job_ids: list[str], poll_s: float = 2.0, runs: list[PlannedRun] = ()) -
     """Block until none of the jobs is in the queue any more (squeue; no accounting needed), printing a line
     as each of `runs` ends (from its status file: SLURM accounting may lag)."""
     from launchers.progress import SweepProgress, outcome
+    from petsweep.labels import display, of_run
 
     pending, watching = set(job_ids), {run.path: time.time() for run in runs}
     progress = SweepProgress(len(watching))
@@ -273,7 +274,8 @@ def wait(job_ids: list[str], poll_s: float = 2.0, runs: list[PlannedRun] = ()) -
             state = RunDir(path).state()
             if final or state in ("COMPLETED", "FAILED", "CANCELLED"):
                 code = 0 if state == "COMPLETED" else 1
-                progress.finished(path.name, outcome(path, code, None), time.time() - since)
+                name = display(path.name, of_run(path))  # what differs (the sweep's sweep.json)
+                progress.finished(name, outcome(path, code, None), time.time() - since)
                 del watching[path]
 
     while pending:

@@ -15,6 +15,7 @@ from omegaconf import DictConfig
 
 from launchers.expand import expand
 from launchers.planning import PlannedRun, cached_queue, plan, run_status
+from petsweep.labels import display
 from petsweep.status import State, write_json
 
 SWEEP_MARKER = "sweep.json"
@@ -32,8 +33,21 @@ def record_sweep(runs: list[PlannedRun], arguments: list[str]) -> Path:
     marker = root / SWEEP_MARKER
     previous = json.loads(marker.read_text()) if marker.exists() else {"runs": []}
     names = sorted(set(previous["runs"]) | {r.path.name for r in runs})
-    write_json(marker, {"name": root.name, "updated": time.time(), "arguments": arguments, "runs": names})
+    # what tells each run apart (petsweep.labels): sweep lines, status and W&B names read it from here
+    labels = {**(previous.get("labels") or {}), **dict(zip((r.path.name for r in runs), differing(runs)))}
+    write_json(
+        marker,
+        {"name": root.name, "updated": time.time(), "arguments": arguments, "runs": names, "labels": labels},
+    )
     return root
+
+
+def differing(runs: list[PlannedRun]) -> list[list[str]]:
+    """Each planned run's overrides that differ between the runs (petsweep.labels.differing); the method=apet
+    an APET budget implies (launchers.expand.apet_method) is left out where every run has it."""
+    from petsweep.labels import differing as labels
+
+    return labels([r.overrides for r in runs])
 
 
 def unfinished(runs: list[PlannedRun]) -> list[PlannedRun]:
@@ -73,7 +87,9 @@ def run_sweep(
     log(f"petsweep sweep {root}: {describe(runs)}")
     if any(r.status in (State.QUEUED, State.RUNNING) for r in runs):
         log(f"  runs are queued or running: follow them with `petsweep status {root}`")
+    shown = dict(zip((r.path for r in runs), differing(runs)))
     for r in unfinished(runs):
         error = r.path / "error.txt"
-        log(f"  {r.status:<11} {r.path.name}  " + (f"traceback: {error}" if error.exists() else ""))
+        name = display(r.path.name, shown[r.path])
+        log(f"  {r.status:<11} {name}  " + (f"traceback: {error}" if error.exists() else ""))
     return runs

@@ -389,14 +389,20 @@ def prepare(spec: RunSpec, cfg, run_path: RunDir, init_source: Path | None, me: 
 def _tracker(spec: RunSpec, cfg, run_path: RunDir, me: ranks.Ranks):
     if not me.main:
         return NullTracker()
+    from petsweep.labels import of_run, wandb_name, wandb_tags
+
     full_hash = run_hash(cfg)
+    label = of_run(run_path.path)  # what tells it apart from its sweep's other runs (their sweep.json)
+    config = OmegaConf.to_container(cfg, resolve=True)
     return Tracker(
         run_path,
         spec.wandb,
         full_hash,
         spec.sweep_name,
-        f"{run_slug(cfg)}-{full_hash[:8]}",  # runs that differ in lr alone must not look alike
-        OmegaConf.to_container(cfg, resolve=True),
+        wandb_name(label, run_slug(cfg), full_hash[:8]),  # runs that differ in lr alone must not look alike
+        config,
+        tags=wandb_tags(label, config, (spec.wandb or {}).get("tags") or []),
+        job_type=spec.method.config.name,
     )
 
 

@@ -185,6 +185,11 @@ def _rename_in_marker(sweep_dir: Path, old: str, new: str | None) -> None:
         return
     data = json.loads(marker.read_text())
     data["runs"] = sorted({new if name == old else name for name in data.get("runs", [])} - {None})
+    labels = data.get("labels") or {}
+    if old in labels:  # what tells the run apart (petsweep.labels) follows it to its new name
+        label = labels.pop(old)
+        if new is not None:
+            labels[new] = label
     write_json(marker, data)
 
 

@@ -28,10 +28,12 @@ def alongside_others():
 
 
 def wandb_keys(row: dict) -> dict:
-    """A metrics row under W&B's namespaced names: train/loss, train/lr, eval/<metric> (the dev split)."""
+    """An evaluation row of metrics.jsonl under W&B's namespaced names: eval/<metric> (the dev split).
+    train/loss and train/lr come every trainer.log_every steps (Tracker.log_train), one meaning each: the mean
+    loss over those steps, the lr after the step (an evaluation row's loss is the mean since the last one)."""
     named = {}
     for key, value in row.items():
-        if key == "step":
+        if key in ("step", "train_loss", "lr"):
             continue
         if key.startswith("dev_"):
             named[f"eval/{key.removeprefix('dev_')}"] = value
@@ -58,14 +60,27 @@ class Tracker:
         wandb_cfg: the `logger.wandb` node (project, entity, mode, tags) or None.
         run_id, group, name, config: W&B identity: id = run hash (a resumed run continues the same
             W&B run), group = sweep name.
+        tags, job_type: W&B's (default: the logger's tags; none); petsweep.labels gives them.
     """
 
-    def __init__(self, run: RunDir, wandb_cfg: dict | None, run_id: str, group: str, name: str, config: dict):
+    def __init__(
+        self,
+        run: RunDir,
+        wandb_cfg: dict | None,
+        run_id: str,
+        group: str,
+        name: str,
+        config: dict,
+        tags: list | None = None,
+        job_type: str | None = None,
+    ):
         self.run, self._wandb = run, None
         if wandb_cfg:
-            self._wandb = self._start_wandb(wandb_cfg, run_id, group, name, config)
+            self._wandb = self._start_wandb(wandb_cfg, run_id, group, name, config, tags, job_type)
 
-    def _start_wandb(self, cfg: dict, run_id: str, group: str, name: str, config: dict):
+    def _start_wandb(
+        self, cfg: dict, run_id: str, group: str, name: str, config: dict, tags=None, job_type=None
+    ):
         try:
             import wandb
 
@@ -73,7 +88,8 @@ class Tracker:
                 project=cfg.get("project"),
                 entity=cfg.get("entity"),
                 mode=cfg.get("mode", "offline"),
-                tags=list(cfg.get("tags") or []),
+                tags=list(cfg.get("tags") or []) if tags is None else list(tags),
+                job_type=job_type,
                 id=run_id,
                 resume="allow",
                 group=group,
@@ -98,6 +114,11 @@ class Tracker:
     def log(self, row: dict) -> None:
         self.run.append_metrics(row)
         self._mirror("log", lambda w: w.log(wandb_keys(row), step=row["step"]))
+
+    def log_train(self, step: int, loss: float, lr: float) -> None:
+        """W&B's train/loss (the mean over the last trainer.log_every steps) and train/lr, every log_every
+        steps; metrics.jsonl keeps evaluation rows only."""
+        self._mirror("log", lambda w: w.log({"train/loss": loss, "train/lr": lr}, step=step))
 
     def truncate_after(self, step: int) -> None:
         """Drop rows logged after `step` (written by an interrupted attempt after its last checkpoint)."""

@@ -343,6 +343,8 @@ class Training:
         progress.step += 1
         progress.loss_count += 1
         self.reporter.step(progress.step, self._step_loss)
+        if self.reporter.last is not None and self.reporter.last["step"] == progress.step:  # every log_every
+            self.tracker.log_train(progress.step, self.reporter.last["train_loss"], self.stepper.last_lr())
         self.step_times.append(time.perf_counter() - self._started)
         progress.train_time_s += self.step_times[-1]
         if progress.step % trainer.eval_every == 0 or progress.step == trainer.max_steps:

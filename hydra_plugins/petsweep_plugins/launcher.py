@@ -72,12 +72,14 @@ class PetsweepLocalLauncher(Launcher):
         import json
 
         from launchers.progress import SweepProgress, outcome
+        from petsweep.labels import display, of_run
 
         progress = SweepProgress(sum(len(job.runs) for job in jobs))
 
         def done(index: int, codes: list[int], seconds: float) -> None:
             for run, code in zip(jobs[index].runs, codes):
-                progress.finished(run.path.name, outcome(run.path, code, jobs[index].log), seconds)
+                name = display(run.path.name, of_run(run.path))  # what differs (the sweep's sweep.json)
+                progress.finished(name, outcome(run.path, code, jobs[index].log), seconds)
             line = {"runs": [run.path.name for run in jobs[index].runs], "codes": codes, "slot_s": seconds}
             try:
                 logs_dir.mkdir(parents=True, exist_ok=True)

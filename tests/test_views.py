@@ -1,0 +1,115 @@
+"""Names and views (#26): what tells a sweep's runs apart, in sweep lines, status and W&B; every planned run
+in a sweep's status."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import QUICK, TINY_NAMES, run_cli
+
+from launchers.report import status_rows, status_table
+from petsweep.labels import differing
+
+WANDB = str(Path(sys.executable).with_name("wandb"))
+
+
+def _inspect(run_path: Path, *flags: str) -> str:
+    [offline] = sorted((run_path / "wandb").glob("offline-run-*"))
+    command = [WANDB, "leet", "inspect", "--json", *flags, str(offline)]
+    return subprocess.run(command, capture_output=True, text=True, check=True).stdout
+
+
+def _wandb_run(run_path: Path) -> tuple[dict, dict]:
+    """What W&B wrote: the run's summary, and its run record (name, tags, job_type as W&B holds them)."""
+    records = [json.loads(line) for line in _inspect(run_path).splitlines() if line.startswith("{")]
+    record = [r["run"] for r in records if r.get("type") == "run"][0]
+    return json.loads(_inspect(run_path, "--summary")), record
+
+
+def test_differing_overrides_are_those_whose_values_vary():
+    runs = [
+        ["apet.scale=lora", "apet.seed=1", "method=apet"],
+        ["apet.scale=4096", "apet.seed=1", "method=apet"],
+    ]
+    assert differing(runs) == [["apet.scale=lora"], ["apet.scale=4096"]]
+    assert differing([["seed=1", "+x=2"], ["seed=1"]]) == [["+x=2"], []]  # set by some runs only
+    assert differing([["seed=1"]]) == [[]]
+
+
+def test_sweep_lines_status_and_wandb_show_what_differs_and_status_lists_every_planned_run(
+    tiny_conf, tmp_path
+):
+    """Four APET runs on one backbone read `minilm...-apet-...-s0-<hash>` alike; now each sweep line, status
+    row and W&B run name/tags carry `apet.scale=8 apet.seed=1` etc. (W&B job_type: the method). A run the
+    sweep planned that has no run dir yet is listed as NEW by status (it listed only the started ones)."""
+    out = run_cli(
+        "run.py",
+        "-m",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={tmp_path}",
+        "sweep_name=study",
+        "hydra.launcher.max_parallel=2",
+        f"backbone={TINY_NAMES['encoder']}",
+        "logger=wandb",
+        *QUICK,
+        "apet.scale=8,16",
+        "apet.seed=1,2",
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    sweep = tmp_path / "study"
+    labels = json.loads((sweep / "sweep.json").read_text())["labels"]
+    wanted = {f"apet.scale={k} apet.seed={s}" for k in (8, 16) for s in (1, 2)}
+    assert {" ".join(v) for v in labels.values()} == wanted
+    for name, label in labels.items():
+        text = " ".join(label)
+        assert f"{name}  [{text}]" in out.stdout  # the line printed as the run ended
+        assert any(
+            line.startswith("COMPLETED") and name in line and f"[{text}]" in line
+            for line in status_table(sweep).splitlines()
+        )
+        summary, record = _wandb_run(sweep / name)
+        assert summary["name"].startswith(text + " ")  # then the hash: runs differing in lr alone differ
+        assert set(label) <= set(summary["tags"]) and {"apet", "bbc_news"} <= set(summary["tags"])
+        assert record["job_type"] == "apet" and record["display_name"] == summary["name"]
+
+    gone = sorted(labels)[:2]
+    for name in gone:  # as if the sweep had been cancelled before these two started
+        shutil.rmtree(sweep / name)
+    rows = {r["run"]: r for r in status_rows(sweep)}
+    assert len(rows) == 4 and {n for n, r in rows.items() if r["state"] == "NEW"} == set(gone)
+    table = status_table(sweep)
+    assert "4 runs: 2 done, 2 new" in table
+    for name in gone:
+        assert any(
+            line.startswith("NEW") and name in line and " ".join(labels[name]) in line
+            for line in table.splitlines()
+        )
+
+
+def test_wandb_gets_train_loss_and_lr_every_log_every_steps(tiny):
+    """W&B got train/loss and train/lr only at evaluation steps (3 and 6 here); now every trainer.log_every
+    steps, as train.log prints them: the mean loss over those steps and the lr after the step."""
+    import re
+
+    from petsweep.app import run
+    from petsweep.config import compose
+    from petsweep.identity import run_dir
+
+    cfg = compose(tiny("encoder", "logger=wandb", "trainer.log_every=2"))
+    run(cfg)
+    path = run_dir(cfg)
+    rows = [json.loads(line) for line in _inspect(path).splitlines() if '"history"' in line]
+    history = [row["history"]["item"] for row in rows]
+    trained = {h["_step"]: h for h in history if "train/loss" in h}
+    assert sorted(trained) == [2, 4, 6] and all("train/lr" in h for h in trained.values())
+    printed = re.findall(r"step (\d+)/6  loss ([0-9.]+)", (path / "train.log").read_text())
+    assert [(int(s), float(v)) for s, v in printed] == [
+        (s, pytest.approx(h["train/loss"], rel=1e-3)) for s, h in sorted(trained.items())
+    ]
+    assert trained[6]["train/lr"] == 0 and trained[2]["train/lr"] > trained[4]["train/lr"] > 0  # linear decay
+    assert sorted(h["_step"] for h in history if "eval/accuracy" in h) == [3, 6]
