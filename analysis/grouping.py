@@ -8,6 +8,9 @@ averaged away. Only the seeds are pooled unless the user names more keys to pool
 
 from __future__ import annotations
 
+import json
+
+import numpy as np
 import pandas as pd
 
 SEEDS = ("cfg.seed", "cfg.apet.seed")  # the run seed and APET's position seed: what "over seeds" means
@@ -26,6 +29,10 @@ def _candidates(table: pd.DataFrame, pool: tuple[str, ...]) -> list[str]:
 
 
 def _text(value) -> str:
+    if isinstance(
+        value, (list, tuple, np.ndarray)
+    ):  # a list (a numpy array once read from parquet): its JSON
+        return json.dumps(value.tolist() if isinstance(value, np.ndarray) else list(value))
     if value is None or (isinstance(value, float) and pd.isna(value)):
         return NO_VALUE  # a missing value is one value of its own
     if isinstance(value, float) and value.is_integer():
@@ -34,7 +41,7 @@ def _text(value) -> str:
 
 
 def _as_text(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
-    """Columns as comparable strings (lists are already their JSON in a collected table)."""
+    """Columns as comparable strings (a list as its JSON)."""
     text = table[columns].apply(lambda col: col.map(_text))
     for column, before in RESOLVED_BEFORE.items():
         if column in text.columns:

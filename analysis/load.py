@@ -23,7 +23,25 @@ def _flatten(prefix: str, value, out: dict) -> None:
         for key, inner in value.items():
             _flatten(f"{prefix}.{key}" if prefix else key, inner, out)
     else:
-        out[prefix] = json.dumps(value) if isinstance(value, list) else value
+        out[prefix] = value  # a list stays a list (save/load keep it one in parquet and CSV)
+
+
+# the config keys a backbone's depth is under, per model_type (petsweep.backbones._layer_override)
+DEPTH_KEYS = {"t5": ("num_layers", "num_decoder_layers"), "bart": ("encoder_layers", "decoder_layers")}
+DEPTH_KEYS.update(gpt2=("n_layer",), bloom=("n_layer",))
+
+
+def _real_depth(config: dict, row: dict) -> None:
+    """`depth`: the layers the run's backbone has. A backbone cut to its first layers (backbone.num_layers:
+    minilm-l1..l3) keeps the full model's arch in its config: its arch columns take the real depth."""
+    backbone = (config or {}).get("backbone") or {}
+    keys = DEPTH_KEYS.get(backbone.get("model_type"), ("num_hidden_layers",))
+    arch = backbone.get("arch") or {}
+    cut = backbone.get("num_layers")
+    for key in keys:
+        if cut is not None and f"cfg.backbone.arch.{key}" in row:
+            row[f"cfg.backbone.arch.{key}"] = cut
+    row["depth"] = cut if cut is not None else arch.get(keys[0])
 
 
 def _read_json(path: Path) -> dict:
@@ -68,11 +86,15 @@ def run_row(run_dir: Path) -> dict:
     )
     config = result.get("config") or _config_of(run_dir)
     _flatten("cfg", config, row)
+    _real_depth(config, row)
     _flatten("data", {k: v for k, v in (result.get("data") or {}).items() if k != "label_map"}, row)
+    # metric columns under the W&B summary's names (petsweep.tracking.wandb_summary): one naming
     for name, value in (result.get("metrics") or {}).items():
-        row[f"metric.{name}"] = value
+        row[f"test/{name}"] = value
     for name, value in (result.get("train_subset_metrics") or {}).items():
-        row[f"train_metric.{name}"] = value
+        row[f"train_subset/{name}"] = value
+    if result.get("best_dev_score") is not None and result.get("metric"):
+        row[f"eval/best_{result['metric']}"] = result["best_dev_score"]
     for path in sorted((run_dir / "transfer").glob("*.json")):  # written by `petsweep transfer`
         scored = _read_json(path)
         for key in ("score", "random_guess_score"):
@@ -128,8 +150,17 @@ def history(sweep_dirs: list[str | Path]) -> pd.DataFrame:
             who = run_row(run_dir)
             ident = {k: who.get(k) for k in HISTORY_KEYS} | {"run_dir": str(run_dir)}
             lines = metrics.read_text().splitlines()
-            rows += [{**ident, **json.loads(line)} for line in lines if line.strip()]
+            rows += [{**ident, **_wandb_names(json.loads(line))} for line in lines if line.strip()]
     return pd.DataFrame(rows, columns=None if rows else [*HISTORY_KEYS, "run_dir", "step"])
+
+
+def _wandb_names(row: dict) -> dict:
+    """A metrics.jsonl row under W&B's history names: train/loss, train/lr, eval/<metric> (the dev split)."""
+    names = {"train_loss": "train/loss", "lr": "train/lr"}
+    return {
+        names.get(k, f"eval/{k.removeprefix('dev_')}" if k.startswith("dev_") else k): v
+        for k, v in row.items()
+    }
 
 
 def check_columns(table: pd.DataFrame, needed=REQUIRED) -> None:
@@ -142,8 +173,8 @@ def save(table: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix == ".parquet":
         _uniform_types(table).to_parquet(path, index=False)
-    elif path.suffix == ".csv":
-        table.to_csv(path, index=False)
+    elif path.suffix == ".csv":  # a list cell as its JSON, read back as a list by load()
+        table.map(lambda v: json.dumps(v) if isinstance(v, list) else v).to_csv(path, index=False)
     else:
         raise PetsweepError(f"-o {path}: unknown table format; use .parquet or .csv")
     return path
@@ -165,4 +196,24 @@ def load(path: str | Path) -> pd.DataFrame:
         raise PetsweepError(f"{path}: no such table")
     table = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
     check_columns(table)
+    return _lists(table)
+
+
+def _lists(table: pd.DataFrame) -> pd.DataFrame:
+    """List cells back as lists: parquet reads them as numpy arrays, CSV as their JSON text."""
+    import numpy as np
+
+    for column in table.columns:
+        if pd.api.types.is_numeric_dtype(table[column]) or pd.api.types.is_bool_dtype(table[column]):
+            continue
+        values = table[column].dropna()
+        if values.map(lambda v: isinstance(v, np.ndarray)).any():
+            table[column] = table[column].map(lambda v: v.tolist() if isinstance(v, np.ndarray) else v)
+        elif len(values) and values.map(lambda v: isinstance(v, str) and v[:1] + v[-1:] == "[]").all():
+            try:
+                table[column] = (
+                    table[column].astype(object).map(lambda v: json.loads(v) if isinstance(v, str) else v)
+                )
+            except ValueError:
+                pass  # text that only looks like a list
     return table

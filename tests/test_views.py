@@ -113,3 +113,31 @@ def test_wandb_gets_train_loss_and_lr_every_log_every_steps(tiny):
     ]
     assert trained[6]["train/lr"] == 0 and trained[2]["train/lr"] > trained[4]["train/lr"] > 0  # linear decay
     assert sorted(h["_step"] for h in history if "eval/accuracy" in h) == [3, 6]
+
+
+def test_the_table_names_columns_as_wandb_does_gives_a_cut_backbone_its_depth_and_keeps_lists(tiny, tmp_path):
+    """Columns were metric.accuracy / train_metric.* / dev_accuracy beside W&B's test/accuracy, eval/...;
+    cfg.backbone.arch.num_hidden_layers read the full model's depth for a backbone cut to its first layers;
+    lists were JSON strings. Now: W&B's names, a `depth` column and the cut depth, lists as lists (parquet
+    and CSV round trips too)."""
+    from analysis.grouping import variant_keys
+    from analysis.load import collect, history, load, save
+    from petsweep.app import run
+    from petsweep.config import compose
+
+    run(compose(tiny("encoder", "backbone.num_layers=1", "method.targets=[q,v]")))
+    sweep = tmp_path / "runs" / "single"
+    table = collect([sweep])
+    row = table.iloc[0]
+    assert row["test/accuracy"] == row["score"] and "test/f1" in table and "train_subset/accuracy" in table
+    assert row["eval/best_accuracy"] == row["best_dev_score"]
+    assert not [c for c in table.columns if c.startswith(("metric.", "train_metric."))]
+    assert row["depth"] == 1 and row["cfg.backbone.arch.num_hidden_layers"] == 1  # the tiny model has 2
+    assert row["cfg.method.targets"] == ["q", "v"]
+    for suffix in (".parquet", ".csv"):
+        back = load(save(table, tmp_path / f"table{suffix}"))
+        assert back.iloc[0]["cfg.method.targets"] == ["q", "v"], suffix
+        assert variant_keys(back, ["backbone", "method"]) == []  # figures group on list columns too
+    steps = history([sweep])
+    assert {"train/loss", "train/lr", "eval/accuracy"} <= set(steps.columns)
+    assert not {"train_loss", "lr", "dev_accuracy"} & set(steps.columns)
