@@ -187,9 +187,15 @@ def preflight(argv: list[str]):
         variants = [apet_method(variant) for variant in variants]
     presets = [o for o in overrides if o.lstrip("+").startswith("sweep=")]
     if presets and not args.multirun:
+        shown = args.cfg or args.info or args.resolve  # Hydra takes none of them beside -m: say what works
         raise PetsweepError(
             f"{presets[0]}: a sweep preset defines the sweep's axes, which only a multirun expands: "
-            f"python run.py -m {' '.join(argv)}"
+            + (
+                f"petsweep plan {' '.join(args.overrides)} lists its runs (Hydra's --cfg/--info show one "
+                f"run's config and take no -m)"
+                if shown
+                else f"python run.py -m {' '.join(argv)}"
+            )
         )
     config_name = args.config_name or "config"
     for variant in variants:
@@ -264,6 +270,17 @@ def _sweep_values(override, fixed: list[str]) -> list[str]:
             raise ConfigError(group, override.get_value_string(), "glob() matches no option of the group")
         return options
     return list(override.sweep_string_iterator())
+
+
+class GroupLister:
+    """What Hydra's glob() needs of a config loader (its group's options), for petsweep plan, which has no
+    Hydra app: the options under the search path the command line adds (as run.py -m lists them)."""
+
+    def __init__(self, overrides: list[str]):
+        self.overrides = [o for o in overrides if o.startswith("hydra.searchpath")]
+
+    def get_group_options(self, group: str, results_filter=None, **_) -> list[str]:
+        return _group_options(group, self.overrides)
 
 
 def _group_options(group: str, overrides: list[str]) -> list[str]:
@@ -350,13 +367,14 @@ def sweep_arguments(overrides: list[str], hydra=None) -> tuple[list[str], list[l
 
 
 def plan_command(overrides: list[str]) -> str:
-    from launchers.expand import expand
+    from launchers.expand import expand, use_config_loader
     from launchers.fusion import check_fuse, plan_notes
     from launchers.local import gpu_count
     from launchers.planning import plan
     from launchers.report import plan_table
     from petsweep.config import compose
 
+    use_config_loader(GroupLister(overrides))  # glob() axes list their group's options (as run.py -m)
     hydra = _hydra_node(overrides)
     launcher = hydra.launcher
     fuse = launcher.get("fuse", 1)

@@ -141,3 +141,21 @@ def test_the_table_names_columns_as_wandb_does_gives_a_cut_backbone_its_depth_an
     steps = history([sweep])
     assert {"train/loss", "train/lr", "eval/accuracy"} <= set(steps.columns)
     assert not {"train_loss", "lr", "dev_accuracy"} & set(steps.columns)
+
+
+def test_plan_expands_glob_as_run_py_does_and_a_presets_cfg_suggests_what_works(tmp_path):
+    """`petsweep plan 'method=glob(l*)'` raised HydraException (ConfigLoader is not set) where run.py -m
+    runs the three methods; `run.py --cfg job +sweep=X` suggested `run.py -m --cfg job ...`, which Hydra
+    refuses (one of --multirun, --cfg)."""
+    import pytest
+
+    from petsweep.cli import plan_command, preflight
+    from petsweep.errors import PetsweepError
+
+    table = plan_command(["method=glob(l*)", "backbone=minilm-l1", f"paths.runs_root={tmp_path}"])
+    assert [line.split()[1].split("-")[2] for line in table.splitlines()[1:4]] == ["last_layer", "ln", "lora"]
+    assert "total: 3 runs" in table
+    with pytest.raises(PetsweepError) as err:
+        preflight(["--cfg", "job", "+sweep=cpu_demo_lora"])
+    assert "petsweep plan +sweep=cpu_demo_lora lists its runs" in str(err.value)
+    assert "-m --cfg" not in str(err.value)
