@@ -10,6 +10,10 @@ subset at the end), per device kind (cpu, cuda):
    token (times the label candidates a text-to-text model scores), at the FLOP/s that finished runs on that
    device kind achieved (any backbone), or at a default rate. Tokens per sequence are max_length times the
    fill that finished runs of the task measured (real tokens / padded slots), else max_length.
+Both add the run's start-up (process start to its first step: imports, loading, attaching; issue #26: short
+runs were estimated 5-8x low without it): the median of finished runs of the same device kind and backbone,
+else of that device kind, else DEFAULT_STARTUP_S. `petsweep plan` calibrates from every finished run under the
+runs root, not only the planned sweep's dir.
 The basis is reported with each estimate; only the first is not marked as a guess (~).
 """
 
@@ -21,6 +25,9 @@ from dataclasses import dataclass
 
 # about a third of an A100's bf16 peak; one run on 1-2 cores of the project machine
 DEFAULT_FLOPS = {"cuda": 1e14, "cpu": 1.5e11}
+# a run's start-up where no finished run measured one: MiniLM on the project machine took 10-60 s to its
+# first step (imports, data, model); a GPU node's first CUDA call and larger models take longer
+DEFAULT_STARTUP_S = {"cuda": 60.0, "cpu": 20.0}
 
 
 @dataclass
@@ -35,6 +42,7 @@ class Measured:
     eval_s_per_slot: float | None
     flops_per_s: float
     fill: float
+    startup_s: float | None = None  # process (or warm worker's job) start to the first step
 
 
 def device_kind(cfg: dict) -> str:
@@ -104,6 +112,7 @@ def measure(cfg: dict, result: dict) -> Measured | None:
         eval_s_per_slot=eval_per_slot,
         flops_per_s=flops / result["train_time_s"],
         fill=min(1.0, tokens / slots),
+        startup_s=result.get("time_to_first_step_s") or result.get("load_time_s"),
     )
 
 
@@ -132,6 +141,20 @@ class Calibration:
         }
         self.rate = {device: statistics.median(values) for device, values in rates.items()}
         self.fill = {task: statistics.median(values) for task, values in fills.items()}
+        starts: dict[tuple, list[float]] = {}
+        for m in measured:
+            if m.startup_s is not None:
+                starts.setdefault((m.device, m.backbone), []).append(m.startup_s)
+                starts.setdefault((m.device,), []).append(m.startup_s)
+        self.startup = {key: statistics.median(values) for key, values in starts.items()}
+
+    def startup_s(self, device: str, backbone: str) -> tuple[float, str]:
+        """A run's start-up on `device` with `backbone`, and where the number comes from."""
+        if (device, backbone) in self.startup:
+            return self.startup[(device, backbone)], f"start-up measured on {backbone}"
+        if (device,) in self.startup:
+            return self.startup[(device,)], f"start-up measured on {device}"
+        return DEFAULT_STARTUP_S[device], "default start-up"
 
 
 def estimate(cfg: dict, total_params: int, measured: list[Measured] | Calibration) -> tuple[float, str, bool]:
@@ -140,15 +163,17 @@ def estimate(cfg: dict, total_params: int, measured: list[Measured] | Calibratio
     device, backbone, method = device_kind(cfg), cfg["backbone"]["name"], cfg["method"]["name"]
     max_len = cfg["task"]["max_length"]
     same = calibration.same.get((device, backbone, method))
+    startup, started = calibration.startup_s(device, backbone)
     if same:
         count, train_rate, eval_rate = same
         train = _slots(cfg) * train_rate
         evaluation = eval_examples(cfg) * max_len * eval_rate
-        return train + evaluation, f"measured ({count} run(s) of {backbone}/{method} on {device})", False
+        basis = f"measured ({count} run(s) of {backbone}/{method} on {device}), {started}"
+        return train + evaluation + startup, basis, False
     on_device = device in calibration.rate
     rate = calibration.rate[device] if on_device else DEFAULT_FLOPS[device]
     fill = calibration.fill.get(cfg["task"]["name"], 1.0)
     train_flops = _frozen_factor(method) * total_params * _slots(cfg) * fill
     eval_flops = 2 * total_params * eval_examples(cfg) * max_len * fill * _candidates(cfg)
     basis = f"FLOPs at {rate:.2g}/s on {device}" + (" (measured rate)" if on_device else " (default rate)")
-    return (train_flops + eval_flops) / rate, basis, True
+    return (train_flops + eval_flops) / rate + startup, f"{basis}, {started}", True

@@ -18,9 +18,9 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
     """Fill run.extra with hours, GPU-hours, whether it is a guess and its basis (see launchers.costing)."""
     from launchers.costing import Calibration, estimate, measure
 
-    measured = []  # every finished run in the planned runs' sweep dirs, planned or not
-    for sweep_dir in sorted({run.path.parent for run in runs}):
-        for path in sorted(sweep_dir.glob("*/result.json")):
+    measured = []  # every finished run under the planned runs' runs roots (any sweep), planned or not (#26)
+    for root in sorted({run.path.parent.parent for run in runs}):
+        for path in sorted(root.glob("*/*/result.json")):
             result = RunDir(path.parent).result()
             found = measure(result["config"], result) if result and result.get("config") else None
             if found:

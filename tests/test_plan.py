@@ -33,10 +33,12 @@ def test_a_finished_run_calibrates_its_siblings_including_evaluation(tiny):
     assert (done.status, new.status) == (State.COMPLETED, State.NEW) and not new.extra["guess"]
     assert new.extra["basis"].startswith("measured (1 run(s)")
     work = result["train_time_s"] + result["dev_eval_time_s"] + result["final_eval_time_s"]
+    work += result["time_to_first_step_s"]  # and its start-up (#26)
     assert abs(new.extra["hours"] * 3600 - work) < 1e-6 * work  # same config: exactly the measured work
     # twice the steps: twice the training, evaluations at twice as many points
     [longer] = _planned([*base, "seed=3", "trainer.max_steps=24"])
-    assert longer.extra["hours"] > new.extra["hours"] * 1.5
+    startup = result["time_to_first_step_s"]  # the same for both: what scales is training and evaluation
+    assert longer.extra["hours"] * 3600 - startup > (new.extra["hours"] * 3600 - startup) * 1.5
 
 
 def test_evaluation_is_counted_for_text_to_text_candidates():

@@ -159,3 +159,23 @@ def test_plan_expands_glob_as_run_py_does_and_a_presets_cfg_suggests_what_works(
         preflight(["--cfg", "job", "+sweep=cpu_demo_lora"])
     assert "petsweep plan +sweep=cpu_demo_lora lists its runs" in str(err.value)
     assert "-m --cfg" not in str(err.value)
+
+
+def test_plan_calibrates_from_every_finished_run_under_the_runs_root_and_counts_start_up(tiny):
+    """Estimates were 5-8x low for short runs (0.004 h estimated, 110 s taken): a run finished in another
+    sweep of the same runs root did not calibrate a new sweep (a FLOPs guess); start-up was not counted."""
+    from launchers.expand import expand
+    from launchers.planning import plan
+    from launchers.report import estimate_hours
+    from petsweep.app import run
+    from petsweep.config import compose
+
+    base = tiny("encoder", "trainer.max_steps=12", "trainer.eval_every=2")
+    result = run(compose([*base, "seed=1", "sweep_name=earlier"]))
+    [planned] = plan(expand([*base, "seed=1", "sweep_name=later"]), compose)
+    estimate_hours([planned])
+    assert not planned.extra["guess"] and planned.extra["basis"].startswith("measured (1 run(s) of tiny-bert")
+    assert "start-up measured on tiny-bert" in planned.extra["basis"]
+    work = result["train_time_s"] + result["dev_eval_time_s"] + result["final_eval_time_s"]
+    assert result["time_to_first_step_s"] > 0
+    assert planned.extra["hours"] * 3600 == pytest.approx(work + result["time_to_first_step_s"], rel=1e-6)
