@@ -2,9 +2,10 @@
 the same for every budget in 60 steps, the score being the trained head's alone.)
 
 At the first step the method's trained parameters (every group but the task head) are kept as they start, in
-`<run dir>/pet_initial.safetensors` (a resumed run reads them back). At the end, with the best dev checkpoint
-in place, the run predicts its dev examples (the train subset where there is no dev split) twice: as trained,
-and with the method's parameters put back to where they started (the trained head kept). result.json
+`<run dir>/pet_initial.safetensors` (a resumed run reads them back; removed once the run has measured). At
+the end, with the best dev checkpoint in place, the run predicts its dev examples (the train subset where
+there is no dev split) twice: as trained, and with the method's parameters put back to where they started
+(the trained head kept). result.json
 `pet_movement` records the parameters' norm and how far they moved, and how many predictions they change;
 `pet_moved` is false, and train.log warns, where they change none: the method added nothing the head did not.
 
@@ -53,6 +54,11 @@ def initial(run_path: Path, groups, fresh: bool, enabled: bool) -> list | None:
     if len(state) != len(params) or any(state[str(i)].shape != p.shape for i, p in enumerate(params)):
         return None
     return [(p, state[str(i)]) for i, p in enumerate(params)]
+
+
+def forget(run_path: Path) -> None:
+    """Drop the kept start once the run has measured it (only a resume reads it)."""
+    (Path(run_path) / FILE).unlink(missing_ok=True)
 
 
 def measure(pairs: list | None, predict) -> dict | None:

@@ -420,6 +420,8 @@ class Training:
             return out
 
         pet_movement = movement.measure(self.pet_initial, predict) if probe_set else None
+        if self.pet_initial is not None:
+            movement.forget(self.run.path)
         metric, step_times = spec.task.metric, self.step_times
         return {
             "score": test_scores[metric],

@@ -64,6 +64,7 @@ def test_a_run_whose_method_parameters_change_no_prediction_says_so(tiny):
         (run_dir(compose(tiny("encoder", "method=lora", "method.lr=0.5"))) / "result.json").read_text()
     )
     assert recorded["pet_moved"] is True and recorded["pet_movement"] == moved["pet_movement"]
+    assert not list(run_dir(compose(tiny("encoder", "method=lora", "method.lr=0.5"))).glob("pet_initial*"))
 
 
 def test_apet_trains_at_a_default_lr_that_moves_its_scalars_and_old_defaults_keep_their_ids():
