@@ -115,7 +115,7 @@ def test_collect_takes_a_runs_root_and_writes_the_step_history(tiny, tmp_path):
     assert sorted(Path(d).parent.name for d in table["run_dir"]) == ["a", "b"]
     assert str(table["updated"].dtype).startswith("datetime64")
     assert len(steps) == 4 and sorted(steps["step"]) == [3, 3, 6, 6]  # two evaluations of each run
-    assert {"train/loss", "train/lr", "eval/accuracy", "run_id", "method"} <= set(steps.columns)  # W&B's names
+    assert {"train/loss", "train/lr", "eval/accuracy", "run_id", "method"} <= set(steps.columns)  # W&B names
     assert set(steps["run_id"]) == set(table["run_id"])
     figure = tmp_path / "c.png"
     drawn = run_cli(
