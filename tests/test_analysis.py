@@ -85,9 +85,7 @@ def sweep(tmp_path):
 def test_collect_one_row_per_run_and_round_trip(sweep, tmp_path):
     table = collect([sweep])
     assert len(table) == 12 and set(table["method"]) == {"lora", "full"}
-    assert {"cfg.method.r", "test/accuracy", "trainable_params", "status", "git_commit"} <= set(
-        table.columns
-    )
+    assert {"cfg.method.r", "test/accuracy", "trainable_params", "status", "git_commit"} <= set(table.columns)
     for suffix in (".parquet", ".csv"):
         back = load(save(table, tmp_path / f"table{suffix}"))
         pd.testing.assert_frame_equal(
