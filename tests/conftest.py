@@ -41,6 +41,22 @@ QUICK = [
     "trainer.eval_every=2",
     "trainer.save_every=2",
 ]
+
+
+def sweep_argv(tiny_conf, root, *axes: str, parallel: int = 1, name: str = "study") -> list[str]:
+    """`run.py -m` of a sweep on the tiny backbones into `root/<name>`, QUICK settings, then `axes`."""
+    return [
+        "run.py",
+        "-m",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={root}",
+        f"sweep_name={name}",
+        f"hydra.launcher.max_parallel={parallel}",
+        *QUICK,
+        *axes,
+    ]
+
+
 TINY = {
     # key: (family, model_type, config kwargs); one tiny model per architecture the methods must cover
     "encoder": (

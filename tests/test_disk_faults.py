@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QUICK, TINY_NAMES, run_cli
+from conftest import TINY_NAMES, run_cli, sweep_argv
 
 from launchers.planning import run_status
 from petsweep import checkpoint
@@ -103,16 +103,7 @@ def _fill(root: Path, leave: int) -> Path:
 
 def _sweep(tiny_conf, root, *extra):
     return run_cli(
-        "run.py",
-        "-m",
-        f"hydra.searchpath=[file://{tiny_conf}]",
-        f"paths.runs_root={root}",
-        "sweep_name=study",
-        "hydra.launcher.max_parallel=1",
-        *QUICK,
-        f"backbone={TINY_NAMES['encoder']}",
-        "method=lora,bitfit",
-        *extra,
+        *sweep_argv(tiny_conf, root, f"backbone={TINY_NAMES['encoder']}", "method=lora,bitfit", *extra)
     )
 
 

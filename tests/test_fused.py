@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import QUICK, REPO, run_cli
+from conftest import QUICK, REPO, run_cli, sweep_argv
 from safetensors.torch import load_file
 
 from analysis.load import run_row
@@ -164,16 +164,7 @@ def test_a_group_whose_members_hold_frozen_weights_in_different_dtypes_is_refuse
 
 
 def _sweep(tiny_conf, root, *axes):
-    return run_cli(
-        "run.py",
-        "-m",
-        f"hydra.searchpath=[file://{tiny_conf}]",
-        f"paths.runs_root={root}",
-        "sweep_name=study",
-        "hydra.launcher.max_parallel=1",
-        *QUICK,
-        *axes,
-    )
+    return run_cli(*sweep_argv(tiny_conf, root, *axes))
 
 
 SWEEP = [

@@ -13,23 +13,14 @@ import time
 
 import pytest
 import yaml
-from conftest import QUICK, REPO, TINY_NAMES, run_cli
+from conftest import REPO, TINY_NAMES, run_cli, sweep_argv
 
 from launchers.report import status_table
 from petsweep.status import RunDir, State, write_json
 
 
 def sweep(tiny_conf, root, *axes, name="study"):
-    return run_cli(
-        "run.py",
-        "-m",
-        f"hydra.searchpath=[file://{tiny_conf}]",
-        f"paths.runs_root={root}",
-        f"sweep_name={name}",
-        "hydra.launcher.max_parallel=2",
-        *QUICK,
-        *axes,
-    )
+    return run_cli(*sweep_argv(tiny_conf, root, *axes, parallel=2, name=name))
 
 
 def states(root) -> dict[str, str]:
@@ -112,17 +103,7 @@ def test_cancel_stops_the_sweep_then_rerun_finishes(tiny_conf, tmp_path):
         "task.k_shot=40",
     ]
     proc = subprocess.Popen(
-        [
-            sys.executable,
-            "run.py",
-            "-m",
-            f"hydra.searchpath=[file://{tiny_conf}]",
-            f"paths.runs_root={tmp_path}",
-            "sweep_name=study",
-            "hydra.launcher.max_parallel=2",
-            *QUICK,
-            *axes,
-        ],
+        [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes, parallel=2)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -235,10 +216,8 @@ def test_ctrl_c_cancels_like_petsweep_cancel_and_a_rerun_finishes(tiny_conf, tmp
     lines of traceback. The same command then resumes and finishes."""
     axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=1500", "trainer.save_every=50"]
     axes += ["trainer.eval_every=1000", "task.k_shot=40"]
-    command = [sys.executable, "run.py", "-m", f"hydra.searchpath=[file://{tiny_conf}]"]
-    command += [f"paths.runs_root={tmp_path}", "sweep_name=study", "hydra.launcher.max_parallel=1", *QUICK]
     proc = subprocess.Popen(
-        [*command, *axes],
+        [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes)],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,

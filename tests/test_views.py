@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import QUICK, TINY_NAMES, run_cli
+from conftest import TINY_NAMES, run_cli, sweep_argv
 
 from launchers.report import status_rows, status_table
 from petsweep.labels import differing
@@ -47,19 +47,8 @@ def test_sweep_lines_status_and_wandb_show_what_differs_and_status_lists_every_p
     """Four APET runs on one backbone read `minilm...-apet-...-s0-<hash>` alike; now each sweep line, status
     row and W&B run name/tags carry `apet.scale=8 apet.seed=1` etc. (W&B job_type: the method). A run the
     sweep planned that has no run dir yet is listed as NEW by status (it listed only the started ones)."""
-    out = run_cli(
-        "run.py",
-        "-m",
-        f"hydra.searchpath=[file://{tiny_conf}]",
-        f"paths.runs_root={tmp_path}",
-        "sweep_name=study",
-        "hydra.launcher.max_parallel=2",
-        f"backbone={TINY_NAMES['encoder']}",
-        "logger=wandb",
-        *QUICK,
-        "apet.scale=8,16",
-        "apet.seed=1,2",
-    )
+    axes = [f"backbone={TINY_NAMES['encoder']}", "logger=wandb", "apet.scale=8,16", "apet.seed=1,2"]
+    out = run_cli(*sweep_argv(tiny_conf, tmp_path, *axes, parallel=2))
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     sweep = tmp_path / "study"
     labels = json.loads((sweep / "sweep.json").read_text())["labels"]

@@ -11,24 +11,17 @@ import sys
 import time
 
 import pytest
-from conftest import QUICK, REPO, run_cli
+from conftest import REPO, run_cli, sweep_argv
 from safetensors.torch import load_file
 
 from petsweep.status import RunDir
 
 
 def sweep(tiny_conf, root, *axes, warm=True):
+    # one slot: every run goes through the same worker
     return [
         sys.executable,
-        "run.py",
-        "-m",
-        f"hydra.searchpath=[file://{tiny_conf}]",
-        f"paths.runs_root={root}",
-        "sweep_name=study",
-        "hydra.launcher.max_parallel=1",  # one slot: every run goes through the same worker
-        f"hydra.launcher.warm_workers={str(warm).lower()}",
-        *QUICK,
-        *axes,
+        *sweep_argv(tiny_conf, root, f"hydra.launcher.warm_workers={str(warm).lower()}", *axes),
     ]
 
 

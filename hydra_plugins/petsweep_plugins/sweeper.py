@@ -22,38 +22,44 @@ ConfigStore.instance().store(
 )
 
 
-class PetsweepSweeper(Sweeper):
-    def __init__(self, params: dict[str, str] | None = None, zip: list[list[str]] | None = None):
-        self.params = dict(params or {})
-        self.zips = [list(group) for group in (zip or [])]
-        self.config: DictConfig | None = None
+class PlannedSweeper(Sweeper):
+    """What petsweep's sweepers share: the configured launcher, a composer of one run's config, and a launch
+    of planned runs that hands the launcher the plan and returns an exit code per run."""
+
+    config: DictConfig | None = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
+
+        from launchers.expand import use_config_loader
 
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
+        use_config_loader(hydra_context.config_loader)
+
+    def compose(self, overrides: list[str]) -> DictConfig:
+        return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+
+    def launch(self, runs) -> list[int]:
+        self.launcher.planned = runs  # our launchers use the plan (paths, GPUs); others ignore it
+        returns: list[JobReturn] = self.launcher.launch([r.overrides for r in runs], initial_job_idx=0)
+        return [0 if str(r.status.name) == "COMPLETED" else 1 for r in returns]
+
+
+class PetsweepSweeper(PlannedSweeper):
+    def __init__(self, params: dict[str, str] | None = None, zip: list[list[str]] | None = None):
+        self.params = dict(params or {})
+        self.zips = [list(group) for group in (zip or [])]
 
     def sweep(self, arguments: list[str]) -> Any:
-        from launchers.expand import use_config_loader
         from launchers.sweep import run_sweep, unfinished
         from petsweep.cli import exit_on_user_error
 
-        use_config_loader(self.hydra_context.config_loader)
-
-        def compose(overrides: list[str]) -> DictConfig:
-            return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-
-        def launch(runs) -> list[int]:
-            self.launcher.planned = runs  # our launchers use the plan (paths, GPUs); others ignore it
-            returns: list[JobReturn] = self.launcher.launch([r.overrides for r in runs], initial_job_idx=0)
-            return [0 if str(r.status.name) == "COMPLETED" else 1 for r in returns]
-
         with exit_on_user_error():
             params = [f"{k}={v}" for k, v in self.params.items()]
-            runs = run_sweep(params + list(arguments), self.zips, compose, launch)
+            runs = run_sweep(params + list(arguments), self.zips, self.compose, self.launch)
         if unfinished(runs):
             sys.exit(1)
         return runs

@@ -6,9 +6,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from hydra.core.utils import JobReturn
-from hydra.plugins.sweeper import Sweeper
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import OmegaConf
+
+from hydra_plugins.petsweep_plugins.sweeper import PlannedSweeper
 
 
 @dataclass
@@ -32,38 +32,20 @@ ConfigStore.instance().store(
 )
 
 
-class ThresholdSweeper(Sweeper):
+class ThresholdSweeper(PlannedSweeper):
     def __init__(self, **settings):
         self.settings = settings
-        self.config: DictConfig | None = None
-
-    def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
-        from hydra.core.plugins import Plugins
-
-        self.hydra_context, self.config = hydra_context, config
-        self.launcher = Plugins.instance().instantiate_launcher(
-            hydra_context=hydra_context, task_function=task_function, config=config
-        )
 
     def sweep(self, arguments: list[str]) -> Any:
-        from launchers.expand import use_config_loader
         from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
         from petsweep.cli import exit_on_user_error
-
-        use_config_loader(self.hydra_context.config_loader)
-
-        def compose(overrides: list[str]) -> DictConfig:
-            return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
-
-        def launch(runs) -> list[int]:
-            self.launcher.planned = runs  # our launchers use the plan (paths, GPUs); others ignore it
-            returns: list[JobReturn] = self.launcher.launch([r.overrides for r in runs], initial_job_idx=0)
-            return [0 if str(r.status.name) == "COMPLETED" else 1 for r in returns]
 
         settings = {k: v for k, v in self.settings.items() if not k.startswith("_")}
         settings = OmegaConf.to_container(OmegaConf.create(settings)) if settings else {}
         with exit_on_user_error():
-            search = ThresholdSearch(list(arguments), ThresholdSettings(**settings), compose, launch)
+            search = ThresholdSearch(
+                list(arguments), ThresholdSettings(**settings), self.compose, self.launch
+            )
             complete = search.run()
         if not complete:
             sys.exit(1)
