@@ -80,6 +80,7 @@ def test_optuna_finds_a_better_learning_rate_and_repeats_are_answered_by_records
         "hydra.sweeper.n_jobs=1",
         "hydra.sweeper.sampler.seed=1",
         "method.lr=choice(0.0000001,0.03)",
+        "trainer.head_lr=null",  # the head trains at method.lr too, so the lr decides (head_lr is 2e-3 else)
         *base(tiny_conf, tmp_path, "sweep_name=optuna", "trainer.max_steps=12", "trainer.eval_every=4"),
     )
     assert out.returncode == 0, out.stderr[-3000:]
