@@ -49,11 +49,11 @@ class Refused(Exception):
     """A run that cannot be re-identified from its records; the message says why."""
 
 
-def recorded_identity(path: Path) -> dict:
+def recorded_identity(path: Path, result: dict | None = None) -> dict:
     """The run's config with what it was trained on put in from its records (data fingerprints, the frozen
-    dtype it held); raises Refused where the records do not say."""
+    dtype it held); raises Refused where the records do not say. `result`: its result.json, where read."""
     config = yaml.safe_load((path / "config.yaml").read_text())
-    result = RunDir(path).result() or {}
+    result = (result if result is not None else RunDir(path).result()) or {}
     files = (config.get("task") or {}).get("files")
     if isinstance(files, dict) and any(files.values()):
         recorded = ((result.get("config") or {}).get("task") or {}).get("files")
@@ -78,21 +78,21 @@ def recorded_identity(path: Path) -> dict:
     return config
 
 
-def stale_record(path: Path) -> str | None:
+def stale_record(path: Path, result: dict | None = None) -> str | None:
     """Why the record in run dir `path` is not of the identity the dir is named for, or None where it is (or
     where its records cannot say: rehash refuses those too). A record made by an older petsweep can sit
     under the id a request now gets while it computed something else: between trainer.frozen_dtype and
     its identity rule, frozen_dtype=auto held bf16 frozen weights under bf16 compute (precision=auto on a
     GPU), and such a record answered fp32 requests. Its recorded identity (recorded_identity: frozen dtype,
     ranks, data fingerprints) says what it did."""
+    result = (result if result is not None else RunDir(path).result()) or {}
     try:
-        config = recorded_identity(path)
+        config = recorded_identity(path, result)
     except (Refused, OSError, ValueError, yaml.YAMLError):
         return None
     name = f"{run_slug(config)}-{run_hash(config)[:12]}"
     if name == path.name:
         return None
-    result = RunDir(path).result() or {}
     facts = ", ".join(f"{k} {result[k]}" for k in ("backbone_dtype", "ranks") if result.get(k) is not None)
     return f"its record is of run {name} ({facts or 'by its recorded config'}), not of {path.name}"
 
@@ -105,10 +105,11 @@ def reusable_result(path: Path) -> dict | None:
     `petsweep rehash` would (aside into .invalidated where that id is taken), with one line; the request is
     then trained. Where its own id is being trained the request is refused in one line."""
     run = RunDir(path)
-    if run.state() != COMPLETED or run.result() is None:
+    result = run.result() if run.state() == COMPLETED else None
+    if result is None:
         return None
-    if stale_record(path) is None:
-        return run.result()
+    if stale_record(path, result) is None:  # result.json read once: this runs for every finished run planned
+        return result
     with run.locked():
         why = stale_record(path) if run.state() == COMPLETED else None
         if why is None:  # moved or retrained while we waited for the lock
