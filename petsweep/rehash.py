@@ -202,5 +202,8 @@ def rehash(roots: list[str | Path], dry_run: bool = False) -> list[tuple[Path, s
             if RunDir(path).is_live():
                 done.append((path, "live", path, ""))  # a running process owns it: never move it
                 continue
-            done.append((path, *rehash_run(path, dry_run)))
+            try:
+                done.append((path, *rehash_run(path, dry_run)))
+            except yaml.YAMLError as err:  # refused alone; the others go on
+                done.append((path, "refused", path, f"config.yaml does not parse ({type(err).__name__})"))
     return done

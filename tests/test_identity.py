@@ -290,6 +290,30 @@ def test_rehash_gives_a_run_that_held_bf16_frozen_weights_the_id_of_bf16(tmp_pat
     assert moved.name.endswith(bf16[:12]) and RunDir(moved).result()["previous_run_ids"] == [record["run_id"]]
 
 
+def test_rehash_refuses_a_dir_whose_config_does_not_parse_and_rehashes_the_others(tmp_path):
+    """One unparsable config.yaml was a 58-line YAML traceback and stopped rehash before the other dirs."""
+    folder = OLD_RECORDS / "1a02139" / "lora-encoder"
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config["trainer"]["frozen_dtype"] = "auto"
+    record = {**json.loads((folder / "result.json").read_text()), "backbone_dtype": "bfloat16", "ranks": 1}
+    sweep = tmp_path / "study"
+    for name, text in (("a-broken-000000000000", "method: [unclosed"), (case_dir(folder), None)):
+        run = sweep / name
+        run.mkdir(parents=True)
+        (run / "config.yaml").write_text(text or yaml.safe_dump(config))
+        (run / "result.json").write_text(json.dumps(record))
+        (run / "status.json").write_text(json.dumps({"state": "COMPLETED", "updated": 0}))
+    out = run_cli("-m", "petsweep.cli", "rehash", str(sweep))
+    assert out.returncode == 0 and "Traceback" not in out.stderr, out.stderr
+    assert "refused" in out.stdout and "a-broken-000000000000" in out.stdout
+    assert "does not parse" in out.stdout
+    assert "1 run dir(s) renamed" in out.stdout, out.stdout
+
+
+def case_dir(folder) -> str:
+    return json.loads((folder / "case.json").read_text())["dir"]
+
+
 def test_bbc_headlines_split_on_its_input_is_a_new_id_and_bbc_news_keeps_its_own():
     """task.dedupe_inputs changes bbc_headlines' train split (it reads the headline, splits by article): a new
     id, and =false is the id its runs were recorded under; bbc_news reads what it dedupes on, so the key
