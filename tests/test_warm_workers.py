@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -76,7 +77,9 @@ def test_a_worker_that_dies_fails_its_run_alone_and_is_replaced(tiny_conf, tmp_p
     others = [s for n, s in after.items() if n != victim]
     assert len(others) == 2 and all(s["state"] == "COMPLETED" for s in others)
     assert status["pid"] not in {s["pid"] for s in others if s["updated"] > status["updated"]}  # replaced
-    assert f"{victim} FAILED: the worker process running it was killed by signal" in out
+    # the sweep's line names the run and what differs in it (its seed), then the error
+    line = rf"{victim} +\[seed=\d\] FAILED: the worker process running it was killed by signal"
+    assert re.search(line, out), out
 
     again = run_cli(*sweep(tiny_conf, tmp_path, *axes)[1:])
     assert again.returncode == 0, again.stdout[-3000:]
