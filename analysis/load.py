@@ -12,7 +12,7 @@ import pandas as pd
 
 from petsweep.errors import PetsweepError
 from petsweep.record import RunRecord
-from petsweep.status import find_runs
+from petsweep.status import RunDir, find_runs
 
 REQUIRED = ("run_id", "backbone", "method", "task", "seed", "status", "score", "trainable_params")
 _SCALARS = RunRecord.scalar_keys()  # result.json's one-value fields, as columns
@@ -114,10 +114,7 @@ def run_row(run_dir: Path) -> dict:
 
 
 def _config_of(run_dir: Path) -> dict:
-    import yaml
-
-    path = run_dir / "config.yaml"
-    return yaml.safe_load(path.read_text()) if path.exists() else {}
+    return RunDir(run_dir).config()
 
 
 def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:

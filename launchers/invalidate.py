@@ -17,16 +17,13 @@ from pathlib import Path
 from launchers.planning import run_status
 from launchers.report import sweep_runs
 from petsweep.errors import ConfigError
-from petsweep.status import INVALIDATED_DIR, RunDir, State, write_json
+from petsweep.status import RunDir, State, new_aside_batch, write_json
 
 STATES = ("completed", "failed", "cancelled", "interrupted", "all")
 
 
 def _config(run: RunDir) -> dict:
-    import yaml
-
-    path = run.path / "config.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.exists() else {}
+    return run.config()
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # what YAML 1.1 leaves a string: 1e-3
@@ -119,8 +116,7 @@ def invalidate(
     chosen = [run for run in runs if _chosen(run, state) and _matches(configs[run.path], conditions)]
     if dry_run or not chosen:
         return [run.path for run in chosen]
-    batch = Path(sweep_dir) / INVALIDATED_DIR / time.strftime("%Y%m%d-%H%M%S")
-    batch.mkdir(parents=True, exist_ok=True)
+    batch = new_aside_batch(Path(sweep_dir))
     moved = []
     for run in chosen:
         with run.locked():  # a sweep claiming the run now waits, and one that claimed it first keeps it

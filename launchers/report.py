@@ -241,11 +241,7 @@ def show_text(run: RunDir) -> str:
 
     [row] = status_rows(run.path)
     status, result = run.status() or {}, run.result()
-    config = (
-        result["config"]
-        if result
-        else semantic_config(yaml.safe_load((run.path / "config.yaml").read_text()))
-    )
+    config = result["config"] if result else semantic_config(run.config())
     lines = [
         f"run      {run.path}",
         f"state    {row['state']}" + (f"  ({row['error']})" if row["error"] else ""),

@@ -25,7 +25,7 @@ from petsweep.backbones import load_pretrained
 from petsweep.config import RunSpec, resolve_run
 from petsweep.distributed import check_ranks, chosen_preset, forget_sharded_loading, sharded_loading
 from petsweep.errors import PetsweepError, RunCancelled
-from petsweep.identity import run_dir, run_hash, run_slug, semantic_config
+from petsweep.identity import run_dir, run_hash, run_slug, semantic_config, sha256_file
 from petsweep.init_from import load_into, resolve_source
 from petsweep.objectives import make_objective
 from petsweep.params import attach_method, begin_stage, check_on_meta
@@ -462,6 +462,7 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
         time_to_first_step_s=first_step_at - run_start if run_start else None,
         wall_time_s=time.time() - p.started,
         config=semantic_config(cfg),
+        config_sha256=sha256_file(p.run_path.path / "config.yaml"),
     ).as_dict()
     p.tracker.finish(wandb_summary(result, RunRecord.scalar_keys()))
     return result

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import yaml
 from safetensors.torch import load_file
 from torch import nn
 
@@ -101,7 +100,7 @@ def _finished_spec(run_dir: str | Path):
     run = RunDir(run_dir)
     if run.state() != COMPLETED or not run.result():
         raise PetsweepError(f"{run_dir}: not COMPLETED; only finished runs have trained weights to export")
-    spec = with_label_words(resolve_run(yaml.safe_load((run.path / "config.yaml").read_text())))
+    spec = with_label_words(resolve_run(run.config()))
     if spec.backbone.family == "encoder" and spec.backbone.pooling != "pooler":
         raise ConfigError(
             "backbone.pooling",

@@ -45,6 +45,8 @@ class RunRecord:
     budget: what `budget=` resolved to (petsweep/budget.py): requested (as given), target and achieved counts
         (pet_params), their ratio and the chosen knob values; None without a budget (APET's is in `apet`).
     config: the run's semantic config (what its identity hashes).
+    config_sha256: sha256 of the run dir's config.yaml as the run read it: rehash and reuse re-identify a
+        record from config.yaml only while it is unchanged (an edited copy must not rename a record).
     pet_moved, pet_movement: whether the method's trained parameters change any dev prediction of the best
         checkpoint (false: the score is the head's alone, and train.log warns), and how far they moved from
         where they started (petsweep/movement.py); None where the check is skipped.
@@ -103,6 +105,7 @@ class RunRecord:
     budget: dict | None = None
     pet_moved: bool | None = None
     pet_movement: dict | None = None
+    config_sha256: str | None = None
 
     def as_dict(self) -> dict:
         return dataclasses.asdict(self)

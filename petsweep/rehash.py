@@ -12,7 +12,8 @@ data files is refused (left where it is, reported) when it recorded no content f
 finished, or a file was missing when it trained) or when a file it names is missing now. trainer.ranks=null
 counts the ranks the run recorded (one before the field existed). A frozen_dtype=auto
 run that recorded bf16 frozen weights (`backbone_dtype`; auto meant bf16 under precision=auto on GPUs before)
-is identified as frozen_dtype=bf16.
+is identified as frozen_dtype=bf16. A finished run whose config.yaml was edited after it finished (result.json
+records the file's sha256) is refused: an edited copy never renames a record.
 
 A run whose new name is already taken (say, the sweep ran again under the new rule) is moved aside into
 `<sweep>/.invalidated/<time>/` like `petsweep invalidate` does, with the reason in invalidated.json, so a
@@ -21,6 +22,7 @@ sweep dir never holds two run dirs of one identity.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import time
@@ -30,7 +32,7 @@ import yaml
 
 from petsweep.errors import PetsweepError
 from petsweep.identity import run_hash, run_slug, semantic_config
-from petsweep.status import COMPLETED, INVALIDATED_DIR, RunDir, write_json
+from petsweep.status import COMPLETED, INVALIDATED_DIR, RunDir, new_aside_batch, write_json
 
 log = logging.getLogger("petsweep")
 
@@ -52,8 +54,13 @@ class Refused(Exception):
 def recorded_identity(path: Path, result: dict | None = None) -> dict:
     """The run's config with what it was trained on put in from its records (data fingerprints, the frozen
     dtype it held); raises Refused where the records do not say. `result`: its result.json, where read."""
-    config = yaml.safe_load((path / "config.yaml").read_text())
     result = (result if result is not None else RunDir(path).result()) or {}
+    record = RunDir(path)
+    recorded = result.get("config_sha256")
+    if recorded is not None and hashlib.sha256(record.config_file.read_bytes()).hexdigest() != recorded:
+        # the record (result.json) outranks the copy a person can edit: never rename a record by it
+        raise Refused("config.yaml was changed after the run finished (its sha256 is not result.json's)")
+    config = record.config()
     files = (config.get("task") or {}).get("files")
     if isinstance(files, dict) and any(files.values()):
         recorded = ((result.get("config") or {}).get("task") or {}).get("files")
@@ -84,11 +91,42 @@ def stale_record(path: Path, result: dict | None = None) -> str | None:
     under the id a request now gets while it computed something else: between trainer.frozen_dtype and
     its identity rule, frozen_dtype=auto held bf16 frozen weights under bf16 compute (precision=auto on a
     GPU), and such a record answered fp32 requests. Its recorded identity (recorded_identity: frozen dtype,
-    ranks, data fingerprints) says what it did."""
+    ranks, data fingerprints) says what it did.
+
+    A record whose config.yaml was edited after it finished, or no longer parses, keeps its name and is
+    reused (result.json is the record; the dir was named for what it trained), with one warning naming it.
+    Answers are kept per state of result.json and config.yaml: a plan and its launcher ask once each."""
+    stamp = (str(path), *_stamp(Path(path) / "result.json"), *_stamp(Path(path) / "config.yaml"))
+    if stamp not in _STALE:
+        _STALE[stamp] = _stale(Path(path), result)
+    return _STALE[stamp]
+
+
+_STALE: dict[tuple, str | None] = {}
+
+
+def _stamp(file: Path) -> tuple[int, int]:
+    try:
+        stat = file.stat()
+    except OSError:
+        return (-1, -1)
+    return (stat.st_mtime_ns, stat.st_size)
+
+
+def _stale(path: Path, result: dict | None) -> str | None:
     result = (result if result is not None else RunDir(path).result()) or {}
     try:
         config = recorded_identity(path, result)
-    except (Refused, OSError, ValueError, yaml.YAMLError):
+    except yaml.YAMLError as err:
+        why = f"config.yaml does not parse ({type(err).__name__})"
+        if result:
+            log.warning("petsweep: %s: %s; its result.json is the record and is used", path, why)
+        return None
+    except Refused as why:
+        if result and "config.yaml" in str(why):
+            log.warning("petsweep: %s: %s; its result.json is the record and is used", path, why)
+        return None
+    except (OSError, ValueError):
         return None
     name = f"{run_slug(config)}-{run_hash(config)[:12]}"
     if name == path.name:
@@ -128,7 +166,7 @@ def rehash_run(path: Path, dry_run: bool = False) -> tuple[str, Path, str]:
     try:
         config = recorded_identity(path)
     except Refused as why:
-        plain_config = yaml.safe_load((path / "config.yaml").read_text())
+        plain_config = RunDir(path).config()
         if path.name == f"{run_slug(plain_config)}-{run_hash(plain_config)[:12]}":
             return "same", path, ""  # already named by the current rule and files: nothing to move
         return "refused", path, str(why)
@@ -169,13 +207,13 @@ def rehash_run(path: Path, dry_run: bool = False) -> tuple[str, Path, str]:
 
 def _move_aside(path: Path, reason: str) -> Path:
     """Move a run dir into <sweep>/.invalidated/<time>/ (as `petsweep invalidate` does), reason recorded."""
-    batch = path.parent / INVALIDATED_DIR / time.strftime("%Y%m%d-%H%M%S")
-    batch.mkdir(parents=True, exist_ok=True)
+    batch = new_aside_batch(path.parent)
     aside = batch / path.name
     path.rename(aside)
-    meta = batch / "invalidated.json"
-    runs = json.loads(meta.read_text()).get("runs", []) if meta.exists() else []
-    write_json(meta, {"when": time.time(), "reason": reason, "state": "all", "runs": [*runs, path.name]})
+    write_json(
+        batch / "invalidated.json",
+        {"when": time.time(), "reason": reason, "state": "all", "runs": [path.name]},
+    )
     _rename_in_marker(path.parent, path.name, None)
     return aside
 

@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-import yaml
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
@@ -40,7 +39,7 @@ def task_node(task: str, overrides: tuple[str, ...] = ()) -> dict:
 def _specs(run_dir: Path, target_task: dict, label_map: dict[str, str] | None = None):
     """The run as it trained, the same run with the other task, and how the head's classes map onto the other
     task's (None: the same classes): all validated, before any loading."""
-    config = yaml.safe_load((run_dir / "config.yaml").read_text())
+    config = RunDir(run_dir).config()
     source = with_label_words(resolve_run(config))
     target = with_label_words(resolve_run({**config, "task": target_task}))
     return source, target, fit_check(source, target, label_map)

@@ -322,3 +322,31 @@ def test_bbc_headlines_split_on_its_input_is_a_new_id_and_bbc_news_keeps_its_own
     assert run_hash(compose(["task=bbc_headlines"]))[:12] != "37667544a610"
     assert run_hash(compose(["task.dedupe_inputs=false"]))[:12] == "9deb1d1591df"
     assert run_hash(compose([]))[:12] == "9deb1d1591df"
+
+
+def test_an_edited_config_yaml_never_renames_a_finished_record(tiny, caplog):
+    """#22 review: config.yaml of a finished rank-1 LoRA run edited to r: 4 renamed the record to the r=4 id
+    (rehash, or the reuse check of any request for it), and it then answered r=4 requests with rank-1
+    numbers. result.json records config.yaml's sha256; an edited copy is refused by rehash and the record
+    keeps its name; it is still reused for its own request (with a warning), also where it does not parse."""
+    from petsweep.rehash import reusable_result
+
+    cfg = compose(tiny("encoder", "method.r=1"))
+    run(cfg)
+    path = run_dir(cfg)
+    record = RunDir(path).result()
+    text = (path / "config.yaml").read_text()
+    assert "  r: 1\n" in text
+    (path / "config.yaml").write_text(text.replace("  r: 1\n", "  r: 4\n"))
+    out = run_cli("-m", "petsweep.cli", "rehash", str(path.parent))
+    assert out.returncode == 0 and "changed after the run finished" in out.stdout, out.stdout
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert reusable_result(path)["run_id"] == record["run_id"]
+    assert "config.yaml was changed after the run finished" in caplog.text
+    assert not run_dir(compose(tiny("encoder", "method.r=4"))).exists()
+    assert caplog.text.count("config.yaml was changed") == 1  # once per state of the files
+    (path / "result.json").write_text(json.dumps({**record, "config_sha256": None}))  # an older record
+    (path / "config.yaml").write_text("method: [unclosed")
+    assert reusable_result(path)["run_id"] == record["run_id"]
+    assert "config.yaml does not parse" in caplog.text
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]

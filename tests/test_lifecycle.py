@@ -146,6 +146,27 @@ def test_invalidate_compares_values_not_strings(tmp_path):
     assert chosen("method.name=lora", "seed=0") == ["a", "b", "c"]
 
 
+def test_two_batches_moved_aside_in_one_second_keep_their_own_reasons(tmp_path):
+    """#22 review: two invalidations within a second shared `.invalidated/<time>/`: the second's
+    invalidated.json replaced the first's reason, and a run dir of the same name could not be moved."""
+    from launchers.invalidate import invalidate
+
+    sweep = tmp_path / "twice"
+    _finished_run(sweep, "a", "0.001"), _finished_run(sweep, "b", "0.01")
+    invalidate(sweep, ["method.lr=0.001"], reason="bug 1")
+    invalidate(sweep, ["method.lr=0.01"], reason="bug 2")
+    _finished_run(sweep, "a", "0.001")  # rerun, and invalidated again by the same reason's fix
+    invalidate(sweep, ["method.lr=0.001"], reason="bug 3")
+    batches = sorted((sweep / ".invalidated").iterdir())
+    recorded = [json.loads((b / "invalidated.json").read_text()) for b in batches]
+    assert sorted((r["reason"], r["runs"]) for r in recorded) == [
+        ("bug 1", ["a"]),
+        ("bug 2", ["b"]),
+        ("bug 3", ["a"]),
+    ]
+    assert all((b / r["runs"][0] / "status.json").exists() for b, r in zip(batches, recorded))
+
+
 def test_invalidate_refuses_a_key_no_run_has(tmp_path):
     _finished_run(tmp_path / "typo", "a", "0.001")
     out = run_cli("-m", "petsweep.cli", "invalidate", str(tmp_path / "typo"), "--where", "method.lrr=0.001")
