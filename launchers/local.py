@@ -6,11 +6,16 @@ worker goes on; a worker that dies is replaced. A run that asks for G GPUs (its 
 waits until G are free and gets them together; its process then starts G ranks (petsweep.spawn). Measured
 on 2 cores: two single-thread runs side by side do about 1.3x the work of one two-thread run, so on CPU the
 pool runs as many runs as there are cores, one thread each, unless told otherwise.
+
+Ctrl-C (SIGINT to the sweep's process group) stops the sweep: its running runs record CANCELLED on their
+own, no queued run starts, and the sweep exits 130 once they have (cli.exit_on_user_error). The pool takes
+SIGINT even where it started with SIGINT ignored (`run.py -m ... &` in a script), as its runs do.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -160,10 +165,12 @@ def run_pool(
         def release(slot: Slot) -> None:
             free.put(slot)
 
+    interrupted = threading.Event()
+
     def work(index: int) -> list[int]:
         slot = acquire(index)
         try:
-            if sweep_dir is not None and sweep_cancelled(sweep_dir, launched_at):
+            if interrupted.is_set() or (sweep_dir is not None and sweep_cancelled(sweep_dir, launched_at)):
                 return [NOT_STARTED] * len(jobs[index].runs)
             started = time.time()
             codes = runner.run(jobs[index], slot.threads, slot.gpus)
@@ -173,8 +180,18 @@ def run_pool(
             on_done(index, codes, time.time() - started)
         return codes
 
+    executor = ThreadPoolExecutor(max_workers=workers)
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
     try:
-        with ThreadPoolExecutor(max_workers=workers) as executor:
-            return list(executor.map(work, range(len(jobs))))
+        futures = [executor.submit(work, index) for index in range(len(jobs))]
+        return [future.result() for future in futures]
+    except KeyboardInterrupt:
+        interrupted.set()  # the running runs got the same SIGINT: they record CANCELLED; none other starts
+        executor.shutdown(wait=True, cancel_futures=True)
+        raise
     finally:
+        executor.shutdown(wait=True)
         runner.close()
+        if previous is not None:
+            signal.signal(signal.SIGINT, previous)
