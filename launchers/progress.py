@@ -32,10 +32,14 @@ def outcome(run_path: Path | None, code: int, log: Path | None) -> str:
         return f"COMPLETED {result['metric']} {result['score']:.4f}"
     status = (run.status() if run is not None else None) or {}
     error = status.get("error") or _last_error_line(log, run_path) or _disk_note(run_path) or f"exit {code}"
-    if status.get("state") in ("RUNNING", "QUEUED") and error.endswith("not started twice"):
-        # another sweep (or cluster job) claimed it first: it is being trained there, not failed here
+    if error.endswith("not started twice"):
+        # another sweep (or cluster job) claimed it first: trained there, not failed here; it may have
+        # finished by now
         where = error.rsplit("(", 1)[-1].split(")", 1)[0]
-        return f"{status['state']} elsewhere ({where}): left to it"
+        if result is not None and status.get("state") == "COMPLETED":
+            return f"COMPLETED elsewhere ({where}): {result['metric']} {result['score']:.4f}"
+        if status.get("state") in ("RUNNING", "QUEUED"):
+            return f"{status['state']} elsewhere ({where}): left to it"
     state = status.get("state") if status.get("state") not in (None, "RUNNING", "QUEUED") else "FAILED"
     return f"{state}: {_one_line(error)}"
 

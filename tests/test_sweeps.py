@@ -261,4 +261,9 @@ def test_a_run_another_sweep_is_training_reads_running_elsewhere_not_failed(tmp_
         line = outcome(run.path, 2, log)
     finally:
         other.kill()
-    assert line == f"RUNNING elsewhere (process {other.pid} on {socket.gethostname()}): left to it"
+    where = f"process {other.pid} on {socket.gethostname()}"
+    assert line == f"RUNNING elsewhere ({where}): left to it"
+    # the other sweep finished it before this one read its outcome: it said `COMPLETED: ... already RUNNING`
+    (run.path / "result.json").write_text(json.dumps({"metric": "accuracy", "score": 0.5}))
+    run.set_status("COMPLETED")
+    assert outcome(run.path, 2, log) == f"COMPLETED elsewhere ({where}): accuracy 0.5000"
