@@ -223,6 +223,13 @@ def export_peft(run_dir: str | Path, out: str | Path) -> Path:
             f"has no peft form ({NO_PEFT_FORM.get(name, 'peft has no such tuner')}); --format peft exports "
             f"{', '.join(PEFT_FORMS)}; --format merged exports merged models",
         )
+    if name == "prefix" and spec.method.config.placement == "paper":
+        raise ConfigError(
+            "method.placement",
+            "paper",
+            "peft's prefix tuning has no place for the encoder's and cross-attention's prefixes (it prefixes "
+            "the decoder's self-attention only): no peft form; share pet_weights.safetensors and config.yaml",
+        )
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError("-o", str(out), "exists and is not empty: name a new directory for the adapter")

@@ -72,6 +72,7 @@ ADDED_DEFAULTS = {
     "budget": None,  # a matched budget for every method (petsweep/budget.py) came later
     "method.plus_one": 0,  # one unit more rank / bottleneck on some modules came with budget=
     "task.decoding": "model_default",  # generation through the model's generate() came before plain greedy
+    "method.placement": "decoder",  # prefix's paper placement (encoder + cross-attention too) came later
 }
 
 

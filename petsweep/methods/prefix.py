@@ -9,15 +9,34 @@ hooks on the model instead of peft's wrapper (which renames the model and copies
 - `generate` decodes greedily through that hooked forward (methods/decoding.py), returning what the bare
   model's generate returns.
 
-Placement: encoders and decoders get a prefix in every layer. On encoder-decoders (T5, BART) the prefix
-reaches the decoder's self-attention in every decoder layer, not the encoder nor cross-attention: that is
-peft's placement (with one prefix set per decoder layer, every one trained; peft's default for seq2seq
-adds a second set that is never used). Positions: as in peft, the input's positions start after the
-prefix, so `length + task.max_length` must fit the model's positions.
+Placement (`placement`): encoders and decoders get a prefix in every layer's self-attention, and only the
+default `decoder` is taken there (`paper` would compute the same thing under a second run id, so it is
+refused in one line). On encoder-decoders (T5, BART):
 
-Count: N x 2 x length x kv_width (N prefixed layers; kv_width = key/value heads x head width, smaller than
-d under grouped-query attention). With `projection: m`: length x d + (d x m + m) + (m x W + W), W = N x 2 x
-kv_width (peft's prefix_projection form).
+- `decoder` (the default; peft's placement): the decoder's self-attention in every decoder layer, not the
+  encoder nor cross-attention (one prefix set per decoder layer, every one trained; peft's default for seq2seq
+  adds a second set that is never used);
+- `paper` (Li & Liang 2021, as they prefixed BART): the encoder's self-attention, the decoder's
+  self-attention and the decoder's cross-attention, each with its own prefix set per layer. The decoder's
+  self-attention prefix is the pre-filled cache as under `decoder`; the encoder's and the cross-attention's
+  enter through forward hooks on those attentions' key and value projections (the `length` vectors in front
+  of the projected keys and values; queries are untouched) and a pre-hook that widens that attention's mask
+  by `length` visible columns; the cross-attention keys (prefix included) are cached for decoding as the
+  model caches them. Positions: BART's learned positions are added to the tokens' embeddings and stay
+  where they were in the encoder (the encoder's queries keep their positions). T5's relative position bias
+  treats every prefix, as under `decoder`, as the `length` positions just before the input: the encoder's
+  real tokens keep the bias they had among themselves, a prefix vector p (of `length`) seen from token i
+  gets the bias of distance i + length - p; cross-attention has no position bias in T5.
+  A run's config.yaml names its placement; result.json's config (the identity) names `paper` and leaves
+  the default out.
+
+Positions: as in peft, the decoder's input positions start after the prefix (a cache holds `length` keys),
+so `length + task.max_length` must fit the model's positions.
+
+Count: N x 2 x length x kv_width (N prefix sets: the prefixed layers, encoder layers + 2 x decoder layers
+under `paper`; kv_width = key/value heads x head width, smaller than d under grouped-query attention).
+With `projection: m`: length x d + (d x m + m) + (m x W + W), W = N x 2 x kv_width (peft's
+prefix_projection form; under `paper` one MLP makes every set).
 """
 
 from __future__ import annotations
@@ -42,12 +61,16 @@ class PrefixConfig(MethodConfig):
         projection: width of the reparameterisation MLP (embedding -> Linear -> tanh -> Linear); null
             trains the prefixes directly.
         init_std: the prefixes (or the MLP's input embedding) start N(0, init_std).
+        placement: where the prefixes go on encoder-decoders (T5, BART): `decoder` (peft's: the decoder's
+            self-attention only) or `paper` (Li & Liang's: encoder self-attention, decoder self-attention and
+            cross-attention, a set each per layer). Encoders and decoders take `decoder` only (every layer).
     """
 
     lr: float = 1e-2
     length: int = 6
     projection: int | None = None
     init_std: float = 1.0
+    placement: str = "decoder"
 
     def __post_init__(self):
         super().__post_init__()
@@ -57,6 +80,18 @@ class PrefixConfig(MethodConfig):
             raise ConfigError("method.projection", self.projection, "must be null or a positive MLP width")
         if not self.init_std > 0:
             raise ConfigError("method.init_std", self.init_std, "must be positive")
+        if self.placement not in PLACEMENTS:
+            raise ConfigError("method.placement", self.placement, f"choose from: {', '.join(PLACEMENTS)}")
+
+
+PLACEMENTS = ("decoder", "paper")
+# model_type: (encoder self-attention, decoder cross-attention, the attention's mask argument): the attentions
+# `paper` hooks, by their module names
+PAPER_SITES = {
+    "t5": ("SelfAttention", "EncDecAttention", "mask"),
+    "mt5": ("SelfAttention", "EncDecAttention", "mask"),
+    "bart": ("self_attn", "encoder_attn", "attention_mask"),
+}
 
 
 def kv_shape(config, family: str) -> tuple[int, int, int]:
@@ -97,13 +132,58 @@ class PrefixEncoder(nn.Module):
         layers, heads, head_dim = self.shape
         return flat.view(self.length, layers, 2, heads, head_dim).permute(1, 2, 3, 0, 4)
 
-    def cache(self, batch: int, config, encoder_decoder: bool, dtype: torch.dtype):
+    def cache(self, batch: int, config, encoder_decoder: bool, dtype: torch.dtype, sets=None, cross=None):
+        """The prefixes as the model's cache: `sets` (forward()'s output, computed here when None) in front of
+        the decoder's self-attention keys and values, `cross` (sets too, or None) in front of the
+        cross-attention's (computed from the encoder's output in the first forward, then reused)."""
         from transformers.cache_utils import DynamicCache, EncoderDecoderCache
 
-        cache = DynamicCache(config=config)
-        for layer, (keys, values) in enumerate(self().to(dtype)):
-            cache.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), layer)
-        return EncoderDecoderCache(cache, DynamicCache(config=config)) if encoder_decoder else cache
+        sets = self() if sets is None else sets
+        cache = _filled(DynamicCache(config=config), sets, batch, dtype)
+        if not encoder_decoder:
+            return cache
+        crossed = DynamicCache(config=config)
+        if cross is None:
+            return EncoderDecoderCache(cache, crossed)
+        both = EncoderDecoderCache(cache, _filled(crossed, cross, batch, dtype))
+        # a filled cross-attention layer reads as done (its keys reused as they are): here it holds only the
+        # prefix, so the first forward must still add the encoder output's keys and values behind it
+        both.is_updated = {layer: False for layer in both.is_updated}
+        return both
+
+
+def _filled(cache, sets: torch.Tensor, batch: int, dtype: torch.dtype, layers=None):
+    """`cache` with set i's keys and values (one row, expanded to `batch`) as layer i's (or layers[i]'s)."""
+    for i, (keys, values) in enumerate(sets.to(dtype)):
+        layer = i if layers is None else layers[i]
+        cache.update(keys.expand(batch, -1, -1, -1), values.expand(batch, -1, -1, -1), layer)
+    return cache
+
+
+def _widen_mask(mask, length: int):
+    """An attention's mask (as the attention receives it) with `length` visible key columns in front."""
+    if mask is None:
+        return None
+    if not isinstance(mask, torch.Tensor):  # flex attention's BlockMask
+        kind = type(mask).__name__
+        raise ConfigError("method.placement", "paper", f"needs sdpa or eager attention masks, not {kind}")
+    if mask.dtype == torch.bool:
+        fill = True  # True attends
+    elif mask.dtype.is_floating_point:
+        fill = 0.0  # additive: 0 attends
+    else:
+        fill = 1  # a 2D padding mask (flash attention): 1 attends
+    return torch.cat([mask.new_full((*mask.shape[:-1], length), fill), mask], -1)
+
+
+def _sites(model, model_type: str) -> tuple[list[nn.Module], list[nn.Module]]:
+    """(encoder self-attentions, decoder cross-attentions) of an encoder-decoder, in layer order."""
+    encoder_name, cross_name, _ = PAPER_SITES[model_type]
+
+    def named(stack, name):
+        return [m for n, m in stack.named_modules() if n.rpartition(".")[2] == name]
+
+    return named(model.get_encoder(), encoder_name), named(model.get_decoder(), cross_name)
 
 
 def _ones_before(mask: torch.Tensor | None, length: int, batch: int, seq: int, device) -> torch.Tensor:
@@ -116,24 +196,58 @@ def _ones_before(mask: torch.Tensor | None, length: int, batch: int, seq: int, d
 class PrefixMethod(PETMethod):
     Config = PrefixConfig
 
+    def check(self, backbone) -> None:
+        super().check(backbone)
+        if self.config.placement != "paper":
+            return
+        if backbone.family != "encoder_decoder":
+            raise ConfigError(
+                "method.placement",
+                "paper",
+                f"the paper's placement (encoder, decoder and cross-attention) is for encoder-decoders; "
+                f"{backbone.name} is {backbone.family}, where placement=decoder already prefixes every layer",
+            )
+        if backbone.model_type not in PAPER_SITES:
+            raise ConfigError(
+                "method.placement",
+                "paper",
+                f"is implemented for {', '.join(sorted(PAPER_SITES))}; {backbone.name} is "
+                f"{backbone.model_type} (choose placement=decoder)",
+            )
+
     def attach(self, model, ctx):
         c = self.config
+        self.check(ctx.backbone)
         encoder_decoder = ctx.backbone.family == "encoder_decoder"
         check_positions(model, ctx, c.length, "prefix")
         embedding = model.get_input_embeddings()
         shape = kv_shape(model.config, ctx.backbone.family)
+        decoder_layers = shape[0]
+        paper = _sites(model, ctx.backbone.model_type) if c.placement == "paper" else None
+        if paper is not None:  # sets: decoder self-attention, then cross-attention, then encoder
+            encoder_sites, cross_sites = paper
+            shape = (decoder_layers + len(cross_sites) + len(encoder_sites), *shape[1:])
         model.add_module("prefix", PrefixEncoder(c, embedding.weight.shape[1], shape, embedding.weight))
         prefix = model.prefix
+        state: dict = {}  # this forward's prefix sets, made once by the pre-hook, read by the paper's hooks
 
         def before(module, args, kwargs):
+            state.clear()
             if kwargs.get("past_key_values") is not None:
                 return args, kwargs  # generate's later steps, or a cache handed in
             inputs = kwargs.get("input_ids")
             if inputs is None:
-                inputs = kwargs["inputs_embeds"]
+                inputs = kwargs.get("inputs_embeds")
+            if inputs is None and encoder_decoder and kwargs.get("encoder_outputs") is not None:
+                inputs = kwargs["encoder_outputs"][0]  # an encoder output handed in: its rows
+            if inputs is None:
+                inputs = kwargs["inputs_embeds"]  # the model's own error where there is no input
             batch, seq = inputs.shape[:2]
+            sets = state["sets"] = prefix()
+            own = sets[:decoder_layers]
+            cross = sets[decoder_layers : 2 * decoder_layers] if paper is not None else None
             kwargs["past_key_values"] = prefix.cache(
-                batch, model.config, encoder_decoder, embedding.weight.dtype
+                batch, model.config, encoder_decoder, embedding.weight.dtype, own, cross
             )
             kwargs["use_cache"] = True
             if encoder_decoder:
@@ -149,6 +263,40 @@ class PrefixMethod(PETMethod):
             return args, kwargs
 
         model.register_forward_pre_hook(before, with_kwargs=True)
+        model.register_forward_hook(lambda module, args, out: state.clear())
+        if paper is not None:
+            _hook_paper_sites(ctx.backbone.model_type, prefix, state, decoder_layers, *paper)
         if hasattr(model, "generate"):
             model.generate = greedy_generate(model, encoder_decoder)
         return Attached(model, [self.group(prefix.parameters())])
+
+
+def _hook_paper_sites(model_type, prefix, state, first, encoder_sites, cross_sites) -> None:
+    """The paper's encoder and cross-attention prefixes: every one of these attentions gets its mask widened
+    over `length` prefix columns; encoder self-attention i gets set `first + len(cross_sites) + i` as a cache
+    of its own (as a decoder's self-attention holds its prefix: T5 then biases the prefix as the positions
+    before the input); the cross-attention sets are in the model's cache (the model's pre-hook)."""
+    from transformers.cache_utils import DynamicCache
+
+    length = prefix.length
+    mask_key = PAPER_SITES[model_type][2]
+
+    def widen(module, args, kwargs):
+        kwargs[mask_key] = _widen_mask(kwargs.get(mask_key), length)
+        return args, kwargs
+
+    def encoder_prefix(index: int):
+        def hook(module, args, kwargs):
+            # the sets the model's forward made; made here where the encoder is called on its own
+            sets = state["sets"] if "sets" in state else prefix()
+            hidden = args[0] if args else kwargs["hidden_states"]
+            sets = sets[index : index + 1]
+            kwargs["cache"] = _filled(DynamicCache(), sets, hidden.shape[0], hidden.dtype, [module.layer_idx])
+            return widen(module, args, kwargs)
+
+        return hook
+
+    for attention in cross_sites:
+        attention.register_forward_pre_hook(widen, with_kwargs=True)
+    for i, attention in enumerate(encoder_sites):
+        attention.register_forward_pre_hook(encoder_prefix(first + len(cross_sites) + i), with_kwargs=True)
