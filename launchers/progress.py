@@ -40,7 +40,9 @@ def outcome(run_path: Path | None, code: int, log: Path | None) -> str:
             return f"COMPLETED elsewhere ({where}): {result['metric']} {result['score']:.4f}"
         if status.get("state") in ("RUNNING", "QUEUED"):
             return f"{status['state']} elsewhere ({where}): left to it"
-    state = status.get("state") if status.get("state") not in (None, "RUNNING", "QUEUED") else "FAILED"
+    state = status.get("state") or "FAILED"
+    if state in ("RUNNING", "QUEUED"):  # its process ended without recording an end (a full disk): resumed
+        state = "INTERRUPTED"
     return f"{state}: {_one_line(error)}"
 
 

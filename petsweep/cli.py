@@ -20,6 +20,8 @@ import argparse
 import contextlib
 import errno
 import json
+import os
+import re
 import sys
 from pathlib import Path
 
@@ -38,14 +40,26 @@ DISK_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space",
 
 def disk_problem(err: BaseException) -> str | None:
     """The one line for a disk that takes no writes (full, over quota, read-only), naming the path; None for
-    any other error."""
-    if not isinstance(err, OSError) or err.errno not in DISK_ERRNOS:
+    any other error. Libraries in Rust (safetensors) raise their own type, saying `(os error 28) at path
+    "..."`: read as the OSError it reports."""
+    err = _reported_os_error(err)
+    if err is None or err.errno not in DISK_ERRNOS:
         return None
     where = f"cannot write {err.filename}" if err.filename else "a write failed"
     return (
         f"{where}: {err.strerror} ({errno.errorcode[err.errno]}); {DISK_ERRNOS[err.errno]} or give another "
         "paths.runs_root, then run the same command again (finished runs are kept, the others resume)"
     )
+
+
+def _reported_os_error(err: BaseException) -> OSError | None:
+    if isinstance(err, OSError):
+        return err
+    found = re.search(r'\(os error (\d+)\)(?: at path "([^"]*)")?', str(err))
+    if found is None:
+        return None
+    code = int(found[1])
+    return OSError(code, os.strerror(code), found[2])
 
 
 def report_user_error(err: BaseException) -> int | None:
@@ -82,7 +96,7 @@ def exit_on_user_error():
                 flush=True,
             )
         sys.exit(EXIT_INTERRUPTED)
-    except OSError as err:
+    except Exception as err:
         if disk_problem(err) is None:
             raise
         sys.exit(report_user_error(err))

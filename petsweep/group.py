@@ -97,11 +97,15 @@ def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
 
 
 def _fail(run: _Run, err: BaseException, trace: str) -> None:
-    from petsweep.app import record_failure
+    from petsweep.app import UNRECORDED, record_failure
+    from petsweep.cli import disk_problem
 
     record_failure(run.run_path, err, trace)
     _close_mirror(run, 1)
-    print(f"error: run {run.run_path.path} FAILED: {type(err).__name__}: {err}", flush=True)
+    # where its status could not be written (a full disk) the member reads INTERRUPTED, not FAILED
+    state = "INTERRUPTED" if run.run_path.path in UNRECORDED else "FAILED"
+    what = disk_problem(err) or f"{type(err).__name__}: {err}"
+    print(f"error: run {run.run_path.path} {state}: {what}", flush=True)
     _ended(run, EXIT_FAILED)
 
 
