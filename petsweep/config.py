@@ -26,7 +26,7 @@ SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 FROZEN_DTYPES = ("auto", "fp32", "bf16")  # auto: bf16 when the run computes in bf16
-# The task head's learning rate, the same for every method (trainer.head_lr; README "Learning rates"): a new
+# The task head's learning rate, the same for every method (trainer.head_lr; docs/methods.md): a new
 # random head trained at each method's own lr (prompt tuning's 0.3, full FT's 5e-5) made a method comparison
 # compare head learning rates. null trains the head at the method's lr (every run before #26).
 HEAD_LR = 2e-3

@@ -1,6 +1,6 @@
 """Run identity: a hash of what changes a run's numbers, and nothing else.
 
-The rule (README, "Run identity"):
+The rule (docs/records.md, "Run identity"):
 - in: every key of the resolved config that changes what is computed (backbone architecture and weights by
   name, method, task definition, trainer, seeds, the deepspeed and precision *settings*);
 - out: where things live or run (paths, backbone.path and .package, task.hf_path, logger, launcher, hydra,

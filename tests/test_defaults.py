@@ -81,9 +81,10 @@ def test_apet_trains_at_a_default_lr_that_moves_its_scalars_and_old_defaults_kee
 
 
 def test_readmes_apet_budget_sweep_passes_the_preflight_as_the_planner_expands_it():
-    """README's `python run.py -m apet.scale=lora,adapter,4096,65536 apet.seed=1,2,3` was refused by run.py's
-    pre-flight ("set both, or neither") while `petsweep plan` accepted it: the planner makes a run with an
-    APET budget and no method an APET run, and the pre-flight now does too (for petsweep's sweepers)."""
+    """`python run.py -m apet.scale=lora,adapter,4096,65536 apet.seed=1,2,3` (docs/methods.md, APET) was
+    refused by run.py's pre-flight ("set both, or neither") while `petsweep plan` accepted it: the planner
+    makes a run with an APET budget and no method an APET run, and the pre-flight now does too (for
+    petsweep's sweepers)."""
     from launchers.expand import expand
     from petsweep.cli import preflight
 
