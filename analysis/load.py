@@ -44,6 +44,20 @@ def _real_depth(config: dict, row: dict) -> None:
     row["depth"] = cut if cut is not None else arch.get(keys[0])
 
 
+def _budget(result: dict) -> dict:
+    """`budget.requested/target/achieved`: what `budget=` resolved to (result.json `budget`); an APET run's
+    from its `apet` record (`budget=X` is its apet.scale=X: requested = the scale, target = K); else None."""
+    budget = result.get("budget") or {}
+    apet = result.get("apet") or {}
+    if not budget and apet.get("scale") is not None:
+        budget = {
+            "requested": apet["scale"],
+            "target": apet.get("requested"),
+            "achieved": apet.get("achieved"),
+        }
+    return {f"budget.{key}": budget.get(key) for key in ("requested", "target", "achieved")}
+
+
 def _read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text())
@@ -88,6 +102,7 @@ def run_row(run_dir: Path) -> dict:
     _flatten("cfg", config, row)
     _real_depth(config, row)
     _flatten("data", {k: v for k, v in (result.get("data") or {}).items() if k != "label_map"}, row)
+    row.update(_budget(result))
     # metric columns under the W&B summary's names (petsweep.tracking.wandb_summary): one naming
     for name, value in (result.get("metrics") or {}).items():
         row[f"test/{name}"] = value

@@ -9,6 +9,7 @@ import pandas as pd
 from analysis import curves
 from analysis.apet import plot_apet
 from analysis.load import check_columns
+from analysis.matched import X_AXES, plot_matched
 from analysis.transfer import plot_transfer
 from petsweep.errors import PetsweepError
 
@@ -23,7 +24,9 @@ KINDS = {
     "memory": curves.plot_memory,
     "apet": plot_apet,
     "transfer": plot_transfer,
+    "matched": plot_matched,
 }
+TAKES_X = ("matched",)  # kinds whose x axis `--x` picks (analysis.matched.X_AXES)
 
 
 def select(table: pd.DataFrame, where: str | None) -> pd.DataFrame:
@@ -42,12 +45,18 @@ def select(table: pd.DataFrame, where: str | None) -> pd.DataFrame:
     return kept
 
 
-def plot(table: pd.DataFrame, kind: str, path: str | Path, where: str | None = None) -> Path:
+def plot(
+    table: pd.DataFrame, kind: str, path: str | Path, where: str | None = None, x: str | None = None
+) -> Path:
     """Draw figure `kind` of the table's rows (optionally filtered by `where`) into `path` (.png, .pdf or
-    .svg: matplotlib writes the format the suffix names)."""
+    .svg: matplotlib writes the format the suffix names); `x` picks the x axis of the kinds in TAKES_X."""
     check_columns(table)
     if kind not in KINDS:
         raise PetsweepError(f"--kind {kind!r}: choose one of: {', '.join(KINDS)}")
     if Path(path).suffix not in FORMATS:
         raise PetsweepError(f"-o {path}: unknown figure format; use {', '.join(FORMATS)}")
-    return KINDS[kind](select(table, where), Path(path))
+    if x is not None and kind not in TAKES_X:
+        raise PetsweepError(
+            f"--x {x}: only --kind {', '.join(TAKES_X)} takes an x axis ({', '.join(X_AXES)})"
+        )
+    return KINDS[kind](select(table, where), Path(path), **({"x": x} if x is not None else {}))

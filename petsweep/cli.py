@@ -490,7 +490,7 @@ def _plot_cmd(args) -> None:
     from analysis import collect, load, plot
 
     table = collect([args.table]) if Path(args.table).is_dir() else load(args.table)  # a sweep or runs root
-    print(plot(table, args.kind, args.output, where=args.where))
+    print(plot(table, args.kind, args.output, where=args.where, x=args.x))
 
 
 def _thresholds_cmd(args) -> None:
@@ -625,10 +625,11 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--kind",
         required=True,
-        help="curves, pareto, gap, generalization, threshold, convergence, memory, apet, transfer",
+        help="curves, pareto, gap, generalization, threshold, convergence, memory, apet, transfer, matched",
     )
     p.add_argument("-o", "--output", required=True, help="figure.png, .pdf or .svg")
     p.add_argument("--where", help="pandas query selecting runs, e.g. \"backbone == 'minilm-l6'\"")
+    p.add_argument("--x", help="--kind matched's x axis: total (default), nonembedding or depth")
     p.set_defaults(handler=_plot_cmd)
     p = sub.add_parser(
         "thresholds", help="smallest budgets beating random guess / near full FT, with intervals"

@@ -1,0 +1,183 @@
+"""The matched-budget view: score vs backbone size at one parameter budget, a line per method.
+
+Runs of a matched sweep (`run.py -m method=lora,adapter,prompt,bitfit,apet budget=bitfit backbone=...`) carry
+what their budget resolved to (`budget.requested`, `budget.target`: analysis.load; an APET run's is its
+apet.scale). Each point is the mean over seeds with bars of ± 1 std; `method=head` (the trained task head
+alone, no budget) is drawn as the baseline in every panel of its task, the random-guess score as a horizontal
+line.
+A panel per task and budget: budgets are never pooled.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from analysis.curves import (
+    DODGE_PT,
+    FIGSIZE,
+    LABEL_PT,
+    LEGEND_PT,
+    MARKERS,
+    dodge,
+    dodge_points,
+    label,
+    log_ticks,
+    mean_std,
+    metric_label,
+    natural_groups,
+    natural_key,
+    plt,
+    save_figure,
+)
+from analysis.grouping import NO_VALUE, _text
+from petsweep.errors import PetsweepError
+
+# --x: the column a backbone's size is read from, and the axis label
+X_AXES = {
+    "total": ("total_params", "backbone parameters (total)"),
+    "nonembedding": ("nonembedding_params", "backbone parameters (non-embedding)"),
+    "depth": ("depth", "backbone depth (layers)"),
+}
+HEAD = "head"
+HEAD_LABEL = "head only"
+HEAD_STYLE = {"color": "grey", "linestyle": "--"}
+GUESS_STYLE = {"color": "black", "linestyle": ":", "linewidth": 1.0}
+BUDGET = "matched_budget"  # the budget as text (a method name or a count), one panel column per value
+
+
+def _count(value) -> str:
+    return f"{int(value):,}" if pd.notna(value) else "?"
+
+
+def budget_note(runs: pd.DataFrame) -> str:
+    """What each budget is: `budget=bitfit`: BitFit's count on each backbone (its range of targets), an
+    integer the same count everywhere; and how near the runs came (achieved / target)."""
+    parts = []
+    for (budget,), rows in natural_groups(runs, [BUDGET]):
+        targets = pd.to_numeric(rows["budget.target"], errors="coerce")
+        ratio = pd.to_numeric(rows["budget.achieved"], errors="coerce") / targets
+        lo, hi = targets.min(), targets.max()
+        span = _count(lo) if lo == hi else f"{_count(lo)}-{_count(hi)}"
+        what = "its count" if budget.isdigit() else f"{budget}'s count on each backbone"
+        text = f"budget={budget}: {what} ({span} PET parameters)"
+        if ratio.notna().any():  # how far the achieved counts are from it at most
+            text += f", achieved within {(ratio - 1).abs().max():.1%}"
+        parts.append(text)
+    return "; ".join(parts)
+
+
+def _legend(fig, axes) -> float:
+    """One legend above the panels: the methods, then the head-only baseline, then random guess (matplotlib
+    lists an axes' plain lines before its error-bar lines); returns the height share the panels may use."""
+    handles: dict[str, object] = {}
+    for ax in np.ravel(axes):
+        for handle, text in zip(*ax.get_legend_handles_labels()):
+            handles.setdefault(text, handle)
+    order = sorted(handles, key=lambda t: (t == "random guess", t.startswith(HEAD_LABEL)))
+    ncol = min(4, len(order))
+    rows = -(-len(order) // ncol)
+    fig.legend(
+        [handles[t] for t in order], order, loc="upper center", ncol=ncol, fontsize=LEGEND_PT, frameon=False
+    )
+    return 1 - (0.03 + 0.03 * rows) * 4.8 / fig.get_figheight()
+
+
+def plot_matched(table: pd.DataFrame, path: Path, x: str = "total") -> Path:
+    """Test score vs backbone size (log x; `x="depth"`: layers) at matched budgets: a panel per task and
+    budget, a line per method (and variant), the head-only baseline dashed grey, random guess dotted."""
+    if x not in X_AXES:
+        raise PetsweepError(f"--x {x!r}: choose one of: {', '.join(X_AXES)}")
+    column, xlabel = X_AXES[x]
+    done = table[table["status"] == "COMPLETED"].copy()
+    if column not in done or done.empty or done[column].isna().all():
+        raise PetsweepError(
+            f"matched --x {x}: the table has no {column} values (a table collected before the column "
+            "existed: collect it again)"
+        )
+    requested = done["budget.requested"] if "budget.requested" in done else pd.Series(None, index=done.index)
+    done[BUDGET] = requested.map(_text)
+    is_head = done["method"] == HEAD
+    runs = done[~is_head & (done[BUDGET] != NO_VALUE)]
+    left_out = done[~is_head & (done[BUDGET] == NO_VALUE)]
+    if runs.empty:
+        raise PetsweepError(
+            "matched: no COMPLETED run with a budget in the table (budget=X, or APET's apet.scale); "
+            "run e.g. run.py -m method=lora,adapter,prompt,bitfit,apet budget=bitfit backbone=..."
+        )
+    head = done[is_head & done["task"].isin(set(runs["task"]))]
+    missing = sorted(set(runs["backbone"]) | set(head["backbone"]))
+    missing = [b for b in missing if done.loc[done["backbone"] == b, column].isna().all()]
+    if missing:
+        raise PetsweepError(
+            f"matched --x {x}: backbone(s) {', '.join(missing)} have no {column} in the table "
+            "(collected before the column existed: collect it again)"
+        )
+    # a point is a backbone as it ran: one YAML cut to several depths (backbone.num_layers) is several
+    # points, and the knob values a budget solves to on each are never told apart as variants
+    point = ["backbone", *dict.fromkeys(c for c in ("depth", "total_params", column) if c in done)]
+    stats = mean_std(runs, ["task", BUDGET, "method", *point])
+    base = mean_std(head, ["task", "method", *point]) if not head.empty else None
+    for frame in (stats, base):
+        if frame is not None:
+            frame["x"] = frame[column].astype(float)
+    tasks = sorted(stats["task"].unique())
+    budgets = sorted(stats[BUDGET].unique(), key=natural_key)
+    fig, axes = plt.subplots(
+        len(tasks),
+        len(budgets),
+        squeeze=False,
+        sharey="row",
+        figsize=(max(FIGSIZE[0], 4.6 * len(budgets)), FIGSIZE[1] * len(tasks) + 0.6),
+    )
+    guess = done.groupby("task")["random_guess_score"].mean()
+    names = [label(m, v) for (m, v), _ in natural_groups(stats, ["method", "variant"])]
+    markers = dict(zip(names, MARKERS * 4))
+    ylabel = metric_label(done)
+    for (task, budget), ax in zip([(t, b) for t in tasks for b in budgets], axes.flat):
+        panel = stats[(stats["task"] == task) & (stats[BUDGET] == budget)]
+        if panel.empty:
+            ax.axis("off")
+            continue
+        lines = [(key, rows, False) for key, rows in natural_groups(panel, ["method", "variant"])]
+        if base is not None:
+            lines += [
+                (key, rows, True)
+                for key, rows in natural_groups(base[base["task"] == task], ["method", "variant"])
+            ]
+        for index, ((method, variant), rows, baseline) in enumerate(lines):
+            rows = rows.sort_values(["x", "backbone"])
+            name = label(HEAD_LABEL, variant) if baseline else label(method, variant)
+            style = HEAD_STYLE if baseline else {"marker": markers[name]}
+            drawn = ax.errorbar(
+                rows["x"], rows["mean"], yerr=rows["std"].fillna(0), capsize=3, label=name, **style
+            )
+            if baseline:
+                drawn.lines[0].set_marker("s")
+            dodge(ax, [drawn.lines[0], *drawn.lines[1], *drawn.lines[2]], dodge_points(index, len(lines)))
+        ax.axhline(guess.get(task, np.nan), label="random guess", **GUESS_STYLE)
+        ax.margins(x=0.12)  # room for the points set apart at the first and last backbone
+        if x == "depth":
+            from matplotlib.ticker import MaxNLocator
+
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        else:
+            ax.set_xscale("log")
+            log_ticks(ax)
+        ax.set_title(f"{task} / budget={budget}", fontsize=LABEL_PT + 1)
+        ax.set_xlabel(xlabel, fontsize=LABEL_PT)
+        ax.set_ylabel(ylabel if ax in axes[:, 0] else "", fontsize=LABEL_PT)
+        ax.tick_params(labelleft=True)
+    top = _legend(fig, axes)
+    note = f"{budget_note(runs)}. {stats.attrs['note']}"
+    if base is not None:
+        note += f"; {HEAD_LABEL} (dashed grey): the trained task head alone, no PET parameters"
+    else:
+        note += f"; no {HEAD_LABEL} runs (method=head) in the table"
+    note += f"; dotted: random guess; lines set {DODGE_PT:g} pt apart at each backbone"
+    if len(left_out):
+        methods = ", ".join(sorted(left_out["method"].unique()))
+        note += f"; left out: {len(left_out)} runs without a budget ({methods})"
+    return save_figure(fig, path, note, top)
