@@ -136,6 +136,14 @@ def test_matched_draws_a_line_per_method_the_head_baseline_and_random_guess(tabl
     )
     assert "mean over 2 runs each, bars: ± 1 std" in note and "head only (dashed grey)" in note
     assert "left out: 12 runs without a budget (full)" in note
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:  # readable: tick labels apart, every text on the page
+        boxes = [t.get_window_extent(renderer) for t in shown_tick_labels(ax)]
+        assert not any(a.overlaps(b) for i, a in enumerate(boxes) for b in boxes[i + 1 :])
+    texts = [*fig.texts, *fig.legends[0].get_texts(), *[ax.title for ax in fig.axes]]
+    for text in texts:
+        box = text.get_window_extent(renderer)
+        assert box.x0 >= -2 and box.x1 <= fig.bbox.x1 + 2 and box.y0 >= -2 and box.y1 <= fig.bbox.y1 + 2
 
 
 def test_matched_by_depth_reads_the_real_depth_column(table, tmp_path, monkeypatch):
