@@ -11,7 +11,8 @@ import hydra
 from omegaconf import DictConfig
 
 import petsweep.config  # noqa: F401  (registers the base config nodes with Hydra)
-from petsweep.cli import exit_on_user_error, hydra_argv, preflight
+from petsweep.cli import hydra_argv, preflight
+from petsweep.errors import exit_on_user_error
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)

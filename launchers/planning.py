@@ -16,10 +16,8 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
-from petsweep.config import resolve_run
 from petsweep.errors import ConfigError, PetsweepError
 from petsweep.identity import plain, run_dir, run_hash, semantic_config
-from petsweep.params import check_on_meta
 from petsweep.rehash import stale_record
 from petsweep.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
 
@@ -144,6 +142,10 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
     Raises:
         ConfigError: the first run whose config is invalid, naming its overrides.
     """
+    # here, not at the top: what reads a sweep's records (status, show) imports this module without torch
+    from petsweep.config import resolve_run
+    from petsweep.params import check_on_meta
+
     composer = CachedComposer(compose_fn)
     queue = cached_queue()
     runs: dict[str, PlannedRun] = {}

@@ -29,11 +29,18 @@ import re
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import stats
 
 from petsweep.errors import ConfigError
 
 REFERENCES = ("random", "full")
+
+
+def _t_quantile(q: float, dof: int) -> float:
+    """Student's t quantile; scipy is imported here, not at the top (3 s: `petsweep status` reads a search's
+    state through this package)."""
+    from scipy import stats
+
+    return float(stats.t.ppf(q, dof))
 
 
 @dataclass(frozen=True)
@@ -132,7 +139,7 @@ class CellSearch:
         if sigma == 0:
             return ABOVE if np.mean(seen) >= target else BELOW
         t = (np.mean(seen) - target) / (sigma / math.sqrt(len(seen)))
-        critical = stats.t.ppf(1 - decision_level(self.settings, len(self.budgets)), dof)
+        critical = _t_quantile(1 - decision_level(self.settings, len(self.budgets)), dof)
         if t >= critical:
             return ABOVE
         if t <= -critical:
@@ -199,7 +206,7 @@ class CellSearch:
         gap = abs(np.mean(seen) - target)
         if not dof or gap == 0:
             return max(1, room)
-        critical = stats.t.ppf(1 - decision_level(self.settings, len(self.budgets)), dof)
+        critical = _t_quantile(1 - decision_level(self.settings, len(self.budgets)), dof)
         needed = math.ceil((critical * sigma / gap) ** 2) - len(seen)
         return int(min(max(needed, 1), room, self.settings.seeds_per_round))
 

@@ -76,7 +76,10 @@ class Worker:
         """Run `job` (a run, or a fused group) in this worker: an exit code per run, or for each the negative
         signal that killed the worker."""
         cfgs = [dict(r.cfg, trainer=dict(r.cfg["trainer"], num_threads=threads)) for r in job.runs]
-        request = {"group": cfgs} if job.members else {"config": cfgs[0], "overrides": job.overrides}
+        if job.members:
+            request = {"group": cfgs, "overrides": [run.overrides for run in job.members]}
+        else:
+            request = {"config": cfgs[0], "overrides": job.overrides}
         try:
             self.proc.stdin.write(json.dumps({**request, "log": str(job.log)}) + "\n")
             self.proc.stdin.flush()

@@ -49,7 +49,7 @@ from petsweep.tasks import prepare_task
 from petsweep.tracking import NullTracker, Tracker, wandb_summary
 
 if TYPE_CHECKING:
-    from petsweep.distributed import DeepSpeedConfig
+    from petsweep.config import DeepSpeedConfig
     from petsweep.methods.base import Attached
     from petsweep.objectives import Objective
     from petsweep.params import ParamCounts

@@ -15,12 +15,58 @@ from omegaconf import DictConfig, OmegaConf
 from petsweep import CONF_DIR
 from petsweep.apet import ApetSpec, Budget
 from petsweep.backbones import BackboneSpec
-from petsweep.distributed import DeepSpeedConfig
 from petsweep.errors import ConfigError
-from petsweep.identity import plain
 from petsweep.methods import PETMethod, build_method
 from petsweep.tasks.spec import TaskSpec
-from petsweep.typecheck import check_types
+from petsweep.typecheck import check_types, plain
+
+PRESETS = ("auto", "none", "zero2", "zero3", "zero3_offload")
+ZERO3_FROM, OFFLOAD_FROM = 3e9, 3e10  # parameters; the `auto` rule
+
+
+@dataclass
+class DeepSpeedConfig:
+    """conf/deepspeed: the preset's ZeRO stage and offloading (see conf/deepspeed/*.yaml)."""
+
+    preset: str = "auto"
+    stage: int | None = None
+    offload_optimizer: bool = False
+    offload_param: bool = False
+    param_persistence_threshold: int | None = None
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ConfigError("deepspeed.preset", self.preset, f"choose one of: {', '.join(PRESETS)}")
+        if self.stage not in (None, 0, 1, 2, 3):
+            raise ConfigError("deepspeed.stage", self.stage, "choose one of: null, 0, 1, 2, 3")
+
+    def resolved(
+        self, total_params: int, host_bytes_free: int | None = None, trainable: int = 0
+    ) -> DeepSpeedConfig:
+        """`auto` made concrete for a backbone of `total_params` parameters on this machine: ZeRO-3 from 3B
+        parameters on GPUs, with CPU offload from 30B where the host has the memory the offload needs."""
+        if self.preset != "auto":
+            return self
+        import torch  # here, not at the top: composing and validating a config needs no torch
+
+        if not torch.cuda.is_available() or total_params < ZERO3_FROM:
+            return DeepSpeedConfig(preset="none")
+        offload = total_params >= OFFLOAD_FROM and (
+            host_bytes_free is None or offload_host_bytes(total_params, trainable, 1) <= host_bytes_free
+        )
+        return DeepSpeedConfig(
+            preset="zero3_offload" if offload else "zero3",
+            stage=3,
+            offload_optimizer=offload,
+            offload_param=offload,
+        )
+
+
+def offload_host_bytes(total_params: int, trainable: int, nodes: int, param_bytes: int = 2) -> int:
+    """Host memory per node that ZeRO-3 offload needs: the parameters (bf16 on GPUs) and, per trainable
+    parameter, an fp32 master copy, gradient and Adam's two moments (16 bytes), shared across the nodes."""
+    return (param_bytes * total_params + 16 * trainable) // max(1, nodes)
+
 
 SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")

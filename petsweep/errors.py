@@ -1,4 +1,13 @@
-"""User-facing errors: one line that names the key, the value and the fix."""
+"""User-facing errors: one line that names the key, the value and the fix, and the one place that prints
+them (every entry point: run.py, the sweepers, warm workers, fused groups, rank children)."""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import re
+import sys
 
 # how a run ends, as `run.py`'s exit status (and a warm worker's or a fused group's code per run)
 EXIT_FAILED, EXIT_REFUSED, EXIT_CANCELLED, EXIT_INTERRUPTED = 1, 2, 143, 130  # 128 + SIGTERM, SIGINT
@@ -22,3 +31,70 @@ class DataError(PetsweepError):
 
 class RunCancelled(BaseException):
     """SIGTERM (petsweep cancel, scancel): the run stops, records CANCELLED, and a rerun resumes it."""
+
+
+DISK_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space", errno.EROFS: "remount it"}
+
+
+def disk_problem(err: BaseException) -> str | None:
+    """The one line for a disk that takes no writes (full, over quota, read-only), naming the path; None for
+    any other error. Libraries in Rust (safetensors) raise their own type, saying `(os error 28) at path
+    "..."`: read as the OSError it reports."""
+    err = _reported_os_error(err)
+    if err is None or err.errno not in DISK_ERRNOS:
+        return None
+    where = f"cannot write {err.filename}" if err.filename else "a write failed"
+    return (
+        f"{where}: {err.strerror} ({errno.errorcode[err.errno]}); {DISK_ERRNOS[err.errno]} or give another "
+        "paths.runs_root, then run the same command again (finished runs are kept, the others resume)"
+    )
+
+
+def _reported_os_error(err: BaseException) -> OSError | None:
+    if isinstance(err, OSError):
+        return err
+    found = re.search(r'\(os error (\d+)\)(?: at path "([^"]*)")?', str(err))
+    if found is None:
+        return None
+    code = int(found[1])
+    return OSError(code, os.strerror(code), found[2])
+
+
+def report_user_error(err: BaseException) -> int | None:
+    """Print the one line a PetsweepError, a cancelled run or a disk that takes no writes gets (stderr, no
+    traceback) and return its exit status; None for anything else (a failure, which keeps its traceback).
+    The line is left out where it cannot be written (stderr on the full disk)."""
+    if isinstance(err, PetsweepError):
+        line, status = f"error: {err}", EXIT_REFUSED
+    elif disk_problem(err):
+        line, status = f"error: {disk_problem(err)}", EXIT_FAILED
+    elif isinstance(err, RunCancelled):
+        line = "cancelled: the run recorded CANCELLED; run the same command again to resume it"
+        status = EXIT_CANCELLED
+    else:
+        return None
+    with contextlib.suppress(OSError):
+        print(line, file=sys.stderr, flush=True)
+    return status
+
+
+@contextlib.contextmanager
+def exit_on_user_error():
+    """Turn a PetsweepError into one line on stderr and exit status 2 (no traceback); a cancelled run: 143; a
+    disk that takes no writes (full, read-only): one line naming the path, exit status 1."""
+    try:
+        yield
+    except (PetsweepError, RunCancelled) as err:
+        sys.exit(report_user_error(err))
+    except KeyboardInterrupt:  # Ctrl-C reached the sweep itself: its runs recorded CANCELLED on their own
+        with contextlib.suppress(OSError):
+            print(
+                "interrupted (Ctrl-C): running runs recorded CANCELLED; run the same command again to resume",
+                file=sys.stderr,
+                flush=True,
+            )
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as err:
+        if disk_problem(err) is None:
+            raise
+        sys.exit(report_user_error(err))

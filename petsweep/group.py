@@ -18,7 +18,7 @@ import traceback
 
 from omegaconf import OmegaConf
 
-from petsweep import ranks
+from petsweep import ranks, resources
 from petsweep.errors import EXIT_CANCELLED, EXIT_FAILED, PetsweepError, RunCancelled
 from petsweep.status import RunDir
 
@@ -44,8 +44,8 @@ def _own_lines(run_path: RunDir):
 class _Run:
     """A member as the group sees it: config, claim, and what became of it."""
 
-    def __init__(self, cfg, spec, run_path: RunDir):
-        self.cfg, self.spec, self.run_path = cfg, spec, run_path
+    def __init__(self, cfg, spec, run_path: RunDir, overrides: list[str] | None = None):
+        self.cfg, self.spec, self.run_path, self.overrides = cfg, spec, run_path, overrides
         self.prepared = None
         self.code: int | None = None
         self.beats = contextlib.ExitStack()  # its heartbeat, from its claim until it ends
@@ -62,11 +62,11 @@ def _ended(run: _Run, code: int) -> None:
     run.beats.close()  # a run that ended beats no more, while the others of its group go on
 
 
-def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
+def _claim_all(cfgs: list[dict], codes: list[int | None], overrides: list) -> list[_Run]:
     """Each config validated and claimed as `run.py` would; a finished run answers from its record."""
     from petsweep.app import claim_run, summary_text
-    from petsweep.cli import report_user_error
     from petsweep.config import resolve_run
+    from petsweep.errors import report_user_error
     from petsweep.identity import run_dir
     from petsweep.rehash import reusable_result
 
@@ -92,13 +92,13 @@ def _claim_all(cfgs: list[dict], codes: list[int | None]) -> list[_Run]:
         if refused:
             codes[k] = report_user_error(PetsweepError(refused))
             continue
-        runs.append((k, _Run(cfg, spec, run_path)))
+        runs.append((k, _Run(cfg, spec, run_path, overrides[k])))
     return runs
 
 
 def _fail(run: _Run, err: BaseException, trace: str) -> None:
     from petsweep.app import UNRECORDED, record_failure
-    from petsweep.cli import disk_problem
+    from petsweep.errors import disk_problem
 
     record_failure(run.run_path, err, trace)
     _close_mirror(run, 1)
@@ -128,10 +128,11 @@ def check_members(cfgs: list[dict]) -> None:
         )
 
 
-def run_group(cfgs: list[dict]) -> list[int]:
-    """Run the fused group `cfgs` (launchers/fusion.py chose them); an exit code per run, as run.py's."""
+def run_group(cfgs: list[dict], overrides: list[list[str]] | None = None) -> list[int]:
+    """Run the fused group `cfgs` (launchers/fusion.py chose them); an exit code per run, as run.py's.
+    `overrides`: each member's command-line overrides, for its provenance."""
     from petsweep.app import cancel_on_sigterm, log_to_run, restore_signals
-    from petsweep.cli import report_user_error
+    from petsweep.errors import report_user_error
 
     try:
         check_members(cfgs)
@@ -139,7 +140,7 @@ def run_group(cfgs: list[dict]) -> list[int]:
         return [report_user_error(err)] * len(cfgs)
     previous = cancel_on_sigterm()  # before the claims: `petsweep cancel` must find its handler
     codes: list[int | None] = [None] * len(cfgs)
-    claimed = _claim_all(cfgs, codes)
+    claimed = _claim_all(cfgs, codes, overrides or [None] * len(cfgs))
     me = ranks.current()
     handlers = []
     for _, run in claimed:
@@ -186,6 +187,7 @@ def _train_and_record(runs: list[_Run]) -> None:
         with as_member(run.run_path):
             try:
                 stop_if_sweep_cancelled(run.run_path)
+                resources.use_overrides(run.overrides)  # its provenance.json records its own
                 with alongside_others():  # each member its own W&B run
                     run.prepared = prepare(run.spec, run.cfg, run.run_path, None, me)
                 if building:  # one copy of the frozen backbone for the whole group

@@ -25,7 +25,9 @@ import json
 import re
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
+
+from petsweep.typecheck import plain
 
 # Where a run is written or its inputs live, how it is mirrored, launched or scheduled, and how many
 # threads it uses do not change its result; everything else does.
@@ -74,20 +76,6 @@ ADDED_DEFAULTS = {
     "task.decoding": "model_default",  # generation through the model's generate() came before plain greedy
     "method.placement": "decoder",  # prefix's paper placement (encoder + cross-attention too) came later
 }
-
-
-def plain(cfg: DictConfig | dict) -> dict:
-    """The resolved config as plain dicts and lists (a plain dict is returned as it is).
-
-    The hydra node is left out: it only resolves inside a running Hydra app and never changes a result.
-    """
-    if isinstance(cfg, dict):
-        return cfg
-    return {
-        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
-        for k in cfg
-        if k != "hydra"
-    }
 
 
 def semantic_config(cfg: DictConfig | dict) -> dict:

@@ -36,9 +36,14 @@ def begin_run(overrides: list[str] | None = None) -> None:
         torch.cuda.reset_peak_memory_stats()
 
 
+def use_overrides(overrides: list[str] | None) -> None:
+    """The overrides of the run prepared next in this process (a fused group's members, one after another)."""
+    _begun["overrides"] = overrides
+
+
 def run_overrides() -> list[str] | None:
     """The current run's overrides: its mark's, else this process's own command line (run.py's overrides,
-    a fresh process per run); None where a mark gave none (a fused group's member)."""
+    a fresh process per run); None where a mark gave none."""
     if _begun["at"] is None:
         return [a for a in sys.argv[1:] if not a.startswith("trainer.num_threads=")]
     return _begun["overrides"]

@@ -1,5 +1,5 @@
 """Local multi-rank runs, torchrun-style: the process that was asked for a run of G ranks starts G copies of
-it (`python -m petsweep.spawn <config>`, RANK/WORLD_SIZE/MASTER_* set) and supervises them.
+it (`python -m petsweep.worker --rank <config>`, RANK/WORLD_SIZE/MASTER_* set) and supervises them.
 
 Rank 0 owns the run's records exactly as a SLURM task of rank 0 does. The parent only steps in when a rank
 dies: it stops the others (they would wait in a collective until the timeout) and records the run FAILED with
@@ -16,7 +16,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 from omegaconf import OmegaConf
 
@@ -74,7 +73,7 @@ def run_ranks(cfg, world: int, run_path: RunDir, threads: int | None = None) -> 
     port = _free_port()
     procs = [
         subprocess.Popen(
-            [sys.executable, "-m", "petsweep.spawn", fh.name],
+            [sys.executable, "-m", "petsweep.worker", "--rank", fh.name],
             env=_rank_env(r, world, port, threads),
             preexec_fn=_die_with_parent,
         )
@@ -134,18 +133,3 @@ def _supervise(procs: list[subprocess.Popen]) -> tuple[int, int] | None:
         p.wait()
     failures = [(rank, code) for rank, code in enumerate(ended) if code not in (None, 0)]
     return min(failures, key=lambda f: (f[1] >= 0, f[0]))
-
-
-def _child(config_file: str) -> int:
-    """One rank: the same run, joined to the others through the environment the parent set."""
-    from petsweep.app import run
-    from petsweep.cli import exit_on_user_error
-
-    cfg = OmegaConf.load(config_file)
-    with exit_on_user_error():
-        run(cfg)
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child(Path(sys.argv[1]).as_posix()))

@@ -20,8 +20,8 @@ import torch
 from torch import nn
 
 from petsweep import checkpoint, movement, preemption, ranks, resources
-from petsweep.config import RunSpec, TrainerConfig
-from petsweep.distributed import DeepSpeedConfig, make_stepper, rank_seed, uses_ds_adam
+from petsweep.config import DeepSpeedConfig, RunSpec, TrainerConfig
+from petsweep.distributed import make_stepper, rank_seed, uses_ds_adam
 from petsweep.errors import ConfigError
 from petsweep.methods.base import ParamGroup
 from petsweep.objectives import Objective

@@ -10,6 +10,8 @@ from __future__ import annotations
 import dataclasses
 import typing
 
+from omegaconf import DictConfig, OmegaConf
+
 from petsweep.errors import ConfigError
 
 _TYPES = {
@@ -46,3 +48,17 @@ def check_types(cls, values: dict, prefix: str) -> None:
         names = _allowed(hints.get(name, typing.Any))
         if names and not _fits(value, names):
             raise ConfigError(f"{prefix}.{name}", value, f"must be {' or '.join(n for n in names)}")
+
+
+def plain(cfg: DictConfig | dict) -> dict:
+    """The resolved config as plain dicts and lists (a plain dict is returned as it is).
+
+    The hydra node is left out: it only resolves inside a running Hydra app and never changes a result.
+    """
+    if isinstance(cfg, dict):
+        return cfg
+    return {
+        k: OmegaConf.to_container(cfg[k], resolve=True) if OmegaConf.is_config(cfg[k]) else cfg[k]
+        for k in cfg
+        if k != "hydra"
+    }

@@ -11,6 +11,7 @@ log file. A worker that dies mid-run (segfault, OOM kill, kill -9) is seen by th
 the run FAILED with the signal (launchers.local).
 
     python -m petsweep.worker <answer fd>
+    python -m petsweep.worker --rank <config file>     # one rank of a multi-rank run (petsweep.spawn)
 """
 
 from __future__ import annotations
@@ -36,8 +37,7 @@ def run_job(cfg: dict, claim_token: str | None = None, overrides: list[str] | No
 
     from petsweep import resources
     from petsweep.app import run
-    from petsweep.cli import report_user_error
-    from petsweep.errors import RunCancelled
+    from petsweep.errors import RunCancelled, report_user_error
 
     resources.begin_run(overrides)  # its peak memory, start-up time and overrides are its own
     try:
@@ -53,14 +53,15 @@ def run_job(cfg: dict, claim_token: str | None = None, overrides: list[str] | No
         _release_memory()
 
 
-def run_fused(cfgs: list[dict]) -> list[int]:
-    """Train a fused group (petsweep.group) in this process; an exit code per run."""
+def run_fused(cfgs: list[dict], overrides: list[list[str]] | None = None) -> list[int]:
+    """Train a fused group (petsweep.group) in this process; an exit code per run. `overrides`: each
+    member's own command-line overrides (what its provenance.json records)."""
     from petsweep import resources
     from petsweep.group import run_group
 
     resources.begin_run()
     try:
-        return run_group(cfgs)
+        return run_group(cfgs, overrides)
     except Exception:  # what no member's own handling caught: every run of the group failed
         with contextlib.suppress(OSError):
             traceback.print_exc()
@@ -113,7 +114,7 @@ def serve(answers) -> None:
         job = json.loads(line)
         with output_to(Path(job["log"])):
             if "group" in job:
-                codes = run_fused(job["group"])
+                codes = run_fused(job["group"], job.get("overrides"))
             else:
                 codes = [run_job(job["config"], overrides=job.get("overrides"))]
         # a run whose end could not be recorded (a full disk) reads RUNNING under this pid: the worker exits,
@@ -124,6 +125,22 @@ def serve(answers) -> None:
             return
 
 
+def run_rank(config_file: str) -> int:
+    """One rank of a multi-rank run that petsweep.spawn started: the same run, joined to the others through
+    the environment the parent set."""
+    from omegaconf import OmegaConf
+
+    from petsweep.app import run
+    from petsweep.errors import exit_on_user_error
+
+    cfg = OmegaConf.load(config_file)
+    with exit_on_user_error():
+        run(cfg)
+    return 0
+
+
 if __name__ == "__main__":
+    if sys.argv[1] == "--rank":
+        sys.exit(run_rank(sys.argv[2]))
     with os.fdopen(int(sys.argv[1]), "w") as answer_pipe:
         serve(answer_pipe)

@@ -11,7 +11,7 @@ from test_resume import _assert_same_run
 
 from petsweep.app import run
 from petsweep.config import compose
-from petsweep.distributed import DeepSpeedConfig
+from petsweep.config import DeepSpeedConfig
 from petsweep.identity import run_dir
 from petsweep.status import COMPLETED, RunDir
 

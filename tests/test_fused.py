@@ -201,6 +201,10 @@ def test_a_fused_sweep_ends_where_the_same_sweep_alone_ends_and_the_plan_says_wh
         assert (b.result()["fused_with"] is None) == (dropout > 0)
         assert a.result()["fused_with"] is None
         assert run_row(b.path)["fused_with"] == (0 if dropout > 0 else 3)  # the tidy table's column
+        # each member's provenance holds its own overrides (a fused member's were null)
+        config = yaml.safe_load((b.path / "config.yaml").read_text())
+        mine = json.loads((b.path / "provenance.json").read_text())["overrides"]
+        assert f"seed={config['seed']}" in mine and f"method.r={config['method']['r']}" in mine, mine
 
 
 def test_a_member_that_diverges_fails_alone(tiny):

@@ -139,7 +139,7 @@ def test_a_killed_two_rank_run_resumes_with_parity(ranks_conf, tmp_path, zero):
 def _ranks_of(proc) -> list[int]:
     """The rank processes a run's process started, rank 0 first."""
     found = subprocess.run(
-        ["pgrep", "-P", str(proc.pid), "-f", "petsweep.spawn"], capture_output=True, text=True
+        ["pgrep", "-P", str(proc.pid), "-f", "petsweep.worker --rank"], capture_output=True, text=True
     )
     children = sorted(int(pid) for pid in found.stdout.split())
     assert len(children) == 2, found
