@@ -1,5 +1,6 @@
-"""README.md and docs/: every relative link points at a file that exists and, with a #fragment, at a heading
-of that file (GitHub's anchors), so moving text between pages cannot leave a dead link behind."""
+"""README.md, BENCHMARKS.md and docs/: every relative link points at a file that exists and, with a
+#fragment, at a heading of that file (GitHub's anchors), so moving text between pages cannot leave a dead
+link behind."""
 
 import re
 from pathlib import Path
@@ -7,7 +8,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+PAGES = [ROOT / "README.md", ROOT / "BENCHMARKS.md", *sorted((ROOT / "docs").rglob("*.md"))]
 LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)\)")
 FENCE = re.compile(r"^(```|~~~)")
 
