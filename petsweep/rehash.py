@@ -56,8 +56,8 @@ def recorded_identity(path: Path, result: dict | None = None) -> dict:
     dtype it held); raises Refused where the records do not say. `result`: its result.json, where read."""
     result = (result if result is not None else RunDir(path).result()) or {}
     record = RunDir(path)
-    recorded = result.get("config_sha256")
-    if recorded is not None and hashlib.sha256(record.config_file.read_bytes()).hexdigest() != recorded:
+    sha = result.get("config_sha256")
+    if sha is not None and hashlib.sha256(record.config_file.read_bytes()).hexdigest() != sha:
         # the record (result.json) outranks the copy a person can edit: never rename a record by it
         raise Refused("config.yaml was changed after the run finished (its sha256 is not result.json's)")
     config = record.config()

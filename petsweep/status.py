@@ -60,13 +60,14 @@ QUEUED, RUNNING, COMPLETED, FAILED, CANCELLED = (
     State.FAILED,
     State.CANCELLED,
 )
-# <sweep>/.invalidated/<time>/<run>: runs moved aside by `petsweep invalidate`
+# <sweep>/.invalidated/<time>[-k]/<run>: runs moved aside by `petsweep invalidate` or `rehash`
 INVALIDATED_DIR = ".invalidated"
 # what a process killed mid-write leaves: a checkpoint's temporary dir (checkpoint.begin) and write_atomic's
 # temporary file; cleared when the run is next claimed (no live process writes them then)
 CHECKPOINT_TMP_GLOB = ".step-*.tmp*"
 ATOMIC_TMP_GLOB = ".*.tmp"
 HEARTBEAT_S = float(os.environ.get("PETSWEEP_HEARTBEAT_S", "30"))
+STALE_AFTER_S = 10 * HEARTBEAT_S  # ten missed beats: the process or its node is gone
 
 
 def new_aside_batch(sweep_dir: Path) -> Path:
@@ -84,9 +85,6 @@ def new_aside_batch(sweep_dir: Path) -> Path:
             continue
         return batch
     raise PetsweepError(f"{parent}: no free folder for {stamp}")
-
-
-STALE_AFTER_S = 10 * HEARTBEAT_S  # ten missed beats: the process or its node is gone
 
 
 def write_atomic(path: Path, text: str) -> None:
