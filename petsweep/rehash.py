@@ -56,11 +56,16 @@ def recorded_identity(path: Path, result: dict | None = None) -> dict:
     dtype it held); raises Refused where the records do not say. `result`: its result.json, where read."""
     result = (result if result is not None else RunDir(path).result()) or {}
     record = RunDir(path)
+    if not record.config_file.exists():
+        raise Refused("it has no config.yaml")
     sha = result.get("config_sha256")
     if sha is not None and hashlib.sha256(record.config_file.read_bytes()).hexdigest() != sha:
         # the record (result.json) outranks the copy a person can edit: never rename a record by it
         raise Refused("config.yaml was changed after the run finished (its sha256 is not result.json's)")
     config = record.config()
+    edited = _disagreement(config, result.get("config")) if sha is None else None
+    if edited is not None:  # a record from before config_sha256: its recorded config says what it was
+        raise Refused(f"config.yaml was changed after the run finished ({edited})")
     files = (config.get("task") or {}).get("files")
     if isinstance(files, dict) and any(files.values()):
         recorded = ((result.get("config") or {}).get("task") or {}).get("files")
@@ -83,6 +88,36 @@ def recorded_identity(path: Path, result: dict | None = None) -> dict:
         if result.get("deepspeed") in (None, "none"):  # DeepSpeed's bf16 mode holds every weight in bf16
             trainer["frozen_dtype"] = "bf16"
     return config
+
+
+def _disagreement(config: dict, recorded: dict | None, where: str = "") -> str | None:
+    """The first value config.yaml holds otherwise than the finished run's own record of its config (the
+    identity it computed: values as they were, keys the rule of its day kept), e.g. `method.r 4, recorded
+    8`; None where every recorded value is config.yaml's. Local data files are compared by fingerprint."""
+    for key, value in (recorded or {}).items():
+        dotted = f"{where}{key}"
+        if dotted == "task.files" or not isinstance(config, dict) or key not in config:
+            continue
+        mine = config[key]
+        if isinstance(value, dict):
+            found = _disagreement(mine, value, f"{dotted}.")
+            if found is not None:
+                return found
+        elif not _same_value(mine, value):
+            return f"{dotted} {mine!r}, recorded {value!r}"
+    return None
+
+
+def _same_value(a, b) -> bool:
+    numbers = (int, float)
+    if (
+        isinstance(a, numbers)
+        and isinstance(b, numbers)
+        and not isinstance(a, bool)
+        and not isinstance(b, bool)
+    ):
+        return float(a) == float(b)
+    return a == b
 
 
 def stale_record(path: Path, result: dict | None = None) -> str | None:
@@ -241,7 +276,11 @@ def rehash(roots: list[str | Path], dry_run: bool = False) -> list[tuple[Path, s
                 done.append((path, "live", path, ""))  # a running process owns it: never move it
                 continue
             try:
-                done.append((path, *rehash_run(path, dry_run)))
+                with RunDir(path).locked():  # a sweep claiming it waits (and one that claimed it keeps it)
+                    if RunDir(path).is_live():
+                        done.append((path, "live", path, ""))
+                        continue
+                    done.append((path, *rehash_run(path, dry_run)))
             except yaml.YAMLError as err:  # refused alone; the others go on
                 done.append((path, "refused", path, f"config.yaml does not parse ({type(err).__name__})"))
     return done

@@ -350,3 +350,28 @@ def test_an_edited_config_yaml_never_renames_a_finished_record(tiny, caplog):
     assert reusable_result(path)["run_id"] == record["run_id"]
     assert "config.yaml does not parse" in caplog.text
     assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+
+
+def test_an_old_record_whose_config_yaml_was_edited_or_lost_keeps_its_name(tmp_path, caplog):
+    """#22 review: a record from before config_sha256 was still renamed by a hand edit (r: 8 -> 4 moved it to
+    the r=4 id and rewrote its result.json's config), and one without config.yaml crashed every sweep that
+    planned it (KeyError). Its result.json's own config now says what it computed."""
+    from petsweep.rehash import reusable_result
+
+    folder = OLD_RECORDS / "1a02139" / "lora-encoder"
+    path = tmp_path / "study" / case_dir(folder)
+    path.mkdir(parents=True)
+    for name in ("config.yaml", "result.json"):
+        shutil.copy(folder / name, path / name)
+    (path / "status.json").write_text(json.dumps({"state": "COMPLETED", "updated": 0}))
+    record = RunDir(path).result()
+    assert "config_sha256" not in record and record["config"]["method"]["r"] == 8
+    text = (path / "config.yaml").read_text()
+    (path / "config.yaml").write_text(text.replace("  r: 8\n", "  r: 4\n"))
+    out = run_cli("-m", "petsweep.cli", "rehash", str(path.parent))
+    assert out.returncode == 0 and "method.r 4, recorded 8" in out.stdout, out.stdout
+    assert path.exists() and RunDir(path).result() == record
+    assert reusable_result(path) == record and "method.r 4, recorded 8" in caplog.text
+    (path / "config.yaml").unlink()
+    assert reusable_result(path) == record and "no config.yaml" in caplog.text
+    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
