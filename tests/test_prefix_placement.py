@@ -18,7 +18,7 @@ from petsweep.backbones import build_on_meta, load_pretrained
 from petsweep.cli import count
 from petsweep.config import compose, resolve_run
 from petsweep.errors import ConfigError
-from petsweep.export import export_peft
+from petsweep.export import export_merged, export_peft
 from petsweep.identity import run_dir, run_hash
 from petsweep.params import attach_method
 from petsweep.status import COMPLETED, RunDir
@@ -244,6 +244,11 @@ def test_a_paper_run_completes_and_records_its_placement(tiny, arch):
     with pytest.raises(ConfigError) as err:  # peft's prefix tuning has no place for the paper's prefixes
         export_peft(path, path.parent / "peft_export")
     assert "\n" not in str(err.value) and str(err.value).startswith("method.placement='paper'")
+    with pytest.raises(ConfigError) as err:  # nor a plain model: it names what to share, not --format peft
+        export_merged(path, path.parent / "merged_export")
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("method.placement='paper'")
+    assert "--format peft" not in message and "pet_weights.safetensors with config.yaml" in message
 
 
 def test_bad_placements_are_refused_in_one_line(tiny):
@@ -394,3 +399,22 @@ def test_a_bart_whose_encoder_has_other_heads_than_its_decoder_runs_under_paper(
         else:
             expected = sum(3 * 32 + (32 * 8 + 8) + (8 * w + w) for w in widths)
         assert counts.pet_params == meta.pet_params == trainable == expected
+
+
+def test_init_from_a_prefix_of_another_shape_says_the_shapes_differ(tiny):
+    """A decoder run's prefix.embedding is the paper run's decoder self-attention group (same name and
+    shape: it is loaded, the cross and encoder groups start fresh); a run of another length is refused
+    naming the shapes."""
+    source = run(compose(tiny("encoder_decoder", "method=prefix", "method.length=3")))
+    frm = f"method.init_from={source['run_id'][:12]}"
+    paper = compose(
+        tiny("encoder_decoder", "method=prefix", "method.length=3", "method.placement=paper", frm)
+    )
+    assert run(paper)["init_from"]["tensors"] == 1
+    longer = compose(
+        tiny("encoder_decoder", "method=prefix", "method.length=4", "method.placement=paper", frm)
+    )
+    with pytest.raises(ConfigError) as err:
+        run(longer)
+    message = str(err.value)
+    assert "\n" not in message and "prefix.embedding: (3, 128) there, (4, 128) here" in message

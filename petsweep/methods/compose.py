@@ -18,6 +18,7 @@ COMPOSITIONS = ("compose", "sequential")
 
 
 SOFT_PROMPTS = ("prompt", "dept")  # methods that install the one soft prompt a model reads
+ONE_PREFIX = ("prefix",)  # the one prefix cache (model.prefix) a model reads
 
 
 def check_members(members) -> None:
@@ -27,13 +28,12 @@ def check_members(members) -> None:
     names = [m.get("name") if isinstance(m, dict) else m for m in members]
     if any(name in COMPOSITIONS for name in names):
         raise ConfigError("method.members", names, f"a member cannot itself be {' or '.join(COMPOSITIONS)}")
-    soft = [name for name in names if name in SOFT_PROMPTS]
-    if len(soft) > 1:  # the second would replace the first's prompt and its hook hide the other's ids
-        raise ConfigError(
-            "method.members",
-            names,
-            f"at most one of {', '.join(SOFT_PROMPTS)}: each installs the model's soft prompt",
-        )
+    for kind, what in ((SOFT_PROMPTS, "the model's soft prompt"), (ONE_PREFIX, "the model's prefix cache")):
+        # a second would replace the first's module (model.soft_prompt, model.prefix: its trained tensor then
+        # in no record) and its hook skip or hide the other's
+        if len([name for name in names if name in kind]) > 1:
+            once = f"at most one of {', '.join(kind)}" if len(kind) > 1 else f"{kind[0]} at most once"
+            raise ConfigError("method.members", names, f"{once}: each installs {what}")
 
 
 def build_members(members) -> list[PETMethod]:
