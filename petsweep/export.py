@@ -62,11 +62,14 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     merged = merge_tuner_layers(attached.model)
     added = sorted(set(merged.state_dict()) - plain_keys)
     if added:
+        name = spec.method.config.name
+        paper = name == "prefix" and spec.method.config.placement == "paper"  # peft has no such placement
+        peft = "use --format peft, or " if name in PEFT_FORMS and not paper else ""
         raise ConfigError(
-            "method",
-            spec.method.config.name,
+            "method.placement" if paper else "method",
+            "paper" if paper else name,
             f"adds parameters a plain {spec.backbone.model_type} model has no place for ({added[0]}, "
-            f"{len(added)} in all): use --format peft, or share pet_weights.safetensors with config.yaml",
+            f"{len(added)} in all): {peft}share pet_weights.safetensors with config.yaml",
         )
     out = Path(out)
     merged.save_pretrained(out)

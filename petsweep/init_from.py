@@ -58,6 +58,15 @@ def load_into(model: nn.Module, method_params: list[nn.Parameter], source: Path,
     fits = {n: t for n, t in state.items() if n in params and params[n].shape == t.shape}
     ours = {id(p) for p in method_params}
     if not any(id(params[n]) in ours for n in fits):
+        other = next((n for n, t in state.items() if n in params and params[n].shape != t.shape), None)
+        if other is not None:  # one method's names, other shapes: its settings differ
+            raise ConfigError(
+                "method.init_from",
+                value,
+                f"its weights have this method's names in other shapes ({other}: "
+                f"{tuple(state[other].shape)} there, {tuple(params[other].shape)} here): the runs' method "
+                f"settings that shape them differ (e.g. prefix's length, projection or placement)",
+            )
         raise ConfigError(
             "method.init_from",
             value,

@@ -338,6 +338,16 @@ def test_li_and_liangs_xsum_bart_large_count_is_theirs():
     assert 62_130_528 == 3 * (200 * 1024 + 1024 * 800 + 800 + 800 * 12 * 2 * 1024 + 12 * 2 * 1024)
 
 
+def test_compose_refuses_two_prefix_members_in_one_line(tiny):
+    """The second prefix would replace model.prefix (the first's trained tensor then in no record) and its
+    hook return early on the first's cache."""
+    members = "method.members=[{name: prefix, length: 2},{name: prefix, length: 3}]"
+    with pytest.raises(ConfigError) as err:
+        resolve_run(compose(tiny("encoder_decoder", "method=compose", members)))
+    message = str(err.value)
+    assert "\n" not in message and message.startswith("method.members=") and "prefix at most once" in message
+
+
 def test_a_bart_whose_encoder_has_other_heads_than_its_decoder_runs_under_paper(tiny_conf, tmp_path):
     """The encoder's sets take the encoder's heads and head width (4 x 8 here, the decoder's 2 x 16); the
     count stays exact."""
