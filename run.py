@@ -5,14 +5,14 @@ python run.py backbone=bert-base method=bitfit task=rte seed=1
 python run.py --cfg job                         # print the composed config
 """
 
+import signal
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-import petsweep.config  # noqa: F401  (registers the base config nodes with Hydra)
 from petsweep.cli import hydra_argv, preflight
-from petsweep.errors import exit_on_user_error
+from petsweep.errors import RunCancelled, exit_on_user_error
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
@@ -33,9 +33,24 @@ def run_composed(cfg: DictConfig) -> None:
         run(cfg)
 
 
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop this process from its start (planning, composing, the pool's wait), also where
+    a script started it with SIGINT ignored (`run.py -m ... &`): a run then records CANCELLED (app.py sets
+    its own handlers while it trains) and a sweep starts no other run (launchers/local.py)."""
+
+    def cancelled(signum, frame):
+        raise RunCancelled("stopped by SIGTERM")
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, cancelled)
+
+
 if __name__ == "__main__":
+    stop_on_signals()
     argv = hydra_argv(sys.argv[1:])
-    with exit_on_user_error():
+    with exit_on_user_error():  # Ctrl-C while importing or planning: one line too
+        import petsweep.config  # noqa: F401  (registers the base config nodes with Hydra; seconds: torch)
+
         composed = preflight(argv)  # an Optuna sweep gains its direction here
     sys.argv[1:] = argv
     if composed is not None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launchers.warm import Job, WarmWorkers, slot_env
+from petsweep.errors import RunCancelled
 from petsweep.status import sweep_cancelled
 
 
@@ -186,8 +187,8 @@ def run_pool(
     try:
         futures = [executor.submit(work, index) for index in range(len(jobs))]
         return [future.result() for future in futures]
-    except KeyboardInterrupt:
-        interrupted.set()  # the running runs got the same SIGINT: they record CANCELLED; none other starts
+    except (KeyboardInterrupt, RunCancelled):
+        interrupted.set()  # the running runs got the same signal: they record CANCELLED; none other starts
         executor.shutdown(wait=True, cancel_futures=True)
         raise
     finally:

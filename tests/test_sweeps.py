@@ -243,6 +243,27 @@ def test_ctrl_c_cancels_like_petsweep_cancel_and_a_rerun_finishes(tiny_conf, tmp
     assert set(states(tmp_path / "study").values()) == {"COMPLETED"}
 
 
+def test_ctrl_c_before_any_run_starts_stops_the_sweep(tiny_conf, tmp_path):
+    """#22 review: a sweep started with SIGINT ignored (`run.py -m ... &` in a script) took Ctrl-C only once
+    its pool ran: one sent while it planned was lost and both runs trained to the end (exit 0)."""
+    axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=1500", "trainer.eval_every=1000"]
+    proc = subprocess.Popen(
+        [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+    time.sleep(1.5)  # importing (torch) and planning: no run has started
+    assert proc.poll() is None and not list((tmp_path / "study").glob("*/status.json"))
+    os.killpg(proc.pid, signal.SIGINT)
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "interrupted (Ctrl-C)" in out, out[-3000:]
+    assert "COMPLETED" not in states(tmp_path / "study").values()
+
+
 def test_a_run_another_sweep_is_training_reads_running_elsewhere_not_failed(tmp_path):
     """Two sweeps racing for one run: the one refused by the claim said `FAILED: ... already RUNNING`."""
     from omegaconf import OmegaConf
