@@ -4,6 +4,7 @@ count and ETA, printed as each run ends (from the run's own files, never from it
 from __future__ import annotations
 
 import os
+import re
 import threading
 import time
 from pathlib import Path
@@ -71,8 +72,10 @@ def _last_error_line(log: Path | None, run_path: Path | None = None) -> str | No
     lines = [line for line in log.read_text(errors="replace").splitlines() if line.strip()]
     if run_path is not None:
         mine = [x for x in lines if x.startswith("error: ") and Path(run_path).name in x]
-        if mine:
-            return mine[-1].removeprefix("error: ")
+        if mine:  # `error: run <path> FAILED: <what>`: the sweep's line names the run and state itself
+            line = mine[-1].removeprefix("error: ")
+            own = re.match(rf"run \S*{re.escape(Path(run_path).name)} [A-Z]+: (.*)", line)
+            return own[1] if own else line
     for line in reversed(lines):
         if line.startswith("error: "):
             return line.removeprefix("error: ")

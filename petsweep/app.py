@@ -18,10 +18,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
-from safetensors.torch import save_file
 
 from petsweep import preemption, provenance, ranks, resources, spawn
 from petsweep.backbones import load_pretrained
+from petsweep.checkpoint import save_file
 from petsweep.config import RunSpec, resolve_run
 from petsweep.distributed import check_ranks, chosen_preset, forget_sharded_loading, sharded_loading
 from petsweep.errors import PetsweepError, RunCancelled

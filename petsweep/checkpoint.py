@@ -19,14 +19,38 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save_file as _save_file
 from torch import nn
 
+from petsweep.errors import reported_os_error
 from petsweep.identity import sha256_file
 
 log = logging.getLogger("petsweep")
 MANIFEST = "manifest.json"
 KEEP = 2  # the newest checkpoint and the one before it (the fallback when the newest is corrupt)
+
+
+def save_file(tensors: dict, path) -> None:
+    """safetensors' save_file; where the disk takes no writes (full, read-only) it raises the OSError it
+    reports, naming `path` (safetensors' own error names a temporary file, or nothing)."""
+    try:
+        _save_file(tensors, str(path))
+    except Exception as err:
+        reported = reported_os_error(err)
+        if reported is None:
+            raise
+        raise OSError(reported.errno, reported.strerror, str(path)) from err
+
+
+def _write_text(path: Path, text: str) -> None:
+    """path.write_text, whose OSError on a full disk names no file: this one names `path`."""
+    try:
+        path.write_text(text)
+    except OSError as err:
+        if err.filename is not None:
+            raise
+        raise OSError(err.errno, err.strerror, str(path)) from err
 
 
 def method_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
@@ -110,14 +134,14 @@ def save_extras(directory: Path, best: dict[str, torch.Tensor] | None, meta: dic
         save_file(best, directory / "best.safetensors")
     rng_tensors, rng_meta = _rng_state()
     save_file(rng_tensors, directory / "rng.safetensors")
-    (directory / "state.json").write_text(json.dumps({**meta, "rng": rng_meta}, default=float))
+    _write_text(directory / "state.json", json.dumps({**meta, "rng": rng_meta}, default=float))
 
 
 def save_rank_rng(directory: Path, rank: int) -> None:
     """A rank other than 0 keeps its own RNG state beside rank 0's (its dropout masks are its own)."""
     tensors, meta = _rng_state()
     save_file(tensors, directory / f"rng-rank{rank}.safetensors")
-    (directory / f"rng-rank{rank}.json").write_text(json.dumps(meta))
+    _write_text(directory / f"rng-rank{rank}.json", json.dumps(meta))
 
 
 def restore_rank_rng(path: Path, rank: int) -> bool:
@@ -178,7 +202,7 @@ def commit(tmp: Path, root: Path, step: int) -> Path:
     """Manifest, fsync, rename into place, fsync the parent, read back; then drop all but the newest KEEP."""
     files = _files(tmp)
     manifest = {str(p.relative_to(tmp)): (p.stat().st_size, sha256_file(p)) for p in files}
-    (tmp / MANIFEST).write_text(json.dumps(manifest, sort_keys=True))
+    _write_text(tmp / MANIFEST, json.dumps(manifest, sort_keys=True))
     for path in [*files, tmp / MANIFEST, *sorted({p.parent for p in files}, reverse=True), tmp]:
         _fsync(path)
     final = step_dir(root, step)

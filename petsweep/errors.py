@@ -40,7 +40,7 @@ def disk_problem(err: BaseException) -> str | None:
     """The one line for a disk that takes no writes (full, over quota, read-only), naming the path; None for
     any other error. Libraries in Rust (safetensors) raise their own type, saying `(os error 28) at path
     "..."`: read as the OSError it reports."""
-    err = _reported_os_error(err)
+    err = reported_os_error(err)
     if err is None or err.errno not in DISK_ERRNOS:
         return None
     where = f"cannot write {err.filename}" if err.filename else "a write failed"
@@ -50,7 +50,8 @@ def disk_problem(err: BaseException) -> str | None:
     )
 
 
-def _reported_os_error(err: BaseException) -> OSError | None:
+def reported_os_error(err: BaseException) -> OSError | None:
+    """`err` as the OSError it is or reports (a Rust library's `(os error 28) at path "..."`), else None."""
     if isinstance(err, OSError):
         return err
     found = re.search(r'\(os error (\d+)\)(?: at path "([^"]*)")?', str(err))

@@ -23,7 +23,9 @@ import os
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+
+from petsweep.checkpoint import save_file
 
 log = logging.getLogger("petsweep")
 
