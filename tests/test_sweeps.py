@@ -288,3 +288,6 @@ def test_a_run_another_sweep_is_training_reads_running_elsewhere_not_failed(tmp_
     (run.path / "result.json").write_text(json.dumps({"metric": "accuracy", "score": 0.5}))
     run.set_status("COMPLETED")
     assert outcome(run.path, 2, log) == f"COMPLETED elsewhere ({where}): accuracy 0.5000"
+    # a run whose worker Ctrl-C stopped before it claimed it read `FAILED: exit -2`
+    never = outcome(tmp_path / "study" / "never-started", -2, None)
+    assert never.startswith("NOT STARTED: its worker was killed by signal 2 (SIGINT) first"), never
