@@ -97,7 +97,7 @@ def test_cancel_stops_the_sweep_then_rerun_finishes(tiny_conf, tmp_path):
     axes = [
         "backbone=tiny-bert",
         "seed=1,2,3,4",
-        "trainer.max_steps=1500",
+        "trainer.max_steps=300",  # long enough to stop at its step-50 checkpoint
         "trainer.save_every=50",
         "trainer.eval_every=1000",
         "task.k_shot=40",
@@ -215,7 +215,7 @@ def test_ctrl_c_cancels_like_petsweep_cancel_and_a_rerun_finishes(tiny_conf, tmp
     with one line and no traceback, as SIGTERM does; it was FAILED with an empty KeyboardInterrupt and ~50
     lines of traceback. The sweep starts no queued run and exits 130. The same command then resumes and
     finishes."""
-    axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=1500", "trainer.save_every=50"]
+    axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=300", "trainer.save_every=50"]
     axes += ["trainer.eval_every=1000", "task.k_shot=40"]
     proc = subprocess.Popen(
         [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes)],
