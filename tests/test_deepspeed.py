@@ -10,8 +10,7 @@ from safetensors.torch import load_file
 from test_resume import _assert_same_run
 
 from petsweep.app import run
-from petsweep.config import compose
-from petsweep.config import DeepSpeedConfig
+from petsweep.config import DeepSpeedConfig, compose
 from petsweep.identity import run_dir
 from petsweep.status import COMPLETED, RunDir
 
