@@ -107,7 +107,12 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
 
 def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: ranks.Ranks) -> dict:
     previous = cancel_on_sigterm()  # before the claim: `petsweep cancel`'s SIGTERM must find its handler
-    refused = ranks.from_main(lambda: claim_run(run_path, cfg, claim_token))
+    try:
+        refused = ranks.from_main(lambda: claim_run(run_path, cfg, claim_token))
+    except RunCancelled as err:  # stopped while claiming: a claim already written is this process's to end
+        _cancel_own_claim(run_path, err, me)
+        restore_signals(previous)
+        raise
     if refused:
         raise PetsweepError(refused)
     handler = log_to_run(run_path, me)
@@ -159,6 +164,14 @@ def record_failure(run_path: RunDir, err: BaseException, trace: str) -> None:
         return
     with contextlib.suppress(OSError):
         write_atomic(run_path.path / "error.txt", trace)
+
+
+def _cancel_own_claim(run_path: RunDir, err: RunCancelled, me: ranks.Ranks) -> None:
+    """A signal (petsweep cancel right after the claim, Ctrl-C) that lands inside the claim: where the
+    claim is written (RUNNING under this process), the run records CANCELLED instead of reading RUNNING."""
+    status = run_path.status() or {}
+    if me.main and status.get("state") == RUNNING and status.get("pid") == os.getpid():
+        record_failure(run_path, err, traceback.format_exc())
 
 
 def record_completed(run_path: RunDir, result: dict) -> None:

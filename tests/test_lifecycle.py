@@ -266,3 +266,26 @@ def test_a_requeued_slurm_task_on_another_node_claims_its_own_run(tmp_path, monk
     monkeypatch.setenv("SLURM_ARRAY_TASK_ID", "3")
     (record.path / "status.json").write_text(json.dumps(status))
     assert record.claim("RUNNING") is not None  # the same task, requeued on this node
+
+
+def test_a_signal_inside_the_claim_records_the_run_cancelled(tiny, monkeypatch):
+    """#22 review: `petsweep cancel` signals a run as soon as it reads RUNNING, i.e. right after the claim;
+    a RunCancelled raised there (the claim written, config.yaml not yet) escaped the code that records a
+    run's end, and the run read RUNNING (then INTERRUPTED) instead of CANCELLED."""
+    import pytest
+
+    from petsweep import app
+    from petsweep.errors import RunCancelled
+
+    real = app.claim_run
+
+    def claim_then_signal(*args):
+        real(*args)  # the claim is written, as the signal arrives
+        raise RunCancelled("stopped by SIGTERM")
+
+    monkeypatch.setattr(app, "claim_run", claim_then_signal)
+    cfg = compose(tiny("encoder"))
+    with pytest.raises(RunCancelled):
+        run(cfg)
+    status = RunDir(run_dir(cfg)).status()
+    assert status["state"] == "CANCELLED" and "SIGTERM" in status["error"], status
