@@ -17,13 +17,14 @@ from pathlib import Path
 from launchers.planning import run_status
 from launchers.report import sweep_runs
 from petsweep.errors import ConfigError
+from petsweep.rehash import recorded_config
 from petsweep.status import RunDir, State, new_aside_batch, write_json
 
 STATES = ("completed", "failed", "cancelled", "interrupted", "all")
 
 
 def _config(run: RunDir) -> dict:
-    return run.config()
+    return recorded_config(run)  # a finished run by what it trained, not an edited config.yaml
 
 
 _NUMBER = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?$")  # what YAML 1.1 leaves a string: 1e-3

@@ -58,14 +58,10 @@ def recorded_identity(path: Path, result: dict | None = None) -> dict:
     record = RunDir(path)
     if not record.config_file.exists():
         raise Refused("it has no config.yaml")
-    sha = result.get("config_sha256")
-    if sha is not None and hashlib.sha256(record.config_file.read_bytes()).hexdigest() != sha:
-        # the record (result.json) outranks the copy a person can edit: never rename a record by it
-        raise Refused("config.yaml was changed after the run finished (its sha256 is not result.json's)")
     config = record.config()
-    edited = _disagreement(config, result.get("config")) if sha is None else None
-    if edited is not None:  # a record from before config_sha256: its recorded config says what it was
-        raise Refused(f"config.yaml was changed after the run finished ({edited})")
+    edited = edited_config(record, config, result)
+    if edited is not None:  # the record (result.json) outranks the copy a person can edit
+        raise Refused(edited)
     files = (config.get("task") or {}).get("files")
     if isinstance(files, dict) and any(files.values()):
         recorded = ((result.get("config") or {}).get("task") or {}).get("files")
@@ -88,6 +84,38 @@ def recorded_identity(path: Path, result: dict | None = None) -> dict:
         if result.get("deepspeed") in (None, "none"):  # DeepSpeed's bf16 mode holds every weight in bf16
             trainer["frozen_dtype"] = "bf16"
     return config
+
+
+def edited_config(record: RunDir, config: dict, result: dict) -> str | None:
+    """Why the finished run's config.yaml (parsed: `config`) is not what it trained, or None: its sha256 is
+    not the one result.json recorded, or (records from before config_sha256) a value differs from
+    result.json's own config."""
+    if not result:
+        return None
+    sha = result.get("config_sha256")
+    if sha is not None:
+        if hashlib.sha256(record.config_file.read_bytes()).hexdigest() == sha:
+            return None
+        return "config.yaml was changed after the run finished (its sha256 is not result.json's)"
+    edited = _disagreement(config, result.get("config"))
+    return None if edited is None else f"config.yaml was changed after the run finished ({edited})"
+
+
+def recorded_config(record: RunDir) -> dict:
+    """The run's config as it trained: config.yaml, with result.json's recorded values in place of those a
+    person changed after the run finished (invalidate selects by this)."""
+    config, result = record.config(), record.result()
+    if result and edited_config(record, config, result) is not None:
+        _overlay(config, result.get("config") or {})
+    return config
+
+
+def _overlay(config: dict, recorded: dict) -> None:
+    for key, value in recorded.items():
+        if isinstance(value, dict) and isinstance(config.get(key), dict):
+            _overlay(config[key], value)
+        elif key != "files":  # data files are recorded by fingerprint, config.yaml names them
+            config[key] = value
 
 
 def _disagreement(config: dict, recorded: dict | None, where: str = "") -> str | None:

@@ -289,3 +289,21 @@ def test_a_signal_inside_the_claim_records_the_run_cancelled(tiny, monkeypatch):
         run(cfg)
     status = RunDir(run_dir(cfg)).status()
     assert status["state"] == "CANCELLED" and "SIGTERM" in status["error"], status
+
+
+def test_invalidate_selects_a_finished_run_by_what_it_trained_not_an_edited_config(tmp_path):
+    """#22 review: config.yaml of a finished r=8 run edited to r: 4 steered `invalidate --where`: r=8 found
+    nothing and r=4 would have moved the r=8 record. Its result.json's config says what it trained."""
+    import shutil
+
+    from launchers.invalidate import invalidate
+
+    folder = Path(__file__).parent / "fixtures" / "old_records" / "1a02139" / "lora-encoder"
+    run = tmp_path / "study" / "a"
+    run.mkdir(parents=True)
+    for name in ("config.yaml", "result.json"):
+        shutil.copy(folder / name, run / name)
+    (run / "status.json").write_text(json.dumps({"state": "COMPLETED", "updated": 0}))
+    (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("  r: 8\n", "  r: 4\n"))
+    assert [p.name for p in invalidate(tmp_path / "study", ["method.r=8"], dry_run=True)] == ["a"]
+    assert invalidate(tmp_path / "study", ["method.r=4"], dry_run=True) == []
