@@ -9,6 +9,7 @@ import threading
 import time
 from pathlib import Path
 
+from petsweep.errors import EXIT_CANCELLED, EXIT_INTERRUPTED
 from petsweep.spawn import exit_text
 from petsweep.status import RunDir
 
@@ -35,6 +36,8 @@ def outcome(run_path: Path | None, code: int, log: Path | None) -> str:
     status = (run.status() if run is not None else None) or {}
     if not status and code < 0:  # its worker died (a signal) before it claimed the run: nothing of it ran
         return f"NOT STARTED: its worker was {exit_text(code)} first; run the same command again"
+    if not status and code in (EXIT_CANCELLED, EXIT_INTERRUPTED):  # a group stopped before claiming it
+        return "NOT STARTED: the sweep was stopped first; run the same command again"
     error = status.get("error") or _last_error_line(log, run_path) or _disk_note(run_path) or f"exit {code}"
     if error.endswith("not started twice"):
         # another sweep (or cluster job) claimed it first: trained there, not failed here; it may have

@@ -110,7 +110,7 @@ def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: rank
     try:
         refused = ranks.from_main(lambda: claim_run(run_path, cfg, claim_token))
     except RunCancelled as err:  # stopped while claiming: a claim already written is this process's to end
-        _cancel_own_claim(run_path, err, me)
+        cancel_own_claim(run_path, err, me)
         restore_signals(previous)
         raise
     if refused:
@@ -166,7 +166,7 @@ def record_failure(run_path: RunDir, err: BaseException, trace: str) -> None:
         write_atomic(run_path.path / "error.txt", trace)
 
 
-def _cancel_own_claim(run_path: RunDir, err: RunCancelled, me: ranks.Ranks) -> None:
+def cancel_own_claim(run_path: RunDir, err: RunCancelled, me: ranks.Ranks) -> None:
     """A signal (petsweep cancel right after the claim, Ctrl-C) that lands inside the claim: where the
     claim is written (RUNNING under this process), the run records CANCELLED instead of reading RUNNING."""
     status = run_path.status() or {}

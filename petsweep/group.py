@@ -62,15 +62,15 @@ def _ended(run: _Run, code: int) -> None:
     run.beats.close()  # a run that ended beats no more, while the others of its group go on
 
 
-def _claim_all(cfgs: list[dict], codes: list[int | None], overrides: list) -> list[_Run]:
-    """Each config validated and claimed as `run.py` would; a finished run answers from its record."""
+def _claim_all(cfgs: list[dict], codes: list[int | None], overrides: list, runs: list) -> None:
+    """Each config validated and claimed as `run.py` would, into `runs` as (index, _Run) (filled as it goes:
+    a signal midway leaves the claims made so far there); a finished run answers from its record."""
     from petsweep.app import claim_run, summary_text
     from petsweep.config import resolve_run
     from petsweep.errors import report_user_error
     from petsweep.identity import run_dir
     from petsweep.rehash import reusable_result
 
-    runs = []
     for k, plain in enumerate(cfgs):
         cfg = OmegaConf.create(plain)
         try:
@@ -93,7 +93,6 @@ def _claim_all(cfgs: list[dict], codes: list[int | None], overrides: list) -> li
             codes[k] = report_user_error(PetsweepError(refused))
             continue
         runs.append((k, _Run(cfg, spec, run_path, overrides[k])))
-    return runs
 
 
 def _fail(run: _Run, err: BaseException, trace: str) -> None:
@@ -140,8 +139,13 @@ def run_group(cfgs: list[dict], overrides: list[list[str]] | None = None) -> lis
         return [report_user_error(err)] * len(cfgs)
     previous = cancel_on_sigterm()  # before the claims: `petsweep cancel` must find its handler
     codes: list[int | None] = [None] * len(cfgs)
-    claimed = _claim_all(cfgs, codes, overrides or [None] * len(cfgs))
+    claimed: list = []
     me = ranks.current()
+    try:
+        _claim_all(cfgs, codes, overrides or [None] * len(cfgs), claimed)
+    except RunCancelled as err:  # stopped while claiming: the claims made end CANCELLED, the rest never start
+        restore_signals(previous)
+        return _cancelled_while_claiming(cfgs, codes, claimed, err, me)
     handlers = []
     for _, run in claimed:
         handlers.append(log_to_run(run.run_path, me))
@@ -173,6 +177,19 @@ def run_group(cfgs: list[dict], overrides: list[list[str]] | None = None) -> lis
     for k, run in claimed:
         codes[k] = run.code if run.code is not None else EXIT_FAILED
     return codes
+
+
+def _cancelled_while_claiming(cfgs, codes, claimed, err: RunCancelled, me) -> list[int]:
+    from petsweep.app import cancel_own_claim, record_failure
+    from petsweep.identity import run_dir
+
+    for _, run in claimed:
+        record_failure(run.run_path, err, traceback.format_exc())
+    done = {k for k, _ in claimed}
+    for k, plain in enumerate(cfgs):
+        if codes[k] is None and k not in done:  # the one being claimed when the signal came, if it was
+            cancel_own_claim(RunDir(run_dir(plain)), err, me)
+    return [EXIT_CANCELLED if code is None else code for code in codes]
 
 
 def _train_and_record(runs: list[_Run]) -> None:

@@ -207,6 +207,31 @@ def test_a_fused_sweep_ends_where_the_same_sweep_alone_ends_and_the_plan_says_wh
         assert f"seed={config['seed']}" in mine and f"method.r={config['method']['r']}" in mine, mine
 
 
+def test_a_signal_while_a_group_claims_cancels_its_claims_and_starts_nothing(tiny, monkeypatch):
+    """#22 review: RunCancelled raised while a group claimed its members escaped run_group: the worker
+    exited 1, the claimed member read FAILED ('exited with 1') and another member's line showed its error.
+    Now the claims made end CANCELLED (the one the signal interrupted too) and the rest never start."""
+    from petsweep import app
+    from petsweep.errors import EXIT_CANCELLED, RunCancelled
+
+    real, claims = app.claim_run, []
+
+    def claim_then_signal(*args):
+        refused = real(*args)
+        claims.append(args[0])
+        if len(claims) == 2:  # the second claim is written as the signal arrives
+            raise RunCancelled("stopped by SIGINT (Ctrl-C)")
+        return refused
+
+    monkeypatch.setattr(app, "claim_run", claim_then_signal)
+    cfgs = [plain(compose(tiny("encoder", *FUSABLE, f"seed={seed}"))) for seed in (1, 2, 3)]
+    assert run_group(cfgs) == [EXIT_CANCELLED] * 3
+    first, second, third = (RunDir(run_dir(cfg)) for cfg in cfgs)
+    assert first.state() == second.state() == "CANCELLED"
+    assert "SIGINT" in second.status()["error"]
+    assert third.status() is None
+
+
 def test_a_member_that_diverges_fails_alone(tiny):
     members = [["seed=1"], ["seed=2", "method.lr=1e30"], ["seed=3", "method.r=4"]]
     cfgs = [compose(tiny("encoder", *FUSABLE, *m)) for m in members]

@@ -291,3 +291,5 @@ def test_a_run_another_sweep_is_training_reads_running_elsewhere_not_failed(tmp_
     # a run whose worker Ctrl-C stopped before it claimed it read `FAILED: exit -2`
     never = outcome(tmp_path / "study" / "never-started", -2, None)
     assert never.startswith("NOT STARTED: its worker was killed by signal 2 (SIGINT) first"), never
+    # a fused group's member the group never claimed (stopped while claiming the others)
+    assert outcome(tmp_path / "study" / "never-started", 143, None).startswith("NOT STARTED: the sweep was")
