@@ -86,9 +86,10 @@ def wandb_summary(run_dir: Path) -> dict:
 
 
 def run_row(run_dir: Path) -> dict:
-    """One run as a flat dict: its result (if any), config as `cfg.*`, metrics as `metric.*`, scores on other
-    tasks as `transfer.<task>.*`, provenance."""
-    status = _read_json(run_dir / "status.json")
+    """One run as a flat dict: its result (if any), config as `cfg.*`, metrics as `test/*`, scores on other
+    tasks as `transfer.<task>.*`, provenance. Its status as `petsweep status` reads it (a COMPLETED run whose
+    result.json is missing or truncated is FAILED)."""
+    status = RunDir(run_dir).status() or {}
     result = _read_json(run_dir / "result.json") or wandb_summary(run_dir)
     row = {k: result.get(k) for k in _SCALARS}
     row.update(

@@ -448,7 +448,7 @@ def _rehash_cmd(args) -> None:
         refused += outcome == "refused"
     print(f"{moved} run dir(s) {'would be ' if args.dry_run else ''}renamed to their current identity")
     if refused:
-        print(f"{refused} run dir(s) refused: their records do not say what they were trained on")
+        print(f"{refused} run dir(s) refused (each line above says why): left where they are")
 
 
 def _label_map(pairs: list[str]) -> dict[str, str] | None:

@@ -66,8 +66,13 @@ def earlier_attempts(run_path: Path) -> list[dict]:
 
     from petsweep.status import INVALIDATED_DIR
 
+    def batch_order(old: Path) -> tuple:  # <date>-<time>, then -2 ... -10 (status.new_aside_batch)
+        date, time, *k = old.parent.name.split("-")
+        return (date, time, int(k[0]) if k and k[0].isdigit() else 1)
+
     found = []
-    for old in sorted((Path(run_path).parent / INVALIDATED_DIR).glob(f"*/{Path(run_path).name}")):
+    runs = (Path(run_path).parent / INVALIDATED_DIR).glob(f"*/{Path(run_path).name}")
+    for old in sorted(runs, key=batch_order):
         try:
             meta = json.loads((old.parent / "invalidated.json").read_text())
         except (OSError, ValueError):

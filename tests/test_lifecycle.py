@@ -307,3 +307,20 @@ def test_invalidate_selects_a_finished_run_by_what_it_trained_not_an_edited_conf
     (run / "config.yaml").write_text((run / "config.yaml").read_text().replace("  r: 8\n", "  r: 4\n"))
     assert [p.name for p in invalidate(tmp_path / "study", ["method.r=8"], dry_run=True)] == ["a"]
     assert invalidate(tmp_path / "study", ["method.r=4"], dry_run=True) == []
+
+
+def test_collect_reads_a_truncated_record_as_status_does_and_attempts_keep_their_order(tmp_path):
+    """#22 review: collect wrote a COMPLETED row with NaN scores for a run whose result.json was cut short
+    (status and show say FAILED); earlier attempts moved aside as <time>-2 ... <time>-10 sorted -10 first."""
+    from analysis.load import run_row
+    from petsweep.provenance import earlier_attempts
+
+    run = tmp_path / "study" / "a"
+    run.mkdir(parents=True)
+    (run / "status.json").write_text(json.dumps({"state": "COMPLETED", "updated": 0}))
+    (run / "result.json").write_text('{"run_id": "ab')  # cut short by a crash or a full disk
+    assert run_row(run)["status"] == "FAILED"
+    for batch in ("20261205-101010-10", "20261205-101010", "20261205-101010-2", "20261204-235959"):
+        (tmp_path / "study" / ".invalidated" / batch / "a").mkdir(parents=True)
+    order = [Path(a["path"]).parent.name for a in earlier_attempts(run)]
+    assert order == ["20261204-235959", "20261205-101010", "20261205-101010-2", "20261205-101010-10"]
