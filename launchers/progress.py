@@ -82,10 +82,17 @@ def _last_error_line(log: Path | None, run_path: Path | None = None) -> str | No
             line = mine[-1].removeprefix("error: ")
             own = re.match(rf"run \S*{re.escape(Path(run_path).name)} [A-Z]+: (.*)", line)
             return own[1] if own else line
+        lines = [x for x in lines if not _names_another_run(x, Path(run_path).name)]
     for line in reversed(lines):
         if line.startswith("error: "):
             return line.removeprefix("error: ")
     return lines[-1] if lines else None
+
+
+def _names_another_run(line: str, name: str) -> bool:
+    """A fused group's `error: run <path> FAILED: ...` line of another member (the group's log is shared)."""
+    found = re.match(r"error: run (\S+) [A-Z]+: ", line)
+    return found is not None and Path(found[1]).name != name
 
 
 class SweepProgress:

@@ -291,5 +291,11 @@ def test_a_run_another_sweep_is_training_reads_running_elsewhere_not_failed(tmp_
     # a run whose worker Ctrl-C stopped before it claimed it read `FAILED: exit -2`
     never = outcome(tmp_path / "study" / "never-started", -2, None)
     assert never.startswith("NOT STARTED: its worker was killed by signal 2 (SIGINT) first"), never
+    # a fused member without a line of its own never shows another member's (the group's log is shared)
+    shared = tmp_path / "group.log"
+    shared.write_text(f"error: run {tmp_path}/study/other-run FAILED: FloatingPointError: loss is nan\n")
+    mine = RunDir(tmp_path / "study" / "my-run")
+    mine.set_status("FAILED")
+    assert "FloatingPointError" not in outcome(mine.path, 1, shared)
     # a fused group's member the group never claimed (stopped while claiming the others)
     assert outcome(tmp_path / "study" / "never-started", 143, None).startswith("NOT STARTED: the sweep was")
