@@ -114,7 +114,8 @@ def _record_death(run: Job, log_file: Path, pid: int, code: int) -> None:
     record = RunDir(run.path)
     status = record.status() or {}
     if status.get("state") == RUNNING and status.get("pid") == pid:
-        error = f"the worker process running it was {exit_text(code)}"
+        # "was killed by signal 9 (SIGKILL)", or "exited with 1"
+        error = f"the worker process running it {'was ' if code < 0 else ''}{exit_text(code)}"
         try:
             record.set_status("FAILED", error=error)
             with log_file.open("a") as log:
