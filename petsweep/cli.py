@@ -121,6 +121,11 @@ def preflight(argv: list[str]):
         from launchers.expand import apet_method
 
         variants = [apet_method(variant) for variant in variants]
+    if args.multirun and (args.cfg or args.info):  # Hydra raises a traceback for these together
+        raise PetsweepError(
+            f"-m with --{'cfg' if args.cfg else 'info'}: Hydra shows one run's config and takes no -m; "
+            f"petsweep plan {' '.join(args.overrides)} lists the sweep's runs"
+        )
     presets = [o for o in overrides if o.lstrip("+").startswith("sweep=")]
     if presets and not args.multirun:
         shown = args.cfg or args.info or args.resolve  # Hydra takes none of them beside -m: say what works

@@ -68,6 +68,14 @@ def test_a_sweep_preset_without_multirun_says_so(tiny_conf, tmp_path):
     assert not list(tmp_path.rglob("status.json"))
 
 
+def test_multirun_with_cfg_job_is_one_line_pointing_at_plan(tiny_conf, tmp_path):
+    """#26 review: `run.py -m method=lora,bitfit --cfg job` was Hydra's traceback ('Only one of --run,
+    --multirun, --cfg ...'), though docs/sweeps.md says petsweep's checks answer in one line."""
+    out = run_cli("run.py", "-m", "method=lora,bitfit", "--cfg", "job", *base(tiny_conf, tmp_path))
+    assert out.returncode == 2 and "Traceback" not in out.stderr and len(errors(out)) == 1, out.stderr
+    assert "petsweep plan" in errors(out)[0]
+
+
 def test_optuna_finds_a_better_learning_rate_and_repeats_are_answered_by_records(tiny_conf, tmp_path):
     """hydra/sweeper=optuna over method.lr: each trial's value is the run's best dev accuracy (never test);
     a learning rate proposed again is not retrained. No direction on the command line: Optuna's default
