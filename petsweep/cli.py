@@ -547,7 +547,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", required=True, help="table.parquet or table.csv")
     p.add_argument("--history", help="also a per-step table from metrics.jsonl (history.parquet or .csv)")
     p.set_defaults(handler=_collect_cmd)
-    p = sub.add_parser("plot", help="a figure from a collected table (PNG or PDF by suffix)")
+    p = sub.add_parser("plot", help="a figure from a collected table (PNG, PDF or SVG by suffix)")
     p.add_argument("table", help="a table from petsweep collect, or a sweep dir or runs root to collect")
     p.add_argument(
         "--kind",
