@@ -90,6 +90,21 @@ def label(name: str, variant: str) -> str:
     return f"{name} ({variant})" if variant else str(name)
 
 
+def line_colours(labels) -> dict[str, str]:
+    """One colour per line label for a whole figure, given every panel's labels (#26): a line keeps its
+    colour in each panel, and in the shared legend, which takes its handles from the first panel that drew
+    the label; a panel's own draw order (matplotlib's colour cycle) gave a method another colour where a
+    panel lacked one. Labels in natural order; over 10 lines take tab20's 20 colours (markers differ too).
+    """
+    from matplotlib.colors import to_hex
+
+    names = sorted(dict.fromkeys(labels), key=natural_key)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    if len(names) > len(colours):
+        colours = [to_hex(c) for c in plt.get_cmap("tab20").colors]
+    return {name: colours[index % len(colours)] for index, name in enumerate(names)}
+
+
 def pareto_front(points: pd.DataFrame, x: str = "trainable_params", y: str = "mean") -> pd.DataFrame:
     """Points no other point beats with fewer (or equal) parameters and a higher (or equal) score."""
     ordered = points.sort_values([x, y], ascending=[True, False])
@@ -188,7 +203,8 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
     guess = table.groupby(["task", "backbone"])["random_guess_score"].mean()
     ranks, ylabel = rank_of(table), metric_label(table)
     lines = [label(m, v) for (m, v), _ in natural_groups(stats, ["method", "variant"])]
-    markers = dict(zip(lines, MARKERS * 4))  # one marker per line in every panel
+    markers = dict(zip(lines, MARKERS * 4))  # one marker and one colour per line in every panel
+    colours = line_colours(lines)
     dodged = False
     for (task, backbone), ax in zip([(t, b) for t in tasks for b in backbones], axes.flat):
         panel = stats[(stats["task"] == task) & (stats["backbone"] == backbone)]
@@ -209,6 +225,7 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
                 rows["mean"],
                 yerr=rows["std"].fillna(0),
                 marker=markers[label(method, variant)],
+                color=colours[label(method, variant)],
                 capsize=3,
                 label=label(method, variant),
             )
@@ -452,13 +469,14 @@ def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
     curves = pd.DataFrame(rows).groupby(["backbone", "line", "step"])["score"].agg(["mean", "count"])
     curves = curves.reset_index()
     backbones = by_size(table, curves["backbone"].unique())
+    colours = line_colours(curves["line"])
     fig, axes = plt.subplots(
         1, len(backbones), squeeze=False, sharey=True, figsize=(FIGSIZE[0] * len(backbones) / 1.4, 5.4)
     )
     for backbone, ax in zip(backbones, axes.flat):
         for line, points in natural_groups(curves[curves["backbone"] == backbone], ["line"]):
             line = line[0] if isinstance(line, tuple) else line
-            ax.plot(points["step"], points["mean"], marker="o", markersize=3, label=line)
+            ax.plot(points["step"], points["mean"], marker="o", markersize=3, color=colours[line], label=line)
         ax.set_title(backbone, fontsize=LABEL_PT + 1)
         ax.set_xlabel("training step", fontsize=LABEL_PT)
         ax.tick_params(labelleft=True)

@@ -24,6 +24,7 @@ from analysis.curves import (
     dodge,
     dodge_points,
     label,
+    line_colours,
     log_ticks,
     mean_std,
     metric_label,
@@ -135,6 +136,7 @@ def plot_matched(table: pd.DataFrame, path: Path, x: str = "total") -> Path:
     guess = done.groupby("task")["random_guess_score"].mean()
     names = [label(m, v) for (m, v), _ in natural_groups(stats, ["method", "variant"])]
     markers = dict(zip(names, MARKERS * 4))
+    colours = line_colours(names)  # a method's colour in every panel, as in the legend
     ylabel = metric_label(done)
     for (task, budget), ax in zip([(t, b) for t in tasks for b in budgets], axes.flat):
         panel = stats[(stats["task"] == task) & (stats[BUDGET] == budget)]
@@ -150,7 +152,7 @@ def plot_matched(table: pd.DataFrame, path: Path, x: str = "total") -> Path:
         for index, ((method, variant), rows, baseline) in enumerate(lines):
             rows = rows.sort_values(["x", "backbone"])
             name = label(HEAD_LABEL, variant) if baseline else label(method, variant)
-            style = HEAD_STYLE if baseline else {"marker": markers[name]}
+            style = HEAD_STYLE if baseline else {"marker": markers[name], "color": colours[name]}
             drawn = ax.errorbar(
                 rows["x"], rows["mean"], yerr=rows["std"].fillna(0), capsize=3, label=name, **style
             )

@@ -299,3 +299,51 @@ def test_an_unknown_figure_format_names_the_formats(study, tmp_path):
 
     with pytest.raises(PetsweepError, match=r"-o .*x\.jpg: unknown figure format; use \.png, \.pdf, \.svg"):
         plot(tables(study)["matched"], "curves", tmp_path / "x.jpg")
+
+
+def line_colours(ax) -> dict[str, str]:
+    """label -> colour of each method line an axes drew (error bars, or plain lines for convergence)."""
+    from matplotlib.colors import to_hex
+
+    lines = {c.get_label(): c.lines[0] for c in ax.containers}
+    lines |= {line.get_label(): line for line in ax.get_lines() if not line.get_label().startswith("_")}
+    return {text: to_hex(line.get_color()) for text, line in lines.items()}
+
+
+def assert_one_colour_per_line(fig, gone):
+    """Line `gone` is missing from the first panel only, and every line has one colour in every panel, the
+    legend's (#26: colours came from each panel's own draw order, the legend from the first panel)."""
+    from matplotlib.colors import to_hex
+
+    [legend] = fig.legends
+
+    def method(text):  # not a reference line (fixed colours of their own)
+        return text != "random guess" and not text.startswith(("full FT", "head only"))
+
+    legend_colours = {
+        text.get_text(): to_hex(handle.get_color())
+        for text, handle in zip(legend.get_texts(), legend.legend_handles)
+        if method(text.get_text())
+    }
+    panels = [{t: c for t, c in line_colours(ax).items() if method(t)} for ax in fig.axes if ax.axison]
+    assert gone not in panels[0] and all(gone in panel for panel in panels[1:])
+    for panel in panels:
+        assert panel and set(panel) <= set(legend_colours)
+        for text, colour in panel.items():
+            assert colour == legend_colours[text], text
+    assert len(set(legend_colours.values())) == len(legend_colours)  # a colour per line
+
+
+@pytest.mark.parametrize(
+    ("kind", "source", "where", "gone"),
+    [
+        ("curves", "matched", "not (backbone == 'minilm-l1' and method == 'bitfit')", "bitfit"),
+        ("convergence", "ranks", "not (backbone == 'minilm-l1' and `cfg.method.r` == 1)", "lora, r=1"),
+    ],
+)
+def test_a_line_keeps_its_colour_in_every_panel_and_in_the_legend(study, tmp_path, monkeypatch, kind, source,
+                                                                  where, gone):  # fmt: skip
+    assert_one_colour_per_line(
+        drawn(monkeypatch, tables(study)[source], kind, tmp_path / "f.png", where), gone
+    )
+

@@ -7,7 +7,7 @@ from __future__ import annotations
 import matplotlib
 import numpy as np
 import pytest
-from test_figures import captions, shown_tick_labels
+from test_figures import assert_one_colour_per_line, captions, shown_tick_labels
 
 from analysis import collect, load, plot
 from petsweep.errors import PetsweepError
@@ -144,6 +144,14 @@ def test_matched_draws_a_line_per_method_the_head_baseline_and_random_guess(tabl
     for text in texts:
         box = text.get_window_extent(renderer)
         assert box.x0 >= -2 and box.x1 <= fig.bbox.x1 + 2 and box.y0 >= -2 and box.y1 <= fig.bbox.y1 + 2
+
+
+def test_matched_keeps_a_methods_colour_in_a_panel_without_another_method(table, tmp_path, monkeypatch):
+    """No adapter runs on bbc_news: apet and lora keep their colours of sst2 and of the legend (#26)."""
+    fig = drawn(
+        monkeypatch, table, "matched", tmp_path / "m.png", "not (task == 'bbc_news' and method == 'adapter')"
+    )
+    assert_one_colour_per_line(fig, "adapter")
 
 
 def test_matched_by_depth_reads_the_real_depth_column(table, tmp_path, monkeypatch):
