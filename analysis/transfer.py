@@ -1,7 +1,9 @@
 """Task-transfer matrices: weights trained on one task (rows) scored on another (columns).
 
 The diagonal is each run's own test score; off-diagonal cells come from `petsweep transfer`, collected as
-`transfer.<task>.score` columns. One matrix per trained variant: backbone, method and budget. The colour scale
+`transfer.<task>.score` columns. One matrix per trained variant: backbone, method, budget and any other config
+key that differs between their runs (learning rate, apet.scale, ...: analysis.grouping, as every other kind
+keeps them apart), named in its title; a cell pools seeds only. The colour scale
 spans the metric's range (0-1 for scores in it), never just the cells' own spread, and the caption says which
 test sets the cells were scored on (a run's own test split as its config cut it; transfer's as the other
 task's config does): where a column mixes sets of different sizes it says so.
@@ -19,9 +21,12 @@ import pandas as pd
 from matplotlib.patches import Rectangle
 
 from analysis.curves import DPI, FIGSIZE, LEGEND_PT, metric_label
+from analysis.grouping import pooled_note, with_variants
 from petsweep.errors import PetsweepError
 
-VARIANT = ["backbone", "method", "trainable_params"]
+# a matrix: what trained it (the config keys that differ between runs of one such group and task, as text in
+# `variant`: with_variants); its rows are the tasks it was trained on
+VARIANT = ["backbone", "method", "trainable_params", "variant"]
 
 
 def _transfer_columns(table: pd.DataFrame) -> dict[str, str]:
@@ -36,11 +41,14 @@ def _transfer_columns(table: pd.DataFrame) -> dict[str, str]:
 def transfer_scores(table: pd.DataFrame) -> pd.DataFrame:
     """Long table: variant, train task, eval task, and mean/std/count of the score over seeds.
 
+    `variant` names the config keys (other than seeds) that split runs of one backbone, method, budget and
+    task; `attrs["variant_keys"]` lists them, `attrs["note"]` says what each cell pools.
+
     Raises:
         PetsweepError: no run of the table was scored on another task.
     """
     columns = _transfer_columns(table)
-    done = table[table["status"] == "COMPLETED"]
+    done, keys = with_variants(table, ["backbone", "method", "trainable_params", "task"])
     if not columns or done[list(columns)].isna().all().all():
         raise PetsweepError(
             "--kind transfer: needs runs scored on another task; run `petsweep transfer "
@@ -57,7 +65,11 @@ def transfer_scores(table: pd.DataFrame) -> pd.DataFrame:
     )
     transferred = stats[stats["task"] != stats["eval_task"]]
     keep = transferred[VARIANT].drop_duplicates()  # variants with at least one off-diagonal cell
-    return stats.merge(keep, on=VARIANT)
+    stats = stats.merge(keep, on=VARIANT)
+    stats.attrs["variant_keys"] = keys
+    note = pooled_note(keys, stats["count"], seeds_in=table.columns)
+    stats.attrs["note"] = note.replace("points: ", "cells: ").replace(", bars: ± 1 std", "")
+    return stats
 
 
 def colour_range(scores: pd.Series) -> tuple[float, float]:
@@ -100,8 +112,10 @@ def test_sets_note(table: pd.DataFrame, tasks: list[str], scale: tuple[float, fl
 
 
 def _title(variant: tuple, several_backbones: bool) -> str:
-    backbone, method, budget = variant
-    return (f"{backbone} / " if several_backbones else "") + f"{method}, {int(budget):,} params"
+    """backbone / method, budget, and on lines below it the keys that set this variant apart."""
+    backbone, method, budget, keys = variant
+    title = (f"{backbone} / " if several_backbones else "") + f"{method}, {int(budget):,} params"
+    return title + ("\n" + textwrap.fill(keys, width=48) if keys else "")
 
 
 def _draw_matrix(ax, cells: pd.DataFrame, tasks: list[str], vmin: float, vmax: float):
@@ -156,7 +170,8 @@ def plot_transfer(table: pd.DataFrame, path: Path) -> Path:
         ax.axis("off")
     fig.colorbar(image, ax=axes, shrink=0.8, label=f"{metric_label(table)} (mean over seeds)")
     note = textwrap.fill(
-        test_sets_note(table, tasks, (vmin, vmax)), width=int(fig.get_figwidth() * 72 / (LEGEND_PT * 0.56))
+        f"{stats.attrs['note']}; {test_sets_note(table, tasks, (vmin, vmax))}",
+        width=int(fig.get_figwidth() * 72 / (LEGEND_PT * 0.56)),
     )
     fig.supxlabel(note, fontsize=LEGEND_PT)
     fig.savefig(path, dpi=DPI)  # constrained layout places the shared colorbar (tight_layout cannot)

@@ -27,7 +27,7 @@ NOISE = (-0.04, 0.0, 0.04)  # seed spread (std 0.04) as large as the gaps betwee
 
 
 def write_record(root, name, *, backbone, method, pet, score, seed, task="bbc_news", apet_scale=None,
-                 batch_size=16, test_size=30, memory=100.0, steps=(10, 20)):  # fmt: skip
+                 batch_size=16, test_size=30, memory=100.0, steps=(10, 20), lr=1e-3):  # fmt: skip
     """A COMPLETED run as petsweep writes it (status, result.json, metrics.jsonl)."""
     run = RunDir(root / name)
     run.set_status("COMPLETED")
@@ -56,7 +56,7 @@ def write_record(root, name, *, backbone, method, pet, score, seed, task="bbc_ne
                 "method": method,
                 "task": {"name": task, "test_size": test_size},
                 "seed": seed,
-                "trainer": {"batch_size": batch_size, "lr": 1e-3},
+                "trainer": {"batch_size": batch_size, "lr": lr},
                 "apet": {"scale": apet_scale, "seed": seed},
             },
         },
@@ -347,3 +347,27 @@ def test_a_line_keeps_its_colour_in_every_panel_and_in_the_legend(study, tmp_pat
         drawn(monkeypatch, tables(study)[source], kind, tmp_path / "f.png", where), gone
     )
 
+
+def test_transfer_keeps_variants_apart_and_names_them(tmp_path, monkeypatch):
+    """LoRA at two learning rates, one budget (#26): two matrices, each its own runs' mean, not one pooled."""
+    scores = {0.001: (0.42, 0.38), 0.01: (0.70, 0.60)}  # own test score on bbc_news, on bbc_headlines
+    for lr, (own, other) in scores.items():
+        for seed in SEEDS:
+            name = f"lr{lr}-s{seed}"
+            write_record(tmp_path / "runs", name, backbone="minilm-l1", method={"name": "lora", "r": 8},
+                         pet=12_288, score=own, seed=seed, lr=lr)  # fmt: skip
+            (tmp_path / "runs" / name / "transfer").mkdir()
+            write_json(
+                tmp_path / "runs" / name / "transfer" / "bbc_headlines.json",
+                {"run_id": name, "source_task": "bbc_news", "task": "bbc_headlines", "metric": "accuracy",
+                 "score": other, "random_guess_score": 0.2, "test_examples": 200},
+            )  # fmt: skip
+    fig = drawn(monkeypatch, collect([tmp_path / "runs"]), "transfer", tmp_path / "t.png")
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 2
+    cells = {ax.get_title(): sorted(t.get_text() for t in ax.texts) for ax in panels}
+    assert cells == {
+        "lora, 14,213 params\ntrainer.lr=0.001": ["0.380", "0.420"],
+        "lora, 14,213 params\ntrainer.lr=0.01": ["0.600", "0.700"],
+    }
+    assert "mean over 3 runs" in captions(fig) and "kept apart: trainer.lr" in captions(fig)
