@@ -8,7 +8,7 @@ on 2 cores: two single-thread runs side by side do about 1.3x the work of one tw
 pool runs as many runs as there are cores, one thread each, unless told otherwise.
 
 Ctrl-C (SIGINT to the sweep's process group) stops the sweep: its running runs record CANCELLED on their
-own, no queued run starts, and the sweep exits 130 once they have (cli.exit_on_user_error). The pool takes
+own, no queued run starts, and the sweep exits 130 once they have (errors.exit_on_user_error). The pool takes
 SIGINT even where it started with SIGINT ignored (`run.py -m ... &` in a script), as its runs do.
 """
 
