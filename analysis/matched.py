@@ -98,8 +98,12 @@ def plot_matched(table: pd.DataFrame, path: Path, x: str = "total") -> Path:
             f"matched --x {x}: the table has no {column} values (a table collected before the column "
             "existed: collect it again)"
         )
-    requested = done["budget.requested"] if "budget.requested" in done else pd.Series(None, index=done.index)
-    done[BUDGET] = requested.map(_text)
+    if "budget.requested" not in done:
+        raise PetsweepError(
+            "matched: the table has no budget.requested column (a table collected before budgets were "
+            "recorded, like docs/cpu_demo/table.csv): collect it again from its sweep dirs"
+        )
+    done[BUDGET] = done["budget.requested"].map(_text)
     is_head = done["method"] == HEAD
     runs = done[~is_head & (done[BUDGET] != NO_VALUE)]
     left_out = done[~is_head & (done[BUDGET] == NO_VALUE)]

@@ -174,6 +174,9 @@ def test_matched_facets_mixed_budgets_and_refuses_what_it_cannot_draw(table, tmp
     assert "budget=4096: its count (4,096 PET parameters)" in captions(fig)
     with pytest.raises(PetsweepError, match="no COMPLETED run with a budget"):
         plot(table[table["method"].isin(["head", "full"])], "matched", tmp_path / "y.png")
+    old = table.drop(columns=[c for c in table.columns if c.startswith("budget.")])  # collected before them
+    with pytest.raises(PetsweepError, match="no budget.requested column .*collect it again"):
+        plot(old, "matched", tmp_path / "y.png")
     with pytest.raises(PetsweepError, match=r"--x 'width': choose one of: total, nonembedding, depth"):
         plot(table, "matched", tmp_path / "y.png", x="width")
     with pytest.raises(PetsweepError, match="only --kind matched takes an x axis"):
