@@ -108,6 +108,8 @@ def pooled_note(keys: list[str], counts: pd.Series, pool: tuple[str, ...] = (), 
     n = f"{low}" if low == high else f"{low}-{high}"
     pooled = ", ".join(short_name(c) for c in (*[s for s in SEEDS if s in set(seeds_in)], *pool)) or "nothing"
     note = f"points: mean over {n} runs each, bars: ± 1 std; pooled over {pooled} only"
+    if low == 1:  # not a spread of zero
+        note += " (a point of one run has no bar)"
     if keys:
         note += f"; kept apart: {', '.join(short_name(k) for k in keys)}"
     return note

@@ -371,3 +371,13 @@ def test_transfer_keeps_variants_apart_and_names_them(tmp_path, monkeypatch):
         "lora, 14,213 params\ntrainer.lr=0.01": ["0.600", "0.700"],
     }
     assert "mean over 3 runs" in captions(fig) and "kept apart: trainer.lr" in captions(fig)
+
+
+def test_a_caption_says_a_point_of_one_run_has_no_bar():
+    """#26 review: a point of one run drew no bar, which read as a spread of zero."""
+    import pandas as pd
+
+    from analysis.grouping import pooled_note
+
+    assert "(a point of one run has no bar)" in pooled_note([], pd.Series([1, 3]))
+    assert "no bar" not in pooled_note([], pd.Series([2, 3]))
