@@ -210,6 +210,20 @@ def test_gpu_pool_hands_out_whole_sets_and_makes_big_runs_wait():
     assert pool.take(8) == [0, 1, 2]
 
 
+def _sweep_in_background(tiny_conf, tmp_path, *axes) -> subprocess.Popen:
+    """A sweep in its own process group, started as `run.py -m ... &` in a script starts it: SIGINT ignored
+    (the sweep went on launching runs)."""
+    return subprocess.Popen(
+        [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )
+
+
 def test_ctrl_c_cancels_like_petsweep_cancel_and_a_rerun_finishes(tiny_conf, tmp_path):
     """Ctrl-C (SIGINT to the sweep's process group, as a terminal sends it) stops the running run CANCELLED
     with one line and no traceback, as SIGTERM does; it was FAILED with an empty KeyboardInterrupt and ~50
@@ -217,16 +231,7 @@ def test_ctrl_c_cancels_like_petsweep_cancel_and_a_rerun_finishes(tiny_conf, tmp
     finishes."""
     axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=300", "trainer.save_every=50"]
     axes += ["trainer.eval_every=1000", "task.k_shot=40"]
-    proc = subprocess.Popen(
-        [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        # as `run.py -m ... &` in a script starts it: SIGINT ignored (the sweep went on launching runs)
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
+    proc = _sweep_in_background(tiny_conf, tmp_path, *axes)
     deadline = time.time() + 180
     while not list((tmp_path / "study").glob("*/checkpoints/step-*")):
         assert time.time() < deadline and proc.poll() is None, "the run did not start"
@@ -247,15 +252,7 @@ def test_ctrl_c_before_any_run_starts_stops_the_sweep(tiny_conf, tmp_path):
     """#22 review: a sweep started with SIGINT ignored (`run.py -m ... &` in a script) took Ctrl-C only once
     its pool ran: one sent while it planned was lost and both runs trained to the end (exit 0)."""
     axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=1500", "trainer.eval_every=1000"]
-    proc = subprocess.Popen(
-        [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
-    )
+    proc = _sweep_in_background(tiny_conf, tmp_path, *axes)
     time.sleep(1.5)  # importing (torch) and planning: no run has started
     assert proc.poll() is None and not list((tmp_path / "study").glob("*/status.json"))
     os.killpg(proc.pid, signal.SIGINT)
