@@ -18,6 +18,7 @@ import time
 import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from launchers.planning import PlannedRun
 from petsweep.errors import PetsweepError
@@ -26,12 +27,14 @@ from petsweep.status import FAILED, QUEUED, RunDir, slurm_queue, write_json
 
 @dataclass
 class SlurmSettings:
-    """hydra.launcher keys of the petsweep_slurm launcher (see conf/launcher/slurm_*.yaml)."""
+    """hydra.launcher keys of the petsweep_slurm launcher (see conf/launcher/slurm_*.yaml): their one
+    declaration. The plugin's Hydra node (hydra_plugins/petsweep_plugins/launcher.py) is derived from it:
+    partition required there, a list or dict default null there (null: the default here)."""
 
     partition: str | None = None
     account: str | None = None
     qos: str | None = None
-    setup: list = field(
+    setup: list[str] = field(
         default_factory=list
     )  # shell lines before the run (module load, venv activate, exports)
     cpus_per_task: int = 1
@@ -41,7 +44,7 @@ class SlurmSettings:
     runs_per_task: int = 1  # short runs of one resource shape packed into one array task, run one by one
     signal_delay_s: int = 120
     detach: bool = False  # submit and return; follow with `petsweep status`
-    additional_parameters: dict = field(default_factory=dict)
+    additional_parameters: dict[str, Any] = field(default_factory=dict)
 
 
 class SlurmRun:

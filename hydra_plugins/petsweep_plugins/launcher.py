@@ -1,9 +1,11 @@
 """hydra/launcher=petsweep_local: warm worker processes (or a process per run), each run with the GPUs it asks
 for, or some cores."""
 
+import dataclasses
 import os
 import sys
 import time
+import typing
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +15,8 @@ from hydra.core.config_store import ConfigStore
 from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from omegaconf import MISSING, DictConfig
+
+from launchers.slurm import SlurmSettings
 
 
 def planned_runs(launcher, job_overrides):
@@ -150,21 +154,26 @@ class PetsweepLocalLauncher(Launcher):
         ]
 
 
-@dataclass
-class PetsweepSlurmConf:
-    _target_: str = "hydra_plugins.petsweep_plugins.launcher.PetsweepSlurmLauncher"
-    partition: str = MISSING  # required: every cluster preset names its partition
-    account: str | None = None
-    qos: str | None = None
-    setup: list[str] | None = None
-    cpus_per_task: int = 1
-    array_parallelism: int = 64
-    max_array_size: int | None = None
-    max_num_timeout: int = 3
-    runs_per_task: int = 1  # short runs of one resource shape packed into one array task, run one by one
-    signal_delay_s: int = 120
-    detach: bool = False
-    additional_parameters: dict[str, Any] | None = None
+def hydra_node(settings: type, target: str, required: dict[str, type]) -> type:
+    """The Hydra node of a launcher whose keys a dataclass of launchers/ declares (their one declaration):
+    its fields, with `_target_` first, the `required` ones typed as given and missing (???), and a container
+    default (a list, a dict) null, which the launcher drops so that the dataclass's own applies."""
+    hints = typing.get_type_hints(settings)
+    fields: list[tuple] = [("_target_", str, target)]
+    for f in dataclasses.fields(settings):
+        if f.name in required:
+            fields.append((f.name, required[f.name], MISSING))
+        elif f.default_factory is not dataclasses.MISSING:
+            fields.append((f.name, hints[f.name] | None, None))
+        else:
+            fields.append((f.name, hints[f.name], f.default))
+    return dataclasses.make_dataclass(f"Petsweep{settings.__name__}Conf", fields)
+
+
+# every cluster preset names its partition
+PetsweepSlurmConf = hydra_node(
+    SlurmSettings, "hydra_plugins.petsweep_plugins.launcher.PetsweepSlurmLauncher", {"partition": str}
+)
 
 
 ConfigStore.instance().store(
@@ -176,8 +185,6 @@ class PetsweepSlurmLauncher(Launcher):
     """Submits through submitit (launchers.slurm); waits for the arrays to leave the queue unless detach."""
 
     def __init__(self, **settings: Any):
-        from launchers.slurm import SlurmSettings
-
         settings = {k: v for k, v in settings.items() if v is not None}
         self.settings = SlurmSettings(**settings)
         self.planned = None  # the petsweep sweeper's planned runs for the next launch, in job order
