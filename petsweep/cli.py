@@ -23,12 +23,31 @@ from pathlib import Path
 
 from petsweep.errors import ConfigError, PetsweepError, exit_on_user_error
 
+INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
+
+
+def run_args_parser() -> argparse.ArgumentParser:
+    """run.py's flags as Hydra 1.3's @hydra.main declares them (its parser is private API): which flags take
+    a value, so that a value is never taken for an override. Hydra parses the command line again itself."""
+    parser = argparse.ArgumentParser(add_help=False, description="Hydra")
+    for flags in [("--help", "-h"), ("--hydra-help",), ("--version",)]:
+        parser.add_argument(*flags, action="store_true")  # --version: Hydra prints its version
+    parser.add_argument("overrides", nargs="*")
+    parser.add_argument("--cfg", "-c", choices=["job", "hydra", "all"])
+    parser.add_argument("--resolve", action="store_true")
+    parser.add_argument("--package", "-p")
+    for flags in [("--run", "-r"), ("--multirun", "-m"), ("--shell-completion", "-sc")]:
+        parser.add_argument(*flags, action="store_true")
+    for flags in [("--config-path", "-cp"), ("--config-name", "-cn"), ("--config-dir", "-cd")]:
+        parser.add_argument(*flags)
+    parser.add_argument("--experimental-rerun")
+    parser.add_argument("--info", "-i", const="all", nargs="?", choices=INFO_CHOICES)
+    return parser
+
 
 def _hydra_args(argv: list[str]):
-    """run.py's command line as Hydra itself parses it (its flags, their values, the overrides)."""
-    from hydra._internal.utils import get_args_parser
-
-    args, extra = get_args_parser().parse_known_args(argv)
+    """run.py's command line as Hydra parses it (its flags, their values, the overrides)."""
+    args, extra = run_args_parser().parse_known_args(argv)
     # overrides after a flag (`run.py a=1 -m b=2`) land in `extra`: they are overrides all the same
     args.overrides += [e for e in extra if not e.startswith("-")]
     return args
@@ -86,8 +105,8 @@ def preflight(argv: list[str]):
     A sweep with an optimising sweeper (Optuna) gets its direction from the optimised metric: `argv` gains
     hydra.sweeper.direction=maximize where the command line does not set it (see _sweeper_direction).
 
-    Hydra's own modes (shell completion, help, --info, --experimental-rerun, another --config-path) are left
-    to Hydra; --cfg only composes.
+    Hydra's own modes (shell completion, help, --version, --info, --experimental-rerun, another
+    --config-path) are left to Hydra; --cfg only composes.
 
     Returns:
         The composed config when the command line is one plain run (no -m, no Hydra flag or hydra.* setting
@@ -101,7 +120,8 @@ def preflight(argv: list[str]):
     from petsweep.config import compose, resolve_run
 
     args = _hydra_args(argv)
-    if args.shell_completion or args.help or args.hydra_help or args.experimental_rerun or args.config_path:
+    hydra_own = args.shell_completion or args.help or args.hydra_help or args.version
+    if hydra_own or args.experimental_rerun or args.config_path:
         return
     overrides = _overrides(args)
     _refuse_foreign_launchers(overrides)

@@ -108,3 +108,26 @@ def test_commands_that_read_records_do_not_import_torch(tmp_path):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "heavy: []" in out.stdout, out.stdout[-2000:]
     assert figure.stat().st_size > 0 and table.exists()
+
+
+def test_the_library_uses_no_private_hydra_api():
+    """cli.py parsed run.py's command line with hydra._internal's parser: any Hydra release may change it."""
+    files = [file for file in _modules().values()] + [REPO / "run.py"]
+    private = [str(f.relative_to(REPO)) for f in files if "hydra._internal" in f.read_text()]
+    assert private == []
+
+
+def test_run_py_flags_parse_as_hydras_own():
+    """petsweep's parser of run.py's command line (cli.run_args_parser) knows every flag of Hydra's and which
+    of them take a value: else a flag's value would be taken for an override, or an override for a value."""
+    from hydra._internal.utils import get_args_parser  # only here: what the public parser must agree with
+
+    from petsweep.cli import run_args_parser
+
+    def flags(parser) -> list:  # in order: the usage line reads as Hydra's
+        return [
+            (a.option_strings or a.dest, a.nargs, a.const if a.nargs == "?" else None, list(a.choices or []))
+            for a in parser._actions
+        ]
+
+    assert flags(run_args_parser()) == flags(get_args_parser())
