@@ -229,12 +229,17 @@ def _stochastic(data: dict) -> bool:
     return any("dropout" in k and v not in (0, None) for k, v in method.items() if isinstance(k, str))
 
 
+_NESTED = (dict, list, tuple, float)  # what _canonical changes or copies; anything else is kept as it is
+
+
 def _canonical(value):
-    """A deep copy in which integral floats are ints (16.0 and 16 are one value; 1e-3 stays a float)."""
+    """A deep copy in which integral floats are ints (16.0 and 16 are one value; 1e-3 stays a float).
+
+    Leaves that need nothing (str, int, bool, None) are kept without a call: a plan hashes every run (#25)."""
     if isinstance(value, dict):
-        return {k: _canonical(v) for k, v in value.items()}
+        return {k: _canonical(v) if isinstance(v, _NESTED) else v for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_canonical(v) for v in value]
+        return [_canonical(v) if isinstance(v, _NESTED) else v for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -272,6 +277,32 @@ def run_hash(cfg: DictConfig | dict) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def seeded_run_hash(cfg: dict):
+    """run_hash of `cfg` with its top-level seed set to another integer, as a function of that seed: the
+    semantic config is built and serialised once, and each seed adds its digits and a sha256 (a plan of 10^6
+    runs over a few configs and many seeds, #25). semantic_config copies the top-level seed and reads it
+    nowhere else, so run_hash({**cfg, "seed": s}) == seeded_run_hash(cfg)(s) for every integer s (checked
+    for cfg's own seed here; tests/test_identity.py checks others)."""
+    data = semantic_config(cfg)
+    data.pop("seed", None)
+    dumps = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"), default=str)
+    head = dumps({k: v for k, v in data.items() if k < "seed"})[:-1]  # `{...` without its closing brace
+    tail = dumps({k: v for k, v in data.items() if k > "seed"})[1:]  # `...}` without its opening brace
+    prefix = hashlib.sha256(f'{head}{"," if len(head) > 1 else ""}"seed":'.encode())
+    suffix = f"{',' if len(tail) > 1 else ''}{tail}".encode()
+
+    def digest(seed: int) -> str:
+        if not isinstance(seed, int) or isinstance(seed, bool):
+            raise TypeError(f"seed {seed!r}: seeded_run_hash takes integer seeds")
+        h = prefix.copy()
+        h.update(f"{int(seed)}".encode() + suffix)
+        return h.hexdigest()
+
+    if type(cfg.get("seed")) is int and digest(cfg["seed"]) != run_hash(cfg):
+        raise AssertionError("seeded_run_hash disagrees with run_hash")  # a change to semantic_config
+    return digest
+
+
 def _slug_part(value) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(value))
 
@@ -283,7 +314,8 @@ def run_slug(cfg: DictConfig | dict) -> str:
     return "-".join(_slug_part(v) for v in names) + f"-s{c['seed']}"
 
 
-def run_dir(cfg: DictConfig | dict) -> Path:
-    """<runs_root>/<sweep_name>/<slug>-<hash12>."""
+def run_dir(cfg: DictConfig | dict, digest: str | None = None) -> Path:
+    """<runs_root>/<sweep_name>/<slug>-<hash12>; `digest`: the config's run_hash, where the caller has it."""
     c = plain(cfg)
-    return Path(c["paths"]["runs_root"]) / _slug_part(c["sweep_name"]) / f"{run_slug(c)}-{run_hash(c)[:12]}"
+    digest = digest or run_hash(c)
+    return Path(c["paths"]["runs_root"]) / _slug_part(c["sweep_name"]) / f"{run_slug(c)}-{digest[:12]}"

@@ -44,12 +44,16 @@ def count_backbone(model: nn.Module, head: list[nn.Parameter]) -> ParamCounts:
 
 
 _CHECKED: dict[str, ParamCounts] = {}
+# a method's keys that reach only its optimizer groups (PETMethod.group, head_lr): no count depends on them
+OPTIMIZER_ONLY = ("lr", "adam_eps")
 
 
 def check_on_meta(spec) -> ParamCounts:
     """Attach the run's method to its backbone on the meta device (no weights, nothing written) and return the
     counts: a method the backbone cannot take, or a target that matches nothing, fails here with one line,
-    before a run dir is claimed or a weight is looked for. Cached per (backbone, method, classes)."""
+    before a run dir is claimed or a weight is looked for. Cached per (backbone, method, classes); the
+    method's optimizer settings (OPTIMIZER_ONLY: a group's lr and eps, never what attaches) are not in the
+    key, so a sweep of learning rates builds each model once (#25)."""
     import json
 
     from petsweep.backbones import build_on_meta
@@ -58,7 +62,7 @@ def check_on_meta(spec) -> ParamCounts:
     key = json.dumps(
         [
             vars(spec.backbone),
-            vars(spec.method.config),
+            {k: v for k, v in vars(spec.method.config).items() if k not in OPTIMIZER_ONLY},
             repr(getattr(spec.method, "budget", None)),  # APET: the budget and where it may fall
             num_labels,
             spec.task.max_length,

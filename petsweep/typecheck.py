@@ -8,6 +8,7 @@ OmegaConf hands plain values over (`16`, `"16"`, `[q, v]`), and a dataclass does
 from __future__ import annotations
 
 import dataclasses
+import functools
 import typing
 
 from omegaconf import DictConfig, OmegaConf
@@ -41,11 +42,17 @@ def _fits(value, names: tuple[str, ...]) -> bool:
     return False
 
 
+@functools.cache
+def _field_types(cls) -> dict[str, tuple[str, ...] | None]:
+    """Each field's allowed type names, parsed once per class (a plan checks every run's config, #25)."""
+    return {f.name: _allowed(f.type) for f in dataclasses.fields(cls)}
+
+
 def check_types(cls, values: dict, prefix: str) -> None:
     """Raise ConfigError for the first value whose type its field's annotation does not allow."""
-    hints = {f.name: f.type for f in dataclasses.fields(cls)}
+    hints = _field_types(cls)
     for name, value in values.items():
-        names = _allowed(hints.get(name, typing.Any))
+        names = hints[name] if name in hints else _allowed(typing.Any)
         if names and not _fits(value, names):
             raise ConfigError(f"{prefix}.{name}", value, f"must be {' or '.join(n for n in names)}")
 

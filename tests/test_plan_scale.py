@@ -87,3 +87,110 @@ def test_plan_costs_from_statistics_computed_once_equal_the_per_run_path(monkeyp
     for cfg in cfgs:
         estimate(cfg, 10**7, calibration)
     assert not calls
+
+
+def _reference_plan(run_overrides: list[list[str]]) -> list[tuple]:
+    """The per-run path (before #25): Hydra composes every run, which is validated, counted and hashed."""
+    from petsweep.config import resolve_run
+    from petsweep.identity import run_dir, run_hash
+    from petsweep.params import check_on_meta
+
+    rows = {}
+    for overrides in run_overrides:
+        cfg = plain(compose(overrides))
+        spec = resolve_run(cfg)
+        counts = check_on_meta(spec)
+        digest = run_hash(cfg)
+        budget = {"budget": spec.budget.as_dict()} if spec.budget is not None else {}
+        rows.setdefault(digest, (digest, run_dir(cfg), cfg, {**counts.as_dict(), **budget}))
+    return list(rows.values())
+
+
+MIXED = [
+    ["method=prompt,prefix", "method.length=1,4", "method.lr=0.1,0.3", "seed=range(0,3)"],
+    ["backbone=minilm-l1,minilm-l3", "method=lora,bitfit", "seed=0,1", "trainer.max_steps=10,20"],
+    ["apet.scale=lora,4096", "apet.seed=1,2", "seed=0,1"],
+    ["method=lora,adapter", "budget=bitfit", "seed=0,1,2"],
+    ["method=lora", "method.r=4,8", "seed=0,0,1"],  # a duplicate config: planned once
+]
+
+
+def test_plan_validates_once_per_config_but_its_seed_and_equals_the_per_run_path(tmp_path, monkeypatch):
+    """#25: a plan validates (resolve_run, the meta-device attach) once per distinct config but for its seed,
+    builds each meta model once over learning rates, hashes each run once, and shares with the cached
+    composition what no override writes; hashes, paths, configs and counts are those of the per-run path."""
+    import petsweep.backbones
+    import petsweep.config
+    import petsweep.identity
+    import petsweep.params
+    from launchers.expand import expand
+    from launchers.planning import plan
+
+    calls = {"resolve_run": 0, "build_on_meta": 0, "semantic_config": 0}
+
+    def counted(module, name):
+        real = getattr(module, name)
+
+        def wrapper(*args, **kwargs):
+            calls[name] += 1
+            return real(*args, **kwargs)
+
+        monkeypatch.setattr(module, name, wrapper)
+
+    counted(petsweep.config, "resolve_run")
+    counted(petsweep.backbones, "build_on_meta")
+    counted(petsweep.identity, "semantic_config")
+    monkeypatch.setattr(petsweep.params, "_CHECKED", {})
+    runs = plan(
+        expand(["method=prompt", "method.lr=0.1,0.3", "seed=range(0,20)", f"paths.runs_root={tmp_path}"]),
+        compose,
+    )
+    assert len(runs) == 40 and len({r.run_hash for r in runs}) == 40
+    assert calls["resolve_run"] == 2  # one per learning rate (40 before)
+    assert calls["build_on_meta"] == 1  # counts do not depend on the lr (2 before)
+    assert calls["semantic_config"] <= 2 * 2  # a hasher per config, checked once (80 before: twice a run)
+    monkeypatch.undo()
+
+    for axes in MIXED:
+        overrides = expand([*axes, f"paths.runs_root={tmp_path}", "sweep_name=mixed"])
+        planned = plan(overrides, compose)
+        reference = _reference_plan(overrides)
+        assert [r.run_hash for r in planned] == [row[0] for row in reference], axes
+        assert [r.path for r in planned] == [row[1] for row in reference]
+        assert [r.cfg for r in planned] == [row[2] for row in reference]
+        assert [{k: r.extra[k] for k in row[3]} for r, row in zip(planned, reference)] == [
+            row[3] for row in reference
+        ]
+    # a run's config shares no dict it overrides with another run's
+    a, b = plan(expand(["method=lora", "method.r=4,8", f"paths.runs_root={tmp_path}"]), compose)
+    assert (a.cfg["method"]["r"], b.cfg["method"]["r"]) == (4, 8)
+
+
+def test_a_bad_seed_is_one_line_where_its_config_was_validated_already(tmp_path):
+    import pytest
+
+    from launchers.expand import expand
+    from launchers.planning import plan
+    from petsweep.errors import ConfigError
+
+    with pytest.raises(ConfigError) as err:
+        plan(expand(["seed=0,abc,true", f"paths.runs_root={tmp_path}"]), compose)
+    assert str(err.value).startswith("seed='abc': must be an integer (in run: seed=abc"), str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_seeded_run_hash_is_run_hash_for_every_seed():
+    from petsweep.identity import run_hash, seeded_run_hash
+
+    for overrides in (
+        [],
+        ["method=prompt", "method.lr=0.1"],
+        ["method=apet", "apet.scale=lora", "apet.seed=3"],
+        ["method=lora", "budget=bitfit"],
+        ["backbone=t5-small", "task=rte", "method=prefix"],
+    ):
+        cfg = plain(compose(overrides))
+        hasher = seeded_run_hash(cfg)
+        for seed in (0, 1, 7, 12345, 2**40, -3):
+            assert hasher(seed) == run_hash({**cfg, "seed": seed}), (overrides, seed)
+    assert hasher(0) != hasher(1)
