@@ -281,3 +281,41 @@ def test_a_requeued_pack_skips_its_finished_run_and_resumes_the_other(slurm_clus
     assert "resumed from" in (resumed.path / "train.log").read_text()
     assert finished.result_file.stat().st_mtime_ns == finished_at  # answered from its record, not retrained
     assert (finished.path / "train.log").read_text().count("trainable") == 1
+
+
+def test_the_threshold_sweeper_searches_through_the_slurm_launcher(slurm_cluster, tiny_conf, tmp_path):
+    """hydra/sweeper=threshold with launcher=slurm_localhost: every round's probes and the full target's
+    references are SLURM jobs; the search ends with its thresholds table; a rerun reads the records and
+    submits nothing."""
+    search = [
+        "hydra/sweeper=threshold",
+        "backbone=tiny-bert",  # one cell
+        "method=apet",
+        "hydra.sweeper.budget=interval(100,1600)",
+        "hydra.sweeper.resolution=4",  # a ladder of 100, 400, 1600
+        "hydra.sweeper.max_runs=2",
+        "hydra.sweeper.reference_seeds=1",
+        "hydra.sweeper.targets=[random+0.05,full-0.01]",
+        "hydra.launcher.runs_per_task=3",  # a round's runs in one SLURM task: one job start, not three
+    ]
+    out = slurm_sweep(tiny_conf, tmp_path, *search)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    root = tmp_path / "study"
+    results = {p.parent.name: p.stat().st_mtime_ns for p in root.glob("*/result.json")}
+    configs = [yaml.safe_load((root / name / "config.yaml").read_text()) for name in results]
+    methods = sorted(c["method"]["name"] for c in configs)
+    assert methods[0] == "apet" and methods.count("full") == 1 and 2 <= len(methods) <= 3
+    assert all((root / name / "slurm.json").exists() for name in results)  # each one a SLURM job
+    assert "submitted" in out.stdout and f"{len(results)} runs trained" in out.stdout
+    table = json.loads((root / "thresholds_search.json").read_text())
+    assert [(r["cell"], r["target"]) for r in table] == [
+        ("backbone=tiny-bert method=apet", "random+0.05"),
+        ("backbone=tiny-bert method=apet", "full-0.01"),
+    ]
+    assert (root / "thresholds_search.csv").exists() and all(r["runs"] <= 2 for r in table)
+
+    again = slurm_sweep(tiny_conf, tmp_path, *search)
+    assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-3000:]
+    assert "0 runs trained" in again.stdout and "submitted" not in again.stdout
+    assert {p.parent.name: p.stat().st_mtime_ns for p in root.glob("*/result.json")} == results
+    assert json.loads((root / "thresholds_search.json").read_text()) == table
