@@ -49,7 +49,9 @@ if __name__ == "__main__":
     stop_on_signals()
     argv = hydra_argv(sys.argv[1:])
     with exit_on_user_error():  # Ctrl-C while importing or planning: one line too
-        import petsweep.config  # noqa: F401  (registers the base config nodes with Hydra; seconds: torch)
+        from petsweep.config import register_base_nodes
+
+        register_base_nodes()  # the base config nodes, with Hydra's ConfigStore (seconds: the methods, torch)
 
         composed = preflight(argv)  # an Optuna sweep gains its direction here
     sys.argv[1:] = argv

@@ -9,16 +9,19 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
-from petsweep.apet import ApetSpec, Budget
-from petsweep.backbones import BackboneSpec
+from petsweep.apet_spec import ApetSpec, Budget
+from petsweep.backbone_spec import BackboneSpec
 from petsweep.errors import ConfigError
-from petsweep.methods import PETMethod, build_method
 from petsweep.tasks.spec import TaskSpec
 from petsweep.typecheck import check_types, plain
+
+if TYPE_CHECKING:  # the methods' modules import torch: a run's validation loads them, importing this does not
+    from petsweep.methods import PETMethod
 
 PRESETS = ("auto", "none", "zero2", "zero3", "zero3_offload")
 ZERO3_FROM, OFFLOAD_FROM = 3e9, 3e10  # parameters; the `auto` rule
@@ -194,6 +197,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         cfg: the composed config, or its plain resolved form (identity.plain), which planning uses for speed.
     """
     from petsweep.budget import fold_apet, solve
+    from petsweep.methods import build_method
 
     data = fold_apet(plain(cfg))  # method=apet budget=X is apet.scale=X
     backbone = _typed(BackboneSpec, data["backbone"], "backbone")
@@ -280,7 +284,7 @@ def _record_budget(cfg, spec: RunSpec, apet: ApetSpec) -> None:
 def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
     """K for the run's backbone: an integer as given, a method's exact count on the meta device, or (ratio)
     left to the attach, which knows how many scalars are eligible."""
-    from petsweep.methods import METHODS
+    from petsweep.methods import METHODS, build_method
     from petsweep.params import check_on_meta
 
     if apet.scale == "ratio":
@@ -300,20 +304,24 @@ def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
     return Budget(apet, check_on_meta(reference).pet_params)
 
 
-def _register_base_nodes() -> None:
+def register_base_nodes() -> None:
     """Put every key of the backbone, task and trainer dataclasses (with defaults) in Hydra's ConfigStore.
 
     conf/config.yaml lists `base/<group>@<group>` before the group's option, so an option YAML states only
     what differs from the defaults, yet every key can be overridden from the command line and a typo in a
     key name is still an error. The dataclasses stay the one source of truth for keys and defaults.
+
+    Whatever composes calls it first (compose() here; run.py before Hydra starts), once per process: the
+    methods' modules import torch, and importing this module must not. A ConfigStore that holds the method
+    nodes (stored last) has them all.
     """
     from hydra.core.config_store import ConfigStore
 
     from petsweep.methods import METHODS
 
     store = ConfigStore.instance()
-    from petsweep.apet import ApetSpec
-
+    if _stored(store, "base/method"):
+        return
     for group, cls in (
         ("backbone", BackboneSpec),
         ("task", TaskSpec),
@@ -325,6 +333,14 @@ def _register_base_nodes() -> None:
     for name in METHODS.names():
         defaults = {**dataclass_defaults(METHODS.get(name).Config), "name": name}
         store.store(group="base/method", name=name, node=OmegaConf.create(defaults))
+
+
+def _stored(store, group: str) -> bool:
+    """Whether Hydra's ConfigStore holds options of `group`."""
+    try:
+        return bool(store.list(group))
+    except OSError:  # Hydra's "Path not found"
+        return False
 
 
 def dataclass_defaults(cls) -> dict:
@@ -340,15 +356,13 @@ def dataclass_defaults(cls) -> dict:
     return defaults
 
 
-_register_base_nodes()
-
-
 def compose(overrides: list[str], config_name: str = "config", with_hydra: bool = False) -> DictConfig:
     """Compose conf/ with overrides, as `run.py` would; composition errors become one ConfigError line."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra
 
+    register_base_nodes()
     GlobalHydra.instance().clear()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
         try:

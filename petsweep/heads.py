@@ -13,7 +13,9 @@ import torch
 from torch import nn
 from transformers.modeling_outputs import SequenceClassifierOutput
 
-POOLINGS = ("pooler", "mean")
+from petsweep.backbone_spec import POOLINGS
+
+__all__ = ["POOLINGS", "MeanPoolClassifier"]
 
 
 class MeanPoolClassifier(nn.Module):

@@ -131,3 +131,14 @@ def test_run_py_flags_parse_as_hydras_own():
         ]
 
     assert flags(run_args_parser()) == flags(get_args_parser())
+
+
+def test_importing_the_config_schema_imports_no_torch():
+    """`import petsweep.config` took seconds (#23): the schema dataclasses it needs lived in modules that
+    import torch (ApetSpec in petsweep.apet, BackboneSpec in petsweep.backbones), and it registered every
+    method's base node on import (the methods' modules import torch). Composing loads the methods."""
+    heavy = "{'torch', 'transformers', 'peft'} & set(sys.modules)"
+    script = f"import sys\nimport petsweep.config\nprint('heavy:', sorted({heavy}))"
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "heavy: []" in out.stdout, out.stdout

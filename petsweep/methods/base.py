@@ -16,7 +16,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from petsweep.backbones import FAMILIES, BackboneSpec
+from petsweep.backbone_spec import FAMILIES, BackboneSpec
 from petsweep.errors import ConfigError
 from petsweep.registry import Registry
 from petsweep.typecheck import check_types
