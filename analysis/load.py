@@ -134,15 +134,58 @@ def _config_of(run_dir: Path) -> dict:
 
 
 def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
-    """Every run under the given sweep dirs; a run id seen twice keeps its newest record.
+    """Every run under the given sweep dirs; a run id seen twice keeps its newest record. Rows come from
+    each sweep's index (petsweep.index) where it holds them for the runs' files as they are now; the rest
+    are read from the files (a re-collect reads only what changed), and the index learns them.
 
     Raises:
         PetsweepError: a directory that holds no petsweep runs.
     """
-    rows = []
+    from petsweep import index
+
+    if not index.enabled():
+        rows = []
+        for sweep in sweep_dirs:
+            rows += [run_row(d) for d in find_runs(sweep)]
+        return _finish(pd.DataFrame(rows))
+    frames, batch = [], []
     for sweep in sweep_dirs:
-        rows += [run_row(d) for d in find_runs(sweep)]
-    table = pd.DataFrame(rows)
+        for snapshot in _snapshots(Path(sweep)):
+            for _, row in snapshot.iter_field("row"):
+                batch.append(row)
+                if len(batch) == index.BATCH:  # rows as objects a batch at a time, typed once at the end
+                    frames.append(pd.DataFrame(batch, dtype=object))
+                    batch = []
+            snapshot.finish()
+    frames.append(pd.DataFrame(batch, dtype=object))
+    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+    # each column typed as pd.DataFrame(rows) types it (one inference over the whole column)
+    return _finish(pd.DataFrame({column: table[column].tolist() for column in table.columns}))
+
+
+def _cached_row(run_dir: str) -> tuple[dict, bool]:
+    """A run's row for the index, and whether it may be kept (a W&B summary may still change)."""
+    row = run_row(Path(run_dir))
+    return row, row.get("source") != "wandb"
+
+
+def _snapshots(sweep: Path) -> list:
+    """The index snapshots of a sweep dir, or of each sweep under a runs root (as find_runs finds runs)."""
+    from petsweep.index import Snapshot
+
+    found = Snapshot(sweep, compute={"row": _cached_row}) if sweep.is_dir() else None
+    if found is not None and found.runs:
+        return [found]
+    nested = []
+    if sweep.is_dir():
+        for sub in sorted(p for p in sweep.iterdir() if not p.name.startswith(".") and p.is_dir()):
+            snapshot = Snapshot(sub, compute={"row": _cached_row})
+            if snapshot.runs:
+                nested.append(snapshot)
+    return nested or [find_runs(sweep)]  # none: find_runs raises its one clear error
+
+
+def _finish(table: pd.DataFrame) -> pd.DataFrame:
     table["updated"] = pd.to_datetime(table["updated"], unit="s", utc=True)
     with_id = table[table["run_id"].notna()].sort_values("updated").drop_duplicates("run_id", keep="last")
     return pd.concat([with_id, table[table["run_id"].isna()]], ignore_index=True)

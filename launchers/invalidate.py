@@ -75,11 +75,13 @@ def _matches(config: dict, where: list[tuple[str, str]]) -> bool:
 def _check_keys(configs: list[dict], where: list[tuple[str, str]]) -> None:
     """A --where key that no run of the sweep has is a typo, not an empty selection: one line with the keys
     it is close to."""
+    if configs:
+        _check_known(set().union(*(_keys(c) for c in configs)), where)
+
+
+def _check_known(known: set[str], where: list[tuple[str, str]]) -> None:
     import difflib
 
-    if not configs:
-        return
-    known = set().union(*(_keys(c) for c in configs))
     for key, value in where:
         if key not in known:
             close = difflib.get_close_matches(key, sorted(known), n=3, cutoff=0.6)
@@ -104,6 +106,39 @@ def _chosen(run: RunDir, state: str) -> bool:
     return state == "all" or current == State(state.upper())
 
 
+def _indexed_choice(sweep_dir: Path, where: list[tuple[str, str]], state: str) -> list[RunDir] | None:
+    """The runs to move, found through the sweep's index (petsweep.index: states and recorded configs
+    where it holds them for the runs' files as they are, else read from the files); None: not indexed.
+    Each chosen run is checked again from its files under its lock before it moves."""
+    from launchers.report import indexed_state, read_info
+    from petsweep import index
+
+    if not index.enabled() or not Path(sweep_dir).is_dir():
+        return None
+    recorded = {"config": lambda path: (_config(RunDir(Path(path))), True)}
+    snapshot = index.Snapshot(sweep_dir, compute=recorded, read_info=read_info)
+    if not snapshot.runs:
+        return None
+    known: set[str] = set()
+    chosen = []
+    for name, config in snapshot.iter_field("config"):
+        if not all(key in known for key, _ in where):  # all keys only for the one-line error's hint
+            known |= _keys(config)
+        path = Path(sweep_dir) / name
+        current = indexed_state(snapshot.info[name], str(path), None)
+        if current is None:
+            current = run_status(path)
+        if current in (State.RUNNING, State.QUEUED) or not (
+            state == "all" or current == State(state.upper())
+        ):
+            continue
+        if _matches(config, where):
+            chosen.append(RunDir(path))
+    snapshot.finish()
+    _check_known(known, where)  # the sweep has runs: a key none of them has is a typo
+    return chosen
+
+
 def invalidate(
     sweep_dir: Path, where: list[str], state: str = "all", reason: str = "", dry_run: bool = False
 ) -> list[Path]:
@@ -111,10 +146,12 @@ def invalidate(
     if state not in STATES:
         raise ConfigError("--state", state, f"choose one of: {', '.join(STATES)}")
     conditions = parse_where(where)
-    runs = sweep_runs(sweep_dir)
-    configs = {run.path: _config(run) for run in runs}
-    _check_keys(list(configs.values()), conditions)
-    chosen = [run for run in runs if _chosen(run, state) and _matches(configs[run.path], conditions)]
+    chosen = _indexed_choice(Path(sweep_dir), conditions, state)
+    if chosen is None:
+        runs = sweep_runs(sweep_dir)
+        configs = {run.path: _config(run) for run in runs}
+        _check_keys(list(configs.values()), conditions)
+        chosen = [run for run in runs if _chosen(run, state) and _matches(configs[run.path], conditions)]
     if dry_run or not chosen:
         return [run.path for run in chosen]
     batch = new_aside_batch(Path(sweep_dir))

@@ -109,31 +109,104 @@ def status_rows(path: Path) -> list[dict]:
 
     queue = cached_queue()
     rows = []
+    indexed = _indexed_rows(Path(path), queue)
+    if indexed is not None:
+        return indexed
     runs = runs_under(path)
     labels = {d: read_labels(d) for d in {r.path.parent for r in runs} | set(_planned_sweeps(path))}
     for run in runs:
         state = run_status(run.path, queue)
-        status, result = run.status() or {}, run.result() if state == State.COMPLETED else None
-        progress = run.progress()
-        row = {
-            "state": str(state),
-            "run": run.path.name,
-            "sweep": run.path.parent.name,
-            "path": str(run.path),
-            "step": result["steps"] if result else progress.get("step"),
-            "max_steps": result["steps"] if result else progress.get("max_steps"),
-            "dev_score": progress.get("dev_score"),
-            "best_dev_score": result["best_dev_score"] if result else progress.get("best_dev_score"),
-            "eta_s": progress.get("eta_s") if state == State.RUNNING else None,
-            "metric": result["metric"] if result else None,
-            "score": result["score"] if result else None,
-            "error": status.get("error") if state != State.COMPLETED else None,
-            "updated": status.get("updated"),
-            "label": labels[run.path.parent].get(run.path.name) or [],  # what differs (petsweep.labels)
-        }
-        rows.append(row)
+        status, sweep = run.status() or {}, run.path.parent
+        rows.append(_row(state, run.path.name, sweep.name, str(run.path), status, run, labels[sweep]))
     rows += _not_started(path, {r.path for r in runs}, labels)
     return sorted(rows, key=lambda r: (r["sweep"], r["run"])) if len(runs) != len(rows) else rows
+
+
+def _indexed_rows(path: Path, queue) -> list[dict] | None:
+    """status_rows of a sweep dir or runs root from the sweeps' indexes (petsweep.index), each entry checked
+    against its run's files; a run that is RUNNING or QUEUED is read from its files (liveness, progress).
+    None: not indexed (PETSWEEP_INDEX=0, or one run dir)."""
+    from petsweep import index
+    from petsweep.labels import read as read_labels
+
+    if not index.enabled() or (path / "status.json").exists():
+        return None
+    snapshots = [index.Snapshot(path, read_info=read_info)] if path.is_dir() else []
+    if snapshots and not snapshots[0].runs and not (path / SWEEP_MARKER).exists():
+        subdirs = sorted(filter(_visible_dir, path.iterdir()))
+        nested = [index.Snapshot(d, read_info=read_info) for d in subdirs]
+        snapshots = [s for s in nested if s.runs] or snapshots
+    if not any(s.runs for s in snapshots):
+        sweep_runs(path)  # not a sweep dir: its one clear error (or a sweep whose runs have not started)
+    sweeps = {Path(s.sweep) for s in snapshots if s.runs}
+    labels = {d: read_labels(d) for d in sweeps | set(_planned_sweeps(path))}
+    rows, found = [], set()
+    for snapshot in snapshots:
+        sweep = Path(snapshot.sweep)
+        for name, info in snapshot.info.items():
+            found.add(f"{snapshot.sweep}/{name}")
+            rows.append(_indexed_row(sweep, name, info, queue, labels[sweep]))
+        snapshot.finish()
+    more = _not_started(path, found, labels)
+    return sorted(rows + more, key=lambda r: (r["sweep"], r["run"])) if more else rows
+
+
+def read_info(path: str) -> dict:
+    """A run's status fields for the sweep index (petsweep.index.info_of), read from its files."""
+    from petsweep.index import info_of
+    from petsweep.rehash import stale_record
+
+    return info_of(RunDir(Path(path)), stale_record)
+
+
+def _visible_dir(path: Path) -> bool:
+    return not path.name.startswith(".") and path.is_dir()
+
+
+def _indexed_row(sweep: Path, name: str, info: dict, queue, labels: dict) -> dict:
+    """One status row from a run's index entry, as status_rows reads it from the files."""
+    path = f"{sweep}/{name}"
+    state = indexed_state(info, path, queue)
+    if state is None:
+        run = RunDir(Path(path))  # live or not: asked of its process, heartbeat or SLURM
+        return _row(run_status(run.path, queue), name, sweep.name, path, run.status() or {}, run, labels)
+    return _row(state, name, sweep.name, path, info, info, labels)
+
+
+def indexed_state(info: dict, path: str, queue) -> State | None:
+    """run_status from a run's index entry; None where only its files can say (RUNNING or QUEUED: whether a
+    process or job is still behind it)."""
+    state = info.get("state")
+    if state in (State.RUNNING, State.QUEUED) or state not in State.__members__:
+        return None
+    return State.NEW if state == State.COMPLETED and info.get("stale") is not None else State(state)
+
+
+def _row(state: State, name: str, sweep: str, path: str, status: dict, read, labels: dict) -> dict:
+    """A status row: `status` as status.json holds it; `read` the RunDir, or the run's index entry (which
+    holds its result's and progress.json's fields)."""
+    if isinstance(read, RunDir):
+        result = read.result() if state == State.COMPLETED else None
+        progress = read.progress()
+    else:
+        result = read.get("result") if state == State.COMPLETED else None
+        progress = read.get("progress") or {}
+    return {
+        "state": str(state),
+        "run": name,
+        "sweep": sweep,
+        "path": path,
+        "step": result["steps"] if result else progress.get("step"),
+        "max_steps": result["steps"] if result else progress.get("max_steps"),
+        "dev_score": progress.get("dev_score"),
+        "best_dev_score": result["best_dev_score"] if result else progress.get("best_dev_score"),
+        "eta_s": progress.get("eta_s") if state == State.RUNNING else None,
+        "metric": result["metric"] if result else None,
+        "score": result["score"] if result else None,
+        "error": status.get("error") if state != State.COMPLETED else None,
+        "updated": status.get("updated"),
+        "label": labels.get(name) or [],  # what differs (petsweep.labels)
+    }
 
 
 def _planned_sweeps(path: Path) -> list[Path]:
@@ -158,7 +231,7 @@ def _not_started(path: Path, found: set[Path], labels: dict) -> list[dict]:
         except (OSError, ValueError):
             continue
         for name in planned:
-            if sweep / name in found or (sweep / name / "status.json").exists():
+            if sweep / name in found or f"{sweep}/{name}" in found or (sweep / name / "status.json").exists():
                 continue
             rows.append(
                 {

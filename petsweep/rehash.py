@@ -30,6 +30,7 @@ from pathlib import Path
 
 import yaml
 
+from petsweep import index
 from petsweep.errors import PetsweepError
 from petsweep.identity import run_hash, run_slug, semantic_config
 from petsweep.status import COMPLETED, INVALIDATED_DIR, RunDir, new_aside_batch, write_json
@@ -166,6 +167,7 @@ def stale_record(path: Path, result: dict | None = None) -> str | None:
 
 
 _STALE: dict[tuple, str | None] = {}
+index.STALE[:] = [stale_record]  # a run's index line says whether its record is of another identity
 
 
 def _stamp(file: Path) -> tuple[int, int]:

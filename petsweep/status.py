@@ -25,6 +25,7 @@ import uuid
 from enum import Enum
 from pathlib import Path
 
+from petsweep import index
 from petsweep.errors import PetsweepError
 
 
@@ -215,6 +216,7 @@ class RunDir:
                 **extra,
             },
         )
+        index.record(self)  # the sweep index's line for this change (#25): every state change passes here
 
     @contextlib.contextmanager
     def locked(self):

@@ -1,0 +1,264 @@
+"""The sweep index (#25): `status`, `collect` and `invalidate` read a sweep from <sweep>/.index where it
+holds each run's files as they are, read the rest from the files, and answer exactly as the files do."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import shutil
+import socket
+
+import pandas as pd
+import pytest
+import yaml
+
+from analysis.load import collect
+from launchers.invalidate import invalidate
+from launchers.report import read_info, status_rows, status_table
+from petsweep import index
+from petsweep.status import RunDir, write_json
+
+
+@pytest.fixture(autouse=True)
+def _index_on(monkeypatch):
+    monkeypatch.setenv(index.ENV, "1")
+    monkeypatch.setattr(index, "RACY_S", 0.0)  # files written a moment ago are stored too (see test_racy)
+
+
+def _result(i: int, config: dict) -> dict:
+    return {
+        "status": "COMPLETED",
+        "run_id": f"{i:064x}",
+        "backbone": "minilm-l6",
+        "method": "lora",
+        "task": "bbc_news",
+        "seed": i % 3,
+        "metric": "accuracy",
+        "score": 0.5 + i / 1000,
+        "best_dev_score": 0.4 + i / 1000,
+        "steps": 10 + i,
+        "metrics": {"accuracy": 0.5 + i / 1000, "f1": 0.4},
+        "trainable_params": 100 + i,
+        "config": config,
+    }
+
+
+def _config(i: int) -> dict:
+    return {
+        "seed": i % 3,
+        "backbone": {"name": "minilm-l6"},
+        "method": {"name": "lora", "r": 1 + i % 4, "lr": 0.001},
+        "task": {"name": "bbc_news"},
+    }
+
+
+def make_sweep(root, n: int = 12):
+    """Runs in every state a sweep holds: finished, finished under another identity (reads NEW), failed
+    (with a traceback), cancelled, a finished run whose result.json is truncated (reads FAILED), a RUNNING
+    run whose process is gone (INTERRUPTED); each with progress.json."""
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        run = RunDir(root / f"run-{i:03d}")
+        run.set_status("RUNNING")
+        write_json(run.progress_file, {"step": i, "max_steps": 99, "dev_score": 0.3, "best_dev_score": 0.35})
+        kind = i % 6
+        if kind != 0:  # kind 1: a finished record of another identity (the dir is not named for it)
+            (run.path / "config.yaml").write_text(yaml.safe_dump(_config(i)))
+        if kind in (0, 1):
+            write_json(run.result_file, _result(i, _config(i)))
+            write_json(run.path / "provenance.json", {"git_commit": "0" * 40, "host": "h"})
+            run.set_status("COMPLETED")
+        elif kind == 2:
+            (run.path / "error.txt").write_text("Traceback ...\nValueError: boom\n")
+            run.set_status("FAILED", error="ValueError: boom")
+        elif kind == 3:
+            run.set_status("CANCELLED", error="cancelled by a signal")
+        elif kind == 4:
+            run.result_file.write_text('{"status": "COMPLE')
+            run.set_status("COMPLETED")
+        else:  # RUNNING under a process that is gone
+            write_json(
+                run.status_file,
+                {"state": "RUNNING", "host": socket.gethostname(), "pid": 2**22 + 7, "updated": 1.0},
+            )
+    write_json(root / "sweep.json", {"runs": [f"run-{i:03d}" for i in range(n + 2)]})  # two not started
+    return root
+
+
+def from_files(func, *args):
+    """What the code answers without any index (PETSWEEP_INDEX=0: every run read from its files)."""
+    saved = os.environ.get(index.ENV)
+    os.environ[index.ENV] = "0"
+    try:
+        return func(*args)
+    finally:
+        os.environ[index.ENV] = saved
+
+
+def read_counts(func, *args):
+    index.READS.clear()
+    out = func(*args)
+    return out, dict(index.READS)
+
+
+def test_the_index_answers_as_the_run_dirs_do_and_a_rebuild_equals_it(tmp_path):
+    sweep = make_sweep(tmp_path / "study")
+    files_rows, files_table = from_files(status_rows, sweep), from_files(collect, [sweep])
+    assert [r["state"] for r in files_rows].count("NEW") == 2 + 2  # 2 not started, 2 of another id
+    assert {"COMPLETED", "FAILED", "CANCELLED", "INTERRUPTED"} <= {r["state"] for r in files_rows}
+
+    rows, reads = read_counts(status_rows, sweep)  # the runs' own lines, written by set_status
+    assert rows == files_rows and reads == {"info": 2}  # the 2 RUNNING runs: status.json written by hand
+    table, reads = read_counts(collect, [sweep])
+    pd.testing.assert_frame_equal(table, files_table)
+    assert reads == {"row": 12}  # rows were never indexed; now they are (manifest.parquet)
+    assert (sweep / ".index" / index.MANIFEST).exists()
+    again, reads = read_counts(collect, [sweep])
+    pd.testing.assert_frame_equal(again, files_table)
+    assert reads == {}
+    assert read_counts(status_rows, sweep) == (files_rows, {})
+    assert read_counts(status_table, sweep)[0] == from_files(status_table, sweep)
+
+    shutil.rmtree(sweep / ".index")  # a rebuild from the run dirs
+    rebuilt, reads = read_counts(collect, [sweep])
+    pd.testing.assert_frame_equal(rebuilt, files_table)
+    assert reads == {"row": 12}
+    assert read_counts(status_rows, sweep) == (files_rows, {"info": 12})
+    assert read_counts(status_rows, sweep) == (files_rows, {})
+
+
+def test_a_runs_root_reads_each_sweeps_index(tmp_path):
+    make_sweep(tmp_path / "a", 4)
+    make_sweep(tmp_path / "b", 5)
+    assert status_rows(tmp_path) == from_files(status_rows, tmp_path)
+    pd.testing.assert_frame_equal(collect([tmp_path]), from_files(collect, [tmp_path]))
+    assert read_counts(collect, [tmp_path])[1] == {}
+
+
+def _one_writer(i: int, root: str) -> None:
+    run = RunDir(f"{root}/run-{i:02d}")
+    run.set_status("RUNNING")
+    write_json(run.result_file, _result(i, _config(i)))
+    run.set_status("COMPLETED")
+
+
+def test_64_writer_processes_lose_no_line(tmp_path):
+    context = multiprocessing.get_context("fork")
+    writers = [context.Process(target=_one_writer, args=(i, str(tmp_path))) for i in range(64)]
+    for writer in writers:
+        writer.start()
+    for writer in writers:
+        writer.join(60)
+        assert writer.exitcode == 0
+    files = sorted((tmp_path / ".index").glob("*.jsonl"))
+    assert len(files) == 64  # one file per process: no two processes append to one file
+    lines = [json.loads(line) for f in files for line in f.read_text().splitlines()]
+    assert sorted((line["run"], line["state"]) for line in lines) == sorted(
+        (f"run-{i:02d}", state) for i in range(64) for state in ("RUNNING", "COMPLETED")
+    )
+    rows, reads = read_counts(status_rows, tmp_path)
+    assert reads == {} and rows == from_files(status_rows, tmp_path)
+    assert {r["state"] for r in rows} == {"COMPLETED"}
+
+
+def test_a_run_edited_behind_the_index_is_read_from_its_files(tmp_path):
+    sweep = make_sweep(tmp_path / "study")
+    collect([sweep])
+    status_rows(sweep)
+    result = sweep / "run-006" / "result.json"  # edited in place: the dir's mtime stays, the file's moves
+    edited = {**json.loads(result.read_text()), "score": 0.123}
+    with result.open("w") as fh:
+        json.dump(edited, fh)
+    rows, reads = read_counts(status_rows, sweep)
+    assert reads == {"info": 1} and rows == from_files(status_rows, sweep)
+    assert [r["score"] for r in rows if r["run"] == "run-006"] == [0.123]
+    table, reads = read_counts(collect, [sweep])
+    assert reads == {"row": 1}
+    pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
+    assert read_counts(status_rows, sweep)[1] == {}  # repaired
+
+    shutil.copytree(sweep / "run-000", sweep / "run-900")  # a run dir copied in from elsewhere
+    rows, reads = read_counts(status_rows, sweep)
+    assert reads == {"info": 1} and rows == from_files(status_rows, sweep)
+
+
+def test_a_crash_between_status_json_and_its_line_is_repaired(tmp_path):
+    sweep = make_sweep(tmp_path / "study")
+    status_rows(sweep)
+    run = RunDir(sweep / "run-002")  # FAILED; rerun and finished by a process killed before its line
+    write_json(run.result_file, _result(2, _config(2)))
+    write_json(run.status_file, {"state": "COMPLETED", "host": "h", "pid": 1, "updated": 5.0})
+    rows, reads = read_counts(status_rows, sweep)
+    assert reads == {"info": 1} and rows == from_files(status_rows, sweep)
+    assert [r["state"] for r in rows if r["run"] == "run-002"] == ["NEW"]  # its record is of another id
+    assert read_counts(status_rows, sweep)[1] == {}
+    pd.testing.assert_frame_equal(collect([sweep]), from_files(collect, [sweep]))
+
+
+def test_old_run_dirs_without_an_index(tmp_path):
+    sweep = from_files(make_sweep, tmp_path / "study")  # written by a petsweep before the index
+    assert not (sweep / ".index").exists()
+    rows, reads = read_counts(status_rows, sweep)
+    assert reads == {"info": 12} and rows == from_files(status_rows, sweep)
+    assert (sweep / ".index" / index.MANIFEST).exists()  # the first reader builds it
+    assert read_counts(status_rows, sweep) == (rows, {})
+
+
+def test_incremental_collect_reads_only_changed_runs_and_equals_a_full_collect(tmp_path):
+    sweep = make_sweep(tmp_path / "study", 60)
+    collect([sweep])
+    for name in ("run-000", "run-031"):  # rewritten as runs write them (rename into the dir)
+        run = RunDir(sweep / name)
+        write_json(run.result_file, {**run.result(), "score": 0.99})
+    (sweep / "run-030" / "transfer").mkdir()
+    write_json(sweep / "run-030" / "transfer" / "x.json", {"score": 0.7})  # as petsweep transfer writes it
+    os.utime(sweep / "run-030")  # what petsweep.transfer does after writing
+    table, reads = read_counts(collect, [sweep])
+    assert reads == {"row": 3}
+    pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
+    assert "transfer.x.score" in table.columns
+    assert read_counts(collect, [sweep])[1] == {}
+
+
+def test_a_compaction_cut_short_leaves_an_index_that_answers_right(tmp_path):
+    sweep = make_sweep(tmp_path / "study")
+    collect([sweep])  # manifest with rows
+    write_json(RunDir(sweep / "run-001").result_file, _result(77, _config(1)))
+    status_rows(sweep)  # a repair line
+    lines = {p: p.read_bytes() for p in (sweep / ".index").glob("*.jsonl")}
+    assert lines
+    snapshot = index.Snapshot(sweep, read_info=read_info)
+    snapshot.compact()  # renamed the new manifest over the old one, then unlinked the lines ...
+    for path, data in lines.items():  # ... where a crash kept them
+        path.write_bytes(data)
+    (sweep / ".index" / ".manifest.parquet.h-1.tmp").write_bytes(b"PAR1 half a manifest")
+    (sweep / ".index" / "h-2-3.jsonl").write_bytes(b'{"run": "run-001", "sig": [1, 2')  # cut short
+    assert status_rows(sweep) == from_files(status_rows, sweep)
+    pd.testing.assert_frame_equal(collect([sweep]), from_files(collect, [sweep]))
+
+
+def test_racy_entries_are_not_stored(tmp_path, monkeypatch):
+    """An entry read in the clock tick its files were written in could miss a second write of that tick:
+    it answers this read and is read again next time."""
+    sweep = from_files(make_sweep, tmp_path / "study", 3)
+    monkeypatch.setattr(index, "RACY_S", 3600.0)
+    assert read_counts(status_rows, sweep)[1] == {"info": 3}
+    assert read_counts(status_rows, sweep)[1] == {"info": 3}
+
+
+def test_invalidate_reads_the_index_and_moves_what_the_files_say(tmp_path):
+    sweep = make_sweep(tmp_path / "study")
+    status_rows(sweep)
+    dry = (["method.r=2"], "all", "", True)
+    files = from_files(invalidate, sweep, *dry)
+    assert len(files) == 3  # r=2: a run of another identity (NEW), a failed one, one interrupted
+    assert read_counts(invalidate, sweep, *dry) == (files, {"config": 12})
+    assert read_counts(invalidate, sweep, *dry) == (files, {})
+    with pytest.raises(Exception, match="did you mean method.r"):
+        invalidate(sweep, ["method.rr=2"])
+    failed = (["method.r=3"], "failed")  # run-010's result.json is truncated: it reads FAILED
+    assert from_files(invalidate, sweep, *failed, "", True) == [sweep / "run-002", sweep / "run-010"]
+    assert invalidate(sweep, *failed) == [sweep / "run-002", sweep / "run-010"]
+    assert not (sweep / "run-002").exists()
+    assert status_rows(sweep) == from_files(status_rows, sweep)
