@@ -465,8 +465,7 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
         data=p.data.stats,
         init_from=p.initialised,
         eval_only=spec.trainer.eval_only,
-        apet=spec.method.record if spec.method.config.name == "apet" else None,
-        opf=spec.method.record if spec.method.config.name == "opf" else None,
+        **spec.method.record_fields(),  # APET's positions, OPF's choice
         budget=spec.budget.as_dict() if spec.budget is not None else None,
         **p.counts.as_dict(),
         **outcome,

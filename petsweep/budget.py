@@ -36,7 +36,6 @@ KNOBS = {
     "selective_module": ("budget",),
     "apet": ("apet.scale",),
 }
-REFERENCE_EXCLUDED = ("apet", "compose", "sequential", "full", "head")
 
 
 @dataclass
@@ -59,7 +58,7 @@ class BudgetChoice:
 def check_value(value) -> None:
     from petsweep.methods import METHODS
 
-    names = [n for n in METHODS.names() if n not in REFERENCE_EXCLUDED]
+    names = [n for n in METHODS.names() if METHODS.get(n).names_a_budget]
     if isinstance(value, bool) or not (
         (isinstance(value, int) and value > 0) or (isinstance(value, str) and value in names)
     ):
@@ -86,13 +85,13 @@ def fold_apet(data: dict) -> dict:
 
 def target_count(value, spec) -> int:
     """The count `budget` names on the run's backbone (an integer as it is)."""
-    from petsweep.methods import build_method
+    from petsweep.methods import METHODS, build_method
     from petsweep.params import check_on_meta
 
     check_value(value)
     if isinstance(value, int):
         return value
-    node = {"name": value, **({"add_biases": True} if value == "bitfit" else {})}
+    node = {"name": value, **METHODS.get(value).budget_keys}  # BitFit: with OpenDelta's added biases
     reference = dataclasses.replace(spec, method=build_method(node), config={})
     return check_on_meta(reference).pet_params
 

@@ -229,7 +229,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
     method = build_method(data["method"])
     method.check(backbone)
     trainer = _typed(TrainerConfig, dict(data["trainer"]), "trainer")
-    if method.config.name == "head" and not method.config.train_head and not trainer.eval_only:
+    if method.is_the_head and not method.config.train_head and not trainer.eval_only:
         raise ConfigError(
             "method.train_head",
             False,
@@ -291,15 +291,17 @@ def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
         return Budget(apet, None)
     if isinstance(apet.scale, int):
         return Budget(apet, apet.scale)
-    names = [n for n in METHODS.names() if n not in ("apet", "compose", "sequential", "full")]
+    names = [n for n in METHODS.names() if METHODS.get(n).names_a_budget]
     if apet.scale not in names:
         raise ConfigError(
             "apet.scale",
             apet.scale,
             f"is not a budget; give a positive integer, ratio, or a method name: {', '.join(names)}",
         )
-    # BitFit's budget counts OpenDelta's added biases on bias-free backbones, as the APET table does
-    node = {"name": apet.scale, **({"add_biases": True} if apet.scale == "bitfit" else {})}
+    node = {
+        "name": apet.scale,
+        **METHODS.get(apet.scale).budget_keys,
+    }  # BitFit: with OpenDelta's added biases
     reference = dataclasses.replace(spec, method=build_method(node), config={})
     return Budget(apet, check_on_meta(reference).pet_params)
 

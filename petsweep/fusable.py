@@ -2,7 +2,8 @@
 group checks again before it claims anything.
 
 A run fuses when fused training provably ends where it would alone: an encoder with a classification head;
-LoRA without dropout, BitFit (on the biases the backbone has) or LN tuning; a backbone without dropout
+a method that says it fuses (PETMethod.fuses and trains_alone: LoRA without dropout, BitFit on the biases the
+backbone has, LN tuning); a backbone without dropout
 (`backbone.dropout=0`: dropout masks drawn for a batch of several runs' rows are not the masks each run
 draws alone); one rank, no DeepSpeed, no gradient accumulation. Runs of any of these methods fuse with each
 other when their identities are equal but for the keys each member carries itself (ROUTED_KEYS): same backbone
@@ -15,9 +16,12 @@ import json
 
 from petsweep.identity import semantic_config
 
-# LoRA: the shared projection once, each run's update on its rows; BitFit and LN tuning: each run's own copy
-# of the modules whose biases or norms it trains, on its rows (petsweep/fused.py)
-FUSED_METHODS = ("lora", "bitfit", "ln")
+
+def fused_methods() -> list[str]:
+    """The methods that train fused: their class says so (PETMethod.fuses; petsweep/fused.py carries them)."""
+    from petsweep.methods import METHODS  # the methods' modules import torch: only where a run may fuse
+
+    return [name for name in METHODS.names() if METHODS.get(name).fuses]
 
 
 def why_alone(cfg: dict, fuse: int = 2) -> str | None:
@@ -27,10 +31,14 @@ def why_alone(cfg: dict, fuse: int = 2) -> str | None:
         return "fuse=1"
     if backbone["family"] != "encoder":
         return f"{backbone['family']} backbones train alone (fused training covers encoders with a head)"
-    if method["name"] not in FUSED_METHODS or method.get("add_biases"):
-        return f"method={method['name']} trains alone (fused training covers {', '.join(FUSED_METHODS)})"
-    if method.get("dropout"):
-        return "LoRA dropout draws masks a fused batch would draw differently: method.dropout=0 fuses"
+    fused = fused_methods()
+    if method["name"] not in fused:
+        return f"method={method['name']} trains alone (fused training covers {', '.join(fused)})"
+    from petsweep.methods import METHODS
+
+    alone = METHODS.get(method["name"]).trains_alone(method)
+    if alone:
+        return alone
     if backbone.get("dropout") != 0:
         return "the backbone's dropout masks depend on the whole batch: backbone.dropout=0 fuses"
     if (trainer.get("ranks") or 1) != 1 or cfg["deepspeed"]["preset"] not in ("none", "auto"):

@@ -160,7 +160,7 @@ def head_lr(spec) -> float:
     """The task head's learning rate: trainer.head_lr (one value for every method, so method comparisons do
     not compare head learning rates), or the method's lr where it is null (runs before #26) or where the head
     is the method itself (method=head: its lr is the head's)."""
-    if spec.trainer.head_lr is None or spec.method.config.name == "head":
+    if spec.trainer.head_lr is None or spec.method.is_the_head:
         return spec.method.config.lr
     return spec.trainer.head_lr
 

@@ -98,8 +98,9 @@ class RunRecord:
     data: dict
     init_from: dict | None
     eval_only: bool
-    apet: dict | None
-    opf: dict | None
+    # what the method adds (PETMethod.record_fields); keyword-only, so their place in the record stays
+    apet: dict | None = dataclasses.field(default=None, kw_only=True)
+    opf: dict | None = dataclasses.field(default=None, kw_only=True)
     config: dict
     fused_with: list | None = None
     budget: dict | None = None

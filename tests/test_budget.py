@@ -32,6 +32,17 @@ def test_apet_budget_is_a_spelling_of_apet_scale(value):
     assert _id(*budget) != _id("method=apet", "budget=5001", "backbone=minilm-l1")
 
 
+def test_apet_scale_names_a_budget_as_budget_does():
+    """apet.scale and budget= take the same methods (PETMethod.names_a_budget): apet.scale=head was accepted
+    as a budget of 0 scalars and failed later as 'apet.ratio=None: ... no scalar at all', while its spelling
+    method=apet budget=head was refused in one line (#23: one list of such methods, not two)."""
+    for spelling in ("apet.scale=head", "budget=head"):
+        with pytest.raises(ConfigError) as err:
+            resolve_run(compose(["method=apet", spelling, "backbone=minilm-l1"]))
+        assert "head" in str(err.value) and "lora" in str(err.value) and "\n" not in str(err.value)
+        assert "apet.ratio" not in str(err.value)
+
+
 def test_an_apet_budget_is_recorded_as_apet_scale():
     cfg = compose(["method=apet", "budget=4096", "backbone=minilm-l1"])
     before = run_hash(cfg)

@@ -93,11 +93,15 @@ def _counted_only(sizes: list[int], k: int) -> list[torch.Tensor]:
 @METHODS.register("apet")
 class ApetMethod(PETMethod):
     Config = ApetConfig
+    names_a_budget = False  # a budget sizes it (apet.scale)
 
     def __init__(self, config: ApetConfig):
         super().__init__(config)
         self.budget = None  # petsweep.apet.Budget: set when the run is validated (config.resolve_run)
         self.record: dict | None = None  # what result.json records of the positions
+
+    def record_fields(self):
+        return {"apet": self.record}
 
     def attach(self, model, ctx):
         from petsweep.apet import digest, eligible_tensors, place

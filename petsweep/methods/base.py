@@ -154,6 +154,28 @@ class PETMethod:
     restarts_schedule: bool = True
     # whether a later stage's optimizer keeps the state (moments, step counts) of parameters that train on
     keeps_optimizer_state: bool = False
+    # trains fused with other runs on one frozen backbone (petsweep/fused.py carries each member's own modules
+    # on its rows; petsweep/fusable.py's rule): LoRA, BitFit, LN tuning
+    fuses: bool = False
+    # its exact count on a backbone may name a budget (budget=<name>, apet.scale=<name>): not a method that
+    # sizes itself from a budget (APET), composes others, trains everything or trains no parameter of its own
+    names_a_budget: bool = True
+    # the keys it is counted with where it names a budget (BitFit: OpenDelta's added biases, as the APET
+    # table counts bias-free backbones)
+    budget_keys: dict[str, Any] = {}
+    # the task head is the method's own parameters (method=head): its lr is the head's, and train_head=false
+    # trains nothing at all
+    is_the_head: bool = False
+
+    @classmethod
+    def trains_alone(cls, values: dict) -> str | None:
+        """Why a run of this method (one that `fuses`) with these `method` keys trains alone after all (one
+        line), or None."""
+        return None
+
+    def record_fields(self) -> dict[str, Any]:
+        """What the method adds to result.json (RunRecord fields: APET's positions, OPF's choice)."""
+        return {}
 
     def saved_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The form trained weights are saved in (pet_weights): as trained by default; OPF contracts its MPO

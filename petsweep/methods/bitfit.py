@@ -52,6 +52,14 @@ def _linear_bias(module: nn.Module) -> nn.Parameter:
 @METHODS.register("bitfit")
 class BitFitMethod(PETMethod):
     Config = BitFitConfig
+    fuses = True  # each run's own copy of the modules whose biases it trains, on its rows
+    budget_keys = {"add_biases": True}  # as the APET table counts bias-free backbones
+
+    @classmethod
+    def trains_alone(cls, values):
+        if values.get("add_biases"):
+            return "method.add_biases=true trains alone (fused BitFit trains the biases the backbone has)"
+        return None
 
     def attach(self, model, ctx):
         biases = [p for n, p in backbone_params(model, ctx) if n.endswith(".bias")]

@@ -89,6 +89,7 @@ class ComposeConfig(MethodConfig):
 @METHODS.register("compose")
 class ComposeMethod(PETMethod):
     Config = ComposeConfig
+    names_a_budget = False  # its members' counts do
 
     def __init__(self, config: ComposeConfig):
         super().__init__(config)

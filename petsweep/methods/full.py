@@ -13,6 +13,7 @@ class FullConfig(MethodConfig):
 @METHODS.register("full")
 class FullMethod(PETMethod):
     Config = FullConfig
+    names_a_budget = False
 
     def attach(self, model, ctx):
         return Attached(model, [self.group(p for _, p in backbone_params(model, ctx))])

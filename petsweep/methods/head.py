@@ -25,6 +25,8 @@ class HeadConfig(MethodConfig):
 @METHODS.register("head")
 class HeadMethod(PETMethod):
     Config = HeadConfig
+    is_the_head = True
+    names_a_budget = False  # pet_params 0
 
     def attach(self, model, ctx):
         if not ctx.head:

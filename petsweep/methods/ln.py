@@ -18,6 +18,7 @@ class LNConfig(MethodConfig):
 @METHODS.register("ln")
 class LNMethod(PETMethod):
     Config = LNConfig
+    fuses = True  # each run's own copy of the norms it trains, on its rows
 
     def attach(self, model, ctx):
         _, norms, _ = target_modules(model, ctx, ["norms"], "method")

@@ -45,6 +45,13 @@ class LoRAConfig(MethodConfig):
 class LoRAMethod(PETMethod):
     attaches_to_partitions = True  # peft reads in/out features from the module, not its weight
     Config = LoRAConfig
+    fuses = True  # the shared projection once, each run's update on its rows
+
+    @classmethod
+    def trains_alone(cls, values):
+        if values.get("dropout"):
+            return "LoRA dropout draws masks a fused batch would draw differently: method.dropout=0 fuses"
+        return None
 
     def attach(self, model, ctx):
         c = self.config

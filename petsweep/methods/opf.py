@@ -197,6 +197,9 @@ class OpfMethod(PETMethod):
         self.record: dict | None = None  # the real model's choice (result.json `opf`), set when attached
         self.keeps_optimizer_state = config.keep_optimizer_state
 
+    def record_fields(self):
+        return {"opf": self.record}
+
     def stage_steps(self, max_steps: int) -> list[int]:
         c = self.config
         rounds = c.rounds
