@@ -271,16 +271,20 @@ class Snapshot:
         if meta.get(b"fingerprint", b"").decode() != self.fp:
             self.no_manifest = True
             return
-        columns = ["run", *SIG_FIELDS, "info", *[f"has_{f}" for f in BIG]]
+        parse = self.read_info is not None  # collect needs no status fields: they stay text on disk
+        columns = ["run", *SIG_FIELDS, *(["info"] if parse else []), *[f"has_{f}" for f in BIG]]
         for batch in file.iter_batches(batch_size=BATCH, columns=columns):
             data = batch.to_pydict()
             sigs = zip(*(data[f] for f in SIG_FIELDS))
             for i, (name, sig) in enumerate(zip(data["run"], sigs)):
                 if self.runs.get(name) != sig:
                     continue
-                if data["info"][i] is not None:
+                held = {f for f in BIG if data[f"has_{f}"][i]}
+                if not parse:
+                    held.add("info")  # kept as it is by compact
+                elif data["info"][i] is not None:
                     self.info[name] = json.loads(data["info"][i])
-                self.in_manifest[name] = {f for f in BIG if data[f"has_{f}"][i]}
+                self.in_manifest[name] = held
 
     def _read_lines(self) -> None:
         for file in sorted(glob.glob(os.path.join(glob.escape(self.dir), "*.jsonl"))):
@@ -394,7 +398,7 @@ class Snapshot:
             metadata={"fingerprint": self.fp},
         )
         tmp = os.path.join(self.dir, f".{MANIFEST}.{socket.gethostname()}-{os.getpid()}.tmp")
-        streams = {f: self._manifest_field(f) for f in BIG}
+        streams = {f: self._manifest_field(f) for f in ("info", *BIG)}
         pending = {f: next(s, None) for f, s in streams.items()}
         try:
             with pq.ParquetWriter(tmp, schema) as writer:
@@ -403,17 +407,20 @@ class Snapshot:
                     rows["run"].append(name)
                     for field, value in zip(SIG_FIELDS, sig):
                         rows[field].append(value)
-                    info = self.info.get(name) if name not in self.racy else None
-                    rows["info"].append(None if info is None else json.dumps(info, separators=(",", ":")))
-                    for field in BIG:
+                    for field in ("info", *BIG):
                         while pending[field] is not None and pending[field][0] < name:
                             pending[field] = next(streams[field], None)
-                        text = self.fresh.get(name, {}).get(field)
+                        if field == "info" and name in self.info:
+                            info = self.info[name] if name not in self.racy else None
+                            text = None if info is None else json.dumps(info, separators=(",", ":"))
+                        else:
+                            text = self.fresh.get(name, {}).get(field)
                         if text is None and field in self.in_manifest.get(name, ()):
                             got = pending[field]
                             text = got[1] if got and got[0] == name else None
                         rows[field].append(text)
-                        rows[f"has_{field}"].append(text is not None)
+                        if field != "info":
+                            rows[f"has_{field}"].append(text is not None)
                     if len(rows["run"]) >= BATCH:
                         writer.write_table(pa.table(rows, schema=schema))
                         rows = {key: [] for key in rows}

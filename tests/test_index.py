@@ -238,6 +238,18 @@ def test_a_compaction_cut_short_leaves_an_index_that_answers_right(tmp_path):
     pd.testing.assert_frame_equal(collect([sweep]), from_files(collect, [sweep]))
 
 
+def test_a_collect_that_compacts_keeps_the_status_fields(tmp_path):
+    sweep = from_files(make_sweep, tmp_path / "study")
+    status_rows(sweep)  # builds the manifest with the status fields of every run
+    for name in ("run-003", "run-004"):
+        write_json(sweep / name / "provenance.json", {"host": "elsewhere"})
+    rows = from_files(status_rows, sweep)
+    snapshot = index.Snapshot(sweep, compute={"row": lambda path: ({"p": path}, True)})  # as collect reads
+    assert len(list(snapshot.iter_field("row"))) == 12
+    snapshot.compact()  # it read no status fields: the manifest's are kept, changed runs' are dropped
+    assert read_counts(status_rows, sweep) == (rows, {"info": 2})
+
+
 def test_racy_entries_are_not_stored(tmp_path, monkeypatch):
     """An entry read in the clock tick its files were written in could miss a second write of that tick:
     it answers this read and is read again next time."""
