@@ -11,7 +11,10 @@ backbone) are refused with one line: their pet_weights.safetensors, with the run
 
 `petsweep export RUN_DIR --format peft -o DIR` (export_peft) writes the method as a peft adapter directory
 instead (LoRA, IA3, LN tuning, prompt and prefix tuning), checked by loading it back through peft's own
-`PeftModel.from_pretrained`; methods with no peft form are refused with one line naming why.
+`PeftModel.from_pretrained`; methods with no peft form are refused with one line naming why and which methods
+export. adapter_config.json names the base by the backbone's hub id (a local path means nothing elsewhere;
+petsweep_base.json keeps the local copy the export read), modules_to_save names the task head once, and
+README.md is a model card: method, backbone, task, the run's id and score, petsweep's version, how to load.
 """
 
 from __future__ import annotations
@@ -128,14 +131,99 @@ def _run_model(run: RunDir, spec):
 
 
 def peft_base(spec) -> dict:
-    """How to load the base model a --format peft export goes on: transformers class, location, kwargs."""
+    """How to load the base model a --format peft export goes on: transformers class, name (the backbone's
+    hub id where it has one: a local path means nothing on another machine), the local copy this export read
+    (`local_copy`, where it differs from the name) and kwargs (num_labels, a truncated depth)."""
     from petsweep.backbones import _auto_class, _layer_override, head_kwargs, weights_location
 
+    local = weights_location(spec.backbone)
+    name = spec.backbone.hub_id or local
     return {
         "class": _auto_class(spec.backbone).__name__,
-        "pretrained_model_name_or_path": weights_location(spec.backbone),
+        "pretrained_model_name_or_path": name,
+        **({"local_copy": local} if local != name else {}),
         "kwargs": {**_layer_override(spec.backbone), **head_kwargs(spec.backbone, spec.task.num_labels)},
     }
+
+
+def _kwargs_text(kwargs: dict) -> str:
+    return "".join(f", {k}={v!r}" for k, v in kwargs.items())
+
+
+def model_card(spec, run: RunDir, base: dict, peft_type: str) -> str:
+    """The adapter dir's README.md: what was trained (method, backbone, task), the run's id and score, the
+    petsweep that trained and exported it, and how to load it with PeftModel.from_pretrained."""
+    import json
+
+    import peft
+
+    from petsweep import __version__, provenance
+
+    result = run.result()
+    method = {k: v for k, v in result["config"]["method"].items() if k != "name"}
+    recorded = run.path / "provenance.json"
+    trained = json.loads(recorded.read_text()) if recorded.exists() else {}
+    trained_by = trained.get("packages", {}).get("petsweep", "?") + (
+        f" (commit {trained['git_commit'][:12]})" if trained.get("git_commit") else ""
+    )
+    commit = provenance.git("rev-parse", "HEAD")
+    exported_by = __version__ + (f" (commit {commit[:12]})" if commit else "")
+    b = spec.backbone
+    depth = f", cut to its first {b.num_layers} layers" if b.num_layers else ""
+    labels = list((result.get("data") or {}).get("label_map") or {}) if b.family == "encoder" else []
+    dtype = result.get("backbone_dtype", b.dtype)
+    guess = result.get("random_guess_score")
+    score = f"{result['metric']} {result['score']:.4f} on test" + (
+        f" (random guess {guess:.4f})" if guess is not None else ""
+    )
+    if result.get("best_dev_score") is not None:
+        score += f"; best dev {result['best_dev_score']:.4f} at step {result.get('best_step')}"
+    name, cls = base["pretrained_model_name_or_path"], base["class"]
+    local = base.get("local_copy")
+    lines = [
+        "---",
+        "library_name: peft",
+        *([f"base_model: {b.hub_id}"] if b.hub_id else []),
+        f"tags: [petsweep, {spec.method.config.name}, {spec.task.name}]",
+        "---",
+        "",
+        f"# {result['backbone']} / {result['method']} / {result['task']} (seed {result['seed']})",
+        "",
+        f"A peft {peft_type} adapter exported by petsweep from one finished run.",
+        "",
+        f"- Method: {result['method']} ({', '.join(f'{k}={v}' for k, v in method.items())})",
+        f"- Backbone: {b.name}: {name}{depth} ({b.model_type}, {b.family}, {dtype})",
+        f"- Task: {spec.task.name} ({spec.task.kind}"
+        + (f"; labels in logit order: {', '.join(map(str, labels))}" if labels else "")
+        + ")",
+        f"- Run: id {result['run_id'][:12]} (sweep {result.get('sweep_name')}, seed {result['seed']}, "
+        f"{result['steps']} steps)",
+        f"- Score: {score}",
+        f"- Trainable: {result['trainable_params']:,} of {result['total_params']:,} parameters "
+        f"(the method's own {result['pet_params']:,})",
+        f"- petsweep: trained with {trained_by}, exported with {exported_by}, peft {peft.__version__}; on "
+        "export the adapter was loaded back through peft and gave the run's outputs on a probe batch",
+        "",
+        "## Load",
+        "",
+        "```python",
+        "import transformers",
+        "from peft import PeftModel",
+        "",
+        f'base = transformers.{cls}.from_pretrained("{name}"{_kwargs_text(base["kwargs"])})',
+        'model = PeftModel.from_pretrained(base, "path/to/this/dir")',
+        "```",
+        "",
+        f'To load the base from a local copy, pass its directory instead of "{name}"'
+        + (f" (this export read it from `{local}`)" if local else "")
+        + "; petsweep_base.json holds the same class, name and keyword arguments for scripts. "
+        "Load the base as above rather than through AutoPeftModel or adapter_config.json's "
+        "base_model_name_or_path alone: the keyword arguments (the task's label count, a truncated depth) "
+        "are not in adapter_config.json, and without them the adapter is put on another model. The "
+        "tokenizer is in this directory.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _peft_config(name: str, spec, tuned: nn.Module, saved: dict, head_modules: list[str]):
@@ -145,7 +233,8 @@ def _peft_config(name: str, spec, tuned: nn.Module, saved: dict, head_modules: l
 
     import peft
 
-    common = dict(task_type=TASK_TYPES[spec.backbone.family], modules_to_save=head_modules or None)
+    # a copy: peft's sequence-classification model extends the list it is given in place
+    common = dict(task_type=TASK_TYPES[spec.backbone.family], modules_to_save=list(head_modules) or None)
     c = spec.method.config
     if name in ("lora", "ia3"):  # petsweep injected peft's own tuner: its config, with the task type and head
         config = copy.deepcopy(tuned.peft_config["default"])
@@ -219,19 +308,21 @@ def export_peft(run_dir: str | Path, out: str | Path) -> Path:
 
     run, spec = _finished_spec(run_dir)
     name = spec.method.config.name
+    exports = f"--format peft exports {', '.join(PEFT_FORMS)}"
     if name not in PEFT_FORMS:
         raise ConfigError(
             "method",
             name,
-            f"has no peft form ({NO_PEFT_FORM.get(name, 'peft has no such tuner')}); --format peft exports "
-            f"{', '.join(PEFT_FORMS)}; --format merged exports merged models",
+            f"has no peft form ({NO_PEFT_FORM.get(name, 'peft has no such tuner')}); {exports}; "
+            "--format merged exports merged models",
         )
     if name == "prefix" and spec.method.config.placement == "paper":
         raise ConfigError(
             "method.placement",
             "paper",
             "peft's prefix tuning has no place for the encoder's and cross-attention's prefixes (it prefixes "
-            "the decoder's self-attention only): no peft form; share pet_weights.safetensors and config.yaml",
+            f"the decoder's self-attention only): no peft form ({exports} with placement=decoder); share "
+            "pet_weights.safetensors and config.yaml",
         )
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -244,11 +335,19 @@ def export_peft(run_dir: str | Path, out: str | Path) -> Path:
             head_modules = sorted({n.split(".")[0] for n in head_parameter_names(base, spec.backbone)})
             peft_model = get_peft_model(base, _peft_config(name, spec, tuned, saved, head_modules))
             _fill(peft_model, name, tuned, saved)
+            config = peft_model.peft_config["default"]
+            # peft's sequence-classification model appends its own "classifier", "score" to modules_to_save
+            # (prompt learning twice, and once more on every load): the file names each head module once
+            config.modules_to_save = list(head_modules) or None
+            where = peft_base(spec)
+            config.base_model_name_or_path = where["pretrained_model_name_or_path"]  # not this machine's path
             peft_model.save_pretrained(out)
             tokenizer.save_pretrained(out)
             (out / BASE_FILE).write_text(
-                json.dumps({**peft_base(spec), "run": str(run.path)}, indent=2) + "\n"
+                json.dumps({**where, "run": str(run.path), "run_id": run.result()["run_id"][:12]}, indent=2)
+                + "\n"
             )
+            (out / "README.md").write_text(model_card(spec, run, where, str(config.peft_type.value)))
 
             loaded = PeftModel.from_pretrained(load_pretrained(spec.backbone, spec.task.num_labels)[0], out)
             texts = ["a probe sentence for the export", "and a second, somewhat longer one to pad the first"]
@@ -274,6 +373,7 @@ def export_peft(run_dir: str | Path, out: str | Path) -> Path:
             "method",
             name,
             f"peft's {name} on {spec.backbone.model_type} ({spec.backbone.family}) {problem}: no peft form "
-            "here; use --format merged, or share pet_weights.safetensors with config.yaml",
+            f"here ({exports} where peft computes the run); use --format merged, or share "
+            "pet_weights.safetensors with config.yaml",
         )
     return out

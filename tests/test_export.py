@@ -80,8 +80,8 @@ def test_a_peft_export_loads_through_peft_to_the_run_outputs(tiny, tmp_path, arc
     import json
 
     import transformers
-    from peft import PeftModel
 
+    from petsweep import __version__
     from petsweep.export import BASE_FILE
 
     cfg = compose(tiny(arch, *method))
@@ -95,12 +95,45 @@ def test_a_peft_export_loads_through_peft_to_the_run_outputs(tiny, tmp_path, arc
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
     tuned = attach_method(model, spec, tokenizer=tokenizer)[0].model
     load_trainable(tuned, load_file(run_dir(cfg) / "pet_weights.safetensors"))
-    base_info = json.loads((out / BASE_FILE).read_text())  # what a user reads to load the base
+    base_info = json.loads((out / BASE_FILE).read_text())  # what a script reads to load the base
+    # the base is named as the run configured it (its hub id), not by this machine's path, which is kept
+    # apart as the local copy this export read
+    config = json.loads((out / "adapter_config.json").read_text())
+    hub_id = f"local/{spec.backbone.name}"
+    assert config["base_model_name_or_path"] == base_info["pretrained_model_name_or_path"] == hub_id
+    local_copy = base_info["local_copy"]
+    assert local_copy == spec.backbone.path and local_copy not in (out / "adapter_config.json").read_text()
     base_class = getattr(transformers, base_info["class"])
-    load_base = lambda: base_class.from_pretrained(  # noqa: E731
-        base_info["pretrained_model_name_or_path"], **base_info["kwargs"]
+    load_base = lambda: base_class.from_pretrained(local_copy, **base_info["kwargs"])  # noqa: E731
+    # the task head is named once in modules_to_save (peft appended its "classifier", "score" to the list
+    # petsweep gave it, twice for prompt tuning) and saved once
+    head = ["classifier"] if arch == "encoder" else None
+    assert config["modules_to_save"] == head
+    saved = load_file(out / "adapter_model.safetensors")
+    assert sorted(k.rpartition("classifier.")[2] for k in saved if "classifier" in k) == (
+        ["bias", "weight"] if head else []
     )
-    loaded = PeftModel.from_pretrained(load_base(), out)  # peft's own loader, nothing of petsweep's
+    # the model card: what was trained, the run's id and score, petsweep's version, and how to load it; its
+    # code, pointed at the local copy as it says, is what loads the adapter below
+    card = (out / "README.md").read_text()
+    result = json.loads((run_dir(cfg) / "result.json").read_text())
+    for says in (
+        f"# {spec.backbone.name} / {spec.method.config.name} / bbc_news (seed 0)",
+        f"- Backbone: {spec.backbone.name}: {hub_id} (",
+        f"- Run: id {run_dir(cfg).name[-12:]} (sweep single, seed 0, 6 steps)",
+        f"- Score: accuracy {result['score']:.4f} on test",
+        f"trained with {__version__}",
+        "PeftModel.from_pretrained(base, ",
+        f'pass its directory instead of "{hub_id}" (this export read it from `{local_copy}`)',
+    ):
+        assert says in card, (says, card)
+    assert "More Information Needed" not in card  # peft's empty template
+    code = card.split("```python\n")[1].split("```")[0]
+    code = code.replace(f'"{hub_id}"', repr(local_copy)).replace('"path/to/this/dir"', repr(str(out)))
+    scope = {}
+    exec(code, scope)  # peft's own loader, nothing of petsweep's
+    loaded = scope["model"]
+    assert sum(".modules_to_save.default." in n for n, _ in loaded.named_parameters()) == (2 if head else 0)
     batch = dict(tokenizer(["a test sentence", "and another, longer one"], return_tensors="pt", padding=True))
     batch.pop("token_type_ids", None)
     if spec.backbone.family == "encoder_decoder":
@@ -139,3 +172,12 @@ def test_runs_without_a_peft_form_are_refused_in_one_line_naming_why(tiny, tmp_p
     )
     assert out.returncode == 2 and out.stderr.count("\n") == 1 and not (tmp_path / "peft").exists()
     assert f"method='{method}': {says}" in out.stderr
+    assert "--format peft exports lora, ia3, prompt, prefix, ln" in out.stderr  # which methods can
+
+
+def test_every_method_has_a_peft_form_or_a_reason_it_has_none():
+    from petsweep.export import NO_PEFT_FORM, PEFT_FORMS
+    from petsweep.methods import METHODS
+
+    assert not set(PEFT_FORMS) & set(NO_PEFT_FORM)
+    assert sorted({*PEFT_FORMS, *NO_PEFT_FORM}) == METHODS.names()
