@@ -142,47 +142,66 @@ def test_table_missing_columns_is_a_clear_error(tmp_path):
         load(tmp_path / "t.csv")
 
 
-def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
+def _execute_notebook(tmp_path, **values) -> list[str]:
     """The notebook as a user runs it: papermill-style parameters (a cell injected after the one tagged
     `parameters`, as papermill does; papermill is not in the lock, nbclient is), executed from a directory
-    that is not the repository, drawing the gap and APET views too."""
+    that is not the repository. Returns its printed text; fails on an error output or a file written where
+    it ran from."""
     import nbformat
     from conftest import REPO
     from nbclient import NotebookClient
 
-    from petsweep.app import run
-    from petsweep.config import compose
-
-    for method in ("method=lora", "method=full", "method=apet apet.scale=lora"):
-        for seed in (1, 2):
-            run(compose(tiny("encoder", *method.split(), f"seed={seed}", "sweep_name=nb")))
     notebook = nbformat.read(REPO / "analysis" / "notebooks" / "scaling.ipynb", as_version=4)
     [at] = [i for i, c in enumerate(notebook.cells) if "parameters" in c.metadata.get("tags", [])]
-    values = {
-        "sweep": str(tmp_path / "runs" / "nb"),
-        "figures": str(tmp_path / "figures"),
-        "task": "bbc_news",
-    }
     injected = "\n".join(f"{key} = {value!r}" for key, value in values.items())
     notebook.cells.insert(
         at + 1, nbformat.v4.new_code_cell(injected, metadata={"tags": ["injected-parameters"]})
     )
     elsewhere = tmp_path / "elsewhere"
-    elsewhere.mkdir()
+    elsewhere.mkdir(exist_ok=True)
     NotebookClient(
         notebook, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(elsewhere)}}
     ).execute()
-    assert sorted(p.name for p in (tmp_path / "figures").glob("*.png")) == [
-        "apet.png",
-        "curves.png",
-        "gap.png",
-        "generalization.png",
-        "pareto.png",
-    ]
     outputs = [o for cell in notebook.cells if cell.cell_type == "code" for o in cell.get("outputs", [])]
     assert not [o for o in outputs if o.get("output_type") == "error"]
-    assert not any("not drawn" in o.get("text", "") for o in outputs)
     assert not list(elsewhere.iterdir())  # nothing written where it ran from
+    return [o.get("text", "") for o in outputs]
+
+
+def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
+    """The notebook on a real sweep draws every view, the gap, APET, matched-budget (APET's apet.scale is a
+    budget) and transfer (the runs scored on headlines) views too; on a table collected before budgets were
+    recorded the matched view says so in one line and the rest is drawn."""
+    from analysis import save
+    from petsweep.app import run
+    from petsweep.config import compose
+    from petsweep.transfer import transfer_sweeps
+
+    for method in ("method=lora", "method=full", "method=apet apet.scale=lora"):
+        for seed in (1, 2):
+            run(compose(tiny("encoder", *method.split(), f"seed={seed}", "sweep_name=nb")))
+    sweep = tmp_path / "runs" / "nb"
+    list(transfer_sweeps([sweep], ["bbc_headlines"], ("task.test_size=30", "task.max_length=32")))
+    views = ["apet", "curves", "gap", "generalization", "matched", "pareto", "transfer"]
+
+    figures = tmp_path / "figures"
+    printed = _execute_notebook(tmp_path, sweep=str(sweep), figures=str(figures), task="bbc_news")
+    assert sorted(p.name for p in figures.glob("*.png")) == [f"{v}.png" for v in views]
+    assert not any("not drawn" in text for text in printed)
+
+    old = collect([sweep])  # as docs/cpu_demo/table.csv: collected before budgets were recorded
+    save(old.drop(columns=[c for c in old.columns if c.startswith("budget.")]), tmp_path / "old.csv")
+    printed = _execute_notebook(
+        tmp_path, sweep=str(tmp_path / "old.csv"), figures=str(tmp_path / "old"), task="bbc_news"
+    )
+    lines = [line for text in printed for line in text.splitlines() if "not drawn" in line]
+    assert lines == [
+        "matched: not drawn: matched: the table has no budget.requested column (a table collected before "
+        "budgets were recorded, like docs/cpu_demo/table.csv): collect it again from its sweep dirs"
+    ]
+    assert sorted(p.name for p in (tmp_path / "old").glob("*.png")) == [
+        f"{v}.png" for v in views if v != "matched"
+    ]
 
 
 def test_wandb_offline_run_is_a_second_source(tiny):
