@@ -34,25 +34,33 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
 
 def plan_table(runs: list[PlannedRun], fusion: dict | None = None) -> str:
     """The plan, a row per run; `fusion` (launchers.fusion.plan_notes): how each run will train, with
-    hydra.launcher.fuse > 1."""
+    hydra.launcher.fuse > 1. A run's `differs` column: its overrides that differ between the runs, as the
+    sweep's lines and `status` show them (launchers.sweep.differing)."""
+    from launchers.sweep import differing
+
     estimate_hours(runs)
     budgets = any("budget" in r.extra for r in runs)
+    shown = [f"[{' '.join(label)}]" if label else "" for label in differing(runs)]
+    width = max(map(len, shown), default=0)
     lines = [
-        f"{'status':<11} {'run':<58} {'trainable':>13} {'gpus':>4} {'mem':>5} {'time':>6} {'hours':>9} "
-        f"{'gpu-h':>9}"
+        f"{'status':<11} {'run':<58} {'trainable':>13} {'gpus':>4} {'mem GB':>6} {'time min':>8} "
+        f"{'hours':>9} {'gpu-h':>9}"
+        + (f"  {'differs':<{width}}" if width else "")
         + ("  budget: method's own / target (knobs)" if budgets else "")
         + ("  trains" if fusion else "")
     ]
-    for r in runs:
+    for r, differs in zip(runs, shown):
         res = r.cfg["backbone"]["resources"]
         mark = "~" if r.extra["guess"] else " "
-        lines.append(
+        row = (
             f"{r.status:<11} {r.path.name:<58} {r.extra['trainable_params']:>13,} {res.get('gpus', 0):>4} "
-            f"{res.get('mem_gb', '-'):>5} {res.get('time_min', '-'):>6} {mark}{r.extra['hours']:>8.4f} "
+            f"{res.get('mem_gb', '-'):>6} {res.get('time_min', '-'):>8} {mark}{r.extra['hours']:>8.4f} "
             f"{r.extra['gpu_hours']:>9.3f}"
+            + (f"  {differs:<{width}}" if width else "")
             + (f"  {_budget_text(r.extra.get('budget'))}" if budgets else "")
             + (f"  {fusion[r.path]}" if fusion else "")
         )
+        lines.append(row.rstrip())
     todo = [r for r in runs if r.status != State.COMPLETED]
     lines.append(
         f"total: {len(runs)} runs, {len(todo)} to run, "
@@ -63,6 +71,9 @@ def plan_table(runs: list[PlannedRun], fusion: dict | None = None) -> str:
     lines += [f"  estimated from: {b}" for b in bases]
     notes = Counter(note for r in runs for note in r.extra.get("count_notes", []))
     lines += [f"  count note ({n} runs): {note}" for note, n in notes.items()]
+    lines.append(
+        "  gpus, mem GB, time min: what each run asks for (backbone.resources); hours, gpu-h: the estimate"
+    )
     if any(r.extra["guess"] for r in todo):
         lines.append(
             "  ~ marks a guess from FLOPs: no finished run of that backbone and method on that device yet"

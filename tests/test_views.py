@@ -132,6 +132,29 @@ def test_the_table_names_columns_as_wandb_does_gives_a_cut_backbone_its_depth_an
     assert not {"train_loss", "lr", "dev_accuracy"} & set(steps.columns)
 
 
+def test_plan_shows_what_differs_between_runs_and_the_units_of_its_columns(tmp_path):
+    """`petsweep plan` printed six APET budgets as six slug + hash names and `mem`, `time` without units;
+    a run's row now ends with what differs, as the sweep's lines and status show it (the same function)."""
+    from petsweep.cli import plan_command
+
+    sweep = ["method=apet", "apet.scale=lora,bitfit", "apet.seed=1,2", "backbone=minilm-l1"]
+    header, *rows = plan_command([*sweep, f"paths.runs_root={tmp_path}"]).splitlines()
+    assert header.split()[3:9] == ["gpus", "mem", "GB", "time", "min", "hours"]
+    at = header.index("differs")
+    assert [row[at:].split("]")[0] + "]" for row in rows[:4]] == [
+        "[apet.scale=lora apet.seed=1]",
+        "[apet.scale=lora apet.seed=2]",
+        "[apet.scale=bitfit apet.seed=1]",
+        "[apet.scale=bitfit apet.seed=2]",
+    ]
+    assert (
+        "  gpus, mem GB, time min: what each run asks for (backbone.resources); hours, gpu-h: the estimate"
+        in rows
+    )
+    header, *rows = plan_command(["backbone=minilm-l1", f"paths.runs_root={tmp_path}"]).splitlines()
+    assert "differs" not in header and "[" not in rows[0]  # one run: nothing differs
+
+
 def test_plan_expands_glob_as_run_py_does_and_a_presets_cfg_suggests_what_works(tmp_path):
     """`petsweep plan 'method=glob(l*)'` raised HydraException (ConfigLoader is not set) where run.py -m
     runs the three methods; `run.py --cfg job +sweep=X` suggested `run.py -m --cfg job ...`, which Hydra
