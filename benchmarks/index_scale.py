@@ -1,0 +1,283 @@
+"""`petsweep status` and `collect` of 10^4..10^6 finished runs, without and with the sweep index (#25).
+
+    .venv/bin/python benchmarks/index_scale.py --runs 10000 100000 [--root DIR] [--keep]
+
+Builds N finished runs in petsweep's own layout (status.json, heartbeat, result.json with every RunRecord
+field and the full config, config.yaml, provenance.json, progress.json, metrics.jsonl, train.log, the
+claim lock, checkpoints/: about 37 KB and 10 inodes a run; dirs named by their identity, so they read
+COMPLETED), written as a petsweep from before the index left them (no index lines). Then, each in a fresh
+process (its own peak RSS), old code (PETSWEEP_INDEX=0: every run's files read every time) beside new:
+`status` (status_table) and `collect` (collect + the parquet write `petsweep collect -o` does), the first
+read with the index (it builds the index from the run dirs), the next one, and a re-collect and status
+after 1% of the runs were trained again (result.json and status.json rewritten through RunDir, as a run
+writes them). Prints the markdown table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+
+def _record(config: dict, i: int) -> dict:
+    """A finished run's result.json (every RunRecord field)."""
+    from petsweep.record import RunRecord
+
+    record = dict.fromkeys(RunRecord.keys())
+    record.update(
+        status="COMPLETED",
+        backbone=config["backbone"]["name"],
+        method=config["method"]["name"],
+        task=config["task"]["name"],
+        seed=config["seed"],
+        sweep_name="scale",
+        metric="accuracy",
+        score=0.5 + (i % 997) / 2000,
+        random_guess_score=0.2,
+        metrics={"accuracy": 0.5 + (i % 997) / 2000, "macro_f1": 0.45, "loss": 1.234567},
+        train_subset_metrics={"accuracy": 0.61, "macro_f1": 0.6},
+        train_subset_score=0.61,
+        best_step=200,
+        best_dev_score=0.55,
+        steps=400,
+        stopped_early=False,
+        total_params=22_713_216,
+        nonembedding_params=21_000_000,
+        head_params=1925,
+        pet_params=73_728,
+        trainable_params=75_653,
+        count_notes=[],
+        train_time_s=123.4,
+        dev_eval_time_s=4.5,
+        dev_evals=8,
+        final_eval_time_s=2.1,
+        tokens=819_200,
+        tokens_per_s=6638.2,
+        step_time_s=0.308,
+        peak_memory_mb=812.5,
+        rank_peak_memory_mb=[812.5],
+        device="cpu",
+        precision="fp32",
+        deepspeed="none",
+        ranks=1,
+        backbone_dtype="float32",
+        load_time_s=1.2,
+        time_to_first_step_s=2.3,
+        wall_time_s=131.0,
+        data={
+            "train": 800,
+            "dev": 200,
+            "test": 500,
+            "classes": 5,
+            "label_map": {str(k): k for k in range(5)},
+        },
+        eval_only=False,
+        config=config,
+    )
+    return record
+
+
+def build(root: Path, runs: int) -> None:
+    """N finished runs in one sweep dir, named by their identity (rehash reads them as their own)."""
+    import hashlib
+
+    import yaml
+
+    from petsweep.config import compose
+    from petsweep.identity import plain, run_hash, run_slug, semantic_config
+
+    base = plain(compose([]))
+    base["trainer"]["ranks"] = base["trainer"].get("ranks") or 1  # as rehash reads a finished record
+    root.mkdir(parents=True, exist_ok=True)
+    lrs = [1e-4 * (k + 1) for k in range(10)]
+    log_text = "".join(f"step {s} loss 1.2345 lr 0.0001 dev accuracy 0.5\n" for s in range(300))
+    metrics_text = "".join(
+        json.dumps({"step": s, "train_loss": 1.2345, "lr": 1e-4, "dev_accuracy": 0.5}) + "\n"
+        for s in range(40)
+    )
+    # the files as text once, with each run's values put in (YAML and JSON of a whole config per run
+    # would make building 10^5 runs take an hour)
+    marked = json.loads(json.dumps(base))
+    marked["seed"], marked["method"]["r"], marked["method"]["lr"] = "@SEED@", "@R@", "@LR@"
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+    config_template = yaml.dump(marked, Dumper=dumper, sort_keys=False)
+    record = _record(semantic_config(marked), 0)
+    record.update(run_id="@ID@", config_sha256="@SHA@", score="@SCORE@")
+    record_template = json.dumps(record, indent=2, sort_keys=True, default=str) + "\n"
+    for i in range(runs):
+        seed, r, lr = i // 50, 1 + (i // 10) % 5, lrs[i % 10]
+        config = json.loads(json.dumps(base))
+        config["seed"], config["method"]["r"], config["method"]["lr"] = seed, r, lr
+        run_id = run_hash(config)  # as rehash.stale_record names a record
+        run = root / f"{run_slug(config)}-{run_id[:12]}"
+        run.mkdir()
+        (run / "checkpoints").mkdir()
+        values = {"@SEED@": str(seed), "@R@": str(r), "@LR@": repr(lr)}
+        config_text = config_template
+        for mark, value in values.items():
+            config_text = config_text.replace(f"'{mark}'", value)  # YAML quotes a leading @
+        (run / "config.yaml").write_text(config_text)
+        values.update(
+            {
+                "@ID@": run_id,
+                "@SHA@": hashlib.sha256(config_text.encode()).hexdigest(),
+                "@SCORE@": repr(0.5 + (i % 997) / 2000),
+            }
+        )
+        record_text = record_template
+        for mark, value in values.items():
+            record_text = record_text.replace(
+                f'"{mark}"', value if mark not in ("@ID@", "@SHA@") else f'"{value}"'
+            )
+        (run / "result.json").write_text(record_text)
+        (run / "provenance.json").write_text(
+            json.dumps({"git_commit": "0" * 40, "git_dirty": False, "host": "node-001", "python": "3.11"})
+        )
+        (run / "progress.json").write_text(json.dumps({"step": 400, "max_steps": 400, "dev_score": 0.55}))
+        (run / "metrics.jsonl").write_text(metrics_text)
+        (run / "train.log").write_text(log_text)
+        (run / "heartbeat").write_text(f"{time.time():.3f}")
+        (run / ".claim.lock").write_text("")
+        (run / "status.json").write_text(
+            json.dumps({"state": "COMPLETED", "host": "node-001", "pid": 4242, "updated": 1.7e9 + i}) + "\n"
+        )
+
+
+def change(root: Path, fraction: float) -> int:
+    """Train `fraction` of the runs again: result.json then status.json rewritten through RunDir."""
+    from petsweep.status import RunDir, write_json
+
+    names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    every = max(1, round(1 / fraction))
+    for name in names[::every]:
+        run = RunDir(root / name)
+        write_json(run.result_file, {**run.result(), "score": 0.99})
+        run.set_status("COMPLETED")
+    return len(names[::every])
+
+
+def measure(what: str, root: Path) -> dict:
+    started = time.time()
+    if what == "status":
+        from launchers.report import status_table
+
+        lines = status_table(root).count("\n")
+    else:
+        from analysis import collect, save
+
+        table = collect([root])
+        save(table, root.parent / "table.parquet")
+        lines = len(table)
+    seconds = time.time() - started
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
+    return {"seconds": seconds, "rss_gb": peak, "lines": lines}
+
+
+def child(what: str, root: Path, indexed: bool) -> dict:
+    env = dict(os.environ, PETSWEEP_INDEX="1" if indexed else "0", OMP_NUM_THREADS="1")
+    out = subprocess.run(
+        [sys.executable, __file__, "--measure", what, "--root", str(root)],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def cell(got: dict) -> str:
+    return f"{got['seconds']:.1f} s / {got['rss_gb']:.2f} GB"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
+    parser.add_argument("--root", type=Path, default=Path("/tmp/petsweep-index-scale"))
+    parser.add_argument("--keep", action="store_true", help="keep the synthetic runs")
+    parser.add_argument("--measure", choices=("status", "collect"), help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.measure:
+        print(json.dumps(measure(args.measure, args.root)))
+        return
+    rows = [
+        "| runs | | `status` | `collect` | re-collect after 1% changed | `status` after 1% changed |",
+        "|---|---|---|---|---|---|",
+    ]
+    for runs in args.runs:
+        sweep = args.root / f"n{runs}" / "sweep"
+        shutil.rmtree(sweep.parent, ignore_errors=True)
+        started = time.time()
+        build(sweep, runs)
+        built = time.time() - started
+        size = int(
+            subprocess.run(["du", "-sk", str(sweep)], capture_output=True, text=True).stdout.split()[0]
+        )
+        print(f"built {runs} runs in {built:.0f} s, {size / runs:.1f} KB a run", file=sys.stderr, flush=True)
+        got = {}
+        for key, what, indexed in (  # collect first: status without an index reads every record
+            ("old_collect", "collect", False),
+            ("first_collect", "collect", True),
+            ("new_collect", "collect", True),
+            ("first_status", "status", True),
+            ("new_status", "status", True),
+            ("old_status", "status", False),
+        ):
+            got[key] = child(what, sweep, indexed)
+            print(f"{runs}: {key} {cell(got[key])}", file=sys.stderr, flush=True)
+        changed = change(sweep, 0.01)
+        for key, what, indexed in (
+            ("new_recollect", "collect", True),
+            ("new_status_after", "status", True),
+            ("old_recollect", "collect", False),
+        ):
+            got[key] = child(what, sweep, indexed)
+            print(f"{runs}: {key} {cell(got[key])}", file=sys.stderr, flush=True)
+        old_status, old_collect, old_recollect = got["old_status"], got["old_collect"], got["old_recollect"]
+        first_status, new_status, new_status_after = (
+            got["first_status"],
+            got["new_status"],
+            got["new_status_after"],
+        )
+        first_collect, new_collect, new_recollect = (
+            got["first_collect"],
+            got["new_collect"],
+            got["new_recollect"],
+        )
+        index_kb = int(
+            subprocess.run(
+                ["du", "-sk", str(sweep / ".index")], capture_output=True, text=True
+            ).stdout.split()[0]
+        )
+        assert new_status["lines"] == old_status["lines"] and new_collect["lines"] == old_collect["lines"]
+        rows += [
+            f"| {runs:,} | before (every run's files) | {cell(old_status)} | {cell(old_collect)} | "
+            f"{cell(old_recollect)} | {cell(old_status)} |",
+            f"| | index, first read (builds it) | {cell(first_status)} | {cell(first_collect)} | | |",
+            f"| | index | {cell(new_status)} | {cell(new_collect)} | {cell(new_recollect)} | "
+            f"{cell(new_status_after)} |",
+        ]
+        print(
+            f"{runs}: {changed} runs changed; index {index_kb / 1024:.0f} MB "
+            f"({index_kb * 1024 / runs:.0f} B a run)",
+            file=sys.stderr,
+            flush=True,
+        )
+    print("\n".join(rows))
+    if not args.keep:  # after the table: deleting 10^5 run dirs takes minutes
+        for runs in args.runs:
+            shutil.rmtree(args.root / f"n{runs}", ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
