@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from analysis.curves import FIGSIZE, LEGEND_PT, log_ticks, metric_label, save_figure
+from analysis.curves import FIGSIZE, log_ticks, metric_label, save_figure, shared_legend
 from analysis.grouping import with_variants
 from petsweep.errors import PetsweepError
 
@@ -123,14 +123,16 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
             ylabel=f"{metric_label(table)}: APET(X) minus X",
             title=f"{task}: gap",
         )
-        score_ax.legend(fontsize=LEGEND_PT)
-        gap_ax.legend(fontsize=LEGEND_PT)
         log_ticks(score_ax), log_ticks(gap_ax)
+    # one legend above the panels, over none of their points (#26 review: legends inside them hid points);
+    # a gap line has its APET(X) line's colour and style
+    top = shared_legend(fig, axes[:, 0], columns=3)
     counts = pd.concat([pairs["apet_count"], pairs["x_count"]])
     low, high = int(counts.min()), int(counts.max())
     note = (
-        f"points: mean over {low if low == high else f'{low}-{high}'} seeds each (seed, apet.seed), "
-        "bars: ± 1 std; APET(X): APET given X's parameter count on that backbone, X: X's own runs at that "
-        "count; gap: APET(X) mean minus X mean, bars: ± sqrt(std_APET² + std_X²)"
+        f"points: mean over {low if low == high else f'{low}-{high}'} seeds each (APET(X): seed and "
+        "apet.seed; X: seed), bars: ± 1 std; APET(X): APET given X's parameter count on that "
+        "backbone, X: X's own runs at that count; gap (right, in the APET(X) line's style): APET(X) mean "
+        "minus X mean, bars: ± sqrt(std_APET² + std_X²)"
     )
-    return save_figure(fig, path, note)
+    return save_figure(fig, path, note, top)

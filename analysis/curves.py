@@ -18,7 +18,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from analysis.grouping import pooled_note, with_variants  # noqa: E402
+from analysis.grouping import pooled_note, seeds_present, with_variants  # noqa: E402
 from analysis.thresholds import thresholds  # noqa: E402
 from petsweep.errors import PetsweepError  # noqa: E402
 
@@ -51,11 +51,165 @@ def log_ticks(ax, axis: str = "x") -> None:
     target.set_minor_formatter(NullFormatter())
     if lo <= 0 or hi / lo >= 100:
         return
-    ticks = [t for t in MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi]
+    ticks = []
+    for steps in ((1, 2, 5), (1, 2, 3, 5, 7)):  # round values evenly spread on the log axis: 2k, 5k, 10k
+        decades = range(int(np.floor(np.log10(lo))), int(np.ceil(np.log10(hi))) + 1)
+        ticks = [m * 10.0**e for e in decades for m in steps if lo <= m * 10.0**e <= hi]
+        if len(ticks) >= 3:
+            break
+    if len(ticks) < 3:  # under a factor of about 3: round values a linear axis would pick (12M, 14M)
+        ticks = [
+            t for t in MaxNLocator(nbins=4, steps=[1, 2, 2.5, 5, 10]).tick_values(lo, hi) if lo <= t <= hi
+        ]
     if len(ticks) < 2:
         ticks = [lo, hi]
     target.set_major_locator(FixedLocator(ticks))
     target.set_major_formatter(EngFormatter(sep="", places=None))
+
+
+MAX_COLUMNS = 3  # panels per row at most: a wider row of facets wraps (#26 review: 4-5 panels in one row)
+
+
+def facets(groups: list[list], panel: tuple[float, float]):
+    """Panels for `groups` (a list of panel keys per group, e.g. per task), each group's panels wrapped into
+    rows of at most MAX_COLUMNS, balanced (4 panels are 2 x 2, 5 are 3 + 2), a group's panels on one y axis
+    (shared). `panel` is one panel's (width, height) in inches. Returns (fig, axes: one list per group);
+    grid cells no panel takes are removed."""
+    columns = max(-(-len(keys) // -(-len(keys) // MAX_COLUMNS)) for keys in groups)
+    rows = [-(-len(keys) // columns) for keys in groups]
+    fig, grid = plt.subplots(
+        sum(rows), columns, squeeze=False, figsize=(panel[0] * columns, panel[1] * sum(rows) + 0.6)
+    )
+    placed, first = [], 0
+    for keys, count in zip(groups, rows):
+        cells = list(grid[first : first + count].ravel())
+        for ax in cells[1 : len(keys)]:
+            ax.sharey(cells[0])  # one scale within a group: its panels compare at a glance
+        for ax in cells[len(keys) :]:
+            ax.remove()
+        placed.append(cells[: len(keys)])
+        first += count
+    return fig, placed
+
+
+def first_column(ax) -> bool:
+    """Whether `ax` is in the first column of its grid (where the y label goes)."""
+    return ax.get_subplotspec().colspan.start == 0
+
+
+# where a label may go, relative to its point: (dx, dy) in points, horizontal and vertical alignment; the
+# first clear of other labels, markers and lines wins (place_labels)
+POINT_LABEL_SPOTS = [
+    (4, -4, "left", "top"),
+    (4, 4, "left", "bottom"),
+    (-4, 4, "right", "bottom"),
+    (-4, -4, "right", "top"),
+    (0, 7, "center", "bottom"),
+    (0, -7, "center", "top"),
+    (6, -13, "left", "top"),
+    (6, 13, "left", "bottom"),
+    (-6, 13, "right", "bottom"),
+    (-6, -13, "right", "top"),
+    (0, 18, "center", "bottom"),
+    (0, -18, "center", "top"),
+    (0, 28, "center", "bottom"),
+    (0, -28, "center", "top"),
+    (-8, 24, "right", "bottom"),
+    (8, 24, "left", "bottom"),
+    (-8, -24, "right", "top"),
+    (8, -24, "left", "top"),
+    (0, 40, "center", "bottom"),
+    (0, -40, "center", "top"),
+    (4, 36, "left", "bottom"),
+    (-4, 36, "right", "bottom"),
+    (4, -36, "left", "top"),
+    (-4, -36, "right", "top"),
+    (4, 50, "left", "bottom"),
+    (-4, 50, "right", "bottom"),
+]
+
+
+def _obstacles(ax, skip) -> tuple[list, np.ndarray]:
+    """What a label should not cover, in display coordinates: a box per marker, and points sampled every
+    2 px along every line and error bar of `ax` (drawn with their own transforms: dodged lines where they
+    are drawn)."""
+    from matplotlib.collections import LineCollection
+    from matplotlib.transforms import Bbox
+
+    boxes, samples = [], [np.empty((0, 2))]
+    px = ax.figure.dpi / 72
+
+    def along(xy):
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        for a, b in zip(xy[:-1], xy[1:]):
+            steps = max(2, int(np.hypot(*(b - a)) / 2))
+            samples.append(a + np.linspace(0, 1, steps)[:, None] * (b - a))
+
+    for line in ax.get_lines():
+        if not line.get_visible() or line in skip:
+            continue
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        if line.get_marker() not in (None, "", "None", " ", "_", "|") and line.get_markersize() > 0:
+            half = line.get_markersize() * px / 2
+            boxes += [
+                Bbox([[x - half, y - half], [x + half, y + half]]) for x, y in xy if np.isfinite([x, y]).all()
+            ]
+        if line.get_linestyle() not in ("None", "", " "):
+            along(xy)
+        elif line.get_marker() in ("_", "|"):  # an error bar's caps: short lines
+            half = line.get_markersize() * px / 2
+            for x, y in xy:
+                along(
+                    np.array(
+                        [[x - half, y], [x + half, y]]
+                        if line.get_marker() == "_"
+                        else [[x, y - half], [x, y + half]]
+                    )
+                )
+    for collection in ax.collections:
+        if isinstance(collection, LineCollection) and collection.get_visible():
+            transform = collection.get_transform()
+            for segment in collection.get_segments():
+                along(transform.transform(np.asarray(segment, dtype=float)))
+    return boxes, np.concatenate(samples)
+
+
+def place_labels(ax, labels, renderer, spots=POINT_LABEL_SPOTS) -> None:
+    """Move each annotation of `labels` (offset points from its point) to the first of `spots` where it
+    covers no label placed before it, no marker and no line, inside the axes; where no spot is clear, to the
+    one that hides least (#26 review: rank and gap labels over lines, points and each other)."""
+    boxes, samples = _obstacles(ax, set())
+    frame = ax.get_window_extent(renderer)
+    placed = []
+    for text in labels:
+        best = None
+        for rank, (dx, dy, ha, va) in enumerate(spots):
+            text.xyann = (dx, dy)
+            text.set_horizontalalignment(ha)
+            text.set_verticalalignment(va)
+            box = text.get_window_extent(renderer).padded(1)
+            inside = frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1
+            hidden = (
+                (0 if inside else 1e6)
+                + 1e4 * sum(box.overlaps(other) for other in placed)
+                + 100 * sum(box.overlaps(marker) for marker in boxes)
+                + int(((samples[:, 0] > box.x0) & (samples[:, 0] < box.x1) & (samples[:, 1] > box.y0)
+                       & (samples[:, 1] < box.y1)).sum())
+            )  # fmt: skip
+            if best is None or hidden < best[0]:
+                best = (hidden, rank)
+            if hidden == 0:
+                break
+        dx, dy, ha, va = spots[best[1]]
+        text.xyann = (dx, dy)
+        text.set_horizontalalignment(ha)
+        text.set_verticalalignment(va)
+        placed.append(text.get_window_extent(renderer))
+
+
+def labels_to_place(ax, labels, spots=POINT_LABEL_SPOTS) -> None:
+    """Have save_figure place these annotations (place_labels) once the figure's layout is final."""
+    ax.figure.__dict__.setdefault("_labels_to_place", []).append((ax, list(labels), spots))
 
 
 def dodge_points(index: int, count: int) -> float:
@@ -63,26 +217,32 @@ def dodge_points(index: int, count: int) -> float:
     return (index - (count - 1) / 2) * DODGE_PT
 
 
-def dodge(ax, artists, points: float):
-    """Shift a line's artists sideways by `points` on the page; their data (the budget) stay as they are."""
+def shifted(ax, points: float):
+    """ax's data coordinates, shifted sideways by `points` on the page."""
     from matplotlib.transforms import ScaledTranslation
 
+    return ax.transData + ScaledTranslation(points / 72, 0, ax.figure.dpi_scale_trans)
+
+
+def dodge(ax, artists, points: float):
+    """Shift a line's artists sideways by `points` on the page; their data (the budget) stay as they are."""
     for artist in artists:
-        artist.set_transform(ax.transData + ScaledTranslation(points / 72, 0, ax.figure.dpi_scale_trans))
+        artist.set_transform(shifted(ax, points))
 
 
 def mean_std(
-    table: pd.DataFrame, by: list[str], value: str = "score", pool: tuple[str, ...] = ()
+    table: pd.DataFrame, by: list[str], value: str = "score", pool: tuple[str, ...] = (), bars: bool = True
 ) -> pd.DataFrame:
     """Mean, std and count of `value` over seeds, per group of `by` and variant (COMPLETED runs only).
 
     Runs of a group that differ in any other config key (see analysis.grouping) are separate variants,
-    named in the `variant` column; `stats.attrs["note"]` says what each point pools.
+    named in the `variant` column; `stats.attrs["note"]` says what each point pools (and, unless `bars` is
+    False, that bars are ± 1 std).
     """
     done, keys = with_variants(table, by, pool)
     stats = done.groupby([*by, "variant"], dropna=False)[value].agg(["mean", "std", "count"]).reset_index()
     stats.attrs["variant_keys"] = keys
-    stats.attrs["note"] = pooled_note(keys, stats["count"], pool, seeds_in=table.columns)
+    stats.attrs["note"] = pooled_note(keys, stats["count"], pool, seeds_in=seeds_present(table), bars=bars)
     return stats
 
 
@@ -125,6 +285,13 @@ def save_figure(fig, path: Path, note: str | None = None, top: float = 1.0) -> P
         fig.text(0.5, 0.005, "\n".join(lines), ha="center", va="bottom", fontsize=LEGEND_PT)
         bottom = (0.02 + 0.16 * len(lines)) / fig.get_figheight()
     fig.tight_layout(rect=(0, bottom, 1, top))
+    if getattr(fig, "_labels_to_place", None):  # placed, the layout redone around them, placed again
+        for final in (False, True):
+            renderer = fig.canvas.get_renderer()
+            for ax, labels, spots in fig._labels_to_place:
+                place_labels(ax, labels, renderer, spots)
+            if not final:
+                fig.tight_layout(rect=(0, bottom, 1, top))
     fig.savefig(path, dpi=DPI)
     plt.close(fig)
     return path
@@ -193,25 +360,22 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
     if stats.empty:
         raise PetsweepError("curves: no COMPLETED runs in the table")
     tasks, backbones = sorted(stats["task"].unique()), by_size(table, stats["backbone"].unique())
-    fig, axes = plt.subplots(
-        len(tasks),
-        len(backbones),
-        squeeze=False,
-        sharey="row",  # a task's panels on one scale: backbones compare at a glance
-        figsize=(FIGSIZE[0] * len(backbones) / 1.4, FIGSIZE[1] * len(tasks) + 0.6),
-    )
+    # a task's panels on one y scale (backbones compare at a glance), wrapped at MAX_COLUMNS a row
+    fig, grid = facets([backbones] * len(tasks), (FIGSIZE[0] / 1.4, FIGSIZE[1]))
+    axes = [ax for row in grid for ax in row]
     guess = table.groupby(["task", "backbone"])["random_guess_score"].mean()
     ranks, ylabel = rank_of(table), metric_label(table)
     lines = [label(m, v) for (m, v), _ in natural_groups(stats, ["method", "variant"])]
     markers = dict(zip(lines, MARKERS * 4))  # one marker and one colour per line in every panel
     colours = line_colours(lines)
     dodged = False
-    for (task, backbone), ax in zip([(t, b) for t in tasks for b in backbones], axes.flat):
+    for (task, backbone), ax in zip([(t, b) for t in tasks for b in backbones], axes):
         panel = stats[(stats["task"] == task) & (stats["backbone"] == backbone)]
         if panel.empty:
             ax.axis("off")
             continue
         groups = natural_groups(panel, ["method", "variant"])
+        rank_labels = []
         budgets = panel["trainable_params"]
         shared = set(budgets[budgets.duplicated()])  # budgets where lines would hide each other
         crowded = [key for key, rows in groups if shared & set(rows["trainable_params"])]
@@ -233,13 +397,16 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
                 dodge(ax, [drawn.lines[0], *drawn.lines[1], *drawn.lines[2]], shift)
             for params, mean in zip(rows["trainable_params"], rows["mean"]):
                 if (task, backbone, method, params) in ranks:
-                    ax.annotate(
+                    text = ax.annotate(
                         ranks[(task, backbone, method, params)],
                         (params, mean),
+                        xycoords=shifted(ax, shift),  # at its point as drawn, set apart
                         textcoords="offset points",
-                        xytext=(4 + shift, -10),
+                        xytext=(4, -4),
+                        va="top",
                         fontsize=7,
                     )
+                    rank_labels.append(text)
         for (_, variant), full in panel[panel["method"] == "full"].groupby(["method", "variant"]):
             ax.axhline(
                 full["mean"].iloc[0],
@@ -253,8 +420,9 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
         log_ticks(ax)
         ax.set_title(f"{task} / {backbone}", fontsize=LABEL_PT + 1)
         ax.set_xlabel("tunable parameters", fontsize=LABEL_PT)
-        ax.set_ylabel(ylabel if ax in axes[:, 0] else "", fontsize=LABEL_PT)
+        ax.set_ylabel(ylabel if first_column(ax) else "", fontsize=LABEL_PT)
         ax.tick_params(labelleft=True)
+        labels_to_place(ax, rank_labels)  # clear of each other, the points and the lines
     top = shared_legend(fig, axes)
     note = stats.attrs["note"]
     if dodged:
@@ -268,7 +436,7 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
     Colour is the backbone (light to dark with size), marker the method: neither runs out of distinct values.
     """
     table = one_task(table, "pareto")
-    stats = mean_std(table, ["backbone", "method", "trainable_params"])
+    stats = mean_std(table, ["backbone", "method", "trainable_params"], bars=False)  # no bars drawn
     if stats.empty:
         raise PetsweepError("pareto: no COMPLETED runs in the table")
     backbones = by_size(table, stats["backbone"].unique())
@@ -304,7 +472,7 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
         bbox_to_anchor=(1.01, 0),
     )
     fig.set_figwidth(FIGSIZE[0] + 2.2)
-    return save_figure(fig, path, stats.attrs["note"].replace(", bars: ± 1 std", ""))  # no bars drawn
+    return save_figure(fig, path, stats.attrs["note"])
 
 
 def plot_gap(table: pd.DataFrame, path: Path) -> Path:
@@ -331,11 +499,14 @@ def plot_gap(table: pd.DataFrame, path: Path) -> Path:
     gap = pd.DataFrame(rows).sort_values("size")
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.errorbar(gap["size"], gap["gap"], yerr=gap["std"].fillna(0), marker="o", capsize=3)
-    for index, row in enumerate(gap.itertuples()):
-        last = index == len(gap) - 1 and len(gap) > 1  # the rightmost name reads leftwards, inside the axes
-        ax.annotate(f"{row.backbone}\n{row.pair}", (row.size, row.gap), xytext=(-4 if last else 4, 4),
-                    textcoords="offset points", fontsize=7, ha="right" if last else "left")  # fmt: skip
+    names = [
+        ax.annotate(f"{row.backbone}\n{row.pair}", (row.size, row.gap), xytext=(4, 4), va="bottom",
+                    textcoords="offset points", fontsize=7)
+        for row in gap.itertuples()
+    ]  # fmt: skip
+    labels_to_place(ax, names)  # inside the axes, clear of each other, the line and the bars
     ax.axhline(0, color="grey", linestyle=":", linewidth=0.8)
+    ax.margins(x=0.08, y=0.25)  # room for the names inside the axes
     metric = metric_label(table)
     ax.set(xscale="log", xlabel="backbone parameters", ylabel=f"{metric}: best minus worst method")
     log_ticks(ax)
@@ -382,14 +553,28 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path, stats.attrs["note"])
 
 
+THRESHOLD_EPSILON = (
+    0.01  # the high threshold's target: full FT's mean minus this (petsweep thresholds' default)
+)
+
+
+def _span(values: pd.Series) -> str:
+    """0.199, or 0.770-0.940 where the groups differ."""
+    lo, hi = float(values.min()), float(values.max())
+    return f"{lo:.3f}" if round(lo, 3) == round(hi, 3) else f"{lo:.3f}-{hi:.3f}"
+
+
 def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
     """Low and high thresholds per task, backbone, PET method and variant, with their 90% bootstrap
-    intervals over seeds.
+    intervals over seeds; the legend and caption name each target (random guess; full FT minus epsilon).
 
-    "Not reached" (no budget of the grid gets there) is drawn at the top edge, above the largest budget,
-    and an interval that reaches it is drawn up to that edge with an arrow.
+    "Not reached" (no budget of the grid gets there) is drawn at the dotted line above the largest budget,
+    an interval that reaches it with an arrow up; a threshold equal to its group's smallest budget (every
+    budget tried reaches the target: it lies at or below the ladder's start) is drawn hollow with an arrow
+    down, not as if it were measured there.
     """
-    found = thresholds(table)
+
+    found = thresholds(table, epsilon=THRESHOLD_EPSILON)
     if not found.empty:
         keys = [
             " ".join(str(r[c]) for c in ("task", "backbone", "method", "variant"))
@@ -403,44 +588,72 @@ def plot_threshold(table: pd.DataFrame, path: Path) -> Path:
         )
     budgets = table.loc[(table["status"] == "COMPLETED") & (table["method"] != "full"), "trainable_params"]
     beyond = float(budgets.max()) * 3  # where "not reached" is drawn
+    down = 2.5  # an arrow down spans this factor below its point
     fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 1.1 * len(found)), FIGSIZE[1]))
     labels = [
         f"{r.task}\n{r.backbone}\n{r.method}" + (f"\n{r.variant}" if r.variant else "")
         for r in found.itertuples()
     ]
     x = np.arange(len(found))
-    for name, marker, text, shift in (
-        ("low", "v", "low: beats random guess", -0.08),
-        ("high", "^", "high: within epsilon of full FT", 0.08),
+    below_any = False
+    for name, marker, text, shift, colour in (
+        ("low", "v", "low: mean beats random guess", -0.08, "C0"),
+        ("high", "^", f"high: mean within {THRESHOLD_EPSILON:g} of full FT", 0.08, "C1"),
     ):
         if found[f"{name}_threshold"].isna().all():
             continue
         value = found[f"{name}_threshold"].clip(upper=beyond)
         lo, hi = found[f"{name}_ci_lo"].clip(upper=beyond), found[f"{name}_ci_hi"].clip(upper=beyond)
         interval = [(value - lo).clip(lower=0), (hi - value).clip(lower=0)]
-        bars = ax.errorbar(x + shift, value, yerr=np.nan_to_num(interval), fmt=marker, capsize=3, label=text)
+        ax.errorbar(
+            x + shift, value, yerr=np.nan_to_num(interval), fmt=marker, capsize=3, label=text, color=colour
+        )
+        below = (found[f"{name}_threshold"] <= found["smallest_budget"]).to_numpy()
+        if below.any():  # at or below the smallest budget tried: hollow, an arrow down
+            below_any = True
+            ax.plot((x + shift)[below], value[below], marker, mfc="white", mec=colour, ls="", zorder=3)
+            for xi, v in zip((x + shift)[below], value[below]):
+                ax.annotate("", (xi, v / down), (xi, v), arrowprops={"arrowstyle": "->", "color": colour})
         for xi, high in zip(x + shift, found[f"{name}_ci_hi"]):
             if np.isinf(high):
                 ax.annotate(
-                    "",
-                    (xi, beyond * 1.6),
-                    (xi, beyond),
-                    arrowprops={"arrowstyle": "->", "color": bars[0].get_color()},
+                    "", (xi, beyond * 1.6), (xi, beyond), arrowprops={"arrowstyle": "->", "color": colour}
                 )
     ax.axhline(beyond, color="grey", linestyle=":", linewidth=0.8)
-    ax.annotate("not reached", (x[0] - 0.2, beyond), fontsize=7, color="grey", va="bottom", ha="left")
-    ax.set(yscale="log", ylabel="tunable parameters", xticks=x)
+    ax.annotate(
+        "not\nreached", (1, beyond), xycoords=("axes fraction", "data"), xytext=(3, 0),
+        textcoords="offset points", fontsize=7, color="grey", va="center", ha="left", annotation_clip=False,
+    )  # fmt: skip  # beside the axes, over no point
+    floor = float(found["smallest_budget"].min()) / down
+    ax.set(yscale="log", ylabel="tunable parameters", xticks=x, ylim=(floor / 1.5, beyond * 2.4))
     ax.set_xticklabels(labels, fontsize=7)
-    ax.legend(fontsize=8, loc="lower right")
+    handles, texts = ax.get_legend_handles_labels()
+    if below_any:
+        handles.append(plt.Line2D([], [], marker="v", mfc="white", mec="grey", ls=""))
+        texts.append("hollow, arrow down: at or below the smallest budget tried")
+    fig.legend(handles, texts, loc="upper center", ncol=3, fontsize=LEGEND_PT, frameon=False)
+    top = 1 - 0.06 * 4.8 / fig.get_figheight()  # the legend above the axes: over none of the points
+    guess = _span(found["random_guess"])
+    note = f"low: the smallest budget whose mean score beats random guessing ({guess})"
+    if found["full_ft"].notna().any():
+        note += (
+            f"; high: the smallest whose mean is within {THRESHOLD_EPSILON:g} of full FT's "
+            f"({_span(found['full_ft'].dropna())}, target = full FT - {THRESHOLD_EPSILON:g})"
+        )
     not_reached = found.filter(like="_not_reached").max().max()
-    note = (
-        f"90% bootstrap intervals over seeds ({int(found['seeds_per_budget'].min())}+ per budget); up to "
+    note += (
+        f"; 90% bootstrap intervals over seeds ({int(found['seeds_per_budget'].min())}+ per budget); up to "
         f"{not_reached:.0%} of draws reach no budget (counted as beyond the largest)"
     )
+    if below_any:
+        note += (
+            "; hollow, arrow down: every budget tried reaches the target, so the threshold is at or below "
+            "the smallest budget tried"
+        )
     missing = found["high_threshold"].isna().sum()
     if missing:
         note += f"; no high threshold for {missing} of {len(found)} (no full FT run to compare with)"
-    return save_figure(fig, path, note)
+    return save_figure(fig, path, note, top)
 
 
 def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
@@ -482,7 +695,7 @@ def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
         ax.tick_params(labelleft=True)
     axes[0, 0].set_ylabel(metric_label(table, "dev"), fontsize=LABEL_PT)
     top = shared_legend(fig, axes, columns=3)
-    note = pooled_note(keys, curves["count"], seeds_in=table.columns).replace(", bars: ± 1 std", "")
+    note = pooled_note(keys, curves["count"], seeds_in=seeds_present(table), bars=False)
     return save_figure(fig, path, note, top)
 
 

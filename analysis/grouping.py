@@ -101,14 +101,24 @@ def with_variants(
     return done, keys
 
 
-def pooled_note(keys: list[str], counts: pd.Series, pool: tuple[str, ...] = (), seeds_in=SEEDS) -> str:
+def seeds_present(table: pd.DataFrame) -> list[str]:
+    """The seed columns that hold a value for some COMPLETED run of `table`: APET's position seed only where
+    the figure has APET runs (#26 review: "pooled over apet.seed" under a figure without any)."""
+    done = table[table["status"] == "COMPLETED"] if "status" in table else table
+    return [s for s in SEEDS if s in done and done[s].notna().any()]
+
+
+def pooled_note(
+    keys: list[str], counts: pd.Series, pool: tuple[str, ...] = (), seeds_in=SEEDS, bars: bool = True
+) -> str:
     """One line for a caption: what each point averages over (the seed columns among `seeds_in`, and
-    `pool`), and what was kept apart."""
+    `pool`), and what was kept apart; `bars=False` for a figure that draws no error bars (it says nothing
+    of bars then)."""
     low, high = (int(counts.min()), int(counts.max())) if len(counts) else (0, 0)
     n = f"{low}" if low == high else f"{low}-{high}"
     pooled = ", ".join(short_name(c) for c in (*[s for s in SEEDS if s in set(seeds_in)], *pool)) or "nothing"
-    note = f"points: mean over {n} runs each, bars: ± 1 std; pooled over {pooled} only"
-    if low == 1:  # not a spread of zero
+    note = f"points: mean over {n} runs each{', bars: ± 1 std' if bars else ''}; pooled over {pooled} only"
+    if low == 1 and bars:  # not a spread of zero
         note += " (a point of one run has no bar)"
     if keys:
         note += f"; kept apart: {', '.join(short_name(k) for k in keys)}"

@@ -23,14 +23,14 @@ from analysis.curves import (
     MARKERS,
     dodge,
     dodge_points,
+    facets,
+    first_column,
     label,
     line_colours,
-    log_ticks,
     mean_std,
     metric_label,
     natural_groups,
     natural_key,
-    plt,
     save_figure,
 )
 from analysis.grouping import NO_VALUE, _text
@@ -68,6 +68,42 @@ def budget_note(runs: pd.DataFrame) -> str:
             text += f", achieved within {(ratio - 1).abs().max():.1%}"
         parts.append(text)
     return "; ".join(parts)
+
+
+def _size(value: float) -> str:
+    """12226560 -> 12.2M."""
+    from matplotlib.ticker import EngFormatter
+
+    return EngFormatter(places=1, sep="")(value)
+
+
+def backbone_ticks(ax, points: pd.DataFrame, x: str) -> None:
+    """A tick at each backbone the panel draws, naming it (#26 review: ticks of 12M, 14M named no backbone;
+    a single depth got ticks of 0.8, 1.0, 1.2): `minilm-l1` over its size (12.2M) or under its depth (an
+    integer). One YAML cut to several depths names each cut's depth too."""
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullFormatter, NullLocator
+
+    names = points.groupby("backbone")["x"].nunique()
+    texts: dict[float, list[str]] = {}
+    for row in points.drop_duplicates(["backbone", "x"]).sort_values("x").itertuples():
+        cut = f" ({int(row.depth)} layers)" if names[row.backbone] > 1 and x != "depth" else ""
+        texts.setdefault(float(row.x), []).append(f"{row.backbone}{cut}")
+    ticks = sorted(texts)
+    labels = [
+        f"{int(t)}\n" + "\n".join(texts[t]) if x == "depth" else "\n".join(texts[t]) + f"\n{_size(t)}"
+        for t in ticks
+    ]
+    axis = ax.xaxis
+    axis.set_major_locator(FixedLocator(ticks))
+    axis.set_major_formatter(FixedFormatter(labels))
+    axis.set_minor_locator(NullLocator())
+    axis.set_minor_formatter(NullFormatter())
+    ax.tick_params(axis="x", labelsize=LEGEND_PT)
+    lo, hi = ticks[0], ticks[-1]
+    if x == "depth":  # at least a layer either side, so the axis reads as whole layers
+        ax.set_xlim(min(lo - 0.5, ax.get_xlim()[0]), max(hi + 0.5, ax.get_xlim()[1]))
+    elif lo == hi:
+        ax.set_xlim(lo / 1.25, hi * 1.25)
 
 
 def _legend(fig, axes) -> float:
@@ -130,19 +166,16 @@ def plot_matched(table: pd.DataFrame, path: Path, x: str = "total") -> Path:
             frame["x"] = frame[column].astype(float)
     tasks = sorted(stats["task"].unique())
     budgets = sorted(stats[BUDGET].unique(), key=natural_key)
-    fig, axes = plt.subplots(
-        len(tasks),
-        len(budgets),
-        squeeze=False,
-        sharey="row",
-        figsize=(max(FIGSIZE[0], 4.6 * len(budgets)), FIGSIZE[1] * len(tasks) + 0.6),
-    )
+    # a task's panels share a y axis; at most MAX_COLUMNS panels a row (wrapped)
+    width = FIGSIZE[0] if len(budgets) == 1 else 4.6
+    fig, grid = facets([budgets] * len(tasks), (width, FIGSIZE[1]))
+    axes = [ax for row in grid for ax in row]
     guess = done.groupby("task")["random_guess_score"].mean()
     names = [label(m, v) for (m, v), _ in natural_groups(stats, ["method", "variant"])]
     markers = dict(zip(names, MARKERS * 4))
     colours = line_colours(names)  # a method's colour in every panel, as in the legend
     ylabel = metric_label(done)
-    for (task, budget), ax in zip([(t, b) for t in tasks for b in budgets], axes.flat):
+    for (task, budget), ax in zip([(t, b) for t in tasks for b in budgets], axes):
         panel = stats[(stats["task"] == task) & (stats[BUDGET] == budget)]
         if panel.empty:
             ax.axis("off")
@@ -165,16 +198,13 @@ def plot_matched(table: pd.DataFrame, path: Path, x: str = "total") -> Path:
             dodge(ax, [drawn.lines[0], *drawn.lines[1], *drawn.lines[2]], dodge_points(index, len(lines)))
         ax.axhline(guess.get(task, np.nan), label="random guess", **GUESS_STYLE)
         ax.margins(x=0.12)  # room for the points set apart at the first and last backbone
-        if x == "depth":
-            from matplotlib.ticker import MaxNLocator
-
-            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-        else:
+        if x != "depth":
             ax.set_xscale("log")
-            log_ticks(ax)
+        shown = [panel] if base is None else [panel, base[base["task"] == task]]
+        backbone_ticks(ax, pd.concat(shown), x)
         ax.set_title(f"{task} / budget={budget}", fontsize=LABEL_PT + 1)
         ax.set_xlabel(xlabel, fontsize=LABEL_PT)
-        ax.set_ylabel(ylabel if ax in axes[:, 0] else "", fontsize=LABEL_PT)
+        ax.set_ylabel(ylabel if first_column(ax) else "", fontsize=LABEL_PT)
         ax.tick_params(labelleft=True)
     top = _legend(fig, axes)
     note = f"{budget_note(runs)}. {stats.attrs['note']}"

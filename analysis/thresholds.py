@@ -79,7 +79,9 @@ def thresholds(
         pool: config columns to pool over besides the seeds.
     Returns:
         a row per group: thresholds (inf: not reached), 90% intervals, `*_not_reached` (share of bootstrap
-        draws reaching no budget), the seeds per budget, and `variant` (what else sets the group apart).
+        draws reaching no budget), the seeds per budget, the smallest budget tried (a threshold equal to it
+        says only "at or below it": every budget tried reaches the target), and `variant` (what else sets
+        the group apart).
     """
     check_columns(table)
     done, keys = with_variants(table, BY, pool)
@@ -99,6 +101,7 @@ def thresholds(
             "random_guess": guess,
             "budgets": len(scores),
             "seeds_per_budget": min(len(v) for v in scores.values()),
+            "smallest_budget": min(scores),  # a threshold equal to it lies at or below it
             "low_threshold": smallest_k(scores, guess),
         }
         row["low_ci_lo"], row["low_ci_hi"], row["low_not_reached"] = _bootstrap(

@@ -21,7 +21,7 @@ import pandas as pd
 from matplotlib.patches import Rectangle
 
 from analysis.curves import DPI, FIGSIZE, LEGEND_PT, metric_label
-from analysis.grouping import pooled_note, with_variants
+from analysis.grouping import pooled_note, seeds_present, with_variants
 from petsweep.errors import PetsweepError
 
 # a matrix: what trained it (the config keys that differ between runs of one such group and task, as text in
@@ -67,8 +67,8 @@ def transfer_scores(table: pd.DataFrame) -> pd.DataFrame:
     keep = transferred[VARIANT].drop_duplicates()  # variants with at least one off-diagonal cell
     stats = stats.merge(keep, on=VARIANT)
     stats.attrs["variant_keys"] = keys
-    note = pooled_note(keys, stats["count"], seeds_in=table.columns)
-    stats.attrs["note"] = note.replace("points: ", "cells: ").replace(", bars: ± 1 std", "")
+    note = pooled_note(keys, stats["count"], seeds_in=seeds_present(table), bars=False)
+    stats.attrs["note"] = note.replace("points: ", "cells: ")
     return stats
 
 
@@ -149,14 +149,19 @@ def plot_transfer(table: pd.DataFrame, path: Path) -> Path:
     stats = transfer_scores(table)
     tasks = sorted(set(stats["task"]) | set(stats["eval_task"]))
     variants = list(stats.groupby(VARIANT).groups)
-    columns = min(len(variants), 3)
+    columns = min(len(variants), 4)
     rows = int(np.ceil(len(variants) / columns))
+    # each row of panels as tall as its matrices need (#26 review: 4.8 inches a row drew 1 x 2 matrices
+    # on a page 29 inches tall): 0.6 inch a task, room for the title above and the tick labels below
+    trained = stats.groupby(VARIANT, sort=False)["task"].nunique().reindex(variants).to_numpy()
+    heights = [0.6 * trained[r * columns : (r + 1) * columns].max() + 1.6 for r in range(rows)]
     fig, axes = plt.subplots(
         rows,
         columns,
-        figsize=(FIGSIZE[0] * columns / 1.4, FIGSIZE[1] * rows),
+        figsize=(max(FIGSIZE[0], (0.6 * len(tasks) + 1.8) * columns + 1.2), sum(heights) + 0.9),
         squeeze=False,
         layout="constrained",
+        gridspec_kw={"height_ratios": heights},
     )
     vmin, vmax = colour_range(stats["mean"])
     several = stats["backbone"].nunique() > 1

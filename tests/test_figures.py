@@ -4,6 +4,8 @@ rank sweep, a transfer pair and a batch-size sweep."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import matplotlib
 import numpy as np
 import pandas as pd
@@ -381,3 +383,175 @@ def test_a_caption_says_a_point_of_one_run_has_no_bar():
 
     assert "(a point of one run has no bar)" in pooled_note([], pd.Series([1, 3]))
     assert "no bar" not in pooled_note([], pd.Series([2, 3]))
+
+
+# --- #26's last review, on the demo study's own table (docs/cpu_demo/table.csv, 213 real runs) and the plot
+# commands of docs/cpu_demo/reproduce.sh
+
+DEMO_TABLE = Path(__file__).resolve().parents[1] / "docs" / "cpu_demo" / "table.csv"
+STRUCTURED = "task == 'bbc_news' and method != 'apet'"
+DEMO_FIGURES = [  # (kind, --where) as reproduce.sh draws them
+    ("curves", STRUCTURED),
+    ("pareto", STRUCTURED),
+    ("gap", STRUCTURED),
+    ("threshold", STRUCTURED),
+    ("apet", "task == 'bbc_news'"),
+    ("curves", "task == 'bbc_news' and method == 'apet'"),
+    ("threshold", "task == 'bbc_news' and method in ['apet', 'full']"),
+]
+
+
+@pytest.fixture(scope="module")
+def demo():
+    from analysis import load
+
+    return load(DEMO_TABLE)
+
+
+@pytest.fixture(autouse=True)
+def _close_figures():
+    """drawn() keeps each figure open to read it: close them after each test."""
+    import matplotlib.pyplot as plt
+
+    yield
+    plt.close("all")
+
+
+def marker_centres(ax) -> list:
+    """Where each point of an axes is drawn (display coordinates), error-bar caps left out."""
+    centres = []
+    for line in ax.get_lines():
+        if line.get_visible() and line.get_marker() not in (None, "", "None", " ", "_", "|"):
+            xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+            centres += [tuple(p) for p in xy if np.isfinite(p).all()]
+    return centres
+
+
+def line_points(ax) -> np.ndarray:
+    """Points every 2 px along each line and error bar of an axes (display coordinates), caps included."""
+    from matplotlib.collections import LineCollection
+
+    paths = []
+    for line in ax.get_lines():
+        xy = line.get_transform().transform(np.asarray(line.get_xydata(), dtype=float))
+        if line.get_visible() and line.get_linestyle() not in ("None", "", " "):
+            paths.append(xy)
+        elif line.get_visible() and line.get_marker() == "_":  # caps
+            half = line.get_markersize() * ax.figure.dpi / 72 / 2
+            paths += [np.array([[x - half, y], [x + half, y]]) for x, y in xy]
+    for collection in ax.collections:
+        if isinstance(collection, LineCollection):
+            transform = collection.get_transform()
+            paths += [transform.transform(np.asarray(seg, dtype=float)) for seg in collection.get_segments()]
+    points = [np.empty((0, 2))]
+    for xy in paths:
+        xy = xy[np.isfinite(xy).all(axis=1)]
+        for a, b in zip(xy[:-1], xy[1:]):
+            points.append(a + np.linspace(0, 1, max(2, int(np.hypot(*(b - a)) / 2)))[:, None] * (b - a))
+    return np.concatenate(points)
+
+
+@pytest.mark.parametrize(("kind", "where"), DEMO_FIGURES)
+def test_demo_labels_clear_each_other_the_points_and_the_lines(demo, tmp_path, monkeypatch, kind, where):
+    """#26 review: end-of-line labels collided, text and legends sat over points and lines (rank labels in
+    curves, backbone names in gap, "not reached" in threshold, the legends inside apet's and threshold's
+    axes). On the demo data no two labels overlap, and no label or legend covers a point; labels cross no
+    line either."""
+    fig = drawn(monkeypatch, demo, kind, tmp_path / f"{kind}.png", where)
+    renderer = fig.canvas.get_renderer()
+    for ax in fig.axes:
+        texts = [t for t in ax.texts if t.get_visible() and t.get_text()]
+        boxes = [t.get_window_extent(renderer) for t in texts]
+        for i, a in enumerate(boxes):
+            for j in range(i + 1, len(boxes)):
+                assert not a.overlaps(boxes[j]), (kind, texts[i].get_text(), texts[j].get_text())
+        legends = [ax.get_legend()] if ax.get_legend() else []
+        covers = boxes + [legend.get_window_extent(renderer) for legend in legends]
+        for box, what in zip(covers, [t.get_text() for t in texts] + ["legend"] * len(legends)):
+            assert not [p for p in marker_centres(ax) if box.contains(*p)], (kind, what)
+        crossing = line_points(ax)
+        for text, box in zip(texts, boxes):
+            inside = [p for p in crossing if box.x0 < p[0] < box.x1 and box.y0 < p[1] < box.y1]
+            assert not inside, (kind, text.get_text(), len(inside))
+
+
+def test_a_caption_names_apet_seed_only_where_apet_runs_are_drawn(demo, tmp_path, monkeypatch):
+    """#26 review: 'pooled over seed, apet.seed' under figures without an APET run."""
+    for kind in ("curves", "gap", "generalization"):
+        assert "pooled over seed only" in captions(
+            drawn(monkeypatch, demo, kind, tmp_path / "f.png", STRUCTURED)
+        )
+    transfer = drawn(
+        monkeypatch, demo, "transfer", tmp_path / "t.png", "backbone == 'minilm-l6' and method != 'apet'"
+    )
+    assert "apet.seed" not in captions(transfer)
+    apet = drawn(monkeypatch, demo, "curves", tmp_path / "a.png", "task == 'bbc_news' and method == 'apet'")
+    assert "pooled over seed, apet.seed only" in captions(apet)
+
+
+def test_figures_without_bars_say_nothing_of_bars(demo, tmp_path, monkeypatch):
+    """#26 review: pareto's caption promised what it did not draw: of points of one run each it said '(a point
+    of one run has no bar)' under a figure without bars; the transfer matrix too."""
+    one_seed = demo[demo["seed"] == 1]
+    fig = drawn(monkeypatch, one_seed, "pareto", tmp_path / "p.png", STRUCTURED)
+    [ax] = fig.axes
+    assert not [c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)]
+    assert "bar" not in captions(fig) and "mean over 1 runs each" in captions(fig)
+    fig = drawn(monkeypatch, one_seed, "transfer", tmp_path / "t.png", "backbone == 'minilm-l6'")
+    assert "bar" not in captions(fig)
+    fig = drawn(monkeypatch, one_seed, "curves", tmp_path / "c.png", STRUCTURED)
+    assert "(a point of one run has no bar)" in captions(fig)  # where bars are drawn, it is said
+
+
+def test_threshold_figure_names_its_targets_and_marks_thresholds_at_the_smallest_budget(
+    demo, tmp_path, monkeypatch
+):
+    """#26 review: the figure named no epsilon, and a threshold equal to the smallest budget tried (every
+    budget beats random guessing on the demo) was drawn as if measured there. It is hollow with an arrow
+    down, the legend says what that means, and the caption names both targets with their scores."""
+    from analysis import thresholds
+
+    fig = drawn(monkeypatch, demo, "threshold", tmp_path / "t.png", STRUCTURED)
+    [ax] = fig.axes
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert "high: mean within 0.01 of full FT" in legend and "low: mean beats random guess" in legend
+    assert "hollow, arrow down: at or below the smallest budget tried" in legend
+    note = captions(fig)
+    assert "beats random guessing (0.199)" in note and "within 0.01 of full FT's (0.770-0.940" in note
+    found = thresholds(demo.query(STRUCTURED))
+    at_start = int((found["low_threshold"] == found["smallest_budget"]).sum())
+    at_start += int((found["high_threshold"] == found["smallest_budget"]).sum())
+    assert at_start == 9  # all 8 low thresholds and LoRA's high one on one layer
+    hollow = [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white" and len(ln.get_xdata())]
+    assert sum(len(ln.get_xdata()) for ln in hollow) == at_start
+    renderer = fig.canvas.get_renderer()
+    down = [t for t in ax.texts if t.arrow_patch is not None and t.xy[1] < t.xyann[1]]
+    assert len(down) == at_start and all(t._check_xy(renderer) for t in down)  # drawn: inside the axes
+    [reached] = [t for t in ax.texts if t.get_text() == "not\nreached"]
+    assert (
+        reached.get_window_extent(renderer).x0 >= ax.get_window_extent(renderer).x1
+    )  # beside, over no point
+
+
+def test_curves_wrap_a_wide_row_of_panels(demo, tmp_path, monkeypatch):
+    """#26 review: four backbones drew four panels in one row 18 inches wide; they wrap at MAX_COLUMNS a row
+    (balanced: 2 x 2), one y scale within the task."""
+    fig = drawn(monkeypatch, demo, "curves", tmp_path / "c.png", STRUCTURED)
+    columns = {ax.get_subplotspec().colspan.start for ax in fig.axes}
+    rows = {ax.get_subplotspec().rowspan.start for ax in fig.axes}
+    assert len(fig.axes) == 4 and columns == {0, 1} and rows == {0, 1}
+    assert all(fig.axes[0].get_shared_y_axes().joined(fig.axes[0], ax) for ax in fig.axes)
+    assert [ax.get_ylabel() for ax in fig.axes] == ["test accuracy", "", "test accuracy", ""]
+    assert fig.get_figwidth() <= 10
+
+
+def test_the_transfer_figure_is_as_tall_as_its_matrices(study, demo, tmp_path, monkeypatch):
+    """#26 review: 4.8 inches a row of 1 x 2 matrices (29 inches for the demo's 17)."""
+    fig = drawn(monkeypatch, tables(study)["transfer"], "transfer", tmp_path / "t.png")  # one 2 x 2 matrix
+    assert fig.get_figheight() <= 4.0
+    fig = drawn(monkeypatch, demo, "transfer", tmp_path / "d.png", "backbone == 'minilm-l6'")
+    panels = [ax for ax in fig.axes if ax.get_images()]
+    assert len(panels) == 17 and fig.get_figheight() <= 14
+    renderer = fig.canvas.get_renderer()
+    titles = [ax.title.get_window_extent(renderer) for ax in panels]
+    assert not any(a.overlaps(b) for i, a in enumerate(titles) for b in titles[i + 1 :])

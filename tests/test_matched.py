@@ -159,7 +159,8 @@ def test_matched_by_depth_reads_the_real_depth_column(table, tmp_path, monkeypat
     [ax] = fig.axes
     assert list(bars(ax)["lora"].lines[0].get_xdata()) == [1, 2, 3]  # not the YAML's 6 layers
     assert ax.get_xscale() == "linear" and ax.get_xlabel() == "backbone depth (layers)"
-    assert all(float(t.get_text().replace("−", "-")).is_integer() for t in shown_tick_labels(ax)[:3])
+    ticks = [t for t in shown_tick_labels(ax) if t in ax.get_xticklabels()]
+    assert [t.get_text() for t in ticks] == ["1\nminilm-l1", "2\nminilm-l2", "3\nminilm-l3"]  # depth, name
     assert (tmp_path / "d.svg").read_bytes()[:200].find(b"<svg") >= 0
 
 
@@ -230,3 +231,37 @@ def test_a_real_tiny_matched_sweep_collects_and_plots(tiny_conf, tmp_path):
     assert guess.get_ydata()[0] == pytest.approx(table["random_guess_score"].mean())
     assert ax.get_title() == "bbc_news / budget=bitfit"
     plt.close(figures[-1])
+
+
+def test_matched_ticks_name_each_backbone_and_a_depth_is_a_whole_number(table, tmp_path, monkeypatch):
+    """#26 review: --x total (and nonembedding) ticks of 12M, 14M named no backbone; --x depth with one depth
+    showed ticks of 0.8, 1.0, 1.2. A tick at each backbone drawn names it, with its size or depth."""
+    for x, size in (("total", "12.2M"), ("nonembedding", "506.1k")):
+        fig = drawn(monkeypatch, table, "matched", tmp_path / f"{x}.png", where="task == 'sst2'", x=x)
+        [ax] = fig.axes
+        texts = [t.get_text() for t in shown_tick_labels(ax) if t in ax.get_xticklabels()]
+        assert texts[0] == f"minilm-l1\n{size}" and [t.split("\n")[0] for t in texts] == list(BACKBONES)
+    one = "task == 'sst2' and backbone == 'minilm-l1'"
+    fig = drawn(monkeypatch, table, "matched", tmp_path / "one.png", where=one, x="depth")
+    [ax] = fig.axes
+    assert [t.get_text() for t in shown_tick_labels(ax) if t in ax.get_xticklabels()] == ["1\nminilm-l1"]
+    assert list(ax.get_xticks()) == [1] and ax.get_xlim()[1] - ax.get_xlim()[0] >= 1
+
+
+def test_matched_wraps_many_budgets_into_rows(table, tmp_path, monkeypatch):
+    """#26 review: a panel per budget in one row (5 budgets: 23 inches wide). At most 3 a row, a task's
+    panels on one y scale."""
+    import pandas as pd
+
+    frames = [table[table["method"] == "head"]]
+    for budget in ("1000", "4096", "16384", "65536", "bitfit"):
+        runs = table[table["method"].isin(["lora", "adapter"])].astype({"budget.requested": object})
+        frames.append(runs.assign(**{"budget.requested": budget, "run_id": runs["run_id"] + budget}))
+    fig = drawn(
+        monkeypatch, pd.concat(frames, ignore_index=True), "matched", tmp_path / "w.png", "task == 'sst2'"
+    )
+    assert len(fig.axes) == 5
+    assert {ax.get_subplotspec().colspan.start for ax in fig.axes} == {0, 1, 2}
+    assert {ax.get_subplotspec().rowspan.start for ax in fig.axes} == {0, 1}
+    assert all(fig.axes[0].get_shared_y_axes().joined(fig.axes[0], ax) for ax in fig.axes)
+    assert fig.get_figwidth() <= 14
