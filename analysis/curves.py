@@ -43,7 +43,8 @@ def natural_groups(frame: pd.DataFrame, keys: list[str]):
 
 def log_ticks(ax, axis: str = "x") -> None:
     """Readable ticks on a log axis: no minor tick labels (over less than a decade matplotlib labels them
-    all, overlapping); an axis spanning under two decades gets a few round values, labelled 12k, 14M."""
+    all, overlapping); an axis spanning under two decades gets a few round values: 1-2-5 steps where three
+    or more fit (2k, 5k, 10k, 20k), else what a linear axis would pick (12M, 14M)."""
     from matplotlib.ticker import EngFormatter, FixedLocator, MaxNLocator, NullFormatter
 
     target = ax.xaxis if axis == "x" else ax.yaxis
