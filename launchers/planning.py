@@ -10,7 +10,7 @@ from __future__ import annotations
 import copy
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -213,6 +213,25 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
             extra=dict(extra),  # a run's own: the plan table adds its hours
         )
     return list(runs.values())
+
+
+def validate(run_overrides: Iterable[list[str]], compose_fn: Callable[[list[str]], DictConfig]) -> None:
+    """Compose and validate runs as run.py's pre-flight does (resolve_run), raising the first invalid run's
+    error as resolve_run or the composition words it: one Hydra composition per distinct choice of config
+    groups, one resolve_run per config but its seed (#25: a resume composed once per value of every axis,
+    1,000 compositions for seed=range(0,1000), before the plan validated every run again)."""
+    from petsweep.config import check_seed, resolve_run
+
+    composer = CachedComposer(compose_fn)
+    checked: set[tuple] = set()
+    for overrides in run_overrides:
+        cfg, key = composer.keyed(overrides)
+        if key is not None and key in checked:
+            check_seed(cfg["seed"])
+            continue
+        resolve_run(_copy(cfg))
+        if key is not None:
+            checked.add(key)
 
 
 def _validate(cfg: dict, read: set[str]) -> dict:

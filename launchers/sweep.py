@@ -26,15 +26,17 @@ def sweep_dir_of(runs: list[PlannedRun]) -> Path:
     return parents.pop() if len(parents) == 1 else Path(runs[0].cfg["paths"]["runs_root"])
 
 
-def record_sweep(runs: list[PlannedRun], arguments: list[str]) -> Path:
-    """Write <sweep dir>/sweep.json: what `petsweep status` and `cancel` recognise a sweep by."""
+def record_sweep(runs: list[PlannedRun], arguments: list[str], shown: list[list[str]] | None = None) -> Path:
+    """Write <sweep dir>/sweep.json: what `petsweep status` and `cancel` recognise a sweep by; `shown`: the
+    runs' differing(runs), where the caller has it."""
     root = sweep_dir_of(runs)
     root.mkdir(parents=True, exist_ok=True)
     marker = root / SWEEP_MARKER
     previous = json.loads(marker.read_text()) if marker.exists() else {"runs": []}
     names = sorted(set(previous["runs"]) | {r.path.name for r in runs})
     # what tells each run apart (petsweep.labels): sweep lines, status and W&B names read it from here
-    labels = {**(previous.get("labels") or {}), **dict(zip((r.path.name for r in runs), differing(runs)))}
+    shown = differing(runs) if shown is None else shown
+    labels = {**(previous.get("labels") or {}), **dict(zip((r.path.name for r in runs), shown))}
     write_json(
         marker,
         {"name": root.name, "updated": time.time(), "arguments": arguments, "runs": names, "labels": labels},
@@ -76,18 +78,20 @@ def run_sweep(
 ) -> list[PlannedRun]:
     """Plan, launch what is pending, and return the runs with their status after launching."""
     runs = plan(expand(arguments, zips), compose_fn)
-    root = record_sweep(runs, arguments)
+    labels = differing(runs)
+    root = record_sweep(runs, arguments, labels)
     todo = unfinished(runs)
     log(f"petsweep sweep {root}: {describe(runs)}; launching {len(todo)}")
     if todo:
         launch_fn(todo)
     queue = cached_queue()
     for r in runs:
-        r.status = run_status(r.path, queue)
+        if r.status != State.COMPLETED:  # a finished run stays finished: only the others are read again (#25)
+            r.status = run_status(r.path, queue)
     log(f"petsweep sweep {root}: {describe(runs)}")
     if any(r.status in (State.QUEUED, State.RUNNING) for r in runs):
         log(f"  runs are queued or running: follow them with `petsweep status {root}`")
-    shown = dict(zip((r.path for r in runs), differing(runs)))
+    shown = dict(zip((r.path for r in runs), labels))
     for r in unfinished(runs):
         error = r.path / "error.txt"
         name = display(r.path.name, shown[r.path])

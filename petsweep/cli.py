@@ -159,10 +159,15 @@ def preflight(argv: list[str]):
             )
         )
     config_name = args.config_name or "config"
-    for variant in variants:
-        cfg = compose(variant, config_name=config_name)
-        if args.cfg is None and args.info is None:
-            resolve_run(cfg)
+    if args.multirun:  # no config to hand back: composed once per choice of groups, validated once per seed
+        from launchers.planning import validate
+
+        validate(variants, lambda variant: compose(variant, config_name=config_name))
+    else:
+        for variant in variants:
+            cfg = compose(variant, config_name=config_name)
+            if args.cfg is None and args.info is None:
+                resolve_run(cfg)
     hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
     if args.multirun:  # the launcher and sweeper the command line picks, with their hydra.* settings
         _check_launcher(variants[0] + hydra_args, config_name)

@@ -194,3 +194,34 @@ def test_seeded_run_hash_is_run_hash_for_every_seed():
         for seed in (0, 1, 7, 12345, 2**40, -3):
             assert hasher(seed) == run_hash({**cfg, "seed": seed}), (overrides, seed)
     assert hasher(0) != hasher(1)
+
+
+def test_a_resume_pre_flight_composes_once_per_choice_of_groups_and_keeps_its_one_line_errors(monkeypatch):
+    """#25: run.py -m's pre-flight composed once per value of every axis (seed=range(0,1000): 1,000
+    compositions) before the plan validated every run again; the same bad values still fail in one line."""
+    import pytest
+
+    import petsweep.config
+    from petsweep.cli import preflight
+    from petsweep.errors import ConfigError
+
+    composed = []
+    real = petsweep.config.compose
+
+    def counted(overrides, config_name="config", with_hydra=False):
+        composed.append(with_hydra)
+        return real(overrides, config_name=config_name, with_hydra=with_hydra)
+
+    monkeypatch.setattr(petsweep.config, "compose", counted)
+    preflight(["-m", "method=lora,bitfit", "method.lr=0.1,0.2", "seed=range(0,40)"])
+    assert composed.count(False) == 2  # one per method (43 before: the first run, then every other value)
+    for argv, error in (
+        (["seed=0,1,abc"], "seed='abc': must be an integer"),
+        (["method.lr=0.1,-1", "seed=0,1"], "method.lr=-1: the learning rate must be positive"),
+        (["method=lora,nope"], "method='nope': unknown option; choose one of:"),
+        (["method.rr=1,2", "seed=0,1"], "method.rr='1': unknown key; valid keys there:"),
+    ):
+        with pytest.raises(ConfigError) as err:
+            preflight(["-m", *argv])
+        assert str(err.value).startswith(error), str(err.value)
+        assert "\n" not in str(err.value) and "in run:" not in str(err.value)
