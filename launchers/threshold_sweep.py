@@ -26,7 +26,7 @@ from pathlib import Path
 
 from launchers.expand import axes_of, expand
 from launchers.planning import CachedComposer, PlannedRun, plan
-from launchers.sweep import record_sweep, unfinished
+from launchers.sweep import SWEEP_MARKER, record_sweep, unfinished
 from launchers.threshold_search import CellSearch, SearchSettings, Target, ladder
 from petsweep.errors import ConfigError
 from petsweep.identity import run_dir
@@ -111,6 +111,7 @@ class ThresholdSearch:
         self.budgets = ladder(low, high, settings.resolution)
         self.search_settings = SearchSettings(settings.confidence, settings.max_seeds, settings.max_runs)
         self.composer = CachedComposer(compose_fn)
+        self.known: dict[Path, list[str]] = {}  # run dir -> overrides, of every run the search has or plans
         varying = set(axes_given(self.arguments))
         self.cells = [
             Cell(o, " ".join(v for v in o if _key(v) in varying) or _short(o)) for o in expand(arguments)
@@ -202,6 +203,7 @@ class ThresholdSearch:
                 cell.probes.setdefault(budget, {})[seed] = path
                 record = self._record(path)
                 if record is not None:
+                    self.known[path] = self._probe_overrides(cell, budget, seed)
                     scores.setdefault(budget, []).append(float(record["score"]))
                     cell.random_guess = float(record["random_guess_score"])
                     cell.backbone_params = int(record["total_params"])
@@ -211,6 +213,7 @@ class ThresholdSearch:
                 cell.references[seed] = path
                 record = self._record(path)
                 if record is not None:
+                    self.known[path] = self._reference_overrides(cell, seed)
                     ref_scores.append(float(record["score"]))
                     cell.random_guess = float(record["random_guess_score"])
                     cell.backbone_params = int(record["total_params"])
@@ -258,6 +261,8 @@ class ThresholdSearch:
                 break
             runs = plan(wanted, self.compose_fn)
             record_sweep(runs, self.arguments)
+            self.known.update((r.path, r.overrides) for r in runs)
+            self.label_every_run()
             todo = unfinished(runs)
             self.log(
                 f"petsweep threshold search {self.sweep_dir}: round {round_}, {len(runs)} runs "
@@ -279,6 +284,20 @@ class ThresholdSearch:
                 + ("" if row["monotone"] else ", NOT MONOTONE")
             )
         return not failed
+
+    def label_every_run(self) -> None:
+        """Write sweep.json's labels (what differs: sweep lines, `petsweep status`, W&B names) over every run
+        of the search, those of earlier rounds and invocations found on disk too, before a round launches.
+        record_sweep labels one round's runs among themselves: a round of one probe per cell read
+        [backbone=tiny-bert], without the budget and seed that tell it from the cell's other probes."""
+        from petsweep.labels import differing
+
+        marker = self.sweep_dir / SWEEP_MARKER
+        data = json.loads(marker.read_text())
+        paths = list(self.known)
+        shown = differing([self.known[path] for path in paths])
+        data["labels"] = {**(data.get("labels") or {}), **{p.name: label for p, label in zip(paths, shown)}}
+        write_status_json(marker, data)
 
     def rows(self) -> list[dict]:
         from analysis.thresholds import smallest_k

@@ -130,6 +130,16 @@ def test_the_sweeper_searches_a_tiny_study_and_a_rerun_trains_nothing(tiny_conf,
     assert (root / "thresholds_search.csv").exists() and (root / "thresholds_search.png").exists()
     status = run_cli("-m", "petsweep.cli", "status", str(root))
     assert "threshold search: round" in status.stdout and "tiny-roberta" in status.stdout
+    # what differs is read over every round's runs, not one round's: round 2's probes read [backbone=X]
+    # alone (the round's two runs differed in backbone only), without the budget and seed of each
+    labels = json.loads((root / "sweep.json").read_text())["labels"]
+    assert sorted(labels) == sorted(runs) and len({tuple(v) for v in labels.values()}) == len(labels)
+    for name, config in zip(runs, configs):
+        assert f"seed={config['seed']}" in labels[name], (name, labels[name])
+        if config["method"]["name"] == "apet":
+            assert f"budget={config['apet']['scale']}" in labels[name], (name, labels[name])
+        [line] = [line for line in status.stdout.splitlines() if name in line]
+        assert f"[{' '.join(labels[name])}]" in line
 
     again = search(tiny_conf, tmp_path, *TINY_STUDY)
     assert again.returncode == 0, again.stderr[-3000:]
