@@ -169,7 +169,7 @@ def model_card(spec, run: RunDir, base: dict, peft_type: str) -> str:
     commit = provenance.git("rev-parse", "HEAD")
     exported_by = __version__ + (f" (commit {commit[:12]})" if commit else "")
     b = spec.backbone
-    depth = f", cut to its first {b.num_layers} layers" if b.num_layers else ""
+    depth = f", cut to its first {b.num_layers} layer{'s' * (b.num_layers != 1)}" if b.num_layers else ""
     labels = list((result.get("data") or {}).get("label_map") or {}) if b.family == "encoder" else []
     dtype = result.get("backbone_dtype", b.dtype)
     guess = result.get("random_guess_score")
