@@ -306,8 +306,8 @@ class Snapshot:
                 big = {f: line.pop(f) for f in BIG if isinstance(line.get(f), str)}
                 for key in ("run", "sig", "fp", "t", *BIG):
                     line.pop(key, None)
-                if line:
-                    self.info[name] = line
+                if line and (name not in self.info or _complete(line) or not _complete(self.info[name])):
+                    self.info[name] = line  # never a line without the identity check over one with it
                 if big:
                     self.fresh.setdefault(name, {}).update(big)
 
@@ -323,9 +323,6 @@ class Snapshot:
                 self.racy.add(name)
             elif enabled():
                 self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
-
-    def has(self, name: str, field: str) -> bool:
-        return field in self.fresh.get(name, ()) or field in self.in_manifest.get(name, ())
 
     def _computed(self, name: str, field: str):
         """The field read from the run's files (and its line kept for the repair, where JSON holds it)."""

@@ -274,3 +274,19 @@ def test_invalidate_reads_the_index_and_moves_what_the_files_say(tmp_path):
     assert invalidate(sweep, *failed) == [sweep / "run-002", sweep / "run-010"]
     assert not (sweep / "run-002").exists()
     assert status_rows(sweep) == from_files(status_rows, sweep)
+
+
+def test_a_line_without_the_identity_check_never_hides_one_with_it(tmp_path, monkeypatch):
+    """A writer that has not imported rehash writes no identity check in its line; a reader checks once."""
+    monkeypatch.setattr(index, "STALE", [])
+    run = RunDir(tmp_path / "run-000")
+    run.path.mkdir()
+    write_json(run.result_file, _result(0, _config(0)))
+    run.set_status("COMPLETED")
+    [file] = (tmp_path / ".index").glob("*.jsonl")
+    unchecked = file.read_text()
+    assert "stale" not in unchecked
+    assert read_counts(status_rows, tmp_path)[1] == {"info": 1}  # read, and its repair line has the check
+    with file.open("a") as fh:
+        fh.write(unchecked)  # the unchecked line again, after the checked one
+    assert read_counts(status_rows, tmp_path) == (from_files(status_rows, tmp_path), {})
