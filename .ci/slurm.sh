@@ -37,6 +37,8 @@ SlurmdSpoolDir=$D/spool
 SlurmctldLogFile=$D/log/slurmctld.log
 SlurmdLogFile=$D/log/slurmd.log
 SchedulerType=sched/backfill
+# a requeued job waits for the next backfill pass (every 30 s by default): every second keeps requeues short
+SchedulerParameters=bf_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 JobAcctGatherType=jobacct_gather/none

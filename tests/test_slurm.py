@@ -14,13 +14,13 @@ from test_resume import _assert_same_run
 from petsweep.status import RunDir, State
 
 LONG = [
-    "trainer.max_steps=3000",
+    "trainer.max_steps=1000",
     "trainer.save_every=20",
     "trainer.eval_every=1000",
     "task.k_shot=40",
     "method.dropout=0.1",
     "backbone=tiny-bert",
-]  # long enough (~20 s) to be caught running
+]  # long enough (~7 s) to be caught running after its first checkpoint (step 20)
 
 
 # the test node's 2 fake GPUs: a task of 2 SLURM tasks, one rank each
@@ -132,7 +132,7 @@ def test_usr2_saves_at_the_next_step_and_requeues_with_parity(slurm_cluster, tin
     long = [
         a for a in LONG if not a.startswith(("trainer.save_every", "trainer.max_steps", "trainer.eval_every"))
     ]
-    long += ["trainer.save_every=100000", "trainer.max_steps=3000", "trainer.eval_every=1000"]
+    long += ["trainer.save_every=100000", "trainer.max_steps=1000", "trainer.eval_every=1000"]
     two = TWO_RANKS if ranks == 2 else []
     out = slurm_sweep(tiny_conf, tmp_path / "slurm", *long, *two, "hydra.launcher.detach=true")
     assert out.returncode == 0, out.stderr[-3000:]
@@ -259,7 +259,7 @@ def test_runs_per_task_packs_runs_into_one_task_and_a_failure_stays_alone(slurm_
 
 
 def test_a_requeued_pack_skips_its_finished_run_and_resumes_the_other(slurm_cluster, tiny_conf, tmp_path):
-    long = [a for a in LONG if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=1500"]
+    long = [a for a in LONG if not a.startswith("trainer.max_steps")] + ["trainer.max_steps=1000"]
     out = slurm_sweep(
         tiny_conf, tmp_path, *long, "seed=1,2", "hydra.launcher.runs_per_task=2", "hydra.launcher.detach=true"
     )
