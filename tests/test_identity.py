@@ -324,6 +324,11 @@ def test_bbc_headlines_split_on_its_input_is_a_new_id_and_bbc_news_keeps_its_own
     assert run_hash(compose([]))[:12] == "9deb1d1591df"
 
 
+def run_entries(sweep: Path) -> list[str]:
+    """A sweep dir's entries but its index (a cache beside the runs): a run renamed or moved aside shows."""
+    return sorted(p.name for p in sweep.iterdir() if p.name != ".index")
+
+
 def test_an_edited_config_yaml_never_renames_a_finished_record(tiny, caplog):
     """#22 review: config.yaml of a finished rank-1 LoRA run edited to r: 4 renamed the record to the r=4 id
     (rehash, or the reuse check of any request for it), and it then answered r=4 requests with rank-1
@@ -340,7 +345,7 @@ def test_an_edited_config_yaml_never_renames_a_finished_record(tiny, caplog):
     (path / "config.yaml").write_text(text.replace("  r: 1\n", "  r: 4\n"))
     out = run_cli("-m", "petsweep.cli", "rehash", str(path.parent))
     assert out.returncode == 0 and "changed after the run finished" in out.stdout, out.stdout
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert run_entries(path.parent) == [path.name]
     assert reusable_result(path)["run_id"] == record["run_id"]
     assert "config.yaml was changed after the run finished" in caplog.text
     assert not run_dir(compose(tiny("encoder", "method.r=4"))).exists()
@@ -349,7 +354,7 @@ def test_an_edited_config_yaml_never_renames_a_finished_record(tiny, caplog):
     (path / "config.yaml").write_text("method: [unclosed")
     assert reusable_result(path)["run_id"] == record["run_id"]
     assert "config.yaml does not parse" in caplog.text
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert run_entries(path.parent) == [path.name]
 
 
 def test_an_old_record_whose_config_yaml_was_edited_or_lost_keeps_its_name(tmp_path, caplog):
@@ -374,4 +379,4 @@ def test_an_old_record_whose_config_yaml_was_edited_or_lost_keeps_its_name(tmp_p
     assert reusable_result(path) == record and "method.r 4, recorded 8" in caplog.text
     (path / "config.yaml").unlink()
     assert reusable_result(path) == record and "no config.yaml" in caplog.text
-    assert sorted(p.name for p in path.parent.iterdir()) == [path.name]
+    assert run_entries(path.parent) == [path.name]
