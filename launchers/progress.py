@@ -23,8 +23,18 @@ def _duration(seconds: float) -> str:
 
 
 def _one_line(text: str, width: int = 160) -> str:
+    """The error on one line. A long one names its files by their last two parts, then loses its middle:
+    never its first clause ("cannot write ...: No space left on device") nor its end."""
     line = " ".join(text.split())
-    return line if len(line) <= width else line[: width - 1] + "…"
+    if len(line) > width:
+        line = _LONG_PATH.sub(lambda m: "…/" + "/".join(Path(m.group(0)).parts[-2:]), line)
+    if len(line) <= width:
+        return line
+    head = min(max(width // 2, line.find("; ") + 2), width - 20)
+    return line[:head] + "…" + line[len(line) - (width - head - 1) :]
+
+
+_LONG_PATH = re.compile(r"/[^\s:;,'\"]*(?:/[^\s:;,'\"]*){3,}")  # an absolute path of four parts or more
 
 
 def outcome(run_path: Path | None, code: int, log: Path | None) -> str:

@@ -209,7 +209,7 @@ def test_a_bf16_record_under_an_fp32_id_is_moved_to_its_own_id_and_the_request_i
     assert "backbone_dtype bfloat16" in line and "this run is trained" in line
     assert fresh["backbone_dtype"] == "float32" and fresh["run_id"] == record["run_id"]
     bf16 = run_hash(compose(tiny("encoder", "trainer.frozen_dtype=bf16")))  # precision=auto, on a GPU
-    [moved] = [p for p in path.parent.iterdir() if p.is_dir() and p != path]
+    [moved] = [p for p in path.parent.iterdir() if p.is_dir() and p != path and p.name != ".index"]
     assert moved.name.endswith(bf16[:12]) and RunDir(moved).result()["previous_run_ids"] == [record["run_id"]]
     # the fresh fp32 run is what the 1a02139 record computed (frozen_dtype=fp32 reproduces it)
     assert fresh["metrics"] == pytest.approx(record["metrics"], abs=1e-6)
@@ -221,3 +221,21 @@ def test_a_record_that_did_what_its_id_says_is_still_reused(tiny, capsys):
     assert run_status(run_dir(cfg)) == State.COMPLETED
     assert run(cfg)["score"] == record["score"]
     assert "already COMPLETED" in capsys.readouterr().out
+
+
+def test_a_long_error_keeps_its_reason_in_the_sweep_line():
+    """A full disk's error names the file (a long path under a deep runs root), why, and what to do: the sweep
+    line shortens the path and cuts the advice's middle, never the reason (it read 'cannot write
+    /tmp/.../pet_initial.safetensors.tmp: No …' under pytest's xdist paths)."""
+    from launchers.progress import _one_line
+
+    error = (
+        f"cannot write /tmp/{'deep/' * 40}run-1/pet_initial.safetensors.tmp: No space left on device "
+        "(ENOSPC); "
+        "free some space or give another paths.runs_root, then run the same command again (finished runs "
+        "are kept, the others resume)"
+    )
+    line = _one_line(error)
+    assert len(line) == 160 and line.endswith("the others resume)"), line
+    assert line.startswith("cannot write …/run-1/pet_initial.safetensors.tmp: No space left on device"), line
+    assert _one_line("a short\nerror in /a/b/c/d/e") == "a short error in /a/b/c/d/e"
