@@ -72,14 +72,7 @@ DECODER = dict(
     max_position_embeddings=2048,
     tie_word_embeddings=False,
 )
-ENCODER = dict(
-    hidden_size=2048,
-    num_hidden_layers=22,
-    intermediate_size=5632,
-    num_attention_heads=32,
-    vocab_size=32000,
-    max_position_embeddings=2048,
-)
+ENCODER = {k: v for k, v in DECODER.items() if k not in ("num_key_value_heads", "tie_word_embeddings")}
 TINY_DIMS = dict(
     hidden_size=64,
     num_hidden_layers=2,
