@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.curves import FIGSIZE, log_ticks, metric_label, save_figure, shared_legend
-from analysis.grouping import with_variants
+from analysis.grouping import describe, shared_settings, short_name, with_variants
 from petsweep.errors import PetsweepError
 
 SCALE = "cfg.apet.scale"
@@ -29,8 +29,11 @@ def apet_pairs(table: pd.DataFrame) -> pd.DataFrame:
     """Per (task, backbone, X): X's and APET(X)'s mean/std/count over seeds, their gap, and the backbone size.
 
     X's runs are those at APET(X)'s budget (pet_params equal): a sweep over X's sizes (LoRA ranks 1, 8 and
-    32) keeps only the size APET(X) was budgeted from. Any other key that varies among the runs compared
-    (a learning rate, steps) splits a pair into variants, named in `x`, instead of being averaged.
+    32) keeps only the size APET(X) was budgeted from. A key of X's or APET's own config that varies among
+    the runs compared (a learning rate, X's alpha) splits a pair into variants, named in `x_label`
+    and `apet_label`, instead of being averaged. Any key outside them (steps, pooling, the task's setup) must
+    match: APET(X) is paired only with X trained the same way (analysis.grouping.shared_settings), the
+    pair's `settings` column (also in both labels) names those keys where they differ in the table.
 
     Raises:
         PetsweepError: no APET(X) run, or no run of any such X to compare with.
@@ -44,13 +47,23 @@ def apet_pairs(table: pd.DataFrame) -> pd.DataFrame:
     apet = done[done[SCALE].map(_is_method_name)].assign(x=lambda t: t[SCALE].str.strip())
     plain = done[done[SCALE].isna()].assign(x=lambda t: t["method"])
     keys = ["task", "backbone", "x", "pet_params"]
+    # APET(X) is compared with X trained the same way: every key that differs among them but X's and APET's
+    # own (cfg.method.*, cfg.apet.*) must match (#26 review: APET paired with LoRA runs of other steps and
+    # pooling); `settings` names them where they differ
+    both = pd.concat([apet, plain])
+    settings = shared_settings(both, keys, own=("cfg.method.", "cfg.apet."))
+    both = both.assign(settings=describe(both, settings))
+    apet, plain = both.loc[both[SCALE].map(_is_method_name)], both.loc[both[SCALE].isna()]
     stats = {}
     for name, rows in (("x", plain), ("apet", apet)):
-        rows, _ = with_variants(rows, keys)
-        label = rows["x"].where(rows["variant"] == "", rows["x"] + " [" + rows["variant"] + "]")
+        rows, _ = with_variants(rows, [*keys, *settings])
+        named = [", ".join(p for p in parts if p) for parts in zip(rows["variant"], rows["settings"])]
+        label = rows["x"].where(
+            [n == "" for n in named], rows["x"] + " [" + pd.Series(named, rows.index) + "]"
+        )
         stats[name] = (
             rows.assign(**{f"{name}_label": label})
-            .groupby([*keys, f"{name}_label"])["score"]
+            .groupby([*keys, "settings", f"{name}_label"])["score"]
             .agg(["mean", "std", "count"])
             .add_prefix(f"{name}_")
             .reset_index(f"{name}_label")
@@ -59,7 +72,9 @@ def apet_pairs(table: pd.DataFrame) -> pd.DataFrame:
     if pairs.empty:
         raise PetsweepError(
             f"--kind apet: APET runs of {sorted(apet['x'].unique())} have no runs of that method "
-            "at the same budget on the same backbone and task to compare with"
+            "at the same budget on the same backbone and task"
+            + (f" under the same settings ({', '.join(short_name(k) for k in settings)})" if settings else "")
+            + " to compare with"
         )
     sizes = done.groupby("backbone")["total_params"].first()
     return pairs.assign(gap=pairs["apet_mean"] - pairs["x_mean"], total_params=pairs["backbone"].map(sizes))
@@ -70,22 +85,25 @@ VARIANT_STYLES = [("--", "s"), (":", "^"), ("-.", "v"), ((0, (5, 1)), "D")]  # A
 
 def plot_apet(table: pd.DataFrame, path: Path) -> Path:
     """Left: X (solid) and APET(X) (dashed; its variants dotted, ...) vs backbone size; right: APET(X) - X.
-    One panel pair per task; one colour per X."""
+    One panel pair per task; one colour per X line (X's variants and settings have colours of their own)."""
     pairs = apet_pairs(table).sort_values("total_params")
     tasks = sorted(pairs["task"].unique())
     fig, axes = plt.subplots(
         len(tasks), 2, figsize=(FIGSIZE[0] * 2 / 1.4, FIGSIZE[1] * len(tasks)), squeeze=False
     )
-    colors = dict(zip(sorted(pairs["x"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4))
+    # a colour per X line (X, or X's variant or settings): two pairs on one backbone stay told apart
+    colors = dict(
+        zip(sorted(pairs["x_label"].unique()), plt.rcParams["axes.prop_cycle"].by_key()["color"] * 4)
+    )
     for (score_ax, gap_ax), task in zip(axes, tasks):
         rows_of_task = pairs[pairs["task"] == task]
-        for (x, x_label), rows in rows_of_task.groupby(["x", "x_label"]):
+        for (_x, x_label), rows in rows_of_task.groupby(["x", "x_label"]):
             reference = rows.drop_duplicates("backbone")
             score_ax.errorbar(
                 reference["total_params"],
                 reference["x_mean"],
                 yerr=reference["x_std"].fillna(0),
-                color=colors[x],
+                color=colors[x_label],
                 marker="o",
                 capsize=3,
                 label=x_label,
@@ -93,7 +111,7 @@ def plot_apet(table: pd.DataFrame, path: Path) -> Path:
             for (linestyle, marker), (apet_label, variant) in zip(
                 VARIANT_STYLES * 4, rows.groupby("apet_label")
             ):
-                style = dict(color=colors[x], linestyle=linestyle, marker=marker)
+                style = dict(color=colors[x_label], linestyle=linestyle, marker=marker)
                 score_ax.errorbar(
                     variant["total_params"],
                     variant["apet_mean"],

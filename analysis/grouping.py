@@ -84,21 +84,33 @@ def _label_keys(text: pd.DataFrame, keys: list[str]) -> list[str]:
     return named
 
 
+def describe(table: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Each row's values of `keys` as a label ("trainer.max_steps=20, backbone.pooling=mean"; "" without
+    keys); a key the run does not have (LoRA's r on BitFit) is not named."""
+    if not keys or table.empty:
+        return pd.Series("", index=table.index, dtype=object)
+    text = _as_text(table, keys)
+    shown = _label_keys(text, keys)
+    return text.apply(
+        lambda row: ", ".join(f"{short_name(k)}={row[k]}" for k in shown if row[k] != NO_VALUE), axis=1
+    )
+
+
 def with_variants(
     table: pd.DataFrame, by: list[str], pool: tuple[str, ...] = ()
 ) -> tuple[pd.DataFrame, list[str]]:
     """COMPLETED runs with a `variant` column ("" where nothing splits a group), and the splitting keys."""
     done = table[table["status"] == "COMPLETED"].copy()
     keys = variant_keys(table, by, pool)
-    if keys:
-        text = _as_text(done, keys)
-        shown = _label_keys(text, keys)
-        done["variant"] = text.apply(  # a key the run does not have (LoRA's r on BitFit) is not named
-            lambda row: ", ".join(f"{short_name(k)}={row[k]}" for k in shown if row[k] != NO_VALUE), axis=1
-        )
-    else:
-        done["variant"] = ""
+    done["variant"] = describe(done, keys)
     return done, keys
+
+
+def shared_settings(table: pd.DataFrame, by: list[str], own: tuple[str, ...]) -> list[str]:
+    """The keys that split groups of `by` (variant_keys) but those of the methods' own config (key prefixes
+    `own`, e.g. "cfg.method.", "cfg.apet."): the settings two methods' runs must share to be compared
+    (APET(X) against X: the same steps, pooling, task setup; #26 review)."""
+    return [k for k in variant_keys(table, by) if not k.startswith(tuple(own))]
 
 
 def seeds_present(table: pd.DataFrame) -> list[str]:

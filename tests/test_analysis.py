@@ -34,6 +34,7 @@ def write_run(
     task="rte",
     trainer=None,
     task_cfg=None,
+    method_cfg=None,
 ):
     run = RunDir(root / name)
     run.set_status("COMPLETED")
@@ -59,7 +60,7 @@ def write_run(
             "peak_memory_mb": 100.0,
             "config": {
                 "backbone": {"name": backbone},
-                "method": {"name": method, "r": budget},
+                "method": {"name": method, "r": budget, **(method_cfg or {})},
                 "task": {"name": task, **(task_cfg or {})},
                 "seed": seed,
                 "trainer": {"batch_size": 16, **(trainer or {})},
@@ -296,14 +297,51 @@ def test_apet_x_is_compared_with_x_at_its_budget_only(apet_sweep, tmp_path):
             score,
             backbone="small",
             total_params=10**6,
-            trainer={"lr": 0.5},
+            method_cfg={"lr": 0.5},
         )
     pairs = apet_pairs(collect([apet_sweep]))
     small = pairs[pairs["backbone"] == "small"].set_index("x_label")
-    assert sorted(small.index) == ["lora", "lora [trainer.lr=0.5]"]
+    assert sorted(small.index) == ["lora", "lora [method.lr=0.5]"]
     assert small.loc["lora", "x_mean"] == pytest.approx(0.82)
-    assert small.loc["lora [trainer.lr=0.5]", "x_mean"] == pytest.approx(0.71)
+    assert small.loc["lora [method.lr=0.5]", "x_mean"] == pytest.approx(0.71)
     assert list(small["apet_mean"]) == pytest.approx([0.62, 0.62]) and list(small["x_count"]) == [3, 3]
+
+
+def test_apet_x_is_compared_with_x_trained_the_same_way_only(apet_sweep, tmp_path, monkeypatch):
+    """#26 review: APET(lora) at 10 steps was paired with LoRA at 20 steps and with LoRA under another
+    pooling (two squares both labelled `lora`). Settings other than the methods' own keys must match; where
+    several pairs share a backbone, their labels name what differs."""
+    import matplotlib.pyplot as plt
+
+    for seed, score in enumerate([0.30, 0.31, 0.32]):  # LoRA trained longer, no APET run like it
+        write_run(apet_sweep, f"small-lora-long-{seed}", "lora", 100, seed, score, backbone="small",
+                  total_params=10**6, trainer={"max_steps": 200})  # fmt: skip
+    pairs = apet_pairs(collect([apet_sweep]))
+    small = pairs[pairs["backbone"] == "small"]
+    assert len(small) == 1 and small["x_mean"].tolist() == pytest.approx([0.82])
+    for (method, scale), scores in {("lora", None): [0.50, 0.52], ("apet", "lora"): [0.40, 0.42]}.items():
+        for seed, score in enumerate(scores):  # APET(lora) and LoRA both under a second pooling: a pair
+            write_run(apet_sweep, f"small-{method}-pooler-{seed}", method, 100, seed, score, backbone="small",
+                      total_params=10**6, apet_scale=scale, task_cfg={"pooling": "cls"})  # fmt: skip
+    pairs = apet_pairs(collect([apet_sweep]))
+    small = pairs[pairs["backbone"] == "small"].set_index("settings")
+    assert sorted(small.index) == ["", "task.pooling=cls"]  # a key a run lacks is not named
+    assert small.loc["task.pooling=cls", "gap"] == pytest.approx(0.41 - 0.51)
+    assert small.loc["", "gap"] == pytest.approx(0.62 - 0.82)
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", lambda fig=None: figures.append(fig))
+    plot(collect([apet_sweep]), "apet", tmp_path / "apet.png")
+    monkeypatch.setattr(plt, "close", close)
+    legend = [t.get_text() for lg in figures[-1].legends for t in lg.get_texts()]
+    assert sorted(legend) == [
+        "APET(lora [task.pooling=cls])",
+        "APET(lora)",
+        "lora",
+        "lora [task.pooling=cls]",
+    ]
+    gap_ax = figures[-1].axes[1]  # the gap panel: a line per pair, in a colour and style of its own
+    styles = {(c.lines[0].get_color(), c.lines[0].get_linestyle()) for c in gap_ax.containers}
+    assert len(styles) == 2, styles
 
 
 def test_apet_without_its_reference_method_says_so(tmp_path):
