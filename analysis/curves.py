@@ -671,7 +671,7 @@ def plot_convergence(table: pd.DataFrame, path: Path) -> Path:
         name = label(run.method, run.variant)
         budget = ranks.get((run.task, run.backbone, run.method, run.trainable_params))
         if budget or budgets[(run.backbone, run.method)] > 1:
-            name += f", {budget or f'{run.trainable_params:,} params'}"
+            name += f", {budget or f'{int(run.trainable_params):,} params'}"  # a column with gaps is float
         for line in log.read_text().splitlines() if log.exists() else []:
             entry = json.loads(line)
             if key in entry:

@@ -555,3 +555,17 @@ def test_the_transfer_figure_is_as_tall_as_its_matrices(study, demo, tmp_path, m
     renderer = fig.canvas.get_renderer()
     titles = [ax.title.get_window_extent(renderer) for ax in panels]
     assert not any(a.overlaps(b) for i, a in enumerate(titles) for b in titles[i + 1 :])
+
+
+def test_convergence_names_budgets_as_whole_numbers(tmp_path, monkeypatch):
+    """#26 review: "6,021.0 params" in the legend where the table's trainable_params column is float (a
+    column with gaps, as a CSV with cancelled runs loads)."""
+    for pet in (4_096, 8_064):
+        for seed in SEEDS:
+            write_record(tmp_path / "runs", f"bitfit-{pet}-s{seed}", backbone="minilm-l1",
+                         method={"name": "bitfit"}, pet=pet, score=0.5, seed=seed)  # fmt: skip
+    table = collect([tmp_path / "runs"])
+    table["trainable_params"] = table["trainable_params"].astype(float)
+    fig = drawn(monkeypatch, table, "convergence", tmp_path / "c.png")
+    legend = sorted(t.get_text() for lg in fig.legends for t in lg.get_texts())
+    assert legend == [f"bitfit, {4_096 + HEAD:,} params", f"bitfit, {8_064 + HEAD:,} params"], legend
