@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from petsweep.errors import EXIT_CANCELLED, EXIT_INTERRUPTED
+from petsweep.record import notes
 from petsweep.spawn import exit_text
 from petsweep.status import RunDir
 
@@ -38,11 +39,13 @@ _LONG_PATH = re.compile(r"/[^\s:;,'\"]*(?:/[^\s:;,'\"]*){3,}")  # an absolute pa
 
 
 def outcome(run_path: Path | None, code: int, log: Path | None) -> str:
-    """What a finished run came to: `COMPLETED accuracy 0.9300`, or its state and one-line error."""
+    """What a finished run came to: `COMPLETED accuracy 0.9300` (with what its record warns of:
+    `COMPLETED accuracy 0.2050 (PET parameters did not move)`), or its state and one-line error."""
     run = RunDir(run_path) if run_path is not None else None
     result = run.result() if run is not None else None
+    noted = "".join(f" ({note})" for note in notes(result))  # PET parameters did not move
     if result is not None and code == 0:
-        return f"COMPLETED {result['metric']} {result['score']:.4f}"
+        return f"COMPLETED {result['metric']} {result['score']:.4f}{noted}"
     status = (run.status() if run is not None else None) or {}
     if not status and code < 0:  # its worker died (a signal) before it claimed the run: nothing of it ran
         return f"NOT STARTED: its worker was {exit_text(code)} first; run the same command again"
@@ -54,7 +57,7 @@ def outcome(run_path: Path | None, code: int, log: Path | None) -> str:
         # finished by now
         where = error.rsplit("(", 1)[-1].split(")", 1)[0]
         if result is not None and status.get("state") == "COMPLETED":
-            return f"COMPLETED elsewhere ({where}): {result['metric']} {result['score']:.4f}"
+            return f"COMPLETED elsewhere ({where}): {result['metric']} {result['score']:.4f}{noted}"
         if status.get("state") in ("RUNNING", "QUEUED"):
             return f"{status['state']} elsewhere ({where}): left to it"
     state = status.get("state") or "FAILED"

@@ -11,6 +11,7 @@ from pathlib import Path
 from launchers.planning import PlannedRun, run_status
 from launchers.sweep import SWEEP_MARKER
 from petsweep.errors import PetsweepError
+from petsweep.record import notes
 from petsweep.status import RunDir, State
 
 
@@ -214,6 +215,7 @@ def _row(state: State, name: str, sweep: str, path: str, status: dict, read, lab
         "eta_s": progress.get("eta_s") if state == State.RUNNING else None,
         "metric": result["metric"] if result else None,
         "score": result["score"] if result else None,
+        "notes": notes(result),  # what the record warns of: PET parameters did not move
         "error": status.get("error") if state != State.COMPLETED else None,
         "updated": status.get("updated"),
         "label": labels.get(name) or [],  # what differs (petsweep.labels)
@@ -249,7 +251,7 @@ def _not_started(path: Path, found: set[Path], labels: dict) -> list[dict]:
                     **dict.fromkeys(
                         ("step", "max_steps", "dev_score", "best_dev_score", "eta_s", "metric", "score")
                     ),
-                    **{"error": None, "updated": None},
+                    **{"error": None, "updated": None, "notes": []},
                     "state": str(State.NEW),
                     "run": name,
                     "sweep": sweep.name,
@@ -275,7 +277,7 @@ def status_table(path: Path) -> str:
         dev = f"{dev:.4f}" if dev is not None else "-"
         eta = eta_text(r["eta_s"]) if r["eta_s"] is not None else "-"
         if r["score"] is not None:
-            detail = f"{r['metric']} {r['score']:.4f}"
+            detail = f"{r['metric']} {r['score']:.4f}" + "".join(f" ({n})" for n in r["notes"])
         elif r["error"]:
             detail = " ".join(r["error"].split())[:100]
             if (Path(r["path"]) / "error.txt").exists():
@@ -336,6 +338,7 @@ def show_text(run: RunDir) -> str:
     if result:
         lines.append(
             f"score    {result['metric']} {result['score']:.4f} on test (best dev {row['best_dev_score']})"
+            + "".join(f" ({n})" for n in row["notes"])
         )
         lines.append("metrics  " + ", ".join(f"{k} {v:.4f}" for k, v in result["metrics"].items()))
         lines.append(

@@ -160,7 +160,8 @@ def info_of(run, stale: Callable | None) -> dict:
         result = run.result() or {}
         if stale is not None:
             info["stale"] = stale(run.path, result)
-        info["result"] = {k: result.get(k) for k in ("steps", "best_dev_score", "metric", "score")}
+        keys = ("steps", "best_dev_score", "metric", "score", "pet_moved")  # pet_moved: record.notes
+        info["result"] = {k: result.get(k) for k in keys}
     return info
 
 

@@ -119,3 +119,13 @@ class RunRecord:
     def scalar_keys(cls) -> tuple[str, ...]:
         """Fields that are one value (a table column), not a nested dict."""
         return tuple(f.name for f in dataclasses.fields(cls) if str(f.type).split(" ")[0] in SCALAR_TYPES)
+
+
+STILL = "PET parameters did not move"
+
+
+def notes(result: dict | None) -> list[str]:
+    """What a finished run's record warns of beside its score (sweep lines, `petsweep status`): its method's
+    trained parameters changed no dev prediction (pet_moved false; train.log says how far they moved). A
+    record older than the check (no pet_moved) or one the check skipped (None) says nothing."""
+    return [STILL] if result and result.get("pet_moved") is False else []

@@ -191,3 +191,44 @@ def test_plan_calibrates_from_every_finished_run_under_the_runs_root_and_counts_
     work = result["train_time_s"] + result["dev_eval_time_s"] + result["final_eval_time_s"]
     assert result["time_to_first_step_s"] > 0
     assert planned.extra["hours"] * 3600 == pytest.approx(work + result["time_to_first_step_s"], rel=1e-6)
+
+
+def test_a_run_whose_pet_parameters_did_not_move_says_so_on_its_sweep_line_and_in_status(
+    tiny_conf, tmp_path, monkeypatch
+):
+    """A sweep of runs whose PET parameters changed no dev prediction (result.json pet_moved false) read
+    `COMPLETED accuracy 0.2050 in 27 s` alike: identical scores went unnoticed unless one read train.log. Now
+    the sweep line, `petsweep status` (from the files and from the sweep index) and its --json say so; a run
+    whose parameters moved, or an old record without pet_moved, says nothing more."""
+    from launchers.progress import outcome
+    from petsweep import index
+    from petsweep.status import RunDir
+
+    axes = [f"backbone={TINY_NAMES['encoder']}", "method=apet", "apet.scale=10", "method.lr=1e-7,2e-7"]
+    out = run_cli(*sweep_argv(tiny_conf, tmp_path, *axes))
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    sweep = tmp_path / "study"
+    names = sorted(p.parent.name for p in sweep.glob("*/result.json"))
+    assert len(names) == 2
+    for name in names:
+        assert json.loads((sweep / name / "result.json").read_text())["pet_moved"] is False
+        [line] = [x for x in out.stdout.splitlines() if name in x and "COMPLETED" in x]
+        assert "(PET parameters did not move) in " in line, line
+    monkeypatch.setattr(index, "RACY_S", 0.0)  # runs that ended a moment ago are indexed too
+    for indexed in ("0", "1"):  # from the files, then from the sweep index (the runs' own lines)
+        monkeypatch.setenv(index.ENV, indexed)
+        index.READS.clear()
+        table = status_table(sweep)
+        assert indexed == "0" or not index.READS, index.READS  # no run was read from its files
+        for name in names:
+            [row] = [x for x in table.splitlines() if name in x]
+            assert row.startswith("COMPLETED") and row.endswith("(PET parameters did not move)"), row
+        assert all(r["notes"] == ["PET parameters did not move"] for r in status_rows(sweep))
+    shown = run_cli("-m", "petsweep.cli", "show", str(sweep / names[0]))
+    assert "on test (best dev" in shown.stdout and "(PET parameters did not move)" in shown.stdout, shown
+    moved = RunDir(tmp_path / "other" / "a-run")
+    moved.set_status("COMPLETED")
+    for pet_moved in (True, None):  # moved, or a record older than the check
+        record = {"metric": "accuracy", "score": 0.5, "pet_moved": pet_moved}
+        (moved.path / "result.json").write_text(json.dumps(record))
+        assert outcome(moved.path, 0, None) == "COMPLETED accuracy 0.5000"
