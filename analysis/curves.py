@@ -41,6 +41,20 @@ def natural_groups(frame: pd.DataFrame, keys: list[str]):
     return sorted(groups, key=lambda item: tuple(natural_key(k) for k in np.atleast_1d(item[0])))
 
 
+WRAP = (
+    34  # characters a line of a legend entry or point label holds at most (#26 review: long variant labels)
+)
+
+
+def wrapped(text: str, width: int = WRAP) -> str:
+    """`text` wrapped at spaces into lines of at most `width` characters (a longer word is cut)."""
+    return "\n".join(
+        line
+        for part in str(text).split("\n")
+        for line in (textwrap.wrap(part, width, break_on_hyphens=False) or [""])
+    )
+
+
 def log_ticks(ax, axis: str = "x") -> None:
     """Readable ticks on a log axis: no minor tick labels (over less than a decade matplotlib labels them
     all, overlapping); an axis spanning under two decades gets a few round values: 1-2-5 steps where three
@@ -476,17 +490,28 @@ def plot_pareto(table: pd.DataFrame, path: Path) -> Path:
     return save_figure(fig, path, stats.attrs["note"])
 
 
+def best_variants(stats: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    """Each group of `by`'s best variant (highest mean; mean_std's rows): a method stands for itself at
+    its best budget, learning rate, APET scale, ..."""
+    return stats.loc[stats.groupby(by, dropna=False)["mean"].idxmax()]
+
+
 def plot_gap(table: pd.DataFrame, path: Path) -> Path:
-    """Best minus worst method (mean over seeds) per backbone size (the power-of-scale view), each point
-    named by its two methods, with bars of the seed std of that difference: sqrt(std_best^2 + std_worst^2)."""
+    """Best minus worst METHOD (mean over seeds) per backbone size (the power-of-scale view), each method at
+    its best variant (budget, learning rate, APET scale: the one with the highest mean, named beside it), each
+    point named by its two methods, with bars of the seed std of that difference:
+    sqrt(std_best^2 + std_worst^2). #26 review: variants of one method (two APET budgets) were compared as
+    if they were methods."""
     table = one_task(table, "gap")
     stats = mean_std(table, ["backbone", "method"])
     if stats["method"].nunique() < 2:
         raise PetsweepError("gap: needs runs of at least two methods")
     sizes = table.groupby("backbone")["total_params"].first()
-    # variants of a method (ranks, learning rates) are configurations of their own, never averaged together
+    several = (stats.groupby(["backbone", "method"])["variant"].nunique() > 1).any()
     rows = []
-    for backbone, points in stats.groupby("backbone"):
+    for backbone, points in best_variants(stats, ["backbone", "method"]).groupby("backbone"):
+        if len(points) < 2:
+            continue  # one method on this backbone: no gap
         best, worst = points.loc[points["mean"].idxmax()], points.loc[points["mean"].idxmin()]
         rows.append(
             {
@@ -494,9 +519,13 @@ def plot_gap(table: pd.DataFrame, path: Path) -> Path:
                 "size": sizes[backbone],
                 "gap": best["mean"] - worst["mean"],
                 "std": float(np.hypot(best["std"], worst["std"])),  # NaN where a method has one seed
-                "pair": " − ".join(label(row["method"], row["variant"]) for row in (best, worst)),
+                "pair": wrapped(label(best["method"], best["variant"]))
+                + "\n− "
+                + wrapped(label(worst["method"], worst["variant"])),
             }
         )
+    if not rows:
+        raise PetsweepError("gap: no backbone has runs of two methods")
     gap = pd.DataFrame(rows).sort_values("size")
     fig, ax = plt.subplots(figsize=FIGSIZE)
     ax.errorbar(gap["size"], gap["gap"], yerr=gap["std"].fillna(0), marker="o", capsize=3)
@@ -514,6 +543,10 @@ def plot_gap(table: pd.DataFrame, path: Path) -> Path:
     note = stats.attrs["note"].replace(
         "bars: ± 1 std", "bars: ± sqrt(std_best² + std_worst²), the seed std of the difference"
     )
+    if several:
+        note += (
+            "; each method at its best variant (highest mean, named in parentheses), never two of one method"
+        )
     if gap["std"].isna().any():
         note += "; no bar where a method has a single run"
     return save_figure(fig, path, note)

@@ -233,7 +233,7 @@ def test_gap_has_bars_of_the_seed_std_of_the_difference(study, tmp_path, monkeyp
     expected = np.hypot(0.02, 0.04)  # full FT's seed std, prompt's
     assert lengths == pytest.approx([2 * expected] * 3, abs=1e-6)
     assert [round(y, 6) for y in bars.lines[0].get_ydata()] == [0.42] * 3  # full 0.82 - prompt 0.40, ...
-    assert all("full − prompt" in t.get_text() for t in ax.texts)
+    assert all("full − prompt" in t.get_text().replace("\n", " ") for t in ax.texts)
     assert "sqrt(std_best² + std_worst²)" in captions(fig)
 
 
@@ -569,3 +569,23 @@ def test_convergence_names_budgets_as_whole_numbers(tmp_path, monkeypatch):
     fig = drawn(monkeypatch, table, "convergence", tmp_path / "c.png")
     legend = sorted(t.get_text() for lg in fig.legends for t in lg.get_texts())
     assert legend == [f"bitfit, {4_096 + HEAD:,} params", f"bitfit, {8_064 + HEAD:,} params"], legend
+
+
+def test_gap_compares_methods_each_at_its_best_variant(demo, tmp_path, monkeypatch):
+    """#26 review: on the demo, gap drew apet(scale=100000) - apet(scale=100), one method's two budgets, as a
+    "method gap". A method stands for itself at its best variant, and the caption says so."""
+    fig = drawn(monkeypatch, demo, "gap", tmp_path / "g.png", where="task == 'bbc_news'")
+    [ax] = fig.axes
+    for text in ax.texts:
+        best, worst = text.get_text().replace("\n", " ").split(" − ")
+        assert best.split()[1] != worst.split()[0], (
+            text.get_text()
+        )  # "minilm-l1 apet (...)" vs "bitfit (...)"
+    done = demo[(demo["status"] == "COMPLETED") & (demo["task"] == "bbc_news")]
+    small = done[done["backbone"] == "minilm-l1"]
+    variant = ["cfg.apet.scale", "cfg.method.r", "cfg.method.lr"]
+    means = small.groupby(["method", *variant], dropna=False)["score"].mean()
+    per_method = means.groupby(level="method").max()
+    bars = [c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)][0]
+    assert bars.lines[0].get_ydata()[0] == pytest.approx(per_method.max() - per_method.min())
+    assert "each method at its best variant" in captions(fig)
