@@ -99,7 +99,9 @@ TASK_TYPES = {"encoder": "SEQ_CLS", "decoder": "CAUSAL_LM", "encoder_decoder": "
 BASE_FILE = "petsweep_base.json"  # how to load the base model the adapter goes on
 
 
-def _finished_spec(run_dir: str | Path):
+def _finished_spec(run_dir: str | Path, pooling: bool = True):
+    """The finished run and its spec. `pooling`: refuse here a head a plain model lacks (export_peft checks
+    that after the method: a method with no peft form is the refusal that stands)."""
     from petsweep.config import resolve_run
     from petsweep.transfer import with_label_words
 
@@ -107,6 +109,12 @@ def _finished_spec(run_dir: str | Path):
     if run.state() != COMPLETED or not run.result():
         raise PetsweepError(f"{run_dir}: not COMPLETED; only finished runs have trained weights to export")
     spec = with_label_words(resolve_run(run.config()))
+    if pooling:
+        _check_pooling(spec)
+    return run, spec
+
+
+def _check_pooling(spec) -> None:
     if spec.backbone.family == "encoder" and spec.backbone.pooling != "pooler":
         raise ConfigError(
             "backbone.pooling",
@@ -114,7 +122,6 @@ def _finished_spec(run_dir: str | Path):
             "this head is petsweep's own, which a plain "
             "transformers model does not have; only pooling=pooler runs export",
         )
-    return run, spec
 
 
 def _run_model(run: RunDir, spec):
@@ -306,7 +313,9 @@ def export_peft(run_dir: str | Path, out: str | Path) -> Path:
 
     from petsweep.backbones import _torch_dtype, head_parameter_names, load_pretrained
 
-    run, spec = _finished_spec(run_dir)
+    # the method is checked before the pooling: a run refused for its mean pooling and retrained with
+    # pooling=pooler met the method's refusal next
+    run, spec = _finished_spec(run_dir, pooling=False)
     name = spec.method.config.name
     exports = f"--format peft exports {', '.join(PEFT_FORMS)}"
     if name not in PEFT_FORMS:
@@ -324,6 +333,7 @@ def export_peft(run_dir: str | Path, out: str | Path) -> Path:
             f"the decoder's self-attention only): no peft form ({exports} with placement=decoder); share "
             "pet_weights.safetensors and config.yaml",
         )
+    _check_pooling(spec)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
         raise ConfigError("-o", str(out), "exists and is not empty: name a new directory for the adapter")

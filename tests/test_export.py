@@ -175,6 +175,25 @@ def test_runs_without_a_peft_form_are_refused_in_one_line_naming_why(tiny, tmp_p
     assert "--format peft exports lora, ia3, prompt, prefix, ln" in out.stderr  # which methods can
 
 
+@pytest.mark.parametrize(
+    ("method", "says"),
+    [
+        (("method=apet", "apet.scale=10"), "method='apet': has no peft form (peft has no sparse-delta"),
+        (("method=lora",), "backbone.pooling='mean': this head is petsweep's own"),  # its one refusal
+    ],
+)
+def test_a_mean_pooled_run_is_refused_for_its_method_before_its_pooling(tiny, tmp_path, method, says):
+    """An APET run on a mean-pooled backbone was told `only pooling=pooler runs export`; retrained with
+    pooler pooling it met the real refusal, `no peft form`. The method is checked first."""
+    cfg = compose(tiny("encoder", *method, "backbone.pooling=mean", "trainer.max_steps=2"))
+    run(cfg)
+    out = run_cli(
+        "-m", "petsweep.cli", "export", str(run_dir(cfg)), "--format", "peft", "-o", str(tmp_path / "peft")
+    )
+    assert out.returncode == 2 and out.stderr.count("\n") == 1 and not (tmp_path / "peft").exists()
+    assert says in out.stderr, out.stderr
+
+
 def test_every_method_has_a_peft_form_or_a_reason_it_has_none():
     from petsweep.export import NO_PEFT_FORM, PEFT_FORMS
     from petsweep.methods import METHODS
