@@ -18,8 +18,12 @@ decide is called ambiguous after two seeds (it sits on the crossing; more seeds 
 widens no interval by more than that budget and took the simulated study from 0.36 to 0.30-0.32 of the grid's
 runs (benchmarks/threshold_search.py).
 
-The bracket is the interval that is reported; the point estimate interpolates the isotonic (monotone)
-fit of the observed means in log budget where it crosses the target, inside the bracket.
+The bracket is the interval that is reported, at the stated confidence; the point estimate is where the
+isotonic (monotone) fit of the observed means crosses the target, interpolated in log budget, whatever the
+bracket says (`fit` names which: "crosses", "at or below" the smallest probed budget, "not reached"): an
+undecided bracket is a statement about confidence, never a reason to report infinity for means that sit
+above the target. `monotone` is False where a budget's mean is significantly above a larger budget's
+(pooled seed noise, the decision level): a fall within the seed noise reads monotone.
 """
 
 from __future__ import annotations
@@ -162,12 +166,25 @@ class CellSearch:
         below = [i for i, s in enumerate(sides) if s == BELOW and i < b]
         return (max(below) if below else -1), b
 
-    def monotone(self, target: float) -> bool:
-        """False where a budget decided above the target lies below one decided below it."""
-        sides = [self.side(b, target) for b in self.budgets]
-        above = [i for i, s in enumerate(sides) if s == ABOVE]
-        below = [i for i, s in enumerate(sides) if s == BELOW]
-        return not (above and below and min(above) < max(below))
+    def monotone(self, target: float | None = None) -> bool:
+        """False where the mean at some budget is significantly above the mean at a larger budget: a
+        one-sided two-sample t test with the cell's pooled seed noise at the decision level
+        (`decision_level`), the same tolerance a budget's side is decided with. A fall within the seed
+        noise is not flagged (nor anything before the noise is known); with zero noise any fall is.
+        `target` is not used (kept for callers): whether the curve rises does not depend on it."""
+        sigma, dof = self.noise()
+        probed = sorted(self.scores)
+        if not dof or len(probed) < 2:
+            return True
+        means = {k: float(np.mean(self.scores[k])) for k in probed}
+        critical = _t_quantile(1 - decision_level(self.settings, len(self.budgets)), dof)
+        for i, low in enumerate(probed):
+            for high in probed[i + 1 :]:
+                fall = means[low] - means[high]
+                spread = sigma * math.sqrt(1 / len(self.scores[low]) + 1 / len(self.scores[high]))
+                if fall > 0 and fall >= critical * spread:
+                    return False
+        return True
 
     def _next_for(self, target: float) -> int | None:
         """The budget one target wants a run of next, or None when its search is done."""
@@ -221,27 +238,40 @@ class CellSearch:
         runs = [budget for budget, count in sorted(wanted.items()) for _ in range(count)]
         return runs[: max(0, self.settings.max_runs - self.runs)]
 
-    def estimate(self, target: float) -> float:
-        """Where the isotonic fit of the means in log budget crosses `target`, within the bracket."""
-        a, b = self.bracket(target)
-        lo = self.budgets[a] if a >= 0 else self.budgets[0]
-        if b >= len(self.budgets):
-            return math.inf
-        if a < 0:
-            return float(self.budgets[0])
+    def fit(self) -> tuple[list[int], np.ndarray]:
+        """The probed budgets and the isotonic (non-decreasing) fit of their mean scores, seeds as weights."""
         probed = sorted(self.scores)
+        means = [float(np.mean(self.scores[k])) for k in probed]
+        return probed, isotonic(means, [len(self.scores[k]) for k in probed]) if probed else np.array([])
+
+    def crossing(self, target: float) -> tuple[float, str]:
+        """Where the isotonic fit of the means crosses `target`, interpolated in log budget, and what that
+        is: "crosses" (between two probed budgets), "at or below" (the fit is at or above the target at the
+        smallest probed budget already: the crossing lies at or below it, which is returned), "not reached"
+        (below it at every probed budget: infinity), "no runs". The bracket is not consulted: the estimate
+        follows the data, the bracket says how sure the data are."""
+        probed, fit = self.fit()
+        if not probed:
+            return math.inf, "no runs"
+        if fit[0] >= target:
+            return float(probed[0]), "at or below"
         x = np.log([float(k) for k in probed])
-        fit = isotonic([np.mean(self.scores[k]) for k in probed], [len(self.scores[k]) for k in probed])
         for i in range(1, len(probed)):
             if fit[i - 1] < target <= fit[i]:
                 at = x[i - 1] + (target - fit[i - 1]) / (fit[i] - fit[i - 1]) * (x[i] - x[i - 1])
-                return float(np.clip(math.exp(at), lo, self.budgets[b]))
-        return float(math.sqrt(lo * self.budgets[b]))
+                return float(math.exp(at)), "crosses"
+        return math.inf, "not reached"
+
+    def estimate(self, target: float) -> float:
+        """Where the isotonic fit of the means in log budget crosses `target` (`crossing`): the smallest
+        probed budget where the fit is above the target there already, infinity where it never reaches it."""
+        return self.crossing(target)[0]
 
     def result(self, name: str) -> dict:
         target = self.targets[name]
         a, b = self.bracket(target)
         n = len(self.budgets)
+        estimate, fit = self.crossing(target)
         status = "found"
         if b >= n:
             status = "not reached" if a == n - 1 else "undecided"
@@ -253,7 +283,8 @@ class CellSearch:
         return {
             "target": name,
             "target_score": target,
-            "estimate": self.estimate(target),
+            "estimate": estimate,
+            "fit": fit,
             "ci_lo": float(self.budgets[a]) if a >= 0 else 0.0,
             "ci_hi": float(self.budgets[b]) if b < n else math.inf,
             "confidence": self.settings.confidence,

@@ -279,8 +279,9 @@ class ThresholdSearch:
         self.log(f"petsweep threshold search {self.sweep_dir}: {len(self.trained)} runs trained")
         for row in table:
             self.log(
-                f"  {row['cell']}  {row['target']}: {row['status']}, estimate {row['estimate']:.4g}, "
-                f"interval ({row['ci_lo']:.4g}, {row['ci_hi']:.4g}], {row['runs']} runs"
+                f"  {row['cell']}  {row['target']}: {row['status']}, estimate {row['estimate']:.4g}"
+                + ("" if row["fit"] == "crosses" else f" ({row['fit']})")
+                + f", interval ({row['ci_lo']:.4g}, {row['ci_hi']:.4g}], {row['runs']} runs"
                 + ("" if row["monotone"] else ", NOT MONOTONE")
             )
         return not failed
@@ -341,7 +342,7 @@ class ThresholdSearch:
 
         rows = [r for r in self.rows() if "estimate" in r]
         columns = [
-            "cell", "target", "target_score", "estimate", "bracket", "ci_lo", "ci_hi", "confidence",
+            "cell", "target", "target_score", "estimate", "fit", "bracket", "ci_lo", "ci_hi", "confidence",
             "runs", "monotone", "status", "smallest_probed", "backbone_params",
         ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=columns)

@@ -212,3 +212,48 @@ def test_grid_runs_on_disk_count_as_probes(tiny_conf, tmp_path):
     after = trained(root)
     assert all(after[name] == t for name, t in before.items())  # found, not trained again
     assert f"{len(after) - 2} runs trained" in out.stdout
+
+
+def reviewed_search() -> CellSearch:
+    """The #24 review's search (runs/single): seed scores per budget against full+0.01 = 0.2808."""
+    target = {"full+0.01": 0.2808333333333333}
+    search = CellSearch(ladder(100, 1000, 2.0), target, SearchSettings(max_seeds=5))
+    scores = {
+        100: [0.205, 0.2575, 0.3825],
+        178: [0.205, 0.26, 0.4075],
+        316: [0.205, 0.245, 0.4175, 0.33],
+        562: [0.205, 0.24, 0.41],
+        1000: [0.205, 0.225, 0.405],
+    }
+    for budget, values in scores.items():
+        for value in values:
+            search.add(budget, value)
+    search.other_seeds = [[0.205, 0.2125, 0.395]]  # its three full fine-tuning runs
+    return search
+
+
+def test_the_estimate_is_where_the_isotonic_fit_crosses_even_when_the_bracket_is_undecided():
+    search = reviewed_search()
+    result = search.result("full+0.01")
+    # every budget's mean (0.2817 .. 0.2994 .. 0.2783) is within the seed noise of the target: undecided
+    assert result["status"] == "undecided" and (result["ci_lo"], result["ci_hi"]) == (0.0, math.inf)
+    # but the isotonic fit of the means is >= 0.2817 everywhere: it crosses at or below 100, not at inf
+    assert min(search.fit()[1]) >= 0.2816 > 0.2809
+    assert (result["estimate"], result["fit"]) == (100.0, "at or below")
+
+
+def test_the_estimate_interpolates_the_fit_or_says_not_reached():
+    search = CellSearch([100, 1000, 10000], {"mid": 0.5, "high": 0.95})
+    for budget, score in ((100, 0.3), (100, 0.32), (1000, 0.6), (1000, 0.62), (10000, 0.8), (10000, 0.79)):
+        search.add(budget, score)
+    assert search.crossing(0.5)[1] == "crosses" and 100 < search.estimate(0.5) < 1000
+    assert search.crossing(0.95) == (math.inf, "not reached")
+
+
+def test_monotone_flags_a_fall_beyond_the_seed_noise_only():
+    # the review's top three means fall 0.299 -> 0.285 -> 0.278, far less than the seed noise (pooled sd 0.10)
+    assert reviewed_search().result("full+0.01")["monotone"]
+    search = CellSearch([100, 1000, 10000], {"t": 0.5})
+    for budget, score in ((100, 0.6), (100, 0.61), (1000, 0.62), (1000, 0.63), (10000, 0.55), (10000, 0.56)):
+        search.add(budget, score)
+    assert not search.monotone()  # 0.625 -> 0.555 with a seed sd of 0.007; no budget decided below 0.5
