@@ -169,6 +169,8 @@ def test_the_sweeper_searches_a_tiny_study_and_a_rerun_trains_nothing(tiny_conf,
             "a full target needs full fine-tuning as its reference; the cell's method is full itself",
         ),
         (["method=apet", "hydra.sweeper.targets=[best+1]"], "a target is <reference>[+-]<offset>"),
+        (["method=apet", "budget=500"], "budget=500: the threshold sweeper sets the budget itself; drop it"),
+        (["method=apet", "seed=3"], "seed=3: the threshold sweeper sets the seed itself; drop it"),
     ],
 )
 def test_bad_searches_are_one_line_before_anything_runs(tiny_conf, tmp_path, extra, line):
