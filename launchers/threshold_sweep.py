@@ -1,0 +1,411 @@
+"""hydra/sweeper=threshold: the rounds of a threshold search over cells; the records on disk are the truth.
+
+A cell is one combination of the non-budget axes of the command line (backbone x task x method x ...). Each
+round, every cell's search (launchers.threshold_search.CellSearch) is rebuilt from the run records on disk,
+asks for its next probes, and all cells' probes (and the full fine-tuning runs a `full` target needs as its
+reference) are launched at once through the configured launcher. A probe is a normal run with the budget key
+set to a ladder budget and the seed key set to 0, 1, ...: a re-run of the same command finds every finished
+probe (and any grid run of the same config) and trains none twice. After each round the search state is
+written to <sweep dir>/search_state.json (`petsweep status` shows it), at the end the thresholds table to
+thresholds_search.csv / .json and a figure of threshold vs backbone size to thresholds_search.png.
+
+Targets use analysis.thresholds' definitions: the score is the test score of the best dev checkpoint
+(result.json `score`), `random` is the task's random-guess score (`random_guess_score`), `full` the mean
+score of full fine-tuning of the same backbone and task (the reference method's defaults, seeds 0..n-1).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from launchers.expand import axes_of, expand
+from launchers.planning import CachedComposer, PlannedRun, plan
+from launchers.sweep import SWEEP_MARKER, record_sweep, unfinished
+from launchers.threshold_search import CellSearch, SearchSettings, Target, ladder
+from petsweep.errors import ConfigError
+from petsweep.identity import run_dir
+from petsweep.status import RunDir
+from petsweep.status import write_json as write_status_json
+
+STATE_FILE = "search_state.json"
+TABLE_NAME = "thresholds_search"
+
+
+@dataclass
+class ThresholdSettings:
+    budget: str = "interval(100,1000000)"
+    targets: list[str] = field(default_factory=lambda: ["random+0.05", "full-0.01"])
+    resolution: float = 2.0
+    max_runs: int = 40  # probes of one cell, all targets together
+    confidence: float = 0.9
+    max_seeds: int = 5
+    budget_key: str | None = None  # null: `budget` where the composed config has it, else apet.scale
+    seed_key: str = "seed"
+    reference_method: str = "full"
+    reference_seeds: int = 3
+    max_rounds: int = 50
+
+
+def parse_interval(text: str) -> tuple[int, int]:
+    match = re.fullmatch(r"\s*interval\(\s*([0-9.e+]+)\s*,\s*([0-9.e+]+)\s*\)\s*", str(text))
+    try:
+        low, high = (int(float(match.group(i))) for i in (1, 2)) if match else (0, 0)
+    except ValueError:
+        low = high = 0
+    if not match or not 1 <= low < high:
+        raise ConfigError(
+            "hydra.sweeper.budget",
+            text,
+            "write interval(low,high) with integers 1 <= low < high, e.g. interval(100,1000000)",
+        )
+    return low, high
+
+
+class _AsTyped(str):
+    """A command-line value shown as typed in an error line (budget=500, not budget='500')."""
+
+    def __repr__(self) -> str:
+        return str(self)
+
+
+def _key(override: str) -> str:
+    return override.split("=", 1)[0].lstrip("+~")
+
+
+def _get(cfg: dict, dotted: str):
+    node = cfg
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+@dataclass
+class Cell:
+    overrides: list[str]
+    name: str
+    search: CellSearch | None = None  # None until the targets' references are known
+    pending_search: CellSearch | None = None  # the search on the records, with placeholder targets if need be
+    probes: dict[int, dict[int, Path]] = field(default_factory=dict)  # budget -> seed -> run dir
+    references: dict[int, Path] = field(default_factory=dict)  # seed -> run dir of the reference run
+    random_guess: float | None = None
+    backbone_params: int | None = None
+    note: str = ""
+
+
+class ThresholdSearch:
+    def __init__(
+        self,
+        arguments: list[str],
+        settings: ThresholdSettings,
+        compose_fn: Callable,
+        launch_fn: Callable[[list[PlannedRun]], list[int]],
+        log=print,
+    ):
+        self.settings, self.compose_fn, self.launch_fn, self.log = settings, compose_fn, launch_fn, log
+        self.arguments = list(arguments)
+        self.targets = {str(t): Target.parse(t) for t in settings.targets}
+        if not self.targets:
+            raise ConfigError("hydra.sweeper.targets", "[]", "name at least one target, e.g. [random+0.05]")
+        low, high = parse_interval(settings.budget)
+        self.budgets = ladder(low, high, settings.resolution)
+        self.search_settings = SearchSettings(settings.confidence, settings.max_seeds, settings.max_runs)
+        self.composer = CachedComposer(compose_fn)
+        self.known: dict[Path, list[str]] = {}  # run dir -> overrides, of every run the search has or plans
+        varying = set(axes_given(self.arguments))
+        self.cells = [
+            Cell(o, " ".join(v for v in o if _key(v) in varying) or _short(o)) for o in expand(arguments)
+        ]
+        first = self.composer(self.cells[0].overrides)
+        self.budget_key = settings.budget_key or ("budget" if "budget" in first else "apet.scale")
+        given = {_key(o): o.split("=", 1)[-1] for o in self.arguments}
+        for key, what in ((self.budget_key, "budget"), (settings.seed_key, "seed")):
+            if key in given:
+                raise ConfigError(
+                    key, _AsTyped(given[key]), f"the threshold sweeper sets the {what} itself; drop it"
+                )
+        for cell in self.cells:
+            self._check_cell(cell)
+        self.sweep_dir = run_dir(first).parent
+        self.trained: list[str] = []
+        state = self.sweep_dir / STATE_FILE  # rounds of earlier invocations of the same search
+        self.rounds_before = json.loads(state.read_text()).get("round", 0) if state.exists() else 0
+
+    def _check_cell(self, cell: Cell) -> None:
+        cfg = self.composer(cell.overrides)
+        method = _get(cfg, "method.name")
+        if self.budget_key == "apet.scale" and method != "apet":
+            raise ConfigError(
+                "method",
+                method,
+                "has no budget knob the threshold sweeper can set (hydra.sweeper.budget_key=apet.scale: "
+                "method=apet), or name the key with hydra.sweeper.budget_key",
+            )
+        if self.budget_key == "budget":
+            from petsweep.budget import KNOBS
+
+            if method not in KNOBS:  # budget=K would only accept the method's own count, never size it
+                raise ConfigError(
+                    "method",
+                    method,
+                    f"has no budget knob the threshold sweeper can set; methods with one: {', '.join(KNOBS)}",
+                )
+        parent, _, leaf = self.budget_key.rpartition(".")  # `budget` is in every config, null by default
+        if leaf not in ((_get(cfg, parent) or {}) if parent else cfg) and self.budget_key != "apet.scale":
+            raise ConfigError(
+                "hydra.sweeper.budget_key", self.budget_key, "is not a key of the composed config"
+            )
+        wants_full = any(t.reference == "full" for t in self.targets.values())
+        if wants_full and method == self.settings.reference_method:
+            raise ConfigError(
+                "hydra.sweeper.targets",
+                ",".join(self.targets),
+                f"a full target needs {self.settings.reference_method} fine-tuning as its reference; "
+                f"the cell's method is {method} itself",
+            )
+        if wants_full:
+            try:  # the reference must be a run the backbone can take: fails in one line here
+                plan([self._reference_overrides(cell, 0)], self.compose_fn)
+            except ConfigError as err:
+                raise ConfigError(
+                    "hydra.sweeper.targets",
+                    ",".join(self.targets),
+                    f"target full has no reference: {self.settings.reference_method} fine-tuning of "
+                    f"this cell cannot run ({err.key}={err.value}: {err.expected})",
+                ) from None
+
+    # ---- overrides and records
+
+    def _probe_overrides(self, cell: Cell, budget: int, seed: int) -> list[str]:
+        return [*cell.overrides, f"{self.budget_key}={budget}", f"{self.settings.seed_key}={seed}"]
+
+    def _reference_overrides(self, cell: Cell, seed: int) -> list[str]:
+        kept = [
+            o
+            for o in cell.overrides
+            if not _key(o).startswith(("method", "apet")) and _key(o) not in (self.budget_key, "seed")
+        ]
+        return [*kept, f"method={self.settings.reference_method}", f"seed={seed}"]
+
+    def _path(self, overrides: list[str]) -> Path:
+        return run_dir(self.composer(overrides))
+
+    @staticmethod
+    def _record(path: Path) -> dict | None:
+        return RunDir(path).result() if (path / "result.json").exists() else None
+
+    def _read(self, cell: Cell) -> None:
+        """Rebuild the cell's search from the records on disk."""
+        scores: dict[int, list[float]] = {}
+        ref_scores: list[float] = []
+        cell.probes, cell.references = {}, {}
+        for budget in self.budgets:
+            for seed in range(self.settings.max_seeds):
+                path = self._path(self._probe_overrides(cell, budget, seed))
+                cell.probes.setdefault(budget, {})[seed] = path
+                record = self._record(path)
+                if record is not None:
+                    self.known[path] = self._probe_overrides(cell, budget, seed)
+                    scores.setdefault(budget, []).append(float(record["score"]))
+                    cell.random_guess = float(record["random_guess_score"])
+                    cell.backbone_params = int(record["total_params"])
+        if any(t.reference == "full" for t in self.targets.values()):
+            for seed in range(self.settings.reference_seeds):
+                path = self._path(self._reference_overrides(cell, seed))
+                cell.references[seed] = path
+                record = self._record(path)
+                if record is not None:
+                    self.known[path] = self._reference_overrides(cell, seed)
+                    ref_scores.append(float(record["score"]))
+                    cell.random_guess = float(record["random_guess_score"])
+                    cell.backbone_params = int(record["total_params"])
+        full = sum(ref_scores) / len(ref_scores) if ref_scores else None
+        known = {"random": cell.random_guess, "full": full}
+        ready = all(known[t.reference] is not None for t in self.targets.values()) and len(ref_scores) == len(
+            cell.references
+        )
+        if ready:
+            values = {name: t.value(known) for name, t in self.targets.items()}
+            others = [ref_scores] if ref_scores else []
+        else:  # the first probes do not depend on the targets' values: the ladder's middle, two seeds
+            values, others = {name: 0.0 for name in self.targets}, []
+        search = CellSearch(self.budgets, values, self.search_settings, other_seeds=others)
+        for budget, values_at in scores.items():
+            for score in values_at:
+                search.add(budget, score)
+        cell.search = search if ready else None
+        cell.pending_search = search
+
+    def _wanted(self, cell: Cell) -> list[list[str]]:
+        runs = [self._reference_overrides(cell, s) for s, p in cell.references.items() if not self._record(p)]
+        if cell.search is None and cell.pending_search.runs:
+            return runs  # probes exist: wait for the references before deciding anything
+        used: dict[int, int] = {}
+        for budget in cell.pending_search.next_runs():
+            free = [s for s, p in sorted(cell.probes[budget].items()) if self._record(p) is None]
+            if used.get(budget, 0) < len(free):
+                runs.append(self._probe_overrides(cell, budget, free[used.get(budget, 0)]))
+                used[budget] = used.get(budget, 0) + 1
+        return runs
+
+    # ---- the rounds
+
+    def run(self) -> bool:
+        """Rounds until no cell wants a run; True when every launched run finished."""
+        failed: set[str] = set()
+        for round_ in range(1, self.settings.max_rounds + 1):
+            wanted = []
+            for cell in self.cells:
+                self._read(cell)
+                wanted += [o for o in self._wanted(cell) if str(self._path(o)) not in failed]
+            self.write_state(self.rounds_before + round_ - (not wanted), done=not wanted)
+            if not wanted:
+                break
+            runs = plan(wanted, self.compose_fn)
+            record_sweep(runs, self.arguments)
+            self.known.update((r.path, r.overrides) for r in runs)
+            self.label_every_run()
+            todo = unfinished(runs)
+            self.log(
+                f"petsweep threshold search {self.sweep_dir}: round {round_}, {len(runs)} runs "
+                f"({len(runs) - len(todo)} on disk), launching {len(todo)}"
+            )
+            if todo:
+                self.launch_fn(todo)
+                self.trained += [r.path.name for r in todo if self._record(r.path) is not None]
+            lost = [r for r in runs if self._record(r.path) is None]
+            for r in lost:
+                failed.add(str(r.path))
+                self.log(f"  no result: {r.path.name}  (the search goes on without it)")
+        table = self.write_table()
+        self.log(f"petsweep threshold search {self.sweep_dir}: {len(self.trained)} runs trained")
+        for row in table:
+            self.log(
+                f"  {row['cell']}  {row['target']}: {row['status']}, estimate {row['estimate']:.4g}"
+                + ("" if row["fit"] == "crosses" else f" ({row['fit']})")
+                + f", interval ({row['ci_lo']:.4g}, {row['ci_hi']:.4g}], {row['runs']} runs"
+                + ("" if row["monotone"] else ", NOT MONOTONE")
+            )
+        return not failed
+
+    def label_every_run(self) -> None:
+        """Write sweep.json's labels (what differs: sweep lines, `petsweep status`, W&B names) over every run
+        of the search, those of earlier rounds and invocations found on disk too, before a round launches.
+        record_sweep labels one round's runs among themselves: a round of one probe per cell read
+        [backbone=tiny-bert], without the budget and seed that tell it from the cell's other probes."""
+        from petsweep.labels import differing
+
+        marker = self.sweep_dir / SWEEP_MARKER
+        data = json.loads(marker.read_text())
+        paths = list(self.known)
+        shown = differing([self.known[path] for path in paths])
+        data["labels"] = {**(data.get("labels") or {}), **{p.name: label for p, label in zip(paths, shown)}}
+        write_status_json(marker, data)
+
+    def rows(self) -> list[dict]:
+        from analysis.thresholds import smallest_k
+
+        rows = []
+        for cell in self.cells:
+            for name in self.targets:
+                row = {"cell": cell.name, "target": name, "backbone_params": cell.backbone_params}
+                if cell.search is None:
+                    rows.append({**row, "status": "waiting for references", "runs": cell.pending_search.runs})
+                    continue
+                result = cell.search.result(name)
+                a, b = cell.search.bracket(result["target_score"])
+                row.update(result)
+                row["target"] = name
+                row["bracket"] = [
+                    self.budgets[a] if a >= 0 else None,
+                    self.budgets[b] if b < len(self.budgets) else None,
+                ]
+                # analysis.thresholds' definition on the probed budgets: smallest K whose mean is above
+                row["smallest_probed"] = smallest_k(cell.search.scores, result["target_score"])
+                row["scores"] = {str(k): v for k, v in sorted(cell.search.scores.items())}
+                rows.append(row)
+        return rows
+
+    def write_state(self, round_: int, done: bool) -> None:
+        state = {
+            "updated": time.time(),
+            "round": round_,  # rounds that launched runs, over every invocation of the search
+            "done": done,
+            "budget_key": self.budget_key,
+            "ladder": self.budgets,
+            "settings": asdict(self.settings),
+            "rows": self.rows(),
+        }
+        self.sweep_dir.mkdir(parents=True, exist_ok=True)
+        write_status_json(self.sweep_dir / STATE_FILE, _finite(state))
+
+    def write_table(self) -> list[dict]:
+        import pandas as pd
+
+        rows = [r for r in self.rows() if "estimate" in r]
+        columns = [
+            "cell", "target", "target_score", "estimate", "fit", "bracket", "ci_lo", "ci_hi", "confidence",
+            "runs", "monotone", "status", "smallest_probed", "backbone_params",
+        ]  # fmt: skip
+        frame = pd.DataFrame(rows, columns=columns)
+        frame["bracket"] = [f"{lo or '-'}..{hi or 'beyond'}" for lo, hi in frame["bracket"]]
+        frame.to_csv(self.sweep_dir / f"{TABLE_NAME}.csv", index=False)
+        (self.sweep_dir / f"{TABLE_NAME}.json").write_text(json.dumps(_finite(rows), indent=2))
+        if rows:
+            from analysis.threshold_figure import threshold_figure
+
+            threshold_figure(frame, self.sweep_dir / f"{TABLE_NAME}.png")
+        return rows
+
+
+def _finite(value):
+    """JSON without Infinity: an open end is null."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    return value
+
+
+def state_text(sweep_dir: Path) -> str | None:
+    """The search state per cell and target, for `petsweep status` (None: not a threshold search)."""
+    path = Path(sweep_dir) / STATE_FILE
+    if not path.exists():
+        return None
+    state = json.loads(path.read_text())
+    lines = [
+        f"threshold search: round {state['round']}, " + ("done" if state["done"] else "searching")
+        + f", budget {state['budget_key']} on {state['ladder'][0]}..{state['ladder'][-1]}"
+        f" ({len(state['ladder'])} budgets)"
+    ]  # fmt: skip
+    for row in state["rows"]:
+        if "bracket" not in row:
+            lines.append(f"  {row['cell']}  {row['target']}: {row['status']}")
+            continue
+        lo, hi = row["bracket"]
+        lines.append(
+            f"  {row['cell']}  {row['target']}: {row['status']}, bracket ({lo if lo is not None else '-'}, "
+            f"{hi if hi is not None else 'beyond'}], {row['runs']} runs"
+            + ("" if row["monotone"] else ", not monotone")
+        )
+    return "\n".join(lines)
+
+
+def axes_given(arguments: list[str]) -> list[str]:
+    """The keys of the command line's sweep axes (a cell's name: its values of these)."""
+    return [key for key, values in axes_of(arguments) if len(values) > 1]
+
+
+def _short(overrides: list[str]) -> str:
+    """A one-cell search's name: its backbone, task and method overrides (all of them if none)."""
+    named = [o for o in overrides if _key(o) in ("backbone", "task", "method")]
+    return " ".join(named or overrides)
