@@ -193,12 +193,36 @@ def _nearest_int(
     return {**fixed, knob: best}
 
 
+def _width_cap(spec, knob: str) -> int | None:
+    """The largest meaningful value of a width knob (LoRA r, adapter bottleneck): the smallest width its
+    matrices pair with (LoRA: min(d_in, d_out) over its targets; adapter: the narrowest hidden width), past
+    which a wider one adds nothing. Attached on the meta device at knob=1, each of the method's trained
+    matrices is (1, d) or (d, 1); the cap is the smallest such d (None: no such matrix)."""
+    from petsweep.backbones import build_on_meta
+    from petsweep.params import attach_method
+
+    one = _with(spec, {knob: 1, "plus_one": 0})
+    attached, _ = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), one)
+    widths = [
+        max(p.shape)
+        for g in attached.groups
+        if g.name != "head"
+        for p in g.params
+        if p.dim() == 2 and min(p.shape) == 1
+    ]
+    return min(widths) if widths else None
+
+
 def _plus_one(spec, knob: str, target: int) -> dict:
     """The uniform knob (LoRA r, adapter bottleneck) nearest the target from below, then how many modules get
-    one more unit (plus_one): within one module's unit of the target."""
-    knobs = _nearest_int(spec, knob, target, {"plus_one": 0})
+    one more unit (plus_one): within one module's unit of the target. The knob is capped at _width_cap
+    before anything is counted: a target past the cap's count is refused as out of reach."""
+    cap = _width_cap(spec, knob)
+    knobs = _nearest_int(spec, knob, target, {"plus_one": 0}, high=cap)
     if _count(spec, knobs) > target and knobs[knob] > 1:
         knobs[knob] -= 1
+    if cap is not None and knobs[knob] >= cap:
+        return {knob: cap, "plus_one": 0}
     return _nearest_int(spec, "plus_one", target, {knob: knobs[knob]}, low=0)
 
 

@@ -119,6 +119,30 @@ def test_a_budget_the_method_cannot_reach_is_one_line(overrides, expected):
     assert "\n" not in str(err.value) and str(err.value).startswith("budget=") and expected in str(err.value)
 
 
+@pytest.mark.parametrize(("method", "knob"), [("lora", "method.r=384"), ("adapter", "method.bottleneck=384")])
+def test_a_width_knob_is_capped_at_its_width_before_it_is_counted(method, knob):
+    """#24 review: budget=10000000000 had the solver count LoRA at r ~ 6.5M (12 GB, over 10 minutes) and
+    budget=100000000 accepted r ~ 65k on a 384-wide model. The knob stops at the width (minilm-l1: 384)."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    out = subprocess.run(
+        [sys.executable, "-m", "petsweep.cli", "plan", f"method={method}", "budget=10000000000"]
+        + ["backbone=minilm-l1"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode != 0 and len(errors) == 1, out.stderr[-2000:]
+    assert "budget=10000000000: method" in errors[0] and knob in errors[0], errors[0]
+    with pytest.raises(ConfigError, match=knob):
+        resolve_run(compose([f"method={method}", "budget=100000000", "backbone=minilm-l1"]))
+
+
 def test_the_matched_budget_sweep_is_one_plan(tmp_path):
     overrides = [
         "method=lora,adapter,prompt,bitfit,apet",
