@@ -19,6 +19,17 @@ from analysis.grouping import with_variants
 from analysis.load import check_columns
 
 BY = ["task", "backbone", "method", "trainable_params"]
+# thresholds are counted in trainable parameters, the task head's included (the curves' axis); the threshold
+# search counts the budget it sets (PET parameters): PET parameters = trainable_params - head_params
+BUDGET_UNIT = "trainable_params (PET + head)"
+
+
+def _head_params(group: pd.DataFrame) -> float:
+    """The group's task-head size (one value: its runs share backbone and task), NaN where the table has no
+    head_params column or its runs differ in it."""
+    if "head_params" not in group or group["head_params"].nunique() != 1:
+        return float("nan")
+    return float(group["head_params"].iloc[0])
 
 
 def smallest_k(scores_by_k: dict[int, np.ndarray], target: float) -> float:
@@ -81,7 +92,8 @@ def thresholds(
         a row per group: thresholds (inf: not reached), 90% intervals, `*_not_reached` (share of bootstrap
         draws reaching no budget), the seeds per budget, the smallest budget tried (a threshold equal to it
         says only "at or below it": every budget tried reaches the target), and `variant` (what else sets
-        the group apart).
+        the group apart). Budgets are trainable parameters, the head's included (`budget_unit`); the
+        group's `head_params` converts them to the PET parameters `budget=K` and the threshold search count.
     """
     check_columns(table)
     done, keys = with_variants(table, BY, pool)
@@ -102,6 +114,8 @@ def thresholds(
             "budgets": len(scores),
             "seeds_per_budget": min(len(v) for v in scores.values()),
             "smallest_budget": min(scores),  # a threshold equal to it lies at or below it
+            "budget_unit": BUDGET_UNIT,
+            "head_params": _head_params(pet),
             "low_threshold": smallest_k(scores, guess),
         }
         row["low_ci_lo"], row["low_ci_hi"], row["low_not_reached"] = _bootstrap(

@@ -98,6 +98,7 @@ class Cell:
     random_guess: float | None = None
     backbone_params: int | None = None
     note: str = ""
+    head_params: int | None = None  # the task head's trainable parameters, from the cell's probes
 
 
 class ThresholdSearch:
@@ -216,6 +217,8 @@ class ThresholdSearch:
                     scores.setdefault(budget, []).append(float(record["score"]))
                     cell.random_guess = float(record["random_guess_score"])
                     cell.backbone_params = int(record["total_params"])
+                    if record.get("head_params") is not None:
+                        cell.head_params = int(record["head_params"])
         if any(t.reference == "full" for t in self.targets.values()):
             for seed in range(self.settings.reference_seeds):
                 path = self._path(self._reference_overrides(cell, seed))
@@ -286,6 +289,8 @@ class ThresholdSearch:
                 self.log(f"  no result: {r.path.name}  (the search goes on without it)")
         table = self.write_table()
         self.log(f"petsweep threshold search {self.sweep_dir}: {len(self.trained)} runs trained")
+        if table:  # the unit: `petsweep thresholds` counts trainable parameters, the head's included
+            self.log(f"  budgets in {table[0]['budget_unit']}; + head_params = trainable_params")
         for row in table:
             self.log(
                 f"  {row['cell']}  {row['target']}: {row['status']}, estimate {row['estimate']:.4g}"
@@ -310,8 +315,6 @@ class ThresholdSearch:
         write_status_json(marker, data)
 
     def rows(self) -> list[dict]:
-        from analysis.thresholds import smallest_k
-
         rows = []
         for cell in self.cells:
             for name in self.targets:
@@ -327,8 +330,9 @@ class ThresholdSearch:
                     self.budgets[a] if a >= 0 else None,
                     self.budgets[b] if b < len(self.budgets) else None,
                 ]
-                # analysis.thresholds' definition on the probed budgets: smallest K whose mean is above
-                row["smallest_probed"] = smallest_k(cell.search.scores, result["target_score"])
+                row.update(
+                    budget_columns(cell.search, result["target_score"], self.budget_key, cell.head_params)
+                )
                 row["scores"] = {str(k): v for k, v in sorted(cell.search.scores.items())}
                 rows.append(row)
         return rows
@@ -352,7 +356,8 @@ class ThresholdSearch:
         rows = [r for r in self.rows() if "estimate" in r]
         columns = [
             "cell", "target", "target_score", "estimate", "fit", "bracket", "ci_lo", "ci_hi", "confidence",
-            "runs", "monotone", "status", "smallest_probed", "backbone_params",
+            "runs", "monotone", "status", "smallest_probed", "budget_unit", "head_params",
+            "smallest_probed_trainable", "backbone_params",
         ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=columns)
         frame["bracket"] = [f"{lo or '-'}..{hi or 'beyond'}" for lo, hi in frame["bracket"]]
@@ -363,6 +368,22 @@ class ThresholdSearch:
 
             threshold_figure(frame, self.sweep_dir / f"{TABLE_NAME}.png")
         return rows
+
+
+def budget_columns(search: CellSearch, target: float, budget_key: str, head_params: int | None) -> dict:
+    """The search's budgets beside analysis.thresholds' on the same records: `smallest_probed` is its
+    definition (the smallest probed budget whose mean is above the target) in the search's unit, the PET
+    parameters the budget key sets; `smallest_probed_trainable` adds the task head, which is
+    `petsweep thresholds`' unit (trainable_params), so the two tables agree in a column of each."""
+    from analysis.thresholds import smallest_k
+
+    smallest = smallest_k(search.scores, target)
+    return {
+        "smallest_probed": smallest,
+        "budget_unit": f"pet_params ({budget_key})",
+        "head_params": head_params,
+        "smallest_probed_trainable": smallest + head_params if head_params is not None else math.nan,
+    }
 
 
 def _finite(value):

@@ -259,3 +259,41 @@ def test_monotone_flags_a_fall_beyond_the_seed_noise_only():
     for budget, score in ((100, 0.6), (100, 0.61), (1000, 0.62), (1000, 0.63), (10000, 0.55), (10000, 0.56)):
         search.add(budget, score)
     assert not search.monotone()  # 0.625 -> 0.555 with a seed sd of 0.007; no budget decided below 0.5
+
+
+def test_the_search_and_petsweep_thresholds_agree_on_the_same_records():
+    """#24 review: on one table `petsweep thresholds` said 2,025 (trainable parameters: 100 + a 1,925 head)
+    where the search said 100 (the PET parameters budget=K sets). Both now name their unit and the head."""
+    import pandas as pd
+
+    from analysis.thresholds import thresholds
+    from launchers.threshold_sweep import budget_columns
+
+    head, guess, full = 1925, 0.2, [0.8, 0.82, 0.81]
+    curve = {100: [0.21, 0.2, 0.22], 1000: [0.5, 0.52, 0.51], 10000: [0.79, 0.8, 0.81]}
+    rows = [
+        {"method": "apet", "pet_params": k, "trainable_params": k + head, "seed": s, "score": v}
+        for k, scores in curve.items()
+        for s, v in enumerate(scores)
+    ] + [{"method": "full", "pet_params": 10**6, "trainable_params": 10**6 + head, "seed": s, "score": v}
+         for s, v in enumerate(full)]  # fmt: skip
+    table = pd.DataFrame(rows).assign(
+        run_id=lambda t: [f"r{i}" for i in range(len(t))],
+        backbone="minilm-l1",
+        task="bbc_news",
+        status="COMPLETED",
+        random_guess_score=guess,
+        head_params=head,
+    )
+    [found] = thresholds(table, epsilon=0.01).to_dict("records")
+    search = CellSearch(sorted(curve), {"low": guess, "high": float(np.mean(full)) - 0.01})
+    for k, scores in curve.items():
+        for v in scores:
+            search.add(k, v)
+    low = budget_columns(search, search.targets["low"], "budget", head)
+    high = budget_columns(search, search.targets["high"], "budget", head)
+    assert (found["low_threshold"], found["high_threshold"]) == (2025, 11925)  # trainable parameters
+    assert (low["smallest_probed"], high["smallest_probed"]) == (100, 10000)  # PET parameters
+    assert (low["smallest_probed_trainable"], high["smallest_probed_trainable"]) == (2025, 11925)
+    assert found["head_params"] == low["head_params"] == head
+    assert found["budget_unit"].startswith("trainable_params") and low["budget_unit"] == "pet_params (budget)"
