@@ -227,20 +227,32 @@ def _plus_one(spec, knob: str, target: int) -> dict:
 
 
 def _dept(spec, target: int) -> dict:
-    """DePT at a count. The paper keeps prompt tuning's count and trades prompt vectors (m) for rank (r):
-    petsweep keeps the configured m where it leaves room for rank 1 (else the largest m that does) and takes
-    the r nearest the target for it; r is at most min(s, d) (s: task.max_length), and where that caps it
-    short of the target, m is taken nearest the target at that r."""
+    """DePT at a count. The paper keeps prompt tuning's count and trades prompt vectors (m) for rank (r); the
+    solver starts where the configuration points: the configured m where it leaves room for rank 1 (else the
+    largest m that does) and the r nearest the target for it (r0), r at most min(s, d) (s: task.max_length).
+    The candidates are r0 - 1, r0 and r0 + 1 (within [1, min(s, d)]), each with the m nearest the target at
+    that r; the one whose exact count is nearest the target is taken (a tie: the r nearer r0). So a cap that
+    leaves r0 short of the target is made up by m, and a count between two of r0's is reached by trading one
+    unit of r for the m that fits it."""
     per_vector = _count(spec, {"length": 2, "rank": 1}) - _count(spec, {"length": 1, "rank": 1})  # d
     cap = min(spec.task.max_length, per_vector)
     rank_one = _count(spec, {"length": 1, "rank": 1}) - per_vector  # the count of rank 1 with no vectors
     m = spec.method.config.length
     if m * per_vector + rank_one > target:
         m = max(1, (target - rank_one) // max(per_vector, 1))
-    knobs = _nearest_int(spec, "rank", target, {"length": m}, high=cap)
-    if abs(_count(spec, knobs) - target) > TOLERANCE * target:
-        knobs = _nearest_int(spec, "length", target, {"rank": knobs["rank"]})
-    return knobs
+    r0 = _nearest_int(spec, "rank", target, {"length": m}, high=cap)["rank"]
+    chosen, error = [], None
+    for rank in sorted({max(1, min(cap, r0 + d)) for d in (-1, 0, 1)}):
+        try:
+            knobs = _nearest_int(spec, "length", target, {"rank": rank})
+        except ConfigError as err:  # no m at this r fits the positions
+            error = err
+            continue
+        knobs = {"length": knobs["length"], "rank": rank}
+        chosen.append((abs(_count(spec, knobs) - target), abs(rank - r0), knobs))
+    if not chosen:
+        raise error
+    return min(chosen, key=lambda c: c[:2])[2]
 
 
 def _selective(spec, target: int) -> dict:

@@ -84,6 +84,28 @@ def test_adapters_come_within_one_adapter_of_a_count_between_two_bottlenecks():
     assert spec.budget.knobs == {"bottleneck": 2, "plus_one": 1} and spec.budget.achieved == 4613
 
 
+@pytest.mark.parametrize(
+    ("backbone", "knobs", "achieved", "nearer_than"),
+    [
+        # m d + r (s + d), s = 64: r0 = 64 (the cap min(s, d)) with m = 60 counted 99,328; m = 64 is 102,400
+        ("gpt2", {"length": 65, "rank": 63}, 102336, {"length": 64, "rank": 64}),
+        # d = 384: m = 10 leaves room for rank 1, r0 = 2 counted 4,736; m = 11, r = 1 is 4,672
+        ("minilm-l1", {"length": 11, "rank": 1}, 4672, {"length": 10, "rank": 2}),
+    ],
+)
+def test_dept_takes_the_nearest_m_and_r_around_the_configured_pairing(backbone, knobs, achieved, nearer_than):
+    """#24 review: DePT kept r0's count within the tolerance where trading a unit of r for m came nearer."""
+    import dataclasses
+
+    from petsweep.methods import build_method
+
+    spec = resolve_run(compose(["method=dept", "budget=bitfit", f"backbone={backbone}"]))
+    assert spec.budget.knobs == knobs and spec.budget.achieved == achieved == check_on_meta(spec).pet_params
+    other = dataclasses.replace(spec, method=build_method({**vars(spec.method.config), **nearer_than}))
+    target = spec.budget.target
+    assert abs(achieved - target) <= abs(check_on_meta(other).pet_params - target)
+
+
 def test_the_id_hashes_the_request_and_the_chosen_knob():
     budget = _id("method=lora", "budget=bitfit", "backbone=minilm-l1")
     assert budget != _id("method=lora", "method.r=3", "backbone=minilm-l1")  # the request counts
