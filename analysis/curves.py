@@ -318,6 +318,34 @@ def metric_label(table: pd.DataFrame, split: str = "test") -> str:
     return f"{split} {metrics[0]}" if len(metrics) == 1 else f"{split} score ({', '.join(metrics)})"
 
 
+def fitted_legend(fig, handles: list, texts: list[str], columns: int, **kwargs):
+    """A legend above the panels (loc "upper center") whose entries are wrapped (`wrapped`) and whose
+    columns fit the figure's width: fewer columns where a row is too wide, a wider figure where one column
+    still is (#26 review: long variant labels ran off the page). Returns the legend."""
+    texts = [wrapped(t) for t in texts]
+    renderer = fig.canvas.get_renderer()
+    for ncol in range(min(columns, len(texts)), 0, -1):
+        legend = fig.legend(handles, texts, loc="upper center", ncol=ncol, fontsize=LEGEND_PT, frameon=False,
+                            **kwargs)  # fmt: skip
+        width = legend.get_window_extent(renderer).width
+        if width <= fig.bbox.width * 0.98 or ncol == 1:
+            break
+        legend.remove()
+    if width > fig.bbox.width * 0.98:  # one column and still too wide: a wider figure
+        fig.set_figwidth(width / fig.dpi / 0.96)
+    return legend
+
+
+def legend_top(fig, legend, pad_pt: float = 6) -> float:
+    """Make room for `legend` (at the top of the figure): the figure grows by the legend's height, so the
+    panels keep their size however many wrapped entries it holds; returns the share of the figure's height
+    below it, where the panels may reach (measured: neither a gap nor an overlap; #26 review: ~700 px blank
+    under the curves legend, and a legend of long labels over the panels)."""
+    height = legend.get_window_extent(fig.canvas.get_renderer()).height + pad_pt * fig.dpi / 72
+    fig.set_figheight(fig.get_figheight() + height / fig.dpi)
+    return 1 - height / fig.bbox.height
+
+
 def shared_legend(fig, axes, columns: int = 4) -> float:
     """One legend for every panel (labels deduplicated, in first-seen order) above the panels; returns the
     share of the figure's height the panels may use."""
@@ -327,18 +355,7 @@ def shared_legend(fig, axes, columns: int = 4) -> float:
             handles.setdefault(text, handle)
     if not handles:
         return 1.0
-    ncol = min(columns, len(handles))
-    rows = -(-len(handles) // ncol)
-    top = 1 - (0.03 + 0.03 * rows) * 4.8 / fig.get_figheight()
-    fig.legend(
-        list(handles.values()),
-        list(handles),
-        loc="upper center",
-        ncol=ncol,
-        fontsize=LEGEND_PT,
-        frameon=False,
-    )
-    return top
+    return legend_top(fig, fitted_legend(fig, list(handles.values()), list(handles), columns))
 
 
 def rank_of(table: pd.DataFrame) -> dict[tuple, str]:
@@ -376,7 +393,11 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
         raise PetsweepError("curves: no COMPLETED runs in the table")
     tasks, backbones = sorted(stats["task"].unique()), by_size(table, stats["backbone"].unique())
     # a task's panels on one y scale (backbones compare at a glance), wrapped at MAX_COLUMNS a row
-    fig, grid = facets([backbones] * len(tasks), (FIGSIZE[0] / 1.4, FIGSIZE[1]))
+    # each task's own backbones only (#26 review: a task run on one backbone got empty cells before its panel)
+    present = {
+        t: [b for b in backbones if ((stats["task"] == t) & (stats["backbone"] == b)).any()] for t in tasks
+    }
+    fig, grid = facets([present[t] for t in tasks], (FIGSIZE[0] / 1.4, FIGSIZE[1]))
     axes = [ax for row in grid for ax in row]
     guess = table.groupby(["task", "backbone"])["random_guess_score"].mean()
     ranks, ylabel = rank_of(table), metric_label(table)
@@ -384,7 +405,7 @@ def plot_curves(table: pd.DataFrame, path: Path) -> Path:
     markers = dict(zip(lines, MARKERS * 4))  # one marker and one colour per line in every panel
     colours = line_colours(lines)
     dodged = False
-    for (task, backbone), ax in zip([(t, b) for t in tasks for b in backbones], axes):
+    for (task, backbone), ax in zip([(t, b) for t in tasks for b in present[t]], axes):
         panel = stats[(stats["task"] == task) & (stats["backbone"] == backbone)]
         if panel.empty:
             ax.axis("off")
@@ -560,12 +581,17 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
     if table[table["status"] == "COMPLETED"].empty:
         raise PetsweepError("generalization: no COMPLETED runs in the table")
     stats = mean_std(table, ["backbone", "method"], "gap")
-    stats["name"] = [label(m, v) for m, v in zip(stats["method"], stats["variant"])]
+    # wrapped: a long variant label pushed the axes off the page (#26 review)
+    stats["name"] = [wrapped(label(m, v), 28) for m, v in zip(stats["method"], stats["variant"])]
     names = sorted(stats["name"].unique(), key=natural_key)
     backbones = by_size(table, stats["backbone"].unique())
     colors = dict(zip(backbones, plt.get_cmap("viridis_r")(np.linspace(0.15, 0.95, len(backbones)))))
     width = 0.8 / len(backbones)
-    fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], 0.35 * len(stats) + 1.5), FIGSIZE[1]))
+    lines = max(
+        name.count("\n") + 1 for name in names
+    )  # a wrapped name stands upright, its lines side by side
+    per_group = max(0.35 * len(stats) / len(names), 0.16 * lines if lines > 1 else 0)
+    fig, ax = plt.subplots(figsize=(max(FIGSIZE[0], per_group * len(names) + 1.5), FIGSIZE[1]))
     for index, backbone in enumerate(backbones):
         bars = stats[stats["backbone"] == backbone].set_index("name").reindex(names)
         ax.bar(
@@ -578,7 +604,10 @@ def plot_generalization(table: pd.DataFrame, path: Path) -> Path:
             label=backbone,
         )
     ax.set_xticks(np.arange(len(names)), names)
-    plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor", fontsize=LEGEND_PT)
+    if lines > 1:
+        plt.setp(ax.get_xticklabels(), rotation=90, ha="center", va="top", fontsize=LEGEND_PT)
+    else:
+        plt.setp(ax.get_xticklabels(), rotation=30, ha="right", rotation_mode="anchor", fontsize=LEGEND_PT)
     metric = metric_label(table).removeprefix("test ")
     ax.set(ylabel=f"{metric}: train subset minus test", title="generalization gap")
     if len(backbones) > 1:

@@ -18,6 +18,9 @@ RESOLVED = ("precision", "deepspeed", "backbone_dtype", "ranks")  # what `auto` 
 NO_VALUE = "-"
 # what records written before a resolved field existed did: one rank, fp32 frozen weights
 RESOLVED_BEFORE = {"backbone_dtype": "float32", "ranks": "1"}
+# trainer.head_lr null (every record before #26, and LoRA's runs since) trains the head at the method's lr:
+# compared as that value, so APET's runs at head_lr=2e-3 pair with LoRA's at lr=2e-3 (#26)
+HEAD_LR, METHOD_LR = "cfg.trainer.head_lr", "cfg.method.lr"
 
 
 def _candidates(table: pd.DataFrame, pool: tuple[str, ...]) -> list[str]:
@@ -43,6 +46,9 @@ def _text(value) -> str:
 def _as_text(table: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
     """Columns as comparable strings (a list as its JSON)."""
     text = table[columns].apply(lambda col: col.map(_text))
+    if HEAD_LR in text.columns and METHOD_LR in table:  # a null head_lr is the method's lr (identity.py)
+        unset = text[HEAD_LR] == NO_VALUE
+        text.loc[unset, HEAD_LR] = table.loc[unset, METHOD_LR].map(_text)
     for column, before in RESOLVED_BEFORE.items():
         if column in text.columns:
             text[column] = text[column].replace(NO_VALUE, before)

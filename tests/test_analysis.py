@@ -344,6 +344,19 @@ def test_apet_x_is_compared_with_x_trained_the_same_way_only(apet_sweep, tmp_pat
     assert len(styles) == 2, styles
 
 
+def test_a_null_head_lr_is_compared_as_the_methods_lr(tmp_path):
+    """LoRA's runs record trainer.head_lr null (the head trains at LoRA's lr, 2e-3), APET's record 2e-3: the
+    same setting, so they pair (the demo's APET(lora) lost its LoRA reference otherwise)."""
+    for seed, score in enumerate([0.80, 0.82]):
+        write_run(tmp_path / "s", f"lora-{seed}", "lora", 100, seed, score, method_cfg={"lr": 2e-3})
+        write_run(tmp_path / "s", f"apet-{seed}", "apet", 100, seed, score - 0.1, apet_scale="lora",
+                  method_cfg={"lr": 1e-3}, trainer={"head_lr": 2e-3})  # fmt: skip
+    write_run(tmp_path / "s", "lora-other-head", "lora", 100, 5, 0.1, method_cfg={"lr": 2e-3},
+              trainer={"head_lr": 1e-4})  # fmt: skip
+    pairs = apet_pairs(collect([tmp_path / "s"]))
+    assert len(pairs) == 1 and pairs["x_mean"].tolist() == pytest.approx([0.81]), pairs.T
+
+
 def test_apet_without_its_reference_method_says_so(tmp_path):
     write_run(tmp_path / "s", "a", "apet", 300, 0, 0.5, apet_scale="adapter")
     write_run(tmp_path / "s", "b", "lora", 100, 0, 0.5)

@@ -4,6 +4,7 @@ rank sweep, a transfer pair and a batch-size sweep."""
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import matplotlib
@@ -589,3 +590,87 @@ def test_gap_compares_methods_each_at_its_best_variant(demo, tmp_path, monkeypat
     bars = [c for c in ax.containers if isinstance(c, matplotlib.container.ErrorbarContainer)][0]
     assert bars.lines[0].get_ydata()[0] == pytest.approx(per_method.max() - per_method.min())
     assert "each method at its best variant" in captions(fig)
+
+
+def write_mixed(root):
+    """Runs whose variant labels are long (#26 review's mixed table): every method under two setups (batch
+    size, test set, learning rate, steps), LoRA at two ranks, APET(lora) beside LoRA at r=8."""
+    setups = [  # batch size, test size, learning rate, eval steps, score offset
+        (16, 30, 1e-3, (10, 20, 40), 0.0),
+        (32, 31, 3e-4, (5, 10), -0.1),
+    ]
+    for backbone in ("minilm-l1", "minilm-l2"):
+        layers = int(backbone[-1])
+        for (batch, size, lr, steps, offset), (seed, noise) in itertools.product(setups, zip(SEEDS, NOISE)):
+            setup = dict(seed=seed, batch_size=batch, test_size=size, lr=lr, steps=steps)
+            tag = f"{backbone}-b{batch}-s{seed}"
+            for r in (1, 8):
+                score = 0.6 + 0.02 * r**0.5 + offset + noise
+                write_record(root, f"{tag}-lora-r{r}", backbone=backbone, method={"name": "lora", "r": r},
+                             pet=1536 * r * layers, score=score, **setup)  # fmt: skip
+            score = 0.55 + offset + noise
+            write_record(root, f"{tag}-apet", backbone=backbone, method={"name": "apet"},
+                         pet=1536 * 8 * layers, score=score, apet_scale="lora", **setup)  # fmt: skip
+            for name in ("bitfit", "prompt", "full"):
+                pet = 8064 * layers if name != "full" else BACKBONES[backbone]
+                write_record(root, f"{tag}-{name}", backbone=backbone, method={"name": name}, pet=pet,
+                             score=0.5 + offset + noise, **setup)  # fmt: skip
+    return root
+
+
+def assert_text_on_page(fig, kind):
+    """Every drawn text (titles, labels, tick labels in view, legends, annotations, captions) inside the
+    figure's box."""
+    renderer = fig.canvas.get_renderer()
+    page = fig.bbox
+    texts = [*fig.texts, *[t for legend in fig.legends for t in legend.get_texts()]]
+    for ax in fig.axes:
+        texts += [ax.title, ax.xaxis.label, ax.yaxis.label, *ax.texts, *shown_tick_labels(ax)]
+        if ax.get_legend():
+            texts += [*ax.get_legend().get_texts(), ax.get_legend().get_title()]
+    for text in texts:
+        if text.get_visible() and text.get_text().strip():
+            box = text.get_window_extent(renderer)
+            inside = (
+                page.x0 - 1 <= box.x0
+                and box.x1 <= page.x1 + 1
+                and page.y0 - 1 <= box.y0
+                and box.y1 <= page.y1 + 1
+            )
+            assert inside, (kind, text.get_text()[:60], box, page)
+
+
+MIXED_KINDS = ["curves", "pareto", "gap", "generalization", "threshold", "convergence", "apet"]
+
+
+@pytest.mark.parametrize("kind", MIXED_KINDS)
+def test_long_variant_labels_stay_on_the_page(tmp_path, monkeypatch, kind):
+    """#26 review: gap's labels ran off the canvas, legends of curves, convergence, apet and generalization
+    were cut where variant labels are long; every text of every kind stays inside the figure."""
+    table = collect([write_mixed(tmp_path / "mixed")])
+    fig = drawn(monkeypatch, table, kind, tmp_path / f"{kind}.png")
+    assert_text_on_page(fig, kind)
+
+
+@pytest.mark.parametrize("kind", ["curves", "pareto", "gap", "generalization", "threshold", "apet"])
+def test_demo_text_stays_on_the_page(demo, tmp_path, monkeypatch, kind):
+    """The demo table, both tasks where the kind takes several (curves), else the article task."""
+    where = None if kind in ("curves", "threshold") else "task == 'bbc_news'"
+    assert_text_on_page(drawn(monkeypatch, demo, kind, tmp_path / f"{kind}.png", where=where), kind)
+
+
+def test_curves_draw_only_the_panels_a_task_has_and_no_gap_under_the_legend(demo, tmp_path, monkeypatch):
+    """#26 review: the demo's headline task (one backbone) sat in column 2 under three empty cells, ~700 px
+    below the legend."""
+    fig = drawn(monkeypatch, demo, "curves", tmp_path / "c.png")
+    panels = [ax for ax in fig.axes if ax.axison]
+    assert len(panels) == len(fig.axes) == 5  # 1 headline panel + 4 article panels, no empty cells
+    headline = [ax for ax in panels if ax.get_title().startswith("bbc_headlines")]
+    assert len(headline) == 1 and headline[0].get_subplotspec().colspan.start == 0
+    renderer = fig.canvas.get_renderer()
+    legend_bottom = fig.legends[0].get_window_extent(renderer).y0
+    top_panel = max(ax.get_tightbbox(renderer).y1 for ax in panels)
+    assert 0 <= legend_bottom - top_panel <= 0.25 * fig.dpi, (
+        legend_bottom,
+        top_panel,
+    )  # a quarter inch at most
