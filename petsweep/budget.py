@@ -199,14 +199,14 @@ def _width_cap(spec, knob: str) -> int | None:
     which a wider one adds nothing. Attached on the meta device at knob=1, each of the method's trained
     matrices is (1, d) or (d, 1); the cap is the smallest such d (None: no such matrix)."""
     from petsweep.backbones import build_on_meta
-    from petsweep.params import attach_method
+    from petsweep.params import HEAD_GROUP, attach_method
 
     one = _with(spec, {knob: 1, "plus_one": 0})
     attached, _ = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), one)
     widths = [
         max(p.shape)
         for g in attached.groups
-        if g.name != "head"
+        if g.name != HEAD_GROUP
         for p in g.params
         if p.dim() == 2 and min(p.shape) == 1
     ]

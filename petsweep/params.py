@@ -31,6 +31,9 @@ class ParamCounts:
         return asdict(self)
 
 
+HEAD_GROUP = "head"  # the name of the task head's parameter group (trained by every method)
+
+
 def count_backbone(model: nn.Module, head: list[nn.Parameter]) -> ParamCounts:
     """Counts of the untouched model (before the method attaches); `head`: the task head's parameters."""
     params = list(model.parameters())  # parameters() lists a tied weight once
@@ -116,7 +119,7 @@ def attach_method(
     run_setup(attached)
     counts.pet_params = sum(p.numel() for g in attached.groups for p in g.params)
     if head and spec.method.config.train_head:
-        attached.groups.append(ParamGroup("head", head, head_lr(spec), spec.method.config.adam_eps))
+        attached.groups.append(ParamGroup(HEAD_GROUP, head, head_lr(spec), spec.method.config.adam_eps))
     _set_trainable(attached.groups)
     counts.trainable_params = sum(p.numel() for g in attached.groups for p in g.params)
     counts.count_notes = list(attached.notes)
@@ -137,7 +140,7 @@ def begin_stage(
     import torch
 
     head = _head(attached.model, spec.backbone)
-    head_groups = [g for g in attached.groups if g.name == "head"]
+    head_groups = [g for g in attached.groups if g.name == HEAD_GROUP]
     with torch.random.fork_rng():
         torch.manual_seed(spec.seed * 1009 + stage)
         ctx = AttachContext(spec.backbone, head, spec.task, tokenizer, importance=importance)
@@ -145,7 +148,7 @@ def begin_stage(
         run_setup(added)
     groups = added.groups + head_groups
     renewed = {g.name for g in added.groups}
-    kept = [g for g in attached.groups if g.name != "head" and g.name not in renewed]
+    kept = [g for g in attached.groups if g.name != HEAD_GROUP and g.name not in renewed]
     for group in [*kept, *(g for g in attached.groups if g.name in renewed)]:
         for param in group.params:
             param.requires_grad_(False)

@@ -124,7 +124,7 @@ def test_a_killed_two_rank_run_resumes_with_parity(ranks_conf, tmp_path, zero):
     children = _ranks_of(proc)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    [run_path] = checkpoints.glob("*/*")
+    [run_path] = checkpoints.glob("*/[!.]*")
     _wait(lambda: not any(_alive(pid) for pid in children), timeout=30, what="the ranks to die with it")
     assert RunDir(run_path).state() == "RUNNING" and not (run_path / "result.json").exists()
 
@@ -169,7 +169,7 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path):
     children = _ranks_of(proc)
     os.kill(children[1], signal.SIGKILL)  # rank 1 (started second)
     _, stderr = proc.communicate(timeout=120)
-    [run_path] = tmp_path.glob("*/*")
+    [run_path] = tmp_path.glob("*/[!.]*")
     status = RunDir(run_path).status()
     assert proc.returncode != 0 and status["state"] == "FAILED"
     assert "rank 1 of 2 killed by signal 9 (SIGKILL)" in status["error"]
