@@ -25,6 +25,7 @@ from torch import nn
 
 from petsweep.errors import reported_os_error
 from petsweep.identity import sha256_file
+from petsweep.params import method_tensors
 
 log = logging.getLogger("petsweep")
 MANIFEST = "manifest.json"
@@ -51,11 +52,6 @@ def _write_text(path: Path, text: str) -> None:
         if err.filename is not None:
             raise
         raise OSError(err.errno, err.strerror, str(path)) from err
-
-
-def method_tensors(model: nn.Module) -> dict[str, torch.Tensor]:
-    """The model's buffers and parameters by name: what a method's state is made of."""
-    return {**dict(model.named_buffers()), **dict(model.named_parameters())}
 
 
 def trainable_state(model: nn.Module, keep: set[int] | None = None) -> dict[str, torch.Tensor]:

@@ -34,6 +34,12 @@ class ParamCounts:
 HEAD_GROUP = "head"  # the name of the task head's parameter group (trained by every method)
 
 
+def method_tensors(model: nn.Module) -> dict:
+    """The model's buffers and parameters by name: what a method's state is made of (a checkpoint's and
+    init_from's tensors)."""
+    return {**dict(model.named_buffers()), **dict(model.named_parameters())}
+
+
 def count_backbone(model: nn.Module, head: list[nn.Parameter]) -> ParamCounts:
     """Counts of the untouched model (before the method attaches); `head`: the task head's parameters."""
     params = list(model.parameters())  # parameters() lists a tied weight once

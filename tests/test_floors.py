@@ -144,6 +144,104 @@ def test_importing_the_config_schema_imports_no_torch():
     assert "heavy: []" in out.stdout, out.stdout
 
 
+# The floors, lowest first (docs/architecture.md): a module may import its own floor and the floors below it,
+# function-local imports included. `petsweep` itself (CONF_DIR, __version__) is on the lowest floor.
+FLOORS = ("spec", "records", "tasks", "methods", "model", "train", "run", "analysis", "launchers", "commands")
+ONLY = {"analysis": {"spec", "records", "analysis"}}  # analysis reads records: never the floors that train
+OUTSIDE = {"analysis": "analysis", "launchers": "launchers", "hydra_plugins": "commands"}
+# The floor of each library module that is not (yet) in its floor's subpackage petsweep/<floor>/ (#23 moves
+# them there; a new module goes straight into its floor's folder).
+FLAT_FLOORS = {
+    "petsweep": "spec",
+    "petsweep.cli": "commands",
+    "petsweep.errors": "spec",
+    "petsweep.registry": "spec",
+    "petsweep.typecheck": "spec",
+    "petsweep.architectures": "spec",
+    "petsweep.apet_spec": "spec",
+    "petsweep.backbone_spec": "spec",
+    "petsweep.tasks.spec": "spec",
+    "petsweep.config": "spec",
+    "petsweep.identity": "spec",
+    "petsweep.status": "records",
+    "petsweep.index": "records",
+    "petsweep.record": "records",
+    "petsweep.provenance": "records",
+    "petsweep.lockcheck": "records",
+    "petsweep.rehash": "records",
+    "petsweep.labels": "records",
+    "petsweep.retention": "records",
+    "petsweep.apet": "methods",
+    "petsweep.apet_grad": "methods",
+    "petsweep.apet_tensor": "methods",
+    "petsweep.mpo": "methods",
+    "petsweep.backbones": "model",
+    "petsweep.heads": "model",
+    "petsweep.t5_untied": "model",
+    "petsweep.params": "model",
+    "petsweep.init_from": "model",
+    "petsweep.objectives": "model",
+    "petsweep.budget": "model",
+    "petsweep.train": "train",
+    "petsweep.checkpoint": "train",
+    "petsweep.ranks": "train",
+    "petsweep.distributed": "train",
+    "petsweep.fused": "train",
+    "petsweep.preemption": "train",
+    "petsweep.progress": "train",
+    "petsweep.tracking": "train",
+    "petsweep.resources": "train",
+    "petsweep.seeding": "train",
+    "petsweep.movement": "train",
+    "petsweep.importance": "train",
+    "petsweep.app": "run",
+    "petsweep.group": "run",
+    "petsweep.worker": "run",
+    "petsweep.spawn": "run",
+    "petsweep.fusable": "run",
+    "petsweep.transfer": "run",
+    "petsweep.export": "run",
+}
+# Imports that go up today (docs/architecture.md, "known debt"): this list may only shrink.
+UPWARD = {
+    # validating a run builds its method and counts a method-named budget on the meta device
+    ("petsweep.config", "petsweep.methods"),
+    ("petsweep.config", "petsweep.params"),
+    ("petsweep.config", "petsweep.budget"),
+    ("petsweep.identity", "petsweep.budget"),  # fold_apet: the budget's form in the run's identity
+}
+
+
+def _floor(name: str) -> str | None:
+    if name in FLAT_FLOORS:
+        return FLAT_FLOORS[name]
+    top, _, rest = name.partition(".")
+    if top != "petsweep":
+        return OUTSIDE.get(top)
+    floor = rest.partition(".")[0]
+    return floor if floor in FLOORS else None
+
+
+def test_imports_go_down_the_floors_only():
+    """Every module's imports (function-local ones too) go to its own floor or one below it (#23); the known
+    upward imports are listed in UPWARD, which may only shrink: an entry that no longer happens must go."""
+    modules = _modules()
+    unplaced = sorted(name for name in modules if _floor(name) is None)
+    assert unplaced == [], "modules on no floor: put each in its floor's folder petsweep/<floor>/"
+    upward, stale = set(), set(UPWARD)
+    for name, file in modules.items():
+        mine = _floor(name)
+        for target in _imports(name, file, modules):
+            theirs = _floor(target)
+            allowed = theirs in ONLY[mine] if mine in ONLY else FLOORS.index(theirs) <= FLOORS.index(mine)
+            if (name, target) in UPWARD:
+                stale.discard((name, target))
+            elif not allowed:
+                upward.add(f"{name} ({mine}) imports {target} ({theirs})")
+    assert sorted(upward) == [], "an import against the floors (docs/architecture.md)"
+    assert sorted(stale) == [], "no longer imported upward: take these out of UPWARD"
+
+
 # Quoted method names left outside petsweep/methods/ (file -> name -> at most this many string constants),
 # known debt of #23 ("no method name appears outside methods/ and conf/"). Not every one is a name check:
 # `apet` is also the config group and result.json field, `head` the task head's parameter group, `opf` MPO's
