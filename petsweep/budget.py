@@ -213,6 +213,30 @@ def _width_cap(spec, knob: str) -> int | None:
     return min(widths) if widths else None
 
 
+# what a model without absolute positions (T5's relative position bias) takes in all: T5's pretraining input
+# length (its tokenizers' model_max_length); a longer prompt is one the model never saw positions of
+RELATIVE_POSITIONS = 512
+
+
+def _length_cap(spec) -> int:
+    """The largest prompt or prefix length (prompt, prefix, DePT's m) the solver may choose: what the model's
+    positions leave beside the task's input (prompt.check_positions refuses more), for every family; a model
+    without absolute positions (T5) counts RELATIVE_POSITIONS. At least 1: a task that fills the positions
+    is refused by the method's own line."""
+    from petsweep.backbones import build_on_meta
+
+    config = build_on_meta(spec.backbone, spec.task.num_labels or 2).config
+    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    limit = next((v for v in limits if isinstance(v, int)), RELATIVE_POSITIONS)
+    return max(1, limit - spec.task.max_length)
+
+
+def _length(spec, target: int) -> dict:
+    """Prompt or prefix length nearest the target, capped at _length_cap before anything is counted: a
+    target past the cap's count is refused as out of reach (as LoRA's r at its width)."""
+    return _nearest_int(spec, "length", target, high=_length_cap(spec))
+
+
 def _plus_one(spec, knob: str, target: int) -> dict:
     """The uniform knob (LoRA r, adapter bottleneck) nearest the target from below, then how many modules get
     one more unit (plus_one): within one module's unit of the target. The knob is capped at _width_cap
@@ -237,14 +261,15 @@ def _dept(spec, target: int) -> dict:
     per_vector = _count(spec, {"length": 2, "rank": 1}) - _count(spec, {"length": 1, "rank": 1})  # d
     cap = min(spec.task.max_length, per_vector)
     rank_one = _count(spec, {"length": 1, "rank": 1}) - per_vector  # the count of rank 1 with no vectors
-    m = spec.method.config.length
+    m_cap = _length_cap(spec)
+    m = min(spec.method.config.length, m_cap)
     if m * per_vector + rank_one > target:
         m = max(1, (target - rank_one) // max(per_vector, 1))
     r0 = _nearest_int(spec, "rank", target, {"length": m}, high=cap)["rank"]
     chosen, error = [], None
     for rank in sorted({max(1, min(cap, r0 + d)) for d in (-1, 0, 1)}):
         try:
-            knobs = _nearest_int(spec, "length", target, {"rank": rank})
+            knobs = _nearest_int(spec, "length", target, {"rank": rank}, high=m_cap)
         except ConfigError as err:  # no m at this r fits the positions
             error = err
             continue
@@ -262,8 +287,8 @@ def _selective(spec, target: int) -> dict:
 _SOLVERS = {
     "lora": lambda spec, t: _plus_one(spec, "r", t),
     "adapter": lambda spec, t: _plus_one(spec, "bottleneck", t),
-    "prompt": lambda spec, t: _nearest_int(spec, "length", t),
-    "prefix": lambda spec, t: _nearest_int(spec, "length", t),
+    "prompt": _length,
+    "prefix": _length,
     "dept": _dept,
     "selective_module": _selective,
 }

@@ -130,7 +130,10 @@ def test_a_method_without_a_knob_is_refused_unless_its_own_count_is_the_target()
             ["method=adapter", "budget=20000", "backbone=t5-small"],
             "comes no closer than 36,888 to the target",
         ),
-        (["method=prompt", "budget=10000000", "backbone=minilm-l1"], "cannot reach the target 10,000,000"),
+        (  # the length is capped at what 512 positions leave beside task.max_length=64 (#24 review)
+            ["method=prompt", "budget=10000000", "backbone=minilm-l1"],
+            "comes no closer than 172,032 to the target 10,000,000 on backbone minilm-l1 (method.length=448;",
+        ),
         (["method=lora", "budget=0"], "give a positive integer or a method"),
         (["method=lora", "budget=full"], "give a positive integer or a method"),
     ],
@@ -163,6 +166,27 @@ def test_a_width_knob_is_capped_at_its_width_before_it_is_counted(method, knob):
     assert "budget=10000000000: method" in errors[0] and knob in errors[0], errors[0]
     with pytest.raises(ConfigError, match=knob):
         resolve_run(compose([f"method={method}", "budget=100000000", "backbone=minilm-l1"]))
+
+
+@pytest.mark.parametrize("backbone", FAMILIES)
+@pytest.mark.parametrize("method", ["prompt", "prefix", "dept"])
+def test_a_length_knob_is_capped_at_the_positions_the_task_leaves_on_every_family(method, backbone):
+    """#24 review: T5 has no absolute positions, so budget=1000000000 asked t5-small for a 1,953,125-vector
+    prompt (prefix 162,760, DePT's m 1,953,053) and was accepted. Every family's length now stops where the
+    model's positions (T5: budget.RELATIVE_POSITIONS, its 512-token pretraining inputs) leave room for
+    task.max_length, and a target past the cap's count is the width cap's line, naming the capped value."""
+    from petsweep.budget import RELATIVE_POSITIONS
+
+    positions = {"minilm-l1": 512, "t5-small": RELATIVE_POSITIONS, "gpt2": 1024}[backbone]
+    cap = positions - compose([]).task.max_length
+    with pytest.raises(ConfigError) as err:
+        resolve_run(compose([f"method={method}", "budget=1000000000", f"backbone={backbone}"]))
+    text = str(err.value)
+    assert "\n" not in text and text.startswith(f"budget=1000000000: method {method} comes no closer than")
+    assert f"method.length={cap}" in text and "tolerance 10%" in text
+    # within the cap the knob is solved as before (the matched study's lengths: t5-small's prompt is 203)
+    spec = resolve_run(compose([f"method={method}", "budget=bitfit", f"backbone={backbone}"]))
+    assert spec.budget.knobs["length"] <= cap and spec.method.config.length == spec.budget.knobs["length"]
 
 
 def test_the_matched_budget_sweep_is_one_plan(tmp_path):
