@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
-from petsweep.errors import ConfigError, PetsweepError
+from petsweep.errors import ConfigError, ConfigErrors, PetsweepError
 from petsweep.identity import plain, run_dir, run_hash, seeded_run_hash, semantic_config
 from petsweep.rehash import stale_record
 from petsweep.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
@@ -179,10 +179,14 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
     read: set[str] = set()
     checked: dict[tuple, dict] = {}  # validation key (CachedComposer.keyed) -> the run's counts and budget
     hashers: dict[tuple, Callable[[int], str]] = {}  # validation key -> run_hash as a function of the seed
-    listed: dict[Path, set[str] | None] = {}  # a sweep dir's entries, listed once
+    listed: dict[Path, object] = {}  # a sweep dir's index snapshot or entries, read once (_listed_status)
+    refused: dict = {}  # a budget a run cannot take: (error, method) by validation key, all named at once
     for overrides in run_overrides:
+        key = None
         try:
             cfg, key = composer.keyed(overrides)
+            if key is not None and key in refused:
+                continue  # the same cell at another seed
             extra = checked.get(key) if key is not None else None
             if extra is None:
                 extra = _validate(cfg, read)
@@ -193,7 +197,11 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
         except PetsweepError as err:
             if not isinstance(err, ConfigError):
                 raise PetsweepError(f"{err} (in run: {' '.join(overrides)})") from None
-            raise ConfigError(err.key, err.value, f"{err.expected} (in run: {' '.join(overrides)})") from None
+            err = ConfigError(err.key, err.value, f"{err.expected} (in run: {' '.join(overrides)})")
+            if err.key != "budget" or key is None:
+                raise err from None
+            refused.setdefault(key, (err, _method_of(cfg)))
+            continue
         if key is None:
             digest = run_hash(cfg)
         else:
@@ -212,14 +220,42 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
             status=_listed_status(path, queue, listed),
             extra=dict(extra),  # a run's own: the plan table adds its hours
         )
+    for found in listed.values():
+        if hasattr(found, "finish"):
+            found.finish()  # what was read from run files goes into the sweep's index
+    if refused:
+        raise _budget_refusals(list(refused.values()), runs)
     return list(runs.values())
 
 
-def validate(run_overrides: Iterable[list[str]], compose_fn: Callable[[list[str]], DictConfig]) -> None:
+def _method_of(cfg) -> str:
+    return str((cfg.get("method") or {}).get("name"))
+
+
+def _budget_refusals(refused: list[tuple[ConfigError, str]], runs: dict) -> ConfigErrors:
+    """Every cell of a sweep that cannot take its budget, one line each, and how to leave them out (#24: a
+    mixed sweep `method=lora,selective_module budget=N` stopped at the first such cell)."""
+    bad = sorted({method for _, method in refused})
+    fine = sorted({_method_of(r.cfg) for r in runs.values()} - set(bad))
+    keep = f"sweep method={','.join(fine)} without them, and " if fine else ""
+    return ConfigErrors(
+        [err for err, _ in refused],
+        f"{len(refused)} cells above cannot take their budget and nothing ran; leave them out: {keep}give "
+        f"method={','.join(bad)} a budget each reaches in a sweep of its own (`petsweep count` shows a "
+        "method's count)",
+    )
+
+
+def validate(
+    run_overrides: Iterable[list[str]],
+    compose_fn: Callable[[list[str]], DictConfig],
+    defer_budget: bool = False,
+) -> None:
     """Compose and validate runs as run.py's pre-flight does (resolve_run), raising the first invalid run's
     error as resolve_run or the composition words it: one Hydra composition per distinct choice of config
     groups, one resolve_run per config but its seed (#25: a resume composed once per value of every axis,
-    1,000 compositions for seed=range(0,1000), before the plan validated every run again)."""
+    1,000 compositions for seed=range(0,1000), before the plan validated every run again). `defer_budget`:
+    a budget a run cannot take is not raised here but left to `plan`, which names every such run at once."""
     from petsweep.config import check_seed, resolve_run
 
     composer = CachedComposer(compose_fn)
@@ -229,7 +265,11 @@ def validate(run_overrides: Iterable[list[str]], compose_fn: Callable[[list[str]
         if key is not None and key in checked:
             check_seed(cfg["seed"])
             continue
-        resolve_run(_copy(cfg))
+        try:
+            resolve_run(_copy(cfg))
+        except ConfigError as err:
+            if not (defer_budget and err.key == "budget"):
+                raise
         if key is not None:
             checked.add(key)
 
@@ -252,21 +292,64 @@ def _validate(cfg: dict, read: set[str]) -> dict:
     }
 
 
-def _listed_status(path: Path, queue, listed: dict[Path, set[str] | None]) -> State:
-    """run_status, but NEW without opening a file where the run's dir is not in its sweep dir's listing
-    (taken once per sweep dir): a new sweep of 10^6 runs opens no file per run."""
+def _listed_status(path: Path, queue, listed: dict[Path, object]) -> State:
+    """run_status, read from the sweep's index (petsweep.index, as `petsweep status` reads it) where it holds
+    the run's files as they are now, so a resume of a finished sweep of 10^6 runs opens no run's records
+    (#25); a run the index lacks or holds otherwise, or RUNNING or QUEUED (whether a process or job is still
+    behind it), is read from its files. Without an index (PETSWEEP_INDEX=0): NEW without opening a file where
+    the run's dir is not in its sweep dir's listing (taken once per sweep dir)."""
+    from petsweep import index
+
     parent = path.parent
     if parent not in listed:
-        try:
-            listed[parent] = set(os.listdir(parent))
-        except FileNotFoundError:
-            listed[parent] = set()  # no sweep dir yet: every run is new
-        except OSError:
-            listed[parent] = None  # unreadable: each run is asked
-    names = listed[parent]
-    if names is not None and path.name not in names:
+        listed[parent] = _listing(parent)
+    found = listed[parent]
+    if isinstance(found, index.Snapshot):
+        info = found.entry(path.name)
+        if info is None:
+            return State.NEW  # no status.json: never started
+        state = indexed_state(info, str(path), queue)
+        if state is None:
+            return run_status(path, queue)
+        if state == State.COMPLETED and info.get("warning") and path.name not in found.read_now:
+            from petsweep.rehash import warn_record
+
+            warn_record(path, info["warning"])  # as stale_record warned when it read the files
+        return state
+    if found is not None and path.name not in found:
         return State.NEW
     return run_status(path, queue)
+
+
+def read_info(path: str) -> dict:
+    """A run's status fields for the sweep index (petsweep.index.info_of), read from its files."""
+    from petsweep.index import info_of
+
+    return info_of(RunDir(Path(path)), stale_record)
+
+
+def indexed_state(info: dict, path: str, queue) -> State | None:
+    """run_status from a run's index entry; None where only its files can say (RUNNING or QUEUED: whether a
+    process or job is still behind it)."""
+    state = info.get("state")
+    if state in (State.RUNNING, State.QUEUED) or state not in State.__members__:
+        return None
+    return State.NEW if state == State.COMPLETED and info.get("stale") is not None else State(state)
+
+
+def _listing(sweep: Path):
+    """How _listed_status reads a sweep dir: its index snapshot, or (no index) the names in it, or None
+    (unreadable: each run is asked)."""
+    from petsweep import index
+
+    if index.enabled() and sweep.is_dir():
+        return index.Snapshot(sweep, read_info=read_info, lazy=True)
+    try:
+        return set(os.listdir(sweep))
+    except FileNotFoundError:
+        return set()  # no sweep dir yet: every run is new
+    except OSError:
+        return None
 
 
 def _apet_budget(spec, counts) -> dict | None:

@@ -8,7 +8,7 @@ import socket
 from collections import Counter
 from pathlib import Path
 
-from launchers.planning import PlannedRun, run_status
+from launchers.planning import PlannedRun, indexed_state, read_info, run_status
 from launchers.sweep import SWEEP_MARKER
 from petsweep.errors import PetsweepError
 from petsweep.record import notes
@@ -163,14 +163,6 @@ def _indexed_rows(path: Path, queue) -> list[dict] | None:
     return sorted(rows + more, key=lambda r: (r["sweep"], r["run"])) if more else rows
 
 
-def read_info(path: str) -> dict:
-    """A run's status fields for the sweep index (petsweep.index.info_of), read from its files."""
-    from petsweep.index import info_of
-    from petsweep.rehash import stale_record
-
-    return info_of(RunDir(Path(path)), stale_record)
-
-
 def _visible_dir(path: Path) -> bool:
     return not path.name.startswith(".") and path.is_dir()
 
@@ -183,15 +175,6 @@ def _indexed_row(sweep: Path, name: str, info: dict, queue, labels: dict) -> dic
         run = RunDir(Path(path))  # live or not: asked of its process, heartbeat or SLURM
         return _row(run_status(run.path, queue), name, sweep.name, path, run.status() or {}, run, labels)
     return _row(state, name, sweep.name, path, info, info, labels)
-
-
-def indexed_state(info: dict, path: str, queue) -> State | None:
-    """run_status from a run's index entry; None where only its files can say (RUNNING or QUEUED: whether a
-    process or job is still behind it)."""
-    state = info.get("state")
-    if state in (State.RUNNING, State.QUEUED) or state not in State.__members__:
-        return None
-    return State.NEW if state == State.COMPLETED and info.get("stale") is not None else State(state)
 
 
 def _row(state: State, name: str, sweep: str, path: str, status: dict, read, labels: dict) -> dict:

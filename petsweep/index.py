@@ -49,6 +49,8 @@ SIG_FIELDS = (
     "status_ino",
     "result_mtime_ns",
     "result_size",
+    "config_mtime_ns",
+    "config_size",
 )
 # an entry read within this many seconds of a file's mtime may miss a second write in the same clock tick
 # (or an NFS server's coarser clock): it is used for that read but not stored
@@ -94,11 +96,13 @@ def signature(path: str) -> tuple[int, ...] | None:
         folder = os.stat(path).st_mtime_ns
     except OSError:
         return None
-    try:
-        result = os.stat(path + "/result.json")
-        got = (result.st_mtime_ns, result.st_size)
-    except OSError:
-        got = (-1, -1)
+    got = []
+    for name in ("/result.json", "/config.yaml"):  # config.yaml: a finished run's identity check reads it
+        try:
+            found = os.stat(path + name)
+            got += (found.st_mtime_ns, found.st_size)
+        except OSError:
+            got += (-1, -1)
     return (folder, status.st_mtime_ns, status.st_size, status.st_ino, *got)
 
 
@@ -120,7 +124,7 @@ def scan(sweep: str | Path) -> dict[str, tuple[int, ...]]:
 
 
 def _racy(sig: tuple[int, ...], now: float) -> bool:
-    newest = max(sig[0], sig[1], sig[4]) / 1e9
+    newest = max(sig[0], sig[1], sig[4], sig[6]) / 1e9
     return now - newest < RACY_S
 
 
@@ -139,6 +143,7 @@ def _plain(value) -> bool:
 # writes through this module: no import back); a run's own line says whether its record is of another
 # identity where the writer has it, else a reader reads that from the files
 STALE: list[Callable] = []
+WARNING: list[Callable] = []  # rehash.stale_warning: what that check warned of (config.yaml edited, ...)
 
 
 def info_of(run, stale: Callable | None) -> dict:
@@ -160,6 +165,9 @@ def info_of(run, stale: Callable | None) -> dict:
         result = run.result() or {}
         if stale is not None:
             info["stale"] = stale(run.path, result)
+            warning = WARNING[0](run.path) if WARNING else None
+            if warning is not None:
+                info["warning"] = warning  # a plan answered from the index warns as its files did
         keys = ("steps", "best_dev_score", "metric", "score", "pet_moved")  # pet_moved: record.notes
         info["result"] = {k: result.get(k) for k in keys}
     return info
@@ -234,10 +242,12 @@ class Snapshot:
         sweep: str | Path,
         compute: dict[str, Callable[[str], tuple[object, bool]]] | None = None,
         read_info: Callable[[str], dict] | None = None,
+        lazy: bool = False,
     ):
         """`compute`: per big field, how to read it from a run dir's files: (value, whether it may be kept).
         `read_info`: how to read a run's status fields (info_of) from its files, where the index lacks them
-        (None: they are not needed, as collect needs only rows)."""
+        (None: they are not needed, as collect needs only rows). `lazy`: a run the index lacks is read only
+        when asked for (entry), not every such run of the sweep now (a plan asks for its own runs)."""
         self.sweep = str(Path(sweep))
         self.dir = os.path.join(self.sweep, INDEX_DIR)
         self.compute = compute or {}
@@ -249,6 +259,7 @@ class Snapshot:
         self.repairs: list[dict] = []
         self.racy: set[str] = set()  # read in the clock tick of a write: used now, never stored
         self.lines_read: list[str] = []
+        self.read_now: set[str] = set()  # runs read from their files by this snapshot
         self.line_count = 0
         self.no_manifest = False  # none, or one of other code: the next finish writes one
         self._manifest = os.path.join(self.dir, MANIFEST)
@@ -256,7 +267,7 @@ class Snapshot:
         if enabled():
             self._read_manifest()
             self._read_lines()
-        if read_info is not None:
+        if read_info is not None and not lazy:
             self._read_missing()
 
     # the manifest's small columns: which runs it holds, and their status fields
@@ -315,15 +326,31 @@ class Snapshot:
     def _read_missing(self) -> None:
         now = time.time()
         for name, sig in self.runs.items():
-            if name in self.info and _complete(self.info[name]):
-                continue
-            READS["info"] += 1
-            info = self.read_info(f"{self.sweep}/{name}")
-            self.info[name] = info
-            if _racy(sig, now):
-                self.racy.add(name)
-            elif enabled():
-                self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
+            if name not in self.info or not _complete(self.info[name]):
+                self._read_info(name, sig, now)
+
+    def _read_info(self, name: str, sig: tuple[int, ...], now: float) -> dict:
+        READS["info"] += 1
+        info = self.read_info(f"{self.sweep}/{name}")
+        self.info[name] = info
+        self.read_now.add(name)
+        if _racy(sig, now):
+            self.racy.add(name)
+        elif enabled():
+            self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
+        return info
+
+    def entry(self, name: str) -> dict | None:
+        """A run's status fields (info_of) for its files as they are now: its index entry, else read from its
+        files (and kept for the index); None where the sweep dir holds no run of that name (no status.json).
+        """
+        sig = self.runs.get(name)
+        if sig is None:
+            return None
+        info = self.info.get(name)
+        if info is None or not _complete(info):
+            info = self._read_info(name, sig, time.time())
+        return info
 
     def _computed(self, name: str, field: str):
         """The field read from the run's files (and its line kept for the repair, where JSON holds it)."""

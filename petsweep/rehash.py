@@ -163,11 +163,29 @@ def stale_record(path: Path, result: dict | None = None) -> str | None:
     stamp = (str(path), *_stamp(Path(path) / "result.json"), *_stamp(Path(path) / "config.yaml"))
     if stamp not in _STALE:
         _STALE[stamp] = _stale(Path(path), result)
-    return _STALE[stamp]
+    why, warning = _STALE[stamp]
+    if warning is None:
+        _WARNED.pop(str(path), None)
+    else:
+        _WARNED[str(path)] = warning
+    return why
 
 
-_STALE: dict[tuple, str | None] = {}
+def stale_warning(path: Path) -> str | None:
+    """What stale_record's latest check of `path` warned of (config.yaml edited or unparsable under a record
+    that is still used), or None: the sweep index keeps it, and a plan read from the index says it again."""
+    return _WARNED.get(str(path))
+
+
+def warn_record(path: Path, why: str) -> None:
+    """The one warning of a finished run whose config.yaml disagrees with its record (which is used)."""
+    log.warning("petsweep: %s: %s; its result.json is the record and is used", path, why)
+
+
+_STALE: dict[tuple, tuple[str | None, str | None]] = {}  # stamp -> (why stale, what was warned of)
+_WARNED: dict[str, str] = {}
 index.STALE[:] = [stale_record]  # a run's index line says whether its record is of another identity
+index.WARNING[:] = [stale_warning]  # ... and what its check warned of
 
 
 def _stamp(file: Path) -> tuple[int, int]:
@@ -178,26 +196,29 @@ def _stamp(file: Path) -> tuple[int, int]:
     return (stat.st_mtime_ns, stat.st_size)
 
 
-def _stale(path: Path, result: dict | None) -> str | None:
+def _stale(path: Path, result: dict | None) -> tuple[str | None, str | None]:
+    """(stale_record's answer, the warning it gave: None where none)."""
     result = (result if result is not None else RunDir(path).result()) or {}
     try:
         config = recorded_identity(path, result)
     except yaml.YAMLError as err:
         why = f"config.yaml does not parse ({type(err).__name__})"
         if result:
-            log.warning("petsweep: %s: %s; its result.json is the record and is used", path, why)
-        return None
+            warn_record(path, why)
+            return None, why
+        return None, None
     except Refused as why:
         if result and "config.yaml" in str(why):
-            log.warning("petsweep: %s: %s; its result.json is the record and is used", path, why)
-        return None
+            warn_record(path, str(why))
+            return None, str(why)
+        return None, None
     except (OSError, ValueError):
-        return None
+        return None, None
     name = f"{run_slug(config)}-{run_hash(config)[:12]}"
     if name == path.name:
-        return None
+        return None, None
     facts = ", ".join(f"{k} {result[k]}" for k in ("backbone_dtype", "ranks") if result.get(k) is not None)
-    return f"its record is of run {name} ({facts or 'by its recorded config'}), not of {path.name}"
+    return f"its record is of run {name} ({facts or 'by its recorded config'}), not of {path.name}", None
 
 
 def reusable_result(path: Path) -> dict | None:

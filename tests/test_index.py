@@ -3,11 +3,13 @@ holds each run's files as they are, read the rest from the files, and answer exa
 
 from __future__ import annotations
 
+import hashlib
 import json
 import multiprocessing
 import os
 import shutil
 import socket
+from collections import Counter
 
 import pandas as pd
 import pytest
@@ -16,7 +18,7 @@ import yaml
 from analysis.load import collect
 from launchers.invalidate import invalidate
 from launchers.report import read_info, status_rows, status_table
-from petsweep import index
+from petsweep import index, rehash
 from petsweep.status import RunDir, write_json
 
 
@@ -290,3 +292,87 @@ def test_a_line_without_the_identity_check_never_hides_one_with_it(tmp_path, mon
     with file.open("a") as fh:
         fh.write(unchecked)  # the unchecked line again, after the checked one
     assert read_counts(status_rows, tmp_path) == (from_files(status_rows, tmp_path), {})
+
+
+def _finished_sweep(root) -> list[str]:
+    """A planned sweep (the default job, 3 ranks x 2 seeds) whose runs all finished, as runs leave them
+    (config.yaml, result.json with its config and config_sha256, status.json through RunDir, so each writes
+    its index line); returns the sweep's arguments."""
+    from launchers.expand import expand
+    from launchers.planning import plan
+    from petsweep.config import compose
+    from petsweep.identity import semantic_config
+
+    arguments = [f"paths.runs_root={root}", "sweep_name=study", "method.r=1,2,3", "seed=0,1"]
+    for run in plan(expand(arguments), compose):
+        run.path.mkdir(parents=True)
+        text = yaml.safe_dump(run.cfg, sort_keys=False).encode()
+        (run.path / "config.yaml").write_bytes(text)
+        record = _result(0, semantic_config(run.cfg))
+        record.update(run_id=run.run_hash, config_sha256=hashlib.sha256(text).hexdigest())
+        write_json(run.path / "result.json", record)
+        RunDir(run.path).set_status("COMPLETED")
+    return arguments
+
+
+def _counting(read, opened: Counter):
+    def counted(self, *args, **kwargs):
+        if self.name in ("result.json", "config.yaml"):
+            opened[self.parent.name] += 1
+        return read(self, *args, **kwargs)
+
+    return counted
+
+
+def _resume(arguments) -> tuple[dict, list[str], Counter]:
+    """A resume (`run.py -m`'s run_sweep) of the sweep: each run's state, what it would launch, and how often
+    each run's result.json and config.yaml were opened (by run dir)."""
+    from pathlib import Path
+
+    from launchers.sweep import run_sweep
+    from petsweep.config import compose
+
+    opened = Counter()
+    launched = []
+    with pytest.MonkeyPatch.context() as patch:
+        for method in ("read_text", "read_bytes"):
+            patch.setattr(Path, method, _counting(getattr(Path, method), opened))
+        runs = run_sweep(arguments, None, compose, lambda todo: launched.extend(r.path.name for r in todo))
+    return {r.path.name: r.status for r in runs}, launched, opened
+
+
+def test_a_resume_of_a_finished_sweep_reads_no_record_when_the_index_is_current(tmp_path, caplog):
+    """#25: a resume read each finished run's status.json, result.json and config.yaml (YAML parse and
+    identity hash: ~1.2 ms a run, ~20 min at 10^6); it now answers from the sweep's index, and a run edited
+    behind the index's back is still read from its files."""
+    arguments = _finished_sweep(tmp_path)
+    sweep = tmp_path / "study"
+    states, launched, opened = _resume(arguments)
+    assert set(states.values()) == {"COMPLETED"} and not launched
+    assert opened == {}, opened  # the runs' own index lines answered (written when each run finished)
+    assert (states, launched) == from_files(_resume, arguments)[:2]
+
+    names = sorted(states)
+    edited = sweep / names[0] / "config.yaml"  # edited in place after it finished: reused, with a warning
+    with edited.open("a") as fh:
+        fh.write("# a note\n")
+    other = RunDir(sweep / names[1])  # a record of another identity (it trained r=9): NEW, launched
+    config = yaml.safe_load(other.config_file.read_text())
+    config["method"]["r"] = 9
+    body = yaml.safe_dump(config, sort_keys=False)
+    other.config_file.write_text(body)
+    record = {**other.result(), "config_sha256": hashlib.sha256(body.encode()).hexdigest()}
+    with other.result_file.open("w") as fh:  # in place: the run dir's mtime stays
+        json.dump(record, fh)
+    answers = []
+    for how in (_resume, _resume, lambda *args: from_files(_resume, *args)):  # files + repair, index, files
+        rehash._STALE.clear()  # each as a fresh process: the identity check's cache is per process
+        caplog.clear()
+        states, launched, opened = how(arguments)
+        warned = [r.getMessage() for r in caplog.records if "config.yaml was changed" in r.getMessage()]
+        answers.append((states, launched, warned))
+        if len(answers) == 2:  # the repaired index answered; the run launched is read after its launch
+            assert set(opened) == {names[1]}, opened
+    assert answers[0] == answers[1] == answers[2]
+    assert answers[0][0][names[1]] == "NEW" and answers[0][1] == [names[1]]
+    assert len(answers[0][2]) == 1 and names[0] in answers[0][2][0]
