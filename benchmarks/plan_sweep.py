@@ -155,7 +155,9 @@ def write_finished(axes: list[str]) -> int:
     return len(runs)
 
 
-def scale(sizes: list[int], base: str, resume_up_to: int, finished_up_to: int) -> str:
+def scale(
+    sizes: list[int], base: str, resume_up_to: int, finished_up_to: int, skip_fresh: bool = False
+) -> str:
     """The side-by-side table of planning at scale (issue #25)."""
     python = sys.executable
     rows = []
@@ -171,6 +173,8 @@ def scale(sizes: list[int], base: str, resume_up_to: int, finished_up_to: int) -
             fresh = scale_axes(n, Path(tmp) / f"new{n}")
             plan = [python, "-m", "petsweep.cli", "plan"]
             for name, tree in (("before", old), ("after", REPO)):
+                if skip_fresh:
+                    break
                 rows.append((n, "plan, no run on disk", name, *timed([*plan, *fresh], tree)))
                 print(rows[-1], flush=True)
             if n > finished_up_to:
@@ -187,6 +191,17 @@ def scale(sizes: list[int], base: str, resume_up_to: int, finished_up_to: int) -
                         (
                             n,
                             "resume of the finished sweep",
+                            name,
+                            *timed([python, "run.py", "-m", *done], tree),
+                        )
+                    )
+                    print(rows[-1], flush=True)
+                    # the first resume (or plan) of runs written without index lines builds the sweep's index;
+                    # the next one reads it (code without the index in planning reads the files again)
+                    rows.append(
+                        (
+                            n,
+                            "resume again (the sweep's index current)",
                             name,
                             *timed([python, "run.py", "-m", *done], tree),
                         )
@@ -222,10 +237,11 @@ def main() -> None:
     parser.add_argument("--base", default=BASE, help="the code to compare with (a git revision)")
     parser.add_argument("--resume-up-to", type=int, default=10**9, help="time the old resume up to this N")
     parser.add_argument("--finished-up-to", type=int, default=10**9, help="finished sweeps up to this N")
+    parser.add_argument("--finished-only", action="store_true", help="skip the plans with no run on disk")
     args = parser.parse_args()
     if args.scale:
         sizes = [int(float(n)) for n in args.scale.split(",")]
-        table = scale(sizes, args.base, args.resume_up_to, args.finished_up_to)
+        table = scale(sizes, args.base, args.resume_up_to, args.finished_up_to, args.finished_only)
         print(table)
         if args.out:
             with args.out.open("a") as fh:
