@@ -17,7 +17,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
-from petsweep.errors import ConfigError, PetsweepError
+from petsweep.errors import ConfigError, ConfigErrors, PetsweepError
 from petsweep.identity import plain, run_dir, run_hash, seeded_run_hash, semantic_config
 from petsweep.rehash import stale_record
 from petsweep.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
@@ -180,9 +180,13 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
     checked: dict[tuple, dict] = {}  # validation key (CachedComposer.keyed) -> the run's counts and budget
     hashers: dict[tuple, Callable[[int], str]] = {}  # validation key -> run_hash as a function of the seed
     listed: dict[Path, object] = {}  # a sweep dir's index snapshot or entries, read once (_listed_status)
+    refused: dict = {}  # a budget a run cannot take: (error, method) by validation key, all named at once
     for overrides in run_overrides:
+        key = None
         try:
             cfg, key = composer.keyed(overrides)
+            if key is not None and key in refused:
+                continue  # the same cell at another seed
             extra = checked.get(key) if key is not None else None
             if extra is None:
                 extra = _validate(cfg, read)
@@ -193,7 +197,11 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
         except PetsweepError as err:
             if not isinstance(err, ConfigError):
                 raise PetsweepError(f"{err} (in run: {' '.join(overrides)})") from None
-            raise ConfigError(err.key, err.value, f"{err.expected} (in run: {' '.join(overrides)})") from None
+            err = ConfigError(err.key, err.value, f"{err.expected} (in run: {' '.join(overrides)})")
+            if err.key != "budget" or key is None:
+                raise err from None
+            refused.setdefault(key, (err, _method_of(cfg)))
+            continue
         if key is None:
             digest = run_hash(cfg)
         else:
@@ -215,14 +223,39 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
     for found in listed.values():
         if hasattr(found, "finish"):
             found.finish()  # what was read from run files goes into the sweep's index
+    if refused:
+        raise _budget_refusals(list(refused.values()), runs)
     return list(runs.values())
 
 
-def validate(run_overrides: Iterable[list[str]], compose_fn: Callable[[list[str]], DictConfig]) -> None:
+def _method_of(cfg) -> str:
+    return str((cfg.get("method") or {}).get("name"))
+
+
+def _budget_refusals(refused: list[tuple[ConfigError, str]], runs: dict) -> ConfigErrors:
+    """Every cell of a sweep that cannot take its budget, one line each, and how to leave them out (#24: a
+    mixed sweep `method=lora,selective_module budget=N` stopped at the first such cell)."""
+    bad = sorted({method for _, method in refused})
+    fine = sorted({_method_of(r.cfg) for r in runs.values()} - set(bad))
+    keep = f"sweep method={','.join(fine)} without them, and " if fine else ""
+    return ConfigErrors(
+        [err for err, _ in refused],
+        f"{len(refused)} cells above cannot take their budget and nothing ran; leave them out: {keep}give "
+        f"method={','.join(bad)} a budget each reaches in a sweep of its own (`petsweep count` shows a "
+        "method's count)",
+    )
+
+
+def validate(
+    run_overrides: Iterable[list[str]],
+    compose_fn: Callable[[list[str]], DictConfig],
+    defer_budget: bool = False,
+) -> None:
     """Compose and validate runs as run.py's pre-flight does (resolve_run), raising the first invalid run's
     error as resolve_run or the composition words it: one Hydra composition per distinct choice of config
     groups, one resolve_run per config but its seed (#25: a resume composed once per value of every axis,
-    1,000 compositions for seed=range(0,1000), before the plan validated every run again)."""
+    1,000 compositions for seed=range(0,1000), before the plan validated every run again). `defer_budget`:
+    a budget a run cannot take is not raised here but left to `plan`, which names every such run at once."""
     from petsweep.config import check_seed, resolve_run
 
     composer = CachedComposer(compose_fn)
@@ -232,7 +265,11 @@ def validate(run_overrides: Iterable[list[str]], compose_fn: Callable[[list[str]
         if key is not None and key in checked:
             check_seed(cfg["seed"])
             continue
-        resolve_run(_copy(cfg))
+        try:
+            resolve_run(_copy(cfg))
+        except ConfigError as err:
+            if not (defer_budget and err.key == "budget"):
+                raise
         if key is not None:
             checked.add(key)
 

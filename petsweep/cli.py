@@ -162,7 +162,10 @@ def preflight(argv: list[str]):
     if args.multirun:  # no config to hand back: composed once per choice of groups, validated once per seed
         from launchers.planning import validate
 
-        validate(variants, lambda variant: compose(variant, config_name=config_name))
+        # a budget a cell cannot take is left to petsweep's planner, which names every such cell of the whole
+        # product at once before anything runs (these variants are each axis's values, not the product)
+        own_planner = not _other_sweeper(overrides)
+        validate(variants, lambda variant: compose(variant, config_name=config_name), own_planner)
     else:
         for variant in variants:
             cfg = compose(variant, config_name=config_name)

@@ -25,6 +25,23 @@ class ConfigError(PetsweepError):
         super().__init__(f"{key}={value!r}: {expected}")
 
 
+class ConfigErrors(ConfigError):
+    """Several runs' ConfigErrors reported at once, one line each, and a last line saying what to do: a sweep
+    some of whose cells cannot take their budget names every such cell before anything runs (#24), not the
+    first one alone. Key, value and expected are the first error's (for code that reads one)."""
+
+    def __init__(self, errors: list[ConfigError], advice: str):
+        self.errors, self.advice = list(errors), advice
+        first = self.errors[0]
+        super().__init__(first.key, first.value, first.expected)
+
+    def lines(self) -> list[str]:
+        return [str(e) for e in self.errors] + [self.advice]
+
+    def __str__(self) -> str:
+        return "\n".join(self.lines())
+
+
 class DataError(PetsweepError):
     """A data file or dataset that cannot be read as the task describes."""
 
@@ -65,7 +82,9 @@ def report_user_error(err: BaseException) -> int | None:
     """Print the one line a PetsweepError, a cancelled run or a disk that takes no writes gets (stderr, no
     traceback) and return its exit status; None for anything else (a failure, which keeps its traceback).
     The line is left out where it cannot be written (stderr on the full disk)."""
-    if isinstance(err, PetsweepError):
+    if isinstance(err, ConfigErrors):
+        line, status = "\n".join(f"error: {x}" for x in err.lines()), EXIT_REFUSED
+    elif isinstance(err, PetsweepError):
         line, status = f"error: {err}", EXIT_REFUSED
     elif disk_problem(err):
         line, status = f"error: {disk_problem(err)}", EXIT_FAILED

@@ -238,3 +238,46 @@ def test_head_alone_without_its_head_is_refused_unless_the_run_only_evaluates():
     with pytest.raises(ConfigError, match="method.train_head=False: method head trains the task head alone"):
         resolve_run(compose(["method=head", "method.train_head=false"]))
     assert resolve_run(compose(["method=head", "method.train_head=false", "trainer.eval_only=true"]))
+
+
+def test_a_sweep_names_every_cell_its_budget_is_out_of_reach_of_at_once(tmp_path):
+    """#24 review: `method=lora,selective_module budget=N` stopped at plan time on the first cell that cannot
+    take N, one at a time. Every such (method, backbone, budget) cell is now one line, seeds folded, before
+    anything runs, and a last line says how to leave them out; every method with a knob, and one without."""
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    from petsweep.errors import ConfigErrors
+
+    methods = ["lora", "adapter", "prompt", "prefix", "dept", "selective_module", "apet", "ln"]
+    axes = [f"method={','.join(methods)}", "budget=100", "backbone=minilm-l1,minilm-l2", "seed=1,2"]
+    with pytest.raises(ConfigErrors) as err:
+        plan(expand([*axes, f"paths.runs_root={tmp_path}"]), compose)
+    lines = err.value.lines()
+    refused = [(m, b) for m in methods if m != "apet" for b in ("minilm-l1", "minilm-l2")]
+    assert len(lines) == len(refused) + 1 and all("\n" not in line for line in lines)
+    for line, (method, backbone) in zip(lines, refused):
+        assert line.startswith(f"budget=100: method {method} "), line
+        assert f"(in run: method={method} budget=100 backbone={backbone} seed=1 " in line, line
+    assert lines[-1].startswith(f"{len(refused)} cells above cannot take their budget and nothing ran")
+    assert "sweep method=apet without them" in lines[-1]
+    assert (
+        "give method=adapter,dept,ln,lora,prefix,prompt,selective_module a budget each reaches" in lines[-1]
+    )
+
+    mixed = ["method=lora,selective_module", "budget=1000", "backbone=minilm-l1"]  # the review's sweep
+    out = subprocess.run(
+        [sys.executable, "run.py", "-m", *mixed, f"paths.runs_root={tmp_path}", "sweep_name=mixed"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 3, out.stderr[-3000:]
+    assert "method lora comes no closer than 1,536" in errors[0]
+    assert "method selective_module comes no closer than 768" in errors[1]
+    assert errors[2].startswith("error: 2 cells above cannot take their budget and nothing ran")
+    assert not (tmp_path / "mixed").exists() or not list((tmp_path / "mixed").glob("*/status.json"))
