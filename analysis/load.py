@@ -148,19 +148,35 @@ def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
         for sweep in sweep_dirs:
             rows += [run_row(d) for d in find_runs(sweep)]
         return _finish(pd.DataFrame(rows))
-    frames, batch = [], []
+    blocks = []
     for sweep in sweep_dirs:
         for snapshot in _snapshots(Path(sweep)):
-            for _, row in snapshot.iter_field("row"):
-                batch.append(row)
-                if len(batch) == index.BATCH:  # rows as objects a batch at a time, typed once at the end
-                    frames.append(pd.DataFrame(batch, dtype=object))
-                    batch = []
+            blocks.append(snapshot.row_columns())
             snapshot.finish()
-    frames.append(pd.DataFrame(batch, dtype=object))
-    table = pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
-    # each column typed as pd.DataFrame(rows) types it (one inference over the whole column)
-    return _finish(pd.DataFrame({column: table[column].tolist() for column in table.columns}))
+    return _finish(_frame(blocks))
+
+
+def _frame(blocks: list) -> pd.DataFrame:
+    """The rows of index.RowBlocks (one per sweep, in order) as pd.DataFrame(rows) builds them from dicts:
+    columns in its order, each typed by one inference over the whole column (#25: without a dict per run)."""
+    import numpy as np
+
+    events, offset = [], 0
+    for block in blocks:
+        events += [(offset + at, keys) for at, keys in block.events]
+        offset += block.n
+    keys = list(dict.fromkeys(k for _, ks in sorted(events, key=lambda e: e[0]) for k in ks))
+    columns = {}
+    for key in keys:
+        parts = [b.columns.get(key) for b in blocks]
+        parts = [p if p is not None else np.full(b.n, np.nan, dtype=object) for p, b in zip(parts, blocks)]
+        values = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        columns[key] = pd.DataFrame({key: values.tolist()})[key]  # the column as pd.DataFrame(rows) types it
+        for block in blocks:
+            block.columns.pop(key, None)
+    if not columns:
+        return pd.DataFrame(index=range(offset))
+    return pd.DataFrame(columns)
 
 
 def _cached_row(run_dir: str) -> tuple[dict, bool]:

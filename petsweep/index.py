@@ -18,6 +18,11 @@ line is appended that repairs the index. Record writes rename files into the run
 moves the dir's mtime, so any rewritten record file, error.txt or transfer result (petsweep.transfer touches
 the dir) is seen; an in-place edit of a file other than status.json or result.json is not.
 
+The manifest holds a row per run: its signature, status fields (`info`, JSON), recorded config (JSON), and
+its table row (collect) column-wise: `layout` (the row's keys in order) and a column per key, typed (`r:key`:
+int, float, str or bool where every value is one of them) or JSON text (`j:key`), strings dictionary-encoded,
+so collect builds its table a column at a time and decodes each distinct JSON value once (RowBlock).
+
 Entries are also tied to the code that read them (`fingerprint`: the sources of the modules that decide a
 run's state, identity and table row): entries of other code are not used. The index is rebuilt from the run
 dirs by deleting `<sweep>/.index`; PETSWEEP_INDEX=0 reads every run from its files and writes no index.
@@ -256,6 +261,8 @@ class Snapshot:
         self.info: dict[str, dict] = {}
         self.fresh: dict[str, dict] = {}  # name -> big fields not in the manifest: {field: json text}
         self.in_manifest: dict[str, set[str]] = {}  # name -> big fields the manifest holds for it
+        self._mpos: dict[str, int] = {}  # name -> its row in the manifest, where that entry is the run's now
+        self.touched: set[str] = set()  # runs whose entry this read learnt anew (lines, repairs): compact
         self.repairs: list[dict] = []
         self.racy: set[str] = set()  # read in the clock tick of a write: used now, never stored
         self.lines_read: list[str] = []
@@ -285,12 +292,15 @@ class Snapshot:
             return
         parse = self.read_info is not None  # collect needs no status fields: they stay text on disk
         columns = ["run", *SIG_FIELDS, *(["info"] if parse else []), *[f"has_{f}" for f in BIG]]
+        offset = 0
         for batch in file.iter_batches(batch_size=BATCH, columns=columns):
             data = batch.to_pydict()
             sigs = zip(*(data[f] for f in SIG_FIELDS))
+            offset += batch.num_rows
             for i, (name, sig) in enumerate(zip(data["run"], sigs)):
                 if self.runs.get(name) != sig:
                     continue
+                self._mpos[name] = offset - batch.num_rows + i
                 held = {f for f in BIG if data[f"has_{f}"][i]}
                 if not parse:
                     held.add("info")  # kept as it is by compact
@@ -320,8 +330,10 @@ class Snapshot:
                     line.pop(key, None)
                 if line and (name not in self.info or _complete(line) or not _complete(self.info[name])):
                     self.info[name] = line  # never a line without the identity check over one with it
+                    self.touched.add(name)
                 if big:
                     self.fresh.setdefault(name, {}).update(big)
+                    self.touched.add(name)
 
     def _read_missing(self) -> None:
         now = time.time()
@@ -334,6 +346,7 @@ class Snapshot:
         info = self.read_info(f"{self.sweep}/{name}")
         self.info[name] = info
         self.read_now.add(name)
+        self.touched.add(name)
         if _racy(sig, now):
             self.racy.add(name)
         elif enabled():
@@ -356,6 +369,7 @@ class Snapshot:
         """The field read from the run's files (and its line kept for the repair, where JSON holds it)."""
         READS[field] += 1
         value, keep = self.compute[field](f"{self.sweep}/{name}")
+        self.touched.add(name)
         sig = self.runs[name]
         if keep and value is not None and _plain(value) and enabled() and not _racy(sig, time.time()):
             text = json.dumps(value, separators=(",", ":"))
@@ -385,9 +399,47 @@ class Snapshot:
         import pyarrow.parquet as pq
 
         file = pq.ParquetFile(self._manifest)
+        if field == "row":  # stored column-wise (row_columns): rebuilt a batch at a time
+            columns = [c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES)]
+            for batch in file.iter_batches(batch_size=BATCH, columns=["run", "layout", *columns]):
+                names, layouts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+                cells = {c[2:]: _decoded(batch.column(c)) for c in columns}
+                for i, (name, layout) in enumerate(zip(names, layouts)):
+                    if layout is not None:
+                        row = {k: cells[k][i] for k in json.loads(layout)}
+                        yield name, json.dumps(row, separators=(",", ":"))
+            return
         for batch in file.iter_batches(batch_size=BATCH, columns=["run", field]):
             names, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
             yield from ((n, t) for n, t in zip(names, texts) if t is not None)
+
+    def row_columns(self) -> RowBlock:
+        """Every run's row (`row` field, collect's table), column-wise and in name order: runs the manifest
+        holds as they are now come from its columns (each column decoded in bulk, each distinct JSON value
+        once), the others from their lines or computed from their files. Cells are what pd.DataFrame(rows)
+        reads of a list of row dicts: a key a row lacks is NaN."""
+        import numpy as np
+
+        names = list(self.runs)
+        held = [i for i, name in enumerate(names) if self._row_held(name)]
+        block = RowBlock(len(names))
+        if held:
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(self._manifest)
+            columns = [c for c in schema.names if c.startswith(ROW_PREFIXES)]
+            table = pq.read_table(self._manifest, columns=["layout", *columns])
+            table = table.take([self._mpos[names[i]] for i in held])
+            block.add_columns(np.asarray(held, dtype=np.int64), table)
+        for i, name in enumerate(names):
+            if i < len(names) and not self._row_held(name):
+                text = self.fresh.get(name, {}).get("row")
+                row = json.loads(text) if text is not None else self._computed(name, "row")
+                block.add_row(i, row)
+        return block
+
+    def _row_held(self, name: str) -> bool:
+        return "row" not in self.fresh.get(name, {}) and "row" in self.in_manifest.get(name, ())
 
     def finish(self, compact: bool | None = None) -> None:
         """Store what this read learnt: fold everything into a new manifest (`compact`; by default when
@@ -409,47 +461,30 @@ class Snapshot:
 
     def compact(self) -> None:
         """Write every entry into a new manifest (a temporary file, renamed over the old one), then unlink
-        the line files read: a crash between leaves lines the new manifest already holds, read the same."""
-        import pyarrow as pa
+        the line files read: a crash between leaves lines the new manifest already holds, read the same.
+        Entries the old manifest holds for the runs' files as they are, and that this read learnt nothing
+        new of, are copied column by column; rows are stored column-wise (RowBlock)."""
         import pyarrow.parquet as pq
 
         os.makedirs(self.dir, exist_ok=True)
-        schema = pa.schema(
-            [("run", pa.string())]
-            + [(f, pa.int64()) for f in SIG_FIELDS]
-            + [("info", pa.string())]
-            + [(f, pa.large_string()) for f in BIG]
-            + [(f"has_{f}", pa.bool_()) for f in BIG],
-            metadata={"fingerprint": self.fp},
-        )
+        old = None
+        if self._mpos:
+            old = pq.read_table(self._manifest).replace_schema_metadata(None)
+        kept, changed = [], []
+        for name in self.runs:
+            if name in self._mpos and name not in self.touched and name not in self.racy:
+                kept.append(self._mpos[name])
+            else:
+                changed.append(name)
+        new = self._changed_table(changed, old)
+        parts = [t for t in (old.take(kept) if old is not None and kept else None, new) if t is not None]
+        table = _unify(parts) if len(parts) > 1 else parts[0] if parts else _empty_manifest()
+        if len(parts) > 1:
+            table = table.sort_by("run")
+        table = table.replace_schema_metadata({"fingerprint": self.fp})
         tmp = os.path.join(self.dir, f".{MANIFEST}.{socket.gethostname()}-{os.getpid()}.tmp")
-        streams = {f: self._manifest_field(f) for f in ("info", *BIG)}
-        pending = {f: next(s, None) for f, s in streams.items()}
         try:
-            with pq.ParquetWriter(tmp, schema) as writer:
-                rows: dict[str, list] = {name: [] for name in schema.names}
-                for name, sig in self.runs.items():
-                    rows["run"].append(name)
-                    for field, value in zip(SIG_FIELDS, sig):
-                        rows[field].append(value)
-                    for field in ("info", *BIG):
-                        while pending[field] is not None and pending[field][0] < name:
-                            pending[field] = next(streams[field], None)
-                        if field == "info" and name in self.info:
-                            info = self.info[name] if name not in self.racy else None
-                            text = None if info is None else json.dumps(info, separators=(",", ":"))
-                        else:
-                            text = self.fresh.get(name, {}).get(field)
-                        if text is None and field in self.in_manifest.get(name, ()):
-                            got = pending[field]
-                            text = got[1] if got and got[0] == name else None
-                        rows[field].append(text)
-                        if field != "info":
-                            rows[f"has_{field}"].append(text is not None)
-                    if len(rows["run"]) >= BATCH:
-                        writer.write_table(pa.table(rows, schema=schema))
-                        rows = {key: [] for key in rows}
-                writer.write_table(pa.table(rows, schema=schema))
+            pq.write_table(table, tmp, row_group_size=BATCH)
             os.replace(tmp, self._manifest)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -461,6 +496,265 @@ class Snapshot:
         self.lines_read = []
         self.line_count = 0
         self.no_manifest = False
+
+    def _changed_table(self, names: list[str], old):
+        """The manifest rows of runs whose entries are (re)written from what this read holds."""
+        import pyarrow as pa
+
+        if not names:
+            return None
+        olds = {}
+        if old is not None:
+            at = [self._mpos[n] for n in names if n in self._mpos]
+            if at:
+                part = old.take(at).to_pylist()
+                olds = {row["run"]: row for row in part}
+        data: dict[str, list] = {
+            k: [] for k in ("run", *SIG_FIELDS, "info", "config", "has_config", "has_row")
+        }
+        rows = []
+        for name in names:
+            before = olds.get(name, {})
+            data["run"].append(name)
+            for field, value in zip(SIG_FIELDS, self.runs[name]):
+                data[field].append(value)
+            if name in self.racy:
+                info = None
+            elif name in self.info:
+                info = json.dumps(self.info[name], separators=(",", ":"))
+            else:
+                info = before.get("info")
+            data["info"].append(info)
+            config = self.fresh.get(name, {}).get("config")
+            if config is None and "config" in self.in_manifest.get(name, ()):
+                config = before.get("config")
+            data["config"].append(config)
+            data["has_config"].append(config is not None)
+            text = self.fresh.get(name, {}).get("row")
+            if text is not None:
+                rows.append(json.loads(text))
+            elif "row" in self.in_manifest.get(name, ()) and before.get("layout") is not None:
+                rows.append({k: _cell(before, k) for k in json.loads(before["layout"])})
+            else:
+                rows.append(None)
+            data["has_row"].append(rows[-1] is not None)
+        arrays = {k: pa.array(v, type=MANIFEST_TYPES[k]) for k, v in data.items()}
+        arrays.update(_row_arrays(rows, old.schema if old is not None else None))
+        return pa.table(arrays)
+
+
+ROW_PREFIXES = ("r:", "j:")  # a row column: typed ("r:", one Python type: int, float, str or bool) or JSON
+
+
+def _manifest_types():
+    import pyarrow as pa
+
+    return {
+        "run": pa.string(),
+        **{f: pa.int64() for f in SIG_FIELDS},
+        "info": pa.string(),
+        "config": pa.large_string(),
+        "has_config": pa.bool_(),
+        "has_row": pa.bool_(),
+        "layout": pa.dictionary(pa.int32(), pa.string()),
+    }
+
+
+class _Types(dict):
+    def __missing__(self, key):
+        self.update(_manifest_types())
+        return self[key]
+
+
+MANIFEST_TYPES = _Types()
+_KINDS = {int: "int64", float: "float64", str: "string", bool: "bool"}
+
+
+def _empty_manifest():
+    import pyarrow as pa
+
+    return pa.table({k: pa.array([], type=MANIFEST_TYPES[k]) for k in _manifest_types()})
+
+
+def _cell(row: dict, key: str):
+    """A row cell as the manifest's pylist row holds it (typed, or JSON text)."""
+    if f"r:{key}" in row:
+        return row[f"r:{key}"]
+    text = row.get(f"j:{key}")
+    return None if text is None else json.loads(text)
+
+
+def _row_arrays(rows: list[dict | None], old_schema) -> dict:
+    """Row dicts as manifest columns: `layout` (each row's keys in order, JSON; null: no row) and a column per
+    key, typed where every value of it (here and in the old manifest) is of one of _KINDS' types, else JSON
+    text; strings and JSON dictionary-encoded (each distinct value stored and decoded once)."""
+    import pyarrow as pa
+
+    layouts = [None if row is None else json.dumps(list(row)) for row in rows]
+    out = {"layout": pa.array(layouts, type=pa.string()).dictionary_encode()}
+    keys = dict.fromkeys(k for row in rows if row for k in row)
+    old_names = set(old_schema.names) if old_schema is not None else set()
+    for key in keys:
+        values = [row.get(key) if row else None for row in rows]
+        kinds = {type(v) for v in values if v is not None}
+        kind = _KINDS.get(next(iter(kinds))) if len(kinds) == 1 else None
+        if f"j:{key}" in old_names or (
+            f"r:{key}" in old_names
+            and kind is not None
+            and not _same_kind(old_schema.field(f"r:{key}").type, kind)
+        ):
+            kind = None  # JSON where the old manifest holds it so, or holds another type
+        if kind is None:
+            texts = [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
+            out[f"j:{key}"] = pa.array(texts, type=pa.string()).dictionary_encode()
+            continue
+        try:
+            array = pa.array(values, type=getattr(pa, "bool_" if kind == "bool" else kind)())
+        except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
+            texts = [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
+            out[f"j:{key}"] = pa.array(texts, type=pa.string()).dictionary_encode()
+            continue
+        out[f"r:{key}"] = array.dictionary_encode() if kind == "string" else array
+    return out
+
+
+def _same_kind(arrow_type, kind: str) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    names = {"string": "string", "int64": "int64", "float64": "double", "bool": "bool"}
+    return str(arrow_type) == names[kind]
+
+
+def _unify(parts: list):
+    """Manifest parts as one table: a row column typed in one part and JSON (or another type) in another
+    becomes JSON in both; columns a part lacks are nulls."""
+    import pyarrow as pa
+
+    kinds: dict[str, set] = {}
+    for part in parts:
+        for field in part.schema:
+            if field.name.startswith(ROW_PREFIXES):
+                value_type = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+                kinds.setdefault(field.name[2:], set()).add((field.name[:2], str(value_type)))
+    as_json = {key for key, found in kinds.items() if len(found) > 1}
+    fixed = []
+    for part in parts:
+        for key in as_json:
+            for prefix in ROW_PREFIXES:
+                name = f"{prefix}{key}"
+                if name in part.column_names:
+                    cells = part.column(name).to_pylist()
+                    if prefix == "r:":
+                        cells = [None if v is None else json.dumps(v, separators=(",", ":")) for v in cells]
+                    array = pa.array(cells, type=pa.string()).dictionary_encode()
+                    part = part.drop_columns([name]).append_column(f"j:{key}", array)
+        fixed.append(part)
+    return pa.concat_tables(fixed, promote_options="default").combine_chunks()
+
+
+def _decoded(column):
+    """A manifest row column as a numpy object array of the row's values (None where null)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        chunks = [_decoded(c) for c in column.chunks]
+        return np.concatenate(chunks) if chunks else np.empty(0, dtype=object)
+    nulls = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
+    if pa.types.is_dictionary(column.type):
+        words = column.dictionary.to_numpy(zero_copy_only=False)
+        values = np.empty(len(words), dtype=object)
+        values[:] = list(words)
+        if column.dictionary.null_count:
+            values[column.dictionary.is_null().to_numpy(zero_copy_only=False)] = None
+        indices = pc.fill_null(column.indices, 0).to_numpy()
+        out = values[indices] if len(values) else np.full(len(column), None, dtype=object)
+    elif pa.types.is_null(column.type):
+        return np.full(len(column), None, dtype=object)
+    else:
+        fill = False if pa.types.is_boolean(column.type) else 0
+        out = pc.fill_null(column, fill).to_numpy(zero_copy_only=False).astype(object)
+    if nulls is not None:
+        out[nulls] = None
+    return out
+
+
+def _decoded_json(column):
+    """A JSON row column as a numpy object array of the decoded values, each distinct text decoded once."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        chunks = [_decoded_json(c) for c in column.chunks]
+        return np.concatenate(chunks) if chunks else np.empty(0, dtype=object)
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    texts = column.dictionary.to_pylist()
+    values = np.empty(len(texts) + 1, dtype=object)
+    for i, text in enumerate(texts):
+        values[i] = None if text is None else json.loads(text)
+    values[len(texts)] = None
+    indices = pc.fill_null(column.indices, len(texts)).to_numpy()
+    return values[indices]
+
+
+class RowBlock:
+    """Rows of `n` runs in order, column-wise (Snapshot.row_columns): `columns` key -> numpy object array
+    (NaN where a row lacks the key), `events` (position, keys) that give the columns' order as
+    pd.DataFrame(rows) takes it: each key where it first appears, in the order of that row's keys."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.columns: dict = {}
+        self.events: list[tuple[int, tuple]] = []
+
+    def _column(self, key: str):
+        import numpy as np
+
+        if key not in self.columns:
+            self.columns[key] = np.full(self.n, np.nan, dtype=object)
+        return self.columns[key]
+
+    def add_columns(self, at, table) -> None:
+        """Rows from manifest columns (`table`: layout and row columns) at positions `at` (increasing)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        layout = table.column("layout").combine_chunks()
+        valid = layout.is_valid().to_numpy(zero_copy_only=False)
+        texts = layout.dictionary.to_pylist()
+        keys = [tuple(json.loads(t)) for t in texts]
+        codes = pc.fill_null(layout.indices, -1).to_numpy()
+        used, first = np.unique(codes[valid], return_index=True)
+        where = at[valid]
+        for code, i in zip(used, first):
+            self.events.append((int(where[i]), keys[code]))
+        has: dict[str, np.ndarray] = {}
+        for code in used:
+            for key in keys[code]:
+                has.setdefault(key, np.zeros(len(keys), dtype=bool))[code] = True
+        safe = np.where(valid, codes, 0)
+        for name in table.column_names[1:]:
+            key = name[2:]
+            if key not in has:
+                continue
+            column = table.column(name)
+            values = _decoded_json(column) if name.startswith("j:") else _decoded(column)
+            present = valid & has[key][safe]
+            self._column(key)[at[present]] = values[present]
+
+    def add_row(self, i: int, row: dict) -> None:
+        self.events.append((i, tuple(row)))
+        for key, value in row.items():
+            self._column(key)[i] = value
+
+    def keys(self) -> list[str]:
+        """The columns in pd.DataFrame(rows)'s order."""
+        return list(dict.fromkeys(k for _, ks in sorted(self.events, key=lambda e: e[0]) for k in ks))
 
 
 def rebuild(sweep: str | Path) -> None:

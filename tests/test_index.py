@@ -12,6 +12,7 @@ import socket
 from collections import Counter
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -42,6 +43,7 @@ def _result(i: int, config: dict) -> dict:
         "steps": 10 + i,
         "metrics": {"accuracy": 0.5 + i / 1000, "f1": 0.4},
         "trainable_params": 100 + i,
+        "stopped_early": i % 4 == 0,
         "config": config,
     }
 
@@ -210,9 +212,9 @@ def test_old_run_dirs_without_an_index(tmp_path):
 def test_incremental_collect_reads_only_changed_runs_and_equals_a_full_collect(tmp_path):
     sweep = make_sweep(tmp_path / "study", 60)
     collect([sweep])
-    for name in ("run-000", "run-031"):  # rewritten as runs write them (rename into the dir)
-        run = RunDir(sweep / name)
-        write_json(run.result_file, {**run.result(), "score": 0.99})
+    for name, steps in (("run-000", 12), ("run-031", 12.5)):  # rewritten as runs write them (renamed in)
+        run = RunDir(sweep / name)  # 12.5: a column of ints in the manifest gets a float
+        write_json(run.result_file, {**run.result(), "score": 0.99, "steps": steps, "new_key": [steps]})
     (sweep / "run-030" / "transfer").mkdir()
     write_json(sweep / "run-030" / "transfer" / "x.json", {"score": 0.7})  # as petsweep transfer writes it
     os.utime(sweep / "run-030")  # what petsweep.transfer does after writing
@@ -221,6 +223,10 @@ def test_incremental_collect_reads_only_changed_runs_and_equals_a_full_collect(t
     pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
     assert "transfer.x.score" in table.columns
     assert read_counts(collect, [sweep])[1] == {}
+    index.Snapshot(sweep).compact()  # the changed rows folded in: `steps` is no longer of one type (JSON)
+    again, reads = read_counts(collect, [sweep])
+    pd.testing.assert_frame_equal(again, table)
+    assert reads == {} and "j:steps" in pq.read_schema(sweep / ".index" / index.MANIFEST).names
 
 
 def test_a_compaction_cut_short_leaves_an_index_that_answers_right(tmp_path):
