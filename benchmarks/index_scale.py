@@ -183,11 +183,12 @@ def measure(what: str, root: Path) -> dict:
     return {"seconds": seconds, "rss_gb": peak, "lines": lines}
 
 
-def child(what: str, root: Path, indexed: bool) -> dict:
-    env = dict(os.environ, PETSWEEP_INDEX="1" if indexed else "0", OMP_NUM_THREADS="1")
+def child(what: str, root: Path, indexed: bool, tree: Path = REPO) -> dict:
+    """One measurement in a fresh process, of the code in `tree` (this one, or --base's export)."""
+    env = dict(os.environ, PETSWEEP_INDEX="1" if indexed else "0", OMP_NUM_THREADS="1", PYTHONPATH=str(tree))
     out = subprocess.run(
-        [sys.executable, __file__, "--measure", what, "--root", str(root)],
-        cwd=REPO,
+        [sys.executable, str(tree / "benchmarks" / "index_scale.py"), "--measure", what, "--root", str(root)],
+        cwd=tree,
         env=env,
         capture_output=True,
         text=True,
@@ -200,15 +201,103 @@ def cell(got: dict) -> str:
     return f"{got['seconds']:.1f} s / {got['rss_gb']:.2f} GB"
 
 
+def _swap(sweep: Path, tree: str) -> None:
+    """Each version keeps its own index (their manifests differ): the other's is moved aside."""
+    active, mine = sweep / ".index", sweep / f".index-{tree}"
+    marker = sweep / ".index-owner"
+    owner = marker.read_text() if marker.exists() else None
+    if owner == tree:
+        return
+    if owner is not None and active.exists():
+        active.rename(sweep / f".index-{owner}")
+    if mine.exists():
+        mine.rename(active)
+    marker.write_text(tree)
+
+
+def base_table(args) -> str:
+    """Before (the index of --base, exported with git archive) and after (this tree) side by side, one
+    fresh process per cell, on the same synthetic runs; each version reads its own index."""
+    import tempfile
+
+    commit = subprocess.run(
+        ["git", "rev-parse", "--short", args.base], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout.strip()
+    rows = [
+        f"before = {commit} (its index), after = this tree; no index = PETSWEEP_INDEX=0 (this tree)",
+        "",
+        "| runs | | `status` | `collect` | re-collect after 1% changed | `status` after 1% changed |",
+        "|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        old = Path(tmp) / "base"
+        old.mkdir()
+        archive = subprocess.run(["git", "archive", args.base], cwd=REPO, capture_output=True, check=True)
+        subprocess.run(["tar", "-x", "-C", str(old)], input=archive.stdout, check=True)
+        trees = {"before": old, "after": REPO}
+        for runs in args.runs:
+            sweep = args.root / f"n{runs}" / "sweep"
+            shutil.rmtree(sweep.parent, ignore_errors=True)
+            started = time.time()
+            build(sweep, runs)
+            print(f"built {runs} runs in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+            got = {}
+            plan = [
+                (f"{name}_{what}{n}", what, name)
+                for name in trees
+                for what in ("collect", "status")
+                for n in (1, 2)
+            ]
+            for key, what, name in [
+                ("none_collect", "collect", None),
+                *plan,
+                ("none_status", "status", None),
+            ]:
+                if name is not None:
+                    _swap(sweep, name)
+                got[key] = child(what, sweep, name is not None, trees.get(name, REPO))
+                print(f"{runs}: {key} {cell(got[key])}", file=sys.stderr, flush=True)
+            _swap(sweep, "after")
+            change(sweep, 0.01)
+            for name in trees:
+                _swap(sweep, name)
+                for what in ("collect", "status"):
+                    key = f"{name}_{what}_after"
+                    got[key] = child(what, sweep, True, trees[name])
+                    print(f"{runs}: {key} {cell(got[key])}", file=sys.stderr, flush=True)
+            got["none_collect_after"] = child("collect", sweep, False)
+            lines = {got[k]["lines"] for k in got if k.endswith("collect1") or k == "none_collect"}
+            assert len(lines) == 1, got
+            rows.append(
+                f"| {runs:,} | no index | {cell(got['none_status'])} | {cell(got['none_collect'])} | "
+                f"{cell(got['none_collect_after'])} | {cell(got['none_status'])} |"
+            )
+            for name in trees:
+                rows += [
+                    f"| | {name}: first read (builds its index) | {cell(got[f'{name}_status1'])} | "
+                    f"{cell(got[f'{name}_collect1'])} | | |",
+                    f"| | {name}: index | {cell(got[f'{name}_status2'])} | {cell(got[f'{name}_collect2'])} | "
+                    f"{cell(got[f'{name}_collect_after'])} | {cell(got[f'{name}_status_after'])} |",
+                ]
+            print("\n".join(rows[-5:]), file=sys.stderr, flush=True)
+            if not args.keep:
+                shutil.rmtree(sweep.parent, ignore_errors=True)
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--root", type=Path, default=Path("/tmp/petsweep-index-scale"))
     parser.add_argument("--keep", action="store_true", help="keep the synthetic runs")
     parser.add_argument("--measure", choices=("status", "collect"), help=argparse.SUPPRESS)
+    parser.add_argument("--base", help="also measure the index of the code at this git revision (before)")
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.root)))
+        return
+    if args.base:
+        print(base_table(args), flush=True)
         return
     rows = [
         "| runs | | `status` | `collect` | re-collect after 1% changed | `status` after 1% changed |",
