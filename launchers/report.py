@@ -151,7 +151,11 @@ def _indexed_rows(path: Path, queue) -> list[dict] | None:
     if not any(s.runs for s in snapshots):
         sweep_runs(path)  # not a sweep dir: its one clear error (or a sweep whose runs have not started)
     sweeps = {Path(s.sweep) for s in snapshots if s.runs}
-    labels = {d: read_labels(d) for d in sweeps | set(_planned_sweeps(path))}
+    if Path(snapshots[0].sweep) == path and snapshots[0].runs:  # a sweep dir: no glob over its 10^6 runs
+        planned = [path] if (path / SWEEP_MARKER).exists() else []
+    else:
+        planned = _planned_sweeps(path)
+    labels = {d: read_labels(d) for d in sweeps | set(planned)}
     rows, found = [], set()
     for snapshot in snapshots:
         sweep = Path(snapshot.sweep)
@@ -159,7 +163,7 @@ def _indexed_rows(path: Path, queue) -> list[dict] | None:
             found.add(f"{snapshot.sweep}/{name}")
             rows.append(_indexed_row(sweep, name, info, queue, labels[sweep]))
         snapshot.finish()
-    more = _not_started(path, found, labels)
+    more = _not_started(path, found, labels, planned)
     return sorted(rows + more, key=lambda r: (r["sweep"], r["run"])) if more else rows
 
 
@@ -215,13 +219,13 @@ def _planned_sweeps(path: Path) -> list[Path]:
     return sorted(p.parent for p in path.glob(f"*/{SWEEP_MARKER}"))
 
 
-def _not_started(path: Path, found: set[Path], labels: dict) -> list[dict]:
+def _not_started(path: Path, found: set[Path], labels: dict, planned: list[Path] | None = None) -> list[dict]:
     """A row per run a sweep planned (its sweep.json) that has no run dir yet: NEW, as a rerun would launch
     it (a 4-run sweep cancelled after 2 starts reads 2 cancelled, 2 new)."""
     import json
 
     rows = []
-    for sweep in _planned_sweeps(path):
+    for sweep in _planned_sweeps(path) if planned is None else planned:
         try:
             planned = json.loads((sweep / SWEEP_MARKER).read_text()).get("runs") or []
         except (OSError, ValueError):

@@ -292,21 +292,34 @@ class Snapshot:
             return
         parse = self.read_info is not None  # collect needs no status fields: they stay text on disk
         columns = ["run", *SIG_FIELDS, *(["info"] if parse else []), *[f"has_{f}" for f in BIG]]
-        offset = 0
-        for batch in file.iter_batches(batch_size=BATCH, columns=columns):
-            data = batch.to_pydict()
-            sigs = zip(*(data[f] for f in SIG_FIELDS))
-            offset += batch.num_rows
-            for i, (name, sig) in enumerate(zip(data["run"], sigs)):
-                if self.runs.get(name) != sig:
-                    continue
-                self._mpos[name] = offset - batch.num_rows + i
-                held = {f for f in BIG if data[f"has_{f}"][i]}
-                if not parse:
-                    held.add("info")  # kept as it is by compact
-                elif data["info"][i] is not None:
-                    self.info[name] = json.loads(data["info"][i])
-                self.in_manifest[name] = held
+        import numpy as np
+
+        table = file.read(columns=columns)
+        names = table.column("run").to_pylist()
+        stored = np.column_stack([table.column(f).to_numpy() for f in SIG_FIELDS])
+        missing = (-2,) * len(SIG_FIELDS)  # no run has it: the run is gone
+        if names == list(self.runs):  # the same runs (the usual case): their signatures in one array
+            now = np.array(list(self.runs.values()), dtype=np.int64).reshape(-1, len(SIG_FIELDS))
+        else:
+            now = np.array([self.runs.get(n, missing) for n in names], dtype=np.int64)
+        now = now.reshape(-1, len(SIG_FIELDS))
+        valid = np.flatnonzero((stored == now).all(axis=1)) if len(names) else np.zeros(0, dtype=np.int64)
+        flags = [table.column(f"has_{f}").to_numpy(zero_copy_only=False) for f in BIG]
+        kinds = np.zeros(len(names), dtype=np.int64)
+        for bit, flag in enumerate(flags):
+            kinds |= flag.astype(np.int64) << bit
+        helds = {
+            k: frozenset(f for bit, f in enumerate(BIG) if k >> bit & 1) | ({"info"} if not parse else set())
+            for k in range(1 << len(BIG))
+        }
+        infos = table.column("info").to_pylist() if parse else None
+        mpos, in_manifest, info = self._mpos, self.in_manifest, self.info
+        for i, kind in zip(valid.tolist(), kinds[valid].tolist()):
+            name = names[i]
+            mpos[name] = i
+            in_manifest[name] = helds[kind]  # "info": kept as it is by compact, where not parsed
+            if parse and infos[i] is not None:
+                info[name] = json.loads(infos[i])
 
     def _read_lines(self) -> None:
         for file in sorted(glob.glob(os.path.join(glob.escape(self.dir), "*.jsonl"))):
