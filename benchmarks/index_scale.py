@@ -153,7 +153,27 @@ def build(root: Path, runs: int) -> None:
         )
 
 
+def prepare(sweep: Path, runs: int, reuse: bool) -> None:
+    """Build N runs, or (--reuse) take those a run before built and left unchanged (their indexes dropped)."""
+    marker = sweep.parent / "built"
+    if reuse and marker.exists() and marker.read_text() == str(runs):
+        for path in sweep.glob(".index*"):
+            shutil.rmtree(path) if path.is_dir() else path.unlink()
+        return
+    shutil.rmtree(sweep.parent, ignore_errors=True)
+    started = time.time()
+    build(sweep, runs)
+    marker.write_text(str(runs))
+    print(f"built {runs} runs in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+
+
 def change(root: Path, fraction: float) -> int:
+    """Train `fraction` of the runs again: result.json then status.json rewritten through RunDir."""
+    (root.parent / "built").unlink(missing_ok=True)  # no longer as built
+    return _change(root, fraction)
+
+
+def _change(root: Path, fraction: float) -> int:
     """Train `fraction` of the runs again: result.json then status.json rewritten through RunDir."""
     from petsweep.status import RunDir, write_json
 
@@ -237,10 +257,7 @@ def base_table(args) -> str:
         trees = {"before": old, "after": REPO}
         for runs in args.runs:
             sweep = args.root / f"n{runs}" / "sweep"
-            shutil.rmtree(sweep.parent, ignore_errors=True)
-            started = time.time()
-            build(sweep, runs)
-            print(f"built {runs} runs in {time.time() - started:.0f} s", file=sys.stderr, flush=True)
+            prepare(sweep, runs, args.reuse)
             got = {}
             plan = [
                 (f"{name}_{what}{n}", what, name)
@@ -292,9 +309,15 @@ def main() -> None:
     parser.add_argument("--keep", action="store_true", help="keep the synthetic runs")
     parser.add_argument("--measure", choices=("status", "collect"), help=argparse.SUPPRESS)
     parser.add_argument("--base", help="also measure the index of the code at this git revision (before)")
+    parser.add_argument("--reuse", action="store_true", help="take runs built by an earlier --keep run")
+    parser.add_argument("--build-only", action="store_true", help="build the runs and stop (for --reuse)")
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.root)))
+        return
+    if args.build_only:
+        for runs in args.runs:
+            prepare(args.root / f"n{runs}" / "sweep", runs, True)
         return
     if args.base:
         print(base_table(args), flush=True)
@@ -305,9 +328,8 @@ def main() -> None:
     ]
     for runs in args.runs:
         sweep = args.root / f"n{runs}" / "sweep"
-        shutil.rmtree(sweep.parent, ignore_errors=True)
         started = time.time()
-        build(sweep, runs)
+        prepare(sweep, runs, args.reuse)
         built = time.time() - started
         size = int(
             subprocess.run(["du", "-sk", str(sweep)], capture_output=True, text=True).stdout.split()[0]
