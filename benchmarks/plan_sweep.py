@@ -184,6 +184,8 @@ def scale(
             written = write_finished(done)
             print(f"{written} finished runs written in {time.time() - started:.0f} s", flush=True)
             for name, tree in (("before", old), ("after", REPO)):
+                if name == "before" and n > resume_up_to:
+                    continue  # the old code's plan and resume of a finished sweep: up to --resume-up-to
                 rows.append((n, "plan, every run finished", name, *timed([*plan, *done], tree)))
                 print(rows[-1], flush=True)
                 if n <= resume_up_to or name == "after":
@@ -235,7 +237,9 @@ def main() -> None:
         "--scale", default=None, help="planning at scale (#25): run counts, e.g. 10000,100000"
     )
     parser.add_argument("--base", default=BASE, help="the code to compare with (a git revision)")
-    parser.add_argument("--resume-up-to", type=int, default=10**9, help="time the old resume up to this N")
+    parser.add_argument(
+        "--resume-up-to", type=int, default=10**9, help="old code: finished-sweep plan, resume up to N"
+    )
     parser.add_argument("--finished-up-to", type=int, default=10**9, help="finished sweeps up to this N")
     parser.add_argument("--finished-only", action="store_true", help="skip the plans with no run on disk")
     args = parser.parse_args()
