@@ -382,3 +382,20 @@ def test_a_resume_of_a_finished_sweep_reads_no_record_when_the_index_is_current(
     assert answers[0] == answers[1] == answers[2]
     assert answers[0][0][names[1]] == "NEW" and answers[0][1] == [names[1]]
     assert len(answers[0][2]) == 1 and names[0] in answers[0][2][0]
+
+
+def test_a_manifest_of_many_row_groups_reads_as_the_files(tmp_path, monkeypatch):
+    """Row groups (index.BATCH runs each) decode their dictionaries apart: rows, a compaction of changed
+    runs and status still answer as the files do."""
+    monkeypatch.setattr(index, "BATCH", 4)
+    sweep = make_sweep(tmp_path / "study", 30)
+    collect([sweep])
+    for name in ("run-000", "run-013", "run-025"):
+        run = RunDir(sweep / name)
+        write_json(run.result_file, {**run.result(), "score": 0.99, "steps": 3.5})
+    index.Snapshot(sweep, read_info=read_info).compact()
+    table, reads = read_counts(collect, [sweep])
+    pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
+    assert reads == {"row": 3}
+    assert read_counts(collect, [sweep])[1] == {}
+    assert status_rows(sweep) == from_files(status_rows, sweep)
