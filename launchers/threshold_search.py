@@ -56,7 +56,8 @@ class Target:
 
     @classmethod
     def parse(cls, text: str, key: str = "hydra.sweeper.targets") -> Target:
-        match = re.fullmatch(r"\s*([a-z]+)\s*(?:([+-])\s*([0-9.]+(?:e-?[0-9]+)?))?\s*", str(text))
+        number = r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:e[+-]?[0-9]+)?"
+        match = re.fullmatch(rf"\s*([a-z]+)\s*(?:([+-])\s*({number}))?\s*", str(text))
         if not match or match.group(1) not in REFERENCES:
             raise ConfigError(
                 key,
@@ -66,6 +67,11 @@ class Target:
             )
         sign = -1.0 if match.group(2) == "-" else 1.0
         return cls(match.group(1), sign * float(match.group(3) or 0.0))
+
+    @property
+    def above_full(self) -> bool:
+        """Above full fine-tuning's mean score: accepted (a PET method can beat full fine-tuning)."""
+        return self.reference == REFERENCES[-1] and self.offset > 0
 
     def value(self, references: dict[str, float]) -> float:
         return references[self.reference] + self.offset

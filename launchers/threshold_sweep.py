@@ -11,7 +11,8 @@ thresholds_search.csv / .json and a figure of threshold vs backbone size to thre
 
 Targets use analysis.thresholds' definitions: the score is the test score of the best dev checkpoint
 (result.json `score`), `random` is the task's random-guess score (`random_guess_score`), `full` the mean
-score of full fine-tuning of the same backbone and task (the reference method's defaults, seeds 0..n-1).
+score of full fine-tuning of the same backbone and task (the reference method's defaults, seeds 0..n-1, or
+the seeds `reference_seeds` lists: a grid's full fine-tuning runs are then found, not trained again).
 """
 
 from __future__ import annotations
@@ -48,8 +49,39 @@ class ThresholdSettings:
     budget_key: str | None = None  # null: `budget` where the composed config has it, else apet.scale
     seed_key: str = "seed"
     reference_method: str = "full"
-    reference_seeds: int = 3
+    reference_seeds: int | list[int] = 3  # n: seeds 0..n-1; or the seeds themselves (a grid's: [1,2,3])
     max_rounds: int = 50
+
+
+def reference_seeds(value) -> list[int]:
+    """`hydra.sweeper.reference_seeds`: a count n (seeds 0..n-1) or a list of distinct seeds."""
+    seeds = list(range(value)) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(seeds, list | tuple) or not seeds or len(set(seeds)) != len(seeds):
+        seeds = None
+    elif not all(isinstance(s, int) and not isinstance(s, bool) and s >= 0 for s in seeds):
+        seeds = None
+    if seeds is None:
+        raise ConfigError(
+            "hydra.sweeper.reference_seeds",
+            value,
+            "give a count n >= 1 (seeds 0..n-1) or a list of distinct seeds >= 0, e.g. [1,2,3]",
+        )
+    return [int(s) for s in seeds]
+
+
+def check_settings(settings: ThresholdSettings) -> None:
+    """The sweeper's numeric settings, each refused in one line naming its key and the valid range."""
+    checks = [
+        ("resolution", settings.resolution, lambda v: v > 1, "must be above 1: the factor between budgets"),
+        ("max_runs", settings.max_runs, lambda v: v >= 1, "must be at least 1: the probes of one cell"),
+        ("max_seeds", settings.max_seeds, lambda v: v >= 1, "must be at least 1: the seeds of one budget"),
+        ("confidence", settings.confidence, lambda v: 0 < v < 1, "must be between 0 and 1, e.g. 0.9"),
+        ("max_rounds", settings.max_rounds, lambda v: v >= 1, "must be at least 1"),
+    ]
+    for key, value, ok, expected in checks:
+        number = isinstance(value, int | float) and not isinstance(value, bool)
+        if not number or not ok(value):
+            raise ConfigError(f"hydra.sweeper.{key}", _AsTyped(value), expected)
 
 
 def parse_interval(text: str) -> tuple[int, int]:
@@ -112,9 +144,25 @@ class ThresholdSearch:
     ):
         self.settings, self.compose_fn, self.launch_fn, self.log = settings, compose_fn, launch_fn, log
         self.arguments = list(arguments)
+        check_settings(settings)
+        self.reference_seeds = reference_seeds(settings.reference_seeds)
+        from petsweep.methods import METHODS
+
+        if settings.reference_method not in METHODS.names():  # Hydra's own error dump, before
+            raise ConfigError(
+                "hydra.sweeper.reference_method",
+                settings.reference_method,
+                f"a full target's reference has no such method; choose one of: {', '.join(METHODS.names())}",
+            )
         self.targets = {str(t): Target.parse(t) for t in settings.targets}
         if not self.targets:
             raise ConfigError("hydra.sweeper.targets", "[]", "name at least one target, e.g. [random+0.05]")
+        above = [name for name, t in self.targets.items() if t.above_full]
+        if above:  # accepted: a PET method can beat full fine-tuning; one that never does says so at the end
+            self.log(
+                f"note: target {', '.join(above)} lies above full fine-tuning's mean score; a cell no probe "
+                "reaches ends 'not reached up to the interval's top'"
+            )
         low, high = parse_interval(settings.budget)
         self.budgets = ladder(low, high, settings.resolution)
         self.search_settings = SearchSettings(settings.confidence, settings.max_seeds, settings.max_runs)
@@ -134,6 +182,7 @@ class ThresholdSearch:
                 )
         for cell in self.cells:
             self._check_cell(cell)
+        self._check_ladder()
         self.sweep_dir = run_dir(first).parent
         self.trained: list[str] = []
         state = self.sweep_dir / STATE_FILE  # rounds of earlier invocations of the same search
@@ -173,7 +222,7 @@ class ThresholdSearch:
             )
         if wants_full:
             try:  # the reference must be a run the backbone can take: fails in one line here
-                plan([self._reference_overrides(cell, 0)], self.compose_fn)
+                plan([self._reference_overrides(cell, self.reference_seeds[0])], self.compose_fn)
             except ConfigError as err:
                 raise ConfigError(
                     "hydra.sweeper.targets",
@@ -181,6 +230,24 @@ class ThresholdSearch:
                     f"target full has no reference: {self.settings.reference_method} fine-tuning of "
                     f"this cell cannot run ({err.key}={err.value}: {err.expected})",
                 ) from None
+
+    def _check_ladder(self) -> None:
+        """Every ladder budget of every cell is a run the method can take, before anything runs: a probe the
+        bisection reaches late (LoRA at budget=100 on a model whose rank 1 counts 1,536) stopped the search
+        in the middle. The planner names every (cell, budget) it refuses at once; the advice is the
+        interval's."""
+        from petsweep.errors import ConfigErrors
+
+        probes = [self._probe_overrides(cell, budget, 0) for cell in self.cells for budget in self.budgets]
+        try:
+            plan(probes, self.compose_fn)
+        except ConfigErrors as err:
+            raise ConfigErrors(
+                err.errors,
+                f"{len(err.errors)} budgets above of hydra.sweeper.budget={self.settings.budget} are out of "
+                "their method's reach; give an interval whose every budget each cell's method reaches "
+                "(`petsweep plan` with budget=<the interval's ends> shows it), or search those cells apart",
+            ) from None
 
     # ---- overrides and records
 
@@ -220,7 +287,7 @@ class ThresholdSearch:
                     if record.get("head_params") is not None:
                         cell.head_params = int(record["head_params"])
         if any(t.reference == "full" for t in self.targets.values()):
-            for seed in range(self.settings.reference_seeds):
+            for seed in self.reference_seeds:
                 path = self._path(self._reference_overrides(cell, seed))
                 cell.references[seed] = path
                 record = self._record(path)
@@ -293,7 +360,8 @@ class ThresholdSearch:
             self.log(f"  budgets in {table[0]['budget_unit']}; + head_params = trainable_params")
         for row in table:
             self.log(
-                f"  {row['cell']}  {row['target']}: {row['status']}, estimate {row['estimate']:.4g}"
+                f"  {row['cell']}  {row['target']}: {status_text(row['status'], self.budgets[-1])}, "
+                f"estimate {row['estimate']:.4g}"
                 + ("" if row["fit"] == "crosses" else f" ({row['fit']})")
                 + f", interval ({row['ci_lo']:.4g}, {row['ci_hi']:.4g}], {row['runs']} runs"
                 + ("" if row["monotone"] else ", NOT MONOTONE")
@@ -414,11 +482,18 @@ def state_text(sweep_dir: Path) -> str | None:
             continue
         lo, hi = row["bracket"]
         lines.append(
-            f"  {row['cell']}  {row['target']}: {row['status']}, bracket ({lo if lo is not None else '-'}, "
+            f"  {row['cell']}  {row['target']}: {status_text(row['status'], state['ladder'][-1])}, "
+            f"bracket ({lo if lo is not None else '-'}, "
             f"{hi if hi is not None else 'beyond'}], {row['runs']} runs"
             + ("" if row["monotone"] else ", not monotone")
         )
     return "\n".join(lines)
+
+
+def status_text(status: str, top: int) -> str:
+    """A row's status as the summary and `petsweep status` print it: a target no probe reached, the interval's
+    top included (a target above full fine-tuning, or above what the method reaches), says up to where."""
+    return f"not reached up to the interval's top ({top})" if status == "not reached" else status
 
 
 def axes_given(arguments: list[str]) -> list[str]:

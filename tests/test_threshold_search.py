@@ -6,7 +6,7 @@ import math
 import numpy as np
 import pytest
 import yaml
-from conftest import QUICK, run_cli
+from conftest import QUICK, run_cli, sweep_argv
 
 from benchmarks.threshold_search import simulate
 from launchers.threshold_search import CellSearch, SearchSettings, Target, isotonic, ladder
@@ -171,6 +171,18 @@ def test_the_sweeper_searches_a_tiny_study_and_a_rerun_trains_nothing(tiny_conf,
         (["method=apet", "hydra.sweeper.targets=[best+1]"], "a target is <reference>[+-]<offset>"),
         (["method=apet", "budget=500"], "budget=500: the threshold sweeper sets the budget itself; drop it"),
         (["method=apet", "seed=3"], "seed=3: the threshold sweeper sets the seed itself; drop it"),
+        # #24 review: each read a traceback, a wrong key or nothing at all before
+        (["method=apet", "hydra.sweeper.resolution=1"], "hydra.sweeper.resolution=1.0: must be above 1"),
+        (["method=apet", "hydra.sweeper.max_runs=0"], "hydra.sweeper.max_runs=0: must be at least 1"),
+        (["method=apet", "hydra.sweeper.confidence=1.5"], "hydra.sweeper.confidence=1.5: must be between 0"),
+        (["method=apet", "hydra.sweeper.targets=[random+1.2.3]"], "targets='random+1.2.3': a target is"),
+        (["method=apet", "hydra.sweeper.targets=[full-]"], "targets='full-': a target is <reference>"),
+        (["method=apet", "hydra.sweeper.reference_seeds=0"], "reference_seeds=0: give a count n >= 1"),
+        (["method=apet", "hydra.sweeper.reference_seeds=[1,1]"], "reference_seeds=[1, 1]: give a count"),
+        (
+            ["method=apet", "hydra.sweeper.reference_method=fulll"],
+            "hydra.sweeper.reference_method='fulll': a full target's reference has no such method; choose",
+        ),
     ],
 )
 def test_bad_searches_are_one_line_before_anything_runs(tiny_conf, tmp_path, extra, line):
@@ -214,6 +226,67 @@ def test_grid_runs_on_disk_count_as_probes(tiny_conf, tmp_path):
     after = trained(root)
     assert all(after[name] == t for name, t in before.items())  # found, not trained again
     assert f"{len(after) - 2} runs trained" in out.stdout
+
+
+def test_a_search_reuses_a_grids_reference_seeds_and_ends_a_target_above_full_as_not_reached(
+    tiny_conf, tmp_path
+):
+    """#24 review: reference seeds were always 0..n-1, so a search beside a grid whose full fine-tuning ran
+    seeds 1, 2, 3 (the CPU demo's) trained references of its own; hydra.sweeper.reference_seeds=[1,2] finds
+    the grid's. A target above full fine-tuning is accepted (a PET method can beat it); one no probe reaches
+    ends as 'not reached up to the interval's top', after the top budget is decided below it."""
+    axes = ("backbone=tiny-bert", "method=full", "seed=1,2")
+    grid = run_cli(*sweep_argv(tiny_conf, tmp_path, *axes, name="search"))
+    assert grid.returncode == 0, grid.stderr[-3000:]
+    root = tmp_path / "search"
+    before = trained(root)
+    assert len(before) == 2
+    out = search(
+        tiny_conf,
+        tmp_path,
+        "backbone=tiny-bert",
+        "method=apet",
+        "hydra.sweeper.budget=interval(100,400)",
+        "hydra.sweeper.resolution=4",
+        "hydra.sweeper.max_runs=4",
+        "hydra.sweeper.reference_seeds=[1,2]",
+        "hydra.sweeper.targets=[full+10]",  # no score reaches it: scores are at most 1
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    after = trained(root)
+    assert all(after[name] == t for name, t in before.items())  # the grid's references, not trained again
+    configs = [yaml.safe_load((root / name / "config.yaml").read_text()) for name in after]
+    assert sorted(c["seed"] for c in configs if c["method"]["name"] == "full") == [1, 2]
+    assert f"{len(after) - 2} runs trained" in out.stdout
+    assert "note: target full+10 lies above full fine-tuning's mean score" in out.stdout
+    assert "backbone=tiny-bert method=apet  full+10: not reached up to the interval's top (400)" in out.stdout
+    [row] = json.loads((root / "thresholds_search.json").read_text())
+    assert row["status"] == "not reached" and row["ci_lo"] == 400 and row["estimate"] is None  # inf
+    assert row["runs"] <= 4
+
+
+def test_ladder_budgets_a_method_cannot_take_are_all_refused_before_anything_runs(tmp_path):
+    """A probe at a budget the method cannot take stopped the search in the round that reached it (LoRA's
+    rank 1 counts 1,536 on minilm-l1: budget=100 is out of reach), after other probes had trained. Every such
+    ladder budget of every cell is named at once when the search starts, with the interval's advice."""
+    from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
+    from petsweep.config import compose
+    from petsweep.errors import ConfigErrors
+
+    settings = ThresholdSettings(budget="interval(100,1600)", resolution=4.0)  # 100, 400, 1600
+    launched = []
+    with pytest.raises(ConfigErrors) as err:
+        ThresholdSearch(
+            ["method=lora", "backbone=minilm-l1", f"paths.runs_root={tmp_path}"],
+            settings,
+            compose,
+            launched.append,
+        )
+    *refused, advice = err.value.lines()
+    assert [line.split(":")[0] for line in refused] == ["budget=100", "budget=400"]  # 1600 is r=1 + 4%
+    assert all("method lora comes no closer than 1,536" in line for line in refused)
+    assert advice.startswith("2 budgets above of hydra.sweeper.budget=interval(100,1600) are out of")
+    assert not launched and not list(tmp_path.glob("*/*/status.json"))
 
 
 def reviewed_search() -> CellSearch:

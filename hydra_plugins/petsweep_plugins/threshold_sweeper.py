@@ -23,7 +23,7 @@ class ThresholdSweeperConf:
     budget_key: str | None = None  # null: `budget` where the composed config has it, else apet.scale
     seed_key: str = "seed"
     reference_method: str = "full"  # the `full` target's reference runs
-    reference_seeds: int = 3
+    reference_seeds: Any = 3  # n: seeds 0..n-1; or a list of seeds (a grid's: [1,2,3])
     max_rounds: int = 50
 
 
