@@ -483,14 +483,21 @@ class Snapshot:
         old = None
         if self._mpos:
             old = pq.read_table(self._manifest).replace_schema_metadata(None)
-        kept, changed = [], []
+        kept, info_only, changed = [], [], []
         for name in self.runs:
-            if name in self._mpos and name not in self.touched and name not in self.racy:
-                kept.append(self._mpos[name])
+            pos = self._mpos.get(name)
+            if pos is None or name in self.racy or name in self.fresh:
+                changed.append(name)  # rebuilt from what this read holds
+            elif name in self.touched:
+                info_only.append(name)  # its status fields are new; the rest is the manifest's
             else:
-                changed.append(name)
-        new = self._changed_table(changed, old)
-        parts = [t for t in (old.take(kept) if old is not None and kept else None, new) if t is not None]
+                kept.append(pos)
+        parts = [
+            old.take(kept) if old is not None and kept else None,
+            self._info_table(info_only, old),
+            self._changed_table(changed, old),
+        ]
+        parts = [t for t in parts if t is not None]
         table = _unify(parts) if len(parts) > 1 else parts[0] if parts else _empty_manifest()
         if len(parts) > 1:
             table = table.sort_by("run")
@@ -509,6 +516,19 @@ class Snapshot:
         self.lines_read = []
         self.line_count = 0
         self.no_manifest = False
+
+    def _info_table(self, names: list[str], old):
+        """The manifest rows of runs whose status fields alone are new: copied, with the new `info`."""
+        import pyarrow as pa
+
+        if not names:
+            return None
+        part = old.take([self._mpos[n] for n in names])
+        texts = [json.dumps(self.info[n], separators=(",", ":")) if n in self.info else None for n in names]
+        old_texts = part.column("info").to_pylist()
+        texts = [t if t is not None else o for t, o in zip(texts, old_texts)]
+        at = part.schema.get_field_index("info")
+        return part.set_column(at, "info", pa.array(texts, type=MANIFEST_TYPES["info"]))
 
     def _changed_table(self, names: list[str], old):
         """The manifest rows of runs whose entries are (re)written from what this read holds."""
