@@ -223,6 +223,8 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
     for found in listed.values():
         if hasattr(found, "finish"):
             found.finish()  # what was read from run files goes into the sweep's index
+    if len(refused) == 1:  # one cell: its line alone, as any refusal
+        raise next(iter(refused.values()))[0]
     if refused:
         raise _budget_refusals(list(refused.values()), runs)
     return list(runs.values())

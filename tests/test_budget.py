@@ -267,6 +267,10 @@ def test_a_sweep_names_every_cell_its_budget_is_out_of_reach_of_at_once(tmp_path
         "give method=adapter,dept,ln,lora,prefix,prompt,selective_module a budget each reaches" in lines[-1]
     )
 
+    with pytest.raises(ConfigError) as one:  # one cell: its own line alone, as before
+        plan(expand(["method=ln", "budget=lora", f"paths.runs_root={tmp_path}"]), compose)
+    assert not isinstance(one.value, ConfigErrors) and "\n" not in str(one.value)
+
     mixed = ["method=lora,selective_module", "budget=1000", "backbone=minilm-l1"]  # the review's sweep
     out = subprocess.run(
         [sys.executable, "run.py", "-m", *mixed, f"paths.runs_root={tmp_path}", "sweep_name=mixed"],
