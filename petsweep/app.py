@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
-from petsweep import preemption, provenance, ranks, resources, spawn
+from petsweep import preemption, provenance, ranks, resources, retention, spawn
 from petsweep.backbones import load_pretrained
 from petsweep.checkpoint import save_file
 from petsweep.config import RunSpec, resolve_run
@@ -78,6 +78,7 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
     if result is not None:
         if ranks.current().main:
             print(summary_text(result, run_path, reused=True))
+            keep_only(run_path, spec.trainer.keep)  # a kill between its record and its pruning left files
         return result
     counts = check_on_meta(spec)  # the method fits this backbone: checked before anything is claimed
     _check_bf16_compute(spec)
@@ -137,7 +138,7 @@ def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: rank
         restore_signals(previous)
     if me.main:
         try:
-            record_completed(run_path, result)
+            record_completed(run_path, result, spec.trainer.keep)
         except OSError as err:  # result.json on a full disk: not COMPLETED, and said so
             record_failure(run_path, err, traceback.format_exc())
             raise
@@ -174,11 +175,23 @@ def cancel_own_claim(run_path: RunDir, err: RunCancelled, me: ranks.Ranks) -> No
         record_failure(run_path, err, traceback.format_exc())
 
 
-def record_completed(run_path: RunDir, result: dict) -> None:
-    """result.json, then COMPLETED (a reader that sees COMPLETED finds the record), and the summary."""
+def record_completed(run_path: RunDir, result: dict, keep: str | None = None) -> None:
+    """result.json, then COMPLETED (a reader that sees COMPLETED finds the record), and the summary; then,
+    never before, what `trainer.keep` (`keep`) does not keep is removed (every way a run ends passes here:
+    alone, a fused group's member, rank 0 of several)."""
     write_json(run_path.result_file, result)
     run_path.set_status(COMPLETED)
     print(summary_text(result, run_path), flush=True)
+    keep_only(run_path, keep)
+
+
+def keep_only(run_path: RunDir, keep: str | None) -> None:
+    """Prune a COMPLETED run to `trainer.keep` (petsweep/retention.py). A failure leaves the run COMPLETED
+    with more files than asked, and says so in one line (`petsweep prune` finishes it)."""
+    try:
+        retention.apply(run_path.path, keep)
+    except OSError as err:
+        log.warning("petsweep: could not prune %s to trainer.keep=%s: %s", run_path.path.name, keep, err)
 
 
 def optimized_value(result: dict, name: str) -> float:

@@ -384,6 +384,25 @@ def _status_cmd(args) -> None:
         print(status_table(args.sweep_dir))
 
 
+def _du_cmd(args) -> None:
+    from petsweep.retention import sweep_usage, sweeps_of, usage_text
+
+    usages = [sweep_usage(sweep) for sweep in sweeps_of(args.sweep_dir)]
+    print(json.dumps(usages, indent=2) if args.json else "\n".join(usage_text(u) for u in usages))
+
+
+def _prune_cmd(args) -> None:
+    from petsweep.retention import human, prune_sweep, sweeps_of
+
+    for sweep in sweeps_of(args.sweep_dir):
+        done = prune_sweep(sweep, args.keep, args.dry_run)
+        verb = "would free" if args.dry_run else "freed"
+        keep = f"--keep {args.keep}" if args.keep else "each run's own trainer.keep"
+        left = f"; {done['left']} not COMPLETED, left as they are" if done["left"] else ""
+        runs = f"{done['pruned']} of {done['runs']} runs"
+        print(f"{sweep}: {verb} {human(done['freed'])} from {runs} ({keep}){left}")
+
+
 def _invalidate_cmd(args) -> None:
     from launchers.invalidate import invalidate
 
@@ -635,6 +654,22 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--dry-run", action="store_true", help="list the runs, move nothing")
     p.set_defaults(handler=_invalidate_cmd)
+    p = sub.add_parser("du", help="bytes and inodes of a sweep's runs: checkpoints, weights, records")
+    p.add_argument("sweep_dir", type=Path, help="<runs_root>/<sweep_name>, or a runs root (every sweep)")
+    p.add_argument("--json", action="store_true", help="one JSON list, a sweep an item")
+    p.set_defaults(handler=_du_cmd)
+    p = sub.add_parser(
+        "prune", help="remove what finished runs need no more: checkpoints (--keep weights) or weights too"
+    )
+    p.add_argument("sweep_dir", type=Path, help="<runs_root>/<sweep_name>, or a runs root (every sweep)")
+    p.add_argument(
+        "--keep",
+        choices=("weights", "records"),
+        help="weights: remove checkpoints; records: remove pet_weights.safetensors too "
+        "(default: each run's own trainer.keep)",
+    )
+    p.add_argument("--dry-run", action="store_true", help="say how many bytes would be freed, remove nothing")
+    p.set_defaults(handler=_prune_cmd)
     p = sub.add_parser("show", help="one run: config, status, scores, counts and where its files are")
     p.add_argument("run", help="a run dir, or a prefix of a run's hash (searched under --root)")
     p.add_argument(

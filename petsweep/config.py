@@ -75,6 +75,8 @@ SCHEDULES = ("linear", "cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
 FROZEN_DTYPES = ("auto", "fp32", "bf16")  # auto: bf16 when the run computes in bf16
+# trainer.keep: what a COMPLETED run keeps on disk, each less than the one before (petsweep/retention.py)
+KEEPS = ("checkpoints", "weights", "records")
 # The task head's learning rate, the same for every method (trainer.head_lr; docs/methods.md): a new
 # random head trained at each method's own lr (prompt tuning's 0.3, full FT's 5e-5) made a method comparison
 # compare head learning rates. null trains the head at the method's lr (every run before #26).
@@ -104,6 +106,7 @@ class TrainerConfig:
     num_threads: int | None = None
     ranks: int | None = None
     frozen_dtype: str = "auto"
+    keep: str = "checkpoints"  # what a COMPLETED run keeps on disk (petsweep/retention.py); not identity
 
     def __post_init__(self):
         patience = self.early_stopping_patience
@@ -137,6 +140,7 @@ class TrainerConfig:
             ("precision", PRECISIONS),
             ("device", DEVICES),
             ("frozen_dtype", FROZEN_DTYPES),
+            ("keep", KEEPS),
         ):
             if getattr(self, key) not in choices:
                 raise ConfigError(

@@ -103,11 +103,13 @@ def _finished_spec(run_dir: str | Path, pooling: bool = True):
     """The finished run and its spec. `pooling`: refuse here a head a plain model lacks (export_peft checks
     that after the method: a method with no peft form is the refusal that stands)."""
     from petsweep.config import resolve_run
+    from petsweep.retention import require_weights
     from petsweep.transfer import with_label_words
 
     run = RunDir(run_dir)
     if run.state() != COMPLETED or not run.result():
         raise PetsweepError(f"{run_dir}: not COMPLETED; only finished runs have trained weights to export")
+    require_weights(run.path)  # trainer.keep=records (or petsweep prune) removed them: one line says so
     spec = with_label_words(resolve_run(run.config()))
     if pooling:
         _check_pooling(spec)

@@ -65,7 +65,7 @@ def _ended(run: _Run, code: int) -> None:
 def _claim_all(cfgs: list[dict], codes: list[int | None], overrides: list, runs: list) -> None:
     """Each config validated and claimed as `run.py` would, into `runs` as (index, _Run) (filled as it goes:
     a signal midway leaves the claims made so far there); a finished run answers from its record."""
-    from petsweep.app import claim_run, summary_text
+    from petsweep.app import claim_run, keep_only, summary_text
     from petsweep.config import resolve_run
     from petsweep.errors import report_user_error
     from petsweep.identity import run_dir
@@ -86,6 +86,7 @@ def _claim_all(cfgs: list[dict], codes: list[int | None], overrides: list, runs:
             continue
         if reused is not None:
             print(summary_text(reused, run_path, reused=True), flush=True)
+            keep_only(run_path, spec.trainer.keep)  # a kill between its record and its pruning left files
             codes[k] = 0
             continue
         refused = claim_run(run_path, cfg, None)
@@ -236,7 +237,7 @@ def _train_and_record(runs: list[_Run]) -> None:
             return
         try:
             result = record(run.prepared, member.outcome, fused_with=[x for x in ids if x != ids[i]])
-            record_completed(run.run_path, result)
+            record_completed(run.run_path, result, run.spec.trainer.keep)
             _ended(run, 0)
         except Exception as err:
             _fail(run, err, traceback.format_exc())

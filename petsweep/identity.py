@@ -4,7 +4,8 @@ The rule (docs/records.md, "Run identity"):
 - in: every key of the resolved config that changes what is computed (backbone architecture and weights by
   name, method, task definition, trainer, seeds, the deepspeed and precision *settings*);
 - out: where things live or run (paths, backbone.path and .package, task.hf_path, logger, launcher, hydra,
-  sweep_name, thread count) and what a scheduler is asked for (backbone.resources);
+  sweep_name, thread count, what a finished run keeps on disk) and what a scheduler is asked for
+  (backbone.resources);
 - the number of ranks only where dropout makes it change the numbers, backbone.modules only by the entries
   that differ from the architecture's own map, trainer.frozen_dtype=auto as what it resolves to
   (_resolve_semantic_settings);
@@ -40,6 +41,7 @@ NON_SEMANTIC_KEYS = (
     "optimized_metric",
     "trainer.num_threads",
     "trainer.log_every",
+    "trainer.keep",  # what a finished run keeps on disk (petsweep/retention.py)
     "backbone.path",
     "backbone.package",
     "backbone.resources",

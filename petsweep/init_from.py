@@ -18,6 +18,7 @@ from torch import nn
 
 from petsweep.errors import ConfigError
 from petsweep.params import method_tensors
+from petsweep.retention import MARKER, pruned, weights_gone
 
 WEIGHTS = "pet_weights.safetensors"
 
@@ -27,7 +28,7 @@ def resolve_source(value: str, runs_root: str | Path) -> Path:
     path = Path(value).expanduser()
     if path.is_dir():
         if not (path / WEIGHTS).exists():
-            raise ConfigError("method.init_from", value, f"that run has no {WEIGHTS}: it has not finished")
+            raise ConfigError("method.init_from", value, _no_weights(path))
         return path
     if len(value) < 8 or any(ch not in "0123456789abcdef" for ch in value.lower()):
         raise ConfigError(
@@ -36,12 +37,25 @@ def resolve_source(value: str, runs_root: str | Path) -> Path:
             "give a finished run's directory, or its run id (8+ hex characters of result.json's run_id)",
         )
     found = [p.parent for p in Path(runs_root).glob(f"*/*/{WEIGHTS}") if _run_id(p.parent).startswith(value)]
+    if not found:  # a finished run whose weights trainer.keep=records removed: say so
+        gone = [
+            p.parent for p in Path(runs_root).glob(f"*/*/{MARKER}") if _run_id(p.parent).startswith(value)
+        ]
+        if len(gone) == 1:
+            raise ConfigError("method.init_from", value, _no_weights(gone[0]))
     if len(found) != 1:
         what = (
             "no finished run" if not found else f"{len(found)} runs ({', '.join(p.name for p in found[:3])})"
         )
         raise ConfigError("method.init_from", value, f"matches {what} under {runs_root}")
     return found[0]
+
+
+def _no_weights(run_dir: Path) -> str:
+    """Why a run dir has no weights to start from: removed by trainer.keep=records, or not finished."""
+    if pruned(run_dir) is not None:
+        return weights_gone(run_dir)
+    return f"that run has no {WEIGHTS}: it has not finished"
 
 
 def _run_id(run_dir: Path) -> str:

@@ -20,6 +20,7 @@ from safetensors.torch import load_file
 from petsweep.checkpoint import load_trainable
 from petsweep.config import RunSpec, compose, resolve_run
 from petsweep.errors import ConfigError, PetsweepError
+from petsweep.retention import require_weights
 from petsweep.status import COMPLETED, RunDir, find_runs, write_json
 
 
@@ -110,6 +111,7 @@ def evaluate_transfer(
     result = run.result()
     if run.state() != COMPLETED or not result:
         raise PetsweepError(f"{run_dir}: not COMPLETED; only finished runs have trained weights to transfer")
+    require_weights(run.path)  # trainer.keep=records (or petsweep prune) removed them: one line says so
     return _evaluate(
         run.path,
         result,
@@ -202,6 +204,9 @@ def transfer_sweeps(
         for t in tasks
         if t != result["task"]
     }
+    for run_dir, task in specs:  # weights removed by trainer.keep=records: one line, before any evaluation
+        if redo or not transfer_file(run_dir, task).exists():
+            require_weights(run_dir)
     for (run_dir, task), checked in specs.items():
         if transfer_file(run_dir, task).exists() and not redo:
             yield run_dir, task, None
