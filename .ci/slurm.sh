@@ -22,7 +22,8 @@ SlurmctldHost=${H}(127.0.0.1)
 SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
-AuthInfo=cred_expire=10
+# cred_expire is also how long a requeued job waits before it may start again (120 s by default)
+AuthInfo=cred_expire=5
 CryptoType=crypto/munge
 MpiDefault=none
 ProctrackType=proctrack/linuxproc
@@ -37,8 +38,10 @@ SlurmdSpoolDir=$D/spool
 SlurmctldLogFile=$D/log/slurmctld.log
 SlurmdLogFile=$D/log/slurmd.log
 SchedulerType=sched/backfill
-# a requeued job waits for the next backfill pass (every 30 s by default): every second keeps requeues short
-SchedulerParameters=bf_interval=1
+# a requeued job starts once a scheduling pass sees its begin time (cred_expire) passed: the backfill pass
+# (bf_interval) skips when no job or node changed, so the main loop's periodic pass (sched_interval, 60 s
+# by default) runs every second too. Requeue to start again: ~6 s (14-24 s before)
+SchedulerParameters=bf_interval=1,sched_interval=1
 SelectType=select/cons_tres
 SelectTypeParameters=CR_Core
 JobAcctGatherType=jobacct_gather/none
