@@ -17,7 +17,7 @@ torch_pin=$(grep '^torch==' requirements.lock)
   "${pip[@]}" --no-deps --extra-index-url "${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}" "$torch_pin"
 "${pip[@]}" --no-deps -r requirements.lock
 "${pip[@]}" --no-deps --no-build-isolation -e .
-.venv/bin/python -m petsweep.lockcheck          # one line per package that differs from the lock; exit 1 if any
+.venv/bin/python -m petsweep.records.lockcheck          # one line per package that differs from the lock; exit 1 if any
 # A one-node SLURM cluster on localhost for the SLURM tests (Debian's slurm-wlm + munge); needs root and apt.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   .ci/slurm.sh install

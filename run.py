@@ -12,13 +12,13 @@ import hydra
 from omegaconf import DictConfig
 
 from petsweep.cli import hydra_argv, preflight
-from petsweep.errors import RunCancelled, exit_on_user_error
+from petsweep.spec.errors import RunCancelled, exit_on_user_error
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
 def main(cfg: DictConfig) -> float:
     """One run; returns its `optimized_metric` (what a Hydra sweeper such as Optuna optimises)."""
-    from petsweep.app import optimized_value, run
+    from petsweep.run.app import optimized_value, run
 
     with exit_on_user_error():
         return optimized_value(run(cfg), cfg.optimized_metric)
@@ -26,7 +26,7 @@ def main(cfg: DictConfig) -> float:
 
 def run_composed(cfg: DictConfig) -> None:
     """A plain run, as the preflight composed it: Hydra would only compose the same config a second time."""
-    from petsweep.app import console_logging, run
+    from petsweep.run.app import console_logging, run
 
     console_logging()
     with exit_on_user_error():
@@ -49,7 +49,7 @@ if __name__ == "__main__":
     stop_on_signals()
     argv = hydra_argv(sys.argv[1:])
     with exit_on_user_error():  # Ctrl-C while importing or planning: one line too
-        from petsweep.config import register_base_nodes
+        from petsweep.spec.config import register_base_nodes
 
         register_base_nodes()  # the base config nodes, with Hydra's ConfigStore (seconds: the methods, torch)
 

@@ -16,7 +16,7 @@ import pandas as pd
 
 from analysis.curves import FIGSIZE, log_ticks, metric_label, save_figure, shared_legend
 from analysis.grouping import describe, shared_settings, short_name, with_variants
-from petsweep.errors import PetsweepError
+from petsweep.spec.errors import PetsweepError
 
 SCALE = "cfg.apet.scale"
 

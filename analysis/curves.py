@@ -20,7 +20,7 @@ import pandas as pd  # noqa: E402
 
 from analysis.grouping import pooled_note, seeds_present, with_variants  # noqa: E402
 from analysis.thresholds import thresholds  # noqa: E402
-from petsweep.errors import PetsweepError  # noqa: E402
+from petsweep.spec.errors import PetsweepError  # noqa: E402
 
 FIGSIZE = (6.4, 4.8)
 DPI = 200  # raster output (PNG); PDF and SVG are vector

@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from petsweep.errors import PetsweepError
-from petsweep.record import RunRecord
-from petsweep.status import RunDir, find_runs
+from petsweep.records.record import RunRecord
+from petsweep.records.status import RunDir, find_runs
+from petsweep.spec.errors import PetsweepError
 
 REQUIRED = ("run_id", "backbone", "method", "task", "seed", "status", "score", "trainable_params")
 _SCALARS = RunRecord.scalar_keys()  # result.json's one-value fields, as columns
@@ -26,7 +26,7 @@ def _flatten(prefix: str, value, out: dict) -> None:
         out[prefix] = value  # a list stays a list (save/load keep it one in parquet and CSV)
 
 
-# the config keys a backbone's depth is under, per model_type (petsweep.backbones._layer_override)
+# the config keys a backbone's depth is under, per model_type (petsweep.model.backbones._layer_override)
 DEPTH_KEYS = {"t5": ("num_layers", "num_decoder_layers"), "bart": ("encoder_layers", "decoder_layers")}
 DEPTH_KEYS.update(gpt2=("n_layer",), bloom=("n_layer",))
 
@@ -104,7 +104,7 @@ def run_row(run_dir: Path) -> dict:
     _real_depth(config, row)
     _flatten("data", {k: v for k, v in (result.get("data") or {}).items() if k != "label_map"}, row)
     row.update(_budget(result))
-    # metric columns under the W&B summary's names (petsweep.tracking.wandb_summary): one naming
+    # metric columns under the W&B summary's names (petsweep.train.tracking.wandb_summary): one naming
     for name, value in (result.get("metrics") or {}).items():
         row[f"test/{name}"] = value
     for name, value in (result.get("train_subset_metrics") or {}).items():
@@ -135,13 +135,13 @@ def _config_of(run_dir: Path) -> dict:
 
 def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
     """Every run under the given sweep dirs; a run id seen twice keeps its newest record. Rows come from
-    each sweep's index (petsweep.index) where it holds them for the runs' files as they are now; the rest
-    are read from the files (a re-collect reads only what changed), and the index learns them.
+    each sweep's index (petsweep.records.index) where it holds them for the runs' files as they are now; the
+    rest are read from the files (a re-collect reads only what changed), and the index learns them.
 
     Raises:
         PetsweepError: a directory that holds no petsweep runs.
     """
-    from petsweep import index
+    from petsweep.records import index
 
     if not index.enabled():
         rows = []
@@ -187,7 +187,7 @@ def _cached_row(run_dir: str) -> tuple[dict, bool]:
 
 def _snapshots(sweep: Path) -> list:
     """The index snapshots of a sweep dir, or of each sweep under a runs root (as find_runs finds runs)."""
-    from petsweep.index import Snapshot
+    from petsweep.records.index import Snapshot
 
     found = Snapshot(sweep, compute={"row": _cached_row}) if sweep.is_dir() else None
     if found is not None and found.runs:

@@ -34,7 +34,7 @@ from analysis.curves import (
     save_figure,
 )
 from analysis.grouping import NO_VALUE, _text
-from petsweep.errors import PetsweepError
+from petsweep.spec.errors import PetsweepError
 
 # --x: the column a backbone's size is read from, and the axis label
 X_AXES = {

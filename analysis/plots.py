@@ -11,7 +11,7 @@ from analysis.apet import plot_apet
 from analysis.load import check_columns
 from analysis.matched import X_AXES, plot_matched
 from analysis.transfer import plot_transfer
-from petsweep.errors import PetsweepError
+from petsweep.spec.errors import PetsweepError
 
 FORMATS = (".png", ".pdf", ".svg")
 KINDS = {

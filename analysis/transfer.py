@@ -22,7 +22,7 @@ from matplotlib.patches import Rectangle
 
 from analysis.curves import DPI, FIGSIZE, LEGEND_PT, metric_label
 from analysis.grouping import pooled_note, seeds_present, with_variants
-from petsweep.errors import PetsweepError
+from petsweep.spec.errors import PetsweepError
 
 # a matrix: what trained it (the config keys that differ between runs of one such group and task, as text in
 # `variant`: with_variants); its rows are the tasks it was trained on

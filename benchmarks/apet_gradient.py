@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/apet_gradient.py [--tokens 2048] [--out 384] [--in 1536]
 
-The numbers behind petsweep.apet_grad.DENSE_FROM: the dense G^T X costs the same at any k, the sampled
+The numbers behind petsweep.methods.apet.grad.DENSE_FROM: the dense G^T X costs the same at any k, the sampled
 products (gathers of k columns of G and X) grow with k. Both are timed on the same random factors.
 """
 

@@ -5,11 +5,11 @@
 The dense-masked implementation is the obvious one the issue warns against: every eligible tensor trains
 whole, a hook zeroes its gradient outside the K positions, and AdamW (weight decay 0: decay would move the
 masked entries) keeps state for the whole tensor. Both train MiniLM-L6 (batch 16, sequence 128, the same K
-positions from petsweep.apet.place) in one textbook loop, each configuration in a fresh process so that its
-peak RSS is its own; rounds alternate the configurations. "grad + optim" is the bytes of every `.grad` and
-every optimizer state tensor after a step, counted exactly; "train peak" is how far the process's RSS rose
-above its level before the first step (Linux's high-water mark, reset once the model is built: loading
-dominates the whole process's peak).
+positions from petsweep.methods.apet.positions.place) in one textbook loop, each configuration in a fresh
+process so that its peak RSS is its own; rounds alternate the configurations. "grad + optim" is the bytes of
+every `.grad` and every optimizer state tensor after a step, counted exactly; "train peak" is how far the
+process's RSS rose above its level before the first step (Linux's high-water mark, reset once the model is
+built: loading dominates the whole process's peak).
 """
 
 from __future__ import annotations
@@ -36,7 +36,7 @@ KINDS = ("apet", "masked")
 
 
 def _spec(scale: str):
-    from petsweep.config import compose, resolve_run
+    from petsweep.spec.config import compose, resolve_run
 
     return resolve_run(compose(["method=apet", f"apet.scale={scale}", "backbone.pooling=pooler"]))
 
@@ -45,9 +45,9 @@ def _masked(model, spec) -> list:
     """Whole eligible tensors trainable, their gradients masked to the same K positions as APET's."""
     import torch
 
-    from petsweep.apet import eligible_tensors, place
+    from petsweep.methods.apet.positions import eligible_tensors, place
     from petsweep.methods.base import AttachContext
-    from petsweep.params import _head
+    from petsweep.model.params import _head
 
     head = _head(model, spec.backbone)
     for param in model.parameters():
@@ -67,7 +67,7 @@ def _masked(model, spec) -> list:
 
 
 def _apet(model, spec) -> list:
-    from petsweep.params import attach_method
+    from petsweep.model.params import attach_method
 
     attached, _ = attach_method(model, spec)
     return [p for g in attached.groups for p in g.params]
@@ -97,7 +97,7 @@ def _reset_peak_rss() -> float:
 def one(kind: str, scale: str, steps: int) -> dict:
     import torch
 
-    from petsweep.backbones import load_pretrained
+    from petsweep.model.backbones import load_pretrained
 
     torch.manual_seed(0)
     spec = _spec(scale)

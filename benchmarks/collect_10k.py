@@ -19,9 +19,9 @@ sys.path.insert(0, str(REPO))
 
 
 def synthesize(root: Path, runs: int) -> None:
-    from petsweep.config import compose
-    from petsweep.identity import plain
-    from petsweep.status import RunDir, write_json
+    from petsweep.records.status import RunDir, write_json
+    from petsweep.spec.config import compose
+    from petsweep.spec.identity import plain
 
     config = plain(compose([]))
     for i in range(runs):

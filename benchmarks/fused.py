@@ -4,9 +4,9 @@
 
 8 LoRA runs on MiniLM-L6 (ranks 1..32, seeds 0..7, backbone.dropout=0, BBC News), at two shapes of a
 run-step: 4 x 32 tokens and 16 x 64. For each shape, in one process (what a warm worker does): the 8 runs
-one after another through petsweep.app.run, then the same 8 as one fused group through petsweep.group, then
-again fused with the members' LoRA products one per member (petsweep.fused.BATCHED = False, the loop before
-the batched products) unless --no-loop. Wall
+one after another through petsweep.run.app.run, then the same 8 as one fused group through petsweep.run.group,
+then again fused with the members' LoRA products one per member (petsweep.train.fused.BATCHED = False, the
+loop before the batched products) unless --no-loop. Wall
 time covers load + train + eval of all 8; training time is the sum of the runs' own train_time_s (a fused
 run's is the group's). A 2-step run first pays the process's first-call costs, for neither side. The
 planner's choice for each shape (launchers.fusion, default budget) is printed beside it. Peak memory: a
@@ -38,8 +38,8 @@ THREADS = [2]  # trainer.num_threads of every run (--threads)
 
 
 def configs(root: Path, batch: int, length: int, steps: int) -> list[dict]:
-    from petsweep.config import compose
-    from petsweep.identity import plain
+    from petsweep.spec.config import compose
+    from petsweep.spec.identity import plain
 
     return [
         plain(
@@ -70,7 +70,7 @@ def configs(root: Path, batch: int, length: int, steps: int) -> list[dict]:
 def one_after_another(cfgs: list[dict]) -> tuple[float, list[dict]]:
     from omegaconf import OmegaConf
 
-    from petsweep.app import run
+    from petsweep.run.app import run
 
     started = time.time()
     results = [run(OmegaConf.create(cfg)) for cfg in cfgs]
@@ -78,10 +78,10 @@ def one_after_another(cfgs: list[dict]) -> tuple[float, list[dict]]:
 
 
 def fused(cfgs: list[dict], batched: bool = True) -> tuple[float, list[dict]]:
-    from petsweep import fused as fused_module
-    from petsweep.group import run_group
-    from petsweep.identity import run_dir
-    from petsweep.status import RunDir
+    from petsweep.records.status import RunDir
+    from petsweep.run.group import run_group
+    from petsweep.spec.identity import run_dir
+    from petsweep.train import fused as fused_module
 
     started = time.time()
     fused_module.BATCHED = batched
@@ -97,8 +97,8 @@ def planner_choice(cfgs: list[dict]) -> str:
     """What launchers.fusion does with these runs on this machine: `groups of [8]`, or `alone (<why>)`."""
     from launchers.fusion import token_budget, units
     from launchers.planning import PlannedRun
-    from petsweep.identity import run_dir
-    from petsweep.status import State
+    from petsweep.records.status import State
+    from petsweep.spec.identity import run_dir
 
     runs = [PlannedRun([], cfg, "", run_dir(cfg), State.NEW) for cfg in cfgs]
     found = units(runs, fuse=8, budget=token_budget(None, 0))

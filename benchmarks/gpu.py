@@ -6,19 +6,19 @@ the plumbing (tests/test_gpu_bench.py). Its numbers are not results.
     bash benchmarks/gpu.sh                        # on a GPU machine: at most 8 minutes on one H100
     bash benchmarks/gpu.sh --tiny --device cpu    # the plumbing, anywhere
 
-Parts (each a real petsweep run: petsweep.app.run, or petsweep.group.run_group for the fused group; each one
-time-boxed):
+Parts (each a real petsweep run: petsweep.run.app.run, or petsweep.run.group.run_group for the fused group;
+each one time-boxed):
 - LoRA (r 8 on q, v) on a TinyLlama-shaped decoder (hidden 2048, 22 layers, FFN 5632, 32 heads, 4 KV heads,
   vocab 32000; ~1.1B parameters), batch 8 x 2048 tokens, frozen backbone in bf16: step time, tokens/s and MFU
   = 4 x N x tokens per step / step time / the GPU's bf16 dense peak (N: the backbone's parameters less its
   input embedding table, a lookup; full fine-tuning counts 6 x N);
 - full fine-tuning at the same shape: step time and peak GPU memory beside LoRA's;
 - APET at K = LoRA's budget and at K = 4096: step time against LoRA's;
-- 8 LoRA runs (ranks 1..32, seeds 0..7) one after another against the same 8 fused (petsweep.fused), on a
-  BERT-shaped encoder of the same width and depth (~1B; fused training covers encoders with a head,
-  petsweep/fusable.py), 1 x 2048 tokens per run-step: wall time and training time;
-- ZeRO-3 on one rank (deepspeed=zero3, petsweep.distributed) for LoRA and for full fine-tuning, against the
-  same runs without DeepSpeed.
+- 8 LoRA runs (ranks 1..32, seeds 0..7) one after another against the same 8 fused (petsweep.train.fused), on
+  a BERT-shaped encoder of the same width and depth (~1B; fused training covers encoders with a head,
+  petsweep/run/fusable.py), 1 x 2048 tokens per run-step: wall time and training time;
+- ZeRO-3 on one rank (deepspeed=zero3, petsweep.train.distributed) for LoRA and for full fine-tuning, against
+  the same runs without DeepSpeed.
 Every run takes 2 warm-up steps that its step time leaves out (result.json step_time_s: the median of the
 later
 steps); on a GPU each step is bracketed by torch.cuda.synchronize() so that a step's time is its device work.
@@ -330,10 +330,11 @@ def overrides(ws: Workspace, shape: Shape, device: str, kind: str, part: str, *e
 
 
 def one_run(args: list[str], device: str) -> dict:
-    """One run through petsweep.app.run, as a warm worker runs it (peak memory measured from its start)."""
-    from petsweep import resources
-    from petsweep.app import run
-    from petsweep.config import compose
+    """One run through petsweep.run.app.run, as a warm worker runs it (peak memory measured from its
+    start)."""
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
+    from petsweep.train import resources
 
     resources.begin_run(args)
     try:
@@ -351,7 +352,7 @@ def synchronized_steps(device: str):
         return
     import torch
 
-    from petsweep.train import Training
+    from petsweep.train.loop import Training
 
     begin, end = Training.begin_step, Training.end_step
 
@@ -483,12 +484,12 @@ RANKS = [1, 2, 4, 8, 16, 32, 3, 6]  # benchmarks/fused.py's 8 runs
 def part_fused(b: Bench) -> None:
     from omegaconf import OmegaConf
 
-    from petsweep import resources
-    from petsweep.app import run
-    from petsweep.config import compose
-    from petsweep.group import run_group
-    from petsweep.identity import plain, run_dir
-    from petsweep.status import RunDir
+    from petsweep.records.status import RunDir
+    from petsweep.run.app import run
+    from petsweep.run.group import run_group
+    from petsweep.spec.config import compose
+    from petsweep.spec.identity import plain, run_dir
+    from petsweep.train import resources
 
     s, ws, dev = b.shape, b.ws, b.device
 
@@ -609,7 +610,7 @@ def emit_progress(b: Bench) -> None:
 
 def versions() -> str:
     """The versions of the packages that decide the numbers, and the lock's where they differ."""
-    from petsweep.lockcheck import normalize, read_lock
+    from petsweep.records.lockcheck import normalize, read_lock
 
     pins = read_lock()
     out = []
@@ -805,7 +806,7 @@ def prepare(where: Path) -> int:
     distribution the tiny benchmark imports, pure-Python ones always (so the lock's transformers, peft,
     deepspeed, hydra-core run there), compiled ones for CPython 3.12 only where the image lacks them; torch
     stays the image's CUDA build."""
-    from petsweep.lockcheck import normalize, read_lock
+    from petsweep.records.lockcheck import normalize, read_lock
 
     where.mkdir(parents=True, exist_ok=True)
     listing = where / "imports.txt"

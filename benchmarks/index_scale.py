@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO))
 
 def _record(config: dict, i: int) -> dict:
     """A finished run's result.json (every RunRecord field)."""
-    from petsweep.record import RunRecord
+    from petsweep.records.record import RunRecord
 
     record = dict.fromkeys(RunRecord.keys())
     record.update(
@@ -93,8 +93,8 @@ def build(root: Path, runs: int) -> None:
 
     import yaml
 
-    from petsweep.config import compose
-    from petsweep.identity import plain, run_hash, run_slug, semantic_config
+    from petsweep.spec.config import compose
+    from petsweep.spec.identity import plain, run_hash, run_slug, semantic_config
 
     base = plain(compose([]))
     base["trainer"]["ranks"] = base["trainer"].get("ranks") or 1  # as rehash reads a finished record
@@ -175,7 +175,7 @@ def change(root: Path, fraction: float) -> int:
 
 def _change(root: Path, fraction: float) -> int:
     """Train `fraction` of the runs again: result.json then status.json rewritten through RunDir."""
-    from petsweep.status import RunDir, write_json
+    from petsweep.records.status import RunDir, write_json
 
     names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
     every = max(1, round(1 / fraction))

@@ -89,8 +89,8 @@ def _peft_config(method: str):
 
 
 def petsweep_one(method: str, steps: int, root: str) -> dict:
-    from petsweep.app import run
-    from petsweep.config import compose
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
 
     overrides = [
         *VARIANTS.get(method, [f"method={method}"]),
@@ -109,7 +109,7 @@ def raw_peft_one(method: str, steps: int) -> dict:
     from peft import get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from petsweep.backbones import BackboneSpec, weights_location
+    from petsweep.model.backbones import BackboneSpec, weights_location
 
     torch.manual_seed(0)
     path = weights_location(

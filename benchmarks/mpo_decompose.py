@@ -2,10 +2,10 @@
 
     .venv/bin/python benchmarks/mpo_decompose.py [--preset bart|bert] [--layers 12] [--out BENCHMARKS.md]
 
-What OPF pays before training when it over-parameterises matrices: petsweep.mpo.decompose per matrix, with
-one of the OPF code's shape presets (conf/method/shapes): bart, 7 cores (768 x 768: [3,4,1,1,4,4,4] x
-[4,4,1,1,4,4,3]; 1.25x), or bert, 15 cores with thirteen unit bonds (8.9x); untruncated. Also the worst
-reconstruction error (fp32).
+What OPF pays before training when it over-parameterises matrices: petsweep.methods.opf.mpo.decompose per
+matrix, with one of the OPF code's shape presets (conf/method/shapes): bart, 7 cores (768 x 768:
+[3,4,1,1,4,4,4] x [4,4,1,1,4,4,3]; 1.25x), or bert, 15 cores with thirteen unit bonds (8.9x); untruncated.
+Also the worst reconstruction error (fp32).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from benchmarks.common import emit  # noqa: E402
-from petsweep.mpo import MpoShape, contract, decompose  # noqa: E402
+from petsweep.methods.opf.mpo import MpoShape, contract, decompose  # noqa: E402
 
 MODULES = {  # bert-base module -> weight type
     "attention.self.query": "attention",

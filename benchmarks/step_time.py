@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/step_time.py [--steps 10] [--rounds 3] [--out BENCHMARKS.md]
 
 Rows:
-  - petsweep LoRA step and petsweep full-FT step: the real training loop (petsweep.app.run), the median
+  - petsweep LoRA step and petsweep full-FT step: the real training loop (petsweep.run.app.run), the median
     step time its record reports (batch assembly, forward, backward, clipping, AdamW, schedule), no warm-up.
   - raw peft LoRA step: peft.get_peft_model on the same model and data with a plain AdamW loop, no petsweep.
   - fixed overhead of one run: `python run.py` in a fresh process, from process start to the first step, and

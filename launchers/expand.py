@@ -10,7 +10,7 @@ from __future__ import annotations
 import functools
 import itertools
 
-from petsweep.errors import ConfigError
+from petsweep.spec.errors import ConfigError
 
 _LOADER = []  # Hydra's config loader, when a sweeper gives one: glob() needs the groups' options
 

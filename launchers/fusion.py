@@ -1,5 +1,5 @@
-"""Which runs of a sweep train fused (petsweep/fused.py), in which groups, and why the others train alone
-(what may fuse at all: petsweep/fusable.py).
+"""Which runs of a sweep train fused (petsweep/train/fused.py), in which groups, and why the others train
+alone (what may fuse at all: petsweep/run/fusable.py).
 
 Fusion pays only while the device is not already busy with one run's step: the cost model adds runs to a
 group while the group's tokens per step (batch x max_length of each member) stay within `fuse_tokens`.
@@ -13,8 +13,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from launchers.planning import PlannedRun
-from petsweep.errors import PetsweepError
-from petsweep.fusable import group_key, why_alone
+from petsweep.run.fusable import group_key, why_alone
+from petsweep.spec.errors import PetsweepError
 
 CPU_FUSE_TOKENS, GPU_FUSE_TOKENS = 1024, 16384
 
@@ -86,7 +86,7 @@ def _tokens(unit: Unit) -> int:
 def plan_notes(runs: list[PlannedRun], fuse: int, fuse_tokens: int | None, gpus: int) -> dict:
     """How each run of the plan will train, by run dir: `fused: group 2 (3 runs, 384 tokens a step)` or
     `alone: <why>`. Finished runs are not launched, so they are in no group."""
-    from petsweep.status import State
+    from petsweep.records.status import State
 
     todo = [run for run in runs if run.status != State.COMPLETED]
     notes = {run.path: "done" for run in runs}

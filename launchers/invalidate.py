@@ -4,7 +4,7 @@ A run's identity is its config, so a fixed sweep would skip every COMPLETED run.
 chosen runs' directories aside, under `<sweep>/.invalidated/<time>/`, with why; the next launch of the same
 sweep runs them again from scratch, and each new run's provenance.json lists the attempts it replaces.
 Nothing is deleted, and runs that are queued or running are never touched: each run is moved under its claim
-lock (petsweep.status), after checking again that no live process has claimed it meanwhile.
+lock (petsweep.records.status), after checking again that no live process has claimed it meanwhile.
 """
 
 from __future__ import annotations
@@ -16,9 +16,9 @@ from pathlib import Path
 
 from launchers.planning import run_status
 from launchers.report import sweep_runs
-from petsweep.errors import ConfigError
-from petsweep.rehash import recorded_config
-from petsweep.status import RunDir, State, new_aside_batch, write_json
+from petsweep.records.rehash import recorded_config
+from petsweep.records.status import RunDir, State, new_aside_batch, write_json
+from petsweep.spec.errors import ConfigError
 
 STATES = ("completed", "failed", "cancelled", "interrupted", "all")
 
@@ -107,11 +107,11 @@ def _chosen(run: RunDir, state: str) -> bool:
 
 
 def _indexed_choice(sweep_dir: Path, where: list[tuple[str, str]], state: str) -> list[RunDir] | None:
-    """The runs to move, found through the sweep's index (petsweep.index: states and recorded configs
+    """The runs to move, found through the sweep's index (petsweep.records.index: states and recorded configs
     where it holds them for the runs' files as they are, else read from the files); None: not indexed.
     Each chosen run is checked again from its files under its lock before it moves."""
     from launchers.report import indexed_state, read_info
-    from petsweep import index
+    from petsweep.records import index
 
     if not index.enabled() or not Path(sweep_dir).is_dir():
         return None

@@ -3,7 +3,7 @@ runs in a warm worker (launchers.warm: imports paid once per slot), or each as a
 
 A crash, a NaN or an out-of-memory kill takes down that run only: a run that raises is recorded and its
 worker goes on; a worker that dies is replaced. A run that asks for G GPUs (its backbone's `resources.gpus`)
-waits until G are free and gets them together; its process then starts G ranks (petsweep.spawn). Measured
+waits until G are free and gets them together; its process then starts G ranks (petsweep.run.spawn). Measured
 on 2 cores: two single-thread runs side by side do about 1.3x the work of one two-thread run, so on CPU the
 pool runs as many runs as there are cores, one thread each, unless told otherwise.
 
@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from launchers.warm import Job, WarmWorkers, slot_env
-from petsweep.errors import RunCancelled
-from petsweep.status import sweep_cancelled
+from petsweep.records.status import sweep_cancelled
+from petsweep.spec.errors import RunCancelled
 
 
 @dataclass

@@ -17,10 +17,10 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
-from petsweep.errors import ConfigError, ConfigErrors, PetsweepError
-from petsweep.identity import plain, run_dir, run_hash, seeded_run_hash, semantic_config
-from petsweep.rehash import stale_record
-from petsweep.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
+from petsweep.records.rehash import stale_record
+from petsweep.records.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
+from petsweep.spec.errors import ConfigError, ConfigErrors, PetsweepError
+from petsweep.spec.identity import plain, run_dir, run_hash, seeded_run_hash, semantic_config
 
 
 @dataclass
@@ -171,7 +171,7 @@ def plan(run_overrides: list[list[str]], compose_fn: Callable[[list[str]], DictC
         ConfigError: the first run whose config is invalid, naming its overrides.
     """
     # here, not at the top: what reads a sweep's records (status, show) imports this module without torch
-    from petsweep.config import check_seed
+    from petsweep.spec.config import check_seed
 
     composer = CachedComposer(compose_fn)
     queue = cached_queue()
@@ -258,7 +258,7 @@ def validate(
     groups, one resolve_run per config but its seed (#25: a resume composed once per value of every axis,
     1,000 compositions for seed=range(0,1000), before the plan validated every run again). `defer_budget`:
     a budget a run cannot take is not raised here but left to `plan`, which names every such run at once."""
-    from petsweep.config import check_seed, resolve_run
+    from petsweep.spec.config import check_seed, resolve_run
 
     composer = CachedComposer(compose_fn)
     checked: set[tuple] = set()
@@ -280,8 +280,8 @@ def _validate(cfg: dict, read: set[str]) -> dict:
     """Validate one run's config (resolve_run, the meta-device attach, local task files) and return what the
     plan shows of it: parameter counts from the meta-device check, and what `budget` resolved to."""
     # here, not at the top: what reads a sweep's records (status, show) imports this module without torch
-    from petsweep.config import resolve_run
-    from petsweep.params import check_on_meta
+    from petsweep.model.params import check_on_meta
+    from petsweep.spec.config import resolve_run
 
     spec = resolve_run(_copy(cfg))  # a private copy: the run's config shares dicts with other runs'
     counts = check_on_meta(spec)  # a method the backbone cannot take fails here, not in a job
@@ -295,12 +295,12 @@ def _validate(cfg: dict, read: set[str]) -> dict:
 
 
 def _listed_status(path: Path, queue, listed: dict[Path, object]) -> State:
-    """run_status, read from the sweep's index (petsweep.index, as `petsweep status` reads it) where it holds
-    the run's files as they are now, so a resume of a finished sweep of 10^6 runs opens no run's records
-    (#25); a run the index lacks or holds otherwise, or RUNNING or QUEUED (whether a process or job is still
-    behind it), is read from its files. Without an index (PETSWEEP_INDEX=0): NEW without opening a file where
-    the run's dir is not in its sweep dir's listing (taken once per sweep dir)."""
-    from petsweep import index
+    """run_status, read from the sweep's index (petsweep.records.index, as `petsweep status` reads it) where
+    it holds the run's files as they are now, so a resume of a finished sweep of 10^6 runs opens no run's
+    records (#25); a run the index lacks or holds otherwise, or RUNNING or QUEUED (whether a process or job is
+    still behind it), is read from its files. Without an index (PETSWEEP_INDEX=0): NEW without opening a file
+    where the run's dir is not in its sweep dir's listing (taken once per sweep dir)."""
+    from petsweep.records import index
 
     parent = path.parent
     if parent not in listed:
@@ -314,7 +314,7 @@ def _listed_status(path: Path, queue, listed: dict[Path, object]) -> State:
         if state is None:
             return run_status(path, queue)
         if state == State.COMPLETED and info.get("warning") and path.name not in found.read_now:
-            from petsweep.rehash import warn_record
+            from petsweep.records.rehash import warn_record
 
             warn_record(path, info["warning"])  # as stale_record warned when it read the files
         return state
@@ -324,8 +324,8 @@ def _listed_status(path: Path, queue, listed: dict[Path, object]) -> State:
 
 
 def read_info(path: str) -> dict:
-    """A run's status fields for the sweep index (petsweep.index.info_of), read from its files."""
-    from petsweep.index import info_of
+    """A run's status fields for the sweep index (petsweep.records.index.info_of), read from its files."""
+    from petsweep.records.index import info_of
 
     return info_of(RunDir(Path(path)), stale_record)
 
@@ -342,7 +342,7 @@ def indexed_state(info: dict, path: str, queue) -> State | None:
 def _listing(sweep: Path):
     """How _listed_status reads a sweep dir: its index snapshot, or (no index) the names in it, or None
     (unreadable: each run is asked)."""
-    from petsweep import index
+    from petsweep.records import index
 
     if index.enabled() and sweep.is_dir():
         return index.Snapshot(sweep, read_info=read_info, lazy=True)

@@ -9,10 +9,10 @@ import threading
 import time
 from pathlib import Path
 
-from petsweep.errors import EXIT_CANCELLED, EXIT_INTERRUPTED
-from petsweep.record import notes
-from petsweep.spawn import exit_text
-from petsweep.status import RunDir
+from petsweep.records.record import notes
+from petsweep.records.status import RunDir
+from petsweep.run.spawn import exit_text
+from petsweep.spec.errors import EXIT_CANCELLED, EXIT_INTERRUPTED
 
 
 def _duration(seconds: float) -> str:

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from launchers.planning import PlannedRun, indexed_state, read_info, run_status
 from launchers.sweep import SWEEP_MARKER
-from petsweep.errors import PetsweepError
-from petsweep.record import notes
-from petsweep.status import RunDir, State
+from petsweep.records.record import notes
+from petsweep.records.status import RunDir, State
+from petsweep.spec.errors import PetsweepError
 
 
 def estimate_hours(runs: list[PlannedRun]) -> None:
@@ -117,7 +117,7 @@ def runs_under(path: Path) -> list[RunDir]:
 def status_rows(path: Path) -> list[dict]:
     """One dict per run: its state, step of max, last and best dev score, ETA, and score or error."""
     from launchers.planning import cached_queue
-    from petsweep.labels import read as read_labels
+    from petsweep.records.labels import read as read_labels
 
     queue = cached_queue()
     rows = []
@@ -135,11 +135,11 @@ def status_rows(path: Path) -> list[dict]:
 
 
 def _indexed_rows(path: Path, queue) -> list[dict] | None:
-    """status_rows of a sweep dir or runs root from the sweeps' indexes (petsweep.index), each entry checked
-    against its run's files; a run that is RUNNING or QUEUED is read from its files (liveness, progress).
-    None: not indexed (PETSWEEP_INDEX=0, or one run dir)."""
-    from petsweep import index
-    from petsweep.labels import read as read_labels
+    """status_rows of a sweep dir or runs root from the sweeps' indexes (petsweep.records.index), each entry
+    checked against its run's files; a run that is RUNNING or QUEUED is read from its files (liveness,
+    progress). None: not indexed (PETSWEEP_INDEX=0, or one run dir)."""
+    from petsweep.records import index
+    from petsweep.records.labels import read as read_labels
 
     if not index.enabled() or (path / "status.json").exists():
         return None
@@ -205,7 +205,7 @@ def _row(state: State, name: str, sweep: str, path: str, status: dict, read, lab
         "notes": notes(result),  # what the record warns of: PET parameters did not move
         "error": status.get("error") if state != State.COMPLETED else None,
         "updated": status.get("updated"),
-        "label": labels.get(name) or [],  # what differs (petsweep.labels)
+        "label": labels.get(name) or [],  # what differs (petsweep.records.labels)
     }
 
 
@@ -250,7 +250,7 @@ def _not_started(path: Path, found: set[Path], labels: dict, planned: list[Path]
 
 
 def status_table(path: Path) -> str:
-    from petsweep.progress import eta_text
+    from petsweep.train.progress import eta_text
 
     rows = status_rows(path)
     width = max([58] + [len(r["run"]) for r in rows])
@@ -309,8 +309,8 @@ def show_text(run: RunDir) -> str:
     """One run on a page: what it is, where it stands, what it scored and trained, where its files are."""
     import yaml
 
-    from petsweep.identity import semantic_config
-    from petsweep.progress import eta_text
+    from petsweep.spec.identity import semantic_config
+    from petsweep.train.progress import eta_text
 
     [row] = status_rows(run.path)
     status, result = run.status() or {}, run.result()
@@ -353,7 +353,7 @@ def cancel(root: Path) -> list[str]:
     """
     from launchers import slurm
     from launchers.planning import cached_queue
-    from petsweep.status import CANCELLED, cancel_sweep
+    from petsweep.records.status import CANCELLED, cancel_sweep
 
     runs = sweep_runs(root)  # checked before the marker is written: a wrong dir is an error, not a new file
     # first: the local pool starts no further run, and a run started meanwhile stops at once

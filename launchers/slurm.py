@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from launchers.planning import PlannedRun
-from petsweep.errors import PetsweepError
-from petsweep.status import FAILED, QUEUED, RunDir, slurm_queue, write_json
+from petsweep.records.status import FAILED, QUEUED, RunDir, slurm_queue, write_json
+from petsweep.spec.errors import PetsweepError
 
 
 @dataclass
@@ -49,16 +49,17 @@ class SlurmSettings:
 
 class SlurmRun:
     """The picklable callable of one array task: its runs (one, or `runs_per_task`), each as the plan composed
-    it with the QUEUED claim it was submitted under, run in this process one after another (petsweep.worker's
-    run_job, as a warm local worker runs them). A run that fails is recorded and the next one goes on. A task
-    requeued on SLURM's signal skips the runs it finished; one requeued without warning (`scontrol requeue`,
-    a node lost) runs its list again, and COMPLETED runs answer from their records."""
+    it with the QUEUED claim it was submitted under, run in this process one after another
+    (petsweep.run.worker's run_job, as a warm local worker runs them). A run that fails is recorded and the
+    next one goes on. A task requeued on SLURM's signal skips the runs it finished; one requeued without
+    warning (`scontrol requeue`, a node lost) runs its list again, and COMPLETED runs answer from their
+    records."""
 
     def __init__(self, runs: list[tuple[dict, str | None]], ended: set[int] = frozenset()):
         self.runs, self.ended = list(runs), set(ended)  # ended: runs an earlier attempt of the task finished
 
     def __call__(self) -> list[int]:
-        from petsweep.worker import run_job
+        from petsweep.run.worker import run_job
 
         codes = []
         for index, (cfg, token) in enumerate(self.runs):
@@ -267,7 +268,7 @@ def wait(job_ids: list[str], poll_s: float = 2.0, runs: list[PlannedRun] = ()) -
     """Block until none of the jobs is in the queue any more (squeue; no accounting needed), printing a line
     as each of `runs` ends (from its status file: SLURM accounting may lag)."""
     from launchers.progress import SweepProgress, outcome
-    from petsweep.labels import display, of_run
+    from petsweep.records.labels import display, of_run
 
     pending, watching = set(job_ids), {run.path: time.time() for run in runs}
     progress = SweepProgress(len(watching))

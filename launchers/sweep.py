@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 
 from launchers.expand import expand
 from launchers.planning import PlannedRun, cached_queue, plan, run_status
-from petsweep.labels import display
-from petsweep.status import State, write_json
+from petsweep.records.labels import display
+from petsweep.records.status import State, write_json
 
 SWEEP_MARKER = "sweep.json"
 
@@ -34,7 +34,7 @@ def record_sweep(runs: list[PlannedRun], arguments: list[str], shown: list[list[
     marker = root / SWEEP_MARKER
     previous = json.loads(marker.read_text()) if marker.exists() else {"runs": []}
     names = sorted(set(previous["runs"]) | {r.path.name for r in runs})
-    # what tells each run apart (petsweep.labels): sweep lines, status and W&B names read it from here
+    # what tells each run apart (petsweep.records.labels): sweep lines, status and W&B names read it from here
     shown = differing(runs) if shown is None else shown
     labels = {**(previous.get("labels") or {}), **dict(zip((r.path.name for r in runs), shown))}
     write_json(
@@ -45,9 +45,9 @@ def record_sweep(runs: list[PlannedRun], arguments: list[str], shown: list[list[
 
 
 def differing(runs: list[PlannedRun]) -> list[list[str]]:
-    """Each planned run's overrides that differ between the runs (petsweep.labels.differing); the method=apet
-    an APET budget implies (launchers.expand.apet_method) is left out where every run has it."""
-    from petsweep.labels import differing as labels
+    """Each planned run's overrides that differ between the runs (petsweep.records.labels.differing); the
+    method=apet an APET budget implies (launchers.expand.apet_method) is left out where every run has it."""
+    from petsweep.records.labels import differing as labels
 
     return labels([r.overrides for r in runs])
 

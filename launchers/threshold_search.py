@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from petsweep.errors import ConfigError
+from petsweep.spec.errors import ConfigError
 
 REFERENCES = ("random", "full")
 

@@ -29,10 +29,10 @@ from launchers.expand import axes_of, expand
 from launchers.planning import CachedComposer, PlannedRun, plan
 from launchers.sweep import SWEEP_MARKER, record_sweep, unfinished
 from launchers.threshold_search import CellSearch, SearchSettings, Target, ladder
-from petsweep.errors import ConfigError
-from petsweep.identity import run_dir
-from petsweep.status import RunDir
-from petsweep.status import write_json as write_status_json
+from petsweep.records.status import RunDir
+from petsweep.records.status import write_json as write_status_json
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir
 
 STATE_FILE = "search_state.json"
 TABLE_NAME = "thresholds_search"
@@ -199,7 +199,7 @@ class ThresholdSearch:
                 "method=apet), or name the key with hydra.sweeper.budget_key",
             )
         if self.budget_key == "budget":
-            from petsweep.budget import KNOBS
+            from petsweep.model.budget import KNOBS
 
             if method not in KNOBS:  # budget=K would only accept the method's own count, never size it
                 raise ConfigError(
@@ -236,7 +236,7 @@ class ThresholdSearch:
         bisection reaches late (LoRA at budget=100 on a model whose rank 1 counts 1,536) stopped the search
         in the middle. The planner names every (cell, budget) it refuses at once; the advice is the
         interval's."""
-        from petsweep.errors import ConfigErrors
+        from petsweep.spec.errors import ConfigErrors
 
         probes = [self._probe_overrides(cell, budget, 0) for cell in self.cells for budget in self.budgets]
         try:
@@ -373,7 +373,7 @@ class ThresholdSearch:
         of the search, those of earlier rounds and invocations found on disk too, before a round launches.
         record_sweep labels one round's runs among themselves: a round of one probe per cell read
         [backbone=tiny-bert], without the budget and seed that tell it from the cell's other probes."""
-        from petsweep.labels import differing
+        from petsweep.records.labels import differing
 
         marker = self.sweep_dir / SWEEP_MARKER
         data = json.loads(marker.read_text())

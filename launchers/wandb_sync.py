@@ -13,7 +13,7 @@ from pathlib import Path
 
 from launchers.planning import run_status
 from launchers.report import sweep_runs
-from petsweep.status import State
+from petsweep.records.status import State
 
 MARKER = ".petsweep-synced"
 

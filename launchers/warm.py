@@ -1,4 +1,5 @@
-"""The launcher's side of warm workers (petsweep.worker): start them, hand them runs, notice when one dies.
+"""The launcher's side of warm workers (petsweep.run.worker): start them, hand them runs, notice when one
+dies.
 
 A worker belongs to a slot (its threads, and on GPU machines the GPUs it may see, which CUDA fixes when the
 process starts), so a run always lands in a worker set up for the slot the pool gave it. A worker that dies
@@ -16,8 +17,8 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from petsweep.spawn import exit_text
-from petsweep.status import COMPLETED, LAUNCHED_AT_ENV, RUNNING, RunDir
+from petsweep.records.status import COMPLETED, LAUNCHED_AT_ENV, RUNNING, RunDir
+from petsweep.run.spawn import exit_text
 
 CLOSE_TIMEOUT_S = 30
 
@@ -52,12 +53,13 @@ def slot_env(threads: int, gpus: list[int] | None, launched_at: float) -> dict:
 
 
 class Worker:
-    """One `python -m petsweep.worker` process: runs go in on its stdin, exit codes come back on a pipe."""
+    """One `python -m petsweep.run.worker` process: runs go in on its stdin, exit codes come back on a
+    pipe."""
 
     def __init__(self, env: dict):
         read_end, write_end = os.pipe()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "petsweep.worker", str(write_end)],
+            [sys.executable, "-m", "petsweep.run.worker", str(write_end)],
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,  # between runs; during one, its output goes to the run's log
             stderr=subprocess.DEVNULL,

@@ -21,7 +21,7 @@ import json
 import sys
 from pathlib import Path
 
-from petsweep.errors import ConfigError, PetsweepError, exit_on_user_error
+from petsweep.spec.errors import ConfigError, PetsweepError, exit_on_user_error
 
 INFO_CHOICES = ("all", "config", "defaults", "defaults-tree", "plugins", "searchpath")
 
@@ -117,7 +117,7 @@ def preflight(argv: list[str]):
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from petsweep.config import compose, resolve_run
+    from petsweep.spec.config import compose, resolve_run
 
     args = _hydra_args(argv)
     hydra_own = args.shell_completion or args.help or args.hydra_help or args.version
@@ -192,7 +192,7 @@ def _sweeper_direction(variants: list[list[str]], hydra_args: list[str], config_
     """Optuna minimises unless told otherwise, and a run returns a score where greater is better: the
     direction follows the optimised metric of every run of the sweep. A direction given on the command line
     that disagrees is refused in one line; none given: the one to add to the command line."""
-    from petsweep.config import compose
+    from petsweep.spec.config import compose
     from petsweep.tasks.metrics import direction
 
     sweeper = compose(variants[0] + hydra_args, config_name=config_name, with_hydra=True).hydra.sweeper
@@ -272,7 +272,7 @@ def _check_launcher(overrides: list[str], config_name: str = "config") -> None:
 
     from launchers.fusion import check_fuse
     from launchers.slurm import check_runs_per_task
-    from petsweep.config import compose
+    from petsweep.spec.config import compose
 
     launcher = compose(overrides, config_name=config_name, with_hydra=True).hydra.launcher
     missing = sorted(OmegaConf.missing_keys(launcher))
@@ -290,9 +290,9 @@ def _check_launcher(overrides: list[str], config_name: str = "config") -> None:
 
 def count(overrides: list[str]) -> dict:
     """Parameter counts of a composed run, from the backbone YAML's dimensions on the meta device."""
-    from petsweep.backbones import build_on_meta
-    from petsweep.config import compose, resolve_run
-    from petsweep.params import attach_method
+    from petsweep.model.backbones import build_on_meta
+    from petsweep.model.params import attach_method
+    from petsweep.spec.config import compose, resolve_run
 
     spec = resolve_run(compose(overrides))
     attached, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
@@ -318,7 +318,7 @@ def _hydra_node(overrides: list[str]):
     """The hydra node (sweeper, launcher) of a sweep's command line, composed once from each axis's first
     value."""
     from launchers.expand import axes_of
-    from petsweep.config import compose
+    from petsweep.spec.config import compose
 
     return compose([values[0] for _, values in axes_of(overrides)], with_hydra=True).hydra
 
@@ -341,7 +341,7 @@ def plan_command(overrides: list[str]) -> str:
     from launchers.local import gpu_count
     from launchers.planning import plan
     from launchers.report import plan_table
-    from petsweep.config import compose
+    from petsweep.spec.config import compose
 
     use_config_loader(GroupLister(overrides))  # glob() axes list their group's options (as run.py -m)
     hydra = _hydra_node(overrides)
@@ -362,7 +362,7 @@ def _count_cmd(args) -> None:
 
 
 def _export_cmd(args) -> None:
-    from petsweep.export import BASE_FILE, export_merged, export_peft
+    from petsweep.run.export import BASE_FILE, export_merged, export_peft
 
     if args.format == "peft":
         out = export_peft(args.run_dir, args.output)
@@ -385,14 +385,14 @@ def _status_cmd(args) -> None:
 
 
 def _du_cmd(args) -> None:
-    from petsweep.retention import sweep_usage, sweeps_of, usage_text
+    from petsweep.records.retention import sweep_usage, sweeps_of, usage_text
 
     usages = [sweep_usage(sweep) for sweep in sweeps_of(args.sweep_dir)]
     print(json.dumps(usages, indent=2) if args.json else "\n".join(usage_text(u) for u in usages))
 
 
 def _prune_cmd(args) -> None:
-    from petsweep.retention import human, prune_sweep, sweeps_of
+    from petsweep.records.retention import human, prune_sweep, sweeps_of
 
     for sweep in sweeps_of(args.sweep_dir):
         done = prune_sweep(sweep, args.keep, args.dry_run)
@@ -483,7 +483,7 @@ def _thresholds_cmd(args) -> None:
 
 
 def _rehash_cmd(args) -> None:
-    from petsweep.rehash import rehash
+    from petsweep.records.rehash import rehash
 
     moved = 0
     refused = 0
@@ -515,7 +515,7 @@ def _label_map(pairs: list[str]) -> dict[str, str] | None:
 
 
 def _transfer_cmd(args) -> None:
-    from petsweep.transfer import transfer_sweeps
+    from petsweep.run.transfer import transfer_sweeps
 
     scored = kept = 0
     label_map = _label_map(args.label_map)
@@ -535,9 +535,9 @@ def _transfer_cmd(args) -> None:
 
 
 def _methods_cmd(args) -> None:
-    from petsweep.config import dataclass_defaults
     from petsweep.methods import METHODS
     from petsweep.methods.base import field_help
+    from petsweep.spec.config import dataclass_defaults
 
     for name in args.names or METHODS.names():
         cls = METHODS.get(name, key="method")
@@ -553,7 +553,8 @@ def _methods_cmd(args) -> None:
 
 def _version() -> str:
     """The package version, and the git commit when run from a checkout (what provenance records)."""
-    from petsweep import __version__, provenance
+    from petsweep import __version__
+    from petsweep.records import provenance
 
     commit = provenance.git("rev-parse", "HEAD")
     return __version__ + (f" ({commit[:12]})" if commit else "")

@@ -148,7 +148,7 @@ def tiny_conf(tmp_path_factory) -> Path:
     conf.mkdir(parents=True)
     for key, (family, model_type, dims) in TINY.items():
         path = _save_tiny(key, root / "models")
-        # no `modules`: petsweep.architectures knows where things are per model_type
+        # no `modules`: petsweep.spec.architectures knows where things are per model_type
         body = dict(
             name=TINY_NAMES[key],
             family=family,

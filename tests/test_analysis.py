@@ -10,8 +10,8 @@ import pytest
 from conftest import run_cli
 
 from analysis import apet_pairs, collect, load, mean_std, pareto_front, plot, save, thresholds
-from petsweep.errors import PetsweepError
-from petsweep.status import RunDir, write_json
+from petsweep.records.status import RunDir, write_json
+from petsweep.spec.errors import PetsweepError
 
 # budget -> scores over 3 seeds; random guess 0.3; full FT 0.91
 LORA = {10: [0.2, 0.25, 0.3], 100: [0.5, 0.6, 0.55], 1000: [0.9, 0.9, 0.92]}
@@ -174,9 +174,9 @@ def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
     budget) and transfer (the runs scored on headlines) views too; on a table collected before budgets were
     recorded the matched view says so in one line and the rest is drawn."""
     from analysis import save
-    from petsweep.app import run
-    from petsweep.config import compose
-    from petsweep.transfer import transfer_sweeps
+    from petsweep.run.app import run
+    from petsweep.run.transfer import transfer_sweeps
+    from petsweep.spec.config import compose
 
     for method in ("method=lora", "method=full", "method=apet apet.scale=lora"):
         for seed in (1, 2):
@@ -206,9 +206,9 @@ def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
 
 
 def test_wandb_offline_run_is_a_second_source(tiny):
-    from petsweep.app import run
-    from petsweep.config import compose
-    from petsweep.identity import run_dir
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
+    from petsweep.spec.identity import run_dir
 
     cfg = compose(tiny("encoder", "logger=wandb", "sweep_name=w"))
     result = run(cfg)

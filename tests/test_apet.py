@@ -15,14 +15,14 @@ from safetensors.torch import load_file
 from transformers import AutoModelForSequenceClassification
 
 from launchers.expand import expand
-from petsweep.app import run
-from petsweep.backbones import load_pretrained
 from petsweep.cli import count
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.export import export_merged
-from petsweep.identity import run_dir
-from petsweep.params import attach_method
+from petsweep.model.backbones import load_pretrained
+from petsweep.model.params import attach_method
+from petsweep.run.app import run
+from petsweep.run.export import export_merged
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir
 
 APET_TABLE = [  # PET_Scaling's apet_scale.py (pet_methods.md 1.4) for the backbones it lists, exactly
     ("bloom-560m", {"lora": 786_432, "adapter": 2_409_600, "prompt": 102_400, "bitfit": 272_384}),
@@ -59,9 +59,9 @@ def test_exactly_k_scalars_train_and_the_record_says_where(tiny):
 
 DIGEST = """
 import sys; sys.path.insert(0, "tests")
-from petsweep.backbones import load_pretrained
-from petsweep.config import compose, resolve_run
-from petsweep.params import attach_method
+from petsweep.model.backbones import load_pretrained
+from petsweep.spec.config import compose, resolve_run
+from petsweep.model.params import attach_method
 spec = resolve_run(compose([f"hydra.searchpath=[file://{sys.argv[1]}]", "backbone=tiny-bert", "method=apet",
                             "apet.scale=777", "apet.seed=5"]))
 attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)
@@ -104,7 +104,7 @@ def test_only_the_chosen_positions_move_and_the_merged_model_computes_the_same(t
     )
 
     tuned = attach_method(load_pretrained(spec.backbone, spec.task.num_labels)[0], spec)[0].model
-    from petsweep.checkpoint import load_trainable
+    from petsweep.train.checkpoint import load_trainable
 
     load_trainable(tuned, weights)
     batch = tokenizer(["one sentence", "and a second, longer one"], return_tensors="pt", padding=True)
@@ -157,7 +157,7 @@ def test_a_budget_makes_a_sweep_an_apet_sweep_and_a_single_run_must_say_so(tiny)
 
 
 def _delta_grads(tiny, gradient: str, arch: str = "encoder") -> dict[str, torch.Tensor]:
-    from petsweep.objectives import make_objective
+    from petsweep.model.objectives import make_objective
     from petsweep.tasks import prepare_task
 
     spec = resolve_run(compose(tiny(arch, "method=apet", "apet.scale=3000", f"method.gradient={gradient}")))
@@ -188,7 +188,7 @@ def _delta_grads(tiny, gradient: str, arch: str = "encoder") -> dict[str, torch.
 @pytest.mark.parametrize("dense_from", [1.0, 0.0])  # every Linear takes the sampled product, or the gathered
 @pytest.mark.parametrize("arch", ["encoder", "llama"])
 def test_the_sampled_product_gradient_equals_the_dense_one(tiny, arch, dense_from, monkeypatch):
-    from petsweep import apet_grad
+    from petsweep.methods.apet import grad as apet_grad
 
     monkeypatch.setattr(apet_grad, "DENSE_FROM", dense_from)
     sampled, dense = _delta_grads(tiny, "sampled", arch), _delta_grads(tiny, "dense", arch)
@@ -224,7 +224,7 @@ def test_tensor_granularity_picks_whole_tensors_and_records_what_it_got(tiny, ar
 
 
 def check_count(spec) -> int:
-    from petsweep.params import check_on_meta
+    from petsweep.model.params import check_on_meta
 
     return check_on_meta(spec).pet_params
 
@@ -270,7 +270,7 @@ def test_sampled_gradient_runs_in_bf16_over_fp32_frozen_weights(tiny):
 def test_deltas_on_bf16_frozen_tensors_are_added_in_fp32(tiny):
     """With the frozen backbone in bf16, a delta of 1e-3 on a LayerNorm gain (about 1) was rounded away at
     most positions (bf16's step near 1 is 2**-7): the sum is formed in fp32, so every position moves."""
-    from petsweep.train import hold_frozen
+    from petsweep.train.loop import hold_frozen
 
     spec, (attached, _) = _attached(tiny, "apet.scale=ratio", "apet.ratio=1.0", "method.gradient=dense")
     model = attached.model
@@ -300,8 +300,8 @@ def parametrize_on(module) -> bool:
 
 
 def test_delta_fp32_keeps_old_ids_where_it_changes_nothing(tiny):
-    from petsweep.identity import run_hash as run_id
-    from petsweep.identity import semantic_config
+    from petsweep.spec.identity import run_hash as run_id
+    from petsweep.spec.identity import semantic_config
 
     def ident(*extra):
         return run_id(compose(tiny("encoder", "method=apet", "apet.scale=300", *extra)))
@@ -320,8 +320,8 @@ def test_delta_fp32_keeps_old_ids_where_it_changes_nothing(tiny):
 def test_tensor_granularity_splits_k_as_pet_scaling_does():
     """PET_Scaling: inner_allowed = delta_allowed = allowed_num // 2 (petsweep gave the delta pool round(K/2)
     and the inner pool the rest); apet.split=round keeps the old split, and its records their ids."""
-    from petsweep.apet import ApetSpec
-    from petsweep.apet_tensor import pool_budgets
+    from petsweep.methods.apet.positions import ApetSpec
+    from petsweep.methods.apet.tensor import pool_budgets
 
     assert pool_budgets(6001, ApetSpec(scale=6001, granularity="tensor")) == (3000, 3000)
     assert pool_budgets(6001, ApetSpec(scale=6001, granularity="tensor", split="round")) == (3000, 3001)
@@ -357,7 +357,7 @@ def test_a_tensor_budget_missed_by_more_than_the_tolerance_shows_in_the_plan_and
     spec = resolve_run(
         compose(["backbone=t5-v1_1-small", "method=apet", "apet.scale=lora", "apet.granularity=tensor"])
     )
-    from petsweep.backbones import build_on_meta
+    from petsweep.model.backbones import build_on_meta
 
     attach_method(build_on_meta(spec.backbone, 2), spec)
     assert spec.method.record["below_requested"] is True
@@ -369,7 +369,7 @@ def test_a_tensor_budget_missed_by_more_than_the_tolerance_shows_in_the_plan_and
 def test_tensor_pool_on_t5_is_pet_scalings_biased_t5(pool):
     """PET_Scaling builds every T5 Linear with a (zero) bias and puts LoRA in cross-attention too; without
     them tensor granularity trained 60% of APET(lora)'s K on t5-v1_1-small (71% of APET(bitfit)'s)."""
-    from petsweep.backbones import build_on_meta
+    from petsweep.model.backbones import build_on_meta
 
     overrides = ["backbone=t5-v1_1-small", "method=apet", "apet.granularity=tensor", f"apet.pool={pool}"]
     spec = resolve_run(compose([*overrides, "apet.scale=lora"]))
@@ -391,7 +391,7 @@ def test_tensor_pool_on_t5_is_pet_scalings_biased_t5(pool):
 
 
 def test_tensor_only_keys_leave_element_ids_and_old_tensor_ids_alone(tiny):
-    from petsweep.identity import semantic_config
+    from petsweep.spec.identity import semantic_config
 
     element = semantic_config(compose(tiny("encoder", "method=apet", "apet.scale=300")))
     assert not {"pool", "split", "seed_by_budget"} & set(element["apet"])  # element ids as before the keys
@@ -439,8 +439,8 @@ def test_the_seed_pool_adds_zero_biases_on_t5_only():
     """PET_Scaling's BLOOM and Llama build their Linears (lm_head too) without a bias; only its T5 has them.
     pool=seed added a 250,880-scalar lm_head bias to bloom-560m; apet.zero_biases=every keeps that for the
     records of those runs (their ids), and on T5 the key changes nothing (no id)."""
-    from petsweep.backbones import build_on_meta
-    from petsweep.identity import semantic_config
+    from petsweep.model.backbones import build_on_meta
+    from petsweep.spec.identity import semantic_config
 
     overrides = ["backbone=bloom-560m", "method=apet", "apet.granularity=tensor", "apet.scale=lora"]
 
@@ -470,7 +470,7 @@ def test_bf16_frozen_weights_without_bf16_compute_are_refused_before_the_claim(t
 
 
 def test_k_times_seed_beyond_a_64_bit_seed_is_refused_when_k_is_known():
-    from petsweep.apet import MAX_SEED, ApetSpec, Budget
+    from petsweep.methods.apet.positions import MAX_SEED, ApetSpec, Budget
 
     spec = ApetSpec(scale=2**33, seed=MAX_SEED, seed_by_budget=True)
     with pytest.raises(ConfigError, match="overflows a 64-bit seed"):
@@ -481,7 +481,7 @@ def test_k_times_seed_beyond_a_64_bit_seed_is_refused_when_k_is_known():
 def test_a_tensor_budget_overshot_by_more_than_the_tolerance_is_flagged_too():
     """bloom-560m APET(prompt), seed 1: a whole delta unit overshoots, 116,736 of 102,400 (114%); only a
     shortfall was flagged."""
-    from petsweep.backbones import build_on_meta
+    from petsweep.model.backbones import build_on_meta
 
     overrides = ["backbone=bloom-560m", "method=apet", "apet.scale=prompt", "apet.granularity=tensor"]
     row = count([*overrides, "apet.seed=1"])
@@ -497,7 +497,7 @@ def test_a_tensor_budget_overshot_by_more_than_the_tolerance_is_flagged_too():
 def test_delta_pool_keys_enter_the_id_only_where_they_change_the_run(tiny):
     """delta_fraction and include_delta_pool are read at tensor granularity only, and delta_fraction only
     with a delta pool: elsewhere they made new ids for the same run."""
-    from petsweep.identity import run_hash
+    from petsweep.spec.identity import run_hash
 
     def ident(*extra):
         return run_hash(compose(tiny("encoder", "method=apet", "apet.scale=300", *extra)))
@@ -512,8 +512,8 @@ def test_delta_pool_keys_enter_the_id_only_where_they_change_the_run(tiny):
 def test_the_seed_t5s_zero_biases_count_among_the_eligible_scalars():
     """The zero biases pool=seed adds on T5 are candidates: the record's eligible count left them out, and
     scale=ratio sized K without them (apet.ratio_counts_zero_biases=false keeps that for old runs)."""
-    from petsweep.backbones import build_on_meta
-    from petsweep.identity import semantic_config
+    from petsweep.model.backbones import build_on_meta
+    from petsweep.spec.identity import semantic_config
 
     overrides = ["backbone=t5-v1_1-small", "method=apet", "apet.granularity=tensor", "apet.seed=2"]
 

@@ -1,4 +1,4 @@
-"""`budget=`: a matched parameter budget for every method with a size knob (petsweep/budget.py)."""
+"""`budget=`: a matched parameter budget for every method with a size knob (petsweep/model/budget.py)."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import pytest
 from launchers.expand import expand
 from launchers.planning import plan
 from launchers.report import plan_table
-from petsweep.app import run
-from petsweep.budget import TOLERANCE
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.identity import run_hash
-from petsweep.params import check_on_meta
+from petsweep.model.budget import TOLERANCE
+from petsweep.model.params import check_on_meta
+from petsweep.run.app import run
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_hash
 
 
 def _id(*overrides: str) -> str:
@@ -175,7 +175,7 @@ def test_a_length_knob_is_capped_at_the_positions_the_task_leaves_on_every_famil
     prompt (prefix 162,760, DePT's m 1,953,053) and was accepted. Every family's length now stops where the
     model's positions (T5: budget.RELATIVE_POSITIONS, its 512-token pretraining inputs) leave room for
     task.max_length, and a target past the cap's count is the width cap's line, naming the capped value."""
-    from petsweep.budget import RELATIVE_POSITIONS
+    from petsweep.model.budget import RELATIVE_POSITIONS
 
     positions = {"minilm-l1": 512, "t5-small": RELATIVE_POSITIONS, "gpt2": 1024}[backbone]
     cap = positions - compose([]).task.max_length
@@ -221,8 +221,8 @@ def test_a_matched_run_and_the_head_alone_train_and_record_their_counts(tiny):
 
 
 def test_lora_plus_one_gives_the_first_modules_one_more_rank_for_real(tiny):
-    from petsweep.backbones import load_pretrained
-    from petsweep.params import attach_method
+    from petsweep.model.backbones import load_pretrained
+    from petsweep.model.params import attach_method
 
     spec = resolve_run(compose(tiny("encoder", "method=lora", "method.r=2", "method.plus_one=1")))
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
@@ -249,7 +249,7 @@ def test_a_sweep_names_every_cell_its_budget_is_out_of_reach_of_at_once(tmp_path
 
     from conftest import REPO
 
-    from petsweep.errors import ConfigErrors
+    from petsweep.spec.errors import ConfigErrors
 
     methods = ["lora", "adapter", "prompt", "prefix", "dept", "selective_module", "apet", "ln"]
     axes = [f"method={','.join(methods)}", "budget=100", "backbone=minilm-l1,minilm-l2", "seed=1,2"]

@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from petsweep import CONF_DIR
-from petsweep.config import compose, resolve_run
-from petsweep.identity import run_dir, run_hash
 from petsweep.methods import METHODS
-from petsweep.status import State
+from petsweep.records.status import State
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.identity import run_dir, run_hash
 from petsweep.tasks.sources import SOURCES
 
 
@@ -22,7 +22,7 @@ def _options(group: str) -> list[str]:
 def test_every_backbone_composes(backbone):
     spec = resolve_run(compose([f"backbone={backbone}"]))
     assert spec.backbone.name == backbone
-    arch = spec.backbone.module_map()  # from petsweep.architectures, once per model_type
+    arch = spec.backbone.module_map()  # from petsweep.spec.architectures, once per model_type
     assert {"q", "v", "o", "ffn_in", "ffn_out", "norms", "blocks"} <= set(arch.modules) | set(arch.fused)
 
 
@@ -48,8 +48,8 @@ def test_every_method_yaml_has_a_module_and_states_every_key(method):
 def test_every_method_key_has_help_and_its_yaml_states_only_differences(method):
     import yaml
 
-    from petsweep.config import dataclass_defaults
     from petsweep.methods.base import field_help
+    from petsweep.spec.config import dataclass_defaults
 
     config_cls = METHODS.get(method).Config
     assert all(field_help(config_cls).values()), field_help(config_cls)

@@ -9,8 +9,8 @@ from conftest import run_cli
 
 from petsweep import CONF_DIR
 from petsweep.cli import count
-from petsweep.errors import ConfigError
 from petsweep.methods import METHODS
+from petsweep.spec.errors import ConfigError
 
 FIXTURES = [  # (backbone, method and its overrides, pet_params): pet_methods.md §4-5, methods_measured.md
     ("bert-base", "lora", 294_912),

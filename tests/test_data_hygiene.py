@@ -12,9 +12,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from petsweep import CONF_DIR
-from petsweep.config import compose, resolve_run
-from petsweep.errors import DataError
-from petsweep.objectives import TextToTextObjective
+from petsweep.model.objectives import TextToTextObjective
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import DataError
 from petsweep.tasks import TaskSpec, prepare_task
 from petsweep.tasks.splits import text_key
 

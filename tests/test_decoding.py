@@ -11,13 +11,13 @@ import pytest
 import torch
 from test_method_contract import BATCHES, _padded, _spec
 
-from petsweep.backbones import load_pretrained
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.identity import run_hash
 from petsweep.methods.decoding import greedy_decode
-from petsweep.objectives import make_objective
-from petsweep.params import attach_method
+from petsweep.model.backbones import load_pretrained
+from petsweep.model.objectives import make_objective
+from petsweep.model.params import attach_method
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_hash
 
 ARCHS = ["encoder_decoder", "bart", "decoder", "bloom", "llama"]
 
@@ -227,9 +227,9 @@ def test_cached_decoding_is_faster_on_a_decoder(tiny):
 @pytest.mark.parametrize("arch", ["decoder", "bart"])
 def test_a_lora_generation_run_completes_on_the_greedy_path(tiny, tmp_path, arch):
     """A whole run on a generation task with LoRA (no hooks of its own), decoded by petsweep's greedy path."""
-    from petsweep.app import run
-    from petsweep.identity import run_dir
-    from petsweep.status import COMPLETED, RunDir
+    from petsweep.records.status import COMPLETED, RunDir
+    from petsweep.run.app import run
+    from petsweep.spec.identity import run_dir
 
     for split, numbers in (("train", range(40)), ("test", range(40, 60))):
         (tmp_path / f"qa_{split}.jsonl").write_text(

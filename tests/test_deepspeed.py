@@ -9,10 +9,10 @@ import torch
 from safetensors.torch import load_file
 from test_resume import _assert_same_run
 
-from petsweep.app import run
-from petsweep.config import DeepSpeedConfig, compose
-from petsweep.identity import run_dir
-from petsweep.status import COMPLETED, RunDir
+from petsweep.records.status import COMPLETED, RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import DeepSpeedConfig, compose
+from petsweep.spec.identity import run_dir
 
 
 @pytest.mark.parametrize("preset", ["zero2", "zero3"])
@@ -30,7 +30,7 @@ def test_zero_run_completes_and_saves_whole_pet_weights(tiny, preset):
 
 
 def test_zero3_resume_from_its_own_checkpoint(tiny, tmp_path, monkeypatch):
-    from petsweep import distributed
+    from petsweep.train import distributed
 
     extra = ("deepspeed=zero3", "trainer.max_steps=8", "trainer.save_every=4", "trainer.eval_every=4")
     cfg = compose(tiny("encoder", *extra))

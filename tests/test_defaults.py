@@ -6,12 +6,12 @@ import json
 
 import pytest
 
-from petsweep.app import run
-from petsweep.backbones import load_pretrained
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.identity import run_dir, run_hash, semantic_config
-from petsweep.params import attach_method
+from petsweep.model.backbones import load_pretrained
+from petsweep.model.params import attach_method
+from petsweep.run.app import run
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir, run_hash, semantic_config
 
 
 def _group_lrs(overrides: list[str]) -> dict[str, float]:

@@ -6,12 +6,12 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
-from petsweep.app import run
-from petsweep.backbones import load_pretrained
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.identity import run_dir, semantic_config
-from petsweep.params import attach_method, check_on_meta
+from petsweep.model.backbones import load_pretrained
+from petsweep.model.params import attach_method, check_on_meta
+from petsweep.run.app import run
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir, semantic_config
 
 
 def _count(*overrides: str) -> int:
@@ -170,7 +170,7 @@ def test_adamw_eps_is_the_seeds_and_old_records_keep_their_ids(tiny):
     """The seed builds transformers.AdamW (eps 1e-6); petsweep's torch AdamW defaults to 1e-8. DePT declares
     method.adam_eps=1e-6, every optimizer group (prompt, pair, head) uses it; other methods keep 1e-8, and the
     ADDED_DEFAULT 1e-8 keeps old DePT records' and every other method's ids."""
-    from petsweep.train import build_optimizer
+    from petsweep.train.loop import build_optimizer
 
     for method, eps in (("dept", 1e-6), ("prompt", 1e-8), ("lora", 1e-8)):
         spec = resolve_run(compose(tiny("encoder", f"method={method}")))

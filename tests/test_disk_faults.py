@@ -14,11 +14,11 @@ import yaml
 from conftest import TINY_NAMES, run_cli, sweep_argv
 
 from launchers.planning import run_status
-from petsweep import checkpoint
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.identity import run_dir, run_hash
-from petsweep.status import COMPLETED, FAILED, RunDir, State
+from petsweep.records.status import COMPLETED, FAILED, RunDir, State
+from petsweep.run.app import run
+from petsweep.spec.config import compose
+from petsweep.spec.identity import run_dir, run_hash
+from petsweep.train import checkpoint
 
 SAVES = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4")
 

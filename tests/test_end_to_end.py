@@ -8,12 +8,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.errors import ConfigError
-from petsweep.identity import run_dir
-from petsweep.record import RunRecord
-from petsweep.status import COMPLETED, RunDir
+from petsweep.records.record import RunRecord
+from petsweep.records.status import COMPLETED, RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir
 
 CASES = [
     (f, m)

@@ -6,9 +6,9 @@ import pytest
 
 from launchers.expand import expand
 from launchers.planning import plan
-from petsweep.config import compose
-from petsweep.errors import ConfigError
-from petsweep.status import State
+from petsweep.records.status import State
+from petsweep.spec.config import compose
+from petsweep.spec.errors import ConfigError
 
 
 def test_product_of_axes_in_order():

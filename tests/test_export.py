@@ -9,14 +9,14 @@ from conftest import run_cli
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
-from petsweep.app import run
-from petsweep.backbones import load_pretrained
-from petsweep.checkpoint import load_trainable
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.export import export_merged
-from petsweep.identity import run_dir
-from petsweep.params import attach_method
+from petsweep.model.backbones import load_pretrained
+from petsweep.model.params import attach_method
+from petsweep.run.app import run
+from petsweep.run.export import export_merged
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir
+from petsweep.train.checkpoint import load_trainable
 
 MERGEABLE = [  # (family, method and its overrides): reparameterisations and in-place methods
     ("encoder", ("method=lora",)),
@@ -82,7 +82,7 @@ def test_a_peft_export_loads_through_peft_to_the_run_outputs(tiny, tmp_path, arc
     import transformers
 
     from petsweep import __version__
-    from petsweep.export import BASE_FILE
+    from petsweep.run.export import BASE_FILE
 
     cfg = compose(tiny(arch, *method))
     run(cfg)
@@ -195,8 +195,8 @@ def test_a_mean_pooled_run_is_refused_for_its_method_before_its_pooling(tiny, tm
 
 
 def test_every_method_has_a_peft_form_or_a_reason_it_has_none():
-    from petsweep.export import NO_PEFT_FORM, PEFT_FORMS
     from petsweep.methods import METHODS
+    from petsweep.run.export import NO_PEFT_FORM, PEFT_FORMS
 
     assert not set(PEFT_FORMS) & set(NO_PEFT_FORM)
     assert sorted({*PEFT_FORMS, *NO_PEFT_FORM}) == METHODS.names()

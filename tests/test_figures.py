@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 
 from analysis import collect, plot
-from petsweep.status import RunDir, write_json
+from petsweep.records.status import RunDir, write_json
 
 BACKBONES = {"minilm-l1": 12_226_560, "minilm-l2": 14_006_784, "minilm-l3": 15_787_008}  # total params
 HEAD = 384 * 5 + 5
@@ -298,7 +298,7 @@ def test_figures_are_written_in_the_formats_readme_names(study, tmp_path, suffix
 
 
 def test_an_unknown_figure_format_names_the_formats(study, tmp_path):
-    from petsweep.errors import PetsweepError
+    from petsweep.spec.errors import PetsweepError
 
     with pytest.raises(PetsweepError, match=r"-o .*x\.jpg: unknown figure format; use \.png, \.pdf, \.svg"):
         plot(tables(study)["matched"], "curves", tmp_path / "x.jpg")

@@ -134,11 +134,12 @@ def test_run_py_flags_parse_as_hydras_own():
 
 
 def test_importing_the_config_schema_imports_no_torch():
-    """`import petsweep.config` took seconds (#23): the schema dataclasses it needs lived in modules that
-    import torch (ApetSpec in petsweep.apet, BackboneSpec in petsweep.backbones), and it registered every
-    method's base node on import (the methods' modules import torch). Composing loads the methods."""
+    """`import petsweep.spec.config` took seconds (#23): the schema dataclasses it needs lived in modules that
+    import torch (ApetSpec in petsweep.methods.apet.positions, BackboneSpec in petsweep.model.backbones), and
+    it registered every method's base node on import (the methods' modules import torch). Composing loads the
+    methods."""
     heavy = "{'torch', 'transformers', 'peft'} & set(sys.modules)"
-    script = f"import sys\nimport petsweep.config\nprint('heavy:', sorted({heavy}))"
+    script = f"import sys\nimport petsweep.spec.config\nprint('heavy:', sorted({heavy}))"
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "heavy: []" in out.stdout, out.stdout
@@ -154,61 +155,14 @@ OUTSIDE = {"analysis": "analysis", "launchers": "launchers", "hydra_plugins": "c
 FLAT_FLOORS = {
     "petsweep": "spec",
     "petsweep.cli": "commands",
-    "petsweep.errors": "spec",
-    "petsweep.registry": "spec",
-    "petsweep.typecheck": "spec",
-    "petsweep.architectures": "spec",
-    "petsweep.apet_spec": "spec",
-    "petsweep.backbone_spec": "spec",
-    "petsweep.tasks.spec": "spec",
-    "petsweep.config": "spec",
-    "petsweep.identity": "spec",
-    "petsweep.status": "records",
-    "petsweep.index": "records",
-    "petsweep.record": "records",
-    "petsweep.provenance": "records",
-    "petsweep.lockcheck": "records",
-    "petsweep.rehash": "records",
-    "petsweep.labels": "records",
-    "petsweep.retention": "records",
-    "petsweep.apet": "methods",
-    "petsweep.apet_grad": "methods",
-    "petsweep.apet_tensor": "methods",
-    "petsweep.mpo": "methods",
-    "petsweep.backbones": "model",
-    "petsweep.heads": "model",
-    "petsweep.t5_untied": "model",
-    "petsweep.params": "model",
-    "petsweep.init_from": "model",
-    "petsweep.objectives": "model",
-    "petsweep.budget": "model",
-    "petsweep.train": "train",
-    "petsweep.checkpoint": "train",
-    "petsweep.ranks": "train",
-    "petsweep.distributed": "train",
-    "petsweep.fused": "train",
-    "petsweep.preemption": "train",
-    "petsweep.progress": "train",
-    "petsweep.tracking": "train",
-    "petsweep.resources": "train",
-    "petsweep.seeding": "train",
-    "petsweep.movement": "train",
-    "petsweep.importance": "train",
-    "petsweep.app": "run",
-    "petsweep.group": "run",
-    "petsweep.worker": "run",
-    "petsweep.spawn": "run",
-    "petsweep.fusable": "run",
-    "petsweep.transfer": "run",
-    "petsweep.export": "run",
 }
 # Imports that go up today (docs/architecture.md, "known debt"): this list may only shrink.
 UPWARD = {
     # validating a run builds its method and counts a method-named budget on the meta device
-    ("petsweep.config", "petsweep.methods"),
-    ("petsweep.config", "petsweep.params"),
-    ("petsweep.config", "petsweep.budget"),
-    ("petsweep.identity", "petsweep.budget"),  # fold_apet: the budget's form in the run's identity
+    ("petsweep.spec.config", "petsweep.methods"),
+    ("petsweep.spec.config", "petsweep.model.params"),
+    ("petsweep.spec.config", "petsweep.model.budget"),
+    ("petsweep.spec.identity", "petsweep.model.budget"),  # fold_apet: the budget's form in the run's identity
 }
 
 
@@ -252,9 +206,8 @@ KNOWN_METHOD_NAMES = {
     "launchers/planning.py": {"apet": 1},  # the APET budget shown in plans (method.budget, read back by name)
     "launchers/threshold_search.py": {"full": 1},
     "launchers/threshold_sweep.py": {"apet": 2, "full": 4},
-    "petsweep/apet_tensor.py": {"adapter": 1, "lora": 1},  # APET's delta pool (a methods/apet/ helper)
-    "petsweep/app.py": {"head": 1},  # the head's parameter group
-    "petsweep/budget.py": {  # KNOBS and the solvers: how each method sizes to a budget (a hook to come)
+    "petsweep/run/app.py": {"head": 1},  # the head's parameter group
+    "petsweep/model/budget.py": {  # KNOBS and the solvers: how each method sizes to a budget (a hook to come)
         "adapter": 2,
         "apet": 4,
         "dept": 2,
@@ -263,8 +216,8 @@ KNOWN_METHOD_NAMES = {
         "prompt": 2,
         "selective_module": 3,
     },
-    "petsweep/config.py": {"apet": 5, "selective_module": 1},  # the apet group; _record_budget
-    "petsweep/export.py": {  # peft forms and merges per method (another session owns export.py now)
+    "petsweep/spec/config.py": {"apet": 5, "selective_module": 1},  # the apet group; _record_budget
+    "petsweep/run/export.py": {  # peft forms and merges per method (another session owns export.py now)
         "adapter": 1,
         "apet": 1,
         "bitfit": 1,
@@ -282,10 +235,9 @@ KNOWN_METHOD_NAMES = {
         "selective_module": 1,
         "sequential": 1,
     },
-    "petsweep/identity.py": {"apet": 5, "head": 1, "selective_module": 1},  # semantic rules per method
-    "petsweep/movement.py": {"head": 1},  # the head's parameter group
-    "petsweep/mpo.py": {"opf": 3},  # OPF's gauge (a methods/opf/ helper)
-    "petsweep/params.py": {"head": 3},  # the head's parameter group
+    "petsweep/spec/identity.py": {"apet": 5, "head": 1, "selective_module": 1},  # semantic rules per method
+    "petsweep/train/movement.py": {"head": 1},  # the head's parameter group
+    "petsweep/model/params.py": {"head": 3},  # the head's parameter group
 }
 
 

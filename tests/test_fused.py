@@ -18,11 +18,11 @@ from conftest import QUICK, REPO, run_cli, sweep_argv
 from safetensors.torch import load_file
 
 from analysis.load import run_row
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.group import run_group
-from petsweep.identity import plain, run_dir
-from petsweep.status import RunDir
+from petsweep.records.status import RunDir
+from petsweep.run.app import run
+from petsweep.run.group import run_group
+from petsweep.spec.config import compose
+from petsweep.spec.identity import plain, run_dir
 
 TOLERANCE = 1e-6  # scores, losses and every logged number
 # Weights: the fused backward sums the shared input's gradient pieces in another order (last-bit differences),
@@ -124,9 +124,9 @@ VALID_CHANGES = {"budget": 512}
 def test_runs_that_differ_in_any_key_not_routed_per_member_are_planned_apart(tiny):
     from launchers.fusion import units
     from launchers.planning import PlannedRun
-    from petsweep.fusable import ROUTED_KEYS, differing_keys
-    from petsweep.identity import run_hash
-    from petsweep.status import State
+    from petsweep.records.status import State
+    from petsweep.run.fusable import ROUTED_KEYS, differing_keys
+    from petsweep.spec.identity import run_hash
 
     base = plain(compose(tiny("encoder", *FUSABLE)))
     checked = []
@@ -211,8 +211,8 @@ def test_a_signal_while_a_group_claims_cancels_its_claims_and_starts_nothing(tin
     """#22 review: RunCancelled raised while a group claimed its members escaped run_group: the worker
     exited 1, the claimed member read FAILED ('exited with 1') and another member's line showed its error.
     Now the claims made end CANCELLED (the one the signal interrupted too) and the rest never start."""
-    from petsweep import app
-    from petsweep.errors import EXIT_CANCELLED, RunCancelled
+    from petsweep.run import app
+    from petsweep.spec.errors import EXIT_CANCELLED, RunCancelled
 
     real, claims = app.claim_run, []
 
@@ -248,9 +248,9 @@ def test_a_member_that_diverges_fails_alone(tiny):
 
 GROUP_SCRIPT = """
 import json, sys
-from petsweep.config import compose
-from petsweep.group import run_group
-from petsweep.identity import plain
+from petsweep.spec.config import compose
+from petsweep.run.group import run_group
+from petsweep.spec.identity import plain
 print(json.dumps(run_group([plain(compose(o)) for o in json.loads(sys.argv[1])])), flush=True)
 """
 
@@ -315,7 +315,7 @@ def test_a_member_that_ended_keeps_its_record_when_its_worker_is_killed(tiny_con
 
 
 def test_an_error_in_the_shared_step_fails_every_member_still_training_with_it(tiny, monkeypatch):
-    from petsweep import fused
+    from petsweep.train import fused
 
     calls = []
     concat = fused.concat_inputs

@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
-from petsweep.app import run
-from petsweep.backbones import BackboneSpec, head_parameter_names, load_pretrained
-from petsweep.config import compose, resolve_run
-from petsweep.identity import run_dir
+from petsweep.model.backbones import BackboneSpec, head_parameter_names, load_pretrained
+from petsweep.run.app import run
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.identity import run_dir
 
 
 def _spec(tiny, pooling: str) -> BackboneSpec:

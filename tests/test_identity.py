@@ -11,11 +11,11 @@ import torch
 import yaml
 from conftest import run_cli
 
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.identity import plain as plain_config
-from petsweep.identity import run_dir, run_hash
-from petsweep.status import RunDir
+from petsweep.records.status import RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose
+from petsweep.spec.identity import plain as plain_config
+from petsweep.spec.identity import run_dir, run_hash
 
 
 def test_resources_weight_and_data_locations_are_not_identity():
@@ -83,8 +83,8 @@ def test_rehash_moves_a_run_made_under_an_older_rule_so_it_is_found_again(tiny, 
 def test_frozen_dtype_auto_is_identified_as_what_it_holds():
     """Runs recorded before trainer.frozen_dtype held fp32 frozen weights: fp32 (and auto where it resolves to
     fp32) keeps their ids; bf16 frozen weights change the numbers, so the id."""
-    from petsweep.config import TrainerConfig
-    from petsweep.train import frozen_dtype
+    from petsweep.spec.config import TrainerConfig
+    from petsweep.train.loop import frozen_dtype
 
     assert run_hash(compose([]))[:12] == "9deb1d1591df"
     assert run_hash(compose(["trainer.frozen_dtype=fp32"])) == run_hash(compose([]))
@@ -334,7 +334,7 @@ def test_an_edited_config_yaml_never_renames_a_finished_record(tiny, caplog):
     (rehash, or the reuse check of any request for it), and it then answered r=4 requests with rank-1
     numbers. result.json records config.yaml's sha256; an edited copy is refused by rehash and the record
     keeps its name; it is still reused for its own request (with a warning), also where it does not parse."""
-    from petsweep.rehash import reusable_result
+    from petsweep.records.rehash import reusable_result
 
     cfg = compose(tiny("encoder", "method.r=1"))
     run(cfg)
@@ -361,7 +361,7 @@ def test_an_old_record_whose_config_yaml_was_edited_or_lost_keeps_its_name(tmp_p
     """#22 review: a record from before config_sha256 was still renamed by a hand edit (r: 8 -> 4 moved it to
     the r=4 id and rewrote its result.json's config), and one without config.yaml crashed every sweep that
     planned it (KeyError). Its result.json's own config now says what it computed."""
-    from petsweep.rehash import reusable_result
+    from petsweep.records.rehash import reusable_result
 
     folder = OLD_RECORDS / "1a02139" / "lora-encoder"
     path = tmp_path / "study" / case_dir(folder)

@@ -19,8 +19,8 @@ import yaml
 from analysis.load import collect
 from launchers.invalidate import invalidate
 from launchers.report import read_info, status_rows, status_table
-from petsweep import index, rehash
-from petsweep.status import RunDir, write_json
+from petsweep.records import index, rehash
+from petsweep.records.status import RunDir, write_json
 
 
 @pytest.fixture(autouse=True)
@@ -217,7 +217,7 @@ def test_incremental_collect_reads_only_changed_runs_and_equals_a_full_collect(t
         write_json(run.result_file, {**run.result(), "score": 0.99, "steps": steps, "new_key": [steps]})
     (sweep / "run-030" / "transfer").mkdir()
     write_json(sweep / "run-030" / "transfer" / "x.json", {"score": 0.7})  # as petsweep transfer writes it
-    os.utime(sweep / "run-030")  # what petsweep.transfer does after writing
+    os.utime(sweep / "run-030")  # what petsweep.run.transfer does after writing
     table, reads = read_counts(collect, [sweep])
     assert reads == {"row": 3}
     pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
@@ -306,8 +306,8 @@ def _finished_sweep(root) -> list[str]:
     its index line); returns the sweep's arguments."""
     from launchers.expand import expand
     from launchers.planning import plan
-    from petsweep.config import compose
-    from petsweep.identity import semantic_config
+    from petsweep.spec.config import compose
+    from petsweep.spec.identity import semantic_config
 
     arguments = [f"paths.runs_root={root}", "sweep_name=study", "method.r=1,2,3", "seed=0,1"]
     for run in plan(expand(arguments), compose):
@@ -336,7 +336,7 @@ def _resume(arguments) -> tuple[dict, list[str], Counter]:
     from pathlib import Path
 
     from launchers.sweep import run_sweep
-    from petsweep.config import compose
+    from petsweep.spec.config import compose
 
     opened = Counter()
     launched = []

@@ -5,11 +5,11 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli
 
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.errors import ConfigError
-from petsweep.identity import run_dir
-from petsweep.status import COMPLETED, RunDir
+from petsweep.records.status import COMPLETED, RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir
 
 
 def test_eval_only_from_a_finished_run_reproduces_its_score_as_a_run_of_its_own(tiny):

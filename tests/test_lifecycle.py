@@ -10,10 +10,10 @@ from pathlib import Path
 
 from conftest import run_cli
 
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.identity import run_dir
-from petsweep.status import RunDir
+from petsweep.records.status import RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose
+from petsweep.spec.identity import run_dir
 
 
 def test_early_stopping_ends_after_patience_evaluations_without_a_new_best(tiny):
@@ -189,7 +189,7 @@ def test_invalidate_never_moves_a_run_claimed_while_it_waited_for_the_claim_lock
         [
             sys.executable,
             "-c",
-            "import sys, time; from petsweep.status import RunDir\n"
+            "import sys, time; from petsweep.records.status import RunDir\n"
             f"run = RunDir({str(record.path)!r})\n"
             "with run.locked():\n"
             "    print('locked', flush=True); time.sleep(1.5); run.set_status('RUNNING'); run.beat()\n"
@@ -236,7 +236,7 @@ def test_progress_json_holds_the_dev_score_of_its_own_step(tiny):
     assert progress["step"] == last["step"] == 6
     assert progress["dev_score"] == last["dev_accuracy"]
     # the trainer's order, step then its evaluation, with scores that differ (the tiny run's may coincide)
-    from petsweep.progress import StepProgress
+    from petsweep.train.progress import StepProgress
 
     (record.path.parent / "unit").mkdir()
     reporter = StepProgress(RunDir(record.path.parent / "unit"), 6, 3, 0)
@@ -274,8 +274,8 @@ def test_a_signal_inside_the_claim_records_the_run_cancelled(tiny, monkeypatch):
     run's end, and the run read RUNNING (then INTERRUPTED) instead of CANCELLED."""
     import pytest
 
-    from petsweep import app
-    from petsweep.errors import RunCancelled
+    from petsweep.run import app
+    from petsweep.spec.errors import RunCancelled
 
     real = app.claim_run
 
@@ -313,7 +313,7 @@ def test_collect_reads_a_truncated_record_as_status_does_and_attempts_keep_their
     """#22 review: collect wrote a COMPLETED row with NaN scores for a run whose result.json was cut short
     (status and show say FAILED); earlier attempts moved aside as <time>-2 ... <time>-10 sorted -10 first."""
     from analysis.load import run_row
-    from petsweep.provenance import earlier_attempts
+    from petsweep.records.provenance import earlier_attempts
 
     run = tmp_path / "study" / "a"
     run.mkdir(parents=True)

@@ -7,11 +7,11 @@ from pathlib import Path
 import tomllib
 from packaging.requirements import Requirement
 
-from petsweep import lockcheck
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.identity import run_dir
-from petsweep.status import RunDir
+from petsweep.records import lockcheck
+from petsweep.records.status import RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose
+from petsweep.spec.identity import run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 
@@ -83,7 +83,7 @@ def test_a_locked_package_imported_from_outside_the_venv_is_a_difference(tmp_pat
     _fake_dist(tmp_path / "shadow", "colorlog", pins["colorlog"])
     _fake_dist(tmp_path / "shadow", "six", pins["six"], editable_from=str(tmp_path / "six-src"))
     check = subprocess.run(
-        [sys.executable, "-m", "petsweep.lockcheck"],
+        [sys.executable, "-m", "petsweep.records.lockcheck"],
         env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(tmp_path / "shadow")},
         capture_output=True,
         text=True,

@@ -10,8 +10,8 @@ import pytest
 from test_figures import assert_one_colour_per_line, captions, shown_tick_labels
 
 from analysis import collect, load, plot
-from petsweep.errors import PetsweepError
-from petsweep.status import RunDir, write_json
+from petsweep.records.status import RunDir, write_json
+from petsweep.spec.errors import PetsweepError
 
 BACKBONES = {"minilm-l1": (12_226_560, 1), "minilm-l2": (14_006_784, 2), "minilm-l3": (15_787_008, 3)}
 TASKS = {"bbc_news": 0.2, "sst2": 0.5}  # random-guess score

@@ -12,17 +12,17 @@ import torch
 from conftest import TINY_NAMES
 from transformers import GenerationConfig
 
-from petsweep.app import run
-from petsweep.backbones import build_on_meta, load_pretrained
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.identity import run_dir
 from petsweep.methods import METHODS
-from petsweep.objectives import make_objective
-from petsweep.params import attach_method, check_on_meta
-from petsweep.status import COMPLETED, RunDir
+from petsweep.model.backbones import build_on_meta, load_pretrained
+from petsweep.model.objectives import make_objective
+from petsweep.model.params import attach_method, check_on_meta
+from petsweep.records.status import COMPLETED, RunDir
+from petsweep.run.app import run
+from petsweep.run.transfer import evaluate_transfer
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir
 from petsweep.tasks import prepare_task
-from petsweep.transfer import evaluate_transfer
 
 TASK_OVERRIDES = ("task.test_size=30", "task.max_length=32", "task.dev_size=20")  # the tiny runs' own
 

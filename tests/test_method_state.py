@@ -9,12 +9,12 @@ from safetensors.torch import load_file
 from test_resume import _assert_same_run, _crash_after_second_save
 from torch import nn
 
-from petsweep import checkpoint
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.identity import run_dir
 from petsweep.methods.bitfit import BitFitMethod
-from petsweep.status import RunDir
+from petsweep.records.status import RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose
+from petsweep.spec.identity import run_dir
+from petsweep.train import checkpoint
 
 
 def test_buffers_named_in_keep_are_saved_and_loaded_and_others_are_not():

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from petsweep.mpo import MpoShape, contract, decompose
+from petsweep.methods.opf.mpo import MpoShape, contract, decompose
 
 ONES = (1,) * 13
 # (rows, cols, matrix, MPO parameters): the shape configurations of the OPF code (spec 2.2)

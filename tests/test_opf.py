@@ -10,15 +10,15 @@ import torch
 from safetensors.torch import load_file
 from test_resume import _assert_same_run, _crash_after_second_save
 
-from petsweep.app import run
-from petsweep.backbones import load_pretrained
-from petsweep.checkpoint import trainable_state
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.identity import plain, run_dir, run_hash
 from petsweep.methods.opf import MpoLinear
-from petsweep.params import attach_method, check_on_meta
-from petsweep.status import RunDir
+from petsweep.model.backbones import load_pretrained
+from petsweep.model.params import attach_method, check_on_meta
+from petsweep.records.status import RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import plain, run_dir, run_hash
+from petsweep.train.checkpoint import trainable_state
 
 FAMILIES = ("q", "k", "v", "o", "ffn_in", "ffn_out")
 
@@ -104,8 +104,8 @@ def test_a_round_keeps_the_adamw_state_of_tensors_that_go_on_training(tiny, monk
     rebuilt would have it: the rebuilt optimizer holds the very state (moments, step) the old one had, the
     step after is step 5 with moments that are step 4's updated by one gradient (m5 - b1 m4 is (1 - b1) g
     and v5 - b2 v4 is (1 - b2) g^2, the same g); the tensors round 1 adds start at step 1."""
-    from petsweep import checkpoint
-    from petsweep.train import Training
+    from petsweep.train import checkpoint
+    from petsweep.train.loop import Training
 
     real_begin, handed = Training._begin_stage, []
 

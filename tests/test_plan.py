@@ -6,10 +6,10 @@ from launchers.costing import device_kind, estimate
 from launchers.expand import expand
 from launchers.planning import plan
 from launchers.report import estimate_hours
-from petsweep.app import run
 from petsweep.cli import sweep_arguments
-from petsweep.config import compose
-from petsweep.status import State
+from petsweep.records.status import State
+from petsweep.run.app import run
+from petsweep.spec.config import compose
 
 
 def _planned(overrides: list[str]):
@@ -43,7 +43,7 @@ def test_a_finished_run_calibrates_its_siblings_including_evaluation(tiny):
 
 def test_evaluation_is_counted_for_text_to_text_candidates():
     cfg = compose(["backbone=t5-base", "task=rte"])
-    from petsweep.identity import plain
+    from petsweep.spec.identity import plain
 
     data = plain(cfg)
     slow_eval = {**data, "trainer": {**data["trainer"], "eval_every": 1}}

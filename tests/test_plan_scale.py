@@ -5,8 +5,8 @@ from __future__ import annotations
 import statistics
 
 from launchers.costing import DEFAULT_FLOPS, DEFAULT_STARTUP_S, Calibration, Measured, device_kind, estimate
-from petsweep.config import compose
-from petsweep.identity import plain
+from petsweep.spec.config import compose
+from petsweep.spec.identity import plain
 
 
 def _reference(cfg: dict, total_params: int, measured: list[Measured]) -> tuple[float, str, bool]:
@@ -91,9 +91,9 @@ def test_plan_costs_from_statistics_computed_once_equal_the_per_run_path(monkeyp
 
 def _reference_plan(run_overrides: list[list[str]]) -> list[tuple]:
     """The per-run path (before #25): Hydra composes every run, which is validated, counted and hashed."""
-    from petsweep.config import resolve_run
-    from petsweep.identity import run_dir, run_hash
-    from petsweep.params import check_on_meta
+    from petsweep.model.params import check_on_meta
+    from petsweep.spec.config import resolve_run
+    from petsweep.spec.identity import run_dir, run_hash
 
     rows = {}
     for overrides in run_overrides:
@@ -119,10 +119,10 @@ def test_plan_validates_once_per_config_but_its_seed_and_equals_the_per_run_path
     """#25: a plan validates (resolve_run, the meta-device attach) once per distinct config but for its seed,
     builds each meta model once over learning rates, hashes each run once, and shares with the cached
     composition what no override writes; hashes, paths, configs and counts are those of the per-run path."""
-    import petsweep.backbones
-    import petsweep.config
-    import petsweep.identity
-    import petsweep.params
+    import petsweep.model.backbones
+    import petsweep.model.params
+    import petsweep.spec.config
+    import petsweep.spec.identity
     from launchers.expand import expand
     from launchers.planning import plan
 
@@ -137,10 +137,10 @@ def test_plan_validates_once_per_config_but_its_seed_and_equals_the_per_run_path
 
         monkeypatch.setattr(module, name, wrapper)
 
-    counted(petsweep.config, "resolve_run")
-    counted(petsweep.backbones, "build_on_meta")
-    counted(petsweep.identity, "semantic_config")
-    monkeypatch.setattr(petsweep.params, "_CHECKED", {})
+    counted(petsweep.spec.config, "resolve_run")
+    counted(petsweep.model.backbones, "build_on_meta")
+    counted(petsweep.spec.identity, "semantic_config")
+    monkeypatch.setattr(petsweep.model.params, "_CHECKED", {})
     runs = plan(
         expand(["method=prompt", "method.lr=0.1,0.3", "seed=range(0,20)", f"paths.runs_root={tmp_path}"]),
         compose,
@@ -171,7 +171,7 @@ def test_a_bad_seed_is_one_line_where_its_config_was_validated_already(tmp_path)
 
     from launchers.expand import expand
     from launchers.planning import plan
-    from petsweep.errors import ConfigError
+    from petsweep.spec.errors import ConfigError
 
     with pytest.raises(ConfigError) as err:
         plan(expand(["seed=0,abc,true", f"paths.runs_root={tmp_path}"]), compose)
@@ -180,7 +180,7 @@ def test_a_bad_seed_is_one_line_where_its_config_was_validated_already(tmp_path)
 
 
 def test_seeded_run_hash_is_run_hash_for_every_seed():
-    from petsweep.identity import run_hash, seeded_run_hash
+    from petsweep.spec.identity import run_hash, seeded_run_hash
 
     for overrides in (
         [],
@@ -201,18 +201,18 @@ def test_a_resume_pre_flight_composes_once_per_choice_of_groups_and_keeps_its_on
     compositions) before the plan validated every run again; the same bad values still fail in one line."""
     import pytest
 
-    import petsweep.config
+    import petsweep.spec.config
     from petsweep.cli import preflight
-    from petsweep.errors import ConfigError
+    from petsweep.spec.errors import ConfigError
 
     composed = []
-    real = petsweep.config.compose
+    real = petsweep.spec.config.compose
 
     def counted(overrides, config_name="config", with_hydra=False):
         composed.append(with_hydra)
         return real(overrides, config_name=config_name, with_hydra=with_hydra)
 
-    monkeypatch.setattr(petsweep.config, "compose", counted)
+    monkeypatch.setattr(petsweep.spec.config, "compose", counted)
     preflight(["-m", "method=lora,bitfit", "method.lr=0.1,0.2", "seed=range(0,40)"])
     assert composed.count(False) == 2  # one per method (43 before: the first run, then every other value)
     for argv, error in (

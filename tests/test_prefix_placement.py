@@ -13,15 +13,15 @@ import yaml
 from test_method_contract import BATCHES, _padded, _spec
 from transformers.modeling_outputs import BaseModelOutput
 
-from petsweep.app import run
-from petsweep.backbones import build_on_meta, load_pretrained
 from petsweep.cli import count
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.export import export_merged, export_peft
-from petsweep.identity import run_dir, run_hash
-from petsweep.params import attach_method
-from petsweep.status import COMPLETED, RunDir
+from petsweep.model.backbones import build_on_meta, load_pretrained
+from petsweep.model.params import attach_method
+from petsweep.records.status import COMPLETED, RunDir
+from petsweep.run.app import run
+from petsweep.run.export import export_merged, export_peft
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir, run_hash
 
 ARCHS = ["encoder_decoder", "bart"]  # tiny T5, tiny BART
 SOURCE = torch.tensor([[11, 12, 13, 14, 15], [21, 22, 23, 0, 0]])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from petsweep.backbones import load_pretrained
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.params import attach_method
+from petsweep.model.backbones import load_pretrained
+from petsweep.model.params import attach_method
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
 
 
 @pytest.mark.parametrize("arch", ["encoder", "encoder_decoder", "decoder"])

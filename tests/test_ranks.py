@@ -17,7 +17,7 @@ import torch
 from conftest import REPO, run_cli, tiny_run
 from safetensors.torch import load_file
 
-from petsweep.status import RunDir
+from petsweep.records.status import RunDir
 
 NO_DROPOUT = "tiny-bert-nodrop"  # dropout draws per rank: parity with one rank needs a model without it
 
@@ -139,7 +139,7 @@ def test_a_killed_two_rank_run_resumes_with_parity(ranks_conf, tmp_path, zero):
 def _ranks_of(proc) -> list[int]:
     """The rank processes a run's process started, rank 0 first."""
     found = subprocess.run(
-        ["pgrep", "-P", str(proc.pid), "-f", "petsweep.worker --rank"], capture_output=True, text=True
+        ["pgrep", "-P", str(proc.pid), "-f", "petsweep.run.worker --rank"], capture_output=True, text=True
     )
     children = sorted(int(pid) for pid in found.stdout.split())
     assert len(children) == 2, found
@@ -180,8 +180,8 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path):
 
 
 def test_zero3_offload_completes_on_cpu(tiny):
-    from petsweep.app import run
-    from petsweep.config import compose
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
 
     result = run(compose(tiny("encoder", "deepspeed=zero3_offload")))
     assert result["deepspeed"] == "zero3_offload" and result["status"] == "COMPLETED"
@@ -203,10 +203,10 @@ def test_ranks_that_cannot_carry_the_run_are_refused(ranks_conf, tmp_path, extra
 
 
 def test_offload_without_the_host_memory_is_refused_before_loading(tiny, tmp_path, monkeypatch):
-    from petsweep import distributed
-    from petsweep.app import run
-    from petsweep.config import compose
-    from petsweep.errors import ConfigError
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
+    from petsweep.spec.errors import ConfigError
+    from petsweep.train import distributed
 
     monkeypatch.setattr(distributed, "host_memory_available", lambda: 1 << 20)  # 1 MiB free
     with pytest.raises(ConfigError, match=r"deepspeed.preset.*needs about .* GiB of host memory"):
@@ -215,9 +215,9 @@ def test_offload_without_the_host_memory_is_refused_before_loading(tiny, tmp_pat
 
 
 def test_zero3_without_torch_distributed_is_refused(tiny, monkeypatch):
-    from petsweep.app import run
-    from petsweep.config import compose
-    from petsweep.errors import ConfigError
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
+    from petsweep.spec.errors import ConfigError
 
     monkeypatch.setattr(torch.distributed, "is_available", lambda: False)
     with pytest.raises(ConfigError, match="needs torch.distributed"):
@@ -228,9 +228,9 @@ def test_zero3_without_torch_distributed_is_refused(tiny, monkeypatch):
 def test_bf16_runs_hold_the_frozen_backbone_in_bf16_and_train_in_fp32(tiny, monkeypatch, family):
     """trainer.precision=bf16 (on CPU here; `auto` picks it on GPUs that have it): the frozen weights sit in
     bf16, what the method trains stays fp32, and the record says which."""
-    from petsweep import train as train_module
-    from petsweep.app import run
-    from petsweep.config import compose
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
+    from petsweep.train import loop as train_module
 
     seen = {}
     real = train_module.make_stepper

@@ -7,15 +7,15 @@ import sys
 
 import pytest
 
-from petsweep.errors import ConfigError
-from petsweep.registry import Registry
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.registry import Registry
 
 
 def test_a_broken_module_is_recorded_and_the_others_still_load(tmp_path, monkeypatch):
     package = tmp_path / "fake_methods"
     package.mkdir()
     (package / "__init__.py").write_text(
-        "from petsweep.registry import Registry\nREG = Registry('method', 'fake_methods')\n"
+        "from petsweep.spec.registry import Registry\nREG = Registry('method', 'fake_methods')\n"
     )
     (package / "good.py").write_text(
         "from fake_methods import REG\n@REG.register('good')\nclass Good: pass\n"

@@ -15,11 +15,11 @@ import torch
 from conftest import REPO
 from safetensors.torch import load_file
 
-from petsweep import checkpoint
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.identity import run_dir
-from petsweep.status import COMPLETED, FAILED, RUNNING, RunDir
+from petsweep.records.status import COMPLETED, FAILED, RUNNING, RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose
+from petsweep.spec.identity import run_dir
+from petsweep.train import checkpoint
 
 COMPARED = ("score", "metrics", "train_subset_metrics", "best_step", "best_dev_score", "steps", "tokens")
 
@@ -107,8 +107,8 @@ def test_signal_during_a_save_checkpoints_once_and_resumes_with_parity(tiny, tmp
     """SLURM's USR2 landing while the due step-4 checkpoint is written: that step is saved once (not twice,
     which used to fail the run), the run hands over to the requeue handler, and the rerun ends as if never
     interrupted."""
-    from petsweep import preemption
-    from petsweep.status import QUEUED
+    from petsweep.records.status import QUEUED
+    from petsweep.train import preemption
 
     extra = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4", "method.dropout=0.1")
     reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
@@ -162,7 +162,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tiny, tmp_path
 def test_a_death_in_the_final_evaluation_leaves_no_duplicate_metric_rows(tiny, tmp_path, monkeypatch):
     """No checkpoint at all (save_every beyond max_steps): the rerun starts over and must not append to the
     rows the first attempt logged."""
-    from petsweep import train as training
+    from petsweep.train import loop as training
 
     extra = ("trainer.max_steps=4", "trainer.eval_every=2", "trainer.save_every=100")
     cfg = compose(tiny("encoder", *extra))

@@ -12,13 +12,14 @@ from pathlib import Path
 import pytest
 from conftest import REPO, run_cli
 
-from petsweep import checkpoint, retention
-from petsweep.app import run
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError, PetsweepError
-from petsweep.group import run_group
-from petsweep.identity import plain, run_dir, run_hash
-from petsweep.status import COMPLETED, FAILED, RunDir
+from petsweep.records import retention
+from petsweep.records.status import COMPLETED, FAILED, RunDir
+from petsweep.run.app import run
+from petsweep.run.group import run_group
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError, PetsweepError
+from petsweep.spec.identity import plain, run_dir, run_hash
+from petsweep.train import checkpoint
 
 RECORDS = {"status.json", "result.json", "config.yaml", "provenance.json", "metrics.jsonl", "train.log"}
 COMPARED = ("score", "metrics", "train_subset_metrics", "best_step", "best_dev_score", "steps", "tokens")
@@ -85,9 +86,9 @@ def test_a_run_that_fails_keeps_its_checkpoints_and_resumes_then_is_pruned(tiny,
 
 KILL_BEFORE_PRUNING = """
 import os, signal, sys
-from petsweep import retention
-from petsweep.app import run
-from petsweep.config import compose
+from petsweep.records import retention
+from petsweep.run.app import run
+from petsweep.spec.config import compose
 
 def killed(*args, **kwargs):  # the process dies right after COMPLETED is recorded, before any pruning
     os.kill(os.getpid(), signal.SIGKILL)
@@ -155,7 +156,7 @@ def test_what_needs_removed_weights_says_so_in_one_line(tiny, tmp_path):
     for source in (str(path), recorded["run_id"][:12]):  # init_from by dir or by run id
         with pytest.raises(ConfigError, match=r"method.init_from=.*were removed by trainer.keep=records"):
             run(compose(tiny("encoder", f"method.init_from={source}", "seed=5")))
-    from petsweep.transfer import evaluate_transfer
+    from petsweep.run.transfer import evaluate_transfer
 
     with pytest.raises(PetsweepError, match="were removed by trainer.keep=records"):
         evaluate_transfer(path, "bbc_news")

@@ -8,14 +8,14 @@ import torch
 from safetensors.torch import load_file
 from test_resume import _assert_same_run, _crash_after_second_save
 
-from petsweep import checkpoint
-from petsweep.app import run
-from petsweep.backbones import load_pretrained
-from petsweep.config import compose, resolve_run
-from petsweep.errors import ConfigError
-from petsweep.identity import run_dir
-from petsweep.params import attach_method, begin_stage, check_on_meta
-from petsweep.status import COMPLETED, FAILED, RunDir
+from petsweep.model.backbones import load_pretrained
+from petsweep.model.params import attach_method, begin_stage, check_on_meta
+from petsweep.records.status import COMPLETED, FAILED, RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.identity import run_dir
+from petsweep.train import checkpoint
 
 PROMPT_THEN_LORA = "method.members=[{name: prompt, length: 4}, {name: lora, r: 2}]"
 

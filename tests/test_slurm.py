@@ -11,7 +11,7 @@ import yaml
 from conftest import QUICK, run_cli
 from test_resume import _assert_same_run
 
-from petsweep.status import RunDir, State
+from petsweep.records.status import RunDir, State
 
 LONG = [
     "trainer.max_steps=1000",

@@ -16,7 +16,7 @@ import yaml
 from conftest import REPO, TINY_NAMES, run_cli, sweep_argv
 
 from launchers.report import status_table
-from petsweep.status import RunDir, State, write_json
+from petsweep.records.status import RunDir, State, write_json
 
 
 def sweep(tiny_conf, root, *axes, name="study"):
@@ -150,7 +150,7 @@ def test_zip_axes_of_different_lengths_fail_before_launching(tiny_conf, tmp_path
 def test_a_run_whose_node_went_silent_is_relaunched_and_a_live_one_is_not(tiny_conf, tmp_path):
     """RUNNING written on another host: trusted while it beats, interrupted (and relaunched) once it stops."""
     from launchers.planning import run_status
-    from petsweep.status import STALE_AFTER_S
+    from petsweep.records.status import STALE_AFTER_S
 
     axes = ["backbone=tiny-bert", "seed=1,2"]
     first = sweep(tiny_conf, tmp_path, *axes)
@@ -266,7 +266,7 @@ def test_a_run_another_sweep_is_training_reads_running_elsewhere_not_failed(tmp_
     from omegaconf import OmegaConf
 
     from launchers.progress import outcome
-    from petsweep.app import claim_run
+    from petsweep.run.app import claim_run
 
     run = RunDir(tmp_path / "study" / "a-run")
     other = subprocess.Popen(["sleep", "60"])  # the other sweep's live process trains it

@@ -9,8 +9,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoConfig, AutoTokenizer
 
-from petsweep.backbones import BackboneSpec, build_on_meta, load_pretrained
-from petsweep.t5_untied import UntiedT5ForConditionalGeneration
+from petsweep.model.backbones import BackboneSpec, build_on_meta, load_pretrained
+from petsweep.model.t5_untied import UntiedT5ForConditionalGeneration
 
 DIMS = dict(
     d_model=32,

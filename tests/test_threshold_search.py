@@ -10,7 +10,7 @@ from conftest import QUICK, run_cli, sweep_argv
 
 from benchmarks.threshold_search import simulate
 from launchers.threshold_search import CellSearch, SearchSettings, Target, isotonic, ladder
-from petsweep.errors import ConfigError
+from petsweep.spec.errors import ConfigError
 
 
 def test_targets_parse_and_refuse_in_one_line():
@@ -270,8 +270,8 @@ def test_ladder_budgets_a_method_cannot_take_are_all_refused_before_anything_run
     rank 1 counts 1,536 on minilm-l1: budget=100 is out of reach), after other probes had trained. Every such
     ladder budget of every cell is named at once when the search starts, with the interval's advice."""
     from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
-    from petsweep.config import compose
-    from petsweep.errors import ConfigErrors
+    from petsweep.spec.config import compose
+    from petsweep.spec.errors import ConfigErrors
 
     settings = ThresholdSettings(budget="interval(100,1600)", resolution=4.0)  # 100, 400, 1600
     launched = []

@@ -13,7 +13,7 @@ import pytest
 from conftest import TINY_NAMES, run_cli, sweep_argv
 
 from launchers.report import status_rows, status_table
-from petsweep.labels import differing
+from petsweep.records.labels import differing
 
 WANDB = str(Path(sys.executable).with_name("wandb"))
 
@@ -85,9 +85,9 @@ def test_wandb_gets_train_loss_and_lr_every_log_every_steps(tiny):
     steps, as train.log prints them: the mean loss over those steps and the lr after the step."""
     import re
 
-    from petsweep.app import run
-    from petsweep.config import compose
-    from petsweep.identity import run_dir
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
+    from petsweep.spec.identity import run_dir
 
     cfg = compose(tiny("encoder", "logger=wandb", "trainer.log_every=2"))
     run(cfg)
@@ -111,8 +111,8 @@ def test_the_table_names_columns_as_wandb_does_gives_a_cut_backbone_its_depth_an
     and CSV round trips too)."""
     from analysis.grouping import variant_keys
     from analysis.load import collect, history, load, save
-    from petsweep.app import run
-    from petsweep.config import compose
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
 
     run(compose(tiny("encoder", "backbone.num_layers=1", "method.targets=[q,v]")))
     sweep = tmp_path / "runs" / "single"
@@ -162,7 +162,7 @@ def test_plan_expands_glob_as_run_py_does_and_a_presets_cfg_suggests_what_works(
     import pytest
 
     from petsweep.cli import plan_command, preflight
-    from petsweep.errors import PetsweepError
+    from petsweep.spec.errors import PetsweepError
 
     table = plan_command(["method=glob(l*)", "backbone=minilm-l1", f"paths.runs_root={tmp_path}"])
     assert [line.split()[1].split("-")[2] for line in table.splitlines()[1:4]] == ["last_layer", "ln", "lora"]
@@ -179,8 +179,8 @@ def test_plan_calibrates_from_every_finished_run_under_the_runs_root_and_counts_
     from launchers.expand import expand
     from launchers.planning import plan
     from launchers.report import estimate_hours
-    from petsweep.app import run
-    from petsweep.config import compose
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
 
     base = tiny("encoder", "trainer.max_steps=12", "trainer.eval_every=2")
     result = run(compose([*base, "seed=1", "sweep_name=earlier"]))
@@ -201,8 +201,8 @@ def test_a_run_whose_pet_parameters_did_not_move_says_so_on_its_sweep_line_and_i
     the sweep line, `petsweep status` (from the files and from the sweep index) and its --json say so; a run
     whose parameters moved, or an old record without pet_moved, says nothing more."""
     from launchers.progress import outcome
-    from petsweep import index
-    from petsweep.status import RunDir
+    from petsweep.records import index
+    from petsweep.records.status import RunDir
 
     axes = [f"backbone={TINY_NAMES['encoder']}", "method=apet", "apet.scale=10", "method.lr=1e-7,2e-7"]
     out = run_cli(*sweep_argv(tiny_conf, tmp_path, *axes))

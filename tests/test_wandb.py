@@ -7,10 +7,10 @@ import subprocess
 import sys
 from pathlib import Path
 
-from petsweep.app import run
-from petsweep.config import compose
-from petsweep.identity import run_dir
-from petsweep.status import COMPLETED, RunDir
+from petsweep.records.status import COMPLETED, RunDir
+from petsweep.run.app import run
+from petsweep.spec.config import compose
+from petsweep.spec.identity import run_dir
 
 WANDB = str(Path(sys.executable).with_name("wandb"))
 

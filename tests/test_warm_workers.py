@@ -15,7 +15,7 @@ import pytest
 from conftest import REPO, run_cli, sweep_argv
 from safetensors.torch import load_file
 
-from petsweep.status import RunDir
+from petsweep.records.status import RunDir
 
 
 def sweep(tiny_conf, root, *axes, warm=True):
@@ -107,4 +107,4 @@ def test_each_run_of_a_worker_records_its_own_peak_memory_and_start_up(tiny_conf
         provenance = json.loads(path.read_text())
         method = RunDir(path.parent).result()["method"]
         assert f"method={method}" in provenance["overrides"], provenance["overrides"]
-        assert "petsweep/worker.py" in " ".join(provenance["argv"])
+        assert "petsweep/run/worker.py" in " ".join(provenance["argv"])

@@ -76,7 +76,7 @@ class PetsweepLocalLauncher(Launcher):
         import json
 
         from launchers.progress import SweepProgress, outcome
-        from petsweep.labels import display, of_run
+        from petsweep.records.labels import display, of_run
 
         progress = SweepProgress(sum(len(job.runs) for job in jobs))
 
@@ -97,8 +97,8 @@ class PetsweepLocalLauncher(Launcher):
     @staticmethod
     def _returned(run, code: int, log: Path):
         """What Hydra's sweeper gets back: the run's optimized_metric, or the failure."""
-        from petsweep.app import optimized_value
-        from petsweep.status import RunDir
+        from petsweep.records.status import RunDir
+        from petsweep.run.app import optimized_value
 
         result = RunDir(run.path).result() if code == 0 else None
         if result is None:
@@ -107,7 +107,7 @@ class PetsweepLocalLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from launchers.local import gpu_count, gpus_wanted, local_jobs, run_pool
-        from petsweep.rehash import reusable_result
+        from petsweep.records.rehash import reusable_result
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         # one folder per launch: a resumed sweep keeps the logs of its earlier launches

@@ -55,7 +55,7 @@ class PetsweepSweeper(PlannedSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from launchers.sweep import run_sweep, unfinished
-        from petsweep.errors import exit_on_user_error
+        from petsweep.spec.errors import exit_on_user_error
 
         with exit_on_user_error():
             params = [f"{k}={v}" for k, v in self.params.items()]

@@ -38,7 +38,7 @@ class ThresholdSweeper(PlannedSweeper):
 
     def sweep(self, arguments: list[str]) -> Any:
         from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
-        from petsweep.errors import exit_on_user_error
+        from petsweep.spec.errors import exit_on_user_error
 
         settings = {k: v for k, v in self.settings.items() if not k.startswith("_")}
         settings = OmegaConf.to_container(OmegaConf.create(settings)) if settings else {}

@@ -19,8 +19,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, target_modules
+from petsweep.spec.errors import ConfigError
 
 PLACEMENTS = {"houlsby": ["o", "ffn_out"], "pfeiffer": ["ffn_out"]}
 ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}

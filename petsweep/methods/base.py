@@ -1,8 +1,8 @@
 """The contract every PET method fulfils, and the registry that finds them.
 
 A method attaches to a model and returns the groups of parameters it trains, identified by object
-(`Attached`); the framework (petsweep.params.attach_method) freezes everything else, adds the task head as a
-group of its own, and counts parameters from the groups. Nothing reads trainability back from names.
+(`Attached`); the framework (petsweep.model.params.attach_method) freezes everything else, adds the task head
+as a group of its own, and counts parameters from the groups. Nothing reads trainability back from names.
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
-from petsweep.backbone_spec import FAMILIES, BackboneSpec
-from petsweep.errors import ConfigError
-from petsweep.registry import Registry
-from petsweep.typecheck import check_types
+from petsweep.spec.backbone import FAMILIES, BackboneSpec
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.registry import Registry
+from petsweep.spec.typecheck import check_types
 
 METHODS: Registry[type[PETMethod]] = Registry("method", "petsweep.methods")
 
@@ -74,7 +74,7 @@ class AttachContext:
         training: False where saved weights are attached to be scored, exported or transferred (a method
             whose saved form differs from its training form, OPF's dense matrices, attaches that form).
         importance: where the run has training data, (model, round, {name: matrix}) -> {name: score}, the
-            gradient importance of matrices (petsweep/importance.py); None on the meta device.
+            gradient importance of matrices (petsweep/train/importance.py); None on the meta device.
     """
 
     backbone: BackboneSpec
@@ -154,8 +154,8 @@ class PETMethod:
     restarts_schedule: bool = True
     # whether a later stage's optimizer keeps the state (moments, step counts) of parameters that train on
     keeps_optimizer_state: bool = False
-    # trains fused with other runs on one frozen backbone (petsweep/fused.py carries each member's own modules
-    # on its rows; petsweep/fusable.py's rule): LoRA, BitFit, LN tuning
+    # trains fused with other runs on one frozen backbone (petsweep/train/fused.py carries each member's own
+    # modules on its rows; petsweep/run/fusable.py's rule): LoRA, BitFit, LN tuning
     fuses: bool = False
     # its exact count on a backbone may name a budget (budget=<name>, apet.scale=<name>): not a method that
     # sizes itself from a budget (APET), composes others, trains everything or trains no parameter of its own

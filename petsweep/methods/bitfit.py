@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, backbone_params, target_modules
+from petsweep.spec.errors import ConfigError
 
 PROJECTIONS = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
 

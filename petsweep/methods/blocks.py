@@ -6,7 +6,7 @@ import re
 
 from torch import nn
 
-from petsweep.errors import ConfigError
+from petsweep.spec.errors import ConfigError
 
 STACKS = ("auto", "encoder", "decoder", "both")
 
@@ -19,7 +19,7 @@ def blocks_by_stack(model: nn.Module, ctx) -> dict[str, list[tuple[str, nn.Modul
             "backbone.model_type",
             ctx.backbone.model_type,
             "has no `blocks` entry in the "
-            "architecture map (petsweep/architectures.py, or the YAML's modules)",
+            "architecture map (petsweep/spec/architectures.py, or the YAML's modules)",
         )
     stacks: dict[str, list[tuple[int, str, nn.Module]]] = {}
     for name, module in model.named_modules():

@@ -26,9 +26,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
 from petsweep.methods.prompt import INITS, SoftPrompt, check_positions, install
+from petsweep.spec.errors import ConfigError
 
 SEED_TEXT = "Classify this text is postive or not:"  # the seed's --init_text, spelling kept: same tokens
 

@@ -4,8 +4,8 @@ BERT peft's default `output.dense` also catches the attention output projection)
 
 from dataclasses import dataclass, field
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, inject_peft, target_modules
+from petsweep.spec.errors import ConfigError
 
 
 @dataclass

@@ -3,9 +3,9 @@ tuned the last block of T5's encoder). The task head is the framework's (train_h
 
 from dataclasses import dataclass
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
 from petsweep.methods.blocks import STACKS, blocks_by_stack, chosen_stacks
+from petsweep.spec.errors import ConfigError
 
 
 @dataclass

@@ -3,8 +3,8 @@
 import re
 from dataclasses import dataclass, field
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, inject_peft, target_modules
+from petsweep.spec.errors import ConfigError
 
 
 @dataclass
@@ -16,7 +16,7 @@ class LoRAConfig(MethodConfig):
         alpha: scale numerator (update scaled by alpha / r).
         dropout: dropout on the LoRA input.
         targets: canonical module names (q, k, v, o, ffn_out, ...), mapped per model_type
-            by petsweep.architectures.
+            by petsweep.spec.architectures.
         plus_one: how many target modules (the first, in model order) get rank r + 1 (peft's rank_pattern;
             each module scales by alpha over its own rank): a count between two ranks, what `budget=` uses
             to come closer to a target; 0: uniform.

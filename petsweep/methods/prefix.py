@@ -59,10 +59,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
 from petsweep.methods.decoding import greedy_generate
 from petsweep.methods.prompt import check_positions
+from petsweep.spec.errors import ConfigError
 
 
 @dataclass

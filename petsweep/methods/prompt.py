@@ -22,9 +22,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
 from petsweep.methods.decoding import greedy_generate
+from petsweep.spec.errors import ConfigError
 
 IGNORE = -100
 INITS = ("vocab", "text", "random")

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import numpy as np
 from torch import nn
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
 from petsweep.methods.blocks import STACKS, blocks_by_stack, chosen_stacks
+from petsweep.spec.errors import ConfigError
 
 
 @dataclass

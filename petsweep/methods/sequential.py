@@ -16,9 +16,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from petsweep.errors import ConfigError
 from petsweep.methods.base import METHODS, Attached, MethodConfig
 from petsweep.methods.compose import ComposeMethod, check_members, member_groups
+from petsweep.spec.errors import ConfigError
 
 
 @dataclass

@@ -7,11 +7,11 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from petsweep.errors import DataError
+from petsweep.spec.errors import DataError
+from petsweep.spec.task import TaskSpec
 from petsweep.tasks import splits as hygiene
 from petsweep.tasks.metrics import random_guess_score
 from petsweep.tasks.sources import SOURCES
-from petsweep.tasks.spec import TaskSpec
 
 
 @dataclass

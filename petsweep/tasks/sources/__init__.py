@@ -1,5 +1,5 @@
 """Row loaders: `load(spec) -> {source split: [row dict, ...]}`; each module registers one source."""
 
-from petsweep.registry import Registry
+from petsweep.spec.registry import Registry
 
 SOURCES = Registry("task source", "petsweep.tasks.sources")

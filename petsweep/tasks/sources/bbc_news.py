@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 from pathlib import Path
 
-from petsweep.errors import PetsweepError
+from petsweep.spec.errors import PetsweepError
 from petsweep.tasks.sources import SOURCES
 
 

@@ -6,7 +6,7 @@ import csv
 import json
 from pathlib import Path
 
-from petsweep.errors import DataError
+from petsweep.spec.errors import DataError
 from petsweep.tasks.sources import SOURCES
 
 

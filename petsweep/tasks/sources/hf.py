@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from petsweep.errors import PetsweepError
+from petsweep.spec.errors import PetsweepError
 from petsweep.tasks.sources import SOURCES
 
 

@@ -1,0 +1,294 @@
+"""Matched budgets: the top-level key `budget` sizes a method's knob to a parameter count.
+
+    python run.py method=lora budget=bitfit   # the LoRA rank whose count is nearest BitFit's here
+    python run.py -m method=lora,adapter,prompt,bitfit,apet budget=bitfit backbone=minilm-l1,minilm-l2
+
+`budget` is a method name (the target is that method's exact `pet_params` on the run's backbone, counted on
+the meta device as APET's `apet.scale` does; BitFit with add_biases) or a positive integer. For the run's
+method the solver picks the knob values whose exact meta-device count is nearest the target (KNOBS). It runs
+inside config.resolve_run, so every path (run, plan, sweeps, the run id) sees the same choice:
+
+- APET: `budget=X` is a spelling of `apet.scale=X` (same run, same id): it is folded into apet.scale, and
+  where both are set `budget` wins (method=apet sets apet.scale=lora by default);
+- a method with a knob: the chosen knob values replace the method's own in the run; the id hashes the request
+  (`budget`) and the chosen values (identity.semantic_config);
+- a method without a knob is accepted only where its own count is the target (bitfit at budget=bitfit: one
+  sweep over methods can hold it), else refused in one line naming the methods that take a budget;
+- a count the method cannot come within TOLERANCE of is refused in one line.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+
+from petsweep.spec.errors import ConfigError
+
+TOLERANCE = 0.10  # the achieved count may differ from the requested one by at most this fraction
+# the method's integer knobs the solver sets (APET's is apet.scale, selective_module's an upper bound)
+KNOBS = {
+    "lora": ("r", "plus_one"),
+    "adapter": ("bottleneck", "plus_one"),
+    "prompt": ("length",),
+    "prefix": ("length",),
+    "dept": ("length", "rank"),
+    "selective_module": ("budget",),
+    "apet": ("apet.scale",),
+}
+
+
+@dataclass
+class BudgetChoice:
+    """What a budget resolved to: result.json `budget` and `petsweep plan` show it."""
+
+    requested: object  # the value of `budget` as given
+    target: int  # the count it names on this backbone
+    achieved: int  # the method's exact count with `knobs`
+    knobs: dict  # the chosen knob values (method keys)
+
+    def as_dict(self) -> dict:
+        return {**dataclasses.asdict(self), "ratio": round(self.achieved / self.target, 4)}
+
+    def short(self) -> str:
+        knobs = ",".join(f"{k}={v}" for k, v in self.knobs.items())
+        return f"budget={self.requested}: {self.achieved:,}/{self.target:,} ({knobs or 'as is'})"
+
+
+def check_value(value) -> None:
+    from petsweep.methods import METHODS
+
+    names = [n for n in METHODS.names() if METHODS.get(n).names_a_budget]
+    if isinstance(value, bool) or not (
+        (isinstance(value, int) and value > 0) or (isinstance(value, str) and value in names)
+    ):
+        raise ConfigError(
+            "budget",
+            value,
+            f"give a positive integer or a method whose count is the target: {', '.join(names)}",
+        )
+
+
+def fold_apet(data: dict) -> dict:
+    """`method=apet budget=X` is `method=apet apet.scale=X`: a copy of the plain config with it folded."""
+    value = data.get("budget")
+    if value is None or (data.get("method") or {}).get("name") != "apet":
+        return data
+    if value != "ratio":
+        check_value(value)
+    apet = dict(data.get("apet") or {})
+    apet["scale"] = value  # budget wins: method=apet selects apet.scale=lora by default
+    folded = {k: v for k, v in data.items() if k != "budget"}
+    folded["apet"] = apet
+    return folded
+
+
+def target_count(value, spec) -> int:
+    """The count `budget` names on the run's backbone (an integer as it is)."""
+    from petsweep.methods import METHODS, build_method
+    from petsweep.model.params import check_on_meta
+
+    check_value(value)
+    if isinstance(value, int):
+        return value
+    node = {"name": value, **METHODS.get(value).budget_keys}  # BitFit: with OpenDelta's added biases
+    reference = dataclasses.replace(spec, method=build_method(node), config={})
+    return check_on_meta(reference).pet_params
+
+
+_SOLVED: dict[str, BudgetChoice] = {}
+
+
+def solve(value, spec):
+    """Size spec.method's knob to `budget=value`: returns (the method to run, its BudgetChoice)."""
+    key = json.dumps(
+        [
+            value,
+            vars(spec.backbone),
+            vars(spec.method.config),
+            spec.task.num_labels,
+            spec.task.max_length,
+            spec.task.kind,
+        ],
+        sort_keys=True,
+        default=str,
+    )
+    name = spec.method.config.name
+    if key not in _SOLVED:
+        target = target_count(value, spec)
+        if name not in KNOBS:
+            own = _count(spec, {})
+            if own != target:
+                raise ConfigError(
+                    "budget",
+                    value,
+                    f"method {name} has no size knob and its own count {own:,} is not the target {target:,}; "
+                    f"methods that take a budget: {', '.join(sorted(KNOBS))}",
+                )
+            _SOLVED[key] = BudgetChoice(value, target, own, {})
+        else:
+            try:
+                knobs = _SOLVERS[name](spec, target)
+                achieved = _count(spec, knobs)
+            except ConfigError as err:  # a knob value the backbone cannot take (a prompt past its positions)
+                raise ConfigError(
+                    "budget",
+                    value,
+                    f"method {name} cannot reach the target {target:,} on backbone {spec.backbone.name}: "
+                    f"{err.key}={err.value}: {err.expected}",
+                ) from None
+            if abs(achieved - target) > TOLERANCE * target:
+                raise ConfigError(
+                    "budget",
+                    value,
+                    f"method {name} comes no closer than {achieved:,} to the target {target:,} on backbone "
+                    f"{spec.backbone.name} ({_knob_text(knobs)}; tolerance {TOLERANCE:.0%})",
+                )
+            _SOLVED[key] = BudgetChoice(value, target, achieved, knobs)
+    choice = _SOLVED[key]
+    return _with(spec, choice.knobs).method, choice
+
+
+def _knob_text(knobs: dict) -> str:
+    return ", ".join(f"method.{k}={v}" for k, v in knobs.items())
+
+
+def _with(spec, knobs: dict):
+    from petsweep.methods import build_method
+
+    node = {**vars(spec.method.config), **knobs}
+    if spec.method.config.name == "selective_module":
+        node["fraction"] = None
+    return dataclasses.replace(spec, method=build_method(node))
+
+
+def _count(spec, knobs: dict) -> int:
+    from petsweep.model.params import check_on_meta
+
+    return check_on_meta(_with(spec, knobs)).pet_params
+
+
+def _nearest_int(
+    spec, knob: str, target: int, fixed: dict | None = None, low: int = 1, high: int | None = None
+) -> dict:
+    """The value of one integer knob in [low, high] whose count is nearest the target. Counts are affine in
+    these knobs (rank, bottleneck, length), so two counts give the slope; the neighbours are counted too."""
+    fixed = dict(fixed or {})
+    c1 = _count(spec, {**fixed, knob: low})
+    c2 = _count(spec, {**fixed, knob: low + 1})
+    slope = c2 - c1
+    guess = low if slope <= 0 else max(low, low + round((target - c1) / slope))
+    if high is not None:
+        guess = min(guess, high)
+    candidates = sorted({min(max(low, guess + d), high or guess + 1) for d in (-1, 0, 1)})
+    counted = {}
+    for value in candidates:
+        try:
+            counted[value] = _count(spec, {**fixed, knob: value})
+        except ConfigError:  # past what the model takes (more prompt vectors than positions, ...)
+            continue
+    if not counted:
+        _count(spec, {**fixed, knob: candidates[0]})  # raises the model's own line
+    best = min(counted, key=lambda v: (abs(counted[v] - target), v))
+    return {**fixed, knob: best}
+
+
+def _width_cap(spec, knob: str) -> int | None:
+    """The largest meaningful value of a width knob (LoRA r, adapter bottleneck): the smallest width its
+    matrices pair with (LoRA: min(d_in, d_out) over its targets; adapter: the narrowest hidden width), past
+    which a wider one adds nothing. Attached on the meta device at knob=1, each of the method's trained
+    matrices is (1, d) or (d, 1); the cap is the smallest such d (None: no such matrix)."""
+    from petsweep.model.backbones import build_on_meta
+    from petsweep.model.params import HEAD_GROUP, attach_method
+
+    one = _with(spec, {knob: 1, "plus_one": 0})
+    attached, _ = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), one)
+    widths = [
+        max(p.shape)
+        for g in attached.groups
+        if g.name != HEAD_GROUP
+        for p in g.params
+        if p.dim() == 2 and min(p.shape) == 1
+    ]
+    return min(widths) if widths else None
+
+
+# what a model without absolute positions (T5's relative position bias) takes in all: T5's pretraining input
+# length (its tokenizers' model_max_length); a longer prompt is one the model never saw positions of
+RELATIVE_POSITIONS = 512
+
+
+def _length_cap(spec) -> int:
+    """The largest prompt or prefix length (prompt, prefix, DePT's m) the solver may choose: what the model's
+    positions leave beside the task's input (prompt.check_positions refuses more), for every family; a model
+    without absolute positions (T5) counts RELATIVE_POSITIONS. At least 1: a task that fills the positions
+    is refused by the method's own line."""
+    from petsweep.model.backbones import build_on_meta
+
+    config = build_on_meta(spec.backbone, spec.task.num_labels or 2).config
+    limits = [getattr(config, k, None) for k in ("max_position_embeddings", "n_positions")]
+    limit = next((v for v in limits if isinstance(v, int)), RELATIVE_POSITIONS)
+    return max(1, limit - spec.task.max_length)
+
+
+def _length(spec, target: int) -> dict:
+    """Prompt or prefix length nearest the target, capped at _length_cap before anything is counted: a
+    target past the cap's count is refused as out of reach (as LoRA's r at its width)."""
+    return _nearest_int(spec, "length", target, high=_length_cap(spec))
+
+
+def _plus_one(spec, knob: str, target: int) -> dict:
+    """The uniform knob (LoRA r, adapter bottleneck) nearest the target from below, then how many modules get
+    one more unit (plus_one): within one module's unit of the target. The knob is capped at _width_cap
+    before anything is counted: a target past the cap's count is refused as out of reach."""
+    cap = _width_cap(spec, knob)
+    knobs = _nearest_int(spec, knob, target, {"plus_one": 0}, high=cap)
+    if _count(spec, knobs) > target and knobs[knob] > 1:
+        knobs[knob] -= 1
+    if cap is not None and knobs[knob] >= cap:
+        return {knob: cap, "plus_one": 0}
+    return _nearest_int(spec, "plus_one", target, {knob: knobs[knob]}, low=0)
+
+
+def _dept(spec, target: int) -> dict:
+    """DePT at a count. The paper keeps prompt tuning's count and trades prompt vectors (m) for rank (r); the
+    solver starts where the configuration points: the configured m where it leaves room for rank 1 (else the
+    largest m that does) and the r nearest the target for it (r0), r at most min(s, d) (s: task.max_length).
+    The candidates are r0 - 1, r0 and r0 + 1 (within [1, min(s, d)]), each with the m nearest the target at
+    that r; the one whose exact count is nearest the target is taken (a tie: the r nearer r0). So a cap that
+    leaves r0 short of the target is made up by m, and a count between two of r0's is reached by trading one
+    unit of r for the m that fits it."""
+    per_vector = _count(spec, {"length": 2, "rank": 1}) - _count(spec, {"length": 1, "rank": 1})  # d
+    cap = min(spec.task.max_length, per_vector)
+    rank_one = _count(spec, {"length": 1, "rank": 1}) - per_vector  # the count of rank 1 with no vectors
+    m_cap = _length_cap(spec)
+    m = min(spec.method.config.length, m_cap)
+    if m * per_vector + rank_one > target:
+        m = max(1, (target - rank_one) // max(per_vector, 1))
+    r0 = _nearest_int(spec, "rank", target, {"length": m}, high=cap)["rank"]
+    chosen, error = [], None
+    for rank in sorted({max(1, min(cap, r0 + d)) for d in (-1, 0, 1)}):
+        try:
+            knobs = _nearest_int(spec, "length", target, {"rank": rank}, high=m_cap)
+        except ConfigError as err:  # no m at this r fits the positions
+            error = err
+            continue
+        knobs = {"length": knobs["length"], "rank": rank}
+        chosen.append((abs(_count(spec, knobs) - target), abs(rank - r0), knobs))
+    if not chosen:
+        raise error
+    return min(chosen, key=lambda c: c[:2])[2]
+
+
+def _selective(spec, target: int) -> dict:
+    return {"budget": target}  # whole modules are taken while they fit: at most the target
+
+
+_SOLVERS = {
+    "lora": lambda spec, t: _plus_one(spec, "r", t),
+    "adapter": lambda spec, t: _plus_one(spec, "bottleneck", t),
+    "prompt": _length,
+    "prefix": _length,
+    "dept": _dept,
+    "selective_module": _selective,
+}

@@ -1,0 +1,797 @@
+"""The sweep index: a cache of each run's state and results, so `petsweep status`, `collect` and
+`invalidate` read a sweep of 10^5..10^6 runs without opening every run's files (#25).
+
+Where: `<sweep>/.index/`. Each process that changes a run's state (RunDir.set_status: every claim, start,
+end, failure and cancel goes through it) appends one JSON line to a file of its own,
+`<host>-<pid>-<start>.jsonl`: no two processes write one file, so many writers on NFS need no lock.
+Readers merge every line file with `manifest.parquet`, which a reader writes when lines have piled up
+(`petsweep collect` whenever anything changed): written under a temporary name, renamed over the old one,
+then the line files it folded in are unlinked. A crash anywhere in between leaves a manifest and lines that
+say the same; a line written into a file while it is folded is lost, and its run is read from its files.
+
+The run dirs stay the truth; the index only says what their files held when it read them. Every entry
+carries the stat signature of its run at that moment (the run dir's mtime, status.json's mtime, size and
+inode, result.json's mtime and size); a reader stats each run (3 stats) and uses an entry only where the
+signature is still the run's. A run whose files changed behind the index (an edit, a crash between
+status.json and its line, a run dir copied in, runs older than the index) is read from its files, and a
+line is appended that repairs the index. Record writes rename files into the run dir (write_atomic), which
+moves the dir's mtime, so any rewritten record file, error.txt or transfer result (petsweep.run.transfer
+touches the dir) is seen; an in-place edit of a file other than status.json or result.json is not.
+
+The manifest holds a row per run: its signature, status fields (`info`, JSON), recorded config (JSON), and
+its table row (collect) column-wise: `layout` (the row's keys in order) and a column per key, typed (`r:key`:
+int, float, str or bool where every value is one of them) or JSON text (`j:key`), strings dictionary-encoded,
+so collect builds its table a column at a time and decodes each distinct JSON value once (RowBlock).
+
+Entries are also tied to the code that read them (`fingerprint`: the sources of the modules that decide a
+run's state, identity and table row): entries of other code are not used. The index is rebuilt from the run
+dirs by deleting `<sweep>/.index`; PETSWEEP_INDEX=0 reads every run from its files and writes no index.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import hashlib
+import json
+import logging
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+log = logging.getLogger("petsweep")
+
+ENV = "PETSWEEP_INDEX"
+INDEX_DIR = ".index"
+MANIFEST = "manifest.parquet"
+SIG_FIELDS = (
+    "dir_mtime_ns",
+    "status_mtime_ns",
+    "status_size",
+    "status_ino",
+    "result_mtime_ns",
+    "result_size",
+    "config_mtime_ns",
+    "config_size",
+)
+# an entry read within this many seconds of a file's mtime may miss a second write in the same clock tick
+# (or an NFS server's coarser clock): it is used for that read but not stored
+RACY_S = 2.0
+# fields too big to keep in memory for every run: read from the manifest batch by batch (iter_field)
+BIG = ("row", "config")
+BATCH = 8192
+READS: Counter = Counter()  # runs read from their files, by what was read ("info", "row", ...): tests count
+
+
+def enabled() -> bool:
+    return os.environ.get(ENV, "1").strip().lower() not in ("0", "off", "false", "no")
+
+
+_FINGERPRINT: list[str] = []
+_SOURCES = (
+    "petsweep/records/index.py",
+    "petsweep/records/status.py",
+    "petsweep/records/rehash.py",
+    "petsweep/spec/identity.py",
+    "petsweep/records/record.py",
+    "petsweep/spec/config.py",
+    "analysis/load.py",
+)
+
+
+def fingerprint() -> str:
+    """A hash of the sources that decide what an entry holds; entries written under another are not used."""
+    if not _FINGERPRINT:
+        root = Path(__file__).resolve().parent.parent.parent
+        digest = hashlib.sha256()
+        for name in _SOURCES:
+            with contextlib.suppress(OSError):
+                digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+        _FINGERPRINT.append(digest.hexdigest()[:20])
+    return _FINGERPRINT[0]
+
+
+def signature(path: str) -> tuple[int, ...] | None:
+    """The run dir's stat signature (SIG_FIELDS); None where it holds no status.json (not a run)."""
+    try:
+        status = os.stat(path + "/status.json")
+        folder = os.stat(path).st_mtime_ns
+    except OSError:
+        return None
+    got = []
+    for name in ("/result.json", "/config.yaml"):  # config.yaml: a finished run's identity check reads it
+        try:
+            found = os.stat(path + name)
+            got += (found.st_mtime_ns, found.st_size)
+        except OSError:
+            got += (-1, -1)
+    return (folder, status.st_mtime_ns, status.st_size, status.st_ino, *got)
+
+
+def scan(sweep: str | Path) -> dict[str, tuple[int, ...]]:
+    """The runs of a sweep dir (its sub-dirs holding status.json; hidden ones skipped, as `*/status.json`
+    skips them), sorted by name, each with its signature."""
+    sweep = str(sweep)
+    try:
+        with os.scandir(sweep) as found:
+            names = sorted(e.name for e in found if not e.name.startswith(".") and e.is_dir())
+    except OSError:
+        return {}
+    runs = {}
+    for name in names:
+        sig = signature(f"{sweep}/{name}")
+        if sig is not None:
+            runs[name] = sig
+    return runs
+
+
+def _racy(sig: tuple[int, ...], now: float) -> bool:
+    newest = max(sig[0], sig[1], sig[4], sig[6]) / 1e9
+    return now - newest < RACY_S
+
+
+def _plain(value) -> bool:
+    """A value JSON keeps as it is (so a cached row is the row)."""
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return True
+    if isinstance(value, list):
+        return all(_plain(v) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain(v) for k, v in value.items())
+    return False
+
+
+# rehash.stale_record, registered by petsweep.records.rehash when it is imported (it imports
+# petsweep.records.status, which writes through this module: no import back); a run's own line says whether
+# its record is of another identity where the writer has it, else a reader reads that from the files
+STALE: list[Callable] = []
+WARNING: list[Callable] = []  # rehash.stale_warning: what that check warned of (config.yaml edited, ...)
+
+
+def info_of(run, stale: Callable | None) -> dict:
+    """What `petsweep status` and `invalidate` need of a run (a petsweep.records.status.RunDir), read from its
+    files the way they read them: status.json (a COMPLETED run without a readable result.json reads FAILED),
+    whether its record is of another identity (`stale`: rehash.stale_record; left out where None), a
+    finished run's scalar results and its last progress.json."""
+    status = run.status() or {}
+    state = status.get("state")
+    info = {
+        "state": state,
+        "updated": status.get("updated"),
+        "error": status.get("error"),
+        "error_txt": os.path.exists(f"{run.path}/error.txt"),
+    }
+    progress = run.progress()
+    info["progress"] = {k: progress.get(k) for k in ("step", "max_steps", "dev_score", "best_dev_score")}
+    if state == "COMPLETED":
+        result = run.result() or {}
+        if stale is not None:
+            info["stale"] = stale(run.path, result)
+            warning = WARNING[0](run.path) if WARNING else None
+            if warning is not None:
+                info["warning"] = warning  # a plan answered from the index warns as its files did
+        keys = ("steps", "best_dev_score", "metric", "score", "pet_moved")  # pet_moved: record.notes
+        info["result"] = {k: result.get(k) for k in keys}
+    return info
+
+
+def _complete(info: dict) -> bool:
+    return info.get("state") != "COMPLETED" or "stale" in info
+
+
+# ---------------------------------------------------------------- writing lines
+
+
+_WRITERS: dict[str, tuple[int, int]] = {}  # index dir -> (pid, fd) of this process's line file
+_START: dict[int, int] = {}
+
+
+def _line_file(index_dir: str) -> int:
+    pid = os.getpid()
+    held = _WRITERS.get(index_dir)
+    if held and held[0] == pid:
+        with contextlib.suppress(OSError):
+            if os.fstat(held[1]).st_nlink > 0:
+                return held[1]
+            os.close(held[1])  # folded into the manifest and unlinked: start a new file
+    os.makedirs(index_dir, exist_ok=True)
+    start = _START.setdefault(pid, time.time_ns())
+    name = f"{socket.gethostname()}-{pid}-{start}.jsonl"
+    fd = os.open(os.path.join(index_dir, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    _WRITERS[index_dir] = (pid, fd)
+    return fd
+
+
+def append(sweep: str | Path, entries: list[dict]) -> None:
+    """Append entries as lines to this process's own line file of the sweep's index (one write each: a
+    reader never sees half a line but the last one of a file being written, which it skips)."""
+    if not entries:
+        return
+    fd = _line_file(os.path.join(str(sweep), INDEX_DIR))
+    fp = fingerprint()
+    for entry in entries:
+        line = {k: v for k, v in entry.items() if not k.startswith("_")}
+        os.write(fd, (json.dumps({**line, "fp": fp}, separators=(",", ":")) + "\n").encode())
+
+
+def record(run) -> None:
+    """Index the run's state after its status.json was written (RunDir.set_status, `run` the RunDir): never
+    raises, the run dir is the record and a missing line only costs a reader one read of the run's files."""
+    if not enabled():
+        return
+    try:
+        path = str(run.path)
+        sig = signature(path)  # before the files are read: a later change shows as another signature
+        if sig is None:
+            return
+        entry = {"run": os.path.basename(path), "sig": list(sig), "t": time.time()}
+        entry.update(info_of(run, STALE[0] if STALE else None))
+        append(os.path.dirname(path), [entry])
+    except Exception as err:  # noqa: BLE001 (an index is a cache: the run goes on)
+        log.debug("petsweep: no index line for %s: %s", run.path, err)
+
+
+# ---------------------------------------------------------------- reading
+
+
+class Snapshot:
+    """A sweep's runs as its index and files say now: `runs` (name -> signature, sorted), `info` (name ->
+    status fields) and the big fields (BIG) through iter_field, each entry checked against its run's files;
+    a run the index does not hold (or holds otherwise) is read from its files."""
+
+    def __init__(
+        self,
+        sweep: str | Path,
+        compute: dict[str, Callable[[str], tuple[object, bool]]] | None = None,
+        read_info: Callable[[str], dict] | None = None,
+        lazy: bool = False,
+    ):
+        """`compute`: per big field, how to read it from a run dir's files: (value, whether it may be kept).
+        `read_info`: how to read a run's status fields (info_of) from its files, where the index lacks them
+        (None: they are not needed, as collect needs only rows). `lazy`: a run the index lacks is read only
+        when asked for (entry), not every such run of the sweep now (a plan asks for its own runs)."""
+        self.sweep = str(Path(sweep))
+        self.dir = os.path.join(self.sweep, INDEX_DIR)
+        self.compute = compute or {}
+        self.read_info = read_info
+        self.runs = scan(self.sweep)
+        self.info: dict[str, dict] = {}
+        self.fresh: dict[str, dict] = {}  # name -> big fields not in the manifest: {field: json text}
+        self.in_manifest: dict[str, set[str]] = {}  # name -> big fields the manifest holds for it
+        self._mpos: dict[str, int] = {}  # name -> its row in the manifest, where that entry is the run's now
+        self.touched: set[str] = set()  # runs whose entry this read learnt anew (lines, repairs): compact
+        self.repairs: list[dict] = []
+        self.racy: set[str] = set()  # read in the clock tick of a write: used now, never stored
+        self.lines_read: list[str] = []
+        self.read_now: set[str] = set()  # runs read from their files by this snapshot
+        self.line_count = 0
+        self.no_manifest = False  # none, or one of other code: the next finish writes one
+        self._manifest = os.path.join(self.dir, MANIFEST)
+        self.fp = fingerprint() if enabled() else ""
+        if enabled():
+            self._read_manifest()
+            self._read_lines()
+        if read_info is not None and not lazy:
+            self._read_missing()
+
+    # the manifest's small columns: which runs it holds, and their status fields
+    def _read_manifest(self) -> None:
+        try:
+            import pyarrow.parquet as pq
+
+            file = pq.ParquetFile(self._manifest)
+        except (OSError, ValueError, ImportError):
+            self.no_manifest = True
+            return
+        meta = file.schema_arrow.metadata or {}
+        if meta.get(b"fingerprint", b"").decode() != self.fp:
+            self.no_manifest = True
+            return
+        parse = self.read_info is not None  # collect needs no status fields: they stay text on disk
+        columns = ["run", *SIG_FIELDS, *(["info"] if parse else []), *[f"has_{f}" for f in BIG]]
+        import numpy as np
+
+        table = file.read(columns=columns)
+        names = table.column("run").to_pylist()
+        stored = np.column_stack([table.column(f).to_numpy() for f in SIG_FIELDS])
+        missing = (-2,) * len(SIG_FIELDS)  # no run has it: the run is gone
+        if names == list(self.runs):  # the same runs (the usual case): their signatures in one array
+            now = np.array(list(self.runs.values()), dtype=np.int64).reshape(-1, len(SIG_FIELDS))
+        else:
+            now = np.array([self.runs.get(n, missing) for n in names], dtype=np.int64)
+        now = now.reshape(-1, len(SIG_FIELDS))
+        valid = np.flatnonzero((stored == now).all(axis=1)) if len(names) else np.zeros(0, dtype=np.int64)
+        flags = [table.column(f"has_{f}").to_numpy(zero_copy_only=False) for f in BIG]
+        kinds = np.zeros(len(names), dtype=np.int64)
+        for bit, flag in enumerate(flags):
+            kinds |= flag.astype(np.int64) << bit
+        helds = {
+            k: frozenset(f for bit, f in enumerate(BIG) if k >> bit & 1) | ({"info"} if not parse else set())
+            for k in range(1 << len(BIG))
+        }
+        infos = table.column("info").to_pylist() if parse else None
+        mpos, in_manifest, info = self._mpos, self.in_manifest, self.info
+        for i, kind in zip(valid.tolist(), kinds[valid].tolist()):
+            name = names[i]
+            mpos[name] = i
+            in_manifest[name] = helds[kind]  # "info": kept as it is by compact, where not parsed
+            if parse and infos[i] is not None:
+                info[name] = json.loads(infos[i])
+
+    def _read_lines(self) -> None:
+        for file in sorted(glob.glob(os.path.join(glob.escape(self.dir), "*.jsonl"))):
+            try:
+                with open(file, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            self.lines_read.append(file)
+            for raw in data.splitlines():
+                self.line_count += 1
+                try:
+                    line = json.loads(raw)
+                    name, sig = line["run"], tuple(line["sig"])
+                except (ValueError, KeyError, TypeError):
+                    continue  # a line cut short (a writer killed mid-write, a full disk)
+                if line.get("fp") != self.fp or self.runs.get(name) != sig:
+                    continue
+                big = {f: line.pop(f) for f in BIG if isinstance(line.get(f), str)}
+                for key in ("run", "sig", "fp", "t", *BIG):
+                    line.pop(key, None)
+                if line and (name not in self.info or _complete(line) or not _complete(self.info[name])):
+                    self.info[name] = line  # never a line without the identity check over one with it
+                    self.touched.add(name)
+                if big:
+                    self.fresh.setdefault(name, {}).update(big)
+                    self.touched.add(name)
+
+    def _read_missing(self) -> None:
+        now = time.time()
+        for name, sig in self.runs.items():
+            if name not in self.info or not _complete(self.info[name]):
+                self._read_info(name, sig, now)
+
+    def _read_info(self, name: str, sig: tuple[int, ...], now: float) -> dict:
+        READS["info"] += 1
+        info = self.read_info(f"{self.sweep}/{name}")
+        self.info[name] = info
+        self.read_now.add(name)
+        self.touched.add(name)
+        if _racy(sig, now):
+            self.racy.add(name)
+        elif enabled():
+            self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
+        return info
+
+    def entry(self, name: str) -> dict | None:
+        """A run's status fields (info_of) for its files as they are now: its index entry, else read from its
+        files (and kept for the index); None where the sweep dir holds no run of that name (no status.json).
+        """
+        sig = self.runs.get(name)
+        if sig is None:
+            return None
+        info = self.info.get(name)
+        if info is None or not _complete(info):
+            info = self._read_info(name, sig, time.time())
+        return info
+
+    def _computed(self, name: str, field: str):
+        """The field read from the run's files (and its line kept for the repair, where JSON holds it)."""
+        READS[field] += 1
+        value, keep = self.compute[field](f"{self.sweep}/{name}")
+        self.touched.add(name)
+        sig = self.runs[name]
+        if keep and value is not None and _plain(value) and enabled() and not _racy(sig, time.time()):
+            text = json.dumps(value, separators=(",", ":"))
+            self.fresh.setdefault(name, {})[field] = text
+            info = self.info.get(name, {}) if name not in self.racy else {}
+            line = {"run": name, "sig": list(sig), "t": time.time(), **info, field: text}
+            self.repairs.append(line)
+        return value
+
+    def iter_field(self, field: str) -> Iterator[tuple[str, object]]:
+        """(name, value) of every run in name order: from a line or the manifest where they hold it for the
+        run's files as they are, else computed from the files (self.compute[field]). One manifest batch is
+        in memory at a time."""
+        from_manifest = self._manifest_field(field)
+        pending = next(from_manifest, None)
+        for name in self.runs:
+            while pending is not None and pending[0] < name:
+                pending = next(from_manifest, None)
+            text = self.fresh.get(name, {}).get(field)
+            if text is None and field in self.in_manifest.get(name, ()) and pending and pending[0] == name:
+                text = pending[1]
+            yield name, json.loads(text) if text is not None else self._computed(name, field)
+
+    def _manifest_field(self, field: str) -> Iterator[tuple[str, str]]:
+        if not any(field in held for held in self.in_manifest.values()):
+            return
+        import pyarrow.parquet as pq
+
+        file = pq.ParquetFile(self._manifest)
+        if field == "row":  # stored column-wise (row_columns): rebuilt a batch at a time
+            columns = [c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES)]
+            for batch in file.iter_batches(batch_size=BATCH, columns=["run", "layout", *columns]):
+                names, layouts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+                cells = {c[2:]: _decoded(batch.column(c)) for c in columns}
+                for i, (name, layout) in enumerate(zip(names, layouts)):
+                    if layout is not None:
+                        row = {k: cells[k][i] for k in json.loads(layout)}
+                        yield name, json.dumps(row, separators=(",", ":"))
+            return
+        for batch in file.iter_batches(batch_size=BATCH, columns=["run", field]):
+            names, texts = batch.column(0).to_pylist(), batch.column(1).to_pylist()
+            yield from ((n, t) for n, t in zip(names, texts) if t is not None)
+
+    def row_columns(self) -> RowBlock:
+        """Every run's row (`row` field, collect's table), column-wise and in name order: runs the manifest
+        holds as they are now come from its columns (each column decoded in bulk, each distinct JSON value
+        once), the others from their lines or computed from their files. Cells are what pd.DataFrame(rows)
+        reads of a list of row dicts: a key a row lacks is NaN."""
+        import numpy as np
+
+        names = list(self.runs)
+        held = [i for i, name in enumerate(names) if self._row_held(name)]
+        block = RowBlock(len(names))
+        if held:
+            import pyarrow.parquet as pq
+
+            schema = pq.read_schema(self._manifest)
+            columns = [c for c in schema.names if c.startswith(ROW_PREFIXES)]
+            table = pq.read_table(self._manifest, columns=["layout", *columns])
+            table = table.take([self._mpos[names[i]] for i in held])
+            block.add_columns(np.asarray(held, dtype=np.int64), table)
+        for i, name in enumerate(names):
+            if i < len(names) and not self._row_held(name):
+                text = self.fresh.get(name, {}).get("row")
+                row = json.loads(text) if text is not None else self._computed(name, "row")
+                block.add_row(i, row)
+        return block
+
+    def _row_held(self, name: str) -> bool:
+        return "row" not in self.fresh.get(name, {}) and "row" in self.in_manifest.get(name, ())
+
+    def finish(self, compact: bool | None = None) -> None:
+        """Store what this read learnt: fold everything into a new manifest (`compact`; by default when
+        lines have piled up past 1% of the runs, or there is no manifest), else append the repairs as
+        lines. Never raises: a sweep dir this process cannot write is read the same way next time."""
+        if not enabled():
+            return
+        try:
+            lines = self.line_count + len(self.repairs)
+            if compact is None:
+                compact = self.no_manifest and bool(self.runs) or lines > max(1000, len(self.runs) // 100)
+            if compact and (lines or self.no_manifest):
+                self.compact()
+            elif self.repairs:
+                append(self.sweep, self.repairs)
+            self.repairs = []
+        except Exception as err:  # noqa: BLE001 (a cache: the answer was already given)
+            log.debug("petsweep: index of %s not updated: %s", self.sweep, err)
+
+    def compact(self) -> None:
+        """Write every entry into a new manifest (a temporary file, renamed over the old one), then unlink
+        the line files read: a crash between leaves lines the new manifest already holds, read the same.
+        Entries the old manifest holds for the runs' files as they are, and that this read learnt nothing
+        new of, are copied column by column; rows are stored column-wise (RowBlock)."""
+        import pyarrow.parquet as pq
+
+        os.makedirs(self.dir, exist_ok=True)
+        old = None
+        if self._mpos:
+            old = pq.read_table(self._manifest).replace_schema_metadata(None)
+        kept, info_only, changed = [], [], []
+        for name in self.runs:
+            pos = self._mpos.get(name)
+            if pos is None or name in self.racy or name in self.fresh:
+                changed.append(name)  # rebuilt from what this read holds
+            elif name in self.touched:
+                info_only.append(name)  # its status fields are new; the rest is the manifest's
+            else:
+                kept.append(pos)
+        parts = [
+            old.take(kept) if old is not None and kept else None,
+            self._info_table(info_only, old),
+            self._changed_table(changed, old),
+        ]
+        parts = [t for t in parts if t is not None]
+        table = _unify(parts) if len(parts) > 1 else parts[0] if parts else _empty_manifest()
+        if len(parts) > 1:
+            table = table.sort_by("run")
+        table = table.replace_schema_metadata({"fingerprint": self.fp})
+        tmp = os.path.join(self.dir, f".{MANIFEST}.{socket.gethostname()}-{os.getpid()}.tmp")
+        try:
+            pq.write_table(table, tmp, row_group_size=BATCH)
+            os.replace(tmp, self._manifest)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+            raise
+        for file in self.lines_read:
+            with contextlib.suppress(OSError):
+                os.unlink(file)
+        self.lines_read = []
+        self.line_count = 0
+        self.no_manifest = False
+
+    def _info_table(self, names: list[str], old):
+        """The manifest rows of runs whose status fields alone are new: copied, with the new `info`."""
+        import pyarrow as pa
+
+        if not names:
+            return None
+        part = old.take([self._mpos[n] for n in names])
+        texts = [json.dumps(self.info[n], separators=(",", ":")) if n in self.info else None for n in names]
+        old_texts = part.column("info").to_pylist()
+        texts = [t if t is not None else o for t, o in zip(texts, old_texts)]
+        at = part.schema.get_field_index("info")
+        return part.set_column(at, "info", pa.array(texts, type=MANIFEST_TYPES["info"]))
+
+    def _changed_table(self, names: list[str], old):
+        """The manifest rows of runs whose entries are (re)written from what this read holds."""
+        import pyarrow as pa
+
+        if not names:
+            return None
+        olds = {}
+        if old is not None:
+            at = [self._mpos[n] for n in names if n in self._mpos]
+            if at:
+                part = old.take(at).to_pylist()
+                olds = {row["run"]: row for row in part}
+        data: dict[str, list] = {
+            k: [] for k in ("run", *SIG_FIELDS, "info", "config", "has_config", "has_row")
+        }
+        rows = []
+        for name in names:
+            before = olds.get(name, {})
+            data["run"].append(name)
+            for field, value in zip(SIG_FIELDS, self.runs[name]):
+                data[field].append(value)
+            if name in self.racy:
+                info = None
+            elif name in self.info:
+                info = json.dumps(self.info[name], separators=(",", ":"))
+            else:
+                info = before.get("info")
+            data["info"].append(info)
+            config = self.fresh.get(name, {}).get("config")
+            if config is None and "config" in self.in_manifest.get(name, ()):
+                config = before.get("config")
+            data["config"].append(config)
+            data["has_config"].append(config is not None)
+            text = self.fresh.get(name, {}).get("row")
+            if text is not None:
+                rows.append(json.loads(text))
+            elif "row" in self.in_manifest.get(name, ()) and before.get("layout") is not None:
+                rows.append({k: _cell(before, k) for k in json.loads(before["layout"])})
+            else:
+                rows.append(None)
+            data["has_row"].append(rows[-1] is not None)
+        arrays = {k: pa.array(v, type=MANIFEST_TYPES[k]) for k, v in data.items()}
+        arrays.update(_row_arrays(rows, old.schema if old is not None else None))
+        return pa.table(arrays)
+
+
+ROW_PREFIXES = ("r:", "j:")  # a row column: typed ("r:", one Python type: int, float, str or bool) or JSON
+
+
+def _manifest_types():
+    import pyarrow as pa
+
+    return {
+        "run": pa.string(),
+        **{f: pa.int64() for f in SIG_FIELDS},
+        "info": pa.string(),
+        "config": pa.large_string(),
+        "has_config": pa.bool_(),
+        "has_row": pa.bool_(),
+        "layout": pa.dictionary(pa.int32(), pa.string()),
+    }
+
+
+class _Types(dict):
+    def __missing__(self, key):
+        self.update(_manifest_types())
+        return self[key]
+
+
+MANIFEST_TYPES = _Types()
+_KINDS = {int: "int64", float: "float64", str: "string", bool: "bool"}
+
+
+def _empty_manifest():
+    import pyarrow as pa
+
+    return pa.table({k: pa.array([], type=MANIFEST_TYPES[k]) for k in _manifest_types()})
+
+
+def _cell(row: dict, key: str):
+    """A row cell as the manifest's pylist row holds it (typed, or JSON text)."""
+    if f"r:{key}" in row:
+        return row[f"r:{key}"]
+    text = row.get(f"j:{key}")
+    return None if text is None else json.loads(text)
+
+
+def _row_arrays(rows: list[dict | None], old_schema) -> dict:
+    """Row dicts as manifest columns: `layout` (each row's keys in order, JSON; null: no row) and a column per
+    key, typed where every value of it (here and in the old manifest) is of one of _KINDS' types, else JSON
+    text; strings and JSON dictionary-encoded (each distinct value stored and decoded once)."""
+    import pyarrow as pa
+
+    layouts = [None if row is None else json.dumps(list(row)) for row in rows]
+    out = {"layout": pa.array(layouts, type=pa.string()).dictionary_encode()}
+    keys = dict.fromkeys(k for row in rows if row for k in row)
+    old_names = set(old_schema.names) if old_schema is not None else set()
+    for key in keys:
+        values = [row.get(key) if row else None for row in rows]
+        kinds = {type(v) for v in values if v is not None}
+        kind = _KINDS.get(next(iter(kinds))) if len(kinds) == 1 else None
+        if f"j:{key}" in old_names or (
+            f"r:{key}" in old_names
+            and kind is not None
+            and not _same_kind(old_schema.field(f"r:{key}").type, kind)
+        ):
+            kind = None  # JSON where the old manifest holds it so, or holds another type
+        if kind is None:
+            texts = [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
+            out[f"j:{key}"] = pa.array(texts, type=pa.string()).dictionary_encode()
+            continue
+        try:
+            array = pa.array(values, type=getattr(pa, "bool_" if kind == "bool" else kind)())
+        except (OverflowError, pa.ArrowInvalid, pa.ArrowTypeError):
+            texts = [None if v is None else json.dumps(v, separators=(",", ":")) for v in values]
+            out[f"j:{key}"] = pa.array(texts, type=pa.string()).dictionary_encode()
+            continue
+        out[f"r:{key}"] = array.dictionary_encode() if kind == "string" else array
+    return out
+
+
+def _same_kind(arrow_type, kind: str) -> bool:
+    import pyarrow as pa
+
+    if pa.types.is_dictionary(arrow_type):
+        arrow_type = arrow_type.value_type
+    names = {"string": "string", "int64": "int64", "float64": "double", "bool": "bool"}
+    return str(arrow_type) == names[kind]
+
+
+def _unify(parts: list):
+    """Manifest parts as one table: a row column typed in one part and JSON (or another type) in another
+    becomes JSON in both; columns a part lacks are nulls."""
+    import pyarrow as pa
+
+    kinds: dict[str, set] = {}
+    for part in parts:
+        for field in part.schema:
+            if field.name.startswith(ROW_PREFIXES):
+                value_type = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
+                kinds.setdefault(field.name[2:], set()).add((field.name[:2], str(value_type)))
+    as_json = {key for key, found in kinds.items() if len(found) > 1}
+    fixed = []
+    for part in parts:
+        for key in as_json:
+            for prefix in ROW_PREFIXES:
+                name = f"{prefix}{key}"
+                if name in part.column_names:
+                    cells = part.column(name).to_pylist()
+                    if prefix == "r:":
+                        cells = [None if v is None else json.dumps(v, separators=(",", ":")) for v in cells]
+                    array = pa.array(cells, type=pa.string()).dictionary_encode()
+                    part = part.drop_columns([name]).append_column(f"j:{key}", array)
+        fixed.append(part)
+    return pa.concat_tables(fixed, promote_options="default").combine_chunks()
+
+
+def _decoded(column):
+    """A manifest row column as a numpy object array of the row's values (None where null)."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        chunks = [_decoded(c) for c in column.chunks]
+        return np.concatenate(chunks) if chunks else np.empty(0, dtype=object)
+    nulls = column.is_null().to_numpy(zero_copy_only=False) if column.null_count else None
+    if pa.types.is_dictionary(column.type):
+        words = column.dictionary.to_numpy(zero_copy_only=False)
+        values = np.empty(len(words), dtype=object)
+        values[:] = list(words)
+        if column.dictionary.null_count:
+            values[column.dictionary.is_null().to_numpy(zero_copy_only=False)] = None
+        indices = pc.fill_null(column.indices, 0).to_numpy()
+        out = values[indices] if len(values) else np.full(len(column), None, dtype=object)
+    elif pa.types.is_null(column.type):
+        return np.full(len(column), None, dtype=object)
+    else:
+        fill = False if pa.types.is_boolean(column.type) else 0
+        out = pc.fill_null(column, fill).to_numpy(zero_copy_only=False).astype(object)
+    if nulls is not None:
+        out[nulls] = None
+    return out
+
+
+def _decoded_json(column):
+    """A JSON row column as a numpy object array of the decoded values, each distinct text decoded once."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    if isinstance(column, pa.ChunkedArray):
+        chunks = [_decoded_json(c) for c in column.chunks]
+        return np.concatenate(chunks) if chunks else np.empty(0, dtype=object)
+    if not pa.types.is_dictionary(column.type):
+        column = column.dictionary_encode()
+    texts = column.dictionary.to_pylist()
+    values = np.empty(len(texts) + 1, dtype=object)
+    for i, text in enumerate(texts):
+        values[i] = None if text is None else json.loads(text)
+    values[len(texts)] = None
+    indices = pc.fill_null(column.indices, len(texts)).to_numpy()
+    return values[indices]
+
+
+class RowBlock:
+    """Rows of `n` runs in order, column-wise (Snapshot.row_columns): `columns` key -> numpy object array
+    (NaN where a row lacks the key), `events` (position, keys) that give the columns' order as
+    pd.DataFrame(rows) takes it: each key where it first appears, in the order of that row's keys."""
+
+    def __init__(self, n: int):
+        self.n = n
+        self.columns: dict = {}
+        self.events: list[tuple[int, tuple]] = []
+
+    def _column(self, key: str):
+        import numpy as np
+
+        if key not in self.columns:
+            self.columns[key] = np.full(self.n, np.nan, dtype=object)
+        return self.columns[key]
+
+    def add_columns(self, at, table) -> None:
+        """Rows from manifest columns (`table`: layout and row columns) at positions `at` (increasing)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        layout = table.column("layout").combine_chunks()
+        valid = layout.is_valid().to_numpy(zero_copy_only=False)
+        texts = layout.dictionary.to_pylist()
+        keys = [tuple(json.loads(t)) for t in texts]
+        codes = pc.fill_null(layout.indices, -1).to_numpy()
+        used, first = np.unique(codes[valid], return_index=True)
+        where = at[valid]
+        for code, i in zip(used, first):
+            self.events.append((int(where[i]), keys[code]))
+        has: dict[str, np.ndarray] = {}
+        for code in used:
+            for key in keys[code]:
+                has.setdefault(key, np.zeros(len(keys), dtype=bool))[code] = True
+        safe = np.where(valid, codes, 0)
+        for name in table.column_names[1:]:
+            key = name[2:]
+            if key not in has:
+                continue
+            column = table.column(name)
+            values = _decoded_json(column) if name.startswith("j:") else _decoded(column)
+            present = valid & has[key][safe]
+            self._column(key)[at[present]] = values[present]
+
+    def add_row(self, i: int, row: dict) -> None:
+        self.events.append((i, tuple(row)))
+        for key, value in row.items():
+            self._column(key)[i] = value
+
+    def keys(self) -> list[str]:
+        """The columns in pd.DataFrame(rows)'s order."""
+        return list(dict.fromkeys(k for _, ks in sorted(self.events, key=lambda e: e[0]) for k in ks))
+
+
+def rebuild(sweep: str | Path) -> None:
+    """Forget the sweep's index (the next reader reads every run from its files and writes it anew)."""
+    import shutil
+
+    shutil.rmtree(os.path.join(str(sweep), INDEX_DIR), ignore_errors=True)

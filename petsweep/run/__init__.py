@@ -1,0 +1,2 @@
+"""One run or one fused group, from a config to result.json, in any process (the only `python -m`
+entries: run.worker); what may fuse; finished runs scored on other tasks or exported."""

@@ -1,0 +1,135 @@
+"""Local multi-rank runs, torchrun-style: the process that was asked for a run of G ranks starts G copies of
+it (`python -m petsweep.run.worker --rank <config>`, RANK/WORLD_SIZE/MASTER_* set) and supervises them.
+
+Rank 0 owns the run's records exactly as a SLURM task of rank 0 does. The parent only steps in when a rank
+dies: it stops the others (they would wait in a collective until the timeout) and records the run FAILED with
+the rank and its exit code or signal, unless rank 0 recorded the run's end itself.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+from omegaconf import OmegaConf
+
+from petsweep.records.status import RUNNING, RunDir
+from petsweep.spec.errors import PetsweepError
+
+POLL_S = 0.2
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_env(rank: int, world: int, port: int, threads: int | None) -> dict:
+    env = dict(
+        os.environ,
+        RANK=str(rank),
+        LOCAL_RANK=str(rank),
+        WORLD_SIZE=str(world),
+        LOCAL_WORLD_SIZE=str(world),
+        MASTER_ADDR="127.0.0.1",
+        MASTER_PORT=str(port),
+    )
+    if threads:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGKILL when the supervising parent dies (killed without a word, its
+    ranks must not train on as orphans that hold the run)."""
+    try:
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except OSError:  # not Linux: orphans end at their next collective's timeout
+        pass
+
+
+def exit_text(code: int) -> str:
+    """`killed by signal 9 (SIGKILL)` or `exited with 3`."""
+    return f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with {code}"
+
+
+def run_ranks(cfg, world: int, run_path: RunDir, threads: int | None = None) -> dict:
+    """Run `cfg` as `world` local processes; returns rank 0's result record (or raises with the failure)."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    resolved.pop("hydra", None)
+    if threads:  # each rank its share of the run's threads (not part of the identity)
+        resolved["trainer"]["num_threads"] = threads
+    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
+        fh.write(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+    port = _free_port()
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "petsweep.run.worker", "--rank", fh.name],
+            env=_rank_env(r, world, port, threads),
+            preexec_fn=_die_with_parent,
+        )
+        for r in range(world)
+    ]
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+
+    def forward(signum, frame):  # `petsweep cancel` or Ctrl-C: every rank gets it
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    try:
+        for sig in previous:
+            signal.signal(sig, forward)
+    except ValueError:  # not the main thread
+        previous = {}
+    try:
+        failed = _supervise(procs)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        os.unlink(fh.name)
+    if failed is None:
+        return json.loads(run_path.result_file.read_text())
+    rank, code = failed
+    status = run_path.status() or {}
+    if status.get("pid") not in {p.pid for p in procs}:  # never ours (refused: another process has the run)
+        raise PetsweepError(
+            f"rank {rank} of {world} {exit_text(code)} before the run started (its error is above)"
+        )
+    # a rank killed by a signal is the cause: what the others raised then (a closed connection) is not news
+    if code < 0 or status.get("state") == RUNNING:
+        run_path.set_status("FAILED", error=f"rank {rank} of {world} {exit_text(code)}")
+        status = run_path.status() or {}
+    raise PetsweepError(
+        f"run {run_path.path} {status.get('state', 'FAILED')}: {status.get('error') or exit_text(code)}"
+    )
+
+
+def _supervise(procs: list[subprocess.Popen]) -> tuple[int, int] | None:
+    """Wait for every rank; once one fails, kill the rest. Returns (rank, code) of the cause: a rank killed
+    by a signal if there is one (the others fail because it vanished), else the first that exited non-zero."""
+    while True:
+        codes = [p.poll() for p in procs]
+        if all(code == 0 for code in codes):
+            return None
+        if any(code not in (None, 0) for code in codes):
+            break
+        time.sleep(POLL_S)
+    time.sleep(2 * POLL_S)  # a rank that records its own failure is given a moment to finish
+    ended = [p.poll() for p in procs]
+    for p in procs:
+        if p.poll() is None:
+            p.kill()
+    for p in procs:
+        p.wait()
+    failures = [(rank, code) for rank, code in enumerate(ended) if code not in (None, 0)]
+    return min(failures, key=lambda f: (f[1] >= 0, f[0]))

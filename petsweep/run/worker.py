@@ -1,0 +1,146 @@
+"""Warm workers: one process that imports torch, transformers and peft once and runs runs one after another.
+
+A sweep of short runs paid about 13 s per run for a fresh `python run.py` (imports, two Hydra compositions)
+against seconds of work. A worker takes each run's config as the sweep planned it (composed once, by the
+plan), runs it in-process exactly as `run.py` would, and reports an exit code that means what `run.py`'s
+would: 0 done, 1 a failure (recorded FAILED with its traceback), 2 a config refused, 143 cancelled.
+
+The local launcher talks to a worker over two pipes: jobs arrive on stdin as JSON lines, and each answer
+goes back on the file descriptor named on the command line, since stdout and stderr are the current run's
+log file. A worker that dies mid-run (segfault, OOM kill, kill -9) is seen by the launcher, which records
+the run FAILED with the signal (launchers.local).
+
+    python -m petsweep.run.worker <answer fd>
+    python -m petsweep.run.worker --rank <config file>     # one rank of a multi-rank run (petsweep.run.spawn)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import json
+import os
+import sys
+import traceback
+from pathlib import Path
+
+from petsweep.spec.errors import EXIT_FAILED
+
+
+def run_job(cfg: dict, claim_token: str | None = None, overrides: list[str] | None = None) -> int:
+    """Run one planned run in this process; returns the exit code `python run.py` would have returned.
+
+    A failure is recorded on the run by petsweep.run.app (FAILED, error.txt) before it reaches here; this
+    prints what run.py would print and returns, so the next run of the worker goes on.
+    """
+    from omegaconf import OmegaConf
+
+    from petsweep.run.app import run
+    from petsweep.spec.errors import RunCancelled, report_user_error
+    from petsweep.train import resources
+
+    resources.begin_run(overrides)  # its peak memory, start-up time and overrides are its own
+    try:
+        run(OmegaConf.create(cfg), claim_token=claim_token)
+        return 0
+    except (Exception, RunCancelled) as err:
+        status = report_user_error(err)
+        if status is None:
+            with contextlib.suppress(OSError):  # the log on a full disk
+                traceback.print_exc()
+        return status or EXIT_FAILED
+    finally:
+        _release_memory()
+
+
+def run_fused(cfgs: list[dict], overrides: list[list[str]] | None = None) -> list[int]:
+    """Train a fused group (petsweep.run.group) in this process; an exit code per run. `overrides`: each
+    member's own command-line overrides (what its provenance.json records)."""
+    from petsweep.run.group import run_group
+    from petsweep.train import resources
+
+    resources.begin_run()
+    try:
+        return run_group(cfgs, overrides)
+    except Exception:  # what no member's own handling caught: every run of the group failed
+        with contextlib.suppress(OSError):
+            traceback.print_exc()
+        return [EXIT_FAILED] * len(cfgs)
+    finally:
+        _release_memory()
+
+
+def _release_memory() -> None:
+    """What one run held (model, optimizer, data) goes before the next run loads its own."""
+    gc.collect()
+    with contextlib.suppress(Exception):
+        import torch
+
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+
+
+@contextlib.contextmanager
+def output_to(log_file: Path):
+    """stdout and stderr of this process (file descriptors 1 and 2, so C libraries too) into `log_file`."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = os.dup(1), os.dup(2)
+    with log_file.open("a") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):  # a log on a full disk: what is not written is lost, not the run
+            sys.stdout.flush()
+        with contextlib.suppress(OSError):
+            sys.stderr.flush()
+        os.dup2(saved[0], 1)
+        os.dup2(saved[1], 2)
+        os.close(saved[0])
+        os.close(saved[1])
+
+
+def serve(answers) -> None:
+    """Take jobs from stdin until it closes, {"config": {...}, "log": path} or {"group": [...], "log": path};
+    answer each with {"codes": [int, ...]}, a code per run."""
+    from petsweep.run import app
+    from petsweep.run.app import console_logging  # the imports a run needs, paid once, before the first job
+
+    console_logging()
+    for line in sys.stdin:
+        job = json.loads(line)
+        with output_to(Path(job["log"])):
+            if "group" in job:
+                codes = run_fused(job["group"], job.get("overrides"))
+            else:
+                codes = [run_job(job["config"], overrides=job.get("overrides"))]
+        # a run whose end could not be recorded (a full disk) reads RUNNING under this pid: the worker exits,
+        # so that it reads INTERRUPTED, and says so in its answer (the launcher starts a fresh one)
+        answers.write(json.dumps({"codes": codes, "exiting": bool(app.UNRECORDED)}) + "\n")
+        answers.flush()
+        if app.UNRECORDED:
+            return
+
+
+def run_rank(config_file: str) -> int:
+    """One rank of a multi-rank run that petsweep.run.spawn started: the same run, joined to the others
+    through the environment the parent set."""
+    from omegaconf import OmegaConf
+
+    from petsweep.run.app import run
+    from petsweep.spec.errors import exit_on_user_error
+
+    cfg = OmegaConf.load(config_file)
+    with exit_on_user_error():
+        run(cfg)
+    return 0
+
+
+if __name__ == "__main__":
+    if sys.argv[1] == "--rank":
+        sys.exit(run_rank(sys.argv[2]))
+    with os.fdopen(int(sys.argv[1]), "w") as answer_pipe:
+        serve(answer_pipe)

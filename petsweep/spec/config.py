@@ -1,0 +1,420 @@
+"""Composing and validating configs: every check runs before a run directory exists.
+
+`compose` turns Hydra's multi-line composition errors into one line naming the key, the value and
+the valid choices; `resolve_run` turns a composed config into typed, validated parts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from omegaconf import DictConfig, OmegaConf
+
+from petsweep import CONF_DIR
+from petsweep.spec.apet import ApetSpec, Budget
+from petsweep.spec.backbone import BackboneSpec
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.task import TaskSpec
+from petsweep.spec.typecheck import check_types, plain
+
+if TYPE_CHECKING:  # the methods' modules import torch: a run's validation loads them, importing this does not
+    from petsweep.methods import PETMethod
+
+PRESETS = ("auto", "none", "zero2", "zero3", "zero3_offload")
+ZERO3_FROM, OFFLOAD_FROM = 3e9, 3e10  # parameters; the `auto` rule
+
+
+@dataclass
+class DeepSpeedConfig:
+    """conf/deepspeed: the preset's ZeRO stage and offloading (see conf/deepspeed/*.yaml)."""
+
+    preset: str = "auto"
+    stage: int | None = None
+    offload_optimizer: bool = False
+    offload_param: bool = False
+    param_persistence_threshold: int | None = None
+
+    def __post_init__(self):
+        if self.preset not in PRESETS:
+            raise ConfigError("deepspeed.preset", self.preset, f"choose one of: {', '.join(PRESETS)}")
+        if self.stage not in (None, 0, 1, 2, 3):
+            raise ConfigError("deepspeed.stage", self.stage, "choose one of: null, 0, 1, 2, 3")
+
+    def resolved(
+        self, total_params: int, host_bytes_free: int | None = None, trainable: int = 0
+    ) -> DeepSpeedConfig:
+        """`auto` made concrete for a backbone of `total_params` parameters on this machine: ZeRO-3 from 3B
+        parameters on GPUs, with CPU offload from 30B where the host has the memory the offload needs."""
+        if self.preset != "auto":
+            return self
+        import torch  # here, not at the top: composing and validating a config needs no torch
+
+        if not torch.cuda.is_available() or total_params < ZERO3_FROM:
+            return DeepSpeedConfig(preset="none")
+        offload = total_params >= OFFLOAD_FROM and (
+            host_bytes_free is None or offload_host_bytes(total_params, trainable, 1) <= host_bytes_free
+        )
+        return DeepSpeedConfig(
+            preset="zero3_offload" if offload else "zero3",
+            stage=3,
+            offload_optimizer=offload,
+            offload_param=offload,
+        )
+
+
+def offload_host_bytes(total_params: int, trainable: int, nodes: int, param_bytes: int = 2) -> int:
+    """Host memory per node that ZeRO-3 offload needs: the parameters (bf16 on GPUs) and, per trainable
+    parameter, an fp32 master copy, gradient and Adam's two moments (16 bytes), shared across the nodes."""
+    return (param_bytes * total_params + 16 * trainable) // max(1, nodes)
+
+
+SCHEDULES = ("linear", "cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+FROZEN_DTYPES = ("auto", "fp32", "bf16")  # auto: bf16 when the run computes in bf16
+# trainer.keep: what a COMPLETED run keeps on disk, each less than the one before
+# (petsweep/records/retention.py)
+KEEPS = ("checkpoints", "weights", "records")
+# The task head's learning rate, the same for every method (trainer.head_lr; docs/methods.md): a new
+# random head trained at each method's own lr (prompt tuning's 0.3, full FT's 5e-5) made a method comparison
+# compare head learning rates. null trains the head at the method's lr (every run before #26).
+HEAD_LR = 2e-3
+
+
+@dataclass
+class TrainerConfig:
+    """conf/trainer: see conf/trainer/default.yaml for what each key does."""
+
+    max_steps: int = 100
+    batch_size: int = 16
+    grad_accum: int = 1
+    head_lr: float | None = HEAD_LR
+    weight_decay: float = 0.0
+    warmup_ratio: float = 0.06
+    schedule: str = "linear"
+    max_grad_norm: float | None = 1.0
+    eval_every: int = 50
+    log_every: int = 10
+    early_stopping_patience: int | None = None
+    eval_batch_size: int = 32
+    save_every: int = 50
+    precision: str = "auto"
+    device: str = "auto"
+    eval_only: bool = False
+    num_threads: int | None = None
+    ranks: int | None = None
+    frozen_dtype: str = "auto"
+    keep: str = (
+        "checkpoints"  # what a COMPLETED run keeps on disk (petsweep/records/retention.py); not identity
+    )
+
+    def __post_init__(self):
+        patience = self.early_stopping_patience
+        if patience is not None and (not isinstance(patience, int) or patience < 1):
+            raise ConfigError(
+                "trainer.early_stopping_patience", patience, "must be null (off) or an integer >= 1"
+            )
+        if self.head_lr is not None and not self.head_lr > 0:
+            raise ConfigError(
+                "trainer.head_lr", self.head_lr, "must be a positive learning rate, or null (the method's lr)"
+            )
+        if self.ranks is not None and (not isinstance(self.ranks, int) or self.ranks < 1):
+            raise ConfigError(
+                "trainer.ranks", self.ranks, "must be null (the backbone's GPUs) or an integer >= 1"
+            )
+        for key in (
+            "max_steps",
+            "batch_size",
+            "grad_accum",
+            "eval_every",
+            "log_every",
+            "eval_batch_size",
+            "save_every",
+        ):
+            if getattr(self, key) <= 0:
+                raise ConfigError(f"trainer.{key}", getattr(self, key), "must be a positive integer")
+        if not 0 <= self.warmup_ratio < 1:
+            raise ConfigError("trainer.warmup_ratio", self.warmup_ratio, "must be in [0, 1)")
+        for key, choices in (
+            ("schedule", SCHEDULES),
+            ("precision", PRECISIONS),
+            ("device", DEVICES),
+            ("frozen_dtype", FROZEN_DTYPES),
+            ("keep", KEEPS),
+        ):
+            if getattr(self, key) not in choices:
+                raise ConfigError(
+                    f"trainer.{key}", getattr(self, key), f"choose one of: {', '.join(choices)}"
+                )
+        if self.frozen_dtype == "bf16" and self.precision == "fp32":  # fp32 activations meet bf16 weights
+            raise ConfigError(
+                "trainer.frozen_dtype", "bf16", "needs bf16 compute: set trainer.precision to bf16 or auto"
+            )
+
+
+@dataclass
+class RunSpec:
+    """A composed config, validated and typed: what one run needs to start."""
+
+    backbone: BackboneSpec
+    method: PETMethod
+    task: TaskSpec
+    trainer: TrainerConfig
+    deepspeed: DeepSpeedConfig
+    seed: int
+    sweep_name: str
+    runs_root: str
+    wandb: dict | None
+    config: DictConfig | dict
+    budget: object = None  # petsweep.model.budget.BudgetChoice where `budget` sized a method's knob
+
+
+def _typed(cls, values: dict, key: str):
+    """Build dataclass `cls` from a config node; an unknown key is a ConfigError listing the valid ones."""
+    known = {f.name for f in dataclasses.fields(cls)}
+    for name in values:
+        if name not in known:
+            raise ConfigError(
+                f"{key}.{name}", values[name], f"unknown key; valid: {', '.join(sorted(known))}"
+            )
+    check_types(cls, values, key)
+    return cls(**values)
+
+
+def _check_optimized(name, task: TaskSpec) -> None:
+    choices = ["dev", "test", "train_subset", *(f"test/{m}" for m in task.metrics)]
+    if name not in choices:
+        raise ConfigError("optimized_metric", name, f"choose one of: {', '.join(choices)}")
+
+
+def check_seed(seed) -> None:
+    """The run's seed is an integer: the only check of resolve_run that reads the top-level seed (planning
+    validates once per config but for its seed, and checks each run's seed with this)."""
+    if not isinstance(seed, int) or isinstance(seed, bool):
+        raise ConfigError("seed", seed, "must be an integer")
+
+
+def resolve_run(cfg: DictConfig | dict) -> RunSpec:
+    """Validate a composed config (types, choices, backbone/task fit, APET state) and type its parts.
+
+    Args:
+        cfg: the composed config, or its plain resolved form (identity.plain), which planning uses for speed.
+    """
+    from petsweep.methods import build_method
+    from petsweep.model.budget import fold_apet, solve
+
+    data = fold_apet(plain(cfg))  # method=apet budget=X is apet.scale=X
+    backbone = _typed(BackboneSpec, data["backbone"], "backbone")
+    task = _typed(TaskSpec, data["task"], "task")
+    if task.kind == "generation" and backbone.family == "encoder":
+        raise ConfigError(
+            "task",
+            task.name,
+            f"a generation task needs an encoder_decoder or decoder backbone, "
+            f"and backbone {backbone.name} is an encoder",
+        )
+    if task.kind == "regression" and backbone.family != "encoder":
+        raise ConfigError(
+            "task",
+            task.name,
+            f"regression tasks need an encoder backbone (a regression head), "
+            f"and backbone {backbone.name} is {backbone.family}",
+        )
+    apet = _typed(ApetSpec, dict(data.get("apet") or {}), "apet")
+    if (apet.scale is not None) != (data["method"].get("name") == "apet"):
+        raise ConfigError(
+            "apet.scale",
+            apet.scale,
+            "APET runs are method=apet with a budget apet.scale "
+            "(a method name, an integer, or ratio); set both, or neither",
+        )
+    check_seed(data["seed"])
+    _check_optimized(data.get("optimized_metric", "dev"), task)
+    method = build_method(data["method"])
+    method.check(backbone)
+    trainer = _typed(TrainerConfig, dict(data["trainer"]), "trainer")
+    if method.is_the_head and not method.config.train_head and not trainer.eval_only:
+        raise ConfigError(
+            "method.train_head",
+            False,
+            "method head trains the task head alone, so nothing would train; "
+            "trainer.eval_only=true scores the untrained head",
+        )
+    deepspeed = _typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed")
+    if len(method.stage_steps(trainer.max_steps)) > 1 and deepspeed.preset not in ("auto", "none"):
+        raise ConfigError(
+            "deepspeed.preset",
+            deepspeed.preset,
+            f"method {method.config.name} trains in stages, "
+            "which rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
+        )
+    spec = RunSpec(
+        backbone=backbone,
+        method=method,
+        task=task,
+        trainer=trainer,
+        deepspeed=deepspeed,
+        seed=data["seed"],
+        sweep_name=str(data["sweep_name"]),
+        runs_root=str(data["paths"]["runs_root"]),
+        wandb=(data.get("logger") or {}).get("wandb") or None,
+        config=cfg,
+    )
+    if apet.scale is not None:
+        method.budget = apet_budget(apet, spec)
+    if data.get("budget") is not None:  # sizes the method's knob (or accepts a knob-less method as it is)
+        spec.method, spec.budget = solve(data["budget"], spec)
+    _record_budget(cfg, spec, apet)
+    return spec
+
+
+def _record_budget(cfg, spec: RunSpec, apet: ApetSpec) -> None:
+    """Write what `budget` resolved to into the composed config, so that the run's config.yaml reads what it
+    computes: APET's `budget=X` becomes `apet.scale=X` (budget null: the very config of that spelling), a
+    knob's chosen values replace the method's own (budget stays: the request). The id is unchanged by it
+    (identity.semantic_config resolves the budget the same way)."""
+    if not isinstance(cfg, DictConfig) or OmegaConf.is_readonly(cfg) or cfg.get("budget") is None:
+        return
+    if spec.method.config.name == "apet":
+        OmegaConf.update(cfg, "apet.scale", apet.scale, force_add=True)
+        cfg.budget = None
+    elif spec.budget is not None:
+        for key, value in spec.budget.knobs.items():
+            OmegaConf.update(cfg, f"method.{key}", value)
+        if spec.method.config.name == "selective_module":
+            OmegaConf.update(cfg, "method.fraction", None)
+
+
+def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
+    """K for the run's backbone: an integer as given, a method's exact count on the meta device, or (ratio)
+    left to the attach, which knows how many scalars are eligible."""
+    from petsweep.methods import METHODS, build_method
+    from petsweep.model.params import check_on_meta
+
+    if apet.scale == "ratio":
+        return Budget(apet, None)
+    if isinstance(apet.scale, int):
+        return Budget(apet, apet.scale)
+    names = [n for n in METHODS.names() if METHODS.get(n).names_a_budget]
+    if apet.scale not in names:
+        raise ConfigError(
+            "apet.scale",
+            apet.scale,
+            f"is not a budget; give a positive integer, ratio, or a method name: {', '.join(names)}",
+        )
+    node = {
+        "name": apet.scale,
+        **METHODS.get(apet.scale).budget_keys,
+    }  # BitFit: with OpenDelta's added biases
+    reference = dataclasses.replace(spec, method=build_method(node), config={})
+    return Budget(apet, check_on_meta(reference).pet_params)
+
+
+def register_base_nodes() -> None:
+    """Put every key of the backbone, task and trainer dataclasses (with defaults) in Hydra's ConfigStore.
+
+    conf/config.yaml lists `base/<group>@<group>` before the group's option, so an option YAML states only
+    what differs from the defaults, yet every key can be overridden from the command line and a typo in a
+    key name is still an error. The dataclasses stay the one source of truth for keys and defaults.
+
+    Whatever composes calls it first (compose() here; run.py before Hydra starts), once per process: the
+    methods' modules import torch, and importing this module must not. A ConfigStore that holds the method
+    nodes (stored last) has them all.
+    """
+    from hydra.core.config_store import ConfigStore
+
+    from petsweep.methods import METHODS
+
+    store = ConfigStore.instance()
+    if _stored(store, "base/method"):
+        return
+    for group, cls in (
+        ("backbone", BackboneSpec),
+        ("task", TaskSpec),
+        ("trainer", TrainerConfig),
+        ("apet", ApetSpec),
+    ):
+        store.store(group="base", name=group, node=OmegaConf.create(dataclass_defaults(cls)))
+    # a method YAML lists `/base/method/<name>@_here_` first and states what differs from its Config
+    for name in METHODS.names():
+        defaults = {**dataclass_defaults(METHODS.get(name).Config), "name": name}
+        store.store(group="base/method", name=name, node=OmegaConf.create(defaults))
+
+
+def _stored(store, group: str) -> bool:
+    """Whether Hydra's ConfigStore holds options of `group`."""
+    try:
+        return bool(store.list(group))
+    except OSError:  # Hydra's "Path not found"
+        return False
+
+
+def dataclass_defaults(cls) -> dict:
+    """Every field of a config dataclass with its default ("???", Hydra's missing value, if none)."""
+    defaults = {}
+    for f in dataclasses.fields(cls):
+        if f.default is not dataclasses.MISSING:
+            defaults[f.name] = f.default
+        elif f.default_factory is not dataclasses.MISSING:
+            defaults[f.name] = f.default_factory()
+        else:
+            defaults[f.name] = "???"
+    return defaults
+
+
+def compose(overrides: list[str], config_name: str = "config", with_hydra: bool = False) -> DictConfig:
+    """Compose conf/ with overrides, as `run.py` would; composition errors become one ConfigError line."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    register_base_nodes()
+    GlobalHydra.instance().clear()
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
+        try:
+            return hydra_compose(
+                config_name=config_name, overrides=list(overrides), return_hydra_config=with_hydra
+            )
+        except Exception as err:  # Hydra raises several types; all are the user's input
+            raise composition_error(err, overrides) from None
+
+
+def composition_error(err: Exception, overrides: list[str] = ()) -> ConfigError:
+    """One line for Hydra's composition errors: unknown group option, unknown key, bad override syntax."""
+    from hydra.errors import MissingConfigException
+
+    text = str(err)
+    if isinstance(err, MissingConfigException) and err.options is not None:
+        group, _, value = (err.missing_cfg_file or "").rpartition("/")
+        return ConfigError(
+            group or "config", value, f"unknown option; choose one of: {', '.join(err.options)}"
+        )
+    match = re.search(r"Could not (?:override|append to) '([^']+)'", text)
+    if match:
+        key = match.group(1).lstrip("+")
+        return ConfigError(
+            key, _override_value(text), f"unknown key; valid keys there: {_sibling_keys(key, overrides)}"
+        )
+    return ConfigError("overrides", text.splitlines()[0], "could not compose the config")
+
+
+def _override_value(text: str) -> str:
+    match = re.search(r"use \+\+?[^=\s]+=(\S+)", text)
+    return match.group(1) if match else "?"
+
+
+def _sibling_keys(key: str, overrides: list[str]) -> str:
+    """The keys beside an unknown one, read from the user's composition without the bad override."""
+    from hydra import compose as hydra_compose
+
+    parent = key.rpartition(".")[0]
+    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
+    try:
+        node = hydra_compose(config_name="config", overrides=others)
+        node = OmegaConf.select(node, parent) if parent else node
+        return ", ".join(sorted(node.keys())) if isinstance(node, DictConfig) else "(none)"
+    except Exception:
+        return "(see python run.py --cfg job)"
