@@ -78,6 +78,94 @@ def test_selective_modules_take_the_budget_as_their_bound():
     )
 
 
+@pytest.mark.parametrize(
+    ("method", "backbone", "budget", "knobs", "achieved"),
+    [
+        # #24 hostile review F0: the uniform width above the target was never considered again
+        ("lora", "minilm-l2", 6000, {"r": 2, "plus_one": 0}, 6144),  # refused before: no closer than 5,376
+        ("lora", "minilm-l1", 4300, {"r": 3, "plus_one": 0}, 4608),  # refused before: no closer than 3,840
+        ("lora", "minilm-l6", 18300, {"r": 2, "plus_one": 0}, 18432),  # 17,664 (r=1, plus_one=11) before
+        ("adapter", "minilm-l2", 7500, {"bottleneck": 2, "plus_one": 0}, 7688),  # 6,919 before
+        # F6: the target was an upper bound (refused before: no closer than 896,256); method.budget=1050000
+        # gives 1,044,096, the smallest fill above the target is 1,035,648
+        ("selective_module", "minilm-l6", 1000000, {"budget": 1035648}, 1035648),
+    ],
+)
+def test_the_solver_takes_the_nearest_count_above_the_target_too(method, backbone, budget, knobs, achieved):
+    spec = resolve_run(compose([f"method={method}", f"budget={budget}", f"backbone={backbone}"]))
+    assert spec.budget.knobs == knobs and spec.budget.achieved == achieved == check_on_meta(spec).pet_params
+    # #24's first rule stays available (and is what a config recorded before budget_rule was solved by)
+    old = [f"method={method}", f"budget={budget}", f"backbone={backbone}", "budget_rule=below"]
+    try:
+        assert abs(resolve_run(compose(old)).budget.achieved - budget) > abs(achieved - budget)
+    except ConfigError as err:
+        assert "comes no closer than" in str(err)
+
+
+def _neighbours(method: str, knobs: dict) -> list[dict]:
+    """The knob values next to a choice: each knob one unit either way (LoRA/adapter: the uniform width up
+    and down at plus_one 0 too, and plus_one up and down)."""
+    out = []
+    for key, value in knobs.items():
+        for step in (-1, 1):
+            out.append({**knobs, key: value + step})
+    if "plus_one" in knobs:
+        width = next(k for k in knobs if k != "plus_one")
+        out += [{width: knobs[width] + step, "plus_one": 0} for step in (-1, 1)]
+    return [n for n in out if all(v >= (0 if k == "plus_one" else 1) for k, v in n.items())]
+
+
+@pytest.mark.parametrize("backbone", FAMILIES)
+@pytest.mark.parametrize("method", ["lora", "adapter", "prompt", "prefix", "dept", "selective_module"])
+def test_the_chosen_count_is_the_nearest_among_its_neighbours(method, backbone):
+    """#24 review F0/F6: every method with a knob, a handful of budgets: no neighbouring knob value counts
+    nearer the target (counted independently, as `petsweep count` does: check_on_meta of the method with
+    those knobs)."""
+    import dataclasses
+
+    from petsweep.methods import build_method
+
+    for budget in ("bitfit", 6000, 18300, 50000, 1000000):
+        try:
+            spec = resolve_run(compose([f"method={method}", f"budget={budget}", f"backbone={backbone}"]))
+        except ConfigError:
+            continue  # out of reach here (the refusals are tested above)
+        target, achieved = spec.budget.target, spec.budget.achieved
+        assert achieved == check_on_meta(spec).pet_params
+        if method == "selective_module":  # its knob is a bound: the fills at the target and 10% above it
+            others = [{"budget": target}, {"budget": int(target * (1 + TOLERANCE))}]
+        else:
+            others = _neighbours(method, spec.budget.knobs)
+        for knobs in others:
+            node = {**vars(spec.method.config), **knobs}
+            try:
+                count = check_on_meta(dataclasses.replace(spec, method=build_method(node))).pet_params
+            except ConfigError:  # past what the model takes (plus_one past its modules, a cap)
+                continue
+            assert abs(achieved - target) <= abs(count - target), (budget, spec.budget.knobs, knobs, count)
+
+
+def test_budget_rule_counts_in_the_id_only_where_it_changes_the_choice():
+    """Ids hash the chosen knobs; budget_rule counts too where the rules choose differently, so a record
+    made by #24's first rule (config.yaml without budget_rule) re-identifies as what it computed."""
+    same = ["method=lora", "budget=bitfit", "backbone=minilm-l1"]
+    assert _id(*same) == _id(*same, "budget_rule=below") == "e3d6d4b959f8"  # r=3 either way
+    changed = ["method=lora", "budget=18300", "backbone=minilm-l6"]
+    assert _id(*changed) != _id(*changed, "budget_rule=below")
+    from petsweep.spec.identity import plain
+
+    old = plain(compose([*changed, "budget_rule=below"]))
+    del old["budget_rule"]  # a config.yaml written before the key
+    assert run_hash(old)[:12] == _id(*changed, "budget_rule=below")
+    with pytest.raises(ConfigError) as err:
+        resolve_run(compose([*changed, "budget_rule=up"]))
+    assert (
+        "\n" not in str(err.value)
+        and str(err.value).startswith("budget_rule=")
+        and "nearest" in str(err.value)
+    )
+
+
 def test_adapters_come_within_one_adapter_of_a_count_between_two_bottlenecks():
     # one MiniLM block: bottleneck 2 is 3,844 and 3 is 5,382 (17% either side of BitFit's 4,608)
     spec = resolve_run(compose(["method=adapter", "budget=bitfit", "backbone=minilm-l1"]))

@@ -5,8 +5,9 @@
 
 `budget` is a method name (the target is that method's exact `pet_params` on the run's backbone, counted on
 the meta device as APET's `apet.scale` does; BitFit with add_biases) or a positive integer. For the run's
-method the solver picks the knob values whose exact meta-device count is nearest the target (KNOBS). It runs
-inside config.resolve_run, so every path (run, plan, sweeps, the run id) sees the same choice:
+method the solver picks the knob values whose exact meta-device count is nearest the target (KNOBS) among
+candidates on both sides of it (`budget_rule=below`, RULES: #24's first solver, which looked below only). It
+runs inside config.resolve_run, so every path (run, plan, sweeps, the run id) sees the same choice:
 
 - APET: `budget=X` is a spelling of `apet.scale=X` (same run, same id): it is folded into apet.scale, and
   where both are set `budget` wins (method=apet sets apet.scale=lora by default);
@@ -26,7 +27,19 @@ from dataclasses import dataclass
 from petsweep.spec.errors import ConfigError
 
 TOLERANCE = 0.10  # the achieved count may differ from the requested one by at most this fraction
-# the method's integer knobs the solver sets (APET's is apet.scale, selective_module's an upper bound)
+# `budget_rule`: how a knob is chosen. nearest: the configuration whose exact count is nearest the target
+# among candidates on both sides of it (the default). below: #24's first solver, kept so that its runs keep
+# their ids (identity.ADDED_DEFAULTS) and can be asked for: LoRA/adapter took the uniform width at or below
+# the target and filled with plus_one only (never the next width up), selective_module took the target as an
+# upper bound.
+RULES = {
+    "nearest": "the count nearest the target (default)",
+    "below": "#24's first solver: LoRA/adapter width from below, selective_module at most the target",
+}
+OLD_RULE = "below"  # what a config without the key (a record from before it) was solved by
+RULED = ("lora", "adapter", "selective_module")  # the methods whose choice the rule changes
+# the method's integer knobs the solver sets (APET's is apet.scale, selective_module's the bound its fill
+# stays within)
 KNOBS = {
     "lora": ("r", "plus_one"),
     "adapter": ("bottleneck", "plus_one"),
@@ -99,11 +112,21 @@ def target_count(value, spec) -> int:
 _SOLVED: dict[str, BudgetChoice] = {}
 
 
-def solve(value, spec):
-    """Size spec.method's knob to `budget=value`: returns (the method to run, its BudgetChoice)."""
+def check_rule(rule) -> None:
+    if rule not in RULES:
+        raise ConfigError(
+            "budget_rule", rule, "choose one of: " + "; ".join(f"{k} ({v})" for k, v in RULES.items())
+        )
+
+
+def solve(value, spec, rule: str = "nearest"):
+    """Size spec.method's knob to `budget=value` by `rule` (RULES): returns (the method to run, its
+    BudgetChoice)."""
+    check_rule(rule)
     key = json.dumps(
         [
             value,
+            rule,
             vars(spec.backbone),
             vars(spec.method.config),
             spec.task.num_labels,
@@ -128,7 +151,7 @@ def solve(value, spec):
             _SOLVED[key] = BudgetChoice(value, target, own, {})
         else:
             try:
-                knobs = _SOLVERS[name](spec, target)
+                knobs = _SOLVERS[name](spec, target, rule)
                 achieved = _count(spec, knobs)
             except ConfigError as err:  # a knob value the backbone cannot take (a prompt past its positions)
                 raise ConfigError(
@@ -162,10 +185,23 @@ def _with(spec, knobs: dict):
     return dataclasses.replace(spec, method=build_method(node))
 
 
+_COUNTED: dict[str, int] = {}
+
+
 def _count(spec, knobs: dict) -> int:
+    """The method's exact meta-device count at `knobs`, once per (backbone, method config, knobs, task):
+    the solver of every ladder budget of a threshold search counts the same few knob values again."""
     from petsweep.model.params import check_on_meta
 
-    return check_on_meta(_with(spec, knobs)).pet_params
+    key = json.dumps(
+        [vars(spec.backbone), {**vars(spec.method.config), **knobs}, spec.task.num_labels,
+         spec.task.max_length, spec.task.kind],
+        sort_keys=True,
+        default=str,
+    )  # fmt: skip
+    if key not in _COUNTED:
+        _COUNTED[key] = check_on_meta(_with(spec, knobs)).pet_params
+    return _COUNTED[key]
 
 
 def _nearest_int(
@@ -237,17 +273,29 @@ def _length(spec, target: int) -> dict:
     return _nearest_int(spec, "length", target, high=_length_cap(spec))
 
 
-def _plus_one(spec, knob: str, target: int) -> dict:
-    """The uniform knob (LoRA r, adapter bottleneck) nearest the target from below, then how many modules get
-    one more unit (plus_one): within one module's unit of the target. The knob is capped at _width_cap
-    before anything is counted: a target past the cap's count is refused as out of reach."""
+def _plus_one(spec, knob: str, target: int, rule: str = "nearest") -> dict:
+    """The uniform knob (LoRA r, adapter bottleneck) and how many modules get one more unit (plus_one). k is
+    the widest uniform width whose count is at or below the target (1 at least); the candidates are k with
+    the plus_one nearest the target and k + 1 with the plus_one nearest it (plus_one only adds, so k + 1 at
+    plus_one 0 is the one count above k's fills); the one whose exact count is nearest the target is taken (a
+    tie: the smaller count). rule=below (#24's first solver) takes k's candidate alone. The knob is capped at
+    _width_cap before anything is counted: a target past the cap's count is refused as out of reach."""
     cap = _width_cap(spec, knob)
     knobs = _nearest_int(spec, knob, target, {"plus_one": 0}, high=cap)
     if _count(spec, knobs) > target and knobs[knob] > 1:
         knobs[knob] -= 1
-    if cap is not None and knobs[knob] >= cap:
-        return {knob: cap, "plus_one": 0}
-    return _nearest_int(spec, "plus_one", target, {knob: knobs[knob]}, low=0)
+    width = knobs[knob]
+    candidates = []
+    for w in (width, width + 1) if rule == "nearest" else (width,):
+        if cap is not None and w > cap:
+            continue
+        if cap is not None and w >= cap:
+            choice = {knob: cap, "plus_one": 0}
+        else:
+            choice = _nearest_int(spec, "plus_one", target, {knob: w}, low=0)
+        count = _count(spec, choice)
+        candidates.append((abs(count - target), count, choice))
+    return min(candidates, key=lambda c: c[:2])[2]
 
 
 def _dept(spec, target: int) -> dict:
@@ -280,15 +328,45 @@ def _dept(spec, target: int) -> dict:
     return min(chosen, key=lambda c: c[:2])[2]
 
 
-def _selective(spec, target: int) -> dict:
-    return {"budget": target}  # whole modules are taken while they fit: at most the target
+def _selective(spec, target: int, rule: str = "nearest") -> dict:
+    """selective_module's method.budget: modules are taken in a seeded order while they fit it, so its count
+    is at most the knob. rule=below (#24's first solver) passes the target as the knob (the fill at or below
+    it). nearest also looks above: the fill of target x (1 + TOLERANCE) and, where that passes the target, a
+    bisection of the knob between the target and it for the smallest fill above the target (each knob value
+    counted exactly); the nearest count is taken (a tie: the smaller count, then the knob = target)."""
+    if rule != "nearest":
+        return {"budget": target}
+    counted, error = {}, None
+
+    def count(bound: int) -> int | None:
+        nonlocal error
+        if bound not in counted:
+            try:
+                counted[bound] = _count(spec, {"budget": bound})
+            except ConfigError as err:  # below the smallest module
+                error, counted[bound] = err, None
+        return counted[bound]
+
+    count(target)
+    low, high = target, target + int(TOLERANCE * target)
+    if (count(high) or 0) > target:
+        while high - low > 1:  # count(high) > target >= count(low), where the fill is monotone
+            mid = (low + high) // 2
+            if (count(mid) or 0) > target:
+                high = mid
+            else:
+                low = mid
+    found = [(abs(c - target), c, b != target, b) for b, c in counted.items() if c is not None]
+    if not found:
+        raise error
+    return {"budget": min(found)[3]}
 
 
 _SOLVERS = {
-    "lora": lambda spec, t: _plus_one(spec, "r", t),
-    "adapter": lambda spec, t: _plus_one(spec, "bottleneck", t),
-    "prompt": _length,
-    "prefix": _length,
-    "dept": _dept,
+    "lora": lambda spec, t, rule: _plus_one(spec, "r", t, rule),
+    "adapter": lambda spec, t, rule: _plus_one(spec, "bottleneck", t, rule),
+    "prompt": lambda spec, t, rule: _length(spec, t),
+    "prefix": lambda spec, t, rule: _length(spec, t),
+    "dept": lambda spec, t, rule: _dept(spec, t),
     "selective_module": _selective,
 }

@@ -204,7 +204,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         cfg: the composed config, or its plain resolved form (identity.plain), which planning uses for speed.
     """
     from petsweep.methods import build_method
-    from petsweep.model.budget import fold_apet, solve
+    from petsweep.model.budget import OLD_RULE, check_rule, fold_apet, solve
 
     data = fold_apet(plain(cfg))  # method=apet budget=X is apet.scale=X
     backbone = _typed(BackboneSpec, data["backbone"], "backbone")
@@ -265,8 +265,11 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
     )
     if apet.scale is not None:
         method.budget = apet_budget(apet, spec)
+    # a config without budget_rule (recorded before it) was solved by #24's first rule (budget.OLD_RULE)
+    rule = data.get("budget_rule", OLD_RULE)
+    check_rule(rule)
     if data.get("budget") is not None:  # sizes the method's knob (or accepts a knob-less method as it is)
-        spec.method, spec.budget = solve(data["budget"], spec)
+        spec.method, spec.budget = solve(data["budget"], spec, rule)
     _record_budget(cfg, spec, apet)
     return spec
 

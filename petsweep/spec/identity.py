@@ -74,6 +74,7 @@ ADDED_DEFAULTS = {
     "method.adam_eps": 1e-8,  # torch's AdamW eps; a method's own (DePT's seed: 1e-6) came later
     "method.init_special_tokens": False,  # DePT's text init without the special tokens (before the seed's)
     "budget": None,  # a matched budget for every method (petsweep/model/budget.py) came later
+    "budget_rule": "below",  # budget= sized LoRA/adapter from below, selective_module as a bound, before
     "method.plus_one": 0,  # one unit more rank / bottleneck on some modules came with budget=
     "task.decoding": "model_default",  # generation through the model's generate() came before plain greedy
     "method.placement": "decoder",  # prefix's paper placement (encoder + cross-attention too) came later
@@ -113,16 +114,30 @@ def semantic_config(cfg: DictConfig | dict) -> dict:
 def _resolve_budget(data: dict) -> dict:
     """`budget` (petsweep/model/budget.py) in the form that identifies the run: for APET folded into
     apet.scale (`budget=X` and `apet.scale=X` are one run); for a method with a knob the request stays and the
-    knob values it chose replace the method's own (what is computed, and what was asked for)."""
+    knob values it chose replace the method's own (what is computed, and what was asked for).
+    `budget_rule` counts only where it changes the choice: a budget run of a method in budget.RULED whose
+    knobs under the rule differ from #24's first rule's (OLD_RULE, what a config without the key was solved
+    by; ADDED_DEFAULTS), so runs both rules size alike keep their ids and old records re-identify as what
+    they computed."""
+    rule = data.pop("budget_rule", None)
     if data.get("budget") is None or not isinstance(data.get("method"), dict):
         return data
-    from petsweep.model.budget import fold_apet
+    from petsweep.model.budget import OLD_RULE, RULED, fold_apet
 
     if data["method"].get("name") == "apet":
         return fold_apet(data)
     from petsweep.spec.config import resolve_run
+    from petsweep.spec.errors import ConfigError
 
-    choice = resolve_run(data).budget
+    rule = OLD_RULE if rule is None else rule
+    choice = resolve_run({**data, "budget_rule": rule}).budget
+    if rule != OLD_RULE and data["method"].get("name") in RULED:
+        try:
+            old = resolve_run({**data, "budget_rule": OLD_RULE}).budget.knobs
+        except ConfigError:  # the old rule refused this budget
+            old = None
+        if old != choice.knobs:
+            data["budget_rule"] = rule
     data["method"].update(choice.knobs)
     if data["method"].get("name") == "selective_module":
         data["method"]["fraction"] = None
