@@ -17,6 +17,7 @@ the seeds `reference_seeds` lists: a grid's full fine-tuning runs are then found
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import re
@@ -87,9 +88,10 @@ def check_settings(settings: ThresholdSettings) -> None:
 def parse_interval(text: str) -> tuple[int, int]:
     match = re.fullmatch(r"\s*interval\(\s*([0-9.e+]+)\s*,\s*([0-9.e+]+)\s*\)\s*", str(text))
     try:
-        low, high = (int(float(match.group(i))) for i in (1, 2)) if match else (0, 0)
+        ends = [float(match.group(i)) for i in (1, 2)] if match else [0.0, 0.0]
     except ValueError:
-        low = high = 0
+        ends = [0.0, 0.0]
+    low, high = (int(end) if end == int(end) else 0 for end in ends)  # 100.7 is refused, not cut to 100
     if not match or not 1 <= low < high:
         raise ConfigError(
             "hydra.sweeper.budget",
@@ -131,6 +133,7 @@ class Cell:
     backbone_params: int | None = None
     note: str = ""
     head_params: int | None = None  # the task head's trainable parameters, from the cell's probes
+    budgets: list[int] = field(default_factory=list)  # the ladder's budgets the cell's method can take
 
 
 class ThresholdSearch:
@@ -182,7 +185,7 @@ class ThresholdSearch:
                 )
         for cell in self.cells:
             self._check_cell(cell)
-        self._check_ladder()
+        self._cell_ladders()
         self.sweep_dir = run_dir(first).parent
         self.trained: list[str] = []
         state = self.sweep_dir / STATE_FILE  # rounds of earlier invocations of the same search
@@ -231,23 +234,58 @@ class ThresholdSearch:
                     f"this cell cannot run ({err.key}={err.value}: {err.expected})",
                 ) from None
 
-    def _check_ladder(self) -> None:
-        """Every ladder budget of every cell is a run the method can take, before anything runs: a probe the
-        bisection reaches late (LoRA at budget=100 on a model whose rank 1 counts 1,536) stopped the search
-        in the middle. The planner names every (cell, budget) it refuses at once; the advice is the
-        interval's."""
+    def _cell_ladders(self) -> None:
+        """Each cell's own ladder: the interval's budgets its method can take, before anything runs (a probe
+        the bisection reached late, LoRA at budget=100 on a model whose rank 1 counts 1,536, stopped the
+        search in the middle). A cell's unreachable budgets are left out of its ladder, named in one note
+        line; a cell left with no budget is refused, one line per such cell. Each (cell, budget) is resolved
+        as its run would be (the solver, whose counts are cached per knob value), not planned: no second
+        meta-device attach per budget, no run hash, no status read (#24 review F2: 37-119 s at start)."""
+        from petsweep.model.params import check_on_meta
+        from petsweep.spec.config import resolve_run
         from petsweep.spec.errors import ConfigErrors
 
-        probes = [self._probe_overrides(cell, budget, 0) for cell in self.cells for budget in self.budgets]
-        try:
-            plan(probes, self.compose_fn)
-        except ConfigErrors as err:
+        empty: list[ConfigError] = []
+        for cell in self.cells:
+            refused: dict[int, ConfigError] = {}
+            cell.budgets = []
+            for budget in self.budgets:
+                try:
+                    spec = resolve_run(copy.deepcopy(self.composer(self._probe_overrides(cell, budget, 0))))
+                    if spec.budget is None:  # APET's apet.scale: the attach is the check
+                        check_on_meta(spec)
+                except ConfigError as err:
+                    if err.key not in ("budget", "apet.scale", self.budget_key):
+                        expected = f"{err.expected} (in cell: {cell.name})"
+                        raise ConfigError(err.key, err.value, expected) from None
+                    refused[budget] = err
+                    continue
+                cell.budgets.append(budget)
+            if not cell.budgets:
+                first = refused[self.budgets[0]]
+                empty.append(
+                    ConfigError(
+                        "hydra.sweeper.budget",
+                        self.settings.budget,
+                        f"no budget of it is in reach of cell {cell.name} "
+                        f"({first.key}={first.value}: {first.expected})",
+                    )
+                )
+            elif refused:
+                self.log(
+                    f"note: {cell.name}: budgets {', '.join(map(str, refused))} of "
+                    f"hydra.sweeper.budget={self.settings.budget} are out of its method's reach and left out "
+                    f"of its ladder ({len(cell.budgets)} budgets, {cell.budgets[0]}..{cell.budgets[-1]})"
+                )
+        if len(empty) == 1:
+            raise empty[0]
+        if empty:
             raise ConfigErrors(
-                err.errors,
-                f"{len(err.errors)} budgets above of hydra.sweeper.budget={self.settings.budget} are out of "
-                "their method's reach; give an interval whose every budget each cell's method reaches "
-                "(`petsweep plan` with budget=<the interval's ends> shows it), or search those cells apart",
-            ) from None
+                empty,
+                f"{len(empty)} cells reach no budget of hydra.sweeper.budget={self.settings.budget}; give "
+                "an interval their methods reach (`petsweep plan` with budget=<the interval's ends> shows "
+                "it), or search those cells apart",
+            )
 
     # ---- overrides and records
 
@@ -274,7 +312,7 @@ class ThresholdSearch:
         scores: dict[int, list[float]] = {}
         ref_scores: list[float] = []
         cell.probes, cell.references = {}, {}
-        for budget in self.budgets:
+        for budget in cell.budgets:
             for seed in range(self.settings.max_seeds):
                 path = self._path(self._probe_overrides(cell, budget, seed))
                 cell.probes.setdefault(budget, {})[seed] = path
@@ -306,7 +344,7 @@ class ThresholdSearch:
             others = [ref_scores] if ref_scores else []
         else:  # the first probes do not depend on the targets' values: the ladder's middle, two seeds
             values, others = {name: 0.0 for name in self.targets}, []
-        search = CellSearch(self.budgets, values, self.search_settings, other_seeds=others)
+        search = CellSearch(cell.budgets, values, self.search_settings, other_seeds=others)
         for budget, values_at in scores.items():
             for score in values_at:
                 search.add(budget, score)
@@ -360,13 +398,29 @@ class ThresholdSearch:
             self.log(f"  budgets in {table[0]['budget_unit']}; + head_params = trainable_params")
         for row in table:
             self.log(
-                f"  {row['cell']}  {row['target']}: {status_text(row['status'], self.budgets[-1])}, "
+                f"  {row['cell']}  {row['target']}: {status_text(row['status'], row['top'])}, "
                 f"estimate {row['estimate']:.4g}"
                 + ("" if row["fit"] == "crosses" else f" ({row['fit']})")
                 + f", interval ({row['ci_lo']:.4g}, {row['ci_hi']:.4g}], {row['runs']} runs"
                 + ("" if row["monotone"] else ", NOT MONOTONE")
+                + f"; stopped: {row['stopped']}"
             )
         return not failed
+
+    def _stopped(self, cell: Cell, name: str, status: str) -> str:
+        """Why a cell's search of one target ended (#24 review F8: an undecided row never said)."""
+        search = cell.search
+        target = search.targets[name]
+        a, b = search.bracket(target)
+        if status == "found":
+            return "resolution reached" if b - a <= 1 else "the budgets between are ambiguous (max_seeds)"
+        if status in ("not reached", "at or below the interval"):
+            return "decided at the interval's end"
+        if search.runs >= self.settings.max_runs:
+            return f"max_runs={self.settings.max_runs} used up"
+        if search._next_for(target) is not None:
+            return f"max_rounds={self.settings.max_rounds} reached, or a probe failed"
+        return "the budgets left are ambiguous (max_seeds)"
 
     def label_every_run(self) -> None:
         """Write sweep.json's labels (what differs: sweep lines, `petsweep status`, W&B names) over every run
@@ -395,9 +449,11 @@ class ThresholdSearch:
                 row.update(result)
                 row["target"] = name
                 row["bracket"] = [
-                    self.budgets[a] if a >= 0 else None,
-                    self.budgets[b] if b < len(self.budgets) else None,
+                    cell.budgets[a] if a >= 0 else None,
+                    cell.budgets[b] if b < len(cell.budgets) else None,
                 ]
+                row["top"] = cell.budgets[-1]
+                row["stopped"] = self._stopped(cell, name, result["status"])
                 row.update(
                     budget_columns(cell.search, result["target_score"], self.budget_key, cell.head_params)
                 )
@@ -424,7 +480,7 @@ class ThresholdSearch:
         rows = [r for r in self.rows() if "estimate" in r]
         columns = [
             "cell", "target", "target_score", "estimate", "fit", "bracket", "ci_lo", "ci_hi", "confidence",
-            "runs", "monotone", "status", "smallest_probed", "budget_unit", "head_params",
+            "runs", "monotone", "status", "stopped", "smallest_probed", "budget_unit", "head_params",
             "smallest_probed_trainable", "backbone_params",
         ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=columns)
@@ -481,11 +537,13 @@ def state_text(sweep_dir: Path) -> str | None:
             lines.append(f"  {row['cell']}  {row['target']}: {row['status']}")
             continue
         lo, hi = row["bracket"]
+        top = row.get("top", state["ladder"][-1])
         lines.append(
-            f"  {row['cell']}  {row['target']}: {status_text(row['status'], state['ladder'][-1])}, "
+            f"  {row['cell']}  {row['target']}: {status_text(row['status'], top)}, "
             f"bracket ({lo if lo is not None else '-'}, "
             f"{hi if hi is not None else 'beyond'}], {row['runs']} runs"
             + ("" if row["monotone"] else ", not monotone")
+            + (f"; stopped: {row['stopped']}" if row.get("stopped") else "")
         )
     return "\n".join(lines)
 

@@ -179,6 +179,18 @@ def test_the_sweeper_searches_a_tiny_study_and_a_rerun_trains_nothing(tiny_conf,
         (["method=apet", "hydra.sweeper.targets=[full-]"], "targets='full-': a target is <reference>"),
         (["method=apet", "hydra.sweeper.reference_seeds=0"], "reference_seeds=0: give a count n >= 1"),
         (["method=apet", "hydra.sweeper.reference_seeds=[1,1]"], "reference_seeds=[1, 1]: give a count"),
+        # #24 review F5: Hydra's schema errors named `overrides`, or no valid key, or cut 100.7 to 100
+        (
+            ["method=apet", "hydra.sweeper.max_run=3"],
+            "hydra.sweeper.max_run='3': unknown key; valid keys there: budget, budget_key, confidence",
+        ),
+        (["method=apet", "hydra.sweeper.max_runs=2.5"], "hydra.sweeper.max_runs=2.5: Value '2.5' of type"),
+        (["method=apet", "hydra.sweeper.resolution=abc"], "hydra.sweeper.resolution=abc: Value 'abc'"),
+        (["method=apet", "hydra.sweeper.targets=random+0.05"], "hydra.sweeper.targets=random+0.05: Invalid"),
+        (
+            ["method=apet", "hydra.sweeper.budget=interval(100.7,1000)"],
+            "hydra.sweeper.budget='interval(100.7,1000)': write interval(low,high) with integers",
+        ),
         (
             ["method=apet", "hydra.sweeper.reference_method=fulll"],
             "hydra.sweeper.reference_method='fulll': a full target's reference has no such method; choose",
@@ -265,28 +277,105 @@ def test_a_search_reuses_a_grids_reference_seeds_and_ends_a_target_above_full_as
     assert row["runs"] <= 4
 
 
-def test_ladder_budgets_a_method_cannot_take_are_all_refused_before_anything_runs(tmp_path):
+def test_each_cell_searches_the_ladder_budgets_its_method_can_take(tmp_path):
     """A probe at a budget the method cannot take stopped the search in the round that reached it (LoRA's
-    rank 1 counts 1,536 on minilm-l1: budget=100 is out of reach), after other probes had trained. Every such
-    ladder budget of every cell is named at once when the search starts, with the interval's advice."""
+    rank 1 counts 1,536 on minilm-l1: budget=100 is out of reach). #24 review F2: refusing the whole search
+    for it left LoRA on MiniLM no interval every depth reaches; each cell now gets its own ladder, the
+    budgets it cannot take left out in one note line, and only a cell left with no budget is refused."""
     from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
     from petsweep.spec.config import compose
     from petsweep.spec.errors import ConfigErrors
 
     settings = ThresholdSettings(budget="interval(100,1600)", resolution=4.0)  # 100, 400, 1600
-    launched = []
-    with pytest.raises(ConfigErrors) as err:
+    launched, notes = [], []
+    found = ThresholdSearch(
+        ["method=lora", "backbone=minilm-l1", f"paths.runs_root={tmp_path}"],
+        settings,
+        compose,
+        launched.append,
+        log=notes.append,
+    )
+    assert found.cells[0].budgets == [1600]  # 1600 is r=1 + 4%
+    assert notes == [
+        "note: method=lora backbone=minilm-l1: budgets 100, 400 of hydra.sweeper.budget=interval(100,1600) "
+        "are out of its method's reach and left out of its ladder (1 budgets, 1600..1600)"
+    ]
+    with pytest.raises(ConfigError) as one:  # one cell without a budget: its line alone
         ThresholdSearch(
             ["method=lora", "backbone=minilm-l1", f"paths.runs_root={tmp_path}"],
-            settings,
+            ThresholdSettings(budget="interval(100,400)", resolution=4.0),
             compose,
             launched.append,
         )
-    *refused, advice = err.value.lines()
-    assert [line.split(":")[0] for line in refused] == ["budget=100", "budget=400"]  # 1600 is r=1 + 4%
-    assert all("method lora comes no closer than 1,536" in line for line in refused)
-    assert advice.startswith("2 budgets above of hydra.sweeper.budget=interval(100,1600) are out of")
+    assert not isinstance(one.value, ConfigErrors)
+    assert str(one.value).startswith("hydra.sweeper.budget='interval(100,400)': no budget of it is in reach")
+    with pytest.raises(ConfigErrors) as two:
+        ThresholdSearch(
+            ["method=lora", "backbone=minilm-l1,minilm-l2", f"paths.runs_root={tmp_path}"],
+            ThresholdSettings(budget="interval(100,400)", resolution=4.0),
+            compose,
+            launched.append,
+        )
+    *refused, advice = two.value.lines()
+    assert ["of cell backbone=minilm-l" in line for line in refused] == [True, True]
+    assert advice.startswith("2 cells reach no budget of hydra.sweeper.budget=interval(100,400); give")
     assert not launched and not list(tmp_path.glob("*/*/status.json"))
+
+
+def test_the_ladder_check_of_sixteen_cells_counts_each_knob_value_once(tmp_path, monkeypatch):
+    """#24 review F2: the start-time check planned every (cell, budget) and the solver counted the same knob
+    values again for every budget (the check of 16 cells took 37-119 s, on every resume too). Counted here:
+    meta-device counts (check_on_meta), not seconds."""
+    import petsweep.model.params as params
+    from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
+    from petsweep.spec.config import compose
+
+    calls = []
+    real = params.check_on_meta
+    monkeypatch.setattr(params, "check_on_meta", lambda spec, *a, **k: calls.append(1) or real(spec, *a, **k))
+    search = ThresholdSearch(
+        [
+            "method=lora,adapter,prompt,dept",
+            "backbone=minilm-l1,minilm-l2,minilm-l3,minilm-l6",
+            f"paths.runs_root={tmp_path}",
+        ],
+        ThresholdSettings(budget="interval(2000,100000)"),
+        compose,
+        lambda runs: [],
+        log=lambda line: None,
+    )
+    probes = len(search.cells) * len(search.budgets)
+    assert (len(search.cells), probes) == (16, 112)
+    assert len(calls) <= 6 * probes  # 2,000+ before (18 a probe)
+    lora_l6 = next(c for c in search.cells if c.name == "method=lora backbone=minilm-l6")
+    assert lora_l6.budgets[0] == 14142  # rank 1 counts 9,216: 7,368 and below are out of its reach
+
+
+def test_a_lora_search_on_two_backbones_leaves_out_what_one_cannot_take(tiny_conf, tmp_path):
+    """LoRA's rank 1 counts 256 on tiny-bert, 768 on tiny-t5 (its decoder's attention too): the ladder
+    100, 400, 1600 is searched as 400, 1600 and 1600; before, the whole search was refused."""
+    out = search(
+        tiny_conf,
+        tmp_path,
+        "backbone=tiny-bert,tiny-t5",
+        "method=lora",
+        "hydra.sweeper.budget=interval(100,1600)",
+        "hydra.sweeper.resolution=4",
+        "hydra.sweeper.max_runs=2",
+        "hydra.sweeper.targets=[random+0.05]",
+    )
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    notes = [line for line in out.stdout.splitlines() if line.startswith("note: ")]
+    assert notes == [
+        "note: backbone=tiny-bert: budgets 100 of hydra.sweeper.budget=interval(100,1600) are out of its "
+        "method's reach and left out of its ladder (2 budgets, 400..1600)",
+        "note: backbone=tiny-t5: budgets 100, 400 of hydra.sweeper.budget=interval(100,1600) are out of its "
+        "method's reach and left out of its ladder (1 budgets, 1600..1600)",
+    ]
+    rows = json.loads((tmp_path / "search" / "thresholds_search.json").read_text())
+    assert {r["cell"]: r["top"] for r in rows} == {"backbone=tiny-bert": 1600, "backbone=tiny-t5": 1600}
+    assert all(r["stopped"] for r in rows)
+    assert all(" stopped: " in line for line in out.stdout.splitlines() if "random+0.05: " in line)
 
 
 def reviewed_search() -> CellSearch:
