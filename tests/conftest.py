@@ -260,3 +260,23 @@ def run_cli(
         timeout=timeout,
         env={**os.environ, **(env or {})},
     )
+
+
+def crash_after_second_save(cfg, monkeypatch) -> None:
+    """Run `cfg` until just after its second checkpoint, then die as a preempted process does (a
+    KeyboardInterrupt out of the step after checkpoint.save); checkpoint.save is whole again afterwards."""
+    from petsweep.run.app import run
+    from petsweep.train import checkpoint
+
+    real_save, saves = checkpoint.save, []
+
+    def save_then_crash(*args, **kwargs):
+        saves.append(real_save(*args, **kwargs))
+        if len(saves) == 2:
+            raise KeyboardInterrupt("simulated preemption after the second checkpoint")
+        return saves[-1]
+
+    monkeypatch.setattr(checkpoint, "save", save_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        run(cfg)
+    monkeypatch.setattr(checkpoint, "save", real_save)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from conftest import TINY_NAMES, run_cli, sweep_argv
+from conftest import TINY_NAMES, crash_after_second_save, run_cli, sweep_argv
 
 from launchers.planning import run_status
 from petsweep.records.status import COMPLETED, FAILED, RunDir, State
@@ -23,26 +23,11 @@ from petsweep.train import checkpoint
 SAVES = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4")
 
 
-def _crash_after_second_save(cfg, monkeypatch) -> None:
-    real_save, saves = checkpoint.save, []
-
-    def save_then_crash(*args, **kwargs):
-        saves.append(real_save(*args, **kwargs))
-        if len(saves) == 2:
-            raise KeyboardInterrupt("simulated kill after the second checkpoint")
-        return saves[-1]
-
-    monkeypatch.setattr(checkpoint, "save", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg)
-    monkeypatch.setattr(checkpoint, "save", real_save)
-
-
 def test_a_checkpoint_dir_left_by_a_kill_mid_write_is_cleared_when_the_run_is_next_claimed(
     tiny, tmp_path, monkeypatch
 ):
     cfg = compose(tiny("encoder", *SAVES))
-    _crash_after_second_save(cfg, monkeypatch)
+    crash_after_second_save(cfg, monkeypatch)
     record = RunDir(run_dir(cfg))
     # what a kill -9 in the middle of writing step 12 leaves: a temporary dir with a part of a file in it, and
     # a status write's temporary file

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import TINY_NAMES
+from conftest import TINY_NAMES, crash_after_second_save
 from transformers import GenerationConfig
 
 from petsweep.methods import METHODS
@@ -290,13 +290,13 @@ def test_bitfit_adds_biases_to_bias_free_backbones_on_request(tiny, arch):
 def test_each_method_resumed_after_a_crash_ends_where_an_unbroken_run_does(
     tiny, tmp_path, monkeypatch, method
 ):
-    from test_resume import _assert_same_run, _crash_after_second_save
+    from test_resume import _assert_same_run
 
     extra = (f"method={method}", "trainer.max_steps=8", "trainer.eval_every=2", "trainer.save_every=2")
     reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
     run(reference)
     crashing = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/crashing"))
-    _crash_after_second_save(crashing, monkeypatch)  # dies after the checkpoint of step 4
+    crash_after_second_save(crashing, monkeypatch)  # dies after the checkpoint of step 4
     run(crashing)
     assert "resumed from step-00000004" in (RunDir(run_dir(crashing)).path / "train.log").read_text()
     _assert_same_run(RunDir(run_dir(reference)), RunDir(run_dir(crashing)))

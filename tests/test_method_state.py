@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import crash_after_second_save
 from safetensors.torch import load_file
-from test_resume import _assert_same_run, _crash_after_second_save
+from test_resume import _assert_same_run
 from torch import nn
 
 from petsweep.methods.bitfit import BitFitMethod
@@ -58,7 +59,7 @@ def test_a_methods_buffers_are_recorded_and_resumed_exactly(counting_bitfit, tin
     assert load_file(run_dir(reference) / "pet_weights.safetensors")["forwards"].item() == best_step
 
     crashing = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/crashing"))
-    _crash_after_second_save(crashing, monkeypatch)  # after step 4's checkpoint
+    crash_after_second_save(crashing, monkeypatch)  # after step 4's checkpoint
     saved = load_file(checkpoint.step_dir(run_dir(crashing) / "checkpoints", 4) / "trainable.safetensors")
     assert saved["forwards"].item() == 4
     run(crashing)

@@ -7,8 +7,9 @@ import json
 
 import pytest
 import torch
+from conftest import crash_after_second_save
 from safetensors.torch import load_file
-from test_resume import _assert_same_run, _crash_after_second_save
+from test_resume import _assert_same_run
 
 from petsweep.methods.opf import MpoLinear
 from petsweep.model.backbones import load_pretrained
@@ -186,7 +187,7 @@ def test_dynamic_run_resumed_inside_its_second_round_ends_where_an_unbroken_run_
     )
     run(reference)
     crashing = compose(tiny("encoder_decoder", "method=opf", *extra, f"paths.runs_root={tmp_path}/crashing"))
-    _crash_after_second_save(crashing, monkeypatch)
+    crash_after_second_save(crashing, monkeypatch)
     result = run(crashing)
     assert "resumed from step-00000006" in (run_dir(crashing) / "train.log").read_text()
     _assert_same_run(RunDir(run_dir(reference)), RunDir(run_dir(crashing)))

@@ -12,7 +12,7 @@ import time
 
 import pytest
 import torch
-from conftest import REPO
+from conftest import REPO, crash_after_second_save
 from safetensors.torch import load_file
 
 from petsweep.records.status import COMPLETED, FAILED, RUNNING, RunDir
@@ -33,30 +33,13 @@ def _assert_same_run(a: RunDir, b: RunDir) -> None:
     assert rows(a) == rows(b)
 
 
-def _crash_after_second_save(cfg, monkeypatch) -> None:
-    """Run `cfg` until just after its second checkpoint (step 8 here), then die as a preempted process does;
-    checkpoint.save is whole again afterwards."""
-    real_save, saves = checkpoint.save, []
-
-    def save_then_crash(*args, **kwargs):
-        saves.append(real_save(*args, **kwargs))
-        if len(saves) == 2:
-            raise KeyboardInterrupt("simulated preemption after the second checkpoint")
-        return saves[-1]
-
-    monkeypatch.setattr(checkpoint, "save", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg)
-    monkeypatch.setattr(checkpoint, "save", real_save)
-
-
 def test_crash_then_rerun_matches_uninterrupted(tiny, tmp_path, monkeypatch):
     extra = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4", "method.dropout=0.1")
     reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
     run(reference)
 
     crashing = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/crashing"))
-    _crash_after_second_save(crashing, monkeypatch)
+    crash_after_second_save(crashing, monkeypatch)
     assert RunDir(run_dir(crashing)).state() == FAILED
     run(crashing)  # resumes from step 8
     assert "resumed from step-00000008" in (RunDir(run_dir(crashing)).path / "train.log").read_text()
@@ -148,7 +131,7 @@ def test_a_corrupt_newest_checkpoint_falls_back_to_the_one_before(tiny, tmp_path
     reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
     run(reference)
     crashing = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/crashing"))
-    _crash_after_second_save(crashing, monkeypatch)
+    crash_after_second_save(crashing, monkeypatch)
     record = RunDir(run_dir(crashing))
     assert sorted(p.name for p in record.checkpoints.glob("step-*")) == ["step-00000004", "step-00000008"]
     newest = record.checkpoints / "step-00000008" / "optimizer.safetensors"

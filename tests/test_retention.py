@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import REPO, run_cli
+from conftest import REPO, crash_after_second_save, run_cli
 
 from petsweep.records import retention
 from petsweep.records.status import COMPLETED, FAILED, RunDir
@@ -19,7 +19,6 @@ from petsweep.run.group import run_group
 from petsweep.spec.config import compose, resolve_run
 from petsweep.spec.errors import ConfigError, PetsweepError
 from petsweep.spec.identity import plain, run_dir, run_hash
-from petsweep.train import checkpoint
 
 RECORDS = {"status.json", "result.json", "config.yaml", "provenance.json", "metrics.jsonl", "train.log"}
 COMPARED = ("score", "metrics", "train_subset_metrics", "best_step", "best_dev_score", "steps", "tokens")
@@ -63,18 +62,7 @@ def test_each_setting_leaves_exactly_the_files_it_promises(tiny, tmp_path):
 
 def test_a_run_that_fails_keeps_its_checkpoints_and_resumes_then_is_pruned(tiny, tmp_path, monkeypatch):
     cfg = compose(tiny("encoder", "trainer.keep=records", "trainer.max_steps=9"))
-    real_save, saves = checkpoint.save, []
-
-    def save_then_crash(*args, **kwargs):
-        saves.append(real_save(*args, **kwargs))
-        if len(saves) == 2:
-            raise KeyboardInterrupt("simulated preemption after the second checkpoint")
-        return saves[-1]
-
-    monkeypatch.setattr(checkpoint, "save", save_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        run(cfg)
-    monkeypatch.setattr(checkpoint, "save", real_save)
+    crash_after_second_save(cfg, monkeypatch)
     path = RunDir(run_dir(cfg))
     assert path.state() == FAILED and retention.pruned(path.path) is None
     assert {p.name for p in path.checkpoints.iterdir()} == {"step-00000003", "step-00000006"}

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import crash_after_second_save
 from safetensors.torch import load_file
-from test_resume import _assert_same_run, _crash_after_second_save
+from test_resume import _assert_same_run
 
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method, begin_stage, check_on_meta
@@ -114,7 +115,7 @@ def test_a_run_resumed_in_any_stage_ends_where_an_uninterrupted_one_does(tiny, t
     reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
     run(reference)
     crashing = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/crashing"))
-    _crash_after_second_save(crashing, monkeypatch)  # after step 4
+    crash_after_second_save(crashing, monkeypatch)  # after step 4
     assert RunDir(run_dir(crashing)).state() == FAILED
     run(crashing)
     assert "resumed from step-00000004" in (RunDir(run_dir(crashing)).path / "train.log").read_text()
