@@ -32,6 +32,10 @@ PARTS = [  # the rows, in order: (the part cell's start, the goal cell's start o
 def gpu_sh(*args: str, out: Path | None = None) -> subprocess.CompletedProcess:
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHON=sys.executable)
     env.pop("OUT", None)
+    # an in-process DeepSpeed test earlier in this worker leaves its one-rank cluster's RANK, MASTER_PORT in
+    # os.environ; inherited, ZeRO-3's part reused that port and failed with EADDRINUSE (CI, twice)
+    for key in ("RANK", "LOCAL_RANK", "WORLD_SIZE", "MASTER_ADDR", "MASTER_PORT"):
+        env.pop(key, None)
     if out is not None:
         env["OUT"] = str(out)
     return subprocess.run(
