@@ -20,11 +20,11 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import stat
 import time
 from pathlib import Path
 
+from petsweep.records.status import remove
 from petsweep.spec.config import KEEPS  # each keeps less than the one before
 from petsweep.spec.errors import ConfigError, PetsweepError
 
@@ -146,10 +146,7 @@ def prune(run_dir: str | Path, keep: str, by: str, dry_run: bool = False) -> int
         tmp.unlink(missing_ok=True)
         raise
     for path in doomed:
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            path.unlink(missing_ok=True)
+        remove(path)
     return freed
 
 

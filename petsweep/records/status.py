@@ -106,6 +106,14 @@ def write_atomic(path: Path, text: str) -> None:
         raise
 
 
+def remove(path: Path) -> None:
+    """Remove a file, a link or a whole directory; nothing where it is already gone."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        path.unlink(missing_ok=True)
+
+
 def write_json(path: Path, obj) -> None:
     write_atomic(path, json.dumps(obj, indent=2, sort_keys=True, default=str) + "\n")
 
@@ -269,10 +277,7 @@ class RunDir:
         them."""
         found = [*self.checkpoints.glob(CHECKPOINT_TMP_GLOB), *self.path.glob(ATOMIC_TMP_GLOB)]
         for path in found:
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+            remove(path)
         return found
 
     def beat(self) -> None:
