@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from launchers.expand import axes_of, expand
 from launchers.planning import CachedComposer, PlannedRun, plan
 from launchers.sweep import SWEEP_MARKER, record_sweep, unfinished
@@ -134,6 +136,9 @@ class Cell:
     note: str = ""
     head_params: int | None = None  # the task head's trainable parameters, from the cell's probes
     budgets: list[int] = field(default_factory=list)  # the ladder's budgets the cell's method can take
+    # requested budget -> (pet_params, trainable_params) its runs' records say: the solver sizes a method to
+    # the nearest count it can take, so for every method but APET the run's count differs from the request
+    counts: dict[int, tuple[int, int]] = field(default_factory=dict)
 
 
 class ThresholdSearch:
@@ -311,7 +316,7 @@ class ThresholdSearch:
         """Rebuild the cell's search from the records on disk."""
         scores: dict[int, list[float]] = {}
         ref_scores: list[float] = []
-        cell.probes, cell.references = {}, {}
+        cell.probes, cell.references, cell.counts = {}, {}, {}
         for budget in cell.budgets:
             for seed in range(self.settings.max_seeds):
                 path = self._path(self._probe_overrides(cell, budget, seed))
@@ -320,6 +325,8 @@ class ThresholdSearch:
                 if record is not None:
                     self.known[path] = self._probe_overrides(cell, budget, seed)
                     scores.setdefault(budget, []).append(float(record["score"]))
+                    counts = int(record["pet_params"]), int(record["trainable_params"])
+                    cell.counts.setdefault(budget, counts)
                     cell.random_guess = float(record["random_guess_score"])
                     cell.backbone_params = int(record["total_params"])
                     if record.get("head_params") is not None:
@@ -394,8 +401,11 @@ class ThresholdSearch:
                 self.log(f"  no result: {r.path.name}  (the search goes on without it)")
         table = self.write_table()
         self.log(f"petsweep threshold search {self.sweep_dir}: {len(self.trained)} runs trained")
-        if table:  # the unit: `petsweep thresholds` counts trainable parameters, the head's included
-            self.log(f"  budgets in {table[0]['budget_unit']}; + head_params = trainable_params")
+        if table:  # the unit: the runs' own counts; `petsweep thresholds` counts trainable parameters
+            self.log(
+                f"  counts in {table[0]['budget_unit']}; the requested {self.budget_key}= values in the "
+                "*_budget columns; smallest_probed_trainable is `petsweep thresholds`' unit"
+            )
         for row in table:
             self.log(
                 f"  {row['cell']}  {row['target']}: {status_text(row['status'], row['top'])}, "
@@ -448,15 +458,15 @@ class ThresholdSearch:
                 a, b = cell.search.bracket(result["target_score"])
                 row.update(result)
                 row["target"] = name
-                row["bracket"] = [
+                row["bracket_budget"] = [
                     cell.budgets[a] if a >= 0 else None,
                     cell.budgets[b] if b < len(cell.budgets) else None,
                 ]
+                row["bracket"] = [achieved(cell.counts, k) for k in row["bracket_budget"]]
                 row["top"] = cell.budgets[-1]
                 row["stopped"] = self._stopped(cell, name, result["status"])
-                row.update(
-                    budget_columns(cell.search, result["target_score"], self.budget_key, cell.head_params)
-                )
+                columns = budget_columns(cell.search, result, self.budget_key, cell.head_params, cell.counts)
+                row.update(columns)
                 row["scores"] = {str(k): v for k, v in sorted(cell.search.scores.items())}
                 rows.append(row)
         return rows
@@ -481,10 +491,12 @@ class ThresholdSearch:
         columns = [
             "cell", "target", "target_score", "estimate", "fit", "bracket", "ci_lo", "ci_hi", "confidence",
             "runs", "monotone", "status", "stopped", "smallest_probed", "budget_unit", "head_params",
-            "smallest_probed_trainable", "backbone_params",
+            "smallest_probed_trainable", "backbone_params", "estimate_budget", "bracket_budget",
+            "ci_lo_budget", "ci_hi_budget", "smallest_probed_budget",
         ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=columns)
-        frame["bracket"] = [f"{lo or '-'}..{hi or 'beyond'}" for lo, hi in frame["bracket"]]
+        for column in ("bracket", "bracket_budget"):
+            frame[column] = [f"{lo or '-'}..{hi or 'beyond'}" for lo, hi in frame[column]]
         frame.to_csv(self.sweep_dir / f"{TABLE_NAME}.csv", index=False)
         (self.sweep_dir / f"{TABLE_NAME}.json").write_text(json.dumps(_finite(rows), indent=2))
         if rows:
@@ -494,19 +506,57 @@ class ThresholdSearch:
         return rows
 
 
-def budget_columns(search: CellSearch, target: float, budget_key: str, head_params: int | None) -> dict:
-    """The search's budgets beside analysis.thresholds' on the same records: `smallest_probed` is its
-    definition (the smallest probed budget whose mean is above the target) in the search's unit, the PET
-    parameters the budget key sets; `smallest_probed_trainable` adds the task head, which is
-    `petsweep thresholds`' unit (trainable_params), so the two tables agree in a column of each."""
+def achieved(counts: dict[int, tuple[int, int]], budget, column: int = 0):
+    """A requested budget's count as its runs' records say it (column 0: pet_params, 1: trainable_params);
+    an open end (None, 0, infinity) stays as it is."""
+    if budget is None or not math.isfinite(budget) or budget <= 0:
+        return budget
+    return counts[int(budget)][column]
+
+
+def on_achieved(value: float, counts: dict[int, tuple[int, int]]) -> float:
+    """A value of the requested-budget axis (the isotonic fit's crossing, interpolated in log budget between
+    two probed budgets) read on the achieved-count axis: the same crossing of the same fit, interpolated in
+    log count between the two probes' counts. A probed budget is its count; open ends stay."""
+    if not math.isfinite(value) or value <= 0:
+        return value
+    if int(value) == value and int(value) in counts:
+        return float(counts[int(value)][0])
+    probed = sorted(counts)
+    x = np.log(probed)
+    y = np.log([counts[k][0] for k in probed])
+    return float(math.exp(np.interp(math.log(value), x, y)))
+
+
+def budget_columns(
+    search: CellSearch,
+    result: dict,
+    budget_key: str,
+    head_params: int | None,
+    counts: dict[int, tuple[int, int]],
+) -> dict:
+    """The row's budgets in the counts the runs' records say (#24 review F1): the search walks a ladder of
+    requested budgets (`budget=K`), and the solver sizes every method but APET to the nearest count it can
+    take (LoRA's `budget=300` on tiny-bert runs 320 PET parameters), so `estimate`, `ci_lo`/`ci_hi` and
+    `smallest_probed` are the runs' pet_params (result.json) and `smallest_probed_trainable` their
+    trainable_params, `petsweep thresholds`' unit, read from the same records: the two tables agree. The
+    requested budgets are kept in the `*_budget` columns. `smallest_probed` is analysis.thresholds'
+    definition (the smallest probed budget whose mean is above the target)."""
     from analysis.thresholds import smallest_k
 
-    smallest = smallest_k(search.scores, target)
+    smallest = smallest_k(search.scores, result["target_score"])
     return {
-        "smallest_probed": smallest,
-        "budget_unit": f"pet_params ({budget_key})",
+        "estimate_budget": result["estimate"],
+        "ci_lo_budget": result["ci_lo"],
+        "ci_hi_budget": result["ci_hi"],
+        "estimate": on_achieved(result["estimate"], counts),
+        "ci_lo": float(achieved(counts, result["ci_lo"])),
+        "ci_hi": float(achieved(counts, result["ci_hi"])),
+        "smallest_probed_budget": smallest,
+        "smallest_probed": float(achieved(counts, smallest)),
+        "budget_unit": f"pet_params (the runs' result.json; requested: {budget_key})",
         "head_params": head_params,
-        "smallest_probed_trainable": smallest + head_params if head_params is not None else math.nan,
+        "smallest_probed_trainable": float(achieved(counts, smallest, 1)),
     }
 
 

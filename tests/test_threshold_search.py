@@ -425,7 +425,9 @@ def test_monotone_flags_a_fall_beyond_the_seed_noise_only():
 
 def test_the_search_and_petsweep_thresholds_agree_on_the_same_records():
     """#24 review: on one table `petsweep thresholds` said 2,025 (trainable parameters: 100 + a 1,925 head)
-    where the search said 100 (the PET parameters budget=K sets). Both now name their unit and the head."""
+    where the search said 100 (the PET parameters budget=K sets). Both now name their unit and the head.
+    F1: the runs' counts differ from the requested budgets (LoRA's nearest count, 7% over here): the
+    search's columns are the records' counts, the requests in the *_budget columns."""
     import pandas as pd
 
     from analysis.thresholds import thresholds
@@ -433,8 +435,9 @@ def test_the_search_and_petsweep_thresholds_agree_on_the_same_records():
 
     head, guess, full = 1925, 0.2, [0.8, 0.82, 0.81]
     curve = {100: [0.21, 0.2, 0.22], 1000: [0.5, 0.52, 0.51], 10000: [0.79, 0.8, 0.81]}
+    counts = {k: (int(k * 1.07), int(k * 1.07) + head) for k in curve}  # what budget=k ran (the records)
     rows = [
-        {"method": "apet", "pet_params": k, "trainable_params": k + head, "seed": s, "score": v}
+        dict(zip(("pet_params", "trainable_params"), counts[k]), method="lora", seed=s, score=v)
         for k, scores in curve.items()
         for s, v in enumerate(scores)
     ] + [{"method": "full", "pet_params": 10**6, "trainable_params": 10**6 + head, "seed": s, "score": v}
@@ -452,10 +455,70 @@ def test_the_search_and_petsweep_thresholds_agree_on_the_same_records():
     for k, scores in curve.items():
         for v in scores:
             search.add(k, v)
-    low = budget_columns(search, search.targets["low"], "budget", head)
-    high = budget_columns(search, search.targets["high"], "budget", head)
-    assert (found["low_threshold"], found["high_threshold"]) == (2025, 11925)  # trainable parameters
-    assert (low["smallest_probed"], high["smallest_probed"]) == (100, 10000)  # PET parameters
-    assert (low["smallest_probed_trainable"], high["smallest_probed_trainable"]) == (2025, 11925)
+    low = budget_columns(search, search.result("low"), "budget", head, counts)
+    high = budget_columns(search, search.result("high"), "budget", head, counts)
+    assert (found["low_threshold"], found["high_threshold"]) == (2032, 12625)  # trainable parameters
+    assert (low["smallest_probed"], high["smallest_probed"]) == (107, 10700)  # the runs' PET parameters
+    assert (low["smallest_probed_budget"], high["smallest_probed_budget"]) == (100, 10000)  # requested
+    assert (low["smallest_probed_trainable"], high["smallest_probed_trainable"]) == (2032, 12625)
     assert found["head_params"] == low["head_params"] == head
-    assert found["budget_unit"].startswith("trainable_params") and low["budget_unit"] == "pet_params (budget)"
+    assert found["budget_unit"].startswith("trainable_params") and low["budget_unit"].startswith("pet_params")
+    # the bracket's ends are probed budgets: their counts; the estimate is the fit's crossing read on counts
+    search.targets["middle"] = 0.4
+    middle = budget_columns(search, search.result("middle"), "budget", head, counts)
+    assert (middle["ci_lo_budget"], middle["ci_hi_budget"]) == (100, 1000)
+    assert (middle["ci_lo"], middle["ci_hi"]) == (107, 1070)
+    assert middle["estimate"] == pytest.approx(middle["estimate_budget"] * 1.07, rel=1e-3)
+
+
+LORA_STUDY = [
+    "backbone=tiny-bert",
+    "method=lora",
+    "hydra.sweeper.budget=interval(300,1200)",  # 300, 600, 1200: LoRA runs 320, 576, 1216 (r, plus_one)
+    "hydra.sweeper.max_runs=4",
+    "hydra.sweeper.reference_seeds=2",
+    "hydra.sweeper.targets=[random,random+0.05,full-0.01]",
+]
+
+
+@pytest.fixture(scope="module")
+def lora_search(tiny_conf, tmp_path_factory):
+    """A real tiny LoRA search (its probes run other counts than they request) and its records collected."""
+    root = tmp_path_factory.mktemp("lora_search")
+    out = search(tiny_conf, root, *LORA_STUDY)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    collected = run_cli("-m", "petsweep.cli", "collect", str(root / "search"), "-o", str(root / "t.parquet"))
+    assert collected.returncode == 0, collected.stderr[-3000:]
+    rows = {r["target"]: r for r in json.loads((root / "search" / "thresholds_search.json").read_text())}
+    return root, out.stdout, rows
+
+
+def test_a_lora_search_reports_the_records_counts_and_agrees_with_petsweep_thresholds(lora_search):
+    """#24 review F1: the search said `smallest_probed_trainable` = the requested budget + the head (300 +
+    165 = 465) where `petsweep thresholds` on the same records said the run's trainable_params (320 + 165 =
+    485): every column was the request, which only APET runs exactly. Now the columns are the records'."""
+    import pandas as pd
+
+    from analysis.thresholds import thresholds
+
+    root, _, rows = lora_search
+    table = pd.read_parquet(root / "t.parquet")
+    probes = table[table["method"] == "lora"]
+    ran = dict(zip(probes["budget.requested"].astype(int), probes["pet_params"]))
+    assert all(ran[k] != k for k in ran) and set(ran) <= {300, 600, 1200}  # LoRA's nearest counts
+    [found] = thresholds(table, epsilon=0.01).to_dict("records")
+    random, full = rows["random"], rows["full-0.01"]
+    assert random["smallest_probed_trainable"] == found["low_threshold"]
+    assert full["smallest_probed_trainable"] in (found["high_threshold"], None)  # None: inf in the JSON
+    assert (full["smallest_probed_trainable"] is None) == math.isinf(found["high_threshold"])
+    assert math.isfinite(found["low_threshold"])  # a count to compare, not infinity on both sides
+    for row in rows.values():
+        if row["smallest_probed_budget"] is not None:
+            k = int(row["smallest_probed_budget"])
+            assert row["smallest_probed"] == ran[k]
+            assert row["smallest_probed_trainable"] == ran[k] + row["head_params"]
+        for end in ("ci_lo", "ci_hi"):
+            if row[f"{end}_budget"]:
+                assert row[end] == ran[int(row[f"{end}_budget"])]
+        if row["fit"] == "at or below":
+            assert row["estimate"] == ran[int(row["estimate_budget"])]
