@@ -1,6 +1,7 @@
 """Budget thresholds (the APET paper's findings 2 and 3), with bootstrap intervals over seeds.
 
-- low threshold: the smallest number of tunable parameters K whose mean score beats random guessing;
+- low threshold: the smallest number of tunable parameters K whose mean score beats random guessing (by more
+  than `delta`, 0 by default: `delta=0.05` is the threshold search's target random+0.05);
 - high threshold: the smallest K whose mean score is within epsilon of full fine-tuning.
 
 Runs are pooled over seeds only: each PET method has thresholds of its own (LoRA and BitFit runs at nearby
@@ -79,13 +80,17 @@ def thresholds(
     draws: int = 500,
     seed: int = 0,
     pool: tuple[str, ...] = (),
+    delta: float = 0.0,
 ) -> pd.DataFrame:
     """Per (task, backbone, PET method, variant): low and high thresholds over its runs' trainable-parameter
     counts.
 
     Args:
         table: a collected table (one row per run).
-        epsilon: how close to full fine-tuning counts as reaching it (absolute score).
+        epsilon: how close to full fine-tuning counts as reaching it (absolute score): the high target is
+            full - epsilon.
+        delta: how far above random guessing the low target lies (absolute score): random + delta. With
+            `delta=D, epsilon=E` the thresholds are the threshold search's targets random+D and full-E.
         reference_method: the method whose mean score defines "full fine-tuning".
         pool: config columns to pool over besides the seeds.
     Returns:
@@ -116,10 +121,10 @@ def thresholds(
             "smallest_budget": min(scores),  # a threshold equal to it lies at or below it
             "budget_unit": BUDGET_UNIT,
             "head_params": _head_params(pet),
-            "low_threshold": smallest_k(scores, guess),
+            "low_threshold": smallest_k(scores, guess + delta),
         }
         row["low_ci_lo"], row["low_ci_hi"], row["low_not_reached"] = _bootstrap(
-            scores, lambda rng, guess=guess: guess, draws, seed
+            scores, lambda rng, low=guess + delta: low, draws, seed
         )
         row.update(  # kept as columns when there is nothing to compare with, and said why
             full_ft=np.nan,

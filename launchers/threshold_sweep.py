@@ -414,6 +414,7 @@ class ThresholdSearch:
                 + f", interval ({row['ci_lo']:.4g}, {row['ci_hi']:.4g}], {row['runs']} runs"
                 + ("" if row["monotone"] else ", NOT MONOTONE")
                 + f"; stopped: {row['stopped']}"
+                + (f"; note: {row['note']}" if row["note"] else "")
             )
         return not failed
 
@@ -467,6 +468,7 @@ class ThresholdSearch:
                 row["stopped"] = self._stopped(cell, name, result["status"])
                 columns = budget_columns(cell.search, result, self.budget_key, cell.head_params, cell.counts)
                 row.update(columns)
+                row["note"] = estimate_note(row)
                 row["scores"] = {str(k): v for k, v in sorted(cell.search.scores.items())}
                 rows.append(row)
         return rows
@@ -492,7 +494,7 @@ class ThresholdSearch:
             "cell", "target", "target_score", "estimate", "fit", "bracket", "ci_lo", "ci_hi", "confidence",
             "runs", "monotone", "status", "stopped", "smallest_probed", "budget_unit", "head_params",
             "smallest_probed_trainable", "backbone_params", "estimate_budget", "bracket_budget",
-            "ci_lo_budget", "ci_hi_budget", "smallest_probed_budget",
+            "ci_lo_budget", "ci_hi_budget", "smallest_probed_budget", "note",
         ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=columns)
         for column in ("bracket", "bracket_budget"):
@@ -558,6 +560,22 @@ def budget_columns(
         "head_params": head_params,
         "smallest_probed_trainable": float(achieved(counts, smallest, 1)),
     }
+
+
+def estimate_note(row: dict) -> str:
+    """Why a row's `estimate` and `smallest_probed` disagree on whether the target is reached (#24 review F4:
+    estimate "inf (not reached)" beside smallest_probed 316). Both are right, by two definitions: the
+    estimate is where the monotone (isotonic) fit of the means crosses the target, smallest_probed the first
+    probed mean above it (`petsweep thresholds`' definition); a single mean above the target followed by
+    lower means at larger budgets is pooled below it by the fit."""
+    estimate, smallest = row["estimate"], row["smallest_probed"]
+    if math.isinf(estimate) and math.isfinite(smallest):
+        return (
+            f"a probed mean is above the target at {smallest:g} (smallest_probed, `petsweep thresholds`' "
+            "definition) but the monotone fit pools it with lower means at larger budgets (estimate: not "
+            "reached)"
+        )
+    return ""
 
 
 def _finite(value):

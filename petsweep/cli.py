@@ -471,7 +471,7 @@ def _thresholds_cmd(args) -> None:
     from analysis import load, save, thresholds
     from analysis.plots import select
 
-    found = thresholds(select(load(args.table), args.where), epsilon=args.epsilon)
+    found = thresholds(select(load(args.table), args.where), epsilon=args.epsilon, delta=args.delta)
     if found.empty:
         raise PetsweepError(f"{args.table}: no COMPLETED PET runs to take thresholds from")
     print(found.drop(columns="note").to_string(index=False, float_format=lambda v: f"{v:.4g}"))
@@ -610,7 +610,14 @@ def _parser() -> argparse.ArgumentParser:
         "thresholds", help="smallest budgets beating random guess / near full FT, with intervals"
     )
     p.add_argument("table", help="a table from petsweep collect")
-    p.add_argument("--epsilon", type=float, default=0.01, help="how close to full FT counts (absolute score)")
+    p.add_argument("--epsilon", type=float, default=0.01, help="high target: full FT - EPSILON")
+    p.add_argument(
+        "--delta",
+        type=float,
+        default=0.0,
+        help="low target: random guess + DELTA (default 0: beat random guessing); --delta D --epsilon E are "
+        "the threshold search's targets random+D, full-E",
+    )
     p.add_argument("--where", help="pandas query selecting runs")
     p.add_argument("-o", "--output", help="also write thresholds.csv or .parquet")
     p.set_defaults(handler=_thresholds_cmd)

@@ -522,3 +522,51 @@ def test_a_lora_search_reports_the_records_counts_and_agrees_with_petsweep_thres
                 assert row[end] == ran[int(row[f"{end}_budget"])]
         if row["fit"] == "at or below":
             assert row["estimate"] == ran[int(row["estimate_budget"])]
+
+
+def test_petsweep_thresholds_delta_reproduces_the_searchs_low_target(lora_search):
+    """#24 review F4: `petsweep thresholds` had only --epsilon (full-E); its low target was random+0, the
+    search's default random+0.05, so the two tables disagreed by definition. `--delta D --epsilon E` are the
+    search's targets random+D, full-E, on the same records. The row whose estimate is "not reached" beside a
+    smallest_probed that reached the target says why in its note (two definitions, both right)."""
+    import pandas as pd
+
+    root, out, rows = lora_search
+
+    def low_threshold(*options):
+        csv = root / f"thresholds{len(options)}.csv"
+        shown = run_cli("-m", "petsweep.cli", "thresholds", str(root / "t.parquet"), *options, "-o", str(csv))
+        assert shown.returncode == 0, shown.stderr[-2000:]
+        [row] = pd.read_csv(csv).to_dict("records")
+        return row["low_threshold"], row["high_threshold"]
+
+    row = rows["random+0.05"]
+    finite = row["smallest_probed_trainable"] or math.inf  # None in the JSON: infinity
+    assert low_threshold("--delta", "0.05", "--epsilon", "0.01") == (finite, low_threshold()[1])
+    assert low_threshold()[0] == rows["random"]["smallest_probed_trainable"]  # the default: random+0
+    assert math.isinf(low_threshold("--delta", "0.9", "--epsilon", "0.01")[0])  # no mean is 0.9 above random
+    for row in rows.values():  # a note where estimate and smallest_probed disagree on reaching, else none
+        disagree = (row["estimate"] is None) != (row["smallest_probed"] is None)
+        assert bool(row["note"]) == disagree and (f"note: {row['note']}" in out) == disagree
+
+
+def test_a_row_whose_fit_pools_away_the_one_mean_above_the_target_says_so():
+    """#24 review F4's row: means 0.208, 0.167, 0.25, 0.208, 0.208 against random+0.05 = 0.23: the isotonic
+    fit pools the 0.25 away (estimate not reached) while smallest_probed, the first mean above the target,
+    is 316. Both definitions are right; the row's note says which column means what."""
+    from launchers.threshold_sweep import budget_columns, estimate_note
+
+    budgets = [100, 158, 316, 631, 1262]
+    search = CellSearch(budgets, {"random+0.05": 0.23})
+    for k, v in zip(budgets, [0.208, 0.167, 0.25, 0.208, 0.208]):
+        search.add(k, v)
+    counts = {k: (k, k + 1925) for k in budgets}
+    result = search.result("random+0.05")
+    row = {**result, **budget_columns(search, result, "budget", 1925, counts)}
+    assert (row["estimate"], row["fit"], row["smallest_probed"]) == (math.inf, "not reached", 316)
+    note = estimate_note(row)
+    assert note.startswith("a probed mean is above the target at 316 (smallest_probed")
+    assert "fit pools" in note
+    search.add(631, 0.4)  # the fit crosses now: no note
+    result = search.result("random+0.05")
+    assert estimate_note({**result, **budget_columns(search, result, "budget", 1925, counts)}) == ""
