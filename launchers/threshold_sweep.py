@@ -32,6 +32,7 @@ from launchers.expand import axes_of, expand
 from launchers.planning import CachedComposer, PlannedRun, plan
 from launchers.sweep import SWEEP_MARKER, record_sweep, unfinished
 from launchers.threshold_search import CellSearch, SearchSettings, Target, ladder
+from petsweep.records.record import notes
 from petsweep.records.status import RunDir
 from petsweep.records.status import write_json as write_status_json
 from petsweep.spec.errors import ConfigError
@@ -139,6 +140,9 @@ class Cell:
     # requested budget -> (pet_params, trainable_params) its runs' records say: the solver sizes a method to
     # the nearest count it can take, so for every method but APET the run's count differs from the request
     counts: dict[int, tuple[int, int]] = field(default_factory=dict)
+    # requested budget -> its probes whose record says the PET parameters did not move (records.record.STILL):
+    # their score is the head's alone, and a threshold resting on them is the head's (#24 review F8)
+    unmoved: dict[int, int] = field(default_factory=dict)
 
 
 class ThresholdSearch:
@@ -316,7 +320,7 @@ class ThresholdSearch:
         """Rebuild the cell's search from the records on disk."""
         scores: dict[int, list[float]] = {}
         ref_scores: list[float] = []
-        cell.probes, cell.references, cell.counts = {}, {}, {}
+        cell.probes, cell.references, cell.counts, cell.unmoved = {}, {}, {}, {}
         for budget in cell.budgets:
             for seed in range(self.settings.max_seeds):
                 path = self._path(self._probe_overrides(cell, budget, seed))
@@ -327,6 +331,8 @@ class ThresholdSearch:
                     scores.setdefault(budget, []).append(float(record["score"]))
                     counts = int(record["pet_params"]), int(record["trainable_params"])
                     cell.counts.setdefault(budget, counts)
+                    if notes(record):  # PET parameters did not move
+                        cell.unmoved[budget] = cell.unmoved.get(budget, 0) + 1
                     cell.random_guess = float(record["random_guess_score"])
                     cell.backbone_params = int(record["total_params"])
                     if record.get("head_params") is not None:
@@ -414,6 +420,7 @@ class ThresholdSearch:
                 + f", interval ({row['ci_lo']:.4g}, {row['ci_hi']:.4g}], {row['runs']} runs"
                 + ("" if row["monotone"] else ", NOT MONOTONE")
                 + f"; stopped: {row['stopped']}"
+                + unmoved_text(row)
                 + (f"; note: {row['note']}" if row["note"] else "")
             )
         return not failed
@@ -469,6 +476,7 @@ class ThresholdSearch:
                 columns = budget_columns(cell.search, result, self.budget_key, cell.head_params, cell.counts)
                 row.update(columns)
                 row["note"] = estimate_note(row)
+                row["unmoved_probes"] = unmoved_probes(cell.search, row, cell.unmoved)
                 row["scores"] = {str(k): v for k, v in sorted(cell.search.scores.items())}
                 rows.append(row)
         return rows
@@ -494,7 +502,7 @@ class ThresholdSearch:
             "cell", "target", "target_score", "estimate", "fit", "bracket", "ci_lo", "ci_hi", "confidence",
             "runs", "monotone", "status", "stopped", "smallest_probed", "budget_unit", "head_params",
             "smallest_probed_trainable", "backbone_params", "estimate_budget", "bracket_budget",
-            "ci_lo_budget", "ci_hi_budget", "smallest_probed_budget", "note",
+            "ci_lo_budget", "ci_hi_budget", "smallest_probed_budget", "note", "unmoved_probes",
         ]  # fmt: skip
         frame = pd.DataFrame(rows, columns=columns)
         for column in ("bracket", "bracket_budget"):
@@ -578,6 +586,29 @@ def estimate_note(row: dict) -> str:
     return ""
 
 
+def unmoved_probes(search: CellSearch, row: dict, unmoved: dict[int, int]) -> int:
+    """How many of the probes a row's result rests on say "PET parameters did not move" (their record's
+    pet_moved is false: the trained PET parameters changed no dev prediction, so the score is the head's
+    alone, and a threshold resting on them is the head's, not the method's; #24 review F8). A row rests on
+    the probes at its bracket's ends, at smallest_probed and at the two probed budgets around its estimate.
+    They are counted, not dropped: dropping them would change the decisions."""
+    rests = {k for k in row["bracket_budget"] if k is not None}
+    probed = sorted(search.scores)
+    for value in (row["smallest_probed_budget"], row["estimate_budget"]):
+        if probed and math.isfinite(value):
+            rests |= {max([k for k in probed if k <= value], default=probed[0])}
+            rests |= {min([k for k in probed if k >= value], default=probed[-1])}
+    return sum(unmoved.get(k, 0) for k in rests)
+
+
+def unmoved_text(row: dict) -> str:
+    """The summary's and `petsweep status`' mark of a row resting on probes whose PET parameters did not
+    move (a state written before the column has none)."""
+    count = row.get("unmoved_probes") or 0
+    probes = "probe whose PET parameters did" if count == 1 else "probes whose PET parameters did"
+    return f"; rests on {count} {probes} not move (the head's score)" if count else ""
+
+
 def _finite(value):
     """JSON without Infinity: an open end is null."""
     if isinstance(value, float) and not math.isfinite(value):
@@ -612,6 +643,7 @@ def state_text(sweep_dir: Path) -> str | None:
             f"{hi if hi is not None else 'beyond'}], {row['runs']} runs"
             + ("" if row["monotone"] else ", not monotone")
             + (f"; stopped: {row['stopped']}" if row.get("stopped") else "")
+            + unmoved_text(row)
         )
     return "\n".join(lines)
 

@@ -570,3 +570,27 @@ def test_a_row_whose_fit_pools_away_the_one_mean_above_the_target_says_so():
     search.add(631, 0.4)  # the fit crosses now: no note
     result = search.result("random+0.05")
     assert estimate_note({**result, **budget_columns(search, result, "budget", 1925, counts)}) == ""
+
+
+def test_rows_resting_on_probes_whose_pet_parameters_did_not_move_are_marked(lora_search):
+    """#24 review F8: probes recorded "(PET parameters did not move)" (pet_moved false: the head's score
+    alone) decided a low target, and nothing said so. Each row counts the probes it rests on that did not
+    move (`unmoved_probes`), the summary and `petsweep status` mark it; they are counted, not dropped."""
+    root, out, rows = lora_search
+    still: dict[int, int] = {}
+    for path in (root / "search").glob("*/result.json"):
+        record = json.loads(path.read_text())
+        if record["method"] == "lora" and record["pet_moved"] is False:
+            k = int(record["budget"]["requested"])
+            still[k] = still.get(k, 0) + 1
+    assert still  # 4 steps at lr 2e-3: LoRA's B starts at zero and changes no dev prediction
+    status = run_cli("-m", "petsweep.cli", "status", str(root / "search")).stdout
+    for name, row in rows.items():
+        smallest = row["smallest_probed_budget"]
+        lowest = still.get(int(smallest), 0) if smallest else 0  # the probes at smallest_probed, at least
+        assert lowest <= row["unmoved_probes"] <= sum(still.values())
+        assert sum(len(v) for v in row["scores"].values()) == row["runs"]  # none dropped
+        mark = f"rests on {row['unmoved_probes']} probe"
+        lines = [line for line in [*out.splitlines(), *status.splitlines()] if f"  {name}: " in line]
+        assert len(lines) == 2 and all((mark in line) == (row["unmoved_probes"] > 0) for line in lines), lines
+    assert any(row["unmoved_probes"] for row in rows.values())
