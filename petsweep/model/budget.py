@@ -169,7 +169,32 @@ def solve(value, spec, rule: str = "nearest"):
                 )
             _SOLVED[key] = BudgetChoice(value, target, achieved, knobs)
     choice = _SOLVED[key]
+    _check_given(spec.method.config, choice)
     return _with(spec, choice.knobs).method, choice
+
+
+# the knobs whose given value the solver replaces without reading it (DePT's length is read: the solver
+# starts from the configured pairing; selective_module's fraction is cleared: `budget` bounds the fill)
+REPLACED = {**{name: KNOBS[name] for name in ("lora", "adapter", "prompt", "prefix")}, "dept": ("rank",)}
+REPLACED["selective_module"] = ("budget", "fraction")
+
+
+def _check_given(config, choice: BudgetChoice) -> None:
+    """A knob given beside `budget=` was silently replaced (#24 review F7: `method=lora budget=bitfit
+    method.r=5` ran r=3): refused in one line. Given means: a value other than the method's default (its
+    Config's, which the method YAML holds) and other than what the budget chose (a run's config.yaml holds
+    the chosen values, so a recorded config re-resolves). A value equal to the default cannot be told from
+    the composed config and is replaced as before."""
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    for knob in REPLACED.get(config.name, ()):
+        value = getattr(config, knob)
+        if value != defaults[knob] and value != choice.knobs.get(knob, defaults[knob]):
+            chose = f" (it chose {_knob_text(choice.knobs)})" if choice.knobs else ""
+            raise ConfigError(
+                f"method.{knob}",
+                value,
+                f"and budget={choice.requested!r} both size {config.name}; give one{chose}",
+            )
 
 
 def _knob_text(knobs: dict) -> str:
