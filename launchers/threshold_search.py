@@ -73,6 +73,12 @@ class Target:
         """Above full fine-tuning's mean score: accepted (a PET method can beat full fine-tuning)."""
         return self.reference == REFERENCES[-1] and self.offset > 0
 
+    @property
+    def from_runs(self) -> bool:
+        """Its reference is the mean of runs (full fine-tuning's seeds), an estimate; random guessing's is
+        exact."""
+        return self.reference == REFERENCES[-1]
+
     def value(self, references: dict[str, float]) -> float:
         return references[self.reference] + self.offset
 
@@ -94,10 +100,13 @@ def ladder(low: int, high: int, resolution: float = 2.0) -> list[int]:
 
 
 def decision_level(settings: SearchSettings, points: int) -> float:
-    """The one-sided error allowed per decision: the total (1 - confidence) split over the decisions one
-    target's search makes (both ends, then a bisection of the ladder)."""
+    """The one-sided error allowed per look at a budget: the total (1 - confidence) split over the decisions
+    one target's search makes (a bisection of the ladder) and over the looks each decision may take (a
+    budget is tested again each time it gets seeds: testing every look at the full level is optional
+    stopping, whose error grows with the looks). Bonferroni both ways; `looks` is the simulation's choice,
+    not the worst case (see SearchSettings)."""
     decisions = math.ceil(math.log2(max(points, 2)))
-    return (1.0 - settings.confidence) / decisions
+    return (1.0 - settings.confidence) / (decisions * settings.looks)
 
 
 @dataclass(frozen=True)
@@ -109,6 +118,13 @@ class SearchSettings:
     # seeds to decide is called ambiguous early (it sits on the crossing; more seeds there are wasted)
     futility: float = 3.0
     seeds_per_round: int = 2  # seeds one budget gets in one round (a noisy first gap asks for too many)
+    # seeds a budget has before it can be decided: one seed far out in the noise's tail decided budgets far
+    # from the crossing (the simulation at seed sd 0.05..0.12), and every probed budget is a decision
+    min_seeds: int = 2
+    # looks at one budget the decision level is split over: a budget is looked at after 2 seeds, then after
+    # each round's 1-2 more (at most max_seeds - 1 looks); 2, not that worst case, is what the simulation
+    # needs for its intervals to cover at both noise regimes (benchmarks/threshold_search.py)
+    looks: int = 2
 
 
 BELOW, ABOVE, OPEN, AMBIGUOUS = "below", "above", "open", "ambiguous"
@@ -124,6 +140,9 @@ class CellSearch:
     scores: dict[int, list[float]] = field(default_factory=dict)
     # other seed groups of the cell (its full fine-tuning runs) whose spread counts toward the seed noise
     other_seeds: list[list[float]] = field(default_factory=list)
+    # target name -> how many runs its reference score is the mean of (full fine-tuning's seeds): such a
+    # target is itself estimated, with the cell's seed noise; a target not named here is exact (random guess)
+    reference_runs: dict[str, int] = field(default_factory=dict)
 
     def add(self, budget: int, score: float) -> None:
         self.scores.setdefault(int(budget), []).append(float(score))
@@ -140,16 +159,42 @@ class CellSearch:
             return math.nan, 0
         return math.sqrt(sum(((g - g.mean()) ** 2).sum() for g in groups) / dof), dof
 
+    def reference_runs_of(self, target: float) -> int:
+        """How many runs the reference score of `target` is the mean of (0: the target is exact)."""
+        return max((self.reference_runs.get(n, 0) for n, v in self.targets.items() if v == target), default=0)
+
+    def _critical(self, dof: int) -> float:
+        return _t_quantile(1 - decision_level(self.settings, len(self.budgets)), dof)
+
+    def _seeds_needed(self, gap: float, sigma: float, critical: float, target: float) -> float:
+        """Seeds at one budget for a mean `gap` from `target` to be decided: the n where critical x the
+        standard error of (mean - target) equals the gap, infinity where no n does (the target's own
+        error, from its reference runs, is larger than the gap allows)."""
+        if not gap:
+            return math.inf
+        room = (gap / (critical * sigma)) ** 2 - self._reference_share(target)
+        return 1 / room if room > 0 else math.inf
+
+    def _reference_share(self, target: float) -> float:
+        m = self.reference_runs_of(target)
+        return 1 / m if m else 0.0
+
     def side(self, budget: int, target: float) -> str:
-        """Whether the mean score at `budget` is decided below or above `target`, or not yet."""
+        """Whether the mean score at `budget` is decided below or above `target`, or not yet: a one-sided
+        t test of the gap, whose variance is the seed noise's over this budget's seeds plus, for a target
+        set by reference runs (full fine-tuning's), over those runs (sigma^2 (1/n + 1/m): the target is an
+        estimate too)."""
         seen = self.scores.get(budget, [])
         sigma, dof = self.noise()
         if not seen or not dof:
             return OPEN
         if sigma == 0:
             return ABOVE if np.mean(seen) >= target else BELOW
-        t = (np.mean(seen) - target) / (sigma / math.sqrt(len(seen)))
-        critical = _t_quantile(1 - decision_level(self.settings, len(self.budgets)), dof)
+        if len(seen) < min(self.settings.min_seeds, self.settings.max_seeds):
+            return OPEN
+        spread = sigma * math.sqrt(1 / len(seen) + self._reference_share(target))
+        t = (np.mean(seen) - target) / spread
+        critical = self._critical(dof)
         if t >= critical:
             return ABOVE
         if t <= -critical:
@@ -157,8 +202,7 @@ class CellSearch:
         if len(seen) >= self.settings.max_seeds:
             return AMBIGUOUS
         # futility: at the gap seen so far, deciding would take far more seeds than the budget may have
-        gap = abs(np.mean(seen) - target)
-        needed = (critical * sigma / gap) ** 2 if gap else math.inf
+        needed = self._seeds_needed(abs(np.mean(seen) - target), sigma, critical, target)
         if len(seen) >= 2 and needed > self.settings.futility * self.settings.max_seeds:
             return AMBIGUOUS
         return OPEN
@@ -183,7 +227,7 @@ class CellSearch:
         if not dof or len(probed) < 2:
             return True
         means = {k: float(np.mean(self.scores[k])) for k in probed}
-        critical = _t_quantile(1 - decision_level(self.settings, len(self.budgets)), dof)
+        critical = self._critical(dof)
         for i, low in enumerate(probed):
             for high in probed[i + 1 :]:
                 fall = means[low] - means[high]
@@ -223,15 +267,18 @@ class CellSearch:
         side by side instead of one round per seed."""
         seen = self.scores.get(budget, [])
         sigma, dof = self.noise()
-        if not seen:
-            return 1 if dof else 2  # without a noise estimate yet, the first budget takes two seeds
+        first = min(self.settings.min_seeds, self.settings.max_seeds)
+        if not seen:  # without a noise estimate yet, the first budget takes two seeds
+            return max(first, 1 if dof else 2)
         room = self.settings.max_seeds - len(seen)
+        if len(seen) < first:
+            return first - len(seen)
         gap = abs(np.mean(seen) - target)
         if not dof or gap == 0:
             return max(1, room)
-        critical = _t_quantile(1 - decision_level(self.settings, len(self.budgets)), dof)
-        needed = math.ceil((critical * sigma / gap) ** 2) - len(seen)
-        return int(min(max(needed, 1), room, self.settings.seeds_per_round))
+        needed = self._seeds_needed(gap, sigma, self._critical(dof), target)
+        more = math.ceil(needed) - len(seen) if math.isfinite(needed) else room
+        return int(min(max(more, 1), room, self.settings.seeds_per_round))
 
     def next_runs(self) -> list[int]:
         """The budgets of the next round's runs (a budget once per seed it gets), all targets together;

@@ -357,7 +357,10 @@ class ThresholdSearch:
             others = [ref_scores] if ref_scores else []
         else:  # the first probes do not depend on the targets' values: the ladder's middle, two seeds
             values, others = {name: 0.0 for name in self.targets}, []
-        search = CellSearch(cell.budgets, values, self.search_settings, other_seeds=others)
+        runs_behind = {name: len(ref_scores) for name, t in self.targets.items() if t.from_runs and ready}
+        search = CellSearch(
+            cell.budgets, values, self.search_settings, other_seeds=others, reference_runs=runs_behind
+        )
         for budget, values_at in scores.items():
             for score in values_at:
                 search.add(budget, score)
