@@ -24,13 +24,14 @@ def main(cfg: DictConfig) -> float:
         return optimized_value(run(cfg), cfg.optimized_metric)
 
 
-def run_composed(cfg: DictConfig) -> None:
-    """A plain run, as the preflight composed it: Hydra would only compose the same config a second time."""
-    from petsweep.run.app import console_logging, run
+def run_resolved(resolved) -> None:
+    """A plain run, as the preflight composed and validated it (a ResolvedRun): Hydra would only compose the
+    same config a second time."""
+    from petsweep.run.app import console_logging, execute
 
     console_logging()
     with exit_on_user_error():
-        run(cfg)
+        execute(resolved)
 
 
 def stop_on_signals() -> None:
@@ -53,10 +54,10 @@ if __name__ == "__main__":
 
         register_base_nodes()  # the base config nodes, with Hydra's ConfigStore (seconds: the methods, torch)
 
-        composed = preflight(argv)  # an Optuna sweep gains its direction here
+        resolved = preflight(argv)  # an Optuna sweep gains its direction here
     sys.argv[1:] = argv
-    if composed is not None:
-        run_composed(composed)
+    if resolved is not None:
+        run_resolved(resolved)
     else:
         with exit_on_user_error():  # Ctrl-C of a sweep: one line, not Hydra's traceback
             main()

@@ -87,7 +87,7 @@ def local_jobs(
     from launchers.fusion import token_budget, units
 
     solo = {
-        run.path: Job(o, run.cfg, run.path, logs_dir / f"{run.path.name}.log")
+        run.path: Job(o, run.resolved(o), logs_dir / f"{run.path.name}.log")
         for run, o in zip(runs, overrides)
     }
     if fuse < 2:

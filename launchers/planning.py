@@ -21,6 +21,7 @@ from petsweep.records.rehash import stale_record
 from petsweep.records.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
 from petsweep.spec.errors import ConfigError, ConfigErrors, PetsweepError
 from petsweep.spec.identity import plain, run_dir, run_hash, seeded_run_hash, semantic_config
+from petsweep.spec.resolved import ResolvedRun
 
 
 @dataclass
@@ -34,6 +35,11 @@ class PlannedRun:
     status: State
     duplicates: int = 0
     extra: dict = field(default_factory=dict)
+
+    def resolved(self, overrides: list[str] | None = None) -> ResolvedRun:
+        """What crosses into the process that executes the run (petsweep.run.app.execute): the config as
+        planned and validated, its id and directory; `overrides`: what its provenance records."""
+        return ResolvedRun(self.cfg, self.run_hash, str(self.path), overrides)
 
 
 def run_status(path: Path, queue=slurm_queue) -> State:

@@ -47,10 +47,21 @@ class SlurmSettings:
     additional_parameters: dict[str, Any] = field(default_factory=dict)
 
 
+def _resolved(spec: dict) -> dict:
+    """A ResolvedRun's dict; a task pickled before runs crossed as ResolvedRuns (a plain config, requeued
+    after an update) is resolved here, on the node."""
+    if "run_id" in spec:
+        return spec
+    from petsweep.spec.resolved import ResolvedRun
+
+    return ResolvedRun.unvalidated(spec).to_dict()
+
+
 class SlurmRun:
-    """The picklable callable of one array task: its runs (one, or `runs_per_task`), each as the plan composed
-    it with the QUEUED claim it was submitted under, run in this process one after another
-    (petsweep.run.worker's run_job, as a warm local worker runs them). A run that fails is recorded and the
+    """The picklable callable of one array task: its runs (one, or `runs_per_task`), each as the plan resolved
+    it (a ResolvedRun's dict; device and precision are decided on the node) with the QUEUED claim it was
+    submitted under, run in this process one after another (petsweep.run.worker's run_job, as a warm local
+    worker runs them). A run that fails is recorded and the
     next one goes on. A task requeued on SLURM's signal skips the runs it finished; one requeued without
     warning (`scontrol requeue`, a node lost) runs its list again, and COMPLETED runs answer from their
     records."""
@@ -62,7 +73,7 @@ class SlurmRun:
         from petsweep.run.worker import run_job
 
         codes = []
-        for index, (cfg, token) in enumerate(self.runs):
+        for index, (spec, token) in enumerate(self.runs):
             if index in self.ended:
                 continue
             if len(self.runs) > 1:
@@ -73,7 +84,7 @@ class SlurmRun:
                 # not one inherited from the submitting shell; each run of the task its own
                 os.environ["MASTER_PORT"] = str(rendezvous_port(index))
                 submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
-            codes.append(run_job(cfg, token))
+            codes.append(run_job(_resolved(spec), token))
             self.ended.add(index)
         return codes
 
@@ -230,7 +241,8 @@ def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path) -> lis
             try:
                 with executor.batch():
                     jobs = [
-                        executor.submit(SlurmRun([(run.cfg, token) for run, token in task])) for task in array
+                        executor.submit(SlurmRun([(run.resolved().to_dict(), token) for run, token in task]))
+                        for task in array
                     ]
             except Exception as err:
                 for task in array:

@@ -19,25 +19,33 @@ from pathlib import Path
 
 from petsweep.records.status import COMPLETED, LAUNCHED_AT_ENV, RUNNING, RunDir
 from petsweep.run.spawn import exit_text
+from petsweep.spec.resolved import ResolvedRun
 
 CLOSE_TIMEOUT_S = 30
 
 
 @dataclass
 class Job:
-    """One run as the pool hands it out: the overrides a fresh `run.py` takes, the config the plan composed
-    (what a warm worker takes), the run dir, and where its output goes; or a fused group of such runs
-    (`members`), which a warm worker trains together (launchers/fusion.py)."""
+    """One run as the pool hands it out: the overrides a fresh `run.py` takes, the run as the plan resolved
+    it (what a warm worker takes), and where its output goes; or a fused group of such runs (`members`),
+    which a warm worker trains together (launchers/fusion.py)."""
 
     overrides: list[str]
-    cfg: dict
-    path: Path
+    resolved: ResolvedRun
     log: Path
     members: list[Job] = field(default_factory=list)
 
     @classmethod
     def group(cls, members: list[Job], log: Path) -> Job:
-        return cls([], members[0].cfg, members[0].path, log, members)
+        return cls([], members[0].resolved, log, members)
+
+    @property
+    def cfg(self) -> dict:
+        return self.resolved.config
+
+    @property
+    def path(self) -> Path:
+        return Path(self.resolved.run_dir)
 
     @property
     def runs(self) -> list[Job]:
@@ -77,11 +85,11 @@ class Worker:
     def run(self, job: Job, threads: int) -> list[int]:
         """Run `job` (a run, or a fused group) in this worker: an exit code per run, or for each the negative
         signal that killed the worker."""
-        cfgs = [dict(r.cfg, trainer=dict(r.cfg["trainer"], num_threads=threads)) for r in job.runs]
-        if job.members:
-            request = {"group": cfgs, "overrides": [run.overrides for run in job.members]}
-        else:
-            request = {"config": cfgs[0], "overrides": job.overrides}
+        specs = [
+            r.resolved.with_config(dict(r.cfg, trainer=dict(r.cfg["trainer"], num_threads=threads))).to_dict()
+            for r in job.runs
+        ]
+        request = {"group": specs} if job.members else {"run": specs[0]}
         try:
             self.proc.stdin.write(json.dumps({**request, "log": str(job.log)}) + "\n")
             self.proc.stdin.flush()

@@ -109,15 +109,17 @@ def preflight(argv: list[str]):
     --config-path) are left to Hydra; --cfg only composes.
 
     Returns:
-        The composed config when the command line is one plain run (no -m, no Hydra flag or hydra.* setting
-        that only Hydra's own start would honour): run.py runs it as composed here, without composing again.
+        The run, resolved (petsweep.spec.resolved.ResolvedRun, typed), when the command line is one plain run
+        (no -m, no Hydra flag or hydra.* setting that only Hydra's own start would honour): run.py executes it
+        as composed and validated here, without composing or validating again.
 
     Raises:
         ConfigError: on the first unknown option, unknown key or invalid value, before anything runs.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    from petsweep.spec.config import compose, resolve_run
+    from petsweep.spec.config import compose
+    from petsweep.spec.resolved import ResolvedRun
 
     args = _hydra_args(argv)
     hydra_own = args.shell_completion or args.help or args.hydra_help or args.version
@@ -170,7 +172,7 @@ def preflight(argv: list[str]):
         for variant in variants:
             cfg = compose(variant, config_name=config_name)
             if args.cfg is None and args.info is None:
-                resolve_run(cfg)
+                resolved = ResolvedRun.of(cfg)
     hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
     if args.multirun:  # the launcher and sweeper the command line picks, with their hydra.* settings
         _check_launcher(variants[0] + hydra_args, config_name)
@@ -178,7 +180,7 @@ def preflight(argv: list[str]):
     hydra_settings = [o for o in args.overrides if o.lstrip("+~").startswith("hydra")]
     plain_run = not (args.multirun or args.cfg or args.info or args.resolve or args.package)
     if plain_run and len(variants) == 1 and all(o.startswith("hydra.searchpath=") for o in hydra_settings):
-        return cfg
+        return resolved
     return None
 
 

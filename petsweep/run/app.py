@@ -42,7 +42,9 @@ from petsweep.records.status import (
 from petsweep.run import spawn
 from petsweep.spec.config import RunSpec, resolve_run
 from petsweep.spec.errors import PetsweepError, RunCancelled
-from petsweep.spec.identity import run_dir, run_hash, run_slug, semantic_config, sha256_file
+from petsweep.spec.identity import run_slug, semantic_config, sha256_file
+from petsweep.spec.resolved import ResolvedRun
+from petsweep.spec.typecheck import plain
 from petsweep.tasks import prepare_task
 from petsweep.train import preemption, ranks, resources
 from petsweep.train.checkpoint import save_file
@@ -65,7 +67,13 @@ UNRECORDED: list[Path] = []
 
 
 def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
-    """Run (or resume, or just report) the run that `cfg` describes; returns its result record.
+    """Validate and run the composed config `cfg` in this process (execute); returns its result record."""
+    return execute(ResolvedRun.of(cfg), claim_token)
+
+
+def execute(resolved: ResolvedRun, claim_token: str | None = None) -> dict:
+    """Run (or resume, or just report) the run that `resolved` describes; returns its result record. The one
+    way a run executes, in any process: run.py, a warm worker, a SLURM task, a rank child.
 
     Args:
         claim_token: the QUEUED claim a cluster job was submitted under (launchers.slurm), so the job can take
@@ -74,16 +82,20 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
     A run of several ranks is started here as that many processes (petsweep.run.spawn), unless this process is
     already one of them (a SLURM task, or a spawned rank); rank 0 owns the run's records.
     """
-    spec = resolve_run(cfg)  # every config check happens here, before anything is written
-    run_path = RunDir(run_dir(cfg))
+    spec, cfg = typed(resolved)  # every config check happens here, before anything is written
+    run_path = RunDir(Path(resolved.run_dir))
     result = reusable_result(run_path.path)  # a COMPLETED record of this identity (not one of an older rule)
     if result is not None:
         if ranks.current().main:
             print(summary_text(result, run_path, reused=True))
             keep_only(run_path, spec.trainer.keep)  # a kill between its record and its pruning left files
         return result
+    # the check of frozen_dtype=bf16 reads the precision; else it is asked below, where the run trains
+    trainer = spec.trainer
+    asks = trainer.frozen_dtype == "bf16" and trainer.precision == "auto"
+    resolved = decide_device(resolved.with_config(plain(cfg)), spec, ask_cuda=asks)
     counts = check_on_meta(spec)  # the method fits this backbone: checked before anything is claimed
-    _check_bf16_compute(spec)
+    _check_bf16_compute(spec, resolved)
     init_source = (
         resolve_source(spec.method.config.init_from, spec.runs_root) if spec.method.config.init_from else None
     )
@@ -91,24 +103,56 @@ def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
     _check_counted_ranks(cfg, me.world if me.distributed else world)
     check_ranks(spec, me.world if me.distributed else world, counts.total_params, counts.trainable_params)
     if world > 1 and not me.distributed:
-        return spawn.run_ranks(cfg, world, run_path, _threads_per_rank(spec, world))
-    from petsweep.train.loop import pick_device
+        return spawn.run_ranks(resolved, world, run_path, _threads_per_rank(spec, world))
+    import torch
 
+    resolved = decide_device(resolved, spec)
     try:
-        joined = ranks.init(me, ranks.device(pick_device(spec.trainer), me))
+        joined = ranks.init(me, ranks.device(torch.device(resolved.device), me))
     except Exception as err:  # the ranks never met: say so on the run this job was submitted for
         status = run_path.status() or {}
         if me.main and claim_token is not None and status.get("token") == claim_token:
             run_path.set_status(FAILED, error=f"rank {me.rank} could not join the others: {err}"[:500])
         raise
     try:
-        return _run_as_rank(spec, cfg, run_path, init_source, claim_token, me)
+        return _run_as_rank(spec, cfg, resolved, run_path, init_source, claim_token, me)
     finally:
         if joined:  # a one-rank DeepSpeed run keeps its group: DeepSpeed caches it for the next run
             ranks.shutdown()
 
 
-def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: ranks.Ranks) -> dict:
+def typed(resolved: ResolvedRun) -> tuple[RunSpec, DictConfig]:
+    """The run's typed spec and its config as a DictConfig (config.yaml, W&B): the one validation in this
+    process, none where the process that resolved it typed it already (run.py's preflight). resolve_run
+    writes what `budget` resolved to into the config, as the run's config.yaml has always read."""
+    if resolved.typed is not None:
+        spec = resolved.typed
+        cfg = spec.config if isinstance(spec.config, DictConfig) else OmegaConf.create(resolved.config)
+        return spec, cfg
+    cfg = OmegaConf.create(resolved.config)
+    return resolve_run(cfg), cfg
+
+
+def decide_device(resolved: ResolvedRun, spec: RunSpec, ask_cuda: bool = True) -> ResolvedRun:
+    """Device and precision, decided once for the run on the machine that executes it (kept where a parent
+    process decided them: a rank child); every later reader (the checks, the ranks' rendezvous, sharded
+    loading, importance, Training) reads them from the spec. `ask_cuda=False`: precision=auto on a GPU is
+    left undecided, since asking CUDA whether it computes in bf16 starts CUDA in this process (the parent of
+    a multi-rank run trains on no GPU); the process that trains decides it."""
+    from petsweep.train.loop import pick_device, use_bf16
+
+    device = resolved.device or pick_device(spec.trainer).type
+    precision = resolved.precision
+    if precision is None and (ask_cuda or spec.trainer.precision != "auto" or device != "cuda"):
+        import torch
+
+        precision = "bf16" if use_bf16(spec.trainer, torch.device(device)) else "fp32"
+    return resolved.decided(device, precision)
+
+
+def _run_as_rank(
+    spec, cfg, resolved: ResolvedRun, run_path: RunDir, init_source, claim_token, me: ranks.Ranks
+) -> dict:
     previous = cancel_on_sigterm()  # before the claim: `petsweep cancel`'s SIGTERM must find its handler
     try:
         refused = ranks.from_main(lambda: claim_run(run_path, cfg, claim_token))
@@ -123,7 +167,7 @@ def _run_as_rank(spec, cfg, run_path: RunDir, init_source, claim_token, me: rank
     try:
         stop_if_sweep_cancelled(run_path)
         with run_path.heartbeat() if me.main else contextlib.nullcontext():
-            result = _execute(spec, cfg, run_path, init_source, me)
+            result = _execute(spec, cfg, resolved, run_path, init_source, me)
     except BaseException as err:
         if not me.main:
             raise
@@ -209,21 +253,19 @@ def optimized_value(result: dict, name: str) -> float:
     return float(result["metrics"][name.removeprefix("test/")])
 
 
-def _check_bf16_compute(spec: RunSpec) -> None:
+def _check_bf16_compute(spec: RunSpec, resolved: ResolvedRun) -> None:
     """frozen_dtype=bf16 needs bf16 compute: precision=auto resolves to fp32 on a device without it (train.py
     use_bf16), and fp32 activations meeting bf16 weights crashed after the claim (the explicit precision=fp32
     is refused in config.TrainerConfig)."""
     from petsweep.spec.errors import ConfigError
-    from petsweep.train.loop import pick_device, use_bf16
 
     trainer = spec.trainer
     if trainer.frozen_dtype == "bf16" and trainer.precision == "auto":
-        device = pick_device(trainer)
-        if not use_bf16(trainer, device):
+        if resolved.precision != "bf16":
             raise ConfigError(
                 "trainer.frozen_dtype",
                 "bf16",
-                f"needs bf16 compute, which trainer.precision=auto does not give on {device}: "
+                f"needs bf16 compute, which trainer.precision=auto does not give on {resolved.device}: "
                 "set trainer.precision=bf16, or trainer.frozen_dtype to fp32 or auto",
             )
 
@@ -331,6 +373,7 @@ class Prepared:
 
     spec: RunSpec
     cfg: DictConfig
+    resolved: ResolvedRun  # its id, and the device and precision decided for it
     run_path: RunDir
     me: ranks.Ranks
     started: float  # when preparing began: wall_time_s counts from here
@@ -347,7 +390,9 @@ class Prepared:
     load_s: float
 
 
-def prepare(spec: RunSpec, cfg, run_path: RunDir, init_source: Path | None, me: ranks.Ranks) -> Prepared:
+def prepare(
+    spec: RunSpec, cfg, resolved: ResolvedRun, run_path: RunDir, init_source: Path | None, me: ranks.Ranks
+) -> Prepared:
     """Seed, read the data, load the backbone, attach the method: everything before the first step."""
     started = time.time()
     if spec.trainer.num_threads:
@@ -368,10 +413,11 @@ def prepare(spec: RunSpec, cfg, run_path: RunDir, init_source: Path | None, me: 
 
     data = prepare_task(spec.task, spec.seed)
     zero = chosen_preset(spec.deepspeed, meta.total_params, meta.trainable_params)
-    sharded = _sharded_loading(spec, zero, me)  # kept alive until training ends: HF asks it while loading
+    # kept alive until training ends: HF asks it while loading
+    sharded = _sharded_loading(spec, resolved, zero, me)
     model, tokenizer = load_pretrained(spec.backbone, spec.task.num_labels)
     objective = make_objective(spec.backbone.family, spec.task, data, tokenizer)
-    importance = _importance(spec, objective, data, run_path)
+    importance = _importance(spec, resolved, objective, data, run_path)
     stage_steps = spec.method.stage_steps(spec.trainer.max_steps)
     staged = len(stage_steps) > 1 and not spec.trainer.eval_only  # evaluation has every stage attached
     attached, counts = attach_method(
@@ -409,17 +455,17 @@ def prepare(spec: RunSpec, cfg, run_path: RunDir, init_source: Path | None, me: 
         else None
     )
     return Prepared(
-        spec, cfg, run_path, me, started, prov, data, zero, sharded, objective, attached, counts,
-        initialised, stages, _tracker(spec, cfg, run_path, me), load_s,
+        spec, cfg, resolved, run_path, me, started, prov, data, zero, sharded, objective, attached, counts,
+        initialised, stages, _tracker(spec, cfg, resolved, run_path, me), load_s,
     )  # fmt: skip
 
 
-def _tracker(spec: RunSpec, cfg, run_path: RunDir, me: ranks.Ranks):
+def _tracker(spec: RunSpec, cfg, resolved: ResolvedRun, run_path: RunDir, me: ranks.Ranks):
     if not me.main:
         return NullTracker()
     from petsweep.records.labels import of_run, wandb_name, wandb_tags
 
-    full_hash = run_hash(cfg)
+    full_hash = resolved.run_id
     label = of_run(run_path.path)  # what tells it apart from its sweep's other runs (their sweep.json)
     config = OmegaConf.to_container(cfg, resolve=True)
     return Tracker(
@@ -447,6 +493,7 @@ def training_of(p: Prepared):
         list(p.attached.groups),
         p.tracker,
         p.zero,
+        (p.resolved.device, p.resolved.precision == "bf16"),
         p.stages,
         list(p.attached.buffers),
     )
@@ -469,7 +516,7 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
         write_json(p.run_path.path / "provenance.json", p.prov)
     result = RunRecord(
         status=COMPLETED.value,
-        run_id=run_hash(cfg),
+        run_id=p.resolved.run_id,
         backbone=spec.backbone.name,
         method=spec.method.config.name,
         task=spec.task.name,
@@ -496,18 +543,21 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
 
 
 def _execute(
-    spec: RunSpec, cfg: DictConfig, run_path: RunDir, init_source: Path | None, me: ranks.Ranks
+    spec: RunSpec,
+    cfg: DictConfig,
+    resolved: ResolvedRun,
+    run_path: RunDir,
+    init_source: Path | None,
+    me: ranks.Ranks,
 ) -> dict:
     from petsweep.train.loop import train_alone
 
-    prepared = prepare(spec, cfg, run_path, init_source, me)
+    prepared = prepare(spec, cfg, resolved, run_path, init_source, me)
     return record(prepared, train_alone(training_of(prepared)))
 
 
-def _sharded_loading(spec: RunSpec, zero, me: ranks.Ranks):
-    from petsweep.train.loop import pick_device, use_bf16
-
-    bf16 = use_bf16(spec.trainer, ranks.device(pick_device(spec.trainer), me))
+def _sharded_loading(spec: RunSpec, resolved: ResolvedRun, zero, me: ranks.Ranks):
+    bf16 = resolved.precision == "bf16"
     sharded = sharded_loading(zero, spec.method, spec.trainer, bf16, me.world)
     if zero.stage == 3 and sharded is None:
         log.info(
@@ -517,10 +567,11 @@ def _sharded_loading(spec: RunSpec, zero, me: ranks.Ranks):
     return sharded
 
 
-def _importance(spec: RunSpec, objective, data, run_path: RunDir):
+def _importance(spec: RunSpec, resolved: ResolvedRun, objective, data, run_path: RunDir):
     """The gradient importance a method may score matrices by (OPF), over this run's training data."""
+    import torch
+
     from petsweep.train.importance import GradientImportance
-    from petsweep.train.loop import pick_device
 
     scored = getattr(spec.method.config, "score_batches", None)
     return GradientImportance(
@@ -528,7 +579,7 @@ def _importance(spec: RunSpec, objective, data, run_path: RunDir):
         data.train,
         spec.trainer,
         spec.seed,
-        pick_device(spec.trainer),
+        torch.device(resolved.device),
         run_path.path / "importance.json",
         scored,
     )

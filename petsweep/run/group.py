@@ -15,11 +15,11 @@ import contextlib
 import contextvars
 import logging
 import traceback
-
-from omegaconf import OmegaConf
+from pathlib import Path
 
 from petsweep.records.status import RunDir
 from petsweep.spec.errors import EXIT_CANCELLED, EXIT_FAILED, PetsweepError, RunCancelled
+from petsweep.spec.resolved import ResolvedRun
 from petsweep.train import ranks, resources
 
 log = logging.getLogger("petsweep")
@@ -44,8 +44,9 @@ def _own_lines(run_path: RunDir):
 class _Run:
     """A member as the group sees it: config, claim, and what became of it."""
 
-    def __init__(self, cfg, spec, run_path: RunDir, overrides: list[str] | None = None):
-        self.cfg, self.spec, self.run_path, self.overrides = cfg, spec, run_path, overrides
+    def __init__(self, cfg, spec, resolved: ResolvedRun, run_path: RunDir):
+        self.cfg, self.spec, self.resolved, self.run_path = cfg, spec, resolved, run_path
+        self.overrides = resolved.overrides
         self.prepared = None
         self.code: int | None = None
         self.beats = contextlib.ExitStack()  # its heartbeat, from its claim until it ends
@@ -62,23 +63,22 @@ def _ended(run: _Run, code: int) -> None:
     run.beats.close()  # a run that ended beats no more, while the others of its group go on
 
 
-def _claim_all(cfgs: list[dict], codes: list[int | None], overrides: list, runs: list) -> None:
-    """Each config validated and claimed as `run.py` would, into `runs` as (index, _Run) (filled as it goes:
-    a signal midway leaves the claims made so far there); a finished run answers from its record."""
+def _claim_all(members: list[ResolvedRun], codes: list[int | None], runs: list) -> None:
+    """Each member typed (its one validation in this process) and claimed as `execute` would, into `runs` as
+    (index, _Run) (filled as it goes: a signal midway leaves the claims made so far there); a finished run
+    answers from its record."""
     from petsweep.records.rehash import reusable_result
-    from petsweep.run.app import claim_run, keep_only, summary_text
-    from petsweep.spec.config import resolve_run
+    from petsweep.run.app import claim_run, decide_device, keep_only, summary_text, typed
     from petsweep.spec.errors import report_user_error
-    from petsweep.spec.identity import run_dir
+    from petsweep.spec.typecheck import plain
 
-    for k, plain in enumerate(cfgs):
-        cfg = OmegaConf.create(plain)
+    for k, resolved in enumerate(members):
         try:
-            spec = resolve_run(cfg)
+            spec, cfg = typed(resolved)
         except PetsweepError as err:
             codes[k] = report_user_error(err)
             continue
-        run_path = RunDir(run_dir(cfg))
+        run_path = RunDir(Path(resolved.run_dir))
         try:
             reused = reusable_result(run_path.path)
         except PetsweepError as err:
@@ -93,7 +93,8 @@ def _claim_all(cfgs: list[dict], codes: list[int | None], overrides: list, runs:
         if refused:
             codes[k] = report_user_error(PetsweepError(refused))
             continue
-        runs.append((k, _Run(cfg, spec, run_path, overrides[k])))
+        resolved = decide_device(resolved.with_config(plain(cfg)), spec)
+        runs.append((k, _Run(cfg, spec, resolved, run_path)))
 
 
 def _fail(run: _Run, err: BaseException, trace: str) -> None:
@@ -129,11 +130,25 @@ def check_members(cfgs: list[dict]) -> None:
 
 
 def run_group(cfgs: list[dict], overrides: list[list[str]] | None = None) -> list[int]:
-    """Run the fused group `cfgs` (launchers/fusion.py chose them); an exit code per run, as run.py's.
-    `overrides`: each member's command-line overrides, for its provenance."""
+    """execute_group of configs not planned (in-process callers, tests): each member's id and directory are
+    made here, and execute_group validates it. `overrides`: each member's command-line overrides."""
+    from petsweep.spec.errors import report_user_error
+
+    try:
+        check_members(cfgs)
+        members = [ResolvedRun.unvalidated(c, o) for c, o in zip(cfgs, overrides or [None] * len(cfgs))]
+    except PetsweepError as err:
+        return [report_user_error(err)] * len(cfgs)
+    return execute_group(members)
+
+
+def execute_group(members: list[ResolvedRun]) -> list[int]:
+    """Run the fused group `members` (launchers/fusion.py chose them), the one way a group executes; an exit
+    code per run, as run.py's."""
     from petsweep.run.app import cancel_on_sigterm, log_to_run, restore_signals
     from petsweep.spec.errors import report_user_error
 
+    cfgs = [m.config for m in members]
     try:
         check_members(cfgs)
     except PetsweepError as err:
@@ -143,10 +158,10 @@ def run_group(cfgs: list[dict], overrides: list[list[str]] | None = None) -> lis
     claimed: list = []
     me = ranks.current()
     try:
-        _claim_all(cfgs, codes, overrides or [None] * len(cfgs), claimed)
+        _claim_all(members, codes, claimed)
     except RunCancelled as err:  # stopped while claiming: the claims made end CANCELLED, the rest never start
         restore_signals(previous)
-        return _cancelled_while_claiming(cfgs, codes, claimed, err, me)
+        return _cancelled_while_claiming(members, codes, claimed, err, me)
     handlers = []
     for _, run in claimed:
         handlers.append(log_to_run(run.run_path, me))
@@ -180,22 +195,21 @@ def run_group(cfgs: list[dict], overrides: list[list[str]] | None = None) -> lis
     return codes
 
 
-def _cancelled_while_claiming(cfgs, codes, claimed, err: RunCancelled, me) -> list[int]:
+def _cancelled_while_claiming(members, codes, claimed, err: RunCancelled, me) -> list[int]:
     from petsweep.run.app import cancel_own_claim, record_failure
-    from petsweep.spec.identity import run_dir
 
     for _, run in claimed:
         record_failure(run.run_path, err, traceback.format_exc())
     done = {k for k, _ in claimed}
-    for k, plain in enumerate(cfgs):
+    for k, member in enumerate(members):
         if codes[k] is None and k not in done:  # the one being claimed when the signal came, if it was
-            cancel_own_claim(RunDir(run_dir(plain)), err, me)
+            cancel_own_claim(RunDir(Path(member.run_dir)), err, me)
     return [EXIT_CANCELLED if code is None else code for code in codes]
 
 
 def _train_and_record(runs: list[_Run]) -> None:
     from petsweep.run.app import prepare, record, record_completed, stop_if_sweep_cancelled, training_of
-    from petsweep.spec.identity import run_hash, run_slug
+    from petsweep.spec.identity import run_slug
     from petsweep.train.fused import Member, share_frozen, train_together
     from petsweep.train.tracking import alongside_others
 
@@ -207,7 +221,7 @@ def _train_and_record(runs: list[_Run]) -> None:
                 stop_if_sweep_cancelled(run.run_path)
                 resources.use_overrides(run.overrides)  # its provenance.json records its own
                 with alongside_others():  # each member its own W&B run
-                    run.prepared = prepare(run.spec, run.cfg, run.run_path, None, me)
+                    run.prepared = prepare(run.spec, run.cfg, run.resolved, run.run_path, None, me)
                 if building:  # one copy of the frozen backbone for the whole group
                     share_frozen(run.prepared.attached.model, building[0].prepared.attached.model)
                 building.append(run)
@@ -227,7 +241,7 @@ def _train_and_record(runs: list[_Run]) -> None:
     log.info("training %d runs together on one frozen %s", len(members), built[0].spec.backbone.name)
     pad_id = built[0].prepared.objective.pad_id
     models = [run.prepared.attached.model for run in built]
-    ids = [run_hash(run.cfg) for run in built]
+    ids = [run.resolved.run_id for run in built]
 
     def ended(i: int) -> None:
         """Member i's record as soon as it ends (its result and COMPLETED, or FAILED with its error)."""

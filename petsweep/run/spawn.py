@@ -1,5 +1,6 @@
 """Local multi-rank runs, torchrun-style: the process that was asked for a run of G ranks starts G copies of
-it (`python -m petsweep.run.worker --rank <config>`, RANK/WORLD_SIZE/MASTER_* set) and supervises them.
+it (`python -m petsweep.run.worker --rank <spec file>`: the run's ResolvedRun as JSON; RANK, WORLD_SIZE and
+MASTER_* set) and supervises them.
 
 Rank 0 owns the run's records exactly as a SLURM task of rank 0 does. The parent only steps in when a rank
 dies: it stops the others (they would wait in a collective until the timeout) and records the run FAILED with
@@ -17,10 +18,9 @@ import sys
 import tempfile
 import time
 
-from omegaconf import OmegaConf
-
 from petsweep.records.status import RUNNING, RunDir
 from petsweep.spec.errors import PetsweepError
+from petsweep.spec.resolved import ResolvedRun
 
 POLL_S = 0.2
 
@@ -62,14 +62,14 @@ def exit_text(code: int) -> str:
     return f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with {code}"
 
 
-def run_ranks(cfg, world: int, run_path: RunDir, threads: int | None = None) -> dict:
-    """Run `cfg` as `world` local processes; returns rank 0's result record (or raises with the failure)."""
-    resolved = OmegaConf.to_container(cfg, resolve=True)
-    resolved.pop("hydra", None)
+def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int | None = None) -> dict:
+    """Run `resolved` as `world` local processes, each handed the spec as resolved here (device decided);
+    returns rank 0's result record (or raises with the failure)."""
     if threads:  # each rank its share of the run's threads (not part of the identity)
-        resolved["trainer"]["num_threads"] = threads
-    with tempfile.NamedTemporaryFile("w", suffix=".yaml", delete=False) as fh:
-        fh.write(OmegaConf.to_yaml(OmegaConf.create(resolved)))
+        config = dict(resolved.config, trainer=dict(resolved.config["trainer"], num_threads=threads))
+        resolved = resolved.with_config(config)
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
+        json.dump(resolved.to_dict(), fh)
     port = _free_port()
     procs = [
         subprocess.Popen(

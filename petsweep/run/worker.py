@@ -1,9 +1,10 @@
 """Warm workers: one process that imports torch, transformers and peft once and runs runs one after another.
 
 A sweep of short runs paid about 13 s per run for a fresh `python run.py` (imports, two Hydra compositions)
-against seconds of work. A worker takes each run's config as the sweep planned it (composed once, by the
-plan), runs it in-process exactly as `run.py` would, and reports an exit code that means what `run.py`'s
-would: 0 done, 1 a failure (recorded FAILED with its traceback), 2 a config refused, 143 cancelled.
+against seconds of work. A worker takes each run as the sweep planned it (a ResolvedRun: composed and
+validated once, by the plan), runs it in-process exactly as `run.py` would (petsweep.run.app.execute), and
+reports an exit code that means what `run.py`'s would: 0 done, 1 a failure (recorded FAILED with its
+traceback), 2 a config refused, 143 cancelled.
 
 The local launcher talks to a worker over two pipes: jobs arrive on stdin as JSON lines, and each answer
 goes back on the file descriptor named on the command line, since stdout and stderr are the current run's
@@ -11,7 +12,7 @@ log file. A worker that dies mid-run (segfault, OOM kill, kill -9) is seen by th
 the run FAILED with the signal (launchers.local).
 
     python -m petsweep.run.worker <answer fd>
-    python -m petsweep.run.worker --rank <config file>     # one rank of a multi-rank run (petsweep.run.spawn)
+    python -m petsweep.run.worker --rank <spec file>       # one rank of a multi-rank run (petsweep.run.spawn)
 """
 
 from __future__ import annotations
@@ -27,21 +28,22 @@ from pathlib import Path
 from petsweep.spec.errors import EXIT_FAILED
 
 
-def run_job(cfg: dict, claim_token: str | None = None, overrides: list[str] | None = None) -> int:
-    """Run one planned run in this process; returns the exit code `python run.py` would have returned.
+def run_job(resolved: dict, claim_token: str | None = None) -> int:
+    """Run one planned run (a ResolvedRun's dict) in this process; returns the exit code `python run.py`
+    would have returned.
 
     A failure is recorded on the run by petsweep.run.app (FAILED, error.txt) before it reaches here; this
     prints what run.py would print and returns, so the next run of the worker goes on.
     """
-    from omegaconf import OmegaConf
-
-    from petsweep.run.app import run
+    from petsweep.run.app import execute
     from petsweep.spec.errors import RunCancelled, report_user_error
+    from petsweep.spec.resolved import ResolvedRun
     from petsweep.train import resources
 
-    resources.begin_run(overrides)  # its peak memory, start-up time and overrides are its own
+    run = ResolvedRun.from_dict(resolved)
+    resources.begin_run(run.overrides)  # its peak memory, start-up time and overrides are its own
     try:
-        run(OmegaConf.create(cfg), claim_token=claim_token)
+        execute(run, claim_token=claim_token)
         return 0
     except (Exception, RunCancelled) as err:
         status = report_user_error(err)
@@ -53,19 +55,20 @@ def run_job(cfg: dict, claim_token: str | None = None, overrides: list[str] | No
         _release_memory()
 
 
-def run_fused(cfgs: list[dict], overrides: list[list[str]] | None = None) -> list[int]:
-    """Train a fused group (petsweep.run.group) in this process; an exit code per run. `overrides`: each
-    member's own command-line overrides (what its provenance.json records)."""
-    from petsweep.run.group import run_group
+def run_fused(members: list[dict]) -> list[int]:
+    """Train a fused group (petsweep.run.group) of planned runs (ResolvedRun dicts, each with its own
+    command-line overrides for its provenance.json) in this process; an exit code per run."""
+    from petsweep.run.group import execute_group
+    from petsweep.spec.resolved import ResolvedRun
     from petsweep.train import resources
 
     resources.begin_run()
     try:
-        return run_group(cfgs, overrides)
+        return execute_group([ResolvedRun.from_dict(m) for m in members])
     except Exception:  # what no member's own handling caught: every run of the group failed
         with contextlib.suppress(OSError):
             traceback.print_exc()
-        return [EXIT_FAILED] * len(cfgs)
+        return [EXIT_FAILED] * len(members)
     finally:
         _release_memory()
 
@@ -104,8 +107,8 @@ def output_to(log_file: Path):
 
 
 def serve(answers) -> None:
-    """Take jobs from stdin until it closes, {"config": {...}, "log": path} or {"group": [...], "log": path};
-    answer each with {"codes": [int, ...]}, a code per run."""
+    """Take jobs from stdin until it closes, {"run": {...}, "log": path} or {"group": [...], "log": path}
+    (ResolvedRun dicts); answer each with {"codes": [int, ...]}, a code per run."""
     from petsweep.run import app
     from petsweep.run.app import console_logging  # the imports a run needs, paid once, before the first job
 
@@ -113,10 +116,7 @@ def serve(answers) -> None:
     for line in sys.stdin:
         job = json.loads(line)
         with output_to(Path(job["log"])):
-            if "group" in job:
-                codes = run_fused(job["group"], job.get("overrides"))
-            else:
-                codes = [run_job(job["config"], overrides=job.get("overrides"))]
+            codes = run_fused(job["group"]) if "group" in job else [run_job(job["run"])]
         # a run whose end could not be recorded (a full disk) reads RUNNING under this pid: the worker exits,
         # so that it reads INTERRUPTED, and says so in its answer (the launcher starts a fresh one)
         answers.write(json.dumps({"codes": codes, "exiting": bool(app.UNRECORDED)}) + "\n")
@@ -125,17 +125,17 @@ def serve(answers) -> None:
             return
 
 
-def run_rank(config_file: str) -> int:
-    """One rank of a multi-rank run that petsweep.run.spawn started: the same run, joined to the others
-    through the environment the parent set."""
-    from omegaconf import OmegaConf
-
-    from petsweep.run.app import run
+def run_rank(spec_file: str) -> int:
+    """One rank of a multi-rank run that petsweep.run.spawn started: the same run (its ResolvedRun, device
+    and precision as the parent decided them), joined to the others through the environment the parent
+    set."""
+    from petsweep.run.app import execute
     from petsweep.spec.errors import exit_on_user_error
+    from petsweep.spec.resolved import ResolvedRun
 
-    cfg = OmegaConf.load(config_file)
+    resolved = ResolvedRun.from_dict(json.loads(Path(spec_file).read_text()))
     with exit_on_user_error():
-        run(cfg)
+        execute(resolved)
     return 0
 
 

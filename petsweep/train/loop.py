@@ -223,15 +223,18 @@ class Training:
         groups: list[ParamGroup],
         tracker: Tracker,
         zero: DeepSpeedConfig,
+        decided: tuple[str, bool],
         stages: Stages | None = None,
         buffers: list[torch.Tensor] = (),
     ):
+        """`decided`: the run's device ("cpu", "cuda": each rank takes its own GPU of it) and whether it
+        computes in bf16, as the run decided them once (petsweep.run.app.decide_device)."""
         trainer = spec.trainer
         self.spec, self.run, self.objective, self.data, self.tracker = spec, run, objective, data, tracker
         self.stages = stages or Stages([trainer.max_steps])
         self.me = me = ranks.current()
-        self.device = device = ranks.device(pick_device(trainer), me)
-        self.bf16 = use_bf16(trainer, device)
+        self.device = device = ranks.device(torch.device(decided[0]), me)
+        self.bf16 = decided[1]
         self.backbone_dtype = hold_frozen(model, frozen_dtype(trainer, self.bf16), len(self.stages.steps) > 1)
         model.to(device).train()
         objective.synced_generation = me.distributed and zero.stage == 3  # every rank steps generate together
