@@ -117,7 +117,7 @@ def threshold_figure(table: pd.DataFrame, path: Path) -> Path:
     low, high = ax.get_ylim()
     ax.set_ylim(min(low, floor) if math.isfinite(floor) else low, max(high, ceiling))
     ax.set_xlabel("backbone parameters")
-    ax.set_ylabel("threshold budget (tunable parameters)")
+    ax.set_ylabel("threshold (PET parameters the runs ran)")  # result.json pet_params (#24 review F1)
     ax.set_title("Threshold search: estimate and interval per cell")
     handles, names = ax.get_legend_handles_labels()
     if math.isfinite(floor):  # one entry, not a label at each such point
