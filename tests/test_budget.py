@@ -182,16 +182,103 @@ def test_adapters_come_within_one_adapter_of_a_count_between_two_bottlenecks():
     ],
 )
 def test_dept_takes_the_nearest_m_and_r_around_the_configured_pairing(backbone, knobs, achieved, nearer_than):
-    """#24 review: DePT kept r0's count within the tolerance where trading a unit of r for m came nearer."""
+    """#24 review: DePT kept r0's count within the tolerance where trading a unit of r for m came nearer.
+    That solver (r0 - 1 .. r0 + 1) is budget_rule=nearest now; its records keep their ids (below)."""
     import dataclasses
 
     from petsweep.methods import build_method
 
-    spec = resolve_run(compose(["method=dept", "budget=bitfit", f"backbone={backbone}"]))
+    spec = resolve_run(
+        compose(["method=dept", "budget=bitfit", f"backbone={backbone}", "budget_rule=nearest"])
+    )
     assert spec.budget.knobs == knobs and spec.budget.achieved == achieved == check_on_meta(spec).pet_params
     other = dataclasses.replace(spec, method=build_method({**vars(spec.method.config), **nearer_than}))
     target = spec.budget.target
     assert abs(achieved - target) <= abs(check_on_meta(other).pet_params - target)
+
+
+@pytest.mark.parametrize(
+    ("backbone", "knobs", "old_id"),
+    [
+        # #24 review round 2, G2: exact hits at other pairings; the ids are those the solver of c41f083 gave
+        ("minilm-l1", {"length": 5, "rank": 6}, "0bc0f9de573f"),  # 4,672 (11, 1) before
+        ("gpt2", {"length": 68, "rank": 60}, "a17b481dcf9b"),  # 102,336 (65, 63) before
+    ],
+)
+def test_dept_takes_the_nearest_count_over_every_pairing(backbone, knobs, old_id):
+    command = ["method=dept", "budget=bitfit", f"backbone={backbone}"]
+    spec = resolve_run(compose(command))
+    assert (
+        spec.budget.knobs == knobs
+        and spec.budget.achieved == spec.budget.target == check_on_meta(spec).pet_params
+    )
+    # the old choice stays reachable, and its records (config.yaml: budget_rule nearest, the chosen knobs;
+    # DePT's rule was not hashed then) keep their ids
+    old = resolve_run(compose([*command, "budget_rule=nearest"])).budget.knobs
+    recorded = [*command, "budget_rule=nearest", *(f"method.{k}={v}" for k, v in old.items())]
+    assert _id(*command, "budget_rule=nearest") == _id(*recorded) == old_id != _id(*command)
+
+
+def _width_plus_one_brute(spec, knob: str, widths) -> tuple[int, dict]:
+    """The nearest exact count over every plus_one at the given widths (counted as `petsweep count` does)."""
+    import dataclasses
+
+    from petsweep.methods import build_method
+
+    best = None
+    for width in widths:
+        for plus_one in range(0, 200):
+            node = {**vars(spec.method.config), knob: width, "plus_one": plus_one}
+            try:
+                count = check_on_meta(dataclasses.replace(spec, method=build_method(node))).pet_params
+            except ConfigError:  # plus_one past the target modules
+                break
+            candidate = (abs(count - spec.budget.target), count, {knob: width, "plus_one": plus_one})
+            best = candidate if best is None or candidate[:2] < best[:2] else best
+    return best[1], best[2]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "budget", "knobs", "achieved", "old_id"),
+    [
+        # #24 review round 2, G0: target modules of two sizes (q 384x384, ffn_out 1536->384); refused before
+        # ("method.plus_one=4: must be below the number of target modules")
+        (["method.targets=[q,ffn_out]", "backbone=minilm-l2"], 20000, {"r": 3, "plus_one": 3}, 19584, None),
+        # 21,504 (r=1, plus_one=4) before
+        (
+            ["method.targets=[q,ffn_out]", "backbone=minilm-l6"],
+            20000,
+            {"r": 1, "plus_one": 3},
+            19584,
+            "f51485f4a4a5",
+        ),
+    ],
+)
+def test_lora_takes_the_nearest_count_where_its_target_modules_differ_in_size(
+    overrides, budget, knobs, achieved, old_id
+):
+    command = ["method=lora", f"budget={budget}", *overrides]
+    spec = resolve_run(compose(command))
+    assert spec.budget.knobs == knobs and spec.budget.achieved == achieved == check_on_meta(spec).pet_params
+    widths = range(max(1, knobs["r"] - 2), knobs["r"] + 3)
+    brute, _ = _width_plus_one_brute(spec, "r", widths)
+    assert abs(achieved - spec.budget.target) <= abs(brute - spec.budget.target)
+    if old_id is None:  # the old solver refused it: nothing recorded
+        with pytest.raises(ConfigError):
+            resolve_run(compose([*command, "budget_rule=nearest"]))
+        return
+    old = resolve_run(compose([*command, "budget_rule=nearest"])).budget.knobs
+    recorded = [*command, "budget_rule=nearest", *(f"method.{k}={v}" for k, v in old.items())]
+    assert _id(*command, "budget_rule=nearest") == _id(*recorded) == old_id != _id(*command)
+
+
+def test_lora_under_gqa_takes_the_nearest_count():
+    """smollm2-135m: q is 576x576, v 576->192 (grouped-query attention). The old solver guessed plus_one
+    from the first module and took 94,080 (r=1, plus_one=38; id b63feea86f9a under budget_rule=nearest)."""
+    command = ["method=lora", "budget=100000", "backbone=smollm2-135m"]
+    spec = resolve_run(compose(command))
+    assert spec.budget.knobs == {"r": 1, "plus_one": 44} and spec.budget.achieved == 99840
+    assert _id(*command, "budget_rule=nearest") == "b63feea86f9a" != _id(*command)
 
 
 def test_the_id_hashes_the_request_and_the_chosen_knob():
@@ -351,8 +438,16 @@ def test_a_sweep_names_every_cell_its_budget_is_out_of_reach_of_at_once(tmp_path
         assert f"(in run: method={method} budget=100 backbone={backbone} seed=1 " in line, line
     assert lines[-1].startswith(f"{len(refused)} cells above cannot take their budget and nothing ran")
     assert "sweep method=apet without them" in lines[-1]
-    assert (
-        "give method=adapter,dept,ln,lora,prefix,prompt,selective_module a budget each reaches" in lines[-1]
+    assert "give method=adapter,dept,lora,prefix,prompt,selective_module a budget each reaches" in lines[-1]
+    # #24 round 2, G3: a method with no size knob (the head's count is 0) was told to take a budget it reaches
+    assert "and run method=ln without budget= in a sweep of its own (no size knob)" in lines[-1]
+    with pytest.raises(ConfigErrors) as head:
+        axes = ["method=lora,head", "budget=bitfit", "backbone=minilm-l1,minilm-l2"]
+        plan(expand([*axes, f"paths.runs_root={tmp_path}"]), compose)
+    assert head.value.lines()[-1] == (
+        "2 cells above cannot take their budget and nothing ran; leave them out: sweep method=lora without "
+        "them, and run method=head without budget= in a sweep of its own (no size knob) (`petsweep count` "
+        "shows a method's count)"
     )
 
     with pytest.raises(ConfigError) as one:  # one cell: its own line alone, as before

@@ -207,17 +207,8 @@ KNOWN_METHOD_NAMES = {
     "launchers/threshold_search.py": {"full": 1},
     "launchers/threshold_sweep.py": {"apet": 2, "full": 4},
     "petsweep/run/app.py": {"head": 1},  # the head's parameter group
-    # KNOBS and the solvers, and which ones budget_rule changes (9d68f2a): how each method sizes to a budget
-    # (a hook to come)
-    "petsweep/model/budget.py": {
-        "adapter": 3,
-        "apet": 4,
-        "dept": 2,
-        "lora": 3,
-        "prefix": 2,
-        "prompt": 2,
-        "selective_module": 4,
-    },
+    # the top-level `apet` group APET's budget= folds into (the methods' budget_* hooks say the rest)
+    "petsweep/model/budget.py": {"apet": 2},
     "petsweep/spec/config.py": {"apet": 5, "selective_module": 1},  # the apet group; _record_budget
     "petsweep/run/export.py": {  # peft forms and merges per method (another session owns export.py now)
         "adapter": 1,

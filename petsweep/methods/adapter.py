@@ -93,6 +93,9 @@ def _after(module, inputs, output):
 
 @METHODS.register("adapter")
 class AdapterMethod(PETMethod):
+    budget_knobs = ("bottleneck", "plus_one")
+    budget_strategy = "width_plus_one"
+    budget_replaces = ("bottleneck", "plus_one")
     Config = AdapterConfig
 
     def attach(self, model, ctx):

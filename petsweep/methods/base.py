@@ -163,6 +163,16 @@ class PETMethod:
     # the keys it is counted with where it names a budget (BitFit: OpenDelta's added biases, as the APET
     # table counts bias-free backbones)
     budget_keys: dict[str, Any] = {}
+    # how `budget=` sizes it (petsweep/model/budget.py): the integer knobs the solver sets and its strategy,
+    # one of budget.STRATEGIES ("width_plus_one": a uniform width and how many modules get one unit more,
+    # "length": prompt vectors, "rank_and_length": DePT's m and r, "bound": an upper bound the method fills,
+    # "apet_scale": folded into apet.scale); no strategy: it takes a budget only where its own count is it
+    budget_knobs: tuple[str, ...] = ()
+    budget_strategy: str | None = None
+    # the knobs whose given value `budget=` replaces without reading it (one given beside budget= is
+    # refused in one line), and the keys it clears (selective_module's fraction: the bound sizes the fill)
+    budget_replaces: tuple[str, ...] = ()
+    budget_clears: tuple[str, ...] = ()
     # the task head is the method's own parameters (method=head): its lr is the head's, and train_head=false
     # trains nothing at all
     is_the_head: bool = False

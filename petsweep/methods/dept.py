@@ -100,6 +100,9 @@ class PositionOffset(nn.Module):
 
 @METHODS.register("dept")
 class DeptMethod(PETMethod):
+    budget_knobs = ("length", "rank")
+    budget_strategy = "rank_and_length"
+    budget_replaces = ("rank",)  # its length is read: the solver starts from the configured pairing
     Config = DeptConfig
 
     def attach(self, model, ctx):

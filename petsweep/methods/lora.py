@@ -43,6 +43,9 @@ class LoRAConfig(MethodConfig):
 
 @METHODS.register("lora")
 class LoRAMethod(PETMethod):
+    budget_knobs = ("r", "plus_one")
+    budget_strategy = "width_plus_one"
+    budget_replaces = ("r", "plus_one")
     attaches_to_partitions = True  # peft reads in/out features from the module, not its weight
     Config = LoRAConfig
     fuses = True  # the shared projection once, each run's update on its rows

@@ -233,6 +233,9 @@ def _ones_before(mask: torch.Tensor | None, length: int, batch: int, seq: int, d
 
 @METHODS.register("prefix")
 class PrefixMethod(PETMethod):
+    budget_knobs = ("length",)
+    budget_strategy = "length"
+    budget_replaces = ("length",)
     Config = PrefixConfig
 
     def check(self, backbone) -> None:

@@ -125,6 +125,9 @@ def check_positions(model: nn.Module, ctx, length: int, what: str) -> None:
 
 @METHODS.register("prompt")
 class PromptMethod(PETMethod):
+    budget_knobs = ("length",)
+    budget_strategy = "length"
+    budget_replaces = ("length",)
     Config = PromptConfig
 
     def attach(self, model, ctx):

@@ -66,6 +66,10 @@ def _candidates(blocks, norm_pattern: str) -> list[tuple[str, nn.Module]]:
 
 @METHODS.register("selective_module")
 class SelectiveModuleMethod(PETMethod):
+    budget_knobs = ("budget",)  # the bound its fill stays within
+    budget_strategy = "bound"
+    budget_replaces = ("budget", "fraction")
+    budget_clears = ("fraction",)
     Config = SelectiveModuleConfig
 
     def attach(self, model, ctx):

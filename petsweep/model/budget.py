@@ -22,33 +22,96 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from petsweep.spec.errors import ConfigError
 
 TOLERANCE = 0.10  # the achieved count may differ from the requested one by at most this fraction
-# `budget_rule`: how a knob is chosen. nearest: the configuration whose exact count is nearest the target
-# among candidates on both sides of it (the default). below: #24's first solver, kept so that its runs keep
-# their ids (identity.ADDED_DEFAULTS) and can be asked for: LoRA/adapter took the uniform width at or below
-# the target and filled with plus_one only (never the next width up), selective_module took the target as an
-# upper bound.
+# `budget_rule`: how a knob is chosen, oldest first (each kept so that the runs it chose keep their ids and
+# can be asked for again). below: #24's first solver: LoRA/adapter took the uniform width at or below the
+# target and filled with plus_one only, selective_module took the target as an upper bound. nearest (#24
+# review F0/F6): the count nearest the target among neighbours of an affine guess (LoRA/adapter: plus_one
+# guessed from the first module's size, so not the nearest where target modules differ in size; DePT: r0 - 1
+# .. r0 + 1 at the configured pairing). global (the default; #24 review round 2, G0/G2): the count nearest the
+# target over every value the knobs take (LoRA/adapter: (width, plus_one) in order is one increasing sequence
+# of counts, bisected exactly; DePT: every r with its nearest m).
 RULES = {
-    "nearest": "the count nearest the target (default)",
     "below": "#24's first solver: LoRA/adapter width from below, selective_module at most the target",
+    "nearest": "the nearest among neighbours of an affine guess (#24 review round 1)",
+    "global": "the count nearest the target over every value the knobs take (default)",
 }
 OLD_RULE = "below"  # what a config without the key (a record from before it) was solved by
-RULED = ("lora", "adapter", "selective_module")  # the methods whose choice the rule changes
-# the method's integer knobs the solver sets (APET's is apet.scale, selective_module's the bound its fill
-# stays within)
-KNOBS = {
-    "lora": ("r", "plus_one"),
-    "adapter": ("bottleneck", "plus_one"),
-    "prompt": ("length",),
-    "prefix": ("length",),
-    "dept": ("length", "rank"),
-    "selective_module": ("budget",),
-    "apet": ("apet.scale",),
+# the strategies (PETMethod.budget_strategy) and the rules whose choice differs from the rule before it:
+# a rule not named chooses as the one before it does (identity hashes the oldest rule that chooses alike)
+STRATEGIES = {
+    "width_plus_one": ("nearest", "global"),
+    "length": (),
+    "rank_and_length": ("global",),
+    "bound": ("nearest",),
+    "apet_scale": (),  # folded into apet.scale before any solving
 }
+
+
+def method_class(name: str):
+    from petsweep.methods import METHODS
+
+    return METHODS.get(name)
+
+
+def is_ruled(name: str) -> bool:
+    """Whether budget_rule can change the choice for method `name`."""
+    return bool(STRATEGIES.get(method_class(name).budget_strategy))
+
+
+def canonical_rule(name: str, rule: str) -> str:
+    """The oldest rule that solves method `name` by the same algorithm as `rule`."""
+    order = list(RULES)
+    changes = STRATEGIES.get(method_class(name).budget_strategy, ())
+    at = order.index(rule)
+    while at > 0 and order[at] not in changes:
+        at -= 1
+    return order[at]
+
+
+def identifying_rule(name: str, rule: str, knobs_under) -> str | None:
+    """The budget_rule a run's id hashes: the oldest rule (RULES' order, up to `rule`) that chooses the same
+    knobs as `rule` (`knobs_under(r)`: the knobs rule r chooses; a rule that refuses chooses nothing); None
+    where it is OLD_RULE (identity.ADDED_DEFAULTS). So runs that rules size alike keep one id, and a record
+    re-identifies as what it computed whichever rule it names."""
+    rule = canonical_rule(name, rule)
+    chosen = knobs_under(rule)
+    for older in list(RULES)[: list(RULES).index(rule)]:
+        if canonical_rule(name, older) != older:
+            continue
+        try:
+            if knobs_under(older) == chosen:
+                rule = older
+                break
+        except ConfigError:  # that rule refused this budget
+            continue
+    return None if rule == OLD_RULE else rule
+
+
+class _Knobs(Mapping):
+    """The methods that `budget=` sizes and their knobs (PETMethod.budget_knobs), read from the methods."""
+
+    def _all(self) -> dict:
+        from petsweep.methods import METHODS
+
+        return {n: METHODS.get(n).budget_knobs for n in METHODS.names() if METHODS.get(n).budget_strategy}
+
+    def __getitem__(self, name):
+        return self._all()[name]
+
+    def __iter__(self):
+        return iter(self._all())
+
+    def __len__(self):
+        return len(self._all())
+
+
+KNOBS = _Knobs()
 
 
 @dataclass
@@ -85,7 +148,8 @@ def check_value(value) -> None:
 def fold_apet(data: dict) -> dict:
     """`method=apet budget=X` is `method=apet apet.scale=X`: a copy of the plain config with it folded."""
     value = data.get("budget")
-    if value is None or (data.get("method") or {}).get("name") != "apet":
+    name = (data.get("method") or {}).get("name")
+    if value is None or name is None or method_class(name).budget_strategy != "apet_scale":
         return data
     if value != "ratio":
         check_value(value)
@@ -137,9 +201,10 @@ def solve(value, spec, rule: str = "nearest"):
         default=str,
     )
     name = spec.method.config.name
+    strategy = method_class(name).budget_strategy
     if key not in _SOLVED:
         target = target_count(value, spec)
-        if name not in KNOBS:
+        if strategy is None:
             own = _count(spec, {})
             if own != target:
                 raise ConfigError(
@@ -151,7 +216,9 @@ def solve(value, spec, rule: str = "nearest"):
             _SOLVED[key] = BudgetChoice(value, target, own, {})
         else:
             try:
-                knobs = _SOLVERS[name](spec, target, rule)
+                knobs = _recorded(
+                    spec, _SOLVERS[strategy](spec, target, canonical_rule(name, rule)), target, rule
+                )
                 achieved = _count(spec, knobs)
             except ConfigError as err:  # a knob value the backbone cannot take (a prompt past its positions)
                 raise ConfigError(
@@ -173,10 +240,22 @@ def solve(value, spec, rule: str = "nearest"):
     return _with(spec, choice.knobs).method, choice
 
 
-# the knobs whose given value the solver replaces without reading it (DePT's length is read: the solver
-# starts from the configured pairing; selective_module's fraction is cleared: `budget` bounds the fill)
-REPLACED = {**{name: KNOBS[name] for name in ("lora", "adapter", "prompt", "prefix")}, "dept": ("rank",)}
-REPLACED["selective_module"] = ("budget", "fraction")
+def _recorded(spec, knobs: dict, target: int, rule: str) -> dict:
+    """A recorded config re-resolves to what it computed: its config.yaml holds the chosen knob values, and
+    a solver that reads a knob (DePT starts from the configured m) may choose otherwise from them (gpt2
+    budget=bitfit: (65, 63) from the YAML's m, (66, 62) from m = 65). Where the config's knobs are not the
+    choice, the choice from the method's defaults is taken if it is the config's knobs (a knob given beside
+    budget= is refused by _check_given as before)."""
+    config = spec.method.config
+    given = {k: getattr(config, k) for k in knobs}
+    if given == knobs:
+        return knobs
+    defaults = {f.name: f.default for f in dataclasses.fields(config)}
+    reset = {k: defaults[k] for k in method_class(config.name).budget_knobs if k in defaults}
+    fresh = dataclasses.replace(spec, method=_with(spec, reset).method)
+    name = config.name
+    again = _SOLVERS[method_class(name).budget_strategy](fresh, target, canonical_rule(name, rule))
+    return again if again == given else knobs
 
 
 def _check_given(config, choice: BudgetChoice) -> None:
@@ -186,7 +265,7 @@ def _check_given(config, choice: BudgetChoice) -> None:
     the chosen values, so a recorded config re-resolves). A value equal to the default cannot be told from
     the composed config and is replaced as before."""
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
-    for knob in REPLACED.get(config.name, ()):
+    for knob in method_class(config.name).budget_replaces:
         value = getattr(config, knob)
         if value != defaults[knob] and value != choice.knobs.get(knob, defaults[knob]):
             chose = f" (it chose {_knob_text(choice.knobs)})" if choice.knobs else ""
@@ -205,8 +284,8 @@ def _with(spec, knobs: dict):
     from petsweep.methods import build_method
 
     node = {**vars(spec.method.config), **knobs}
-    if spec.method.config.name == "selective_module":
-        node["fraction"] = None
+    for key in method_class(spec.method.config.name).budget_clears:
+        node[key] = None
     return dataclasses.replace(spec, method=build_method(node))
 
 
@@ -304,7 +383,10 @@ def _plus_one(spec, knob: str, target: int, rule: str = "nearest") -> dict:
     the plus_one nearest the target and k + 1 with the plus_one nearest it (plus_one only adds, so k + 1 at
     plus_one 0 is the one count above k's fills); the one whose exact count is nearest the target is taken (a
     tie: the smaller count). rule=below (#24's first solver) takes k's candidate alone. The knob is capped at
-    _width_cap before anything is counted: a target past the cap's count is refused as out of reach."""
+    _width_cap before anything is counted: a target past the cap's count is refused as out of reach.
+    rule=global: _plus_one_global (exact; the two above hold where the target modules have one size)."""
+    if rule == "global":
+        return _plus_one_global(spec, knob, target)
     cap = _width_cap(spec, knob)
     knobs = _nearest_int(spec, knob, target, {"plus_one": 0}, high=cap)
     if _count(spec, knobs) > target and knobs[knob] > 1:
@@ -323,14 +405,65 @@ def _plus_one(spec, knob: str, target: int, rule: str = "nearest") -> dict:
     return min(candidates, key=lambda c: c[:2])[2]
 
 
-def _dept(spec, target: int) -> dict:
+def _target_modules(spec, knob: str) -> int:
+    """How many modules the width knob sizes (plus_one stays below it): attached on the meta device at
+    knob=1, each has a (1, d) and a (d, 1) matrix (LoRA's A and B, an adapter's down and up)."""
+    from petsweep.model.backbones import build_on_meta
+    from petsweep.model.params import HEAD_GROUP, attach_method
+
+    one = _with(spec, {knob: 1, "plus_one": 0})
+    attached, _ = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), one)
+    thin = [
+        p
+        for g in attached.groups
+        if g.name != HEAD_GROUP
+        for p in g.params
+        if p.dim() == 2 and min(p.shape) == 1
+    ]
+    return max(1, len(thin) // 2)
+
+
+def _plus_one_global(spec, knob: str, target: int) -> dict:
+    """The (width, plus_one) whose exact count is nearest the target over every value they take (#24 review
+    round 2, G0). With n target modules, count(w, p) = w x (their sizes) + (the first p modules' sizes), so
+    in the order (w, p) -> w n + p the counts increase (count(w, n) would be count(w + 1, 0)), whatever
+    sizes the modules have: a bisection on that index finds the first count at or above the target, and the
+    nearest is it or the one before (a tie: the smaller count). w runs from 1 to _width_cap (at the cap,
+    plus_one 0)."""
+    cap = _width_cap(spec, knob)
+    n = _target_modules(spec, knob)
+
+    def knobs(index: int) -> dict:
+        return {knob: index // n, "plus_one": index % n}
+
+    low = n  # (1, 0)
+    high = (cap if cap is not None else max(1, target)) * n  # (cap, 0)
+    if cap is None:  # no cap: double until past the target
+        high = 2 * n
+        while _count(spec, knobs(high)) < target:
+            high *= 2
+    if _count(spec, knobs(high)) < target:
+        return knobs(high)
+    if _count(spec, knobs(low)) >= target:
+        return knobs(low)
+    while high - low > 1:  # count(low) < target <= count(high)
+        mid = (low + high) // 2
+        if _count(spec, knobs(mid)) < target:
+            low = mid
+        else:
+            high = mid
+    above, below = _count(spec, knobs(high)), _count(spec, knobs(low))
+    return knobs(high) if above - target < target - below else knobs(low)
+
+
+def _dept(spec, target: int, rule: str = "nearest") -> dict:
     """DePT at a count. The paper keeps prompt tuning's count and trades prompt vectors (m) for rank (r); the
     solver starts where the configuration points: the configured m where it leaves room for rank 1 (else the
     largest m that does) and the r nearest the target for it (r0), r at most min(s, d) (s: task.max_length).
     The candidates are r0 - 1, r0 and r0 + 1 (within [1, min(s, d)]), each with the m nearest the target at
     that r; the one whose exact count is nearest the target is taken (a tie: the r nearer r0). So a cap that
     leaves r0 short of the target is made up by m, and a count between two of r0's is reached by trading one
-    unit of r for the m that fits it."""
+    unit of r for the m that fits it. rule=global: _dept_global (every r)."""
     per_vector = _count(spec, {"length": 2, "rank": 1}) - _count(spec, {"length": 1, "rank": 1})  # d
     cap = min(spec.task.max_length, per_vector)
     rank_one = _count(spec, {"length": 1, "rank": 1}) - per_vector  # the count of rank 1 with no vectors
@@ -339,6 +472,8 @@ def _dept(spec, target: int) -> dict:
     if m * per_vector + rank_one > target:
         m = max(1, (target - rank_one) // max(per_vector, 1))
     r0 = _nearest_int(spec, "rank", target, {"length": m}, high=cap)["rank"]
+    if rule == "global":
+        return _dept_global(spec, target, m, r0, cap, m_cap)
     chosen, error = [], None
     for rank in sorted({max(1, min(cap, r0 + d)) for d in (-1, 0, 1)}):
         try:
@@ -351,6 +486,32 @@ def _dept(spec, target: int) -> dict:
     if not chosen:
         raise error
     return min(chosen, key=lambda c: c[:2])[2]
+
+
+def _dept_global(spec, target: int, m0: int, r0: int, r_cap: int, m_cap: int) -> dict:
+    """DePT's (m, r) whose exact count is nearest the target over every r in [1, min(s, d)] and m in [1,
+    m_cap] (#24 review round 2, G2). The count is affine in m and r (m d + r (s + d) + a constant), so three
+    exact counts give it everywhere; each r's nearest m is computed, the best pairing counted exactly (and
+    checked against the affine form). A tie goes to the pairing nearer the configured one (r nearer r0,
+    then m nearer m0)."""
+    base = _count(spec, {"length": 1, "rank": 1})
+    per_m = _count(spec, {"length": 2, "rank": 1}) - base
+    per_r = _count(spec, {"length": 1, "rank": 2}) - base if r_cap > 1 else 0
+
+    def affine(m: int, r: int) -> int:
+        return base + (m - 1) * per_m + (r - 1) * per_r
+
+    best = None
+    for r in range(1, r_cap + 1):
+        guess = 1 + round((target - affine(1, r)) / per_m) if per_m > 0 else 1
+        for m in {min(max(1, guess + d), m_cap) for d in (-1, 0, 1)}:
+            key = (abs(affine(m, r) - target), abs(r - r0), abs(m - m0), r, m)
+            best = key if best is None or key < best else best
+    m, r = best[4], best[3]
+    chosen = {"length": m, "rank": r}
+    if _count(spec, chosen) != affine(m, r):  # not affine after all: the neighbours of the configured pairing
+        return _dept(spec, target, "nearest")
+    return chosen
 
 
 def _selective(spec, target: int, rule: str = "nearest") -> dict:
@@ -387,11 +548,13 @@ def _selective(spec, target: int, rule: str = "nearest") -> dict:
     return {"budget": min(found)[3]}
 
 
+def _width_knob(spec) -> str:
+    return next(k for k in method_class(spec.method.config.name).budget_knobs if k != "plus_one")
+
+
 _SOLVERS = {
-    "lora": lambda spec, t, rule: _plus_one(spec, "r", t, rule),
-    "adapter": lambda spec, t, rule: _plus_one(spec, "bottleneck", t, rule),
-    "prompt": lambda spec, t, rule: _length(spec, t),
-    "prefix": lambda spec, t, rule: _length(spec, t),
-    "dept": lambda spec, t, rule: _dept(spec, t),
-    "selective_module": _selective,
+    "width_plus_one": lambda spec, t, rule: _plus_one(spec, _width_knob(spec), t, rule),
+    "length": lambda spec, t, rule: _length(spec, t),
+    "rank_and_length": _dept,
+    "bound": _selective,
 }

@@ -115,29 +115,28 @@ def _resolve_budget(data: dict) -> dict:
     """`budget` (petsweep/model/budget.py) in the form that identifies the run: for APET folded into
     apet.scale (`budget=X` and `apet.scale=X` are one run); for a method with a knob the request stays and the
     knob values it chose replace the method's own (what is computed, and what was asked for).
-    `budget_rule` counts only where it changes the choice: a budget run of a method in budget.RULED whose
-    knobs under the rule differ from #24's first rule's (OLD_RULE, what a config without the key was solved
-    by; ADDED_DEFAULTS), so runs both rules size alike keep their ids and old records re-identify as what
-    they computed."""
+    `budget_rule` counts only where it changes the choice: the oldest rule that chooses the same knobs
+    (budget.identifying_rule; #24's first rule, OLD_RULE, what a config without the key was solved by, is
+    left out: ADDED_DEFAULTS), so runs that rules size alike keep their ids and old records re-identify as
+    what they computed."""
     rule = data.pop("budget_rule", None)
     if data.get("budget") is None or not isinstance(data.get("method"), dict):
         return data
-    from petsweep.model.budget import OLD_RULE, RULED, fold_apet
+    from petsweep.model.budget import OLD_RULE, fold_apet, identifying_rule
 
     if data["method"].get("name") == "apet":
         return fold_apet(data)
     from petsweep.spec.config import resolve_run
-    from petsweep.spec.errors import ConfigError
 
     rule = OLD_RULE if rule is None else rule
     choice = resolve_run({**data, "budget_rule": rule}).budget
-    if rule != OLD_RULE and data["method"].get("name") in RULED:
-        try:
-            old = resolve_run({**data, "budget_rule": OLD_RULE}).budget.knobs
-        except ConfigError:  # the old rule refused this budget
-            old = None
-        if old != choice.knobs:
-            data["budget_rule"] = rule
+
+    def knobs_under(other: str) -> dict:
+        return choice.knobs if other == rule else resolve_run({**data, "budget_rule": other}).budget.knobs
+
+    named = identifying_rule(data["method"].get("name"), rule, knobs_under)
+    if named is not None:
+        data["budget_rule"] = named
     data["method"].update(choice.knobs)
     if data["method"].get("name") == "selective_module":
         data["method"]["fraction"] = None

@@ -93,6 +93,8 @@ def _counted_only(sizes: list[int], k: int) -> list[torch.Tensor]:
 
 @METHODS.register("apet")
 class ApetMethod(PETMethod):
+    budget_knobs = ("apet.scale",)  # budget=X is apet.scale=X (config.py folds it)
+    budget_strategy = "apet_scale"
     Config = ApetConfig
     names_a_budget = False  # a budget sizes it (apet.scale)
 
