@@ -468,3 +468,10 @@ def test_a_sweep_names_every_cell_its_budget_is_out_of_reach_of_at_once(tmp_path
     assert "method selective_module comes no closer than 768" in errors[1]
     assert errors[2].startswith("error: 2 cells above cannot take their budget and nothing ran")
     assert not (tmp_path / "mixed").exists() or not list((tmp_path / "mixed").glob("*/status.json"))
+
+
+def test_a_selective_budget_below_every_module_names_the_target_not_the_solvers_probe():
+    """#24 review round 2 (G4, L): the refusal named method.budget=11, the solver's +10% probe."""
+    with pytest.raises(ConfigError) as err:
+        resolve_run(compose(["method=selective_module", "budget=10", "backbone=minilm-l1"]))
+    assert "method.budget=10:" in str(err.value) and "method.budget=11" not in str(err.value)

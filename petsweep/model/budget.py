@@ -529,8 +529,8 @@ def _selective(spec, target: int, rule: str = "nearest") -> dict:
         if bound not in counted:
             try:
                 counted[bound] = _count(spec, {"budget": bound})
-            except ConfigError as err:  # below the smallest module
-                error, counted[bound] = err, None
+            except ConfigError as err:  # below the smallest module: the target's line (not the probe's)
+                error, counted[bound] = error or err, None
         return counted[bound]
 
     count(target)
