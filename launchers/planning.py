@@ -243,14 +243,20 @@ def _method_of(cfg) -> str:
 def _budget_refusals(refused: list[tuple[ConfigError, str]], runs: dict) -> ConfigErrors:
     """Every cell of a sweep that cannot take its budget, one line each, and how to leave them out (#24: a
     mixed sweep `method=lora,selective_module budget=N` stopped at the first such cell)."""
+    from petsweep.model.budget import KNOBS
+
     bad = sorted({method for _, method in refused})
     fine = sorted({_method_of(r.cfg) for r in runs.values()} - set(bad))
-    keep = f"sweep method={','.join(fine)} without them, and " if fine else ""
+    keep = [f"sweep method={','.join(fine)} without them"] if fine else []
+    sized, knobless = [m for m in bad if m in KNOBS], [m for m in bad if m not in KNOBS]
+    if sized:
+        keep.append(f"give method={','.join(sized)} a budget each reaches in a sweep of its own")
+    if knobless:  # no budget= ever sizes it (the head's count is 0: no budget names it; #24 round 2, G3)
+        keep.append(f"run method={','.join(knobless)} without budget= in a sweep of its own (no size knob)")
     return ConfigErrors(
         [err for err, _ in refused],
-        f"{len(refused)} cells above cannot take their budget and nothing ran; leave them out: {keep}give "
-        f"method={','.join(bad)} a budget each reaches in a sweep of its own (`petsweep count` shows a "
-        "method's count)",
+        f"{len(refused)} cells above cannot take their budget and nothing ran; leave them out: "
+        f"{', and '.join(keep)} (`petsweep count` shows a method's count)",
     )
 
 
