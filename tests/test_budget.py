@@ -475,3 +475,37 @@ def test_a_selective_budget_below_every_module_names_the_target_not_the_solvers_
     with pytest.raises(ConfigError) as err:
         resolve_run(compose(["method=selective_module", "budget=10", "backbone=minilm-l1"]))
     assert "method.budget=10:" in str(err.value) and "method.budget=11" not in str(err.value)
+
+
+def test_records_of_the_older_rules_are_found_completed(tmp_path):
+    """#24 review round 2: records solved by budget_rule=nearest (DePT at (11, 1); LoRA under GQA at
+    plus_one=38) keep their ids (c41f083's), so a plan that asks for that rule finds them COMPLETED, and their
+    config.yaml (budget_rule nearest, the chosen knobs) re-resolves as the same run; a default plan is
+    new."""
+    from omegaconf import OmegaConf
+
+    from petsweep.records.status import RunDir, write_json
+    from petsweep.spec.identity import plain
+
+    cells = [
+        (["method=dept", "budget=bitfit", "backbone=minilm-l1"], "0bc0f9de573f"),
+        (["method=lora", "budget=100000", "backbone=smollm2-135m"], "b63feea86f9a"),
+    ]
+    root = [f"paths.runs_root={tmp_path}"]
+    for command, old_id in cells:
+        (old,) = plan([[*command, "budget_rule=nearest", *root]], compose)
+        assert old.run_hash[:12] == old_id and old.status.value == "NEW"
+        recorded = compose([*command, "budget_rule=nearest", *root])
+        resolve_run(recorded)  # what a run does first: its config.yaml holds the chosen knobs
+        assert run_hash(plain(recorded))[:12] == old_id
+        record = RunDir(old.path)
+        record.path.mkdir(parents=True)
+        OmegaConf.save(recorded, record.path / "config.yaml")
+        write_json(
+            record.result_file, {"status": "COMPLETED", "run_id": old.path.name, "config": plain(recorded)}
+        )
+        record.set_status("COMPLETED")
+        (again,) = plan([[*command, "budget_rule=nearest", *root]], compose)
+        assert (again.path, again.status.value) == (old.path, "COMPLETED")
+        (new,) = plan([[*command, *root]], compose)
+        assert new.path != old.path and new.status.value == "NEW"
