@@ -340,18 +340,7 @@ def _width_cap(spec, knob: str) -> int | None:
     matrices pair with (LoRA: min(d_in, d_out) over its targets; adapter: the narrowest hidden width), past
     which a wider one adds nothing. Attached on the meta device at knob=1, each of the method's trained
     matrices is (1, d) or (d, 1); the cap is the smallest such d (None: no such matrix)."""
-    from petsweep.model.backbones import build_on_meta
-    from petsweep.model.params import HEAD_GROUP, attach_method
-
-    one = _with(spec, {knob: 1, "plus_one": 0})
-    attached, _ = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), one)
-    widths = [
-        max(p.shape)
-        for g in attached.groups
-        if g.name != HEAD_GROUP
-        for p in g.params
-        if p.dim() == 2 and min(p.shape) == 1
-    ]
+    widths = _thin_widths(spec, knob)
     return min(widths) if widths else None
 
 
@@ -410,19 +399,30 @@ def _plus_one(spec, knob: str, target: int, rule: str = "nearest") -> dict:
 def _target_modules(spec, knob: str) -> int:
     """How many modules the width knob sizes (plus_one stays below it): attached on the meta device at
     knob=1, each has a (1, d) and a (d, 1) matrix (LoRA's A and B, an adapter's down and up)."""
+    return max(1, len(_thin_widths(spec, knob)) // 2)
+
+
+_THIN: dict[str, list[int]] = {}
+
+
+def _thin_widths(spec, knob: str) -> list[int]:
+    """d of each (1, d) or (d, 1) matrix the method trains, attached on the meta device at knob=1 (once per
+    backbone, method config and task)."""
     from petsweep.model.backbones import build_on_meta
     from petsweep.model.params import HEAD_GROUP, attach_method
 
-    one = _with(spec, {knob: 1, "plus_one": 0})
-    attached, _ = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), one)
-    thin = [
-        p
-        for g in attached.groups
-        if g.name != HEAD_GROUP
-        for p in g.params
-        if p.dim() == 2 and min(p.shape) == 1
-    ]
-    return max(1, len(thin) // 2)
+    key = json.dumps([vars(spec.backbone), vars(spec.method.config), knob, spec.task.num_labels], default=str)
+    if key not in _THIN:
+        one = _with(spec, {knob: 1, "plus_one": 0})
+        attached, _ = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), one)
+        _THIN[key] = [
+            max(p.shape)
+            for g in attached.groups
+            if g.name != HEAD_GROUP
+            for p in g.params
+            if p.dim() == 2 and min(p.shape) == 1
+        ]
+    return _THIN[key]
 
 
 def _plus_one_global(spec, knob: str, target: int) -> dict:
