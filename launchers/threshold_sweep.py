@@ -39,6 +39,9 @@ from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir
 
 STATE_FILE = "search_state.json"
+# the keys a budget is a parameter count under: the matched-budget key (every method the solver sizes) and
+# APET's own scale; any other key (method.lr) would search something that is not a budget
+BUDGET_KEYS = ("budget", "apet.scale")
 TABLE_NAME = "thresholds_search"
 
 
@@ -166,7 +169,15 @@ class ThresholdSearch:
                 settings.reference_method,
                 f"a full target's reference has no such method; choose one of: {', '.join(METHODS.names())}",
             )
-        self.targets = {str(t): Target.parse(t) for t in settings.targets}
+        parsed = [Target.parse(t) for t in settings.targets]
+        self.targets = {str(t): t for t in parsed}
+        if len(self.targets) < len(parsed):  # merged silently before (#24 review round 2, G4)
+            twice = sorted({str(t) for t in parsed if parsed.count(t) > 1})
+            raise ConfigError(
+                "hydra.sweeper.targets",
+                _AsTyped(f"[{','.join(map(str, settings.targets))}]"),
+                f"names {', '.join(twice)} more than once; give each target once",
+            )
         if not self.targets:
             raise ConfigError("hydra.sweeper.targets", "[]", "name at least one target, e.g. [random+0.05]")
         above = [name for name, t in self.targets.items() if t.above_full]
@@ -174,6 +185,12 @@ class ThresholdSearch:
             self.log(
                 f"note: target {', '.join(above)} lies above full fine-tuning's mean score; a cell no probe "
                 "reaches ends 'not reached up to the interval's top'"
+            )
+        if settings.budget_key not in (None, *BUDGET_KEYS):  # budget_key=method.lr searched learning rates
+            raise ConfigError(
+                "hydra.sweeper.budget_key",
+                settings.budget_key,
+                f"is not a parameter-count key; choose one of: {', '.join(BUDGET_KEYS)} (or leave it null)",
             )
         low, high = parse_interval(settings.budget)
         self.budgets = ladder(low, high, settings.resolution)
@@ -223,6 +240,11 @@ class ThresholdSearch:
         if leaf not in ((_get(cfg, parent) or {}) if parent else cfg) and self.budget_key != "apet.scale":
             raise ConfigError(
                 "hydra.sweeper.budget_key", self.budget_key, "is not a key of the composed config"
+            )
+        parent, _, leaf = self.settings.seed_key.rpartition(".")  # Hydra's multi-line dump, before
+        if leaf not in ((_get(cfg, parent) or {}) if parent else cfg):
+            raise ConfigError(
+                "hydra.sweeper.seed_key", self.settings.seed_key, "is not a key of the composed config"
             )
         wants_full = any(t.reference == "full" for t in self.targets.values())
         if wants_full and method == self.settings.reference_method:
@@ -429,12 +451,19 @@ class ThresholdSearch:
         return not failed
 
     def _stopped(self, cell: Cell, name: str, status: str) -> str:
-        """Why a cell's search of one target ended (#24 review F8: an undecided row never said)."""
+        """Why a cell's search of one target ended (#24 review F8: an undecided row never said). A bracket
+        between neighbours of the cell's ladder is at the resolution only where the method takes the
+        interval's budgets between them: one across budgets left out of its ladder is a ladder gap (round 2,
+        G1: selective_module's [720, 138950] read "resolution reached")."""
         search = cell.search
         target = search.targets[name]
         a, b = search.bracket(target)
         if status == "found":
-            return "resolution reached" if b - a <= 1 else "the budgets between are ambiguous (max_seeds)"
+            hole = self._gap(cell, cell.budgets[a], cell.budgets[b])
+            if b - a <= 1:
+                return hole or "resolution reached"
+            ambiguous = "the budgets between are ambiguous (max_seeds)"
+            return f"{ambiguous}, and a {hole}" if hole else ambiguous
         if status in ("not reached", "at or below the interval"):
             return "decided at the interval's end"
         if search.runs >= self.settings.max_runs:
@@ -442,6 +471,25 @@ class ThresholdSearch:
         if search._next_for(target) is not None:
             return f"max_rounds={self.settings.max_rounds} reached, or a probe failed"
         return "the budgets left are ambiguous (max_seeds)"
+
+    def _gap(self, cell: Cell, low: float, high: float) -> str:
+        """'' where the cell's method takes the interval's ladder budgets between `low` and `high` (requested
+        budgets), else what the hole is: its consecutive budgets there skip some the method cannot take, so
+        they lie more than `resolution` apart, and nothing can be measured in between."""
+        if not (0 < low < high and math.isfinite(high)):
+            return ""
+        kept = [k for k in cell.budgets if low <= k <= high]
+        holes = [
+            (x, y) for x, y in zip(kept, kept[1:]) if any(x < k < y and k not in kept for k in self.budgets)
+        ]
+        if not holes:
+            return ""
+        method = _get(self.composer(cell.overrides), "method.name")
+        x, y = max(holes, key=lambda h: h[1] / h[0])
+        return (
+            f"ladder gap: {method} takes none of the interval's budgets between {x} and {y} (a factor "
+            f"{y / x:.3g}, resolution {self.settings.resolution:g})"
+        )
 
     def label_every_run(self) -> None:
         """Write sweep.json's labels (what differs: sweep lines, `petsweep status`, W&B names) over every run
@@ -475,14 +523,29 @@ class ThresholdSearch:
                 ]
                 row["bracket"] = [achieved(cell.counts, k) for k in row["bracket_budget"]]
                 row["top"] = cell.budgets[-1]
+                row["ladder"] = cell.budgets  # the cell's own (#24 round 2, G6): its method's reach
                 row["stopped"] = self._stopped(cell, name, result["status"])
+                if "ladder gap" in row["stopped"]:  # the bracket is wider than the resolution
+                    row["status"] = "found (ladder gap)"
                 columns = budget_columns(cell.search, result, self.budget_key, cell.head_params, cell.counts)
                 row.update(columns)
-                row["note"] = estimate_note(row)
+                row["note"] = "; ".join(filter(None, [estimate_note(row), self._estimate_gap(cell, row)]))
                 row["unmoved_probes"] = unmoved_probes(cell.search, row, cell.unmoved)
                 row["scores"] = {str(k): v for k, v in sorted(cell.search.scores.items())}
                 rows.append(row)
         return rows
+
+    def _estimate_gap(self, cell: Cell, row: dict) -> str:
+        """A note where the estimate is interpolated across a ladder gap: the fit's crossing lies between two
+        budgets of the cell's ladder the method takes nothing between, so it is a point inside a hole, not
+        a measurement; the bracket is what the data say (#24 round 2, G1)."""
+        estimate = row["estimate_budget"]
+        if row["fit"] != "crosses" or not math.isfinite(estimate):
+            return ""
+        low = max([k for k in cell.budgets if k <= estimate], default=0)
+        high = min([k for k in cell.budgets if k >= estimate], default=math.inf)
+        hole = self._gap(cell, low, high)
+        return f"the estimate is interpolated across a {hole}; read the bracket" if hole else ""
 
     def write_state(self, round_: int, done: bool) -> None:
         state = {
@@ -631,9 +694,11 @@ def state_text(sweep_dir: Path) -> str | None:
     state = json.loads(path.read_text())
     lines = [
         f"threshold search: round {state['round']}, " + ("done" if state["done"] else "searching")
-        + f", budget {state['budget_key']} on {state['ladder'][0]}..{state['ladder'][-1]}"
-        f" ({len(state['ladder'])} budgets)"
+        + f", budget {state['budget_key']} on {ladder_text(state['ladder'])}"
     ]  # fmt: skip
+    own = {row["cell"]: row["ladder"] for row in state["rows"] if row.get("ladder")}
+    if any(ladder != state["ladder"] for ladder in own.values()):  # each cell's own (#24 round 2, G6)
+        lines += [f"  ladder of {cell}: {ladder_text(ladder)}" for cell, ladder in own.items()]
     for row in state["rows"]:
         if "bracket" not in row:
             lines.append(f"  {row['cell']}  {row['target']}: {row['status']}")
@@ -649,6 +714,10 @@ def state_text(sweep_dir: Path) -> str | None:
             + unmoved_text(row)
         )
     return "\n".join(lines)
+
+
+def ladder_text(budgets: list[int]) -> str:
+    return f"{budgets[0]}..{budgets[-1]} ({len(budgets)} budget{'s' * (len(budgets) != 1)})"
 
 
 def status_text(status: str, top: int) -> str:

@@ -193,8 +193,18 @@ def test_the_sweeper_searches_a_tiny_study_and_a_rerun_trains_nothing(tiny_conf,
             "method='lora': has no budget knob the threshold sweeper can set",
         ),
         (
-            ["method=full", "hydra.sweeper.budget_key=seed", "hydra.sweeper.seed_key=apet.seed"],
-            "a full target needs full fine-tuning as its reference; the cell's method is full itself",
+            ["method=lora", "hydra.sweeper.reference_method=lora"],
+            "a full target needs lora fine-tuning as its reference; the cell's method is lora itself",
+        ),
+        # #24 review round 2, G4: Hydra's dump (seed_key), learning rates searched as budgets, a target twice
+        (["method=apet", "hydra.sweeper.seed_key=nosuch"], "seed_key='nosuch': is not a key of the composed"),
+        (
+            ["method=apet", "hydra.sweeper.budget_key=method.lr"],
+            "budget_key='method.lr': is not a parameter-count key; choose one of: budget, apet.scale",
+        ),
+        (
+            ["method=apet", "hydra.sweeper.targets=[random+0.05,random+0.05]"],
+            "targets=[random+0.05,random+0.05]: names random+0.05 more than once; give each target once",
         ),
         (["method=apet", "hydra.sweeper.targets=[best+1]"], "a target is <reference>[+-]<offset>"),
         (["method=apet", "budget=500"], "budget=500: the threshold sweeper sets the budget itself; drop it"),
@@ -404,6 +414,46 @@ def test_a_lora_search_on_two_backbones_leaves_out_what_one_cannot_take(tiny_con
     assert {r["cell"]: r["top"] for r in rows} == {"backbone=tiny-bert": 1600, "backbone=tiny-t5": 1600}
     assert all(r["stopped"] for r in rows)
     assert all(" stopped: " in line for line in out.stdout.splitlines() if "random+0.05: " in line)
+    # #24 round 2, G6: the status header named the interval's ladder only, not each cell's
+    status = run_cli("-m", "petsweep.cli", "status", str(tmp_path / "search")).stdout.splitlines()
+    header = next(i for i, line in enumerate(status) if line.startswith("threshold search: round"))
+    assert status[header].endswith("budget budget on 100..1600 (3 budgets)"), status[header]
+    assert status[header + 1 : header + 3] == [
+        "  ladder of backbone=tiny-bert: 400..1600 (2 budgets)",
+        "  ladder of backbone=tiny-t5: 1600..1600 (1 budget)",
+    ]
+
+
+def test_a_bracket_across_a_ladder_gap_is_not_at_the_resolution(tmp_path):
+    """#24 round 2, G1: selective_module on minilm-l1 takes 3 of the default interval's 15 budgets, [720,
+    138950, 1000000]; a crossing between 720 and 138950 read `found`, "stopped: resolution reached", for a
+    bracket a factor 193 wide, and its estimate was interpolated across budgets the method cannot take."""
+    from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
+    from petsweep.spec.config import compose
+
+    found = ThresholdSearch(
+        ["method=selective_module", "backbone=minilm-l1", f"paths.runs_root={tmp_path}"],
+        ThresholdSettings(targets=["random+0.05"]),
+        compose,
+        lambda runs: [],
+        log=lambda line: None,
+    )
+    [cell] = found.cells
+    assert cell.budgets == [720, 138950, 1000000]
+    cell.search = CellSearch(cell.budgets, {"random+0.05": 0.5}, SearchSettings(0.9, 5, 40))
+    rng = np.random.default_rng(0)
+    while runs := cell.search.next_runs():
+        for k in runs:
+            cell.search.add(k, (0.3 if k < 50000 else 0.8) + rng.normal(0, 0.02))
+    cell.counts = {k: (k, k + 1925) for k in cell.search.scores}
+    [row] = found.rows()
+    assert row["bracket_budget"] == [720, 138950] and row["fit"] == "crosses"
+    assert row["status"] == "found (ladder gap)"
+    assert row["stopped"] == (
+        "ladder gap: selective_module takes none of the interval's budgets between 720 and 138950 (a factor "
+        "193, resolution 2)"
+    )
+    assert row["note"] == f"the estimate is interpolated across a {row['stopped']}; read the bracket"
 
 
 def reviewed_search() -> CellSearch:
