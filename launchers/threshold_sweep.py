@@ -170,8 +170,8 @@ class ThresholdSearch:
                 f"a full target's reference has no such method; choose one of: {', '.join(METHODS.names())}",
             )
         parsed = [Target.parse(t) for t in settings.targets]
-        self.targets = {str(t): t for t in parsed}
-        if len(self.targets) < len(parsed):  # merged silently before (#24 review round 2, G4)
+        self.targets = {str(text): t for text, t in zip(settings.targets, parsed)}  # named as the user wrote
+        if len(set(parsed)) < len(parsed):  # merged silently before (#24 review round 2, G4)
             twice = sorted({str(t) for t in parsed if parsed.count(t) > 1})
             raise ConfigError(
                 "hydra.sweeper.targets",
