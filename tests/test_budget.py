@@ -219,6 +219,20 @@ def test_dept_takes_the_nearest_count_over_every_pairing(backbone, knobs, old_id
     assert _id(*command, "budget_rule=nearest") == _id(*recorded) == old_id != _id(*command)
 
 
+@pytest.mark.parametrize("budget", ["bitfit", "lora"])
+def test_a_dept_budget_run_has_one_id_whether_planned_or_recorded(budget):
+    """#24 review round 3, H2: a planned DePT run (the YAML's length 60) and its own record (config.yaml: the
+    chosen length) hashed different rules into their ids, so a sweep's finished DePT runs planned as NEW and
+    rehash renamed them. The id is one, however the configured length reads."""
+    command = ["method=dept", f"budget={budget}", "backbone=minilm-l1"]
+    cfg = compose(command)
+    planned = run_hash(cfg)
+    chosen = resolve_run(cfg).budget.knobs  # writes the chosen knobs into cfg, as config.yaml holds them
+    assert run_hash(cfg) == planned
+    assert _id(*command, *(f"method.{k}={v}" for k, v in chosen.items())) == planned[:12]
+    assert _id(*command, f"method.length={chosen['length']}") == planned[:12]
+
+
 def _width_plus_one_brute(spec, knob: str, widths) -> tuple[int, dict]:
     """The nearest exact count over every plus_one at the given widths (counted as `petsweep count` does)."""
     import dataclasses

@@ -130,9 +130,14 @@ def _resolve_budget(data: dict) -> dict:
 
     rule = OLD_RULE if rule is None else rule
     choice = resolve_run({**data, "budget_rule": rule}).budget
+    # the older rules are asked from the chosen knobs, not from the request's: a run's config.yaml holds the
+    # chosen values, and DePT's older rules start from the configured length, so asking them from the request
+    # gave a planned run (length 60 from the YAML) and its own record (the chosen length) two ids (#24 review
+    # round 3, H2)
+    solved = {**data, "method": {**data["method"], **choice.knobs}}
 
     def knobs_under(other: str) -> dict:
-        return choice.knobs if other == rule else resolve_run({**data, "budget_rule": other}).budget.knobs
+        return choice.knobs if other == rule else resolve_run({**solved, "budget_rule": other}).budget.knobs
 
     named = identifying_rule(data["method"].get("name"), rule, knobs_under)
     if named is not None:
