@@ -61,6 +61,7 @@ def threshold_figure(table: pd.DataFrame, path: Path) -> Path:
     table = table.dropna(subset=["backbone_params"]).copy()
     table["group"] = table["cell"].str.replace(r"backbone=\S+\s*", "", regex=True).str.strip()
     groups = list(table.groupby(["target", "group"]))
+    any_at_or_below = "status" in table and bool((table["status"] == AT_OR_BELOW).any())
     texts, status_labels = [], []
     for index, ((target, group), rows) in enumerate(groups):
         shift = dodge_points(index, len(groups))  # lines at equal values hid each other
@@ -78,15 +79,20 @@ def threshold_figure(table: pd.DataFrame, path: Path) -> Path:
         colour = line.get_color()
         drawn = [line]
         for xi, e, a, b, state in zip(x, shown, lo, hi, status):
-            below = state == AT_OR_BELOW or a <= 0
-            start = e if below else a  # nothing was measured below the first budget: no bar down to 1
+            # hollow only where the first budget reached the target; an undecided row's interval may open at 0
+            # too (#24 review round 3, H7): an arrow down from its estimate, labelled with its status
+            below = state == AT_OR_BELOW
+            start = e if a <= 0 else a  # nothing was measured below the first budget: no bar down to 1
             drawn.append(ax.vlines(xi, start, b if math.isfinite(b) else top, color=colour, alpha=0.6))
             if below:
                 hollow = ax.plot([xi], [e], "o", color=colour, mfc="white", zorder=3)[0]
                 drawn.append(hollow)
+            if a <= 0:
                 ax.annotate("", (xi, e / 2.5), (xi, e), xycoords=shifted(ax, shift),
                             arrowprops={"arrowstyle": "->", "color": colour})  # fmt: skip
                 floor = min(floor, e / 4)
+            if a <= 0 and not below and math.isfinite(b):
+                status_labels.append((state, xi, e / 2.5, colour))
             if not math.isfinite(b):
                 ax.annotate("", (xi, top * 1.5), (xi, top), xycoords=shifted(ax, shift),
                             arrowprops={"arrowstyle": "->", "color": colour})  # fmt: skip
@@ -120,7 +126,7 @@ def threshold_figure(table: pd.DataFrame, path: Path) -> Path:
     ax.set_ylabel("threshold (PET parameters the runs ran)")  # result.json pet_params (#24 review F1)
     ax.set_title("Threshold search: estimate and interval per cell")
     handles, names = ax.get_legend_handles_labels()
-    if math.isfinite(floor):  # one entry, not a label at each such point
+    if any_at_or_below:  # one entry, not a label at each such point
         handles.append(plt.Line2D([], [], marker="o", color="grey", mfc="white", ls=""))
         names.append("≤ smallest budget tried (hollow, arrow down)")
     ncol = min(2, len(names))
@@ -128,7 +134,7 @@ def threshold_figure(table: pd.DataFrame, path: Path) -> Path:
     top_share = 1 - (0.03 + 0.035 * -(-len(names) // ncol)) * 4.8 / fig.get_figheight()
     labels_to_place(ax, texts)  # clear of each other and of the points, inside the axes
     note = targets_note(table)
-    if math.isfinite(floor):
+    if any_at_or_below:
         note += (
             "; hollow, arrow down: the search's first budget already reaches the target (status "
             f"'{AT_OR_BELOW}'): the threshold is at or below the smallest budget tried"

@@ -78,3 +78,27 @@ def test_a_threshold_at_the_first_budget_is_marked_and_the_caption_names_the_tar
     assert len(at_256) == 2
     xs = [ln.get_transform().transform((1e6, 256.0))[0] for ln in at_256]
     assert abs(xs[0] - xs[1]) >= 7 * fig.dpi / 72 * 0.99  # set apart, not one behind the other
+
+
+def test_an_undecided_interval_open_at_zero_is_not_drawn_as_at_or_below(tmp_path, monkeypatch):
+    """#24 review round 3, H7: every row whose interval opened at 0 was drawn hollow with the legend and
+    caption of 'at or below the interval', an undecided row whose estimate lies above the smallest probe
+    included."""
+    table = pd.DataFrame(
+        [
+            dict(cell="backbone=a", target="full-0.01", target_score=0.8, estimate=9854.0, ci_lo=0.0,
+                 ci_hi=16128.0, backbone_params=1e6, status="undecided"),
+            dict(cell="backbone=b", target="full-0.01", target_score=0.8, estimate=3000.0, ci_lo=1000.0,
+                 ci_hi=4000.0, backbone_params=2e6, status="found"),
+        ]
+    )  # fmt: skip
+    fig = drawn(monkeypatch, table, tmp_path / "t.png")
+    [ax] = fig.axes
+    assert not [ln for ln in ax.get_lines() if ln.get_markerfacecolor() == "white"]  # nothing hollow
+    assert "≤ smallest budget tried (hollow, arrow down)" not in [
+        t.get_text() for t in fig.legends[0].get_texts()
+    ]
+    assert "at or below" not in " ".join(t.get_text() for t in fig.texts)
+    assert [t for t in ax.texts if t.get_text() == "undecided"]  # the open end says what it is
+    down = [t for t in ax.texts if t.arrow_patch is not None and t.xy[1] < t.xyann[1]]
+    assert len(down) == 1 and down[0].xy[0] == 1e6
