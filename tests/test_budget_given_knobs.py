@@ -47,8 +47,15 @@ def test_the_default_or_the_chosen_value_beside_budget_is_the_budget_run():
     resolve_run(cfg)  # writes the chosen knobs into cfg: a run's config.yaml
     assert (cfg.method.r, cfg.method.plus_one, cfg.budget) == (3, 0, "bitfit")
     assert resolve_run(cfg).budget.knobs == {"r": 3, "plus_one": 0} and run_hash(cfg)[:12] == budget
-    # DePT's configured length is read (the solver starts from the configured pairing): not refused
-    resolve_run(compose(["method=dept", "budget=bitfit", "backbone=minilm-l1", "method.length=40"]))
+    # DePT's configured length: the older rules start from it (not refused there); under the default
+    # budget_rule=global it only breaks ties, so a given one is refused (#24 review round 3, H3)
+    dept = ["method=dept", "budget=bitfit", "backbone=minilm-l1", "method.length=40"]
+    resolve_run(compose([*dept, "budget_rule=nearest"]))
+    with pytest.raises(ConfigError) as err:
+        resolve_run(compose(dept))
+    assert str(err.value).startswith("method.length=40: and budget='bitfit' both size dept; give one")
+    chosen = resolve_run(compose(dept[:3])).budget.knobs  # the chosen length beside budget= is its run
+    assert resolve_run(compose([*dept[:3], f"method.length={chosen['length']}"])).budget.knobs == chosen
 
 
 def test_a_run_and_a_sweep_with_a_knob_beside_budget_stop_before_anything_runs(tiny_conf, tmp_path):

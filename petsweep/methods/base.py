@@ -173,6 +173,9 @@ class PETMethod:
     # refused in one line), and the keys it clears (selective_module's fraction: the bound sizes the fill)
     budget_replaces: tuple[str, ...] = ()
     budget_clears: tuple[str, ...] = ()
+    # knobs the older rules (nearest, below) start from but budget_rule=global only breaks ties with: a value
+    # given beside budget= is refused under global, as a replaced one is (DePT's m; #24 review round 3, H3)
+    budget_reads: tuple[str, ...] = ()
     # the task head is the method's own parameters (method=head): its lr is the head's, and train_head=false
     # trains nothing at all
     is_the_head: bool = False

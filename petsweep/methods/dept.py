@@ -102,7 +102,8 @@ class PositionOffset(nn.Module):
 class DeptMethod(PETMethod):
     budget_knobs = ("length", "rank")
     budget_strategy = "rank_and_length"
-    budget_replaces = ("rank",)  # its length is read: the solver starts from the configured pairing
+    budget_replaces = ("rank",)
+    budget_reads = ("length",)  # nearest and below start from the configured pairing; global breaks ties
     Config = DeptConfig
 
     def attach(self, model, ctx):

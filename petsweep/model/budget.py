@@ -238,7 +238,7 @@ def solve(value, spec, rule: str = "nearest"):
                 )
             _SOLVED[key] = BudgetChoice(value, target, achieved, knobs)
     choice = _SOLVED[key]
-    _check_given(spec.method.config, choice)
+    _check_given(spec.method.config, choice, rule)
     return _with(spec, choice.knobs).method, choice
 
 
@@ -260,14 +260,17 @@ def _recorded(spec, knobs: dict, target: int, rule: str) -> dict:
     return again if again == given else knobs
 
 
-def _check_given(config, choice: BudgetChoice) -> None:
+def _check_given(config, choice: BudgetChoice, rule: str) -> None:
     """A knob given beside `budget=` was silently replaced (#24 review F7: `method=lora budget=bitfit
     method.r=5` ran r=3): refused in one line. Given means: a value other than the method's default (its
     Config's, which the method YAML holds) and other than what the budget chose (a run's config.yaml holds
     the chosen values, so a recorded config re-resolves). A value equal to the default cannot be told from
-    the composed config and is replaced as before."""
+    the composed config and is replaced as before. Under budget_rule=global the knobs the older rules read
+    as a start (PETMethod.budget_reads) only break ties, so they count as replaced."""
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
-    for knob in method_class(config.name).budget_replaces:
+    method = method_class(config.name)
+    reads = method.budget_reads if canonical_rule(config.name, rule) == "global" else ()
+    for knob in (*method.budget_replaces, *reads):
         value = getattr(config, knob)
         if value != defaults[knob] and value != choice.knobs.get(knob, defaults[knob]):
             chose = f" (it chose {_knob_text(choice.knobs)})" if choice.knobs else ""
