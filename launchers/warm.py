@@ -85,10 +85,7 @@ class Worker:
     def run(self, job: Job, threads: int) -> list[int]:
         """Run `job` (a run, or a fused group) in this worker: an exit code per run, or for each the negative
         signal that killed the worker."""
-        specs = [
-            r.resolved.with_config(dict(r.cfg, trainer=dict(r.cfg["trainer"], num_threads=threads))).to_dict()
-            for r in job.runs
-        ]
+        specs = [r.resolved.with_threads(threads).to_dict() for r in job.runs]
         request = {"group": specs} if job.members else {"run": specs[0]}
         try:
             self.proc.stdin.write(json.dumps({**request, "log": str(job.log)}) + "\n")

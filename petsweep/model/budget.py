@@ -61,11 +61,6 @@ def method_class(name: str):
     return METHODS.get(name)
 
 
-def is_ruled(name: str) -> bool:
-    """Whether budget_rule can change the choice for method `name`."""
-    return bool(STRATEGIES.get(method_class(name).budget_strategy))
-
-
 def canonical_rule(name: str, rule: str) -> str:
     """The oldest rule that solves method `name` by the same algorithm as `rule`."""
     order = list(RULES)
@@ -442,8 +437,9 @@ def _plus_one_global(spec, knob: str, target: int) -> dict:
         return {knob: index // n, "plus_one": index % n}
 
     low = n  # (1, 0)
-    high = (cap if cap is not None else max(1, target)) * n  # (cap, 0)
-    if cap is None:  # no cap: double until past the target
+    if cap is not None:
+        high = cap * n  # (cap, 0)
+    else:  # no cap: double until past the target
         high = 2 * n
         while _count(spec, knobs(high)) < target:
             high *= 2

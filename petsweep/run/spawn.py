@@ -66,8 +66,7 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     """Run `resolved` as `world` local processes, each handed the spec as resolved here (device decided);
     returns rank 0's result record (or raises with the failure)."""
     if threads:  # each rank its share of the run's threads (not part of the identity)
-        config = dict(resolved.config, trainer=dict(resolved.config["trainer"], num_threads=threads))
-        resolved = resolved.with_config(config)
+        resolved = resolved.with_threads(threads)
     with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as fh:
         json.dump(resolved.to_dict(), fh)
     port = _free_port()

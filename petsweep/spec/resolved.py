@@ -68,6 +68,11 @@ class ResolvedRun:
         share of threads): its id and directory stay."""
         return dataclasses.replace(self, config=config)
 
+    def with_threads(self, threads: int) -> ResolvedRun:
+        """The same run on `threads` CPU threads (trainer.num_threads: not part of the identity), as a warm
+        worker's slot or a rank's share of the run's threads gives it."""
+        return self.with_config(dict(self.config, trainer=dict(self.config["trainer"], num_threads=threads)))
+
     def to_dict(self) -> dict:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "typed"}
 
