@@ -188,10 +188,12 @@ def _change(root: Path, fraction: float) -> int:
 
 def measure(what: str, root: Path) -> dict:
     started = time.time()
+    last = None
     if what == "status":
         from launchers.report import status_table
 
-        lines = status_table(root).count("\n")
+        text = status_table(root)
+        lines, last = text.count("\n"), text.rsplit("\n", 1)[-1]
     else:
         from analysis import collect, save
 
@@ -199,8 +201,10 @@ def measure(what: str, root: Path) -> dict:
         save(table, root.parent / "table.parquet")
         lines = len(table)
     seconds = time.time() - started
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024**2  # KiB -> GiB
-    return {"seconds": seconds, "rss_gb": peak, "lines": lines}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    peak = usage.ru_maxrss / 1024**2  # KiB -> GiB
+    cpu = usage.ru_utime + usage.ru_stime  # imports included, as the peak
+    return {"seconds": seconds, "cpu_s": cpu, "rss_gb": peak, "lines": lines, "last": last}
 
 
 def child(what: str, root: Path, indexed: bool, tree: Path = REPO) -> dict:
@@ -302,6 +306,83 @@ def base_table(args) -> str:
     return "\n".join(rows)
 
 
+def _export(revision: str, into: Path) -> Path:
+    """The tree of a git revision, exported (git archive) into `into`: code that does not change under the
+    measurement (the checkout may be edited meanwhile, and the index's fingerprint hashes its sources)."""
+    into.mkdir(parents=True, exist_ok=True)
+    archive = subprocess.run(["git", "archive", revision], cwd=REPO, capture_output=True, check=True)
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def _compact(sweep: Path, tree: Path) -> None:
+    """Fold the sweep's index into a new manifest with the code of `tree` (its listing of the sweep dir is
+    then the dir's as it is: a `status` after it need not list the dir)."""
+    code = (
+        "import sys; from launchers.report import read_info; from petsweep.records import index; "
+        "index.Snapshot(sys.argv[1], read_info=read_info).compact()"
+    )
+    env = dict(os.environ, PETSWEEP_INDEX="1", OMP_NUM_THREADS="1", PYTHONPATH=str(tree))
+    subprocess.run([sys.executable, "-c", code, str(sweep)], cwd=tree, env=env, check=True)
+
+
+def cells(got: dict) -> str:
+    return f"{got['seconds']:.1f} s | {got['cpu_s']:.1f} s | {got['rss_gb']:.2f} GB"
+
+
+def status_only(args) -> str:
+    """`status` alone, before (--base) and after (--after, or this tree), each exported with git archive and
+    reading its own index, on the same runs: the first read (builds that index), a warm read, a warm read
+    after 1% of the runs were trained again; for after also a warm read after a compaction (the sweep dir
+    not listed: _swap renames index dirs in it, which moves its mtime). One fresh process a cell."""
+    import tempfile
+
+    rows = [
+        f"before = {args.base}, after = {args.after or 'this tree'}; wall | CPU | peak RSS, imports included",
+        "",
+        "| runs | | first read (builds the index) | warm | warm, sweep dir not listed | "
+        "warm, 1% trained again |",
+        "|---|---|---|---|---|---|",
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"before": _export(args.base, Path(tmp) / "before")}
+        trees["after"] = _export(args.after, Path(tmp) / "after") if args.after else REPO
+        for runs in args.runs:
+            sweep = args.root / f"n{runs}" / "sweep"
+            prepare(sweep, runs, True)
+            got = {}
+            for name, tree in trees.items():
+                _swap(sweep, name)
+                for key in ("first", "warm"):
+                    if key == "first" and (sweep / ".index" / "manifest.parquet").exists() and args.reuse:
+                        continue  # built by an earlier run of this script
+                    got[f"{name}_{key}"] = child("status", sweep, True, tree)
+                    print(f"{runs}: {name} {key} {got[f'{name}_{key}']}", file=sys.stderr, flush=True)
+                if name == "after":
+                    _compact(sweep, tree)
+                    got["after_unlisted"] = child("status", sweep, True, tree)
+                    print(f"{runs}: after unlisted {got['after_unlisted']}", file=sys.stderr, flush=True)
+            assert got["before_warm"]["last"] == got["after_warm"]["last"], got  # the same counts
+            if args.changed:
+                _swap(sweep, "after")
+                _change(sweep, 0.01)
+                for name, tree in trees.items():
+                    _swap(sweep, name)
+                    got[f"{name}_changed"] = child("status", sweep, True, tree)
+                    print(f"{runs}: {name} changed {got[f'{name}_changed']}", file=sys.stderr, flush=True)
+                (sweep.parent / "built").unlink(missing_ok=True)
+            for name in trees:
+                first = got.get(f"{name}_first")
+                rows.append(
+                    f"| {runs:,} | {name} | {cells(first) if first else '(earlier)'} | "
+                    f"{cells(got[f'{name}_warm'])} | "
+                    f"{cells(got['after_unlisted']) if name == 'after' else ''} | "
+                    f"{cells(got[f'{name}_changed']) if args.changed else ''} |"
+                )
+            print("\n".join(rows[-2:]), file=sys.stderr, flush=True)
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
@@ -311,6 +392,15 @@ def main() -> None:
     parser.add_argument("--base", help="also measure the index of the code at this git revision (before)")
     parser.add_argument("--reuse", action="store_true", help="take runs built by an earlier --keep run")
     parser.add_argument("--build-only", action="store_true", help="build the runs and stop (for --reuse)")
+    parser.add_argument(
+        "--status-only", action="store_true", help="with --base: `status` alone (status_only)"
+    )
+    parser.add_argument(
+        "--after", help="with --status-only: the revision measured as after (default: this tree)"
+    )
+    parser.add_argument(
+        "--changed", action="store_true", help="with --status-only: also after 1%% trained again"
+    )
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.root)))
@@ -318,6 +408,9 @@ def main() -> None:
     if args.build_only:
         for runs in args.runs:
             prepare(args.root / f"n{runs}" / "sweep", runs, True)
+        return
+    if args.base and args.status_only:
+        print(status_only(args), flush=True)
         return
     if args.base:
         print(base_table(args), flush=True)

@@ -164,7 +164,8 @@ def _indexed_rows(path: Path, queue) -> list[dict] | None:
             rows.append(_indexed_row(sweep, name, info, queue, labels[sweep]))
         snapshot.finish()
     more = _not_started(path, found, labels, planned)
-    return sorted(rows + more, key=lambda r: (r["sweep"], r["run"])) if more else rows
+    # in name order as the files give them: the snapshot holds the manifest's runs first, then those of lines
+    return sorted(rows + more, key=lambda r: (r["sweep"], r["run"]))
 
 
 def _visible_dir(path: Path) -> bool:
@@ -249,16 +250,73 @@ def _not_started(path: Path, found: set[Path], labels: dict, planned: list[Path]
     return rows
 
 
-def status_table(path: Path) -> str:
+# a `status` table of more runs than this lists only the runs not done (at most this many of them), then the
+# counts; `petsweep status --all` lists every run (#25: a line per run of 10^6 runs is 100 MB of text)
+LIST_UP_TO = 1000
+
+
+def status_table(path: Path, every: bool = False) -> str:
+    """The status table: a line per run (of a sweep of more than LIST_UP_TO runs, without `every`, only the
+    runs not done), then the count of runs in each state."""
+    path = Path(path)
+    scanned = _scanned(path, every)
+    if scanned is None:
+        rows = status_rows(path)
+        listed = Listing(every)
+        for r in rows:
+            listed.add(r)
+        sweeps = len({r["sweep"] for r in rows}) > 1
+    else:
+        listed, sweeps = scanned, False
+    return _table_text(path, listed, sweeps)
+
+
+class Listing:
+    """The lines a status table prints, as rows arrive in order: every row while there are at most
+    LIST_UP_TO (or `every`), after that the rows not done, at most LIST_UP_TO; and the count of each state."""
+
+    def __init__(self, every: bool = False):
+        self.every = every
+        self.rows: list[dict] = []
+        self.counts: Counter = Counter()
+        self.total = 0
+        self.dropped = 0  # rows not done past LIST_UP_TO (summary)
+
+    @property
+    def summary(self) -> bool:
+        return not self.every and self.total > LIST_UP_TO
+
+    def count(self, state: str, n: int = 1) -> None:
+        """Rows of `state` that are counted but need no line (done, in a summary)."""
+        self.counts[state] += n
+        self.total += n
+        self._shrink()
+
+    def wants(self, state: str) -> bool:
+        """Whether a row of this state, arriving now, may be printed (else count() it)."""
+        return not self.summary or state != State.COMPLETED
+
+    def add(self, row: dict) -> None:
+        self.counts[row["state"]] += 1
+        self.total += 1
+        if self.wants(row["state"]):
+            self.rows.append(row)
+        self._shrink()
+
+    def _shrink(self) -> None:
+        if self.summary and len(self.rows) > LIST_UP_TO:
+            self.rows = [r for r in self.rows if r["state"] != State.COMPLETED]
+            self.dropped += max(0, len(self.rows) - LIST_UP_TO)
+            del self.rows[LIST_UP_TO:]
+
+
+def _table_text(path: Path, listed: Listing, sweeps: bool) -> str:
     from petsweep.train.progress import eta_text
 
-    rows = status_rows(path)
+    rows = listed.rows
     width = max([58] + [len(r["run"]) for r in rows])
-    sweeps = len({r["sweep"] for r in rows}) > 1
     lines = [f"{'state':<11} {'run':<{width}} {'step':>11} {'dev':>7} {'eta':>8}  result"]
-    counts: dict[str, int] = {}
     for r in rows:
-        counts[r["state"]] = counts.get(r["state"], 0) + 1
         step = f"{r['step']}/{r['max_steps']}" if r["step"] is not None else "-"
         dev = r["best_dev_score"] if r["state"] == State.COMPLETED else r["dev_score"]
         dev = f"{dev:.4f}" if dev is not None else "-"
@@ -276,11 +334,98 @@ def status_table(path: Path) -> str:
         lines.append(
             f"{r['state']:<11} {name:<{width}} {step:>11} {dev:>7} {eta:>8}  {differs}{detail}".rstrip()
         )
-    summary = ", ".join(f"{n} {State(s).word}" for s, n in sorted(counts.items()))
+    if listed.summary:
+        done = listed.counts.get(str(State.COMPLETED), 0)
+        more = f", nor the {listed.dropped} not done past the first {LIST_UP_TO}" if listed.dropped else ""
+        lines.append(
+            f"({done} done runs not listed{more}: over {LIST_UP_TO} runs, only those not done are; "
+            "`petsweep status --all` lists every run)"
+        )
+    summary = ", ".join(f"{n} {State(s).word}" for s, n in sorted(listed.counts.items()))
     from launchers.threshold_sweep import state_text
 
     search = state_text(path)  # a threshold search's state per cell and target (search_state.json)
-    return "\n".join(lines + [f"{len(rows)} runs: {summary}"] + ([search] if search else []))
+    return "\n".join(lines + [f"{listed.total} runs: {summary}"] + ([search] if search else []))
+
+
+_SETTLED = [str(s) for s in (State.COMPLETED, State.FAILED, State.CANCELLED, State.INTERRUPTED, State.NEW)]
+
+
+def _scanned(path: Path, every: bool) -> Listing | None:
+    """The status table's rows of a sweep dir from its index a manifest row group at a time
+    (petsweep.records.index.StatusScan, #25): states counted in bulk from the manifest's typed columns, a row
+    (dict) made only for a line the table prints, memory flat in the runs. None where the index cannot
+    answer so (not a sweep dir, no manifest of this code, lines piled up): status_rows reads it then."""
+    import json
+
+    import numpy as np
+
+    from launchers.planning import cached_queue
+    from petsweep.records import index
+    from petsweep.records.labels import read as read_labels
+
+    if not index.enabled() or (path / "status.json").exists() or not path.is_dir():
+        return None
+    scan = index.StatusScan(path, read_info)
+    if not scan.usable:
+        return None
+    queue = cached_queue()
+    labels = read_labels(path)
+    planned: list[str] = []
+    if (path / SWEEP_MARKER).exists():
+        try:
+            planned = sorted(json.loads((path / SWEEP_MARKER).read_text()).get("runs") or [])
+        except (OSError, ValueError):
+            planned = []
+    listed = Listing(every)
+    at = 0  # planned runs before this one have had their NEW row, or have a run dir
+    settled = np.array(_SETTLED, dtype=object)
+    for batch in scan.batches():
+        found = []  # (name, row or None: counted only)
+        fine = batch.ok & batch.keep & np.isin(batch.state, settled)
+        state = batch.state.copy()
+        state[fine & (batch.state == str(State.COMPLETED)) & batch.stale] = str(State.NEW)
+        for i in np.flatnonzero(batch.keep & ~fine).tolist():  # lines, files, live runs: as status_rows
+            found.append((batch.names[i], _indexed_row(path, batch.names[i], batch.info(i), queue, labels)))
+        found += [(name, _indexed_row(path, name, info, queue, labels)) for name, info in batch.extra]
+        if every or listed.total + len(found) + int(fine.sum()) <= LIST_UP_TO:
+            shown = np.flatnonzero(fine)
+        else:
+            shown = np.flatnonzero(fine & (state != str(State.COMPLETED)))
+            done = fine & (state == str(State.COMPLETED))
+            listed.count(str(State.COMPLETED), int(done.sum()))
+        for i in shown.tolist():
+            name, info = batch.names[i], batch.info(i)
+            found.append((name, _row(State(state[i]), name, path.name, f"{path}/{name}", info, info, labels)))
+        found.sort(key=lambda pair: pair[0])
+        if planned:
+            names = set(batch.names[i] for i in np.flatnonzero(batch.keep).tolist()) | {n for n, _ in found}
+            last = max(batch.names[-1] if batch.names else "", found[-1][0] if found else "")
+            news = []
+            while at < len(planned) and planned[at] <= last:
+                if planned[at] not in names:
+                    news.append((planned[at], _new_row(path, planned[at], labels)))
+                at += 1
+            found = sorted(found + news, key=lambda pair: pair[0]) if news else found
+        for _, row in found:
+            listed.add(row)
+    for name in planned[at:]:
+        listed.add(_new_row(path, name, labels))
+    scan.finish()
+    return listed
+
+
+def _new_row(sweep: Path, name: str, labels: dict) -> dict:
+    """The row of a run a sweep planned that has no run dir yet (as _not_started makes it)."""
+    return {
+        **dict.fromkeys(("step", "max_steps", "dev_score", "best_dev_score", "eta_s", "metric", "score")),
+        **{"error": None, "updated": None, "notes": []},
+        "state": str(State.NEW),
+        "run": name,
+        "sweep": sweep.name,
+        "path": str(sweep / name),
+        "label": labels.get(name) or [],
+    }
 
 
 def find_run(name: str, root: Path) -> RunDir:

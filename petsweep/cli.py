@@ -383,7 +383,7 @@ def _status_cmd(args) -> None:
     if args.json:
         print(json.dumps(status_rows(args.sweep_dir), indent=2))
     else:
-        print(status_table(args.sweep_dir))
+        print(status_table(args.sweep_dir, every=args.all))
 
 
 def _du_cmd(args) -> None:
@@ -699,6 +699,9 @@ def _parser() -> argparse.ArgumentParser:
         p.set_defaults(handler=handler)
         if name == "status":
             p.add_argument("--json", action="store_true", help="one JSON list of the runs' rows")
+            p.add_argument(
+                "--all", action="store_true", help="a line per run (over 1000 runs: only those not done)"
+            )
         if name == "sync":
             p.add_argument("--parallel", type=int, default=4, help="uploads at a time")
             p.add_argument("--dry-run", action="store_true", help="list what would be uploaded")

@@ -63,6 +63,12 @@ RACY_S = 2.0
 # fields too big to keep in memory for every run: read from the manifest batch by batch (iter_field)
 BIG = ("row", "config")
 BATCH = 8192
+# the status fields `petsweep status` needs of every run, typed beside `info` (its JSON, decoded only for the
+# lines a table prints): the state status.json holds, whether the entry is complete (_complete: a finished
+# run's identity checked) and whether its record is of another identity (it reads NEW)
+STATUS_COLUMNS = ("i:state", "i:complete", "i:stale")
+LISTED_NON_RUNS = 1000  # at most this many sub-dirs without status.json are named in the manifest
+STAT_THREADS = 8  # StatusScan stats a batch of runs in this many threads (stat waits on the disk, or NFS)
 READS: Counter = Counter()  # runs read from their files, by what was read ("info", "row", ...): tests count
 
 
@@ -111,9 +117,9 @@ def signature(path: str) -> tuple[int, ...] | None:
     return (folder, status.st_mtime_ns, status.st_size, status.st_ino, *got)
 
 
-def scan(sweep: str | Path) -> dict[str, tuple[int, ...]]:
+def scan(sweep: str | Path, others: list[str] | None = None) -> dict[str, tuple[int, ...]]:
     """The runs of a sweep dir (its sub-dirs holding status.json; hidden ones skipped, as `*/status.json`
-    skips them), sorted by name, each with its signature."""
+    skips them), sorted by name, each with its signature. `others`: gets the sub-dirs without status.json."""
     sweep = str(sweep)
     try:
         with os.scandir(sweep) as found:
@@ -125,6 +131,8 @@ def scan(sweep: str | Path) -> dict[str, tuple[int, ...]]:
         sig = signature(f"{sweep}/{name}")
         if sig is not None:
             runs[name] = sig
+        elif others is not None:
+            others.append(name)
     return runs
 
 
@@ -257,7 +265,12 @@ class Snapshot:
         self.dir = os.path.join(self.sweep, INDEX_DIR)
         self.compute = compute or {}
         self.read_info = read_info
-        self.runs = scan(self.sweep)
+        self.non_runs: list[str] = []  # sub-dirs without status.json when listed
+        try:  # the sweep dir's mtime before the listing: the next reader lists it again only where it moved
+            self._listed = (os.stat(self.sweep).st_mtime_ns, time.time())
+        except OSError:
+            self._listed = None
+        self.runs = scan(self.sweep, self.non_runs)
         self.info: dict[str, dict] = {}
         self.fresh: dict[str, dict] = {}  # name -> big fields not in the manifest: {field: json text}
         self.in_manifest: dict[str, set[str]] = {}  # name -> big fields the manifest holds for it
@@ -501,7 +514,7 @@ class Snapshot:
         table = _unify(parts) if len(parts) > 1 else parts[0] if parts else _empty_manifest()
         if len(parts) > 1:
             table = table.sort_by("run")
-        table = table.replace_schema_metadata({"fingerprint": self.fp})
+        table = table.replace_schema_metadata({"fingerprint": self.fp, **self._listing_meta()})
         tmp = os.path.join(self.dir, f".{MANIFEST}.{socket.gethostname()}-{os.getpid()}.tmp")
         try:
             pq.write_table(table, tmp, row_group_size=BATCH)
@@ -517,6 +530,17 @@ class Snapshot:
         self.line_count = 0
         self.no_manifest = False
 
+    def _listing_meta(self) -> dict[str, str]:
+        """What lets a `status` read skip listing the sweep dir (StatusScan): the dir's mtime when this
+        snapshot listed it and its sub-dirs that held no status.json then. Left out where the listing may have
+        raced a change in the same clock tick, or where those sub-dirs are many."""
+        if self._listed is None or len(self.non_runs) > LISTED_NON_RUNS:
+            return {}
+        mtime, at = self._listed
+        if at - mtime / 1e9 < RACY_S:
+            return {}
+        return {"sweep_mtime_ns": str(mtime), "non_runs": json.dumps(self.non_runs)}
+
     def _info_table(self, names: list[str], old):
         """The manifest rows of runs whose status fields alone are new: copied, with the new `info`."""
         import pyarrow as pa
@@ -528,7 +552,10 @@ class Snapshot:
         old_texts = part.column("info").to_pylist()
         texts = [t if t is not None else o for t, o in zip(texts, old_texts)]
         at = part.schema.get_field_index("info")
-        return part.set_column(at, "info", pa.array(texts, type=MANIFEST_TYPES["info"]))
+        part = part.set_column(at, "info", pa.array(texts, type=MANIFEST_TYPES["info"]))
+        for key, array in _status_arrays([self.info.get(n) for n in names], old_texts).items():
+            part = part.set_column(part.schema.get_field_index(key), key, array)
+        return part
 
     def _changed_table(self, names: list[str], old):
         """The manifest rows of runs whose entries are (re)written from what this read holds."""
@@ -572,8 +599,291 @@ class Snapshot:
                 rows.append(None)
             data["has_row"].append(rows[-1] is not None)
         arrays = {k: pa.array(v, type=MANIFEST_TYPES[k]) for k, v in data.items()}
+        arrays.update(_status_arrays([None] * len(names), data["info"]))
         arrays.update(_row_arrays(rows, old.schema if old is not None else None))
         return pa.table(arrays)
+
+
+class StatusScan:
+    """A sweep's runs and their status fields for `petsweep status`, a manifest row group at a time, with
+    memory flat in the number of runs (#25): the typed STATUS_COLUMNS and the signatures are compared in bulk
+    (numpy); a run's `info` JSON is decoded only where a caller prints its line (`info`). Runs whose entry is
+    not the run's now come from their lines or files, as Snapshot reads them (and are repaired by a line).
+
+    The sweep dir is listed only where its mtime moved since the manifest's listing (a run dir added, removed
+    or renamed: the manifest's metadata holds the mtime and the sub-dirs that held no status.json then, each
+    stat'ed). Each run is stat'ed by name: status.json, result.json and config.yaml (every write petsweep
+    makes renames a file in, giving it a new inode and mtime; an edit in place moves the file's mtime), and
+    the run dir itself (a renamed-in progress.json or error.txt) only for a run whose entry is not COMPLETED
+    of its own identity: a COMPLETED line reads status.json, result.json and config.yaml only.
+
+    `usable` is False where this cannot answer (no manifest of this code; lines piled past the compaction
+    threshold): Snapshot reads it then, and compacts."""
+
+    COLUMNS = ("run", *SIG_FIELDS, *STATUS_COLUMNS, "info")
+
+    def __init__(self, sweep: str | Path, read_info: Callable[[str], dict]):
+        self.sweep = str(Path(sweep))
+        self.dir = os.path.join(self.sweep, INDEX_DIR)
+        self.read_info = read_info
+        self.fp = fingerprint()
+        self.repairs: list[dict] = []
+        self.usable = False
+        self.lines: dict[str, list[tuple[tuple, dict]]] = {}  # name -> (signature, info) of its lines
+        self.line_count = 0
+        if not enabled():
+            return
+        try:
+            import pyarrow.parquet as pq
+
+            self.file = pq.ParquetFile(os.path.join(self.dir, MANIFEST))
+        except (OSError, ValueError, ImportError):
+            return
+        meta = self.file.schema_arrow.metadata or {}
+        if meta.get(b"fingerprint", b"").decode() != self.fp:
+            return
+        if not set(self.COLUMNS) <= set(self.file.schema_arrow.names) or not self.file.metadata.num_rows:
+            return
+        self._read_lines()
+        if self.line_count > max(1000, self.file.metadata.num_rows // 100):
+            return  # Snapshot folds them into a new manifest
+        self.extras = self._unlisted(meta)
+        self.usable = True
+
+    def _read_lines(self) -> None:
+        for file in sorted(glob.glob(os.path.join(glob.escape(self.dir), "*.jsonl"))):
+            try:
+                with open(file, "rb") as fh:
+                    data = fh.read()
+            except OSError:
+                continue
+            for raw in data.splitlines():
+                self.line_count += 1
+                try:
+                    line = json.loads(raw)
+                    name, sig = line["run"], tuple(line["sig"])
+                except (ValueError, KeyError, TypeError):
+                    continue
+                if line.get("fp") != self.fp:
+                    continue
+                for key in ("run", "sig", "fp", "t", *BIG):
+                    line.pop(key, None)
+                if line:
+                    self.lines.setdefault(name, []).append((sig, line))
+
+    def _unlisted(self, meta: dict) -> list[str]:
+        """The runs the manifest does not hold (sorted): none where the sweep dir's mtime is the manifest's
+        listing's but the sub-dirs that held no status.json then and hold one now; else every sub-dir with a
+        status.json the manifest does not name (the only case that holds every name in memory)."""
+        try:
+            mtime = os.stat(self.sweep).st_mtime_ns
+        except OSError:
+            return []
+        if meta.get(b"sweep_mtime_ns", b"").decode() == str(mtime):
+            non_runs = json.loads(meta.get(b"non_runs", b"[]"))
+            return sorted(n for n in non_runs if os.path.exists(f"{self.sweep}/{n}/status.json"))
+        try:
+            with os.scandir(self.sweep) as found:
+                names = [e.name for e in found if not e.name.startswith(".") and e.is_dir()]
+        except OSError:
+            return []
+        held = set()
+        for batch in self.file.iter_batches(batch_size=BATCH, columns=["run"]):
+            held.update(batch.column(0).to_pylist())
+        return sorted(n for n in names if n not in held and os.path.exists(f"{self.sweep}/{n}/status.json"))
+
+    def batches(self) -> Iterator[StatusBatch]:
+        """Every run of the sweep in name order, a manifest row group (and the unlisted runs among it) at a
+        time."""
+
+        extras, at = self.extras, 0
+        fd = os.open(self.sweep, os.O_RDONLY)
+        pool = None
+        try:
+            if STAT_THREADS > 1:
+                from concurrent.futures import ThreadPoolExecutor
+
+                pool = ThreadPoolExecutor(STAT_THREADS)
+            for batch in self.file.iter_batches(batch_size=BATCH, columns=list(self.COLUMNS)):
+                names = batch.column(0).to_pylist()
+                upto = at
+                while upto < len(extras) and (not names or extras[upto] < names[-1]):
+                    upto += 1
+                out = self._batch(batch, names, fd, pool, extras[at:upto])
+                at = upto
+                if len(out.names):
+                    yield out
+            if at < len(extras):
+                yield self._batch(None, [], fd, pool, extras[at:])
+        finally:
+            os.close(fd)
+            if pool is not None:
+                pool.shutdown()
+
+    def _batch(self, batch, names: list[str], fd: int, pool, extras: list[str]) -> StatusBatch:
+        import numpy as np
+
+        n = len(names)
+        if batch is not None and n:
+            stored = np.column_stack([_numpy(batch.column(f)) for f in SIG_FIELDS])
+            state = _numpy(batch.column(STATUS_COLUMNS[0]))
+            complete = _numpy(batch.column(STATUS_COLUMNS[1])).astype(bool)
+            stale = _numpy(batch.column(STATUS_COLUMNS[2])).astype(bool)
+            texts = batch.column("info")
+        else:
+            stored = np.zeros((0, len(SIG_FIELDS)), dtype=np.int64)
+            state, complete, stale = (np.zeros(0, dtype=object), np.zeros(0, bool), np.zeros(0, bool))
+            texts = None
+        own = complete & (state == "COMPLETED") & ~stale  # a COMPLETED line needs no stat of the dir
+        has_line = np.fromiter((name in self.lines for name in names), bool, n) if self.lines else None
+        full = ~own if has_line is None else ~own | has_line
+        now = _stats(fd, names, full, pool)
+        gone = now[:, 1] == -2
+        same = (stored[:, 1:] == now[:, 1:]).all(axis=1) & (~full | (stored[:, 0] == now[:, 0]))
+        ok = same & complete & ~gone  # the manifest's typed entry answers
+        infos: dict[int, dict] = {}
+        unsure = np.flatnonzero(~gone & (~ok | (has_line if has_line is not None else False)))
+        for i in unsure.tolist():
+            sig = tuple(now[i].tolist())
+            if not full[i]:
+                sig = signature(f"{self.sweep}/{names[i]}")
+                if sig is None:
+                    gone[i] = True
+                    continue
+            held = None  # the manifest's entry, where it is the run's files' now (an incomplete one)
+            if same[i] and texts is not None and texts[i].is_valid:
+                held = json.loads(texts[i].as_py())
+            info = self._resolve(names[i], sig, held)
+            if info is None:
+                gone[i] = True
+            else:
+                infos[i] = info
+                ok[i] = False
+        keep = ~gone
+        out = StatusBatch(names, state, stale, ok, texts, infos, keep)
+        for name in extras:
+            sig = signature(f"{self.sweep}/{name}")
+            info = self._resolve(name, sig, None) if sig is not None else None
+            if info is not None:
+                out.add(name, info)
+        return out
+
+    def _resolve(self, name: str, sig: tuple | None, held: dict | None) -> dict | None:
+        """A run's status fields where the manifest's typed entry does not answer: the manifest's entry
+        (`held`, where its signature is the run's), then its lines of that signature, as Snapshot takes
+        them; else read from its files (and a repair line kept)."""
+        if sig is None:
+            return None
+        info = held
+        for line_sig, line in self.lines.get(name, ()):
+            if line_sig == sig and (info is None or _complete(line) or not _complete(info)):
+                info = line
+        if info is not None and _complete(info):
+            return info
+        READS["info"] += 1
+        now = time.time()
+        info = self.read_info(f"{self.sweep}/{name}")
+        if not _racy(sig, now):
+            self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
+        return info
+
+    def finish(self) -> None:
+        """Append the repairs as lines (never raises: a cache)."""
+        try:
+            append(self.sweep, self.repairs)
+        except Exception as err:  # noqa: BLE001
+            log.debug("petsweep: index of %s not updated: %s", self.sweep, err)
+        self.repairs = []
+
+
+class StatusBatch:
+    """Runs of a StatusScan in name order: `names`; where `ok`, the manifest's typed `state` and `stale`
+    answer (and `info(i)` decodes its JSON), else `infos[i]` holds the run's status fields; `keep` is False
+    for a run that is gone. Runs the manifest does not hold are appended (add) and come after in `order`."""
+
+    def __init__(self, names, state, stale, ok, texts, infos, keep):
+        self.names, self.state, self.stale, self.ok = names, state, stale, ok
+        self.texts, self.infos, self.keep = texts, infos, keep
+        self.extra: list[tuple[str, dict]] = []
+
+    def add(self, name: str, info: dict) -> None:
+        self.extra.append((name, info))
+
+    def info(self, i: int) -> dict:
+        if i in self.infos:
+            return self.infos[i]
+        return json.loads(self.texts[i].as_py())
+
+
+def _numpy(column):
+    """An arrow column as numpy from its buffers (to_numpy of an array with nulls, or of booleans, imports
+    pandas: ~0.6 s): int64 as it is, booleans unpacked, dictionary-encoded strings decoded (object; None where
+    null)."""
+    import numpy as np
+    import pyarrow as pa
+
+    if isinstance(column, pa.ChunkedArray):
+        column = column.combine_chunks()
+    n, offset = len(column), column.offset
+    if pa.types.is_dictionary(column.type):
+        words = np.empty(len(column.dictionary) + 1, dtype=object)
+        words[:-1] = column.dictionary.to_pylist()
+        codes = _numpy(column.indices).astype(np.int64)
+        codes[~_valid(column)] = len(words) - 1
+        return words[codes]
+    if pa.types.is_boolean(column.type):
+        bits = np.frombuffer(column.buffers()[1], dtype=np.uint8)
+        return np.unpackbits(bits, bitorder="little")[offset : offset + n].astype(bool)
+    dtype = np.dtype(column.type.to_pandas_dtype())
+    return np.frombuffer(column.buffers()[1], dtype=dtype)[offset : offset + n]
+
+
+def _valid(column):
+    """Where an arrow array is not null, as a numpy bool array."""
+    import numpy as np
+
+    if column.null_count == 0:
+        return np.ones(len(column), dtype=bool)
+    bits = np.frombuffer(column.buffers()[0], dtype=np.uint8)
+    return np.unpackbits(bits, bitorder="little")[column.offset : column.offset + len(column)].astype(bool)
+
+
+def _stats(fd: int, names: list[str], full, pool):
+    """Signatures (SIG_FIELDS) of runs in the dir `fd`: the run dir's mtime only where `full`, else -3;
+    status.json's -2 where the run is gone."""
+    import numpy as np
+
+    out = np.full((len(names), len(SIG_FIELDS)), -1, dtype=np.int64)
+    flags = full.tolist()
+
+    def part(lo: int, hi: int) -> None:
+        stat = os.stat
+        for i in range(lo, hi):
+            name = names[i]
+            try:
+                status = stat(name + "/status.json", dir_fd=fd)
+                folder = stat(name, dir_fd=fd).st_mtime_ns if flags[i] else -3
+            except OSError:
+                out[i, 1] = -2
+                continue
+            row = [folder, status.st_mtime_ns, status.st_size, status.st_ino, -1, -1, -1, -1]
+            for k, file in ((4, "/result.json"), (6, "/config.yaml")):
+                try:
+                    found = stat(name + file, dir_fd=fd)
+                    row[k], row[k + 1] = found.st_mtime_ns, found.st_size
+                except OSError:
+                    pass
+            out[i] = row
+
+    step = 512
+    spans = [(lo, min(lo + step, len(names))) for lo in range(0, len(names), step)]
+    if pool is None or len(spans) < 2:
+        for lo, hi in spans:
+            part(lo, hi)
+    else:
+        for _ in pool.map(lambda span: part(*span), spans):
+            pass
+    return out
 
 
 ROW_PREFIXES = ("r:", "j:")  # a row column: typed ("r:", one Python type: int, float, str or bool) or JSON
@@ -590,6 +900,26 @@ def _manifest_types():
         "has_config": pa.bool_(),
         "has_row": pa.bool_(),
         "layout": pa.dictionary(pa.int32(), pa.string()),
+        **dict(zip(STATUS_COLUMNS, (pa.dictionary(pa.int32(), pa.string()), pa.bool_(), pa.bool_()))),
+    }
+
+
+def _status_arrays(infos: list[dict | None], texts: list[str | None]) -> dict:
+    """STATUS_COLUMNS of entries: each an info dict, or None where only its JSON text (or nothing) is held."""
+    import pyarrow as pa
+
+    states, complete, stale = [], [], []
+    for info, text in zip(infos, texts):
+        if info is None and text is not None:
+            info = json.loads(text)
+        state = info.get("state") if isinstance(info, dict) else None
+        states.append(state if isinstance(state, str) else None)
+        complete.append(isinstance(state, str) and _complete(info))
+        stale.append(isinstance(info, dict) and info.get("stale") is not None)
+    return {
+        STATUS_COLUMNS[0]: pa.array(states, type=pa.string()).dictionary_encode(),
+        STATUS_COLUMNS[1]: pa.array(complete, type=pa.bool_()),
+        STATUS_COLUMNS[2]: pa.array(stale, type=pa.bool_()),
     }
 
 

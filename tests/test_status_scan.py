@@ -1,0 +1,156 @@
+"""`petsweep status` of a big sweep (#25): the table is read from the index's typed status columns a manifest
+row group at a time (petsweep.records.index.StatusScan), answers as the run dirs do after any edit behind
+the index's back, and over LIST_UP_TO runs lists only the runs not done."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import yaml
+from test_index import _config, _result, from_files, make_sweep, read_counts
+
+from launchers import report
+from launchers.report import read_info, status_rows, status_table
+from petsweep.records import index
+from petsweep.records.status import RunDir, write_json
+
+
+@pytest.fixture(autouse=True)
+def _index_on(monkeypatch):
+    monkeypatch.setenv(index.ENV, "1")
+    monkeypatch.setattr(index, "RACY_S", 0.0)
+
+
+def scanned(sweep) -> str:
+    """status_table, asserting that the typed manifest answers it (not a Snapshot of every run)."""
+    assert index.StatusScan(sweep, read_info).usable
+    return status_table(sweep)
+
+
+def indexed(sweep):
+    status_table(sweep)  # builds the manifest (the runs' lines folded in)
+    index.Snapshot(sweep, read_info=read_info).compact()
+    assert index.StatusScan(sweep, read_info).usable
+
+
+def test_the_typed_manifest_answers_as_the_files_do_and_decodes_only_lines_it_prints(tmp_path, monkeypatch):
+    sweep = make_sweep(tmp_path / "study", 30)
+    indexed(sweep)
+    table, reads = read_counts(scanned, sweep)
+    assert table == from_files(status_table, sweep) and reads == {}
+    assert table.splitlines()[-1] == "32 runs: 5 cancelled, 5 done, 10 failed, 5 interrupted, 7 new"
+
+    full = from_files(status_table, sweep).splitlines()
+    decoded = []
+    info = index.StatusBatch.info
+    monkeypatch.setattr(index.StatusBatch, "info", lambda self, i: decoded.append(i) or info(self, i))
+    monkeypatch.setattr(report, "LIST_UP_TO", 28)  # a summary: the 5 done runs get no line, nor a decode
+    summary = scanned(sweep)
+    assert len(decoded) == 32 - 5 - 2  # the printed runs' (2 NEW are planned, no run dir)
+    assert summary.splitlines() == [
+        full[0],
+        *[line for line in full[1:-1] if not line.startswith("COMPLETED")],
+        "(5 done runs not listed: over 28 runs, only those not done are; `petsweep status --all` lists "
+        "every run)",
+        full[-1],
+    ]
+    assert from_files(status_table, sweep) == summary  # the files give the same summary
+    assert status_table(sweep, every=True) == "\n".join(full)
+
+
+def _in_place(path, text: str) -> None:
+    with open(path, "r+") as fh:  # the same inode; the run dir's mtime stays
+        fh.seek(0)
+        fh.write(text)
+        fh.truncate()
+
+
+def test_edits_behind_the_index_are_seen(tmp_path):
+    sweep = make_sweep(tmp_path / "study", 18)
+    indexed(sweep)
+    before = {line.split()[1]: line.split()[0] for line in status_table(sweep).splitlines()[1:-1]}
+    assert before["run-012"] == "COMPLETED"
+    result = sweep / "run-006" / "result.json"  # a COMPLETED run: its dir is not stat'ed, its files are
+    _in_place(result, json.dumps({**json.loads(result.read_text()), "score": 0.123}))
+    status = sweep / "run-000" / "status.json"
+    _in_place(status, json.dumps({"state": "FAILED", "error": "edited", "updated": 3.0}) + " " * 99)
+    with open(sweep / "run-012" / "config.yaml", "w") as fh:  # written, not renamed in: the file is seen
+        fh.write(yaml.safe_dump(_config(12)))
+    failed = RunDir(sweep / "run-008")  # not COMPLETED: its dir is stat'ed (a progress.json renamed in)
+    write_json(failed.progress_file, {"step": 77, "max_steps": 99, "dev_score": 0.9})
+    table, reads = read_counts(scanned, sweep)
+    assert table == from_files(status_table, sweep) and reads == {"info": 4}
+    assert "accuracy 0.1230" in table and "edited" in table and " 77/99 " in table
+    assert [line.split()[0] for line in table.splitlines() if "run-012" in line] == ["NEW"]
+    assert read_counts(scanned, sweep) == (table, {})  # repaired by their lines
+
+    shutil.copytree(sweep / "run-001", sweep / "run-0055")  # a run dir copied in: the sweep dir is listed
+    shutil.rmtree(sweep / "run-002")  # and one removed: planned, it reads NEW
+    table, reads = read_counts(scanned, sweep)
+    assert table == from_files(status_table, sweep) and reads == {"info": 1}
+    lines = {line.split()[1]: line.split()[0] for line in table.splitlines()[1:-1]}
+    assert lines["run-0055"] == "NEW" and lines["run-002"] == "NEW"
+
+
+def test_a_run_dir_that_gets_its_status_json_after_the_listing_is_seen(tmp_path):
+    sweep = make_sweep(tmp_path / "study", 6)
+    (sweep / "run-100").mkdir()  # claimed, no status.json yet: the manifest's listing names it
+    indexed(sweep)
+    meta = index.StatusScan(sweep, read_info).file.schema_arrow.metadata
+    assert json.loads(meta[b"non_runs"]) == ["run-100"]
+    run = RunDir(sweep / "run-100")
+    write_json(run.result_file, _result(100, _config(100)))
+    write_json(run.status_file, {"state": "COMPLETED", "updated": 4.0})  # no line: as a petsweep without it
+    table, reads = read_counts(scanned, sweep)
+    assert table == from_files(status_table, sweep) and reads == {"info": 1}
+    assert "run-100" in table
+
+
+def test_rows_stay_in_name_order_across_row_groups_lines_and_repairs(tmp_path, monkeypatch):
+    """Row groups of 4 runs; runs only a line knows (started after the manifest), runs read from their files,
+    planned runs with no dir: every row in name order, as the files give them, and status_rows too (it put
+    runs read from their files last where the sweep planned no run, #25)."""
+    monkeypatch.setattr(index, "BATCH", 4)
+    sweep = make_sweep(tmp_path / "study", 18)
+    (sweep / "sweep.json").unlink()
+    indexed(sweep)
+    for i in (3, 9, 10, 15):  # after the manifest: a line each
+        run = RunDir(sweep / f"run-{i:03d}x")
+        run.path.mkdir()
+        write_json(run.result_file, _result(i, _config(i)))
+        run.set_status("COMPLETED")
+    result = sweep / "run-012" / "result.json"
+    _in_place(result, json.dumps({**json.loads(result.read_text()), "score": 0.5}))
+    assert scanned(sweep) == from_files(status_table, sweep)
+    assert status_rows(sweep) == from_files(status_rows, sweep)
+    write_json(sweep / "sweep.json", {"runs": [f"run-{i:03d}" for i in range(0, 40, 3)]})
+    assert scanned(sweep) == from_files(status_table, sweep)
+
+
+def test_many_lines_are_folded_by_the_snapshot_path(tmp_path, monkeypatch):
+    sweep = make_sweep(tmp_path / "study", 6)
+    indexed(sweep)
+    for _ in range(3):
+        RunDir(sweep / "run-000").set_status("COMPLETED")
+    assert index.StatusScan(sweep, read_info).usable
+    monkeypatch.setattr(index, "StatusScan", _Unusable)
+    assert status_table(sweep) == from_files(status_table, sweep)
+
+
+class _Unusable(index.StatusScan):
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.usable = False
+
+
+def test_status_without_the_index_summarises_too(tmp_path, monkeypatch):
+    sweep = make_sweep(tmp_path / "study", 12)
+    monkeypatch.setattr(report, "LIST_UP_TO", 3)
+    os.environ[index.ENV] = "0"
+    text = status_table(sweep)
+    assert "(2 done runs not listed, nor the 9 not done past the first 3: over 3 runs" in text
+    assert "COMPLETED" not in text and len(text.splitlines()) == 1 + 3 + 2
+    assert text.endswith("14 runs: 2 cancelled, 2 done, 4 failed, 2 interrupted, 4 new")
