@@ -281,6 +281,7 @@ class Listing:
         self.counts: Counter = Counter()
         self.total = 0
         self.dropped = 0  # rows not done past LIST_UP_TO (summary)
+        self.shrunk = False
 
     @property
     def summary(self) -> bool:
@@ -304,9 +305,13 @@ class Listing:
         self._shrink()
 
     def _shrink(self) -> None:
-        if self.summary and len(self.rows) > LIST_UP_TO:
+        if not self.summary:
+            return
+        if not self.shrunk:  # the done rows kept while all rows were to be listed
             self.rows = [r for r in self.rows if r["state"] != State.COMPLETED]
-            self.dropped += max(0, len(self.rows) - LIST_UP_TO)
+            self.shrunk = True
+        if len(self.rows) > LIST_UP_TO:
+            self.dropped += len(self.rows) - LIST_UP_TO
             del self.rows[LIST_UP_TO:]
 
 

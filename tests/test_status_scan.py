@@ -154,3 +154,18 @@ def test_status_without_the_index_summarises_too(tmp_path, monkeypatch):
     assert "(2 done runs not listed, nor the 9 not done past the first 3: over 3 runs" in text
     assert "COMPLETED" not in text and len(text.splitlines()) == 1 + 3 + 2
     assert text.endswith("14 runs: 2 cancelled, 2 done, 4 failed, 2 interrupted, 4 new")
+
+
+def test_a_summary_of_done_runs_first_lists_none_of_them(tmp_path, monkeypatch):
+    """The rows listed while a table was still small are dropped once it is a summary (the files' path, and
+    the Snapshot's that builds the index: they hold a row per run)."""
+    sweep = tmp_path / "study"
+    for i in range(8):
+        run = RunDir(sweep / f"run-{i:03d}")
+        run.path.mkdir(parents=True)
+        write_json(run.result_file, _result(i, _config(i)))
+        run.set_status("COMPLETED")
+    RunDir(sweep / "a-failed").set_status("FAILED", error="boom")  # first: no row not done comes after
+    monkeypatch.setattr(report, "LIST_UP_TO", 4)
+    for table in (from_files(status_table, sweep), status_table(sweep)):
+        assert [line.split()[0] for line in table.splitlines()] == ["state", "FAILED", "(8", "9"]
