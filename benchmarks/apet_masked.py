@@ -36,7 +36,8 @@ KINDS = ("apet", "masked")
 
 
 def _spec(scale: str):
-    from petsweep.spec.config import compose, resolve_run
+    from petsweep.model.resolve import resolve_run
+    from petsweep.spec.config import compose
 
     return resolve_run(compose(["method=apet", f"apet.scale={scale}", "backbone.pooling=pooler"]))
 

@@ -119,8 +119,8 @@ def write_finished(axes: list[str]) -> int:
 
     from launchers.expand import expand
     from launchers.planning import plan
+    from petsweep.model.resolve import semantic_config
     from petsweep.spec.config import compose
-    from petsweep.spec.identity import semantic_config
 
     runs = plan(expand(axes), compose)
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

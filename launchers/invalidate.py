@@ -16,8 +16,8 @@ from pathlib import Path
 
 from launchers.planning import run_status
 from launchers.report import sweep_runs
-from petsweep.records.rehash import recorded_config
 from petsweep.records.status import RunDir, State, new_aside_batch, write_json
+from petsweep.run.rehash import recorded_config
 from petsweep.spec.errors import ConfigError
 
 STATES = ("completed", "failed", "cancelled", "interrupted", "all")

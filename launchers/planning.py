@@ -17,11 +17,12 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
-from petsweep.records.rehash import stale_record
+from petsweep.model.resolve import run_dir, run_hash, seeded_run_hash, semantic_config
 from petsweep.records.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
+from petsweep.run.rehash import stale_record
 from petsweep.spec.errors import ConfigError, ConfigErrors, PetsweepError
-from petsweep.spec.identity import plain, run_dir, run_hash, seeded_run_hash, semantic_config
 from petsweep.spec.resolved import ResolvedRun
+from petsweep.spec.typecheck import plain
 
 
 @dataclass
@@ -270,7 +271,8 @@ def validate(
     groups, one resolve_run per config but its seed (#25: a resume composed once per value of every axis,
     1,000 compositions for seed=range(0,1000), before the plan validated every run again). `defer_budget`:
     a budget a run cannot take is not raised here but left to `plan`, which names every such run at once."""
-    from petsweep.spec.config import check_seed, resolve_run
+    from petsweep.model.resolve import resolve_run
+    from petsweep.spec.config import check_seed
 
     composer = CachedComposer(compose_fn)
     checked: set[tuple] = set()
@@ -293,7 +295,7 @@ def _validate(cfg: dict, read: set[str]) -> dict:
     plan shows of it: parameter counts from the meta-device check, and what `budget` resolved to."""
     # here, not at the top: what reads a sweep's records (status, show) imports this module without torch
     from petsweep.model.params import check_on_meta
-    from petsweep.spec.config import resolve_run
+    from petsweep.model.resolve import resolve_run
 
     spec = resolve_run(_copy(cfg))  # a private copy: the run's config shares dicts with other runs'
     counts = check_on_meta(spec)  # a method the backbone cannot take fails here, not in a job
@@ -326,7 +328,7 @@ def _listed_status(path: Path, queue, listed: dict[Path, object]) -> State:
         if state is None:
             return run_status(path, queue)
         if state == State.COMPLETED and info.get("warning") and path.name not in found.read_now:
-            from petsweep.records.rehash import warn_record
+            from petsweep.run.rehash import warn_record
 
             warn_record(path, info["warning"])  # as stale_record warned when it read the files
         return state

@@ -459,7 +459,7 @@ def show_text(run: RunDir) -> str:
     """One run on a page: what it is, where it stands, what it scored and trained, where its files are."""
     import yaml
 
-    from petsweep.spec.identity import semantic_config
+    from petsweep.model.resolve import semantic_config
     from petsweep.train.progress import eta_text
 
     [row] = status_rows(run.path)

@@ -52,9 +52,9 @@ def _resolved(spec: dict) -> dict:
     after an update) is resolved here, on the node."""
     if "run_id" in spec:
         return spec
-    from petsweep.spec.resolved import ResolvedRun
+    from petsweep.model.resolve import unvalidated_run
 
-    return ResolvedRun.unvalidated(spec).to_dict()
+    return unvalidated_run(spec).to_dict()
 
 
 class SlurmRun:

@@ -32,11 +32,11 @@ from launchers.expand import axes_of, expand
 from launchers.planning import CachedComposer, PlannedRun, plan
 from launchers.sweep import SWEEP_MARKER, record_sweep, unfinished
 from launchers.threshold_search import CellSearch, SearchSettings, Target, ladder
+from petsweep.model.resolve import run_dir
 from petsweep.records.record import notes
 from petsweep.records.status import RunDir
 from petsweep.records.status import write_json as write_status_json
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir
 
 STATE_FILE = "search_state.json"
 # the keys a budget is a parameter count under: the matched-budget key (every method the solver sizes) and
@@ -273,7 +273,7 @@ class ThresholdSearch:
         as its run would be (the solver, whose counts are cached per knob value), not planned: no second
         meta-device attach per budget, no run hash, no status read (#24 review F2: 37-119 s at start)."""
         from petsweep.model.params import check_on_meta
-        from petsweep.spec.config import resolve_run
+        from petsweep.model.resolve import resolve_run
         from petsweep.spec.errors import ConfigErrors
 
         empty: list[ConfigError] = []

@@ -118,8 +118,8 @@ def preflight(argv: list[str]):
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from petsweep.model.resolve import resolved_run
     from petsweep.spec.config import compose
-    from petsweep.spec.resolved import ResolvedRun
 
     args = _hydra_args(argv)
     hydra_own = args.shell_completion or args.help or args.hydra_help or args.version
@@ -172,7 +172,7 @@ def preflight(argv: list[str]):
         for variant in variants:
             cfg = compose(variant, config_name=config_name)
             if args.cfg is None and args.info is None:
-                resolved = ResolvedRun.of(cfg)
+                resolved = resolved_run(cfg)
     hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
     if args.multirun:  # the launcher and sweeper the command line picks, with their hydra.* settings
         _check_launcher(variants[0] + hydra_args, config_name)
@@ -294,7 +294,8 @@ def count(overrides: list[str]) -> dict:
     """Parameter counts of a composed run, from the backbone YAML's dimensions on the meta device."""
     from petsweep.model.backbones import build_on_meta
     from petsweep.model.params import attach_method
-    from petsweep.spec.config import compose, resolve_run
+    from petsweep.model.resolve import resolve_run
+    from petsweep.spec.config import compose
 
     spec = resolve_run(compose(overrides))
     attached, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
@@ -485,7 +486,7 @@ def _thresholds_cmd(args) -> None:
 
 
 def _rehash_cmd(args) -> None:
-    from petsweep.records.rehash import rehash
+    from petsweep.run.rehash import rehash
 
     moved = 0
     refused = 0

@@ -206,9 +206,9 @@ def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
 
 
 def test_wandb_offline_run_is_a_second_source(tiny):
+    from petsweep.model.resolve import run_dir
     from petsweep.run.app import run
     from petsweep.spec.config import compose
-    from petsweep.spec.identity import run_dir
 
     cfg = compose(tiny("encoder", "logger=wandb", "sweep_name=w"))
     result = run(cfg)

@@ -18,11 +18,11 @@ from launchers.expand import expand
 from petsweep.cli import count
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method
+from petsweep.model.resolve import resolve_run, run_dir
 from petsweep.run.app import run
 from petsweep.run.export import export_merged
-from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir
 
 APET_TABLE = [  # PET_Scaling's apet_scale.py (pet_methods.md 1.4) for the backbones it lists, exactly
     ("bloom-560m", {"lora": 786_432, "adapter": 2_409_600, "prompt": 102_400, "bitfit": 272_384}),
@@ -60,7 +60,8 @@ def test_exactly_k_scalars_train_and_the_record_says_where(tiny):
 DIGEST = """
 import sys; sys.path.insert(0, "tests")
 from petsweep.model.backbones import load_pretrained
-from petsweep.spec.config import compose, resolve_run
+from petsweep.model.resolve import resolve_run
+from petsweep.spec.config import compose
 from petsweep.model.params import attach_method
 spec = resolve_run(compose([f"hydra.searchpath=[file://{sys.argv[1]}]", "backbone=tiny-bert", "method=apet",
                             "apet.scale=777", "apet.seed=5"]))
@@ -300,8 +301,8 @@ def parametrize_on(module) -> bool:
 
 
 def test_delta_fp32_keeps_old_ids_where_it_changes_nothing(tiny):
-    from petsweep.spec.identity import run_hash as run_id
-    from petsweep.spec.identity import semantic_config
+    from petsweep.model.resolve import run_hash as run_id
+    from petsweep.model.resolve import semantic_config
 
     def ident(*extra):
         return run_id(compose(tiny("encoder", "method=apet", "apet.scale=300", *extra)))
@@ -391,7 +392,7 @@ def test_tensor_pool_on_t5_is_pet_scalings_biased_t5(pool):
 
 
 def test_tensor_only_keys_leave_element_ids_and_old_tensor_ids_alone(tiny):
-    from petsweep.spec.identity import semantic_config
+    from petsweep.model.resolve import semantic_config
 
     element = semantic_config(compose(tiny("encoder", "method=apet", "apet.scale=300")))
     assert not {"pool", "split", "seed_by_budget"} & set(element["apet"])  # element ids as before the keys
@@ -440,7 +441,7 @@ def test_the_seed_pool_adds_zero_biases_on_t5_only():
     pool=seed added a 250,880-scalar lm_head bias to bloom-560m; apet.zero_biases=every keeps that for the
     records of those runs (their ids), and on T5 the key changes nothing (no id)."""
     from petsweep.model.backbones import build_on_meta
-    from petsweep.spec.identity import semantic_config
+    from petsweep.model.resolve import semantic_config
 
     overrides = ["backbone=bloom-560m", "method=apet", "apet.granularity=tensor", "apet.scale=lora"]
 
@@ -497,7 +498,7 @@ def test_a_tensor_budget_overshot_by_more_than_the_tolerance_is_flagged_too():
 def test_delta_pool_keys_enter_the_id_only_where_they_change_the_run(tiny):
     """delta_fraction and include_delta_pool are read at tensor granularity only, and delta_fraction only
     with a delta pool: elsewhere they made new ids for the same run."""
-    from petsweep.spec.identity import run_hash
+    from petsweep.model.resolve import run_hash
 
     def ident(*extra):
         return run_hash(compose(tiny("encoder", "method=apet", "apet.scale=300", *extra)))
@@ -513,7 +514,7 @@ def test_the_seed_t5s_zero_biases_count_among_the_eligible_scalars():
     """The zero biases pool=seed adds on T5 are candidates: the record's eligible count left them out, and
     scale=ratio sized K without them (apet.ratio_counts_zero_biases=false keeps that for old runs)."""
     from petsweep.model.backbones import build_on_meta
-    from petsweep.spec.identity import semantic_config
+    from petsweep.model.resolve import semantic_config
 
     overrides = ["backbone=t5-v1_1-small", "method=apet", "apet.granularity=tensor", "apet.seed=2"]
 

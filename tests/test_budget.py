@@ -9,10 +9,10 @@ from launchers.planning import plan
 from launchers.report import plan_table
 from petsweep.model.budget import TOLERANCE
 from petsweep.model.params import check_on_meta
+from petsweep.model.resolve import resolve_run, run_hash
 from petsweep.run.app import run
-from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_hash
 
 
 def _id(*overrides: str) -> str:

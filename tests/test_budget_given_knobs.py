@@ -6,9 +6,9 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli, sweep_argv
 
-from petsweep.spec.config import compose, resolve_run
+from petsweep.model.resolve import resolve_run, run_hash
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_hash
 
 LINE = "method.r=5: and budget='bitfit' both size lora; give one (it chose method.r=3, method.plus_one=0)"
 

@@ -8,9 +8,9 @@ import pytest
 
 from petsweep import CONF_DIR
 from petsweep.methods import METHODS
+from petsweep.model.resolve import resolve_run, run_dir, run_hash
 from petsweep.records.status import State
-from petsweep.spec.config import compose, resolve_run
-from petsweep.spec.identity import run_dir, run_hash
+from petsweep.spec.config import compose
 from petsweep.tasks.sources import SOURCES
 
 

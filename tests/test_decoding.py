@@ -15,7 +15,8 @@ from petsweep.methods.decoding import greedy_decode
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.objectives import make_objective
 from petsweep.model.params import attach_method
-from petsweep.spec.config import compose, resolve_run
+from petsweep.model.resolve import resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_hash
 

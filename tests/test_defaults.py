@@ -8,10 +8,10 @@ import pytest
 
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method
+from petsweep.model.resolve import resolve_run, run_dir, run_hash, semantic_config
 from petsweep.run.app import run
-from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir, run_hash, semantic_config
 
 
 def _group_lrs(overrides: list[str]) -> dict[str, float]:

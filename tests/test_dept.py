@@ -8,8 +8,9 @@ from transformers import GenerationConfig
 
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method, check_on_meta
+from petsweep.model.resolve import resolve_run
 from petsweep.run.app import run
-from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir, semantic_config
 

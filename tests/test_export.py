@@ -11,9 +11,10 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method
+from petsweep.model.resolve import resolve_run
 from petsweep.run.app import run
 from petsweep.run.export import export_merged
-from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir
 from petsweep.train.checkpoint import load_trainable

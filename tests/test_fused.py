@@ -18,11 +18,12 @@ from conftest import QUICK, REPO, run_cli, sweep_argv
 from safetensors.torch import load_file
 
 from analysis.load import run_row
+from petsweep.model.resolve import run_dir
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
 from petsweep.run.group import run_group
 from petsweep.spec.config import compose
-from petsweep.spec.identity import plain, run_dir
+from petsweep.spec.identity import plain
 
 TOLERANCE = 1e-6  # scores, losses and every logged number
 # Weights: the fused backward sums the shared input's gradient pieces in another order (last-bit differences),
@@ -124,9 +125,9 @@ VALID_CHANGES = {"budget": 512}
 def test_runs_that_differ_in_any_key_not_routed_per_member_are_planned_apart(tiny):
     from launchers.fusion import units
     from launchers.planning import PlannedRun
+    from petsweep.model.resolve import run_hash
     from petsweep.records.status import State
     from petsweep.run.fusable import ROUTED_KEYS, differing_keys
-    from petsweep.spec.identity import run_hash
 
     base = plain(compose(tiny("encoder", *FUSABLE)))
     checked = []

@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from petsweep.model.backbones import BackboneSpec, head_parameter_names, load_pretrained
+from petsweep.model.resolve import resolve_run
 from petsweep.run.app import run
-from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.identity import run_dir
 
 

@@ -334,7 +334,7 @@ def test_an_edited_config_yaml_never_renames_a_finished_record(tiny, caplog):
     (rehash, or the reuse check of any request for it), and it then answered r=4 requests with rank-1
     numbers. result.json records config.yaml's sha256; an edited copy is refused by rehash and the record
     keeps its name; it is still reused for its own request (with a warning), also where it does not parse."""
-    from petsweep.records.rehash import reusable_result
+    from petsweep.run.rehash import reusable_result
 
     cfg = compose(tiny("encoder", "method.r=1"))
     run(cfg)
@@ -361,7 +361,7 @@ def test_an_old_record_whose_config_yaml_was_edited_or_lost_keeps_its_name(tmp_p
     """#22 review: a record from before config_sha256 was still renamed by a hand edit (r: 8 -> 4 moved it to
     the r=4 id and rewrote its result.json's config), and one without config.yaml crashed every sweep that
     planned it (KeyError). Its result.json's own config now says what it computed."""
-    from petsweep.records.rehash import reusable_result
+    from petsweep.run.rehash import reusable_result
 
     folder = OLD_RECORDS / "1a02139" / "lora-encoder"
     path = tmp_path / "study" / case_dir(folder)

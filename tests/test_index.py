@@ -19,8 +19,9 @@ import yaml
 from analysis.load import collect
 from launchers.invalidate import invalidate
 from launchers.report import read_info, status_rows, status_table
-from petsweep.records import index, rehash
+from petsweep.records import index
 from petsweep.records.status import RunDir, write_json
+from petsweep.run import rehash
 
 
 @pytest.fixture(autouse=True)

@@ -16,10 +16,11 @@ from petsweep.methods import METHODS
 from petsweep.model.backbones import build_on_meta, load_pretrained
 from petsweep.model.objectives import make_objective
 from petsweep.model.params import attach_method, check_on_meta
+from petsweep.model.resolve import resolve_run
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
 from petsweep.run.transfer import evaluate_transfer
-from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir
 from petsweep.tasks import prepare_task

@@ -92,8 +92,7 @@ def test_plan_costs_from_statistics_computed_once_equal_the_per_run_path(monkeyp
 def _reference_plan(run_overrides: list[list[str]]) -> list[tuple]:
     """The per-run path (before #25): Hydra composes every run, which is validated, counted and hashed."""
     from petsweep.model.params import check_on_meta
-    from petsweep.spec.config import resolve_run
-    from petsweep.spec.identity import run_dir, run_hash
+    from petsweep.model.resolve import resolve_run, run_dir, run_hash
 
     rows = {}
     for overrides in run_overrides:
@@ -121,8 +120,7 @@ def test_plan_validates_once_per_config_but_its_seed_and_equals_the_per_run_path
     composition what no override writes; hashes, paths, configs and counts are those of the per-run path."""
     import petsweep.model.backbones
     import petsweep.model.params
-    import petsweep.spec.config
-    import petsweep.spec.identity
+    import petsweep.model.resolve
     from launchers.expand import expand
     from launchers.planning import plan
 
@@ -137,9 +135,9 @@ def test_plan_validates_once_per_config_but_its_seed_and_equals_the_per_run_path
 
         monkeypatch.setattr(module, name, wrapper)
 
-    counted(petsweep.spec.config, "resolve_run")
+    counted(petsweep.model.resolve, "resolve_run")
     counted(petsweep.model.backbones, "build_on_meta")
-    counted(petsweep.spec.identity, "semantic_config")
+    counted(petsweep.model.resolve, "semantic_config")
     monkeypatch.setattr(petsweep.model.params, "_CHECKED", {})
     runs = plan(
         expand(["method=prompt", "method.lr=0.1,0.3", "seed=range(0,20)", f"paths.runs_root={tmp_path}"]),
@@ -180,7 +178,7 @@ def test_a_bad_seed_is_one_line_where_its_config_was_validated_already(tmp_path)
 
 
 def test_seeded_run_hash_is_run_hash_for_every_seed():
-    from petsweep.spec.identity import run_hash, seeded_run_hash
+    from petsweep.model.resolve import run_hash, seeded_run_hash
 
     for overrides in (
         [],

@@ -16,10 +16,11 @@ from transformers.modeling_outputs import BaseModelOutput
 from petsweep.cli import count
 from petsweep.model.backbones import build_on_meta, load_pretrained
 from petsweep.model.params import attach_method
+from petsweep.model.resolve import resolve_run
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
 from petsweep.run.export import export_merged, export_peft
-from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir, run_hash
 

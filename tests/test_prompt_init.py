@@ -7,7 +7,8 @@ import torch
 
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method
-from petsweep.spec.config import compose, resolve_run
+from petsweep.model.resolve import resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 
 

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO, crash_after_second_save, run_cli
 
+from petsweep.model.resolve import resolve_run
 from petsweep.records import retention
 from petsweep.records.status import COMPLETED, FAILED, RunDir
 from petsweep.run.app import run
 from petsweep.run.group import run_group
-from petsweep.spec.config import compose, resolve_run
+from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError, PetsweepError
 from petsweep.spec.identity import plain, run_dir, run_hash
 

@@ -85,9 +85,9 @@ def test_wandb_gets_train_loss_and_lr_every_log_every_steps(tiny):
     steps, as train.log prints them: the mean loss over those steps and the lr after the step."""
     import re
 
+    from petsweep.model.resolve import run_dir
     from petsweep.run.app import run
     from petsweep.spec.config import compose
-    from petsweep.spec.identity import run_dir
 
     cfg = compose(tiny("encoder", "logger=wandb", "trainer.log_every=2"))
     run(cfg)

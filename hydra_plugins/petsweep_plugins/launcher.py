@@ -107,7 +107,7 @@ class PetsweepLocalLauncher(Launcher):
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
         from launchers.local import gpu_count, gpus_wanted, local_jobs, run_pool
-        from petsweep.records.rehash import reusable_result
+        from petsweep.run.rehash import reusable_result
 
         sweep_dir = Path(self.config.hydra.sweep.dir)
         # one folder per launch: a resumed sweep keeps the logs of its earlier launches

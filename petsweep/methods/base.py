@@ -18,10 +18,8 @@ from torch import nn
 
 from petsweep.spec.backbone import FAMILIES, BackboneSpec
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.registry import Registry
+from petsweep.spec.registry import METHODS  # spec/ holds it (composition reads it); methods register there
 from petsweep.spec.typecheck import check_types
-
-METHODS: Registry[type[PETMethod]] = Registry("method", "petsweep.methods")
 
 
 @dataclass

@@ -8,8 +8,8 @@ the meta device as APET's `apet.scale` does; BitFit with add_biases) or a positi
 method the solver picks the knob values whose exact meta-device count is nearest the target over every value
 its knobs take (`budget_rule=global`; RULES keeps the older rules). Each method declares how it is sized
 (PETMethod.budget_knobs, budget_strategy, budget_replaces, budget_clears): this module keys strategies, not
-method names. It runs inside config.resolve_run, so every path (run, plan, sweeps, the run id) sees the
-same choice:
+method names. It runs inside model.resolve.resolve_run, so every path (run, plan, sweeps, the run id) sees
+the same choice:
 
 - APET: `budget=X` is a spelling of `apet.scale=X` (same run, same id): it is folded into apet.scale, and
   where both are set `budget` wins (method=apet sets apet.scale=lora by default);

@@ -23,9 +23,9 @@ from petsweep.model.backbones import load_pretrained
 from petsweep.model.init_from import load_into, resolve_source
 from petsweep.model.objectives import make_objective
 from petsweep.model.params import attach_method, begin_stage, check_on_meta
+from petsweep.model.resolve import resolve_run, resolved_run, semantic_config
 from petsweep.records import provenance, retention
 from petsweep.records.record import RunRecord
-from petsweep.records.rehash import reusable_result
 from petsweep.records.status import (
     CANCELLED,
     COMPLETED,
@@ -40,9 +40,10 @@ from petsweep.records.status import (
     write_json,
 )
 from petsweep.run import spawn
-from petsweep.spec.config import RunSpec, resolve_run
+from petsweep.run.rehash import reusable_result
+from petsweep.spec.config import RunSpec
 from petsweep.spec.errors import PetsweepError, RunCancelled
-from petsweep.spec.identity import run_slug, semantic_config, sha256_file
+from petsweep.spec.identity import run_slug, sha256_file
 from petsweep.spec.resolved import ResolvedRun
 from petsweep.spec.typecheck import plain
 from petsweep.tasks import prepare_task
@@ -68,7 +69,7 @@ UNRECORDED: list[Path] = []
 
 def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
     """Validate and run the composed config `cfg` in this process (execute); returns its result record."""
-    return execute(ResolvedRun.of(cfg), claim_token)
+    return execute(resolved_run(cfg), claim_token)
 
 
 def execute(resolved: ResolvedRun, claim_token: str | None = None) -> dict:

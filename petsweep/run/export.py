@@ -102,9 +102,9 @@ BASE_FILE = "petsweep_base.json"  # how to load the base model the adapter goes 
 def _finished_spec(run_dir: str | Path, pooling: bool = True):
     """The finished run and its spec. `pooling`: refuse here a head a plain model lacks (export_peft checks
     that after the method: a method with no peft form is the refusal that stands)."""
+    from petsweep.model.resolve import resolve_run
     from petsweep.records.retention import require_weights
     from petsweep.run.transfer import with_label_words
-    from petsweep.spec.config import resolve_run
 
     run = RunDir(run_dir)
     if run.state() != COMPLETED or not run.result():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 
-from petsweep.spec.identity import semantic_config
+from petsweep.model.resolve import semantic_config
 
 
 def fused_methods() -> list[str]:

@@ -67,8 +67,8 @@ def _claim_all(members: list[ResolvedRun], codes: list[int | None], runs: list) 
     """Each member typed (its one validation in this process) and claimed as `execute` would, into `runs` as
     (index, _Run) (filled as it goes: a signal midway leaves the claims made so far there); a finished run
     answers from its record."""
-    from petsweep.records.rehash import reusable_result
     from petsweep.run.app import claim_run, decide_device, keep_only, summary_text, typed
+    from petsweep.run.rehash import reusable_result
     from petsweep.spec.errors import report_user_error
     from petsweep.spec.typecheck import plain
 
@@ -132,11 +132,12 @@ def check_members(cfgs: list[dict]) -> None:
 def run_group(cfgs: list[dict], overrides: list[list[str]] | None = None) -> list[int]:
     """execute_group of configs not planned (in-process callers, tests): each member's id and directory are
     made here, and execute_group validates it. `overrides`: each member's command-line overrides."""
+    from petsweep.model.resolve import unvalidated_run
     from petsweep.spec.errors import report_user_error
 
     try:
         check_members(cfgs)
-        members = [ResolvedRun.unvalidated(c, o) for c, o in zip(cfgs, overrides or [None] * len(cfgs))]
+        members = [unvalidated_run(c, o) for c, o in zip(cfgs, overrides or [None] * len(cfgs))]
     except PetsweepError as err:
         return [report_user_error(err)] * len(cfgs)
     return execute_group(members)

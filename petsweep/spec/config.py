@@ -1,7 +1,8 @@
 """Composing and validating configs: every check runs before a run directory exists.
 
 `compose` turns Hydra's multi-line composition errors into one line naming the key, the value and
-the valid choices; `resolve_run` turns a composed config into typed, validated parts.
+the valid choices; `typed_parts` and the schema dataclasses type a run's groups. Validating a whole run builds
+its method and may count on the meta device: that is petsweep.model.resolve.resolve_run, which uses these.
 """
 
 from __future__ import annotations
@@ -9,19 +10,15 @@ from __future__ import annotations
 import dataclasses
 import re
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
-from petsweep.spec.apet import ApetSpec, Budget
+from petsweep.spec.apet import ApetSpec
 from petsweep.spec.backbone import BackboneSpec
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.task import TaskSpec
-from petsweep.spec.typecheck import check_types, plain
-
-if TYPE_CHECKING:  # the methods' modules import torch: a run's validation loads them, importing this does not
-    from petsweep.methods import PETMethod
+from petsweep.spec.typecheck import check_types
 
 PRESETS = ("auto", "none", "zero2", "zero3", "zero3_offload")
 ZERO3_FROM, OFFLOAD_FROM = 3e9, 3e10  # parameters; the `auto` rule
@@ -160,7 +157,7 @@ class RunSpec:
     """A composed config, validated and typed: what one run needs to start."""
 
     backbone: BackboneSpec
-    method: PETMethod
+    method: object  # the built petsweep.methods.PETMethod (the methods' floor, above this one)
     task: TaskSpec
     trainer: TrainerConfig
     deepspeed: DeepSpeedConfig
@@ -172,7 +169,7 @@ class RunSpec:
     budget: object = None  # petsweep.model.budget.BudgetChoice where `budget` sized a method's knob
 
 
-def _typed(cls, values: dict, key: str):
+def typed(cls, values: dict, key: str):
     """Build dataclass `cls` from a config node; an unknown key is a ConfigError listing the valid ones."""
     known = {f.name for f in dataclasses.fields(cls)}
     for name in values:
@@ -197,18 +194,15 @@ def check_seed(seed) -> None:
         raise ConfigError("seed", seed, "must be an integer")
 
 
-def resolve_run(cfg: DictConfig | dict) -> RunSpec:
-    """Validate a composed config (types, choices, backbone/task fit, APET state) and type its parts.
+def typed_parts(data: dict) -> tuple[BackboneSpec, TaskSpec, ApetSpec]:
+    """The checks of a run that need no method object, as data: the backbone, the task and their fit, the
+    `apet` group's switch, the seed and optimized_metric; returns the typed backbone, task and apet group.
 
-    Args:
-        cfg: the composed config, or its plain resolved form (identity.plain), which planning uses for speed.
-    """
-    from petsweep.methods import build_method
-    from petsweep.model.budget import OLD_RULE, check_rule, fold_apet, solve
-
-    data = fold_apet(plain(cfg))  # method=apet budget=X is apet.scale=X
-    backbone = _typed(BackboneSpec, data["backbone"], "backbone")
-    task = _typed(TaskSpec, data["task"], "task")
+    The first part of validating a run (petsweep.model.resolve.resolve_run, which builds the method, checks
+    it on the backbone and solves its budget). `data`: the plain config, with `budget=` folded into apet.scale
+    for APET (petsweep.model.budget.fold_apet)."""
+    backbone = typed(BackboneSpec, data["backbone"], "backbone")
+    task = typed(TaskSpec, data["task"], "task")
     if task.kind == "generation" and backbone.family == "encoder":
         raise ConfigError(
             "task",
@@ -223,7 +217,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
             f"regression tasks need an encoder backbone (a regression head), "
             f"and backbone {backbone.name} is {backbone.family}",
         )
-    apet = _typed(ApetSpec, dict(data.get("apet") or {}), "apet")
+    apet = typed(ApetSpec, dict(data.get("apet") or {}), "apet")
     if (apet.scale is not None) != (data["method"].get("name") == "apet"):
         raise ConfigError(
             "apet.scale",
@@ -233,87 +227,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         )
     check_seed(data["seed"])
     _check_optimized(data.get("optimized_metric", "dev"), task)
-    method = build_method(data["method"])
-    method.check(backbone)
-    trainer = _typed(TrainerConfig, dict(data["trainer"]), "trainer")
-    if method.is_the_head and not method.config.train_head and not trainer.eval_only:
-        raise ConfigError(
-            "method.train_head",
-            False,
-            "method head trains the task head alone, so nothing would train; "
-            "trainer.eval_only=true scores the untrained head",
-        )
-    deepspeed = _typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed")
-    if len(method.stage_steps(trainer.max_steps)) > 1 and deepspeed.preset not in ("auto", "none"):
-        raise ConfigError(
-            "deepspeed.preset",
-            deepspeed.preset,
-            f"method {method.config.name} trains in stages, "
-            "which rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
-        )
-    spec = RunSpec(
-        backbone=backbone,
-        method=method,
-        task=task,
-        trainer=trainer,
-        deepspeed=deepspeed,
-        seed=data["seed"],
-        sweep_name=str(data["sweep_name"]),
-        runs_root=str(data["paths"]["runs_root"]),
-        wandb=(data.get("logger") or {}).get("wandb") or None,
-        config=cfg,
-    )
-    if apet.scale is not None:
-        method.budget = apet_budget(apet, spec)
-    # a config without budget_rule (recorded before it) was solved by #24's first rule (budget.OLD_RULE)
-    rule = data.get("budget_rule", OLD_RULE)
-    check_rule(rule)
-    if data.get("budget") is not None:  # sizes the method's knob (or accepts a knob-less method as it is)
-        spec.method, spec.budget = solve(data["budget"], spec, rule)
-    _record_budget(cfg, spec, apet)
-    return spec
-
-
-def _record_budget(cfg, spec: RunSpec, apet: ApetSpec) -> None:
-    """Write what `budget` resolved to into the composed config, so that the run's config.yaml reads what it
-    computes: APET's `budget=X` becomes `apet.scale=X` (budget null: the very config of that spelling), a
-    knob's chosen values replace the method's own (budget stays: the request). The id is unchanged by it
-    (identity.semantic_config resolves the budget the same way)."""
-    if not isinstance(cfg, DictConfig) or OmegaConf.is_readonly(cfg) or cfg.get("budget") is None:
-        return
-    if spec.method.config.name == "apet":
-        OmegaConf.update(cfg, "apet.scale", apet.scale, force_add=True)
-        cfg.budget = None
-    elif spec.budget is not None:
-        for key, value in spec.budget.knobs.items():
-            OmegaConf.update(cfg, f"method.{key}", value)
-        if spec.method.config.name == "selective_module":
-            OmegaConf.update(cfg, "method.fraction", None)
-
-
-def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
-    """K for the run's backbone: an integer as given, a method's exact count on the meta device, or (ratio)
-    left to the attach, which knows how many scalars are eligible."""
-    from petsweep.methods import METHODS, build_method
-    from petsweep.model.params import check_on_meta
-
-    if apet.scale == "ratio":
-        return Budget(apet, None)
-    if isinstance(apet.scale, int):
-        return Budget(apet, apet.scale)
-    names = [n for n in METHODS.names() if METHODS.get(n).names_a_budget]
-    if apet.scale not in names:
-        raise ConfigError(
-            "apet.scale",
-            apet.scale,
-            f"is not a budget; give a positive integer, ratio, or a method name: {', '.join(names)}",
-        )
-    node = {
-        "name": apet.scale,
-        **METHODS.get(apet.scale).budget_keys,
-    }  # BitFit: with OpenDelta's added biases
-    reference = dataclasses.replace(spec, method=build_method(node), config={})
-    return Budget(apet, check_on_meta(reference).pet_params)
+    return backbone, task, apet
 
 
 def register_base_nodes() -> None:
@@ -329,7 +243,7 @@ def register_base_nodes() -> None:
     """
     from hydra.core.config_store import ConfigStore
 
-    from petsweep.methods import METHODS
+    from petsweep.spec.registry import METHODS
 
     store = ConfigStore.instance()
     if _stored(store, "base/method"):

@@ -24,6 +24,7 @@ import functools
 import hashlib
 import json
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig
@@ -82,9 +83,25 @@ ADDED_DEFAULTS = {
 
 
 def semantic_config(cfg: DictConfig | dict) -> dict:
-    """The resolved config as a plain dict holding exactly what identifies the run (see the module's rule)."""
-    data = _canonical(plain(cfg))  # a copy: the caller's config is never changed
-    data = _resolve_budget(data)
+    """The resolved config as a plain dict holding exactly what identifies the run (see the module's rule).
+
+    A config that names a `budget` is identified by what the budget chose, which is counted on the meta device
+    (petsweep.model.resolve.semantic_config, on the model floor): refused here, never hashed as it stands."""
+    data = plain(cfg)
+    if data.get("budget") is not None:
+        raise TypeError(
+            f"budget={data['budget']!r}: the id of a config with a budget holds what it chose; "
+            "petsweep.model.resolve computes it"
+        )
+    return semantic_form(canonical(data))  # a copy: the caller's config is never changed
+
+
+def semantic_form(data: dict) -> dict:
+    """What identifies the run, from `data`: a canonical copy of the plain config (canonical()), changed in
+    place, whose `budget` is absent or in its identifying form (petsweep.model.resolve.budget_form: APET's
+    folded into apet.scale, a knob's chosen values and the budget_rule that identifies them in place)."""
+    if data.get("budget") is None:
+        data.pop("budget_rule", None)  # counts only beside a budget (budget_form says which rule)
     _resolve_semantic_settings(data)
     for dotted in NON_SEMANTIC_KEYS:
         *parents, leaf = dotted.split(".")
@@ -108,43 +125,6 @@ def semantic_config(cfg: DictConfig | dict) -> dict:
     task = data.get("task")
     if isinstance(task, dict) and isinstance(task.get("files"), dict):
         task["files"] = {split: file_fingerprint(name) for split, name in task["files"].items()}
-    return data
-
-
-def _resolve_budget(data: dict) -> dict:
-    """`budget` (petsweep/model/budget.py) in the form that identifies the run: for APET folded into
-    apet.scale (`budget=X` and `apet.scale=X` are one run); for a method with a knob the request stays and the
-    knob values it chose replace the method's own (what is computed, and what was asked for).
-    `budget_rule` counts only where it changes the choice: the oldest rule that chooses the same knobs
-    (budget.identifying_rule; #24's first rule, OLD_RULE, what a config without the key was solved by, is
-    left out: ADDED_DEFAULTS), so runs that rules size alike keep their ids and old records re-identify as
-    what they computed."""
-    rule = data.pop("budget_rule", None)
-    if data.get("budget") is None or not isinstance(data.get("method"), dict):
-        return data
-    from petsweep.model.budget import OLD_RULE, fold_apet, identifying_rule
-
-    if data["method"].get("name") == "apet":
-        return fold_apet(data)
-    from petsweep.spec.config import resolve_run
-
-    rule = OLD_RULE if rule is None else rule
-    choice = resolve_run({**data, "budget_rule": rule}).budget
-    # the older rules are asked from the chosen knobs, not from the request's: a run's config.yaml holds the
-    # chosen values, and DePT's older rules start from the configured length, so asking them from the request
-    # gave a planned run (length 60 from the YAML) and its own record (the chosen length) two ids (#24 review
-    # round 3, H2)
-    solved = {**data, "method": {**data["method"], **choice.knobs}}
-
-    def knobs_under(other: str) -> dict:
-        return choice.knobs if other == rule else resolve_run({**solved, "budget_rule": other}).budget.knobs
-
-    named = identifying_rule(data["method"].get("name"), rule, knobs_under)
-    if named is not None:
-        data["budget_rule"] = named
-    data["method"].update(choice.knobs)
-    if data["method"].get("name") == "selective_module":
-        data["method"]["fraction"] = None
     return data
 
 
@@ -250,17 +230,17 @@ def _stochastic(data: dict) -> bool:
     return any("dropout" in k and v not in (0, None) for k, v in method.items() if isinstance(k, str))
 
 
-_NESTED = (dict, list, tuple, float)  # what _canonical changes or copies; anything else is kept as it is
+_NESTED = (dict, list, tuple, float)  # what canonical changes or copies; anything else is kept as it is
 
 
-def _canonical(value):
+def canonical(value):
     """A deep copy in which integral floats are ints (16.0 and 16 are one value; 1e-3 stays a float).
 
     Leaves that need nothing (str, int, bool, None) are kept without a call: a plan hashes every run (#25)."""
     if isinstance(value, dict):
-        return {k: _canonical(v) if isinstance(v, _NESTED) else v for k, v in value.items()}
+        return {k: canonical(v) if isinstance(v, _NESTED) else v for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_canonical(v) if isinstance(v, _NESTED) else v for v in value]
+        return [canonical(v) if isinstance(v, _NESTED) else v for v in value]
     if isinstance(value, float) and value.is_integer():
         return int(value)
     return value
@@ -293,18 +273,27 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtim
 
 
 def run_hash(cfg: DictConfig | dict) -> str:
-    """sha256 of the canonical JSON of the semantic config: equal configs, equal ids, on any machine."""
-    canonical = json.dumps(semantic_config(cfg), sort_keys=True, separators=(",", ":"), default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    """sha256 of the canonical JSON of the semantic config: equal configs, equal ids, on any machine. A
+    config with a budget: petsweep.model.resolve.run_hash."""
+    return semantic_hash(semantic_config(cfg))
 
 
-def seeded_run_hash(cfg: dict):
+def semantic_hash(semantic: dict) -> str:
+    """The id of a semantic config (semantic_config's, or petsweep.model.resolve's for a budget)."""
+    canonical_json = json.dumps(semantic, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical_json.encode()).hexdigest()
+
+
+def seeded_run_hash(cfg: dict, semantic: Callable[[dict], dict] | None = None):
     """run_hash of `cfg` with its top-level seed set to another integer, as a function of that seed: the
     semantic config is built and serialised once, and each seed adds its digits and a sha256 (a plan of 10^6
     runs over a few configs and many seeds, #25). semantic_config copies the top-level seed and reads it
     nowhere else, so run_hash({**cfg, "seed": s}) == seeded_run_hash(cfg)(s) for every integer s (checked
-    for cfg's own seed here; tests/test_identity.py checks others)."""
-    data = semantic_config(cfg)
+    for cfg's own seed here; tests/test_identity.py checks others). `semantic`: the function that makes the
+    semantic config (petsweep.model.resolve.semantic_config resolves a budget first); semantic_config if
+    None."""
+    semantic = semantic or semantic_config
+    data = semantic(cfg)
     data.pop("seed", None)
     dumps = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"), default=str)
     head = dumps({k: v for k, v in data.items() if k < "seed"})[:-1]  # `{...` without its closing brace
@@ -319,7 +308,7 @@ def seeded_run_hash(cfg: dict):
         h.update(f"{int(seed)}".encode() + suffix)
         return h.hexdigest()
 
-    if type(cfg.get("seed")) is int and digest(cfg["seed"]) != run_hash(cfg):
+    if type(cfg.get("seed")) is int and digest(cfg["seed"]) != semantic_hash(semantic(cfg)):
         raise AssertionError("seeded_run_hash disagrees with run_hash")  # a change to semantic_config
     return digest
 

@@ -1,7 +1,8 @@
 """One run, resolved: what a process needs to execute it (petsweep.run.app.execute), as plain data.
 
 The planner (launchers/planning.py) or run.py's preflight composes and validates a run once and makes a
-`ResolvedRun` of it: the resolved config (plain dicts, no `hydra` node), the run id, the run directory, and
+`ResolvedRun` of it (petsweep.model.resolve.resolved_run, or unvalidated_run for a config the executing
+process validates): the resolved config (plain dicts, no `hydra` node), the run id, the run directory, and
 the command-line overrides its provenance records. That, and never a DictConfig, is what crosses a process
 boundary: JSON lines to a warm worker, a JSON file to a rank child, a pickle to a SLURM task.
 
@@ -18,10 +19,6 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from omegaconf import DictConfig
-
-from petsweep.spec.typecheck import plain
-
 if TYPE_CHECKING:
     from petsweep.spec.config import RunSpec
 
@@ -31,34 +28,13 @@ class ResolvedRun:
     """A run as planned: its resolved config, id and directory; device and precision once decided."""
 
     config: dict  # the resolved config: plain dicts and lists, without the hydra node
-    run_id: str  # the full run hash (identity.run_hash)
+    run_id: str  # the full run hash (petsweep.model.resolve.run_hash)
     run_dir: str
     overrides: list[str] | None = None  # the run's own command-line overrides (its provenance.json)
     device: str | None = None  # "cpu" or "cuda" (a rank takes its own GPU of it); None: not decided yet
     precision: str | None = None  # "bf16" or "fp32" as computed; None: not decided yet
     # the typed, validated form, where this process made it (run.py's preflight): never serialised
     typed: RunSpec | None = field(default=None, repr=False, compare=False)
-
-    @classmethod
-    def of(cls, cfg: DictConfig | dict, overrides: list[str] | None = None) -> ResolvedRun:
-        """Validate a composed config (resolve_run, which also writes what `budget` resolved to into a
-        DictConfig) and resolve it; the typed spec stays with it in this process."""
-        from petsweep.spec.config import resolve_run
-
-        spec = resolve_run(cfg)
-        return cls.unvalidated(cfg, overrides, typed=spec)
-
-    @classmethod
-    def unvalidated(
-        cls, cfg: DictConfig | dict, overrides: list[str] | None = None, typed: RunSpec | None = None
-    ) -> ResolvedRun:
-        """The spec of a config that the process executing it validates (a fused group given as configs)."""
-        from petsweep.spec.identity import run_dir, run_hash
-
-        config = dict(plain(cfg))
-        config.pop("hydra", None)
-        digest = run_hash(config)
-        return cls(config, digest, str(run_dir(config, digest)), overrides, typed=typed)
 
     def decided(self, device: str, precision: str) -> ResolvedRun:
         return dataclasses.replace(self, device=device, precision=precision)

@@ -18,6 +18,10 @@ records the file's sha256) is refused: an edited copy never renames a record.
 A run whose new name is already taken (say, the sweep ran again under the new rule) is moved aside into
 `<sweep>/.invalidated/<time>/` like `petsweep invalidate` does, with the reason in invalidated.json, so a
 sweep dir never holds two run dirs of one identity.
+
+It lives on the run floor (it was records/rehash.py): a record's id is computed as a run's is
+(petsweep.model.resolve.run_hash), and the id of a config with `budget=` holds what the budget chose,
+counted on the meta device.
 """
 
 from __future__ import annotations
@@ -30,10 +34,11 @@ from pathlib import Path
 
 import yaml
 
+from petsweep.model.resolve import run_hash, semantic_config
 from petsweep.records import index
 from petsweep.records.status import COMPLETED, INVALIDATED_DIR, RunDir, new_aside_batch, write_json
 from petsweep.spec.errors import PetsweepError
-from petsweep.spec.identity import run_hash, run_slug, semantic_config
+from petsweep.spec.identity import run_slug
 
 log = logging.getLogger("petsweep")
 

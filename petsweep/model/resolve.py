@@ -1,0 +1,197 @@
+"""Resolving a run: its config validated and typed, its method built, checked on the backbone and sized to
+its budget (counted on the meta device); and the id of a config, which holds what its budget chose.
+
+This was spec/config.resolve_run and spec/identity's budget step (#23): what a run is, as data, is spec/'s
+(the schema, the checks of the data, the hashing of a semantic config); building the method object and
+counting it needs the methods and the model, so resolving a run lives on the model floor. Every path (run,
+plan, sweeps, the run id) resolves here and sees the same choice. Importing this module imports no torch;
+resolving a run does.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from petsweep.model.budget import OLD_RULE, check_rule, fold_apet, identifying_rule, method_class, solve
+from petsweep.spec import identity
+from petsweep.spec.apet import ApetSpec, Budget
+from petsweep.spec.config import DeepSpeedConfig, RunSpec, TrainerConfig, typed, typed_parts
+from petsweep.spec.errors import ConfigError
+from petsweep.spec.registry import METHODS
+from petsweep.spec.resolved import ResolvedRun
+from petsweep.spec.typecheck import plain
+
+
+def resolve_run(cfg: DictConfig | dict) -> RunSpec:
+    """Validate a composed config (types, choices, backbone/task fit, APET state) and type its parts.
+
+    Args:
+        cfg: the composed config, or its plain resolved form (identity.plain), which planning uses for speed.
+    """
+    from petsweep.methods import build_method
+
+    data = fold_apet(plain(cfg))  # method=apet budget=X is apet.scale=X
+    backbone, task, apet = typed_parts(data)
+    method = build_method(data["method"])
+    method.check(backbone)
+    trainer = typed(TrainerConfig, dict(data["trainer"]), "trainer")
+    if method.is_the_head and not method.config.train_head and not trainer.eval_only:
+        raise ConfigError(
+            "method.train_head",
+            False,
+            "method head trains the task head alone, so nothing would train; "
+            "trainer.eval_only=true scores the untrained head",
+        )
+    deepspeed = typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed")
+    if len(method.stage_steps(trainer.max_steps)) > 1 and deepspeed.preset not in ("auto", "none"):
+        raise ConfigError(
+            "deepspeed.preset",
+            deepspeed.preset,
+            f"method {method.config.name} trains in stages, "
+            "which rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
+        )
+    spec = RunSpec(
+        backbone=backbone,
+        method=method,
+        task=task,
+        trainer=trainer,
+        deepspeed=deepspeed,
+        seed=data["seed"],
+        sweep_name=str(data["sweep_name"]),
+        runs_root=str(data["paths"]["runs_root"]),
+        wandb=(data.get("logger") or {}).get("wandb") or None,
+        config=cfg,
+    )
+    if apet.scale is not None:
+        method.budget = apet_budget(apet, spec)
+    # a config without budget_rule (recorded before it) was solved by #24's first rule (budget.OLD_RULE)
+    rule = data.get("budget_rule", OLD_RULE)
+    check_rule(rule)
+    if data.get("budget") is not None:  # sizes the method's knob (or accepts a knob-less method as it is)
+        spec.method, spec.budget = solve(data["budget"], spec, rule)
+    _record_budget(cfg, spec, apet)
+    return spec
+
+
+def _record_budget(cfg, spec: RunSpec, apet: ApetSpec) -> None:
+    """Write what `budget` resolved to into the composed config, so that the run's config.yaml reads what it
+    computes: APET's `budget=X` becomes `apet.scale=X` (budget null: the very config of that spelling), a
+    knob's chosen values replace the method's own (budget stays: the request) and the keys the method clears
+    are null (PETMethod.budget_clears). The id is unchanged by it (semantic_config resolves the budget the
+    same way)."""
+    if not isinstance(cfg, DictConfig) or OmegaConf.is_readonly(cfg) or cfg.get("budget") is None:
+        return
+    if spec.method.budget_strategy == "apet_scale":
+        OmegaConf.update(cfg, "apet.scale", apet.scale, force_add=True)
+        cfg.budget = None
+    elif spec.budget is not None:
+        for key, value in spec.budget.knobs.items():
+            OmegaConf.update(cfg, f"method.{key}", value)
+        for key in spec.method.budget_clears:
+            OmegaConf.update(cfg, f"method.{key}", None)
+
+
+def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
+    """K for the run's backbone: an integer as given, a method's exact count on the meta device, or (ratio)
+    left to the attach, which knows how many scalars are eligible."""
+    from petsweep.methods import build_method
+    from petsweep.model.params import check_on_meta
+
+    if apet.scale == "ratio":
+        return Budget(apet, None)
+    if isinstance(apet.scale, int):
+        return Budget(apet, apet.scale)
+    names = [n for n in METHODS.names() if METHODS.get(n).names_a_budget]
+    if apet.scale not in names:
+        raise ConfigError(
+            "apet.scale",
+            apet.scale,
+            f"is not a budget; give a positive integer, ratio, or a method name: {', '.join(names)}",
+        )
+    node = {
+        "name": apet.scale,
+        **METHODS.get(apet.scale).budget_keys,
+    }  # BitFit: with OpenDelta's added biases
+    reference = dataclasses.replace(spec, method=build_method(node), config={})
+    return Budget(apet, check_on_meta(reference).pet_params)
+
+
+# The run's id: spec.identity hashes a semantic config; what `budget=` chose is counted here first.
+
+
+def budget_form(data: dict) -> dict:
+    """`budget` (petsweep/model/budget.py) in the form that identifies the run, in a plain canonical copy of
+    the config (identity.canonical), for identity.semantic_form: for APET folded into apet.scale (`budget=X`
+    and `apet.scale=X` are one run); for a method with a knob the request stays and the knob values it chose
+    replace the method's own (what is computed, and what was asked for), the keys the method clears null.
+    `budget_rule` counts only where it changes the choice: the oldest rule that chooses the same knobs
+    (budget.identifying_rule; #24's first rule, OLD_RULE, what a config without the key was solved by, is
+    left out: ADDED_DEFAULTS), so runs that rules size alike keep their ids and old records re-identify as
+    what they computed."""
+    rule = data.pop("budget_rule", None)
+    if data.get("budget") is None or not isinstance(data.get("method"), dict):
+        return data
+    name = data["method"].get("name")
+    if name is not None and method_class(name).budget_strategy == "apet_scale":
+        return fold_apet(data)
+    rule = OLD_RULE if rule is None else rule
+    choice = resolve_run({**data, "budget_rule": rule}).budget
+    # the older rules are asked from the chosen knobs, not from the request's: a run's config.yaml holds the
+    # chosen values, and DePT's older rules start from the configured length, so asking them from the request
+    # gave a planned run (length 60 from the YAML) and its own record (the chosen length) two ids (#24 review
+    # round 3, H2)
+    solved = {**data, "method": {**data["method"], **choice.knobs}}
+
+    def knobs_under(other: str) -> dict:
+        return choice.knobs if other == rule else resolve_run({**solved, "budget_rule": other}).budget.knobs
+
+    named = identifying_rule(name, rule, knobs_under)
+    if named is not None:
+        data["budget_rule"] = named
+    data["method"].update(choice.knobs)
+    for key in method_class(name).budget_clears:
+        data["method"][key] = None
+    return data
+
+
+def semantic_config(cfg: DictConfig | dict) -> dict:
+    """The resolved config as a plain dict holding exactly what identifies the run (spec/identity.py's rule),
+    its budget resolved (budget_form). A config without `budget` is identity.semantic_config's."""
+    return identity.semantic_form(budget_form(identity.canonical(plain(cfg))))
+
+
+def run_hash(cfg: DictConfig | dict) -> str:
+    """The run's id: the sha256 of its semantic config (identity.semantic_hash)."""
+    return identity.semantic_hash(semantic_config(cfg))
+
+
+def seeded_run_hash(cfg: dict):
+    """run_hash of `cfg` with its top-level seed set to another integer, as a function of that seed
+    (identity.seeded_run_hash, with the budget resolved)."""
+    return identity.seeded_run_hash(cfg, semantic_config)
+
+
+def run_dir(cfg: DictConfig | dict, digest: str | None = None) -> Path:
+    """<runs_root>/<sweep_name>/<slug>-<hash12>; `digest`: the config's run_hash, where the caller has it."""
+    return identity.run_dir(cfg, digest or run_hash(cfg))
+
+
+def resolved_run(cfg: DictConfig | dict, overrides: list[str] | None = None) -> ResolvedRun:
+    """Validate a composed config (resolve_run, which also writes what `budget` resolved to into a
+    DictConfig) and resolve it; the typed spec stays with it in this process."""
+    spec = resolve_run(cfg)
+    return unvalidated_run(cfg, overrides, typed=spec)
+
+
+def unvalidated_run(
+    cfg: DictConfig | dict, overrides: list[str] | None = None, typed: RunSpec | None = None
+) -> ResolvedRun:
+    """The ResolvedRun of a config that the process executing it validates (a fused group given as configs):
+    its id and directory computed here."""
+    config = dict(plain(cfg))
+    config.pop("hydra", None)
+    digest = run_hash(config)
+    return ResolvedRun(config, digest, str(run_dir(config, digest)), overrides, typed=typed)
