@@ -1,6 +1,6 @@
 """Per-method step time and peak memory on the packaged MiniLM-L6 (batch 16, sequence 128), side by side.
 
-    .venv/bin/python benchmarks/method_steps.py [--steps 6] [--rounds 2] [--out BENCHMARKS.md]
+    .venv/bin/python benchmarks/method_steps.py [--steps 6] [--rounds 2] [--threads N] [--out BENCHMARKS.md]
 
 Every configuration runs in a fresh process (so its peak RSS is its own): a real petsweep run per method
 (the median step time its record reports, warm-up excluded, and its peak RSS), and for the peft-backed
@@ -53,6 +53,7 @@ METHODS = [
     "sequential",
     "apet",
     "apet_dense",
+    "apet_old_rule",
     "apet_4096",
     "apet_4096_dense",
     "prompt_100",
@@ -62,6 +63,7 @@ METHODS = [
 VARIANTS = {  # a row label -> the run's method overrides (default: method=<label>)
     "apet": ["method=apet", "apet.scale=lora"],  # K = LoRA's budget, sampled-product gradients
     "apet_dense": ["method=apet", "apet.scale=lora", "method.gradient=dense"],  # the dense gradient, gathered
+    "apet_old_rule": ["method=apet", "apet.scale=lora"],  # as `apet`, with the kernel rule before issue #25
     "apet_4096": ["method=apet", "apet.scale=4096"],
     "apet_4096_dense": ["method=apet", "apet.scale=4096", "method.gradient=dense"],
     # DePT (m 60, r 30) and prompt tuning at equal count: at s = 128 and d = 384 both train 38,400
@@ -73,6 +75,9 @@ EXTRA = {  # 20 + 128 positions fit MiniLM's 512
     "prompt": ["method.length=20"],
     "sequential": ["method.members=[{name: prompt, length: 20}, {name: bitfit}, {name: adapter}]"],
 }
+# the sampled Linear's kernel rule before issue #25 (petsweep.methods.apet.grad.choose_kernel without
+# sampled_addmm): the gathers below 1/256 of a matrix, the dense product gathered from there (LoRA's K)
+OLD_KERNEL_RULE = {"apet_old_rule"}
 RAW_PEFT = ("lora", "ia3")  # the peft-backed methods, also measured through peft's own API
 
 
@@ -88,10 +93,14 @@ def _peft_config(method: str):
     )
 
 
-def petsweep_one(method: str, steps: int, root: str) -> dict:
+def petsweep_one(method: str, steps: int, root: str, threads: int | None = None) -> dict:
     from petsweep.run.app import run
     from petsweep.spec.config import compose
 
+    if method in OLD_KERNEL_RULE:
+        from petsweep.methods.apet import grad
+
+        grad.GATHERS_BELOW = float("inf")  # never sampled_addmm: the gathers or the dense product, as before
     overrides = [
         *VARIANTS.get(method, [f"method={method}"]),
         f"trainer.max_steps={2 + steps}",
@@ -99,13 +108,17 @@ def petsweep_one(method: str, steps: int, root: str) -> dict:
         f"paths.runs_root={root}",
         *SHAPE,
         *EXTRA.get(method, []),
+        *([f"trainer.num_threads={threads}"] if threads else []),
     ]
     result = run(compose(overrides))
     return {"step_s": result["step_time_s"], "peak_mb": result["peak_memory_mb"]}
 
 
-def raw_peft_one(method: str, steps: int) -> dict:
+def raw_peft_one(method: str, steps: int, threads: int | None = None) -> dict:
     import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     from peft import get_peft_model
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
@@ -133,9 +146,10 @@ def raw_peft_one(method: str, steps: int) -> dict:
     }
 
 
-def measure(kind: str, method: str, steps: int, root: str) -> dict:
+def measure(kind: str, method: str, steps: int, root: str, threads: int | None) -> dict:
     """One configuration in a fresh process (its own peak RSS)."""
-    return in_fresh_process(__file__, "--one", kind, method, "--steps", str(steps), "--root", root)
+    pinned = ["--threads", str(threads)] if threads else []
+    return in_fresh_process(__file__, "--one", kind, method, "--steps", str(steps), "--root", root, *pinned)
 
 
 def main() -> None:
@@ -146,14 +160,17 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, metavar=("KIND", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--methods", nargs="+", default=METHODS, help="a subset (full is always measured)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads per run (default: petsweep's)"
+    )
     args = parser.parse_args()
     methods = ["full", *(m for m in args.methods if m != "full")]
     if args.one:
         kind, method = args.one
         row = (
-            petsweep_one(method, args.steps, args.root)
+            petsweep_one(method, args.steps, args.root, args.threads)
             if kind == "petsweep"
-            else raw_peft_one(method, args.steps)
+            else raw_peft_one(method, args.steps, args.threads)
         )
         print(json.dumps(row))
         return
@@ -162,25 +179,33 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
             for kind, method in configs:
-                samples[(kind, method)].append(measure(kind, method, args.steps, f"{tmp}/r{round_}"))
+                samples[(kind, method)].append(
+                    measure(kind, method, args.steps, f"{tmp}/r{round_}", args.threads)
+                )
     med = {
         c: {k: statistics.median(s[k] for s in rows) for k in ("step_s", "peak_mb")}
         for c, rows in samples.items()
     }
     full = med[("petsweep", "full")]
+    lora = med.get(("petsweep", "lora"))
+
+    def to_lora(row: dict) -> str:
+        return f"{row['step_s'] / lora['step_s']:.3f}" if lora else ""
+
     lines = [
         f"MiniLM-L6, batch 16, seq 128, {args.steps} steps x {args.rounds} rounds (median), "
-        f"{os.cpu_count()} CPUs",
+        f"{os.cpu_count()} CPUs" + (f", {args.threads} thread(s) per run" if args.threads else ""),
         "",
-        "| method | step | step / full FT | peak RSS | peak / full FT | petsweep / raw peft step |",
-        "|---|---|---|---|---|---|",
+        "| method | step | step / full FT | step / LoRA | peak RSS | peak / full FT | petsweep / raw peft "
+        "step |",
+        "|---|---|---|---|---|---|---|",
     ]
     for method in methods:
         row = med[("petsweep", method)]
         raw = med.get(("peft", method))
         versus = f"{row['step_s'] / raw['step_s']:.3f} (peft {raw['step_s']:.3f} s)" if raw else ""
         lines.append(
-            f"| {method} | {row['step_s']:.3f} s | {row['step_s'] / full['step_s']:.3f} | "
+            f"| {method} | {row['step_s']:.3f} s | {row['step_s'] / full['step_s']:.3f} | {to_lora(row)} | "
             f"{row['peak_mb']:.0f} MB | {row['peak_mb'] / full['peak_mb']:.3f} | {versus} |"
         )
     emit("\n".join(lines), args.out)

@@ -10,8 +10,9 @@ W0 stays frozen, `delta` (k_t scalars, zero at the start, so the model starts as
 `idx` (the positions) is a buffer saved with the run. Nothing but the chosen positions can change, weight
 decay included, and merging (`petsweep export`) is exact. Count: exactly K.
 
-A Linear's weight delta gets its gradient as k sampled products of output gradient and input (apet_grad.py),
-so the backward costs about what the frozen backbone's does; other tensors (biases, norms, GPT-2's Conv1D)
+A Linear's weight delta gets its gradient as k sampled products of output gradient and input (grad.py:
+torch.sparse.sampled_addmm on the positions' CSR pattern, or gathers for a few positions), so the backward
+costs about what the frozen backbone's does; other tensors (biases, norms, GPT-2's Conv1D)
 take theirs through torch's parametrizations, the dense gradient gathered at their positions. `gradient:
 dense` uses parametrizations everywhere (the reference the benchmark compares against).
 """
