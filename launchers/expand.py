@@ -12,46 +12,40 @@ import itertools
 
 from petsweep.spec.errors import ConfigError
 
-_LOADER = []  # Hydra's config loader, when a sweeper gives one: glob() needs the groups' options
 
-
-def use_config_loader(loader) -> None:
-    """Let glob() axes list their group's options through Hydra's config loader (set by the sweeper)."""
-    _LOADER[:] = [loader]
-    _parser.cache_clear()
-    _parse_one.cache_clear()
-
-
-@functools.cache
-def _parser():
+@functools.lru_cache(maxsize=8)
+def _parser(loader=None):
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
-    return OverridesParser.create(config_loader=_LOADER[0] if _LOADER else None)
+    return OverridesParser.create(config_loader=loader)
 
 
 @functools.lru_cache(maxsize=100_000)
-def _parse_one(text: str):
+def _parse_one(text: str, loader=None):
     # Hydra's grammar parser costs ~1 ms per override; a sweep repeats the same few strings many times
-    return _parser().parse_overrides([text])[0]
+    return _parser(loader).parse_overrides([text])[0]
 
 
-def parse(arguments: list[str]):
-    """Hydra's parse of each override string (cached)."""
+def parse(arguments: list[str], loader=None):
+    """Hydra's parse of each override string (cached). `loader`: what lists a group's options for glob()
+    axes (Hydra's config loader, which a sweeper is given, or cli.GroupLister); without one, glob() axes
+    cannot be expanded."""
     try:
-        return [_parse_one(a) for a in arguments]
+        return [_parse_one(a, loader) for a in arguments]
     except Exception as err:
         raise ConfigError(
             "overrides", " ".join(arguments), f"cannot parse: {str(err).splitlines()[0]}"
         ) from None
 
 
-def axes_of(arguments: list[str]) -> list[tuple[str, list[str]]]:
+def axes_of(arguments: list[str], loader=None) -> list[tuple[str, list[str]]]:
     """(key, ["key=value", ...]) per override, in command-line order; fixed overrides have one value.
 
-    A later override of the same key replaces an earlier one (presets first, command line last).
+    A later override of the same key replaces an earlier one (presets first, command line last). `loader`:
+    as for parse (glob() axes).
     """
     axes: dict[str, list[str]] = {}
-    for override in parse(arguments):
+    for override in parse(arguments, loader):
         key = override.get_key_element()
         if override.is_sweep_override():
             if not override.is_discrete_sweep():
@@ -65,13 +59,14 @@ def axes_of(arguments: list[str]) -> list[tuple[str, list[str]]]:
     return list(axes.items())
 
 
-def expand(arguments: list[str], zips: list[list[str]] | None = None) -> list[list[str]]:
-    """Every run's override list: the product over axes, where each zip group is one paired axis.
+def expand(arguments: list[str], zips: list[list[str]] | None = None, loader=None) -> list[list[str]]:
+    """Every run's override list: the product over axes, where each zip group is one paired axis;
+    `loader`: as for parse (glob() axes).
 
     Raises:
         ConfigError: a zip key that is not an axis, or zip axes of different lengths.
     """
-    axes = dict(axes_of(arguments))
+    axes = dict(axes_of(arguments, loader))
     grouped: list[list[list[str]]] = []
     zipped_keys: set[str] = set()
     for group in zips or []:

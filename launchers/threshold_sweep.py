@@ -156,7 +156,9 @@ class ThresholdSearch:
         compose_fn: Callable,
         launch_fn: Callable[[list[PlannedRun]], list[int]],
         log=print,
+        loader=None,
     ):
+        """`loader`: what lists a config group's options for the glob() axes (launchers.expand.parse)."""
         self.settings, self.compose_fn, self.launch_fn, self.log = settings, compose_fn, launch_fn, log
         self.arguments = list(arguments)
         check_settings(settings)
@@ -197,9 +199,10 @@ class ThresholdSearch:
         self.search_settings = SearchSettings(settings.confidence, settings.max_seeds, settings.max_runs)
         self.composer = CachedComposer(compose_fn)
         self.known: dict[Path, list[str]] = {}  # run dir -> overrides, of every run the search has or plans
-        varying = set(axes_given(self.arguments))
+        varying = set(axes_given(self.arguments, loader))
         self.cells = [
-            Cell(o, " ".join(v for v in o if _key(v) in varying) or _short(o)) for o in expand(arguments)
+            Cell(o, " ".join(v for v in o if _key(v) in varying) or _short(o))
+            for o in expand(arguments, loader=loader)
         ]
         first = self.composer(self.cells[0].overrides)
         self.budget_key = settings.budget_key or ("budget" if "budget" in first else "apet.scale")
@@ -726,9 +729,10 @@ def status_text(status: str, top: int) -> str:
     return f"not reached up to the interval's top ({top})" if status == "not reached" else status
 
 
-def axes_given(arguments: list[str]) -> list[str]:
-    """The keys of the command line's sweep axes (a cell's name: its values of these)."""
-    return [key for key, values in axes_of(arguments) if len(values) > 1]
+def axes_given(arguments: list[str], loader=None) -> list[str]:
+    """The keys of the command line's sweep axes (a cell's name: its values of these); `loader`: as for
+    launchers.expand.parse."""
+    return [key for key, values in axes_of(arguments, loader) if len(values) > 1]
 
 
 def _short(overrides: list[str]) -> str:

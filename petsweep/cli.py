@@ -99,8 +99,13 @@ def _refuse_foreign_launchers(overrides: list[str]) -> None:
             )
 
 
-def preflight(argv: list[str]):
+def preflight(argv: list[str], validated=None):
     """Compose every config the command line names (each value of a sweep axis) and validate it.
+
+    A sweep's configs are kept with their specs in `validated` (launchers.planning.Validated), where given:
+    run.py hands it to the sweep's plan, which then validates none of them again. The launcher check and the
+    sweeper's direction read the hydra node of the sweep's first config, composed once, and that composition
+    is also the first config's.
 
     A sweep with an optimising sweeper (Optuna) gets its direction from the optimised metric: `argv` gains
     hydra.sweeper.direction=maximize where the command line does not set it (see _sweeper_direction).
@@ -161,22 +166,38 @@ def preflight(argv: list[str]):
             )
         )
     config_name = args.config_name or "config"
+    hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
     if args.multirun:  # no config to hand back: composed once per choice of groups, validated once per seed
         from launchers.planning import validate
+
+        # the first config with the launcher and sweeper the command line picks (their hydra.* settings): an
+        # error composing it is raised where the launcher check raised it, after every config's own errors
+        try:
+            first = [compose(variants[0] + hydra_args, config_name=config_name, with_hydra=True)]
+            unusable = None
+        except ConfigError as err:
+            first, unusable = [], err
+        hydra_node = first[0].hydra if first else None
+
+        def compose_variant(variant: list[str]):
+            # validate composes variants[0]'s groups first: the composition above has them (its hydra.*
+            # settings and values aside, which the validation's plain copy drops or sets again)
+            return first.pop() if first else compose(variant, config_name=config_name)
 
         # a budget a cell cannot take is left to petsweep's planner, which names every such cell of the whole
         # product at once before anything runs (these variants are each axis's values, not the product)
         own_planner = not _other_sweeper(overrides)
-        validate(variants, lambda variant: compose(variant, config_name=config_name), own_planner)
+        validate(variants, compose_variant, own_planner, into=validated if own_planner else None)
+        if unusable is not None:
+            raise unusable
     else:
         for variant in variants:
             cfg = compose(variant, config_name=config_name)
             if args.cfg is None and args.info is None:
                 resolved = resolved_run(cfg)
-    hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
     if args.multirun:  # the launcher and sweeper the command line picks, with their hydra.* settings
-        _check_launcher(variants[0] + hydra_args, config_name)
-        argv += _sweeper_direction(variants, hydra_args, config_name)
+        _check_launcher(hydra_node.launcher)
+        argv += _sweeper_direction(variants, hydra_args, config_name, hydra_node.sweeper)
     hydra_settings = [o for o in args.overrides if o.lstrip("+~").startswith("hydra")]
     plain_run = not (args.multirun or args.cfg or args.info or args.resolve or args.package)
     if plain_run and len(variants) == 1 and all(o.startswith("hydra.searchpath=") for o in hydra_settings):
@@ -190,14 +211,16 @@ def _other_sweeper(overrides: list[str]) -> bool:
     return bool(picked) and picked[-1] not in ("petsweep", "threshold")
 
 
-def _sweeper_direction(variants: list[list[str]], hydra_args: list[str], config_name: str) -> list[str]:
+def _sweeper_direction(
+    variants: list[list[str]], hydra_args: list[str], config_name: str, sweeper
+) -> list[str]:
     """Optuna minimises unless told otherwise, and a run returns a score where greater is better: the
     direction follows the optimised metric of every run of the sweep. A direction given on the command line
-    that disagrees is refused in one line; none given: the one to add to the command line."""
+    that disagrees is refused in one line; none given: the one to add to the command line. `sweeper`: the
+    sweep's hydra.sweeper node."""
     from petsweep.spec.config import compose
     from petsweep.tasks.metrics import direction
 
-    sweeper = compose(variants[0] + hydra_args, config_name=config_name, with_hydra=True).hydra.sweeper
     if "optuna" not in str(sweeper.get("_target_", "")).lower():
         return []
     wanted = {}
@@ -267,16 +290,14 @@ def _group_options(group: str, overrides: list[str]) -> list[str]:
         return loader.get_group_options(group, config_name="config", overrides=list(overrides))
 
 
-def _check_launcher(overrides: list[str], config_name: str = "config") -> None:
+def _check_launcher(launcher) -> None:
     """A launcher preset's required keys (???) are set, and its group sizes are numbers of runs, before
-    anything is launched or submitted."""
+    anything is launched or submitted; `launcher`: the sweep's hydra.launcher node."""
     from omegaconf import OmegaConf
 
     from launchers.fusion import check_fuse
     from launchers.slurm import check_runs_per_task
-    from petsweep.spec.config import compose
 
-    launcher = compose(overrides, config_name=config_name, with_hydra=True).hydra.launcher
     missing = sorted(OmegaConf.missing_keys(launcher))
     if missing:
         raise ConfigError(
@@ -317,13 +338,15 @@ def _print_count_table(row: dict) -> None:
         print(f"  note: {note}")
 
 
-def _hydra_node(overrides: list[str]):
+def _hydra_node(overrides: list[str], loader=None):
     """The hydra node (sweeper, launcher) of a sweep's command line, composed once from each axis's first
-    value."""
+    value; `loader`: what lists a group's options for glob() axes (a GroupLister of the command line where
+    not given)."""
     from launchers.expand import axes_of
     from petsweep.spec.config import compose
 
-    return compose([values[0] for _, values in axes_of(overrides)], with_hydra=True).hydra
+    axes = axes_of(overrides, loader or GroupLister(overrides))
+    return compose([values[0] for _, values in axes], with_hydra=True).hydra
 
 
 def sweep_arguments(overrides: list[str], hydra=None) -> tuple[list[str], list[list[str]]]:
@@ -339,21 +362,21 @@ def sweep_arguments(overrides: list[str], hydra=None) -> tuple[list[str], list[l
 
 
 def plan_command(overrides: list[str]) -> str:
-    from launchers.expand import expand, use_config_loader
+    from launchers.expand import expand
     from launchers.fusion import check_fuse, plan_notes
     from launchers.local import gpu_count
     from launchers.planning import plan
     from launchers.report import plan_table
     from petsweep.spec.config import compose
 
-    use_config_loader(GroupLister(overrides))  # glob() axes list their group's options (as run.py -m)
-    hydra = _hydra_node(overrides)
+    loader = GroupLister(overrides)  # glob() axes list their group's options (as run.py -m)
+    hydra = _hydra_node(overrides, loader)
     launcher = hydra.launcher
     fuse = launcher.get("fuse", 1)
     check_fuse(fuse, launcher.get("warm_workers", True))  # before planning what it would group
     arguments, zips = sweep_arguments(overrides, hydra)
     searchpath = [o for o in overrides if o.startswith("hydra.searchpath")]
-    runs = plan(expand(arguments, zips), lambda ov: compose(list(ov) + searchpath))
+    runs = plan(expand(arguments, zips, loader), lambda ov: compose(list(ov) + searchpath))
     if fuse < 2:
         return plan_table(runs)
     return plan_table(runs, plan_notes(runs, fuse, launcher.get("fuse_tokens"), gpu_count()))

@@ -20,14 +20,10 @@ from launchers.slurm import SlurmSettings
 
 
 def planned_runs(launcher, job_overrides):
-    """The jobs' planned runs (paths, configs): the petsweep sweeper's plan when it handed one to `launcher`
-    (its `planned`, taken once), else a plan made here (another sweeper, such as Optuna's, hands over
-    overrides only)."""
+    """The jobs' planned runs (paths, configs), planned here: what `launch` does for a sweeper that hands over
+    overrides only (Optuna's); petsweep's sweepers hand their plan to `launch_planned` instead."""
     from launchers.planning import plan
 
-    runs, launcher.planned = launcher.planned, None
-    if runs is not None and [list(r.overrides) for r in runs] == [list(o) for o in job_overrides]:
-        return runs
     return plan(
         [list(o) for o in job_overrides],
         lambda ov: launcher.hydra_context.config_loader.load_sweep_config(launcher.config, list(ov)),
@@ -64,7 +60,6 @@ class PetsweepLocalLauncher(Launcher):
         self.max_parallel, self.threads_per_run, self.warm = max_parallel, threads_per_run, warm_workers
         self.fuse, self.fuse_tokens = fuse, fuse_tokens
         self.config: DictConfig | None = None
-        self.planned = None  # the petsweep sweeper's planned runs for the next launch, in job order
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
@@ -106,6 +101,11 @@ class PetsweepLocalLauncher(Launcher):
         return optimized_value(result, run.cfg.get("optimized_metric", "dev"))
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        return self.launch_planned(planned_runs(self, job_overrides))
+
+    def launch_planned(self, runs) -> Sequence[JobReturn]:
+        """Launch planned runs (launchers.planning.PlannedRun, in job order): what petsweep's sweepers call
+        with the plan they made."""
         from launchers.local import gpu_count, gpus_wanted, local_jobs, run_pool
         from petsweep.run.rehash import reusable_result
 
@@ -114,7 +114,7 @@ class PetsweepLocalLauncher(Launcher):
         logs_dir = sweep_dir / ".launcher" / time.strftime("%Y%m%d-%H%M%S") / str(os.getpid())
         search = list(self.config.hydra.searchpath or [])
         extra = [f"hydra.searchpath=[{','.join(search)}]"] if search else []
-        runs = planned_runs(self, job_overrides)
+        job_overrides = [list(run.overrides) for run in runs]
         # a config proposed twice (Optuna may) runs once, and a finished one not at all: its record answers
         first: dict[Path, int] = {}
         todo = [
@@ -187,15 +187,19 @@ class PetsweepSlurmLauncher(Launcher):
     def __init__(self, **settings: Any):
         settings = {k: v for k, v in settings.items() if v is not None}
         self.settings = SlurmSettings(**settings)
-        self.planned = None  # the petsweep sweeper's planned runs for the next launch, in job order
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         self.hydra_context, self.config = hydra_context, config
 
     def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+        return self.launch_planned(planned_runs(self, job_overrides))
+
+    def launch_planned(self, runs) -> Sequence[JobReturn]:
+        """Submit planned runs (launchers.planning.PlannedRun, in job order): what petsweep's sweepers call
+        with the plan they made."""
         from launchers import slurm
 
-        runs = planned_runs(self, job_overrides)
+        job_overrides = [list(run.overrides) for run in runs]
         folder = Path(self.config.hydra.sweep.dir) / ".submitit"
         job_ids = slurm.submit(runs, self.settings, folder)
         print(f"petsweep: submitted {len(job_ids)} SLURM task(s): {', '.join(job_ids)}")

@@ -23,28 +23,32 @@ ConfigStore.instance().store(
 
 
 class PlannedSweeper(Sweeper):
-    """What petsweep's sweepers share: the configured launcher, a composer of one run's config, and a launch
-    of planned runs that hands the launcher the plan and returns an exit code per run."""
+    """What petsweep's sweepers share: the configured launcher, a composer of one run's config, the config
+    loader glob() axes list a group's options with, what run.py's preflight validated (run.py's task function
+    carries it: launchers.planning.Validated), and a launch of planned runs that returns an exit code per run:
+    petsweep's launchers are handed the plan itself (`launch_planned`), any other launcher the runs'
+    overrides."""
 
     config: DictConfig | None = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
-        from launchers.expand import use_config_loader
-
         self.hydra_context, self.config = hydra_context, config
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
-        use_config_loader(hydra_context.config_loader)
+        self.loader = hydra_context.config_loader
+        self.validated = getattr(task_function, "validated", None)
 
     def compose(self, overrides: list[str]) -> DictConfig:
         return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
 
     def launch(self, runs) -> list[int]:
-        self.launcher.planned = runs  # our launchers use the plan (paths, GPUs); others ignore it
-        returns: list[JobReturn] = self.launcher.launch([r.overrides for r in runs], initial_job_idx=0)
+        if hasattr(self.launcher, "launch_planned"):  # ours: the plan's paths, configs and GPUs
+            returns: list[JobReturn] = self.launcher.launch_planned(runs)
+        else:
+            returns = self.launcher.launch([r.overrides for r in runs], initial_job_idx=0)
         return [0 if str(r.status.name) == "COMPLETED" else 1 for r in returns]
 
 
@@ -59,7 +63,14 @@ class PetsweepSweeper(PlannedSweeper):
 
         with exit_on_user_error():
             params = [f"{k}={v}" for k, v in self.params.items()]
-            runs = run_sweep(params + list(arguments), self.zips, self.compose, self.launch)
+            runs = run_sweep(
+                params + list(arguments),
+                self.zips,
+                self.compose,
+                self.launch,
+                loader=self.loader,
+                validated=self.validated,
+            )
         if unfinished(runs):
             sys.exit(1)
         return runs

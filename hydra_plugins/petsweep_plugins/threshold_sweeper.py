@@ -44,7 +44,7 @@ class ThresholdSweeper(PlannedSweeper):
         settings = OmegaConf.to_container(OmegaConf.create(settings)) if settings else {}
         with exit_on_user_error():
             search = ThresholdSearch(
-                list(arguments), ThresholdSettings(**settings), self.compose, self.launch
+                list(arguments), ThresholdSettings(**settings), self.compose, self.launch, loader=self.loader
             )
             complete = search.run()
         if not complete:

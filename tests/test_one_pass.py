@@ -1,0 +1,70 @@
+"""How often the user's process composes and validates a run (#23: "a sweep run's config is validated once
+per process it crosses at most, and composed once per run").
+
+`python run.py` and `python run.py -m` run in a subprocess whose Hydra config loader
+(`load_configuration`: every composition, Hydra's own and petsweep's) and `resolve_run` (every validation)
+count their calls; the runs themselves train in their own processes (warm workers), which are not counted.
+Measured before the counts were cut (tiny BERT): a plain run 1 validation and 1 composition; a 2-run sweep
+(seed=1,2) 2 and 6; a 4-run sweep (method=lora,bitfit seed=1,2) 4 and 8.
+"""
+
+from __future__ import annotations
+
+import json
+
+from conftest import QUICK, run_cli, sweep_argv
+
+# Hydra's own start composes the sweep's config twice (its mode, then its sweeper's config): not a run's
+HYDRA_START = 2
+
+COUNTING = """
+import atexit, json, runpy, sys
+out, sys.argv = sys.argv[1], sys.argv[2:]
+counts = {"validations": 0, "compositions": 0}
+import hydra._internal.config_loader_impl as loader_impl
+real_load = loader_impl.ConfigLoaderImpl.load_configuration
+def load(self, *args, **kwargs):
+    counts["compositions"] += 1
+    return real_load(self, *args, **kwargs)
+loader_impl.ConfigLoaderImpl.load_configuration = load
+try:
+    import petsweep.model.resolve as where  # resolve_run's floor since #23 (was petsweep.spec.config)
+except ImportError:
+    import petsweep.spec.config as where
+real_resolve, depth = where.resolve_run, [0]
+def resolve(*args, **kwargs):  # the outermost call is one validation (a budget's identity resolves inside)
+    depth[0] += 1
+    try:
+        counts["validations"] += depth[0] == 1
+        return real_resolve(*args, **kwargs)
+    finally:
+        depth[0] -= 1
+where.resolve_run = resolve
+atexit.register(lambda: open(out, "w").write(json.dumps(counts)))
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def counted(tmp_path, argv: list[str]) -> tuple[dict, object]:
+    """Run `python <argv>` with the counters; returns the counts of the user's process and the process."""
+    out = tmp_path / "counts.json"
+    done = run_cli("-c", COUNTING, str(out), *argv, env={"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(out.read_text()), done
+
+
+def test_a_plain_run_is_composed_and_validated_once(tiny_conf, tmp_path):
+    argv = ["run.py", f"hydra.searchpath=[file://{tiny_conf}]", "backbone=tiny-bert"]
+    counts, _ = counted(tmp_path, [*argv, f"paths.runs_root={tmp_path / 'runs'}", *QUICK])
+    assert counts == {"validations": 1, "compositions": 1}
+
+
+def test_a_sweep_composes_and_validates_each_distinct_config_once(tiny_conf, tmp_path):
+    """4 runs of 2 distinct configs but their seeds (lora, bitfit): the user's process validates each config
+    once (the preflight's validation is the planner's) and composes each once (the preflight's composition is
+    the launcher check's, the sweeper's and the planner's), besides Hydra's own start."""
+    argv = sweep_argv(tiny_conf, tmp_path, "backbone=tiny-bert", "method=lora,bitfit", "seed=1,2")
+    counts, done = counted(tmp_path, argv)
+    assert "4 runs (4 new); launching 4" in done.stdout
+    assert counts["validations"] <= 2, counts
+    assert counts["compositions"] - HYDRA_START <= 2, counts
