@@ -6,13 +6,14 @@ python run.py --cfg job                         # print the composed config
 """
 
 import functools
+import os
 import signal
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from petsweep.cli import hydra_argv, preflight
+from petsweep.cli import hydra_argv, needs_base_nodes, preflight
 from petsweep.spec.errors import RunCancelled, exit_on_user_error
 
 
@@ -68,7 +69,8 @@ if __name__ == "__main__":
         from launchers.planning import Validated
         from petsweep.spec.config import register_base_nodes
 
-        register_base_nodes()  # the base config nodes, with Hydra's ConfigStore (seconds: the methods, torch)
+        if needs_base_nodes(argv, os.environ.get("COMP_LINE")):  # not to complete `method=lo`: no torch
+            register_base_nodes()  # the base nodes, in Hydra's ConfigStore (seconds: the methods, torch)
 
         validated = Validated()  # a sweep's configs, validated here once: its planner takes them
         resolved = preflight(argv, validated)  # an Optuna sweep gains its direction here

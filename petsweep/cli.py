@@ -65,6 +65,31 @@ def hydra_argv(argv: list[str]) -> list[str]:
     return [a for a in argv if a not in taken] + overrides
 
 
+def needs_base_nodes(argv: list[str], completed: str | None) -> bool:
+    """Whether run.py's command line composes a config, which needs the base nodes (register_base_nodes:
+    the methods' modules, torch, seconds). Hydra's shell completion (-sc) of a key press does not where it
+    installs or uninstalls its script, or completes a choice of one of conf/'s groups (`method=lo`: Hydra
+    lists the group's files) or a file name; it composes for a key (`trainer.max_st`), a value or an empty
+    word.
+    `completed`: the line being completed (COMP_LINE), where the shell gives it."""
+    args = _hydra_args(argv)
+    if not args.shell_completion:
+        return True
+    if not any(o.startswith("query=") for o in args.overrides):
+        return False  # install=, uninstall=: a script is printed
+    if completed is None or not completed.strip() or completed[-1].isspace():
+        return True  # a new word: Hydra offers the groups and the config's keys
+    word = completed.split()[-1].lstrip("+~")
+    if "=" not in word:
+        return True
+    group, value = word[: word.rfind("=")], word[word.rfind("=") + 1 :]
+    if value.startswith((".", "/", "\\")):
+        return False  # a file name
+    from petsweep import CONF_DIR
+
+    return not any((CONF_DIR / group).glob("*.yaml"))
+
+
 def _overrides(args) -> list[str]:
     """The overrides petsweep validates: every config override (deletions `~key` too), the hydra/ groups the
     run composes with, and the search path (with --config-dir added to it, as Hydra adds it); Hydra's own

@@ -68,3 +68,22 @@ def test_a_sweep_composes_and_validates_each_distinct_config_once(tiny_conf, tmp
     assert "4 runs (4 new); launching 4" in done.stdout
     assert counts["validations"] <= 2, counts
     assert counts["compositions"] - HYDRA_START <= 2, counts
+
+
+def test_completing_a_group_choice_composes_nothing_and_imports_no_torch():
+    """Tab completion of `method=lo` took about 7 s a key press: run.py registered the base nodes (the
+    methods' modules: torch) although Hydra lists a group's options from its files without composing. Keys
+    (`trainer.max_st`) still compose, and get the base nodes."""
+    script = (
+        "import atexit, runpy, sys\n"
+        "atexit.register(lambda: print('torch imported:', 'torch' in sys.modules))\n"
+        "sys.argv = ['run.py', '-sc', 'query=bash']\n"
+        "runpy.run_path('run.py', run_name='__main__')\n"
+    )
+    for line, answer, torch in [
+        ("python run.py method=lo", "method=lora", False),
+        ("python run.py trainer.max_st", "trainer.max_steps=", True),
+    ]:
+        done = run_cli("-c", script, env={"COMP_LINE": line, "COMP_POINT": str(len(line))})
+        assert done.returncode == 0, done.stderr[-3000:]
+        assert done.stdout.splitlines() == [answer, f"torch imported: {torch}"], done.stdout
