@@ -417,3 +417,105 @@ def test_fuse_that_is_not_a_group_size_is_one_line_before_anything_runs(tiny_con
     errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
     assert out.returncode == 2 and len(errors) == 1 and "hydra.launcher.fuse" in errors[0], out.stderr[-2000:]
     assert not list(tmp_path.rglob("status.json"))
+
+
+@pytest.mark.parametrize("k_shot,encodes", [("null", 4), ("8", 12)])
+def test_members_that_read_the_same_examples_tokenise_them_once_and_end_where_each_ends_alone(
+    tiny, tmp_path, monkeypatch, k_shot, encodes
+):
+    # one tokenisation of each split (train, dev, test, the train subset) for the group where every member
+    # reads the same examples; a k-shot train split is drawn with each run's seed: each tokenises its own
+    from petsweep.model.objectives import ClassifierObjective
+
+    calls = []
+    encode = ClassifierObjective.encode
+
+    def counted(self, examples):
+        calls.append(len(examples))
+        return encode(self, examples)
+
+    monkeypatch.setattr(ClassifierObjective, "encode", counted)
+    task = [f"task.k_shot={k_shot}", "task.max_train_examples=40"]
+    solo = [compose(tiny("encoder", *m, *task, f"paths.runs_root={tmp_path}/solo")) for m in members("lora")]
+    together = [
+        compose(tiny("encoder", *m, *task, f"paths.runs_root={tmp_path}/fused")) for m in members("lora")
+    ]
+    for cfg in solo:
+        run(cfg)
+    calls.clear()
+    assert run_group([plain(cfg) for cfg in together]) == [0, 0, 0]
+    assert len(calls) == encodes
+    for a, b in zip(solo, together):
+        _assert_same(RunDir(run_dir(a)), RunDir(run_dir(b)))
+
+
+def _graph_names(tensor) -> set[str]:
+    seen, names, todo = set(), set(), [tensor.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        todo += [n for n, _ in node.next_functions]
+    return names
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_lora_members_at_one_row_count_run_a_layer_as_one_update_without_per_member_slices(dtype):
+    # the shared projection plus one batched update over every row (no slice and concatenation per member,
+    # whose backward zero-fills a whole-batch tensor per member), equal to each member's own layer
+    import torch
+    from peft import LoraConfig
+    from peft.tuners.lora import Linear as LoraLinear
+    from torch import nn
+
+    from petsweep.train import fused
+
+    dtype = getattr(torch, dtype)
+    torch.manual_seed(0)
+    base = nn.Linear(16, 12).requires_grad_(False)
+    layers = []
+    for r, alpha in [(2, 4), (8, 16), (3, 16)]:  # 16 / 3: a scale a bf16 tensor would round
+        config = LoraConfig(r=r, lora_alpha=alpha)
+        layer = LoraLinear(copy.deepcopy(base), "default", config, r=r, lora_alpha=alpha)
+        nn.init.normal_(layer.lora_B["default"].weight)  # B starts at zero: an update that counts
+        layers.append(layer.to(dtype))
+    rows = fused.Rows([3, 3, 3])
+    layer = fused.FusedLoRA(base.to(dtype), [None] * 3, layers, rows)
+    x = torch.randn(9, 5, 16, dtype=dtype)
+    out = layer(x)
+    assert not {"CatBackward0", "SliceBackward0"} & _graph_names(out)
+    out.float().square().sum().backward()
+    grads = [p.grad.clone() for m in layers for p in m.parameters() if p.requires_grad]
+    for m in layers:
+        m.zero_grad()
+    for m, (_, mine) in zip(layers, rows.slices()):
+        alone = m(x[mine])
+        if dtype == torch.float32:
+            assert (alone - out[mine]).abs().max() <= 1e-6 * alone.abs().max()
+        alone.float().square().sum().backward()
+    alone_grads = [p.grad for m in layers for p in m.parameters() if p.requires_grad]
+    if dtype == torch.float32:
+        assert all((a - b).abs().max() <= 1e-6 * a.abs().max() for a, b in zip(grads, alone_grads))
+    # the same numbers as the per-member pieces (the batched products split by member), to the bit
+    original = fused.FusedLoRA._whole
+    try:
+        fused.FusedLoRA._whole = lambda *args: None
+        pieces = layer(x)
+    finally:
+        fused.FusedLoRA._whole = original
+    assert "CatBackward0" in _graph_names(pieces)
+    assert torch.equal(pieces, out)
+
+
+def test_each_member_of_a_group_counts_the_group_s_steps_as_its_training_time(tiny):
+    # a member's step is the group's shared step (from the first member's batch to the last member's update),
+    # never the dev evaluations and final scoring of the members that ended the same step before it
+    members = [["seed=1"], ["seed=2", "method.r=4"], ["seed=3", "method.r=2"]]
+    cfgs = [compose(tiny("encoder", *FUSABLE, *m)) for m in members]
+    assert run_group([plain(cfg) for cfg in cfgs]) == [0, 0, 0]
+    results = [RunDir(run_dir(cfg)).result() for cfg in cfgs]
+    assert len({r["train_time_s"] for r in results}) == 1
+    assert len({r["step_time_s"] for r in results}) == 1
+    assert results[0]["train_time_s"] > 0

@@ -211,7 +211,7 @@ def _cancelled_while_claiming(members, codes, claimed, err: RunCancelled, me) ->
 def _train_and_record(runs: list[_Run]) -> None:
     from petsweep.run.app import prepare, record, record_completed, stop_if_sweep_cancelled, training_of
     from petsweep.spec.identity import run_slug
-    from petsweep.train.fused import Member, share_frozen, train_together
+    from petsweep.train.fused import Member, share_frozen, share_inputs, train_together
     from petsweep.train.tracking import alongside_others
 
     me = ranks.current()
@@ -225,6 +225,7 @@ def _train_and_record(runs: list[_Run]) -> None:
                     run.prepared = prepare(run.spec, run.cfg, run.resolved, run.run_path, None, me)
                 if building:  # one copy of the frozen backbone for the whole group
                     share_frozen(run.prepared.attached.model, building[0].prepared.attached.model)
+                    share_inputs(run.prepared, building[0].prepared)  # and one tokenisation of equal data
                 building.append(run)
             except Exception as err:
                 _fail(run, err, traceback.format_exc())

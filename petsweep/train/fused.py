@@ -18,7 +18,9 @@ draw alone.
 from __future__ import annotations
 
 import copy
+import functools
 import logging
+import time
 import traceback
 from dataclasses import dataclass, field
 
@@ -95,8 +97,9 @@ class FusedLoRA(nn.Module):
             piece = piece + lora_b(lora_a(layer.lora_dropout[adapter](mine))) * layer.scaling[adapter]
         return piece
 
-    def _batched(self, x: torch.Tensor, members: list[tuple[int, slice]]) -> list[torch.Tensor]:
-        """The LoRA updates (scaled) of `members`, whose row slices have the same length, in their order."""
+    def _batched(self, x: torch.Tensor, members: list[tuple[int, slice]], scaled: bool = True):
+        """The LoRA updates (scaled) of `members`, whose row slices have the same length, in their order;
+        `scaled=False`: their unscaled products as one tensor, members x tokens x out."""
         layers = [self._layers[m] for m, _ in members]
         adapters = [self._adapters[m] for m, _ in members]
         a_weights = [layer.lora_A[a].weight for layer, a in zip(layers, adapters)]  # r x in
@@ -111,14 +114,41 @@ class FusedLoRA(nn.Module):
             rows = torch.stack([x[s] for _, s in members]).reshape(len(members), -1, x.shape[-1])
         rows = layers[0]._cast_input_dtype(rows, a.dtype)
         update = torch.bmm(torch.bmm(rows, a.transpose(1, 2)), b.transpose(1, 2))  # members x tokens x out
+        if not scaled:
+            return update
         shape = x[first].shape[:-1] + (b.shape[1],)
         return [
             update[i].view(shape) * layer.scaling[adapter]
             for i, (layer, adapter) in enumerate(zip(layers, adapters))
         ]
 
+    def _whole(self, x: torch.Tensor, slices: list[tuple[int, slice]], args, kwargs) -> torch.Tensor | None:
+        """Every member with rows shares the projection and is plain LoRA, all with the same row count (the
+        common group: LoRA runs at one batch size): the shared projection plus the one batched update over
+        every row, with no per-member slice or concatenation (whose backward would write each member's
+        gradient slice into a zeroed tensor of the whole batch). None: another case."""
+        if not BATCHED or len(slices) < 2:
+            return None
+        if any(self._bases[m] is not None or self._adapters[m] is None for m, _ in slices):
+            return None
+        if len({s.stop - s.start for _, s in slices}) > 1:
+            return None
+        shared = self.base(x, *args, **kwargs)
+        updates = self._batched(x, slices, scaled=False)  # members x tokens x out
+        layers = [self._layers[m] for m, _ in slices]
+        scales = [layer.scaling[self._adapters[m]] for layer, (m, _) in zip(layers, slices)]
+        # each member's scale as peft multiplies by a Python float: in float32 at least, rounded once to the
+        # product's dtype (a bf16 scale tensor would round alpha / r itself)
+        opmath = torch.promote_types(updates.dtype, torch.float32)
+        scale = torch.tensor(scales, dtype=opmath, device=updates.device).view(-1, 1, 1)
+        scaled = (updates * scale).to(updates.dtype).view(shared.shape)
+        return (shared + scaled).to(shared.dtype)
+
     def forward(self, x: torch.Tensor, *args, **kwargs) -> torch.Tensor:
         slices = list(self._rows.slices())
+        whole = self._whole(x, slices, args, kwargs)
+        if whole is not None:
+            return whole
         shared = self.base(x, *args, **kwargs) if any(self._bases[m] is None for m, _ in slices) else None
         updates: dict[int, torch.Tensor] = {}
         if BATCHED:
@@ -178,6 +208,44 @@ def share_frozen(model: nn.Module, reference: nn.Module) -> int:
                 module._parameters[name] = other
                 shared += param.numel()
     return shared
+
+
+class _EncodeOnce:
+    """An objective's `encode` that tokenises each list of examples once (the same list object: members that
+    share their data) and hands every later caller the same encoded rows, which training only reads."""
+
+    def __init__(self, encode):
+        self.encode, self.done = encode, []  # (examples, encoded): the examples held, so no id is reused
+
+    def __call__(self, examples: list[dict]) -> list[dict]:
+        for seen, encoded in self.done:
+            if seen is examples:
+                return encoded
+        encoded = self.encode(examples)
+        self.done.append((examples, encoded))
+        return encoded
+
+
+def share_inputs(prepared, reference) -> bool:
+    """Point a member's data and objective at `reference`'s (petsweep.run.app.Prepared, both) where they are
+    equal, so that the group tokenises each split once (a member's tokenisation of the whole train split cost
+    it about as much as 15 steps at 4 x 32 on a CPU thread). A group's members are equal in backbone and task
+    (petsweep.run.group.check_members), so their objectives encode alike; their examples are compared all the
+    same (a k-shot train split is drawn with the run's seed). Returns whether they were shared."""
+    mine, theirs = prepared.objective, reference.objective
+    alike = (
+        type(mine) is type(theirs)
+        and mine.task == theirs.task
+        and getattr(mine.tokenizer, "name_or_path", None) == getattr(theirs.tokenizer, "name_or_path", None)
+        and len(mine.tokenizer) == len(theirs.tokenizer)
+        and prepared.data == reference.data
+    )
+    if not alike:
+        return False
+    if not isinstance(theirs.encode, _EncodeOnce):
+        theirs.encode = _EncodeOnce(theirs.encode)
+    prepared.data, prepared.objective = reference.data, theirs
+    return True
 
 
 def _same_objects(a: list, b: list) -> bool:
@@ -261,10 +329,14 @@ class Member:
     def account(self) -> None:
         self.training.account(self.loss.item(), self.tokens)
 
-    def step(self) -> None:
-        """Its own clipping, optimizer and schedule step; evaluation and checkpoints on its own schedule."""
+    def update(self) -> None:
+        """Its own clipping, optimizer and schedule step."""
         self.training.stepper.micro_step(boundary=True)
-        self.training.end_step()
+
+    def end(self, took: float) -> None:
+        """Its step counted as the group's (`took`: from the first member's batch to the last member's
+        update), then evaluation and checkpoints on its own schedule."""
+        self.training.end_step(took)
         self.batch = self.loss = None
         if self.training.finished:
             self.finish()
@@ -316,6 +388,7 @@ def train_together(
             attempt(i, member.finish)
     report_ends()
     while active := [i for i, m in enumerate(members) if m.active]:
+        started = time.perf_counter()
         stepping = [i for i in active if attempt(i, members[i].begin)]
         if not stepping:
             report_ends()
@@ -334,8 +407,11 @@ def train_together(
             log.error("the group's shared step failed: %s: %s", type(err).__name__, err)
             fail_all(err, traceback.format_exc())
             break
+        stepping = [i for i in stepping if attempt(i, members[i].update)]
+        # every member's step took the group's step: not the evaluations of those that end theirs first
+        took = time.perf_counter() - started
         for i in stepping:
-            attempt(i, members[i].step)
+            attempt(i, functools.partial(members[i].end, took))
         if ended := report_ends():
             still = sum(m.active for m in members)
             names = ", ".join(members[i].name for i in ended)

@@ -340,15 +340,17 @@ class Training:
         self.progress.loss_sum += share
         self._step_loss += share
 
-    def end_step(self) -> None:
-        """The step is taken: count it, evaluate and save on this run's schedule, answer SLURM's signal."""
+    def end_step(self, took: float | None = None) -> None:
+        """The step is taken: count it, evaluate and save on this run's schedule, answer SLURM's signal.
+        `took`: the step's duration where the caller timed it (a fused group's shared step, which must not
+        count the evaluations of the members that ended their steps before this one)."""
         progress, trainer = self.progress, self.spec.trainer
         progress.step += 1
         progress.loss_count += 1
         self.reporter.step(progress.step, self._step_loss)
         if self.reporter.last is not None and self.reporter.last["step"] == progress.step:  # every log_every
             self.tracker.log_train(progress.step, self.reporter.last["train_loss"], self.stepper.last_lr())
-        self.step_times.append(time.perf_counter() - self._started)
+        self.step_times.append(time.perf_counter() - self._started if took is None else took)
         progress.train_time_s += self.step_times[-1]
         if progress.step % trainer.eval_every == 0 or progress.step == trainer.max_steps:
             self._evaluate_dev()
