@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from omegaconf import OmegaConf
 
 from launchers.expand import expand
 from launchers.planning import plan
@@ -46,7 +47,7 @@ def test_apet_scale_names_a_budget_as_budget_does():
 def test_an_apet_budget_is_recorded_as_apet_scale():
     cfg = compose(["method=apet", "budget=4096", "backbone=minilm-l1"])
     before = run_hash(cfg)
-    resolve_run(cfg)  # what app.run does first: config.yaml then reads as the apet.scale spelling
+    cfg = OmegaConf.create(resolve_run(cfg).config)  # what app.run writes: config.yaml reads as apet.scale
     assert (cfg.apet.scale, cfg.budget, run_hash(cfg)) == (4096, None, before)
 
 
@@ -227,7 +228,8 @@ def test_a_dept_budget_run_has_one_id_whether_planned_or_recorded(budget):
     command = ["method=dept", f"budget={budget}", "backbone=minilm-l1"]
     cfg = compose(command)
     planned = run_hash(cfg)
-    chosen = resolve_run(cfg).budget.knobs  # writes the chosen knobs into cfg, as config.yaml holds them
+    spec = resolve_run(cfg)
+    chosen, cfg = spec.budget.knobs, spec.config  # the chosen knobs written in, as config.yaml holds them
     assert run_hash(cfg) == planned
     assert _id(*command, *(f"method.{k}={v}" for k, v in chosen.items())) == planned[:12]
     assert _id(*command, f"method.length={chosen['length']}") == planned[:12]
@@ -510,7 +512,7 @@ def test_records_of_the_older_rules_are_found_completed(tmp_path):
         (old,) = plan([[*command, "budget_rule=nearest", *root]], compose)
         assert old.run_hash[:12] == old_id and old.status.value == "NEW"
         recorded = compose([*command, "budget_rule=nearest", *root])
-        resolve_run(recorded)  # what a run does first: its config.yaml holds the chosen knobs
+        recorded = OmegaConf.create(resolve_run(recorded).config)  # a run's config.yaml: the chosen knobs
         assert run_hash(plain(recorded))[:12] == old_id
         record = RunDir(old.path)
         record.path.mkdir(parents=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pytest
 from conftest import run_cli, sweep_argv
+from omegaconf import OmegaConf
 
 from petsweep.model.resolve import resolve_run, run_hash
 from petsweep.spec.config import compose
@@ -44,7 +45,7 @@ def test_the_default_or_the_chosen_value_beside_budget_is_the_budget_run():
     assert budget == "e3d6d4b959f8"  # docs/budgets.md's plan
     assert run_hash(compose([]))[:12] == "9deb1d1591df"
     cfg = compose(["method=lora", "budget=bitfit", "backbone=minilm-l1"])
-    resolve_run(cfg)  # writes the chosen knobs into cfg: a run's config.yaml
+    cfg = OmegaConf.create(resolve_run(cfg).config)  # the chosen knobs written in: a run's config.yaml
     assert (cfg.method.r, cfg.method.plus_one, cfg.budget) == (3, 0, "bitfit")
     assert resolve_run(cfg).budget.knobs == {"r": 3, "plus_one": 0} and run_hash(cfg)[:12] == budget
     # DePT's configured length: the older rules start from it (not refused there); under the default

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from omegaconf import DictConfig, OmegaConf
 from torch import nn
 
 from petsweep.spec.backbone import FAMILIES, BackboneSpec
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.registry import METHODS  # spec/ holds it (composition reads it); methods register there
-from petsweep.spec.typecheck import check_types
+from petsweep.spec.typecheck import check_types, plain
 
 
 @dataclass
@@ -258,9 +257,10 @@ def field_help(cls: type[MethodConfig]) -> dict[str, str]:
     return {f.name: found.get(f.name, "") for f in dataclasses.fields(cls)}
 
 
-def build_method(node: DictConfig | dict) -> PETMethod:
-    """Validate a composed `method` node against its method's dataclass and build the method."""
-    values = OmegaConf.to_container(node, resolve=True) if isinstance(node, DictConfig) else dict(node)
+def build_method(node: dict) -> PETMethod:
+    """Validate a composed `method` node (plain data: typecheck.plain converts a DictConfig given) against its
+    method's dataclass and build the method."""
+    values = dict(plain(node))
     cls = METHODS.get(values.get("name"), key="method")
     known = {f.name for f in dataclasses.fields(cls.Config)}
     for key in values:

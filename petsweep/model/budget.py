@@ -14,7 +14,7 @@ the same choice:
 - APET: `budget=X` is a spelling of `apet.scale=X` (same run, same id): it is folded into apet.scale, and
   where both are set `budget` wins (method=apet sets apet.scale=lora by default);
 - a method with a knob: the chosen knob values replace the method's own in the run; the id hashes the request
-  (`budget`) and the chosen values (identity.semantic_config);
+  (`budget`) and the chosen values (model.resolve.semantic_config);
 - a method without a knob is accepted only where its own count is the target (bitfit at budget=bitfit: one
   sweep over methods can hold it), else refused in one line naming the methods that take a budget;
 - a count the method cannot come within TOLERANCE of is refused in one line.

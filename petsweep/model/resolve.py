@@ -13,8 +13,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
-
 from petsweep.model.budget import OLD_RULE, check_rule, fold_apet, identifying_rule, method_class, solve
 from petsweep.spec import identity
 from petsweep.spec.apet import ApetSpec, Budget
@@ -25,15 +23,18 @@ from petsweep.spec.resolved import ResolvedRun
 from petsweep.spec.typecheck import plain
 
 
-def resolve_run(cfg: DictConfig | dict) -> RunSpec:
+def resolve_run(cfg: dict) -> RunSpec:
     """Validate a composed config (types, choices, backbone/task fit, APET state) and type its parts.
 
     Args:
-        cfg: the composed config, or its plain resolved form (identity.plain), which planning uses for speed.
+        cfg: the composed config as plain data (typecheck.plain: the caller converts a DictConfig once; one
+            given here is converted the same way). It is never changed: the spec's `config` is the config as
+            the run records it (config.yaml), with what `budget` resolved to written in (_recorded).
     """
     from petsweep.methods import build_method
 
-    data = fold_apet(plain(cfg))  # method=apet budget=X is apet.scale=X
+    given = plain(cfg)
+    data = fold_apet(given)  # method=apet budget=X is apet.scale=X
     backbone, task, apet = typed_parts(data)
     method = build_method(data["method"])
     method.check(backbone)
@@ -63,7 +64,7 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
         sweep_name=str(data["sweep_name"]),
         runs_root=str(data["paths"]["runs_root"]),
         wandb=(data.get("logger") or {}).get("wandb") or None,
-        config=cfg,
+        config=given,
     )
     if apet.scale is not None:
         method.budget = apet_budget(apet, spec)
@@ -72,26 +73,33 @@ def resolve_run(cfg: DictConfig | dict) -> RunSpec:
     check_rule(rule)
     if data.get("budget") is not None:  # sizes the method's knob (or accepts a knob-less method as it is)
         spec.method, spec.budget = solve(data["budget"], spec, rule)
-    _record_budget(cfg, spec, apet)
+    spec.config = _recorded(given, spec, apet)
     return spec
 
 
-def _record_budget(cfg, spec: RunSpec, apet: ApetSpec) -> None:
-    """Write what `budget` resolved to into the composed config, so that the run's config.yaml reads what it
+def _recorded(data: dict, spec: RunSpec, apet: ApetSpec) -> dict:
+    """The config with what `budget` resolved to written in, so that the run's config.yaml reads what it
     computes: APET's `budget=X` becomes `apet.scale=X` (budget null: the very config of that spelling), a
     knob's chosen values replace the method's own (budget stays: the request) and the keys the method clears
-    are null (PETMethod.budget_clears). The id is unchanged by it (semantic_config resolves the budget the
-    same way)."""
-    if not isinstance(cfg, DictConfig) or OmegaConf.is_readonly(cfg) or cfg.get("budget") is None:
-        return
+    are null (PETMethod.budget_clears). A copy where anything is written (`data` itself where nothing is); the
+    id is unchanged by it (semantic_config resolves the budget the same way)."""
+    if data.get("budget") is None:
+        return data
     if spec.method.budget_strategy == "apet_scale":
-        OmegaConf.update(cfg, "apet.scale", apet.scale, force_add=True)
-        cfg.budget = None
-    elif spec.budget is not None:
-        for key, value in spec.budget.knobs.items():
-            OmegaConf.update(cfg, f"method.{key}", value)
-        for key in spec.method.budget_clears:
-            OmegaConf.update(cfg, f"method.{key}", None)
+        return _updated(_updated(data, "apet.scale", apet.scale), "budget", None)
+    if spec.budget is None:
+        return data
+    recorded = data
+    for key, value in {**spec.budget.knobs, **dict.fromkeys(spec.method.budget_clears)}.items():
+        recorded = _updated(recorded, f"method.{key}", value)
+    return recorded
+
+
+def _updated(data: dict, dotted: str, value) -> dict:
+    """A copy of `data` with the dotted key set, as OmegaConf.update sets it in a DictConfig (a key keeps its
+    place); the groups on the way are copied, the others shared."""
+    head, _, rest = dotted.partition(".")
+    return {**data, head: _updated(dict(data.get(head) or {}), rest, value) if rest else value}
 
 
 def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
@@ -157,13 +165,13 @@ def budget_form(data: dict) -> dict:
     return data
 
 
-def semantic_config(cfg: DictConfig | dict) -> dict:
+def semantic_config(cfg: dict) -> dict:
     """The resolved config as a plain dict holding exactly what identifies the run (spec/identity.py's rule),
     its budget resolved (budget_form). A config without `budget` is identity.semantic_config's."""
     return identity.semantic_form(budget_form(identity.canonical(plain(cfg))))
 
 
-def run_hash(cfg: DictConfig | dict) -> str:
+def run_hash(cfg: dict) -> str:
     """The run's id: the sha256 of its semantic config (identity.semantic_hash)."""
     return identity.semantic_hash(semantic_config(cfg))
 
@@ -174,20 +182,20 @@ def seeded_run_hash(cfg: dict):
     return identity.seeded_run_hash(cfg, semantic_config)
 
 
-def run_dir(cfg: DictConfig | dict, digest: str | None = None) -> Path:
+def run_dir(cfg: dict, digest: str | None = None) -> Path:
     """<runs_root>/<sweep_name>/<slug>-<hash12>; `digest`: the config's run_hash, where the caller has it."""
     return identity.run_dir(cfg, digest or run_hash(cfg))
 
 
-def resolved_run(cfg: DictConfig | dict, overrides: list[str] | None = None) -> ResolvedRun:
-    """Validate a composed config (resolve_run, which also writes what `budget` resolved to into a
-    DictConfig) and resolve it; the typed spec stays with it in this process."""
-    spec = resolve_run(cfg)
-    return unvalidated_run(cfg, overrides, typed=spec)
+def resolved_run(cfg: dict, overrides: list[str] | None = None) -> ResolvedRun:
+    """Validate a composed config (resolve_run) and resolve it as the run records it (what `budget` resolved
+    to written in); the typed spec stays with it in this process."""
+    spec = resolve_run(plain(cfg))
+    return unvalidated_run(spec.config, overrides, typed=spec)
 
 
 def unvalidated_run(
-    cfg: DictConfig | dict, overrides: list[str] | None = None, typed: RunSpec | None = None
+    cfg: dict, overrides: list[str] | None = None, typed: RunSpec | None = None
 ) -> ResolvedRun:
     """The ResolvedRun of a config that the process executing it validates (a fused group given as configs):
     its id and directory computed here."""

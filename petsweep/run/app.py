@@ -124,14 +124,13 @@ def execute(resolved: ResolvedRun, claim_token: str | None = None) -> dict:
 
 def typed(resolved: ResolvedRun) -> tuple[RunSpec, DictConfig]:
     """The run's typed spec and its config as a DictConfig (config.yaml, W&B): the one validation in this
-    process, none where the process that resolved it typed it already (run.py's preflight). resolve_run
-    writes what `budget` resolved to into the config, as the run's config.yaml has always read."""
+    process, none where the process that resolved it typed it already (run.py's preflight: its config is the
+    one the spec recorded). The config is the one resolve_run records, with what `budget` resolved to written
+    in, as the run's config.yaml has always read."""
     if resolved.typed is not None:
-        spec = resolved.typed
-        cfg = spec.config if isinstance(spec.config, DictConfig) else OmegaConf.create(resolved.config)
-        return spec, cfg
-    cfg = OmegaConf.create(resolved.config)
-    return resolve_run(cfg), cfg
+        return resolved.typed, OmegaConf.create(resolved.config)
+    spec = resolve_run(resolved.config)
+    return spec, OmegaConf.create(spec.config)
 
 
 def decide_device(resolved: ResolvedRun, spec: RunSpec, ask_cuda: bool = True) -> ResolvedRun:
@@ -277,7 +276,7 @@ def _check_counted_ranks(cfg: DictConfig, world: int) -> None:
     from petsweep.spec.errors import ConfigError
     from petsweep.spec.identity import ranks_counted
 
-    counted = ranks_counted(cfg)
+    counted = ranks_counted(plain(cfg))
     if counted is not None and counted != world:
         raise ConfigError(
             "trainer.ranks",
@@ -438,7 +437,7 @@ def prepare(
     load_s = time.time() - started
     log.info(
         "%s: trainable %d of %d (pet %d)",
-        run_slug(cfg),
+        run_slug(resolved.config),
         counts.trainable_params,
         counts.total_params,
         counts.pet_params,
@@ -474,7 +473,7 @@ def _tracker(spec: RunSpec, cfg, resolved: ResolvedRun, run_path: RunDir, me: ra
         spec.wandb,
         full_hash,
         spec.sweep_name,
-        wandb_name(label, run_slug(cfg), full_hash[:8]),  # runs that differ in lr alone must not look alike
+        wandb_name(label, run_slug(config), full_hash[:8]),  # runs differing in lr alone must not look alike
         config,
         tags=wandb_tags(label, config, (spec.wandb or {}).get("tags") or []),
         job_type=spec.method.config.name,
@@ -503,7 +502,7 @@ def training_of(p: Prepared):
 def record(p: Prepared, outcome: dict, **extra) -> dict:
     """Save the best weights and provenance (rank 0) and return the run's result record; `extra`: fields
     beside the outcome (how a fused run was trained)."""
-    spec, cfg = p.spec, p.cfg
+    spec = p.spec
     if outcome["shards"] is not None:
         outcome["shards"]["loaded_into_shards"] = p.sharded is not None
     weights = outcome.pop("best_weights")
@@ -536,7 +535,7 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
         load_time_s=p.load_s,
         time_to_first_step_s=first_step_at - run_start if run_start else None,
         wall_time_s=time.time() - p.started,
-        config=semantic_config(cfg),
+        config=semantic_config(p.resolved.config),
         config_sha256=sha256_file(p.run_path.path / "config.yaml"),
     ).as_dict()
     p.tracker.finish(wandb_summary(result, RunRecord.scalar_keys()))

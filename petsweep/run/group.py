@@ -234,7 +234,7 @@ def _train_and_record(runs: list[_Run]) -> None:
         with as_member(run.run_path):
             try:
                 training = training_of(run.prepared)
-                members.append(Member(run_slug(run.cfg), training))
+                members.append(Member(run_slug(run.resolved.config), training))
                 built.append(run)
             except Exception as err:
                 _fail(run, err, traceback.format_exc())

@@ -165,7 +165,7 @@ class RunSpec:
     sweep_name: str
     runs_root: str
     wandb: dict | None
-    config: DictConfig | dict
+    config: dict  # the config as the run records it (config.yaml): model.resolve.resolve_run
     budget: object = None  # petsweep.model.budget.BudgetChoice where `budget` sized a method's knob
 
 

@@ -16,6 +16,10 @@ The rule (docs/records.md, "Run identity"):
 - numbers are compared as numbers: 16 and 16.0 are the same value.
 `auto` settings (precision, deepspeed) are hashed as `auto`; what they resolved to on the machine is recorded
 in result.json (precision, deepspeed, backbone_dtype, ranks), and the analysis keeps those apart.
+
+These functions take the config as plain data (typecheck.plain; a DictConfig given is converted the same way).
+A config that names a `budget` is identified by what the budget chose: petsweep.model.resolve solves it and
+hands the result to semantic_form (this module hashes, it counts nothing).
 """
 
 from __future__ import annotations
@@ -26,8 +30,6 @@ import json
 import re
 from collections.abc import Callable
 from pathlib import Path
-
-from omegaconf import DictConfig
 
 from petsweep.spec.typecheck import plain
 
@@ -82,7 +84,7 @@ ADDED_DEFAULTS = {
 }
 
 
-def semantic_config(cfg: DictConfig | dict) -> dict:
+def semantic_config(cfg: dict) -> dict:
     """The resolved config as a plain dict holding exactly what identifies the run (see the module's rule).
 
     A config that names a `budget` is identified by what the budget chose, which is counted on the meta device
@@ -207,7 +209,7 @@ def _resolve_semantic_settings(data: dict) -> None:
             backbone["modules"] = moved
 
 
-def ranks_counted(cfg: DictConfig | dict) -> int | None:
+def ranks_counted(cfg: dict) -> int | None:
     """The number of ranks a run's identity counts: trainer.ranks, or for null the backbone's GPUs (at least
     1); None where the number does not change the numbers (no dropout)."""
     data = plain(cfg)
@@ -272,7 +274,7 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtim
     return f"sha256:{sha256_file(path)}"
 
 
-def run_hash(cfg: DictConfig | dict) -> str:
+def run_hash(cfg: dict) -> str:
     """sha256 of the canonical JSON of the semantic config: equal configs, equal ids, on any machine. A
     config with a budget: petsweep.model.resolve.run_hash."""
     return semantic_hash(semantic_config(cfg))
@@ -317,14 +319,14 @@ def _slug_part(value) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(value))
 
 
-def run_slug(cfg: DictConfig | dict) -> str:
+def run_slug(cfg: dict) -> str:
     """<backbone>-<method>-<task>-s<seed>: readable, not unique (the hash makes it unique)."""
     c = plain(cfg)
     names = (c["backbone"]["name"], c["method"]["name"], c["task"]["name"])
     return "-".join(_slug_part(v) for v in names) + f"-s{c['seed']}"
 
 
-def run_dir(cfg: DictConfig | dict, digest: str | None = None) -> Path:
+def run_dir(cfg: dict, digest: str | None = None) -> Path:
     """<runs_root>/<sweep_name>/<slug>-<hash12>; `digest`: the config's run_hash, where the caller has it."""
     c = plain(cfg)
     digest = digest or run_hash(c)
