@@ -229,7 +229,7 @@ def _swap(sweep: Path, tree: str) -> None:
     """Each version keeps its own index (their manifests differ): the other's is moved aside."""
     active, mine = sweep / ".index", sweep / f".index-{tree}"
     marker = sweep / ".index-owner"
-    owner = marker.read_text() if marker.exists() else None
+    owner = marker.read_text().strip() if marker.exists() else None
     if owner == tree:
         return
     if owner is not None and active.exists():
@@ -347,9 +347,13 @@ def status_only(args) -> str:
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"before": _export(args.base, Path(tmp) / "before")}
         trees["after"] = _export(args.after, Path(tmp) / "after") if args.after else REPO
+        for tree in trees.values():  # measured by this script's measure() (CPU, the last line)
+            if tree != REPO:
+                shutil.copy(__file__, tree / "benchmarks" / "index_scale.py")
         for runs in args.runs:
             sweep = args.root / f"n{runs}" / "sweep"
-            prepare(sweep, runs, True)
+            if not (sweep.parent / "built").exists():  # runs built before keep their indexes (--reuse)
+                prepare(sweep, runs, False)
             got = {}
             for name, tree in trees.items():
                 _swap(sweep, name)
