@@ -133,8 +133,14 @@ def test_rows_stay_in_name_order_across_row_groups_lines_and_repairs(tmp_path, m
 def test_many_lines_are_folded_by_the_snapshot_path(tmp_path, monkeypatch):
     sweep = make_sweep(tmp_path / "study", 6)
     indexed(sweep)
-    for _ in range(3):
+    for _ in range(1200):  # lines past the threshold (1000), of one run: the typed path still answers
         RunDir(sweep / "run-000").set_status("COMPLETED")
+    assert index.StatusScan(sweep, read_info).usable
+    assert scanned(sweep) == from_files(status_table, sweep)
+    for i in range(1, 1002):  # lines of more runs than the threshold: the Snapshot path answers, folds them
+        RunDir(sweep / f"new-{i:04d}").set_status("CANCELLED")
+    assert not index.StatusScan(sweep, read_info).usable
+    assert status_table(sweep) == from_files(status_table, sweep)
     assert index.StatusScan(sweep, read_info).usable
     monkeypatch.setattr(index, "StatusScan", _Unusable)
     assert status_table(sweep) == from_files(status_table, sweep)

@@ -80,9 +80,8 @@ _FINGERPRINT: list[str] = []
 _SOURCES = (
     "petsweep/records/index.py",
     "petsweep/records/status.py",
-    "petsweep/run/rehash.py",
+    "petsweep/records/rehash.py",
     "petsweep/spec/identity.py",
-    "petsweep/model/resolve.py",
     "petsweep/records/record.py",
     "petsweep/spec/config.py",
     "analysis/load.py",
@@ -153,7 +152,7 @@ def _plain(value) -> bool:
     return False
 
 
-# rehash.stale_record, registered by petsweep.run.rehash when it is imported (it imports
+# rehash.stale_record, registered by petsweep.records.rehash when it is imported (it imports
 # petsweep.records.status, which writes through this module: no import back); a run's own line says whether
 # its record is of another identity where the writer has it, else a reader reads that from the files
 STALE: list[Callable] = []
@@ -646,8 +645,12 @@ class StatusScan:
         if not set(self.COLUMNS) <= set(self.file.schema_arrow.names) or not self.file.metadata.num_rows:
             return
         self._read_lines()
-        if self.line_count > max(1000, self.file.metadata.num_rows // 100):
-            return  # Snapshot folds them into a new manifest
+        # lines of more than 1% of the runs, or ten times that many lines: Snapshot folds them into a new
+        # manifest. Runs, not lines: a run's repair line (this read's, where its own line lacked the identity
+        # check) or its next state's line does not count twice
+        most = max(1000, self.file.metadata.num_rows // 100)
+        if len(self.lines) > most or self.line_count > 10 * most:
+            return
         self.extras = self._unlisted(meta)
         self.usable = True
 
