@@ -80,8 +80,9 @@ _FINGERPRINT: list[str] = []
 _SOURCES = (
     "petsweep/records/index.py",
     "petsweep/records/status.py",
-    "petsweep/records/rehash.py",
+    "petsweep/run/rehash.py",
     "petsweep/spec/identity.py",
+    "petsweep/model/resolve.py",
     "petsweep/records/record.py",
     "petsweep/spec/config.py",
     "analysis/load.py",
@@ -152,7 +153,7 @@ def _plain(value) -> bool:
     return False
 
 
-# rehash.stale_record, registered by petsweep.records.rehash when it is imported (it imports
+# rehash.stale_record, registered by petsweep.run.rehash when it is imported (it imports
 # petsweep.records.status, which writes through this module: no import back); a run's own line says whether
 # its record is of another identity where the writer has it, else a reader reads that from the files
 STALE: list[Callable] = []
