@@ -105,7 +105,7 @@ def petsweep_one(method: str, steps: int, root: str, threads: int | None = None)
         *VARIANTS.get(method, [f"method={method}"]),
         f"trainer.max_steps={2 + steps}",
         f"trainer.eval_every={2 + steps}",
-        f"paths.runs_root={root}",
+        f"paths.runs_root={root}/{method}",  # variants of one config (apet_old_rule) have one run id
         *SHAPE,
         *EXTRA.get(method, []),
         *([f"trainer.num_threads={threads}"] if threads else []),
@@ -160,6 +160,7 @@ def main() -> None:
     parser.add_argument("--one", nargs=2, metavar=("KIND", "METHOD"), help=argparse.SUPPRESS)
     parser.add_argument("--root", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--methods", nargs="+", default=METHODS, help="a subset (full is always measured)")
+    parser.add_argument("--no-raw-peft", action="store_true", help="skip the raw peft runs of LoRA, IA3")
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads per run (default: petsweep's)"
     )
@@ -174,7 +175,8 @@ def main() -> None:
         )
         print(json.dumps(row))
         return
-    configs = [("petsweep", m) for m in methods] + [("peft", m) for m in RAW_PEFT if m in methods]
+    raw = [] if args.no_raw_peft else [("peft", m) for m in RAW_PEFT if m in methods]
+    configs = [("petsweep", m) for m in methods] + raw
     samples: dict[tuple[str, str], list[dict]] = {c: [] for c in configs}
     with tempfile.TemporaryDirectory() as tmp:
         for round_ in range(args.rounds):
