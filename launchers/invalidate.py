@@ -110,7 +110,8 @@ def _indexed_choice(sweep_dir: Path, where: list[tuple[str, str]], state: str) -
     """The runs to move, found through the sweep's index (petsweep.records.index: states and recorded configs
     where it holds them for the runs' files as they are, else read from the files); None: not indexed.
     Each chosen run is checked again from its files under its lock before it moves."""
-    from launchers.report import indexed_state, read_info
+    from launchers.planning import read_info  # the full identity check (budget= runs: the solver)
+    from launchers.report import indexed_state
     from petsweep.records import index
 
     if not index.enabled() or not Path(sweep_dir).is_dir():

@@ -8,6 +8,7 @@ one Hydra composition per distinct group combination.
 from __future__ import annotations
 
 import copy
+import functools
 import json
 import os
 from collections.abc import Callable, Iterable
@@ -18,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from petsweep import CONF_DIR
 from petsweep.model.resolve import run_dir, run_hash, seeded_run_hash, semantic_config
+from petsweep.records import index
 from petsweep.records.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
 from petsweep.run.rehash import stale_record
 from petsweep.spec.errors import ConfigError, ConfigErrors, PetsweepError
@@ -43,10 +45,11 @@ class PlannedRun:
         return ResolvedRun(self.cfg, self.run_hash, str(self.path), overrides)
 
 
-def run_status(path: Path, queue=slurm_queue) -> State:
+def run_status(path: Path, queue=slurm_queue, solve: bool = True) -> State:
     """The run's State from its files: NEW without a status; RUNNING or QUEUED only while a live process or a
     job SLURM still lists stands behind it (`queue` as in RunDir.is_live), INTERRUPTED otherwise (a process
-    that died, a node silent for STALE_AFTER_S): a sweep launches it again.
+    that died, a node silent for STALE_AFTER_S): a sweep launches it again. `solve=False`: a `budget=`
+    record's identity is not checked (it needs the budget solver, torch: petsweep.run.rehash.stale_record).
     """
     record = RunDir(path)
     state = record.state()
@@ -54,7 +57,7 @@ def run_status(path: Path, queue=slurm_queue) -> State:
         return State.NEW
     if state in (RUNNING, QUEUED):
         return State(state) if record.is_live(queue) else State.INTERRUPTED
-    if state == COMPLETED and stale_record(path) is not None:
+    if state == COMPLETED and stale_record(path, solve=solve) not in (None, index.UNCHECKED):
         return State.NEW  # a record of another identity (an older rule): moved away when the run is launched
     return State(state) if state in State.__members__ else State.INTERRUPTED
 
@@ -393,6 +396,14 @@ def read_info(path: str) -> dict:
     from petsweep.records.index import info_of
 
     return info_of(RunDir(Path(path)), stale_record)
+
+
+def read_info_on_disk(path: str) -> dict:
+    """read_info for the commands that only read records (`petsweep status`, `show`): a `budget=` record's
+    identity is left unchecked (its entry says `unchecked`), as the budget solver would load torch."""
+    from petsweep.records.index import info_of
+
+    return info_of(RunDir(Path(path)), functools.partial(stale_record, solve=False))
 
 
 def indexed_state(info: dict, path: str, queue) -> State | None:

@@ -8,7 +8,8 @@ import socket
 from collections import Counter
 from pathlib import Path
 
-from launchers.planning import PlannedRun, indexed_state, read_info, run_status
+from launchers.planning import PlannedRun, indexed_state, run_status
+from launchers.planning import read_info_on_disk as read_info
 from launchers.sweep import SWEEP_MARKER
 from petsweep.records.record import notes
 from petsweep.records.status import RunDir, State
@@ -127,7 +128,7 @@ def status_rows(path: Path) -> list[dict]:
     runs = runs_under(path)
     labels = {d: read_labels(d) for d in {r.path.parent for r in runs} | set(_planned_sweeps(path))}
     for run in runs:
-        state = run_status(run.path, queue)
+        state = run_status(run.path, queue, solve=False)
         status, sweep = run.status() or {}, run.path.parent
         rows.append(_row(state, run.path.name, sweep.name, str(run.path), status, run, labels[sweep]))
     rows += _not_started(path, {r.path for r in runs}, labels)
@@ -178,7 +179,9 @@ def _indexed_row(sweep: Path, name: str, info: dict, queue, labels: dict) -> dic
     state = indexed_state(info, path, queue)
     if state is None:
         run = RunDir(Path(path))  # live or not: asked of its process, heartbeat or SLURM
-        return _row(run_status(run.path, queue), name, sweep.name, path, run.status() or {}, run, labels)
+        return _row(
+            run_status(run.path, queue, solve=False), name, sweep.name, path, run.status() or {}, run, labels
+        )
     return _row(state, name, sweep.name, path, info, info, labels)
 
 
@@ -203,11 +206,23 @@ def _row(state: State, name: str, sweep: str, path: str, status: dict, read, lab
         "eta_s": progress.get("eta_s") if state == State.RUNNING else None,
         "metric": result["metric"] if result else None,
         "score": result["score"] if result else None,
-        "notes": notes(result),  # what the record warns of: PET parameters did not move
+        "notes": notes(result) + _unchecked(state, read, result),  # PET parameters did not move, ...
         "error": status.get("error") if state != State.COMPLETED else None,
         "updated": status.get("updated"),
         "label": labels.get(name) or [],  # what differs (petsweep.records.labels)
     }
+
+
+def _unchecked(state: State, read, result: dict | None) -> list[str]:
+    """The note of a finished `budget=` run whose identity status did not check: the id holds what the
+    budget solver chooses (torch); `petsweep plan` and `rehash` check it (run.rehash.stale_record)."""
+    if state != State.COMPLETED:
+        return []
+    if isinstance(read, RunDir):
+        unchecked = ((result or {}).get("config") or {}).get("budget") is not None
+    else:
+        unchecked = bool(read.get("unchecked"))
+    return ["identity unchecked (budget=; `petsweep plan` checks it)"] if unchecked else []
 
 
 def _planned_sweeps(path: Path) -> list[Path]:
@@ -511,7 +526,7 @@ def cancel(root: Path) -> list[str]:
     queue = cached_queue()
     stopped = []
     for run in runs:
-        status, state = run.status() or {}, run_status(run.path, queue)
+        status, state = run.status() or {}, run_status(run.path, queue, solve=False)
         if state not in (State.RUNNING, State.QUEUED):
             continue
         if slurm.cancel(run.path):

@@ -110,6 +110,46 @@ def test_commands_that_read_records_do_not_import_torch(tmp_path):
     assert figure.stat().st_size > 0 and table.exists()
 
 
+def _budget_record(run: Path) -> None:
+    """A finished run made with `budget=` (a knob method: config.yaml keeps the request beside its r)."""
+    run.mkdir(parents=True)
+    config = (OLD_RECORD / "config.yaml").read_text()
+    (run / "config.yaml").write_text(config + "budget: 8000\n")
+    result = json.loads((OLD_RECORD / "result.json").read_text())
+    result["config"]["budget"] = 8000
+    (run / "result.json").write_text(json.dumps(result))
+    (run / "status.json").write_text(json.dumps({"state": "COMPLETED", "updated": 0}))
+
+
+def test_status_and_show_of_a_budget_run_import_no_torch(tmp_path):
+    """R23 F1: the stale-record check re-derived a budget= record's id through the budget solver (meta
+    device: torch, transformers, peft, scipy) whenever the index could not answer: no index, a touched
+    status.json, one run dir. The commands that only read records leave such a record's identity unchecked
+    and say so; plan, run and rehash check it in full."""
+    run = tmp_path / "study" / "tiny-bert-lora-bbc_news-s0-000000000000"
+    _budget_record(run)
+    commands = [
+        ["status", str(run.parent)],  # no index
+        ["status", str(run.parent)],  # the index the first wrote (an unchecked entry: read again)
+        "touch",
+        ["status", str(run.parent)],  # status.json changed behind the index
+        ["status", str(run)],
+        ["show", str(run)],
+    ]
+    script = (
+        "import sys, os\nfrom petsweep.cli import main\n"
+        f"for command in {commands!r}:\n"
+        f"    if command == 'touch':\n        os.utime({str(run / 'status.json')!r})\n    else:\n"
+        "        main(command)\n"
+        "heavy = sorted({'torch', 'transformers', 'peft', 'scipy', 'petsweep.methods'} & set(sys.modules))\n"
+        "print('heavy:', heavy)\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "heavy: []" in out.stdout, out.stdout[-2000:]
+    assert "COMPLETED" in out.stdout and "identity unchecked (budget=" in out.stdout, out.stdout[-3000:]
+
+
 def test_the_library_uses_no_private_hydra_api():
     """cli.py parsed run.py's command line with hydra._internal's parser: any Hydra release may change it."""
     files = [file for file in _modules().values()] + [REPO / "run.py"]

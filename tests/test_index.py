@@ -10,6 +10,7 @@ import os
 import shutil
 import socket
 from collections import Counter
+from pathlib import Path
 
 import pandas as pd
 import pyarrow.parquet as pq
@@ -400,3 +401,43 @@ def test_a_manifest_of_many_row_groups_reads_as_the_files(tmp_path, monkeypatch)
     assert reads == {"row": 3}
     assert read_counts(collect, [sweep])[1] == {}
     assert status_rows(sweep) == from_files(status_rows, sweep)
+
+
+def test_every_fingerprinted_source_exists_and_the_budget_solver_counts():
+    """R23 F2: _SOURCES named petsweep/records/rehash.py after it moved (a missing file was skipped
+    silently) and not the budget solver, whose choice a `budget=` run's id holds: an edit to it left the
+    index's stale answers standing."""
+    root = Path(index.__file__).resolve().parent.parent.parent
+    listed = index.sources()
+    assert [name for name in listed if not (root / name).is_file()] == []
+    for needed in ("petsweep/model/budget.py", "petsweep/model/resolve.py", "petsweep/model/params.py"):
+        assert needed in listed
+    hooks = [p for p in (root / "petsweep/methods").rglob("*.py") if "budget_" in p.read_text()]
+    assert hooks and all(str(p.relative_to(root)) in listed for p in hooks)
+
+
+def test_status_leaves_a_budget_record_unchecked_and_a_plan_checks_it(tmp_path):
+    """R23 F1: `petsweep status` reads a `budget=` record without the budget solver (torch): its entry has no
+    `stale` answer, so the planner's reads (reuse, launch) still check its identity in full; this record
+    sits under a name that is not its id, so a plan trains it again."""
+    from launchers import planning
+    from petsweep.records.status import State
+
+    run = tmp_path / "study" / "tiny-bert-lora-bbc_news-s0-000000000000"
+    run.mkdir(parents=True)
+    old = Path(__file__).parent / "fixtures" / "old_records" / "1a02139" / "lora-encoder"
+    (run / "config.yaml").write_text((old / "config.yaml").read_text() + "budget: 8000\n")
+    result = json.loads((old / "result.json").read_text())
+    result["config"]["budget"] = 8000
+    (run / "result.json").write_text(json.dumps(result))
+    RunDir(run).set_status("COMPLETED")
+    shutil.rmtree(run.parent / index.INDEX_DIR, ignore_errors=True)  # as a copied sweep without its index
+    [row] = status_rows(run.parent)
+    assert row["state"] == "COMPLETED" and row["notes"] == [
+        "identity unchecked (budget=; `petsweep plan` checks it)"
+    ]
+    info = index.Snapshot(run.parent, read_info=read_info).entry(run.name)
+    assert info.get("unchecked") and "stale" not in info
+    info = index.Snapshot(run.parent, read_info=planning.read_info).entry(run.name)
+    assert info["stale"] is not None and "not of tiny-bert-lora-bbc_news-s0-000000000000" in info["stale"]
+    assert planning.run_status(run) == State.NEW

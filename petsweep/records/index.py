@@ -82,21 +82,40 @@ _SOURCES = (
     "petsweep/records/status.py",
     "petsweep/run/rehash.py",
     "petsweep/spec/identity.py",
-    "petsweep/model/resolve.py",
     "petsweep/records/record.py",
     "petsweep/spec/config.py",
     "analysis/load.py",
 )
+# packages every .py file of which counts: a `budget=` run's id holds what the solver (model/budget.py, with
+# model/resolve.py's budget_form) chooses, counting parameters on the meta device (model/params.py, the
+# backbones, heads) of the method's modules and its budget_* hooks (methods/)
+_SOURCE_PACKAGES = ("petsweep/model", "petsweep/methods")
+
+
+def sources() -> list[str]:
+    """The files `fingerprint` hashes, relative to the repository: _SOURCES and every .py of
+    _SOURCE_PACKAGES (sorted)."""
+    root = Path(__file__).resolve().parent.parent.parent
+    found = [
+        str(p.relative_to(root))
+        for package in _SOURCE_PACKAGES
+        for p in sorted((root / package).rglob("*.py"))
+    ]
+    return [*_SOURCES, *found]
 
 
 def fingerprint() -> str:
-    """A hash of the sources that decide what an entry holds; entries written under another are not used."""
+    """A hash of the sources that decide what an entry holds; entries written under another are not used. A
+    listed file that cannot be read counts as missing (tests/test_index.py checks every one exists)."""
     if not _FINGERPRINT:
         root = Path(__file__).resolve().parent.parent.parent
         digest = hashlib.sha256()
-        for name in _SOURCES:
-            with contextlib.suppress(OSError):
-                digest.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+        for name in sources():
+            try:
+                data = (root / name).read_bytes()
+            except OSError:
+                data = b"\0missing\0"
+            digest.update(name.encode() + b"\0" + data + b"\0")
         _FINGERPRINT.append(digest.hexdigest()[:20])
     return _FINGERPRINT[0]
 
@@ -160,6 +179,14 @@ STALE: list[Callable] = []
 WARNING: list[Callable] = []  # rehash.stale_warning: what that check warned of (config.yaml edited, ...)
 
 
+class _Unchecked(str):
+    """What a `stale` check answers where it cannot tell without the budget solver (rehash.stale_record with
+    solve=False: a `budget=` record read by a command that loads no torch)."""
+
+
+UNCHECKED = _Unchecked("not checked: the id of a budget= run holds what the solver chooses")
+
+
 def info_of(run, stale: Callable | None) -> dict:
     """What `petsweep status` and `invalidate` need of a run (a petsweep.records.status.RunDir), read from its
     files the way they read them: status.json (a COMPLETED run without a readable result.json reads FAILED),
@@ -178,7 +205,11 @@ def info_of(run, stale: Callable | None) -> dict:
     if state == "COMPLETED":
         result = run.result() or {}
         if stale is not None:
-            info["stale"] = stale(run.path, result)
+            why = stale(run.path, result)
+            if why is UNCHECKED:  # left out: the entry stays incomplete, a reader with the solver checks it
+                info["unchecked"] = True
+            else:
+                info["stale"] = why
             warning = WARNING[0](run.path) if WARNING else None
             if warning is not None:
                 info["warning"] = warning  # a plan answered from the index warns as its files did
@@ -376,7 +407,7 @@ class Snapshot:
         self.touched.add(name)
         if _racy(sig, now):
             self.racy.add(name)
-        elif enabled():
+        elif enabled() and not info.get("unchecked"):  # an unchecked entry would be read again anyway
             self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
         return info
 
@@ -788,7 +819,7 @@ class StatusScan:
         READS["info"] += 1
         now = time.time()
         info = self.read_info(f"{self.sweep}/{name}")
-        if not _racy(sig, now):
+        if not _racy(sig, now) and not info.get("unchecked"):
             self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
         return info
 

@@ -154,7 +154,7 @@ def _same_value(a, b) -> bool:
     return a == b
 
 
-def stale_record(path: Path, result: dict | None = None) -> str | None:
+def stale_record(path: Path, result: dict | None = None, solve: bool = True) -> str | None:
     """Why the record in run dir `path` is not of the identity the dir is named for, or None where it is (or
     where its records cannot say: rehash refuses those too). A record made by an older petsweep can sit
     under the id a request now gets while it computed something else: between trainer.frozen_dtype and
@@ -164,10 +164,16 @@ def stale_record(path: Path, result: dict | None = None) -> str | None:
 
     A record whose config.yaml was edited after it finished, or no longer parses, keeps its name and is
     reused (result.json is the record; the dir was named for what it trained), with one warning naming it.
-    Answers are kept per state of result.json and config.yaml: a plan and its launcher ask once each."""
-    stamp = (str(path), *_stamp(Path(path) / "result.json"), *_stamp(Path(path) / "config.yaml"))
+    Answers are kept per state of result.json and config.yaml: a plan and its launcher ask once each.
+
+    `solve=False` (the commands that only read records: `petsweep status`, `show`): the id of a record made
+    with `budget=` holds what the budget solver chooses under the current code, counted on the meta device
+    (torch, the methods); such a record is not checked and index.UNCHECKED is returned (never a cached
+    answer of a full check's kind: the index keeps no `stale` for it, so a plan, a launcher and `petsweep
+    rehash`, which load the solver anyway, check it in full before it is reused or renamed)."""
+    stamp = (str(path), *_stamp(Path(path) / "result.json"), *_stamp(Path(path) / "config.yaml"), solve)
     if stamp not in _STALE:
-        _STALE[stamp] = _stale(Path(path), result)
+        _STALE[stamp] = _stale(Path(path), result, solve)
     why, warning = _STALE[stamp]
     if warning is None:
         _WARNED.pop(str(path), None)
@@ -201,7 +207,7 @@ def _stamp(file: Path) -> tuple[int, int]:
     return (stat.st_mtime_ns, stat.st_size)
 
 
-def _stale(path: Path, result: dict | None) -> tuple[str | None, str | None]:
+def _stale(path: Path, result: dict | None, solve: bool = True) -> tuple[str | None, str | None]:
     """(stale_record's answer, the warning it gave: None where none)."""
     result = (result if result is not None else RunDir(path).result()) or {}
     try:
@@ -219,6 +225,8 @@ def _stale(path: Path, result: dict | None) -> tuple[str | None, str | None]:
         return None, None
     except (OSError, ValueError):
         return None, None
+    if not solve and config.get("budget") is not None:
+        return index.UNCHECKED, None
     name = f"{run_slug(config)}-{run_hash(config)[:12]}"
     if name == path.name:
         return None, None
