@@ -60,6 +60,48 @@ def test_auto_preset_picks_by_size():
     assert DeepSpeedConfig(preset="zero2", stage=2).resolved(10**12).stage == 2  # explicit presets are kept
 
 
+STAGED = ["method=sequential", "method.members=[{name: prompt, length: 4}, {name: lora, r: 2}]"]
+
+
+def test_a_staged_method_is_refused_under_any_deepspeed_preset_once_auto_is_resolved(tiny):
+    """#23 review F7: the staged rule is one function (spec.config.check_staged_preset): validation lets
+    `auto` through (its preset is not known yet) and the preset `auto` resolves to is checked by it too."""
+    from petsweep.model.resolve import resolve_run
+    from petsweep.spec.config import check_staged_preset
+    from petsweep.spec.errors import ConfigError
+
+    spec = resolve_run(compose(tiny("encoder", *STAGED, "deepspeed=auto")))  # accepted: auto not resolved
+    method, steps = spec.method, spec.trainer.max_steps
+    for fine in (DeepSpeedConfig(), DeepSpeedConfig(preset="none")):
+        check_staged_preset(method, steps, fine)
+    for preset, stage in (("zero2", 2), ("zero3", 3), ("zero3_offload", 3)):  # what `auto` may resolve to
+        with pytest.raises(ConfigError) as err:
+            check_staged_preset(method, steps, DeepSpeedConfig(preset=preset, stage=stage))
+        assert str(err.value).startswith(f"deepspeed.preset='{preset}'") and "\n" not in str(err.value)
+    one_stage = resolve_run(compose(tiny("encoder", "method=lora"))).method
+    check_staged_preset(one_stage, steps, DeepSpeedConfig(preset="zero3", stage=3))
+
+
+def test_a_staged_method_with_auto_is_refused_before_its_claim_where_auto_means_zero3(tmp_path):
+    """#23 review F7: sequential on llama2-7b with deepspeed=auto passed validation, and on a GPU (where
+    `auto` is ZeRO-3 from 3B parameters) was claimed and loaded 7B weights before Training refused it. The
+    pre-claim checks (run.app.before_claim) resolve `auto` on this machine and refuse it there; on a CPU
+    `auto` is no DeepSpeed and the run passes them. Nothing is claimed either way."""
+    from petsweep.model.resolve import resolved_run
+    from petsweep.run.app import before_claim
+    from petsweep.spec.errors import ConfigError
+
+    cfg = compose(["backbone=llama2-7b", *STAGED, "trainer.ranks=1", f"paths.runs_root={tmp_path}"])
+    resolved = resolved_run(cfg)
+    if DeepSpeedConfig().resolved(7 * 10**9).preset == "none":  # no GPU: `auto` is no DeepSpeed here
+        assert before_claim(resolved).reused is None
+    else:
+        with pytest.raises(ConfigError) as err:
+            before_claim(resolved)
+        assert str(err.value).startswith("deepspeed.preset='zero3") and "trains in stages" in str(err.value)
+    assert not run_dir(cfg).exists()
+
+
 def test_apet_under_zero3_trains_its_positions_as_without_deepspeed(tiny, tmp_path):
     """ZeRO-3 partitions the frozen matrices APET's sampled gradients read (threshold 0: every tensor); the
     run trains exactly K scalars and ends where the same run without DeepSpeed ends."""

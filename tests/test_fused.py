@@ -164,6 +164,24 @@ def test_a_group_whose_members_hold_frozen_weights_in_different_dtypes_is_refuse
     assert not RunDir(run_dir(bf16)).path.exists()
 
 
+def test_a_fused_member_is_refused_before_its_claim_as_the_same_run_alone_is(tiny, capsys):
+    """#23 review F6: a group checked its members in a copy of execute's preamble without the bf16 check, so
+    frozen_dtype=bf16 on a CPU (precision=auto computes in fp32 there) was claimed, loaded and FAILED with a
+    dtype mismatch, where the same run alone is refused in one line. Now both pass app.before_claim."""
+    from petsweep.spec.errors import PetsweepError
+
+    bf16 = [*FUSABLE, "trainer.frozen_dtype=bf16"]
+    cfgs = [plain(compose(tiny("encoder", *bf16, f"seed={s}"))) for s in (1, 2)]
+    with pytest.raises(PetsweepError) as alone:
+        run(compose(tiny("encoder", *bf16, "seed=1")))
+    capsys.readouterr()
+    assert run_group(cfgs) == [2, 2]
+    err = capsys.readouterr().err
+    assert err.count(f"error: {alone.value}") == 2, err
+    for cfg in cfgs:  # nothing claimed, nothing recorded
+        assert RunDir(run_dir(cfg)).status() is None
+
+
 def _sweep(tiny_conf, root, *axes):
     return run_cli(*sweep_argv(tiny_conf, root, *axes))
 

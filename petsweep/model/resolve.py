@@ -16,7 +16,14 @@ from pathlib import Path
 from petsweep.model.budget import OLD_RULE, check_rule, fold_apet, identifying_rule, method_class, solve
 from petsweep.spec import identity
 from petsweep.spec.apet import ApetSpec, Budget
-from petsweep.spec.config import DeepSpeedConfig, RunSpec, TrainerConfig, typed, typed_parts
+from petsweep.spec.config import (
+    DeepSpeedConfig,
+    RunSpec,
+    TrainerConfig,
+    check_staged_preset,
+    typed,
+    typed_parts,
+)
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.registry import METHODS
 from petsweep.spec.resolved import ResolvedRun
@@ -47,13 +54,7 @@ def resolve_run(cfg: dict) -> RunSpec:
             "trainer.eval_only=true scores the untrained head",
         )
     deepspeed = typed(DeepSpeedConfig, dict(data.get("deepspeed") or {}), "deepspeed")
-    if len(method.stage_steps(trainer.max_steps)) > 1 and deepspeed.preset not in ("auto", "none"):
-        raise ConfigError(
-            "deepspeed.preset",
-            deepspeed.preset,
-            f"method {method.config.name} trains in stages, "
-            "which rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
-        )
+    check_staged_preset(method, trainer.max_steps, deepspeed)  # `auto`: again once resolved (run.app)
     spec = RunSpec(
         backbone=backbone,
         method=method,

@@ -83,26 +83,14 @@ def execute(resolved: ResolvedRun, claim_token: str | None = None) -> dict:
     A run of several ranks is started here as that many processes (petsweep.run.spawn), unless this process is
     already one of them (a SLURM task, or a spawned rank); rank 0 owns the run's records.
     """
-    spec, cfg = typed(resolved)  # every config check happens here, before anything is written
-    run_path = RunDir(Path(resolved.run_dir))
-    result = reusable_result(run_path.path)  # a COMPLETED record of this identity (not one of an older rule)
+    checked = before_claim(resolved)
+    spec, cfg, run_path, result = checked.spec, checked.cfg, checked.run_path, checked.reused
     if result is not None:
         if ranks.current().main:
             print(summary_text(result, run_path, reused=True))
             keep_only(run_path, spec.trainer.keep)  # a kill between its record and its pruning left files
         return result
-    # the check of frozen_dtype=bf16 reads the precision; else it is asked below, where the run trains
-    trainer = spec.trainer
-    asks = trainer.frozen_dtype == "bf16" and trainer.precision == "auto"
-    resolved = decide_device(resolved.with_config(plain(cfg)), spec, ask_cuda=asks)
-    counts = check_on_meta(spec)  # the method fits this backbone: checked before anything is claimed
-    _check_bf16_compute(spec, resolved)
-    init_source = (
-        resolve_source(spec.method.config.init_from, spec.runs_root) if spec.method.config.init_from else None
-    )
-    me, world = ranks.current(), _ranks_wanted(spec)
-    _check_counted_ranks(cfg, me.world if me.distributed else world)
-    check_ranks(spec, me.world if me.distributed else world, counts.total_params, counts.trainable_params)
+    resolved, init_source, me, world = checked.resolved, checked.init_source, ranks.current(), checked.world
     if world > 1 and not me.distributed:
         return spawn.run_ranks(resolved, world, run_path, _threads_per_rank(spec, world))
     import torch
@@ -120,6 +108,50 @@ def execute(resolved: ResolvedRun, claim_token: str | None = None) -> dict:
     finally:
         if joined:  # a one-rank DeepSpeed run keeps its group: DeepSpeed caches it for the next run
             ranks.shutdown()
+
+
+@dataclass
+class Checked:
+    """A run that passed the checks made before it is claimed (before_claim); `reused`: its COMPLETED record,
+    where it has one (then nothing else was checked)."""
+
+    spec: RunSpec
+    cfg: DictConfig
+    resolved: ResolvedRun  # device decided; precision too, where deciding it started no CUDA
+    run_path: RunDir
+    reused: dict | None = None
+    init_source: Path | None = None
+    world: int = 1  # the ranks it wants (ranks.wanted)
+
+
+def before_claim(resolved: ResolvedRun) -> Checked:
+    """Every check made before a run is claimed, in one place for every way a run starts (execute, a fused
+    group's member): its config typed, a COMPLETED record answering first, then the method on this backbone
+    (meta device), frozen_dtype=bf16 against the decided precision, the DeepSpeed preset chosen here
+    (`auto` resolved) against a staged method, init_from's source, and the ranks. A refusal raises the
+    PetsweepError whose one line a solo run prints; nothing is claimed or written."""
+    from petsweep.spec.config import check_staged_preset
+
+    spec, cfg = typed(resolved)  # every config check happens here, before anything is written
+    run_path = RunDir(Path(resolved.run_dir))
+    result = reusable_result(run_path.path)  # a COMPLETED record of this identity (not one of an older rule)
+    if result is not None:
+        return Checked(spec, cfg, resolved, run_path, reused=result)
+    # the check of frozen_dtype=bf16 reads the precision; else it is asked where the run trains
+    trainer = spec.trainer
+    asks = trainer.frozen_dtype == "bf16" and trainer.precision == "auto"
+    resolved = decide_device(resolved.with_config(plain(cfg)), spec, ask_cuda=asks)
+    counts = check_on_meta(spec)  # the method fits this backbone
+    _check_bf16_compute(spec, resolved)
+    chosen = chosen_preset(spec.deepspeed, counts.total_params, counts.trainable_params)
+    check_staged_preset(spec.method, trainer.max_steps, chosen)  # `auto` as it resolves on this machine
+    init_source = (
+        resolve_source(spec.method.config.init_from, spec.runs_root) if spec.method.config.init_from else None
+    )
+    me, world = ranks.current(), _ranks_wanted(spec)
+    _check_counted_ranks(cfg, me.world if me.distributed else world)
+    check_ranks(spec, me.world if me.distributed else world, counts.total_params, counts.trainable_params)
+    return Checked(spec, cfg, resolved, run_path, init_source=init_source, world=world)
 
 
 def typed(resolved: ResolvedRun) -> tuple[RunSpec, DictConfig]:

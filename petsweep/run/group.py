@@ -48,6 +48,7 @@ class _Run:
         self.cfg, self.spec, self.resolved, self.run_path = cfg, spec, resolved, run_path
         self.overrides = resolved.overrides
         self.prepared = None
+        self.init_source = None  # init_from's checkpoint (fusable.why_alone keeps such runs alone)
         self.code: int | None = None
         self.beats = contextlib.ExitStack()  # its heartbeat, from its claim until it ends
 
@@ -64,28 +65,22 @@ def _ended(run: _Run, code: int) -> None:
 
 
 def _claim_all(members: list[ResolvedRun], codes: list[int | None], runs: list) -> None:
-    """Each member typed (its one validation in this process) and claimed as `execute` would, into `runs` as
+    """Each member checked (app.before_claim, as `execute` checks a solo run: a member refused there is
+    refused as a solo run is, one line and its exit code, nothing claimed) and claimed, into `runs` as
     (index, _Run) (filled as it goes: a signal midway leaves the claims made so far there); a finished run
     answers from its record."""
-    from petsweep.run.app import claim_run, decide_device, keep_only, summary_text, typed
-    from petsweep.run.rehash import reusable_result
+    from petsweep.run.app import before_claim, claim_run, decide_device, keep_only, summary_text
     from petsweep.spec.errors import report_user_error
-    from petsweep.spec.typecheck import plain
 
     for k, resolved in enumerate(members):
         try:
-            spec, cfg = typed(resolved)
+            checked = before_claim(resolved)  # the checks a solo run gets, refused as it is refused
         except PetsweepError as err:
             codes[k] = report_user_error(err)
             continue
-        run_path = RunDir(Path(resolved.run_dir))
-        try:
-            reused = reusable_result(run_path.path)
-        except PetsweepError as err:
-            codes[k] = report_user_error(err)
-            continue
-        if reused is not None:
-            print(summary_text(reused, run_path, reused=True), flush=True)
+        spec, cfg, run_path = checked.spec, checked.cfg, checked.run_path
+        if checked.reused is not None:
+            print(summary_text(checked.reused, run_path, reused=True), flush=True)
             keep_only(run_path, spec.trainer.keep)  # a kill between its record and its pruning left files
             codes[k] = 0
             continue
@@ -93,8 +88,9 @@ def _claim_all(members: list[ResolvedRun], codes: list[int | None], runs: list) 
         if refused:
             codes[k] = report_user_error(PetsweepError(refused))
             continue
-        resolved = decide_device(resolved.with_config(plain(cfg)), spec)
-        runs.append((k, _Run(cfg, spec, resolved, run_path)))
+        run = _Run(cfg, spec, decide_device(checked.resolved, spec), run_path)
+        run.init_source = checked.init_source
+        runs.append((k, run))
 
 
 def _fail(run: _Run, err: BaseException, trace: str) -> None:
@@ -222,7 +218,7 @@ def _train_and_record(runs: list[_Run]) -> None:
                 stop_if_sweep_cancelled(run.run_path)
                 resources.use_overrides(run.overrides)  # its provenance.json records its own
                 with alongside_others():  # each member its own W&B run
-                    run.prepared = prepare(run.spec, run.cfg, run.resolved, run.run_path, None, me)
+                    run.prepared = prepare(run.spec, run.cfg, run.resolved, run.run_path, run.init_source, me)
                 if building:  # one copy of the frozen backbone for the whole group
                     share_frozen(run.prepared.attached.model, building[0].prepared.attached.model)
                     share_inputs(run.prepared, building[0].prepared)  # and one tokenisation of equal data

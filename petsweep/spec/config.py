@@ -62,6 +62,23 @@ class DeepSpeedConfig:
         )
 
 
+def check_staged_preset(method, max_steps: int, preset: DeepSpeedConfig) -> None:
+    """The one rule for a method that trains in stages under DeepSpeed: each stage rebuilds the optimizer,
+    which a DeepSpeed engine keeps, so a staged method (stage_steps over `max_steps` gives several) and a
+    DeepSpeed preset are refused together. Applied where the preset is known: at validation for an explicit
+    preset, and in the executing process once `auto` is resolved (run.app.before_claim, on the preset
+    train.distributed.chosen_preset picks), before the run is claimed; `auto` not yet resolved passes."""
+    staged = len(method.stage_steps(max_steps)) > 1  # always asked: it checks the stages fit max_steps
+    if not staged or preset.preset in ("auto", "none"):
+        return
+    raise ConfigError(
+        "deepspeed.preset",
+        preset.preset,
+        f"method {method.config.name} trains in stages, which rebuild the optimizer mid-run; DeepSpeed "
+        "engines cannot: use deepspeed=none",
+    )
+
+
 def offload_host_bytes(total_params: int, trainable: int, nodes: int, param_bytes: int = 2) -> int:
     """Host memory per node that ZeRO-3 offload needs: the parameters (bf16 on GPUs) and, per trainable
     parameter, an fp32 master copy, gradient and Adam's two moments (16 bytes), shared across the nodes."""

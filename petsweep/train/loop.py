@@ -23,7 +23,6 @@ from petsweep.methods.base import ParamGroup
 from petsweep.model.objectives import Objective
 from petsweep.records.status import RunDir
 from petsweep.spec.config import DeepSpeedConfig, RunSpec, TrainerConfig
-from petsweep.spec.errors import ConfigError
 from petsweep.tasks import TaskData
 from petsweep.tasks.metrics import compute_metrics
 from petsweep.train import checkpoint, movement, preemption, ranks, resources
@@ -251,13 +250,6 @@ class Training:
             self.backbone_dtype = "bfloat16"  # DeepSpeed's bf16 mode holds every weight in bf16
         if not me.main:
             torch.manual_seed(rank_seed(spec.seed, me.rank))  # this rank's own dropout masks
-        if len(self.stages.steps) > 1 and zero.stage is not None:
-            raise ConfigError(
-                "deepspeed.preset",
-                zero.preset,
-                f"{spec.method.config.name} trains in stages, which "
-                "rebuild the optimizer mid-run; DeepSpeed engines cannot: use deepspeed=none",
-            )
         self.stepper.keep = {id(p) for g in groups for p in g.params} | {id(b) for b in buffers}
         self.progress, self.best, self.stage = Progress(), None, 0
         self._resume()
