@@ -185,6 +185,26 @@ def test_importing_the_config_schema_imports_no_torch():
     assert "heavy: []" in out.stdout, out.stdout
 
 
+def test_composing_a_config_imports_no_torch():
+    """R23 F3/F4: composing registers every method's Config (spec/config.register_base_nodes loads
+    petsweep.methods), and 8 of the methods' modules imported torch, peft or transformers at the top, so
+    `petsweep plan` of a finished sweep and tab completion of any key loaded torch (seconds). The methods'
+    modules now load torch in the functions that use it; their nn.Modules live in methods/layers/."""
+    script = (
+        "import sys\n"
+        "import petsweep.methods\n"
+        "from petsweep.spec.config import compose\n"
+        "from petsweep.spec.registry import METHODS\n"
+        "cfg = compose([])\n"
+        "print('methods:', len(METHODS.names()), 'broken:', METHODS.broken(), 'method:', cfg.method.name)\n"
+        "print('heavy:', sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "broken: {} method: lora" in out.stdout, out.stdout
+    assert "heavy: []" in out.stdout, out.stdout
+
+
 # The floors, lowest first (docs/architecture.md): a module may import its own floor and the floors below it,
 # function-local imports included. `petsweep` itself (CONF_DIR, __version__) is on the lowest floor.
 FLOORS = ("spec", "records", "tasks", "methods", "model", "train", "run", "analysis", "launchers", "commands")

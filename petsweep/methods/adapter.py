@@ -16,14 +16,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, target_modules
 from petsweep.spec.errors import ConfigError
 
 PLACEMENTS = {"houlsby": ["o", "ffn_out"], "pfeiffer": ["ffn_out"]}
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU, "tanh": nn.Tanh, "silu": nn.SiLU}
+ACTIVATIONS = {"gelu": "GELU", "relu": "ReLU", "tanh": "Tanh", "silu": "SiLU"}  # torch.nn class names
 
 
 @dataclass
@@ -65,28 +62,6 @@ class AdapterConfig(MethodConfig):
             raise ConfigError("method.init_std", self.init_std, "must be >= 0")
 
 
-class Bottleneck(nn.Module):
-    def __init__(self, width: int, bottleneck: int, activation: str, init_std: float, like: torch.Tensor):
-        super().__init__()
-        kwargs = dict(device=like.device, dtype=like.dtype)
-        self.down = nn.Linear(width, bottleneck, **kwargs)
-        self.up = nn.Linear(bottleneck, width, **kwargs)
-        self.act = ACTIVATIONS[activation]()
-        if like.device.type != "meta":
-            for linear in (self.down, self.up):
-                nn.init.normal_(linear.weight, std=init_std)
-                nn.init.zeros_(linear.bias)
-
-    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden + self.up(self.act(self.down(hidden)))
-
-
-def _output_width(module: nn.Module) -> int:
-    if isinstance(module, nn.Linear):
-        return module.out_features
-    return module.weight.shape[1]  # transformers' Conv1D (GPT-2) stores (in, out)
-
-
 def _after(module, inputs, output):
     return module.adapter(output)
 
@@ -99,6 +74,8 @@ class AdapterMethod(PETMethod):
     Config = AdapterConfig
 
     def attach(self, model, ctx):
+        from petsweep.methods.layers.adapter import Bottleneck, output_width
+
         c = self.config
         _, targets, notes = target_modules(model, ctx, PLACEMENTS[c.variant], "method.variant")
         if c.plus_one >= len(targets):
@@ -109,7 +86,8 @@ class AdapterMethod(PETMethod):
         for i, (_, module) in enumerate(targets):
             width = c.bottleneck + (i < c.plus_one)
             module.add_module(
-                "adapter", Bottleneck(_output_width(module), width, c.activation, c.init_std, module.weight)
+                "adapter",
+                Bottleneck(output_width(module), width, ACTIVATIONS[c.activation], c.init_std, module.weight),
             )
             module.register_forward_hook(_after)
             params += list(module.adapter.parameters())

@@ -10,15 +10,16 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING, Any
 
 from petsweep.spec.backbone import FAMILIES, BackboneSpec
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.registry import METHODS  # spec/ holds it (composition reads it); methods register there
 from petsweep.spec.typecheck import check_types, plain
+
+if TYPE_CHECKING:  # composing a config loads this module: no torch at import (only in functions)
+    import torch
+    from torch import nn
 
 
 @dataclass

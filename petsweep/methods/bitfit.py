@@ -8,12 +8,13 @@ this count (t5-v1_1-small: 121,216). Without the option a bias-free backbone is 
 """
 
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, backbone_params, target_modules
 from petsweep.spec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 PROJECTIONS = ["q", "k", "v", "o", "ffn_in", "ffn_out"]
 
@@ -30,19 +31,14 @@ class BitFitConfig(MethodConfig):
     add_biases: bool = False
 
 
-class NormBias(nn.Module):
-    """A bias added after a norm that has none (RMSNorm), applied by a forward hook."""
-
-    def __init__(self, width: int, like: torch.Tensor):
-        super().__init__()
-        self.bias = nn.Parameter(torch.zeros(width, device=like.device, dtype=like.dtype))
-
-
 def _add_norm_bias(module, inputs, output):
     return output + module.added_bias.bias
 
 
-def _linear_bias(module: nn.Module) -> nn.Parameter:
+def _linear_bias(module: "nn.Module") -> "nn.Parameter":
+    import torch
+    from torch import nn
+
     weight = module.weight
     width = weight.shape[0] if isinstance(module, nn.Linear) else weight.shape[1]  # Conv1D stores (in, out)
     module.bias = nn.Parameter(torch.zeros(width, device=weight.device, dtype=weight.dtype))
@@ -74,7 +70,11 @@ class BitFitMethod(PETMethod):
             )
         return Attached(model, [self.group(self._add(model, ctx))])
 
-    def _add(self, model, ctx) -> list[nn.Parameter]:
+    def _add(self, model, ctx) -> "list[nn.Parameter]":
+        from torch import nn
+
+        from petsweep.methods.layers.bitfit import NormBias
+
         _, projections, _ = target_modules(model, ctx, PROJECTIONS, "method.add_biases")
         added = [_linear_bias(module) for _, module in projections if module.bias is None]
         _, norms, _ = target_modules(model, ctx, ["norms"], "method.add_biases")

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import re
-
-from torch import nn
+from typing import TYPE_CHECKING
 
 from petsweep.spec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 STACKS = ("auto", "encoder", "decoder", "both")
 

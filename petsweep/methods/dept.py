@@ -20,14 +20,10 @@ tuning's count with 100 vectors.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
-import torch
-from torch import nn
-
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
-from petsweep.methods.prompt import INITS, SoftPrompt, check_positions, install
+from petsweep.methods.prompt import INITS, check_positions, install
 from petsweep.spec.errors import ConfigError
 
 SEED_TEXT = "Classify this text is postive or not:"  # the seed's --init_text, spelling kept: same tokens
@@ -77,27 +73,6 @@ class DeptConfig(MethodConfig):
             raise ConfigError("method.init_text", self.init_text, "init=text needs a text")
 
 
-class PositionOffset(nn.Module):
-    """alpha / sqrt(r) * (A B)[position], added to token embeddings; positions outside [0, s) get nothing."""
-
-    def __init__(self, rows: int, rank: int, width: int, alpha: float, like: torch.Tensor):
-        super().__init__()
-        self.lora_embedding_A = nn.Parameter(torch.empty(rows, rank, device=like.device, dtype=like.dtype))
-        self.lora_embedding_B = nn.Parameter(torch.zeros(rank, width, device=like.device, dtype=like.dtype))
-        self.scale = alpha / math.sqrt(rank)
-
-    def reset(self) -> None:
-        nn.init.kaiming_uniform_(self.lora_embedding_A, a=math.sqrt(5))  # fan-in r, as the seed's
-        self.lora_embedding_B.zero_()
-
-    def forward(self, embeds: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
-        rows = self.lora_embedding_A.shape[0]
-        update = self.scale * (self.lora_embedding_A @ self.lora_embedding_B)
-        update = torch.cat([update, update.new_zeros(1, update.shape[1])])  # row s: no offset
-        inside = (positions >= 0) & (positions < rows)
-        return embeds + update[torch.where(inside, positions, rows)].to(embeds.dtype)
-
-
 @METHODS.register("dept")
 class DeptMethod(PETMethod):
     budget_knobs = ("length", "rank")
@@ -107,6 +82,11 @@ class DeptMethod(PETMethod):
     Config = DeptConfig
 
     def attach(self, model, ctx):
+        import torch
+
+        from petsweep.methods.layers.dept import PositionOffset
+        from petsweep.methods.layers.prompt import SoftPrompt
+
         c = self.config
         check_positions(model, ctx, c.length, "DePT prompt")
         embedding = model.get_input_embeddings()

@@ -18,13 +18,15 @@ The prompt is the parameter `soft_prompt.embedding` of the model. Count: length 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
-from petsweep.methods.decoding import greedy_generate
 from petsweep.spec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
+
+    from petsweep.methods.layers.prompt import SoftPrompt
 
 IGNORE = -100
 INITS = ("vocab", "text", "random")
@@ -59,55 +61,6 @@ class PromptConfig(MethodConfig):
             raise ConfigError("method.init_text", self.init_text, "give a text exactly when method.init=text")
 
 
-class SoftPrompt(nn.Module):
-    """The prompt vectors, and optionally an `offset` of the input embeddings by position (DePT's A B)."""
-
-    def __init__(self, length: int, embedding: nn.Embedding, offset: nn.Module | None = None):
-        super().__init__()
-        weight = embedding.weight
-        self.embedding = nn.Parameter(
-            torch.empty(length, weight.shape[1], device=weight.device, dtype=weight.dtype)
-        )
-        self.offset = offset
-
-    def initialize(self, c, vocabulary: torch.Tensor, tokenizer) -> None:
-        """Rows of the vocabulary (drawn at random, or the tokens of `init_text`) or uniform noise."""
-        length = self.embedding.shape[0]
-        if c.init == "vocab":
-            self.embedding.copy_(vocabulary[torch.randint(0, vocabulary.shape[0], (length,))])
-        elif c.init == "text":
-            ids = _text_ids(c, tokenizer)
-            self.embedding.copy_(vocabulary[torch.tensor((ids * -(-length // len(ids)))[:length])])
-        else:
-            self.embedding.uniform_(-c.init_range, c.init_range)
-
-    def inputs(self, embeds: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
-        """The model's input embeddings and mask: the prompt in front of the (offset) token embeddings."""
-        batch, length = embeds.shape[0], self.embedding.shape[0]
-        if mask is None:
-            mask = torch.ones(embeds.shape[:2], dtype=torch.long, device=embeds.device)
-        if self.offset is not None:  # the mask's last columns are the tokens' (a prefix may add ones before)
-            embeds = self.offset(embeds, token_positions(mask[:, mask.shape[1] - embeds.shape[1] :]))
-        prompt = self.embedding.unsqueeze(0).expand(batch, -1, -1).to(embeds.dtype)
-        ones = torch.ones(batch, length, dtype=mask.dtype, device=mask.device)
-        return torch.cat([prompt, embeds], 1), torch.cat([ones, mask], 1)
-
-
-def token_positions(mask: torch.Tensor) -> torch.Tensor:
-    """Each token's position among the real tokens of its row (left padding does not shift it); pads < 0."""
-    return mask.long().cumsum(1) - 1 - (mask == 0).long() * mask.shape[1]
-
-
-def _text_ids(c: PromptConfig, tokenizer) -> list[int]:
-    """The token ids of `init_text`."""
-    if tokenizer is None:
-        raise ValueError("prompt init=text needs the backbone's tokenizer (AttachContext.tokenizer)")
-    ids = tokenizer(c.init_text, add_special_tokens=False)["input_ids"]
-    if not ids:
-        raise ConfigError("method.init_text", c.init_text, "has no tokens for this backbone's tokenizer")
-    return ids
-
-
 def check_positions(model: nn.Module, ctx, length: int, what: str) -> None:
     """Refuse `length` virtual positions that, with the task's inputs, outrun the model's positions."""
     config = getattr(model, "config", None)
@@ -131,6 +84,8 @@ class PromptMethod(PETMethod):
     Config = PromptConfig
 
     def attach(self, model, ctx):
+        from petsweep.methods.layers.prompt import SoftPrompt
+
         c = self.config
         check_positions(model, ctx, c.length, "prompt")
         embedding = model.get_input_embeddings()
@@ -141,6 +96,10 @@ class PromptMethod(PETMethod):
 
 def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPrompt:
     """Put `prompt` in front of every input of `model` (forward hooks, and `generate` wrapped)."""
+    import torch
+
+    from petsweep.methods.decoding import greedy_generate
+
     model.add_module("soft_prompt", prompt)
     embedding = model.get_input_embeddings()
     length = prompt.embedding.shape[0]
@@ -173,3 +132,12 @@ def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPro
                 embedding(ids), torch.full_like(ids, position)
             )
     return prompt
+
+
+def __getattr__(name: str):
+    """SoftPrompt and token_positions, from where they live now (layers/prompt.py), on first use."""
+    if name in ("SoftPrompt", "token_positions"):
+        from petsweep.methods.layers import prompt
+
+        return getattr(prompt, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-
-import numpy as np
-from torch import nn
+from typing import TYPE_CHECKING
 
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
 from petsweep.methods.blocks import STACKS, blocks_by_stack, chosen_stacks
 from petsweep.spec.errors import ConfigError
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass
@@ -54,11 +55,13 @@ class SelectiveModuleConfig(MethodConfig):
 
 
 def _candidates(blocks, norm_pattern: str) -> list[tuple[str, nn.Module]]:
+    from torch.nn import Linear
+
     found = []
     for block_name, block in blocks:
         for name, module in block.named_modules():
             full = f"{block_name}.{name}" if name else block_name
-            is_linear = isinstance(module, nn.Linear) or type(module).__name__ == "Conv1D"
+            is_linear = isinstance(module, Linear) or type(module).__name__ == "Conv1D"
             if is_linear or re.fullmatch(norm_pattern, full):
                 found.append((full, module))
     return found
@@ -91,6 +94,8 @@ class SelectiveModuleMethod(PETMethod):
                 budget,
                 f"smaller than the smallest candidate module ({min(sizes):,} parameters)",
             )
+        import numpy as np
+
         picked, used = [], 0
         for index in np.random.default_rng(c.selection_seed).permutation(len(candidates)):
             if used + sizes[index] <= budget:

@@ -22,14 +22,14 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-from torch.nn.utils import parametrize
-
-from petsweep.methods.apet.grad import sample_gradients
 from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, on_meta
 from petsweep.spec.errors import ConfigError
+
+if TYPE_CHECKING:  # composing a config loads this module: torch loads in functions (grad.py, delta.py)
+    import torch
+    from torch import nn
 
 log = logging.getLogger("petsweep")
 
@@ -61,21 +61,6 @@ class ApetConfig(MethodConfig):
             raise ConfigError("method.gradient", self.gradient, "choose one of: sampled, dense")
 
 
-class SparseDelta(nn.Module):
-    """A parametrization: W0 plus `delta` added at the flat positions `idx` (W0 itself never changes)."""
-
-    def __init__(self, idx: torch.Tensor, like: torch.Tensor, fp32: bool = True):
-        super().__init__()
-        self.register_buffer("idx", idx.to(like.device))
-        self.delta = nn.Parameter(torch.zeros(idx.numel(), device=like.device, dtype=like.dtype))
-        self.fp32 = fp32  # method.delta_fp32: W0 + delta formed in fp32 where W0 is held in bf16
-
-    def forward(self, original: torch.Tensor) -> torch.Tensor:
-        if self.fp32 and original.dtype != torch.float32:  # a bf16 W0 would round a small delta away
-            return original.float().reshape(-1).index_add(0, self.idx, self.delta.float()).view_as(original)
-        return original.reshape(-1).index_add(0, self.idx, self.delta.to(original.dtype)).view_as(original)
-
-
 # tensor granularity trains whole tensors: an achieved count more than this fraction below or above K is
 # reported (result.json apet.below_requested / above_requested, a note in `petsweep plan` and `count`)
 SHORTFALL_TOLERANCE = 0.01
@@ -84,6 +69,8 @@ SHORTFALL_TOLERANCE = 0.01
 def _counted_only(sizes: list[int], k: int) -> list[torch.Tensor]:
     """K positions on the meta device, tensor by tensor in order: a count needs how many, never which (drawing
     12M positions of a 7B model per run made planning an APET sweep take minutes)."""
+    import torch
+
     local, left = [], k
     for size in sizes:
         take = min(size, left)
@@ -110,6 +97,11 @@ class ApetMethod(PETMethod):
         return {"apet": self.record}
 
     def attach(self, model, ctx):
+        from torch import nn
+        from torch.nn.utils import parametrize
+
+        from petsweep.methods.apet.delta import SparseDelta
+        from petsweep.methods.apet.grad import sample_gradients
         from petsweep.methods.apet.positions import digest, eligible_tensors, place
 
         if self.budget is None:
@@ -180,3 +172,12 @@ class ApetMethod(PETMethod):
             "positions_seed": self.budget.positions_seed(k),
             "positions_sha256": positions_sha256,
         }
+
+
+def __getattr__(name: str):
+    """SparseDelta, from where it lives now (apet/delta.py), on first use."""
+    if name == "SparseDelta":
+        from petsweep.methods.apet.delta import SparseDelta
+
+        return SparseDelta
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

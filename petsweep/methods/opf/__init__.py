@@ -36,10 +36,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-
-import torch
-import torch.nn.functional as F
-from torch import nn
+from typing import TYPE_CHECKING
 
 from petsweep.methods.base import (
     METHODS,
@@ -50,8 +47,14 @@ from petsweep.methods.base import (
     on_meta,
     target_modules,
 )
-from petsweep.methods.opf.mpo import GAUGES, MpoShape, auto_shape, contract, decompose
+from petsweep.methods.opf.gauges import GAUGES
 from petsweep.spec.errors import ConfigError
+
+if TYPE_CHECKING:  # composing a config loads this module: torch, mpo.py and layer.py load in functions
+    import torch
+    from torch import nn
+
+    from petsweep.methods.opf.mpo import MpoShape
 
 WEIGHT_TYPES = {"attention": ("q", "k", "v", "o"), "ffn_in": ("ffn_in",), "ffn_out": ("ffn_out",)}
 STRATEGIES = ("static", "dynamic")
@@ -146,38 +149,6 @@ class OpfConfig(MethodConfig):
         return len(self.round_starts())
 
 
-class MpoLinear(nn.Module):
-    """A Linear whose weight is the contraction of MPO local tensors; the Linear's own bias is kept."""
-
-    def __init__(
-        self, linear: nn.Linear, shape: MpoShape, family: str = "", round_: int = 0, gauge: str = "opf"
-    ):
-        super().__init__()
-        self.shape, self.in_features, self.out_features = shape, linear.in_features, linear.out_features
-        self.gauge = gauge
-        self.family, self.round = family, round_  # what result.json records of it
-        weight = linear.weight
-        self.tensors = nn.ParameterList(
-            nn.Parameter(torch.empty(s, device=weight.device, dtype=weight.dtype))
-            for s in shape.tensor_shapes()
-        )
-        self.bias = linear.bias
-        # the pretrained weight, decomposed in setup; a plain list, so it is no parameter of the model
-        self._pending = [weight]
-
-    def load(self) -> None:
-        for tensor, value in zip(self.tensors, decompose(self._pending.pop(), self.shape, self.gauge)):
-            tensor.copy_(value)
-
-    @property
-    def weight(self) -> torch.Tensor:
-        """The dense matrix (models read a Linear's weight: T5 casts its FFN input to `wo.weight.dtype`)."""
-        return contract(list(self.tensors))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return F.linear(x, self.weight, self.bias)
-
-
 @dataclass
 class Matrix:
     name: str
@@ -230,6 +201,10 @@ class OpfMethod(PETMethod):
         return self._round(model, ctx, stage)
 
     def _round(self, model, ctx, stage: int | None) -> Attached:
+        from torch import nn
+
+        from petsweep.methods.opf.layer import MpoLinear
+
         c = self.config
         matrices = self._matrices(model, ctx)
         per_round = c.share * c.rounds if stage is None else c.share
@@ -256,6 +231,10 @@ class OpfMethod(PETMethod):
         return Attached(model, self._groups(model, ctx), setup=setup)
 
     def _matrices(self, model, ctx) -> list[Matrix]:
+        from torch import nn
+
+        from petsweep.methods.opf.layer import MpoLinear
+
         found, seen = [], set()
         for kind in self.config.weight_types:
             for family in WEIGHT_TYPES[kind]:
@@ -282,6 +261,8 @@ class OpfMethod(PETMethod):
         return found
 
     def _shape(self, m: Matrix) -> MpoShape:
+        from petsweep.methods.opf.mpo import MpoShape, auto_shape
+
         given = self.config.shapes.get(m.kind)
         out_features, in_features = m.module.out_features, m.module.in_features
         if not given:
@@ -296,6 +277,8 @@ class OpfMethod(PETMethod):
         return shape
 
     def _groups(self, model, ctx) -> list:
+        from petsweep.methods.opf.layer import MpoLinear
+
         c = self.config
         central, aux = [], []
         for module in model.modules():
@@ -318,6 +301,8 @@ class OpfMethod(PETMethod):
         return Attached(model, [self.group(dense, name="dense")])
 
     def _record(self, model: nn.Module, eligible: int) -> dict:
+        from petsweep.methods.opf.layer import MpoLinear
+
         chosen = []
         for name, module in model.named_modules():
             if isinstance(module, MpoLinear):
@@ -346,6 +331,9 @@ class OpfMethod(PETMethod):
         """Contract every MPO of a trainable state back into its matrix: saved weights are dense. A tensor
         the run froze (train_central / train_aux false) is not in the trainable state: it is read from the
         module, where it kept its decomposed value."""
+        from petsweep.methods.opf.layer import MpoLinear
+        from petsweep.methods.opf.mpo import contract
+
         dense = dict(state)
         for name, module in model.named_modules():
             if isinstance(module, MpoLinear):
@@ -353,3 +341,12 @@ class OpfMethod(PETMethod):
                 tensors = [t if t is not None else module.tensors[k].detach() for k, t in enumerate(tensors)]
                 dense[f"{name}.weight"] = contract([t.double() for t in tensors]).to(tensors[0].dtype)
         return dense
+
+
+def __getattr__(name: str):
+    """MpoLinear, from where it lives now (opf/layer.py), on first use."""
+    if name == "MpoLinear":
+        from petsweep.methods.opf.layer import MpoLinear
+
+        return MpoLinear
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import torch
 
+from petsweep.methods.opf.gauges import GAUGES
+
 
 @dataclass(frozen=True)
 class MpoShape:
@@ -67,9 +69,6 @@ class MpoShape:
     def params(self) -> int:
         """sum_k r_{k-1} i_k j_k r_k: the chain's size (no SVD needed)."""
         return sum(math.prod(s) for s in self.tensor_shapes())
-
-
-GAUGES = ("opf", "central")
 
 
 def decompose(weight: torch.Tensor, shape: MpoShape, gauge: str = "opf") -> list[torch.Tensor]:
