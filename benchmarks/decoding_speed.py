@@ -15,8 +15,9 @@ import time
 import torch
 from transformers import GPT2Config, GPT2LMHeadModel
 
-from petsweep.methods.decoding import greedy_decode
-from petsweep.methods.prompt import SoftPrompt, install
+from petsweep.methods.layers.decoding import greedy_decode
+from petsweep.methods.layers.prompt import SoftPrompt
+from petsweep.methods.prompt import install
 
 
 def main() -> None:

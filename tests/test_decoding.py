@@ -1,5 +1,5 @@
 """Generation: every method decodes with the same plain greedy search through its own forward
-(petsweep/methods/decoding.py), cached or not, whatever the batch, the world size or the model's
+(petsweep/methods/layers/decoding.py), cached or not, whatever the batch, the world size or the model's
 generation_config."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import pytest
 import torch
 from test_method_contract import BATCHES, _padded, _spec
 
-from petsweep.methods.decoding import greedy_decode
+from petsweep.methods.layers.decoding import greedy_decode
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.objectives import make_objective
 from petsweep.model.params import attach_method

@@ -11,7 +11,7 @@ from conftest import crash_after_second_save
 from safetensors.torch import load_file
 from test_resume import _assert_same_run
 
-from petsweep.methods.opf import MpoLinear
+from petsweep.methods.opf.layer import MpoLinear
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method, check_on_meta
 from petsweep.model.resolve import resolve_run

@@ -6,7 +6,7 @@ hooks on the model instead of peft's wrapper (which renames the model and copies
 
 - a forward pre-hook builds the cache from the trained parameters for each batch and extends the attention
   mask over the prefix; outputs keep the bare model's shapes (a cache adds keys, not output positions);
-- `generate` decodes greedily through that hooked forward (methods/decoding.py), returning what the bare
+- `generate` decodes greedily through that hooked forward (layers/decoding.py), returning what the bare
   model's generate returns.
 
 Placement (`placement`): encoders and decoders get a prefix in every layer's self-attention, and only the

@@ -9,7 +9,7 @@ renames the model (losing or copying the task head) and returns extra logit posi
   (and, for decoders, pads `labels` with -100 under the prompt);
 - for decoders a forward hook drops the prompt positions from the logits, so the model returns the bare
   model's output shapes and objectives never know the method;
-- `generate` decodes greedily through the hooked forward (methods/decoding.py), returning what the bare
+- `generate` decodes greedily through the hooked forward (methods/layers/decoding.py), returning what the bare
   model's generate returns (for decoders the input ids in front of what was generated).
 
 The prompt is the parameter `soft_prompt.embedding` of the model. Count: length x d.
@@ -98,7 +98,7 @@ def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPro
     """Put `prompt` in front of every input of `model` (forward hooks, and `generate` wrapped)."""
     import torch
 
-    from petsweep.methods.decoding import greedy_generate
+    from petsweep.methods.layers.decoding import greedy_generate
 
     model.add_module("soft_prompt", prompt)
     embedding = model.get_input_embeddings()
@@ -132,12 +132,3 @@ def install(model: nn.Module, prompt: SoftPrompt, decoder_only: bool) -> SoftPro
                 embedding(ids), torch.full_like(ids, position)
             )
     return prompt
-
-
-def __getattr__(name: str):
-    """SoftPrompt and token_positions, from where they live now (layers/prompt.py), on first use."""
-    if name in ("SoftPrompt", "token_positions"):
-        from petsweep.methods.layers import prompt
-
-        return getattr(prompt, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

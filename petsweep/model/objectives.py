@@ -4,7 +4,7 @@
 - Encoder-decoders and decoders (text-to-text): trained to produce the verbalised label; classification
   predicts the label word with the highest log-likelihood (rank classification, no free generation),
   generation tasks decode greedily: under task.decoding=greedy (the default) every method through
-  methods/decoding.py's plain greedy search of its own forward; under model_default (runs recorded before the
+  methods/layers/decoding.py's greedy search of its own forward; under model_default (runs recorded before the
   key) through the model's generate(), which applies its generation_config (BART: beams, forced EOS, ...).
 """
 
@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from petsweep.methods.decoding import greedy_decode
+from petsweep.methods.layers.decoding import greedy_decode
 from petsweep.tasks import TaskData, TaskSpec
 
 IGNORE = -100

@@ -35,7 +35,7 @@ class TaskSpec:
         metric: the main metric (selection and result score); metrics: every metric reported.
         max_length, target_max_length: token budgets of input and target (target_max_length >= 1).
         decoding: how a generation task decodes: greedy (every method the same plain greedy search through
-            its own forward, methods/decoding.py) or model_default (the model's generate() with its
+            its own forward, methods/layers/decoding.py) or model_default (the model's generate() with its
             generation_config, e.g. BART's beams, forced EOS and n-gram bans; what runs did before the key).
         dev_size, test_size: examples carved from train when the source has no such split.
         split_seed: seed of those carvings and of capped samples (fixed: every run of a sweep sees one split).

@@ -172,12 +172,3 @@ class ApetMethod(PETMethod):
             "positions_seed": self.budget.positions_seed(k),
             "positions_sha256": positions_sha256,
         }
-
-
-def __getattr__(name: str):
-    """SparseDelta, from where it lives now (apet/delta.py), on first use."""
-    if name == "SparseDelta":
-        from petsweep.methods.apet.delta import SparseDelta
-
-        return SparseDelta
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

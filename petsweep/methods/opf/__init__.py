@@ -341,12 +341,3 @@ class OpfMethod(PETMethod):
                 tensors = [t if t is not None else module.tensors[k].detach() for k, t in enumerate(tensors)]
                 dense[f"{name}.weight"] = contract([t.double() for t in tensors]).to(tensors[0].dtype)
         return dense
-
-
-def __getattr__(name: str):
-    """MpoLinear, from where it lives now (opf/layer.py), on first use."""
-    if name == "MpoLinear":
-        from petsweep.methods.opf.layer import MpoLinear
-
-        return MpoLinear
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
