@@ -277,6 +277,28 @@ def record(run) -> None:
 # ---------------------------------------------------------------- reading
 
 
+def _index_lines(directory: str):
+    """Each readable `*.jsonl` of an index dir, in name order: (file, how many lines it has, its lines that
+    parse as (run, signature, line)). A line cut short (a writer killed mid-write, a full disk) is counted
+    but left out."""
+    for file in sorted(glob.glob(os.path.join(glob.escape(directory), "*.jsonl"))):
+        try:
+            with open(file, "rb") as fh:
+                raws = fh.read().splitlines()
+        except OSError:
+            continue
+        parsed = (_parsed(raw) for raw in raws)
+        yield file, len(raws), [line for line in parsed if line is not None]
+
+
+def _parsed(raw: bytes) -> tuple[str, tuple, dict] | None:
+    try:
+        line = json.loads(raw)
+        return line["run"], tuple(line["sig"]), line
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
 class Snapshot:
     """A sweep's runs as its index and files say now: `runs` (name -> signature, sorted), `info` (name ->
     status fields) and the big fields (BIG) through iter_field, each entry checked against its run's files;
@@ -367,20 +389,10 @@ class Snapshot:
                 info[name] = json.loads(infos[i])
 
     def _read_lines(self) -> None:
-        for file in sorted(glob.glob(os.path.join(glob.escape(self.dir), "*.jsonl"))):
-            try:
-                with open(file, "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
+        for file, count, lines in _index_lines(self.dir):
             self.lines_read.append(file)
-            for raw in data.splitlines():
-                self.line_count += 1
-                try:
-                    line = json.loads(raw)
-                    name, sig = line["run"], tuple(line["sig"])
-                except (ValueError, KeyError, TypeError):
-                    continue  # a line cut short (a writer killed mid-write, a full disk)
+            self.line_count += count
+            for name, sig, line in lines:
                 if line.get("fp") != self.fp or self.runs.get(name) != sig:
                     continue
                 big = {f: line.pop(f) for f in BIG if isinstance(line.get(f), str)}
@@ -687,19 +699,9 @@ class StatusScan:
         self.usable = True
 
     def _read_lines(self) -> None:
-        for file in sorted(glob.glob(os.path.join(glob.escape(self.dir), "*.jsonl"))):
-            try:
-                with open(file, "rb") as fh:
-                    data = fh.read()
-            except OSError:
-                continue
-            for raw in data.splitlines():
-                self.line_count += 1
-                try:
-                    line = json.loads(raw)
-                    name, sig = line["run"], tuple(line["sig"])
-                except (ValueError, KeyError, TypeError):
-                    continue
+        for _, count, lines in _index_lines(self.dir):
+            self.line_count += count
+            for name, sig, line in lines:
                 if line.get("fp") != self.fp:
                     continue
                 for key in ("run", "sig", "fp", "t", *BIG):
