@@ -232,6 +232,7 @@ def plan(
     hashers: dict[tuple, Callable[[int], str]] = {}  # validation key -> run_hash as a function of the seed
     listed: dict[Path, object] = {}  # a sweep dir's index snapshot or entries, read once (_listed_status)
     refused: dict = {}  # a budget a run cannot take: (error, method) by validation key, all named at once
+    recorded: dict[tuple, dict] = {}  # validation key -> the counts a finished run of it recorded
     for overrides in run_overrides:
         key = None
         try:
@@ -239,11 +240,18 @@ def plan(
             if key is not None and key in refused:
                 continue  # the same cell at another seed
             extra = checked.get(key) if key is not None else None
+            looked = None  # (id, run dir, state), read before validating: a finished run needs no validation
+            answered = False  # the run is finished and its record says what the plan shows of it
+            if extra is None and _hashes_without_torch(cfg):
+                looked = _looked_up(cfg, key, hashers, queue, listed)
+                if looked is not None and looked[2] == State.COMPLETED:
+                    extra = _recorded_counts(looked[1], key, recorded)
+                    answered = extra is not None
             if extra is None:
                 extra = _validate(cfg, read, validated)
                 if key is not None:
                     checked[key] = extra
-            else:
+            elif not answered:
                 check_seed(cfg["seed"])  # the one check of resolve_run that reads the seed
         except PetsweepError as err:
             if not isinstance(err, ConfigError):
@@ -253,22 +261,17 @@ def plan(
                 raise err from None
             refused.setdefault(key, (err, _method_of(cfg)))
             continue
-        if key is None:
-            digest = run_hash(cfg)
-        else:
-            if key not in hashers:  # runs of one key differ in their seed alone
-                hashers[key] = seeded_run_hash(cfg)
-            digest = hashers[key](cfg["seed"])
+        digest = looked[0] if looked is not None else _run_id(cfg, key, hashers)
         if digest in runs:
             runs[digest].duplicates += 1
             continue
-        path = run_dir(cfg, digest)
+        path = looked[1] if looked is not None else run_dir(cfg, digest)
         runs[digest] = PlannedRun(
             overrides=list(overrides),
             cfg=cfg,
             run_hash=digest,
             path=path,
-            status=_listed_status(path, queue, listed),
+            status=looked[2] if looked is not None else _listed_status(path, queue, listed),
             extra=dict(extra),  # a run's own: the plan table adds its hours
         )
     for found in listed.values():
@@ -279,6 +282,70 @@ def plan(
     if refused:
         raise _budget_refusals(list(refused.values()), runs)
     return list(runs.values())
+
+
+def _run_id(cfg: dict, key: tuple | None, hashers: dict[tuple, Callable[[int], str]]) -> str:
+    """The run's id, hashed once per validation key but for the seed (runs of one key differ in it alone)."""
+    if key is None:
+        return run_hash(cfg)
+    if key not in hashers:
+        hashers[key] = seeded_run_hash(cfg)
+    return hashers[key](cfg["seed"])
+
+
+def _hashes_without_torch(cfg: dict) -> bool:
+    """Whether the config's id is hashed from its values alone, no budget solved (#23, R23 F3): no `budget=`
+    (a knob method's id holds what the solver chose on the meta device) and no method sized by an APET-style
+    budget (the plan's budget column is the solved K). Such a config's finished runs answer the plan from
+    their records; the others are validated first, as before."""
+    from petsweep.model.budget import method_class
+
+    if cfg.get("budget") is not None:
+        return False
+    name = (cfg.get("method") or {}).get("name")
+    try:
+        return name is not None and method_class(name).budget_strategy != "apet_scale"
+    except Exception:  # an unknown method: validation words the error
+        return False
+
+
+def _looked_up(cfg: dict, key, hashers: dict, queue, listed: dict) -> tuple[str, Path, State] | None:
+    """(id, run dir, state) of a run, read before its config is validated (a COMPLETED record's id is checked
+    as every status the plan reads); None where hashing fails: the config is validated first then, and the
+    validation words the error as before."""
+    try:
+        digest = _run_id(cfg, key, hashers)
+        path = run_dir(cfg, digest)
+    except Exception:
+        return None
+    return digest, path, _listed_status(path, queue, listed)
+
+
+COUNTS = (
+    "total_params",
+    "nonembedding_params",
+    "head_params",
+    "pet_params",
+    "trainable_params",
+    "count_notes",
+)
+
+
+def _recorded_counts(path: Path, key, recorded: dict) -> dict | None:
+    """What the plan shows of a finished run (model.params.ParamCounts's fields), from its result.json: the
+    counts the run made on its real model are the meta device's (params.py), and runs of one validation key
+    differ in their seed alone, which no count reads, so one record per key is opened. None where the record
+    lacks a count (it is validated instead)."""
+    if key is not None and key in recorded:
+        return recorded[key]
+    result = RunDir(path).result() or {}
+    if any(name not in result for name in COUNTS):
+        return None
+    counts = {name: result[name] for name in COUNTS}
+    counts["count_notes"] = list(counts["count_notes"] or [])
+    if key is not None:
+        recorded[key] = counts
+    return counts
 
 
 def _method_of(cfg) -> str:

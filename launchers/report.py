@@ -21,17 +21,36 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
     from launchers.costing import Calibration, estimate, measure
 
     measured = []  # every finished run under the planned runs' runs roots (any sweep), planned or not (#26)
+    devices = {}  # the device each finished run trained on, by its run dir
     for root in sorted({run.path.parent.parent for run in runs}):
         for path in sorted(root.glob("*/*/result.json")):
             result = RunDir(path.parent).result()
             found = measure(result["config"], result) if result and result.get("config") else None
             if found:
                 measured.append(found)
+            if result and isinstance(result.get("device"), str):
+                devices[path.parent] = result["device"]
     calibration = Calibration(measured)  # statistics once, not per planned run (#25)
     for run in runs:
-        seconds, basis, guess = estimate(run.cfg, run.extra["total_params"], calibration)
+        cfg = _as_it_ran(run, devices.get(run.path))
+        seconds, basis, guess = estimate(cfg, run.extra["total_params"], calibration)
         gpus = int(run.cfg["backbone"]["resources"].get("gpus", 0) or 0)
         run.extra.update(hours=seconds / 3600, gpu_hours=seconds / 3600 * gpus, guess=guess, basis=basis)
+
+
+def _as_it_ran(run: PlannedRun, device: str | None) -> dict:
+    """The config a finished run is estimated from: `trainer.device=auto` is the device the run chose (a GPU
+    where it asks for one, else what its record says it trained on), so a plan of a finished sweep asks no
+    torch where it runs (R23 F3: costing.device_kind asks torch.cuda for `auto`); unfinished runs, and a
+    record that names no device, as they are."""
+    trainer = run.cfg["trainer"]
+    if run.status != State.COMPLETED or trainer.get("device", "auto") != "auto":
+        return run.cfg
+    if int(run.cfg["backbone"].get("resources", {}).get("gpus", 0) or 0) > 0:
+        device = "cuda"  # what device_kind answers for such a run wherever it plans
+    if device is None:
+        return run.cfg
+    return {**run.cfg, "trainer": {**trainer, "device": device}}
 
 
 def plan_table(runs: list[PlannedRun], fusion: dict | None = None) -> str:

@@ -220,6 +220,30 @@ def test_composing_a_config_imports_no_torch():
     assert "heavy: []" in out.stdout, out.stdout
 
 
+def test_plan_of_a_finished_sweep_imports_no_torch(tiny):
+    """R23 F3: `petsweep plan` of a sweep whose runs are all COMPLETED loaded torch, transformers, peft and
+    scipy (about 5 s): it validated each config on the meta device and counted the `trainable` column there,
+    and the estimate asked torch.cuda where `trainer.device=auto` trains. A finished run's id is hashed
+    without torch (no `budget=`), and its record holds its counts and device."""
+    from petsweep.run.app import run
+    from petsweep.spec.config import compose
+
+    base = tiny("encoder", "trainer.max_steps=2")
+    results = [run(compose([*base, f"seed={seed}"])) for seed in (1, 2)]
+    script = (
+        "import sys\nfrom petsweep.cli import main\n"
+        f"main(['plan', *{[*base, 'seed=1,2']!r}])\n"
+        "print('heavy:', sorted({'torch', 'transformers', 'peft', 'scipy'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "heavy: []" in out.stdout, out.stdout
+    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("COMPLETED")]
+    assert sorted(row[1][-12:] for row in rows) == sorted(r["run_id"][:12] for r in results), out.stdout
+    assert {row[2] for row in rows} == {f"{r['trainable_params']:,}" for r in results}, out.stdout
+    assert "total: 2 runs, 0 to run" in out.stdout, out.stdout
+
+
 # The floors, lowest first (docs/architecture.md): a module may import its own floor and the floors below it,
 # function-local imports included. `petsweep` itself (CONF_DIR, __version__) is on the lowest floor.
 FLOORS = ("spec", "records", "tasks", "methods", "model", "train", "run", "analysis", "launchers", "commands")
