@@ -1,5 +1,5 @@
 """The local launcher: a pool of slots (GPUs handed out per run, or a share of the cores), each running its
-runs in a warm worker (launchers.warm: imports paid once per slot), or each as a fresh `python run.py`.
+runs in a warm worker (launchers.warm: imports paid once per slot), or each in a fresh process.
 
 A crash, a NaN or an out-of-memory kill takes down that run only: a run that raises is recorded and its
 worker goes on; a worker that dies is replaced. A run that asks for G GPUs (its backbone's `resources.gpus`)
@@ -14,10 +14,12 @@ SIGINT even where it started with SIGINT ignored (`run.py -m ... &` in a script)
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -104,17 +106,26 @@ NOT_STARTED = -1  # the exit code of a run the pool did not start because the sw
 
 
 class FreshProcesses:
-    """Process-per-run (hydra.launcher.warm_workers=false): each run a new `python run.py <overrides>`."""
+    """Process-per-run (hydra.launcher.warm_workers=false): each run a new process, handed the run as the plan
+    resolved it (its ResolvedRun as a JSON file, on the slot's threads), which it executes as run.py would
+    (`python -m petsweep.run.worker --run <spec file>`): it composes, validates and hashes nothing again, so
+    it writes where the plan planned. Its exit code is run.py's; a process killed mid-run leaves its run
+    RUNNING under its pid, which then reads INTERRUPTED."""
 
-    def __init__(self, script: str, launched_at: float):
-        self.script, self.launched_at = script, launched_at
+    def __init__(self, launched_at: float):
+        self.launched_at = launched_at
 
     def run(self, job: Job, threads: int, gpus: list[int] | None) -> list[int]:
         job.log.parent.mkdir(parents=True, exist_ok=True)
-        with job.log.open("w") as log:
-            command = [sys.executable, self.script, *job.overrides, f"trainer.num_threads={threads}"]
-            env = slot_env(threads, gpus, self.launched_at)
-            return [subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode]
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec:
+            json.dump(job.resolved.with_threads(threads).to_dict(), spec)
+        try:
+            with job.log.open("w") as log:
+                command = [sys.executable, "-m", "petsweep.run.worker", "--run", spec.name]
+                env = slot_env(threads, gpus, self.launched_at)
+                return [subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode]
+        finally:
+            os.unlink(spec.name)
 
     def close(self) -> None:
         pass
@@ -122,7 +133,6 @@ class FreshProcesses:
 
 def run_pool(
     jobs: list[Job],
-    script: str,
     max_parallel: int | None = None,
     threads_per_run: int | None = None,
     sweep_dir: Path | None = None,
@@ -133,11 +143,12 @@ def run_pool(
     """Run every job (a run, or a fused group); returns each job's exit codes, one per run, in job order
     (NOT_STARTED for the jobs left when `petsweep cancel` stops the sweep in `sweep_dir`). With GPUs, job i
     takes `gpus_per_job[i]` of them (default 1) and the cores are shared in proportion; without, at most
-    len(cpu_slots) jobs run at once. `warm`: runs go to warm workers (launchers.warm), else each is a fresh
-    `script` process. `on_done(index, codes, seconds)` is called as each job ends (from the pool's threads).
+    len(cpu_slots) jobs run at once. `warm`: runs go to warm workers (launchers.warm), else each to a fresh
+    process (FreshProcesses). `on_done(index, codes, seconds)` is called as each job ends (from the pool's
+    threads).
     """
     launched_at = time.time()
-    runner = WarmWorkers(launched_at) if warm else FreshProcesses(script, launched_at)
+    runner = WarmWorkers(launched_at) if warm else FreshProcesses(launched_at)
     gpus = gpu_count()
     if gpus:
         pool = GpuPool(gpus)

@@ -3,7 +3,6 @@ for, or some cores."""
 
 import dataclasses
 import os
-import sys
 import time
 import typing
 from collections.abc import Sequence
@@ -131,7 +130,6 @@ class PetsweepLocalLauncher(Launcher):
         )
         ran = run_pool(
             jobs,
-            sys.argv[0],
             self.max_parallel,
             self.threads_per_run,
             sweep_dir,

@@ -13,6 +13,7 @@ the run FAILED with the signal (launchers.local).
 
     python -m petsweep.run.worker <answer fd>
     python -m petsweep.run.worker --rank <spec file>       # one rank of a multi-rank run (petsweep.run.spawn)
+    python -m petsweep.run.worker --run <spec file>        # one run in a fresh process (launchers.local)
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ import contextlib
 import gc
 import json
 import os
+import signal
 import sys
 import traceback
 from pathlib import Path
 
-from petsweep.spec.errors import EXIT_FAILED
+from petsweep.spec.errors import EXIT_FAILED, RunCancelled, exit_on_user_error
 
 
 def run_job(resolved: dict, claim_token: str | None = None) -> int:
@@ -139,8 +141,34 @@ def run_rank(spec_file: str) -> int:
     return 0
 
 
+def run_fresh(spec_file: str) -> int:
+    """One planned run in a process of its own (the local pool with hydra.launcher.warm_workers=false): the
+    run as the plan resolved it (a ResolvedRun as JSON, its threads set by the pool), executed as `python
+    run.py` executes a plain run, with its log, exit codes and signals, but composed, validated and hashed
+    nowhere again: its id and directory are the plan's."""
+
+    def cancelled(signum, frame):
+        raise RunCancelled("stopped by SIGTERM")
+
+    # as run.py: Ctrl-C and SIGTERM stop it from its start, also where the sweep started with SIGINT ignored
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, cancelled)
+    with exit_on_user_error():
+        from petsweep.run.app import console_logging, execute
+        from petsweep.spec.resolved import ResolvedRun
+        from petsweep.train import resources
+
+        resolved = ResolvedRun.from_dict(json.loads(Path(spec_file).read_text()))
+        resources.use_overrides(resolved.overrides)  # its provenance's, where argv is this module's
+        console_logging()
+        execute(resolved)
+    return 0
+
+
 if __name__ == "__main__":
     if sys.argv[1] == "--rank":
         sys.exit(run_rank(sys.argv[2]))
+    if sys.argv[1] == "--run":
+        sys.exit(run_fresh(sys.argv[2]))
     with os.fdopen(int(sys.argv[1]), "w") as answer_pipe:
         serve(answer_pipe)

@@ -37,14 +37,15 @@ def begin_run(overrides: list[str] | None = None) -> None:
 
 
 def use_overrides(overrides: list[str] | None) -> None:
-    """The overrides of the run prepared next in this process (a fused group's members, one after another)."""
+    """The overrides of the run prepared next in this process (a fused group's members, one after another;
+    the run a fresh process of the local pool was handed, whose start-up counts from the process's start)."""
     _begun["overrides"] = overrides
 
 
 def run_overrides() -> list[str] | None:
-    """The current run's overrides: its mark's, else this process's own command line (run.py's overrides,
-    a fresh process per run); None where a mark gave none."""
-    if _begun["at"] is None:
+    """The current run's overrides: its mark's or the ones given, else this process's own command line
+    (run.py's overrides); None where a mark gave none."""
+    if _begun["at"] is None and _begun["overrides"] is None:
         return [a for a in sys.argv[1:] if not a.startswith("trainer.num_threads=")]
     return _begun["overrides"]
 
