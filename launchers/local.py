@@ -84,12 +84,12 @@ def gpu_count() -> int:
 def local_jobs(
     runs: list, overrides: list[list[str]], logs_dir: Path, fuse: int = 1, fuse_tokens: int | None = None
 ) -> list[Job]:
-    """The pool's jobs for `runs` (planned runs to launch, with the overrides a fresh process takes): a job
+    """The pool's jobs for `runs` (planned runs to launch, with each run's overrides: its provenance): a job
     per run, or with fuse > 1 a job per fused group where launchers.fusion groups them."""
     from launchers.fusion import token_budget, units
 
     solo = {
-        run.path: Job(o, run.resolved(o), logs_dir / f"{run.path.name}.log")
+        run.path: Job(run.resolved(o), logs_dir / f"{run.path.name}.log")
         for run, o in zip(runs, overrides)
     }
     if fuse < 2:

@@ -26,18 +26,17 @@ CLOSE_TIMEOUT_S = 30
 
 @dataclass
 class Job:
-    """One run as the pool hands it out: the overrides a fresh `run.py` takes, the run as the plan resolved
-    it (what a warm worker takes), and where its output goes; or a fused group of such runs (`members`),
-    which a warm worker trains together (launchers/fusion.py)."""
+    """One run as the pool hands it out: the run as the plan resolved it (what a warm worker and a fresh
+    process take), and where its output goes; or a fused group of such runs (`members`), which a warm worker
+    trains together (launchers/fusion.py)."""
 
-    overrides: list[str]
     resolved: ResolvedRun
     log: Path
     members: list[Job] = field(default_factory=list)
 
     @classmethod
     def group(cls, members: list[Job], log: Path) -> Job:
-        return cls([], members[0].resolved, log, members)
+        return cls(members[0].resolved, log, members)
 
     @property
     def cfg(self) -> dict:
