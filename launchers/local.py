@@ -89,8 +89,7 @@ def local_jobs(
     from launchers.fusion import token_budget, units
 
     solo = {
-        run.path: Job(run.resolved(o), logs_dir / f"{run.path.name}.log")
-        for run, o in zip(runs, overrides)
+        run.path: Job(run.resolved(o), logs_dir / f"{run.path.name}.log") for run, o in zip(runs, overrides)
     }
     if fuse < 2:
         return list(solo.values())
