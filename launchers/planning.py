@@ -210,13 +210,17 @@ def plan(
     run_overrides: list[list[str]],
     compose_fn: Callable[[list[str]], DictConfig],
     validated: Validated | None = None,
+    finished_from_records: bool = False,
 ) -> list[PlannedRun]:
     """Validate every run and dedupe identical configs (same run hash: launched once).
 
     Validation (types, choices, the meta-device attach, local files) runs once per distinct config but for
     its top-level seed, which validation reads only to check that it is an integer (checked per run); each
     run is hashed once (#25). `validated`: configs this process validated already (run.py's preflight), whose
-    resolve_run is taken from it, not run again.
+    resolve_run is taken from it, not run again. `finished_from_records` (`petsweep plan`, which imports no
+    torch where it can): a config whose id needs no budget solved and whose run is COMPLETED takes its
+    counts from the run's result.json instead of the meta device; a launch keeps the meta-device counts,
+    which open no record (a resume whose sweep index is current reads none, #25).
 
     Raises:
         ConfigError: the first run whose config is invalid, naming its overrides.
@@ -242,7 +246,7 @@ def plan(
             extra = checked.get(key) if key is not None else None
             looked = None  # (id, run dir, state), read before validating: a finished run needs no validation
             answered = False  # the run is finished and its record says what the plan shows of it
-            if extra is None and _hashes_without_torch(cfg):
+            if extra is None and finished_from_records and _hashes_without_torch(cfg):
                 looked = _looked_up(cfg, key, hashers, queue, listed)
                 if looked is not None and looked[2] == State.COMPLETED:
                     extra = _recorded_counts(looked[1], key, recorded)

@@ -401,7 +401,9 @@ def plan_command(overrides: list[str]) -> str:
     check_fuse(fuse, launcher.get("warm_workers", True))  # before planning what it would group
     arguments, zips = sweep_arguments(overrides, hydra)
     searchpath = [o for o in overrides if o.startswith("hydra.searchpath")]
-    runs = plan(expand(arguments, zips, loader), lambda ov: compose(list(ov) + searchpath))
+    runs = plan(
+        expand(arguments, zips, loader), lambda ov: compose(list(ov) + searchpath), finished_from_records=True
+    )
     if fuse < 2:
         return plan_table(runs)
     return plan_table(runs, plan_notes(runs, fuse, launcher.get("fuse_tokens"), gpu_count()))
