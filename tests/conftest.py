@@ -280,3 +280,26 @@ def crash_after_second_save(cfg, monkeypatch) -> None:
     with pytest.raises(KeyboardInterrupt):
         run(cfg)
     monkeypatch.setattr(checkpoint, "save", real_save)
+
+
+# Python source that counts, in the process it runs in, Hydra's compositions (its config loader) and
+# validations (resolve_run, outermost calls: a budget's identity resolves inside one) into a dict `counts`
+# the caller's code defines first (#23: a run's config composed and validated once per process it crosses).
+COUNT_COMPOSITIONS_AND_VALIDATIONS = """
+import hydra._internal.config_loader_impl as loader_impl
+real_load = loader_impl.ConfigLoaderImpl.load_configuration
+def load(self, *args, **kwargs):
+    counts["compositions"] += 1
+    return real_load(self, *args, **kwargs)
+loader_impl.ConfigLoaderImpl.load_configuration = load
+import petsweep.model.resolve as where
+real_resolve, depth = where.resolve_run, [0]
+def resolve(*args, **kwargs):
+    depth[0] += 1
+    try:
+        counts["validations"] += depth[0] == 1
+        return real_resolve(*args, **kwargs)
+    finally:
+        depth[0] -= 1
+where.resolve_run = resolve
+"""

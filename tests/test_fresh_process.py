@@ -10,39 +10,30 @@ import os
 import subprocess
 import sys
 
-from conftest import REPO, sweep_argv
+from conftest import COUNT_COMPOSITIONS_AND_VALIDATIONS, REPO, sweep_argv
 
 from petsweep.records.status import RunDir
 
 # every process of the sweep (the user's, each run's) counts its compositions (Hydra's config loader), its
 # validations (resolve_run, outermost calls) and the ids and directories it computes for a run to execute
 # (unvalidated_run, which resolved_run calls: run.py's preflight), written to <dir>/<pid>.json at its exit
-COUNTING = """
+COUNTING = (
+    """
 import atexit, json, os, sys
 sys.path.insert(0, {repo!r})
 out = {out!r}
 counts = {{"compositions": 0, "validations": 0, "ids": 0}}
-import hydra._internal.config_loader_impl as loader_impl
-real_load = loader_impl.ConfigLoaderImpl.load_configuration
-def load(self, *args, **kwargs):
-    counts["compositions"] += 1
-    return real_load(self, *args, **kwargs)
-loader_impl.ConfigLoaderImpl.load_configuration = load
-import petsweep.model.resolve as where
-real_resolve, real_unvalidated, depth = where.resolve_run, where.unvalidated_run, [0]
-def resolve(*args, **kwargs):
-    depth[0] += 1
-    try:
-        counts["validations"] += depth[0] == 1
-        return real_resolve(*args, **kwargs)
-    finally:
-        depth[0] -= 1
+"""
+    + COUNT_COMPOSITIONS_AND_VALIDATIONS.replace("{", "{{").replace("}", "}}")
+    + """
+real_unvalidated = where.unvalidated_run
 def unvalidated_run(*args, **kwargs):
     counts["ids"] += 1
     return real_unvalidated(*args, **kwargs)
-where.resolve_run, where.unvalidated_run = resolve, unvalidated_run
+where.unvalidated_run = unvalidated_run
 atexit.register(lambda: open(os.path.join(out, f"{{os.getpid()}}.json"), "w").write(json.dumps(counts)))
 """
+)
 
 
 def measured(record: dict) -> dict:

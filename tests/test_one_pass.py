@@ -12,37 +12,23 @@ from __future__ import annotations
 
 import json
 
-from conftest import QUICK, run_cli, sweep_argv
+from conftest import COUNT_COMPOSITIONS_AND_VALIDATIONS, QUICK, run_cli, sweep_argv
 
 # Hydra's own start composes the sweep's config twice (its mode, then its sweeper's config): not a run's
 HYDRA_START = 2
 
-COUNTING = """
+COUNTING = (
+    """
 import atexit, json, runpy, sys
 out, sys.argv = sys.argv[1], sys.argv[2:]
 counts = {"validations": 0, "compositions": 0}
-import hydra._internal.config_loader_impl as loader_impl
-real_load = loader_impl.ConfigLoaderImpl.load_configuration
-def load(self, *args, **kwargs):
-    counts["compositions"] += 1
-    return real_load(self, *args, **kwargs)
-loader_impl.ConfigLoaderImpl.load_configuration = load
-try:
-    import petsweep.model.resolve as where  # resolve_run's floor since #23 (was petsweep.spec.config)
-except ImportError:
-    import petsweep.spec.config as where
-real_resolve, depth = where.resolve_run, [0]
-def resolve(*args, **kwargs):  # the outermost call is one validation (a budget's identity resolves inside)
-    depth[0] += 1
-    try:
-        counts["validations"] += depth[0] == 1
-        return real_resolve(*args, **kwargs)
-    finally:
-        depth[0] -= 1
-where.resolve_run = resolve
+"""
+    + COUNT_COMPOSITIONS_AND_VALIDATIONS
+    + """
 atexit.register(lambda: open(out, "w").write(json.dumps(counts)))
 runpy.run_path(sys.argv[0], run_name="__main__")
 """
+)
 
 
 def counted(tmp_path, argv: list[str]) -> tuple[dict, object]:
