@@ -7,14 +7,13 @@ python run.py --cfg job                         # print the composed config
 
 import functools
 import os
-import signal
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
 from petsweep.cli import hydra_argv, needs_base_nodes, preflight
-from petsweep.spec.errors import RunCancelled, exit_on_user_error
+from petsweep.spec.errors import exit_on_user_error, stop_on_signals
 
 
 @hydra.main(config_path="conf", config_name="config", version_base=None)
@@ -48,18 +47,6 @@ def run_resolved(resolved) -> None:
     console_logging()
     with exit_on_user_error():
         execute(resolved)
-
-
-def stop_on_signals() -> None:
-    """Ctrl-C and SIGTERM stop this process from its start (planning, composing, the pool's wait), also where
-    a script started it with SIGINT ignored (`run.py -m ... &`): a run then records CANCELLED (app.py sets
-    its own handlers while it trains) and a sweep starts no other run (launchers/local.py)."""
-
-    def cancelled(signum, frame):
-        raise RunCancelled("stopped by SIGTERM")
-
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, cancelled)
 
 
 if __name__ == "__main__":

@@ -22,12 +22,11 @@ import contextlib
 import gc
 import json
 import os
-import signal
 import sys
 import traceback
 from pathlib import Path
 
-from petsweep.spec.errors import EXIT_FAILED, RunCancelled, exit_on_user_error
+from petsweep.spec.errors import EXIT_FAILED, exit_on_user_error, stop_on_signals
 
 
 def run_job(resolved: dict, claim_token: str | None = None) -> int:
@@ -146,13 +145,7 @@ def run_fresh(spec_file: str) -> int:
     run as the plan resolved it (a ResolvedRun as JSON, its threads set by the pool), executed as `python
     run.py` executes a plain run, with its log, exit codes and signals, but composed, validated and hashed
     nowhere again: its id and directory are the plan's."""
-
-    def cancelled(signum, frame):
-        raise RunCancelled("stopped by SIGTERM")
-
-    # as run.py: Ctrl-C and SIGTERM stop it from its start, also where the sweep started with SIGINT ignored
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, cancelled)
+    stop_on_signals()  # as run.py: also where the sweep started with SIGINT ignored
     with exit_on_user_error():
         from petsweep.run.app import console_logging, execute
         from petsweep.spec.resolved import ResolvedRun

@@ -7,6 +7,7 @@ import contextlib
 import errno
 import os
 import re
+import signal
 import sys
 
 # how a run ends, as `run.py`'s exit status (and a warm worker's or a fused group's code per run)
@@ -118,3 +119,16 @@ def exit_on_user_error():
         if disk_problem(err) is None:
             raise
         sys.exit(report_user_error(err))
+
+
+def stop_on_signals() -> None:
+    """Ctrl-C and SIGTERM stop this process from its start (planning, composing, the pool's wait), also where
+    a script started it with SIGINT ignored (`run.py -m ... &`): a run then records CANCELLED (app.py sets
+    its own handlers while it trains) and a sweep starts no other run (launchers/local.py). For run.py and a
+    run's own process (petsweep.run.worker --run)."""
+
+    def cancelled(signum, frame):
+        raise RunCancelled("stopped by SIGTERM")
+
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, cancelled)
