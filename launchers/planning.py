@@ -21,7 +21,7 @@ from petsweep import CONF_DIR
 from petsweep.model.resolve import run_dir, run_hash, seeded_run_hash, semantic_config
 from petsweep.records import index
 from petsweep.records.status import COMPLETED, QUEUED, RUNNING, RunDir, State, slurm_queue
-from petsweep.run.rehash import stale_record
+from petsweep.run.rehash import identity_check, stale_record
 from petsweep.spec.errors import ConfigError, ConfigErrors, PetsweepError
 from petsweep.spec.resolved import ResolvedRun
 from petsweep.spec.typecheck import plain
@@ -466,7 +466,7 @@ def read_info(path: str) -> dict:
     """A run's status fields for the sweep index (petsweep.records.index.info_of), read from its files."""
     from petsweep.records.index import info_of
 
-    return info_of(RunDir(Path(path)), stale_record)
+    return info_of(RunDir(Path(path)), identity_check)
 
 
 def read_info_on_disk(path: str) -> dict:
@@ -474,7 +474,7 @@ def read_info_on_disk(path: str) -> dict:
     identity is left unchecked (its entry says `unchecked`), as the budget solver would load torch."""
     from petsweep.records.index import info_of
 
-    return info_of(RunDir(Path(path)), functools.partial(stale_record, solve=False))
+    return info_of(RunDir(Path(path)), functools.partial(identity_check, solve=False))
 
 
 def indexed_state(info: dict, path: str, queue) -> State | None:

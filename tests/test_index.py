@@ -74,7 +74,7 @@ def make_sweep(root, n: int = 12):
         if kind in (0, 1):
             write_json(run.result_file, _result(i, _config(i)))
             write_json(run.path / "provenance.json", {"git_commit": "0" * 40, "host": "h"})
-            run.set_status("COMPLETED")
+            run.set_status("COMPLETED", check=rehash.identity_check)
         elif kind == 2:
             (run.path / "error.txt").write_text("Traceback ...\nValueError: boom\n")
             run.set_status("FAILED", error="ValueError: boom")
@@ -82,7 +82,7 @@ def make_sweep(root, n: int = 12):
             run.set_status("CANCELLED", error="cancelled by a signal")
         elif kind == 4:
             run.result_file.write_text('{"status": "COMPLE')
-            run.set_status("COMPLETED")
+            run.set_status("COMPLETED", check=rehash.identity_check)
         else:  # RUNNING under a process that is gone
             write_json(
                 run.status_file,
@@ -146,7 +146,7 @@ def _one_writer(i: int, root: str) -> None:
     run = RunDir(f"{root}/run-{i:02d}")
     run.set_status("RUNNING")
     write_json(run.result_file, _result(i, _config(i)))
-    run.set_status("COMPLETED")
+    run.set_status("COMPLETED", check=rehash.identity_check)
 
 
 def test_64_writer_processes_lose_no_line(tmp_path):
@@ -286,9 +286,9 @@ def test_invalidate_reads_the_index_and_moves_what_the_files_say(tmp_path):
     assert status_rows(sweep) == from_files(status_rows, sweep)
 
 
-def test_a_line_without_the_identity_check_never_hides_one_with_it(tmp_path, monkeypatch):
-    """A writer that has not imported rehash writes no identity check in its line; a reader checks once."""
-    monkeypatch.setattr(index, "STALE", [])
+def test_a_line_without_the_identity_check_never_hides_one_with_it(tmp_path):
+    """A writer that has no identity check writes none in its line (RunDir.set_status without `check`); a
+    reader checks once."""
     run = RunDir(tmp_path / "run-000")
     run.path.mkdir()
     write_json(run.result_file, _result(0, _config(0)))
@@ -319,7 +319,7 @@ def _finished_sweep(root) -> list[str]:
         record = _result(0, semantic_config(run.cfg))
         record.update(run_id=run.run_hash, config_sha256=hashlib.sha256(text).hexdigest())
         write_json(run.path / "result.json", record)
-        RunDir(run.path).set_status("COMPLETED")
+        RunDir(run.path).set_status("COMPLETED", check=rehash.identity_check)
     return arguments
 
 
@@ -374,7 +374,7 @@ def test_a_resume_of_a_finished_sweep_reads_no_record_when_the_index_is_current(
         json.dump(record, fh)
     answers = []
     for how in (_resume, _resume, lambda *args: from_files(_resume, *args)):  # files + repair, index, files
-        rehash._STALE.clear()  # each as a fresh process: the identity check's cache is per process
+        rehash._checked.cache_clear()  # each as a fresh process: the identity check's memo is per process
         caplog.clear()
         states, launched, opened = how(arguments)
         warned = [r.getMessage() for r in caplog.records if "config.yaml was changed" in r.getMessage()]
@@ -430,7 +430,7 @@ def test_status_leaves_a_budget_record_unchecked_and_a_plan_checks_it(tmp_path):
     result = json.loads((old / "result.json").read_text())
     result["config"]["budget"] = 8000
     (run / "result.json").write_text(json.dumps(result))
-    RunDir(run).set_status("COMPLETED")
+    RunDir(run).set_status("COMPLETED", check=rehash.identity_check)
     shutil.rmtree(run.parent / index.INDEX_DIR, ignore_errors=True)  # as a copied sweep without its index
     [row] = status_rows(run.parent)
     assert row["state"] == "COMPLETED" and row["notes"] == [

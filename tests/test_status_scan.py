@@ -16,6 +16,7 @@ from launchers import report
 from launchers.report import read_info, status_rows, status_table
 from petsweep.records import index
 from petsweep.records.status import RunDir, write_json
+from petsweep.run import rehash
 
 
 @pytest.fixture(autouse=True)
@@ -121,7 +122,7 @@ def test_rows_stay_in_name_order_across_row_groups_lines_and_repairs(tmp_path, m
         run = RunDir(sweep / f"run-{i:03d}x")
         run.path.mkdir()
         write_json(run.result_file, _result(i, _config(i)))
-        run.set_status("COMPLETED")
+        run.set_status("COMPLETED", check=rehash.identity_check)
     result = sweep / "run-012" / "result.json"
     _in_place(result, json.dumps({**json.loads(result.read_text()), "score": 0.5}))
     assert scanned(sweep) == from_files(status_table, sweep)
@@ -134,7 +135,7 @@ def test_many_lines_are_folded_by_the_snapshot_path(tmp_path, monkeypatch):
     sweep = make_sweep(tmp_path / "study", 6)
     indexed(sweep)
     for _ in range(1200):  # lines past the threshold (1000), of one run: the typed path still answers
-        RunDir(sweep / "run-000").set_status("COMPLETED")
+        RunDir(sweep / "run-000").set_status("COMPLETED", check=rehash.identity_check)
     assert index.StatusScan(sweep, read_info).usable
     assert scanned(sweep) == from_files(status_table, sweep)
     for i in range(1, 1002):  # lines of more runs than the threshold: the Snapshot path answers, folds them
@@ -170,7 +171,7 @@ def test_a_summary_of_done_runs_first_lists_none_of_them(tmp_path, monkeypatch):
         run = RunDir(sweep / f"run-{i:03d}")
         run.path.mkdir(parents=True)
         write_json(run.result_file, _result(i, _config(i)))
-        run.set_status("COMPLETED")
+        run.set_status("COMPLETED", check=rehash.identity_check)
     RunDir(sweep / "a-failed").set_status("FAILED", error="boom")  # first: no row not done comes after
     monkeypatch.setattr(report, "LIST_UP_TO", 4)
     for table in (from_files(status_table, sweep), status_table(sweep)):

@@ -31,6 +31,7 @@ dirs by deleting `<sweep>/.index`; PETSWEEP_INDEX=0 reads every run from its fil
 from __future__ import annotations
 
 import contextlib
+import functools
 import glob
 import hashlib
 import json
@@ -76,7 +77,6 @@ def enabled() -> bool:
     return os.environ.get(ENV, "1").strip().lower() not in ("0", "off", "false", "no")
 
 
-_FINGERPRINT: list[str] = []
 _SOURCES = (
     "petsweep/records/index.py",
     "petsweep/records/status.py",
@@ -104,20 +104,20 @@ def sources() -> list[str]:
     return [*_SOURCES, *found]
 
 
+@functools.cache
 def fingerprint() -> str:
     """A hash of the sources that decide what an entry holds; entries written under another are not used. A
-    listed file that cannot be read counts as missing (tests/test_index.py checks every one exists)."""
-    if not _FINGERPRINT:
-        root = Path(__file__).resolve().parent.parent.parent
-        digest = hashlib.sha256()
-        for name in sources():
-            try:
-                data = (root / name).read_bytes()
-            except OSError:
-                data = b"\0missing\0"
-            digest.update(name.encode() + b"\0" + data + b"\0")
-        _FINGERPRINT.append(digest.hexdigest()[:20])
-    return _FINGERPRINT[0]
+    listed file that cannot be read counts as missing (tests/test_index.py checks every one exists). Taken
+    once per process (a memo): the code a process runs is the code it loaded."""
+    root = Path(__file__).resolve().parent.parent.parent
+    digest = hashlib.sha256()
+    for name in sources():
+        try:
+            data = (root / name).read_bytes()
+        except OSError:
+            data = b"\0missing\0"
+        digest.update(name.encode() + b"\0" + data + b"\0")
+    return digest.hexdigest()[:20]
 
 
 def signature(path: str) -> tuple[int, ...] | None:
@@ -172,26 +172,26 @@ def _plain(value) -> bool:
     return False
 
 
-# rehash.stale_record, registered by petsweep.run.rehash when it is imported (it imports
-# petsweep.records.status, which writes through this module: no import back); a run's own line says whether
-# its record is of another identity where the writer has it, else a reader reads that from the files
-STALE: list[Callable] = []
-WARNING: list[Callable] = []  # rehash.stale_warning: what that check warned of (config.yaml edited, ...)
+# How a reader or writer that has the identity rule checks a finished run's record (the run floor's
+# rehash.identity_check; this floor holds no identity rule): a run dir -> (why its record is of another
+# identity, or None where it is of its own, or UNCHECKED; what the check warned of, or None)
+IdentityCheck = Callable[[Path], tuple[str | None, str | None]]
 
 
 class _Unchecked(str):
-    """What a `stale` check answers where it cannot tell without the budget solver (rehash.stale_record with
-    solve=False: a `budget=` record read by a command that loads no torch)."""
+    """What an IdentityCheck answers where it cannot tell without the budget solver (rehash.identity_check
+    with solve=False: a `budget=` record read by a command that loads no torch)."""
 
 
 UNCHECKED = _Unchecked("not checked: the id of a budget= run holds what the solver chooses")
 
 
-def info_of(run, stale: Callable | None) -> dict:
+def info_of(run, check: IdentityCheck | None) -> dict:
     """What `petsweep status` and `invalidate` need of a run (a petsweep.records.status.RunDir), read from its
     files the way they read them: status.json (a COMPLETED run without a readable result.json reads FAILED),
-    whether its record is of another identity (`stale`: rehash.stale_record; left out where None), a
-    finished run's scalar results and its last progress.json."""
+    whether its record is of another identity and what that check warned of (`check`; left out where None:
+    the entry stays incomplete and a reader that has the check reads it), a finished run's scalar results
+    and its last progress.json."""
     status = run.status() or {}
     state = status.get("state")
     info = {
@@ -204,13 +204,12 @@ def info_of(run, stale: Callable | None) -> dict:
     info["progress"] = {k: progress.get(k) for k in ("step", "max_steps", "dev_score", "best_dev_score")}
     if state == "COMPLETED":
         result = run.result() or {}
-        if stale is not None:
-            why = stale(run.path, result)
+        if check is not None:
+            why, warning = check(run.path)
             if why is UNCHECKED:  # left out: the entry stays incomplete, a reader with the solver checks it
                 info["unchecked"] = True
             else:
                 info["stale"] = why
-            warning = WARNING[0](run.path) if WARNING else None
             if warning is not None:
                 info["warning"] = warning  # a plan answered from the index warns as its files did
         keys = ("steps", "best_dev_score", "metric", "score", "pet_moved")  # pet_moved: record.notes
@@ -225,24 +224,33 @@ def _complete(info: dict) -> bool:
 # ---------------------------------------------------------------- writing lines
 
 
-_WRITERS: dict[str, tuple[int, int]] = {}  # index dir -> (pid, fd) of this process's line file
-_START: dict[int, int] = {}
+class LineFiles:
+    """This process's own line file of each index dir, open for appending (`<host>-<pid>-<start>.jsonl`).
+    Per process by nature: an open fd, named by the process; a forked child finds its parent's here and
+    opens its own. One for the process (LINE_FILES): every writer of a sweep appends to the same file."""
+
+    def __init__(self):
+        self.pid: int | None = None
+        self.start = 0  # when this process opened its first line file: two processes of one pid differ
+        self.fds: dict[str, int] = {}  # index dir -> fd
+
+    def fd(self, index_dir: str) -> int:
+        if self.pid != os.getpid():  # a fresh process, or a fork's child: its parent's files are not its own
+            self.pid, self.start, self.fds = os.getpid(), time.time_ns(), {}
+        held = self.fds.get(index_dir)
+        if held is not None:
+            with contextlib.suppress(OSError):
+                if os.fstat(held).st_nlink > 0:
+                    return held
+                os.close(held)  # folded into the manifest and unlinked: start a new file
+        os.makedirs(index_dir, exist_ok=True)
+        name = f"{socket.gethostname()}-{self.pid}-{self.start}.jsonl"
+        fd = os.open(os.path.join(index_dir, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self.fds[index_dir] = fd
+        return fd
 
 
-def _line_file(index_dir: str) -> int:
-    pid = os.getpid()
-    held = _WRITERS.get(index_dir)
-    if held and held[0] == pid:
-        with contextlib.suppress(OSError):
-            if os.fstat(held[1]).st_nlink > 0:
-                return held[1]
-            os.close(held[1])  # folded into the manifest and unlinked: start a new file
-    os.makedirs(index_dir, exist_ok=True)
-    start = _START.setdefault(pid, time.time_ns())
-    name = f"{socket.gethostname()}-{pid}-{start}.jsonl"
-    fd = os.open(os.path.join(index_dir, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    _WRITERS[index_dir] = (pid, fd)
-    return fd
+LINE_FILES = LineFiles()
 
 
 def append(sweep: str | Path, entries: list[dict]) -> None:
@@ -250,16 +258,17 @@ def append(sweep: str | Path, entries: list[dict]) -> None:
     reader never sees half a line but the last one of a file being written, which it skips)."""
     if not entries:
         return
-    fd = _line_file(os.path.join(str(sweep), INDEX_DIR))
+    fd = LINE_FILES.fd(os.path.join(str(sweep), INDEX_DIR))
     fp = fingerprint()
     for entry in entries:
         line = {k: v for k, v in entry.items() if not k.startswith("_")}
         os.write(fd, (json.dumps({**line, "fp": fp}, separators=(",", ":")) + "\n").encode())
 
 
-def record(run) -> None:
-    """Index the run's state after its status.json was written (RunDir.set_status, `run` the RunDir): never
-    raises, the run dir is the record and a missing line only costs a reader one read of the run's files."""
+def record(run, check: IdentityCheck | None = None) -> None:
+    """Index the run's state after its status.json was written (RunDir.set_status, `run` the RunDir; `check`:
+    the identity check of a finished record, given by a writer that has it): never raises, the run dir is
+    the record and a missing line only costs a reader one read of the run's files."""
     if not enabled():
         return
     try:
@@ -268,7 +277,7 @@ def record(run) -> None:
         if sig is None:
             return
         entry = {"run": os.path.basename(path), "sig": list(sig), "t": time.time()}
-        entry.update(info_of(run, STALE[0] if STALE else None))
+        entry.update(info_of(run, check))
         append(os.path.dirname(path), [entry])
     except Exception as err:  # noqa: BLE001 (an index is a cache: the run goes on)
         log.debug("petsweep: no index line for %s: %s", run.path, err)

@@ -212,7 +212,10 @@ class RunDir:
         queue = queue() if callable(queue) else queue
         return True if queue is None else job in queue  # cannot ask SLURM: do not relaunch behind its back
 
-    def set_status(self, state: str, **extra) -> None:
+    def set_status(self, state: str, check: index.IdentityCheck | None = None, **extra) -> None:
+        """Write status.json (`extra`: its fields besides the state) and the sweep index's line for it;
+        `check`: the identity check of a COMPLETED record, which only a writer on the run floor has
+        (without it the line leaves the check to its first reader)."""
         self.path.mkdir(parents=True, exist_ok=True)
         write_json(
             self.status_file,
@@ -224,7 +227,8 @@ class RunDir:
                 **extra,
             },
         )
-        index.record(self)  # the sweep index's line for this change (#25): every state change passes here
+        # the sweep index's line for this change (#25): every state change passes here
+        index.record(self, check)
 
     @contextlib.contextmanager
     def locked(self):

@@ -40,7 +40,7 @@ from petsweep.records.status import (
     write_json,
 )
 from petsweep.run import spawn
-from petsweep.run.rehash import reusable_result
+from petsweep.run.rehash import identity_check, reusable_result
 from petsweep.spec.config import RunSpec
 from petsweep.spec.errors import PetsweepError, RunCancelled
 from petsweep.spec.identity import run_slug, sha256_file
@@ -258,7 +258,7 @@ def record_completed(run_path: RunDir, result: dict, keep: str | None = None) ->
     never before, what `trainer.keep` (`keep`) does not keep is removed (every way a run ends passes here:
     alone, a fused group's member, rank 0 of several)."""
     write_json(run_path.result_file, result)
-    run_path.set_status(COMPLETED)
+    run_path.set_status(COMPLETED, check=identity_check)  # its index line holds the identity check
     print(summary_text(result, run_path), flush=True)
     keep_only(run_path, keep)
 

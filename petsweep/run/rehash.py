@@ -26,6 +26,7 @@ counted on the meta device.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -154,7 +155,7 @@ def _same_value(a, b) -> bool:
     return a == b
 
 
-def stale_record(path: Path, result: dict | None = None, solve: bool = True) -> str | None:
+def stale_record(path: Path, solve: bool = True) -> str | None:
     """Why the record in run dir `path` is not of the identity the dir is named for, or None where it is (or
     where its records cannot say: rehash refuses those too). A record made by an older petsweep can sit
     under the id a request now gets while it computed something else: between trainer.frozen_dtype and
@@ -164,28 +165,23 @@ def stale_record(path: Path, result: dict | None = None, solve: bool = True) -> 
 
     A record whose config.yaml was edited after it finished, or no longer parses, keeps its name and is
     reused (result.json is the record; the dir was named for what it trained), with one warning naming it.
-    Answers are kept per state of result.json and config.yaml: a plan and its launcher ask once each.
+    Answers are kept per state of result.json and config.yaml (_checked): a plan and its launcher ask once
+    each.
 
     `solve=False` (the commands that only read records: `petsweep status`, `show`): the id of a record made
     with `budget=` holds what the budget solver chooses under the current code, counted on the meta device
     (torch, the methods); such a record is not checked and index.UNCHECKED is returned (never a cached
     answer of a full check's kind: the index keeps no `stale` for it, so a plan, a launcher and `petsweep
     rehash`, which load the solver anyway, check it in full before it is reused or renamed)."""
-    stamp = (str(path), *_stamp(Path(path) / "result.json"), *_stamp(Path(path) / "config.yaml"), solve)
-    if stamp not in _STALE:
-        _STALE[stamp] = _stale(Path(path), result, solve)
-    why, warning = _STALE[stamp]
-    if warning is None:
-        _WARNED.pop(str(path), None)
-    else:
-        _WARNED[str(path)] = warning
-    return why
+    return identity_check(path, solve)[0]
 
 
-def stale_warning(path: Path) -> str | None:
-    """What stale_record's latest check of `path` warned of (config.yaml edited or unparsable under a record
-    that is still used), or None: the sweep index keeps it, and a plan read from the index says it again."""
-    return _WARNED.get(str(path))
+def identity_check(path: Path, solve: bool = True) -> tuple[str | None, str | None]:
+    """stale_record's answer and what its check warned of (config.yaml edited or unparsable under a record
+    that is still used; None where nothing): the sweep index's IdentityCheck (it keeps both, so a plan read
+    from the index warns again), given by the writer of a COMPLETED status and by the readers that check."""
+    path = Path(path)
+    return _checked(str(path), _stamp(path / "result.json"), _stamp(path / "config.yaml"), solve)
 
 
 def warn_record(path: Path, why: str) -> None:
@@ -193,10 +189,12 @@ def warn_record(path: Path, why: str) -> None:
     log.warning("petsweep: %s: %s; its result.json is the record and is used", path, why)
 
 
-_STALE: dict[tuple, tuple[str | None, str | None]] = {}  # stamp -> (why stale, what was warned of)
-_WARNED: dict[str, str] = {}
-index.STALE[:] = [stale_record]  # a run's index line says whether its record is of another identity
-index.WARNING[:] = [stale_warning]  # ... and what its check warned of
+@functools.cache
+def _checked(path: str, result_stamp: tuple, config_stamp: tuple, solve: bool) -> tuple:
+    """_stale, memoised per run dir, state (mtime, size) of its result.json and config.yaml, and `solve`: the
+    answer is that of those files under the code this process runs (every write petsweep makes renames a new
+    file in; an edit moves the mtime), and the warning it gives is logged once per state."""
+    return _stale(Path(path), solve)
 
 
 def _stamp(file: Path) -> tuple[int, int]:
@@ -207,9 +205,9 @@ def _stamp(file: Path) -> tuple[int, int]:
     return (stat.st_mtime_ns, stat.st_size)
 
 
-def _stale(path: Path, result: dict | None, solve: bool = True) -> tuple[str | None, str | None]:
+def _stale(path: Path, solve: bool = True) -> tuple[str | None, str | None]:
     """(stale_record's answer, the warning it gave: None where none)."""
-    result = (result if result is not None else RunDir(path).result()) or {}
+    result = RunDir(path).result() or {}
     try:
         config = recorded_identity(path, result)
     except yaml.YAMLError as err:
@@ -245,7 +243,7 @@ def reusable_result(path: Path) -> dict | None:
     result = run.result() if run.state() == COMPLETED else None
     if result is None:
         return None
-    if stale_record(path, result) is None:  # result.json read once: this runs for every finished run planned
+    if stale_record(path) is None:  # memoised (_checked): a plan and its launcher ask once each
         return result
     with run.locked():
         why = stale_record(path) if run.state() == COMPLETED else None
