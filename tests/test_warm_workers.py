@@ -108,3 +108,18 @@ def test_each_run_of_a_worker_records_its_own_peak_memory_and_start_up(tiny_conf
         method = RunDir(path.parent).result()["method"]
         assert f"method={method}" in provenance["overrides"], provenance["overrides"]
         assert "petsweep/run/worker.py" in " ".join(provenance["argv"])
+
+
+def test_a_worker_exits_only_where_a_run_of_its_job_still_reads_running_under_it(tmp_path):
+    """A run whose end the worker could not record (a full disk) still reads RUNNING under the worker's pid:
+    the worker exits so that it reads INTERRUPTED (worker.stands_behind_a_run reads the job's status.json)."""
+    from petsweep.run.worker import stands_behind_a_run
+
+    mine, other = RunDir(tmp_path / "mine"), RunDir(tmp_path / "other")
+    mine.set_status("RUNNING")  # claimed by this process, never ended
+    other.set_status("RUNNING", pid=os.getpid() + 1)  # another process's run
+    job = [{"run_dir": str(run.path)} for run in (other, mine)]
+    assert stands_behind_a_run(job)
+    mine.set_status("FAILED", error="RuntimeError: boom")  # its end recorded
+    assert not stands_behind_a_run(job)
+    assert not stands_behind_a_run([{"run_dir": str(tmp_path / "never-claimed")}])

@@ -62,9 +62,6 @@ if TYPE_CHECKING:
     from petsweep.train.loop import Stages
 
 log = logging.getLogger("petsweep")
-# runs whose end this process could not record (a full or read-only disk): they still read RUNNING under this
-# pid, so a process that goes on to other runs (a warm worker) must exit for them to read INTERRUPTED
-UNRECORDED: list[Path] = []
 
 
 def run(cfg: DictConfig, claim_token: str | None = None) -> dict:
@@ -223,16 +220,16 @@ def _run_as_rank(
     return result
 
 
-def record_failure(run_path: RunDir, err: BaseException, trace: str) -> None:
+def record_failure(run_path: RunDir, err: BaseException, trace: str) -> bool:
     """FAILED (CANCELLED when `petsweep cancel` stopped it) with the one-line error; the traceback in
-    error.txt. Never raises: where the status cannot be written (a full or read-only disk) the run stays
-    RUNNING under this process, which `petsweep status` and the next sweep then see as INTERRUPTED, and one
-    line says so."""
+    error.txt; returns whether the status was written. Never raises: where the status cannot be written (a
+    full or read-only disk) the run stays RUNNING under this process, which `petsweep status` and the next
+    sweep then see as INTERRUPTED once the process is gone (a warm worker exits: worker.stands_behind_a_run),
+    and one line says so."""
     state = CANCELLED if isinstance(err, RunCancelled) else FAILED
     try:
         run_path.set_status(state, error=f"{type(err).__name__}: {err}")
     except OSError as why:
-        UNRECORDED.append(run_path.path)  # a warm worker then exits, so that its pid stands behind no run
         with contextlib.suppress(OSError):
             print(
                 f"error: could not record {run_path.path.name} {state} ({why.strerror}); "
@@ -240,9 +237,10 @@ def record_failure(run_path: RunDir, err: BaseException, trace: str) -> None:
                 file=sys.stderr,
                 flush=True,
             )
-        return
+        return False
     with contextlib.suppress(OSError):
         write_atomic(run_path.path / "error.txt", trace)
+    return True
 
 
 def cancel_own_claim(run_path: RunDir, err: RunCancelled, me: ranks.Ranks) -> None:

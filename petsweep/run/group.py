@@ -94,13 +94,13 @@ def _claim_all(members: list[ResolvedRun], codes: list[int | None], runs: list) 
 
 
 def _fail(run: _Run, err: BaseException, trace: str) -> None:
-    from petsweep.run.app import UNRECORDED, record_failure
+    from petsweep.run.app import record_failure
     from petsweep.spec.errors import disk_problem
 
-    record_failure(run.run_path, err, trace)
+    recorded = record_failure(run.run_path, err, trace)
     _close_mirror(run, 1)
     # where its status could not be written (a full disk) the member reads INTERRUPTED, not FAILED
-    state = "INTERRUPTED" if run.run_path.path in UNRECORDED else "FAILED"
+    state = "FAILED" if recorded else "INTERRUPTED"
     what = disk_problem(err) or f"{type(err).__name__}: {err}"
     print(f"error: run {run.run_path.path} {state}: {what}", flush=True)
     _ended(run, EXIT_FAILED)

@@ -22,6 +22,7 @@ import contextlib
 import gc
 import json
 import os
+import socket
 import sys
 import traceback
 from pathlib import Path
@@ -110,7 +111,6 @@ def output_to(log_file: Path):
 def serve(answers) -> None:
     """Take jobs from stdin until it closes, {"run": {...}, "log": path} or {"group": [...], "log": path}
     (ResolvedRun dicts); answer each with {"codes": [int, ...]}, a code per run."""
-    from petsweep.run import app
     from petsweep.run.app import console_logging  # the imports a run needs, paid once, before the first job
 
     console_logging()
@@ -120,10 +120,28 @@ def serve(answers) -> None:
             codes = run_fused(job["group"]) if "group" in job else [run_job(job["run"])]
         # a run whose end could not be recorded (a full disk) reads RUNNING under this pid: the worker exits,
         # so that it reads INTERRUPTED, and says so in its answer (the launcher starts a fresh one)
-        answers.write(json.dumps({"codes": codes, "exiting": bool(app.UNRECORDED)}) + "\n")
+        exiting = stands_behind_a_run(job["group"] if "group" in job else [job["run"]])
+        answers.write(json.dumps({"codes": codes, "exiting": exiting}) + "\n")
         answers.flush()
-        if app.UNRECORDED:
+        if exiting:
             return
+
+
+def stands_behind_a_run(runs: list[dict]) -> bool:
+    """Whether a run of a job this process ran (ResolvedRun dicts) still reads RUNNING under it: its end
+    could not be recorded (a full or read-only disk). Read from the runs' status.json, which names who runs
+    them."""
+    from petsweep.records.status import RUNNING, RunDir
+
+    for run in runs:
+        try:
+            status = RunDir(Path(run["run_dir"])).status() or {}
+        except OSError:
+            continue
+        mine = status.get("pid") == os.getpid() and status.get("host") == socket.gethostname()
+        if status.get("state") == RUNNING and mine:
+            return True
+    return False
 
 
 def run_rank(spec_file: str) -> int:

@@ -18,18 +18,32 @@ from petsweep.records import provenance
 
 _CLEAR_REFS = Path("/proc/self/clear_refs")
 _STATUS = Path("/proc/self/status")
-_begun: dict = {"at": None, "hwm_reset": False, "overrides": None}  # the current run's mark, if any
+
+
+class RunMark:
+    """Where this process's current run starts (`at`, None: the process's start), whether the kernel's RSS
+    high-water mark was reset there, and the run's own overrides. Per process by nature: the high-water marks
+    it resets are the process's, and a process runs one run at a time (a fused group's members are
+    prepared one after another). One for the process: MARK."""
+
+    def __init__(self):
+        self.at: float | None = None
+        self.hwm_reset = False
+        self.overrides: list[str] | None = None
+
+
+MARK = RunMark()
 
 
 def begin_run(overrides: list[str] | None = None) -> None:
     """The run that starts now is measured from here (a warm worker calls it before each job); `overrides`:
     the run's own command-line overrides (the worker's argv is not the run's)."""
-    _begun.update(at=time.time(), overrides=overrides)
+    MARK.at, MARK.overrides = time.time(), overrides
     try:
         _CLEAR_REFS.write_text("5")
-        _begun["hwm_reset"] = True
+        MARK.hwm_reset = True
     except OSError:  # not Linux, or not writable: ru_maxrss (the process's peak) is what is left
-        _begun["hwm_reset"] = False
+        MARK.hwm_reset = False
     import torch
 
     if torch.cuda.is_available():
@@ -39,20 +53,20 @@ def begin_run(overrides: list[str] | None = None) -> None:
 def use_overrides(overrides: list[str] | None) -> None:
     """The overrides of the run prepared next in this process (a fused group's members, one after another;
     the run a fresh process of the local pool was handed, whose start-up counts from the process's start)."""
-    _begun["overrides"] = overrides
+    MARK.overrides = overrides
 
 
 def run_overrides() -> list[str] | None:
     """The current run's overrides: its mark's or the ones given, else this process's own command line
     (run.py's overrides); None where a mark gave none."""
-    if _begun["at"] is None and _begun["overrides"] is None:
+    if MARK.at is None and MARK.overrides is None:
         return [a for a in sys.argv[1:] if not a.startswith("trainer.num_threads=")]
-    return _begun["overrides"]
+    return MARK.overrides
 
 
 def run_started_at() -> float | None:
     """When the current run started: its mark, else the process's start (None where unknown)."""
-    return _begun["at"] or provenance.process_start_time()
+    return MARK.at or provenance.process_start_time()
 
 
 def peak_memory_mb(device) -> float:
@@ -62,7 +76,7 @@ def peak_memory_mb(device) -> float:
         import torch
 
         return torch.cuda.max_memory_allocated(device) / 2**20
-    if _begun["hwm_reset"] or _begun["at"] is None:
+    if MARK.hwm_reset or MARK.at is None:
         for line in _read_status():
             if line.startswith("VmHWM:"):
                 return int(line.split()[1]) / 1024  # kB
