@@ -91,7 +91,6 @@ def test_signal_during_a_save_checkpoints_once_and_resumes_with_parity(tiny, tmp
     which used to fail the run), the run hands over to the requeue handler, and the rerun ends as if never
     interrupted."""
     from petsweep.records.status import QUEUED
-    from petsweep.train import preemption
 
     extra = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4", "method.dropout=0.1")
     reference = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/reference"))
@@ -110,7 +109,6 @@ def test_signal_during_a_save_checkpoints_once_and_resumes_with_parity(tiny, tmp
 
     previous = signal.signal(signal.SIGUSR2, requeue)
     monkeypatch.setattr(checkpoint, "save", save_while_signalled)
-    monkeypatch.setattr(preemption, "handed_over", False)
     preempted = compose(tiny("encoder", *extra, f"paths.runs_root={tmp_path}/preempted"))
     try:
         with pytest.raises(SystemExit):
@@ -121,7 +119,6 @@ def test_signal_during_a_save_checkpoints_once_and_resumes_with_parity(tiny, tmp
     assert saves == [4, 4] and record.state() == QUEUED  # asked twice, written once: requeued, not FAILED
     assert [p.name for p in record.checkpoints.glob("step-*")] == ["step-00000004"]
     monkeypatch.setattr(checkpoint, "save", real_save)
-    monkeypatch.setattr(preemption, "handed_over", False)
     run(preempted)
     _assert_same_run(RunDir(run_dir(reference)), record)
 

@@ -200,7 +200,7 @@ def _run_as_rank(
     except BaseException as err:
         if not me.main:
             raise
-        if preemption.handed_over:  # requeued by the cluster: it will resume from the checkpoint just saved
+        if isinstance(err, preemption.HandedOver):  # requeued: it resumes from the checkpoint just saved
             run_path.set_status(
                 QUEUED, slurm_job_id=current_slurm_job(), error="requeued on the cluster's signal"
             )

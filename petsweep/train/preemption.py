@@ -7,22 +7,35 @@ from __future__ import annotations
 
 import signal
 
-_pending: tuple | None = None  # (signum, the handler that was installed before ours)
-_previous = None  # submitit's handler, for a rank 0 that agreed to stop before its own signal arrived
-handed_over = False
+
+class HandedOver(SystemExit):
+    """The process ends because the run handed the cluster's signal over (submitit requeues the job, and the
+    requeued job resumes from the checkpoint just saved): the run records QUEUED, not FAILED."""
+
+
+class DeferredSignal:
+    """The cluster's signal as this process holds it: `pending` (signum, the handler installed before ours)
+    once it arrived, `previous` (submitit's handler, for a rank 0 that agreed to stop before its own signal
+    arrived). Per process by nature: a signal and its handler are the process's. One for the process: SIGNAL.
+    """
+
+    def __init__(self):
+        self.pending: tuple | None = None
+        self.previous = None
+
+
+SIGNAL = DeferredSignal()
 
 
 def install() -> None:
     """Defer SIGUSR2 if someone (submitit) handles it; a no-op for plain local runs."""
-    global _previous
     previous = signal.getsignal(signal.SIGUSR2)
     if not callable(previous) or getattr(previous, "defers_to_step_boundary", False):
         return  # nobody to hand over to, or an earlier run of this process (runs_per_task) installed ours
-    _previous = previous
+    SIGNAL.previous = previous
 
     def defer(signum, frame):
-        global _pending
-        _pending = (signum, previous)
+        SIGNAL.pending = (signum, previous)
 
     defer.defers_to_step_boundary = True
 
@@ -33,20 +46,19 @@ def install() -> None:
 
 
 def requested() -> bool:
-    return _pending is not None
+    return SIGNAL.pending is not None
 
 
 def hand_over(main: bool = True) -> None:
-    """Call the deferred handler (submitit: requeue this job and exit the process). Ranks other than 0 end
-    here: submitit requeues from rank 0, and the requeued job starts every rank again."""
-    global handed_over, _pending
+    """Call the deferred handler (submitit: requeue this job and exit the process), which ends the process
+    with HandedOver. Ranks other than 0 end here: submitit requeues from rank 0, and the requeued job starts
+    every rank again."""
     if not main:
-        handed_over, _pending = True, None
-        raise SystemExit(0)
-    signum, previous = _pending or (signal.SIGUSR2, _previous)
-    _pending = None
+        SIGNAL.pending = None
+        raise HandedOver(0)
+    signum, previous = SIGNAL.pending or (signal.SIGUSR2, SIGNAL.previous)
+    SIGNAL.pending = None
     try:
         previous(signum, None)
-    except SystemExit:  # submitit requeued the job and exits this process
-        handed_over = True
-        raise
+    except SystemExit as exit:  # submitit requeued the job and exits this process
+        raise HandedOver(exit.code) from exit
