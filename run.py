@@ -54,7 +54,7 @@ if __name__ == "__main__":
     argv = hydra_argv(sys.argv[1:])
     with exit_on_user_error():  # Ctrl-C while importing or planning: one line too
         from launchers.planning import Validated
-        from petsweep.spec.config import register_base_nodes
+        from petsweep.compose.nodes import register_base_nodes
 
         if needs_base_nodes(argv, os.environ.get("COMP_LINE")):  # not to complete `method=lo`: no torch
             register_base_nodes()  # the base nodes, in Hydra's ConfigStore (seconds: the methods, torch)

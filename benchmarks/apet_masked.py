@@ -36,8 +36,8 @@ KINDS = ("apet", "masked")
 
 
 def _spec(scale: str):
+    from petsweep.compose import compose
     from petsweep.model.resolve import resolve_run
-    from petsweep.spec.config import compose
 
     return resolve_run(compose(["method=apet", f"apet.scale={scale}", "backbone.pooling=pooler"]))
 

@@ -19,8 +19,8 @@ sys.path.insert(0, str(REPO))
 
 
 def synthesize(root: Path, runs: int) -> None:
+    from petsweep.compose import compose
     from petsweep.records.status import RunDir, write_json
-    from petsweep.spec.config import compose
     from petsweep.spec.identity import plain
 
     config = plain(compose([]))

@@ -45,7 +45,7 @@ THREADS = [2]  # trainer.num_threads of every run (--threads)
 
 
 def configs(root: Path, batch: int, length: int, steps: int) -> list[dict]:
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
     from petsweep.spec.identity import plain
 
     return [

@@ -332,8 +332,8 @@ def overrides(ws: Workspace, shape: Shape, device: str, kind: str, part: str, *e
 def one_run(args: list[str], device: str) -> dict:
     """One run through petsweep.run.app.run, as a warm worker runs it (peak memory measured from its
     start)."""
+    from petsweep.compose import compose
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
     from petsweep.train import resources
 
     resources.begin_run(args)
@@ -484,10 +484,10 @@ RANKS = [1, 2, 4, 8, 16, 32, 3, 6]  # benchmarks/fused.py's 8 runs
 def part_fused(b: Bench) -> None:
     from omegaconf import OmegaConf
 
+    from petsweep.compose import compose
     from petsweep.records.status import RunDir
     from petsweep.run.app import run
     from petsweep.run.group import run_group
-    from petsweep.spec.config import compose
     from petsweep.spec.identity import plain, run_dir
     from petsweep.train import resources
 

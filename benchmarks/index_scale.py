@@ -93,7 +93,7 @@ def build(root: Path, runs: int) -> None:
 
     import yaml
 
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
     from petsweep.spec.identity import plain, run_hash, run_slug, semantic_config
 
     base = plain(compose([]))

@@ -94,8 +94,8 @@ def _peft_config(method: str):
 
 
 def petsweep_one(method: str, steps: int, root: str, threads: int | None = None) -> dict:
+    from petsweep.compose import compose
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
 
     if method in OLD_KERNEL_RULE:
         from petsweep.methods.apet import grad

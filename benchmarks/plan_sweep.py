@@ -61,7 +61,7 @@ def plan_seconds(root: Path) -> tuple[float, int]:
 
 def hydra_one_by_one_seconds(root: Path, sample: int = 300) -> float:
     from launchers.expand import expand
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
 
     runs = expand(AXES + [f"paths.runs_root={root}"])
     compose(runs[0])  # warm: Hydra's first initialisation is not per-run cost
@@ -119,8 +119,8 @@ def write_finished(axes: list[str]) -> int:
 
     from launchers.expand import expand
     from launchers.planning import plan
+    from petsweep.compose import compose
     from petsweep.model.resolve import semantic_config
-    from petsweep.spec.config import compose
 
     runs = plan(expand(axes), compose)
     dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)

@@ -148,8 +148,8 @@ def preflight(argv: list[str], validated=None):
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
+    from petsweep.compose import compose
     from petsweep.model.resolve import resolved_run
-    from petsweep.spec.config import compose
 
     args = _hydra_args(argv)
     hydra_own = args.shell_completion or args.help or args.hydra_help or args.version
@@ -243,7 +243,7 @@ def _sweeper_direction(
     direction follows the optimised metric of every run of the sweep. A direction given on the command line
     that disagrees is refused in one line; none given: the one to add to the command line. `sweeper`: the
     sweep's hydra.sweeper node."""
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
     from petsweep.tasks.metrics import direction
 
     if "optuna" not in str(sweeper.get("_target_", "")).lower():
@@ -338,10 +338,10 @@ def _check_launcher(launcher) -> None:
 
 def count(overrides: list[str]) -> dict:
     """Parameter counts of a composed run, from the backbone YAML's dimensions on the meta device."""
+    from petsweep.compose import compose
     from petsweep.model.backbones import build_on_meta
     from petsweep.model.params import attach_method
     from petsweep.model.resolve import resolve_run
-    from petsweep.spec.config import compose
 
     spec = resolve_run(compose(overrides))
     attached, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
@@ -368,7 +368,7 @@ def _hydra_node(overrides: list[str], loader=None):
     value; `loader`: what lists a group's options for glob() axes (a GroupLister of the command line where
     not given)."""
     from launchers.expand import axes_of
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
 
     axes = axes_of(overrides, loader or GroupLister(overrides))
     return compose([values[0] for _, values in axes], with_hydra=True).hydra
@@ -392,7 +392,7 @@ def plan_command(overrides: list[str]) -> str:
     from launchers.local import gpu_count
     from launchers.planning import plan
     from launchers.report import plan_table
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
 
     loader = GroupLister(overrides)  # glob() axes list their group's options (as run.py -m)
     hydra = _hydra_node(overrides, loader)

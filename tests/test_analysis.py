@@ -174,9 +174,9 @@ def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
     budget) and transfer (the runs scored on headlines) views too; on a table collected before budgets were
     recorded the matched view says so in one line and the rest is drawn."""
     from analysis import save
+    from petsweep.compose import compose
     from petsweep.run.app import run
     from petsweep.run.transfer import transfer_sweeps
-    from petsweep.spec.config import compose
 
     for method in ("method=lora", "method=full", "method=apet apet.scale=lora"):
         for seed in (1, 2):
@@ -206,9 +206,9 @@ def test_notebook_runs_on_a_real_small_sweep(tiny, tmp_path):
 
 
 def test_wandb_offline_run_is_a_second_source(tiny):
+    from petsweep.compose import compose
     from petsweep.model.resolve import run_dir
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
 
     cfg = compose(tiny("encoder", "logger=wandb", "sweep_name=w"))
     result = run(cfg)

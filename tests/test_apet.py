@@ -16,12 +16,12 @@ from transformers import AutoModelForSequenceClassification
 
 from launchers.expand import expand
 from petsweep.cli import count
+from petsweep.compose import compose
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method
 from petsweep.model.resolve import resolve_run, run_dir
 from petsweep.run.app import run
 from petsweep.run.export import export_merged
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 
 APET_TABLE = [  # PET_Scaling's apet_scale.py (pet_methods.md 1.4) for the backbones it lists, exactly
@@ -61,7 +61,7 @@ DIGEST = """
 import sys; sys.path.insert(0, "tests")
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.resolve import resolve_run
-from petsweep.spec.config import compose
+from petsweep.compose import compose
 from petsweep.model.params import attach_method
 spec = resolve_run(compose([f"hydra.searchpath=[file://{sys.argv[1]}]", "backbone=tiny-bert", "method=apet",
                             "apet.scale=777", "apet.seed=5"]))

@@ -9,8 +9,8 @@ import json
 import pytest
 from conftest import run_cli
 
+from petsweep.compose import compose
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 
 
 def _snapshot(root) -> dict[str, str]:

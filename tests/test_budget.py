@@ -8,11 +8,11 @@ from omegaconf import OmegaConf
 from launchers.expand import expand
 from launchers.planning import plan
 from launchers.report import plan_table
+from petsweep.compose import compose
 from petsweep.model.budget import TOLERANCE
 from petsweep.model.params import check_on_meta
 from petsweep.model.resolve import resolve_run, run_hash
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 
 
@@ -124,7 +124,7 @@ def test_the_chosen_count_is_the_nearest_among_its_neighbours(method, backbone):
     those knobs)."""
     import dataclasses
 
-    from petsweep.methods import build_method
+    from petsweep.methods.base import build_method
 
     for budget in ("bitfit", 6000, 18300, 50000, 1000000):
         try:
@@ -187,7 +187,7 @@ def test_dept_takes_the_nearest_m_and_r_around_the_configured_pairing(backbone, 
     That solver (r0 - 1 .. r0 + 1) is budget_rule=nearest now; its records keep their ids (below)."""
     import dataclasses
 
-    from petsweep.methods import build_method
+    from petsweep.methods.base import build_method
 
     spec = resolve_run(
         compose(["method=dept", "budget=bitfit", f"backbone={backbone}", "budget_rule=nearest"])
@@ -239,7 +239,7 @@ def _width_plus_one_brute(spec, knob: str, widths) -> tuple[int, dict]:
     """The nearest exact count over every plus_one at the given widths (counted as `petsweep count` does)."""
     import dataclasses
 
-    from petsweep.methods import build_method
+    from petsweep.methods.base import build_method
 
     best = None
     for width in widths:

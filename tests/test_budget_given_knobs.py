@@ -7,8 +7,8 @@ import pytest
 from conftest import run_cli, sweep_argv
 from omegaconf import OmegaConf
 
+from petsweep.compose import compose
 from petsweep.model.resolve import resolve_run, run_hash
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 
 LINE = "method.r=5: and budget='bitfit' both size lora; give one (it chose method.r=3, method.plus_one=0)"

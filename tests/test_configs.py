@@ -7,10 +7,10 @@ import dataclasses
 import pytest
 
 from petsweep import CONF_DIR
+from petsweep.compose import compose
 from petsweep.methods import METHODS
 from petsweep.model.resolve import resolve_run, run_dir, run_hash
 from petsweep.records.status import State
-from petsweep.spec.config import compose
 from petsweep.tasks.sources import SOURCES
 
 

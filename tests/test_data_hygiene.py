@@ -12,9 +12,9 @@ import yaml
 from omegaconf import OmegaConf
 
 from petsweep import CONF_DIR
+from petsweep.compose import compose
 from petsweep.model.objectives import TextToTextObjective
 from petsweep.model.resolve import resolve_run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import DataError
 from petsweep.tasks import TaskSpec, prepare_task
 from petsweep.tasks.splits import text_key

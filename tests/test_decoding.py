@@ -11,12 +11,12 @@ import pytest
 import torch
 from test_method_contract import BATCHES, _padded, _spec
 
+from petsweep.compose import compose
 from petsweep.methods.layers.decoding import greedy_decode
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.objectives import make_objective
 from petsweep.model.params import attach_method
 from petsweep.model.resolve import resolve_run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_hash
 

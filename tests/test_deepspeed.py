@@ -9,9 +9,10 @@ import torch
 from safetensors.torch import load_file
 from test_resume import _assert_same_run
 
+from petsweep.compose import compose
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import DeepSpeedConfig, compose
+from petsweep.spec.config import DeepSpeedConfig
 from petsweep.spec.identity import run_dir
 
 

@@ -6,11 +6,11 @@ import json
 
 import pytest
 
+from petsweep.compose import compose
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method
 from petsweep.model.resolve import resolve_run, run_dir, run_hash, semantic_config
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 
 

@@ -6,11 +6,11 @@ import pytest
 import torch
 from transformers import GenerationConfig
 
+from petsweep.compose import compose
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method, check_on_meta
 from petsweep.model.resolve import resolve_run
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir, semantic_config
 

@@ -14,9 +14,9 @@ import yaml
 from conftest import TINY_NAMES, crash_after_second_save, run_cli, sweep_argv
 
 from launchers.planning import run_status
+from petsweep.compose import compose
 from petsweep.records.status import COMPLETED, FAILED, RunDir, State
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.identity import run_dir, run_hash
 from petsweep.train import checkpoint
 

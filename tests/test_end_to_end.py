@@ -8,10 +8,10 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from petsweep.compose import compose
 from petsweep.records.record import RunRecord
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir
 

@@ -6,8 +6,8 @@ import pytest
 
 from launchers.expand import expand
 from launchers.planning import plan
+from petsweep.compose import compose
 from petsweep.records.status import State
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 
 

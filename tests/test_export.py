@@ -9,12 +9,12 @@ from conftest import run_cli
 from safetensors.torch import load_file
 from transformers import AutoModelForCausalLM, AutoModelForSequenceClassification
 
+from petsweep.compose import compose
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method
 from petsweep.model.resolve import resolve_run
 from petsweep.run.app import run
 from petsweep.run.export import export_merged
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir
 from petsweep.train.checkpoint import load_trainable

@@ -49,7 +49,8 @@ def _imports(name: str, file: Path, modules: dict[str, Path]) -> set[str]:
 
 
 # Calls that load a module by a name given as a string: importlib's, and a registry that imports its package
-# on first use (spec/registry.py); they are imports all the same (#23 review, F5).
+# on first use (spec/registry.py); they are imports all the same (#23 review, F5). A registry lives in the
+# package it loads (petsweep.methods.METHODS, petsweep.tasks.sources.SOURCES): a load of itself, no edge.
 BY_NAME = {"import_module", "__import__", "Registry"}
 
 
@@ -87,15 +88,33 @@ def _cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 def test_no_module_of_the_library_imports_itself_back():
     """There was a circle of 11 modules (cli <-> launchers <-> app/group/spawn/worker) and three smaller ones;
-    function-local imports count: they run all the same, and so do loads by name. The one cycle left runs
-    through the known upward edge of the methods' registry (UPWARD): without it, none."""
+    function-local imports count: they run all the same, and so do loads by name. The last cycle ran
+    through spec/registry.py, which held the methods' registry and loaded petsweep.methods by name, while
+    the methods imported it to register (composition read it from spec/); no exception is left."""
     modules = _modules()
     graph = {name: _imports(name, file, modules) for name, file in modules.items()}
     assert graph["petsweep.cli"] & {"launchers.report", "launchers.local"}  # the graph sees lazy imports
-    assert "petsweep.methods" in graph["petsweep.spec.registry"]  # and a registry's load of its package
-    for name, target in UPWARD:
-        graph[name].discard(target)
     assert _cycles(graph) == []
+
+
+def test_loads_by_name_are_imports(tmp_path):
+    """A module loaded by a name in a string (importlib, __import__, a Registry's package) is an edge of the
+    graph, as an import statement is: the methods' registry in spec/ was an upward edge and a cycle so."""
+    modules = _modules()
+    file = tmp_path / "loads.py"
+    file.write_text(
+        "import importlib\nfrom petsweep.spec.registry import Registry\n"
+        "METHODS = Registry('method', 'petsweep.methods')\n"
+        "def load():\n"
+        "    return importlib.import_module('petsweep.model.resolve'), __import__('launchers.local')\n"
+    )
+    found = _imports("petsweep.spec.loads", file, modules)
+    assert found == {
+        "petsweep.spec.registry",
+        "petsweep.methods",
+        "petsweep.model.resolve",
+        "launchers.local",
+    }
 
 
 def test_commands_that_read_records_do_not_import_torch(tmp_path):
@@ -156,7 +175,9 @@ def test_status_and_show_of_a_budget_run_import_no_torch(tmp_path):
         f"for command in {commands!r}:\n"
         f"    if command == 'touch':\n        os.utime({str(run / 'status.json')!r})\n    else:\n"
         "        main(command)\n"
-        "heavy = sorted({'torch', 'transformers', 'peft', 'scipy', 'petsweep.methods'} & set(sys.modules))\n"
+        # methods.base: the contract every method's module loads (petsweep.methods is only their registry)
+        "heavy = {'torch', 'transformers', 'peft', 'scipy', 'petsweep.methods.base'} & set(sys.modules)\n"
+        "heavy = sorted(heavy)\n"
         "print('heavy:', heavy)\n"
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
@@ -201,15 +222,15 @@ def test_importing_the_config_schema_imports_no_torch():
 
 
 def test_composing_a_config_imports_no_torch():
-    """R23 F3/F4: composing registers every method's Config (spec/config.register_base_nodes loads
+    """R23 F3/F4: composing registers every method's Config (petsweep.compose.nodes.register_base_nodes loads
     petsweep.methods), and 8 of the methods' modules imported torch, peft or transformers at the top, so
     `petsweep plan` of a finished sweep and tab completion of any key loaded torch (seconds). The methods'
     modules now load torch in the functions that use it; their nn.Modules live in methods/layers/."""
     script = (
         "import sys\n"
         "import petsweep.methods\n"
-        "from petsweep.spec.config import compose\n"
-        "from petsweep.spec.registry import METHODS\n"
+        "from petsweep.compose import compose\n"
+        "from petsweep.methods import METHODS\n"
         "cfg = compose([])\n"
         "print('methods:', len(METHODS.names()), 'broken:', METHODS.broken(), 'method:', cfg.method.name)\n"
         "print('heavy:', sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))\n"
@@ -225,8 +246,8 @@ def test_plan_of_a_finished_sweep_imports_no_torch(tiny):
     scipy (about 5 s): it validated each config on the meta device and counted the `trainable` column there,
     and the estimate asked torch.cuda where `trainer.device=auto` trains. A finished run's id is hashed
     without torch (no `budget=`), and its record holds its counts and device."""
+    from petsweep.compose import compose
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
 
     base = tiny("encoder", "trainer.max_steps=2")
     results = [run(compose([*base, f"seed={seed}"])) for seed in (1, 2)]
@@ -246,7 +267,19 @@ def test_plan_of_a_finished_sweep_imports_no_torch(tiny):
 
 # The floors, lowest first (docs/architecture.md): a module may import its own floor and the floors below it,
 # function-local imports included. `petsweep` itself (CONF_DIR, __version__) is on the lowest floor.
-FLOORS = ("spec", "records", "tasks", "methods", "model", "train", "run", "analysis", "launchers", "commands")
+FLOORS = (
+    "spec",
+    "records",
+    "tasks",
+    "methods",
+    "compose",
+    "model",
+    "train",
+    "run",
+    "analysis",
+    "launchers",
+    "commands",
+)
 ONLY = {"analysis": {"spec", "records", "analysis"}}  # analysis reads records: never the floors that train
 OUTSIDE = {"analysis": "analysis", "launchers": "launchers", "hydra_plugins": "commands"}
 # The floor of each library module that is not (yet) in its floor's subpackage petsweep/<floor>/ (#23 moves
@@ -255,12 +288,10 @@ FLAT_FLOORS = {
     "petsweep": "spec",
     "petsweep.cli": "commands",
 }
-# Imports that go up (docs/architecture.md), known debt of #23; the set may only shrink. Resolving a run
-# (building its method, solving its budget on the meta device, the id of a config with `budget=`) moved from
-# spec/ to petsweep/model/resolve.py. Left: composition (spec/config.py) reads the methods' Config classes
-# from their registry, which loads the package petsweep.methods by name on first use (and the methods
-# register into it: the one cycle, through this edge). The way out: composition on a floor above methods.
-UPWARD: set[tuple[str, str]] = {("petsweep.spec.registry", "petsweep.methods")}
+# Imports that go up (docs/architecture.md), known debt of #23; the set may only shrink, and is empty now:
+# resolving a run moved from spec/ to petsweep/model/resolve.py, composition (which reads the methods' Config
+# classes) to petsweep/compose/ above the methods, and the methods' registry into petsweep/methods/.
+UPWARD: set[tuple[str, str]] = set()
 
 
 def _floor(name: str) -> str | None:
@@ -306,7 +337,8 @@ KNOWN_METHOD_NAMES = {
     "petsweep/run/app.py": {"head": 1},  # the head's parameter group
     # the top-level `apet` group APET's budget= folds into (the methods' budget_* hooks say the rest)
     "petsweep/model/budget.py": {"apet": 2},
-    "petsweep/spec/config.py": {"apet": 4},  # the apet group
+    "petsweep/spec/config.py": {"apet": 3},  # the apet group
+    "petsweep/compose/nodes.py": {"apet": 1},  # the apet group's base node
     "petsweep/run/export.py": {  # peft forms and merges per method (another session owns export.py now)
         "adapter": 1,
         "apet": 1,

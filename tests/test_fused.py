@@ -18,11 +18,11 @@ from conftest import QUICK, REPO, run_cli, sweep_argv
 from safetensors.torch import load_file
 
 from analysis.load import run_row
+from petsweep.compose import compose
 from petsweep.model.resolve import run_dir
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
 from petsweep.run.group import run_group
-from petsweep.spec.config import compose
 from petsweep.spec.identity import plain
 
 TOLERANCE = 1e-6  # scores, losses and every logged number
@@ -267,7 +267,7 @@ def test_a_member_that_diverges_fails_alone(tiny):
 
 GROUP_SCRIPT = """
 import json, sys
-from petsweep.spec.config import compose
+from petsweep.compose import compose
 from petsweep.run.group import run_group
 from petsweep.spec.identity import plain
 print(json.dumps(run_group([plain(compose(o)) for o in json.loads(sys.argv[1])])), flush=True)

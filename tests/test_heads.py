@@ -7,10 +7,10 @@ import json
 import pytest
 import torch
 
+from petsweep.compose import compose
 from petsweep.model.backbones import BackboneSpec, head_parameter_names, load_pretrained
 from petsweep.model.resolve import resolve_run
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.identity import run_dir
 
 

@@ -11,9 +11,9 @@ import torch
 import yaml
 from conftest import run_cli
 
+from petsweep.compose import compose
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.identity import plain as plain_config
 from petsweep.spec.identity import run_dir, run_hash
 

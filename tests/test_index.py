@@ -308,7 +308,7 @@ def _finished_sweep(root) -> list[str]:
     its index line); returns the sweep's arguments."""
     from launchers.expand import expand
     from launchers.planning import plan
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
     from petsweep.spec.identity import semantic_config
 
     arguments = [f"paths.runs_root={root}", "sweep_name=study", "method.r=1,2,3", "seed=0,1"]
@@ -338,7 +338,7 @@ def _resume(arguments) -> tuple[dict, list[str], Counter]:
     from pathlib import Path
 
     from launchers.sweep import run_sweep
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
 
     opened = Counter()
     launched = []

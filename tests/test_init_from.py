@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 from conftest import run_cli
 
+from petsweep.compose import compose
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir
 

@@ -10,9 +10,9 @@ from pathlib import Path
 
 from conftest import run_cli
 
+from petsweep.compose import compose
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.identity import run_dir
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import tomllib
 from packaging.requirements import Requirement
 
+from petsweep.compose import compose
 from petsweep.records import lockcheck
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.identity import run_dir
 
 REPO = Path(__file__).resolve().parent.parent

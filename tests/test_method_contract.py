@@ -12,6 +12,7 @@ import torch
 from conftest import TINY_NAMES, crash_after_second_save
 from transformers import GenerationConfig
 
+from petsweep.compose import compose
 from petsweep.methods import METHODS
 from petsweep.model.backbones import build_on_meta, load_pretrained
 from petsweep.model.objectives import make_objective
@@ -20,7 +21,6 @@ from petsweep.model.resolve import resolve_run
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
 from petsweep.run.transfer import evaluate_transfer
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir
 from petsweep.tasks import prepare_task

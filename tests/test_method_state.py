@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 from test_resume import _assert_same_run
 from torch import nn
 
+from petsweep.compose import compose
 from petsweep.methods.bitfit import BitFitMethod
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.identity import run_dir
 from petsweep.train import checkpoint
 

@@ -11,13 +11,13 @@ from conftest import crash_after_second_save
 from safetensors.torch import load_file
 from test_resume import _assert_same_run
 
+from petsweep.compose import compose
 from petsweep.methods.opf.layer import MpoLinear
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method, check_on_meta
 from petsweep.model.resolve import resolve_run
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import plain, run_dir, run_hash
 from petsweep.train.checkpoint import trainable_state

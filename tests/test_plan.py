@@ -7,9 +7,9 @@ from launchers.expand import expand
 from launchers.planning import plan
 from launchers.report import estimate_hours
 from petsweep.cli import sweep_arguments
+from petsweep.compose import compose
 from petsweep.records.status import State
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 
 
 def _planned(overrides: list[str]):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import statistics
 
 from launchers.costing import DEFAULT_FLOPS, DEFAULT_STARTUP_S, Calibration, Measured, device_kind, estimate
-from petsweep.spec.config import compose
+from petsweep.compose import compose
 from petsweep.spec.identity import plain
 
 
@@ -199,18 +199,18 @@ def test_a_resume_pre_flight_composes_once_per_choice_of_groups_and_keeps_its_on
     compositions) before the plan validated every run again; the same bad values still fail in one line."""
     import pytest
 
-    import petsweep.spec.config
+    import petsweep.compose
     from petsweep.cli import preflight
     from petsweep.spec.errors import ConfigError
 
     composed = []
-    real = petsweep.spec.config.compose
+    real = petsweep.compose.compose
 
     def counted(overrides, config_name="config", with_hydra=False):
         composed.append(with_hydra)
         return real(overrides, config_name=config_name, with_hydra=with_hydra)
 
-    monkeypatch.setattr(petsweep.spec.config, "compose", counted)
+    monkeypatch.setattr(petsweep.compose, "compose", counted)
     preflight(["-m", "method=lora,bitfit", "method.lr=0.1,0.2", "seed=range(0,40)"])
     # one per method (43 before: the first run, then every other value); the first is also the sweep settings'
     # (with_hydra: the launcher check and the direction read it, #23)

@@ -14,13 +14,13 @@ from test_method_contract import BATCHES, _padded, _spec
 from transformers.modeling_outputs import BaseModelOutput
 
 from petsweep.cli import count
+from petsweep.compose import compose
 from petsweep.model.backbones import build_on_meta, load_pretrained
 from petsweep.model.params import attach_method
 from petsweep.model.resolve import resolve_run
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
 from petsweep.run.export import export_merged, export_peft
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir, run_hash
 

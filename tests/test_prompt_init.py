@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+from petsweep.compose import compose
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method
 from petsweep.model.resolve import resolve_run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 
 

@@ -180,8 +180,8 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path):
 
 
 def test_zero3_offload_completes_on_cpu(tiny):
+    from petsweep.compose import compose
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
 
     result = run(compose(tiny("encoder", "deepspeed=zero3_offload")))
     assert result["deepspeed"] == "zero3_offload" and result["status"] == "COMPLETED"
@@ -203,8 +203,8 @@ def test_ranks_that_cannot_carry_the_run_are_refused(ranks_conf, tmp_path, extra
 
 
 def test_offload_without_the_host_memory_is_refused_before_loading(tiny, tmp_path, monkeypatch):
+    from petsweep.compose import compose
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
     from petsweep.spec.errors import ConfigError
     from petsweep.train import distributed
 
@@ -215,8 +215,8 @@ def test_offload_without_the_host_memory_is_refused_before_loading(tiny, tmp_pat
 
 
 def test_zero3_without_torch_distributed_is_refused(tiny, monkeypatch):
+    from petsweep.compose import compose
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
     from petsweep.spec.errors import ConfigError
 
     monkeypatch.setattr(torch.distributed, "is_available", lambda: False)
@@ -228,8 +228,8 @@ def test_zero3_without_torch_distributed_is_refused(tiny, monkeypatch):
 def test_bf16_runs_hold_the_frozen_backbone_in_bf16_and_train_in_fp32(tiny, monkeypatch, family):
     """trainer.precision=bf16 (on CPU here; `auto` picks it on GPUs that have it): the frozen weights sit in
     bf16, what the method trains stays fp32, and the record says which."""
+    from petsweep.compose import compose
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
     from petsweep.train import loop as train_module
 
     seen = {}

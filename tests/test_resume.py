@@ -15,9 +15,9 @@ import torch
 from conftest import REPO, crash_after_second_save
 from safetensors.torch import load_file
 
+from petsweep.compose import compose
 from petsweep.records.status import COMPLETED, FAILED, RUNNING, RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.identity import run_dir
 from petsweep.train import checkpoint
 

@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from conftest import REPO, crash_after_second_save, run_cli
 
+from petsweep.compose import compose
 from petsweep.model.resolve import resolve_run
 from petsweep.records import retention
 from petsweep.records.status import COMPLETED, FAILED, RunDir
 from petsweep.run.app import run
 from petsweep.run.group import run_group
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError, PetsweepError
 from petsweep.spec.identity import plain, run_dir, run_hash
 
@@ -77,7 +77,7 @@ KILL_BEFORE_PRUNING = """
 import os, signal, sys
 from petsweep.records import retention
 from petsweep.run.app import run
-from petsweep.spec.config import compose
+from petsweep.compose import compose
 
 def killed(*args, **kwargs):  # the process dies right after COMPLETED is recorded, before any pruning
     os.kill(os.getpid(), signal.SIGKILL)

@@ -9,12 +9,12 @@ from conftest import crash_after_second_save
 from safetensors.torch import load_file
 from test_resume import _assert_same_run
 
+from petsweep.compose import compose
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method, begin_stage, check_on_meta
 from petsweep.model.resolve import resolve_run
 from petsweep.records.status import COMPLETED, FAILED, RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir
 from petsweep.train import checkpoint

@@ -7,8 +7,8 @@ from collections import Counter
 
 import pytest
 
+from petsweep.compose import compose
 from petsweep.model.resolve import resolve_run
-from petsweep.spec.config import compose
 from petsweep.spec.errors import DataError
 from petsweep.tasks import prepare_task
 from petsweep.tasks.metrics import compute_metric

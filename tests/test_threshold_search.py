@@ -321,7 +321,7 @@ def test_each_cell_searches_the_ladder_budgets_its_method_can_take(tmp_path):
     for it left LoRA on MiniLM no interval every depth reaches; each cell now gets its own ladder, the
     budgets it cannot take left out in one note line, and only a cell left with no budget is refused."""
     from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
     from petsweep.spec.errors import ConfigErrors
 
     settings = ThresholdSettings(budget="interval(100,1600)", resolution=4.0)  # 100, 400, 1600
@@ -366,7 +366,7 @@ def test_the_ladder_check_of_sixteen_cells_counts_each_knob_value_once(tmp_path,
     meta-device counts (check_on_meta), not seconds."""
     import petsweep.model.params as params
     from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
 
     calls = []
     real = params.check_on_meta
@@ -429,7 +429,7 @@ def test_a_bracket_across_a_ladder_gap_is_not_at_the_resolution(tmp_path):
     138950, 1000000]; a crossing between 720 and 138950 read `found`, "stopped: resolution reached", for a
     bracket a factor 193 wide, and its estimate was interpolated across budgets the method cannot take."""
     from launchers.threshold_sweep import ThresholdSearch, ThresholdSettings
-    from petsweep.spec.config import compose
+    from petsweep.compose import compose
 
     found = ThresholdSearch(
         ["method=selective_module", "backbone=minilm-l1", f"paths.runs_root={tmp_path}"],

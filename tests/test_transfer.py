@@ -9,9 +9,9 @@ import pytest
 from conftest import run_cli
 
 from analysis import collect, plot, transfer_scores
+from petsweep.compose import compose
 from petsweep.run.app import run
 from petsweep.run.transfer import evaluate_transfer, transfer_file
-from petsweep.spec.config import compose
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.identity import run_dir
 

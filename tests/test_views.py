@@ -85,9 +85,9 @@ def test_wandb_gets_train_loss_and_lr_every_log_every_steps(tiny):
     steps, as train.log prints them: the mean loss over those steps and the lr after the step."""
     import re
 
+    from petsweep.compose import compose
     from petsweep.model.resolve import run_dir
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
 
     cfg = compose(tiny("encoder", "logger=wandb", "trainer.log_every=2"))
     run(cfg)
@@ -111,8 +111,8 @@ def test_the_table_names_columns_as_wandb_does_gives_a_cut_backbone_its_depth_an
     and CSV round trips too)."""
     from analysis.grouping import variant_keys
     from analysis.load import collect, history, load, save
+    from petsweep.compose import compose
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
 
     run(compose(tiny("encoder", "backbone.num_layers=1", "method.targets=[q,v]")))
     sweep = tmp_path / "runs" / "single"
@@ -179,8 +179,8 @@ def test_plan_calibrates_from_every_finished_run_under_the_runs_root_and_counts_
     from launchers.expand import expand
     from launchers.planning import plan
     from launchers.report import estimate_hours
+    from petsweep.compose import compose
     from petsweep.run.app import run
-    from petsweep.spec.config import compose
 
     base = tiny("encoder", "trainer.max_steps=12", "trainer.eval_every=2")
     result = run(compose([*base, "seed=1", "sweep_name=earlier"]))

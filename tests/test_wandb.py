@@ -7,9 +7,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+from petsweep.compose import compose
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
-from petsweep.spec.config import compose
 from petsweep.spec.identity import run_dir
 
 WANDB = str(Path(sys.executable).with_name("wandb"))

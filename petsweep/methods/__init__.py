@@ -1,5 +1,11 @@
-"""PET methods: one module + one YAML each; modules register themselves, no list to edit."""
+"""PET methods: one module + one YAML each; modules register themselves, no list to edit.
 
-from petsweep.methods.base import METHODS, MethodConfig, PETMethod, build_method
+The contract is petsweep.methods.base (`PETMethod`, `MethodConfig`, `build_method`). The registry lives here,
+in the package it loads (as the task sources' does), so that no module of the package imports it back.
+"""
 
-__all__ = ["METHODS", "MethodConfig", "PETMethod", "build_method"]
+from petsweep.spec.registry import Registry
+
+# Each method's module registers its class here (`@METHODS.register(name)`); the first lookup imports every
+# module of this package. Composition reads each method's Config from it (petsweep.compose.nodes).
+METHODS: Registry = Registry("method", "petsweep.methods")

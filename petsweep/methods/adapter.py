@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, target_modules
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod, target_modules
 from petsweep.spec.errors import ConfigError
 
 PLACEMENTS = {"houlsby": ["o", "ffn_out"], "pfeiffer": ["ffn_out"]}

@@ -1,4 +1,4 @@
-"""The contract every PET method fulfils, and the registry that finds them.
+"""The contract every PET method fulfils; `build_method` finds a method through the registry (METHODS).
 
 A method attaches to a model and returns the groups of parameters it trains, identified by object
 (`Attached`); the framework (petsweep.model.params.attach_method) freezes everything else, adds the task head
@@ -12,9 +12,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from petsweep.methods import METHODS  # the package holds it; each method registers there
 from petsweep.spec.backbone import FAMILIES, BackboneSpec
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.registry import METHODS  # spec/ holds it (composition reads it); methods register there
 from petsweep.spec.typecheck import check_types, plain
 
 if TYPE_CHECKING:  # composing a config loads this module: no torch at import (only in functions)

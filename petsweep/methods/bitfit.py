@@ -10,7 +10,8 @@ this count (t5-v1_1-small: 121,216). Without the option a bias-free backbone is 
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, backbone_params, target_modules
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod, backbone_params, target_modules
 from petsweep.spec.errors import ConfigError
 
 if TYPE_CHECKING:

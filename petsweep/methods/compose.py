@@ -11,7 +11,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, ParamGroup, PETMethod, build_method
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, ParamGroup, PETMethod, build_method
 from petsweep.spec.errors import ConfigError
 
 COMPOSITIONS = ("compose", "sequential")

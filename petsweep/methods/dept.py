@@ -22,7 +22,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod
 from petsweep.methods.prompt import INITS, check_positions, install
 from petsweep.spec.errors import ConfigError
 

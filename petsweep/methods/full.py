@@ -2,7 +2,8 @@
 
 from dataclasses import dataclass
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, backbone_params
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod, backbone_params
 
 
 @dataclass

@@ -9,7 +9,8 @@ such a backbone is refused in one line (on the meta device too, so at plan time)
 
 from dataclasses import dataclass
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod
 from petsweep.spec.errors import ConfigError
 
 

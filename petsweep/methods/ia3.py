@@ -4,7 +4,8 @@ BERT peft's default `output.dense` also catches the attention output projection)
 
 from dataclasses import dataclass, field
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, inject_peft, target_modules
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod, inject_peft, target_modules
 from petsweep.spec.errors import ConfigError
 
 

@@ -3,7 +3,8 @@ tuned the last block of T5's encoder). The task head is the framework's (train_h
 
 from dataclasses import dataclass
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod
 from petsweep.methods.blocks import STACKS, blocks_by_stack, chosen_stacks
 from petsweep.spec.errors import ConfigError
 

@@ -6,7 +6,8 @@ them (and has no default targets for BERT/RoBERTa). Which modules are norms come
 
 from dataclasses import dataclass
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, target_modules
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod, target_modules
 from petsweep.spec.errors import ConfigError
 
 

@@ -3,7 +3,8 @@
 import re
 from dataclasses import dataclass, field
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, inject_peft, target_modules
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod, inject_peft, target_modules
 from petsweep.spec.errors import ConfigError
 
 

@@ -57,7 +57,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod
 from petsweep.methods.prompt import check_positions
 from petsweep.spec.errors import ConfigError
 

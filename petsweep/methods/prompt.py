@@ -20,7 +20,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod
 from petsweep.spec.errors import ConfigError
 
 if TYPE_CHECKING:

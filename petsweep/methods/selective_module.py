@@ -14,7 +14,8 @@ import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod
 from petsweep.methods.blocks import STACKS, blocks_by_stack, chosen_stacks
 from petsweep.spec.errors import ConfigError
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig
 from petsweep.methods.compose import ComposeMethod, check_members, member_groups
 from petsweep.spec.errors import ConfigError
 

@@ -159,7 +159,8 @@ def fold_apet(data: dict) -> dict:
 
 def target_count(value, spec) -> int:
     """The count `budget` names on the run's backbone (an integer as it is)."""
-    from petsweep.methods import METHODS, build_method
+    from petsweep.methods import METHODS
+    from petsweep.methods.base import build_method
     from petsweep.model.params import check_on_meta
 
     check_value(value)
@@ -281,7 +282,7 @@ def _knob_text(knobs: dict) -> str:
 
 
 def _with(spec, knobs: dict):
-    from petsweep.methods import build_method
+    from petsweep.methods.base import build_method
 
     node = {**vars(spec.method.config), **knobs}
     for key in method_class(spec.method.config.name).budget_clears:

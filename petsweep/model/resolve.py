@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+from petsweep.methods import METHODS
 from petsweep.model.budget import OLD_RULE, check_rule, fold_apet, identifying_rule, method_class, solve
 from petsweep.spec import identity
 from petsweep.spec.apet import ApetSpec, Budget
@@ -25,7 +26,6 @@ from petsweep.spec.config import (
     typed_parts,
 )
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.registry import METHODS
 from petsweep.spec.resolved import ResolvedRun
 from petsweep.spec.typecheck import plain
 
@@ -38,7 +38,7 @@ def resolve_run(cfg: dict) -> RunSpec:
             given here is converted the same way). It is never changed: the spec's `config` is the config as
             the run records it (config.yaml), with what `budget` resolved to written in (_recorded).
     """
-    from petsweep.methods import build_method
+    from petsweep.methods.base import build_method
 
     given = plain(cfg)
     data = fold_apet(given)  # method=apet budget=X is apet.scale=X
@@ -106,7 +106,7 @@ def _updated(data: dict, dotted: str, value) -> dict:
 def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
     """K for the run's backbone: an integer as given, a method's exact count on the meta device, or (ratio)
     left to the attach, which knows how many scalars are eligible."""
-    from petsweep.methods import build_method
+    from petsweep.methods.base import build_method
     from petsweep.model.params import check_on_meta
 
     if apet.scale == "ratio":

@@ -17,10 +17,11 @@ from pathlib import Path
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
 
+from petsweep.compose import compose
 from petsweep.model.resolve import resolve_run
 from petsweep.records.retention import require_weights
 from petsweep.records.status import COMPLETED, RunDir, find_runs, write_json
-from petsweep.spec.config import RunSpec, compose
+from petsweep.spec.config import RunSpec
 from petsweep.spec.errors import ConfigError, PetsweepError
 from petsweep.train.checkpoint import load_trainable
 

@@ -1,19 +1,15 @@
-"""Composing and validating configs: every check runs before a run directory exists.
+"""The schema of a run's groups and the checks of its data: every check runs before a run directory exists.
 
-`compose` turns Hydra's multi-line composition errors into one line naming the key, the value and
-the valid choices; `typed_parts` and the schema dataclasses type a run's groups. Validating a whole run builds
+`typed_parts` and the schema dataclasses type a run's groups. Composing conf/ is petsweep.compose (the floor
+above the methods, whose Config classes are the method group's base nodes); validating a whole run builds
 its method and may count on the meta device: that is petsweep.model.resolve.resolve_run, which uses these.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass
 
-from omegaconf import DictConfig, OmegaConf
-
-from petsweep import CONF_DIR
 from petsweep.spec.apet import ApetSpec
 from petsweep.spec.backbone import BackboneSpec
 from petsweep.spec.errors import ConfigError
@@ -247,45 +243,6 @@ def typed_parts(data: dict) -> tuple[BackboneSpec, TaskSpec, ApetSpec]:
     return backbone, task, apet
 
 
-def register_base_nodes() -> None:
-    """Put every key of the backbone, task and trainer dataclasses (with defaults) in Hydra's ConfigStore.
-
-    conf/config.yaml lists `base/<group>@<group>` before the group's option, so an option YAML states only
-    what differs from the defaults, yet every key can be overridden from the command line and a typo in a
-    key name is still an error. The dataclasses stay the one source of truth for keys and defaults.
-
-    Whatever composes calls it first (compose() here; run.py before Hydra starts), once per process: the
-    methods' modules import torch, and importing this module must not. A ConfigStore that holds the method
-    nodes (stored last) has them all.
-    """
-    from hydra.core.config_store import ConfigStore
-
-    from petsweep.spec.registry import METHODS
-
-    store = ConfigStore.instance()
-    if _stored(store, "base/method"):
-        return
-    for group, cls in (
-        ("backbone", BackboneSpec),
-        ("task", TaskSpec),
-        ("trainer", TrainerConfig),
-        ("apet", ApetSpec),
-    ):
-        store.store(group="base", name=group, node=OmegaConf.create(dataclass_defaults(cls)))
-    # a method YAML lists `/base/method/<name>@_here_` first and states what differs from its Config
-    for name in METHODS.names():
-        defaults = {**dataclass_defaults(METHODS.get(name).Config), "name": name}
-        store.store(group="base/method", name=name, node=OmegaConf.create(defaults))
-
-
-def _stored(store, group: str) -> bool:
-    """Whether Hydra's ConfigStore holds options of `group`."""
-    try:
-        return bool(store.list(group))
-    except OSError:  # Hydra's "Path not found"
-        return False
-
-
 def dataclass_defaults(cls) -> dict:
     """Every field of a config dataclass with its default ("???", Hydra's missing value, if none)."""
     defaults = {}
@@ -297,74 +254,3 @@ def dataclass_defaults(cls) -> dict:
         else:
             defaults[f.name] = "???"
     return defaults
-
-
-def compose(overrides: list[str], config_name: str = "config", with_hydra: bool = False) -> DictConfig:
-    """Compose conf/ with overrides, as `run.py` would; composition errors become one ConfigError line."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from hydra.core.global_hydra import GlobalHydra
-
-    register_base_nodes()
-    GlobalHydra.instance().clear()
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base=None):
-        try:
-            return hydra_compose(
-                config_name=config_name, overrides=list(overrides), return_hydra_config=with_hydra
-            )
-        except Exception as err:  # Hydra raises several types; all are the user's input
-            raise composition_error(err, overrides) from None
-
-
-def composition_error(err: Exception, overrides: list[str] = ()) -> ConfigError:
-    """One line for Hydra's composition errors: unknown group option, unknown key, bad override syntax."""
-    from hydra.errors import MissingConfigException
-
-    text = str(err)
-    if isinstance(err, MissingConfigException) and err.options is not None:
-        group, _, value = (err.missing_cfg_file or "").rpartition("/")
-        return ConfigError(
-            group or "config", value, f"unknown option; choose one of: {', '.join(err.options)}"
-        )
-    match = re.search(r"Could not (?:override|append to) '([^']+)'", text)
-    if match:
-        key = match.group(1).lstrip("+")
-        return ConfigError(
-            key, _override_value(text), f"unknown key; valid keys there: {_sibling_keys(key, overrides)}"
-        )
-    match = re.fullmatch(r"Error merging override ([^=\s]+)=(.*)", text.splitlines()[0] if text else "")
-    if match:  # a value of the wrong type (max_runs=2.5, targets=x for a list): the key and Hydra's reason
-        cause = str(err.__cause__ or "").splitlines()
-        reason = cause[0].strip() if cause else "could not compose the config"
-        return ConfigError(match.group(1).lstrip("+~"), _Typed(match.group(2)), reason)
-    return ConfigError("overrides", text.splitlines()[0], "could not compose the config")
-
-
-class _Typed(str):
-    """An override's value shown as typed in an error line (max_runs=2.5, not max_runs='2.5')."""
-
-    def __repr__(self) -> str:
-        return str(self)
-
-
-def _override_value(text: str) -> str:
-    match = re.search(r"use \+\+?[^=\s]+=(\S+)", text)
-    return match.group(1) if match else "?"
-
-
-def _sibling_keys(key: str, overrides: list[str]) -> str:
-    """The keys beside an unknown one, read from the user's composition without the bad override."""
-    from hydra import compose as hydra_compose
-
-    parent = key.rpartition(".")[0]
-    others = [o for o in overrides if o.split("=", 1)[0].lstrip("+~") != key]
-    try:
-        node = hydra_compose(
-            config_name="config", overrides=others, return_hydra_config=key.startswith("hydra.")
-        )
-        node = OmegaConf.select(node, parent) if parent else node
-        keys = [k for k in node.keys() if not str(k).startswith("_")] if isinstance(node, DictConfig) else []
-        keys.sort()
-        return ", ".join(keys) or "(none)"  # not _target_: the sweeper's class, no setting
-    except Exception:
-        return "(see python run.py --cfg job)"

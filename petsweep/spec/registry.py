@@ -75,10 +75,3 @@ class Registry(Generic[T]):
                 f"unknown {self.kind}; choose one of: {', '.join(self.names())}{broken}",
             )
         return self._entries[name]
-
-
-# The PET methods register themselves here when their package is imported (petsweep.methods.base's classes):
-# composing a config reads each method's Config dataclass by name (config.register_base_nodes), loading the
-# package `petsweep.methods` on first use as every registry loads its package. Registering is how a floor
-# above offers itself to this one: no module of spec/ imports the methods.
-METHODS: Registry = Registry("method", "petsweep.methods")

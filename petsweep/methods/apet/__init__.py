@@ -24,7 +24,8 @@ import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from petsweep.methods.base import METHODS, Attached, MethodConfig, PETMethod, on_meta
+from petsweep.methods import METHODS
+from petsweep.methods.base import Attached, MethodConfig, PETMethod, on_meta
 from petsweep.spec.errors import ConfigError
 
 if TYPE_CHECKING:  # composing a config loads this module: torch loads in functions (grad.py, delta.py)

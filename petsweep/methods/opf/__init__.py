@@ -38,8 +38,8 @@ import math
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
+from petsweep.methods import METHODS
 from petsweep.methods.base import (
-    METHODS,
     Attached,
     MethodConfig,
     PETMethod,
