@@ -148,17 +148,25 @@ def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
         for sweep in sweep_dirs:
             rows += [run_row(d) for d in find_runs(sweep)]
         return _finish(pd.DataFrame(rows))
-    blocks = []
-    for sweep in sweep_dirs:
-        for snapshot in _snapshots(Path(sweep)):
-            blocks.append(snapshot.row_columns())
-            snapshot.finish()
-    return _finish(_frame(blocks))
+    from analysis import collected
+
+    snapshots = [snapshot for sweep in sweep_dirs for snapshot in _snapshots(Path(sweep))]
+    table = collected.patched(snapshots)  # the last collect's table and the runs changed since
+    if table is None:
+        blocks = [snapshot.row_columns() for snapshot in snapshots]
+        kinds = collected.Kinds()
+        layout, layouts = _layouts(blocks)
+        table = _frame(blocks, kinds)
+        collected.keep(snapshots, table, layout, layouts, kinds)
+    for snapshot in snapshots:
+        snapshot.finish()
+    return _finish(table)
 
 
-def _frame(blocks: list) -> pd.DataFrame:
+def _frame(blocks: list, kinds=None) -> pd.DataFrame:
     """The rows of index.RowBlocks (one per sweep, in order) as pd.DataFrame(rows) builds them from dicts:
-    columns in its order, each typed by one inference over the whole column (#25: without a dict per run)."""
+    columns in its order, each typed by one inference over the whole column (#25: without a dict per run).
+    `kinds` (collected.Kinds): gets each cell's kind, for the next collect's patch."""
     import numpy as np
 
     events, offset = [], 0
@@ -171,12 +179,28 @@ def _frame(blocks: list) -> pd.DataFrame:
         parts = [b.columns.get(key) for b in blocks]
         parts = [p if p is not None else np.full(b.n, np.nan, dtype=object) for p, b in zip(parts, blocks)]
         values = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        if kinds is not None:
+            kinds.add(key, values)
         columns[key] = pd.DataFrame({key: values.tolist()})[key]  # the column as pd.DataFrame(rows) types it
         for block in blocks:
             block.columns.pop(key, None)
     if not columns:
         return pd.DataFrame(index=range(offset))
     return pd.DataFrame(columns)
+
+
+def _layouts(blocks: list) -> tuple:
+    """Each row's layout number over the blocks (-1: none), and the layouts (keys in order) by number."""
+    import numpy as np
+
+    numbers: dict[tuple, int] = {}
+    parts = []
+    for block in blocks:
+        mine = {i: numbers.setdefault(keys, len(numbers)) for keys, i in block.layouts.items()}
+        lookup = np.array([mine[i] for i in range(len(mine))] + [-1], dtype=np.int32)
+        parts.append(lookup[block.layout])  # -1 indexes the last: none
+    layout = np.concatenate(parts) if parts else np.zeros(0, dtype=np.int32)
+    return layout, list(numbers)
 
 
 def _cached_row(run_dir: str) -> tuple[dict, bool]:

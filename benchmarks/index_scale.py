@@ -387,6 +387,52 @@ def status_only(args) -> str:
     return "\n".join(rows)
 
 
+def collect_only(args) -> str:
+    """`collect` (with the parquet write) alone, before (--base) and after (--after, or this tree), each
+    exported with git archive and reading its own index, on the same runs: the first read (builds that
+    index), a warm collect, the same again, after 1% of the runs were trained again, and the same again. One
+    fresh process a cell; each cell's table must be the other version's, file for file."""
+    import tempfile
+
+    import pyarrow.parquet as pq
+
+    steps = ("first", "warm", "warm again", "1% trained again", "again after 1%")
+    rows = [
+        f"before = {args.base}, after = {args.after or 'this tree'}; wall | CPU | peak RSS, imports included",
+        "",
+        "| runs | | " + " | ".join(steps) + " |",
+        "|---|---|" + "---|" * len(steps),
+    ]
+    with tempfile.TemporaryDirectory() as tmp:
+        trees = {"before": _export(args.base, Path(tmp) / "before")}
+        trees["after"] = _export(args.after, Path(tmp) / "after") if args.after else REPO
+        for tree in trees.values():  # measured by this script's measure() (CPU, the last line)
+            if tree != REPO:
+                shutil.copy(__file__, tree / "benchmarks" / "index_scale.py")
+        for runs in args.runs:
+            sweep = args.root / f"n{runs}" / "sweep"
+            prepare(sweep, runs, args.reuse)
+            got: dict = {}
+
+            for step in steps:
+                if step == "1% trained again":
+                    _swap(sweep, "after")
+                    _change(sweep, 0.01)
+                for name in trees:
+                    _swap(sweep, name)
+                    got[name, step] = child("collect", sweep, True, trees[name])
+                    table = sweep.parent / f"table-{name}-{step}.parquet"
+                    (sweep.parent / "table.parquet").rename(table)
+                    print(f"{runs}: {name} {step} {got[name, step]}", file=sys.stderr, flush=True)
+                before, after = (pq.read_table(sweep.parent / f"table-{n}-{step}.parquet") for n in trees)
+                assert before.equals(after, check_metadata=True), (runs, step)  # the same table
+            (sweep.parent / "built").unlink(missing_ok=True)
+            for name in trees:
+                rows.append(f"| {runs:,} | {name} | " + " | ".join(cells(got[name, s]) for s in steps) + " |")
+            print("\n".join(rows[-2:]), file=sys.stderr, flush=True)
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
@@ -405,6 +451,9 @@ def main() -> None:
     parser.add_argument(
         "--changed", action="store_true", help="with --status-only: also after 1%% trained again"
     )
+    parser.add_argument(
+        "--collect-only", action="store_true", help="with --base: `collect` alone (collect_only)"
+    )
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.root)))
@@ -412,6 +461,9 @@ def main() -> None:
     if args.build_only:
         for runs in args.runs:
             prepare(args.root / f"n{runs}" / "sweep", runs, True)
+        return
+    if args.base and args.collect_only:
+        print(collect_only(args), flush=True)
         return
     if args.base and args.status_only:
         print(status_only(args), flush=True)

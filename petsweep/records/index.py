@@ -30,6 +30,7 @@ dirs by deleting `<sweep>/.index`; PETSWEEP_INDEX=0 reads every run from its fil
 
 from __future__ import annotations
 
+import bisect
 import contextlib
 import functools
 import glob
@@ -519,6 +520,40 @@ class Snapshot:
 
     def _row_held(self, name: str) -> bool:
         return "row" not in self.fresh.get(name, {}) and "row" in self.in_manifest.get(name, ())
+
+    def rows_of(self, names: list[str]) -> list[dict]:
+        """The rows of some runs (collect's `row` field), in the order given, as row_columns reads them: from
+        the manifest or a line where they hold the run's files as they are, else computed from its files.
+        Only the manifest's row groups that hold them are read (a re-collect of the runs changed since)."""
+        held = self._manifest_rows([n for n in names if self._row_held(n)])
+        out = []
+        for name in names:
+            text = self.fresh.get(name, {}).get("row")
+            if name in held:
+                out.append(held[name])
+            else:
+                out.append(json.loads(text) if text is not None else self._computed(name, "row"))
+        return out
+
+    def _manifest_rows(self, names: list[str]) -> dict[str, dict]:
+        if not names:
+            return {}
+        import pyarrow.parquet as pq
+
+        file = pq.ParquetFile(self._manifest)
+        columns = ["run", "layout", *(c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES))]
+        starts, at = [], 0
+        for group in range(file.metadata.num_row_groups):
+            starts.append(at)
+            at += file.metadata.row_group(group).num_rows
+        wanted = {self._mpos[n] for n in names}
+        groups = sorted({bisect.bisect_right(starts, pos) - 1 for pos in wanted})
+        rows = {}
+        for group in groups:
+            for i, cells in enumerate(file.read_row_group(group, columns=columns).to_pylist()):
+                if starts[group] + i in wanted:
+                    rows[cells["run"]] = {k: _cell(cells, k) for k in json.loads(cells["layout"])}
+        return rows
 
     def finish(self, compact: bool | None = None) -> None:
         """Store what this read learnt: fold everything into a new manifest (`compact`; by default when
@@ -1118,9 +1153,13 @@ class RowBlock:
     pd.DataFrame(rows) takes it: each key where it first appears, in the order of that row's keys."""
 
     def __init__(self, n: int):
+        import numpy as np
+
         self.n = n
         self.columns: dict = {}
         self.events: list[tuple[int, tuple]] = []
+        self.layouts: dict[tuple, int] = {}  # each distinct row layout (its keys in order) -> its number
+        self.layout = np.full(n, -1, dtype=np.int32)  # each row's layout number (-1: none)
 
     def _column(self, key: str):
         import numpy as np
@@ -1143,6 +1182,8 @@ class RowBlock:
         where = at[valid]
         for code, i in zip(used, first):
             self.events.append((int(where[i]), keys[code]))
+        numbers = np.array([self.layouts.setdefault(k, len(self.layouts)) for k in keys] or [0], np.int32)
+        self.layout[where] = numbers[codes[valid]]
         has: dict[str, np.ndarray] = {}
         for code in used:
             for key in keys[code]:
@@ -1159,6 +1200,7 @@ class RowBlock:
 
     def add_row(self, i: int, row: dict) -> None:
         self.events.append((i, tuple(row)))
+        self.layout[i] = self.layouts.setdefault(tuple(row), len(self.layouts))
         for key, value in row.items():
             self._column(key)[i] = value
 

@@ -1,0 +1,221 @@
+"""The last `collect`'s table, kept in the sweep index and patched for the runs changed since (#25).
+
+A collect through the index leaves `<first sweep>/.index/collect-<key>.pkl` (key: the sweep dirs read): the
+table as load._frame built it (before load._finish: the sweeps' runs in name order), each row's run and stat
+signature, its layout (the row's keys in order) and, per column, each cell's kind (its Python type and
+whether pandas reads it as missing). The next collect of the same sweeps stats every run (Snapshot, as
+before) but reads only the runs whose signature moved or that are new (Snapshot.rows_of), drops the runs
+that are gone, and patches the kept table, so what grows with the runs is vectorised (a numpy compare, a
+pandas take) and what reads files grows with the runs changed.
+
+A patch gives what a collect from scratch gives, cell by cell, or nothing: pd.DataFrame(rows) types a
+column by the set of its cells' kinds (checked on one exemplar per kind, and against the kept dtype), so a
+column whose kinds still type as they did keeps its dtype and takes the new cells converted to it; the
+column order is recomputed from the rows' layouts as pd.DataFrame(rows) orders it. Where a column's dtype
+or the set of columns would change, `patched` answers None and collect builds the table anew. A row read in
+the clock tick of a write (index.RACY_S) or from a W&B summary (which may still change) is kept with no
+signature, so the next collect reads it again, as the index does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import pickle
+import socket
+import time
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+FORMAT = 1  # of the kept file; a file of another format (or pandas version, or index fingerprint) is rebuilt
+NO_SIGNATURE = -9  # a row kept without a signature: no run's stat matches it, so it is read again
+USED: Counter = Counter()  # how each collect got its table: kept, patched or built (tests count)
+_EXEMPLARS = {int: 1, float: 1.5, str: "x", bool: True, type(None): None, list: [], dict: {}}
+
+
+class Kinds:
+    """Each cell's kind per column (an int16 code a cell; `table`: (type, missing) -> code)."""
+
+    def __init__(self, table: dict | None = None):
+        self.table: dict[tuple[type, bool], int] = dict(table or {})
+        self.codes: dict[str, np.ndarray] = {}
+
+    def of(self, values: np.ndarray) -> np.ndarray:
+        """The kinds of an object array's cells."""
+        missing = pd.isna(values)
+        types = np.empty(len(values), dtype=object)
+        types[:] = list(map(type, values))
+        out = np.empty(len(values), dtype=np.int16)
+        for kind in set(types.tolist()):
+            is_kind = types == kind
+            for flag in (False, True):
+                where = is_kind & (missing == flag)
+                if where.any():
+                    out[where] = self.table.setdefault((kind, flag), len(self.table))
+        return out
+
+    def add(self, key: str, values: np.ndarray) -> None:
+        self.codes[key] = self.of(values)
+
+    def dtype(self, codes) -> object | None:
+        """The dtype pd.DataFrame(rows) gives a column whose cells are of these kinds (None: not known)."""
+        back = {code: kind for kind, code in self.table.items()}
+        cells = []
+        for code in np.unique(codes).tolist():
+            kind, missing = back[code]
+            if kind not in _EXEMPLARS:
+                return None
+            cells.append(np.nan if missing and kind is float else _EXEMPLARS[kind])
+        return pd.DataFrame({"k": cells})["k"].dtype if cells else None
+
+
+def _path(snapshots: list) -> Path:
+    key = hashlib.sha256("\0".join(s.sweep for s in snapshots).encode()).hexdigest()[:16]
+    return Path(snapshots[0].dir) / f"collect-{key}.pkl"
+
+
+def _signatures(snapshots: list) -> np.ndarray:
+    from petsweep.records.index import SIG_FIELDS
+
+    rows = [sig for s in snapshots for sig in s.runs.values()]
+    return np.array(rows, dtype=np.int64).reshape(-1, len(SIG_FIELDS))
+
+
+def _unsigned(sigs: np.ndarray, sources) -> np.ndarray:
+    """Rows not to trust next time: read in the clock tick of a write, or from a W&B summary."""
+    from petsweep.records import index
+
+    newest = sigs[:, [0, 1, 4, 6]].max(axis=1) / 1e9 if len(sigs) else np.zeros(0)
+    racy = time.time() - newest < index.RACY_S
+    wandb = np.asarray(sources == "wandb", dtype=bool) if sources is not None else False
+    return racy | wandb
+
+
+def keep(snapshots: list, frame: pd.DataFrame, layout: np.ndarray, layouts: list, kinds: Kinds) -> None:
+    """Keep the table a collect built (load._frame) for the next collect of these sweeps (never raises)."""
+    from petsweep.records import index
+
+    if not snapshots or not len(frame.columns):
+        return
+    sigs = _signatures(snapshots)
+    sigs[_unsigned(sigs, frame["source"] if "source" in frame else None)] = NO_SIGNATURE
+    kept = {
+        "format": FORMAT,
+        "pandas": pd.__version__,
+        "fingerprint": index.fingerprint(),
+        "sweeps": [s.sweep for s in snapshots],
+        "names": [list(s.runs) for s in snapshots],
+        "sigs": sigs,
+        "layout": layout,
+        "layouts": layouts,
+        "kinds": kinds.table,
+        "codes": kinds.codes,
+        "frame": frame,
+    }
+    path = _path(snapshots)
+    tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
+    try:
+        os.makedirs(path.parent, exist_ok=True)
+        with open(tmp, "wb") as fh:
+            pickle.dump(kept, fh, protocol=5)
+        os.replace(tmp, path)
+    except Exception as err:  # noqa: BLE001 (a cache: the table was already built)
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        index.log.debug("petsweep: collect of %s not kept: %s", snapshots[0].sweep, err)
+
+
+def _load(snapshots: list) -> dict | None:
+    from petsweep.records import index
+
+    try:
+        with open(_path(snapshots), "rb") as fh:
+            kept = pickle.load(fh)
+    except Exception:  # noqa: BLE001 (none, unreadable, or of other code: built anew)
+        return None
+    same = (kept.get("format"), kept.get("pandas"), kept.get("fingerprint"), kept.get("sweeps"))
+    if same != (FORMAT, pd.__version__, index.fingerprint(), [s.sweep for s in snapshots]):
+        return None
+    return kept
+
+
+def patched(snapshots: list) -> pd.DataFrame | None:
+    """The table load._frame would build for these snapshots, from the kept one and the runs changed since;
+    None where nothing is kept or a patch would not give the same table (collect builds it anew)."""
+    kept = _load(snapshots) if snapshots else None
+    if kept is None:
+        USED["built"] += 1
+        return None
+    frame, old_sigs = kept["frame"], kept["sigs"]
+    sigs = _signatures(snapshots)
+    names = [list(s.runs) for s in snapshots]
+    if names == kept["names"]:
+        pos = np.arange(len(sigs))
+    else:
+        at = {(k, n): i for k, sweep in enumerate(kept["names"]) for i, n in enumerate(sweep)}
+        offsets = np.cumsum([0, *map(len, kept["names"])])
+        pos = np.array(
+            [offsets[k] + at[(k, n)] if (k, n) in at else -1 for k, ns in enumerate(names) for n in ns],
+            dtype=np.int64,
+        )
+    same = (pos >= 0) & (old_sigs[np.maximum(pos, 0)] == sigs).all(axis=1) if len(pos) else pos >= 0
+    if same.all() and np.array_equal(pos, np.arange(len(frame))):
+        USED["kept"] += 1
+        return frame
+    got = _patch(kept, snapshots, names, pos, same)
+    if got is None:
+        USED["built"] += 1
+        return None
+    USED["patched"] += 1
+    table, layout, layouts, kinds = got
+    keep(snapshots, table, layout, layouts, kinds)
+    return table
+
+
+def _new_rows(snapshots: list, names: list, same: np.ndarray) -> list[dict]:
+    rows, at = [], 0
+    for snapshot, sweep in zip(snapshots, names):
+        changed = [n for n, ok in zip(sweep, same[at : at + len(sweep)]) if not ok]
+        rows += snapshot.rows_of(changed)
+        at += len(sweep)
+    return rows
+
+
+def _patch(kept, snapshots, names, pos, same) -> tuple | None:
+    """The patched table, each row's layout, the layouts and the cells' kinds; None: build it anew."""
+    frame, kinds = kept["frame"], Kinds(kept["kinds"])
+    rows = _new_rows(snapshots, names, same)
+    layouts = {layout: i for i, layout in enumerate(kept["layouts"])}
+    new_layout = np.array([layouts.setdefault(tuple(r), len(layouts)) for r in rows], dtype=np.int32)
+    layout = kept["layout"][np.maximum(pos, 0)]
+    layout[~same] = new_layout
+    order = list(layouts)
+    used, first = np.unique(layout[layout >= 0], return_index=True)
+    keys = list(dict.fromkeys(k for i in used[np.argsort(first)] for k in order[i]))
+    if set(keys) != set(frame.columns) or len(keys) != len(frame.columns):
+        return None  # a column appears or goes: its place and type are the new rows' to decide
+    new, codes = {}, {}
+    for key in keys:
+        values = np.empty(len(rows), dtype=object)
+        for i, row in enumerate(rows):
+            values[i] = row.get(key, np.nan)  # a key a row lacks is NaN, as pd.DataFrame(rows) has it
+        column = kept["codes"][key][np.maximum(pos, 0)]
+        column[~same] = kinds.of(values)
+        dtype = frame[key].dtype
+        if kinds.dtype(kept["codes"][key]) != dtype or kinds.dtype(column) != dtype:
+            return None  # the column would be typed otherwise (or its typing is not known here)
+        try:
+            new[key] = pd.Series(values, dtype=dtype)
+        except (ValueError, TypeError, OverflowError):
+            return None
+        codes[key] = column
+    source = np.where(same, pos, 0)
+    source[~same] = len(frame) + np.arange(int((~same).sum()))
+    both = pd.concat([frame, pd.DataFrame(new, columns=list(frame.columns))], ignore_index=True)
+    table = both.take(source).reset_index(drop=True)[keys]
+    kinds.codes = codes
+    return table, layout, list(layouts), kinds
