@@ -20,6 +20,7 @@ signature, so the next collect reads it again, as the index does.
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import pickle
@@ -61,16 +62,21 @@ class Kinds:
     def add(self, key: str, values: np.ndarray) -> None:
         self.codes[key] = self.of(values)
 
-    def dtype(self, codes) -> object | None:
+    def dtype(self, codes: np.ndarray) -> object | None:
         """The dtype pd.DataFrame(rows) gives a column whose cells are of these kinds (None: not known)."""
         back = {code: kind for kind, code in self.table.items()}
-        cells = []
-        for code in np.unique(codes).tolist():
-            kind, missing = back[code]
-            if kind not in _EXEMPLARS:
-                return None
-            cells.append(np.nan if missing and kind is float else _EXEMPLARS[kind])
-        return pd.DataFrame({"k": cells})["k"].dtype if cells else None
+        return _typed(frozenset(back[c] for c in np.flatnonzero(np.bincount(codes)).tolist()))
+
+
+@functools.cache
+def _typed(kinds: frozenset) -> object | None:
+    """The dtype pd.DataFrame(rows) gives a column of one exemplar cell per kind (a memo: a few sets)."""
+    cells = []
+    for kind, missing in sorted(kinds, key=lambda k: (k[0].__name__, k[1])):
+        if kind not in _EXEMPLARS:
+            return None
+        cells.append(np.nan if missing and kind is float else _EXEMPLARS[kind])
+    return pd.DataFrame({"k": cells})["k"].dtype if cells else None
 
 
 def _path(snapshots: list) -> Path:
