@@ -503,7 +503,7 @@ def _listing(sweep: Path):
 
 def _apet_budget(spec, counts) -> dict | None:
     """APET's budget as the plan shows it: the requested K (apet.scale, or budget=) and the achieved count."""
-    budget = getattr(spec.method, "budget", None) if spec.method.config.name == "apet" else None
+    budget = spec.apet
     if budget is None or budget.k is None:
         return None
     achieved = counts.pet_params

@@ -152,9 +152,7 @@ def test_a_budget_makes_a_sweep_an_apet_sweep_and_a_single_run_must_say_so(tiny)
     assert expand(["apet.scale=4096", "method=lora"]) == [["apet.scale=4096", "method=lora"]]
     with pytest.raises(ConfigError, match="apet.scale=4096: APET runs are method=apet"):
         resolve_run(compose(tiny("encoder", "apet.scale=4096")))
-    assert (
-        json.dumps(resolve_run(compose(tiny("encoder", "method=apet"))).method.budget.spec.scale) == '"lora"'
-    )
+    assert json.dumps(resolve_run(compose(tiny("encoder", "method=apet"))).apet.spec.scale) == '"lora"'
 
 
 def _delta_grads(tiny, gradient: str, arch: str = "encoder") -> dict[str, torch.Tensor]:

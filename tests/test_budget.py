@@ -29,7 +29,7 @@ def test_apet_budget_is_a_spelling_of_apet_scale(value):
     budget = ["method=apet", f"budget={value}", "backbone=minilm-l1"]
     scale = ["method=apet", f"apet.scale={value}", "backbone=minilm-l1"]
     assert _id(*budget) == _id(*scale)
-    assert resolve_run(compose(budget)).method.budget.k == resolve_run(compose(scale)).method.budget.k
+    assert resolve_run(compose(budget)).apet.k == resolve_run(compose(scale)).apet.k
     assert _id(*budget) != _id("method=apet", "budget=5001", "backbone=minilm-l1")
 
 
@@ -63,7 +63,7 @@ def test_every_knob_is_sized_to_the_exact_count_on_three_families(method, backbo
     ).pet_params
     real = check_on_meta(spec).pet_params  # the method as it will run, with the chosen knob values
     if method == "apet":
-        assert spec.budget is None and spec.method.budget.k == target == real
+        assert spec.budget is None and spec.apet.k == target == real
         return
     assert (spec.budget.target, spec.budget.achieved) == (target, real)
     assert abs(real - target) <= TOLERANCE * target

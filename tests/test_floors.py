@@ -331,7 +331,6 @@ def test_imports_go_down_the_floors_only():
 KNOWN_METHOD_NAMES = {
     "hydra_plugins/petsweep_plugins/threshold_sweeper.py": {"full": 1},  # the reference method's default
     "launchers/costing.py": {"full": 1},  # full FT's optimizer state (another session owns costing.py now)
-    "launchers/planning.py": {"apet": 1},  # the APET budget shown in plans (method.budget, read back by name)
     "launchers/threshold_search.py": {"full": 1},
     "launchers/threshold_sweep.py": {"apet": 2, "full": 4},
     "petsweep/run/app.py": {"head": 1},  # the head's parameter group

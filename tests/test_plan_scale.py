@@ -138,7 +138,7 @@ def test_plan_validates_once_per_config_but_its_seed_and_equals_the_per_run_path
     counted(petsweep.model.resolve, "resolve_run")
     counted(petsweep.model.backbones, "build_on_meta")
     counted(petsweep.model.resolve, "semantic_config")
-    monkeypatch.setattr(petsweep.model.params, "_CHECKED", {})
+    petsweep.model.params._counted_on_meta.cache_clear()  # counted afresh: earlier tests counted prompt
     runs = plan(
         expand(["method=prompt", "method.lr=0.1,0.3", "seed=range(0,20)", f"paths.runs_root={tmp_path}"]),
         compose,

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from petsweep.methods import METHODS  # the package holds it; each method registers there
+from petsweep.spec.apet import Budget
 from petsweep.spec.backbone import FAMILIES, BackboneSpec
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.typecheck import check_types, plain
@@ -73,6 +74,9 @@ class AttachContext:
             whose saved form differs from its training form, OPF's dense matrices, attaches that form).
         importance: where the run has training data, (model, round, {name: matrix}) -> {name: score}, the
             gradient importance of matrices (petsweep/train/importance.py); None on the meta device.
+        apet: the run's `apet` group resolved (RunSpec.apet: its spec and K on this backbone); None where the
+            group is off. APET's budget comes from here, not from a value set on the method after it was
+            built (#23).
     """
 
     backbone: BackboneSpec
@@ -81,6 +85,7 @@ class AttachContext:
     tokenizer: Any = None  # the backbone's tokenizer on a real model (text initialisation); None on meta
     training: bool = True
     importance: Callable | None = None
+    apet: Budget | None = None
 
     def is_head(self, param: nn.Parameter) -> bool:
         return any(param is p for p in self.head)

@@ -23,10 +23,11 @@ the same choice:
 from __future__ import annotations
 
 import dataclasses
-import json
+import functools
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from petsweep.model.memo import MetaKey, meta_key
 from petsweep.spec.errors import ConfigError
 
 TOLERANCE = 0.10  # the achieved count may differ from the requested one by at most this fraction
@@ -171,9 +172,6 @@ def target_count(value, spec) -> int:
     return check_on_meta(reference).pet_params
 
 
-_SOLVED: dict[str, BudgetChoice] = {}
-
-
 def check_rule(rule) -> None:
     if rule not in RULES:
         raise ConfigError(
@@ -183,59 +181,50 @@ def check_rule(rule) -> None:
 
 def solve(value, spec, rule: str = "nearest"):
     """Size spec.method's knob to `budget=value` by `rule` (RULES): returns (the method to run, its
-    BudgetChoice)."""
+    BudgetChoice). The choice is memoised per (meta_key, value, rule): a pure function of them."""
     check_rule(rule)
-    key = json.dumps(
-        [
-            value,
-            rule,
-            vars(spec.backbone),
-            vars(spec.method.config),
-            spec.task.num_labels,
-            spec.task.max_length,
-            spec.task.kind,
-        ],
-        sort_keys=True,
-        default=str,
-    )
-    name = spec.method.config.name
-    strategy = method_class(name).budget_strategy
-    if key not in _SOLVED:
-        target = target_count(value, spec)
-        if strategy is None:
-            own = _count(spec, {})
-            if own != target:
-                raise ConfigError(
-                    "budget",
-                    value,
-                    f"method {name} has no size knob and its own count {own:,} is not the target {target:,}; "
-                    f"methods that take a budget: {', '.join(sorted(KNOBS))}",
-                )
-            _SOLVED[key] = BudgetChoice(value, target, own, {})
-        else:
-            try:
-                knobs = _recorded(
-                    spec, _SOLVERS[strategy](spec, target, canonical_rule(name, rule)), target, rule
-                )
-                achieved = _count(spec, knobs)
-            except ConfigError as err:  # a knob value the backbone cannot take (a prompt past its positions)
-                raise ConfigError(
-                    "budget",
-                    value,
-                    f"method {name} cannot reach the target {target:,} on backbone {spec.backbone.name}: "
-                    f"{err.key}={err.value}: {err.expected}",
-                ) from None
-            if abs(achieved - target) > TOLERANCE * target:
-                raise ConfigError(
-                    "budget",
-                    value,
-                    f"method {name} comes no closer than {achieved:,} to the target {target:,} on backbone "
-                    f"{spec.backbone.name} ({_knob_text(knobs)}; tolerance {TOLERANCE:.0%})",
-                )
-            _SOLVED[key] = BudgetChoice(value, target, achieved, knobs)
-    choice = _SOLVED[key]
+    check_value(value)  # before the memo, whose key would take True for 1
+    solved = _solved(meta_key(spec), value, rule)
+    choice = dataclasses.replace(solved, knobs=dict(solved.knobs))  # a copy: the caller may change it
     _check_given(spec.method.config, choice, rule)
     return _with(spec, choice.knobs).method, choice
+
+
+@functools.lru_cache(maxsize=1024)
+def _solved(key: MetaKey, value, rule: str) -> BudgetChoice:
+    """solve's choice for every run with this key (a refusal raises each time: it is not kept)."""
+    spec = key.spec
+    name = spec.method.config.name
+    strategy = method_class(name).budget_strategy
+    target = target_count(value, spec)
+    if strategy is None:
+        own = _count(spec, {})
+        if own != target:
+            raise ConfigError(
+                "budget",
+                value,
+                f"method {name} has no size knob and its own count {own:,} is not the target {target:,}; "
+                f"methods that take a budget: {', '.join(sorted(KNOBS))}",
+            )
+        return BudgetChoice(value, target, own, {})
+    try:
+        knobs = _recorded(spec, _SOLVERS[strategy](spec, target, canonical_rule(name, rule)), target, rule)
+        achieved = _count(spec, knobs)
+    except ConfigError as err:  # a knob value the backbone cannot take (a prompt past its positions)
+        raise ConfigError(
+            "budget",
+            value,
+            f"method {name} cannot reach the target {target:,} on backbone {spec.backbone.name}: "
+            f"{err.key}={err.value}: {err.expected}",
+        ) from None
+    if abs(achieved - target) > TOLERANCE * target:
+        raise ConfigError(
+            "budget",
+            value,
+            f"method {name} comes no closer than {achieved:,} to the target {target:,} on backbone "
+            f"{spec.backbone.name} ({_knob_text(knobs)}; tolerance {TOLERANCE:.0%})",
+        )
+    return BudgetChoice(value, target, achieved, knobs)
 
 
 def _recorded(spec, knobs: dict, target: int, rule: str) -> dict:
@@ -290,23 +279,17 @@ def _with(spec, knobs: dict):
     return dataclasses.replace(spec, method=build_method(node))
 
 
-_COUNTED: dict[str, int] = {}
-
-
 def _count(spec, knobs: dict) -> int:
-    """The method's exact meta-device count at `knobs`, once per (backbone, method config, knobs, task):
-    the solver of every ladder budget of a threshold search counts the same few knob values again."""
+    """The method's exact meta-device count at `knobs`, memoised per (meta_key, knobs): the solver of every
+    ladder budget of a threshold search counts the same few knob values again."""
+    return _counted(meta_key(spec), tuple(sorted(knobs.items())))
+
+
+@functools.lru_cache(maxsize=8192)
+def _counted(key: MetaKey, knobs: tuple) -> int:
     from petsweep.model.params import check_on_meta
 
-    key = json.dumps(
-        [vars(spec.backbone), {**vars(spec.method.config), **knobs}, spec.task.num_labels,
-         spec.task.max_length, spec.task.kind],
-        sort_keys=True,
-        default=str,
-    )  # fmt: skip
-    if key not in _COUNTED:
-        _COUNTED[key] = check_on_meta(_with(spec, knobs)).pet_params
-    return _COUNTED[key]
+    return check_on_meta(_with(key.spec, dict(knobs))).pet_params
 
 
 def _nearest_int(
@@ -401,27 +384,27 @@ def _target_modules(spec, knob: str) -> int:
     return max(1, len(_thin_widths(spec, knob)) // 2)
 
 
-_THIN: dict[str, list[int]] = {}
+def _thin_widths(spec, knob: str) -> tuple[int, ...]:
+    """d of each (1, d) or (d, 1) matrix the method trains, attached on the meta device at knob=1 (memoised
+    per (meta_key, knob))."""
+    return _thin(meta_key(spec), knob)
 
 
-def _thin_widths(spec, knob: str) -> list[int]:
-    """d of each (1, d) or (d, 1) matrix the method trains, attached on the meta device at knob=1 (once per
-    backbone, method config and task)."""
+@functools.lru_cache(maxsize=256)
+def _thin(key: MetaKey, knob: str) -> tuple[int, ...]:
     from petsweep.model.backbones import build_on_meta
     from petsweep.model.params import HEAD_GROUP, attach_method
 
-    key = json.dumps([vars(spec.backbone), vars(spec.method.config), knob, spec.task.num_labels], default=str)
-    if key not in _THIN:
-        one = _with(spec, {knob: 1, "plus_one": 0})
-        attached, _ = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), one)
-        _THIN[key] = [
-            max(p.shape)
-            for g in attached.groups
-            if g.name != HEAD_GROUP
-            for p in g.params
-            if p.dim() == 2 and min(p.shape) == 1
-        ]
-    return _THIN[key]
+    spec = key.spec
+    one = _with(spec, {knob: 1, "plus_one": 0})
+    attached, _ = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), one)
+    return tuple(
+        max(p.shape)
+        for g in attached.groups
+        if g.name != HEAD_GROUP
+        for p in g.params
+        if p.dim() == 2 and min(p.shape) == 1
+    )
 
 
 def _plus_one_global(spec, knob: str, target: int) -> dict:

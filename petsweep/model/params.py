@@ -10,11 +10,14 @@ All three come from the parameter groups a method returns (by object), never fro
 
 from __future__ import annotations
 
+import dataclasses
+import functools
 from dataclasses import asdict, dataclass, field
 
 from torch import nn
 
 from petsweep.methods.base import AttachContext, Attached, ParamGroup, on_meta
+from petsweep.model.memo import MetaKey, meta_key
 from petsweep.spec.errors import ConfigError
 
 
@@ -52,37 +55,23 @@ def count_backbone(model: nn.Module, head: list[nn.Parameter]) -> ParamCounts:
     )
 
 
-_CHECKED: dict[str, ParamCounts] = {}
-# a method's keys that reach only its optimizer groups (PETMethod.group, head_lr): no count depends on them
-OPTIMIZER_ONLY = ("lr", "adam_eps")
-
-
 def check_on_meta(spec) -> ParamCounts:
     """Attach the run's method to its backbone on the meta device (no weights, nothing written) and return the
     counts: a method the backbone cannot take, or a target that matches nothing, fails here with one line,
-    before a run dir is claimed or a weight is looked for. Cached per (backbone, method, classes); the
-    method's optimizer settings (OPTIMIZER_ONLY: a group's lr and eps, never what attaches) are not in the
-    key, so a sweep of learning rates builds each model once (#25)."""
-    import json
+    before a run dir is claimed or a weight is looked for. Memoised per model.memo.meta_key (the backbone,
+    the method but its optimizer settings, the apet group, the task's shape), so a sweep of learning rates
+    builds each model once (#25); the counts are a copy, which a caller may change."""
+    counts = _counted_on_meta(meta_key(spec))
+    return dataclasses.replace(counts, count_notes=list(counts.count_notes))
 
+
+@functools.lru_cache(maxsize=1024)
+def _counted_on_meta(key: MetaKey) -> ParamCounts:
+    """check_on_meta's counts of every run with this key (a pure function of it: model/memo.py)."""
     from petsweep.model.backbones import build_on_meta
 
-    num_labels = spec.task.num_labels or 2
-    key = json.dumps(
-        [
-            vars(spec.backbone),
-            {k: v for k, v in vars(spec.method.config).items() if k not in OPTIMIZER_ONLY},
-            repr(getattr(spec.method, "budget", None)),  # APET: the budget and where it may fall
-            num_labels,
-            spec.task.max_length,
-            spec.task.kind,
-        ],
-        sort_keys=True,
-        default=str,
-    )
-    if key not in _CHECKED:
-        _CHECKED[key] = attach_method(build_on_meta(spec.backbone, num_labels), spec)[1]
-    return _CHECKED[key]
+    spec = key.spec
+    return attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)[1]
 
 
 def _check_disjoint(groups) -> None:
@@ -119,7 +108,7 @@ def attach_method(
     counts = count_backbone(model, head)
     for param in model.parameters():
         param.requires_grad_(False)
-    ctx = AttachContext(spec.backbone, head, spec.task, tokenizer, training, importance)
+    ctx = AttachContext(spec.backbone, head, spec.task, tokenizer, training, importance, spec.apet)
     method = spec.method
     attached = method.attach(model, ctx) if stage is None else method.attach_stage(model, ctx, stage)
     run_setup(attached)
@@ -149,7 +138,7 @@ def begin_stage(
     head_groups = [g for g in attached.groups if g.name == HEAD_GROUP]
     with torch.random.fork_rng():
         torch.manual_seed(spec.seed * 1009 + stage)
-        ctx = AttachContext(spec.backbone, head, spec.task, tokenizer, importance=importance)
+        ctx = AttachContext(spec.backbone, head, spec.task, tokenizer, importance=importance, apet=spec.apet)
         added = spec.method.attach_stage(attached.model, ctx, stage)
         run_setup(added)
     groups = added.groups + head_groups

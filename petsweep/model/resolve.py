@@ -67,8 +67,8 @@ def resolve_run(cfg: dict) -> RunSpec:
         wandb=(data.get("logger") or {}).get("wandb") or None,
         config=given,
     )
-    if apet.scale is not None:
-        method.budget = apet_budget(apet, spec)
+    if apet.scale is not None:  # K on this backbone, counted with the spec as a reference (apet_budget)
+        spec = dataclasses.replace(spec, apet=apet_budget(apet, spec))
     # a config without budget_rule (recorded before it) was solved by #24's first rule (budget.OLD_RULE)
     rule = data.get("budget_rule", OLD_RULE)
     check_rule(rule)

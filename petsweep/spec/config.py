@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass
 
-from petsweep.spec.apet import ApetSpec
+from petsweep.spec.apet import ApetSpec, Budget
 from petsweep.spec.backbone import BackboneSpec
 from petsweep.spec.errors import ConfigError
 from petsweep.spec.task import TaskSpec
@@ -180,6 +180,9 @@ class RunSpec:
     wandb: dict | None
     config: dict  # the config as the run records it (config.yaml): model.resolve.resolve_run
     budget: object = None  # petsweep.model.budget.BudgetChoice where `budget` sized a method's knob
+    # the `apet` group resolved: its spec and K on this backbone (model.resolve.apet_budget); None where the
+    # group is off. Methods are told it in AttachContext.apet; nothing sets it on a method object
+    apet: Budget | None = None
 
 
 def typed(cls, values: dict, key: str):

@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING
 
 from petsweep.methods import METHODS
 from petsweep.methods.base import Attached, MethodConfig, PETMethod, on_meta
+from petsweep.spec.apet import Budget
 from petsweep.spec.errors import ConfigError
 
 if TYPE_CHECKING:  # composing a config loads this module: torch loads in functions (grad.py, delta.py)
@@ -89,9 +90,6 @@ class ApetMethod(PETMethod):
 
     def __init__(self, config: ApetConfig):
         super().__init__(config)
-        self.budget = (
-            None  # petsweep.methods.apet.positions.Budget: set when the run is validated (config.resolve_run)
-        )
         self.record: dict | None = None  # what result.json records of the positions
 
     def record_fields(self):
@@ -105,15 +103,16 @@ class ApetMethod(PETMethod):
         from petsweep.methods.apet.grad import sample_gradients
         from petsweep.methods.apet.positions import digest, eligible_tensors, place
 
-        if self.budget is None:
+        budget = ctx.apet  # the run's `apet` group, resolved with the run (RunSpec.apet)
+        if budget is None:
             raise ConfigError("apet.scale", None, "method=apet needs a budget: set apet.scale")
-        if self.budget.spec.granularity == "tensor":
-            return self._attach_tensors(model, ctx)
-        tensors = eligible_tensors(model, ctx, self.budget.spec)
+        if budget.spec.granularity == "tensor":
+            return self._attach_tensors(model, ctx, budget)
+        tensors = eligible_tensors(model, ctx, budget.spec)
         sizes = [t.numel() for *_, t in tensors]
-        k = self.budget.resolve(sum(sizes))
+        k = budget.resolve(sum(sizes))
         meta = on_meta(model)
-        local = _counted_only(sizes, k) if meta else place(sizes, k, self.budget.positions_seed(k))
+        local = _counted_only(sizes, k) if meta else place(sizes, k, budget.positions_seed(k))
         deltas, buffers = [], []
         for (_, module, attr, tensor), idx in zip(tensors, local):
             if idx.numel():
@@ -125,25 +124,25 @@ class ApetMethod(PETMethod):
                 deltas.append(delta.delta)
                 buffers.append(delta.idx)
         if not meta:  # the real model's positions (result.json `apet`)
-            self.record = self._record(k, deltas, sum(sizes), digest([n for n, *_ in tensors], local))
+            self.record = self._record(budget, k, deltas, sum(sizes), digest([n for n, *_ in tensors], local))
         return Attached(model, [self.group(deltas)], buffers=buffers)
 
-    def _attach_tensors(self, model, ctx):
+    def _attach_tensors(self, model, ctx, budget: Budget):
         from petsweep.methods.apet.tensor import seed_biases, select, silence
         from petsweep.methods.base import backbone_params
 
-        spec = self.budget.spec
+        spec = budget.spec
         before = sum(p.numel() for _, p in backbone_params(model, ctx))
         seed_biases(model, ctx, spec)  # the seed T5's zero biases are candidates: they count as eligible
         eligible = sum(p.numel() for _, p in backbone_params(model, ctx))
         if spec.scale == "ratio" and not spec.ratio_counts_zero_biases:
-            k = self.budget.resolve(before)  # runs before the key: K = ratio x the backbone's own tensors
+            k = budget.resolve(before)  # runs before the key: K = ratio x the backbone's own tensors
         else:
-            k = self.budget.resolve(eligible)
+            k = budget.resolve(eligible)
         picked, left_out = select(model, ctx, spec, k)
         names = {id(p): n for n, p in model.named_parameters()}
         chosen = hashlib.sha256("\n".join(sorted(names[id(p)] for p in picked)).encode()).hexdigest()
-        self.record = self._record(k, picked, eligible, chosen)
+        self.record = self._record(budget, k, picked, eligible, chosen)
         notes = []
         missed = [side for side in ("below", "above") if self.record[f"{side}_requested"]]
         if missed:  # shown by `petsweep plan` and `count`, kept in result.json
@@ -156,9 +155,11 @@ class ApetMethod(PETMethod):
                 log.warning("%s: result.json apet.%s_requested", notes[0], missed[0])
         return Attached(model, [self.group(picked)], notes=notes, setup=[lambda: silence(left_out)])
 
-    def _record(self, k: int, trained: list[nn.Parameter], eligible: int, positions_sha256: str) -> dict:
+    def _record(
+        self, budget: Budget, k: int, trained: list[nn.Parameter], eligible: int, positions_sha256: str
+    ) -> dict:
         """What result.json records of the budget and the positions (`apet`)."""
-        spec = self.budget.spec
+        spec = budget.spec
         achieved = sum(p.numel() for p in trained)
         return {
             "scale": spec.scale,
@@ -170,6 +171,6 @@ class ApetMethod(PETMethod):
             "tensors": len(trained),
             "granularity": spec.granularity,
             "seed": spec.seed,
-            "positions_seed": self.budget.positions_seed(k),
+            "positions_seed": budget.positions_seed(k),
             "positions_sha256": positions_sha256,
         }
