@@ -400,8 +400,8 @@ def collect_only(args) -> str:
     rows = [
         f"before = {args.base}, after = {args.after or 'this tree'}; wall | CPU | peak RSS, imports included",
         "",
-        "| runs | | " + " | ".join(steps) + " |",
-        "|---|---|" + "---|" * len(steps),
+        "| runs | | " + " | ".join(f"{step}: wall | CPU | peak RSS" for step in steps) + " |",
+        "|---|---|" + "---|---|---|" * len(steps),
     ]
     with tempfile.TemporaryDirectory() as tmp:
         trees = {"before": _export(args.base, Path(tmp) / "before")}
