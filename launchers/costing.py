@@ -23,6 +23,8 @@ import math
 import statistics
 from dataclasses import dataclass
 
+from petsweep.spec.shape import run_shape
+
 # about a third of an A100's bf16 peak; one run on 1-2 cores of the project machine
 DEFAULT_FLOPS = {"cuda": 1e14, "cpu": 1.5e11}
 # a run's start-up where no finished run measured one: MiniLM on the project machine took 10-60 s to its
@@ -51,10 +53,11 @@ def device_kind(cfg: dict) -> str:
     device = cfg["trainer"].get("device", "auto")
     if device != "auto":
         return "cuda" if device.startswith("cuda") else "cpu"
+    if run_shape(cfg).on_gpus:
+        return "cuda"
     import torch
 
-    gpus = int(cfg["backbone"].get("resources", {}).get("gpus", 0) or 0)
-    return "cuda" if gpus > 0 or torch.cuda.is_available() else "cpu"
+    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 def _slots(cfg: dict) -> int:

@@ -29,6 +29,7 @@ from pathlib import Path
 from launchers.warm import Job, WarmWorkers, slot_env
 from petsweep.records.status import sweep_cancelled
 from petsweep.spec.errors import RunCancelled
+from petsweep.spec.shape import run_shape
 
 
 @dataclass
@@ -69,10 +70,9 @@ def cpu_slots(max_parallel: int | None, threads_per_run: int | None) -> list[Slo
 
 
 def gpus_wanted(cfg: dict) -> int:
-    """The GPUs a run takes: trainer.ranks, else its backbone's GPUs per node times nodes, at least one."""
-    res = cfg["backbone"].get("resources") or {}
-    per_node, nodes = int(res.get("gpus", 0) or 0), int(res.get("nodes", 1) or 1)
-    return max(1, int(cfg["trainer"].get("ranks") or per_node * nodes))
+    """The GPUs a run takes from the pool on a machine with GPUs: one per rank of its world (spec/shape.py; a
+    run of several nodes runs them all on this machine), so a CPU backbone's run takes one too."""
+    return run_shape(cfg).world_size
 
 
 def gpu_count() -> int:

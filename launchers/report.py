@@ -14,6 +14,7 @@ from launchers.sweep import SWEEP_MARKER
 from petsweep.records.record import notes
 from petsweep.records.status import RunDir, State
 from petsweep.spec.errors import PetsweepError
+from petsweep.spec.shape import run_shape
 
 
 def estimate_hours(runs: list[PlannedRun]) -> None:
@@ -34,7 +35,7 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
     for run in runs:
         cfg = _as_it_ran(run, devices.get(run.path))
         seconds, basis, guess = estimate(cfg, run.extra["total_params"], calibration)
-        gpus = int(run.cfg["backbone"]["resources"].get("gpus", 0) or 0)
+        gpus = run_shape(run.cfg).gpus  # on every node
         run.extra.update(hours=seconds / 3600, gpu_hours=seconds / 3600 * gpus, guess=guess, basis=basis)
 
 
@@ -46,7 +47,7 @@ def _as_it_ran(run: PlannedRun, device: str | None) -> dict:
     trainer = run.cfg["trainer"]
     if run.status != State.COMPLETED or trainer.get("device", "auto") != "auto":
         return run.cfg
-    if int(run.cfg["backbone"].get("resources", {}).get("gpus", 0) or 0) > 0:
+    if run_shape(run.cfg).on_gpus:
         device = "cuda"  # what device_kind answers for such a run wherever it plans
     if device is None:
         return run.cfg
@@ -71,10 +72,10 @@ def plan_table(runs: list[PlannedRun], fusion: dict | None = None) -> str:
         + ("  trains" if fusion else "")
     ]
     for r, differs in zip(runs, shown):
-        res = r.cfg["backbone"]["resources"]
+        res, gpus = r.cfg["backbone"]["resources"], run_shape(r.cfg).gpus_per_node
         mark = "~" if r.extra["guess"] else " "
         row = (
-            f"{r.status:<11} {r.path.name:<58} {r.extra['trainable_params']:>13,} {res.get('gpus', 0):>4} "
+            f"{r.status:<11} {r.path.name:<58} {r.extra['trainable_params']:>13,} {gpus:>4} "
             f"{res.get('mem_gb', '-'):>6} {res.get('time_min', '-'):>8} {mark}{r.extra['hours']:>8.4f} "
             f"{r.extra['gpu_hours']:>9.3f}"
             + (f"  {differs:<{width}}" if width else "")

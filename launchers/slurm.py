@@ -1,8 +1,8 @@
 """SLURM dispatch through submitit: job arrays per resource shape, chunked under MaxArraySize, requeue-safe.
 
 Each array task runs one petsweep run in-process (`SlurmRun`), or `runs_per_task` short runs one after
-another. A run of G ranks is a task of G SLURM tasks
-(tasks_per_node = the backbone's GPUs per node, times `nodes`), each of which joins torch.distributed from
+another. A run of G ranks is a task of G SLURM tasks (tasks_per_node x nodes, from petsweep.spec.shape:
+one rank per GPU, or trainer.ranks spread evenly over the nodes), each of which joins torch.distributed from
 SLURM's environment; rank 0 owns the run's records. A requeued task (preemption, timeout, `scontrol requeue`)
 runs the same run again, and the run continues from its last checkpoint; the run's own status file, never
 SLURM accounting, says how it ended.
@@ -23,6 +23,7 @@ from typing import Any
 from launchers.planning import PlannedRun
 from petsweep.records.status import FAILED, QUEUED, RunDir, slurm_queue, write_json
 from petsweep.spec.errors import PetsweepError
+from petsweep.spec.shape import run_shape
 
 
 @dataclass
@@ -141,13 +142,13 @@ class Shape:
 
 
 def shape(cfg: dict) -> Shape:
-    """A run's resource shape: the backbone's `resources` (gpus and mem_gb per node, nodes, time_min); one
-    rank per GPU, or trainer.ranks spread over the nodes."""
+    """What sbatch is asked for one run: nodes, GPUs and tasks (ranks) per node as petsweep.spec.shape rules
+    them (the same world the run's identity counts), memory per node and minutes from the backbone's
+    `resources`."""
     res = cfg["backbone"]["resources"]
-    gpus, nodes = int(res.get("gpus", 0) or 0), int(res.get("nodes", 1) or 1)
-    ranks = cfg["trainer"].get("ranks")
-    tasks = -(-int(ranks) // nodes) if ranks else max(1, gpus)
-    return Shape(gpus, int(res.get("mem_gb", 4) or 4), int(res.get("time_min", 60) or 60), nodes, tasks)
+    run = run_shape(cfg)
+    mem_gb, minutes = int(res.get("mem_gb", 4) or 4), int(res.get("time_min", 60) or 60)
+    return Shape(run.gpus_per_node, mem_gb, minutes, run.nodes, run.ranks_per_node)
 
 
 def partition_gpus(partition: str | None) -> tuple[int, str] | None:
@@ -172,26 +173,34 @@ def check_gpus(runs: list[PlannedRun], settings: SlurmSettings) -> None:
     wanted = shape(biggest.cfg).gpus
     have = partition_gpus(settings.partition) if wanted else None
     if have is not None and wanted > have[0]:
-        backbone = biggest.cfg["backbone"]["name"]
         raise PetsweepError(
-            f"backbone.resources.gpus: backbone={backbone} asks for {wanted} GPUs per node and partition "
+            f"{_gpus_asked_by(biggest.cfg)} asks for {wanted} GPUs per node and partition "
             f"{settings.partition or '(default)'} has at most {have[0]} (sinfo: {have[1]}); choose a "
             f"partition with more, or spread the run with backbone.resources.nodes"
         )
 
 
-def _executor(folder: Path, settings: SlurmSettings, run_shape: Shape, runs_per_task: int):
+def _gpus_asked_by(cfg: dict) -> str:
+    """The key that sets a run's GPUs per node, with its value: trainer.ranks where it is set (a GPU per
+    rank), else the backbone's resources."""
+    ranks, nodes = cfg["trainer"].get("ranks"), run_shape(cfg).nodes
+    if ranks is not None:
+        return f"trainer.ranks: trainer.ranks={ranks} on {nodes} node(s), a GPU per rank,"
+    return f"backbone.resources.gpus: backbone={cfg['backbone']['name']}"
+
+
+def _executor(folder: Path, settings: SlurmSettings, asked: Shape, runs_per_task: int):
     import submitit
 
     executor = submitit.AutoExecutor(
         folder=folder / "%j", cluster="slurm", slurm_max_num_timeout=settings.max_num_timeout
     )
     params = dict(
-        timeout_min=run_shape.time_min * runs_per_task,  # the task runs its runs one after another
-        mem_gb=run_shape.mem_gb,
+        timeout_min=asked.time_min * runs_per_task,  # the task runs its runs one after another
+        mem_gb=asked.mem_gb,
         cpus_per_task=settings.cpus_per_task,
-        nodes=run_shape.nodes,
-        tasks_per_node=run_shape.tasks_per_node,
+        nodes=asked.nodes,
+        tasks_per_node=asked.tasks_per_node,
         slurm_array_parallelism=settings.array_parallelism,
         slurm_setup=list(settings.setup),
         slurm_signal_delay_s=settings.signal_delay_s,
@@ -199,8 +208,8 @@ def _executor(folder: Path, settings: SlurmSettings, run_shape: Shape, runs_per_
         slurm_srun_args=["--kill-on-bad-exit=1"],
         slurm_additional_parameters=dict(settings.additional_parameters),
     )
-    if run_shape.gpus:
-        params["gpus_per_node"] = run_shape.gpus
+    if asked.gpus:
+        params["gpus_per_node"] = asked.gpus
     for key in ("partition", "account", "qos"):
         if getattr(settings, key):
             params[f"slurm_{key}"] = getattr(settings, key)
@@ -231,8 +240,8 @@ def submit(runs: list[PlannedRun], settings: SlurmSettings, folder: Path) -> lis
     for run in runs:
         groups.setdefault(shape(run.cfg), []).append(run)
     job_ids = []
-    for run_shape, members in groups.items():
-        executor = _executor(folder, settings, run_shape, settings.runs_per_task)
+    for asked, members in groups.items():
+        executor = _executor(folder, settings, asked, settings.runs_per_task)
         for chunk in chunks(members, limit * settings.runs_per_task):  # array indexes 0..limit-1
             claimed = [(run, token) for run in chunk if (token := RunDir(run.path).claim(QUEUED)) is not None]
             array = chunks(claimed, settings.runs_per_task)

@@ -45,6 +45,7 @@ from petsweep.spec.config import RunSpec
 from petsweep.spec.errors import PetsweepError, RunCancelled
 from petsweep.spec.identity import run_slug, sha256_file
 from petsweep.spec.resolved import ResolvedRun
+from petsweep.spec.shape import RunShape
 from petsweep.spec.typecheck import plain
 from petsweep.tasks import prepare_task
 from petsweep.train import preemption, ranks, resources
@@ -118,7 +119,7 @@ class Checked:
     run_path: RunDir
     reused: dict | None = None
     init_source: Path | None = None
-    world: int = 1  # the ranks it wants (ranks.wanted)
+    world: int = 1  # the ranks its process starts (RunShape.ranks_here)
 
 
 def before_claim(resolved: ResolvedRun) -> Checked:
@@ -301,8 +302,8 @@ def _check_bf16_compute(spec: RunSpec, resolved: ResolvedRun) -> None:
 
 
 def _check_counted_ranks(cfg: DictConfig, world: int) -> None:
-    """With dropout each rank draws its own masks, so a run's id counts its ranks (identity.ranks_counted;
-    trainer.ranks=null counts the backbone's GPUs): a run that would start another number is refused."""
+    """With dropout each rank draws its own masks, so a run's id counts its ranks (identity.ranks_counted: the
+    world of spec/shape.py): a run that would start another number is refused."""
     from petsweep.spec.errors import ConfigError
     from petsweep.spec.identity import ranks_counted
 
@@ -311,16 +312,18 @@ def _check_counted_ranks(cfg: DictConfig, world: int) -> None:
         raise ConfigError(
             "trainer.ranks",
             cfg.trainer.ranks,
-            f"this run would start {world} rank(s) but its id counts {counted} (backbone.resources.gpus, and "
-            f"dropout draws masks per rank); set trainer.ranks={world}, or backbone.dropout=0",
+            f"this run would start {world} rank(s) but its id counts {counted} (backbone.resources.gpus x "
+            f"nodes, and dropout draws masks per rank); set trainer.ranks={world}, or backbone.dropout=0",
         )
 
 
 def _ranks_wanted(spec: RunSpec) -> int:
+    """The ranks this process starts: the run's shape (spec/shape.py) on the GPUs it sees, the one fact of
+    this machine that the rule leaves to the process (none for trainer.device=cpu)."""
     import torch
 
     visible = torch.cuda.device_count() if spec.trainer.device != "cpu" else 0
-    return ranks.wanted(spec.trainer.ranks, int(spec.backbone.resources.get("gpus", 0) or 0), visible)
+    return RunShape.of(spec.backbone.resources, spec.trainer.ranks).ranks_here(visible)
 
 
 def _threads_per_rank(spec: RunSpec, world: int) -> int | None:

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 from petsweep.model.resolve import semantic_config
+from petsweep.spec.shape import run_shape
 
 
 def fused_methods() -> list[str]:
@@ -42,7 +43,7 @@ def why_alone(cfg: dict, fuse: int = 2) -> str | None:
         return alone
     if backbone.get("dropout") != 0:
         return "the backbone's dropout masks depend on the whole batch: backbone.dropout=0 fuses"
-    if (trainer.get("ranks") or 1) != 1 or cfg["deepspeed"]["preset"] not in ("none", "auto"):
+    if run_shape(cfg).world_size != 1 or cfg["deepspeed"]["preset"] not in ("none", "auto"):
         return "several ranks or DeepSpeed"
     if trainer["grad_accum"] != 1:
         return "gradient accumulation"

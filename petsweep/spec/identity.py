@@ -31,6 +31,7 @@ import re
 from collections.abc import Callable
 from pathlib import Path
 
+from petsweep.spec.shape import run_shape
 from petsweep.spec.typecheck import plain
 
 # Where a run is written or its inputs live, how it is mirrored, launched or scheduled, and how many
@@ -137,8 +138,9 @@ def _resolve_semantic_settings(data: dict) -> None:
       recorded before the key existed held fp32 frozen weights, and fp32 is the ADDED_DEFAULT;
     - trainer.ranks counts when the run draws random numbers in its forward pass (dropout): each rank draws
       its own masks, so a 2-rank run differs from a 1-rank one; with no dropout the global batch gives the
-      same numbers on any number of ranks. One rank is left out, so 1-rank runs keep their ids; null counts
-      as backbone.resources.gpus (what SLURM starts; a local run on fewer visible GPUs is refused, app.py);
+      same numbers on any number of ranks. One rank is left out, so 1-rank runs keep their ids; the number
+      counted is the run's world size (spec/shape.py: null is one rank per GPU of every node, what SLURM
+      starts; a local run that would start another number, on fewer visible GPUs, is refused, app.py);
     - backbone.modules counts by the entries that differ from the architecture's own map (a YAML or `+backbone
       .modules.q=...` that moves what a target matches changes what trains); the default map adds nothing;
     - method.delta_fp32 (APET) counts only over bf16 frozen weights: over fp32 ones both values compute alike;
@@ -210,16 +212,14 @@ def _resolve_semantic_settings(data: dict) -> None:
 
 
 def ranks_counted(cfg: dict) -> int | None:
-    """The number of ranks a run's identity counts: trainer.ranks, or for null the backbone's GPUs (at least
-    1); None where the number does not change the numbers (no dropout)."""
+    """The number of ranks a run's identity counts: its world size (spec/shape.py; trainer.ranks=null is the
+    backbone's GPUs on all its nodes, at least one rank a node); None where the number does not change the
+    numbers (no dropout). Before the rule counted the world, null counted one node's GPUs: a config with
+    backbone.resources.nodes > 1 (none shipped) and dropout got a new id."""
     data = plain(cfg)
     if not _stochastic(data):
         return None
-    ranks = (data.get("trainer") or {}).get("ranks")
-    if ranks is None:
-        gpus = ((data.get("backbone") or {}).get("resources") or {}).get("gpus") or 0
-        ranks = max(1, int(gpus))
-    return ranks
+    return run_shape(data).world_size
 
 
 def _stochastic(data: dict) -> bool:

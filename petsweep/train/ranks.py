@@ -47,14 +47,6 @@ def current() -> Ranks:
     return Ranks(int(env.get("RANK", 0)), int(env["WORLD_SIZE"]), int(env.get("LOCAL_RANK", 0)))
 
 
-def wanted(ranks: int | None, gpus: int, visible_gpus: int) -> int:
-    """How many ranks a run starts: trainer.ranks when set, else the backbone's GPUs where GPUs are visible
-    (as many of them as there are), else one."""
-    if ranks is not None:
-        return ranks
-    return max(1, min(gpus, visible_gpus)) if visible_gpus else 1
-
-
 def device(base: torch.device, ranks: Ranks) -> torch.device:
     """A CUDA rank's own GPU: by local rank among the visible ones (SLURM may show each task one, or all)."""
     if base.type != "cuda" or not ranks.distributed:
