@@ -6,7 +6,7 @@ subset at the end), per device kind (cpu, cuda):
 1. measured: finished runs of the same device kind, backbone and method give seconds per token slot of
    training (batch x accumulation x max_length) and per example slot of evaluation; the planned run is
    scaled from them;
-2. otherwise FLOPs: 6 (full) or 4 (frozen weights) x params per trained token, 2 x params per evaluated
+2. otherwise FLOPs: 6 (every weight trained: full) or 4 x params per trained token, 2 x params per evaluated
    token (times the label candidates a text-to-text model scores), at the FLOP/s that finished runs on that
    device kind achieved (any backbone), or at a default rate. Tokens per sequence are max_length times the
    fill that finished runs of the task measured (real tokens / padded slots), else max_length.
@@ -85,7 +85,12 @@ def _candidates(cfg: dict) -> int:
 
 
 def _frozen_factor(method: str) -> int:
-    return 6 if method == "full" else 4
+    """FLOPs per parameter and trained token: forward 2, backward 2 for the activations' gradients, and 2 more
+    where the method's backward computes every weight's gradient (PETMethod.trains_every_weight)."""
+    from petsweep.methods import METHODS  # here: `status` and `show` load no method (tests/test_floors.py)
+
+    trains_every_weight = method in METHODS.names() and METHODS.get(method).trains_every_weight
+    return 6 if trains_every_weight else 4
 
 
 def measure(cfg: dict, result: dict) -> Measured | None:

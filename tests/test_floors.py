@@ -330,35 +330,14 @@ def test_imports_go_down_the_floors_only():
 # gauge.
 KNOWN_METHOD_NAMES = {
     "hydra_plugins/petsweep_plugins/threshold_sweeper.py": {"full": 1},  # the reference method's default
-    "launchers/costing.py": {"full": 1},  # full FT's optimizer state (another session owns costing.py now)
     "launchers/threshold_search.py": {"full": 1},
     "launchers/threshold_sweep.py": {"apet": 2, "full": 4},
-    "petsweep/run/app.py": {"head": 1},  # the head's parameter group
     # the top-level `apet` group APET's budget= folds into (the methods' budget_* hooks say the rest)
     "petsweep/model/budget.py": {"apet": 2},
     "petsweep/spec/config.py": {"apet": 3},  # the apet group
     "petsweep/compose/nodes.py": {"apet": 1},  # the apet group's base node
-    "petsweep/run/export.py": {  # peft forms and merges per method (another session owns export.py now)
-        "adapter": 1,
-        "apet": 1,
-        "bitfit": 1,
-        "compose": 1,
-        "dept": 1,
-        "full": 1,
-        "head": 1,
-        "ia3": 3,
-        "last_layer": 1,
-        "ln": 3,
-        "lora": 3,
-        "opf": 1,
-        "prefix": 4,
-        "prompt": 4,
-        "selective_module": 1,
-        "sequential": 1,
-    },
     "petsweep/spec/identity.py": {"apet": 4, "head": 1},  # semantic rules per method
-    "petsweep/train/movement.py": {"head": 1},  # the head's parameter group
-    "petsweep/model/params.py": {"head": 3},  # the head's parameter group
+    "petsweep/model/params.py": {"head": 1},  # HEAD_GROUP: the head's parameter group (not the method)
     # analysis reads a study's rows by method name, as data: the figures of a named method (LoRA's ranks,
     # APET against its reference), full fine-tuning as the reference score, the head as the matched floor
     "analysis/apet.py": {"apet": 2},
@@ -373,10 +352,12 @@ KNOWN_METHOD_NAMES = {
 
 def test_method_names_stay_in_the_methods():
     """A method says what it is through its class (PETMethod.fuses, trains_alone, names_a_budget, budget_keys,
-    is_the_head, record_fields), not through its name checked elsewhere: fusable.FUSED_METHODS, config's and
-    budget's lists of methods that cannot name a budget, BitFit's added biases, `== "head"` and app.py's APET
-    and OPF record fields were such checks (#23). The string constants equal to a method name (conf/method)
-    in the library outside petsweep/methods/ may only shrink below KNOWN_METHOD_NAMES."""
+    is_the_head, record_fields, trains_every_weight, no_peft_form and the peft_* hooks, merge_for_export), not
+    through its name checked elsewhere: fusable.FUSED_METHODS, config's and budget's lists of methods that
+    cannot name a budget, BitFit's added biases, `== "head"`, app.py's APET and OPF record fields, export.py's
+    peft forms and merges and costing.py's full fine-tuning were such checks (#23). The string constants
+    equal to a method name (conf/method) in the library outside petsweep/methods/ may only shrink below
+    KNOWN_METHOD_NAMES."""
     names = {p.stem for p in (REPO / "conf" / "method").glob("*.yaml")}
     found: dict[str, dict[str, int]] = {}
     files = [

@@ -64,3 +64,15 @@ def test_planned_runs_resolve_interpolations_as_hydra_does():
             composed = compose(r.overrides)
             assert r.cfg["seed"] == composed.seed != 0, where
             assert r.path.name.endswith(f"-s{composed.seed}-{r.run_hash[:12]}"), where
+
+
+def test_only_a_method_that_trains_every_weight_is_costed_at_six_flops_per_param_and_token():
+    """Full fine-tuning's backward computes every weight's gradient (PETMethod.trains_every_weight, which
+    costing.py asks instead of the method's name): 6 x params per trained token, the others 4; a record of a
+    method this checkout does not know is costed as the others."""
+    from launchers.costing import _frozen_factor
+    from petsweep.methods import METHODS
+
+    factors = {name: _frozen_factor(name) for name in METHODS.names()}
+    assert {name for name, factor in factors.items() if factor == 6} == {"full"}
+    assert set(factors.values()) == {4, 6} and _frozen_factor("a_retired_method") == 4

@@ -73,6 +73,7 @@ class AdapterMethod(PETMethod):
     budget_strategy = "width_plus_one"
     budget_replaces = ("bottleneck", "plus_one")
     Config = AdapterConfig
+    no_peft_form = "peft has no Houlsby bottleneck adapter"
 
     def attach(self, model, ctx):
         from petsweep.methods.layers.adapter import Bottleneck, output_width

@@ -198,6 +198,40 @@ class PETMethod:
         tensors back into dense matrices. Loading them attaches the method with `training=False`."""
         return state
 
+    # its backward computes a gradient for every backbone weight (full fine-tuning): a plan's FLOP estimate
+    # counts 6 x params per trained token for it, 4 (no weight gradients) for others (launchers/costing.py)
+    trains_every_weight: bool = False
+
+    # `petsweep export --format peft` (petsweep/run/export.py): why the method has no peft adapter form (one
+    # line), or None where it has one (`peft_config` builds it); `peft_rank` orders the forms where a refusal
+    # lists them
+    no_peft_form: str | None = "peft has no such tuner"
+    peft_rank: int = 0
+
+    def peft_refusal(self, exports: str) -> ConfigError | None:
+        """Why this run of a method with a peft form has none after all (a setting peft has no place for), as
+        a one-line error naming `exports` (which methods export), or None."""
+        return None
+
+    def peft_config(self, tuned: nn.Module, saved: dict, head_modules: list[str], common: dict):
+        """The peft config of this run's method, for peft's model class of the backbone's family. `tuned`:
+        the run's model, trained weights loaded; `saved`: its pet_weights; `common`: the export's task_type
+        and modules_to_save (the task head's modules, `head_modules`)."""
+        raise NotImplementedError(f"{self.config.name} has no peft form")
+
+    def fill_peft(self, peft_model: nn.Module, tuned: nn.Module, saved: dict) -> set[str]:
+        """Copy into peft's model (under no_grad) the trained tensors peft keeps elsewhere than under their
+        names in the run (a prompt encoder); returns the saved keys copied. The rest are copied by name."""
+        return set()
+
+    def peft_extra_positions(self, family: str) -> int:
+        """Output positions peft's model puts in front of the run's (peft's causal LM returns a prompt's)."""
+        return 0
+
+    def merge_for_export(self, model: nn.Module) -> None:
+        """Fold into the backbone's weights what the generic merge (peft tuner layers, parametrizations) does
+        not see, for `petsweep export` (APET's sampled deltas); nothing by default."""
+
     def group(self, params, name: str = "method", lr: float | None = None) -> ParamGroup:
         """One group of the method's parameters at its learning rate (or `lr`)."""
         lr = self.config.lr if lr is None else lr
@@ -247,6 +281,17 @@ def inject_peft(model: nn.Module, peft_config) -> tuple[nn.Module, list[nn.Param
     before = {id(p) for p in model.parameters()}
     model = inject_adapter_in_model(peft_config, model)
     return model, new_params(model, before)
+
+
+def injected_peft_config(tuned: nn.Module, common: dict):
+    """The peft config a method injected with peft's own tuner (LoRA, IA3), as an export writes it: with the
+    export's task type and head, for training (not inference mode)."""
+    import copy
+
+    config = copy.deepcopy(tuned.peft_config["default"])
+    config.task_type, config.modules_to_save = common["task_type"], common["modules_to_save"]
+    config.inference_mode = False
+    return config
 
 
 def field_help(cls: type[MethodConfig]) -> dict[str, str]:

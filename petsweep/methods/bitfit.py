@@ -49,6 +49,7 @@ def _linear_bias(module: "nn.Module") -> "nn.Parameter":
 @METHODS.register("bitfit")
 class BitFitMethod(PETMethod):
     Config = BitFitConfig
+    no_peft_form = "peft has no bias-only tuner"
     fuses = True  # each run's own copy of the modules whose biases it trains, on its rows
     budget_keys = {"add_biases": True}  # as the APET table counts bias-free backbones
 

@@ -90,6 +90,7 @@ class ComposeConfig(MethodConfig):
 @METHODS.register("compose")
 class ComposeMethod(PETMethod):
     Config = ComposeConfig
+    no_peft_form = "a composition holds several tuners; PeftModel.from_pretrained loads one"
     names_a_budget = False  # its members' counts do
 
     def __init__(self, config: ComposeConfig):
@@ -102,3 +103,7 @@ class ComposeMethod(PETMethod):
 
     def attach(self, model, ctx):
         return attach_members(model, ctx, self.members)
+
+    def merge_for_export(self, model):
+        for member in self.members:
+            member.merge_for_export(model)

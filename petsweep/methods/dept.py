@@ -81,6 +81,7 @@ class DeptMethod(PETMethod):
     budget_replaces = ("rank",)
     budget_reads = ("length",)  # nearest and below start from the configured pairing; global breaks ties
     Config = DeptConfig
+    no_peft_form = "peft has no DePT tuner (a prompt plus a low-rank embedding offset)"
 
     def attach(self, model, ctx):
         import torch

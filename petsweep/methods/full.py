@@ -14,6 +14,8 @@ class FullConfig(MethodConfig):
 @METHODS.register("full")
 class FullMethod(PETMethod):
     Config = FullConfig
+    no_peft_form = "it trains every backbone weight in place: --format merged is its export"
+    trains_every_weight = True
     names_a_budget = False
 
     def attach(self, model, ctx):

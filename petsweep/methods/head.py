@@ -26,6 +26,7 @@ class HeadConfig(MethodConfig):
 @METHODS.register("head")
 class HeadMethod(PETMethod):
     Config = HeadConfig
+    no_peft_form = "it trains the task head alone: --format merged is its export"
     is_the_head = True
     names_a_budget = False  # pet_params 0
 

@@ -5,7 +5,14 @@ BERT peft's default `output.dense` also catches the attention output projection)
 from dataclasses import dataclass, field
 
 from petsweep.methods import METHODS
-from petsweep.methods.base import Attached, MethodConfig, PETMethod, inject_peft, target_modules
+from petsweep.methods.base import (
+    Attached,
+    MethodConfig,
+    PETMethod,
+    inject_peft,
+    injected_peft_config,
+    target_modules,
+)
 from petsweep.spec.errors import ConfigError
 
 
@@ -34,6 +41,11 @@ class IA3MethodConfig(MethodConfig):
 @METHODS.register("ia3")
 class IA3Method(PETMethod):
     Config = IA3MethodConfig
+    no_peft_form = None  # peft's IA3
+    peft_rank = 1
+
+    def peft_config(self, tuned, saved, head_modules, common):
+        return injected_peft_config(tuned, common)  # peft's own tuner, as the run injected it
 
     def attach(self, model, ctx):
         c = self.config

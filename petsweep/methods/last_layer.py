@@ -33,6 +33,7 @@ class LastLayerConfig(MethodConfig):
 @METHODS.register("last_layer")
 class LastLayerMethod(PETMethod):
     Config = LastLayerConfig
+    no_peft_form = "it trains backbone weights in place: --format merged is its export"
 
     def attach(self, model, ctx):
         stacks = blocks_by_stack(model, ctx)

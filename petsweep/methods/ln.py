@@ -20,6 +20,16 @@ class LNConfig(MethodConfig):
 class LNMethod(PETMethod):
     Config = LNConfig
     fuses = True  # each run's own copy of the norms it trains, on its rows
+    no_peft_form = None  # peft's LNTuningConfig, on the norms the run trained
+    peft_rank = 4
+
+    def peft_config(self, tuned, saved, head_modules, common):
+        import re
+
+        import peft
+
+        norms = sorted({key.rpartition(".")[0] for key in saved if key.split(".")[0] not in head_modules})
+        return peft.LNTuningConfig(target_modules="|".join(map(re.escape, norms)), **common)
 
     def attach(self, model, ctx):
         _, norms, _ = target_modules(model, ctx, ["norms"], "method")

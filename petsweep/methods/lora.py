@@ -4,7 +4,14 @@ import re
 from dataclasses import dataclass, field
 
 from petsweep.methods import METHODS
-from petsweep.methods.base import Attached, MethodConfig, PETMethod, inject_peft, target_modules
+from petsweep.methods.base import (
+    Attached,
+    MethodConfig,
+    PETMethod,
+    inject_peft,
+    injected_peft_config,
+    target_modules,
+)
 from petsweep.spec.errors import ConfigError
 
 
@@ -50,12 +57,17 @@ class LoRAMethod(PETMethod):
     attaches_to_partitions = True  # peft reads in/out features from the module, not its weight
     Config = LoRAConfig
     fuses = True  # the shared projection once, each run's update on its rows
+    no_peft_form = None  # peft's LoRA: listed first where the forms are
+    peft_rank = 0
 
     @classmethod
     def trains_alone(cls, values):
         if values.get("dropout"):
             return "LoRA dropout draws masks a fused batch would draw differently: method.dropout=0 fuses"
         return None
+
+    def peft_config(self, tuned, saved, head_modules, common):
+        return injected_peft_config(tuned, common)  # peft's own tuner, as the run injected it
 
     def attach(self, model, ctx):
         c = self.config

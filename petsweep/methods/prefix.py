@@ -170,6 +170,36 @@ class PrefixMethod(PETMethod):
     budget_strategy = "length"
     budget_replaces = ("length",)
     Config = PrefixConfig
+    no_peft_form = None  # peft's prefix tuning, under placement=decoder (peft's own placement)
+    peft_rank = 3
+
+    def peft_refusal(self, exports):
+        if self.config.placement != "paper":
+            return None
+        return ConfigError(
+            "method.placement",
+            "paper",
+            "peft's prefix tuning has no place for the encoder's and cross-attention's prefixes (it prefixes "
+            f"the decoder's self-attention only): no peft form ({exports} with placement=decoder); share "
+            "pet_weights.safetensors and config.yaml",
+        )
+
+    def peft_config(self, tuned, saved, head_modules, common):
+        import peft
+
+        # the reparameterisation MLP (if any) collapsed into the prefixes it computes, as peft saves it
+        return peft.PrefixTuningConfig(
+            num_virtual_tokens=self.config.length,
+            prefix_projection=False,
+            num_transformer_submodules=1,
+            **common,
+        )
+
+    def fill_peft(self, peft_model, tuned, saved):
+        prefix = tuned.prefix
+        flat = prefix.mlp(prefix.embedding) if prefix.mlp is not None else prefix.embedding
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(flat)
+        return {n for n in saved if n.startswith("prefix.")}
 
     def check(self, backbone) -> None:
         super().check(backbone)

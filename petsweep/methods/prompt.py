@@ -83,6 +83,22 @@ class PromptMethod(PETMethod):
     budget_strategy = "length"
     budget_replaces = ("length",)
     Config = PromptConfig
+    no_peft_form = None  # peft's prompt tuning, one prompt (num_transformer_submodules=1) as petsweep's
+    peft_rank = 2
+
+    def peft_config(self, tuned, saved, head_modules, common):
+        import peft
+
+        return peft.PromptTuningConfig(
+            num_virtual_tokens=self.config.length, num_transformer_submodules=1, **common
+        )
+
+    def fill_peft(self, peft_model, tuned, saved):
+        peft_model.prompt_encoder["default"].embedding.weight.copy_(tuned.soft_prompt.embedding)
+        return {"soft_prompt.embedding"}
+
+    def peft_extra_positions(self, family):
+        return self.config.length if family == "decoder" else 0  # peft's causal LM returns the prompt's too
 
     def attach(self, model, ctx):
         from petsweep.methods.layers.prompt import SoftPrompt

@@ -75,6 +75,7 @@ class SelectiveModuleMethod(PETMethod):
     budget_replaces = ("budget", "fraction")
     budget_clears = ("fraction",)
     Config = SelectiveModuleConfig
+    no_peft_form = "it trains backbone weights in place: --format merged is its export"
 
     def attach(self, model, ctx):
         c = self.config

@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.init_from import load_into, resolve_source
 from petsweep.model.objectives import make_objective
-from petsweep.model.params import attach_method, begin_stage, check_on_meta
+from petsweep.model.params import HEAD_GROUP, attach_method, begin_stage, check_on_meta
 from petsweep.model.resolve import resolve_run, resolved_run, semantic_config
 from petsweep.records import provenance, retention
 from petsweep.records.record import RunRecord
@@ -465,7 +465,7 @@ def prepare(
         counts = meta  # every stage's parameters, not the first's alone; partitions would count as empty
     initialised = None
     if init_source is not None:
-        method_params = [p for g in attached.groups if g.name != "head" for p in g.params]
+        method_params = [p for g in attached.groups if g.name != HEAD_GROUP for p in g.params]
         initialised = load_into(attached.model, method_params, init_source, spec.method.config.init_from)
     load_s = time.time() - started
     log.info(

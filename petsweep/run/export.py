@@ -24,19 +24,20 @@ from pathlib import Path
 from safetensors.torch import load_file
 from torch import nn
 
+from petsweep.methods import METHODS
+from petsweep.methods.base import PETMethod
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.spec.errors import ConfigError, PetsweepError
 
 
-def merge_tuner_layers(model: nn.Module) -> nn.Module:
+def merge_tuner_layers(model: nn.Module, method: PETMethod) -> nn.Module:
     """Merge every peft tuner layer into its base layer and put the base layer back in its place, and every
-    parametrization (APET's sparse deltas) into the tensor it parametrizes."""
+    parametrization (APET's sparse deltas) into the tensor it parametrizes, after what the method merges
+    itself (`merge_for_export`: APET's sampled deltas)."""
     from peft.tuners.tuners_utils import BaseTunerLayer
     from torch.nn.utils import parametrize
 
-    from petsweep.methods.apet.grad import merge_sampled
-
-    merge_sampled(model)
+    method.merge_for_export(model)
     for module in list(model.modules()):
         if parametrize.is_parametrized(module):
             for attr in list(module.parametrizations):
@@ -62,15 +63,15 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     plain_keys = set(model.state_dict())
     attached = attach_method(model, spec, tokenizer=tokenizer, training=False)[0]
     load_trainable(attached.model, load_file(run.path / "pet_weights.safetensors"))
-    merged = merge_tuner_layers(attached.model)
+    merged = merge_tuner_layers(attached.model, spec.method)
     added = sorted(set(merged.state_dict()) - plain_keys)
     if added:
-        name = spec.method.config.name
-        paper = name == "prefix" and spec.method.config.placement == "paper"  # peft has no such placement
-        peft = "use --format peft, or " if name in PEFT_FORMS and not paper else ""
+        method = spec.method
+        refusal = method.peft_refusal(_exports())  # a setting peft has no place for: the key it names
+        peft = "use --format peft, or " if method.no_peft_form is None and not refusal else ""
         raise ConfigError(
-            "method.placement" if paper else "method",
-            "paper" if paper else name,
+            refusal.key if refusal else "method",
+            refusal.value if refusal else method.config.name,
             f"adds parameters a plain {spec.backbone.model_type} model has no place for ({added[0]}, "
             f"{len(added)} in all): {peft}share pet_weights.safetensors with config.yaml",
         )
@@ -80,21 +81,16 @@ def export_merged(run_dir: str | Path, out: str | Path) -> Path:
     return out
 
 
-# --format peft: the run's method as a peft adapter dir (adapter_config.json, adapter_model.safetensors)
-PEFT_FORMS = ("lora", "ia3", "prompt", "prefix", "ln")
-NO_PEFT_FORM = {
-    "adapter": "peft has no Houlsby bottleneck adapter",
-    "bitfit": "peft has no bias-only tuner",
-    "apet": "peft has no sparse-delta tuner",
-    "dept": "peft has no DePT tuner (a prompt plus a low-rank embedding offset)",
-    "opf": "peft has no MPO tuner",
-    "full": "it trains every backbone weight in place: --format merged is its export",
-    "last_layer": "it trains backbone weights in place: --format merged is its export",
-    "selective_module": "it trains backbone weights in place: --format merged is its export",
-    "head": "it trains the task head alone: --format merged is its export",
-    "compose": "a composition holds several tuners; PeftModel.from_pretrained loads one",
-    "sequential": "a composition holds several tuners; PeftModel.from_pretrained loads one",
-}
+# --format peft: the run's method as a peft adapter dir (adapter_config.json, adapter_model.safetensors).
+# Which methods have a peft form and why the others have none, as their classes say (PETMethod.no_peft_form)
+def _peft_forms() -> tuple[tuple[str, ...], dict[str, str]]:
+    """(the methods with a peft form, in their `peft_rank` order; {method: why it has none})."""
+    classes = {name: METHODS.get(name) for name in METHODS.names()}
+    forms = sorted((c.peft_rank, name) for name, c in classes.items() if c.no_peft_form is None)
+    return tuple(name for _, name in forms), {n: c.no_peft_form for n, c in classes.items() if c.no_peft_form}
+
+
+PEFT_FORMS, NO_PEFT_FORM = _peft_forms()
 TASK_TYPES = {"encoder": "SEQ_CLS", "decoder": "CAUSAL_LM", "encoder_decoder": "SEQ_2_SEQ_LM"}
 BASE_FILE = "petsweep_base.json"  # how to load the base model the adapter goes on
 
@@ -153,6 +149,10 @@ def peft_base(spec) -> dict:
         **({"local_copy": local} if local != name else {}),
         "kwargs": {**_layer_override(spec.backbone), **head_kwargs(spec.backbone, spec.task.num_labels)},
     }
+
+
+def _exports() -> str:
+    return f"--format peft exports {', '.join(PEFT_FORMS)}"
 
 
 def _kwargs_text(kwargs: dict) -> str:
@@ -236,54 +236,30 @@ def model_card(spec, run: RunDir, base: dict, peft_type: str) -> str:
     return "\n".join(lines)
 
 
-def _peft_config(name: str, spec, tuned: nn.Module, saved: dict, head_modules: list[str]):
-    """The peft config of the run's method, for peft's model class of the backbone's family."""
-    import copy
-    import re
-
-    import peft
-
+def _peft_config(spec, tuned: nn.Module, saved: dict, head_modules: list[str]):
+    """The peft config of the run's method (its `peft_config` hook), for peft's model class of the backbone's
+    family, with the task head as modules_to_save."""
     # a copy: peft's sequence-classification model extends the list it is given in place
     common = dict(task_type=TASK_TYPES[spec.backbone.family], modules_to_save=list(head_modules) or None)
-    c = spec.method.config
-    if name in ("lora", "ia3"):  # petsweep injected peft's own tuner: its config, with the task type and head
-        config = copy.deepcopy(tuned.peft_config["default"])
-        config.task_type, config.modules_to_save, config.inference_mode = (*common.values(), False)
-        return config
-    if name == "ln":
-        norms = sorted({key.rpartition(".")[0] for key in saved if key.split(".")[0] not in head_modules})
-        return peft.LNTuningConfig(target_modules="|".join(map(re.escape, norms)), **common)
-    if name == "prompt":
-        return peft.PromptTuningConfig(num_virtual_tokens=c.length, num_transformer_submodules=1, **common)
-    # prefix: the reparameterisation MLP (if any) collapsed into the prefixes it computes, as peft saves it
-    return peft.PrefixTuningConfig(
-        num_virtual_tokens=c.length, prefix_projection=False, num_transformer_submodules=1, **common
-    )
+    return spec.method.peft_config(tuned, saved, head_modules, common)
 
 
-def _fill(peft_model: nn.Module, name: str, tuned: nn.Module, saved: dict) -> None:
-    """Copy the run's trained tensors into the peft model (its adapter's tensors and its head copies)."""
+def _fill(peft_model: nn.Module, method: PETMethod, tuned: nn.Module, saved: dict) -> None:
+    """Copy the run's trained tensors into the peft model (its adapter's tensors and its head copies): what
+    the method places itself (`fill_peft`: a prompt encoder's), the rest by name."""
     import torch
 
     state = {**dict(tuned.named_parameters()), **dict(tuned.named_buffers())}
-    used = set()
+    # peft wraps a tuner's model once more (base_model.model.*) than a prompt-learning one (base_model.*)
+    wrapper = "base_model." if peft_model.peft_config["default"].is_prompt_learning else "base_model.model."
     with torch.no_grad():
-        if name == "prompt":
-            peft_model.prompt_encoder["default"].embedding.weight.copy_(tuned.soft_prompt.embedding)
-            used.add("soft_prompt.embedding")
-        elif name == "prefix":
-            prefix = tuned.prefix
-            flat = prefix.mlp(prefix.embedding) if prefix.mlp is not None else prefix.embedding
-            peft_model.prompt_encoder["default"].embedding.weight.copy_(flat)
-            used.update(n for n in saved if n.startswith("prefix."))
+        used = set(method.fill_peft(peft_model, tuned, saved))
         for peft_name, tensor in peft_model.named_parameters():
             if ".default" not in peft_name or peft_name.startswith("prompt_encoder."):
                 continue  # the frozen base, or the prompt done above
-            key = peft_name.removeprefix(
-                "base_model.model." if name in ("lora", "ia3", "ln") else "base_model."
-            )
-            for wrapper in (".modules_to_save.default", ".ln_tuning_layers.default"):
-                key = key.replace(wrapper, "")
+            key = peft_name.removeprefix(wrapper)
+            for inner in (".modules_to_save.default", ".ln_tuning_layers.default"):
+                key = key.replace(inner, "")
             tensor.copy_(state[key])
             used.add(key)
     if set(saved) - used:
@@ -319,23 +295,16 @@ def export_peft(run_dir: str | Path, out: str | Path) -> Path:
     # the method is checked before the pooling: a run refused for its mean pooling and retrained with
     # pooling=pooler met the method's refusal next
     run, spec = _finished_spec(run_dir, pooling=False)
-    name = spec.method.config.name
-    exports = f"--format peft exports {', '.join(PEFT_FORMS)}"
-    if name not in PEFT_FORMS:
+    method, name, exports = spec.method, spec.method.config.name, _exports()
+    if method.no_peft_form is not None:
         raise ConfigError(
             "method",
             name,
-            f"has no peft form ({NO_PEFT_FORM.get(name, 'peft has no such tuner')}); {exports}; "
-            "--format merged exports merged models",
+            f"has no peft form ({method.no_peft_form}); {exports}; --format merged exports merged models",
         )
-    if name == "prefix" and spec.method.config.placement == "paper":
-        raise ConfigError(
-            "method.placement",
-            "paper",
-            "peft's prefix tuning has no place for the encoder's and cross-attention's prefixes (it prefixes "
-            f"the decoder's self-attention only): no peft form ({exports} with placement=decoder); share "
-            "pet_weights.safetensors and config.yaml",
-        )
+    refusal = method.peft_refusal(exports)
+    if refusal:
+        raise refusal
     _check_pooling(spec)
     out = Path(out)
     if out.exists() and any(out.iterdir()):
@@ -346,8 +315,8 @@ def export_peft(run_dir: str | Path, out: str | Path) -> Path:
             warnings.simplefilter("ignore")
             base = load_pretrained(spec.backbone, spec.task.num_labels)[0]
             head_modules = sorted({n.split(".")[0] for n in head_parameter_names(base, spec.backbone)})
-            peft_model = get_peft_model(base, _peft_config(name, spec, tuned, saved, head_modules))
-            _fill(peft_model, name, tuned, saved)
+            peft_model = get_peft_model(base, _peft_config(spec, tuned, saved, head_modules))
+            _fill(peft_model, method, tuned, saved)
             config = peft_model.peft_config["default"]
             # peft's sequence-classification model appends its own "classifier", "score" to modules_to_save
             # (prompt learning twice, and once more on every load): the file names each head module once
@@ -367,8 +336,9 @@ def export_peft(run_dir: str | Path, out: str | Path) -> Path:
             batch = dict(tokenizer(texts, return_tensors="pt", padding=True))
             batch.pop("token_type_ids", None)
             expected, got = _outputs(tuned, batch, spec), _outputs(loaded.eval(), batch, spec)
-            if got.shape != expected.shape and name == "prompt" and spec.backbone.family == "decoder":
-                got = got[:, spec.method.config.length :]  # peft's causal LM returns the prompt's positions
+            extra = method.peft_extra_positions(spec.backbone.family)  # a decoder's prompt under peft
+            if got.shape != expected.shape and extra:
+                got = got[:, extra:]
             tolerance = 1e-4 if _torch_dtype(spec.backbone) == torch.float32 else 3e-2
             if got.shape != expected.shape:
                 problem = f"outputs of shape {tuple(got.shape)}, the run's {tuple(expected.shape)}"

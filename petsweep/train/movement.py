@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from petsweep.model.params import HEAD_GROUP
 from petsweep.train.checkpoint import save_file
 
 log = logging.getLogger("petsweep")
@@ -37,7 +38,7 @@ def initial(run_path: Path, groups, fresh: bool, enabled: bool) -> list | None:
     """(parameter, its value at the start on CPU in fp32) for each method parameter, or None (skipped).
 
     `fresh`: the run starts at step 0 (the values are kept in the run dir); else they are read back."""
-    params = [p for g in groups if g.name != "head" for p in g.params]
+    params = [p for g in groups if g.name != HEAD_GROUP for p in g.params]
     if not enabled or not params or sum(p.numel() for p in params) > LIMIT:
         return None
     path = Path(run_path) / FILE

@@ -86,11 +86,17 @@ class ApetMethod(PETMethod):
     budget_knobs = ("apet.scale",)  # budget=X is apet.scale=X (config.py folds it)
     budget_strategy = "apet_scale"
     Config = ApetConfig
+    no_peft_form = "peft has no sparse-delta tuner"
     names_a_budget = False  # a budget sizes it (apet.scale)
 
     def __init__(self, config: ApetConfig):
         super().__init__(config)
         self.record: dict | None = None  # what result.json records of the positions
+
+    def merge_for_export(self, model):
+        from petsweep.methods.apet.grad import merge_sampled
+
+        merge_sampled(model)  # its sampled deltas; the generic merge removes its parametrizations
 
     def record_fields(self):
         return {"apet": self.record}

@@ -160,6 +160,7 @@ class Matrix:
 @METHODS.register("opf")
 class OpfMethod(PETMethod):
     Config = OpfConfig
+    no_peft_form = "peft has no MPO tuner"
     restarts_schedule = False  # dynamic rounds continue the run's one learning-rate schedule
     overparameterises = True
 
