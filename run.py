@@ -5,14 +5,13 @@ python run.py backbone=bert-base method=bitfit task=rte seed=1
 python run.py --cfg job                         # print the composed config
 """
 
-import functools
 import os
 import sys
 
 import hydra
 from omegaconf import DictConfig
 
-from petsweep.cli import hydra_argv, needs_base_nodes, preflight
+from petsweep.cli import hydra_argv, needs_base_nodes, preflight, start_errors_in_one_line
 from petsweep.spec.errors import exit_on_user_error, stop_on_signals
 
 
@@ -23,20 +22,6 @@ def main(cfg: DictConfig) -> float:
 
     with exit_on_user_error():
         return optimized_value(run(cfg), cfg.optimized_metric)
-
-
-class SweepTask:
-    """run.py's task function (`main`'s), carrying what the preflight validated (a
-    launchers.planning.Validated): Hydra hands the task function to the sweeper's setup, so petsweep's
-    sweepers plan with it instead of validating those configs again. Called, it is `main`'s own function (a
-    sweeper that runs jobs in this process, such as Optuna's with Hydra's basic launcher, calls it)."""
-
-    def __init__(self, task, validated):
-        functools.update_wrapper(self, task)  # __wrapped__: Hydra finds conf/ beside the task's own file
-        self.validated = validated
-
-    def __call__(self, cfg: DictConfig) -> float:
-        return self.__wrapped__(cfg)
 
 
 def run_resolved(resolved) -> None:
@@ -53,18 +38,15 @@ if __name__ == "__main__":
     stop_on_signals()
     argv = hydra_argv(sys.argv[1:])
     with exit_on_user_error():  # Ctrl-C while importing or planning: one line too
-        from launchers.planning import Validated
         from petsweep.compose.nodes import register_base_nodes
 
         if needs_base_nodes(argv, os.environ.get("COMP_LINE")):  # not to complete `method=lo`: no torch
             register_base_nodes()  # the base nodes, in Hydra's ConfigStore (seconds: the methods, torch)
 
-        validated = Validated()  # a sweep's configs, validated here once: its planner takes them
-        resolved = preflight(argv, validated)  # an Optuna sweep gains its direction here
+        resolved = preflight(argv)  # an Optuna sweep gains its direction here
     sys.argv[1:] = argv
     if resolved is not None:
         run_resolved(resolved)
     else:
-        app = hydra.main(config_path="conf", config_name="config", version_base=None)
-        with exit_on_user_error():  # Ctrl-C of a sweep: one line, not Hydra's traceback
-            app(SweepTask(main.__wrapped__, validated))()
+        with exit_on_user_error(), start_errors_in_one_line(argv):  # Ctrl-C of a sweep: one line too
+            main()

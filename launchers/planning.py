@@ -74,36 +74,6 @@ def cached_queue():
     return queue
 
 
-class Validated:
-    """Configs validated in this process, each with its typed spec (resolve_run's RunSpec), by content but
-    for the top-level seed (which validation reads only to check that it is an integer): run.py's preflight
-    fills it (`validate`), and `plan` takes a config's spec from it instead of validating the config again
-    (#23: a sweep's user process validated each distinct config twice). It is handed along as a value (run.py
-    -> its task function -> the sweeper's setup -> run_sweep -> plan), never kept in a module."""
-
-    def __init__(self):
-        self._specs: dict[str, object] = {}
-        # the preflight's compositions (CachedComposer's) by their structural overrides, the hydra ones left
-        # out: a sweeper's planner composes a run's own overrides, Hydra adds the command line's hydra ones
-        self.bases: dict[tuple[str, ...], dict | None] = {}
-
-    @staticmethod
-    def _key(cfg: dict) -> str:
-        return json.dumps({k: v for k, v in cfg.items() if k != "seed"}, sort_keys=True, default=str)
-
-    def add(self, cfg: dict, spec) -> None:
-        self._specs[self._key(cfg)] = spec
-
-    def keep(self, compositions: dict[tuple[str, ...], dict | None]) -> None:
-        for structural, base in compositions.items():
-            ours = tuple(o for o in structural if not o.lstrip("+~").startswith("hydra"))
-            self.bases.setdefault(ours, base)
-
-    def take(self, cfg: dict):
-        """The spec of a config validated here (taken once: the plan validates a config once), or None."""
-        return self._specs.pop(self._key(cfg), None)
-
-
 def _copy(value):
     """A deep copy of plain dicts and lists (much faster than copy.deepcopy of a DictConfig)."""
     if isinstance(value, dict):
@@ -123,21 +93,15 @@ class CachedComposer:
 
     Structural overrides (group choices, +/~ edits, hydra settings) go through Hydra; plain key=value
     overrides are set on a copy of the cached result. A config whose values interpolate other values is
-    always composed by Hydra, since setting one value could change another. `known`: compositions made
-    already (Validated.bases), by their structural overrides.
+    always composed by Hydra, since setting one value could change another.
     """
 
-    def __init__(self, compose_fn: Callable[[list[str]], DictConfig], known: dict | None = None):
+    def __init__(self, compose_fn: Callable[[list[str]], DictConfig]):
         self.compose_fn = compose_fn
         self.groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"hydra"}
-        self._cache: dict[tuple[str, ...], dict | None] = dict(known or {})
+        self._cache: dict[tuple[str, ...], dict | None] = {}
         # per override text: (input line, key parts, value (None: structural), is the seed, is structural)
         self._overrides: dict[str, tuple] = {}
-
-    @property
-    def compositions(self) -> dict[tuple[str, ...], dict | None]:
-        """What Hydra composed so far, by structural overrides (None: a config whose values interpolate)."""
-        return self._cache
 
     def _structural(self, override) -> bool:
         key = override.get_key_element()
@@ -145,12 +109,17 @@ class CachedComposer:
 
     def _base(self, structural: tuple[str, ...]) -> dict | None:
         if structural not in self._cache:
-            cfg = self.compose_fn(list(structural))
-            # masked_copy keeps a top-level `seed: ${apet.seed}` as written; cfg["seed"] would resolve it
-            unresolved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
-            interpolates = "${" in OmegaConf.to_yaml(unresolved)
-            self._cache[structural] = None if interpolates else plain(cfg)
+            self._cache[structural] = _settable(self.compose_fn(list(structural)))
         return self._cache[structural]
+
+    def keep(self, overrides: list[str], cfg: DictConfig) -> None:
+        """Take `cfg`, Hydra's composition of `overrides` but for their sweep values (the config a Hydra
+        sweeper is set up with), as the base of every run whose structural overrides are the same: its plain
+        values are the runs' own or set again on a copy, so Hydra need not compose it a second time."""
+        from launchers.expand import parse
+
+        fixed = [o for o in parse(overrides) if not o.is_sweep_override()]
+        self._cache.setdefault(tuple(o.input_line for o in fixed if self._structural(o)), _settable(cfg))
 
     def __call__(self, overrides: list[str]) -> dict:
         return self.keyed(overrides)[0]
@@ -193,6 +162,13 @@ class CachedComposer:
         return data, key
 
 
+def _settable(cfg: DictConfig) -> dict | None:
+    """A composition as a plain base that run values are set on, or None where its values interpolate."""
+    # masked_copy keeps a top-level `seed: ${apet.seed}` as written; cfg["seed"] would resolve it
+    unresolved = OmegaConf.masked_copy(cfg, [k for k in cfg if k != "hydra"])
+    return None if "${" in OmegaConf.to_yaml(unresolved) else plain(cfg)
+
+
 def _read_local_files(spec, cfg, read: set[str]) -> None:
     """A task on local files reads them once per distinct task, here: a broken line stops the sweep before
     any run exists, instead of failing every run of it."""
@@ -209,18 +185,18 @@ def _read_local_files(spec, cfg, read: set[str]) -> None:
 def plan(
     run_overrides: list[list[str]],
     compose_fn: Callable[[list[str]], DictConfig],
-    validated: Validated | None = None,
+    composed: tuple[list[str], DictConfig] | None = None,
     finished_from_records: bool = False,
 ) -> list[PlannedRun]:
     """Validate every run and dedupe identical configs (same run hash: launched once).
 
     Validation (types, choices, the meta-device attach, local files) runs once per distinct config but for
     its top-level seed, which validation reads only to check that it is an integer (checked per run); each
-    run is hashed once (#25). `validated`: configs this process validated already (run.py's preflight), whose
-    resolve_run is taken from it, not run again. `finished_from_records` (`petsweep plan`, which imports no
-    torch where it can): a config whose id needs no budget solved and whose run is COMPLETED takes its
-    counts from the run's result.json instead of the meta device; a launch keeps the meta-device counts,
-    which open no record (a resume whose sweep index is current reads none, #25).
+    run is hashed once (#25). `composed`: overrides and a config Hydra composed of them already (a sweeper's
+    own config: CachedComposer.keep), not composed again. `finished_from_records` (`petsweep plan`, which
+    imports no torch where it can): a config whose id needs no budget solved and whose run is COMPLETED
+    takes its counts from the run's result.json instead of the meta device; a launch keeps the meta-device
+    counts, which open no record (a resume whose sweep index is current reads none, #25).
 
     Raises:
         ConfigError: the first run whose config is invalid, naming its overrides.
@@ -228,7 +204,9 @@ def plan(
     # here, not at the top: what reads a sweep's records (status, show) imports this module without torch
     from petsweep.spec.config import check_seed
 
-    composer = CachedComposer(compose_fn, validated.bases if validated is not None else None)
+    composer = CachedComposer(compose_fn)
+    if composed is not None:
+        composer.keep(*composed)
     queue = cached_queue()
     runs: dict[str, PlannedRun] = {}
     read: set[str] = set()
@@ -252,7 +230,7 @@ def plan(
                     extra = _recorded_counts(looked[1], key, recorded)
                     answered = extra is not None
             if extra is None:
-                extra = _validate(cfg, read, validated)
+                extra = _validate(cfg, read)
                 if key is not None:
                     checked[key] = extra
             elif not answered:
@@ -376,18 +354,11 @@ def _budget_refusals(refused: list[tuple[ConfigError, str]], runs: dict) -> Conf
     )
 
 
-def validate(
-    run_overrides: Iterable[list[str]],
-    compose_fn: Callable[[list[str]], DictConfig],
-    defer_budget: bool = False,
-    into: Validated | None = None,
-) -> None:
-    """Compose and validate runs as run.py's pre-flight does (resolve_run), raising the first invalid run's
-    error as resolve_run or the composition words it: one Hydra composition per distinct choice of config
-    groups, one resolve_run per config but its seed (#25: a resume composed once per value of every axis,
-    1,000 compositions for seed=range(0,1000), before the plan validated every run again). `defer_budget`:
-    a budget a run cannot take is not raised here but left to `plan`, which names every such run at once.
-    `into`: where each config validated here is kept with its spec, for the plan of the same process."""
+def validate(run_overrides: Iterable[list[str]], compose_fn: Callable[[list[str]], DictConfig]) -> None:
+    """Compose and validate runs as run.py's pre-flight does for a sweeper not petsweep's (resolve_run),
+    raising the first invalid run's error as resolve_run or the composition words it: one Hydra composition
+    per distinct choice of config groups, one resolve_run per config but its seed (#25: a resume composed
+    once per value of every axis, 1,000 compositions for seed=range(0,1000))."""
     from petsweep.model.resolve import resolve_run
     from petsweep.spec.config import check_seed
 
@@ -398,31 +369,19 @@ def validate(
         if key is not None and key in checked:
             check_seed(cfg["seed"])
             continue
-        try:
-            spec = resolve_run(_copy(cfg))
-        except ConfigError as err:
-            if not (defer_budget and err.key == "budget"):
-                raise
-        else:
-            if into is not None:
-                into.add(cfg, spec)
+        resolve_run(_copy(cfg))
         if key is not None:
             checked.add(key)
-    if into is not None:
-        into.keep(composer.compositions)
 
 
-def _validate(cfg: dict, read: set[str], validated: Validated | None = None) -> dict:
+def _validate(cfg: dict, read: set[str]) -> dict:
     """Validate one run's config (resolve_run, the meta-device attach, local task files) and return what the
-    plan shows of it: parameter counts from the meta-device check, and what `budget` resolved to. A config in
-    `validated` is not resolved again: its spec is taken from there."""
+    plan shows of it: parameter counts from the meta-device check, and what `budget` resolved to."""
     # here, not at the top: what reads a sweep's records (status, show) imports this module without torch
     from petsweep.model.params import check_on_meta
     from petsweep.model.resolve import resolve_run
 
-    spec = validated.take(cfg) if validated is not None else None
-    if spec is None:
-        spec = resolve_run(_copy(cfg))  # a private copy: the run's config shares dicts with other runs'
+    spec = resolve_run(_copy(cfg))  # a private copy: the run's config shares dicts with other runs'
     counts = check_on_meta(spec)  # a method the backbone cannot take fails here, not in a job
     _read_local_files(spec, cfg, read)
     apet = _apet_budget(spec, counts)

@@ -14,7 +14,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from launchers.expand import expand
-from launchers.planning import PlannedRun, Validated, cached_queue, plan, run_status
+from launchers.planning import PlannedRun, cached_queue, plan, run_status
 from petsweep.records.labels import display
 from petsweep.records.status import State, write_json
 
@@ -76,12 +76,12 @@ def run_sweep(
     launch_fn: Callable[[list[PlannedRun]], list[int]],
     log=print,
     loader=None,
-    validated: Validated | None = None,
+    composed: tuple[list[str], DictConfig] | None = None,
 ) -> list[PlannedRun]:
     """Plan, launch what is pending, and return the runs with their status after launching. `loader`: what
-    lists a group's options for glob() axes (launchers.expand.parse); `validated`: the configs run.py's
-    preflight validated in this process, which the plan takes instead of validating them again."""
-    runs = plan(expand(arguments, zips, loader), compose_fn, validated)
+    lists a group's options for glob() axes (launchers.expand.parse); `composed`: overrides and the config
+    Hydra composed of them, which the plan takes instead of composing it again (launchers.planning.plan)."""
+    runs = plan(expand(arguments, zips, loader), compose_fn, composed)
     labels = differing(runs)
     root = record_sweep(runs, arguments, labels)
     todo = unfinished(runs)

@@ -17,7 +17,9 @@ petsweep rehash runs [--dry-run]                          # rename run dirs of a
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -124,16 +126,18 @@ def _refuse_foreign_launchers(overrides: list[str]) -> None:
             )
 
 
-def preflight(argv: list[str], validated=None):
-    """Compose every config the command line names (each value of a sweep axis) and validate it.
+def preflight(argv: list[str]):
+    """Compose and validate what the command line names before Hydra starts, so that bad input is one line.
 
-    A sweep's configs are kept with their specs in `validated` (launchers.planning.Validated), where given:
-    run.py hands it to the sweep's plan, which then validates none of them again. The launcher check and the
-    sweeper's direction read the hydra node of the sweep's first config, composed once, and that composition
-    is also the first config's.
-
-    A sweep with an optimising sweeper (Optuna) gets its direction from the optimised metric: `argv` gains
-    hydra.sweeper.direction=maximize where the command line does not set it (see _sweeper_direction).
+    A plain run: its config, composed and validated once. A sweep of petsweep's sweepers (petsweep,
+    threshold): the overrides, parsed and checked as above, and nothing composed: Hydra's start composes the
+    sweep's config (an error in it in one line: start_errors_in_one_line), the sweeper's setup checks its
+    launcher and its plan validates every run before anything launches (launchers.planning.plan), so no
+    config is validated twice and nothing travels from here to the sweeper but the command line. A sweep of
+    another sweeper (Optuna), whose trials reach petsweep only as overrides:
+    every value of each axis, composed and validated here; the launcher check and the sweeper's direction
+    read the hydra node of its first config, composed once, and its direction follows the optimised metric:
+    `argv` gains hydra.sweeper.direction=maximize where the command line does not set it (_sweeper_direction).
 
     Hydra's own modes (shell completion, help, --version, --info, --experimental-rerun, another
     --config-path) are left to Hydra; --cfg only composes.
@@ -169,10 +173,6 @@ def preflight(argv: list[str], validated=None):
             variants.append(
                 fixed + [f"{k}={(value if j == i else vals[0])}" for j, (k, vals) in enumerate(axes)]
             )
-    if args.multirun and not _other_sweeper(overrides):  # as petsweep's sweepers expand a run (the planner)
-        from launchers.expand import apet_method
-
-        variants = [apet_method(variant) for variant in variants]
     if args.multirun and (args.cfg or args.info):  # Hydra raises a traceback for these together
         raise PetsweepError(
             f"-m with --{'cfg' if args.cfg else 'info'}: Hydra shows one run's config and takes no -m; "
@@ -192,42 +192,76 @@ def preflight(argv: list[str], validated=None):
         )
     config_name = args.config_name or "config"
     hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
-    if args.multirun:  # no config to hand back: composed once per choice of groups, validated once per seed
-        from launchers.planning import validate
-
-        # the first config with the launcher and sweeper the command line picks (their hydra.* settings): an
-        # error composing it is raised where the launcher check raised it, after every config's own errors
-        try:
-            first = [compose(variants[0] + hydra_args, config_name=config_name, with_hydra=True)]
-            unusable = None
-        except ConfigError as err:
-            first, unusable = [], err
-        hydra_node = first[0].hydra if first else None
-
-        def compose_variant(variant: list[str]):
-            # validate composes variants[0]'s groups first: the composition above has them (its hydra.*
-            # settings and values aside, which the validation's plain copy drops or sets again)
-            return first.pop() if first else compose(variant, config_name=config_name)
-
-        # a budget a cell cannot take is left to petsweep's planner, which names every such cell of the whole
-        # product at once before anything runs (these variants are each axis's values, not the product)
-        own_planner = not _other_sweeper(overrides)
-        validate(variants, compose_variant, own_planner, into=validated if own_planner else None)
-        if unusable is not None:
-            raise unusable
-    else:
+    if args.multirun and _other_sweeper(overrides):  # the launcher and sweeper the command line picks
+        hydra_node = _validate_variants(variants, hydra_args, config_name)
+        check_launcher(hydra_node.launcher)
+        argv += _sweeper_direction(variants, hydra_args, config_name, hydra_node.sweeper)
+    elif not args.multirun:
         for variant in variants:
             cfg = compose(variant, config_name=config_name)
             if args.cfg is None and args.info is None:
                 resolved = resolved_run(cfg)
-    if args.multirun:  # the launcher and sweeper the command line picks, with their hydra.* settings
-        _check_launcher(hydra_node.launcher)
-        argv += _sweeper_direction(variants, hydra_args, config_name, hydra_node.sweeper)
     hydra_settings = [o for o in args.overrides if o.lstrip("+~").startswith("hydra")]
     plain_run = not (args.multirun or args.cfg or args.info or args.resolve or args.package)
     if plain_run and len(variants) == 1 and all(o.startswith("hydra.searchpath=") for o in hydra_settings):
         return resolved
     return None
+
+
+@contextlib.contextmanager
+def start_errors_in_one_line(argv: list[str]):
+    """Hydra's start composes a sweep's config (its overrides but the sweep's values, with the hydra.*
+    settings) before any sweeper runs, and prints an error in it in several lines, exit 1. HYDRA_FULL_ERROR
+    (Hydra's own switch) makes it raise the error to run.py instead, and composing that config here words it
+    as one ConfigError line; an error the composition does not give again is not the input's: raised as it is
+    (Hydra's full traceback). A command line that is no sweep: Hydra's start as it is."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from petsweep.compose import compose
+
+    args = _hydra_args(argv)
+    if not args.multirun:
+        yield
+        return
+    given = os.environ.get("HYDRA_FULL_ERROR")
+    os.environ["HYDRA_FULL_ERROR"] = "1"
+    try:
+        yield
+    except Exception:
+        overrides = _overrides(args)  # as the preflight reads them: --config-dir is on the search path
+        overrides += [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
+        parsed = OverridesParser.create().parse_overrides(overrides)
+        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        compose(fixed, config_name=args.config_name or "config", with_hydra=True)
+        raise
+    finally:
+        if given is None:
+            os.environ.pop("HYDRA_FULL_ERROR", None)
+
+
+def _validate_variants(variants: list[list[str]], hydra_args: list[str], config_name: str):
+    """Compose and validate every value of each axis of a sweep whose sweeper is not petsweep's (its trials
+    reach petsweep only as overrides), and return the hydra node of the first, composed once with the hydra.*
+    settings: an error composing that node is raised after every config's own errors."""
+    from launchers.planning import validate
+    from petsweep.compose import compose
+
+    try:
+        first = [compose(variants[0] + hydra_args, config_name=config_name, with_hydra=True)]
+        unusable = None
+    except ConfigError as err:
+        first, unusable = [], err
+    hydra_node = first[0].hydra if first else None
+
+    def compose_variant(variant: list[str]):
+        # validate composes variants[0]'s groups first: the composition above has them (its hydra.* settings
+        # and values aside, which the validation's plain copy drops or sets again)
+        return first.pop() if first else compose(variant, config_name=config_name)
+
+    validate(variants, compose_variant)
+    if unusable is not None:
+        raise unusable
+    return hydra_node
 
 
 def _other_sweeper(overrides: list[str]) -> bool:
@@ -315,9 +349,10 @@ def _group_options(group: str, overrides: list[str]) -> list[str]:
         return loader.get_group_options(group, config_name="config", overrides=list(overrides))
 
 
-def _check_launcher(launcher) -> None:
+def check_launcher(launcher) -> None:
     """A launcher preset's required keys (???) are set, and its group sizes are numbers of runs, before
-    anything is launched or submitted; `launcher`: the sweep's hydra.launcher node."""
+    anything is launched or submitted; `launcher`: the sweep's hydra.launcher node (the preflight's of a
+    sweep of another sweeper, petsweep's sweepers' setup)."""
     from omegaconf import OmegaConf
 
     from launchers.fusion import check_fuse

@@ -5,7 +5,8 @@ per process it crosses at most, and composed once per run").
 (`load_configuration`: every composition, Hydra's own and petsweep's) and `resolve_run` (every validation)
 count their calls; the runs themselves train in their own processes (warm workers), which are not counted.
 Measured before the counts were cut (tiny BERT): a plain run 1 validation and 1 composition; a 2-run sweep
-(seed=1,2) 2 and 6; a 4-run sweep (method=lora,bitfit seed=1,2) 4 and 8.
+(seed=1,2) 2 and 6; a 4-run sweep (method=lora,bitfit seed=1,2) 4 and 8. A sweep of petsweep's sweepers is
+validated by its plan alone (run.py's preflight composes none of it and hands nothing to the sweeper).
 """
 
 from __future__ import annotations
@@ -47,13 +48,21 @@ def test_a_plain_run_is_composed_and_validated_once(tiny_conf, tmp_path):
 
 def test_a_sweep_composes_and_validates_each_distinct_config_once(tiny_conf, tmp_path):
     """4 runs of 2 distinct configs but their seeds (lora, bitfit): the user's process validates each config
-    once (the preflight's validation is the planner's) and composes each once (the preflight's composition is
-    the launcher check's, the sweeper's and the planner's), besides Hydra's own start."""
+    once and composes each once (the plan's), besides Hydra's own start."""
     argv = sweep_argv(tiny_conf, tmp_path, "backbone=tiny-bert", "method=lora,bitfit", "seed=1,2")
     counts, done = counted(tmp_path, argv)
     assert "4 runs (4 new); launching 4" in done.stdout
     assert counts["validations"] <= 2, counts
     assert counts["compositions"] - HYDRA_START <= 2, counts
+
+
+def test_a_sweep_of_one_config_plans_on_hydras_own_composition(tiny_conf, tmp_path):
+    """2 runs of one config but the seed: the plan takes the config Hydra's start composed (the sweeper's
+    own, the command line but its sweep values) as the base of both runs, and validates it once."""
+    argv = sweep_argv(tiny_conf, tmp_path, "backbone=tiny-bert", "seed=1,2")
+    counts, done = counted(tmp_path, argv)
+    assert "2 runs (2 new); launching 2" in done.stdout
+    assert counts == {"validations": 1, "compositions": HYDRA_START}, counts
 
 
 def test_completing_a_group_choice_composes_nothing_and_imports_no_torch():

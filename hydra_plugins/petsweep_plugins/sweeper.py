@@ -23,26 +23,35 @@ ConfigStore.instance().store(
 
 
 class PlannedSweeper(Sweeper):
-    """What petsweep's sweepers share: the configured launcher, a composer of one run's config, the config
-    loader glob() axes list a group's options with, what run.py's preflight validated (run.py's task function
-    carries it: launchers.planning.Validated), and a launch of planned runs that returns an exit code per run:
-    petsweep's launchers are handed the plan itself (`launch_planned`), any other launcher the runs'
-    overrides."""
+    """What petsweep's sweepers share: the configured launcher, a composer of one run's config (its errors in
+    one line), the config loader glob() axes list a group's options with, and a launch of planned runs that
+    returns an exit code per run: petsweep's launchers are handed the plan itself (`launch_planned`), any
+    other launcher the runs' overrides. The launcher's settings are checked here and the runs validated by
+    the sweep's plan, before anything launches: run.py's preflight composes nothing of a sweep of ours."""
 
     config: DictConfig | None = None
 
     def setup(self, *, hydra_context, task_function, config: DictConfig) -> None:
         from hydra.core.plugins import Plugins
 
+        from petsweep.cli import check_launcher
+        from petsweep.spec.errors import exit_on_user_error
+
         self.hydra_context, self.config = hydra_context, config
+        with exit_on_user_error():  # before the launcher is made of its settings, in one line
+            check_launcher(config.hydra.launcher)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
         )
         self.loader = hydra_context.config_loader
-        self.validated = getattr(task_function, "validated", None)
 
     def compose(self, overrides: list[str]) -> DictConfig:
-        return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        from petsweep.compose.errors import composition_error
+
+        try:
+            return self.hydra_context.config_loader.load_sweep_config(self.config, list(overrides))
+        except Exception as err:  # Hydra raises several types; all are the user's input
+            raise composition_error(err, overrides) from None
 
     def launch(self, runs) -> list[int]:
         if hasattr(self.launcher, "launch_planned"):  # ours: the plan's paths, configs and GPUs
@@ -69,7 +78,7 @@ class PetsweepSweeper(PlannedSweeper):
                 self.compose,
                 self.launch,
                 loader=self.loader,
-                validated=self.validated,
+                composed=(list(arguments), self.config),  # Hydra's start composed the sweep's own overrides
             )
         if unfinished(runs):
             sys.exit(1)
