@@ -215,6 +215,8 @@ class ThresholdSearch:
         for cell in self.cells:
             self._check_cell(cell)
         self._cell_ladders()
+        for cell in self.cells:
+            self._check_reference(cell)
         self.sweep_dir = run_dir(first).parent
         self.trained: list[str] = []
         state = self.sweep_dir / STATE_FILE  # rounds of earlier invocations of the same search
@@ -249,24 +251,31 @@ class ThresholdSearch:
             raise ConfigError(
                 "hydra.sweeper.seed_key", self.settings.seed_key, "is not a key of the composed config"
             )
-        wants_full = any(t.reference == "full" for t in self.targets.values())
-        if wants_full and method == self.settings.reference_method:
+        if self._wants_full() and method == self.settings.reference_method:
             raise ConfigError(
                 "hydra.sweeper.targets",
                 ",".join(self.targets),
                 f"a full target needs {self.settings.reference_method} fine-tuning as its reference; "
                 f"the cell's method is {method} itself",
             )
-        if wants_full:
-            try:  # the reference must be a run the backbone can take: fails in one line here
-                plan([self._reference_overrides(cell, self.reference_seeds[0])], self.compose_fn)
-            except ConfigError as err:
-                raise ConfigError(
-                    "hydra.sweeper.targets",
-                    ",".join(self.targets),
-                    f"target full has no reference: {self.settings.reference_method} fine-tuning of "
-                    f"this cell cannot run ({err.key}={err.value}: {err.expected})",
-                ) from None
+
+    def _wants_full(self) -> bool:
+        return any(t.reference == "full" for t in self.targets.values())
+
+    def _check_reference(self, cell: Cell) -> None:
+        """A full target's reference must be a run the backbone can take: fails in one line here. After the
+        cells' own checks (_cell_ladders), so that an error of the cell itself is named as the cell's."""
+        if not self._wants_full():
+            return
+        try:
+            plan([self._reference_overrides(cell, self.reference_seeds[0])], self.compose_fn)
+        except ConfigError as err:
+            raise ConfigError(
+                "hydra.sweeper.targets",
+                ",".join(self.targets),
+                f"target full has no reference: {self.settings.reference_method} fine-tuning of "
+                f"this cell cannot run ({err.key}={err.value}: {err.expected})",
+            ) from None
 
     def _cell_ladders(self) -> None:
         """Each cell's own ladder: the interval's budgets its method can take, before anything runs (a probe
