@@ -194,12 +194,16 @@ def test_seeded_run_hash_is_run_hash_for_every_seed():
     assert hasher(0) != hasher(1)
 
 
-def test_a_resume_pre_flight_composes_once_per_choice_of_groups_and_keeps_its_one_line_errors(monkeypatch):
+def test_a_resume_composes_once_per_choice_of_groups_and_keeps_its_one_line_errors(monkeypatch, tmp_path):
     """#25: run.py -m's pre-flight composed once per value of every axis (seed=range(0,1000): 1,000
-    compositions) before the plan validated every run again; the same bad values still fail in one line."""
+    compositions) before the plan validated every run again. #23: a sweep of petsweep's sweepers is composed
+    and validated by its plan alone (the pre-flight composes none of it), once per choice of groups; the same
+    bad values still fail in one line, naming the run."""
     import pytest
 
     import petsweep.compose
+    from launchers.expand import expand
+    from launchers.planning import plan
     from petsweep.cli import preflight
     from petsweep.spec.errors import ConfigError
 
@@ -211,17 +215,19 @@ def test_a_resume_pre_flight_composes_once_per_choice_of_groups_and_keeps_its_on
         return real(overrides, config_name=config_name, with_hydra=with_hydra)
 
     monkeypatch.setattr(petsweep.compose, "compose", counted)
-    preflight(["-m", "method=lora,bitfit", "method.lr=0.1,0.2", "seed=range(0,40)"])
-    # one per method (43 before: the first run, then every other value); the first is also the sweep settings'
-    # (with_hydra: the launcher check and the direction read it, #23)
-    assert len(composed) == 2 and composed.count(True) == 1
+    axes = ["method=lora,bitfit", "method.lr=0.1,0.2", "seed=range(0,40)"]
+    preflight(["-m", *axes])
+    assert composed == []
+    assert len(plan(expand([*axes, f"paths.runs_root={tmp_path}"]), counted)) == 160
+    assert len(composed) == 2  # one per method (43 in the pre-flight before, then the plan's)
     for argv, error in (
         (["seed=0,1,abc"], "seed='abc': must be an integer"),
         (["method.lr=0.1,-1", "seed=0,1"], "method.lr=-1: the learning rate must be positive"),
         (["method=lora,nope"], "method='nope': unknown option; choose one of:"),
         (["method.rr=1,2", "seed=0,1"], "method.rr='1': unknown key; valid keys there:"),
     ):
+        preflight(["-m", *argv])  # petsweep's sweeper: nothing to refuse before Hydra starts
         with pytest.raises(ConfigError) as err:
-            preflight(["-m", *argv])
+            plan(expand([*argv, f"paths.runs_root={tmp_path}"]), real)
         assert str(err.value).startswith(error), str(err.value)
-        assert "\n" not in str(err.value) and "in run:" not in str(err.value)
+        assert "\n" not in str(err.value) and "in run:" in str(err.value)
