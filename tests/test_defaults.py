@@ -80,18 +80,21 @@ def test_apet_trains_at_a_default_lr_that_moves_its_scalars_and_old_defaults_kee
     assert run_hash(compose(prompt))[:12] == "f232f77c4aad"
 
 
-def test_readmes_apet_budget_sweep_passes_the_preflight_as_the_planner_expands_it():
+def test_readmes_apet_budget_sweep_passes_the_preflight_as_the_planner_expands_it(tmp_path):
     """`python run.py -m apet.scale=lora,adapter,4096,65536 apet.seed=1,2,3` (docs/methods.md, APET) was
     refused by run.py's pre-flight ("set both, or neither") while `petsweep plan` accepted it: the planner
-    makes a run with an APET budget and no method an APET run, and the pre-flight now does too (for
-    petsweep's sweepers)."""
+    makes a run with an APET budget and no method an APET run, and the pre-flight now leaves a sweep of
+    petsweep's sweepers to it (#23)."""
     from launchers.expand import expand
+    from launchers.planning import plan
     from petsweep.cli import preflight
 
     argv = ["-m", "apet.scale=lora,adapter,4096,65536", "apet.seed=1,2,3"]
     assert preflight(list(argv)) is None
     assert [r[-1] for r in expand(argv[1:])] == ["method=apet"] * 12
+    sweep = ["apet.scale=lora,4096", "method=lora", f"paths.runs_root={tmp_path}"]
+    assert preflight(["-m", *sweep]) is None  # petsweep's sweeper: its plan validates the runs (#23)
     with pytest.raises(ConfigError, match="set both, or neither"):
-        preflight(["-m", "apet.scale=lora,4096", "method=lora"])  # a method named otherwise stays refused
+        plan(expand(sweep), compose)  # a method named otherwise stays refused
     with pytest.raises(ConfigError, match="set both, or neither"):
         preflight(["apet.scale=4096"])  # a single run is composed as written, as Hydra runs it
