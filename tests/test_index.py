@@ -410,7 +410,8 @@ def test_every_fingerprinted_source_exists_and_the_budget_solver_counts():
     root = Path(index.__file__).resolve().parent.parent.parent
     listed = index.sources()
     assert [name for name in listed if not (root / name).is_file()] == []
-    for needed in ("petsweep/model/budget.py", "petsweep/model/resolve.py", "petsweep/model/params.py"):
+    needed_by_ids = ("spec/identity.py", "spec/shape.py", "model/budget.py", "model/resolve.py")
+    for needed in (f"petsweep/{name}" for name in (*needed_by_ids, "model/params.py")):
         assert needed in listed
     hooks = [p for p in (root / "petsweep/methods").rglob("*.py") if "budget_" in p.read_text()]
     assert hooks and all(str(p.relative_to(root)) in listed for p in hooks)

@@ -82,15 +82,14 @@ _SOURCES = (
     "petsweep/records/index.py",
     "petsweep/records/status.py",
     "petsweep/run/rehash.py",
-    "petsweep/spec/identity.py",
     "petsweep/records/record.py",
-    "petsweep/spec/config.py",
     "analysis/load.py",
 )
-# packages every .py file of which counts: a `budget=` run's id holds what the solver (model/budget.py, with
-# model/resolve.py's budget_form) chooses, counting parameters on the meta device (model/params.py, the
-# backbones, heads) of the method's modules and its budget_* hooks (methods/)
-_SOURCE_PACKAGES = ("petsweep/model", "petsweep/methods")
+# packages every .py file of which counts: a run's id is hashed by spec/ (identity.py, with the schema and
+# checks of config.py and the world size of shape.py); a `budget=` run's id holds what the solver
+# (model/budget.py, with model/resolve.py's budget_form) chooses, counting parameters on the meta device
+# (model/params.py, the backbones, heads) of the method's modules and its budget_* hooks (methods/)
+_SOURCE_PACKAGES = ("petsweep/spec", "petsweep/model", "petsweep/methods")
 
 
 def sources() -> list[str]:
