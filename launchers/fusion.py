@@ -10,6 +10,7 @@ fused) take 0.91 of their time one after another, in 1/8 of the memory; at 16 x 
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from launchers.planning import PlannedRun
@@ -83,15 +84,21 @@ def _tokens(unit: Unit) -> int:
     return sum(step_tokens(run.cfg) for run in unit.runs)
 
 
-def plan_notes(runs: list[PlannedRun], fuse: int, fuse_tokens: int | None, gpus: int) -> dict:
+def plan_notes(
+    runs: list[PlannedRun], fuse: int, fuse_tokens: int | None, gpu_count: Callable[[], int]
+) -> dict:
     """How each run of the plan will train, by run dir: `fused: group 2 (3 runs, 384 tokens a step)` or
-    `alone: <why>`. Finished runs are not launched, so they are in no group."""
+    `alone: <why>`. Finished runs are not launched, so they are in no group; `gpu_count` (what asks CUDA,
+    which imports torch) is called only where a run is left to group: the plan of a finished sweep reads
+    records only (#23)."""
     from petsweep.records.status import State
 
     todo = [run for run in runs if run.status != State.COMPLETED]
     notes = {run.path: "done" for run in runs}
+    if not todo:
+        return notes
     number = 0
-    for unit in units(todo, fuse, token_budget(fuse_tokens, gpus)):
+    for unit in units(todo, fuse, token_budget(fuse_tokens, gpu_count())):
         if len(unit.runs) == 1:
             notes[unit.runs[0].path] = f"alone: {unit.why}"
             continue

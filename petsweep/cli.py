@@ -441,7 +441,7 @@ def plan_command(overrides: list[str]) -> str:
     )
     if fuse < 2:
         return plan_table(runs)
-    return plan_table(runs, plan_notes(runs, fuse, launcher.get("fuse_tokens"), gpu_count()))
+    return plan_table(runs, plan_notes(runs, fuse, launcher.get("fuse_tokens"), gpu_count))
 
 
 def _count_cmd(args) -> None:

@@ -234,11 +234,19 @@ def test_composing_a_config_imports_no_torch():
         "cfg = compose([])\n"
         "print('methods:', len(METHODS.names()), 'broken:', METHODS.broken(), 'method:', cfg.method.name)\n"
         "print('heavy:', sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))\n"
+        "above = ('petsweep.model', 'petsweep.train', 'petsweep.run', 'petsweep.cli', 'launchers.')\n"
+        "above += ('analysis',)\n"
+        "print('above:', sorted(m for m in sys.modules if m.startswith(above)))\n"
     )
     out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "broken: {} method: lora" in out.stdout, out.stdout
     assert "heavy: []" in out.stdout, out.stdout
+    # R23 (session 34) F3: Hydra imports petsweep's plugins whenever it composes, and the launcher plugin
+    # imported launchers.slurm (the planner, model.resolve, run.rehash) for its settings' dataclass: a load
+    # upwards no import statement of compose/ shows. The plugins are thin: composing loads only their light
+    # settings module (launchers/slurm_settings.py).
+    assert "above: ['launchers.slurm_settings']" in out.stdout, out.stdout
 
 
 def test_plan_of_a_finished_sweep_imports_no_torch(tiny):
@@ -251,18 +259,21 @@ def test_plan_of_a_finished_sweep_imports_no_torch(tiny):
 
     base = tiny("encoder", "trainer.max_steps=2")
     results = [run(compose([*base, f"seed={seed}"])) for seed in (1, 2)]
-    script = (
-        "import sys\nfrom petsweep.cli import main\n"
-        f"main(['plan', *{[*base, 'seed=1,2']!r}])\n"
-        "print('heavy:', sorted({'torch', 'transformers', 'peft', 'scipy'} & set(sys.modules)))\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
-    assert out.returncode == 0, out.stderr[-3000:]
-    assert "heavy: []" in out.stdout, out.stdout
-    rows = [line.split() for line in out.stdout.splitlines() if line.startswith("COMPLETED")]
-    assert sorted(row[1][-12:] for row in rows) == sorted(r["run_id"][:12] for r in results), out.stdout
-    assert {row[2] for row in rows} == {f"{r['trainable_params']:,}" for r in results}, out.stdout
-    assert "total: 2 runs, 0 to run" in out.stdout, out.stdout
+    # R23 (session 34) F11: with fusion, the plan's notes asked torch.cuda for the GPUs to group runs on,
+    # although no run was left to group
+    for launcher in ([], ["hydra.launcher.fuse=2"]):
+        script = (
+            "import sys\nfrom petsweep.cli import main\n"
+            f"main(['plan', *{[*base, 'seed=1,2', *launcher]!r}])\n"
+            "print('heavy:', sorted({'torch', 'transformers', 'peft', 'scipy'} & set(sys.modules)))\n"
+        )
+        out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+        assert out.returncode == 0, out.stderr[-3000:]
+        assert "heavy: []" in out.stdout, out.stdout
+        rows = [line.split() for line in out.stdout.splitlines() if line.startswith("COMPLETED")]
+        assert sorted(row[1][-12:] for row in rows) == sorted(r["run_id"][:12] for r in results), out.stdout
+        assert {row[2] for row in rows} == {f"{r['trainable_params']:,}" for r in results}, out.stdout
+        assert "total: 2 runs, 0 to run" in out.stdout, out.stdout
 
 
 # The floors, lowest first (docs/architecture.md): a module may import its own floor and the floors below it,

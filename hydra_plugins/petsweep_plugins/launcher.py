@@ -15,7 +15,7 @@ from hydra.core.utils import JobReturn, JobStatus
 from hydra.plugins.launcher import Launcher
 from omegaconf import MISSING, DictConfig
 
-from launchers.slurm import SlurmSettings
+from launchers.slurm_settings import SlurmSettings
 
 
 def planned_runs(launcher, job_overrides):
