@@ -38,6 +38,8 @@ CASES = {  # name: (overrides, env, words the one line must contain)
     "unknown method": (["method=loar"], {}, ["method", "loar", "bitfit", "full", "lora"]),
     "unknown task": (["task=sst3"], {}, ["task", "sst3", "sst2", "bbc_news"]),
     "unknown method in a sweep axis": (["-m", "method=lora,loar"], {}, ["method", "loar", "lora"]),
+    # R23 (session 34) F9: a traceback after the run was claimed and recorded FAILED
+    "a CUDA device not here": (["trainer.device=cuda:99"], {}, ["trainer.device", "cuda:99", "auto, cpu"]),
     "unknown key": (["trainer.max_stepz=5"], {}, ["trainer.max_stepz", "max_steps"]),
     "unknown method key": (["method=bitfit", "method.r=4"], {}, ["method.r", "4", "lr", "train_head"]),
     "non-positive max_steps": (["trainer.max_steps=0"], {}, ["trainer.max_steps", "0", "positive"]),

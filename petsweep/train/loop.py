@@ -23,6 +23,7 @@ from petsweep.methods.base import ParamGroup
 from petsweep.model.objectives import Objective
 from petsweep.records.status import RunDir
 from petsweep.spec.config import DeepSpeedConfig, RunSpec, TrainerConfig
+from petsweep.spec.errors import ConfigError
 from petsweep.tasks import TaskData
 from petsweep.tasks.metrics import compute_metrics
 from petsweep.train import checkpoint, movement, preemption, ranks, resources
@@ -74,9 +75,17 @@ class Stages:
 
 
 def pick_device(trainer: TrainerConfig) -> torch.device:
+    """The device a run trains on; a CUDA device this process cannot see is refused in one line (it was a
+    traceback from the first tensor moved there, after the run was claimed and recorded FAILED)."""
     if trainer.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(trainer.device)
+    device = torch.device(trainer.device)
+    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    if device.type == "cuda" and (device.index or 0) >= visible:
+        seen = f"{visible} CUDA device{'s' if visible != 1 else ''}" if visible else "no CUDA device"
+        choices = "choose auto, cpu or a cuda:N it shows"
+        raise ConfigError("trainer.device", trainer.device, f"this machine shows {seen}; {choices}")
+    return device
 
 
 def use_bf16(trainer: TrainerConfig, device: torch.device) -> bool:
