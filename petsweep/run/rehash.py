@@ -234,8 +234,11 @@ def _stale(path: Path, solve: bool = True) -> tuple[str | None, str | None]:
 
 def reusable_result(path: Path) -> dict | None:
     """The record that answers a request for run dir `path` instead of training it: its result where the run
-    is COMPLETED with a readable result.json of this very identity; else None. The one place where "skip if
-    COMPLETED" is decided (app.run, fused groups, the sweep's plan and launcher). A COMPLETED record of
+    is COMPLETED with a readable result.json of this very identity; else None. Where an executing process
+    decides "skip if COMPLETED" (app.execute's before_claim, for solo runs and fused members alike); the
+    plan applies the same test (COMPLETED, and stale_record finds it of this identity) to pick what to
+    launch (launchers.planning.run_status, or the index's answer of it), and each run it launches is asked
+    here again, since a run may finish between the plan and its start. A COMPLETED record of
     another identity (stale_record) is never reused: under the claim lock it is moved to its own id, as
     `petsweep rehash` would (aside into .invalidated where that id is taken), with one line; the request is
     then trained. Where its own id is being trained the request is refused in one line."""
