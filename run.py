@@ -11,7 +11,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from petsweep.cli import hydra_argv, needs_base_nodes, preflight, start_errors_in_one_line
+from petsweep.cli import hydra_argv, needs_base_nodes, needs_hydra_start, preflight, start_errors_in_one_line
 from petsweep.spec.errors import exit_on_user_error, stop_on_signals
 
 
@@ -34,6 +34,21 @@ def run_resolved(resolved) -> None:
         execute(resolved)
 
 
+def run_resolved_under_hydra(resolved) -> None:
+    """A plain run whose hydra.* settings only Hydra's start honours (hydra.run.dir, hydra.job.chdir, its
+    logging): Hydra starts, and its job executes the run the preflight validated, handed over here; Hydra's
+    own composition of the same config is not validated again (R23 F1: it was, twice in one process)."""
+
+    @hydra.main(config_path="conf", config_name="config", version_base=None)
+    def job(_cfg: DictConfig) -> None:
+        from petsweep.run.app import execute
+
+        with exit_on_user_error():
+            execute(resolved)
+
+    job()
+
+
 if __name__ == "__main__":
     stop_on_signals()
     argv = hydra_argv(sys.argv[1:])
@@ -45,7 +60,9 @@ if __name__ == "__main__":
 
         resolved = preflight(argv)  # an Optuna sweep gains its direction here
     sys.argv[1:] = argv
-    if resolved is not None:
+    if resolved is not None and needs_hydra_start(argv):
+        run_resolved_under_hydra(resolved)
+    elif resolved is not None:
         run_resolved(resolved)
     else:
         with exit_on_user_error(), start_errors_in_one_line(argv):  # Ctrl-C of a sweep: one line too

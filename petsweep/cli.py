@@ -144,8 +144,8 @@ def preflight(argv: list[str]):
 
     Returns:
         The run, resolved (petsweep.spec.resolved.ResolvedRun, typed), when the command line is one plain run
-        (no -m, no Hydra flag or hydra.* setting that only Hydra's own start would honour): run.py executes it
-        as composed and validated here, without composing or validating again.
+        (no -m, --cfg or --info): run.py executes it as composed and validated here, without validating again
+        (under Hydra's start where a hydra.* setting asks for it: needs_hydra_start).
 
     Raises:
         ConfigError: on the first unknown option, unknown key or invalid value, before anything runs.
@@ -190,6 +190,14 @@ def preflight(argv: list[str]):
                 else f"python run.py -m {' '.join(argv)}"
             )
         )
+    if axes and not args.multirun:  # Hydra's start refuses it in 5 lines, exit 1
+        swept = next(o for o in parsed if o.is_sweep_override())
+        raise ConfigError(
+            swept.get_key_element(),
+            swept.get_value_string(),
+            f"several values are a sweep: add -m to sweep them (petsweep plan lists a sweep's runs), "
+            f"or quote one value that holds a comma ({swept.get_key_element()}='...')",
+        )
     config_name = args.config_name or "config"
     hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
     if args.multirun and _other_sweeper(overrides):  # the launcher and sweeper the command line picks
@@ -197,15 +205,22 @@ def preflight(argv: list[str]):
         check_launcher(hydra_node.launcher)
         argv += _sweeper_direction(variants, hydra_args, config_name, hydra_node.sweeper)
     elif not args.multirun:
-        for variant in variants:
-            cfg = compose(variant, config_name=config_name)
-            if args.cfg is None and args.info is None:
-                resolved = resolved_run(cfg)
-    hydra_settings = [o for o in args.overrides if o.lstrip("+~").startswith("hydra")]
-    plain_run = not (args.multirun or args.cfg or args.info or args.resolve or args.package)
-    if plain_run and len(variants) == 1 and all(o.startswith("hydra.searchpath=") for o in hydra_settings):
-        return resolved
+        [variant] = variants
+        cfg = compose(variant, config_name=config_name)
+        if args.cfg is None and args.info is None:
+            return resolved_run(cfg)
     return None
+
+
+def needs_hydra_start(argv: list[str]) -> bool:
+    """Whether the plain run the preflight resolved must start under Hydra: a hydra.* setting or flag that
+    only Hydra's start honours (its run dir, chdir, logging; --resolve, --package). Hydra's job then executes
+    the preflight's run, not Hydra's composition of it (validated once: R23 F1)."""
+    args = _hydra_args(argv)
+    hydra_settings = [o for o in args.overrides if o.lstrip("+~").startswith("hydra")]
+    return bool(args.resolve or args.package) or not all(
+        o.startswith("hydra.searchpath=") for o in hydra_settings
+    )
 
 
 @contextlib.contextmanager

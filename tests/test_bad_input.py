@@ -38,6 +38,16 @@ CASES = {  # name: (overrides, env, words the one line must contain)
     "unknown method": (["method=loar"], {}, ["method", "loar", "bitfit", "full", "lora"]),
     "unknown task": (["task=sst3"], {}, ["task", "sst3", "sst2", "bbc_news"]),
     "unknown method in a sweep axis": (["-m", "method=lora,loar"], {}, ["method", "loar", "lora"]),
+    # R23 (session 34) F2: Hydra's 5-line "Ambiguous value", exit 1, after both values were validated
+    "several values without -m": (["seed=1,2"], {}, ["seed", "'1,2'", "add -m"]),
+    # R23 F6: Hydra's basic launcher composed and validated each planned run again in the user's process
+    "a launcher not petsweep's under petsweep's sweeper": (
+        ["-m", "seed=1,2", "hydra/launcher=basic"],
+        {},
+        ["hydra/launcher", "'basic'", "launcher=local"],
+    ),
+    # R23 F1: a plain run with a hydra.* setting is validated once, before Hydra starts: still one line
+    "a bad value beside a hydra.* setting": (["hydra.job.chdir=false", "method.r=0"], {}, ["method.r", "0"]),
     # R23 (session 34) F9: a traceback after the run was claimed and recorded FAILED
     "a CUDA device not here": (["trainer.device=cuda:99"], {}, ["trainer.device", "cuda:99", "auto, cpu"]),
     "unknown key": (["trainer.max_stepz=5"], {}, ["trainer.max_stepz", "max_steps"]),

@@ -25,9 +25,10 @@ ConfigStore.instance().store(
 class PlannedSweeper(Sweeper):
     """What petsweep's sweepers share: the configured launcher, a composer of one run's config (its errors in
     one line), the config loader glob() axes list a group's options with, and a launch of planned runs that
-    returns an exit code per run: petsweep's launchers are handed the plan itself (`launch_planned`), any
-    other launcher the runs' overrides. The launcher's settings are checked here and the runs validated by
-    the sweep's plan, before anything launches: run.py's preflight composes nothing of a sweep of ours."""
+    returns an exit code per run: the launcher, one of petsweep's, is handed the plan itself
+    (`launch_planned`: the planned, validated runs), never overrides to compose and validate again (R23 F6:
+    Hydra's basic launcher did). The launcher's settings are checked here and the runs validated by the
+    sweep's plan, before anything launches: run.py's preflight composes nothing of a sweep of ours."""
 
     config: DictConfig | None = None
 
@@ -39,6 +40,7 @@ class PlannedSweeper(Sweeper):
 
         self.hydra_context, self.config = hydra_context, config
         with exit_on_user_error():  # before the launcher is made of its settings, in one line
+            _refuse_foreign_launcher(config)
             check_launcher(config.hydra.launcher)
         self.launcher = Plugins.instance().instantiate_launcher(
             hydra_context=hydra_context, task_function=task_function, config=config
@@ -54,11 +56,27 @@ class PlannedSweeper(Sweeper):
             raise composition_error(err, overrides) from None
 
     def launch(self, runs) -> list[int]:
-        if hasattr(self.launcher, "launch_planned"):  # ours: the plan's paths, configs and GPUs
-            returns: list[JobReturn] = self.launcher.launch_planned(runs)
-        else:
-            returns = self.launcher.launch([r.overrides for r in runs], initial_job_idx=0)
+        returns: list[JobReturn] = self.launcher.launch_planned(runs)  # the plan's paths, configs and GPUs
         return [0 if str(r.status.name) == "COMPLETED" else 1 for r in returns]
+
+
+PETSWEEP_LAUNCHERS = "hydra_plugins.petsweep_plugins.launcher."
+
+
+def _refuse_foreign_launcher(config: DictConfig) -> None:
+    """A launcher not petsweep's (Hydra's basic, joblib, ...) takes overrides, and composes and validates each
+    run again in this process; petsweep's take the plan. Refused in one line, before anything launches."""
+    from petsweep.spec.errors import ConfigError
+
+    if str(config.hydra.launcher.get("_target_", "")).startswith(PETSWEEP_LAUNCHERS):
+        return
+    choice = config.hydra.runtime.choices.get("hydra/launcher")
+    raise ConfigError(
+        "hydra/launcher",
+        choice,
+        "petsweep's sweepers launch through petsweep's launchers: launcher=local (the default; "
+        "hydra/launcher=petsweep_local) or launcher=slurm_<cluster> (hydra/launcher=petsweep_slurm)",
+    )
 
 
 class PetsweepSweeper(PlannedSweeper):
