@@ -382,6 +382,8 @@ def _validate(cfg: dict, read: set[str]) -> dict:
     from petsweep.model.resolve import resolve_run
 
     spec = resolve_run(_copy(cfg))  # a private copy: the run's config shares dicts with other runs'
+    if spec.budget is not None:  # the ids' budget from this spec: the run's seeds resolve nothing again
+        semantic_config(cfg, spec)
     counts = check_on_meta(spec)  # a method the backbone cannot take fails here, not in a job
     _read_local_files(spec, cfg, read)
     apet = _apet_budget(spec, counts)

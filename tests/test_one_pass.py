@@ -54,6 +54,29 @@ def test_a_plain_run_with_a_hydra_setting_is_validated_once(tiny_conf, tmp_path)
     assert counts == {"validations": 1, "compositions": 1 + HYDRA_START}, counts
 
 
+def test_a_plain_budget_run_is_validated_once(tiny_conf, tmp_path):
+    """R23 F10: the id of a `budget=` run holds what the budget chose (and the rule that identifies it); its
+    id, stale check and record each resolved the whole run again (7 validations for one run)."""
+    argv = [
+        "run.py",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        "backbone=tiny-bert",
+        "method=lora",
+        "budget=bitfit",
+    ]
+    counts, _ = counted(tmp_path, [*argv, f"paths.runs_root={tmp_path / 'runs'}", *QUICK])
+    assert counts == {"validations": 1, "compositions": 1}, counts
+
+
+def test_a_budget_sweep_validates_its_config_once(tiny_conf, tmp_path):
+    """R23 F10: 2 runs of one `budget=` config but the seed: the plan's ids (a seed's hash) took the budget's
+    choice from resolving the run again, and each other budget_rule from one more resolve."""
+    argv = sweep_argv(tiny_conf, tmp_path, "backbone=tiny-bert", "method=lora", "budget=bitfit", "seed=1,2")
+    counts, done = counted(tmp_path, argv)
+    assert "2 runs (2 new); launching 2" in done.stdout
+    assert counts == {"validations": 1, "compositions": HYDRA_START}, counts
+
+
 def test_a_sweep_composes_and_validates_each_distinct_config_once(tiny_conf, tmp_path):
     """4 runs of 2 distinct configs but their seeds (lora, bitfit): the user's process validates each config
     once and composes each once (the plan's), besides Hydra's own start."""

@@ -11,6 +11,7 @@ resolving a run does.
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 from petsweep.methods import METHODS
@@ -131,7 +132,7 @@ def apet_budget(apet: ApetSpec, spec: RunSpec) -> Budget:
 # The run's id: spec.identity hashes a semantic config; what `budget=` chose is counted here first.
 
 
-def budget_form(data: dict) -> dict:
+def budget_form(data: dict, spec: RunSpec | None = None) -> dict:
     """`budget` (petsweep/model/budget.py) in the form that identifies the run, in a plain canonical copy of
     the config (identity.canonical), for identity.semantic_form: for APET folded into apet.scale (`budget=X`
     and `apet.scale=X` are one run); for a method with a knob the request stays and the knob values it chose
@@ -139,42 +140,87 @@ def budget_form(data: dict) -> dict:
     `budget_rule` counts only where it changes the choice: the oldest rule that chooses the same knobs
     (budget.identifying_rule; #24's first rule, OLD_RULE, what a config without the key was solved by, is
     left out: ADDED_DEFAULTS), so runs that rules size alike keep their ids and old records re-identify as
-    what they computed."""
+    what they computed. `spec`: the config's validated spec where the caller holds it (budget_identity)."""
     rule = data.pop("budget_rule", None)
     if data.get("budget") is None or not isinstance(data.get("method"), dict):
         return data
     name = data["method"].get("name")
     if name is not None and method_class(name).budget_strategy == "apet_scale":
         return fold_apet(data)
-    rule = OLD_RULE if rule is None else rule
-    choice = resolve_run({**data, "budget_rule": rule}).budget
-    # the older rules are asked from the chosen knobs, not from the request's: a run's config.yaml holds the
-    # chosen values, and DePT's older rules start from the configured length, so asking them from the request
-    # gave a planned run (length 60 from the YAML) and its own record (the chosen length) two ids (#24 review
-    # round 3, H2)
-    solved = {**data, "method": {**data["method"], **choice.knobs}}
-
-    def knobs_under(other: str) -> dict:
-        return choice.knobs if other == rule else resolve_run({**solved, "budget_rule": other}).budget.knobs
-
-    named = identifying_rule(name, rule, knobs_under)
+    knobs, named = budget_identity(data, OLD_RULE if rule is None else rule, spec)
     if named is not None:
         data["budget_rule"] = named
-    data["method"].update(choice.knobs)
+    data["method"].update(knobs)
     for key in method_class(name).budget_clears:
         data["method"][key] = None
     return data
 
 
-def semantic_config(cfg: dict) -> dict:
+# The budget's identity of a config, once per process: (the groups the solver reads, rule) -> (the knobs the
+# rule chose, the identifying rule). It costs a resolve_run and a solve per other rule, and a process hashes
+# one config many times (the run's id, its record, its stale check, a plan's seeds, every round of a
+# threshold search; R23 F5/F10). The key holds what the choice is a function of (model.memo.meta_key reads
+# the backbone, method, APET and task; solve the budget and rule), not the seed, trainer or paths: a
+# sweep's seeds and the record's resolved trainer.ranks share one choice.
+_IDENTITIES: dict[str, tuple[dict, str | None]] = {}
+_CHOICE_GROUPS = ("backbone", "method", "apet", "task", "budget")
+
+
+def budget_identity(data: dict, rule: str, spec: RunSpec | None = None) -> tuple[dict, str | None]:
+    """(knobs chosen, identifying rule) of a plain canonical config with a knob method's `budget`, solved by
+    `rule` once per process. `spec`: the config's validated RunSpec where the caller holds it (resolved_run,
+    the plan): its choice is used and the other rules are solved on it, so nothing is resolved again. The
+    answer is kept for the config as given and as its run records it (the chosen knobs written in,
+    _recorded): the two are one run with one id (#24 review round 3, H2), and a sweep reads its records."""
+    key = _choice_key(data, rule)
+    if key not in _IDENTITIES:
+        if (
+            len(_IDENTITIES) >= 4096
+        ):  # a bound for a long-lived process; a miss costs a resolve, not a wrong id
+            _IDENTITIES.clear()
+        knobs, named = _IDENTITIES[key] = _identified(data, rule, spec)
+        cleared = dict.fromkeys(method_class(data["method"].get("name")).budget_clears)
+        recorded = {**data, "method": {**data["method"], **knobs, **cleared}}
+        _IDENTITIES.setdefault(_choice_key(recorded, rule), (knobs, named))
+    knobs, named = _IDENTITIES[key]
+    return dict(knobs), named
+
+
+def _choice_key(data: dict, rule: str) -> str:
+    return json.dumps([{g: data.get(g) for g in _CHOICE_GROUPS}, rule], sort_keys=True, default=str)
+
+
+def _identified(data: dict, rule: str, spec: RunSpec | None) -> tuple[dict, str | None]:
+    """budget_identity's answer, computed."""
+    if spec is None:
+        spec = resolve_run({**data, "budget_rule": rule})
+    choice = spec.budget
+
+    # the older rules are asked from the chosen knobs, not from the request's: a run's config.yaml holds the
+    # chosen values, and DePT's older rules start from the configured length, so asking them from the request
+    # gave a planned run (length 60 from the YAML) and its own record (the chosen length) two ids (#24 review
+    # round 3, H2). Each is solved on the spec as resolve_run would type the config with those knobs: only
+    # the method differs (the solver's memo keeps each count once).
+    from petsweep.methods.base import build_method
+
+    solved = dataclasses.replace(spec, method=build_method({**data["method"], **choice.knobs}))
+
+    def knobs_under(other: str) -> dict:
+        return choice.knobs if other == rule else solve(data["budget"], solved, other)[1].knobs
+
+    return choice.knobs, identifying_rule(data["method"].get("name"), rule, knobs_under)
+
+
+def semantic_config(cfg: dict, spec: RunSpec | None = None) -> dict:
     """The resolved config as a plain dict holding exactly what identifies the run (spec/identity.py's rule),
-    its budget resolved (budget_form). A config without `budget` is identity.semantic_config's."""
-    return identity.semantic_form(budget_form(identity.canonical(plain(cfg))))
+    its budget resolved (budget_form; `spec`: the config's validated spec, where the caller holds it). A
+    config without `budget` is identity.semantic_config's."""
+    return identity.semantic_form(budget_form(identity.canonical(plain(cfg)), spec))
 
 
-def run_hash(cfg: dict) -> str:
-    """The run's id: the sha256 of its semantic config (identity.semantic_hash)."""
-    return identity.semantic_hash(semantic_config(cfg))
+def run_hash(cfg: dict, spec: RunSpec | None = None) -> str:
+    """The run's id: the sha256 of its semantic config (identity.semantic_hash); `spec` as semantic_config."""
+    return identity.semantic_hash(semantic_config(cfg, spec))
 
 
 def seeded_run_hash(cfg: dict):
@@ -202,5 +248,5 @@ def unvalidated_run(
     its id and directory computed here."""
     config = dict(plain(cfg))
     config.pop("hydra", None)
-    digest = run_hash(config)
+    digest = run_hash(config, typed)  # a budget's choice read from the spec, not resolved again
     return ResolvedRun(config, digest, str(run_dir(config, digest)), overrides, typed=typed)
