@@ -345,6 +345,7 @@ KNOWN_METHOD_NAMES = {
     "launchers/threshold_sweep.py": {"apet": 2, "full": 4},
     # the top-level `apet` group APET's budget= folds into (the methods' budget_* hooks say the rest)
     "petsweep/model/budget.py": {"apet": 2},
+    "petsweep/model/resolve.py": {"apet": 1},  # the `apet` config group among the keys a budget choice reads
     "petsweep/spec/config.py": {"apet": 3},  # the apet group
     "petsweep/compose/nodes.py": {"apet": 1},  # the apet group's base node
     "petsweep/spec/identity.py": {"apet": 4, "head": 1},  # semantic rules per method
