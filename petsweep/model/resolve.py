@@ -11,6 +11,7 @@ resolving a run does.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from pathlib import Path
 
@@ -162,8 +163,19 @@ def budget_form(data: dict, spec: RunSpec | None = None) -> dict:
 # threshold search; R23 F5/F10). The key holds what the choice is a function of (model.memo.meta_key reads
 # the backbone, method, APET and task; solve the budget and rule), not the seed, trainer or paths: a
 # sweep's seeds and the record's resolved trainer.ranks share one choice.
-_IDENTITIES: dict[str, tuple[dict, str | None]] = {}
 _CHOICE_GROUPS = ("backbone", "method", "apet", "task", "budget")
+
+
+@dataclasses.dataclass(frozen=True)
+class _Choice:
+    """budget_identity's memo key: `text` (the groups the choice reads, and the rule) is compared and hashed;
+    the config and the caller's spec ride along for a miss, as model.memo.MetaKey's spec does."""
+
+    text: str
+    data: dict = dataclasses.field(compare=False, hash=False)
+    rule: str = dataclasses.field(compare=False, hash=False)
+    spec: object = dataclasses.field(compare=False, hash=False)
+    answer: tuple | None = dataclasses.field(default=None, compare=False, hash=False)  # known: kept as is
 
 
 def budget_identity(data: dict, rule: str, spec: RunSpec | None = None) -> tuple[dict, str | None]:
@@ -172,21 +184,20 @@ def budget_identity(data: dict, rule: str, spec: RunSpec | None = None) -> tuple
     the plan): its choice is used and the other rules are solved on it, so nothing is resolved again. The
     answer is kept for the config as given and as its run records it (the chosen knobs written in,
     _recorded): the two are one run with one id (#24 review round 3, H2), and a sweep reads its records."""
-    key = _choice_key(data, rule)
-    if key not in _IDENTITIES:
-        if (
-            len(_IDENTITIES) >= 4096
-        ):  # a bound for a long-lived process; a miss costs a resolve, not a wrong id
-            _IDENTITIES.clear()
-        knobs, named = _IDENTITIES[key] = _identified(data, rule, spec)
-        cleared = dict.fromkeys(method_class(data["method"].get("name")).budget_clears)
-        recorded = {**data, "method": {**data["method"], **knobs, **cleared}}
-        _IDENTITIES.setdefault(_choice_key(recorded, rule), (knobs, named))
-    knobs, named = _IDENTITIES[key]
+    knobs, named = _identity_of(_Choice(_choice_text(data, rule), data, rule, spec))
+    cleared = dict.fromkeys(method_class(data["method"].get("name")).budget_clears)
+    recorded = {**data, "method": {**data["method"], **knobs, **cleared}}
+    _identity_of(_Choice(_choice_text(recorded, rule), recorded, rule, spec, (knobs, named)))  # the same run
     return dict(knobs), named
 
 
-def _choice_key(data: dict, rule: str) -> str:
+@functools.lru_cache(maxsize=4096)
+def _identity_of(key: _Choice) -> tuple[dict, str | None]:
+    """The memo (a pure function of key.text; callers get copies): the only state kept between calls."""
+    return key.answer if key.answer is not None else _identified(key.data, key.rule, key.spec)
+
+
+def _choice_text(data: dict, rule: str) -> str:
     return json.dumps([{g: data.get(g) for g in _CHOICE_GROUPS}, rule], sort_keys=True, default=str)
 
 
