@@ -285,7 +285,7 @@ class ThresholdSearch:
         as its run would be (the solver, whose counts are cached per knob value), not planned: no second
         meta-device attach per budget, no run hash, no status read (#24 review F2: 37-119 s at start)."""
         from petsweep.model.params import check_on_meta
-        from petsweep.model.resolve import resolve_run, semantic_config
+        from petsweep.model.resolve import resolve_run
         from petsweep.spec.errors import ConfigErrors
 
         empty: list[ConfigError] = []
@@ -294,12 +294,11 @@ class ThresholdSearch:
             cell.budgets = []
             for budget in self.budgets:
                 try:
-                    cfg = copy.deepcopy(self.composer(self._probe_overrides(cell, budget, 0)))
-                    spec = resolve_run(cfg)
+                    spec = resolve_run(copy.deepcopy(self.composer(self._probe_overrides(cell, budget, 0))))
                     if spec.budget is None:  # APET's apet.scale: the attach is the check
                         check_on_meta(spec)
-                    else:  # the probes' ids take the budget from this spec: no resolve again (R23 F5)
-                        semantic_config(cfg, spec)
+                    # no id here: an id asks every other budget_rule, a solve each, for probes most of
+                    # which never run (the plan of a probe that runs computes its id from its own spec)
                 except ConfigError as err:
                     if err.key not in ("budget", "apet.scale", self.budget_key):
                         expected = f"{err.expected} (in cell: {cell.name})"
