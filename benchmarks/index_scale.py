@@ -306,6 +306,17 @@ def base_table(args) -> str:
     return "\n".join(rows)
 
 
+def _trees(args, tmp: Path) -> dict[str, Path]:
+    """The before and after source trees (`--base`, `--after` exported under tmp; no --after: this tree), each
+    measured by this script's measure() (CPU, the last line)."""
+    trees = {"before": _export(args.base, tmp / "before")}
+    trees["after"] = _export(args.after, tmp / "after") if args.after else REPO
+    for tree in trees.values():
+        if tree != REPO:
+            shutil.copy(__file__, tree / "benchmarks" / "index_scale.py")
+    return trees
+
+
 def _export(revision: str, into: Path) -> Path:
     """The tree of a git revision, exported (git archive) into `into`: code that does not change under the
     measurement (the checkout may be edited meanwhile, and the index's fingerprint hashes its sources)."""
@@ -345,11 +356,7 @@ def status_only(args) -> str:
         "|---|---|---|---|---|---|",
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"before": _export(args.base, Path(tmp) / "before")}
-        trees["after"] = _export(args.after, Path(tmp) / "after") if args.after else REPO
-        for tree in trees.values():  # measured by this script's measure() (CPU, the last line)
-            if tree != REPO:
-                shutil.copy(__file__, tree / "benchmarks" / "index_scale.py")
+        trees = _trees(args, Path(tmp))
         for runs in args.runs:
             sweep = args.root / f"n{runs}" / "sweep"
             if not (sweep.parent / "built").exists():  # runs built before keep their indexes (--reuse)
@@ -404,11 +411,7 @@ def collect_only(args) -> str:
         "|---|---|" + "---|---|---|" * len(steps),
     ]
     with tempfile.TemporaryDirectory() as tmp:
-        trees = {"before": _export(args.base, Path(tmp) / "before")}
-        trees["after"] = _export(args.after, Path(tmp) / "after") if args.after else REPO
-        for tree in trees.values():  # measured by this script's measure() (CPU, the last line)
-            if tree != REPO:
-                shutil.copy(__file__, tree / "benchmarks" / "index_scale.py")
+        trees = _trees(args, Path(tmp))
         for runs in args.runs:
             sweep = args.root / f"n{runs}" / "sweep"
             prepare(sweep, runs, args.reuse)
