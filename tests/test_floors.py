@@ -346,7 +346,7 @@ KNOWN_METHOD_NAMES = {
     # the top-level `apet` group APET's budget= folds into (the methods' budget_* hooks say the rest)
     "petsweep/model/budget.py": {"apet": 2},
     "petsweep/model/resolve.py": {"apet": 1},  # the `apet` config group among the keys a budget choice reads
-    "petsweep/spec/config.py": {"apet": 3},  # the apet group
+    "petsweep/spec/config.py": {"apet": 2},  # the apet group
     "petsweep/compose/nodes.py": {"apet": 1},  # the apet group's base node
     "petsweep/spec/identity.py": {"apet": 4, "head": 1},  # semantic rules per method
     "petsweep/model/params.py": {"head": 1},  # HEAD_GROUP: the head's parameter group (not the method)

@@ -169,7 +169,8 @@ class PETMethod:
     # how `budget=` sizes it (petsweep/model/budget.py): the integer knobs the solver sets and its strategy,
     # one of budget.STRATEGIES ("width_plus_one": a uniform width and how many modules get one unit more,
     # "length": prompt vectors, "rank_and_length": DePT's m and r, "bound": an upper bound the method fills,
-    # "apet_scale": folded into apet.scale); no strategy: it takes a budget only where its own count is it
+    # "apet_scale": folded into apet.scale, the top-level `apet` group, which is on for such a method and
+    # only for it: resolve.check_apet_group); no strategy: it takes a budget only where its own count is it
     budget_knobs: tuple[str, ...] = ()
     budget_strategy: str | None = None
     # the knobs whose given value `budget=` replaces without reading it (one given beside budget= is

@@ -46,6 +46,7 @@ def resolve_run(cfg: dict) -> RunSpec:
     data = fold_apet(given)  # method=apet budget=X is apet.scale=X
     backbone, task, apet = typed_parts(data)
     method = build_method(data["method"])
+    check_apet_group(method, apet)
     method.check(backbone)
     trainer = typed(TrainerConfig, dict(data["trainer"]), "trainer")
     if method.is_the_head and not method.config.train_head and not trainer.eval_only:
@@ -78,6 +79,19 @@ def resolve_run(cfg: dict) -> RunSpec:
         spec.method, spec.budget = solve(data["budget"], spec, rule)
     spec.config = _recorded(given, spec, apet)
     return spec
+
+
+def check_apet_group(method, apet: ApetSpec) -> None:
+    """The top-level `apet` group is on (apet.scale set) exactly for a method sized by it
+    (PETMethod.budget_strategy "apet_scale": its budget is apet.scale); a budget without such a method, or
+    such a method without a budget, is refused in one line."""
+    if (apet.scale is not None) != (method.budget_strategy == "apet_scale"):
+        raise ConfigError(
+            "apet.scale",
+            apet.scale,
+            "APET runs are method=apet with a budget apet.scale "
+            "(a method name, an integer, or ratio); set both, or neither",
+        )
 
 
 def _recorded(data: dict, spec: RunSpec, apet: ApetSpec) -> dict:

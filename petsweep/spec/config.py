@@ -212,10 +212,11 @@ def check_seed(seed) -> None:
 
 def typed_parts(data: dict) -> tuple[BackboneSpec, TaskSpec, ApetSpec]:
     """The checks of a run that need no method object, as data: the backbone, the task and their fit, the
-    `apet` group's switch, the seed and optimized_metric; returns the typed backbone, task and apet group.
+    `apet` group's types, the seed and optimized_metric; returns the typed backbone, task and apet group.
 
     The first part of validating a run (petsweep.model.resolve.resolve_run, which builds the method, checks
-    it on the backbone and solves its budget). `data`: the plain config, with `budget=` folded into apet.scale
+    it on the backbone, checks that the `apet` group is on exactly for a method sized by it and solves its
+    budget). `data`: the plain config, with `budget=` folded into apet.scale
     for APET (petsweep.model.budget.fold_apet)."""
     backbone = typed(BackboneSpec, data["backbone"], "backbone")
     task = typed(TaskSpec, data["task"], "task")
@@ -234,13 +235,6 @@ def typed_parts(data: dict) -> tuple[BackboneSpec, TaskSpec, ApetSpec]:
             f"and backbone {backbone.name} is {backbone.family}",
         )
     apet = typed(ApetSpec, dict(data.get("apet") or {}), "apet")
-    if (apet.scale is not None) != (data["method"].get("name") == "apet"):
-        raise ConfigError(
-            "apet.scale",
-            apet.scale,
-            "APET runs are method=apet with a budget apet.scale "
-            "(a method name, an integer, or ratio); set both, or neither",
-        )
     check_seed(data["seed"])
     _check_optimized(data.get("optimized_metric", "dev"), task)
     return backbone, task, apet
