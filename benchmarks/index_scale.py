@@ -94,7 +94,8 @@ def build(root: Path, runs: int) -> None:
     import yaml
 
     from petsweep.compose import compose
-    from petsweep.spec.identity import plain, run_hash, run_slug, semantic_config
+    from petsweep.model.resolve import run_hash, semantic_config
+    from petsweep.spec.identity import plain, run_slug
 
     base = plain(compose([]))
     base["trainer"]["ranks"] = base["trainer"].get("ranks") or 1  # as rehash reads a finished record
@@ -184,6 +185,18 @@ def _change(root: Path, fraction: float) -> int:
         write_json(run.result_file, {**run.result(), "score": 0.99})
         run.set_status("COMPLETED")
     return len(names[::every])
+
+
+def change_with(root: Path, fraction: float, tree: Path) -> int:
+    """_change run by the code of `tree` (the after version) in its own process: its set_status writes the
+    index lines that version writes (with its fingerprint, so that version's reader takes them; this
+    checkout's fingerprint moves while others edit it)."""
+    env = dict(os.environ, PETSWEEP_INDEX="1", OMP_NUM_THREADS="1", PYTHONPATH=str(tree))
+    script = [sys.executable, str(tree / "benchmarks" / "index_scale.py"), "--root", str(root)]
+    out = subprocess.run(
+        [*script, "--change", str(fraction)], cwd=tree, env=env, capture_output=True, text=True, check=True
+    )
+    return int(out.stdout.strip().splitlines()[-1])
 
 
 def measure(what: str, root: Path) -> dict:
@@ -376,7 +389,7 @@ def status_only(args) -> str:
             assert got["before_warm"]["last"] == got["after_warm"]["last"], got  # the same counts
             if args.changed:
                 _swap(sweep, "after")
-                _change(sweep, 0.01)
+                change_with(sweep, 0.01, trees["after"])
                 for name, tree in trees.items():
                     _swap(sweep, name)
                     got[f"{name}_changed"] = child("status", sweep, True, tree)
@@ -420,7 +433,7 @@ def collect_only(args) -> str:
             for step in steps:
                 if step == "1% trained again":
                     _swap(sweep, "after")
-                    _change(sweep, 0.01)
+                    change_with(sweep, 0.01, trees["after"])
                 for name in trees:
                     _swap(sweep, name)
                     got[name, step] = child("collect", sweep, True, trees[name])
@@ -442,6 +455,7 @@ def main() -> None:
     parser.add_argument("--root", type=Path, default=Path("/tmp/petsweep-index-scale"))
     parser.add_argument("--keep", action="store_true", help="keep the synthetic runs")
     parser.add_argument("--measure", choices=("status", "collect"), help=argparse.SUPPRESS)
+    parser.add_argument("--change", type=float, help=argparse.SUPPRESS)  # change_with's process
     parser.add_argument("--base", help="also measure the index of the code at this git revision (before)")
     parser.add_argument("--reuse", action="store_true", help="take runs built by an earlier --keep run")
     parser.add_argument("--build-only", action="store_true", help="build the runs and stop (for --reuse)")
@@ -460,6 +474,9 @@ def main() -> None:
     args = parser.parse_args()
     if args.measure:
         print(json.dumps(measure(args.measure, args.root)))
+        return
+    if args.change:
+        print(_change(args.root, args.change))
         return
     if args.build_only:
         for runs in args.runs:

@@ -118,7 +118,9 @@ def test_the_index_answers_as_the_run_dirs_do_and_a_rebuild_equals_it(tmp_path):
     assert rows == files_rows and reads == {"info": 2}  # the 2 RUNNING runs: status.json written by hand
     table, reads = read_counts(collect, [sweep])
     pd.testing.assert_frame_equal(table, files_table)
-    assert reads == {"row": 12}  # rows were never indexed; now they are (manifest.parquet)
+    # the finished and failed runs' rows came from their own lines (written with COMPLETED or FAILED); the
+    # RUNNING and CANCELLED runs' rows were read from their files, and now the manifest holds them all
+    assert reads == {"row": 4}
     assert (sweep / ".index" / index.MANIFEST).exists()
     again, reads = read_counts(collect, [sweep])
     pd.testing.assert_frame_equal(again, files_table)
@@ -309,7 +311,7 @@ def _finished_sweep(root) -> list[str]:
     from launchers.expand import expand
     from launchers.planning import plan
     from petsweep.compose import compose
-    from petsweep.spec.identity import semantic_config
+    from petsweep.model.resolve import semantic_config
 
     arguments = [f"paths.runs_root={root}", "sweep_name=study", "method.r=1,2,3", "seed=0,1"]
     for run in plan(expand(arguments), compose):

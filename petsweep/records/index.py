@@ -18,6 +18,12 @@ line is appended that repairs the index. Record writes rename files into the run
 moves the dir's mtime, so any rewritten record file, error.txt or transfer result (petsweep.run.transfer
 touches the dir) is seen; an in-place edit of a file other than status.json or result.json is not.
 
+A finished run's line (COMPLETED or FAILED: ROW_STATES) also carries its collected row (records/row.py, the
+row collect builds from its files), so a re-collect takes the runs that finished since from their lines and
+opens none of their files; a reader names the run dir as it reaches the sweep (the run may have been given
+another path). A line without a row (a W&B summary's, other code's, a state before the end) or whose
+signature is no longer the run's leaves the row to be read from the files, as before.
+
 The manifest holds a row per run: its signature, status fields (`info`, JSON), recorded config (JSON), and
 its table row (collect) column-wise: `layout` (the row's keys in order) and a column per key, typed (`r:key`:
 int, float, str or bool where every value is one of them) or JSON text (`j:key`), strings dictionary-encoded,
@@ -72,6 +78,10 @@ STATUS_COLUMNS = ("i:state", "i:complete", "i:stale")
 LISTED_NON_RUNS = 1000  # at most this many sub-dirs without status.json are named in the manifest
 STAT_THREADS = 8  # StatusScan stats a batch of runs in this many threads (stat waits on the disk, or NFS)
 READS: Counter = Counter()  # runs read from their files, by what was read ("info", "row", ...): tests count
+# the states whose index line carries the run's collected row (record): a finished run's row no longer
+# changes, so a re-collect reads it from the line, not the run's files; a claim or start writes none (its row
+# changes as it runs, and building it reads config.yaml: a cost on every claim)
+ROW_STATES = ("COMPLETED", "FAILED")
 
 
 def enabled() -> bool:
@@ -83,6 +93,7 @@ _SOURCES = (
     "petsweep/records/status.py",
     "petsweep/run/rehash.py",
     "petsweep/records/record.py",
+    "petsweep/records/row.py",
     "analysis/load.py",
 )
 # packages every .py file of which counts: a run's id is hashed by spec/ (identity.py, with the schema and
@@ -278,9 +289,27 @@ def record(run, check: IdentityCheck | None = None) -> None:
             return
         entry = {"run": os.path.basename(path), "sig": list(sig), "t": time.time()}
         entry.update(info_of(run, check))
+        if entry["state"] in ROW_STATES:
+            entry.update(_row_field(run))
         append(os.path.dirname(path), [entry])
     except Exception as err:  # noqa: BLE001 (an index is a cache: the run goes on)
         log.debug("petsweep: no index line for %s: %s", run.path, err)
+
+
+def _row_field(run) -> dict:
+    """The run's collected row (records.row.line_row) as the line's `row` field (JSON text, as a reader's
+    repair line holds it), or nothing where it has none or JSON would not keep it as it is: a reader then
+    builds it from the run's files, as before."""
+    from petsweep.records.row import line_row
+
+    try:
+        row = line_row(run)
+    except Exception as err:  # noqa: BLE001 (the line still records the state)
+        log.debug("petsweep: no row in the index line of %s: %s", run.path, err)
+        return {}
+    if row is None or not _plain(row):
+        return {}
+    return {"row": json.dumps(row, separators=(",", ":"))}
 
 
 # ---------------------------------------------------------------- reading
@@ -405,6 +434,8 @@ class Snapshot:
                 if line.get("fp") != self.fp or self.runs.get(name) != sig:
                     continue
                 big = {f: line.pop(f) for f in BIG if isinstance(line.get(f), str)}
+                if "row" in big:
+                    big["row"] = self._here(name, big["row"])
                 for key in ("run", "sig", "fp", "t", *BIG):
                     line.pop(key, None)
                 if line and (name not in self.info or _complete(line) or not _complete(self.info[name])):
@@ -413,6 +444,18 @@ class Snapshot:
                 if big:
                     self.fresh.setdefault(name, {}).update(big)
                     self.touched.add(name)
+
+    def _here(self, name: str, text: str) -> str:
+        """A line's row text with `run_dir` as this reader names the run (as run_row would build it here):
+        the run's own line names its dir as the run was given it (perhaps relative, or another mount)."""
+        path = str(Path(self.sweep) / name)
+        if f'"run_dir":{json.dumps(path)},' in text:
+            return text  # the usual case: no decoding
+        row = json.loads(text)
+        if not isinstance(row, dict) or "run_dir" not in row:
+            return text
+        row["run_dir"] = path
+        return json.dumps(row, separators=(",", ":"))
 
     def _read_missing(self) -> None:
         now = time.time()
