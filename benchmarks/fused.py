@@ -87,9 +87,9 @@ def one_after_another(cfgs: list[dict]) -> tuple[float, list[dict]]:
 def fused(cfgs: list[dict], batched: bool = True, before: bool = False) -> tuple[float, list[dict]]:
     """The group; `batched=False`: the per-member LoRA loop; `before`: without the shared tokenisation and the
     one-update LoRA layer (the group before them)."""
+    from petsweep.model.resolve import run_dir
     from petsweep.records.status import RunDir
     from petsweep.run.group import run_group
-    from petsweep.spec.identity import run_dir
     from petsweep.train import fused as fused_module
 
     started = time.time()
@@ -116,8 +116,8 @@ def planner_choice(cfgs: list[dict]) -> str:
     """What launchers.fusion does with these runs on this machine: `groups of [8]`, or `alone (<why>)`."""
     from launchers.fusion import token_budget, units
     from launchers.planning import PlannedRun
+    from petsweep.model.resolve import run_dir
     from petsweep.records.status import State
-    from petsweep.spec.identity import run_dir
 
     runs = [PlannedRun([], cfg, "", run_dir(cfg), State.NEW) for cfg in cfgs]
     found = units(runs, fuse=8, budget=token_budget(None, 0))

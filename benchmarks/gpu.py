@@ -485,10 +485,11 @@ def part_fused(b: Bench) -> None:
     from omegaconf import OmegaConf
 
     from petsweep.compose import compose
+    from petsweep.model.resolve import run_dir
     from petsweep.records.status import RunDir
     from petsweep.run.app import run
     from petsweep.run.group import run_group
-    from petsweep.spec.identity import plain, run_dir
+    from petsweep.spec.identity import plain
     from petsweep.train import resources
 
     s, ws, dev = b.shape, b.ws, b.device

@@ -16,9 +16,8 @@ from petsweep.methods.layers.decoding import greedy_decode
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.objectives import make_objective
 from petsweep.model.params import attach_method
-from petsweep.model.resolve import resolve_run
+from petsweep.model.resolve import resolve_run, run_hash
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_hash
 
 ARCHS = ["encoder_decoder", "bart", "decoder", "bloom", "llama"]
 
@@ -228,9 +227,9 @@ def test_cached_decoding_is_faster_on_a_decoder(tiny):
 @pytest.mark.parametrize("arch", ["decoder", "bart"])
 def test_a_lora_generation_run_completes_on_the_greedy_path(tiny, tmp_path, arch):
     """A whole run on a generation task with LoRA (no hooks of its own), decoded by petsweep's greedy path."""
+    from petsweep.model.resolve import run_dir
     from petsweep.records.status import COMPLETED, RunDir
     from petsweep.run.app import run
-    from petsweep.spec.identity import run_dir
 
     for split, numbers in (("train", range(40)), ("test", range(40, 60))):
         (tmp_path / f"qa_{split}.jsonl").write_text(

@@ -10,10 +10,10 @@ from safetensors.torch import load_file
 from test_resume import _assert_same_run
 
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
 from petsweep.spec.config import DeepSpeedConfig
-from petsweep.spec.identity import run_dir
 
 
 @pytest.mark.parametrize("preset", ["zero2", "zero3"])

@@ -9,10 +9,9 @@ from transformers import GenerationConfig
 from petsweep.compose import compose
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method, check_on_meta
-from petsweep.model.resolve import resolve_run
+from petsweep.model.resolve import resolve_run, run_dir, semantic_config
 from petsweep.run.app import run
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir, semantic_config
 
 
 def _count(*overrides: str) -> int:

@@ -15,9 +15,9 @@ from conftest import TINY_NAMES, crash_after_second_save, run_cli, sweep_argv
 
 from launchers.planning import run_status
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir, run_hash
 from petsweep.records.status import COMPLETED, FAILED, RunDir, State
 from petsweep.run.app import run
-from petsweep.spec.identity import run_dir, run_hash
 from petsweep.train import checkpoint
 
 SAVES = ("trainer.max_steps=12", "trainer.eval_every=4", "trainer.save_every=4")

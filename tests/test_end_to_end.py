@@ -9,11 +9,11 @@ import torch
 from safetensors.torch import load_file
 
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir
 from petsweep.records.record import RunRecord
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir
 
 CASES = [
     (f, m)

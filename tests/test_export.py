@@ -12,11 +12,10 @@ from transformers import AutoModelForCausalLM, AutoModelForSequenceClassificatio
 from petsweep.compose import compose
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method
-from petsweep.model.resolve import resolve_run
+from petsweep.model.resolve import resolve_run, run_dir
 from petsweep.run.app import run
 from petsweep.run.export import export_merged
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir
 from petsweep.train.checkpoint import load_trainable
 
 MERGEABLE = [  # (family, method and its overrides): reparameterisations and in-place methods

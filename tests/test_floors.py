@@ -348,7 +348,7 @@ KNOWN_METHOD_NAMES = {
     "petsweep/model/resolve.py": {"apet": 1},  # the `apet` config group among the keys a budget choice reads
     "petsweep/spec/config.py": {"apet": 2},  # the apet group
     "petsweep/compose/nodes.py": {"apet": 1},  # the apet group's base node
-    "petsweep/spec/identity.py": {"apet": 4, "head": 1},  # semantic rules per method
+    "petsweep/spec/identity.py": {"apet": 4},  # the apet group's semantic rules
     "petsweep/model/params.py": {"head": 1},  # HEAD_GROUP: the head's parameter group (not the method)
     # analysis reads a study's rows by method name, as data: the figures of a named method (LoRA's ranks,
     # APET against its reference), full fine-tuning as the reference score, the head as the matched floor

@@ -9,9 +9,8 @@ import torch
 
 from petsweep.compose import compose
 from petsweep.model.backbones import BackboneSpec, head_parameter_names, load_pretrained
-from petsweep.model.resolve import resolve_run
+from petsweep.model.resolve import resolve_run, run_dir
 from petsweep.run.app import run
-from petsweep.spec.identity import run_dir
 
 
 def _spec(tiny, pooling: str) -> BackboneSpec:

@@ -12,10 +12,10 @@ import yaml
 from conftest import run_cli
 
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir, run_hash
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
 from petsweep.spec.identity import plain as plain_config
-from petsweep.spec.identity import run_dir, run_hash
 
 
 def test_resources_weight_and_data_locations_are_not_identity():

@@ -6,10 +6,10 @@ import pytest
 from conftest import run_cli
 
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir
 
 
 def test_eval_only_from_a_finished_run_reproduces_its_score_as_a_run_of_its_own(tiny):

@@ -11,9 +11,9 @@ from pathlib import Path
 from conftest import run_cli
 
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
-from petsweep.spec.identity import run_dir
 
 
 def test_early_stopping_ends_after_patience_evaluations_without_a_new_best(tiny):

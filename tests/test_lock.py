@@ -8,10 +8,10 @@ import tomllib
 from packaging.requirements import Requirement
 
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir
 from petsweep.records import lockcheck
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
-from petsweep.spec.identity import run_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

@@ -17,12 +17,11 @@ from petsweep.methods import METHODS
 from petsweep.model.backbones import build_on_meta, load_pretrained
 from petsweep.model.objectives import make_objective
 from petsweep.model.params import attach_method, check_on_meta
-from petsweep.model.resolve import resolve_run
+from petsweep.model.resolve import resolve_run, run_dir
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
 from petsweep.run.transfer import evaluate_transfer
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir
 from petsweep.tasks import prepare_task
 
 TASK_OVERRIDES = ("task.test_size=30", "task.max_length=32", "task.dev_size=20")  # the tiny runs' own

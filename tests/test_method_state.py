@@ -12,9 +12,9 @@ from torch import nn
 
 from petsweep.compose import compose
 from petsweep.methods.bitfit import BitFitMethod
+from petsweep.model.resolve import run_dir
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
-from petsweep.spec.identity import run_dir
 from petsweep.train import checkpoint
 
 

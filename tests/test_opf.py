@@ -15,11 +15,11 @@ from petsweep.compose import compose
 from petsweep.methods.opf.layer import MpoLinear
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method, check_on_meta
-from petsweep.model.resolve import resolve_run
+from petsweep.model.resolve import resolve_run, run_dir, run_hash
 from petsweep.records.status import RunDir
 from petsweep.run.app import run
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import plain, run_dir, run_hash
+from petsweep.spec.identity import plain
 from petsweep.train.checkpoint import trainable_state
 
 FAMILIES = ("q", "k", "v", "o", "ffn_in", "ffn_out")

@@ -17,12 +17,11 @@ from petsweep.cli import count
 from petsweep.compose import compose
 from petsweep.model.backbones import build_on_meta, load_pretrained
 from petsweep.model.params import attach_method
-from petsweep.model.resolve import resolve_run
+from petsweep.model.resolve import resolve_run, run_dir, run_hash
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
 from petsweep.run.export import export_merged, export_peft
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir, run_hash
 
 ARCHS = ["encoder_decoder", "bart"]  # tiny T5, tiny BART
 SOURCE = torch.tensor([[11, 12, 13, 14, 15], [21, 22, 23, 0, 0]])

@@ -16,9 +16,9 @@ from conftest import REPO, crash_after_second_save
 from safetensors.torch import load_file
 
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir
 from petsweep.records.status import COMPLETED, FAILED, RUNNING, RunDir
 from petsweep.run.app import run
-from petsweep.spec.identity import run_dir
 from petsweep.train import checkpoint
 
 COMPARED = ("score", "metrics", "train_subset_metrics", "best_step", "best_dev_score", "steps", "tokens")

@@ -13,13 +13,13 @@ import pytest
 from conftest import REPO, crash_after_second_save, run_cli
 
 from petsweep.compose import compose
-from petsweep.model.resolve import resolve_run
+from petsweep.model.resolve import resolve_run, run_dir, run_hash
 from petsweep.records import retention
 from petsweep.records.status import COMPLETED, FAILED, RunDir
 from petsweep.run.app import run
 from petsweep.run.group import run_group
 from petsweep.spec.errors import ConfigError, PetsweepError
-from petsweep.spec.identity import plain, run_dir, run_hash
+from petsweep.spec.identity import plain
 
 RECORDS = {"status.json", "result.json", "config.yaml", "provenance.json", "metrics.jsonl", "train.log"}
 COMPARED = ("score", "metrics", "train_subset_metrics", "best_step", "best_dev_score", "steps", "tokens")

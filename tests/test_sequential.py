@@ -12,11 +12,10 @@ from test_resume import _assert_same_run
 from petsweep.compose import compose
 from petsweep.model.backbones import load_pretrained
 from petsweep.model.params import attach_method, begin_stage, check_on_meta
-from petsweep.model.resolve import resolve_run
+from petsweep.model.resolve import resolve_run, run_dir
 from petsweep.records.status import COMPLETED, FAILED, RunDir
 from petsweep.run.app import run
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir
 from petsweep.train import checkpoint
 
 PROMPT_THEN_LORA = "method.members=[{name: prompt, length: 4}, {name: lora, r: 2}]"

@@ -14,9 +14,10 @@ from conftest import run_cli
 
 from launchers.local import gpus_wanted
 from launchers.slurm import SlurmSettings, _executor, shape
+from petsweep.model.resolve import run_hash
 from petsweep.run.fusable import why_alone
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import ranks_counted, run_hash
+from petsweep.spec.identity import ranks_counted
 from petsweep.spec.shape import RunShape, run_shape
 
 # a record's config as petsweep wrote it (LoRA on an encoder, the backbone's own dropout: ranks count)

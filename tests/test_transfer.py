@@ -10,10 +10,10 @@ from conftest import run_cli
 
 from analysis import collect, plot, transfer_scores
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir
 from petsweep.run.app import run
 from petsweep.run.transfer import evaluate_transfer, transfer_file
 from petsweep.spec.errors import ConfigError
-from petsweep.spec.identity import run_dir
 
 # the tiny runs' task settings, reused for the evaluated task so its test split is as small
 TASK_OVERRIDES = ("task.test_size=30", "task.max_length=32", "task.dev_size=20")

@@ -8,9 +8,9 @@ import sys
 from pathlib import Path
 
 from petsweep.compose import compose
+from petsweep.model.resolve import run_dir
 from petsweep.records.status import COMPLETED, RunDir
 from petsweep.run.app import run
-from petsweep.spec.identity import run_dir
 
 WANDB = str(Path(sys.executable).with_name("wandb"))
 

@@ -238,9 +238,17 @@ def _identified(data: dict, rule: str, spec: RunSpec | None) -> tuple[dict, str 
 
 def semantic_config(cfg: dict, spec: RunSpec | None = None) -> dict:
     """The resolved config as a plain dict holding exactly what identifies the run (spec/identity.py's rule),
-    its budget resolved (budget_form; `spec`: the config's validated spec, where the caller holds it). A
-    config without `budget` is identity.semantic_config's."""
-    return identity.semantic_form(budget_form(identity.canonical(plain(cfg)), spec))
+    its budget resolved (budget_form; `spec`: the config's validated spec, where the caller holds it) and
+    the rule told which method is the task head itself (_is_the_head). The one semantic config of every
+    caller: spec/identity.py hashes what it is given and cannot ask the methods."""
+    return identity.semantic_form(budget_form(identity.canonical(plain(cfg)), spec), _is_the_head)
+
+
+def _is_the_head(name: str | None) -> bool:
+    """PETMethod.is_the_head of method `name`, for identity's trainer.head_lr rule: trainer.head_lr changes
+    nothing where the head is the method's own parameters. A name no method has (a record of a method since
+    removed) is no head, as the rule read it before it asked the methods."""
+    return name in METHODS.names() and METHODS.get(name).is_the_head
 
 
 def run_hash(cfg: dict, spec: RunSpec | None = None) -> str:

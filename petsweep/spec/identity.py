@@ -18,8 +18,10 @@ The rule (docs/records.md, "Run identity"):
 in result.json (precision, deepspeed, backbone_dtype, ranks), and the analysis keeps those apart.
 
 These functions take the config as plain data (typecheck.plain; a DictConfig given is converted the same way).
-A config that names a `budget` is identified by what the budget chose: petsweep.model.resolve solves it and
-hands the result to semantic_form (this module hashes, it counts nothing).
+The id of a config is petsweep.model.resolve's (run_hash, semantic_config, run_dir): a config that names a
+`budget` is identified by what the budget chose, which it solves, and the rule reads one fact of the
+config's method (whether it is the task head itself: PETMethod.is_the_head), which this floor cannot import;
+it hands both to semantic_form (this module hashes, it counts nothing and names no method).
 """
 
 from __future__ import annotations
@@ -85,27 +87,15 @@ ADDED_DEFAULTS = {
 }
 
 
-def semantic_config(cfg: dict) -> dict:
-    """The resolved config as a plain dict holding exactly what identifies the run (see the module's rule).
-
-    A config that names a `budget` is identified by what the budget chose, which is counted on the meta device
-    (petsweep.model.resolve.semantic_config, on the model floor): refused here, never hashed as it stands."""
-    data = plain(cfg)
-    if data.get("budget") is not None:
-        raise TypeError(
-            f"budget={data['budget']!r}: the id of a config with a budget holds what it chose; "
-            "petsweep.model.resolve computes it"
-        )
-    return semantic_form(canonical(data))  # a copy: the caller's config is never changed
-
-
-def semantic_form(data: dict) -> dict:
+def semantic_form(data: dict, method_is_the_head: Callable[[str | None], bool]) -> dict:
     """What identifies the run, from `data`: a canonical copy of the plain config (canonical()), changed in
     place, whose `budget` is absent or in its identifying form (petsweep.model.resolve.budget_form: APET's
-    folded into apet.scale, a knob's chosen values and the budget_rule that identifies them in place)."""
+    folded into apet.scale, a knob's chosen values and the budget_rule that identifies them in place).
+    `method_is_the_head(name)`: whether method `name` is the task head itself (PETMethod.is_the_head), asked
+    only where the answer changes the id (trainer.head_lr: _resolve_semantic_settings)."""
     if data.get("budget") is None:
         data.pop("budget_rule", None)  # counts only beside a budget (budget_form says which rule)
-    _resolve_semantic_settings(data)
+    _resolve_semantic_settings(data, method_is_the_head)
     for dotted in NON_SEMANTIC_KEYS:
         *parents, leaf = dotted.split(".")
         node = data
@@ -131,7 +121,7 @@ def semantic_form(data: dict) -> dict:
     return data
 
 
-def _resolve_semantic_settings(data: dict) -> None:
+def _resolve_semantic_settings(data: dict, method_is_the_head: Callable[[str | None], bool]) -> None:
     """Settings whose numbers depend on the rest of the config, put in the form that identifies them.
 
     - trainer.frozen_dtype=auto is what it resolves to (bf16 under precision=bf16, else fp32; train.py): runs
@@ -147,9 +137,10 @@ def _resolve_semantic_settings(data: dict) -> None:
     - task.dedupe_inputs counts only where task.dedupe_fields differ from task.fields (bbc_headlines): where
       rows are deduplicated on what the model reads (every other task, bbc_news too) it removes nothing;
     - task.decoding counts only for generation tasks (classification ranks label words, never decodes);
-    - trainer.head_lr counts where a head petsweep adds trains at it (an encoder, train_head, a method other
-      than head) and it differs from the method's lr; else it is null, what every run before #26 recorded and
-      what computes the same (so LoRA's runs, at head_lr = lr = 2e-3, keep their ids).
+    - trainer.head_lr counts where a head petsweep adds trains at it (an encoder, train_head, a method that is
+      not the head itself: method_is_the_head) and it differs from the method's lr; else it is null, what
+      every run before #26 recorded and what computes the same (so LoRA's runs, at head_lr = lr = 2e-3, keep
+      their ids).
     """
     task = data.get("task")
     if isinstance(task, dict) and task.get("dedupe_fields") in (None, task.get("fields")):
@@ -189,8 +180,8 @@ def _resolve_semantic_settings(data: dict) -> None:
             and (
                 backbone.get("family") != "encoder"
                 or not method.get("train_head", True)
-                or method.get("name") == "head"
                 or trainer["head_lr"] == method.get("lr")
+                or method_is_the_head(method.get("name"))  # last: a lookup among the methods
             )
         ):
             trainer["head_lr"] = None  # no head trains at it, or it is the method's lr: as null did
@@ -274,27 +265,20 @@ def _cached_sha256(path: str, size: int, mtime_ns: int) -> str:  # size and mtim
     return f"sha256:{sha256_file(path)}"
 
 
-def run_hash(cfg: dict) -> str:
-    """sha256 of the canonical JSON of the semantic config: equal configs, equal ids, on any machine. A
-    config with a budget: petsweep.model.resolve.run_hash."""
-    return semantic_hash(semantic_config(cfg))
-
-
 def semantic_hash(semantic: dict) -> str:
-    """The id of a semantic config (semantic_config's, or petsweep.model.resolve's for a budget)."""
+    """The id of a semantic config (petsweep.model.resolve.semantic_config's): sha256 of its canonical JSON,
+    equal configs, equal ids, on any machine."""
     canonical_json = json.dumps(semantic, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(canonical_json.encode()).hexdigest()
 
 
-def seeded_run_hash(cfg: dict, semantic: Callable[[dict], dict] | None = None):
+def seeded_run_hash(cfg: dict, semantic: Callable[[dict], dict]):
     """run_hash of `cfg` with its top-level seed set to another integer, as a function of that seed: the
     semantic config is built and serialised once, and each seed adds its digits and a sha256 (a plan of 10^6
     runs over a few configs and many seeds, #25). semantic_config copies the top-level seed and reads it
     nowhere else, so run_hash({**cfg, "seed": s}) == seeded_run_hash(cfg)(s) for every integer s (checked
     for cfg's own seed here; tests/test_identity.py checks others). `semantic`: the function that makes the
-    semantic config (petsweep.model.resolve.semantic_config resolves a budget first); semantic_config if
-    None."""
-    semantic = semantic or semantic_config
+    semantic config (petsweep.model.resolve.semantic_config)."""
     data = semantic(cfg)
     data.pop("seed", None)
     dumps = functools.partial(json.dumps, sort_keys=True, separators=(",", ":"), default=str)
@@ -326,8 +310,8 @@ def run_slug(cfg: dict) -> str:
     return "-".join(_slug_part(v) for v in names) + f"-s{c['seed']}"
 
 
-def run_dir(cfg: dict, digest: str | None = None) -> Path:
-    """<runs_root>/<sweep_name>/<slug>-<hash12>; `digest`: the config's run_hash, where the caller has it."""
+def run_dir(cfg: dict, digest: str) -> Path:
+    """<runs_root>/<sweep_name>/<slug>-<hash12>; `digest`: the config's run_hash
+    (petsweep.model.resolve.run_dir computes it where the caller has none)."""
     c = plain(cfg)
-    digest = digest or run_hash(c)
     return Path(c["paths"]["runs_root"]) / _slug_part(c["sweep_name"]) / f"{run_slug(c)}-{digest[:12]}"
