@@ -127,6 +127,14 @@ def _get(cfg: dict, dotted: str):
     return node
 
 
+def _sized_by_apet_scale(method) -> bool:
+    """Whether method `method` takes its budget from apet.scale (PETMethod.budget_strategy "apet_scale", the
+    hook validation checks the `apet` group by: model.resolve.check_apet_group)."""
+    from petsweep.methods import METHODS
+
+    return method in METHODS.names() and METHODS.get(method).budget_strategy == "apet_scale"
+
+
 @dataclass
 class Cell:
     overrides: list[str]
@@ -225,7 +233,7 @@ class ThresholdSearch:
     def _check_cell(self, cell: Cell) -> None:
         cfg = self.composer(cell.overrides)
         method = _get(cfg, "method.name")
-        if self.budget_key == "apet.scale" and method != "apet":
+        if self.budget_key == "apet.scale" and not _sized_by_apet_scale(method):
             raise ConfigError(
                 "method",
                 method,

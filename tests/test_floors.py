@@ -342,7 +342,7 @@ def test_imports_go_down_the_floors_only():
 KNOWN_METHOD_NAMES = {
     "hydra_plugins/petsweep_plugins/threshold_sweeper.py": {"full": 1},  # the reference method's default
     "launchers/threshold_search.py": {"full": 1},
-    "launchers/threshold_sweep.py": {"apet": 2, "full": 4},
+    "launchers/threshold_sweep.py": {"apet": 1, "full": 4},
     # the top-level `apet` group APET's budget= folds into (the methods' budget_* hooks say the rest)
     "petsweep/model/budget.py": {"apet": 2},
     "petsweep/model/resolve.py": {"apet": 1},  # the `apet` config group among the keys a budget choice reads
