@@ -10,6 +10,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import COUNT_COMPOSITIONS_AND_VALIDATIONS, REPO, sweep_argv
 
 from petsweep.records.status import RunDir
@@ -41,10 +42,9 @@ def measured(record: dict) -> dict:
     return {k: v for k, v in record.items() if not (k.endswith("_s") or "memory" in k)}
 
 
-def sweep(tiny_conf, root, warm: bool, env: dict | None = None) -> subprocess.CompletedProcess:
-    argv = sweep_argv(
-        tiny_conf, root, "backbone=tiny-bert", "seed=1,2", f"hydra.launcher.warm_workers={str(warm).lower()}"
-    )
+def sweep(tiny_conf, root, warm: bool, env: dict | None = None, extra=()) -> subprocess.CompletedProcess:
+    warm_workers = f"hydra.launcher.warm_workers={str(warm).lower()}"
+    argv = sweep_argv(tiny_conf, root, "backbone=tiny-bert", "seed=1,2", warm_workers, *extra)
     done = subprocess.run(
         [sys.executable, *argv],
         cwd=REPO,
@@ -61,16 +61,21 @@ def runs(root) -> dict[str, RunDir]:
     return {p.parent.name: RunDir(p.parent) for p in sorted((root / "study").glob("*/status.json"))}
 
 
-def test_a_fresh_process_executes_the_planned_run_and_records_what_a_warm_worker_does(tiny_conf, tmp_path):
+# budget=: the run's id and record need what the budget chose, read from the spec the run was typed to (it was
+# solved again when the record was written, after training: a second validation, R23 review 2026-12-06 F2)
+@pytest.mark.parametrize("extra", [(), ("method=lora", "budget=bitfit")], ids=["plain", "budget"])
+def test_a_fresh_process_executes_the_planned_run_and_records_what_a_warm_worker_does(
+    tiny_conf, tmp_path, extra
+):
     counts_dir, site = tmp_path / "counts", tmp_path / "site"
     counts_dir.mkdir()
     site.mkdir()
     (site / "sitecustomize.py").write_text(COUNTING.format(repo=str(REPO), out=str(counts_dir)))
     path = os.pathsep.join(p for p in (str(site), os.environ.get("PYTHONPATH", "")) if p)
     # into the same runs root (config.yaml names it), one sweep after the other
-    sweep(tiny_conf, tmp_path / "runs", warm=True)
+    sweep(tiny_conf, tmp_path / "runs", warm=True, extra=extra)
     (tmp_path / "runs").rename(tmp_path / "warm")
-    sweep(tiny_conf, tmp_path / "runs", warm=False, env={"PYTHONPATH": path})
+    sweep(tiny_conf, tmp_path / "runs", warm=False, env={"PYTHONPATH": path}, extra=extra)
 
     fresh, warm = runs(tmp_path / "runs"), runs(tmp_path / "warm")
     assert sorted(fresh) == sorted(warm) and len(fresh) == 2  # the same ids

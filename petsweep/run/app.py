@@ -568,7 +568,7 @@ def record(p: Prepared, outcome: dict, **extra) -> dict:
         load_time_s=p.load_s,
         time_to_first_step_s=first_step_at - run_start if run_start else None,
         wall_time_s=time.time() - p.started,
-        config=semantic_config(p.resolved.config),
+        config=semantic_config(p.resolved.config, spec),  # a budget's choice from the spec, not solved again
         config_sha256=sha256_file(p.run_path.path / "config.yaml"),
     ).as_dict()
     p.tracker.finish(wandb_summary(result, RunRecord.scalar_keys()))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 
 from petsweep.model.resolve import semantic_config
+from petsweep.spec.config import RunSpec
 from petsweep.spec.shape import run_shape
 
 
@@ -84,9 +85,10 @@ ROUTED_KEYS = (
 )
 
 
-def shared_config(cfg: dict) -> dict:
-    """The run's identity less the keys routed per member: what every member of its group must share."""
-    semantic = semantic_config(cfg)
+def shared_config(cfg: dict, spec: RunSpec | None = None) -> dict:
+    """The run's identity less the keys routed per member: what every member of its group must share.
+    `spec`: the config's validated spec, where the caller holds it (what `budget` chose is read from it)."""
+    semantic = semantic_config(cfg, spec)
     for dotted in ROUTED_KEYS:
         *parents, leaf = dotted.split(".")
         node = semantic
@@ -97,9 +99,9 @@ def shared_config(cfg: dict) -> dict:
     return semantic
 
 
-def group_key(cfg: dict) -> str:
-    """Runs fuse with runs whose identities are equal but for ROUTED_KEYS."""
-    return json.dumps(shared_config(cfg), sort_keys=True, default=str)
+def group_key(cfg: dict, spec: RunSpec | None = None) -> str:
+    """Runs fuse with runs whose identities are equal but for ROUTED_KEYS; `spec` as shared_config."""
+    return json.dumps(shared_config(cfg, spec), sort_keys=True, default=str)
 
 
 def differing_keys(cfgs: list[dict]) -> list[str]:

@@ -16,11 +16,15 @@ import contextvars
 import logging
 import traceback
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from petsweep.records.status import RunDir
 from petsweep.spec.errors import EXIT_CANCELLED, EXIT_FAILED, PetsweepError, RunCancelled
 from petsweep.spec.resolved import ResolvedRun
 from petsweep.train import ranks, resources
+
+if TYPE_CHECKING:
+    from petsweep.run.app import Checked
 
 log = logging.getLogger("petsweep")
 
@@ -64,23 +68,33 @@ def _ended(run: _Run, code: int) -> None:
     run.beats.close()  # a run that ended beats no more, while the others of its group go on
 
 
-def _claim_all(members: list[ResolvedRun], codes: list[int | None], runs: list) -> None:
+def _check_all(members: list[ResolvedRun], codes: list[int | None]) -> list[tuple[int, Checked]]:
     """Each member checked (app.before_claim, as `execute` checks a solo run: a member refused there is
-    refused as a solo run is, one line and its exit code, nothing claimed) and claimed, into `runs` as
-    (index, _Run) (filled as it goes: a signal midway leaves the claims made so far there); a finished run
-    answers from its record."""
-    from petsweep.run.app import before_claim, claim_run, decide_device, keep_only, summary_text
+    refused as a solo run is, one line and its exit code in `codes`); the others as (index, Checked). Nothing
+    is claimed or written (a COMPLETED record of another identity aside, moved to its own id as a solo run's
+    is)."""
+    from petsweep.run.app import before_claim
     from petsweep.spec.errors import report_user_error
 
+    checked = []
     for k, resolved in enumerate(members):
         try:
-            checked = before_claim(resolved)  # the checks a solo run gets, refused as it is refused
+            checked.append((k, before_claim(resolved)))  # a solo run's checks, refused as it is refused
         except PetsweepError as err:
             codes[k] = report_user_error(err)
-            continue
-        spec, cfg, run_path = checked.spec, checked.cfg, checked.run_path
-        if checked.reused is not None:
-            print(summary_text(checked.reused, run_path, reused=True), flush=True)
+    return checked
+
+
+def _claim_all(checked: list[tuple[int, Checked]], codes: list[int | None], runs: list) -> None:
+    """Each checked member claimed, into `runs` as (index, _Run) (filled as it goes: a signal midway leaves
+    the claims made so far there); a finished run answers from its record."""
+    from petsweep.run.app import claim_run, decide_device, keep_only, summary_text
+    from petsweep.spec.errors import report_user_error
+
+    for k, member in checked:
+        spec, cfg, run_path = member.spec, member.cfg, member.run_path
+        if member.reused is not None:
+            print(summary_text(member.reused, run_path, reused=True), flush=True)
             keep_only(run_path, spec.trainer.keep)  # a kill between its record and its pruning left files
             codes[k] = 0
             continue
@@ -88,8 +102,8 @@ def _claim_all(members: list[ResolvedRun], codes: list[int | None], runs: list) 
         if refused:
             codes[k] = report_user_error(PetsweepError(refused))
             continue
-        run = _Run(cfg, spec, decide_device(checked.resolved, spec), run_path)
-        run.init_source = checked.init_source
+        run = _Run(cfg, spec, decide_device(member.resolved, spec), run_path)
+        run.init_source = member.init_source
         runs.append((k, run))
 
 
@@ -106,10 +120,11 @@ def _fail(run: _Run, err: BaseException, trace: str) -> None:
     _ended(run, EXIT_FAILED)
 
 
-def check_members(cfgs: list[dict]) -> None:
+def check_members(cfgs: list[dict], specs: list | None = None) -> None:
     """Every member may fuse, and all are equal but for the keys routed per member (fusable.ROUTED_KEYS: the
     planner only groups such runs; a group that reaches here otherwise is refused in one line, before anything
-    is claimed)."""
+    is claimed). `specs`: the members' validated specs, where the caller holds them (a `budget=` member's
+    choice is read from its spec, not solved again)."""
     from petsweep.run.fusable import differing_keys, group_key, why_alone
     from petsweep.spec.identity import run_slug
 
@@ -117,7 +132,7 @@ def check_members(cfgs: list[dict]) -> None:
         why = why_alone(cfg)
         if why is not None:
             raise PetsweepError(f"fused group: {run_slug(cfg)} cannot train fused: {why}")
-    if len({group_key(cfg) for cfg in cfgs}) > 1:
+    if len({group_key(cfg, spec) for cfg, spec in zip(cfgs, specs or [None] * len(cfgs))}) > 1:
         names = ", ".join(run_slug(cfg) for cfg in cfgs)
         raise PetsweepError(
             f"fused group: its runs ({names}) differ in {', '.join(differing_keys(cfgs))}; only runs equal "
@@ -145,17 +160,17 @@ def execute_group(members: list[ResolvedRun]) -> list[int]:
     from petsweep.run.app import cancel_on_sigterm, log_to_run, restore_signals
     from petsweep.spec.errors import report_user_error
 
-    cfgs = [m.config for m in members]
+    codes: list[int | None] = [None] * len(members)
+    checked = _check_all(members, codes)  # each member typed once here, as a solo run is
     try:
-        check_members(cfgs)
+        check_members([members[k].config for k, _ in checked], [m.spec for _, m in checked])
     except PetsweepError as err:
-        return [report_user_error(err)] * len(cfgs)
+        return [report_user_error(err)] * len(members)
     previous = cancel_on_sigterm()  # before the claims: `petsweep cancel` must find its handler
-    codes: list[int | None] = [None] * len(cfgs)
     claimed: list = []
     me = ranks.current()
     try:
-        _claim_all(members, codes, claimed)
+        _claim_all(checked, codes, claimed)
     except RunCancelled as err:  # stopped while claiming: the claims made end CANCELLED, the rest never start
         restore_signals(previous)
         return _cancelled_while_claiming(members, codes, claimed, err, me)
