@@ -354,24 +354,28 @@ def _budget_refusals(refused: list[tuple[ConfigError, str]], runs: dict) -> Conf
     )
 
 
-def validate(run_overrides: Iterable[list[str]], compose_fn: Callable[[list[str]], DictConfig]) -> None:
+def validate(run_overrides: Iterable[list[str]], compose_fn: Callable[[list[str]], DictConfig]) -> list[dict]:
     """Compose and validate runs as run.py's pre-flight does for a sweeper not petsweep's (resolve_run),
     raising the first invalid run's error as resolve_run or the composition words it: one Hydra composition
     per distinct choice of config groups, one resolve_run per config but its seed (#25: a resume composed
-    once per value of every axis, 1,000 compositions for seed=range(0,1000))."""
+    once per value of every axis, 1,000 compositions for seed=range(0,1000)). Returns each run's config as
+    composed (plain data, sharing unwritten dicts: CachedComposer.keyed), so a caller composes none again."""
     from petsweep.model.resolve import resolve_run
     from petsweep.spec.config import check_seed
 
     composer = CachedComposer(compose_fn)
     checked: set[tuple] = set()
+    configs = []
     for overrides in run_overrides:
         cfg, key = composer.keyed(overrides)
+        configs.append(cfg)
         if key is not None and key in checked:
             check_seed(cfg["seed"])
             continue
         resolve_run(_copy(cfg))
         if key is not None:
             checked.add(key)
+    return configs
 
 
 def _validate(cfg: dict, read: set[str]) -> dict:

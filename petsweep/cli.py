@@ -135,9 +135,10 @@ def preflight(argv: list[str]):
     launcher and its plan validates every run before anything launches (launchers.planning.plan), so no
     config is validated twice and nothing travels from here to the sweeper but the command line. A sweep of
     another sweeper (Optuna), whose trials reach petsweep only as overrides:
-    every value of each axis, composed and validated here; the launcher check and the sweeper's direction
-    read the hydra node of its first config, composed once, and its direction follows the optimised metric:
-    `argv` gains hydra.sweeper.direction=maximize where the command line does not set it (_sweeper_direction).
+    every value of each axis, composed (at most once each) and validated here; the launcher check and the
+    sweeper's direction read the hydra node of its first config, composed once, and its direction follows the
+    optimised metric of the configs the validation composed: `argv` gains hydra.sweeper.direction=maximize
+    where the command line does not set it (_sweeper_direction).
 
     Hydra's own modes (shell completion, help, --version, --info, --experimental-rerun, another
     --config-path) are left to Hydra; --cfg only composes.
@@ -150,8 +151,6 @@ def preflight(argv: list[str]):
     Raises:
         ConfigError: on the first unknown option, unknown key or invalid value, before anything runs.
     """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     from petsweep.compose import compose
     from petsweep.model.resolve import resolved_run
 
@@ -162,10 +161,9 @@ def preflight(argv: list[str]):
     overrides = _overrides(args)
     _refuse_foreign_launchers(overrides)
     try:
-        parsed = OverridesParser.create().parse_overrides(overrides)
+        parsed, fixed = _parsed(overrides)
     except Exception as err:
         raise PetsweepError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
-    fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
     axes = [(o.get_key_element(), _sweep_values(o, fixed)) for o in parsed if o.is_sweep_override()]
     variants = [fixed + [f"{k}={values[0]}" for k, values in axes]]
     for i, (_key, values) in enumerate(axes):
@@ -201,9 +199,9 @@ def preflight(argv: list[str]):
     config_name = args.config_name or "config"
     hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
     if args.multirun and _other_sweeper(overrides):  # the launcher and sweeper the command line picks
-        hydra_node = _validate_variants(variants, hydra_args, config_name)
+        hydra_node, configs = _validate_variants(variants, hydra_args, config_name)
         check_launcher(hydra_node.launcher)
-        argv += _sweeper_direction(variants, hydra_args, config_name, hydra_node.sweeper)
+        argv += _sweeper_direction(configs, hydra_args, hydra_node.sweeper)
     elif not args.multirun:
         [variant] = variants
         cfg = compose(variant, config_name=config_name)
@@ -230,8 +228,6 @@ def start_errors_in_one_line(argv: list[str]):
     (Hydra's own switch) makes it raise the error to run.py instead, and composing that config here words it
     as one ConfigError line; an error the composition does not give again is not the input's: raised as it is
     (Hydra's full traceback). A command line that is no sweep: Hydra's start as it is."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
     from petsweep.compose import compose
 
     args = _hydra_args(argv)
@@ -245,8 +241,7 @@ def start_errors_in_one_line(argv: list[str]):
     except Exception:
         overrides = _overrides(args)  # as the preflight reads them: --config-dir is on the search path
         overrides += [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
-        parsed = OverridesParser.create().parse_overrides(overrides)
-        fixed = [o.input_line for o in parsed if not o.is_sweep_override()]
+        _, fixed = _parsed(overrides)
         compose(fixed, config_name=args.config_name or "config", with_hydra=True)
         raise
     finally:
@@ -254,10 +249,21 @@ def start_errors_in_one_line(argv: list[str]):
             os.environ.pop("HYDRA_FULL_ERROR", None)
 
 
+def _parsed(overrides: list[str]) -> tuple[list, list[str]]:
+    """The overrides parsed by Hydra's grammar, and the input lines of those that sweep nothing (the fixed
+    ones): what the preflight and start_errors_in_one_line each compose a sweep's config from."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(overrides)
+    return parsed, [o.input_line for o in parsed if not o.is_sweep_override()]
+
+
 def _validate_variants(variants: list[list[str]], hydra_args: list[str], config_name: str):
     """Compose and validate every value of each axis of a sweep whose sweeper is not petsweep's (its trials
-    reach petsweep only as overrides), and return the hydra node of the first, composed once with the hydra.*
-    settings: an error composing that node is raised after every config's own errors."""
+    reach petsweep only as overrides). Returns the hydra node of the first, composed once with the hydra.*
+    settings (an error composing that node is raised after every config's own errors), and each variant's
+    config as the validation composed it (plain data), which the sweeper's direction reads: no variant is
+    composed twice."""
     from launchers.planning import validate
     from petsweep.compose import compose
 
@@ -273,10 +279,10 @@ def _validate_variants(variants: list[list[str]], hydra_args: list[str], config_
         # and values aside, which the validation's plain copy drops or sets again)
         return first.pop() if first else compose(variant, config_name=config_name)
 
-    validate(variants, compose_variant)
+    configs = validate(variants, compose_variant)
     if unusable is not None:
         raise unusable
-    return hydra_node
+    return hydra_node, configs
 
 
 def _other_sweeper(overrides: list[str]) -> bool:
@@ -285,24 +291,21 @@ def _other_sweeper(overrides: list[str]) -> bool:
     return bool(picked) and picked[-1] not in ("petsweep", "threshold")
 
 
-def _sweeper_direction(
-    variants: list[list[str]], hydra_args: list[str], config_name: str, sweeper
-) -> list[str]:
+def _sweeper_direction(configs: list[dict], hydra_args: list[str], sweeper) -> list[str]:
     """Optuna minimises unless told otherwise, and a run returns a score where greater is better: the
     direction follows the optimised metric of every run of the sweep. A direction given on the command line
-    that disagrees is refused in one line; none given: the one to add to the command line. `sweeper`: the
-    sweep's hydra.sweeper node."""
-    from petsweep.compose import compose
+    that disagrees is refused in one line; none given: the one to add to the command line. `configs`: each
+    variant's config as validated (_validate_variants); `sweeper`: the sweep's hydra.sweeper node."""
     from petsweep.tasks.metrics import direction
 
     if "optuna" not in str(sweeper.get("_target_", "")).lower():
         return []
     wanted = {}
-    for variant in variants:
-        cfg = compose(variant, config_name=config_name)
+    for cfg in configs:
         optimized = cfg.get("optimized_metric", "dev")
-        metric = optimized.removeprefix("test/") if optimized.startswith("test/") else cfg.task.metric
-        wanted[direction(metric)] = f"optimized_metric={optimized} ({cfg.task.name}: {metric})"
+        task = cfg["task"]
+        metric = optimized.removeprefix("test/") if optimized.startswith("test/") else task["metric"]
+        wanted[direction(metric)] = f"optimized_metric={optimized} ({task['name']}: {metric})"
     if len(wanted) > 1:
         raise ConfigError(
             "optimized_metric",

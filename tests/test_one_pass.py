@@ -114,3 +114,45 @@ def test_completing_a_group_choice_composes_nothing_and_imports_no_torch():
         done = run_cli("-c", script, env={"COMP_LINE": line, "COMP_POINT": str(len(line))})
         assert done.returncode == 0, done.stderr[-3000:]
         assert done.stdout.splitlines() == [answer, f"torch imported: {torch}"], done.stdout
+
+
+PREFLIGHT_COUNTING = (
+    """
+import json, sys
+out, argv = sys.argv[1], sys.argv[2:]
+counts = {"validations": 0, "compositions": 0}
+"""
+    + COUNT_COMPOSITIONS_AND_VALIDATIONS
+    + """
+from petsweep.cli import hydra_argv, preflight
+from petsweep.compose.nodes import register_base_nodes
+register_base_nodes()
+argv = hydra_argv(argv)
+preflight(argv)
+open(out, "w").write(json.dumps({**counts, "argv": argv}))
+"""
+)
+
+
+def test_an_optuna_sweep_is_composed_once_per_variant_before_it_starts(tiny_conf, tmp_path):
+    """A sweep of another sweeper (Optuna) reaches petsweep only as overrides, so run.py's preflight
+    validates every value of each axis (3 variants: lora and bitfit at the first lr, lora at the second)
+    and sets the study's direction from each one's optimised metric. The direction composed every variant
+    again (5 compositions before, #23 review); now it reads the configs the validation composed: one Hydra
+    composition per distinct choice of groups (lora, bitfit), a variant's lr set on a copy. Counted in the
+    preflight alone: the trials are Optuna's."""
+    argv = [
+        "-m",
+        "hydra/sweeper=optuna",
+        f"hydra.searchpath=[file://{tiny_conf}]",
+        f"paths.runs_root={tmp_path / 'runs'}",
+        "backbone=tiny-bert",
+        "method=lora,bitfit",
+        "method.lr=choice(0.001,0.01)",
+    ]
+    out = tmp_path / "counts.json"
+    done = run_cli("-c", PREFLIGHT_COUNTING, str(out), *argv, env={"OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    counts = json.loads(out.read_text())
+    assert "hydra.sweeper.direction=maximize" in counts["argv"]  # accuracy: greater is better
+    assert (counts["validations"], counts["compositions"]) == (3, 2), counts
