@@ -75,17 +75,14 @@ class Stages:
 
 
 def pick_device(trainer: TrainerConfig) -> torch.device:
-    """The device a run trains on; a CUDA device this process cannot see is refused in one line (it was a
-    traceback from the first tensor moved there, after the run was claimed and recorded FAILED)."""
+    """The device a run trains on (spec.config.DEVICES); `cuda` where this process sees no CUDA device is
+    refused in one line (it was a traceback from the first tensor moved there, after the run was claimed and
+    recorded FAILED)."""
     if trainer.device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(trainer.device)
-    visible = torch.cuda.device_count() if torch.cuda.is_available() else 0
-    if device.type == "cuda" and (device.index or 0) >= visible:
-        seen = f"{visible} CUDA device{'s' if visible != 1 else ''}" if visible else "no CUDA device"
-        choices = "choose auto, cpu or a cuda:N it shows"
-        raise ConfigError("trainer.device", trainer.device, f"this machine shows {seen}; {choices}")
-    return device
+    if trainer.device == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("trainer.device", "cuda", "this machine shows no CUDA device; choose auto or cpu")
+    return torch.device(trainer.device)
 
 
 def use_bf16(trainer: TrainerConfig, device: torch.device) -> bool:
