@@ -395,8 +395,9 @@ def count(overrides: list[str]) -> dict:
     from petsweep.model.backbones import build_on_meta
     from petsweep.model.params import attach_method
     from petsweep.model.resolve import resolve_run
+    from petsweep.spec.typecheck import plain
 
-    spec = resolve_run(compose(overrides))
+    spec = resolve_run(plain(compose(overrides)))
     attached, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
     return {
         "backbone": spec.backbone.name,

@@ -194,6 +194,11 @@ class PETMethod:
         """What the method adds to result.json (RunRecord fields: APET's positions, OPF's choice)."""
         return {}
 
+    def importance_batches(self) -> int | None:
+        """Batches of the gradient-importance pass over the training data where the method scores matrices by
+        it (AttachContext.importance: OPF); None: one pass over the training data."""
+        return None
+
     def saved_state(self, model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """The form trained weights are saved in (pet_weights): as trained by default; OPF contracts its MPO
         tensors back into dense matrices. Loading them attaches the method with `training=False`."""

@@ -606,7 +606,7 @@ def _importance(spec: RunSpec, resolved: ResolvedRun, objective, data, run_path:
 
     from petsweep.train.importance import GradientImportance
 
-    scored = getattr(spec.method.config, "score_batches", None)
+    scored = spec.method.importance_batches()
     return GradientImportance(
         objective,
         data.train,

@@ -169,6 +169,9 @@ class OpfMethod(PETMethod):
         self.record: dict | None = None  # the real model's choice (result.json `opf`), set when attached
         self.keeps_optimizer_state = config.keep_optimizer_state
 
+    def importance_batches(self) -> int | None:
+        return self.config.score_batches
+
     def record_fields(self):
         return {"opf": self.record}
 
