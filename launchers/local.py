@@ -7,8 +7,12 @@ waits until G are free and gets them together; its process then starts G ranks (
 on 2 cores: two single-thread runs side by side do about 1.3x the work of one two-thread run, so on CPU the
 pool runs as many runs as there are cores, one thread each, unless told otherwise.
 
-Ctrl-C (SIGINT to the sweep's process group) stops the sweep: its running runs record CANCELLED on their
-own, no queued run starts, and the sweep exits 130 once they have (errors.exit_on_user_error). The pool takes
+A signal to the sweep stops it, however it came: SIGTERM to its pid alone (`kill`, `timeout`, a scheduler)
+or Ctrl-C (SIGINT to its process group, which holds the sweep alone: each run's process has a group of its
+own). The pool hands the signal on to every process running a run (warm.RunProcesses), which records
+CANCELLED as a plain run does; no queued run starts; once every running one has ended, the sweep exits 143
+(SIGTERM) or 130 (Ctrl-C) with one line counting what its runs came to (errors.SweepStopped). A second
+signal is handed on too while the sweep waits: it never leaves a run's process behind. The pool takes
 SIGINT even where it started with SIGINT ignored (`run.py -m ... &` in a script), as its runs do.
 """
 
@@ -26,9 +30,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-from launchers.warm import Job, WarmWorkers, slot_env
-from petsweep.records.status import sweep_cancelled
-from petsweep.spec.errors import RunCancelled
+from launchers.warm import Job, RunProcesses, WarmWorkers, slot_env
+from petsweep.records.status import CANCELLED, COMPLETED, FAILED, RunDir, sweep_cancelled
+from petsweep.spec.errors import EXIT_CANCELLED, EXIT_INTERRUPTED, SweepStopped
 from petsweep.spec.shape import run_shape
 
 
@@ -111,10 +115,13 @@ class FreshProcesses:
     it writes where the plan planned. Its exit code is run.py's; a process killed mid-run leaves its run
     RUNNING under its pid, which then reads INTERRUPTED."""
 
-    def __init__(self, launched_at: float):
-        self.launched_at = launched_at
+    def __init__(self, launched_at: float, running: RunProcesses):
+        self.launched_at, self.running = launched_at, running
 
-    def run(self, job: Job, threads: int, gpus: list[int] | None) -> list[int]:
+    def run(self, job: Job, threads: int, gpus: list[int] | None) -> list[int] | None:
+        """The run's exit code; None where the sweep was stopping and the run not started."""
+        if self.running.stopping:
+            return None
         job.log.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as spec:
             json.dump(job.resolved.with_threads(threads).to_dict(), spec)
@@ -122,7 +129,16 @@ class FreshProcesses:
             with job.log.open("w") as log:
                 command = [sys.executable, "-m", "petsweep.run.worker", "--run", spec.name]
                 env = slot_env(threads, gpus, self.launched_at)
-                return [subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode]
+                # a group of its own: the sweep hands its stop signals on (RunProcesses), a terminal does not
+                proc = subprocess.Popen(
+                    command, stdout=log, stderr=subprocess.STDOUT, env=env, process_group=0
+                )
+            if not self.running.started(proc):  # stopped while it started: it ends before its claim
+                proc.send_signal(signal.SIGTERM)
+            try:
+                return [proc.wait()]
+            finally:
+                self.running.ended(proc)
         finally:
             os.unlink(spec.name)
 
@@ -147,7 +163,8 @@ def run_pool(
     threads).
     """
     launched_at = time.time()
-    runner = WarmWorkers(launched_at) if warm else FreshProcesses(launched_at)
+    running = RunProcesses()
+    runner = WarmWorkers(launched_at, running) if warm else FreshProcesses(launched_at, running)
     gpus = gpu_count()
     if gpus:
         pool = GpuPool(gpus)
@@ -176,33 +193,94 @@ def run_pool(
         def release(slot: Slot) -> None:
             free.put(slot)
 
-    interrupted = threading.Event()
-
     def work(index: int) -> list[int]:
         slot = acquire(index)
+        codes = None
         try:
-            if interrupted.is_set() or (sweep_dir is not None and sweep_cancelled(sweep_dir, launched_at)):
-                return [NOT_STARTED] * len(jobs[index].runs)
-            started = time.time()
-            codes = runner.run(jobs[index], slot.threads, slot.gpus)
+            if not running.stopping and not (
+                sweep_dir is not None and sweep_cancelled(sweep_dir, launched_at)
+            ):
+                started = time.time()
+                codes = runner.run(jobs[index], slot.threads, slot.gpus)
         finally:
             release(slot)
+        if codes is None:
+            return [NOT_STARTED] * len(jobs[index].runs)
         if on_done is not None:
             on_done(index, codes, time.time() - started)
         return codes
 
     executor = ThreadPoolExecutor(max_workers=workers)
-    main = threading.current_thread() is threading.main_thread()
-    previous = signal.signal(signal.SIGINT, signal.default_int_handler) if main else None
+    stopped_by = SweepSignals(running)
     try:
+        stopped_by.listen()  # from here on a signal stops the runs and the sweep waits for them
         futures = [executor.submit(work, index) for index in range(len(jobs))]
-        return [future.result() for future in futures]
-    except (KeyboardInterrupt, RunCancelled):
-        interrupted.set()  # the running runs got the same signal: they record CANCELLED; none other starts
-        executor.shutdown(wait=True, cancel_futures=True)
-        raise
+        codes = [future.result() for future in futures]
+        stopped_by.raise_if_stopped(jobs, codes)
+        return codes
     finally:
         executor.shutdown(wait=True)
         runner.close()
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
+        stopped_by.restore()
+
+
+class SweepSignals:
+    """The sweep's stop signals while its pool runs: SIGTERM, SIGINT (Ctrl-C) and SIGHUP (its terminal closed;
+    left alone where ignored, as under nohup). The first stops the sweep: no run starts any more, and the
+    processes running runs get the signal (SIGTERM for SIGHUP), each then recording CANCELLED; a later one is
+    handed on the same way, so that the sweep always waits for its runs' processes and leaves none behind.
+    Where the pool does not run on the main thread (which alone can take signals), the main thread's own
+    handlers stay (stop_on_signals)."""
+
+    HANDED_ON = {signal.SIGTERM: signal.SIGTERM, signal.SIGINT: signal.SIGINT, signal.SIGHUP: signal.SIGTERM}
+    EXIT_STATUS = {signal.SIGINT: EXIT_INTERRUPTED}  # others: EXIT_CANCELLED
+
+    def __init__(self, running: RunProcesses):
+        self.running = running
+        self.first: int | None = None  # the signal that stopped the sweep
+        self.previous: dict = {}
+
+    def listen(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in self.HANDED_ON:
+            if sig == signal.SIGHUP and signal.getsignal(sig) == signal.SIG_IGN:
+                continue
+            self.previous[sig] = signal.signal(sig, self.stop)
+
+    def stop(self, signum: int, frame=None) -> None:
+        if self.first is None:
+            self.first = signum
+        self.running.stop(self.HANDED_ON[signum])
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+        self.previous = {}
+
+    def raise_if_stopped(self, jobs: list[Job], codes: list[list[int]]) -> None:
+        """Once every run's process has ended: where a signal stopped the sweep, SweepStopped, with what its
+        runs came to, read from their records."""
+        if self.first is None:
+            return
+        came_to = dict.fromkeys(
+            ["recorded CANCELLED", "finished", "failed", "left INTERRUPTED", "not started"], 0
+        )
+        for job, job_codes in zip(jobs, codes):
+            for run, code in zip(job.runs, job_codes):
+                came_to[_came_to(run.path, code)] += 1
+        counts = ", ".join(f"{n} {what}" for what, n in came_to.items() if n)
+        name = "Ctrl-C" if self.first == signal.SIGINT else signal.Signals(self.first).name
+        status = self.EXIT_STATUS.get(self.first, EXIT_CANCELLED)
+        raise SweepStopped(name, f"of {sum(came_to.values())} run(s) to run, {counts}", status)
+
+
+def _came_to(run_path: Path, code: int) -> str:
+    """What a run of a stopped sweep came to, from its record (the code only where it never started)."""
+    state = RunDir(run_path).state() if code != NOT_STARTED else None
+    if state is None:
+        return "not started"
+    # RUNNING or QUEUED: its process ended without recording its end (a full disk), which reads INTERRUPTED
+    return {CANCELLED: "recorded CANCELLED", COMPLETED: "finished", FAILED: "failed"}.get(
+        state, "left INTERRUPTED"
+    )

@@ -5,6 +5,11 @@ A worker belongs to a slot (its threads, and on GPU machines the GPUs it may see
 process starts), so a run always lands in a worker set up for the slot the pool gave it. A worker that dies
 mid-run leaves its run RUNNING under the worker's pid: the run is recorded FAILED with the signal, and the
 slot gets a fresh worker for its next run.
+
+A worker (as a fresh run process) is in a process group of its own: a signal to the sweep's group (a
+terminal's Ctrl-C) reaches the sweep alone, which hands it on to each process running a run
+(RunProcesses.stop), so every process that runs a run gets a stop signal once, however the sweep was
+signalled (`kill`, `timeout`, a scheduler, Ctrl-C).
 """
 
 from __future__ import annotations
@@ -59,6 +64,35 @@ def slot_env(threads: int, gpus: list[int] | None, launched_at: float) -> dict:
     return env
 
 
+class RunProcesses:
+    """The processes running runs now, which a stopped sweep signals: `started(proc)` before a process is
+    given a run (False once the sweep is stopping: the run is not started), `ended(proc)` once it answers
+    or dies; `stop(signum)` sends the signal to every one running (each run records CANCELLED at once, as a
+    plain run does on SIGTERM), and to none started later. Called from the sweep's signal handler: the lock is
+    reentrant, since a second signal can interrupt the handler of the first in the same thread."""
+
+    def __init__(self):
+        self._lock = threading.RLock()
+        self._running: set[subprocess.Popen] = set()
+        self.stopping = False
+
+    def started(self, proc: subprocess.Popen) -> bool:
+        with self._lock:
+            if not self.stopping:
+                self._running.add(proc)
+            return not self.stopping
+
+    def ended(self, proc: subprocess.Popen) -> None:
+        with self._lock:
+            self._running.discard(proc)
+
+    def stop(self, signum: int) -> None:
+        with self._lock:
+            self.stopping = True
+            for proc in list(self._running):
+                proc.send_signal(signum)  # one that has just ended is left alone
+
+
 class Worker:
     """One `python -m petsweep.run.worker` process: runs go in on its stdin, exit codes come back on a
     pipe."""
@@ -73,6 +107,7 @@ class Worker:
             pass_fds=(write_end,),
             env=env,
             text=True,
+            process_group=0,  # the sweep hands its stop signals on (RunProcesses), a terminal does not
         )
         os.close(write_end)
         self.answers = os.fdopen(read_end)
@@ -81,17 +116,21 @@ class Worker:
     def alive(self) -> bool:
         return self.proc.poll() is None
 
-    def run(self, job: Job, threads: int) -> list[int]:
+    def run(self, job: Job, threads: int, running: RunProcesses) -> list[int] | None:
         """Run `job` (a run, or a fused group) in this worker: an exit code per run, or for each the negative
-        signal that killed the worker."""
+        signal that killed the worker; None where the sweep was stopping (`running`): the job is not given."""
         specs = [r.resolved.with_threads(threads).to_dict() for r in job.runs]
         request = {"group": specs} if job.members else {"run": specs[0]}
+        if not running.started(self.proc):
+            return None
         try:
             self.proc.stdin.write(json.dumps({**request, "log": str(job.log)}) + "\n")
             self.proc.stdin.flush()
             answer = self.answers.readline()
         except BrokenPipeError:
             answer = ""
+        finally:
+            running.ended(self.proc)
         if answer:
             answer = json.loads(answer)
             if answer.get("exiting"):  # it could not record a run's end: it exits so that the run is not its
@@ -133,8 +172,8 @@ def _record_death(run: Job, log_file: Path, pid: int, code: int) -> None:
 class WarmWorkers:
     """Workers kept per slot between runs; `run(job, threads, gpus)` reuses an idle worker of that slot."""
 
-    def __init__(self, launched_at: float):
-        self.launched_at = launched_at
+    def __init__(self, launched_at: float, running: RunProcesses):
+        self.launched_at, self.running = launched_at, running
         self._idle: dict[tuple, list[Worker]] = {}
         self._lock = threading.Lock()
 
@@ -161,9 +200,10 @@ class WarmWorkers:
                     worker.close()
                 workers.clear()
 
-    def run(self, job: Job, threads: int, gpus: list[int] | None) -> list[int]:
+    def run(self, job: Job, threads: int, gpus: list[int] | None) -> list[int] | None:
+        """The job's exit codes (Worker.run); None where the sweep was stopping and the job not started."""
         worker = self._take(threads, gpus)
-        code = worker.run(job, threads)
+        code = worker.run(job, threads, self.running)
         with self._lock:
             if worker.alive:
                 self._idle.setdefault(self._slot(threads, gpus), []).append(worker)

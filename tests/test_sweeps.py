@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import multiprocessing
 import os
@@ -10,6 +11,7 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 import yaml
@@ -259,6 +261,63 @@ def test_ctrl_c_before_any_run_starts_stops_the_sweep(tiny_conf, tmp_path):
     out, _ = proc.communicate(timeout=120)
     assert proc.returncode == 130 and "interrupted (Ctrl-C)" in out, out[-3000:]
     assert "COMPLETED" not in states(tmp_path / "study").values()
+
+
+def _children(pid: int) -> set[int]:
+    """The processes `pid` started (each of its threads' children): its runs' workers or processes."""
+    found = set()
+    for task in (Path("/proc") / str(pid) / "task").iterdir():
+        with contextlib.suppress(OSError):
+            found |= {int(child) for child in (task / "children").read_text().split()}
+    return found
+
+
+def _alive(pid: int) -> bool:
+    """Whether `pid` still runs (a zombie, ended but not yet reaped, does not)."""
+    try:
+        return (Path("/proc") / str(pid) / "stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.parametrize(
+    "launcher, running",
+    [(["hydra.launcher.max_parallel=2"], 2), (["hydra.launcher.warm_workers=false"], 1)],
+    ids=["warm-workers-2-running", "fresh-processes"],
+)
+def test_sigterm_to_the_sweep_alone_cancels_its_running_runs(tiny_conf, tmp_path, launcher, running):
+    """R23 review F5: SIGTERM to the sweep's pid alone (`kill`, `timeout`, a scheduler; no signal reaches its
+    children) waited for every running run to finish (minutes), then said "the run recorded CANCELLED" of a
+    COMPLETED run. The sweep hands the signal on: each running run records CANCELLED, no queued one starts,
+    the sweep exits 143 within seconds with a line that counts what they came to, and leaves no process."""
+    axes = ["backbone=tiny-bert", "seed=1,2,3", "trainer.max_steps=3000", "trainer.save_every=50"]
+    axes += ["trainer.eval_every=5000", "task.k_shot=40", *launcher]
+    proc = subprocess.Popen(
+        [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,  # nothing but this kill reaches the sweep's processes
+    )
+    deadline = time.time() + 180
+    while len(list((tmp_path / "study").glob("*/checkpoints/step-*"))) < running:
+        assert time.time() < deadline and proc.poll() is None, "the runs did not start"
+        time.sleep(0.2)
+    children = _children(proc.pid)
+    assert len(children) >= running, children
+    os.kill(proc.pid, signal.SIGTERM)
+    stopped_at = time.time()
+    out, _ = proc.communicate(timeout=120)
+    took = time.time() - stopped_at
+    assert proc.returncode == 143, out[-3000:]
+    assert list(states(tmp_path / "study").values()) == ["CANCELLED"] * running, states(tmp_path / "study")
+    assert "Traceback" not in out, out[-3000:]
+    counted = f"of 3 run(s) to run, {running} recorded CANCELLED, {3 - running} not started"
+    assert f"cancelled (SIGTERM): {counted}; run the same command again" in out, out[-3000:]
+    # a run of 3,000 steps stops at once: not after training to its end (stopped_at is after 50 steps)
+    assert not list((tmp_path / "study").glob("*/result.json")), took
+    assert not [pid for pid in children if _alive(pid)], (children, out[-3000:])
 
 
 def test_a_run_another_sweep_is_training_reads_running_elsewhere_not_failed(tmp_path):

@@ -51,6 +51,16 @@ class RunCancelled(BaseException):
     """SIGTERM (petsweep cancel, scancel): the run stops, records CANCELLED, and a rerun resumes it."""
 
 
+class SweepStopped(RunCancelled):
+    """A signal (`signal_name`: SIGTERM, Ctrl-C) stopped a local sweep, raised once its running runs have
+    ended: the message counts what they came to (launchers/local.py); `exit_status` is 130 for Ctrl-C, else
+    143."""
+
+    def __init__(self, signal_name: str, counts: str, exit_status: int):
+        super().__init__(counts)
+        self.signal_name, self.exit_status = signal_name, exit_status
+
+
 DISK_ERRNOS = {errno.ENOSPC: "free some space", errno.EDQUOT: "free some space", errno.EROFS: "remount it"}
 
 
@@ -89,6 +99,10 @@ def report_user_error(err: BaseException) -> int | None:
         line, status = f"error: {err}", EXIT_REFUSED
     elif disk_problem(err):
         line, status = f"error: {disk_problem(err)}", EXIT_FAILED
+    elif isinstance(err, SweepStopped):
+        verb = "interrupted" if err.exit_status == EXIT_INTERRUPTED else "cancelled"
+        line = f"{verb} ({err.signal_name}): {err}; run the same command again to resume"
+        status = err.exit_status
     elif isinstance(err, RunCancelled):
         line = "cancelled: the run recorded CANCELLED; run the same command again to resume it"
         status = EXIT_CANCELLED
