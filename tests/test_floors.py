@@ -349,8 +349,8 @@ KNOWN_METHOD_NAMES = {
     "petsweep/spec/config.py": {"apet": 2},  # the apet group
     "petsweep/compose/nodes.py": {"apet": 1},  # the apet group's base node
     "petsweep/spec/identity.py": {"apet": 4},  # the apet group's semantic rules
-    "petsweep/model/params.py": {"head": 1},
-    "petsweep/records/row.py": {"apet": 1},  # result.json's `apet` field, read into a collected row  # HEAD_GROUP: the head's parameter group (not the method)
+    "petsweep/model/params.py": {"head": 1},  # HEAD_GROUP: the head's parameter group (not the method)
+    "petsweep/records/row.py": {"apet": 1},  # result.json's `apet` field, read into a collected row
     # analysis reads a study's rows by method name, as data: the figures of a named method (LoRA's ranks,
     # APET against its reference), full fine-tuning as the reference score, the head as the matched floor
     "analysis/apet.py": {"apet": 2},
@@ -360,6 +360,16 @@ KNOWN_METHOD_NAMES = {
     "analysis/threshold_figure.py": {"full": 1},
     "analysis/thresholds.py": {"full": 1},
 }
+
+
+def _above(counts: dict[str, dict[str, int]], bound: dict[str, dict[str, int]]) -> set[str]:
+    """The (file, name) counts of `counts` above those of `bound`."""
+    return {
+        f"{file}: {name!r} x{count} (against {bound.get(file, {}).get(name, 0)})"
+        for file, names in counts.items()
+        for name, count in names.items()
+        if count > bound.get(file, {}).get(name, 0)
+    }
 
 
 def test_method_names_stay_in_the_methods():
@@ -385,18 +395,8 @@ def test_method_names_stay_in_the_methods():
             if isinstance(node, ast.Constant) and node.value in names:
                 found.setdefault(rel, {}).setdefault(node.value, 0)
                 found[rel][node.value] += 1
-    new = {
-        f"{file}: {name!r} x{count}"
-        for file, counts in found.items()
-        for name, count in counts.items()
-        if count > KNOWN_METHOD_NAMES.get(file, {}).get(name, 0)
-    }
+    new = _above(found, KNOWN_METHOD_NAMES)
     assert not new, "method names outside petsweep/methods/: declare a hook on the method class instead"
     # the list may only shrink: an entry above what a file holds would let a name come back unnoticed
-    stale = {
-        f"{file}: {name!r} x{count} listed, {found.get(file, {}).get(name, 0)} found"
-        for file, counts in KNOWN_METHOD_NAMES.items()
-        for name, count in counts.items()
-        if count > found.get(file, {}).get(name, 0)
-    }
+    stale = _above(KNOWN_METHOD_NAMES, found)
     assert not stale, "KNOWN_METHOD_NAMES lists more than the files hold: shrink it"
