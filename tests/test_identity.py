@@ -380,3 +380,68 @@ def test_an_old_record_whose_config_yaml_was_edited_or_lost_keeps_its_name(tmp_p
     (path / "config.yaml").unlink()
     assert reusable_result(path) == record and "no config.yaml" in caplog.text
     assert run_entries(path.parent) == [path.name]
+
+
+# a DePT budget= run made at 38fdf24 (before 31d3fc9 replaced DePT's solver in place, before budget_rule):
+# config.yaml holds (m 10, r 2) and no budget_rule; the rule such a config is read by (OLD_RULE) chooses
+# (11, 1) on it
+OLD_BUDGET_RECORD = (
+    Path(__file__).parent / "fixtures" / "old_budget_records" / "38fdf24" / "dept-minilm-l1-budget-bitfit"
+)
+
+
+def test_a_dept_budget_record_of_the_solver_before_31d3fc9_keeps_its_id():
+    """R review F4: the record re-identifies as what it computed (its config.yaml's knobs, no rule hashed),
+    where it was refused ('method.rank=2: and budget=bitfit both size dept'); a config that names a rule is
+    solved by that rule as before."""
+    from petsweep.model.resolve import resolve_run
+    from petsweep.spec.errors import ConfigError
+
+    config = yaml.safe_load((OLD_BUDGET_RECORD / "config.yaml").read_text())
+    record = json.loads((OLD_BUDGET_RECORD / "result.json").read_text())
+    assert "budget_rule" not in config and config["budget"] == "bitfit"
+    assert resolve_run(config).budget.knobs == {"length": 10, "rank": 2}
+    assert run_hash(config) == record["run_id"]
+    with pytest.raises(ConfigError, match=r"method\.rank=2: and budget='bitfit' both size dept"):
+        run_hash({**config, "budget_rule": "below"})  # below (OLD_RULE by name) chooses (11, 1) here
+    edited = {**config, "method": {**config["method"], "rank": 3}}  # no solver chose (10, 3)
+    with pytest.raises(ConfigError, match=r"method\.rank=3"):
+        run_hash(edited)
+
+
+def _old_record_at(sweep: Path, name: str, rank: int) -> Path:
+    """The fixture record copied into `sweep` as run dir `name`, its config.yaml's DePT rank set to `rank`
+    (result.json's sha256 of it and its config kept in step: a record as a run writes it)."""
+    import hashlib
+
+    path = sweep / name
+    shutil.copytree(OLD_BUDGET_RECORD, path)
+    text = (path / "config.yaml").read_text().replace("\n  rank: 2\n", f"\n  rank: {rank}\n")
+    (path / "config.yaml").write_text(text)
+    result = json.loads((path / "result.json").read_text())
+    result["config_sha256"] = hashlib.sha256(text.encode()).hexdigest()
+    result["config"]["method"]["rank"] = rank
+    (path / "result.json").write_text(json.dumps(result))
+    return path
+
+
+def test_an_old_record_the_checks_refuse_is_refused_alone_by_rehash_and_status(tmp_path):
+    """R review F3: one old record whose recorded config a check added since refuses gave `rehash` one
+    `error:` line and nothing else. It is a refused line of its own now; the other runs are rehashed and
+    `status` lists them all; a plan would not reuse it (stale_record says why)."""
+    from petsweep.run.rehash import UNIDENTIFIED, stale_record
+
+    sweep = tmp_path / "runs" / "old"
+    kept = _old_record_at(sweep, "minilm-l1-dept-bbc_news-s0-6666472aa1d9", 2)
+    refused = _old_record_at(sweep, "minilm-l1-dept-bbc_news-s0-0123456789ab", 3)
+    out = run_cli("-m", "petsweep.cli", "rehash", "--dry-run", str(sweep))
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = [line for line in out.stdout.splitlines() if line.startswith("refused")]
+    assert len(lines) == 1 and refused.name in lines[0] and UNIDENTIFIED in lines[0], out.stdout
+    assert "method.rank=3" in lines[0]
+    assert "0 run dir(s) would be renamed" in out.stdout and "1 run dir(s) refused" in out.stdout
+    assert stale_record(kept) is None
+    assert stale_record(refused).startswith(UNIDENTIFIED)
+    status = run_cli("-m", "petsweep.cli", "status", str(sweep))
+    assert status.returncode == 0, status.stdout + status.stderr
+    assert kept.name in status.stdout and refused.name in status.stdout, status.stdout

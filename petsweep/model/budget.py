@@ -179,13 +179,17 @@ def check_rule(rule) -> None:
         )
 
 
-def solve(value, spec, rule: str = "nearest"):
+def solve(value, spec, rule: str = "nearest", without_rule: bool = False):
     """Size spec.method's knob to `budget=value` by `rule` (RULES): returns (the method to run, its
-    BudgetChoice). The choice is memoised per (meta_key, value, rule): a pure function of them."""
+    BudgetChoice). The choice is memoised per (meta_key, value, rule): a pure function of them.
+    `without_rule`: the config has no budget_rule key (a record from before it; rule is OLD_RULE), so its
+    knobs may also be those of a solver replaced in place since (_first_solved)."""
     check_rule(rule)
     check_value(value)  # before the memo, whose key would take True for 1
     solved = _solved(meta_key(spec), value, rule)
     choice = dataclasses.replace(solved, knobs=dict(solved.knobs))  # a copy: the caller may change it
+    if without_rule:
+        choice = _first_solved(spec, choice)
     _check_given(spec.method.config, choice, rule)
     return _with(spec, choice.knobs).method, choice
 
@@ -237,12 +241,39 @@ def _recorded(spec, knobs: dict, target: int, rule: str) -> dict:
     given = {k: getattr(config, k) for k in knobs}
     if given == knobs:
         return knobs
+    name = config.name
+    solver = _SOLVERS[method_class(name).budget_strategy]
+    again = solver(_from_defaults(spec), target, canonical_rule(name, rule))
+    return again if again == given else knobs
+
+
+def _from_defaults(spec):
+    """spec with the method's budget knobs at its defaults (its Config's, which the method YAML holds)."""
+    config = spec.method.config
     defaults = {f.name: f.default for f in dataclasses.fields(config)}
     reset = {k: defaults[k] for k in method_class(config.name).budget_knobs if k in defaults}
-    fresh = dataclasses.replace(spec, method=_with(spec, reset).method)
-    name = config.name
-    again = _SOLVERS[method_class(name).budget_strategy](fresh, target, canonical_rule(name, rule))
-    return again if again == given else knobs
+    return dataclasses.replace(spec, method=_with(spec, reset).method)
+
+
+def _first_solved(spec, choice: BudgetChoice) -> BudgetChoice:
+    """The choice of a config without budget_rule (a record from before the key): `choice` (OLD_RULE's), or
+    the config's own knobs where they are what the strategy's first solver chose (_FIRST_SOLVERS: a solver
+    that OLD_RULE's replaced in place, before rules had names), from the config's knobs or the method's
+    defaults as _recorded tries. Such a record hashes no rule, as OLD_RULE's records do, so it re-identifies
+    as what it computed (R review F4: DePT budget=bitfit on minilm-l1 recorded (m 10, r 2) before 31d3fc9,
+    OLD_RULE chooses (11, 1)). Only a config without the key asks: every composed config has one."""
+    config = spec.method.config
+    first = _FIRST_SOLVERS.get(method_class(config.name).budget_strategy)
+    given = {k: getattr(config, k) for k in choice.knobs}
+    if first is None or given == choice.knobs:
+        return choice
+    for start in (spec, _from_defaults(spec)):
+        try:
+            if first(start, choice.target) == given:
+                return BudgetChoice(choice.requested, choice.target, _count(spec, given), given)
+        except ConfigError:  # the first solver refused from here: not what the record ran
+            continue
+    return choice
 
 
 def _check_given(config, choice: BudgetChoice, rule: str) -> None:
@@ -473,6 +504,23 @@ def _dept(spec, target: int, rule: str = "nearest") -> dict:
     return min(chosen, key=lambda c: c[:2])[2]
 
 
+def _dept_first(spec, target: int) -> dict:
+    """DePT's first solver (#24 part 1, 3daef6f .. 31d3fc9, kept as it was): the configured m where it leaves
+    room for rank 1 (else the largest m that does), the r nearest the target for it (r at most min(s, d)),
+    and m re-solved at that r only where the count is outside TOLERANCE. 31d3fc9 replaced it in place with
+    _dept's neighbours, before budget_rule existed, so its records carry no rule (_first_solved)."""
+    per_vector = _count(spec, {"length": 2, "rank": 1}) - _count(spec, {"length": 1, "rank": 1})  # d
+    cap = min(spec.task.max_length, per_vector)
+    rank_one = _count(spec, {"length": 1, "rank": 1}) - per_vector  # the count of rank 1 with no vectors
+    m = spec.method.config.length
+    if m * per_vector + rank_one > target:
+        m = max(1, (target - rank_one) // max(per_vector, 1))
+    knobs = _nearest_int(spec, "rank", target, {"length": m}, high=cap)
+    if abs(_count(spec, knobs) - target) > TOLERANCE * target:
+        knobs = _nearest_int(spec, "length", target, {"rank": knobs["rank"]})
+    return knobs
+
+
 def _dept_global(spec, target: int, m0: int, r0: int, r_cap: int, m_cap: int) -> dict:
     """DePT's (m, r) whose exact count is nearest the target over every r in [1, min(s, d)] and m in [1,
     m_cap] (#24 review round 2, G2). The count is affine in m and r (m d + r (s + d) + a constant), so three
@@ -543,3 +591,5 @@ _SOLVERS = {
     "rank_and_length": _dept,
     "bound": _selective,
 }
+# a strategy's solver from before budget_rule that OLD_RULE's replaced in place: its records carry no rule
+_FIRST_SOLVERS = {"rank_and_length": _dept_first}

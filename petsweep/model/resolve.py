@@ -76,7 +76,7 @@ def resolve_run(cfg: dict) -> RunSpec:
     rule = data.get("budget_rule", OLD_RULE)
     check_rule(rule)
     if data.get("budget") is not None:  # sizes the method's knob (or accepts a knob-less method as it is)
-        spec.method, spec.budget = solve(data["budget"], spec, rule)
+        spec.method, spec.budget = solve(data["budget"], spec, rule, without_rule="budget_rule" not in data)
     spec.config = _recorded(given, spec, apet)
     return spec
 
@@ -162,7 +162,7 @@ def budget_form(data: dict, spec: RunSpec | None = None) -> dict:
     name = data["method"].get("name")
     if name is not None and method_class(name).budget_strategy == "apet_scale":
         return fold_apet(data)
-    knobs, named = budget_identity(data, OLD_RULE if rule is None else rule, spec)
+    knobs, named = budget_identity(data, rule, spec)
     if named is not None:
         data["budget_rule"] = named
     data["method"].update(knobs)
@@ -187,17 +187,19 @@ class _Choice:
 
     text: str
     data: dict = dataclasses.field(compare=False, hash=False)
-    rule: str = dataclasses.field(compare=False, hash=False)
+    rule: str | None = dataclasses.field(compare=False, hash=False)
     spec: object = dataclasses.field(compare=False, hash=False)
     answer: tuple | None = dataclasses.field(default=None, compare=False, hash=False)  # known: kept as is
 
 
-def budget_identity(data: dict, rule: str, spec: RunSpec | None = None) -> tuple[dict, str | None]:
+def budget_identity(data: dict, rule: str | None, spec: RunSpec | None = None) -> tuple[dict, str | None]:
     """(knobs chosen, identifying rule) of a plain canonical config with a knob method's `budget`, solved by
-    `rule` once per process. `spec`: the config's validated RunSpec where the caller holds it (resolved_run,
-    the plan): its choice is used and the other rules are solved on it, so nothing is resolved again. The
-    answer is kept for the config as given and as its run records it (the chosen knobs written in,
-    _recorded): the two are one run with one id (#24 review round 3, H2), and a sweep reads its records."""
+    `rule` once per process (None: the config had no budget_rule, a record from before the key: OLD_RULE,
+    or the solver it replaced in place, budget._first_solved). `spec`: the config's validated RunSpec where
+    the caller holds it (resolved_run, the plan): its choice is used and the other rules are solved on it,
+    so nothing is resolved again. The answer is kept for the config as given and as its run records it
+    (the chosen knobs written in, _recorded): the two are one run with one id (#24 review round 3,
+    H2), and a sweep reads its records."""
     knobs, named = _identity_of(_Choice(_choice_text(data, rule), data, rule, spec))
     cleared = dict.fromkeys(method_class(data["method"].get("name")).budget_clears)
     recorded = {**data, "method": {**data["method"], **knobs, **cleared}}
@@ -211,14 +213,15 @@ def _identity_of(key: _Choice) -> tuple[dict, str | None]:
     return key.answer if key.answer is not None else _identified(key.data, key.rule, key.spec)
 
 
-def _choice_text(data: dict, rule: str) -> str:
+def _choice_text(data: dict, rule: str | None) -> str:
     return json.dumps([{g: data.get(g) for g in _CHOICE_GROUPS}, rule], sort_keys=True, default=str)
 
 
-def _identified(data: dict, rule: str, spec: RunSpec | None) -> tuple[dict, str | None]:
+def _identified(data: dict, rule: str | None, spec: RunSpec | None) -> tuple[dict, str | None]:
     """budget_identity's answer, computed."""
-    if spec is None:
-        spec = resolve_run({**data, "budget_rule": rule})
+    if spec is None:  # a config without the key is resolved as one (resolve_run reads its absence)
+        spec = resolve_run(data if rule is None else {**data, "budget_rule": rule})
+    rule = OLD_RULE if rule is None else rule
     choice = spec.budget
 
     # the older rules are asked from the chosen knobs, not from the request's: a run's config.yaml holds the

@@ -38,7 +38,7 @@ import yaml
 from petsweep.model.resolve import run_hash, semantic_config
 from petsweep.records import index
 from petsweep.records.status import COMPLETED, INVALIDATED_DIR, RunDir, new_aside_batch, write_json
-from petsweep.spec.errors import PetsweepError
+from petsweep.spec.errors import ConfigError, PetsweepError
 from petsweep.spec.identity import run_slug
 
 log = logging.getLogger("petsweep")
@@ -52,6 +52,10 @@ def run_dirs_under(root: Path) -> list[Path]:
         for p in root.rglob("status.json")
         if (p.parent / "config.yaml").exists() and INVALIDATED_DIR not in p.parts  # moved aside: history
     )
+
+
+# why a run whose recorded config the current checks refuse has no identity here (one made by older code)
+UNIDENTIFIED = "its recorded config is refused by this code's checks, so its identity is unchecked"
 
 
 class Refused(Exception):
@@ -225,7 +229,10 @@ def _stale(path: Path, solve: bool = True) -> tuple[str | None, str | None]:
         return None, None
     if not solve and config.get("budget") is not None:
         return index.UNCHECKED, None
-    name = f"{run_slug(config)}-{run_hash(config)[:12]}"
+    try:
+        name = f"{run_slug(config)}-{run_hash(config)[:12]}"
+    except ConfigError as err:  # not shown to be this run, so not reused; and one record stops no command
+        return f"{UNIDENTIFIED}: {err}", None
     if name == path.name:
         return None, None
     facts = ", ".join(f"{k} {result[k]}" for k in ("backbone_dtype", "ranks") if result.get(k) is not None)
@@ -348,4 +355,6 @@ def rehash(roots: list[str | Path], dry_run: bool = False) -> list[tuple[Path, s
                     done.append((path, *rehash_run(path, dry_run)))
             except yaml.YAMLError as err:  # refused alone; the others go on
                 done.append((path, "refused", path, f"config.yaml does not parse ({type(err).__name__})"))
+            except ConfigError as err:  # an old record a check added since refuses: alone too (R review F3)
+                done.append((path, "refused", path, f"{UNIDENTIFIED}: {err}"))
     return done
