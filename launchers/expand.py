@@ -31,11 +31,64 @@ def parse(arguments: list[str], loader=None):
     axes (Hydra's config loader, which a sweeper is given, or cli.GroupLister); without one, glob() axes
     cannot be expanded."""
     try:
-        return [_parse_one(a, loader) for a in arguments]
+        parsed = [_parse_one(a, loader) for a in arguments]
     except Exception as err:
         raise ConfigError(
             "overrides", " ".join(arguments), f"cannot parse: {str(err).splitlines()[0]}"
         ) from None
+    for override in parsed:
+        _refuse_deleting_a_key(override)
+    return parsed
+
+
+def _refuse_deleting_a_key(override) -> None:
+    """`~key` of a config key is refused: the schema gives every key of a run back with its default (or the
+    run needs it: `~seed` was a KeyError), and the run's id hashes the config as given, so the same run
+    trained under another id (R23 review F10, F11). `~group` (e.g. ~logger) deletes a config group's choice
+    from the defaults list: Hydra's, left to it; so are Hydra's own settings (hydra.*, hydra/<group>)."""
+    if not override.is_delete():
+        return
+    key = override.key_or_group
+    if "/" in key or key.split(".")[0] == "hydra" or key in _config_groups():
+        return
+    raise ConfigError(
+        key,
+        override.input_line,
+        f"a run's config keeps every key (deleted, the run lacks it or the schema gives its default back "
+        f"under another run id); set it instead ({key}=<value>; python run.py --cfg job shows each value)",
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _config_groups() -> frozenset[str]:
+    from petsweep import CONF_DIR
+
+    return frozenset(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+
+
+def sweep_values(override) -> list[str]:
+    """The values of a discrete sweep axis (a comma list, range() or glob()) as text, in Hydra's order: the
+    one place a sweep's axes are enumerated (run.py -m, petsweep plan, the sweepers), so an axis Hydra cannot
+    enumerate or that gives no value is one line naming it, not a traceback or an empty sweep (R23 F1, F8).
+    A glob() axis needs the override parsed with a loader (parse's `loader`)."""
+    from hydra.core.override_parser.types import Glob
+
+    key, given = override.get_key_element(), override.get_value_string()
+    try:
+        values = list(override.sweep_string_iterator())
+    except Exception as err:  # range(0,2,0): Python's range() (Hydra's, for floats) refuses a zero step
+        raise ConfigError(key, given, f"{str(err).splitlines()[0]}; {_RANGE_FORM}") from None
+    if values:
+        return values
+    if isinstance(override.value(), Glob):
+        options = override.config_loader.get_group_options(override.key_or_group)
+        raise ConfigError(
+            key, given, f"glob() matches no option of the group; its options: {', '.join(options)}"
+        )
+    raise ConfigError(key, given, f"the range gives no value; {_RANGE_FORM}")
+
+
+_RANGE_FORM = "range(start,stop[,step]) sweeps start, start+step, ... short of stop (step not 0, default 1)"
 
 
 def axes_of(arguments: list[str], loader=None) -> list[tuple[str, list[str]]]:
@@ -52,7 +105,7 @@ def axes_of(arguments: list[str], loader=None) -> list[tuple[str, list[str]]]:
                 raise ConfigError(
                     key, override.input_line, "use a comma list, range(...) or glob(...) as a sweep axis"
                 )
-            axes[key] = [f"{key}={v}" for v in override.sweep_string_iterator()]
+            axes[key] = [f"{key}={v}" for v in sweep_values(override)]
         else:
             axes[key] = [f"{key}={override.get_value_element_as_str()}"]
         axes[key] = axes.pop(key)  # keep the latest position

@@ -160,11 +160,8 @@ def preflight(argv: list[str]):
         return
     overrides = _overrides(args)
     _refuse_foreign_launchers(overrides)
-    try:
-        parsed, fixed = _parsed(overrides)
-    except Exception as err:
-        raise PetsweepError(f"cannot parse overrides: {str(err).splitlines()[0]}") from None
-    axes = [(o.get_key_element(), _sweep_values(o, fixed)) for o in parsed if o.is_sweep_override()]
+    parsed, fixed = _parsed(overrides)
+    axes = [(o.get_key_element(), _sweep_values(o)) for o in parsed if o.is_sweep_override()]
     variants = [fixed + [f"{k}={values[0]}" for k, values in axes]]
     for i, (_key, values) in enumerate(axes):
         for value in values[1:]:
@@ -251,10 +248,12 @@ def start_errors_in_one_line(argv: list[str]):
 
 def _parsed(overrides: list[str]) -> tuple[list, list[str]]:
     """The overrides parsed by Hydra's grammar, and the input lines of those that sweep nothing (the fixed
-    ones): what the preflight and start_errors_in_one_line each compose a sweep's config from."""
-    from hydra.core.override_parser.overrides_parser import OverridesParser
+    ones): what the preflight and start_errors_in_one_line each compose a sweep's config from. Parsed as the
+    sweepers and petsweep plan parse them (launchers.expand.parse: what it refuses is refused in one line by
+    every entry), glob() axes listing their group's options under the command line's search path."""
+    from launchers.expand import parse
 
-    parsed = OverridesParser.create().parse_overrides(overrides)
+    parsed = parse(overrides, GroupLister(overrides))
     return parsed, [o.input_line for o in parsed if not o.is_sweep_override()]
 
 
@@ -326,21 +325,18 @@ def _sweeper_direction(configs: list[dict], hydra_args: list[str], sweeper) -> l
     return []
 
 
-def _sweep_values(override, fixed: list[str]) -> list[str]:
-    """The values of a sweep axis to validate: every choice and range value, both ends of an interval
-    (what Optuna samples from), and the group options a glob() matches."""
-    from hydra.core.override_parser.types import Glob, IntervalSweep
+def _sweep_values(override) -> list[str]:
+    """The values of a sweep axis to validate: both ends of an interval (what Optuna samples from), else
+    every value the axis enumerates, as the sweepers and petsweep plan enumerate them (a choice, a range, the
+    group options a glob() matches; launchers.expand.sweep_values)."""
+    from hydra.core.override_parser.types import IntervalSweep
+
+    from launchers.expand import sweep_values
 
     value = override.value()
     if isinstance(value, IntervalSweep):
         return [str(value.start), str(value.end)]
-    if isinstance(value, Glob):
-        group = override.key_or_group
-        options = value.filter(_group_options(group, fixed))
-        if not options:
-            raise ConfigError(group, override.get_value_string(), "glob() matches no option of the group")
-        return options
-    return list(override.sweep_string_iterator())
+    return sweep_values(override)
 
 
 class GroupLister:
@@ -397,6 +393,7 @@ def count(overrides: list[str]) -> dict:
     from petsweep.model.resolve import resolve_run
     from petsweep.spec.typecheck import plain
 
+    _parsed(overrides)  # refused as every entry refuses it (launchers.expand.parse: ~seed, ~method.r)
     spec = resolve_run(plain(compose(overrides)))
     attached, counts = attach_method(build_on_meta(spec.backbone, spec.task.num_labels or 2), spec)
     return {

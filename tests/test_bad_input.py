@@ -53,6 +53,14 @@ CASES = {  # name: (overrides, env, words the one line must contain)
     "a CUDA device not here": (["trainer.device=cuda"], {}, ["trainer.device", "no CUDA", "auto or"]),
     "a CUDA device by index": (["trainer.device=cuda:0"], {}, ["trainer.device", "auto, cpu, cuda"]),
     "unknown key": (["trainer.max_stepz=5"], {}, ["trainer.max_stepz", "max_steps"]),
+    # R23 review F1, F8: axes that cannot be enumerated or give no value (tracebacks in run.py -m or plan)
+    "a glob() axis that matches no option": (["-m", "method=glob(zzz*)"], {}, ["method", "zzz*", "lora"]),
+    "a range() axis with a zero step": (["-m", "seed=range(0,2,0)"], {}, ["seed", "range(0,2,0)", "step"]),
+    "a range() axis with no value": (["-m", "seed=range(3,0)"], {}, ["seed", "range(3,0)", "no value"]),
+    # R23 review F10 (a KeyError traceback), F11 (the schema fills the key back in: the same run, another id)
+    "deleting a key the run needs": (["~seed"], {}, ["seed", "~seed", "set it instead"]),
+    "deleting a key the schema fills back": (["~method.r"], {}, ["method.r", "~method.r", "set it instead"]),
+    "deleting a key in a sweep": (["-m", "~trainer.head_lr", "seed=0,1"], {}, ["trainer.head_lr", "set it"]),
     "unknown method key": (["method=bitfit", "method.r=4"], {}, ["method.r", "4", "lr", "train_head"]),
     "non-positive max_steps": (["trainer.max_steps=0"], {}, ["trainer.max_steps", "0", "positive"]),
     "unknown template": (["task.template=fancy"], {}, ["task.template", "fancy", "plain", "manual"]),
@@ -206,3 +214,24 @@ def test_bad_input_is_one_clear_line(case, bad_data, finished_run):
 def test_count_command_reports_bad_input_in_one_line():
     out = run_cli("-m", "petsweep.cli", "count", "method=loar")
     assert out.returncode == 2 and out.stderr.strip().startswith("error: method='loar'")
+
+
+# R23 review F1, F8, F10: petsweep plan and count parse overrides as run.py does (launchers.expand.parse)
+PLAN_CASES = {
+    "glob() matching no option": ("plan", ["method=glob(lora|bitfit)"], ["method", "glob(lora|bitfit)"]),
+    "range() with a zero step": ("plan", ["seed=range(0,2,0)"], ["seed", "range(0,2,0)", "step"]),
+    "a deleted key in a sweep": ("plan", ["~seed", "method=lora,bitfit"], ["seed", "~seed", "set it"]),
+    "a deleted key counted": ("count", ["~method.r"], ["method.r", "~method.r", "set it instead"]),
+}
+
+
+@pytest.mark.parametrize("case", PLAN_CASES)
+def test_plan_and_count_report_bad_input_in_one_line(case, tmp_path):
+    command, overrides, words = PLAN_CASES[case]
+    root = tmp_path / "runs"
+    out = run_cli("-m", "petsweep.cli", command, f"paths.runs_root={root}", "sweep_name=bad", *overrides)
+    errors = [line for line in out.stderr.splitlines() if line.startswith("error:")]
+    assert out.returncode == 2 and len(errors) == 1 and "Traceback" not in out.stderr, out.stderr[-3000:]
+    for word in words:
+        assert word in errors[0], (word, errors[0])
+    assert not root.exists()  # nothing recorded

@@ -64,3 +64,30 @@ def test_plan_names_the_bad_run():
         ConfigError, match=r"trainer.max_steps=0: must be a positive integer \(in run: .*max_steps=0"
     ):
         plan(expand(["trainer.max_steps=5,0", "seed=1"]), compose)
+
+
+def test_an_axis_that_cannot_be_enumerated_or_gives_no_value_is_one_line():
+    """R23 review F1, F8: expand enumerated these unguarded (a ValueError traceback, or an empty axis that
+    petsweep plan then indexed); every entry enumerates axes through launchers.expand.sweep_values."""
+    from petsweep.cli import GroupLister
+
+    with pytest.raises(ConfigError, match=r"seed='range\(0,2,0\)': range\(\) arg 3 must not be zero"):
+        expand(["seed=range(0,2,0)"])
+    with pytest.raises(ConfigError, match=r"seed='range\(0,2,0.0\)': Invalid range"):
+        expand(["seed=range(0,2,0.0)"])
+    with pytest.raises(ConfigError, match=r"seed='range\(3,0\)': the range gives no value"):
+        expand(["seed=range(3,0)"])
+    overrides = ["method=glob(zzz*)"]
+    with pytest.raises(ConfigError, match=r"method='glob\(zzz\*\)': glob\(\) matches no .*bitfit, .*lora"):
+        expand(overrides, loader=GroupLister(overrides))
+    assert expand(["seed=range(0,3,2)"]) == [["seed=0"], ["seed=2"]]
+
+
+def test_deleting_a_key_is_refused_and_deleting_a_group_is_hydras():
+    """R23 review F10, F11: ~seed was a KeyError traceback, and ~method.r trained the default run (the schema
+    fills r back in) under another id; ~logger deletes the logger group's choice, as Hydra documents."""
+    for deleted in ("~seed", "~method.r", "~trainer.head_lr=0.001"):
+        key = deleted[1:].split("=")[0]
+        with pytest.raises(ConfigError, match=rf"{key}='{deleted}': .*set it instead \({key}=<value>"):
+            expand([deleted, "seed=1,2"])
+    assert expand(["~logger", "seed=1"]) == [["~logger=null", "seed=1"]]  # Hydra: delete whatever is chosen
