@@ -210,6 +210,9 @@ def check_seed(seed) -> None:
         raise ConfigError("seed", seed, "must be an integer")
 
 
+RUN_PARTS = ("backbone", "task", "method", "trainer", "paths")  # the groups every run reads
+
+
 def typed_parts(data: dict) -> tuple[BackboneSpec, TaskSpec, ApetSpec]:
     """The checks of a run that need no method object, as data: the backbone, the task and their fit, the
     `apet` group's types, the seed and optimized_metric; returns the typed backbone, task and apet group.
@@ -218,6 +221,11 @@ def typed_parts(data: dict) -> tuple[BackboneSpec, TaskSpec, ApetSpec]:
     it on the backbone, checks that the `apet` group is on exactly for a method sized by it and solves its
     budget). `data`: the plain config, with `budget=` folded into apet.scale
     for APET (petsweep.model.budget.fold_apet)."""
+    for part in RUN_PARTS:  # `~method` on the command line deletes a whole group (it was a KeyError)
+        if not isinstance(data.get(part), dict):
+            raise ConfigError(
+                part, data.get(part), "a run needs this part of the config: set its keys, not ~" + part
+            )
     backbone = typed(BackboneSpec, data["backbone"], "backbone")
     task = typed(TaskSpec, data["task"], "task")
     if task.kind == "generation" and backbone.family == "encoder":
