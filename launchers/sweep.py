@@ -22,6 +22,9 @@ SWEEP_MARKER = "sweep.json"
 
 
 def sweep_dir_of(runs: list[PlannedRun]) -> Path:
+    """Where a launch of `runs` keeps its own files (sweep.json, the launcher's logs, the cancel marker it
+    reads): the runs' sweep dir (spec.identity.sweep_dir: their dirs' parent), or the runs root where the
+    launch spans several sweeps."""
     parents = {r.path.parent for r in runs}
     return parents.pop() if len(parents) == 1 else Path(runs[0].cfg["paths"]["runs_root"])
 

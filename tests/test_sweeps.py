@@ -320,6 +320,25 @@ def test_sigterm_to_the_sweep_alone_cancels_its_running_runs(tiny_conf, tmp_path
     assert not [pid for pid in children if _alive(pid)], (children, out[-3000:])
 
 
+def test_a_sweep_lives_in_one_dir_its_runs_and_its_launcher_logs(tiny_conf, tmp_path):
+    """R23 review F9: run dirs went to <runs_root>/<sanitised sweep_name>, the launcher's logs to Hydra's raw
+    hydra.sweep.dir: `sweep_name=a/../../b` put them outside the runs root. One rule (identity.sweep_dir)
+    for both; a name of dots alone is a folder below the runs root too."""
+    from petsweep.spec.identity import sweep_dir
+
+    root = tmp_path / "root"
+    out = sweep(tiny_conf, root, "backbone=tiny-bert", "seed=1,2", name="a/../../b")
+    assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-3000:]
+    study = root / "a_.._.._b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["root"]  # nothing outside the runs root
+    assert sorted(p.name for p in root.iterdir()) == ["a_.._.._b"]
+    assert set(states(study).values()) == {"COMPLETED"} and len(states(study)) == 2
+    logs = list(study.glob(".launcher/*/*/*.log"))
+    assert {log.stem for log in logs} == set(states(study)), logs
+    for name, folder in [("..", "__"), (".", "_"), ("", "_"), ("x/..", "x_..")]:
+        assert sweep_dir({"paths": {"runs_root": "/r"}, "sweep_name": name}) == Path("/r") / folder
+
+
 def test_a_run_another_sweep_is_training_reads_running_elsewhere_not_failed(tmp_path):
     """Two sweeps racing for one run: the one refused by the claim said `FAILED: ... already RUNNING`."""
     from omegaconf import OmegaConf

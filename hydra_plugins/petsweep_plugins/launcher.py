@@ -106,9 +106,12 @@ class PetsweepLocalLauncher(Launcher):
         """Launch planned runs (launchers.planning.PlannedRun, in job order): what petsweep's sweepers call
         with the plan they made."""
         from launchers.local import gpu_count, gpus_wanted, local_jobs, run_pool
+        from launchers.sweep import sweep_dir_of
         from petsweep.run.rehash import reusable_result
 
-        sweep_dir = Path(self.config.hydra.sweep.dir)
+        if not runs:
+            return []
+        sweep_dir = sweep_dir_of(runs)  # where the runs go (not Hydra's raw hydra.sweep.dir: R23 review F9)
         # one folder per launch: a resumed sweep keeps the logs of its earlier launches
         logs_dir = sweep_dir / ".launcher" / time.strftime("%Y%m%d-%H%M%S") / str(os.getpid())
         search = list(self.config.hydra.searchpath or [])
@@ -196,9 +199,12 @@ class PetsweepSlurmLauncher(Launcher):
         """Submit planned runs (launchers.planning.PlannedRun, in job order): what petsweep's sweepers call
         with the plan they made."""
         from launchers import slurm
+        from launchers.sweep import sweep_dir_of
 
+        if not runs:
+            return []
         job_overrides = [list(run.overrides) for run in runs]
-        folder = Path(self.config.hydra.sweep.dir) / ".submitit"
+        folder = sweep_dir_of(runs) / ".submitit"  # beside the runs, as the local launcher's logs
         job_ids = slurm.submit(runs, self.settings, folder)
         print(f"petsweep: submitted {len(job_ids)} SLURM task(s): {', '.join(job_ids)}")
         if self.settings.detach:

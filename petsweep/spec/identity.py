@@ -310,8 +310,18 @@ def run_slug(cfg: dict) -> str:
     return "-".join(_slug_part(v) for v in names) + f"-s{c['seed']}"
 
 
-def run_dir(cfg: dict, digest: str) -> Path:
-    """<runs_root>/<sweep_name>/<slug>-<hash12>; `digest`: the config's run_hash
-    (petsweep.model.resolve.run_dir computes it where the caller has none)."""
+def sweep_dir(cfg: dict) -> Path:
+    """<runs_root>/<sweep_name, made a safe single name>: where a sweep lives, its runs and its own files
+    (sweep.json, .index, the launcher's logs): the one rule, which Hydra's raw hydra.sweep.dir is not
+    (`sweep_name=a/../../b` would reach outside the runs root)."""
     c = plain(cfg)
-    return Path(c["paths"]["runs_root"]) / _slug_part(c["sweep_name"]) / f"{run_slug(c)}-{digest[:12]}"
+    name = _slug_part(c["sweep_name"])
+    if set(name) <= {"."}:  # "", "." and ".." would be the runs root or its parent: one folder below it
+        name = name.replace(".", "_") or "_"
+    return Path(c["paths"]["runs_root"]) / name
+
+
+def run_dir(cfg: dict, digest: str) -> Path:
+    """<sweep_dir>/<slug>-<hash12>; `digest`: the config's run_hash
+    (petsweep.model.resolve.run_dir computes it where the caller has none)."""
+    return sweep_dir(cfg) / f"{run_slug(plain(cfg))}-{digest[:12]}"
