@@ -49,7 +49,7 @@ def _refuse_deleting_a_key(override) -> None:
     if not override.is_delete():
         return
     key = override.key_or_group
-    if "/" in key or key.split(".")[0] == "hydra" or key in _config_groups():
+    if "/" in key or key.split(".")[0] == "hydra" or key in _deletable_groups():
         return
     raise ConfigError(
         key,
@@ -60,10 +60,15 @@ def _refuse_deleting_a_key(override) -> None:
 
 
 @functools.lru_cache(maxsize=1)
-def _config_groups() -> frozenset[str]:
+def _deletable_groups() -> frozenset[str]:
+    """The config groups `~group` may delete: those outside a run's identity (logger, launcher). A group in it
+    (`~deepspeed`) is filled back by the schema while its id hashes the config as given: the same run
+    under another id (review of 2026-12-06, G1)."""
     from petsweep import CONF_DIR
+    from petsweep.spec.identity import NON_SEMANTIC_KEYS
 
-    return frozenset(p.name for p in CONF_DIR.iterdir() if p.is_dir())
+    groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()}
+    return frozenset(groups & set(NON_SEMANTIC_KEYS))
 
 
 def sweep_values(override) -> list[str]:

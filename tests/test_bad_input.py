@@ -61,7 +61,12 @@ CASES = {  # name: (overrides, env, words the one line must contain)
     "deleting a key the run needs": (["~seed"], {}, ["seed", "~seed", "set it instead"]),
     "deleting a key the schema fills back": (["~method.r"], {}, ["method.r", "~method.r", "set it instead"]),
     "deleting a key in a sweep": (["-m", "~trainer.head_lr", "seed=0,1"], {}, ["trainer.head_lr", "set it"]),
-    "deleting a group a run reads": (["~method"], {}, ["method=None", "not ~method"]),
+    "deleting a group a run reads": (["~method"], {}, ["method", "~method", "set it instead"]),
+    "deleting a group the schema fills back": (
+        ["~deepspeed"],
+        {},
+        ["deepspeed", "~deepspeed", "set it instead"],
+    ),
     "unknown method key": (["method=bitfit", "method.r=4"], {}, ["method.r", "4", "lr", "train_head"]),
     "non-positive max_steps": (["trainer.max_steps=0"], {}, ["trainer.max_steps", "0", "positive"]),
     "unknown template": (["task.template=fancy"], {}, ["task.template", "fancy", "plain", "manual"]),
@@ -223,7 +228,7 @@ PLAN_CASES = {
     "range() with a zero step": ("plan", ["seed=range(0,2,0)"], ["seed", "range(0,2,0)", "step"]),
     "a deleted key in a sweep": ("plan", ["~seed", "method=lora,bitfit"], ["seed", "~seed", "set it"]),
     "a deleted key counted": ("count", ["~method.r"], ["method.r", "~method.r", "set it instead"]),
-    "a deleted group counted": ("count", ["~method"], ["method=None", "not ~method"]),
+    "a deleted group counted": ("count", ["~method"], ["method", "~method", "set it instead"]),
 }
 
 
