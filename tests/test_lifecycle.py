@@ -324,3 +324,38 @@ def test_collect_reads_a_truncated_record_as_status_does_and_attempts_keep_their
         (tmp_path / "study" / ".invalidated" / batch / "a").mkdir(parents=True)
     order = [Path(a["path"]).parent.name for a in earlier_attempts(run)]
     assert order == ["20261204-235959", "20261205-101010", "20261205-101010-2", "20261205-101010-10"]
+
+
+def test_a_stop_signal_whose_raise_python_drops_still_cancels_the_run_at_the_next_step(tiny, monkeypatch):
+    """Review of 2026-12-06, G2: a SIGTERM that landed while Python ran a __del__ (a tokenizer's regex cache
+    being collected) raised RunCancelled there, where Python prints and drops it: the run trained to the end
+    and the stopped sweep waited for it. The handler also notes the stop, and the next step raises it."""
+    import os
+    import signal
+
+    import pytest
+
+    from petsweep.spec.errors import RunCancelled
+    from petsweep.train.loop import Training
+
+    class Collected:
+        def __del__(self):  # the signal arrives while Python collects this object
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(1000))  # the handler runs here; its RunCancelled is printed and dropped
+
+    real = Training.end_step
+    steps = []
+
+    def end_step_then_lost_signal(self, *args, **kwargs):
+        real(self, *args, **kwargs)
+        steps.append(self.progress.step)
+        if len(steps) == 1:
+            Collected()  # collected at once (no reference left)
+
+    monkeypatch.setattr(Training, "end_step", end_step_then_lost_signal)
+    cfg = compose(tiny("encoder", "trainer.max_steps=6", "trainer.save_every=3", "trainer.eval_every=6"))
+    with pytest.raises(RunCancelled):
+        run(cfg)
+    status = RunDir(run_dir(cfg)).status()
+    assert status["state"] == "CANCELLED" and "SIGTERM" in status["error"], status
+    assert steps == [1], steps  # stopped at the step after the signal, not trained to the end

@@ -348,9 +348,13 @@ def cancel_on_sigterm() -> dict:
     records CANCELLED in one line and a rerun resumes it (Ctrl-C was a FAILED run and a traceback). Returns
     the handlers it replaced, for restore_signals; {} where signals cannot be set (not the main thread)."""
 
-    def handler(signum, frame):
-        raise RunCancelled(f"stopped by {STOP_SIGNALS[signum]}")
+    stop = preemption.STOP
 
+    def handler(signum, frame):
+        stop.reason = f"stopped by {STOP_SIGNALS[signum]}"  # raised again at a step boundary if this is lost
+        raise RunCancelled(stop.reason)
+
+    stop.reason = None  # this run's: a stop of the process's previous run is not this one's
     previous = {}
     try:
         for sig in STOP_SIGNALS:
