@@ -326,7 +326,9 @@ def test_collect_reads_a_truncated_record_as_status_does_and_attempts_keep_their
     assert order == ["20261204-235959", "20261205-101010", "20261205-101010-2", "20261205-101010-10"]
 
 
-def test_a_stop_signal_whose_raise_python_drops_still_cancels_the_run_at_the_next_step(tiny, monkeypatch):
+def test_a_stop_signal_whose_raise_python_drops_still_cancels_the_run_at_the_next_step(
+    tiny, monkeypatch, capsys
+):
     """Review of 2026-12-06, G2: a SIGTERM that landed while Python ran a __del__ (a tokenizer's regex cache
     being collected) raised RunCancelled there, where Python prints and drops it: the run trained to the end
     and the stopped sweep waited for it. The handler also notes the stop, and the next step raises it."""
@@ -335,7 +337,7 @@ def test_a_stop_signal_whose_raise_python_drops_still_cancels_the_run_at_the_nex
 
     import pytest
 
-    from petsweep.spec.errors import RunCancelled
+    from petsweep.spec.errors import EXIT_CANCELLED, RunCancelled, report_user_error
     from petsweep.train.loop import Training
 
     class Collected:
@@ -354,8 +356,16 @@ def test_a_stop_signal_whose_raise_python_drops_still_cancels_the_run_at_the_nex
 
     monkeypatch.setattr(Training, "end_step", end_step_then_lost_signal)
     cfg = compose(tiny("encoder", "trainer.max_steps=6", "trainer.save_every=3", "trainer.eval_every=6"))
-    with pytest.raises(RunCancelled):
+    with pytest.raises(RunCancelled) as stopped:
         run(cfg)
     status = RunDir(run_dir(cfg)).status()
     assert status["state"] == "CANCELLED" and "SIGTERM" in status["error"], status
     assert steps == [1], steps  # stopped at the step after the signal, not trained to the end
+    # its one line says the run recorded CANCELLED; a stop before any run was claimed says nothing was (G4)
+    assert report_user_error(stopped.value) == EXIT_CANCELLED
+    assert report_user_error(RunCancelled("stopped by SIGTERM")) == EXIT_CANCELLED
+    lines = capsys.readouterr().err.splitlines()[-2:]
+    assert lines == [
+        "cancelled (stopped by SIGTERM): the run recorded CANCELLED; run the same command again to resume it",
+        "cancelled (stopped by SIGTERM): no run was recorded; run the same command again to resume it",
+    ], lines

@@ -241,6 +241,8 @@ def record_failure(run_path: RunDir, err: BaseException, trace: str) -> bool:
         return False
     with contextlib.suppress(OSError):
         write_atomic(run_path.path / "error.txt", trace)
+    if state == CANCELLED:
+        err.recorded = True  # its one line says so (errors.report_user_error); a stop before a claim did not
     return True
 
 

@@ -103,8 +103,9 @@ def report_user_error(err: BaseException) -> int | None:
         verb = "interrupted" if err.exit_status == EXIT_INTERRUPTED else "cancelled"
         line = f"{verb} ({err.signal_name}): {err}; run the same command again to resume"
         status = err.exit_status
-    elif isinstance(err, RunCancelled):
-        line = "cancelled: the run recorded CANCELLED; run the same command again to resume it"
+    elif isinstance(err, RunCancelled):  # `recorded`: set where the run wrote CANCELLED (app.record_failure)
+        said = "the run recorded CANCELLED" if getattr(err, "recorded", False) else "no run was recorded"
+        line = f"cancelled ({err}): {said}; run the same command again to resume it"
         status = EXIT_CANCELLED
     else:
         return None
