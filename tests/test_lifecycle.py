@@ -369,3 +369,34 @@ def test_a_stop_signal_whose_raise_python_drops_still_cancels_the_run_at_the_nex
         "cancelled (stopped by SIGTERM): the run recorded CANCELLED; run the same command again to resume it",
         "cancelled (stopped by SIGTERM): no run was recorded; run the same command again to resume it",
     ], lines
+
+
+def test_a_stop_whose_raise_python_dropped_before_the_claim_starts_no_run(tiny):
+    """Review of 2026-12-06, G2a: a SIGTERM under stop_on_signals' handler (a process's start, before the run
+    installs its own) whose raise landed in a __del__ was forgotten, and the run trained to the end. The
+    stop is noted: the run does not start, and nothing is recorded."""
+    import os
+    import signal
+
+    import pytest
+
+    from petsweep.spec.errors import STOP, RunCancelled, stop_on_signals
+
+    class Collected:
+        def __del__(self):
+            os.kill(os.getpid(), signal.SIGTERM)
+            sum(range(1000))  # the handler runs here; its RunCancelled is printed and dropped
+
+    cfg = compose(tiny("encoder", "trainer.max_steps=2"))
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
+    stop_on_signals()
+    try:
+        Collected()
+        assert STOP.reason == "stopped by SIGTERM"
+        with pytest.raises(RunCancelled):
+            run(cfg)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        STOP.reason = None
+    assert not (run_dir(cfg) / "status.json").exists()  # not claimed: nothing recorded

@@ -42,7 +42,7 @@ from petsweep.records.status import (
 from petsweep.run import spawn
 from petsweep.run.rehash import identity_check, reusable_result
 from petsweep.spec.config import RunSpec
-from petsweep.spec.errors import PetsweepError, RunCancelled
+from petsweep.spec.errors import STOP, PetsweepError, RunCancelled
 from petsweep.spec.identity import run_slug, sha256_file
 from petsweep.spec.resolved import ResolvedRun
 from petsweep.spec.shape import RunShape
@@ -350,13 +350,12 @@ def cancel_on_sigterm() -> dict:
     records CANCELLED in one line and a rerun resumes it (Ctrl-C was a FAILED run and a traceback). Returns
     the handlers it replaced, for restore_signals; {} where signals cannot be set (not the main thread)."""
 
-    stop = preemption.STOP
-
     def handler(signum, frame):
-        stop.reason = f"stopped by {STOP_SIGNALS[signum]}"  # raised again at a step boundary if this is lost
-        raise RunCancelled(stop.reason)
+        STOP.reason = f"stopped by {STOP_SIGNALS[signum]}"  # raised again at a step boundary if this is lost
+        raise RunCancelled(STOP.reason)
 
-    stop.reason = None  # this run's: a stop of the process's previous run is not this one's
+    if STOP.reason is not None:  # a stop before this run's handler, its raise dropped: the run does not start
+        raise RunCancelled(STOP.reason)
     previous = {}
     try:
         for sig in STOP_SIGNALS:
@@ -367,8 +366,11 @@ def cancel_on_sigterm() -> dict:
 
 
 def restore_signals(previous: dict) -> None:
+    """The handlers cancel_on_sigterm replaced, back; the run's stop is its own (a warm worker's next run
+    starts without it)."""
     for sig, handler in previous.items():
         signal.signal(sig, handler)
+    STOP.reason = None
 
 
 def claim_run(run_path: RunDir, cfg: DictConfig, owner: str | None) -> str | None:

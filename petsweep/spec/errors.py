@@ -136,6 +136,21 @@ def exit_on_user_error():
         sys.exit(report_user_error(err))
 
 
+class StopRequest:
+    """A stop signal (SIGTERM, SIGINT) this process got: the handlers (stop_on_signals', and a run's own,
+    run/app.cancel_on_sigterm) raise RunCancelled at once and note `reason` here, since a raise from a signal
+    handler that lands while Python runs a __del__ or a weakref callback is printed and dropped (a tokenizer's
+    regex cache was being collected: the run trained to the end; review of 2026-12-06, G2, G2a): a run does
+    not start on a noted stop, and the next step boundary raises it again (Training.begin_step). Per process
+    by nature, as a signal's handler is; cleared when a run ends (app.restore_signals)."""
+
+    def __init__(self):
+        self.reason: str | None = None
+
+
+STOP = StopRequest()
+
+
 def stop_on_signals() -> None:
     """Ctrl-C and SIGTERM stop this process from its start (planning, composing, the pool's wait), also where
     a script started it with SIGINT ignored (`run.py -m ... &`): a run then records CANCELLED (app.py sets
@@ -143,7 +158,8 @@ def stop_on_signals() -> None:
     run's own process (petsweep.run.worker --run)."""
 
     def cancelled(signum, frame):
-        raise RunCancelled("stopped by SIGTERM")
+        STOP.reason = "stopped by SIGTERM"  # a run that had not started yet does not start (StopRequest)
+        raise RunCancelled(STOP.reason)
 
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, cancelled)

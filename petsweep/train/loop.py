@@ -23,7 +23,7 @@ from petsweep.methods.base import ParamGroup
 from petsweep.model.objectives import Objective
 from petsweep.records.status import RunDir
 from petsweep.spec.config import DeepSpeedConfig, RunSpec, TrainerConfig
-from petsweep.spec.errors import ConfigError, RunCancelled
+from petsweep.spec.errors import STOP, ConfigError, RunCancelled
 from petsweep.tasks import TaskData
 from petsweep.tasks.metrics import compute_metrics
 from petsweep.train import checkpoint, movement, preemption, ranks, resources
@@ -309,8 +309,8 @@ class Training:
         return self.progress.step >= trainer.max_steps or trainer.eval_only or self.progress.stopped_early
 
     def begin_step(self) -> None:
-        if preemption.STOP.reason is not None:  # a stop signal whose raise was lost (preemption.StopRequest)
-            raise RunCancelled(preemption.STOP.reason)
+        if STOP.reason is not None:  # a stop signal whose raise was lost (errors.StopRequest)
+            raise RunCancelled(STOP.reason)
         stages = self.stages
         if self.stage + 1 < len(stages.steps) and self.progress.step == stages.start(self.stage + 1):
             self.stage += 1

@@ -27,20 +27,6 @@ class DeferredSignal:
 SIGNAL = DeferredSignal()
 
 
-class StopRequest:
-    """A stop signal (SIGTERM, SIGINT) the run of this process got: its handler (run/app.cancel_on_sigterm)
-    raises RunCancelled at once and notes `reason` here, since a raise from a signal handler that lands
-    while Python runs a __del__ or a weakref callback is printed and dropped (a tokenizer's regex cache was
-    being collected: the run trained to the end; review of 2026-12-06, G2); the next step boundary raises it
-    again (Training.begin_step). Per process by nature, as SIGNAL; cleared when a run installs its handler."""
-
-    def __init__(self):
-        self.reason: str | None = None
-
-
-STOP = StopRequest()
-
-
 def install() -> None:
     """Defer SIGUSR2 if someone (submitit) handles it; a no-op for plain local runs."""
     previous = signal.getsignal(signal.SIGUSR2)
