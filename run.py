@@ -18,19 +18,19 @@ from petsweep.spec.errors import exit_on_user_error, stop_on_signals
 @hydra.main(config_path="conf", config_name="config", version_base=None)
 def main(cfg: DictConfig) -> float:
     """One run; returns its `optimized_metric` (what a Hydra sweeper such as Optuna optimises)."""
-    from petsweep.run.app import optimized_value, run
+    with exit_on_user_error():  # a stop while importing torch is one line too (review 2026-12-06 G4)
+        from petsweep.run.app import optimized_value, run
 
-    with exit_on_user_error():
         return optimized_value(run(cfg), cfg.optimized_metric)
 
 
 def run_resolved(resolved) -> None:
     """A plain run, as the preflight composed and validated it (a ResolvedRun): Hydra would only compose the
     same config a second time."""
-    from petsweep.run.app import console_logging, execute
+    with exit_on_user_error():  # a stop while importing torch is one line too (review 2026-12-06 G4)
+        from petsweep.run.app import console_logging, execute
 
-    console_logging()
-    with exit_on_user_error():
+        console_logging()
         execute(resolved)
 
 

@@ -49,8 +49,8 @@ def _refuse_deleting_a_key(override) -> None:
     if not override.is_delete():
         return
     key = override.key_or_group
-    if "/" in key or key.split(".")[0] == "hydra" or key in _deletable_groups():
-        return
+    if key.split("/")[0].split(".")[0] == "hydra" or key in _deletable_groups():
+        return  # a group of the run's (~method/shapes) is refused as a key is: review of 2026-12-06, G1b
     raise ConfigError(
         key,
         override.input_line,

@@ -161,6 +161,8 @@ def preflight(argv: list[str]):
     overrides = _overrides(args)
     _refuse_foreign_launchers(overrides)
     parsed, fixed = _parsed(overrides)
+    if args.multirun and _other_sweeper(overrides):
+        _refuse_globs(parsed)
     axes = [(o.get_key_element(), _sweep_values(o)) for o in parsed if o.is_sweep_override()]
     variants = [fixed + [f"{k}={values[0]}" for k, values in axes]]
     for i, (_key, values) in enumerate(axes):
@@ -282,6 +284,21 @@ def _validate_variants(variants: list[list[str]], hydra_args: list[str], config_
     if unusable is not None:
         raise unusable
     return hydra_node, configs
+
+
+def _refuse_globs(parsed) -> None:
+    """A glob() axis under another sweeper (Optuna), which takes choice(), range() and interval() and asserts
+    on a glob (a 39-line traceback after the preflight passed it: review of 2026-12-06, G6)."""
+    from hydra.core.override_parser.types import Glob
+
+    for override in parsed:
+        if override.is_sweep_override() and isinstance(override.value(), Glob):
+            raise ConfigError(
+                override.get_key_element(),
+                override.get_value_string(),
+                "glob() is expanded by petsweep's sweepers; another sweeper (Optuna) takes choice(), range() "
+                "or interval(): list the options as choice(a,b)",
+            )
 
 
 def _other_sweeper(overrides: list[str]) -> bool:

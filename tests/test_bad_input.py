@@ -62,6 +62,14 @@ CASES = {  # name: (overrides, env, words the one line must contain)
     "deleting a key the schema fills back": (["~method.r"], {}, ["method.r", "~method.r", "set it instead"]),
     "deleting a key in a sweep": (["-m", "~trainer.head_lr", "seed=0,1"], {}, ["trainer.head_lr", "set it"]),
     "deleting a group a run reads": (["~method"], {}, ["method", "~method", "set it instead"]),
+    "deleting a group's sub-group": (["method=opf", "~method/shapes"], {}, ["method/shapes", "set it"]),
+    "a sweep named for the runs root's parent": (["sweep_name=.."], {}, ["sweep_name", "'..'", "parent"]),
+    "a sweep name no filesystem takes": ([f"sweep_name={'x' * 300}"], {}, ["sweep_name", "255 bytes"]),
+    "a glob() axis under Optuna": (
+        ["-m", "hydra/sweeper=optuna", "hydra.sweeper.n_trials=1", "method=glob(lor*)"],
+        {},
+        ["method", "glob(lor*)", "choice(a,b)"],
+    ),
     "deleting a group the schema fills back": (
         ["~deepspeed"],
         {},

@@ -213,6 +213,15 @@ def check_seed(seed) -> None:
 RUN_PARTS = ("backbone", "task", "method", "trainer", "paths")  # the groups every run reads
 
 
+def check_sweep_name(name) -> None:
+    """A sweep's folder under the runs root (spec/identity.sweep_dir): `..` would be the runs root's parent,
+    and a name over 255 bytes no filesystem takes (an OSError traceback: review of 2026-12-06, G5)."""
+    if str(name) == "..":
+        raise ConfigError("sweep_name", name, "'..' is the runs root's parent: choose a name")
+    if len(str(name).encode()) > 255:
+        raise ConfigError("sweep_name", f"{str(name)[:32]}...", "a folder name of at most 255 bytes")
+
+
 def typed_parts(data: dict) -> tuple[BackboneSpec, TaskSpec, ApetSpec]:
     """The checks of a run that need no method object, as data: the backbone, the task and their fit, the
     `apet` group's types, the seed and optimized_metric; returns the typed backbone, task and apet group.
@@ -244,6 +253,7 @@ def typed_parts(data: dict) -> tuple[BackboneSpec, TaskSpec, ApetSpec]:
         )
     apet = typed(ApetSpec, dict(data.get("apet") or {}), "apet")
     check_seed(data["seed"])
+    check_sweep_name(data["sweep_name"])
     _check_optimized(data.get("optimized_metric", "dev"), task)
     return backbone, task, apet
 

@@ -316,9 +316,9 @@ def sweep_dir(cfg: dict) -> Path:
     (`sweep_name=a/../../b` would reach outside the runs root)."""
     c = plain(cfg)
     name = _slug_part(c["sweep_name"])
-    if set(name) <= {"."}:  # "", "." and ".." would be the runs root or its parent: one folder below it
-        name = name.replace(".", "_") or "_"
-    return Path(c["paths"]["runs_root"]) / name
+    if name == "..":  # the runs root's parent (validation refuses it: config.check_sweep_name): never there
+        name = "__"
+    return Path(c["paths"]["runs_root"]) / name  # "" and "." are the runs root itself, as they always were
 
 
 def run_dir(cfg: dict, digest: str) -> Path:
