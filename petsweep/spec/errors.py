@@ -122,10 +122,10 @@ def exit_on_user_error():
         yield
     except (PetsweepError, RunCancelled) as err:
         sys.exit(report_user_error(err))
-    except KeyboardInterrupt:  # Ctrl-C reached the sweep itself: its runs recorded CANCELLED on their own
+    except KeyboardInterrupt:  # Ctrl-C outside a run and the local pool (planning, importing): none ran here
         with contextlib.suppress(OSError):
             print(
-                "interrupted (Ctrl-C): running runs recorded CANCELLED; run the same command again to resume",
+                "interrupted (Ctrl-C): run the same command again to resume",
                 file=sys.stderr,
                 flush=True,
             )
