@@ -161,7 +161,8 @@ def preflight(argv: list[str]):
     overrides = _overrides(args)
     _refuse_foreign_launchers(overrides)
     parsed, fixed = _parsed(overrides)
-    if args.multirun and _other_sweeper(overrides):
+    other_sweeper = args.multirun and _other_sweeper(overrides)  # the launcher and sweeper it picks
+    if other_sweeper:
         _refuse_globs(parsed)
     axes = [(o.get_key_element(), _sweep_values(o)) for o in parsed if o.is_sweep_override()]
     variants = [fixed + [f"{k}={values[0]}" for k, values in axes]]
@@ -197,7 +198,7 @@ def preflight(argv: list[str]):
         )
     config_name = args.config_name or "config"
     hydra_args = [o for o in args.overrides if o.startswith("hydra.") and o not in overrides]
-    if args.multirun and _other_sweeper(overrides):  # the launcher and sweeper the command line picks
+    if other_sweeper:
         hydra_node, configs = _validate_variants(variants, hydra_args, config_name)
         check_launcher(hydra_node.launcher)
         argv += _sweeper_direction(configs, hydra_args, hydra_node.sweeper)
