@@ -212,9 +212,10 @@ def test_gpu_pool_hands_out_whole_sets_and_makes_big_runs_wait():
     assert pool.take(8) == [0, 1, 2]
 
 
-def _sweep_in_background(tiny_conf, tmp_path, *axes) -> subprocess.Popen:
-    """A sweep in its own process group, started as `run.py -m ... &` in a script starts it: SIGINT ignored
-    (the sweep went on launching runs)."""
+def _sweep_in_background(tiny_conf, tmp_path, *axes, sigint_ignored: bool = True) -> subprocess.Popen:
+    """A sweep in its own process group (no signal of the test's reaches its processes), by default started
+    as `run.py -m ... &` in a script starts it: SIGINT ignored (the sweep went on launching runs)."""
+    ignore_sigint = (lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if sigint_ignored else None
     return subprocess.Popen(
         [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes)],
         cwd=REPO,
@@ -222,7 +223,7 @@ def _sweep_in_background(tiny_conf, tmp_path, *axes) -> subprocess.Popen:
         stderr=subprocess.STDOUT,
         text=True,
         start_new_session=True,
-        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        preexec_fn=ignore_sigint,
     )
 
 
@@ -292,14 +293,7 @@ def test_sigterm_to_the_sweep_alone_cancels_its_running_runs(tiny_conf, tmp_path
     the sweep exits 143 within seconds with a line that counts what they came to, and leaves no process."""
     axes = ["backbone=tiny-bert", "seed=1,2,3", "trainer.max_steps=3000", "trainer.save_every=50"]
     axes += ["trainer.eval_every=5000", "task.k_shot=40", *launcher]
-    proc = subprocess.Popen(
-        [sys.executable, *sweep_argv(tiny_conf, tmp_path, *axes)],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # nothing but this kill reaches the sweep's processes
-    )
+    proc = _sweep_in_background(tiny_conf, tmp_path, *axes, sigint_ignored=False)  # only this kill reaches it
     deadline = time.time() + 180
     while len(list((tmp_path / "study").glob("*/checkpoints/step-*"))) < running:
         assert time.time() < deadline and proc.poll() is None, "the runs did not start"
