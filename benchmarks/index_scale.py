@@ -178,7 +178,7 @@ def _change(root: Path, fraction: float) -> int:
     """Train `fraction` of the runs again: result.json then status.json rewritten through RunDir."""
     from petsweep.records.status import RunDir, write_json
 
-    names = sorted(p.name for p in root.iterdir() if not p.name.startswith("."))
+    names = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))  # runs
     every = max(1, round(1 / fraction))
     for name in names[::every]:
         run = RunDir(root / name)
