@@ -55,7 +55,9 @@ def test_runs_after_one_another_in_a_worker_match_fresh_processes(tiny_conf, tmp
 
 @pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGSEGV])
 def test_a_worker_that_dies_fails_its_run_alone_and_is_replaced(tiny_conf, tmp_path, sig):
-    long = ["trainer.max_steps=300", "trainer.save_every=50", "trainer.eval_every=1000", "task.k_shot=40"]
+    # long enough that the kill lands after the step-20 checkpoint with 100 steps to go; the runs after it
+    # and the victim's resume train only the rest (300 steps was 19 s a run at 16 it/s)
+    long = ["trainer.max_steps=120", "trainer.save_every=20", "trainer.eval_every=1000", "task.k_shot=40"]
     axes = ["backbone=tiny-bert", "seed=1,2,3", *long]
     proc = subprocess.Popen(sweep(tiny_conf, tmp_path, *axes), cwd=REPO, stdout=subprocess.PIPE, text=True)
     deadline = time.time() + 180
