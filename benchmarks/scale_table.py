@@ -46,17 +46,24 @@ AFTER_CELLS = (
     "first_read",
     "status",
     "collect",
+    "collect_warm",
     "recollect",
     "status_changed",
     "plan_finished",
     "resume",
 )
-SAME_COMMAND = {"first_read": "status", "recollect": "collect", "status_changed": "status"}
+SAME_COMMAND = {
+    "first_read": "status",
+    "collect_warm": "collect",
+    "recollect": "collect",
+    "status_changed": "status",
+}
 LABELS = {
     "plan": "`plan`, no run on disk",
     "first_read": "first `status` (builds the index)",
     "status": "`status`",
-    "collect": "`collect -o`",
+    "collect": "`collect -o` (after: the first, which keeps its table)",
+    "collect_warm": "`collect -o` again",
     "recollect": "re-collect after 1% changed",
     "status_changed": "`status` after 1% changed",
     "plan_finished": "`plan`, every run finished",

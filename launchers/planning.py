@@ -187,6 +187,7 @@ def plan(
     compose_fn: Callable[[list[str]], DictConfig],
     composed: tuple[list[str], DictConfig] | None = None,
     finished_from_records: bool = False,
+    finished_left_as_is: bool = False,
 ) -> list[PlannedRun]:
     """Validate every run and dedupe identical configs (same run hash: launched once).
 
@@ -197,6 +198,9 @@ def plan(
     imports no torch where it can): a config whose id needs no budget solved and whose run is COMPLETED
     takes its counts from the run's result.json instead of the meta device; a launch keeps the meta-device
     counts, which open no record (a resume whose sweep index is current reads none, #25).
+    `finished_left_as_is` (a launch: launchers.sweep.run_sweep): such a COMPLETED run is neither validated
+    nor counted, since nothing launches it and no launcher reads its counts; a resume of a finished sweep
+    imports no torch and builds no model on the meta device for it (#25).
 
     Raises:
         ConfigError: the first run whose config is invalid, naming its overrides.
@@ -224,10 +228,11 @@ def plan(
             extra = checked.get(key) if key is not None else None
             looked = None  # (id, run dir, state), read before validating: a finished run needs no validation
             answered = False  # the run is finished and its record says what the plan shows of it
-            if extra is None and finished_from_records and _hashes_without_torch(cfg):
+            finished_unvalidated = finished_from_records or finished_left_as_is
+            if extra is None and finished_unvalidated and _hashes_without_torch(cfg):
                 looked = _looked_up(cfg, key, hashers, queue, listed)
                 if looked is not None and looked[2] == State.COMPLETED:
-                    extra = _recorded_counts(looked[1], key, recorded)
+                    extra = {} if finished_left_as_is else _recorded_counts(looked[1], key, recorded)
                     answered = extra is not None
             if extra is None:
                 extra = _validate(cfg, read)

@@ -249,7 +249,7 @@ def test_composing_a_config_imports_no_torch():
     assert "above: ['launchers.slurm_settings']" in out.stdout, out.stdout
 
 
-def test_plan_of_a_finished_sweep_imports_no_torch(tiny):
+def test_plan_and_resume_of_a_finished_sweep_import_no_torch(tiny):
     """R23 F3: `petsweep plan` of a sweep whose runs are all COMPLETED loaded torch, transformers, peft and
     scipy (about 5 s): it validated each config on the meta device and counted the `trainable` column there,
     and the estimate asked torch.cuda where `trainer.device=auto` trains. A finished run's id is hashed
@@ -274,6 +274,19 @@ def test_plan_of_a_finished_sweep_imports_no_torch(tiny):
         assert sorted(row[1][-12:] for row in rows) == sorted(r["run_id"][:12] for r in results), out.stdout
         assert {row[2] for row in rows} == {f"{r['trainable_params']:,}" for r in results}, out.stdout
         assert "total: 2 runs, 0 to run" in out.stdout, out.stdout
+    # #25: a resume of the finished sweep (run.py -m) validated every config on the meta device too (torch,
+    # transformers and a model built per distinct config, ~10 s of a 10^4-run resume); it launches nothing
+    resume = (
+        "import runpy, sys\n"
+        f"sys.argv = ['run.py', '-m', *{[*base, 'seed=1,2']!r}]\n"
+        "try:\n    runpy.run_path('run.py', run_name='__main__')\nexcept SystemExit as stop:\n"
+        "    assert not stop.code, stop.code\n"
+        "print('heavy:', sorted({'torch', 'transformers', 'peft', 'scipy'} & set(sys.modules)))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", resume], cwd=REPO, capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "heavy: []" in out.stdout, out.stdout
+    assert "2 runs (2 done); launching 0" in out.stdout + out.stderr, out.stdout + out.stderr
 
 
 # The floors, lowest first (docs/architecture.md): a module may import its own floor and the floors below it,

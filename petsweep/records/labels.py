@@ -23,12 +23,15 @@ def differing(runs: list[list[str]]) -> list[list[str]]:
     """Each run's label: its overrides whose key takes more than one value over `runs` (or that only some
     runs set), in its own order; [] where nothing differs (a sweep of one run)."""
     values: dict[str, set] = {}
-    for overrides in runs:
-        for override in overrides:
-            values.setdefault(_key(override), set()).add(override.split("=", 1)[-1])
-    present = {key: sum(any(_key(o) == key for o in run) for run in runs) for key in values}
+    present: dict[str, int] = {}  # how many runs set the key
+    keyed = [[(_key(override), override) for override in overrides] for overrides in runs]  # one pass (#25)
+    for pairs in keyed:
+        for key, override in pairs:
+            values.setdefault(key, set()).add(override.split("=", 1)[-1])
+        for key in {key for key, _ in pairs}:
+            present[key] = present.get(key, 0) + 1
     varies = {key for key, seen in values.items() if len(seen) > 1 or present[key] < len(runs)}
-    return [[o for o in overrides if _key(o) in varies] for overrides in runs]
+    return [[override for key, override in pairs if key in varies] for pairs in keyed]
 
 
 def read(sweep_dir: Path) -> dict[str, list[str]]:

@@ -299,6 +299,7 @@ def seeded_run_hash(cfg: dict, semantic: Callable[[dict], dict]):
     return digest
 
 
+@functools.lru_cache(maxsize=1024)  # a few names over a sweep's runs, made safe once each (#25)
 def _slug_part(value) -> str:
     return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(value))
 
@@ -315,10 +316,15 @@ def sweep_dir(cfg: dict) -> Path:
     (sweep.json, .index, the launcher's logs): the one rule, which Hydra's raw hydra.sweep.dir is not
     (`sweep_name=a/../../b` would reach outside the runs root)."""
     c = plain(cfg)
-    name = _slug_part(c["sweep_name"])
+    return _sweep_path(str(c["paths"]["runs_root"]), c["sweep_name"])
+
+
+@functools.lru_cache(maxsize=256)  # one or a few sweeps over a plan's runs, each made once (#25)
+def _sweep_path(runs_root: str, sweep_name) -> Path:
+    name = _slug_part(sweep_name)
     if name == "..":  # the runs root's parent (validation refuses it: config.check_sweep_name): never there
         name = "__"
-    return Path(c["paths"]["runs_root"]) / name  # "" and "." are the runs root itself, as they always were
+    return Path(runs_root) / name  # "" and "." are the runs root itself, as they always were
 
 
 def run_dir(cfg: dict, digest: str) -> Path:
