@@ -99,8 +99,8 @@ def test_cancel_stops_the_sweep_then_rerun_finishes(tiny_conf, tmp_path):
     axes = [
         "backbone=tiny-bert",
         "seed=1,2,3,4",
-        "trainer.max_steps=300",  # long enough to stop at its step-50 checkpoint
-        "trainer.save_every=50",
+        "trainer.max_steps=120",  # long enough to stop at its step-20 checkpoint with 100 steps to go
+        "trainer.save_every=20",
         "trainer.eval_every=1000",
         "task.k_shot=40",
     ]
@@ -232,7 +232,8 @@ def test_ctrl_c_cancels_like_petsweep_cancel_and_a_rerun_finishes(tiny_conf, tmp
     with one line and no traceback, as SIGTERM does; it was FAILED with an empty KeyboardInterrupt and ~50
     lines of traceback. The sweep starts no queued run and exits 130. The same command then resumes and
     finishes."""
-    axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=300", "trainer.save_every=50"]
+    # stopped at its step-20 checkpoint with 100 steps to go (300 steps only made the rerun long)
+    axes = ["backbone=tiny-bert", "seed=1,2", "trainer.max_steps=120", "trainer.save_every=20"]
     axes += ["trainer.eval_every=1000", "task.k_shot=40"]
     proc = _sweep_in_background(tiny_conf, tmp_path, *axes)
     deadline = time.time() + 180
