@@ -275,12 +275,13 @@ print(json.dumps(run_group([plain(compose(o)) for o in json.loads(sys.argv[1])])
 
 
 def test_each_member_is_recorded_when_it_ends_and_a_cancel_keeps_those_records(tiny):
-    # one member finishes after 2 steps, one diverges at its first, one trains on for 400 steps
-    slow = ["trainer.eval_every=200", "trainer.save_every=20"]
+    # one member finishes after 2 steps, one diverges at its first, one trains on for 120 steps (cancelled
+    # after its step-20 checkpoint, 100 to go; 400 steps only made the resume long)
+    slow = ["trainer.eval_every=60", "trainer.save_every=20"]
     groups = [
         ["seed=1", "trainer.max_steps=2"],
         ["seed=2", "method.lr=1e30"],
-        ["seed=3", "trainer.max_steps=400"],
+        ["seed=3", "trainer.max_steps=120"],
     ]
     overrides = [tiny("encoder", *FUSABLE, *slow, *m) for m in groups]
     done, diverged, long = (RunDir(run_dir(compose(o))) for o in overrides)
@@ -303,7 +304,7 @@ def test_each_member_is_recorded_when_it_ends_and_a_cancel_keeps_those_records(t
     again = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert json.loads(again.stdout.splitlines()[-1]) == [0, 1, 0], again.stdout[-3000:] + again.stderr[-3000:]
     assert done.result_file.stat().st_mtime_ns == first  # answered from its record, not trained again
-    assert long.result()["steps"] == 400 and "resumed from" in (long.path / "train.log").read_text()
+    assert long.result()["steps"] == 120 and "resumed from" in (long.path / "train.log").read_text()
 
 
 def test_a_member_that_ended_keeps_its_record_when_its_worker_is_killed(tiny_conf, tmp_path):
