@@ -99,8 +99,10 @@ def test_cancel_stops_the_sweep_then_rerun_finishes(tiny_conf, tmp_path):
     axes = [
         "backbone=tiny-bert",
         "seed=1,2,3,4",
-        "trainer.max_steps=120",  # long enough to stop at its step-20 checkpoint with 100 steps to go
-        "trainer.save_every=20",
+        # long enough to stop at its step-50 checkpoint: both runs must still run when the later of the two
+        # workers (which start together) has saved one, so this one keeps the margin of 250 steps
+        "trainer.max_steps=300",
+        "trainer.save_every=50",
         "trainer.eval_every=1000",
         "task.k_shot=40",
     ]
