@@ -198,9 +198,10 @@ def plan(
     imports no torch where it can): a config whose id needs no budget solved and whose run is COMPLETED
     takes its counts from the run's result.json instead of the meta device; a launch keeps the meta-device
     counts, which open no record (a resume whose sweep index is current reads none, #25).
-    `finished_left_as_is` (a launch: launchers.sweep.run_sweep): such a COMPLETED run is neither validated
-    nor counted, since nothing launches it and no launcher reads its counts; a resume of a finished sweep
-    imports no torch and builds no model on the meta device for it (#25).
+    `finished_left_as_is` (a launch: launchers.sweep.run_sweep): such a COMPLETED run is not counted, nor
+    checked on the meta device, since nothing launches it and no launcher reads its counts; its config is
+    still validated (resolve_run, which needs no torch: a setting outside the id, `optimized_metric=bogus`,
+    is refused as before), once per validation key. A resume of a finished sweep imports no torch (#25).
 
     Raises:
         ConfigError: the first run whose config is invalid, naming its overrides.
@@ -219,6 +220,7 @@ def plan(
     listed: dict[Path, object] = {}  # a sweep dir's index snapshot or entries, read once (_listed_status)
     refused: dict = {}  # a budget a run cannot take: (error, method) by validation key, all named at once
     recorded: dict[tuple, dict] = {}  # validation key -> the counts a finished run of it recorded
+    resolved: set[tuple] = set()  # validation keys of finished runs a launch checked without torch
     for overrides in run_overrides:
         key = None
         try:
@@ -232,6 +234,8 @@ def plan(
             if extra is None and finished_unvalidated and _hashes_without_torch(cfg):
                 looked = _looked_up(cfg, key, hashers, queue, listed)
                 if looked is not None and looked[2] == State.COMPLETED:
+                    if finished_left_as_is:
+                        _resolved_once(cfg, key, resolved)
                     extra = {} if finished_left_as_is else _recorded_counts(looked[1], key, recorded)
                     answered = extra is not None
             if extra is None:
@@ -269,6 +273,20 @@ def plan(
     if refused:
         raise _budget_refusals(list(refused.values()), runs)
     return list(runs.values())
+
+
+def _resolved_once(cfg: dict, key: tuple | None, resolved: set[tuple]) -> None:
+    """resolve_run of a finished run's config (types, choices, every setting; no torch, no meta device),
+    once per validation key (runs of one key differ in their seed alone, checked here per run)."""
+    from petsweep.model.resolve import resolve_run
+    from petsweep.spec.config import check_seed
+
+    if key is None or key not in resolved:
+        resolve_run(_copy(cfg))  # a private copy: the run's config shares dicts with other runs'
+        if key is not None:
+            resolved.add(key)
+    else:
+        check_seed(cfg["seed"])
 
 
 def _run_id(cfg: dict, key: tuple | None, hashers: dict[tuple, Callable[[int], str]]) -> str:

@@ -287,6 +287,11 @@ def test_plan_and_resume_of_a_finished_sweep_import_no_torch(tiny):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "heavy: []" in out.stdout, out.stdout
     assert "2 runs (2 done); launching 0" in out.stdout + out.stderr, out.stdout + out.stderr
+    # review of 9b9021c: a setting outside the id is still validated in a finished run (without torch)
+    bogus = [sys.executable, "run.py", "-m", *base, "seed=1,2", "optimized_metric=bogus"]
+    out = subprocess.run(bogus, cwd=REPO, capture_output=True, text=True)
+    assert out.returncode != 0 and "optimized_metric='bogus'" in out.stderr, out.stdout + out.stderr
+    assert "Traceback" not in out.stderr and "launching" not in out.stdout + out.stderr, out.stderr
 
 
 # The floors, lowest first (docs/architecture.md): a module may import its own floor and the floors below it,

@@ -445,3 +445,16 @@ def test_an_old_record_the_checks_refuse_is_refused_alone_by_rehash_and_status(t
     status = run_cli("-m", "petsweep.cli", "status", str(sweep))
     assert status.returncode == 0, status.stdout + status.stderr
     assert kept.name in status.stdout and refused.name in status.stdout, status.stdout
+
+
+def test_a_sweep_dir_is_named_by_the_text_of_its_sweep_name():
+    """#25 review (9b9021c): the sweep dir and slug caches were keyed by the value, so sweep_name 1, True and
+    1.0 in one process shared the first one's dir, and a list name raised TypeError (unhashable)."""
+    from petsweep.spec.identity import sweep_dir
+
+    def dir_of(name) -> str:
+        return sweep_dir({"paths": {"runs_root": "/r"}, "sweep_name": name}).as_posix()
+
+    assert [dir_of(v) for v in (1, True, 1.0)] == ["/r/1", "/r/True", "/r/1.0"]
+    assert dir_of(["a", "b"]) == "/r/_a_b_"  # as before the cache: its text made a safe name
+    assert dir_of("..") == "/r/__"

@@ -299,9 +299,13 @@ def seeded_run_hash(cfg: dict, semantic: Callable[[dict], dict]):
     return digest
 
 
-@functools.lru_cache(maxsize=1024)  # a few names over a sweep's runs, made safe once each (#25)
 def _slug_part(value) -> str:
-    return re.sub(r"[^A-Za-z0-9_.-]+", "_", str(value))
+    return _safe_name(str(value))  # keyed by its text: 1, True and 1.0 are three names; a list has one
+
+
+@functools.lru_cache(maxsize=1024)  # a few names over a sweep's runs, made safe once each (#25)
+def _safe_name(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_.-]+", "_", text)
 
 
 def run_slug(cfg: dict) -> str:
@@ -316,12 +320,12 @@ def sweep_dir(cfg: dict) -> Path:
     (sweep.json, .index, the launcher's logs): the one rule, which Hydra's raw hydra.sweep.dir is not
     (`sweep_name=a/../../b` would reach outside the runs root)."""
     c = plain(cfg)
-    return _sweep_path(str(c["paths"]["runs_root"]), c["sweep_name"])
+    return _sweep_path(str(c["paths"]["runs_root"]), str(c["sweep_name"]))
 
 
 @functools.lru_cache(maxsize=256)  # one or a few sweeps over a plan's runs, each made once (#25)
-def _sweep_path(runs_root: str, sweep_name) -> Path:
-    name = _slug_part(sweep_name)
+def _sweep_path(runs_root: str, sweep_name: str) -> Path:
+    name = _safe_name(sweep_name)
     if name == "..":  # the runs root's parent (validation refuses it: config.check_sweep_name): never there
         name = "__"
     return Path(runs_root) / name  # "" and "." are the runs root itself, as they always were
