@@ -39,7 +39,7 @@ sys.path.insert(0, str(REPO))
 from benchmarks.index_scale import _export, _record, change_with  # noqa: E402
 from benchmarks.plan_sweep import scale_axes  # noqa: E402
 
-# (key, label): the table's columns, in the order the cells run for each version
+# the cells each version runs, in this order (after also runs the index's first read and a warm collect)
 BEFORE_CELLS = ("plan", "plan_finished", "resume", "status", "collect", "recollect", "status_changed")
 AFTER_CELLS = (
     "plan",
@@ -87,7 +87,7 @@ def write_runs(axes: list[str], tree: Path, tmp: Path) -> int:
 
 
 def timed(command: list[str], tree: Path, timeout: float) -> dict:
-    """One command of `tree`'s code in a fresh process: wall, CPU, peak RSS and its last stdout line."""
+    """One command of `tree`'s code in a fresh process: wall, CPU, peak RSS and a plan's `total:` line."""
     env = dict(os.environ, OMP_NUM_THREADS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     env["PYTHONPATH"] = str(tree)  # the version under test, not the editable install's tree
     started = time.time()

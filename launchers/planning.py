@@ -196,8 +196,7 @@ def plan(
     run is hashed once (#25). `composed`: overrides and a config Hydra composed of them already (a sweeper's
     own config: CachedComposer.keep), not composed again. `finished_from_records` (`petsweep plan`, which
     imports no torch where it can): a config whose id needs no budget solved and whose run is COMPLETED
-    takes its counts from the run's result.json instead of the meta device; a launch keeps the meta-device
-    counts, which open no record (a resume whose sweep index is current reads none, #25).
+    takes its counts from the run's result.json instead of the meta device.
     `finished_left_as_is` (a launch: launchers.sweep.run_sweep): such a COMPLETED run is not counted, nor
     checked on the meta device, since nothing launches it and no launcher reads its counts; its config is
     still validated (resolve_run, which needs no torch: a setting outside the id, `optimized_metric=bogus`,
@@ -230,8 +229,8 @@ def plan(
             extra = checked.get(key) if key is not None else None
             looked = None  # (id, run dir, state), read before validating: a finished run needs no validation
             answered = False  # the run is finished and its record says what the plan shows of it
-            finished_unvalidated = finished_from_records or finished_left_as_is
-            if extra is None and finished_unvalidated and _hashes_without_torch(cfg):
+            status_first = finished_from_records or finished_left_as_is
+            if extra is None and status_first and _hashes_without_torch(cfg):
                 looked = _looked_up(cfg, key, hashers, queue, listed)
                 if looked is not None and looked[2] == State.COMPLETED:
                     if finished_left_as_is:
