@@ -40,10 +40,12 @@ def record_sweep(runs: list[PlannedRun], arguments: list[str], shown: list[list[
     # what tells each run apart (petsweep.records.labels): sweep lines, status and W&B names read it from here
     shown = differing(runs) if shown is None else shown
     labels = {**(previous.get("labels") or {}), **dict(zip((r.path.name for r in runs), shown))}
-    write_json(
-        marker,
-        {"name": root.name, "updated": time.time(), "arguments": arguments, "runs": names, "labels": labels},
-    )
+    record = {"name": root.name, "arguments": arguments, "runs": names, "labels": labels}
+    if all(previous.get(key) == value for key, value in record.items()):
+        # a resume that adds nothing leaves it as it is: a rewrite renames a file into the sweep dir, which
+        # moves the dir's mtime, and the next `petsweep status` would list the whole dir again (#25)
+        return root
+    write_json(marker, {"name": root.name, "updated": time.time(), **record})
     return root
 
 

@@ -287,6 +287,14 @@ def test_plan_and_resume_of_a_finished_sweep_import_no_torch(tiny):
     assert out.returncode == 0, out.stderr[-3000:]
     assert "heavy: []" in out.stdout, out.stdout
     assert "2 runs (2 done); launching 0" in out.stdout + out.stderr, out.stdout + out.stderr
+    # a second resume changes nothing on disk: sweep.json is not rewritten, so the sweep dir's mtime (what
+    # `petsweep status` lists the dir again by) stays where it was
+    runs_root = next(o.split("=", 1)[1] for o in base if o.startswith("paths.runs_root="))
+    sweep = next(Path(runs_root).glob("*/sweep.json")).parent
+    listed = sweep.stat().st_mtime_ns
+    again = subprocess.run([sys.executable, "-c", resume], cwd=REPO, capture_output=True, text=True)
+    assert again.returncode == 0 and "heavy: []" in again.stdout, again.stderr[-3000:]
+    assert sweep.stat().st_mtime_ns == listed
     # review of 9b9021c: a setting outside the id is still validated in a finished run (without torch)
     bogus = [sys.executable, "run.py", "-m", *base, "seed=1,2", "optimized_metric=bogus"]
     out = subprocess.run(bogus, cwd=REPO, capture_output=True, text=True)
