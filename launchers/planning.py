@@ -220,6 +220,7 @@ def plan(
     refused: dict = {}  # a budget a run cannot take: (error, method) by validation key, all named at once
     recorded: dict[tuple, dict] = {}  # validation key -> the counts a finished run of it recorded
     resolved: set[tuple] = set()  # validation keys of finished runs a launch checked without torch
+    status_first = finished_from_records or finished_left_as_is  # read a run's status before validating it
     for overrides in run_overrides:
         key = None
         try:
@@ -229,7 +230,6 @@ def plan(
             extra = checked.get(key) if key is not None else None
             looked = None  # (id, run dir, state), read before validating: a finished run needs no validation
             answered = False  # the run is finished and its record says what the plan shows of it
-            status_first = finished_from_records or finished_left_as_is
             if extra is None and status_first and _hashes_without_torch(cfg):
                 looked = _looked_up(cfg, key, hashers, queue, listed)
                 if looked is not None and looked[2] == State.COMPLETED:
