@@ -14,6 +14,7 @@ import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -25,6 +26,10 @@ from petsweep.run.rehash import identity_check, stale_record
 from petsweep.spec.errors import ConfigError, ConfigErrors, PetsweepError
 from petsweep.spec.resolved import ResolvedRun
 from petsweep.spec.typecheck import plain
+
+# what plan() does with a COMPLETED run whose id needs no budget solved (plan's docstring says each)
+Finished = Literal["validated", "from_records", "left_as_is"]
+FINISHED = get_args(Finished)
 
 
 @dataclass
@@ -186,18 +191,18 @@ def plan(
     run_overrides: list[list[str]],
     compose_fn: Callable[[list[str]], DictConfig],
     composed: tuple[list[str], DictConfig] | None = None,
-    finished_from_records: bool = False,
-    finished_left_as_is: bool = False,
+    finished: Finished = "validated",
 ) -> list[PlannedRun]:
     """Validate every run and dedupe identical configs (same run hash: launched once).
 
     Validation (types, choices, the meta-device attach, local files) runs once per distinct config but for
     its top-level seed, which validation reads only to check that it is an integer (checked per run); each
     run is hashed once (#25). `composed`: overrides and a config Hydra composed of them already (a sweeper's
-    own config: CachedComposer.keep), not composed again. `finished_from_records` (`petsweep plan`, which
-    imports no torch where it can): a config whose id needs no budget solved and whose run is COMPLETED
-    takes its counts from the run's result.json instead of the meta device.
-    `finished_left_as_is` (a launch: launchers.sweep.run_sweep): such a COMPLETED run is not counted, nor
+    own config: CachedComposer.keep), not composed again. `finished`: what becomes of a COMPLETED run whose
+    id needs no budget solved. "validated" (the default): validated and counted on the meta device as any
+    run. "from_records" (`petsweep plan`, which imports no torch where it can): its counts come from the
+    run's result.json instead of the meta device. "left_as_is" (a launch: launchers.sweep.run_sweep): it is
+    not counted, nor
     checked on the meta device, since nothing launches it and no launcher reads its counts; its config is
     still validated (resolve_run, which needs no torch: a setting outside the id, `optimized_metric=bogus`,
     is refused as before), once per validation key. A resume of a finished sweep imports no torch (#25).
@@ -220,7 +225,9 @@ def plan(
     refused: dict = {}  # a budget a run cannot take: (error, method) by validation key, all named at once
     recorded: dict[tuple, dict] = {}  # validation key -> the counts a finished run of it recorded
     resolved: set[tuple] = set()  # validation keys of finished runs a launch checked without torch
-    status_first = finished_from_records or finished_left_as_is  # read a run's status before validating it
+    if finished not in FINISHED:
+        raise ValueError(f"plan(finished={finished!r}): one of {FINISHED}")
+    status_first = finished != "validated"  # read a run's status before validating it
     for overrides in run_overrides:
         key = None
         try:
@@ -233,9 +240,9 @@ def plan(
             if extra is None and status_first and _hashes_without_torch(cfg):
                 looked = _looked_up(cfg, key, hashers, queue, listed)
                 if looked is not None and looked[2] == State.COMPLETED:
-                    if finished_left_as_is:
+                    if finished == "left_as_is":
                         _resolved_once(cfg, key, resolved)
-                    extra = {} if finished_left_as_is else _recorded_counts(looked[1], key, recorded)
+                    extra = {} if finished == "left_as_is" else _recorded_counts(looked[1], key, recorded)
                     answered = extra is not None
             if extra is None:
                 extra = _validate(cfg, read)

@@ -86,7 +86,7 @@ def run_sweep(
     """Plan, launch what is pending, and return the runs with their status after launching. `loader`: what
     lists a group's options for glob() axes (launchers.expand.parse); `composed`: overrides and the config
     Hydra composed of them, which the plan takes instead of composing it again (launchers.planning.plan)."""
-    runs = plan(expand(arguments, zips, loader), compose_fn, composed, finished_left_as_is=True)
+    runs = plan(expand(arguments, zips, loader), compose_fn, composed, finished="left_as_is")
     labels = differing(runs)
     root = record_sweep(runs, arguments, labels)
     todo = unfinished(runs)

@@ -471,7 +471,7 @@ def plan_command(overrides: list[str]) -> str:
     arguments, zips = sweep_arguments(overrides, hydra)
     searchpath = [o for o in overrides if o.startswith("hydra.searchpath")]
     runs = plan(
-        expand(arguments, zips, loader), lambda ov: compose(list(ov) + searchpath), finished_from_records=True
+        expand(arguments, zips, loader), lambda ov: compose(list(ov) + searchpath), finished="from_records"
     )
     if fuse < 2:
         return plan_table(runs)

@@ -13,6 +13,16 @@ from conftest import REPO
 
 PACKAGES = ("petsweep", "launchers", "analysis", "hydra_plugins")
 OLD_RECORD = Path(__file__).parent / "fixtures" / "old_records" / "1a02139" / "lora-encoder"
+HEAVY = ("torch", "transformers", "peft", "scipy")
+
+
+def _heavy_after(code: str, heavy: tuple[str, ...] = HEAVY) -> tuple[subprocess.CompletedProcess, str]:
+    """Run `code` in a fresh Python at the repo's root; its output, and the `heavy` modules it had loaded at
+    the end (as text: "[]" where none), printed last so the code's own output comes first."""
+    script = f"import sys\n{code}\nprint('heavy:', sorted({set(heavy)!r} & set(sys.modules)))\n"
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    loaded = out.stdout.rsplit("heavy: ", 1)[-1].strip() if "heavy: " in out.stdout else "?"
+    return out, loaded
 
 
 def _modules() -> dict[str, Path]:
@@ -132,15 +142,10 @@ def test_commands_that_read_records_do_not_import_torch(tmp_path):
         ["collect", str(run.parent), "-o", str(table)],
         ["plot", str(table), "--kind", "curves", "-o", str(figure)],
     ]
-    script = (
-        "import sys\nfrom petsweep.cli import main\n"
-        f"for command in {commands!r}:\n    main(command)\n"
-        "heavy = sorted({'torch', 'transformers', 'scipy'} & set(sys.modules))\n"
-        "print('heavy:', heavy)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    code = f"from petsweep.cli import main\nfor command in {commands!r}:\n    main(command)"
+    out, heavy = _heavy_after(code)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "heavy: []" in out.stdout, out.stdout[-2000:]
+    assert heavy == "[]", out.stdout[-2000:]
     assert figure.stat().st_size > 0 and table.exists()
 
 
@@ -170,19 +175,16 @@ def test_status_and_show_of_a_budget_run_import_no_torch(tmp_path):
         ["status", str(run)],
         ["show", str(run)],
     ]
-    script = (
-        "import sys, os\nfrom petsweep.cli import main\n"
+    code = (
+        "import os\nfrom petsweep.cli import main\n"
         f"for command in {commands!r}:\n"
         f"    if command == 'touch':\n        os.utime({str(run / 'status.json')!r})\n    else:\n"
-        "        main(command)\n"
-        # methods.base: the contract every method's module loads (petsweep.methods is only their registry)
-        "heavy = {'torch', 'transformers', 'peft', 'scipy', 'petsweep.methods.base'} & set(sys.modules)\n"
-        "heavy = sorted(heavy)\n"
-        "print('heavy:', heavy)\n"
+        "        main(command)"
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    # methods.base: the contract every method's module loads (petsweep.methods is only their registry)
+    out, heavy = _heavy_after(code, (*HEAVY, "petsweep.methods.base"))
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "heavy: []" in out.stdout, out.stdout[-2000:]
+    assert heavy == "[]", out.stdout[-2000:]
     assert "COMPLETED" in out.stdout and "identity unchecked (budget=" in out.stdout, out.stdout[-3000:]
 
 
@@ -214,11 +216,9 @@ def test_importing_the_config_schema_imports_no_torch():
     import torch (ApetSpec in petsweep.methods.apet.positions, BackboneSpec in petsweep.model.backbones), and
     it registered every method's base node on import (the methods' modules import torch). Composing loads the
     methods."""
-    heavy = "{'torch', 'transformers', 'peft'} & set(sys.modules)"
-    script = f"import sys\nimport petsweep.spec.config\nprint('heavy:', sorted({heavy}))"
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    out, heavy = _heavy_after("import petsweep.spec.config")
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "heavy: []" in out.stdout, out.stdout
+    assert heavy == "[]", out.stdout
 
 
 def test_composing_a_config_imports_no_torch():
@@ -226,22 +226,20 @@ def test_composing_a_config_imports_no_torch():
     petsweep.methods), and 8 of the methods' modules imported torch, peft or transformers at the top, so
     `petsweep plan` of a finished sweep and tab completion of any key loaded torch (seconds). The methods'
     modules now load torch in the functions that use it; their nn.Modules live in methods/layers/."""
-    script = (
-        "import sys\n"
+    code = (
         "import petsweep.methods\n"
         "from petsweep.compose import compose\n"
         "from petsweep.methods import METHODS\n"
         "cfg = compose([])\n"
         "print('methods:', len(METHODS.names()), 'broken:', METHODS.broken(), 'method:', cfg.method.name)\n"
-        "print('heavy:', sorted({'torch', 'transformers', 'peft'} & set(sys.modules)))\n"
         "above = ('petsweep.model', 'petsweep.train', 'petsweep.run', 'petsweep.cli', 'launchers.')\n"
         "above += ('analysis',)\n"
-        "print('above:', sorted(m for m in sys.modules if m.startswith(above)))\n"
+        "print('above:', sorted(m for m in sys.modules if m.startswith(above)))"
     )
-    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+    out, heavy = _heavy_after(code)
     assert out.returncode == 0, out.stderr[-3000:]
     assert "broken: {} method: lora" in out.stdout, out.stdout
-    assert "heavy: []" in out.stdout, out.stdout
+    assert heavy == "[]", out.stdout
     # R23 (session 34) F3: Hydra imports petsweep's plugins whenever it composes, and the launcher plugin
     # imported launchers.slurm (the planner, model.resolve, run.rehash) for its settings' dataclass: a load
     # upwards no import statement of compose/ shows. The plugins are thin: composing loads only their light
@@ -262,14 +260,10 @@ def test_plan_and_resume_of_a_finished_sweep_import_no_torch(tiny):
     # R23 (session 34) F11: with fusion, the plan's notes asked torch.cuda for the GPUs to group runs on,
     # although no run was left to group
     for launcher in ([], ["hydra.launcher.fuse=2"]):
-        script = (
-            "import sys\nfrom petsweep.cli import main\n"
-            f"main(['plan', *{[*base, 'seed=1,2', *launcher]!r}])\n"
-            "print('heavy:', sorted({'torch', 'transformers', 'peft', 'scipy'} & set(sys.modules)))\n"
-        )
-        out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True)
+        plan = f"from petsweep.cli import main\nmain(['plan', *{[*base, 'seed=1,2', *launcher]!r}])"
+        out, heavy = _heavy_after(plan)
         assert out.returncode == 0, out.stderr[-3000:]
-        assert "heavy: []" in out.stdout, out.stdout
+        assert heavy == "[]", out.stdout
         rows = [line.split() for line in out.stdout.splitlines() if line.startswith("COMPLETED")]
         assert sorted(row[1][-12:] for row in rows) == sorted(r["run_id"][:12] for r in results), out.stdout
         assert {row[2] for row in rows} == {f"{r['trainable_params']:,}" for r in results}, out.stdout
@@ -277,23 +271,22 @@ def test_plan_and_resume_of_a_finished_sweep_import_no_torch(tiny):
     # #25: a resume of the finished sweep (run.py -m) validated every config on the meta device too (torch,
     # transformers and a model built per distinct config, ~10 s of a 10^4-run resume); it launches nothing
     resume = (
-        "import runpy, sys\n"
+        "import runpy\n"
         f"sys.argv = ['run.py', '-m', *{[*base, 'seed=1,2']!r}]\n"
         "try:\n    runpy.run_path('run.py', run_name='__main__')\nexcept SystemExit as stop:\n"
-        "    assert not stop.code, stop.code\n"
-        "print('heavy:', sorted({'torch', 'transformers', 'peft', 'scipy'} & set(sys.modules)))\n"
+        "    assert not stop.code, stop.code"
     )
-    out = subprocess.run([sys.executable, "-c", resume], cwd=REPO, capture_output=True, text=True)
+    out, heavy = _heavy_after(resume)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "heavy: []" in out.stdout, out.stdout
+    assert heavy == "[]", out.stdout
     assert "2 runs (2 done); launching 0" in out.stdout + out.stderr, out.stdout + out.stderr
     # a second resume changes nothing on disk: sweep.json is not rewritten, so the sweep dir's mtime (what
     # `petsweep status` lists the dir again by) stays where it was
     runs_root = next(o.split("=", 1)[1] for o in base if o.startswith("paths.runs_root="))
     sweep = next(Path(runs_root).glob("*/sweep.json")).parent
     listed = sweep.stat().st_mtime_ns
-    again = subprocess.run([sys.executable, "-c", resume], cwd=REPO, capture_output=True, text=True)
-    assert again.returncode == 0 and "heavy: []" in again.stdout, again.stderr[-3000:]
+    again, heavy = _heavy_after(resume)
+    assert again.returncode == 0 and heavy == "[]", again.stderr[-3000:]
     assert sweep.stat().st_mtime_ns == listed
     # review of 9b9021c: a setting outside the id is still validated in a finished run (without torch)
     bogus = [sys.executable, "run.py", "-m", *base, "seed=1,2", "optimized_metric=bogus"]
