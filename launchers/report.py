@@ -290,11 +290,12 @@ def _not_started(path: Path, found: set[Path], labels: dict, planned: list[Path]
 LIST_UP_TO = 1000
 
 
-def status_table(path: Path, every: bool = False) -> str:
+def status_table(path: Path, every: bool = False, quick: bool = False) -> str:
     """The status table: a line per run (of a sweep of more than LIST_UP_TO runs, without `every`, only the
-    runs not done), then the count of runs in each state."""
+    runs not done), then the count of runs in each state. `quick`: from the sweep's index alone, no run
+    stat'ed (index.StatusScan says what that cannot see), where its index can answer so; a note says so."""
     path = Path(path)
-    scanned = _scanned(path, every)
+    scanned = _scanned(path, every, quick)
     if scanned is None:
         rows = status_rows(path)
         listed = Listing(every)
@@ -303,7 +304,16 @@ def status_table(path: Path, every: bool = False) -> str:
         sweeps = len({r["sweep"] for r in rows}) > 1
     else:
         listed, sweeps = scanned, False
-    return _table_text(path, listed, sweeps)
+    text = _table_text(path, listed, sweeps)
+    if quick and scanned is not None:
+        text += f"\n{QUICK_NOTE}"
+    return text
+
+
+QUICK_NOTE = (
+    "(--quick: from the sweep's index alone, no run dir checked: an edit in place or a run written without "
+    "the index is not seen; `petsweep status` without --quick checks every run's files)"
+)
 
 
 class Listing:
@@ -391,7 +401,7 @@ def _table_text(path: Path, listed: Listing, sweeps: bool) -> str:
 _SETTLED = [str(s) for s in (State.COMPLETED, State.FAILED, State.CANCELLED, State.INTERRUPTED, State.NEW)]
 
 
-def _scanned(path: Path, every: bool) -> Listing | None:
+def _scanned(path: Path, every: bool, quick: bool = False) -> Listing | None:
     """The status table's rows of a sweep dir from its index a manifest row group at a time
     (petsweep.records.index.StatusScan, #25): states counted in bulk from the manifest's typed columns, a row
     (dict) made only for a line the table prints, memory flat in the runs. None where the index cannot
@@ -406,7 +416,7 @@ def _scanned(path: Path, every: bool) -> Listing | None:
 
     if not index.enabled() or (path / "status.json").exists() or not path.is_dir():
         return None
-    scan = index.StatusScan(path, read_info)
+    scan = index.StatusScan(path, read_info, quick=quick)
     if not scan.usable:
         return None
     queue = cached_queue()

@@ -503,7 +503,7 @@ def _status_cmd(args) -> None:
     if args.json:
         print(json.dumps(status_rows(args.sweep_dir), indent=2))
     else:
-        print(status_table(args.sweep_dir, every=args.all))
+        print(status_table(args.sweep_dir, every=args.all, quick=args.quick))
 
 
 def _du_cmd(args) -> None:
@@ -821,6 +821,13 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument("--json", action="store_true", help="one JSON list of the runs' rows")
             p.add_argument(
                 "--all", action="store_true", help="a line per run (over 1000 runs: only those not done)"
+            )
+            p.add_argument(
+                "--quick",
+                action="store_true",
+                help="the table from the sweep's index alone, no run dir checked (10^5..10^6 runs, shared "
+                "filesystems): an edit in place or a run written without the index is not seen (--json "
+                "reads every run)",
             )
         if name == "sync":
             p.add_argument("--parallel", type=int, default=4, help="uploads at a time")

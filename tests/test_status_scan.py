@@ -148,8 +148,8 @@ def test_many_lines_are_folded_by_the_snapshot_path(tmp_path, monkeypatch):
 
 
 class _Unusable(index.StatusScan):
-    def __init__(self, *args):
-        super().__init__(*args)
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
         self.usable = False
 
 
@@ -176,3 +176,37 @@ def test_a_summary_of_done_runs_first_lists_none_of_them(tmp_path, monkeypatch):
     monkeypatch.setattr(report, "LIST_UP_TO", 4)
     for table in (from_files(status_table, sweep), status_table(sweep)):
         assert [line.split()[0] for line in table.splitlines()] == ["state", "FAILED", "(8", "9"]
+
+
+def _no_stat_pass(*args):
+    raise AssertionError("status --quick stat'ed every run")
+
+
+def test_quick_reads_the_index_alone_and_answers_as_the_files_after_own_writes(tmp_path, monkeypatch):
+    """`petsweep status --quick` (#25: at 10^6 runs the three stats a run are most of a status): no stat
+    pass; runs changed since the manifest come from their newest lines, a run dir added or removed from a
+    listing (the sweep dir's mtime moved). What only a stat sees, an edit in place, is not seen: the trade
+    the flag names."""
+    sweep = make_sweep(tmp_path / "study", 18)
+    indexed(sweep)
+    RunDir(sweep / "run-000").set_status("RUNNING")  # trained again: RUNNING, then FAILED, two lines
+    RunDir(sweep / "run-000").set_status("FAILED", error="ValueError: again")
+    RunDir(sweep / "run-003").set_status("CANCELLED", error="cancelled by a signal")
+    added = RunDir(sweep / "run-050")  # a run started after the manifest
+    added.path.mkdir()
+    write_json(added.result_file, _result(50, _config(50)))
+    added.set_status("COMPLETED", check=rehash.identity_check)
+    shutil.rmtree(sweep / "run-007")  # planned: it reads NEW
+    monkeypatch.setattr(index, "_stats", _no_stat_pass)
+    quick, reads = read_counts(status_table, sweep, False, True)
+    assert reads == {}  # no run's files read
+    assert quick == from_files(status_table, sweep) + "\n" + report.QUICK_NOTE
+    assert "again" in quick and "run-050" in quick
+    assert [line.split()[0] for line in quick.splitlines() if " run-007 " in line] == ["NEW"]
+
+    status = sweep / "run-012" / "status.json"  # a COMPLETED run edited in place: only a stat sees it
+    _in_place(status, json.dumps({"state": "FAILED", "error": "edited", "updated": 3.0}) + " " * 99)
+    assert "edited" not in status_table(sweep, quick=True)
+    monkeypatch.undo()
+    monkeypatch.setenv(index.ENV, "1")
+    assert "edited" in status_table(sweep) and status_table(sweep) == from_files(status_table, sweep)
