@@ -181,3 +181,22 @@ def test_a_line_without_a_row_is_read_from_the_files(sweep):
         json.dump(edited, fh)
     reads, used = recollect(sweep)
     assert reads == {"row": 3} and used == {"patched": 1}
+
+
+def test_a_few_runs_with_many_lines_are_not_folded_at_every_collect(sweep):
+    """Lines pile up by runs, not lines (index.piled, the rule `status` reads by too): a run trained again
+    writes two or three lines, so 1% of a sweep trained again rewrote the whole manifest at every collect
+    (a compaction: 4.1 of 11.2 s at 10^5). Three runs with 1,200 lines between them are read from their
+    lines; lines of more runs than the threshold are folded."""
+    manifest = sweep / ".index" / index.MANIFEST
+    written = manifest.stat().st_ino
+    for _ in range(200):
+        for name in ("run-000", "run-006", "run-012"):
+            RunDir(sweep / name).set_status("RUNNING")
+            finish_again(RunDir(sweep / name), score=0.25)
+    assert recollect(sweep) == ({}, {"patched": 1})
+    assert manifest.stat().st_ino == written  # the lines were read, not folded
+    for i in range(1001):  # runs claimed after the manifest, each its line: more runs than the threshold
+        RunDir(sweep / f"new-{i:04d}").set_status("CANCELLED", error="cancelled by a signal")
+    recollect(sweep)
+    assert manifest.stat().st_ino != written

@@ -315,6 +315,15 @@ def _row_field(run) -> dict:
 # ---------------------------------------------------------------- reading
 
 
+def piled(runs_in_lines: int, lines: int, runs: int) -> bool:
+    """Whether a sweep's lines have piled up past what a reader should parse beside the manifest, so that
+    it folds them into a new one (Snapshot.compact): lines of more than 1% of the runs (at least 1000), or
+    ten times that many lines. Runs, not lines: a run's next state, or the repair of its line, does not
+    count twice (a run trained again writes two or three)."""
+    most = max(1000, runs // 100)
+    return runs_in_lines > most or lines > 10 * most
+
+
 def _index_lines(directory: str):
     """Each readable `*.jsonl` of an index dir, in name order: (file, how many lines it has, its lines that
     parse as (run, signature, line)). A line cut short (a writer killed mid-write, a full disk) is counted
@@ -373,6 +382,7 @@ class Snapshot:
         self.lines_read: list[str] = []
         self.read_now: set[str] = set()  # runs read from their files by this snapshot
         self.line_count = 0
+        self.line_runs: set[str] = set()  # the runs the lines read name
         self.no_manifest = False  # none, or one of other code: the next finish writes one
         self._manifest = os.path.join(self.dir, MANIFEST)
         self.fp = fingerprint() if enabled() else ""
@@ -431,6 +441,7 @@ class Snapshot:
             self.lines_read.append(file)
             self.line_count += count
             for name, sig, line in lines:
+                self.line_runs.add(name)
                 if line.get("fp") != self.fp or self.runs.get(name) != sig:
                     continue
                 big = {f: line.pop(f) for f in BIG if isinstance(line.get(f), str)}
@@ -599,14 +610,15 @@ class Snapshot:
 
     def finish(self, compact: bool | None = None) -> None:
         """Store what this read learnt: fold everything into a new manifest (`compact`; by default when
-        lines have piled up past 1% of the runs, or there is no manifest), else append the repairs as
-        lines. Never raises: a sweep dir this process cannot write is read the same way next time."""
+        lines have piled up (`piled`), or there is no manifest), else append the repairs as lines. Never
+        raises: a sweep dir this process cannot write is read the same way next time."""
         if not enabled():
             return
         try:
             lines = self.line_count + len(self.repairs)
             if compact is None:
-                compact = self.no_manifest and bool(self.runs) or lines > max(1000, len(self.runs) // 100)
+                named = len(self.line_runs | {repair["run"] for repair in self.repairs})
+                compact = self.no_manifest and bool(self.runs) or piled(named, lines, len(self.runs))
             if compact and (lines or self.no_manifest):
                 self.compact()
             elif self.repairs:
@@ -658,6 +670,7 @@ class Snapshot:
                 os.unlink(file)
         self.lines_read = []
         self.line_count = 0
+        self.line_runs = set()
         self.no_manifest = False
 
     def _listing_meta(self) -> dict[str, str]:
@@ -785,12 +798,8 @@ class StatusScan:
         if not set(self.COLUMNS) <= set(self.file.schema_arrow.names) or not self.file.metadata.num_rows:
             return
         self._read_lines()
-        # lines of more than 1% of the runs, or ten times that many lines: Snapshot folds them into a new
-        # manifest. Runs, not lines: a run's repair line (this read's, where its own line lacked the identity
-        # check) or its next state's line does not count twice
-        most = max(1000, self.file.metadata.num_rows // 100)
-        if len(self.lines) > most or self.line_count > 10 * most:
-            return
+        if piled(len(self.lines), self.line_count, self.file.metadata.num_rows):
+            return  # Snapshot folds them into a new manifest
         self.extras = self._unlisted(meta)
         self.usable = True
 
