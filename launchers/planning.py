@@ -202,10 +202,10 @@ def plan(
     id needs no budget solved. "validated" (the default): validated and counted on the meta device as any
     run. "from_records" (`petsweep plan`, which imports no torch where it can): its counts come from the
     run's result.json instead of the meta device. "left_as_is" (a launch: launchers.sweep.run_sweep): it is
-    not counted, nor
-    checked on the meta device, since nothing launches it and no launcher reads its counts; its config is
-    still validated (resolve_run, which needs no torch: a setting outside the id, `optimized_metric=bogus`,
-    is refused as before), once per validation key. A resume of a finished sweep imports no torch (#25).
+    not counted, nor checked on the meta device, since nothing launches it and no launcher reads its counts;
+    its config is still validated (resolve_run, which needs no torch: a setting outside the id,
+    `optimized_metric=bogus`, is refused as before), once per validation key. A resume of a finished sweep
+    imports no torch (#25).
 
     Raises:
         ConfigError: the first run whose config is invalid, naming its overrides.
