@@ -144,6 +144,24 @@ def test_a_runs_root_reads_each_sweeps_index(tmp_path):
     assert read_counts(collect, [tmp_path])[1] == {}
 
 
+def test_a_sweep_reached_by_another_path_collects_its_run_dirs_there(tmp_path, monkeypatch):
+    """R37 F1: rows taken from the manifest kept `run_dir` as the reader that wrote it named the sweep: after
+    a move, through a symlink or a relative path, collect named dirs that were gone or another sweep's."""
+    sweep = make_sweep(tmp_path / "study", 12)
+    collect([sweep])
+    index.Snapshot(sweep, read_info=read_info).compact()  # every row in the manifest, named at `study`
+    moved = sweep.rename(tmp_path / "moved")
+    (tmp_path / "alias").symlink_to(moved)
+    monkeypatch.chdir(tmp_path)
+    for path in (moved, tmp_path / "alias", Path("moved"), Path("./alias/")):
+        table, reads = read_counts(collect, [path])
+        pd.testing.assert_frame_equal(table, from_files(collect, [path]))
+        assert reads == {} and all(Path(d).parent == Path(path) for d in table["run_dir"]), path
+    make_sweep(tmp_path / "study", 12)  # a new sweep where the old one was: the same run names
+    table = collect([moved])
+    assert all(Path(d).parent == moved for d in table["run_dir"])
+
+
 def _one_writer(i: int, root: str) -> None:
     run = RunDir(f"{root}/run-{i:02d}")
     run.set_status("RUNNING")

@@ -456,10 +456,14 @@ class Snapshot:
                     self.fresh.setdefault(name, {}).update(big)
                     self.touched.add(name)
 
+    def run_path(self, name: str) -> str:
+        """The run dir as this reader names it (as run_row builds `run_dir` from the path it is given)."""
+        return str(Path(self.sweep) / name) if self.sweep in (".", "/") else f"{self.sweep}/{name}"
+
     def _here(self, name: str, text: str) -> str:
         """A line's row text with `run_dir` as this reader names the run (as run_row would build it here):
         the run's own line names its dir as the run was given it (perhaps relative, or another mount)."""
-        path = str(Path(self.sweep) / name)
+        path = self.run_path(name)
         if f'"run_dir":{json.dumps(path)},' in text:
             return text  # the usual case: no decoding
         row = json.loads(text)
@@ -467,6 +471,13 @@ class Snapshot:
             return text
         row["run_dir"] = path
         return json.dumps(row, separators=(",", ":"))
+
+    def _rebased(self, name: str, row: dict) -> dict:
+        """A manifest row with `run_dir` as this reader names the run: the manifest holds it as the reader
+        that wrote it named it (another path to the sweep, or the sweep before it was moved)."""
+        if "run_dir" in row:
+            row["run_dir"] = self.run_path(name)
+        return row
 
     def _read_missing(self) -> None:
         now = time.time()
@@ -539,7 +550,7 @@ class Snapshot:
                 cells = {c[2:]: _decoded(batch.column(c)) for c in columns}
                 for i, (name, layout) in enumerate(zip(names, layouts)):
                     if layout is not None:
-                        row = {k: cells[k][i] for k in json.loads(layout)}
+                        row = self._rebased(name, {k: cells[k][i] for k in json.loads(layout)})
                         yield name, json.dumps(row, separators=(",", ":"))
             return
         for batch in file.iter_batches(batch_size=BATCH, columns=["run", field]):
@@ -564,6 +575,11 @@ class Snapshot:
             table = pq.read_table(self._manifest, columns=["layout", *columns])
             table = table.take([self._mpos[names[i]] for i in held])
             block.add_columns(np.asarray(held, dtype=np.int64), table)
+            if "run_dir" in block.columns:  # as this reader names each run (_rebased)
+                paths = block.columns["run_dir"]
+                for i in held:
+                    if isinstance(paths[i], str):
+                        paths[i] = self.run_path(names[i])
         for i, name in enumerate(names):
             if i < len(names) and not self._row_held(name):
                 text = self.fresh.get(name, {}).get("row")
@@ -605,7 +621,8 @@ class Snapshot:
         for group in groups:
             for i, cells in enumerate(file.read_row_group(group, columns=columns).to_pylist()):
                 if starts[group] + i in wanted:
-                    rows[cells["run"]] = {k: _cell(cells, k) for k in json.loads(cells["layout"])}
+                    row = {k: _cell(cells, k) for k in json.loads(cells["layout"])}
+                    rows[cells["run"]] = self._rebased(cells["run"], row)
         return rows
 
     def finish(self, compact: bool | None = None) -> None:
