@@ -12,7 +12,7 @@ from launchers.planning import PlannedRun, indexed_state, run_status
 from launchers.planning import read_info_on_disk as read_info
 from launchers.sweep import SWEEP_MARKER
 from petsweep.records.record import notes
-from petsweep.records.status import RunDir, State
+from petsweep.records.status import RunDir, State, run_dirs
 from petsweep.spec.errors import PetsweepError
 from petsweep.spec.shape import run_shape
 
@@ -114,7 +114,7 @@ def _budget_text(budget: dict | None) -> str:
 def sweep_runs(root: Path) -> list[RunDir]:
     """The run directories of a sweep dir; not a petsweep sweep dir is one clear error."""
     root = Path(root)
-    runs = [RunDir(p.parent) for p in sorted(root.glob("*/status.json"))] if root.is_dir() else []
+    runs = [RunDir(p) for p in run_dirs(root)] if root.is_dir() else []
     if not root.is_dir() or not ((root / SWEEP_MARKER).exists() or runs):
         raise PetsweepError(
             f"{root} is not a petsweep sweep directory (no {SWEEP_MARKER}, no run dirs with "
@@ -128,8 +128,8 @@ def runs_under(path: Path) -> list[RunDir]:
     path = Path(path)
     if (path / "status.json").exists():
         return [RunDir(path)]
-    if path.is_dir() and not (path / SWEEP_MARKER).exists() and not list(path.glob("*/status.json")):
-        nested = [RunDir(p.parent) for p in sorted(path.glob("*/*/status.json"))]
+    if path.is_dir() and not (path / SWEEP_MARKER).exists() and not run_dirs(path):
+        nested = [RunDir(p) for p in run_dirs(path, 2)]
         if nested:
             return nested
     return sweep_runs(path)
@@ -252,7 +252,7 @@ def _planned_sweeps(path: Path) -> list[Path]:
         return []  # one run
     if (path / SWEEP_MARKER).exists():
         return [path]
-    return sorted(p.parent for p in path.glob(f"*/{SWEEP_MARKER}"))
+    return sorted(p.parent for p in path.glob(f"*/{SWEEP_MARKER}") if _visible_dir(p.parent))
 
 
 def _not_started(path: Path, found: set[Path], labels: dict, planned: list[Path] | None = None) -> list[dict]:
@@ -488,10 +488,10 @@ def find_run(name: str, root: Path) -> RunDir:
     if not prefix or any(c not in "0123456789abcdef" for c in prefix):
         raise PetsweepError(f"run: {name!r} is neither a run dir nor a hash prefix (hex digits)")
     found = [
-        RunDir(p.parent)
-        for p in sorted(Path(root).glob("*/*/status.json"))
-        if p.parent.name.rsplit("-", 1)[-1].startswith(prefix[:12])
-        and (len(prefix) <= 12 or ((RunDir(p.parent).result() or {}).get("run_id") or "").startswith(prefix))
+        RunDir(p)
+        for p in run_dirs(root, 2)
+        if p.name.rsplit("-", 1)[-1].startswith(prefix[:12])
+        and (len(prefix) <= 12 or ((RunDir(p).result() or {}).get("run_id") or "").startswith(prefix))
     ]
     if len(found) != 1:
         where = f"{len(found)} runs under {root} match" if found else f"no run under {root} matches"

@@ -162,6 +162,23 @@ def test_a_sweep_reached_by_another_path_collects_its_run_dirs_there(tmp_path, m
     assert all(Path(d).parent == moved for d in table["run_dir"])
 
 
+def test_hidden_dirs_are_neither_runs_nor_sweeps_with_or_without_the_index(tmp_path):
+    """R37 F2: the index's listing skipped a hidden run dir (and a hidden sweep under a runs root), the
+    files' path (pathlib's glob) listed it: status and collect answered otherwise with the index."""
+    root = tmp_path / "runs"
+    sweep = make_sweep(root / "study", 6)
+    (sweep / "run-001").rename(sweep / ".run-001")  # hidden by hand: no longer a run (planned: NEW)
+    make_sweep(root / ".old", 3)  # a sweep moved aside
+    for path in (sweep, root):
+        rows = status_rows(path)
+        assert rows == from_files(status_rows, path)
+        assert [r["sweep"] for r in rows] == ["study"] * 8, path
+        assert [r["state"] for r in rows if r["run"] == "run-001"] == ["NEW"]
+        table = collect([path])
+        pd.testing.assert_frame_equal(table, from_files(collect, [path]))
+        assert len(table) == 5 and not any("/." in d for d in table["run_dir"])
+
+
 def _one_writer(i: int, root: str) -> None:
     run = RunDir(f"{root}/run-{i:02d}")
     run.set_status("RUNNING")

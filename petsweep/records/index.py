@@ -149,7 +149,7 @@ def signature(path: str) -> tuple[int, ...] | None:
 
 
 def scan(sweep: str | Path, others: list[str] | None = None) -> dict[str, tuple[int, ...]]:
-    """The runs of a sweep dir (its sub-dirs holding status.json; hidden ones skipped, as `*/status.json`
+    """The runs of a sweep dir (its sub-dirs holding status.json; hidden ones skipped, as status.run_dirs
     skips them), sorted by name, each with its signature. `others`: gets the sub-dirs without status.json."""
     sweep = str(sweep)
     try:

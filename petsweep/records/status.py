@@ -352,13 +352,23 @@ def sweep_cancelled(sweep_dir: Path, since: float) -> bool:
         return False
 
 
+def run_dirs(where: str | Path, depth: int = 1) -> list[Path]:
+    """The dirs holding a status.json `depth` levels under `where` (1: a sweep dir's runs, 2: a runs root's),
+    sorted. A hidden dir (its name starts with ".") is neither a run nor a sweep, at any level: the sweep's
+    own .index and .invalidated, a sweep moved aside as `.old`; the sweep index lists runs so too (R37 F2:
+    pathlib's glob matched hidden dirs, the index's listing did not)."""
+    where = Path(where)
+    found = [p.parent for p in where.glob("/".join(["*"] * depth) + "/status.json")]
+    return sorted(p for p in found if not any(part.startswith(".") for part in p.parts[-depth:]))
+
+
 def find_runs(sweep_dir: str | Path) -> list[Path]:
     """The run directories (those with a status.json) of a sweep dir, or of every sweep under a runs root,
     sorted; none is one clear error."""
     sweep = Path(sweep_dir)
-    found = sorted(p.parent for p in sweep.glob("*/status.json")) if sweep.is_dir() else []
+    found = run_dirs(sweep) if sweep.is_dir() else []
     if not found and sweep.is_dir():  # a runs root: <root>/<sweep>/<run>
-        found = sorted(p.parent for p in sweep.glob("*/*/status.json"))
+        found = run_dirs(sweep, 2)
     if not found:
         raise PetsweepError(
             f"{sweep} holds no petsweep runs (no <run dir>/status.json); give <runs_root>/<sweep>"
