@@ -127,6 +127,7 @@ def keep(snapshots: list, frame: pd.DataFrame, layout: np.ndarray, layouts: list
     try:
         os.makedirs(path.parent, exist_ok=True)
         with open(tmp, "wb") as fh:
+            os.fchmod(fh.fileno(), 0o644)  # never group- or world-writable, whatever the umask (_yours)
             pickle.dump(kept, fh, protocol=5)
         os.replace(tmp, path)
     except Exception as err:  # noqa: BLE001 (a cache: the table was already built)
@@ -135,14 +136,26 @@ def keep(snapshots: list, frame: pd.DataFrame, layout: np.ndarray, layouts: list
         index.log.debug("petsweep: collect of %s not kept: %s", snapshots[0].sweep, err)
 
 
+def _yours(stat: os.stat_result) -> bool:
+    """Whether a kept file may be unpickled: written by this user and writable by no one else. Unpickling
+    runs whatever code the file names, and a sweep dir may be shared (a project's group-writable dir on a
+    cluster): a file another user wrote or could change is not read, and collect builds the table anew
+    (R37 F4)."""
+    return stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
+
+
 def _load(snapshots: list) -> dict | None:
     from petsweep.records import index
 
     try:
         with open(_path(snapshots), "rb") as fh:
+            if not _yours(os.fstat(fh.fileno())):
+                return None
             kept = pickle.load(fh)
     except Exception:  # noqa: BLE001 (none, unreadable, or of other code: built anew)
         return None
+    if not isinstance(kept, dict):
+        return None  # R37 F5: another pickle (it crashed collect)
     same = (kept.get("format"), kept.get("pandas"), kept.get("fingerprint"), kept.get("sweeps"))
     if same != (FORMAT, pd.__version__, index.fingerprint(), [s.sweep for s in snapshots]):
         return None

@@ -200,3 +200,39 @@ def test_a_few_runs_with_many_lines_are_not_folded_at_every_collect(sweep):
         RunDir(sweep / f"new-{i:04d}").set_status("CANCELLED", error="cancelled by a signal")
     recollect(sweep)
     assert manifest.stat().st_ino != written
+
+
+class _Payload:
+    """A pickle that runs code when loaded: makes a dir (R37 F4's PWNED)."""
+
+    def __init__(self, where: str):
+        self.where = where
+
+    def __reduce__(self):
+        return (os.mkdir, (self.where,))
+
+
+def test_a_kept_file_another_user_could_write_is_never_unpickled(sweep, monkeypatch):
+    """R37 F4/F5: the kept table is a pickle, and unpickling runs the code it names: one another user wrote,
+    or could change (group- or world-writable), is not loaded and collect builds the table anew; a pickle
+    that is not a kept table (an int) does not crash collect."""
+    import pickle
+
+    kept = next((sweep / ".index").glob("collect-*.pkl"))
+    assert kept.stat().st_mode & 0o777 == 0o644
+    marker = sweep.parent / "PWNED"
+    kept.write_bytes(pickle.dumps(_Payload(str(marker))))
+    for mode in (0o664, 0o646):
+        kept.chmod(mode)
+        assert recollect(sweep) == ({}, {"built": 1}) and not marker.exists()
+        kept.write_bytes(pickle.dumps(_Payload(str(marker))))
+    kept.chmod(0o644)
+    monkeypatch.setattr(collected.os, "geteuid", lambda: os.getuid() + 1)  # as another user reads it
+    assert recollect(sweep) == ({}, {"built": 1}) and not marker.exists()
+    monkeypatch.undo()
+    monkeypatch.setenv(index.ENV, "1")
+    monkeypatch.setattr(index, "RACY_S", 0.0)
+    kept.write_bytes(pickle.dumps(7))
+    kept.chmod(0o644)
+    assert recollect(sweep) == ({}, {"built": 1})  # no AttributeError
+    assert recollect(sweep) == ({}, {"kept": 1})  # and the rebuilt one is used
