@@ -515,9 +515,10 @@ def _du_cmd(args) -> None:
 
 def _prune_cmd(args) -> None:
     from petsweep.records.retention import human, prune_sweep, sweeps_of
+    from petsweep.run.rehash import identity_check
 
     for sweep in sweeps_of(args.sweep_dir):
-        done = prune_sweep(sweep, args.keep, args.dry_run)
+        done = prune_sweep(sweep, args.keep, args.dry_run, check=identity_check)
         verb = "would free" if args.dry_run else "freed"
         keep = f"--keep {args.keep}" if args.keep else "each run's own trainer.keep"
         left = f"; {done['left']} not COMPLETED, left as they are" if done["left"] else ""

@@ -12,9 +12,11 @@ from pathlib import Path
 import pytest
 from conftest import REPO, crash_after_second_save, run_cli
 
+from analysis.load import collect
+from launchers.report import status_rows
 from petsweep.compose import compose
 from petsweep.model.resolve import resolve_run, run_dir, run_hash
-from petsweep.records import retention
+from petsweep.records import index, retention
 from petsweep.records.status import COMPLETED, FAILED, RunDir
 from petsweep.run.app import run
 from petsweep.run.group import run_group
@@ -59,6 +61,12 @@ def test_each_setting_leaves_exactly_the_files_it_promises(tiny, tmp_path):
     # a finished run asked for again is answered from its record, pruned or not
     again = run(compose(tiny("encoder", "trainer.keep=records", f"paths.runs_root={tmp_path}/records")))
     assert again == results["records"]
+    # R37 F7: the prune moved the run dir after its COMPLETED index line; the line is written again, so
+    # status and collect read no run's files
+    for keep in retention.KEEPS:
+        index.READS.clear()
+        assert status_rows(dirs[keep].path.parent)[0]["state"] == COMPLETED
+        assert len(collect([dirs[keep].path.parent])) == 1 and dict(index.READS) == {}, keep
 
 
 def test_a_run_that_fails_keeps_its_checkpoints_and_resumes_then_is_pruned(tiny, tmp_path, monkeypatch):
@@ -156,7 +164,9 @@ def _disk(root: Path) -> int:
     return sum(os.lstat(p).st_blocks * 512 for p in [root, *root.rglob("*")]) if root.exists() else 0
 
 
-def test_prune_dry_run_reports_bytes_and_removes_nothing_and_du_counts_every_byte(tiny, tmp_path):
+def test_prune_dry_run_reports_bytes_and_removes_nothing_and_du_counts_every_byte(
+    tiny, tmp_path, monkeypatch
+):
     done = [compose(tiny("encoder", f"seed={seed}")) for seed in (0, 1)]
     for cfg in done:
         run(cfg)
@@ -187,8 +197,12 @@ def test_prune_dry_run_reports_bytes_and_removes_nothing_and_du_counts_every_byt
     assert "1 not COMPLETED, left as they are" in dry.stdout
     assert {p: p.stat().st_mtime_ns for p in sweep.rglob("*") if ".index" not in p.parts} == before
 
+    monkeypatch.setattr(index, "RACY_S", 0.0)  # what this process reads a moment after a write is stored
+    status_rows(sweep)  # the index learns the failed run's checkpoints (they moved its dir after its line)
     real = run_cli("-m", "petsweep.cli", "prune", str(sweep), "--keep", "weights")
     assert f"freed {retention.human(checkpoints)} from 2 of 3 runs" in real.stdout, real
+    index.READS.clear()
+    assert len(status_rows(sweep)) == 3 and dict(index.READS) == {}  # each pruned run's line written again
     assert all(not RunDir(run_dir(cfg)).checkpoints.exists() for cfg in done)
     assert (failed.checkpoints / "step-00000003" / "trainable.safetensors").exists()  # its resume point
     assert (

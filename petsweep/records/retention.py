@@ -23,10 +23,14 @@ import os
 import stat
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from petsweep.records.status import remove
 from petsweep.spec.config import KEEPS  # each keeps less than the one before
 from petsweep.spec.errors import ConfigError, PetsweepError
+
+if TYPE_CHECKING:
+    from petsweep.records.index import IdentityCheck
 
 DEFAULT = KEEPS[0]
 WEIGHTS = "pet_weights.safetensors"
@@ -274,12 +278,16 @@ def usage_text(usage: dict) -> str:
     return "\n".join(lines)
 
 
-def prune_sweep(sweep_dir: str | Path, keep: str | None, dry_run: bool = False) -> dict:
+def prune_sweep(
+    sweep_dir: str | Path, keep: str | None, dry_run: bool = False, check: IdentityCheck | None = None
+) -> dict:
     """Prune every COMPLETED run of a sweep to `keep` (None: each run's own trainer.keep, as its config.yaml
     says: what a kill between its record and its pruning left undone). Each run is pruned under its claim
-    lock, after checking again that it is COMPLETED. Returns {"freed", "pruned", "runs", "left"}: bytes
-    freed (or that would be), runs pruned (or that would be), runs seen, runs not COMPLETED left as they
-    are."""
+    lock, after checking again that it is COMPLETED, and its index line written again (a prune moves the
+    run dir's mtime: `check`, the identity check its line holds, as RunDir.set_status takes it). Returns
+    {"freed", "pruned", "runs", "left"}: bytes freed (or that would be), runs pruned (or that would be),
+    runs seen, runs not COMPLETED left as they are."""
+    from petsweep.records import index
     from petsweep.records.status import RunDir
 
     if keep is not None:
@@ -303,6 +311,8 @@ def prune_sweep(sweep_dir: str | Path, keep: str | None, dry_run: bool = False) 
             by = f"petsweep prune --keep {wanted}" if keep else f"trainer.keep={wanted}"
             with run.locked():  # a run moved aside or claimed meanwhile is re-checked in prune()
                 got = prune(path, wanted, by)
+            if got is not None:
+                index.record(run, check)
         if got is not None:
             freed, count = freed + got, count + 1
     return {"freed": freed, "pruned": count, "runs": len(runs), "left": left}

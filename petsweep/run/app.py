@@ -24,7 +24,7 @@ from petsweep.model.init_from import load_into, resolve_source
 from petsweep.model.objectives import make_objective
 from petsweep.model.params import HEAD_GROUP, attach_method, begin_stage, check_on_meta
 from petsweep.model.resolve import resolve_run, resolved_run, semantic_config
-from petsweep.records import provenance, retention
+from petsweep.records import index, provenance, retention
 from petsweep.records.record import RunRecord
 from petsweep.records.status import (
     CANCELLED,
@@ -266,11 +266,16 @@ def record_completed(run_path: RunDir, result: dict, keep: str | None = None) ->
 
 def keep_only(run_path: RunDir, keep: str | None) -> None:
     """Prune a COMPLETED run to `trainer.keep` (petsweep/records/retention.py). A failure leaves the run
-    COMPLETED with more files than asked, and says so in one line (`petsweep prune` finishes it)."""
+    COMPLETED with more files than asked, and says so in one line (`petsweep prune` finishes it). A prune
+    moves the run dir's mtime, which makes its COMPLETED index line stale (R37 F7: every such run was read
+    from its files by the next status and collect): the line is written again for the files as they are."""
+    before = index.signature(str(run_path.path))
     try:
         retention.apply(run_path.path, keep)
     except OSError as err:
         log.warning("petsweep: could not prune %s to trainer.keep=%s: %s", run_path.path.name, keep, err)
+    if index.signature(str(run_path.path)) != before:
+        index.record(run_path, check=identity_check)
 
 
 def optimized_value(result: dict, name: str) -> float:
