@@ -446,10 +446,6 @@ def _listed_status(path: Path, queue, listed: dict[Path, object]) -> State:
         state = indexed_state(info, str(path), queue)
         if state is None:
             return run_status(path, queue)
-        if state == State.COMPLETED and info.get("warning") and path.name not in found.read_now:
-            from petsweep.run.rehash import warn_record
-
-            warn_record(path, info["warning"])  # as stale_record warned when it read the files
         return state
     if found is not None and path.name not in found:
         return State.NEW
@@ -473,11 +469,25 @@ def read_info_on_disk(path: str) -> dict:
 
 def indexed_state(info: dict, path: str, queue) -> State | None:
     """run_status from a run's index entry; None where only its files can say (RUNNING or QUEUED: whether a
-    process or job is still behind it)."""
+    process or job is still behind it). A finished run whose check warned (config.yaml edited under a
+    record that is used) warns again, as stale_record did when it read the files (warn_finished)."""
     state = info.get("state")
     if state in (State.RUNNING, State.QUEUED) or state not in State.__members__:
         return None
-    return State.NEW if state == State.COMPLETED and info.get("stale") is not None else State(state)
+    if state == State.COMPLETED and info.get("stale") is not None:
+        return State.NEW
+    if state == State.COMPLETED:
+        warn_finished(path, info)
+    return State(state)
+
+
+def warn_finished(path: str, info: dict) -> None:
+    """The warning a finished run's identity check gave when its files were read (its index entry keeps it),
+    given where the entry answers instead (once per run and process: rehash.warn_record)."""
+    if info.get("warning"):
+        from petsweep.run.rehash import warn_record
+
+        warn_record(path, info["warning"])
 
 
 def _listing(sweep: Path):

@@ -8,7 +8,7 @@ import socket
 from collections import Counter
 from pathlib import Path
 
-from launchers.planning import PlannedRun, indexed_state, run_status
+from launchers.planning import PlannedRun, indexed_state, run_status, warn_finished
 from launchers.planning import read_info_on_disk as read_info
 from launchers.sweep import SWEEP_MARKER
 from petsweep.records.record import notes
@@ -435,6 +435,9 @@ def _scanned(path: Path, every: bool, quick: bool = False) -> Listing | None:
         fine = batch.ok & batch.keep & np.isin(batch.state, settled)
         state = batch.state.copy()
         state[fine & (batch.state == str(State.COMPLETED)) & batch.stale] = str(State.NEW)
+        warned = fine & (state == str(State.COMPLETED)) & batch.holding('"warning":"')  # a few of 10^6
+        for i in np.flatnonzero(warned).tolist():
+            warn_finished(f"{path}/{batch.names[i]}", batch.info(i))  # as indexed_state does
         for i in np.flatnonzero(batch.keep & ~fine).tolist():  # lines, files, live runs: as status_rows
             found.append((batch.names[i], _indexed_row(path, batch.names[i], batch.info(i), queue, labels)))
         found += [(name, _indexed_row(path, name, info, queue, labels)) for name, info in batch.extra]

@@ -411,7 +411,8 @@ def test_a_resume_of_a_finished_sweep_reads_no_record_when_the_index_is_current(
         json.dump(record, fh)
     answers = []
     for how in (_resume, _resume, lambda *args: from_files(_resume, *args)):  # files + repair, index, files
-        rehash._checked.cache_clear()  # each as a fresh process: the identity check's memo is per process
+        rehash._checked.cache_clear()  # each as a fresh process: the identity check's memo is per process,
+        rehash._WARNED.clear()  # and so is what it has warned of
         caplog.clear()
         states, launched, opened = how(arguments)
         warned = [r.getMessage() for r in caplog.records if "config.yaml was changed" in r.getMessage()]

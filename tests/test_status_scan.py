@@ -50,7 +50,9 @@ def test_the_typed_manifest_answers_as_the_files_do_and_decodes_only_lines_it_pr
     monkeypatch.setattr(index.StatusBatch, "info", lambda self, i: decoded.append(i) or info(self, i))
     monkeypatch.setattr(report, "LIST_UP_TO", 28)  # a summary: the 5 done runs get no line, nor a decode
     summary = scanned(sweep)
-    assert len(decoded) == 32 - 5 - 2  # the printed runs' (2 NEW are planned, no run dir)
+    # the printed runs' (2 NEW are planned, no run dir), and the 5 done runs whose entry holds a warning to
+    # give again (they have no config.yaml: R37 F6), found in the JSON text without decoding the others
+    assert len(decoded) == 32 - 5 - 2 + 5
     assert summary.splitlines() == [
         full[0],
         *[line for line in full[1:-1] if not line.startswith("COMPLETED")],
@@ -210,3 +212,24 @@ def test_quick_reads_the_index_alone_and_answers_as_the_files_after_own_writes(t
     monkeypatch.undo()
     monkeypatch.setenv(index.ENV, "1")
     assert "edited" in status_table(sweep) and status_table(sweep) == from_files(status_table, sweep)
+
+
+def test_a_finished_runs_edited_config_warns_from_the_index_as_from_its_files(tmp_path, caplog):
+    """R37 F6: a finished run whose config.yaml was edited after it finished (its result.json is the record
+    and is used) warned where its files were read, but `status` and `invalidate` answered from the index
+    said nothing; the entry keeps the warning and each of them gives it (once a process)."""
+    from launchers.invalidate import invalidate
+
+    sweep = make_sweep(tmp_path / "study", 6)
+    edited = _config(0)
+    edited["method"]["r"] = 99
+    (sweep / "run-000" / "config.yaml").write_text(yaml.safe_dump(edited))
+    indexed(sweep)  # the files read: the warning is in the run's entry
+    for read in (scanned, status_rows, lambda s: invalidate(s, ["method.r=5"], "all", "", True)):
+        rehash._WARNED.clear()  # as a new process
+        caplog.clear()
+        index.READS.clear()
+        read(sweep)
+        assert "info" not in index.READS  # the status fields from the index (invalidate reads configs once)
+        warned = [r.message for r in caplog.records if "run-000" in r.message]
+        assert len(warned) == 1 and "config.yaml was changed after the run finished" in warned[0]

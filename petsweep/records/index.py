@@ -989,6 +989,15 @@ class StatusBatch:
             return self.infos[i]
         return json.loads(self.texts[i].as_py())
 
+    def holding(self, text: str):
+        """Whether each run's manifest entry holds `text` in its JSON (found without decoding it)."""
+        import numpy as np
+        import pyarrow.compute as pc
+
+        if self.texts is None or not len(self.names):
+            return np.zeros(len(self.names), dtype=bool)
+        return _numpy(pc.fill_null(pc.match_substring(self.texts, text), False))
+
 
 def _numpy(column):
     """An arrow column as numpy from its buffers (to_numpy of an array with nulls, or of booleans, imports

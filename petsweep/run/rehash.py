@@ -188,8 +188,16 @@ def identity_check(path: Path, solve: bool = True) -> tuple[str | None, str | No
     return _checked(str(path), _stamp(path / "result.json"), _stamp(path / "config.yaml"), solve)
 
 
-def warn_record(path: Path, why: str) -> None:
-    """The one warning of a finished run whose config.yaml disagrees with its record (which is used)."""
+_WARNED: set[tuple[str, str]] = set()
+
+
+def warn_record(path: Path | str, why: str) -> None:
+    """The one warning of a finished run whose config.yaml disagrees with its record (which is used): once
+    per run and reason in a process, whether its files said it (_stale) or its index entry did (R37 F6:
+    status and invalidate answered from the index said nothing)."""
+    if (str(path), why) in _WARNED:
+        return
+    _WARNED.add((str(path), why))
     log.warning("petsweep: %s: %s; its result.json is the record and is used", path, why)
 
 
