@@ -130,6 +130,7 @@ def keep(snapshots: list, frame: pd.DataFrame, layout: np.ndarray, layouts: list
             os.fchmod(fh.fileno(), 0o644)  # never group- or world-writable, whatever the umask (_yours)
             pickle.dump(kept, fh, protocol=5)
         os.replace(tmp, path)
+        _evict(path)
     except Exception as err:  # noqa: BLE001 (a cache: the table was already built)
         with contextlib.suppress(OSError):
             os.unlink(tmp)
@@ -142,6 +143,22 @@ def _yours(stat: os.stat_result) -> bool:
     cluster): a file another user wrote or could change is not read, and collect builds the table anew
     (R37 F4)."""
     return stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
+
+
+KEPT_PER_SWEEP = 3  # kept tables in one .index (each ~0.65 KB a run): one per set of sweep paths collected
+
+
+def _evict(path: Path) -> None:
+    """Remove all but the KEPT_PER_SWEEP most recently used kept tables beside `path` (R37 F10: each path a
+    sweep was collected by, relative, absolute, through a link, or with other sweeps, kept a whole table for
+    ever: ~650 MB each at 10^6 runs). An evicted one costs its next collect a build."""
+    kept = []
+    for other in path.parent.glob("collect-*.pkl"):
+        with contextlib.suppress(OSError):
+            kept.append((other.stat().st_mtime_ns, other))
+    for _, other in sorted(kept, reverse=True)[KEPT_PER_SWEEP:]:
+        with contextlib.suppress(OSError):
+            other.unlink()
 
 
 def _load(snapshots: list) -> dict | None:
@@ -184,6 +201,8 @@ def patched(snapshots: list) -> pd.DataFrame | None:
     same = (pos >= 0) & (old_sigs[np.maximum(pos, 0)] == sigs).all(axis=1) if len(pos) else pos >= 0
     if same.all() and np.array_equal(pos, np.arange(len(frame))):
         USED["kept"] += 1
+        with contextlib.suppress(OSError):
+            os.utime(_path(snapshots))  # used: the newest files are the ones kept (_evict)
         return frame
     got = _patch(kept, snapshots, names, pos, same)
     if got is None:
