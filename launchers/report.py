@@ -164,10 +164,10 @@ def _indexed_rows(path: Path, queue) -> list[dict] | None:
 
     if not index.enabled() or (path / "status.json").exists():
         return None
-    snapshots = [index.Snapshot(path, read_info=read_info)] if path.is_dir() else []
+    snapshots = [index.Snapshot(path, read_info=read_info, unchecked_ok=True)] if path.is_dir() else []
     if snapshots and not snapshots[0].runs and not (path / SWEEP_MARKER).exists():
         subdirs = sorted(filter(_visible_dir, path.iterdir()))
-        nested = [index.Snapshot(d, read_info=read_info) for d in subdirs]
+        nested = [index.Snapshot(d, read_info=read_info, unchecked_ok=True) for d in subdirs]
         snapshots = [s for s in nested if s.runs] or snapshots
     if not any(s.runs for s in snapshots):
         sweep_runs(path)  # not a sweep dir: its one clear error (or a sweep whose runs have not started)
@@ -416,7 +416,7 @@ def _scanned(path: Path, every: bool, quick: bool = False) -> Listing | None:
 
     if not index.enabled() or (path / "status.json").exists() or not path.is_dir():
         return None
-    scan = index.StatusScan(path, read_info, quick=quick)
+    scan = index.StatusScan(path, read_info, quick=quick, unchecked_ok=True)  # read_info leaves them so
     if not scan.usable:
         return None
     queue = cached_queue()

@@ -475,6 +475,12 @@ def test_status_leaves_a_budget_record_unchecked_and_a_plan_checks_it(tmp_path):
     assert row["state"] == "COMPLETED" and row["notes"] == [
         "identity unchecked (budget=; `petsweep plan` checks it)"
     ]
+    # R37 F8: the unchecked entry is stored and answers the next status (it was read from the files at
+    # every status until a plan), in both of its paths; the readers that check still check
+    assert read_counts(status_rows, run.parent) == ([row], {})
+    index.Snapshot(run.parent, read_info=read_info).compact()
+    table, reads = read_counts(status_table, run.parent)
+    assert reads == {} and "identity unchecked (budget=" in table
     info = index.Snapshot(run.parent, read_info=read_info).entry(run.name)
     assert info.get("unchecked") and "stale" not in info
     info = index.Snapshot(run.parent, read_info=planning.read_info).entry(run.name)

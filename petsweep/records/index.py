@@ -228,8 +228,14 @@ def info_of(run, check: IdentityCheck | None) -> dict:
     return info
 
 
-def _complete(info: dict) -> bool:
-    return info.get("state") != "COMPLETED" or "stale" in info
+def _complete(info: dict, unchecked_ok: bool = False) -> bool:
+    """Whether an entry answers a reader: a finished run's needs its identity checked ("stale"), or, for a
+    reader that would leave it unchecked too (`unchecked_ok`: status and show, which load no budget
+    solver), the mark that a check without the solver could not tell ("unchecked"). A line without the
+    check never replaces one with it (strict: unchecked_ok False)."""
+    if info.get("state") != "COMPLETED" or "stale" in info:
+        return True
+    return unchecked_ok and bool(info.get("unchecked"))
 
 
 # ---------------------------------------------------------------- writing lines
@@ -357,15 +363,19 @@ class Snapshot:
         compute: dict[str, Callable[[str], tuple[object, bool]]] | None = None,
         read_info: Callable[[str], dict] | None = None,
         lazy: bool = False,
+        unchecked_ok: bool = False,
     ):
         """`compute`: per big field, how to read it from a run dir's files: (value, whether it may be kept).
         `read_info`: how to read a run's status fields (info_of) from its files, where the index lacks them
         (None: they are not needed, as collect needs only rows). `lazy`: a run the index lacks is read only
-        when asked for (entry), not every such run of the sweep now (a plan asks for its own runs)."""
+        when asked for (entry), not every such run of the sweep now (a plan asks for its own runs).
+        `unchecked_ok`: `read_info` leaves a budget= record's identity unchecked (status, show): an entry so
+        marked answers (R37 F8: such runs were read from their files at every status until a plan)."""
         self.sweep = str(Path(sweep))
         self.dir = os.path.join(self.sweep, INDEX_DIR)
         self.compute = compute or {}
         self.read_info = read_info
+        self.unchecked_ok = unchecked_ok
         self.non_runs: list[str] = []  # sub-dirs without status.json when listed
         try:  # the sweep dir's mtime before the listing: the next reader lists it again only where it moved
             self._listed = (os.stat(self.sweep).st_mtime_ns, time.time())
@@ -482,7 +492,7 @@ class Snapshot:
     def _read_missing(self) -> None:
         now = time.time()
         for name, sig in self.runs.items():
-            if name not in self.info or not _complete(self.info[name]):
+            if name not in self.info or not _complete(self.info[name], self.unchecked_ok):
                 self._read_info(name, sig, now)
 
     def _read_info(self, name: str, sig: tuple[int, ...], now: float) -> dict:
@@ -493,7 +503,7 @@ class Snapshot:
         self.touched.add(name)
         if _racy(sig, now):
             self.racy.add(name)
-        elif enabled() and not info.get("unchecked"):  # an unchecked entry would be read again anyway
+        elif enabled():  # an unchecked entry is stored too: it answers the readers that leave it unchecked
             self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
         return info
 
@@ -505,7 +515,7 @@ class Snapshot:
         if sig is None:
             return None
         info = self.info.get(name)
-        if info is None or not _complete(info):
+        if info is None or not _complete(info, self.unchecked_ok):
             info = self._read_info(name, sig, time.time())
         return info
 
@@ -789,11 +799,18 @@ class StatusScan:
 
     COLUMNS = ("run", *SIG_FIELDS, *STATUS_COLUMNS, "info")
 
-    def __init__(self, sweep: str | Path, read_info: Callable[[str], dict], quick: bool = False):
+    def __init__(
+        self,
+        sweep: str | Path,
+        read_info: Callable[[str], dict],
+        quick: bool = False,
+        unchecked_ok: bool = False,
+    ):
         self.sweep = str(Path(sweep))
         self.dir = os.path.join(self.sweep, INDEX_DIR)
         self.read_info = read_info
         self.quick = quick
+        self.unchecked_ok = unchecked_ok  # as Snapshot's
         self.fp = fingerprint()
         self.repairs: list[dict] = []
         self.usable = False
@@ -953,12 +970,12 @@ class StatusScan:
         for line_sig, line in self.lines.get(name, ()):
             if line_sig == sig and (info is None or _complete(line) or not _complete(info)):
                 info = line
-        if info is not None and _complete(info):
+        if info is not None and _complete(info, self.unchecked_ok):
             return info
         READS["info"] += 1
         now = time.time()
         info = self.read_info(f"{self.sweep}/{name}")
-        if not _racy(sig, now) and not info.get("unchecked"):
+        if not _racy(sig, now):
             self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
         return info
 
