@@ -24,7 +24,6 @@ import functools
 import hashlib
 import os
 import pickle
-import socket
 import time
 from collections import Counter
 from pathlib import Path
@@ -122,18 +121,21 @@ def keep(snapshots: list, frame: pd.DataFrame, layout: np.ndarray, layouts: list
         "codes": kinds.codes,
         "frame": frame,
     }
-    path = _path(snapshots)
-    tmp = path.with_name(f".{path.name}.{socket.gethostname()}-{os.getpid()}.tmp")
+    from petsweep.records.status import new_temp
+
+    path, tmp = _path(snapshots), None
     try:
         os.makedirs(path.parent, exist_ok=True)
-        with open(tmp, "wb") as fh:
+        fd, tmp = new_temp(path, 0o644)  # created anew, never through a planted link (R37 W4)
+        with os.fdopen(fd, "wb") as fh:
             os.fchmod(fh.fileno(), 0o644)  # never group- or world-writable, whatever the umask (_yours)
             pickle.dump(kept, fh, protocol=5)
         os.replace(tmp, path)
         _evict(path)
     except Exception as err:  # noqa: BLE001 (a cache: the table was already built)
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
         index.log.debug("petsweep: collect of %s not kept: %s", snapshots[0].sweep, err)
 
 
@@ -202,7 +204,7 @@ def patched(snapshots: list) -> pd.DataFrame | None:
     if same.all() and np.array_equal(pos, np.arange(len(frame))):
         USED["kept"] += 1
         with contextlib.suppress(OSError):
-            os.utime(_path(snapshots))  # used: the newest files are the ones kept (_evict)
+            os.utime(_path(snapshots), follow_symlinks=False)  # used: the newest are kept (_evict)
         return frame
     got = _patch(kept, snapshots, names, pos, same)
     if got is None:

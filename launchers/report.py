@@ -12,7 +12,7 @@ from launchers.planning import PlannedRun, indexed_state, run_status, warn_finis
 from launchers.planning import read_info_on_disk as read_info
 from launchers.sweep import SWEEP_MARKER
 from petsweep.records.record import notes
-from petsweep.records.status import RunDir, State, run_dirs
+from petsweep.records.status import RunDir, State, run_dirs, visible
 from petsweep.spec.errors import PetsweepError
 from petsweep.spec.shape import run_shape
 
@@ -25,6 +25,8 @@ def estimate_hours(runs: list[PlannedRun]) -> None:
     devices = {}  # the device each finished run trained on, by its run dir
     for root in sorted({run.path.parent.parent for run in runs}):
         for path in sorted(root.glob("*/*/result.json")):
+            if not visible(path.parent, 2):
+                continue  # a hidden sweep or run is not one (run_dirs)
             result = RunDir(path.parent).result()
             found = measure(result["config"], result) if result and result.get("config") else None
             if found:
@@ -305,14 +307,19 @@ def status_table(path: Path, every: bool = False, quick: bool = False) -> str:
     else:
         listed, sweeps = scanned, False
     text = _table_text(path, listed, sweeps)
-    if quick and scanned is not None:
-        text += f"\n{QUICK_NOTE}"
+    if quick:
+        text += f"\n{QUICK_NOTE if scanned is not None else QUICK_FELL_BACK}"
     return text
 
 
 QUICK_NOTE = (
-    "(--quick: from the sweep's index alone, no run dir checked: an edit in place or a run written without "
-    "the index is not seen; `petsweep status` without --quick checks every run's files)"
+    "(--quick: from the sweep's index alone, no run dir checked: an edit in place, a run written without "
+    "the index, or a line written while the index was folded is not seen; `petsweep status` without --quick "
+    "checks every run's files)"
+)
+QUICK_FELL_BACK = (  # R37 W8: it read every run where the index could not answer, and said nothing
+    "(--quick: the index could not answer alone (not one sweep dir, no manifest of this code yet, or lines "
+    "of many runs to fold): every run was checked, as without --quick)"
 )
 
 

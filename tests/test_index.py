@@ -486,3 +486,16 @@ def test_status_leaves_a_budget_record_unchecked_and_a_plan_checks_it(tmp_path):
     info = index.Snapshot(run.parent, read_info=planning.read_info).entry(run.name)
     assert info["stale"] is not None and "not of tiny-bert-lora-bbc_news-s0-000000000000" in info["stale"]
     assert planning.run_status(run) == State.NEW
+
+
+def test_a_run_id_prefix_names_no_run_in_a_hidden_sweep(tmp_path):
+    """R37 W5: method.init_from's lookup of a run id under a runs root counted a sweep copied aside as
+    `.old` (hidden dirs are never runs or sweeps: status.run_dirs): "matches 2 runs"."""
+    from petsweep.model.init_from import WEIGHTS, resolve_source
+
+    run = tmp_path / "runs" / "study" / "tiny-bert-lora-bbc_news-s0-2b13c05c7acf"
+    run.mkdir(parents=True)
+    write_json(run / "result.json", {"run_id": "2b13c05c7acf" + "0" * 52})
+    (run / WEIGHTS).write_bytes(b"weights")
+    shutil.copytree(run.parent, tmp_path / "runs" / ".old")
+    assert resolve_source("2b13c05c", tmp_path / "runs") == run

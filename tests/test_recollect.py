@@ -250,3 +250,28 @@ def test_a_sweep_keeps_its_few_most_recently_used_tables(sweep, tmp_path, monkey
     assert len(list((sweep / ".index").glob("collect-*.pkl"))) == collected.KEPT_PER_SWEEP
     assert not first[0].exists()  # the least recently used went
     assert recollect(Path("alias")) == ({}, {"kept": 1})  # the newest is still used
+
+
+def test_no_record_is_written_through_a_link_planted_at_a_temporary_name(sweep):
+    """R37 W4: records, the manifest and the kept table were written through temporary files of names
+    anyone could guess (`.status.json.<pid>.tmp`, `.collect-<key>.pkl.<host>-<pid>.tmp`): in a shared
+    (group-writable) dir, a link planted there made petsweep overwrite another file of the user's. They are
+    now created anew (O_EXCL) under unguessable names, never through a link."""
+    import socket
+
+    victim = sweep.parent / "victim.txt"
+    victim.write_text("mine")
+    me = f"{socket.gethostname()}-{os.getpid()}"
+    kept = next((sweep / ".index").glob("collect-*.pkl")).name
+    planted = [
+        sweep / "run-000" / f".status.json.{os.getpid()}.tmp",
+        sweep / ".index" / f".{kept}.{me}.tmp",
+        sweep / ".index" / f".{index.MANIFEST}.{me}.tmp",
+    ]
+    for link in planted:
+        link.symlink_to(victim)
+    RunDir(sweep / "run-000").set_status("CANCELLED", error="cancelled by a signal")
+    rerun(sweep, "run-006", score=0.25)
+    recollect(sweep)  # patches and keeps the table
+    index.Snapshot(sweep, read_info=None).compact()
+    assert victim.read_text() == "mine" and not (sweep / ".index" / kept).is_symlink()

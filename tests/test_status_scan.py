@@ -233,3 +233,49 @@ def test_a_finished_runs_edited_config_warns_from_the_index_as_from_its_files(tm
         assert "info" not in index.READS  # the status fields from the index (invalidate reads configs once)
         warned = [r.message for r in caplog.records if "run-000" in r.message]
         assert len(warned) == 1 and "config.yaml was changed after the run finished" in warned[0]
+
+
+def _quick_is_the_files(sweep) -> str:
+    quick = status_table(sweep, quick=True)
+    assert quick == from_files(status_table, sweep) + "\n" + report.QUICK_NOTE
+    return quick
+
+
+def test_quick_keeps_a_line_written_while_the_lines_are_folded(tmp_path):
+    """R37 W1: a fold unlinked the line files it had read, with whatever was appended to them meanwhile (a
+    run started while a collect ran): status --quick showed the run's older state for good. A line file
+    that grew since it was read is left, and read again next time."""
+    sweep = make_sweep(tmp_path / "study", 12)
+    indexed(sweep)
+    RunDir(sweep / "run-000").set_status("RUNNING")
+    folding = index.Snapshot(sweep, read_info=read_info)  # has read this process's line file
+    RunDir(sweep / "run-002").set_status("CANCELLED", error="cancelled while folding")  # the same file
+    folding.compact()
+    assert "cancelled while folding" in _quick_is_the_files(sweep)
+
+
+def test_quick_reads_a_run_whose_line_is_of_other_code_and_orders_lines_by_status_json(tmp_path, monkeypatch):
+    """R37 W2: a line of other code (a worker on another commit) was skipped, so --quick kept the run's
+    older entry; such a run is stat'ed and read. R37 W3: the newest line was chosen by each writer's clock
+    ("t"), so a host whose clock ran ahead won; status.json's mtime (the file server's) decides now."""
+    sweep = make_sweep(tmp_path / "study", 12)
+    indexed(sweep)
+    with monkeypatch.context() as patch:
+        patch.setattr(index, "fingerprint", lambda: "another commit")
+        RunDir(sweep / "run-002").set_status("CANCELLED", error="by a worker on another commit")
+    assert "another commit" in _quick_is_the_files(sweep)
+    now = index.time.time
+    with monkeypatch.context() as patch:
+        patch.setattr(index.time, "time", lambda: now() + 60)  # a host whose clock is a minute ahead
+        RunDir(sweep / "run-003").set_status("FAILED", error="ValueError: first, fast clock")
+    RunDir(sweep / "run-003").set_status("CANCELLED", error="second, on time")
+    assert "second, on time" in _quick_is_the_files(sweep)
+
+
+def test_quick_says_when_it_read_every_run(tmp_path):
+    """R37 W8: where the index cannot answer alone (a runs root, no manifest yet) --quick read every run and
+    said nothing."""
+    sweep = make_sweep(tmp_path / "runs" / "study", 6)
+    for path in (sweep, tmp_path / "runs"):  # a sweep whose index has no manifest yet; a runs root
+        table = status_table(path, quick=True)
+        assert table == from_files(status_table, path) + "\n" + report.QUICK_FELL_BACK

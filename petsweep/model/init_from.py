@@ -18,6 +18,7 @@ from torch import nn
 
 from petsweep.model.params import method_tensors
 from petsweep.records.retention import MARKER, pruned, weights_gone
+from petsweep.records.status import visible
 from petsweep.spec.errors import ConfigError
 
 WEIGHTS = "pet_weights.safetensors"
@@ -36,11 +37,9 @@ def resolve_source(value: str, runs_root: str | Path) -> Path:
             value,
             "give a finished run's directory, or its run id (8+ hex characters of result.json's run_id)",
         )
-    found = [p.parent for p in Path(runs_root).glob(f"*/*/{WEIGHTS}") if _run_id(p.parent).startswith(value)]
+    found = [p.parent for p in _runs_holding(runs_root, WEIGHTS) if _run_id(p.parent).startswith(value)]
     if not found:  # a finished run whose weights trainer.keep=records removed: say so
-        gone = [
-            p.parent for p in Path(runs_root).glob(f"*/*/{MARKER}") if _run_id(p.parent).startswith(value)
-        ]
+        gone = [p.parent for p in _runs_holding(runs_root, MARKER) if _run_id(p.parent).startswith(value)]
         if len(gone) == 1:
             raise ConfigError("method.init_from", value, _no_weights(gone[0]))
     if len(found) != 1:
@@ -49,6 +48,13 @@ def resolve_source(value: str, runs_root: str | Path) -> Path:
         )
         raise ConfigError("method.init_from", value, f"matches {what} under {runs_root}")
     return found[0]
+
+
+def _runs_holding(runs_root: str | Path, name: str) -> list[Path]:
+    """The files `name` of the runs under a runs root (<root>/<sweep>/<run>/<name>), hidden dirs skipped as
+    every listing of runs skips them (records.status.run_dirs; R37 W5: a sweep copied aside as `.old` made a
+    run id match twice here)."""
+    return [p for p in Path(runs_root).glob(f"*/*/{name}") if visible(p.parent, 2)]
 
 
 def _no_weights(run_dir: Path) -> str:

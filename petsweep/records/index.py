@@ -262,7 +262,8 @@ class LineFiles:
                 os.close(held)  # folded into the manifest and unlinked: start a new file
         os.makedirs(index_dir, exist_ok=True)
         name = f"{socket.gethostname()}-{self.pid}-{self.start}.jsonl"
-        fd = os.open(os.path.join(index_dir, name), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC  # never through a link
+        fd = os.open(os.path.join(index_dir, name), flags, 0o644)
         self.fds[index_dir] = fd
         return fd
 
@@ -331,17 +332,18 @@ def piled(runs_in_lines: int, lines: int, runs: int) -> bool:
 
 
 def _index_lines(directory: str):
-    """Each readable `*.jsonl` of an index dir, in name order: (file, how many lines it has, its lines that
-    parse as (run, signature, line)). A line cut short (a writer killed mid-write, a full disk) is counted
-    but left out."""
+    """Each readable `*.jsonl` of an index dir, in name order: (file, its size as read, how many lines it
+    has, its lines that parse as (run, signature, line)). A line cut short (a writer killed mid-write, a full
+    disk) is counted but left out."""
     for file in sorted(glob.glob(os.path.join(glob.escape(directory), "*.jsonl"))):
         try:
             with open(file, "rb") as fh:
-                raws = fh.read().splitlines()
+                data = fh.read()
         except OSError:
             continue
+        raws = data.splitlines()
         parsed = (_parsed(raw) for raw in raws)
-        yield file, len(raws), [line for line in parsed if line is not None]
+        yield file, len(data), len(raws), [line for line in parsed if line is not None]
 
 
 def _parsed(raw: bytes) -> tuple[str, tuple, dict] | None:
@@ -389,7 +391,7 @@ class Snapshot:
         self.touched: set[str] = set()  # runs whose entry this read learnt anew (lines, repairs): compact
         self.repairs: list[dict] = []
         self.racy: set[str] = set()  # read in the clock tick of a write: used now, never stored
-        self.lines_read: list[str] = []
+        self.lines_read: list[tuple[str, int]] = []  # (line file, its size as read)
         self.read_now: set[str] = set()  # runs read from their files by this snapshot
         self.line_count = 0
         self.line_runs: set[str] = set()  # the runs the lines read name
@@ -447,8 +449,8 @@ class Snapshot:
                 info[name] = json.loads(infos[i])
 
     def _read_lines(self) -> None:
-        for file, count, lines in _index_lines(self.dir):
-            self.lines_read.append(file)
+        for file, size, count, lines in _index_lines(self.dir):
+            self.lines_read.append((file, size))
             self.line_count += count
             for name, sig, line in lines:
                 self.line_runs.add(name)
@@ -684,17 +686,21 @@ class Snapshot:
         if len(parts) > 1:
             table = table.sort_by("run")
         table = table.replace_schema_metadata({"fingerprint": self.fp, **self._listing_meta()})
-        tmp = os.path.join(self.dir, f".{MANIFEST}.{socket.gethostname()}-{os.getpid()}.tmp")
+        from petsweep.records.status import new_temp
+
+        fd, tmp = new_temp(self._manifest, 0o644)
         try:
-            pq.write_table(table, tmp, row_group_size=BATCH)
+            with os.fdopen(fd, "wb") as fh:
+                pq.write_table(table, fh, row_group_size=BATCH)
             os.replace(tmp, self._manifest)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
-        for file in self.lines_read:
+        for file, size in self.lines_read:
             with contextlib.suppress(OSError):
-                os.unlink(file)
+                if os.stat(file).st_size == size:  # else lines came while folding (R37 W1): read next time
+                    os.unlink(file)
         self.lines_read = []
         self.line_count = 0
         self.line_runs = set()
@@ -815,7 +821,8 @@ class StatusScan:
         self.repairs: list[dict] = []
         self.usable = False
         self.lines: dict[str, list[tuple[tuple, dict]]] = {}  # name -> (signature, info) of its lines
-        self.newest: dict[str, tuple[float, tuple]] = {}  # name -> (time, signature) of its newest line
+        self.newest: dict[str, tuple[tuple, tuple]] = {}  # name -> (order, signature) of its newest line
+        self.foreign: set[str] = set()  # runs with a line of other code (quick: stat'ed, R37 W2)
         self.listed: set[str] | None = None  # the sweep dir's sub-dirs, where _unlisted listed it
         self.line_count = 0
         if not enabled():
@@ -838,18 +845,21 @@ class StatusScan:
         self.usable = True
 
     def _read_lines(self) -> None:
-        for _, count, lines in _index_lines(self.dir):
+        for _, _, count, lines in _index_lines(self.dir):
             self.line_count += count
             for name, sig, line in lines:
                 if line.get("fp") != self.fp:
+                    self.foreign.add(name)
                     continue
                 at = line.get("t")
                 for key in ("run", "sig", "fp", "t", *BIG):
                     line.pop(key, None)
                 if line:
                     self.lines.setdefault(name, []).append((sig, line))
-                    if isinstance(at, (int, float)) and at >= self.newest.get(name, (-1.0,))[0]:
-                        self.newest[name] = (at, sig)
+                    # newest by status.json's mtime (the file server's clock, not each writer's), then "t"
+                    order = (sig[1], at if isinstance(at, (int, float)) else -1.0)
+                    if order >= self.newest.get(name, ((-1, -1.0), ()))[0]:
+                        self.newest[name] = (order, sig)
 
     def _unlisted(self, meta: dict) -> list[str]:
         """The runs the manifest does not hold (sorted): none where the sweep dir's mtime is the manifest's
@@ -951,10 +961,14 @@ class StatusScan:
 
     def _trusted(self, names: list[str], stored):
         """The signatures a quick read takes for the runs' now (no stat): the newest line's where a run has
-        one, else the manifest's; gone (-2) where a listing of the sweep dir lacks the run."""
+        one, else the manifest's; gone (-2) where a listing of the sweep dir lacks the run. A run with a
+        line of other code (a worker on another commit) is stat'ed: this code cannot read that line."""
         now = stored.copy()
         for i, name in enumerate(names):
-            if name in self.newest:
+            if name in self.foreign:
+                sig = signature(f"{self.sweep}/{name}")
+                now[i] = sig if sig is not None else (-1, -2, *([-1] * (len(SIG_FIELDS) - 2)))
+            elif name in self.newest:
                 now[i] = self.newest[name][1]
             if self.listed is not None and name not in self.listed:
                 now[i, 1] = -2

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from petsweep.records.status import remove
+from petsweep.records.status import new_temp, remove
 from petsweep.spec.config import KEEPS  # each keeps less than the one before
 from petsweep.spec.errors import ConfigError, PetsweepError
 
@@ -142,9 +142,10 @@ def prune(run_dir: str | Path, keep: str, by: str, dry_run: bool = False) -> int
     }
     # renamed into place, not fsynced (7 ms a run here; it only words an error): a killed process leaves it
     # whole or absent, and the removals come after it
-    tmp = run_dir / f".{MARKER}.{os.getpid()}.tmp"  # status.ATOMIC_TMP_GLOB: cleared on the next claim
+    fd, tmp = new_temp(run_dir / MARKER)  # status.ATOMIC_TMP_GLOB: cleared on the next claim
     try:
-        tmp.write_text(json.dumps(marker, indent=2, sort_keys=True) + "\n")
+        with os.fdopen(fd, "w") as fh:
+            fh.write(json.dumps(marker, indent=2, sort_keys=True) + "\n")
         os.replace(tmp, run_dir / MARKER)
     except OSError:
         tmp.unlink(missing_ok=True)

@@ -88,19 +88,32 @@ def new_aside_batch(sweep_dir: Path) -> Path:
     raise PetsweepError(f"{parent}: no free folder for {stamp}")
 
 
+def new_temp(path: str | Path, mode: int = 0o666) -> tuple[int, Path]:
+    """A new temporary file beside `path`, to write and then rename over it: `.<name>.<pid>.<random>.tmp`
+    (ATOMIC_TMP_GLOB), created exclusively and never through a link, so a name planted in a shared
+    (group-writable) dir, a link to another file of this user's, is never written through (R37 W4).
+    Returns its fd (open for writing) and path."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+    return os.open(tmp, flags, mode), tmp
+
+
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file and rename, so a reader never sees a half-written file. A write that fails
-    (a full disk) leaves the file as it was and no temporary file; its OSError names `path`."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    """Write via a temporary file (new_temp) and rename, so a reader never sees a half-written file. A write
+    that fails (a full disk) leaves the file as it was and no temporary file; its OSError names `path`."""
+    tmp = None
     try:
-        with tmp.open("w", encoding="utf-8") as fh:
+        fd, tmp = new_temp(path)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
+        if tmp is not None:
+            with contextlib.suppress(OSError):
+                tmp.unlink()
         if err.filename is None:  # a failed flush or fsync names no file
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
@@ -359,7 +372,13 @@ def run_dirs(where: str | Path, depth: int = 1) -> list[Path]:
     pathlib's glob matched hidden dirs, the index's listing did not)."""
     where = Path(where)
     found = [p.parent for p in where.glob("/".join(["*"] * depth) + "/status.json")]
-    return sorted(p for p in found if not any(part.startswith(".") for part in p.parts[-depth:]))
+    return sorted(p for p in found if visible(p, depth))
+
+
+def visible(run_or_sweep: Path, depth: int = 1) -> bool:
+    """Whether a dir `depth` levels under what was listed (1: a sweep's run, or a runs root's sweep; 2: a
+    runs root's run) is a run or sweep by name: no hidden dir on the way (run_dirs' rule)."""
+    return not any(part.startswith(".") for part in Path(run_or_sweep).parts[-depth:])
 
 
 def find_runs(sweep_dir: str | Path) -> list[Path]:
