@@ -6,8 +6,9 @@ end, failure and cancel goes through it) appends one JSON line to a file of its 
 `<host>-<pid>-<start>.jsonl`: no two processes write one file, so many writers on NFS need no lock.
 Readers merge every line file with `manifest.parquet`, which a reader writes when lines have piled up
 (`petsweep collect` whenever anything changed): written under a temporary name, renamed over the old one,
-then the line files it folded in are unlinked. A crash anywhere in between leaves a manifest and lines that
-say the same; a line written into a file while it is folded is lost, and its run is read from its files.
+then the line files it folded in are unlinked, but for one that grew since it was read (read again next
+time). A crash anywhere in between leaves a manifest and lines that say the same; a line appended in the
+instant between that check and the unlink is lost, and its run is read from its files (its stat moved).
 
 The run dirs stay the truth; the index only says what their files held when it read them. Every entry
 carries the stat signature of its run at that moment (the run dir's mtime, status.json's mtime, size and
@@ -794,9 +795,10 @@ class StatusScan:
     of its own identity: a COMPLETED line reads status.json, result.json and config.yaml only.
 
     `quick` (`petsweep status --quick`): no run is stat'ed. The manifest's entry answers for a run, or the
-    newest line of this code written since (by its time); the sweep dir's mtime still says whether a run dir
-    came or went, and a listing then. What only a stat sees is not seen: an edit in place, a run written by
-    a process that wrote no line (PETSWEEP_INDEX=0), a crash between status.json and its line. At 10^6 runs
+    newest line of this code written since (by the status.json mtime it recorded, then its time); a run with
+    a line of other code is stat'ed; the sweep dir's mtime still says whether a run dir came or went, and a
+    listing then. What only a stat sees is not seen: an edit in place, a run written by a process that
+    wrote no line (PETSWEEP_INDEX=0), a crash between status.json and its line. At 10^6 runs
     the three stats a run are most of a verified status (~3.5 us each on this project's VM, far more on a
     cluster's shared filesystem).
 
