@@ -192,7 +192,7 @@ def _indexed_rows(path: Path, queue) -> list[dict] | None:
 
 
 def _visible_dir(path: Path) -> bool:
-    return not path.name.startswith(".") and path.is_dir()
+    return visible(path) and path.is_dir()  # run_dirs' rule: a hidden dir is no sweep
 
 
 def _indexed_row(sweep: Path, name: str, info: dict, queue, labels: dict) -> dict:
