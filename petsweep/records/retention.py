@@ -194,7 +194,9 @@ def require_weights(run_dir: str | Path) -> None:
 
 
 def _run_dirs(sweep_dir: Path) -> list[Path]:
-    """The run dirs (holding status.json) directly in `sweep_dir`, by scandir."""
+    """The run dirs (holding status.json) directly in `sweep_dir`, by scandir. A link to a run dir is not
+    followed, unlike status's listing (run_dirs): what it points at belongs to another sweep, which counts
+    and prunes it; `du` and `prune` never reach through a link to remove files."""
     found = []
     with os.scandir(sweep_dir) as entries:
         for entry in entries:
