@@ -121,7 +121,7 @@ def keep(snapshots: list, frame: pd.DataFrame, layout: np.ndarray, layouts: list
         "codes": kinds.codes,
         "frame": frame,
     }
-    from petsweep.records.status import new_temp
+    from petsweep.records.files import new_temp
 
     path, tmp = _path(snapshots), None
     try:

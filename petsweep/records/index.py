@@ -687,7 +687,7 @@ class Snapshot:
         if len(parts) > 1:
             table = table.sort_by("run")
         table = table.replace_schema_metadata({"fingerprint": self.fp, **self._listing_meta()})
-        from petsweep.records.status import new_temp
+        from petsweep.records.files import new_temp
 
         fd, tmp = new_temp(self._manifest, 0o644)
         try:

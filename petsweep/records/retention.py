@@ -25,7 +25,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from petsweep.records.status import new_temp, remove
+from petsweep.records.files import new_temp
+from petsweep.records.status import remove
 from petsweep.spec.config import KEEPS  # each keeps less than the one before
 from petsweep.spec.errors import ConfigError, PetsweepError
 

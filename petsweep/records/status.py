@@ -26,6 +26,7 @@ from enum import Enum
 from pathlib import Path
 
 from petsweep.records import index
+from petsweep.records.files import new_temp
 from petsweep.spec.errors import PetsweepError
 
 
@@ -86,17 +87,6 @@ def new_aside_batch(sweep_dir: Path) -> Path:
             continue
         return batch
     raise PetsweepError(f"{parent}: no free folder for {stamp}")
-
-
-def new_temp(path: str | Path, mode: int = 0o666) -> tuple[int, Path]:
-    """A new temporary file beside `path`, to write and then rename over it: `.<name>.<pid>.<random>.tmp`
-    (ATOMIC_TMP_GLOB), created exclusively and never through a link, so a name planted in a shared
-    (group-writable) dir, a link to another file of this user's, is never written through (R37 W4).
-    Returns its fd (open for writing) and path."""
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:12]}.tmp")
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
-    return os.open(tmp, flags, mode), tmp
 
 
 def write_atomic(path: Path, text: str) -> None:
