@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from petsweep.records.files import new_temp
-from petsweep.records.status import remove
+from petsweep.records.status import remove, visible
 from petsweep.spec.config import KEEPS  # each keeps less than the one before
 from petsweep.spec.errors import ConfigError, PetsweepError
 
@@ -201,7 +201,7 @@ def _run_dirs(sweep_dir: Path) -> list[Path]:
     found = []
     with os.scandir(sweep_dir) as entries:
         for entry in entries:
-            if entry.is_dir(follow_symlinks=False) and not entry.name.startswith("."):
+            if entry.is_dir(follow_symlinks=False) and visible(Path(entry.path)):
                 if os.path.exists(os.path.join(entry.path, "status.json")):
                     found.append(Path(entry.path))
     return sorted(found)
