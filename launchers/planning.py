@@ -11,10 +11,11 @@ import copy
 import functools
 import json
 import os
+import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal, get_args
+from typing import Literal, NamedTuple, get_args
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -37,7 +38,8 @@ class PlannedRun:
     """One run of a sweep as it stands on disk."""
 
     overrides: list[str]
-    cfg: dict  # the resolved config (identity.plain)
+    # the resolved config (identity.plain); None: a finished run launchers.plan_memo answered, never composed
+    cfg: dict | None
     run_hash: str
     path: Path
     status: State
@@ -93,6 +95,17 @@ def _interpolates(value) -> bool:
     return "${" in str(value)
 
 
+class _Setting(NamedTuple):
+    """One override as CachedComposer applies it."""
+
+    line: str  # as typed
+    parts: list[str]  # the key's dotted parts
+    value: object  # None where structural
+    is_seed: bool
+    structural: bool  # a config-group choice, a +/~ edit or a Hydra setting: Hydra composes it
+    interpolates: bool  # the value is `${...}`: Hydra composes the run whole
+
+
 class CachedComposer:
     """Compose run configs as plain resolved dicts, one Hydra composition per distinct structural part.
 
@@ -105,11 +118,12 @@ class CachedComposer:
         self.compose_fn = compose_fn
         self.groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"hydra"}
         self._cache: dict[tuple[str, ...], dict | None] = {}
-        # per override text: (input line, key parts, value (None: structural), is the seed, is structural)
-        self._overrides: dict[str, tuple] = {}
+        self._overrides: dict[str, _Setting] = {}  # per override text
 
     def _structural(self, override) -> bool:
-        key = override.get_key_element()
+        return self._structural_key(override.get_key_element())
+
+    def _structural_key(self, key: str) -> bool:
         return key.startswith(("+", "~", "hydra")) or "/" in key or key in self.groups
 
     def _base(self, structural: tuple[str, ...]) -> dict | None:
@@ -126,6 +140,49 @@ class CachedComposer:
         fixed = [o for o in parse(overrides) if not o.is_sweep_override()]
         self._cache.setdefault(tuple(o.input_line for o in fixed if self._structural(o)), _settable(cfg))
 
+    def _read(self, overrides: list[str]) -> list[_Setting]:
+        """Each override as a _Setting, parsed once per distinct text."""
+        try:
+            return [self._overrides[text] for text in overrides]
+        except KeyError:
+            pass
+        new = [text for text in overrides if text not in self._overrides]
+        if not all(_int_setting(text) for text in new):
+            from launchers.expand import parse
+
+            parse(overrides)  # words a parse error for the whole run
+        for text in new:
+            self._overrides[text] = self._setting(text)
+        return [self._overrides[text] for text in overrides]
+
+    def _setting(self, text: str) -> _Setting:
+        simple = _int_setting(text)
+        if (
+            simple is not None
+        ):  # key=<integer>: Hydra's parse gives the same, at 1 ms a text (seed=range(0,10^4))
+            key, value = simple
+            structural = self._structural_key(key)
+            return _Setting(
+                text, key.split("."), None if structural else value, key == "seed", structural, False
+            )
+        from launchers.expand import parse
+
+        [o] = parse([text])
+        key = o.get_key_element()
+        structural = self._structural_key(key)
+        value = None if structural else o.value()
+        return _Setting(o.input_line, key.split("."), value, key == "seed", structural, _interpolates(value))
+
+    def base_of(self, overrides: list[str]) -> tuple[tuple[str, ...], dict | None]:
+        """The run's structural overrides and the composition keyed sets its plain values on, composed once
+        per distinct structural part; None where keyed has Hydra compose the run whole (a value of the
+        composition, or one of the run's, interpolates)."""
+        read = self._read(overrides)
+        structural = tuple(r.line for r in read if r.structural)
+        if any(r.interpolates for r in read if not r.structural):
+            return structural, None
+        return structural, self._base(structural)
+
     def __call__(self, overrides: list[str]) -> dict:
         return self.keyed(overrides)[0]
 
@@ -136,23 +193,16 @@ class CachedComposer:
         The config shares with the cached composition every dict that no override writes into (#25: a deep
         copy per run was 13% of a plan and most of its memory); its readers (identity, costing, launchers)
         never write into it."""
-        from launchers.expand import parse
-
-        if any(text not in self._overrides for text in overrides):
-            for text, o in zip(overrides, parse(overrides)):  # parse words the error for the whole run
-                structural = self._structural(o)
-                key = o.get_key_element()
-                value = None if structural else o.value()
-                self._overrides[text] = (o.input_line, key.split("."), value, key == "seed", structural)
-        read = [self._overrides[text] for text in overrides]
-        structural = tuple(line for line, _, _, _, is_structural in read if is_structural)
+        read = self._read(overrides)
+        structural = tuple(r.line for r in read if r.structural)
         base = self._base(structural)
-        values = [r for r in read if not r[4]]
-        if base is None or any(_interpolates(value) for _, _, value, _, _ in values):
+        values = [r for r in read if not r.structural]
+        if base is None or any(r.interpolates for r in values):
             return plain(self.compose_fn(list(overrides))), None
         data = dict(base)
         copied = set()  # ids of the dicts made for this run: written into in place
-        for _, (*parents, leaf), value, _, _ in values:
+        for setting in values:
+            *parents, leaf = setting.parts
             node = data
             for part in parents:
                 child = node.get(part) if isinstance(node, dict) else None
@@ -162,9 +212,18 @@ class CachedComposer:
                 node = child
             if not isinstance(node, dict) or leaf not in node:
                 return plain(self.compose_fn(list(overrides))), None  # Hydra words the unknown-key error
-            node[leaf] = value
-        key = (structural, tuple(line for line, _, _, is_seed, _ in values if not is_seed))
+            node[leaf] = setting.value
+        key = (structural, tuple(r.line for r in values if not r.is_seed))
         return data, key
+
+
+_INT_SETTING = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(-?(?:0|[1-9][0-9]*))")
+
+
+def _int_setting(text: str) -> tuple[str, int] | None:
+    """(key, value) of `key=<integer>`, as Hydra's grammar parses it; None for anything else."""
+    found = _INT_SETTING.fullmatch(text)
+    return (found[1], int(found[2])) if found else None
 
 
 def _settable(cfg: DictConfig) -> dict | None:
@@ -192,6 +251,7 @@ def plan(
     compose_fn: Callable[[list[str]], DictConfig],
     composed: tuple[list[str], DictConfig] | None = None,
     finished: Finished = "validated",
+    composer: CachedComposer | None = None,
 ) -> list[PlannedRun]:
     """Validate every run and dedupe identical configs (same run hash: launched once).
 
@@ -205,7 +265,7 @@ def plan(
     not counted, nor checked on the meta device, since nothing launches it and no launcher reads its counts;
     its config is still validated (resolve_run, which needs no torch: a setting outside the id,
     `optimized_metric=bogus`, is refused as before), once per validation key. A resume of a finished sweep
-    imports no torch (#25).
+    imports no torch (#25). `composer`: one that composed some of the runs' bases already (plan_memo's key).
 
     Raises:
         ConfigError: the first run whose config is invalid, naming its overrides.
@@ -213,7 +273,7 @@ def plan(
     # here, not at the top: what reads a sweep's records (status, show) imports this module without torch
     from petsweep.spec.config import check_seed
 
-    composer = CachedComposer(compose_fn)
+    composer = composer or CachedComposer(compose_fn)
     if composed is not None:
         composer.keep(*composed)
     queue = cached_queue()

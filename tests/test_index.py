@@ -339,16 +339,16 @@ def test_a_line_without_the_identity_check_never_hides_one_with_it(tmp_path):
     assert read_counts(status_rows, tmp_path) == (from_files(status_rows, tmp_path), {})
 
 
-def _finished_sweep(root) -> list[str]:
-    """A planned sweep (the default job, 3 ranks x 2 seeds) whose runs all finished, as runs leave them
-    (config.yaml, result.json with its config and config_sha256, status.json through RunDir, so each writes
-    its index line); returns the sweep's arguments."""
+def _finished_sweep(root, extra: tuple[str, ...] = ()) -> list[str]:
+    """A planned sweep (the default job, 3 ranks x 2 seeds, and `extra`) whose runs all finished, as runs
+    leave them (config.yaml, result.json with its config and config_sha256, status.json through RunDir, so
+    each writes its index line); returns the sweep's arguments."""
     from launchers.expand import expand
     from launchers.planning import plan
     from petsweep.compose import compose
     from petsweep.model.resolve import semantic_config
 
-    arguments = [f"paths.runs_root={root}", "sweep_name=study", "method.r=1,2,3", "seed=0,1"]
+    arguments = [f"paths.runs_root={root}", "sweep_name=study", "method.r=1,2,3", "seed=0,1", *extra]
     for run in plan(expand(arguments), compose):
         run.path.mkdir(parents=True)
         text = yaml.safe_dump(run.cfg, sort_keys=False).encode()

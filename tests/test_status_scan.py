@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import threading
 
 import pytest
 import yaml
@@ -62,6 +63,27 @@ def test_the_typed_manifest_answers_as_the_files_do_and_decodes_only_lines_it_pr
     ]
     assert from_files(status_table, sweep) == summary  # the files give the same summary
     assert status_table(sweep, every=True) == "\n".join(full)
+
+
+@pytest.mark.parametrize("quick_stat_s", [0.0, 1.0])  # a stat never / always counts as the kernel's cache
+def test_runs_stated_in_threads_or_in_one_answer_alike(tmp_path, monkeypatch, quick_stat_s):
+    """_stats times a batch's first runs and stats the rest in threads only where a stat waits on the disk
+    (NFS); either way every run's signature is taken, and an edit behind the index is seen."""
+    monkeypatch.setattr(index, "QUICK_STAT_S", quick_stat_s)
+    monkeypatch.setattr(index, "BATCH", 8)
+    monkeypatch.setattr(index, "STAT_THREADS", 4)
+    monkeypatch.setattr(index, "STAT_SPAN", 2)
+    sweep = make_sweep(tmp_path / "study", 30)
+    indexed(sweep)
+    for name in ("run-001", "run-017", "run-029"):
+        _in_place(sweep / name / "status.json", json.dumps({"state": "FAILED", "updated": 1.0}))
+    threads = set()
+    stat = os.stat
+    monkeypatch.setattr(os, "stat", lambda *a, **k: threads.add(threading.get_ident()) or stat(*a, **k))
+    table = scanned(sweep)
+    monkeypatch.setattr(os, "stat", stat)
+    assert table == from_files(status_table, sweep)
+    assert (len(threads) > 1) == (quick_stat_s == 0.0)
 
 
 def _in_place(path, text: str) -> None:

@@ -78,6 +78,10 @@ BATCH = 8192
 STATUS_COLUMNS = ("i:state", "i:complete", "i:stale")
 LISTED_NON_RUNS = 1000  # at most this many sub-dirs without status.json are named in the manifest
 STAT_THREADS = 8  # StatusScan stats a batch of runs in this many threads (stat waits on the disk, or NFS)
+# a stat quicker than this is answered from the kernel's cache: threads would only take turns at the GIL
+# (#25: 10^5 runs on local disk, 2 cores: 3.6 s with 8 threads, 1.6 s in one), so a batch is stat'ed in one
+QUICK_STAT_S = 20e-6
+STAT_SPAN = 512  # runs a thread stats at a time
 READS: Counter = Counter()  # runs read from their files, by what was read ("info", "row", ...): tests count
 # the states whose index line carries the run's collected row (record): a finished run's row no longer
 # changes, so a re-collect reads it from the line, not the run's files; a claim or start writes none (its row
@@ -1092,13 +1096,18 @@ def _stats(fd: int, names: list[str], full, pool):
                     pass
             out[i] = row
 
-    step = 512
+    step = STAT_SPAN
     spans = [(lo, min(lo + step, len(names))) for lo in range(0, len(names), step)]
-    if pool is None or len(spans) < 2:
-        for lo, hi in spans:
+    if not spans:
+        return out
+    started = time.perf_counter()
+    part(*spans[0])  # timed: whether threads would wait on the disk (NFS) or only contend for the GIL
+    quick = time.perf_counter() - started < QUICK_STAT_S * 3 * (spans[0][1] - spans[0][0])
+    if pool is None or quick:
+        for lo, hi in spans[1:]:
             part(lo, hi)
     else:
-        for _ in pool.map(lambda span: part(*span), spans):
+        for _ in pool.map(lambda span: part(*span), spans[1:]):
             pass
     return out
 
