@@ -151,8 +151,9 @@ def _all_completed(sweep: Path, names: set[str]) -> bool:
     if not scan.usable:
         return False  # no manifest of this code, lines piled up: the plan reads it (and compacts)
     done = str(State.COMPLETED)
+    batches = scan.batches()
     try:
-        for batch in scan.batches():
+        for batch in batches:
             ok = batch.ok & batch.keep & (batch.state == done) & ~batch.stale
             for i in np.flatnonzero(ok & batch.holding('"warning":"')).tolist():
                 warn_finished(f"{sweep}/{batch.names[i]}", batch.info(i))
@@ -164,6 +165,7 @@ def _all_completed(sweep: Path, names: set[str]) -> bool:
             if not names:
                 return True  # the rest of the sweep dir is other commands' runs
     finally:
+        batches.close()  # its stat threads and the sweep dir's fd, where every name was found early
         scan.finish()
     return not names
 
@@ -178,9 +180,10 @@ def _settled(sweep: Path, name: str, info: dict, names: set[str]) -> None:
 
 def save(memo_key: str | None, runs: list[PlannedRun], labels: list, run_overrides: list[list[str]]) -> None:
     """Keep what the plan of `run_overrides` made of them under `memo_key` (never raises: a cache)."""
-    if memo_key is None or not runs or len({r.path.parent for r in runs}) != 1:
+    if memo_key is None or not runs or len({r.path.parts[:-1] for r in runs}) != 1:
         return
-    if not all(_hashes_without_torch(r.cfg) for r in runs):
+    kinds = {(r.cfg.get("budget") is None, (r.cfg.get("method") or {}).get("name")): r.cfg for r in runs}
+    if not all(_hashes_without_torch(cfg) for cfg in kinds.values()):
         return  # an id the budget solver chose: it depends on model configs the key does not hash
     try:
         _write(_path(runs[0].path.parent, memo_key), runs, labels, run_overrides)
