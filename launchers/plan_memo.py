@@ -1,17 +1,18 @@
-"""A resume of a finished sweep without planning it again (#25: ~0.15 ms a run, ~3 min at 10^6 runs).
+"""A resume of a finished sweep without planning it again (#25: a plan is ~0.13 ms a run, 2 min at 10^6).
 
 What a plan makes of a sweep's runs (each run's dir, the duplicate configs merged, the labels that tell runs
 apart) follows from: the runs' overrides, the configs Hydra composes of their config-group choices, the code
-that composes, validates, hashes and names them, the working directory and home (relative and `~` paths) and
-the bytes of local data files (a run's id hashes them). A launch keeps that outcome in the sweep's index dir
-(<sweep>/.index/plans/<key>.parquet), keyed by a hash of all of these. A later launch of the same sweep whose
-key matches, and whose every run the sweep's index says is COMPLETED of its own identity (verified as
-`petsweep status` verifies it: each run's files stat'ed, index.StatusScan), launches nothing and composes,
-validates and hashes no run. Anything else (a run not finished, no memo, another key) plans as before.
+that composes, validates, hashes and names them, the working directory (relative paths), home (`~` in data
+file names) and the bytes of local data files (a run's id hashes them). A launch keeps that outcome in the
+sweep's index dir (<sweep>/.index/plans/<key>.parquet), keyed by a hash of all of these. A later launch of
+the same sweep whose key matches, and whose every run the sweep's index says is COMPLETED of its own identity
+(verified as `petsweep status` verifies it: each run's files stat'ed, index.StatusScan), launches nothing
+and composes, validates and hashes no run. Anything else (a run not finished, no memo, another key) plans as
+before.
 
 Not kept, so always planned: runs whose composition interpolates (a `${...}` value), runs across several
 sweep dirs, and runs whose id needs the budget solver (`budget=`, APET-style budgets: their ids depend on
-model configs the key does not hash; planning._hashes_without_torch). `PETSWEEP_PLAN_MEMO=0` turns it off.
+model configs the key does not hash; planning.hashes_without_torch). `PETSWEEP_PLAN_MEMO=0` turns it off.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ import os
 from importlib.metadata import version
 from pathlib import Path
 
-from launchers.planning import CachedComposer, PlannedRun, _hashes_without_torch, read_info
+from launchers.planning import CachedComposer, PlannedRun, hashes_without_torch, read_info
 from petsweep.records import index
 from petsweep.records.files import new_temp
 from petsweep.records.status import State
@@ -69,24 +70,44 @@ def code_fingerprint() -> str:
 
 def key(run_overrides: list[list[str]], composer: CachedComposer) -> str | None:
     """The memo key of planning `run_overrides` (in order) here and now; None where no memo may answer (a
-    value that interpolates, a composition that does, or one that fails: the plan words that error)."""
+    value that interpolates, a composition that does, or one that fails: the plan words that error). The
+    local data files any run may name are fingerprinted here, before the plan reads them: a file edited
+    while a launch plans gives the next launch another key."""
     head = f"{code_fingerprint()}\0{os.getcwd()}\0{os.path.expanduser('~')}\0"
     digest = hashlib.sha256(head.encode())
     bases: dict[tuple, str] = {}
+    files: set[str] = set()
     try:
         for overrides in run_overrides:
             structural, base = composer.base_of(overrides)
             if base is None:
                 return None  # Hydra composes such a run whole (its resolvers may read the environment)
-            text = "\x1f".join(overrides)
             if structural not in bases:
                 bases[structural] = json.dumps(base, sort_keys=True, default=str)
-            digest.update(text.encode() + b"\x1e")
+                files.update(_file_names((base.get("task") or {}).get("files")))
+            digest.update("\x1f".join(overrides).encode() + b"\x1e")
+        for value in composer.values_under("task", "files"):  # task.files=..., task.files.<split>=...
+            files.update(_file_names(value))
+        for structural in sorted(bases):
+            digest.update(f"{structural!r}\0{bases[structural]}\0".encode())
+        digest.update(json.dumps(_fingerprints(files)).encode())
     except Exception:  # noqa: BLE001 (the plan raises it again, worded with its run)
         return None
-    for structural in sorted(bases):
-        digest.update(f"{structural!r}\0{bases[structural]}\0".encode())
     return digest.hexdigest()[:32]
+
+
+def _file_names(value) -> list[str]:
+    """The data file names a `task.files` value (or one split's) holds."""
+    if isinstance(value, dict):
+        return [str(v) for v in value.values() if v]
+    return [str(value)] if value else []
+
+
+def _fingerprints(files: set[str]) -> list[list[str | None]]:
+    """[name, fingerprint] of each local data file, as a run's id hashes it (spec.identity)."""
+    from petsweep.spec.identity import file_fingerprint
+
+    return [[name, file_fingerprint(name)] for name in sorted(files)]
 
 
 def _path(sweep: Path, memo_key: str) -> Path:
@@ -96,27 +117,29 @@ def _path(sweep: Path, memo_key: str) -> Path:
 def finished(memo_key: str | None, run_overrides: list[list[str]], composer: CachedComposer):
     """(runs, labels) of the sweep where the memo of `memo_key` answers and every run is COMPLETED; else None
     (plan it). The runs' `cfg` is None: nothing launches them, and nothing composed them."""
-    if memo_key is None:
+    if memo_key is None or not run_overrides:
         return None
     from petsweep.spec.identity import sweep_dir
 
     try:
         sweep = sweep_dir(composer(run_overrides[0]))
-        memo = _read(_path(sweep, memo_key))
-    except Exception:  # noqa: BLE001 (none, unreadable: planned instead)
+        memo = _read(_path(sweep, memo_key), memo_key, len(run_overrides))
+        if memo is None or not _all_completed(sweep, set(memo["name"])):
+            return None
+        runs = [
+            PlannedRun(run_overrides[first], None, digest.hex(), sweep / name, State.COMPLETED, dups)
+            for name, digest, first, dups in zip(memo["name"], memo["id"], memo["first"], memo["duplicates"])
+        ]
+        labels = json.loads(f"[{','.join(memo['label'])}]")  # one decode: 10^6 calls are seconds
+    except Exception:  # noqa: BLE001 (none, unreadable, not what _write wrote: planned instead)
         return None
-    if memo is None or not _same_files(memo["files"]) or not _all_completed(sweep, set(memo["name"])):
-        return None
-    runs = [
-        PlannedRun(run_overrides[first], None, digest.hex(), sweep / name, State.COMPLETED, dups)
-        for name, digest, first, dups in zip(memo["name"], memo["id"], memo["first"], memo["duplicates"])
-    ]
     with contextlib.suppress(OSError):
         os.utime(_path(sweep, memo_key))  # most recently used: kept by _evict
-    return runs, json.loads(f"[{','.join(memo['label'])}]")  # one decode: 10^6 calls are seconds
+    return runs, labels
 
 
-def _read(path: Path) -> dict | None:
+def _read(path: Path, memo_key: str, runs: int) -> dict | None:
+    """The memo at `path`, where it is this user's own, written by _write for `memo_key` and `runs` runs."""
     import pyarrow.parquet as pq
 
     with open(path, "rb") as fh:
@@ -125,18 +148,13 @@ def _read(path: Path) -> dict | None:
             return None  # a shared sweep dir: a memo another user wrote or could change is not used
         table = pq.ParquetFile(fh).read()  # not read_table: it imports pyarrow.dataset and pandas (1 s)
     meta = table.schema.metadata or {}
-    if int(meta.get(b"format", b"0")) != FORMAT:
-        return None
+    said = (meta.get(b"format"), meta.get(b"key"), meta.get(b"runs"))
+    if said != (str(FORMAT).encode(), memo_key.encode(), str(runs).encode()):
+        return None  # another format, or a memo renamed to this key (a group-writable plans dir)
     memo = {c: table.column(c).to_pylist() for c in ("name", "id", "first", "duplicates", "label")}
-    memo["files"] = json.loads(meta.get(b"files", b"[]"))
+    if not memo["name"] or len(memo["name"]) + sum(memo["duplicates"]) != runs:
+        return None  # every run of the launch is a planned run or one of their duplicates
     return memo
-
-
-def _same_files(files: list) -> bool:
-    """Whether each local data file a run's id hashed still has the bytes it had (spec.identity)."""
-    from petsweep.spec.identity import file_fingerprint
-
-    return all(file_fingerprint(name) == fingerprint for name, fingerprint in files)
 
 
 def _all_completed(sweep: Path, names: set[str]) -> bool:
@@ -164,6 +182,8 @@ def _all_completed(sweep: Path, names: set[str]) -> bool:
                 _settled(sweep, name, info, names)
             if not names:
                 return True  # the rest of the sweep dir is other commands' runs
+            if any(name in names for name in batch.names) or any(name in names for name, _ in batch.extra):
+                return False  # a run of the launch is here and not COMPLETED: the plan reads the rest
     finally:
         batches.close()  # its stat threads and the sweep dir's fd, where every name was found early
         scan.finish()
@@ -183,15 +203,17 @@ def save(memo_key: str | None, runs: list[PlannedRun], labels: list, run_overrid
     if memo_key is None or not runs or len({r.path.parts[:-1] for r in runs}) != 1:
         return
     kinds = {(r.cfg.get("budget") is None, (r.cfg.get("method") or {}).get("name")): r.cfg for r in runs}
-    if not all(_hashes_without_torch(cfg) for cfg in kinds.values()):
+    if not all(hashes_without_torch(cfg) for cfg in kinds.values()):
         return  # an id the budget solver chose: it depends on model configs the key does not hash
     try:
-        _write(_path(runs[0].path.parent, memo_key), runs, labels, run_overrides)
+        _write(_path(runs[0].path.parent, memo_key), memo_key, runs, labels, run_overrides)
     except Exception as err:  # noqa: BLE001
         index.log.debug("petsweep: plan of %s not kept: %s", runs[0].path.parent, err)
 
 
-def _write(path: Path, runs: list[PlannedRun], labels: list, run_overrides: list[list[str]]) -> None:
+def _write(
+    path: Path, memo_key: str, runs: list[PlannedRun], labels: list, run_overrides: list[list[str]]
+) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -206,7 +228,7 @@ def _write(path: Path, runs: list[PlannedRun], labels: list, run_overrides: list
             "duplicates": pa.array([r.duplicates for r in runs], pa.int64()),
             "label": pa.array([json.dumps(label) for label in labels], pa.string()),
         }
-    ).replace_schema_metadata({"format": str(FORMAT), "files": json.dumps(_files(runs))})
+    ).replace_schema_metadata({"format": str(FORMAT), "key": memo_key, "runs": str(len(run_overrides))})
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = new_temp(path)
     try:
@@ -219,18 +241,6 @@ def _write(path: Path, runs: list[PlannedRun], labels: list, run_overrides: list
             os.unlink(tmp)
         raise
     _evict(path.parent)
-
-
-def _files(runs: list[PlannedRun]) -> list[list[str]]:
-    """[name, fingerprint] of each local data file the runs' ids hash (spec.identity.file_fingerprint)."""
-    from petsweep.spec.identity import file_fingerprint
-
-    named = set()
-    for r in runs:
-        files = (r.cfg.get("task") or {}).get("files")
-        if isinstance(files, dict):
-            named.update(str(name) for name in files.values() if name)
-    return [[name, file_fingerprint(name)] for name in sorted(named)]
 
 
 def _evict(directory: Path) -> None:

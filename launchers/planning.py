@@ -173,6 +173,11 @@ class CachedComposer:
         value = None if structural else o.value()
         return _Setting(o.input_line, key.split("."), value, key == "seed", structural, _interpolates(value))
 
+    def values_under(self, *parts: str) -> list:
+        """The values of the overrides read so far whose key is `parts` or under it (task.files.train=...)."""
+        n = len(parts)
+        return [r.value for r in self._overrides.values() if tuple(r.parts[:n]) == parts and not r.structural]
+
     def base_of(self, overrides: list[str]) -> tuple[tuple[str, ...], dict | None]:
         """The run's structural overrides and the composition keyed sets its plain values on, composed once
         per distinct structural part; None where keyed has Hydra compose the run whole (a value of the
@@ -217,7 +222,10 @@ class CachedComposer:
         return data, key
 
 
-_INT_SETTING = re.compile(r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(-?(?:0|[1-9][0-9]*))")
+# at most 4000 digits: int() refuses over 4300 (Python's limit on converting text), Hydra words that error
+_INT_SETTING = re.compile(
+    r"([A-Za-z_][A-Za-z0-9_]*(?:\.[A-Za-z_][A-Za-z0-9_]*)*)=(-?(?:0|[1-9][0-9]{0,3999}))"
+)
 
 
 def _int_setting(text: str) -> tuple[str, int] | None:
@@ -297,7 +305,7 @@ def plan(
             extra = checked.get(key) if key is not None else None
             looked = None  # (id, run dir, state), read before validating: a finished run needs no validation
             answered = False  # the run is finished and its record says what the plan shows of it
-            if extra is None and status_first and _hashes_without_torch(cfg):
+            if extra is None and status_first and hashes_without_torch(cfg):
                 looked = _looked_up(cfg, key, hashers, queue, listed)
                 if looked is not None and looked[2] == State.COMPLETED:
                     if finished == "left_as_is":
@@ -364,7 +372,7 @@ def _run_id(cfg: dict, key: tuple | None, hashers: dict[tuple, Callable[[int], s
     return hashers[key](cfg["seed"])
 
 
-def _hashes_without_torch(cfg: dict) -> bool:
+def hashes_without_torch(cfg: dict) -> bool:
     """Whether the config's id is hashed from its values alone, no budget solved (#23, R23 F3): no `budget=`
     (a knob method's id holds what the solver chose on the meta device) and no method sized by an APET-style
     budget (the plan's budget column is the solved K). Such a config's finished runs answer the plan from

@@ -118,12 +118,110 @@ def test_a_local_data_file_edited_plans_its_runs_again(tmp_path):
     assert planned == 1 and len(launched) == 6
 
 
+def _data(tmp_path, *names: str) -> list[str]:
+    """Train files of the same 30 rows (`names`) and a test file: task=local settings for each train file."""
+    rows = "".join(f'{{"inputs": "train {i}", "outputs": "{"ab"[i % 2]}"}}\n' for i in range(30))
+    for name in names:
+        (tmp_path / name).write_text(rows)
+    (tmp_path / "test.jsonl").write_text(rows.replace("train", "test"))
+    trains = ",".join(str(tmp_path / name) for name in names)
+    return [
+        "task=local",
+        f"task.files.train={trains}",
+        f"task.files.test={tmp_path}/test.jsonl",
+        "task.dev_size=5",
+    ]
+
+
+def test_every_runs_data_files_key_the_memo_duplicates_too(tmp_path):
+    """R38 X1: two train files of the same bytes make the same runs (duplicates merged); the memo keyed the
+    files of the runs the plan kept only, so an edit to the other file was not seen."""
+    arguments = _finished_sweep(tmp_path / "runs", tuple(_data(tmp_path, "a.jsonl", "b.jsonl")))
+    first, launched, planned = _resume(arguments)
+    assert planned == 1 and not launched and sum(dups for *_, dups, _ in first) == 6
+    assert _resume(arguments)[2] == 0
+    with (tmp_path / "b.jsonl").open("a") as fh:
+        fh.write('{"inputs": "new", "outputs": "a"}\n')
+    _, launched, planned = _resume(arguments)
+    assert planned == 1 and len(launched) == 6  # b's runs are other runs now
+    (tmp_path / "b.jsonl").unlink()
+    with pytest.raises(Exception, match="b.jsonl"):
+        _resume(arguments)  # the plan refuses a missing file, as it would without a memo
+
+
+def test_a_data_file_edited_while_the_launch_plans_gives_the_next_launch_another_key(tmp_path, monkeypatch):
+    """R38 X2: the memo fingerprinted the files after the plan: an edit during a long plan kept the new
+    bytes' fingerprint beside ids hashed from the old ones."""
+    arguments = _finished_sweep(tmp_path / "runs", tuple(_data(tmp_path, "a.jsonl")))
+    real_plan = sweeps.plan
+
+    def edited_while_planning(*args, **kwargs):
+        with (tmp_path / "a.jsonl").open("a") as fh:
+            fh.write('{"inputs": "new", "outputs": "a"}\n')
+        return real_plan(*args, **kwargs)
+
+    monkeypatch.setattr(sweeps, "plan", edited_while_planning)
+    sweeps.run_sweep(arguments, None, compose, lambda todo: None)
+    monkeypatch.setattr(sweeps, "plan", real_plan)
+    _, launched, planned = _resume(arguments)
+    assert planned == 1 and len(launched) == 6  # the runs of the new bytes: never trained
+
+
+def test_a_memo_answers_only_for_its_own_key_and_runs(tmp_path):
+    """R38 X3: a memo renamed to another launch's key (a group-writable plans dir), or cut short, answered
+    for runs it never planned; it is now tied to its key and its number of runs."""
+    import pyarrow.parquet as pq
+
+    from launchers.expand import expand
+    from launchers.planning import CachedComposer
+
+    arguments = _finished_sweep(tmp_path)
+    _resume(arguments)
+    [memo] = _memos(tmp_path / "study")
+    more = [*arguments[:3], "seed=0,1,2"]
+    os.rename(memo, memo.with_name(f"{plan_memo.key(expand(more), CachedComposer(compose))}.parquet"))
+    _, launched, planned = _resume(more)
+    assert planned == 1 and len(launched) == 3
+    _resume(arguments)
+    for rows in (3, 0):
+        [memo] = [
+            m
+            for m in _memos(tmp_path / "study")
+            if m.stem == plan_memo.key(expand(arguments), CachedComposer(compose))
+        ]
+        table = pq.read_table(memo)
+        pq.write_table(table.slice(0, rows), memo)
+        assert _resume(arguments)[2] == 1  # planned, and kept whole again
+        assert _resume(arguments)[2] == 0
+
+
+def test_a_resume_with_a_run_left_stops_reading_the_index_at_it(tmp_path, monkeypatch):
+    """R38 X4: where a run of the launch is not COMPLETED the plan reads the sweep anyway: the memo's check
+    stops at the first such run instead of stat'ing every run first."""
+    monkeypatch.setattr(index, "BATCH", 2)
+    arguments = _finished_sweep(tmp_path)
+    _resume(arguments)
+    sweep = tmp_path / "study"
+    RunDir(sweep / sorted(p.name for p in sweep.iterdir() if not p.name.startswith("."))[0]).set_status(
+        "FAILED"
+    )
+    batches = []
+    stats = index._stats
+    monkeypatch.setattr(index, "_stats", lambda *args: batches.append(len(args[1])) or stats(*args))
+    runs = {p.name for p in sweep.iterdir() if p.is_dir() and not p.name.startswith(".")}
+    assert plan_memo._all_completed(sweep, runs) is False
+    assert batches == [2]  # of 3 batches of 2 runs
+
+
 def test_a_memo_others_could_write_is_not_read_and_few_are_kept(tmp_path, monkeypatch):
     arguments = _finished_sweep(tmp_path)
     _resume(arguments)
     [memo] = _memos(tmp_path / "study")
     memo.chmod(0o664)  # group-writable: a shared sweep dir's member could have written it
     assert _resume(arguments)[2] == 1
+    [memo] = _memos(tmp_path / "study")
+    memo.write_bytes(memo.read_bytes()[:100])  # cut short: planned, and kept anew
+    assert _resume(arguments)[2] == 1 and _resume(arguments)[2] == 0
     monkeypatch.setattr(plan_memo, "KEPT", 2)
     for order in range(3):
         _resume([*arguments[order:], *arguments[:order]])

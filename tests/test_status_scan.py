@@ -73,6 +73,7 @@ def test_runs_stated_in_threads_or_in_one_answer_alike(tmp_path, monkeypatch, qu
     monkeypatch.setattr(index, "BATCH", 8)
     monkeypatch.setattr(index, "STAT_THREADS", 4)
     monkeypatch.setattr(index, "STAT_SPAN", 2)
+    monkeypatch.setattr(index, "STAT_PROBE", 2)
     sweep = make_sweep(tmp_path / "study", 30)
     indexed(sweep)
     for name in ("run-001", "run-017", "run-029"):

@@ -79,8 +79,10 @@ STATUS_COLUMNS = ("i:state", "i:complete", "i:stale")
 LISTED_NON_RUNS = 1000  # at most this many sub-dirs without status.json are named in the manifest
 STAT_THREADS = 8  # StatusScan stats a batch of runs in this many threads (stat waits on the disk, or NFS)
 # a stat quicker than this is answered from the kernel's cache: threads would only take turns at the GIL
-# (#25: 10^5 runs on local disk, 2 cores: 3.6 s with 8 threads, 1.6 s in one), so a batch is stat'ed in one
+# (#25: 10^5 runs on local disk, 2 cores: 3.6 s with 8 threads, 1.6 s in one), so a scan whose first
+# STAT_PROBE runs' stats average under it stats in one thread
 QUICK_STAT_S = 20e-6
+STAT_PROBE = 64
 STAT_SPAN = 512  # runs a thread stats at a time
 READS: Counter = Counter()  # runs read from their files, by what was read ("info", "row", ...): tests count
 # the states whose index line carries the run's collected row (record): a finished run's row no longer
@@ -829,6 +831,7 @@ class StatusScan:
         self.lines: dict[str, list[tuple[tuple, dict]]] = {}  # name -> (signature, info) of its lines
         self.newest: dict[str, tuple[tuple, tuple]] = {}  # name -> (order, signature) of its newest line
         self.foreign: set[str] = set()  # runs with a line of other code (quick: stat'ed, R37 W2)
+        self.timing: dict = {}  # whether this scan stats in threads (_stats decides at its first batch)
         self.listed: set[str] | None = None  # the sweep dir's sub-dirs, where _unlisted listed it
         self.line_count = 0
         if not enabled():
@@ -934,7 +937,7 @@ class StatusScan:
         own = complete & (state == "COMPLETED") & ~stale  # a COMPLETED line needs no stat of the dir
         has_line = np.fromiter((name in self.lines for name in names), bool, n) if self.lines else None
         full = ~own if has_line is None else ~own | has_line
-        now = self._trusted(names, stored) if self.quick else _stats(fd, names, full, pool)
+        now = self._trusted(names, stored) if self.quick else _stats(fd, names, full, pool, self.timing)
         gone = now[:, 1] == -2
         same = (stored[:, 1:] == now[:, 1:]).all(axis=1) & (~full | (stored[:, 0] == now[:, 0]))
         ok = same & complete & ~gone  # the manifest's typed entry answers
@@ -1069,9 +1072,11 @@ def _valid(column):
     return np.unpackbits(bits, bitorder="little")[column.offset : column.offset + len(column)].astype(bool)
 
 
-def _stats(fd: int, names: list[str], full, pool):
+def _stats(fd: int, names: list[str], full, pool, timing: dict):
     """Signatures (SIG_FIELDS) of runs in the dir `fd`: the run dir's mtime only where `full`, else -3;
-    status.json's -2 where the run is gone."""
+    status.json's -2 where the run is gone. `timing`: the scan's; its first call stats STAT_PROBE runs alone
+    and times them, and where a stat took under QUICK_STAT_S (the kernel's cache) every batch of the scan is
+    stat'ed in this thread, else in `pool`'s (a stat that waits on the disk or a file server)."""
     import numpy as np
 
     out = np.full((len(names), len(SIG_FIELDS)), -1, dtype=np.int64)
@@ -1096,18 +1101,18 @@ def _stats(fd: int, names: list[str], full, pool):
                     pass
             out[i] = row
 
-    step = STAT_SPAN
-    spans = [(lo, min(lo + step, len(names))) for lo in range(0, len(names), step)]
-    if not spans:
-        return out
-    started = time.perf_counter()
-    part(*spans[0])  # timed: whether threads would wait on the disk (NFS) or only contend for the GIL
-    quick = time.perf_counter() - started < QUICK_STAT_S * 3 * (spans[0][1] - spans[0][0])
-    if pool is None or quick:
-        for lo, hi in spans[1:]:
+    start = 0
+    if pool is not None and "threads" not in timing and names:
+        start = min(STAT_PROBE, len(names))
+        started = time.perf_counter()
+        part(0, start)  # 3 stats a run at least
+        timing["threads"] = time.perf_counter() - started >= QUICK_STAT_S * 3 * start
+    spans = [(lo, min(lo + STAT_SPAN, len(names))) for lo in range(start, len(names), STAT_SPAN)]
+    if pool is None or not timing.get("threads") or len(spans) < 2:
+        for lo, hi in spans:
             part(lo, hi)
     else:
-        for _ in pool.map(lambda span: part(*span), spans[1:]):
+        for _ in pool.map(lambda span: part(*span), spans):
             pass
     return out
 
