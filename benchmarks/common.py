@@ -18,6 +18,45 @@ def in_fresh_process(script: str, *args: str) -> dict:
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+# one command in a child of a child: RUSAGE_CHILDREN of the middle process is that command's alone
+_TIMED = """
+import json, resource, subprocess, sys, time
+started = time.time()
+out = subprocess.run(json.loads(sys.argv[1]), capture_output=True, text=True, check=True, cwd=sys.argv[2])
+usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+print(json.dumps({"wall": time.time() - started, "cpu": usage.ru_utime + usage.ru_stime,
+                  "rss_gb": usage.ru_maxrss / 1024**2, "stdout": out.stdout}))
+"""
+
+
+def timed_command(command: list[str], env: dict | None = None) -> dict:
+    """`command` run in REPO as a fresh process: its wall and CPU seconds, peak RSS (GB) and stdout."""
+    middle = [sys.executable, "-c", _TIMED, json.dumps(command), str(REPO)]
+    out = subprocess.run(middle, capture_output=True, text=True, env=env)
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(command[:4])} ... failed: {out.stderr[-2000:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def medians_table(cells: dict[str, list[dict]], first: str, title: str = "") -> str:
+    """Markdown: the median wall, CPU and peak RSS of each named list of timed_command cells, and a last row
+    of each one's ratio to `first`'s (two lists: the second's)."""
+    import statistics
+
+    median = {
+        name: {k: statistics.median(c[k] for c in got) for k in ("wall", "cpu", "rss_gb")}
+        for name, got in cells.items()
+    }
+    lines = [f"| {title} | wall | CPU | peak RSS |", "|---|---|---|---|"]
+    for name, m in median.items():
+        lines.append(f"| {name} | {m['wall']:.2f} s | {m['cpu']:.2f} s | {m['rss_gb']:.2f} GB |")
+    for name, m in list(median.items())[1:]:
+        ratio = {k: m[k] / median[first][k] for k in ("wall", "cpu", "rss_gb")}
+        cells = " | ".join(f"{ratio[k]:.2f}" for k in ("wall", "cpu", "rss_gb"))
+        lines.append(f"| ratio {name} / {first} | {cells} |")
+    return "\n".join(lines)
+
+
 # a sweep's runs cut to one step on MiniLM-L1: what a launcher's fixed cost per run is measured on
 ONE_STEP_RUNS = [
     "backbone=minilm-l1",

@@ -15,36 +15,22 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from benchmarks.common import medians_table, timed_command  # noqa: E402
 from benchmarks.plan_sweep import scale_axes  # noqa: E402
 
-# one command in a child of a child: RUSAGE_CHILDREN of the middle process is that command's alone
-_TIMED = """
-import json, os, resource, subprocess, sys, time
-started = time.time()
-out = subprocess.run(json.loads(sys.argv[1]), capture_output=True, text=True, check=True, cwd=sys.argv[2])
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-said = [line for line in out.stdout.splitlines() if line.startswith("petsweep sweep ")]
-print(json.dumps({"wall": time.time() - started, "cpu": usage.ru_utime + usage.ru_stime,
-                  "rss_gb": usage.ru_maxrss / 1024**2, "said": said}))
-"""
+NAMES = {False: "planned (PETSWEEP_PLAN_MEMO=0)", True: "answered by the plan memo"}
 
 
 def timed(axes: list[str], memo: bool) -> dict:
-    command = [sys.executable, "run.py", "-m", *axes]
     env = dict(os.environ, PETSWEEP_PLAN_MEMO="1" if memo else "0", OMP_NUM_THREADS="1")
-    middle = [sys.executable, "-c", _TIMED, json.dumps(command), str(REPO)]
-    out = subprocess.run(middle, capture_output=True, text=True, env=env)
-    if out.returncode != 0:
-        raise RuntimeError(f"run.py -m failed: {out.stderr[-2000:]}")
-    got = json.loads(out.stdout.strip().splitlines()[-1])
+    got = timed_command([sys.executable, "run.py", "-m", *axes], env)
+    got["said"] = [line for line in got.pop("stdout").splitlines() if line.startswith("petsweep sweep ")]
     if not got["said"] or not got["said"][0].endswith("; launching 0"):
         raise RuntimeError(f"the sweep is not finished: {got['said']}")
     return got
@@ -62,20 +48,12 @@ def main() -> None:
     for _ in range(args.repeat):
         for memo in (False, True):
             got[memo].append(timed(axes, memo))
-            print(f"memo={int(memo)}: {got[memo][-1]}", file=sys.stderr, flush=True)
+            print(f"{NAMES[memo]}: {got[memo][-1]}", file=sys.stderr, flush=True)
     said = {json.dumps(cell["said"]) for cells in got.values() for cell in cells}
     assert len(said) == 1, said  # the same runs, states and duplicates either way
-    median = {
-        m: {k: statistics.median(c[k] for c in cells) for k in ("wall", "cpu", "rss_gb")}
-        for m, cells in got.items()
-    }
     print(f"{json.loads(said.pop())[-1]}; median of {args.repeat} fresh processes each, imports included\n")
-    print("| `run.py -m` of the finished sweep | wall | CPU | peak RSS |\n|---|---|---|---|")
-    for memo, name in ((False, "planned (PETSWEEP_PLAN_MEMO=0)"), (True, "answered by the plan memo")):
-        m = median[memo]
-        print(f"| {name} | {m['wall']:.2f} s | {m['cpu']:.2f} s | {m['rss_gb']:.2f} GB |")
-    ratio = {k: median[True][k] / median[False][k] for k in ("wall", "cpu", "rss_gb")}
-    print(f"| memo / planned | {ratio['wall']:.2f} | {ratio['cpu']:.2f} | {ratio['rss_gb']:.2f} |")
+    table = {NAMES[m]: cells for m, cells in got.items()}
+    print(medians_table(table, NAMES[False], "`run.py -m` of the finished sweep"))
 
 
 if __name__ == "__main__":

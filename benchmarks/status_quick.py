@@ -12,32 +12,21 @@ should be built first (one `petsweep status` of this tree): a first read builds 
 from __future__ import annotations
 
 import argparse
-import json
-import statistics
-import subprocess
 import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-# one command in a child of a child: RUSAGE_CHILDREN of the middle process is that command's alone
-_TIMED = """
-import json, resource, subprocess, sys, time
-started = time.time()
-out = subprocess.run(json.loads(sys.argv[1]), capture_output=True, text=True, check=True)
-usage = resource.getrusage(resource.RUSAGE_CHILDREN)
-counts = [line for line in out.stdout.splitlines() if " runs: " in line][-1]
-print(json.dumps({"wall": time.time() - started, "cpu": usage.ru_utime + usage.ru_stime,
-                  "rss_gb": usage.ru_maxrss / 1024**2, "counts": counts}))
-"""
+from benchmarks.common import medians_table, timed_command  # noqa: E402
+
+NAMES = {False: "`petsweep status`", True: "`petsweep status --quick`"}
 
 
 def timed(sweep: Path, quick: bool) -> dict:
     command = [sys.executable, "-m", "petsweep.cli", "status", str(sweep), *(["--quick"] if quick else [])]
-    out = subprocess.run([sys.executable, "-c", _TIMED, json.dumps(command)], capture_output=True, text=True)
-    if out.returncode != 0:
-        raise RuntimeError(f"{' '.join(command)} failed: {out.stderr[-2000:]}")
-    return json.loads(out.stdout.strip().splitlines()[-1])
+    got = timed_command(command)
+    got["counts"] = [line for line in got.pop("stdout").splitlines() if " runs: " in line][-1]
+    return got
 
 
 def main() -> None:
@@ -49,20 +38,11 @@ def main() -> None:
     for _ in range(args.repeat):
         for quick in (False, True):
             got[quick].append(timed(args.sweep, quick))
-            print(f"{'quick' if quick else 'verified'}: {got[quick][-1]}", file=sys.stderr, flush=True)
+            print(f"{NAMES[quick]}: {got[quick][-1]}", file=sys.stderr, flush=True)
     counts = {cell["counts"] for cells in got.values() for cell in cells}
     assert len(counts) == 1, counts  # both modes count the same runs in the same states
-    median = {
-        q: {k: statistics.median(c[k] for c in cells) for k in ("wall", "cpu", "rss_gb")}
-        for q, cells in got.items()
-    }
     print(f"{args.sweep}: {counts.pop()}; median of {args.repeat} fresh processes each, imports included\n")
-    print("| | wall | CPU | peak RSS |\n|---|---|---|---|")
-    for quick, name in ((False, "`petsweep status`"), (True, "`petsweep status --quick`")):
-        m = median[quick]
-        print(f"| {name} | {m['wall']:.2f} s | {m['cpu']:.2f} s | {m['rss_gb']:.2f} GB |")
-    ratio = {k: median[True][k] / median[False][k] for k in ("wall", "cpu", "rss_gb")}
-    print(f"| quick / verified | {ratio['wall']:.2f} | {ratio['cpu']:.2f} | {ratio['rss_gb']:.2f} |")
+    print(medians_table({NAMES[q]: cells for q, cells in got.items()}, NAMES[False]))
 
 
 if __name__ == "__main__":
