@@ -22,8 +22,10 @@ import functools
 import hashlib
 import json
 import os
+import time
 from importlib.metadata import version
 from pathlib import Path
+from typing import NamedTuple
 
 from launchers.planning import CachedComposer, PlannedRun, hashes_without_torch, read_info
 from petsweep.records import index
@@ -68,16 +70,22 @@ def code_fingerprint() -> str:
     return digest.hexdigest()[:20]
 
 
-def key(run_overrides: list[list[str]], composer: CachedComposer) -> str | None:
+class MemoKey(NamedTuple):
+    """A launch's memo key, and the data files it fingerprinted (save checks them again after the plan)."""
+
+    text: str
+    files: list[list[str | None]]  # [name, fingerprint] (spec.identity.file_fingerprint)
+
+
+def key(run_overrides: list[list[str]], composer: CachedComposer) -> MemoKey | None:
     """The memo key of planning `run_overrides` (in order) here and now; None where no memo may answer (a
-    value that interpolates, a composition that does, or one that fails: the plan words that error). The
-    local data files any run may name are fingerprinted here, before the plan reads them: a file edited
-    while a launch plans gives the next launch another key."""
-    head = f"{code_fingerprint()}\0{os.getcwd()}\0{os.path.expanduser('~')}\0"
-    digest = hashlib.sha256(head.encode())
+    run Hydra composes whole: a value that interpolates or a key the composition lacks; a composition that
+    fails: the plan words that error). The data files any run may name are fingerprinted here, before the
+    plan reads them, and again by save after it."""
     bases: dict[tuple, str] = {}
     files: set[str] = set()
     try:
+        digest = hashlib.sha256(f"{code_fingerprint()}\0{os.getcwd()}\0{os.path.expanduser('~')}\0".encode())
         for overrides in run_overrides:
             structural, base = composer.base_of(overrides)
             if base is None:
@@ -90,10 +98,11 @@ def key(run_overrides: list[list[str]], composer: CachedComposer) -> str | None:
             files.update(_file_names(value))
         for structural in sorted(bases):
             digest.update(f"{structural!r}\0{bases[structural]}\0".encode())
-        digest.update(json.dumps(_fingerprints(files)).encode())
+        fingerprints = _fingerprints(files)
+        digest.update(json.dumps(fingerprints).encode())
     except Exception:  # noqa: BLE001 (the plan raises it again, worded with its run)
         return None
-    return digest.hexdigest()[:32]
+    return MemoKey(digest.hexdigest()[:32], fingerprints)
 
 
 def _file_names(value) -> list[str]:
@@ -103,7 +112,7 @@ def _file_names(value) -> list[str]:
     return [str(value)] if value else []
 
 
-def _fingerprints(files: set[str]) -> list[list[str | None]]:
+def _fingerprints(files) -> list[list[str | None]]:
     """[name, fingerprint] of each local data file, as a run's id hashes it (spec.identity)."""
     from petsweep.spec.identity import file_fingerprint
 
@@ -114,7 +123,7 @@ def _path(sweep: Path, memo_key: str) -> Path:
     return sweep / index.INDEX_DIR / MEMO_DIR / f"{memo_key}.parquet"
 
 
-def finished(memo_key: str | None, run_overrides: list[list[str]], composer: CachedComposer):
+def finished(memo_key: MemoKey | None, run_overrides: list[list[str]], composer: CachedComposer):
     """(runs, labels) of the sweep where the memo of `memo_key` answers and every run is COMPLETED; else None
     (plan it). The runs' `cfg` is None: nothing launches them, and nothing composed them."""
     if memo_key is None or not run_overrides:
@@ -123,7 +132,7 @@ def finished(memo_key: str | None, run_overrides: list[list[str]], composer: Cac
 
     try:
         sweep = sweep_dir(composer(run_overrides[0]))
-        memo = _read(_path(sweep, memo_key), memo_key, len(run_overrides))
+        memo = _read(_path(sweep, memo_key.text), memo_key.text, len(run_overrides))
         if memo is None or not _all_completed(sweep, set(memo["name"])):
             return None
         runs = [
@@ -134,7 +143,7 @@ def finished(memo_key: str | None, run_overrides: list[list[str]], composer: Cac
     except Exception:  # noqa: BLE001 (none, unreadable, not what _write wrote: planned instead)
         return None
     with contextlib.suppress(OSError):
-        os.utime(_path(sweep, memo_key))  # most recently used: kept by _evict
+        os.utime(_path(sweep, memo_key.text))  # most recently used: kept by _evict
     return runs, labels
 
 
@@ -174,7 +183,8 @@ def _all_completed(sweep: Path, names: set[str]) -> bool:
         for batch in batches:
             ok = batch.ok & batch.keep & (batch.state == done) & ~batch.stale
             for i in np.flatnonzero(ok & batch.holding('"warning":"')).tolist():
-                warn_finished(f"{sweep}/{batch.names[i]}", batch.info(i))
+                if batch.names[i] in names:  # the launch's own runs: another command's are not its to warn of
+                    warn_finished(f"{sweep}/{batch.names[i]}", batch.info(i))
             names.difference_update(batch.names[i] for i in np.flatnonzero(ok).tolist())
             for i in np.flatnonzero(batch.keep & ~batch.ok).tolist():
                 _settled(sweep, batch.names[i], batch.infos[i], names)
@@ -198,15 +208,17 @@ def _settled(sweep: Path, name: str, info: dict, names: set[str]) -> None:
         names.discard(name)
 
 
-def save(memo_key: str | None, runs: list[PlannedRun], labels: list, run_overrides: list[list[str]]) -> None:
+def save(memo_key: MemoKey | None, runs: list[PlannedRun], labels: list, run_overrides: list) -> None:
     """Keep what the plan of `run_overrides` made of them under `memo_key` (never raises: a cache)."""
     if memo_key is None or not runs or len({r.path.parts[:-1] for r in runs}) != 1:
         return
+    if _fingerprints(name for name, _ in memo_key.files) != memo_key.files:
+        return  # a data file changed while the plan read it (R38 Y2): its ids may be of either bytes
     kinds = {(r.cfg.get("budget") is None, (r.cfg.get("method") or {}).get("name")): r.cfg for r in runs}
     if not all(hashes_without_torch(cfg) for cfg in kinds.values()):
         return  # an id the budget solver chose: it depends on model configs the key does not hash
     try:
-        _write(_path(runs[0].path.parent, memo_key), memo_key, runs, labels, run_overrides)
+        _write(_path(runs[0].path.parent, memo_key.text), memo_key.text, runs, labels, run_overrides)
     except Exception as err:  # noqa: BLE001
         index.log.debug("petsweep: plan of %s not kept: %s", runs[0].path.parent, err)
 
@@ -244,7 +256,8 @@ def _write(
 
 
 def _evict(directory: Path) -> None:
-    """Remove all but the KEPT most recently used memos of the sweep."""
+    """Remove all but the KEPT most recently used memos of the sweep, and temporary files a writer that
+    died left (older than an hour)."""
     kept = []
     for other in directory.glob("*.parquet"):
         with contextlib.suppress(OSError):
@@ -252,3 +265,7 @@ def _evict(directory: Path) -> None:
     for _, other in sorted(kept, reverse=True)[KEPT:]:
         with contextlib.suppress(OSError):
             other.unlink()
+    for left in directory.glob(".*.tmp"):
+        with contextlib.suppress(OSError):
+            if time.time() - left.stat().st_mtime > 3600:
+                left.unlink()

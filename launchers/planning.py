@@ -119,12 +119,14 @@ class CachedComposer:
         self.groups = {p.name for p in CONF_DIR.iterdir() if p.is_dir()} | {"hydra"}
         self._cache: dict[tuple[str, ...], dict | None] = {}
         self._overrides: dict[str, _Setting] = {}  # per override text
+        self._paths: dict[tuple, bool] = {}  # (structural part, *key parts) -> _settable_at
 
     def _structural(self, override) -> bool:
         return self._structural_key(override.get_key_element())
 
     def _structural_key(self, key: str) -> bool:
-        return key.startswith(("+", "~", "hydra")) or "/" in key or key in self.groups
+        # group@package is a group choice whatever its group (R38 Y1: a user's own group set as a value)
+        return key.startswith(("+", "~", "hydra")) or "/" in key or "@" in key or key in self.groups
 
     def _base(self, structural: tuple[str, ...]) -> dict | None:
         if structural not in self._cache:
@@ -137,6 +139,9 @@ class CachedComposer:
         values are the runs' own or set again on a copy, so Hydra need not compose it a second time."""
         from launchers.expand import parse
 
+        # the composition's own groups too: a --config-dir or searchpath may add groups conf/ lacks (R38 Y1)
+        choices = OmegaConf.select(cfg, "hydra.runtime.choices", default=None)
+        self.groups |= {str(group) for group in (choices or {})}
         fixed = [o for o in parse(overrides) if not o.is_sweep_override()]
         self._cache.setdefault(tuple(o.input_line for o in fixed if self._structural(o)), _settable(cfg))
 
@@ -156,10 +161,8 @@ class CachedComposer:
         return [self._overrides[text] for text in overrides]
 
     def _setting(self, text: str) -> _Setting:
-        simple = _int_setting(text)
-        if (
-            simple is not None
-        ):  # key=<integer>: Hydra's parse gives the same, at 1 ms a text (seed=range(0,10^4))
+        simple = _int_setting(text)  # key=<integer>: as Hydra's parse gives it, without its 1 ms a text
+        if simple is not None:
             key, value = simple
             structural = self._structural_key(key)
             return _Setting(
@@ -184,9 +187,23 @@ class CachedComposer:
         composition, or one of the run's, interpolates)."""
         read = self._read(overrides)
         structural = tuple(r.line for r in read if r.structural)
-        if any(r.interpolates for r in read if not r.structural):
+        values = [r for r in read if not r.structural]
+        if any(r.interpolates for r in values):
             return structural, None
-        return structural, self._base(structural)
+        base = self._base(structural)
+        if base is None or not all(self._settable_at(structural, base, r.parts) for r in values):
+            return structural, None  # keyed has Hydra compose it (a key the composition lacks: a group?)
+        return structural, base
+
+    def _settable_at(self, structural: tuple[str, ...], base: dict, parts: list[str]) -> bool:
+        """Whether keyed can set a value at `parts` of the composition (a dict holds its last part)."""
+        found = self._paths.get((structural, *parts))
+        if found is None:
+            node = base
+            for part in parts[:-1]:
+                node = node.get(part) if isinstance(node, dict) else None
+            found = self._paths[(structural, *parts)] = isinstance(node, dict) and parts[-1] in node
+        return found
 
     def __call__(self, overrides: list[str]) -> dict:
         return self.keyed(overrides)[0]

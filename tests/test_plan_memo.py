@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
@@ -163,8 +164,50 @@ def test_a_data_file_edited_while_the_launch_plans_gives_the_next_launch_another
     monkeypatch.setattr(sweeps, "plan", edited_while_planning)
     sweeps.run_sweep(arguments, None, compose, lambda todo: None)
     monkeypatch.setattr(sweeps, "plan", real_plan)
+    assert _memos(tmp_path / "runs" / "study") == []  # R38 Y2: the files moved under the plan: none kept
     _, launched, planned = _resume(arguments)
     assert planned == 1 and len(launched) == 6  # the runs of the new bytes: never trained
+
+
+def _own_conf(tmp_path) -> Path:
+    """A config dir of one's own (hydra.searchpath): task=mine pulls a group conf/ lacks, data (train a or b),
+    and a top-level group of its own, extra."""
+    conf = tmp_path / "conf"
+    for group in ("task", "data", "extra"):
+        (conf / group).mkdir(parents=True)
+    rows = "".join(f'{{"inputs": "x {i}", "outputs": "{"ab"[i % 2]}"}}\n' for i in range(30))
+    for name in ("a", "b", "t"):
+        (tmp_path / f"{name}.jsonl").write_text(rows.replace("x ", f"{name} "))
+    (conf / "task" / "mine.yaml").write_text("defaults:\n  - /data@_here_: small\n  - _self_\n")
+    for option, train in (("small", "a"), ("big", "b")):
+        files = f"{{train: {tmp_path}/{train}.jsonl, test: {tmp_path}/t.jsonl}}"
+        (conf / "data" / f"{option}.yaml").write_text(
+            f"name: local\nsource: files\nfiles: {files}\nsplits: {{train: train, test: test}}\n"
+            "fields: [inputs]\nlabel_field: outputs\nlabel_words: [a, b]\nlabel_format: word\n"
+            "metric: accuracy\ndev_size: 5\n"
+        )
+    (conf / "extra" / "one.yaml").write_text("note: 1\n")
+    return conf
+
+
+def test_a_group_of_ones_own_config_dir_keys_the_memo_or_keeps_none(tmp_path):
+    """R38 Y1: `data@task=big` (a group conf/ lacks, with a package) was taken for a value, so the key never
+    saw the option's YAML nor the file it names: an edit to that file answered "launching 0" where a plan
+    launches 6. A group@package is a group choice; a key the composition lacks keeps no memo."""
+    conf = _own_conf(tmp_path)
+    search = f"hydra.searchpath=[file://{conf}]"
+    arguments = _finished_sweep(tmp_path / "runs", (search, "task=mine", "data@task=big,small"))
+    assert _resume(arguments)[2] == 1 and _resume(arguments)[2] == 0
+    with (tmp_path / "b.jsonl").open("a") as fh:
+        fh.write('{"inputs": "new", "outputs": "a"}\n')
+    _, launched, planned = _resume(arguments)
+    assert planned == 1 and len(launched) == 6  # the big runs' train file changed
+
+    from launchers.expand import expand
+    from launchers.planning import CachedComposer
+
+    own_group = expand([f"paths.runs_root={tmp_path}", search, "extra=one", "seed=0,1"])
+    assert plan_memo.key(own_group, CachedComposer(compose)) is None  # Hydra composes such runs whole
 
 
 def test_a_memo_answers_only_for_its_own_key_and_runs(tmp_path):
@@ -179,7 +222,7 @@ def test_a_memo_answers_only_for_its_own_key_and_runs(tmp_path):
     _resume(arguments)
     [memo] = _memos(tmp_path / "study")
     more = [*arguments[:3], "seed=0,1,2"]
-    os.rename(memo, memo.with_name(f"{plan_memo.key(expand(more), CachedComposer(compose))}.parquet"))
+    os.rename(memo, memo.with_name(f"{plan_memo.key(expand(more), CachedComposer(compose)).text}.parquet"))
     _, launched, planned = _resume(more)
     assert planned == 1 and len(launched) == 3
     _resume(arguments)
@@ -187,7 +230,7 @@ def test_a_memo_answers_only_for_its_own_key_and_runs(tmp_path):
         [memo] = [
             m
             for m in _memos(tmp_path / "study")
-            if m.stem == plan_memo.key(expand(arguments), CachedComposer(compose))
+            if m.stem == plan_memo.key(expand(arguments), CachedComposer(compose)).text
         ]
         table = pq.read_table(memo)
         pq.write_table(table.slice(0, rows), memo)
@@ -254,3 +297,24 @@ def test_no_memo_where_a_value_interpolates_or_the_memo_is_off(tmp_path, monkeyp
     monkeypatch.setenv(plan_memo.ENV, "0")
     _resume(arguments)
     assert _resume(arguments)[2] == 1 and _memos(tmp_path / "study") == []
+
+
+def test_the_memo_warns_of_the_launchs_own_runs_only(tmp_path, caplog):
+    """R38 Y3: a finished run whose config.yaml was edited is warned of at every resume (from its index
+    entry); the memo's check warned of every such run of the sweep dir, another command's too."""
+    from launchers.report import read_info, status_table
+    from petsweep.run import rehash
+
+    _finished_sweep(tmp_path)
+    sweep = tmp_path / "study"
+    names = sorted(p.name for p in sweep.iterdir() if not p.name.startswith("."))
+    for name in names[:2]:
+        with (sweep / name / "config.yaml").open("a") as fh:
+            fh.write("# a note\n")
+    status_table(sweep)  # reads the two edited runs and keeps their warnings in the index
+    index.Snapshot(sweep, read_info=read_info).compact()
+    rehash._WARNED.clear()
+    caplog.clear()
+    assert plan_memo._all_completed(sweep, set(names[1:]))
+    warned = [r.getMessage() for r in caplog.records if "config.yaml was changed" in r.getMessage()]
+    assert len(warned) == 1 and names[1] in warned[0], warned
