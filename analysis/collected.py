@@ -31,6 +31,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from petsweep.records.files import keep_newest, owned_alone, replace_privately
+
 FORMAT = 1  # of the kept file; a file of another format (or pandas version, or index fingerprint) is rebuilt
 NO_SIGNATURE = -9  # a row kept without a signature: no run's stat matches it, so it is read again
 USED: Counter = Counter()  # how each collect got its table: kept, patched or built (tests count)
@@ -121,46 +123,19 @@ def keep(snapshots: list, frame: pd.DataFrame, layout: np.ndarray, layouts: list
         "codes": kinds.codes,
         "frame": frame,
     }
-    from petsweep.records.files import new_temp
-
-    path, tmp = _path(snapshots), None
+    path = _path(snapshots)
     try:
         os.makedirs(path.parent, exist_ok=True)
-        fd, tmp = new_temp(path, 0o644)  # created anew, never through a planted link (R37 W4)
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # never group- or world-writable, whatever the umask (_yours)
-            pickle.dump(kept, fh, protocol=5)
-        os.replace(tmp, path)
-        _evict(path)
+        # created anew, never through a planted link (R37 W4), never writable by others (owned_alone)
+        replace_privately(path, lambda fh: pickle.dump(kept, fh, protocol=5))
+        # R37 F10: each path a sweep was collected by (relative, absolute, through a link, with other sweeps)
+        # kept a whole table for ever, ~650 MB each at 10^6 runs; an evicted one costs a collect a build
+        keep_newest(path.parent, "collect-*.pkl", KEPT_PER_SWEEP)
     except Exception as err:  # noqa: BLE001 (a cache: the table was already built)
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
         index.log.debug("petsweep: collect of %s not kept: %s", snapshots[0].sweep, err)
 
 
-def _yours(stat: os.stat_result) -> bool:
-    """Whether a kept file may be unpickled: written by this user and writable by no one else. Unpickling
-    runs whatever code the file names, and a sweep dir may be shared (a project's group-writable dir on a
-    cluster): a file another user wrote or could change is not read, and collect builds the table anew
-    (R37 F4)."""
-    return stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
-
-
 KEPT_PER_SWEEP = 3  # kept tables in one .index (each ~0.65 KB a run): one per set of sweep paths collected
-
-
-def _evict(path: Path) -> None:
-    """Remove all but the KEPT_PER_SWEEP most recently used kept tables beside `path` (R37 F10: each path a
-    sweep was collected by, relative, absolute, through a link, or with other sweeps, kept a whole table for
-    ever: ~650 MB each at 10^6 runs). An evicted one costs its next collect a build."""
-    kept = []
-    for other in path.parent.glob("collect-*.pkl"):
-        with contextlib.suppress(OSError):
-            kept.append((other.stat().st_mtime_ns, other))
-    for _, other in sorted(kept, reverse=True)[KEPT_PER_SWEEP:]:
-        with contextlib.suppress(OSError):
-            other.unlink()
 
 
 def _load(snapshots: list) -> dict | None:
@@ -168,7 +143,7 @@ def _load(snapshots: list) -> dict | None:
 
     try:
         with open(_path(snapshots), "rb") as fh:
-            if not _yours(os.fstat(fh.fileno())):
+            if not owned_alone(os.fstat(fh.fileno())):  # unpickling runs whatever code a file names
                 return None
             kept = pickle.load(fh)
     except Exception:  # noqa: BLE001 (none, unreadable, or of other code: built anew)
@@ -204,7 +179,7 @@ def patched(snapshots: list) -> pd.DataFrame | None:
     if same.all() and np.array_equal(pos, np.arange(len(frame))):
         USED["kept"] += 1
         with contextlib.suppress(OSError):
-            os.utime(_path(snapshots), follow_symlinks=False)  # used: the newest are kept (_evict)
+            os.utime(_path(snapshots), follow_symlinks=False)  # used: the newest are kept (keep_newest)
         return frame
     got = _patch(kept, snapshots, names, pos, same)
     if got is None:

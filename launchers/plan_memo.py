@@ -29,7 +29,7 @@ from typing import NamedTuple
 
 from launchers.planning import CachedComposer, PlannedRun, hashes_without_torch, read_info
 from petsweep.records import index
-from petsweep.records.files import new_temp
+from petsweep.records.files import keep_newest, owned_alone, replace_privately
 from petsweep.records.status import State
 
 ENV = "PETSWEEP_PLAN_MEMO"
@@ -83,7 +83,7 @@ def key(run_overrides: list[list[str]], composer: CachedComposer) -> MemoKey | N
     fails: the plan words that error). The data files any run may name are fingerprinted here, before the
     plan reads them, and again by save after it."""
     bases: dict[tuple, str] = {}
-    files: set[str] = set()
+    data: set[str] = set()  # data file names
     try:
         digest = hashlib.sha256(f"{code_fingerprint()}\0{os.getcwd()}\0{os.path.expanduser('~')}\0".encode())
         for overrides in run_overrides:
@@ -92,13 +92,13 @@ def key(run_overrides: list[list[str]], composer: CachedComposer) -> MemoKey | N
                 return None  # Hydra composes such a run whole (its resolvers may read the environment)
             if structural not in bases:
                 bases[structural] = json.dumps(base, sort_keys=True, default=str)
-                files.update(_file_names((base.get("task") or {}).get("files")))
+                data.update(_file_names((base.get("task") or {}).get("files")))
             digest.update("\x1f".join(overrides).encode() + b"\x1e")
         for value in composer.values_under("task", "files"):  # task.files=..., task.files.<split>=...
-            files.update(_file_names(value))
+            data.update(_file_names(value))
         for structural in sorted(bases):
             digest.update(f"{structural!r}\0{bases[structural]}\0".encode())
-        fingerprints = _fingerprints(files)
+        fingerprints = _fingerprints(data)
         digest.update(json.dumps(fingerprints).encode())
     except Exception:  # noqa: BLE001 (the plan raises it again, worded with its run)
         return None
@@ -112,11 +112,11 @@ def _file_names(value) -> list[str]:
     return [str(value)] if value else []
 
 
-def _fingerprints(files) -> list[list[str | None]]:
+def _fingerprints(names) -> list[list[str | None]]:
     """[name, fingerprint] of each local data file, as a run's id hashes it (spec.identity)."""
     from petsweep.spec.identity import file_fingerprint
 
-    return [[name, file_fingerprint(name)] for name in sorted(files)]
+    return [[name, file_fingerprint(name)] for name in sorted(names)]
 
 
 def _path(sweep: Path, memo_key: str) -> Path:
@@ -152,8 +152,7 @@ def _read(path: Path, memo_key: str, runs: int) -> dict | None:
     import pyarrow.parquet as pq
 
     with open(path, "rb") as fh:
-        stat = os.fstat(fh.fileno())
-        if stat.st_uid != os.geteuid() or stat.st_mode & 0o022:
+        if not owned_alone(os.fstat(fh.fileno())):
             return None  # a shared sweep dir: a memo another user wrote or could change is not used
         table = pq.ParquetFile(fh).read()  # not read_table: it imports pyarrow.dataset and pandas (1 s)
     meta = table.schema.metadata or {}
@@ -242,29 +241,14 @@ def _write(
         }
     ).replace_schema_metadata({"format": str(FORMAT), "key": memo_key, "runs": str(len(run_overrides))})
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = new_temp(path)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)  # never group- or world-writable, whatever the umask (_read)
-            pq.write_table(table, fh)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
+    replace_privately(path, lambda fh: pq.write_table(table, fh))
     _evict(path.parent)
 
 
 def _evict(directory: Path) -> None:
     """Remove all but the KEPT most recently used memos of the sweep, and temporary files a writer that
     died left (older than an hour)."""
-    kept = []
-    for other in directory.glob("*.parquet"):
-        with contextlib.suppress(OSError):
-            kept.append((other.stat().st_mtime_ns, other))
-    for _, other in sorted(kept, reverse=True)[KEPT:]:
-        with contextlib.suppress(OSError):
-            other.unlink()
+    keep_newest(directory, "*.parquet", KEPT)
     for left in directory.glob(".*.tmp"):
         with contextlib.suppress(OSError):
             if time.time() - left.stat().st_mtime > 3600:
