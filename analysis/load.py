@@ -23,10 +23,12 @@ def run_row(run_dir: Path) -> dict:
     return _row_of(RunDir(run_dir))
 
 
-def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
+def collect(sweep_dirs: list[str | Path], quick: bool = False) -> pd.DataFrame:
     """Every run under the given sweep dirs; a run id seen twice keeps its newest record. Rows come from
     each sweep's index (petsweep.records.index) where it holds them for the runs' files as they are now; the
     rest are read from the files (a re-collect reads only what changed), and the index learns them.
+    `quick`: no run dir is stat'ed where a sweep's index can answer: the runs changed since are those its
+    lines name (index.Snapshot's `quick`), so an edit in place or a run written without the index is not seen.
 
     Raises:
         PetsweepError: a directory that holds no petsweep runs.
@@ -40,7 +42,7 @@ def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
         return _finish(pd.DataFrame(rows))
     from analysis import collected
 
-    snapshots = [snapshot for sweep in sweep_dirs for snapshot in _snapshots(Path(sweep))]
+    snapshots = [snapshot for sweep in sweep_dirs for snapshot in _snapshots(Path(sweep), quick)]
     table = collected.patched(snapshots)  # the last collect's table and the runs changed since
     if table is None:
         blocks = [snapshot.row_columns() for snapshot in snapshots]
@@ -50,7 +52,10 @@ def collect(sweep_dirs: list[str | Path]) -> pd.DataFrame:
         collected.keep(snapshots, table, layout, layouts, kinds)
     for snapshot in snapshots:
         snapshot.finish()
-    return _finish(table)
+    table = _finish(table)
+    if quick:  # whether every sweep's index answered alone (else its runs were stat'ed): the CLI's note
+        table.attrs["quick"] = all(snapshot.quick for snapshot in snapshots)
+    return table
 
 
 def _frame(blocks: list, kinds=None) -> pd.DataFrame:
@@ -99,17 +104,17 @@ def _cached_row(run_dir: str) -> tuple[dict, bool]:
     return row, row.get("source") != "wandb"
 
 
-def _snapshots(sweep: Path) -> list:
+def _snapshots(sweep: Path, quick: bool = False) -> list:
     """The index snapshots of a sweep dir, or of each sweep under a runs root (as find_runs finds runs)."""
     from petsweep.records.index import Snapshot
 
-    found = Snapshot(sweep, compute={"row": _cached_row}) if sweep.is_dir() else None
+    found = Snapshot(sweep, compute={"row": _cached_row}, quick=quick) if sweep.is_dir() else None
     if found is not None and found.runs:
         return [found]
     nested = []
     if sweep.is_dir():
         for sub in sorted(p for p in sweep.iterdir() if not p.name.startswith(".") and p.is_dir()):
-            snapshot = Snapshot(sub, compute={"row": _cached_row})
+            snapshot = Snapshot(sub, compute={"row": _cached_row}, quick=quick)
             if snapshot.runs:
                 nested.append(snapshot)
     return nested or [find_runs(sweep)]  # none: find_runs raises its one clear error

@@ -210,7 +210,7 @@ def measure(what: str, root: Path) -> dict:
     else:
         from analysis import collect, save
 
-        table = collect([root])
+        table = collect([root], quick=what == "collect-quick")
         save(table, root.parent / "table.parquet")
         lines = len(table)
     seconds = time.time() - started
@@ -449,12 +449,48 @@ def collect_only(args) -> str:
     return "\n".join(rows)
 
 
+def quick_compare(sweep: Path, repeat: int) -> str:
+    """`collect` and `collect --quick` of one sweep (this tree, its index built first), alternating, one
+    fresh process a cell: warm (nothing changed), and after 1% of the runs were trained again (a fresh 1%
+    before each cell). After each quick re-collect, a collect without --quick must give the same table."""
+    import pyarrow.parquet as pq
+
+    child("collect", sweep, True)  # the index and the kept table, built (or current)
+    got: dict = {}
+    for _ in range(repeat):
+        for what in ("collect", "collect-quick"):
+            got.setdefault(("warm", what), []).append(child(what, sweep, True))
+        for what in ("collect", "collect-quick"):
+            change_with(sweep, 0.01, REPO)
+            got.setdefault(("1% trained again", what), []).append(child(what, sweep, True))
+            if what == "collect-quick":
+                quick = pq.read_table(sweep.parent / "table.parquet")
+                child("collect", sweep, True)
+                assert pq.read_table(sweep.parent / "table.parquet").equals(quick), "quick != verified"
+            print(f"{what}: {got['1% trained again', what][-1]}", file=sys.stderr, flush=True)
+
+    def median(cells: list[dict]) -> str:
+        mid = lambda key: sorted(c[key] for c in cells)[len(cells) // 2]  # noqa: E731
+        return f"{mid('seconds'):.1f} s / {mid('cpu_s'):.1f} s / {mid('rss_gb'):.2f} GB"
+
+    runs = got["warm", "collect"][0]["lines"]
+    rows = [
+        f"{runs:,} runs; medians of {repeat}; wall / CPU / peak RSS, imports included",
+        "",
+        "| | `collect -o` | `collect --quick -o` |",
+        "|---|---|---|",
+    ]
+    for step in ("warm", "1% trained again"):
+        rows.append(f"| {step} | {median(got[step, 'collect'])} | {median(got[step, 'collect-quick'])} |")
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--root", type=Path, default=Path("/tmp/petsweep-index-scale"))
     parser.add_argument("--keep", action="store_true", help="keep the synthetic runs")
-    parser.add_argument("--measure", choices=("status", "collect"), help=argparse.SUPPRESS)
+    parser.add_argument("--measure", choices=("status", "collect", "collect-quick"), help=argparse.SUPPRESS)
     parser.add_argument("--change", type=float, help=argparse.SUPPRESS)  # change_with's process
     parser.add_argument("--base", help="also measure the index of the code at this git revision (before)")
     parser.add_argument("--reuse", action="store_true", help="take runs built by an earlier --keep run")
@@ -471,7 +507,12 @@ def main() -> None:
     parser.add_argument(
         "--collect-only", action="store_true", help="with --base: `collect` alone (collect_only)"
     )
+    parser.add_argument("--quick-compare", type=Path, help="collect and collect --quick of this sweep")
+    parser.add_argument("--repeat", type=int, default=2, help="with --quick-compare: rounds")
     args = parser.parse_args()
+    if args.quick_compare:
+        print(quick_compare(args.quick_compare, args.repeat), flush=True)
+        return
     if args.measure:
         print(json.dumps(measure(args.measure, args.root)))
         return

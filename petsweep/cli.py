@@ -571,11 +571,22 @@ def _sync_cmd(args) -> None:
         sys.exit(1)
 
 
+QUICK_COLLECTED = (
+    "(--quick: the runs changed since as the sweeps' indexes say, no run dir checked: an edit in place or a "
+    "run written without the index is not seen; `petsweep collect` without --quick checks every run's files)"
+)
+QUICK_COLLECT_FELL_BACK = (
+    "(--quick: a sweep's index could not answer alone (no manifest of this code yet): its runs were checked)"
+)
+
+
 def _collect_cmd(args) -> None:
     from analysis import collect, save
 
-    table = collect(args.sweep_dirs)
+    table = collect(args.sweep_dirs, quick=args.quick)
     print(f"{len(table)} runs -> {save(table, args.output)}")
+    if args.quick:
+        print(QUICK_COLLECTED if table.attrs.get("quick") else QUICK_COLLECT_FELL_BACK)
     if args.history:
         from analysis.load import history
 
@@ -717,6 +728,12 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("sweep_dirs", nargs="+", help="<runs_root>/<sweep_name> ..., or a runs root (every sweep)")
     p.add_argument("-o", "--output", required=True, help="table.parquet or table.csv")
     p.add_argument("--history", help="also a per-step table from metrics.jsonl (history.parquet or .csv)")
+    p.add_argument(
+        "--quick",
+        action="store_true",
+        help="runs changed since the last collect as the sweep's index says, no run dir checked (10^5..10^6 "
+        "runs, shared filesystems): an edit in place or a run written without the index is not seen",
+    )
     p.set_defaults(handler=_collect_cmd)
     p = sub.add_parser("plot", help="a figure from a collected table (PNG, PDF or SVG by suffix)")
     p.add_argument("table", help="a table from petsweep collect, or a sweep dir or runs root to collect")

@@ -275,3 +275,99 @@ def test_no_record_is_written_through_a_link_planted_at_a_temporary_name(sweep):
     recollect(sweep)  # patches and keeps the table
     index.Snapshot(sweep, read_info=None).compact()
     assert victim.read_text() == "mine" and not (sweep / ".index" / kept).is_symlink()
+
+
+def _no_stat_pass(*args, **kwargs):
+    raise AssertionError("collect --quick stat'ed every run")
+
+
+def quick_recollect(sweep, monkeypatch) -> tuple[pd.DataFrame, dict, int]:
+    """collect([sweep], quick=True) with how it got its table and how many run dirs it stat'ed (no scan)."""
+    stats: Counter = Counter()
+    signature = index.signature
+
+    def counted(path):
+        stats[path] += 1
+        return signature(path)
+
+    collected.USED.clear()
+    with monkeypatch.context() as patch:
+        patch.setattr(index, "scan", _no_stat_pass)
+        patch.setattr(index, "signature", counted)
+        table = collect([sweep], quick=True)
+    return table, dict(collected.USED), sum(stats.values())
+
+
+def test_quick_recollect_stats_no_run_and_equals_the_files_after_own_writes(sweep, monkeypatch):
+    """`collect --quick` (#25: at 10^6 runs, 3 stats a run were a third of a re-collect): the runs changed
+    since come from their newest index lines (runs that finished, failed or were claimed again), a run dir
+    added or removed from a listing (the sweep dir's mtime moved); no other run is stat'ed or read, and the
+    table is the one a collect from the run dirs gives."""
+    for name, score in {"run-000": 0.91, "run-013": None}.items():
+        finish_again(RunDir(sweep / name), score=score, steps=321)
+    finish_again(RunDir(sweep / "run-012"), "FAILED", score=0.5)
+    RunDir(sweep / "run-019").set_status("CANCELLED", error="cancelled by a signal")  # a line without a row
+    shutil.copytree(sweep / "run-006", sweep / "run-006b")  # no line: found by the listing, stat'ed
+    shutil.rmtree(sweep / "run-025")
+    opened: Counter = Counter()
+    index.READS.clear()
+    with _opening_run_files(sweep, opened):
+        table, used, stats = quick_recollect(sweep, monkeypatch)
+    assert used == {"patched": 1} and stats <= 3  # run-006b, and run-019 signing its repair line
+    assert dict(index.READS) == {"row": 2}  # run-006b (no line) and run-019 (its line holds no row)
+    pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
+    table, used, stats = quick_recollect(sweep, monkeypatch)
+    assert (used, stats) == ({"kept": 1}, 0)
+    pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
+
+
+def test_quick_misses_only_what_a_stat_sees_and_a_verified_collect_catches_up(sweep, monkeypatch):
+    """The trade the flag names: a result.json edited in place, or a run rewritten by a process that writes
+    no index line (PETSWEEP_INDEX=0), is not seen by --quick; the next collect without it reads both, and a
+    quick collect after that has them too."""
+    result = sweep / "run-006" / "result.json"
+    edited = {**json.loads(result.read_text()), "score": 0.123}
+    with result.open("w") as fh:
+        json.dump(edited, fh)
+    monkeypatch.setenv(index.ENV, "0")
+    finish_again(RunDir(sweep / "run-000"), score=0.456)  # no line written
+    monkeypatch.setenv(index.ENV, "1")
+    table, used, _ = quick_recollect(sweep, monkeypatch)
+    assert used == {"kept": 1} and not table["score"].isin([0.123, 0.456]).any()
+    assert recollect(sweep) == ({"row": 2}, {"patched": 1})
+    table, used, stats = quick_recollect(sweep, monkeypatch)
+    assert (used, stats) == ({"kept": 1}, 0) and table["score"].isin([0.123, 0.456]).sum() == 2
+
+
+def test_quick_without_an_index_to_trust_stats_every_run(tmp_path, monkeypatch):
+    """No manifest of this code yet (a sweep written before the index, or by other code): --quick reads as a
+    collect without it does, and builds the index."""
+    sweep = make_sweep(tmp_path / "study", 8)
+    collected.USED.clear()
+    pd.testing.assert_frame_equal(collect([sweep], quick=True), from_files(collect, [sweep]))
+    assert collected.USED == {"built": 1} and (sweep / index.INDEX_DIR / index.MANIFEST).exists()
+    with monkeypatch.context() as patch:
+        patch.setattr(index, "fingerprint", lambda: "other code")
+        patch.setattr(index, "scan", _no_stat_pass)
+        with pytest.raises(AssertionError, match="stat'ed every run"):
+            collect([sweep], quick=True)
+
+
+def test_collect_quick_says_whether_the_index_answered(tmp_path, capsys):
+    """The command names the trade under its line, and says when a sweep's index could not answer alone."""
+    from petsweep import cli
+
+    sweep = make_sweep(tmp_path / "study", 6)
+    out = tmp_path / "t.parquet"
+    cli.main(["collect", str(sweep), "-o", str(out), "--quick"])
+    assert capsys.readouterr().out.splitlines()[-1] == cli.QUICK_COLLECT_FELL_BACK  # no manifest yet
+    cli.main(["collect", str(sweep), "-o", str(out), "--quick"])
+    assert capsys.readouterr().out.splitlines()[-1] == cli.QUICK_COLLECTED
+    pd.testing.assert_frame_equal(pd.read_parquet(out), from_files(collect, [sweep]).pipe(_as_saved, out))
+
+
+def _as_saved(table: pd.DataFrame, out: Path) -> pd.DataFrame:
+    from analysis import save
+
+    save(table, out.with_name("files.parquet"))
+    return pd.read_parquet(out.with_name("files.parquet"))

@@ -361,6 +361,43 @@ def _parsed(raw: bytes) -> tuple[str, tuple, dict] | None:
         return None
 
 
+class NewestLines:
+    """Each run's newest line of this code and the runs with a line of other code: what a quick read takes
+    for a run's now instead of a stat (status --quick, collect --quick). Newest by status.json's mtime (the
+    file server's clock, not each writer's: R37 W3), then the line's time."""
+
+    def __init__(self, fp: str):
+        self.fp = fp
+        self.sigs: dict[str, tuple] = {}
+        self.foreign: set[str] = set()  # R37 W2: a worker on another commit wrote it
+        self._order: dict[str, tuple] = {}
+
+    def add(self, name: str, sig: tuple, line: dict) -> bool:
+        """Take a line in; False where it is of other code."""
+        if line.get("fp") != self.fp:
+            self.foreign.add(name)
+            return False
+        at = line.get("t")
+        order = (sig[1], at if isinstance(at, (int, float)) else -1.0)
+        if order >= self._order.get(name, (-1, -1.0)):
+            self._order[name] = order
+            self.sigs[name] = sig
+        return True
+
+
+def _listing_if_moved(sweep: str, meta: dict) -> tuple[int, set[str] | None] | None:
+    """The sweep dir's mtime and, where it is not the manifest's listing's (a run dir came or went since),
+    its sub-dirs (hidden ones skipped); None in their place where it is. None where the dir cannot be read."""
+    try:
+        mtime = os.stat(sweep).st_mtime_ns
+        if meta.get(b"sweep_mtime_ns", b"").decode() == str(mtime):
+            return mtime, None
+        with os.scandir(sweep) as found:
+            return mtime, {e.name for e in found if not e.name.startswith(".") and e.is_dir()}
+    except OSError:
+        return None
+
+
 class Snapshot:
     """A sweep's runs as its index and files say now: `runs` (name -> signature, sorted), `info` (name ->
     status fields) and the big fields (BIG) through iter_field, each entry checked against its run's files;
@@ -373,24 +410,35 @@ class Snapshot:
         read_info: Callable[[str], dict] | None = None,
         lazy: bool = False,
         unchecked_ok: bool = False,
+        quick: bool = False,
     ):
         """`compute`: per big field, how to read it from a run dir's files: (value, whether it may be kept).
         `read_info`: how to read a run's status fields (info_of) from its files, where the index lacks them
         (None: they are not needed, as collect needs only rows). `lazy`: a run the index lacks is read only
         when asked for (entry), not every such run of the sweep now (a plan asks for its own runs).
         `unchecked_ok`: `read_info` leaves a budget= record's identity unchecked (status, show): an entry so
-        marked answers (R37 F8: such runs were read from their files at every status until a plan)."""
+        marked answers (R37 F8: such runs were read from their files at every status until a plan).
+        `quick` (`collect --quick`): no run is stat'ed where the index can answer (_trusted_runs)."""
         self.sweep = str(Path(sweep))
         self.dir = os.path.join(self.sweep, INDEX_DIR)
         self.compute = compute or {}
         self.read_info = read_info
         self.unchecked_ok = unchecked_ok
         self.non_runs: list[str] = []  # sub-dirs without status.json when listed
-        try:  # the sweep dir's mtime before the listing: the next reader lists it again only where it moved
-            self._listed = (os.stat(self.sweep).st_mtime_ns, time.time())
-        except OSError:
-            self._listed = None
-        self.runs = scan(self.sweep, self.non_runs)
+        self.fp = fingerprint() if enabled() else ""
+        self._manifest = os.path.join(self.dir, MANIFEST)
+        self._lines = None  # the line files, where a quick read parsed them first
+        self.quick = quick and enabled()
+        trusted = self._trusted_runs() if self.quick else None
+        if trusted is None:
+            self.quick = False  # the index cannot answer alone: every run is stat'ed
+            try:  # the sweep dir's mtime before the listing: the next reader lists it again where it moved
+                self._listed = (os.stat(self.sweep).st_mtime_ns, time.time())
+            except OSError:
+                self._listed = None
+            self.runs = scan(self.sweep, self.non_runs)
+        else:
+            self.runs = trusted
         self.info: dict[str, dict] = {}
         self.fresh: dict[str, dict] = {}  # name -> big fields not in the manifest: {field: json text}
         self.in_manifest: dict[str, set[str]] = {}  # name -> big fields the manifest holds for it
@@ -403,8 +451,6 @@ class Snapshot:
         self.line_count = 0
         self.line_runs: set[str] = set()  # the runs the lines read name
         self.no_manifest = False  # none, or one of other code: the next finish writes one
-        self._manifest = os.path.join(self.dir, MANIFEST)
-        self.fp = fingerprint() if enabled() else ""
         if enabled():
             self._read_manifest()
             self._read_lines()
@@ -455,8 +501,64 @@ class Snapshot:
             if parse and infos[i] is not None:
                 info[name] = json.loads(infos[i])
 
+    def _trusted_runs(self) -> dict[str, tuple[int, ...]] | None:
+        """Each run's signature as the index says it is now, no run stat'ed (status --quick's rule): the
+        newest line's (NewestLines) where a run has one of this code, else the manifest's; a run with a line
+        of other code, or one the manifest's listing did not hold, is stat'ed. None where the index cannot
+        answer alone (no manifest of this code): every run is stat'ed then. What only a stat sees is not
+        seen: an edit in place, a run written without its line (PETSWEEP_INDEX=0)."""
+        import numpy as np
+
+        try:
+            import pyarrow.parquet as pq
+
+            file = pq.ParquetFile(self._manifest)
+        except (OSError, ValueError, ImportError):
+            return None
+        meta = file.schema_arrow.metadata or {}
+        if meta.get(b"fingerprint", b"").decode() != self.fp or not file.metadata.num_rows:
+            return None
+        listing = _listing_if_moved(self.sweep, meta)
+        if listing is None:
+            return None
+        self._lines = list(_index_lines(self.dir))
+        newest = NewestLines(self.fp)
+        for _, _, _, lines in self._lines:
+            for name, sig, line in lines:
+                newest.add(name, sig, line)
+        table = file.read(columns=["run", *SIG_FIELDS])
+        stored = np.column_stack([table.column(f).to_numpy() for f in SIG_FIELDS]).tolist()
+        runs = dict(zip(table.column("run").to_pylist(), map(tuple, stored)))
+        mtime, names = listing
+        if names is None:  # the listing is the manifest's: its sub-dirs without status.json may hold one now
+            self._listed = (mtime, time.time())
+            candidates = json.loads(meta.get(b"non_runs", b"[]"))
+        else:  # a run dir came or went
+            self._listed = (mtime, time.time())
+            runs = {n: sig for n, sig in runs.items() if n in names}
+            candidates = sorted(names - runs.keys())
+        for name in candidates:  # a run its line names is taken below; the others are stat'ed
+            if name in newest.sigs and name not in newest.foreign:
+                runs[name] = newest.sigs[name]
+                continue
+            sig = signature(f"{self.sweep}/{name}")
+            if sig is None:
+                self.non_runs.append(name)
+            else:
+                runs[name] = sig
+        for name in newest.foreign & runs.keys():  # this code cannot read that line: the run is stat'ed
+            sig = signature(f"{self.sweep}/{name}")
+            if sig is None:
+                del runs[name]
+            else:
+                runs[name] = sig
+        for name, sig in newest.sigs.items():
+            if name in runs and name not in newest.foreign:
+                runs[name] = sig
+        return dict(sorted(runs.items())) if candidates else runs
+
     def _read_lines(self) -> None:
-        for file, size, count, lines in _index_lines(self.dir):
+        for file, size, count, lines in self._lines or _index_lines(self.dir):
             self.lines_read.append((file, size))
             self.line_count += count
             for name, sig, line in lines:
@@ -534,6 +636,9 @@ class Snapshot:
         value, keep = self.compute[field](f"{self.sweep}/{name}")
         self.touched.add(name)
         sig = self.runs[name]
+        if self.quick:  # the signature trusted for the run may be older than the files just read
+            sig = signature(f"{self.sweep}/{name}")
+            keep = keep and sig is not None
         if keep and value is not None and _plain(value) and enabled() and not _racy(sig, time.time()):
             text = json.dumps(value, separators=(",", ":"))
             self.fresh.setdefault(name, {})[field] = text
@@ -829,8 +934,7 @@ class StatusScan:
         self.repairs: list[dict] = []
         self.usable = False
         self.lines: dict[str, list[tuple[tuple, dict]]] = {}  # name -> (signature, info) of its lines
-        self.newest: dict[str, tuple[tuple, tuple]] = {}  # name -> (order, signature) of its newest line
-        self.foreign: set[str] = set()  # runs with a line of other code (quick: stat'ed, R37 W2)
+        self.newest = NewestLines(self.fp)  # quick: a run's newest line (runs with one of other code stat'ed)
         self.timing: dict = {}  # whether this scan stats in threads (_stats decides at its first batch)
         self.listed: set[str] | None = None  # the sweep dir's sub-dirs, where _unlisted listed it
         self.line_count = 0
@@ -858,35 +962,25 @@ class StatusScan:
             self.line_count += count
             for name, sig, line in lines:
                 if line.get("fp") != self.fp:
-                    self.foreign.add(name)
+                    self.newest.foreign.add(name)
                     continue
-                at = line.get("t")
-                for key in ("run", "sig", "fp", "t", *BIG):
-                    line.pop(key, None)
-                if line:
-                    self.lines.setdefault(name, []).append((sig, line))
-                    # newest by status.json's mtime (the file server's clock, not each writer's), then "t"
-                    order = (sig[1], at if isinstance(at, (int, float)) else -1.0)
-                    if order >= self.newest.get(name, ((-1, -1.0), ()))[0]:
-                        self.newest[name] = (order, sig)
+                fields = {k: v for k, v in line.items() if k not in ("run", "sig", "fp", "t", *BIG)}
+                if fields:  # a line of status fields
+                    self.newest.add(name, sig, line)
+                    self.lines.setdefault(name, []).append((sig, fields))
 
     def _unlisted(self, meta: dict) -> list[str]:
         """The runs the manifest does not hold (sorted): none where the sweep dir's mtime is the manifest's
         listing's but the sub-dirs that held no status.json then and hold one now; else every sub-dir with a
         status.json the manifest does not name (the only case that holds every name in memory)."""
-        try:
-            mtime = os.stat(self.sweep).st_mtime_ns
-        except OSError:
+        listing = _listing_if_moved(self.sweep, meta)
+        if listing is None:
             return []
-        if meta.get(b"sweep_mtime_ns", b"").decode() == str(mtime):
+        names = listing[1]
+        if names is None:
             non_runs = json.loads(meta.get(b"non_runs", b"[]"))
             return sorted(n for n in non_runs if os.path.exists(f"{self.sweep}/{n}/status.json"))
-        try:
-            with os.scandir(self.sweep) as found:
-                names = [e.name for e in found if not e.name.startswith(".") and e.is_dir()]
-        except OSError:
-            return []
-        self.listed = set(names)
+        self.listed = names
         held = set()
         for batch in self.file.iter_batches(batch_size=BATCH, columns=["run"]):
             held.update(batch.column(0).to_pylist())
@@ -974,11 +1068,11 @@ class StatusScan:
         line of other code (a worker on another commit) is stat'ed: this code cannot read that line."""
         now = stored.copy()
         for i, name in enumerate(names):
-            if name in self.foreign:
+            if name in self.newest.foreign:
                 sig = signature(f"{self.sweep}/{name}")
                 now[i] = sig if sig is not None else (-1, -2, *([-1] * (len(SIG_FIELDS) - 2)))
-            elif name in self.newest:
-                now[i] = self.newest[name][1]
+            elif name in self.newest.sigs:
+                now[i] = self.newest.sigs[name]
             if self.listed is not None and name not in self.listed:
                 now[i, 1] = -2
         return now
