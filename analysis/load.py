@@ -173,9 +173,9 @@ def save(table: pd.DataFrame, path: str | Path) -> Path:
 
 def _uniform_types(table: pd.DataFrame) -> pd.DataFrame:
     """Parquet needs one type per column: a config column mixing types (e.g. int and str) becomes str."""
-    table = table.copy()
+    table = table.copy(deep=False)  # copy-on-write: a column replaced here leaves the caller's table as it is
     for column in table.columns[table.dtypes == object]:  # noqa: E721 (a pandas dtype comparison)
-        kinds = {type(v) for v in table[column].dropna()}
+        kinds = set(map(type, table[column].dropna().to_numpy()))
         if len(kinds) > 1:
             table[column] = table[column].map(lambda v: v if v is None or pd.isna(v) else str(v))
     return table
