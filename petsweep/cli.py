@@ -572,11 +572,13 @@ def _sync_cmd(args) -> None:
 
 
 QUICK_COLLECTED = (
-    "(--quick: the runs changed since as the sweeps' indexes say, no run dir checked: an edit in place or a "
-    "run written without the index is not seen; `petsweep collect` without --quick checks every run's files)"
+    "(--quick: the runs changed since as the sweeps' indexes say; run dirs were checked only where no index "
+    "line names them: an edit in place or a run written without the index is not seen; `petsweep collect` "
+    "without --quick checks every run's files)"
 )
 QUICK_COLLECT_FELL_BACK = (
-    "(--quick: a sweep's index could not answer alone (no manifest of this code yet): its runs were checked)"
+    "(--quick: a sweep's index could not answer alone (PETSWEEP_INDEX=0, or no manifest of this code yet): "
+    "every run's files were checked)"
 )
 
 

@@ -16,6 +16,7 @@ import pytest
 from analysis import collected
 from analysis.load import _cached_row, collect
 from launchers.invalidate import invalidate
+from launchers.report import read_info
 from petsweep.records import index
 from petsweep.records.status import RunDir, write_json
 from tests.test_index import _config, _result, from_files, make_sweep
@@ -371,3 +372,76 @@ def _as_saved(table: pd.DataFrame, out: Path) -> pd.DataFrame:
 
     save(table, out.with_name("files.parquet"))
     return pd.read_parquet(out.with_name("files.parquet"))
+
+
+def test_a_quick_read_never_pairs_a_fresh_stat_with_an_older_lines_state(sweep, monkeypatch):
+    """R39 Z1: a run cancelled (a line without a row), then finished by a process that wrote no line: --quick
+    trusts the CANCELLED line and reads the row from the files; its repair line paired a fresh stat with
+    CANCELLED, so a later verified `status` and a resume's entry said CANCELLED where status.json says
+    COMPLETED."""
+    run = RunDir(sweep / "run-018")
+    run.set_status("CANCELLED", error="cancelled by a signal")
+    monkeypatch.setenv(index.ENV, "0")
+    finish_again(run, score=0.777)  # no line: what --quick does not see
+    monkeypatch.setenv(index.ENV, "1")
+    quick_recollect(sweep, monkeypatch)
+    snapshot = index.Snapshot(sweep, read_info=read_info)
+    assert snapshot.entry("run-018")["state"] == "COMPLETED"
+    snapshot.compact()
+    assert index.Snapshot(sweep, read_info=read_info).entry("run-018")["state"] == "COMPLETED"
+
+
+def test_a_line_older_than_the_manifests_entry_does_not_answer(sweep, monkeypatch):
+    """R39 Z2: a fold leaves a line file that grew while it folded, so lines older than the new manifest
+    outlive it; --quick took them over the manifest, so a result.json a verified read had caught up (written
+    without a line) went back to the line's row under every --quick."""
+    finish_again(RunDir(sweep / "run-000"), score=0.61)
+    result = RunDir(sweep / "run-000").result_file
+    write_json(result, {**json.loads(result.read_text()), "score": 0.62})  # no line (as rehash writes it)
+    fold = index.Snapshot.compact
+
+    def grown_while_folding(self):
+        RunDir(sweep / "run-024").set_status("CANCELLED", error="cancelled by a signal")  # the same line file
+        return fold(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(index.Snapshot, "compact", grown_while_folding)
+        patch.setattr(index, "piled", lambda *args: True)
+        collect([sweep])  # a verified read: reads run-000's files, folds; the line file stays
+    assert list((sweep / index.INDEX_DIR).glob("*.jsonl"))
+    table = quick_recollect(sweep, monkeypatch)[0]
+    pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
+    assert table.set_index("run_dir").loc[str(sweep / "run-000"), "score"] == 0.62
+
+
+def test_a_fold_replaces_only_the_manifest_it_read(sweep, monkeypatch):
+    """R39 Z3: a run finished (with its line) while a quick read was under way and another reader folded it;
+    the quick read's own fold then wrote its older, trusted entry over it: every --quick missed the run."""
+    finish_again(RunDir(sweep / "run-006"), score=0.5)
+    read_manifest = index.Snapshot._read_manifest
+    raced = []
+
+    def meanwhile(self):
+        if self.quick and not raced:
+            raced.append(True)
+            finish_again(RunDir(sweep / "run-000"), score=0.999)
+            other = index.Snapshot(sweep, compute={"row": _cached_row}, read_info=read_info)
+            other.compact()  # another reader folds it
+        return read_manifest(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(index.Snapshot, "_read_manifest", meanwhile)
+        patch.setattr(index, "piled", lambda *args: True)
+        collect([sweep], quick=True)  # its fold is dropped: the manifest is not the one it read
+    table = quick_recollect(sweep, monkeypatch)[0]
+    pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
+    assert table.set_index("run_dir").loc[str(sweep / "run-000"), "score"] == 0.999
+
+
+@pytest.mark.parametrize("sig", [[5], [], ["a", "b"], list(range(9)), [1.5] * 8, None])
+def test_a_line_with_a_damaged_signature_is_no_line(sweep, monkeypatch, sig):
+    """R39 Z6: a line of this code whose signature is not 8 integers crashed --quick (IndexError,
+    TypeError); it is skipped, as a verified read skips it (no run's stat matches it)."""
+    line = {"run": "run-001", "sig": sig, "t": 1.0, "state": "FAILED", "fp": index.fingerprint()}
+    (sweep / index.INDEX_DIR / "damaged-1-1.jsonl").write_text(json.dumps(line) + "\n")
+    pd.testing.assert_frame_equal(quick_recollect(sweep, monkeypatch)[0], from_files(collect, [sweep]))

@@ -354,11 +354,17 @@ def _index_lines(directory: str):
 
 
 def _parsed(raw: bytes) -> tuple[str, tuple, dict] | None:
+    """A line as (run, signature, line); None where it is not one (cut short, or a signature that is not
+    SIG_FIELDS' integers: no run's stat can match it, and a quick read would take it for a run's now)."""
     try:
         line = json.loads(raw)
-        return line["run"], tuple(line["sig"]), line
+        sig = tuple(line["sig"])
+        name = line["run"]
     except (ValueError, KeyError, TypeError):
         return None
+    if len(sig) != len(SIG_FIELDS) or not all(type(v) is int for v in sig) or not isinstance(name, str):
+        return None
+    return name, sig, line
 
 
 class NewestLines:
@@ -371,6 +377,15 @@ class NewestLines:
         self.sigs: dict[str, tuple] = {}
         self.foreign: set[str] = set()  # R37 W2: a worker on another commit wrote it
         self._order: dict[str, tuple] = {}
+
+    def now(self, name: str, stored: tuple) -> tuple:
+        """The run's signature as a quick read takes it: its newest line's, unless the manifest's entry
+        (`stored`) is newer (a fold keeps a line file that grew while it was folded, so lines older than the
+        manifest outlive it: a verified read's entry after them must win)."""
+        sig = self.sigs.get(name)
+        if sig is None or _mtimes(sig) < _mtimes(stored):
+            return stored
+        return sig
 
     def add(self, name: str, sig: tuple, line: dict) -> bool:
         """Take a line in; False where it is of other code."""
@@ -385,15 +400,34 @@ class NewestLines:
         return True
 
 
-def _listing_if_moved(sweep: str, meta: dict) -> tuple[int, set[str] | None] | None:
-    """The sweep dir's mtime and, where it is not the manifest's listing's (a run dir came or went since),
-    its sub-dirs (hidden ones skipped); None in their place where it is. None where the dir cannot be read."""
+class _Superseded(OSError):
+    """The manifest is no longer the one a fold read: its fold is dropped (finish logs it; the lines stay)."""
+
+
+def _file_id(path: str) -> tuple[int, int, int] | None:
     try:
-        mtime = os.stat(sweep).st_mtime_ns
-        if meta.get(b"sweep_mtime_ns", b"").decode() == str(mtime):
-            return mtime, None
+        found = os.stat(path)
+    except OSError:
+        return None
+    return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def _mtimes(sig: tuple) -> tuple:
+    """A signature's order in time: status.json's mtime, then the newest of the dir's, result.json's and
+    config.yaml's."""
+    return sig[1], max(sig[0], sig[4], sig[6])
+
+
+def _listing_if_moved(sweep: str, meta: dict) -> tuple[tuple[int, float], set[str] | None] | None:
+    """The sweep dir's mtime and the time it was taken (before a listing, as Snapshot's `_listed`) and,
+    where the mtime is not the manifest's listing's (a run dir came or went since), its sub-dirs (hidden ones
+    skipped); None in their place where it is. None where the dir cannot be read."""
+    try:
+        listed = (os.stat(sweep).st_mtime_ns, time.time())
+        if meta.get(b"sweep_mtime_ns", b"").decode() == str(listed[0]):
+            return listed, None
         with os.scandir(sweep) as found:
-            return mtime, {e.name for e in found if not e.name.startswith(".") and e.is_dir()}
+            return listed, {e.name for e in found if not e.name.startswith(".") and e.is_dir()}
     except OSError:
         return None
 
@@ -427,6 +461,7 @@ class Snapshot:
         self.non_runs: list[str] = []  # sub-dirs without status.json when listed
         self.fp = fingerprint() if enabled() else ""
         self._manifest = os.path.join(self.dir, MANIFEST)
+        self._manifest_id = _file_id(self._manifest)  # the manifest read: a fold replaces only that one
         self._lines = None  # the line files, where a quick read parsed them first
         self.quick = quick and enabled()
         trusted = self._trusted_runs() if self.quick else None
@@ -529,12 +564,10 @@ class Snapshot:
         table = file.read(columns=["run", *SIG_FIELDS])
         stored = np.column_stack([table.column(f).to_numpy() for f in SIG_FIELDS]).tolist()
         runs = dict(zip(table.column("run").to_pylist(), map(tuple, stored)))
-        mtime, names = listing
+        self._listed, names = listing
         if names is None:  # the listing is the manifest's: its sub-dirs without status.json may hold one now
-            self._listed = (mtime, time.time())
             candidates = json.loads(meta.get(b"non_runs", b"[]"))
         else:  # a run dir came or went
-            self._listed = (mtime, time.time())
             runs = {n: sig for n, sig in runs.items() if n in names}
             candidates = sorted(names - runs.keys())
         for name in candidates:  # a run its line names is taken below; the others are stat'ed
@@ -552,13 +585,12 @@ class Snapshot:
                 del runs[name]
             else:
                 runs[name] = sig
-        for name, sig in newest.sigs.items():
-            if name in runs and name not in newest.foreign:
-                runs[name] = sig
+        for name in newest.sigs.keys() & runs.keys() - newest.foreign:
+            runs[name] = newest.now(name, runs[name])
         return dict(sorted(runs.items())) if candidates else runs
 
     def _read_lines(self) -> None:
-        for file, size, count, lines in self._lines or _index_lines(self.dir):
+        for file, size, count, lines in _index_lines(self.dir) if self._lines is None else self._lines:
             self.lines_read.append((file, size))
             self.line_count += count
             for name, sig, line in lines:
@@ -636,9 +668,9 @@ class Snapshot:
         value, keep = self.compute[field](f"{self.sweep}/{name}")
         self.touched.add(name)
         sig = self.runs[name]
-        if self.quick:  # the signature trusted for the run may be older than the files just read
-            sig = signature(f"{self.sweep}/{name}")
-            keep = keep and sig is not None
+        if self.quick:  # its signature was trusted, not stat'ed: the value is kept under it only where the
+            # run's files are still it (else its entry's status fields are an older line's: R39 Z1)
+            keep = keep and signature(f"{self.sweep}/{name}") == sig
         if keep and value is not None and _plain(value) and enabled() and not _racy(sig, time.time()):
             text = json.dumps(value, separators=(",", ":"))
             self.fresh.setdefault(name, {})[field] = text
@@ -804,11 +836,14 @@ class Snapshot:
         try:
             with os.fdopen(fd, "wb") as fh:
                 pq.write_table(table, fh, row_group_size=BATCH)
+            if _file_id(self._manifest) != self._manifest_id:  # R39 Z3: another reader folded meanwhile
+                raise _Superseded(self._manifest)  # (its entries may be newer than this read's)
             os.replace(tmp, self._manifest)
         except BaseException:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise
+        self._manifest_id = _file_id(self._manifest)
         for file, size in self.lines_read:
             with contextlib.suppress(OSError):
                 if os.stat(file).st_size == size:  # else lines came while folding (R37 W1): read next time
@@ -1072,7 +1107,7 @@ class StatusScan:
                 sig = signature(f"{self.sweep}/{name}")
                 now[i] = sig if sig is not None else (-1, -2, *([-1] * (len(SIG_FIELDS) - 2)))
             elif name in self.newest.sigs:
-                now[i] = self.newest.sigs[name]
+                now[i] = self.newest.now(name, tuple(stored[i].tolist()))
             if self.listed is not None and name not in self.listed:
                 now[i, 1] = -2
         return now
