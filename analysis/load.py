@@ -177,8 +177,16 @@ def _uniform_types(table: pd.DataFrame) -> pd.DataFrame:
     for column in table.columns[table.dtypes == object]:  # noqa: E721 (a pandas dtype comparison)
         kinds = set(map(type, table[column].dropna().to_numpy()))
         if len(kinds) > 1:
-            table[column] = table[column].map(lambda v: v if v is None or pd.isna(v) else str(v))
+            table[column] = table[column].map(_as_text)
     return table
+
+
+def _as_text(cell):
+    """A cell of a column mixing types, for parquet: missing stays missing, the rest its str (a list cell
+    too: pd.isna of a list is an array, which crashed save: R39 W7)."""
+    if cell is None or (isinstance(cell, float) and cell != cell):
+        return cell
+    return str(cell)
 
 
 def load(path: str | Path) -> pd.DataFrame:

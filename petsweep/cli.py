@@ -572,9 +572,9 @@ def _sync_cmd(args) -> None:
 
 
 QUICK_COLLECTED = (
-    "(--quick: the runs changed since as the sweeps' indexes say; run dirs were checked only where no index "
-    "line names them: an edit in place or a run written without the index is not seen; `petsweep collect` "
-    "without --quick checks every run's files)"
+    "(--quick: the runs changed since as the sweeps' indexes say; a run dir was checked only where the index "
+    "could not say (no line of this code, a new dir): an edit in place, a run written without the index or a "
+    "dir restored with older mtimes is not seen; `petsweep collect` without --quick checks every run's files)"
 )
 QUICK_COLLECT_FELL_BACK = (
     "(--quick: a sweep's index could not answer alone (PETSWEEP_INDEX=0, or no manifest of this code yet): "
@@ -733,8 +733,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--quick",
         action="store_true",
-        help="runs changed since the last collect as the sweep's index says, no run dir checked (10^5..10^6 "
-        "runs, shared filesystems): an edit in place or a run written without the index is not seen",
+        help="the runs changed since the last collect as the sweep's index says, a run dir checked only "
+        "where it cannot say (10^5..10^6 runs, shared filesystems): an edit in place or a run written "
+        "without the index is not seen",
     )
     p.set_defaults(handler=_collect_cmd)
     p = sub.add_parser("plot", help="a figure from a collected table (PNG, PDF or SVG by suffix)")

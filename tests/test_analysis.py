@@ -98,9 +98,11 @@ def test_collect_one_row_per_run_and_round_trip(sweep, tmp_path):
 
 def test_a_column_of_mixed_types_is_saved_as_text_and_the_table_left_as_it_was(tmp_path):
     table = pd.DataFrame({"run_id": ["a", "b", "c"], "cfg.task.k_shot": [8, "all", None], "n": [1, 2, 3]})
+    table["cfg.method.target_modules"] = pd.Series([["q", "v"], "all-linear", float("nan")], dtype=object)
     before = table.copy()
     back = pd.read_parquet(save(table, tmp_path / "t.parquet"))
     assert back["cfg.task.k_shot"].tolist()[:2] == ["8", "all"] and pd.isna(back["cfg.task.k_shot"][2])
+    assert back["cfg.method.target_modules"].tolist()[:2] == ["['q', 'v']", "all-linear"]  # R39 W7: crashed
     assert back["n"].tolist() == [1, 2, 3]
     pd.testing.assert_frame_equal(table, before)  # the caller's table keeps its int cell
 

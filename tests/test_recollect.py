@@ -438,10 +438,42 @@ def test_a_fold_replaces_only_the_manifest_it_read(sweep, monkeypatch):
     assert table.set_index("run_dir").loc[str(sweep / "run-000"), "score"] == 0.999
 
 
-@pytest.mark.parametrize("sig", [[5], [], ["a", "b"], list(range(9)), [1.5] * 8, None])
+@pytest.mark.parametrize("sig", [[5], [], ["a", "b"], list(range(9)), [1.5] * 8, None, [10**30] * 8])
 def test_a_line_with_a_damaged_signature_is_no_line(sweep, monkeypatch, sig):
     """R39 Z6: a line of this code whose signature is not 8 integers crashed --quick (IndexError,
     TypeError); it is skipped, as a verified read skips it (no run's stat matches it)."""
     line = {"run": "run-001", "sig": sig, "t": 1.0, "state": "FAILED", "fp": index.fingerprint()}
     (sweep / index.INDEX_DIR / "damaged-1-1.jsonl").write_text(json.dumps(line) + "\n")
     pd.testing.assert_frame_equal(quick_recollect(sweep, monkeypatch)[0], from_files(collect, [sweep]))
+
+
+def test_a_line_of_other_code_with_another_signature_length_is_stat_ed(sweep, monkeypatch):
+    """R39 W1: signatures grew from 6 to 8 fields once; a worker on an older commit writes 6. Its line says
+    the run changed: both quick reads stat the run, not skip the line as damaged."""
+    monkeypatch.setenv(index.ENV, "0")
+    RunDir(sweep / "run-006").set_status("FAILED", error="ValueError: on the old worker")
+    monkeypatch.setenv(index.ENV, "1")
+    sig = index.signature(str(sweep / "run-006"))
+    for other in (sig[:6], (*sig, 0)):
+        line = {"run": "run-006", "sig": list(other), "t": 1.0, "state": "FAILED", "fp": "older code"}
+        (sweep / index.INDEX_DIR / "oldnode-1-1.jsonl").write_text(json.dumps(line) + "\n")
+        pd.testing.assert_frame_equal(quick_recollect(sweep, monkeypatch)[0], from_files(collect, [sweep]))
+
+
+def test_a_run_dir_restored_with_older_mtimes_is_caught_up_by_the_next_verified_collect(sweep, monkeypatch):
+    """R39 W2: a run dir replaced under its name by a copy keeping its older mtimes (cp -p, rsync -a from a
+    backup): the failed attempt's line outranked every later repair line and manifest entry, so --quick
+    showed it through any number of verified collects. A verified read that finds such a line folds (a fold
+    drops the line files it read); --quick itself does not see the restore (a stat would)."""
+    backup = sweep.parent / "backup"
+    shutil.copytree(sweep / "run-006", backup / "run-006", copy_function=shutil.copy2)
+    shutil.copystat(sweep / "run-006", backup / "run-006")
+    finish_again(RunDir(sweep / "run-006"), "FAILED", score=0.11)  # tried again, failed: a newer line
+    assert quick_recollect(sweep, monkeypatch)[1] == {"patched": 1}  # the kept table: FAILED
+    shutil.rmtree(sweep / "run-006")
+    shutil.copytree(backup / "run-006", sweep / "run-006", copy_function=shutil.copy2)
+    shutil.copystat(backup / "run-006", sweep / "run-006")
+    assert recollect(sweep)[1] == {"patched": 1}  # verified: reads the restored run, and folds
+    table = quick_recollect(sweep, monkeypatch)[0]
+    pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
+    assert table.set_index("run_dir").loc[str(sweep / "run-006"), "status"] == "COMPLETED"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import matplotlib.image
+import pandas as pd
 import pytest
 from conftest import run_cli
 
@@ -44,6 +45,7 @@ def _transfer(sweep, *args):
 
 def test_cli_scores_other_tasks_keeps_earlier_scores_and_feeds_the_matrix(trained_sweep, tmp_path):
     before = {p: p.read_bytes() for p in trained_sweep.rglob("result.json")}
+    collect([trained_sweep])  # the sweep's index, so a quick collect below can answer from it alone
     out = _transfer(trained_sweep, "--task", "bbc_headlines", "--task", "bbc_news")
     assert out.returncode == 0, out.stderr[-2000:]
     assert "3 transfer score(s) written" in out.stdout  # own tasks are not re-scored
@@ -51,7 +53,10 @@ def test_cli_scores_other_tasks_keeps_earlier_scores_and_feeds_the_matrix(traine
     again = _transfer(trained_sweep, "--task", "bbc_headlines", "--task", "bbc_news")
     assert "0 transfer score(s) written, 3 kept" in again.stdout
 
+    quick = collect([trained_sweep], quick=True)  # R39 W3: a transfer writes the run's index line
     table = collect([trained_sweep])
+    assert quick.attrs == {"quick": True}
+    pd.testing.assert_frame_equal(quick, table)
     scored = table[table["task"] == "bbc_news"]["transfer.bbc_headlines.score"]
     assert scored.notna().all() and scored.between(0, 1).all()
     cells = transfer_scores(table).set_index(["task", "eval_task"])

@@ -354,17 +354,18 @@ def _index_lines(directory: str):
 
 
 def _parsed(raw: bytes) -> tuple[str, tuple, dict] | None:
-    """A line as (run, signature, line); None where it is not one (cut short, or a signature that is not
-    SIG_FIELDS' integers: no run's stat can match it, and a quick read would take it for a run's now)."""
     try:
         line = json.loads(raw)
-        sig = tuple(line["sig"])
-        name = line["run"]
+        return line["run"], tuple(line["sig"]), line
     except (ValueError, KeyError, TypeError):
         return None
-    if len(sig) != len(SIG_FIELDS) or not all(type(v) is int for v in sig) or not isinstance(name, str):
-        return None
-    return name, sig, line
+
+
+def _well_formed(sig: tuple) -> bool:
+    """A signature a stat could give (SIG_FIELDS' 64-bit integers): a quick read takes a line of this code
+    for a run's now only where its signature is one (a damaged line crashed it: R39 Z6, W5). A line of other
+    code may hold another number of fields (they grew from 6 to 8): it still says the run changed."""
+    return len(sig) == len(SIG_FIELDS) and all(type(v) is int and -(2**63) <= v < 2**63 for v in sig)
 
 
 class NewestLines:
@@ -388,9 +389,11 @@ class NewestLines:
         return sig
 
     def add(self, name: str, sig: tuple, line: dict) -> bool:
-        """Take a line in; False where it is of other code."""
+        """Take a line in; False where it is of other code (or damaged: no stat gives its signature)."""
         if line.get("fp") != self.fp:
             self.foreign.add(name)
+            return False
+        if not _well_formed(sig):
             return False
         at = line.get("t")
         order = (sig[1], at if isinstance(at, (int, float)) else -1.0)
@@ -485,6 +488,7 @@ class Snapshot:
         self.read_now: set[str] = set()  # runs read from their files by this snapshot
         self.line_count = 0
         self.line_runs: set[str] = set()  # the runs the lines read name
+        self.misleading: set[str] = set()  # runs whose newest line a quick read would take, not their files
         self.no_manifest = False  # none, or one of other code: the next finish writes one
         if enabled():
             self._read_manifest()
@@ -590,11 +594,14 @@ class Snapshot:
         return dict(sorted(runs.items())) if candidates else runs
 
     def _read_lines(self) -> None:
+        newest = None if self.quick else NewestLines(self.fp)  # what a quick read would take, where stat'ed
         for file, size, count, lines in _index_lines(self.dir) if self._lines is None else self._lines:
             self.lines_read.append((file, size))
             self.line_count += count
             for name, sig, line in lines:
                 self.line_runs.add(name)
+                if newest is not None:
+                    newest.add(name, sig, line)
                 if line.get("fp") != self.fp or self.runs.get(name) != sig:
                     continue
                 big = {f: line.pop(f) for f in BIG if isinstance(line.get(f), str)}
@@ -608,6 +615,14 @@ class Snapshot:
                 if big:
                     self.fresh.setdefault(name, {}).update(big)
                     self.touched.add(name)
+        if newest is not None:
+            self.misleading = {n for n in newest.sigs.keys() & self.runs.keys() if not self._true(newest, n)}
+
+    def _true(self, newest: NewestLines, name: str) -> bool:
+        """Whether a quick read would take the run's files as they are (R39 W2: a run dir restored with older
+        mtimes, or a file rewritten in the tick of its line, leaves a line that outranks every later repair
+        line and manifest entry; only a fold, which drops the line files read, ends it)."""
+        return newest.now(name, self.runs[name]) == self.runs[name]
 
     def run_path(self, name: str) -> str:
         """The run dir as this reader names it (as run_row builds `run_dir` from the path it is given)."""
@@ -792,6 +807,7 @@ class Snapshot:
             if compact is None:
                 named = len(self.line_runs | {repair["run"] for repair in self.repairs})
                 compact = self.no_manifest and bool(self.runs) or piled(named, lines, len(self.runs))
+                compact = compact or bool(self.misleading)  # lines a quick read would take wrongly
             if compact and (lines or self.no_manifest):
                 self.compact()
             elif self.repairs:

@@ -19,6 +19,7 @@ from safetensors.torch import load_file
 
 from petsweep.compose import compose
 from petsweep.model.resolve import resolve_run
+from petsweep.records import index
 from petsweep.records.retention import require_weights
 from petsweep.records.status import COMPLETED, RunDir, find_runs, write_json
 from petsweep.spec.config import RunSpec
@@ -175,9 +176,8 @@ def _evaluate(
     path = transfer_file(run_dir, target.task.name)
     path.parent.mkdir(exist_ok=True)
     write_json(path, record)
-    os.utime(
-        run_dir
-    )  # the run dir's mtime moves: the sweep index (petsweep.records.index) reads its row again
+    os.utime(run_dir)  # the run dir's mtime moves: a verified read of the sweep index reads its row again
+    index.record(RunDir(run_dir))  # and its line (with the row) tells a quick read (collect --quick, R39 W3)
     return record
 
 
