@@ -477,3 +477,60 @@ def test_a_run_dir_restored_with_older_mtimes_is_caught_up_by_the_next_verified_
     table = quick_recollect(sweep, monkeypatch)[0]
     pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
     assert table.set_index("run_dir").loc[str(sweep / "run-006"), "status"] == "COMPLETED"
+
+
+def test_a_line_written_while_a_verified_read_runs_does_not_make_it_fold(sweep, monkeypatch):
+    """R39 V1: a worker's line written between a verified read's stat pass and its read of the lines is
+    newer than the stat it took: taken for a misleading line, it made a busy sweep fold at nearly every read
+    (~4 s at 10^5 runs) and dropped that line's file. A run flagged is stat'ed again first."""
+    manifest = sweep / index.INDEX_DIR / index.MANIFEST
+    written = manifest.stat().st_ino
+    read_lines = index.Snapshot._read_lines
+
+    def after_the_scan(self):
+        RunDir(sweep / "run-003").set_status("RUNNING")  # claimed again by a worker, its line written
+        return read_lines(self)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(index.Snapshot, "_read_lines", after_the_scan)
+        collect([sweep])
+    assert manifest.stat().st_ino == written  # no fold
+    pd.testing.assert_frame_equal(quick_recollect(sweep, monkeypatch)[0], from_files(collect, [sweep]))
+
+
+@pytest.mark.parametrize("name", [["run-001"], {"a": 1}, None, 7])
+def test_a_line_whose_run_is_not_a_name_is_no_line(sweep, monkeypatch, name):
+    """R39 V2: a damaged line whose "run" is a list or a dict crashed every read, for good."""
+    line = {"run": name, "sig": [1] * 8, "t": 1.0, "state": "FAILED", "fp": index.fingerprint()}
+    (sweep / index.INDEX_DIR / "damaged-1-1.jsonl").write_text(json.dumps(line) + "\n")
+    pd.testing.assert_frame_equal(quick_recollect(sweep, monkeypatch)[0], from_files(collect, [sweep]))
+    assert recollect(sweep)[1] in ({"kept": 1}, {"patched": 1})
+
+
+def test_a_tie_of_a_line_and_a_later_folds_entry_goes_to_the_fold(sweep, monkeypatch):
+    """R39 V3: result.json rewritten without a line within its line's clock tick (a coarse-mtime filesystem)
+    ties the line by mtimes; where the line file keeps growing a fold cannot drop it, so every verified read
+    folded and --quick kept the line. A tie goes to a manifest folded after the line was written."""
+    finish_again(RunDir(sweep / "run-000"), score=0.61)
+    run = sweep / "run-000"
+    stamp = (run / "result.json").stat().st_mtime_ns
+    result = RunDir(run).result_file
+    write_json(result, {**json.loads(result.read_text()), "score": 0.615})  # no line
+    os.utime(result, ns=(stamp, stamp))  # in the same clock tick as the line's
+    os.utime(run, ns=(stamp, stamp))
+    fold = index.Snapshot.compact
+
+    def grown_while_folding(self):
+        RunDir(sweep / "run-024").set_status("CANCELLED", error="cancelled by a signal")  # the same line file
+        return fold(self)
+
+    manifest = sweep / index.INDEX_DIR / index.MANIFEST
+    with monkeypatch.context() as patch:
+        patch.setattr(index.Snapshot, "compact", grown_while_folding)
+        collect([sweep])  # folds (the tied line would mislead a quick read); the line file stays
+        written = manifest.stat().st_ino
+        collect([sweep])  # and not again: a quick read now takes the fold's entry
+    assert manifest.stat().st_ino == written
+    table = quick_recollect(sweep, monkeypatch)[0]
+    pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
+    assert table.set_index("run_dir").loc[str(run), "score"] == 0.615

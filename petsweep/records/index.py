@@ -356,9 +356,10 @@ def _index_lines(directory: str):
 def _parsed(raw: bytes) -> tuple[str, tuple, dict] | None:
     try:
         line = json.loads(raw)
-        return line["run"], tuple(line["sig"]), line
+        name, sig = line["run"], tuple(line["sig"])
     except (ValueError, KeyError, TypeError):
         return None
+    return (name, sig, line) if isinstance(name, str) else None  # R39 V2: a name a dict could not key
 
 
 def _well_formed(sig: tuple) -> bool:
@@ -379,12 +380,18 @@ class NewestLines:
         self.foreign: set[str] = set()  # R37 W2: a worker on another commit wrote it
         self._order: dict[str, tuple] = {}
 
-    def now(self, name: str, stored: tuple) -> tuple:
+    def now(self, name: str, stored: tuple, scanned_at: float = 0.0) -> tuple:
         """The run's signature as a quick read takes it: its newest line's, unless the manifest's entry
-        (`stored`) is newer (a fold keeps a line file that grew while it was folded, so lines older than the
-        manifest outlive it: a verified read's entry after them must win)."""
+        (`stored`) is newer by the files' mtimes, or is of the same status.json write and was stat'ed after
+        the line was written (`scanned_at`: when the fold's reader began its stat pass). A fold keeps a
+        line file that grew while it was folded, so lines older than the manifest outlive it, and a verified
+        read's entry after them must win (R39 Z2, V3: result.json rewritten without a line)."""
         sig = self.sigs.get(name)
-        if sig is None or _mtimes(sig) < _mtimes(stored):
+        if sig is None:
+            return stored
+        if _mtimes(sig) < _mtimes(stored):
+            return stored
+        if sig != stored and sig[1] == stored[1] and self._order[name][1] < scanned_at:
             return stored
         return sig
 
@@ -413,6 +420,14 @@ def _file_id(path: str) -> tuple[int, int, int] | None:
     except OSError:
         return None
     return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+def _scanned_at(meta: dict) -> float:
+    """When the reader that wrote a manifest began stat'ing the runs (0 for one from before it said)."""
+    try:
+        return float(meta.get(b"scanned_at", b"0"))
+    except ValueError:
+        return 0.0
 
 
 def _mtimes(sig: tuple) -> tuple:
@@ -466,6 +481,7 @@ class Snapshot:
         self._manifest = os.path.join(self.dir, MANIFEST)
         self._manifest_id = _file_id(self._manifest)  # the manifest read: a fold replaces only that one
         self._lines = None  # the line files, where a quick read parsed them first
+        self._scan_started = time.time()  # before the stat pass: the manifest this read folds says it
         self.quick = quick and enabled()
         trusted = self._trusted_runs() if self.quick else None
         if trusted is None:
@@ -489,6 +505,7 @@ class Snapshot:
         self.line_count = 0
         self.line_runs: set[str] = set()  # the runs the lines read name
         self.misleading: set[str] = set()  # runs whose newest line a quick read would take, not their files
+        self.scanned_at = 0.0  # when the manifest's reader began its stat pass (NewestLines.now)
         self.no_manifest = False  # none, or one of other code: the next finish writes one
         if enabled():
             self._read_manifest()
@@ -509,6 +526,7 @@ class Snapshot:
         if meta.get(b"fingerprint", b"").decode() != self.fp:
             self.no_manifest = True
             return
+        self.scanned_at = _scanned_at(meta)
         parse = self.read_info is not None  # collect needs no status fields: they stay text on disk
         columns = ["run", *SIG_FIELDS, *(["info"] if parse else []), *[f"has_{f}" for f in BIG]]
         import numpy as np
@@ -557,6 +575,7 @@ class Snapshot:
         meta = file.schema_arrow.metadata or {}
         if meta.get(b"fingerprint", b"").decode() != self.fp or not file.metadata.num_rows:
             return None
+        scanned_at = _scanned_at(meta)
         listing = _listing_if_moved(self.sweep, meta)
         if listing is None:
             return None
@@ -590,7 +609,7 @@ class Snapshot:
             else:
                 runs[name] = sig
         for name in newest.sigs.keys() & runs.keys() - newest.foreign:
-            runs[name] = newest.now(name, runs[name])
+            runs[name] = newest.now(name, runs[name], scanned_at)
         return dict(sorted(runs.items())) if candidates else runs
 
     def _read_lines(self) -> None:
@@ -616,13 +635,19 @@ class Snapshot:
                     self.fresh.setdefault(name, {}).update(big)
                     self.touched.add(name)
         if newest is not None:
-            self.misleading = {n for n in newest.sigs.keys() & self.runs.keys() if not self._true(newest, n)}
+            lined = newest.sigs.keys() & self.runs.keys() - newest.foreign  # (a quick read stats the foreign)
+            flagged = [n for n in lined if not self._true(newest, n, self.runs[n])]
+            self.misleading = {n for n in flagged if not self._true(newest, n, signature(self.run_path(n)))}
 
-    def _true(self, newest: NewestLines, name: str) -> bool:
-        """Whether a quick read would take the run's files as they are (R39 W2: a run dir restored with older
-        mtimes, or a file rewritten in the tick of its line, leaves a line that outranks every later repair
-        line and manifest entry; only a fold, which drops the line files read, ends it)."""
-        return newest.now(name, self.runs[name]) == self.runs[name]
+    def _true(self, newest: NewestLines, name: str, real: tuple | None) -> bool:
+        """Whether a quick read would take the run's files as they are (`real`, their stat) over its newest
+        line (R39 W2: a run dir restored with older mtimes, or a file rewritten in the tick of its line,
+        leaves a line that outranks every later repair line; only a fold, which drops the line files read,
+        ends it). A run flagged is stat'ed again (its line may have come after this read's scan: V1)."""
+        if real is None:
+            return True  # gone: nothing for a quick read to take
+        entry = self._mpos.get(name) is not None and real == self.runs[name]  # the manifest's entry is `real`
+        return newest.now(name, real, self.scanned_at if entry else 0.0) == real
 
     def run_path(self, name: str) -> str:
         """The run dir as this reader names it (as run_row builds `run_dir` from the path it is given)."""
@@ -845,7 +870,9 @@ class Snapshot:
         table = _unify(parts) if len(parts) > 1 else parts[0] if parts else _empty_manifest()
         if len(parts) > 1:
             table = table.sort_by("run")
-        table = table.replace_schema_metadata({"fingerprint": self.fp, **self._listing_meta()})
+        scanned = self.scanned_at if self.quick else self._scan_started  # a quick read stat'ed no run
+        meta = {"fingerprint": self.fp, "scanned_at": repr(scanned), **self._listing_meta()}
+        table = table.replace_schema_metadata(meta)
         from petsweep.records.files import new_temp
 
         fd, tmp = new_temp(self._manifest, 0o644)
@@ -986,6 +1013,7 @@ class StatusScan:
         self.usable = False
         self.lines: dict[str, list[tuple[tuple, dict]]] = {}  # name -> (signature, info) of its lines
         self.newest = NewestLines(self.fp)  # quick: a run's newest line (runs with one of other code stat'ed)
+        self.scanned_at = 0.0  # when the manifest's reader began its stat pass (NewestLines.now)
         self.timing: dict = {}  # whether this scan stats in threads (_stats decides at its first batch)
         self.listed: set[str] | None = None  # the sweep dir's sub-dirs, where _unlisted listed it
         self.line_count = 0
@@ -1002,6 +1030,7 @@ class StatusScan:
             return
         if not set(self.COLUMNS) <= set(self.file.schema_arrow.names) or not self.file.metadata.num_rows:
             return
+        self.scanned_at = _scanned_at(meta)
         self._read_lines()
         if piled(len(self.lines), self.line_count, self.file.metadata.num_rows):
             return  # Snapshot folds them into a new manifest
@@ -1123,7 +1152,7 @@ class StatusScan:
                 sig = signature(f"{self.sweep}/{name}")
                 now[i] = sig if sig is not None else (-1, -2, *([-1] * (len(SIG_FIELDS) - 2)))
             elif name in self.newest.sigs:
-                now[i] = self.newest.now(name, tuple(stored[i].tolist()))
+                now[i] = self.newest.now(name, tuple(stored[i].tolist()), self.scanned_at)
             if self.listed is not None and name not in self.listed:
                 now[i, 1] = -2
         return now

@@ -22,6 +22,7 @@ from petsweep.model.resolve import resolve_run
 from petsweep.records import index
 from petsweep.records.retention import require_weights
 from petsweep.records.status import COMPLETED, RunDir, find_runs, write_json
+from petsweep.run.rehash import identity_check
 from petsweep.spec.config import RunSpec
 from petsweep.spec.errors import ConfigError, PetsweepError
 from petsweep.train.checkpoint import load_trainable
@@ -177,7 +178,7 @@ def _evaluate(
     path.parent.mkdir(exist_ok=True)
     write_json(path, record)
     os.utime(run_dir)  # the run dir's mtime moves: a verified read of the sweep index reads its row again
-    index.record(RunDir(run_dir))  # and its line (with the row) tells a quick read (collect --quick, R39 W3)
+    index.record(RunDir(run_dir), identity_check)  # its line (with its row) tells a quick read (R39 W3, V5)
     return record
 
 
