@@ -53,8 +53,9 @@ def collect(sweep_dirs: list[str | Path], quick: bool = False) -> pd.DataFrame:
     for snapshot in snapshots:
         snapshot.finish()
     table = _finish(table)
-    if quick:  # whether every sweep's index answered alone (else its runs were stat'ed): the CLI's note
-        table.attrs["quick"] = all(snapshot.quick for snapshot in snapshots)
+    if quick:  # the sweeps whose index could not answer alone (their runs were stat'ed): the CLI's note
+        table.attrs["quick_fell_back"] = [snapshot.sweep for snapshot in snapshots if not snapshot.quick]
+        table.attrs["quick_sweeps"] = len(snapshots)
     return table
 
 

@@ -577,9 +577,18 @@ QUICK_COLLECTED = (
     "dir restored with older mtimes is not seen; `petsweep collect` without --quick checks every run's files)"
 )
 QUICK_COLLECT_FELL_BACK = (
-    "(--quick: a sweep's index could not answer alone (PETSWEEP_INDEX=0, or no manifest of this code yet): "
-    "every run's files were checked)"
+    "(--quick: the index of {fell} of {sweeps} sweeps could not answer alone (PETSWEEP_INDEX=0, or no "
+    "manifest of this code yet): their runs' files were checked{others}; first: {first})"
 )
+
+
+def quick_note(table) -> str:
+    """What `collect --quick` built a table from: the indexes alone, or, where one could not answer, files."""
+    fell, sweeps = table.attrs["quick_fell_back"], table.attrs["quick_sweeps"]
+    if not fell:
+        return QUICK_COLLECTED
+    others = "" if len(fell) == sweeps else "; the others' as their indexes say"
+    return QUICK_COLLECT_FELL_BACK.format(fell=len(fell), sweeps=sweeps, others=others, first=fell[0])
 
 
 def _collect_cmd(args) -> None:
@@ -588,7 +597,7 @@ def _collect_cmd(args) -> None:
     table = collect(args.sweep_dirs, quick=args.quick)
     print(f"{len(table)} runs -> {save(table, args.output)}")
     if args.quick:
-        print(QUICK_COLLECTED if table.attrs.get("quick") else QUICK_COLLECT_FELL_BACK)
+        print(quick_note(table))
     if args.history:
         from analysis.load import history
 

@@ -358,13 +358,21 @@ def test_collect_quick_says_whether_the_index_answered(tmp_path, capsys):
     """The command names the trade under its line, and says when a sweep's index could not answer alone."""
     from petsweep import cli
 
-    sweep = make_sweep(tmp_path / "study", 6)
+    sweep = make_sweep(tmp_path / "runs" / "study", 6)
     out = tmp_path / "t.parquet"
     cli.main(["collect", str(sweep), "-o", str(out), "--quick"])
-    assert capsys.readouterr().out.splitlines()[-1] == cli.QUICK_COLLECT_FELL_BACK  # no manifest yet
+    note = capsys.readouterr().out.splitlines()[-1]  # no manifest yet
+    assert note.startswith("(--quick: the index of 1 of 1 sweeps could not answer alone")
+    assert "others" not in note
+    assert note.endswith(f"their runs' files were checked; first: {sweep})")
     cli.main(["collect", str(sweep), "-o", str(out), "--quick"])
     assert capsys.readouterr().out.splitlines()[-1] == cli.QUICK_COLLECTED
     pd.testing.assert_frame_equal(pd.read_parquet(out), from_files(collect, [sweep]).pipe(_as_saved, out))
+    later = make_sweep(tmp_path / "runs" / "later", 3)  # a runs root: one sweep's index answers, one cannot
+    cli.main(["collect", str(tmp_path / "runs"), "-o", str(out), "--quick"])
+    note = capsys.readouterr().out.splitlines()[-1]
+    assert note.startswith("(--quick: the index of 1 of 2 sweeps could not answer alone")
+    assert note.endswith(f"the others' as their indexes say; first: {later})")
 
 
 def _as_saved(table: pd.DataFrame, out: Path) -> pd.DataFrame:

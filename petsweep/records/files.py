@@ -30,19 +30,42 @@ def owned_alone(stat: os.stat_result) -> bool:
     return stat.st_uid == os.geteuid() and not stat.st_mode & 0o022
 
 
-def replace_privately(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
-    """Write `path` anew through new_temp and a rename, mode 0644 whatever the umask (so owned_alone holds
-    for its reader); a write that fails leaves no temporary file and raises."""
-    fd, tmp = new_temp(path, 0o644)
+def replace_file(
+    path: str | Path,
+    write: Callable[[BinaryIO], None],
+    *,
+    mode: int = 0o666,
+    fsync: bool = False,
+    before_rename: Callable[[], None] | None = None,
+) -> None:
+    """Write `path` anew: `write` fills a new_temp file (created with `mode`, less the umask), which is then
+    renamed over `path`, so a reader sees the old file or the whole new one. `fsync`: the new bytes are on
+    disk before the rename. `before_rename` may raise to refuse the rename, after the write. A write that
+    fails or is refused leaves `path` as it was and no temporary file, and raises."""
+    fd, tmp = new_temp(path, mode)
     try:
         with os.fdopen(fd, "wb") as fh:
-            os.fchmod(fh.fileno(), 0o644)
             write(fh)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+        if before_rename is not None:
+            before_rename()
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def replace_privately(path: str | Path, write: Callable[[BinaryIO], None]) -> None:
+    """replace_file with mode 0644 whatever the umask (so owned_alone holds for its reader)."""
+
+    def write_private(fh: BinaryIO) -> None:
+        os.fchmod(fh.fileno(), 0o644)
+        write(fh)
+
+    replace_file(path, write_private, mode=0o644)
 
 
 def keep_newest(directory: Path, pattern: str, kept: int) -> None:

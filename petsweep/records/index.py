@@ -430,6 +430,14 @@ def _scanned_at(meta: dict) -> float:
         return 0.0
 
 
+def _signatures(table) -> tuple[list[str], object]:
+    """A manifest's run names and their signatures (an int64 array, a row a run)."""
+    import numpy as np
+
+    stored = np.column_stack([table.column(f).to_numpy() for f in SIG_FIELDS])
+    return table.column("run").to_pylist(), stored
+
+
 def _mtimes(sig: tuple) -> tuple:
     """A signature's order in time: status.json's mtime, then the newest of the dir's, result.json's and
     config.yaml's."""
@@ -481,6 +489,7 @@ class Snapshot:
         self._manifest = os.path.join(self.dir, MANIFEST)
         self._manifest_id = _file_id(self._manifest)  # the manifest read: a fold replaces only that one
         self._lines = None  # the line files, where a quick read parsed them first
+        self._opened = None  # (the manifest, its run names, their signatures), where a quick read read them
         self._scan_started = time.time()  # before the stat pass: the manifest this read folds says it
         self.quick = quick and enabled()
         trusted = self._trusted_runs() if self.quick else None
@@ -515,25 +524,30 @@ class Snapshot:
 
     # the manifest's small columns: which runs it holds, and their status fields
     def _read_manifest(self) -> None:
-        try:
-            import pyarrow.parquet as pq
-
-            file = pq.ParquetFile(self._manifest)
-        except (OSError, ValueError, ImportError):
-            self.no_manifest = True
-            return
-        meta = file.schema_arrow.metadata or {}
-        if meta.get(b"fingerprint", b"").decode() != self.fp:
-            self.no_manifest = True
-            return
-        self.scanned_at = _scanned_at(meta)
-        parse = self.read_info is not None  # collect needs no status fields: they stay text on disk
-        columns = ["run", *SIG_FIELDS, *(["info"] if parse else []), *[f"has_{f}" for f in BIG]]
         import numpy as np
 
-        table = file.read(columns=columns)
-        names = table.column("run").to_pylist()
-        stored = np.column_stack([table.column(f).to_numpy() for f in SIG_FIELDS])
+        opened, self._opened = self._opened, None
+        if opened is not None:  # _trusted_runs read this manifest's signatures (and checked its code)
+            file, names, stored = opened
+        else:
+            try:
+                import pyarrow.parquet as pq
+
+                file = pq.ParquetFile(self._manifest)
+            except (OSError, ValueError, ImportError):
+                self.no_manifest = True
+                return
+            if (file.schema_arrow.metadata or {}).get(b"fingerprint", b"").decode() != self.fp:
+                self.no_manifest = True
+                return
+        self.scanned_at = _scanned_at(file.schema_arrow.metadata or {})
+        parse = self.read_info is not None  # collect needs no status fields: they stay text on disk
+        columns = [*(["info"] if parse else []), *[f"has_{f}" for f in BIG]]
+        if opened is None:
+            columns += ["run", *SIG_FIELDS]
+        table = file.read(columns=columns)  # (an open file: the manifest _trusted_runs read, if it did)
+        if opened is None:
+            names, stored = _signatures(table)
         missing = (-2,) * len(SIG_FIELDS)  # no run has it: the run is gone
         if names == list(self.runs):  # the same runs (the usual case): their signatures in one array
             now = np.array(list(self.runs.values()), dtype=np.int64).reshape(-1, len(SIG_FIELDS))
@@ -564,7 +578,6 @@ class Snapshot:
         of other code, or one the manifest's listing did not hold, is stat'ed. None where the index cannot
         answer alone (no manifest of this code): every run is stat'ed then. What only a stat sees is not
         seen: an edit in place, a run written without its line (PETSWEEP_INDEX=0)."""
-        import numpy as np
 
         try:
             import pyarrow.parquet as pq
@@ -584,9 +597,9 @@ class Snapshot:
         for _, _, _, lines in self._lines:
             for name, sig, line in lines:
                 newest.add(name, sig, line)
-        table = file.read(columns=["run", *SIG_FIELDS])
-        stored = np.column_stack([table.column(f).to_numpy() for f in SIG_FIELDS]).tolist()
-        runs = dict(zip(table.column("run").to_pylist(), map(tuple, stored)))
+        names, stored = _signatures(file.read(columns=["run", *SIG_FIELDS]))
+        self._opened = (file, names, stored)  # _read_manifest reads its other columns from the same file
+        runs = dict(zip(names, map(tuple, stored.tolist())))
         self._listed, names = listing
         if names is None:  # the listing is the manifest's: its sub-dirs without status.json may hold one now
             candidates = json.loads(meta.get(b"non_runs", b"[]"))
@@ -873,19 +886,18 @@ class Snapshot:
         scanned = self.scanned_at if self.quick else self._scan_started  # a quick read stat'ed no run
         meta = {"fingerprint": self.fp, "scanned_at": repr(scanned), **self._listing_meta()}
         table = table.replace_schema_metadata(meta)
-        from petsweep.records.files import new_temp
+        from petsweep.records.files import replace_file
 
-        fd, tmp = new_temp(self._manifest, 0o644)
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                pq.write_table(table, fh, row_group_size=BATCH)
-            if _file_id(self._manifest) != self._manifest_id:  # R39 Z3: another reader folded meanwhile
-                raise _Superseded(self._manifest)  # (its entries may be newer than this read's)
-            os.replace(tmp, self._manifest)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        def not_superseded() -> None:  # R39 Z3: another reader folded meanwhile (its entries may be newer)
+            if _file_id(self._manifest) != self._manifest_id:
+                raise _Superseded(self._manifest)
+
+        replace_file(
+            self._manifest,
+            lambda fh: pq.write_table(table, fh, row_group_size=BATCH),
+            mode=0o644,
+            before_rename=not_superseded,
+        )
         self._manifest_id = _file_id(self._manifest)
         for file, size in self.lines_read:
             with contextlib.suppress(OSError):

@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from petsweep.records.files import new_temp
+from petsweep.records.files import replace_file
 from petsweep.records.status import remove, visible
 from petsweep.spec.config import KEEPS  # each keeps less than the one before
 from petsweep.spec.errors import ConfigError, PetsweepError
@@ -143,14 +143,8 @@ def prune(run_dir: str | Path, keep: str, by: str, dry_run: bool = False) -> int
     }
     # renamed into place, not fsynced (7 ms a run here; it only words an error): a killed process leaves it
     # whole or absent, and the removals come after it
-    fd, tmp = new_temp(run_dir / MARKER)  # status.ATOMIC_TMP_GLOB: cleared on the next claim
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(json.dumps(marker, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, run_dir / MARKER)
-    except OSError:
-        tmp.unlink(missing_ok=True)
-        raise
+    text = json.dumps(marker, indent=2, sort_keys=True) + "\n"
+    replace_file(run_dir / MARKER, lambda fh: fh.write(text.encode()))  # a kill's temp: next claim clears it
     for path in doomed:
         remove(path)
     return freed

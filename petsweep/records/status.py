@@ -26,7 +26,7 @@ from enum import Enum
 from pathlib import Path
 
 from petsweep.records import index
-from petsweep.records.files import new_temp
+from petsweep.records.files import replace_file
 from petsweep.spec.errors import PetsweepError
 
 
@@ -90,20 +90,12 @@ def new_aside_batch(sweep_dir: Path) -> Path:
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write via a temporary file (new_temp) and rename, so a reader never sees a half-written file. A write
-    that fails (a full disk) leaves the file as it was and no temporary file; its OSError names `path`."""
-    tmp = None
+    """Write via a temporary file and rename (files.replace_file, fsync'd), so a reader never sees a
+    half-written file. A write that fails (a full disk) leaves the file as it was and no temporary file; its
+    OSError names `path`."""
     try:
-        fd, tmp = new_temp(path)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
+        replace_file(path, lambda fh: fh.write(text.encode("utf-8")), fsync=True)
     except OSError as err:
-        if tmp is not None:
-            with contextlib.suppress(OSError):
-                tmp.unlink()
         if err.filename is None:  # a failed flush or fsync names no file
             raise OSError(err.errno, err.strerror, str(path)) from err
         raise
