@@ -11,6 +11,7 @@ from collections import Counter
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 
 from analysis import collected
@@ -542,3 +543,24 @@ def test_a_tie_of_a_line_and_a_later_folds_entry_goes_to_the_fold(sweep, monkeyp
     table = quick_recollect(sweep, monkeypatch)[0]
     pd.testing.assert_frame_equal(table, from_files(collect, [sweep]))
     assert table.set_index("run_dir").loc[str(run), "score"] == 0.615
+
+
+@pytest.mark.parametrize("chunk", [1, 4])
+def test_a_fold_in_chunks_holds_the_rows_one_fold_holds(tmp_path, monkeypatch, chunk):
+    """A first read of many runs folds their rows a chunk at a time (index.FOLD_CHUNK); a key whose cells
+    are all None in one chunk, a float in another and an int in a third reads back as from the files."""
+    sweep = make_sweep(tmp_path / "s", 12)
+    for i, kind in ((0, None), (6, 7)):  # best_dev_score: None, an int, floats elsewhere
+        run = RunDir(sweep / f"run-{i:03d}")
+        write_json(run.result_file, {**run.result(), "best_dev_score": kind, "note": kind})
+        run.set_status("COMPLETED")
+    monkeypatch.setattr(index, "FOLD_CHUNK", chunk)
+    collect([sweep])  # builds the manifest in chunks (and keeps its table)
+    names = pq.read_schema(sweep / ".index" / index.MANIFEST).names
+    assert "r:score" in names and "j:best_dev_score" in names  # typed where every chunk's cells are floats
+    for kept in (sweep / ".index").glob("collect-*.pkl"):
+        kept.unlink()  # the next collect reads every row from the manifest
+    monkeypatch.setattr(index, "FOLD_CHUNK", index.BATCH)
+    index.READS.clear()
+    pd.testing.assert_frame_equal(collect([sweep]), from_files(collect, [sweep]))
+    assert not index.READS["row"]  # every row came from the chunked manifest

@@ -55,7 +55,7 @@ def test_cli_scores_other_tasks_keeps_earlier_scores_and_feeds_the_matrix(traine
 
     quick = collect([trained_sweep], quick=True)  # R39 W3: a transfer writes the run's index line
     table = collect([trained_sweep])
-    assert quick.attrs == {"quick": True}
+    assert quick.attrs == {"quick_fell_back": [], "quick_sweeps": 1}  # its index answered alone
     pd.testing.assert_frame_equal(quick, table)
     scored = table[table["task"] == "bbc_news"]["transfer.bbc_headlines.score"]
     assert scored.notna().all() and scored.between(0, 1).all()

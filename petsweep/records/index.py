@@ -72,6 +72,7 @@ RACY_S = 2.0
 # fields too big to keep in memory for every run: read from the manifest batch by batch (iter_field)
 BIG = ("row", "config")
 BATCH = 8192
+FOLD_CHUNK = BATCH  # runs whose manifest rows a fold (Snapshot.compact) builds at once from lines or files
 # the status fields `petsweep status` needs of every run, typed beside `info` (its JSON, decoded only for the
 # lines a table prints): the state status.json holds, whether the entry is complete (_complete: a finished
 # run's identity checked) and whether its record is of another identity (it reads NEW)
@@ -877,11 +878,13 @@ class Snapshot:
         parts = [
             old.take(kept) if old is not None and kept else None,
             self._info_table(info_only, old),
-            self._changed_table(changed, old),
         ]
         parts = [t for t in parts if t is not None]
+        mixed = len(parts) + bool(changed) > 1  # rows of several sources: sorted by run again
+        for at in range(0, len(changed), FOLD_CHUNK):  # 10^6 runs read anew: one chunk of row dicts at once
+            parts.append(self._changed_table(changed[at : at + FOLD_CHUNK], old))
         table = _unify(parts) if len(parts) > 1 else parts[0] if parts else _empty_manifest()
-        if len(parts) > 1:
+        if mixed:
             table = table.sort_by("run")
         scanned = self.scanned_at if self.quick else self._scan_started  # a quick read stat'ed no run
         meta = {"fingerprint": self.fp, "scanned_at": repr(scanned), **self._listing_meta()}
@@ -1409,16 +1412,26 @@ def _same_kind(arrow_type, kind: str) -> bool:
 
 def _unify(parts: list):
     """Manifest parts as one table: a row column typed in one part and JSON (or another type) in another
-    becomes JSON in both; columns a part lacks are nulls."""
+    becomes JSON in both; a part's column that holds only nulls takes the others' type (a chunk of runs
+    whose cells of that key are all None types it as JSON: _row_arrays); columns a part lacks are nulls."""
     import pyarrow as pa
 
-    kinds: dict[str, set] = {}
+    kinds: dict[str, dict] = {}  # key -> {(prefix, value type): arrow type}, of the columns holding a value
+    nulls: dict[str, dict] = {}  # the same, of the columns holding only nulls
     for part in parts:
         for field in part.schema:
             if field.name.startswith(ROW_PREFIXES):
                 value_type = field.type.value_type if pa.types.is_dictionary(field.type) else field.type
-                kinds.setdefault(field.name[2:], set()).add((field.name[:2], str(value_type)))
+                empty = part.num_rows and part.column(field.name).null_count == part.num_rows
+                found = (nulls if empty else kinds).setdefault(field.name[2:], {})
+                found[(field.name[:2], str(value_type))] = field.type
     as_json = {key for key, found in kinds.items() if len(found) > 1}
+    as_json |= {key for key, found in nulls.items() if key not in kinds and len(found) > 1}
+    retyped = {
+        key: next(iter(found.items()))
+        for key, found in kinds.items()
+        if len(found) == 1 and nulls.get(key, {}).keys() - found.keys()
+    }
     fixed = []
     for part in parts:
         for key in as_json:
@@ -1430,6 +1443,13 @@ def _unify(parts: list):
                         cells = [None if v is None else json.dumps(v, separators=(",", ":")) for v in cells]
                     array = pa.array(cells, type=pa.string()).dictionary_encode()
                     part = part.drop_columns([name]).append_column(f"j:{key}", array)
+        for key, ((prefix, _), arrow_type) in retyped.items():
+            other = [f"{p}{key}" for p in ROW_PREFIXES if p != prefix and f"{p}{key}" in part.column_names]
+            name = f"{prefix}{key}"
+            if name in part.column_names and part.schema.field(name).type != arrow_type:
+                other.append(name)  # (the same prefix, another type: r:int64 beside r:double)
+            if other:  # only nulls (as kinds found it): the same nulls, of the others' type
+                part = part.drop_columns(other).append_column(name, pa.nulls(part.num_rows, type=arrow_type))
         fixed.append(part)
     return pa.concat_tables(fixed, promote_options="default").combine_chunks()
 
