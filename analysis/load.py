@@ -39,7 +39,12 @@ def collect(sweep_dirs: list[str | Path], quick: bool = False) -> pd.DataFrame:
         rows = []
         for sweep in sweep_dirs:
             rows += [run_row(d) for d in find_runs(sweep)]
-        return _finish(pd.DataFrame(rows))
+        table = _finish(pd.DataFrame(rows))
+        if quick:  # no index to answer (PETSWEEP_INDEX=0): every run's files were read (the CLI's note)
+            table.attrs.update(
+                quick_fell_back=[str(Path(s)) for s in sweep_dirs], quick_sweeps=len(sweep_dirs)
+            )
+        return table
     from analysis import collected
 
     snapshots = [snapshot for sweep in sweep_dirs for snapshot in _snapshots(Path(sweep), quick)]

@@ -13,6 +13,7 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+import yaml
 
 from analysis import collected
 from analysis.load import _cached_row, collect
@@ -564,3 +565,52 @@ def test_a_fold_in_chunks_holds_the_rows_one_fold_holds(tmp_path, monkeypatch, c
     index.READS.clear()
     pd.testing.assert_frame_equal(collect([sweep]), from_files(collect, [sweep]))
     assert not index.READS["row"]  # every row came from the chunked manifest
+
+
+@pytest.mark.parametrize("window", ["_read_manifest", "row_columns"])
+def test_a_fold_by_another_reader_while_collecting_moves_no_row_to_another_run(tmp_path, monkeypatch, window):
+    """R40 U2/U3: another reader folds a new run that sorts first (every manifest row moves down one) after
+    this reader found its runs' rows' positions (between a quick read's two manifest reads, or before the
+    rows are read): each run still gets its own row, and nothing wrong is kept for the next collect."""
+    from petsweep.run import rehash
+
+    sweep = make_sweep(tmp_path / "s", 6)
+    collect([sweep])
+    collect([sweep])  # a manifest of this code
+    for kept in (sweep / ".index").glob("collect-*.pkl"):
+        kept.unlink()
+    late = RunDir(sweep / "a-run-that-sorts-first")
+
+    def other_reader_folds(original):
+        def hooked(self, *args):
+            if not late.path.exists():
+                late.set_status("RUNNING")
+                (late.path / "config.yaml").write_text(yaml.safe_dump(_config(0)))
+                write_json(late.result_file, _result(0, _config(0)))
+                late.set_status("COMPLETED", check=rehash.identity_check)
+                index.Snapshot(sweep, compute={"row": _cached_row}).finish(compact=True)
+            return original(self, *args)
+
+        return hooked
+
+    files = from_files(collect, [sweep]).set_index("run_dir")
+    with monkeypatch.context() as patch:
+        patch.setattr(index.Snapshot, window, other_reader_folds(getattr(index.Snapshot, window)))
+        got = collect([sweep], quick=True).set_index("run_dir")
+    assert len(got) == 6
+    for column in ("run_id", "score", "status"):
+        pd.testing.assert_series_equal(got[column], files.loc[got.index, column])
+    files = from_files(collect, [sweep])
+    pd.testing.assert_frame_equal(collect([sweep]), files)
+    pd.testing.assert_frame_equal(collect([sweep], quick=True), files)
+
+
+def test_collect_quick_without_the_index_says_so(tmp_path, capsys, monkeypatch):
+    """PETSWEEP_INDEX=0: the table is every run's files, and the note says so (it raised KeyError: R40 U1)."""
+    from petsweep import cli
+
+    sweep = make_sweep(tmp_path / "s", 4)
+    monkeypatch.setenv(index.ENV, "0")
+    cli.main(["collect", str(sweep), "-o", str(tmp_path / "t.parquet"), "--quick"])
+    note = capsys.readouterr().out.splitlines()[-1]
+    assert note.startswith("(--quick: the index of 1 of 1 sweeps could not")

@@ -417,10 +417,22 @@ class _Superseded(OSError):
 
 def _file_id(path: str) -> tuple[int, int, int] | None:
     try:
-        found = os.stat(path)
+        return _stat_id(os.stat(path))
     except OSError:
         return None
+
+
+def _stat_id(found: os.stat_result) -> tuple[int, int, int]:
     return found.st_ino, found.st_mtime_ns, found.st_size
+
+
+@contextlib.contextmanager
+def _closing(file):
+    """A ParquetFile made of an open file object, closed with that file (its own close() leaves it open)."""
+    try:
+        yield file
+    finally:
+        file.close(force=True)
 
 
 def _scanned_at(meta: dict) -> float:
@@ -523,6 +535,42 @@ class Snapshot:
         if read_info is not None and not lazy:
             self._read_missing()
 
+    def _open_read(self):
+        """The manifest as a ParquetFile, read from an open file (another reader's fold renames a new one in
+        meanwhile: this one reads on), its id now `_manifest_id`; None where there is none readable."""
+        try:
+            import pyarrow.parquet as pq
+
+            fh = open(self._manifest, "rb")  # noqa: SIM115 (the ParquetFile reads it; closed with it)
+        except (OSError, ImportError):
+            return None
+        try:
+            self._manifest_id = _stat_id(os.fstat(fh.fileno()))
+            return pq.ParquetFile(fh)
+        except (OSError, ValueError):
+            fh.close()
+            return None
+
+    def _open_again(self):
+        """The manifest this snapshot read (its rows' positions are `_mpos`), opened again for its rows; None
+        where another reader's fold has replaced it since (R40 U2: its rows are at other positions): the
+        snapshot then forgets the manifest's rows and fields, and reads those runs from their files."""
+        import pyarrow.parquet as pq
+
+        with contextlib.suppress(OSError):
+            fh = open(self._manifest, "rb")  # noqa: SIM115 (closed by the caller's ParquetFile.close)
+            if _stat_id(os.fstat(fh.fileno())) == self._manifest_id:
+                with contextlib.suppress(OSError, ValueError):
+                    return pq.ParquetFile(fh)
+            fh.close()
+        self._forget_rows()
+        return None
+
+    def _forget_rows(self) -> None:
+        """Take no run's row or config from the manifest (its positions no longer hold): read from files."""
+        self._mpos = {}
+        self.in_manifest = {name: held - set(BIG) for name, held in self.in_manifest.items()}
+
     # the manifest's small columns: which runs it holds, and their status fields
     def _read_manifest(self) -> None:
         import numpy as np
@@ -531,14 +579,11 @@ class Snapshot:
         if opened is not None:  # _trusted_runs read this manifest's signatures (and checked its code)
             file, names, stored = opened
         else:
-            try:
-                import pyarrow.parquet as pq
-
-                file = pq.ParquetFile(self._manifest)
-            except (OSError, ValueError, ImportError):
-                self.no_manifest = True
-                return
-            if (file.schema_arrow.metadata or {}).get(b"fingerprint", b"").decode() != self.fp:
+            file = self._open_read()
+            meta = (file.schema_arrow.metadata or {}) if file is not None else {}
+            if meta.get(b"fingerprint", b"").decode() != self.fp:
+                if file is not None:
+                    file.close(force=True)
                 self.no_manifest = True
                 return
         self.scanned_at = _scanned_at(file.schema_arrow.metadata or {})
@@ -546,7 +591,8 @@ class Snapshot:
         columns = [*(["info"] if parse else []), *[f"has_{f}" for f in BIG]]
         if opened is None:
             columns += ["run", *SIG_FIELDS]
-        table = file.read(columns=columns)  # (an open file: the manifest _trusted_runs read, if it did)
+        with _closing(file):  # the manifest _trusted_runs read, if it did
+            table = file.read(columns=columns)
         if opened is None:
             names, stored = _signatures(table)
         missing = (-2,) * len(SIG_FIELDS)  # no run has it: the run is gone
@@ -580,19 +626,17 @@ class Snapshot:
         answer alone (no manifest of this code): every run is stat'ed then. What only a stat sees is not
         seen: an edit in place, a run written without its line (PETSWEEP_INDEX=0)."""
 
-        try:
-            import pyarrow.parquet as pq
-
-            file = pq.ParquetFile(self._manifest)
-        except (OSError, ValueError, ImportError):
+        file = self._open_read()
+        if file is None:
             return None
         meta = file.schema_arrow.metadata or {}
-        if meta.get(b"fingerprint", b"").decode() != self.fp or not file.metadata.num_rows:
+        listing = None
+        if meta.get(b"fingerprint", b"").decode() == self.fp and file.metadata.num_rows:
+            listing = _listing_if_moved(self.sweep, meta)
+        if listing is None:
+            file.close(force=True)
             return None
         scanned_at = _scanned_at(meta)
-        listing = _listing_if_moved(self.sweep, meta)
-        if listing is None:
-            return None
         self._lines = list(_index_lines(self.dir))
         newest = NewestLines(self.fp)
         for _, _, _, lines in self._lines:
@@ -750,9 +794,13 @@ class Snapshot:
     def _manifest_field(self, field: str) -> Iterator[tuple[str, str]]:
         if not any(field in held for held in self.in_manifest.values()):
             return
-        import pyarrow.parquet as pq
+        file = self._open_again()
+        if file is None:
+            return
+        with _closing(file):
+            yield from self._fields_of(file, field)
 
-        file = pq.ParquetFile(self._manifest)
+    def _fields_of(self, file, field: str) -> Iterator[tuple[str, str]]:
         if field == "row":  # stored column-wise (row_columns): rebuilt a batch at a time
             columns = [c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES)]
             for batch in file.iter_batches(batch_size=BATCH, columns=["run", "layout", *columns]):
@@ -777,12 +825,13 @@ class Snapshot:
         names = list(self.runs)
         held = [i for i, name in enumerate(names) if self._row_held(name)]
         block = RowBlock(len(names))
-        if held:
-            import pyarrow.parquet as pq
-
-            schema = pq.read_schema(self._manifest)
-            columns = [c for c in schema.names if c.startswith(ROW_PREFIXES)]
-            table = pq.read_table(self._manifest, columns=["layout", *columns])
+        file = self._open_again() if held else None
+        if file is None:
+            held = []  # (none, or the manifest was replaced since it was read: every row read anew)
+        else:
+            with _closing(file):
+                columns = [c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES)]
+                table = file.read(columns=["layout", *columns])
             table = table.take([self._mpos[names[i]] for i in held])
             block.add_columns(np.asarray(held, dtype=np.int64), table)
             if "run_dir" in block.columns:  # as this reader names each run (_rebased)
@@ -815,11 +864,13 @@ class Snapshot:
         return out
 
     def _manifest_rows(self, names: list[str]) -> dict[str, dict]:
-        if not names:
+        file = self._open_again() if names else None
+        if file is None:
             return {}
-        import pyarrow.parquet as pq
+        with _closing(file):
+            return self._rows_at(file, names)
 
-        file = pq.ParquetFile(self._manifest)
+    def _rows_at(self, file, names: list[str]) -> dict[str, dict]:
         columns = ["run", "layout", *(c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES))]
         starts, at = [], 0
         for group in range(file.metadata.num_row_groups):
@@ -865,7 +916,11 @@ class Snapshot:
         os.makedirs(self.dir, exist_ok=True)
         old = None
         if self._mpos:
-            old = pq.read_table(self._manifest).replace_schema_metadata(None)
+            file = self._open_again()
+            if file is None:  # another reader folded since this one read it (and its entries may be newer)
+                raise _Superseded(self._manifest)
+            with _closing(file):
+                old = file.read().replace_schema_metadata(None)
         kept, info_only, changed = [], [], []
         for name in self.runs:
             pos = self._mpos.get(name)
@@ -902,6 +957,7 @@ class Snapshot:
             before_rename=not_superseded,
         )
         self._manifest_id = _file_id(self._manifest)
+        self._forget_rows()  # the new manifest's rows sit at other positions
         for file, size in self.lines_read:
             with contextlib.suppress(OSError):
                 if os.stat(file).st_size == size:  # else lines came while folding (R37 W1): read next time
