@@ -614,3 +614,23 @@ def test_collect_quick_without_the_index_says_so(tmp_path, capsys, monkeypatch):
     cli.main(["collect", str(sweep), "-o", str(tmp_path / "t.parquet"), "--quick"])
     note = capsys.readouterr().out.splitlines()[-1]
     assert note.startswith("(--quick: the index of 1 of 1 sweeps could not")
+
+
+def test_a_snapshot_that_forgot_the_manifests_rows_folds_no_more(tmp_path, monkeypatch):
+    """R40 T1: after its own fold (or a manifest it could not read again) a snapshot reads rows from files;
+    a second fold of it would write every entry it forgot as empty. It is refused: the manifest stays."""
+    monkeypatch.setattr(index, "RACY_S", 0.0)  # rows read now are kept (repair lines), as minutes later
+    sweep = make_sweep(tmp_path / "s", 8)
+    collect([sweep])
+    collect([sweep])
+    manifest = sweep / ".index" / index.MANIFEST
+    run = RunDir(sweep / "run-000")  # finished; rewritten behind the index: this read repairs it, and folds
+    write_json(run.result_file, {**run.result(), "score": 0.99})
+    snapshot = index.Snapshot(sweep, compute={"row": _cached_row})
+    snapshot.row_columns()
+    snapshot.finish(compact=True)
+    folded = pq.read_table(manifest)
+    snapshot.rows_of(list(snapshot.runs)[:2])  # read from files now, each a repair line
+    snapshot.finish(compact=True)
+    assert pq.read_table(manifest).equals(folded)  # refused: the first fold's entries are all there
+    pd.testing.assert_frame_equal(collect([sweep]), from_files(collect, [sweep]))

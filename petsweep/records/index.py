@@ -503,6 +503,7 @@ class Snapshot:
         self._manifest_id = _file_id(self._manifest)  # the manifest read: a fold replaces only that one
         self._lines = None  # the line files, where a quick read parsed them first
         self._opened = None  # (the manifest, its run names, their signatures), where a quick read read them
+        self._forgotten = False  # the manifest's rows are no longer taken (_forget_rows)
         self._scan_started = time.time()  # before the stat pass: the manifest this read folds says it
         self.quick = quick and enabled()
         trusted = self._trusted_runs() if self.quick else None
@@ -567,7 +568,10 @@ class Snapshot:
         return None
 
     def _forget_rows(self) -> None:
-        """Take no run's row or config from the manifest (its positions no longer hold): read from files."""
+        """Take no run's row or config from the manifest (its positions no longer hold, or it cannot be read
+        again): read from files. Such a snapshot folds no more (R40 T1: its fold would drop the entries it
+        forgot)."""
+        self._forgotten = True
         self._mpos = {}
         self.in_manifest = {name: held - set(BIG) for name, held in self.in_manifest.items()}
 
@@ -913,6 +917,8 @@ class Snapshot:
         new of, are copied column by column; rows are stored column-wise (RowBlock)."""
         import pyarrow.parquet as pq
 
+        if self._forgotten:  # (after its own fold, or another reader's, or a failed read of the manifest)
+            raise _Superseded(self._manifest)
         os.makedirs(self.dir, exist_ok=True)
         old = None
         if self._mpos:
