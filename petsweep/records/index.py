@@ -48,7 +48,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 
 log = logging.getLogger("petsweep")
@@ -279,7 +279,7 @@ class LineFiles:
 LINE_FILES = LineFiles()
 
 
-def append(sweep: str | Path, entries: list[dict]) -> None:
+def append(sweep: str | Path, entries: Iterable[dict]) -> None:
     """Append entries as lines to this process's own line file of the sweep's index (one write each: a
     reader never sees half a line but the last one of a file being written, which it skips)."""
     if not entries:
@@ -521,7 +521,9 @@ class Snapshot:
         self.in_manifest: dict[str, set[str]] = {}  # name -> big fields the manifest holds for it
         self._mpos: dict[str, int] = {}  # name -> its row in the manifest, where that entry is the run's now
         self.touched: set[str] = set()  # runs whose entry this read learnt anew (lines, repairs): compact
-        self.repairs: list[dict] = []
+        # lines to append (_repair_lines): ((run, sig, t), *the dicts the line merges), not yet merged: a
+        # first collect of 10^6 runs held a copy of each run's status fields in its line until the fold
+        self.repairs: list[tuple] = []
         self.racy: set[str] = set()  # read in the clock tick of a write: used now, never stored
         self.lines_read: list[tuple[str, int]] = []  # (line file, its size as read)
         self.read_now: set[str] = set()  # runs read from their files by this snapshot
@@ -749,7 +751,7 @@ class Snapshot:
         if _racy(sig, now):
             self.racy.add(name)
         elif enabled():  # an unchecked entry is stored too: it answers the readers that leave it unchecked
-            self.repairs.append({"run": name, "sig": list(sig), "t": now, **info})
+            self.repairs.append(((name, sig, now), info))
         return info
 
     def entry(self, name: str) -> dict | None:
@@ -777,8 +779,7 @@ class Snapshot:
             text = json.dumps(value, separators=(",", ":"))
             self.fresh.setdefault(name, {})[field] = text
             info = self.info.get(name, {}) if name not in self.racy else {}
-            line = {"run": name, "sig": list(sig), "t": time.time(), **info, field: text}
-            self.repairs.append(line)
+            self.repairs.append(((name, sig, time.time()), info, {field: text}))
         return value
 
     def iter_field(self, field: str) -> Iterator[tuple[str, object]]:
@@ -899,13 +900,13 @@ class Snapshot:
         try:
             lines = self.line_count + len(self.repairs)
             if compact is None:
-                named = len(self.line_runs | {repair["run"] for repair in self.repairs})
+                named = len(self.line_runs | {repair[0][0] for repair in self.repairs})
                 compact = self.no_manifest and bool(self.runs) or piled(named, lines, len(self.runs))
                 compact = compact or bool(self.misleading)  # lines a quick read would take wrongly
             if compact and (lines or self.no_manifest):
                 self.compact()
             elif self.repairs:
-                append(self.sweep, self.repairs)
+                append(self.sweep, _repair_lines(self.repairs))
             self.repairs = []
         except Exception as err:  # noqa: BLE001 (a cache: the answer was already given)
             log.debug("petsweep: index of %s not updated: %s", self.sweep, err)
@@ -1045,6 +1046,15 @@ class Snapshot:
         arrays.update(_status_arrays([None] * len(names), data["info"]))
         arrays.update(_row_arrays(rows, old.schema if old is not None else None))
         return pa.table(arrays)
+
+
+def _repair_lines(repairs: list[tuple]) -> Iterator[dict]:
+    """Snapshot.repairs as the lines `append` writes: {"run", "sig", "t", **each dict merged in order}."""
+    for (name, sig, at), *parts in repairs:
+        line = {"run": name, "sig": list(sig), "t": at}
+        for part in parts:
+            line.update(part)
+        yield line
 
 
 class StatusScan:
@@ -1567,14 +1577,16 @@ def _decoded_json(column):
 class RowBlock:
     """Rows of `n` runs in order, column-wise (Snapshot.row_columns): `columns` key -> numpy object array
     (NaN where a row lacks the key), `events` (position, keys) that give the columns' order as
-    pd.DataFrame(rows) takes it: each key where it first appears, in the order of that row's keys."""
+    pd.DataFrame(rows) takes it: each key where it first appears, in the order of that row's keys. Only a
+    layout's first position is an event (a later row of it brings no key first): a tuple of keys a run was
+    ~5 KB a run held by a first collect (#25)."""
 
     def __init__(self, n: int):
         import numpy as np
 
         self.n = n
         self.columns: dict = {}
-        self.events: list[tuple[int, tuple]] = []
+        self.first: dict[tuple, int] = {}  # each distinct row layout -> the first position that holds it
         self.layouts: dict[tuple, int] = {}  # each distinct row layout (its keys in order) -> its number
         self.layout = np.full(n, -1, dtype=np.int32)  # each row's layout number (-1: none)
 
@@ -1598,7 +1610,7 @@ class RowBlock:
         used, first = np.unique(codes[valid], return_index=True)
         where = at[valid]
         for code, i in zip(used, first):
-            self.events.append((int(where[i]), keys[code]))
+            self._seen(int(where[i]), keys[code])
         numbers = np.array([self.layouts.setdefault(k, len(self.layouts)) for k in keys] or [0], np.int32)
         self.layout[where] = numbers[codes[valid]]
         has: dict[str, np.ndarray] = {}
@@ -1616,14 +1628,24 @@ class RowBlock:
             self._column(key)[at[present]] = values[present]
 
     def add_row(self, i: int, row: dict) -> None:
-        self.events.append((i, tuple(row)))
-        self.layout[i] = self.layouts.setdefault(tuple(row), len(self.layouts))
+        keys = tuple(row)
+        self._seen(i, keys)
+        self.layout[i] = self.layouts.setdefault(keys, len(self.layouts))
         for key, value in row.items():
             self._column(key)[i] = value
 
+    def _seen(self, at: int, keys: tuple) -> None:
+        if at < self.first.get(keys, self.n):
+            self.first[keys] = at
+
+    @property
+    def events(self) -> list[tuple[int, tuple]]:
+        """(position, keys) of each layout's first row, by position."""
+        return sorted(((at, keys) for keys, at in self.first.items()), key=lambda e: e[0])
+
     def keys(self) -> list[str]:
         """The columns in pd.DataFrame(rows)'s order."""
-        return list(dict.fromkeys(k for _, ks in sorted(self.events, key=lambda e: e[0]) for k in ks))
+        return list(dict.fromkeys(k for _, ks in self.events for k in ks))
 
 
 def rebuild(sweep: str | Path) -> None:
