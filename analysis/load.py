@@ -40,10 +40,8 @@ def collect(sweep_dirs: list[str | Path], quick: bool = False) -> pd.DataFrame:
         for sweep in sweep_dirs:
             rows += [run_row(d) for d in find_runs(sweep)]
         table = _finish(pd.DataFrame(rows))
-        if quick:  # no index to answer (PETSWEEP_INDEX=0): every run's files were read (the CLI's note)
-            table.attrs.update(
-                quick_fell_back=[str(Path(s)) for s in sweep_dirs], quick_sweeps=len(sweep_dirs)
-            )
+        if quick:  # no index to answer (PETSWEEP_INDEX=0): every run's files were read
+            _quick_note(table, [str(Path(s)) for s in sweep_dirs], len(sweep_dirs))
         return table
     from analysis import collected
 
@@ -58,10 +56,15 @@ def collect(sweep_dirs: list[str | Path], quick: bool = False) -> pd.DataFrame:
     for snapshot in snapshots:
         snapshot.finish()
     table = _finish(table)
-    if quick:  # the sweeps whose index could not answer alone (their runs were stat'ed): the CLI's note
-        table.attrs["quick_fell_back"] = [snapshot.sweep for snapshot in snapshots if not snapshot.quick]
-        table.attrs["quick_sweeps"] = len(snapshots)
+    if quick:  # the sweeps whose index could not answer alone (their runs were stat'ed)
+        _quick_note(table, [snapshot.sweep for snapshot in snapshots if not snapshot.quick], len(snapshots))
     return table
+
+
+def _quick_note(table: pd.DataFrame, fell_back: list[str], sweeps: int) -> None:
+    """What `collect --quick`'s note says (cli.quick_note): the sweeps, of how many, that the index could not
+    answer alone, so their runs' files were read or stat'ed."""
+    table.attrs.update(quick_fell_back=fell_back, quick_sweeps=sweeps)
 
 
 def _frame(blocks: list, kinds=None) -> pd.DataFrame:

@@ -567,6 +567,45 @@ def test_a_fold_in_chunks_holds_the_rows_one_fold_holds(tmp_path, monkeypatch, c
     assert not index.READS["row"]  # every row came from the chunked manifest
 
 
+def test_rows_read_from_files_are_held_packed_and_their_repair_lines_carry_them_whole(tmp_path):
+    """A first read holds each row it read from a run's files deflated (index._Packed: a first collect held
+    every run's row text until its fold) and builds its repair lines only when it appends them: they carry
+    the rows the files give, and the next read takes its rows from them."""
+    sweep = make_sweep(tmp_path / "s", 12)
+    index.rebuild(sweep)  # no index: every row is read from its run's files
+    snapshot = index.Snapshot(sweep, compute={"row": _cached_row})
+    rows = dict(snapshot.iter_field("row"))
+    held = [fields["row"] for fields in snapshot.fresh.values()]
+    assert len(held) == len(rows) == 12 and all(isinstance(text, bytes) for text in held)
+    snapshot.finish(compact=False)  # the repairs appended as lines, not folded
+    lines = [json.loads(t) for f in (sweep / index.INDEX_DIR).glob("*.jsonl") for t in f.read_text().split()]
+    assert {line["run"]: json.loads(line["row"]) for line in lines} == rows
+    index.READS.clear()
+    assert dict(index.Snapshot(sweep, compute={"row": _cached_row}).iter_field("row")) == rows
+    assert not index.READS["row"]  # every row from the lines
+
+
+def test_a_row_block_holds_equal_short_texts_as_one_object_and_orders_columns_by_first_rows():
+    """Rows decoded one by one hold their own copy of every text: a block keeps one object per distinct short
+    text or list of them (ids and paths, 64 characters and more, stay each row's); the columns' order is
+    pd.DataFrame(rows)'s, from the first row of each layout."""
+    block = index.RowBlock(5)
+    rows = [
+        {"method": "lora", "targets": ["qkv", "out"], "run_id": "f" * 64},
+        {"method": "lora", "targets": ["qkv", "out"], "run_id": "f" * 64, "score": 0.5},
+        {"method": "lora", "run_id": "e" * 64},
+        {"task": "rte", "method": "lora", "targets": ["qkv", "out"], "run_id": "f" * 64, "score": 0.5},
+        {"method": "ia3", "targets": ["ffn"], "run_id": "d" * 64, "score": 0.7},  # row 1's layout again
+    ]
+    for i, row in enumerate(json.loads(json.dumps(rows))):
+        block.add_row(i, row)
+    method, targets = block.columns["method"], block.columns["targets"]
+    assert method[0] is method[1] is method[2] is method[3] and targets[0] is targets[1] is targets[3]
+    assert block.keys() == list(pd.DataFrame(rows).columns)
+    assert block.keys() == ["method", "targets", "run_id", "score", "task"]
+    assert [at for at, _ in block.events] == [0, 1, 2, 3]  # (row 4 brings no key first)
+
+
 @pytest.mark.parametrize("window", ["_read_manifest", "row_columns"])
 def test_a_fold_by_another_reader_while_collecting_moves_no_row_to_another_run(tmp_path, monkeypatch, window):
     """R40 U2/U3: another reader folds a new run that sorts first (every manifest row moves down one) after

@@ -47,6 +47,7 @@ import logging
 import os
 import socket
 import time
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -517,12 +518,13 @@ class Snapshot:
         else:
             self.runs = trusted
         self.info: dict[str, dict] = {}
-        self.fresh: dict[str, dict] = {}  # name -> big fields not in the manifest: {field: json text}
+        self.fresh: dict[str, dict] = {}  # name -> big fields not in the manifest: {field: text} (_fresh)
+        self._packed = _Packed()  # how a text computed here is held in `fresh`
         self.in_manifest: dict[str, set[str]] = {}  # name -> big fields the manifest holds for it
         self._mpos: dict[str, int] = {}  # name -> its row in the manifest, where that entry is the run's now
         self.touched: set[str] = set()  # runs whose entry this read learnt anew (lines, repairs): compact
-        # lines to append (_repair_lines): ((run, sig, t), *the dicts the line merges), not yet merged: a
-        # first collect of 10^6 runs held a copy of each run's status fields in its line until the fold
+        # lines to append (_repair_lines): ((run, sig, t), status fields, the big field computed or None), not
+        # yet built: a first collect of 10^6 runs held a copy of each run's fields and row until the fold
         self.repairs: list[tuple] = []
         self.racy: set[str] = set()  # read in the clock tick of a write: used now, never stored
         self.lines_read: list[tuple[str, int]] = []  # (line file, its size as read)
@@ -538,9 +540,10 @@ class Snapshot:
         if read_info is not None and not lazy:
             self._read_missing()
 
-    def _open_read(self):
-        """The manifest as a ParquetFile, read from an open file (another reader's fold renames a new one in
-        meanwhile: this one reads on), its id now `_manifest_id`; None where there is none readable."""
+    def _open_manifest(self, expect_id: tuple | None = None) -> tuple | None:
+        """(its id, the manifest as a ParquetFile) read from an open file (another reader's fold renames a
+        new one in meanwhile: this one reads on); None where none is readable, or where it is no longer the
+        file `expect_id` names."""
         try:
             import pyarrow.parquet as pq
 
@@ -548,26 +551,31 @@ class Snapshot:
         except (OSError, ImportError):
             return None
         try:
-            self._manifest_id = _stat_id(os.fstat(fh.fileno()))
-            return pq.ParquetFile(fh)
+            found = _stat_id(os.fstat(fh.fileno()))
+            if expect_id is None or found == expect_id:
+                return found, pq.ParquetFile(fh)
         except (OSError, ValueError):
-            fh.close()
+            pass
+        fh.close()
+        return None
+
+    def _open_read(self):
+        """The manifest as a ParquetFile, its id now `_manifest_id`; None where there is none readable."""
+        opened = self._open_manifest()
+        if opened is None:
             return None
+        self._manifest_id, file = opened
+        return file
 
     def _open_again(self):
         """The manifest this snapshot read (its rows' positions are `_mpos`), opened again for its rows; None
         where another reader's fold has replaced it since (R40 U2: its rows are at other positions): the
         snapshot then forgets the manifest's rows and fields, and reads those runs from their files."""
-        import pyarrow.parquet as pq
-
-        with contextlib.suppress(OSError):
-            fh = open(self._manifest, "rb")  # noqa: SIM115 (closed by the caller's ParquetFile.close)
-            if _stat_id(os.fstat(fh.fileno())) == self._manifest_id:
-                with contextlib.suppress(OSError, ValueError):
-                    return pq.ParquetFile(fh)
-            fh.close()
-        self._forget_rows()
-        return None
+        opened = self._open_manifest(self._manifest_id)
+        if opened is None:
+            self._forget_rows()
+            return None
+        return opened[1]
 
     def _forget_rows(self) -> None:
         """Take no run's row or config from the manifest (its positions no longer hold, or it cannot be read
@@ -751,7 +759,7 @@ class Snapshot:
         if _racy(sig, now):
             self.racy.add(name)
         elif enabled():  # an unchecked entry is stored too: it answers the readers that leave it unchecked
-            self.repairs.append(((name, sig, now), info))
+            self.repairs.append(((name, sig, now), info, None))
         return info
 
     def entry(self, name: str) -> dict | None:
@@ -777,10 +785,15 @@ class Snapshot:
             keep = keep and signature(f"{self.sweep}/{name}") == sig
         if keep and value is not None and _plain(value) and enabled() and not _racy(sig, time.time()):
             text = json.dumps(value, separators=(",", ":"))
-            self.fresh.setdefault(name, {})[field] = text
+            self.fresh.setdefault(name, {})[field] = self._packed.pack(text)
             info = self.info.get(name, {}) if name not in self.racy else {}
-            self.repairs.append(((name, sig, time.time()), info, {field: text}))
+            self.repairs.append(((name, sig, time.time()), info, field))
         return value
+
+    def _fresh(self, name: str, field: str) -> str | None:
+        """The JSON text of a big field this read learnt (a line's, or computed: held packed), if any."""
+        text = self.fresh.get(name, {}).get(field)
+        return text if text is None else self._packed.unpack(text)
 
     def iter_field(self, field: str) -> Iterator[tuple[str, object]]:
         """(name, value) of every run in name order: from a line or the manifest where they hold it for the
@@ -791,7 +804,7 @@ class Snapshot:
         for name in self.runs:
             while pending is not None and pending[0] < name:
                 pending = next(from_manifest, None)
-            text = self.fresh.get(name, {}).get(field)
+            text = self._fresh(name, field)
             if text is None and field in self.in_manifest.get(name, ()) and pending and pending[0] == name:
                 text = pending[1]
             yield name, json.loads(text) if text is not None else self._computed(name, field)
@@ -846,10 +859,18 @@ class Snapshot:
                         paths[i] = self.run_path(names[i])
         for i, name in enumerate(names):
             if i < len(names) and not self._row_held(name):
-                text = self.fresh.get(name, {}).get("row")
+                text = self._fresh(name, "row")
                 row = json.loads(text) if text is not None else self._computed(name, "row")
                 block.add_row(i, row)
         return block
+
+    def _repair_lines(self) -> Iterator[dict]:
+        """The repairs as the lines `append` writes."""
+        for (name, sig, at), info, field in self.repairs:
+            line = {"run": name, "sig": list(sig), "t": at, **info}
+            if field is not None:
+                line[field] = self._fresh(name, field)
+            yield line
 
     def _row_held(self, name: str) -> bool:
         return "row" not in self.fresh.get(name, {}) and "row" in self.in_manifest.get(name, ())
@@ -861,7 +882,7 @@ class Snapshot:
         held = self._manifest_rows([n for n in names if self._row_held(n)])
         out = []
         for name in names:
-            text = self.fresh.get(name, {}).get("row")
+            text = self._fresh(name, "row")
             if name in held:
                 out.append(held[name])
             else:
@@ -906,7 +927,7 @@ class Snapshot:
             if compact and (lines or self.no_manifest):
                 self.compact()
             elif self.repairs:
-                append(self.sweep, _repair_lines(self.repairs))
+                append(self.sweep, self._repair_lines())
             self.repairs = []
         except Exception as err:  # noqa: BLE001 (a cache: the answer was already given)
             log.debug("petsweep: index of %s not updated: %s", self.sweep, err)
@@ -1029,12 +1050,12 @@ class Snapshot:
             else:
                 info = before.get("info")
             data["info"].append(info)
-            config = self.fresh.get(name, {}).get("config")
+            config = self._fresh(name, "config")
             if config is None and "config" in self.in_manifest.get(name, ()):
                 config = before.get("config")
             data["config"].append(config)
             data["has_config"].append(config is not None)
-            text = self.fresh.get(name, {}).get("row")
+            text = self._fresh(name, "row")
             if text is not None:
                 rows.append(json.loads(text))
             elif "row" in self.in_manifest.get(name, ()) and before.get("layout") is not None:
@@ -1048,13 +1069,26 @@ class Snapshot:
         return pa.table(arrays)
 
 
-def _repair_lines(repairs: list[tuple]) -> Iterator[dict]:
-    """Snapshot.repairs as the lines `append` writes: {"run", "sig", "t", **each dict merged in order}."""
-    for (name, sig, at), *parts in repairs:
-        line = {"run": name, "sig": list(sig), "t": at}
-        for part in parts:
-            line.update(part)
-        yield line
+class _Packed:
+    """JSON texts held deflated with a preset dictionary, the first text packed: a sweep's rows share most of
+    their keys and values, so a 3.5 KB row packs into ~0.2 KB in ~16 us (#25: a first collect held every
+    run's row text until the fold, ~3.5 GB at 10^6 runs). A str is held as it is."""
+
+    def __init__(self):
+        self.zdict: bytes | None = None
+
+    def pack(self, text: str) -> bytes:
+        data = text.encode()
+        if self.zdict is None:
+            self.zdict = data[-32768:]  # (deflate's window)
+        packer = zlib.compressobj(1, zdict=self.zdict)
+        return packer.compress(data) + packer.flush()
+
+    def unpack(self, held: str | bytes) -> str:
+        if isinstance(held, str):
+            return held
+        unpacker = zlib.decompressobj(zdict=self.zdict)
+        return (unpacker.decompress(held) + unpacker.flush()).decode()
 
 
 class StatusScan:
@@ -1589,6 +1623,7 @@ class RowBlock:
         self.first: dict[tuple, int] = {}  # each distinct row layout -> the first position that holds it
         self.layouts: dict[tuple, int] = {}  # each distinct row layout (its keys in order) -> its number
         self.layout = np.full(n, -1, dtype=np.int32)  # each row's layout number (-1: none)
+        self._shared: dict = {}  # equal short texts and lists of them, as one object (add_row)
 
     def _column(self, key: str):
         import numpy as np
@@ -1632,7 +1667,18 @@ class RowBlock:
         self._seen(i, keys)
         self.layout[i] = self.layouts.setdefault(keys, len(self.layouts))
         for key, value in row.items():
-            self._column(key)[i] = value
+            self._column(key)[i] = self._one(value)
+
+    def _one(self, value):
+        """A cell as the one object that holds its value (a row read from its files decodes its own copy of
+        every text: ~3 KB a run at 10^6 runs, kept by the table and its kept copy), as the manifest's columns
+        decode each distinct value once. Texts of 64 characters and more (ids, paths) are each run's own."""
+        kind = type(value)
+        if kind is str and len(value) < 64:
+            return self._shared.setdefault(value, value)
+        if kind is list and all(type(v) is str and len(v) < 64 for v in value):
+            return self._shared.setdefault(("list", *value), value)  # (a tuple key: never a text's)
+        return value
 
     def _seen(self, at: int, keys: tuple) -> None:
         if at < self.first.get(keys, self.n):
