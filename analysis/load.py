@@ -130,9 +130,20 @@ def _snapshots(sweep: Path, quick: bool = False) -> list:
 
 
 def _finish(table: pd.DataFrame) -> pd.DataFrame:
+    """`updated` as UTC times; the runs with an id by `updated`, a run id seen twice keeping its newest row
+    (the last in that order), then the runs without one. The order is found on those two columns and the
+    table taken once (#25: a sort, a drop and a concat copied the whole table three times: +0.18 GB at 10^5
+    runs); the rows and their order are what `table[has_id].sort_values("updated").drop_duplicates("run_id",
+    keep="last")` then the rows without an id, concatenated, give (tests/test_analysis.py)."""
+    import numpy as np
+
     table["updated"] = pd.to_datetime(table["updated"], unit="s", utc=True)
-    with_id = table[table["run_id"].notna()].sort_values("updated").drop_duplicates("run_id", keep="last")
-    return pd.concat([with_id, table[table["run_id"].isna()]], ignore_index=True)
+    has_id = table["run_id"].notna().to_numpy()
+    with_id = np.flatnonzero(has_id)
+    updated = table["updated"].iloc[with_id].reset_index(drop=True)
+    by_time = with_id[updated.sort_values().index.to_numpy()]  # (DataFrame.sort_values's sort: nargsort)
+    newest = ~table["run_id"].iloc[by_time].duplicated(keep="last").to_numpy()
+    return table.take(np.concatenate([by_time[newest], np.flatnonzero(~has_id)])).reset_index(drop=True)
 
 
 HISTORY_KEYS = ("run_id", "backbone", "method", "task", "seed", "trainable_params", "status")

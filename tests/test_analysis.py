@@ -114,6 +114,39 @@ def test_duplicate_run_ids_keep_the_newest(sweep, tmp_path):
     assert len(table) == 12 and table.set_index("run_id").loc["lora-10-0", "score"] == 0.99
 
 
+@pytest.mark.parametrize("ids", ["mixed", "all", "none"])
+def test_the_newest_row_of_each_run_id_in_updated_order_then_runs_without_one(ids):
+    """load._finish takes the table once; its rows, order and dtypes are those of the sort, drop and concat
+    it replaced, with ties and missing times in `updated`, run ids seen 1-3 times, runs without an id, and
+    columns of every kind (a bool, an int, a float with NaN, texts, lists)."""
+    import numpy as np
+
+    from analysis.load import _finish
+
+    rng = np.random.default_rng(7)
+    n = 300
+    run_id = rng.choice([f"r{i}" for i in range(120)], n).astype(object)
+    if ids != "all":
+        run_id[rng.random(n) < (1.0 if ids == "none" else 0.2)] = None
+    updated = rng.choice([1.0, 2.0, 2.0, 3.5, np.nan], n)  # ties, and runs never updated (NaT)
+    table = pd.DataFrame(
+        {
+            "run_id": run_id,
+            "updated": updated,
+            "at": np.arange(n),
+            "ok": rng.random(n) < 0.5,
+            "score": np.where(rng.random(n) < 0.3, np.nan, rng.random(n)),
+            "method": rng.choice(["lora", "ia3", None], n),
+            "targets": [["q", "v"] if i % 2 else None for i in range(n)],
+        }
+    )
+    before = table.copy()
+    before["updated"] = pd.to_datetime(before["updated"], unit="s", utc=True)
+    has = before[before["run_id"].notna()].sort_values("updated").drop_duplicates("run_id", keep="last")
+    expected = pd.concat([has, before[before["run_id"].isna()]], ignore_index=True)
+    pd.testing.assert_frame_equal(_finish(table), expected)
+
+
 def test_thresholds_have_the_known_answer(sweep):
     [row] = thresholds(collect([sweep]), epsilon=0.02).to_dict("records")
     assert row["low_threshold"] == 100  # 10 params: mean 0.25 < 0.3 guess; 100: 0.55
