@@ -29,6 +29,8 @@ def collect(sweep_dirs: list[str | Path], quick: bool = False) -> pd.DataFrame:
     rest are read from the files (a re-collect reads only what changed), and the index learns them.
     `quick`: no run dir is stat'ed where a sweep's index can answer: the runs changed since are those its
     lines name (index.Snapshot's `quick`), so an edit in place or a run written without the index is not seen.
+    Equal list cells (a config's targets, say) may be one object, decoded once: copy a cell before changing
+    it in place.
 
     Raises:
         PetsweepError: a directory that holds no petsweep runs.
@@ -183,12 +185,37 @@ def check_columns(table: pd.DataFrame, needed=REQUIRED) -> None:
 def save(table: pd.DataFrame, path: str | Path) -> Path:
     path = Path(path)
     if path.suffix == ".parquet":
-        _uniform_types(table).to_parquet(path, index=False)
+        _write_parquet(_uniform_types(table), path)
     elif path.suffix == ".csv":  # a list cell as its JSON, read back as a list by load()
         table.map(lambda v: json.dumps(v) if isinstance(v, list) else v).to_csv(path, index=False)
     else:
         raise PetsweepError(f"-o {path}: unknown table format; use .parquet or .csv")
     return path
+
+
+def _write_parquet(table: pd.DataFrame, path: Path) -> None:
+    """The table as parquet; a column of lists (or dicts) mixing types inside, which parquet cannot type
+    (review V: `[1, "x"]` crashed collect -o), as each cell's JSON text, which load() reads back as lists."""
+    import pyarrow as pa
+
+    try:
+        table.to_parquet(path, index=False)
+        return
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        pass
+    table = table.copy(deep=False)
+    for column in table.columns[table.dtypes == object]:  # noqa: E721 (a pandas dtype comparison)
+        try:
+            pa.array(table[column], from_pandas=True)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            table[column] = table[column].map(_as_json)
+    table.to_parquet(path, index=False)
+
+
+def _as_json(cell):
+    if isinstance(cell, list | dict):
+        return json.dumps(cell, default=str)
+    return _as_text(cell)
 
 
 def _uniform_types(table: pd.DataFrame) -> pd.DataFrame:

@@ -107,6 +107,17 @@ def test_a_column_of_mixed_types_is_saved_as_text_and_the_table_left_as_it_was(t
     pd.testing.assert_frame_equal(table, before)  # the caller's table keeps its int cell
 
 
+def test_a_column_of_lists_mixing_types_inside_is_saved_as_json_and_loaded_as_lists(tmp_path):
+    """Parquet types a list column by its items: lists mixing numbers and texts are saved as their JSON text
+    (review V: `collect -o` crashed with pyarrow's error), which load() reads back as the lists."""
+    lists = [[1, "x"], [2, "y", None], None]
+    table = pd.DataFrame({"run_id": ["a", "b", "c"], "backbone": "b", "method": "m", "task": "t", "seed": 0})
+    table = table.assign(status="COMPLETED", score=0.5, trainable_params=1, **{"cfg.bb": lists})
+    back = load(save(table, tmp_path / "t.parquet"))
+    assert back["cfg.bb"].tolist()[:2] == lists[:2] and back["cfg.bb"].isna()[2]
+    assert back["score"].tolist() == [0.5] * 3
+
+
 def test_duplicate_run_ids_keep_the_newest(sweep, tmp_path):
     other = tmp_path / "other"
     write_run(other, "again", "lora", 10, 0, 0.99, updated=2.0, run_id="lora-10-0")

@@ -597,13 +597,32 @@ def test_a_row_block_holds_equal_short_texts_as_one_object_and_orders_columns_by
         {"task": "rte", "method": "lora", "targets": ["qkv", "out"], "run_id": "f" * 64, "score": 0.5},
         {"method": "ia3", "targets": ["ffn"], "run_id": "d" * 64, "score": 0.7},  # row 1's layout again
     ]
+    rows[2]["targets"] = rows[4]["targets"] = ["x"] * (index.SHARED_ITEMS + 1)  # a run's own: too long
     for i, row in enumerate(json.loads(json.dumps(rows))):
         block.add_row(i, row)
     method, targets = block.columns["method"], block.columns["targets"]
     assert method[0] is method[1] is method[2] is method[3] and targets[0] is targets[1] is targets[3]
+    assert targets[2] == targets[4] and targets[2] is not targets[4]
     assert block.keys() == list(pd.DataFrame(rows).columns)
     assert block.keys() == ["method", "targets", "run_id", "score", "task"]
     assert [at for at, _ in block.events] == [0, 1, 2, 3]  # (row 4 brings no key first)
+
+
+@pytest.mark.parametrize("quick", [False, True])
+def test_a_damaged_manifest_is_read_around_and_written_anew(sweep, quick):
+    """A manifest damaged on disk (a flipped byte: review V crashed collect with pyarrow's error) is read
+    around: rows come from the runs' files, and this read's fold writes a manifest the next read takes."""
+    manifest = sweep / ".index" / index.MANIFEST
+    data = bytearray(manifest.read_bytes())
+    data[100] ^= 0xFF
+    manifest.write_bytes(bytes(data))
+    with pytest.raises(OSError):
+        pq.read_table(manifest)  # damaged indeed
+    for kept in (sweep / ".index").glob("collect-*.pkl"):
+        kept.unlink()
+    pd.testing.assert_frame_equal(collect([sweep], quick=quick), from_files(collect, [sweep]))
+    pq.read_table(manifest)  # written anew
+    assert recollect(sweep)[0] == {}  # and read: no run's files
 
 
 @pytest.mark.parametrize("window", ["_read_manifest", "row_columns"])

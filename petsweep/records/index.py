@@ -507,6 +507,7 @@ class Snapshot:
         self._lines = None  # the line files, where a quick read parsed them first
         self._opened = None  # (the manifest, its run names, their signatures), where a quick read read them
         self._forgotten = False  # the manifest's rows are no longer taken (_forget_rows)
+        self._damaged = False  # a read of the manifest failed (_damaged_now): a fold replaces it
         self._scan_started = time.time()  # before the stat pass: the manifest this read folds says it
         self.quick = quick and enabled()
         trusted = self._trusted_runs() if self.quick else None
@@ -579,6 +580,21 @@ class Snapshot:
             return None
         return opened[1]
 
+    def _read_or_none(self, read: Callable[[], object]) -> object | None:
+        """`read()` of the manifest; None where it is damaged (a read error), which _damaged_now records."""
+        try:
+            return read()
+        except (OSError, ValueError) as err:  # (pyarrow's ArrowInvalid is a ValueError, IOError an OSError)
+            self._damaged_now(err)
+            return None
+
+    def _damaged_now(self, err: Exception) -> None:
+        """The manifest could not be read (review V: a flipped byte crashed collect): its rows are read from
+        the runs' files, and this read's fold writes it anew from what it holds."""
+        log.debug("petsweep: index of %s damaged (%s): read from the run dirs", self.sweep, err)
+        self._damaged = True
+        self._forget_rows()
+
     def _forget_rows(self) -> None:
         """Take no run's row or config from the manifest (its positions no longer hold, or it cannot be read
         again): read from files. Such a snapshot folds no more (R40 T1: its fold would drop the entries it
@@ -608,7 +624,10 @@ class Snapshot:
         if opened is None:
             columns += ["run", *SIG_FIELDS]
         with _closing(file):  # the manifest _trusted_runs read, if it did
-            table = file.read(columns=columns)
+            table = self._read_or_none(lambda: file.read(columns=columns))
+        if table is None:  # damaged: read as none, so this read's fold writes it anew
+            self.no_manifest = True
+            return
         if opened is None:
             names, stored = _signatures(table)
         missing = (-2,) * len(SIG_FIELDS)  # no run has it: the run is gone
@@ -658,7 +677,11 @@ class Snapshot:
         for _, _, _, lines in self._lines:
             for name, sig, line in lines:
                 newest.add(name, sig, line)
-        names, stored = _signatures(file.read(columns=["run", *SIG_FIELDS]))
+        try:
+            names, stored = _signatures(file.read(columns=["run", *SIG_FIELDS]))
+        except (OSError, ValueError):  # damaged: every run is stat'ed, and _read_manifest finds it so
+            file.close(force=True)
+            return None
         self._opened = (file, names, stored)  # _read_manifest reads its other columns from the same file
         runs = dict(zip(names, map(tuple, stored.tolist())))
         self._listed, names = listing
@@ -818,7 +841,10 @@ class Snapshot:
         if file is None:
             return
         with _closing(file):
-            yield from self._fields_of(file, field)
+            try:
+                yield from self._fields_of(file, field)
+            except (OSError, ValueError) as err:  # the rest are read from their files
+                self._damaged_now(err)
 
     def _fields_of(self, file, field: str) -> Iterator[tuple[str, str]]:
         if field == "row":  # stored column-wise (row_columns): rebuilt a batch at a time
@@ -846,12 +872,14 @@ class Snapshot:
         held = [i for i, name in enumerate(names) if self._row_held(name)]
         block = RowBlock(len(names))
         file = self._open_again() if held else None
-        if file is None:
-            held = []  # (none, or the manifest was replaced since it was read: every row read anew)
-        else:
+        table = None
+        if file is not None:
             with _closing(file):
                 columns = [c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES)]
-                table = file.read(columns=["layout", *columns])
+                table = self._read_or_none(lambda: file.read(columns=["layout", *columns]))
+        if table is None:
+            held = []  # (none, replaced since it was read, or damaged: every row read anew)
+        else:
             table = table.take([self._mpos[names[i]] for i in held])
             block.add_columns(np.asarray(held, dtype=np.int64), table)
             if "run_dir" in block.columns:  # as this reader names each run (_rebased)
@@ -896,7 +924,7 @@ class Snapshot:
         if file is None:
             return {}
         with _closing(file):
-            return self._rows_at(file, names)
+            return self._read_or_none(lambda: self._rows_at(file, names)) or {}
 
     def _rows_at(self, file, names: list[str]) -> dict[str, dict]:
         columns = ["run", "layout", *(c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES))]
@@ -925,8 +953,9 @@ class Snapshot:
             if compact is None:
                 named = len(self.line_runs | {repair[0][0] for repair in self.repairs})
                 compact = self.no_manifest and bool(self.runs) or piled(named, lines, len(self.runs))
-                compact = compact or bool(self.misleading)  # lines a quick read would take wrongly
-            if compact and (lines or self.no_manifest):
+                compact = compact or bool(self.misleading) or self._damaged  # (misleading: lines a quick
+                # read would take wrongly)
+            if compact and (lines or self.no_manifest or self._damaged):
                 self.compact()
             elif self.repairs:
                 append(self.sweep, self._repair_lines())
@@ -941,7 +970,7 @@ class Snapshot:
         new of, are copied column by column; rows are stored column-wise (RowBlock)."""
         import pyarrow.parquet as pq
 
-        if self._forgotten:  # (after its own fold, or another reader's, or a failed read of the manifest)
+        if self._forgotten and not self._damaged:  # after its own fold or another reader's, or a failed open
             raise _Superseded(self._manifest)
         os.makedirs(self.dir, exist_ok=True)
         old = None
@@ -988,6 +1017,7 @@ class Snapshot:
         )
         self._manifest_id = _file_id(self._manifest)
         self._forget_rows()  # the new manifest's rows sit at other positions
+        self._damaged = False
         for file, size in self.lines_read:
             with contextlib.suppress(OSError):
                 if os.stat(file).st_size == size:  # else lines came while folding (R37 W1): read next time
@@ -1610,6 +1640,9 @@ def _decoded_json(column):
     return values[indices]
 
 
+SHARED_ITEMS = 16  # a list of at most this many short texts is held once by a RowBlock (RowBlock._one)
+
+
 class RowBlock:
     """Rows of `n` runs in order, column-wise (Snapshot.row_columns): `columns` key -> numpy object array
     (NaN where a row lacks the key), `events` (position, keys) that give the columns' order as
@@ -1674,11 +1707,12 @@ class RowBlock:
     def _one(self, value):
         """A cell as the one object that holds its value (a row read from its files decodes its own copy of
         every text: ~3 KB a run at 10^6 runs, kept by the table and its kept copy), as the manifest's columns
-        decode each distinct value once. Texts of 64 characters and more (ids, paths) are each run's own."""
+        decode each distinct value once. Texts of 64 characters and more (ids, paths) are each run's own,
+        as are lists of over SHARED_ITEMS (a run's predictions, say: the key would outweigh the list: V2)."""
         kind = type(value)
         if kind is str and len(value) < 64:
             return self._shared.setdefault(value, value)
-        if kind is list and all(type(v) is str and len(v) < 64 for v in value):
+        if kind is list and len(value) <= SHARED_ITEMS and all(type(v) is str and len(v) < 64 for v in value):
             return self._shared.setdefault(("list", *value), value)  # (a tuple key: never a text's)
         return value
 
