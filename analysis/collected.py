@@ -253,9 +253,21 @@ def _patch(kept, snapshots, names, pos, same) -> tuple | None:
         except (ValueError, TypeError, OverflowError):
             return None
         codes[key] = column
+    kinds.codes = codes
+    if np.array_equal(pos, np.arange(len(frame))) and keys == list(frame.columns):
+        return _in_place(frame, np.flatnonzero(~same), new), layout, list(layouts), kinds
     source = np.where(same, pos, 0)
     source[~same] = len(frame) + np.arange(int((~same).sum()))
     both = pd.concat([frame, pd.DataFrame(new, columns=list(frame.columns))], ignore_index=True)
     table = both.take(source).reset_index(drop=True)[keys]
-    kinds.codes = codes
     return table, layout, list(layouts), kinds
+
+
+def _in_place(frame: pd.DataFrame, changed: np.ndarray, new: dict) -> pd.DataFrame:
+    """The kept table with the rows at `changed` set to the new cells (each column already of its dtype):
+    the same runs in the same order and columns, the usual re-collect, so the table is not copied (#25: a
+    concat and a take held it three times at once, +0.24 GB at 10^5 runs)."""
+    for at, key in enumerate(frame.columns):
+        cells = new[key].to_numpy(dtype=object) if frame[key].dtype == object else new[key].array
+        frame.iloc[changed, at] = cells
+    return frame
