@@ -5,6 +5,7 @@ Method, budget and granularity are columns, never code paths, so runs of methods
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -194,20 +195,22 @@ def save(table: pd.DataFrame, path: str | Path) -> Path:
 
 
 def _write_parquet(table: pd.DataFrame, path: Path) -> None:
-    """The table as parquet; a column of lists (or dicts) mixing types inside, which parquet cannot type
-    (review V: `[1, "x"]` crashed collect -o), as each cell's JSON text, which load() reads back as lists."""
+    """The table as parquet; a column parquet cannot type or write (lists mixing types inside, review V:
+    `[1, "x"]`; an empty dict, review W: a struct with no field) as each cell's JSON text (load() reads a
+    column of lists back as lists; dicts stay text)."""
     import pyarrow as pa
+    import pyarrow.parquet as pq
 
     try:
         table.to_parquet(path, index=False)
         return
-    except (pa.ArrowInvalid, pa.ArrowTypeError):
+    except pa.ArrowException:
         pass
     table = table.copy(deep=False)
     for column in table.columns[table.dtypes == object]:  # noqa: E721 (a pandas dtype comparison)
         try:
-            pa.array(table[column], from_pandas=True)
-        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            pq.write_table(pa.table({column: pa.array(table[column], from_pandas=True)}), io.BytesIO())
+        except pa.ArrowException:
             table[column] = table[column].map(_as_json)
     table.to_parquet(path, index=False)
 

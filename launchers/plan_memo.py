@@ -193,6 +193,8 @@ def _all_completed(sweep: Path, names: set[str]) -> bool:
                 return True  # the rest of the sweep dir is other commands' runs
             if any(name in names for name in batch.names) or any(name in names for name, _ in batch.extra):
                 return False  # a run of the launch is here and not COMPLETED: the plan reads the rest
+    except index.Damaged:
+        return False  # the plan reads it (and the fold writes it anew)
     finally:
         batches.close()  # its stat threads and the sweep dir's fd, where every name was found early
         scan.finish()

@@ -415,8 +415,6 @@ def _scanned(path: Path, every: bool, quick: bool = False) -> Listing | None:
     answer so (not a sweep dir, no manifest of this code, lines piled up): status_rows reads it then."""
     import json
 
-    import numpy as np
-
     from launchers.planning import cached_queue
     from petsweep.records import index
     from petsweep.records.labels import read as read_labels
@@ -434,6 +432,16 @@ def _scanned(path: Path, every: bool, quick: bool = False) -> Listing | None:
             planned = sorted(json.loads((path / SWEEP_MARKER).read_text()).get("runs") or [])
         except (OSError, ValueError):
             planned = []
+    try:
+        return _listed(path, scan, every, planned, queue, labels)
+    except index.Damaged:  # status_rows reads it (and the fold writes it anew)
+        return None
+
+
+def _listed(path: Path, scan, every: bool, planned: list[str], queue, labels) -> Listing:
+    """_scanned's table of the runs a StatusScan gives."""
+    import numpy as np
+
     listed = Listing(every)
     at = 0  # planned runs before this one have had their NEW row, or have a run dir
     settled = np.array(_SETTLED, dtype=object)

@@ -76,6 +76,10 @@ BATCH = 8192
 # runs whose manifest rows a fold (Snapshot.compact) builds at once from lines or files: their rows decoded
 # at once were a first collect's peak (~16 KB a run: 8192 runs, +0.17 GB at 10^4 and 5x10^4 runs alike)
 FOLD_CHUNK = 2048
+# the manifest's pages carry a CRC, checked when read: a flipped byte in a value reads as an error (the runs
+# are read from their files and the manifest written anew), not as another value (review W: a score 0.5
+# read back 0.53125, for ever); a manifest written without them is read as before
+CHECKSUMS = True
 # the status fields `petsweep status` needs of every run, typed beside `info` (its JSON, decoded only for the
 # lines a table prints): the state status.json holds, whether the entry is complete (_complete: a finished
 # run's identity checked) and whether its record is of another identity (it reads NEW)
@@ -414,6 +418,11 @@ class NewestLines:
         return True
 
 
+class Damaged(OSError):
+    """The manifest could not be read as the scan went (StatusScan.batches): its caller reads the sweep
+    through a Snapshot, which reads around it and writes it anew."""
+
+
 class _Superseded(OSError):
     """The manifest is no longer the one a fold read: its fold is dropped (finish logs it; the lines stay)."""
 
@@ -556,7 +565,7 @@ class Snapshot:
         try:
             found = _stat_id(os.fstat(fh.fileno()))
             if expect_id is None or found == expect_id:
-                return found, pq.ParquetFile(fh)
+                return found, pq.ParquetFile(fh, page_checksum_verification=CHECKSUMS)
         except (OSError, ValueError):
             pass
         fh.close()
@@ -581,10 +590,11 @@ class Snapshot:
         return opened[1]
 
     def _read_or_none(self, read: Callable[[], object]) -> object | None:
-        """`read()` of the manifest; None where it is damaged (a read error), which _damaged_now records."""
+        """`read()` of the manifest (and what decodes it); None where that fails: damaged (_damaged_now)."""
         try:
             return read()
-        except (OSError, ValueError) as err:  # (pyarrow's ArrowInvalid is a ValueError, IOError an OSError)
+        except Exception as err:  # noqa: BLE001 (damaged bytes fail anywhere: in pyarrow's read or decoding,
+            # in a text's UTF-8 or JSON, an index out of range: review W; a cache, so the files answer)
             self._damaged_now(err)
             return None
 
@@ -605,11 +615,9 @@ class Snapshot:
 
     # the manifest's small columns: which runs it holds, and their status fields
     def _read_manifest(self) -> None:
-        import numpy as np
-
         opened, self._opened = self._opened, None
         if opened is not None:  # _trusted_runs read this manifest's signatures (and checked its code)
-            file, names, stored = opened
+            file = opened[0]
         else:
             file = self._open_read()
             meta = (file.schema_arrow.metadata or {}) if file is not None else {}
@@ -619,17 +627,26 @@ class Snapshot:
                 self.no_manifest = True
                 return
         self.scanned_at = _scanned_at(file.schema_arrow.metadata or {})
+        with _closing(file):  # the manifest _trusted_runs read, if it did
+            taken = self._read_or_none(lambda: self._take_entries(file, opened))
+        if taken is None:  # damaged: read as none (what it gave dropped), so this read's fold writes it anew
+            self.info, self.in_manifest, self._mpos = {}, {}, {}
+            self.no_manifest = True
+
+    def _take_entries(self, file, opened: tuple | None) -> bool:
+        """The manifest's entries that hold for the runs' files as they are now: `_mpos`, `in_manifest` and
+        (where read_info is given) `info`."""
+        import numpy as np
+
         parse = self.read_info is not None  # collect needs no status fields: they stay text on disk
         columns = [*(["info"] if parse else []), *[f"has_{f}" for f in BIG]]
         if opened is None:
             columns += ["run", *SIG_FIELDS]
-        with _closing(file):  # the manifest _trusted_runs read, if it did
-            table = self._read_or_none(lambda: file.read(columns=columns))
-        if table is None:  # damaged: read as none, so this read's fold writes it anew
-            self.no_manifest = True
-            return
+        table = file.read(columns=columns)
         if opened is None:
             names, stored = _signatures(table)
+        else:
+            _, names, stored = opened
         missing = (-2,) * len(SIG_FIELDS)  # no run has it: the run is gone
         if names == list(self.runs):  # the same runs (the usual case): their signatures in one array
             now = np.array(list(self.runs.values()), dtype=np.int64).reshape(-1, len(SIG_FIELDS))
@@ -653,6 +670,7 @@ class Snapshot:
             in_manifest[name] = helds[kind]  # "info": kept as it is by compact, where not parsed
             if parse and infos[i] is not None:
                 info[name] = json.loads(infos[i])
+        return True
 
     def _trusted_runs(self) -> dict[str, tuple[int, ...]] | None:
         """Each run's signature as the index says it is now, no run stat'ed (status --quick's rule): the
@@ -679,7 +697,7 @@ class Snapshot:
                 newest.add(name, sig, line)
         try:
             names, stored = _signatures(file.read(columns=["run", *SIG_FIELDS]))
-        except (OSError, ValueError):  # damaged: every run is stat'ed, and _read_manifest finds it so
+        except Exception:  # noqa: BLE001 (damaged: every run is stat'ed, and _read_manifest finds it so)
             file.close(force=True)
             return None
         self._opened = (file, names, stored)  # _read_manifest reads its other columns from the same file
@@ -843,7 +861,7 @@ class Snapshot:
         with _closing(file):
             try:
                 yield from self._fields_of(file, field)
-            except (OSError, ValueError) as err:  # the rest are read from their files
+            except Exception as err:  # noqa: BLE001 (damaged: the rest are read from their files)
                 self._damaged_now(err)
 
     def _fields_of(self, file, field: str) -> Iterator[tuple[str, str]]:
@@ -866,27 +884,16 @@ class Snapshot:
         holds as they are now come from its columns (each column decoded in bulk, each distinct JSON value
         once), the others from their lines or computed from their files. Cells are what pd.DataFrame(rows)
         reads of a list of row dicts: a key a row lacks is NaN."""
-        import numpy as np
 
         names = list(self.runs)
         held = [i for i, name in enumerate(names) if self._row_held(name)]
-        block = RowBlock(len(names))
         file = self._open_again() if held else None
-        table = None
+        block = None
         if file is not None:
             with _closing(file):
-                columns = [c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES)]
-                table = self._read_or_none(lambda: file.read(columns=["layout", *columns]))
-        if table is None:
-            held = []  # (none, replaced since it was read, or damaged: every row read anew)
-        else:
-            table = table.take([self._mpos[names[i]] for i in held])
-            block.add_columns(np.asarray(held, dtype=np.int64), table)
-            if "run_dir" in block.columns:  # as this reader names each run (_rebased)
-                paths = block.columns["run_dir"]
-                for i in held:
-                    if isinstance(paths[i], str):
-                        paths[i] = self.run_path(names[i])
+                block = self._read_or_none(lambda: self._held_rows(file, names, held))
+        if block is None:  # (none held, the manifest replaced since it was read, or damaged: read anew)
+            block = RowBlock(len(names))
         for i, name in enumerate(names):
             if i < len(names) and not self._row_held(name):
                 text = self._fresh(name, "row")
@@ -901,6 +908,21 @@ class Snapshot:
             if field is not None:
                 line[field] = self._fresh(name, field)
             yield line
+
+    def _held_rows(self, file, names: list[str], held: list[int]) -> RowBlock:
+        """A block of the rows the manifest holds for the runs at `held` (their places in `names`)."""
+        import numpy as np
+
+        block = RowBlock(len(names))
+        columns = [c for c in file.schema_arrow.names if c.startswith(ROW_PREFIXES)]
+        table = file.read(columns=["layout", *columns]).take([self._mpos[names[i]] for i in held])
+        block.add_columns(np.asarray(held, dtype=np.int64), table)
+        if "run_dir" in block.columns:  # as this reader names each run (_rebased)
+            paths = block.columns["run_dir"]
+            for i in held:
+                if isinstance(paths[i], str):
+                    paths[i] = self.run_path(names[i])
+        return block
 
     def _row_held(self, name: str) -> bool:
         return "row" not in self.fresh.get(name, {}) and "row" in self.in_manifest.get(name, ())
@@ -979,7 +1001,8 @@ class Snapshot:
             if file is None:  # another reader folded since this one read it (and its entries may be newer)
                 raise _Superseded(self._manifest)
             with _closing(file):
-                old = file.read().replace_schema_metadata(None)
+                old = self._read_or_none(lambda: file.read().replace_schema_metadata(None))
+            # (None: damaged, its entries forgotten: every run's entry is what this read holds)
         kept, info_only, changed = [], [], []
         for name in self.runs:
             pos = self._mpos.get(name)
@@ -1011,7 +1034,7 @@ class Snapshot:
 
         replace_file(
             self._manifest,
-            lambda fh: pq.write_table(table, fh, row_group_size=BATCH),
+            lambda fh: pq.write_table(table, fh, row_group_size=BATCH, write_page_checksum=CHECKSUMS),
             mode=0o644,
             before_rename=not_superseded,
         )
@@ -1175,7 +1198,7 @@ class StatusScan:
         try:
             import pyarrow.parquet as pq
 
-            self.file = pq.ParquetFile(os.path.join(self.dir, MANIFEST))
+            self.file = pq.ParquetFile(os.path.join(self.dir, MANIFEST), page_checksum_verification=CHECKSUMS)
         except (OSError, ValueError, ImportError):
             return
         meta = self.file.schema_arrow.metadata or {}
@@ -1187,7 +1210,11 @@ class StatusScan:
         self._read_lines()
         if piled(len(self.lines), self.line_count, self.file.metadata.num_rows):
             return  # Snapshot folds them into a new manifest
-        self.extras = self._unlisted(meta)
+        try:
+            self.extras = self._unlisted(meta)
+        except Exception as err:  # noqa: BLE001 (a damaged manifest: Snapshot reads the files, folds anew)
+            log.debug("petsweep: index of %s damaged (%s): read from the run dirs", self.sweep, err)
+            return
         self.usable = True
 
     def _read_lines(self) -> None:
@@ -1231,8 +1258,7 @@ class StatusScan:
                 from concurrent.futures import ThreadPoolExecutor
 
                 pool = ThreadPoolExecutor(STAT_THREADS)
-            for batch in self.file.iter_batches(batch_size=BATCH, columns=list(self.COLUMNS)):
-                names = batch.column(0).to_pylist()
+            for batch, names in self._read_batches():
                 upto = at
                 while upto < len(extras) and (not names or extras[upto] < names[-1]):
                     upto += 1
@@ -1246,6 +1272,24 @@ class StatusScan:
             os.close(fd)
             if pool is not None:
                 pool.shutdown()
+
+    def _read_batches(self) -> Iterator[tuple]:
+        """The manifest's row groups (and their run names); Damaged where it cannot be read (review W: a
+        flipped byte crashed `status` with pyarrow's error)."""
+        batches = self.file.iter_batches(batch_size=BATCH, columns=list(self.COLUMNS))
+        rows = 0
+        while True:
+            try:
+                batch = next(batches, None)
+                if batch is None:
+                    break
+                names = batch.column(0).to_pylist()
+            except Exception as err:  # noqa: BLE001 (damaged bytes fail anywhere in pyarrow's read)
+                raise Damaged(f"{self.sweep}: {err}") from err
+            rows += len(names)
+            yield batch, names
+        if rows != self.file.metadata.num_rows:  # a damaged page header can end the read early, silently
+            raise Damaged(f"{self.sweep}: {rows} of the manifest's {self.file.metadata.num_rows} runs read")
 
     def _batch(self, batch, names: list[str], fd: int, pool, extras: list[str]) -> StatusBatch:
         import numpy as np
