@@ -650,6 +650,31 @@ def test_a_byte_flipped_anywhere_before_the_manifests_footer_never_changes_a_tab
         pd.testing.assert_frame_equal(collect([sweep], quick=at % 2 == 0), table, obj=f"flip at {at}")
 
 
+@pytest.mark.parametrize("damage", ["a column's name", "non_runs", "scanned_at", "no columns signature"])
+def test_a_manifest_whose_footer_lies_is_read_as_none(sweep, damage):
+    """The footer (schema, metadata) has no CRC: review X renamed `r:score` by one bit (every score NaN, for
+    ever) and broke `non_runs` (collect --quick crashed). A manifest whose columns are not those it was
+    written with, or whose metadata does not decode, is read as none: the runs' files answer, a fold writes
+    it anew, and the next read takes it."""
+    manifest = sweep / ".index" / index.MANIFEST
+    index.Snapshot(sweep, compute={"row": _cached_row}, read_info=read_info).compact()  # a listing's metadata
+    table = pq.read_table(manifest)
+    meta = dict(table.schema.metadata)
+    if damage == "a column's name":
+        table = table.rename_columns(["r:scose" if n == "r:score" else n for n in table.column_names])
+    elif damage == "no columns signature":
+        del meta[b"columns"]
+    else:
+        meta[damage.encode()] = b"[}"
+    pq.write_table(table.replace_schema_metadata(meta), manifest)
+    for kept in (sweep / ".index").glob("collect-*.pkl"):
+        kept.unlink()
+    expected = from_files(collect, [sweep])
+    pd.testing.assert_frame_equal(collect([sweep], quick=True), expected)
+    pd.testing.assert_frame_equal(collect([sweep]), expected)
+    assert recollect(sweep)[0] == {}  # written anew, and read
+
+
 @pytest.mark.parametrize("window", ["_read_manifest", "row_columns"])
 def test_a_fold_by_another_reader_while_collecting_moves_no_row_to_another_run(tmp_path, monkeypatch, window):
     """R40 U2/U3: another reader folds a new run that sorts first (every manifest row moves down one) after

@@ -447,6 +447,31 @@ def _closing(file):
         file.close(force=True)
 
 
+def _columns_sig(names: list[str]) -> str:
+    return hashlib.sha256("\0".join(names).encode()).hexdigest()[:16]
+
+
+def manifest_meta(file, fp: str) -> dict | None:
+    """The manifest's metadata (bytes keys: fingerprint, scanned_at, the listing) where it is of this code
+    (`fp`), its columns are those it was written with, and what readers decode of it decodes; None
+    otherwise. A footer is not covered by the pages' CRCs: review X flipped one bit of a column's name
+    (`r:score` read as `r:scose`: every score NaN, for ever) and of `non_runs` (collect --quick crashed)."""
+    try:
+        meta = file.schema_arrow.metadata or {}
+        if meta.get(b"fingerprint", b"").decode() != fp:
+            return None
+        if meta.get(b"columns", b"").decode() != _columns_sig(file.schema_arrow.names):
+            return None
+        non_runs = json.loads(meta.get(b"non_runs", b"[]"))
+        if not isinstance(non_runs, list) or not all(isinstance(n, str) for n in non_runs):
+            return None
+        float(meta.get(b"scanned_at", b"0"))
+        meta.get(b"sweep_mtime_ns", b"").decode()
+        return meta
+    except Exception:  # noqa: BLE001 (damaged: read as none)
+        return None
+
+
 def _scanned_at(meta: dict) -> float:
     """When the reader that wrote a manifest began stat'ing the runs (0 for one from before it said)."""
     try:
@@ -620,8 +645,7 @@ class Snapshot:
             file = opened[0]
         else:
             file = self._open_read()
-            meta = (file.schema_arrow.metadata or {}) if file is not None else {}
-            if meta.get(b"fingerprint", b"").decode() != self.fp:
+            if file is None or manifest_meta(file, self.fp) is None:
                 if file is not None:
                     file.close(force=True)
                 self.no_manifest = True
@@ -682,9 +706,9 @@ class Snapshot:
         file = self._open_read()
         if file is None:
             return None
-        meta = file.schema_arrow.metadata or {}
+        meta = manifest_meta(file, self.fp)
         listing = None
-        if meta.get(b"fingerprint", b"").decode() == self.fp and file.metadata.num_rows:
+        if meta is not None and file.metadata.num_rows:
             listing = _listing_if_moved(self.sweep, meta)
         if listing is None:
             file.close(force=True)
@@ -1025,6 +1049,7 @@ class Snapshot:
             table = table.sort_by("run")
         scanned = self.scanned_at if self.quick else self._scan_started  # a quick read stat'ed no run
         meta = {"fingerprint": self.fp, "scanned_at": repr(scanned), **self._listing_meta()}
+        meta["columns"] = _columns_sig(table.column_names)
         table = table.replace_schema_metadata(meta)
         from petsweep.records.files import replace_file
 
@@ -1201,8 +1226,8 @@ class StatusScan:
             self.file = pq.ParquetFile(os.path.join(self.dir, MANIFEST), page_checksum_verification=CHECKSUMS)
         except (OSError, ValueError, ImportError):
             return
-        meta = self.file.schema_arrow.metadata or {}
-        if meta.get(b"fingerprint", b"").decode() != self.fp:
+        meta = manifest_meta(self.file, self.fp)
+        if meta is None:
             return
         if not set(self.COLUMNS) <= set(self.file.schema_arrow.names) or not self.file.metadata.num_rows:
             return
