@@ -18,11 +18,12 @@ import sys
 import tempfile
 import time
 
-from petsweep.records.status import RUNNING, RunDir
+from petsweep.records.status import COMPLETED, RUNNING, RunDir
 from petsweep.spec.errors import PetsweepError
 from petsweep.spec.resolved import ResolvedRun
 
 POLL_S = 0.2
+GRACE_S = 5.0  # for the other ranks to end on their own once one has died
 
 
 def _free_port() -> int:
@@ -100,6 +101,10 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
         return json.loads(run_path.result_file.read_text())
     rank, code = failed
     status = run_path.status() or {}
+    finished = _recorded_end(run_path, status, procs)
+    if finished is not None:  # a rank that died after the run's end was recorded lost nothing of it
+        print(f"warning: rank {rank} of {world} {exit_text(code)} after the run ended", file=sys.stderr)
+        return finished
     if status.get("pid") not in {p.pid for p in procs}:  # never ours (refused: another process has the run)
         raise PetsweepError(
             f"rank {rank} of {world} {exit_text(code)} before the run started (its error is above)"
@@ -113,6 +118,15 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     )
 
 
+def _recorded_end(run_path: RunDir, status: dict, procs: list[subprocess.Popen]) -> dict | None:
+    """The result rank 0 recorded, where it recorded the run COMPLETED and exited cleanly: every rank had
+    taken part in the run's last collective by then, so a rank that died after it (in its teardown) took
+    nothing of the run with it."""
+    if procs[0].returncode != 0 or status.get("state") != COMPLETED:
+        return None
+    return run_path.result()
+
+
 def _supervise(procs: list[subprocess.Popen]) -> tuple[int, int] | None:
     """Wait for every rank; once one fails, kill the rest. Returns (rank, code) of the cause: a rank killed
     by a signal if there is one (the others fail because it vanished), else the first that exited non-zero."""
@@ -123,7 +137,11 @@ def _supervise(procs: list[subprocess.Popen]) -> tuple[int, int] | None:
         if any(code not in (None, 0) for code in codes):
             break
         time.sleep(POLL_S)
-    time.sleep(2 * POLL_S)  # a rank that records its own failure is given a moment to finish
+    # the others are given a moment to end on their own: rank 0 to record the run's end, or its failure (a
+    # rank whose peer vanished fails its next collective at once); one still running then is stuck
+    deadline = time.monotonic() + GRACE_S
+    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+        time.sleep(POLL_S)
     ended = [p.poll() for p in procs]
     for p in procs:
         if p.poll() is None:

@@ -18,6 +18,7 @@ the run FAILED with the signal (launchers.local).
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import gc
 import json
@@ -158,6 +159,27 @@ def run_rank(spec_file: str) -> int:
     return 0
 
 
+def end_without_teardown(main, *args) -> None:
+    """`main(*args)`'s exit code as this process's, without the interpreter's teardown: once a rank's work
+    is done and its process group destroyed, the teardown of torch's and gloo's C++ state can only lose it
+    the run (a rank aborted in it now and then, "terminate called without an active exception", SIGABRT:
+    the run was recorded FAILED after it had ended). atexit's functions still run and output is flushed."""
+    try:
+        code = main(*args)
+    except SystemExit as stop:
+        code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else EXIT_FAILED
+        if isinstance(stop.code, str):  # sys.exit("message"), as Python prints it
+            print(stop.code, file=sys.stderr)
+    except BaseException:  # noqa: BLE001 (printed as Python would, then the same exit status)
+        traceback.print_exc()
+        code = EXIT_FAILED
+    atexit._run_exitfuncs()  # logging's handlers flushed and closed, W&B's runs finished
+    with contextlib.suppress(OSError):
+        sys.stdout.flush()
+        sys.stderr.flush()
+    os._exit(code)
+
+
 def run_fresh(spec_file: str) -> int:
     """One planned run in a process of its own (the local pool with hydra.launcher.warm_workers=false): the
     run as the plan resolved it (a ResolvedRun as JSON, its threads set by the pool), executed as `python
@@ -178,7 +200,7 @@ def run_fresh(spec_file: str) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--rank":
-        sys.exit(run_rank(sys.argv[2]))
+        end_without_teardown(run_rank, sys.argv[2])
     if sys.argv[1] == "--run":
         sys.exit(run_fresh(sys.argv[2]))
     with os.fdopen(int(sys.argv[1]), "w") as answer_pipe:
