@@ -154,38 +154,51 @@ def _alive(pid: int) -> bool:
     return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"  # a zombie is dead
 
 
-# sitecustomize for the run's processes: rank 1 aborts in its exit, once rank 0 has recorded the run COMPLETED
+# sitecustomize for a run's rank processes: in its exit, once rank 0 has recorded the run COMPLETED, rank
+# ABORT_RANK aborts (as a rank did in gloo's teardown) and the others take SLOW_S more to end
 ABORT_AFTER_THE_END = """
 import atexit, glob, json, os, time
 
-def _abort_once_the_run_ended():
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        for path in glob.glob(os.environ["ABORT_UNDER"] + "/*/*/status.json"):
-            try:
-                if json.load(open(path)).get("state") == "COMPLETED":
-                    os.abort()
-            except ValueError:
-                pass
-        time.sleep(0.05)
+def _completed():
+    for path in glob.glob(os.environ["ABORT_UNDER"] + "/*/*/status.json"):
+        try:
+            if json.load(open(path)).get("state") == "COMPLETED":
+                return True
+        except ValueError:
+            pass
+    return False
 
-if os.environ.get("RANK") == "1":
-    atexit.register(_abort_once_the_run_ended)
+def _at_exit():
+    deadline = time.monotonic() + 120
+    while not _completed() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if os.environ["RANK"] == os.environ["ABORT_RANK"]:
+        os.abort()
+    time.sleep(float(os.environ["SLOW_S"]))
+
+if "RANK" in os.environ:
+    atexit.register(_at_exit)
 """
 
 
-def test_a_rank_that_dies_after_the_run_ended_loses_nothing(ranks_conf, tmp_path):
+@pytest.mark.parametrize(
+    "abort_rank,slow_s",
+    [("1", 8), ("0", 0)],
+    ids=["rank 1, rank 0 slower than the grace", "rank 0 itself"],
+)
+def test_a_rank_that_dies_after_the_run_ended_loses_nothing(ranks_conf, tmp_path, abort_rank, slow_s):
     """A rank that dies in its exit, after rank 0 recorded the run's end (CI saw rank 1 of a ZeRO-3 resume
-    abort there now and then, and the finished run was recorded FAILED): the run stays COMPLETED with its
-    result, the command exits 0, and one warning line says what happened."""
+    abort there now and then, and the finished run was recorded FAILED), whichever rank it is and however long
+    rank 0 then takes to end: the run stays COMPLETED with its result, the command exits 0, and one warning
+    line says what happened."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(ABORT_AFTER_THE_END)
     runs = tmp_path / "runs"
-    env = {"PYTHONPATH": str(hook), "ABORT_UNDER": str(runs)}
+    env = {"PYTHONPATH": str(hook), "ABORT_UNDER": str(runs), "ABORT_RANK": abort_rank, "SLOW_S": str(slow_s)}
     out = run_cli(*args(ranks_conf, runs, "trainer.ranks=2"), env=env)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert "warning: rank 1 of 2 killed by signal 6 (SIGABRT) after the run ended" in out.stderr
+    assert f"warning: rank {abort_rank} of 2 killed by signal 6 (SIGABRT) after the run ended" in out.stderr
     run, result = finished(runs)
     assert run.state() == "COMPLETED" and result["ranks"] == 2
     assert run.result() == result

@@ -4,7 +4,8 @@ MASTER_* set) and supervises them.
 
 Rank 0 owns the run's records exactly as a SLURM task of rank 0 does. The parent only steps in when a rank
 dies: it stops the others (they would wait in a collective until the timeout) and records the run FAILED with
-the rank and its exit code or signal, unless rank 0 recorded the run's end itself.
+the rank and its exit code or signal, unless rank 0 recorded the run COMPLETED: a rank that died after that,
+in its teardown, lost nothing of it, and the run stands (with a warning).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from petsweep.spec.resolved import ResolvedRun
 
 POLL_S = 0.2
 GRACE_S = 5.0  # for the other ranks to end on their own once one has died
+ENDING_S = 120.0  # for rank 0 to end once it recorded the run COMPLETED
 
 
 def _free_port() -> int:
@@ -92,7 +94,7 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     except ValueError:  # not the main thread
         previous = {}
     try:
-        failed = _supervise(procs)
+        failed = _supervise(procs, run_path)
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -101,7 +103,7 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
         return json.loads(run_path.result_file.read_text())
     rank, code = failed
     status = run_path.status() or {}
-    finished = _recorded_end(run_path, status, procs)
+    finished = run_path.result() if _completed_by(status, procs[0]) else None
     if finished is not None:  # a rank that died after the run's end was recorded lost nothing of it
         print(f"warning: rank {rank} of {world} {exit_text(code)} after the run ended", file=sys.stderr)
         return finished
@@ -118,18 +120,16 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     )
 
 
-def _recorded_end(run_path: RunDir, status: dict, procs: list[subprocess.Popen]) -> dict | None:
-    """The result rank 0 recorded, where it recorded the run COMPLETED and exited cleanly: every rank had
-    taken part in the run's last collective by then, so a rank that died after it (in its teardown) took
-    nothing of the run with it."""
-    if procs[0].returncode != 0 or status.get("state") != COMPLETED:
-        return None
-    return run_path.result()
+def _completed_by(status: dict, rank0: subprocess.Popen) -> bool:
+    """Whether rank 0 recorded the run COMPLETED: every rank had taken part in the run's last collective (the
+    evaluation's gather) by then, so a rank that died after it, in its teardown, took nothing of the run."""
+    return status.get("state") == COMPLETED and status.get("pid") == rank0.pid
 
 
-def _supervise(procs: list[subprocess.Popen]) -> tuple[int, int] | None:
-    """Wait for every rank; once one fails, kill the rest. Returns (rank, code) of the cause: a rank killed
-    by a signal if there is one (the others fail because it vanished), else the first that exited non-zero."""
+def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> tuple[int, int] | None:
+    """Wait for every rank; once one fails, give the others a moment to end on their own, then kill those
+    left. Returns (rank, code) of the cause: a rank killed by a signal if there is one (the others fail
+    because it vanished), else the first that exited non-zero."""
     while True:
         codes = [p.poll() for p in procs]
         if all(code == 0 for code in codes):
@@ -137,10 +137,14 @@ def _supervise(procs: list[subprocess.Popen]) -> tuple[int, int] | None:
         if any(code not in (None, 0) for code in codes):
             break
         time.sleep(POLL_S)
-    # the others are given a moment to end on their own: rank 0 to record the run's end, or its failure (a
-    # rank whose peer vanished fails its next collective at once); one still running then is stuck
-    deadline = time.monotonic() + GRACE_S
-    while any(p.poll() is None for p in procs) and time.monotonic() < deadline:
+    # a rank whose peer vanished fails its next collective (on gloo at once), and rank 0 may be recording the
+    # run's end; one still running after GRACE_S is stuck, unless it is rank 0 having recorded the run
+    # COMPLETED (it prunes checkpoints and ends its W&B run: ENDING_S)
+    began = time.monotonic()
+    while any(p.poll() is None for p in procs):
+        waited = time.monotonic() - began
+        if waited > GRACE_S and not (waited < ENDING_S and _completed_by(run_path.status() or {}, procs[0])):
+            break
         time.sleep(POLL_S)
     ended = [p.poll() for p in procs]
     for p in procs:

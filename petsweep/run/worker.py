@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import ctypes
 import gc
 import json
 import os
@@ -27,6 +28,7 @@ import socket
 import sys
 import traceback
 from pathlib import Path
+from typing import NoReturn
 
 from petsweep.spec.errors import EXIT_FAILED, exit_on_user_error, stop_on_signals
 
@@ -159,25 +161,21 @@ def run_rank(spec_file: str) -> int:
     return 0
 
 
-def end_without_teardown(main, *args) -> None:
-    """`main(*args)`'s exit code as this process's, without the interpreter's teardown: once a rank's work
-    is done and its process group destroyed, the teardown of torch's and gloo's C++ state can only lose it
-    the run (a rank aborted in it now and then, "terminate called without an active exception", SIGABRT:
-    the run was recorded FAILED after it had ended). atexit's functions still run and output is flushed."""
-    try:
-        code = main(*args)
-    except SystemExit as stop:
-        code = 0 if stop.code is None else stop.code if isinstance(stop.code, int) else EXIT_FAILED
-        if isinstance(stop.code, str):  # sys.exit("message"), as Python prints it
-            print(stop.code, file=sys.stderr)
-    except BaseException:  # noqa: BLE001 (printed as Python would, then the same exit status)
-        traceback.print_exc()
-        code = EXIT_FAILED
+def end_rank(spec_file: str) -> NoReturn:
+    """Run one rank (run_rank) and end this process with its exit status. A rank that did its part ends
+    without the interpreter's teardown: once its work is done and its process group destroyed, the teardown
+    of torch's and gloo's C++ state can only lose it the run (a rank aborted in it now and then, "terminate
+    called without an active exception", SIGABRT, and the finished run was recorded FAILED). atexit's
+    functions still run and Python's and C's buffered output is flushed. A rank that failed exits as Python
+    does (its traceback through sys.excepthook, W&B told the exit status, Ctrl-C as SIGINT)."""
+    run_rank(spec_file)  # raises (or exits) where the rank failed
     atexit._run_exitfuncs()  # logging's handlers flushed and closed, W&B's runs finished
-    with contextlib.suppress(OSError):
-        sys.stdout.flush()
-        sys.stderr.flush()
-    os._exit(code)
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError):
+            stream.flush()
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).fflush(None)  # what C code printed (DeepSpeed's ops print through printf)
+    os._exit(0)
 
 
 def run_fresh(spec_file: str) -> int:
@@ -200,7 +198,7 @@ def run_fresh(spec_file: str) -> int:
 
 if __name__ == "__main__":
     if sys.argv[1] == "--rank":
-        end_without_teardown(run_rank, sys.argv[2])
+        end_rank(sys.argv[2])
     if sys.argv[1] == "--run":
         sys.exit(run_fresh(sys.argv[2]))
     with os.fdopen(int(sys.argv[1]), "w") as answer_pipe:
