@@ -155,7 +155,7 @@ def _alive(pid: int) -> bool:
 
 
 # sitecustomize for a run's rank processes: in its exit, once rank 0 has recorded the run COMPLETED, rank
-# ABORT_RANK aborts (as a rank did in gloo's teardown) and the others take SLOW_S more to end
+# ABORT_RANK aborts (as a rank did in gloo's teardown), rank HANG_RANK never ends, the others take SLOW_S more
 ABORT_AFTER_THE_END = """
 import atexit, glob, json, os, time
 
@@ -174,7 +174,7 @@ def _at_exit():
         time.sleep(0.05)
     if os.environ["RANK"] == os.environ["ABORT_RANK"]:
         os.abort()
-    time.sleep(float(os.environ["SLOW_S"]))
+    time.sleep(3600 if os.environ["RANK"] == os.environ["HANG_RANK"] else float(os.environ["SLOW_S"]))
 
 if "RANK" in os.environ:
     atexit.register(_at_exit)
@@ -182,23 +182,30 @@ if "RANK" in os.environ:
 
 
 @pytest.mark.parametrize(
-    "abort_rank,slow_s",
-    [("1", 8), ("0", 0)],
-    ids=["rank 1, rank 0 slower than the grace", "rank 0 itself"],
+    "abort_rank,hang_rank,slow_s,said",
+    [
+        ("1", "", 8, "rank 1 of 2 killed by signal 6 (SIGABRT)"),
+        ("0", "", 0, "rank 0 of 2 killed by signal 6 (SIGABRT)"),
+        ("", "1", 0, "rank 1 of 2 did not end within 5 s of the others and was stopped"),
+    ],
+    ids=["rank 1, rank 0 slower than the grace", "rank 0 itself", "rank 1 hangs"],
 )
-def test_a_rank_that_dies_after_the_run_ended_loses_nothing(ranks_conf, tmp_path, abort_rank, slow_s):
+def test_a_rank_that_dies_after_the_run_ended_loses_nothing(
+    ranks_conf, tmp_path, abort_rank, hang_rank, slow_s, said
+):
     """A rank that dies in its exit, after rank 0 recorded the run's end (CI saw rank 1 of a ZeRO-3 resume
     abort there now and then, and the finished run was recorded FAILED), whichever rank it is and however long
-    rank 0 then takes to end: the run stays COMPLETED with its result, the command exits 0, and one warning
-    line says what happened."""
+    rank 0 then takes to end, or that never ends: the run stays COMPLETED with its result, the command exits
+    0, and one warning line says what happened."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(ABORT_AFTER_THE_END)
     runs = tmp_path / "runs"
-    env = {"PYTHONPATH": str(hook), "ABORT_UNDER": str(runs), "ABORT_RANK": abort_rank, "SLOW_S": str(slow_s)}
-    out = run_cli(*args(ranks_conf, runs, "trainer.ranks=2"), env=env)
+    faults = {"ABORT_RANK": abort_rank, "HANG_RANK": hang_rank, "SLOW_S": str(slow_s)}
+    env = {"PYTHONPATH": str(hook), "ABORT_UNDER": str(runs), **faults}
+    out = run_cli(*args(ranks_conf, runs, "trainer.ranks=2"), env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    assert f"warning: rank {abort_rank} of 2 killed by signal 6 (SIGABRT) after the run ended" in out.stderr
+    assert f"warning: {said} after the run ended" in out.stderr
     run, result = finished(runs)
     assert run.state() == "COMPLETED" and result["ranks"] == 2
     assert run.result() == result

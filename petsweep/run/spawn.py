@@ -19,7 +19,7 @@ import sys
 import tempfile
 import time
 
-from petsweep.records.status import COMPLETED, RUNNING, RunDir
+from petsweep.records.status import COMPLETED, FAILED, RUNNING, RunDir
 from petsweep.spec.errors import PetsweepError
 from petsweep.spec.resolved import ResolvedRun
 
@@ -60,8 +60,10 @@ def _die_with_parent() -> None:
         pass
 
 
-def exit_text(code: int) -> str:
-    """`killed by signal 9 (SIGKILL)` or `exited with 3`."""
+def exit_text(code: int | None) -> str:
+    """`killed by signal 9 (SIGKILL)`, `exited with 3`, or (None) that the supervisor stopped it."""
+    if code is None:
+        return f"did not end within {GRACE_S:g} s of the others and was stopped"
     return f"killed by signal {-code} ({signal.Signals(-code).name})" if code < 0 else f"exited with {code}"
 
 
@@ -111,8 +113,10 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
         raise PetsweepError(
             f"rank {rank} of {world} {exit_text(code)} before the run started (its error is above)"
         )
-    # a rank killed by a signal is the cause: what the others raised then (a closed connection) is not news
-    if code < 0 or status.get("state") == RUNNING:
+    # a rank killed by a signal is the cause: what the others raised then (a closed connection) is not news;
+    # a run rank 0 recorded CANCELLED stays so (review Z: a rank aborted in its teardown after a cancel)
+    killed = code is not None and code < 0 and status.get("state") == FAILED
+    if killed or status.get("state") == RUNNING:
         run_path.set_status("FAILED", error=f"rank {rank} of {world} {exit_text(code)}")
         status = run_path.status() or {}
     raise PetsweepError(
@@ -126,24 +130,25 @@ def _completed_by(status: dict, rank0: subprocess.Popen) -> bool:
     return status.get("state") == COMPLETED and status.get("pid") == rank0.pid
 
 
-def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> tuple[int, int] | None:
-    """Wait for every rank; once one fails, give the others a moment to end on their own, then kill those
-    left. Returns (rank, code) of the cause: a rank killed by a signal if there is one (the others fail
-    because it vanished), else the first that exited non-zero."""
+def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> tuple[int, int | None] | None:
+    """Wait for every rank. Once one fails, or rank 0 ends (it exits last but for teardown: the run is over),
+    give the others a moment to end on their own, then stop those left. Returns None where every rank exited
+    0, else (rank, code) of the cause: a rank killed by a signal if there is one (the others fail because it
+    vanished), else the first that exited non-zero, else one stopped here (code None)."""
     while True:
         codes = [p.poll() for p in procs]
         if all(code == 0 for code in codes):
             return None
-        if any(code not in (None, 0) for code in codes):
+        if any(code not in (None, 0) for code in codes) or codes[0] == 0:
             break
         time.sleep(POLL_S)
-    # a rank whose peer vanished fails its next collective (on gloo at once), and rank 0 may be recording the
-    # run's end; one still running after GRACE_S is stuck, unless it is rank 0 having recorded the run
-    # COMPLETED (it prunes checkpoints and ends its W&B run: ENDING_S)
+    # a rank whose peer vanished fails its next collective (on gloo at once); one still running after GRACE_S
+    # is stuck, unless it is rank 0 having recorded the run COMPLETED (it prunes checkpoints: ENDING_S)
     began = time.monotonic()
     while any(p.poll() is None for p in procs):
         waited = time.monotonic() - began
-        if waited > GRACE_S and not (waited < ENDING_S and _completed_by(run_path.status() or {}, procs[0])):
+        ending = procs[0].poll() is None and _completed_by(run_path.status() or {}, procs[0])
+        if waited > GRACE_S and not (waited < ENDING_S and ending):
             break
         time.sleep(POLL_S)
     ended = [p.poll() for p in procs]
@@ -153,4 +158,7 @@ def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> tuple[int, in
     for p in procs:
         p.wait()
     failures = [(rank, code) for rank, code in enumerate(ended) if code not in (None, 0)]
-    return min(failures, key=lambda f: (f[1] >= 0, f[0]))
+    if failures:
+        return min(failures, key=lambda f: (f[1] >= 0, f[0]))
+    stopped = [rank for rank, code in enumerate(ended) if code is None]
+    return (stopped[0], None) if stopped else None

@@ -26,6 +26,7 @@ import json
 import os
 import socket
 import sys
+import threading
 import traceback
 from pathlib import Path
 from typing import NoReturn
@@ -165,10 +166,12 @@ def end_rank(spec_file: str) -> NoReturn:
     """Run one rank (run_rank) and end this process with its exit status. A rank that did its part ends
     without the interpreter's teardown: once its work is done and its process group destroyed, the teardown
     of torch's and gloo's C++ state can only lose it the run (a rank aborted in it now and then, "terminate
-    called without an active exception", SIGABRT, and the finished run was recorded FAILED). atexit's
-    functions still run and Python's and C's buffered output is flushed. A rank that failed exits as Python
-    does (its traceback through sys.excepthook, W&B told the exit status, Ctrl-C as SIGINT)."""
+    called without an active exception", SIGABRT, and the finished run was recorded FAILED). Its threads
+    are joined and atexit's functions run as at Python's exit, and Python's and C's buffered output is
+    flushed. A rank that failed exits as Python does (its traceback through sys.excepthook, W&B told the
+    exit status, Ctrl-C as SIGINT)."""
     run_rank(spec_file)  # raises (or exits) where the rank failed
+    threading._shutdown()  # as Python's exit: its threads joined, executors' last tasks run (review Z)
     atexit._run_exitfuncs()  # logging's handlers flushed and closed, W&B's runs finished
     for stream in (sys.stdout, sys.stderr):
         with contextlib.suppress(OSError):
