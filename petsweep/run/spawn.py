@@ -3,9 +3,10 @@ it (`python -m petsweep.run.worker --rank <spec file>`: the run's ResolvedRun as
 MASTER_* set) and supervises them.
 
 Rank 0 owns the run's records exactly as a SLURM task of rank 0 does. The parent only steps in when a rank
-dies: it stops the others (they would wait in a collective until the timeout) and records the run FAILED with
-the rank and its exit code or signal, unless rank 0 recorded the run COMPLETED: a rank that died after that,
-in its teardown, lost nothing of it, and the run stands (with a warning).
+dies, or outlives rank 0 by more than a moment: it stops the others (they would wait in a collective until the
+timeout) and records the run FAILED with the rank and its exit code or signal, unless rank 0 recorded the run
+COMPLETED: a rank that died or hung after that, in its teardown, lost nothing of it, and the run stands (with
+a warning).
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from petsweep.spec.errors import PetsweepError
 from petsweep.spec.resolved import ResolvedRun
 
 POLL_S = 0.2
-GRACE_S = 5.0  # for the other ranks to end on their own once one has died
+GRACE_S = 5.0  # for the other ranks to end on their own once one has died, or rank 0 has ended
 ENDING_S = 120.0  # for rank 0 to end once it recorded the run COMPLETED
 
 
@@ -131,10 +132,10 @@ def _completed_by(status: dict, rank0: subprocess.Popen) -> bool:
 
 
 def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> tuple[int, int | None] | None:
-    """Wait for every rank. Once one fails, or rank 0 ends (it exits last but for teardown: the run is over),
-    give the others a moment to end on their own, then stop those left. Returns None where every rank exited
-    0, else (rank, code) of the cause: a rank killed by a signal if there is one (the others fail because it
-    vanished), else the first that exited non-zero, else one stopped here (code None)."""
+    """Wait for every rank. Once one fails, or rank 0 has ended (what the others have left then is their
+    teardown), give them a moment to end on their own, then stop those left. Returns None where every rank
+    exited 0, else (rank, code) of the cause: a rank killed by a signal if there is one (the others fail
+    because it vanished), else the first that exited non-zero, else one stopped here (code None)."""
     while True:
         codes = [p.poll() for p in procs]
         if all(code == 0 for code in codes):
