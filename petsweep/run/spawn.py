@@ -131,6 +131,11 @@ def _completed_by(status: dict, rank0: subprocess.Popen) -> bool:
     return status.get("state") == COMPLETED and status.get("pid") == rank0.pid
 
 
+def _rank0_ending(rank0: subprocess.Popen, run_path: RunDir) -> bool:
+    """Rank 0 still running, having recorded the run COMPLETED (asked only once the grace is over)."""
+    return rank0.poll() is None and _completed_by(run_path.status() or {}, rank0)
+
+
 def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> tuple[int, int | None] | None:
     """Wait for every rank. Once one fails, or rank 0 has ended (what the others have left then is their
     teardown), give them a moment to end on their own, then stop those left. Returns None where every rank
@@ -148,8 +153,7 @@ def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> tuple[int, in
     began = time.monotonic()
     while any(p.poll() is None for p in procs):
         waited = time.monotonic() - began
-        ending = procs[0].poll() is None and _completed_by(run_path.status() or {}, procs[0])
-        if waited > GRACE_S and not (waited < ENDING_S and ending):
+        if waited > GRACE_S and not (waited < ENDING_S and _rank0_ending(procs[0], run_path)):
             break
         time.sleep(POLL_S)
     ended = [p.poll() for p in procs]
