@@ -18,6 +18,7 @@ from conftest import REPO, run_cli, tiny_run
 from safetensors.torch import load_file
 
 from petsweep.records.status import RunDir
+from petsweep.spec.errors import EXIT_CANCELLED, EXIT_FAILED
 
 NO_DROPOUT = "tiny-bert-nodrop"  # dropout draws per rank: parity with one rank needs a model without it
 
@@ -211,9 +212,12 @@ def test_a_rank_that_dies_after_the_run_ended_loses_nothing(
     assert run.result() == result
 
 
-def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path):
+@pytest.mark.parametrize("stop", ["kill -9 of rank 1", "SIGTERM to the command"])
+def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path, stop):
     """A rank killed mid-run (OOM killer, segfault): the others are stopped, the run is FAILED naming the
-    rank and signal, the command exits non-zero, and nothing is recorded as finished."""
+    rank and signal, the command exits 1 as a failed one-rank run does, and nothing is recorded as finished.
+    A cancel (SIGTERM to the command: every rank gets it) records CANCELLED and exits 143, as one rank
+    does."""
     long = ("trainer.ranks=2", "trainer.max_steps=400", "trainer.save_every=5", "trainer.eval_every=200")
     proc = subprocess.Popen(
         [sys.executable, *args(ranks_conf, tmp_path, *long)],
@@ -224,15 +228,20 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path):
     )
     _wait(lambda: list(tmp_path.glob("*/*/checkpoints/step-*")), what="a checkpoint")
     children = _ranks_of(proc)
-    os.kill(children[1], signal.SIGKILL)  # rank 1 (started second)
+    killed = stop.startswith("kill")
+    os.kill(children[1] if killed else proc.pid, signal.SIGKILL if killed else signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     [run_path] = tmp_path.glob("*/[!.]*")
     status = RunDir(run_path).status()
-    assert proc.returncode != 0 and status["state"] == "FAILED"
-    assert "rank 1 of 2 killed by signal 9 (SIGKILL)" in status["error"]
-    assert [line for line in stderr.splitlines() if line.startswith("error:")] == [
-        f"error: run {run_path} FAILED: rank 1 of 2 killed by signal 9 (SIGKILL)"
-    ]
+    said = [line for line in stderr.splitlines() if line.startswith(("error:", "cancelled"))]
+    if killed:
+        assert proc.returncode == EXIT_FAILED and status["state"] == "FAILED", stderr[-3000:]
+        assert "rank 1 of 2 killed by signal 9 (SIGKILL)" in status["error"]
+        assert said == [f"error: run {run_path} FAILED: rank 1 of 2 killed by signal 9 (SIGKILL)"]
+    else:
+        assert proc.returncode == EXIT_CANCELLED and status["state"] == "CANCELLED", stderr[-3000:]
+        again = "run the same command again to resume it"
+        assert said == [f"cancelled (stopped by SIGTERM): the run recorded CANCELLED; {again}"]
     assert not (run_path / "result.json").exists()
 
 

@@ -20,8 +20,8 @@ import sys
 import tempfile
 import time
 
-from petsweep.records.status import COMPLETED, FAILED, RUNNING, RunDir
-from petsweep.spec.errors import PetsweepError
+from petsweep.records.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir
+from petsweep.spec.errors import PetsweepError, RunCancelled, RunFailed
 from petsweep.spec.resolved import ResolvedRun
 
 POLL_S = 0.2
@@ -86,7 +86,10 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     ]
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
+    stopped_by = []
+
     def forward(signum, frame):  # `petsweep cancel` or Ctrl-C: every rank gets it
+        stopped_by.append(signum)
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signum)
@@ -110,7 +113,10 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     if finished is not None:  # a rank that died after the run's end was recorded lost nothing of it
         print(f"warning: rank {rank} of {world} {exit_text(code)} after the run ended", file=sys.stderr)
         return finished
-    if status.get("pid") not in {p.pid for p in procs}:  # never ours (refused: another process has the run)
+    ours = status.get("pid") in {p.pid for p in procs}
+    if stopped_by:  # Ctrl-C or a cancel, forwarded to every rank: what a rank raised then followed from it
+        raise _cancelled(run_path, status if ours else {}, stopped_by[0])
+    if not ours:  # never ours (refused: another process has the run)
         raise PetsweepError(
             f"rank {rank} of {world} {exit_text(code)} before the run started (its error is above)"
         )
@@ -120,9 +126,26 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     if killed or status.get("state") == RUNNING:
         run_path.set_status("FAILED", error=f"rank {rank} of {world} {exit_text(code)}")
         status = run_path.status() or {}
-    raise PetsweepError(
-        f"run {run_path.path} {status.get('state', 'FAILED')}: {status.get('error') or exit_text(code)}"
-    )
+    if status.get("state") == CANCELLED:  # `petsweep cancel` signals rank 0 alone, which records it
+        raise _cancelled(run_path, status, signal.SIGTERM)
+    # exit 1, as a failed one-rank run's (review Z F4: it was 2, a refused run's)
+    said = status.get("error") or exit_text(code)
+    raise RunFailed(f"run {run_path.path} {status.get('state', FAILED)}: {said}")
+
+
+def _cancelled(run_path: RunDir, status: dict, signum: int) -> RunCancelled:
+    """A stopped run, recorded and reported as a cancelled one-rank run is: CANCELLED (also where rank 0
+    failed on a peer that the signal stopped first, or never got to record it), one line (the ranks say
+    nothing: worker.run_rank) and exit status 143 (review Z F4: it exited 2, a refused run's status).
+    `status`: the run's, where our rank 0 wrote it (else {}: nothing of it is ours to record)."""
+    cancelled = RunCancelled(f"stopped by {_SIGNAL_NAMES.get(signum, signal.Signals(signum).name)}")
+    if status.get("state") in (RUNNING, FAILED):
+        run_path.set_status(CANCELLED, error=f"{RunCancelled.__name__}: {cancelled}")
+    cancelled.recorded = bool(status)
+    return cancelled
+
+
+_SIGNAL_NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)"}  # as a one-rank run names it (app.STOP_SIGNALS)
 
 
 def _completed_by(status: dict, rank0: subprocess.Popen) -> bool:

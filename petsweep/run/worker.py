@@ -153,12 +153,15 @@ def run_rank(spec_file: str) -> int:
     and precision as the parent decided them), joined to the others through the environment the parent
     set."""
     from petsweep.run.app import execute
-    from petsweep.spec.errors import exit_on_user_error
+    from petsweep.spec.errors import EXIT_CANCELLED, RunCancelled, exit_on_user_error
     from petsweep.spec.resolved import ResolvedRun
 
     resolved = ResolvedRun.from_dict(json.loads(Path(spec_file).read_text()))
     with exit_on_user_error():
-        execute(resolved)
+        try:
+            execute(resolved)
+        except RunCancelled:  # rank 0 recorded it; the parent says it once for the run (spawn.run_ranks)
+            sys.exit(EXIT_CANCELLED)
     return 0
 
 

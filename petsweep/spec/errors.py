@@ -47,6 +47,11 @@ class DataError(PetsweepError):
     """A data file or dataset that cannot be read as the task describes."""
 
 
+class RunFailed(PetsweepError):
+    """A run that failed in processes of its own (its ranks), whose errors are printed above and recorded on
+    the run: one line, and the exit status of a failed run (EXIT_FAILED), as a one-rank run's failure has."""
+
+
 class RunCancelled(BaseException):
     """SIGTERM (petsweep cancel, scancel): the run stops, records CANCELLED, and a rerun resumes it."""
 
@@ -96,7 +101,7 @@ def report_user_error(err: BaseException) -> int | None:
     if isinstance(err, ConfigErrors):
         line, status = "\n".join(f"error: {x}" for x in err.lines()), EXIT_REFUSED
     elif isinstance(err, PetsweepError):
-        line, status = f"error: {err}", EXIT_REFUSED
+        line, status = f"error: {err}", EXIT_FAILED if isinstance(err, RunFailed) else EXIT_REFUSED
     elif disk_problem(err):
         line, status = f"error: {disk_problem(err)}", EXIT_FAILED
     elif isinstance(err, SweepStopped):
@@ -116,8 +121,9 @@ def report_user_error(err: BaseException) -> int | None:
 
 @contextlib.contextmanager
 def exit_on_user_error():
-    """Turn a PetsweepError into one line on stderr and exit status 2 (no traceback); a cancelled run: 143; a
-    disk that takes no writes (full, read-only): one line naming the path, exit status 1."""
+    """Turn a PetsweepError into one line on stderr and exit status 2 (no traceback; a RunFailed: 1); a
+    cancelled run: 143; a disk that takes no writes (full, read-only): one line naming the path, exit status
+    1."""
     try:
         yield
     except (PetsweepError, RunCancelled) as err:
