@@ -36,6 +36,19 @@ def _resolved(spec: dict) -> dict:
     return unvalidated_run(spec).to_dict()
 
 
+def _on_task_cpus(spec: dict) -> dict:
+    """The run on the CPUs SLURM gave its task (SLURM_CPUS_PER_TASK: the launcher's cpus_per_task), where
+    trainer.num_threads leaves the number to torch, whose default is every core of the node: a node's other
+    tasks, and the job's other ranks, share them (two ranks of one job on the 2-core test node each took both
+    cores and trained 4x slower than two local ranks, which split them: run/app._threads_per_rank)."""
+    cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
+    if not cpus.isdigit() or int(cpus) < 1 or spec["config"]["trainer"].get("num_threads"):
+        return spec
+    from petsweep.spec.resolved import ResolvedRun
+
+    return ResolvedRun.from_dict(spec).with_threads(int(cpus)).to_dict()
+
+
 class SlurmRun:
     """The picklable callable of one array task: its runs (one, or `runs_per_task`), each as the plan resolved
     it (a ResolvedRun's dict; device and precision are decided on the node) with the QUEUED claim it was
@@ -63,7 +76,7 @@ class SlurmRun:
                 # not one inherited from the submitting shell; each run of the task its own
                 os.environ["MASTER_PORT"] = str(rendezvous_port(index))
                 submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
-            codes.append(run_job(_resolved(spec), token))
+            codes.append(run_job(_on_task_cpus(_resolved(spec)), token))
             self.ended.add(index)
         return codes
 
