@@ -14,8 +14,9 @@ from transformers import GenerationConfig
 
 from petsweep.compose import compose
 from petsweep.methods import METHODS
+from petsweep.methods.base import PETMethod
 from petsweep.model.backbones import build_on_meta, load_pretrained
-from petsweep.model.objectives import make_objective
+from petsweep.model.objectives import ClassifierObjective, TextToTextObjective, make_objective
 from petsweep.model.params import attach_method, check_on_meta
 from petsweep.model.resolve import resolve_run, run_dir
 from petsweep.records.status import COMPLETED, RunDir
@@ -27,7 +28,13 @@ from petsweep.tasks import prepare_task
 TASK_OVERRIDES = ("task.test_size=30", "task.max_length=32", "task.dev_size=20")  # the tiny runs' own
 # every method on every architecture trains and scores: small dev and test splits (a decoder scores each label
 # with a forward pass over its vocabulary: these runs were a quarter of CI)
-SMALL_SPLITS = ("task.test_size=12", "task.max_length=32", "task.dev_size=8", "task.train_eval_size=4")
+TEST_SIZE = 12
+SMALL_SPLITS = (
+    f"task.test_size={TEST_SIZE}",
+    "task.max_length=32",
+    "task.dev_size=8",
+    "task.train_eval_size=4",
+)
 
 # every method on BERT, T5, GPT-2, RoBERTa, BART, BLOOM and Llama
 CASES = [(m, arch) for m in METHODS.names() for arch in TINY_NAMES]
@@ -112,10 +119,29 @@ def test_every_trainable_tensor_gets_a_gradient_after_one_step(tiny, method, arc
     assert not dead, dead[:5]
 
 
+def _recording_scores(monkeypatch) -> list[tuple[int, torch.Tensor]]:
+    """Every objective's raw outputs from here on, as (examples, outputs): what its predictions come from."""
+    seen = []
+    for objective in (ClassifierObjective, TextToTextObjective):
+
+        def scores(self, model, encoded, *args, _real=objective.scores):
+            out = _real(self, model, encoded, *args)
+            seen.append((len(encoded), out.clone()))
+            return out
+
+        monkeypatch.setattr(objective, "scores", scores)
+    return seen
+
+
 @pytest.mark.parametrize(("method", "arch"), CASES)
-def test_each_method_completes_a_short_run_and_its_saved_weights_reproduce_it(tiny, method, arch):
+def test_each_method_completes_a_short_run_and_its_saved_weights_reproduce_it(
+    tiny, monkeypatch, method, arch
+):
     """Save -> load onto a fresh backbone -> the same outputs: the run's own test split, scored again from
-    pet_weights.safetensors through `petsweep transfer`, gives the recorded score exactly."""
+    pet_weights.safetensors through `petsweep transfer`, gives the recorded score exactly and each example's
+    raw outputs (logits, label log-probabilities) bit for bit: a score alone matches where a short run's
+    model predicts one class, weights loaded or not (review Z F6)."""
+    seen = _recording_scores(monkeypatch)
     cfg = compose(tiny(arch, f"method={method}", *SMALL_SPLITS))
     spec = resolve_run(cfg)
     try:
@@ -127,8 +153,15 @@ def test_each_method_completes_a_short_run_and_its_saved_weights_reproduce_it(ti
         return
     result = run(cfg)
     assert RunDir(run_dir(cfg)).state() == COMPLETED
+    ran = [out for n, out in seen if n == TEST_SIZE]  # the run's test split is the only one of its size
     again = evaluate_transfer(run_dir(cfg), "bbc_news", SMALL_SPLITS[:3])
     assert again["score"] == result["score"] and again["metrics"] == result["metrics"]
+    scored_again = [out for n, out in seen if n == TEST_SIZE][len(ran) :]
+    assert len(ran) == len(scored_again) == 1
+    if METHODS.get(method).saved_state is PETMethod.saved_state:  # saved as trained: the same bits
+        assert torch.equal(ran[0], scored_again[0])
+    else:  # saved in another form (OPF's MPOs contracted to dense matrices): the same up to rounding
+        torch.testing.assert_close(ran[0], scored_again[0], rtol=1e-5, atol=1e-5)
 
 
 @pytest.mark.parametrize(("method", "arch"), CASES)

@@ -45,6 +45,14 @@ class Objective:
 
     @torch.no_grad()
     def predict(self, model: nn.Module, encoded: list[dict], batch_size: int, device: torch.device) -> list:
+        """Each example's prediction: a class id, a regression's value, or a generated text."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def scores(
+        self, model: nn.Module, encoded: list[dict], batch_size: int, device: torch.device
+    ) -> torch.Tensor:
+        """Each example's raw output, from which `predict` picks (a row per example, float32)."""
         raise NotImplementedError
 
 
@@ -67,14 +75,17 @@ class ClassifierObjective(Objective):
         return {**self._inputs(encoded), "labels": torch.tensor([e["label"] for e in encoded], dtype=dtype)}
 
     @torch.no_grad()
-    def predict(self, model, encoded, batch_size, device):
-        predictions = []
+    def scores(self, model, encoded, batch_size, device):
+        """The head's logits (a regression's value: one column)."""
+        logits = []
         for start in range(0, len(encoded), batch_size):
             batch = {k: v.to(device) for k, v in self._inputs(encoded[start : start + batch_size]).items()}
-            logits = model(**batch).logits.float()
-            out = logits.squeeze(-1) if self.task.kind == "regression" else logits.argmax(-1)
-            predictions += out.tolist()
-        return predictions
+            logits.append(model(**batch).logits.float())
+        return torch.cat(logits) if logits else torch.zeros(0, self.task.num_labels)
+
+    def predict(self, model, encoded, batch_size, device):
+        logits = self.scores(model, encoded, batch_size, device)
+        return (logits.squeeze(-1) if self.task.kind == "regression" else logits.argmax(-1)).tolist()
 
 
 class TextToTextObjective(Objective):
@@ -152,18 +163,23 @@ class TextToTextObjective(Objective):
         return (token_logprob * mask).sum(-1)
 
     @torch.no_grad()
+    def scores(self, model, encoded, batch_size, device):
+        """Each label word's log-probability as the target (a column per class)."""
+        rows = []
+        for start in range(0, len(encoded), batch_size):
+            chunk = encoded[start : start + batch_size]
+            per_label = []
+            for candidate in self.candidates:
+                batch = self._pair_batch([e["source"] for e in chunk], [candidate] * len(chunk))
+                per_label.append(self._sequence_logprob(model, {k: v.to(device) for k, v in batch.items()}))
+            rows.append(torch.stack(per_label, -1))
+        return torch.cat(rows) if rows else torch.zeros(0, len(self.candidates))
+
+    @torch.no_grad()
     def predict(self, model, encoded, batch_size, device):
         if self.task.kind == "generation":
             return self._generate(model, encoded, batch_size, device)
-        predictions = []
-        for start in range(0, len(encoded), batch_size):
-            chunk = encoded[start : start + batch_size]
-            scores = []
-            for candidate in self.candidates:
-                batch = self._pair_batch([e["source"] for e in chunk], [candidate] * len(chunk))
-                scores.append(self._sequence_logprob(model, {k: v.to(device) for k, v in batch.items()}))
-            predictions += torch.stack(scores, -1).argmax(-1).tolist()
-        return predictions
+        return self.scores(model, encoded, batch_size, device).argmax(-1).tolist()
 
     def _generate(self, model, encoded, batch_size, device):
         outputs = []
