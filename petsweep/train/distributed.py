@@ -163,6 +163,24 @@ def _distributed_env() -> None:
     )
 
 
+def _comm_env() -> None:
+    """What DeepSpeed's comm layer needs before it starts: a cluster's environment (_distributed_env) and,
+    on a CPU-only machine, no build of its shared-memory allreduce. DeepSpeed compiles that C++ op the
+    first time a process starts its comm (1-2 min, once per machine, a compiler needed: 80 s of a fresh
+    CI); the ranks then reduce through gloo, as petsweep's other CPU ranks do and as DeepSpeed does where
+    the op cannot build. As uses_ds_adam's CPU Adam: a build that buys nothing where the host is the
+    device."""
+    _distributed_env()
+    if torch.cuda.is_available():
+        return
+    try:
+        import deepspeed.ops
+
+        deepspeed.ops.__compatible_ops__["deepspeed_shm_comm"] = False  # read by deepspeed.comm.build_shm_op
+    except Exception:  # noqa: BLE001 (another DeepSpeed: it builds the op, as before)
+        pass
+
+
 def ds_config(
     cfg: DeepSpeedConfig,
     batch_size: int,
@@ -200,7 +218,7 @@ class DeepSpeedStepper(PlainStepper):
     def __init__(self, model, optimizer, scheduler, config: dict):
         import deepspeed
 
-        _distributed_env()
+        _comm_env()
         self.engine, ds_optimizer, _, _ = deepspeed.initialize(
             model=model, optimizer=optimizer, lr_scheduler=scheduler, config=config
         )
@@ -306,7 +324,7 @@ def sharded_loading(chosen: DeepSpeedConfig, method, trainer, bf16: bool, world:
     import deepspeed
     from transformers.integrations import HfDeepSpeedConfig
 
-    _distributed_env()
+    _comm_env()
     deepspeed.init_distributed()  # zero.Init asks DeepSpeed's comm layer for the world size
     config = ds_config(
         chosen,
