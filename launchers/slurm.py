@@ -38,12 +38,15 @@ def _resolved(spec: dict) -> dict:
 
 def _on_task_cpus(spec: dict) -> dict:
     """The run on the CPUs SLURM gave its task (SLURM_CPUS_PER_TASK: the launcher's cpus_per_task), where
-    trainer.num_threads leaves the number to torch, whose default is every core of the node: a node's other
-    tasks, and the job's other ranks, share them (two ranks of one job on the 2-core test node each took both
-    cores and trained 4x slower than two local ranks, which split them: run/app._threads_per_rank)."""
+    trainer.num_threads (0 or null) and OMP_NUM_THREADS leave the number to torch, whose default is every
+    core of the node: a node's other tasks, and the job's other ranks, share them (two ranks of one job on
+    the 2-core test node each took both cores and trained 4x slower than two local ranks, which split them:
+    run/app._threads_per_rank)."""
     cpus = os.environ.get("SLURM_CPUS_PER_TASK", "")
-    if not cpus.isdigit() or int(cpus) < 1 or spec["config"]["trainer"].get("num_threads"):
+    if not (cpus.isascii() and cpus.isdigit()) or int(cpus) < 1:
         return spec
+    if spec["config"]["trainer"].get("num_threads") or os.environ.get("OMP_NUM_THREADS"):
+        return spec  # the user's, the site's or the job's own choice (torch takes OMP_NUM_THREADS)
     from petsweep.spec.resolved import ResolvedRun
 
     return ResolvedRun.from_dict(spec).with_threads(int(cpus)).to_dict()

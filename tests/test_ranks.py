@@ -212,12 +212,13 @@ def test_a_rank_that_dies_after_the_run_ended_loses_nothing(
     assert run.result() == result
 
 
-@pytest.mark.parametrize("stop", ["kill -9 of rank 1", "SIGTERM to the command"])
+@pytest.mark.parametrize("stop", ["kill -9 of rank 1", "SIGTERM to the command", "SIGTERM to rank 0"])
 def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path, stop):
     """A rank killed mid-run (OOM killer, segfault): the others are stopped, the run is FAILED naming the
     rank and signal, the command exits 1 as a failed one-rank run does, and nothing is recorded as finished.
-    A cancel (SIGTERM to the command: every rank gets it) records CANCELLED and exits 143, as one rank
-    does."""
+    A cancel (SIGTERM to the command: every rank gets it; or to rank 0 alone, as `petsweep cancel` sends it:
+    the others lose their peer) records CANCELLED and exits 143 with one line and no rank's traceback, as one
+    rank does."""
     long = ("trainer.ranks=2", "trainer.max_steps=400", "trainer.save_every=5", "trainer.eval_every=200")
     proc = subprocess.Popen(
         [sys.executable, *args(ranks_conf, tmp_path, *long)],
@@ -229,7 +230,8 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path, stop):
     _wait(lambda: list(tmp_path.glob("*/*/checkpoints/step-*")), what="a checkpoint")
     children = _ranks_of(proc)
     killed = stop.startswith("kill")
-    os.kill(children[1] if killed else proc.pid, signal.SIGKILL if killed else signal.SIGTERM)
+    target = {"kill -9 of rank 1": children[1], "SIGTERM to the command": proc.pid}.get(stop, children[0])
+    os.kill(target, signal.SIGKILL if killed else signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     [run_path] = tmp_path.glob("*/[!.]*")
     status = RunDir(run_path).status()
@@ -242,6 +244,7 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path, stop):
         assert proc.returncode == EXIT_CANCELLED and status["state"] == "CANCELLED", stderr[-3000:]
         again = "run the same command again to resume it"
         assert said == [f"cancelled (stopped by SIGTERM): the run recorded CANCELLED; {again}"]
+        assert "Traceback" not in stderr, stderr[-3000:]
     assert not (run_path / "result.json").exists()
 
 

@@ -119,8 +119,8 @@ def test_scancel_records_cancelled_and_a_rerun_finishes(slurm_cluster, tiny_conf
 
 def test_a_task_trains_on_the_cpus_slurm_gave_it_unless_num_threads_says(tiny, monkeypatch):
     """torch's default is every core of the node, which the node's other tasks and the job's other ranks
-    share: a task's run takes SLURM_CPUS_PER_TASK threads (the launcher's cpus_per_task), where
-    trainer.num_threads does not set them."""
+    share: a task's run takes SLURM_CPUS_PER_TASK threads (the launcher's cpus_per_task), where neither
+    trainer.num_threads nor OMP_NUM_THREADS sets them."""
     from launchers.slurm import _on_task_cpus
     from petsweep.compose import compose
     from petsweep.model.resolve import resolved_run
@@ -128,12 +128,15 @@ def test_a_task_trains_on_the_cpus_slurm_gave_it_unless_num_threads_says(tiny, m
     spec = resolved_run(compose(tiny("encoder", "trainer.num_threads=null"))).to_dict()
     threads = lambda s: s["config"]["trainer"]["num_threads"]  # noqa: E731
     monkeypatch.delenv("SLURM_CPUS_PER_TASK", raising=False)
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
     assert threads(_on_task_cpus(spec)) is None
     monkeypatch.setenv("SLURM_CPUS_PER_TASK", "3")
     on_three = _on_task_cpus(spec)
     assert threads(on_three) == 3 and on_three["run_id"] == spec["run_id"]
     pinned = resolved_run(compose(tiny("encoder", "trainer.num_threads=5"))).to_dict()
     assert threads(_on_task_cpus(pinned)) == 5
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the site's or the job's choice: torch takes it
+    assert threads(_on_task_cpus(spec)) is None
 
 
 def test_launcher_preset_missing_a_required_key_is_one_line(tiny_conf, tmp_path):

@@ -81,6 +81,7 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
             [sys.executable, "-m", "petsweep.run.worker", "--rank", fh.name],
             env=_rank_env(r, world, port, threads),
             preexec_fn=_die_with_parent,
+            process_group=0,  # a terminal's Ctrl-C reaches the ranks once, through `forward`
         )
         for r in range(world)
     ]
@@ -88,11 +89,15 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
 
     stopped_by = []
 
-    def forward(signum, frame):  # `petsweep cancel` or Ctrl-C: every rank gets it
+    # `petsweep cancel` or Ctrl-C: every rank gets SIGTERM, whose default ends a rank still starting without a
+    # word (a SIGINT's KeyboardInterrupt printed a traceback from wherever it landed: review -111); a running
+    # rank takes either the same way (CANCELLED). The ranks have process groups of their own (Popen above), so
+    # a terminal's Ctrl-C reaches them only from here, once.
+    def forward(signum, frame):
         stopped_by.append(signum)
         for p in procs:
             if p.poll() is None:
-                p.send_signal(signum)
+                p.send_signal(signal.SIGTERM)
 
     try:
         for sig in previous:
@@ -114,7 +119,10 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
         print(f"warning: rank {rank} of {world} {exit_text(code)} after the run ended", file=sys.stderr)
         return finished
     ours = status.get("pid") in {p.pid for p in procs}
-    if stopped_by:  # Ctrl-C or a cancel, forwarded to every rank: what a rank raised then followed from it
+    # Ctrl-C or a cancel, forwarded to every rank (as SIGTERM): what a rank raised then followed from it,
+    # unless a rank was killed by another signal (an OOM kill just before: the run FAILED, review -111)
+    killed_otherwise = code is not None and code < 0 and -code != signal.SIGTERM
+    if stopped_by and not killed_otherwise:
         raise _cancelled(run_path, status if ours else {}, stopped_by[0])
     if not ours:  # never ours (refused: another process has the run)
         raise PetsweepError(
@@ -139,8 +147,10 @@ def _cancelled(run_path: RunDir, status: dict, signum: int) -> RunCancelled:
     nothing: worker.run_rank) and exit status 143 (review Z F4: it exited 2, a refused run's status).
     `status`: the run's, where our rank 0 wrote it (else {}: nothing of it is ours to record)."""
     cancelled = RunCancelled(f"stopped by {_SIGNAL_NAMES.get(signum, signal.Signals(signum).name)}")
-    if status.get("state") in (RUNNING, FAILED):
-        run_path.set_status(CANCELLED, error=f"{RunCancelled.__name__}: {cancelled}")
+    said = f"{RunCancelled.__name__}: {cancelled}"
+    state = status.get("state")
+    if state in (RUNNING, FAILED) or (state == CANCELLED and status.get("error") != said):
+        run_path.set_status(CANCELLED, error=said)  # (rank 0 names SIGTERM for a Ctrl-C: forward sent it)
     cancelled.recorded = bool(status)
     return cancelled
 

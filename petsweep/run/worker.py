@@ -151,17 +151,26 @@ def stands_behind_a_run(runs: list[dict]) -> bool:
 def run_rank(spec_file: str) -> int:
     """One rank of a multi-rank run that petsweep.run.spawn started: the same run (its ResolvedRun, device
     and precision as the parent decided them), joined to the others through the environment the parent
-    set."""
-    from petsweep.run.app import execute
-    from petsweep.spec.errors import EXIT_CANCELLED, RunCancelled, exit_on_user_error
+    set. A rank that is stopped (a signal, from its start: stop_on_signals), or that fails once rank 0 has
+    recorded the run CANCELLED (`petsweep cancel` signals rank 0 alone: the others lose their peer), exits
+    143 without a word: the parent says it once for the run (spawn.run_ranks)."""
+    from petsweep.records.status import CANCELLED, RunDir
+    from petsweep.spec.errors import EXIT_CANCELLED, RunCancelled
     from petsweep.spec.resolved import ResolvedRun
 
+    stop_on_signals()  # Ctrl-C or a cancel while importing torch: RunCancelled, not a KeyboardInterrupt
     resolved = ResolvedRun.from_dict(json.loads(Path(spec_file).read_text()))
     with exit_on_user_error():
         try:
+            from petsweep.run.app import execute
+
             execute(resolved)
-        except RunCancelled:  # rank 0 recorded it; the parent says it once for the run (spawn.run_ranks)
+        except RunCancelled:
             sys.exit(EXIT_CANCELLED)
+        except Exception:
+            if RunDir(Path(resolved.run_dir)).state() == CANCELLED:
+                sys.exit(EXIT_CANCELLED)
+            raise
     return 0
 
 
