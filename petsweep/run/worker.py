@@ -27,6 +27,7 @@ import os
 import socket
 import sys
 import threading
+import time
 import traceback
 from pathlib import Path
 from typing import NoReturn
@@ -159,6 +160,7 @@ def run_rank(spec_file: str) -> int:
     from petsweep.spec.resolved import ResolvedRun
 
     stop_on_signals()  # Ctrl-C or a cancel while importing torch: RunCancelled, not a KeyboardInterrupt
+    started = time.time()
     resolved = ResolvedRun.from_dict(json.loads(Path(spec_file).read_text()))
     with exit_on_user_error():
         try:
@@ -168,7 +170,9 @@ def run_rank(spec_file: str) -> int:
         except RunCancelled:
             sys.exit(EXIT_CANCELLED)
         except Exception:
-            if RunDir(Path(resolved.run_dir)).state() == CANCELLED:
+            status = RunDir(Path(resolved.run_dir)).status() or {}
+            # rank 0 recorded this attempt CANCELLED (an earlier attempt's record: this failure is news)
+            if status.get("state") == CANCELLED and status.get("updated", 0) >= started:
                 sys.exit(EXIT_CANCELLED)
             raise
     return 0
