@@ -42,7 +42,7 @@ from petsweep.records.status import (
 from petsweep.run import spawn
 from petsweep.run.rehash import identity_check, reusable_result
 from petsweep.spec.config import RunSpec
-from petsweep.spec.errors import STOP, PetsweepError, RunCancelled
+from petsweep.spec.errors import STOP, STOP_SIGNALS, PetsweepError, RunCancelled
 from petsweep.spec.identity import run_slug, sha256_file
 from petsweep.spec.resolved import ResolvedRun
 from petsweep.spec.shape import RunShape
@@ -345,9 +345,6 @@ def stop_if_sweep_cancelled(run_path: RunDir) -> None:
     launched_at = os.environ.get(LAUNCHED_AT_ENV)
     if launched_at and sweep_cancelled(run_path.path.parent, float(launched_at)):
         raise RunCancelled("the sweep was cancelled (petsweep cancel) before this run started")
-
-
-STOP_SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT (Ctrl-C)"}
 
 
 def cancel_on_sigterm() -> dict:

@@ -21,7 +21,7 @@ import tempfile
 import time
 
 from petsweep.records.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir
-from petsweep.spec.errors import PetsweepError, RunCancelled, RunFailed
+from petsweep.spec.errors import STOP_SIGNALS, PetsweepError, RunCancelled, RunFailed
 from petsweep.spec.resolved import ResolvedRun
 
 POLL_S = 0.2
@@ -146,16 +146,13 @@ def _cancelled(run_path: RunDir, status: dict, signum: int) -> RunCancelled:
     failed on a peer that the signal stopped first, or never got to record it), one line (the ranks say
     nothing: worker.run_rank) and exit status 143 (review Z F4: it exited 2, a refused run's status).
     `status`: the run's, where our rank 0 wrote it (else {}: nothing of it is ours to record)."""
-    cancelled = RunCancelled(f"stopped by {_SIGNAL_NAMES.get(signum, signal.Signals(signum).name)}")
+    cancelled = RunCancelled(f"stopped by {STOP_SIGNALS[signum]}")
     said = f"{RunCancelled.__name__}: {cancelled}"
     state = status.get("state")
     if state in (RUNNING, FAILED) or (state == CANCELLED and status.get("error") != said):
         run_path.set_status(CANCELLED, error=said)  # (rank 0 names SIGTERM for a Ctrl-C: forward sent it)
     cancelled.recorded = bool(status)
     return cancelled
-
-
-_SIGNAL_NAMES = {signal.SIGINT: "SIGINT (Ctrl-C)"}  # as a one-rank run names it (app.STOP_SIGNALS)
 
 
 def _completed_by(status: dict, rank0: subprocess.Popen) -> bool:

@@ -142,6 +142,10 @@ def exit_on_user_error():
         sys.exit(report_user_error(err))
 
 
+# the signals that stop a run, as its record and its one line name them ("stopped by SIGINT (Ctrl-C)")
+STOP_SIGNALS = {signal.SIGTERM: "SIGTERM", signal.SIGINT: "SIGINT (Ctrl-C)"}
+
+
 class StopRequest:
     """A stop signal (SIGTERM, SIGINT) this process got: the handlers (stop_on_signals', and a run's own,
     run/app.cancel_on_sigterm) raise RunCancelled at once and note `reason` here, since a raise from a signal
