@@ -61,20 +61,26 @@ CONF
   echo "NodeName=${H} Name=gpu File=$D/fakegpu[0-1]" > "$D/gres.conf"
   export SLURM_CONF=$D/slurm.conf
   mkdir -p /run/munge && chown munge:munge /run/munge
-  if ! { [ -f /run/munge/munged.pid ] && kill -0 "$(cat /run/munge/munged.pid)" 2>/dev/null; }; then
-    runuser -u munge -- munged
+  # ask munged itself: a pid file can outlive it (a killed session), its PID a zombie's or another process's
+  if ! timeout 10 munge -n </dev/null >/dev/null 2>&1; then
+    runuser -u munge -- munged --force  # --force: past the socket a killed munged left behind
     touch "$D/munge.owned"  # stop only the munged this script started: others may share it
   fi
+  # a fresh cluster: jobs and node states saved by daemons that were killed would keep the node busy or down
+  stop_pid "$D/slurmd.pid"; stop_pid "$D/slurmctld.pid"
+  rm -rf "$D/state" "$D/spool" && mkdir -p "$D/state" "$D/spool"
   slurmctld
   slurmd
-  for _ in $(seq 100); do sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 0.1; done
-  sinfo -h -o %t | grep -q idle || { cat "$D/log/"*.log; exit 1; }
+  for _ in $(seq 60); do timeout 5 sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 0.25; done
+  timeout 5 sinfo -h -o %t 2>/dev/null | grep -q idle || { tail -n 20 "$D/log/"*.log; exit 1; }
   echo "SLURM_CONF=$D/slurm.conf"
 }
 
 stop_pid() {  # read the PID before killing: the daemons delete their pid files on exit
   [ -f "$1" ] || return 0
   local p; p=$(cat "$1")
+  # a pid file a killed daemon left may name a process that reused its PID: kill only the daemon it names
+  [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$(basename "$1" .pid)" ] || return 0
   kill "$p" 2>/dev/null || return 0
   for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
   kill -9 "$p" 2>/dev/null || true

@@ -200,11 +200,14 @@ def _wants_slurm(config) -> bool:
 
 
 def _alive(pid_file: Path) -> bool:
+    """Whether the daemon of this pid file runs: a killed one's file may name a zombie or a reused PID."""
     try:
-        os.kill(int(pid_file.read_text()), 0)
-    except (OSError, ValueError):
+        proc = Path("/proc") / pid_file.read_text().strip()
+        name = (proc / "comm").read_text().strip()
+        state = (proc / "stat").read_text().rsplit(")", 1)[1].split()[0]  # after "PID (comm)": R, S, Z...
+    except (OSError, IndexError):
         return False
-    return True
+    return name == pid_file.stem and state != "Z"
 
 
 def pytest_configure(config):
@@ -225,8 +228,8 @@ def pytest_configure(config):
     if out.returncode == 0:
         os.environ["SLURM_CONF"] = str(scratch / "slurm.conf")
         config._petsweep_slurm = scratch
-    else:
-        config._petsweep_slurm_error = out.stdout[-2000:] + out.stderr[-2000:]
+    else:  # the workers' fixture reports it: they see the environment, not this process's config
+        os.environ["PETSWEEP_SLURM_ERROR"] = (out.stdout[-2000:] + out.stderr[-2000:]).strip() or "no output"
 
 
 def pytest_unconfigure(config):
@@ -239,11 +242,11 @@ def pytest_unconfigure(config):
 def slurm_cluster(pytestconfig) -> str:
     """SLURM_CONF of a live cluster; a clear failure (never a skip) when there is none."""
     conf = os.environ.get("SLURM_CONF")
-    if not shutil.which("sbatch"):
+    if not (shutil.which("sbatch") and shutil.which("slurmctld")):
         pytest.fail("SLURM is not installed: run `.ci/slurm.sh install` (./install.sh does it as root)")
     if not conf:
         pytest.fail(
-            "could not start the test cluster: " + getattr(pytestconfig, "_petsweep_slurm_error", "?")
+            "could not start the test cluster: " + os.environ.get("PETSWEEP_SLURM_ERROR", "(not tried)")
         )
     return conf
 
