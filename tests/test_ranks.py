@@ -248,6 +248,55 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path, stop):
     assert not (run_path / "result.json").exists()
 
 
+# sitecustomize for a run's rank processes: rank 1 raises at its 6th optimizer step; with CANCEL_AFTER_S set,
+# it first has its parent (the command) sent SIGTERM that long after, as a user's cancel just after a failure
+RAISE_IN_RANK_1 = """
+import os
+
+if os.environ.get("RANK") == "1":
+    import signal, threading
+    from torch.optim.optimizer import register_optimizer_step_pre_hook
+
+    class InjectedFault(RuntimeError):
+        def __init__(self, *args):
+            super().__init__("rank 1 broke on purpose")
+
+    steps = []
+
+    def _step(optimizer, args, kwargs):
+        steps.append(1)
+        if len(steps) == 6:
+            if os.environ.get("CANCEL_AFTER_S"):
+                delay = float(os.environ["CANCEL_AFTER_S"])
+                threading.Timer(delay, os.kill, (os.getppid(), signal.SIGTERM)).start()
+            raise InjectedFault()
+
+    register_optimizer_step_pre_hook(_step)
+"""
+
+
+@pytest.mark.parametrize("cancel_after_s", ["", "0.3"], ids=["alone", "a cancel just after"])
+def test_the_rank_that_raised_first_is_named_on_the_record(ranks_conf, tmp_path, cancel_after_s):
+    """Rank 1 raises mid-run: the others fail on losing it, rank 0 recording that loss ("Connection reset by
+    peer"); the record names rank 1 and what it raised. A cancel that comes just after the failure does not
+    make it a cancel: the run is FAILED and the command exits 1 (review -112)."""
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(RAISE_IN_RANK_1)
+    runs = tmp_path / "runs"
+    env = {"PYTHONPATH": str(hook), "CANCEL_AFTER_S": cancel_after_s}
+    long = ("trainer.ranks=2", "trainer.max_steps=400", "trainer.eval_every=200")
+    out = run_cli(*args(ranks_conf, runs, *long), env=env, timeout=300)
+    [run_path] = runs.glob("*/[!.]*")
+    status = RunDir(run_path).status()
+    said = "rank 1 of 2 failed: InjectedFault: rank 1 broke on purpose"
+    assert out.returncode == EXIT_FAILED and status["state"] == "FAILED", out.stderr[-3000:]
+    assert status["error"] == said
+    errors = [line for line in out.stderr.splitlines() if line.startswith(("error:", "cancelled"))]
+    assert errors == [f"error: run {run_path} FAILED: {said}"], out.stderr[-3000:]
+    assert not (run_path / "result.json").exists()
+
+
 def test_zero3_offload_completes_on_cpu(tiny):
     from petsweep.compose import compose
     from petsweep.run.app import run

@@ -199,6 +199,7 @@ def _run_as_rank(
         with run_path.heartbeat() if me.main else contextlib.nullcontext():
             result = _execute(spec, cfg, resolved, run_path, init_source, me)
     except BaseException as err:
+        spawn.note_failure(err)  # when and why, where a parent spawned the ranks: it names the first to fail
         if not me.main:
             raise
         if isinstance(err, preemption.HandedOver):  # requeued: it resumes from the checkpoint just saved

@@ -6,11 +6,13 @@ Rank 0 owns the run's records exactly as a SLURM task of rank 0 does. The parent
 dies, or outlives rank 0 by more than a moment: it stops the others (they would wait in a collective until the
 timeout) and records the run FAILED with the rank and its exit code or signal, unless rank 0 recorded the run
 COMPLETED: a rank that died or hung after that, in its teardown, lost nothing of it, and the run stands (with
-a warning).
+a warning). A rank that raises notes when and why (note_failure), so that the record names the rank that
+failed first, not rank 0's loss of its peer, and a failure is not taken for the cancel that followed it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -19,6 +21,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 from petsweep.records.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir
 from petsweep.spec.errors import STOP_SIGNALS, PetsweepError, RunCancelled, RunFailed
@@ -27,6 +30,7 @@ from petsweep.spec.resolved import ResolvedRun
 POLL_S = 0.2
 GRACE_S = 5.0  # for the other ranks to end on their own once one has died, or rank 0 has ended
 ENDING_S = 120.0  # for rank 0 to end once it recorded the run COMPLETED
+RANK_ERROR = "PETSWEEP_RANK_ERROR"  # the file where a spawned rank notes its failure (note_failure)
 
 
 def _free_port() -> int:
@@ -35,9 +39,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _rank_env(rank: int, world: int, port: int, threads: int | None) -> dict:
+def _rank_env(rank: int, world: int, port: int, threads: int | None, spec_file: str) -> dict:
     env = dict(
         os.environ,
+        PETSWEEP_RANK_ERROR=_noted_at(spec_file, rank),
         RANK=str(rank),
         LOCAL_RANK=str(rank),
         WORLD_SIZE=str(world),
@@ -48,6 +53,36 @@ def _rank_env(rank: int, world: int, port: int, threads: int | None) -> dict:
     if threads:
         env["OMP_NUM_THREADS"] = str(threads)
     return env
+
+
+def _noted_at(spec_file: str, rank: int) -> str:
+    return f"{spec_file}.rank{rank}.error"
+
+
+def note_failure(err: BaseException) -> None:
+    """In a spawned rank, as the run fails in it (before its process group goes, so before the others can
+    fail on losing it): when and why, for the supervisor (review -112). A cancel is not a failure. Never
+    raises."""
+    from petsweep.spec.errors import RunCancelled
+
+    path = os.environ.get(RANK_ERROR)
+    if path and isinstance(err, Exception) and not isinstance(err, RunCancelled):
+        said = f"{type(err).__name__}: {err}"[:500]
+        with contextlib.suppress(OSError):
+            Path(path).write_text(json.dumps({"at": time.time(), "error": said}))
+
+
+def _first_raised(spec_file: str, world: int) -> tuple[int, float, str] | None:
+    """(rank, when, error) of the rank that raised first, by the ranks' notes; None where none raised."""
+    notes = []
+    for rank in range(world):
+        with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
+            note = json.loads(Path(_noted_at(spec_file, rank)).read_text())
+            notes.append((float(note["at"]), rank, str(note["error"])))
+    if not notes:
+        return None
+    at, rank, error = min(notes)
+    return rank, at, error
 
 
 def _die_with_parent() -> None:
@@ -79,7 +114,7 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     procs = [
         subprocess.Popen(
             [sys.executable, "-m", "petsweep.run.worker", "--rank", fh.name],
-            env=_rank_env(r, world, port, threads),
+            env=_rank_env(r, world, port, threads, fh.name),
             preexec_fn=_die_with_parent,
             process_group=0,  # a terminal's Ctrl-C reaches the ranks once, through `forward`
         )
@@ -87,14 +122,14 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     ]
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
-    stopped_by = []
+    stops = []  # (signal, when, whether a rank had failed by then)
 
     # `petsweep cancel` or Ctrl-C: every rank gets SIGTERM, whose default ends a rank still starting without a
     # word (a SIGINT's KeyboardInterrupt printed a traceback from wherever it landed: review -111); a running
     # rank takes either the same way (CANCELLED). The ranks have process groups of their own (Popen above), so
     # a terminal's Ctrl-C reaches them only from here, once.
     def forward(signum, frame):
-        stopped_by.append(signum)
+        stops.append((signum, time.time(), any(p.poll() not in (None, 0) for p in procs)))
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -106,33 +141,49 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
         previous = {}
     try:
         failed = _supervise(procs, run_path)
+        if failed is None:
+            return json.loads(run_path.result_file.read_text())
+        return _ended_badly(run_path, procs, failed, stops, _first_raised(fh.name, world))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
-        os.unlink(fh.name)
-    if failed is None:
-        return json.loads(run_path.result_file.read_text())
-    rank, code = failed
+        for path in [fh.name, *(_noted_at(fh.name, r) for r in range(world))]:
+            with contextlib.suppress(OSError):
+                os.unlink(path)
+
+
+def _ended_badly(run_path: RunDir, procs: list, failed: tuple, stops: list, raised: tuple | None) -> dict:
+    """A run whose ranks did not all exit 0: its result where rank 0 had recorded it COMPLETED; else the run
+    recorded CANCELLED or FAILED, naming the rank that failed first, and raised as a one-rank run's is."""
+    world, (rank, code) = len(procs), failed
     status = run_path.status() or {}
     finished = run_path.result() if _completed_by(status, procs[0]) else None
     if finished is not None:  # a rank that died after the run's end was recorded lost nothing of it
         print(f"warning: rank {rank} of {world} {exit_text(code)} after the run ended", file=sys.stderr)
         return finished
     ours = status.get("pid") in {p.pid for p in procs}
+    # a rank killed by a signal (not a stop's SIGTERM) is the cause: what the others raised then (a lost peer)
+    # is not news; else the rank that raised first (the others failed on losing it: review -112)
+    killed = code is not None and code < 0 and -code != signal.SIGTERM
+    cause = f"rank {rank} of {world} {exit_text(code)}"
+    if raised and not killed:
+        rank, cause = raised[0], f"rank {raised[0]} of {world} failed: {raised[2]}"
     # Ctrl-C or a cancel, forwarded to every rank (as SIGTERM): what a rank raised then followed from it,
-    # unless a rank was killed by another signal (an OOM kill just before: the run FAILED, review -111)
-    killed_otherwise = code is not None and code < 0 and -code != signal.SIGTERM
-    if stopped_by and not killed_otherwise:
-        raise _cancelled(run_path, status if ours else {}, stopped_by[0])
+    # unless a rank was killed by another signal (an OOM kill just before: review -111) or had failed before
+    failed_first = bool(stops) and (stops[0][2] or (raised is not None and raised[1] < stops[0][1]))
+    if stops and not killed and not failed_first:
+        raise _cancelled(run_path, status if ours else {}, stops[0][0])
     if not ours:  # never ours (refused: another process has the run)
         raise PetsweepError(
             f"rank {rank} of {world} {exit_text(code)} before the run started (its error is above)"
         )
-    # a rank killed by a signal is the cause: what the others raised then (a closed connection) is not news;
-    # a run rank 0 recorded CANCELLED stays so (review Z: a rank aborted in its teardown after a cancel)
-    killed = code is not None and code < 0 and status.get("state") == FAILED
-    if killed or status.get("state") == RUNNING:
-        run_path.set_status("FAILED", error=f"rank {rank} of {world} {exit_text(code)}")
+    # the record names the cause where rank 0 did not record it: a rank killed, a rank that raised first
+    # (rank 0 recorded its loss of that peer), or a failure a cancel then followed; a run rank 0 recorded
+    # CANCELLED otherwise stays so (review Z: a rank aborted in its teardown after a cancel)
+    state = status.get("state")
+    recorded_otherwise = (state == FAILED and (killed or rank != 0)) or (state == CANCELLED and failed_first)
+    if state == RUNNING or recorded_otherwise:
+        run_path.set_status(FAILED, error=cause)
         status = run_path.status() or {}
     if status.get("state") == CANCELLED:  # `petsweep cancel` signals rank 0 alone, which records it
         raise _cancelled(run_path, status, signal.SIGTERM)
