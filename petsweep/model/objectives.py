@@ -152,15 +152,21 @@ class TextToTextObjective(Objective):
         return self._pair_batch([e["source"] for e in encoded], [e["target"] for e in encoded])
 
     def _sequence_logprob(self, model, batch) -> torch.Tensor:
+        """Each row's log-probability of its target tokens. A decoder is called without the labels, whose
+        loss (a cross-entropy over every position and the whole vocabulary) nothing here reads, and the
+        log-softmax is taken at the target positions alone: each row's is the same as taking it everywhere,
+        at a fraction of the cost (scoring a tiny BLOOM's labels: ~45% of it)."""
         labels = batch["labels"]
-        logits = model(**batch).logits.float()
         if self.decoder_only:  # position t predicts token t + 1
-            logits, labels = logits[:, :-1], labels[:, 1:]
+            logits = model(**{k: v for k, v in batch.items() if k != "labels"}).logits[:, :-1]
+            labels = labels[:, 1:]
+        else:  # the labels give the decoder its inputs (shifted right)
+            logits = model(**batch).logits
         mask = labels != IGNORE
-        token_logprob = (
-            torch.log_softmax(logits, -1).gather(-1, labels.clamp(min=0).unsqueeze(-1)).squeeze(-1)
-        )
-        return (token_logprob * mask).sum(-1)
+        token_logprob = torch.zeros(labels.shape, device=logits.device)
+        at_targets = torch.log_softmax(logits[mask].float(), -1)
+        token_logprob[mask] = at_targets.gather(-1, labels[mask].unsqueeze(-1)).squeeze(-1)
+        return token_logprob.sum(-1)
 
     @torch.no_grad()
     def scores(self, model, encoded, batch_size, device):
