@@ -64,23 +64,28 @@ CONF
   # ask munged itself: a pid file can outlive it (a killed session), its PID a zombie's or another process's
   if ! timeout 10 munge -n </dev/null >/dev/null 2>&1; then
     runuser -u munge -- munged --force  # --force: past the socket a killed munged left behind
-    touch "$D/munge.owned"  # stop only the munged this script started: others may share it
+    cp /run/munge/munged.pid "$D/munge.owned"  # stop only the munged this script started: others may share it
   fi
   # a fresh cluster: jobs and node states saved by daemons that were killed would keep the node busy or down
-  stop_pid "$D/slurmd.pid"; stop_pid "$D/slurmctld.pid"
+  stop_pid "$D/slurmd.pid" "$D"; stop_pid "$D/slurmctld.pid" "$D"
   rm -rf "$D/state" "$D/spool" && mkdir -p "$D/state" "$D/spool"
   slurmctld
   slurmd
-  for _ in $(seq 60); do timeout 5 sinfo -h -o %t 2>/dev/null | grep -q idle && break; sleep 0.25; done
-  timeout 5 sinfo -h -o %t 2>/dev/null | grep -q idle || { tail -n 20 "$D/log/"*.log; exit 1; }
+  local deadline=$((SECONDS + 30))
+  until timeout 5 sinfo -h -o %t 2>/dev/null | grep -q idle; do
+    [ $SECONDS -lt $deadline ] || { tail -n 20 "$D/log/"*.log; exit 1; }
+    sleep 0.25
+  done
   echo "SLURM_CONF=$D/slurm.conf"
 }
 
-stop_pid() {  # read the PID before killing: the daemons delete their pid files on exit
+stop_pid() {  # FILE [DIR]: read the PID before killing: the daemons delete their pid files on exit
   [ -f "$1" ] || return 0
   local p; p=$(cat "$1")
-  # a pid file a killed daemon left may name a process that reused its PID: kill only the daemon it names
+  # a pid file a killed daemon left may name a process that reused its PID: kill only the daemon it names,
+  # and (DIR given) only one of this cluster's, started with its SLURM_CONF
   [ "$(cat "/proc/$p/comm" 2>/dev/null)" = "$(basename "$1" .pid)" ] || return 0
+  if [ -n "${2:-}" ]; then tr '\0' '\n' < "/proc/$p/environ" 2>/dev/null | grep -qxF "SLURM_CONF=$2/slurm.conf" || return 0; fi
   kill "$p" 2>/dev/null || return 0
   for _ in $(seq 100); do kill -0 "$p" 2>/dev/null || return 0; sleep 0.1; done
   kill -9 "$p" 2>/dev/null || true
@@ -88,8 +93,10 @@ stop_pid() {  # read the PID before killing: the daemons delete their pid files 
 
 stop() {
   local D=$1
-  stop_pid "$D/slurmd.pid"; stop_pid "$D/slurmctld.pid"
-  if [ -f "$D/munge.owned" ]; then stop_pid /run/munge/munged.pid; rm -f "$D/munge.owned"; fi
+  stop_pid "$D/slurmd.pid" "$D"; stop_pid "$D/slurmctld.pid" "$D"
+  # the munged this script started (by its PID: a killed session's file may name one another started since)
+  if cmp -s "$D/munge.owned" /run/munge/munged.pid; then stop_pid /run/munge/munged.pid; fi
+  rm -f "$D/munge.owned"
 }
 
 case $cmd in
