@@ -212,7 +212,15 @@ def test_a_rank_that_dies_after_the_run_ended_loses_nothing(
     assert run.result() == result
 
 
-@pytest.mark.parametrize("stop", ["kill -9 of rank 1", "SIGTERM to the command", "SIGTERM to rank 0"])
+@pytest.mark.parametrize(
+    "stop",
+    [
+        "kill -9 of rank 1",
+        "SIGTERM to the command",
+        "SIGTERM to rank 0",
+        "SIGTERM to rank 0, then to the command",
+    ],
+)
 def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path, stop):
     """A rank killed mid-run (OOM killer, segfault): the others are stopped, the run is FAILED naming the
     rank and signal, the command exits 1 as a failed one-rank run does, and nothing is recorded as finished.
@@ -232,6 +240,9 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path, stop):
     killed = stop.startswith("kill")
     target = {"kill -9 of rank 1": children[1], "SIGTERM to the command": proc.pid}.get(stop, children[0])
     os.kill(target, signal.SIGKILL if killed else signal.SIGTERM)
+    if stop.endswith("then to the command"):  # a sweep's Ctrl-C after `petsweep cancel` (review -113)
+        _wait(lambda: not _alive(children[0]), what="rank 0 to end")
+        os.kill(proc.pid, signal.SIGTERM)
     _, stderr = proc.communicate(timeout=120)
     [run_path] = tmp_path.glob("*/[!.]*")
     status = RunDir(run_path).status()
@@ -248,8 +259,9 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path, stop):
     assert not (run_path / "result.json").exists()
 
 
-# sitecustomize for a run's rank processes: rank 1 raises at its 6th optimizer step; with CANCEL_AFTER_S set,
-# it first has its parent (the command) sent SIGTERM that long after, as a user's cancel just after a failure
+# sitecustomize for a run's rank processes: rank 1 raises at its 6th optimizer step (with EXIT_WITH set, exits
+# with that status); with CANCEL_AFTER_S set, it first has its parent (the command) sent SIGTERM that long
+# after, as a user's cancel just after a failure
 RAISE_IN_RANK_1 = """
 import os
 
@@ -269,29 +281,41 @@ if os.environ.get("RANK") == "1":
             if os.environ.get("CANCEL_AFTER_S"):
                 delay = float(os.environ["CANCEL_AFTER_S"])
                 threading.Timer(delay, os.kill, (os.getppid(), signal.SIGTERM)).start()
+            if os.environ.get("EXIT_WITH"):
+                raise SystemExit(int(os.environ["EXIT_WITH"]))
             raise InjectedFault()
 
     register_optimizer_step_pre_hook(_step)
 """
 
 
-@pytest.mark.parametrize("cancel_after_s", ["", "0.3"], ids=["alone", "a cancel just after"])
-def test_the_rank_that_raised_first_is_named_on_the_record(ranks_conf, tmp_path, cancel_after_s):
-    """Rank 1 raises mid-run: the others fail on losing it, rank 0 recording that loss ("Connection reset by
-    peer"); the record names rank 1 and what it raised. A cancel that comes just after the failure does not
-    make it a cancel: the run is FAILED and the command exits 1 (review -112)."""
+@pytest.mark.parametrize(
+    "exit_with,cancel_after_s,raised",
+    [("", "", "InjectedFault: rank 1 broke on purpose"), ("3", "0.3", "SystemExit: 3")],
+    ids=["raises", "exits 3, and a cancel just after"],
+)
+def test_the_rank_that_raised_first_is_named_on_the_record(
+    ranks_conf, tmp_path, exit_with, cancel_after_s, raised
+):
+    """Rank 1 raises (or exits non-zero) mid-run: the others fail on losing it, rank 0 recording that loss
+    ("Connection reset by peer"); the record names rank 1 and what it raised, and error.txt starts with its
+    traceback. A cancel that comes just after the failure does not make it a cancel: the run is FAILED and the
+    command exits 1 (review -112)."""
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(RAISE_IN_RANK_1)
     runs = tmp_path / "runs"
-    env = {"PYTHONPATH": str(hook), "CANCEL_AFTER_S": cancel_after_s}
+    env = {"PYTHONPATH": str(hook), "CANCEL_AFTER_S": cancel_after_s, "EXIT_WITH": exit_with}
     long = ("trainer.ranks=2", "trainer.max_steps=400", "trainer.eval_every=200")
     out = run_cli(*args(ranks_conf, runs, *long), env=env, timeout=300)
     [run_path] = runs.glob("*/[!.]*")
     status = RunDir(run_path).status()
-    said = "rank 1 of 2 failed: InjectedFault: rank 1 broke on purpose"
+    said = f"rank 1 of 2 failed: {raised}"
     assert out.returncode == EXIT_FAILED and status["state"] == "FAILED", out.stderr[-3000:]
     assert status["error"] == said
+    rank_1_trace, rank_0_said = (run_path / "error.txt").read_text().split("what rank 0 recorded then:")
+    assert rank_1_trace.startswith("Traceback") and rank_1_trace.rstrip().endswith(raised)
+    assert "Traceback" in rank_0_said  # its loss of the peer (or the cancel after it)
     errors = [line for line in out.stderr.splitlines() if line.startswith(("error:", "cancelled"))]
     assert errors == [f"error: run {run_path} FAILED: {said}"], out.stderr[-3000:]
     assert not (run_path / "result.json").exists()

@@ -21,10 +21,11 @@ import subprocess
 import sys
 import tempfile
 import time
+import traceback
 from pathlib import Path
 
-from petsweep.records.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir
-from petsweep.spec.errors import STOP_SIGNALS, PetsweepError, RunCancelled, RunFailed
+from petsweep.records.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir, write_atomic
+from petsweep.spec.errors import EXIT_CANCELLED, STOP_SIGNALS, PetsweepError, RunCancelled, RunFailed
 from petsweep.spec.resolved import ResolvedRun
 
 POLL_S = 0.2
@@ -60,29 +61,36 @@ def _noted_at(spec_file: str, rank: int) -> str:
 
 
 def note_failure(err: BaseException) -> None:
-    """In a spawned rank, as the run fails in it (before its process group goes, so before the others can
-    fail on losing it): when and why, for the supervisor (review -112). A cancel is not a failure. Never
-    raises."""
-    from petsweep.spec.errors import RunCancelled
+    """In a spawned rank, in the handler of the run's failure (before its process group goes, so before the
+    others can fail on losing it): when, why and the traceback, for the supervisor (review -112). A stop (a
+    cancel, Ctrl-C, a requeue) is not a failure; an exit with a status other than 0 is. Never raises."""
+    from petsweep.train.preemption import HandedOver
 
     path = os.environ.get(RANK_ERROR)
-    if path and isinstance(err, Exception) and not isinstance(err, RunCancelled):
-        said = f"{type(err).__name__}: {err}"[:500]
-        with contextlib.suppress(OSError):
-            Path(path).write_text(json.dumps({"at": time.time(), "error": said}))
+    stopped = isinstance(err, (RunCancelled, HandedOver, KeyboardInterrupt))
+    if not path or stopped or (isinstance(err, SystemExit) and err.code in (None, 0, EXIT_CANCELLED)):
+        return
+    note = {"at": time.time(), "error": f"{type(err).__name__}: {err}", "trace": traceback.format_exc()}
+    with contextlib.suppress(OSError):
+        Path(path).write_text(json.dumps(note))
 
 
-def _first_raised(spec_file: str, world: int) -> tuple[int, float, str] | None:
-    """(rank, when, error) of the rank that raised first, by the ranks' notes; None where none raised."""
+def _first_raised(spec_file: str, world: int) -> tuple[int, float, str, str] | None:
+    """(rank, when, error, traceback) of the rank that raised first, by the ranks' notes; None: none did."""
     notes = []
     for rank in range(world):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             note = json.loads(Path(_noted_at(spec_file, rank)).read_text())
-            notes.append((float(note["at"]), rank, str(note["error"])))
+            notes.append((float(note["at"]), rank, str(note["error"]), str(note.get("trace", ""))))
     if not notes:
         return None
-    at, rank, error = min(notes)
-    return rank, at, error
+    at, rank, error, trace = min(notes)
+    return rank, at, error, trace
+
+
+def _failed(code: int | None) -> bool:
+    """Whether a rank's exit status is a failure (not running, done, cancelled or stopped by SIGTERM)."""
+    return code not in (None, 0, EXIT_CANCELLED, -signal.SIGTERM)
 
 
 def _die_with_parent() -> None:
@@ -129,7 +137,7 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     # rank takes either the same way (CANCELLED). The ranks have process groups of their own (Popen above), so
     # a terminal's Ctrl-C reaches them only from here, once.
     def forward(signum, frame):
-        stops.append((signum, time.time(), any(p.poll() not in (None, 0) for p in procs)))
+        stops.append((signum, time.time(), any(_failed(p.poll()) for p in procs)))
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -162,6 +170,8 @@ def _ended_badly(run_path: RunDir, procs: list, failed: tuple, stops: list, rais
         print(f"warning: rank {rank} of {world} {exit_text(code)} after the run ended", file=sys.stderr)
         return finished
     ours = status.get("pid") in {p.pid for p in procs}
+    if raised and status.get("state") == CANCELLED and raised[1] >= status.get("updated", 0):
+        raised = None  # a rank that lost its peer to a cancel rank 0 had recorded (`petsweep cancel`: -113)
     # a rank killed by a signal (not a stop's SIGTERM) is the cause: what the others raised then (a lost peer)
     # is not news; else the rank that raised first (the others failed on losing it: review -112)
     killed = code is not None and code < 0 and -code != signal.SIGTERM
@@ -185,11 +195,27 @@ def _ended_badly(run_path: RunDir, procs: list, failed: tuple, stops: list, rais
     if state == RUNNING or recorded_otherwise:
         run_path.set_status(FAILED, error=cause)
         status = run_path.status() or {}
+        _explain(run_path, cause, raised[3] if raised and not killed else "")
     if status.get("state") == CANCELLED:  # `petsweep cancel` signals rank 0 alone, which records it
         raise _cancelled(run_path, status, signal.SIGTERM)
     # exit 1, as a failed one-rank run's (review Z F4: it was 2, a refused run's)
     said = status.get("error") or exit_text(code)
     raise RunFailed(f"run {run_path.path} {status.get('state', FAILED)}: {said}")
+
+
+def _explain(run_path: RunDir, cause: str, trace: str) -> None:
+    """error.txt for a cause the supervisor recorded: the failing rank's traceback (where it raised), then
+    what rank 0 had written there (its loss of that peer), so the record's line and file agree (-113)."""
+    error_file = run_path.path / "error.txt"
+    try:
+        before = error_file.read_text()
+    except OSError:
+        before = ""
+    told = trace or f"{cause}\n"
+    if before:
+        told += f"\nwhat rank 0 recorded then:\n{before}"
+    with contextlib.suppress(OSError):
+        write_atomic(error_file, told)
 
 
 def _cancelled(run_path: RunDir, status: dict, signum: int) -> RunCancelled:
