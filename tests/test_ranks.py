@@ -259,25 +259,35 @@ def test_a_rank_that_dies_fails_the_run_in_one_line(ranks_conf, tmp_path, stop):
     assert not (run_path / "result.json").exists()
 
 
-# sitecustomize for a run's rank processes: rank 1 raises at its 6th optimizer step (with EXIT_WITH set, exits
-# with that status); with CANCEL_AFTER_S set, it first has its parent (the command) sent SIGTERM that long
-# after, as a user's cancel just after a failure
-RAISE_IN_RANK_1 = """
-import os
+# sitecustomize for a run's rank processes, each fault in the rank its variable names: RAISE_RANK raises at
+# its 6th optimizer step (with EXIT_WITH set, exits with that status instead), first having the command sent
+# SIGTERM CANCEL_AFTER_S later where that is set; ABORT_RANK aborts in its exit (as gloo's teardown did);
+# CLAIM_RAISE_RANK raises in the claim's broadcast; BUSY_CANCEL_RANK0: rank 0, at its 6th step, gets SIGTERM
+# (`petsweep cancel`) while busy for 3 s (the signal held back until then)
+FAULTS_IN_RANKS = """
+import atexit, os
 
-if os.environ.get("RANK") == "1":
-    import signal, threading
+RANK = os.environ.get("RANK")
+
+if RANK is not None:
+    import signal, threading, time
+    import torch.distributed as dist
     from torch.optim.optimizer import register_optimizer_step_pre_hook
 
     class InjectedFault(RuntimeError):
         def __init__(self, *args):
-            super().__init__("rank 1 broke on purpose")
+            super().__init__(f"rank {RANK} broke on purpose")
 
     steps = []
 
     def _step(optimizer, args, kwargs):
         steps.append(1)
-        if len(steps) == 6:
+        if len(steps) == 6 and RANK == "0" and os.environ.get("BUSY_CANCEL_RANK0"):
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+            os.kill(os.getpid(), signal.SIGTERM)
+            time.sleep(3)
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})
+        if len(steps) == 6 and RANK == os.environ.get("RAISE_RANK"):
             if os.environ.get("CANCEL_AFTER_S"):
                 delay = float(os.environ["CANCEL_AFTER_S"])
                 threading.Timer(delay, os.kill, (os.getppid(), signal.SIGTERM)).start()
@@ -286,36 +296,66 @@ if os.environ.get("RANK") == "1":
             raise InjectedFault()
 
     register_optimizer_step_pre_hook(_step)
+
+    if RANK == os.environ.get("ABORT_RANK"):
+        atexit.register(os.abort)
+
+    if RANK == os.environ.get("CLAIM_RAISE_RANK"):
+        def _claim_fails(*args, **kwargs):
+            raise InjectedFault()
+
+        dist.broadcast_object_list = _claim_fails
 """
+ALSO_RANK_0 = "what rank 0 recorded then:"
 
 
 @pytest.mark.parametrize(
-    "exit_with,cancel_after_s,raised",
-    [("", "", "InjectedFault: rank 1 broke on purpose"), ("3", "0.3", "SystemExit: 3")],
-    ids=["raises", "exits 3, and a cancel just after"],
+    "faults,said,also_rank_0",
+    [
+        ({"RAISE_RANK": "1"}, "rank 1 of 2 failed: InjectedFault: rank 1 broke on purpose", True),
+        (
+            {"RAISE_RANK": "1", "EXIT_WITH": "3", "CANCEL_AFTER_S": "0.3"},
+            "rank 1 of 2 failed: SystemExit: 3",
+            True,
+        ),
+        ({"RAISE_RANK": "0", "ABORT_RANK": "1"}, "InjectedFault: rank 0 broke on purpose", False),
+        (
+            {"RAISE_RANK": "1", "BUSY_CANCEL_RANK0": "1"},
+            "rank 1 of 2 failed: InjectedFault: rank 1 broke on purpose",
+            True,
+        ),
+        ({"CLAIM_RAISE_RANK": "1"}, "rank 1 of 2 failed: InjectedFault: rank 1 broke on purpose", False),
+    ],
+    ids=[
+        "rank 1 raises",
+        "rank 1 exits 3, a cancel just after",
+        "rank 0 raises, rank 1 aborts in its exit",
+        "rank 1 raises, then petsweep cancel of rank 0",
+        "rank 1 fails in the claim",
+    ],
 )
-def test_the_rank_that_raised_first_is_named_on_the_record(
-    ranks_conf, tmp_path, exit_with, cancel_after_s, raised
-):
-    """Rank 1 raises (or exits non-zero) mid-run: the others fail on losing it, rank 0 recording that loss
-    ("Connection reset by peer"); the record names rank 1 and what it raised, and error.txt starts with its
-    traceback. A cancel that comes just after the failure does not make it a cancel: the run is FAILED and the
-    command exits 1 (review -112)."""
+def test_the_rank_that_failed_first_is_named_on_the_record(ranks_conf, tmp_path, faults, said, also_rank_0):
+    """A rank raises (or exits non-zero) mid-run: the others fail on losing it, rank 0 recording that loss
+    ("Connection reset by peer"); the record names the rank that failed first and what it raised, error.txt
+    starts with its traceback (then what rank 0 had written), the command exits 1 with that one line.
+    Neither a rank that then dies in its teardown nor a cancel after the failure (of the command, or of rank
+    0 alone) makes it another rank's failure or a cancel; a rank failing in the claim is named too (reviews
+    -112 to -114)."""
     hook = tmp_path / "hook"
     hook.mkdir()
-    (hook / "sitecustomize.py").write_text(RAISE_IN_RANK_1)
+    (hook / "sitecustomize.py").write_text(FAULTS_IN_RANKS)
     runs = tmp_path / "runs"
-    env = {"PYTHONPATH": str(hook), "CANCEL_AFTER_S": cancel_after_s, "EXIT_WITH": exit_with}
     long = ("trainer.ranks=2", "trainer.max_steps=400", "trainer.eval_every=200")
-    out = run_cli(*args(ranks_conf, runs, *long), env=env, timeout=300)
+    out = run_cli(*args(ranks_conf, runs, *long), env={"PYTHONPATH": str(hook), **faults}, timeout=300)
     [run_path] = runs.glob("*/[!.]*")
     status = RunDir(run_path).status()
-    said = f"rank 1 of 2 failed: {raised}"
     assert out.returncode == EXIT_FAILED and status["state"] == "FAILED", out.stderr[-3000:]
     assert status["error"] == said
-    rank_1_trace, rank_0_said = (run_path / "error.txt").read_text().split("what rank 0 recorded then:")
-    assert rank_1_trace.startswith("Traceback") and rank_1_trace.rstrip().endswith(raised)
-    assert "Traceback" in rank_0_said  # its loss of the peer (or the cancel after it)
+    told = (run_path / "error.txt").read_text()
+    assert told.startswith("Traceback") and told.split(ALSO_RANK_0)[0].rstrip().endswith(
+        said.split(": ", 1)[-1]
+    )
+    assert (ALSO_RANK_0 in told) == also_rank_0
     errors = [line for line in out.stderr.splitlines() if line.startswith(("error:", "cancelled"))]
     assert errors == [f"error: run {run_path} FAILED: {said}"], out.stderr[-3000:]
     assert not (run_path / "result.json").exists()

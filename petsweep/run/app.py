@@ -97,6 +97,7 @@ def execute(resolved: ResolvedRun, claim_token: str | None = None) -> dict:
     try:
         joined = ranks.init(me, ranks.device(torch.device(resolved.device), me))
     except Exception as err:  # the ranks never met: say so on the run this job was submitted for
+        spawn.note_failure(err)
         status = run_path.status() or {}
         if me.main and claim_token is not None and status.get("token") == claim_token:
             run_path.set_status(FAILED, error=f"rank {me.rank} could not join the others: {err}"[:500])
@@ -189,6 +190,9 @@ def _run_as_rank(
     except RunCancelled as err:  # stopped while claiming: a claim already written is this process's to end
         cancel_own_claim(run_path, err, me)
         restore_signals(previous)
+        raise
+    except Exception as err:  # a rank that failed in the claim's broadcast (review -114)
+        spawn.note_failure(err)
         raise
     if refused:
         raise PetsweepError(refused)

@@ -75,17 +75,14 @@ def note_failure(err: BaseException) -> None:
         Path(path).write_text(json.dumps(note))
 
 
-def _first_raised(spec_file: str, world: int) -> tuple[int, float, str, str] | None:
-    """(rank, when, error, traceback) of the rank that raised first, by the ranks' notes; None: none did."""
-    notes = []
+def _notes(spec_file: str, world: int) -> dict[int, tuple[float, str, str]]:
+    """{rank: (when, error, traceback)} of the ranks that noted a failure (note_failure)."""
+    notes = {}
     for rank in range(world):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             note = json.loads(Path(_noted_at(spec_file, rank)).read_text())
-            notes.append((float(note["at"]), rank, str(note["error"]), str(note.get("trace", ""))))
-    if not notes:
-        return None
-    at, rank, error, trace = min(notes)
-    return rank, at, error, trace
+            notes[rank] = (float(note["at"]), str(note["error"]), str(note.get("trace", "")))
+    return notes
 
 
 def _failed(code: int | None) -> bool:
@@ -148,10 +145,10 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     except ValueError:  # not the main thread
         previous = {}
     try:
-        failed = _supervise(procs, run_path)
-        if failed is None:
+        ended = _supervise(procs, run_path)
+        if ended is None:
             return json.loads(run_path.result_file.read_text())
-        return _ended_badly(run_path, procs, failed, stops, _first_raised(fh.name, world))
+        return _ended_badly(run_path, procs, ended, stops, _notes(fh.name, world))
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
@@ -160,27 +157,43 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
                 os.unlink(path)
 
 
-def _ended_badly(run_path: RunDir, procs: list, failed: tuple, stops: list, raised: tuple | None) -> dict:
-    """A run whose ranks did not all exit 0: its result where rank 0 had recorded it COMPLETED; else the run
-    recorded CANCELLED or FAILED, naming the rank that failed first, and raised as a one-rank run's is."""
-    world, (rank, code) = len(procs), failed
+def _killed(code: int | None) -> bool:
+    """Whether a rank's exit status is a death by a signal other than a stop's SIGTERM."""
+    return code is not None and code < 0 and -code != signal.SIGTERM
+
+
+def _ended_badly(run_path: RunDir, procs: list, ended: list, stops: list, notes: dict) -> dict:
+    """A run whose ranks did not all exit 0 (`ended`: each one's exit status, None where stopped here): its
+    result where rank 0 had recorded it COMPLETED; else the run recorded CANCELLED or FAILED, naming the rank
+    that failed first, and raised as a one-rank run's is."""
+    world = len(procs)
+    failures = [(r, code) for r, code in enumerate(ended) if code not in (None, 0)]
+    rank, code = min(failures, key=lambda f: (f[1] >= 0, f[0])) if failures else (ended.index(None), None)
     status = run_path.status() or {}
     finished = run_path.result() if _completed_by(status, procs[0]) else None
     if finished is not None:  # a rank that died after the run's end was recorded lost nothing of it
         print(f"warning: rank {rank} of {world} {exit_text(code)} after the run ended", file=sys.stderr)
         return finished
-    ours = status.get("pid") in {p.pid for p in procs}
-    if raised and status.get("state") == CANCELLED and raised[1] >= status.get("updated", 0):
-        raised = None  # a rank that lost its peer to a cancel rank 0 had recorded (`petsweep cancel`: -113)
-    # a rank killed by a signal (not a stop's SIGTERM) is the cause: what the others raised then (a lost peer)
-    # is not news; else the rank that raised first (the others failed on losing it: review -112)
-    killed = code is not None and code < 0 and -code != signal.SIGTERM
+    ours, state = status.get("pid") in {p.pid for p in procs}, status.get("state")
+    if state == CANCELLED:  # a note after rank 0's cancel: a loss of the peer to it (`petsweep cancel`: -113)
+        notes = {r: note for r, note in notes.items() if note[0] < status.get("updated", 0)}
+    raised = min(((at, r, said, trace) for r, (at, said, trace) in notes.items()), default=None)
+    # the cause: a rank killed by a signal before it noted anything (an OOM kill: what the others raised then,
+    # a lost peer, is not news), else the rank that noted a failure first (review -112; one that then died
+    # in its teardown is ordered by its note: -114), else the first to exit badly
+    silent = [(r, c) for r, c in failures if _killed(c) and r not in notes]
+    killed = bool(silent) or (raised is None and _killed(code))
+    if silent:
+        rank, code = silent[0]
     cause = f"rank {rank} of {world} {exit_text(code)}"
     if raised and not killed:
-        rank, cause = raised[0], f"rank {raised[0]} of {world} failed: {raised[2]}"
-    # Ctrl-C or a cancel, forwarded to every rank (as SIGTERM): what a rank raised then followed from it,
-    # unless a rank was killed by another signal (an OOM kill just before: review -111) or had failed before
-    failed_first = bool(stops) and (stops[0][2] or (raised is not None and raised[1] < stops[0][1]))
+        rank, cause = raised[1], f"rank {raised[1]} of {world} failed: {raised[2]}"
+    # Ctrl-C or a cancel, forwarded to every rank (as SIGTERM), or rank 0's own cancel: what a rank raised
+    # then followed from it, unless a rank was killed by another signal (an OOM kill just before: review -111)
+    # or had failed before (a note older than the stop, or than rank 0's CANCELLED: -114)
+    failed_first = (raised is not None and state == CANCELLED) or (
+        bool(stops) and (stops[0][2] or (raised is not None and raised[0] < stops[0][1]))
+    )
     if stops and not killed and not failed_first:
         raise _cancelled(run_path, status if ours else {}, stops[0][0])
     if not ours:  # never ours (refused: another process has the run)
@@ -190,7 +203,6 @@ def _ended_badly(run_path: RunDir, procs: list, failed: tuple, stops: list, rais
     # the record names the cause where rank 0 did not record it: a rank killed, a rank that raised first
     # (rank 0 recorded its loss of that peer), or a failure a cancel then followed; a run rank 0 recorded
     # CANCELLED otherwise stays so (review Z: a rank aborted in its teardown after a cancel)
-    state = status.get("state")
     recorded_otherwise = (state == FAILED and (killed or rank != 0)) or (state == CANCELLED and failed_first)
     if state == RUNNING or recorded_otherwise:
         run_path.set_status(FAILED, error=cause)
@@ -243,11 +255,10 @@ def _rank0_ending(rank0: subprocess.Popen, run_path: RunDir) -> bool:
     return rank0.poll() is None and _completed_by(run_path.status() or {}, rank0)
 
 
-def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> tuple[int, int | None] | None:
+def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> list[int | None] | None:
     """Wait for every rank. Once one fails, or rank 0 has ended (what the others have left then is their
     teardown), give them a moment to end on their own, then stop those left. Returns None where every rank
-    exited 0, else (rank, code) of the cause: a rank killed by a signal if there is one (the others fail
-    because it vanished), else the first that exited non-zero, else one stopped here (code None)."""
+    exited 0, else each rank's exit status as it ended (None: stopped here)."""
     while True:
         codes = [p.poll() for p in procs]
         if all(code == 0 for code in codes):
@@ -269,8 +280,4 @@ def _supervise(procs: list[subprocess.Popen], run_path: RunDir) -> tuple[int, in
             p.kill()
     for p in procs:
         p.wait()
-    failures = [(rank, code) for rank, code in enumerate(ended) if code not in (None, 0)]
-    if failures:
-        return min(failures, key=lambda f: (f[1] >= 0, f[0]))
-    stopped = [rank for rank, code in enumerate(ended) if code is None]
-    return (stopped[0], None) if stopped else None
+    return ended if any(code != 0 for code in ended) else None
