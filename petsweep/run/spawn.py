@@ -23,6 +23,7 @@ import tempfile
 import time
 import traceback
 from pathlib import Path
+from typing import NamedTuple
 
 from petsweep.records.status import CANCELLED, COMPLETED, FAILED, RUNNING, RunDir, write_atomic
 from petsweep.spec.errors import EXIT_CANCELLED, STOP_SIGNALS, PetsweepError, RunCancelled, RunFailed
@@ -75,13 +76,30 @@ def note_failure(err: BaseException) -> None:
         Path(path).write_text(json.dumps(note))
 
 
-def _notes(spec_file: str, world: int) -> dict[int, tuple[float, str, str]]:
-    """{rank: (when, error, traceback)} of the ranks that noted a failure (note_failure)."""
+class Note(NamedTuple):
+    """A rank's failure as it noted it (note_failure); the earliest compares least."""
+
+    at: float
+    rank: int
+    error: str
+    trace: str
+
+
+class Stop(NamedTuple):
+    """A stop signal the supervisor forwarded, when, and whether a rank had already failed (exited badly)."""
+
+    signum: int
+    at: float
+    after_a_failure: bool
+
+
+def _notes(spec_file: str, world: int) -> dict[int, Note]:
+    """The notes of the ranks that noted a failure (note_failure), by rank."""
     notes = {}
     for rank in range(world):
         with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
             note = json.loads(Path(_noted_at(spec_file, rank)).read_text())
-            notes[rank] = (float(note["at"]), str(note["error"]), str(note.get("trace", "")))
+            notes[rank] = Note(float(note["at"]), rank, str(note["error"]), str(note.get("trace", "")))
     return notes
 
 
@@ -127,14 +145,14 @@ def run_ranks(resolved: ResolvedRun, world: int, run_path: RunDir, threads: int 
     ]
     previous = {sig: signal.getsignal(sig) for sig in (signal.SIGTERM, signal.SIGINT)}
 
-    stops = []  # (signal, when, whether a rank had failed by then)
+    stops: list[Stop] = []
 
     # `petsweep cancel` or Ctrl-C: every rank gets SIGTERM, whose default ends a rank still starting without a
     # word (a SIGINT's KeyboardInterrupt printed a traceback from wherever it landed: review -111); a running
     # rank takes either the same way (CANCELLED). The ranks have process groups of their own (Popen above), so
     # a terminal's Ctrl-C reaches them only from here, once.
     def forward(signum, frame):
-        stops.append((signum, time.time(), any(_failed(p.poll()) for p in procs)))
+        stops.append(Stop(signum, time.time(), any(_failed(p.poll()) for p in procs)))
         for p in procs:
             if p.poll() is None:
                 p.send_signal(signal.SIGTERM)
@@ -162,7 +180,9 @@ def _killed(code: int | None) -> bool:
     return code is not None and code < 0 and -code != signal.SIGTERM
 
 
-def _ended_badly(run_path: RunDir, procs: list, ended: list, stops: list, notes: dict) -> dict:
+def _ended_badly(
+    run_path: RunDir, procs: list, ended: list, stops: list[Stop], notes: dict[int, Note]
+) -> dict:
     """A run whose ranks did not all exit 0 (`ended`: each one's exit status, None where stopped here): its
     result where rank 0 had recorded it COMPLETED; else the run recorded CANCELLED or FAILED, naming the rank
     that failed first, and raised as a one-rank run's is."""
@@ -176,8 +196,8 @@ def _ended_badly(run_path: RunDir, procs: list, ended: list, stops: list, notes:
         return finished
     ours, state = status.get("pid") in {p.pid for p in procs}, status.get("state")
     if state == CANCELLED:  # a note after rank 0's cancel: a loss of the peer to it (`petsweep cancel`: -113)
-        notes = {r: note for r, note in notes.items() if note[0] < status.get("updated", 0)}
-    raised = min(((at, r, said, trace) for r, (at, said, trace) in notes.items()), default=None)
+        notes = {r: note for r, note in notes.items() if note.at < status.get("updated", 0)}
+    raised = min(notes.values(), default=None)
     # the cause: a rank killed by a signal before it noted anything (an OOM kill: what the others raised then,
     # a lost peer, is not news), else the rank that noted a failure first (review -112; one that then died
     # in its teardown is ordered by its note: -114), else the first to exit badly
@@ -187,15 +207,15 @@ def _ended_badly(run_path: RunDir, procs: list, ended: list, stops: list, notes:
         rank, code = silent[0]
     cause = f"rank {rank} of {world} {exit_text(code)}"
     if raised and not killed:
-        rank, cause = raised[1], f"rank {raised[1]} of {world} failed: {raised[2]}"
+        rank, cause = raised.rank, f"rank {raised.rank} of {world} failed: {raised.error}"
     # Ctrl-C or a cancel, forwarded to every rank (as SIGTERM), or rank 0's own cancel: what a rank raised
     # then followed from it, unless a rank was killed by another signal (an OOM kill just before: review -111)
     # or had failed before (a note older than the stop, or than rank 0's CANCELLED: -114)
     failed_first = (raised is not None and state == CANCELLED) or (
-        bool(stops) and (stops[0][2] or (raised is not None and raised[0] < stops[0][1]))
+        bool(stops) and (stops[0].after_a_failure or (raised is not None and raised.at < stops[0].at))
     )
     if stops and not killed and not failed_first:
-        raise _cancelled(run_path, status if ours else {}, stops[0][0])
+        raise _cancelled(run_path, status if ours else {}, stops[0].signum)
     if not ours:  # never ours (refused: another process has the run)
         raise PetsweepError(
             f"rank {rank} of {world} {exit_text(code)} before the run started (its error is above)"
@@ -207,7 +227,7 @@ def _ended_badly(run_path: RunDir, procs: list, ended: list, stops: list, notes:
     if state == RUNNING or recorded_otherwise:
         run_path.set_status(FAILED, error=cause)
         status = run_path.status() or {}
-        _explain(run_path, cause, raised[3] if raised and not killed else "")
+        _explain(run_path, cause, raised.trace if raised and not killed else "")
     if status.get("state") == CANCELLED:  # `petsweep cancel` signals rank 0 alone, which records it
         raise _cancelled(run_path, status, signal.SIGTERM)
     # exit 1, as a failed one-rank run's (review Z F4: it was 2, a refused run's)
